@@ -1,0 +1,56 @@
+// Desired state: what the Kubernetes side computes (pure) and what the BGP
+// and datapath reconcilers consume. One DesiredService per frontend
+// (VIP, port, protocol) because that is the datapath's unit of lookup.
+import type { AdvertiseConfig, DatapathMode, Dispatch } from '../config/types.js';
+
+export type L4Proto = 'TCP' | 'UDP';
+
+export type BackendState = 'active' | 'terminating';
+
+export interface Backend {
+  /** Pod IP. */
+  ip: string;
+  /** Pod (target) port. */
+  port: number;
+  /** Address of the Kubernetes node hosting the pod (dispatch target for IPIP / FIB). */
+  nodeIp: string;
+  nodeName: string;
+  /** Relative Maglev weight (≥ 1). */
+  weight: number;
+  /** `terminating` = serving but not ready: keeps existing flows, gets no new ones. */
+  state: BackendState;
+}
+
+export interface Frontend {
+  vip: string;
+  port: number;
+  protocol: L4Proto;
+}
+
+export interface DesiredService {
+  /** "namespace/name" of the Kubernetes Service. */
+  service: string;
+  frontend: Frontend;
+  mode: DatapathMode;
+  dispatch: Exclude<Dispatch, 'auto'> | 'auto';
+  /** loadBalancerSourceRanges as CIDRs; empty = everyone. */
+  sourceRanges: string[];
+  /** sessionAffinity: ClientIP; timeoutSeconds 0 = off. */
+  affinityTimeoutSeconds: number;
+  backends: Backend[];
+}
+
+export interface DesiredVip {
+  /** The address; advertised as /32 (IPv4) or /128 (IPv6). */
+  address: string;
+  pool: string;
+  advertise: AdvertiseConfig;
+  /** Services using the address ("namespace/name"). */
+  services: string[];
+}
+
+export interface DesiredState {
+  services: DesiredService[];
+  /** Only VIPs that have at least one ready endpoint. */
+  vips: DesiredVip[];
+}
