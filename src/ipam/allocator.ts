@@ -1,0 +1,287 @@
+// Pure address allocator for LoadBalancer Services. No I/O: the Kubernetes
+// controller feeds it requests and writes the results to Service status.
+//
+// Decisions (documented for the README):
+// - IPv4 CIDRs of /30 and wider never auto-assign their first (network) and
+//   last (broadcast) address: some hosts and middleboxes mistreat them. /31
+//   and /32 use every address (RFC 3021). IPv6 blocks of /126 and wider skip
+//   the all-zero host (the subnet-router anycast address, RFC 4291).
+//   An explicitly requested address is honoured even if it is one of these.
+// - Auto-assignment takes the lowest free address, pools in config order,
+//   CIDRs in pool order.
+// - Sharing: an address holds several Services only if all carry the same
+//   `edgelb.io/allow-shared-ip` key and no two use the same port+protocol.
+// - Stability: a Service keeps the address(es) it already has (passed in as
+//   `current`, i.e. read back from status.loadBalancer.ingress) as long as
+//   they are still inside a pool that admits it and do not clash; callers
+//   replay existing Services oldest first so the older one wins a conflict.
+import type { PoolConfig } from '../config/types.js';
+import { bigIntToIp, canonicalIp, cidrContains, ipToBigInt, parseCidr, type Cidr, type Family } from './cidr.js';
+
+export interface PortSpec {
+  port: number;
+  protocol: string;
+}
+
+export interface IpRequest {
+  /** "namespace/name". */
+  key: string;
+  namespace: string;
+  labels: Record<string, string>;
+  /** Explicitly requested addresses (spec.loadBalancerIP, edgelb.io/loadBalancerIPs); empty = auto. */
+  requested: string[];
+  /** edgelb.io/allow-shared-ip; null = never share. */
+  sharingKey: string | null;
+  ports: PortSpec[];
+  /** Families wanted, one address each; empty = one address of any family. */
+  families: Family[];
+  /** Addresses the Service already has (status), kept when still valid. */
+  current: string[];
+}
+
+export interface Assigned {
+  ip: string;
+  pool: string;
+}
+
+export type FailureReason = 'InvalidRequest' | 'RequestRefused' | 'NoPool' | 'PoolExhausted' | 'SharingConflict';
+
+export type IpResult =
+  | { ok: true; addresses: Assigned[] }
+  | { ok: false; reason: FailureReason; message: string };
+
+interface PoolState {
+  config: PoolConfig;
+  cidrs: Cidr[];
+  /** Per CIDR: no free auto-assignable address below this offset. */
+  hints: bigint[];
+}
+
+interface AddressUse {
+  pool: string;
+  sharingKey: string | null;
+  users: Map<string, PortSpec[]>;
+}
+
+/** Whether a pool admits a Service by namespace and label selector. */
+export function poolAdmits(pool: PoolConfig, namespace: string, labels: Record<string, string>): boolean {
+  if (pool.namespaces.length > 0 && !pool.namespaces.includes(namespace)) return false;
+  for (const [k, v] of Object.entries(pool.serviceSelector)) {
+    if (labels[k] !== v) return false;
+  }
+  return true;
+}
+
+/**
+ * The pool that owns `ip` and admits the Service, or null. Edges that do not
+ * allocate use this to accept addresses read from status: an address outside
+ * every pool (someone else wrote it) is never advertised.
+ */
+export function poolForAddress(pools: PoolConfig[], ip: string, namespace: string, labels: Record<string, string>): PoolConfig | null {
+  const c = canonicalIp(ip);
+  if (c === null) return null;
+  const { family, value } = ipToBigInt(c);
+  for (const p of pools) {
+    if (!poolAdmits(p, namespace, labels)) continue;
+    for (const text of p.cidrs) {
+      if (cidrContains(parseCidr(text), family, value)) return p;
+    }
+  }
+  return null;
+}
+
+function reservedOffset(c: Cidr, off: bigint): boolean {
+  if (c.family === 4) return c.prefix <= 30 && (off === 0n || off === c.size - 1n);
+  return c.prefix <= 126 && off === 0n;
+}
+
+function portsClash(a: PortSpec[], b: PortSpec[]): boolean {
+  return a.some((x) => b.some((y) => x.port === y.port && x.protocol.toUpperCase() === y.protocol.toUpperCase()));
+}
+
+export class IpAllocator {
+  private readonly pools: PoolState[];
+  private readonly used = new Map<string, AddressUse>();
+  private readonly byKey = new Map<string, Assigned[]>();
+
+  constructor(pools: PoolConfig[]) {
+    this.pools = pools.map((config) => {
+      const cidrs = config.cidrs.map((t) => {
+        try {
+          return parseCidr(t);
+        } catch (e) {
+          throw new Error(`pool ${config.name}: ${(e as Error).message}`);
+        }
+      });
+      return { config, cidrs, hints: cidrs.map(() => 0n) };
+    });
+  }
+
+  /** Addresses currently held by a Service. */
+  assignmentOf(key: string): Assigned[] | undefined {
+    return this.byKey.get(key);
+  }
+
+  /** Services using an address. */
+  usersOf(ip: string): string[] {
+    return [...(this.used.get(canonicalIp(ip) ?? ip)?.users.keys() ?? [])];
+  }
+
+  /** Used/total auto-assignable addresses per pool (total capped for huge IPv6 blocks). */
+  stats(): { pool: string; used: number; size: bigint }[] {
+    return this.pools.map((p) => {
+      let used = 0;
+      for (const u of this.used.values()) if (u.pool === p.config.name) used++;
+      let size = 0n;
+      for (const c of p.cidrs) size += c.size - (c.family === 4 ? (c.prefix <= 30 ? 2n : 0n) : c.prefix <= 126 ? 1n : 0n);
+      return { pool: p.config.name, used, size };
+    });
+  }
+
+  release(key: string): void {
+    const held = this.byKey.get(key);
+    if (!held) return;
+    for (const a of held) this.dropUse(key, a.ip);
+    this.byKey.delete(key);
+  }
+
+  /**
+   * Decides the addresses of one Service and records them. On failure the
+   * Service holds nothing (it no longer wants what it had, or never had it).
+   */
+  assign(req: IpRequest): IpResult {
+    const previous = this.byKey.get(req.key) ?? [];
+    // Decide against the table without this Service, so its own addresses
+    // do not clash with themselves.
+    this.release(req.key);
+    const result = req.requested.length > 0 ? this.decideRequested(req) : this.decideAuto(req, previous);
+    if (result.ok) {
+      for (const a of result.addresses) this.addUse(req, a);
+      this.byKey.set(req.key, result.addresses);
+    }
+    return result;
+  }
+
+  private decideRequested(req: IpRequest): IpResult {
+    const out: Assigned[] = [];
+    const families = new Set<Family>();
+    for (const raw of req.requested) {
+      const ip = canonicalIp(raw.trim());
+      if (ip === null) return { ok: false, reason: 'InvalidRequest', message: `requested address ${JSON.stringify(raw)} is not an IP address` };
+      const { family, value } = ipToBigInt(ip);
+      if (families.has(family)) return { ok: false, reason: 'InvalidRequest', message: `more than one IPv${family} address requested` };
+      families.add(family);
+      const owner = this.pools.find((p) => p.cidrs.some((c) => cidrContains(c, family, value)));
+      if (!owner) return { ok: false, reason: 'RequestRefused', message: `requested address ${ip} is not inside any pool edgelb owns` };
+      if (!poolAdmits(owner.config, req.namespace, req.labels)) {
+        return { ok: false, reason: 'RequestRefused', message: `requested address ${ip} is in pool ${owner.config.name}, which does not admit this Service (namespace/selector)` };
+      }
+      const clash = this.clashWith(req, ip);
+      if (clash !== null) return { ok: false, reason: 'SharingConflict', message: `requested address ${ip} ${clash}` };
+      out.push({ ip, pool: owner.config.name });
+    }
+    return { ok: true, addresses: out };
+  }
+
+  private decideAuto(req: IpRequest, previous: Assigned[]): IpResult {
+    const eligible = this.pools.filter((p) => poolAdmits(p.config, req.namespace, req.labels));
+    const auto = eligible.filter((p) => p.config.autoAssign);
+    const keepable = [...previous.map((a) => a.ip), ...req.current];
+    const wanted: (Family | null)[] = req.families.length > 0 ? [...new Set(req.families)] : [null];
+    const out: Assigned[] = [];
+    for (const fam of wanted) {
+      const got = this.keepCurrent(req, keepable, fam, eligible, out) ?? this.joinShared(req, fam, auto, out) ?? this.takeFree(req, fam, auto, out);
+      if (got === null) {
+        if (auto.length === 0) {
+          return { ok: false, reason: 'NoPool', message: 'no auto-assign pool admits this Service (namespace/selector)' };
+        }
+        const what = fam === null ? 'address' : `IPv${fam} address`;
+        return { ok: false, reason: 'PoolExhausted', message: `no free ${what} in pool(s) ${auto.map((p) => p.config.name).join(', ')}` };
+      }
+      out.push(got);
+    }
+    return { ok: true, addresses: out };
+  }
+
+  private keepCurrent(req: IpRequest, ips: string[], fam: Family | null, eligible: PoolState[], taken: Assigned[]): Assigned | null {
+    for (const raw of ips) {
+      const ip = canonicalIp(raw);
+      if (ip === null || taken.some((a) => a.ip === ip)) continue;
+      const { family, value } = ipToBigInt(ip);
+      if (fam !== null && family !== fam) continue;
+      const pool = eligible.find((p) => p.cidrs.some((c) => cidrContains(c, family, value)));
+      if (pool && this.clashWith(req, ip) === null) return { ip, pool: pool.config.name };
+    }
+    return null;
+  }
+
+  private joinShared(req: IpRequest, fam: Family | null, auto: PoolState[], taken: Assigned[]): Assigned | null {
+    if (req.sharingKey === null) return null;
+    const names = new Set(auto.map((p) => p.config.name));
+    for (const [ip, use] of this.used) {
+      if (use.sharingKey !== req.sharingKey || !names.has(use.pool) || taken.some((a) => a.ip === ip)) continue;
+      if (fam !== null && ipToBigInt(ip).family !== fam) continue;
+      if (this.clashWith(req, ip) === null) return { ip, pool: use.pool };
+    }
+    return null;
+  }
+
+  private takeFree(_req: IpRequest, fam: Family | null, auto: PoolState[], taken: Assigned[]): Assigned | null {
+    for (const p of auto) {
+      for (let i = 0; i < p.cidrs.length; i++) {
+        const c = p.cidrs[i]!;
+        if (fam !== null && c.family !== fam) continue;
+        // Only used addresses can block, so a free one is found within
+        // used.size + 3 steps (network/broadcast included) if one exists.
+        let off = p.hints[i]!;
+        const limit = BigInt(this.used.size + taken.length + 3);
+        for (let steps = 0n; off < c.size && steps < limit; off++, steps++) {
+          if (reservedOffset(c, off)) continue;
+          const ip = bigIntToIp(c.base + off, c.family);
+          if (this.used.has(ip) || taken.some((a) => a.ip === ip)) continue;
+          p.hints[i] = off + 1n;
+          return { ip, pool: p.config.name };
+        }
+        if (off >= c.size) p.hints[i] = c.size;
+      }
+    }
+    return null;
+  }
+
+  /** null when `req` may use `ip`, else why not. */
+  private clashWith(req: IpRequest, ip: string): string | null {
+    const use = this.used.get(ip);
+    if (!use || use.users.size === 0) return null;
+    const others = [...use.users.keys()].join(', ');
+    if (req.sharingKey === null || use.sharingKey !== req.sharingKey) {
+      return `is already used by ${others} (sharing needs the same edgelb.io/allow-shared-ip key on every Service)`;
+    }
+    for (const [k, ports] of use.users) {
+      if (portsClash(ports, req.ports)) return `is shared with ${k}, whose ports clash with this Service's`;
+    }
+    return null;
+  }
+
+  private addUse(req: IpRequest, a: Assigned): void {
+    let use = this.used.get(a.ip);
+    if (!use) {
+      use = { pool: a.pool, sharingKey: req.sharingKey, users: new Map() };
+      this.used.set(a.ip, use);
+    }
+    use.users.set(req.key, req.ports.map((p) => ({ port: p.port, protocol: p.protocol })));
+  }
+
+  private dropUse(key: string, ip: string): void {
+    const use = this.used.get(ip);
+    if (!use) return;
+    use.users.delete(key);
+    if (use.users.size > 0) return;
+    this.used.delete(ip);
+    const pool = this.pools.find((p) => p.config.name === use.pool);
+    if (!pool) return;
+    const { family, value } = ipToBigInt(ip);
+    pool.cidrs.forEach((c, i) => {
+      if (cidrContains(c, family, value) && value - c.base < pool.hints[i]!) pool.hints[i] = value - c.base;
+    });
+  }
+}

@@ -1,0 +1,155 @@
+import test from 'ava';
+import type { PoolConfig } from '../../src/config/types.js';
+import { IpAllocator, poolForAddress, type IpRequest } from '../../src/ipam/allocator.js';
+import { bigIntToIp, canonicalIp, ipToBigInt, parseCidr } from '../../src/ipam/cidr.js';
+
+const advertise = { communities: [], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
+
+function pool(name: string, cidrs: string[], extra: Partial<PoolConfig> = {}): PoolConfig {
+  return { name, cidrs, namespaces: [], serviceSelector: {}, autoAssign: true, advertise, ...extra };
+}
+
+function req(key: string, extra: Partial<IpRequest> = {}): IpRequest {
+  return {
+    key,
+    namespace: key.split('/')[0]!,
+    labels: {},
+    requested: [],
+    sharingKey: null,
+    ports: [{ port: 80, protocol: 'TCP' }],
+    families: [],
+    current: [],
+    ...extra,
+  };
+}
+
+function ips(r: ReturnType<IpAllocator['assign']>): string[] {
+  if (!r.ok) throw new Error(`expected success, got ${r.reason}: ${r.message}`);
+  return r.addresses.map((a) => a.ip);
+}
+
+test('cidr parsing and formatting round-trip v4 and v6', (t) => {
+  t.is(parseCidr('10.1.2.7/24').text, '10.1.2.0/24');
+  t.is(parseCidr('2001:DB8:0:0:1::/64').text, '2001:db8::/64');
+  t.is(parseCidr('192.0.2.5').prefix, 32);
+  t.is(canonicalIp('2001:db8:0:0:0:0:0:1'), '2001:db8::1');
+  t.is(canonicalIp('::ffff:10.0.0.1'), '::ffff:a00:1');
+  t.is(bigIntToIp(ipToBigInt('2001:0:0:1:0:0:0:1').value, 6), '2001:0:0:1::1');
+  t.throws(() => parseCidr('10.0.0.0/33'), { message: /bad prefix length/ });
+  t.throws(() => parseCidr('nonsense/8'), { message: /not an IP address/ });
+});
+
+test('auto-assigns lowest free address, skipping v4 network address', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/30'])]);
+  t.deepEqual(ips(a.assign(req('ns/a'))), ['192.0.2.1']);
+  t.deepEqual(ips(a.assign(req('ns/b'))), ['192.0.2.2']);
+  // .3 is the broadcast address of a /30: exhausted now.
+  const r = a.assign(req('ns/c'));
+  t.false(r.ok);
+  if (!r.ok) t.is(r.reason, 'PoolExhausted');
+  a.release('ns/a');
+  t.deepEqual(ips(a.assign(req('ns/c'))), ['192.0.2.1']);
+});
+
+test('/31 and /32 use every address', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/31', '198.51.100.9/32'])]);
+  t.deepEqual(['a', 'b', 'c'].map((n) => ips(a.assign(req(`ns/${n}`)))[0]), ['192.0.2.0', '192.0.2.1', '198.51.100.9']);
+  t.false(a.assign(req('ns/d')).ok);
+});
+
+test('IPv6 pool and family selection', (t) => {
+  const a = new IpAllocator([pool('v4', ['192.0.2.0/24']), pool('v6', ['2001:db8::/64'])]);
+  t.deepEqual(ips(a.assign(req('ns/a', { families: [6] }))), ['2001:db8::1']);
+  t.deepEqual(ips(a.assign(req('ns/b', { families: [4, 6] }))), ['192.0.2.1', '2001:db8::2']);
+  t.deepEqual(ips(a.assign(req('ns/c'))), ['192.0.2.2']);
+  t.deepEqual(ips(a.assign(req('ns/d', { requested: ['2001:db8::ff'] }))), ['2001:db8::ff']);
+});
+
+test('requested address inside an owned pool is honoured, outside is refused', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/24'], { autoAssign: false })]);
+  t.deepEqual(ips(a.assign(req('ns/a', { requested: ['192.0.2.50'] }))), ['192.0.2.50']);
+  const out = a.assign(req('ns/b', { requested: ['203.0.113.1'] }));
+  t.deepEqual(out.ok ? null : out.reason, 'RequestRefused');
+  const bad = a.assign(req('ns/c', { requested: ['not-an-ip'] }));
+  t.deepEqual(bad.ok ? null : bad.reason, 'InvalidRequest');
+  // Auto-assign is off for this pool: nothing to allocate from.
+  const none = a.assign(req('ns/d'));
+  t.deepEqual(none.ok ? null : none.reason, 'NoPool');
+  t.deepEqual(a.usersOf('192.0.2.50'), ['ns/a']);
+  t.is(a.assignmentOf('ns/b'), undefined);
+});
+
+test('namespace and label selectors restrict pools, also for requests', (t) => {
+  const a = new IpAllocator([
+    pool('team', ['10.0.0.0/24'], { namespaces: ['team'], serviceSelector: { tier: 'web' } }),
+    pool('rest', ['10.1.0.0/24']),
+  ]);
+  t.deepEqual(ips(a.assign(req('team/a', { labels: { tier: 'web' } }))), ['10.0.0.1']);
+  t.deepEqual(ips(a.assign(req('team/b', { labels: { tier: 'db' } }))), ['10.1.0.1']);
+  t.deepEqual(ips(a.assign(req('other/c', { labels: { tier: 'web' } }))), ['10.1.0.2']);
+  const refused = a.assign(req('other/d', { requested: ['10.0.0.9'] }));
+  t.false(refused.ok);
+  if (!refused.ok) {
+    t.is(refused.reason, 'RequestRefused');
+    t.regex(refused.message, /pool team/);
+  }
+  t.deepEqual(poolForAddress([pool('team', ['10.0.0.0/24'], { namespaces: ['team'] })], '10.0.0.9', 'other', {}), null);
+  t.is(poolForAddress([pool('team', ['10.0.0.0/24'], { namespaces: ['team'] })], '10.0.0.9', 'team', {})?.name, 'team');
+});
+
+test('sharing: same key and disjoint ports share, clashes and foreign keys do not', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/24'])]);
+  const first = ips(a.assign(req('ns/dns-tcp', { sharingKey: 'dns', ports: [{ port: 53, protocol: 'TCP' }] })));
+  // Auto-assign joins the existing shared address.
+  t.deepEqual(ips(a.assign(req('ns/dns-udp', { sharingKey: 'dns', ports: [{ port: 53, protocol: 'UDP' }] }))), first);
+  t.deepEqual(a.usersOf(first[0]!).sort(), ['ns/dns-tcp', 'ns/dns-udp']);
+  // Same key, clashing port: gets its own address.
+  t.notDeepEqual(ips(a.assign(req('ns/dns-tcp2', { sharingKey: 'dns', ports: [{ port: 53, protocol: 'TCP' }] }))), first);
+  // Explicit request of the shared address with a clash or a different key is refused.
+  const clash = a.assign(req('ns/x', { sharingKey: 'dns', requested: first, ports: [{ port: 53, protocol: 'udp' }] }));
+  t.is(clash.ok ? null : clash.reason, 'SharingConflict');
+  const foreign = a.assign(req('ns/y', { sharingKey: 'other', requested: first, ports: [{ port: 80, protocol: 'TCP' }] }));
+  t.is(foreign.ok ? null : foreign.reason, 'SharingConflict');
+  const noKey = a.assign(req('ns/z', { requested: first, ports: [{ port: 81, protocol: 'TCP' }] }));
+  t.is(noKey.ok ? null : noKey.reason, 'SharingConflict');
+  // Releasing one user keeps the address for the other.
+  a.release('ns/dns-tcp');
+  t.deepEqual(a.usersOf(first[0]!), ['ns/dns-udp']);
+});
+
+test('restart stability: replaying status keeps every address, even out of order of allocation', (t) => {
+  const pools = [pool('p', ['192.0.2.0/24', '2001:db8::/120'])];
+  const a = new IpAllocator(pools);
+  const keys = Array.from({ length: 20 }, (_, i) => `ns/s${i}`);
+  const before = new Map(keys.map((k, i) => [k, ips(a.assign(req(k, { families: i % 3 === 0 ? [6] : [] })))]));
+  for (const k of keys.filter((_, i) => i % 4 === 0)) a.release(k);
+  const after = new Map(keys.filter((_, i) => i % 4 !== 0).map((k) => [k, before.get(k)!]));
+  // New process: replay in reverse order from "status".
+  const b = new IpAllocator(pools);
+  for (const [k, cur] of [...after].reverse()) {
+    t.deepEqual(ips(b.assign(req(k, { current: cur, families: cur[0]!.includes(':') ? [6] : [] }))), cur);
+  }
+  // A freed address is reused, nothing held is handed out twice.
+  const fresh = ips(b.assign(req('ns/new')))[0]!;
+  t.false([...after.values()].flat().includes(fresh));
+  // Re-assigning an unchanged Service is a no-op.
+  const [k0, cur0] = [...after][0]!;
+  t.deepEqual(ips(b.assign(req(k0, { current: cur0 }))), cur0);
+});
+
+test('a status address outside the pools or taken by an older Service is replaced', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/29'])]);
+  t.deepEqual(ips(a.assign(req('ns/old', { current: ['192.0.2.3'] }))), ['192.0.2.3']);
+  t.deepEqual(ips(a.assign(req('ns/dup', { current: ['192.0.2.3'] }))), ['192.0.2.1']);
+  t.deepEqual(ips(a.assign(req('ns/foreign', { current: ['203.0.113.7'] }))), ['192.0.2.2']);
+});
+
+test('exhaustion of a large pool is reported, not looped over', (t) => {
+  const a = new IpAllocator([pool('p', ['10.0.0.0/22'])]);
+  let ok = 0;
+  for (let i = 0; i < 1100; i++) if (a.assign(req(`ns/s${i}`)).ok) ok++;
+  t.is(ok, 1022);
+  const r = a.assign(req('ns/more'));
+  t.is(r.ok ? null : r.reason, 'PoolExhausted');
+  t.deepEqual(a.stats(), [{ pool: 'p', used: 1022, size: 1022n }]);
+});
