@@ -1,0 +1,285 @@
+// Desired state: pure functions from Kubernetes objects + config + address
+// allocations to what BGP and the datapath must hold. No I/O.
+//
+// externalTrafficPolicy on an edge that is not a Kubernetes node:
+//   The edge always sends a packet straight to a pod (DSR: pod IP with the
+//   VIP in an IP option, or IPIP to the pod's node), never through another
+//   node's kube-proxy, so the extra hop and the source NAT that `Cluster`
+//   permits never happen and the choice of backends is the same for both
+//   policies: every ready endpoint of the Service, on any node.
+//   `Local` additionally means "the client source address must reach the
+//   pod": a Service with `Local` is never served in `snat` mode. If its
+//   mode (annotation or config default) is `snat`, it is served as `dsr`
+//   instead (a Warning Event says so when the annotation asked for snat).
+//   healthCheckNodePort is not used: readiness comes from EndpointSlices.
+//
+// Endpoints: `ready` (absent = ready) → active backend. `serving` and
+// `terminating` but not ready → backend in state `terminating`: the
+// datapath keeps its existing flows and gives it no new ones, so a rolling
+// update resets nothing. Anything else is not a backend. A VIP is
+// advertised only while one of its Services has at least one active
+// backend of the VIP's address family.
+import type { V1EndpointSlice, V1Node, V1Service, V1ServicePort } from '@kubernetes/client-node';
+import type { DatapathMode, Dispatch, EdgelbConfig } from '../config/types.js';
+import type { Assigned } from '../ipam/allocator.js';
+import { canonicalIp, ipFamily, parseCidr } from '../ipam/cidr.js';
+import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, L4Proto } from './types.js';
+import { ANNOTATION_DISPATCH, ANNOTATION_MODE, serviceKey } from './service.js';
+
+export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
+const MODES: readonly DatapathMode[] = ['dsr', 'snat', 'hybrid'];
+const DISPATCHES: readonly Dispatch[] = ['ip-option', 'ipip', 'auto'];
+
+/** Something the operator should hear about (becomes a Warning Event). */
+export interface Problem {
+  reason: string;
+  message: string;
+}
+
+export interface NodeAddresses {
+  v4: string | null;
+  v6: string | null;
+}
+
+/** Identity of a frontend, used as the sink's removal key. */
+export function frontendKey(f: Frontend): string {
+  return f.vip.includes(':') ? `${f.protocol}/[${f.vip}]:${f.port}` : `${f.protocol}/${f.vip}:${f.port}`;
+}
+
+/** A node's dispatch addresses: InternalIP per family, ExternalIP as fallback. */
+export function nodeAddresses(node: V1Node): NodeAddresses {
+  const out: NodeAddresses = { v4: null, v6: null };
+  for (const type of ['InternalIP', 'ExternalIP']) {
+    for (const a of node.status?.addresses ?? []) {
+      if (a.type !== type) continue;
+      const fam = ipFamily(a.address);
+      if (fam === 4 && out.v4 === null) out.v4 = a.address;
+      if (fam === 6 && out.v6 === null) out.v6 = canonicalIp(a.address);
+    }
+  }
+  return out;
+}
+
+function pickMode(svc: V1Service, def: DatapathMode, problems: Problem[]): DatapathMode {
+  const ann = svc.metadata?.annotations?.[ANNOTATION_MODE];
+  let mode = def;
+  let fromAnnotation = false;
+  if (ann !== undefined) {
+    if ((MODES as readonly string[]).includes(ann.trim())) {
+      mode = ann.trim() as DatapathMode;
+      fromAnnotation = true;
+    } else {
+      problems.push({ reason: 'InvalidMode', message: `annotation ${ANNOTATION_MODE}=${JSON.stringify(ann)} is not one of ${MODES.join(', ')}; using ${def}` });
+    }
+  }
+  if (mode === 'snat' && svc.spec?.externalTrafficPolicy === 'Local') {
+    if (fromAnnotation) {
+      problems.push({ reason: 'ModeOverridden', message: 'externalTrafficPolicy Local preserves the client address; serving in dsr mode instead of snat' });
+    }
+    mode = 'dsr';
+  }
+  return mode;
+}
+
+function pickDispatch(svc: V1Service, def: Dispatch, problems: Problem[]): Dispatch {
+  const ann = svc.metadata?.annotations?.[ANNOTATION_DISPATCH];
+  if (ann === undefined) return def;
+  if ((DISPATCHES as readonly string[]).includes(ann.trim())) return ann.trim() as Dispatch;
+  problems.push({ reason: 'InvalidDispatch', message: `annotation ${ANNOTATION_DISPATCH}=${JSON.stringify(ann)} is not one of ${DISPATCHES.join(', ')}; using ${def}` });
+  return def;
+}
+
+/**
+ * loadBalancerSourceRanges as canonical CIDRs. Invalid entries are dropped
+ * with a Warning; if every entry is invalid the Service fails closed (a
+ * range nobody sends from) rather than open to everyone.
+ */
+function sourceRanges(svc: V1Service, problems: Problem[]): string[] {
+  const given = svc.spec?.loadBalancerSourceRanges ?? [];
+  const out: string[] = [];
+  for (const r of given) {
+    try {
+      out.push(parseCidr(r.trim()).text);
+    } catch (e) {
+      problems.push({ reason: 'InvalidSourceRange', message: `loadBalancerSourceRanges entry ${JSON.stringify(r)} ignored: ${(e as Error).message}` });
+    }
+  }
+  if (given.length > 0 && out.length === 0) return ['0.0.0.0/32', '::/128'];
+  return [...new Set(out)];
+}
+
+function affinityTimeout(svc: V1Service): number {
+  if (svc.spec?.sessionAffinity !== 'ClientIP') return 0;
+  const t = svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds;
+  return typeof t === 'number' && t > 0 ? t : DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+}
+
+/**
+ * The pod port of `sp` in one slice. The EndpointSlice controller names each
+ * slice port after the Service port and resolves named targetPorts per pod,
+ * so the name match is authoritative; a slice port named like the
+ * targetPort and a numeric targetPort are fallbacks for hand-made slices.
+ */
+function slicePort(sp: V1ServicePort, slice: V1EndpointSlice): number | null {
+  const proto = sp.protocol ?? 'TCP';
+  const ports = (slice.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === proto);
+  const byName = ports.find((p) => (p.name ?? '') === (sp.name ?? ''));
+  if (byName?.port !== undefined && byName.port !== null) return byName.port;
+  const tp = sp.targetPort as unknown;
+  if (typeof tp === 'string' && tp !== '' && !/^\d+$/.test(tp)) {
+    const named = ports.find((p) => p.name === tp);
+    return named?.port ?? null;
+  }
+  if (typeof tp === 'number') return tp;
+  if (typeof tp === 'string' && /^\d+$/.test(tp)) return Number(tp);
+  return sp.port;
+}
+
+function stateOf(c: { ready?: boolean; serving?: boolean; terminating?: boolean } | undefined): Backend['state'] | null {
+  const ready = c?.ready ?? true;
+  const terminating = c?.terminating ?? false;
+  if (ready && !terminating) return 'active';
+  const serving = c?.serving ?? ready;
+  if (serving && terminating) return 'terminating';
+  return null;
+}
+
+function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: Map<string, NodeAddresses>): Backend[] {
+  const byId = new Map<string, Backend>();
+  for (const slice of slices) {
+    const addrType = slice.addressType === 'IPv6' ? 6 : slice.addressType === 'IPv4' ? 4 : null;
+    if (addrType !== fam) continue;
+    const port = slicePort(sp, slice);
+    if (port === null) continue;
+    for (const ep of slice.endpoints ?? []) {
+      const state = stateOf(ep.conditions);
+      const raw = ep.addresses?.[0];
+      if (state === null || raw === undefined) continue;
+      const ip = canonicalIp(raw);
+      if (ip === null) continue;
+      const nodeName = ep.nodeName ?? '';
+      const na = nodes.get(nodeName);
+      const nodeIp = (fam === 4 ? na?.v4 : na?.v6) ?? '';
+      const id = `${ip}|${port}`;
+      const prev = byId.get(id);
+      // The same endpoint can sit in two slices while they are rebalanced.
+      if (prev && prev.state === 'active') continue;
+      byId.set(id, { ip, port, nodeIp, nodeName, weight: 1, state });
+    }
+  }
+  return [...byId.values()].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
+}
+
+export interface ServiceDesired {
+  /** One entry per (address, port, protocol). */
+  services: DesiredService[];
+  /** Allocated addresses with at least one active backend of their family. */
+  readyAddresses: string[];
+  problems: Problem[];
+}
+
+/**
+ * Desired entries of one Service. `slices` are the Service's EndpointSlices
+ * (label kubernetes.io/service-name), `addresses` its allocation.
+ */
+export function desiredForService(
+  svc: V1Service,
+  slices: V1EndpointSlice[],
+  nodes: Map<string, NodeAddresses>,
+  config: Pick<EdgelbConfig, 'datapath'>,
+  addresses: Assigned[],
+): ServiceDesired {
+  const problems: Problem[] = [];
+  const key = serviceKey(svc);
+  const mode = pickMode(svc, config.datapath.mode, problems);
+  const dispatch = pickDispatch(svc, config.datapath.dispatch, problems);
+  const ranges = sourceRanges(svc, problems);
+  const affinity = affinityTimeout(svc);
+  const services: DesiredService[] = [];
+  const ready = new Set<string>();
+  for (const sp of svc.spec?.ports ?? []) {
+    const protocol = (sp.protocol ?? 'TCP').toUpperCase();
+    if (protocol !== 'TCP' && protocol !== 'UDP') {
+      problems.push({ reason: 'UnsupportedProtocol', message: `port ${sp.name ?? sp.port}/${protocol} is not served (edgelb handles TCP and UDP)` });
+      continue;
+    }
+    for (const a of addresses) {
+      const fam = ipFamily(a.ip);
+      if (fam === null) continue;
+      const backends = backendsFor(sp, slices, fam, nodes);
+      if (backends.some((b) => b.state === 'active')) ready.add(a.ip);
+      services.push({
+        service: key,
+        frontend: { vip: a.ip, port: sp.port, protocol: protocol as L4Proto },
+        mode,
+        dispatch,
+        sourceRanges: ranges,
+        affinityTimeoutSeconds: affinity,
+        backends,
+      });
+    }
+  }
+  return { services, readyAddresses: addresses.map((a) => a.ip).filter((ip) => ready.has(ip)), problems };
+}
+
+export interface VipSource {
+  service: string;
+  addresses: Assigned[];
+  readyAddresses: string[];
+}
+
+/** VIPs to advertise: addresses with a ready Service behind them, sorted. */
+export function desiredVips(sources: Iterable<VipSource>, config: Pick<EdgelbConfig, 'pools'>): DesiredVip[] {
+  const byIp = new Map<string, DesiredVip>();
+  for (const s of sources) {
+    for (const ip of s.readyAddresses) {
+      const pool = s.addresses.find((a) => a.ip === ip)?.pool ?? '';
+      const advertise = config.pools.find((p) => p.name === pool)?.advertise;
+      if (!advertise) continue;
+      let v = byIp.get(ip);
+      if (!v) {
+        v = { address: ip, pool, advertise, services: [] };
+        byIp.set(ip, v);
+      }
+      v.services.push(s.service);
+    }
+  }
+  const out = [...byIp.values()];
+  for (const v of out) v.services.sort();
+  return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+}
+
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+/** Whole-cluster desired state in one call (the controller does the same incrementally). */
+export function computeDesiredState(
+  services: V1Service[],
+  slices: V1EndpointSlice[],
+  nodes: V1Node[],
+  config: Pick<EdgelbConfig, 'datapath' | 'pools'>,
+  allocations: Map<string, Assigned[]>,
+): DesiredState & { problems: Map<string, Problem[]> } {
+  const nodeIdx = new Map(nodes.map((n) => [n.metadata?.name ?? '', nodeAddresses(n)]));
+  const slicesBySvc = new Map<string, V1EndpointSlice[]>();
+  for (const s of slices) {
+    const name = s.metadata?.labels?.[SERVICE_NAME_LABEL];
+    if (!name) continue;
+    const k = `${s.metadata?.namespace ?? ''}/${name}`;
+    const list = slicesBySvc.get(k) ?? [];
+    list.push(s);
+    slicesBySvc.set(k, list);
+  }
+  const out: DesiredService[] = [];
+  const sources: VipSource[] = [];
+  const problems = new Map<string, Problem[]>();
+  for (const svc of services) {
+    const key = serviceKey(svc);
+    const addresses = allocations.get(key);
+    if (!addresses || addresses.length === 0) continue;
+    const d = desiredForService(svc, slicesBySvc.get(key) ?? [], nodeIdx, config, addresses);
+    out.push(...d.services);
+    sources.push({ service: key, addresses, readyAddresses: d.readyAddresses });
+    if (d.problems.length > 0) problems.set(key, d.problems);
+  }
+  return { services: out, vips: desiredVips(sources, config), problems };
+}

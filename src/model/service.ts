@@ -1,0 +1,77 @@
+// What edgelb reads from a Kubernetes Service: ownership, the address
+// request for IPAM, and what status says it already has. Pure.
+import type { V1Service } from '@kubernetes/client-node';
+import type { KubernetesConfig } from '../config/types.js';
+import type { Family } from '../ipam/cidr.js';
+import type { IpRequest } from '../ipam/allocator.js';
+
+export const ANNOTATION_IPS = 'edgelb.io/loadBalancerIPs';
+export const ANNOTATION_SHARED = 'edgelb.io/allow-shared-ip';
+export const ANNOTATION_MODE = 'edgelb.io/mode';
+export const ANNOTATION_DISPATCH = 'edgelb.io/dispatch';
+export const CONDITION_ADVERTISED = 'edgelb.io/Advertised';
+
+/** "namespace/name". */
+export function serviceKey(svc: V1Service): string {
+  return `${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}`;
+}
+
+/**
+ * edgelb handles type LoadBalancer Services whose loadBalancerClass is ours,
+ * and class-less ones when configured as the cluster's default.
+ */
+export function isOurs(svc: V1Service, cfg: Pick<KubernetesConfig, 'loadBalancerClass' | 'defaultClass'>): boolean {
+  if (svc.spec?.type !== 'LoadBalancer') return false;
+  const cls = svc.spec.loadBalancerClass;
+  if (cls === undefined || cls === null || cls === '') return cfg.defaultClass;
+  return cls === cfg.loadBalancerClass;
+}
+
+/** Explicitly requested addresses: the annotation wins over the deprecated spec.loadBalancerIP. */
+export function requestedAddresses(svc: V1Service): string[] {
+  const ann = svc.metadata?.annotations?.[ANNOTATION_IPS];
+  if (ann !== undefined && ann.trim() !== '') {
+    return ann.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  }
+  const lbip = svc.spec?.loadBalancerIP;
+  return lbip ? [lbip.trim()] : [];
+}
+
+/** Addresses in status.loadBalancer.ingress (ip entries only). */
+export function ingressAddresses(svc: V1Service): string[] {
+  return (svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip ?? '').filter((ip) => ip !== '');
+}
+
+/**
+ * Families to allocate. RequireDualStack asks for one address per listed
+ * family; otherwise one address of the first listed family. A server that
+ * does not fill spec.ipFamilies gets one address of whatever family the
+ * pools offer first.
+ */
+export function requestedFamilies(svc: V1Service): Family[] {
+  const fams = (svc.spec?.ipFamilies ?? []).map((f) => (f === 'IPv6' ? 6 : 4) as Family);
+  if (fams.length === 0) return [];
+  return svc.spec?.ipFamilyPolicy === 'RequireDualStack' ? [...new Set(fams)] : [fams[0]!];
+}
+
+export function ipRequestFor(svc: V1Service): IpRequest {
+  const shared = svc.metadata?.annotations?.[ANNOTATION_SHARED]?.trim();
+  return {
+    key: serviceKey(svc),
+    namespace: svc.metadata?.namespace ?? '',
+    labels: svc.metadata?.labels ?? {},
+    requested: requestedAddresses(svc),
+    sharingKey: shared ? shared : null,
+    ports: (svc.spec?.ports ?? []).map((p) => ({ port: p.port, protocol: p.protocol ?? 'TCP' })),
+    families: requestedFamilies(svc),
+    current: ingressAddresses(svc),
+  };
+}
+
+/** Milliseconds since epoch; list results carry Dates, watch events strings. */
+export function creationMs(svc: V1Service): number {
+  const t = svc.metadata?.creationTimestamp as unknown;
+  if (t instanceof Date) return t.getTime();
+  if (typeof t === 'string') return Date.parse(t) || 0;
+  return 0;
+}

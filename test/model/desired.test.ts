@@ -1,0 +1,171 @@
+import test from 'ava';
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { EdgelbConfig, PoolConfig } from '../../src/config/types.js';
+import { computeDesiredState, desiredForService, frontendKey, nodeAddresses, type NodeAddresses } from '../../src/model/desired.js';
+import { ipRequestFor, isOurs, requestedAddresses } from '../../src/model/service.js';
+
+const advertise = { communities: ['65000:1'], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
+const pools: PoolConfig[] = [{ name: 'p', cidrs: ['192.0.2.0/24', '2001:db8::/64'], namespaces: [], serviceSelector: {}, autoAssign: true, advertise }];
+const config = { datapath: { mode: 'dsr', dispatch: 'auto' }, pools } as unknown as Pick<EdgelbConfig, 'datapath' | 'pools'>;
+
+function svc(name: string, extra: Partial<V1Service['spec']> = {}, annotations: Record<string, string> = {}): V1Service {
+  return {
+    metadata: { namespace: 'ns', name, annotations },
+    spec: { type: 'LoadBalancer', ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'web' as unknown as never }], ...extra },
+  };
+}
+
+type Cond = { ready?: boolean; serving?: boolean; terminating?: boolean };
+function slice(service: string, name: string, eps: [string, string, Cond][], ports = [{ name: 'http', port: 8080, protocol: 'TCP' }], addressType = 'IPv4'): V1EndpointSlice {
+  return {
+    metadata: { namespace: 'ns', name, labels: { 'kubernetes.io/service-name': service } },
+    addressType,
+    ports,
+    endpoints: eps.map(([ip, node, conditions]) => ({ addresses: [ip], nodeName: node, conditions })),
+  };
+}
+
+function node(name: string, internal: string, external?: string): V1Node {
+  const addresses = [{ type: 'Hostname', address: name }, { type: 'InternalIP', address: internal }];
+  if (external) addresses.push({ type: 'ExternalIP', address: external });
+  return { metadata: { name }, status: { addresses } };
+}
+
+const nodes = new Map<string, NodeAddresses>([['n1', { v4: '10.0.0.1', v6: null }], ['n2', { v4: '10.0.0.2', v6: 'fd00::2' }]]);
+const alloc = [{ ip: '192.0.2.10', pool: 'p' }];
+
+test('ownership by class, default class, and type', (t) => {
+  const cfg = { loadBalancerClass: 'edgelb.io/dsr', defaultClass: false };
+  t.true(isOurs(svc('a', { loadBalancerClass: 'edgelb.io/dsr' }), cfg));
+  t.false(isOurs(svc('a', { loadBalancerClass: 'other.io/x' }), cfg));
+  t.false(isOurs(svc('a'), cfg));
+  t.true(isOurs(svc('a'), { ...cfg, defaultClass: true }));
+  t.false(isOurs(svc('a', { type: 'ClusterIP' }), { ...cfg, defaultClass: true }));
+});
+
+test('ip request: annotation wins over spec.loadBalancerIP, sharing key, ports, families', (t) => {
+  const s = svc('a', { loadBalancerIP: '192.0.2.5', ipFamilies: ['IPv6', 'IPv4'], ipFamilyPolicy: 'RequireDualStack' }, {
+    'edgelb.io/loadBalancerIPs': ' 192.0.2.7 , 2001:db8::7 ',
+    'edgelb.io/allow-shared-ip': 'k',
+  });
+  s.status = { loadBalancer: { ingress: [{ ip: '192.0.2.7' }] } };
+  const r = ipRequestFor(s);
+  t.deepEqual(r.requested, ['192.0.2.7', '2001:db8::7']);
+  t.is(r.sharingKey, 'k');
+  t.deepEqual(r.families, [6, 4]);
+  t.deepEqual(r.current, ['192.0.2.7']);
+  t.deepEqual(r.ports, [{ port: 80, protocol: 'TCP' }]);
+  t.deepEqual(requestedAddresses(svc('b', { loadBalancerIP: '192.0.2.5' })), ['192.0.2.5']);
+  t.deepEqual(ipRequestFor(svc('c', { ipFamilies: ['IPv6'], ipFamilyPolicy: 'PreferDualStack' })).families, [6]);
+});
+
+test('ready, terminating-but-serving and not-serving endpoints', (t) => {
+  const d = desiredForService(svc('a'), [slice('a', 's1', [
+    ['10.1.0.3', 'n1', { ready: true }],
+    ['10.1.0.1', 'n2', { ready: false, serving: true, terminating: true }],
+    ['10.1.0.2', 'n2', { ready: false, serving: false, terminating: true }],
+    ['10.1.0.4', 'n1', {}],
+    ['10.1.0.5', 'n1', { ready: false }],
+  ])], nodes, config, alloc);
+  t.is(d.services.length, 1);
+  const s = d.services[0]!;
+  t.deepEqual(s.frontend, { vip: '192.0.2.10', port: 80, protocol: 'TCP' });
+  t.deepEqual(s.backends.map((b) => [b.ip, b.port, b.state, b.nodeName, b.nodeIp]), [
+    ['10.1.0.1', 8080, 'terminating', 'n2', '10.0.0.2'],
+    ['10.1.0.3', 8080, 'active', 'n1', '10.0.0.1'],
+    ['10.1.0.4', 8080, 'active', 'n1', '10.0.0.1'],
+  ]);
+  t.deepEqual(d.readyAddresses, ['192.0.2.10']);
+});
+
+test('a VIP with only terminating endpoints is not advertised but its flows stay programmed', (t) => {
+  const s = svc('a');
+  const state = computeDesiredState([s], [slice('a', 's1', [['10.1.0.1', 'n1', { ready: false, serving: true, terminating: true }]])], [], config, new Map([['ns/a', alloc]]));
+  t.deepEqual(state.vips, []);
+  t.is(state.services.length, 1);
+  t.is(state.services[0]!.backends[0]!.state, 'terminating');
+  const up = computeDesiredState([s], [slice('a', 's1', [['10.1.0.1', 'n1', { ready: true }]])], [node('n1', '10.0.0.1')], config, new Map([['ns/a', alloc]]));
+  t.deepEqual(up.vips, [{ address: '192.0.2.10', pool: 'p', advertise, services: ['ns/a'] }]);
+  t.is(up.services[0]!.backends[0]!.nodeIp, '10.0.0.1');
+});
+
+test('node mapping uses InternalIP per family, ExternalIP as fallback', (t) => {
+  t.deepEqual(nodeAddresses(node('x', '10.0.0.9', '203.0.113.9')), { v4: '10.0.0.9', v6: null });
+  t.deepEqual(nodeAddresses({ status: { addresses: [{ type: 'ExternalIP', address: '203.0.113.9' }, { type: 'InternalIP', address: 'FD00::9' }] } }), { v4: '203.0.113.9', v6: 'fd00::9' });
+  const d = desiredForService(svc('a'), [slice('a', 's1', [['10.1.0.1', 'unknown', { ready: true }]])], nodes, config, alloc);
+  t.is(d.services[0]!.backends[0]!.nodeIp, '');
+});
+
+test('annotations choose mode and dispatch; invalid values fall back with a problem', (t) => {
+  const ok = desiredForService(svc('a', {}, { 'edgelb.io/mode': 'snat', 'edgelb.io/dispatch': 'ipip' }), [], nodes, config, alloc);
+  t.is(ok.services[0]!.mode, 'snat');
+  t.is(ok.services[0]!.dispatch, 'ipip');
+  t.deepEqual(ok.problems, []);
+  const bad = desiredForService(svc('a', {}, { 'edgelb.io/mode': 'fast', 'edgelb.io/dispatch': 'gre' }), [], nodes, config, alloc);
+  t.is(bad.services[0]!.mode, 'dsr');
+  t.is(bad.services[0]!.dispatch, 'auto');
+  t.deepEqual(bad.problems.map((p) => p.reason), ['InvalidMode', 'InvalidDispatch']);
+  const local = desiredForService(svc('a', { externalTrafficPolicy: 'Local' }, { 'edgelb.io/mode': 'snat' }), [], nodes, config, alloc);
+  t.is(local.services[0]!.mode, 'dsr');
+  t.deepEqual(local.problems.map((p) => p.reason), ['ModeOverridden']);
+});
+
+test('session affinity and source ranges reach the desired service', (t) => {
+  const d = desiredForService(svc('a', {
+    sessionAffinity: 'ClientIP',
+    loadBalancerSourceRanges: ['198.51.100.7/24', 'bogus', '2001:DB8::/32'],
+  }), [], nodes, config, alloc);
+  t.is(d.services[0]!.affinityTimeoutSeconds, 10800);
+  t.deepEqual(d.services[0]!.sourceRanges, ['198.51.100.0/24', '2001:db8::/32']);
+  t.deepEqual(d.problems.map((p) => p.reason), ['InvalidSourceRange']);
+  const timed = desiredForService(svc('a', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } }), [], nodes, config, alloc);
+  t.is(timed.services[0]!.affinityTimeoutSeconds, 60);
+  t.is(desiredForService(svc('a'), [], nodes, config, alloc).services[0]!.affinityTimeoutSeconds, 0);
+  // Every range invalid: closed, not open.
+  t.deepEqual(desiredForService(svc('a', { loadBalancerSourceRanges: ['x'] }), [], nodes, config, alloc).services[0]!.sourceRanges, ['0.0.0.0/32', '::/128']);
+});
+
+test('ports: slice port matched by service port name, named and numeric targetPort fallbacks, UDP, SCTP refused', (t) => {
+  const s = svc('a', { ports: [
+    { name: 'http', port: 80, protocol: 'TCP', targetPort: 'web' as unknown as never },
+    { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 as unknown as never },
+    { name: 'metrics', port: 9000, protocol: 'TCP', targetPort: 'prom' as unknown as never },
+    { name: 'sctp', port: 99, protocol: 'SCTP' },
+  ] });
+  const sl = slice('a', 's1', [['10.1.0.1', 'n1', { ready: true }]], [
+    { name: 'http', port: 8080, protocol: 'TCP' },
+    { name: 'prom', port: 9100, protocol: 'TCP' },
+  ]);
+  const d = desiredForService(s, [sl], nodes, config, alloc);
+  t.deepEqual(d.services.map((x) => [frontendKey(x.frontend), x.backends.map((b) => b.port)]), [
+    ['TCP/192.0.2.10:80', [8080]],
+    ['UDP/192.0.2.10:53', [5353]],
+    ['TCP/192.0.2.10:9000', [9100]],
+  ]);
+  t.deepEqual(d.problems.map((p) => p.reason), ['UnsupportedProtocol']);
+});
+
+test('IPv6 VIP takes IPv6 slices only; duplicate endpoints across slices count once', (t) => {
+  const both = [{ ip: '192.0.2.10', pool: 'p' }, { ip: '2001:db8::10', pool: 'p' }];
+  const d = desiredForService(svc('a'), [
+    slice('a', 's4', [['10.1.0.1', 'n1', { ready: true }]]),
+    slice('a', 's6a', [['fd01::1', 'n2', { ready: false, serving: true, terminating: true }]], undefined, 'IPv6'),
+    slice('a', 's6b', [['FD01::1', 'n2', { ready: true }]], undefined, 'IPv6'),
+  ], nodes, config, both);
+  t.deepEqual(d.services.map((x) => frontendKey(x.frontend)), ['TCP/192.0.2.10:80', 'TCP/[2001:db8::10]:80']);
+  t.deepEqual(d.services[1]!.backends, [{ ip: 'fd01::1', port: 8080, nodeIp: 'fd00::2', nodeName: 'n2', weight: 1, state: 'active' }]);
+  t.deepEqual(d.readyAddresses, ['192.0.2.10', '2001:db8::10']);
+});
+
+test('shared VIP lists every ready service; unallocated services produce nothing', (t) => {
+  const a = svc('a');
+  const b = svc('b', { ports: [{ name: 'http', port: 81, protocol: 'TCP' }] });
+  const c = svc('c');
+  const st = computeDesiredState([a, b, c], [
+    slice('a', 'sa', [['10.1.0.1', 'n1', { ready: true }]]),
+    slice('b', 'sb', [['10.1.0.2', 'n1', { ready: true }]], [{ name: 'http', port: 8081, protocol: 'TCP' }]),
+    slice('c', 'sc', [['10.1.0.3', 'n1', { ready: true }]]),
+  ], [], config, new Map([['ns/a', alloc], ['ns/b', alloc]]));
+  t.deepEqual(st.vips.map((v) => [v.address, v.services]), [['192.0.2.10', ['ns/a', 'ns/b']]]);
+  t.deepEqual(st.services.map((s) => frontendKey(s.frontend)), ['TCP/192.0.2.10:80', 'TCP/192.0.2.10:81']);
+});
