@@ -1,0 +1,166 @@
+/* Maps and their key/value layouts for the node program (bpf/node.c).
+ *
+ * src/datapath/node-maps.ts encodes/decodes exactly these structs; keep the
+ * two in step (sizes and offsets are asserted by the TS tests against the
+ * map definitions the kernel reports).
+ *
+ * All addresses and ports are stored in network byte order, as they appear
+ * in packets, so the datapath never swaps bytes.
+ */
+#ifndef EDGELB_NODE_MAPS_H
+#define EDGELB_NODE_MAPS_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+/* Reply tuple: the key under which the egress program finds a pod's reply.
+ * For a client C:cp talking to VIP V:vp served by pod P:pp the key is
+ * { pod = P, client = C, pod_port = pp, client_port = cp, proto }. */
+struct node_flow_key {
+	__be32 pod_ip;
+	__be32 client_ip;
+	__be16 pod_port;
+	__be16 client_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* node_flow_value.flags */
+#define NODE_FLOW_FIN_POD 0x01    /* pod sent FIN (seen at egress) */
+#define NODE_FLOW_FIN_CLIENT 0x02 /* client sent FIN (seen at ingress) */
+#define NODE_FLOW_CLOSING 0x04    /* both FINs seen: expires after close timeout */
+
+/* node_flow_value.origin: how the flow was learnt */
+#define NODE_ORIGIN_OPTION 1
+#define NODE_ORIGIN_IPIP 2
+
+struct node_flow_value {
+	__be32 vip;
+	__be16 vip_port;
+	__u8 flags;
+	__u8 origin;
+	__u64 last_seen_ns; /* CLOCK_MONOTONIC (coarse), or the test clock */
+	__u64 created_ns;
+};
+
+/* Forward tuple for ipip flows: which local pod the client's flow to VIP:port
+ * went to, so later packets follow it even if the local backend set changes.
+ * { client = C, vip = V, client_port = cp, vip_port = vp, proto } */
+struct node_fwd_key {
+	__be32 client_ip;
+	__be32 vip;
+	__be16 client_port;
+	__be16 vip_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct node_fwd_value {
+	__be32 pod_ip;
+	__be16 pod_port;
+	__u16 pad;
+	__u64 last_seen_ns;
+};
+
+/* Local services (ipip dispatch): VIP:port/proto → this node's pods for it. */
+struct node_svc_key {
+	__be32 vip;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+#define NODE_MAX_LOCAL_BACKENDS 32
+
+struct node_backend {
+	__be32 ip;
+	__be16 port;
+	__u16 pad;
+};
+
+struct node_svc_value {
+	__u32 count; /* 0..NODE_MAX_LOCAL_BACKENDS; 0 = drop (no local pod) */
+	__u32 pad;
+	struct node_backend be[NODE_MAX_LOCAL_BACKENDS];
+};
+
+/* node_config.flags */
+#define NODE_CFG_STRIP_OPTION 0x1 /* remove the DSR option before the pod sees it */
+#define NODE_CFG_CHECK_OUTER_DST 0x2 /* ipip: outer dst must equal node_ip */
+
+struct node_config {
+	__u64 tcp_idle_ns;  /* 0 = default (see node.c) */
+	__u64 udp_idle_ns;
+	__u64 close_ns;     /* after both FINs */
+	__u64 now_ns;       /* test clock: when non-zero, used instead of the kernel's */
+	__be32 node_ip;
+	__u32 flags;
+};
+
+/* Per-CPU counters (index = enum node_counter). */
+enum node_counter {
+	/* ingress actions */
+	NC_IN_PASS = 0,          /* not ours: left untouched */
+	NC_IN_OPT_FLOW = 1,      /* DSR option read, flow recorded/refreshed */
+	NC_IN_OPT_STRIPPED = 2,  /* option removed */
+	NC_IN_OPT_KEPT = 3,      /* option left in place (strip off, or not possible) */
+	NC_IN_IPIP_DNAT = 4,     /* ipip decapsulated and DNATed to a pod */
+	NC_IN_IPIP_NEW_FLOW = 5, /* ... of which a new flow (backend chosen) */
+	NC_IN_IPIP_NOT_OURS = 6, /* ipip to no local service: passed untouched */
+	NC_IN_FIN = 7,           /* client FIN on a known flow */
+	NC_IN_RST = 8,           /* client RST: flow deleted */
+	/* egress actions */
+	NC_EG_PASS = 9,
+	NC_EG_REWRITE = 10,      /* reply rewritten to come from VIP:port */
+	NC_EG_FIN = 11,
+	NC_EG_RST = 12,          /* pod RST: rewritten, flow deleted */
+	/* housekeeping */
+	NC_FLOW_EXPIRED = 13,    /* idle/closed entry found and deleted lazily */
+	NC_FLOW_CLOSING = 14,    /* both FINs seen */
+	NC_IN_OPT_FRAGMENT = 15, /* option on a non-first fragment: stripped, not recorded */
+	/* drops, by reason */
+	NC_DROP_BAD_OPTION = 16, /* our option type with a wrong length / past the header */
+	NC_DROP_NO_BACKEND = 17, /* local service with no pods */
+	NC_DROP_DECAP = 18,      /* decapsulation failed (e.g. VLAN tag in the data) */
+	NC_DROP_REWRITE = 19,    /* a checksum/store helper failed */
+	NC_DROP_MALFORMED = 20, /* carries our option / ipip to a local service, but L4 is truncated */
+	NC_MAX = 24,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct node_flow_key);
+	__type(value, struct node_flow_value);
+} node_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct node_fwd_key);
+	__type(value, struct node_fwd_value);
+} node_fwd SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct node_svc_key);
+	__type(value, struct node_svc_value);
+} node_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct node_config);
+} node_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NC_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} node_counters SEC(".maps");
+
+#endif

@@ -1,0 +1,610 @@
+/* edgelb node program: tc ingress + egress on a Kubernetes node's
+ * fabric-facing interface (the one the edges reach the node through and the
+ * one replies leave by).
+ *
+ * INGRESS (section "tc", program node_ingress)
+ *  - ip-option dispatch: the edge already rewrote the destination to the pod
+ *    and put the VIP:port in an 8-byte option (bpf/include/dsr_option.h) on
+ *    TCP SYNs and every UDP packet. We remember
+ *      reply tuple (pod:pp → client:cp, proto) → VIP:vp
+ *    in node_flows, then STRIP the option (IHL back, total length and header
+ *    checksum fixed) so the pod's stack sees the original packet: no unknown
+ *    option reaches netfilter, the pod's socket options or a non-Linux stack,
+ *    and nothing about the pod's path MTU changes. The L4 checksum does not
+ *    cover IP options, so it stays valid. If stripping is impossible (a VLAN
+ *    tag in the packet data, or turned off in node_config) the packet goes
+ *    on with the option, which Linux ignores on receive.
+ *  - ipip dispatch: the edge sent the untouched client → VIP:vp packet inside
+ *    IPv4-in-IPv4 to this node. The edge's Maglev chose the NODE; this node
+ *    chooses the pod among its own backends for VIP:vp (node_services, a
+ *    deterministic hash of the 5-tuple), pins the choice in node_fwd so the
+ *    flow stays on its pod when the local set changes, records the reply
+ *    tuple in node_flows, decapsulates and DNATs VIP:vp → pod:pp.
+ *    IPIP whose inner destination is no local service is left untouched
+ *    (it may belong to the CNI, e.g. Calico's IPIP mode).
+ *  - A client FIN/RST on a known flow marks / deletes it.
+ *  Everything else: one parse and TC_ACT_OK.
+ *
+ * EGRESS (program node_egress): a pod's reply matching node_flows leaves
+ * with source VIP:vp, IP and L4 checksums fixed, and is routed by the node
+ * straight to the client. L4 checksums are updated through
+ * bpf_l4_csum_replace so that CHECKSUM_PARTIAL (offloaded) and
+ * CHECKSUM_COMPLETE skbs stay right.
+ *
+ * Expiry: TCP RST from either side deletes the flow (the RST itself is still
+ * rewritten/forwarded); FIN from both sides marks it CLOSING, after which it
+ * lives close_ns past its last packet (so the final ACK and retransmissions
+ * are still rewritten). Idle flows (tcp_idle_ns / udp_idle_ns since the last
+ * packet) are ignored and deleted when next looked up; the LRU maps bound
+ * memory for the ones never seen again.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "parse.h"
+#include "csum.h"
+#include "dsr_option.h"
+#include "node_maps.h"
+
+#define NSEC 1000000000ULL
+#define DEFAULT_TCP_IDLE_NS (3600ULL * NSEC)
+#define DEFAULT_UDP_IDLE_NS (60ULL * NSEC)
+#define DEFAULT_CLOSE_NS (10ULL * NSEC)
+/* last_seen is rewritten at most this often per flow: a store per packet
+ * would bounce the value's cache line between CPUs. */
+#define REFRESH_NS (1ULL * NSEC)
+/* Enough linear bytes for Ethernet + VLAN + outer IPv4 with options + inner
+ * IPv4 with options + a TCP header. */
+#define PULL_LEN 160
+
+#define TCP_CSUM_OFF 16
+#define UDP_CSUM_OFF 6
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&node_counters, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline struct node_config *get_config(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&node_config, &zero);
+}
+
+static __always_inline __u64 now_ns(const struct node_config *cfg)
+{
+	if (cfg && cfg->now_ns)
+		return cfg->now_ns;
+	return bpf_ktime_get_coarse_ns();
+}
+
+static __always_inline __u64 flow_timeout(const struct node_config *cfg, __u8 proto, __u8 flags)
+{
+	__u64 t;
+
+	if (flags & NODE_FLOW_CLOSING) {
+		t = cfg ? cfg->close_ns : 0;
+		return t ? t : DEFAULT_CLOSE_NS;
+	}
+	if (proto == IPPROTO_TCP) {
+		t = cfg ? cfg->tcp_idle_ns : 0;
+		return t ? t : DEFAULT_TCP_IDLE_NS;
+	}
+	t = cfg ? cfg->udp_idle_ns : 0;
+	return t ? t : DEFAULT_UDP_IDLE_NS;
+}
+
+static __always_inline int is_expired(__u64 now, __u64 last, __u64 timeout)
+{
+	return now > last && now - last > timeout;
+}
+
+/* Make the headers we may touch linear (tc sees only the skb's linear head
+ * through data/data_end). Cheap when they already are. */
+static __always_inline void ensure_linear(struct __sk_buff *skb)
+{
+	__u32 lin = skb->data_end - skb->data;
+
+	if (lin < PULL_LEN && skb->len > lin)
+		bpf_skb_pull_data(skb, skb->len < PULL_LEN ? skb->len : PULL_LEN);
+}
+
+/* The local backend for a new ipip flow: murmur3-style mix of the 5-tuple.
+ * Words are the packet bytes loaded little-endian; src/datapath/node-maps.ts
+ * has the same function (nodeTupleHash) so tests and tools can predict it. */
+static __always_inline __u32 rotl32(__u32 x, __u32 r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+static __always_inline __u32 mix_word(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51u;
+	k = rotl32(k, 15);
+	k *= 0x1b873593u;
+	h ^= k;
+	h = rotl32(h, 13);
+	return h * 5 + 0xe6546b64u;
+}
+
+static __always_inline __u32 node_tuple_hash(__be32 saddr, __be32 daddr, __be16 sport,
+					     __be16 dport, __u8 proto)
+{
+	__u32 h = 0x2c9277b5u ^ proto;
+
+	h = mix_word(h, saddr);
+	h = mix_word(h, daddr);
+	h = mix_word(h, (__u32)sport | ((__u32)dport << 16));
+	h ^= 13;
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+/* Record (or refresh) the reply tuple of a flow. */
+static __always_inline void remember_flow(const struct node_flow_key *k, __be32 vip,
+					  __be16 vport, __u8 origin, __u8 syn, __u64 now)
+{
+	struct node_flow_value *v = bpf_map_lookup_elem(&node_flows, k);
+
+	if (v && v->vip == vip && v->vip_port == vport && !(syn && v->flags)) {
+		if (now > v->last_seen_ns && now - v->last_seen_ns > REFRESH_NS)
+			v->last_seen_ns = now;
+		return;
+	}
+	/* New flow, a changed mapping, or a SYN reusing a closing tuple. */
+	struct node_flow_value nv = {
+		.vip = vip,
+		.vip_port = vport,
+		.flags = 0,
+		.origin = origin,
+		.last_seen_ns = now,
+		.created_ns = now,
+	};
+	bpf_map_update_elem(&node_flows, k, &nv, BPF_ANY);
+}
+
+/* Client FIN/RST on a known flow (seen on ingress after any DNAT, so the
+ * packet is client → pod). */
+static __always_inline void client_close(const struct node_flow_key *k, __u8 tcp_flags,
+					 __u64 now)
+{
+	struct node_flow_value *v;
+
+	if (!(tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))
+		return;
+	v = bpf_map_lookup_elem(&node_flows, k);
+	if (!v)
+		return;
+	if (tcp_flags & PKT_TCP_RST) {
+		bpf_map_delete_elem(&node_flows, k);
+		count(NC_IN_RST);
+		return;
+	}
+	count(NC_IN_FIN);
+	if (!(v->flags & NODE_FLOW_FIN_CLIENT)) {
+		v->flags |= NODE_FLOW_FIN_CLIENT;
+		if (v->flags & NODE_FLOW_FIN_POD) {
+			v->flags |= NODE_FLOW_CLOSING;
+			count(NC_FLOW_CLOSING);
+		}
+	}
+	v->last_seen_ns = now;
+}
+
+/* Rewrite one address (+ port) of the IPv4/L4 headers at l3_off/l4_off:
+ * which = 0 → source, 1 → destination. Stores through packet pointers first
+ * (IP checksum by hand: it is never offloaded), then fixes the L4 checksum
+ * with the skb helper, which knows about CHECKSUM_PARTIAL/COMPLETE. Returns 0
+ * or a negative error; packet pointers are invalid afterwards. */
+static __always_inline int rewrite_l3l4(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off,
+					__u8 proto, int which, __be32 new_ip, __be16 new_port)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + l3_off;
+	__be32 old_ip;
+	__be16 old_port, *portp;
+	__u32 csum_off;
+	__u64 mangled = 0;
+
+	if (l3_off > 64 || l4_off > 128)
+		return -1;
+	if ((void *)(ip + 1) > data_end)
+		return -1;
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + l4_off;
+
+		if ((void *)(th + 1) > data_end)
+			return -1;
+		portp = which ? &th->dest : &th->source;
+		csum_off = l4_off + TCP_CSUM_OFF;
+	} else {
+		struct udphdr *uh = data + l4_off;
+
+		if ((void *)(uh + 1) > data_end)
+			return -1;
+		portp = which ? &uh->dest : &uh->source;
+		csum_off = l4_off + UDP_CSUM_OFF;
+		mangled = BPF_F_MARK_MANGLED_0;
+	}
+	old_ip = which ? ip->daddr : ip->saddr;
+	old_port = *portp;
+	if (which)
+		ip->daddr = new_ip;
+	else
+		ip->saddr = new_ip;
+	csum_replace4(&ip->check, old_ip, new_ip);
+	*portp = new_port;
+
+	if (old_ip != new_ip &&
+	    bpf_l4_csum_replace(skb, csum_off, old_ip, new_ip,
+				BPF_F_PSEUDO_HDR | mangled | sizeof(new_ip)))
+		return -1;
+	if (old_port != new_port &&
+	    bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | sizeof(new_port)))
+		return -1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- ingress */
+
+/* Remove our option (8 bytes right after the 20-byte base header). */
+static __always_inline int strip_option(struct __sk_buff *skb, __u32 l3_off, __u32 ihl_words,
+					__u32 tot_len, __u32 opt_sum)
+{
+	void *data, *data_end;
+	struct iphdr *ip;
+	int ok;
+
+	/* ADJ_ROOM_NET removes the bytes after the kernel's 20-byte IPv4 base
+	 * header: exactly our option. The L4 checksum does not cover it, so
+	 * CHECKSUM_UNNECESSARY stays true (NO_CSUM_RESET). */
+	if (bpf_skb_adjust_room(skb, -(__s32)DSR_OPT_LEN, BPF_ADJ_ROOM_NET,
+				BPF_F_ADJ_ROOM_NO_CSUM_RESET))
+		return -1;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (l3_off > 64)
+		return -2;
+	ip = data + l3_off;
+	if ((void *)(ip + 1) > data_end)
+		return -2;
+	ip->ihl = ihl_words - DSR_OPT_LEN / 4;
+	ip->tot_len = bpf_htons(tot_len - DSR_OPT_LEN);
+	ip->check = 0;
+	ip->check = ipv4_csum(ip, ihl_words - DSR_OPT_LEN / 4, data_end, &ok);
+	if (!ok)
+		return -2;
+	/* The header's sum is 0 (valid checksum) before and after, so for a
+	 * CHECKSUM_COMPLETE skb only the removed bytes, which the kernel
+	 * subtracted, must be added back. A no-op error for other skbs. */
+	bpf_csum_update(skb, opt_sum);
+	return 0;
+}
+
+static __always_inline int ingress_option(struct __sk_buff *skb, struct pkt *p,
+					  struct node_config *cfg)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct dsr_opt *opt = (void *)(p->ip + 1);
+	__u32 opt_sum;
+	__be32 vip;
+	__be16 vport;
+	int rc;
+
+	if ((void *)(opt + 1) > data_end || p->ihl_bytes < 20 + DSR_OPT_LEN ||
+	    opt->len != DSR_OPT_LEN) {
+		count(NC_DROP_BAD_OPTION);
+		return TC_ACT_SHOT;
+	}
+	vip = opt->addr;
+	vport = opt->port;
+	opt_sum = csum_word32(((__u32 *)opt)[0]) + csum_word32(((__u32 *)opt)[1]);
+
+	if (parse_l4(data, data_end, p) != PARSE_OK) {
+		count(NC_DROP_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	if (p->frag & PKT_FRAG_LATER) {
+		count(NC_IN_OPT_FRAGMENT);
+	} else if (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP) {
+		struct node_flow_key k = {
+			.pod_ip = p->daddr,
+			.client_ip = p->saddr,
+			.pod_port = p->dport,
+			.client_port = p->sport,
+			.proto = p->l4_proto,
+		};
+		__u64 now = now_ns(cfg);
+		__u8 syn = p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_SYN);
+
+		remember_flow(&k, vip, vport, NODE_ORIGIN_OPTION, syn, now);
+		if (p->l4_proto == IPPROTO_TCP)
+			client_close(&k, p->tcp_flags, now);
+		count(NC_IN_OPT_FLOW);
+	}
+
+	if (!cfg || !(cfg->flags & NODE_CFG_STRIP_OPTION)) {
+		count(NC_IN_OPT_KEPT);
+		return TC_ACT_OK;
+	}
+	rc = strip_option(skb, p->l3_off, p->ihl_bytes / 4, p->ip_len, opt_sum);
+	if (rc == -1) {
+		count(NC_IN_OPT_KEPT);
+		return TC_ACT_OK;
+	}
+	if (rc) {
+		count(NC_DROP_REWRITE);
+		return TC_ACT_SHOT;
+	}
+	count(NC_IN_OPT_STRIPPED);
+	return TC_ACT_OK;
+}
+
+static __always_inline int ingress_ipip(struct __sk_buff *skb, struct pkt *outer,
+					struct node_config *cfg)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct node_fwd_value *fv;
+	struct node_flow_key rk = {};
+	struct pkt in;
+	__be32 pod_ip;
+	__be16 pod_port;
+	__u64 now;
+	int new_flow = 0;
+
+	if (outer->frag) /* a fragmented tunnel packet: not ours to reassemble */
+		goto not_ours;
+	if (cfg && (cfg->flags & NODE_CFG_CHECK_OUTER_DST) && outer->daddr != cfg->node_ip)
+		goto not_ours;
+
+	in.l3_off = outer->l4_off;
+	if (in.l3_off > 14 + 4 + 60)
+		goto not_ours;
+	if (parse_ipv4(data, data_end, &in) != PARSE_OK)
+		goto not_ours;
+	if (in.frag & PKT_FRAG_LATER)
+		goto not_ours;
+	if (in.l4_proto != IPPROTO_TCP && in.l4_proto != IPPROTO_UDP)
+		goto not_ours;
+
+	struct node_svc_key sk = {
+		.vip = in.daddr,
+		.proto = in.l4_proto,
+	};
+	struct node_fwd_key fk = {
+		.client_ip = in.saddr,
+		.vip = in.daddr,
+		.proto = in.l4_proto,
+	};
+	if (parse_l4(data, data_end, &in) != PARSE_OK) {
+		/* Only ours if it is addressed to a local service; the port
+		 * is unreadable, so ask about the VIP with any port: cheaper
+		 * to just pass it untouched. */
+		goto not_ours;
+	}
+	sk.port = in.dport;
+	fk.client_port = in.sport;
+	fk.vip_port = in.dport;
+
+	now = now_ns(cfg);
+	fv = bpf_map_lookup_elem(&node_fwd, &fk);
+	if (fv && !is_expired(now, fv->last_seen_ns, flow_timeout(cfg, in.l4_proto, 0))) {
+		pod_ip = fv->pod_ip;
+		pod_port = fv->pod_port;
+		if (now > fv->last_seen_ns && now - fv->last_seen_ns > REFRESH_NS)
+			fv->last_seen_ns = now;
+	} else {
+		struct node_svc_value *sv = bpf_map_lookup_elem(&node_services, &sk);
+		__u32 n, idx;
+
+		if (!sv)
+			goto not_ours;
+		n = sv->count;
+		if (n == 0 || n > NODE_MAX_LOCAL_BACKENDS) {
+			count(NC_DROP_NO_BACKEND);
+			return TC_ACT_SHOT;
+		}
+		idx = node_tuple_hash(in.saddr, in.daddr, in.sport, in.dport, in.l4_proto) % n;
+		/* Keep clang from dropping the mask the verifier needs. */
+		asm volatile("" : "+r"(idx));
+		idx &= NODE_MAX_LOCAL_BACKENDS - 1;
+		pod_ip = sv->be[idx].ip;
+		pod_port = sv->be[idx].port;
+
+		struct node_fwd_value nfv = {
+			.pod_ip = pod_ip,
+			.pod_port = pod_port,
+			.last_seen_ns = now,
+		};
+		bpf_map_update_elem(&node_fwd, &fk, &nfv, BPF_ANY);
+		new_flow = 1;
+	}
+
+	rk.pod_ip = pod_ip;
+	rk.client_ip = in.saddr;
+	rk.pod_port = pod_port;
+	rk.client_port = in.sport;
+	rk.proto = in.l4_proto;
+	{
+		__u8 syn = in.l4_proto == IPPROTO_TCP && (in.tcp_flags & PKT_TCP_SYN);
+
+		remember_flow(&rk, in.daddr, in.dport, NODE_ORIGIN_IPIP, syn || new_flow, now);
+	}
+	if (in.l4_proto == IPPROTO_TCP && (in.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))) {
+		client_close(&rk, in.tcp_flags, now);
+		if (in.tcp_flags & PKT_TCP_RST)
+			bpf_map_delete_elem(&node_fwd, &fk);
+	}
+
+	/* Decapsulate: remove the outer IPv4 header between L2 and the inner
+	 * header. Inner and outer are both IPv4, so skb->protocol stands. */
+	{
+		__u32 l3_off = outer->l3_off;
+		__u32 inner_ihl = in.ihl_bytes;
+		__u8 proto = in.l4_proto;
+
+		if (bpf_skb_adjust_room(skb, -(__s32)outer->ihl_bytes, BPF_ADJ_ROOM_MAC, 0)) {
+			count(NC_DROP_DECAP);
+			return TC_ACT_SHOT;
+		}
+		if (l3_off > 18 || inner_ihl > 60) {
+			count(NC_DROP_DECAP);
+			return TC_ACT_SHOT;
+		}
+		if (rewrite_l3l4(skb, l3_off, l3_off + inner_ihl, proto, 1, pod_ip, pod_port)) {
+			count(NC_DROP_REWRITE);
+			return TC_ACT_SHOT;
+		}
+	}
+	count(NC_IN_IPIP_DNAT);
+	if (new_flow)
+		count(NC_IN_IPIP_NEW_FLOW);
+	return TC_ACT_OK;
+
+not_ours:
+	count(NC_IN_IPIP_NOT_OURS);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int node_ingress(struct __sk_buff *skb)
+{
+	void *data, *data_end;
+	struct node_config *cfg;
+	struct pkt p;
+
+	ensure_linear(skb);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+
+	if (parse_eth(data, data_end, &p) != PARSE_OK)
+		goto pass;
+	if (parse_ipv4(data, data_end, &p) != PARSE_OK)
+		goto pass;
+
+	if (p.ihl_bytes > 20) {
+		__u8 *otype = (void *)(p.ip + 1);
+
+		/* ihl_bytes > 20 and the header is within the window, so
+		 * the first option byte is readable; checked for the verifier. */
+		if ((void *)(otype + 1) <= data_end && *otype == DSR_OPT_TYPE) {
+			cfg = get_config();
+			return ingress_option(skb, &p, cfg);
+		}
+	}
+	if (p.l4_proto == IPPROTO_IPIP) {
+		cfg = get_config();
+		return ingress_ipip(skb, &p, cfg);
+	}
+	if (p.l4_proto == IPPROTO_TCP && !(p.frag & PKT_FRAG_LATER)) {
+		if (parse_l4(data, data_end, &p) == PARSE_OK &&
+		    (p.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))) {
+			struct node_flow_key k = {
+				.pod_ip = p.daddr,
+				.client_ip = p.saddr,
+				.pod_port = p.dport,
+				.client_port = p.sport,
+				.proto = IPPROTO_TCP,
+			};
+
+			cfg = get_config();
+			client_close(&k, p.tcp_flags, now_ns(cfg));
+		}
+	}
+pass:
+	count(NC_IN_PASS);
+	return TC_ACT_OK;
+}
+
+/* ----------------------------------------------------------------- egress */
+
+SEC("tc")
+int node_egress(struct __sk_buff *skb)
+{
+	void *data, *data_end;
+	struct node_flow_value *v;
+	struct node_config *cfg;
+	struct pkt p;
+	__be32 vip;
+	__be16 vport;
+	__u64 now;
+	__u8 proto;
+
+	ensure_linear(skb);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+
+	if (parse_packet(data, data_end, &p) != PARSE_OK)
+		goto pass;
+	if (p.l4_proto != IPPROTO_TCP && p.l4_proto != IPPROTO_UDP)
+		goto pass;
+	if (p.frag & PKT_FRAG_LATER)
+		goto pass;
+
+	struct node_flow_key k = {
+		.pod_ip = p.saddr,
+		.client_ip = p.daddr,
+		.pod_port = p.sport,
+		.client_port = p.dport,
+		.proto = p.l4_proto,
+	};
+	v = bpf_map_lookup_elem(&node_flows, &k);
+	if (!v)
+		goto pass;
+
+	proto = p.l4_proto;
+	cfg = get_config();
+	now = now_ns(cfg);
+	if (is_expired(now, v->last_seen_ns, flow_timeout(cfg, proto, v->flags))) {
+		bpf_map_delete_elem(&node_flows, &k);
+		count(NC_FLOW_EXPIRED);
+		goto pass;
+	}
+	vip = v->vip;
+	vport = v->vip_port;
+
+	if (proto == IPPROTO_TCP && (p.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))) {
+		if (p.tcp_flags & PKT_TCP_RST) {
+			bpf_map_delete_elem(&node_flows, &k);
+			count(NC_EG_RST);
+		} else {
+			count(NC_EG_FIN);
+			if (!(v->flags & NODE_FLOW_FIN_POD)) {
+				v->flags |= NODE_FLOW_FIN_POD;
+				if (v->flags & NODE_FLOW_FIN_CLIENT) {
+					v->flags |= NODE_FLOW_CLOSING;
+					count(NC_FLOW_CLOSING);
+				}
+			}
+			v->last_seen_ns = now;
+		}
+	} else if (now > v->last_seen_ns && now - v->last_seen_ns > REFRESH_NS) {
+		v->last_seen_ns = now;
+	}
+
+	if (rewrite_l3l4(skb, p.l3_off, p.l4_off, proto, 0, vip, vport)) {
+		count(NC_DROP_REWRITE);
+		return TC_ACT_SHOT;
+	}
+	count(NC_EG_REWRITE);
+	return TC_ACT_OK;
+
+pass:
+	count(NC_EG_PASS);
+	return TC_ACT_OK;
+}
+
+char _license[] SEC("license") = "GPL";
