@@ -1,0 +1,342 @@
+// A thin, typed gRPC client for gobgpd's v3 API over its unix socket.
+//
+// Every call carries a deadline so a hung gobgpd can never wedge the agent;
+// grpc-js reconnects the channel by itself, so "reconnect handling" here is:
+// calls fail fast while gobgpd is away (no waitForReady), `ping()` reports
+// health, and `instanceId()` lets callers notice that gobgpd was restarted
+// (its RIB is then empty and everything must be re-announced).
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+export const DEFAULT_PROTO_DIR = '/usr/share/gocode/src/github.com/osrg/gobgp/api';
+
+/** A google.protobuf.Any as proto-loader's JSON mapping presents it. */
+export interface AnyMsg {
+  '@type': string;
+  [field: string]: unknown;
+}
+
+export interface ApiFamily {
+  afi: 'AFI_IP' | 'AFI_IP6';
+  safi: 'SAFI_UNICAST';
+}
+
+export const FAMILY_V4: ApiFamily = { afi: 'AFI_IP', safi: 'SAFI_UNICAST' };
+export const FAMILY_V6: ApiFamily = { afi: 'AFI_IP6', safi: 'SAFI_UNICAST' };
+
+export interface ApiPath {
+  nlri: AnyMsg;
+  pattrs: AnyMsg[];
+  family: ApiFamily;
+  uuid?: Buffer | Uint8Array | string;
+  best?: boolean;
+  is_withdraw?: boolean;
+  neighbor_ip?: string;
+  source_asn?: number;
+  age?: { seconds: string; nanos: number } | null;
+}
+
+export interface ApiDestination {
+  prefix: string;
+  paths: ApiPath[];
+}
+
+export interface ApiGlobal {
+  asn: number;
+  router_id: string;
+  listen_port: number;
+  listen_addresses: string[];
+}
+
+export interface ApiTimestamp {
+  seconds: string;
+  nanos: number;
+}
+
+/** The subset of apipb.Peer we read and write. Fields absent on write take gobgpd's defaults. */
+export interface ApiPeer {
+  conf: {
+    neighbor_address: string;
+    peer_asn: number;
+    local_asn?: number;
+    auth_password?: string;
+    description?: string;
+    admin_down?: boolean;
+  };
+  ebgp_multihop?: { enabled: boolean; multihop_ttl: number };
+  timers?: {
+    config?: { connect_retry?: string | number; hold_time?: string | number; keepalive_interval?: string | number; idle_hold_time_after_reset?: string | number };
+    state?: { uptime?: ApiTimestamp | null; downtime?: ApiTimestamp | null; negotiated_hold_time?: string } | null;
+  };
+  transport?: { local_address?: string; passive_mode?: boolean; remote_port?: number; local_port?: number };
+  graceful_restart?: { enabled: boolean; restart_time: number };
+  afi_safis?: {
+    config: { family: ApiFamily; enabled: boolean };
+    mp_graceful_restart?: { config: { enabled: boolean } };
+    state?: { family?: ApiFamily; received?: string; accepted?: string; advertised?: string } | null;
+  }[];
+  state?: {
+    session_state?: string;
+    admin_state?: string;
+    neighbor_address?: string;
+    peer_asn?: number;
+    router_id?: string;
+    messages?: { received?: { update?: string; total?: string }; sent?: { update?: string; total?: string } } | null;
+  } | null;
+}
+
+export interface ApiDefinedSet {
+  defined_type: 'PREFIX' | 'NEIGHBOR' | 'COMMUNITY' | 'LARGE_COMMUNITY';
+  name: string;
+  list?: string[];
+  prefixes?: { ip_prefix: string; mask_length_min: number; mask_length_max: number }[];
+}
+
+export interface ApiMatchSet {
+  type: 'ANY' | 'ALL' | 'INVERT';
+  name: string;
+}
+
+export interface ApiStatement {
+  name: string;
+  conditions?: {
+    neighbor_set?: ApiMatchSet;
+    prefix_set?: ApiMatchSet;
+    large_community_set?: ApiMatchSet;
+    route_type?: 'ROUTE_TYPE_NONE' | 'ROUTE_TYPE_INTERNAL' | 'ROUTE_TYPE_EXTERNAL' | 'ROUTE_TYPE_LOCAL';
+  };
+  actions?: {
+    route_action?: 'NONE' | 'ACCEPT' | 'REJECT';
+    large_community?: { type: 'ADD' | 'REMOVE' | 'REPLACE'; communities: string[] };
+  };
+}
+
+export interface ApiPolicy {
+  name: string;
+  statements: ApiStatement[];
+}
+
+export interface ApiPolicyAssignment {
+  name: string;
+  direction: 'IMPORT' | 'EXPORT';
+  policies: { name: string }[];
+  default_action: 'NONE' | 'ACCEPT' | 'REJECT';
+}
+
+export type TableType = 'GLOBAL' | 'LOCAL' | 'ADJ_IN' | 'ADJ_OUT';
+
+export interface GobgpClientOptions {
+  /** Unix socket path of gobgpd's API (without the unix:// scheme). */
+  socket: string;
+  protoDir?: string;
+  /** Deadline for unary calls, ms. */
+  timeoutMs?: number;
+  /** Deadline for streaming list calls, ms (a full RIB can be large). */
+  listTimeoutMs?: number;
+}
+
+type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
+// The generated service client is untyped; we keep the surface we use narrow.
+interface RawClient extends grpc.Client {
+  [method: string]: unknown;
+}
+
+const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  json: true,
+};
+
+let cachedDefs: { dir: string; ctor: grpc.ServiceClientConstructor } | undefined;
+
+function loadService(protoDir: string): grpc.ServiceClientConstructor {
+  if (cachedDefs?.dir === protoDir) return cachedDefs.ctor;
+  const files = ['gobgp.proto', 'attribute.proto', 'capability.proto'].map((f) => join(protoDir, f));
+  for (const f of files) {
+    if (!existsSync(f)) throw new Error(`bgp.gobgp.protoDir: ${f} not found (install golang-github-osrg-gobgp-dev or fix the path)`);
+  }
+  const def = protoLoader.loadSync(files, { ...LOADER_OPTIONS, includeDirs: [protoDir] });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { apipb: { GobgpApi: grpc.ServiceClientConstructor } };
+  cachedDefs = { dir: protoDir, ctor: pkg.apipb.GobgpApi };
+  return pkg.apipb.GobgpApi;
+}
+
+export class GobgpError extends Error {
+  constructor(
+    readonly method: string,
+    readonly code: number,
+    details: string,
+  ) {
+    super(`gobgpd ${method}: ${details} (grpc code ${code})`);
+    this.name = 'GobgpError';
+  }
+}
+
+/** Format a uuid returned by AddPath (bytes) as hex, our stable key for it. */
+export function uuidHex(u: Buffer | Uint8Array | string | undefined): string {
+  if (u === undefined) return '';
+  if (typeof u === 'string') return Buffer.from(u, 'base64').toString('hex');
+  return Buffer.from(u).toString('hex');
+}
+
+export class GobgpClient {
+  readonly socket: string;
+  private readonly raw: RawClient;
+  private readonly timeoutMs: number;
+  private readonly listTimeoutMs: number;
+
+  constructor(opts: GobgpClientOptions) {
+    this.socket = opts.socket;
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.listTimeoutMs = opts.listTimeoutMs ?? 60000;
+    const Ctor = loadService(opts.protoDir ?? DEFAULT_PROTO_DIR);
+    this.raw = new Ctor(`unix://${opts.socket}`, grpc.credentials.createInsecure(), {
+      // Reconnect quickly after gobgpd restarts instead of grpc's 1 s+ backoff growth.
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+    }) as RawClient;
+  }
+
+  private deadline(ms = this.timeoutMs): grpc.Deadline {
+    return new Date(Date.now() + ms);
+  }
+
+  private unary<Res>(method: string, req: object, timeoutMs?: number): Promise<Res> {
+    const fn = this.raw[method] as (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<Res>) => void;
+    return new Promise((resolve, reject) => {
+      fn.call(this.raw, req, new grpc.Metadata(), { deadline: this.deadline(timeoutMs) }, (err, res) => {
+        if (err) reject(new GobgpError(method, err.code, err.details || err.message));
+        else resolve(res);
+      });
+    });
+  }
+
+  private list<Res>(method: string, req: object): Promise<Res[]> {
+    const fn = this.raw[method] as (req: object, md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientReadableStream<Res>;
+    return new Promise((resolve, reject) => {
+      const out: Res[] = [];
+      const stream = fn.call(this.raw, req, new grpc.Metadata(), { deadline: this.deadline(this.listTimeoutMs) });
+      stream.on('data', (d: Res) => out.push(d));
+      stream.on('error', (err: grpc.ServiceError) => reject(new GobgpError(method, err.code, err.details || err.message)));
+      stream.on('end', () => resolve(out));
+    });
+  }
+
+  async getBgp(): Promise<ApiGlobal> {
+    const res = await this.unary<{ global: ApiGlobal }>('GetBgp', {});
+    return res.global;
+  }
+
+  /** Is gobgpd answering, with BGP started? (false while it is down or unstarted) */
+  async ping(timeoutMs = 1000): Promise<boolean> {
+    try {
+      const res = await this.unary<{ global: ApiGlobal | null }>('GetBgp', {}, timeoutMs);
+      return res.global !== null && res.global.asn !== 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Reachable at all (answers GetBgp, even with BGP not started: asn 0). */
+  async reachable(timeoutMs = 1000): Promise<boolean> {
+    try {
+      await this.unary('GetBgp', {}, timeoutMs);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async startBgp(global: { asn: number; router_id: string; listen_port?: number; listen_addresses?: string[] }): Promise<void> {
+    await this.unary('StartBgp', { global: { listen_port: -1, ...global } });
+  }
+
+  async stopBgp(): Promise<void> {
+    await this.unary('StopBgp', {});
+  }
+
+  async addPeer(peer: ApiPeer): Promise<void> {
+    await this.unary('AddPeer', { peer });
+  }
+
+  async updatePeer(peer: ApiPeer): Promise<{ needs_soft_reset_in: boolean }> {
+    return this.unary('UpdatePeer', { peer });
+  }
+
+  async deletePeer(address: string): Promise<void> {
+    await this.unary('DeletePeer', { address });
+  }
+
+  async resetPeer(address: string, soft: boolean, direction: 'IN' | 'OUT' | 'BOTH' = 'OUT'): Promise<void> {
+    await this.unary('ResetPeer', { address, soft, direction });
+  }
+
+  async listPeer(address = ''): Promise<ApiPeer[]> {
+    const res = await this.list<{ peer: ApiPeer }>('ListPeer', { address, enableAdvertised: true });
+    return res.map((r) => r.peer);
+  }
+
+  /** Returns the path's uuid as hex. */
+  async addPath(path: ApiPath): Promise<string> {
+    const res = await this.unary<{ uuid: Buffer | string }>('AddPath', { table_type: 'GLOBAL', path });
+    return uuidHex(res.uuid);
+  }
+
+  /** Bulk add over one client stream; gobgpd does not return uuids for these. */
+  async addPathStream(paths: ApiPath[], batch = 256): Promise<void> {
+    const fn = this.raw['AddPathStream'] as (md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<unknown>) => grpc.ClientWritableStream<object>;
+    await new Promise<void>((resolve, reject) => {
+      const stream = fn.call(this.raw, new grpc.Metadata(), { deadline: this.deadline(this.listTimeoutMs) }, (err) => {
+        if (err) reject(new GobgpError('AddPathStream', err.code, err.details || err.message));
+        else resolve();
+      });
+      for (let i = 0; i < paths.length; i += batch) {
+        stream.write({ table_type: 'GLOBAL', paths: paths.slice(i, i + batch) });
+      }
+      stream.end();
+    });
+  }
+
+  /** Withdraw by uuid (from addPath) or by path (NLRI + family; attributes are ignored). */
+  async deletePath(by: { uuid: string } | { path: ApiPath }): Promise<void> {
+    if ('uuid' in by) {
+      await this.unary('DeletePath', { table_type: 'GLOBAL', uuid: Buffer.from(by.uuid, 'hex') });
+    } else {
+      await this.unary('DeletePath', { table_type: 'GLOBAL', family: by.path.family, path: by.path });
+    }
+  }
+
+  /** GLOBAL: the local RIB (our paths, since import is rejected); ADJ_OUT/ADJ_IN need the neighbor's address. */
+  async listPath(table: TableType, family: ApiFamily, name = ''): Promise<ApiDestination[]> {
+    const res = await this.list<{ destination: ApiDestination }>('ListPath', { table_type: table, family, name });
+    return res.map((r) => r.destination);
+  }
+
+  async setPolicies(req: { defined_sets: ApiDefinedSet[]; policies: ApiPolicy[]; assignments?: ApiPolicyAssignment[] }): Promise<void> {
+    await this.unary('SetPolicies', { assignments: [], ...req });
+  }
+
+  async setPolicyAssignment(assignment: ApiPolicyAssignment): Promise<void> {
+    await this.unary('SetPolicyAssignment', { assignment });
+  }
+
+  async listPolicy(): Promise<ApiPolicy[]> {
+    const res = await this.list<{ policy: ApiPolicy }>('ListPolicy', {});
+    return res.map((r) => r.policy);
+  }
+
+  async listPolicyAssignment(direction: 'IMPORT' | 'EXPORT'): Promise<ApiPolicyAssignment[]> {
+    const res = await this.list<{ assignment: ApiPolicyAssignment }>('ListPolicyAssignment', { name: 'global', direction });
+    return res.map((r) => r.assignment);
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}

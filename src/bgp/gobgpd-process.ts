@@ -1,0 +1,159 @@
+// Starts gobgpd for development and tests (`bgp.gobgp.manage: true`); on the
+// appliance systemd runs it (systemd/gobgpd.service) and this module is unused.
+//
+// Lifetime rule: gobgpd holds the announced paths in memory, so the agent must
+// never take it down just because the agent itself stops or restarts — that
+// would withdraw every VIP. gobgpd is therefore spawned *detached* (own
+// process group, not killed with the agent), its pid is recorded next to the
+// socket, and a later agent adopts a gobgpd that already answers on the
+// socket instead of starting a second one. Only an explicit `stop()` (tests,
+// `edgelb` shutdown with stopGobgpd requested) ends it.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from '../log/logger.js';
+import { silentLogger } from '../log/logger.js';
+import { GobgpClient } from './gobgp-client.js';
+
+export interface GobgpdProcessOptions {
+  binary: string;
+  socket: string;
+  protoDir?: string;
+  /** Command prefix, e.g. ['ip', 'netns', 'exec', 'edge1'] in tests. */
+  wrap?: string[];
+  /** Optional TOML config file (-f); without it the agent configures everything over the API. */
+  configFile?: string;
+  logFile?: string;
+  logLevel?: string;
+  logger?: Logger;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class GobgpdProcess {
+  private readonly opts: GobgpdProcessOptions;
+  private readonly log: Logger;
+  pid: number | undefined;
+  /** True when this object found a running gobgpd instead of starting one. */
+  adopted = false;
+
+  constructor(opts: GobgpdProcessOptions) {
+    this.opts = opts;
+    this.log = opts.logger ?? silentLogger();
+  }
+
+  get pidFile(): string {
+    return `${this.opts.socket}.pid`;
+  }
+
+  private recordedPid(): number | undefined {
+    try {
+      const n = Number(readFileSync(this.pidFile, 'utf8').trim());
+      return Number.isInteger(n) && n > 0 && pidAlive(n) ? n : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Start gobgpd unless one already answers on the socket; resolve once its API answers. */
+  async start(timeoutMs = 10000): Promise<void> {
+    const probe = new GobgpClient({ socket: this.opts.socket, protoDir: this.opts.protoDir, timeoutMs: 500 });
+    try {
+      if (existsSync(this.opts.socket) && (await probe.reachable(500))) {
+        this.pid = this.recordedPid();
+        this.adopted = true;
+        this.log.info({ socket: this.opts.socket, pid: this.pid }, 'adopting running gobgpd');
+        return;
+      }
+      // A stale socket from a crashed gobgpd makes its successor fail to listen.
+      rmSync(this.opts.socket, { force: true });
+      mkdirSync(dirname(this.opts.socket), { recursive: true });
+      const args = ['-p', '--pprof-disable', '--api-hosts', `unix://${this.opts.socket}`];
+      if (this.opts.configFile) args.push('-f', this.opts.configFile);
+      if (this.opts.logLevel) args.push('-l', this.opts.logLevel);
+      const wrap = this.opts.wrap ?? [];
+      const cmd = [...wrap, this.opts.binary, ...args];
+      const out = this.opts.logFile ? openSync(this.opts.logFile, 'a') : 'ignore';
+      const child = spawn(cmd[0] as string, cmd.slice(1), { detached: true, stdio: ['ignore', out, out] });
+      if (typeof out === 'number') closeSync(out);
+      child.unref();
+      if (child.pid === undefined) throw new Error(`could not start ${this.opts.binary}`);
+      // `ip netns exec` execs the command, so the pid is gobgpd's own.
+      this.pid = child.pid;
+      this.adopted = false;
+      writeFileSync(this.pidFile, `${child.pid}\n`);
+      let exited: number | null | undefined;
+      child.once('exit', (code) => (exited = code));
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        if (exited !== undefined) throw new Error(`gobgpd exited during start (code ${exited}); see ${this.opts.logFile ?? 'its output'}`);
+        if (existsSync(this.opts.socket) && (await probe.reachable(300))) {
+          this.log.info({ socket: this.opts.socket, pid: this.pid }, 'gobgpd started');
+          return;
+        }
+        await sleep(50);
+      }
+      throw new Error(`gobgpd did not answer on ${this.opts.socket} within ${timeoutMs} ms`);
+    } finally {
+      probe.close();
+    }
+  }
+
+  /** SIGTERM (then SIGKILL) the gobgpd we started or adopted, and wait for it to exit. */
+  async stop(timeoutMs = 5000): Promise<void> {
+    const pid = this.pid ?? this.recordedPid();
+    if (pid === undefined) return;
+    await killAndWait(pid, timeoutMs);
+    this.pid = undefined;
+    rmSync(this.pidFile, { force: true });
+    rmSync(this.opts.socket, { force: true });
+  }
+
+  /** Hard kill without cleanup, as a crash would (tests). */
+  kill(): void {
+    if (this.pid !== undefined && pidAlive(this.pid)) process.kill(this.pid, 'SIGKILL');
+  }
+
+  running(): boolean {
+    return this.pid !== undefined && pidAlive(this.pid);
+  }
+}
+
+export async function killAndWait(pid: number, timeoutMs = 5000): Promise<void> {
+  if (!pidAlive(pid)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!pidAlive(pid) || isZombie(pid)) return;
+    await sleep(25);
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+  const hard = Date.now() + 2000;
+  while (Date.now() < hard && pidAlive(pid) && !isZombie(pid)) await sleep(25);
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}

@@ -1,0 +1,369 @@
+// BgpSpeaker: the one object the agent talks to for BGP. It owns the gRPC
+// client, keeps gobgpd's global config, peers, policy and VIP paths equal to
+// what it is told, repairs drift (gobgpd restarts, adj-out mismatches),
+// drives graceful drain and couples BFD to health.
+//
+// Restart safety: on start the speaker *adopts* what gobgpd already has — it
+// does not touch paths until the agent has called setDesired() once, and then
+// only applies differences — so an agent restart never withdraws a VIP.
+// close() leaves gobgpd (and bfdd) running unless explicitly asked to stop them.
+import type { BgpConfig, NodeConfig } from '../config/types.js';
+import type { Logger } from '../log/logger.js';
+import { silentLogger } from '../log/logger.js';
+import { parseVipPrefix, type DesiredVip, type PathOptions } from './attributes.js';
+import { BfddSupervisor, bfdPeersFromConfig } from './bfdd.js';
+import { drainPlan, nextDrainState, type DrainState } from './drain.js';
+import { GobgpClient, type ApiPeer } from './gobgp-client.js';
+import { GobgpdProcess } from './gobgpd-process.js';
+import { compareAdjOut, desiredPaths, expectedAdjOut, readAdjOut, reconcilePaths, type AdjOutMismatch } from './path-reconciler.js';
+import { desiredPeers, reconcilePeers, readPasswordFile, type PeerDiff } from './peer-reconciler.js';
+import { buildPolicy, peerGroups, policyFingerprint, EXPORT_POLICY } from './policy.js';
+
+export interface SpeakerConfig {
+  node: Pick<NodeConfig, 'asn' | 'routerId'>;
+  bgp: BgpConfig;
+}
+
+export interface SpeakerOptions {
+  logger?: Logger;
+  /** BGP listen port; 179 normally, -1 = do not listen (only connect out). */
+  listenPort?: number;
+  /** Periodic reconcile (health, gobgpd restart detection, drift repair), ms; 0 = off. */
+  reconcileIntervalMs?: number;
+  /** Check adjacency-out every N reconcile rounds (0 = never). */
+  adjOutEvery?: number;
+  /** Command prefix for managed daemons (tests run them in a netns). */
+  wrap?: string[];
+  /** Log file for a managed gobgpd. */
+  gobgpdLogFile?: string;
+  /** Password file reader (tests inject). */
+  readPassword?: (path: string, where: string) => string;
+  /** Manage FRR bfdd for peers with bfd.enabled (default: when any peer has it). */
+  bfd?: boolean;
+}
+
+export interface PeerStatus {
+  address: string;
+  asn: number;
+  state: string;
+  adminState: string;
+  /** Seconds since the session came up (0 when not established). */
+  uptimeSeconds: number;
+  /** Epoch ms when the session came up (stable across reads: use it to tell a reset). */
+  upSince: number | null;
+  receivedUpdates: number;
+  sentUpdates: number;
+  advertised: number;
+}
+
+export interface SpeakerStatus {
+  gobgpdHealthy: boolean;
+  drain: DrainState;
+  vips: number;
+  announced: number;
+  peers: PeerStatus[];
+  bfd: { running: boolean; healthy: boolean } | null;
+  lastError: string | null;
+}
+
+function peerStatus(p: ApiPeer): PeerStatus {
+  const st = p.state;
+  const up = p.timers?.state?.uptime;
+  const established = st?.session_state === 'ESTABLISHED';
+  const upSince = established && up ? Number(up.seconds) * 1000 + Math.floor(up.nanos / 1e6) : null;
+  return {
+    address: p.conf.neighbor_address,
+    asn: p.conf.peer_asn,
+    state: (st?.session_state ?? 'UNKNOWN').toLowerCase(),
+    adminState: (st?.admin_state ?? 'UP').toLowerCase(),
+    uptimeSeconds: upSince === null ? 0 : Math.max(0, Math.floor((Date.now() - upSince) / 1000)),
+    upSince,
+    receivedUpdates: Number(st?.messages?.received?.update ?? 0),
+    sentUpdates: Number(st?.messages?.sent?.update ?? 0),
+    advertised: (p.afi_safis ?? []).reduce((n, a) => n + Number(a.state?.advertised ?? 0), 0),
+  };
+}
+
+export class BgpSpeaker {
+  private cfg: SpeakerConfig;
+  private readonly opts: SpeakerOptions;
+  private readonly log: Logger;
+  readonly client: GobgpClient;
+  readonly gobgpd: GobgpdProcess | null;
+  private bfdd: BfddSupervisor | null = null;
+  private vips: DesiredVip[] | null = null;
+  private drainState: DrainState = 'active';
+  private drainTimer: NodeJS.Timeout | null = null;
+  private drainDone: (() => void) | null = null;
+  private loop: NodeJS.Timeout | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  private appliedPolicy = '';
+  private lastHealthy = false;
+  private round = 0;
+  private datapathHealthy = true;
+  private lastError: string | null = null;
+  private closed = false;
+  announced = 0;
+  /** Test hook / metrics: number of full re-syncs after gobgpd lost its state. */
+  resyncs = 0;
+
+  constructor(cfg: SpeakerConfig, opts: SpeakerOptions = {}) {
+    this.cfg = cfg;
+    this.opts = opts;
+    this.log = (opts.logger ?? silentLogger()).child({ component: 'bgp' });
+    const g = cfg.bgp.gobgp;
+    this.client = new GobgpClient({ socket: g.socket, protoDir: g.protoDir });
+    this.gobgpd = g.manage
+      ? new GobgpdProcess({ binary: g.binary, socket: g.socket, protoDir: g.protoDir, wrap: opts.wrap, logFile: opts.gobgpdLogFile, logger: this.log })
+      : null;
+  }
+
+  /** Serialise every operation that talks to gobgpd, so reconciles never interleave. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private pathOptions(): PathOptions {
+    return { localAsn: this.cfg.node.asn, gracefulShutdown: drainPlan(this.drainState).gracefulShutdown };
+  }
+
+  /** Connect (starting gobgpd when managed), apply global/peers/policy, start the reconcile loop. */
+  async start(): Promise<void> {
+    if (this.gobgpd) await this.gobgpd.start();
+    await this.syncBfd();
+    await this.exclusive(() => this.reconcileOnce(true));
+    const every = this.opts.reconcileIntervalMs ?? 2000;
+    if (every > 0) {
+      const tick = () => {
+        if (this.closed) return;
+        this.exclusive(() => this.reconcileOnce(false))
+          .catch((e: Error) => this.log.warn({ err: e.message }, 'BGP reconcile failed; will retry'))
+          .finally(() => {
+            if (!this.closed) this.loop = setTimeout(tick, every);
+          });
+      };
+      this.loop = setTimeout(tick, every);
+    }
+  }
+
+  /** The VIPs to announce (with attributes from their pools). Applied at once. */
+  async setDesired(vips: DesiredVip[]): Promise<void> {
+    vips.forEach((v, i) => parseVipPrefix(v.prefix, `VIP #${i}`));
+    const copy = vips.map((v) => ({ prefix: v.prefix, attrs: { ...v.attrs } }));
+    await this.exclusive(async () => {
+      this.vips = copy;
+      await this.applyPolicyAndPaths();
+    });
+  }
+
+  /** Apply a changed config: only the differences (peers one by one, policy, paths). */
+  async reload(cfg: SpeakerConfig): Promise<PeerDiff> {
+    const old = this.cfg;
+    this.cfg = cfg;
+    if (old.node.asn !== cfg.node.asn || old.node.routerId !== cfg.node.routerId) {
+      this.log.warn('node ASN/router ID changed: BGP will restart (all sessions reset)');
+    }
+    await this.syncBfd();
+    return this.exclusive(async () => {
+      await this.ensureGlobal();
+      const diff = await reconcilePeers(this.client, this.desiredPeerSpecs(), this.log);
+      await this.applyPolicyAndPaths();
+      return diff;
+    });
+  }
+
+  /**
+   * Graceful drain: re-announce with GRACEFUL_SHUTDOWN, wait bgp.drainSeconds,
+   * withdraw. Resolves when the VIPs are withdrawn (or an undrain cancelled it).
+   */
+  async drain(): Promise<void> {
+    if (this.drainState !== 'active') return;
+    this.drainState = nextDrainState(this.drainState, 'drain');
+    this.log.info({ seconds: this.cfg.bgp.drainSeconds }, 'draining: announcing VIPs with GRACEFUL_SHUTDOWN');
+    await this.exclusive(() => this.applyPolicyAndPaths());
+    await new Promise<void>((resolve) => {
+      this.drainDone = resolve;
+      this.drainTimer = setTimeout(() => {
+        this.drainTimer = null;
+        this.drainState = nextDrainState(this.drainState, 'drain-timer');
+        this.log.info('drain: withdrawing VIPs');
+        this.exclusive(() => this.applyPolicyAndPaths())
+          .catch((e: Error) => this.log.error({ err: e.message }, 'drain withdraw failed'))
+          .finally(() => {
+            this.drainDone = null;
+            resolve();
+          });
+      }, this.cfg.bgp.drainSeconds * 1000);
+    });
+  }
+
+  async undrain(): Promise<void> {
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
+    this.drainState = nextDrainState(this.drainState, 'undrain');
+    this.drainDone?.();
+    this.drainDone = null;
+    this.log.info('undrain: announcing VIPs normally');
+    await this.exclusive(() => this.applyPolicyAndPaths());
+  }
+
+  /** The datapath's health (attached, maps sane); BFD is held down while it is false. */
+  async setDatapathHealthy(ok: boolean): Promise<void> {
+    this.datapathHealthy = ok;
+    await this.bfdd?.setHealthy(ok && this.lastHealthy);
+  }
+
+  async status(): Promise<SpeakerStatus> {
+    let peers: PeerStatus[] = [];
+    let healthy = false;
+    try {
+      peers = (await this.client.listPeer()).map(peerStatus);
+      healthy = await this.client.ping();
+    } catch (e) {
+      this.lastError = (e as Error).message;
+    }
+    return {
+      gobgpdHealthy: healthy,
+      drain: this.drainState,
+      vips: this.vips?.length ?? 0,
+      announced: this.announced,
+      peers,
+      bfd: this.bfdd ? { running: this.bfdd.running(), healthy: this.bfdd.healthy } : null,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Compare each established peer's adjacency-out with what it should get; repair by a soft reset out. */
+  async checkAdjOut(repair = true): Promise<AdjOutMismatch[]> {
+    return this.exclusive(() => this.adjOutRound(repair));
+  }
+
+  /** Stop the loop and the client. Leaves gobgpd/bfdd running (routes stay) unless told otherwise. */
+  async close(opts: { stopGobgpd?: boolean; stopBfdd?: boolean } = {}): Promise<void> {
+    this.closed = true;
+    if (this.loop) clearTimeout(this.loop);
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.drainDone?.();
+    await this.queue.catch(() => undefined);
+    this.client.close();
+    if (opts.stopGobgpd && this.gobgpd) await this.gobgpd.stop();
+    if (opts.stopBfdd && this.bfdd) await this.bfdd.stop();
+  }
+
+  // ---- internals ----
+
+  private desiredPeerSpecs() {
+    return desiredPeers(this.cfg.bgp.peers, this.cfg.node.asn, this.opts.readPassword ?? readPasswordFile);
+  }
+
+  private async syncBfd(): Promise<void> {
+    const peers = bfdPeersFromConfig(this.cfg.bgp.peers);
+    const want = this.opts.bfd ?? peers.length > 0;
+    if (!want) return;
+    if (!this.bfdd) {
+      this.bfdd = new BfddSupervisor({ ...this.cfg.bgp.bfdd, wrap: this.opts.wrap, logger: this.log });
+    }
+    await this.bfdd.apply(peers);
+  }
+
+  /** Start BGP in gobgpd if it is not (fresh or restarted gobgpd); true if it had to. */
+  private async ensureGlobal(): Promise<boolean> {
+    const g = await this.client.getBgp();
+    const { asn, routerId } = this.cfg.node;
+    if (g.asn === asn && g.router_id === routerId) return false;
+    if (g.asn !== 0) {
+      this.log.warn({ was: { asn: g.asn, routerId: g.router_id } }, 'gobgpd runs with another ASN/router ID; restarting BGP');
+      await this.client.stopBgp();
+    }
+    await this.client.startBgp({ asn, router_id: routerId, listen_port: this.opts.listenPort ?? 179 });
+    this.appliedPolicy = '';
+    return true;
+  }
+
+  private async reconcileOnce(first: boolean): Promise<void> {
+    const healthy = await this.client.reachable(1500);
+    if (!healthy) {
+      if (this.lastHealthy || first) this.log.warn({ socket: this.client.socket }, 'gobgpd is not answering');
+      this.lastHealthy = false;
+      await this.bfdd?.setHealthy(false);
+      if (this.gobgpd && !this.gobgpd.running()) {
+        this.log.warn('managed gobgpd is gone; restarting it');
+        await this.gobgpd.start();
+      }
+      if (first) throw new Error(`gobgpd is not answering on ${this.client.socket}`);
+      return;
+    }
+    const restarted = await this.ensureGlobal();
+    if (restarted && !first) {
+      this.resyncs++;
+      this.log.warn('gobgpd lost its state (restart?): re-applying peers, policy and all VIPs');
+    }
+    await reconcilePeers(this.client, this.desiredPeerSpecs(), this.log);
+    await this.applyPolicyAndPaths();
+    this.lastHealthy = true;
+    this.lastError = null;
+    await this.bfdd?.setHealthy(this.datapathHealthy);
+    const every = this.opts.adjOutEvery ?? 5;
+    if (!first && every > 0 && ++this.round % every === 0) await this.adjOutRound(true);
+  }
+
+  private async applyPolicy(): Promise<void> {
+    const vips = this.vips ?? [];
+    const plan = buildPolicy(this.cfg.node.asn, peerGroups(vips.map((v) => v.attrs.peers)));
+    const fp = policyFingerprint(plan);
+    if (fp === this.appliedPolicy) return;
+    // After an agent restart appliedPolicy is empty: compare with gobgpd's
+    // copy (statement names encode the peer groups) so adoption does not
+    // trigger a needless soft reset.
+    const existing = (await this.client.listPolicy()).find((p) => p.name === EXPORT_POLICY);
+    const wantNames = plan.policies.find((p) => p.name === EXPORT_POLICY)?.statements.map((s) => s.name) ?? [];
+    const sameAsRunning = existing && JSON.stringify(existing.statements.map((s) => s.name)) === JSON.stringify(wantNames);
+    if (!sameAsRunning) {
+      await this.client.setPolicies({ defined_sets: plan.definedSets, policies: plan.policies });
+      for (const a of plan.assignments) await this.client.setPolicyAssignment(a);
+      if (existing) {
+        // Export decisions for paths already sent were made under the old policy.
+        for (const p of await this.client.listPeer()) {
+          if (p.state?.session_state === 'ESTABLISHED') await this.client.resetPeer(p.conf.neighbor_address, true, 'OUT');
+        }
+      }
+      this.log.info({ groups: wantNames.length - 2 }, 'applied BGP export/import policy');
+    } else {
+      // Assignments are cheap to (re)assert and may be missing after a partial apply.
+      for (const a of plan.assignments) await this.client.setPolicyAssignment(a);
+    }
+    this.appliedPolicy = fp;
+  }
+
+  private async applyPolicyAndPaths(): Promise<void> {
+    await this.applyPolicy();
+    if (this.vips === null) return; // not told yet: adopt whatever gobgpd announces
+    const plan = drainPlan(this.drainState);
+    const want = plan.announce ? desiredPaths(this.vips, this.pathOptions()) : new Map();
+    await reconcilePaths(this.client, want, this.log);
+    this.announced = want.size;
+  }
+
+  private async adjOutRound(repair: boolean): Promise<AdjOutMismatch[]> {
+    if (this.vips === null) return [];
+    const plan = drainPlan(this.drainState);
+    const vips = plan.announce ? this.vips : [];
+    const out: AdjOutMismatch[] = [];
+    for (const p of await this.client.listPeer()) {
+      if (p.state?.session_state !== 'ESTABLISHED') continue;
+      const addr = p.conf.neighbor_address;
+      const mm = compareAdjOut(addr, expectedAdjOut(vips, addr, this.pathOptions()), await readAdjOut(this.client, addr));
+      if (!mm) continue;
+      out.push(mm);
+      this.log.warn({ ...mm, missing: mm.missing.slice(0, 10), unexpected: mm.unexpected.slice(0, 10) }, 'adj-rib-out differs from desired');
+      if (repair) {
+        this.appliedPolicy = '';
+        await this.applyPolicyAndPaths();
+        await this.client.resetPeer(addr, true, 'OUT');
+      }
+    }
+    return out;
+  }
+}

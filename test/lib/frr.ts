@@ -1,0 +1,195 @@
+// An FRR router (zebra + bgpd + bfdd) inside a namespace, every path
+// overridden so it never touches the system's FRR (see NOTES.md), plus vtysh
+// helpers that return parsed JSON.
+import { chownSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { nsRun, sleep, run } from './netns.js';
+import { killAndWait, pidAlive } from '../../src/bgp/gobgpd-process.js';
+
+export interface FrrNeighbor {
+  address: string;
+  asn: number;
+  password?: string;
+  /** BFD with these timers (ms); absent = no BFD. */
+  bfd?: { minRxMs: number; minTxMs: number; multiplier: number };
+  holdTime?: number;
+  keepalive?: number;
+}
+
+export interface FrrRouterConfig {
+  hostname: string;
+  asn: number;
+  routerId: string;
+  neighbors: FrrNeighbor[];
+  maximumPaths?: number;
+}
+
+const DAEMONS = ['zebra', 'bgpd', 'bfdd'] as const;
+type Daemon = (typeof DAEMONS)[number];
+
+function bfdProfile(n: FrrNeighbor): string {
+  const b = n.bfd!;
+  return `edge-${b.minRxMs}-${b.minTxMs}-${b.multiplier}`;
+}
+
+/** Pure: the three daemons' config files. */
+export function generateFrrConfig(c: FrrRouterConfig): Record<Daemon, string> {
+  const head = [`hostname ${c.hostname}`, 'log stdout informational', '!'];
+  const zebra = [...head, 'zebra work-queue 0', '!', ''].join('\n');
+  const profiles = new Map<string, FrrNeighbor>();
+  for (const n of c.neighbors) if (n.bfd) profiles.set(bfdProfile(n), n);
+  const bfdd = [...head, 'bfd'];
+  for (const [name, n] of [...profiles.entries()].sort()) {
+    bfdd.push(` profile ${name}`, `  detect-multiplier ${n.bfd!.multiplier}`, `  receive-interval ${n.bfd!.minRxMs}`, `  transmit-interval ${n.bfd!.minTxMs}`, ' exit', ' !');
+  }
+  bfdd.push('exit', '!', '');
+  const bgp = [...head, `router bgp ${c.asn}`, ` bgp router-id ${c.routerId}`, ' no bgp ebgp-requires-policy', ' no bgp network import-check', ' bgp bestpath as-path multipath-relax', ' bgp log-neighbor-changes'];
+  for (const n of c.neighbors) {
+    bgp.push(` neighbor ${n.address} remote-as ${n.asn}`, ` neighbor ${n.address} timers connect 1`);
+    if (n.holdTime !== undefined) bgp.push(` neighbor ${n.address} timers ${n.keepalive ?? Math.floor(n.holdTime / 3)} ${n.holdTime}`);
+    if (n.password) bgp.push(` neighbor ${n.address} password ${n.password}`);
+    if (n.bfd) bgp.push(` neighbor ${n.address} bfd`, ` neighbor ${n.address} bfd profile ${bfdProfile(n)}`);
+  }
+  bgp.push(' address-family ipv4 unicast', `  maximum-paths ${c.maximumPaths ?? 8}`, ' exit-address-family', ' address-family ipv6 unicast');
+  for (const n of c.neighbors) if (n.address.includes(':')) bgp.push(`  neighbor ${n.address} activate`);
+  bgp.push(`  maximum-paths ${c.maximumPaths ?? 8}`, ' exit-address-family', 'exit', '!', '');
+  return { zebra, bgpd: bgp.join('\n'), bfdd: bfdd.join('\n') };
+}
+
+function frrIds(): { uid: number; gid: number } | null {
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('frr:'));
+  if (!line) return null;
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+export class FrrRouter {
+  readonly ns: string;
+  readonly dir: string;
+  readonly runDir: string;
+  config: FrrRouterConfig;
+  private readonly pids = new Map<Daemon, number>();
+
+  constructor(ns: string, dir: string, config: FrrRouterConfig) {
+    this.ns = ns;
+    this.dir = dir;
+    this.runDir = join(dir, 'run');
+    this.config = config;
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.runDir, { recursive: true });
+    const files = generateFrrConfig(this.config);
+    const ids = frrIds();
+    for (const d of DAEMONS) writeFileSync(join(this.dir, `${d}.conf`), files[d]);
+    // vtysh reads this to learn it may talk to each daemon.
+    writeFileSync(join(this.dir, 'vtysh.conf'), '');
+    if (ids) {
+      for (const p of [this.dir, this.runDir]) chownSync(p, ids.uid, ids.gid);
+    }
+    for (const d of DAEMONS) {
+      const args = [
+        `/usr/lib/frr/${d}`, '-d',
+        '-f', join(this.dir, `${d}.conf`),
+        '-i', join(this.runDir, `${d}.pid`),
+        '-z', join(this.runDir, 'zserv.api'),
+        '--vty_socket', this.runDir,
+        '-A', '127.0.0.1',
+        '--log', `file:${join(this.dir, `${d}.log`)}`,
+      ];
+      if (d === 'bfdd') args.push('--bfdctl', join(this.runDir, 'bfdd.sock'));
+      await nsRun(this.ns, args);
+      const pid = await this.waitPid(d);
+      this.pids.set(d, pid);
+    }
+    // bgpd/bfdd connect to zebra asynchronously; wait until vtysh answers for all.
+    const deadline = Date.now() + 10000;
+    for (;;) {
+      try {
+        await this.vtysh('show bgp summary json');
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await sleep(100);
+      }
+    }
+  }
+
+  private async waitPid(d: Daemon): Promise<number> {
+    const f = join(this.runDir, `${d}.pid`);
+    for (let i = 0; i < 100; i++) {
+      try {
+        const pid = Number(readFileSync(f, 'utf8').trim());
+        if (pid > 0 && pidAlive(pid)) return pid;
+      } catch {
+        /* not yet */
+      }
+      await sleep(50);
+    }
+    throw new Error(`${d} did not write ${f}`);
+  }
+
+  pidOf(d: Daemon): number | undefined {
+    return this.pids.get(d);
+  }
+
+  async vtysh(...cmds: string[]): Promise<string> {
+    const { stdout } = await nsRun(this.ns, ['vtysh', '--vty_socket', this.runDir, '--config_dir', this.dir, ...cmds.flatMap((c) => ['-c', c])]);
+    return stdout;
+  }
+
+  async vtyshJson<T = unknown>(cmd: string): Promise<T> {
+    const out = await this.vtysh(cmd);
+    return JSON.parse(out || '{}') as T;
+  }
+
+  /** `show bgp summary json` peers → state per neighbor. */
+  async neighbors(): Promise<Record<string, { state: string; peerUptimeMsec?: number; pfxRcd?: number; peerUptimeEstablishedEpoch?: number }>> {
+    type Peers = Record<string, { state: string; peerUptimeMsec?: number; pfxRcd?: number; peerUptimeEstablishedEpoch?: number }>;
+    // With an address family given FRR prints that family's summary at top level.
+    const j = await this.vtyshJson<{ peers?: Peers; ipv4Unicast?: { peers?: Peers } }>('show bgp ipv4 unicast summary json');
+    return j.peers ?? j.ipv4Unicast?.peers ?? {};
+  }
+
+  async established(addr: string): Promise<boolean> {
+    return (await this.neighbors())[addr]?.state === 'Established';
+  }
+
+  /** `show bgp ipv4 unicast PREFIX json` (attributes as FRR received them). */
+  async bgpRoute(prefix: string): Promise<FrrBgpRoute> {
+    const fam = prefix.includes(':') ? 'ipv6' : 'ipv4';
+    return this.vtyshJson<FrrBgpRoute>(`show bgp ${fam} unicast ${prefix} json`);
+  }
+
+  async stop(): Promise<void> {
+    for (const d of [...DAEMONS].reverse()) {
+      const pid = this.pids.get(d);
+      if (pid === undefined) continue;
+      await killAndWait(pid, 5000);
+      rmSync(`/var/tmp/frr/${d}.${pid}`, { recursive: true, force: true });
+      this.pids.delete(d);
+    }
+  }
+}
+
+export interface FrrBgpPath {
+  aspath?: { string: string; length: number };
+  community?: { string: string; list?: string[] };
+  largeCommunity?: { string: string; list?: string[] };
+  med?: number;
+  metric?: number;
+  locPrf?: number;
+  nexthops?: { ip: string }[];
+  peer?: { peerId: string };
+  bestpath?: { overall: boolean };
+  multipath?: boolean;
+}
+
+export interface FrrBgpRoute {
+  prefix?: string;
+  paths?: FrrBgpPath[];
+}
+
+export { run };

@@ -1,0 +1,174 @@
+// A lab of one FRR router and N edges (each a namespace with gobgpd driven by
+// a BgpSpeaker), wired through a bridge in the router's namespace:
+//
+//   edge i: eth0 10.<net>.0.<10+i>/24 ── veth ── br0 (router ns) 10.<net>.0.1/24
+//
+// Reused by the BGP tests, the benchmark and (later) the end-to-end lab.
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BgpConfig, PeerConfig } from '../../src/config/types.js';
+import { BgpSpeaker, type SpeakerConfig, type SpeakerOptions } from '../../src/bgp/speaker.js';
+import { DEFAULT_PROTO_DIR } from '../../src/bgp/gobgp-client.js';
+import { GobgpdProcess, killAndWait, pidAlive } from '../../src/bgp/gobgpd-process.js';
+import { addAddress, addBridge, Cleanup, createNetns, nsWrap, setMaster, sysctl, uniqueId, vethPair } from './netns.js';
+import { FrrRouter, type FrrNeighbor } from './frr.js';
+
+export const ROUTER_ASN = 65000;
+
+export interface EdgeSpec {
+  asn?: number;
+  /** Router-side neighbor settings (password, bfd, timers). */
+  routerSide?: Partial<FrrNeighbor>;
+  /** Edge-side peer settings merged into the default PeerConfig. */
+  peer?: Partial<PeerConfig>;
+}
+
+export interface LabEdge {
+  index: number;
+  ns: string;
+  address: string;
+  asn: number;
+  dir: string;
+  socket: string;
+  config: SpeakerConfig;
+  speaker: BgpSpeaker | null;
+}
+
+export interface BgpLab {
+  id: string;
+  dir: string;
+  router: FrrRouter;
+  routerNs: string;
+  routerAddress: string;
+  edges: LabEdge[];
+  cleanup: Cleanup;
+  /** Create (or re-create, e.g. after close) the edge's speaker and start it. */
+  startSpeaker(i: number, opts?: SpeakerOptions): Promise<BgpSpeaker>;
+  /** Tear everything down (processes by pid, namespaces, temp dirs). */
+  destroy(): Promise<void>;
+}
+
+export function defaultPeer(address: string, over: Partial<PeerConfig> = {}): PeerConfig {
+  return {
+    address,
+    asn: ROUTER_ASN,
+    localAddress: '',
+    passwordFile: '',
+    holdTime: 9,
+    keepalive: 3,
+    multihop: 0,
+    passive: false,
+    bfd: { enabled: false, minRxMs: 100, minTxMs: 100, multiplier: 3 },
+    gracefulRestart: { enabled: false, restartTime: 120 },
+    ...over,
+  };
+}
+
+export function edgeBgpConfig(dir: string, peers: PeerConfig[], drainSeconds = 1): BgpConfig {
+  return {
+    gobgp: { socket: join(dir, 'gobgp.sock'), binary: 'gobgpd', protoDir: DEFAULT_PROTO_DIR, manage: true },
+    bfdd: { binary: '/usr/lib/frr/bfdd', runDir: join(dir, 'bfdd') },
+    peers,
+    drainSeconds,
+  };
+}
+
+/** Kill any process whose network namespace is `ns` (only ones this test started live there). */
+async function killNsProcesses(ns: string): Promise<void> {
+  const { execFile } = await import('node:child_process');
+  const pids = await new Promise<number[]>((resolve) =>
+    execFile('ip', ['netns', 'pids', ns], (err, out) => resolve(err ? [] : out.split(/\s+/).filter(Boolean).map(Number))),
+  );
+  for (const pid of pids) {
+    await killAndWait(pid, 3000);
+    for (const d of ['bfdd', 'bgpd', 'zebra']) rmSync(`/var/tmp/frr/${d}.${pid}`, { recursive: true, force: true });
+  }
+}
+
+export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { routerBfd?: boolean } = {}): Promise<BgpLab> {
+  const id = uniqueId();
+  const net = 100 + (parseInt(id.slice(0, 2), 16) % 100);
+  const cleanup = new Cleanup();
+  const dir = mkdtempSync(join(tmpdir(), `edgelb-bgp-${id}-`));
+  cleanup.add('temp dir', () => rmSync(dir, { recursive: true, force: true }));
+  // FRR daemons drop to user frr and must reach their run dirs below this one.
+  chmodSync(dir, 0o755);
+  try {
+    const routerNs = await createNetns(`elb${id}r`, cleanup);
+    cleanup.add('router ns processes', () => killNsProcesses(routerNs));
+    await sysctl(routerNs, 'net.ipv4.fib_multipath_hash_policy', '1');
+    const routerAddress = `10.${net}.0.1`;
+    await addBridge(routerNs, 'br0', `${routerAddress}/24`);
+    const edges: LabEdge[] = [];
+    const neighbors: FrrNeighbor[] = [];
+    for (let i = 0; i < edgeSpecs.length; i++) {
+      const spec = edgeSpecs[i]!;
+      const ns = await createNetns(`elb${id}e${i}`, cleanup);
+      cleanup.add(`edge ${i} processes`, () => killNsProcesses(ns));
+      await vethPair(ns, 'eth0', routerNs, `e${i}`);
+      await setMaster(routerNs, `e${i}`, 'br0');
+      const address = `10.${net}.0.${10 + i}`;
+      await addAddress(ns, 'eth0', `${address}/24`);
+      const asn = spec.asn ?? 65101 + i;
+      const edir = join(dir, `edge${i}`);
+      mkdirSync(edir, { recursive: true });
+      const peer = defaultPeer(routerAddress, spec.peer);
+      const config: SpeakerConfig = { node: { asn, routerId: address }, bgp: edgeBgpConfig(edir, [peer]) };
+      edges.push({ index: i, ns, address, asn, dir: edir, socket: config.bgp.gobgp.socket, config, speaker: null });
+      neighbors.push({ address, asn, holdTime: 9, keepalive: 3, ...spec.routerSide });
+    }
+    const router = new FrrRouter(routerNs, join(dir, 'router'), { hostname: `r${id}`, asn: ROUTER_ASN, routerId: routerAddress, neighbors });
+    cleanup.add('router daemons', () => router.stop());
+    await router.start();
+    void opts;
+
+    const lab: BgpLab = {
+      id,
+      dir,
+      router,
+      routerNs,
+      routerAddress,
+      edges,
+      cleanup,
+      async startSpeaker(i, sopts = {}) {
+        const e = edges[i]!;
+        const s = new BgpSpeaker(e.config, {
+          wrap: nsWrap(e.ns),
+          gobgpdLogFile: join(e.dir, 'gobgpd.log'),
+          reconcileIntervalMs: 500,
+          ...sopts,
+        });
+        await s.start();
+        e.speaker = s;
+        return s;
+      },
+      async destroy() {
+        for (const e of edges) {
+          await e.speaker?.close({ stopGobgpd: true, stopBfdd: true }).catch(() => undefined);
+          // Belt and braces: a gobgpd recorded next to the socket that outlived its speaker.
+          await new GobgpdProcess({ binary: 'gobgpd', socket: e.socket }).stop().catch(() => undefined);
+        }
+        const errors = await cleanup.run();
+        if (errors.length) throw new AggregateError(errors, errors.map((x) => x.message).join('; '));
+      },
+    };
+    return lab;
+  } catch (e) {
+    await cleanup.run();
+    throw e;
+  }
+}
+
+/** Write a 0600 password file in `dir`. */
+export function writePasswordFile(dir: string, name: string, password: string): string {
+  const f = join(dir, name);
+  writeFileSync(f, `${password}\n`, { mode: 0o600 });
+  return f;
+}
+
+/** Leftover check for tests: no /var/tmp/frr/<daemon>.<pid> dirs of dead pids we could have made. */
+export function frrTmpDirsOf(pids: number[]): string[] {
+  if (!existsSync('/var/tmp/frr')) return [];
+  return readdirSync('/var/tmp/frr').filter((d) => pids.some((p) => d.endsWith(`.${p}`) && !pidAlive(p)));
+}
