@@ -1,0 +1,199 @@
+// Wires the parts of an edge together: config → (Kubernetes → desired
+// state) → BGP announcements + datapath tables, plus the operator surface
+// (control socket, metrics, health). The parts live in their own modules;
+// this file only connects them and decides the order of start and stop.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { EdgelbConfig } from '../config/types.js';
+import { loadConfigFile } from '../config/load.js';
+import type { Logger } from '../log/logger.js';
+import { edgelbVersion } from '../version.js';
+import { ControlServer, HttpError } from './control-server.js';
+import { Metrics } from './metrics.js';
+import type { AgentStatus, ComponentHealth, PeerView, RouteView, ServiceView } from './control-types.js';
+
+/** A part of the agent with a lifecycle (BGP, datapath, Kubernetes). */
+export interface AgentPart {
+  readonly name: string;
+  start(): Promise<void>;
+  /** `handover`: leave routes and pinned maps in place for the next agent. */
+  stop(mode: 'handover' | 'shutdown'): Promise<void>;
+  health(): ComponentHealth;
+  reload?(config: EdgelbConfig): Promise<void>;
+}
+
+export interface BgpPart extends AgentPart {
+  peers(): PeerView[];
+  routes(): Promise<RouteView[]>;
+  drain(): Promise<void>;
+  undrain(): Promise<void>;
+  drainState(): 'active' | 'draining' | 'drained';
+  vipsAnnounced(): number;
+  gobgpdState(): string;
+}
+
+export interface DatapathPart extends AgentPart {
+  services(): ServiceView[];
+  drops(): { reason: string; packets: number }[];
+  view(): AgentStatus['datapath'];
+}
+
+export interface KubernetesPart extends AgentPart {
+  view(): AgentStatus['kubernetes'];
+  poolUsage(): { pool: string; used: number; size: number }[];
+}
+
+export interface AgentParts {
+  bgp?: BgpPart;
+  datapath?: DatapathPart;
+  kubernetes?: KubernetesPart;
+}
+
+export function configHash(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12);
+}
+
+export class Agent {
+  private readonly started = Date.now();
+  private hash: string;
+  private control: ControlServer;
+  readonly metrics: Metrics;
+
+  constructor(
+    private config: EdgelbConfig,
+    private readonly configFile: string,
+    private readonly log: Logger,
+    private readonly parts: AgentParts = {},
+  ) {
+    this.hash = configHash(configFile);
+    this.metrics = new Metrics({
+      serviceCounters: () =>
+        (this.parts.datapath?.services() ?? []).flatMap((s) => [
+          { frontend: s.frontend, backend: null, packets: s.packets, bytes: s.bytes },
+          ...s.backends.map((b) => ({ frontend: s.frontend, backend: `${b.ip}:${b.port}`, packets: b.packets, bytes: b.bytes })),
+        ]),
+      dropCounters: () => this.parts.datapath?.drops() ?? [],
+      bgpPeers: () => (this.parts.bgp?.peers() ?? []).map((p) => ({ peer: p.address, up: p.state === 'established' })),
+      bfdSessions: () => (this.parts.bgp?.peers() ?? []).filter((p) => p.bfd !== null).map((p) => ({ peer: p.address, up: p.bfd === 'up' })),
+      poolUsage: () => this.parts.kubernetes?.poolUsage() ?? [],
+      ready: () => this.readiness(),
+    });
+    this.control = new ControlServer(config.control.socket, this.routes(), log);
+  }
+
+  get node(): string {
+    return this.config.node.name;
+  }
+
+  get configDigest(): string {
+    return this.hash;
+  }
+
+  private partList(): AgentPart[] {
+    // Start order: datapath first (forwarding before announcing), then
+    // BGP, then Kubernetes (which feeds both).
+    const all: (AgentPart | undefined)[] = [this.parts.datapath, this.parts.bgp, this.parts.kubernetes];
+    return all.filter((p): p is AgentPart => p !== undefined);
+  }
+
+  async start(): Promise<void> {
+    for (const part of this.partList()) {
+      await part.start();
+      this.log.info({ part: part.name }, 'started');
+    }
+    await this.control.start();
+    if (this.config.metrics.listen) await this.metrics.listen(this.config.metrics.listen, this.log);
+  }
+
+  async stop(mode: 'handover' | 'shutdown'): Promise<void> {
+    this.log.info({ mode }, mode === 'shutdown' ? 'stopping: draining VIPs first' : 'stopping for a handover: routes and maps stay');
+    await this.control.stop();
+    await this.metrics.close();
+    if (mode === 'shutdown' && this.parts.bgp && this.parts.bgp.drainState() === 'active') {
+      await this.parts.bgp.drain();
+    }
+    for (const part of this.partList().reverse()) {
+      try {
+        await part.stop(mode);
+      } catch (e) {
+        this.log.error({ err: e, part: part.name }, 'stop failed');
+      }
+    }
+  }
+
+  /** Re-reads the config file; an invalid file changes nothing. */
+  async reload(): Promise<string> {
+    const next = loadConfigFile(this.configFile); // throws ConfigError with every problem
+    for (const part of this.partList()) await part.reload?.(next);
+    this.config = next;
+    this.hash = configHash(this.configFile);
+    this.log.info({ config: this.hash }, 'configuration reloaded');
+    return `reloaded ${this.configFile} (sha256 ${this.hash})`;
+  }
+
+  readiness(): { ready: boolean; problems: string[] } {
+    const problems: string[] = [];
+    const expected = ['datapath', 'bgp', 'kubernetes'] as const;
+    for (const name of expected) {
+      const part = this.parts[name];
+      if (!part) problems.push(`${name}: not running in this agent`);
+      else {
+        const h = part.health();
+        if (!h.ok) problems.push(`${name}: ${h.detail}`);
+      }
+    }
+    return { ready: problems.length === 0, problems };
+  }
+
+  status(): AgentStatus {
+    const r = this.readiness();
+    const components: Record<string, ComponentHealth> = {};
+    for (const part of this.partList()) components[part.name] = part.health();
+    const dp = this.parts.datapath?.view() ?? {
+      mode: this.config.datapath.mode, dispatch: this.config.datapath.dispatch, xdp: [], maglevTableSize: this.config.datapath.maglevTableSize,
+      pinned: null, paths: [], services: 0, backends: 0,
+    };
+    return {
+      node: this.config.node.name,
+      version: edgelbVersion(),
+      configFile: this.configFile,
+      configHash: this.hash,
+      uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
+      ready: r.ready,
+      problems: r.problems,
+      drain: this.parts.bgp?.drainState() ?? 'active',
+      components,
+      datapath: dp,
+      bgp: { gobgpd: this.parts.bgp?.gobgpdState() ?? 'not managed by this agent', peers: this.parts.bgp?.peers() ?? [], vipsAnnounced: this.parts.bgp?.vipsAnnounced() ?? 0 },
+      kubernetes: this.parts.kubernetes?.view() ?? { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0 },
+    };
+  }
+
+  private routes() {
+    const needBgp = (): BgpPart => {
+      if (!this.parts.bgp) throw new HttpError(409, 'BGP is not running in this agent');
+      return this.parts.bgp;
+    };
+    return {
+      'GET /status': () => this.status(),
+      'GET /services': () => this.parts.datapath?.services() ?? [],
+      'GET /bgp/peers': () => this.parts.bgp?.peers() ?? [],
+      'GET /bgp/routes': async () => (this.parts.bgp ? await this.parts.bgp.routes() : []),
+      'POST /drain': async () => {
+        await needBgp().drain();
+        return { message: `drained: VIPs were announced with GRACEFUL_SHUTDOWN for ${this.config.bgp.drainSeconds}s, then withdrawn` };
+      },
+      'POST /undrain': async () => {
+        await needBgp().undrain();
+        return { message: 'undrained: VIPs are announced normally' };
+      },
+      'POST /reload': async () => {
+        try {
+          return { message: await this.reload() };
+        } catch (e) {
+          throw new HttpError(422, (e as Error).message);
+        }
+      },
+    };
+  }
+}

@@ -1,0 +1,121 @@
+// Prometheus metrics and health endpoints. Gauges and counters mirror the
+// agent's state at scrape time (collect callbacks), so there is one source
+// of truth: the components' own counters and the datapath's per-CPU maps.
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from '../log/logger.js';
+
+export interface MetricsSource {
+  /** Per frontend (VIP:port/proto) and per backend packet/byte counters. */
+  serviceCounters(): { frontend: string; backend: string | null; packets: number; bytes: number }[];
+  dropCounters(): { reason: string; packets: number }[];
+  bgpPeers(): { peer: string; up: boolean }[];
+  bfdSessions(): { peer: string; up: boolean }[];
+  poolUsage(): { pool: string; used: number; size: number }[];
+  ready(): { ready: boolean; problems: string[] };
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly announces: Counter;
+  readonly withdraws: Counter;
+  readonly watchRestarts: Counter;
+  readonly reconcileSeconds: Histogram;
+  private server: Server | null = null;
+
+  constructor(private readonly source: MetricsSource) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'edgelb_process_' });
+    const src = this.source;
+    new Gauge({
+      name: 'edgelb_service_packets', help: 'Packets forwarded per frontend (datapath counter)', labelNames: ['frontend'], registers: [r],
+      collect() { this.reset(); for (const c of src.serviceCounters()) if (c.backend === null) this.set({ frontend: c.frontend }, c.packets); },
+    });
+    new Gauge({
+      name: 'edgelb_service_bytes', help: 'Bytes forwarded per frontend (datapath counter)', labelNames: ['frontend'], registers: [r],
+      collect() { this.reset(); for (const c of src.serviceCounters()) if (c.backend === null) this.set({ frontend: c.frontend }, c.bytes); },
+    });
+    new Gauge({
+      name: 'edgelb_backend_packets', help: 'Packets forwarded per backend', labelNames: ['frontend', 'backend'], registers: [r],
+      collect() { this.reset(); for (const c of src.serviceCounters()) if (c.backend !== null) this.set({ frontend: c.frontend, backend: c.backend }, c.packets); },
+    });
+    new Gauge({
+      name: 'edgelb_backend_bytes', help: 'Bytes forwarded per backend', labelNames: ['frontend', 'backend'], registers: [r],
+      collect() { this.reset(); for (const c of src.serviceCounters()) if (c.backend !== null) this.set({ frontend: c.frontend, backend: c.backend }, c.bytes); },
+    });
+    new Gauge({
+      name: 'edgelb_datapath_drops', help: 'Packets dropped by the datapath, by reason', labelNames: ['reason'], registers: [r],
+      collect() { this.reset(); for (const d of src.dropCounters()) this.set({ reason: d.reason }, d.packets); },
+    });
+    new Gauge({
+      name: 'edgelb_bgp_peer_up', help: '1 when the BGP session is established', labelNames: ['peer'], registers: [r],
+      collect() { this.reset(); for (const p of src.bgpPeers()) this.set({ peer: p.peer }, p.up ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'edgelb_bfd_session_up', help: '1 when the BFD session is up', labelNames: ['peer'], registers: [r],
+      collect() { this.reset(); for (const p of src.bfdSessions()) this.set({ peer: p.peer }, p.up ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'edgelb_ipam_pool_addresses_used', help: 'Addresses allocated from a pool', labelNames: ['pool'], registers: [r],
+      collect() { this.reset(); for (const p of src.poolUsage()) this.set({ pool: p.pool }, p.used); },
+    });
+    new Gauge({
+      name: 'edgelb_ipam_pool_addresses_total', help: 'Addresses a pool can allocate', labelNames: ['pool'], registers: [r],
+      collect() { this.reset(); for (const p of src.poolUsage()) this.set({ pool: p.pool }, p.size); },
+    });
+    new Gauge({
+      name: 'edgelb_ready', help: '1 when datapath, gobgpd and the cluster connection are all good', registers: [r],
+      collect() { this.set(src.ready().ready ? 1 : 0); },
+    });
+    this.announces = new Counter({ name: 'edgelb_bgp_announces_total', help: 'VIP announcements sent to gobgpd', registers: [r] });
+    this.withdraws = new Counter({ name: 'edgelb_bgp_withdraws_total', help: 'VIP withdrawals sent to gobgpd', registers: [r] });
+    this.watchRestarts = new Counter({ name: 'edgelb_kubernetes_watch_restarts_total', help: 'Kubernetes watches restarted (errors, 410 Gone)', labelNames: ['resource'], registers: [r] });
+    this.reconcileSeconds = new Histogram({
+      name: 'edgelb_reconcile_seconds', help: 'Time to apply a change, by target', labelNames: ['target'], registers: [r],
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    });
+  }
+
+  async listen(address: string, log: Logger): Promise<void> {
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
+    if (!m) throw new Error(`metrics.listen: cannot parse ${address}`);
+    const host = m[1] ?? m[2]!;
+    const port = Number(m[3]);
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
+        this.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': this.registry.contentType });
+            res.end(text);
+          },
+          (e: unknown) => {
+            log.error({ err: e }, 'metrics collection failed');
+            res.writeHead(500).end();
+          },
+        );
+      } else if (path === '/healthz') {
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      } else if (path === '/readyz') {
+        const r = this.source.ready();
+        res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ready ? 'ready\n' : `not ready: ${r.problems.join('; ')}\n`);
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics, /healthz or /readyz\n');
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    this.server = server;
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (s) {
+      s.closeAllConnections();
+      await new Promise<void>((r) => s.close(() => r()));
+    }
+  }
+}

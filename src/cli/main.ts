@@ -1,0 +1,77 @@
+// The edgelb command line. Commands that talk to a running agent go through
+// its control socket; `run` is the agent itself.
+import { configCheck, configCheckHelp } from './config-check.js';
+import { UsageError } from './args.js';
+import { edgelbVersion } from '../version.js';
+import { commands as agentCommands } from './agent-commands.js';
+
+const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
+
+const HELP = `edgelb ${edgelbVersion()} — BGP edge load balancer with an eBPF DSR datapath
+
+Usage: edgelb COMMAND [options]
+
+Commands:
+  run [--config FILE] [--log-level L]   run the agent (default config /etc/edgelb/edgelb.yaml)
+  config check [FILE]                  validate a configuration file
+${agentCommands.map((c) => `  ${c.usage.padEnd(37)}${c.summary}`).join('\n')}
+  version                              print the version
+
+Every command takes --help. Commands that talk to the agent take
+--socket PATH (default /run/edgelb/control.sock) and -o json.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      out(HELP);
+      return cmd === undefined ? 2 : 0;
+    case 'version':
+    case '--version':
+      if (rest.includes('--help') || rest.includes('-h')) {
+        out('Usage: edgelb version\n\nPrints the edgelb version.');
+        return 0;
+      }
+      out(`edgelb ${edgelbVersion()} (node ${process.versions.node})`);
+      return 0;
+    case 'config': {
+      const [sub, ...subArgs] = rest;
+      if (sub === 'check') return configCheck(subArgs, out, err);
+      if (sub === undefined || sub === '--help' || sub === '-h') {
+        out(configCheckHelp);
+        return sub === undefined ? 2 : 0;
+      }
+      throw new UsageError(`edgelb config: unknown subcommand "${sub}" (try: edgelb config check FILE)`);
+    }
+    case 'run': {
+      const { runAgentCommand } = await import('./run.js');
+      return runAgentCommand(rest, out, err);
+    }
+    default: {
+      const words = [cmd, ...rest];
+      const c = agentCommands.find((c) => c.words.every((w, i) => words[i] === w));
+      if (c) return c.run(words.slice(c.words.length), out, err);
+      throw new UsageError(`edgelb: unknown command "${cmd}" (see edgelb --help)`);
+    }
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof UsageError) {
+      err(e.message);
+      process.exitCode = 2;
+    } else {
+      err(`edgelb: ${(e as Error).stack ?? String(e)}`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,82 @@
+// `edgelb run`: the agent process. Signals: SIGHUP reloads; SIGTERM/SIGINT
+// drain (GRACEFUL_SHUTDOWN, wait, withdraw) and exit; SIGQUIT exits for a
+// handover (systemd's RestartKillSignal) leaving routes and maps in place, so
+// a restart never takes the VIPs off the routers.
+import { loadConfigFile, ConfigError, formatProblems } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
+import type { LogLevel } from '../config/types.js';
+import { createLogger } from '../log/logger.js';
+import { Agent } from '../agent/agent.js';
+import { buildParts } from '../agent/parts.js';
+import { parse } from './args.js';
+
+export const runHelp = `Usage: edgelb run [--config FILE] [--log-level LEVEL]
+
+Runs the edgelb agent (default config ${DEFAULT_CONFIG_PATH}).
+Prints "EDGELB READY node=NAME peers=N config=HASH" once started.
+
+Signals: SIGHUP reloads the config; SIGTERM and SIGINT drain the VIPs and
+exit; SIGQUIT exits leaving routes and pinned maps for the next agent.
+`;
+
+export async function runAgentCommand(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const { values } = parse('run', args, {
+    config: { type: 'string', short: 'c', default: DEFAULT_CONFIG_PATH },
+    'log-level': { type: 'string' },
+  });
+  if (values.help) {
+    out(runHelp);
+    return 0;
+  }
+  const file = values.config as string;
+  let config;
+  try {
+    config = loadConfigFile(file);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    for (const line of formatProblems(e.file, e.problems)) err(line);
+    err(`${file}: not starting: ${e.problems.length} problem(s) in the configuration`);
+    return 2;
+  }
+  const level = (values['log-level'] as LogLevel | undefined) ?? config.log.level;
+  const log = createLogger({ level });
+  const parts = await buildParts(config, log);
+  const agent = new Agent(config, file, log, parts);
+  try {
+    await agent.start();
+  } catch (e) {
+    log.fatal({ err: e }, 'agent failed to start');
+    await agent.stop('handover').catch(() => undefined);
+    return 1;
+  }
+  out(`EDGELB READY node=${config.node.name} peers=${config.bgp.peers.length} config=${agent.configDigest}`);
+  log.info({ node: config.node.name, config: agent.configDigest }, 'agent ready');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (mode: 'handover' | 'shutdown', signal: string) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      log.info({ signal }, 'signal received');
+      agent.stop(mode).then(
+        () => resolve(0),
+        (e: unknown) => {
+          log.error({ err: e }, 'stop failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('shutdown', 'SIGTERM'));
+    process.on('SIGINT', () => stop('shutdown', 'SIGINT'));
+    process.on('SIGQUIT', () => stop('handover', 'SIGQUIT'));
+    process.on('SIGHUP', () => {
+      agent.reload().then(
+        (msg) => log.info(msg),
+        (e: unknown) => log.error({ problems: e instanceof ConfigError ? formatProblems(e.file, e.problems) : String(e) }, 'reload refused; the running configuration is unchanged'),
+      );
+    });
+  });
+}

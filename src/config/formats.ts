@@ -1,0 +1,150 @@
+// Convict format functions. Each throws an Error whose message says what is
+// wrong in the operator's terms; the loader adds the file, line, key path
+// and the offending value.
+import { isIpv4, isIp, parseCidr } from './net.js';
+
+export type Format = (value: unknown) => void;
+
+const fail = (msg: string): never => {
+  throw new Error(msg);
+};
+
+function requiredCheck(v: unknown): boolean {
+  if (v === null || v === undefined) fail('is required');
+  return true;
+}
+
+export function int(min: number, max: number, opts: { required?: boolean } = {}): Format {
+  return (v) => {
+    if (opts.required) requiredCheck(v);
+    if (typeof v !== 'number' || !Number.isInteger(v)) fail(`must be an integer from ${min} to ${max}`);
+    if ((v as number) < min || (v as number) > max) fail(`must be from ${min} to ${max}`);
+  };
+}
+
+export function nullableInt(min: number, max: number): Format {
+  const check = int(min, max);
+  return (v) => {
+    if (v !== null) check(v);
+  };
+}
+
+export const bool: Format = (v) => {
+  if (typeof v !== 'boolean') fail('must be true or false');
+};
+
+export function oneOf(values: readonly string[]): Format {
+  return (v) => {
+    if (typeof v !== 'string' || !values.includes(v)) fail(`must be one of ${values.join(', ')}`);
+  };
+}
+
+export function str(opts: { required?: boolean; pattern?: RegExp; what?: string } = {}): Format {
+  return (v) => {
+    if (opts.required) requiredCheck(v);
+    if (typeof v !== 'string') fail('must be a string');
+    if (opts.required && v === '') fail('must not be empty');
+    if (opts.pattern && v !== '' && !opts.pattern.test(v as string)) fail(`must be ${opts.what ?? `a string matching ${opts.pattern}`}`);
+  };
+}
+
+export function ipv4(opts: { required?: boolean; optional?: boolean } = {}): Format {
+  return (v) => {
+    if (opts.required) requiredCheck(v);
+    if (opts.optional && v === '') return;
+    if (!isIpv4(v)) fail('must be an IPv4 address such as 192.0.2.1');
+  };
+}
+
+export function ip(opts: { required?: boolean; optional?: boolean } = {}): Format {
+  return (v) => {
+    if (opts.required) requiredCheck(v);
+    if (opts.optional && v === '') return;
+    if (!isIp(v)) fail('must be an IPv4 or IPv6 address');
+  };
+}
+
+/** A list whose items are checked by `item`; the first bad item is named by index. */
+export function listOf(item: (v: unknown) => string | null, opts: { nonEmpty?: boolean } = {}): Format {
+  return (v) => {
+    if (!Array.isArray(v)) fail('must be a list');
+    const list = v as unknown[];
+    if (opts.nonEmpty && list.length === 0) fail('must list at least one entry');
+    list.forEach((x, i) => {
+      const why = item(x);
+      if (why) fail(`[${i}] ${why}`);
+    });
+  };
+}
+
+export const cidrItem = (x: unknown): string | null => {
+  const r = parseCidr(x);
+  return typeof r === 'string' ? r : null;
+};
+
+export const ipItem = (x: unknown): string | null => (isIp(x) ? null : 'must be an IP address');
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+export const namespaceItem = (x: unknown): string | null =>
+  typeof x === 'string' && DNS_LABEL.test(x) ? null : 'must be a namespace name (lowercase DNS label)';
+
+const u16 = (s: string) => /^\d{1,5}$/.test(s) && Number(s) <= 65535;
+const u32 = (s: string) => /^\d{1,10}$/.test(s) && Number(s) <= 4294967295;
+
+export const communityItem = (x: unknown): string | null => {
+  if (typeof x !== 'string') return 'must be a string "ASN:VALUE"';
+  const parts = x.split(':');
+  return parts.length === 2 && parts.every(u16) ? null : 'must be "ASN:VALUE" with each part 0-65535';
+};
+
+export const largeCommunityItem = (x: unknown): string | null => {
+  if (typeof x !== 'string') return 'must be a string "GLOBAL:LOCAL1:LOCAL2"';
+  const parts = x.split(':');
+  return parts.length === 3 && parts.every(u32) ? null : 'must be "GLOBAL:LOCAL1:LOCAL2" with each part 0-4294967295';
+};
+
+// Kubernetes label key/value syntax (prefix/name and value).
+const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$/;
+const LABEL_PREFIX = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const LABEL_VALUE = /^(([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?)$/;
+
+export function isLabelKey(k: string): boolean {
+  const slash = k.indexOf('/');
+  if (slash < 0) return LABEL_NAME.test(k);
+  return LABEL_PREFIX.test(k.slice(0, slash)) && LABEL_NAME.test(k.slice(slash + 1));
+}
+
+export const labelMap: Format = (v) => {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) fail('must be a map of label: value');
+  for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+    if (!isLabelKey(k)) fail(`label key "${k}" is not a valid Kubernetes label key`);
+    if (typeof val !== 'string' || !LABEL_VALUE.test(val)) fail(`label "${k}" must have a string value of at most 63 characters [A-Za-z0-9_.-]`);
+  }
+};
+
+/** "HOST:PORT" with an IPv4/IPv6 host ("[::1]:9472" for v6), or empty. */
+export const listenAddress: Format = (v) => {
+  if (v === '') return;
+  if (typeof v !== 'string') fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472');
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v as string);
+  const host = m?.[1] ?? m?.[2];
+  if (!m || !isIp(host) || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+    fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472 (IPv6 as [::1]:9472)');
+  }
+};
+
+export const absolutePath = (opts: { optional?: boolean } = {}): Format => (v) => {
+  if (opts.optional && v === '') return;
+  if (typeof v !== 'string' || !v.startsWith('/')) fail('must be an absolute path');
+};
+
+export function isPrime(n: number): boolean {
+  if (n < 2 || !Number.isInteger(n)) return false;
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return true;
+}
+
+export const maglevSize: Format = (v) => {
+  int(7, 65537)(v);
+  if (!isPrime(v as number)) fail('must be a prime number (Maglev needs a prime table size), e.g. 16381 or 65521');
+};

@@ -1,0 +1,356 @@
+// Reads edgelb.yaml, validates all of it, and returns a complete config or
+// every problem at once — never a partly valid config.
+import { readFileSync, statSync, accessSync, constants as fsc } from 'node:fs';
+import convict from 'convict';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode } from 'yaml';
+import { rootSchema, peerSchema, poolSchema } from './schema.js';
+import { parseCidr, cidrsOverlap, isIpv4, type Cidr } from './net.js';
+import type { EdgelbConfig, PeerConfig, PoolConfig } from './types.js';
+
+export type PathSeg = string | number;
+
+export interface ConfigProblem {
+  path: PathSeg[];
+  message: string;
+  /** Line in the file (1-based). */
+  line: number;
+  /** The offending value; absent when the key is missing. */
+  value?: unknown;
+  hasValue: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: ConfigProblem[],
+  ) {
+    super(`${file}: ${problems.length} problem(s) in the configuration\n${formatProblems(file, problems).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function pathToString(path: PathSeg[]): string {
+  let s = '';
+  for (const seg of path) s += typeof seg === 'number' ? `[${seg}]` : s === '' ? seg : `.${seg}`;
+  return s === '' ? '(document)' : s;
+}
+
+function showValue(p: ConfigProblem): string {
+  if (!p.hasValue) return 'nothing';
+  const v = p.value;
+  if (typeof v === 'string') return JSON.stringify(v);
+  const json = JSON.stringify(v);
+  return json === undefined ? String(v) : json.length > 80 ? `${json.slice(0, 77)}...` : json;
+}
+
+/** One line per problem: `FILE:LINE: key.path: what is wrong (got VALUE)`. */
+export function formatProblems(file: string, problems: ConfigProblem[]): string[] {
+  return problems.map((p) => `${file}:${p.line}: ${pathToString(p.path)}: ${p.message} (got ${showValue(p)})`);
+}
+
+type Schema = Record<string, unknown>;
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A schema node is a section when it has no `format` of its own. */
+const isSection = (node: unknown): node is Schema => isPlainObject(node) && !('format' in node);
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+// Convict coerces strings by the type of a key's default ("yes" → true,
+// "30s" → 30) unless the format is a registered name without a coercer; we
+// want a type error instead, so every format function gets a name.
+const formatNames = new WeakMap<object, string>();
+let formatCount = 0;
+function namedFormats(schema: Schema): Schema {
+  const out: Schema = {};
+  for (const [k, node] of Object.entries(schema)) {
+    if (isSection(node)) {
+      out[k] = namedFormats(node);
+      continue;
+    }
+    const leaf = node as { format: unknown };
+    if (typeof leaf.format === 'function') {
+      let name = formatNames.get(leaf.format);
+      if (!name) {
+        name = `edgelb-format-${++formatCount}`;
+        formatNames.set(leaf.format, name);
+        convict.addFormat({ name, validate: leaf.format as (v: unknown) => void });
+      }
+      out[k] = { ...leaf, format: name };
+    } else out[k] = leaf;
+  }
+  return out;
+}
+const namedSchemas = new WeakMap<Schema, Schema>();
+
+/** Leaves whose value is a free-form map (label selectors): convict's load splits their dotted keys. */
+function mapLeaves(schema: Schema): string[] {
+  return Object.entries(schema)
+    .filter(([, n]) => !isSection(n) && isPlainObject((n as { default: unknown }).default))
+    .map(([k]) => k);
+}
+
+class Validator {
+  readonly problems: ConfigProblem[] = [];
+  private readonly reported = new Set<string>();
+  constructor(
+    private readonly doc: ReturnType<typeof parseDocument>,
+    private readonly lines: LineCounter,
+  ) {}
+
+  /** Line of the key at `path`, or of its nearest existing ancestor. */
+  lineOf(path: PathSeg[]): number {
+    let node: unknown = this.doc.contents;
+    let line = node && (node as YamlNode).range ? this.lines.linePos((node as YamlNode).range![0]).line : 1;
+    for (const seg of path) {
+      if (isMap(node)) {
+        const pair = node.items.find((it) => isScalar(it.key) && String(it.key.value) === String(seg));
+        if (!pair) break;
+        const key = pair.key as YamlNode;
+        if (key.range) line = this.lines.linePos(key.range[0]).line;
+        node = pair.value;
+      } else if (isSeq(node) && typeof seg === 'number') {
+        const item = node.items[seg] as YamlNode | undefined;
+        if (!item) break;
+        if (item.range) line = this.lines.linePos(item.range[0]).line;
+        node = item;
+      } else break;
+    }
+    return line;
+  }
+
+  add(path: PathSeg[], message: string, value?: { v: unknown }): void {
+    this.problems.push({ path, message, line: this.lineOf(path), value: value?.v, hasValue: value !== undefined });
+  }
+
+  /** Drops values that should be mappings but are not, so convict sees sane shapes. */
+  checkSections(raw: Record<string, unknown>, schema: Schema, prefix: PathSeg[]): void {
+    for (const [k, sub] of Object.entries(schema)) {
+      if (!isSection(sub) || !(k in raw)) continue;
+      const v = raw[k];
+      if (v === null || v === undefined) {
+        delete raw[k]; // an empty section ("node:") means "all defaults"
+      } else if (!isPlainObject(v)) {
+        this.add([...prefix, k], 'must be a mapping of keys', { v });
+        delete raw[k];
+      } else {
+        this.checkSections(v, sub, [...prefix, k]);
+      }
+    }
+  }
+
+  siblingKeys(schema: Schema, path: string[]): string[] {
+    let node: unknown = schema;
+    for (const seg of path) node = isSection(node) ? node[seg] : undefined;
+    return isSection(node) ? Object.keys(node) : [];
+  }
+
+  /** Runs convict on one object and turns its combined message into problems. */
+  runConvict<T>(schema: Schema, raw: Record<string, unknown>, prefix: PathSeg[]): T {
+    this.checkSections(raw, schema, prefix);
+    let named = namedSchemas.get(schema);
+    if (!named) {
+      named = namedFormats(schema);
+      namedSchemas.set(schema, named);
+    }
+    const maps: Record<string, unknown> = {};
+    for (const k of mapLeaves(schema)) {
+      if (!(k in raw)) continue;
+      const leaf = schema[k] as { format: (v: unknown) => void };
+      try {
+        leaf.format(raw[k]);
+        maps[k] = raw[k];
+      } catch (e) {
+        this.add([...prefix, k], (e as Error).message, { v: raw[k] });
+      }
+      delete raw[k];
+    }
+    const conf = convict(named as convict.Schema<T>);
+    conf.load(raw);
+    try {
+      conf.validate({ allowed: 'strict' });
+    } catch (e) {
+      for (const line of (e as Error).message.split('\n')) this.convictLine(line, schema, raw, prefix);
+    }
+    return { ...(conf.getProperties() as T), ...maps };
+  }
+
+  private convictLine(line: string, schema: Schema, raw: Record<string, unknown>, prefix: PathSeg[]): void {
+    const valueAt = (segs: string[]): { v: unknown } | undefined => {
+      let cur: unknown = raw;
+      for (const s of segs) {
+        if (!isPlainObject(cur) || !(s in cur)) return undefined;
+        cur = cur[s];
+      }
+      return { v: cur };
+    };
+    const undeclared = /^configuration param '(.+)' not declared in the schema$/.exec(line);
+    if (undeclared) {
+      const full = undeclared[1]!.split('.');
+      // Name the outermost unknown key ("bgpp", not "bgpp.peers").
+      let known = 0;
+      while (known < full.length - 1 && this.siblingKeys(schema, full.slice(0, known)).includes(full[known]!)) known++;
+      const segs = full.slice(0, known + 1);
+      if (this.reported.has(segs.join('.') + prefix.join('.'))) return;
+      this.reported.add(segs.join('.') + prefix.join('.'));
+      const leaf = segs[segs.length - 1]!;
+      const near = this.siblingKeys(schema, segs.slice(0, -1)).filter((k) => editDistance(k, leaf) <= 2);
+      const hint = near.length > 0 ? ` (did you mean "${near[0]}"?)` : '';
+      this.add([...prefix, ...segs], `unknown key${hint}`, valueAt(segs));
+      return;
+    }
+    const missing = /^configuration param '(.+)' missing from config/.exec(line);
+    if (missing) {
+      this.add([...prefix, ...missing[1]!.split('.')], 'is required');
+      return;
+    }
+    const m = /^([^:\s]+): (.*?)(?:: value was .*)?$/.exec(line);
+    if (!m) {
+      this.add(prefix, line);
+      return;
+    }
+    const segs = m[1]!.split('.');
+    const msg = m[2]!;
+    const item = /^\[(\d+)\] (.*)$/.exec(msg);
+    const value = valueAt(segs);
+    if (item) {
+      const i = Number(item[1]);
+      const list = value?.v as unknown[];
+      this.add([...prefix, ...segs, i], item[2]!, { v: list[i] });
+    } else if (value === undefined) {
+      this.add([...prefix, ...segs], msg === 'is required' ? msg : `is required: ${msg}`);
+    } else {
+      this.add([...prefix, ...segs], msg, value);
+    }
+  }
+}
+
+function checkPeer(v: Validator, p: PeerConfig, i: number): void {
+  const at = (k: PathSeg[]): PathSeg[] => ['bgp', 'peers', i, ...k];
+  if (p.holdTime !== 0 && p.holdTime < 3) v.add(at(['holdTime']), 'must be 0 (no keepalives) or at least 3 seconds', { v: p.holdTime });
+  if (p.holdTime === 0 && p.keepalive !== 0) v.add(at(['keepalive']), 'must be 0 when holdTime is 0', { v: p.keepalive });
+  if (p.holdTime !== 0 && p.keepalive >= p.holdTime) v.add(at(['keepalive']), `must be less than holdTime (${p.holdTime})`, { v: p.keepalive });
+  if (p.localAddress && typeof p.address === 'string' && isIpv4(p.address) !== isIpv4(p.localAddress)) {
+    v.add(at(['localAddress']), 'must be of the same address family as address', { v: p.localAddress });
+  }
+  if (p.bfd.enabled && p.multihop > 1) {
+    // bfdd can run multihop sessions, but we only configure single-hop ones.
+    v.add(at(['bfd', 'enabled']), 'BFD is supported for directly connected peers only (multihop must be 0 or 1)', { v: true });
+  }
+  if (p.passwordFile) {
+    try {
+      const st = statSync(p.passwordFile);
+      if (!st.isFile()) v.add(at(['passwordFile']), 'is not a regular file', { v: p.passwordFile });
+      else if ((st.mode & 0o004) !== 0) v.add(at(['passwordFile']), 'is world-readable; chmod o-r it (it holds a BGP password)', { v: p.passwordFile });
+      else {
+        accessSync(p.passwordFile, fsc.R_OK);
+        const pw = readFileSync(p.passwordFile, 'utf8').trim();
+        if (pw === '') v.add(at(['passwordFile']), 'is empty', { v: p.passwordFile });
+        else if (pw.length > 80) v.add(at(['passwordFile']), 'holds a password longer than 80 characters (the TCP-MD5 limit)', { v: p.passwordFile });
+      }
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      v.add(at(['passwordFile']), code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(e)})`, { v: p.passwordFile });
+    }
+  }
+}
+
+function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>): void {
+  const names = new Map<string, number>();
+  const seen: { cidr: Cidr; text: string; pool: number; idx: number }[] = [];
+  pools.forEach((pool, i) => {
+    if (typeof pool.name === 'string') {
+      const first = names.get(pool.name);
+      if (first !== undefined) v.add(['pools', i, 'name'], `duplicates the name of pools[${first}]`, { v: pool.name });
+      else names.set(pool.name, i);
+    }
+    (Array.isArray(pool.cidrs) ? pool.cidrs : []).forEach((text, j) => {
+      const cidr = parseCidr(text);
+      if (typeof cidr === 'string') return; // already reported
+      const clash = seen.find((s) => cidrsOverlap(s.cidr, cidr));
+      if (clash) {
+        const where = clash.pool === i ? `cidrs[${clash.idx}] of the same pool` : `pools[${clash.pool}] (${pools[clash.pool]?.name}) ${clash.text}`;
+        v.add(['pools', i, 'cidrs', j], `overlaps ${where}`, { v: text });
+      }
+      seen.push({ cidr, text, pool: i, idx: j });
+    });
+    (Array.isArray(pool.advertise?.peers) ? pool.advertise.peers : []).forEach((addr, j) => {
+      if (!peerAddrs.has(addr)) v.add(['pools', i, 'advertise', 'peers', j], 'is not the address of a configured bgp.peers entry', { v: addr });
+    });
+  });
+}
+
+/** Validates YAML text; throws ConfigError listing every problem. */
+export function parseConfig(text: string, file: string): EdgelbConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const v = new Validator(doc, lines);
+  for (const err of doc.errors) {
+    const line = err.linePos?.[0]?.line ?? lines.linePos(err.pos[0]).line;
+    v.problems.push({ path: [], message: `YAML syntax: ${err.message.split('\n')[0]}`, line, hasValue: false });
+  }
+  if (v.problems.length > 0) throw new ConfigError(file, v.problems);
+
+  const js: unknown = doc.toJS();
+  const raw: Record<string, unknown> = js === null || js === undefined ? {} : (js as Record<string, unknown>);
+  if (!isPlainObject(raw)) throw new ConfigError(file, [{ path: [], message: 'must be a mapping of sections (node, bgp, pools, ...)', line: 1, value: js, hasValue: true }]);
+
+  const root = v.runConvict<EdgelbConfig>(rootSchema as unknown as Schema, raw, []);
+
+  const rawPeers = isPlainObject(raw.bgp) && Array.isArray(raw.bgp.peers) ? (raw.bgp.peers as unknown[]) : [];
+  const peers: PeerConfig[] = [];
+  const peerAddrs = new Map<string, number>();
+  rawPeers.forEach((el, i) => {
+    if (!isPlainObject(el)) {
+      v.add(['bgp', 'peers', i], 'must be a mapping (address, asn, ...)', { v: el });
+      return;
+    }
+    const peer = v.runConvict<PeerConfig>(peerSchema as unknown as Schema, { ...el }, ['bgp', 'peers', i]);
+    checkPeer(v, peer, i);
+    if (typeof peer.address === 'string') {
+      const first = peerAddrs.get(peer.address);
+      if (first !== undefined) v.add(['bgp', 'peers', i, 'address'], `duplicates bgp.peers[${first}]`, { v: peer.address });
+      else peerAddrs.set(peer.address, i);
+    }
+    peers.push(peer);
+  });
+
+  const rawPools = Array.isArray(raw.pools) ? (raw.pools as unknown[]) : [];
+  const pools: PoolConfig[] = [];
+  rawPools.forEach((el, i) => {
+    if (!isPlainObject(el)) {
+      v.add(['pools', i], 'must be a mapping (name, cidrs, ...)', { v: el });
+      return;
+    }
+    pools.push(v.runConvict<PoolConfig>(poolSchema as unknown as Schema, { ...el }, ['pools', i]));
+  });
+  checkPools(v, pools, new Set(peerAddrs.keys()));
+
+  if (v.problems.length > 0) {
+    v.problems.sort((a, b) => a.line - b.line);
+    throw new ConfigError(file, v.problems);
+  }
+  return { ...root, bgp: { ...root.bgp, peers }, pools };
+}
+
+export function loadConfigFile(file: string): EdgelbConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, [{ path: [], message: code === 'ENOENT' ? 'file does not exist' : `cannot read the file (${code ?? String(e)})`, line: 0, hasValue: false }]);
+  }
+  return parseConfig(text, file);
+}

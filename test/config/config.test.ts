@@ -1,0 +1,144 @@
+import test from 'ava';
+import { readdirSync, readFileSync, writeFileSync, mkdtempSync, chmodSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { parseConfig, loadConfigFile, ConfigError, formatProblems } from '../../src/config/load.js';
+
+const run = promisify(execFile);
+const FIXTURES = 'test/fixtures/config/invalid';
+const tmp = mkdtempSync(join(tmpdir(), 'edgelb-config-test-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function edgelb(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run('bin/edgelb', args);
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
+}
+
+/** Copies a fixture to tmp, substituting placeholders that need a real file. */
+function materialise(name: string): string {
+  let text = readFileSync(join(FIXTURES, name), 'utf8');
+  if (text.includes('@WORLD_READABLE@')) {
+    const pw = join(tmp, 'world-readable-password');
+    writeFileSync(pw, 'secret\n');
+    chmodSync(pw, 0o644);
+    text = text.replaceAll('@WORLD_READABLE@', pw);
+  }
+  const out = join(tmp, name);
+  writeFileSync(out, text);
+  return out;
+}
+
+const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.yaml')).sort();
+
+test('there are at least 25 invalid-config fixtures', (t) => {
+  t.true(fixtures.length >= 25, `only ${fixtures.length} fixtures`);
+});
+
+for (const name of fixtures) {
+  test(`invalid fixture ${name}: exits 2 naming line, key path and reason`, async (t) => {
+    const file = materialise(name);
+    const text = readFileSync(file, 'utf8');
+    const m = /^# expect: (\d+) (.+)$/m.exec(text);
+    if (!m) return t.fail(`${name} has no "# expect: LINE key.path: reason" header`);
+    const expected = `${file}:${m[1]}: ${m[2]}`;
+
+    // In process: the first problem at that line is the one we expect.
+    const err = t.throws(() => parseConfig(text, file), { instanceOf: ConfigError }) as ConfigError;
+    const lines = formatProblems(file, err.problems);
+    t.true(lines.some((l) => l.startsWith(expected)), `expected a line starting with\n  ${expected}\ngot\n  ${lines.join('\n  ')}`);
+
+    // Through the CLI, exactly as an operator runs it.
+    const r = await edgelb(['config', 'check', file]);
+    t.is(r.code, 2);
+    t.is(r.stdout, '');
+    t.true(r.stderr.split('\n').some((l) => l.startsWith(expected)), r.stderr);
+  });
+}
+
+test('every problem is reported, not only the first, each on its own line', (t) => {
+  const text = ['node:', '  routerId: nope', '  asn: -1', '  uplink: eth0', '  extra: 1', 'datapath:', '  mode: fast', '  mtu: 1'].join('\n');
+  const err = t.throws(() => parseConfig(text, 'f.yaml'), { instanceOf: ConfigError }) as ConfigError;
+  t.deepEqual(formatProblems('f.yaml', err.problems), [
+    'f.yaml:2: node.routerId: must be an IPv4 address such as 192.0.2.1 (got "nope")',
+    'f.yaml:3: node.asn: must be from 1 to 4294967294 (got -1)',
+    'f.yaml:5: node.extra: unknown key (got 1)',
+    'f.yaml:7: datapath.mode: must be one of dsr, snat, hybrid (got "fast")',
+    'f.yaml:8: datapath.mtu: must be from 576 to 9216 (got 1)',
+  ]);
+});
+
+for (const example of ['config/edgelb.example.yaml', 'config/minimal.yaml']) {
+  test(`${example} passes config check and prints the normalised config`, async (t) => {
+    const r = await edgelb(['config', 'check', example]);
+    t.is(r.code, 0, r.stderr);
+    const printed = parseYaml(r.stdout) as Record<string, unknown>;
+    t.deepEqual(printed, JSON.parse(JSON.stringify(loadConfigFile(example))));
+  });
+}
+
+test('defaults are filled in', (t) => {
+  const c = loadConfigFile('config/minimal.yaml');
+  t.is(c.datapath.maglevTableSize, 16381);
+  t.is(c.datapath.mode, 'dsr');
+  t.is(c.datapath.dispatch, 'ip-option');
+  t.is(c.kubernetes.loadBalancerClass, 'edgelb.io/dsr');
+  t.is(c.bgp.peers[0]?.holdTime, 90);
+  t.is(c.bgp.peers[0]?.keepalive, 30);
+  t.false(c.bgp.peers[0]?.bfd.enabled);
+  t.true(c.pools[0]?.autoAssign);
+  t.deepEqual(c.pools[0]?.serviceSelector, {});
+});
+
+test('a readable, private password file is accepted', (t) => {
+  const pw = join(tmp, 'private-password');
+  writeFileSync(pw, 'secret\n');
+  chmodSync(pw, 0o600);
+  const c = parseConfig(`node: {routerId: 10.0.0.1, asn: 1, uplink: e0}\nbgp: {peers: [{address: 10.0.0.2, asn: 2, passwordFile: "${pw}"}]}\n`, 'x');
+  t.is(c.bgp.peers[0]?.passwordFile, pw);
+});
+
+test('holdTime 0 with keepalive 0 is valid; IPv6 peers and pools are valid', (t) => {
+  const c = parseConfig(
+    'node: {routerId: 10.0.0.1, asn: 1, uplink: e0}\nbgp: {peers: [{address: "2001:db8::2", asn: 2, holdTime: 0, keepalive: 0, localAddress: "2001:db8::1"}]}\npools: [{name: v6, cidrs: ["2001:db8:1::/64"]}]\n',
+    'x',
+  );
+  t.is(c.bgp.peers[0]?.holdTime, 0);
+  t.is(c.pools[0]?.cidrs[0], '2001:db8:1::/64');
+});
+
+test('an empty file reports the required keys', (t) => {
+  const err = t.throws(() => parseConfig('', 'e.yaml'), { instanceOf: ConfigError }) as ConfigError;
+  t.deepEqual(err.problems.map((p) => p.path.join('.')).sort(), ['node.asn', 'node.routerId', 'node.uplink']);
+});
+
+test('a missing file is one clear problem', async (t) => {
+  const r = await edgelb(['config', 'check', '/nonexistent/edgelb.yaml']);
+  t.is(r.code, 2);
+  t.regex(r.stderr, /^\/nonexistent\/edgelb\.yaml:0: \(document\): file does not exist \(got nothing\)$/m);
+});
+
+test('edgelb version and --help work', async (t) => {
+  const v = await edgelb(['version']);
+  t.is(v.code, 0);
+  t.regex(v.stdout, /^edgelb \d+\.\d+\.\d+ \(node 2[2-9]\./);
+  for (const args of [['--help'], ['config', 'check', '--help'], ['run', '--help'], ['version', '--help']]) {
+    const h = await edgelb(args);
+    t.is(h.code, 0, `${args.join(' ')}: ${h.stderr}`);
+    t.regex(h.stdout, /Usage: edgelb/);
+  }
+});
+
+test('unknown commands and options are usage errors (exit 2)', async (t) => {
+  t.is((await edgelb(['frobnicate'])).code, 2);
+  const r = await edgelb(['config', 'check', '--bogus', 'config/minimal.yaml']);
+  t.is(r.code, 2);
+  t.regex(r.stderr, /edgelb config check: Unknown option '--bogus'/);
+});
