@@ -1,0 +1,193 @@
+/* edgelb edge program: XDP on the uplink (section "xdp", program edge_xdp)
+ * and the same logic for tc ingress where XDP is unavailable (section
+ * "tc", program edge_tc).
+ *
+ * Per packet:
+ *   parse Ethernet/IPv4/L4 (parse.h) → look up {daddr, dport, proto} in
+ *   edge_services. A miss is the fast path: the packet passes after that
+ *   single hash lookup, except when it is addressed to the edge's own
+ *   address in the SNAT port range (a backend's SNAT reply).
+ *   A hit picks the backend — the connection table for packets of known
+ *   flows (a SYN skips it: it starts a new flow), otherwise session
+ *   affinity or Maglev over the service's region of edge_ring — and
+ *   dispatches: ip-option (DNAT + 8-byte option on SYN/UDP), IPIP, or SNAT.
+ *
+ * Defined behaviour for packets we cannot forward faithfully (never a
+ * mis-forward):
+ *   - IPv4 fragments (MF set or offset != 0) addressed to a VIP are dropped
+ *     (counter DROP_FRAGMENT): a non-first fragment carries no ports, so it
+ *     cannot be matched to a service or flow, and the first fragment is
+ *     useless without the rest. Fragments to other addresses pass. VIP
+ *     recognition uses a per-VIP marker entry {vip, 0, 0}; only fragments
+ *     pay that lookup.
+ *   - Packets to a service that already carry IPv4 options (IHL > 5) are
+ *     dropped (DROP_IP_OPTIONS): there is no room to add ours, and a client
+ *     must never be able to hand the node a forged DSR option.
+ *   - VLAN-tagged packets to a service are dropped (DROP_VLAN); the uplink
+ *     is expected to be untagged (attach to the VLAN device instead).
+ *   - Truncated or malformed headers pass to the stack untouched (nothing
+ *     was matched; the stack discards them).
+ *   - Non-SYN TCP with no connection-table entry is treated as a new flow
+ *     (Maglev, and remembered), so flows survive an edge restart or ECMP
+ *     moving them to another edge as long as the backend set is unchanged.
+ *   - A conntrack entry whose backend was removed (slot freed or reused by
+ *     another service) is ignored and the flow is re-balanced (EV_CT_STALE).
+ *   - Too big after adding the option (8) / IPIP header (20): with DF an
+ *     ICMP fragmentation-needed (MTU − overhead) goes back to the client;
+ *     without DF the rewritten packet goes to the stack, which fragments it.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "parse.h"
+#include "csum.h"
+#include "edge_maps.h"
+#include "edge_counters.h"
+#include "edge_hash.h"
+#include "edge_select.h"
+#include "edge_xmit.h"
+#include "edge_icmp.h"
+#include "edge_dsr.h"
+#include "edge_snat.h"
+#include "edge_steer.h"
+
+static __always_inline int edge_fragment(const struct pkt *p)
+{
+	struct edge_svc_key k = { .vip = p->daddr };
+
+	if (bpf_map_lookup_elem(&edge_services, &k)) {
+		edge_count(DROP_FRAGMENT);
+		return ACT_DROP;
+	}
+	return ACT_PASS;
+}
+
+static __always_inline int edge_src_allowed(const struct edge_svc *svc, __be32 saddr)
+{
+	struct edge_src_key k = { .prefixlen = 64, .svc_id = svc->id, .addr = saddr };
+
+	return bpf_map_lookup_elem(&edge_src_ranges, &k) != 0;
+}
+
+static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex)
+{
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
+	struct edge_svc_key sk = {};
+	struct edge_ct_key ck = {};
+	struct edge_config *cfg;
+	struct edge_svc *svc;
+	struct edge_backend *be = 0;
+	struct edge_ct_val *cv = 0;
+	struct pkt p;
+	__u32 zero = 0, be_id = 0, hash, svc_id, bytes;
+	__be16 snat_have = 0;
+	int syn, new_flow = 0;
+
+	if (parse_packet(data, end, &p) != PARSE_OK)
+		return ACT_PASS;
+	if (p.frag)
+		return edge_fragment(&p);
+	if (p.l4_proto == IPPROTO_ICMP)
+		return edge_icmp_steer(ctx, xdp, &p, ifindex);
+	if (p.l4_proto != IPPROTO_TCP && p.l4_proto != IPPROTO_UDP)
+		return ACT_PASS;
+
+	sk.vip = p.daddr;
+	sk.port = p.dport;
+	sk.proto = p.l4_proto;
+	svc = bpf_map_lookup_elem(&edge_services, &sk);
+	if (!svc) {
+		cfg = bpf_map_lookup_elem(&edge_config, &zero);
+		if (cfg && p.daddr == cfg->addr)
+			return edge_snat_reverse(ctx, xdp, cfg, &p, ifindex);
+		return ACT_PASS;
+	}
+	if (p.has_vlan) {
+		edge_count(DROP_VLAN);
+		return ACT_DROP;
+	}
+	if (p.ihl_bytes != 20) {
+		edge_count(DROP_IP_OPTIONS);
+		return ACT_DROP;
+	}
+	cfg = bpf_map_lookup_elem(&edge_config, &zero);
+	if (!cfg)
+		return ACT_PASS;
+	svc_id = svc->id;
+	if ((svc->flags & SVC_F_SRC_RANGES) && !edge_src_allowed(svc, p.saddr)) {
+		edge_count(DROP_SRC_RANGE);
+		return ACT_DROP;
+	}
+
+	ck.saddr = p.saddr;
+	ck.daddr = p.daddr;
+	ck.sport = p.sport;
+	ck.dport = p.dport;
+	ck.proto = p.l4_proto;
+	syn = p.l4_proto == IPPROTO_TCP &&
+	      (p.tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN;
+	if (!syn) {
+		cv = bpf_map_lookup_elem(&edge_ct, &ck);
+		if (cv) {
+			be_id = cv->backend_id;
+			snat_have = cv->snat_port;
+			be = edge_backend_for(be_id, svc_id);
+			if (!be) {
+				edge_count(EV_CT_STALE);
+				snat_have = 0;
+			}
+		}
+	}
+	hash = edge_flow_hash(ck.saddr, ck.daddr, ck.sport, ck.dport, ck.proto);
+	if (!be) {
+		be = edge_pick_new(svc, p.saddr, hash, &be_id);
+		if (!be) {
+			edge_count(DROP_NO_BACKEND);
+			return ACT_DROP;
+		}
+		new_flow = 1;
+	}
+
+	bytes = (__u32)((long)end - (long)data);
+	edge_count_pb(&edge_svc_stats, svc_id, bytes);
+	edge_count_pb(&edge_be_stats, be_id, bytes);
+
+	if (svc->flags & SVC_F_SNAT)
+		return edge_xmit_snat(ctx, xdp, cfg, &p, &ck, be, be_id, svc_id, snat_have, hash,
+				      ifindex);
+
+	if (new_flow) {
+		if (edge_may_insert(cfg->ct_insert_limit)) {
+			struct edge_ct_val nv = { .backend_id = be_id };
+
+			bpf_map_update_elem(&edge_ct, &ck, &nv, BPF_ANY);
+		} else {
+			edge_count(EV_CT_INSERT_SKIPPED);
+		}
+	}
+	if (be->flags & BE_F_IPIP)
+		return edge_xmit_ipip(ctx, xdp, cfg, &p, be->node_ip, hash, ifindex);
+	return edge_xmit_option(ctx, xdp, cfg, &p, be, syn || p.l4_proto == IPPROTO_UDP, ifindex);
+}
+
+SEC("xdp")
+int edge_xdp(struct xdp_md *ctx)
+{
+	__u32 ifindex = 0;
+	int act = edge_process(ctx, 1, &ifindex);
+
+	return edge_verdict(ctx, 1, act, ifindex);
+}
+
+SEC("tc")
+int edge_tc(struct __sk_buff *ctx)
+{
+	__u32 ifindex = 0;
+	int act = edge_process(ctx, 0, &ifindex);
+
+	return edge_verdict(ctx, 0, act, ifindex);
+}
+
+char LICENSE[] SEC("license") = "GPL";

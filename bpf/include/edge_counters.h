@@ -1,0 +1,76 @@
+/* Edge program: per-CPU counters. The enum order is mirrored by
+ * EDGE_STAT_NAMES in src/datapath/edge-maps.ts. */
+#ifndef EDGELB_EDGE_COUNTERS_H
+#define EDGELB_EDGE_COUNTERS_H
+
+#include "edge_maps.h"
+
+enum edge_stat {
+	/* drops */
+	DROP_NO_BACKEND = 0,  /* service without an active backend */
+	DROP_SRC_RANGE,       /* source not in loadBalancerSourceRanges */
+	DROP_FRAGMENT,        /* IPv4 fragment addressed to a VIP */
+	DROP_IP_OPTIONS,      /* packet to a service already carries IP options */
+	DROP_VLAN,            /* VLAN-tagged packet to a service */
+	DROP_ADJUST,          /* head/tail adjustment failed */
+	DROP_SNAT_PORTS,      /* no free SNAT port after a few probes */
+	DROP_TOO_BIG_ICMP_FAIL, /* too big with DF but the ICMP could not be built */
+	/* events (not drops) */
+	EV_FIB_PASS,          /* FIB lookup failed: rewritten packet passed to the stack */
+	EV_FIB_BYPASS,        /* CFG_F_FIB_BYPASS: rewritten packet passed to the stack */
+	EV_CT_INSERT_SKIPPED, /* new flow not remembered (insert limit, e.g. SYN flood) */
+	EV_ICMP_TOO_BIG_SENT, /* fragmentation-needed answered to a client */
+	EV_TOO_BIG_PASS,      /* too big without DF: passed to the stack to fragment */
+	EV_ICMP_STEERED,      /* ICMP error for a VIP flow sent to its backend */
+	EV_ICMP_NOT_STEERED,  /* ICMP error for a VIP flow passed (SNAT or no flow) */
+	EV_SNAT_REVERSE,      /* backend reply translated back to VIP → client */
+	EV_CT_STALE,          /* conntrack entry pointed at a removed backend */
+	EV_AFFINITY_HIT,      /* new flow kept on the client's previous backend */
+	EDGE_STAT_MAX,
+};
+
+struct edge_pb {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EDGE_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} edge_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EDGE_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct edge_pb);
+} edge_svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EDGE_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct edge_pb);
+} edge_be_stats SEC(".maps");
+
+static __always_inline void edge_count(__u32 stat)
+{
+	__u64 *c = bpf_map_lookup_elem(&edge_stats, &stat);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline void edge_count_pb(void *map, __u32 idx, __u64 bytes)
+{
+	struct edge_pb *pb = bpf_map_lookup_elem(map, &idx);
+
+	if (pb) {
+		pb->packets += 1;
+		pb->bytes += bytes;
+	}
+}
+
+#endif

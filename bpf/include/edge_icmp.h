@@ -1,0 +1,107 @@
+/* Edge program: ICMP — answering "fragmentation needed" for packets that
+ * would exceed the MTU once the DSR option / IPIP header is added, and
+ * steering ICMP errors about a VIP flow to that flow's backend. */
+#ifndef EDGELB_EDGE_ICMP_H
+#define EDGELB_EDGE_ICMP_H
+
+#include <linux/ip.h>
+#include "csum.h"
+#include "parse.h"
+#include "edge_xmit.h"
+
+#define EDGE_L3_OFF ETH_HLEN
+#define EDGE_L4_OFF (ETH_HLEN + 20)
+
+/* Frame of the answer: Ethernet, IPv4 (20), ICMP (8), quoted IPv4 header
+ * (20) and the first 8 bytes of its payload. */
+#define EDGE_ICMP_QUOTE 28
+#define EDGE_ICMP_FRAME (ETH_HLEN + 20 + 8 + EDGE_ICMP_QUOTE)
+
+/* Turn the frame (untagged, IHL 5, at least 14 + 28 bytes) into an ICMP
+ * destination-unreachable / fragmentation-needed (RFC 1191) advertising
+ * next-hop MTU `mtu`, from the address the client sent to, back out of the
+ * ingress interface with the MAC addresses swapped. */
+static __always_inline int edge_icmp_too_big(void *ctx, const int xdp, __u16 mtu)
+{
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + EDGE_L3_OFF;
+	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
+	__be32 saddr, daddr;
+	struct pkt_icmphdr *ih;
+	__u32 c = 0;
+
+	if (data + ETH_HLEN + EDGE_ICMP_QUOTE > end)
+		return -1;
+	__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(smac, eth->h_dest, ETH_ALEN);
+	saddr = ip->daddr;
+	daddr = ip->saddr;
+
+	/* 28 new bytes in front of the original IPv4 header: it becomes the
+	 * quote, and is cut 8 bytes after its end. */
+	if (edge_grow(ctx, xdp, 28, ETH_HLEN, 0) < 0)
+		return -1;
+	if (edge_trim(ctx, xdp, EDGE_ICMP_FRAME) < 0)
+		return -1;
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
+	if (data + EDGE_ICMP_FRAME > end)
+		return -1;
+	eth = data;
+	ip = data + EDGE_L3_OFF;
+	ih = data + EDGE_L4_OFF;
+
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0xc0; /* internetwork control, as routers send ICMP errors */
+	ip->tot_len = bpf_htons(20 + 8 + EDGE_ICMP_QUOTE);
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_ICMP;
+	ip->saddr = saddr;
+	ip->daddr = daddr;
+	ipv4_csum20_set(ip);
+
+	ih->type = ICMP_DEST_UNREACH;
+	ih->code = ICMP_FRAG_NEEDED;
+	ih->checksum = 0;
+	ih->un.frag.unused = 0;
+	ih->un.frag.mtu = bpf_htons(mtu);
+	{
+		__u16 *w = (__u16 *)ih;
+
+#pragma unroll
+		for (int i = 0; i < (8 + EDGE_ICMP_QUOTE) / 2; i++)
+			c += w[i];
+	}
+	ih->checksum = csum_fold(c);
+	edge_count(EV_ICMP_TOO_BIG_SENT);
+	return 0;
+}
+
+/* Decision for a packet that would grow by `overhead`: 0 = fits, 1 = too
+ * big without DF (forward, but let the stack fragment it), -1 = answered
+ * with an ICMP (return ACT_TX), -2 = could not answer (drop). */
+static __always_inline int edge_mtu_check(void *ctx, const int xdp, const struct edge_config *cfg,
+					  __u16 ip_len, __be16 frag_off, __u16 overhead)
+{
+	if ((__u32)ip_len + overhead <= cfg->mtu)
+		return 0;
+	if (!(frag_off & bpf_htons(0x4000))) {
+		edge_count(EV_TOO_BIG_PASS);
+		return 1;
+	}
+	if (edge_icmp_too_big(ctx, xdp, cfg->mtu - overhead) < 0) {
+		edge_count(DROP_TOO_BIG_ICMP_FAIL);
+		return -2;
+	}
+	return -1;
+}
+
+#endif

@@ -1,0 +1,187 @@
+/* Edge program: map layouts. src/datapath/edge-maps.ts encodes the same
+ * structs byte for byte — change both together.
+ *
+ * Sizing (all preallocated except the LPM trie), for 10 000 services with
+ * 100 000 backends inside 256 MB:
+ *   edge_ring      16 Mi × 4 B  Maglev slots; a service owns one region of
+ *                               2^k slots and uses its first M (prime)
+ *   edge_backends  256 Ki × 16 B backend id → pod / node / flags
+ *   edge_services  64 Ki        {vip, port, proto} → service
+ *   edge_ct        1 Mi LRU     5-tuple → backend (connection table)
+ *   edge_affinity  128 Ki LRU   {service, client} → backend, last use
+ *   edge_snat_rev  256 Ki LRU   SNAT reverse translations
+ */
+#ifndef EDGELB_EDGE_MAPS_H
+#define EDGELB_EDGE_MAPS_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define EDGE_MAX_SERVICES (1 << 16)
+#define EDGE_MAX_BACKENDS (1 << 18)
+#define EDGE_RING_SLOTS (1 << 24)
+#define EDGE_CT_ENTRIES (1 << 20)
+#define EDGE_AFFINITY_ENTRIES (1 << 17)
+#define EDGE_SNAT_ENTRIES (1 << 18)
+#define EDGE_SRC_RANGE_ENTRIES (1 << 16)
+
+/* Service key. port and proto are 0 in the per-VIP marker entry that lets
+ * the program recognise fragments addressed to a VIP. */
+struct edge_svc_key {
+	__be32 vip;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+#define SVC_F_SNAT 0x1       /* rewrite source to the edge (snat, hybrid/UDP) */
+#define SVC_F_SRC_RANGES 0x2 /* consult edge_src_ranges */
+#define SVC_F_MARKER 0x4     /* VIP marker: no service behind this key */
+
+struct edge_svc {
+	__u32 id;               /* index into edge_svc_stats; 0 is never used */
+	__u32 ring_off;         /* first slot of the service's region in edge_ring */
+	__u32 ring_size;        /* Maglev M (prime); 0 = no active backend */
+	__u32 affinity_timeout; /* seconds; 0 = no session affinity */
+	__u32 flags;            /* SVC_F_* */
+};
+
+#define BE_F_VALID 0x1  /* slot in use */
+#define BE_F_ACTIVE 0x2 /* may take new flows (else terminating) */
+#define BE_F_IPIP 0x4   /* dispatch by IPIP to node_ip (else ip-option) */
+
+struct edge_backend {
+	__be32 ip;      /* pod */
+	__be32 node_ip; /* node hosting the pod: FIB target and IPIP destination */
+	__be16 port;    /* pod port */
+	__u8 flags;     /* BE_F_* */
+	__u8 pad;
+	__u32 svc_id;   /* owner; a conntrack entry is only trusted if it matches */
+};
+
+/* Forward 5-tuple as received from the client. */
+struct edge_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct edge_ct_val {
+	__u32 backend_id;
+	__be16 snat_port; /* SNAT flows: the edge port allocated to the flow */
+	__u16 pad;
+};
+
+struct edge_aff_key {
+	__u32 svc_id;
+	__be32 client;
+};
+
+struct edge_aff_val {
+	__u32 backend_id;
+	__u32 last_seen; /* seconds (coarse monotonic clock) */
+};
+
+/* LPM key: prefixlen counts the 32 bits of svc_id plus the CIDR length. */
+struct edge_src_key {
+	__u32 prefixlen;
+	__u32 svc_id; /* host order: always fully inside the prefix, so order is moot */
+	__be32 addr;
+};
+
+/* SNAT reverse key: the backend's reply as it arrives at the edge. */
+struct edge_snat_key {
+	__be32 backend_ip;
+	__be16 backend_port;
+	__be16 edge_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct edge_snat_val {
+	__be32 client_ip;
+	__be32 vip;
+	__be16 client_port;
+	__be16 vport;
+	__u32 svc_id;
+};
+
+#define CFG_F_FIB_BYPASS 0x1 /* do not FIB-route: rewrite, count, XDP_PASS (tests) */
+#define CFG_F_GW_MAC 0x2     /* skip the FIB: send to gw_mac out of the ingress port */
+
+struct edge_config {
+	__be32 addr;          /* edge address: SNAT source, IPIP outer source */
+	__be32 ipip_src_net;  /* IPIP outer sources: this network ... */
+	__u32 ipip_src_bits;  /* ... with this many low bits taken from the flow hash; 0 = addr */
+	__u32 flags;          /* CFG_F_* */
+	__u16 mtu;            /* MTU towards the nodes */
+	__u16 snat_port_min;  /* host order, inclusive */
+	__u16 snat_port_max;
+	__u16 pad;
+	__u32 ct_insert_limit; /* new conntrack entries per CPU per ~1 s; 0 = unlimited */
+	__u8 gw_mac[6];        /* CFG_F_GW_MAC next hop */
+	__u8 own_mac[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, EDGE_MAX_SERVICES);
+	__type(key, struct edge_svc_key);
+	__type(value, struct edge_svc);
+} edge_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EDGE_RING_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} edge_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EDGE_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct edge_backend);
+} edge_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, EDGE_CT_ENTRIES);
+	__type(key, struct edge_ct_key);
+	__type(value, struct edge_ct_val);
+} edge_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, EDGE_AFFINITY_ENTRIES);
+	__type(key, struct edge_aff_key);
+	__type(value, struct edge_aff_val);
+} edge_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, EDGE_SRC_RANGE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct edge_src_key);
+	__type(value, __u8);
+} edge_src_ranges SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, EDGE_SNAT_ENTRIES);
+	__type(key, struct edge_snat_key);
+	__type(value, struct edge_snat_val);
+} edge_snat_rev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct edge_config);
+} edge_config SEC(".maps");
+
+#endif

@@ -1,0 +1,129 @@
+/* Edge program: backend choice — connection table, session affinity,
+ * Maglev — and the new-entry limiter that protects the connection table
+ * from SYN floods. */
+#ifndef EDGELB_EDGE_SELECT_H
+#define EDGELB_EDGE_SELECT_H
+
+#include "edge_maps.h"
+#include "edge_counters.h"
+#include "edge_hash.h"
+
+struct edge_insert_window {
+	__u64 window; /* coarse ns >> 30 (≈ 1.07 s) */
+	__u64 count;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct edge_insert_window);
+} edge_insert_limit SEC(".maps");
+
+/* May this CPU add one more conntrack entry in the current window? Under a
+ * SYN flood new entries stop after `limit` per CPU per window; the flows
+ * keep working (Maglev gives the same backend as long as the backend set is
+ * stable), they only lose protection against backend-set changes. */
+static __always_inline int edge_may_insert(__u32 limit)
+{
+	struct edge_insert_window *w;
+	__u32 zero = 0;
+	__u64 now;
+
+	if (limit == 0)
+		return 1;
+	w = bpf_map_lookup_elem(&edge_insert_limit, &zero);
+	if (!w)
+		return 1;
+	now = bpf_ktime_get_coarse_ns() >> 30;
+	if (w->window != now) {
+		w->window = now;
+		w->count = 0;
+	}
+	if (w->count >= limit)
+		return 0;
+	w->count++;
+	return 1;
+}
+
+static __always_inline struct edge_backend *edge_backend_get(__u32 id)
+{
+	return bpf_map_lookup_elem(&edge_backends, &id);
+}
+
+/* A backend id from the connection table or the affinity map is trusted
+ * only if the slot is still in use by the same service. */
+static __always_inline struct edge_backend *edge_backend_for(__u32 id, __u32 svc_id)
+{
+	struct edge_backend *be = edge_backend_get(id);
+
+	if (!be || !(be->flags & BE_F_VALID) || be->svc_id != svc_id)
+		return 0;
+	return be;
+}
+
+static __always_inline int edge_maglev(const struct edge_svc *svc, __u32 hash, __u32 *id)
+{
+	__u32 slot, *v;
+
+	if (svc->ring_size == 0)
+		return -1;
+	slot = svc->ring_off + hash % svc->ring_size;
+	v = bpf_map_lookup_elem(&edge_ring, &slot);
+	if (!v)
+		return -1;
+	*id = *v;
+	return 0;
+}
+
+static __always_inline __u32 edge_now_s(void)
+{
+	return (__u32)(bpf_ktime_get_coarse_ns() / 1000000000ull);
+}
+
+/* New flow: session affinity first (if configured and fresh), else Maglev
+ * over the active backends. Updates the affinity entry. */
+static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc *svc,
+							  __be32 client, __u32 flow_hash,
+							  __u32 *id_out)
+{
+	struct edge_backend *be;
+	__u32 id;
+
+	if (svc->affinity_timeout) {
+		struct edge_aff_key ak = { .svc_id = svc->id, .client = client };
+		struct edge_aff_val *av = bpf_map_lookup_elem(&edge_affinity, &ak);
+		__u32 now = edge_now_s();
+
+		if (av && now - av->last_seen <= svc->affinity_timeout) {
+			be = edge_backend_for(av->backend_id, svc->id);
+			if (be && (be->flags & BE_F_ACTIVE)) {
+				av->last_seen = now;
+				*id_out = av->backend_id;
+				edge_count(EV_AFFINITY_HIT);
+				return be;
+			}
+		}
+		if (edge_maglev(svc, edge_client_hash(client), &id) < 0)
+			return 0;
+		be = edge_backend_for(id, svc->id);
+		if (!be)
+			return 0;
+		{
+			struct edge_aff_val nv = { .backend_id = id, .last_seen = now };
+
+			bpf_map_update_elem(&edge_affinity, &ak, &nv, BPF_ANY);
+		}
+		*id_out = id;
+		return be;
+	}
+	if (edge_maglev(svc, flow_hash, &id) < 0)
+		return 0;
+	be = edge_backend_for(id, svc->id);
+	if (!be)
+		return 0;
+	*id_out = id;
+	return be;
+}
+
+#endif

@@ -1,0 +1,159 @@
+/* Edge program: SNAT (mode snat, and UDP of mode hybrid). The client's
+ * packet leaves with source = edge address : allocated port and destination
+ * = backend; the backend's reply comes back to the edge and is rewritten to
+ * VIP:port → client.
+ *
+ * The connection table remembers the allocated port per client flow; the
+ * reverse map (edge_snat_rev) is keyed by what the reply carries
+ * {backend ip, backend port, edge port, proto}, so one edge port can serve
+ * flows to different backends. Ports come from [snat_port_min,
+ * snat_port_max] (keep that range out of the edge's own ephemeral range),
+ * probed at four hash-derived positions; the first free one wins (inserted
+ * with BPF_NOEXIST, so two CPUs cannot take the same one). SNAT flows are
+ * always remembered (ignoring the insert limit): forgetting one would give
+ * the next packet a different source port. */
+#ifndef EDGELB_EDGE_SNAT_H
+#define EDGELB_EDGE_SNAT_H
+
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include "csum.h"
+#include "edge_xmit.h"
+#include "edge_icmp.h"
+
+/* Rewrite source and destination (addresses and ports) with checksums. */
+static __always_inline int edge_rewrite4(void *data, void *end, __u8 proto,
+					 __be32 saddr, __be16 sport, __be32 daddr, __be16 dport)
+{
+	struct iphdr *ip = data + EDGE_L3_OFF;
+	__u32 diff, ipdiff;
+
+	if (data + EDGE_L4_OFF > end)
+		return -1;
+	ipdiff = csum_diff_4(ip->saddr, saddr) + csum_diff_4(ip->daddr, daddr);
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + EDGE_L4_OFF;
+
+		if ((void *)(th + 1) > end)
+			return -1;
+		diff = ipdiff + csum_diff_2(th->source, sport) + csum_diff_2(th->dest, dport);
+		csum_apply_diff(&th->check, diff);
+		th->source = sport;
+		th->dest = dport;
+	} else {
+		struct udphdr *uh = data + EDGE_L4_OFF;
+
+		if ((void *)(uh + 1) > end)
+			return -1;
+		diff = ipdiff + csum_diff_2(uh->source, sport) + csum_diff_2(uh->dest, dport);
+		udp_csum_apply_diff(&uh->check, diff);
+		uh->source = sport;
+		uh->dest = dport;
+	}
+	csum_apply_diff(&ip->check, ipdiff);
+	ip->saddr = saddr;
+	ip->daddr = daddr;
+	return 0;
+}
+
+/* Find (or re-establish) the edge port for this flow. */
+static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, const struct pkt *p,
+					     const struct edge_backend *be, __u32 svc_id,
+					     __be16 have, __u32 hash)
+{
+	struct edge_snat_key k = {
+		.backend_ip = be->ip, .backend_port = be->port, .proto = p->l4_proto,
+	};
+	struct edge_snat_val v = {
+		.client_ip = p->saddr, .vip = p->daddr, .client_port = p->sport,
+		.vport = p->dport, .svc_id = svc_id,
+	};
+	__u32 lo = cfg->snat_port_min, hi = cfg->snat_port_max, range;
+
+	if (have) {
+		struct edge_snat_val *cur;
+
+		k.edge_port = have;
+		cur = bpf_map_lookup_elem(&edge_snat_rev, &k);
+		if (cur && cur->client_ip == v.client_ip && cur->client_port == v.client_port &&
+		    cur->vip == v.vip && cur->vport == v.vport)
+			return have;
+		/* Evicted (or taken over): try to take it back, else allocate. */
+		if (!cur && bpf_map_update_elem(&edge_snat_rev, &k, &v, BPF_NOEXIST) == 0)
+			return have;
+	}
+	if (lo == 0 || hi < lo)
+		return 0;
+	range = hi - lo + 1;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u32 port = lo + (hash + (__u32)i * 0x9e3779b1u) % range;
+
+		k.edge_port = bpf_htons((__u16)port);
+		if (bpf_map_update_elem(&edge_snat_rev, &k, &v, BPF_NOEXIST) == 0)
+			return k.edge_port;
+	}
+	return 0;
+}
+
+static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct edge_config *cfg,
+					  const struct pkt *p, const struct edge_ct_key *ck,
+					  const struct edge_backend *be, __u32 be_id, __u32 svc_id,
+					  __be16 have, __u32 hash, __u32 *ifindex)
+{
+	void *data, *end;
+	__be16 port = edge_snat_port(cfg, p, be, svc_id, have, hash);
+
+	if (!port) {
+		edge_count(DROP_SNAT_PORTS);
+		return ACT_DROP;
+	}
+	if (port != have) {
+		struct edge_ct_val cv = { .backend_id = be_id, .snat_port = port };
+
+		bpf_map_update_elem(&edge_ct, ck, &cv, BPF_ANY);
+	}
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
+	if (edge_rewrite4(data, end, p->l4_proto, cfg->addr, port, be->ip, be->port) < 0)
+		return ACT_DROP;
+	return edge_forward(ctx, xdp, cfg, cfg->addr, be->node_ip, p->ip_len, ifindex);
+}
+
+/* A packet to the edge address: a backend's SNAT reply, or the edge's own
+ * traffic (passed untouched). */
+static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const struct edge_config *cfg,
+					     const struct pkt *p, __u32 *ifindex)
+{
+	struct edge_snat_key k = {
+		.backend_ip = p->saddr, .backend_port = p->sport, .edge_port = p->dport,
+		.proto = p->l4_proto,
+	};
+	struct edge_snat_val *v;
+	__u16 port = bpf_ntohs(p->dport);
+	__be32 client, vip;
+	__be16 cport, vport;
+	void *data, *end;
+
+	if (port < cfg->snat_port_min || port > cfg->snat_port_max)
+		return ACT_PASS;
+	if (p->has_vlan || p->ihl_bytes != 20)
+		return ACT_PASS;
+	v = bpf_map_lookup_elem(&edge_snat_rev, &k);
+	if (!v)
+		return ACT_PASS;
+	client = v->client_ip;
+	vip = v->vip;
+	cport = v->client_port;
+	vport = v->vport;
+	edge_count_pb(&edge_svc_stats, v->svc_id, p->ip_len + ETH_HLEN);
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
+	if (edge_rewrite4(data, end, p->l4_proto, vip, vport, client, cport) < 0)
+		return ACT_DROP;
+	edge_count(EV_SNAT_REVERSE);
+	return edge_forward(ctx, xdp, cfg, vip, client, p->ip_len, ifindex);
+}
+
+#endif

@@ -1,0 +1,109 @@
+/* Edge program: steering ICMP errors about a VIP flow to its backend.
+ *
+ * With DSR the backend's replies leave the node with source VIP, so a
+ * router on the client's path that cannot forward them (fragmentation
+ * needed, unreachable) sends its ICMP error to the VIP, i.e. to an edge.
+ * The quoted packet is the reply, VIP:port → client:port; reversed it is the
+ * client flow, which the connection table (or Maglev, for a flow this edge
+ * has not seen) maps to the backend. The error is then rewritten to what
+ * the backend's own stack expects — outer destination and quoted source
+ * become the pod's address and port — and dispatched like the flow's data
+ * packets (routed to the node, or IPIP to the node). The quoted L4
+ * checksum is left alone (receivers do not verify it in a quote).
+ *
+ * Only destination-unreachable errors with IHL-5 outer and quoted headers
+ * are steered; SNAT flows are not (the edge itself sent those replies and
+ * has no stack state for them), and everything else passes untouched. */
+#ifndef EDGELB_EDGE_STEER_H
+#define EDGELB_EDGE_STEER_H
+
+#include "parse.h"
+#include "csum.h"
+#include "edge_select.h"
+#include "edge_dsr.h"
+
+#define EDGE_INNER_OFF (EDGE_L4_OFF + 8)
+
+static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struct pkt *p,
+					   __u32 *ifindex)
+{
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
+	struct pkt_inner in;
+	struct edge_svc_key sk = {};
+	struct edge_ct_key ck = {};
+	struct edge_svc *svc;
+	struct edge_ct_val *cv;
+	struct edge_backend *be = 0;
+	struct edge_config *cfg;
+	struct iphdr *ip, *iip;
+	struct pkt_icmphdr *ih;
+	__be16 *ports;
+	__u32 zero = 0, id, diff, hash;
+	__be16 old_ic;
+
+	if (p->icmp_type != ICMP_DEST_UNREACH)
+		return ACT_PASS;
+	if (p->has_vlan || p->ihl_bytes != 20)
+		return ACT_PASS;
+	if (parse_icmp_inner(data, end, p, &in) != PARSE_OK)
+		return ACT_PASS;
+	if (in.ihl_bytes != 20 || (in.l4_proto != IPPROTO_TCP && in.l4_proto != IPPROTO_UDP) ||
+	    in.saddr != p->daddr || (in.sport == 0 && in.dport == 0))
+		return ACT_PASS;
+	sk.vip = in.saddr;
+	sk.port = in.sport;
+	sk.proto = in.l4_proto;
+	svc = bpf_map_lookup_elem(&edge_services, &sk);
+	if (!svc)
+		return ACT_PASS;
+	cfg = bpf_map_lookup_elem(&edge_config, &zero);
+	if (!cfg)
+		return ACT_PASS;
+	if (svc->flags & SVC_F_SNAT) {
+		edge_count(EV_ICMP_NOT_STEERED);
+		return ACT_PASS;
+	}
+	ck.saddr = in.daddr;
+	ck.daddr = in.saddr;
+	ck.sport = in.dport;
+	ck.dport = in.sport;
+	ck.proto = in.l4_proto;
+	hash = edge_flow_hash(ck.saddr, ck.daddr, ck.sport, ck.dport, ck.proto);
+	cv = bpf_map_lookup_elem(&edge_ct, &ck);
+	if (cv)
+		be = edge_backend_for(cv->backend_id, svc->id);
+	if (!be) {
+		if (edge_maglev(svc, svc->affinity_timeout ? edge_client_hash(ck.saddr) : hash, &id) < 0)
+			goto unsteered;
+		be = edge_backend_for(id, svc->id);
+		if (!be)
+			goto unsteered;
+	}
+
+	if (data + EDGE_INNER_OFF + 24 > end)
+		return ACT_PASS;
+	ip = data + EDGE_L3_OFF;
+	ih = data + EDGE_L4_OFF;
+	iip = data + EDGE_INNER_OFF;
+	ports = data + EDGE_INNER_OFF + 20;
+
+	old_ic = iip->check;
+	csum_replace4(&iip->check, iip->saddr, be->ip);
+	diff = csum_diff_4(iip->saddr, be->ip) + csum_diff_2(ports[0], be->port) +
+	       csum_diff_2(old_ic, iip->check);
+	csum_apply_diff(&ih->checksum, diff);
+	iip->saddr = be->ip;
+	ports[0] = be->port;
+	csum_replace4(&ip->check, ip->daddr, be->ip);
+	ip->daddr = be->ip;
+	edge_count(EV_ICMP_STEERED);
+	if (be->flags & BE_F_IPIP)
+		return edge_xmit_ipip(ctx, xdp, cfg, p, be->node_ip, hash, ifindex);
+	return edge_forward(ctx, xdp, cfg, p->saddr, be->node_ip, p->ip_len, ifindex);
+
+unsteered:
+	edge_count(EV_ICMP_NOT_STEERED);
+	return ACT_PASS;
+}
+
+#endif

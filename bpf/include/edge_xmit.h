@@ -1,0 +1,161 @@
+/* Edge program: the XDP/tc abstraction. The logic in edge.c is written once
+ * against `void *ctx` plus a compile-time constant `xdp`; every function is
+ * __always_inline, so each program section gets its own specialised copy
+ * with the other hook's branches folded away. */
+#ifndef EDGELB_EDGE_XMIT_H
+#define EDGELB_EDGE_XMIT_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "edge_maps.h"
+#include "edge_counters.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+/* Hook-independent verdicts; edge_verdict() maps them. */
+enum edge_act {
+	ACT_PASS = 0,
+	ACT_DROP,
+	ACT_TX,       /* back out of the ingress interface */
+	ACT_REDIRECT, /* out of *ifindex */
+};
+
+static __always_inline void *edge_data(void *ctx, const int xdp)
+{
+	if (xdp)
+		return (void *)(long)((struct xdp_md *)ctx)->data;
+	return (void *)(long)((struct __sk_buff *)ctx)->data;
+}
+
+static __always_inline void *edge_data_end(void *ctx, const int xdp)
+{
+	if (xdp)
+		return (void *)(long)((struct xdp_md *)ctx)->data_end;
+	return (void *)(long)((struct __sk_buff *)ctx)->data_end;
+}
+
+static __always_inline __u32 edge_ifindex(void *ctx, const int xdp)
+{
+	if (xdp)
+		return ((struct xdp_md *)ctx)->ingress_ifindex;
+	return ((struct __sk_buff *)ctx)->ifindex;
+}
+
+/* Open n bytes of room after the first `keep` bytes of the frame (keep is
+ * 14 = after Ethernet, or 34 = after Ethernet + a 20-byte IPv4 header).
+ * XDP grows the head and slides the kept headers down; tc asks the kernel
+ * (bpf_skb_adjust_room keeps skb metadata such as GSO consistent).
+ * Invalidates every packet pointer. n and keep must be constants. */
+static __always_inline int edge_grow(void *ctx, const int xdp, const int n, const int keep,
+				     __u64 tc_flags)
+{
+	if (xdp) {
+		void *data, *end;
+		__u16 *d, *s;
+
+		if (bpf_xdp_adjust_head(ctx, -n))
+			return -1;
+		data = edge_data(ctx, xdp);
+		end = edge_data_end(ctx, xdp);
+		if (data + n + keep > end)
+			return -1;
+		/* Forward copy is safe: every write lands below the next read. */
+		d = data;
+		s = data + n;
+#pragma unroll
+		for (int i = 0; i < keep / 2; i++)
+			d[i] = s[i];
+		return 0;
+	}
+	if (keep == ETH_HLEN)
+		return bpf_skb_adjust_room(ctx, n, BPF_ADJ_ROOM_MAC, tc_flags) ? -1 : 0;
+	/* keep = ETH_HLEN + 20: room between the IPv4 base header and L4. */
+	return bpf_skb_adjust_room(ctx, n, BPF_ADJ_ROOM_NET, tc_flags) ? -1 : 0;
+}
+
+/* Cut the frame to `len` bytes. */
+static __always_inline int edge_trim(void *ctx, const int xdp, __u32 len)
+{
+	if (xdp) {
+		long cur = (long)edge_data_end(ctx, xdp) - (long)edge_data(ctx, xdp);
+
+		return bpf_xdp_adjust_tail(ctx, (int)((long)len - cur)) ? -1 : 0;
+	}
+	return bpf_skb_change_tail(ctx, len, 0) ? -1 : 0;
+}
+
+/* Send the (already rewritten) frame towards `dst` (the backend's node, or
+ * a client): FIB lookup, MAC rewrite, TX or redirect. Failure to resolve
+ * is not a drop — the stack gets the rewritten packet and routes it (or
+ * resolves the neighbour) itself. */
+static __always_inline int edge_forward(void *ctx, const int xdp, const struct edge_config *cfg,
+					__be32 src, __be32 dst, __u16 tot_len, __u32 *ifindex)
+{
+	struct bpf_fib_lookup fib = {};
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
+	struct ethhdr *eth = data;
+	__u32 in_if = edge_ifindex(ctx, xdp);
+	long rc;
+
+	if ((void *)(eth + 1) > end)
+		return ACT_DROP;
+	if (cfg->flags & CFG_F_FIB_BYPASS) {
+		edge_count(EV_FIB_BYPASS);
+		return ACT_PASS;
+	}
+	if (cfg->flags & CFG_F_GW_MAC) {
+		__builtin_memcpy(eth->h_dest, cfg->gw_mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, cfg->own_mac, ETH_ALEN);
+		return ACT_TX;
+	}
+	fib.family = AF_INET;
+	fib.ipv4_src = src;
+	fib.ipv4_dst = dst;
+	fib.tot_len = tot_len;
+	fib.ifindex = in_if;
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		edge_count(EV_FIB_PASS);
+		return ACT_PASS;
+	}
+	/* bpf_fib_lookup does not touch the packet: pointers are still valid. */
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	if (fib.ifindex == in_if)
+		return ACT_TX;
+	*ifindex = fib.ifindex;
+	return ACT_REDIRECT;
+}
+
+static __always_inline int edge_verdict(void *ctx, const int xdp, int act, __u32 ifindex)
+{
+	if (xdp) {
+		switch (act) {
+		case ACT_DROP:
+			return XDP_DROP;
+		case ACT_TX:
+			return XDP_TX;
+		case ACT_REDIRECT:
+			return bpf_redirect(ifindex, 0);
+		default:
+			return XDP_PASS;
+		}
+	}
+	switch (act) {
+	case ACT_DROP:
+		return TC_ACT_SHOT;
+	case ACT_TX:
+		return bpf_redirect(((struct __sk_buff *)ctx)->ifindex, 0);
+	case ACT_REDIRECT:
+		return bpf_redirect(ifindex, 0);
+	default:
+		return TC_ACT_OK;
+	}
+}
+
+#endif
