@@ -900,16 +900,17 @@ export class BpfObject implements FdOwner {
   /** A loaded program by function name, or by ELF section when no name matches. */
   program(nameOrSection: string): BpfProgram {
     this.requireLoaded(`program(${nameOrSection})`);
-    const cached = this.#progs.get(nameOrSection);
-    if (cached) return cached;
     const all = this.programs();
     const d = all.find((p) => p.name === nameOrSection) ?? all.find((p) => p.section === nameOrSection);
     if (!d) {
       throw new Error(`no program '${nameOrSection}' in ${this.path} (programs: ${all.map((p) => `${p.name} [${p.section}]`).join(', ')})`);
     }
     if (d.fd < 0) throw new Error(`program '${d.name}' in ${this.path} was not loaded (autoload off)`);
-    const p = BpfProgram.fromObject(d, this);
-    this.#progs.set(nameOrSection, p);
+    let p = this.#progs.get(d.name);
+    if (!p) {
+      p = BpfProgram.fromObject(d, this);
+      this.#progs.set(d.name, p);
+    }
     return p;
   }
 
