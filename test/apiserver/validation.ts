@@ -1,0 +1,145 @@
+/**
+ * Object-meta and per-kind validation the real API server applies before
+ * storing, reduced to what clients of this project can run into.
+ */
+import { fieldInvalid, fieldNotSupported, fieldRequired, type Cause } from './errors.js';
+import type { Obj } from './tables.js';
+
+const DNS1035 = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+
+export type NameRule = 'dns1035' | 'dns1123label' | 'dns1123subdomain';
+
+export function nameProblem(name: string, rule: NameRule): string | undefined {
+  switch (rule) {
+    case 'dns1035':
+      if (name.length > 63) return 'must be no more than 63 characters';
+      if (!DNS1035.test(name)) {
+        return "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+      }
+      return undefined;
+    case 'dns1123label':
+      if (name.length > 63) return 'must be no more than 63 characters';
+      if (!DNS1123_LABEL.test(name)) {
+        return "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+      }
+      return undefined;
+    case 'dns1123subdomain':
+      if (name.length > 253) return 'must be no more than 253 characters';
+      if (!DNS1123_SUBDOMAIN.test(name)) {
+        return "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+      }
+      return undefined;
+  }
+}
+
+export function isQualifiedName(s: string): boolean {
+  const name = s.includes('/') ? s.slice(s.indexOf('/') + 1) : s;
+  return QUALIFIED_NAME.test(s) && name.length <= 63;
+}
+
+/** Labels and annotations: keys are qualified names, label values ≤ 63 chars of a restricted set. */
+export function validateMeta(meta: Obj): Cause[] {
+  const causes: Cause[] = [];
+  for (const [k, v] of Object.entries((meta.labels ?? {}) as Obj)) {
+    if (!isQualifiedName(k)) causes.push(fieldInvalid('metadata.labels', k, 'name part must consist of alphanumeric characters, \'-\', \'_\' or \'.\''));
+    if (typeof v !== 'string' || v.length > 63 || !LABEL_VALUE.test(v)) {
+      causes.push(fieldInvalid('metadata.labels', v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+    }
+  }
+  for (const [k, v] of Object.entries((meta.annotations ?? {}) as Obj)) {
+    if (!isQualifiedName(k)) causes.push(fieldInvalid('metadata.annotations', k, 'name part must consist of alphanumeric characters, \'-\', \'_\' or \'.\''));
+    if (typeof v !== 'string') causes.push(fieldInvalid(`metadata.annotations[${k}]`, v, 'must be a string'));
+  }
+  return causes;
+}
+
+export function isIPv4(s: string): boolean {
+  const parts = s.split('.');
+  return parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
+}
+
+export function isIPv6(s: string): boolean {
+  if (!/^[0-9a-fA-F:.]+$/.test(s) || !s.includes(':')) return false;
+  const dbl = s.split('::');
+  if (dbl.length > 2) return false;
+  const groups = s.replace('::', ':x:').split(':').filter((g) => g !== '');
+  let count = 0;
+  for (const g of groups) {
+    if (g === 'x') continue;
+    if (g.includes('.')) {
+      if (!isIPv4(g)) return false;
+      count += 2;
+    } else if (/^[0-9a-fA-F]{1,4}$/.test(g)) {
+      count++;
+    } else {
+      return false;
+    }
+  }
+  return dbl.length === 2 ? count < 8 : count === 8;
+}
+
+export function isCIDR(s: string): boolean {
+  const [ip, len, extra] = s.split('/');
+  if (ip === undefined || len === undefined || extra !== undefined || !/^\d{1,3}$/.test(len)) return false;
+  if (isIPv4(ip)) return Number(len) <= 32;
+  if (isIPv6(ip)) return Number(len) <= 128;
+  return false;
+}
+
+export function validateEndpointSlice(s: Obj): Cause[] {
+  const causes: Cause[] = [];
+  const types = ['IPv4', 'IPv6', 'FQDN'];
+  if (!s.addressType) causes.push(fieldRequired('addressType'));
+  else if (!types.includes(s.addressType)) causes.push(fieldNotSupported('addressType', s.addressType, types));
+  if (s.endpoints !== undefined && s.endpoints !== null && !Array.isArray(s.endpoints)) {
+    causes.push(fieldInvalid('endpoints', s.endpoints, 'must be a list'));
+  }
+  for (const [i, e] of ((s.endpoints ?? []) as Obj[]).entries()) {
+    const addrs = e.addresses;
+    if (!Array.isArray(addrs) || addrs.length === 0) {
+      causes.push(fieldRequired(`endpoints[${i}].addresses`, 'must contain at least 1 address'));
+      continue;
+    }
+    if (addrs.length > 100) causes.push(fieldInvalid(`endpoints[${i}].addresses`, addrs.length, 'must have at most 100 addresses'));
+    for (const [j, a] of addrs.entries()) {
+      const ok = s.addressType === 'IPv4' ? isIPv4(a) : s.addressType === 'IPv6' ? isIPv6(a) : typeof a === 'string';
+      if (!ok) causes.push(fieldInvalid(`endpoints[${i}].addresses[${j}]`, a, `must be a valid ${s.addressType} address`));
+    }
+  }
+  for (const [i, p] of ((s.ports ?? []) as Obj[]).entries()) {
+    if (p.port !== undefined && p.port !== null && !(Number.isInteger(p.port) && p.port >= 1 && p.port <= 65535)) {
+      causes.push(fieldInvalid(`ports[${i}].port`, p.port, 'must be between 1 and 65535, inclusive'));
+    }
+    if (p.protocol !== undefined && !['TCP', 'UDP', 'SCTP'].includes(p.protocol)) {
+      causes.push(fieldNotSupported(`ports[${i}].protocol`, p.protocol, ['SCTP', 'TCP', 'UDP']));
+    }
+  }
+  if ((s.endpoints ?? []).length > 1000) causes.push(fieldInvalid('endpoints', s.endpoints.length, 'must have at most 1000 items'));
+  return causes;
+}
+
+/** events.k8s.io/v1 is stricter than core/v1 about what a new Event carries. */
+export function validateNewEvent(e: Obj): Cause[] {
+  const causes: Cause[] = [];
+  if (!e.eventTime) causes.push(fieldRequired('eventTime'));
+  if (!e.reportingController) causes.push(fieldRequired('reportingController'));
+  if (!e.reportingInstance) causes.push(fieldRequired('reportingInstance'));
+  if (!e.action) causes.push(fieldRequired('action'));
+  if (!e.reason) causes.push(fieldRequired('reason'));
+  if (e.type !== 'Normal' && e.type !== 'Warning') causes.push(fieldNotSupported('type', e.type ?? '', ['Normal', 'Warning']));
+  if (typeof e.note === 'string' && e.note.length > 1024) causes.push(fieldInvalid('note', '', 'can have at most 1024 characters'));
+  return causes;
+}
+
+export function validateLease(l: Obj): Cause[] {
+  const causes: Cause[] = [];
+  const d = l.spec?.leaseDurationSeconds;
+  if (d !== undefined && d !== null && !(Number.isInteger(d) && d > 0)) causes.push(fieldInvalid('spec.leaseDurationSeconds', d, 'must be greater than 0'));
+  const t = l.spec?.leaseTransitions;
+  if (t !== undefined && t !== null && !(Number.isInteger(t) && t >= 0)) causes.push(fieldInvalid('spec.leaseTransitions', t, 'must be greater than or equal to 0'));
+  return causes;
+}
