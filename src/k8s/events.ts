@@ -1,0 +1,137 @@
+// Kubernetes Events about Services (core/v1), deduplicated: a repeat of the
+// same (object, type, reason, message) bumps `count` on the existing Event
+// (one PATCH, coalesced while one is in flight) instead of creating another.
+// Writes go through a small bounded queue so a burst (10 000 allocations)
+// does not starve status writes; if the queue is full, new Events are
+// dropped and counted (Events are best effort in Kubernetes too).
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Service } from '@kubernetes/client-node';
+import type { Logger } from '../log/logger.js';
+
+export type EventType = 'Normal' | 'Warning';
+
+interface Entry {
+  name: string | null;
+  namespace: string;
+  count: number;
+  posted: number;
+  inflight: boolean;
+}
+
+export interface EventRecorderOptions {
+  api: CoreV1Api;
+  component: string;
+  host: string;
+  logger: Logger;
+  concurrency?: number;
+  maxQueue?: number;
+  /** Remembered (object, reason, message) triples; oldest forgotten first. */
+  maxEntries?: number;
+}
+
+export class EventRecorder {
+  private readonly o: Required<Pick<EventRecorderOptions, 'concurrency' | 'maxQueue' | 'maxEntries'>> & EventRecorderOptions;
+  private readonly entries = new Map<string, Entry>();
+  private readonly queue: (() => Promise<void>)[] = [];
+  private active = 0;
+  private seq = 0;
+  created = 0;
+  patched = 0;
+  dropped = 0;
+  failed = 0;
+
+  constructor(o: EventRecorderOptions) {
+    this.o = { concurrency: 4, maxQueue: 20000, maxEntries: 50000, ...o };
+  }
+
+  /** Outstanding writes (queued + in flight). */
+  pending(): number {
+    return this.queue.length + this.active;
+  }
+
+  record(svc: V1Service, type: EventType, reason: string, message: string): void {
+    const md = svc.metadata ?? {};
+    const namespace = md.namespace ?? 'default';
+    const key = `${md.uid ?? `${namespace}/${md.name ?? ''}`}|${type}|${reason}|${message}`;
+    const existing = this.entries.get(key);
+    if (existing) {
+      existing.count++;
+      if (existing.name !== null && !existing.inflight) this.enqueue(() => this.patch(existing));
+      return;
+    }
+    if (this.entries.size >= this.o.maxEntries) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+    const e: Entry = { name: null, namespace, count: 1, posted: 0, inflight: true };
+    this.entries.set(key, e);
+    const now = new Date();
+    const name = `${md.name ?? 'unknown'}.${now.getTime().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`;
+    const body = {
+      metadata: { name, namespace },
+      involvedObject: { apiVersion: 'v1', kind: 'Service', namespace, name: md.name, uid: md.uid, resourceVersion: md.resourceVersion },
+      reason,
+      message,
+      type,
+      source: { component: this.o.component, host: this.o.host },
+      reportingComponent: this.o.component,
+      reportingInstance: this.o.host,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    };
+    this.enqueue(async () => {
+      try {
+        await this.o.api.createNamespacedEvent({ namespace, body });
+        this.created++;
+        e.name = name;
+        e.posted = 1;
+      } catch (err) {
+        this.failed++;
+        this.entries.delete(key);
+        this.o.logger.debug({ err: String(err), reason }, 'event not recorded');
+      } finally {
+        e.inflight = false;
+      }
+      if (e.name !== null && e.count > e.posted) this.enqueue(() => this.patch(e));
+    });
+  }
+
+  private async patch(e: Entry): Promise<void> {
+    if (e.inflight || e.name === null || e.count === e.posted) return;
+    e.inflight = true;
+    const count = e.count;
+    try {
+      await this.o.api.patchNamespacedEvent(
+        { name: e.name, namespace: e.namespace, body: { count, lastTimestamp: new Date().toISOString() } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      this.patched++;
+      e.posted = count;
+    } catch (err) {
+      this.failed++;
+      this.o.logger.debug({ err: String(err) }, 'event count not updated');
+    } finally {
+      e.inflight = false;
+    }
+  }
+
+  private enqueue(job: () => Promise<void>): void {
+    if (this.queue.length >= this.o.maxQueue) {
+      this.dropped++;
+      return;
+    }
+    this.queue.push(job);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.active < this.o.concurrency && this.queue.length > 0) {
+      const job = this.queue.shift()!;
+      this.active++;
+      void job().finally(() => {
+        this.active--;
+        this.pump();
+      });
+    }
+  }
+}

@@ -1,0 +1,126 @@
+// A ListWatch (client-node's informer) that survives the API server going
+// away. client-node relists by itself after 410 Gone and re-watches after a
+// clean close, but after any other error it stops; this wrapper restarts it
+// with backoff, keeping its cache, so while the API is unreachable the last
+// known objects stay (nothing is withdrawn). A relist replaces the cache in
+// one synchronous step (deletes for vanished objects, then adds/updates), so
+// a consumer that defers its work to a later tick never sees a half-relisted
+// cache: objects that reappear in the relist produce no removal.
+import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from '../log/logger.js';
+
+export type InformerEvent = 'add' | 'update' | 'delete';
+
+export interface InformerStats {
+  connected: boolean;
+  synced: boolean;
+  lists: number;
+  watchStarts: number;
+  errors: number;
+}
+
+export interface ResilientInformerOptions<T extends KubernetesObject> {
+  kubeConfig: KubeConfig;
+  /** Watch path, e.g. /api/v1/services. */
+  path: string;
+  list: () => Promise<KubernetesListObject<T>>;
+  name: string;
+  logger: Logger;
+  onEvent: (ev: InformerEvent, obj: T) => void;
+  /** Called after each successful list (initial or relist), once its objects are in the cache. */
+  onListed?: () => void;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+}
+
+export class ResilientInformer<T extends KubernetesObject> {
+  private readonly o: ResilientInformerOptions<T>;
+  private readonly lw: ListWatch<T>;
+  private stopped = true;
+  private backoffMs: number;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private erroredSinceStart = false;
+  private readonly st: InformerStats = { connected: false, synced: false, lists: 0, watchStarts: 0, errors: 0 };
+
+  constructor(o: ResilientInformerOptions<T>) {
+    this.o = o;
+    this.backoffMs = o.backoffInitialMs ?? 200;
+    const list = async (): Promise<KubernetesListObject<T>> => {
+      const r = await o.list();
+      this.st.lists++;
+      this.st.synced = true;
+      this.st.connected = true;
+      // ListWatch fills its cache right after this promise resolves, in
+      // the same microtask chain; a macrotask later it is complete.
+      setImmediate(() => {
+        if (!this.stopped) o.onListed?.();
+      });
+      return r;
+    };
+    this.lw = new ListWatch<T>(o.path, new Watch(o.kubeConfig), list, false);
+    this.lw.on('add', (obj) => this.event('add', obj));
+    this.lw.on('update', (obj) => this.event('update', obj));
+    this.lw.on('delete', (obj) => this.event('delete', obj));
+    this.lw.on('connect', () => {
+      this.st.watchStarts++;
+    });
+    this.lw.on('error', (err) => this.onError(err));
+  }
+
+  stats(): InformerStats {
+    return { ...this.st };
+  }
+
+  get(name: string, namespace?: string): T | undefined {
+    return this.lw.get(name, namespace);
+  }
+
+  list(): ReadonlyArray<T> {
+    return this.lw.list();
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    await this.lw.stop();
+  }
+
+  private event(ev: InformerEvent, obj: T): void {
+    if (this.stopped) return;
+    this.st.connected = true;
+    this.backoffMs = this.o.backoffInitialMs ?? 200;
+    this.o.onEvent(ev, obj);
+  }
+
+  private async run(): Promise<void> {
+    this.erroredSinceStart = false;
+    await this.lw.start();
+    // start() resolves once the watch request got its response headers;
+    // an error before that was reported through onError.
+    if (!this.erroredSinceStart && !this.stopped) {
+      this.st.connected = true;
+      this.backoffMs = this.o.backoffInitialMs ?? 200;
+    }
+  }
+
+  private onError(err: unknown): void {
+    if (this.stopped) return; // stop() aborts the watch, which reports an error
+    this.erroredSinceStart = true;
+    this.st.errors++;
+    if (this.st.connected) this.o.logger.warn({ informer: this.o.name, err: String(err) }, 'lost API server; keeping last known state');
+    this.st.connected = false;
+    if (this.restartTimer) return;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.o.backoffMaxMs ?? 5000);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (!this.stopped) void this.run();
+    }, delay);
+  }
+}

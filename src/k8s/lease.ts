@@ -1,0 +1,179 @@
+// Leader election over a coordination.k8s.io/v1 Lease: one edge allocates
+// addresses and writes Service status, every edge reads it.
+//
+// Safety does not depend on synchronised clocks: a follower takes over only
+// after it has itself watched the Lease record stay unchanged for a whole
+// lease duration (time measured on its own clock from the moment it first
+// saw that record), and a leader stops acting as one when it has not renewed
+// successfully for 2/3 of the duration, so the two windows never overlap
+// while clocks run at the same rate. Every write carries the resourceVersion
+// it was based on; a 409 means someone else won and we re-read.
+//
+// Takeover time: a graceful stop releases the Lease (empty holder) and the
+// next poll of another edge takes it (≤ one retry interval, D/5). After a
+// crash the takeover happens D after the follower last saw the record
+// change, i.e. between D and D + D/5 after the last renewal.
+import { CoordinationV1Api, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import type { Logger } from '../log/logger.js';
+
+export interface LeaderElectorOptions {
+  api: CoordinationV1Api;
+  namespace: string;
+  name: string;
+  identity: string;
+  /** Seconds; fractions allowed for tests (the Lease object stores ≥ 1 s). */
+  leaseDurationSeconds: number;
+  logger: Logger;
+  onStartedLeading?: () => void;
+  onStoppedLeading?: () => void;
+  /** Injected clock (ms) for tests. */
+  now?: () => number;
+}
+
+export function httpStatus(e: unknown): number | null {
+  const c = (e as { code?: unknown; statusCode?: unknown } | null)?.code ?? (e as { statusCode?: unknown } | null)?.statusCode;
+  return typeof c === 'number' ? c : null;
+}
+
+export class LeaderElector {
+  private readonly o: LeaderElectorOptions;
+  private readonly now: () => number;
+  private readonly durationMs: number;
+  private leading = false;
+  private lastRenewMs = 0;
+  private observed: { key: string; sinceMs: number } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  private loop: Promise<void> = Promise.resolve();
+  private currentHolder = '';
+  transitions = 0;
+
+  constructor(o: LeaderElectorOptions) {
+    this.o = o;
+    this.now = o.now ?? Date.now;
+    this.durationMs = o.leaseDurationSeconds * 1000;
+  }
+
+  get retryMs(): number {
+    return Math.max(50, Math.floor(this.durationMs / 5));
+  }
+
+  isLeader(): boolean {
+    return this.leading;
+  }
+
+  /** Last holder seen in the Lease ('' = none). */
+  holder(): string {
+    return this.currentHolder;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.schedule(0);
+  }
+
+  /** Stops; a leader releases the Lease so another edge takes over at once. */
+  async stop(release = true): Promise<void> {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.loop;
+    if (this.leading && release) {
+      try {
+        const lease = await this.o.api.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
+        if (lease.spec?.holderIdentity === this.o.identity) {
+          lease.spec.holderIdentity = '';
+          lease.spec.renewTime = new V1MicroTime(this.now());
+          await this.o.api.replaceNamespacedLease({ name: this.o.name, namespace: this.o.namespace, body: lease });
+        }
+      } catch (e) {
+        this.o.logger.warn({ err: String(e) }, 'could not release leader lease');
+      }
+    }
+    this.setLeading(false);
+  }
+
+  private schedule(ms: number): void {
+    if (!this.running) return;
+    this.timer = setTimeout(() => {
+      this.loop = this.tick().finally(() => this.schedule(this.retryMs));
+    }, ms);
+  }
+
+  private setLeading(v: boolean): void {
+    if (v === this.leading) return;
+    this.leading = v;
+    if (v) {
+      this.transitions++;
+      this.o.logger.info({ lease: `${this.o.namespace}/${this.o.name}` }, 'became leader');
+      this.o.onStartedLeading?.();
+    } else {
+      this.o.logger.info({ lease: `${this.o.namespace}/${this.o.name}` }, 'stopped leading');
+      this.o.onStoppedLeading?.();
+    }
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const ok = await this.tryAcquireOrRenew();
+      if (ok) this.lastRenewMs = this.now();
+      else if (this.leading) this.setLeading(false);
+    } catch (e) {
+      this.o.logger.debug({ err: String(e) }, 'lease request failed');
+    }
+    if (this.leading && this.now() - this.lastRenewMs > (this.durationMs * 2) / 3) {
+      this.o.logger.warn('could not renew leader lease in time');
+      this.setLeading(false);
+    }
+  }
+
+  private spec(transitions: number, acquired: Date | undefined): V1Lease['spec'] {
+    const now = new V1MicroTime(this.now());
+    return {
+      holderIdentity: this.o.identity,
+      leaseDurationSeconds: Math.max(1, Math.ceil(this.o.leaseDurationSeconds)),
+      acquireTime: acquired ?? now,
+      renewTime: now,
+      leaseTransitions: transitions,
+    };
+  }
+
+  /** true = we hold the Lease after this call. */
+  private async tryAcquireOrRenew(): Promise<boolean> {
+    const { api, name, namespace, identity } = this.o;
+    let lease: V1Lease;
+    try {
+      lease = await api.readNamespacedLease({ name, namespace });
+    } catch (e) {
+      if (httpStatus(e) !== 404) throw e;
+      try {
+        await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: this.spec(0, undefined) } });
+        this.currentHolder = identity;
+        this.setLeading(true);
+        return true;
+      } catch (ce) {
+        if (httpStatus(ce) === 409) return false;
+        throw ce;
+      }
+    }
+    const holder = lease.spec?.holderIdentity ?? '';
+    this.currentHolder = holder;
+    const key = `${holder}|${String(lease.spec?.renewTime?.valueOf() ?? '')}|${lease.metadata?.resourceVersion ?? ''}`;
+    if (this.observed?.key !== key) this.observed = { key, sinceMs: this.now() };
+    const mine = holder === identity;
+    const expired = holder === '' || this.now() - this.observed.sinceMs >= this.durationMs;
+    if (!mine && !expired) return false;
+    const transitions = (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1);
+    const body: V1Lease = { ...lease, spec: this.spec(transitions, mine ? lease.spec?.acquireTime : undefined) };
+    try {
+      await api.replaceNamespacedLease({ name, namespace, body });
+    } catch (e) {
+      if (httpStatus(e) === 409) return false;
+      throw e;
+    }
+    this.currentHolder = identity;
+    this.setLeading(true);
+    return true;
+  }
+}

@@ -1,0 +1,161 @@
+// Edge presence: how the allocating edge counts the edges advertising.
+//
+// Every edge keeps its own coordination.k8s.io/v1 Lease
+// "<leaseName>-edge-<node>" (label edgelb.io/edge-presence=true) in the
+// election namespace, renewed every D/3, with the annotation
+// edgelb.io/advertising = "true" | "false" (false while the agent reports
+// that it is not advertising, e.g. no BGP session is up). All edges compute
+// the same desired state from the same API objects, so an edge that
+// advertises at all advertises every ready VIP: one flag per edge is enough
+// and costs one small write per edge per D/3, instead of a write per Service
+// per edge. An edge counts as live while its Lease record has changed
+// within 1.5 D of this edge's own clock (no cross-host clock comparison).
+// A gracefully stopping edge deletes its Lease so the count drops at once.
+import { CoordinationV1Api, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import type { Logger } from '../log/logger.js';
+import { httpStatus } from './lease.js';
+
+export const PRESENCE_LABEL = 'edgelb.io/edge-presence';
+export const ADVERTISING_ANNOTATION = 'edgelb.io/advertising';
+
+export interface PresenceOptions {
+  api: CoordinationV1Api;
+  namespace: string;
+  /** Prefix of the per-edge Lease names (the election Lease name). */
+  prefix: string;
+  nodeName: string;
+  leaseDurationSeconds: number;
+  logger: Logger;
+  onChange?: (edges: string[]) => void;
+  now?: () => number;
+}
+
+export function presenceLeaseName(prefix: string, node: string): string {
+  const safe = node.toLowerCase().replace(/[^a-z0-9.-]/g, '-');
+  return `${prefix}-edge-${safe}`.slice(0, 253);
+}
+
+export class EdgePresence {
+  private readonly o: PresenceOptions;
+  private readonly now: () => number;
+  private advertising = true;
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  private loop: Promise<void> = Promise.resolve();
+  private readonly seen = new Map<string, { key: string; sinceMs: number; advertising: boolean }>();
+  private live: string[] = [];
+
+  constructor(o: PresenceOptions) {
+    this.o = o;
+    this.now = o.now ?? Date.now;
+  }
+
+  private get name(): string {
+    return presenceLeaseName(this.o.prefix, this.o.nodeName);
+  }
+
+  private get periodMs(): number {
+    return Math.max(50, Math.floor((this.o.leaseDurationSeconds * 1000) / 3));
+  }
+
+  /** Edges (node names) live and advertising, sorted. */
+  edges(): string[] {
+    return this.live;
+  }
+
+  setAdvertising(v: boolean): void {
+    if (v === this.advertising) return;
+    this.advertising = v;
+    if (this.running) {
+      if (this.timer) clearTimeout(this.timer);
+      this.schedule(0);
+    }
+  }
+
+  /** Registers this edge (first renew + list) and keeps doing so every D/3. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.tick();
+    await this.loop;
+    this.schedule(this.periodMs);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.loop;
+    try {
+      await this.o.api.deleteNamespacedLease({ name: this.name, namespace: this.o.namespace });
+    } catch (e) {
+      if (httpStatus(e) !== 404) this.o.logger.debug({ err: String(e) }, 'could not delete presence lease');
+    }
+  }
+
+  private schedule(ms: number): void {
+    if (!this.running) return;
+    this.timer = setTimeout(() => {
+      this.loop = this.tick().finally(() => this.schedule(this.periodMs));
+    }, ms);
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      await this.renew();
+    } catch (e) {
+      this.o.logger.debug({ err: String(e) }, 'presence renew failed');
+    }
+    try {
+      await this.refresh();
+    } catch (e) {
+      this.o.logger.debug({ err: String(e) }, 'presence list failed');
+    }
+  }
+
+  private async renew(): Promise<void> {
+    const { api, namespace } = this.o;
+    const name = this.name;
+    const spec = {
+      holderIdentity: this.o.nodeName,
+      leaseDurationSeconds: Math.max(1, Math.ceil(this.o.leaseDurationSeconds)),
+      renewTime: new V1MicroTime(this.now()),
+    };
+    const annotations = { [ADVERTISING_ANNOTATION]: String(this.advertising) };
+    let lease: V1Lease;
+    try {
+      lease = await api.readNamespacedLease({ name, namespace });
+    } catch (e) {
+      if (httpStatus(e) !== 404) throw e;
+      await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace, labels: { [PRESENCE_LABEL]: 'true' }, annotations }, spec } });
+      return;
+    }
+    lease.metadata = { ...lease.metadata, annotations: { ...lease.metadata?.annotations, ...annotations } };
+    lease.spec = { ...lease.spec, ...spec };
+    await api.replaceNamespacedLease({ name, namespace, body: lease });
+  }
+
+  /** Re-reads every edge's Lease and recomputes the live, advertising set. */
+  async refresh(): Promise<string[]> {
+    const list = await this.o.api.listNamespacedLease({ namespace: this.o.namespace, labelSelector: `${PRESENCE_LABEL}=true` });
+    const now = this.now();
+    const present = new Set<string>();
+    for (const l of list.items) {
+      const edge = l.spec?.holderIdentity ?? '';
+      if (edge === '') continue;
+      present.add(edge);
+      const key = `${String(l.spec?.renewTime?.valueOf() ?? '')}|${l.metadata?.resourceVersion ?? ''}`;
+      const advertising = l.metadata?.annotations?.[ADVERTISING_ANNOTATION] !== 'false';
+      const prev = this.seen.get(edge);
+      if (prev?.key !== key) this.seen.set(edge, { key, sinceMs: now, advertising });
+    }
+    for (const e of [...this.seen.keys()]) if (!present.has(e)) this.seen.delete(e);
+    const limit = this.o.leaseDurationSeconds * 1500;
+    const live = [...this.seen].filter(([, s]) => s.advertising && now - s.sinceMs <= limit).map(([e]) => e).sort();
+    if (live.join(',') !== this.live.join(',')) {
+      this.live = live;
+      this.o.onChange?.(live);
+    }
+    return live;
+  }
+}

@@ -1,0 +1,105 @@
+// Shared pieces of the Kubernetes integration tests: a recording sink, a
+// config, object builders and a bounded wait.
+import type { EdgelbConfig, PoolConfig } from '../../src/config/types.js';
+import type { DesiredStateSink } from '../../src/k8s/controller.js';
+import { frontendKey } from '../../src/model/desired.js';
+import type { DesiredService, DesiredVip } from '../../src/model/types.js';
+
+export type Obj = Record<string, unknown>;
+
+export const advertise = { communities: [], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
+
+export function testConfig(pools: Partial<PoolConfig>[], leaseDurationSeconds = 1.5): Pick<EdgelbConfig, 'kubernetes' | 'pools' | 'datapath'> {
+  return {
+    kubernetes: {
+      kubeconfig: '',
+      loadBalancerClass: 'edgelb.io/dsr',
+      defaultClass: false,
+      leaseName: 'edgelb',
+      leaseNamespace: 'kube-system',
+      leaseDurationSeconds,
+    },
+    pools: pools.map((p, i) => ({ name: `pool${i}`, cidrs: [], namespaces: [], serviceSelector: {}, autoAssign: true, advertise, ...p })),
+    datapath: { mode: 'dsr', dispatch: 'auto', xdp: 'off', maglevTableSize: 65537, mtu: 1500, pinPath: '/sys/fs/bpf/edgelb' },
+  };
+}
+
+export class RecordingSink implements DesiredStateSink {
+  readonly frontends = new Map<string, DesiredService>();
+  vips: DesiredVip[] = [];
+  readonly calls: { changed: DesiredService[]; removed: string[] }[] = [];
+  readonly vipCalls: DesiredVip[][] = [];
+  removedTotal = 0;
+
+  applyServices(changed: DesiredService[], removed: string[]): void {
+    this.calls.push({ changed, removed });
+    for (const d of changed) this.frontends.set(frontendKey(d.frontend), d);
+    for (const k of removed) this.frontends.delete(k);
+    this.removedTotal += removed.length;
+  }
+
+  applyVips(vips: DesiredVip[]): void {
+    this.vips = vips;
+    this.vipCalls.push(vips);
+  }
+
+  vipAddresses(): string[] {
+    return this.vips.map((v) => v.address);
+  }
+
+  clearLog(): void {
+    this.calls.length = 0;
+    this.vipCalls.length = 0;
+    this.removedTotal = 0;
+  }
+}
+
+export function service(ns: string, name: string, opts: { ports?: number[]; annotations?: Record<string, string>; cls?: string | null; loadBalancerIP?: string } = {}): Obj {
+  const spec: Obj = {
+    type: 'LoadBalancer',
+    ports: (opts.ports ?? [80]).map((p) => ({ name: `p${p}`, port: p, protocol: 'TCP', targetPort: 8000 + p })),
+    selector: { app: name },
+  };
+  if (opts.cls !== null) spec.loadBalancerClass = opts.cls ?? 'edgelb.io/dsr';
+  if (opts.loadBalancerIP) spec.loadBalancerIP = opts.loadBalancerIP;
+  return { apiVersion: 'v1', kind: 'Service', metadata: { namespace: ns, name, annotations: opts.annotations ?? {} }, spec };
+}
+
+export function endpointSlice(ns: string, svc: string, name: string, eps: { ip: string; node: string; ready?: boolean; serving?: boolean; terminating?: boolean }[], ports: number[] = [80]): Obj {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { namespace: ns, name, labels: { 'kubernetes.io/service-name': svc } },
+    addressType: 'IPv4',
+    ports: ports.map((p) => ({ name: `p${p}`, port: 8000 + p, protocol: 'TCP' })),
+    endpoints: eps.map((e) => ({
+      addresses: [e.ip],
+      nodeName: e.node,
+      conditions: { ready: e.ready ?? true, serving: e.serving ?? e.ready ?? true, terminating: e.terminating ?? false },
+    })),
+  };
+}
+
+export function node(name: string, ip: string): Obj {
+  return { apiVersion: 'v1', kind: 'Node', metadata: { name }, status: { addresses: [{ type: 'InternalIP', address: ip }] } };
+}
+
+/** Polls `cond` every 20 ms; throws after `ms` naming what was awaited. */
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    if (await cond()) return Date.now() - t0;
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export function ingressOf(obj: Obj | undefined): string[] {
+  const st = obj?.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined;
+  return (st?.loadBalancer?.ingress ?? []).map((i) => i.ip ?? '');
+}
+
+export function conditionOf(obj: Obj | undefined, type = 'edgelb.io/Advertised'): { status: string; reason: string; message: string } | undefined {
+  const st = obj?.status as { conditions?: { type: string; status: string; reason: string; message: string }[] } | undefined;
+  return st?.conditions?.find((c) => c.type === type);
+}
