@@ -110,7 +110,7 @@ export class IpAllocator {
         try {
           return parseCidr(t);
         } catch (e) {
-          throw new Error(`pool ${config.name}: ${(e as Error).message}`);
+          throw new Error(`pool ${config.name}: ${(e as Error).message}`, { cause: e });
         }
       });
       return { config, cidrs, hints: cidrs.map(() => 0n) };
