@@ -28,7 +28,7 @@ import {
 import { ServiceAllocator } from './services.js';
 import { Store, type StoreEvent } from './store.js';
 import type { Obj } from './tables.js';
-import { isIPv4, isIPv6, nameProblem, validateEndpointSlice, validateLease, validateMeta, validateNewEvent } from './validation.js';
+import { isIPv4, isIPv6, nameProblem, normalizeTimes, validateEndpointSlice, validateLease, validateMeta, validateNewEvent } from './validation.js';
 
 export interface TestApiServerOptions {
   /** Port on 127.0.0.1; 0 (default) picks a free one. */
@@ -795,6 +795,8 @@ export class TestApiServer {
 
   /** Kind-specific defaulting and validation shared by create and update. */
   private admit(r: ResourceType, o: Obj, old: Obj | undefined, sub: string | undefined): Cause[] {
+    const timeProblem = normalizeTimes(r.kind, o);
+    if (timeProblem) throw badRequest(`error decoding request body: ${timeProblem}`);
     const causes = validateMeta(o.metadata);
     if (sub === 'status') {
       if (r.kind === 'Service') {

@@ -143,3 +143,59 @@ export function validateLease(l: Obj): Cause[] {
   if (t !== undefined && t !== null && !(Number.isInteger(t) && t >= 0)) causes.push(fieldInvalid('spec.leaseTransitions', t, 'must be greater than or equal to 0'));
   return causes;
 }
+
+/** metav1.Time: RFC 3339 with whole seconds, as the API server re-encodes it. */
+export function formatTime(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** metav1.MicroTime: RFC 3339 with microseconds. */
+export function formatMicroTime(d: Date): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+const TIME_FIELDS: Record<string, { time: string[]; micro: string[] }> = {
+  Lease: { time: [], micro: ['spec.acquireTime', 'spec.renewTime'] },
+  Event: {
+    time: ['firstTimestamp', 'lastTimestamp', 'deprecatedFirstTimestamp', 'deprecatedLastTimestamp'],
+    micro: ['eventTime', 'series.lastObservedTime'],
+  },
+};
+
+/**
+ * Re-encodes timestamps the way a Go server round-trips them; an unparsable
+ * one is an error message naming the field.
+ */
+export function normalizeTimes(kind: string, o: Obj): string | undefined {
+  const fix = (holder: Obj | undefined, key: string, path: string, micro: boolean): string | undefined => {
+    if (!holder || holder[key] === undefined || holder[key] === null || holder[key] === '') return undefined;
+    const d = new Date(holder[key]);
+    if (Number.isNaN(d.getTime())) return `${path}: cannot parse "${String(holder[key])}" as an RFC 3339 time`;
+    holder[key] = micro ? formatMicroTime(d) : formatTime(d);
+    return undefined;
+  };
+  const at = (path: string): { holder: Obj | undefined; key: string } => {
+    const parts = path.split('.');
+    let cur: Obj | undefined = o;
+    for (const p of parts.slice(0, -1)) cur = cur && typeof cur[p] === 'object' ? cur[p] : undefined;
+    return { holder: cur, key: parts[parts.length - 1]! };
+  };
+  const f = TIME_FIELDS[kind];
+  for (const p of f?.time ?? []) {
+    const { holder, key } = at(p);
+    const e = fix(holder, key, p, false);
+    if (e) return e;
+  }
+  for (const p of f?.micro ?? []) {
+    const { holder, key } = at(p);
+    const e = fix(holder, key, p, true);
+    if (e) return e;
+  }
+  for (const [i, c] of ((o.status?.conditions ?? []) as Obj[]).entries()) {
+    for (const k of ['lastTransitionTime', 'lastHeartbeatTime', 'lastProbeTime']) {
+      const e = fix(c, k, `status.conditions[${i}].${k}`, false);
+      if (e) return e;
+    }
+  }
+  return undefined;
+}
