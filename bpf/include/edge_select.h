@@ -64,15 +64,17 @@ static __always_inline struct edge_backend *edge_backend_for(__u32 id, __u32 svc
 
 static __always_inline int edge_maglev(const struct edge_svc *svc, __u32 hash, __u32 *id)
 {
-	__u32 slot, *v;
+	struct edge_ring_pair *v;
+	__u32 slot, elem;
 
 	if (svc->ring_size == 0)
 		return -1;
 	slot = svc->ring_off + hash % svc->ring_size;
-	v = bpf_map_lookup_elem(&edge_ring, &slot);
+	elem = slot >> 1;
+	v = bpf_map_lookup_elem(&edge_ring, &elem);
 	if (!v)
 		return -1;
-	*id = *v;
+	*id = v->id[slot & 1];
 	return 0;
 }
 
