@@ -23,7 +23,7 @@
  *    IPIP whose inner destination is no local service is left untouched
  *    (it may belong to the CNI, e.g. Calico's IPIP mode).
  *  - A client FIN/RST on a known flow marks / deletes it.
- *  Everything else: one parse and TC_ACT_OK.
+ *  Everything else: one parse and TC_ACT_UNSPEC (see NODE_PASS).
  *
  * EGRESS (program node_egress): a pod's reply matching node_flows leaves
  * with source VIP:vp, IP and L4 checksums fixed, and is routed by the node
@@ -58,6 +58,11 @@
 /* Enough linear bytes for Ethernet + VLAN + outer IPv4 with options + inner
  * IPv4 with options + a TCP header. */
 #define PULL_LEN 160
+
+/* Every verdict except a drop is TC_ACT_UNSPEC ("no opinion"), so filters
+ * after ours on the same hook (a CNI's, say) still see the packet, rewritten
+ * or not, and the default action passes it on. */
+#define NODE_PASS TC_ACT_UNSPEC
 
 #define TCP_CSUM_OFF 16
 #define UDP_CSUM_OFF 6
@@ -319,6 +324,22 @@ static __always_inline int ingress_option(struct __sk_buff *skb, struct pkt *p,
 	if (p->frag & PKT_FRAG_LATER) {
 		count(NC_IN_OPT_FRAGMENT);
 	} else if (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP) {
+		/* Only a configured frontend may become a reply source: an
+		 * option naming anything else (stale, or forged by someone on
+		 * the fabric) would make the pod answer from an arbitrary
+		 * address. */
+		if (cfg && (cfg->flags & NODE_CFG_VERIFY_VIP)) {
+			struct node_svc_key sk = {
+				.vip = vip,
+				.port = vport,
+				.proto = p->l4_proto,
+			};
+
+			if (!bpf_map_lookup_elem(&node_services, &sk)) {
+				count(NC_DROP_UNKNOWN_VIP);
+				return TC_ACT_SHOT;
+			}
+		}
 		struct node_flow_key k = {
 			.pod_ip = p->daddr,
 			.client_ip = p->saddr,
@@ -337,19 +358,19 @@ static __always_inline int ingress_option(struct __sk_buff *skb, struct pkt *p,
 
 	if (!cfg || !(cfg->flags & NODE_CFG_STRIP_OPTION)) {
 		count(NC_IN_OPT_KEPT);
-		return TC_ACT_OK;
+		return NODE_PASS;
 	}
 	rc = strip_option(skb, p->l3_off, p->ihl_bytes / 4, p->ip_len, opt_sum);
 	if (rc == -1) {
 		count(NC_IN_OPT_KEPT);
-		return TC_ACT_OK;
+		return NODE_PASS;
 	}
 	if (rc) {
 		count(NC_DROP_REWRITE);
 		return TC_ACT_SHOT;
 	}
 	count(NC_IN_OPT_STRIPPED);
-	return TC_ACT_OK;
+	return NODE_PASS;
 }
 
 static __always_inline int ingress_ipip(struct __sk_buff *skb, struct pkt *outer,
@@ -472,11 +493,11 @@ static __always_inline int ingress_ipip(struct __sk_buff *skb, struct pkt *outer
 	count(NC_IN_IPIP_DNAT);
 	if (new_flow)
 		count(NC_IN_IPIP_NEW_FLOW);
-	return TC_ACT_OK;
+	return NODE_PASS;
 
 not_ours:
 	count(NC_IN_IPIP_NOT_OURS);
-	return TC_ACT_OK;
+	return NODE_PASS;
 }
 
 SEC("tc")
@@ -526,7 +547,7 @@ int node_ingress(struct __sk_buff *skb)
 	}
 pass:
 	count(NC_IN_PASS);
-	return TC_ACT_OK;
+	return NODE_PASS;
 }
 
 /* ----------------------------------------------------------------- egress */
@@ -600,11 +621,11 @@ int node_egress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	count(NC_EG_REWRITE);
-	return TC_ACT_OK;
+	return NODE_PASS;
 
 pass:
 	count(NC_EG_PASS);
-	return TC_ACT_OK;
+	return NODE_PASS;
 }
 
 char _license[] SEC("license") = "GPL";

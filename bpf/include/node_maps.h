@@ -63,7 +63,9 @@ struct node_fwd_value {
 	__u64 last_seen_ns;
 };
 
-/* Local services (ipip dispatch): VIP:port/proto → this node's pods for it. */
+/* DSR frontends: VIP:port/proto → this node's pods for it. Every DSR
+ * frontend has an entry, with count 0 when no pod of it runs here: the
+ * option path checks the VIP against it, the ipip path picks a pod from it. */
 struct node_svc_key {
 	__be32 vip;
 	__be16 port;
@@ -88,6 +90,7 @@ struct node_svc_value {
 /* node_config.flags */
 #define NODE_CFG_STRIP_OPTION 0x1 /* remove the DSR option before the pod sees it */
 #define NODE_CFG_CHECK_OUTER_DST 0x2 /* ipip: outer dst must equal node_ip */
+#define NODE_CFG_VERIFY_VIP 0x4 /* option: VIP:port/proto must be in node_services */
 
 struct node_config {
 	__u64 tcp_idle_ns;  /* 0 = default (see node.c) */
@@ -125,6 +128,7 @@ enum node_counter {
 	NC_DROP_DECAP = 18,      /* decapsulation failed (e.g. VLAN tag in the data) */
 	NC_DROP_REWRITE = 19,    /* a checksum/store helper failed */
 	NC_DROP_MALFORMED = 20, /* carries our option / ipip to a local service, but L4 is truncated */
+	NC_DROP_UNKNOWN_VIP = 21, /* option names a VIP:port that is no configured service */
 	NC_MAX = 24,
 };
 

@@ -1,0 +1,384 @@
+// The node side of edgelb's DSR datapath: loads bpf/out/node.o, attaches
+// node_ingress / node_egress to the node's fabric-facing interface with tc,
+// and programs the local-service map from desired state.
+//
+// Restart safety: maps are pinned under `pinPath` and reused by the next
+// load, and the tc filters use a fixed priority/handle and are replaced in
+// place, so an agent restart neither drops forwarding (the old programs stay
+// attached while no agent runs) nor forgets established flows.
+import type { Logger } from '../log/logger.js';
+import { silentLogger } from '../log/logger.js';
+import type { Backend, DesiredService } from '../model/types.js';
+import {
+  BpfObject,
+  bpfObjectPath,
+  detachTc,
+  tcQuery,
+  type BpfMap,
+  type BpfProgram,
+  type TcAttachment,
+} from './loader.js';
+import {
+  decodeConfig,
+  decodeFlowKey,
+  decodeFlowValue,
+  decodeFwdKey,
+  decodeFwdValue,
+  decodeSvcKey,
+  decodeSvcValue,
+  encodeConfig,
+  encodeFlowKey,
+  encodeSvcKey,
+  encodeSvcValue,
+  FLOW_CLOSING,
+  NODE_COUNTER_NAMES,
+  NODE_MAP_NAMES,
+  NODE_MAX_LOCAL_BACKENDS,
+  NODE_PROGRAMS,
+  type FlowKey,
+  type FlowValue,
+  type FwdKey,
+  type FwdValue,
+  type LocalBackend,
+  type NodeConfigValue,
+  type NodeCounterName,
+  type SvcKey,
+} from './node-maps.js';
+
+/** Defaults of the program itself (node.c), used when an option is absent. */
+export const NODE_DEFAULTS = {
+  tcpIdleSeconds: 3600,
+  udpIdleSeconds: 60,
+  closeSeconds: 10,
+  tcPriority: 100,
+  tcHandle: 0xed1b,
+} as const;
+
+export interface NodeDatapathOptions {
+  /** bpffs directory for the maps (created). Absent: maps are not pinned (tests). */
+  pinPath?: string;
+  /** Compiled object; default bpf/out/node.o. */
+  objectPath?: string;
+  /** This node's address: ipip packets must be addressed to it when given. */
+  nodeIp?: string;
+  tcpIdleSeconds?: number;
+  udpIdleSeconds?: number;
+  /** Lifetime of a flow after FIN from both sides. */
+  closeSeconds?: number;
+  /** Remove the DSR option before the packet reaches the pod (default true). */
+  stripOption?: boolean;
+  /** Drop option packets naming no known frontend (default true). */
+  verifyVip?: boolean;
+  /** max_entries of node_flows and node_fwd (default: the object's, 131072). */
+  maxFlows?: number;
+  /** tc filter priority and handle for both directions. */
+  tcPriority?: number;
+  tcHandle?: number;
+  logger?: Logger;
+}
+
+export interface NodeFlow extends FlowKey, FlowValue {
+  /** Whether the program would treat it as expired right now. */
+  expired: boolean;
+}
+
+export interface NodeFwd extends FwdKey, FwdValue {}
+
+export interface LocalServiceEntry extends SvcKey {
+  service: string;
+  backends: LocalBackend[];
+}
+
+export interface SetLocalServicesResult {
+  added: number;
+  updated: number;
+  removed: number;
+  /** Services whose local backends exceeded NODE_MAX_LOCAL_BACKENDS (truncated). */
+  truncated: string[];
+}
+
+function seconds(what: string, v: number | undefined, dflt: number): bigint {
+  const s = v ?? dflt;
+  if (!Number.isFinite(s) || s <= 0) throw new RangeError(`${what} must be a positive number of seconds, got ${s}`);
+  return BigInt(Math.round(s * 1e9));
+}
+
+/**
+ * The node's share of the desired state, pure: for every DSR frontend (mode
+ * dsr, or hybrid TCP), the backends on this node (by name or address),
+ * ready ones only — or the terminating ones when none is ready, so that a
+ * flow the edge still sends has somewhere to go. Sorted so that slot order
+ * (and thus the hash → pod choice) is the same on every reprogramming.
+ * Frontends without a pod here are kept with no backends: the option path
+ * accepts only known VIPs, and ipip to them is dropped (counted).
+ */
+export function localServiceEntries(services: readonly DesiredService[], node: { name?: string; ip?: string }): { entries: LocalServiceEntry[]; truncated: string[] } {
+  if (!node.name && !node.ip) throw new Error('localServiceEntries: give the node name or IP');
+  const onNode = (b: Backend): boolean => (node.name !== undefined && b.nodeName === node.name) || (node.ip !== undefined && b.nodeIp === node.ip);
+  const byKey = new Map<string, LocalServiceEntry>();
+  const truncated: string[] = [];
+  for (const s of services) {
+    const dsr = s.mode === 'dsr' || (s.mode === 'hybrid' && s.frontend.protocol === 'TCP');
+    if (!dsr || s.frontend.vip.includes(':')) continue;
+    const local = s.backends.filter(onNode);
+    const active = local.filter((b) => b.state === 'active');
+    const chosen = (active.length > 0 ? active : local)
+      .filter((b) => !b.ip.includes(':'))
+      .map((b) => ({ ip: b.ip, port: b.port }))
+      .sort((a, b) => cmpIp(a.ip, b.ip) || a.port - b.port)
+      .filter((b, i, arr) => i === 0 || b.ip !== arr[i - 1]!.ip || b.port !== arr[i - 1]!.port);
+    if (chosen.length > NODE_MAX_LOCAL_BACKENDS) {
+      truncated.push(s.service);
+      chosen.length = NODE_MAX_LOCAL_BACKENDS;
+    }
+    const key = `${s.frontend.vip}|${s.frontend.port}|${s.frontend.protocol}`;
+    if (byKey.has(key)) throw new Error(`two services claim ${s.frontend.vip}:${s.frontend.port}/${s.frontend.protocol} (${byKey.get(key)!.service} and ${s.service})`);
+    byKey.set(key, { service: s.service, vip: s.frontend.vip, port: s.frontend.port, proto: s.frontend.protocol, backends: chosen });
+  }
+  return { entries: [...byKey.values()], truncated };
+}
+
+function cmpIp(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < 4; i++) if (pa[i] !== pb[i]) return (pa[i] ?? 0) - (pb[i] ?? 0);
+  return 0;
+}
+
+export class NodeDatapath {
+  readonly obj: BpfObject;
+  readonly ingress: BpfProgram;
+  readonly egress: BpfProgram;
+  readonly flowsMap: BpfMap;
+  readonly fwdMap: BpfMap;
+  readonly servicesMap: BpfMap;
+  readonly configMap: BpfMap;
+  readonly countersMap: BpfMap;
+  readonly #log: Logger;
+  readonly #priority: number;
+  readonly #handle: number;
+  #config: NodeConfigValue;
+  #attached: { ifname: string | number; at: TcAttachment[] } | null = null;
+
+  private constructor(obj: BpfObject, config: NodeConfigValue, opts: NodeDatapathOptions) {
+    this.obj = obj;
+    this.ingress = obj.program(NODE_PROGRAMS.ingress);
+    this.egress = obj.program(NODE_PROGRAMS.egress);
+    this.flowsMap = obj.map(NODE_MAP_NAMES.flows);
+    this.fwdMap = obj.map(NODE_MAP_NAMES.fwd);
+    this.servicesMap = obj.map(NODE_MAP_NAMES.services);
+    this.configMap = obj.map(NODE_MAP_NAMES.config);
+    this.countersMap = obj.map(NODE_MAP_NAMES.counters);
+    this.#log = opts.logger ?? silentLogger();
+    this.#priority = opts.tcPriority ?? NODE_DEFAULTS.tcPriority;
+    this.#handle = opts.tcHandle ?? NODE_DEFAULTS.tcHandle;
+    this.#config = config;
+  }
+
+  /** Loads the programs, reusing maps pinned at pinPath, and writes the config. */
+  static load(opts: NodeDatapathOptions = {}): NodeDatapath {
+    const config: NodeConfigValue = {
+      tcpIdleNs: seconds('tcpIdleSeconds', opts.tcpIdleSeconds, NODE_DEFAULTS.tcpIdleSeconds),
+      udpIdleNs: seconds('udpIdleSeconds', opts.udpIdleSeconds, NODE_DEFAULTS.udpIdleSeconds),
+      closeNs: seconds('closeSeconds', opts.closeSeconds, NODE_DEFAULTS.closeSeconds),
+      nowNs: 0n,
+      nodeIp: opts.nodeIp ?? '0.0.0.0',
+      stripOption: opts.stripOption ?? true,
+      checkOuterDst: opts.nodeIp !== undefined,
+      verifyVip: opts.verifyVip ?? true,
+    };
+    encodeConfig(config); // validates before anything is loaded
+    const maxEntries: Record<string, number> = {};
+    if (opts.maxFlows !== undefined) {
+      maxEntries[NODE_MAP_NAMES.flows] = opts.maxFlows;
+      maxEntries[NODE_MAP_NAMES.fwd] = opts.maxFlows;
+    }
+    const obj = BpfObject.load(opts.objectPath ?? bpfObjectPath('node'), {
+      ...(opts.pinPath !== undefined ? { pinMaps: opts.pinPath } : {}),
+      maxEntries,
+    });
+    try {
+      const dp = new NodeDatapath(obj, config, opts);
+      dp.writeConfig();
+      dp.#log.info({ pinPath: opts.pinPath, flows: dp.flowsMap.keys().length }, 'node datapath loaded');
+      return dp;
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+  }
+
+  get config(): NodeConfigValue {
+    return { ...this.#config };
+  }
+
+  /**
+   * Attaches ingress and egress on ifname (clsact created when missing),
+   * replacing our own filters from an earlier run in place.
+   */
+  attach(ifname: string | number): void {
+    if (this.#attached) throw new Error(`node datapath is already attached to ${this.#attached.ifname}`);
+    const at: TcAttachment[] = [];
+    try {
+      for (const [dir, prog] of [['ingress', this.ingress], ['egress', this.egress]] as const) {
+        at.push(prog.attachTc(ifname, dir, { priority: this.#priority, handle: this.#handle, replace: true }));
+      }
+    } catch (e) {
+      for (const a of at) a.detach();
+      throw e;
+    }
+    this.#attached = { ifname, at };
+    this.#log.info({ ifname, priority: this.#priority, handle: this.#handle }, 'node datapath attached');
+  }
+
+  /** Removes our two tc filters (the clsact qdisc and other filters stay). */
+  detach(ifname?: string | number): void {
+    const target = ifname ?? this.#attached?.ifname;
+    if (target === undefined) return;
+    for (const dir of ['ingress', 'egress'] as const) {
+      const filter = { priority: this.#priority, handle: this.#handle };
+      if (tcQuery(target, dir, filter) !== null) detachTc(target, dir, filter);
+    }
+    if (this.#attached?.ifname === target) this.#attached = null;
+  }
+
+  /**
+   * Programs node_services from desired state, keeping only this node's
+   * backends (see localServiceEntries). Writes only what changed.
+   */
+  setLocalServices(services: readonly DesiredService[], node: { name?: string; ip?: string }): SetLocalServicesResult {
+    const { entries, truncated } = localServiceEntries(services, node);
+    const want = new Map<string, Buffer>();
+    const keys = new Map<string, Buffer>();
+    for (const e of entries) {
+      const k = encodeSvcKey(e);
+      const id = k.toString('hex');
+      want.set(id, encodeSvcValue(e.backends));
+      keys.set(id, k);
+    }
+    let added = 0;
+    let updated = 0;
+    let removed = 0;
+    for (const k of this.servicesMap.keys()) {
+      if (!want.has(k.toString('hex')) && this.servicesMap.delete(k)) removed++;
+    }
+    for (const [id, v] of want) {
+      const k = keys.get(id)!;
+      const cur = this.servicesMap.lookup(k);
+      if (cur && cur.equals(v)) continue;
+      this.servicesMap.update(k, v);
+      if (cur) updated++;
+      else added++;
+    }
+    if (truncated.length > 0) {
+      this.#log.warn({ services: truncated, limit: NODE_MAX_LOCAL_BACKENDS }, 'more local backends than the node program holds; extra ones get no ipip flows');
+    }
+    return { added, updated, removed, truncated };
+  }
+
+  localServices(): Array<SvcKey & { backends: LocalBackend[] }> {
+    return this.servicesMap.entries().map(([k, v]) => ({ ...decodeSvcKey(k), backends: decodeSvcValue(v) }));
+  }
+
+  /** Every entry of node_flows (reply tuples), decoded. */
+  flows(): NodeFlow[] {
+    const now = this.nowNs();
+    const out: NodeFlow[] = [];
+    for (const [k, v] of this.flowsMap.entries()) {
+      const key = decodeFlowKey(k);
+      const value = decodeFlowValue(v);
+      out.push({ ...key, ...value, expired: this.isExpired(now, key.proto, value.flags, value.lastSeenNs) });
+    }
+    return out;
+  }
+
+  flow(key: FlowKey): FlowValue | null {
+    const v = this.flowsMap.lookup(encodeFlowKey(key));
+    return v ? decodeFlowValue(v) : null;
+  }
+
+  /** ipip forward pins (client → VIP to the chosen pod). */
+  fwdEntries(): NodeFwd[] {
+    return this.fwdMap.entries().map(([k, v]) => ({ ...decodeFwdKey(k), ...decodeFwdValue(v) }));
+  }
+
+  /**
+   * Deletes expired entries from node_flows and node_fwd. The datapath
+   * already ignores them and the LRU bounds memory; this keeps listings and
+   * map pressure honest. Returns how many were deleted.
+   */
+  gc(): number {
+    const now = this.nowNs();
+    let n = 0;
+    for (const [k, v] of this.flowsMap.entries()) {
+      const key = decodeFlowKey(k);
+      const value = decodeFlowValue(v);
+      if (this.isExpired(now, key.proto, value.flags, value.lastSeenNs) && this.flowsMap.delete(k)) n++;
+    }
+    for (const [k, v] of this.fwdMap.entries()) {
+      const key = decodeFwdKey(k);
+      const value = decodeFwdValue(v);
+      if (this.isExpired(now, key.proto, 0, value.lastSeenNs) && this.fwdMap.delete(k)) n++;
+    }
+    return n;
+  }
+
+  /** Per-CPU counters summed. */
+  counters(): Record<NodeCounterName, number> {
+    const out = {} as Record<NodeCounterName, number>;
+    NODE_COUNTER_NAMES.forEach((name, i) => {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(i);
+      const slots = this.countersMap.lookupPerCpu(k) ?? [];
+      out[name] = Number(slots.reduce((acc, b) => acc + b.readBigUInt64LE(0), 0n));
+    });
+    return out;
+  }
+
+  /** Zeroes every counter (tests and benchmarks). */
+  resetCounters(): void {
+    for (let i = 0; i < NODE_COUNTER_NAMES.length; i++) {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(i);
+      this.countersMap.update(k, Buffer.alloc(8));
+    }
+  }
+
+  /**
+   * Test clock: the programs use `ns` as the time instead of the kernel's
+   * clock; null returns to the kernel clock.
+   */
+  setTestClock(ns: bigint | null): void {
+    this.#config = { ...this.#config, nowNs: ns ?? 0n };
+    this.writeConfig();
+  }
+
+  /** Changes timeouts / option stripping at run time. */
+  updateConfig(change: Partial<Pick<NodeConfigValue, 'tcpIdleNs' | 'udpIdleNs' | 'closeNs' | 'stripOption' | 'checkOuterDst' | 'nodeIp' | 'verifyVip'>>): void {
+    this.#config = { ...this.#config, ...change };
+    this.writeConfig();
+  }
+
+  /** Closes our fds; attached programs and pinned maps stay in the kernel. */
+  close(): void {
+    this.obj.close();
+  }
+
+  /** The time the programs currently see (test clock or CLOCK_MONOTONIC). */
+  nowNs(): bigint {
+    return this.#config.nowNs !== 0n ? this.#config.nowNs : process.hrtime.bigint();
+  }
+
+  private isExpired(now: bigint, proto: 'TCP' | 'UDP', flags: number, lastSeen: bigint): boolean {
+    const c = this.#config;
+    const timeout = flags & FLOW_CLOSING ? c.closeNs : proto === 'TCP' ? c.tcpIdleNs : c.udpIdleNs;
+    return now > lastSeen && now - lastSeen > timeout;
+  }
+
+  private writeConfig(): void {
+    const k = Buffer.alloc(4);
+    this.configMap.update(k, encodeConfig(this.#config));
+    const back = decodeConfig(this.configMap.lookup(k)!);
+    if (back.nowNs !== this.#config.nowNs) throw new Error('node_config did not take the written value');
+  }
+}

@@ -1,0 +1,358 @@
+// Byte layouts of the node program's maps (bpf/include/node_maps.h), and the
+// node's local-backend hash, in TypeScript. Pure: no I/O, so the encoders
+// and nodeTupleHash are unit-tested without a kernel.
+//
+// Addresses and ports are network byte order in every struct (as on the
+// wire); integers the kernel only counts with (timestamps, flags, counts)
+// are host order (little-endian on every platform we run on).
+import type { L4Proto } from '../model/types.js';
+
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+
+export const NODE_MAP_NAMES = {
+  flows: 'node_flows',
+  fwd: 'node_fwd',
+  services: 'node_services',
+  config: 'node_config',
+  counters: 'node_counters',
+} as const;
+
+export const NODE_PROGRAMS = { ingress: 'node_ingress', egress: 'node_egress' } as const;
+
+export const FLOW_KEY_SIZE = 16;
+export const FLOW_VALUE_SIZE = 24;
+export const FWD_KEY_SIZE = 16;
+export const FWD_VALUE_SIZE = 16;
+export const SVC_KEY_SIZE = 8;
+export const NODE_MAX_LOCAL_BACKENDS = 32;
+export const SVC_VALUE_SIZE = 8 + 8 * NODE_MAX_LOCAL_BACKENDS;
+export const CONFIG_VALUE_SIZE = 40;
+
+export const FLOW_FIN_POD = 0x01;
+export const FLOW_FIN_CLIENT = 0x02;
+export const FLOW_CLOSING = 0x04;
+
+export const CFG_STRIP_OPTION = 0x1;
+export const CFG_CHECK_OUTER_DST = 0x2;
+export const CFG_VERIFY_VIP = 0x4;
+
+/** Counter names by index (enum node_counter). Holes are unused slots. */
+export const NODE_COUNTER_NAMES = [
+  'in_pass',
+  'in_opt_flow',
+  'in_opt_stripped',
+  'in_opt_kept',
+  'in_ipip_dnat',
+  'in_ipip_new_flow',
+  'in_ipip_not_ours',
+  'in_fin',
+  'in_rst',
+  'eg_pass',
+  'eg_rewrite',
+  'eg_fin',
+  'eg_rst',
+  'flow_expired',
+  'flow_closing',
+  'in_opt_fragment',
+  'drop_bad_option',
+  'drop_no_backend',
+  'drop_decap',
+  'drop_rewrite',
+  'drop_malformed',
+  'drop_unknown_vip',
+] as const;
+export type NodeCounterName = (typeof NODE_COUNTER_NAMES)[number];
+export const NODE_COUNTER_SLOTS = 24;
+
+// ---------------------------------------------------------------- primitives
+
+function ipv4Bytes(addr: string, what: string): Buffer {
+  const parts = addr.split('.');
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    throw new Error(`${what}: '${addr}' is not an IPv4 address`);
+  }
+  return Buffer.from(parts.map(Number));
+}
+
+function ipv4String(b: Buffer, off: number): string {
+  return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+}
+
+function checkPort(port: number, what: string): number {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`${what}: ${port} is not a port`);
+  return port;
+}
+
+export function protoNumber(p: L4Proto): number {
+  if (p === 'TCP') return IPPROTO_TCP;
+  if (p === 'UDP') return IPPROTO_UDP;
+  throw new Error(`protocol '${String(p)}' is not TCP or UDP`);
+}
+
+export function protoName(n: number): L4Proto {
+  if (n === IPPROTO_TCP) return 'TCP';
+  if (n === IPPROTO_UDP) return 'UDP';
+  throw new Error(`IP protocol ${n} is not TCP or UDP`);
+}
+
+// ---------------------------------------------------------------- node_flows
+
+/** Reply tuple: pod:podPort → client:clientPort. */
+export interface FlowKey {
+  podIp: string;
+  podPort: number;
+  clientIp: string;
+  clientPort: number;
+  proto: L4Proto;
+}
+
+export type FlowOrigin = 'option' | 'ipip';
+
+export interface FlowValue {
+  vip: string;
+  vipPort: number;
+  /** FLOW_* bits. */
+  flags: number;
+  origin: FlowOrigin;
+  /** CLOCK_MONOTONIC ns (or the test clock). */
+  lastSeenNs: bigint;
+  createdNs: bigint;
+}
+
+export function encodeFlowKey(k: FlowKey): Buffer {
+  const b = Buffer.alloc(FLOW_KEY_SIZE);
+  ipv4Bytes(k.podIp, 'flow podIp').copy(b, 0);
+  ipv4Bytes(k.clientIp, 'flow clientIp').copy(b, 4);
+  b.writeUInt16BE(checkPort(k.podPort, 'flow podPort'), 8);
+  b.writeUInt16BE(checkPort(k.clientPort, 'flow clientPort'), 10);
+  b[12] = protoNumber(k.proto);
+  return b;
+}
+
+export function decodeFlowKey(b: Buffer): FlowKey {
+  if (b.length !== FLOW_KEY_SIZE) throw new RangeError(`flow key is ${b.length} bytes, expected ${FLOW_KEY_SIZE}`);
+  return {
+    podIp: ipv4String(b, 0),
+    clientIp: ipv4String(b, 4),
+    podPort: b.readUInt16BE(8),
+    clientPort: b.readUInt16BE(10),
+    proto: protoName(b[12]!),
+  };
+}
+
+export function encodeFlowValue(v: FlowValue): Buffer {
+  const b = Buffer.alloc(FLOW_VALUE_SIZE);
+  ipv4Bytes(v.vip, 'flow vip').copy(b, 0);
+  b.writeUInt16BE(checkPort(v.vipPort, 'flow vipPort'), 4);
+  b[6] = v.flags & 0xff;
+  b[7] = v.origin === 'option' ? 1 : 2;
+  b.writeBigUInt64LE(v.lastSeenNs, 8);
+  b.writeBigUInt64LE(v.createdNs, 16);
+  return b;
+}
+
+export function decodeFlowValue(b: Buffer): FlowValue {
+  if (b.length !== FLOW_VALUE_SIZE) throw new RangeError(`flow value is ${b.length} bytes, expected ${FLOW_VALUE_SIZE}`);
+  const origin = b[7];
+  if (origin !== 1 && origin !== 2) throw new Error(`flow value has unknown origin ${origin}`);
+  return {
+    vip: ipv4String(b, 0),
+    vipPort: b.readUInt16BE(4),
+    flags: b[6]!,
+    origin: origin === 1 ? 'option' : 'ipip',
+    lastSeenNs: b.readBigUInt64LE(8),
+    createdNs: b.readBigUInt64LE(16),
+  };
+}
+
+// ---------------------------------------------------------------- node_fwd
+
+/** Forward tuple of an ipip flow: client:clientPort → vip:vipPort. */
+export interface FwdKey {
+  clientIp: string;
+  clientPort: number;
+  vip: string;
+  vipPort: number;
+  proto: L4Proto;
+}
+
+export interface FwdValue {
+  podIp: string;
+  podPort: number;
+  lastSeenNs: bigint;
+}
+
+export function encodeFwdKey(k: FwdKey): Buffer {
+  const b = Buffer.alloc(FWD_KEY_SIZE);
+  ipv4Bytes(k.clientIp, 'fwd clientIp').copy(b, 0);
+  ipv4Bytes(k.vip, 'fwd vip').copy(b, 4);
+  b.writeUInt16BE(checkPort(k.clientPort, 'fwd clientPort'), 8);
+  b.writeUInt16BE(checkPort(k.vipPort, 'fwd vipPort'), 10);
+  b[12] = protoNumber(k.proto);
+  return b;
+}
+
+export function decodeFwdKey(b: Buffer): FwdKey {
+  if (b.length !== FWD_KEY_SIZE) throw new RangeError(`fwd key is ${b.length} bytes, expected ${FWD_KEY_SIZE}`);
+  return {
+    clientIp: ipv4String(b, 0),
+    vip: ipv4String(b, 4),
+    clientPort: b.readUInt16BE(8),
+    vipPort: b.readUInt16BE(10),
+    proto: protoName(b[12]!),
+  };
+}
+
+export function encodeFwdValue(v: FwdValue): Buffer {
+  const b = Buffer.alloc(FWD_VALUE_SIZE);
+  ipv4Bytes(v.podIp, 'fwd podIp').copy(b, 0);
+  b.writeUInt16BE(checkPort(v.podPort, 'fwd podPort'), 4);
+  b.writeBigUInt64LE(v.lastSeenNs, 8);
+  return b;
+}
+
+export function decodeFwdValue(b: Buffer): FwdValue {
+  if (b.length !== FWD_VALUE_SIZE) throw new RangeError(`fwd value is ${b.length} bytes, expected ${FWD_VALUE_SIZE}`);
+  return { podIp: ipv4String(b, 0), podPort: b.readUInt16BE(4), lastSeenNs: b.readBigUInt64LE(8) };
+}
+
+// ---------------------------------------------------------------- node_services
+
+export interface SvcKey {
+  vip: string;
+  port: number;
+  proto: L4Proto;
+}
+
+export interface LocalBackend {
+  ip: string;
+  port: number;
+}
+
+export function encodeSvcKey(k: SvcKey): Buffer {
+  const b = Buffer.alloc(SVC_KEY_SIZE);
+  ipv4Bytes(k.vip, 'service vip').copy(b, 0);
+  b.writeUInt16BE(checkPort(k.port, 'service port'), 4);
+  b[6] = protoNumber(k.proto);
+  return b;
+}
+
+export function decodeSvcKey(b: Buffer): SvcKey {
+  if (b.length !== SVC_KEY_SIZE) throw new RangeError(`service key is ${b.length} bytes, expected ${SVC_KEY_SIZE}`);
+  return { vip: ipv4String(b, 0), port: b.readUInt16BE(4), proto: protoName(b[6]!) };
+}
+
+/** Backends in slot order: the datapath picks slot nodeTupleHash(...) % count (none: a known frontend without local pods). */
+export function encodeSvcValue(backends: readonly LocalBackend[]): Buffer {
+  if (backends.length > NODE_MAX_LOCAL_BACKENDS) {
+    throw new RangeError(`${backends.length} local backends exceed the node program's limit of ${NODE_MAX_LOCAL_BACKENDS}`);
+  }
+  const b = Buffer.alloc(SVC_VALUE_SIZE);
+  b.writeUInt32LE(backends.length, 0);
+  backends.forEach((be, i) => {
+    ipv4Bytes(be.ip, `backend ${i} ip`).copy(b, 8 + i * 8);
+    b.writeUInt16BE(checkPort(be.port, `backend ${i} port`), 8 + i * 8 + 4);
+  });
+  return b;
+}
+
+export function decodeSvcValue(b: Buffer): LocalBackend[] {
+  if (b.length !== SVC_VALUE_SIZE) throw new RangeError(`service value is ${b.length} bytes, expected ${SVC_VALUE_SIZE}`);
+  const n = b.readUInt32LE(0);
+  if (n > NODE_MAX_LOCAL_BACKENDS) throw new Error(`service value claims ${n} backends`);
+  const out: LocalBackend[] = [];
+  for (let i = 0; i < n; i++) out.push({ ip: ipv4String(b, 8 + i * 8), port: b.readUInt16BE(8 + i * 8 + 4) });
+  return out;
+}
+
+// ---------------------------------------------------------------- node_config
+
+export interface NodeConfigValue {
+  /** 0n = the program's default (3600 s). */
+  tcpIdleNs: bigint;
+  /** 0n = default (60 s). */
+  udpIdleNs: bigint;
+  /** 0n = default (10 s). */
+  closeNs: bigint;
+  /** Test clock; 0n = the kernel's CLOCK_MONOTONIC (coarse). */
+  nowNs: bigint;
+  /** This node's address ('0.0.0.0' when unknown). */
+  nodeIp: string;
+  stripOption: boolean;
+  /** ipip: only decapsulate packets whose outer destination is nodeIp. */
+  checkOuterDst: boolean;
+  /** ip-option: drop packets whose option names no frontend in node_services. */
+  verifyVip: boolean;
+}
+
+export function encodeConfig(c: NodeConfigValue): Buffer {
+  const b = Buffer.alloc(CONFIG_VALUE_SIZE);
+  for (const [i, v] of [c.tcpIdleNs, c.udpIdleNs, c.closeNs, c.nowNs].entries()) {
+    if (v < 0n || v > 0xffffffffffffffffn) throw new RangeError(`config field ${i}: ${v} does not fit 64 bits`);
+    b.writeBigUInt64LE(v, i * 8);
+  }
+  ipv4Bytes(c.nodeIp, 'config nodeIp').copy(b, 32);
+  b.writeUInt32LE((c.stripOption ? CFG_STRIP_OPTION : 0) | (c.checkOuterDst ? CFG_CHECK_OUTER_DST : 0) | (c.verifyVip ? CFG_VERIFY_VIP : 0), 36);
+  return b;
+}
+
+export function decodeConfig(b: Buffer): NodeConfigValue {
+  if (b.length !== CONFIG_VALUE_SIZE) throw new RangeError(`config value is ${b.length} bytes, expected ${CONFIG_VALUE_SIZE}`);
+  const flags = b.readUInt32LE(36);
+  return {
+    tcpIdleNs: b.readBigUInt64LE(0),
+    udpIdleNs: b.readBigUInt64LE(8),
+    closeNs: b.readBigUInt64LE(16),
+    nowNs: b.readBigUInt64LE(24),
+    nodeIp: ipv4String(b, 32),
+    stripOption: (flags & CFG_STRIP_OPTION) !== 0,
+    checkOuterDst: (flags & CFG_CHECK_OUTER_DST) !== 0,
+    verifyVip: (flags & CFG_VERIFY_VIP) !== 0,
+  };
+}
+
+// ---------------------------------------------------------------- local backend hash
+
+function rotl32(x: number, r: number): number {
+  return ((x << r) | (x >>> (32 - r))) >>> 0;
+}
+
+function mixWord(h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51) >>> 0;
+  k = rotl32(k, 15);
+  k = Math.imul(k, 0x1b873593) >>> 0;
+  h = (h ^ k) >>> 0;
+  h = rotl32(h, 13);
+  return (Math.imul(h, 5) + 0xe6546b64) >>> 0;
+}
+
+/**
+ * node.c's node_tuple_hash over client → VIP (addresses and ports as the
+ * packet carries them, read as little-endian words like the BPF program
+ * does on x86).
+ */
+export function nodeTupleHash(clientIp: string, vip: string, clientPort: number, vipPort: number, proto: L4Proto): number {
+  const s = ipv4Bytes(clientIp, 'hash clientIp').readUInt32LE(0);
+  const d = ipv4Bytes(vip, 'hash vip').readUInt32LE(0);
+  const ports = Buffer.alloc(4);
+  ports.writeUInt16BE(checkPort(clientPort, 'hash clientPort'), 0);
+  ports.writeUInt16BE(checkPort(vipPort, 'hash vipPort'), 2);
+  let h = (0x2c9277b5 ^ protoNumber(proto)) >>> 0;
+  h = mixWord(h, s);
+  h = mixWord(h, d);
+  h = mixWord(h, ports.readUInt32LE(0));
+  h = (h ^ 13) >>> 0;
+  h = (h ^ (h >>> 16)) >>> 0;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h = (h ^ (h >>> 13)) >>> 0;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h = (h ^ (h >>> 16)) >>> 0;
+  return h;
+}
+
+/** Which of `count` local backends a new ipip flow goes to. */
+export function localBackendSlot(clientIp: string, vip: string, clientPort: number, vipPort: number, proto: L4Proto, count: number): number {
+  if (!Number.isInteger(count) || count < 1 || count > NODE_MAX_LOCAL_BACKENDS) throw new RangeError(`backend count ${count} out of 1..${NODE_MAX_LOCAL_BACKENDS}`);
+  return nodeTupleHash(clientIp, vip, clientPort, vipPort, proto) % count;
+}
