@@ -193,15 +193,20 @@ export class KubernetesController {
     this.elector.start();
   }
 
-  /** Stops everything. Does not touch the sink: what was programmed stays until the agent decides. */
-  async stop(): Promise<void> {
+  /**
+   * Stops everything. Does not touch the sink: what was programmed stays
+   * until the agent decides. `releaseLease: false` leaves the Leases as a
+   * crash would (tests; the other edges then wait out the lease duration).
+   */
+  async stop(opts: { releaseLease?: boolean } = {}): Promise<void> {
+    const release = opts.releaseLease ?? true;
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await Promise.all([this.services.stop(), this.slices.stop(), this.nodes.stop()]);
     await this.flushing;
-    await this.elector.stop(true);
-    await this.presence.stop();
+    await this.elector.stop(release);
+    await this.presence.stop(release);
     this.status_?.stop();
   }
 

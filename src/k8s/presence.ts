@@ -81,11 +81,13 @@ export class EdgePresence {
     this.schedule(this.periodMs);
   }
 
-  async stop(): Promise<void> {
+  /** Stops renewing; `remove` deletes this edge's Lease so it stops counting at once. */
+  async stop(remove = true): Promise<void> {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.loop;
+    if (!remove) return;
     try {
       await this.o.api.deleteNamespacedLease({ name: this.name, namespace: this.o.namespace });
     } catch (e) {

@@ -109,3 +109,137 @@ test('sharing an address by key with disjoint ports; a clash gets its own addres
   t.is(ip('a'), ip('b'));
   t.not(ip('a'), ip('c'));
 });
+
+async function twoEdges(t: import('ava').ExecutionContext, lease: number) {
+  const env = await setup([{ cidrs: ['192.0.2.0/28'] }], lease);
+  t.teardown(env.teardown);
+  const { server, make } = env;
+  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
+  server.create(service('ns', 'web'));
+  server.create(endpointSlice('ns', 'web', 'web-1', [{ ip: '10.1.0.1', node: 'n1' }]));
+  const a = make('edge-a');
+  await a.c.start();
+  await waitFor('edge-a leads', () => a.c.status().leader);
+  const b = make('edge-b');
+  await b.c.start();
+  // The follower learns the VIP from status and programs it too.
+  await waitFor('edge-b follows with the VIP', () => b.sink.vipAddresses().includes('192.0.2.1'));
+  await waitFor('edge-b sees edge-a as leader', () => b.c.status().leaderIdentity === 'edge-a');
+  t.false(b.c.status().leader);
+  await waitFor('two edges counted', () => /advertised by 2 edge\(s\): edge-a, edge-b/.test(conditionOf(server.get('services', 'ns', 'web'))?.message ?? ''));
+  return { server, a, b };
+}
+
+test('Lease: a crashed leader is replaced within the lease duration plus one poll, and the new leader allocates', async (t) => {
+  const lease = 1.5;
+  const { server, a, b } = await twoEdges(t, lease);
+  const t0 = Date.now();
+  await a.c.stop({ releaseLease: false });
+  await waitFor('edge-b takes over', () => b.c.status().leader, 10_000);
+  const took = Date.now() - t0;
+  t.log(`crash takeover after ${took} ms (lease ${lease * 1000} ms)`);
+  t.true(took <= lease * 1000 * 1.2 + 300, `takeover took ${took} ms`);
+  server.create(service('ns', 'later'));
+  await waitFor('new leader allocates', () => ingressOf(server.get('services', 'ns', 'later'))[0] === '192.0.2.2');
+  // The VIP never left the surviving edge.
+  t.true(b.sink.vipCalls.every((v) => v.some((x) => x.address === '192.0.2.1')));
+  t.is(b.sink.removedTotal, 0);
+});
+
+test('Lease: a gracefully stopping leader hands over at once', async (t) => {
+  const lease = 3;
+  const { b, a, server } = await twoEdges(t, lease);
+  const t0 = Date.now();
+  await a.c.stop();
+  await waitFor('edge-b takes over', () => b.c.status().leader, 10_000);
+  const took = Date.now() - t0;
+  t.log(`graceful takeover after ${took} ms (lease ${lease * 1000} ms)`);
+  t.true(took < lease * 1000, `takeover took ${took} ms`);
+  await waitFor('edge count drops to 1', () => /advertised by 1 edge\(s\): edge-b/.test(conditionOf(server.get('services', 'ns', 'web'))?.message ?? ''));
+});
+
+test('API server restart, outage and forced 410 withdraw nothing; changes made meanwhile arrive after relist', async (t) => {
+  const { server, make, teardown } = await setup([{ cidrs: ['192.0.2.0/28'] }], 1.5);
+  t.teardown(teardown);
+  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
+  server.create(node('n1', '10.0.0.1'));
+  for (let i = 0; i < 3; i++) {
+    server.create(service('ns', `s${i}`));
+    server.create(endpointSlice('ns', `s${i}`, `s${i}-1`, [{ ip: `10.1.0.${i + 1}`, node: 'n1' }]));
+  }
+  const { c, sink } = make('edge-a');
+  await c.start();
+  await waitFor('three VIPs', () => sink.vips.length === 3);
+  await c.settle();
+  const vipsBefore = sink.vipAddresses();
+  sink.clearLog();
+
+  // 1. Restart: same data, every watch dropped.
+  const restarts0 = c.status().watchRestarts;
+  await server.restart();
+  await waitFor('watches resumed', () => c.status().watchRestarts >= restarts0 + 3 && server.openWatches >= 3);
+
+  // 2. Outage (connection refused), during which a Service is added and one
+  // endpoint changes; then history is compacted so the resume gets 410.
+  await server.setUnavailable(true, 'refuse');
+  await waitFor('controller notices', () => !c.status().connected);
+  server.create(service('ns', 'new'));
+  server.create(endpointSlice('ns', 'new', 'new-1', [{ ip: '10.1.0.9', node: 'n1' }]));
+  await new Promise((r) => setTimeout(r, 2500)); // longer than the lease: leadership lapses
+  t.deepEqual(sink.vipAddresses(), vipsBefore, 'nothing withdrawn while unreachable');
+  server.compactHistory({ dropWatches: true });
+  const relists0 = c.status().relists;
+  await server.setUnavailable(false);
+  await waitFor('relisted and reconnected', () => c.status().connected && c.status().relists >= relists0 + 3, 15_000);
+  await waitFor('new Service allocated and programmed', () => sink.vips.length === 4, 15_000);
+
+  // 3. Forced 410 on live watches.
+  server.compactHistory({ dropWatches: true });
+  await waitFor('relisted again', () => c.status().relists >= relists0 + 6, 15_000);
+  await c.settle();
+  t.is(sink.removedTotal, 0, 'no frontend removed');
+  for (const v of sink.vipCalls) for (const ip of vipsBefore) t.true(v.some((x) => x.address === ip), `VIP ${ip} stayed in every update`);
+  t.true(c.status().leader);
+});
+
+test('endpoint churn touches only that Service; VIPs are not re-sent', async (t) => {
+  const { server, make, teardown } = await setup([{ cidrs: ['192.0.2.0/28'] }]);
+  t.teardown(teardown);
+  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
+  for (const n of ['a', 'b']) {
+    server.create(service('ns', n));
+    server.create(endpointSlice('ns', n, `${n}-1`, [{ ip: n === 'a' ? '10.1.0.1' : '10.2.0.1', node: 'n1' }]));
+  }
+  const { c, sink } = make('edge-a');
+  await c.start();
+  await waitFor('two VIPs', () => sink.vips.length === 2);
+  await c.settle();
+  sink.clearLog();
+  // Rolling update of a: new pod ready, old one terminating but serving.
+  server.update({
+    ...endpointSlice('ns', 'a', 'a-1', [
+      { ip: '10.1.0.1', node: 'n1', ready: false, serving: true, terminating: true },
+      { ip: '10.1.0.2', node: 'n1' },
+    ]),
+    metadata: { ...(server.get('endpointslices.discovery.k8s.io', 'ns', 'a-1')!.metadata as Obj) },
+  });
+  await waitFor('change reached the sink', () => sink.calls.length > 0);
+  await c.settle();
+  const touched = new Set(sink.calls.flatMap((x) => x.changed.map((d) => d.service)));
+  t.deepEqual([...touched], ['ns/a']);
+  t.is(sink.removedTotal, 0);
+  t.is(sink.vipCalls.length, 0);
+  t.deepEqual(sink.frontends.get('TCP/192.0.2.1:80')!.backends.map((b) => [b.ip, b.state]), [['10.1.0.1', 'terminating'], ['10.1.0.2', 'active']]);
+  // Last ready endpoint gone: the VIP is withdrawn, the frontend stays for existing flows.
+  sink.clearLog();
+  server.update({
+    ...endpointSlice('ns', 'a', 'a-1', [{ ip: '10.1.0.2', node: 'n1', ready: false, serving: true, terminating: true }]),
+    metadata: { ...(server.get('endpointslices.discovery.k8s.io', 'ns', 'a-1')!.metadata as Obj) },
+  });
+  await waitFor('VIP withdrawn', () => !sink.vipAddresses().includes('192.0.2.1'));
+  t.true(sink.frontends.has('TCP/192.0.2.1:80'));
+  await waitFor('condition says why', () => conditionOf(server.get('services', 'ns', 'a'))?.reason === 'NoReadyEndpoints');
+  // Deleting the Service removes its frontend.
+  server.delete('services', 'ns', 'a');
+  await waitFor('frontend removed', () => !sink.frontends.has('TCP/192.0.2.1:80'));
+});
