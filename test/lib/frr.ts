@@ -14,6 +14,8 @@ export interface FrrNeighbor {
   bfd?: { minRxMs: number; minTxMs: number; multiplier: number };
   holdTime?: number;
   keepalive?: number;
+  /** Router address to source the session from (a secondary address). */
+  updateSource?: string;
 }
 
 export interface FrrRouterConfig {
@@ -22,6 +24,8 @@ export interface FrrRouterConfig {
   routerId: string;
   neighbors: FrrNeighbor[];
   maximumPaths?: number;
+  /** Prefixes the router originates (to prove the edges import nothing). */
+  networks?: string[];
 }
 
 const DAEMONS = ['zebra', 'bgpd', 'bfdd'] as const;
@@ -47,10 +51,11 @@ export function generateFrrConfig(c: FrrRouterConfig): Record<Daemon, string> {
   for (const n of c.neighbors) {
     bgp.push(` neighbor ${n.address} remote-as ${n.asn}`, ` neighbor ${n.address} timers connect 1`);
     if (n.holdTime !== undefined) bgp.push(` neighbor ${n.address} timers ${n.keepalive ?? Math.floor(n.holdTime / 3)} ${n.holdTime}`);
+    if (n.updateSource) bgp.push(` neighbor ${n.address} update-source ${n.updateSource}`);
     if (n.password) bgp.push(` neighbor ${n.address} password ${n.password}`);
     if (n.bfd) bgp.push(` neighbor ${n.address} bfd`, ` neighbor ${n.address} bfd profile ${bfdProfile(n)}`);
   }
-  bgp.push(' address-family ipv4 unicast', `  maximum-paths ${c.maximumPaths ?? 8}`, ' exit-address-family', ' address-family ipv6 unicast');
+  bgp.push(' address-family ipv4 unicast', ...(c.networks ?? []).map((n) => `  network ${n}`), `  maximum-paths ${c.maximumPaths ?? 8}`, ' exit-address-family', ' address-family ipv6 unicast');
   for (const n of c.neighbors) if (n.address.includes(':')) bgp.push(`  neighbor ${n.address} activate`);
   bgp.push(`  maximum-paths ${c.maximumPaths ?? 8}`, ' exit-address-family', 'exit', '!', '');
   return { zebra, bgpd: bgp.join('\n'), bfdd: bfdd.join('\n') };
@@ -151,6 +156,13 @@ export class FrrRouter {
     // With an address family given FRR prints that family's summary at top level.
     const j = await this.vtyshJson<{ peers?: Peers; ipv4Unicast?: { peers?: Peers } }>('show bgp ipv4 unicast summary json');
     return j.peers ?? j.ipv4Unicast?.peers ?? {};
+  }
+
+  /** Session counters that only move when a session is (re)established or dropped. */
+  async sessionCounters(addr: string): Promise<{ established: number; dropped: number; state: string }> {
+    const j = await this.vtyshJson<Record<string, { connectionsEstablished?: number; connectionsDropped?: number; bgpState?: string }>>(`show bgp neighbors ${addr} json`);
+    const n = j[addr] ?? {};
+    return { established: n.connectionsEstablished ?? 0, dropped: n.connectionsDropped ?? 0, state: n.bgpState ?? 'unknown' };
   }
 
   async established(addr: string): Promise<boolean> {

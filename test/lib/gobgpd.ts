@@ -22,12 +22,20 @@ export interface EdgeSpec {
   routerSide?: Partial<FrrNeighbor>;
   /** Edge-side peer settings merged into the default PeerConfig. */
   peer?: Partial<PeerConfig>;
+  /**
+   * Also give this edge a secondary address (10.N.0.(30+i)) and pre-configure
+   * the router with a second neighbor for it, sourced from the router's
+   * secondary address 10.N.0.2 — so a test can add a second peer by reload.
+   */
+  secondary?: boolean;
 }
 
 export interface LabEdge {
   index: number;
   ns: string;
   address: string;
+  /** Secondary edge address when EdgeSpec.secondary (peer: lab.routerAddress2). */
+  address2: string;
   asn: number;
   dir: string;
   socket: string;
@@ -41,6 +49,8 @@ export interface BgpLab {
   router: FrrRouter;
   routerNs: string;
   routerAddress: string;
+  /** The router's secondary address (sessions to edges' secondary addresses). */
+  routerAddress2: string;
   edges: LabEdge[];
   cleanup: Cleanup;
   /** Create (or re-create, e.g. after close) the edge's speaker and start it. */
@@ -86,7 +96,7 @@ async function killNsProcesses(ns: string): Promise<void> {
   }
 }
 
-export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { routerBfd?: boolean } = {}): Promise<BgpLab> {
+export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: string[] } = {}): Promise<BgpLab> {
   const id = uniqueId();
   const net = 100 + (parseInt(id.slice(0, 2), 16) % 100);
   const cleanup = new Cleanup();
@@ -99,7 +109,9 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { routerBfd?: bo
     cleanup.add('router ns processes', () => killNsProcesses(routerNs));
     await sysctl(routerNs, 'net.ipv4.fib_multipath_hash_policy', '1');
     const routerAddress = `10.${net}.0.1`;
+    const routerAddress2 = `10.${net}.0.2`;
     await addBridge(routerNs, 'br0', `${routerAddress}/24`);
+    await addAddress(routerNs, 'br0', `${routerAddress2}/24`);
     const edges: LabEdge[] = [];
     const neighbors: FrrNeighbor[] = [];
     for (let i = 0; i < edgeSpecs.length; i++) {
@@ -115,13 +127,17 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { routerBfd?: bo
       mkdirSync(edir, { recursive: true });
       const peer = defaultPeer(routerAddress, spec.peer);
       const config: SpeakerConfig = { node: { asn, routerId: address }, bgp: edgeBgpConfig(edir, [peer]) };
-      edges.push({ index: i, ns, address, asn, dir: edir, socket: config.bgp.gobgp.socket, config, speaker: null });
+      const address2 = spec.secondary ? `10.${net}.0.${30 + i}` : '';
+      if (address2) {
+        await addAddress(ns, 'eth0', `${address2}/24`);
+        neighbors.push({ address: address2, asn, holdTime: 9, keepalive: 3, updateSource: routerAddress2 });
+      }
+      edges.push({ index: i, ns, address, address2, asn, dir: edir, socket: config.bgp.gobgp.socket, config, speaker: null });
       neighbors.push({ address, asn, holdTime: 9, keepalive: 3, ...spec.routerSide });
     }
-    const router = new FrrRouter(routerNs, join(dir, 'router'), { hostname: `r${id}`, asn: ROUTER_ASN, routerId: routerAddress, neighbors });
+    const router = new FrrRouter(routerNs, join(dir, 'router'), { hostname: `r${id}`, asn: ROUTER_ASN, routerId: routerAddress, neighbors, networks: opts.networks });
     cleanup.add('router daemons', () => router.stop());
     await router.start();
-    void opts;
 
     const lab: BgpLab = {
       id,
@@ -129,6 +145,7 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { routerBfd?: bo
       router,
       routerNs,
       routerAddress,
+      routerAddress2,
       edges,
       cleanup,
       async startSpeaker(i, sopts = {}) {
