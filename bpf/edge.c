@@ -25,8 +25,10 @@
  *     must never be able to hand the node a forged DSR option.
  *   - VLAN-tagged packets to a service are dropped (DROP_VLAN); the uplink
  *     is expected to be untagged (attach to the VLAN device instead).
- *   - Truncated or malformed headers pass to the stack untouched (nothing
- *     was matched; the stack discards them).
+ *   - Truncated headers (shorter than the IP total length says) pass to the
+ *     stack untouched (nothing was matched; the stack discards them). A
+ *     complete packet to a service whose TCP data offset or UDP length
+ *     contradicts the IP length is dropped (DROP_MALFORMED).
  *   - Non-SYN TCP with no connection-table entry is treated as a new flow
  *     (Maglev, and remembered), so flows survive an edge restart or ECMP
  *     moving them to another edge as long as the backend set is unchanged.
@@ -71,6 +73,30 @@ static __always_inline int edge_src_allowed(const struct edge_svc *svc, __be32 s
 	return bpf_map_lookup_elem(&edge_src_ranges, &k) != 0;
 }
 
+/* The L4 header must agree with the IP length: a TCP data offset or UDP
+ * length that points past the packet would be forwarded as garbage. */
+static __always_inline int edge_l4_sane(void *data, void *end, const struct pkt *p)
+{
+	__u32 l4_len = p->ip_len - p->ihl_bytes;
+
+	if (p->l4_proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + EDGE_L4_OFF;
+
+		if ((void *)(th + 1) > end)
+			return 0;
+		return (__u32)th->doff * 4 <= l4_len;
+	}
+	{
+		struct udphdr *uh = data + EDGE_L4_OFF;
+		__u32 ulen;
+
+		if ((void *)(uh + 1) > end)
+			return 0;
+		ulen = bpf_ntohs(uh->len);
+		return ulen >= sizeof(*uh) && ulen <= l4_len;
+	}
+}
+
 static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex)
 {
 	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
@@ -110,6 +136,10 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	}
 	if (p.ihl_bytes != 20) {
 		edge_count(DROP_IP_OPTIONS);
+		return ACT_DROP;
+	}
+	if (!edge_l4_sane(data, end, &p)) {
+		edge_count(DROP_MALFORMED);
 		return ACT_DROP;
 	}
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);

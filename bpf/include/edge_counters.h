@@ -15,6 +15,7 @@ enum edge_stat {
 	DROP_ADJUST,          /* head/tail adjustment failed */
 	DROP_SNAT_PORTS,      /* no free SNAT port after a few probes */
 	DROP_TOO_BIG_ICMP_FAIL, /* too big with DF but the ICMP could not be built */
+	DROP_MALFORMED,       /* to a service, but TCP/UDP lengths contradict the IP length */
 	/* events (not drops) */
 	EV_FIB_PASS,          /* FIB lookup failed: rewritten packet passed to the stack */
 	EV_FIB_BYPASS,        /* CFG_F_FIB_BYPASS: rewritten packet passed to the stack */

@@ -21,9 +21,6 @@ import {
   BE_F_VALID,
   CFG_F_FIB_BYPASS,
   CFG_F_GW_MAC,
-  EDGE_MAX_BACKENDS,
-  EDGE_MAX_SERVICES,
-  EDGE_RING_SLOTS,
   EDGE_STAT_NAMES,
   SVC_F_MARKER,
   SVC_F_SNAT,
@@ -193,8 +190,6 @@ const MAP_NAMES = [
 ] as const;
 type EdgeMapName = (typeof MAP_NAMES)[number];
 
-const RING_ORDER = Math.log2(EDGE_RING_SLOTS);
-
 export class EdgeDatapath {
   readonly obj: BpfObject;
   private readonly opts: EdgeDatapathOptions;
@@ -202,9 +197,9 @@ export class EdgeDatapath {
   private readonly services = new Map<string, SvcState>();
   private readonly markers = new Map<string, number>(); // vip → services using it
   private readonly pathDispatch = new Map<string, PathDispatch>();
-  private readonly regions = new RegionAllocator(RING_ORDER);
-  private readonly svcIds = new IdAllocator(1, EDGE_MAX_SERVICES, 'service');
-  private readonly beIds = new IdAllocator(1, EDGE_MAX_BACKENDS, 'backend');
+  private readonly regions: RegionAllocator;
+  private readonly svcIds: IdAllocator;
+  private readonly beIds: IdAllocator;
   private attachment: XdpAttachment | TcAttachment | null = null;
   private readonly log: Logger | undefined;
 
@@ -215,6 +210,12 @@ export class EdgeDatapath {
     const maps = {} as Record<EdgeMapName, BpfMap>;
     for (const n of MAP_NAMES) maps[n] = obj.map(n);
     this.maps = maps;
+    // Sizes follow the loaded maps (maxEntries may shrink them for tests).
+    const ringSlots = maps.edge_ring.maxEntries * 2;
+    if ((ringSlots & (ringSlots - 1)) !== 0) throw new Error(`edge_ring size ${maps.edge_ring.maxEntries} must be a power of two`);
+    this.regions = new RegionAllocator(Math.log2(ringSlots));
+    this.svcIds = new IdAllocator(1, Math.min(maps.edge_svc_stats.maxEntries, maps.edge_services.maxEntries), 'service');
+    this.beIds = new IdAllocator(1, Math.min(maps.edge_backends.maxEntries, maps.edge_be_stats.maxEntries), 'backend');
   }
 
   /**

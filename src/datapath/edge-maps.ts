@@ -33,6 +33,7 @@ export const EDGE_STAT_NAMES = [
   'drop_adjust',
   'drop_snat_ports',
   'drop_too_big_icmp_fail',
+  'drop_malformed',
   'fib_pass',
   'fib_bypass',
   'ct_insert_skipped',
