@@ -33,7 +33,11 @@
  *   map.updateBatch(keys, values, flags?)        // one syscall when supported
  *   map.clear(): number                          // deletes every key (hash types)
  *   map.info(): MapInfo      map.memlockBytes(): number
+ *   map.dump(batchSize?): [Buffer, Buffer][]     // BPF_MAP_LOOKUP_BATCH, for big maps
+ *   map.lookupAndDelete(key), map.freeze()
  *   map.pin(path)            BpfMap.openPinned(path)  (owns its fd: close() it)
+ *   BpfMap.create({ type, keySize, valueSize, maxEntries, flags?, name?, innerMap? })
+ *       standalone map (map-in-map inners: outer.update(key, u32le(inner.fd)))
  *   Per-CPU maps: lookup() returns possibleCpus() × roundup8(valueSize) bytes
  *   (map.valueBufSize); lookupPerCpu(key) / updatePerCpu(key, values[]) split
  *   and join the per-CPU slots; update() also takes a single value and writes
@@ -42,7 +46,10 @@
  * Programs:
  *
  *   prog.testRun({ data, repeat?, flags?, dataSizeOut?, ctxIn?, cpu? })
- *       -> { retval, dataOut, duration }     (BPF_PROG_TEST_RUN)
+ *       -> { retval, dataOut, duration }     (BPF_PROG_TEST_RUN, on a helper thread so libuv's io_uring
+ *       task work cannot cut a repeat>1 run short with EINTR)
+ *       Live frames (flags BPF_F_TEST_XDP_LIVE_FRAMES) really transmit/pass
+ *       the frames in the caller's netns and report neither verdict nor data.
  *   prog.testRunLoop(data, count, { flags?, ctxIn?, copyOut? })
  *       -> { count, totalNs, kernelNs, retval, retvalMismatches, nsPerCall,
  *            kernelNsPerCall }
@@ -207,6 +214,18 @@ export interface OpenOptions {
   logLevel?: number;
 }
 
+export interface MapCreateSpec {
+  /** A BPF_MAP_TYPE value. */
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags?: number;
+  name?: string;
+  /** Outer maps (ARRAY_OF_MAPS/HASH_OF_MAPS): a map of the inner type, as template. */
+  innerMap?: BpfMap;
+}
+
 export interface TestRunOptions {
   data: Buffer;
   /** Kernel repetitions (default 1). With repeat > 1 a rewriting XDP program sees its own output. */
@@ -222,6 +241,7 @@ export interface TestRunOptions {
 }
 
 export interface TestRunResult {
+  /** The program's verdict (always 0 in BPF_F_TEST_XDP_LIVE_FRAMES mode). */
   retval: number;
   /** The packet after the program (empty in live-frames mode). */
   dataOut: Buffer;
@@ -289,6 +309,10 @@ interface NativeBinding {
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number): { count: number; batched: boolean };
   mapLookupBatch(fd: number, cursorIn: Buffer | null, cursorOut: Buffer, keys: Buffer, values: Buffer, max: number): { count: number; done: boolean };
   mapInfo(fd: number): MapInfo;
+  mapCreate(type: number, name: string | null, keySize: number, valueSize: number, maxEntries: number, flags: number, innerMapFd?: number): number;
+  mapLookupAndDelete(fd: number, key: Buffer, out: Buffer): boolean;
+  mapFreeze(fd: number): void;
+  enableRunTimeStats(): number;
   mapGetFdById(id: number): number;
   objPin(fd: number, path: string): void;
   objGet(path: string): number;
@@ -457,6 +481,30 @@ export class BpfMap {
     }
   }
 
+  /**
+   * Creates a standalone map (not part of any object); it owns its fd. Use it
+   * for map-in-map inner maps: insert with outer.update(key, u32le(inner.fd));
+   * looking the outer map up from user space returns the inner map's id.
+   */
+  static create(spec: MapCreateSpec): BpfMap {
+    const fd = native().mapCreate(
+      spec.type,
+      spec.name ?? null,
+      spec.keySize,
+      spec.valueSize,
+      spec.maxEntries,
+      spec.flags ?? 0,
+      spec.innerMap?.fd,
+    );
+    try {
+      const m = BpfMap.fromFd(fd);
+      return m;
+    } catch (e) {
+      native().closeFd(fd);
+      throw e;
+    }
+  }
+
   /** Opens a map by kernel id; the returned map owns its fd. */
   static fromId(id: number): BpfMap {
     return BpfMap.fromFd(native().mapGetFdById(id));
@@ -513,6 +561,18 @@ export class BpfMap {
     this.update(key, all, flags);
   }
 
+  /** Atomically reads and removes (hash/LRU/queue/stack maps); null when absent. */
+  lookupAndDelete(key: Buffer): Buffer | null {
+    checkLen(`key of map ${this.name}`, key, this.keySize);
+    const out = Buffer.allocUnsafe(this.valueBufSize);
+    return native().mapLookupAndDelete(this.fd, key, out) ? out : null;
+  }
+
+  /** Makes the map read-only for user space (BPF programs may still write). */
+  freeze(): void {
+    native().mapFreeze(this.fd);
+  }
+
   /** Returns false when the key was absent. */
   delete(key: Buffer): boolean {
     checkLen(`key of map ${this.name}`, key, this.keySize);
@@ -549,6 +609,47 @@ export class BpfMap {
       if (v) out.push([k, v]);
     }
     return out;
+  }
+
+  /**
+   * All [key, value] pairs using BPF_MAP_LOOKUP_BATCH (far fewer syscalls
+   * than entries() for big maps); falls back to entries() for map types
+   * without batch lookup. Like entries(), not a snapshot of a map the
+   * datapath is writing to.
+   */
+  dump(batchSize = 256): Array<[Buffer, Buffer]> {
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`dump: batchSize must be a positive integer, got ${batchSize}`);
+    const out: Array<[Buffer, Buffer]> = [];
+    const tokenSize = Math.max(this.keySize, 8);
+    let cursorIn: Buffer | null = null;
+    let n = batchSize;
+    for (;;) {
+      const cursorOut = Buffer.alloc(tokenSize);
+      const keys = Buffer.allocUnsafe(n * this.keySize);
+      const values = Buffer.allocUnsafe(n * this.valueBufSize);
+      let r: { count: number; done: boolean };
+      try {
+        r = native().mapLookupBatch(this.fd, cursorIn, cursorOut, keys, values, n);
+      } catch (e) {
+        if (isBpfError(e) && e.code === 'ENOSPC' && n < this.maxEntries) {
+          // A hash bucket holds more elements than fit in one batch.
+          n = Math.min(n * 2, this.maxEntries);
+          continue;
+        }
+        if (isBpfError(e) && (e.code === 'ENOTSUPP' || e.code === 'EOPNOTSUPP' || (e.code === 'EINVAL' && cursorIn === null))) {
+          return this.entries();
+        }
+        throw e;
+      }
+      for (let i = 0; i < r.count; i++) {
+        out.push([
+          Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)),
+          Buffer.from(values.subarray(i * this.valueBufSize, (i + 1) * this.valueBufSize)),
+        ]);
+      }
+      if (r.done) return out;
+      cursorIn = cursorOut;
+    }
   }
 
   /**
@@ -1003,6 +1104,21 @@ export function inNetns<T>(netns: string, fn: () => T): T {
   }
   if (result instanceof Promise) throw new TypeError('inNetns: fn must be synchronous (it returned a Promise)');
   return result;
+}
+
+/**
+ * Turns on the kernel's per-program run time accounting (run_time_ns and
+ * runCnt in ProgInfo) until the returned handle is closed.
+ */
+export function enableRunTimeStats(): { close(): void } {
+  const fd = native().enableRunTimeStats();
+  let open = true;
+  return {
+    close() {
+      if (open) native().closeFd(fd);
+      open = false;
+    },
+  };
 }
 
 /** Version of the libbpf the addon is linked against, e.g. "1.1". */

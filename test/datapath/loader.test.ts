@@ -9,6 +9,8 @@ import {
   BpfObject,
   BpfProgram,
   BPF_EXIST,
+  BPF_F_TEST_XDP_LIVE_FRAMES,
+  BPF_MAP_TYPE,
   BPF_NOEXIST,
   TC_ACT_OK,
   XDP_DROP,
@@ -16,6 +18,7 @@ import {
   XDP_TX,
   bpfObjectPath,
   detachXdp,
+  enableRunTimeStats,
   inNetns,
   isBpfError,
   possibleCpus,
@@ -200,6 +203,74 @@ test('batch update of a hash map and of an LRU sized by maxEntries', (t) => {
   t.deepEqual(lru.lookup(u64(2999)), u32(2999));
 });
 
+test('dump (batched lookup) matches entries for hash, LRU and per-CPU maps', (t) => {
+  const obj = loadTestObject(t, { maxEntries: { tl_lru: 2048 } });
+  const lru = obj.map('tl_lru');
+  const keys = Array.from({ length: 1500 }, (_, i) => u64(i * 7));
+  lru.updateBatch(keys, keys.map((_, i) => u32(i)));
+  const dumped = lru.dump(64);
+  t.is(dumped.length, 1500);
+  const byKey = new Map(dumped.map(([k, v]) => [k.readBigUInt64LE(0), v.readUInt32LE(0)]));
+  t.is(byKey.get(7n * 1499n), 1499);
+  t.deepEqual(
+    [...byKey.entries()].sort((a, b) => Number(a[0] - b[0])),
+    lru.entries().map(([k, v]) => [k.readBigUInt64LE(0), v.readUInt32LE(0)] as const).sort((a, b) => Number(a[0] - b[0])),
+  );
+  t.deepEqual(obj.map('tl_verdict').dump(), []);
+  const pcpu = obj.map('tl_pcpu');
+  const rows = pcpu.dump();
+  t.is(rows.length, 4);
+  t.true(rows.every(([k, v]) => k.length === 4 && v.length === pcpu.valueBufSize));
+  t.throws(() => lru.dump(0), { instanceOf: RangeError });
+});
+
+test('standalone maps: map-in-map with a created inner map, lookupAndDelete, freeze', (t) => {
+  const inner = BpfMap.create({ type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 8, maxEntries: 4, name: 'elbt_inner' });
+  t.teardown(() => inner.close());
+  const outer = BpfMap.create({ type: BPF_MAP_TYPE.ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 2, innerMap: inner });
+  t.teardown(() => outer.close());
+  t.is(inner.name, 'elbt_inner');
+  t.is(outer.typeName, 'array_of_maps');
+  outer.update(u32(1), u32(inner.fd));
+  t.is(outer.lookup(u32(1))?.readUInt32LE(0), inner.info().id, 'user space sees the inner map id');
+  const wrongInner = BpfMap.create({ type: BPF_MAP_TYPE.HASH, keySize: 4, valueSize: 8, maxEntries: 4 });
+  t.teardown(() => wrongInner.close());
+  const e = t.throws(() => outer.update(u32(0), u32(wrongInner.fd)));
+  t.true(isBpfError(e) && e.code === 'EINVAL', String(e));
+
+  const h = BpfMap.create({ type: BPF_MAP_TYPE.HASH, keySize: 4, valueSize: 8, maxEntries: 4 });
+  t.teardown(() => h.close());
+  h.update(u32(1), u64(11));
+  t.deepEqual(h.lookupAndDelete(u32(1)), u64(11));
+  t.is(h.lookupAndDelete(u32(1)), null);
+  h.update(u32(2), u64(22));
+  h.freeze();
+  const frozen = t.throws(() => h.update(u32(2), u64(23)));
+  t.true(isBpfError(frozen) && frozen.code === 'EPERM', String(frozen));
+  t.deepEqual(h.lookup(u32(2)), u64(22));
+  const bad = t.throws(() => BpfMap.create({ type: BPF_MAP_TYPE.HASH, keySize: 0, valueSize: 8, maxEntries: 4 }));
+  t.true(isBpfError(bad) && bad.code === 'EINVAL' && /bpf_map_create/.test(bad.message), String(bad));
+});
+
+test('testRun with an xdp_md context; run-time stats count program runs', (t) => {
+  const obj = loadTestObject(t);
+  const prog = obj.program('tl_xdp_swap');
+  const data = frame();
+  const ctx = Buffer.alloc(24); // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+  ctx.writeUInt32LE(data.length, 4);
+  const r = prog.testRun({ data, ctxIn: ctx, ctxSizeOut: 24 });
+  t.is(r.retval, XDP_TX);
+  t.is(r.ctxOut?.readUInt32LE(4), data.length);
+  const stats = enableRunTimeStats();
+  try {
+    const before = prog.info().runCnt;
+    prog.testRunLoop(data, 10);
+    t.true(prog.info().runCnt >= before + 10);
+  } finally {
+    stats.close();
+  }
+});
+
 test('maps pinned with pinMaps survive a restart; programs and maps pin and reopen', (t) => {
   const dir = pinDirFor(t, 'loader');
   const first = BpfObject.load(bpfObjectPath('test_loader'), { pinMaps: dir });
@@ -308,6 +379,18 @@ function vethNetns(t: ExecutionContext): string {
   sh('ip', ['-n', ns, 'link', 'set', 'vb', 'up']);
   return ns;
 }
+
+test('live-frames test run inside a netns runs the program repeat times', (t) => {
+  const ns = vethNetns(t);
+  const obj = loadTestObject(t);
+  const prog = obj.program('tl_xdp_swap');
+  obj.map('tl_verdict').update(u32(1), u64(XDP_DROP));
+  const pcpu = obj.map('tl_pcpu');
+  const before = pcpuSum(pcpu, 0);
+  const r = inNetns(ns, () => prog.testRun({ data: frame(), repeat: 100, flags: BPF_F_TEST_XDP_LIVE_FRAMES }));
+  t.is(r.dataOut.length, 0, 'live mode returns no packet');
+  t.is(pcpuSum(pcpu, 0), before + 100n);
+});
 
 function linkXdp(ns: string, dev: string): { mode?: number; prog?: { id: number } } | undefined {
   const j = JSON.parse(sh('ip', ['-n', ns, '-j', '-d', 'link', 'show', 'dev', dev])) as Array<{ xdp?: { mode?: number; prog?: { id: number } } }>;

@@ -17,8 +17,10 @@ namespace {
 // (the end of a verifier log is where the reason for rejection is).
 constexpr size_t kMaxLog = 8u << 20;
 
-std::string g_log;
-bool g_debug = false;
+// Per thread: libbpf calls its print callback on the calling thread, and
+// worker threads may load the addon too.
+thread_local std::string g_log;
+thread_local bool g_debug = false;
 
 int PrintCallback(enum libbpf_print_level level, const char *fmt, va_list args) {
   if (level == LIBBPF_DEBUG && !g_debug) return 0;

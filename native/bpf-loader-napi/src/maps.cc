@@ -195,6 +195,59 @@ Napi::Value MapGetFdById(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, fd);
 }
 
+// mapCreate(type, name, keySize, valueSize, maxEntries, flags, innerMapFd?)
+//   -> fd (owned by the caller). For map-in-map outer maps innerMapFd is a
+//   template map of the inner type.
+Napi::Value MapCreate(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  uint32_t type = ArgU32(info, 0, "map type");
+  std::string name = HasArg(info, 1) ? ArgString(info, 1, "map name") : "";
+  uint32_t key_size = ArgU32(info, 2, "keySize");
+  uint32_t value_size = ArgU32(info, 3, "valueSize");
+  uint32_t max_entries = ArgU32(info, 4, "maxEntries");
+  uint32_t flags = HasArg(info, 5) ? ArgU32(info, 5, "flags") : 0;
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
+  if (HasArg(info, 6)) opts.inner_map_fd = static_cast<uint32_t>(ArgFd(info, 6, "inner map fd"));
+  ResetLog(false);
+  int fd = bpf_map_create(static_cast<enum bpf_map_type>(type), name.empty() ? nullptr : name.c_str(), key_size,
+                          value_size, max_entries, &opts);
+  if (fd < 0) ThrowLibbpf(env, fd, "bpf_map_create(" + (name.empty() ? std::string("unnamed") : name) + ")");
+  return Napi::Number::New(env, fd);
+}
+
+// mapLookupAndDelete(fd, key, out) -> boolean
+Napi::Value MapLookupAndDelete(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  auto key = ArgBuffer(info, 1, "key");
+  auto out = ArgBuffer(info, 2, "value buffer");
+  ResetLog(false);
+  int ret = bpf_map_lookup_and_delete_elem(fd, key.Data(), out.Data());
+  if (ret == 0) return Napi::Boolean::New(env, true);
+  if (ret == -ENOENT) return Napi::Boolean::New(env, false);
+  ThrowLibbpf(env, ret, FdOp("bpf_map_lookup_and_delete_elem", fd));
+}
+
+// mapFreeze(fd): makes the map read-only for user space from now on.
+Napi::Value MapFreeze(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  ResetLog(false);
+  int ret = bpf_map_freeze(fd);
+  if (ret) ThrowLibbpf(env, ret, FdOp("bpf_map_freeze", fd));
+  return env.Undefined();
+}
+
+// enableRunTimeStats() -> fd: while it is open the kernel counts run_time_ns
+// and run_cnt of every program (progInfo); close it to stop.
+Napi::Value EnableRunTimeStats(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  ResetLog(false);
+  int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (fd < 0) ThrowLibbpf(env, fd, "bpf_enable_stats(BPF_STATS_RUN_TIME)");
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0, "fd");
@@ -222,6 +275,10 @@ void InitMaps(Napi::Env env, Napi::Object exports) {
   exports.Set("mapGetFdById", Napi::Function::New<MapGetFdById>(env, "mapGetFdById"));
   exports.Set("objPin", Napi::Function::New<ObjPin>(env, "objPin"));
   exports.Set("objGet", Napi::Function::New<ObjGet>(env, "objGet"));
+  exports.Set("mapCreate", Napi::Function::New<MapCreate>(env, "mapCreate"));
+  exports.Set("mapLookupAndDelete", Napi::Function::New<MapLookupAndDelete>(env, "mapLookupAndDelete"));
+  exports.Set("mapFreeze", Napi::Function::New<MapFreeze>(env, "mapFreeze"));
+  exports.Set("enableRunTimeStats", Napi::Function::New<EnableRunTimeStats>(env, "enableRunTimeStats"));
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
   exports.Set("possibleCpus", Napi::Function::New<PossibleCpus>(env, "possibleCpus"));
 }

@@ -7,12 +7,15 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <time.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace bpfl {
@@ -84,7 +87,21 @@ Napi::Value TestRun(const Napi::CallbackInfo &info) {
   opts.cpu = cpu;
   opts.batch_size = batch;
   ResetLog(false);
-  int ret = bpf_prog_test_run_opts(fd, &opts);
+  // With repeat > 1 the kernel stops early with EINTR whenever the thread
+  // has a signal or task work pending (Node's main thread gets io_uring task
+  // work from libuv all the time), after running the program some of the
+  // times -- a retry would not be equivalent (map side effects, live frames
+  // already sent). So the syscall runs on a short-lived thread of its own,
+  // with every signal blocked. It inherits the caller's network namespace.
+  int ret = 0;
+  {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    std::thread runner([&] { ret = bpf_prog_test_run_opts(fd, &opts); });
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    runner.join();
+  }
   if (ret) {
     Napi::Error e = MakeErrnoError(env, ret < -1 ? -ret : errno, FdOp("bpf_prog_test_run_opts", fd));
     if (-ret == ENOSPC) e.Value().Set("hint", "the output packet is larger than dataSizeOut");
@@ -98,6 +115,22 @@ Napi::Value TestRun(const Napi::CallbackInfo &info) {
   if (ctx_size_out)
     r.Set("ctxOut", Napi::Buffer<uint8_t>::Copy(env, ctx_out.data(), std::min(opts.ctx_size_out, ctx_size_out)));
   return r;
+}
+
+// With repeat=1 the kernel checks for pending signals only before running
+// the program, so an EINTR'd call did nothing and is simply repeated.
+constexpr int kEintrRetries = 100;
+
+int TestRunRetrying(int fd, struct bpf_test_run_opts *opts) {
+  uint32_t size_out = opts->data_size_out, ctx_size_out = opts->ctx_size_out;
+  int ret = 0;
+  for (int i = 0; i < kEintrRetries; i++) {
+    opts->data_size_out = size_out;
+    opts->ctx_size_out = ctx_size_out;
+    ret = bpf_prog_test_run_opts(fd, opts);
+    if (ret != -EINTR) break;
+  }
+  return ret;
 }
 
 double NowNs() {
@@ -150,7 +183,7 @@ Napi::Value TestRunLoop(const Napi::CallbackInfo &info) {
     }
     opts.repeat = 1;
     opts.flags = flags;
-    int ret = bpf_prog_test_run_opts(fd, &opts);
+    int ret = TestRunRetrying(fd, &opts);
     if (ret) {
       Napi::Error e = MakeErrnoError(env, ret < -1 ? -ret : errno, FdOp("bpf_prog_test_run_opts", fd));
       e.Value().Set("iteration", Napi::Number::New(env, i));
