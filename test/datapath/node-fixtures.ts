@@ -1,0 +1,68 @@
+// Shared fixtures for the node program's tests (node*.test.ts): addresses,
+// a loader that tears down after the test, desired-state builders and a
+// test-run wrapper.
+import type { ExecutionContext } from 'ava';
+import { NodeDatapath, type NodeDatapathOptions } from '../../src/datapath/node-datapath.js';
+import type { BpfProgram } from '../../src/datapath/loader.js';
+import type { Backend, DesiredService, L4Proto } from '../../src/model/types.js';
+
+export const MAC_A = '02:00:00:00:00:0a';
+export const MAC_B = '02:00:00:00:00:0b';
+export const CLIENT = '198.51.100.7';
+export const CLIENT2 = '198.51.100.99';
+export const VIP = '203.0.113.10';
+export const VIP2 = '203.0.113.11';
+export const EDGE_IP = '192.0.2.1';
+export const NODE_IP = '192.0.2.21';
+export const NODE_NAME = 'node-a';
+export const POD1 = '10.244.1.5';
+export const POD2 = '10.244.1.6';
+export const POD3 = '10.244.1.7';
+export const OTHER_NODE_POD = '10.244.2.9';
+
+/** tc verdicts as BPF_PROG_TEST_RUN reports them (u32). */
+export const TC_UNSPEC = 0xffffffff;
+export const TC_SHOT = 2;
+
+export function backend(ip: string, port: number, nodeName = NODE_NAME, state: Backend['state'] = 'active'): Backend {
+  return { ip, port, nodeIp: nodeName === NODE_NAME ? NODE_IP : '192.0.2.99', nodeName, weight: 1, state };
+}
+
+export function service(vip: string, port: number, protocol: L4Proto, backends: Backend[], name = `ns/svc-${vip}-${port}`): DesiredService {
+  return {
+    service: name,
+    frontend: { vip, port, protocol },
+    mode: 'dsr',
+    dispatch: 'auto',
+    sourceRanges: [],
+    affinityTimeoutSeconds: 0,
+    backends,
+  };
+}
+
+/** The services most tests use: VIP:80/TCP and VIP:53/UDP on pods of this node, VIP2:80 on another node. */
+export function standardServices(): DesiredService[] {
+  return [
+    service(VIP, 80, 'TCP', [backend(POD1, 8080), backend(POD2, 8080), backend(POD3, 8080), backend(OTHER_NODE_POD, 8080, 'node-b')]),
+    service(VIP, 53, 'UDP', [backend(POD1, 5353), backend(POD2, 5353)]),
+    service(VIP2, 80, 'TCP', [backend(OTHER_NODE_POD, 8080, 'node-b')]),
+  ];
+}
+
+export function loadNode(t: ExecutionContext, opts: NodeDatapathOptions = {}): NodeDatapath {
+  // Small flow maps: LRU maps preallocate, and tests load many objects.
+  const dp = NodeDatapath.load({ maxFlows: 4096, ...opts });
+  t.teardown(() => dp.close());
+  dp.setLocalServices(standardServices(), { name: NODE_NAME });
+  return dp;
+}
+
+export interface RunOut {
+  retval: number;
+  out: Buffer;
+}
+
+export function run(prog: BpfProgram, data: Buffer): RunOut {
+  const r = prog.testRun({ data });
+  return { retval: r.retval, out: r.dataOut };
+}
