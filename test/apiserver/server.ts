@@ -121,7 +121,7 @@ export class TestApiServer {
     this.opts = {
       port: opts.port ?? 0,
       host: opts.host ?? '127.0.0.1',
-      historySize: opts.historySize ?? 100_000,
+      historySize: opts.historySize ?? 20_000,
       bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000,
       defaultWatchTimeoutSeconds: opts.defaultWatchTimeoutSeconds ?? 1800,
       serviceCIDR: opts.serviceCIDR ?? '10.96.0.0/12',
@@ -220,6 +220,8 @@ export class TestApiServer {
     if (!srv) return;
     this.http = undefined;
     this.endWatches();
+    // Let the final chunks of the ended watches reach the sockets before they are closed.
+    await new Promise((r) => setImmediate(r));
     const closed = new Promise<void>((resolve) => srv.close(() => resolve()));
     srv.closeAllConnections();
     for (const s of this.sockets) s.destroy();
@@ -737,7 +739,7 @@ export class TestApiServer {
       w.close();
       res.end();
     };
-    req.on('close', () => w.close());
+    // (the request's own 'close' fires when its empty body is done, not on disconnect)
     res.on('close', () => w.close());
 
     const deliver = (e: StoreEvent): void => {

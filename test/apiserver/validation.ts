@@ -2,6 +2,7 @@
  * Object-meta and per-kind validation the real API server applies before
  * storing, reduced to what clients of this project can run into.
  */
+import { isIPv4 as netIsIPv4, isIPv6 as netIsIPv6 } from 'node:net';
 import { fieldInvalid, fieldNotSupported, fieldRequired, type Cause } from './errors.js';
 import type { Obj } from './tables.js';
 
@@ -57,29 +58,13 @@ export function validateMeta(meta: Obj): Cause[] {
   return causes;
 }
 
+/** Dotted-quad only (no leading zeros), as Go's netip parser accepts. */
 export function isIPv4(s: string): boolean {
-  const parts = s.split('.');
-  return parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
+  return netIsIPv4(s) && !/(^|\.)0\d/.test(s);
 }
 
 export function isIPv6(s: string): boolean {
-  if (!/^[0-9a-fA-F:.]+$/.test(s) || !s.includes(':')) return false;
-  const dbl = s.split('::');
-  if (dbl.length > 2) return false;
-  const groups = s.replace('::', ':x:').split(':').filter((g) => g !== '');
-  let count = 0;
-  for (const g of groups) {
-    if (g === 'x') continue;
-    if (g.includes('.')) {
-      if (!isIPv4(g)) return false;
-      count += 2;
-    } else if (/^[0-9a-fA-F]{1,4}$/.test(g)) {
-      count++;
-    } else {
-      return false;
-    }
-  }
-  return dbl.length === 2 ? count < 8 : count === 8;
+  return netIsIPv6(s) && !s.includes('%');
 }
 
 export function isCIDR(s: string): boolean {
