@@ -1,0 +1,52 @@
+// The edgelb configuration file of each lab edge. Pure: plan + options +
+// paths in, the YAML object out (written by lab.ts, checked by
+// `edgelb config check` in the tests).
+import { join } from 'node:path';
+import type { EdgePlan, LabPlan } from './topology.js';
+import type { LabOptions } from './state.js';
+
+export interface EdgePaths {
+  /** Directory for this edge's sockets and bfdd files. */
+  dir: string;
+  /** bpffs directory for the edge's pinned maps. */
+  pinPath: string;
+  kubeconfig: string;
+}
+
+export function edgeConfig(plan: LabPlan, edge: EdgePlan, opts: LabOptions, paths: EdgePaths): Record<string, unknown> {
+  const bfd = { enabled: opts.bfd, minRxMs: 100, minTxMs: 100, multiplier: 3 };
+  return {
+    node: { name: edge.name, routerId: edge.address, asn: edge.asn, uplink: edge.uplink, address: edge.address },
+    bgp: {
+      gobgp: { socket: join(paths.dir, 'gobgp.sock'), binary: 'gobgpd', manage: true },
+      bfdd: { binary: '/usr/lib/frr/bfdd', runDir: join(paths.dir, 'bfdd') },
+      drainSeconds: opts.drainSeconds,
+      peers: [
+        {
+          address: plan.router.address,
+          asn: plan.router.asn,
+          localAddress: edge.address,
+          holdTime: 9,
+          keepalive: 3,
+          bfd,
+          gracefulRestart: { enabled: true, restartTime: 120 },
+        },
+      ],
+    },
+    pools: [{ name: 'lab', cidrs: [plan.pool], autoAssign: true }],
+    datapath: { mode: opts.mode, dispatch: opts.dispatch, xdp: 'native', mtu: 1500, pinPath: paths.pinPath },
+    kubernetes: {
+      kubeconfig: paths.kubeconfig,
+      loadBalancerClass: 'edgelb.io/dsr',
+      // `kubectl create service loadbalancer` (1.20) cannot set a class.
+      defaultClass: true,
+      leaseName: 'edgelb-ipam',
+      leaseNamespace: 'kube-system',
+      leaseDurationSeconds: 5,
+    },
+    control: { socket: join(paths.dir, 'control.sock') },
+    metrics: { listen: `${edge.address}:9472` },
+    firewall: { enabled: false, sshFrom: [] },
+    log: { level: 'info' },
+  };
+}

@@ -1,0 +1,142 @@
+// `npm run lab -- up | down | status [--json] | kubectl ARGS…`
+import { parseArgs } from 'node:util';
+import { Lab, labDown, labUp, listLabs, type LabDescription } from './lab.js';
+import type { LabOptions } from './state.js';
+
+const HELP = `Usage: npm run lab -- COMMAND [options]
+
+  up [--prefix elb-XXXX-] [--dispatch ip-option|ipip|auto] [--mode dsr|snat|hybrid]
+     [--no-bfd] [--no-agents] [--keep-on-failure] [--json]
+                      build a lab: client, FRR router, 2 edges (gobgpd + edgelb agent),
+                      2 Kubernetes nodes with 2 echo pods each, the test API server
+  status [PREFIX] [--json]
+                      namespaces, addresses, kubeconfig, agents, VIPs
+  down [PREFIX | --all]
+                      remove the lab (processes, namespaces, pinned maps, files)
+  kubectl [--lab PREFIX] ARGS...
+                      run the lab's kubectl (1.20, in the mgmt namespace)
+
+PREFIX may be omitted when exactly one lab exists.
+`;
+
+function pickLab(given: string | undefined): string {
+  if (given) return given;
+  const labs = listLabs();
+  if (labs.length === 1) return labs[0]!;
+  throw new Error(labs.length === 0 ? 'no lab is running (npm run lab -- up)' : `several labs are running (${labs.join(', ')}): name one`);
+}
+
+export function renderStatus(d: LabDescription): string {
+  const out: string[] = [];
+  out.push(`lab ${d.prefix} (${d.phase}, since ${d.createdAt})`);
+  out.push(`  dir         ${d.dir}`);
+  out.push(`  kubeconfig  ${d.kubeconfig}`);
+  out.push(`  API server  ${d.apiServer} (in ${d.namespaces.find((n) => n.endsWith('mgmt'))})`);
+  out.push(`  kubectl     npm run lab -- kubectl get svc   (or: ${d.kubectl} …)`);
+  out.push(`  options     mode=${d.options.mode} dispatch=${d.options.dispatch} bfd=${d.options.bfd}`);
+  out.push(`  client      ${d.client.ns}  ${d.client.addresses.join(', ')}  via ${d.client.gateway}`);
+  out.push(`  router      ${d.router.ns}  ${d.router.address} (fabric), ${d.router.clientSide} (client side), AS ${d.router.asn}`);
+  out.push(`              vtysh: ${d.router.vtysh}`);
+  for (const e of d.edges) {
+    out.push(`  ${e.name.padEnd(11)} ${e.ns}  ${e.address} AS ${e.asn}, uplink ${e.uplink}, mgmt ${e.mgmt}; agent: ${e.agent}`);
+    if (e.agent !== 'ready' && e.detail) out.push(`              ${e.detail.split('\n')[0]}`);
+    out.push(`              config ${e.config}  socket ${e.socket}  log ${e.log}`);
+  }
+  for (const n of d.nodes) {
+    out.push(`  ${n.name.padEnd(11)} ${n.ns}  ${n.address}, pods ${n.podCidr}; node datapath: ${n.datapath?.attached ? 'attached' : 'not attached'}`);
+    for (const p of n.pods) out.push(`    pod ${p.name.padEnd(8)} ${p.ns}  ${p.ip}`);
+  }
+  out.push(`  VIP pool    ${d.pool}; pod ports http ${d.ports.http}/tcp, udp ${d.ports.udp}/udp`);
+  if (d.vipError) out.push(`  VIPs        (API server not answering: ${d.vipError})`);
+  else if (d.vips.length === 0) out.push('  VIPs        none (no LoadBalancer Service yet)');
+  else for (const v of d.vips) out.push(`  VIP         ${v.service}: ${v.ips.length ? v.ips.join(', ') : '<pending>'} ports ${v.ports.join(' ')}`);
+  for (const p of d.problems) out.push(`  PROBLEM     ${p.split('\n')[0]}`);
+  return out.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const say = (s: string): void => void process.stderr.write(`${s}\n`);
+  switch (cmd) {
+    case 'up': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          prefix: { type: 'string' }, dispatch: { type: 'string' }, mode: { type: 'string' },
+          'no-bfd': { type: 'boolean' }, 'no-agents': { type: 'boolean' }, 'keep-on-failure': { type: 'boolean' }, json: { type: 'boolean' },
+        },
+      });
+      if (values.dispatch && !['ip-option', 'ipip', 'auto'].includes(values.dispatch)) throw new Error(`--dispatch: "${values.dispatch}" is not ip-option, ipip or auto`);
+      if (values.mode && !['dsr', 'snat', 'hybrid'].includes(values.mode)) throw new Error(`--mode: "${values.mode}" is not dsr, snat or hybrid`);
+      const lab = await labUp({
+        ...(values.prefix ? { prefix: values.prefix } : {}),
+        ...(values.dispatch ? { dispatch: values.dispatch as LabOptions['dispatch'] } : {}),
+        ...(values.mode ? { mode: values.mode as LabOptions['mode'] } : {}),
+        bfd: !values['no-bfd'],
+        agents: !values['no-agents'],
+        keepOnFailure: !!values['keep-on-failure'],
+        say,
+      });
+      const d = await lab.describe();
+      process.stdout.write(values.json ? `${JSON.stringify(d, null, 2)}\n` : `${renderStatus(d)}\n`);
+      return d.phase === 'up' ? 0 : 1;
+    }
+    case 'status': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { json: { type: 'boolean' } } });
+      const labs = positionals[0] ? [positionals[0]] : listLabs();
+      if (labs.length === 0) {
+        process.stdout.write(values.json ? '{"labs":[]}\n' : 'no lab is running\n');
+        return 0;
+      }
+      const ds = [];
+      for (const p of labs) ds.push(await Lab.load(p).describe());
+      if (values.json) process.stdout.write(`${JSON.stringify(ds.length === 1 && positionals[0] ? ds[0] : { labs: ds }, null, 2)}\n`);
+      else process.stdout.write(`${ds.map(renderStatus).join('\n\n')}\n`);
+      return 0;
+    }
+    case 'down': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { all: { type: 'boolean' } } });
+      const labs = values.all ? listLabs() : [pickLab(positionals[0])];
+      let bad = 0;
+      for (const p of labs) bad += (await labDown(p, say)).length;
+      return bad ? 1 : 0;
+    }
+    case 'kubectl': {
+      let prefix: string | undefined;
+      let args = rest;
+      if (args[0] === '--lab') {
+        prefix = args[1];
+        args = args.slice(2);
+      }
+      const lab = Lab.load(pickLab(prefix));
+      try {
+        const r = await lab.kubectl(args);
+        process.stdout.write(r.stdout);
+        process.stderr.write(r.stderr);
+        return 0;
+      } catch (e) {
+        process.stderr.write(`${(e as Error).message}\n`);
+        return 1;
+      }
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(HELP);
+      return cmd === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`unknown command "${cmd}"\n${HELP}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`lab: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,65 @@
+// The lab's "pod": an HTTP and a UDP echo answering with the pod's name and
+// the source address it saw, so a test can tell which pod served a request
+// and whether the client's real address survived the trip.
+//
+//   run as: node dist/src/lab/echo-main.js --name echo-1a [--http 8080] [--udp 9090]
+//
+// Answers `pod=<name> client=<address> port=<port>\n`. SIGTERM is a graceful
+// stop (the way a kubelet stops a pod): the listener closes, requests in
+// flight finish, idle keep-alive connections close, then the process exits.
+import { createServer, type Server } from 'node:http';
+import { createSocket } from 'node:dgram';
+
+export function echoLine(pod: string, address: string | undefined, port: number | undefined): string {
+  return `pod=${pod} client=${(address ?? '?').replace(/^::ffff:/, '')} port=${port ?? 0}\n`;
+}
+
+/** Parses an echo answer; null when it is not one. */
+export function parseEcho(text: string): { pod: string; client: string; port: number } | null {
+  const m = /^pod=(\S+) client=(\S+) port=(\d+)$/.exec(text.trim());
+  return m ? { pod: m[1]!, client: m[2]!, port: Number(m[3]) } : null;
+}
+
+export interface EchoServers {
+  http: Server;
+  close(): Promise<void>;
+}
+
+export async function startEcho(name: string, httpPort: number, udpPort: number, host = '0.0.0.0'): Promise<EchoServers> {
+  const http = createServer((req, res) => {
+    // Drain the body, then answer; `?sleep=MS` holds the answer (long requests in tests).
+    req.resume();
+    req.on('end', () => {
+      const sleep = Math.min(Number(new URL(req.url ?? '/', 'http://x').searchParams.get('sleep') ?? 0) || 0, 60_000);
+      setTimeout(() => {
+        const body = echoLine(name, req.socket.remoteAddress, req.socket.remotePort);
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      }, sleep);
+    });
+  });
+  http.keepAliveTimeout = 120_000;
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(httpPort, host, () => resolve());
+  });
+  const udp = createSocket('udp4');
+  udp.on('message', (msg, rinfo) => {
+    udp.send(echoLine(name, rinfo.address, rinfo.port), rinfo.port, rinfo.address);
+    void msg;
+  });
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(udpPort, host, () => resolve());
+  });
+  return {
+    http,
+    async close() {
+      udp.close();
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeIdleConnections();
+      });
+    },
+  };
+}

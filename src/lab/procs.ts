@@ -1,0 +1,96 @@
+// Long-lived lab processes (API server, echo pods, agents, daemons) started
+// detached inside a namespace with their output in a log file, so `lab up`
+// can exit and `lab down` (another process) can stop them by pid.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { sleep } from '../../test/lib/netns.js';
+
+export interface LabProcess {
+  name: string;
+  ns: string;
+  pid: number;
+  argv: string[];
+  log: string;
+}
+
+/**
+ * Starts `argv` in `ns`, detached, stdout+stderr appended to `log`. Uses
+ * nsenter (network namespace only) rather than `ip netns exec`: the latter
+ * remounts /sys, which hides bpffs at /sys/fs/bpf, where the agents and the
+ * node sync find their pinned maps.
+ */
+export function spawnInNs(name: string, ns: string, argv: string[], log: string, env: NodeJS.ProcessEnv = process.env): LabProcess {
+  const fd = openSync(log, 'a');
+  try {
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...argv], { detached: true, stdio: ['ignore', fd, fd], env });
+    if (child.pid === undefined) throw new Error(`${name}: could not start ${argv.join(' ')}`);
+    child.unref();
+    return { name, ns, pid: child.pid, argv, log };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // A zombie still answers kill(0); it is not serving anything.
+  try {
+    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** True when /proc/PID/cmdline still is the process we started (pids get reused). */
+export function sameProcess(p: Pick<LabProcess, 'pid' | 'argv'>): boolean {
+  try {
+    const cmd = readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    // nsenter execs the command, so the pid runs argv itself.
+    const want = p.argv.filter((a) => !a.startsWith('-')).slice(-1)[0] ?? '';
+    return cmd.join(' ').includes(want);
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until `log` contains a line matching `re`; throws with the log's tail on timeout or exit. */
+export async function waitForLog(p: LabProcess, re: RegExp, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = existsSync(p.log) ? readFileSync(p.log, 'utf8') : '';
+    const line = text.split('\n').find((l) => re.test(l));
+    if (line !== undefined) return line;
+    if (!alive(p.pid)) throw new Error(`${p.name} exited before printing ${re}; log ${p.log}:\n${tail(text)}`);
+    if (Date.now() > deadline) throw new Error(`${p.name} did not print ${re} within ${timeoutMs} ms; log ${p.log}:\n${tail(text)}`);
+    await sleep(100);
+  }
+}
+
+export function tail(text: string, lines = 15): string {
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves once the pid is gone. */
+export async function stopPid(pid: number, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+  if (!alive(pid)) return;
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (alive(pid) && Date.now() < deadline) await sleep(50);
+  if (alive(pid)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    const hard = Date.now() + 2000;
+    while (alive(pid) && Date.now() < hard) await sleep(20);
+  }
+}

@@ -1,0 +1,106 @@
+// A running lab's record, /run/edgelb-lab/<prefix>.json, written after every
+// step of `up` so that `down` can remove even a half-built lab and `status`
+// can describe it from another process.
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LabPlan } from './topology.js';
+import type { LabProcess } from './procs.js';
+
+export const STATE_DIR = process.env.EDGELB_LAB_STATE_DIR ?? '/run/edgelb-lab';
+
+export interface AgentRecord {
+  edge: string;
+  config: string;
+  socket: string;
+  log: string;
+  /** 'ready' once EDGELB READY was printed; otherwise why not. */
+  state: 'starting' | 'ready' | 'failed' | 'stopped';
+  detail: string;
+}
+
+export interface NodeDatapathRecord {
+  node: string;
+  pinDir: string;
+  attached: boolean;
+  detail: string;
+}
+
+export interface LabState {
+  prefix: string;
+  createdAt: string;
+  dir: string;
+  plan: LabPlan;
+  options: LabOptions;
+  /** Namespaces created so far (down deletes exactly these). */
+  namespaces: string[];
+  processes: LabProcess[];
+  bpffsDir: string;
+  frrDir: string;
+  kubeconfig: string;
+  agents: AgentRecord[];
+  nodes: NodeDatapathRecord[];
+  /** 'up' when every step finished; 'partial' while building or after a failed step. */
+  phase: 'building' | 'up' | 'partial';
+  problems: string[];
+}
+
+export interface LabOptions {
+  /** Dispatch default written into the edges' config. */
+  dispatch: 'ip-option' | 'ipip' | 'auto';
+  mode: 'dsr' | 'snat' | 'hybrid';
+  bfd: boolean;
+  /** Start the edgelb agents (false: network, router, pods and API server only). */
+  agents: boolean;
+  /** Seconds an agent has to print EDGELB READY. */
+  agentTimeoutSeconds: number;
+  /** Put an IPv4-option-dropping hop in front of these nodes (e2e: dispatch auto). */
+  optionDropNodes: string[];
+  drainSeconds: number;
+}
+
+export const DEFAULT_OPTIONS: LabOptions = {
+  dispatch: 'ip-option',
+  mode: 'dsr',
+  bfd: true,
+  agents: true,
+  agentTimeoutSeconds: 40,
+  optionDropNodes: [],
+  drainSeconds: 2,
+};
+
+export function statePath(prefix: string): string {
+  return join(STATE_DIR, `${prefix}.json`);
+}
+
+export function saveState(s: LabState): void {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const p = statePath(s.prefix);
+  writeFileSync(`${p}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
+  renameSync(`${p}.tmp`, p);
+}
+
+export function loadState(prefix: string): LabState {
+  let text: string;
+  try {
+    text = readFileSync(statePath(prefix), 'utf8');
+  } catch {
+    throw new Error(`no lab ${prefix}: ${statePath(prefix)} does not exist (see: npm run lab -- status)`);
+  }
+  return JSON.parse(text) as LabState;
+}
+
+export function removeState(prefix: string): void {
+  rmSync(statePath(prefix), { force: true });
+}
+
+/** Prefixes of every recorded lab. */
+export function listLabs(): string[] {
+  try {
+    return readdirSync(STATE_DIR)
+      .filter((f) => /^elb-[0-9a-f]{4}-\.json$/.test(f))
+      .map((f) => f.slice(0, -5))
+      .sort();
+  } catch {
+    return [];
+  }
+}
