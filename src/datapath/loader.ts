@@ -46,8 +46,8 @@
  * Programs:
  *
  *   prog.testRun({ data, repeat?, flags?, dataSizeOut?, ctxIn?, cpu? })
- *       -> { retval, dataOut, duration }     (BPF_PROG_TEST_RUN, on a helper thread so libuv's io_uring
- *       task work cannot cut a repeat>1 run short with EINTR)
+ *       -> { retval, dataOut, duration }     (BPF_PROG_TEST_RUN; with repeat > 1 on a helper thread,
+ *       so libuv's io_uring task work cannot cut the run short with EINTR)
  *       Live frames (flags BPF_F_TEST_XDP_LIVE_FRAMES) really transmit/pass
  *       the frames in the caller's netns and report neither verdict nor data.
  *   prog.testRunLoop(data, count, { flags?, ctxIn?, copyOut? })
