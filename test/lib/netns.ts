@@ -7,6 +7,9 @@ import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
 
+// Absolute: the project's node_modules/.bin (first on PATH under scripts/with-node) has an unrelated `nft`.
+const NFT = '/usr/sbin/nft';
+
 export interface RunResult {
   stdout: string;
   stderr: string;
@@ -108,21 +111,12 @@ export async function sysctl(ns: string, key: string, value: string): Promise<vo
 export async function blackhole(ns: string, ifname: string, on: boolean): Promise<void> {
   const table = `elbbh_${ifname.replace(/[^a-zA-Z0-9]/g, '_')}`;
   if (on) {
-    const rules = [
-      `table netdev ${table} {`,
-      `  chain in { type filter hook ingress device "${ifname}" priority -500; policy drop; }`,
-      `  chain out { type filter hook egress device "${ifname}" priority -500; policy drop; }`,
-      '}',
-    ].join('\n');
-    await nsRun(ns, ['nft', '-e', rules]).catch(async () => {
-      // Older nft without netdev egress: fall back to netem loss both ways via the qdisc.
-      await nsRun(ns, ['tc', 'qdisc', 'add', 'dev', ifname, 'root', 'netem', 'loss', '100%']);
-      await nsRun(ns, ['nft', `add table netdev ${table}`]);
-      await nsRun(ns, ['nft', `add chain netdev ${table} in { type filter hook ingress device "${ifname}" priority -500; policy drop; }`]);
-    });
+    await nsRun(ns, [NFT, 'add', 'table', 'netdev', table]);
+    for (const [chain, hook] of [['in', 'ingress'], ['out', 'egress']] as const) {
+      await nsRun(ns, [NFT, 'add', 'chain', 'netdev', table, chain, `{ type filter hook ${hook} device "${ifname}" priority -500; policy drop; }`]);
+    }
   } else {
-    await nsRun(ns, ['nft', 'delete', 'table', 'netdev', table]).catch(() => undefined);
-    await nsRun(ns, ['tc', 'qdisc', 'del', 'dev', ifname, 'root']).catch(() => undefined);
+    await nsRun(ns, [NFT, 'delete', 'table', 'netdev', table]).catch(() => undefined);
   }
 }
 
