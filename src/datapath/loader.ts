@@ -34,6 +34,7 @@
  *   map.clear(): number                          // deletes every key (hash types)
  *   map.info(): MapInfo      map.memlockBytes(): number
  *   map.dump(batchSize?): [Buffer, Buffer][]     // BPF_MAP_LOOKUP_BATCH, for big maps
+ *   map.dumpPacked(), map.updateBatchPacked(keys, values)  // back-to-back bytes
  *   map.lookupAndDelete(key), map.freeze()
  *   map.pin(path)            BpfMap.openPinned(path)  (owns its fd: close() it)
  *   BpfMap.create({ type, keySize, valueSize, maxEntries, flags?, name?, innerMap? })
@@ -353,7 +354,10 @@ export function bpfObjectPath(name: string): string {
 
 let binding: NativeBinding | undefined;
 
-/** The raw addon (EDGELB_BPF_LOADER may point at another bpf_loader.node). */
+/**
+ * The raw addon (EDGELB_BPF_LOADER may point at another bpf_loader.node).
+ * Unchecked: buffer sizes are trusted, so prefer the classes above.
+ */
 export function native(): NativeBinding {
   if (binding) return binding;
   const path = process.env.EDGELB_BPF_LOADER ?? join(repoRoot(), 'native', 'bpf-loader-napi', 'build', 'Release', 'bpf_loader.node');
@@ -618,11 +622,27 @@ export class BpfMap {
    * datapath is writing to.
    */
   dump(batchSize = 256): Array<[Buffer, Buffer]> {
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`dump: batchSize must be a positive integer, got ${batchSize}`);
+    const { keys, values, count } = this.dumpPacked(batchSize);
     const out: Array<[Buffer, Buffer]> = [];
+    for (let i = 0; i < count; i++) {
+      out.push([keys.subarray(i * this.keySize, (i + 1) * this.keySize), values.subarray(i * this.valueBufSize, (i + 1) * this.valueBufSize)]);
+    }
+    return out;
+  }
+
+  /**
+   * Like dump(), packed: count keys back to back in `keys` and count values
+   * (valueBufSize bytes each) in `values` -- no per-entry objects.
+   */
+  dumpPacked(batchSize = 256): { keys: Buffer; values: Buffer; count: number } {
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`dump: batchSize must be a positive integer, got ${batchSize}`);
+    const kChunks: Buffer[] = [];
+    const vChunks: Buffer[] = [];
+    let total = 0;
+    // Hash maps use a 4-byte bucket cursor, other types the last key.
     const tokenSize = Math.max(this.keySize, 8);
     let cursorIn: Buffer | null = null;
-    let n = batchSize;
+    let n = Math.min(batchSize, Math.max(this.maxEntries, 1));
     for (;;) {
       const cursorOut = Buffer.alloc(tokenSize);
       const keys = Buffer.allocUnsafe(n * this.keySize);
@@ -637,19 +657,36 @@ export class BpfMap {
           continue;
         }
         if (isBpfError(e) && (e.code === 'ENOTSUPP' || e.code === 'EOPNOTSUPP' || (e.code === 'EINVAL' && cursorIn === null))) {
-          return this.entries();
+          const entries = this.entries();
+          return {
+            keys: Buffer.concat(entries.map(([k]) => k)),
+            values: Buffer.concat(entries.map(([, v]) => v)),
+            count: entries.length,
+          };
         }
         throw e;
       }
-      for (let i = 0; i < r.count; i++) {
-        out.push([
-          Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)),
-          Buffer.from(values.subarray(i * this.valueBufSize, (i + 1) * this.valueBufSize)),
-        ]);
-      }
-      if (r.done) return out;
+      kChunks.push(keys.subarray(0, r.count * this.keySize));
+      vChunks.push(values.subarray(0, r.count * this.valueBufSize));
+      total += r.count;
+      if (r.done) return { keys: Buffer.concat(kChunks), values: Buffer.concat(vChunks), count: total };
       cursorIn = cursorOut;
     }
+  }
+
+  /**
+   * updateBatch() for keys and values already packed back to back
+   * (keySize / valueBufSize bytes each), e.g. built in one big Buffer.
+   */
+  updateBatchPacked(keys: Buffer, values: Buffer, flags = BPF_ANY): { count: number; batched: boolean } {
+    if (!Buffer.isBuffer(keys) || !Buffer.isBuffer(values)) throw new TypeError('updateBatchPacked: keys and values must be Buffers');
+    const count = keys.length / this.keySize;
+    if (!Number.isInteger(count)) throw new RangeError(`updateBatchPacked on map ${this.name}: ${keys.length} key bytes is not a multiple of ${this.keySize}`);
+    if (values.length !== count * this.valueBufSize) {
+      throw new RangeError(`updateBatchPacked on map ${this.name}: ${count} keys need ${count * this.valueBufSize} value bytes, got ${values.length}`);
+    }
+    if (count === 0) return { count: 0, batched: true };
+    return native().mapUpdateBatch(this.fd, keys, values, count, flags);
   }
 
   /**

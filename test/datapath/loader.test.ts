@@ -217,6 +217,15 @@ test('dump (batched lookup) matches entries for hash, LRU and per-CPU maps', (t)
     lru.entries().map(([k, v]) => [k.readBigUInt64LE(0), v.readUInt32LE(0)] as const).sort((a, b) => Number(a[0] - b[0])),
   );
   t.deepEqual(obj.map('tl_verdict').dump(), []);
+  const packed = lru.dumpPacked(1000);
+  t.is(packed.count, 1500);
+  t.is(packed.keys.length, 1500 * 8);
+  t.is(packed.values.length, 1500 * 4);
+  const h = obj.map('tl_verdict');
+  t.deepEqual(h.updateBatchPacked(Buffer.concat([u32(1), u32(2)]), Buffer.concat([u64(10), u64(20)])), { count: 2, batched: true });
+  t.deepEqual(h.lookup(u32(2)), u64(20));
+  t.throws(() => h.updateBatchPacked(Buffer.alloc(6), Buffer.alloc(8)), { instanceOf: RangeError });
+  t.throws(() => h.updateBatchPacked(Buffer.alloc(8), Buffer.alloc(8)), { instanceOf: RangeError, message: /need 16 value bytes/ });
   const pcpu = obj.map('tl_pcpu');
   const rows = pcpu.dump();
   t.is(rows.length, 4);
