@@ -73,8 +73,8 @@ static __always_inline int edge_xmit_option(void *ctx, const int xdp, const stru
 		return ACT_DROP;
 	if (with_option) {
 		struct dsr_opt *opt;
-		__u32 *w;
-		__u32 c = 0;
+		__be16 old_w0, new_w0;
+		__u32 diff;
 
 		if (edge_grow(ctx, xdp, DSR_OPT_LEN, EDGE_L4_OFF, 0) < 0) {
 			edge_count(DROP_ADJUST);
@@ -90,14 +90,16 @@ static __always_inline int edge_xmit_option(void *ctx, const int xdp, const stru
 		opt->len = DSR_OPT_LEN;
 		opt->port = vport;
 		opt->addr = vip;
+		/* Incremental, never recomputed: a header that arrived with a bad
+		 * checksum must not leave with a good one. */
+		old_w0 = *(__be16 *)ip;
 		ip->ihl = 7;
+		new_w0 = *(__be16 *)ip;
+		diff = csum_diff_2(old_w0, new_w0) +
+		       csum_diff_2(ip->tot_len, bpf_htons(p->ip_len + DSR_OPT_LEN)) +
+		       csum_word32(*(__be32 *)opt) + csum_word32(vip);
 		ip->tot_len = bpf_htons(p->ip_len + DSR_OPT_LEN);
-		ip->check = 0;
-		w = (__u32 *)ip;
-#pragma unroll
-		for (int i = 0; i < 7; i++)
-			c += (w[i] & 0xffff) + (w[i] >> 16);
-		ip->check = csum_fold(c);
+		csum_apply_diff(&ip->check, diff);
 	}
 	if (big == 1)
 		return ACT_PASS;
