@@ -82,6 +82,17 @@ test('xdp_pass: loads, passes the packet unchanged, loop counts calls', (t) => {
   t.throws(() => prog.testRunLoop(data, 0), { instanceOf: RangeError });
 });
 
+test('tc_pass: the tc floor returns TC_ACT_OK', (t) => {
+  const obj = BpfObject.load(bpfObjectPath('tc_pass'));
+  t.teardown(() => obj.close());
+  const prog = obj.program('tc_pass');
+  t.is(prog.typeName, 'sched_cls');
+  t.is(prog.testRun({ data: frame() }).retval, TC_ACT_OK);
+  const loop = prog.testRunLoop(frame(), 100);
+  t.is(loop.retval, TC_ACT_OK);
+  t.is(loop.retvalMismatches, 0);
+});
+
 test('test_loader: rewrite visible in dataOut, maps steer the verdict, per-CPU counters', (t) => {
   const obj = loadTestObject(t);
   t.deepEqual(
