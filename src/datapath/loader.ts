@@ -74,8 +74,11 @@
  *
  * Network namespaces: inNetns(name, fn) runs a synchronous fn with the
  * calling thread in /run/netns/NAME (attach/detach/ifIndex then act there).
+ * Attachments remember their namespace: att.detach() called outside
+ * inNetns() re-enters the namespace of the attach (an ifindex names another
+ * device elsewhere), or throws when it cannot.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, existsSync, unlinkSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, existsSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -764,14 +767,47 @@ export interface XdpAttachOptions {
   replace?: BpfProgram;
 }
 
+/**
+ * Where an attachment was made. An ifindex means nothing outside its network
+ * namespace (the same number is another device elsewhere), so detach()
+ * re-enters the namespace it was attached in, or refuses.
+ */
+interface NetnsRef {
+  /** Inode of the namespace (identity). */
+  ino: number;
+  /** The inNetns() target in effect at attach time; null outside inNetns(). */
+  path: string | null;
+}
+
+let inNetnsTarget: string | null = null;
+
+function netnsIno(): number {
+  return statSync('/proc/thread-self/ns/net').ino;
+}
+
+function currentNetns(): NetnsRef {
+  return { ino: netnsIno(), path: inNetnsTarget };
+}
+
+function inNetnsOf<T>(ref: NetnsRef, what: string, fn: () => T): T {
+  if (netnsIno() === ref.ino) return fn();
+  if (ref.path) return inNetns(ref.path, fn);
+  throw new Error(`${what}: attached in another network namespace (inode ${ref.ino}); call it inside inNetns()`);
+}
+
 export class XdpAttachment {
+  readonly netns: NetnsRef;
+
   constructor(
     readonly ifindex: number,
     readonly mode: XdpMode,
-  ) {}
+  ) {
+    this.netns = currentNetns();
+  }
 
+  /** Detaches (in the namespace of the attach) whatever is attached in this mode. */
   detach(): void {
-    native().xdpDetach(this.ifindex, xdpModeFlags(this.mode));
+    inNetnsOf(this.netns, `XDP detach from ifindex ${this.ifindex}`, () => native().xdpDetach(this.ifindex, xdpModeFlags(this.mode)));
   }
 }
 
@@ -785,16 +821,23 @@ export interface TcAttachOptions {
 }
 
 export class TcAttachment {
+  readonly netns: NetnsRef;
+
   constructor(
     readonly ifindex: number,
     readonly direction: TcDirection,
     readonly priority: number,
     readonly handle: number,
     readonly progId: number,
-  ) {}
+  ) {
+    this.netns = currentNetns();
+  }
 
+  /** Removes this filter (in the namespace of the attach). */
   detach(): void {
-    native().tcDetach(this.ifindex, this.direction, this.priority, this.handle);
+    inNetnsOf(this.netns, `tc detach from ifindex ${this.ifindex}`, () =>
+      native().tcDetach(this.ifindex, this.direction, this.priority, this.handle),
+    );
   }
 }
 
@@ -1123,6 +1166,7 @@ export class BpfObject implements FdOwner {
 export function inNetns<T>(netns: string, fn: () => T): T {
   const target = netns.includes('/') ? netns : `/run/netns/${netns}`;
   const back = openSync('/proc/thread-self/ns/net', 'r');
+  const outerTarget = inNetnsTarget;
   let result: T;
   try {
     const fd = openSync(target, 'r');
@@ -1131,9 +1175,11 @@ export function inNetns<T>(netns: string, fn: () => T): T {
     } finally {
       closeSync(fd);
     }
+    inNetnsTarget = target;
     try {
       result = fn();
     } finally {
+      inNetnsTarget = outerTarget;
       native().setNetns(back);
     }
   } finally {
