@@ -19,11 +19,16 @@ function clone<T>(v: T): T {
 
 /** RFC 7386: objects merge recursively, null deletes, anything else replaces. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
+  return mergeInto(clone(target), patch);
+}
+
+/** Merges into `target`, which the caller owns (already a copy). */
+function mergeInto(target: unknown, patch: unknown): unknown {
   if (!isObject(patch)) return clone(patch);
-  const out: JsonObject = isObject(target) ? clone(target) : {};
+  const out: JsonObject = isObject(target) ? target : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v) as Json;
+    else out[k] = mergeInto(out[k], v) as Json;
   }
   return out;
 }
@@ -56,9 +61,10 @@ const DELETE_PRIMITIVE = '$deleteFromPrimitiveList/';
  */
 export function strategicMergePatch(target: unknown, patch: unknown, strategies: StrategyLookup): unknown {
   if (!isObject(patch)) throw new PatchError('strategic merge patch must be a JSON object');
-  return smpObject(isObject(target) ? target : {}, patch, [], strategies);
+  return smpObject(isObject(target) ? clone(target) : {}, patch, [], strategies);
 }
 
+/** Patches `target` in place (the caller owns it) and returns it, or undefined for `$patch: delete`. */
 function smpObject(target: JsonObject, patch: JsonObject, path: string[], st: StrategyLookup): Json | undefined {
   const directive = patch['$patch'];
   if (directive === 'delete') return undefined;
@@ -68,7 +74,7 @@ function smpObject(target: JsonObject, patch: JsonObject, path: string[], st: St
     return stripDirectives(rest);
   }
   if (directive !== undefined && directive !== 'merge') throw new PatchError(`unknown $patch directive ${JSON.stringify(directive)}`);
-  const out: JsonObject = clone(target);
+  const out: JsonObject = target;
   const retain = patch['$retainKeys'];
   if (retain !== undefined && !Array.isArray(retain)) throw new PatchError('$retainKeys must be a list');
   for (const [k, v] of Object.entries(patch)) {
@@ -90,7 +96,7 @@ function smpObject(target: JsonObject, patch: JsonObject, path: string[], st: St
     } else if (Array.isArray(v)) {
       out[k] = smpList(out[k], v, fieldPath, st, patch[SET_ORDER + k]);
     } else {
-      out[k] = v;
+      out[k] = clone(v);
     }
   }
   // $setElementOrder may come without the list itself (only reordering).
@@ -124,7 +130,7 @@ function smpList(target: Json | undefined, patch: Json[], path: string[], st: St
   if (patch.some((e) => isObject(e) && e['$patch'] === 'replace')) {
     return patch.filter((e) => !(isObject(e) && e['$patch'] === 'replace')).map(stripDirectives);
   }
-  const cur = Array.isArray(target) ? clone(target) : [];
+  const cur = Array.isArray(target) ? target : [];
   if (strategy?.mergeKey) {
     const key = strategy.mergeKey;
     let out = cur;
@@ -149,7 +155,7 @@ function smpList(target: Json | undefined, patch: Json[], path: string[], st: St
   }
   if (strategy?.mergePrimitives) {
     const out = cur;
-    for (const p of patch) if (!out.some((e) => JSON.stringify(e) === JSON.stringify(p))) out.push(p);
+    for (const p of patch) if (!out.some((e) => JSON.stringify(e) === JSON.stringify(p))) out.push(clone(p));
     return Array.isArray(order) ? reorder(out, order, undefined) : out;
   }
   return patch.map(stripDirectives);
