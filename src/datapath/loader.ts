@@ -47,15 +47,17 @@
  * Programs:
  *
  *   prog.testRun({ data, repeat?, flags?, dataSizeOut?, ctxIn?, cpu? })
- *       -> { retval, dataOut, duration }     (BPF_PROG_TEST_RUN; with repeat > 1 on a helper thread,
- *       so libuv's io_uring task work cannot cut the run short with EINTR)
+ *       -> { retval, dataOut, duration }     (BPF_PROG_TEST_RUN)
+ *       With repeat > 1 the syscall runs on a helper thread, so libuv's
+ *       io_uring task work cannot cut it short with EINTR.
  *       Live frames (flags BPF_F_TEST_XDP_LIVE_FRAMES) really transmit/pass
  *       the frames in the caller's netns and report neither verdict nor data.
  *   prog.testRunLoop(data, count, { flags?, ctxIn?, copyOut? })
  *       -> { count, totalNs, kernelNs, retval, retvalMismatches, nsPerCall,
  *            kernelNsPerCall }
  *       count × (repeat=1) calls in C: each call sees the original packet.
- *       Use this for benchmarks, together with the xdp_pass floor.
+ *       Use this for benchmarks, with the floors bpf/xdp_pass.c (XDP) and
+ *       bpf/tc_pass.c (tc) measured the same way in the same run.
  *   prog.attachXdp(ifname | ifindex, 'native' | 'generic' | 'auto', opts?)
  *       -> XdpAttachment { ifindex, mode, detach() }
  *   prog.attachTc(ifname | ifindex, 'ingress' | 'egress', { priority?, handle?, replace? })
@@ -65,6 +67,11 @@
  *   needed, e.g. to clean up after a crashed agent).
  *   prog.info(): ProgInfo (id, tag, verifiedInsns, runCnt …), prog.pin(path),
  *   BpfProgram.openPinned(path) (owns its fd: close() it).
+ *   enableRunTimeStats() makes the kernel fill ProgInfo.runTimeNs/runCnt.
+ *
+ * Helpers: bpfObjectPath(name), possibleCpus(), ifIndex(name), unpin(path),
+ * fdMemlock(fd), libbpfVersion(), repoRoot(); constants XDP_*, TC_ACT_*,
+ * BPF_ANY/BPF_NOEXIST/BPF_EXIST, BPF_F_TEST_XDP_LIVE_FRAMES, BPF_MAP_TYPE.
  *
  * Errors: failures of the kernel or libbpf throw an Error with .errno
  * (number), .code ('EPERM', 'ENOENT', 'ENOTSUPP' …), .syscall (the failing
