@@ -73,30 +73,6 @@ static __always_inline int edge_src_allowed(const struct edge_svc *svc, __be32 s
 	return bpf_map_lookup_elem(&edge_src_ranges, &k) != 0;
 }
 
-/* The L4 header must agree with the IP length: a TCP data offset or UDP
- * length that points past the packet would be forwarded as garbage. */
-static __always_inline int edge_l4_sane(void *data, void *end, const struct pkt *p)
-{
-	__u32 l4_len = p->ip_len - p->ihl_bytes;
-
-	if (p->l4_proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + EDGE_L4_OFF;
-
-		if ((void *)(th + 1) > end)
-			return 0;
-		return (__u32)th->doff * 4 <= l4_len;
-	}
-	{
-		struct udphdr *uh = data + EDGE_L4_OFF;
-		__u32 ulen;
-
-		if ((void *)(uh + 1) > end)
-			return 0;
-		ulen = bpf_ntohs(uh->len);
-		return ulen >= sizeof(*uh) && ulen <= l4_len;
-	}
-}
-
 static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex)
 {
 	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);

@@ -8,9 +8,7 @@
 #include "csum.h"
 #include "parse.h"
 #include "edge_xmit.h"
-
-#define EDGE_L3_OFF ETH_HLEN
-#define EDGE_L4_OFF (ETH_HLEN + 20)
+#include "edge_layout.h"
 
 /* Frame of the answer: Ethernet, IPv4 (20), ICMP (8), quoted IPv4 header
  * (20) and the first 8 bytes of its payload. */

@@ -143,6 +143,12 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 	v = bpf_map_lookup_elem(&edge_snat_rev, &k);
 	if (!v)
 		return ACT_PASS;
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
+	if (!edge_l4_sane(data, end, p)) {
+		edge_count(DROP_MALFORMED);
+		return ACT_DROP;
+	}
 	client = v->client_ip;
 	vip = v->vip;
 	cport = v->client_port;

@@ -1,0 +1,235 @@
+// Fuzz: ≥ 100 000 random and mutated frames through the edge program
+// (XDP and, for a share of them, tc). Nothing may crash; every frame the
+// program sends on (XDP_TX towards the configured gateway MAC, or a
+// rewritten XDP_PASS) must be a well-formed IPv4 packet addressed to a
+// configured backend (pod, or node for IPIP) or — SNAT replies — to the
+// client from the VIP; checksums that were valid on input stay valid and
+// invalid ones stay invalid (never laundered). An ICMP the program answers
+// itself must be a well-formed fragmentation-needed from a VIP.
+import test from 'ava';
+import { XDP_DROP, XDP_PASS, XDP_TX, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT } from '../../src/datapath/loader.js';
+import { buildPacket, icmpFragNeeded, parsePacket, verifyIpv4Checksum, verifyL4Checksum, type ParsedPacket } from '../lib/packets.js';
+import { CLIENT, EDGE, VIP, backend, clientEth, openEdge, service, tcpPacket, udpPacket } from './edge-helpers.js';
+import type { DesiredService } from '../../src/model/types.js';
+
+const GW_MAC = '02:00:00:00:00:fe';
+const OWN_MAC = '02:00:00:00:00:fd';
+const VIP2 = '203.0.113.20';
+const TOTAL = 100_000;
+
+/** xorshift32: reproducible from the printed seed. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 0x100000000;
+  };
+}
+
+function safe(f: () => boolean): boolean {
+  try {
+    return f();
+  } catch {
+    return false;
+  }
+}
+
+test('fuzz: 100 000 random and mutated frames', (t) => {
+  const seed = Number(process.env.EDGE_FUZZ_SEED ?? Date.now() % 0xffffffff);
+  t.log(`seed ${seed} (EDGE_FUZZ_SEED to replay)`);
+  const rand = rng(seed);
+  const ri = (n: number): number => Math.floor(rand() * n);
+
+  const dp = openEdge(t, { forward: { kind: 'gateway', gatewayMac: GW_MAC, ownMac: OWN_MAC }, mtu: 1400, snatPorts: { min: 20000, max: 20999 } });
+  const bs = (base: number, n: number, port = 8080) => Array.from({ length: n }, (_, i) => backend(base + i, { port }));
+  const services: DesiredService[] = [
+    service({ backends: bs(1, 4) }),
+    service({ frontend: { vip: VIP, port: 53, protocol: 'UDP' }, backends: bs(10, 3, 5353) }),
+    service({ frontend: { vip: VIP, port: 81, protocol: 'TCP' }, dispatch: 'ipip', backends: bs(20, 3) }),
+    service({ frontend: { vip: VIP2, port: 443, protocol: 'TCP' }, mode: 'snat', backends: bs(30, 2, 8443) }),
+    service({ frontend: { vip: VIP2, port: 53, protocol: 'UDP' }, mode: 'hybrid', backends: bs(40, 2, 5353) }),
+    service({ frontend: { vip: VIP2, port: 80, protocol: 'TCP' }, mode: 'hybrid', affinityTimeoutSeconds: 60, sourceRanges: ['0.0.0.0/1'], backends: bs(50, 5) }),
+  ];
+  dp.applyServices(services);
+  const vips = new Set([VIP, VIP2]);
+  const pods = new Set(services.flatMap((s) => s.backends.map((b) => b.ip)));
+  const nodes = new Set(services.flatMap((s) => s.backends.map((b) => b.nodeIp)));
+  const svcBy = new Map(services.map((s) => [`${s.frontend.vip}:${s.frontend.port}/${s.frontend.protocol === 'TCP' ? 6 : 17}`, s]));
+
+  // Seeds: valid frames of every kind the program handles.
+  const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true }, tcp: { sport: 80, dport: 40000, flags: { ack: true }, payload: Buffer.alloc(100) } });
+  const seeds: Buffer[] = [
+    tcpPacket({ flags: { syn: true } }),
+    tcpPacket({ flags: { ack: true }, payload: Buffer.alloc(200, 1) }),
+    tcpPacket({ flags: { syn: true }, dport: 81 }),
+    tcpPacket({ flags: { syn: true }, dst: VIP2, dport: 443 }),
+    tcpPacket({ flags: { ack: true, psh: true }, dst: VIP2, dport: 80, payload: Buffer.from('x') }),
+    tcpPacket({ flags: { syn: true }, payload: Buffer.alloc(1380) }), // too big with the option
+    tcpPacket({ flags: { syn: true }, df: false, payload: Buffer.alloc(1380) }),
+    udpPacket({}),
+    udpPacket({ dst: VIP2, dport: 53 }),
+    udpPacket({ checksum: 0 }),
+    buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) }),
+    buildPacket({ eth: clientEth, ip: { src: '10.244.1.30', dst: EDGE }, tcp: { sport: 8443, dport: 20000, flags: { ack: true } } }),
+    buildPacket({ eth: clientEth, ip: { src: CLIENT, dst: VIP, mf: true }, udp: { sport: 1, dport: 53, payload: Buffer.alloc(32) } }),
+    tcpPacket({ flags: { syn: true }, dst: '203.0.113.99' }),
+  ];
+  // Establish SNAT state so reverse packets can match.
+  for (const s of seeds) dp.program('xdp').testRun({ data: s });
+
+  const failures: string[] = [];
+  const fail = (why: string, input: Buffer, out: Buffer): void => {
+    if (failures.length < 10) failures.push(`${why}\n in  ${input.toString('hex')}\n out ${out.toString('hex')}`);
+  };
+
+  const mutate = (b: Buffer): Buffer => {
+    let m = Buffer.from(b);
+    const kind = ri(8);
+    if (kind <= 2) {
+      // flip a few bytes in the headers
+      const n = 1 + ri(4);
+      for (let i = 0; i < n; i++) {
+        const at = ri(Math.min(m.length, 90));
+        m[at] = kind === 0 ? ri(256) : m[at]! ^ (1 << ri(8));
+      }
+    } else if (kind === 3) {
+      m = m.subarray(0, ri(m.length + 1));
+    } else if (kind === 4) {
+      m = Buffer.concat([m, Buffer.from(Array.from({ length: ri(64) }, () => ri(256)))]);
+    } else if (kind === 5 && m.length >= 34) {
+      // header fields: IHL, total length, flags/fragment
+      const f = ri(3);
+      if (f === 0) m[14] = 0x40 | ri(16);
+      else if (f === 1) m.writeUInt16BE(ri(0x10000), 16);
+      else m.writeUInt16BE(ri(0x10000), 20);
+    } else if (kind === 6 && m.length >= 38) {
+      // source address / ports: new flows, source ranges
+      m.writeUInt32BE(ri(0x10000) * 0x10000 + ri(0x10000), 26);
+      m.writeUInt16BE(ri(0x10000), 34);
+    }
+    return Buffer.from(m);
+  };
+
+  const checkForwarded = (input: Buffer, out: Buffer, p: ParsedPacket): string | null => {
+    if (out.length < 34) return 'short output';
+    const inIp = input.subarray(14);
+    const ipOk = safe(() => verifyIpv4Checksum(inIp));
+    const outIp = out.subarray(14);
+    if (p.ip.totalLength > outIp.length) return 'IP total length beyond the frame';
+    if (p.ip.protocol === 4) {
+      if (!nodes.has(p.ip.dst)) return `IPIP to ${p.ip.dst}, not a node`;
+      if (p.ip.src !== EDGE) return `IPIP from ${p.ip.src}`;
+      if (!verifyIpv4Checksum(outIp)) return 'outer IPv4 checksum';
+      const innerLen = inIp.length >= 4 ? inIp.readUInt16BE(2) : -1;
+      if (p.ip.totalLength !== innerLen + 20) return 'outer length != inner + 20';
+      const inner = outIp.subarray(20, 20 + innerLen);
+      if (inner[9] === 1) {
+        // A steered ICMP error: rewritten to the pod before encapsulation.
+        if (!pods.has(p.inner?.ip.dst ?? '')) return `IPIP-steered ICMP to ${p.inner?.ip.dst}`;
+        if (safe(() => verifyIpv4Checksum(inner)) !== ipOk) return 'inner IPv4 checksum validity changed';
+        return null;
+      }
+      if (!inner.equals(inIp.subarray(0, innerLen))) return 'inner packet modified';
+      return null;
+    }
+    if (safe(() => verifyIpv4Checksum(outIp)) !== ipOk) return `IPv4 checksum validity changed (in ${ipOk})`;
+    const l4In = safe(() => verifyL4Checksum(inIp));
+    const l4Out = safe(() => verifyL4Checksum(outIp));
+    if (l4In && !l4Out) return 'L4 checksum broken';
+    if (!l4In && l4Out && ipOk) return 'L4 checksum laundered';
+    if (p.ip.protocol === 1) {
+      if (!pods.has(p.ip.dst)) return `ICMP steered to ${p.ip.dst}`;
+      return null;
+    }
+    if (p.truncated) return 'truncated headers';
+    const l4 = p.tcp ?? p.udp;
+    if (!l4) return `protocol ${p.ip.protocol} forwarded`;
+    if (p.ip.ihl === 28) {
+      const opt = p.ip.optionList.find((o) => o.type === 0x9e);
+      if (!opt || opt.length !== 8) return 'IHL 7 without the DSR option';
+      const vip = `${opt.data[2]}.${opt.data[3]}.${opt.data[4]}.${opt.data[5]}`;
+      const s = svcBy.get(`${vip}:${opt.data.readUInt16BE(0)}/${p.ip.protocol}`);
+      if (!s) return `option names ${vip}:${opt.data.readUInt16BE(0)}, not a service`;
+      if (!s.backends.some((b) => b.ip === p.ip.dst && b.port === l4.dport)) return `option packet to ${p.ip.dst}:${l4.dport}, not a backend of ${s.service}`;
+      return null;
+    }
+    if (p.ip.ihl !== 20) return `IHL ${p.ip.ihl} forwarded`;
+    if (pods.has(p.ip.dst)) {
+      const ok = services.some((s) => s.backends.some((b) => b.ip === p.ip.dst && b.port === l4.dport));
+      return ok ? null : `to ${p.ip.dst}:${l4.dport}, not a backend`;
+    }
+    if (vips.has(p.ip.src)) return null; // SNAT reply: VIP → client
+    return `forwarded to ${p.ip.dst} from ${p.ip.src}`;
+  };
+
+  const started = Date.now();
+  let n = 0;
+  const verdicts = new Map<string, number>();
+  const xdp = dp.program('xdp');
+  const tc = dp.program('tc');
+  for (; n < TOTAL && Date.now() - started < 90_000; n++) {
+    let input: Buffer;
+    const r = rand();
+    if (r < 0.15) {
+      input = Buffer.from(Array.from({ length: 14 + ri(120) }, () => ri(256)));
+      if (rand() < 0.5) input.writeUInt16BE(0x0800, 12);
+    } else {
+      input = mutate(seeds[ri(seeds.length)]!);
+      if (rand() < 0.3) input = mutate(input);
+    }
+    if (input.length < 14) input = Buffer.concat([input, Buffer.alloc(14 - input.length)]);
+    const useTc = n % 10 === 0;
+    let res;
+    try {
+      res = (useTc ? tc : xdp).testRun({ data: input });
+    } catch (e) {
+      // The kernel's tc test-run refuses IPv4 frames without a whole IPv4 header.
+      if (useTc && input.length < 14 + 20 && (e as { code?: string }).code === 'EINVAL') continue;
+      fail(`${useTc ? 'tc' : 'xdp'} testRun threw ${(e as Error).message}`, input, Buffer.alloc(0));
+      continue;
+    }
+    const { retval, dataOut: out } = res;
+    const vk = `${useTc ? 'tc' : 'xdp'}:${retval}`;
+    verdicts.set(vk, (verdicts.get(vk) ?? 0) + 1);
+    const pass = useTc ? TC_ACT_OK : XDP_PASS;
+    if (useTc) {
+      if (![TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT].includes(retval)) fail(`tc verdict ${retval}`, input, out);
+    } else if (![XDP_PASS, XDP_DROP, XDP_TX].includes(retval)) {
+      fail(`verdict ${retval}`, input, out);
+      continue;
+    }
+    if (retval === pass && out.equals(input)) continue;
+    if (retval === XDP_DROP || retval === TC_ACT_SHOT) continue;
+    let p: ParsedPacket;
+    try {
+      p = parsePacket(out);
+    } catch (e) {
+      fail(`unparseable output: ${(e as Error).message}`, input, out);
+      continue;
+    }
+    const toGw = out.subarray(0, 6).equals(Buffer.from(GW_MAC.split(':').map((x) => parseInt(x, 16))));
+    if ((retval === XDP_TX || retval === TC_ACT_REDIRECT) && !toGw) {
+      // our own ICMP fragmentation-needed
+      if (p.ip.protocol !== 1 || p.icmp?.type !== 3 || p.icmp.code !== 4 || !vips.has(p.ip.src)) fail('TX that is neither forwarded nor an ICMP', input, out);
+      else if (!verifyIpv4Checksum(out.subarray(14)) || !verifyL4Checksum(out.subarray(14))) fail('ICMP checksum', input, out);
+      continue;
+    }
+    if (retval === pass && !toGw) {
+      // rewritten but handed to the stack (too big without DF): must still be a proper forward
+      const why = checkForwarded(input, out, p);
+      if (why) fail(`PASS rewritten: ${why}`, input, out);
+      continue;
+    }
+    const why = checkForwarded(input, out, p);
+    if (why) fail(why, input, out);
+  }
+  t.log(`${n} frames in ${Date.now() - started} ms; verdicts ${JSON.stringify([...verdicts])}`);
+  t.true(n >= TOTAL, `only ${n} frames within the time bound`);
+  t.deepEqual(failures, []);
+  // The fuzz must actually have exercised the forwarding paths.
+  t.true((verdicts.get(`xdp:${XDP_TX}`) ?? 0) > 1000);
+});
