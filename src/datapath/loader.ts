@@ -738,14 +738,12 @@ export class BpfMap {
     native().objPin(this.fd, path);
   }
 
-  /** Closes an owned fd (openPinned/fromFd/fromId); no-op for object-owned maps. */
+  /** Closes an owned fd (openPinned/fromFd/fromId/create); no-op for object-owned maps. */
   close(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#owner) return;
     this.#closed = true;
-    if (!this.#owner) {
-      fdReaper.unregister(this.#token);
-      native().closeFd(this.#fd);
-    }
+    fdReaper.unregister(this.#token);
+    native().closeFd(this.#fd);
   }
 
   private fullValue(value: Buffer): Buffer {
@@ -1002,12 +1000,10 @@ export class BpfProgram {
 
   /** Closes an owned fd (openPinned/fromFd/fromId); no-op for object-owned programs. */
   close(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#owner) return;
     this.#closed = true;
-    if (!this.#owner) {
-      fdReaper.unregister(this.#token);
-      native().closeFd(this.#fd);
-    }
+    fdReaper.unregister(this.#token);
+    native().closeFd(this.#fd);
   }
 }
 

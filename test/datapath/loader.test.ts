@@ -167,6 +167,8 @@ test('hash map CRUD, flags, sizes, keys, entries, clear, info, memlock', (t) => 
   t.deepEqual(m.keys(), []);
   t.false(m.delete(u32(101)));
 
+  m.close(); // object-owned: stays usable until the object closes
+  m.update(u32(1), u64(1));
   const info = m.info();
   t.is(info.typeName, 'hash');
   t.is(info.maxEntries, 16);
