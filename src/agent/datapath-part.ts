@@ -1,0 +1,124 @@
+// Adapts the edge datapath to the agent: loads (reusing pinned maps),
+// attaches to the uplink, and keeps the complete service set it was given
+// so incremental changes from Kubernetes become one applyServices() call.
+import { networkInterfaces } from 'node:os';
+import type { EdgelbConfig } from '../config/types.js';
+import type { Logger } from '../log/logger.js';
+import { EdgeDatapath, type ForwardMode } from '../datapath/edge-datapath.js';
+import type { DesiredService } from '../model/types.js';
+import type { DatapathPart } from './agent.js';
+import type { AgentStatus, ComponentHealth, ServiceView } from './control-types.js';
+
+export function frontendKey(s: DesiredService): string {
+  return `${s.frontend.vip}:${s.frontend.port}/${s.frontend.protocol}`;
+}
+
+/** node.address, or the uplink's first IPv4 address. */
+export function edgeAddress(config: EdgelbConfig): string {
+  if (config.node.address) return config.node.address;
+  const addrs = networkInterfaces()[config.node.uplink] ?? [];
+  const v4 = addrs.find((a) => a.family === 'IPv4');
+  if (!v4) throw new Error(`node.uplink ${config.node.uplink} has no IPv4 address; set node.address`);
+  return v4.address;
+}
+
+export class DatapathAgentPart implements DatapathPart {
+  readonly name = 'datapath';
+  private dp: EdgeDatapath | null = null;
+  private attached = false;
+  private lastError = '';
+  private readonly desired = new Map<string, DesiredService>();
+
+  constructor(
+    private config: EdgelbConfig,
+    private readonly log: Logger,
+    private readonly forward: ForwardMode = { kind: 'fib' },
+  ) {}
+
+  async start(): Promise<void> {
+    const d = this.config.datapath;
+    try {
+      this.dp = EdgeDatapath.open({
+        maglevTableSize: d.maglevTableSize, mtu: d.mtu, address: edgeAddress(this.config), pinPath: d.pinPath,
+        forward: this.forward, logger: this.log.child({ component: 'datapath' }),
+      });
+      // Services that survived in the pinned maps keep forwarding; the
+      // first desired state from Kubernetes then replaces them.
+      this.dp.attach(this.config.node.uplink, d.xdp === 'off' ? 'tc' : d.xdp);
+      this.attached = true;
+    } catch (e) {
+      this.lastError = (e as Error).message;
+      this.log.error({ err: e }, 'datapath failed to load or attach');
+      throw e;
+    }
+  }
+
+  apply(changed: DesiredService[], removed: string[]): void {
+    for (const k of removed) this.desired.delete(k);
+    for (const s of changed) this.desired.set(frontendKey(s), s);
+    if (!this.dp) return;
+    const r = this.dp.applyServices([...this.desired.values()]);
+    this.log.debug({ ...r }, 'datapath tables applied');
+  }
+
+  async stop(mode: 'handover' | 'shutdown'): Promise<void> {
+    if (!this.dp) return;
+    // On a handover the program stays attached and the maps stay pinned:
+    // forwarding never stops while the next agent starts.
+    if (mode === 'shutdown') this.dp.detach();
+    this.dp.close();
+    this.dp = null;
+    this.attached = false;
+  }
+
+  async reload(config: EdgelbConfig): Promise<void> {
+    const d = config.datapath;
+    if (d.maglevTableSize !== this.config.datapath.maglevTableSize || d.pinPath !== this.config.datapath.pinPath || config.node.uplink !== this.config.node.uplink) {
+      this.log.warn('datapath.maglevTableSize, datapath.pinPath and node.uplink take effect at the next agent start');
+    }
+    this.dp?.reconfigure({ mtu: d.mtu, address: edgeAddress(config) });
+    this.config = config;
+  }
+
+  health(): ComponentHealth {
+    if (!this.dp) return { ok: false, detail: `not loaded${this.lastError ? `: ${this.lastError}` : ''}` };
+    if (!this.attached) return { ok: false, detail: `not attached to ${this.config.node.uplink}` };
+    return { ok: true, detail: `attached to ${this.config.node.uplink} (${this.config.datapath.xdp === 'off' ? 'tc' : `XDP ${this.config.datapath.xdp}`}), ${this.desired.size} frontends` };
+  }
+
+  services(): ServiceView[] {
+    if (!this.dp) return [];
+    const counters = new Map(this.dp.counters().services.map((s) => [`${s.vip}:${s.port}/${s.protocol}`, s]));
+    return [...this.desired.values()].map((s) => {
+      const c = counters.get(frontendKey(s));
+      const byBackend = new Map((c?.backends ?? []).map((b) => [`${b.ip}:${b.port}`, b]));
+      return {
+        frontend: frontendKey(s), service: s.service, mode: s.mode, dispatch: s.dispatch,
+        packets: c?.packets ?? 0, bytes: c?.bytes ?? 0,
+        backends: s.backends.map((b) => {
+          const bc = byBackend.get(`${b.ip}:${b.port}`);
+          return { ip: b.ip, port: b.port, node: b.nodeName, nodeIp: b.nodeIp, state: b.state, weight: b.weight, packets: bc?.packets ?? 0, bytes: bc?.bytes ?? 0 };
+        }),
+      };
+    });
+  }
+
+  drops(): { reason: string; packets: number }[] {
+    if (!this.dp) return [];
+    return Object.entries(this.dp.counters().stats)
+      .filter(([k]) => k.startsWith('drop_'))
+      .map(([k, v]) => ({ reason: k.slice('drop_'.length), packets: v }));
+  }
+
+  view(): AgentStatus['datapath'] {
+    const d = this.config.datapath;
+    let backends = 0;
+    for (const s of this.desired.values()) backends += s.backends.length;
+    return {
+      mode: d.mode, dispatch: d.dispatch,
+      xdp: [{ interface: this.config.node.uplink, mode: d.xdp === 'off' ? 'tc' : d.xdp, attached: this.attached }],
+      maglevTableSize: d.maglevTableSize, pinned: this.dp ? d.pinPath : null, paths: [],
+      services: this.desired.size, backends,
+    };
+  }
+}

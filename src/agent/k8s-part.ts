@@ -1,0 +1,95 @@
+// Adapts the Kubernetes controller to the agent: it is the source of the
+// desired state that the datapath and BGP parts consume.
+import type { EdgelbConfig } from '../config/types.js';
+import type { Logger } from '../log/logger.js';
+import { KubernetesController, type DesiredStateSink } from '../k8s/controller.js';
+import type { KubernetesPart } from './agent.js';
+import type { AgentStatus, ComponentHealth } from './control-types.js';
+
+const RETRY_MS = 5000;
+
+export class KubernetesAgentPart implements KubernetesPart {
+  readonly name = 'kubernetes';
+  controller: KubernetesController | null = null;
+  private lastError = '';
+  private retry: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly config: EdgelbConfig,
+    log: Logger,
+    private readonly sink: DesiredStateSink,
+  ) {
+    this.log = log.child({ component: 'kubernetes' });
+  }
+
+  async start(): Promise<void> {
+    // An unreachable API server or an unusable kubeconfig must not keep the
+    // edge from forwarding what its pinned maps and gobgpd already hold:
+    // report it, keep retrying.
+    this.attempt();
+  }
+
+  private attempt(): void {
+    if (this.stopped) return;
+    try {
+      this.controller = new KubernetesController({ config: this.config, nodeName: this.config.node.name, logger: this.log, sink: this.sink });
+      this.lastError = '';
+      void this.controller.start().catch((e: unknown) => {
+        this.lastError = (e as Error).message;
+      });
+    } catch (e) {
+      this.controller = null;
+      const where = this.config.kubernetes.kubeconfig || '$KUBECONFIG / in-cluster';
+      this.lastError = `kubeconfig ${where}: ${(e as Error).message}`;
+      this.log.error({ err: e }, `cannot use ${where}; retrying every ${RETRY_MS / 1000}s`);
+      this.retry = setTimeout(() => this.attempt(), RETRY_MS);
+      this.retry.unref();
+    }
+  }
+
+  setAdvertising(v: boolean): void {
+    this.controller?.setAdvertising(v);
+  }
+
+  async stop(mode: 'handover' | 'shutdown'): Promise<void> {
+    this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
+    // A handover keeps the Lease so that the next agent (same identity)
+    // resumes allocation without waiting for another edge to take over.
+    await this.controller?.stop({ releaseLease: mode === 'shutdown' });
+  }
+
+  health(): ComponentHealth {
+    if (!this.controller) return { ok: false, detail: this.lastError || 'not started' };
+    const s = this.controller.status();
+    if (!s.connected) return { ok: false, detail: `API server unreachable (keeping the last known state; ${s.watchRestarts} watch restarts)` };
+    if (!s.synced) return { ok: false, detail: 'initial list not complete' };
+    return { ok: true, detail: `synced, ${s.services} services, ${s.frontends} frontends, ${s.vips} VIPs${s.leader ? ', IPAM leader' : ''}` };
+  }
+
+  view(): AgentStatus['kubernetes'] {
+    if (!this.controller) return { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0 };
+    const s = this.controller.status();
+    let endpoints = 0;
+    for (const d of this.controller.desiredState().services) endpoints += d.backends.length;
+    return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints };
+  }
+
+  poolUsage(): { pool: string; used: number; size: number }[] {
+    const used = new Map<string, number>();
+    for (const v of this.controller?.desiredState().vips ?? []) used.set(v.pool, (used.get(v.pool) ?? 0) + 1);
+    return this.config.pools.map((p) => ({ pool: p.name, used: used.get(p.name) ?? 0, size: poolSize(p.cidrs) }));
+  }
+}
+
+function poolSize(cidrs: string[]): number {
+  let n = 0;
+  for (const c of cidrs) {
+    const [addr = '', len = '0'] = c.split('/');
+    const bits = (addr.includes(':') ? 128 : 32) - Number(len);
+    n += bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits;
+  }
+  return Math.min(n, Number.MAX_SAFE_INTEGER);
+}

@@ -1,0 +1,269 @@
+// The agent as operators run it: `edgelb run` in an edge namespace with a
+// managed gobgpd, XDP on its uplink, an FRR router as the BGP peer and the
+// test API server as the cluster. Then the operator's commands against it.
+import test from 'ava';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, readFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Cleanup, createNetns, uniqueId, vethPair, addAddress, nsRun, gatewaysOf, kernelRoutes, sleep } from '../lib/netns.js';
+import { FrrRouter } from '../lib/frr.js';
+import { TestApiServer } from '../apiserver/server.js';
+
+const exec = promisify(execFile);
+const id = uniqueId();
+const dir = mkdtempSync(join(tmpdir(), `edgelb-agent-${id}-`));
+chmodSync(dir, 0o755); // FRR's daemons drop to user frr
+const cleanup = new Cleanup();
+const R = `elbar-${id}`;
+const E = `elbae-${id}`;
+const octet = 16 + (parseInt(id, 16) % 200);
+const NET = `10.${octet}.10`; // router ↔ edge
+const K8S = `10.${octet}.11`; // root ns (API server) ↔ edge
+const PIN = `/sys/fs/bpf/edgelb-test-agent-${id}`;
+const controlSock = join(dir, 'control.sock');
+let api: TestApiServer;
+let router: FrrRouter;
+let agent: ChildProcess | null = null;
+let metricsUrl = '';
+
+/** Polls until fn returns something truthy; throws naming what never happened. */
+async function until<T>(fn: () => Promise<T | null | false> | T | null | false, timeoutMs: number, what: string, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+function config(extra: { drainSeconds?: number; peers?: string } = {}): string {
+  return `node: { name: edge-a, routerId: ${NET}.2, asn: 64512, uplink: up0 }
+bgp:
+  gobgp: { socket: ${dir}/gobgp.sock, manage: true }
+  bfdd: { runDir: ${dir}/bfdd }
+  drainSeconds: ${extra.drainSeconds ?? 2}
+  peers: ${extra.peers ?? `[{ address: ${NET}.1, asn: 64500, holdTime: 9, keepalive: 3 }]`}
+pools: [{ name: public, cidrs: [198.18.${octet}.0/28], advertise: { communities: ["64512:7"] } }]
+datapath: { pinPath: ${PIN}, xdp: native }
+kubernetes: { kubeconfig: ${dir}/kubeconfig, leaseDurationSeconds: 5 }
+control: { socket: ${controlSock} }
+metrics: { listen: ${K8S}.2:9472 }
+`;
+}
+
+async function startAgent(): Promise<string> {
+  const child = spawn('ip', ['netns', 'exec', E, 'bin/edgelb', 'run', '--config', join(dir, 'edgelb.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  agent = child;
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  writeFileSync(join(dir, `agent-${child.pid}.log`), '');
+  child.on('exit', () => writeFileSync(join(dir, `agent-${child.pid}.log`), out));
+  return until(() => {
+    if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${out.slice(-2000)}`);
+    return /^EDGELB READY .*$/m.exec(out)?.[0] ?? null;
+  }, 30_000, 'the READY line');
+}
+
+async function stopAgent(signal: 'SIGTERM' | 'SIGQUIT'): Promise<number | null> {
+  const child = agent;
+  agent = null;
+  if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+  const done = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.kill(signal);
+  const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const code = await done;
+  clearTimeout(t);
+  return code;
+}
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  try {
+    const r = await exec('ip', ['netns', 'exec', E, 'bin/edgelb', ...args, '--socket', controlSock], { timeout: 60_000 });
+    return { code: 0, out: r.stdout, err: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, out: x.stdout, err: x.stderr };
+  }
+}
+
+async function routerGateways(vip: string): Promise<string[]> {
+  return gatewaysOf(await kernelRoutes(R), vip);
+}
+
+test.before(async () => {
+  cleanup.add('tmp dir', () => rmSync(dir, { recursive: true, force: true }));
+  cleanup.add('bpffs pins', () => rmSync(PIN, { recursive: true, force: true }));
+  await createNetns(R, cleanup);
+  await createNetns(E, cleanup);
+  await vethPair(R, 'r0', E, 'up0');
+  await addAddress(R, 'r0', `${NET}.1/24`);
+  await addAddress(E, 'up0', `${NET}.2/24`);
+  // The API server listens on a root-namespace veth the edge can reach.
+  const rootIf = `elbk${id}`;
+  await exec('ip', ['link', 'add', rootIf, 'type', 'veth', 'peer', 'name', 'k8s0', 'netns', E]);
+  cleanup.add('root veth', () => exec('ip', ['link', 'del', rootIf]).catch(() => undefined));
+  await exec('ip', ['addr', 'add', `${K8S}.1/30`, 'dev', rootIf]);
+  await exec('ip', ['link', 'set', rootIf, 'up']);
+  await addAddress(E, 'k8s0', `${K8S}.2/30`);
+  api = await TestApiServer.start({ host: `${K8S}.1`, kubeconfigPath: join(dir, 'kubeconfig') });
+  cleanup.add('api server', () => api.close());
+  router = new FrrRouter(R, join(dir, 'frr'), {
+    hostname: 'r', asn: 64500, routerId: `${NET}.1`,
+    neighbors: [{ address: `${NET}.2`, asn: 64512, holdTime: 9, keepalive: 3 }],
+  });
+  await router.start();
+  cleanup.add('frr', () => router.stop());
+  writeFileSync(join(dir, 'edgelb.yaml'), config());
+  metricsUrl = `http://${K8S}.2:9472`;
+  api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${NET}.10` }] } });
+  cleanup.add('agent', () => stopAgent('SIGTERM'));
+});
+
+test.after.always(async () => {
+  const errors = await cleanup.run();
+  if (errors.length > 0) console.error(errors.map((e) => e.message).join('\n'));
+});
+
+const VIP_SVC = {
+  apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' },
+  spec: { type: 'LoadBalancer', loadBalancerClass: 'edgelb.io/dsr', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
+};
+const SLICE = {
+  apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'web-abc', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } },
+  addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+  endpoints: [{ addresses: ['10.244.1.5'], nodeName: 'node-1', conditions: { ready: true, serving: true, terminating: false } }],
+};
+
+let vip = '';
+
+test.serial('edgelb run prints its READY line, peers with the router and serves status', async (t) => {
+  const ready = await startAgent();
+  t.regex(ready, /^EDGELB READY node=edge-a peers=1 config=[0-9a-f]{12}$/);
+  await until(() => router.established(`${NET}.2`), 30_000, 'the BGP session');
+  const st = await cli('status', '-o', 'json');
+  t.is(st.code, 0, st.err);
+  const s = JSON.parse(st.out);
+  t.is(s.node, 'edge-a');
+  t.true(s.datapath.xdp[0].attached);
+  t.is(s.datapath.pinned, PIN);
+  const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
+  t.regex(link.stdout, /prog\/xdp id \d+/);
+});
+
+test.serial('a LoadBalancer Service gets a VIP in status, the router a route, the datapath a frontend', async (t) => {
+  api.create(VIP_SVC);
+  api.create(SLICE);
+  vip = await until(() => {
+    const svc = api.get('services', 'default', 'web') as { status?: { loadBalancer?: { ingress?: { ip: string }[] } } };
+    return svc?.status?.loadBalancer?.ingress?.[0]?.ip ?? null;
+  }, 20_000, 'an address in status.loadBalancer.ingress');
+  t.regex(vip, new RegExp(`^198\\.18\\.${octet}\\.`));
+  const gws = await until(async () => {
+    const g = await routerGateways(vip);
+    return g.length > 0 ? g : null;
+  }, 20_000, 'the VIP in the router table');
+  t.deepEqual(gws, [`${NET}.2`]);
+  const route = await router.bgpRoute(`${vip}/32`);
+  t.true(JSON.stringify(route).includes('64512:7'), 'pool community reaches the router');
+
+  const list = await cli('service', 'list', '-o', 'json');
+  t.is(list.code, 0, list.err);
+  const services = JSON.parse(list.out) as { frontend: string; backends: { ip: string; port: number; node: string; state: string }[] }[];
+  t.is(services.length, 1);
+  t.is(services[0]!.frontend, `${vip}:80/TCP`);
+  t.deepEqual(services[0]!.backends.map((b) => [b.ip, b.port, b.node, b.state]), [['10.244.1.5', 8080, 'node-1', 'active']]);
+  const text = await cli('service', 'list');
+  t.regex(text.out, /^FRONTEND\s+SERVICE\s+MODE\s+BACKEND\s+NODE\s+STATE\s+WEIGHT\s+PACKETS\s+BYTES$/m);
+  t.regex(text.out, new RegExp(`${vip.replaceAll('.', '\\.')}:80/TCP\\s+default/web\\s+dsr/ip-option\\s+10\\.244\\.1\\.5:8080\\s+node-1\\s+active`));
+});
+
+test.serial('bgp peers / bgp routes / status text show what was sent', async (t) => {
+  const peers = await cli('bgp', 'peers');
+  t.regex(peers.out, new RegExp(`^${NET.replaceAll('.', '\\.')}\\.1\\s+64500\\s+established\\s+\\S+`, 'm'));
+  const routes = JSON.parse((await cli('bgp', 'routes', '-o', 'json')).out) as { prefix: string; peer: string; communities: string[] }[];
+  t.true(routes.some((r) => r.prefix === `${vip}/32` && r.peer === `${NET}.1` && r.communities.includes('64512:7')), JSON.stringify(routes));
+  const st = await cli('status', '--verbose');
+  t.regex(st.out, /^Node:\s+edge-a \(edgelb /m);
+  t.regex(st.out, /^BGP:\s+gobgpd up; 1\/1 peers established; 1 VIPs announced$/m);
+  t.regex(st.out, /^Services:\s+1 frontends, 1 backends$/m);
+  t.regex(st.out, /^Kubernetes:\s+connected/m);
+  t.regex(st.out, /^Health:\s+Ready$/m);
+});
+
+test.serial('metrics expose the families and readiness', async (t) => {
+  const m = await (await fetch(`${metricsUrl}/metrics`).catch(() => null))?.text();
+  if (m === undefined) {
+    // The metrics address lives inside the edge namespace.
+    const r = await nsRun(E, ['curl', '-s', `${metricsUrl}/metrics`]);
+    return checkMetrics(t, r.stdout);
+  }
+  checkMetrics(t, m);
+});
+
+function checkMetrics(t: import('ava').ExecutionContext, text: string) {
+  for (const family of ['edgelb_service_packets', 'edgelb_backend_packets', 'edgelb_bgp_peer_up', 'edgelb_bgp_announces_total', 'edgelb_reconcile_seconds', 'edgelb_ipam_pool_addresses_used', 'edgelb_kubernetes_watch_restarts_total', 'edgelb_datapath_drops', 'edgelb_ready']) {
+    t.regex(text, new RegExp(`^# TYPE ${family} `, 'm'), family);
+  }
+  t.regex(text, new RegExp(`^edgelb_bgp_peer_up\\{peer="${NET}.1"\\} 1$`, 'm'));
+  t.regex(text, /^edgelb_ipam_pool_addresses_used\{pool="public"\} 1$/m);
+}
+
+test.serial('reload: an invalid file changes nothing and says why; a valid one applies', async (t) => {
+  writeFileSync(join(dir, 'edgelb.yaml'), config().replace('drainSeconds: 2', 'drainSeconds: -5'));
+  const bad = await cli('reload');
+  t.is(bad.code, 1);
+  t.regex(bad.err, /bgp\.drainSeconds: must be from 0 to 3600 \(got -5\)/);
+  writeFileSync(join(dir, 'edgelb.yaml'), config({ drainSeconds: 1 }));
+  const good = await cli('reload');
+  t.is(good.code, 0, good.err);
+  t.regex(good.out, /^reloaded .*edgelb\.yaml \(sha256 [0-9a-f]{12}\)$/m);
+});
+
+test.serial('drain marks GRACEFUL_SHUTDOWN then withdraws; undrain re-announces', async (t) => {
+  const drain = cli('drain');
+  const sawGshut = await until(async () => {
+    const r = JSON.stringify(await router.bgpRoute(`${vip}/32`));
+    return r.includes('gracefulShutdown') || r.includes('65535:0');
+  }, 10_000, 'GRACEFUL_SHUTDOWN at the router', 50).catch(() => false);
+  t.true(sawGshut, 'router saw 65535:0 before the withdrawal');
+  const r = await drain;
+  t.is(r.code, 0, r.err);
+  await until(async () => (await routerGateways(vip)).length === 0, 10_000, 'the withdrawal');
+  t.regex((await cli('status')).out, /^Drain:\s+drained$/m);
+  t.is((await cli('undrain')).code, 0);
+  await until(async () => (await routerGateways(vip)).length === 1, 10_000, 'the re-announcement');
+  t.pass();
+});
+
+test.serial('restart with SIGQUIT (handover): the route never leaves the router, XDP stays attached', async (t) => {
+  let lost = false;
+  let polling = true;
+  const poll = (async () => {
+    while (polling) {
+      if ((await routerGateways(vip)).length === 0) lost = true;
+      await sleep(50);
+    }
+  })();
+  t.is(await stopAgent('SIGQUIT'), 0);
+  const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
+  t.regex(link.stdout, /prog\/xdp id \d+/, 'program stays attached between agents');
+  await startAgent();
+  await sleep(3000);
+  polling = false;
+  await poll;
+  t.false(lost, 'the router lost the VIP during the restart');
+  const s = JSON.parse((await cli('status', '-o', 'json')).out);
+  t.is(s.datapath.services, 1);
+});
+
+test.serial('SIGTERM drains, withdraws and detaches', async (t) => {
+  t.is(await stopAgent('SIGTERM'), 0);
+  t.deepEqual(await routerGateways(vip), []);
+  const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
+  t.notRegex(link.stdout, /prog\/xdp/);
+  t.truthy(readFileSync(join(dir, 'edgelb.yaml')));
+});
