@@ -281,3 +281,27 @@ test('outages: 503 and refused connections, restart keeps data and resource vers
   t.is(api.openWatches, 0);
   t.true(api.requestCount('list', 'nodes') >= 2);
 });
+
+test('finalizers hold a deleted object until the last one is removed; YAML bodies; watch of one object by URL', async (t) => {
+  const { api, req } = await start(t);
+  const base = '/api/v1/namespaces/default/services';
+  const c = await req(base, { method: 'POST', headers: { 'Content-Type': 'application/yaml' }, body: 'metadata:\n  name: f\n  finalizers: [edgelb.io/ip]\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 80\n' });
+  t.is(c.status, 201, JSON.stringify(c.body));
+  const watch = readWatch(`${api.url}${base}/f?watch=true&resourceVersion=${c.body.metadata.resourceVersion}`, (e) => e.some((x) => x.type === 'DELETED'));
+  await new Promise((r) => setTimeout(r, 100));
+  const d = await req(`${base}/f`, { method: 'DELETE' });
+  t.is(d.status, 200);
+  t.truthy(d.body.metadata.deletionTimestamp);
+  t.truthy(api.get('services', 'default', 'f'), 'still there while a finalizer remains');
+  const more = await req(`${base}/f`, json('PATCH', { metadata: { finalizers: ['edgelb.io/ip', 'other'] } }, 'application/merge-patch+json'));
+  t.is(more.status, 422);
+  t.regex(more.body.message, /no new finalizers can be added/);
+  const done = await req(`${base}/f`, json('PATCH', { metadata: { finalizers: null } }, 'application/merge-patch+json'));
+  t.is(done.status, 200);
+  t.is(api.get('services', 'default', 'f'), undefined);
+  const w = await watch;
+  t.deepEqual(w.events.map((e) => e.type), ['MODIFIED', 'MODIFIED', 'DELETED']);
+  // The node port and cluster IP are free again.
+  const again = await req(base, json('POST', { metadata: { name: 'g' }, spec: { type: 'LoadBalancer', clusterIP: c.body.spec.clusterIP, ports: [{ port: 80, nodePort: c.body.spec.ports[0].nodePort }] } }));
+  t.is(again.status, 201, JSON.stringify(again.body));
+});

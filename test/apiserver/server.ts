@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import {
   aggregatedDiscovery, apiGroup, apiGroupList, apiResourceList, apiVersions, openapiV2Json, openapiV2Protobuf,
   openapiV3Doc, openapiV3Root, SERVER_VERSION,
@@ -425,13 +426,14 @@ export class TestApiServer {
         case 'GET': {
           const out = negotiateObject(accept);
           if (!out) throw notAcceptable();
+          if (isWatch) {
+            verb = 'watch';
+            this.record(req, verb, resource, 200);
+            this.watch(res, route, q, out);
+            return;
+          }
           if (route.name === undefined) {
-            verb = isWatch ? 'watch' : 'list';
-            if (isWatch) {
-              this.record(req, verb, resource, 200);
-              this.watch(req, res, route, q, out);
-              return;
-            }
+            verb = 'list';
             this.sendObject(res, 200, this.listResponse(route, q, out), out, true);
           } else {
             verb = 'get';
@@ -596,19 +598,21 @@ export class TestApiServer {
     });
   }
 
+  /** Request bodies in JSON or YAML, as the real server accepts; protobuf is refused. */
   private async readJson(req: IncomingMessage): Promise<Obj> {
     const ct = String(req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
-    if (ct !== 'application/json' && ct !== '*/*' && ct !== '') {
+    const yaml = ct === 'application/yaml';
+    if (ct !== 'application/json' && ct !== '*/*' && ct !== '' && !yaml) {
       throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got ${ct})`);
     }
     const text = await this.readBody(req);
     let body: unknown;
     try {
-      body = JSON.parse(text);
+      body = yaml ? parseYaml(text) : JSON.parse(text);
     } catch (e) {
       throw badRequest(`error decoding request body: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('the request body must be a JSON object');
+    if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('the request body must be an object');
     return body as Obj;
   }
 
@@ -697,9 +701,11 @@ export class TestApiServer {
     return { kind: r.listKind, apiVersion: apiVersionOf(r), metadata: meta, items: bare };
   }
 
-  private watch(req: IncomingMessage, res: ServerResponse, route: Route, q: URLSearchParams, out: Output): void {
+  private watch(res: ServerResponse, route: Route, q: URLSearchParams, out: Output): void {
     const { r, namespace } = route;
     const sel = this.selectors(r, q);
+    // The deprecated watch of one object by URL is a watch with a name field selector.
+    if (route.name !== undefined) sel.fields.push({ field: 'metadata.name', op: '=', value: route.name });
     const rvParam = q.get('resourceVersion') ?? '';
     let from: number | undefined;
     if (rvParam !== '' && rvParam !== '0') {
@@ -709,7 +715,6 @@ export class TestApiServer {
     const bookmarks = q.get('allowWatchBookmarks') === 'true';
     const initialEvents = q.get('sendInitialEvents') === 'true';
     const timeoutS = q.has('timeoutSeconds') ? Number(q.get('timeoutSeconds')) : this.opts.defaultWatchTimeoutSeconds;
-    if (route.name !== undefined) throw methodNotSupported('watch', r.plural);
 
     res.writeHead(200, { 'Content-Type': outputContentType(out, false), 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
@@ -914,6 +919,17 @@ export class TestApiServer {
       };
       if (old.metadata.generation !== undefined) next.metadata.generation = old.metadata.generation;
       delete next.metadata.managedFields;
+      // Deletion is the server's business: clients cannot set or clear it.
+      delete next.metadata.deletionTimestamp;
+      delete next.metadata.deletionGracePeriodSeconds;
+      if (old.metadata.deletionTimestamp) {
+        next.metadata.deletionTimestamp = old.metadata.deletionTimestamp;
+        next.metadata.deletionGracePeriodSeconds = old.metadata.deletionGracePeriodSeconds;
+        const added = ((next.metadata.finalizers ?? []) as string[]).filter((f) => !((old.metadata.finalizers ?? []) as string[]).includes(f));
+        if (added.length > 0) {
+          throw invalid(r.kind, r.group, name, [{ reason: 'FieldValueForbidden', field: 'metadata.finalizers', message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}` }]);
+        }
+      }
       if (r.hasStatus) next.status = old.status;
     }
     const causes = this.admit(r, next, old, sub);
@@ -933,6 +949,11 @@ export class TestApiServer {
       return next;
     }
     const stored = this.store.update(r.storage, r.toStorage ? r.toStorage(next) : next);
+    if (stored.metadata.deletionTimestamp && !(stored.metadata.finalizers ?? []).length) {
+      // The last finalizer is gone: the pending deletion completes.
+      if (r.kind === 'Service') this.allocator.release(stored);
+      return this.view(r, this.store.delete(r.storage, stored.metadata.namespace, name)!);
+    }
     return this.view(r, stored);
   }
 
@@ -982,6 +1003,12 @@ export class TestApiServer {
       throw new ApiError(403, 'Forbidden', `namespaces "${name}" is forbidden: this namespace may not be deleted`, { name, kind: 'namespaces' });
     }
     if (dryRun) return this.view(r, existing);
+    if ((existing.metadata.finalizers ?? []).length > 0 && r.kind !== 'Namespace') {
+      // Finalizers hold the object: it is only marked, and goes when the last one is removed.
+      if (existing.metadata.deletionTimestamp) return this.view(r, existing);
+      const marked = { ...existing, metadata: { ...existing.metadata, deletionTimestamp: nowRFC3339(), deletionGracePeriodSeconds: 0 } };
+      return this.view(r, this.store.update(r.storage, marked));
+    }
     if (r.kind === 'Namespace') {
       // The namespace controller's work, done at once: everything inside goes first.
       const storages = new Set(RESOURCES.filter((x) => x.namespaced).map((x) => x.storage));

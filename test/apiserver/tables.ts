@@ -111,8 +111,8 @@ const service: TableDef = {
     s.metadata.name,
     s.spec?.type ?? '',
     s.spec?.clusterIP ? s.spec.clusterIP : '<none>',
-    // kubectl prints the wide variant only for -o wide; a table carries one value.
-    serviceExternalIP(s, false),
+    // The API server prints with Wide set, so addresses are never truncated.
+    serviceExternalIP(s, true),
     servicePorts(s),
     age(s, now),
     formatLabels(s.spec?.selector),
