@@ -822,7 +822,7 @@ export class TestApiServer {
     if (r.kind === 'Event' && r.group === 'events.k8s.io' && !old) causes.push(...validateNewEvent(o));
     if (r.kind === 'Namespace') {
       o.spec = { finalizers: ['kubernetes'], ...(o.spec ?? {}) };
-      o.status = { phase: 'Active', ...(o.status ?? {}) };
+      if (!old) o.status = { phase: 'Active' };
       o.metadata.labels = { ...(o.metadata.labels ?? {}), 'kubernetes.io/metadata.name': o.metadata.name };
     }
     return causes;

@@ -18,6 +18,29 @@ function intToIp(n: number): string {
 
 const TYPES = ['ClusterIP', 'ExternalName', 'LoadBalancer', 'NodePort'];
 
+/**
+ * On a type change, fields that only made sense for the old type and that the
+ * client left as they were are dropped, so `kubectl patch -p '{"spec":{"type":
+ * "ClusterIP"}}'` works on a LoadBalancer, as in Kubernetes.
+ */
+function dropTypeDependentFields(spec: Obj, oldSpec: Obj): void {
+  const same = (k: string): boolean => JSON.stringify(spec[k]) === JSON.stringify(oldSpec[k]);
+  const toExternal = spec.type === 'NodePort' || spec.type === 'LoadBalancer';
+  if (!toExternal) {
+    for (const p of (spec.ports ?? []) as Obj[]) {
+      const o = ((oldSpec.ports ?? []) as Obj[]).find((x) => x.port === p.port);
+      if (o && o.nodePort === p.nodePort) delete p.nodePort;
+    }
+    if (same('externalTrafficPolicy')) delete spec.externalTrafficPolicy;
+  }
+  if (spec.type !== 'LoadBalancer') {
+    for (const k of ['healthCheckNodePort', 'allocateLoadBalancerNodePorts', 'loadBalancerClass']) if (same(k)) delete spec[k];
+  }
+  if (spec.type === 'ExternalName') {
+    for (const k of ['clusterIP', 'clusterIPs', 'ipFamilies', 'ipFamilyPolicy', 'internalTrafficPolicy', 'sessionAffinity']) if (same(k)) delete spec[k];
+  }
+}
+
 export class ServiceAllocator {
   private readonly base: number;
   private readonly size: number;
@@ -76,6 +99,7 @@ export class ServiceAllocator {
     if (!TYPES.includes(spec.type)) return [fieldNotSupported('spec.type', spec.type, TYPES)];
     const isLB = spec.type === 'LoadBalancer';
     const external = isLB || spec.type === 'NodePort';
+    if (old && old.spec?.type !== spec.type) dropTypeDependentFields(spec, old.spec ?? {});
 
     if (spec.type !== 'ExternalName') {
       spec.sessionAffinity ??= 'None';

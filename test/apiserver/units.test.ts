@@ -171,6 +171,17 @@ test('service allocator: cluster IPs and node ports, conflicts, reuse on update,
   t.true(causes.includes('spec.ports[1].protocol'));
   t.true(causes.includes('spec.ports[0].name'));
   t.true(causes.includes('spec.loadBalancerClass'));
+  // Type change LoadBalancer → ClusterIP drops node ports and LB-only fields the client left alone.
+  const lb = mk('j', { allocateLoadBalancerNodePorts: true, externalTrafficPolicy: 'Local' });
+  t.deepEqual(al.admit(lb, undefined), []);
+  const toCIP = structuredClone(lb);
+  toCIP.spec.type = 'ClusterIP';
+  t.deepEqual(al.admit(toCIP, lb), []);
+  t.is(toCIP.spec.ports[0].nodePort, undefined);
+  t.is(toCIP.spec.healthCheckNodePort, undefined);
+  t.is(toCIP.spec.externalTrafficPolicy, undefined);
+  t.is(toCIP.spec.allocateLoadBalancerNodePorts, undefined);
+  t.is(toCIP.spec.clusterIP, lb.spec.clusterIP);
   const affinity = mk('i', { sessionAffinity: 'ClientIP', allocateLoadBalancerNodePorts: false });
   t.deepEqual(al.admit(affinity, undefined), []);
   t.is(affinity.spec.sessionAffinityConfig.clientIP.timeoutSeconds, 10800);
