@@ -18,7 +18,7 @@ export function edgeConfig(plan: LabPlan, edge: EdgePlan, opts: LabOptions, path
   return {
     node: { name: edge.name, routerId: edge.address, asn: edge.asn, uplink: edge.uplink, address: edge.address },
     bgp: {
-      gobgp: { socket: join(paths.dir, 'gobgp.sock'), binary: 'gobgpd', manage: true },
+      gobgp: { socket: join(paths.dir, 'gobgp.sock'), binary: '/usr/bin/gobgpd', manage: true },
       bfdd: { binary: '/usr/lib/frr/bfdd', runDir: join(paths.dir, 'bfdd') },
       drainSeconds: opts.drainSeconds,
       peers: [

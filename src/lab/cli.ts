@@ -1,6 +1,7 @@
 // `npm run lab -- up | down | status [--json] | kubectl ARGS…`
 import { parseArgs } from 'node:util';
-import { Lab, labDown, labUp, listLabs, type LabDescription } from './lab.js';
+import { Lab, labDown, labUp, listLabs } from './lab.js';
+import { renderStatus } from './render.js';
 import type { LabOptions } from './state.js';
 
 const HELP = `Usage: npm run lab -- COMMAND [options]
@@ -19,39 +20,17 @@ const HELP = `Usage: npm run lab -- COMMAND [options]
 PREFIX may be omitted when exactly one lab exists.
 `;
 
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 function pickLab(given: string | undefined): string {
   if (given) return given;
   const labs = listLabs();
   if (labs.length === 1) return labs[0]!;
   throw new Error(labs.length === 0 ? 'no lab is running (npm run lab -- up)' : `several labs are running (${labs.join(', ')}): name one`);
-}
-
-export function renderStatus(d: LabDescription): string {
-  const out: string[] = [];
-  out.push(`lab ${d.prefix} (${d.phase}, since ${d.createdAt})`);
-  out.push(`  dir         ${d.dir}`);
-  out.push(`  kubeconfig  ${d.kubeconfig}`);
-  out.push(`  API server  ${d.apiServer} (in ${d.namespaces.find((n) => n.endsWith('mgmt'))})`);
-  out.push(`  kubectl     npm run lab -- kubectl get svc   (or: ${d.kubectl} …)`);
-  out.push(`  options     mode=${d.options.mode} dispatch=${d.options.dispatch} bfd=${d.options.bfd}`);
-  out.push(`  client      ${d.client.ns}  ${d.client.addresses.join(', ')}  via ${d.client.gateway}`);
-  out.push(`  router      ${d.router.ns}  ${d.router.address} (fabric), ${d.router.clientSide} (client side), AS ${d.router.asn}`);
-  out.push(`              vtysh: ${d.router.vtysh}`);
-  for (const e of d.edges) {
-    out.push(`  ${e.name.padEnd(11)} ${e.ns}  ${e.address} AS ${e.asn}, uplink ${e.uplink}, mgmt ${e.mgmt}; agent: ${e.agent}`);
-    if (e.agent !== 'ready' && e.detail) out.push(`              ${e.detail.split('\n')[0]}`);
-    out.push(`              config ${e.config}  socket ${e.socket}  log ${e.log}`);
-  }
-  for (const n of d.nodes) {
-    out.push(`  ${n.name.padEnd(11)} ${n.ns}  ${n.address}, pods ${n.podCidr}; node datapath: ${n.datapath?.attached ? 'attached' : 'not attached'}`);
-    for (const p of n.pods) out.push(`    pod ${p.name.padEnd(8)} ${p.ns}  ${p.ip}`);
-  }
-  out.push(`  VIP pool    ${d.pool}; pod ports http ${d.ports.http}/tcp, udp ${d.ports.udp}/udp`);
-  if (d.vipError) out.push(`  VIPs        (API server not answering: ${d.vipError})`);
-  else if (d.vips.length === 0) out.push('  VIPs        none (no LoadBalancer Service yet)');
-  else for (const v of d.vips) out.push(`  VIP         ${v.service}: ${v.ips.length ? v.ips.join(', ') : '<pending>'} ports ${v.ports.join(' ')}`);
-  for (const p of d.problems) out.push(`  PROBLEM     ${p.split('\n')[0]}`);
-  return out.join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -110,7 +89,9 @@ async function main(argv: string[]): Promise<number> {
       }
       const lab = Lab.load(pickLab(prefix));
       try {
-        const r = await lab.kubectl(args);
+        // `-f -` reads the manifest from our stdin.
+        const input = args.includes('-') && !process.stdin.isTTY ? await readStdin() : undefined;
+        const r = await lab.kubectl(args, input === undefined ? {} : { input });
         process.stdout.write(r.stdout);
         process.stderr.write(r.stderr);
         return 0;

@@ -187,6 +187,7 @@ export class Lab {
       vips,
       vipError,
       problems: this.state.problems,
+      workarounds: this.state.workarounds ?? [],
     };
   }
 }
@@ -210,9 +211,16 @@ export interface LabDescription {
   vips: { service: string; ips: string[]; ports: string[] }[];
   vipError: string | null;
   problems: string[];
+  workarounds: string[];
 }
 
 // ------------------------------------------------------------------ helpers
+
+/** A multi-line error as one line: its first line and the last line of the log tail it quotes. */
+export function oneLine(msg: string): string {
+  const lines = msg.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.length <= 1 ? lines[0] ?? '' : `${lines[0]} … ${lines[lines.length - 1]}`;
+}
 
 function readSize(file: string): number {
   try {
@@ -262,6 +270,10 @@ function frrIds(): { uid: number; gid: number } | null {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
+async function txChecksumOff(ns: string, ifname: string): Promise<void> {
+  await nsRun(ns, ['ethtool', '-K', ifname, 'tx', 'off']);
+}
+
 async function macOf(ns: string, ifname: string): Promise<string> {
   const { stdout } = await nsRun(ns, ['ip', '-j', 'link', 'show', 'dev', ifname]);
   return (JSON.parse(stdout) as { address: string }[])[0]!.address;
@@ -293,6 +305,9 @@ export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}):
     nodes: [],
     phase: 'building',
     problems: [],
+    workarounds: [
+      'pods: ethtool -K eth0 sg off — node.c rewrites replies only when the whole packet is linear (parse.h checks the IP total length against the pulled window)',
+    ],
   };
   const lab = new Lab(state);
   mkdirSync(dir, { recursive: true });
@@ -348,6 +363,11 @@ async function buildNetwork(lab: Lab): Promise<void> {
   await addAddress(p.client.ns, p.client.ifname, `${p.client.address}/24`);
   await addAddress(p.client.ns, p.client.ifname, `${p.client.otherAddress}/24`);
   await nsRun(p.client.ns, ['ip', 'route', 'add', 'default', 'via', p.client.gateway]);
+  // A veth hands packets on with the TCP/UDP checksum still to be done
+  // (CHECKSUM_PARTIAL); an XDP program that rewrites such a packet and sends
+  // it with XDP_TX makes a fresh frame whose checksum is never completed. A
+  // real NIC computes it before the wire, so compute it at the sender here.
+  await txChecksumOff(p.client.ns, p.client.ifname);
   for (const [k, v] of [['net.ipv4.ip_forward', '1'], ['net.ipv4.fib_multipath_hash_policy', '1'], ['net.ipv4.conf.all.rp_filter', '0'], ['net.ipv4.conf.default.rp_filter', '0']]) {
     await sysctl(p.router.ns, k!, v!);
   }
@@ -357,8 +377,9 @@ async function buildNetwork(lab: Lab): Promise<void> {
   // Edges.
   for (const e of p.edges) {
     await fabricPort(e.ns, e.uplink, e.fabricPort, `${e.address}/24`);
-    // XDP_TX on a veth reaches the peer only when the peer runs NAPI (GRO on).
-    await nsRun(p.fabric.ns, ['ethtool', '-K', e.fabricPort, 'gro', 'on']);
+    // XDP_TX on a veth reaches the peer only when the peer runs NAPI, which
+    // an XDP program on the peer turns on (GRO, on by default, does not).
+    await nsRun(p.fabric.ns, ['ip', 'link', 'set', 'dev', e.fabricPort, 'xdp', 'obj', join(root, 'bpf/out/xdp_pass.o'), 'sec', 'xdp']);
     await vethPair(e.ns, e.mgmtIf, p.mgmt.ns, e.mgmtPort);
     await setMaster(p.mgmt.ns, e.mgmtPort, p.mgmt.bridge);
     await addAddress(e.ns, e.mgmtIf, `${e.mgmtAddress}/24`);
@@ -377,6 +398,13 @@ async function buildNetwork(lab: Lab): Promise<void> {
       await setMaster(n.ns, pod.hostIf, n.bridge);
       await addAddress(pod.ns, 'eth0', `${pod.ip}/24`);
       await nsRun(pod.ns, ['ip', 'route', 'add', 'default', 'via', n.gateway]);
+      await txChecksumOff(pod.ns, 'eth0');
+      // WORKAROUND (reported): the node program's parser needs the whole IP
+      // packet in the skb's linear area (parse.h checks tot_len against
+      // data_end; node.c pulls only 160 bytes), so a pod reply whose payload
+      // sits in page fragments is not rewritten to the VIP. Without
+      // scatter-gather the pods' TCP stack builds linear packets.
+      await nsRun(pod.ns, ['ethtool', '-K', 'eth0', 'sg', 'off']);
     }
   }
   // Permanent neighbours where the XDP program looks next hops up
@@ -481,7 +509,7 @@ async function startAgents(lab: Lab, say: Say): Promise<void> {
   const results = await Promise.allSettled(p.edges.map((e) => lab.startAgent(e.name)));
   results.forEach((r, i) => {
     if (r.status === 'rejected') {
-      const msg = `agent on ${p.edges[i]!.name} not ready: ${(r.reason as Error).message}`;
+      const msg = `agent on ${p.edges[i]!.name} not ready: ${oneLine((r.reason as Error).message)}`;
       lab.state.problems.push(msg);
       say(`  ! ${msg.split('\n')[0]}`);
     }

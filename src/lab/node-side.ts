@@ -5,12 +5,11 @@
 // EndpointSlices. The project has no node agent yet, so the lab plays it.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfMap, BpfObject, bpfObjectPath, inNetns, removeClsact } from '../datapath/loader.js';
+import { BpfMap, inNetns, removeClsact } from '../datapath/loader.js';
+import { NodeDatapath } from '../datapath/node-datapath.js';
 import {
   NODE_MAP_NAMES,
-  NODE_PROGRAMS,
   NODE_COUNTER_NAMES,
-  encodeConfig,
   encodeSvcKey,
   encodeSvcValue,
   type LocalBackend,
@@ -23,22 +22,19 @@ export function nodePinDir(bpffsDir: string, node: string): string {
   return join(bpffsDir, node);
 }
 
-/** Loads node.o, pins its maps at `pinDir`, attaches both directions to the node's fabric interface. */
+/**
+ * Loads node.o through NodeDatapath (maps pinned at `pinDir`, the node's
+ * address for the IPIP outer-destination check) and attaches both
+ * directions to the node's fabric interface.
+ */
 export function attachNodeDatapath(node: NodePlan, pinDir: string): void {
   mkdirSync(pinDir, { recursive: true });
-  const obj = BpfObject.load(bpfObjectPath('node'), { pinMaps: pinDir });
+  const dp = NodeDatapath.load({ pinPath: pinDir, nodeIp: node.address });
   try {
-    inNetns(node.ns, () => {
-      obj.program(NODE_PROGRAMS.ingress).attachTc(node.ifname, 'ingress');
-      obj.program(NODE_PROGRAMS.egress).attachTc(node.ifname, 'egress');
-    });
-    obj.map(NODE_MAP_NAMES.config).update(
-      Buffer.alloc(4),
-      encodeConfig({ tcpIdleNs: 0n, udpIdleNs: 0n, closeNs: 0n, nowNs: 0n, nodeIp: node.address, stripOption: true, checkOuterDst: true, verifyVip: false }),
-    );
+    inNetns(node.ns, () => dp.attach(node.ifname));
   } finally {
     // Attached programs and pinned maps outlive this object.
-    obj.close();
+    dp.close();
   }
 }
 

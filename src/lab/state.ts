@@ -42,6 +42,8 @@ export interface LabState {
   /** 'up' when every step finished; 'partial' while building or after a failed step. */
   phase: 'building' | 'up' | 'partial';
   problems: string[];
+  /** Lab-only settings that hide a known defect elsewhere (each says which and why). */
+  workarounds: string[];
 }
 
 export interface LabOptions {
