@@ -420,7 +420,10 @@ export class EdgeDatapath {
     for (const key of w.srcDeletes) this.maps.edge_src_ranges.delete(key);
     for (const key of w.svcDeletes) this.maps.edge_services.delete(key);
     const inval = new Batch(4, BACKEND_SIZE);
-    for (const id of removedBackends) inval.keys.writeUInt32LE(id, inval.push().k);
+    for (const id of removedBackends) {
+      const o = inval.push(); // may grow the buffers: take the offset first
+      inval.keys.writeUInt32LE(id, o.k);
+    }
     inval.flush(this.maps.edge_backends);
     for (const id of removedBackends) this.beIds.release(id);
     for (const off of releasedRegions) this.regions.release(off);
@@ -614,7 +617,10 @@ export class EdgeDatapath {
     ] as const) {
       if (ids.length === 0) continue;
       const b = new Batch(4, map.valueBufSize);
-      for (const id of ids) b.keys.writeUInt32LE(id, b.push().k);
+      for (const id of ids) {
+        const o = b.push();
+        b.keys.writeUInt32LE(id, o.k);
+      }
       b.flush(map);
     }
   }
