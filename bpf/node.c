@@ -269,7 +269,7 @@ static __always_inline int strip_option(struct __sk_buff *skb, __u32 l3_off, __u
 {
 	void *data, *data_end;
 	struct iphdr *ip;
-	int ok;
+	__be16 old_w0, new_w0, old_len, new_len;
 
 	/* ADJ_ROOM_NET removes the bytes after the kernel's 20-byte IPv4 base
 	 * header: exactly our option. The L4 checksum does not cover it, so
@@ -284,13 +284,18 @@ static __always_inline int strip_option(struct __sk_buff *skb, __u32 l3_off, __u
 	ip = data + l3_off;
 	if ((void *)(ip + 1) > data_end)
 		return -2;
+	old_w0 = *(__be16 *)ip; /* version, IHL, TOS */
 	ip->ihl = ihl_words - DSR_OPT_LEN / 4;
-	ip->tot_len = bpf_htons(tot_len - DSR_OPT_LEN);
-	ip->check = 0;
-	ip->check = ipv4_csum(ip, ihl_words - DSR_OPT_LEN / 4, data_end, &ok);
-	if (!ok)
-		return -2;
-	/* The header's sum is 0 (valid checksum) before and after, so for a
+	new_w0 = *(__be16 *)ip;
+	old_len = bpf_htons(tot_len);
+	new_len = bpf_htons(tot_len - DSR_OPT_LEN);
+	ip->tot_len = new_len;
+	/* Incremental (RFC 1624): take the option's words out of the sum and
+	 * account for IHL and total length. A header whose checksum was wrong
+	 * stays wrong, so the pod's stack still drops a corrupted packet. */
+	csum_apply_diff(&ip->check, csum_diff_2(old_w0, new_w0) + csum_diff_2(old_len, new_len) +
+					    (__u16)~(__u16)opt_sum);
+	/* The header's sum is unchanged by an incremental update, so for a
 	 * CHECKSUM_COMPLETE skb only the removed bytes, which the kernel
 	 * subtracted, must be added back. A no-op error for other skbs. */
 	bpf_csum_update(skb, opt_sum);
@@ -315,7 +320,8 @@ static __always_inline int ingress_option(struct __sk_buff *skb, struct pkt *p,
 	}
 	vip = opt->addr;
 	vport = opt->port;
-	opt_sum = csum_word32(((__u32 *)opt)[0]) + csum_word32(((__u32 *)opt)[1]);
+	/* One's-complement sum of the option's four 16-bit words. */
+	opt_sum = csum_fold_nocpl(csum_word32(((__u32 *)opt)[0]) + csum_word32(((__u32 *)opt)[1]));
 
 	if (parse_l4(data, data_end, p) != PARSE_OK) {
 		count(NC_DROP_MALFORMED);
@@ -395,6 +401,10 @@ static __always_inline int ingress_ipip(struct __sk_buff *skb, struct pkt *outer
 	if (in.l3_off > 14 + 4 + 60)
 		goto not_ours;
 	if (parse_ipv4(data, data_end, &in) != PARSE_OK)
+		goto not_ours;
+	/* The inner packet must lie within the outer one, not in the
+	 * frame's trailing bytes. */
+	if (in.ip_len > outer->ip_len - outer->ihl_bytes)
 		goto not_ours;
 	if (in.frag & PKT_FRAG_LATER)
 		goto not_ours;
