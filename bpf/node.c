@@ -400,7 +400,7 @@ static __always_inline int ingress_ipip(struct __sk_buff *skb, struct pkt *outer
 	in.l3_off = outer->l4_off;
 	if (in.l3_off > 14 + 4 + 60)
 		goto not_ours;
-	if (parse_ipv4(data, data_end, &in) != PARSE_OK)
+	if (parse_ipv4_len(data, data_end, &in, skb->len) != PARSE_OK)
 		goto not_ours;
 	/* The inner packet must lie within the outer one, not in the
 	 * frame's trailing bytes. */
@@ -487,7 +487,8 @@ static __always_inline int ingress_ipip(struct __sk_buff *skb, struct pkt *outer
 		__u32 inner_ihl = in.ihl_bytes;
 		__u8 proto = in.l4_proto;
 
-		if (bpf_skb_adjust_room(skb, -(__s32)outer->ihl_bytes, BPF_ADJ_ROOM_MAC, 0)) {
+		if (bpf_skb_adjust_room(skb, -(__s32)outer->ihl_bytes, BPF_ADJ_ROOM_MAC,
+					BPF_F_ADJ_ROOM_FIXED_GSO)) {
 			count(NC_DROP_DECAP);
 			return TC_ACT_SHOT;
 		}
@@ -523,7 +524,7 @@ int node_ingress(struct __sk_buff *skb)
 
 	if (parse_eth(data, data_end, &p) != PARSE_OK)
 		goto pass;
-	if (parse_ipv4(data, data_end, &p) != PARSE_OK)
+	if (parse_ipv4_len(data, data_end, &p, skb->len) != PARSE_OK)
 		goto pass;
 
 	if (p.ihl_bytes > 20) {
@@ -578,7 +579,7 @@ int node_egress(struct __sk_buff *skb)
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 
-	if (parse_packet(data, data_end, &p) != PARSE_OK)
+	if (parse_packet_len(data, data_end, &p, skb->len) != PARSE_OK)
 		goto pass;
 	if (p.l4_proto != IPPROTO_TCP && p.l4_proto != IPPROTO_UDP)
 		goto pass;

@@ -2,8 +2,9 @@
  * programs.
  *
  * The parsers take the linear packet window [data, data_end) — xdp_md's
- * data/data_end, or __sk_buff's after bpf_skb_pull_data if the program needs
- * more than the linear head — and fill a small struct pkt. They never write to
+ * data/data_end, or __sk_buff's (tc: use the *_len variants with skb->len,
+ * since an skb's payload may lie outside the linear head) — and fill a
+ * small struct pkt. They never write to
  * the packet. Each stage checks every byte it reads against data_end, so any
  * input, however short or malformed, yields a defined result code.
  *
@@ -173,9 +174,14 @@ static __always_inline int parse_eth(void *data, void *data_end, struct pkt *p)
 }
 
 /* L3: IPv4 header at p->l3_off. Validates version, IHL and total length
- * against the window (trailing Ethernet padding beyond ip_len is allowed).
+ * (trailing Ethernet padding beyond ip_len is allowed). `pkt_len` is the
+ * whole packet's length counted from `data`: for XDP (no frags) it is
+ * data_end - data; for tc it is skb->len, because an skb's linear window
+ * may end long before the packet does (GSO, scatter-gather) while the
+ * headers are in it. Only the IP header itself must be in the window.
  * Options are not interpreted: a caller that cares looks at ihl_bytes > 20. */
-static __always_inline int parse_ipv4(void *data, void *data_end, struct pkt *p)
+static __always_inline int parse_ipv4_len(void *data, void *data_end, struct pkt *p,
+					  __u32 pkt_len)
 {
 	struct iphdr *ip = data + p->l3_off;
 	__u32 ihl_bytes, tot_len;
@@ -194,7 +200,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct pkt *p)
 	tot_len = bpf_ntohs(ip->tot_len);
 	if (tot_len < ihl_bytes)
 		return PARSE_BAD_IP;
-	if (data + p->l3_off + tot_len > data_end)
+	if ((__u32)p->l3_off + tot_len > pkt_len)
 		return PARSE_TRUNC;
 
 	p->family = PKT_AF_INET;
@@ -210,6 +216,13 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct pkt *p)
 	p->l4_off = p->l3_off + ihl_bytes;
 	p->l4 = data + p->l4_off;
 	return PARSE_OK;
+}
+
+/* parse_ipv4_len for a window that holds the whole packet (XDP without
+ * frags; a fully linear skb). */
+static __always_inline int parse_ipv4(void *data, void *data_end, struct pkt *p)
+{
+	return parse_ipv4_len(data, data_end, p, (__u32)(data_end - data));
 }
 
 /* L4 header at p->l4_off, for TCP, UDP and ICMP. Other protocols (IPIP, GRE,
@@ -272,6 +285,22 @@ static __always_inline int parse_packet(void *data, void *data_end, struct pkt *
 	if (rc != PARSE_OK)
 		return rc;
 	rc = parse_ipv4(data, data_end, p);
+	if (rc != PARSE_OK)
+		return rc;
+	return parse_l4(data, data_end, p);
+}
+
+/* parse_packet for a packet of pkt_len bytes of which only [data, data_end)
+ * is directly readable (tc: pkt_len = skb->len). The L4 header must be in the
+ * window; its payload need not be. */
+static __always_inline int parse_packet_len(void *data, void *data_end, struct pkt *p,
+					    __u32 pkt_len)
+{
+	int rc = parse_eth(data, data_end, p);
+
+	if (rc != PARSE_OK)
+		return rc;
+	rc = parse_ipv4_len(data, data_end, p, pkt_len);
 	if (rc != PARSE_OK)
 		return rc;
 	return parse_l4(data, data_end, p);
