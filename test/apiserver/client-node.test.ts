@@ -60,7 +60,8 @@ test('CoreV1Api: create, get, list with selectors, merge-patch status, 404/409/4
   );
   t.deepEqual(patched.status?.loadBalancer?.ingress?.map((i) => i.ip), ['192.0.2.10']);
   t.true(Number(patched.metadata?.resourceVersion) > Number(created.metadata?.resourceVersion));
-  t.deepEqual(api.get('services', 'default', 'web')?.status, { loadBalancer: { ingress: [{ ip: '192.0.2.10' }] } });
+  // ipMode is defaulted, as by Kubernetes ≥ 1.30.
+  t.deepEqual(api.get('services', 'default', 'web')?.status, { loadBalancer: { ingress: [{ ip: '192.0.2.10', ipMode: 'VIP' }] } });
 
   // Status in a write to the main resource is ignored.
   const spec = await core.readNamespacedService({ name: 'web', namespace: 'default' });

@@ -203,11 +203,20 @@ test('status subresource, no-op updates, json-patch, dryRun, deletecollection, n
   t.is(st.status, 200);
   t.is(st.body.spec.type, 'LoadBalancer');
   t.is(st.body.status.loadBalancer.ingress[0].ip, '192.0.2.1');
+  // Conditions are metav1.Conditions: reason and lastTransitionTime are required.
+  const cond = { type: 'edgelb.io/Advertised', status: 'True', reason: 'Advertised', message: 'by 2 edges', lastTransitionTime: '2026-01-01T00:00:00.123Z' };
+  const okCond = await req(`${base}/s/status`, json('PATCH', { status: { conditions: [cond] } }, 'application/merge-patch+json'));
+  t.is(okCond.status, 200, JSON.stringify(okCond.body));
+  t.is(okCond.body.status.conditions[0].lastTransitionTime, '2026-01-01T00:00:00Z');
+  const badCond = await req(`${base}/s/status`, json('PATCH', { status: { conditions: [{ type: 'X', status: 'Yes' }] } }, 'application/merge-patch+json'));
+  t.is(badCond.status, 422);
+  t.deepEqual(badCond.body.details.causes.map((c: Obj) => c.field).sort(), ['status.conditions[0].lastTransitionTime', 'status.conditions[0].reason', 'status.conditions[0].status']);
   const badIP = await req(`${base}/s/status`, json('PATCH', { status: { loadBalancer: { ingress: [{ ip: 'nope' }] } } }, 'application/merge-patch+json'));
   t.is(badIP.status, 422);
   // A PUT with the same content is not written.
-  const same = await req(`${base}/s`, json('PUT', st.body));
-  t.is(same.body.metadata.resourceVersion, st.body.metadata.resourceVersion);
+  const same = await req(`${base}/s`, json('PUT', okCond.body));
+  t.is(same.status, 200);
+  t.is(same.body.metadata.resourceVersion, okCond.body.metadata.resourceVersion);
   // json-patch; dryRun does not persist.
   const jp = await req(`${base}/s`, json('PATCH', [{ op: 'add', path: '/metadata/labels/extra', value: '1' }], 'application/json-patch+json'));
   t.is(jp.body.metadata.labels.extra, '1');

@@ -17,7 +17,7 @@ import {
   openapiV3Doc, openapiV3Root, SERVER_VERSION,
 } from './discovery.js';
 import {
-  alreadyExists, ApiError, badRequest, conflict, expired, fieldInvalid, internal, invalid, methodNotSupported,
+  alreadyExists, ApiError, badRequest, conflict, expired, fieldForbidden, fieldInvalid, fieldNotSupported, internal, invalid, methodNotSupported,
   notAcceptable, notFound, unsupportedMediaType, type Cause,
 } from './errors.js';
 import { negotiateDiscovery, negotiateObject, outputContentType, type Output } from './negotiate.js';
@@ -29,7 +29,7 @@ import {
 import { ServiceAllocator } from './services.js';
 import { Store, type StoreEvent } from './store.js';
 import type { Obj } from './tables.js';
-import { isIPv4, isIPv6, nameProblem, normalizeTimes, validateEndpointSlice, validateLease, validateMeta, validateNewEvent } from './validation.js';
+import { isIPv4, isIPv6, nameProblem, normalizeTimes, validateConditions, validateEndpointSlice, validateLease, validateMeta, validateNewEvent } from './validation.js';
 
 export interface TestApiServerOptions {
   /** Port on 127.0.0.1; 0 (default) picks a free one. */
@@ -809,10 +809,16 @@ export class TestApiServer {
     if (sub === 'status') {
       if (r.kind === 'Service') {
         for (const [i, ing] of ((o.status?.loadBalancer?.ingress ?? []) as Obj[]).entries()) {
-          if (ing.ip !== undefined && !(isIPv4(ing.ip) || isIPv6(ing.ip))) {
-            causes.push(fieldInvalid(`status.loadBalancer.ingress[${i}].ip`, ing.ip, 'must be a valid IP address'));
+          const f = `status.loadBalancer.ingress[${i}]`;
+          if (ing.ip !== undefined && !(isIPv4(ing.ip) || isIPv6(ing.ip))) causes.push(fieldInvalid(`${f}.ip`, ing.ip, 'must be a valid IP address'));
+          // Kubernetes ≥ 1.30 (LoadBalancerIPMode) defaults ipMode for an ingress IP.
+          if (ing.ip && ing.ipMode === undefined) ing.ipMode = 'VIP';
+          if (ing.ipMode !== undefined) {
+            if (!['VIP', 'Proxy'].includes(ing.ipMode)) causes.push(fieldNotSupported(`${f}.ipMode`, ing.ipMode, ['Proxy', 'VIP']));
+            else if (!ing.ip) causes.push(fieldForbidden(`${f}.ipMode`, 'may not be specified when `ip` is not'));
           }
         }
+        causes.push(...validateConditions(o.status?.conditions, 'status.conditions'));
       }
       return causes;
     }

@@ -184,3 +184,31 @@ export function normalizeTimes(kind: string, o: Obj): string | undefined {
   }
   return undefined;
 }
+
+const CONDITION_REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
+
+/** metav1.Condition lists (Service status.conditions): what ValidateConditions demands. */
+export function validateConditions(conds: unknown, field: string): Cause[] {
+  if (conds === undefined || conds === null) return [];
+  if (!Array.isArray(conds)) return [fieldInvalid(field, conds, 'must be a list')];
+  const causes: Cause[] = [];
+  const seen = new Set<string>();
+  for (const [i, c] of (conds as Obj[]).entries()) {
+    const f = `${field}[${i}]`;
+    if (!c.type) causes.push(fieldRequired(`${f}.type`));
+    else if (!isQualifiedName(c.type)) causes.push(fieldInvalid(`${f}.type`, c.type, 'name part must consist of alphanumeric characters, \'-\', \'_\' or \'.\''));
+    else if (seen.has(c.type)) causes.push({ reason: 'FieldValueDuplicate', message: `Duplicate value: ${JSON.stringify({ type: c.type })}`, field: f });
+    seen.add(c.type);
+    if (!['True', 'False', 'Unknown'].includes(c.status)) causes.push(fieldNotSupported(`${f}.status`, c.status ?? '', ['False', 'True', 'Unknown']));
+    if (c.observedGeneration !== undefined && !(Number.isInteger(c.observedGeneration) && c.observedGeneration >= 0)) {
+      causes.push(fieldInvalid(`${f}.observedGeneration`, c.observedGeneration, 'must be greater than or equal to zero'));
+    }
+    if (!c.lastTransitionTime) causes.push(fieldRequired(`${f}.lastTransitionTime`, 'must be set'));
+    if (!c.reason) causes.push(fieldRequired(`${f}.reason`));
+    else if (typeof c.reason !== 'string' || c.reason.length > 1024 || !CONDITION_REASON.test(c.reason)) {
+      causes.push(fieldInvalid(`${f}.reason`, c.reason, "a condition reason must start with alphabetic character, optionally followed by a string of alphanumeric characters or '_,:', and must end with an alphanumeric character or '_' (e.g. 'my_name',  or 'MY_NAME',  or 'MyName',  or 'ReasonA,ReasonB',  or 'ReasonA:ReasonB', regex used for validation is '[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?')"));
+    }
+    if (typeof c.message === 'string' && c.message.length > 32768) causes.push(fieldInvalid(`${f}.message`, '', 'may not be more than 32768 bytes'));
+  }
+  return causes;
+}
