@@ -1,0 +1,178 @@
+// The host firewall as data: EdgelbConfig → an nftables JSON ruleset (the
+// `nft -j` format) in its own table, inet edgelb_host. Pure; applying it is
+// apply.ts's job.
+//
+// What reaches the host: established/related traffic, loopback, the ICMP
+// and ICMPv6 messages IP needs (errors, PMTU, neighbour discovery, echo),
+// BGP (tcp/179) and BFD (udp/3784 control, 3785 echo, 4784 multihop) only
+// from the configured peers, the metrics port only on metrics.listen's
+// address, SSH only from firewall.sshFrom. Everything else is dropped.
+//
+// VIP traffic never gets here: the XDP program on the uplink takes packets
+// for VIP:port before netfilter sees them, so this table only judges what
+// the datapath passed on to the host stack.
+import { isIP } from 'node:net';
+import type { EdgelbConfig, PeerConfig } from '../config/types.js';
+
+export const TABLE = 'edgelb_host';
+export const FAMILY = 'inet';
+
+export const PORTS = { bgp: 179, bfdControl: 3784, bfdEcho: 3785, bfdMultihop: 4784, ssh: 22 } as const;
+
+// libnftables JSON, only as much of it as we emit.
+export type Expr = Record<string, unknown>;
+export interface NftRuleset {
+  nftables: Record<string, unknown>[];
+}
+
+type Family = 'ip' | 'ip6';
+
+const tableRef = { family: FAMILY, name: TABLE };
+
+function match(left: Expr, right: unknown, op = '=='): Expr {
+  return { match: { op, left, right } };
+}
+const payload = (protocol: string, field: string): Expr => ({ payload: { protocol, field } });
+const accept: Expr = { accept: null };
+const counter: Expr = { counter: null };
+
+/** A value for the right-hand side: one element as itself, several as an anonymous set. */
+function oneOrSet(items: unknown[]): unknown {
+  return items.length === 1 ? items[0] : { set: items };
+}
+
+/** "192.0.2.0/24" → prefix expression; plain or full-length addresses stay strings. */
+function addrExpr(cidr: string): unknown {
+  const [addr, len] = cidr.split('/');
+  if (!addr || !isIP(addr)) throw new Error(`firewall: not an IP address or CIDR: ${JSON.stringify(cidr)}`);
+  if (len === undefined) return addr;
+  const n = Number(len);
+  const max = isIP(addr) === 4 ? 32 : 128;
+  if (!/^\d+$/.test(len) || n > max) throw new Error(`firewall: bad prefix length in ${JSON.stringify(cidr)}`);
+  return n === max ? addr : { prefix: { addr, len: n } };
+}
+
+function familyOf(cidr: string): Family {
+  return isIP(cidr.split('/')[0] ?? '') === 6 ? 'ip6' : 'ip';
+}
+
+function byFamily(cidrs: string[]): Record<Family, string[]> {
+  const out: Record<Family, string[]> = { ip: [], ip6: [] };
+  for (const c of cidrs) {
+    const fam = familyOf(c);
+    if (!out[fam].includes(c)) out[fam].push(c);
+  }
+  return out;
+}
+
+interface RuleSpec {
+  comment: string;
+  expr: Expr[];
+}
+
+/** One rule per address family present: "from these sources, to these ports, accept". */
+function fromSources(name: string, sources: string[], proto: 'tcp' | 'udp', ports: number[], extra: Expr[] = []): RuleSpec[] {
+  const fams = byFamily(sources);
+  const rules: RuleSpec[] = [];
+  for (const fam of ['ip', 'ip6'] as const) {
+    if (fams[fam].length === 0) continue;
+    rules.push({
+      comment: `${name} (${fam === 'ip' ? 'IPv4' : 'IPv6'})`,
+      expr: [
+        match(payload(fam, 'saddr'), oneOrSet(fams[fam].map(addrExpr))),
+        ...extra,
+        match(payload(proto, 'dport'), oneOrSet(ports)),
+        counter,
+        accept,
+      ],
+    });
+  }
+  return rules;
+}
+
+function bfdRules(peers: PeerConfig[]): RuleSpec[] {
+  const bfd = peers.filter((p) => p.bfd.enabled);
+  const single = bfd.filter((p) => p.multihop <= 1).map((p) => p.address);
+  const multi = bfd.filter((p) => p.multihop > 1).map((p) => p.address);
+  return [
+    ...fromSources('BFD single-hop from peers', single, 'udp', [PORTS.bfdControl, PORTS.bfdEcho]),
+    ...fromSources('BFD multihop from peers', multi, 'udp', [PORTS.bfdMultihop]),
+  ];
+}
+
+/** "ADDRESS:PORT" or "[V6]:PORT" → parts; empty string → null (metrics off). */
+export function parseListen(listen: string): { address: string; port: number } | null {
+  if (!listen) return null;
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(listen) ?? /^([^:]+):(\d+)$/.exec(listen);
+  if (!m?.[1] || !m[2] || !isIP(m[1])) throw new Error(`firewall: metrics.listen must be ADDRESS:PORT (got ${JSON.stringify(listen)})`);
+  return { address: m[1], port: Number(m[2]) };
+}
+
+function metricsRules(listen: string): RuleSpec[] {
+  const l = parseListen(listen);
+  if (!l) return [];
+  const wildcard = l.address === '0.0.0.0' || l.address === '::';
+  const dst: Expr[] = wildcard ? [] : [match(payload(familyOf(l.address), 'daddr'), l.address)];
+  return [{ comment: `metrics on ${listen}`, expr: [...dst, match(payload('tcp', 'dport'), l.port), counter, accept] }];
+}
+
+const ICMP_TYPES = ['echo-request', 'destination-unreachable', 'time-exceeded', 'parameter-problem'];
+const ICMPV6_TYPES = [
+  'echo-request', 'destination-unreachable', 'packet-too-big', 'time-exceeded', 'parameter-problem',
+  'nd-router-advert', 'nd-neighbor-solicit', 'nd-neighbor-advert',
+];
+
+function baseRules(): RuleSpec[] {
+  return [
+    { comment: 'replies to connections the host made', expr: [match({ ct: { key: 'state' } }, { set: ['established', 'related'] }, 'in'), accept] },
+    { comment: 'no conntrack state: drop', expr: [match({ ct: { key: 'state' } }, 'invalid', 'in'), counter, { drop: null }] },
+    { comment: 'loopback', expr: [match({ meta: { key: 'iif' } }, 'lo'), accept] },
+    { comment: 'ICMP errors and echo', expr: [match(payload('icmp', 'type'), { set: ICMP_TYPES }), counter, accept] },
+    { comment: 'ICMPv6 errors, PMTU, neighbour discovery, echo', expr: [match(payload('icmpv6', 'type'), { set: ICMPV6_TYPES }), counter, accept] },
+  ];
+}
+
+/** The rules of the input chain, in order (exported for tests and `show`). */
+export function inputRules(cfg: EdgelbConfig): RuleSpec[] {
+  const peers = cfg.bgp.peers.map((p) => p.address);
+  return [
+    ...baseRules(),
+    ...fromSources('BGP from peers', peers, 'tcp', [PORTS.bgp]),
+    ...bfdRules(cfg.bgp.peers),
+    ...metricsRules(cfg.metrics.listen),
+    ...fromSources('SSH from firewall.sshFrom', cfg.firewall.sshFrom, 'tcp', [PORTS.ssh]),
+    { comment: 'everything else to the host', expr: [counter, { drop: null }] },
+  ];
+}
+
+/**
+ * The full ruleset, atomic and idempotent: (re)creates the table, so applying
+ * it again replaces the previous rules in one transaction. With
+ * firewall.enabled false it only removes our table.
+ */
+export function firewallRuleset(cfg: EdgelbConfig): NftRuleset {
+  if (!cfg.firewall.enabled) return removeRuleset();
+  const chain = { family: FAMILY, table: TABLE, name: 'input' };
+  return {
+    nftables: [
+      { metainfo: { json_schema_version: 1 } },
+      // add + delete + add: works whether or not the table exists yet.
+      { add: { table: tableRef } },
+      { delete: { table: tableRef } },
+      { add: { table: tableRef } },
+      { add: { chain: { ...chain, type: 'filter', hook: 'input', prio: 0, policy: 'drop' } } },
+      ...inputRules(cfg).map((r) => ({ add: { rule: { family: FAMILY, table: TABLE, chain: 'input', comment: r.comment, expr: r.expr } } })),
+    ],
+  };
+}
+
+/** Removes our table (and only ours); fine if it is not there. */
+export function removeRuleset(): NftRuleset {
+  return {
+    nftables: [
+      { metainfo: { json_schema_version: 1 } },
+      { add: { table: tableRef } },
+      { delete: { table: tableRef } },
+    ],
+  };
+}

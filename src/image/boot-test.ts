@@ -1,0 +1,211 @@
+// Boot test of the appliance image: boots it under QEMU/TCG with a config
+// injected as a systemd credential, waits for the agent's READY line on the
+// serial console and checks, from inside the guest, that the agent and
+// gobgpd run with that config. A second boot with an invalid config must
+// print the problems and leave the agent stopped.
+//
+// Standalone: `node dist/src/image/boot-test.js [--build] [--image FILE]`;
+// the last line printed is JSON {build_s, boot_to_ready_s, raw_mib, compressed_mib}.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildImage, IMAGE_MANIFEST, IMAGE_RAW, type ImageManifest } from './build.js';
+import { BOOT_TEST_TOOLS, ensureTools, progress } from './exec.js';
+import { MIB } from './layout.js';
+import { bootVm, LogTail, OVMF_CODE, waitForConsole, type Credential } from './qemu.js';
+
+export const READY_RE = /EDGELB READY node=(\S+) peers=(\d+) config=([0-9a-f]{12})/;
+
+/** A config the test VM can run: no reachable peers or API, which the agent tolerates. */
+export const TEST_CONFIG = `# edgelb boot test
+node:
+  name: boot-test
+  routerId: 192.0.2.10
+  asn: 64512
+  uplink: enp0s5
+bgp:
+  peers:
+    - address: 192.0.2.1
+      asn: 64500
+      bfd:
+        enabled: true
+    - address: 192.0.2.2
+      asn: 64501
+pools:
+  - name: default
+    cidrs: [198.51.100.0/24]
+datapath:
+  xdp: generic
+metrics:
+  listen: 127.0.0.1:9472
+firewall:
+  enabled: true
+  sshFrom: [192.0.2.0/24]
+`;
+
+export const INVALID_CONFIG = `node:
+  routerId: 300.1.2.3
+  asn: 64512
+  uplink: enp0s5
+bgp:
+  peers:
+    - address: 192.0.2.1
+      asn: banana
+`;
+
+/**
+ * Test-only unit, injected with systemd.extra-unit.* credentials (the image
+ * itself is unchanged): once the agent is ready, or its config failed, it
+ * prints what runs to the console as "EDGELB-TEST ..." lines.
+ */
+const REPORT_SCRIPT = `
+for i in $(seq 1 240); do
+  if systemctl -q is-failed edgelb-config.service; then break; fi
+  if journalctl -q -b -u edgelb.service -o cat 2>/dev/null | grep -q "EDGELB READY"; then break; fi
+  sleep 0.5
+done
+echo "EDGELB-TEST units config=$(systemctl is-active edgelb-config) firewall=$(systemctl is-active edgelb-firewall) edgelb=$(systemctl is-active edgelb) gobgpd=$(systemctl is-active gobgpd) bfdd=$(systemctl is-active edgelb-bfdd)"
+echo "EDGELB-TEST edgelb-cmd $(systemctl show -p MainPID --value edgelb | xargs -r -I{} cat /proc/{}/cmdline 2>/dev/null | tr '\\0' ' ')"
+echo "EDGELB-TEST gobgpd-cmd $(pidof gobgpd | xargs -r -I{} cat /proc/{}/cmdline 2>/dev/null | tr '\\0' ' ')"
+echo "EDGELB-TEST config-sha $(sha256sum /run/edgelb/edgelb.yaml 2>/dev/null | cut -c1-12)"
+echo "EDGELB-TEST gobgp-global $(gobgp --target unix:///run/edgelb/gobgp.sock global 2>&1 | tr '\\n' ' ')"
+echo "EDGELB-TEST gobgp-neighbors $(gobgp --target unix:///run/edgelb/gobgp.sock neighbor 2>&1 | tail -n +2 | awk '{print $1}' | tr '\\n' ' ')"
+echo "EDGELB-TEST nft-table $(nft list tables 2>&1 | tr '\\n' ' ')"
+echo "EDGELB-TEST root $(findmnt -no FSTYPE,OPTIONS / | cut -d, -f1) state=$(findmnt -no FSTYPE /var/lib/edgelb)"
+echo "EDGELB-TEST END"
+`;
+
+export function reportCredentials(): Credential[] {
+  const unit = [
+    '[Unit]', 'Description=edgelb boot test report',
+    'After=edgelb-config.service edgelb-firewall.service edgelb.service gobgpd.service',
+    '[Service]', 'Type=oneshot', 'StandardOutput=tty', 'TTYPath=/dev/ttyS0',
+    // base64 keeps the script clear of systemd's $VAR and %-specifier expansion.
+    `ExecStart=/bin/sh -c 'echo ${Buffer.from(REPORT_SCRIPT).toString('base64')} | base64 -d | sh'`,
+    '',
+  ].join('\n');
+  return [
+    { name: 'systemd.extra-unit.edgelb-test-report.service', value: unit },
+    { name: 'systemd.unit-dropin.multi-user.target', value: '[Unit]\nWants=edgelb-test-report.service\n' },
+  ];
+}
+
+export function sha12(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 12);
+}
+
+/** Parses the "EDGELB-TEST key rest" lines. */
+export function parseReport(consoleText: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of consoleText.split(/\r?\n/)) {
+    const r = /EDGELB-TEST (\S+) ?(.*)$/.exec(line);
+    if (r?.[1]) m.set(r[1], (r[2] ?? '').trim());
+  }
+  return m;
+}
+
+export interface BootOutcome {
+  /** Seconds from QEMU start to the READY line (null: never came). */
+  readySeconds: number | null;
+  ready: RegExpMatchArray | null;
+  report: Map<string, string>;
+  console: string;
+  serialLog: string;
+}
+
+export interface BootRun {
+  image: string;
+  config: string;
+  /** Where to keep the serial log. */
+  serialLog: string;
+  /** Wait this long for READY (valid) or the report (invalid). */
+  timeoutMs?: number;
+  expectReady: boolean;
+}
+
+export async function bootWithConfig(r: BootRun): Promise<BootOutcome> {
+  rmSync(r.serialLog, { force: true });
+  const vm = bootVm({ image: r.image, serialLog: r.serialLog, credentials: [{ name: 'edgelb.yaml', value: r.config }, ...reportCredentials()] });
+  const t0 = Date.now();
+  const tail = new LogTail(r.serialLog);
+  try {
+    const timeout = r.timeoutMs ?? 180_000;
+    let ready: RegExpMatchArray | null = null;
+    let readySeconds: number | null = null;
+    if (r.expectReady) {
+      const w = await waitForConsole(tail, READY_RE, timeout, vm);
+      ready = w.match;
+      if (ready) readySeconds = Math.round((Date.now() - t0) / 100) / 10;
+    }
+    const left = Math.max(30_000, timeout - (Date.now() - t0));
+    await waitForConsole(tail, /EDGELB-TEST END/, left, vm);
+    if (!ready) {
+      const m = tail.all.match(READY_RE);
+      if (m) ready = m;
+    }
+    return { readySeconds, ready, report: parseReport(tail.all), console: tail.all, serialLog: r.serialLog };
+  } finally {
+    await vm.stop();
+  }
+}
+
+export interface BootTestSummary {
+  build_s: number;
+  boot_to_ready_s: number | null;
+  raw_mib: number;
+  compressed_mib: number;
+}
+
+export function summary(m: ImageManifest, bootToReady: number | null, buildSeconds?: number): BootTestSummary {
+  return {
+    build_s: buildSeconds ?? m.buildSeconds,
+    boot_to_ready_s: bootToReady,
+    raw_mib: Math.round(m.rawBytes / MIB),
+    compressed_mib: Math.round((m.compressedBytes / MIB) * 10) / 10,
+  };
+}
+
+export async function ensureBootTools(): Promise<void> {
+  await ensureTools(BOOT_TEST_TOOLS, { ovmf: OVMF_CODE });
+}
+
+/** The image and its manifest; builds when asked or when there is none. */
+export async function imageForTest(build: boolean): Promise<ImageManifest> {
+  if (build || !existsSync(IMAGE_RAW) || !existsSync(IMAGE_MANIFEST)) return await buildImage();
+  return JSON.parse(readFileSync(IMAGE_MANIFEST, 'utf8')) as ImageManifest;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const build = args.includes('--build');
+  await ensureBootTools();
+  const m = await imageForTest(build);
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-boot-'));
+  let failed = 0;
+  const check = (ok: boolean, what: string) => {
+    progress(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
+    if (!ok) failed++;
+  };
+  progress(`booting ${IMAGE_RAW} (${(statSync(IMAGE_RAW).size / MIB).toFixed(0)} MiB) with a valid config`);
+  const good = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, serialLog: join(dir, 'valid.log'), expectReady: true });
+  check(good.ready !== null, `READY line (${good.readySeconds ?? '-'} s): ${good.ready?.[0] ?? 'none'}`);
+  check(good.ready?.[3] === sha12(TEST_CONFIG), `READY config hash is the injected config's ${sha12(TEST_CONFIG)}`);
+  for (const [k, v] of good.report) progress(`  ${k}: ${v}`);
+  progress(`booting with an invalid config`);
+  const bad = await bootWithConfig({ image: IMAGE_RAW, config: INVALID_CONFIG, serialLog: join(dir, 'invalid.log'), expectReady: false });
+  check(/INVALID CONFIG/.test(bad.console), 'invalid config reported on the console');
+  check(bad.ready === null, 'no READY line with an invalid config');
+  for (const [k, v] of bad.report) progress(`  ${k}: ${v}`);
+  progress(`serial logs in ${dir}`);
+  console.log(JSON.stringify(summary(m, good.readySeconds)));
+  process.exit(failed ? 1 : 0);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`[image] FAILED: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,330 @@
+// `npm run image`: builds the edgelb appliance, a bootable x86_64 UEFI GPT
+// raw disk image, from Debian's archive plus this repository's runtime.
+//
+//   base rootfs   mmdebstrap (trixie, images/packages.txt), cached as a
+//                 tarball keyed by everything that goes into it
+//   runtime       Node binary, dist/src, production node_modules (pruned
+//                 copy, cached by package-lock.json), bin/edgelb, bpf/out,
+//                 the native addon → /opt/edgelb
+//   root slot     erofs (lz4hc) of base + overlay + units + runtime
+//   ESP           FAT32 filled with mtools (nothing here may mount FAT)
+//   disk          sgdisk table, partitions written in with dd
+//
+// Outputs in images/out/: edgelb.raw, edgelb.raw.zst, edgelb.raw.bmap and
+// edgelb.json (version, layout, sizes, build time). Needs root.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, copyFileSync, symlinkSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureTools, HOST_TOOLS, progress, run } from './exec.js';
+import {
+  bootEntry, CFG_LABEL, DEFAULT_SIZES, entryFileName, espSlotDir, findPartition, installStamp, LOADER_CONF,
+  MIB, PART, partitionSpecs, placePartitions, type DiskLayout, type LayoutSizes,
+} from './layout.js';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const OUT_DIR = join(REPO, 'images/out');
+export const IMAGE_RAW = join(OUT_DIR, 'edgelb.raw');
+export const IMAGE_MANIFEST = join(OUT_DIR, 'edgelb.json');
+
+const SUITE = 'trixie';
+const MIRROR = 'http://deb.debian.org/debian';
+
+export interface ImageManifest {
+  version: string;
+  built: string;
+  suite: string;
+  kernel: string;
+  layout: DiskLayout;
+  rootBytes: number;
+  rawBytes: number;
+  compressedBytes: number;
+  buildSeconds: number;
+  steps: Record<string, number>;
+}
+
+function sha256(parts: (string | Buffer)[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest('hex');
+}
+
+function packageList(): string[] {
+  const text = readFileSync(join(REPO, 'images/packages.txt'), 'utf8');
+  return text.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean);
+}
+
+function gitVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+  let rev = 'nogit';
+  try {
+    const r = (args: string[]) => spawnSyncText('git', args);
+    rev = r(['rev-parse', '--short=10', 'HEAD']).trim();
+    if (r(['status', '--porcelain', '--untracked-files=no']).trim()) rev += '.dirty';
+  } catch { /* not a git checkout: keep "nogit" */ }
+  return `${pkg.version}+${rev}`;
+}
+
+function spawnSyncText(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { cwd: REPO, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** The cached base rootfs tarball; built by mmdebstrap when its key changed. */
+async function baseRootfs(cacheDir: string): Promise<string> {
+  const pkgs = packageList();
+  const hookFiles = ['images/hooks/customize', 'images/initramfs/edgelb-erofs'].map((f) => readFileSync(join(REPO, f)));
+  const key = sha256([SUITE, MIRROR, pkgs.join(','), ...hookFiles, 'v1']).slice(0, 16);
+  const tar = join(cacheDir, `base-${SUITE}-${key}.tar`);
+  if (existsSync(tar)) {
+    progress(`base rootfs: cached ${basename(tar)}`);
+    return tar;
+  }
+  for (const f of readdirSync(cacheDir)) if (f.startsWith('base-')) rmSync(join(cacheDir, f), { force: true });
+  progress(`base rootfs: mmdebstrap ${SUITE} with ${pkgs.length} packages (about a minute)`);
+  const hook = join(REPO, 'images/initramfs/edgelb-erofs');
+  const tmp = `${tar}.part`;
+  await run('mmdebstrap', [
+    '--variant=minbase', '--components=main', '--mode=root', '--format=tar',
+    `--include=${pkgs.join(',')}`,
+    // The erofs hook must be in place before the kernel's postinst builds the initrd.
+    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-erofs"`,
+    `--customize-hook=${join(REPO, 'images/hooks/customize')} "$1"`,
+    '--dpkgopt=path-exclude=/usr/share/doc/*', '--dpkgopt=path-include=/usr/share/doc/*/copyright',
+    '--dpkgopt=path-exclude=/usr/share/man/*', '--dpkgopt=path-exclude=/usr/share/locale/*',
+    '--dpkgopt=path-exclude=/usr/share/info/*',
+    SUITE, tmp, MIRROR,
+  ], { inherit: true });
+  await run('mv', [tmp, tar]);
+  return tar;
+}
+
+/** node_modules with dev dependencies pruned, cached by package-lock.json. */
+async function productionModules(cacheDir: string): Promise<string> {
+  const lock = readFileSync(join(REPO, 'package-lock.json'));
+  const key = sha256([lock, readFileSync(join(REPO, 'package.json'))]).slice(0, 16);
+  const dir = join(cacheDir, `modules-${key}`);
+  if (existsSync(join(dir, '.done'))) {
+    progress('node_modules (production): cached');
+    return join(dir, 'node_modules');
+  }
+  for (const f of readdirSync(cacheDir)) if (f.startsWith('modules-')) rmSync(join(cacheDir, f), { recursive: true, force: true });
+  progress('node_modules (production): copying and pruning dev dependencies');
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
+  copyFileSync(join(REPO, 'package-lock.json'), join(dir, 'package-lock.json'));
+  await run('cp', ['-a', join(REPO, 'node_modules'), join(dir, 'node_modules')]);
+  const npm = join(REPO, '.tools/node/bin/npm');
+  await run(existsSync(npm) ? npm : 'npm', ['prune', '--omit=dev', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], { cwd: dir });
+  writeFileSync(join(dir, '.done'), '');
+  return join(dir, 'node_modules');
+}
+
+/** Lays the edgelb runtime out under ROOT/opt/edgelb. */
+async function installRuntime(root: string, modules: string): Promise<void> {
+  const opt = join(root, 'opt/edgelb');
+  const node = join(REPO, '.tools/node/bin/node');
+  if (!existsSync(node)) throw new Error(`${node} is missing: run scripts/setup first (the appliance ships this Node, Debian's is too old)`);
+  if (!existsSync(join(REPO, 'dist/src'))) throw new Error('dist/src is missing: run scripts/setup --build-only first');
+  mkdirSync(join(opt, '.tools/node/bin'), { recursive: true });
+  copyFileSync(node, join(opt, '.tools/node/bin/node'));
+  await run('chmod', ['0755', join(opt, '.tools/node/bin/node')]);
+  mkdirSync(join(opt, 'dist'), { recursive: true });
+  await run('cp', ['-a', join(REPO, 'dist/src'), join(opt, 'dist/src')]);
+  await run('cp', ['-a', modules, join(opt, 'node_modules')]);
+  await run('cp', ['-a', join(REPO, 'bin'), join(opt, 'bin')]);
+  copyFileSync(join(REPO, 'package.json'), join(opt, 'package.json'));
+  const optional: [string, string][] = [
+    ['bpf/out', 'bpf/out'],
+    ['native/bpf-loader-napi/build/Release/bpf_loader.node', 'native/bpf-loader-napi/build/Release/bpf_loader.node'],
+    ['config', 'config'],
+    ['docs/flash.md', 'docs/flash.md'],
+  ];
+  for (const [from, to] of optional) {
+    const src = join(REPO, from);
+    if (!existsSync(src)) {
+      progress(`runtime: ${from} not present, skipped`);
+      continue;
+    }
+    mkdirSync(dirname(join(opt, to)), { recursive: true });
+    await run('cp', ['-a', src, join(opt, to)]);
+  }
+  symlinkSync('/opt/edgelb/bin/edgelb', join(root, 'usr/bin/edgelb'));
+}
+
+/** Units from systemd/ go to /etc/systemd/system and are enabled per their [Install]. */
+async function installUnits(root: string): Promise<string[]> {
+  const dir = join(REPO, 'systemd');
+  const units = readdirSync(dir).filter((f) => /\.(service|mount|timer|socket|target|path)$/.test(f)).sort();
+  const enable: string[] = [];
+  for (const u of units) {
+    copyFileSync(join(dir, u), join(root, 'etc/systemd/system', u));
+    if (/^\[Install\]/m.test(readFileSync(join(dir, u), 'utf8'))) enable.push(u);
+  }
+  enable.push('systemd-networkd.service');
+  await run('systemctl', [`--root=${root}`, 'enable', ...enable]);
+  return units;
+}
+
+async function makeEsp(work: string, root: string, layout: DiskLayout, version: string, stamp: string): Promise<string> {
+  const esp = join(work, 'esp.img');
+  const p = findPartition(layout, PART.esp);
+  await run('mkfs.vfat', ['-F', '32', '-n', 'EDGELB-ESP', '-C', esp, String(p.sizeBytes / 1024)]);
+  const img = ['-i', esp];
+  await run('mmd', [...img, '::/EFI', '::/EFI/BOOT', '::/EFI/systemd', '::/loader', '::/loader/entries', '::/edgelb', `::${espSlotDir('a')}`, `::${espSlotDir('b')}`]);
+  const efi = join(root, 'usr/lib/systemd/boot/efi/systemd-bootx64.efi');
+  await run('mcopy', [...img, efi, '::/EFI/BOOT/BOOTX64.EFI']);
+  await run('mcopy', [...img, efi, '::/EFI/systemd/systemd-bootx64.efi']);
+  await run('mcopy', [...img, join(work, 'vmlinuz'), `::${espSlotDir('a')}/vmlinuz`]);
+  await run('mcopy', [...img, join(work, 'initrd.img'), `::${espSlotDir('a')}/initrd.img`]);
+  writeFileSync(join(work, 'loader.conf'), LOADER_CONF);
+  await run('mcopy', [...img, join(work, 'loader.conf'), '::/loader/loader.conf']);
+  // The shipped slot is known good: no boot counting on its entry.
+  writeFileSync(join(work, 'entry.conf'), bootEntry({ slot: 'a', imageVersion: version, installStamp: stamp }));
+  await run('mcopy', [...img, join(work, 'entry.conf'), `::/loader/entries/${entryFileName('a')}`]);
+  // The image's version, for `edgelb-upgrade` reading a new image.
+  writeFileSync(join(work, 'release'), `${version}\n`);
+  await run('mcopy', [...img, join(work, 'release'), '::/edgelb/release']);
+  return esp;
+}
+
+async function makeCfg(work: string, layout: DiskLayout): Promise<string> {
+  const cfg = join(work, 'cfg.img');
+  const p = findPartition(layout, PART.cfg);
+  await run('mkfs.vfat', ['-n', CFG_LABEL, '-C', cfg, String(p.sizeBytes / 1024)]);
+  await run('mmd', ['-i', cfg, '::/network']);
+  await run('mcopy', ['-i', cfg, join(REPO, 'images/cfg/README.txt'), '::/README.txt']);
+  const example = join(REPO, 'config/edgelb.example.yaml');
+  if (existsSync(example)) await run('mcopy', ['-i', cfg, example, '::/edgelb.yaml.example']);
+  return cfg;
+}
+
+async function makeState(work: string, layout: DiskLayout): Promise<string> {
+  const state = join(work, 'state.img');
+  const p = findPartition(layout, PART.state);
+  await run('mkfs.ext4', ['-q', '-F', '-L', 'edgelb-state', '-m', '0', state, `${p.sizeBytes / 1024}k`]);
+  return state;
+}
+
+async function assembleDisk(out: string, layout: DiskLayout, images: Record<string, string | null>): Promise<void> {
+  rmSync(out, { force: true });
+  await run('truncate', ['-s', String(layout.totalBytes), out]);
+  const args = ['-o'];
+  for (const p of layout.partitions) {
+    args.push('-n', `${p.index}:${p.firstSector}:${p.lastSector}`, '-t', `${p.index}:${p.type}`, '-c', `${p.index}:${p.name}`);
+  }
+  await run('sgdisk', [...args, out]);
+  for (const p of layout.partitions) {
+    const img = images[p.name];
+    if (!img) continue;
+    const size = statSync(img).size;
+    if (size > p.sizeBytes) throw new Error(`${p.name}: ${basename(img)} is ${(size / MIB).toFixed(1)} MiB, the partition only ${p.sizeMiB} MiB`);
+    await run('dd', [`if=${img}`, `of=${out}`, 'bs=1M', `seek=${p.offsetBytes / MIB}`, 'conv=notrunc,sparse', 'status=none']);
+  }
+}
+
+export interface BuildOptions {
+  sizes?: LayoutSizes;
+  /** zstd level of the compressed copy. */
+  zstdLevel?: number;
+}
+
+export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
+  const t0 = Date.now();
+  const steps: Record<string, number> = {};
+  let tStep = Date.now();
+  const step = (name: string) => {
+    steps[name] = Math.round((Date.now() - tStep) / 100) / 10;
+    progress(`${name}: ${steps[name]} s`);
+    tStep = Date.now();
+  };
+  if (process.getuid?.() !== 0) throw new Error('the image build needs root (mmdebstrap, device nodes in the rootfs)');
+  await ensureTools(HOST_TOOLS);
+  step('host tools');
+
+  const cacheDir = join(OUT_DIR, 'cache');
+  const work = join(OUT_DIR, 'work');
+  mkdirSync(cacheDir, { recursive: true });
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  const version = gitVersion();
+  const now = new Date();
+  const stamp = installStamp(now);
+  progress(`edgelb ${version}, Debian ${SUITE}`);
+
+  const base = await baseRootfs(cacheDir);
+  step('base rootfs');
+  const modules = await productionModules(cacheDir);
+  step('production node_modules');
+
+  const root = join(work, 'root');
+  mkdirSync(root);
+  await run('tar', ['-xf', base, '-C', root, '--numeric-owner']);
+  // Kernel and initrd move to the ESP; the root slot does not need them.
+  const boot = join(root, 'boot');
+  const kernelFile = readdirSync(boot).find((f) => f.startsWith('vmlinuz-'));
+  const initrdFile = readdirSync(boot).find((f) => f.startsWith('initrd.img-'));
+  if (!kernelFile || !initrdFile) throw new Error(`no kernel/initrd in the base rootfs /boot (have: ${readdirSync(boot).join(', ')})`);
+  const kernel = kernelFile.slice('vmlinuz-'.length);
+  await run('mv', [join(boot, kernelFile), join(work, 'vmlinuz')]);
+  await run('mv', [join(boot, initrdFile), join(work, 'initrd.img')]);
+  await run('sh', ['-c', `rm -rf "${boot}"/* "${root}"/vmlinuz* "${root}"/initrd.img*`]);
+
+  await run('cp', ['-a', `${join(REPO, 'images/overlay')}/.`, `${root}/`]);
+  await installRuntime(root, modules);
+  const units = await installUnits(root);
+  progress(`units: ${units.join(' ')}`);
+  // Empty machine-id: systemd makes a transient one on the read-only root.
+  writeFileSync(join(root, 'etc/machine-id'), '');
+  writeFileSync(join(root, 'usr/lib/edgelb-release'), `${version}\n`);
+  writeFileSync(join(root, 'usr/lib/os-release'), `${readFileSync(join(root, 'usr/lib/os-release'), 'utf8').trimEnd()}\nIMAGE_ID=edgelb\nIMAGE_VERSION=${version}\n`);
+  mkdirSync(join(root, 'efi'), { recursive: true });
+  step('rootfs assembled');
+
+  const rootImg = join(work, 'root.erofs');
+  await run('mkfs.erofs', ['-zlz4hc', '-T', String(Math.floor(now.getTime() / 1000)), rootImg, root]);
+  const rootBytes = statSync(rootImg).size;
+  progress(`root slot: ${(rootBytes / MIB).toFixed(1)} MiB erofs`);
+  step('root erofs');
+
+  const layout = placePartitions(partitionSpecs(o.sizes ?? DEFAULT_SIZES));
+  const esp = await makeEsp(work, root, layout, version, stamp);
+  const cfg = await makeCfg(work, layout);
+  const state = await makeState(work, layout);
+  step('esp, cfg, state');
+
+  const tmpRaw = join(work, 'edgelb.raw');
+  await assembleDisk(tmpRaw, layout, {
+    [PART.esp]: esp, [PART.root('a')]: rootImg, [PART.root('b')]: null, [PART.cfg]: cfg, [PART.state]: state,
+  });
+  step('disk');
+
+  await run('zstd', ['-q', '-f', '-T0', `-${o.zstdLevel ?? 6}`, tmpRaw, '-o', `${tmpRaw}.zst`]);
+  await run('bmaptool', ['-q', 'create', '-o', `${tmpRaw}.bmap`, tmpRaw]);
+  step('zstd + bmap');
+
+  for (const ext of ['', '.zst', '.bmap']) await run('mv', ['-f', `${tmpRaw}${ext}`, `${IMAGE_RAW}${ext}`]);
+  rmSync(root, { recursive: true, force: true });
+  const manifest: ImageManifest = {
+    version, built: now.toISOString(), suite: SUITE, kernel, layout, rootBytes,
+    rawBytes: statSync(IMAGE_RAW).size, compressedBytes: statSync(`${IMAGE_RAW}.zst`).size,
+    buildSeconds: Math.round((Date.now() - t0) / 100) / 10, steps,
+  };
+  writeFileSync(IMAGE_MANIFEST, `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
+}
+
+async function main(): Promise<void> {
+  const m = await buildImage();
+  progress(`done: ${IMAGE_RAW} (${(m.rawBytes / MIB).toFixed(0)} MiB raw, ${(m.compressedBytes / MIB).toFixed(0)} MiB zstd, root ${(m.rootBytes / MIB).toFixed(0)} MiB) in ${m.buildSeconds} s`);
+  console.log(JSON.stringify({ build_s: m.buildSeconds, raw_mib: Math.round(m.rawBytes / MIB), compressed_mib: Math.round(m.compressedBytes / MIB * 10) / 10, root_mib: Math.round(m.rootBytes / MIB) }));
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`[image] FAILED: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+}

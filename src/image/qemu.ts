@@ -1,0 +1,145 @@
+// Boots a disk image under QEMU (TCG, OVMF, serial console to a file) and
+// watches the console for lines. Writes never reach the image: the disk is
+// opened with snapshot=on unless `writable` is set.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, openSync, closeSync, readSync, fstatSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+
+export interface Credential {
+  name: string;
+  value: string | Buffer;
+}
+
+export interface BootOptions {
+  image: string;
+  serialLog: string;
+  credentials?: Credential[];
+  memoryMiB?: number;
+  cpus?: number;
+  /** Keep writes in the image file (upgrade tests); default: snapshot. */
+  writable?: boolean;
+  /** Let the guest reboot instead of exiting QEMU (boot counting). */
+  allowReboot?: boolean;
+  /** Reuse an OVMF variable store (EFI variables survive between boots). */
+  varsFile?: string;
+}
+
+export interface RunningVm {
+  child: ChildProcess;
+  /** Resolves with QEMU's exit code. */
+  exited: Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+/** SMBIOS type 11 string carrying a systemd credential (base64: any bytes). */
+export function smbiosCredential(c: Credential): string {
+  const b64 = Buffer.from(c.value).toString('base64');
+  return `type=11,value=io.systemd.credential.binary:${c.name}=${b64}`;
+}
+
+export function qemuArgs(o: BootOptions, varsFile: string): string[] {
+  const args = [
+    '-machine', 'q35,accel=tcg', '-cpu', 'max', '-m', String(o.memoryMiB ?? 1024), '-smp', String(o.cpus ?? 2),
+    '-display', 'none', '-monitor', 'none', '-serial', `file:${o.serialLog}`,
+    '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
+    '-drive', `if=pflash,format=raw,unit=1,file=${varsFile}`,
+    '-drive', `file=${o.image},format=raw,if=virtio${o.writable ? '' : ',snapshot=on'}`,
+    // One NIC the config can name as its uplink, isolated from everything
+    // (restrict=on: no traffic leaves QEMU).
+    '-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0,addr=0x5',
+  ];
+  if (!o.allowReboot) args.push('-no-reboot');
+  for (const c of o.credentials ?? []) args.push('-smbios', smbiosCredential(c));
+  return args;
+}
+
+export function bootVm(o: BootOptions): RunningVm {
+  for (const f of [OVMF_CODE, OVMF_VARS]) if (!existsSync(f)) throw new Error(`${f} missing (apt-get install ovmf)`);
+  let tmp: string | null = null;
+  let vars = o.varsFile;
+  if (!vars) {
+    tmp = mkdtempSync(join(tmpdir(), 'edgelb-vm-'));
+    vars = join(tmp, 'OVMF_VARS.fd');
+    copyFileSync(OVMF_VARS, vars);
+  }
+  const child = spawn('qemu-system-x86_64', qemuArgs(o, vars), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => { stderr += b.toString(); });
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => {
+      if (tmp) rmSync(tmp, { recursive: true, force: true });
+      if (code && stderr.trim()) process.stderr.write(`qemu: ${stderr.trim()}\n`);
+      resolve(code);
+    });
+    child.on('error', (e) => {
+      stderr += e.message;
+      resolve(-1);
+    });
+  });
+  return {
+    child,
+    exited,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Tails a file that another process appends to. */
+export class LogTail {
+  private pos = 0;
+  private text = '';
+  constructor(private readonly file: string) {}
+
+  /** Everything read so far. */
+  get all(): string {
+    return this.text;
+  }
+
+  poll(): string {
+    if (!existsSync(this.file)) return '';
+    const fd = openSync(this.file, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      if (size <= this.pos) return '';
+      const buf = Buffer.alloc(size - this.pos);
+      readSync(fd, buf, 0, buf.length, this.pos);
+      this.pos = size;
+      const s = buf.toString('utf8');
+      this.text += s;
+      return s;
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+export interface WaitResult {
+  match: RegExpMatchArray | null;
+  elapsedMs: number;
+}
+
+/**
+ * Waits until `re` matches the console text (from the start), QEMU exits,
+ * or the deadline passes. Polls every 200 ms.
+ */
+export async function waitForConsole(tail: LogTail, re: RegExp, timeoutMs: number, vm?: RunningVm): Promise<WaitResult> {
+  const t0 = Date.now();
+  let exited = false;
+  void vm?.exited.then(() => { exited = true; });
+  for (;;) {
+    tail.poll();
+    const m = tail.all.match(re);
+    if (m) return { match: m, elapsedMs: Date.now() - t0 };
+    if (exited || Date.now() - t0 > timeoutMs) return { match: null, elapsedMs: Date.now() - t0 };
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
