@@ -89,6 +89,30 @@ static __always_inline int edge_trim(void *ctx, const int xdp, __u32 len)
 	return bpf_skb_change_tail(ctx, len, 0) ? -1 : 0;
 }
 
+/* FIB results cached per CPU for up to EDGE_FIB_TTL_NS, direct-mapped by
+ * destination: a hit costs an inlined array lookup and a coarse clock read
+ * instead of bpf_fib_lookup (≈ 70 ns here). The cache key is (destination,
+ * ingress interface); source-dependent policy routing is not consulted per
+ * packet, and a neighbour or route change takes effect within the TTL. */
+#define EDGE_FIB_CACHE_SLOTS 256
+#define EDGE_FIB_TTL_NS 1000000000ull
+
+struct edge_fib_slot {
+	__be32 dst;
+	__u32 in_if;
+	__u32 out_if;
+	__u8 smac[ETH_ALEN];
+	__u8 dmac[ETH_ALEN];
+	__u64 expires;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EDGE_FIB_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct edge_fib_slot);
+} edge_fib_cache SEC(".maps");
+
 /* Send the (already rewritten) frame towards `dst` (the backend's node, or
  * a client): FIB lookup, MAC rewrite, TX or redirect. Failure to resolve
  * is not a drop — the stack gets the rewritten packet and routes it (or
@@ -113,15 +137,41 @@ static __always_inline int edge_forward(void *ctx, const int xdp, const struct e
 		__builtin_memcpy(eth->h_source, cfg->own_mac, ETH_ALEN);
 		return ACT_TX;
 	}
-	fib.family = AF_INET;
-	fib.ipv4_src = src;
-	fib.ipv4_dst = dst;
-	fib.tot_len = tot_len;
-	fib.ifindex = in_if;
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
-		edge_count(EV_FIB_PASS);
-		return ACT_PASS;
+	{
+		__u32 slot_idx = (bpf_ntohl(dst) ^ (bpf_ntohl(dst) >> 8)) & (EDGE_FIB_CACHE_SLOTS - 1);
+		struct edge_fib_slot *slot = 0;
+		__u64 now = 0;
+
+		if (!(cfg->flags & CFG_F_NO_FIB_CACHE)) {
+			slot = bpf_map_lookup_elem(&edge_fib_cache, &slot_idx);
+			now = bpf_ktime_get_coarse_ns();
+			if (slot && slot->dst == dst && slot->in_if == in_if && now < slot->expires) {
+				__builtin_memcpy(eth->h_dest, slot->dmac, ETH_ALEN);
+				__builtin_memcpy(eth->h_source, slot->smac, ETH_ALEN);
+				if (slot->out_if == in_if)
+					return ACT_TX;
+				*ifindex = slot->out_if;
+				return ACT_REDIRECT;
+			}
+		}
+		fib.family = AF_INET;
+		fib.ipv4_src = src;
+		fib.ipv4_dst = dst;
+		fib.tot_len = tot_len;
+		fib.ifindex = in_if;
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+			edge_count(EV_FIB_PASS);
+			return ACT_PASS;
+		}
+		if (slot) {
+			slot->dst = dst;
+			slot->in_if = in_if;
+			slot->out_if = fib.ifindex;
+			__builtin_memcpy(slot->smac, fib.smac, ETH_ALEN);
+			__builtin_memcpy(slot->dmac, fib.dmac, ETH_ALEN);
+			slot->expires = now + EDGE_FIB_TTL_NS;
+		}
 	}
 	/* bpf_fib_lookup does not touch the packet: pointers are still valid. */
 	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);

@@ -21,6 +21,7 @@ import {
   BE_F_VALID,
   CFG_F_FIB_BYPASS,
   CFG_F_GW_MAC,
+  CFG_F_NO_FIB_CACHE,
   EDGE_STAT_NAMES,
   SVC_F_MARKER,
   SVC_F_SNAT,
@@ -44,7 +45,8 @@ import {
 export type PathDispatch = 'ip-option' | 'ipip';
 
 export type ForwardMode =
-  | { kind: 'fib' }
+  /** bpf_fib_lookup per destination, results cached per CPU for ≤ 1 s (cache: false = every packet). */
+  | { kind: 'fib'; cache?: boolean }
   /** Rewrite and hand to the stack (XDP_PASS) with a counter: tests. */
   | { kind: 'bypass' }
   /** Skip the FIB: every forwarded frame goes to one next hop out of the ingress port. */
@@ -187,6 +189,7 @@ const MAP_NAMES = [
   'edge_svc_stats',
   'edge_be_stats',
   'edge_insert_limit',
+  'edge_fib_cache',
 ] as const;
 type EdgeMapName = (typeof MAP_NAMES)[number];
 
@@ -277,7 +280,7 @@ export class EdgeDatapath {
   private writeConfig(): void {
     const o = this.opts;
     const fwd = o.forward ?? { kind: 'fib' };
-    const flags = fwd.kind === 'bypass' ? CFG_F_FIB_BYPASS : fwd.kind === 'gateway' ? CFG_F_GW_MAC : 0;
+    const flags = fwd.kind === 'bypass' ? CFG_F_FIB_BYPASS : fwd.kind === 'gateway' ? CFG_F_GW_MAC : fwd.cache === false ? CFG_F_NO_FIB_CACHE : 0;
     const cfg = encodeConfig({
       addr: o.address,
       ipipSrcNet: o.ipipSource?.network ?? '0.0.0.0',

@@ -14,6 +14,7 @@ export const BE_F_IPIP = 0x4;
 
 export const CFG_F_FIB_BYPASS = 0x1;
 export const CFG_F_GW_MAC = 0x2;
+export const CFG_F_NO_FIB_CACHE = 0x4;
 
 export const PROTO_TCP = 6;
 export const PROTO_UDP = 17;
