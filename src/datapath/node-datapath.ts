@@ -111,10 +111,12 @@ function seconds(what: string, v: number | undefined, dflt: number): bigint {
  * (and thus the hash → pod choice) is the same on every reprogramming.
  * Frontends without a pod here are kept with no backends: the option path
  * accepts only known VIPs, and ipip to them is dropped (counted).
+ * Without `node`, the services are taken as already restricted to this
+ * node: every backend is local.
  */
-export function localServiceEntries(services: readonly DesiredService[], node: { name?: string; ip?: string }): { entries: LocalServiceEntry[]; truncated: string[] } {
-  if (!node.name && !node.ip) throw new Error('localServiceEntries: give the node name or IP');
-  const onNode = (b: Backend): boolean => (node.name !== undefined && b.nodeName === node.name) || (node.ip !== undefined && b.nodeIp === node.ip);
+export function localServiceEntries(services: readonly DesiredService[], node?: { name?: string; ip?: string }): { entries: LocalServiceEntry[]; truncated: string[] } {
+  if (node && !node.name && !node.ip) throw new Error('localServiceEntries: give the node name or IP (or no node: every backend is local)');
+  const onNode = (b: Backend): boolean => !node || (node.name !== undefined && b.nodeName === node.name) || (node.ip !== undefined && b.nodeIp === node.ip);
   const byKey = new Map<string, LocalServiceEntry>();
   const truncated: string[] = [];
   for (const s of services) {
@@ -244,9 +246,10 @@ export class NodeDatapath {
 
   /**
    * Programs node_services from desired state, keeping only this node's
-   * backends (see localServiceEntries). Writes only what changed.
+   * backends (see localServiceEntries; omit `node` when the services are
+   * already restricted to this node). Writes only what changed.
    */
-  setLocalServices(services: readonly DesiredService[], node: { name?: string; ip?: string }): SetLocalServicesResult {
+  setLocalServices(services: readonly DesiredService[], node?: { name?: string; ip?: string }): SetLocalServicesResult {
     const { entries, truncated } = localServiceEntries(services, node);
     const want = new Map<string, Buffer>();
     const keys = new Map<string, Buffer>();

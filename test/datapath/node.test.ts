@@ -14,7 +14,27 @@ import {
   type PacketSpec,
   type TcpSpec,
 } from '../lib/packets.js';
-import { localBackendSlot, encodeSvcKey, encodeSvcValue, FLOW_CLOSING, FLOW_FIN_CLIENT, FLOW_FIN_POD } from '../../src/datapath/node-maps.js';
+import {
+  decodeConfig,
+  decodeFlowKey,
+  decodeFlowValue,
+  decodeFwdKey,
+  decodeFwdValue,
+  decodeSvcKey,
+  decodeSvcValue,
+  encodeConfig,
+  encodeFlowKey,
+  encodeFlowValue,
+  encodeFwdKey,
+  encodeFwdValue,
+  encodeSvcKey,
+  encodeSvcValue,
+  FLOW_CLOSING,
+  FLOW_FIN_CLIENT,
+  FLOW_FIN_POD,
+  localBackendSlot,
+  nodeTupleHash,
+} from '../../src/datapath/node-maps.js';
 import { localServiceEntries } from '../../src/datapath/node-datapath.js';
 import {
   backend,
@@ -297,6 +317,8 @@ test('ipip: an established flow keeps its pod when the local backend set changes
   for (let port = 42000; port < 42040; port++) {
     const r = run(dp.ingress, ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: port, dport: 80, flags: { syn: true } } }));
     sent.set(port, parsePacket(r.out).ip.dst);
+    // node-maps.ts predicts the program's choice exactly (same hash).
+    t.is(sent.get(port), [POD1, POD2, POD3][localBackendSlot(CLIENT, VIP, port, 80, 'TCP', 3)]);
   }
   t.is(new Set(sent.values()).size, 3, '40 flows spread over the 3 local pods');
   // POD1 and POD3 go away, POD4 arrives: existing flows stay (even to removed pods: their
@@ -521,6 +543,10 @@ test('localServiceEntries: this node only, ready first, sorted, DSR only, known 
     ],
   );
   t.deepEqual(localServiceEntries(svcs, { ip: NODE_IP }).entries, entries);
+  // Without a node, the caller already restricted the backends.
+  t.deepEqual(localServiceEntries([svcs[1]!]).entries.map((e) => e.backends), [[{ ip: POD2, port: 81 }]]);
+  t.deepEqual(localServiceEntries([svcs[0]!]).entries[0]!.backends.map((b) => b.ip), [POD1, POD3, OTHER_NODE_POD]);
+  t.throws(() => localServiceEntries(svcs, {}), { message: /node name or IP/ });
   t.throws(() => localServiceEntries([svcs[0]!, svcs[0]!], { name: NODE_NAME }), { message: /two services claim/ });
 });
 
@@ -534,4 +560,34 @@ test('setLocalServices writes only differences and removes stale entries', (t) =
   const r = dp.setLocalServices([service(VIP, 80, 'TCP', many)], { name: NODE_NAME });
   t.deepEqual(r.truncated, [`ns/svc-${VIP}-80`]);
   t.is(dp.localServices()[0]!.backends.length, 32);
+});
+
+test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
+  const fk = { podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: 40000, proto: 'TCP' as const };
+  t.deepEqual(decodeFlowKey(encodeFlowKey(fk)), fk);
+  t.is(encodeFlowKey(fk).toString('hex'), '0af40105c63364071f909c4006000000');
+  const fv = { vip: VIP, vipPort: 80, flags: 5, origin: 'ipip' as const, lastSeenNs: 123456789012345n, createdNs: 1n };
+  t.deepEqual(decodeFlowValue(encodeFlowValue(fv)), fv);
+  const wk = { clientIp: CLIENT, clientPort: 1, vip: VIP, vipPort: 53, proto: 'UDP' as const };
+  t.deepEqual(decodeFwdKey(encodeFwdKey(wk)), wk);
+  const wv = { podIp: POD2, podPort: 5353, lastSeenNs: 9n };
+  t.deepEqual(decodeFwdValue(encodeFwdValue(wv)), wv);
+  const sk = { vip: VIP, port: 443, proto: 'TCP' as const };
+  t.deepEqual(decodeSvcKey(encodeSvcKey(sk)), sk);
+  t.deepEqual(decodeSvcValue(encodeSvcValue([{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }])), [{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }]);
+  const cfg = { tcpIdleNs: 1n, udpIdleNs: 2n, closeNs: 3n, nowNs: 4n, nodeIp: NODE_IP, stripOption: true, checkOuterDst: false, verifyVip: true };
+  t.deepEqual(decodeConfig(encodeConfig(cfg)), cfg);
+  t.throws(() => encodeFlowKey({ ...fk, podIp: '10.0.0.256' }), { message: /flow podIp/ });
+  t.throws(() => encodeSvcValue(Array.from({ length: 33 }, () => ({ ip: POD1, port: 1 }))), { message: /limit of 32/ });
+  t.throws(() => localBackendSlot(CLIENT, VIP, 1, 1, 'TCP', 0), { instanceOf: RangeError });
+  t.not(nodeTupleHash(CLIENT, VIP, 1, 80, 'TCP'), nodeTupleHash(CLIENT, VIP, 1, 80, 'UDP'));
+
+  const dp = loadNode(t);
+  t.is(dp.flowsMap.keySize, 16);
+  t.is(dp.flowsMap.valueSize, 24);
+  t.is(dp.fwdMap.keySize, 16);
+  t.is(dp.fwdMap.valueSize, 16);
+  t.is(dp.servicesMap.keySize, 8);
+  t.is(dp.servicesMap.valueSize, 264);
+  t.is(dp.configMap.valueSize, 40);
 });
