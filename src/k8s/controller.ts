@@ -17,7 +17,8 @@
 // - Several edges: the Lease holder allocates and writes status; the other
 //   edges take addresses from status.loadBalancer.ingress (only those inside
 //   a pool that admits the Service).
-import { CoordinationV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
 import type { EdgelbConfig } from '../config/types.js';
 import { IpAllocator, poolForAddress, type Assigned, type FailureReason } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
@@ -25,6 +26,8 @@ import { desiredForService, desiredVips, frontendKey, nodeAddresses, SERVICE_NAM
 import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
 import type { DesiredService, DesiredState, DesiredVip } from '../model/types.js';
 import { EventRecorder } from './events.js';
+import { RestClient } from './rest.js';
+import { loadKubeConfig } from './kubeconfig.js';
 import { ResilientInformer, type InformerStats } from './informer.js';
 import { LeaderElector } from './lease.js';
 import { EdgePresence } from './presence.js';
@@ -50,6 +53,8 @@ export interface KubernetesControllerOptions {
   sink: DesiredStateSink;
   /** Batching window for informer events (ms). */
   debounceMs?: number;
+  /** Services reconciled per round (a larger change takes several rounds). */
+  batchSize?: number;
   /** Concurrent status writes. */
   statusConcurrency?: number;
 }
@@ -78,21 +83,67 @@ export interface ControllerStatus {
   sinkErrors: number;
 }
 
-interface Entry {
-  json: string;
-  ds: DesiredService;
+
+function digest(ds: DesiredService): string {
+  return createHash('sha1').update(JSON.stringify(ds)).digest('base64');
 }
 
 interface SvcState {
   addresses: Assigned[];
   ready: string[];
-  entries: Map<string, Entry>;
-  nodes: Set<string>;
+  /** frontendKey → digest of the entry's JSON as last given to the sink (the sink keeps the objects). */
+  entries: Map<string, string>;
+  nodes: string[];
   failure: { reason: FailureReason; message: string } | null;
   advertised: boolean;
 }
 
 const FAILURE_REASONS = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict']);
+
+/**
+ * Objects are cached as plain JSON (lists are fetched raw, like watch
+ * events, so both have the same shape) and trimmed to what edgelb reads:
+ * managedFields, last-applied annotations, endpoint targetRefs/hints and
+ * everything of a Node but its addresses are most of an informer's memory
+ * in a real cluster.
+ */
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+function trimService(svc: V1Service): V1Service {
+  const md = svc.metadata;
+  if (md?.managedFields) delete md.managedFields;
+  if (md?.annotations?.[LAST_APPLIED] !== undefined) delete md.annotations[LAST_APPLIED];
+  return svc;
+}
+
+function trimSlice(s: V1EndpointSlice): V1EndpointSlice {
+  const md = s.metadata ?? {};
+  const svcName = md.labels?.[SERVICE_NAME_LABEL];
+  return {
+    metadata: { name: md.name, namespace: md.namespace, uid: md.uid, resourceVersion: md.resourceVersion, labels: svcName === undefined ? {} : { [SERVICE_NAME_LABEL]: svcName } },
+    addressType: s.addressType,
+    ports: s.ports,
+    endpoints: (s.endpoints ?? []).map((e) => ({ addresses: e.addresses, conditions: e.conditions, nodeName: e.nodeName })),
+  };
+}
+
+function trimNode(n: V1Node): V1Node {
+  const md = n.metadata ?? {};
+  return { metadata: { name: md.name, uid: md.uid, resourceVersion: md.resourceVersion }, status: { addresses: n.status?.addresses ?? [] } };
+}
+
+/**
+ * Digest of what reconciliation reads from a Service: spec, labels,
+ * annotations, the addresses in status and a failure reported in our
+ * condition (both matter on edges that follow the leader's status).
+ */
+function serviceFingerprint(svc: V1Service): string {
+  const md = svc.metadata;
+  const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
+  const failed = c && FAILURE_REASONS.has(c.reason) ? c.reason : '';
+  const text = JSON.stringify([md?.uid, svc.spec, md?.labels, md?.annotations, ingressAddresses(svc), failed]);
+  return createHash('sha1').update(text).digest('base64');
+}
 
 function parseKey(key: string): [string, string] {
   const i = key.indexOf('/');
@@ -104,6 +155,7 @@ export class KubernetesController {
   private readonly log: Logger;
   private readonly kc: KubeConfig;
   private readonly core: CoreV1Api;
+  private readonly rest: RestClient;
   private readonly services: ResilientInformer<V1Service>;
   private readonly slices: ResilientInformer<V1EndpointSlice>;
   private readonly nodes: ResilientInformer<V1Node>;
@@ -118,6 +170,7 @@ export class KubernetesController {
   private readonly slicesBySvc = new Map<string, Set<string>>();
   private readonly state = new Map<string, SvcState>();
   private readonly frontendOwner = new Map<string, string>();
+  private readonly fingerprints = new Map<string, string>();
   private readonly unallocated = new Set<string>();
   private readonly dirty = new Set<string>();
   private lastVipsJson = '[]';
@@ -126,18 +179,14 @@ export class KubernetesController {
   private flushing: Promise<void> | null = null;
   private running = false;
   private sinkErrors = 0;
+  private needRestore = false;
 
   constructor(o: KubernetesControllerOptions) {
     this.o = o;
     this.log = o.logger.child({ component: 'k8s' });
-    this.kc = o.kubeConfig ?? new KubeConfig();
-    if (!o.kubeConfig) {
-      const path = o.kubeconfigPath ?? o.config.kubernetes.kubeconfig;
-      if (path) this.kc.loadFromFile(path);
-      else this.kc.loadFromDefault();
-    }
+    this.kc = o.kubeConfig ?? loadKubeConfig(o.kubeconfigPath ?? o.config.kubernetes.kubeconfig);
     this.core = this.kc.makeApiClient(CoreV1Api);
-    const discovery = this.kc.makeApiClient(DiscoveryV1Api);
+    this.rest = new RestClient(this.kc);
     const coord = this.kc.makeApiClient(CoordinationV1Api);
     const k = o.config.kubernetes;
     const common = { kubeConfig: this.kc, logger: this.log, onListed: () => this.schedule() };
@@ -145,21 +194,24 @@ export class KubernetesController {
       ...common,
       name: 'services',
       path: '/api/v1/services',
-      list: () => this.core.listServiceForAllNamespaces(),
-      onEvent: (_ev, svc) => this.onService(svc),
+      list: () => this.rest.listAll('/api/v1/services', trimService),
+      project: trimService,
+      onEvent: (ev, svc) => this.onService(ev, svc),
     });
     this.slices = new ResilientInformer<V1EndpointSlice>({
       ...common,
       name: 'endpointslices',
       path: '/apis/discovery.k8s.io/v1/endpointslices',
-      list: () => discovery.listEndpointSliceForAllNamespaces(),
+      list: () => this.rest.listAll('/apis/discovery.k8s.io/v1/endpointslices', trimSlice),
+      project: trimSlice,
       onEvent: (ev, s) => this.onSlice(ev, s),
     });
     this.nodes = new ResilientInformer<V1Node>({
       ...common,
       name: 'nodes',
       path: '/api/v1/nodes',
-      list: () => this.core.listNode(),
+      list: () => this.rest.listAll('/api/v1/nodes', trimNode),
+      project: trimNode,
       onEvent: (ev, n) => this.onNode(ev, n),
     });
     this.elector = new LeaderElector({
@@ -181,7 +233,7 @@ export class KubernetesController {
       logger: this.log,
       onChange: () => this.markAll(),
     });
-    this.events = new EventRecorder({ api: this.core, component: 'edgelb', host: o.nodeName, logger: this.log });
+    this.events = new EventRecorder({ rest: this.rest, component: 'edgelb', host: o.nodeName, logger: this.log });
   }
 
   /** Starts watching and electing; resolves once the informers are started (not necessarily synced). */
@@ -208,6 +260,7 @@ export class KubernetesController {
     await this.elector.stop(release);
     await this.presence.stop(release);
     this.status_?.stop();
+    this.rest.close();
   }
 
   /** Whether this edge currently advertises (e.g. a BGP session is up); reported to the other edges. */
@@ -240,10 +293,13 @@ export class KubernetesController {
     };
   }
 
-  /** What the sink has been given so far. */
+  /** The desired state as of the last reconcile (recomputed from the caches; the sink holds the objects). */
   desiredState(): DesiredState {
     const services: DesiredService[] = [];
-    for (const s of this.state.values()) for (const e of s.entries.values()) services.push(e.ds);
+    for (const [key, st] of this.state) {
+      const svc = this.getService(key);
+      if (svc) services.push(...this.entriesOf(key, svc, st.addresses).list.filter((ds) => st.entries.has(frontendKey(ds.frontend))));
+    }
     return { services, vips: this.lastVips };
   }
 
@@ -263,10 +319,20 @@ export class KubernetesController {
 
   // --- informer events -------------------------------------------------
 
-  private onService(svc: V1Service): void {
+  private onService(ev: string, svc: V1Service): void {
     const key = serviceKey(svc);
-    this.markDirty(key);
     this.status_?.observe(key);
+    if (ev === 'delete') {
+      this.fingerprints.delete(key);
+      this.markDirty(key);
+      return;
+    }
+    // Most updates are the echo of a status write; recompute only when
+    // something the desired state depends on changed.
+    const fp = serviceFingerprint(svc);
+    if (this.fingerprints.get(key) === fp) return;
+    this.fingerprints.set(key, fp);
+    this.markDirty(key);
   }
 
   private onSlice(ev: string, s: V1EndpointSlice): void {
@@ -296,7 +362,7 @@ export class KubernetesController {
     else this.nodeAddrs.set(name, nodeAddresses(n));
     const cur = this.nodeAddrs.get(name);
     if (prev?.v4 === cur?.v4 && prev?.v6 === cur?.v6) return;
-    for (const [key, st] of this.state) if (st.nodes.has(name)) this.markDirty(key);
+    for (const [key, st] of this.state) if (st.nodes.includes(name)) this.markDirty(key);
   }
 
   private markDirty(key: string): void {
@@ -322,13 +388,26 @@ export class KubernetesController {
 
   private becomeLeader(): void {
     this.ipam = new IpAllocator(this.o.config.pools);
+    this.needRestore = true;
     this.status_ = new StatusWriter({
-      api: this.core,
+      rest: this.rest,
       logger: this.log,
       get: (key) => this.getService(key),
       concurrency: this.o.statusConcurrency ?? 32,
     });
     this.markAll();
+  }
+
+  /**
+   * Replays every owned Service's status into a fresh allocator, oldest
+   * first, so no later round hands out an address some Service already
+   * shows in status (restart stability across batches).
+   */
+  private restoreAllocations(): void {
+    this.needRestore = false;
+    const owned = this.services.list().filter((s) => isOurs(s, this.o.config.kubernetes) && ingressAddresses(s).length > 0);
+    owned.sort((a, b) => creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
+    for (const svc of owned) this.ipam!.assign(ipRequestFor(svc));
   }
 
   private loseLeadership(): void {
@@ -373,8 +452,8 @@ export class KubernetesController {
   private async doFlush(): Promise<void> {
     if (!this.synced() || this.dirty.size === 0) return;
     const leader = this.ipam !== null;
+    if (leader && this.needRestore) this.restoreAllocations();
     let keys = [...this.dirty];
-    this.dirty.clear();
     if (leader) {
       // Services that already have an address claim it before new ones get one.
       const rank = keys.map((k) => {
@@ -384,6 +463,10 @@ export class KubernetesController {
       rank.sort((a, b) => a.has - b.has || a.t - b.t || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
       keys = rank.map((r) => r.k);
     }
+    // Bounded rounds keep the transient memory of a big change (startup,
+    // relist) small and let the first Services reach the sink early.
+    keys = keys.slice(0, this.o.batchSize ?? 1000);
+    for (const k of keys) this.dirty.delete(k);
     const changed: DesiredService[] = [];
     const removedSet = new Set<string>();
     const next = new Map<string, SvcState | null>();
@@ -405,11 +488,12 @@ export class KubernetesController {
         else this.status_?.set(key, null);
         continue;
       }
-      const st = this.compute(key, svc, prev);
+      const { st, list } = this.compute(key, svc, prev);
       if (prev && prev.addresses.some((a) => !st.addresses.some((b) => b.ip === a.ip))) released = true;
       if (!prev || JSON.stringify(prev.addresses) !== JSON.stringify(st.addresses) || prev.ready.join() !== st.ready.join()) vipsTouched = true;
-      for (const [fk, e] of st.entries) {
-        if (prev?.entries.get(fk)?.json !== e.json) changed.push(e.ds);
+      for (const ds of list) {
+        const fk = frontendKey(ds.frontend);
+        if (prev?.entries.get(fk) !== st.entries.get(fk)) changed.push(ds);
       }
       for (const fk of prev?.entries.keys() ?? []) if (!st.entries.has(fk)) removedSet.add(fk);
       next.set(key, st);
@@ -460,10 +544,9 @@ export class KubernetesController {
   }
 
   /** Allocation + desired entries + (on the leader) status, Events. */
-  private compute(key: string, svc: V1Service, prev: SvcState | undefined): SvcState {
+  private compute(key: string, svc: V1Service, prev: SvcState | undefined): { st: SvcState; list: DesiredService[] } {
     let addresses: Assigned[];
     let failure: SvcState['failure'] = null;
-    const problems: Problem[] = [];
     if (this.ipam) {
       const r = this.ipam.assign(ipRequestFor(svc));
       if (r.ok) {
@@ -478,10 +561,18 @@ export class KubernetesController {
       addresses = this.addressesFromStatus(svc, prev);
       this.unallocated.delete(key);
     }
+    const { list, ready, problems, entries, nodes } = this.entriesOf(key, svc, addresses);
+    const st: SvcState = { addresses, ready, entries, nodes, failure, advertised: prev?.advertised ?? false };
+    if (this.status_) this.report(svc, st, prev, problems);
+    return { st, list };
+  }
+
+  private entriesOf(key: string, svc: V1Service, addresses: Assigned[]) {
     const d = desiredForService(svc, this.slicesOf(key), this.nodeAddrs, this.o.config, addresses);
-    problems.push(...d.problems);
-    const entries = new Map<string, Entry>();
+    const problems: Problem[] = [...d.problems];
+    const entries = new Map<string, string>();
     const nodes = new Set<string>();
+    const list: DesiredService[] = [];
     for (const ds of d.services) {
       const fk = frontendKey(ds.frontend);
       const owner = this.frontendOwner.get(fk);
@@ -490,11 +581,10 @@ export class KubernetesController {
         continue;
       }
       for (const b of ds.backends) nodes.add(b.nodeName);
-      entries.set(fk, { json: JSON.stringify(ds), ds });
+      entries.set(fk, digest(ds));
+      list.push(ds);
     }
-    const st: SvcState = { addresses, ready: d.readyAddresses, entries, nodes, failure, advertised: prev?.advertised ?? false };
-    if (this.status_) this.report(svc, st, prev, problems);
-    return st;
+    return { list, ready: d.readyAddresses, problems, entries, nodes: [...nodes] };
   }
 
   /**
@@ -533,13 +623,17 @@ export class KubernetesController {
     this.status_!.set(key, { ingress: st.addresses.map((a) => a.ip), condition: cond });
     const before = (prev?.addresses ?? []).map((a) => a.ip).join(',');
     const now = st.addresses.map((a) => a.ip).join(',');
+    const advertised = cond.status === 'True';
+    let announced = false;
     if (now !== '' && now !== before && now !== ingressAddresses(svc).join(',')) {
-      this.events.record(svc, 'Normal', 'IPAllocated', `Assigned ${st.addresses.map((a) => `${a.ip} (pool ${a.pool})`).join(', ')}`);
+      // One Event for "allocated and advertised" when both happen at once.
+      const assigned = `Assigned ${st.addresses.map((a) => `${a.ip} (pool ${a.pool})`).join(', ')}`;
+      this.events.record(svc, 'Normal', 'IPAllocated', advertised ? `${assigned}; advertised` : assigned);
+      announced = advertised;
     }
     if (st.failure) this.events.record(svc, 'Warning', st.failure.reason, st.failure.message);
     for (const p of problems) this.events.record(svc, 'Warning', p.reason, p.message);
-    const advertised = cond.status === 'True';
-    if (advertised && !st.advertised) this.events.record(svc, 'Normal', 'Advertised', `${st.ready.join(', ')} advertised`);
+    if (advertised && !st.advertised && !announced) this.events.record(svc, 'Normal', 'Advertised', `${st.ready.join(', ')} advertised`);
     if (!advertised && st.advertised) this.events.record(svc, 'Normal', 'Withdrawn', cond.message);
     st.advertised = advertised;
   }

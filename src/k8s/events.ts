@@ -4,8 +4,9 @@
 // Writes go through a small bounded queue so a burst (10 000 allocations)
 // does not starve status writes; if the queue is full, new Events are
 // dropped and counted (Events are best effort in Kubernetes too).
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Service } from '@kubernetes/client-node';
+import type { V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
+import { nsPath, type RestClient } from './rest.js';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -18,7 +19,7 @@ interface Entry {
 }
 
 export interface EventRecorderOptions {
-  api: CoreV1Api;
+  rest: RestClient;
   component: string;
   host: string;
   logger: Logger;
@@ -64,24 +65,28 @@ export class EventRecorder {
     }
     const e: Entry = { name: null, namespace, count: 1, posted: 0, inflight: true };
     this.entries.set(key, e);
-    const now = new Date();
-    const name = `${md.name ?? 'unknown'}.${now.getTime().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`;
-    const body = {
-      metadata: { name, namespace },
-      involvedObject: { apiVersion: 'v1', kind: 'Service', namespace, name: md.name, uid: md.uid, resourceVersion: md.resourceVersion },
-      reason,
-      message,
-      type,
-      source: { component: this.o.component, host: this.o.host },
-      reportingComponent: this.o.component,
-      reportingInstance: this.o.host,
-      firstTimestamp: now,
-      lastTimestamp: now,
-      count: 1,
-    };
+    // The body is built when the write happens: a backlog of thousands of
+    // Events then costs a closure each, not a request body each.
+    const svcName = md.name ?? 'unknown';
+    const uid = md.uid;
     this.enqueue(async () => {
+      const stamp = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+      const name = `${svcName}.${Date.now().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`;
+      const body = {
+        metadata: { name, namespace },
+        involvedObject: { apiVersion: 'v1', kind: 'Service', namespace, name: svcName, uid },
+        reason,
+        message,
+        type,
+        source: { component: this.o.component, host: this.o.host },
+        reportingComponent: this.o.component,
+        reportingInstance: this.o.host,
+        firstTimestamp: stamp,
+        lastTimestamp: stamp,
+        count: 1,
+      };
       try {
-        await this.o.api.createNamespacedEvent({ namespace, body });
+        await this.o.rest.send('POST', nsPath(namespace, 'events'), body, 'application/json', true);
         this.created++;
         e.name = name;
         e.posted = 1;
@@ -101,10 +106,8 @@ export class EventRecorder {
     e.inflight = true;
     const count = e.count;
     try {
-      await this.o.api.patchNamespacedEvent(
-        { name: e.name, namespace: e.namespace, body: { count, lastTimestamp: new Date().toISOString() } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
+      const lastTimestamp = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+      await this.o.rest.send('PATCH', nsPath(e.namespace, 'events', e.name), { count, lastTimestamp }, 'application/merge-patch+json', true);
       this.patched++;
       e.posted = count;
     } catch (err) {

@@ -9,6 +9,22 @@
 import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 
+type WatchCallback = (phase: string, apiObj: unknown, watchObj?: unknown) => void;
+
+/** A Watch that trims objects before ListWatch caches them. */
+class ProjectingWatch extends Watch {
+  constructor(
+    kc: KubeConfig,
+    private readonly project: (obj: unknown) => unknown,
+  ) {
+    super(kc);
+  }
+
+  override watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: WatchCallback, done: (err: unknown) => void): Promise<AbortController> {
+    return super.watch(path, queryParams, (phase, obj, raw) => callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? obj : this.project(obj), raw), done);
+  }
+}
+
 export type InformerEvent = 'add' | 'update' | 'delete';
 
 export interface InformerStats {
@@ -27,6 +43,11 @@ export interface ResilientInformerOptions<T extends KubernetesObject> {
   name: string;
   logger: Logger;
   onEvent: (ev: InformerEvent, obj: T) => void;
+  /**
+   * Trims each object before it is cached (list items and watch events
+   * alike), e.g. drops managedFields or fields edgelb never reads.
+   */
+  project?: (obj: T) => T;
   /** Called after each successful list (initial or relist), once its objects are in the cache. */
   onListed?: () => void;
   backoffInitialMs?: number;
@@ -47,6 +68,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.backoffMs = o.backoffInitialMs ?? 200;
     const list = async (): Promise<KubernetesListObject<T>> => {
       const r = await o.list();
+      if (o.project) r.items = r.items.map(o.project);
       this.st.lists++;
       this.st.synced = true;
       this.st.connected = true;
@@ -57,7 +79,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       });
       return r;
     };
-    this.lw = new ListWatch<T>(o.path, new Watch(o.kubeConfig), list, false);
+    this.lw = new ListWatch<T>(o.path, o.project ? new ProjectingWatch(o.kubeConfig, o.project as (x: unknown) => unknown) : new Watch(o.kubeConfig), list, false);
     this.lw.on('add', (obj) => this.event('add', obj));
     this.lw.on('update', (obj) => this.event('update', obj));
     this.lw.on('delete', (obj) => this.event('delete', obj));

@@ -4,10 +4,12 @@
 // (restart stability) and a burst of changes to one Service collapses into
 // one write. Writes are JSON merge patches of the status subresource,
 // carrying the other controllers' conditions over unchanged.
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Condition, type V1Service } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import type { V1Condition, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { CONDITION_ADVERTISED, ingressAddresses } from '../model/service.js';
 import { httpStatus } from './lease.js';
+import { nsPath, type RestClient } from './rest.js';
 
 export interface ConditionState {
   status: 'True' | 'False';
@@ -22,7 +24,7 @@ export interface DesiredStatus {
 }
 
 export interface StatusWriterOptions {
-  api: CoreV1Api;
+  rest: RestClient;
   logger: Logger;
   /** Current cached Service by "namespace/name". */
   get: (key: string) => V1Service | undefined;
@@ -54,6 +56,10 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
   return { status: { loadBalancer: { ingress: d.ingress.map((ip) => ({ ip })) }, conditions } };
 }
 
+function digestOf(d: DesiredStatus): string {
+  return createHash('sha1').update(JSON.stringify(d)).digest('base64');
+}
+
 function toIso(t: unknown): string {
   if (t instanceof Date) return t.toISOString().replace(/\.\d{3}Z$/, 'Z');
   return typeof t === 'string' ? t : new Date().toISOString();
@@ -62,7 +68,7 @@ function toIso(t: unknown): string {
 export class StatusWriter {
   private readonly o: Required<Pick<StatusWriterOptions, 'concurrency' | 'retryMs'>> & StatusWriterOptions;
   private readonly desired = new Map<string, DesiredStatus>();
-  private readonly lastWritten = new Map<string, { json: string; baseRv: string }>();
+  private readonly lastWritten = new Map<string, { digest: string; baseRv: string }>();
   private readonly queue = new Set<string>();
   private readonly inflight = new Set<string>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
@@ -114,7 +120,7 @@ export class StatusWriter {
     if (statusMatches(svc, d)) return false;
     // Written already and the informer has not caught up with our write yet.
     const lw = this.lastWritten.get(key);
-    return !(lw && lw.json === JSON.stringify(d) && lw.baseRv === (svc.metadata?.resourceVersion ?? ''));
+    return !(lw && lw.digest === digestOf(d) && lw.baseRv === (svc.metadata?.resourceVersion ?? ''));
   }
 
   private pump(): void {
@@ -138,15 +144,12 @@ export class StatusWriter {
     const d = this.desired.get(key);
     const svc = this.o.get(key);
     if (!d || !svc || !this.needsWrite(key)) return;
-    const json = JSON.stringify(d);
+    const digest = digestOf(d);
     const baseRv = svc.metadata?.resourceVersion ?? '';
     try {
-      await this.o.api.patchNamespacedServiceStatus(
-        { name: svc.metadata!.name!, namespace: svc.metadata!.namespace!, body: statusPatch(svc, d, new Date()) },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
+      await this.o.rest.send('PATCH', nsPath(svc.metadata!.namespace!, 'services', svc.metadata!.name!, 'status'), statusPatch(svc, d, new Date()), 'application/merge-patch+json', true);
       this.written++;
-      this.lastWritten.set(key, { json, baseRv });
+      this.lastWritten.set(key, { digest, baseRv });
     } catch (e) {
       if (httpStatus(e) === 404) return;
       this.failed++;
