@@ -8,7 +8,9 @@ import { addAddress, addBridge, createNetns, gatewaysOf, kernelRoutes, nsRun, ru
 import { FrrRouter, type FrrNeighbor } from '../../test/lib/frr.js';
 import { ensureBpffs } from '../../test/lib/bpffs.js';
 import { repoRoot } from '../datapath/loader.js';
-import { allNamespaces, allPods, checkPrefix, newPrefix, planLab, type EdgePlan, type LabPlan, type NodePlan } from './topology.js';
+import { allNamespaces, allPods, checkPrefix, newPrefix, planLab, type EdgePlan, type LabPlan, type NodePlan, type PodPlan } from './topology.js';
+import type { LoadOptions, LoadResult } from './load.js';
+import { allEndpoints, endpointSliceObject, serviceObject, toYaml, type EndpointSpec, type LabServiceSpec } from './manifests.js';
 import { DEFAULT_OPTIONS, listLabs, loadState, removeState, saveState, STATE_DIR, type AgentRecord, type LabOptions, type LabState } from './state.js';
 import { alive, sameProcess, spawnInNs, stopPid, tail, waitForLog, type LabProcess } from './procs.js';
 import { edgeConfig } from './agent-config.js';
@@ -134,6 +136,101 @@ export class Lab {
     if (p) await stopPid(p.pid, signal, graceMs);
     this.agent(name).state = 'stopped';
     this.save();
+  }
+
+  /** kubectl apply of a Service and its EndpointSlice. */
+  async applyService(spec: LabServiceSpec, endpoints: EndpointSpec[] = allEndpoints(this.plan)): Promise<string> {
+    const r = await this.kubectl(['apply', '-f', '-'], { input: toYaml([serviceObject(this.plan, spec), endpointSliceObject(this.plan, spec, endpoints)]) });
+    return r.stdout;
+  }
+
+  async setEndpoints(spec: LabServiceSpec, endpoints: EndpointSpec[]): Promise<void> {
+    await this.kubectl(['apply', '-f', '-'], { input: toYaml([endpointSliceObject(this.plan, spec, endpoints)]) });
+  }
+
+  /** The Service's first LoadBalancer address, once the agents allocated it. */
+  async waitForVip(name: string, timeoutMs = 20000, namespace = 'default'): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const svc = await this.kubectlJson<{ status?: { loadBalancer?: { ingress?: { ip?: string }[] } } }>(['get', 'service', name, '-n', namespace]);
+      const ip = svc.status?.loadBalancer?.ingress?.[0]?.ip;
+      if (ip) return ip;
+      if (Date.now() > deadline) throw new Error(`service ${namespace}/${name} got no EXTERNAL-IP within ${timeoutMs} ms`);
+      await sleep(200);
+    }
+  }
+
+  /** Waits until the router's kernel route to `vip` has exactly `gateways` (sorted); returns ms waited. */
+  async waitForGateways(vip: string, gateways: string[], timeoutMs = 20000): Promise<number> {
+    const want = [...gateways].sort().join(',');
+    const t0 = Date.now();
+    for (;;) {
+      const got = (await this.routerGateways(vip)).join(',');
+      if (got === want) return Date.now() - t0;
+      if (Date.now() - t0 > timeoutMs) throw new Error(`router route to ${vip}: want nexthops [${want}], have [${got}] after ${timeoutMs} ms`);
+      await sleep(50);
+    }
+  }
+
+  /** Waits until one HTTP request through the VIP succeeds (bounded). */
+  async waitServing(vip: string, port = 80, timeoutMs = 20000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      const r = await this.load({ kind: 'http', target: vip, port, count: 4, concurrency: 1, timeoutMs: 1000 });
+      if (r.ok === 4) return;
+      last = r.failures[0]?.error ?? '';
+      await sleep(200);
+    }
+    throw new Error(`${vip}:${port} did not serve within ${timeoutMs} ms (last error: ${last})`);
+  }
+
+  /** Runs the load generator in the client namespace; resolves with its result. */
+  load(o: LoadOptions): Promise<LoadResult> {
+    const args = ['--kind', o.kind, '--target', o.target, '--port', String(o.port)];
+    const opt = (flag: string, v: string | number | undefined): void => {
+      if (v !== undefined) args.push(flag, String(v));
+    };
+    opt('--bind', o.bind);
+    opt('--duration-ms', o.durationMs);
+    opt('--count', o.count);
+    opt('--concurrency', o.concurrency);
+    opt('--connections', o.connections);
+    opt('--interval-ms', o.intervalMs);
+    opt('--timeout-ms', o.timeoutMs);
+    const limit = Math.min(o.durationMs ?? 600_000, 600_000) + 30_000;
+    return run(['nsenter', `--net=/run/netns/${this.plan.client.ns}`, '--', node, dist('src/lab/load-main.js'), ...args], { timeoutMs: limit }).then(
+      (r) => JSON.parse(r.stdout) as LoadResult,
+    );
+  }
+
+  /** Adds a pod (namespace, veth on the node's bridge, echo servers) to a node; resolves when it serves. */
+  async addPod(nodeName: string, podName: string, ip: string): Promise<PodPlan> {
+    const n = this.plan.nodes.find((x) => x.name === nodeName);
+    if (!n) throw new Error(`no node ${nodeName}`);
+    const idx = n.pods.length;
+    const pod: PodPlan = { name: podName, ns: `${this.prefix}pod${n.name.slice(4)}${String.fromCharCode(97 + idx)}`, ip, hostIf: `veth${String.fromCharCode(97 + idx)}` };
+    await createNetns(pod.ns);
+    this.state.namespaces.push(pod.ns);
+    n.pods.push(pod);
+    this.save();
+    await vethPair(pod.ns, 'eth0', n.ns, pod.hostIf);
+    await setMaster(n.ns, pod.hostIf, n.bridge);
+    await addAddress(pod.ns, 'eth0', `${ip}/24`);
+    await nsRun(pod.ns, ['ip', 'route', 'add', 'default', 'via', n.gateway]);
+    await txChecksumOff(pod.ns, 'eth0');
+    await nsRun(pod.ns, ['ethtool', '-K', 'eth0', 'sg', 'off']);
+    const proc = spawnInNs(`pod-${podName}`, pod.ns, [node, dist('src/lab/echo-main.js'), '--name', podName, '--http', String(this.plan.ports.http), '--udp', String(this.plan.ports.udp)], join(this.state.dir, `${podName}.log`));
+    this.state.processes.push(proc);
+    this.save();
+    await waitForLog(proc, /ECHO READY/, 15000);
+    return pod;
+  }
+
+  /** Stops a pod's echo servers the way a kubelet does (SIGTERM: finish what is in flight). */
+  async stopPod(podName: string): Promise<void> {
+    const p = this.state.processes.find((x) => x.name === `pod-${podName}` && alive(x.pid));
+    if (p) await stopPid(p.pid, 'SIGTERM', 12000);
   }
 
   // ------------------------------------------------------------------ description

@@ -1,0 +1,100 @@
+// End to end, one lab: client → FRR router (ECMP) → two edges (gobgpd +
+// edgelb agent, XDP) → two Kubernetes nodes (tc program) → echo pods, with
+// the real kubectl against the test API server. Forwarding modes and
+// per-service policy (issue 6: tests 1, 3 and 8).
+import test from 'ava';
+import { bringUp, captureEdges, need, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
+import type { LabServiceSpec } from '../../src/lab/manifests.js';
+
+let h: LabHolder | undefined;
+
+test.before(async () => {
+  h = await bringUp();
+});
+
+test.after.always(async () => {
+  await tearDown(h);
+});
+
+async function serviceUp(t: import('ava').ExecutionContext, spec: LabServiceSpec): Promise<string> {
+  const lab = need(t, h);
+  await lab.applyService(spec);
+  const vip = await lab.waitForVip(spec.name);
+  await lab.waitForGateways(vip, lab.plan.edges.map((e) => e.address));
+  await lab.waitServing(vip, spec.tcpPort ?? 80);
+  return vip;
+}
+
+for (const dispatch of ['ip-option', 'ipip'] as const) {
+  test.serial(`DSR ${dispatch}: TCP and UDP answered from the VIP, pods see the client, no replies cross the edges`, async (t) => {
+    const lab = need(t, h);
+    const name = `echo-${dispatch.replace('-', '')}`;
+    const vip = await serviceUp(t, { name, annotations: { 'edgelb.io/mode': 'dsr', 'edgelb.io/dispatch': dispatch } });
+    const replies = await captureEdges(lab, h!.dir, `src host ${vip}`, `${name}-replies`);
+    const requests = await captureEdges(lab, h!.dir, `dst host ${vip}`, `${name}-requests`);
+    const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 200, concurrency: 4, timeoutMs: 2000 });
+    const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 200, concurrency: 2, timeoutMs: 1000 });
+    const replyCounts = await stopAll(replies);
+    const requestCounts = await stopAll(requests);
+    t.is(tcp.failed, 0, summary(tcp));
+    t.is(udp.failed, 0, summary(udp));
+    // Every TCP connection completed, so every SYN-ACK came from VIP:80 (the client resets anything else).
+    t.is(tcp.ok, 200, summary(tcp));
+    t.is(udp.wrongSource, 0, `UDP answers from an address other than ${vip}: ${summary(udp)}`);
+    t.deepEqual(Object.keys(tcp.clients), [lab.plan.client.address], `pods saw ${JSON.stringify(tcp.clients)}`);
+    t.deepEqual(Object.keys(udp.clients), [lab.plan.client.address], `pods saw ${JSON.stringify(udp.clients)}`);
+    t.is(Object.keys(tcp.pods).length, 4, `all four pods serve: ${JSON.stringify(tcp.pods)}`);
+    t.deepEqual(replyCounts, [0, 0], `packets from ${vip} on the edges' uplinks (edge1, edge2)`);
+    t.true(requestCounts.every((n) => n > 0), `requests reached both edges: ${requestCounts.join(', ')}`);
+    t.log(`${dispatch}: ${summary(tcp)}; requests seen on edge uplinks ${requestCounts.join('/')}, replies ${replyCounts.join('/')}`);
+  });
+}
+
+test.serial('loadBalancerSourceRanges: a client outside the range gets nothing, one inside is served', async (t) => {
+  const lab = need(t, h);
+  const vip = await serviceUp(t, { name: 'ranges', sourceRanges: [`${lab.plan.client.address}/32`], udpPort: null });
+  const inside = await lab.load({ kind: 'http', target: vip, port: 80, count: 20, concurrency: 2, bind: lab.plan.client.address, timeoutMs: 1500 });
+  const outside = await lab.load({ kind: 'http', target: vip, port: 80, count: 4, concurrency: 2, bind: lab.plan.client.otherAddress, timeoutMs: 1000 });
+  t.is(inside.ok, 20, summary(inside));
+  t.is(outside.ok, 0, summary(outside));
+  t.is(outside.failed, 4, summary(outside));
+});
+
+test.serial('sessionAffinity ClientIP: every new connection of one client lands on one pod', async (t) => {
+  const lab = need(t, h);
+  const vip = await serviceUp(t, { name: 'sticky', sessionAffinity: { timeoutSeconds: 600 }, udpPort: null });
+  const a = await lab.load({ kind: 'http', target: vip, port: 80, count: 60, concurrency: 3, bind: lab.plan.client.address });
+  const b = await lab.load({ kind: 'http', target: vip, port: 80, count: 60, concurrency: 3, bind: lab.plan.client.otherAddress });
+  t.is(a.ok, 60, summary(a));
+  t.is(b.ok, 60, summary(b));
+  t.is(Object.keys(a.pods).length, 1, `client ${lab.plan.client.address} went to ${JSON.stringify(a.pods)}`);
+  t.is(Object.keys(b.pods).length, 1, `client ${lab.plan.client.otherAddress} went to ${JSON.stringify(b.pods)}`);
+});
+
+test.serial('snat: the pod sees an edge address and answers go back through the edge', async (t) => {
+  const lab = need(t, h);
+  const vip = await serviceUp(t, { name: 'snat', annotations: { 'edgelb.io/mode': 'snat' } });
+  const replies = await captureEdges(lab, h!.dir, `src host ${vip}`, 'snat-replies');
+  const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 100, concurrency: 4 });
+  const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 100, concurrency: 2 });
+  const replyCounts = await stopAll(replies);
+  t.is(tcp.failed, 0, summary(tcp));
+  t.is(udp.failed, 0, summary(udp));
+  t.is(udp.wrongSource, 0, summary(udp));
+  const edges = lab.plan.edges.map((e) => e.address);
+  t.true(Object.keys(tcp.clients).every((c) => edges.includes(c)), `TCP pods saw ${JSON.stringify(tcp.clients)}, want edge addresses ${edges.join(', ')}`);
+  t.true(Object.keys(udp.clients).every((c) => edges.includes(c)), `UDP pods saw ${JSON.stringify(udp.clients)}`);
+  t.true(replyCounts.reduce((a, b) => a + b, 0) > 0, `replies (from ${vip}) leave through the edges: ${replyCounts.join('/')}`);
+});
+
+test.serial('hybrid: TCP is DSR (pod sees the client), UDP is SNAT (pod sees an edge)', async (t) => {
+  const lab = need(t, h);
+  const vip = await serviceUp(t, { name: 'hybrid', annotations: { 'edgelb.io/mode': 'hybrid' } });
+  const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 60, concurrency: 3 });
+  const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 60, concurrency: 2 });
+  t.is(tcp.failed, 0, summary(tcp));
+  t.is(udp.failed, 0, summary(udp));
+  t.deepEqual(Object.keys(tcp.clients), [lab.plan.client.address], `TCP pods saw ${JSON.stringify(tcp.clients)}`);
+  const edges = lab.plan.edges.map((e) => e.address);
+  t.true(Object.keys(udp.clients).every((c) => edges.includes(c)), `UDP pods saw ${JSON.stringify(udp.clients)}`);
+});

@@ -1,0 +1,69 @@
+// Shared pieces of the end-to-end tests: one lab per test file, always torn
+// down; captures on the fabric side of the edges' uplinks.
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
+import { Lab, labDown, labUp, type UpOptions } from '../../src/lab/lab.js';
+import { startCapture, type Capture } from '../../src/lab/capture.js';
+import type { LoadResult } from '../../src/lab/load.js';
+
+export interface LabHolder {
+  lab: Lab | null;
+  error: Error | null;
+  dir: string;
+}
+
+export async function bringUp(opts: UpOptions = {}): Promise<LabHolder> {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-e2e-'));
+  chmodSync(dir, 0o755);
+  try {
+    const lab = await labUp({ agentTimeoutSeconds: 60, ...opts });
+    if (lab.state.phase !== 'up') return { lab, error: new Error(`lab is ${lab.state.phase}: ${lab.state.problems.join('; ')}`), dir };
+    return { lab, error: null, dir };
+  } catch (e) {
+    return { lab: null, error: e as Error, dir };
+  }
+}
+
+export async function tearDown(h: LabHolder | undefined): Promise<void> {
+  if (!h) return;
+  if (h.lab) await labDown(h.lab.prefix);
+  rmSync(h.dir, { recursive: true, force: true });
+}
+
+/** The lab, or fail the test with the reason it is missing. */
+export function need(t: ExecutionContext, h: LabHolder | undefined): Lab {
+  if (!h?.lab || h.error) {
+    t.fail(`lab not available: ${h?.error?.message ?? 'not started'}`);
+    throw new Error('lab not available');
+  }
+  return h.lab;
+}
+
+/** Captures on the fabric-side port of every edge (the wire of each edge's uplink). */
+export async function captureEdges(lab: Lab, dir: string, filter: string, tag: string): Promise<Capture[]> {
+  return Promise.all(lab.plan.edges.map((e) => startCapture(lab.plan.fabric.ns, e.fabricPort, filter, join(dir, `${tag}-${e.name}.pcap`))));
+}
+
+export async function stopAll(caps: Capture[]): Promise<number[]> {
+  return Promise.all(caps.map((c) => c.stop()));
+}
+
+/** A short description of a load result for assertion messages. */
+export function summary(r: LoadResult): string {
+  const f = r.failures.slice(0, 5).map((x) => `${x.t}ms ${x.error}`).join('; ');
+  return `${r.kind}: sent ${r.sent}, ok ${r.ok}, failed ${r.failed}${f ? ` (${f})` : ''}, pods ${JSON.stringify(r.pods)}, clients ${JSON.stringify(r.clients)}${r.wrongSource ? `, wrong source ${r.wrongSource}` : ''}`;
+}
+
+/** Polls `fn` every `intervalMs` while `during` runs; returns every sample. */
+export async function sampleWhile<T>(during: Promise<unknown>, fn: () => Promise<T>, intervalMs = 50): Promise<T[]> {
+  const out: T[] = [];
+  let done = false;
+  void during.finally(() => (done = true)).catch(() => undefined);
+  while (!done) {
+    out.push(await fn());
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  return out;
+}
