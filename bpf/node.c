@@ -38,6 +38,7 @@
  * packet) are ignored and deleted when next looked up; the LRU maps bound
  * memory for the ones never seen again.
  */
+#include <stddef.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -55,9 +56,6 @@
 /* last_seen is rewritten at most this often per flow: a store per packet
  * would bounce the value's cache line between CPUs. */
 #define REFRESH_NS (1ULL * NSEC)
-/* Enough linear bytes for Ethernet + VLAN + outer IPv4 with options + inner
- * IPv4 with options + a TCP header. */
-#define PULL_LEN 160
 
 /* Every verdict except a drop is TC_ACT_UNSPEC ("no opinion"), so filters
  * after ours on the same hook (a CNI's, say) still see the packet, rewritten
@@ -110,14 +108,100 @@ static __always_inline int is_expired(__u64 now, __u64 last, __u64 timeout)
 	return now > last && now - last > timeout;
 }
 
-/* Make the headers we may touch linear (tc sees only the skb's linear head
- * through data/data_end). Cheap when they already are. */
-static __always_inline void ensure_linear(struct __sk_buff *skb)
+/* skb->data / skb->data_end as packet pointers, loaded fresh each time with
+ * an opaque asm load: with 32-bit subregisters (-mcpu=v3) clang otherwise
+ * keeps a zero-extended u32 copy of the field around and uses it as the
+ * pointer, which the verifier only knows as a scalar. */
+static __always_inline void *skb_data(struct __sk_buff *skb)
 {
-	__u32 lin = skb->data_end - skb->data;
+	void *p;
 
-	if (lin < PULL_LEN && skb->len > lin)
-		bpf_skb_pull_data(skb, skb->len < PULL_LEN ? skb->len : PULL_LEN);
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(p) : "r"(skb), "i"(offsetof(struct __sk_buff, data)));
+	return p;
+}
+
+static __always_inline void *skb_data_end(struct __sk_buff *skb)
+{
+	void *p;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(p) : "r"(skb), "i"(offsetof(struct __sk_buff, data_end)));
+	return p;
+}
+
+/* Bytes of L4 header the program may read after the IP header. */
+static __always_inline __u32 l4_need(__u8 proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return 20;
+	case IPPROTO_UDP:
+	case IPPROTO_ICMP:
+		return 8;
+	case IPPROTO_IPIP:
+		return 60 + 20; /* inner IPv4 header with options + TCP */
+	default:
+		return 0;
+	}
+}
+
+/* Pull `need` bytes (or the whole packet, if shorter) into the linear head
+ * when they are not there yet. Returns 1 when it tried: packet pointers are
+ * then invalid. Lazy on purpose: most skbs already carry their headers in
+ * the head, and a pull copies payload (and may reallocate) for nothing. */
+static __always_inline int pull_headers(struct __sk_buff *skb, __u32 need)
+{
+	void *data, *data_end;
+
+	if (need > skb->len)
+		need = skb->len;
+	/* Bounded for the verifier; our headers never need more. */
+	if (need > 14 + 4 + 60 + 60 + 20)
+		need = 14 + 4 + 60 + 60 + 20;
+	data = skb_data(skb);
+	data_end = skb_data_end(skb);
+	if (data + need <= data_end)
+		return 0;
+	/* Even a failed pull invalidates packet pointers: the caller re-parses
+	 * either way, and finds out then whether the headers are there. */
+	bpf_skb_pull_data(skb, need);
+	return 1;
+}
+
+/* Ethernet + IPv4 of an skb whose payload may lie outside the linear head
+ * (GRO, header split, TSO from a local socket), making sure the IP header
+ * and the L4 header that follows are readable. The caller reloads
+ * data/data_end afterwards. */
+static __always_inline int parse_skb(struct __sk_buff *skb, struct pkt *p)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	int rc;
+
+	rc = parse_eth(data, data_end, p);
+	if (rc != PARSE_OK)
+		return rc;
+	rc = parse_ipv4_len(data, data_end, p, skb->len);
+	if (rc == PARSE_TRUNC) {
+		if (!pull_headers(skb, p->l3_off + 60))
+			return rc;
+		data = skb_data(skb);
+		data_end = skb_data_end(skb);
+		rc = parse_eth(data, data_end, p);
+		if (rc != PARSE_OK)
+			return rc;
+		rc = parse_ipv4_len(data, data_end, p, skb->len);
+	}
+	if (rc != PARSE_OK)
+		return rc;
+	if (!(p->frag & PKT_FRAG_LATER) && pull_headers(skb, p->l4_off + l4_need(p->l4_proto))) {
+		data = skb_data(skb);
+		data_end = skb_data_end(skb);
+		rc = parse_eth(data, data_end, p);
+		if (rc != PARSE_OK)
+			return rc;
+		rc = parse_ipv4_len(data, data_end, p, skb->len);
+	}
+	return rc;
 }
 
 /* The local backend for a new ipip flow: murmur3-style mix of the 5-tuple.
@@ -214,8 +298,8 @@ static __always_inline void client_close(const struct node_flow_key *k, __u8 tcp
 static __always_inline int rewrite_l3l4(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off,
 					__u8 proto, int which, __be32 new_ip, __be16 new_port)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
 	struct iphdr *ip = data + l3_off;
 	__be32 old_ip;
 	__be16 old_port, *portp;
@@ -277,8 +361,8 @@ static __always_inline int strip_option(struct __sk_buff *skb, __u32 l3_off, __u
 	if (bpf_skb_adjust_room(skb, -(__s32)DSR_OPT_LEN, BPF_ADJ_ROOM_NET,
 				BPF_F_ADJ_ROOM_NO_CSUM_RESET))
 		return -1;
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
+	data = skb_data(skb);
+	data_end = skb_data_end(skb);
 	if (l3_off > 64)
 		return -2;
 	ip = data + l3_off;
@@ -305,8 +389,8 @@ static __always_inline int strip_option(struct __sk_buff *skb, __u32 l3_off, __u
 static __always_inline int ingress_option(struct __sk_buff *skb, struct pkt *p,
 					  struct node_config *cfg)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
 	struct dsr_opt *opt = (void *)(p->ip + 1);
 	__u32 opt_sum;
 	__be32 vip;
@@ -382,8 +466,8 @@ static __always_inline int ingress_option(struct __sk_buff *skb, struct pkt *p,
 static __always_inline int ingress_ipip(struct __sk_buff *skb, struct pkt *outer,
 					struct node_config *cfg)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
 	struct node_fwd_value *fv;
 	struct node_flow_key rk = {};
 	struct pkt in;
@@ -518,14 +602,10 @@ int node_ingress(struct __sk_buff *skb)
 	struct node_config *cfg;
 	struct pkt p;
 
-	ensure_linear(skb);
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-
-	if (parse_eth(data, data_end, &p) != PARSE_OK)
+	if (parse_skb(skb, &p) != PARSE_OK)
 		goto pass;
-	if (parse_ipv4_len(data, data_end, &p, skb->len) != PARSE_OK)
-		goto pass;
+	data = skb_data(skb);
+	data_end = skb_data_end(skb);
 
 	if (p.ihl_bytes > 20) {
 		__u8 *otype = (void *)(p.ip + 1);
@@ -575,15 +655,15 @@ int node_egress(struct __sk_buff *skb)
 	__u64 now;
 	__u8 proto;
 
-	ensure_linear(skb);
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-
-	if (parse_packet_len(data, data_end, &p, skb->len) != PARSE_OK)
+	if (parse_skb(skb, &p) != PARSE_OK)
 		goto pass;
 	if (p.l4_proto != IPPROTO_TCP && p.l4_proto != IPPROTO_UDP)
 		goto pass;
 	if (p.frag & PKT_FRAG_LATER)
+		goto pass;
+	data = skb_data(skb);
+	data_end = skb_data_end(skb);
+	if (parse_l4(data, data_end, &p) != PARSE_OK)
 		goto pass;
 
 	struct node_flow_key k = {
