@@ -3,10 +3,13 @@
  *
  * Sizing (all preallocated except the LPM trie), for 10 000 services with
  * 100 000 backends inside 256 MB:
- *   edge_ring      16 Mi × 4 B  Maglev slots, two per 8-byte array element
- *                               (array values are 8-byte aligned: a single
- *                               u32 per element would waste half); a service
- *                               owns a region of 2^k slots, uses its first M
+ *   edge_ring      16 Mi × 4 B  Maglev slots, 16 per 64-byte array element
+ *                               (fewer, larger elements: array values are
+ *                               8-byte aligned, and a batch update of 10^7
+ *                               single slots costs seconds in the kernel); a
+ *                               service owns a region of 2^k ≥ 256 slots
+ *                               (so elements never straddle services) and
+ *                               uses its first M (prime)
  *   edge_backends  256 Ki × 16 B backend id → pod / node / flags
  *   edge_services  64 Ki        {vip, port, proto} → service
  *   edge_ct        1 Mi LRU     5-tuple → backend (connection table)
@@ -137,16 +140,18 @@ struct {
 	__type(value, struct edge_svc);
 } edge_services SEC(".maps");
 
-/* Slot s lives in element s / 2, word s % 2. */
-struct edge_ring_pair {
-	__u32 id[2];
+#define EDGE_RING_PER_ELEM 16
+
+/* Slot s lives in element s / 16, word s % 16. */
+struct edge_ring_elem {
+	__u32 id[EDGE_RING_PER_ELEM];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, EDGE_RING_SLOTS / 2);
+	__uint(max_entries, EDGE_RING_SLOTS / EDGE_RING_PER_ELEM);
 	__type(key, __u32);
-	__type(value, struct edge_ring_pair);
+	__type(value, struct edge_ring_elem);
 } edge_ring SEC(".maps");
 
 struct {

@@ -64,17 +64,17 @@ static __always_inline struct edge_backend *edge_backend_for(__u32 id, __u32 svc
 
 static __always_inline int edge_maglev(const struct edge_svc *svc, __u32 hash, __u32 *id)
 {
-	struct edge_ring_pair *v;
+	struct edge_ring_elem *v;
 	__u32 slot, elem;
 
 	if (svc->ring_size == 0)
 		return -1;
 	slot = svc->ring_off + hash % svc->ring_size;
-	elem = slot >> 1;
+	elem = slot / EDGE_RING_PER_ELEM;
 	v = bpf_map_lookup_elem(&edge_ring, &elem);
 	if (!v)
 		return -1;
-	*id = v->id[slot & 1];
+	*id = v->id[slot & (EDGE_RING_PER_ELEM - 1)];
 	return 0;
 }
 

@@ -19,8 +19,9 @@ export const CFG_F_NO_FIB_CACHE = 0x4;
 export const PROTO_TCP = 6;
 export const PROTO_UDP = 17;
 
-/** Slots in edge_ring (two per array element). */
+/** Slots in edge_ring; EDGE_RING_PER_ELEM per array element. */
 export const EDGE_RING_SLOTS = 1 << 24;
+export const EDGE_RING_PER_ELEM = 16;
 export const EDGE_MAX_SERVICES = 1 << 16;
 export const EDGE_MAX_BACKENDS = 1 << 18;
 
@@ -48,16 +49,33 @@ export const EDGE_STAT_NAMES = [
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 
-/** Parse dotted-quad IPv4 into a uint32 (throws naming the value). */
+/** Parse dotted-quad IPv4 into a uint32 (throws naming the value). A
+ * hand-rolled scanner: this runs for every backend of every service. */
 export function ipv4ToU32(addr: string, what = 'address'): number {
-  const parts = addr.split('.');
-  if (parts.length !== 4) throw new Error(`${what} '${addr}' is not an IPv4 address`);
   let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`${what} '${addr}' is not an IPv4 address`);
-    n = n * 256 + Number(p);
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < addr.length; i++) {
+    const c = addr.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      part = part * 10 + (c - 48);
+      if (++digits > 3 || part > 255) return badIpv4(addr, what);
+    } else if (c === 46 && digits > 0 && dots < 3) {
+      n = n * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else {
+      return badIpv4(addr, what);
+    }
   }
-  return n >>> 0;
+  if (dots !== 3 || digits === 0) return badIpv4(addr, what);
+  return (n * 256 + part) >>> 0;
+}
+
+function badIpv4(addr: string, what: string): never {
+  throw new Error(`${what} '${addr}' is not an IPv4 address`);
 }
 
 export function u32ToIpv4(n: number): string {

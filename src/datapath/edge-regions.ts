@@ -8,29 +8,55 @@
 
 export class RegionAllocator {
   readonly order: number;
-  /** free[k]: offsets of free blocks of 2^k slots, in free-order. */
-  private readonly free: Array<Set<number>>;
+  /** Free blocks of 2^k slots: membership (freeSet) plus FIFO order
+   * (freeQueue, may hold stale offsets that were merged or reserved since;
+   * they are skipped). Sets alone degrade: V8 iterates over deleted
+   * entries, so "take the first" becomes linear. */
+  private readonly freeSet: Array<Set<number>>;
+  private readonly freeQueue: Array<{ q: number[]; head: number }>;
   private readonly used = new Map<number, number>(); // offset → order
 
   constructor(order: number) {
     if (!Number.isInteger(order) || order < 0 || order > 30) throw new Error(`region allocator order ${order} must be 0..30`);
     this.order = order;
-    this.free = Array.from({ length: order + 1 }, () => new Set<number>());
-    this.free[order]!.add(0);
+    this.freeSet = Array.from({ length: order + 1 }, () => new Set<number>());
+    this.freeQueue = Array.from({ length: order + 1 }, () => ({ q: [], head: 0 }));
+    this.addFree(order, 0);
+  }
+
+  private addFree(k: number, off: number): void {
+    this.freeSet[k]!.add(off);
+    this.freeQueue[k]!.q.push(off);
+  }
+
+  private takeFree(k: number): number | null {
+    const set = this.freeSet[k]!;
+    if (set.size === 0) return null;
+    const fq = this.freeQueue[k]!;
+    while (fq.head < fq.q.length) {
+      const off = fq.q[fq.head++]!;
+      if (set.delete(off)) {
+        if (fq.head > 1024 && fq.head * 2 > fq.q.length) {
+          fq.q.splice(0, fq.head);
+          fq.head = 0;
+        }
+        return off;
+      }
+    }
+    throw new Error('region allocator: free set and queue disagree');
   }
 
   /** Allocates a block of 2^k slots; returns its offset, or null when full. */
   alloc(k: number): number | null {
     if (!Number.isInteger(k) || k < 0 || k > this.order) throw new Error(`region order ${k} out of range 0..${this.order}`);
     let j = k;
-    while (j <= this.order && this.free[j]!.size === 0) j++;
+    while (j <= this.order && this.freeSet[j]!.size === 0) j++;
     if (j > this.order) return null;
-    const off = this.free[j]!.values().next().value as number;
-    this.free[j]!.delete(off);
+    const off = this.takeFree(j)!;
     // Split down to k, keeping the lower half each time.
     while (j > k) {
       j--;
-      this.free[j]!.add(off + 2 ** j);
+      this.addFree(j, off + 2 ** j);
     }
     this.used.set(off, k);
     return off;
@@ -38,24 +64,24 @@ export class RegionAllocator {
 
   /** Marks a specific aligned block as used (rebuilding state from pinned maps). */
   reserve(off: number, k: number): void {
-    if (off % 2 ** k !== 0) throw new Error(`region ${off}/${k} is not aligned`);
+    if (off % 2 ** k !== 0) throw new Error(`region ${off} is not aligned to 2^${k}`);
     // Find the free block containing it.
     let j = k;
     let base = off;
-    while (j <= this.order && !this.free[j]!.has(base)) {
+    while (j <= this.order && !this.freeSet[j]!.has(base)) {
       j++;
       base = off - (off % 2 ** j);
     }
     if (j > this.order) throw new Error(`region ${off} (2^${k} slots) overlaps a used region`);
-    this.free[j]!.delete(base);
+    this.freeSet[j]!.delete(base);
     while (j > k) {
       j--;
       const half = 2 ** j;
       if (off >= base + half) {
-        this.free[j]!.add(base);
+        this.addFree(j, base);
         base += half;
       } else {
-        this.free[j]!.add(base + half);
+        this.addFree(j, base + half);
       }
     }
     this.used.set(off, k);
@@ -68,12 +94,12 @@ export class RegionAllocator {
     let base = off;
     while (k < this.order) {
       const buddy = base ^ (2 ** k);
-      if (!this.free[k]!.has(buddy)) break;
-      this.free[k]!.delete(buddy);
+      if (!this.freeSet[k]!.has(buddy)) break;
+      this.freeSet[k]!.delete(buddy);
       base = Math.min(base, buddy);
       k++;
     }
-    this.free[k]!.add(base);
+    this.addFree(k, base);
   }
 
   /** Slots currently allocated. */

@@ -13,7 +13,7 @@ export const CLIENT_MAC = '02:00:00:00:00:01';
 export const EDGE_MAC = '02:00:00:00:00:02';
 
 export const SMALL_MAPS: Record<string, number> = {
-  edge_ring: 1 << 15,
+  edge_ring: 1 << 12,
   edge_backends: 4096,
   edge_be_stats: 4096,
   edge_services: 4096,
