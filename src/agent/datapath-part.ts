@@ -5,6 +5,7 @@ import { networkInterfaces } from 'node:os';
 import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { EdgeDatapath, type ForwardMode } from '../datapath/edge-datapath.js';
+import { requireBpffs } from '../datapath/bpffs.js';
 import type { DesiredService } from '../model/types.js';
 import type { DatapathPart } from './agent.js';
 import type { AgentStatus, ComponentHealth, ServiceView } from './control-types.js';
@@ -38,6 +39,7 @@ export class DatapathAgentPart implements DatapathPart {
   async start(): Promise<void> {
     const d = this.config.datapath;
     try {
+      requireBpffs(d.pinPath);
       this.dp = EdgeDatapath.open({
         maglevTableSize: d.maglevTableSize, mtu: d.mtu, address: edgeAddress(this.config), pinPath: d.pinPath,
         forward: this.forward, logger: this.log.child({ component: 'datapath' }),

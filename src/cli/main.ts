@@ -15,6 +15,7 @@ Usage: edgelb COMMAND [options]
 Commands:
   run [--config FILE] [--log-level L]   run the agent (default config /etc/edgelb/edgelb.yaml)
   config check [FILE]                  validate a configuration file
+  node run --interface IF              run the node side on a Kubernetes node
 ${agentCommands.map((c) => `  ${c.usage.padEnd(37)}${c.summary}`).join('\n')}
   version                              print the version
 
@@ -47,6 +48,10 @@ async function main(argv: string[]): Promise<number> {
         return sub === undefined ? 2 : 0;
       }
       throw new UsageError(`edgelb config: unknown subcommand "${sub}" (try: edgelb config check FILE)`);
+    }
+    case 'node': {
+      const { nodeCommand } = await import('./node.js');
+      return nodeCommand(rest, out);
     }
     case 'run': {
       const { runAgentCommand } = await import('./run.js');

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { Cleanup, createNetns, uniqueId, vethPair, addAddress, nsRun, gatewaysOf, kernelRoutes, sleep } from '../lib/netns.js';
 import { FrrRouter } from '../lib/frr.js';
 import { TestApiServer } from '../apiserver/server.js';
+import { testBpffs } from '../lib/test-bpffs.js';
 
 const exec = promisify(execFile);
 const id = uniqueId();
@@ -21,7 +22,7 @@ const E = `elbae-${id}`;
 const octet = 16 + (parseInt(id, 16) % 200);
 const NET = `10.${octet}.10`; // router ↔ edge
 const K8S = `10.${octet}.11`; // root ns (API server) ↔ edge
-const PIN = `/sys/fs/bpf/edgelb-test-agent-${id}`;
+const PIN = `${testBpffs()}/edgelb-test-agent-${id}`;
 const controlSock = join(dir, 'control.sock');
 let api: TestApiServer;
 let router: FrrRouter;

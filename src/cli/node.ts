@@ -1,0 +1,81 @@
+// `edgelb node run`: the agent for Kubernetes nodes that host backends.
+import { hostname } from 'node:os';
+import { createLogger } from '../log/logger.js';
+import type { LogLevel } from '../config/types.js';
+import { NodeAgent } from '../node-agent/node-agent.js';
+import { parse, UsageError } from './args.js';
+
+export const nodeHelp = `Usage: edgelb node run --interface IF [options]
+
+Runs the node side of edgelb on a Kubernetes node: the tc programs that
+record DSR flows and rewrite pod replies to come from the VIP, the path
+probe responder (UDP 4790) for dispatch: auto, and, with --kubeconfig, the
+frontends that have backends on this node.
+
+Options:
+  --interface IF          fabric-facing interface (required)
+  --node-name NAME        Kubernetes node name (default: hostname)
+  --node-ip IP            this node's address (IPIP packets must be addressed to it)
+  --kubeconfig FILE       watch the cluster for this node's frontends
+  --pin-path DIR          bpffs directory for the flow maps (default /sys/fs/bpf/edgelb-node)
+  --probe-port N          path probe port (default 4790)
+  --load-balancer-class C (default edgelb.io/dsr)
+  --log-level L
+
+Prints "EDGELB NODE READY node=NAME interface=IF" once attached. SIGTERM
+detaches; SIGQUIT exits leaving the programs and flows for the next agent.
+`;
+
+export async function nodeCommand(args: string[], out: (s: string) => void): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === '--help' || sub === '-h') {
+    out(nodeHelp);
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub !== 'run') throw new UsageError(`edgelb node: unknown subcommand "${sub}" (try: edgelb node run --help)`);
+  const { values } = parse('node run', rest, {
+    interface: { type: 'string' },
+    'node-name': { type: 'string', default: hostname() },
+    'node-ip': { type: 'string' },
+    kubeconfig: { type: 'string' },
+    'pin-path': { type: 'string', default: '/sys/fs/bpf/edgelb-node' },
+    'probe-port': { type: 'string', default: '4790' },
+    'load-balancer-class': { type: 'string', default: 'edgelb.io/dsr' },
+    'log-level': { type: 'string', default: 'info' },
+  });
+  if (values.help) {
+    out(nodeHelp);
+    return 0;
+  }
+  if (!values.interface) throw new UsageError('edgelb node run: --interface is required');
+  const port = Number(values['probe-port']);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`edgelb node run: --probe-port must be 1-65535 (got ${String(values['probe-port'])})`);
+  const log = createLogger({ level: values['log-level'] as LogLevel });
+  const agent = new NodeAgent({
+    interface: values.interface as string,
+    nodeName: values['node-name'] as string,
+    ...(values['node-ip'] ? { nodeIp: values['node-ip'] as string } : {}),
+    ...(values.kubeconfig ? { kubeconfig: values.kubeconfig as string } : {}),
+    pinPath: values['pin-path'] as string,
+    probePort: port,
+    kubernetes: { loadBalancerClass: values['load-balancer-class'] as string, defaultClass: false },
+    datapath: { mode: 'dsr', dispatch: 'ip-option' },
+    logger: log,
+  });
+  try {
+    await agent.start();
+  } catch (e) {
+    log.fatal({ err: e }, 'node agent failed to start');
+    await agent.stop('shutdown').catch(() => undefined);
+    return 1;
+  }
+  out(`EDGELB NODE READY node=${values['node-name'] as string} interface=${values.interface as string}`);
+  return new Promise<number>((resolve) => {
+    const stop = (mode: 'handover' | 'shutdown') => {
+      agent.stop(mode).then(() => resolve(0), () => resolve(1));
+    };
+    process.on('SIGTERM', () => stop('shutdown'));
+    process.on('SIGINT', () => stop('shutdown'));
+    process.on('SIGQUIT', () => stop('handover'));
+  });
+}

@@ -1,0 +1,89 @@
+// Read-only view of the cluster for a Kubernetes node: which frontends have
+// backends here. The node never allocates or writes status; it follows the
+// addresses the edges' leader wrote into status.loadBalancer.ingress.
+import { CoreV1Api, DiscoveryV1Api, KubeConfig, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
+import type { DatapathConfig, KubernetesConfig } from '../config/types.js';
+import type { Logger } from '../log/logger.js';
+import { ResilientInformer } from '../k8s/informer.js';
+import { desiredForService, nodeAddresses, SERVICE_NAME_LABEL, type NodeAddresses } from '../model/desired.js';
+import { ingressAddresses, isOurs, serviceKey } from '../model/service.js';
+import type { DesiredService } from '../model/types.js';
+
+export interface LocalServicesOptions {
+  kubeconfig: string;
+  kubernetes: Pick<KubernetesConfig, 'loadBalancerClass' | 'defaultClass'>;
+  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'>;
+  logger: Logger;
+  /** Receives the complete desired frontends each time something changed. */
+  onChange: (services: DesiredService[]) => void;
+  debounceMs?: number;
+}
+
+/** Pure: every frontend of our Services, from cached objects. */
+export function desiredFromCache(
+  services: readonly V1Service[],
+  slices: readonly V1EndpointSlice[],
+  nodes: readonly V1Node[],
+  o: Pick<LocalServicesOptions, 'kubernetes' | 'datapath'>,
+): DesiredService[] {
+  const nodeMap = new Map<string, NodeAddresses>();
+  for (const n of nodes) if (n.metadata?.name) nodeMap.set(n.metadata.name, nodeAddresses(n));
+  const slicesBySvc = new Map<string, V1EndpointSlice[]>();
+  for (const s of slices) {
+    const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
+    if (!svc) continue;
+    const key = `${s.metadata?.namespace}/${svc}`;
+    slicesBySvc.set(key, [...(slicesBySvc.get(key) ?? []), s]);
+  }
+  const out: DesiredService[] = [];
+  for (const svc of services) {
+    if (svc.spec?.type !== 'LoadBalancer' || !isOurs(svc, o.kubernetes)) continue;
+    const addresses = ingressAddresses(svc).map((ip) => ({ ip, pool: '' }));
+    if (addresses.length === 0) continue;
+    out.push(...desiredForService(svc, slicesBySvc.get(serviceKey(svc)) ?? [], nodeMap, { datapath: { ...o.datapath, maglevTableSize: 16381, xdp: 'off', mtu: 1500, pinPath: '' } }, addresses).services);
+  }
+  return out;
+}
+
+export class LocalServices {
+  private readonly services: ResilientInformer<V1Service>;
+  private readonly slices: ResilientInformer<V1EndpointSlice>;
+  private readonly nodes: ResilientInformer<V1Node>;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: LocalServicesOptions) {
+    const kc = new KubeConfig();
+    kc.loadFromFile(o.kubeconfig);
+    const core = kc.makeApiClient(CoreV1Api);
+    const disco = kc.makeApiClient(DiscoveryV1Api);
+    const onEvent = () => this.schedule();
+    const common = { kubeConfig: kc, logger: o.logger, onEvent, onListed: onEvent };
+    this.services = new ResilientInformer<V1Service>({ ...common, name: 'services', path: '/api/v1/services', list: () => core.listServiceForAllNamespaces() });
+    this.slices = new ResilientInformer<V1EndpointSlice>({ ...common, name: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', list: () => disco.listEndpointSliceForAllNamespaces() });
+    this.nodes = new ResilientInformer<V1Node>({ ...common, name: 'nodes', path: '/api/v1/nodes', list: () => core.listNode() });
+  }
+
+  private schedule(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      // Until every cache has listed once, a partial view would remove
+      // frontends that are merely not loaded yet.
+      if (![this.services, this.slices, this.nodes].every((i) => i.stats().synced)) return;
+      this.o.onChange(desiredFromCache(this.services.list(), this.slices.list(), this.nodes.list(), this.o));
+    }, this.o.debounceMs ?? 50);
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([this.services.start(), this.slices.start(), this.nodes.start()]);
+  }
+
+  connected(): boolean {
+    return [this.services, this.slices, this.nodes].every((i) => i.stats().connected);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    await Promise.all([this.services.stop(), this.slices.stop(), this.nodes.stop()]);
+  }
+}

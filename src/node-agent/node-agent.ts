@@ -1,0 +1,77 @@
+// The agent on a Kubernetes node: the node datapath (option/IPIP ingress,
+// reply rewrite on egress) on the fabric interface, the probe marker in
+// front of it, the probe responder, and — given a kubeconfig — this node's
+// local frontends (needed for IPIP and for checking option VIPs).
+import type { Logger } from '../log/logger.js';
+import { BpfObject, bpfObjectPath, type TcAttachment } from '../datapath/loader.js';
+import { NodeDatapath, NODE_DEFAULTS } from '../datapath/node-datapath.js';
+import { ProbeResponder } from '../probe/responder.js';
+import { PROBE_PORT } from '../probe/wire.js';
+import { LocalServices } from './local-services.js';
+import { requireBpffs } from '../datapath/bpffs.js';
+import type { DatapathConfig, KubernetesConfig } from '../config/types.js';
+
+export interface NodeAgentOptions {
+  interface: string;
+  nodeName: string;
+  nodeIp?: string;
+  pinPath?: string;
+  probePort?: number;
+  kubeconfig?: string;
+  kubernetes: Pick<KubernetesConfig, 'loadBalancerClass' | 'defaultClass'>;
+  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'>;
+  logger: Logger;
+}
+
+export class NodeAgent {
+  private dp: NodeDatapath | null = null;
+  private probeObj: BpfObject | null = null;
+  private probeTc: TcAttachment | null = null;
+  private responder: ProbeResponder | null = null;
+  private local: LocalServices | null = null;
+  frontends = 0;
+
+  constructor(private readonly o: NodeAgentOptions) {}
+
+  async start(): Promise<void> {
+    const o = this.o;
+    if (o.pinPath) requireBpffs(o.pinPath, '--pin-path');
+    this.dp = NodeDatapath.load({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), logger: o.logger });
+    this.dp.attach(o.interface);
+    // The marker must see the probe before the node program does.
+    this.probeObj = BpfObject.load(bpfObjectPath('node_probe'), { initialValues: { 'node_pro.rodata': rodataPort(o.probePort ?? PROBE_PORT) } });
+    this.probeTc = this.probeObj.program('node_probe').attachTc(o.interface, 'ingress', { priority: NODE_DEFAULTS.tcPriority - 1, replace: true });
+    this.responder = new ProbeResponder({ port: o.probePort ?? PROBE_PORT });
+    await this.responder.start();
+    if (o.kubeconfig) {
+      this.local = new LocalServices({
+        kubeconfig: o.kubeconfig, kubernetes: o.kubernetes, datapath: o.datapath, logger: o.logger,
+        onChange: (services) => {
+          const r = this.dp?.setLocalServices(services, { name: o.nodeName, ...(o.nodeIp ? { ip: o.nodeIp } : {}) });
+          this.frontends = services.length;
+          o.logger.info({ frontends: services.length, result: r }, 'local services programmed');
+        },
+      });
+      void this.local.start().catch((e: unknown) => o.logger.error({ err: e }, 'cluster watch failed to start'));
+    }
+  }
+
+  /** `handover`: leave the programs attached and the flow maps pinned. */
+  async stop(mode: 'handover' | 'shutdown'): Promise<void> {
+    await this.local?.stop();
+    await this.responder?.stop();
+    if (mode === 'shutdown') {
+      this.probeTc?.detach();
+      this.dp?.detach();
+    }
+    this.probeObj?.close();
+    this.dp?.close();
+  }
+}
+
+/** node_probe.o's .rodata (libbpf names it after the first 8 characters of the object) holds only `probe_port` (u16). */
+function rodataPort(port: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(port);
+  return b;
+}

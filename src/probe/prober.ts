@@ -1,0 +1,123 @@
+// Runs native/probe/edgelb-probe (Node.js cannot set IP_OPTIONS) and keeps
+// one PathState per node address, calling back when a path's dispatch
+// changes.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from '../log/logger.js';
+import { repoRoot, type PathDispatch } from './paths.js';
+import { decidePath, initialPathState, type PathState, type ProbeResult } from './decide.js';
+import { PROBE_PORT } from './wire.js';
+
+const run = promisify(execFile);
+
+export function probeBinary(): string {
+  return process.env.EDGELB_PROBE ?? join(repoRoot(), 'native', 'probe', 'edgelb-probe');
+}
+
+interface RawProbe {
+  reply: boolean;
+  optionSeen: boolean;
+  rttUs: number;
+}
+
+export interface ProbeOptions {
+  port?: number;
+  timeoutMs?: number;
+  source?: string;
+  /** Command prefix, e.g. ['ip', 'netns', 'exec', NS] in tests and the lab. */
+  wrap?: string[];
+}
+
+async function probeOnce(target: string, withOption: boolean, opts: ProbeOptions): Promise<RawProbe> {
+  const timeoutMs = opts.timeoutMs ?? 300;
+  const args = [target, '--port', String(opts.port ?? PROBE_PORT), '--timeout-ms', String(timeoutMs)];
+  if (!withOption) args.push('--no-option');
+  if (opts.source) args.push('--source', opts.source);
+  const [cmd, ...pre] = [...(opts.wrap ?? []), probeBinary()];
+  const { stdout } = await run(cmd!, [...pre, ...args], { timeout: timeoutMs + 2000 });
+  return JSON.parse(stdout) as RawProbe;
+}
+
+/** One probe round against a node: the option probe, and a plain one if that got no answer. */
+export async function probePath(target: string, opts: ProbeOptions = {}): Promise<ProbeResult> {
+  const withOpt = await probeOnce(target, true, opts);
+  if (withOpt.reply) return { optionReply: true, optionSeen: withOpt.optionSeen, plainReply: null, rttUs: withOpt.rttUs };
+  const plain = await probeOnce(target, false, opts);
+  return { optionReply: false, optionSeen: false, plainReply: plain.reply, rttUs: plain.rttUs };
+}
+
+export interface PathProberOptions extends ProbeOptions {
+  intervalMs?: number;
+  /** Dispatch used until a path has been proven (IPIP works on any fabric). */
+  fallback?: PathDispatch;
+  recoverAfter?: number;
+  logger?: Logger;
+  onChange: (nodeIp: string, dispatch: PathDispatch, reason: string) => void;
+}
+
+export class PathProber {
+  private readonly paths = new Map<string, PathState>();
+  private targets: string[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+
+  constructor(private readonly opts: PathProberOptions) {
+    if (!existsSync(probeBinary())) throw new Error(`path probe helper ${probeBinary()} is missing (run scripts/setup --build-only)`);
+  }
+
+  /** The node addresses to watch; new ones are probed at once. */
+  setTargets(nodeIps: string[]): void {
+    const fresh = nodeIps.filter((ip) => !this.paths.has(ip));
+    this.targets = [...new Set(nodeIps)].sort();
+    for (const ip of [...this.paths.keys()]) if (!this.targets.includes(ip)) this.paths.delete(ip);
+    if (fresh.length > 0 && this.timer) void this.round();
+  }
+
+  start(): void {
+    const tick = () => {
+      void this.round().finally(() => {
+        if (this.timer) this.timer = setTimeout(tick, this.opts.intervalMs ?? 5000);
+      });
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Probes every target once (concurrent rounds are merged). */
+  round(): Promise<void> {
+    this.running ??= this.probeAll().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async probeAll(): Promise<void> {
+    await Promise.all(this.targets.map(async (ip) => {
+      const now = Date.now();
+      const prev = this.paths.get(ip) ?? initialPathState(this.opts.fallback ?? 'ipip', now);
+      let next: PathState;
+      try {
+        const r = await probePath(ip, this.opts);
+        next = decidePath(prev, r, now, this.opts.recoverAfter);
+      } catch (e) {
+        next = { ...prev, reason: `probe failed: ${(e as Error).message}` };
+      }
+      if (!this.targets.includes(ip)) return;
+      this.paths.set(ip, next);
+      if (next.dispatch !== prev.dispatch || prev.probes === 0) {
+        this.opts.logger?.info({ node: ip, dispatch: next.dispatch, reason: next.reason }, 'path dispatch decided');
+        this.opts.onChange(ip, next.dispatch, next.reason);
+      }
+    }));
+  }
+
+  view(): { nodeIp: string; dispatch: PathDispatch; reason: string }[] {
+    return [...this.paths.entries()].map(([nodeIp, s]) => ({ nodeIp, dispatch: s.dispatch, reason: s.reason }));
+  }
+}
