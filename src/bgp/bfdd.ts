@@ -25,8 +25,18 @@ const execFileP = promisify(execFile);
 
 export interface BfdPeer {
   address: string;
-  /** Empty = let the kernel choose (single-hop sessions bind per interface anyway). */
+  /**
+   * Our address for the session. FRR's bfdd does not reliably match a
+   * single-hop session configured without it (sessions flap between down and
+   * init), so the supervisor resolves an empty one from the kernel's route to
+   * the peer before configuring bfdd.
+   */
   localAddress: string;
+  /**
+   * Single-hop: bind to this interface. Leave unset with a standalone bfdd:
+   * without zebra it knows no interfaces and silently never sends.
+   */
+  interface?: string;
   multihop: boolean;
   minRxMs: number;
   minTxMs: number;
@@ -61,7 +71,8 @@ function validate(p: BfdPeer): void {
 
 /** The `peer …` line that both identifies a session and enters its node. */
 export function peerLine(p: BfdPeer): string {
-  return `peer ${p.address}${p.multihop ? ' multihop' : ''}${p.localAddress ? ` local-address ${p.localAddress}` : ''}`;
+  const iface = !p.multihop && p.interface ? ` interface ${p.interface}` : '';
+  return `peer ${p.address}${p.multihop ? ' multihop' : ''}${p.localAddress ? ` local-address ${p.localAddress}` : ''}${iface}`;
 }
 
 function peerBody(p: BfdPeer, shutdown: boolean): string[] {
@@ -101,11 +112,19 @@ export interface BfddSupervisorOptions extends BfddConfig {
   logger?: Logger;
   /** User the FRR daemon drops to; runDir is chowned to it. */
   user?: string;
+  /**
+   * Start bfdd ourselves when none runs (development/tests). On the appliance
+   * edgelb-bfdd.service runs it — a child of the agent would share its cgroup
+   * and die with it, flapping BFD on every agent restart — so there this is
+   * false and the agent only adopts and configures the running bfdd.
+   */
+  spawn?: boolean;
 }
 
 interface BfdPeerJson {
   peer: string;
   local?: string;
+  interface?: string;
   multihop: boolean;
   status: string;
 }
@@ -160,8 +179,19 @@ export class BfddSupervisor {
     return JSON.parse(await this.vtysh(['show bfd peers json'])) as BfdPeerJson[];
   }
 
+  /** Fill in a missing local address from the kernel's route to the peer. */
+  async resolve(p: BfdPeer): Promise<BfdPeer> {
+    if (p.localAddress) return p;
+    const args = [...(this.opts.wrap ?? []), 'ip', '-j', 'route', 'get', p.address];
+    const { stdout } = await execFileP(args[0] as string, args.slice(1), { timeout: 5000 });
+    const r = (JSON.parse(stdout) as { prefsrc?: string }[])[0];
+    if (!r?.prefsrc) throw new Error(`BFD peer ${p.address}: no route to it to pick a local address from`);
+    return { ...p, localAddress: r.prefsrc };
+  }
+
   /** Make bfdd run with exactly these sessions (starting or adopting it). */
-  async apply(peers: BfdPeer[]): Promise<void> {
+  async apply(configured: BfdPeer[]): Promise<void> {
+    const peers = await Promise.all(configured.map((p) => this.resolve(p)));
     const conf = generateBfddConfig(peers, { shutdown: !this.healthy });
     mkdirSync(this.opts.runDir, { recursive: true });
     writeFileSync(this.configFile, conf);
@@ -172,6 +202,7 @@ export class BfddSupervisor {
       const have: BfdPeer[] = (await this.sessions()).map((s) => ({
         address: s.peer,
         localAddress: s.local ?? '',
+        interface: s.interface,
         multihop: s.multihop,
         minRxMs: 0,
         minTxMs: 0,
@@ -182,6 +213,9 @@ export class BfddSupervisor {
       return;
     }
     this.peers = peers;
+    if (this.opts.spawn === false) {
+      throw new Error(`bfdd is not running (no live pid in ${this.pidFile}); is edgelb-bfdd.service up?`);
+    }
     await this.spawnDaemon();
   }
 

@@ -68,7 +68,12 @@ export async function applyPathDiff(client: GobgpClient, diff: PathDiff, concurr
   } else {
     await runLimited(diff.add, concurrency, (p) => client.addPath(p));
   }
-  await runLimited(diff.delete, concurrency, (p) => client.deletePath({ path: p }));
+  if (diff.delete.length >= STREAM_THRESHOLD) {
+    // AddPathStream carries withdrawals too (is_withdraw), one stream instead of N DeletePath calls.
+    await client.addPathStream(diff.delete.map((p) => ({ nlri: p.nlri, pattrs: p.pattrs, family: p.family, is_withdraw: true })));
+  } else {
+    await runLimited(diff.delete, concurrency, (p) => client.deletePath({ path: p }));
+  }
 }
 
 export async function runLimited<T>(items: T[], limit: number, fn: (t: T) => Promise<unknown>): Promise<void> {

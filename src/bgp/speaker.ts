@@ -261,11 +261,18 @@ export class BgpSpeaker {
   private async syncBfd(): Promise<void> {
     const peers = bfdPeersFromConfig(this.cfg.bgp.peers);
     const want = this.opts.bfd ?? peers.length > 0;
-    if (!want) return;
+    if (!want && !this.bfdd) return;
     if (!this.bfdd) {
-      this.bfdd = new BfddSupervisor({ ...this.cfg.bgp.bfdd, wrap: this.opts.wrap, logger: this.log });
+      this.bfdd = new BfddSupervisor({ ...this.cfg.bgp.bfdd, wrap: this.opts.wrap, logger: this.log, spawn: this.cfg.bgp.gobgp.manage });
+      this.bfdd.healthy = this.datapathHealthy;
     }
-    await this.bfdd.apply(peers);
+    try {
+      await this.bfdd.apply(peers);
+    } catch (e) {
+      // BGP works without BFD (only slower failover); keep going and retry from the loop.
+      this.lastError = `bfdd: ${(e as Error).message}`;
+      this.log.error({ err: (e as Error).message }, 'could not configure bfdd; retrying');
+    }
   }
 
   /** Start BGP in gobgpd if it is not (fresh or restarted gobgpd); true if it had to. */
@@ -304,6 +311,8 @@ export class BgpSpeaker {
     await this.applyPolicyAndPaths();
     this.lastHealthy = true;
     this.lastError = null;
+    // bfdd may have died (or its unit restarted with an empty config): bring it back in line.
+    if (this.bfdd && !this.bfdd.running()) await this.syncBfd();
     await this.bfdd?.setHealthy(this.datapathHealthy);
     const every = this.opts.adjOutEvery ?? 5;
     if (!first && every > 0 && ++this.round % every === 0) await this.adjOutRound(true);

@@ -38,7 +38,7 @@ function bfdProfile(n: FrrNeighbor): string {
 
 /** Pure: the three daemons' config files. */
 export function generateFrrConfig(c: FrrRouterConfig): Record<Daemon, string> {
-  const head = [`hostname ${c.hostname}`, 'log stdout informational', '!'];
+  const head = [`hostname ${c.hostname}`, 'log stdout informational', 'log timestamp precision 3', '!'];
   const zebra = [...head, 'zebra work-queue 0', '!', ''].join('\n');
   const profiles = new Map<string, FrrNeighbor>();
   for (const n of c.neighbors) if (n.bfd) profiles.set(bfdProfile(n), n);
