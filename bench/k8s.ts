@@ -8,6 +8,7 @@
 //
 //   npm run bench:k8s [-- --services N --per-service M]
 import { fork } from 'node:child_process';
+import { writeHeapSnapshot } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { KubernetesController, type DesiredStateSink } from '../src/k8s/controller.js';
 import { silentLogger } from '../src/log/logger.js';
@@ -68,6 +69,7 @@ async function agent(kubeconfigPath: string, services: number): Promise<void> {
       const g = (globalThis as { gc?: () => void }).gc;
       g?.();
       const live = g ? process.memoryUsage().heapUsed / 1048576 : NaN;
+      if (process.env.BENCH_HEAPSNAPSHOT) writeHeapSnapshot(process.env.BENCH_HEAPSNAPSHOT);
       send({ type: 'rss', rssMb: ru.maxRSS / 1024, detail: { cpuS: (ru.userCPUTime + ru.systemCPUTime) / 1e6, liveHeapMb: live, status: c.status() } });
     }
     if (m.type === 'stop') void c.stop().then(() => process.exit(0));
@@ -155,7 +157,7 @@ async function main(): Promise<void> {
       if (statusAt === 0) throw new Error('not every Service got an address in status');
       const programmedAt = (await next('programmed', limitMs)).at!;
       child.send({ type: 'rss' });
-      const rss = await next('rss', 10_000);
+      const rss = await next('rss', process.env.BENCH_HEAPSNAPSHOT ? 300_000 : 10_000);
       child.send({ type: 'stop' });
       const statusS = (statusAt - started) / 1000;
       const programmedS = (programmedAt - started) / 1000;

@@ -173,7 +173,7 @@ export class KubernetesController {
   private readonly fingerprints = new Map<string, string>();
   private readonly unallocated = new Set<string>();
   private readonly dirty = new Set<string>();
-  private lastVipsJson = '[]';
+  private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
   private lastVips: DesiredVip[] = [];
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
@@ -233,7 +233,13 @@ export class KubernetesController {
       logger: this.log,
       onChange: () => this.markAll(),
     });
-    this.events = new EventRecorder({ rest: this.rest, component: 'edgelb', host: o.nodeName, logger: this.log });
+    this.events = new EventRecorder({
+      rest: this.rest,
+      component: 'edgelb',
+      host: o.nodeName,
+      logger: this.log,
+      holdWhile: () => (this.status_?.pending() ?? 0) > 0,
+    });
   }
 
   /** Starts watching and electing; resolves once the informers are started (not necessarily synced). */
@@ -260,6 +266,7 @@ export class KubernetesController {
     await this.elector.stop(release);
     await this.presence.stop(release);
     this.status_?.stop();
+    this.events.stop();
     this.rest.close();
   }
 
@@ -393,7 +400,7 @@ export class KubernetesController {
       rest: this.rest,
       logger: this.log,
       get: (key) => this.getService(key),
-      concurrency: this.o.statusConcurrency ?? 32,
+      concurrency: this.o.statusConcurrency ?? 16,
     });
     this.markAll();
   }
@@ -444,7 +451,8 @@ export class KubernetesController {
       .catch((e: unknown) => this.log.error({ err: String(e) }, 'reconcile failed'))
       .finally(() => {
         this.flushing = null;
-        if (this.dirty.size > 0) this.schedule();
+        // Before the first full sync the informers' onListed wakes us.
+        if (this.dirty.size > 0 && this.synced()) this.schedule();
       });
     return this.flushing;
   }
@@ -508,18 +516,18 @@ export class KubernetesController {
     // VIPs from the would-be state; recomputed only when an address or its
     // readiness changed (status echoes and endpoint churn usually do not).
     let vips = this.lastVips;
-    let vipsJson = this.lastVipsJson;
+    let vipsDigest = this.lastVipsDigest;
     if (vipsTouched) {
       const sources = [];
       for (const [k, s] of this.state) if (!next.has(k)) sources.push({ service: k, addresses: s.addresses, readyAddresses: s.ready });
       for (const [k, s] of next) if (s) sources.push({ service: k, addresses: s.addresses, readyAddresses: s.ready });
       vips = desiredVips(sources, this.o.config);
-      vipsJson = JSON.stringify(vips);
+      vipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
     }
 
     try {
       if (changed.length > 0) await this.o.sink.applyServices(changed, []);
-      if (vipsJson !== this.lastVipsJson) await this.o.sink.applyVips(vips);
+      if (vipsDigest !== this.lastVipsDigest) await this.o.sink.applyVips(vips);
       if (removed.length > 0) await this.o.sink.applyServices([], removed);
     } catch (e) {
       // Not committed: the same keys are recomputed and diffed again later.
@@ -529,7 +537,7 @@ export class KubernetesController {
       await new Promise((r) => setTimeout(r, 1000));
       return;
     }
-    this.lastVipsJson = vipsJson;
+    this.lastVipsDigest = vipsDigest;
     this.lastVips = vips;
     for (const [k, s] of next) {
       const prev = this.state.get(k);

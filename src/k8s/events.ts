@@ -27,6 +27,8 @@ export interface EventRecorderOptions {
   maxQueue?: number;
   /** Remembered (object, reason, message) triples; oldest forgotten first. */
   maxEntries?: number;
+  /** While this returns true no write starts (status writes go first). */
+  holdWhile?: () => boolean;
 }
 
 export class EventRecorder {
@@ -42,6 +44,13 @@ export class EventRecorder {
 
   constructor(o: EventRecorderOptions) {
     this.o = { concurrency: 4, maxQueue: 20000, maxEntries: 50000, ...o };
+  }
+
+  /** Drops queued writes (the recorder is being shut down). */
+  stop(): void {
+    this.queue.length = 0;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
   }
 
   /** Outstanding writes (queued + in flight). */
@@ -127,7 +136,19 @@ export class EventRecorder {
     this.pump();
   }
 
+  private holdTimer: NodeJS.Timeout | null = null;
+
   private pump(): void {
+    if (this.queue.length > 0 && this.o.holdWhile?.()) {
+      if (!this.holdTimer) {
+        this.holdTimer = setTimeout(() => {
+          this.holdTimer = null;
+          this.pump();
+        }, 100);
+        this.holdTimer.unref();
+      }
+      return;
+    }
     while (this.active < this.o.concurrency && this.queue.length > 0) {
       const job = this.queue.shift()!;
       this.active++;
