@@ -1,6 +1,10 @@
 // Packet captures in lab namespaces: tcpdump started in the background
 // (bounded by a hard timeout), ready once it says "listening", stopped with
 // SIGINT; the packets are then counted or printed from the pcap file.
+// --immediate-mode matters: without it libpcap hands packets over in
+// blocks that retire after a timeout, and a block still open at SIGINT is
+// lost — a short capture would count nothing. -Z root: tcpdump would
+// otherwise drop to user tcpdump before opening the output file.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { run } from '../../test/lib/netns.js';
@@ -18,7 +22,7 @@ export interface Capture {
 }
 
 export async function startCapture(ns: string, ifname: string, filter: string, file: string, opts: { maxSeconds?: number; snaplen?: number } = {}): Promise<Capture> {
-  const argv = ['netns', 'exec', ns, 'timeout', '-s', 'INT', String(opts.maxSeconds ?? 120), 'tcpdump', '-Z', 'root', '-i', ifname, '-nn', '-U', '-s', String(opts.snaplen ?? 256), '-w', file, filter];
+  const argv = ['netns', 'exec', ns, 'timeout', '-s', 'INT', String(opts.maxSeconds ?? 120), 'tcpdump', '-Z', 'root', '--immediate-mode', '-i', ifname, '-nn', '-U', '-s', String(opts.snaplen ?? 256), '-w', file, filter];
   const child: ChildProcess = spawn('ip', argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
