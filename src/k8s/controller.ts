@@ -22,7 +22,7 @@ import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1EndpointSlice, ty
 import type { EdgelbConfig } from '../config/types.js';
 import { IpAllocator, poolForAddress, type Assigned, type FailureReason } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
-import { desiredForService, desiredVips, frontendKey, nodeAddresses, SERVICE_NAME_LABEL, type NodeAddresses, type Problem } from '../model/desired.js';
+import { desiredForService, desiredVips, type DesiredConfig, frontendKey, nodeAddresses, SERVICE_NAME_LABEL, type NodeAddresses, type Problem } from '../model/desired.js';
 import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
 import type { DesiredService, DesiredState, DesiredVip } from '../model/types.js';
 import { EventRecorder } from './events.js';
@@ -42,7 +42,8 @@ export interface DesiredStateSink {
 }
 
 export interface KubernetesControllerOptions {
-  config: Pick<EdgelbConfig, 'kubernetes' | 'pools' | 'datapath'>;
+  /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch are read. */
+  config: DesiredConfig & Pick<EdgelbConfig, 'kubernetes'>;
   /** Overrides config.kubernetes.kubeconfig; empty = in-cluster / $KUBECONFIG. */
   kubeconfigPath?: string;
   /** An already loaded KubeConfig (tests); wins over paths. */

@@ -20,13 +20,19 @@
 // advertised only while one of its Services has at least one active
 // backend of the VIP's address family.
 import type { V1EndpointSlice, V1Node, V1Service, V1ServicePort } from '@kubernetes/client-node';
-import type { DatapathMode, Dispatch, EdgelbConfig } from '../config/types.js';
+import type { DatapathConfig, DatapathMode, Dispatch, PoolConfig } from '../config/types.js';
 import type { Assigned } from '../ipam/allocator.js';
 import { canonicalIp, ipFamily, parseCidr } from '../ipam/cidr.js';
 import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, L4Proto } from './types.js';
 import { ANNOTATION_DISPATCH, ANNOTATION_MODE, serviceKey } from './service.js';
 
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
+
+/** The part of the configuration desired state depends on. */
+export interface DesiredConfig {
+  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'>;
+  pools: PoolConfig[];
+}
 const MODES: readonly DatapathMode[] = ['dsr', 'snat', 'hybrid'];
 const DISPATCHES: readonly Dispatch[] = ['ip-option', 'ipip', 'auto'];
 
@@ -186,7 +192,7 @@ export function desiredForService(
   svc: V1Service,
   slices: V1EndpointSlice[],
   nodes: Map<string, NodeAddresses>,
-  config: Pick<EdgelbConfig, 'datapath'>,
+  config: Pick<DesiredConfig, 'datapath'>,
   addresses: Assigned[],
 ): ServiceDesired {
   const problems: Problem[] = [];
@@ -229,7 +235,7 @@ export interface VipSource {
 }
 
 /** VIPs to advertise: addresses with a ready Service behind them, sorted. */
-export function desiredVips(sources: Iterable<VipSource>, config: Pick<EdgelbConfig, 'pools'>): DesiredVip[] {
+export function desiredVips(sources: Iterable<VipSource>, config: Pick<DesiredConfig, 'pools'>): DesiredVip[] {
   const byIp = new Map<string, DesiredVip>();
   for (const s of sources) {
     for (const ip of s.readyAddresses) {
@@ -256,7 +262,7 @@ export function computeDesiredState(
   services: V1Service[],
   slices: V1EndpointSlice[],
   nodes: V1Node[],
-  config: Pick<EdgelbConfig, 'datapath' | 'pools'>,
+  config: DesiredConfig,
   allocations: Map<string, Assigned[]>,
 ): DesiredState & { problems: Map<string, Problem[]> } {
   const nodeIdx = new Map(nodes.map((n) => [n.metadata?.name ?? '', nodeAddresses(n)]));

@@ -1,6 +1,7 @@
 // Shared pieces of the Kubernetes integration tests: a recording sink, a
 // config, object builders and a bounded wait.
-import type { EdgelbConfig, PoolConfig } from '../../src/config/types.js';
+import type { PoolConfig } from '../../src/config/types.js';
+import type { KubernetesControllerOptions } from '../../src/k8s/controller.js';
 import type { DesiredStateSink } from '../../src/k8s/controller.js';
 import { frontendKey } from '../../src/model/desired.js';
 import type { DesiredService, DesiredVip } from '../../src/model/types.js';
@@ -9,7 +10,7 @@ export type Obj = Record<string, unknown>;
 
 export const advertise = { communities: [], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
 
-export function testConfig(pools: Partial<PoolConfig>[], leaseDurationSeconds = 1.5): Pick<EdgelbConfig, 'kubernetes' | 'pools' | 'datapath'> {
+export function testConfig(pools: Partial<PoolConfig>[], leaseDurationSeconds = 1.5): KubernetesControllerOptions['config'] {
   return {
     kubernetes: {
       kubeconfig: '',
@@ -20,7 +21,7 @@ export function testConfig(pools: Partial<PoolConfig>[], leaseDurationSeconds = 
       leaseDurationSeconds,
     },
     pools: pools.map((p, i) => ({ name: `pool${i}`, cidrs: [], namespaces: [], serviceSelector: {}, autoAssign: true, advertise, ...p })),
-    datapath: { mode: 'dsr', dispatch: 'auto', xdp: 'off', maglevTableSize: 65537, mtu: 1500, pinPath: '/sys/fs/bpf/edgelb' },
+    datapath: { mode: 'dsr', dispatch: 'auto' },
   };
 }
 

@@ -1,12 +1,12 @@
 import test from 'ava';
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import type { EdgelbConfig, PoolConfig } from '../../src/config/types.js';
-import { computeDesiredState, desiredForService, frontendKey, nodeAddresses, type NodeAddresses } from '../../src/model/desired.js';
+import type { PoolConfig } from '../../src/config/types.js';
+import { computeDesiredState, desiredForService, type DesiredConfig, frontendKey, nodeAddresses, type NodeAddresses } from '../../src/model/desired.js';
 import { ipRequestFor, isOurs, requestedAddresses } from '../../src/model/service.js';
 
 const advertise = { communities: ['65000:1'], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
 const pools: PoolConfig[] = [{ name: 'p', cidrs: ['192.0.2.0/24', '2001:db8::/64'], namespaces: [], serviceSelector: {}, autoAssign: true, advertise }];
-const config = { datapath: { mode: 'dsr', dispatch: 'auto' }, pools } as unknown as Pick<EdgelbConfig, 'datapath' | 'pools'>;
+const config: DesiredConfig = { datapath: { mode: 'dsr', dispatch: 'auto' }, pools };
 
 function svc(name: string, extra: Partial<V1Service['spec']> = {}, annotations: Record<string, string> = {}): V1Service {
   return {

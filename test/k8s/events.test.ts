@@ -1,0 +1,46 @@
+import test from 'ava';
+import { EventRecorder } from '../../src/k8s/events.js';
+import type { RestClient } from '../../src/k8s/rest.js';
+import { silentLogger } from '../../src/log/logger.js';
+
+function fakeRest() {
+  const calls: { method: string; path: string; body: Record<string, unknown> }[] = [];
+  const rest = {
+    send: async (method: string, path: string, body: Record<string, unknown>) => {
+      calls.push({ method, path, body });
+      await new Promise((r) => setTimeout(r, 5));
+      return undefined;
+    },
+  } as unknown as RestClient;
+  return { rest, calls };
+}
+
+const svc = { metadata: { namespace: 'ns', name: 'web', uid: 'u1' } };
+
+test('repeats of one Event become a count, not new Events', async (t) => {
+  const { rest, calls } = fakeRest();
+  const r = new EventRecorder({ rest, component: 'edgelb', host: 'edge-a', logger: silentLogger() });
+  for (let i = 0; i < 5; i++) r.record(svc, 'Warning', 'PoolExhausted', 'no free address');
+  r.record(svc, 'Warning', 'PoolExhausted', 'different text');
+  for (let i = 0; i < 100 && r.pending() > 0; i++) await new Promise((res) => setTimeout(res, 10));
+  const posts = calls.filter((c) => c.method === 'POST');
+  t.is(posts.length, 2);
+  t.like(posts[0]!.body, { reason: 'PoolExhausted', type: 'Warning', message: 'no free address', involvedObject: { kind: 'Service', name: 'web', uid: 'u1' } });
+  const patches = calls.filter((c) => c.method === 'PATCH');
+  t.true(patches.length >= 1);
+  t.is(patches.at(-1)!.body.count, 5);
+  t.true(patches.every((p) => p.path.startsWith('/api/v1/namespaces/ns/events/web.')));
+});
+
+test('events wait while status writes are pending', async (t) => {
+  const { rest, calls } = fakeRest();
+  let hold = true;
+  const r = new EventRecorder({ rest, component: 'edgelb', host: 'edge-a', logger: silentLogger(), holdWhile: () => hold });
+  r.record(svc, 'Normal', 'IPAllocated', 'Assigned 192.0.2.1');
+  await new Promise((res) => setTimeout(res, 150));
+  t.is(calls.length, 0);
+  hold = false;
+  for (let i = 0; i < 100 && r.pending() > 0; i++) await new Promise((res) => setTimeout(res, 10));
+  t.is(calls.length, 1);
+  r.stop();
+});
