@@ -401,6 +401,10 @@ export class EdgeDatapath {
 
   /** Make the maps match `desired` (the complete set of services). */
   applyServices(desired: readonly DesiredService[]): ApplyResult {
+    return this.apply(desired, true);
+  }
+
+  private apply(desired: readonly DesiredService[], mayRetry: boolean): ApplyResult {
     const res: ApplyResult = { added: 0, updated: 0, removed: 0, unchanged: 0 };
     const want = new Map<string, DesiredService>();
     for (const d of desired) {
@@ -413,6 +417,7 @@ export class EdgeDatapath {
     const removedBackends: number[] = [];
     const releasedRegions: number[] = [];
     const releasedSvcIds: number[] = [];
+    const failed: string[] = [];
 
     for (const [k, d] of want) {
       const st = this.services.get(k);
@@ -423,7 +428,17 @@ export class EdgeDatapath {
       }
       if (st) res.updated++;
       else res.added++;
-      this.planService(d, st ?? null, fp, w, removedBackends, releasedRegions);
+      try {
+        this.planService(d, st ?? null, fp, w, removedBackends, releasedRegions);
+      } catch (e) {
+        // Out of ids or slots: what was planned for this service is still
+        // written (every step leaves the maps consistent: the old region
+        // stays in use until a new one is in place); the service is
+        // re-planned from scratch next time.
+        const cur = this.services.get(k);
+        if (cur) cur.fingerprint = '';
+        failed.push(`${d.service} (${k}): ${(e as Error).message}`);
+      }
     }
     for (const [k, st] of this.services) {
       if (want.has(k)) continue;
@@ -454,6 +469,16 @@ export class EdgeDatapath {
     for (const id of removedBackends) this.beIds.release(id);
     for (const off of releasedRegions) this.regions.release(off);
     for (const id of releasedSvcIds) this.svcIds.release(id);
+    if (failed.length > 0) {
+      // Space freed by this apply (removed services, moved regions) is only
+      // released once nothing points at it any more, i.e. now: one more
+      // pass may fit what failed.
+      if (mayRetry && (releasedRegions.length > 0 || removedBackends.length > 0 || releasedSvcIds.length > 0)) {
+        const again = this.apply(desired, false);
+        return { added: res.added, updated: res.updated, removed: res.removed + again.removed, unchanged: res.unchanged };
+      }
+      throw new Error(`edge datapath: ${failed.length} service(s) not fully applied: ${failed.join('; ')}`);
+    }
     return res;
   }
 

@@ -462,3 +462,19 @@ test('bad desired state is rejected naming the service', (t) => {
   t.throws(() => dp.applyServices([service({ sourceRanges: ['10.0.0.0/33'] })]), { message: /default\/web.*33/ });
   t.throws(() => dp.applyServices([service(), service({ service: 'x/dup' })]), { message: /both claim/ });
 });
+
+test('slot exhaustion: the failing service is named, the others are applied, a later apply recovers', (t) => {
+  const dp = openEdge(t); // 65 536 ring slots: four services of 100 backends (16 384 slots each)
+  const mk = (i: number) =>
+    service({ service: `ns/big${i}`, frontend: { vip: VIP, port: 2000 + i, protocol: 'TCP' }, backends: Array.from({ length: 100 }, (_, j) => backend(i * 100 + j + 1)) });
+  const err = t.throws(() => dp.applyServices([0, 1, 2, 3, 4].map(mk)));
+  t.regex(err!.message, /1 service\(s\) not fully applied: ns\/big\d .*slot array full/);
+  const served = (i: number): boolean => parsePacket(run(dp, tcpPacket({ flags: SYN, dport: 2000 + i })).out).ip.dst !== VIP;
+  const ok = [0, 1, 2, 3, 4].filter(served);
+  t.is(ok.length, 4);
+  const failedIdx = [0, 1, 2, 3, 4].find((i) => !ok.includes(i))!;
+  const keep = [0, 1, 2, 3, 4].filter((i) => i !== ok[0]);
+  t.notThrows(() => dp.applyServices(keep.map(mk)));
+  t.true(served(failedIdx));
+  t.false(served(ok[0]!), 'a removed service is plain non-VIP traffic');
+});
