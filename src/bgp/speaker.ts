@@ -7,6 +7,7 @@
 // does not touch paths until the agent has called setDesired() once, and then
 // only applies differences — so an agent restart never withdraws a VIP.
 // close() leaves gobgpd (and bfdd) running unless explicitly asked to stop them.
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import type { BgpConfig, NodeConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
@@ -131,6 +132,10 @@ export class BgpSpeaker {
 
   /** Connect (starting gobgpd when managed), apply global/peers/policy, start the reconcile loop. */
   async start(): Promise<void> {
+    if (existsSync(this.drainMarker)) {
+      this.drainState = 'drained';
+      this.log.warn({ marker: this.drainMarker }, 'edge was drained by an operator: VIPs stay withdrawn until undrain');
+    }
     if (this.gobgpd) await this.gobgpd.start();
     await this.syncBfd();
     await this.exclusive(() => this.reconcileOnce(true));
@@ -168,17 +173,25 @@ export class BgpSpeaker {
     await this.syncBfd();
     return this.exclusive(async () => {
       await this.ensureGlobal();
-      const diff = await reconcilePeers(this.client, this.desiredPeerSpecs(), this.log);
       await this.applyPolicyAndPaths();
-      return diff;
+      return reconcilePeers(this.client, this.desiredPeerSpecs(), this.log);
     });
+  }
+
+  /** Marker file of an operator drain (`persist`), next to gobgpd's socket (tmpfs on the appliance). */
+  get drainMarker(): string {
+    return `${this.cfg.bgp.gobgp.socket}.drained`;
   }
 
   /**
    * Graceful drain: re-announce with GRACEFUL_SHUTDOWN, wait bgp.drainSeconds,
    * withdraw. Resolves when the VIPs are withdrawn (or an undrain cancelled it).
+   * `persist: true` (an operator's `edgelb drain`) keeps the edge drained
+   * across agent restarts until undrain(); the drain before an agent exits
+   * (SIGTERM) should not persist, so the next agent announces again.
    */
-  async drain(): Promise<void> {
+  async drain(opts: { persist?: boolean } = {}): Promise<void> {
+    if (opts.persist) writeFileSync(this.drainMarker, `${new Date().toISOString()}\n`);
     if (this.drainState !== 'active') return;
     this.drainState = nextDrainState(this.drainState, 'drain');
     this.log.info({ seconds: this.cfg.bgp.drainSeconds }, 'draining: announcing VIPs with GRACEFUL_SHUTDOWN');
@@ -200,6 +213,7 @@ export class BgpSpeaker {
   }
 
   async undrain(): Promise<void> {
+    rmSync(this.drainMarker, { force: true });
     if (this.drainTimer) clearTimeout(this.drainTimer);
     this.drainTimer = null;
     this.drainState = nextDrainState(this.drainState, 'undrain');
@@ -307,8 +321,12 @@ export class BgpSpeaker {
       this.resyncs++;
       this.log.warn('gobgpd lost its state (restart?): re-applying peers, policy and all VIPs');
     }
-    await reconcilePeers(this.client, this.desiredPeerSpecs(), this.log);
+    // Paths before peers: a freshly restarted gobgpd then has its whole RIB
+    // when sessions come up, so the first UPDATEs (and the End-of-RIB a
+    // graceful-restart helper waits for) already carry every VIP instead of
+    // an empty table that would flush the router's stale routes.
     await this.applyPolicyAndPaths();
+    await reconcilePeers(this.client, this.desiredPeerSpecs(), this.log);
     this.lastHealthy = true;
     this.lastError = null;
     // bfdd may have died (or its unit restarted with an empty config): bring it back in line.

@@ -234,3 +234,18 @@ test.serial('drain: GRACEFUL_SHUTDOWN seen, then withdrawn; undrain restores', a
   const p = r.paths?.find((x) => x.peer?.peerId === e1.address);
   t.false(p?.community?.list?.some((c) => c === 'gracefulShutdown' || c === 'graceful-shutdown') ?? false);
 });
+
+test.serial('an operator drain (persist) survives an agent restart until undrain', async (t) => {
+  const { lab } = t.context;
+  const [e0, e1] = lab.edges;
+  await e1!.speaker!.drain({ persist: true });
+  t.deepEqual(await waitGateways(lab, VIP, [e0!.address], 5000), [e0!.address]);
+  await e1!.speaker!.close();
+  const s = await lab.startSpeaker(1);
+  t.is((await s.status()).drain, 'drained');
+  await s.setDesired([{ prefix: VIP, attrs: ATTRS }]);
+  await sleep(1000);
+  t.deepEqual(await gateways(lab, VIP), [e0!.address], 'still withdrawn after the restart');
+  await s.undrain();
+  t.is((await waitGateways(lab, VIP, [e0!.address, e1!.address], 5000)).length, 2);
+});

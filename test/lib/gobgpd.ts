@@ -28,6 +28,8 @@ export interface EdgeSpec {
    * secondary address 10.N.0.2 — so a test can add a second peer by reload.
    */
   secondary?: boolean;
+  /** Also an IPv6 session: edge fd00:N::(10+i)/64 ↔ router fd00:N::1 (carries the IPv6 VIPs). */
+  v6?: boolean;
 }
 
 export interface LabEdge {
@@ -36,6 +38,8 @@ export interface LabEdge {
   address: string;
   /** Secondary edge address when EdgeSpec.secondary (peer: lab.routerAddress2). */
   address2: string;
+  /** IPv6 address when EdgeSpec.v6 (peer: lab.routerAddress6). */
+  address6: string;
   asn: number;
   dir: string;
   socket: string;
@@ -51,6 +55,7 @@ export interface BgpLab {
   routerAddress: string;
   /** The router's secondary address (sessions to edges' secondary addresses). */
   routerAddress2: string;
+  routerAddress6: string;
   edges: LabEdge[];
   cleanup: Cleanup;
   /** Create (or re-create, e.g. after close) the edge's speaker and start it. */
@@ -112,6 +117,8 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: str
     const routerAddress2 = `10.${net}.0.2`;
     await addBridge(routerNs, 'br0', `${routerAddress}/24`);
     await addAddress(routerNs, 'br0', `${routerAddress2}/24`);
+    const routerAddress6 = `fd00:${net}::1`;
+    if (edgeSpecs.some((e) => e.v6)) await addAddress(routerNs, 'br0', `${routerAddress6}/64`);
     const edges: LabEdge[] = [];
     const neighbors: FrrNeighbor[] = [];
     for (let i = 0; i < edgeSpecs.length; i++) {
@@ -126,13 +133,20 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: str
       const edir = join(dir, `edge${i}`);
       mkdirSync(edir, { recursive: true });
       const peer = defaultPeer(routerAddress, spec.peer);
-      const config: SpeakerConfig = { node: { asn, routerId: address }, bgp: edgeBgpConfig(edir, [peer]) };
+      const address6 = spec.v6 ? `fd00:${net}::${10 + i}` : '';
+      const peers = [peer];
+      if (address6) {
+        await addAddress(ns, 'eth0', `${address6}/64`);
+        peers.push(defaultPeer(routerAddress6, spec.peer));
+        neighbors.push({ address: address6, asn, holdTime: 9, keepalive: 3 });
+      }
+      const config: SpeakerConfig = { node: { asn, routerId: address }, bgp: edgeBgpConfig(edir, peers) };
       const address2 = spec.secondary ? `10.${net}.0.${30 + i}` : '';
       if (address2) {
         await addAddress(ns, 'eth0', `${address2}/24`);
         neighbors.push({ address: address2, asn, holdTime: 9, keepalive: 3, updateSource: routerAddress2 });
       }
-      edges.push({ index: i, ns, address, address2, asn, dir: edir, socket: config.bgp.gobgp.socket, config, speaker: null });
+      edges.push({ index: i, ns, address, address2, address6, asn, dir: edir, socket: config.bgp.gobgp.socket, config, speaker: null });
       neighbors.push({ address, asn, holdTime: 9, keepalive: 3, ...spec.routerSide });
     }
     const router = new FrrRouter(routerNs, join(dir, 'router'), { hostname: `r${id}`, asn: ROUTER_ASN, routerId: routerAddress, neighbors, networks: opts.networks });
@@ -146,6 +160,7 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: str
       routerNs,
       routerAddress,
       routerAddress2,
+      routerAddress6,
       edges,
       cleanup,
       async startSpeaker(i, sopts = {}) {
