@@ -6,6 +6,7 @@ import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { EdgeDatapath, type ForwardMode } from '../datapath/edge-datapath.js';
 import { requireBpffs } from '../datapath/bpffs.js';
+import { PathProber } from '../probe/prober.js';
 import type { DesiredService } from '../model/types.js';
 import type { DatapathPart } from './agent.js';
 import type { AgentStatus, ComponentHealth, ServiceView } from './control-types.js';
@@ -29,6 +30,7 @@ export class DatapathAgentPart implements DatapathPart {
   private attached = false;
   private lastError = '';
   private readonly desired = new Map<string, DesiredService>();
+  private prober: PathProber | null = null;
 
   constructor(
     private config: EdgelbConfig,
@@ -48,6 +50,7 @@ export class DatapathAgentPart implements DatapathPart {
       // first desired state from Kubernetes then replaces them.
       this.dp.attach(this.config.node.uplink, d.xdp === 'off' ? 'tc' : d.xdp);
       this.attached = true;
+      this.startProber();
     } catch (e) {
       this.lastError = (e as Error).message;
       this.log.error({ err: e }, 'datapath failed to load or attach');
@@ -55,15 +58,33 @@ export class DatapathAgentPart implements DatapathPart {
     }
   }
 
+  /** Paths to nodes serving `dispatch: auto` services are probed; the verdicts steer their dispatch. */
+  private startProber(): void {
+    const d = this.config.datapath;
+    this.prober = new PathProber({
+      port: d.probePort, intervalMs: d.probeIntervalSeconds * 1000, fallback: 'ipip', logger: this.log.child({ component: 'probe' }),
+      onChange: (nodeIp, dispatch) => this.dp?.setPathDispatch(nodeIp, dispatch),
+    });
+    this.prober.start();
+  }
+
+  private autoTargets(): string[] {
+    const ips = new Set<string>();
+    for (const s of this.desired.values()) if (s.dispatch === 'auto') for (const b of s.backends) ips.add(b.nodeIp);
+    return [...ips];
+  }
+
   apply(changed: DesiredService[], removed: string[]): void {
     for (const k of removed) this.desired.delete(k);
     for (const s of changed) this.desired.set(frontendKey(s), s);
+    this.prober?.setTargets(this.autoTargets());
     if (!this.dp) return;
     const r = this.dp.applyServices([...this.desired.values()]);
     this.log.debug({ ...r }, 'datapath tables applied');
   }
 
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
+    this.prober?.stop();
     if (!this.dp) return;
     // On a handover the program stays attached and the maps stay pinned:
     // forwarding never stops while the next agent starts.
@@ -119,7 +140,7 @@ export class DatapathAgentPart implements DatapathPart {
     return {
       mode: d.mode, dispatch: d.dispatch,
       xdp: [{ interface: this.config.node.uplink, mode: d.xdp === 'off' ? 'tc' : d.xdp, attached: this.attached }],
-      maglevTableSize: d.maglevTableSize, pinned: this.dp ? d.pinPath : null, paths: [],
+      maglevTableSize: d.maglevTableSize, pinned: this.dp ? d.pinPath : null, paths: this.prober?.view() ?? [],
       services: this.desired.size, backends,
     };
   }

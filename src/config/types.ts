@@ -115,6 +115,10 @@ export interface DatapathConfig {
   mtu: number;
   /** bpffs directory where maps and programs are pinned. */
   pinPath: string;
+  /** UDP port of the node-side probe responder (dispatch: auto). */
+  probePort: number;
+  /** Seconds between path probes to each node (dispatch: auto). */
+  probeIntervalSeconds: number;
 }
 
 export interface KubernetesConfig {

@@ -28,6 +28,12 @@ let api: TestApiServer;
 let router: FrrRouter;
 let agent: ChildProcess | null = null;
 let metricsUrl = '';
+let agentLog = '';
+
+test.afterEach.always((t) => {
+  // The agent's own words are the fastest way to see why a step failed.
+  if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${agentLog.slice(-4000)}`);
+});
 
 /** Polls until fn returns something truthy; throws naming what never happened. */
 async function until<T>(fn: () => Promise<T | null | false> | T | null | false, timeoutMs: number, what: string, intervalMs = 100): Promise<T> {
@@ -59,10 +65,12 @@ async function startAgent(): Promise<string> {
   const child = spawn('ip', ['netns', 'exec', E, 'bin/edgelb', 'run', '--config', join(dir, 'edgelb.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
   agent = child;
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  writeFileSync(join(dir, `agent-${child.pid}.log`), '');
-  child.on('exit', () => writeFileSync(join(dir, `agent-${child.pid}.log`), out));
+  const collect = (d: Buffer) => {
+    out += d.toString();
+    agentLog += d.toString();
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
   return until(() => {
     if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${out.slice(-2000)}`);
     return /^EDGELB READY .*$/m.exec(out)?.[0] ?? null;
@@ -110,6 +118,7 @@ test.before(async () => {
   await exec('ip', ['addr', 'add', `${K8S}.1/30`, 'dev', rootIf]);
   await exec('ip', ['link', 'set', rootIf, 'up']);
   await addAddress(E, 'k8s0', `${K8S}.2/30`);
+  await nsRun(E, ['ip', 'link', 'set', 'k8s0', 'up']);
   api = await TestApiServer.start({ host: `${K8S}.1`, kubeconfigPath: join(dir, 'kubeconfig') });
   cleanup.add('api server', () => api.close());
   router = new FrrRouter(R, join(dir, 'frr'), {
@@ -161,7 +170,9 @@ test.serial('a LoadBalancer Service gets a VIP in status, the router a route, th
   vip = await until(() => {
     const svc = api.get('services', 'default', 'web') as { status?: { loadBalancer?: { ingress?: { ip: string }[] } } };
     return svc?.status?.loadBalancer?.ingress?.[0]?.ip ?? null;
-  }, 20_000, 'an address in status.loadBalancer.ingress');
+  }, 20_000, 'an address in status.loadBalancer.ingress').catch(async (e: unknown) => {
+    throw new Error(`${(e as Error).message}\n${(await cli('status', '--verbose')).out}`);
+  });
   t.regex(vip, new RegExp(`^198\\.18\\.${octet}\\.`));
   const gws = await until(async () => {
     const g = await routerGateways(vip);
