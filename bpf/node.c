@@ -21,7 +21,9 @@
  *    flow stays on its pod when the local set changes, records the reply
  *    tuple in node_flows, decapsulates and DNATs VIP:vp → pod:pp.
  *    IPIP whose inner destination is no local service is left untouched
- *    (it may belong to the CNI, e.g. Calico's IPIP mode).
+ *    (it may belong to the CNI, e.g. Calico's IPIP mode). An ICMP
+ *    destination-unreachable about one of our flows (path MTU) is
+ *    decapsulated and re-addressed to the flow's pod.
  *  - A client FIN/RST on a known flow marks / deletes it.
  *  Everything else: one parse and TC_ACT_UNSPEC (see NODE_PASS).
  *
@@ -463,6 +465,100 @@ static __always_inline int ingress_option(struct __sk_buff *skb, struct pkt *p,
 	return NODE_PASS;
 }
 
+/* An ICMP destination-unreachable inside ipip, about one of our flows (a
+ * router on the client's path could not take a reply, whose source is the
+ * VIP, so the error went to the VIP and the edge forwarded it here like the
+ * flow's packets: inner packet untouched, quoting VIP:vp → client:cp).
+ * Deliver it as the pod's stack expects — destination and quoted source
+ * become pod:pp, with the inner IP, quoted IP and ICMP checksums updated —
+ * so path-MTU discovery works through DSR. A quote that already names one
+ * of our pods' flows is only decapsulated.
+ * Returns 0 (delivered), -1 (not ours), -2 (decap failed), -3 (rewrite). */
+static __always_inline int ingress_ipip_icmp(struct __sk_buff *skb, const struct pkt *outer,
+					     struct pkt *in)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct node_fwd_value *fv;
+	struct pkt_inner q;
+	struct iphdr *ip, *qip;
+	struct pkt_icmphdr *ih;
+	__be16 *qports, old_qcheck, pod_port, vport;
+	__be32 pod_ip, vip;
+	__u32 l3_off = outer->l3_off;
+
+	if (in->ihl_bytes != 20 || parse_l4(data, data_end, in) != PARSE_OK ||
+	    in->icmp_type != ICMP_DEST_UNREACH)
+		return -1;
+	/* The quoted header and the 8 L4 bytes RFC 792 guarantees must lie
+	 * within the inner packet (parse_icmp_inner only checks the window). */
+	if (in->ip_len < 20 + sizeof(struct pkt_icmphdr) + 20 + 8)
+		return -1;
+	if (parse_icmp_inner(data, data_end, in, &q) != PARSE_OK)
+		return -1;
+	if (q.ihl_bytes != 20 || (q.l4_proto != IPPROTO_TCP && q.l4_proto != IPPROTO_UDP) ||
+	    q.saddr != in->daddr || (q.sport == 0 && q.dport == 0))
+		return -1;
+	/* A quoted TCP/UDP packet shorter than its own headers was never sent. */
+	if (bpf_ntohs(q.ip->tot_len) < 20 + 8)
+		return -1;
+
+	struct node_fwd_key fk = {
+		.client_ip = q.daddr,
+		.vip = q.saddr,
+		.client_port = q.dport,
+		.vip_port = q.sport,
+		.proto = q.l4_proto,
+	};
+	vip = q.saddr;
+	vport = q.sport;
+	fv = bpf_map_lookup_elem(&node_fwd, &fk);
+	if (fv) {
+		pod_ip = fv->pod_ip;
+		pod_port = fv->pod_port;
+	} else {
+		struct node_flow_key rk = {
+			.pod_ip = q.saddr,
+			.client_ip = q.daddr,
+			.pod_port = q.sport,
+			.client_port = q.dport,
+			.proto = q.l4_proto,
+		};
+
+		if (!bpf_map_lookup_elem(&node_flows, &rk))
+			return -1;
+		pod_ip = vip;
+		pod_port = vport;
+	}
+
+	if (bpf_skb_adjust_room(skb, -(__s32)outer->ihl_bytes, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO))
+		return -2;
+	if (pod_ip == vip && pod_port == vport)
+		return 0;
+	/* Every change below sits under a checksum that is updated with it,
+	 * so a CHECKSUM_COMPLETE sum stays right without helpers. */
+	data = skb_data(skb);
+	data_end = skb_data_end(skb);
+	if (l3_off > 18)
+		return -3;
+	ip = data + l3_off;
+	ih = (void *)(ip + 1);
+	qip = (void *)(ih + 1);
+	qports = (void *)(qip + 1);
+	if ((void *)(qports + 2) > data_end)
+		return -3;
+	ip->daddr = pod_ip;
+	csum_replace4(&ip->check, vip, pod_ip);
+	old_qcheck = qip->check;
+	qip->saddr = pod_ip;
+	csum_replace4(&qip->check, vip, pod_ip);
+	qports[0] = pod_port;
+	csum_apply_diff(&ih->checksum, csum_diff_4(vip, pod_ip) + csum_diff_2(vport, pod_port) +
+					       csum_diff_2(old_qcheck, qip->check));
+	return 0;
+}
+
 static __always_inline int ingress_ipip(struct __sk_buff *skb, struct pkt *outer,
 					struct node_config *cfg)
 {
@@ -492,6 +588,22 @@ static __always_inline int ingress_ipip(struct __sk_buff *skb, struct pkt *outer
 		goto not_ours;
 	if (in.frag & PKT_FRAG_LATER)
 		goto not_ours;
+	if (in.l4_proto == IPPROTO_ICMP) {
+		int rc = ingress_ipip_icmp(skb, outer, &in);
+
+		if (rc == -1)
+			goto not_ours;
+		if (rc == -2) {
+			count(NC_DROP_DECAP);
+			return TC_ACT_SHOT;
+		}
+		if (rc) {
+			count(NC_DROP_REWRITE);
+			return TC_ACT_SHOT;
+		}
+		count(NC_IN_IPIP_ICMP);
+		return NODE_PASS;
+	}
 	if (in.l4_proto != IPPROTO_TCP && in.l4_proto != IPPROTO_UDP)
 		goto not_ours;
 

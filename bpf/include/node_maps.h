@@ -129,6 +129,7 @@ enum node_counter {
 	NC_DROP_REWRITE = 19,    /* a checksum/store helper failed */
 	NC_DROP_MALFORMED = 20, /* carries our option / ipip to a local service, but L4 is truncated */
 	NC_DROP_UNKNOWN_VIP = 21, /* option names a VIP:port that is no configured service */
+	NC_IN_IPIP_ICMP = 22,    /* ICMP error about a flow, decapsulated and sent to its pod */
 	NC_MAX = 24,
 };
 

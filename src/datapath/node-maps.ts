@@ -61,6 +61,7 @@ export const NODE_COUNTER_NAMES = [
   'drop_rewrite',
   'drop_malformed',
   'drop_unknown_vip',
+  'in_ipip_icmp',
 ] as const;
 export type NodeCounterName = (typeof NODE_COUNTER_NAMES)[number];
 export const NODE_COUNTER_SLOTS = 24;

@@ -5,12 +5,14 @@
 // only addresses from the configured tables:
 //   ingress option strip → the same packet minus exactly our 8 bytes,
 //   ingress ipip → the inner packet DNATed to a local pod of its frontend,
+//     or an ICMP error re-addressed (with its quote) to a local pod,
 //   egress → source rewritten to a configured frontend VIP:port.
 // Deterministic per seed (FUZZ_SEED=n to replay; the seed is logged).
 import test from 'ava';
 import {
   buildPacket,
   dsrOption,
+  icmpFragNeeded,
   parsePacket,
   verifyIpv4Checksum,
   verifyL4Checksum,
@@ -89,10 +91,21 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     });
   };
 
+  // Forward tuples sent over ipip, so generated ICMP errors quote real flows.
+  const fwdTuples: Array<{ client: string; cport: number; vip: string; vport: number; proto: 'TCP' | 'UDP' }> = [];
+  const genIpipIcmp = (): Buffer => {
+    const fw = fwdTuples.length > 0 && chance(0.9) ? pick(fwdTuples) : { client: pick(clients), cport: int(65536), vip: pick(frontends).vip, vport: int(65536), proto: pick(['TCP', 'UDP'] as const) };
+    const quoted = buildPacket({ eth: false, ip: { src: fw.vip, dst: fw.client, df: true, id: int(65536) }, ...l4(fw.proto, fw.vport, fw.cport) });
+    const inner: Omit<PacketSpec, 'eth'> = { ip: { src: randomIp(), dst: fw.vip, ttl: 1 + int(255) }, icmp: icmpFragNeeded({ mtu: 576 + int(1000), original: quoted }) };
+    return buildPacket({ eth: {}, ip: { src: EDGE_IP, dst: NODE_IP }, inner });
+  };
+
   const genIpip = (): Buffer => {
     const f = chance(0.9) ? pick(frontends) : { vip: randomIp(), port: int(65536), proto: pick(['TCP', 'UDP'] as const) };
     const client = pick(clients);
     const cport = 1024 + int(60000);
+    if (fwdTuples.length < 2000) fwdTuples.push({ client, cport, vip: f.vip, vport: f.port, proto: f.proto });
+    else fwdTuples[int(fwdTuples.length)] = { client, cport, vip: f.vip, vport: f.port, proto: f.proto };
     const inner: Omit<PacketSpec, 'eth'> = { ip: { src: client, dst: f.vip, ttl: 1 + int(255), id: int(65536), tos: int(256) }, ...l4(f.proto, cport, f.port) };
     const frame = buildPacket({ eth: {}, ip: { src: EDGE_IP, dst: chance(0.95) ? NODE_IP : randomIp(), tos: inner.ip.tos ?? 0 }, inner });
     // The reply tuple is only known after the ingress run; record it then.
@@ -241,6 +254,17 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
       return;
     }
 
+    if (isIpip && inP.inner?.icmp && outP.icmp) {
+      // An ICMP error about one of our flows, re-addressed to its pod.
+      const q = outP.icmp.embedded;
+      const ql4 = q?.tcp ?? q?.udp;
+      if (!q || !ql4) return fail('ipip ICMP output without a quote', f);
+      if (!localPods.includes(outP.ip.dst)) return fail(`ipip ICMP to ${outP.ip.dst}, no local pod`, f);
+      if (q.ip.src !== outP.ip.dst) return fail('ipip ICMP quote source is not the pod', f);
+      if (outP.ip.src !== inP.inner.ip.src) return fail('ipip ICMP changed the source', f);
+      if (l4Valid(inIp.subarray(inP.ip.ihl)) && !l4Valid(outIp)) return fail('ipip ICMP broke a valid ICMP checksum', f);
+      return;
+    }
     if (isIpip && inP.inner) {
       const inner = inP.inner;
       const l4o = outP.tcp ?? outP.udp;
@@ -278,10 +302,10 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     let f: Buffer;
     let dirs: Array<'ingress' | 'egress'>;
     if (kind < 3) [f, dirs] = [genOption(), ['ingress']];
-    else if (kind < 5) [f, dirs] = [genIpip(), ['ingress']];
+    else if (kind < 5) [f, dirs] = [chance(0.1) ? genIpipIcmp() : genIpip(), ['ingress']];
     else if (kind < 7) [f, dirs] = [genReply(), ['egress']];
     else if (kind < 8) [f, dirs] = [genRandom(), ['ingress', 'egress']];
-    else [f, dirs] = [mutate(pick([genOption, genIpip, genReply])()), ['ingress', 'egress']];
+    else [f, dirs] = [mutate(pick([genOption, genIpip, genIpipIcmp, genReply])()), ['ingress', 'egress']];
     for (const d of dirs) exec(d, f);
   }
   const secs = (Date.now() - started) / 1000;

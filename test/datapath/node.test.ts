@@ -14,6 +14,7 @@ import {
   type PacketSpec,
   type TcpSpec,
 } from '../lib/packets.js';
+import * as packets from '../lib/packets.js';
 import {
   decodeConfig,
   decodeFlowKey,
@@ -364,6 +365,37 @@ test('ipip not for us passes untouched: other node address, unknown VIP, non-L4 
   }
   t.is(dp.flows().length, 0);
   t.like(dp.counters(), { in_ipip_not_ours: frames.length, in_ipip_dnat: 0 });
+});
+
+test('ipip ICMP frag-needed about a flow: decapsulated, re-addressed to the pod, quote and checksums fixed', (t) => {
+  const dp = loadNode(t, { nodeIp: NODE_IP });
+  run(dp.ingress, ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: 41000, dport: 80, flags: { syn: true } } }));
+  const pod = [POD1, POD2, POD3][localBackendSlot(CLIENT, VIP, 41000, 80, 'TCP', 3)]!;
+  const ROUTER = '192.0.2.254';
+  // What the router saw (a reply from the VIP, DF) and quoted back to the VIP.
+  const replyAsSent = (src: string, sport: number): Buffer =>
+    buildPacket({ eth: false, ip: { src, dst: CLIENT, df: true, id: 5, ttl: 60 }, tcp: { sport, dport: 41000, seq: 7, flags: { ack: true }, payload: Buffer.alloc(1400, 1) } });
+  const { icmpFragNeeded } = packets;
+  const errorTo = (dst: string, quoted: Buffer): Omit<PacketSpec, 'eth'> => ({ ip: { src: ROUTER, dst, ttl: 250, id: 9 }, icmp: icmpFragNeeded({ mtu: 1400, original: quoted }) });
+
+  const r = run(dp.ingress, ipipFrame(errorTo(VIP, replyAsSent(VIP, 80))));
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, buildPacket({ eth, ...errorTo(pod, replyAsSent(pod, 8080)) }));
+  const out = parsePacket(r.out);
+  t.true(verifyIpv4Checksum(out.ipBytes));
+  t.true(verifyL4Checksum(out.ipBytes), 'ICMP checksum');
+  t.true(verifyIpv4Checksum(out.icmp!.embedded!.ipBytes.subarray(0, 20)), 'quoted IPv4 header checksum');
+  t.like(dp.counters(), { in_ipip_icmp: 1 });
+
+  // The quote already names our pod (an edge that rewrote it): decapsulate only.
+  const already = errorTo(pod, replyAsSent(pod, 8080));
+  t.deepEqual(run(dp.ingress, ipipFrame(already)).out, buildPacket({ eth, ...already }));
+  // About no flow of ours: untouched.
+  for (const other of [errorTo(VIP, replyAsSent(VIP, 81)), errorTo(VIP2, replyAsSent(VIP2, 80))]) {
+    const f = ipipFrame(other);
+    t.deepEqual(run(dp.ingress, f).out, f);
+  }
+  t.like(dp.counters(), { in_ipip_icmp: 2, in_ipip_not_ours: 2 });
 });
 
 test('ipip to a known frontend without local pods is dropped and counted', (t) => {
