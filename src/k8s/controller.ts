@@ -18,7 +18,7 @@
 //   edges take addresses from status.loadBalancer.ingress (only those inside
 //   a pool that admits the Service).
 import { createHash } from 'node:crypto';
-import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
+import { CoordinationV1Api, type KubeConfig, type V1EndpointConditions, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
 import type { EdgelbConfig } from '../config/types.js';
 import { IpAllocator, poolForAddress, type Assigned, type FailureReason } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
@@ -117,6 +117,30 @@ function trimService(svc: V1Service): V1Service {
   return svc;
 }
 
+// Node names and endpoint conditions repeat across 100 000 endpoints; one
+// shared (frozen) copy of each saves ~6 MB at that scale.
+const internedNames = new Map<string, string>();
+const sharedConditions = new Map<string, Readonly<V1EndpointConditions>>();
+
+function intern(name: string | undefined): string | undefined {
+  if (name === undefined) return undefined;
+  const have = internedNames.get(name);
+  if (have !== undefined) return have;
+  if (internedNames.size < 100_000) internedNames.set(name, name);
+  return name;
+}
+
+function conditionsOf(c: V1EndpointConditions | undefined): V1EndpointConditions | undefined {
+  if (c === undefined) return undefined;
+  const key = `${String(c.ready)}|${String(c.serving)}|${String(c.terminating)}`;
+  let shared = sharedConditions.get(key);
+  if (!shared) {
+    shared = Object.freeze({ ready: c.ready, serving: c.serving, terminating: c.terminating });
+    sharedConditions.set(key, shared);
+  }
+  return shared as V1EndpointConditions;
+}
+
 function trimSlice(s: V1EndpointSlice): V1EndpointSlice {
   const md = s.metadata ?? {};
   const svcName = md.labels?.[SERVICE_NAME_LABEL];
@@ -124,7 +148,7 @@ function trimSlice(s: V1EndpointSlice): V1EndpointSlice {
     metadata: { name: md.name, namespace: md.namespace, uid: md.uid, resourceVersion: md.resourceVersion, labels: svcName === undefined ? {} : { [SERVICE_NAME_LABEL]: svcName } },
     addressType: s.addressType,
     ports: s.ports,
-    endpoints: (s.endpoints ?? []).map((e) => ({ addresses: e.addresses, conditions: e.conditions, nodeName: e.nodeName })),
+    endpoints: (s.endpoints ?? []).map((e) => ({ addresses: e.addresses, conditions: conditionsOf(e.conditions), nodeName: intern(e.nodeName) })),
   };
 }
 
@@ -155,7 +179,6 @@ export class KubernetesController {
   private readonly o: KubernetesControllerOptions;
   private readonly log: Logger;
   private readonly kc: KubeConfig;
-  private readonly core: CoreV1Api;
   private readonly rest: RestClient;
   private readonly services: ResilientInformer<V1Service>;
   private readonly slices: ResilientInformer<V1EndpointSlice>;
@@ -186,7 +209,6 @@ export class KubernetesController {
     this.o = o;
     this.log = o.logger.child({ component: 'k8s' });
     this.kc = o.kubeConfig ?? loadKubeConfig(o.kubeconfigPath ?? o.config.kubernetes.kubeconfig);
-    this.core = this.kc.makeApiClient(CoreV1Api);
     this.rest = new RestClient(this.kc);
     const coord = this.kc.makeApiClient(CoordinationV1Api);
     const k = o.config.kubernetes;
