@@ -487,6 +487,9 @@ async function buildNetwork(lab: Lab): Promise<void> {
   // Nodes and their pods.
   for (const n of p.nodes) {
     await fabricPort(n.ns, n.ifname, n.fabricPort, `${n.address}/24`);
+    await vethPair(n.ns, n.mgmtIf, p.mgmt.ns, n.mgmtPort);
+    await setMaster(p.mgmt.ns, n.mgmtPort, p.mgmt.bridge);
+    await addAddress(n.ns, n.mgmtIf, `${n.mgmtAddress}/24`);
     await nsRun(n.ns, ['ip', 'route', 'add', 'default', 'via', p.router.address]);
     for (const [k, v] of [['net.ipv4.ip_forward', '1'], ['net.ipv4.conf.all.rp_filter', '0'], ['net.ipv4.conf.default.rp_filter', '0'], [`net.ipv4.conf.${n.ifname}.rp_filter`, '0']]) await sysctl(n.ns, k!, v!);
     await addBridge(n.ns, n.bridge, `${n.gateway}/24`);
@@ -571,6 +574,32 @@ async function startPods(lab: Lab): Promise<void> {
 
 async function startNodes(lab: Lab): Promise<void> {
   const p = lab.plan;
+  if (lab.state.options.nodeAgent === 'edgelb') {
+    // The product's node agent: tc programs, local frontends from the API server, probe responder.
+    const procs = p.nodes.map((n) => {
+      const pinDir = nodePinDir(lab.state.bpffsDir, n.name);
+      lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'edgelb node run starting' });
+      const proc = spawnInNs(
+        `node-agent-${n.name}`,
+        n.ns,
+        [node, dist('src/cli/main.js'), 'node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--kubeconfig', lab.state.kubeconfig, '--pin-path', pinDir],
+        join(lab.state.dir, `node-agent-${n.name}.log`),
+      );
+      lab.state.processes.push(proc);
+      return { n, proc };
+    });
+    lab.save();
+    await Promise.all(
+      procs.map(async ({ n, proc }) => {
+        await waitForLog(proc, /EDGELB NODE READY/, 30000);
+        const rec = lab.state.nodes.find((x) => x.node === n.name)!;
+        rec.attached = true;
+        rec.detail = `edgelb node run (pid ${proc.pid}) on ${n.ifname}`;
+      }),
+    );
+    lab.save();
+    return;
+  }
   for (const n of p.nodes) {
     const pinDir = nodePinDir(lab.state.bpffsDir, n.name);
     lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'attaching' });

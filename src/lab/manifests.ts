@@ -32,6 +32,8 @@ export function serviceObject(plan: LabPlan, s: LabServiceSpec): Record<string, 
     metadata: { name: s.name, namespace: s.namespace ?? 'default', ...(s.annotations ? { annotations: s.annotations } : {}) },
     spec: {
       type: 'LoadBalancer',
+      // The node agent (edgelb node run) only takes services of its class.
+      loadBalancerClass: 'edgelb.io/dsr',
       selector: { app: s.name },
       ports,
       ...(s.sessionAffinity ? { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: s.sessionAffinity.timeoutSeconds } } } : {}),

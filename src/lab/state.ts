@@ -58,6 +58,10 @@ export interface LabOptions {
   /** Put an IPv4-option-dropping hop in front of these nodes (e2e: dispatch auto). */
   optionDropNodes: string[];
   drainSeconds: number;
+  /** Who runs the node side: `edgelb` = the product's `edgelb node run`; `lab` = the lab's own attach + local-service sync. */
+  nodeAgent: 'edgelb' | 'lab';
+  /** Seconds between path probes (dispatch: auto). */
+  probeIntervalSeconds: number;
 }
 
 export const DEFAULT_OPTIONS: LabOptions = {
@@ -68,6 +72,8 @@ export const DEFAULT_OPTIONS: LabOptions = {
   agentTimeoutSeconds: 40,
   optionDropNodes: [],
   drainSeconds: 2,
+  nodeAgent: 'edgelb',
+  probeIntervalSeconds: 1,
 };
 
 export function statePath(prefix: string): string {

@@ -35,6 +35,10 @@ export interface NodePlan {
   podCidr: string;
   bridge: string;
   gateway: string;
+  /** Link to the mgmt bridge (the node agent watches the API server). */
+  mgmtIf: string;
+  mgmtAddress: string;
+  mgmtPort: string;
   pods: PodPlan[];
 }
 
@@ -110,6 +114,9 @@ export function planLab(prefix: string, opts: { edges?: number; nodes?: number; 
       podCidr: `10.244.${n}.0/24`,
       bridge: 'cni0',
       gateway: `10.244.${n}.1`,
+      mgmtIf: 'mgmt0',
+      mgmtAddress: `10.255.0.${20 + n}`,
+      mgmtPort: `mn${n}`,
       pods,
     });
   }
