@@ -114,6 +114,11 @@ export class LeaderElector {
     }
   }
 
+  /** One acquire/renew attempt; the timer loop calls it every D/5 (tests drive it with a fake clock). */
+  async step(): Promise<void> {
+    await this.tick();
+  }
+
   private async tick(): Promise<void> {
     try {
       const ok = await this.tryAcquireOrRenew();

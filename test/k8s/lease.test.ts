@@ -1,0 +1,114 @@
+// Leader election logic against an in-memory Lease API with resourceVersion
+// checks and a manual clock: no wall-clock timing involved.
+import test from 'ava';
+import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
+import { LeaderElector } from '../../src/k8s/lease.js';
+import { silentLogger } from '../../src/log/logger.js';
+
+class FakeLeases {
+  lease: V1Lease | null = null;
+  rv = 0;
+  failing = false;
+  private check(): void {
+    if (this.failing) throw Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
+  }
+  readonly api = {
+    readNamespacedLease: async () => {
+      this.check();
+      if (!this.lease) throw Object.assign(new Error('not found'), { code: 404 });
+      return structuredClone(this.lease);
+    },
+    createNamespacedLease: async ({ body }: { body: V1Lease }) => {
+      this.check();
+      if (this.lease) throw Object.assign(new Error('exists'), { code: 409 });
+      this.lease = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++this.rv) } };
+      return this.lease;
+    },
+    replaceNamespacedLease: async ({ body }: { body: V1Lease }) => {
+      this.check();
+      if (body.metadata?.resourceVersion !== this.lease?.metadata?.resourceVersion) throw Object.assign(new Error('conflict'), { code: 409 });
+      this.lease = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++this.rv) } };
+      return this.lease;
+    },
+  } as unknown as CoordinationV1Api;
+}
+
+function elector(fake: FakeLeases, identity: string, clock: { now: number }, D = 10) {
+  return new LeaderElector({ api: fake.api, namespace: 'kube-system', name: 'edgelb', identity, leaseDurationSeconds: D, logger: silentLogger(), now: () => clock.now });
+}
+
+test('a follower takes over exactly one lease duration after the record stopped changing', async (t) => {
+  const fake = new FakeLeases();
+  const clock = { now: 1_000_000 };
+  const a = elector(fake, 'a', clock);
+  const b = elector(fake, 'b', clock);
+  await a.step();
+  t.true(a.isLeader());
+  await b.step();
+  t.false(b.isLeader());
+  t.is(b.holder(), 'a');
+  // a renews every 2 s for a minute: b never takes over.
+  for (let i = 0; i < 30; i++) {
+    clock.now += 2000;
+    await a.step();
+    await b.step();
+    t.false(b.isLeader());
+  }
+  t.true(a.isLeader());
+  // a crashes right after its last renewal, which b saw at this instant.
+  const seen = clock.now;
+  clock.now += 2000;
+  await b.step();
+  t.false(b.isLeader());
+  clock.now = seen + 9999;
+  await b.step();
+  t.false(b.isLeader(), 'not before the lease duration');
+  clock.now = seen + 10_000;
+  await b.step();
+  t.true(b.isLeader(), 'at the lease duration');
+  t.is(fake.lease?.spec?.holderIdentity, 'b');
+  t.is(fake.lease?.spec?.leaseTransitions, 1);
+  // a comes back: sees b renewing, stays follower; its renew conflicts.
+  clock.now += 1000;
+  await a.step();
+  t.false(a.isLeader());
+  t.is(a.holder(), 'b');
+});
+
+test('two followers racing for an expired lease: the resourceVersion lets one win', async (t) => {
+  const fake = new FakeLeases();
+  const clock = { now: 0 };
+  fake.lease = { metadata: { name: 'edgelb', resourceVersion: String(++fake.rv) }, spec: { holderIdentity: 'gone', leaseDurationSeconds: 10 } };
+  const b = elector(fake, 'b', clock);
+  const c = elector(fake, 'c', clock);
+  await b.step();
+  await c.step();
+  clock.now += 10_000;
+  await Promise.all([b.step(), c.step()]);
+  t.is([b.isLeader(), c.isLeader()].filter(Boolean).length, 1);
+  t.is(fake.lease?.spec?.holderIdentity, b.isLeader() ? 'b' : 'c');
+});
+
+test('a leader that cannot renew steps down after 2/3 of the duration; graceful stop releases at once', async (t) => {
+  const fake = new FakeLeases();
+  const clock = { now: 0 };
+  const a = elector(fake, 'a', clock);
+  const b = elector(fake, 'b', clock);
+  await a.step();
+  t.true(a.isLeader());
+  fake.failing = true;
+  clock.now += 6000;
+  await a.step();
+  t.true(a.isLeader(), 'within 2/3 D it still leads');
+  clock.now += 1000;
+  await a.step();
+  t.false(a.isLeader(), 'past 2/3 D it stops');
+  fake.failing = false;
+  await a.step();
+  t.true(a.isLeader(), 'its own lease: renewed again at once');
+  await b.step();
+  await a.stop(true);
+  t.is(fake.lease?.spec?.holderIdentity, '');
+  await b.step();
+  t.true(b.isLeader(), 'released lease taken without waiting');
+});
