@@ -29,7 +29,8 @@
  *
  * EGRESS (program node_egress): a pod's reply matching node_flows leaves
  * with source VIP:vp, IP and L4 checksums fixed, and is routed by the node
- * straight to the client. L4 checksums are updated through
+ * straight to the client. A pod's ICMP destination-unreachable about such a
+ * flow is sent as the VIP's (source and quote rewritten). L4 checksums are updated through
  * bpf_l4_csum_replace so that CHECKSUM_PARTIAL (offloaded) and
  * CHECKSUM_COMPLETE skbs stay right.
  *
@@ -472,7 +473,8 @@ static __always_inline int ingress_option(struct __sk_buff *skb, struct pkt *p,
  * Deliver it as the pod's stack expects — destination and quoted source
  * become pod:pp, with the inner IP, quoted IP and ICMP checksums updated —
  * so path-MTU discovery works through DSR. A quote that already names one
- * of our pods' flows is only decapsulated.
+ * of our pods' flows is only decapsulated. The quoted L4 checksum is left
+ * alone (receivers do not verify a quote's).
  * Returns 0 (delivered), -1 (not ours), -2 (decap failed), -3 (rewrite). */
 static __always_inline int ingress_ipip_icmp(struct __sk_buff *skb, const struct pkt *outer,
 					     struct pkt *in)
@@ -755,6 +757,70 @@ pass:
 
 /* ----------------------------------------------------------------- egress */
 
+/* A pod's ICMP destination-unreachable about a client flow of ours (say,
+ * UDP port unreachable): it quotes client:cp → pod:pp and comes from the
+ * pod's address, which the client never talked to and the fabric may filter
+ * as spoofed. Send it as the VIP's: outer source and quoted destination
+ * become VIP:vp, with the IP, quoted IP and ICMP checksums updated (the
+ * kernel computes ICMP checksums in software, so no offload state applies).
+ * The quoted L4 checksum is left alone (receivers do not verify a quote's).
+ * Returns 1 when rewritten, 0 when not ours. */
+static __always_inline int egress_icmp(struct __sk_buff *skb, struct pkt *p, struct node_config *cfg)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct node_flow_value *v;
+	struct pkt_inner q;
+	struct iphdr *ip, *qip;
+	struct pkt_icmphdr *ih;
+	__be16 *qports, old_qcheck, pport, vport;
+	__be32 pod, vip;
+
+	if (p->ihl_bytes != 20 || parse_l4(data, data_end, p) != PARSE_OK ||
+	    p->icmp_type != ICMP_DEST_UNREACH)
+		return 0;
+	if (p->ip_len < 20 + sizeof(struct pkt_icmphdr) + 20 + 8)
+		return 0;
+	if (parse_icmp_inner(data, data_end, p, &q) != PARSE_OK)
+		return 0;
+	if (q.ihl_bytes != 20 || (q.l4_proto != IPPROTO_TCP && q.l4_proto != IPPROTO_UDP) ||
+	    q.daddr != p->saddr || q.saddr != p->daddr || bpf_ntohs(q.ip->tot_len) < 20 + 8)
+		return 0;
+
+	struct node_flow_key k = {
+		.pod_ip = q.daddr,
+		.client_ip = q.saddr,
+		.pod_port = q.dport,
+		.client_port = q.sport,
+		.proto = q.l4_proto,
+	};
+	v = bpf_map_lookup_elem(&node_flows, &k);
+	if (!v || is_expired(now_ns(cfg), v->last_seen_ns, flow_timeout(cfg, q.l4_proto, v->flags)))
+		return 0;
+	pod = q.daddr;
+	pport = q.dport;
+	vip = v->vip;
+	vport = v->vip_port;
+
+	if (p->l3_off > 18)
+		return 0;
+	ip = data + p->l3_off;
+	ih = (void *)(ip + 1);
+	qip = (void *)(ih + 1);
+	qports = (void *)(qip + 1);
+	if ((void *)(qports + 2) > data_end)
+		return 0;
+	ip->saddr = vip;
+	csum_replace4(&ip->check, pod, vip);
+	old_qcheck = qip->check;
+	qip->daddr = vip;
+	csum_replace4(&qip->check, pod, vip);
+	qports[1] = vport;
+	csum_apply_diff(&ih->checksum, csum_diff_4(pod, vip) + csum_diff_2(pport, vport) +
+					       csum_diff_2(old_qcheck, qip->check));
+	return 1;
+}
+
 SEC("tc")
 int node_egress(struct __sk_buff *skb)
 {
@@ -769,9 +835,16 @@ int node_egress(struct __sk_buff *skb)
 
 	if (parse_skb(skb, &p) != PARSE_OK)
 		goto pass;
-	if (p.l4_proto != IPPROTO_TCP && p.l4_proto != IPPROTO_UDP)
-		goto pass;
 	if (p.frag & PKT_FRAG_LATER)
+		goto pass;
+	if (p.l4_proto == IPPROTO_ICMP) {
+		if (egress_icmp(skb, &p, get_config())) {
+			count(NC_EG_ICMP);
+			return NODE_PASS;
+		}
+		goto pass;
+	}
+	if (p.l4_proto != IPPROTO_TCP && p.l4_proto != IPPROTO_UDP)
 		goto pass;
 	data = skb_data(skb);
 	data_end = skb_data_end(skb);

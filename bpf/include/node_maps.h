@@ -130,6 +130,7 @@ enum node_counter {
 	NC_DROP_MALFORMED = 20, /* carries our option / ipip to a local service, but L4 is truncated */
 	NC_DROP_UNKNOWN_VIP = 21, /* option names a VIP:port that is no configured service */
 	NC_IN_IPIP_ICMP = 22,    /* ICMP error about a flow, decapsulated and sent to its pod */
+	NC_EG_ICMP = 23,         /* a pod's ICMP error about a flow, sent as the VIP's */
 	NC_MAX = 24,
 };
 

@@ -62,6 +62,7 @@ export const NODE_COUNTER_NAMES = [
   'drop_malformed',
   'drop_unknown_vip',
   'in_ipip_icmp',
+  'eg_icmp',
 ] as const;
 export type NodeCounterName = (typeof NODE_COUNTER_NAMES)[number];
 export const NODE_COUNTER_SLOTS = 24;

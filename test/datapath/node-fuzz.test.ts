@@ -6,7 +6,8 @@
 //   ingress option strip → the same packet minus exactly our 8 bytes,
 //   ingress ipip → the inner packet DNATed to a local pod of its frontend,
 //     or an ICMP error re-addressed (with its quote) to a local pod,
-//   egress → source rewritten to a configured frontend VIP:port.
+//   egress → source rewritten to a configured frontend VIP:port (for a
+//     pod's ICMP error: source and quoted destination).
 // Deterministic per seed (FUZZ_SEED=n to replay; the seed is logged).
 import test from 'ava';
 import {
@@ -115,6 +116,13 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
   const genReply = (): Buffer => {
     const tu = tuples.length > 0 && chance(0.85) ? pick(tuples) : { client: pick(clients), cport: int(65536), pod: pick(localPods), pport: pick([8080, 5353]), proto: pick(['TCP', 'UDP'] as const) };
     return buildPacket({ eth: {}, ip: { src: tu.pod, dst: tu.client, id: int(65536), ttl: 64 }, ...l4(tu.proto, tu.pport, tu.cport) });
+  };
+
+  // A pod's ICMP error about a flow it served (or about anything).
+  const genPodIcmp = (): Buffer => {
+    const tu = tuples.length > 0 && chance(0.85) ? pick(tuples) : { client: pick(clients), cport: int(65536), pod: pick(localPods), pport: pick([8080, 5353]), proto: pick(['TCP', 'UDP'] as const) };
+    const quoted = buildPacket({ eth: false, ip: { src: tu.client, dst: tu.pod, id: int(65536) }, ...l4(tu.proto, tu.cport, tu.pport) });
+    return buildPacket({ eth: {}, ip: { src: tu.pod, dst: tu.client, id: int(65536) }, icmp: { type: 3, code: int(16), payload: quoted.subarray(0, 28 + int(Math.max(1, quoted.length - 27))) } });
   };
 
   const genRandom = (): Buffer => {
@@ -242,6 +250,16 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     if (outP.ip.totalLength > outIp.length || outP.ip.totalLength < outP.ip.ihl) return fail(`${dir} output total length`, f);
     const unfragmented = !outP.ip.mf && outP.ip.fragOffset === 0;
 
+    if (dir === 'egress' && outP.icmp) {
+      const q = outP.icmp.embedded;
+      const ql4 = q?.tcp ?? q?.udp;
+      if (!q || !ql4) return fail('egress ICMP output without a quote', f);
+      const proto = q.tcp ? 'TCP' : 'UDP';
+      if (!frontendSet.has(frontendKey(outP.ip.src, ql4.dport, proto)) || q.ip.dst !== outP.ip.src) return fail(`egress ICMP from ${outP.ip.src}, quote to ${q.ip.dst}:${ql4.dport}: no frontend`, f);
+      if (outP.ip.dst !== inP.ip.dst) return fail('egress ICMP changed the destination', f);
+      if (l4Valid(inIp) && !l4Valid(outIp)) return fail('egress broke a valid ICMP checksum', f);
+      return;
+    }
     if (dir === 'egress') {
       const l4o = outP.tcp ?? outP.udp;
       const l4i = inP.tcp ?? inP.udp;
@@ -303,9 +321,9 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     let dirs: Array<'ingress' | 'egress'>;
     if (kind < 3) [f, dirs] = [genOption(), ['ingress']];
     else if (kind < 5) [f, dirs] = [chance(0.1) ? genIpipIcmp() : genIpip(), ['ingress']];
-    else if (kind < 7) [f, dirs] = [genReply(), ['egress']];
+    else if (kind < 7) [f, dirs] = [chance(0.1) ? genPodIcmp() : genReply(), ['egress']];
     else if (kind < 8) [f, dirs] = [genRandom(), ['ingress', 'egress']];
-    else [f, dirs] = [mutate(pick([genOption, genIpip, genIpipIcmp, genReply])()), ['ingress', 'egress']];
+    else [f, dirs] = [mutate(pick([genOption, genIpip, genIpipIcmp, genReply, genPodIcmp])()), ['ingress', 'egress']];
     for (const d of dirs) exec(d, f);
   }
   const secs = (Date.now() - started) / 1000;

@@ -222,6 +222,32 @@ test('egress: replies of other tuples, protocols and non-IP pass untouched', (t)
   t.like(dp.counters(), { eg_rewrite: 0, eg_pass: frames.length });
 });
 
+test('egress: a pod\'s ICMP port-unreachable about a flow is sent as the VIP\'s (source, quote, checksums)', (t) => {
+  const dp = loadNode(t);
+  run(dp.ingress, buildPacket({ eth, ip: { src: CLIENT, dst: POD1, options: dsrOption(VIP, 53) }, udp: { sport: 3333, dport: 5353, payload: Buffer.from('q') } }));
+  // The datagram as the pod received it (option stripped), and as the client sent it.
+  const asReceived = buildPacket({ eth: false, ip: { src: CLIENT, dst: POD1, id: 3 }, udp: { sport: 3333, dport: 5353, payload: Buffer.from('query') } });
+  // The quoted UDP checksum is left as it was: receivers do not verify a quote's.
+  const asSent = buildPacket({ eth: false, ip: { src: CLIENT, dst: VIP, id: 3 }, udp: { sport: 3333, dport: 53, payload: Buffer.from('query'), checksum: asReceived.readUInt16BE(26) } });
+  const unreach = (src: string, quoted: Buffer): PacketSpec => ({ eth: ethBack, ip: { src, dst: CLIENT, ttl: 64, id: 1 }, icmp: { type: 3, code: 3, payload: quoted } });
+  const r = run(dp.egress, buildPacket(unreach(POD1, asReceived)));
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, buildPacket(unreach(VIP, asSent)));
+  const out = parsePacket(r.out);
+  t.true(verifyIpv4Checksum(out.ipBytes));
+  t.true(verifyL4Checksum(out.ipBytes), 'ICMP checksum');
+  t.true(verifyIpv4Checksum(out.icmp!.embedded!.ipBytes.subarray(0, 20)), 'quoted IPv4 header checksum');
+  t.like(dp.counters(), { eg_icmp: 1 });
+  // About another flow, or not an error: untouched.
+  for (const f of [
+    buildPacket(unreach(POD1, buildPacket({ eth: false, ip: { src: CLIENT, dst: POD1 }, udp: { sport: 3334, dport: 5353 } }))),
+    buildPacket({ eth: ethBack, ip: { src: POD1, dst: CLIENT }, icmp: icmpEcho({ id: 1, seq: 1, reply: true }) }),
+  ]) {
+    t.deepEqual(run(dp.egress, f).out, f);
+  }
+  t.like(dp.counters(), { eg_icmp: 1 });
+});
+
 test('ingress: ordinary traffic passes untouched', (t) => {
   const dp = loadNode(t);
   const frames = [
