@@ -6,6 +6,7 @@
 // load, and the tc filters use a fixed priority/handle and are replaced in
 // place, so an agent restart neither drops forwarding (the old programs stay
 // attached while no agent runs) nor forgets established flows.
+import { statSync } from 'node:fs';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import type { Backend, DesiredService } from '../model/types.js';
@@ -13,6 +14,7 @@ import {
   BpfObject,
   bpfObjectPath,
   detachTc,
+  inNetns,
   tcQuery,
   type BpfMap,
   type BpfProgram,
@@ -140,6 +142,13 @@ export function localServiceEntries(services: readonly DesiredService[], node?: 
   return { entries: [...byKey.values()], truncated };
 }
 
+/** Runs fn in the network namespace the attachment was made in. */
+function inNetnsOfAttachment<T>(a: TcAttachment, fn: () => T): T {
+  const here = statSync('/proc/thread-self/ns/net').ino;
+  if (a.netns.ino === here || !a.netns.path) return fn();
+  return inNetns(a.netns.path, fn);
+}
+
 function cmpIp(a: string, b: string): number {
   const pa = a.split('.').map(Number);
   const pb = b.split('.').map(Number);
@@ -233,15 +242,28 @@ export class NodeDatapath {
     this.#log.info({ ifname, priority: this.#priority, handle: this.#handle }, 'node datapath attached');
   }
 
-  /** Removes our two tc filters (the clsact qdisc and other filters stay). */
+  /**
+   * Removes our two tc filters (the clsact qdisc and other filters stay).
+   * Without ifname (or with the attached one), the filters this object
+   * attached are removed in the namespace they were attached in; with
+   * another ifname (say, after a restart, to clean up), ours are looked up
+   * by priority/handle on it in the current namespace.
+   */
   detach(ifname?: string | number): void {
-    const target = ifname ?? this.#attached?.ifname;
-    if (target === undefined) return;
+    const mine = this.#attached;
+    if (mine && (ifname === undefined || ifname === mine.ifname)) {
+      for (const a of mine.at) {
+        // Leave a filter that a newer instance has since replaced alone.
+        if (inNetnsOfAttachment(a, () => tcQuery(a.ifindex, a.direction, a) === a.progId)) a.detach();
+      }
+      this.#attached = null;
+      return;
+    }
+    if (ifname === undefined) return;
     for (const dir of ['ingress', 'egress'] as const) {
       const filter = { priority: this.#priority, handle: this.#handle };
-      if (tcQuery(target, dir, filter) !== null) detachTc(target, dir, filter);
+      if (tcQuery(ifname, dir, filter) !== null) detachTc(ifname, dir, filter);
     }
-    if (this.#attached?.ifname === target) this.#attached = null;
   }
 
   /**

@@ -172,7 +172,11 @@ for (const [podOffload, mode] of [[false, 'ipip'], [true, 'ipip'], [false, 'ip-o
     c80.writeUInt16BE(5353, 12);
     cfg.update(Buffer.alloc(4), c80);
     t.is(await echoThrough(lab, 'udp', 'after restart\n'), 'after restart\n');
-    inNetns(lab.node, () => dp2.detach('n0'));
+    // The first instance's filters were replaced: its detach() must leave them.
+    dp.detach();
+    t.is(inNetns(lab.node, () => tcQuery('n0', 'ingress', filter)), dp2.ingress.info().id);
+    // detach() from outside the namespace finds the attach's namespace.
+    dp2.detach();
     t.is(inNetns(lab.node, () => tcQuery('n0', 'ingress', filter)), null);
     t.is(inNetns(lab.node, () => tcQuery('n0', 'egress', filter)), null);
   });
