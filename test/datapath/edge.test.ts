@@ -487,3 +487,29 @@ test('slot exhaustion: the failing service is named, the others are applied, a l
   t.true(served(failedIdx));
   t.false(served(ok[0]!), 'a removed service is plain non-VIP traffic');
 });
+
+test('session affinity expires after its timeout', async (t) => {
+  const dp = openEdge(t);
+  const bs = Array.from({ length: 3 }, (_, i) => backend(i + 1));
+  const more = [...bs, ...Array.from({ length: 30 }, (_, i) => backend(200 + i))];
+  // Find a client whose Maglev choice moves when the backends are added.
+  const probe = openEdge(t);
+  probe.applyServices([service({ affinityTimeoutSeconds: 1, backends: more })]);
+  dp.applyServices([service({ affinityTimeoutSeconds: 1, backends: bs })]);
+  let client = '';
+  let before = '';
+  for (let i = 1; i < 250 && !client; i++) {
+    const src = `198.51.100.${i}`;
+    const a = parsePacket(run(dp, tcpPacket({ flags: SYN, src })).out).ip.dst;
+    const b = parsePacket(run(probe, tcpPacket({ flags: SYN, src })).out).ip.dst;
+    if (a !== b) {
+      client = src;
+      before = a;
+    }
+  }
+  t.truthy(client);
+  dp.applyServices([service({ affinityTimeoutSeconds: 1, backends: more })]);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51000 })).out).ip.dst, before, 'within the timeout');
+  await new Promise((r) => setTimeout(r, 2300));
+  t.not(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51001 })).out).ip.dst, before, 'after the timeout');
+});
