@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { addAddress, addBridge, createNetns, gatewaysOf, kernelRoutes, nsRun, run, setMaster, sleep, sysctl, vethPair, type RunResult } from '../../test/lib/netns.js';
 import { FrrRouter, type FrrNeighbor } from '../../test/lib/frr.js';
 import { ensureBpffs } from '../../test/lib/bpffs.js';
-import { repoRoot } from '../datapath/loader.js';
+import { BpfObject, bpfObjectPath, detachTc, inNetns, repoRoot, tcQuery } from '../datapath/loader.js';
 import { allNamespaces, allPods, checkPrefix, newPrefix, planLab, type EdgePlan, type LabPlan, type NodePlan, type PodPlan } from './topology.js';
 import type { LoadOptions, LoadResult } from './load.js';
 import { allEndpoints, endpointSliceObject, serviceObject, toYaml, type EndpointSpec, type LabServiceSpec } from './manifests.js';
@@ -183,6 +183,33 @@ export class Lab {
       await sleep(200);
     }
     throw new Error(`${vip}:${port} did not serve within ${timeoutMs} ms (last error: ${last})`);
+  }
+
+  /**
+   * Puts a misbehaving fabric hop in front of a node: bpf/lab_strip_options.c
+   * at tc egress of the node's port on the fabric bridge (every frame the
+   * fabric hands to the node passes it): `drop` discards IPv4 packets with
+   * options, `strip` removes the options, `off` removes the hop. (Not on the
+   * node's own interface: the fixture answers TC_ACT_OK, which would end
+   * the tc chain before the node's programs.)
+   */
+  optionHop(nodeName: string, how: 'drop' | 'strip' | 'off'): void {
+    const n = this.plan.nodes.find((x) => x.name === nodeName);
+    if (!n) throw new Error(`no node ${nodeName}`);
+    const filter = { priority: 1, handle: 0x1ab };
+    const ns = this.plan.fabric.ns;
+    if (how === 'off') {
+      inNetns(ns, () => {
+        if (tcQuery(n.fabricPort, 'egress', filter) !== null) detachTc(n.fabricPort, 'egress', filter);
+      });
+      return;
+    }
+    const obj = BpfObject.load(bpfObjectPath('lab_strip_options'));
+    try {
+      inNetns(ns, () => obj.program(how === 'drop' ? 'lab_drop_options' : 'lab_strip_options').attachTc(n.fabricPort, 'egress', { ...filter, replace: true }));
+    } finally {
+      obj.close();
+    }
   }
 
   /** Runs the load generator in the client namespace; resolves with its result. */

@@ -98,3 +98,55 @@ test.serial('hybrid: TCP is DSR (pod sees the client), UDP is SNAT (pod sees an 
   const edges = lab.plan.edges.map((e) => e.address);
   t.true(Object.keys(udp.clients).every((c) => edges.includes(c)), `UDP pods saw ${JSON.stringify(udp.clients)}`);
 });
+
+for (const how of ['drop', 'strip'] as const) {
+  test.serial(`dispatch auto: a fabric hop that ${how}s IPv4 options in front of node2; ip-option fails there, auto probes and switches that path to IPIP`, async (t) => {
+  const lab = need(t, h);
+  const [n1, n2] = lab.plan.nodes;
+  lab.optionHop(n2!.name, how);
+  // ip-option service: requests whose pod is on node2 are lost.
+  const fixedVip = await (async () => {
+    await lab.applyService({ name: `fixed-${how}`, annotations: { 'edgelb.io/dispatch': 'ip-option' }, udpPort: null }, lab.plan.nodes[0]!.pods.map((pod) => ({ pod, node: n1!.name })).concat(n2!.pods.map((pod) => ({ pod, node: n2!.name }))));
+    const v = await lab.waitForVip(`fixed-${how}`);
+    await lab.waitForGateways(v, lab.plan.edges.map((e) => e.address));
+    return v;
+  })();
+  const broken = await lab.load({ kind: 'http', target: fixedVip, port: 80, count: 40, concurrency: 4, timeoutMs: 800 });
+  t.true(broken.failed > 0, `with options mangled before ${n2!.name}, ip-option must lose requests: ${summary(broken)}`);
+  t.true(Object.keys(broken.pods).every((p) => p.startsWith('echo-1')), `only ${n1!.name}'s pods answer: ${summary(broken)}`);
+  // dispatch auto: the edges probe each node path and send node2's traffic as IPIP.
+  await lab.applyService({ name: `auto-${how}`, annotations: { 'edgelb.io/dispatch': 'auto' } });
+  const vip = await lab.waitForVip(`auto-${how}`);
+  await lab.waitForGateways(vip, lab.plan.edges.map((e) => e.address));
+  const deadline = Date.now() + 20000;
+  let paths: { nodeIp: string; dispatch: string; reason: string }[][];
+  for (;;) {
+    paths = await Promise.all(lab.plan.edges.map(async (e) => ((await lab.agentStatus(e.name)).datapath as { paths: { nodeIp: string; dispatch: string; reason: string }[] }).paths));
+    const ok = paths.every((ps) => ps.find((p) => p.nodeIp === n2!.address)?.dispatch === 'ipip' && ps.find((p) => p.nodeIp === n1!.address)?.dispatch === 'ip-option');
+    if (ok || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  t.log(`path verdicts: ${JSON.stringify(paths)}`);
+  for (const ps of paths) {
+    t.is(ps.find((p) => p.nodeIp === n2!.address)?.dispatch, 'ipip', `path to ${n2!.name}: ${JSON.stringify(ps)}`);
+    t.is(ps.find((p) => p.nodeIp === n1!.address)?.dispatch, 'ip-option', `path to ${n1!.name}: ${JSON.stringify(ps)}`);
+  }
+  const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 200, concurrency: 4, timeoutMs: 2000 });
+  const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 100, concurrency: 2, timeoutMs: 1000 });
+  t.is(tcp.failed, 0, summary(tcp));
+  t.is(udp.failed, 0, summary(udp));
+  t.is(Object.keys(tcp.pods).length, 4, `every pod serves: ${summary(tcp)}`);
+  t.deepEqual(Object.keys(tcp.clients), [lab.plan.client.address], summary(tcp));
+  t.deepEqual(Object.keys(udp.clients), [lab.plan.client.address], summary(udp));
+  // Hop gone: the path recovers to ip-option (the prober needs a streak of good probes).
+  lab.optionHop(n2!.name, 'off');
+  const until = Date.now() + 30000;
+  let back = false;
+  while (!back && Date.now() < until) {
+    const st = await lab.agentStatus(lab.plan.edges[0]!.name);
+    back = (st.datapath as { paths: { nodeIp: string; dispatch: string }[] }).paths.find((p) => p.nodeIp === n2!.address)?.dispatch === 'ip-option';
+    if (!back) await new Promise((r) => setTimeout(r, 250));
+  }
+  t.true(back, `the path to ${n2!.name} went back to ip-option once the hop was removed`);
+});
+}
