@@ -165,13 +165,15 @@ export class BgpSpeaker {
 
   /** Apply a changed config: only the differences (peers one by one, policy, paths). */
   async reload(cfg: SpeakerConfig): Promise<PeerDiff> {
-    const old = this.cfg;
-    this.cfg = cfg;
-    if (old.node.asn !== cfg.node.asn || old.node.routerId !== cfg.node.routerId) {
-      this.log.warn('node ASN/router ID changed: BGP will restart (all sessions reset)');
-    }
-    await this.syncBfd();
+    // Swap the config inside the queue: a reconcile round already queued
+    // must not apply half of it, and the returned diff is then exactly ours.
     return this.exclusive(async () => {
+      const old = this.cfg;
+      this.cfg = cfg;
+      if (old.node.asn !== cfg.node.asn || old.node.routerId !== cfg.node.routerId) {
+        this.log.warn('node ASN/router ID changed: BGP will restart (all sessions reset)');
+      }
+      await this.syncBfd();
       await this.ensureGlobal();
       await this.applyPolicyAndPaths();
       return reconcilePeers(this.client, this.desiredPeerSpecs(), this.log);
