@@ -64,11 +64,19 @@ static __always_inline int edge_grow(void *ctx, const int xdp, const int n, cons
 		end = edge_data_end(ctx, xdp);
 		if (data + n + keep > end)
 			return -1;
-		/* Forward copy is safe: every write lands below the next read. */
-		d = data;
-		s = data + n;
+		/* Forward copy is safe: every write lands below the next read
+		 * (n ≥ 8, so an 8-byte chunk never overlaps one not yet read). */
+		{
+			__u64 *d8 = data, *s8 = data + n;
+
 #pragma unroll
-		for (int i = 0; i < keep / 2; i++)
+			for (int i = 0; i < keep / 8; i++)
+				d8[i] = s8[i];
+		}
+		d = data + (keep & ~7);
+		s = data + n + (keep & ~7);
+#pragma unroll
+		for (int i = 0; i < (keep & 7) / 2; i++)
 			d[i] = s[i];
 		return 0;
 	}
