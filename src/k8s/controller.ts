@@ -195,6 +195,9 @@ export class KubernetesController {
   private readonly state = new Map<string, SvcState>();
   private readonly frontendOwner = new Map<string, string>();
   private readonly fingerprints = new Map<string, string>();
+  private readonly conflicted = new Set<string>();
+  /** frontendKey → Service, for frontends taken during the current round. */
+  private roundClaims: Map<string, string> | null = null;
   private readonly unallocated = new Set<string>();
   private readonly dirty = new Set<string>();
   private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
@@ -500,6 +503,7 @@ export class KubernetesController {
     for (const k of keys) this.dirty.delete(k);
     const changed: DesiredService[] = [];
     const removedSet = new Set<string>();
+    this.roundClaims = new Map();
     const next = new Map<string, SvcState | null>();
     let released = false;
     let vipsTouched = false;
@@ -515,6 +519,7 @@ export class KubernetesController {
         if (this.ipam?.assignmentOf(key)) released = true;
         this.ipam?.release(key);
         this.unallocated.delete(key);
+        this.conflicted.delete(key);
         if (svc && prev && this.status_) this.status_.set(key, { ingress: [], condition: null });
         else this.status_?.set(key, null);
         continue;
@@ -529,6 +534,7 @@ export class KubernetesController {
       for (const fk of prev?.entries.keys() ?? []) if (!st.entries.has(fk)) removedSet.add(fk);
       next.set(key, st);
     }
+    this.roundClaims = null;
     if (released && leader) {
       // Freed addresses may satisfy Services that are waiting for one.
       for (const k of this.unallocated) if (!next.has(k)) this.dirty.add(k);
@@ -562,9 +568,14 @@ export class KubernetesController {
     }
     this.lastVipsDigest = vipsDigest;
     this.lastVips = vips;
+    let freed = false;
     for (const [k, s] of next) {
       const prev = this.state.get(k);
-      for (const fk of prev?.entries.keys() ?? []) if (this.frontendOwner.get(fk) === k) this.frontendOwner.delete(fk);
+      for (const fk of prev?.entries.keys() ?? []) {
+        if (this.frontendOwner.get(fk) !== k) continue;
+        this.frontendOwner.delete(fk);
+        if (!s?.entries.has(fk)) freed = true;
+      }
       if (s === null) {
         this.state.delete(k);
         continue;
@@ -572,6 +583,8 @@ export class KubernetesController {
       for (const fk of s.entries.keys()) this.frontendOwner.set(fk, k);
       this.state.set(k, s);
     }
+    // A Service that lost a frontend to another one gets it once freed.
+    if (freed) for (const k of this.conflicted) this.dirty.add(k);
   }
 
   /** Allocation + desired entries + (on the leader) status, Events. */
@@ -592,7 +605,9 @@ export class KubernetesController {
       addresses = this.addressesFromStatus(svc, prev);
       this.unallocated.delete(key);
     }
-    const { list, ready, problems, entries, nodes } = this.entriesOf(key, svc, addresses);
+    const { list, ready, problems, entries, nodes, conflict } = this.entriesOf(key, svc, addresses);
+    if (conflict) this.conflicted.add(key);
+    else this.conflicted.delete(key);
     const st: SvcState = { addresses, ready, entries, nodes, failure, advertised: prev?.advertised ?? false };
     if (this.status_) this.report(svc, st, prev, problems);
     return { st, list };
@@ -604,18 +619,23 @@ export class KubernetesController {
     const entries = new Map<string, string>();
     const nodes = new Set<string>();
     const list: DesiredService[] = [];
+    let conflict = false;
     for (const ds of d.services) {
       const fk = frontendKey(ds.frontend);
-      const owner = this.frontendOwner.get(fk);
-      if (owner !== undefined && owner !== key && this.state.has(owner)) {
+      // Claims made earlier in this round count as well as committed ones.
+      const claimed = this.roundClaims?.get(fk);
+      const owner = claimed ?? this.frontendOwner.get(fk);
+      if (owner !== undefined && owner !== key && (claimed !== undefined || this.state.has(owner))) {
         problems.push({ reason: 'FrontendConflict', message: `${fk} is already served for ${owner}` });
+        conflict = true;
         continue;
       }
+      this.roundClaims?.set(fk, key);
       for (const b of ds.backends) nodes.add(b.nodeName);
       entries.set(fk, digest(ds));
       list.push(ds);
     }
-    return { list, ready: d.readyAddresses, problems, entries, nodes: [...nodes] };
+    return { list, ready: d.readyAddresses, problems, entries, nodes: [...nodes], conflict };
   }
 
   /**

@@ -245,3 +245,37 @@ test('endpoint churn touches only that Service; VIPs are not re-sent', async (t)
   server.delete('services', 'ns', 'a');
   await waitFor('frontend removed', () => !sink.frontends.has('TCP/192.0.2.1:80'));
 });
+
+test('a follower takes addresses from status, ignores foreign ones, and resolves a frontend clash when one side goes', async (t) => {
+  const { server, make, teardown } = await setup([{ cidrs: ['192.0.2.0/28'] }], 60);
+  t.teardown(teardown);
+  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
+  // Another edge holds the Lease for the whole test.
+  server.create({
+    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { namespace: 'kube-system', name: 'edgelb' },
+    spec: { holderIdentity: 'edge-z', leaseDurationSeconds: 60, renewTime: new Date().toISOString().replace('Z', '000Z') },
+  });
+  const withStatus = (name: string, ip: string) => {
+    server.create(service('ns', name));
+    server.create(endpointSlice('ns', name, `${name}-1`, [{ ip: `10.9.0.${name.length}`, node: 'n1' }]));
+    server.mergePatch('services', 'ns', name, { status: { loadBalancer: { ingress: [{ ip }] } } }, 'status');
+  };
+  withStatus('one', '192.0.2.5');
+  withStatus('two', '192.0.2.5'); // same address and port as "one": a clash only a broken leader makes
+  withStatus('foreign', '203.0.113.9');
+  const { c, sink } = make('edge-a');
+  await c.start();
+  await waitFor('follower programs the shared address once', () => sink.frontends.has('TCP/192.0.2.5:80'));
+  await c.settle();
+  await waitFor('sees edge-z as leader', () => c.status().leaderIdentity === 'edge-z');
+  t.false(c.status().leader);
+  t.deepEqual(sink.vipAddresses(), ['192.0.2.5']);
+  t.false([...sink.frontends.keys()].some((k) => k.includes('203.0.113.9')), 'address outside every pool ignored');
+  const owner = sink.frontends.get('TCP/192.0.2.5:80')!.service;
+  const otherName = owner === 'ns/one' ? 'two' : 'one';
+  // No status was written by a follower.
+  t.is(server.requestCount('patch', 'services/status'), 0);
+  server.delete('services', 'ns', owner.split('/')[1]!);
+  await waitFor('the other Service takes over the frontend', () => sink.frontends.get('TCP/192.0.2.5:80')?.service === `ns/${otherName}`);
+  t.deepEqual(sink.vipAddresses(), ['192.0.2.5']);
+});
