@@ -7,7 +7,7 @@
 // Standalone: `node dist/src/image/boot-test.js [--build] [--image FILE]`;
 // the last line printed is JSON {build_s, boot_to_ready_s, raw_mib, compressed_mib}.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,6 +74,8 @@ echo "EDGELB-TEST gobgp-global $(gobgp --target unix:///run/edgelb/gobgp.sock gl
 echo "EDGELB-TEST gobgp-neighbors $(gobgp --target unix:///run/edgelb/gobgp.sock neighbor 2>&1 | tail -n +2 | awk '{print $1}' | tr '\\n' ' ')"
 echo "EDGELB-TEST nft-table $(nft list tables 2>&1 | tr '\\n' ' ')"
 echo "EDGELB-TEST root $(findmnt -no FSTYPE,OPTIONS / | cut -d, -f1) state=$(findmnt -no FSTYPE /var/lib/edgelb)"
+echo "EDGELB-TEST boot-time $(systemd-analyze time 2>&1 | head -n1)"
+systemd-analyze blame 2>/dev/null | head -n 8 | while read -r l; do echo "EDGELB-TEST blame $l"; done
 echo "EDGELB-TEST END"
 `;
 
@@ -101,7 +103,10 @@ export function parseReport(consoleText: string): Map<string, string> {
   const m = new Map<string, string>();
   for (const line of consoleText.split(/\r?\n/)) {
     const r = /EDGELB-TEST (\S+) ?(.*)$/.exec(line);
-    if (r?.[1]) m.set(r[1], (r[2] ?? '').trim());
+    if (!r?.[1]) continue;
+    const v = (r[2] ?? '').trim();
+    // Repeated keys (blame lines) accumulate.
+    m.set(r[1], m.has(r[1]) ? `${m.get(r[1])} | ${v}` : v);
   }
   return m;
 }
@@ -145,6 +150,7 @@ export async function bootWithConfig(r: BootRun): Promise<BootOutcome> {
       const m = tail.all.match(READY_RE);
       if (m) ready = m;
     }
+    writeFileSync(`${r.serialLog}.timeline`, `${tail.timeline.join('\n')}\n`);
     return { readySeconds, ready, report: parseReport(tail.all), console: tail.all, serialLog: r.serialLog };
   } finally {
     await vm.stop();
@@ -189,11 +195,17 @@ async function main(): Promise<void> {
     if (!ok) failed++;
   };
   progress(`booting ${IMAGE_RAW} (${(statSync(IMAGE_RAW).size / MIB).toFixed(0)} MiB) with a valid config`);
-  const good = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, serialLog: join(dir, 'valid.log'), expectReady: true });
+  const timeoutMs = Number(process.env.EDGELB_BOOT_TIMEOUT_S ?? 180) * 1000;
+  const good = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, serialLog: join(dir, 'valid.log'), expectReady: true, timeoutMs });
   check(good.ready !== null, `READY line (${good.readySeconds ?? '-'} s): ${good.ready?.[0] ?? 'none'}`);
   check(good.ready?.[3] === sha12(TEST_CONFIG), `READY config hash is the injected config's ${sha12(TEST_CONFIG)}`);
   for (const [k, v] of good.report) progress(`  ${k}: ${v}`);
   progress(`booting with an invalid config`);
+  if (args.includes('--valid-only')) {
+    progress(`serial logs in ${dir}`);
+    console.log(JSON.stringify(summary(m, good.readySeconds)));
+    process.exit(failed ? 1 : 0);
+  }
   const bad = await bootWithConfig({ image: IMAGE_RAW, config: INVALID_CONFIG, serialLog: join(dir, 'invalid.log'), expectReady: false });
   check(/INVALID CONFIG/.test(bad.console), 'invalid config reported on the console');
   check(bad.ready === null, 'no READY line with an invalid config');

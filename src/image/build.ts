@@ -138,6 +138,9 @@ async function installRuntime(root: string, modules: string): Promise<void> {
   copyFileSync(join(REPO, 'package.json'), join(opt, 'package.json'));
   const optional: [string, string][] = [
     ['bpf/out', 'bpf/out'],
+    // The runtime finds its root by this file (src/datapath/loader.ts repoRoot()).
+    ['bpf/Makefile', 'bpf/Makefile'],
+    ['native/probe/edgelb-probe', 'native/probe/edgelb-probe'],
     ['native/bpf-loader-napi/build/Release/bpf_loader.node', 'native/bpf-loader-napi/build/Release/bpf_loader.node'],
     ['config', 'config'],
     ['docs/flash.md', 'docs/flash.md'],
@@ -152,6 +155,21 @@ async function installRuntime(root: string, modules: string): Promise<void> {
     await run('cp', ['-a', src, join(opt, to)]);
   }
   symlinkSync('/opt/edgelb/bin/edgelb', join(root, 'usr/bin/edgelb'));
+}
+
+/** Where the V8 code cache ships (units set NODE_COMPILE_CACHE to it). */
+export const COMPILE_CACHE = '/opt/edgelb/.cache/node-compile';
+
+async function warmCompileCache(root: string): Promise<void> {
+  const cfg = '/opt/edgelb/config/minimal.yaml';
+  const args = [root, '/usr/bin/env', `NODE_COMPILE_CACHE=${COMPILE_CACHE}`, '/opt/edgelb/.tools/node/bin/node', '/opt/edgelb/dist/src/image/warm.js'];
+  if (existsSync(join(root, cfg))) args.push(cfg, '/tmp/warm-firewall.json');
+  try {
+    progress(await run('chroot', args));
+  } catch (e) {
+    progress(`warning: no compile cache (${e instanceof Error ? e.message : String(e)})`);
+  }
+  rmSync(join(root, 'tmp/warm-firewall.json'), { force: true });
 }
 
 /** Units from systemd/ go to /etc/systemd/system and are enabled per their [Install]. */
@@ -274,6 +292,7 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
 
   await run('cp', ['-a', `${join(REPO, 'images/overlay')}/.`, `${root}/`]);
   await installRuntime(root, modules);
+  await warmCompileCache(root);
   const units = await installUnits(root);
   progress(`units: ${units.join(' ')}`);
   // Empty machine-id: systemd makes a transient one on the read-only root.

@@ -97,6 +97,10 @@ export function bootVm(o: BootOptions): RunningVm {
 export class LogTail {
   private pos = 0;
   private text = '';
+  private partial = '';
+  private readonly t0 = Date.now();
+  /** Console lines with the seconds since the tail started when they were seen. */
+  readonly timeline: string[] = [];
   constructor(private readonly file: string) {}
 
   /** Everything read so far. */
@@ -115,6 +119,11 @@ export class LogTail {
       this.pos = size;
       const s = buf.toString('utf8');
       this.text += s;
+      const parts = (this.partial + s).split('\n');
+      this.partial = parts.pop() ?? '';
+      const t = ((Date.now() - this.t0) / 1000).toFixed(1).padStart(6);
+      // eslint-disable-next-line no-control-regex
+      for (const l of parts) this.timeline.push(`${t} ${l.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '')}`);
       return s;
     } finally {
       closeSync(fd);

@@ -1,0 +1,126 @@
+import test from 'ava';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../../src/config/load.js';
+import { applyRuleset, runNft } from '../../src/firewall/apply.js';
+import { firewallRuleset, inputRules, parseListen, removeRuleset, TABLE } from '../../src/firewall/ruleset.js';
+
+// Golden files: test/golden/firewall/NAME.json. After an intended change,
+// regenerate with UPDATE_GOLDEN=1 and review the diff.
+const GOLDEN = 'test/golden/firewall';
+
+const CASES: Record<string, string> = {
+  minimal: `
+node: {name: edge1, routerId: 10.0.0.11, asn: 64512, uplink: eth0}
+bgp:
+  peers: [{address: 10.0.0.1, asn: 64500}]
+pools: [{name: default, cidrs: [10.96.100.0/24]}]
+`,
+  full: `
+node: {name: edge1, routerId: 10.0.0.11, asn: 64512, uplink: eth0}
+bgp:
+  peers:
+    - {address: 10.0.0.1, asn: 64500, bfd: {enabled: true}}
+    - {address: 10.0.1.1, asn: 64500}
+    - {address: "2001:db8::1", asn: 64500, bfd: {enabled: true}}
+pools: [{name: default, cidrs: [10.96.100.0/24]}]
+metrics: {listen: "10.0.0.11:9472"}
+firewall: {sshFrom: [192.0.2.0/24, 198.51.100.7/32, "2001:db8:1::/48"]}
+`,
+  'metrics-any-no-ssh': `
+node: {name: edge1, routerId: 10.0.0.11, asn: 64512, uplink: eth0}
+bgp:
+  peers: [{address: "2001:db8::1", asn: 64500}]
+pools: [{name: default, cidrs: [10.96.100.0/24]}]
+metrics: {listen: "0.0.0.0:9100"}
+`,
+  'metrics-off': `
+node: {name: edge1, routerId: 10.0.0.11, asn: 64512, uplink: eth0}
+bgp:
+  peers: [{address: 10.0.0.1, asn: 64500}]
+pools: [{name: default, cidrs: [10.96.100.0/24]}]
+metrics: {listen: ""}
+`,
+  disabled: `
+node: {name: edge1, routerId: 10.0.0.11, asn: 64512, uplink: eth0}
+bgp:
+  peers: [{address: 10.0.0.1, asn: 64500}]
+pools: [{name: default, cidrs: [10.96.100.0/24]}]
+firewall: {enabled: false, sshFrom: [192.0.2.0/24]}
+`,
+};
+
+const cfg = (name: string) => parseConfig(CASES[name] ?? '', `${name}.yaml`);
+const tmp = mkdtempSync(join(tmpdir(), 'edgelb-fw-test-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+
+for (const name of Object.keys(CASES)) {
+  test(`golden: ${name}`, (t) => {
+    const got = `${JSON.stringify(firewallRuleset(cfg(name)), null, 2)}\n`;
+    const file = join(GOLDEN, `${name}.json`);
+    if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, got);
+    t.is(got, readFileSync(file, 'utf8'));
+  });
+
+  test(`nft -j -c accepts: ${name}`, async (t) => {
+    const file = join(tmp, `${name}.json`);
+    writeFileSync(file, JSON.stringify(firewallRuleset(cfg(name))));
+    await t.notThrowsAsync(runNft(['-j', '-c', '-f', file], undefined));
+  });
+}
+
+test('BGP and BFD only from peers, BFD only for peers that run it', (t) => {
+  const rules = inputRules(cfg('full'));
+  const text = (c: string) => JSON.stringify(rules.filter((r) => r.comment.startsWith(c)).map((r) => r.expr));
+  t.true(text('BGP from peers (IPv4)').includes('"10.0.0.1"'));
+  t.true(text('BGP from peers (IPv4)').includes('"10.0.1.1"'));
+  t.true(text('BFD single-hop from peers (IPv4)').includes('"10.0.0.1"'));
+  t.false(text('BFD single-hop from peers (IPv4)').includes('10.0.1.1'));
+  t.true(text('BFD single-hop from peers (IPv6)').includes('2001:db8::1'));
+  t.deepEqual(inputRules(cfg('minimal')).filter((r) => r.comment.startsWith('BFD')), []);
+  t.deepEqual(inputRules(cfg('minimal')).filter((r) => r.comment.startsWith('SSH')), []);
+});
+
+test('everything else is dropped: last rule drops, chain policy drop', (t) => {
+  const rs = firewallRuleset(cfg('minimal'));
+  const last = rs.nftables.at(-1) as { add: { rule: { expr: unknown[] } } };
+  t.deepEqual(last.add.rule.expr.at(-1), { drop: null });
+  const chain = rs.nftables.find((o) => 'add' in o && 'chain' in (o.add as object)) as { add: { chain: { policy: string; hook: string } } };
+  t.is(chain.add.chain.policy, 'drop');
+  t.is(chain.add.chain.hook, 'input');
+});
+
+test('disabled firewall only removes our table', (t) => {
+  t.deepEqual(firewallRuleset(cfg('disabled')), removeRuleset());
+});
+
+test('bad addresses and listen strings are rejected with the value', (t) => {
+  const c = cfg('minimal');
+  t.throws(() => firewallRuleset({ ...c, firewall: { enabled: true, sshFrom: ['10.0.0.0/40'] } }), { message: /10\.0\.0\.0\/40/ });
+  t.throws(() => firewallRuleset({ ...c, firewall: { enabled: true, sshFrom: ['nope'] } }), { message: /nope/ });
+  t.throws(() => parseListen('9472'), { message: /ADDRESS:PORT/ });
+  t.deepEqual(parseListen('[::1]:9472'), { address: '::1', port: 9472 });
+  t.is(parseListen(''), null);
+});
+
+test('applying twice replaces, removing twice is fine (in a scratch netns)', async (t) => {
+  const ns = `elbfw${process.pid}${Math.floor(Math.random() * 1e4)}`;
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('ip', ['netns', 'add', ns]);
+  t.teardown(() => execFileSync('ip', ['netns', 'del', ns]));
+  await applyRuleset(firewallRuleset(cfg('full')), { netns: ns });
+  await applyRuleset(firewallRuleset(cfg('minimal')), { netns: ns });
+  const listed = await runNft(['list', 'table', 'inet', TABLE], undefined, { netns: ns });
+  t.false(listed.includes('SSH'), 'second apply replaced the first');
+  t.true(listed.includes('BGP from peers'));
+  await applyRuleset(removeRuleset(), { netns: ns });
+  await applyRuleset(removeRuleset(), { netns: ns });
+  t.false((await runNft(['list', 'tables'], undefined, { netns: ns })).includes(TABLE));
+});
+
+test('nft -c rejects a broken ruleset (the check can fail)', async (t) => {
+  const rs = firewallRuleset(cfg('minimal'));
+  rs.nftables.push({ add: { rule: { family: 'inet', table: TABLE, chain: 'input', expr: [{ match: { op: '==', left: { payload: { protocol: 'tcp', field: 'nosuchfield' } }, right: 1 } }] } } });
+  await t.throwsAsync(applyRuleset(rs, { check: true }), { message: /nft .*failed/ });
+});

@@ -1,0 +1,156 @@
+// A/B upgrade on small synthetic edgelb disks (same layout and tools as the
+// real image, tiny partitions): slot written and verified, kernel copied,
+// counted boot entry, rollback ordering, refusal of a non-erofs image.
+import test from 'ava';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureTools, HOST_TOOLS } from '../../src/image/exec.js';
+import { readGpt } from '../../src/image/gpt.js';
+import {
+  bootEntry, entryFileName, entrySlot, kernelCmdline, LOADER_CONF, MIB, PART, partitionSpecs, placePartitions, type DiskLayout,
+} from '../../src/image/layout.js';
+import { Esp, listEntries, newerStamp, parseEntryName, promote, runningSlot, upgrade } from '../../src/image/upgrade.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'edgelb-upgrade-test-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+const SIZES = { espMiB: 8, rootSlotMiB: 4, cfgMiB: 1, stateMiB: 1 };
+const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+
+/** A small edgelb disk: slot A holds an erofs with `marker`, its kernel is `kernel`. */
+function makeDisk(name: string, marker: string, kernel: string, release: string, rootIsErofs = true): { path: string; layout: DiskLayout } {
+  const dir = join(tmp, name);
+  mkdirSync(join(dir, 'root/etc'), { recursive: true });
+  writeFileSync(join(dir, 'root/etc/marker'), marker);
+  writeFileSync(join(dir, 'root/etc/filler'), Buffer.alloc(200_000, marker));
+  const root = join(dir, 'root.img');
+  if (rootIsErofs) sh('mkfs.erofs', ['--quiet', root, join(dir, 'root')]);
+  else writeFileSync(root, Buffer.alloc(1_000_000, 7));
+  const esp = join(dir, 'esp.img');
+  sh('mkfs.vfat', ['-C', esp, String(SIZES.espMiB * 1024)]);
+  sh('mmd', ['-i', esp, '::/EFI', '::/loader', '::/loader/entries', '::/edgelb', '::/edgelb/a', '::/edgelb/b']);
+  writeFileSync(join(dir, 'vmlinuz'), kernel);
+  writeFileSync(join(dir, 'initrd.img'), `initrd of ${kernel}`);
+  writeFileSync(join(dir, 'release'), `${release}\n`);
+  writeFileSync(join(dir, 'loader.conf'), LOADER_CONF);
+  writeFileSync(join(dir, 'entry'), bootEntry({ slot: 'a', imageVersion: release, installStamp: '20260101000000' }));
+  for (const [f, to] of [['vmlinuz', '/edgelb/a/vmlinuz'], ['initrd.img', '/edgelb/a/initrd.img'], ['release', '/edgelb/release'], ['loader.conf', '/loader/loader.conf'], ['entry', `/loader/entries/${entryFileName('a')}`]]) {
+    sh('mcopy', ['-i', esp, join(dir, f as string), `::${to as string}`]);
+  }
+  const layout = placePartitions(partitionSpecs(SIZES));
+  const path = join(dir, 'disk.raw');
+  sh('truncate', ['-s', String(layout.totalBytes), path]);
+  const args = ['-o'];
+  for (const p of layout.partitions) args.push('-n', `${p.index}:${p.firstSector}:${p.lastSector}`, '-t', `${p.index}:${p.type}`, '-c', `${p.index}:${p.name}`);
+  sh('sgdisk', [...args, path]);
+  const fd = openSync(path, 'r+');
+  for (const [part, img] of [[PART.esp, esp], [PART.root('a'), root]] as const) {
+    const p = layout.partitions.find((x) => x.name === part);
+    const data = readFileSync(img);
+    if (p) writeSync(fd, data, 0, data.length, p.offsetBytes);
+  }
+  closeSync(fd);
+  return { path, layout };
+}
+
+function readRange(path: string, offset: number, length: number): Buffer {
+  const fd = openSync(path, 'r');
+  const b = Buffer.alloc(length);
+  readSync(fd, b, 0, length, offset);
+  closeSync(fd);
+  return b;
+}
+
+test.before(async () => {
+  await ensureTools(HOST_TOOLS);
+});
+
+test('layout: partitions back to back from 1 MiB, GPT reads back names and offsets', (t) => {
+  const { path, layout } = makeDisk('layout', 'x', 'k', 'r');
+  const gpt = readGpt(path);
+  t.deepEqual(gpt.map((p) => p.name), ['edgelb-esp', 'edgelb-root-a', 'edgelb-root-b', 'edgelb-cfg', 'edgelb-state']);
+  t.deepEqual(gpt.map((p) => p.offsetBytes), layout.partitions.map((p) => p.offsetBytes));
+  t.is(gpt[0]?.offsetBytes, MIB);
+  t.is(gpt[0]?.typeGuid, 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', 'ESP type GUID');
+  t.is(gpt[1]?.typeGuid, '4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709', 'x86-64 root type GUID');
+});
+
+test('boot entry names, slots and counters', (t) => {
+  t.is(entryFileName('b', 3), 'edgelb-b+3.conf');
+  t.is(entrySlot('edgelb-b+2-1.conf'), 'b');
+  t.is(entrySlot('other.conf'), null);
+  t.deepEqual(parseEntryName('edgelb-a+0-3.conf'), { slot: 'a', triesLeft: 0 });
+  t.deepEqual(parseEntryName('edgelb-a.conf'), { slot: 'a', triesLeft: null });
+  t.regex(kernelCmdline('b'), /root=PARTLABEL=edgelb-root-b ro rootfstype=erofs/);
+  t.is(runningSlot('quiet root=PARTLABEL=edgelb-root-b ro'), 'b');
+  t.is(runningSlot('root=/dev/sda1'), null);
+  t.is(newerStamp(new Date('2026-01-01T00:00:00Z'), [{ file: '', slot: 'a', triesLeft: null, version: '20270101000000' }]), '20270101000001');
+});
+
+for (const compressed of [false, true]) {
+  test(`upgrade writes the inactive slot, kernel and a counted entry${compressed ? ' (from .zst)' : ''}`, async (t) => {
+    const tag = compressed ? 'zst' : 'raw';
+    const next = makeDisk(`new-${tag}`, 'NEW ROOT', 'NEW KERNEL', '2.0.0-test');
+    const target = makeDisk(`old-${tag}`, 'OLD ROOT', 'OLD KERNEL', '1.0.0-test');
+    let image = next.path;
+    if (compressed) {
+      sh('zstd', ['-q', '-f', next.path, '-o', `${next.path}.zst`]);
+      image = `${next.path}.zst`;
+    }
+    const logs: string[] = [];
+    const r = await upgrade({ image, disk: target.path, slot: 'b', now: new Date('2026-11-22T06:00:00Z'), log: (s) => logs.push(s) });
+    t.is(r.slot, 'b');
+    t.is(r.version, '2.0.0-test');
+    t.is(r.entry, 'edgelb-b+3.conf');
+
+    const src = next.layout.partitions.find((p) => p.name === PART.root('a'));
+    const dst = target.layout.partitions.find((p) => p.name === PART.root('b'));
+    const oldA = target.layout.partitions.find((p) => p.name === PART.root('a'));
+    if (!src || !dst || !oldA) return t.fail('layout');
+    t.deepEqual(readRange(target.path, dst.offsetBytes, dst.sizeBytes), readRange(next.path, src.offsetBytes, src.sizeBytes), 'slot B holds the new root');
+    t.true(readRange(target.path, oldA.offsetBytes, 600_000).includes('OLD ROOT'), 'slot A untouched');
+
+    const esp = new Esp(target.path, MIB);
+    t.is(esp.read('/edgelb/b/vmlinuz').toString(), 'NEW KERNEL');
+    t.is(esp.read('/edgelb/a/vmlinuz').toString(), 'OLD KERNEL');
+    const entry = esp.read('/loader/entries/edgelb-b+3.conf').toString();
+    t.regex(entry, /^options root=PARTLABEL=edgelb-root-b /m);
+    t.regex(entry, /^linux \/edgelb\/b\/vmlinuz$/m);
+    t.regex(entry, /^title edgelb 2\.0\.0-test \(slot b\)$/m);
+    // Newest version sorts first in systemd-boot: the new slot is the default.
+    const entries = listEntries(esp).sort((a, b) => b.version.localeCompare(a.version));
+    t.deepEqual(entries.map((e) => e.file), ['edgelb-b+3.conf', 'edgelb-a.conf']);
+
+    // Manual rollback: slot A becomes the newest entry again.
+    t.is(promote(target.path, 'a', new Date('2026-11-22T06:00:00Z')), 'edgelb-a.conf');
+    const after = listEntries(esp).sort((a, b) => b.version.localeCompare(a.version));
+    t.is(after[0]?.file, 'edgelb-a.conf');
+
+    // Upgrading slot B again replaces its entry (no duplicates).
+    await upgrade({ image, disk: target.path, slot: 'b', log: () => undefined });
+    t.deepEqual(listEntries(esp).map((e) => e.file).sort(), ['edgelb-a.conf', 'edgelb-b+3.conf']);
+  });
+}
+
+test('an image without an erofs root is refused; the running slot stays intact', async (t) => {
+  const bad = makeDisk('bad', 'x', 'BAD KERNEL', '6.6.6', false);
+  const target = makeDisk('target-bad', 'OLD ROOT', 'OLD KERNEL', '1.0.0-test');
+  const before = readFileSync(target.path);
+  await t.throwsAsync(upgrade({ image: bad.path, disk: target.path, slot: 'b', log: () => undefined }), { message: /no erofs file system/ });
+  const esp = new Esp(target.path, MIB);
+  t.deepEqual(listEntries(esp).map((e) => e.file), ['edgelb-a.conf']);
+  const a = target.layout.partitions.find((p) => p.name === PART.root('a'));
+  if (a) t.deepEqual(readRange(target.path, a.offsetBytes, a.sizeBytes), before.subarray(a.offsetBytes, a.offsetBytes + a.sizeBytes));
+});
+
+test('a truncated image is reported as such', async (t) => {
+  const next = makeDisk('trunc', 'NEW', 'K', '2.0');
+  const target = makeDisk('target-trunc', 'OLD', 'K', '1.0');
+  const cut = join(tmp, 'cut.raw');
+  copyFileSync(next.path, cut);
+  const rootA = next.layout.partitions.find((p) => p.name === PART.root('a'));
+  if (!rootA) return t.fail('layout');
+  spawnSync('truncate', ['-s', String(rootA.offsetBytes + 4096), cut]);
+  await t.throwsAsync(upgrade({ image: cut, disk: target.path, slot: 'b', log: () => undefined }), { message: /truncated|ends at/ });
+});
