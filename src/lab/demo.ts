@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { Lab, labDown, labUp, KUBECTL } from './lab.js';
 import { renderStatus } from './render.js';
 import { startCapture } from './capture.js';
@@ -91,7 +91,15 @@ async function main(): Promise<number> {
 
     let vip = '';
     await step('3. Create a LoadBalancer Service and the endpoints behind it (the four echo pods)', async () => {
-      await kubectl(['create', 'service', 'loadbalancer', 'echo', `--tcp=80:${L.plan.ports.http}`]);
+      // kubectl 1.20's `create service loadbalancer` has no flag for the class
+      // the node agents (edgelb node run) select on: generate, add it, apply.
+      const gen = await L.kubectl(['create', 'service', 'loadbalancer', 'echo', `--tcp=80:${L.plan.ports.http}`, '--dry-run=client', '-o', 'yaml']);
+      show(`kubectl create service loadbalancer echo --tcp=80:${L.plan.ports.http} --dry-run=client -o yaml > echo.yaml`, '');
+      const svcObj = parse(gen.stdout) as { spec: Record<string, unknown> };
+      svcObj.spec.loadBalancerClass = 'edgelb.io/dsr';
+      say('  # add spec.loadBalancerClass: edgelb.io/dsr (the class edgelb owns), then:');
+      const applied = await L.kubectl(['apply', '-f', '-'], { input: stringify(svcObj) });
+      show('kubectl apply -f - < echo.yaml', applied.stdout + applied.stderr);
       const slice = {
         apiVersion: 'discovery.k8s.io/v1',
         kind: 'EndpointSlice',
