@@ -1,0 +1,88 @@
+// The generated firewall, applied in a scratch "host" namespace, judged by
+// real TCP connections from a second namespace: the configured peer reaches
+// BGP (179), any other source does not; SSH only from firewall.sshFrom; the
+// metrics port only on its listen address; an unlisted port is closed.
+import test from 'ava';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { parseConfig } from '../../src/config/load.js';
+import { applyRuleset } from '../../src/firewall/apply.js';
+import { firewallRuleset } from '../../src/firewall/ruleset.js';
+
+const id = `${process.pid % 10000}${Math.floor(Math.random() * 100)}`;
+const HOST = `elbfwh${id}`;
+const CLIENT = `elbfwc${id}`;
+const NET = '10.251.77';
+const H = `${NET}.1`; // host under test (also its metrics address)
+const H2 = `${NET}.9`; // a second host address, not the metrics one
+const PEER = `${NET}.2`; // configured BGP peer, allowed SSH source
+const OTHER = `${NET}.3`; // neither
+
+const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+const listeners: ChildProcess[] = [];
+
+test.before(() => {
+  ip('netns', 'add', HOST);
+  ip('netns', 'add', CLIENT);
+  ip('link', 'add', `fwh${id}`, 'netns', HOST, 'type', 'veth', 'peer', 'name', `fwc${id}`, 'netns', CLIENT);
+  ip('-n', HOST, 'addr', 'add', `${H}/24`, 'dev', `fwh${id}`);
+  ip('-n', HOST, 'addr', 'add', `${H2}/24`, 'dev', `fwh${id}`);
+  ip('-n', CLIENT, 'addr', 'add', `${PEER}/24`, 'dev', `fwc${id}`);
+  ip('-n', CLIENT, 'addr', 'add', `${OTHER}/24`, 'dev', `fwc${id}`);
+  for (const ns of [HOST, CLIENT]) {
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+  }
+  ip('-n', HOST, 'link', 'set', `fwh${id}`, 'up');
+  ip('-n', CLIENT, 'link', 'set', `fwc${id}`, 'up');
+  // Listeners answer "hi" on every port we probe.
+  for (const port of [179, 22, 9472, 8080]) {
+    const l = spawn('ip', ['netns', 'exec', HOST, 'socat', `TCP-LISTEN:${port},reuseaddr,fork`, 'SYSTEM:echo hi'], { stdio: 'ignore' });
+    listeners.push(l);
+  }
+});
+
+test.after.always(() => {
+  for (const l of listeners) l.kill('SIGKILL');
+  for (const ns of [HOST, CLIENT]) spawnSync('ip', ['netns', 'del', ns]);
+});
+
+/** TCP connect from CLIENT with a chosen source; true when the listener answered. */
+function connects(from: string, to: string, port: number): boolean {
+  const r = spawnSync('ip', ['netns', 'exec', CLIENT, 'socat', '-T', '2', 'STDIO', `TCP:${to}:${port},bind=${from},connect-timeout=2`], {
+    input: '', timeout: 8000, encoding: 'utf8',
+  });
+  return r.status === 0 && r.stdout.includes('hi');
+}
+
+async function waitListening(): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const r = spawnSync('ip', ['netns', 'exec', HOST, 'ss', '-Hltn'], { encoding: 'utf8' });
+    if ([179, 22, 9472, 8080].every((p) => r.stdout.includes(`:${p} `))) return;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error('socat listeners did not come up');
+}
+
+test.serial('without the firewall every port answers (the probes work)', async (t) => {
+  await waitListening();
+  t.true(connects(OTHER, H, 179));
+  t.true(connects(OTHER, H, 8080));
+});
+
+test.serial('with the firewall: BGP only from the peer, SSH only from sshFrom, metrics only on its address', async (t) => {
+  const cfg = parseConfig(`
+node: {name: fw, routerId: ${H}, asn: 64512, uplink: fwh${id}}
+bgp:
+  peers: [{address: ${PEER}, asn: 64500, bfd: {enabled: true}}]
+pools: [{name: default, cidrs: [10.96.100.0/24]}]
+metrics: {listen: "${H}:9472"}
+firewall: {sshFrom: [${PEER}/32]}
+`, 'netns.yaml');
+  await applyRuleset(firewallRuleset(cfg), { netns: HOST });
+  t.true(connects(PEER, H, 179), 'peer → BGP');
+  t.false(connects(OTHER, H, 179), 'other → BGP dropped');
+  t.true(connects(PEER, H, 22), 'sshFrom → SSH');
+  t.false(connects(OTHER, H, 22), 'other → SSH dropped');
+  t.true(connects(OTHER, H, 9472), 'metrics on its listen address');
+  t.false(connects(OTHER, H2, 9472), 'metrics port on another host address dropped');
+  t.false(connects(PEER, H, 8080), 'unlisted port dropped, even from the peer');
+});
