@@ -40,7 +40,7 @@ export function desiredFromCache(
     if (svc.spec?.type !== 'LoadBalancer' || !isOurs(svc, o.kubernetes)) continue;
     const addresses = ingressAddresses(svc).map((ip) => ({ ip, pool: '' }));
     if (addresses.length === 0) continue;
-    out.push(...desiredForService(svc, slicesBySvc.get(serviceKey(svc)) ?? [], nodeMap, { datapath: { ...o.datapath, maglevTableSize: 16381, xdp: 'off', mtu: 1500, pinPath: '' } }, addresses).services);
+    out.push(...desiredForService(svc, slicesBySvc.get(serviceKey(svc)) ?? [], nodeMap, { datapath: o.datapath }, addresses).services);
   }
   return out;
 }

@@ -195,7 +195,13 @@ test.serial('a LoadBalancer Service gets a VIP in status, the router a route, th
 
 test.serial('bgp peers / bgp routes / status text show what was sent', async (t) => {
   const peers = await cli('bgp', 'peers');
+  t.regex(peers.out, /^PEER\s+AS\s+STATE\s+UPTIME\s+BFD\s+SENT$/m);
   t.regex(peers.out, new RegExp(`^${NET.replaceAll('.', '\\.')}\\.1\\s+64500\\s+established\\s+\\S+`, 'm'));
+  const peersJson = JSON.parse((await cli('bgp', 'peers', '-o', 'json')).out) as { address: string; asn: number; state: string; routesSent: number }[];
+  t.deepEqual(peersJson.map((p) => [p.address, p.asn, p.state]), [[`${NET}.1`, 64500, 'established']]);
+  const routesText = await cli('bgp', 'routes');
+  t.regex(routesText.out, /^PREFIX\s+PEER\s+NEXT HOP\s+AS PATH\s+COMMUNITIES\s+MED\s+LOCPREF$/m);
+  t.regex(routesText.out, new RegExp(`^${vip.replaceAll('.', '\\.')}/32\\s+${NET.replaceAll('.', '\\.')}\\.1\\s+\\S+\\s+.*64512:7`, 'm'));
   const routes = JSON.parse((await cli('bgp', 'routes', '-o', 'json')).out) as { prefix: string; peer: string; communities: string[] }[];
   t.true(routes.some((r) => r.prefix === `${vip}/32` && r.peer === `${NET}.1` && r.communities.includes('64512:7')), JSON.stringify(routes));
   const st = await cli('status', '--verbose');
@@ -204,6 +210,18 @@ test.serial('bgp peers / bgp routes / status text show what was sent', async (t)
   t.regex(st.out, /^Services:\s+1 frontends, 1 backends$/m);
   t.regex(st.out, /^Kubernetes:\s+connected/m);
   t.regex(st.out, /^Health:\s+Ready$/m);
+  t.regex(st.out, /^COMPONENT\s+OK\s+DETAIL$/m);
+  const js = JSON.parse((await cli('status', '-o', 'json')).out);
+  t.true(js.ready);
+  t.deepEqual(js.problems, []);
+  t.is(js.bgp.vipsAnnounced, 1);
+  t.true(js.kubernetes.connected);
+});
+
+test.serial('commands fail clearly when the agent is not there', async (t) => {
+  const r = await exec('bin/edgelb', ['status', '--socket', join(dir, 'nothing.sock')]).catch((e: { code: number; stderr: string }) => e);
+  t.is((r as { code: number }).code, 1);
+  t.regex((r as { stderr: string }).stderr, /cannot reach the edgelb agent at .*nothing\.sock \(ENOENT\); is it running\?/);
 });
 
 test.serial('metrics expose the families and readiness', async (t) => {
@@ -274,7 +292,7 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
 
 test.serial('SIGTERM drains, withdraws and detaches', async (t) => {
   t.is(await stopAgent('SIGTERM'), 0);
-  t.deepEqual(await routerGateways(vip), []);
+  await until(async () => (await routerGateways(vip)).length === 0, 5_000, 'the router to drop the withdrawn VIP');
   const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
   t.notRegex(link.stdout, /prog\/xdp/);
   t.truthy(readFileSync(join(dir, 'edgelb.yaml')));
