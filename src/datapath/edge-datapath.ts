@@ -216,6 +216,10 @@ const MAP_NAMES = [
 ] as const;
 type EdgeMapName = (typeof MAP_NAMES)[number];
 
+/** tc filter slot of the edge program (ingress of the uplink). */
+const TC_PRIORITY = 0xed6e;
+const TC_HANDLE = 1;
+
 export class EdgeDatapath {
   readonly obj: BpfObject;
   private readonly opts: EdgeDatapathOptions;
@@ -279,10 +283,18 @@ export class EdgeDatapath {
     return this.maps[name];
   }
 
-  /** Attach to the uplink: XDP native/generic, or tc ingress where XDP is unavailable. */
+  /**
+   * Attach to the uplink: XDP native/generic, or tc ingress where XDP is
+   * unavailable. Replaces atomically whatever edge program is attached there
+   * (a restarted agent takes over without a gap): XDP by replacing the
+   * interface's program, tc by replacing the filter at a fixed
+   * priority/handle.
+   */
   attach(ifname: string, mode: 'native' | 'generic' | 'tc'): void {
-    this.detach();
-    this.attachment = mode === 'tc' ? this.program('tc').attachTc(ifname, 'ingress') : this.program('xdp').attachXdp(ifname, mode);
+    this.attachment =
+      mode === 'tc'
+        ? this.program('tc').attachTc(ifname, 'ingress', { priority: TC_PRIORITY, handle: TC_HANDLE, replace: true })
+        : this.program('xdp').attachXdp(ifname, mode);
   }
 
   detach(): void {
