@@ -187,11 +187,21 @@ int edge_xdp(struct xdp_md *ctx)
 	return edge_verdict(ctx, 1, act, ifindex);
 }
 
+/* Headers the program reads through direct packet access: Ethernet, IPv4
+ * with options, TCP, plus an ICMP error's quote. */
+#define EDGE_TC_PULL (ETH_HLEN + 60 + 8 + 20 + 8)
+
 SEC("tc")
 int edge_tc(struct __sk_buff *ctx)
 {
 	__u32 ifindex = 0;
-	int act = edge_process(ctx, 0, &ifindex);
+	int act;
+
+	/* An skb's linear part may end before the headers (XDP frames are
+	 * always linear): pull what the parser needs, when it is there. */
+	if ((long)ctx->data_end - (long)ctx->data < EDGE_TC_PULL && ctx->len > (long)ctx->data_end - (long)ctx->data)
+		bpf_skb_pull_data(ctx, ctx->len < EDGE_TC_PULL ? ctx->len : EDGE_TC_PULL);
+	act = edge_process(ctx, 0, &ifindex);
 
 	return edge_verdict(ctx, 0, act, ifindex);
 }
