@@ -1,0 +1,104 @@
+// The lab's pure parts (no namespaces): names, addresses, generated agent
+// config (checked by the real config loader), manifests, echo format.
+import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { allNamespaces, allPods, checkPrefix, newPrefix, planLab } from '../../src/lab/topology.js';
+import { edgeConfig } from '../../src/lab/agent-config.js';
+import { DEFAULT_OPTIONS } from '../../src/lab/state.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { endpointSliceObject, serviceObject } from '../../src/lab/manifests.js';
+import { echoLine, parseEcho } from '../../src/lab/echo.js';
+import { localServices } from '../../src/lab/node-side.js';
+import { oneLine } from '../../src/lab/lab.js';
+
+test('prefixes: fresh ones are valid, malformed ones are refused with the rule', (t) => {
+  for (let i = 0; i < 20; i++) t.notThrows(() => checkPrefix(newPrefix()));
+  for (const bad of ['elb-12-', 'elb-12345-', 'ELB-abcd-', 'elb-abcd', 'x-abcd-', 'elb-zzzz-']) {
+    t.throws(() => checkPrefix(bad), { message: /must look like elb-1a2b-/ }, bad);
+  }
+});
+
+test('plan: every namespace is unique, prefixed and short enough; every interface fits 15 characters', (t) => {
+  const p = planLab('elb-abcd-');
+  const ns = allNamespaces(p);
+  t.is(new Set(ns).size, ns.length);
+  t.true(ns.every((n) => n.startsWith('elb-abcd-') && n.length <= 30));
+  const ifs = [p.client.ifname, p.router.clientIf, p.router.fabricIf, p.router.fabricPort, ...p.edges.flatMap((e) => [e.uplink, e.fabricPort, e.mgmtIf, e.mgmtPort]), ...p.nodes.flatMap((n) => [n.ifname, n.fabricPort, n.bridge, n.mgmtIf, n.mgmtPort, ...n.pods.map((x) => x.hostIf)])];
+  t.true(ifs.every((i) => i.length <= 15), ifs.join(' '));
+  const addrs = [p.router.address, ...p.edges.map((e) => e.address), ...p.nodes.map((n) => n.address), ...p.edges.map((e) => e.mgmtAddress), ...p.nodes.map((n) => n.mgmtAddress), p.mgmt.address];
+  t.is(new Set(addrs).size, addrs.length, 'no address used twice');
+  t.is(allPods(p).length, 4);
+  t.throws(() => planLab('elb-abcd-', { edges: 0 }), { message: /1-8 edges/ });
+});
+
+test('the generated edge config passes the real config loader', (t) => {
+  const p = planLab('elb-abcd-');
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-labcfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const e of p.edges) {
+    const file = join(dir, `${e.name}.yaml`);
+    writeFileSync(file, stringify(edgeConfig(p, e, { ...DEFAULT_OPTIONS, dispatch: 'auto', mode: 'hybrid' }, { dir, pinPath: '/sys/fs/bpf/x', kubeconfig: join(dir, 'kubeconfig') })));
+    const c = loadConfigFile(file);
+    t.is(c.node.name, e.name);
+    t.is(c.bgp.peers[0]!.address, p.router.address);
+    t.is(c.datapath.dispatch, 'auto');
+    t.is(c.datapath.mode, 'hybrid');
+    t.true(c.bgp.peers[0]!.bfd.enabled);
+    t.deepEqual(c.pools[0]!.cidrs, [p.pool]);
+  }
+});
+
+test('manifests: class, affinity, ranges; terminating endpoints are serving but not ready', (t) => {
+  const p = planLab('elb-abcd-');
+  const spec = { name: 's', sessionAffinity: { timeoutSeconds: 30 }, sourceRanges: ['1.2.3.0/24'], udpPort: null };
+  const svc = serviceObject(p, spec) as { spec: Record<string, unknown> };
+  t.is(svc.spec.loadBalancerClass, 'edgelb.io/dsr');
+  t.is(svc.spec.sessionAffinity, 'ClientIP');
+  t.deepEqual(svc.spec.loadBalancerSourceRanges, ['1.2.3.0/24']);
+  t.is((svc.spec.ports as unknown[]).length, 1);
+  const pod = p.nodes[0]!.pods[0]!;
+  const slice = endpointSliceObject(p, spec, [{ pod, node: 'node1', state: 'terminating' }]) as { endpoints: { conditions: Record<string, boolean> }[]; metadata: { labels: Record<string, string> } };
+  t.deepEqual(slice.endpoints[0]!.conditions, { ready: false, serving: true, terminating: true });
+  t.is(slice.metadata.labels['kubernetes.io/service-name'], 's');
+});
+
+test('echo answers round-trip; anything else is not an answer', (t) => {
+  t.deepEqual(parseEcho(echoLine('echo-1a', '::ffff:172.16.0.10', 4242)), { pod: 'echo-1a', client: '172.16.0.10', port: 4242 });
+  t.is(parseEcho('HTTP/1.1 502 Bad Gateway'), null);
+  t.is(parseEcho(''), null);
+});
+
+test('lab node sync: a node gets only its own ready pods, per VIP and port', (t) => {
+  const services = {
+    items: [
+      { metadata: { namespace: 'default', name: 'a' }, spec: { type: 'LoadBalancer', ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }] }, status: { loadBalancer: { ingress: [{ ip: '198.51.100.1' }] } } },
+      { metadata: { namespace: 'default', name: 'b' }, spec: { type: 'ClusterIP', ports: [{ port: 80 }] } },
+    ],
+  };
+  const slices = {
+    items: [
+      {
+        metadata: { namespace: 'default', labels: { 'kubernetes.io/service-name': 'a' } },
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+        endpoints: [
+          { addresses: ['10.244.1.11'], nodeName: 'node1', conditions: { ready: true } },
+          { addresses: ['10.244.1.10'], nodeName: 'node1', conditions: { ready: true } },
+          { addresses: ['10.244.1.12'], nodeName: 'node1', conditions: { ready: false, serving: true, terminating: true } },
+          { addresses: ['10.244.2.10'], nodeName: 'node2', conditions: { ready: true } },
+        ],
+      },
+    ],
+  };
+  t.deepEqual(localServices(services, slices, 'node1'), [
+    { key: { vip: '198.51.100.1', port: 80, proto: 'TCP' }, backends: [{ ip: '10.244.1.10', port: 8080 }, { ip: '10.244.1.11', port: 8080 }] },
+  ]);
+  t.deepEqual(localServices(services, slices, 'node3'), [{ key: { vip: '198.51.100.1', port: 80, proto: 'TCP' }, backends: [] }]);
+});
+
+test('oneLine keeps the first line and the last line of a quoted log', (t) => {
+  t.is(oneLine('agent exited\nline a\n\nlast words\n'), 'agent exited … last words');
+  t.is(oneLine('single'), 'single');
+});
