@@ -138,7 +138,15 @@ export class BgpSpeaker {
     }
     if (this.gobgpd) await this.gobgpd.start();
     await this.syncBfd();
-    await this.exclusive(() => this.reconcileOnce(true));
+    try {
+      await this.exclusive(() => this.reconcileOnce(true));
+    } catch (e) {
+      // gobgpd not up yet (systemd restarting it, slow boot): the loop retries;
+      // status() reports it meanwhile. Only a failure to spawn a managed gobgpd throws.
+      this.lastError = (e as Error).message;
+      this.log.warn({ err: this.lastError }, 'BGP not configured yet; will retry');
+      if ((this.opts.reconcileIntervalMs ?? 2000) <= 0) throw e;
+    }
     const every = this.opts.reconcileIntervalMs ?? 2000;
     if (every > 0) {
       const tick = () => {
@@ -153,7 +161,11 @@ export class BgpSpeaker {
     }
   }
 
-  /** The VIPs to announce (with attributes from their pools). Applied at once. */
+  /**
+   * The VIPs to announce (with attributes from their pools). Applied at once;
+   * if gobgpd cannot be reached this throws, but the set is kept and the
+   * reconcile loop applies it when gobgpd answers again.
+   */
   async setDesired(vips: DesiredVip[]): Promise<void> {
     vips.forEach((v, i) => parseVipPrefix(v.prefix, `VIP #${i}`));
     const copy = vips.map((v) => ({ prefix: v.prefix, attrs: { ...v.attrs } }));

@@ -3,6 +3,7 @@
 // helpers that return parsed JSON.
 import { chownSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { nsRun, sleep, run } from './netns.js';
 import { killAndWait, pidAlive } from '../../src/bgp/gobgpd-process.js';
 
@@ -96,7 +97,6 @@ export class FrrRouter {
     }
     for (const d of DAEMONS) {
       const args = [
-        `/usr/lib/frr/${d}`, '-d',
         '-f', join(this.dir, `${d}.conf`),
         '-i', join(this.runDir, `${d}.pid`),
         '-z', join(this.runDir, 'zserv.api'),
@@ -105,9 +105,13 @@ export class FrrRouter {
         '--log', `file:${join(this.dir, `${d}.log`)}`,
       ];
       if (d === 'bfdd') args.push('--bfdctl', join(this.runDir, 'bfdd.sock'));
-      await nsRun(this.ns, args);
-      const pid = await this.waitPid(d);
-      this.pids.set(d, pid);
+      // Foreground (no -d), so the pid we hold is the daemon's own: FRR names
+      // its /var/tmp/frr/<daemon>.<pid> dir after the pid before daemonizing.
+      const child = spawn('ip', ['netns', 'exec', this.ns, `/usr/lib/frr/${d}`, ...args], { detached: true, stdio: 'ignore' });
+      child.unref();
+      if (child.pid === undefined) throw new Error(`could not start ${d}`);
+      this.pids.set(d, child.pid);
+      await this.waitPid(d, child.pid);
     }
     // bgpd/bfdd connect to zebra asynchronously; wait until vtysh answers for all.
     const deadline = Date.now() + 10000;
@@ -122,16 +126,17 @@ export class FrrRouter {
     }
   }
 
-  private async waitPid(d: Daemon): Promise<number> {
+  /** Wait until the daemon wrote its pid file (it is then listening on its vty). */
+  private async waitPid(d: Daemon, pid: number): Promise<void> {
     const f = join(this.runDir, `${d}.pid`);
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 200; i++) {
+      if (!pidAlive(pid)) throw new Error(`${d} exited during start; see ${join(this.dir, `${d}.log`)}`);
       try {
-        const pid = Number(readFileSync(f, 'utf8').trim());
-        if (pid > 0 && pidAlive(pid)) return pid;
+        if (Number(readFileSync(f, 'utf8').trim()) === pid) return;
       } catch {
         /* not yet */
       }
-      await sleep(50);
+      await sleep(25);
     }
     throw new Error(`${d} did not write ${f}`);
   }
