@@ -70,7 +70,7 @@ async function main(): Promise<number> {
   say('Everything below runs in network namespaces on this machine and is removed at the end.');
   try {
     await step('1. Bring the lab up: client, FRR router, two edges (gobgpd + edgelb agent with XDP), two Kubernetes nodes with two echo pods each, the API server', async () => {
-      lab = await labUp({ say: (s) => say(`  ${s}`), keepOnFailure: true });
+      lab = await labUp({ say: (s) => say(`  ${s}`), keepOnFailure: true, ownerKind: 'demo' });
       say();
       say(indent(renderStatus(await lab.describe()), 2));
       if (lab.state.phase !== 'up') throw new Error(`the lab is only partly up: ${lab.state.problems.join('; ')}`);

@@ -429,6 +429,7 @@ export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}):
     nodes: [],
     phase: 'building',
     problems: [],
+    owner: { pid: process.pid, kind: options.ownerKind },
     workarounds: [
       'pods: ethtool -K eth0 sg off — node.c rewrites replies only when the whole packet is linear (parse.h checks the IP total length against the pulled window)',
     ],
@@ -711,6 +712,24 @@ export async function labDown(prefix: string, say: Say = () => undefined): Promi
   removeState(prefix);
   say(`lab ${prefix} removed (${namespaces.size} namespaces)${problems.length ? `; problems: ${problems.join('; ')}` : ''}`);
   return problems;
+}
+
+/** Removes test/demo labs whose owning process is gone (a killed test run leaves them behind). */
+export async function removeOrphanLabs(say: Say = () => undefined): Promise<string[]> {
+  const removed: string[] = [];
+  for (const prefix of listLabs()) {
+    let st: LabState;
+    try {
+      st = loadState(prefix);
+    } catch {
+      continue;
+    }
+    if (st.owner && st.owner.kind !== 'cli' && !alive(st.owner.pid)) {
+      await labDown(prefix, say);
+      removed.push(prefix);
+    }
+  }
+  return removed;
 }
 
 export { listLabs };

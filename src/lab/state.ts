@@ -42,6 +42,8 @@ export interface LabState {
   /** 'up' when every step finished; 'partial' while building or after a failed step. */
   phase: 'building' | 'up' | 'partial';
   problems: string[];
+  /** The process that built the lab and whether it removes it itself (tests do). */
+  owner?: { pid: number; kind: 'cli' | 'test' | 'demo' };
   /** Lab-only settings that hide a known defect elsewhere (each says which and why). */
   workarounds: string[];
 }
@@ -58,6 +60,8 @@ export interface LabOptions {
   /** Put an IPv4-option-dropping hop in front of these nodes (e2e: dispatch auto). */
   optionDropNodes: string[];
   drainSeconds: number;
+  /** Recorded as the lab's owner kind: test and demo labs whose process died are removed by the next test run. */
+  ownerKind: 'cli' | 'test' | 'demo';
   /** Who runs the node side: `edgelb` = the product's `edgelb node run`; `lab` = the lab's own attach + local-service sync. */
   nodeAgent: 'edgelb' | 'lab';
   /** Seconds between path probes (dispatch: auto). */
@@ -72,6 +76,7 @@ export const DEFAULT_OPTIONS: LabOptions = {
   agentTimeoutSeconds: 40,
   optionDropNodes: [],
   drainSeconds: 2,
+  ownerKind: 'cli',
   nodeAgent: 'edgelb',
   probeIntervalSeconds: 1,
 };

@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { Lab, labDown, labUp, type UpOptions } from '../../src/lab/lab.js';
+import { Lab, labDown, labUp, removeOrphanLabs, type UpOptions } from '../../src/lab/lab.js';
 import { startCapture, type Capture } from '../../src/lab/capture.js';
 import type { LoadResult } from '../../src/lab/load.js';
 
@@ -18,7 +18,8 @@ export async function bringUp(opts: UpOptions = {}): Promise<LabHolder> {
   const dir = mkdtempSync(join(tmpdir(), 'edgelb-e2e-'));
   chmodSync(dir, 0o755);
   try {
-    const lab = await labUp({ agentTimeoutSeconds: 60, ...opts });
+    await removeOrphanLabs();
+    const lab = await labUp({ agentTimeoutSeconds: 60, ownerKind: 'test', ...opts });
     if (lab.state.phase !== 'up') return { lab, error: new Error(`lab is ${lab.state.phase}: ${lab.state.problems.join('; ')}`), dir };
     return { lab, error: null, dir };
   } catch (e) {
