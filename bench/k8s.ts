@@ -8,6 +8,7 @@
 //
 //   npm run bench:k8s [-- --services N --per-service M]
 import { fork } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
 import { writeHeapSnapshot } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { KubernetesController, type DesiredStateSink } from '../src/k8s/controller.js';
@@ -39,6 +40,8 @@ const POOL = ['10.128.0.0/16'];
  * ~250 MB at +1 s CPU. (Loading @kubernetes/client-node alone is ~120 MB
  * RSS.) Override with BENCH_AGENT_FLAGS="...".
  */
+/** glibc malloc: fewer per-thread arenas (V8's GC threads otherwise each grow one). */
+const AGENT_ENV: Record<string, string> = process.env.BENCH_AGENT_ENV !== undefined ? Object.fromEntries(process.env.BENCH_AGENT_ENV.split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string])) : { MALLOC_ARENA_MAX: '2' };
 const AGENT_NODE_FLAGS = process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(' ').filter(Boolean) : ['--max-semi-space-size=8', '--max-old-space-size=192'];
 
 async function agent(kubeconfigPath: string, services: number): Promise<void> {
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
     }
     const setupS = (Date.now() - tSetup) / 1000;
 
-    const child = fork(fileURLToPath(import.meta.url), ['--agent', server.kubeconfigPath, String(nSvc)], { stdio: 'inherit', execArgv: [...process.execArgv, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_DEBUG ? ['--expose-gc'] : [])] });
+    const child = fork(fileURLToPath(import.meta.url), ['--agent', server.kubeconfigPath, String(nSvc)], { stdio: 'inherit', env: { ...process.env, ...AGENT_ENV }, execArgv: [...process.execArgv, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_DEBUG ? ['--expose-gc'] : [])] });
     const msgs: AgentMsg[] = [];
     let wake: (() => void) | null = null;
     child.on('message', (m: AgentMsg) => {
@@ -141,6 +144,8 @@ async function main(): Promise<void> {
     });
     try {
       const started = (await next('started', 30_000)).at!;
+      const serverCpu0 = process.cpuUsage();
+      const load0 = loadavg()[0]!;
       // In status: poll the server's request counter cheaply, then verify with one list.
       let statusAt = 0;
       const limitMs = 180_000;
@@ -156,6 +161,7 @@ async function main(): Promise<void> {
       }
       if (statusAt === 0) throw new Error('not every Service got an address in status');
       const programmedAt = (await next('programmed', limitMs)).at!;
+      const serverCpu = process.cpuUsage(serverCpu0);
       child.send({ type: 'rss' });
       const rss = await next('rss', process.env.BENCH_HEAPSNAPSHOT ? 300_000 : 10_000);
       child.send({ type: 'stop' });
@@ -174,7 +180,9 @@ async function main(): Promise<void> {
         ['events created', String(server.requestCount('create', 'events'))],
         ['agent CPU time (s)', (rss.detail as { cpuS: number }).cpuS.toFixed(2)],
         ['agent peak RSS (MB)', rss.rssMb!.toFixed(1)],
-        ['agent node flags', AGENT_NODE_FLAGS.join(' ') || '(none)'],
+        ['test API server CPU time (s)', ((serverCpu.user + serverCpu.system) / 1e6).toFixed(2)],
+        ['host load average (1 min) at start / vCPUs', `${load0.toFixed(1)} / ${cpus().length}`],
+        ['agent node flags / env', `${AGENT_NODE_FLAGS.join(' ') || '(none)'} / ${Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}`],
       ];
       const w = Math.max(...rows.map((r) => r[0].length));
       console.log('bench:k8s (test API server in this process, agent in a child process)');
