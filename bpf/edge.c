@@ -8,7 +8,8 @@
  *   single hash lookup, except when it is addressed to the edge's own
  *   address in the SNAT port range (a backend's SNAT reply).
  *   A hit picks the backend — the connection table for packets of known
- *   flows (a SYN skips it: it starts a new flow), otherwise session
+ *   flows (a SYN skips it: it starts a new flow; the flow is inserted with
+ *   its first non-SYN packet, see edge_process), otherwise session
  *   affinity or Maglev over the service's region of edge_ring — and
  *   dispatches: ip-option (DNAT + 8-byte option on SYN/UDP), IPIP, or SNAT.
  *
@@ -164,7 +165,15 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 		return edge_xmit_snat(ctx, xdp, cfg, &p, &ck, be, be_id, svc_id, snat_have, hash,
 				      ifindex);
 
-	if (new_flow) {
+	/* A flow enters the connection table with its first non-SYN packet
+	 * (the handshake's ACK, or a UDP packet), not with its SYN: the SYN is
+	 * steered by Maglev, which is deterministic, so the ACK one RTT later
+	 * picks the same backend and pins it. SYNs thus cost no insert (the
+	 * insert is most of a SYN's cost) and spoofed SYN floods never reach
+	 * the table. The price: a backend-set change inside the handshake's RTT
+	 * can move that one half-open connection, as it can for any flow
+	 * without state (edge restart, ECMP moving the flow to this edge). */
+	if (new_flow && !syn) {
 		if (edge_may_insert(cfg->ct_insert_limit)) {
 			struct edge_ct_val nv = { .backend_id = be_id };
 

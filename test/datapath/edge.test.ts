@@ -430,7 +430,7 @@ test('truncated at every length: no crash, untouched verdicts, never forwarded',
   }
 });
 
-test('conntrack inserts stop at the per-CPU limit (SYN flood); flows still work', (t) => {
+test('SYNs never enter the connection table; first-ACK inserts stop at the per-CPU limit; flows still work', (t) => {
   const dp = openEdge(t, { ctInsertLimit: 5 });
   dp.applyServices([service({ backends: [backend(1), backend(2)] })]);
   const n = 200;
@@ -440,6 +440,11 @@ test('conntrack inserts stop at the per-CPU limit (SYN flood); flows still work'
     t.is(r.retval, XDP_PASS);
     chosen.set(p, parsePacket(r.out).ip.dst);
   }
+  // A SYN flood (spoofed or not) leaves no trace in the table.
+  t.is(dp.map('edge_ct').keys().length, 0);
+  t.is(dp.counters().stats.ct_insert_skipped, 0);
+  // The handshakes' ACKs pin their flows, up to the limit.
+  for (let p = 48000; p < 48000 + n; p++) t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport: p })).out).ip.dst, chosen.get(p)!);
   const inserted = dp.map('edge_ct').keys().length;
   const skipped = dp.counters().stats.ct_insert_skipped;
   t.is(inserted + skipped, n);
