@@ -103,6 +103,8 @@ export class IpAllocator {
   private readonly pools: PoolState[];
   private readonly used = new Map<string, AddressUse>();
   private readonly byKey = new Map<string, Assigned[]>();
+  /** Addresses held under each sharing key (so joining one is not a scan of every address). */
+  private readonly bySharingKey = new Map<string, Set<string>>();
 
   constructor(pools: PoolConfig[]) {
     this.pools = pools.map((config) => {
@@ -218,8 +220,9 @@ export class IpAllocator {
   private joinShared(req: IpRequest, fam: Family | null, auto: PoolState[], taken: Assigned[]): Assigned | null {
     if (req.sharingKey === null) return null;
     const names = new Set(auto.map((p) => p.config.name));
-    for (const [ip, use] of this.used) {
-      if (use.sharingKey !== req.sharingKey || !names.has(use.pool) || taken.some((a) => a.ip === ip)) continue;
+    for (const ip of this.bySharingKey.get(req.sharingKey) ?? []) {
+      const use = this.used.get(ip);
+      if (!use || !names.has(use.pool) || taken.some((a) => a.ip === ip)) continue;
       if (fam !== null && ipToBigInt(ip).family !== fam) continue;
       if (this.clashWith(req, ip) === null) return { ip, pool: use.pool };
     }
@@ -267,6 +270,11 @@ export class IpAllocator {
     if (!use) {
       use = { pool: a.pool, sharingKey: req.sharingKey, users: new Map() };
       this.used.set(a.ip, use);
+      if (req.sharingKey !== null) {
+        let set = this.bySharingKey.get(req.sharingKey);
+        if (!set) this.bySharingKey.set(req.sharingKey, (set = new Set()));
+        set.add(a.ip);
+      }
     }
     use.users.set(req.key, req.ports.map((p) => ({ port: p.port, protocol: p.protocol })));
   }
@@ -277,6 +285,11 @@ export class IpAllocator {
     use.users.delete(key);
     if (use.users.size > 0) return;
     this.used.delete(ip);
+    if (use.sharingKey !== null) {
+      const set = this.bySharingKey.get(use.sharingKey);
+      set?.delete(ip);
+      if (set?.size === 0) this.bySharingKey.delete(use.sharingKey);
+    }
     const pool = this.pools.find((p) => p.config.name === use.pool);
     if (!pool) return;
     const { family, value } = ipToBigInt(ip);
