@@ -38,8 +38,10 @@ export function edgeConfig(plan: LabPlan, edge: EdgePlan, opts: LabOptions, path
     kubernetes: {
       kubeconfig: paths.kubeconfig,
       loadBalancerClass: 'edgelb.io/dsr',
-      // `kubectl create service loadbalancer` (1.20) cannot set a class.
-      defaultClass: true,
+      // Only services of our class: `edgelb node run` (the nodes' agent) has
+      // no default-class switch, so an edge taking class-less services would
+      // announce VIPs the nodes then refuse (verifyVip) — nothing would answer.
+      defaultClass: false,
       leaseName: 'edgelb-ipam',
       leaseNamespace: 'kube-system',
       leaseDurationSeconds: 5,
