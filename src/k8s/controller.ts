@@ -74,6 +74,10 @@ export interface ControllerStatus {
   /** Services edgelb handles. */
   services: number;
   frontends: number;
+  /** Backends summed over frontends (a pod serving two ports counts twice). */
+  endpoints: number;
+  /** Distinct addresses in use per pool (from allocations or status). */
+  pools: { pool: string; used: number }[];
   vips: number;
   /** Services waiting for an address (refused, exhausted...). */
   unallocated: number;
@@ -95,6 +99,7 @@ interface SvcState {
   /** frontendKey → digest of the entry's JSON as last given to the sink (the sink keeps the objects). */
   entries: Map<string, string>;
   nodes: string[];
+  backends: number;
   failure: { reason: FailureReason; message: string } | null;
   advertised: boolean;
 }
@@ -305,7 +310,17 @@ export class KubernetesController {
     const informers = { services: this.services.stats(), endpointslices: this.slices.stats(), nodes: this.nodes.stats() };
     const all = Object.values(informers);
     let frontends = 0;
-    for (const s of this.state.values()) frontends += s.entries.size;
+    let endpoints = 0;
+    const inUse = new Map<string, Set<string>>();
+    for (const s of this.state.values()) {
+      frontends += s.entries.size;
+      endpoints += s.backends;
+      for (const a of s.addresses) {
+        let set = inUse.get(a.pool);
+        if (!set) inUse.set(a.pool, (set = new Set()));
+        set.add(a.ip);
+      }
+    }
     return {
       connected: all.every((s) => s.connected),
       synced: all.every((s) => s.synced),
@@ -316,6 +331,8 @@ export class KubernetesController {
       informers,
       services: this.state.size,
       frontends,
+      endpoints,
+      pools: this.o.config.pools.map((p) => ({ pool: p.name, used: inUse.get(p.name)?.size ?? 0 })),
       vips: this.lastVips.length,
       unallocated: this.unallocated.size,
       advertisingEdges: this.presence.edges(),
@@ -608,7 +625,8 @@ export class KubernetesController {
     const { list, ready, problems, entries, nodes, conflict } = this.entriesOf(key, svc, addresses);
     if (conflict) this.conflicted.add(key);
     else this.conflicted.delete(key);
-    const st: SvcState = { addresses, ready, entries, nodes, failure, advertised: prev?.advertised ?? false };
+    const backends = list.reduce((n, ds) => n + ds.backends.length, 0);
+    const st: SvcState = { addresses, ready, entries, nodes, backends, failure, advertised: prev?.advertised ?? false };
     if (this.status_) this.report(svc, st, prev, problems);
     return { st, list };
   }

@@ -216,6 +216,7 @@ test('endpoint churn touches only that Service; VIPs are not re-sent', async (t)
   await c.start();
   await waitFor('two VIPs', () => sink.vips.length === 2);
   await c.settle();
+  t.like(c.status(), { services: 2, frontends: 2, endpoints: 2, pools: [{ pool: 'pool0', used: 2 }] });
   sink.clearLog();
   // Rolling update of a: new pod ready, old one terminating but serving.
   server.update({
