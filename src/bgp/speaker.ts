@@ -63,7 +63,8 @@ export interface SpeakerStatus {
   vips: number;
   announced: number;
   peers: PeerStatus[];
-  bfd: { running: boolean; healthy: boolean } | null;
+  /** null when no peer uses BFD. `sessions`: bfdd's view per peer ('up', 'down', 'init', 'shutdown'…). */
+  bfd: { running: boolean; healthy: boolean; sessions: { peer: string; status: string }[] } | null;
   lastError: string | null;
 }
 
@@ -258,9 +259,22 @@ export class BgpSpeaker {
       vips: this.vips?.length ?? 0,
       announced: this.announced,
       peers,
-      bfd: this.bfdd ? { running: this.bfdd.running(), healthy: this.bfdd.healthy } : null,
+      bfd: this.bfdd ? await this.bfdStatus(this.bfdd) : null,
       lastError: this.lastError,
     };
+  }
+
+  private async bfdStatus(b: BfddSupervisor): Promise<NonNullable<SpeakerStatus['bfd']>> {
+    const running = b.running();
+    let sessions: { peer: string; status: string }[] = [];
+    if (running) {
+      try {
+        sessions = (await b.sessions()).map((x) => ({ peer: x.peer, status: x.status }));
+      } catch (e) {
+        this.lastError = `bfdd: ${(e as Error).message}`;
+      }
+    }
+    return { running, healthy: b.healthy, sessions };
   }
 
   /** Compare each established peer's adjacency-out with what it should get; repair by a soft reset out. */
