@@ -72,14 +72,12 @@ export class KubernetesAgentPart implements KubernetesPart {
   view(): AgentStatus['kubernetes'] {
     if (!this.controller) return { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0 };
     const s = this.controller.status();
-    let endpoints = 0;
-    for (const d of this.controller.desiredState().services) endpoints += d.backends.length;
-    return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints };
+    return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints: s.endpoints };
   }
 
   poolUsage(): { pool: string; used: number; size: number }[] {
     const used = new Map<string, number>();
-    for (const v of this.controller?.desiredState().vips ?? []) used.set(v.pool, (used.get(v.pool) ?? 0) + 1);
+    for (const p of this.controller?.status().pools ?? []) used.set(p.pool, p.used);
     return this.config.pools.map((p) => ({ pool: p.name, used: used.get(p.name) ?? 0, size: poolSize(p.cidrs) }));
   }
 }
