@@ -249,3 +249,24 @@ test.serial('an operator drain (persist) survives an agent restart until undrain
   await s.undrain();
   t.is((await waitGateways(lab, VIP, [e0!.address, e1!.address], 5000)).length, 2);
 });
+
+test.serial('drift is repaired: a path deleted behind our back and a broken export assignment', async (t) => {
+  const { lab } = t.context;
+  const e0 = lab.edges[0]!;
+  const sp = e0.speaker!;
+  const both = [e0.address, lab.edges[1]!.address];
+  t.is((await waitGateways(lab, VIP, both, 5000)).length, 2);
+  // Someone withdraws our VIP directly in gobgpd: the next reconcile round re-adds it.
+  const inRib = async () => (await sp.client.listPath('GLOBAL', FAMILY_V4)).some((d) => d.prefix === VIP);
+  const rib = await sp.client.listPath('GLOBAL', FAMILY_V4);
+  await sp.client.deletePath({ path: rib.find((d) => d.prefix === VIP)!.paths[0]! });
+  t.false(await inRib(), 'gone from gobgpd');
+  t.true(await waitFor(inRib, 5000, 20), 're-added by the reconcile loop');
+  t.is((await waitGateways(lab, VIP, both, 5000)).length, 2, 'and back at the router');
+  // Someone detaches our export policy: adj-out no longer matches; checkAdjOut reports and repairs it.
+  await sp.client.setPolicyAssignment({ name: 'global', direction: 'EXPORT', policies: [], default_action: 'REJECT' });
+  const found = await sp.checkAdjOut(true);
+  t.deepEqual(found.map((m) => [m.peer, m.missing]), [[lab.routerAddress, [VIP]]]);
+  t.deepEqual(await sp.checkAdjOut(false), [], 'repaired');
+  t.is((await waitGateways(lab, VIP, both, 5000)).length, 2);
+});
