@@ -91,6 +91,9 @@ test.serial('agent restart on an edge under load: zero failed requests, its rout
 test.serial('rolling update: pods replaced gracefully under load, zero failed requests', async (t) => {
   const lab = need(t, h);
   const old = allEndpoints(lab.plan);
+  const t0 = Date.now();
+  const marks: string[] = [];
+  const mark = (what: string): void => void marks.push(`${Date.now() - t0} ms ${what}`);
   const load = lab.load({ kind: 'http', target: vip, port: 80, durationMs: 10000, concurrency: 4, timeoutMs: 2000 });
   await sleep(1000);
   // New pods come up (one per node), become ready; the old ones turn terminating, then go.
@@ -100,17 +103,22 @@ test.serial('rolling update: pods replaced gracefully under load, zero failed re
     const pod = await lab.addPod(n.name, `echo-${n.name.slice(4)}new`, `${base}.20`);
     fresh.push({ pod, node: n.name });
   }
+  mark('new pods serving');
   await lab.setEndpoints(svc, [...old, ...fresh]);
+  mark('slice: old + new ready');
   await sleep(1000);
   await lab.setEndpoints(svc, [...old.map((e) => ({ ...e, state: 'terminating' as const })), ...fresh]);
+  mark('slice: old terminating');
   await sleep(1500);
   await lab.setEndpoints(svc, fresh);
+  mark('slice: new only');
   // The kubelet's grace: endpoints removal propagates before the container gets SIGTERM.
   await sleep(1500);
   await Promise.all(old.map((e) => lab.stopPod(e.pod.name)));
+  mark('old pods stopped (SIGTERM, graceful)');
   const r = await load;
-  t.log(`rolling update: ${summary(r)}`);
-  t.is(r.failed, 0, summary(r));
+  t.log(`rolling update: ${marks.join('; ')}; ${summary(r)} (a failure's time is when it failed; a timeout started ${2000} ms earlier)`);
+  t.is(r.failed, 0, `${summary(r)}; steps: ${marks.join('; ')}`);
   const after = await lab.load({ kind: 'http', target: vip, port: 80, count: 40, concurrency: 2 });
   t.deepEqual(Object.keys(after.pods).sort(), fresh.map((f) => f.pod.name).sort(), `after the update only new pods answer: ${summary(after)}`);
 });
