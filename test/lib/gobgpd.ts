@@ -4,14 +4,14 @@
 //   edge i: eth0 10.<net>.0.<10+i>/24 ── veth ── br0 (router ns) 10.<net>.0.1/24
 //
 // Reused by the BGP tests, the benchmark and (later) the end-to-end lab.
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BgpConfig, PeerConfig } from '../../src/config/types.js';
 import { BgpSpeaker, type SpeakerConfig, type SpeakerOptions } from '../../src/bgp/speaker.js';
 import { DEFAULT_PROTO_DIR } from '../../src/bgp/gobgp-client.js';
 import { GobgpdProcess, killAndWait, pidAlive } from '../../src/bgp/gobgpd-process.js';
-import { addAddress, addBridge, Cleanup, createNetns, nsWrap, setMaster, sysctl, uniqueId, vethPair } from './netns.js';
+import { addAddress, addBridge, Cleanup, createNetns, deleteNetns, nsWrap, run, setMaster, sysctl, uniqueId, vethPair } from './netns.js';
 import { FrrRouter, type FrrNeighbor } from './frr.js';
 
 export const ROUTER_ASN = 65000;
@@ -101,7 +101,45 @@ async function killNsProcesses(ns: string): Promise<void> {
   }
 }
 
+const LAB_DIR_RE = /^edgelb-bgp-([0-9a-f]{6})-/;
+
+/**
+ * Remove labs of this harness whose owning process died without tearing them
+ * down (killed test runner): their namespaces (`elb<id>r`, `elb<id>e<n>`),
+ * the processes inside them, and their temp dir. Labs whose owner is alive
+ * are left alone, so parallel runs are safe.
+ */
+export async function reapStaleBgpLabs(): Promise<string[]> {
+  const reaped: string[] = [];
+  for (const name of readdirSync(tmpdir())) {
+    const m = LAB_DIR_RE.exec(name);
+    if (!m) continue;
+    const dir = join(tmpdir(), name);
+    let owner: number;
+    try {
+      owner = Number(readFileSync(join(dir, 'owner.pid'), 'utf8').trim());
+    } catch {
+      continue; // not fully created yet, or not ours to judge
+    }
+    if (owner > 0 && pidAlive(owner)) continue;
+    const id = m[1]!;
+    const { stdout } = await run(['ip', 'netns', 'list']);
+    const names = stdout
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter((n) => n === `elb${id}r` || new RegExp(`^elb${id}e[0-9]+$`).test(n));
+    for (const ns of names) {
+      await killNsProcesses(ns);
+      await deleteNetns(ns);
+    }
+    rmSync(dir, { recursive: true, force: true });
+    reaped.push(id);
+  }
+  return reaped;
+}
+
 export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: string[] } = {}): Promise<BgpLab> {
+  await reapStaleBgpLabs();
   const id = uniqueId();
   const net = 100 + (parseInt(id.slice(0, 2), 16) % 100);
   const cleanup = new Cleanup();
@@ -109,6 +147,7 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: str
   cleanup.add('temp dir', () => rmSync(dir, { recursive: true, force: true }));
   // FRR daemons drop to user frr and must reach their run dirs below this one.
   chmodSync(dir, 0o755);
+  writeFileSync(join(dir, 'owner.pid'), `${process.pid}\n`);
   try {
     const routerNs = await createNetns(`elb${id}r`, cleanup);
     cleanup.add('router ns processes', () => killNsProcesses(routerNs));
