@@ -16,7 +16,7 @@ export function echoLine(pod: string, address: string | undefined, port: number 
 
 /** Parses an echo answer; null when it is not one. */
 export function parseEcho(text: string): { pod: string; client: string; port: number } | null {
-  const m = /^pod=(\S+) client=(\S+) port=(\d+)$/.exec(text.trim());
+  const m = /^pod=(\S+) client=(\S+) port=(\d+)$/.exec((text.split('\n')[0] ?? '').trim());
   return m ? { pod: m[1]!, client: m[2]!, port: Number(m[3]) } : null;
 }
 
@@ -30,9 +30,13 @@ export async function startEcho(name: string, httpPort: number, udpPort: number,
     // Drain the body, then answer; `?sleep=MS` holds the answer (long requests in tests).
     req.resume();
     req.on('end', () => {
-      const sleep = Math.min(Number(new URL(req.url ?? '/', 'http://x').searchParams.get('sleep') ?? 0) || 0, 60_000);
+      const q = new URL(req.url ?? '/', 'http://x').searchParams;
+      const sleep = Math.min(Number(q.get('sleep') ?? 0) || 0, 60_000);
+      // `?size=N` pads the answer to N more bytes: replies bigger than one
+      // segment (GSO/TSO, page fragments) must be rewritten to the VIP too.
+      const pad = Math.min(Number(q.get('size') ?? 0) || 0, 4 * 1024 * 1024);
       setTimeout(() => {
-        const body = echoLine(name, req.socket.remoteAddress, req.socket.remotePort);
+        const body = echoLine(name, req.socket.remoteAddress, req.socket.remotePort) + (pad > 0 ? `${'x'.repeat(pad - 1)}\n` : '');
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
         res.end(body);
       }, sleep);

@@ -225,6 +225,7 @@ export class Lab {
     opt('--connections', o.connections);
     opt('--interval-ms', o.intervalMs);
     opt('--timeout-ms', o.timeoutMs);
+    opt('--path', o.path);
     const limit = Math.min(o.durationMs ?? 600_000, 600_000) + 30_000;
     return run(['nsenter', `--net=/run/netns/${this.plan.client.ns}`, '--', node, dist('src/lab/load-main.js'), ...args], { timeoutMs: limit }).then(
       (r) => JSON.parse(r.stdout) as LoadResult,
@@ -246,7 +247,6 @@ export class Lab {
     await addAddress(pod.ns, 'eth0', `${ip}/24`);
     await nsRun(pod.ns, ['ip', 'route', 'add', 'default', 'via', n.gateway]);
     await txChecksumOff(pod.ns, 'eth0');
-    await nsRun(pod.ns, ['ethtool', '-K', 'eth0', 'sg', 'off']);
     const proc = spawnInNs(`pod-${podName}`, pod.ns, [node, dist('src/lab/echo-main.js'), '--name', podName, '--http', String(this.plan.ports.http), '--udp', String(this.plan.ports.udp)], join(this.state.dir, `${podName}.log`));
     this.state.processes.push(proc);
     this.save();
@@ -430,9 +430,7 @@ export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}):
     phase: 'building',
     problems: [],
     owner: { pid: process.pid, kind: options.ownerKind },
-    workarounds: [
-      'pods: ethtool -K eth0 sg off — node.c rewrites replies only when the whole packet is linear (parse.h checks the IP total length against the pulled window)',
-    ],
+    workarounds: [],
   };
   const lab = new Lab(state);
   mkdirSync(dir, { recursive: true });
@@ -527,12 +525,6 @@ async function buildNetwork(lab: Lab): Promise<void> {
       await addAddress(pod.ns, 'eth0', `${pod.ip}/24`);
       await nsRun(pod.ns, ['ip', 'route', 'add', 'default', 'via', n.gateway]);
       await txChecksumOff(pod.ns, 'eth0');
-      // WORKAROUND (reported): the node program's parser needs the whole IP
-      // packet in the skb's linear area (parse.h checks tot_len against
-      // data_end; node.c pulls only 160 bytes), so a pod reply whose payload
-      // sits in page fragments is not rewritten to the VIP. Without
-      // scatter-gather the pods' TCP stack builds linear packets.
-      await nsRun(pod.ns, ['ethtool', '-K', 'eth0', 'sg', 'off']);
     }
   }
   // Permanent neighbours where the XDP program looks next hops up

@@ -9,7 +9,7 @@ const { values } = parseArgs({
   options: {
     kind: { type: 'string' }, target: { type: 'string' }, port: { type: 'string' }, bind: { type: 'string' },
     'duration-ms': { type: 'string' }, count: { type: 'string' }, concurrency: { type: 'string' },
-    connections: { type: 'string' }, 'interval-ms': { type: 'string' }, 'timeout-ms': { type: 'string' },
+    connections: { type: 'string' }, 'interval-ms': { type: 'string' }, 'timeout-ms': { type: 'string' }, path: { type: 'string' },
   },
 });
 const num = (k: keyof typeof values): number | undefined => {
@@ -31,6 +31,7 @@ const set = <K extends keyof LoadOptions>(k: K, v: LoadOptions[K] | undefined): 
   if (v !== undefined) opts[k] = v;
 };
 set('bind', values.bind);
+set('path', values.path);
 set('durationMs', num('duration-ms'));
 set('count', num('count'));
 set('concurrency', num('concurrency'));

@@ -24,6 +24,8 @@ export interface LoadOptions {
   connections?: number;
   intervalMs?: number;
   timeoutMs?: number;
+  /** HTTP path (e.g. `/?size=100000` for big answers). */
+  path?: string;
 }
 
 export interface LoadFailure {
@@ -112,7 +114,7 @@ async function httpLoad(o: LoadOptions): Promise<LoadResult> {
     while (Date.now() < b.until && t.sent < b.count) {
       t.sent++;
       try {
-        const body = await httpGet(o, false);
+        const body = await httpGet(o, false, o.path);
         if (!t.answer(body)) t.fail(`not an echo answer: ${body.slice(0, 60)}`);
       } catch (e) {
         t.fail((e as Error).message);
@@ -138,7 +140,7 @@ async function keepLoad(o: LoadOptions): Promise<LoadResult> {
       while (Date.now() < b.until && t.sent < b.count) {
         t.sent++;
         try {
-          const body = await httpGet(o, agent);
+          const body = await httpGet(o, agent, o.path);
           const e = parseEcho(body);
           if (!t.answer(body) || !e) t.fail(`not an echo answer: ${body.slice(0, 60)}`, i);
           else {

@@ -34,10 +34,13 @@ for (const dispatch of ['ip-option', 'ipip'] as const) {
     const requests = await captureEdges(lab, h!.dir, `dst host ${vip}`, `${name}-requests`);
     const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 200, concurrency: 4, timeoutMs: 2000 });
     const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 200, concurrency: 2, timeoutMs: 1000 });
+    // 200 kB answers: many segments, GSO and page fragments on the node's egress.
+    const big = await lab.load({ kind: 'http', target: vip, port: 80, count: 20, concurrency: 2, timeoutMs: 5000, path: '/?size=200000' });
     const replyCounts = await stopAll(replies);
     const requestCounts = await stopAll(requests);
     t.is(tcp.failed, 0, summary(tcp));
     t.is(udp.failed, 0, summary(udp));
+    t.is(big.failed, 0, `200 kB answers: ${summary(big)}`);
     // Every TCP connection completed, so every SYN-ACK came from VIP:80 (the client resets anything else).
     t.is(tcp.ok, 200, summary(tcp));
     t.is(udp.wrongSource, 0, `UDP answers from an address other than ${vip}: ${summary(udp)}`);

@@ -68,6 +68,7 @@ test('manifests: class, affinity, ranges; terminating endpoints are serving but 
 test('echo answers round-trip; anything else is not an answer', (t) => {
   t.deepEqual(parseEcho(echoLine('echo-1a', '::ffff:172.16.0.10', 4242)), { pod: 'echo-1a', client: '172.16.0.10', port: 4242 });
   t.is(parseEcho('HTTP/1.1 502 Bad Gateway'), null);
+  t.is(parseEcho(`${echoLine('p', '1.2.3.4', 1)}xxxx\n`)?.pod, 'p', 'padding after the first line is ignored');
   t.is(parseEcho(''), null);
 });
 
