@@ -497,6 +497,7 @@ async function buildNetwork(lab: Lab): Promise<void> {
   for (const n of p.nodes) await nsRun(p.router.ns, ['ip', 'route', 'add', n.podCidr, 'via', n.address]);
   // Mgmt: the API server's bridge, reached by the edges over mgmt0.
   await addBridge(p.mgmt.ns, p.mgmt.bridge, `${p.mgmt.address}/24`);
+  await nsRun(p.mgmt.ns, ['ip', 'link', 'set', 'dev', p.mgmt.bridge, 'address', '02:00:0a:ff:00:01']);
   // Edges.
   for (const e of p.edges) {
     await fabricPort(e.ns, e.uplink, e.fabricPort, `${e.address}/24`);
@@ -519,6 +520,11 @@ async function buildNetwork(lab: Lab): Promise<void> {
     await nsRun(n.ns, ['ip', 'route', 'add', 'default', 'via', p.router.address]);
     for (const [k, v] of [['net.ipv4.ip_forward', '1'], ['net.ipv4.conf.all.rp_filter', '0'], ['net.ipv4.conf.default.rp_filter', '0'], [`net.ipv4.conf.${n.ifname}.rp_filter`, '0']]) await sysctl(n.ns, k!, v!);
     await addBridge(n.ns, n.bridge, `${n.gateway}/24`);
+    // A bridge without an address of its own takes the lowest port MAC and
+    // changes it when a pod joins with a lower one; the pods' ARP entry for
+    // their gateway then points nowhere and replies are lost until it ages
+    // out. Kubelet-style CNIs pin it; so do we.
+    await nsRun(n.ns, ['ip', 'link', 'set', 'dev', n.bridge, 'address', `02:00:0a:f4:${n.name.slice(4).padStart(2, '0')}:01`]);
     for (const pod of n.pods) {
       await vethPair(pod.ns, 'eth0', n.ns, pod.hostIf);
       await setMaster(n.ns, pod.hostIf, n.bridge);
