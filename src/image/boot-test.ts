@@ -22,16 +22,18 @@ export const READY_RE = /EDGELB READY node=(\S+) peers=(\d+) config=([0-9a-f]{12
 export const TEST_CONFIG = `# edgelb boot test
 node:
   name: boot-test
-  routerId: 192.0.2.10
+  routerId: 10.0.2.15
   asn: 64512
   uplink: enp0s5
 bgp:
+  # On QEMU's user network (10.0.2.0/24, DHCP from QEMU itself, restrict=on):
+  # routable from the guest, but nothing answers and nothing leaves QEMU.
   peers:
-    - address: 192.0.2.1
+    - address: 10.0.2.101
       asn: 64500
       bfd:
         enabled: true
-    - address: 192.0.2.2
+    - address: 10.0.2.102
       asn: 64501
 pools:
   - name: default
@@ -42,7 +44,7 @@ metrics:
   listen: 127.0.0.1:9472
 firewall:
   enabled: true
-  sshFrom: [192.0.2.0/24]
+  sshFrom: [10.0.2.0/24]
 `;
 
 export const INVALID_CONFIG = `node:
@@ -61,10 +63,11 @@ bgp:
  * prints what runs to the console as "EDGELB-TEST ..." lines.
  */
 const REPORT_SCRIPT = `
-for i in $(seq 1 240); do
+# Cheap polling: under TCG every spawned process is expensive.
+for i in $(seq 1 100); do
+  sleep 3
   if systemctl -q is-failed edgelb-config.service; then break; fi
-  if journalctl -q -b -u edgelb.service -o cat 2>/dev/null | grep -q "EDGELB READY"; then break; fi
-  sleep 0.5
+  if journalctl -q -b -u edgelb.service -o cat 2>/dev/null | grep -q "EDGELB READY"; then sleep 2; break; fi
 done
 echo "EDGELB-TEST units config=$(systemctl is-active edgelb-config) firewall=$(systemctl is-active edgelb-firewall) edgelb=$(systemctl is-active edgelb) gobgpd=$(systemctl is-active gobgpd) bfdd=$(systemctl is-active edgelb-bfdd)"
 echo "EDGELB-TEST edgelb-cmd $(systemctl show -p MainPID --value edgelb | xargs -r -I{} cat /proc/{}/cmdline 2>/dev/null | tr '\\0' ' ')"
@@ -83,7 +86,7 @@ export function reportCredentials(): Credential[] {
   const unit = [
     '[Unit]', 'Description=edgelb boot test report',
     'After=edgelb-config.service edgelb-firewall.service edgelb.service gobgpd.service',
-    '[Service]', 'Type=oneshot', 'StandardOutput=tty', 'TTYPath=/dev/ttyS0',
+    '[Service]', 'Type=oneshot', 'StandardOutput=journal+console', 'StandardError=journal+console',
     // base64 keeps the script clear of systemd's $VAR and %-specifier expansion.
     `ExecStart=/bin/sh -c 'echo ${Buffer.from(REPORT_SCRIPT).toString('base64')} | base64 -d | sh'`,
     '',

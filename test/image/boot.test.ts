@@ -59,7 +59,7 @@ if (skip) {
     t.regex(rep('units'), /config=active firewall=active edgelb=active gobgpd=active/);
     t.regex(rep('edgelb-cmd'), /edgelb\/dist\/src\/cli\/main\.js run --config \/run\/edgelb\/edgelb\.yaml/);
     t.regex(rep('gobgp-global'), /AS:\s+64512/, 'gobgpd runs with the config\'s ASN (set by the agent)');
-    t.regex(rep('gobgp-global'), /192\.0\.2\.10/, 'gobgpd runs with the config\'s router ID');
+    t.regex(rep('gobgp-global'), /10\.0\.2\.15/, 'gobgpd runs with the config\'s router ID');
     t.regex(rep('nft-table'), /inet edgelb_host/, 'host firewall loaded');
     t.regex(rep('root'), /^erofs ro state=ext4/, 'read-only erofs root, ext4 state partition');
 
