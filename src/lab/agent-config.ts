@@ -14,7 +14,7 @@ export interface EdgePaths {
 }
 
 export function edgeConfig(plan: LabPlan, edge: EdgePlan, opts: LabOptions, paths: EdgePaths): Record<string, unknown> {
-  const bfd = { enabled: opts.bfd, minRxMs: 100, minTxMs: 100, multiplier: 3 };
+  const bfd = { enabled: opts.bfd, ...opts.bfdTimers };
   return {
     node: { name: edge.name, routerId: edge.address, asn: edge.asn, uplink: edge.uplink, address: edge.address },
     bgp: {

@@ -549,7 +549,7 @@ async function buildNetwork(lab: Lab): Promise<void> {
 
 async function startRouter(lab: Lab): Promise<void> {
   const p = lab.plan;
-  const bfd = lab.state.options.bfd ? { minRxMs: 100, minTxMs: 100, multiplier: 3 } : undefined;
+  const bfd = lab.state.options.bfd ? { ...lab.state.options.bfdTimers } : undefined;
   const neighbors: FrrNeighbor[] = p.edges.map((e) => ({ address: e.address, asn: e.asn, holdTime: 9, keepalive: 3, ...(bfd ? { bfd } : {}) }));
   const r = new FrrRouter(p.router.ns, lab.state.frrDir, { hostname: 'router', asn: p.router.asn, routerId: p.router.address, neighbors });
   await r.start();

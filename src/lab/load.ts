@@ -33,6 +33,8 @@ export interface LoadFailure {
   t: number;
   error: string;
   conn?: number;
+  /** The client's source port of the failed TCP connection (to find it in a capture). */
+  localPort?: number;
 }
 
 export interface LoadResult {
@@ -73,9 +75,11 @@ class Tally {
     return true;
   }
 
-  fail(error: string, conn?: number): void {
+  fail(error: string, conn?: number, localPort?: number): void {
     this.failed++;
-    if (this.failures.length < MAX_FAILURES_KEPT) this.failures.push({ t: Date.now() - this.start, error, ...(conn !== undefined ? { conn } : {}) });
+    if (this.failures.length < MAX_FAILURES_KEPT) {
+      this.failures.push({ t: Date.now() - this.start, error, ...(conn !== undefined ? { conn } : {}), ...(localPort ? { localPort } : {}) });
+    }
   }
 
   result(kind: LoadOptions['kind']): LoadResult {
@@ -89,8 +93,19 @@ function bounds(o: LoadOptions): { until: number; count: number } {
   return { until: Date.now() + Math.min(o.durationMs ?? 600_000, 600_000), count: o.count ?? Number.MAX_SAFE_INTEGER };
 }
 
+class HttpError extends Error {
+  constructor(
+    message: string,
+    readonly localPort: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
 function httpGet(o: LoadOptions, agent: Agent | false, path = '/'): Promise<string> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve, reject0) => {
+    let localPort: number | undefined;
+    const reject = (e: Error): void => reject0(new HttpError(e.message, localPort));
     const req = request(
       { host: o.target, port: o.port, path, agent, timeout: o.timeoutMs ?? 2000, ...(o.bind ? { localAddress: o.bind } : {}) },
       (res) => {
@@ -101,6 +116,7 @@ function httpGet(o: LoadOptions, agent: Agent | false, path = '/'): Promise<stri
         res.on('error', reject);
       },
     );
+    req.on('socket', (sock) => sock.once('connect', () => (localPort = sock.localPort)));
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
     req.end();
@@ -117,7 +133,7 @@ async function httpLoad(o: LoadOptions): Promise<LoadResult> {
         const body = await httpGet(o, false, o.path);
         if (!t.answer(body)) t.fail(`not an echo answer: ${body.slice(0, 60)}`);
       } catch (e) {
-        t.fail((e as Error).message);
+        t.fail((e as Error).message, undefined, (e as HttpError).localPort);
         // A failed connect can return at once; do not spin.
         await new Promise((r) => setTimeout(r, 20));
       }

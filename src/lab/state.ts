@@ -64,6 +64,12 @@ export interface LabOptions {
   ownerKind: 'cli' | 'test' | 'demo';
   /** Who runs the node side: `edgelb` = the product's `edgelb node run`; `lab` = the lab's own attach + local-service sync. */
   nodeAgent: 'edgelb' | 'lab';
+  /**
+   * BFD timers on both ends. 150 ms × 5 detects a dead edge in 750 ms and
+   * rides out the scheduling stalls of a busy 2-vCPU test machine, where
+   * 100 ms × 3 flapped sessions (and withdrew routes) under load.
+   */
+  bfdTimers: { minRxMs: number; minTxMs: number; multiplier: number };
   /** Seconds between path probes (dispatch: auto). */
   probeIntervalSeconds: number;
 }
@@ -79,6 +85,7 @@ export const DEFAULT_OPTIONS: LabOptions = {
   ownerKind: 'cli',
   nodeAgent: 'edgelb',
   probeIntervalSeconds: 1,
+  bfdTimers: { minRxMs: 150, minTxMs: 150, multiplier: 5 },
 };
 
 export function statePath(prefix: string): string {
