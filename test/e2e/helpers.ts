@@ -1,11 +1,13 @@
 // Shared pieces of the end-to-end tests: one lab per test file, always torn
 // down; captures on the fabric side of the edges' uplinks.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { Lab, labDown, labUp, removeOrphanLabs, type UpOptions } from '../../src/lab/lab.js';
 import { startCapture, type Capture } from '../../src/lab/capture.js';
+import { STATE_DIR } from '../../src/lab/state.js';
+import { alive } from '../../src/lab/procs.js';
 import type { LoadResult } from '../../src/lab/load.js';
 
 export interface LabHolder {
@@ -14,9 +16,50 @@ export interface LabHolder {
   dir: string;
 }
 
+// One e2e lab at a time: ava runs test files in parallel, and two labs (plus
+// their load) on 2 vCPUs starve BFD and the veth queues enough to lose
+// packets — the tests would then measure the machine, not edgelb.
+const LOCK = join(STATE_DIR, '.e2e-lock');
+
+async function acquireLock(timeoutMs = 12 * 60_000): Promise<void> {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(join(LOCK, 'pid'), String(process.pid));
+      return;
+    } catch {
+      // Held: by a live process, wait; by a dead one, take it over.
+      let owner = 0;
+      try {
+        owner = Number(readFileSync(join(LOCK, 'pid'), 'utf8'));
+      } catch {
+        /* being created */
+      }
+      if (owner > 0 && !alive(owner)) rmSync(LOCK, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`e2e lock ${LOCK} still held by pid ${owner} after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+function releaseLock(): void {
+  try {
+    if (Number(readFileSync(join(LOCK, 'pid'), 'utf8')) === process.pid) rmSync(LOCK, { recursive: true, force: true });
+  } catch {
+    /* not ours or gone */
+  }
+}
+
 export async function bringUp(opts: UpOptions = {}): Promise<LabHolder> {
   const dir = mkdtempSync(join(tmpdir(), 'edgelb-e2e-'));
   chmodSync(dir, 0o755);
+  try {
+    await acquireLock();
+  } catch (e) {
+    return { lab: null, error: e as Error, dir };
+  }
   try {
     await removeOrphanLabs();
     const lab = await labUp({ agentTimeoutSeconds: 60, ownerKind: 'test', ...opts });
@@ -28,9 +71,13 @@ export async function bringUp(opts: UpOptions = {}): Promise<LabHolder> {
 }
 
 export async function tearDown(h: LabHolder | undefined): Promise<void> {
-  if (!h) return;
-  if (h.lab) await labDown(h.lab.prefix);
-  rmSync(h.dir, { recursive: true, force: true });
+  try {
+    if (!h) return;
+    if (h.lab) await labDown(h.lab.prefix);
+    rmSync(h.dir, { recursive: true, force: true });
+  } finally {
+    releaseLock();
+  }
 }
 
 /** The lab, or fail the test with the reason it is missing. */
