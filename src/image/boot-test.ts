@@ -77,6 +77,10 @@ echo "EDGELB-TEST gobgp-global $(gobgp --target unix:///run/edgelb/gobgp.sock gl
 echo "EDGELB-TEST gobgp-neighbors $(gobgp --target unix:///run/edgelb/gobgp.sock neighbor 2>&1 | tail -n +2 | awk '{print $1}' | tr '\\n' ' ')"
 echo "EDGELB-TEST nft-table $(nft list tables 2>&1 | tr '\\n' ' ')"
 echo "EDGELB-TEST root $(findmnt -no FSTYPE,OPTIONS / | cut -d, -f1) state=$(findmnt -no FSTYPE /var/lib/edgelb)"
+echo "EDGELB-TEST slot $(sed -n 's/.*root=PARTLABEL=edgelb-root-\\([ab]\\).*/\\1/p' /proc/cmdline)"
+echo "EDGELB-TEST bless $(systemctl is-active systemd-bless-boot.service) check=$(systemctl is-active edgelb-boot-check.service)"
+echo "EDGELB-TEST esp-entries $(ls /efi/loader/entries 2>&1 | tr '\\n' ' ')"
+sync
 echo "EDGELB-TEST boot-time $(systemd-analyze time 2>&1 | head -n1)"
 systemd-analyze blame 2>/dev/null | head -n 8 | while read -r l; do echo "EDGELB-TEST blame $l"; done
 echo "EDGELB-TEST END"
@@ -125,17 +129,20 @@ export interface BootOutcome {
 
 export interface BootRun {
   image: string;
-  config: string;
+  /** Injected as the systemd credential edgelb.yaml; null: none (config from EDGELB-CFG). */
+  config: string | null;
   /** Where to keep the serial log. */
   serialLog: string;
   /** Wait this long for READY (valid) or the report (invalid). */
   timeoutMs?: number;
+  /** Boot the image file itself, keeping writes (upgrade test on a copy). */
+  writable?: boolean;
   expectReady: boolean;
 }
 
 export async function bootWithConfig(r: BootRun): Promise<BootOutcome> {
   rmSync(r.serialLog, { force: true });
-  const vm = bootVm({ image: r.image, serialLog: r.serialLog, credentials: [{ name: 'edgelb.yaml', value: r.config }, ...reportCredentials()] });
+  const vm = bootVm({ image: r.image, serialLog: r.serialLog, writable: r.writable, credentials: [...(r.config === null ? [] : [{ name: 'edgelb.yaml', value: r.config }]), ...reportCredentials()] });
   const t0 = Date.now();
   const tail = new LogTail(r.serialLog);
   try {

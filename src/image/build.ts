@@ -14,7 +14,7 @@
 // edgelb.json (version, layout, sizes, build time). Needs root.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, copyFileSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, copyFileSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureTools, HOST_TOOLS, progress, run } from './exec.js';
@@ -33,6 +33,8 @@ const MIRROR = 'http://deb.debian.org/debian';
 
 export interface ImageManifest {
   version: string;
+  /** sha256 over everything the build puts in besides the Debian base (see fingerprint()). */
+  fingerprint: string;
   built: string;
   suite: string;
   kernel: string;
@@ -48,6 +50,35 @@ function sha256(parts: (string | Buffer)[]): string {
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
   return h.digest('hex');
+}
+
+function walk(dir: string, out: string[]): void {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (p !== join(REPO, 'images/out')) walk(p, out);
+    } else {
+      out.push(p);
+    }
+  }
+}
+
+/**
+ * What the image is made of, by content (tsc rewrites every file, so times
+ * say nothing): compiled runtime, units, image config, lock file, BPF objects.
+ */
+export function fingerprint(): string {
+  const files: string[] = [];
+  for (const d of ['dist/src', 'systemd', 'images', 'bpf/out', 'native/bpf-loader-napi/build/Release']) walk(join(REPO, d), files);
+  for (const f of ['package-lock.json', 'docs/flash.md', 'config/minimal.yaml']) if (existsSync(join(REPO, f))) files.push(join(REPO, f));
+  const h = createHash('sha256');
+  for (const f of files.sort()) {
+    h.update(f.slice(REPO.length));
+    h.update('\0');
+    h.update(lstatSync(f).isSymbolicLink() ? readlinkSync(f) : readFileSync(f));
+  }
+  return h.digest('hex').slice(0, 16);
 }
 
 function packageList(): string[] {
@@ -268,6 +299,7 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   const version = gitVersion();
+  const print = fingerprint();
   const now = new Date();
   const stamp = installStamp(now);
   progress(`edgelb ${version}, Debian ${SUITE}`);
@@ -327,7 +359,7 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
   for (const ext of ['', '.zst', '.bmap']) await run('mv', ['-f', `${tmpRaw}${ext}`, `${IMAGE_RAW}${ext}`]);
   rmSync(root, { recursive: true, force: true });
   const manifest: ImageManifest = {
-    version, built: now.toISOString(), suite: SUITE, kernel, layout, rootBytes,
+    version, fingerprint: print, built: now.toISOString(), suite: SUITE, kernel, layout, rootBytes,
     rawBytes: statSync(IMAGE_RAW).size, compressedBytes: statSync(`${IMAGE_RAW}.zst`).size,
     buildSeconds: Math.round((Date.now() - t0) / 100) / 10, steps,
   };

@@ -4,13 +4,16 @@
 // gobgpd runs with it; then that an invalid config stops at the check.
 // Skipped — loudly — only when QEMU/OVMF cannot be installed or we are not root.
 import test from 'ava';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { IMAGE_MANIFEST, IMAGE_RAW, OUT_DIR, type ImageManifest } from '../../src/image/build.js';
+import { fingerprint, IMAGE_MANIFEST, IMAGE_RAW, OUT_DIR, type ImageManifest } from '../../src/image/build.js';
 import {
   bootWithConfig, ensureBootTools, imageForTest, INVALID_CONFIG, sha12, summary, TEST_CONFIG,
 } from '../../src/image/boot-test.js';
-import { MIB } from '../../src/image/layout.js';
+import { readGpt } from '../../src/image/gpt.js';
+import { MIB, PART } from '../../src/image/layout.js';
+import { Esp, listEntries, upgrade } from '../../src/image/upgrade.js';
 
 const LOGS = join(OUT_DIR, 'boot-test');
 // Bounded waits; generous because TCG on a busy 2-core machine is slow.
@@ -26,11 +29,11 @@ async function prerequisites(): Promise<string | null> {
   return null;
 }
 
-/** Rebuild when the compiled runtime is newer than the image. */
+/** Rebuild when what goes into the image changed since it was built. */
 function imageIsStale(): boolean {
   if (!existsSync(IMAGE_RAW) || !existsSync(IMAGE_MANIFEST)) return true;
-  const built = statSync(IMAGE_MANIFEST).mtimeMs;
-  return ['dist/src/cli/main.js', 'dist/src/image/build.js', 'images/packages.txt', 'systemd'].some((f) => existsSync(f) && statSync(f).mtimeMs > built);
+  const m = JSON.parse(readFileSync(IMAGE_MANIFEST, 'utf8')) as Partial<ImageManifest>;
+  return m.fingerprint !== fingerprint();
 }
 
 const skip = await prerequisites();
@@ -83,5 +86,30 @@ if (skip) {
       // The budget line, last: {"build_s","boot_to_ready_s","raw_mib","compressed_mib"}.
       t.log(JSON.stringify(s));
     }
+  });
+
+  test.serial('A/B upgrade: slot B boots from a counted entry and is blessed; config from the EDGELB-CFG partition', async (t) => {
+    t.timeout(25 * 60 * 1000);
+    if (!existsSync(`${IMAGE_RAW}.zst`)) return t.fail('no image (the first test builds it)');
+    const copy = join(LOGS, 'upgraded.raw');
+    t.teardown(() => rmSync(copy, { force: true }));
+    execFileSync('cp', ['--sparse=always', IMAGE_RAW, copy]);
+    const u = await upgrade({ image: `${IMAGE_RAW}.zst`, disk: copy, slot: 'b', log: (s) => t.log(s) });
+    t.is(u.entry, 'edgelb-b+3.conf');
+    // No credential this time: the operator's file on the config partition.
+    const cfgPart = readGpt(copy).find((p) => p.name === PART.cfg);
+    if (!cfgPart) return t.fail('no config partition');
+    const yaml = join(LOGS, 'edgelb.yaml');
+    writeFileSync(yaml, TEST_CONFIG);
+    execFileSync('mcopy', ['-o', '-i', `${copy}@@${cfgPart.offsetBytes}`, yaml, '::/edgelb.yaml'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+    const r = await bootWithConfig({ image: copy, writable: true, config: null, serialLog: join(LOGS, 'upgraded.log'), expectReady: true, timeoutMs: BOOT_TIMEOUT_MS });
+    for (const [k, v] of r.report) t.log(`${k}: ${v}`);
+    t.truthy(r.ready, 'READY from the upgraded slot');
+    t.regex(r.console, /edgelb-config: config OK from \/dev\/vda4 \(EDGELB-CFG\) edgelb\.yaml/);
+    t.is(r.ready?.[3], sha12(TEST_CONFIG));
+    t.is(r.report.get('slot'), 'b', 'booted root slot B');
+    t.regex(r.report.get('bless') ?? '', /^active check=active/, 'boot-check passed, systemd-bless-boot ran');
+    const entries = listEntries(new Esp(copy, MIB)).map((e) => e.file).sort();
+    t.deepEqual(entries, ['edgelb-a.conf', 'edgelb-b.conf'], 'the try counter is gone: slot B is blessed');
   });
 }
