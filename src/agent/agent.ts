@@ -25,7 +25,8 @@ export interface AgentPart {
 export interface BgpPart extends AgentPart {
   peers(): PeerView[];
   routes(): Promise<RouteView[]>;
-  drain(): Promise<void>;
+  /** `persist`: an operator's drain survives agent restarts; the drain before exiting does not. */
+  drain(opts?: { persist?: boolean }): Promise<void>;
   undrain(): Promise<void>;
   drainState(): 'active' | 'draining' | 'drained';
   vipsAnnounced(): number;
@@ -180,7 +181,7 @@ export class Agent {
       'GET /bgp/peers': () => this.parts.bgp?.peers() ?? [],
       'GET /bgp/routes': async () => (this.parts.bgp ? await this.parts.bgp.routes() : []),
       'POST /drain': async () => {
-        await needBgp().drain();
+        await needBgp().drain({ persist: true });
         return { message: `drained: VIPs were announced with GRACEFUL_SHUTDOWN for ${this.config.bgp.drainSeconds}s, then withdrawn` };
       },
       'POST /undrain': async () => {

@@ -114,8 +114,8 @@ export class BgpAgentPart implements BgpPart {
     return out;
   }
 
-  async drain(): Promise<void> {
-    await this.speaker.drain();
+  async drain(opts: { persist?: boolean } = {}): Promise<void> {
+    await this.speaker.drain(opts);
     await this.refresh();
   }
 

@@ -212,10 +212,18 @@ test('fuzz: 100 000 random and mutated frames', (t) => {
       continue;
     }
     const toGw = out.subarray(0, 6).equals(Buffer.from(GW_MAC.split(':').map((x) => parseInt(x, 16))));
+    // Our own ICMP fragmentation-needed, recognised by what it is rather than
+    // where it goes (in gateway mode it rightly leaves via the gateway MAC,
+    // since the client is behind the router): a new packet, so its checksums
+    // must be valid whatever the input's were.
+    const inSrc = input.length >= 30 ? `${input[26]}.${input[27]}.${input[28]}.${input[29]}` : '';
+    const ownIcmp = p.ip.protocol === 1 && p.icmp?.type === 3 && p.icmp.code === 4 && vips.has(p.ip.src) && p.ip.dst === inSrc;
+    if (ownIcmp && (retval === XDP_TX || retval === TC_ACT_REDIRECT)) {
+      if (!verifyIpv4Checksum(out.subarray(14)) || !verifyL4Checksum(out.subarray(14))) fail('ICMP checksum', input, out);
+      continue;
+    }
     if ((retval === XDP_TX || retval === TC_ACT_REDIRECT) && !toGw) {
-      // our own ICMP fragmentation-needed
-      if (p.ip.protocol !== 1 || p.icmp?.type !== 3 || p.icmp.code !== 4 || !vips.has(p.ip.src)) fail('TX that is neither forwarded nor an ICMP', input, out);
-      else if (!verifyIpv4Checksum(out.subarray(14)) || !verifyL4Checksum(out.subarray(14))) fail('ICMP checksum', input, out);
+      fail('TX that is neither forwarded nor our ICMP', input, out);
       continue;
     }
     if (retval === pass && !toGw) {
