@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../log/logger.js';
+import { closeNow } from './http-close.js';
 
 export interface MetricsSource {
   /** Per frontend (VIP:port/proto) and per backend packet/byte counters. */
@@ -113,9 +114,6 @@ export class Metrics {
   async close(): Promise<void> {
     const s = this.server;
     this.server = null;
-    if (s) {
-      s.closeAllConnections();
-      await new Promise<void>((r) => s.close(() => r()));
-    }
+    await closeNow(s);
   }
 }

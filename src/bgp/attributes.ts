@@ -18,16 +18,8 @@ export const GRACEFUL_SHUTDOWN_VALUE = (65535 << 16) >>> 0;
  */
 export const RESTRICT_MARK_LOCAL1 = 0x65646c62;
 
-/** The attributes a VIP is advertised with; derived from its pool's `advertise`. */
-export interface VipAttrs {
-  communities: string[];
-  largeCommunities: string[];
-  localPref: number | null;
-  med: number | null;
-  asPathPrepend: number;
-  /** Peer addresses to advertise to; empty = all peers. */
-  peers: string[];
-}
+/** The attributes a VIP is advertised with: its pool's `advertise` (peers empty = all peers). */
+export type VipAttrs = AdvertiseConfig;
 
 export interface DesiredVip {
   /** "10.0.0.1/32" or "2001:db8::1/128" (a bare address is accepted and normalised). */
