@@ -135,7 +135,15 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	ck.proto = p.l4_proto;
 	syn = p.l4_proto == IPPROTO_TCP &&
 	      (p.tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN;
-	if (!syn) {
+	if (syn) {
+		/* A SYN starts a new connection: an entry for the same 5-tuple is
+		 * an earlier connection (a reused client port) and would send this
+		 * handshake's ACK to that connection's backend. Drop it; the ACK
+		 * then pins the backend Maglev gives this SYN. Lookup first: it
+		 * takes no bucket lock, and nearly every SYN finds nothing. */
+		if (bpf_map_lookup_elem(&edge_ct, &ck))
+			bpf_map_delete_elem(&edge_ct, &ck);
+	} else {
 		cv = bpf_map_lookup_elem(&edge_ct, &ck);
 		if (cv) {
 			be_id = cv->backend_id;

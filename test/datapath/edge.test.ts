@@ -119,6 +119,23 @@ test('established ACK: DNAT only, and keeps its backend after the backend set ch
   t.is(dp.counters().stats.ct_stale, 1);
 });
 
+test('a reused client port during a rolling update: the new SYN replaces the old connection, its ACK follows the SYN', (t) => {
+  const dp = openEdge(t);
+  const first = Array.from({ length: 4 }, (_, i) => backend(i + 1));
+  dp.applyServices([service({ backends: first })]);
+  const sport = 45123;
+  const old = parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst;
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, old, 'pinned by its ACK');
+  // Rolling update: the old pod is terminating (still valid for its flows,
+  // never chosen for new ones). The client closes and reuses its port.
+  dp.applyServices([service({ backends: first.map((b) => (b.ip === old ? { ...b, state: 'terminating' as const } : b)) })]);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, old, 'the existing connection stays on the terminating pod');
+  const syn = parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst;
+  t.not(syn, old);
+  t.is(dp.map('edge_ct').keys().length, 0, 'the SYN removed the previous connection');
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, syn, 'the ACK goes where the SYN went');
+});
+
 test('non-SYN without state is balanced like its SYN (edge restart / ECMP move)', (t) => {
   const dp = openEdge(t);
   const bs = Array.from({ length: 8 }, (_, i) => backend(i + 1));
