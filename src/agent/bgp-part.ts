@@ -18,10 +18,17 @@ export class BgpAgentPart implements BgpPart {
   readonly speaker: BgpSpeaker;
   private last: SpeakerStatus | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private coupling: NodeJS.Timeout | null = null;
+  private stopping = false;
 
+  /**
+   * `datapathHealthy`: when it turns false (datapath not attached), BFD goes
+   * down so the routers stop sending here at once, although the host is up.
+   */
   constructor(
     config: EdgelbConfig,
     private readonly log: Logger,
+    private readonly datapathHealthy: () => boolean = () => true,
     opts: { wrap?: string[]; gobgpdLogFile?: string } = {},
   ) {
     this.speaker = new BgpSpeaker({ node: config.node, bgp: config.bgp }, { logger: log, reconcileIntervalMs: 2000, adjOutEvery: 5, ...opts });
@@ -32,6 +39,11 @@ export class BgpAgentPart implements BgpPart {
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), 1000);
     this.timer.unref();
+    this.coupling = setInterval(() => {
+      if (this.stopping) return;
+      void this.speaker.setDatapathHealthy(this.datapathHealthy()).catch(() => undefined);
+    }, 500);
+    this.coupling.unref();
   }
 
   private async refresh(): Promise<void> {
@@ -47,6 +59,11 @@ export class BgpAgentPart implements BgpPart {
   }
 
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
+    // First: a handover stops the datapath part after this one, and the
+    // coupling must not read that as the edge failing (BFD down would take
+    // the VIPs off the routers in the middle of a restart).
+    this.stopping = true;
+    if (this.coupling) clearInterval(this.coupling);
     if (this.timer) clearInterval(this.timer);
     // A managed gobgpd killed right after DeletePath may not have sent the
     // withdrawal yet, and graceful restart would then keep the VIP at the

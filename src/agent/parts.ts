@@ -1,7 +1,8 @@
 // Builds the agent's parts from the config and connects them: Kubernetes →
 // (datapath tables first, then BGP announcements). Datapath health is
-// coupled to BGP so that an edge that cannot forward stops attracting
-// traffic (BFD down → the router fails over at once).
+// coupled to BGP (inside the BGP part, so it stops with it) so that an edge
+// that cannot forward stops attracting traffic: BFD down → the router fails
+// over at once.
 import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import type { AgentParts } from './agent.js';
@@ -11,7 +12,7 @@ import { KubernetesAgentPart } from './k8s-part.js';
 
 export async function buildParts(config: EdgelbConfig, log: Logger): Promise<AgentParts> {
   const datapath = new DatapathAgentPart(config, log);
-  const bgp = new BgpAgentPart(config, log);
+  const bgp = new BgpAgentPart(config, log, () => datapath.health().ok);
   const kubernetes = new KubernetesAgentPart(config, log, {
     applyServices: (changed, removed) => datapath.apply(changed, removed),
     applyVips: async (vips) => {
@@ -19,9 +20,5 @@ export async function buildParts(config: EdgelbConfig, log: Logger): Promise<Age
       kubernetes.setAdvertising(vips.length > 0);
     },
   });
-  const timer = setInterval(() => {
-    void bgp.speaker.setDatapathHealthy(datapath.health().ok).catch(() => undefined);
-  }, 500);
-  timer.unref();
   return { datapath, bgp, kubernetes };
 }
