@@ -11,7 +11,7 @@
 //   setHealthy(true) re-enables them.
 // - Like gobgpd, bfdd is spawned detached and adopted by pid file across agent
 //   restarts, so an agent restart does not flap BFD.
-import { spawn, execFile } from 'node:child_process';
+import { spawn, spawnSync, execFile } from 'node:child_process';
 import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
@@ -22,6 +22,19 @@ import { silentLogger } from '../log/logger.js';
 import { killAndWait, pidAlive } from './gobgpd-process.js';
 
 const execFileP = promisify(execFile);
+
+const ctlOption = new Map<string, boolean>();
+
+/** Whether this bfdd binary knows --bfdctl (FRR 8 does, FRR 10 does not). */
+export function bfddHasCtlOption(binary: string): boolean {
+  let known = ctlOption.get(binary);
+  if (known === undefined) {
+    const r = spawnSync(binary, ['--help'], { encoding: 'utf8', timeout: 5000 });
+    known = `${r.stdout ?? ''}${r.stderr ?? ''}`.includes('--bfdctl');
+    ctlOption.set(binary, known);
+  }
+  return known;
+}
 
 export interface BfdPeer {
   address: string;
@@ -240,7 +253,10 @@ export class BfddSupervisor {
       '-f', this.configFile,
       '-i', this.pidFile,
       '--vty_socket', dir,
-      '--bfdctl', this.ctlSocket,
+      // FRR ≤ 8 opens a control socket under /var/run/frr unless told
+      // otherwise (colliding with a system bfdd); FRR 10 has no such option
+      // and refuses to start when given it.
+      ...(bfddHasCtlOption(this.opts.binary) ? ['--bfdctl', this.ctlSocket] : []),
       // No zebra here; point the zclient somewhere private so it never touches the system's.
       '-z', join(dir, 'zserv.api'),
       '-P', '0',

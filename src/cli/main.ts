@@ -16,6 +16,8 @@ Commands:
   run [--config FILE] [--log-level L]   run the agent (default config /etc/edgelb/edgelb.yaml)
   config check [FILE]                  validate a configuration file
   node run --interface IF              run the node side on a Kubernetes node
+  upgrade IMAGE | rollback | status    appliance A/B upgrade (docs/flash.md)
+  firewall show|apply --config FILE    the host nftables ruleset for a config
 ${agentCommands.map((c) => `  ${c.usage.padEnd(37)}${c.summary}`).join('\n')}
   version                              print the version
 
@@ -48,6 +50,16 @@ async function main(argv: string[]): Promise<number> {
         return sub === undefined ? 2 : 0;
       }
       throw new UsageError(`edgelb config: unknown subcommand "${sub}" (try: edgelb config check FILE)`);
+    }
+    case 'upgrade': {
+      // Writes an appliance image into the inactive root slot and boots it
+      // once on trial (docs/flash.md); `rollback` and `status` too.
+      const { upgradeMain } = await import('../image/upgrade.js');
+      return upgradeMain(rest, out);
+    }
+    case 'firewall': {
+      const { firewallMain } = await import('../firewall/main.js');
+      return firewallMain(rest);
     }
     case 'node': {
       const { nodeCommand } = await import('./node.js');

@@ -50,7 +50,7 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
   if (!values.interface) throw new UsageError('edgelb node run: --interface is required');
   const port = Number(values['probe-port']);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`edgelb node run: --probe-port must be 1-65535 (got ${String(values['probe-port'])})`);
-  const log = createLogger({ level: values['log-level'] as LogLevel });
+  const log = createLogger({ level: values['log-level'] as LogLevel, fd: 2 });
   const agent = new NodeAgent({
     interface: values.interface as string,
     nodeName: values['node-name'] as string,

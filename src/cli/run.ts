@@ -39,7 +39,7 @@ export async function runAgentCommand(args: string[], out: (s: string) => void, 
     return 2;
   }
   const level = (values['log-level'] as LogLevel | undefined) ?? config.log.level;
-  const log = createLogger({ level });
+  const log = createLogger({ level, fd: 2 });
   const parts = await buildParts(config, log);
   const agent = new Agent(config, file, log, parts);
   try {
