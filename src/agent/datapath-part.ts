@@ -24,6 +24,11 @@ export function edgeAddress(config: EdgelbConfig): string {
   return v4.address;
 }
 
+function ipipSource(cidr: string): { network: string; bits: number } {
+  const [network = '', len = '32'] = cidr.split('/');
+  return { network, bits: 32 - Number(len) };
+}
+
 export class DatapathAgentPart implements DatapathPart {
   readonly name = 'datapath';
   private dp: EdgeDatapath | null = null;
@@ -45,6 +50,7 @@ export class DatapathAgentPart implements DatapathPart {
       this.dp = EdgeDatapath.open({
         maglevTableSize: d.maglevTableSize, mtu: d.mtu, address: edgeAddress(this.config), pinPath: d.pinPath,
         forward: this.forward, logger: this.log.child({ component: 'datapath' }),
+        ...(d.ipipSourceCidr ? { ipipSource: ipipSource(d.ipipSourceCidr) } : {}),
       });
       // Services that survived in the pinned maps keep forwarding; the
       // first desired state from Kubernetes then replaces them.

@@ -148,3 +148,13 @@ export const maglevSize: Format = (v) => {
   int(7, 65537)(v);
   if (!isPrime(v as number)) fail('must be a prime number (Maglev needs a prime table size), e.g. 16381 or 65521');
 };
+
+/** An IPv4 CIDR of /16../32, or empty. */
+export const ipv4CidrOptional: Format = (v) => {
+  if (v === '') return;
+  const why = cidrItem(v);
+  if (why) fail(why);
+  const [addr = '', len = '0'] = String(v).split('/');
+  if (!isIpv4(addr)) fail('must be an IPv4 CIDR');
+  if (Number(len) < 16) fail('must be /16 or longer (the datapath varies at most 16 host bits)');
+};

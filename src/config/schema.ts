@@ -42,6 +42,7 @@ export const rootSchema = {
     maglevTableSize: { doc: 'Maximum Maglev table size per service (prime)', default: 16381, format: f.maglevSize },
     mtu: { doc: 'MTU towards the nodes', default: 1500, format: f.int(576, 9216) },
     pinPath: { doc: 'bpffs pin directory', default: '/sys/fs/bpf/edgelb', format: f.absolutePath() },
+    ipipSourceCidr: { doc: 'IPIP outer source block, spread by flow hash ("" = the edge address)', default: '', format: f.ipv4CidrOptional },
     probePort: { doc: 'UDP port of the node probe responder (dispatch: auto)', default: 4790, format: f.int(1, 65535) },
     probeIntervalSeconds: { doc: 'Seconds between path probes (dispatch: auto)', default: 5, format: f.int(1, 3600) },
   },

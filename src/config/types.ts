@@ -115,6 +115,13 @@ export interface DatapathConfig {
   mtu: number;
   /** bpffs directory where maps and programs are pinned. */
   pinPath: string;
+  /**
+   * IPIP outer sources: a CIDR whose host bits the datapath fills from the
+   * flow hash, so the nodes' NICs spread tunnelled flows over their receive
+   * queues (the nodes must accept IPIP from the whole block). Empty = the
+   * edge address for every flow.
+   */
+  ipipSourceCidr: string;
   /** UDP port of the node-side probe responder (dispatch: auto). */
   probePort: number;
   /** Seconds between path probes to each node (dispatch: auto). */
