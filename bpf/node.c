@@ -50,6 +50,7 @@
 #include "parse.h"
 #include "csum.h"
 #include "dsr_option.h"
+#include "murmur3.h"
 #include "node_maps.h"
 
 #define NSEC 1000000000ULL
@@ -210,36 +211,15 @@ static __always_inline int parse_skb(struct __sk_buff *skb, struct pkt *p)
 /* The local backend for a new ipip flow: murmur3-style mix of the 5-tuple.
  * Words are the packet bytes loaded little-endian; src/datapath/node-maps.ts
  * has the same function (nodeTupleHash) so tests and tools can predict it. */
-static __always_inline __u32 rotl32(__u32 x, __u32 r)
-{
-	return (x << r) | (x >> (32 - r));
-}
-
-static __always_inline __u32 mix_word(__u32 h, __u32 k)
-{
-	k *= 0xcc9e2d51u;
-	k = rotl32(k, 15);
-	k *= 0x1b873593u;
-	h ^= k;
-	h = rotl32(h, 13);
-	return h * 5 + 0xe6546b64u;
-}
-
 static __always_inline __u32 node_tuple_hash(__be32 saddr, __be32 daddr, __be16 sport,
 					     __be16 dport, __u8 proto)
 {
 	__u32 h = 0x2c9277b5u ^ proto;
 
-	h = mix_word(h, saddr);
-	h = mix_word(h, daddr);
-	h = mix_word(h, (__u32)sport | ((__u32)dport << 16));
-	h ^= 13;
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	h = mm3_mix(h, saddr);
+	h = mm3_mix(h, daddr);
+	h = mm3_mix(h, (__u32)sport | ((__u32)dport << 16));
+	return mm3_fmix(h ^ 13); /* 13 = bytes hashed, as murmur3 folds in the length */
 }
 
 /* Record (or refresh) the reply tuple of a flow. */
