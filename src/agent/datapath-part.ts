@@ -43,12 +43,29 @@ export class DatapathAgentPart implements DatapathPart {
     private readonly forward: ForwardMode = { kind: 'fib' },
   ) {}
 
+  /** The uplink may still be waiting for DHCP when the agent starts at boot. */
+  private async waitForAddress(timeoutMs = 60_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    let logged = false;
+    for (;;) {
+      try {
+        return edgeAddress(this.config);
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        if (!logged) this.log.info({ uplink: this.config.node.uplink }, 'waiting for the uplink to get an IPv4 address');
+        logged = true;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
   async start(): Promise<void> {
     const d = this.config.datapath;
     try {
       requireBpffs(d.pinPath);
+      const address = await this.waitForAddress();
       this.dp = EdgeDatapath.open({
-        maglevTableSize: d.maglevTableSize, mtu: d.mtu, address: edgeAddress(this.config), pinPath: d.pinPath,
+        maglevTableSize: d.maglevTableSize, mtu: d.mtu, address, pinPath: d.pinPath,
         forward: this.forward, logger: this.log.child({ component: 'datapath' }),
         ...(d.ipipSourceCidr ? { ipipSource: ipipSource(d.ipipSourceCidr) } : {}),
       });

@@ -2,7 +2,7 @@
 // desired state that the datapath and BGP parts consume.
 import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
-import { KubernetesController, type DesiredStateSink } from '../k8s/controller.js';
+import type { KubernetesController, DesiredStateSink } from '../k8s/controller.js';
 import type { KubernetesPart } from './agent.js';
 import type { AgentStatus, ComponentHealth } from './control-types.js';
 
@@ -27,11 +27,14 @@ export class KubernetesAgentPart implements KubernetesPart {
   async start(): Promise<void> {
     // An unreachable API server or an unusable kubeconfig must not keep the
     // edge from forwarding what its pinned maps and gobgpd already hold:
-    // report it, keep retrying.
-    this.attempt();
+    // report it, keep retrying. The client library is the agent's heaviest
+    // import (seconds on a slow CPU), so it loads after the agent is up.
+    void this.attempt();
   }
 
-  private attempt(): void {
+  private async attempt(): Promise<void> {
+    if (this.stopped) return;
+    const { KubernetesController } = await import('../k8s/controller.js');
     if (this.stopped) return;
     try {
       this.controller = new KubernetesController({ config: this.config, nodeName: this.config.node.name, logger: this.log, sink: this.sink });
@@ -44,7 +47,7 @@ export class KubernetesAgentPart implements KubernetesPart {
       const where = this.config.kubernetes.kubeconfig || '$KUBECONFIG / in-cluster';
       this.lastError = `kubeconfig ${where}: ${(e as Error).message}`;
       this.log.error({ err: e }, `cannot use ${where}; retrying every ${RETRY_MS / 1000}s`);
-      this.retry = setTimeout(() => this.attempt(), RETRY_MS);
+      this.retry = setTimeout(() => void this.attempt(), RETRY_MS);
       this.retry.unref();
     }
   }

@@ -80,7 +80,7 @@ if (skip) {
     t.regex(r.console, /edgelb-config: {3}edgelb\.yaml:2: node\.routerId: .*\(got "?300\.1\.2\.3"?\)/);
     t.regex(r.console, /edgelb-config: {3}edgelb\.yaml:\d+: bgp\.peers\[0\]\.asn: /);
     t.is(r.ready, null, 'no READY line');
-    t.regex(r.report.get('units') ?? '', /config=failed firewall=inactive edgelb=inactive/);
+    t.regex(r.report.get('units') ?? '', /config=failed firewall=inactive edgelb=inactive gobgpd=inactive bfdd=inactive/, 'nothing listens without a valid config and its firewall');
     if (manifest) {
       const s = JSON.parse(readFileSync(join(LOGS, 'summary.json'), 'utf8')) as unknown;
       // The budget line, last: {"build_s","boot_to_ready_s","raw_mib","compressed_mib"}.
