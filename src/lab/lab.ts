@@ -1,7 +1,7 @@
 // Builds, describes and removes the lab (see topology.ts for the picture).
 // Every step records what it made in the state file first, so `down` (or a
 // test's teardown) removes exactly that, even after a failure half-way.
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { addAddress, addBridge, createNetns, gatewaysOf, kernelRoutes, nsRun, run, setMaster, sleep, sysctl, vethPair, type RunResult } from '../../test/lib/netns.js';
@@ -695,6 +695,18 @@ export async function labDown(prefix: string, say: Say = () => undefined): Promi
     await Promise.all(pids.map((pid) => stopPid(pid, 'SIGTERM', 3000)));
     for (const pid of pids) for (const d of ['zebra', 'bgpd', 'bfdd']) rmSync(`/var/tmp/frr/${d}.${pid}`, { recursive: true, force: true });
   }
+  // 2b. Processes outside any listed namespace that still belong to this lab
+  // (a namespace deleted under a running daemon hides it from `ip netns
+  // pids`): their command line names the lab's own directory.
+  const labDir = state?.dir ?? join(STATE_DIR, prefix.slice(0, -1));
+  const strays = readdirSync('/proc').filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid).filter((d) => {
+    try {
+      return readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').some((arg) => arg.includes(`${labDir}/`));
+    } catch {
+      return false;
+    }
+  });
+  await Promise.all(strays.map((d) => stopPid(Number(d), 'SIGTERM', 3000)));
   // 3. Namespaces (their interfaces, and with them the attached programs, go too).
   for (const ns of namespaces) {
     await run(['ip', 'netns', 'delete', ns]).catch((e: Error) => problems.push(`netns ${ns}: ${e.message}`));
