@@ -12,7 +12,7 @@
 // - Like gobgpd, bfdd is spawned detached and adopted by pid file across agent
 //   restarts, so an agent restart does not flap BFD.
 import { spawn, spawnSync, execFile } from 'node:child_process';
-import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,6 +20,7 @@ import type { BfddConfig, PeerConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { killAndWait, pidAlive } from './gobgpd-process.js';
+import { livePidFrom, userIds } from './daemon-files.js';
 
 const execFileP = promisify(execFile);
 
@@ -165,12 +166,7 @@ export class BfddSupervisor {
   }
 
   private recordedPid(): number | undefined {
-    try {
-      const n = Number(readFileSync(this.pidFile, 'utf8').trim());
-      return Number.isInteger(n) && n > 0 && pidAlive(n) ? n : undefined;
-    } catch {
-      return undefined;
-    }
+    return livePidFrom(this.pidFile);
   }
 
   running(): boolean {
@@ -233,14 +229,9 @@ export class BfddSupervisor {
   }
 
   private chown(): void {
-    const user = this.opts.user ?? 'frr';
     try {
-      const line = readFileSync('/etc/passwd', 'utf8')
-        .split('\n')
-        .find((l) => l.startsWith(`${user}:`));
-      if (!line) return;
-      const [, , uid, gid] = line.split(':');
-      chownSync(this.opts.runDir, Number(uid), Number(gid));
+      const ids = userIds(this.opts.user ?? 'frr');
+      if (ids) chownSync(this.opts.runDir, ids.uid, ids.gid);
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'could not chown bfdd runDir');
     }

@@ -10,6 +10,7 @@
 // `edgelb` shutdown with stopGobgpd requested) ends it.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { livePidFrom, pidAlive } from './daemon-files.js';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
@@ -30,14 +31,7 @@ export interface GobgpdProcessOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export { pidAlive };
 
 export class GobgpdProcess {
   private readonly opts: GobgpdProcessOptions;
@@ -56,12 +50,7 @@ export class GobgpdProcess {
   }
 
   private recordedPid(): number | undefined {
-    try {
-      const n = Number(readFileSync(this.pidFile, 'utf8').trim());
-      return Number.isInteger(n) && n > 0 && pidAlive(n) ? n : undefined;
-    } catch {
-      return undefined;
-    }
+    return livePidFrom(this.pidFile);
   }
 
   /** Start gobgpd unless one already answers on the socket; resolve once its API answers. */

@@ -14,6 +14,7 @@ import { allEndpoints, endpointSliceObject, serviceObject, toYaml, type Endpoint
 import { DEFAULT_OPTIONS, listLabs, loadState, removeState, saveState, STATE_DIR, type AgentRecord, type LabOptions, type LabState } from './state.js';
 import { alive, sameProcess, spawnInNs, stopPid, tail, waitForLog, type LabProcess } from './procs.js';
 import { edgeConfig } from './agent-config.js';
+import { userIds } from '../bgp/daemon-files.js';
 import { attachNodeDatapath, nodePinDir } from './node-side.js';
 
 export type Say = (line: string) => void;
@@ -385,15 +386,6 @@ async function runWithInput(argv: string[], input: string, timeoutMs: number): P
   });
 }
 
-function frrIds(): { uid: number; gid: number } | null {
-  const line = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('frr:'));
-  if (!line) return null;
-  const [, , uid, gid] = line.split(':');
-  return { uid: Number(uid), gid: Number(gid) };
-}
-
 async function txChecksumOff(ns: string, ifname: string): Promise<void> {
   await nsRun(ns, ['ethtool', '-K', ifname, 'tx', 'off']);
 }
@@ -553,7 +545,7 @@ async function startRouter(lab: Lab): Promise<void> {
   const neighbors: FrrNeighbor[] = p.edges.map((e) => ({ address: e.address, asn: e.asn, holdTime: 9, keepalive: 3, ...(bfd ? { bfd } : {}) }));
   const r = new FrrRouter(p.router.ns, lab.state.frrDir, { hostname: 'router', asn: p.router.asn, routerId: p.router.address, neighbors });
   await r.start();
-  const ids = frrIds();
+  const ids = userIds('frr');
   if (ids) chownSync(lab.state.frrDir, ids.uid, ids.gid);
   for (const d of ['zebra', 'bgpd', 'bfdd'] as const) {
     const pid = r.pidOf(d);

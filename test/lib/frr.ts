@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { nsRun, sleep, run } from './netns.js';
 import { killAndWait, pidAlive } from '../../src/bgp/gobgpd-process.js';
+import { userIds } from '../../src/bgp/daemon-files.js';
 
 export interface FrrNeighbor {
   address: string;
@@ -62,15 +63,6 @@ export function generateFrrConfig(c: FrrRouterConfig): Record<Daemon, string> {
   return { zebra, bgpd: bgp.join('\n'), bfdd: bfdd.join('\n') };
 }
 
-function frrIds(): { uid: number; gid: number } | null {
-  const line = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('frr:'));
-  if (!line) return null;
-  const [, , uid, gid] = line.split(':');
-  return { uid: Number(uid), gid: Number(gid) };
-}
-
 export class FrrRouter {
   readonly ns: string;
   readonly dir: string;
@@ -88,7 +80,7 @@ export class FrrRouter {
   async start(): Promise<void> {
     mkdirSync(this.runDir, { recursive: true });
     const files = generateFrrConfig(this.config);
-    const ids = frrIds();
+    const ids = userIds('frr');
     for (const d of DAEMONS) writeFileSync(join(this.dir, `${d}.conf`), files[d]);
     // vtysh reads this to learn it may talk to each daemon.
     writeFileSync(join(this.dir, 'vtysh.conf'), '');
