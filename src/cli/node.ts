@@ -4,6 +4,7 @@ import { createLogger } from '../log/logger.js';
 import type { LogLevel } from '../config/types.js';
 import { NodeAgent } from '../node-agent/node-agent.js';
 import { parse, UsageError } from './args.js';
+import { untilStopped } from './signals.js';
 
 export const nodeHelp = `Usage: edgelb node run --interface IF [options]
 
@@ -70,12 +71,5 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
     return 1;
   }
   out(`EDGELB NODE READY node=${values['node-name'] as string} interface=${values.interface as string}`);
-  return new Promise<number>((resolve) => {
-    const stop = (mode: 'handover' | 'shutdown') => {
-      agent.stop(mode).then(() => resolve(0), () => resolve(1));
-    };
-    process.on('SIGTERM', () => stop('shutdown'));
-    process.on('SIGINT', () => stop('shutdown'));
-    process.on('SIGQUIT', () => stop('handover'));
-  });
+  return untilStopped(log, (mode) => agent.stop(mode));
 }

@@ -9,6 +9,7 @@ import { createLogger } from '../log/logger.js';
 import { Agent } from '../agent/agent.js';
 import { buildParts } from '../agent/parts.js';
 import { parse } from './args.js';
+import { untilStopped } from './signals.js';
 
 export const runHelp = `Usage: edgelb run [--config FILE] [--log-level LEVEL]
 
@@ -52,31 +53,10 @@ export async function runAgentCommand(args: string[], out: (s: string) => void, 
   out(`EDGELB READY node=${config.node.name} peers=${config.bgp.peers.length} config=${agent.configDigest}`);
   log.info({ node: config.node.name, config: agent.configDigest }, 'agent ready');
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (mode: 'handover' | 'shutdown', signal: string) => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      stopping = true;
-      log.info({ signal }, 'signal received');
-      agent.stop(mode).then(
-        () => resolve(0),
-        (e: unknown) => {
-          log.error({ err: e }, 'stop failed');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('shutdown', 'SIGTERM'));
-    process.on('SIGINT', () => stop('shutdown', 'SIGINT'));
-    process.on('SIGQUIT', () => stop('handover', 'SIGQUIT'));
-    process.on('SIGHUP', () => {
-      agent.reload().then(
-        (msg) => log.info(msg),
-        (e: unknown) => log.error({ problems: e instanceof ConfigError ? formatProblems(e.file, e.problems) : String(e) }, 'reload refused; the running configuration is unchanged'),
-      );
-    });
+  return untilStopped(log, (mode) => agent.stop(mode), () => {
+    agent.reload().then(
+      (msg) => log.info(msg),
+      (e: unknown) => log.error({ problems: e instanceof ConfigError ? formatProblems(e.file, e.problems) : String(e) }, 'reload refused; the running configuration is unchanged'),
+    );
   });
 }
