@@ -220,6 +220,21 @@ type EdgeMapName = (typeof MAP_NAMES)[number];
 const TC_PRIORITY = 0xed6e;
 const TC_HANDLE = 1;
 
+/** A service with no ring region and no backends yet (new, or rebuilt from the maps). */
+function newSvcState(o: Pick<SvcState, 'keyBuf' | 'service' | 'vip' | 'port' | 'protocol' | 'id' | 'dispatch' | 'svcValue'>): SvcState {
+  return {
+    ...o,
+    key: svcKeyString(o.vip, o.port, o.protocol),
+    cls: null,
+    ringOff: 0,
+    m: 0,
+    table: null,
+    backends: new Map(),
+    srcRanges: new Set(),
+    fingerprint: '',
+  };
+}
+
 export class EdgeDatapath {
   readonly obj: BpfObject;
   private readonly opts: EdgeDatapathOptions;
@@ -343,24 +358,7 @@ export class EdgeDatapath {
         continue;
       }
       const protocol = key.proto === 6 ? 'TCP' : 'UDP';
-      const st: SvcState = {
-        key: svcKeyString(key.vip, key.port, protocol),
-        keyBuf: Buffer.from(k),
-        service: '',
-        vip: key.vip,
-        port: key.port,
-        protocol,
-        id: val.id,
-        dispatch: 'auto',
-        cls: null,
-        ringOff: 0,
-        m: 0,
-        table: null,
-        backends: new Map(),
-        srcRanges: new Set(),
-        svcValue: Buffer.from(v),
-        fingerprint: '',
-      };
+      const st = newSvcState({ keyBuf: Buffer.from(k), service: '', vip: key.vip, port: key.port, protocol, id: val.id, dispatch: 'auto', svcValue: Buffer.from(v) });
       this.svcIds.reserve(val.id);
       if (val.ringSize > 0) {
         const cls = Math.max(8, 32 - Math.clz32(val.ringSize));
@@ -548,24 +546,10 @@ export class EdgeDatapath {
     if (!st) {
       const id = this.svcIds.alloc();
       w.newSvcIds.push(id);
-      st = {
-        key: svcKeyString(d.frontend.vip, d.frontend.port, d.frontend.protocol),
+      st = newSvcState({
         keyBuf: encodeSvcKey({ vip: d.frontend.vip, port: d.frontend.port, proto }),
-        service: d.service,
-        vip: d.frontend.vip,
-        port: d.frontend.port,
-        protocol: d.frontend.protocol,
-        id,
-        dispatch: d.dispatch,
-        cls: null,
-        ringOff: 0,
-        m: 0,
-        table: null,
-        backends: new Map(),
-        srcRanges: new Set(),
-        svcValue: null,
-        fingerprint: '',
-      };
+        service: d.service, vip: d.frontend.vip, port: d.frontend.port, protocol: d.frontend.protocol, id, dispatch: d.dispatch, svcValue: null,
+      });
       this.services.set(st.key, st);
       this.ref(st.vip, w);
     }

@@ -64,7 +64,8 @@ export function service(over: Partial<DesiredService> = {}): DesiredService {
 
 const eth = { src: CLIENT_MAC, dst: EDGE_MAC };
 
-export function tcpPacket(o: {
+/** What a test may vary in a client TCP packet; everything else is the usual client → VIP:80. */
+export interface TcpOpts {
   src?: string;
   dst?: string;
   sport?: number;
@@ -75,22 +76,13 @@ export function tcpPacket(o: {
   options?: Buffer;
   id?: number;
   tos?: number;
-}): Buffer {
+}
+
+export function tcpPacket(o: TcpOpts): Buffer {
   return buildPacket(tcpSpec(o));
 }
 
-export function tcpSpec(o: {
-  src?: string;
-  dst?: string;
-  sport?: number;
-  dport?: number;
-  flags?: TcpFlags;
-  payload?: Buffer;
-  df?: boolean;
-  options?: Buffer;
-  id?: number;
-  tos?: number;
-}): PacketSpec {
+export function tcpSpec(o: TcpOpts): PacketSpec {
   return {
     eth,
     ip: { src: o.src ?? CLIENT, dst: o.dst ?? VIP, df: o.df ?? true, id: o.id ?? 0x1234, tos: o.tos ?? 0, ...(o.options ? { options: o.options } : {}) },
