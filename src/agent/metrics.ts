@@ -24,10 +24,13 @@ export class Metrics {
   readonly reconcileSeconds: Histogram;
   private server: Server | null = null;
 
+  /** One read of the datapath counters per scrape, shared by the four families built from it. */
+  private scrape: ReturnType<MetricsSource['serviceCounters']> | null = null;
+
   constructor(private readonly source: MetricsSource) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'edgelb_process_' });
-    const src = this.source;
+    const src = { ...this.source, serviceCounters: () => this.scrape ?? this.source.serviceCounters() };
     new Gauge({
       name: 'edgelb_service_packets', help: 'Packets forwarded per frontend (datapath counter)', labelNames: ['frontend'], registers: [r],
       collect() { this.reset(); for (const c of src.serviceCounters()) if (c.backend === null) this.set({ frontend: c.frontend }, c.packets); },
@@ -77,6 +80,16 @@ export class Metrics {
     });
   }
 
+  /** The exposition text, with the per-CPU counter maps read once for the whole scrape. */
+  async render(): Promise<string> {
+    this.scrape = this.source.serviceCounters();
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.scrape = null;
+    }
+  }
+
   async listen(address: string, log: Logger): Promise<void> {
     const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
     if (!m) throw new Error(`metrics.listen: cannot parse ${address}`);
@@ -85,7 +98,7 @@ export class Metrics {
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/metrics') {
-        this.registry.metrics().then(
+        this.render().then(
           (text) => {
             res.writeHead(200, { 'content-type': this.registry.contentType });
             res.end(text);
