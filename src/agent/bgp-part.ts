@@ -65,30 +65,10 @@ export class BgpAgentPart implements BgpPart {
     this.stopping = true;
     if (this.coupling) clearInterval(this.coupling);
     if (this.timer) clearInterval(this.timer);
-    // A managed gobgpd killed right after DeletePath may not have sent the
-    // withdrawal yet, and graceful restart would then keep the VIP at the
-    // router as a stale route: wait until nothing is left in adj-out.
-    if (mode === 'shutdown' && this.drainState() !== 'active') await this.waitAdjOutEmpty(5000);
     // gobgpd keeps the paths when we leave for a handover; on shutdown the
     // drain has already withdrawn them. A managed gobgpd (development) is
     // stopped only on shutdown.
     await this.speaker.close({ stopGobgpd: mode === 'shutdown', stopBfdd: mode === 'shutdown' });
-  }
-
-  private async waitAdjOutEmpty(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    const peers = (this.last?.peers ?? []).filter((p) => p.state === 'established').map((p) => p.address);
-    while (Date.now() < deadline) {
-      let left = 0;
-      try {
-        for (const p of peers) left += (await readAdjOut(this.speaker.client, p)).size;
-      } catch {
-        return; // gobgpd gone: nothing more to wait for
-      }
-      if (left === 0) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    this.log.warn('routes still in adjacency-out after the drain; stopping anyway');
   }
 
   async reload(config: EdgelbConfig): Promise<void> {

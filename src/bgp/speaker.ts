@@ -218,6 +218,7 @@ export class BgpSpeaker {
         this.drainState = nextDrainState(this.drainState, 'drain-timer');
         this.log.info('drain: withdrawing VIPs');
         this.exclusive(() => this.applyPolicyAndPaths())
+          .then(() => this.waitWithdrawn(5000))
           .catch((e: Error) => this.log.error({ err: e.message }, 'drain withdraw failed'))
           .finally(() => {
             this.drainDone = null;
@@ -225,6 +226,31 @@ export class BgpSpeaker {
           });
       }, this.cfg.bgp.drainSeconds * 1000);
     });
+  }
+
+  /**
+   * DeletePath returns before gobgpd has sent the withdrawal; whoever stops
+   * gobgpd right after a drain (the agent on shutdown, an operator) would
+   * otherwise leave the VIP at the routers as a graceful-restart stale
+   * route. Wait until no established peer's adjacency-out holds a VIP.
+   */
+  private async waitWithdrawn(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      let left = 0;
+      try {
+        const peers = (await this.client.listPeer()).filter((p) => p.state?.session_state === 'ESTABLISHED');
+        for (const p of peers) left += (await readAdjOut(this.client, p.conf.neighbor_address)).size;
+      } catch {
+        return; // gobgpd gone: nothing left to send
+      }
+      if (left === 0) return;
+      if (Date.now() > deadline) {
+        this.log.warn({ paths: left }, 'VIPs still in adjacency-out after the drain withdrew them');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   async undrain(): Promise<void> {
