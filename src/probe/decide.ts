@@ -5,7 +5,7 @@
 // switches to IPIP at once; switching back needs `recoverAfter` successes
 // in a row so a flaky fabric does not flap. A node that answers nothing
 // tells us nothing: the path keeps what it has.
-import type { PathDispatch } from './paths.js';
+import type { PathDispatch } from '../datapath/edge-datapath.js';
 
 export interface ProbeResult {
   /** The probe carrying the option got an answer. */

@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../log/logger.js';
-import { repoRoot, type PathDispatch } from './paths.js';
+import { repoRoot } from '../datapath/loader.js';
+import type { PathDispatch } from '../datapath/edge-datapath.js';
 import { decidePath, initialPathState, type PathState, type ProbeResult } from './decide.js';
 import { PROBE_PORT } from './wire.js';
 
