@@ -8,10 +8,12 @@ import { EdgeDatapath, type ForwardMode } from '../datapath/edge-datapath.js';
 import { requireBpffs } from '../datapath/bpffs.js';
 import { PathProber } from '../probe/prober.js';
 import type { DesiredService } from '../model/types.js';
+import { frontendKey } from '../model/desired.js';
 import type { DatapathPart } from './agent.js';
 import type { AgentStatus, ComponentHealth, ServiceView } from './control-types.js';
 
-export function frontendKey(s: DesiredService): string {
+/** How operators read a frontend (`edgelb service list`, metrics labels): VIP:port/proto. */
+export function frontendLabel(s: DesiredService): string {
   return `${s.frontend.vip}:${s.frontend.port}/${s.frontend.protocol}`;
 }
 
@@ -99,7 +101,8 @@ export class DatapathAgentPart implements DatapathPart {
 
   apply(changed: DesiredService[], removed: string[]): void {
     for (const k of removed) this.desired.delete(k);
-    for (const s of changed) this.desired.set(frontendKey(s), s);
+    // Keyed as the Kubernetes side names frontends, so its removals match.
+    for (const s of changed) this.desired.set(frontendKey(s.frontend), s);
     this.prober?.setTargets(this.autoTargets());
     if (!this.dp) return;
     const r = this.dp.applyServices([...this.desired.values()]);
@@ -136,10 +139,10 @@ export class DatapathAgentPart implements DatapathPart {
     if (!this.dp) return [];
     const counters = new Map(this.dp.counters().services.map((s) => [`${s.vip}:${s.port}/${s.protocol}`, s]));
     return [...this.desired.values()].map((s) => {
-      const c = counters.get(frontendKey(s));
+      const c = counters.get(frontendLabel(s));
       const byBackend = new Map((c?.backends ?? []).map((b) => [`${b.ip}:${b.port}`, b]));
       return {
-        frontend: frontendKey(s), service: s.service, mode: s.mode, dispatch: s.dispatch,
+        frontend: frontendLabel(s), service: s.service, mode: s.mode, dispatch: s.dispatch,
         packets: c?.packets ?? 0, bytes: c?.bytes ?? 0,
         backends: s.backends.map((b) => {
           const bc = byBackend.get(`${b.ip}:${b.port}`);

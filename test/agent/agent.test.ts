@@ -290,6 +290,20 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
   t.is(s.datapath.services, 1);
 });
 
+test.serial('deleting the Service removes its frontend from the datapath and its VIP from the router', async (t) => {
+  api.delete('services', 'default', 'web');
+  api.delete('endpointslices.discovery.k8s.io', 'default', 'web-abc');
+  await until(async () => (await routerGateways(vip)).length === 0, 20_000, 'the VIP to leave the router');
+  const services = await until(async () => {
+    const list = JSON.parse((await cli('service', 'list', '-o', 'json')).out) as unknown[];
+    return list.length === 0 ? list : null;
+  }, 20_000, 'the frontend to leave the datapath').catch(async (e: unknown) => {
+    throw new Error(`${(e as Error).message}\n${(await cli('service', 'list')).out}`);
+  });
+  t.deepEqual(services, []);
+  t.regex((await cli('status')).out, /^Services:\s+0 frontends, 0 backends$/m);
+});
+
 test.serial('SIGTERM drains, withdraws and detaches', async (t) => {
   t.is(await stopAgent('SIGTERM'), 0);
   await until(async () => (await routerGateways(vip)).length === 0, 5_000, 'the router to drop the withdrawn VIP');
