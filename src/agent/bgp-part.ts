@@ -31,7 +31,9 @@ export class BgpAgentPart implements BgpPart {
     private readonly datapathHealthy: () => boolean = () => true,
     opts: { wrap?: string[]; gobgpdLogFile?: string } = {},
   ) {
-    this.speaker = new BgpSpeaker({ node: config.node, bgp: config.bgp }, { logger: log, reconcileIntervalMs: 2000, adjOutEvery: 5, ...opts });
+    // gobgpd may start alongside the agent (appliance: Type=exec); wait for
+    // it rather than report READY with BGP not configured.
+    this.speaker = new BgpSpeaker({ node: config.node, bgp: config.bgp }, { logger: log, reconcileIntervalMs: 2000, adjOutEvery: 5, gobgpdWaitMs: 20_000, ...opts });
   }
 
   async start(): Promise<void> {
@@ -39,6 +41,10 @@ export class BgpAgentPart implements BgpPart {
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), 1000);
     this.timer.unref();
+  }
+
+  coupleDatapathHealth(): void {
+    if (this.coupling || this.stopping) return;
     this.coupling = setInterval(() => {
       if (this.stopping) return;
       void this.speaker.setDatapathHealthy(this.datapathHealthy()).catch(() => undefined);

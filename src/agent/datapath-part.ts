@@ -65,16 +65,22 @@ export class DatapathAgentPart implements DatapathPart {
     const d = this.config.datapath;
     try {
       requireBpffs(d.pinPath);
+      const t0 = performance.now();
       const address = await this.waitForAddress();
-      this.dp = EdgeDatapath.open({
-        maglevTableSize: d.maglevTableSize, mtu: d.mtu, address, pinPath: d.pinPath,
+      const t1 = performance.now();
+      const hook = d.xdp === 'off' ? 'tc' : 'xdp';
+      this.dp = await EdgeDatapath.openAsync({
+        maglevTableSize: d.maglevTableSize, mtu: d.mtu, address, pinPath: d.pinPath, hooks: [hook],
         forward: this.forward, logger: this.log.child({ component: 'datapath' }),
         ...(d.ipipSourceCidr ? { ipipSource: ipipSource(d.ipipSourceCidr) } : {}),
       });
       // Services that survived in the pinned maps keep forwarding; the
       // first desired state from Kubernetes then replaces them.
-      this.dp.attach(this.config.node.uplink, d.xdp === 'off' ? 'tc' : d.xdp);
+      const t2 = performance.now();
+      this.dp.attach(this.config.node.uplink, hook === 'tc' ? 'tc' : d.xdp as 'native' | 'generic');
       this.attached = true;
+      const ms = (a: number, b: number) => Math.round(b - a);
+      this.log.info({ addressMs: ms(t0, t1), loadMs: ms(t1, t2), attachMs: ms(t2, performance.now()) }, 'datapath loaded and attached');
       this.startProber();
     } catch (e) {
       this.lastError = (e as Error).message;
@@ -122,8 +128,9 @@ export class DatapathAgentPart implements DatapathPart {
 
   async reload(config: EdgelbConfig): Promise<void> {
     const d = config.datapath;
-    if (d.maglevTableSize !== this.config.datapath.maglevTableSize || d.pinPath !== this.config.datapath.pinPath || config.node.uplink !== this.config.node.uplink) {
-      this.log.warn('datapath.maglevTableSize, datapath.pinPath and node.uplink take effect at the next agent start');
+    const o = this.config.datapath;
+    if (d.maglevTableSize !== o.maglevTableSize || d.pinPath !== o.pinPath || d.xdp !== o.xdp || config.node.uplink !== this.config.node.uplink) {
+      this.log.warn('datapath.maglevTableSize, datapath.pinPath, datapath.xdp and node.uplink take effect at the next agent start');
     }
     this.dp?.reconfigure({ mtu: d.mtu, address: edgeAddress(config) });
     this.config = config;

@@ -41,6 +41,12 @@ export interface SpeakerOptions {
   readPassword?: (path: string, where: string) => string;
   /** Manage FRR bfdd for peers with bfd.enabled (default: when any peer has it). */
   bfd?: boolean;
+  /**
+   * An unmanaged gobgpd may still be starting (the appliance starts it as
+   * Type=exec, in parallel with the agent): start() waits up to this long
+   * for its API to answer before the first configuration round. 0 = no wait.
+   */
+  gobgpdWaitMs?: number;
 }
 
 export interface PeerStatus {
@@ -138,6 +144,7 @@ export class BgpSpeaker {
       this.log.warn({ marker: this.drainMarker }, 'edge was drained by an operator: VIPs stay withdrawn until undrain');
     }
     if (this.gobgpd) await this.gobgpd.start();
+    else await this.waitForGobgpd(this.opts.gobgpdWaitMs ?? 0);
     await this.syncBfd();
     try {
       await this.exclusive(() => this.reconcileOnce(true));
@@ -160,6 +167,23 @@ export class BgpSpeaker {
       };
       this.loop = setTimeout(tick, every);
     }
+  }
+
+  private async waitForGobgpd(ms: number): Promise<void> {
+    if (ms <= 0) return;
+    const deadline = Date.now() + ms;
+    const t0 = Date.now();
+    let logged = false;
+    while (!this.closed && !(await this.client.reachable(500))) {
+      if (Date.now() >= deadline) {
+        this.log.warn({ socket: this.cfg.bgp.gobgp.socket, waitedMs: ms }, 'gobgpd does not answer yet; continuing, the reconcile loop configures it when it does');
+        return;
+      }
+      if (!logged) this.log.info({ socket: this.cfg.bgp.gobgp.socket }, 'waiting for gobgpd to answer');
+      logged = true;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (logged) this.log.info({ waitedMs: Date.now() - t0 }, 'gobgpd answers');
   }
 
   /**

@@ -1,19 +1,25 @@
+import { renameSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { loadConfigFile, ConfigError, formatProblems } from '../config/load.js';
 import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
+import { firewallRuleset } from '../firewall/ruleset.js';
 import { parse, UsageError } from './args.js';
 
-export const configCheckHelp = `Usage: edgelb config check [FILE] [--config FILE]
+export const configCheckHelp = `Usage: edgelb config check [FILE] [--config FILE] [--firewall-out JSON]
 
 Validates an edgelb configuration file (default ${DEFAULT_CONFIG_PATH}).
 On success prints the normalised configuration (every default filled in)
 and exits 0. On failure prints one line per problem and exits 2:
 
   FILE:LINE: key.path: what is wrong (got VALUE)
+
+--firewall-out JSON  when the file is valid, also write its host firewall
+                     ruleset (for nft -j -f); the appliance's boot-time check
+                     does both in one start of Node.
 `;
 
 export function configCheck(args: string[], out: (s: string) => void, err: (s: string) => void): number {
-  const { values, positionals } = parse('config check', args, { config: { type: 'string', short: 'c' } });
+  const { values, positionals } = parse('config check', args, { config: { type: 'string', short: 'c' }, 'firewall-out': { type: 'string' } });
   if (values.help) {
     out(configCheckHelp);
     return 0;
@@ -22,6 +28,11 @@ export function configCheck(args: string[], out: (s: string) => void, err: (s: s
   const file = positionals[0] ?? (values.config as string | undefined) ?? DEFAULT_CONFIG_PATH;
   try {
     const config = loadConfigFile(file);
+    const firewallOut = values['firewall-out'] as string | undefined;
+    if (firewallOut) {
+      writeFileSync(`${firewallOut}.tmp`, `${JSON.stringify(firewallRuleset(config))}\n`, { mode: 0o600 });
+      renameSync(`${firewallOut}.tmp`, firewallOut);
+    }
     out(`# ${file}: valid\n${stringify(config, { lineWidth: 0 })}`);
     return 0;
   } catch (e) {

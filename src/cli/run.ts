@@ -8,6 +8,7 @@ import type { LogLevel } from '../config/types.js';
 import { createLogger } from '../log/logger.js';
 import { Agent } from '../agent/agent.js';
 import { buildParts } from '../agent/parts.js';
+import { sdNotify } from '../agent/sd-notify.js';
 import { parse } from './args.js';
 import { untilStopped } from './signals.js';
 
@@ -52,8 +53,12 @@ export async function runAgentCommand(args: string[], out: (s: string) => void, 
   }
   out(`EDGELB READY node=${config.node.name} peers=${config.bgp.peers.length} config=${agent.configDigest}`);
   log.info({ node: config.node.name, config: agent.configDigest }, 'agent ready');
+  sdNotify({ READY: '1', STATUS: `ready: ${config.bgp.peers.length} peers, config ${agent.configDigest}` }, log);
 
-  return untilStopped(log, (mode) => agent.stop(mode), () => {
+  return untilStopped(log, (mode) => {
+    sdNotify({ STOPPING: '1', STATUS: mode === 'shutdown' ? 'draining, then exiting' : 'handing over to the next agent' }, log);
+    return agent.stop(mode);
+  }, () => {
     agent.reload().then(
       (msg) => log.info(msg),
       (e: unknown) => log.error({ problems: e instanceof ConfigError ? formatProblems(e.file, e.problems) : String(e) }, 'reload refused; the running configuration is unchanged'),

@@ -74,6 +74,11 @@ export interface EdgeDatapathOptions {
   autoDispatchDefault?: PathDispatch;
   /** Override map sizes (tests). */
   maxEntries?: Record<string, number>;
+  /**
+   * Programs to load: the one the agent attaches is enough, and each costs
+   * its own verification (seconds on a small CPU). Default both.
+   */
+  hooks?: ('xdp' | 'tc')[];
   logger?: Logger;
 }
 
@@ -270,13 +275,28 @@ export class EdgeDatapath {
    * the maps.
    */
   static open(opts: EdgeDatapathOptions): EdgeDatapath {
+    return EdgeDatapath.fromLoaded(EdgeDatapath.openObject(opts).load(), opts);
+  }
+
+  /** open() with the verifier's work off the JS thread (the agent's start-up overlaps it). */
+  static async openAsync(opts: EdgeDatapathOptions): Promise<EdgeDatapath> {
+    return EdgeDatapath.fromLoaded(await EdgeDatapath.openObject(opts).loadAsync(), opts);
+  }
+
+  private static openObject(opts: EdgeDatapathOptions): BpfObject {
     if (!Number.isInteger(opts.maglevTableSize) || opts.maglevTableSize < 3 || opts.maglevTableSize > 2 ** 20) {
       throw new Error(`maglevTableSize ${opts.maglevTableSize} must be an integer in 3..1048576`);
     }
-    const obj = BpfObject.load(opts.objectPath ?? bpfObjectPath('edge'), {
+    const hooks = opts.hooks ?? ['xdp', 'tc'];
+    if (hooks.length === 0) throw new Error('hooks: load at least one of xdp, tc');
+    return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
       ...(opts.pinPath ? { pinMaps: opts.pinPath } : {}),
       ...(opts.maxEntries ? { maxEntries: opts.maxEntries } : {}),
+      autoload: { edge_xdp: hooks.includes('xdp'), edge_tc: hooks.includes('tc') },
     });
+  }
+
+  private static fromLoaded(obj: BpfObject, opts: EdgeDatapathOptions): EdgeDatapath {
     let dp: EdgeDatapath;
     try {
       dp = new EdgeDatapath(obj, opts);

@@ -299,6 +299,8 @@ export interface XdpQueryResult {
 
 interface NativeObjectHandle {
   load(): void;
+  /** load() on a worker thread; the handle is unusable until it settles. */
+  loadAsync(): Promise<void>;
   close(): void;
   programs(): ProgramDesc[];
   maps(): MapDesc[];
@@ -342,6 +344,8 @@ interface NativeBinding {
   tcQuery(ifindex: number, dir: TcDirection, priority: number, handle: number): number | null;
   tcHookDestroy(ifindex: number): boolean;
   setNetns(fd: number): void;
+  /** sd_notify(3): false when NOTIFY_SOCKET is unset. */
+  sdNotify(state: string): boolean;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -1066,6 +1070,28 @@ export class BpfObject implements FdOwner {
     }
     this.#loaded = true;
     return this;
+  }
+
+  /**
+   * load() with the kernel's verification on a worker thread: the event loop
+   * (and the rest of the agent's start-up) goes on meanwhile. Same result
+   * and errors as load(); the object must not be used until it settles.
+   */
+  async loadAsync(): Promise<this> {
+    const h = this.handle();
+    try {
+      await h.loadAsync();
+    } catch (e) {
+      this.#handle = null;
+      throw e;
+    }
+    this.#loaded = true;
+    return this;
+  }
+
+  /** open() then loadAsync(). */
+  static async loadAsync(path: string, opts: OpenOptions = {}): Promise<BpfObject> {
+    return BpfObject.open(path, opts).loadAsync();
   }
 
   /** libbpf output of load() (the verifier log when logLevel was set). */

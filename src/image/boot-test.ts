@@ -60,15 +60,11 @@ bgp:
 /**
  * Test-only unit, injected with systemd.extra-unit.* credentials (the image
  * itself is unchanged): once the agent is ready, or its config failed, it
- * prints what runs to the console as "EDGELB-TEST ..." lines.
+ * prints what runs to the console as "EDGELB-TEST ..." lines. No polling:
+ * edgelb.service is Type=notify, so "After=edgelb.service" is "after READY"
+ * (or after its start failed), and nothing competes with the boot for CPU.
  */
 const REPORT_SCRIPT = `
-# Cheap polling: under TCG every spawned process is expensive.
-for i in $(seq 1 100); do
-  sleep 3
-  if systemctl -q is-failed edgelb-config.service; then break; fi
-  if journalctl -q -b -u edgelb.service -o cat 2>/dev/null | grep -q "EDGELB READY"; then sleep 2; break; fi
-done
 echo "EDGELB-TEST units config=$(systemctl is-active edgelb-config) firewall=$(systemctl is-active edgelb-firewall) edgelb=$(systemctl is-active edgelb) gobgpd=$(systemctl is-active gobgpd) bfdd=$(systemctl is-active edgelb-bfdd)"
 echo "EDGELB-TEST edgelb-cmd $(systemctl show -p MainPID --value edgelb | xargs -r -I{} cat /proc/{}/cmdline 2>/dev/null | tr '\\0' ' ')"
 echo "EDGELB-TEST gobgpd-cmd $(pidof gobgpd | xargs -r -I{} cat /proc/{}/cmdline 2>/dev/null | tr '\\0' ' ')"
@@ -125,6 +121,8 @@ export interface BootOutcome {
   report: Map<string, string>;
   console: string;
   serialLog: string;
+  /** The first boot hit the emulator's early-boot panic (EMULATOR_PANIC_RE). */
+  retriedAfterPanic?: boolean;
 }
 
 export interface BootRun {
@@ -140,7 +138,23 @@ export interface BootRun {
   expectReady: boolean;
 }
 
+/**
+ * QEMU 7.2's multi-threaded TCG occasionally lets the guest kernel trip over
+ * its own live code patching (an int3 Oops in early boot, then a panic; seen
+ * about once in 25 boots here, never on hardware or KVM). That is the
+ * emulator, not the image: such a boot is retried once, and says so.
+ */
+export const EMULATOR_PANIC_RE = /Oops: int3[\s\S]*Kernel panic - not syncing/;
+
 export async function bootWithConfig(r: BootRun): Promise<BootOutcome> {
+  const first = await bootOnce(r);
+  if (first.readySeconds !== null || !EMULATOR_PANIC_RE.test(first.console) || /Welcome to/.test(first.console)) return first;
+  progress(`guest kernel panicked in early boot under TCG (int3 Oops, see ${r.serialLog}.panic); booting again`);
+  writeFileSync(`${r.serialLog}.panic`, first.console);
+  return { ...(await bootOnce(r)), retriedAfterPanic: true };
+}
+
+async function bootOnce(r: BootRun): Promise<BootOutcome> {
   rmSync(r.serialLog, { force: true });
   const vm = bootVm({ image: r.image, serialLog: r.serialLog, writable: r.writable, credentials: [...(r.config === null ? [] : [{ name: 'edgelb.yaml', value: r.config }]), ...reportCredentials()] });
   const t0 = Date.now();

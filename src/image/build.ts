@@ -3,9 +3,10 @@
 //
 //   base rootfs   mmdebstrap (trixie, images/packages.txt), cached as a
 //                 tarball keyed by everything that goes into it
-//   runtime       Node binary, dist/src, production node_modules (pruned
-//                 copy, cached by package-lock.json), bin/edgelb, bpf/out,
-//                 the native addon → /opt/edgelb
+//   runtime       Node binary, dist/src bundled by esbuild (dist/app, see
+//                 bundle.ts), production node_modules (pruned copy, cached by
+//                 package-lock.json; pino loads from there), bin/edgelb,
+//                 bpf/out, the native addon → /opt/edgelb
 //   root slot     erofs (lz4hc) of base + overlay + units + runtime
 //   ESP           FAT32 filled with mtools (nothing here may mount FAT)
 //   disk          sgdisk table, partitions written in with dd
@@ -17,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, copyFileSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUNDLE_DIR, bundleRuntime } from './bundle.js';
 import { ensureTools, HOST_TOOLS, progress, run } from './exec.js';
 import {
   bootEntry, CFG_LABEL, DEFAULT_SIZES, entryFileName, espSlotDir, findPartition, installStamp, LOADER_CONF,
@@ -106,7 +108,7 @@ function spawnSyncText(cmd: string, args: string[]): string {
 /** The cached base rootfs tarball; built by mmdebstrap when its key changed. */
 async function baseRootfs(cacheDir: string): Promise<string> {
   const pkgs = packageList();
-  const hookFiles = ['images/hooks/customize', 'images/initramfs/edgelb-erofs'].map((f) => readFileSync(join(REPO, f)));
+  const hookFiles = ['images/hooks/customize', 'images/initramfs/edgelb-erofs', 'images/initramfs/edgelb.conf'].map((f) => readFileSync(join(REPO, f)));
   const key = sha256([SUITE, MIRROR, pkgs.join(','), ...hookFiles, 'v1']).slice(0, 16);
   const tar = join(cacheDir, `base-${SUITE}-${key}.tar`);
   if (existsSync(tar)) {
@@ -116,12 +118,13 @@ async function baseRootfs(cacheDir: string): Promise<string> {
   for (const f of readdirSync(cacheDir)) if (f.startsWith('base-')) rmSync(join(cacheDir, f), { force: true });
   progress(`base rootfs: mmdebstrap ${SUITE} with ${pkgs.length} packages (about a minute)`);
   const hook = join(REPO, 'images/initramfs/edgelb-erofs');
+  const conf = join(REPO, 'images/initramfs/edgelb.conf');
   const tmp = `${tar}.part`;
   await run('mmdebstrap', [
     '--variant=minbase', '--components=main', '--mode=root', '--format=tar',
     `--include=${pkgs.join(',')}`,
-    // The erofs hook must be in place before the kernel's postinst builds the initrd.
-    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-erofs"`,
+    // The erofs hook and conf must be in place before the kernel's postinst builds the initrd.
+    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" "$1/etc/initramfs-tools/conf.d" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-erofs" && cp ${conf} "$1/etc/initramfs-tools/conf.d/edgelb.conf"`,
     `--customize-hook=${join(REPO, 'images/hooks/customize')} "$1"`,
     '--dpkgopt=path-exclude=/usr/share/doc/*', '--dpkgopt=path-include=/usr/share/doc/*/copyright',
     '--dpkgopt=path-exclude=/usr/share/man/*', '--dpkgopt=path-exclude=/usr/share/locale/*',
@@ -162,8 +165,8 @@ async function installRuntime(root: string, modules: string): Promise<void> {
   mkdirSync(join(opt, '.tools/node/bin'), { recursive: true });
   copyFileSync(node, join(opt, '.tools/node/bin/node'));
   await run('chmod', ['0755', join(opt, '.tools/node/bin/node')]);
-  mkdirSync(join(opt, 'dist'), { recursive: true });
-  await run('cp', ['-a', join(REPO, 'dist/src'), join(opt, 'dist/src')]);
+  const b = await bundleRuntime(REPO, opt);
+  progress(`runtime: ${b.files} bundled files, ${(b.bytes / MIB).toFixed(1)} MiB in ${BUNDLE_DIR}`);
   await run('cp', ['-a', modules, join(opt, 'node_modules')]);
   await run('cp', ['-a', join(REPO, 'bin'), join(opt, 'bin')]);
   copyFileSync(join(REPO, 'package.json'), join(opt, 'package.json'));
@@ -193,7 +196,7 @@ export const COMPILE_CACHE = '/opt/edgelb/.cache/node-compile';
 
 async function warmCompileCache(root: string): Promise<void> {
   const cfg = '/opt/edgelb/config/minimal.yaml';
-  const args = [root, '/usr/bin/env', `NODE_COMPILE_CACHE=${COMPILE_CACHE}`, '/opt/edgelb/.tools/node/bin/node', '/opt/edgelb/dist/src/image/warm.js'];
+  const args = [root, '/usr/bin/env', `NODE_COMPILE_CACHE=${COMPILE_CACHE}`, '/opt/edgelb/.tools/node/bin/node', `/opt/edgelb/${BUNDLE_DIR}/warm.js`];
   if (existsSync(join(root, cfg))) args.push(cfg, '/tmp/warm-firewall.json');
   try {
     progress(await run('chroot', args));

@@ -44,6 +44,9 @@ export function smbiosCredential(c: Credential): string {
 export function qemuArgs(o: BootOptions, varsFile: string): string[] {
   const args = [
     '-machine', 'q35,accel=tcg', '-cpu', 'max', '-m', String(o.memoryMiB ?? 1024), '-smp', String(o.cpus ?? 2),
+    // A headless server with a serial console, as edge nodes are racked: no
+    // VGA, CD-ROM, floppy or parallel port for firmware and kernel to drive.
+    '-nodefaults',
     '-display', 'none', '-monitor', 'none', '-serial', `file:${o.serialLog}`,
     '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
     '-drive', `if=pflash,format=raw,unit=1,file=${varsFile}`,

@@ -37,3 +37,40 @@ test('speaker starts before gobgpd, then configures it and announces when it app
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('with gobgpdWaitMs, start() waits for a gobgpd that comes up late and configures it in the first round', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-speaker-'));
+  const bgp = { ...edgeBgpConfig(dir, []), gobgp: { ...edgeBgpConfig(dir, []).gobgp, manage: false } };
+  // No reconcile loop: only the wait inside start() can have configured it.
+  const speaker = new BgpSpeaker({ node: { asn: 65124, routerId: '192.0.2.2' }, bgp }, { listenPort: -1, reconcileIntervalMs: 0, gobgpdWaitMs: 20_000 });
+  const gobgpd = new GobgpdProcess({ binary: 'gobgpd', socket: bgp.gobgp.socket, logFile: join(dir, 'gobgpd.log') });
+  try {
+    const t0 = Date.now();
+    const late = new Promise((r) => setTimeout(r, 1000)).then(() => gobgpd.start());
+    await speaker.start();
+    await late;
+    t.true(Date.now() - t0 >= 1000, 'start() waited for gobgpd');
+    t.is((await speaker.client.getBgp()).asn, 65124, 'global config applied by start() itself');
+    t.true((await speaker.status()).gobgpdHealthy);
+  } finally {
+    await speaker.close();
+    await gobgpd.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('gobgpdWaitMs is bounded: without gobgpd, start() gives up after the wait and leaves it to the loop', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-speaker-'));
+  const bgp = { ...edgeBgpConfig(dir, []), gobgp: { ...edgeBgpConfig(dir, []).gobgp, manage: false } };
+  const speaker = new BgpSpeaker({ node: { asn: 65125, routerId: '192.0.2.3' }, bgp }, { listenPort: -1, reconcileIntervalMs: 200, gobgpdWaitMs: 600 });
+  try {
+    const t0 = Date.now();
+    await speaker.start();
+    const waited = Date.now() - t0;
+    t.true(waited >= 600 && waited < 5000, `waited ${waited} ms`);
+    t.false((await speaker.status()).gobgpdHealthy);
+  } finally {
+    await speaker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

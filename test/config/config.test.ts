@@ -84,6 +84,23 @@ for (const example of ['config/edgelb.example.yaml', 'config/minimal.yaml']) {
   });
 }
 
+test('config check --firewall-out writes the config\'s nftables ruleset only when the config is valid', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-fwout-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const out = join(dir, 'firewall.json');
+  const ok = await edgelb(['config', 'check', 'config/edgelb.example.yaml', '--firewall-out', out]);
+  t.is(ok.code, 0, ok.stderr);
+  const { firewallRuleset } = await import('../../src/firewall/ruleset.js');
+  t.deepEqual(JSON.parse(readFileSync(out, 'utf8')), JSON.parse(JSON.stringify(firewallRuleset(loadConfigFile('config/edgelb.example.yaml')))));
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'node:\n  asn: banana\n');
+  const out2 = join(dir, 'firewall2.json');
+  const r = await edgelb(['config', 'check', bad, '--firewall-out', out2]);
+  t.is(r.code, 2);
+  t.regex(r.stderr, /node\.asn/);
+  t.throws(() => readFileSync(out2), { code: 'ENOENT' }, 'no ruleset for an invalid config');
+});
+
 test('defaults are filled in', (t) => {
   const c = loadConfigFile('config/minimal.yaml');
   t.is(c.datapath.maglevTableSize, 16381);

@@ -85,6 +85,22 @@ test('tc program: same rewrite as XDP', (t) => {
   t.is(hex(c.out), hex(x.out));
 });
 
+test('hooks: only the program the agent attaches is loaded (and verified); asking for the other names the reason', async (t) => {
+  const dp = openEdge(t, { hooks: ['xdp'] });
+  dp.applyServices([service()]);
+  const viaXdp = run(dp, tcpPacket({ flags: SYN }), 'xdp');
+  t.is(viaXdp.retval, XDP_PASS);
+  t.throws(() => dp.program('tc'), { message: /edge_tc.*was not loaded \(autoload off\)/ });
+  const { EdgeDatapath } = await import('../../src/datapath/edge-datapath.js');
+  const tcOnly = await EdgeDatapath.openAsync({ maglevTableSize: 251, mtu: 1500, address: EDGE, forward: { kind: 'bypass' }, hooks: ['tc'] });
+  t.teardown(() => tcOnly.close());
+  tcOnly.applyServices([service()]);
+  const viaTc = run(tcOnly, tcpPacket({ flags: SYN }), 'tc');
+  t.is(viaTc.retval, TC_ACT_OK);
+  t.is(hex(viaTc.out), hex(viaXdp.out), 'the same rewrite from either program');
+  t.throws(() => tcOnly.program('xdp'), { message: /edge_xdp.*was not loaded/ });
+});
+
 test('established ACK: DNAT only, and keeps its backend after the backend set changes', (t) => {
   const dp = openEdge(t);
   const initial = [backend(1), backend(2), backend(3)];

@@ -470,3 +470,27 @@ test('tc clsact attach/detach on ingress and egress', (t) => {
   t.false(sh('tc', ['-n', ns, 'qdisc', 'show', 'dev', 'va']).includes('clsact'));
   t.false(inNetns(ns, () => removeClsact('va')));
 });
+
+test('loadAsync verifies on a worker thread: same programs as load(), the object is off-limits until it settles', async (t) => {
+  const obj = BpfObject.open(bpfObjectPath('test_loader'));
+  t.teardown(() => obj.close());
+  const pending = obj.loadAsync();
+  // While the kernel verifies, nothing may touch the libbpf object.
+  t.throws(() => obj.programs(), { message: /loadAsync\(\) is in progress/ });
+  t.throws(() => obj.close(), { message: /close\(\) while loadAsync\(\) is in progress/ });
+  t.is(await pending, obj);
+  t.true(obj.loaded);
+  t.is(obj.program('tl_xdp_swap').testRun({ data: frame() }).retval, XDP_TX);
+  await t.throwsAsync(obj.loadAsync(), { message: /must be called before load\(\)/ });
+});
+
+test('loadAsync rejects with the same errno error and verifier log as load()', async (t) => {
+  execFileSync('make', ['-s', '-C', join(repoRoot(), 'bpf', 'testdata')], { stdio: 'pipe' });
+  const bad = join(repoRoot(), 'bpf', 'testdata', 'out', 'bad_verifier.o');
+  const e = await t.throwsAsync(BpfObject.loadAsync(bad));
+  t.true(isBpfError(e), String(e));
+  if (!isBpfError(e)) return;
+  t.is(e.code, 'EACCES');
+  t.regex(e.message, /bpf_object__load\(.*bad_verifier\.o\)/);
+  t.regex(e.verifierLog ?? '', /invalid access to packet/);
+});

@@ -60,7 +60,7 @@ if (skip) {
     t.is(r.ready?.[3], sha12(TEST_CONFIG), 'READY carries the hash of the injected config');
     t.is(rep('config-sha'), sha12(TEST_CONFIG), '/run/edgelb/edgelb.yaml is the injected config');
     t.regex(rep('units'), /config=active firewall=active edgelb=active gobgpd=active/);
-    t.regex(rep('edgelb-cmd'), /edgelb\/dist\/src\/cli\/main\.js run --config \/run\/edgelb\/edgelb\.yaml/);
+    t.regex(rep('edgelb-cmd'), /edgelb\/dist\/app\/main\.js run --config \/run\/edgelb\/edgelb\.yaml/);
     t.regex(rep('gobgp-global'), /AS:\s+64512/, 'gobgpd runs with the config\'s ASN (set by the agent)');
     t.regex(rep('gobgp-global'), /10\.0\.2\.15/, 'gobgpd runs with the config\'s router ID');
     t.regex(rep('nft-table'), /inet edgelb_host/, 'host firewall loaded');

@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitObject(env, exports);
   InitMaps(env, exports);
   InitProgs(env, exports);
+  InitNotify(env, exports);
   exports.Set("libbpfVersion", Napi::String::New(env, std::to_string(LIBBPF_MAJOR_VERSION) + "." +
                                                           std::to_string(LIBBPF_MINOR_VERSION)));
   return exports;

@@ -38,6 +38,7 @@ Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo &info, size_t i, const 
 bool HasArg(const Napi::CallbackInfo &info, size_t i);
 
 void InitObject(Napi::Env env, Napi::Object exports);
+void InitNotify(Napi::Env env, Napi::Object exports);
 void InitMaps(Napi::Env env, Napi::Object exports);
 void InitProgs(Napi::Env env, Napi::Object exports);
 

@@ -22,6 +22,7 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     return DefineClass(env, "NativeObject",
                        {
                            InstanceMethod<&NativeObject::Load>("load"),
+                           InstanceMethod<&NativeObject::LoadAsync>("loadAsync"),
                            InstanceMethod<&NativeObject::Close>("close"),
                            InstanceMethod<&NativeObject::Programs>("programs"),
                            InstanceMethod<&NativeObject::Maps>("maps"),
@@ -67,11 +68,70 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
  private:
   bpf_object *Obj(Napi::Env env) {
     if (!obj_) throw Napi::Error::New(env, "BPF object " + path_ + " is closed");
+    if (loading_) throw Napi::Error::New(env, "BPF object " + path_ + ": loadAsync() is in progress");
     return obj_;
   }
 
+  // The end of a load, sync or async, on the JS thread: a failed object is
+  // freed (libbpf cannot retry a load), its error carries the verifier log.
+  void FinishLoad(Napi::Env env, int ret, int saved_errno, std::string log) {
+    load_log_ = std::move(log);
+    if (ret) {
+      Napi::Error e = MakeErrnoError(env, ret < -1 ? -ret : (saved_errno ? saved_errno : EINVAL), "bpf_object__load(" + path_ + ")");
+      e.Value().Set("verifierLog", Napi::String::New(env, load_log_));
+      bpf_object__close(obj_);
+      obj_ = nullptr;
+      throw e;
+    }
+    loaded_ = true;
+  }
+
+  // Runs bpf_object__load() (the kernel verifier: the slow part, seconds on a
+  // small CPU) on a libuv worker thread so the agent's JS thread goes on
+  // meanwhile. The object is unusable from JS until it settles.
+  class LoadWorker : public Napi::AsyncWorker {
+   public:
+    LoadWorker(Napi::Env env, NativeObject *self, Napi::Object receiver)
+        : Napi::AsyncWorker(env, "bpfObjectLoad"), self_(self), deferred_(Napi::Promise::Deferred::New(env)) {
+      receiver_ = Napi::Persistent(receiver);
+    }
+    Napi::Promise Promise() { return deferred_.Promise(); }
+
+   protected:
+    void Execute() override {
+      // The libbpf log capture is thread-local: this thread's own.
+      ResetLog(self_->log_level_ != 0);
+      errno = 0;
+      ret_ = bpf_object__load(self_->obj_);
+      errno_ = errno;
+      log_ = CapturedLog();
+    }
+    void OnOK() override { Settle(); }
+    void OnError(const Napi::Error &) override { Settle(); }
+
+   private:
+    void Settle() {
+      Napi::Env env = Env();
+      Napi::HandleScope scope(env);
+      self_->loading_ = false;
+      try {
+        self_->FinishLoad(env, ret_, errno_, std::move(log_));
+        deferred_.Resolve(env.Undefined());
+      } catch (const Napi::Error &e) {
+        deferred_.Reject(e.Value());
+      }
+    }
+    NativeObject *self_;
+    Napi::ObjectReference receiver_;
+    Napi::Promise::Deferred deferred_;
+    int ret_ = 0;
+    int errno_ = 0;
+    std::string log_;
+  };
+
   void RequireNotLoaded(Napi::Env env, const char *what) {
     if (loaded_) throw Napi::Error::New(env, std::string(what) + " must be called before load() (" + path_ + ")");
+    if (loading_) throw Napi::Error::New(env, std::string(what) + ": loadAsync() of " + path_ + " is in progress");
   }
 
   bpf_map *FindMap(Napi::Env env, const std::string &name) {
@@ -93,21 +153,25 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     // With a kernel log level the verifier's statistics of successful loads
     // come at libbpf's debug level; keep those too.
     ResetLog(log_level_ != 0);
+    errno = 0;
     int ret = bpf_object__load(o);
-    load_log_ = CapturedLog();
-    if (ret) {
-      Napi::Error e = MakeErrnoError(env, ret < -1 ? -ret : (errno ? errno : EINVAL), "bpf_object__load(" + path_ + ")");
-      e.Value().Set("verifierLog", Napi::String::New(env, load_log_));
-      // libbpf cannot retry a failed load of the same object; free it now.
-      bpf_object__close(obj_);
-      obj_ = nullptr;
-      throw e;
-    }
-    loaded_ = true;
+    FinishLoad(env, ret, errno, CapturedLog());
     return env.Undefined();
   }
 
+  Napi::Value LoadAsync(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Obj(env);
+    RequireNotLoaded(env, "loadAsync()");
+    auto *w = new LoadWorker(env, this, info.This().As<Napi::Object>());
+    loading_ = true;
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
   Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (loading_) throw Napi::Error::New(info.Env(), "BPF object " + path_ + ": close() while loadAsync() is in progress");
     if (obj_) bpf_object__close(obj_);
     obj_ = nullptr;
     return info.Env().Undefined();
@@ -231,6 +295,9 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
 
   bpf_object *obj_ = nullptr;
   bool loaded_ = false;
+  // A LoadWorker owns obj_ until it settles (the worker holds a reference to
+  // the JS object, so it is not collected meanwhile).
+  bool loading_ = false;
   uint32_t log_level_ = 0;
   std::string path_;
   std::string load_log_;

@@ -1,0 +1,39 @@
+// The boot test's retry covers only the emulator's early-boot fault, never a
+// broken image: these consoles decide which is which.
+import test from 'ava';
+import { EMULATOR_PANIC_RE, READY_RE } from '../../src/image/boot-test.js';
+import { qemuArgs } from '../../src/image/qemu.js';
+
+const TCG_FAULT = `EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path
+[    4.116555] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI
+[    4.117602] RIP: 0010:sched_clock_cpu+0x9/0x1d0
+[    4.121748] Oops: int3: 0000 [#2] PREEMPT SMP NOPTI
+[    4.122233] Kernel panic - not syncing: Fatal exception in interrupt
+`;
+
+const BROKEN_ROOT = `EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path
+[    3.200000] VFS: Cannot open root device "PARTLABEL=edgelb-root-a" or unknown-block(0,0): error -6
+[    3.200100] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)
+`;
+
+test('an int3 Oops followed by a panic is the emulator fault that earns one retry', (t) => {
+  t.regex(TCG_FAULT, EMULATOR_PANIC_RE);
+});
+
+test('a panic from the image itself (no root fs) is not retried', (t) => {
+  t.notRegex(BROKEN_ROOT, EMULATOR_PANIC_RE);
+});
+
+test('the READY banner the test waits for', (t) => {
+  const m = 'edgelb login: [   62.03] node[427]: EDGELB READY node=boot-test peers=2 config=60762c83f26b'.match(READY_RE);
+  t.deepEqual(m?.slice(1), ['boot-test', '2', '60762c83f26b']);
+});
+
+test('the VM is headless, emulated, serial-only and isolated', (t) => {
+  const a = qemuArgs({ image: '/x.raw', serialLog: '/x.log' }, '/vars.fd');
+  t.true(a.includes('-nodefaults'));
+  t.is(a[a.indexOf('-machine') + 1], 'q35,accel=tcg');
+  t.is(a[a.indexOf('-serial') + 1], 'file:/x.log');
+  t.true(a.includes('user,id=n0,restrict=on'), 'user networking with restrict=on: nothing leaves QEMU');
+  t.regex(a[a.indexOf('-drive', a.indexOf('-drive', a.indexOf('-drive') + 1) + 1) + 1] ?? '', /snapshot=on/);
+});
