@@ -115,9 +115,12 @@ export class Agent {
     const failed = first.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     bgp?.coupleDatapathHealth?.();
-    if (kubernetes) await this.startPart(kubernetes);
     await this.control.start();
     if (this.config.metrics.listen) await this.metrics.listen(this.config.metrics.listen, this.log);
+    // Last: its client library (the agent's largest) loads in the background
+    // and the API server is watched from then on; the edge already forwards
+    // and announces what it has.
+    if (kubernetes) await this.startPart(kubernetes);
   }
 
   private async startPart(part: AgentPart): Promise<void> {

@@ -2,7 +2,9 @@
 // control API and metrics, and decides what stop means for routes.
 import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
-import { BgpSpeaker, type SpeakerStatus } from '../bgp/speaker.js';
+// Type-only: the speaker (gRPC, protobufjs and gobgpd's API definitions)
+// loads in start(), while the datapath's maps are created on another thread.
+import type { BgpSpeaker, SpeakerOptions, SpeakerStatus } from '../bgp/speaker.js';
 import { readAdjOut } from '../bgp/path-reconciler.js';
 import { attrsFromAdvertise, type DesiredVip as BgpVip } from '../bgp/attributes.js';
 import type { DesiredVip } from '../model/types.js';
@@ -15,7 +17,7 @@ export function toBgpVips(vips: DesiredVip[]): BgpVip[] {
 
 export class BgpAgentPart implements BgpPart {
   readonly name = 'bgp';
-  readonly speaker: BgpSpeaker;
+  private sp: BgpSpeaker | null = null;
   private last: SpeakerStatus | null = null;
   private timer: NodeJS.Timeout | null = null;
   private coupling: NodeJS.Timeout | null = null;
@@ -26,17 +28,23 @@ export class BgpAgentPart implements BgpPart {
    * down so the routers stop sending here at once, although the host is up.
    */
   constructor(
-    config: EdgelbConfig,
+    private readonly config: EdgelbConfig,
     private readonly log: Logger,
     private readonly datapathHealthy: () => boolean = () => true,
-    opts: { wrap?: string[]; gobgpdLogFile?: string } = {},
-  ) {
-    // gobgpd may start alongside the agent (appliance: Type=exec); wait for
-    // it rather than report READY with BGP not configured.
-    this.speaker = new BgpSpeaker({ node: config.node, bgp: config.bgp }, { logger: log, reconcileIntervalMs: 2000, adjOutEvery: 5, gobgpdWaitMs: 20_000, ...opts });
+    private readonly opts: { wrap?: string[]; gobgpdLogFile?: string } = {},
+  ) {}
+
+  get speaker(): BgpSpeaker {
+    if (!this.sp) throw new Error('the BGP part has not started');
+    return this.sp;
   }
 
   async start(): Promise<void> {
+    const { BgpSpeaker } = await import('../bgp/speaker.js');
+    // gobgpd may start alongside the agent (appliance: Type=exec); wait for
+    // it rather than report READY with BGP not configured.
+    const options: SpeakerOptions = { logger: this.log, reconcileIntervalMs: 2000, adjOutEvery: 5, gobgpdWaitMs: 20_000, ...this.opts };
+    this.sp = new BgpSpeaker({ node: this.config.node, bgp: this.config.bgp }, options);
     await this.speaker.start();
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), 1000);
@@ -74,7 +82,7 @@ export class BgpAgentPart implements BgpPart {
     // gobgpd keeps the paths when we leave for a handover; on shutdown the
     // drain has already withdrawn them. A managed gobgpd (development) is
     // stopped only on shutdown.
-    await this.speaker.close({ stopGobgpd: mode === 'shutdown', stopBfdd: mode === 'shutdown' });
+    await this.sp?.close({ stopGobgpd: mode === 'shutdown', stopBfdd: mode === 'shutdown' });
   }
 
   async reload(config: EdgelbConfig): Promise<void> {

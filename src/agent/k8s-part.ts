@@ -28,8 +28,9 @@ export class KubernetesAgentPart implements KubernetesPart {
     // An unreachable API server or an unusable kubeconfig must not keep the
     // edge from forwarding what its pinned maps and gobgpd already hold:
     // report it, keep retrying. The client library is the agent's heaviest
-    // import (seconds on a slow CPU), so it loads after the agent is up.
-    void this.attempt();
+    // import (seconds on a slow CPU), so it loads after the agent is up:
+    // on a later turn of the event loop, not inside start().
+    setImmediate(() => void this.attempt());
   }
 
   private async attempt(): Promise<void> {

@@ -3,7 +3,7 @@
 // comparing what gobgpd holds with what we want.
 import { isIPv4, isIPv6 } from 'node:net';
 import type { AdvertiseConfig } from '../config/types.js';
-import { FAMILY_V4, FAMILY_V6, type AnyMsg, type ApiFamily, type ApiPath } from './gobgp-client.js';
+import { FAMILY_V4, FAMILY_V6, type AnyMsg, type ApiFamily, type ApiPath } from './api-types.js';
 
 const T = 'type.googleapis.com/apipb.';
 

@@ -5,132 +5,20 @@
 // calls fail fast while gobgpd is away (no waitForReady), `ping()` reports
 // health, and `instanceId()` lets callers notice that gobgpd was restarted
 // (its RIB is then empty and everything must be re-announced).
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { repoRoot } from '../datapath/loader.js';
+import { gobgpServiceClient, loadGobgpRoot } from './gobgp-proto.js';
 
-export const DEFAULT_PROTO_DIR = '/usr/share/gocode/src/github.com/osrg/gobgp/api';
-
-/** A google.protobuf.Any as proto-loader's JSON mapping presents it. */
-export interface AnyMsg {
-  '@type': string;
-  [field: string]: unknown;
-}
-
-export interface ApiFamily {
-  afi: 'AFI_IP' | 'AFI_IP6';
-  safi: 'SAFI_UNICAST';
-}
-
-export const FAMILY_V4: ApiFamily = { afi: 'AFI_IP', safi: 'SAFI_UNICAST' };
-export const FAMILY_V6: ApiFamily = { afi: 'AFI_IP6', safi: 'SAFI_UNICAST' };
-
-export interface ApiPath {
-  nlri: AnyMsg;
-  pattrs: AnyMsg[];
-  family: ApiFamily;
-  uuid?: Buffer | Uint8Array | string;
-  best?: boolean;
-  is_withdraw?: boolean;
-  neighbor_ip?: string;
-  source_asn?: number;
-  age?: { seconds: string; nanos: number } | null;
-}
-
-export interface ApiDestination {
-  prefix: string;
-  paths: ApiPath[];
-}
-
-export interface ApiGlobal {
-  asn: number;
-  router_id: string;
-  listen_port: number;
-  listen_addresses: string[];
-}
-
-export interface ApiTimestamp {
-  seconds: string;
-  nanos: number;
-}
-
-/** The subset of apipb.Peer we read and write. Fields absent on write take gobgpd's defaults. */
-export interface ApiPeer {
-  conf: {
-    neighbor_address: string;
-    peer_asn: number;
-    local_asn?: number;
-    auth_password?: string;
-    description?: string;
-    admin_down?: boolean;
-  };
-  ebgp_multihop?: { enabled: boolean; multihop_ttl: number };
-  timers?: {
-    config?: { connect_retry?: string | number; hold_time?: string | number; keepalive_interval?: string | number; idle_hold_time_after_reset?: string | number };
-    state?: { uptime?: ApiTimestamp | null; downtime?: ApiTimestamp | null; negotiated_hold_time?: string } | null;
-  };
-  transport?: { local_address?: string; passive_mode?: boolean; remote_port?: number; local_port?: number };
-  graceful_restart?: { enabled: boolean; restart_time: number };
-  afi_safis?: {
-    config: { family: ApiFamily; enabled: boolean };
-    mp_graceful_restart?: { config: { enabled: boolean } };
-    state?: { family?: ApiFamily; received?: string; accepted?: string; advertised?: string } | null;
-  }[];
-  state?: {
-    session_state?: string;
-    admin_state?: string;
-    neighbor_address?: string;
-    peer_asn?: number;
-    router_id?: string;
-    messages?: { received?: { update?: string; total?: string }; sent?: { update?: string; total?: string } } | null;
-  } | null;
-}
-
-export interface ApiDefinedSet {
-  defined_type: 'PREFIX' | 'NEIGHBOR' | 'COMMUNITY' | 'LARGE_COMMUNITY';
-  name: string;
-  list?: string[];
-  prefixes?: { ip_prefix: string; mask_length_min: number; mask_length_max: number }[];
-}
-
-export interface ApiMatchSet {
-  type: 'ANY' | 'ALL' | 'INVERT';
-  name: string;
-}
-
-export interface ApiStatement {
-  name: string;
-  conditions?: {
-    neighbor_set?: ApiMatchSet;
-    prefix_set?: ApiMatchSet;
-    large_community_set?: ApiMatchSet;
-    route_type?: 'ROUTE_TYPE_NONE' | 'ROUTE_TYPE_INTERNAL' | 'ROUTE_TYPE_EXTERNAL' | 'ROUTE_TYPE_LOCAL';
-  };
-  actions?: {
-    route_action?: 'NONE' | 'ACCEPT' | 'REJECT';
-    large_community?: { type: 'ADD' | 'REMOVE' | 'REPLACE'; communities: string[] };
-  };
-}
-
-export interface ApiPolicy {
-  name: string;
-  statements: ApiStatement[];
-}
-
-export interface ApiPolicyAssignment {
-  name: string;
-  direction: 'IMPORT' | 'EXPORT';
-  policies: { name: string }[];
-  default_action: 'NONE' | 'ACCEPT' | 'REJECT';
-}
-
-export type TableType = 'GLOBAL' | 'LOCAL' | 'ADJ_IN' | 'ADJ_OUT';
+export * from './api-types.js';
+import { DEFAULT_PROTO_DIR, type ApiDestination, type ApiGlobal, type ApiPath, type ApiPeer, type ApiDefinedSet, type ApiPolicy, type ApiPolicyAssignment, type ApiFamily, type TableType } from './api-types.js';
 
 export interface GobgpClientOptions {
   /** Unix socket path of gobgpd's API (without the unix:// scheme). */
   socket: string;
   protoDir?: string;
+  /** JSON cache of the parsed .proto files (used only when made from the same files); default defaultProtoCache(). */
+  protoCache?: string;
   /** Deadline for unary calls, ms. */
   timeoutMs?: number;
   /** Deadline for streaming list calls, ms (a full RIB can be large). */
@@ -143,27 +31,22 @@ interface RawClient extends grpc.Client {
   [method: string]: unknown;
 }
 
-const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: String,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  json: true,
-};
-
 let cachedDefs: { dir: string; ctor: grpc.ServiceClientConstructor } | undefined;
 
-function loadService(protoDir: string): grpc.ServiceClientConstructor {
-  if (cachedDefs?.dir === protoDir) return cachedDefs.ctor;
-  const files = ['gobgp.proto', 'attribute.proto', 'capability.proto'].map((f) => join(protoDir, f));
-  for (const f of files) {
-    if (!existsSync(f)) throw new Error(`bgp.gobgp.protoDir: ${f} not found (install golang-github-osrg-gobgp-dev or fix the path)`);
+/** The parsed API the image ships (src/image/build.ts writes it); absent in a checkout. */
+export function defaultProtoCache(): string | undefined {
+  try {
+    return join(repoRoot(), '.cache', 'gobgp-api.json');
+  } catch {
+    return undefined;
   }
-  const def = protoLoader.loadSync(files, { ...LOADER_OPTIONS, includeDirs: [protoDir] });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { apipb: { GobgpApi: grpc.ServiceClientConstructor } };
-  cachedDefs = { dir: protoDir, ctor: pkg.apipb.GobgpApi };
-  return pkg.apipb.GobgpApi;
+}
+
+function loadService(protoDir: string, cacheFile: string | undefined): grpc.ServiceClientConstructor {
+  if (cachedDefs?.dir === protoDir) return cachedDefs.ctor;
+  const ctor = gobgpServiceClient(loadGobgpRoot(protoDir, cacheFile));
+  cachedDefs = { dir: protoDir, ctor };
+  return ctor;
 }
 
 export class GobgpError extends Error {
@@ -194,7 +77,7 @@ export class GobgpClient {
     this.socket = opts.socket;
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.listTimeoutMs = opts.listTimeoutMs ?? 60000;
-    const Ctor = loadService(opts.protoDir ?? DEFAULT_PROTO_DIR);
+    const Ctor = loadService(opts.protoDir ?? DEFAULT_PROTO_DIR, opts.protoCache ?? defaultProtoCache());
     this.raw = new Ctor(`unix://${opts.socket}`, grpc.credentials.createInsecure(), {
       // Reconnect quickly after gobgpd restarts instead of grpc's 1 s+ backoff growth.
       'grpc.initial_reconnect_backoff_ms': 100,

@@ -7,7 +7,8 @@
 import { isIPv4 } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { buildPath, parseVipPrefix, prefixKey, sameSummary, summarizePath, type DesiredVip, type PathOptions, type PathSummary } from './attributes.js';
-import { FAMILY_V4, FAMILY_V6, type ApiDestination, type ApiPath, type GobgpClient } from './gobgp-client.js';
+import { FAMILY_V4, FAMILY_V6, type ApiDestination, type ApiPath } from './api-types.js';
+import type { GobgpClient } from './gobgp-client.js';
 
 export interface PathDiff {
   /** New or changed (AddPath of the same NLRI replaces our previous path). */

@@ -6,7 +6,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { PeerConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
-import { FAMILY_V4, FAMILY_V6, type ApiPeer, type GobgpClient } from './gobgp-client.js';
+import { FAMILY_V4, FAMILY_V6, type ApiPeer } from './api-types.js';
+import type { GobgpClient } from './gobgp-client.js';
 
 /** Seconds between gobgpd's connection attempts (its default, 120 s, is far too slow to recover). */
 export const CONNECT_RETRY_S = 1;

@@ -16,7 +16,7 @@
 // Import: only locally originated paths (import policy also runs on paths we
 // add over the API) are accepted; everything a peer sends is rejected.
 import { isIPv4 } from 'node:net';
-import type { ApiDefinedSet, ApiPolicy, ApiPolicyAssignment, ApiStatement } from './gobgp-client.js';
+import type { ApiDefinedSet, ApiPolicy, ApiPolicyAssignment, ApiStatement } from './api-types.js';
 import { peerGroupId, restrictMark, RESTRICT_MARK_LOCAL1 } from './attributes.js';
 
 export const EXPORT_POLICY = 'edgelb-export';

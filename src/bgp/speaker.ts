@@ -144,8 +144,14 @@ export class BgpSpeaker {
       this.log.warn({ marker: this.drainMarker }, 'edge was drained by an operator: VIPs stay withdrawn until undrain');
     }
     if (this.gobgpd) await this.gobgpd.start();
-    else await this.waitForGobgpd(this.opts.gobgpdWaitMs ?? 0);
-    await this.syncBfd();
+    // bfdd and gobgpd are separate daemons: BFD is configured (vtysh runs)
+    // while gobgpd is still coming up.
+    const bfd = this.syncBfd();
+    try {
+      if (!this.gobgpd) await this.waitForGobgpd(this.opts.gobgpdWaitMs ?? 0);
+    } finally {
+      await bfd;
+    }
     try {
       await this.exclusive(() => this.reconcileOnce(true));
     } catch (e) {

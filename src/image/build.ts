@@ -18,6 +18,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, copyFileSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_PROTO_DIR } from '../bgp/api-types.js';
+import { writeProtoCache } from '../bgp/gobgp-proto.js';
 import { BUNDLE_DIR, bundleRuntime } from './bundle.js';
 import { ensureTools, HOST_TOOLS, progress, run } from './exec.js';
 import {
@@ -327,6 +329,9 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
 
   await run('cp', ['-a', `${join(REPO, 'images/overlay')}/.`, `${root}/`]);
   await installRuntime(root, modules);
+  // gobgp's API parsed once here instead of at every agent start (src/bgp/gobgp-proto.ts).
+  mkdirSync(join(root, 'opt/edgelb/.cache'), { recursive: true });
+  writeProtoCache(join(root, DEFAULT_PROTO_DIR.slice(1)), join(root, 'opt/edgelb/.cache/gobgp-api.json'));
   await warmCompileCache(root);
   const units = await installUnits(root);
   progress(`units: ${units.join(' ')}`);
