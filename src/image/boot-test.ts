@@ -188,6 +188,20 @@ export interface BootTestSummary {
   compressed_mib: number;
 }
 
+/** The issue's budgets (issue 7): build ≤ 10 min, boot to READY ≤ 60 s under TCG, raw ≤ 1 GiB, zstd ≤ 300 MB. */
+export const BUDGET = { build_s: 600, boot_to_ready_s: 60, raw_mib: 1024, compressed_mib: 300 } as const;
+
+/** Budget lines that a summary exceeds (empty: within every budget). */
+export function overBudget(s: BootTestSummary): string[] {
+  const out: string[] = [];
+  for (const k of Object.keys(BUDGET) as (keyof typeof BUDGET)[]) {
+    const v = s[k];
+    if (v === null) out.push(`${k}: not measured`);
+    else if (v > BUDGET[k]) out.push(`${k}: ${v} > ${BUDGET[k]}`);
+  }
+  return out;
+}
+
 export function summary(m: ImageManifest, bootToReady: number | null, buildSeconds?: number): BootTestSummary {
   return {
     build_s: buildSeconds ?? m.buildSeconds,
@@ -224,6 +238,8 @@ async function main(): Promise<void> {
   check(good.ready !== null, `READY line (${good.readySeconds ?? '-'} s): ${good.ready?.[0] ?? 'none'}`);
   check(good.ready?.[3] === sha12(TEST_CONFIG), `READY config hash is the injected config's ${sha12(TEST_CONFIG)}`);
   for (const [k, v] of good.report) progress(`  ${k}: ${v}`);
+  const over = overBudget(summary(m, good.readySeconds));
+  check(over.length === 0, `budgets ${JSON.stringify(BUDGET)}${over.length ? `: ${over.join(', ')}` : ''}`);
   progress(`booting with an invalid config`);
   if (args.includes('--valid-only')) {
     progress(`serial logs in ${dir}`);

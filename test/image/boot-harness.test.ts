@@ -1,7 +1,7 @@
 // The boot test's retry covers only the emulator's early-boot fault, never a
 // broken image: these consoles decide which is which.
 import test from 'ava';
-import { EMULATOR_PANIC_RE, READY_RE } from '../../src/image/boot-test.js';
+import { EMULATOR_PANIC_RE, overBudget, READY_RE } from '../../src/image/boot-test.js';
 import { qemuArgs } from '../../src/image/qemu.js';
 
 const TCG_FAULT = `EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path
@@ -36,4 +36,10 @@ test('the VM is headless, emulated, serial-only and isolated', (t) => {
   t.is(a[a.indexOf('-serial') + 1], 'file:/x.log');
   t.true(a.includes('user,id=n0,restrict=on'), 'user networking with restrict=on: nothing leaves QEMU');
   t.regex(a[a.indexOf('-drive', a.indexOf('-drive', a.indexOf('-drive') + 1) + 1) + 1] ?? '', /snapshot=on/);
+});
+
+test('budgets: each one over, or not measured, is named', (t) => {
+  t.deepEqual(overBudget({ build_s: 120, boot_to_ready_s: 45.2, raw_mib: 978, compressed_mib: 267.7 }), []);
+  t.deepEqual(overBudget({ build_s: 601, boot_to_ready_s: 60.1, raw_mib: 1024, compressed_mib: 300.1 }), ['build_s: 601 > 600', 'boot_to_ready_s: 60.1 > 60', 'compressed_mib: 300.1 > 300']);
+  t.deepEqual(overBudget({ build_s: 1, boot_to_ready_s: null, raw_mib: 1, compressed_mib: 1 }), ['boot_to_ready_s: not measured']);
 });
