@@ -72,6 +72,7 @@ echo "EDGELB-TEST config-sha $(sha256sum /run/edgelb/edgelb.yaml 2>/dev/null | c
 echo "EDGELB-TEST gobgp-global $(gobgp --target unix:///run/edgelb/gobgp.sock global 2>&1 | tr '\\n' ' ')"
 echo "EDGELB-TEST gobgp-neighbors $(gobgp --target unix:///run/edgelb/gobgp.sock neighbor 2>&1 | tail -n +2 | awk '{print $1}' | tr '\\n' ' ')"
 echo "EDGELB-TEST nft-table $(nft list tables 2>&1 | tr '\\n' ' ')"
+echo "EDGELB-TEST listen $(ss -Hlntu 2>&1 | awk '{print $1 "/" $5}' | sort -u | tr '\\n' ' ')"
 echo "EDGELB-TEST root $(findmnt -no FSTYPE,OPTIONS / | cut -d, -f1) state=$(findmnt -no FSTYPE /var/lib/edgelb)"
 echo "EDGELB-TEST slot $(sed -n 's/.*root=PARTLABEL=edgelb-root-\\([ab]\\).*/\\1/p' /proc/cmdline)"
 echo "EDGELB-TEST bless $(systemctl is-active systemd-bless-boot.service) check=$(systemctl is-active edgelb-boot-check.service)"

@@ -64,6 +64,7 @@ if (skip) {
     t.regex(rep('gobgp-global'), /AS:\s+64512/, 'gobgpd runs with the config\'s ASN (set by the agent)');
     t.regex(rep('gobgp-global'), /10\.0\.2\.15/, 'gobgpd runs with the config\'s router ID');
     t.regex(rep('nft-table'), /inet edgelb_host/, 'host firewall loaded');
+    t.regex(rep('listen'), /tcp\/\S*:179\b/, 'gobgpd listens for BGP once the agent has started it');
     t.regex(rep('root'), /^erofs ro state=ext4/, 'read-only erofs root, ext4 state partition');
 
     const s = summary(manifest, r.readySeconds);
@@ -84,7 +85,10 @@ if (skip) {
     t.regex(r.console, /edgelb-config: {3}edgelb\.yaml:2: node\.routerId: .*\(got "?300\.1\.2\.3"?\)/);
     t.regex(r.console, /edgelb-config: {3}edgelb\.yaml:\d+: bgp\.peers\[0\]\.asn: /);
     t.is(r.ready, null, 'no READY line');
-    t.regex(r.report.get('units') ?? '', /config=failed firewall=inactive edgelb=inactive gobgpd=inactive bfdd=inactive/, 'nothing listens without a valid config and its firewall');
+    // gobgpd idles with only its unix API socket until the agent starts BGP
+    // (and the agent never starts without a valid config and its firewall).
+    t.regex(r.report.get('units') ?? '', /config=failed firewall=inactive edgelb=inactive gobgpd=active bfdd=inactive/);
+    t.notRegex(r.report.get('listen') ?? '', /:(179|3784|3785|4784)\b/, 'no BGP or BFD port is open without a valid config and its firewall');
     if (manifest) {
       const s = JSON.parse(readFileSync(join(LOGS, 'summary.json'), 'utf8')) as unknown;
       // The budget line, last: {"build_s","boot_to_ready_s","raw_mib","compressed_mib"}.
