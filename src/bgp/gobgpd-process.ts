@@ -66,7 +66,9 @@ export class GobgpdProcess {
       // A stale socket from a crashed gobgpd makes its successor fail to listen.
       rmSync(this.opts.socket, { force: true });
       mkdirSync(dirname(this.opts.socket), { recursive: true });
-      const args = ['-p', '--pprof-disable', '--api-hosts', `unix://${this.opts.socket}`];
+      // Some gobgpd releases (3.36) ignore --pprof-disable; a pprof address no
+      // interface can hold makes their listener fail instead (systemd/gobgpd.service).
+      const args = ['-p', '--pprof-disable', '--pprof-host=0.0.0.1:6060', '--api-hosts', `unix://${this.opts.socket}`];
       if (this.opts.configFile) args.push('-f', this.opts.configFile);
       if (this.opts.logLevel) args.push('-l', this.opts.logLevel);
       const wrap = this.opts.wrap ?? [];

@@ -65,6 +65,7 @@ if (skip) {
     t.regex(rep('gobgp-global'), /10\.0\.2\.15/, 'gobgpd runs with the config\'s router ID');
     t.regex(rep('nft-table'), /inet edgelb_host/, 'host firewall loaded');
     t.regex(rep('listen'), /tcp\/\S*:179\b/, 'gobgpd listens for BGP once the agent has started it');
+    t.notRegex(rep('listen'), /:6060\b/, 'no gobgpd pprof listener');
     t.regex(rep('root'), /^erofs ro state=ext4/, 'read-only erofs root, ext4 state partition');
 
     const s = summary(manifest, r.readySeconds);
