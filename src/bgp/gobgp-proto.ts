@@ -41,7 +41,6 @@ export function parseGobgpProtos(protoDir: string): protobuf.Root {
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => (isAbsolute(target) || target.startsWith('google/protobuf/') ? target : join(protoDir, target));
   root.loadSync(GOBGP_PROTO_FILES.map((f) => join(protoDir, f)), { keepCase: true });
-  root.resolveAll();
   return root;
 }
 
@@ -58,8 +57,17 @@ export function loadGobgpRoot(protoDir: string, cacheFile?: string): protobuf.Ro
     try {
       const cache = JSON.parse(readFileSync(cacheFile, 'utf8')) as ProtoCache;
       if (cache.digest === protoDigest(protoDir)) {
-        const root = protobuf.Root.fromJSON(cache.root);
-        root.resolveAll();
+        // Not Root.fromJSON(): it ends in resolveAll(), which generates a
+        // constructor for each of the ~300 types; they resolve on first use.
+        // Their proto3 features (packed repeated scalars!) must be resolved
+        // first, as resolveAll() would; protobufjs has no public call for
+        // that alone (test/bgp/gobgp-proto.test.ts compares the bytes).
+        const root = new protobuf.Root();
+        if (cache.root.options) root.setOptions(cache.root.options);
+        root.addJSON(cache.root.nested ?? {});
+        const features = root as unknown as { _resolveFeaturesRecursive?: (edition?: string) => void; _edition?: string };
+        if (typeof features._resolveFeaturesRecursive === 'function') features._resolveFeaturesRecursive(features._edition);
+        else root.resolveAll();
         return root;
       }
     } catch {
