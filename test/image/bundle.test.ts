@@ -1,0 +1,55 @@
+// The appliance runs the CLI from the esbuild bundle (src/image/bundle.ts);
+// the boot test covers `config check` and `run` there. This runs the other
+// commands from a fresh bundle, laid out as in the image, on this machine.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { bundleRuntime } from '../../src/image/bundle.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { firewallRuleset } from '../../src/firewall/ruleset.js';
+
+const run = promisify(execFile);
+const REPO = process.cwd();
+
+test('the bundled CLI: version, config check --firewall-out, firewall, node/run/upgrade help, agent commands without an agent', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'edgelb-bundle-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const b = await bundleRuntime(REPO, root);
+  t.true(b.files > 3, 'lazy imports became chunks');
+  // As in the image: package.json and bpf/Makefile mark the runtime root, pino loads from node_modules.
+  mkdirSync(join(root, 'bpf'));
+  copyFileSync(join(REPO, 'bpf/Makefile'), join(root, 'bpf/Makefile'));
+  copyFileSync(join(REPO, 'package.json'), join(root, 'package.json'));
+  symlinkSync(join(REPO, 'node_modules'), join(root, 'node_modules'));
+  const main = join(root, 'dist/app/main.js');
+  const cli = async (...args: string[]) => run(process.execPath, [main, ...args]).then(
+    (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
+  );
+
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+  t.regex((await cli('version')).out, new RegExp(`^edgelb ${pkg.version.replace(/\./g, '\\.')} \\(node `));
+
+  const fw = join(root, 'fw.json');
+  const ok = await cli('config', 'check', 'config/edgelb.example.yaml', '--firewall-out', fw);
+  t.is(ok.code, 0, ok.err);
+  t.deepEqual(JSON.parse(readFileSync(fw, 'utf8')), JSON.parse(JSON.stringify(firewallRuleset(loadConfigFile('config/edgelb.example.yaml')))));
+  const bad = await cli('config', 'check', 'test/fixtures/config/invalid/02-bad-routerid.yaml', '--firewall-out', join(root, 'no.json'));
+  t.is(bad.code, 2, bad.err);
+  t.regex(bad.err, /node\.routerId/);
+
+  const show = await cli('firewall', 'show', '--config', 'config/minimal.yaml');
+  t.is(show.code, 0, show.err);
+  t.truthy((JSON.parse(show.out) as { nftables: unknown[] }).nftables.length);
+
+  for (const [args, re] of [[['node', 'run', '--help'], /Usage: edgelb node run/], [['run', '--help'], /Usage: edgelb run/], [['upgrade', '--help'], /usage: edgelb-upgrade/]] as const) {
+    const r = await cli(...args);
+    t.regex(r.out + r.err, re, args.join(' '));
+  }
+  const st = await cli('status', '--socket', join(root, 'nothing.sock'));
+  t.is(st.code, 1);
+  t.regex(st.err, /cannot reach the edgelb agent/);
+});
