@@ -108,9 +108,10 @@ export class Agent {
     // boot went (processMs: since Node started, module loading included).
     this.log.info({ processMs: Math.round(process.uptime() * 1000) }, 'starting');
     const { datapath, bgp, kubernetes } = this.parts;
-    // The datapath (the kernel verifier, on a worker thread) and BGP (gRPC
-    // set-up, peers, policy) start side by side: BGP announces nothing until
-    // Kubernetes, which starts after both, supplies VIPs.
+    // The datapath (map creation and verification in the kernel, on a worker
+    // thread) and BGP (loading gRPC, peers, policy) start side by side: BGP
+    // announces nothing until Kubernetes, which starts after both, supplies
+    // VIPs, and BFD follows datapath health only from here on.
     const first = await Promise.allSettled([datapath, bgp].filter((p) => p !== undefined).map((p) => this.startPart(p)));
     const failed = first.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;

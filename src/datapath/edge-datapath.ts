@@ -278,7 +278,7 @@ export class EdgeDatapath {
     return EdgeDatapath.fromLoaded(EdgeDatapath.openObject(opts).load(), opts);
   }
 
-  /** open() with the verifier's work off the JS thread (the agent's start-up overlaps it). */
+  /** open() with the kernel's work (maps, verifier) off the JS thread; the agent's start-up overlaps it. */
   static async openAsync(opts: EdgeDatapathOptions): Promise<EdgeDatapath> {
     return EdgeDatapath.fromLoaded(await EdgeDatapath.openObject(opts).loadAsync(), opts);
   }

@@ -1073,7 +1073,7 @@ export class BpfObject implements FdOwner {
   }
 
   /**
-   * load() with the kernel's verification on a worker thread: the event loop
+   * load() with the kernel's work (map creation, verification) on a worker thread: the event loop
    * (and the rest of the agent's start-up) goes on meanwhile. Same result
    * and errors as load(); the object must not be used until it settles.
    */

@@ -86,9 +86,10 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     loaded_ = true;
   }
 
-  // Runs bpf_object__load() (the kernel verifier: the slow part, seconds on a
-  // small CPU) on a libuv worker thread so the agent's JS thread goes on
-  // meanwhile. The object is unusable from JS until it settles.
+  // Runs bpf_object__load() (map creation, the per-CPU ones above all, and
+  // verification: seconds on a small CPU) on a libuv worker thread so the
+  // agent's JS thread goes on meanwhile. The object is unusable from JS until
+  // it settles.
   class LoadWorker : public Napi::AsyncWorker {
    public:
     LoadWorker(Napi::Env env, NativeObject *self, Napi::Object receiver)
