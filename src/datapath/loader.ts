@@ -443,9 +443,63 @@ interface FdOwner {
   readonly label: string;
 }
 
+/**
+ * The fd behind a map or program wrapper: its own (closed by close(), or by
+ * fdReaper if the wrapper is collected first) or its object's (valid until
+ * the object is closed).
+ */
+abstract class FdHandle {
+  readonly #fd: number;
+  readonly #owner: FdOwner | null;
+  #closed = false;
+  readonly #token = {};
+
+  protected constructor(fd: number, owner: FdOwner | null) {
+    this.#fd = fd;
+    this.#owner = owner;
+    if (!owner) fdReaper.register(this, fd, this.#token);
+  }
+
+  /** "map NAME" / "program NAME", for errors. */
+  protected abstract get what(): string;
+
+  get fd(): number {
+    if (this.#closed) throw new Error(`${this.what} is closed`);
+    if (this.#owner?.closed) throw new Error(`${this.what} belongs to ${this.#owner.label}, which is closed`);
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#closed || (this.#owner?.closed ?? false);
+  }
+
+  /** Pins it at path (on bpffs); it lives on after every fd is closed. */
+  pin(path: string): void {
+    native().objPin(this.fd, path);
+  }
+
+  /** Closes an owned fd; no-op for one that belongs to an object. */
+  close(): void {
+    if (this.#closed || this.#owner) return;
+    this.#closed = true;
+    fdReaper.unregister(this.#token);
+    native().closeFd(this.#fd);
+  }
+}
+
+/** Wraps an fd just opened (bpffs, by id, created); closes it if wrapping fails. */
+function adoptFd<T>(fd: number, wrap: (fd: number) => T): T {
+  try {
+    return wrap(fd);
+  } catch (e) {
+    native().closeFd(fd);
+    throw e;
+  }
+}
+
 // ---------------------------------------------------------------- BpfMap
 
-export class BpfMap {
+export class BpfMap extends FdHandle {
   readonly name: string;
   readonly type: number;
   readonly typeName: string;
@@ -456,14 +510,9 @@ export class BpfMap {
   readonly perCpu: boolean;
   /** Bytes lookup() returns: valueSize, or possibleCpus() × roundup8(valueSize) for per-CPU maps. */
   readonly valueBufSize: number;
-  readonly #fd: number;
-  readonly #owner: FdOwner | null;
-  #closed = false;
-  readonly #token = {};
 
   private constructor(fd: number, info: MapInfo, owner: FdOwner | null) {
-    this.#fd = fd;
-    this.#owner = owner;
+    super(fd, owner);
     this.name = info.name;
     this.type = info.type;
     this.typeName = info.typeName;
@@ -473,7 +522,10 @@ export class BpfMap {
     this.flags = info.flags;
     this.perCpu = PER_CPU_TYPES.has(info.type);
     this.valueBufSize = this.perCpu ? possibleCpus() * roundup8(info.valueSize) : info.valueSize;
-    if (!owner) fdReaper.register(this, fd, this.#token);
+  }
+
+  protected get what(): string {
+    return `map ${this.name}`;
   }
 
   /** @internal A map whose fd belongs to `owner` (a BpfObject). */
@@ -490,13 +542,7 @@ export class BpfMap {
 
   /** Opens a map pinned on bpffs; the returned map owns its fd. */
   static openPinned(path: string): BpfMap {
-    const fd = native().objGet(path);
-    try {
-      return BpfMap.fromFd(fd);
-    } catch (e) {
-      native().closeFd(fd);
-      throw e;
-    }
+    return adoptFd(native().objGet(path), BpfMap.fromFd);
   }
 
   /**
@@ -514,28 +560,12 @@ export class BpfMap {
       spec.flags ?? 0,
       spec.innerMap?.fd,
     );
-    try {
-      const m = BpfMap.fromFd(fd);
-      return m;
-    } catch (e) {
-      native().closeFd(fd);
-      throw e;
-    }
+    return adoptFd(fd, BpfMap.fromFd);
   }
 
   /** Opens a map by kernel id; the returned map owns its fd. */
   static fromId(id: number): BpfMap {
-    return BpfMap.fromFd(native().mapGetFdById(id));
-  }
-
-  get fd(): number {
-    if (this.#closed) throw new Error(`map ${this.name} is closed`);
-    if (this.#owner?.closed) throw new Error(`map ${this.name} belongs to ${this.#owner.label}, which is closed`);
-    return this.#fd;
-  }
-
-  get closed(): boolean {
-    return this.#closed || (this.#owner?.closed ?? false);
+    return adoptFd(native().mapGetFdById(id), BpfMap.fromFd);
   }
 
   lookup(key: Buffer): Buffer | null {
@@ -737,19 +767,6 @@ export class BpfMap {
     return fdMemlock(this.fd);
   }
 
-  /** Pins the map at path (on bpffs); the map lives on after every fd is closed. */
-  pin(path: string): void {
-    native().objPin(this.fd, path);
-  }
-
-  /** Closes an owned fd (openPinned/fromFd/fromId/create); no-op for object-owned maps. */
-  close(): void {
-    if (this.#closed || this.#owner) return;
-    this.#closed = true;
-    fdReaper.unregister(this.#token);
-    native().closeFd(this.#fd);
-  }
-
   private fullValue(value: Buffer): Buffer {
     if (!Buffer.isBuffer(value)) throw new TypeError(`value of map ${this.name} must be a Buffer`);
     if (this.perCpu && value.length === this.valueSize && this.valueSize !== this.valueBufSize) {
@@ -894,25 +911,23 @@ export function removeClsact(ifname: string | number): boolean {
 
 // ---------------------------------------------------------------- BpfProgram
 
-export class BpfProgram {
+export class BpfProgram extends FdHandle {
   readonly name: string;
   /** ELF section; '' for programs opened from bpffs or by id. */
   readonly section: string;
   readonly type: number;
   readonly typeName: string;
-  readonly #fd: number;
-  readonly #owner: FdOwner | null;
-  #closed = false;
-  readonly #token = {};
 
   private constructor(fd: number, name: string, section: string, type: number, typeName: string, owner: FdOwner | null) {
-    this.#fd = fd;
+    super(fd, owner);
     this.name = name;
     this.section = section;
     this.type = type;
     this.typeName = typeName;
-    this.#owner = owner;
-    if (!owner) fdReaper.register(this, fd, this.#token);
+  }
+
+  protected get what(): string {
+    return `program ${this.name}`;
   }
 
   /** @internal */
@@ -928,27 +943,11 @@ export class BpfProgram {
 
   /** Opens a program pinned on bpffs; the returned program owns its fd. */
   static openPinned(path: string): BpfProgram {
-    const fd = native().objGet(path);
-    try {
-      return BpfProgram.fromFd(fd);
-    } catch (e) {
-      native().closeFd(fd);
-      throw e;
-    }
+    return adoptFd(native().objGet(path), BpfProgram.fromFd);
   }
 
   static fromId(id: number): BpfProgram {
-    return BpfProgram.fromFd(native().progGetFdById(id));
-  }
-
-  get fd(): number {
-    if (this.#closed) throw new Error(`program ${this.name} is closed`);
-    if (this.#owner?.closed) throw new Error(`program ${this.name} belongs to ${this.#owner.label}, which is closed`);
-    return this.#fd;
-  }
-
-  get closed(): boolean {
-    return this.#closed || (this.#owner?.closed ?? false);
+    return adoptFd(native().progGetFdById(id), BpfProgram.fromFd);
   }
 
   testRun(opts: TestRunOptions): TestRunResult {
@@ -996,18 +995,6 @@ export class BpfProgram {
 
   memlockBytes(): number {
     return fdMemlock(this.fd);
-  }
-
-  pin(path: string): void {
-    native().objPin(this.fd, path);
-  }
-
-  /** Closes an owned fd (openPinned/fromFd/fromId); no-op for object-owned programs. */
-  close(): void {
-    if (this.#closed || this.#owner) return;
-    this.#closed = true;
-    fdReaper.unregister(this.#token);
-    native().closeFd(this.#fd);
   }
 }
 
