@@ -77,7 +77,7 @@ export class DatapathAgentPart implements DatapathPart {
       // Services that survived in the pinned maps keep forwarding; the
       // first desired state from Kubernetes then replaces them.
       const t2 = performance.now();
-      this.dp.attach(this.config.node.uplink, hook === 'tc' ? 'tc' : d.xdp as 'native' | 'generic');
+      this.dp.attach(this.config.node.uplink, d.xdp === 'off' ? 'tc' : d.xdp);
       this.attached = true;
       const ms = (a: number, b: number) => Math.round(b - a);
       this.log.info({ addressMs: ms(t0, t1), loadMs: ms(t1, t2), attachMs: ms(t2, performance.now()) }, 'datapath loaded and attached');

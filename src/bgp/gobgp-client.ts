@@ -44,7 +44,7 @@ export function defaultProtoCache(): string | undefined {
 
 function loadService(protoDir: string, cacheFile: string | undefined): grpc.ServiceClientConstructor {
   if (cachedDefs?.dir === protoDir) return cachedDefs.ctor;
-  const ctor = gobgpServiceClient(loadGobgpRoot(protoDir, cacheFile));
+  const ctor = gobgpServiceClient(loadGobgpRoot(protoDir, cacheFile ?? defaultProtoCache()));
   cachedDefs = { dir: protoDir, ctor };
   return ctor;
 }
@@ -77,7 +77,7 @@ export class GobgpClient {
     this.socket = opts.socket;
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.listTimeoutMs = opts.listTimeoutMs ?? 60000;
-    const Ctor = loadService(opts.protoDir ?? DEFAULT_PROTO_DIR, opts.protoCache ?? defaultProtoCache());
+    const Ctor = loadService(opts.protoDir ?? DEFAULT_PROTO_DIR, opts.protoCache);
     this.raw = new Ctor(`unix://${opts.socket}`, grpc.credentials.createInsecure(), {
       // Reconnect quickly after gobgpd restarts instead of grpc's 1 s+ backoff growth.
       'grpc.initial_reconnect_backoff_ms': 100,

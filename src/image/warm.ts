@@ -10,7 +10,6 @@ import { configCheck } from '../cli/config-check.js';
 const [config, out] = process.argv.slice(2);
 const loaders: [string, () => Promise<unknown>][] = [
   ['agent', () => import('../cli/run.js')],
-  ['agent parts', () => import('../agent/parts.js')],
   ['BGP speaker', () => import('../bgp/speaker.js')],
   ['kubernetes controller', () => import('../k8s/controller.js')],
   ['upgrade', () => import('./upgrade.js')],
