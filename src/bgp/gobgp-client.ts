@@ -5,10 +5,9 @@
 // calls fail fast while gobgpd is away (no waitForReady), `ping()` reports
 // health, and `instanceId()` lets callers notice that gobgpd was restarted
 // (its RIB is then empty and everything must be re-announced).
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { repoRoot } from '../datapath/loader.js';
-import { gobgpServiceClient, loadGobgpRoot } from './gobgp-proto.js';
+import { gobgpServiceClient, loadGobgpRoot, protoCachePath } from './gobgp-proto.js';
 
 export * from './api-types.js';
 import { DEFAULT_PROTO_DIR, type ApiDestination, type ApiGlobal, type ApiPath, type ApiPeer, type ApiDefinedSet, type ApiPolicy, type ApiPolicyAssignment, type ApiFamily, type TableType } from './api-types.js';
@@ -36,7 +35,7 @@ let cachedDefs: { dir: string; ctor: grpc.ServiceClientConstructor } | undefined
 /** The parsed API the image ships (src/image/build.ts writes it); absent in a checkout. */
 export function defaultProtoCache(): string | undefined {
   try {
-    return join(repoRoot(), '.cache', 'gobgp-api.json');
+    return protoCachePath(repoRoot());
   } catch {
     return undefined;
   }

@@ -44,6 +44,11 @@ export function parseGobgpProtos(protoDir: string): protobuf.Root {
   return root;
 }
 
+/** Where a runtime root (the image's /opt/edgelb) keeps the parsed API. */
+export function protoCachePath(runtimeRoot: string): string {
+  return join(runtimeRoot, '.cache', 'gobgp-api.json');
+}
+
 /** Writes the cache the agent reads instead of parsing (image build). */
 export function writeProtoCache(protoDir: string, file: string): void {
   const cache: ProtoCache = { digest: protoDigest(protoDir), root: parseGobgpProtos(protoDir).toJSON() };

@@ -19,7 +19,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_PROTO_DIR } from '../bgp/api-types.js';
-import { writeProtoCache } from '../bgp/gobgp-proto.js';
+import { protoCachePath, writeProtoCache } from '../bgp/gobgp-proto.js';
 import { BUNDLE_DIR, bundleRuntime } from './bundle.js';
 import { ensureTools, HOST_TOOLS, progress, run } from './exec.js';
 import {
@@ -110,8 +110,10 @@ function spawnSyncText(cmd: string, args: string[]): string {
 /** The cached base rootfs tarball; built by mmdebstrap when its key changed. */
 async function baseRootfs(cacheDir: string): Promise<string> {
   const pkgs = packageList();
-  const hookFiles = ['images/hooks/customize', 'images/initramfs/edgelb-erofs', 'images/initramfs/edgelb.conf'].map((f) => readFileSync(join(REPO, f)));
-  const key = sha256([SUITE, MIRROR, pkgs.join(','), ...hookFiles, 'v1']).slice(0, 16);
+  const customize = join(REPO, 'images/hooks/customize');
+  const hook = join(REPO, 'images/initramfs/edgelb-erofs');
+  const conf = join(REPO, 'images/initramfs/edgelb.conf');
+  const key = sha256([SUITE, MIRROR, pkgs.join(','), ...[customize, hook, conf].map((f) => readFileSync(f)), 'v1']).slice(0, 16);
   const tar = join(cacheDir, `base-${SUITE}-${key}.tar`);
   if (existsSync(tar)) {
     progress(`base rootfs: cached ${basename(tar)}`);
@@ -119,15 +121,13 @@ async function baseRootfs(cacheDir: string): Promise<string> {
   }
   for (const f of readdirSync(cacheDir)) if (f.startsWith('base-')) rmSync(join(cacheDir, f), { force: true });
   progress(`base rootfs: mmdebstrap ${SUITE} with ${pkgs.length} packages (about a minute)`);
-  const hook = join(REPO, 'images/initramfs/edgelb-erofs');
-  const conf = join(REPO, 'images/initramfs/edgelb.conf');
   const tmp = `${tar}.part`;
   await run('mmdebstrap', [
     '--variant=minbase', '--components=main', '--mode=root', '--format=tar',
     `--include=${pkgs.join(',')}`,
     // The erofs hook and conf must be in place before the kernel's postinst builds the initrd.
     `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" "$1/etc/initramfs-tools/conf.d" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-erofs" && cp ${conf} "$1/etc/initramfs-tools/conf.d/edgelb.conf"`,
-    `--customize-hook=${join(REPO, 'images/hooks/customize')} "$1"`,
+    `--customize-hook=${customize} "$1"`,
     '--dpkgopt=path-exclude=/usr/share/doc/*', '--dpkgopt=path-include=/usr/share/doc/*/copyright',
     '--dpkgopt=path-exclude=/usr/share/man/*', '--dpkgopt=path-exclude=/usr/share/locale/*',
     '--dpkgopt=path-exclude=/usr/share/info/*',
@@ -330,8 +330,9 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
   await run('cp', ['-a', `${join(REPO, 'images/overlay')}/.`, `${root}/`]);
   await installRuntime(root, modules);
   // gobgp's API parsed once here instead of at every agent start (src/bgp/gobgp-proto.ts).
-  mkdirSync(join(root, 'opt/edgelb/.cache'), { recursive: true });
-  writeProtoCache(join(root, DEFAULT_PROTO_DIR.slice(1)), join(root, 'opt/edgelb/.cache/gobgp-api.json'));
+  const protoCache = protoCachePath(join(root, 'opt/edgelb'));
+  mkdirSync(dirname(protoCache), { recursive: true });
+  writeProtoCache(join(root, DEFAULT_PROTO_DIR.slice(1)), protoCache);
   await warmCompileCache(root);
   const units = await installUnits(root);
   progress(`units: ${units.join(' ')}`);
