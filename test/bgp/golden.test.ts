@@ -1,15 +1,8 @@
-// Golden files for generated daemon configs. UPDATE_GOLDEN=1 rewrites them.
+// Golden files for generated daemon configs (test/lib/golden.ts: UPDATE_GOLDEN=1 rewrites them).
 import test from 'ava';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { generateBfddConfig, bfdVtyCommands, type BfdPeer } from '../../src/bgp/bfdd.js';
 import { generateFrrConfig } from '../lib/frr.js';
-
-function golden(name: string, actual: string): string {
-  const f = `test/golden/bgp/${name}`;
-  if (process.env['UPDATE_GOLDEN'] === '1') writeFileSync(f, actual);
-  if (!existsSync(f)) throw new Error(`${f} is missing; run with UPDATE_GOLDEN=1 and review it`);
-  return readFileSync(f, 'utf8');
-}
+import { golden } from '../lib/golden.js';
 
 const peers: BfdPeer[] = [
   { address: '192.0.2.1', localAddress: '192.0.2.10', multihop: false, minRxMs: 100, minTxMs: 100, multiplier: 3 },
@@ -18,13 +11,13 @@ const peers: BfdPeer[] = [
 
 test('bfdd config', (t) => {
   const conf = generateBfddConfig([peers[1]!, peers[0]!]);
-  t.is(conf, golden('bfdd.conf', conf));
+  t.is(conf, golden('bgp/bfdd.conf', conf));
   t.is(generateBfddConfig(peers), conf, 'order-independent');
 });
 
 test('bfdd config, held down (unhealthy)', (t) => {
   const conf = generateBfddConfig(peers, { shutdown: true });
-  t.is(conf, golden('bfdd-shutdown.conf', conf));
+  t.is(conf, golden('bgp/bfdd-shutdown.conf', conf));
 });
 
 test('bfdd live changes: remove stale, (re)state the rest', (t) => {
@@ -58,5 +51,5 @@ test('FRR lab router config', (t) => {
       { address: '10.1.0.11', asn: 65102, password: 'sekret', bfd: { minRxMs: 100, minTxMs: 100, multiplier: 3 } },
     ],
   });
-  for (const d of ['zebra', 'bgpd', 'bfdd'] as const) t.is(files[d], golden(`frr-${d}.conf`, files[d]), d);
+  for (const d of ['zebra', 'bgpd', 'bfdd'] as const) t.is(files[d], golden(`bgp/frr-${d}.conf`, files[d]), d);
 });

@@ -1,14 +1,13 @@
 import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { applyRuleset, runNft } from '../../src/firewall/apply.js';
 import { firewallRuleset, inputRules, parseListen, removeRuleset, TABLE } from '../../src/firewall/ruleset.js';
+import { golden } from '../lib/golden.js';
 
-// Golden files: test/golden/firewall/NAME.json. After an intended change,
-// regenerate with UPDATE_GOLDEN=1 and review the diff.
-const GOLDEN = 'test/golden/firewall';
+// Golden files: test/golden/firewall/NAME.json (test/lib/golden.ts).
 
 const CASES: Record<string, string> = {
   minimal: `
@@ -58,9 +57,7 @@ test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
 for (const name of Object.keys(CASES)) {
   test(`golden: ${name}`, (t) => {
     const got = `${JSON.stringify(firewallRuleset(cfg(name)), null, 2)}\n`;
-    const file = join(GOLDEN, `${name}.json`);
-    if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, got);
-    t.is(got, readFileSync(file, 'utf8'));
+    t.is(got, golden(`firewall/${name}.json`, got));
   });
 
   test(`nft -j -c accepts: ${name}`, async (t) => {
