@@ -30,7 +30,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { BpfObject, bpfObjectPath, inNetns, type BpfProgram } from '../src/datapath/loader.js';
+import { BpfObject, inNetns, type BpfProgram } from '../src/datapath/loader.js';
+import { bpfObjectPath } from '../src/assets.js';
 import { EdgeDatapath } from '../src/datapath/edge-datapath.js';
 import type { DesiredService, Backend } from '../src/model/types.js';
 

@@ -11,7 +11,8 @@
 // then the release of ids and regions (which are reused last-freed-last).
 import type { Logger } from 'pino';
 import type { Backend, DesiredService } from '../model/types.js';
-import { BpfObject, bpfObjectPath, native, type BpfMap, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
+import { BpfObject, type BpfMap, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
+import { bpfObjectPath } from '../assets.js';
 import { chooseTableSize, maglevTable } from './maglev.js';
 import { IdAllocator, RegionAllocator } from './edge-regions.js';
 import {
@@ -186,13 +187,7 @@ class Batch {
     const chunk = 1 << 18;
     for (let i = 0; i < this.n; i += chunk) {
       const c = Math.min(chunk, this.n - i);
-      native().mapUpdateBatch(
-        map.fd,
-        this.keys.subarray(i * this.keySize, (i + c) * this.keySize),
-        this.vals.subarray(i * this.valSize, (i + c) * this.valSize),
-        c,
-        0,
-      );
+      map.updateBatchPacked(this.keys.subarray(i * this.keySize, (i + c) * this.keySize), this.vals.subarray(i * this.valSize, (i + c) * this.valSize));
     }
     this.n = 0;
   }
@@ -393,15 +388,8 @@ export class EdgeDatapath {
     for (const st of this.services.values()) this.markers.set(st.vip, (this.markers.get(st.vip) ?? 0) + 1);
     if (byId.size === 0) return;
     // Backends: one batched walk over the array.
-    const be = this.maps.edge_backends;
-    const chunk = 65536;
-    const keys = Buffer.alloc(4 * chunk);
-    const vals = Buffer.alloc(BACKEND_SIZE * chunk);
-    let cursor: Buffer | null = null;
-    for (;;) {
-      const out = Buffer.alloc(4);
-      const r = native().mapLookupBatch(be.fd, cursor, out, keys, vals, chunk);
-      for (let i = 0; i < r.count; i++) {
+    for (const { keys, values: vals, count } of this.maps.edge_backends.lookupBatches(65536)) {
+      for (let i = 0; i < count; i++) {
         const v = decodeBackend(vals.subarray(i * BACKEND_SIZE, (i + 1) * BACKEND_SIZE));
         if (!(v.flags & BE_F_VALID)) continue;
         const st = byId.get(v.svcId);
@@ -414,8 +402,6 @@ export class EdgeDatapath {
           b: { ip: v.ip, port: v.port, nodeIp: v.nodeIp, nodeName: '', weight: 1, state: v.flags & BE_F_ACTIVE ? 'active' : 'terminating' },
         });
       }
-      if (r.done) break;
-      cursor = out;
     }
     for (const k of this.maps.edge_src_ranges.keys()) {
       const st = byId.get(k.readUInt32LE(4));
@@ -526,7 +512,7 @@ export class EdgeDatapath {
       if (st.dispatch !== 'auto') continue;
       for (const bs of st.backends.values()) {
         if (bs.b.nodeIp !== nodeIp) continue;
-        bs.flags = this.backendFlags(st.dispatch, bs.b, (st.svcValue?.readUInt32LE(16) ?? 0) & SVC_F_SNAT ? true : false);
+        bs.flags = this.backendFlags(st.dispatch, bs.b, st.svcValue ? (decodeSvc(st.svcValue).flags & SVC_F_SNAT) !== 0 : false);
         const o = batch.push();
         batch.keys.writeUInt32LE(bs.id, o.k);
         encodeBackendInto({ ip: bs.b.ip, nodeIp: bs.b.nodeIp, port: bs.b.port, flags: bs.flags, svcId: st.id }, batch.vals, o.v);

@@ -9,7 +9,8 @@
 //   b.close();
 //
 // or measureNodeReply({ count, rounds }) for medians net of the tc floor.
-import { BpfObject, bpfObjectPath, type BpfProgram } from './loader.js';
+import { BpfObject, type BpfProgram } from './loader.js';
+import { bpfObjectPath } from '../assets.js';
 import { NodeDatapath } from './node-datapath.js';
 import type { DesiredService } from '../model/types.js';
 

@@ -12,7 +12,6 @@ import { silentLogger } from '../log/logger.js';
 import type { Backend, DesiredService } from '../model/types.js';
 import {
   BpfObject,
-  bpfObjectPath,
   detachTc,
   inNetns,
   tcQuery,
@@ -20,6 +19,7 @@ import {
   type BpfProgram,
   type TcAttachment,
 } from './loader.js';
+import { bpfObjectPath } from '../assets.js';
 import {
   decodeConfig,
   decodeFlowKey,

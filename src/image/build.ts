@@ -174,7 +174,7 @@ async function installRuntime(root: string, modules: string): Promise<void> {
   copyFileSync(join(REPO, 'package.json'), join(opt, 'package.json'));
   const optional: [string, string][] = [
     ['bpf/out', 'bpf/out'],
-    // The runtime finds its root by this file (src/datapath/loader.ts repoRoot()).
+    // The runtime finds its root by this file (src/assets.ts repoRoot()).
     ['bpf/Makefile', 'bpf/Makefile'],
     ['native/probe/edgelb-probe', 'native/probe/edgelb-probe'],
     ['native/bpf-loader-napi/build/Release/bpf_loader.node', 'native/bpf-loader-napi/build/Release/bpf_loader.node'],

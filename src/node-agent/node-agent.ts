@@ -3,7 +3,8 @@
 // front of it, the probe responder, and — given a kubeconfig — this node's
 // local frontends (needed for IPIP and for checking option VIPs).
 import type { Logger } from '../log/logger.js';
-import { BpfObject, bpfObjectPath, type TcAttachment } from '../datapath/loader.js';
+import { BpfObject, type TcAttachment } from '../datapath/loader.js';
+import { bpfObjectPath } from '../assets.js';
 import { NodeDatapath, NODE_DEFAULTS } from '../datapath/node-datapath.js';
 import { ProbeResponder } from '../probe/responder.js';
 import { PROBE_PORT } from '../probe/wire.js';

@@ -16,7 +16,8 @@
 // filters in place.
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { BpfObject, bpfObjectPath, inNetns, tcQuery } from '../../src/datapath/loader.js';
+import { BpfObject, inNetns, tcQuery } from '../../src/datapath/loader.js';
+import { bpfObjectPath } from '../../src/assets.js';
 import { NodeDatapath, NODE_DEFAULTS } from '../../src/datapath/node-datapath.js';
 import { pinDirFor } from '../lib/bpffs.js';
 import { addAddress, Cleanup, createNetns, nsRun, sysctl, uniqueId, vethPair } from '../lib/netns.js';
