@@ -13,7 +13,6 @@
 //   restarts, so an agent restart does not flap BFD.
 import { spawn, spawnSync, execFile } from 'node:child_process';
 import { chownSync, closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BfddConfig, PeerConfig } from '../config/types.js';
@@ -21,6 +20,7 @@ import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { killAndWait, pidAlive } from './gobgpd-process.js';
 import { livePidFrom, userIds } from './daemon-files.js';
+import { isIp } from '../net/ip.js';
 
 const execFileP = promisify(execFile);
 
@@ -71,8 +71,8 @@ export function bfdPeersFromConfig(peers: PeerConfig[]): BfdPeer[] {
 }
 
 function validate(p: BfdPeer): void {
-  if (!isIPv4(p.address) && !isIPv6(p.address)) throw new Error(`BFD peer ${p.address}: not an IP address`);
-  if (p.localAddress && !isIPv4(p.localAddress) && !isIPv6(p.localAddress)) throw new Error(`BFD peer ${p.address}: localAddress ${p.localAddress} is not an IP address`);
+  if (!isIp(p.address)) throw new Error(`BFD peer ${p.address}: not an IP address`);
+  if (p.localAddress && !isIp(p.localAddress)) throw new Error(`BFD peer ${p.address}: localAddress ${p.localAddress} is not an IP address`);
   if (p.multihop && !p.localAddress) throw new Error(`BFD peer ${p.address}: multihop BFD needs the peer's localAddress`);
   for (const [k, v, lo, hi] of [
     ['minRxMs', p.minRxMs, 10, 60000],

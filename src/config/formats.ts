@@ -1,7 +1,8 @@
 // Convict format functions. Each throws an Error whose message says what is
 // wrong in the operator's terms; the loader adds the file, line, key path
 // and the offending value.
-import { isIpv4, isIp, parseCidr } from './net.js';
+import { checkCidr } from '../net/cidr.js';
+import { isIpv4, isIp } from '../net/ip.js';
 
 export type Format = (value: unknown) => void;
 
@@ -78,7 +79,7 @@ export function listOf(item: (v: unknown) => string | null, opts: { nonEmpty?: b
 }
 
 export const cidrItem = (x: unknown): string | null => {
-  const r = parseCidr(x);
+  const r = checkCidr(x);
   return typeof r === 'string' ? r : null;
 };
 
@@ -152,9 +153,8 @@ export const maglevSize: Format = (v) => {
 /** An IPv4 CIDR of /16../32, or empty. */
 export const ipv4CidrOptional: Format = (v) => {
   if (v === '') return;
-  const why = cidrItem(v);
-  if (why) fail(why);
-  const [addr = '', len = '0'] = String(v).split('/');
-  if (!isIpv4(addr)) fail('must be an IPv4 CIDR');
-  if (Number(len) < 16) fail('must be /16 or longer (the datapath varies at most 16 host bits)');
+  const c = checkCidr(v);
+  if (typeof c === 'string') return fail(c);
+  if (c.family !== 4) fail('must be an IPv4 CIDR');
+  if (c.prefix < 16) fail('must be /16 or longer (the datapath varies at most 16 host bits)');
 };

@@ -4,7 +4,8 @@ import { readFileSync, statSync, accessSync, constants as fsc } from 'node:fs';
 import convict from 'convict';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode } from 'yaml';
 import { rootSchema, peerSchema, poolSchema } from './schema.js';
-import { parseCidr, cidrsOverlap, isIpv4, type Cidr } from './net.js';
+import { checkCidr, cidrsOverlap, type Cidr } from '../net/cidr.js';
+import { isIpv4 } from '../net/ip.js';
 import type { EdgelbConfig, PeerConfig, PoolConfig } from './types.js';
 
 export type PathSeg = string | number;
@@ -276,7 +277,7 @@ function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>): 
       else names.set(pool.name, i);
     }
     (Array.isArray(pool.cidrs) ? pool.cidrs : []).forEach((text, j) => {
-      const cidr = parseCidr(text);
+      const cidr = checkCidr(text);
       if (typeof cidr === 'string') return; // already reported
       const clash = seen.find((s) => cidrsOverlap(s.cidr, cidr));
       if (clash) {

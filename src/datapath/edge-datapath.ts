@@ -36,13 +36,13 @@ import {
   encodeSrcRangeKey,
   encodeSvc,
   encodeSvcKey,
-  ipv4ToU32,
-  protoNumber,
   sumPacketsBytes,
   sumU64,
   u32Key,
   type EdgeStatName,
 } from './edge-maps.js';
+import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
+import { protoNumber } from '../net/l4.js';
 
 export type PathDispatch = 'ip-option' | 'ipip';
 
@@ -408,7 +408,7 @@ export class EdgeDatapath {
       if (!st) continue;
       const len = k.readUInt32LE(0) - 32;
       const a = k.readUInt32BE(8);
-      st.srcRanges.add(`${[a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.')}/${len}`);
+      st.srcRanges.add(`${u32ToIpv4(a)}/${len}`);
     }
     this.log?.info({ services: this.services.size }, 'edge datapath: state rebuilt from pinned maps');
   }
@@ -740,7 +740,7 @@ function svcKeyString(vip: string, port: number, protocol: string): string {
 function normaliseCidr(c: string): string {
   const key = encodeSrcRangeKey(0, c.includes('/') ? c : `${c}/32`);
   const a = key.readUInt32BE(8);
-  return `${[a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.')}/${key.readUInt32LE(0) - 32}`;
+  return `${u32ToIpv4(a)}/${key.readUInt32LE(0) - 32}`;
 }
 
 function validateService(d: DesiredService): void {

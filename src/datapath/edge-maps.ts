@@ -2,7 +2,11 @@
 // edge_counters.h). Multi-byte fields the program compares with packet
 // bytes (addresses, ports) are network order; ids, offsets, sizes and flags
 // are host order (little-endian on every platform edgelb runs on: x86-64,
-// arm64). Change both sides together.
+// arm64). Change both sides together. Addresses, CIDRs, protocols and
+// ports are read and checked by src/net.
+import { parseCidr } from '../net/cidr.js';
+import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
+import { checkPort } from '../net/l4.js';
 
 export const SVC_F_SNAT = 0x1;
 export const SVC_F_SRC_RANGES = 0x2;
@@ -15,9 +19,6 @@ export const BE_F_IPIP = 0x4;
 export const CFG_F_FIB_BYPASS = 0x1;
 export const CFG_F_GW_MAC = 0x2;
 export const CFG_F_NO_FIB_CACHE = 0x4;
-
-export const PROTO_TCP = 6;
-export const PROTO_UDP = 17;
 
 /** Slots in edge_ring; EDGE_RING_PER_ELEM per array element. */
 export const EDGE_RING_SLOTS = 1 << 24;
@@ -48,49 +49,6 @@ export const EDGE_STAT_NAMES = [
   'affinity_hit',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
-
-/** Parse dotted-quad IPv4 into a uint32 (throws naming the value). A
- * hand-rolled scanner: this runs for every backend of every service. */
-export function ipv4ToU32(addr: string, what = 'address'): number {
-  let n = 0;
-  let part = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < addr.length; i++) {
-    const c = addr.charCodeAt(i);
-    if (c >= 48 && c <= 57) {
-      part = part * 10 + (c - 48);
-      if (++digits > 3 || part > 255) return badIpv4(addr, what);
-    } else if (c === 46 && digits > 0 && dots < 3) {
-      n = n * 256 + part;
-      part = 0;
-      digits = 0;
-      dots++;
-    } else {
-      return badIpv4(addr, what);
-    }
-  }
-  if (dots !== 3 || digits === 0) return badIpv4(addr, what);
-  return (n * 256 + part) >>> 0;
-}
-
-function badIpv4(addr: string, what: string): never {
-  throw new Error(`${what} '${addr}' is not an IPv4 address`);
-}
-
-export function u32ToIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-function checkPort(port: number, what: string): void {
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${what} ${port} is not a port number`);
-}
-
-export function protoNumber(p: 'TCP' | 'UDP'): number {
-  if (p === 'TCP') return PROTO_TCP;
-  if (p === 'UDP') return PROTO_UDP;
-  throw new Error(`protocol '${String(p)}' is not TCP or UDP`);
-}
 
 export interface SvcKey {
   vip: string;
@@ -212,16 +170,12 @@ export function encodeCtValue(v: CtValue): Buffer {
 
 /** LPM key: 32 bits of service id, then the CIDR. */
 export function encodeSrcRangeKey(svcId: number, cidr: string): Buffer {
-  const m = /^([\d.]+)\/(\d{1,2})$/.exec(cidr);
-  if (!m) throw new Error(`source range '${cidr}' is not an IPv4 CIDR`);
-  const len = Number(m[2]);
-  if (len > 32) throw new Error(`source range '${cidr}': prefix length ${len} > 32`);
-  const addr = ipv4ToU32(m[1]!, `source range '${cidr}'`);
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  const c = parseCidr(cidr, { clearHostBits: true });
+  if (c.family !== 4) throw new Error(`source range '${cidr}' is not an IPv4 CIDR`);
   const b = Buffer.alloc(12);
-  b.writeUInt32LE(32 + len, 0);
+  b.writeUInt32LE(32 + c.prefix, 0);
   b.writeUInt32LE(svcId, 4);
-  b.writeUInt32BE((addr & mask) >>> 0, 8);
+  b.writeUInt32BE(Number(c.base), 8);
   return b;
 }
 

@@ -22,7 +22,8 @@
 import type { V1EndpointSlice, V1Node, V1Service, V1ServicePort } from '@kubernetes/client-node';
 import type { DatapathConfig, DatapathMode, Dispatch, PoolConfig } from '../config/types.js';
 import type { Assigned } from '../ipam/allocator.js';
-import { canonicalIp, ipFamily, parseCidr } from '../ipam/cidr.js';
+import { parseCidr } from '../net/cidr.js';
+import { canonicalIp, ipFamily } from '../net/ip.js';
 import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, L4Proto } from './types.js';
 import { ANNOTATION_DISPATCH, ANNOTATION_MODE, serviceKey } from './service.js';
 
@@ -105,7 +106,7 @@ function sourceRanges(svc: V1Service, problems: Problem[]): string[] {
   const out: string[] = [];
   for (const r of given) {
     try {
-      out.push(parseCidr(r.trim()).text);
+      out.push(parseCidr(r.trim(), { bareAddress: true, clearHostBits: true }).text);
     } catch (e) {
       problems.push({ reason: 'InvalidSourceRange', message: `loadBalancerSourceRanges entry ${JSON.stringify(r)} ignored: ${(e as Error).message}` });
     }

@@ -2,7 +2,7 @@
 // request for IPAM, and what status says it already has. Pure.
 import type { V1Service } from '@kubernetes/client-node';
 import type { KubernetesConfig } from '../config/types.js';
-import type { Family } from '../ipam/cidr.js';
+import type { Family } from '../net/ip.js';
 import type { IpRequest } from '../ipam/allocator.js';
 
 export const ANNOTATION_IPS = 'edgelb.io/loadBalancerIPs';
