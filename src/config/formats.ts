@@ -3,6 +3,7 @@
 // and the offending value.
 import { checkCidr } from '../net/cidr.js';
 import { isIpv4, isIp } from '../net/ip.js';
+import { parseHostPort } from '../net/l4.js';
 
 export type Format = (value: unknown) => void;
 
@@ -127,11 +128,7 @@ export const labelMap: Format = (v) => {
 export const listenAddress: Format = (v) => {
   if (v === '') return;
   if (typeof v !== 'string') fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472');
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v as string);
-  const host = m?.[1] ?? m?.[2];
-  if (!m || !isIp(host) || Number(m[3]) < 1 || Number(m[3]) > 65535) {
-    fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472 (IPv6 as [::1]:9472)');
-  }
+  if (!parseHostPort(v as string)) fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472 (IPv6 as [::1]:9472)');
 };
 
 export const absolutePath = (opts: { optional?: boolean } = {}): Format => (v) => {
