@@ -132,7 +132,7 @@ export {
 } from './loader/binding.js';
 export { fdMemlock, unpin } from './loader/fd.js';
 export { BpfMap, possibleCpus, type MapCreateSpec } from './loader/map.js';
-export { BpfProgram, enableRunTimeStats } from './loader/program.js';
+export { BpfProgram, enableRunTimeStats, type TcAttachOptions, type XdpAttachOptions } from './loader/program.js';
 export {
   detachTc,
   detachXdp,
@@ -142,8 +142,6 @@ export {
   xdpQuery,
   TcAttachment,
   XdpAttachment,
-  type TcAttachOptions,
-  type XdpAttachOptions,
 } from './loader/attach.js';
 export { inNetns } from './loader/netns.js';
 export { BpfObject, type OpenOptions } from './loader/object.js';

@@ -4,7 +4,6 @@
 import { native, type TcDirection, type XdpMode, type XdpQueryResult } from './binding.js';
 import { XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE } from './constants.js';
 import { currentNetns, inNetnsOf, type NetnsRef } from './netns.js';
-import type { BpfProgram } from './program.js';
 
 /** Interface index by name (throws ENODEV with the name when absent); numbers pass through. */
 export function ifIndex(ifname: string | number): number {
@@ -13,13 +12,6 @@ export function ifIndex(ifname: string | number): number {
     return ifname;
   }
   return native().ifNameToIndex(ifname);
-}
-
-export interface XdpAttachOptions {
-  /** Fail with EBUSY if a program is already attached (default: replace it). */
-  exclusive?: boolean;
-  /** Atomically replace exactly this program (fails if another is attached). */
-  replace?: BpfProgram;
 }
 
 export class XdpAttachment {
@@ -36,15 +28,6 @@ export class XdpAttachment {
   detach(): void {
     inNetnsOf(this.netns, `XDP detach from ifindex ${this.ifindex}`, () => native().xdpDetach(this.ifindex, xdpModeFlags(this.mode)));
   }
-}
-
-export interface TcAttachOptions {
-  /** 1..65535; 0/absent lets the kernel choose (returned in the attachment). */
-  priority?: number;
-  /** Filter handle; 0/absent lets the kernel choose. */
-  handle?: number;
-  /** Replace the filter with the same priority/handle. */
-  replace?: boolean;
 }
 
 export class TcAttachment {

@@ -4,7 +4,23 @@
 import { native, type ProgInfo, type ProgramDesc, type TcDirection, type TestRunLoopOptions, type TestRunLoopResult, type TestRunOptions, type TestRunResult, type XdpMode } from './binding.js';
 import { XDP_FLAGS_UPDATE_IF_NOEXIST } from './constants.js';
 import { adoptFd, fdMemlock, FdHandle, type FdOwner } from './fd.js';
-import { checkDirection, detachTc, detachXdp, ifIndex, TcAttachment, XdpAttachment, xdpModeFlags, type TcAttachOptions, type XdpAttachOptions } from './attach.js';
+import { checkDirection, detachTc, detachXdp, ifIndex, TcAttachment, XdpAttachment, xdpModeFlags } from './attach.js';
+
+export interface XdpAttachOptions {
+  /** Fail with EBUSY if a program is already attached (default: replace it). */
+  exclusive?: boolean;
+  /** Atomically replace exactly this program (fails if another is attached). */
+  replace?: BpfProgram;
+}
+
+export interface TcAttachOptions {
+  /** 1..65535; 0/absent lets the kernel choose (returned in the attachment). */
+  priority?: number;
+  /** Filter handle; 0/absent lets the kernel choose. */
+  handle?: number;
+  /** Replace the filter with the same priority/handle. */
+  replace?: boolean;
+}
 
 export class BpfProgram extends FdHandle {
   readonly name: string;
