@@ -9,7 +9,7 @@ import { parse, stringify } from 'yaml';
 import { Lab, labDown, labUp, KUBECTL } from './lab.js';
 import { renderStatus } from './render.js';
 import { startCapture } from './capture.js';
-import { nsRun } from '../../test/lib/netns.js';
+import { nsRun } from './netns.js';
 
 const DEMO_LIMIT_MS = 240_000;
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Cleanup, createNetns, uniqueId, vethPair, addAddress, nsRun, gatewaysOf, kernelRoutes, sleep } from '../lib/netns.js';
-import { FrrRouter } from '../lib/frr.js';
+import { FrrRouter } from '../../src/lab/frr.js';
 import { TestApiServer } from '../apiserver/server.js';
 import { testBpffs } from '../lib/test-bpffs.js';
 

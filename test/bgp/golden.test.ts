@@ -2,7 +2,7 @@
 import test from 'ava';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { generateBfddConfig, bfdVtyCommands, type BfdPeer } from '../../src/bgp/bfdd.js';
-import { generateFrrConfig } from '../lib/frr.js';
+import { generateFrrConfig } from '../../src/lab/frr.js';
 
 function golden(name: string, actual: string): string {
   const f = `test/golden/bgp/${name}`;
