@@ -22,7 +22,9 @@ export interface LabProcess {
 export function spawnInNs(name: string, ns: string, argv: string[], log: string, env: NodeJS.ProcessEnv = process.env): LabProcess {
   const fd = openSync(log, 'a');
   try {
-    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...argv], { detached: true, stdio: ['ignore', fd, fd], env });
+    // ns '' is the caller's own namespace (a control plane on loopback for tests).
+    const cmd = ns === '' ? argv : ['nsenter', `--net=/run/netns/${ns}`, '--', ...argv];
+    const child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', fd, fd], env });
     if (child.pid === undefined) throw new Error(`${name}: could not start ${argv.join(' ')}`);
     child.unref();
     return { name, ns, pid: child.pid, argv, log };
