@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 out=$1
 GO=${EDGELB_GO:-/usr/local/go/bin/go}
-v=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' go.mod)
+v=$(./version.sh)
 minor=$(echo "$v" | cut -d. -f2)
 pkgs=k8s.io/component-base/version
 cgv=k8s.io/client-go/pkg/version
@@ -20,5 +20,7 @@ rm -rf "$out/bin.new"
 mkdir -p "$out/bin.new"
 "$GO" build -trimpath -ldflags "$ld" -o "$out/bin.new/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+# A binary without its version panics at start (component-base parses it).
+"$out/bin.new/kubectl" version --client | grep -q "Client Version: $v\$" || { echo "build.sh: kubectl does not report $v" >&2; exit 1; }
 rm -rf "$out/bin"
 mv "$out/bin.new" "$out/bin"
