@@ -4,12 +4,14 @@
 // teardown.ts.
 import { join } from 'node:path';
 import { createNetns, gatewaysOf, kernelRoutes, nsRun, run, sleep, type RunResult } from './netns.js';
-import { rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { FrrRouter } from './frr.js';
 import { BpfObject, bpfObjectPath, detachTc, inNetns, tcQuery } from '../datapath/loader.js';
-import { allNamespaces, checkPrefix, type EdgePlan, type LabPlan, type PodPlan } from './topology.js';
+import { allNamespaces, allPods, checkPrefix, type EdgePlan, type LabPlan, type PodPlan } from './topology.js';
 import type { LoadOptions, LoadResult } from './load.js';
-import { allEndpoints, endpointSliceObject, serviceObject, toYaml, type EndpointSpec, type LabServiceSpec } from './manifests.js';
+import { allEndpoints, memberLabel, podObject, serviceObject, toYaml, type EndpointSpec, type LabServiceSpec } from './manifests.js';
+import { serviceAccountKubeconfig } from './kube/control-plane.js';
+import { EDGELB_NAMESPACE } from './kube/rbac.js';
 import { loadState, saveState, type AgentRecord, type LabOptions, type LabState } from './state.js';
 import { alive, readSize, spawnInNs, stopPid, waitForLog, waitForLogAfter, type LabProcess } from './procs.js';
 import { plugPod } from './network.js';
@@ -47,7 +49,7 @@ export class Lab {
     return nsRun(ns, argv, { timeoutMs });
   }
 
-  /** The real kubectl (1.20) in the mgmt namespace, fresh cache dir, this lab's kubeconfig. */
+  /** The real kubectl (the pinned release) in the mgmt namespace, fresh cache dir, the lab admin's kubeconfig. */
   async kubectl(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
     const cache = join(this.state.dir, `kcache-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2, 6)}`);
     try {
@@ -131,14 +133,53 @@ export class Lab {
     this.save();
   }
 
-  /** kubectl apply of a Service and its EndpointSlice. */
+  /**
+   * kubectl apply of a Service whose selector picks `endpoints` (their Pod
+   * objects get the Service's membership label); the EndpointSlice
+   * controller then lists the ready ones.
+   */
   async applyService(spec: LabServiceSpec, endpoints: EndpointSpec[] = allEndpoints(this.plan)): Promise<string> {
-    const r = await this.kubectl(['apply', '-f', '-'], { input: toYaml([serviceObject(this.plan, spec), endpointSliceObject(this.plan, spec, endpoints)]) });
+    await this.setEndpoints(spec, endpoints);
+    const r = await this.kubectl(['apply', '-f', '-'], { input: toYaml([serviceObject(this.plan, spec)]) });
     return r.stdout;
   }
 
+  /** Makes exactly `endpoints` members of the Service (labels added and removed on the Pod objects). */
   async setEndpoints(spec: LabServiceSpec, endpoints: EndpointSpec[]): Promise<void> {
-    await this.kubectl(['apply', '-f', '-'], { input: toYaml([endpointSliceObject(this.plan, spec, endpoints)]) });
+    const key = memberLabel(spec.name);
+    const want = new Set(endpoints.map((e) => e.pod.name));
+    const all = allPods(this.plan).map((x) => x.name);
+    const add = all.filter((n) => want.has(n));
+    const drop = all.filter((n) => !want.has(n));
+    if (add.length) await this.kubectl(['label', '--overwrite', 'pods', ...add, `${key}=true`]);
+    if (drop.length) await this.kubectl(['label', 'pods', ...drop, `${key}-`]);
+  }
+
+  /**
+   * Deletes a Pod object the way a rollout does: the EndpointSlice
+   * controller marks it terminating at once, the lab's kubelet keeps it
+   * serving for its preStop time, then SIGTERMs it and removes the object.
+   */
+  async deletePod(podName: string): Promise<void> {
+    await this.kubectl(['delete', 'pod', podName, '--wait=false']);
+  }
+
+  /**
+   * A kubeconfig with a bound token of the ServiceAccount an agent runs as
+   * (edgelb-system/edgelb-edge for an edge, edgelb-node for a node; RBAC
+   * from deploy/rbac.yaml), minted on first use. The server address is the
+   * API server's on the mgmt network.
+   */
+  async kubeconfigFor(agent: string): Promise<string> {
+    const cp = this.state.controlPlane;
+    if (!cp) throw new Error(`lab ${this.prefix} has no control plane`);
+    const sa = this.plan.edges.some((e) => e.name === agent) ? 'edgelb-edge' : this.plan.nodes.some((n) => n.name === agent) ? 'edgelb-node' : null;
+    if (!sa) throw new Error(`no edge or node ${agent} in lab ${this.prefix}`);
+    const dir = join(this.state.dir, 'kubeconfigs');
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, `${agent}.kubeconfig`);
+    if (!existsSync(path)) await serviceAccountKubeconfig(cp, EDGELB_NAMESPACE, sa, path);
+    return path;
   }
 
   /** The Service's first LoadBalancer address, once the agents allocated it. */
@@ -225,8 +266,8 @@ export class Lab {
     );
   }
 
-  /** Adds a pod (namespace, veth on the node's bridge, echo servers) to a node; resolves when it serves. */
-  async addPod(nodeName: string, podName: string, ip: string): Promise<PodPlan> {
+  /** Adds a pod (namespace, veth on the node's bridge, echo servers, its Pod object, a member of `services`) to a node; resolves when it serves. */
+  async addPod(nodeName: string, podName: string, ip: string, services: string[] = []): Promise<PodPlan> {
     const n = this.plan.nodes.find((x) => x.name === nodeName);
     if (!n) throw new Error(`no node ${nodeName}`);
     const idx = n.pods.length;
@@ -240,10 +281,11 @@ export class Lab {
     this.state.processes.push(proc);
     this.save();
     await waitForLog(proc, /ECHO READY/, 15000);
+    await this.kubectl(['apply', '-f', '-'], { input: toYaml([podObject(pod, n.name, this.plan, services)]) });
     return pod;
   }
 
-  /** Stops a pod's echo servers the way a kubelet does (SIGTERM: finish what is in flight). */
+  /** Stops a pod's echo servers (SIGTERM: finish what is in flight); its kubelet then reports it not ready. */
   async stopPod(podName: string): Promise<void> {
     const p = this.state.processes.find((x) => x.name === `pod-${podName}` && alive(x.pid));
     if (p) await stopPid(p.pid, 'SIGTERM', 12000);
@@ -280,7 +322,7 @@ export class Lab {
       dir: this.state.dir,
       kubeconfig: this.state.kubeconfig,
       kubectl: `ip netns exec ${p.mgmt.ns} ${KUBECTL} --kubeconfig ${this.state.kubeconfig} --cache-dir $(mktemp -d)`,
-      apiServer: `http://${p.mgmt.address}:${p.mgmt.apiPort}`,
+      apiServer: this.state.controlPlane?.server ?? '',
       options: this.state.options,
       namespaces: allNamespaces(p),
       client: { ns: p.client.ns, addresses: [p.client.address, p.client.otherAddress], gateway: p.client.gateway },

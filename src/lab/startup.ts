@@ -5,19 +5,22 @@
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { nsRun } from './netns.js';
 import { FrrRouter, type FrrNeighbor } from './frr.js';
 import { ensureBpffs } from './bpffs.js';
-import { allPods, checkPrefix, newPrefix, planLab, type NodePlan } from './topology.js';
+import { allPods, checkPrefix, newPrefix, planLab } from './topology.js';
 import { DEFAULT_OPTIONS, listLabs, STATE_DIR, type LabOptions, type LabState } from './state.js';
-import { spawnInNs, waitForLog } from './procs.js';
+import { spawnInNs, waitForLog, type LabProcess } from './procs.js';
+import { startControlPlane } from './kube/control-plane.js';
+import { clientCert } from './kube/pki.js';
+import { podObject, toYaml } from './manifests.js';
 import { edgeConfig } from './agent-config.js';
 import { userIds } from '../bgp/daemon-files.js';
-import { attachNodeDatapath, nodePinDir } from './node-side.js';
 import { buildNetwork } from './network.js';
+import { prepareOciNode } from './oci-node.js';
+import { NODE_IMAGE_LAYOUT, nodeImageTag } from '../image/oci.js';
 import { Lab, oneLine, type Say, type UpOptions } from './handle.js';
 import { labDown } from './teardown.js';
-import { dist, nodeBin } from './paths.js';
+import { dist, nodeBin, root } from './paths.js';
 
 /** Builds a lab. On failure the partial lab is torn down and the error rethrown (keepOnFailure keeps it for inspection). */
 export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}): Promise<Lab> {
@@ -66,7 +69,7 @@ export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}):
       }),
     );
     await step('router: FRR zebra + bgpd + bfdd', () => startRouter(lab));
-    await step('test API server in the mgmt namespace', () => startApiServer(lab));
+    await step('Kubernetes: etcd, kube-apiserver, kube-controller-manager, kubelets', () => startKubernetes(lab, say));
     await step('pods: HTTP + UDP echo servers', () => startPods(lab));
     await step('nodes: node.o on tc ingress/egress + local-service sync', () => startNodes(lab));
     if (options.agents) await step('edges: edgelb agents (gobgpd, bfdd, XDP)', () => startAgents(lab, say));
@@ -99,29 +102,26 @@ async function startRouter(lab: Lab): Promise<void> {
   lab.save();
 }
 
-async function startApiServer(lab: Lab): Promise<void> {
+/**
+ * etcd, kube-apiserver and kube-controller-manager in the mgmt namespace;
+ * edgelb's Namespace, ServiceAccounts and RBAC from deploy/; then the
+ * lab's kubelets, which register the Nodes and keep their Leases.
+ */
+async function startKubernetes(lab: Lab, say: Say): Promise<void> {
   const p = lab.plan;
-  const log = join(lab.state.dir, 'apiserver.log');
-  const proc = spawnInNs('apiserver', p.mgmt.ns, [nodeBin, dist('test/apiserver/main.js'), '--host', p.mgmt.address, '--port', String(p.mgmt.apiPort), '--kubeconfig-out', lab.state.kubeconfig], log);
-  lab.state.processes.push(proc);
+  const record = (proc: LabProcess): void => {
+    lab.state.processes.push(proc);
+    lab.save();
+  };
+  const cp = await startControlPlane({ dir: join(lab.state.dir, 'kube'), ns: p.mgmt.ns, host: p.mgmt.address, nodeLifecycle: true, onProcess: record, say });
+  lab.state.controlPlane = cp;
+  lab.state.kubeconfig = cp.adminKubeconfig;
   lab.save();
-  await waitForLog(proc, /^http:\/\//, 15000);
-  // The nodes, as a kubelet would register them.
-  const nodes = p.nodes.map((n) => ({
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: { name: n.name, labels: { 'kubernetes.io/hostname': n.name, 'kubernetes.io/os': 'linux' } },
-    spec: { podCIDR: n.podCidr, podCIDRs: [n.podCidr] },
-    status: { addresses: [{ type: 'InternalIP', address: n.address }, { type: 'Hostname', address: n.name }], conditions: [{ type: 'Ready', status: 'True' }] },
-  }));
-  await lab.kubectl(['apply', '-f', '-'], { input: nodes.map((n) => stringify(n)).join('---\n') });
-  // Create does not take status from the body everywhere; make sure the addresses are there.
-  for (const n of nodes) {
-    const got = await lab.kubectlJson<{ status?: { addresses?: unknown[] } }>(['get', 'node', n.metadata.name]);
-    if (!got.status?.addresses?.length) {
-      await nsRun(p.mgmt.ns, ['curl', '-sf', '-X', 'PATCH', '-H', 'Content-Type: application/merge-patch+json', '--data', JSON.stringify({ status: n.status }), `http://${p.mgmt.address}:${p.mgmt.apiPort}/api/v1/nodes/${n.metadata.name}/status`]);
-    }
-  }
+  await lab.kubectl(['apply', '-f', join(root, 'deploy/rbac.yaml')]);
+  for (const n of p.nodes) await clientCert(cp.pki, `node-${n.name}`, `system:node:${n.name}`, ['system:nodes']);
+  const proc = spawnInNs('kubelets', p.mgmt.ns, [nodeBin, dist('src/lab/kubelet-main.js'), '--prefix', lab.prefix], join(lab.state.dir, 'kubelets.log'));
+  record(proc);
+  await waitForLog(proc, /KUBELETS READY/, 30000);
 }
 
 async function startPods(lab: Lab): Promise<void> {
@@ -133,55 +133,41 @@ async function startPods(lab: Lab): Promise<void> {
   });
   lab.save();
   await Promise.all(procs.map((x) => waitForLog(x, /ECHO READY/, 15000)));
+  await lab.kubectl(['apply', '-f', '-'], { input: toYaml(p.nodes.flatMap((n) => n.pods.map((pod) => podObject(pod, n.name, p)))) });
 }
 
+/** The product's node agent (`edgelb node run`: tc programs, local frontends from the API server, probe responder) on each node, with the edgelb-node ServiceAccount's token. */
 async function startNodes(lab: Lab): Promise<void> {
   const p = lab.plan;
-  if (lab.state.options.nodeAgent === 'edgelb') {
-    // The product's node agent: tc programs, local frontends from the API server, probe responder.
-    const procs = p.nodes.map((n) => {
-      const pinDir = nodePinDir(lab.state.bpffsDir, n.name);
-      lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'edgelb node run starting' });
-      const proc = spawnInNs(
-        `node-agent-${n.name}`,
-        n.ns,
-        [nodeBin, dist('src/cli/main.js'), 'node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--kubeconfig', lab.state.kubeconfig, '--pin-path', pinDir],
-        join(lab.state.dir, `node-agent-${n.name}.log`),
-      );
-      lab.state.processes.push(proc);
-      return { n, proc };
-    });
-    lab.save();
-    await Promise.all(
-      procs.map(async ({ n, proc }) => {
-        await waitForLog(proc, /EDGELB NODE READY/, 30000);
-        const rec = lab.state.nodes.find((x) => x.node === n.name)!;
-        rec.attached = true;
-        rec.detail = `edgelb node run (pid ${proc.pid}) on ${n.ifname}`;
-      }),
-    );
-    lab.save();
-    return;
-  }
+  const procs = [];
   for (const n of p.nodes) {
-    const pinDir = nodePinDir(lab.state.bpffsDir, n.name);
-    lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'attaching' });
-    lab.save();
-    attachNodeDatapath(n, pinDir);
-    const rec = lab.state.nodes.find((x) => x.node === n.name)!;
-    rec.attached = true;
-    rec.detail = `node_ingress + node_egress on ${n.ifname}, maps in ${pinDir}`;
-    lab.save();
+    const pinDir = join(lab.state.bpffsDir, n.name);
+    lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'edgelb node run starting' });
+    const kubeconfig = await lab.kubeconfigFor(n.name);
+    const args = (kc: string): string[] => ['node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--kubeconfig', kc, '--pin-path', pinDir, '--default-class'];
+    const log = join(lab.state.dir, `node-agent-${n.name}.log`);
+    let proc: LabProcess;
+    if (lab.state.options.ociNodes.includes(n.name)) {
+      // The DaemonSet's image under runc, in the node's namespace.
+      const argv = await prepareOciNode({ layout: NODE_IMAGE_LAYOUT, tag: nodeImageTag(), bundle: join(lab.state.dir, `oci-${n.name}`), netnsPath: `/run/netns/${n.ns}`, kubeconfig, args: args('/etc/edgelb/kubeconfig') });
+      proc = spawnInNs(`node-agent-${n.name}`, '', argv, log);
+      lab.state.nodes.at(-1)!.detail = 'edgelb node run (OCI image, runc) starting';
+    } else {
+      proc = spawnInNs(`node-agent-${n.name}`, n.ns, [nodeBin, dist('src/cli/main.js'), ...args(kubeconfig)], log);
+    }
+    lab.state.processes.push(proc);
+    procs.push({ n, proc });
   }
-  const proc = spawnInNs(
-    'node-sync',
-    p.mgmt.ns,
-    [nodeBin, dist('src/lab/node-sync-main.js'), '--api', `http://${p.mgmt.address}:${p.mgmt.apiPort}`, ...p.nodes.flatMap((n: NodePlan) => ['--node', `${n.name}=${nodePinDir(lab.state.bpffsDir, n.name)}`])],
-    join(lab.state.dir, 'node-sync.log'),
-  );
-  lab.state.processes.push(proc);
   lab.save();
-  await waitForLog(proc, /NODE SYNC READY/, 15000);
+  await Promise.all(
+    procs.map(async ({ n, proc }) => {
+      await waitForLog(proc, /EDGELB NODE READY/, 30000);
+      const rec = lab.state.nodes.find((x) => x.node === n.name)!;
+      rec.attached = true;
+      rec.detail = `edgelb node run (pid ${proc.pid}${lab.state.options.ociNodes.includes(n.name) ? ', runc, OCI image' : ''}) on ${n.ifname}`;
+    }),
+  );
+  lab.save();
 }
 
 async function startAgents(lab: Lab, say: Say): Promise<void> {
@@ -189,7 +175,7 @@ async function startAgents(lab: Lab, say: Say): Promise<void> {
   for (const e of p.edges) {
     const edir = join(lab.state.dir, e.name);
     mkdirSync(edir, { recursive: true });
-    const cfg = edgeConfig(p, e, lab.state.options, { dir: edir, pinPath: join(lab.state.bpffsDir, e.name), kubeconfig: lab.state.kubeconfig });
+    const cfg = edgeConfig(p, e, lab.state.options, { dir: edir, pinPath: join(lab.state.bpffsDir, e.name), kubeconfig: await lab.kubeconfigFor(e.name) });
     const file = join(edir, 'edgelb.yaml');
     writeFileSync(file, `# edgelb config of lab edge ${e.name} (written by npm run lab)\n${stringify(cfg)}`);
     lab.state.agents.push({ edge: e.name, config: file, socket: (cfg.control as { socket: string }).socket, log: join(edir, 'agent.log'), state: 'starting', detail: '' });
