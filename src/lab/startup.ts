@@ -71,7 +71,7 @@ export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}):
     await step('router: FRR zebra + bgpd + bfdd', () => startRouter(lab));
     await step('Kubernetes: etcd, kube-apiserver, kube-controller-manager, kubelets', () => startKubernetes(lab, say));
     await step('pods: HTTP + UDP echo servers', () => startPods(lab));
-    await step('nodes: node.o on tc ingress/egress + local-service sync', () => startNodes(lab));
+    await step('nodes: edgelb node run (tc programs, this node\'s frontends from the API server)', () => startNodes(lab));
     if (options.agents) await step('edges: edgelb agents (gobgpd, bfdd, XDP)', () => startAgents(lab, say));
     state.phase = state.problems.length ? 'partial' : 'up';
     lab.save();
