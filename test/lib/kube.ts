@@ -96,7 +96,12 @@ export class TestCluster {
     }
     const c = new TestCluster(st, dir);
     c.onProcess = (p) => (procs.push(p), save());
-    await c.kubectl(['apply', '-f', join(root, 'deploy/rbac.yaml')]);
+    try {
+      await c.kubectl(['apply', '-f', join(root, 'deploy/rbac.yaml')]);
+    } catch (e) {
+      await c.close();
+      throw e;
+    }
     return c;
   }
 
