@@ -21,6 +21,8 @@ Options:
   --pin-path DIR          bpffs directory for the flow maps (default /sys/fs/bpf/edgelb-node)
   --probe-port N          path probe port (default 4790)
   --load-balancer-class C (default edgelb.io/dsr)
+  --default-class         also take LoadBalancer Services without a class (as the
+                          edges do with kubernetes.defaultClass: true)
   --log-level L
 
 Prints "EDGELB NODE READY node=NAME interface=IF" once attached. SIGTERM
@@ -42,6 +44,7 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
     'pin-path': { type: 'string', default: '/sys/fs/bpf/edgelb-node' },
     'probe-port': { type: 'string', default: '4790' },
     'load-balancer-class': { type: 'string', default: 'edgelb.io/dsr' },
+    'default-class': { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'info' },
   });
   if (values.help) {
@@ -59,7 +62,7 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig as string } : {}),
     pinPath: values['pin-path'] as string,
     probePort: port,
-    kubernetes: { loadBalancerClass: values['load-balancer-class'] as string, defaultClass: false },
+    kubernetes: { loadBalancerClass: values['load-balancer-class'] as string, defaultClass: values['default-class'] === true },
     datapath: { mode: 'dsr', dispatch: 'ip-option' },
     logger: log,
   });

@@ -1,7 +1,7 @@
 // Golden files for generated daemon configs (test/lib/golden.ts: UPDATE_GOLDEN=1 rewrites them).
 import test from 'ava';
 import { generateBfddConfig, bfdVtyCommands, type BfdPeer } from '../../src/bgp/bfdd.js';
-import { generateFrrConfig } from '../lib/frr.js';
+import { generateFrrConfig } from '../../src/lab/frr.js';
 import { golden } from '../lib/golden.js';
 
 const peers: BfdPeer[] = [

@@ -12,7 +12,7 @@ import { BgpSpeaker, type SpeakerConfig, type SpeakerOptions } from '../../src/b
 import { DEFAULT_PROTO_DIR } from '../../src/bgp/gobgp-client.js';
 import { GobgpdProcess, killAndWait, pidAlive } from '../../src/bgp/gobgpd-process.js';
 import { addAddress, addBridge, Cleanup, createNetns, deleteNetns, nsWrap, run, setMaster, sysctl, uniqueId, vethPair } from './netns.js';
-import { FrrRouter, type FrrNeighbor } from './frr.js';
+import { FrrRouter, type FrrNeighbor } from '../../src/lab/frr.js';
 
 export const ROUTER_ASN = 65000;
 

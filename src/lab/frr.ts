@@ -1,12 +1,12 @@
 // An FRR router (zebra + bgpd + bfdd) inside a namespace, every path
-// overridden so it never touches the system's FRR (see NOTES.md), plus vtysh
-// helpers that return parsed JSON.
+// overridden so it never touches the system's FRR, plus vtysh helpers that
+// return parsed JSON. The lab's router; the BGP tests run their own.
 import { chownSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { nsRun, sleep, run } from './netns.js';
-import { killAndWait, pidAlive } from '../../src/bgp/gobgpd-process.js';
-import { userIds } from '../../src/bgp/daemon-files.js';
+import { nsRun, sleep } from './netns.js';
+import { killAndWait, pidAlive } from '../bgp/gobgpd-process.js';
+import { userIds } from '../bgp/daemon-files.js';
 
 export interface FrrNeighbor {
   address: string;
@@ -201,4 +201,3 @@ export interface FrrBgpRoute {
   paths?: FrrBgpPath[];
 }
 
-export { run };
