@@ -7,6 +7,7 @@
  *                   linear head)
  *   node_flow.h     flow memory: what is remembered, refreshed, expired
  *   node_rewrite.h  address/port rewrites, option removal, ICMP errors
+ *   node_trust.h    the trust boundary: options and IPIP only from edges
  *   node_ingress.h  ip-option and ipip traffic from the edges (section "tc",
  *                   program node_ingress)
  *   node_egress.h   pods' replies sent as the VIP's (program node_egress)
@@ -32,8 +33,11 @@ SEC("tc")
 int node_ingress(struct __sk_buff *skb)
 {
 	struct pkt p;
+	int rc = parse_skb(skb, &p);
 
-	if (parse_skb(skb, &p) != PARSE_OK)
+	if (rc == PARSE_NOT_IP)
+		return node_tc(node_ingress_other(skb, &p));
+	if (rc != PARSE_OK)
 		return node_tc(node_pass(NC_IN_PASS));
 	return node_tc(node_ingress_v4(skb, &p));
 }

@@ -39,7 +39,9 @@ enum node_counter {
 	NC_DROP_UNKNOWN_VIP = 21, /* option names a VIP:port that is no configured service */
 	NC_IN_IPIP_ICMP = 22,    /* ICMP error about a flow, decapsulated and sent to its pod */
 	NC_EG_ICMP = 23,         /* a pod's ICMP error about a flow, sent as the VIP's */
-	NC_MAX = 24,
+	NC_DROP_UNTRUSTED = 24,  /* our option / ipip to a frontend, not from an edge */
+	NC_EDGE_LEARNT = 25,     /* an edge neighbour learnt from its ARP */
+	NC_MAX = 26,
 };
 
 struct {

@@ -39,6 +39,7 @@
 #include "node_flow.h"
 #include "node_hash.h"
 #include "node_rewrite.h"
+#include "node_trust.h"
 
 static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, struct pkt *p,
 							struct node_config *cfg)
@@ -51,6 +52,8 @@ static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, s
 	__be32 vip;
 	__be16 vport;
 
+	if (data + ETH_HLEN > data_end || !edge_neighbour(data))
+		return node_drop(NC_DROP_UNTRUSTED);
 	if ((void *)(opt + 1) > data_end || p->ihl_bytes < 20 + DSR_OPT_LEN ||
 	    opt->len != DSR_OPT_LEN)
 		return node_drop(NC_DROP_BAD_OPTION);
@@ -102,6 +105,19 @@ static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, s
 	if (step != STEP_DONE)
 		return node_drop(NC_DROP_REWRITE);
 	return node_pass(NC_IN_OPT_STRIPPED);
+}
+
+/* An IPIP packet comes from an edge: a trusted neighbour sent it, with an
+ * outer source among the edge sources. Asked only once the packet turned
+ * out to be ours, so the CNI's own tunnels pay nothing. */
+static __always_inline int ipip_from_edge(struct __sk_buff *skb, const struct pkt *outer)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+
+	if (data + ETH_HLEN > data_end)
+		return 0;
+	return edge_neighbour(data) && edge_source(outer->saddr);
 }
 
 /* An ICMP destination-unreachable inside ipip, about one of our flows (a
@@ -166,6 +182,8 @@ static __always_inline enum node_step ingress_ipip_icmp(struct __sk_buff *skb,
 		pod_port = vport;
 	}
 
+	if (!ipip_from_edge(skb, outer))
+		return STEP_UNTRUSTED;
 	if (bpf_skb_adjust_room(skb, -(__s32)outer->ihl_bytes, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_FIXED_GSO))
 		return STEP_DECAP_FAILED;
@@ -212,6 +230,8 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 			return node_pass(NC_IN_IPIP_ICMP);
 		case STEP_DECAP_FAILED:
 			return node_drop(NC_DROP_DECAP);
+		case STEP_UNTRUSTED:
+			return node_drop(NC_DROP_UNTRUSTED);
 		case STEP_NOT_OURS:
 			goto not_ours;
 		default:
@@ -242,6 +262,8 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 
 	now = now_ns(cfg);
 	fv = bpf_map_lookup_elem(&node_fwd, &fk);
+	if (fv && !ipip_from_edge(skb, outer))
+		return node_drop(NC_DROP_UNTRUSTED);
 	if (fv && !is_expired(now, fv->last_seen_ns, flow_timeout(cfg, in.l4_proto, 0))) {
 		pod_ip = fv->pod_ip;
 		pod_port = fv->pod_port;
@@ -252,6 +274,8 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 
 		if (!sv)
 			goto not_ours;
+		if (!fv && !ipip_from_edge(skb, outer))
+			return node_drop(NC_DROP_UNTRUSTED);
 		n = sv->count;
 		if (n == 0 || n > NODE_MAX_LOCAL_BACKENDS)
 			return node_drop(NC_DROP_NO_BACKEND);
@@ -328,6 +352,14 @@ static __always_inline void ingress_plain_tcp(struct __sk_buff *skb, struct pkt 
 	};
 
 	client_close(&k, p->tcp_flags, now_ns(get_config()));
+}
+
+/* Ingress for a frame that is not IPv4: ARP may teach us an edge. */
+static __always_inline enum node_verdict node_ingress_other(struct __sk_buff *skb, const struct pkt *p)
+{
+	if (p->l3_proto == bpf_htons(ETH_P_ARP))
+		learn_edge_neighbour(skb, p);
+	return node_pass(NC_IN_PASS);
 }
 
 /* Ingress for a parsed IPv4 packet. */

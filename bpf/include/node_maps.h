@@ -87,6 +87,35 @@ struct node_svc_value {
 	struct node_backend be[NODE_MAX_LOCAL_BACKENDS];
 };
 
+/* The edges' addresses (edgelb node run --edge-sources): an LPM trie of
+ * CIDRs. prefixlen counts the bits of addr that must match. */
+struct node_src_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+/* Link-layer senders trusted as edges. The IPv4 source of an ip-option
+ * packet is the client's, so the node tells an edge's packet from a forged
+ * one by the Ethernet sender: a neighbour that holds an edge-source
+ * address. Learnt from that neighbour's ARP (node_trust.h) or written by the
+ * agent from the kernel's neighbour table. */
+struct node_mac_key {
+	__u8 mac[6];
+	__u16 pad;
+};
+
+#define NODE_MAC_FROM_ARP 1   /* learnt by the program from an ARP packet */
+#define NODE_MAC_FROM_AGENT 2 /* written by the agent (neighbour table) */
+
+struct node_mac_value {
+	__be32 ip;   /* the edge-source address the neighbour holds */
+	__u32 how;   /* NODE_MAC_FROM_* */
+	__u64 seen_ns;
+};
+
+#define NODE_EDGE_SOURCES 256
+#define NODE_EDGE_MACS 1024
+
 /* node_config.flags */
 #define NODE_CFG_STRIP_OPTION 0x1 /* remove the DSR option before the pod sees it */
 #define NODE_CFG_CHECK_OUTER_DST 0x2 /* ipip: outer dst must equal node_ip */
@@ -128,5 +157,20 @@ struct {
 	__type(key, __u32);
 	__type(value, struct node_config);
 } node_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NODE_EDGE_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct node_src_key);
+	__type(value, __u8);
+} node_edge_src SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NODE_EDGE_MACS);
+	__type(key, struct node_mac_key);
+	__type(value, struct node_mac_value);
+} node_edge_macs SEC(".maps");
 
 #endif

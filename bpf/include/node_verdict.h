@@ -22,6 +22,7 @@ enum node_verdict {
 enum node_step {
 	STEP_DONE = 0,  /* the packet was rewritten */
 	STEP_NOT_OURS,  /* nothing to do here: the packet is untouched */
+	STEP_UNTRUSTED, /* ours, but not from an edge (node_trust.h): untouched */
 	STEP_UNTOUCHED, /* could not start (e.g. the kernel refused): untouched */
 	STEP_DECAP_FAILED,   /* failed while removing a header: packet unusable */
 	STEP_REWRITE_FAILED, /* failed part-way through a rewrite: packet unusable */

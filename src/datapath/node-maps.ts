@@ -6,6 +6,7 @@
 // wire); integers the kernel only counts with (timestamps, flags, counts)
 // are host order (little-endian on every platform we run on).
 import type { L4Proto } from '../model/types.js';
+import { parseCidr } from '../config/net.js';
 
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
@@ -16,6 +17,8 @@ export const NODE_MAP_NAMES = {
   services: 'node_services',
   config: 'node_config',
   counters: 'node_counters',
+  edgeSources: 'node_edge_src',
+  edgeMacs: 'node_edge_macs',
 } as const;
 
 export const NODE_PROGRAMS = { ingress: 'node_ingress', egress: 'node_egress' } as const;
@@ -63,9 +66,11 @@ export const NODE_COUNTER_NAMES = [
   'drop_unknown_vip',
   'in_ipip_icmp',
   'eg_icmp',
+  'drop_untrusted_source',
+  'edge_learnt',
 ] as const;
 export type NodeCounterName = (typeof NODE_COUNTER_NAMES)[number];
-export const NODE_COUNTER_SLOTS = 24;
+export const NODE_COUNTER_SLOTS = 26;
 
 // ---------------------------------------------------------------- primitives
 
@@ -312,6 +317,88 @@ export function decodeConfig(b: Buffer): NodeConfigValue {
     checkOuterDst: (flags & CFG_CHECK_OUTER_DST) !== 0,
     verifyVip: (flags & CFG_VERIFY_VIP) !== 0,
   };
+}
+
+// ---------------------------------------------------------------- edge sources
+
+export const EDGE_SRC_KEY_SIZE = 8;
+export const EDGE_MAC_KEY_SIZE = 8;
+export const EDGE_MAC_VALUE_SIZE = 16;
+export const EDGE_MAC_FROM_ARP = 1;
+export const EDGE_MAC_FROM_AGENT = 2;
+
+/**
+ * An edge source: an IPv4 CIDR (host bits refused, as everywhere in the
+ * config) or a bare address (/32). Throws naming the value and the problem.
+ */
+export function parseEdgeSource(source: string): { addr: string; bits: number } {
+  const cidr = source.includes('/') ? source : `${source}/32`;
+  const c = parseCidr(cidr);
+  if (typeof c === 'string') throw new Error(`edge source '${source}': ${c}`);
+  if (c.family !== 4) throw new Error(`edge source '${source}': only IPv4 edge addresses are supported`);
+  const net = Buffer.alloc(4);
+  net.writeUInt32BE(Number(c.base));
+  return { addr: ipv4String(net, 0), bits: c.prefix };
+}
+
+/** Whether IPv4 address `ip` lies inside edge source `source`. */
+export function edgeSourceContains(source: string, ip: string): boolean {
+  const { addr, bits } = parseEdgeSource(source);
+  if (bits === 0) return true;
+  const shift = 32 - bits;
+  const n = (a: string): number => ipv4Bytes(a, 'address').readUInt32BE(0);
+  return Math.floor(n(addr) / 2 ** shift) === Math.floor(n(ip) / 2 ** shift);
+}
+
+/** LPM key of node_edge_src. */
+export function encodeEdgeSourceKey(cidr: string): Buffer {
+  const { addr, bits } = parseEdgeSource(cidr);
+  const b = Buffer.alloc(EDGE_SRC_KEY_SIZE);
+  b.writeUInt32LE(bits, 0);
+  ipv4Bytes(addr, 'edge source').copy(b, 4);
+  return b;
+}
+
+export function decodeEdgeSourceKey(b: Buffer): string {
+  if (b.length !== EDGE_SRC_KEY_SIZE) throw new RangeError(`edge source key is ${b.length} bytes, expected ${EDGE_SRC_KEY_SIZE}`);
+  return `${ipv4String(b, 4)}/${b.readUInt32LE(0)}`;
+}
+
+export function macBytes(mac: string, what = 'MAC'): Buffer {
+  const parts = mac.split(':');
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`${what}: '${mac}' is not a MAC address`);
+  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+function macString(b: Buffer, off: number): string {
+  return [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export function encodeEdgeMacKey(mac: string): Buffer {
+  const b = Buffer.alloc(EDGE_MAC_KEY_SIZE);
+  macBytes(mac, 'edge neighbour MAC').copy(b, 0);
+  return b;
+}
+
+export interface EdgeNeighbour {
+  mac: string;
+  /** The edge-source address the neighbour holds. */
+  ip: string;
+  how: 'arp' | 'agent';
+  seenNs: bigint;
+}
+
+export function encodeEdgeMacValue(v: Omit<EdgeNeighbour, 'mac'>): Buffer {
+  const b = Buffer.alloc(EDGE_MAC_VALUE_SIZE);
+  ipv4Bytes(v.ip, 'edge neighbour IP').copy(b, 0);
+  b.writeUInt32LE(v.how === 'arp' ? EDGE_MAC_FROM_ARP : EDGE_MAC_FROM_AGENT, 4);
+  b.writeBigUInt64LE(v.seenNs, 8);
+  return b;
+}
+
+export function decodeEdgeNeighbour(k: Buffer, v: Buffer): EdgeNeighbour {
+  if (k.length !== EDGE_MAC_KEY_SIZE || v.length !== EDGE_MAC_VALUE_SIZE) throw new RangeError('edge neighbour entry has the wrong size');
+  return { mac: macString(k, 0), ip: ipv4String(v, 0), how: v.readUInt32LE(4) === EDGE_MAC_FROM_ARP ? 'arp' : 'agent', seenNs: v.readBigUInt64LE(8) };
 }
 
 // ---------------------------------------------------------------- local backend hash

@@ -600,7 +600,7 @@ async function startNodes(lab: Lab): Promise<void> {
       const proc = spawnInNs(
         `node-agent-${n.name}`,
         n.ns,
-        [node, dist('src/cli/main.js'), 'node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--kubeconfig', lab.state.kubeconfig, '--pin-path', pinDir],
+        [node, dist('src/cli/main.js'), 'node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--edge-sources', p.edges.map((e) => e.address).join(','), '--kubeconfig', lab.state.kubeconfig, '--pin-path', pinDir],
         join(lab.state.dir, `node-agent-${n.name}.log`),
       );
       lab.state.processes.push(proc);
@@ -622,7 +622,7 @@ async function startNodes(lab: Lab): Promise<void> {
     const pinDir = nodePinDir(lab.state.bpffsDir, n.name);
     lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'attaching' });
     lab.save();
-    attachNodeDatapath(n, pinDir);
+    attachNodeDatapath(n, pinDir, p.edges.map((e) => e.address));
     const rec = lab.state.nodes.find((x) => x.node === n.name)!;
     rec.attached = true;
     rec.detail = `node_ingress + node_egress on ${n.ifname}, maps in ${pinDir}`;

@@ -24,12 +24,14 @@ export function nodePinDir(bpffsDir: string, node: string): string {
 
 /**
  * Loads node.o through NodeDatapath (maps pinned at `pinDir`, the node's
- * address for the IPIP outer-destination check) and attaches both
+ * address for the IPIP outer-destination check, the edges' addresses as the
+ * only trusted senders) and attaches both
  * directions to the node's fabric interface.
  */
-export function attachNodeDatapath(node: NodePlan, pinDir: string): void {
+export function attachNodeDatapath(node: NodePlan, pinDir: string, edgeSources: readonly string[]): void {
   mkdirSync(pinDir, { recursive: true });
-  const dp = NodeDatapath.load({ pinPath: pinDir, nodeIp: node.address });
+  // The edges are learnt from their ARP for the node (the lab is fresh).
+  const dp = NodeDatapath.load({ pinPath: pinDir, nodeIp: node.address, edgeSources });
   try {
     inNetns(node.ns, () => dp.attach(node.ifname));
   } finally {

@@ -4,6 +4,7 @@
 // counters.
 import test from 'ava';
 import {
+  buildArp,
   buildPacket,
   dsrOption,
   parsePacket,
@@ -36,7 +37,7 @@ import {
   localBackendSlot,
   nodeTupleHash,
 } from '../../src/datapath/node-maps.js';
-import { localServiceEntries } from '../../src/datapath/node-datapath.js';
+import { localServiceEntries, NodeDatapath } from '../../src/datapath/node-datapath.js';
 import {
   backend,
   CLIENT,
@@ -45,6 +46,8 @@ import {
   loadNode,
   MAC_A,
   MAC_B,
+  MAC_OTHER,
+  MAC_ROUTER,
   NODE_IP,
   NODE_NAME,
   OTHER_NODE_POD,
@@ -648,4 +651,98 @@ test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
   t.is(dp.servicesMap.keySize, 8);
   t.is(dp.servicesMap.valueSize, 264);
   t.is(dp.configMap.valueSize, 40);
+});
+
+// ---------------------------------------------------------------- trust boundary (issue 13)
+
+/** A frame as `sender` put it on the node's link. */
+function fromSender(frame: Buffer, mac: string): Buffer {
+  const f = Buffer.from(frame);
+  Buffer.from(mac.split(':').map((x) => parseInt(x, 16))).copy(f, 6);
+  return f;
+}
+
+test('trust boundary: an option from a link-layer sender that is no edge is dropped and counted, never passed stripped', (t) => {
+  const dp = loadNode(t);
+  // A client beyond the router sends a SYN straight to a pod with our option.
+  for (const frame of [optionTcp().frame, optionTcp({}, { vip: VIP2 }).frame, buildPacket({ eth, ip: { src: CLIENT, dst: POD2, options: dsrOption(VIP, 53) }, udp: { sport: 1, dport: 5353 } })]) {
+    const r = run(dp.ingress, fromSender(frame, MAC_ROUTER));
+    t.is(r.retval, TC_SHOT);
+  }
+  // Malformed options from a stranger are refused as untrusted too.
+  t.is(run(dp.ingress, fromSender(buildPacket({ eth, ip: { src: CLIENT, dst: POD1, options: Buffer.from([0x9e, 6, 0, 80, 1, 2, 3, 4]) }, tcp: { sport: 1, dport: 8080 } }), MAC_ROUTER)).retval, TC_SHOT);
+  t.is(dp.flows().length, 0);
+  t.like(dp.counters(), { drop_untrusted_source: 4, in_opt_flow: 0, in_opt_stripped: 0, in_opt_kept: 0 });
+  // The edge's own frame is accepted.
+  t.is(run(dp.ingress, optionTcp().frame).retval, TC_UNSPEC);
+  t.is(dp.flows().length, 1);
+  // A node that trusts nobody (no edge sources) accepts no option at all.
+  const none = loadNode(t, { edgeSources: [] }, { edgeMac: null });
+  t.is(run(none.ingress, optionTcp().frame).retval, TC_SHOT);
+  t.like(none.counters(), { drop_untrusted_source: 1 });
+});
+
+test('trust boundary: IPIP to a frontend from outside the edge sources or from an unknown neighbour is dropped; the CNI\'s IPIP passes', (t) => {
+  const dp = loadNode(t, { nodeIp: NODE_IP });
+  const syn: Omit<PacketSpec, 'eth'> = { ip: { src: CLIENT, dst: VIP }, tcp: { sport: 41000, dport: 80, flags: { syn: true } } };
+  const attacks = [
+    // Outer source outside the edge sources (a client tunnelling straight to the node).
+    buildPacket({ eth, ip: { src: CLIENT, dst: NODE_IP }, inner: syn }),
+    // The edge's address as outer source, but sent by a router (spoofed from beyond it).
+    fromSender(buildPacket({ eth, ip: { src: EDGE_IP, dst: NODE_IP }, inner: syn }), MAC_ROUTER),
+  ];
+  for (const f of attacks) t.is(run(dp.ingress, f).retval, TC_SHOT);
+  t.is(dp.flows().length + dp.fwdEntries().length, 0);
+  t.like(dp.counters(), { drop_untrusted_source: 2, in_ipip_dnat: 0 });
+  // A real flow, then an untrusted packet of that same flow and an ICMP error about it.
+  t.is(run(dp.ingress, buildPacket({ eth, ip: { src: EDGE_IP, dst: NODE_IP }, inner: syn })).retval, TC_UNSPEC);
+  const fwdBefore = dp.fwdEntries();
+  t.is(run(dp.ingress, buildPacket({ eth, ip: { src: CLIENT2, dst: NODE_IP }, inner: { ...syn, tcp: { ...syn.tcp!, flags: { rst: true } } } })).retval, TC_SHOT);
+  const quoted = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true }, tcp: { sport: 80, dport: 41000, flags: { ack: true } } });
+  const icmp = buildPacket({ eth, ip: { src: CLIENT2, dst: NODE_IP }, inner: { ip: { src: '192.0.2.254', dst: VIP }, icmp: packets.icmpFragNeeded({ mtu: 1000, original: quoted }) } });
+  t.is(run(dp.ingress, icmp).retval, TC_SHOT);
+  t.deepEqual(dp.fwdEntries(), fwdBefore);
+  t.like(dp.counters(), { drop_untrusted_source: 4, in_ipip_icmp: 0 });
+  // Pod-to-pod IPIP of the CNI (no frontend inside) from another node passes untouched.
+  const calico = buildPacket({ eth: { src: MAC_OTHER, dst: MAC_B }, ip: { src: '192.0.2.22', dst: NODE_IP }, inner: { ip: { src: '10.244.3.3', dst: POD1 }, tcp: { sport: 1, dport: 8080, flags: { syn: true } } } });
+  const r = run(dp.ingress, calico);
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, calico);
+});
+
+test('trust boundary: edge neighbours are learnt from their ARP; ARP for other addresses or for another sender teaches nothing', (t) => {
+  const dp = loadNode(t, { edgeSources: ['192.0.2.0/29'] }, { edgeMac: null });
+  t.is(run(dp.ingress, optionTcp().frame).retval, TC_SHOT, 'nobody trusted yet');
+  const arp = (o: Partial<Parameters<typeof buildArp>[0]>): Buffer => buildArp({ op: 1, senderMac: MAC_A, senderIp: EDGE_IP, targetIp: NODE_IP, ...o });
+  const teachNothing = [
+    arp({ senderIp: '192.0.2.9' }), // outside the edge sources
+    arp({ ethSrc: MAC_OTHER }), // claims another sender's address for its frame
+    arp({ senderMac: '03:00:00:00:00:01', ethSrc: '03:00:00:00:00:01' }), // multicast sender
+  ];
+  for (const f of teachNothing) {
+    const r = run(dp.ingress, f);
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, f, 'ARP passes untouched');
+  }
+  t.deepEqual(dp.edgeNeighbours(), []);
+  t.is(run(dp.ingress, optionTcp().frame).retval, TC_SHOT);
+  // The edge asks for the node's address (as it does before its first packet here).
+  t.is(run(dp.ingress, arp({})).retval, TC_UNSPEC);
+  t.deepEqual(dp.edgeNeighbours().map((n) => [n.mac, n.ip, n.how]), [[MAC_A, EDGE_IP, 'arp']]);
+  t.is(run(dp.ingress, optionTcp().frame).retval, TC_UNSPEC);
+  // A reply from another edge of the block teaches that one too.
+  run(dp.ingress, buildArp({ op: 2, senderMac: MAC_OTHER, senderIp: '192.0.2.2', targetMac: MAC_B, targetIp: NODE_IP }));
+  t.is(dp.edgeNeighbours().length, 2);
+  t.like(dp.counters(), { edge_learnt: 2, drop_untrusted_source: 2 });
+});
+
+test('edge sources are validated before anything changes; a neighbour outside them is refused', (t) => {
+  const dp = loadNode(t);
+  t.throws(() => dp.setEdgeSources(['192.0.2.0/24', '10.0.0.1/24']), { message: /edge source '10.0.0.1\/24': host bits are set/ });
+  t.throws(() => dp.setEdgeSources(['fd00::/64']), { message: /only IPv4/ });
+  t.throws(() => dp.setEdgeSources(['10.0.0.300']), { message: /edge source '10.0.0.300'/ });
+  t.deepEqual(dp.edgeSources(), [`${EDGE_IP}/32`]);
+  t.deepEqual(dp.setEdgeSources(['192.0.2.0/28', '198.18.0.1']), ['192.0.2.0/28', '198.18.0.1/32']);
+  t.throws(() => dp.trustEdgeNeighbour('10.9.9.9', MAC_OTHER), { message: /not inside any edge source/ });
+  t.throws(() => NodeDatapath.load({ edgeSources: ['nonsense'] }), { message: /edge source 'nonsense'/ });
 });
