@@ -41,7 +41,9 @@ enum node_counter {
 	NC_EG_ICMP = 23,         /* a pod's ICMP error about a flow, sent as the VIP's */
 	NC_DROP_UNTRUSTED = 24,  /* our option / ipip to a frontend, not from an edge */
 	NC_EDGE_LEARNT = 25,     /* an edge neighbour learnt from its ARP */
-	NC_MAX = 26,
+	NC_DROP_WRONG_BACKEND = 26, /* option's frontend has no backend at the destination on this node */
+	NC_DROP_VIP_CONFLICT = 27, /* a non-SYN would re-point a live flow at another VIP */
+	NC_MAX = 28,
 };
 
 struct {

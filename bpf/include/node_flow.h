@@ -72,17 +72,33 @@ static __always_inline void touch(__u64 *last_seen, __u64 now)
 		*last_seen = now;
 }
 
-/* Record (or refresh) the reply tuple of a flow. */
-static __always_inline void remember_flow(const struct node_flow_key *k, __be32 vip,
-					  __be16 vport, __u8 origin, __u8 syn, __u64 now)
+enum flow_memo {
+	FLOW_NEW = 0,  /* recorded afresh */
+	FLOW_KNOWN,    /* the same mapping was there: refreshed */
+	FLOW_CONFLICT, /* a live flow maps the tuple to another VIP: left alone */
+};
+
+/* Record (or refresh) the reply tuple of a flow. A live entry is never
+ * re-pointed at another VIP by a packet that is not a SYN: only a new
+ * connection may change what the tuple's replies are sent as. */
+static __always_inline enum flow_memo remember_flow(const struct node_config *cfg,
+						    const struct node_flow_key *k, __be32 vip,
+						    __be16 vport, __u8 origin, __u8 syn, __u64 now)
 {
 	struct node_flow_value *v = bpf_map_lookup_elem(&node_flows, k);
 
-	if (v && v->vip == vip && v->vip_port == vport && !(syn && v->flags)) {
-		touch(&v->last_seen_ns, now);
-		return;
+	if (v) {
+		int same = v->vip == vip && v->vip_port == vport;
+
+		if (same && !(syn && v->flags)) {
+			touch(&v->last_seen_ns, now);
+			return FLOW_KNOWN;
+		}
+		if (!same && !syn &&
+		    !is_expired(now, v->last_seen_ns, flow_timeout(cfg, k->proto, v->flags)))
+			return FLOW_CONFLICT;
 	}
-	/* New flow, a changed mapping, or a SYN reusing a closing tuple. */
+	/* New flow, a SYN for another mapping, or a SYN reusing a closing tuple. */
 	struct node_flow_value nv = {
 		.vip = vip,
 		.vip_port = vport,
@@ -92,6 +108,7 @@ static __always_inline void remember_flow(const struct node_flow_key *k, __be32 
 		.created_ns = now,
 	};
 	bpf_map_update_elem(&node_flows, k, &nv, BPF_ANY);
+	return FLOW_NEW;
 }
 
 /* Client FIN/RST on a known flow (seen on ingress after any DNAT, so the

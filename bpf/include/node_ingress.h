@@ -41,6 +41,20 @@
 #include "node_rewrite.h"
 #include "node_trust.h"
 
+/* Is ip:port one of the frontend's pods on this node? */
+static __always_inline int local_backend(const struct node_svc_value *sv, __be32 ip, __be16 port)
+{
+	__u32 n = sv->count;
+
+	for (__u32 i = 0; i < NODE_MAX_LOCAL_BACKENDS; i++) {
+		if (i >= n)
+			break;
+		if (sv->be[i].ip == ip && sv->be[i].port == port)
+			return 1;
+	}
+	return 0;
+}
+
 static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, struct pkt *p,
 							struct node_config *cfg)
 {
@@ -77,9 +91,15 @@ static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, s
 				.port = vport,
 				.proto = p->l4_proto,
 			};
+			struct node_svc_value *sv = bpf_map_lookup_elem(&node_services, &sk);
 
-			if (!bpf_map_lookup_elem(&node_services, &sk))
+			if (!sv)
 				return node_drop(NC_DROP_UNKNOWN_VIP);
+			/* ... and only towards one of its pods here: an option
+			 * aimed at any other address (another pod, the node, a
+			 * host port) is a forgery or a mistake. */
+			if (!local_backend(sv, p->daddr, p->dport))
+				return node_drop(NC_DROP_WRONG_BACKEND);
 		}
 		struct node_flow_key k = {
 			.pod_ip = p->daddr,
@@ -91,7 +111,8 @@ static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, s
 		__u64 now = now_ns(cfg);
 		__u8 syn = p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_SYN);
 
-		remember_flow(&k, vip, vport, NODE_ORIGIN_OPTION, syn, now);
+		if (remember_flow(cfg, &k, vip, vport, NODE_ORIGIN_OPTION, syn, now) == FLOW_CONFLICT)
+			return node_drop(NC_DROP_VIP_CONFLICT);
 		if (p->l4_proto == IPPROTO_TCP)
 			client_close(&k, p->tcp_flags, now);
 		node_count(NC_IN_OPT_FLOW);
@@ -285,13 +306,6 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 		idx &= NODE_MAX_LOCAL_BACKENDS - 1;
 		pod_ip = sv->be[idx].ip;
 		pod_port = sv->be[idx].port;
-
-		struct node_fwd_value nfv = {
-			.pod_ip = pod_ip,
-			.pod_port = pod_port,
-			.last_seen_ns = now,
-		};
-		bpf_map_update_elem(&node_fwd, &fk, &nfv, BPF_ANY);
 		new_flow = 1;
 	}
 
@@ -303,7 +317,18 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	{
 		__u8 syn = in.l4_proto == IPPROTO_TCP && (in.tcp_flags & PKT_TCP_SYN);
 
-		remember_flow(&rk, in.daddr, in.dport, NODE_ORIGIN_IPIP, syn || new_flow, now);
+		if (remember_flow(cfg, &rk, in.daddr, in.dport, NODE_ORIGIN_IPIP, syn, now) ==
+		    FLOW_CONFLICT)
+			return node_drop(NC_DROP_VIP_CONFLICT);
+	}
+	if (new_flow) {
+		struct node_fwd_value nfv = {
+			.pod_ip = pod_ip,
+			.pod_port = pod_port,
+			.last_seen_ns = now,
+		};
+
+		bpf_map_update_elem(&node_fwd, &fk, &nfv, BPF_ANY);
 	}
 	if (in.l4_proto == IPPROTO_TCP && (in.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))) {
 		client_close(&rk, in.tcp_flags, now);

@@ -68,9 +68,11 @@ export const NODE_COUNTER_NAMES = [
   'eg_icmp',
   'drop_untrusted_source',
   'edge_learnt',
+  'drop_wrong_backend',
+  'drop_vip_conflict',
 ] as const;
 export type NodeCounterName = (typeof NODE_COUNTER_NAMES)[number];
-export const NODE_COUNTER_SLOTS = 26;
+export const NODE_COUNTER_SLOTS = 28;
 
 // ---------------------------------------------------------------- primitives
 

@@ -85,8 +85,11 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     const f = chance(0.9) ? pick(frontends) : { vip: randomIp(), port: int(65536), proto: pick(['TCP', 'UDP'] as const) };
     const client = pick(clients);
     const cport = 1024 + int(60000);
-    const pod = chance(0.8) ? pick(localPods) : randomIp();
-    const pport = chance(0.8) ? pick([8080, 5353]) : int(65536);
+    // Mostly one of the frontend's own pods; else any local pod, or anything.
+    const own = [...(podsOf.get(frontendKey(f.vip, f.port, f.proto)) ?? [])];
+    const [pod, pport] = own.length > 0 && chance(0.8)
+      ? (() => { const [a, p] = pick(own).split(':'); return [a!, Number(p)] as const; })()
+      : [chance(0.8) ? pick(localPods) : randomIp(), chance(0.8) ? pick([8080, 5353]) : int(65536)] as const;
     remember({ client, cport, pod, pport, proto: f.proto });
     let options = dsrOption(f.vip, f.port);
     if (chance(0.1)) options = Buffer.concat([options, Buffer.from([1, 1, 1, 0])]);
@@ -343,6 +346,11 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
   t.true(changed > 10_000, 'the fuzz reached the rewriting paths');
 
   // Every remembered flow replies from a configured frontend.
-  for (const fl of dp.flows()) t.true(frontendSet.has(frontendKey(fl.vip, fl.vipPort, fl.proto)), `flow ${JSON.stringify(fl, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}`);
+  // ... towards one of that frontend's pods (an option naming any other destination is refused).
+  for (const fl of dp.flows()) {
+    const what = `flow ${JSON.stringify(fl, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`;
+    t.true(frontendSet.has(frontendKey(fl.vip, fl.vipPort, fl.proto)), what);
+    t.true(podsOf.get(frontendKey(fl.vip, fl.vipPort, fl.proto))?.has(`${fl.podIp}:${fl.podPort}`) ?? false, what);
+  }
   for (const fw of dp.fwdEntries()) t.true(podsOf.get(frontendKey(fw.vip, fw.vipPort, fw.proto))?.has(`${fw.podIp}:${fw.podPort}`) ?? false);
 });

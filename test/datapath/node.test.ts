@@ -149,8 +149,6 @@ test('option naming an unknown VIP or port is dropped and counted (verifyVip)', 
   }
   t.is(dp.flows().length, 0);
   t.like(dp.counters(), { drop_unknown_vip: 3 });
-  // A configured frontend without a local pod (VIP2 lives on node-b) is known.
-  t.is(run(dp.ingress, optionTcp({}, { vip: VIP2, vport: 80 }).frame).retval, TC_UNSPEC);
   dp.updateConfig({ verifyVip: false });
   t.is(run(dp.ingress, optionTcp({}, { vip: '203.0.113.99', vport: 80 }).frame).retval, TC_UNSPEC);
 });
@@ -745,4 +743,55 @@ test('edge sources are validated before anything changes; a neighbour outside th
   t.deepEqual(dp.setEdgeSources(['192.0.2.0/28', '198.18.0.1']), ['192.0.2.0/28', '198.18.0.1/32']);
   t.throws(() => dp.trustEdgeNeighbour('10.9.9.9', MAC_OTHER), { message: /not inside any edge source/ });
   t.throws(() => NodeDatapath.load({ edgeSources: ['nonsense'] }), { message: /edge source 'nonsense'/ });
+});
+
+// ---------------------------------------------------------------- the option names a real backend (issue 13.2)
+
+const VIP3 = '203.0.113.12';
+
+test('an option is accepted only when the destination is one of that frontend\'s backends on this node', (t) => {
+  const dp = loadNode(t);
+  const wrong = [
+    optionTcp({ dport: 9999 }), // not the backend's port
+    optionTcp({ dport: 5353 }), // a backend of VIP:53/UDP, not of VIP:80/TCP
+    optionTcp({}, { dst: OTHER_NODE_POD }), // a backend of VIP:80, but not on this node
+    optionTcp({}, { dst: '10.244.1.99' }), // no backend at all
+    optionTcp({}, { vip: VIP2 }), // VIP2:80 has no pod on this node
+  ];
+  for (const { frame } of wrong) t.is(run(dp.ingress, frame).retval, TC_SHOT);
+  t.is(dp.flows().length, 0);
+  t.like(dp.counters(), { drop_wrong_backend: 5, in_opt_flow: 0 });
+  for (const pod of [POD1, POD2, POD3]) t.is(run(dp.ingress, optionTcp({}, { dst: pod }).frame).retval, TC_UNSPEC);
+  t.is(dp.flows().length, 3);
+  // verifyVip off (debugging only) checks neither.
+  dp.updateConfig({ verifyVip: false });
+  t.is(run(dp.ingress, optionTcp({ dport: 9999 }).frame).retval, TC_UNSPEC);
+});
+
+test('a packet that is not a SYN never re-points a live flow at another VIP', (t) => {
+  const dp = loadNode(t, { udpIdleSeconds: 5 });
+  // VIP3 is served by the same pods: a second frontend whose option could name them.
+  dp.setLocalServices([...standardServices(), service(VIP3, 80, 'TCP', [backend(POD1, 8080)]), service(VIP3, 53, 'UDP', [backend(POD2, 5353)])], { name: NODE_NAME });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  run(dp.ingress, optionTcp().frame);
+  const key = { podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: 40000, proto: 'TCP' as const };
+  t.like(dp.flow(key), { vip: VIP });
+  // An ACK carrying an option for VIP3 (the edge puts options on SYNs only).
+  t.is(run(dp.ingress, optionTcp({ flags: { ack: true } }, { vip: VIP3 }).frame).retval, TC_SHOT);
+  t.like(dp.flow(key), { vip: VIP, vipPort: 80 });
+  const reply = podReply({ flags: { ack: true } });
+  t.deepEqual(run(dp.egress, buildPacket(reply)).out, asFromVip(reply, VIP), 'replies still come from the flow\'s VIP');
+
+  // UDP: every datagram carries the option; while the flow lives it stays on its VIP.
+  const udp = (vip: string): Buffer => buildPacket({ eth, ip: { src: CLIENT, dst: POD2, options: dsrOption(vip, 53) }, udp: { sport: 3000, dport: 5353 } });
+  const ukey = { podIp: POD2, podPort: 5353, clientIp: CLIENT, clientPort: 3000, proto: 'UDP' as const };
+  run(dp.ingress, udp(VIP));
+  t.is(run(dp.ingress, udp(VIP3)).retval, TC_SHOT);
+  t.like(dp.flow(ukey), { vip: VIP });
+  t.like(dp.counters(), { drop_vip_conflict: 2 });
+  // Once the flow has idled out, the tuple is free for another frontend.
+  dp.setTestClock(t0 + 6n * SEC);
+  t.is(run(dp.ingress, udp(VIP3)).retval, TC_UNSPEC);
+  t.like(dp.flow(ukey), { vip: VIP3 });
 });
