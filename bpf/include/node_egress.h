@@ -103,7 +103,7 @@ static __always_inline enum node_verdict node_egress_v4(struct __sk_buff *skb, s
 	}
 	vip = v->vip;
 	vport = v->vip_port;
-	pod_seen(&k, v, proto, p->tcp_flags, now);
+	pod_seen(v, proto, p->tcp_flags, now);
 
 	if (rewrite_l3l4(skb, p->l3_off, p->l4_off, proto, REWRITE_SRC, vip, vport) != STEP_DONE)
 		return node_drop(NC_DROP_REWRITE);

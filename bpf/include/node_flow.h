@@ -6,12 +6,25 @@
  * to the local pod chosen for it. Times come from node_config's test clock
  * when set, else the coarse monotonic clock.
  *
- * Expiry: TCP RST from either side deletes the flow; FIN from both sides
- * marks it CLOSING, after which it lives close_ns past its last packet (so
- * the final ACK and retransmissions are still rewritten). Idle flows
- * (tcp_idle_ns / udp_idle_ns since the last packet) are ignored and deleted
- * when next looked up; the LRU maps bound memory for the ones never seen
- * again. */
+ * How a flow ends — never at once, because a packet from outside must not
+ * be able to end a live connection (a blind RST or FIN carries the flow's
+ * addresses but not its sequence numbers; the pod's stack ignores it, and so
+ * must we):
+ *   - FIN from both sides marks it CLOSING; it then lives close_ns past its
+ *     last packet (the final ACK and retransmissions are still rewritten).
+ *     A FIN from one side only marks that side.
+ *   - A RST from either side marks it RST; after rst_ns of silence the
+ *     connection counts as ended. Any other packet of the flow before that
+ *     clears the mark: the connection is alive, the RST was not its end.
+ *     The entry itself stays (replies are still rewritten) until it idles
+ *     out: a blind RST that the pod ignored must not make the next reply of
+ *     an idle keep-alive connection leave with the pod's address.
+ *   - Idle flows expire after tcp_idle_ns / udp_idle_ns without a packet;
+ *     an expired entry is ignored and deleted when next looked up, and the
+ *     LRU maps bound memory for the ones never seen again.
+ * A SYN may point a tuple at another VIP (or an ipip flow at another pod)
+ * only once its connection has ended (flow_ended); while it lives, the SYN
+ * is refused (remember_flow). */
 #ifndef EDGELB_NODE_FLOW_H
 #define EDGELB_NODE_FLOW_H
 
@@ -26,6 +39,7 @@
 #define DEFAULT_TCP_IDLE_NS (3600ULL * NSEC)
 #define DEFAULT_UDP_IDLE_NS (60ULL * NSEC)
 #define DEFAULT_CLOSE_NS (10ULL * NSEC)
+#define DEFAULT_RST_NS (2ULL * NSEC)
 /* last_seen is rewritten at most this often per flow: a store per packet
  * would bounce the value's cache line between CPUs. */
 #define REFRESH_NS (1ULL * NSEC)
@@ -72,6 +86,44 @@ static __always_inline void touch(__u64 *last_seen, __u64 now)
 		*last_seen = now;
 }
 
+static __always_inline __u64 rst_silence(const struct node_config *cfg)
+{
+	__u64 t = cfg ? cfg->rst_ns : 0;
+
+	return t ? t : DEFAULT_RST_NS;
+}
+
+/* Has this flow's connection ended? Both FINs, a RST and silence since, or
+ * idle past its timeout. */
+static __always_inline int flow_over(const struct node_config *cfg, const struct node_flow_value *v,
+				     __u8 proto, __u64 now)
+{
+	if (v->flags & NODE_FLOW_CLOSING)
+		return 1;
+	if ((v->flags & NODE_FLOW_RST) && is_expired(now, v->last_seen_ns, rst_silence(cfg)))
+		return 1;
+	return is_expired(now, v->last_seen_ns, flow_timeout(cfg, proto, v->flags));
+}
+
+/* A packet of the flow that is no RST: proof it lives. Clears a RST mark
+ * (that RST was not the connection's end) and refreshes last_seen. */
+static __always_inline void flow_seen(struct node_flow_value *v, __u64 now)
+{
+	if (v->flags & NODE_FLOW_RST) {
+		v->flags &= ~NODE_FLOW_RST;
+		v->last_seen_ns = now;
+		return;
+	}
+	touch(&v->last_seen_ns, now);
+}
+
+/* A RST on the flow: marked, and ended after rst_ns unless traffic follows. */
+static __always_inline void flow_rst(struct node_flow_value *v, __u64 now)
+{
+	v->flags |= NODE_FLOW_RST;
+	v->last_seen_ns = now;
+}
+
 enum flow_memo {
 	FLOW_NEW = 0,  /* recorded afresh */
 	FLOW_KNOWN,    /* the same mapping was there: refreshed */
@@ -89,16 +141,21 @@ static __always_inline enum flow_memo remember_flow(const struct node_config *cf
 
 	if (v) {
 		int same = v->vip == vip && v->vip_port == vport;
+		int expired = is_expired(now, v->last_seen_ns, flow_timeout(cfg, k->proto, v->flags));
 
-		if (same && !(syn && v->flags)) {
-			touch(&v->last_seen_ns, now);
+		/* A SYN on a tuple whose connection is over starts afresh. */
+		if (syn && flow_over(cfg, v, k->proto, now))
+			goto fresh;
+		if (same && !expired) {
+			flow_seen(v, now);
 			return FLOW_KNOWN;
 		}
-		if (!same && !syn &&
-		    !is_expired(now, v->last_seen_ns, flow_timeout(cfg, k->proto, v->flags)))
+		/* Another VIP for a live connection: never. */
+		if (!same && !expired)
 			return FLOW_CONFLICT;
 	}
-	/* New flow, a SYN for another mapping, or a SYN reusing a closing tuple. */
+fresh:;
+	/* New flow, an expired one, or a SYN reusing an ended connection's tuple. */
 	struct node_flow_value nv = {
 		.vip = vip,
 		.vip_port = vport,
@@ -111,57 +168,64 @@ static __always_inline enum flow_memo remember_flow(const struct node_config *cf
 	return FLOW_NEW;
 }
 
-/* Client FIN/RST on a known flow (seen on ingress after any DNAT, so the
- * packet is client → pod). */
-static __always_inline void client_close(const struct node_flow_key *k, __u8 tcp_flags,
-					 __u64 now)
+/* FIN from one side: marked; CLOSING once both sides sent theirs. */
+static __always_inline void flow_fin(struct node_flow_value *v, __u8 side, __u8 other, __u64 now)
 {
-	struct node_flow_value *v;
-
-	if (!(tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))
-		return;
-	v = bpf_map_lookup_elem(&node_flows, k);
-	if (!v)
-		return;
-	if (tcp_flags & PKT_TCP_RST) {
-		bpf_map_delete_elem(&node_flows, k);
-		node_count(NC_IN_RST);
-		return;
-	}
-	node_count(NC_IN_FIN);
-	if (!(v->flags & NODE_FLOW_FIN_CLIENT)) {
-		v->flags |= NODE_FLOW_FIN_CLIENT;
-		if (v->flags & NODE_FLOW_FIN_POD) {
+	if (!(v->flags & side)) {
+		v->flags |= side;
+		if (v->flags & other) {
 			v->flags |= NODE_FLOW_CLOSING;
 			node_count(NC_FLOW_CLOSING);
 		}
 	}
+	v->flags &= ~NODE_FLOW_RST;
 	v->last_seen_ns = now;
 }
 
-/* A pod's reply on flow v (key k, seen on egress): FIN/RST move it towards
- * its end, anything else refreshes it. */
-static __always_inline void pod_seen(const struct node_flow_key *k, struct node_flow_value *v,
-				     __u8 proto, __u8 tcp_flags, __u64 now)
+/* A client's TCP segment on a known flow (seen on ingress after any DNAT,
+ * so the packet is client → pod), with or without our option. */
+static __always_inline void client_seen(const struct node_config *cfg, const struct node_flow_key *k,
+					__u8 tcp_flags, __u64 now)
+{
+	struct node_flow_value *v = bpf_map_lookup_elem(&node_flows, k);
+
+	if (!v || is_expired(now, v->last_seen_ns, flow_timeout(cfg, k->proto, v->flags)))
+		return;
+	if (tcp_flags & PKT_TCP_RST) {
+		flow_rst(v, now);
+		node_count(NC_IN_RST);
+	} else if (tcp_flags & PKT_TCP_FIN) {
+		flow_fin(v, NODE_FLOW_FIN_CLIENT, NODE_FLOW_FIN_POD, now);
+		node_count(NC_IN_FIN);
+	} else {
+		flow_seen(v, now);
+	}
+}
+
+/* A pod's reply on flow v (seen on egress): FIN/RST move it towards its
+ * end, anything else refreshes it. */
+static __always_inline void pod_seen(struct node_flow_value *v, __u8 proto, __u8 tcp_flags,
+				     __u64 now)
 {
 	if (proto != IPPROTO_TCP || !(tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))) {
-		touch(&v->last_seen_ns, now);
-		return;
-	}
-	if (tcp_flags & PKT_TCP_RST) {
-		bpf_map_delete_elem(&node_flows, k);
+		flow_seen(v, now);
+	} else if (tcp_flags & PKT_TCP_RST) {
+		flow_rst(v, now);
 		node_count(NC_EG_RST);
-		return;
+	} else {
+		flow_fin(v, NODE_FLOW_FIN_POD, NODE_FLOW_FIN_CLIENT, now);
+		node_count(NC_EG_FIN);
 	}
-	node_count(NC_EG_FIN);
-	if (!(v->flags & NODE_FLOW_FIN_POD)) {
-		v->flags |= NODE_FLOW_FIN_POD;
-		if (v->flags & NODE_FLOW_FIN_CLIENT) {
-			v->flags |= NODE_FLOW_CLOSING;
-			node_count(NC_FLOW_CLOSING);
-		}
-	}
-	v->last_seen_ns = now;
+}
+
+/* Is the connection of the flow at k over (or is there none)? For a SYN
+ * that finds an ipip forward pin: only then may it go to another pod. */
+static __always_inline int flow_ended(const struct node_config *cfg, const struct node_flow_key *k,
+				      __u64 now)
+{
+	struct node_flow_value *v = bpf_map_lookup_elem(&node_flows, k);
+
+	return !v || flow_over(cfg, v, k->proto, now);
 }
 
 #endif

@@ -113,8 +113,8 @@ static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, s
 
 		if (remember_flow(cfg, &k, vip, vport, NODE_ORIGIN_OPTION, syn, now) == FLOW_CONFLICT)
 			return node_drop(NC_DROP_VIP_CONFLICT);
-		if (p->l4_proto == IPPROTO_TCP)
-			client_close(&k, p->tcp_flags, now);
+		if (p->l4_proto == IPPROTO_TCP && (p->tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))
+			client_seen(cfg, &k, p->tcp_flags, now);
 		node_count(NC_IN_OPT_FLOW);
 	}
 
@@ -216,6 +216,29 @@ static __always_inline enum node_step ingress_ipip_icmp(struct __sk_buff *skb,
 	return STEP_DONE;
 }
 
+/* A SYN found an ipip flow's forward pin: it keeps the pinned pod while
+ * that connection lives (a SYN with a live tuple never re-routes it). The
+ * pin is released — the SYN picks a pod afresh — once the connection is
+ * over, or when the pod is no longer one of the frontend's pods here (a
+ * client reusing its port after a rolling update must reach a pod). */
+static __always_inline int pin_released(const struct node_config *cfg, const struct node_fwd_value *fv,
+					const struct node_svc_key *sk, const struct pkt *in, __u64 now)
+{
+	struct node_flow_key rk = {
+		.pod_ip = fv->pod_ip,
+		.client_ip = in->saddr,
+		.pod_port = fv->pod_port,
+		.client_port = in->sport,
+		.proto = in->l4_proto,
+	};
+	struct node_svc_value *sv;
+
+	if (flow_ended(cfg, &rk, now))
+		return 1;
+	sv = bpf_map_lookup_elem(&node_services, sk);
+	return !sv || !local_backend(sv, fv->pod_ip, fv->pod_port);
+}
+
 static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, struct pkt *outer,
 						      struct node_config *cfg)
 {
@@ -228,6 +251,7 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	__be16 pod_port;
 	__u64 now;
 	int new_flow = 0;
+	__u8 syn;
 
 	if (outer->frag) /* a fragmented tunnel packet: not ours to reassemble */
 		goto not_ours;
@@ -280,12 +304,14 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	sk.port = in.dport;
 	fk.client_port = in.sport;
 	fk.vip_port = in.dport;
+	syn = in.l4_proto == IPPROTO_TCP && (in.tcp_flags & PKT_TCP_SYN);
 
 	now = now_ns(cfg);
 	fv = bpf_map_lookup_elem(&node_fwd, &fk);
 	if (fv && !ipip_from_edge(skb, outer))
 		return node_drop(NC_DROP_UNTRUSTED);
-	if (fv && !is_expired(now, fv->last_seen_ns, flow_timeout(cfg, in.l4_proto, 0))) {
+	if (fv && !is_expired(now, fv->last_seen_ns, flow_timeout(cfg, in.l4_proto, 0)) &&
+	    !(syn && pin_released(cfg, fv, &sk, &in, now))) {
 		pod_ip = fv->pod_ip;
 		pod_port = fv->pod_port;
 		touch(&fv->last_seen_ns, now);
@@ -314,13 +340,8 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	rk.pod_port = pod_port;
 	rk.client_port = in.sport;
 	rk.proto = in.l4_proto;
-	{
-		__u8 syn = in.l4_proto == IPPROTO_TCP && (in.tcp_flags & PKT_TCP_SYN);
-
-		if (remember_flow(cfg, &rk, in.daddr, in.dport, NODE_ORIGIN_IPIP, syn, now) ==
-		    FLOW_CONFLICT)
-			return node_drop(NC_DROP_VIP_CONFLICT);
-	}
+	if (remember_flow(cfg, &rk, in.daddr, in.dport, NODE_ORIGIN_IPIP, syn, now) == FLOW_CONFLICT)
+		return node_drop(NC_DROP_VIP_CONFLICT);
 	if (new_flow) {
 		struct node_fwd_value nfv = {
 			.pod_ip = pod_ip,
@@ -330,11 +351,8 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 
 		bpf_map_update_elem(&node_fwd, &fk, &nfv, BPF_ANY);
 	}
-	if (in.l4_proto == IPPROTO_TCP && (in.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))) {
-		client_close(&rk, in.tcp_flags, now);
-		if (in.tcp_flags & PKT_TCP_RST)
-			bpf_map_delete_elem(&node_fwd, &fk);
-	}
+	if (in.l4_proto == IPPROTO_TCP && (in.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))
+		client_seen(cfg, &rk, in.tcp_flags, now);
 
 	/* Decapsulate: remove the outer IPv4 header between L2 and the inner
 	 * header. Inner and outer are both IPv4, so skb->protocol stands. */
@@ -376,7 +394,9 @@ static __always_inline void ingress_plain_tcp(struct __sk_buff *skb, struct pkt 
 		.proto = IPPROTO_TCP,
 	};
 
-	client_close(&k, p->tcp_flags, now_ns(get_config()));
+	struct node_config *cfg = get_config();
+
+	client_seen(cfg, &k, p->tcp_flags, now_ns(cfg));
 }
 
 /* Ingress for a frame that is not IPv4: ARP may teach us an edge. */

@@ -30,6 +30,7 @@ struct node_flow_key {
 #define NODE_FLOW_FIN_POD 0x01    /* pod sent FIN (seen at egress) */
 #define NODE_FLOW_FIN_CLIENT 0x02 /* client sent FIN (seen at ingress) */
 #define NODE_FLOW_CLOSING 0x04    /* both FINs seen: expires after close timeout */
+#define NODE_FLOW_RST 0x08        /* a RST was seen and nothing since: expires after rst_ns */
 
 /* node_flow_value.origin: how the flow was learnt */
 #define NODE_ORIGIN_OPTION 1
@@ -122,12 +123,15 @@ struct node_mac_value {
 #define NODE_CFG_VERIFY_VIP 0x4 /* option: VIP:port/proto must be in node_services */
 
 struct node_config {
-	__u64 tcp_idle_ns;  /* 0 = default (see node.c) */
+	__u64 tcp_idle_ns;  /* 0 = default (see node_flow.h) */
 	__u64 udp_idle_ns;
 	__u64 close_ns;     /* after both FINs */
 	__u64 now_ns;       /* test clock: when non-zero, used instead of the kernel's */
 	__be32 node_ip;
 	__u32 flags;
+	__u64 rst_ns;       /* silence after a RST before the flow counts as ended */
+	__u32 insert_limit; /* new flows per CPU per ~1.07 s window; 0 = unlimited */
+	__u32 pad;
 };
 
 struct {

@@ -60,6 +60,7 @@ export const NODE_DEFAULTS = {
   tcpIdleSeconds: 3600,
   udpIdleSeconds: 60,
   closeSeconds: 10,
+  rstSeconds: 2,
   tcPriority: 100,
   tcHandle: 0xed1b,
 } as const;
@@ -81,6 +82,8 @@ export interface NodeDatapathOptions {
   udpIdleSeconds?: number;
   /** Lifetime of a flow after FIN from both sides. */
   closeSeconds?: number;
+  /** Silence after a RST before its connection counts as ended (a SYN may then reuse the tuple for another frontend). */
+  rstSeconds?: number;
   /** Remove the DSR option before the packet reaches the pod (default true). */
   stripOption?: boolean;
   /** Drop option packets naming no known frontend (default true). */
@@ -210,6 +213,8 @@ export class NodeDatapath {
       tcpIdleNs: seconds('tcpIdleSeconds', opts.tcpIdleSeconds, NODE_DEFAULTS.tcpIdleSeconds),
       udpIdleNs: seconds('udpIdleSeconds', opts.udpIdleSeconds, NODE_DEFAULTS.udpIdleSeconds),
       closeNs: seconds('closeSeconds', opts.closeSeconds, NODE_DEFAULTS.closeSeconds),
+      rstNs: seconds('rstSeconds', opts.rstSeconds, NODE_DEFAULTS.rstSeconds),
+      insertLimit: 0,
       nowNs: 0n,
       nodeIp: opts.nodeIp ?? '0.0.0.0',
       stripOption: opts.stripOption ?? true,
@@ -450,7 +455,7 @@ export class NodeDatapath {
   }
 
   /** Changes timeouts / option stripping at run time. */
-  updateConfig(change: Partial<Pick<NodeConfigValue, 'tcpIdleNs' | 'udpIdleNs' | 'closeNs' | 'stripOption' | 'checkOuterDst' | 'nodeIp' | 'verifyVip'>>): void {
+  updateConfig(change: Partial<Pick<NodeConfigValue, 'tcpIdleNs' | 'udpIdleNs' | 'closeNs' | 'rstNs' | 'insertLimit' | 'stripOption' | 'checkOuterDst' | 'nodeIp' | 'verifyVip'>>): void {
     this.#config = { ...this.#config, ...change };
     this.writeConfig();
   }

@@ -30,11 +30,13 @@ export const FWD_VALUE_SIZE = 16;
 export const SVC_KEY_SIZE = 8;
 export const NODE_MAX_LOCAL_BACKENDS = 32;
 export const SVC_VALUE_SIZE = 8 + 8 * NODE_MAX_LOCAL_BACKENDS;
-export const CONFIG_VALUE_SIZE = 40;
+export const CONFIG_VALUE_SIZE = 56;
 
 export const FLOW_FIN_POD = 0x01;
 export const FLOW_FIN_CLIENT = 0x02;
 export const FLOW_CLOSING = 0x04;
+/** A RST was seen and no other packet since. */
+export const FLOW_RST = 0x08;
 
 export const CFG_STRIP_OPTION = 0x1;
 export const CFG_CHECK_OUTER_DST = 0x2;
@@ -291,8 +293,12 @@ export interface NodeConfigValue {
   stripOption: boolean;
   /** ipip: only decapsulate packets whose outer destination is nodeIp. */
   checkOuterDst: boolean;
-  /** ip-option: drop packets whose option names no frontend in node_services. */
+  /** ip-option: drop packets whose option names no frontend in node_services, or a destination that is none of its pods here. */
   verifyVip: boolean;
+  /** Silence after a RST before the connection counts as ended; 0n = default (2 s). */
+  rstNs: bigint;
+  /** New flows per CPU per ~1.07 s window; 0 = unlimited. */
+  insertLimit: number;
 }
 
 export function encodeConfig(c: NodeConfigValue): Buffer {
@@ -303,6 +309,10 @@ export function encodeConfig(c: NodeConfigValue): Buffer {
   }
   ipv4Bytes(c.nodeIp, 'config nodeIp').copy(b, 32);
   b.writeUInt32LE((c.stripOption ? CFG_STRIP_OPTION : 0) | (c.checkOuterDst ? CFG_CHECK_OUTER_DST : 0) | (c.verifyVip ? CFG_VERIFY_VIP : 0), 36);
+  if (c.rstNs < 0n || c.rstNs > 0xffffffffffffffffn) throw new RangeError(`config rstNs: ${c.rstNs} does not fit 64 bits`);
+  b.writeBigUInt64LE(c.rstNs, 40);
+  if (!Number.isInteger(c.insertLimit) || c.insertLimit < 0 || c.insertLimit > 0xffffffff) throw new RangeError(`config insertLimit: ${c.insertLimit} is not a 32-bit count`);
+  b.writeUInt32LE(c.insertLimit, 48);
   return b;
 }
 
@@ -318,6 +328,8 @@ export function decodeConfig(b: Buffer): NodeConfigValue {
     stripOption: (flags & CFG_STRIP_OPTION) !== 0,
     checkOuterDst: (flags & CFG_CHECK_OUTER_DST) !== 0,
     verifyVip: (flags & CFG_VERIFY_VIP) !== 0,
+    rstNs: b.readBigUInt64LE(40),
+    insertLimit: b.readUInt32LE(48),
   };
 }
 

@@ -34,6 +34,7 @@ import {
   FLOW_CLOSING,
   FLOW_FIN_CLIENT,
   FLOW_FIN_POD,
+  FLOW_RST,
   localBackendSlot,
   nodeTupleHash,
 } from '../../src/datapath/node-maps.js';
@@ -64,6 +65,8 @@ import {
 } from './node-fixtures.js';
 
 const SEC = 1_000_000_000n;
+/** A third frontend served by the same pods (VIP:80's and VIP:53's). */
+const VIP3 = '203.0.113.12';
 const eth = { src: MAC_A, dst: MAC_B };
 const ethBack = { src: MAC_B, dst: MAC_A };
 
@@ -465,30 +468,95 @@ test('TCP: FIN from both sides closes the flow after the close timeout; the last
   t.like(dp.counters(), { flow_closing: 1, flow_expired: 1, eg_fin: 1, in_fin: 1 });
 });
 
-test('TCP: RST from the pod is rewritten and deletes the flow; from the client deletes it too', (t) => {
+test('TCP: a RST from the pod or the client marks the flow; the RST and late segments are still rewritten', (t) => {
   const dp = loadNode(t);
   run(dp.ingress, optionTcp().frame);
+  const key = { podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: 40000, proto: 'TCP' as const };
   const rst = podReply({ flags: { rst: true } });
   t.deepEqual(run(dp.egress, buildPacket(rst)).out, asFromVip(rst));
-  t.is(dp.flows().length, 0);
-  const after = buildPacket(podReply({ flags: { ack: true } }));
-  t.deepEqual(run(dp.egress, after).out, after);
+  t.is(dp.flow(key)!.flags, FLOW_RST);
+  const late = podReply({ flags: { rst: true, ack: true } });
+  t.deepEqual(run(dp.egress, buildPacket(late)).out, asFromVip(late), 'a retransmitted RST still leaves from the VIP');
 
   run(dp.ingress, optionTcp({ sport: 40002 }).frame);
-  t.is(dp.flows().length, 1);
   const crst = buildPacket({ eth, ip: { src: CLIENT, dst: POD1 }, tcp: { sport: 40002, dport: 8080, flags: { rst: true } } });
   t.deepEqual(run(dp.ingress, crst).out, crst);
-  t.is(dp.flows().length, 0);
-  t.like(dp.counters(), { eg_rst: 1, in_rst: 1 });
+  t.is(dp.flow({ ...key, clientPort: 40002 })!.flags, FLOW_RST);
+  t.like(dp.counters(), { eg_rst: 2, in_rst: 1 });
 });
 
-test('ipip: client RST removes both the flow and the forward pin', (t) => {
-  const dp = loadNode(t);
-  run(dp.ingress, ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: 7, dport: 80, flags: { syn: true } } }));
-  t.is(dp.fwdEntries().length, 1);
-  run(dp.ingress, ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: 7, dport: 80, flags: { rst: true } } }));
-  t.is(dp.fwdEntries().length, 0);
-  t.is(dp.flows().length, 0);
+test('a blind RST does not end a live connection: replies keep leaving from the VIP, traffic clears the mark, even after a long silence', (t) => {
+  const dp = loadNode(t, { rstSeconds: 2 });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  run(dp.ingress, optionTcp().frame);
+  const key = { podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: 40000, proto: 'TCP' as const };
+  // The attacker's RST (wrong sequence number: the pod ignores it) reaches the node like any client segment.
+  const blind = buildPacket({ eth, ip: { src: CLIENT, dst: POD1 }, tcp: { sport: 40000, dport: 8080, seq: 123, flags: { rst: true } } });
+  t.deepEqual(run(dp.ingress, blind).out, blind);
+  t.is(dp.flow(key)!.flags, FLOW_RST);
+  // The keep-alive connection is idle for a minute; then the pod answers the client's next request.
+  dp.setTestClock(t0 + 60n * SEC);
+  const reply = podReply({ flags: { ack: true, psh: true }, payload: Buffer.from('HTTP/1.1 200 OK\r\n\r\n') });
+  t.deepEqual(run(dp.egress, buildPacket(reply)).out, asFromVip(reply), 'still sent as the VIP');
+  t.is(dp.flow(key)!.flags, 0, 'the pod\'s reply proved the connection alive');
+});
+
+test('a SYN for a live tuple never re-routes it; after both FINs, or a RST and silence, the reused port reaches its new frontend', (t) => {
+  const dp = loadNode(t, { rstSeconds: 2 });
+  dp.setLocalServices([...standardServices(), service(VIP3, 80, 'TCP', [backend(POD1, 8080)])], { name: NODE_NAME });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  const key = (cp: number): { podIp: string; podPort: number; clientIp: string; clientPort: number; proto: 'TCP' } => ({ podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: cp, proto: 'TCP' });
+  // Live: a SYN naming VIP3 with the same tuple is refused, the flow stays on VIP.
+  run(dp.ingress, optionTcp({ sport: 41000 }).frame);
+  t.is(run(dp.ingress, optionTcp({ sport: 41000, seq: 5 }, { vip: VIP3 }).frame).retval, TC_SHOT);
+  t.like(dp.flow(key(41000)), { vip: VIP });
+  // A blind RST then at once a SYN: still live.
+  run(dp.ingress, buildPacket({ eth, ip: { src: CLIENT, dst: POD1 }, tcp: { sport: 41000, dport: 8080, flags: { rst: true } } }));
+  dp.setTestClock(t0 + 1n * SEC);
+  t.is(run(dp.ingress, optionTcp({ sport: 41000, seq: 6 }, { vip: VIP3 }).frame).retval, TC_SHOT);
+  t.like(dp.flow(key(41000)), { vip: VIP });
+  // A RST and silence: the connection is over; the client's reused port goes to VIP3.
+  dp.setTestClock(t0 + 4n * SEC);
+  t.is(run(dp.ingress, optionTcp({ sport: 41000, seq: 7 }, { vip: VIP3 }).frame).retval, TC_UNSPEC);
+  t.like(dp.flow(key(41000)), { vip: VIP3, flags: 0 });
+
+  // Both FINs: over at once (no need to wait out the close timeout).
+  run(dp.ingress, optionTcp({ sport: 41001 }).frame);
+  run(dp.egress, buildPacket(podReply({ dport: 41001, flags: { fin: true, ack: true } })));
+  t.is(run(dp.ingress, optionTcp({ sport: 41001, seq: 9 }, { vip: VIP3 }).frame).retval, TC_SHOT, 'one FIN is no end');
+  run(dp.ingress, buildPacket({ eth, ip: { src: CLIENT, dst: POD1 }, tcp: { sport: 41001, dport: 8080, flags: { fin: true, ack: true } } }));
+  t.is(run(dp.ingress, optionTcp({ sport: 41001, seq: 10 }, { vip: VIP3 }).frame).retval, TC_UNSPEC);
+  t.like(dp.flow(key(41001)), { vip: VIP3, flags: 0 });
+  t.like(dp.counters(), { drop_vip_conflict: 3 });
+});
+
+test('ipip: a client RST keeps the pin; a SYN for a live flow stays on its pod, a SYN after the end (or for a pod no longer here) picks afresh', (t) => {
+  const dp = loadNode(t, { rstSeconds: 2 });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  const seg = (flags: TcpSpec['flags']): Buffer => ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: 7, dport: 80, flags } });
+  const podOf = (f: Buffer): string => parsePacket(run(dp.ingress, f).out).ip.dst;
+  const first = podOf(seg({ syn: true }));
+  run(dp.ingress, seg({ rst: true }));
+  t.is(dp.fwdEntries().length, 1, 'the pin stays');
+  t.is(dp.flows().length, 1);
+  // The pod set grows so that a fresh choice may differ; a SYN right after the RST stays.
+  const pods = [POD1, POD2, POD3, '10.244.1.8', '10.244.1.9'];
+  const withPods = (ps: string[]): void => void dp.setLocalServices([service(VIP, 80, 'TCP', ps.map((p) => backend(p, 8080))), ...standardServices().slice(1)], { name: NODE_NAME });
+  withPods(pods);
+  t.is(podOf(seg({ syn: true })), first, 'a SYN for a live flow keeps its pod');
+  // After a RST and silence the SYN is a new connection: balanced over the current pods.
+  run(dp.ingress, seg({ rst: true }));
+  dp.setTestClock(t0 + 5n * SEC);
+  t.is(podOf(seg({ syn: true })), pods[localBackendSlot(CLIENT, VIP, 7, 80, 'TCP', pods.length)]!);
+  // A live pin to a pod that left this node: a SYN goes to a pod that is here.
+  const pinned = dp.fwdEntries()[0]!.podIp;
+  withPods(pods.filter((p) => p !== pinned));
+  const moved = podOf(seg({ syn: true }));
+  t.not(moved, pinned);
+  t.is(podOf(seg({ ack: true })), moved, 'and the connection follows the new pin');
 });
 
 test('a SYN reusing a closing tuple starts a fresh flow', (t) => {
@@ -634,7 +702,7 @@ test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
   const sk = { vip: VIP, port: 443, proto: 'TCP' as const };
   t.deepEqual(decodeSvcKey(encodeSvcKey(sk)), sk);
   t.deepEqual(decodeSvcValue(encodeSvcValue([{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }])), [{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }]);
-  const cfg = { tcpIdleNs: 1n, udpIdleNs: 2n, closeNs: 3n, nowNs: 4n, nodeIp: NODE_IP, stripOption: true, checkOuterDst: false, verifyVip: true };
+  const cfg = { tcpIdleNs: 1n, udpIdleNs: 2n, closeNs: 3n, nowNs: 4n, nodeIp: NODE_IP, stripOption: true, checkOuterDst: false, verifyVip: true, rstNs: 5n, insertLimit: 6 };
   t.deepEqual(decodeConfig(encodeConfig(cfg)), cfg);
   t.throws(() => encodeFlowKey({ ...fk, podIp: '10.0.0.256' }), { message: /flow podIp/ });
   t.throws(() => encodeSvcValue(Array.from({ length: 33 }, () => ({ ip: POD1, port: 1 }))), { message: /limit of 32/ });
@@ -648,7 +716,7 @@ test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
   t.is(dp.fwdMap.valueSize, 16);
   t.is(dp.servicesMap.keySize, 8);
   t.is(dp.servicesMap.valueSize, 264);
-  t.is(dp.configMap.valueSize, 40);
+  t.is(dp.configMap.valueSize, 56);
 });
 
 // ---------------------------------------------------------------- trust boundary (issue 13)
@@ -747,7 +815,6 @@ test('edge sources are validated before anything changes; a neighbour outside th
 
 // ---------------------------------------------------------------- the option names a real backend (issue 13.2)
 
-const VIP3 = '203.0.113.12';
 
 test('an option is accepted only when the destination is one of that frontend\'s backends on this node', (t) => {
   const dp = loadNode(t);
