@@ -124,10 +124,48 @@ static __always_inline void flow_rst(struct node_flow_value *v, __u64 now)
 	v->last_seen_ns = now;
 }
 
+struct node_insert_window {
+	__u64 window; /* now_ns >> 30 (≈ 1.07 s) */
+	__u64 count;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct node_insert_window);
+} node_insert_limit SEC(".maps");
+
+/* May this CPU add one more flow in the current window? A flood of new
+ * flows (spoofed SYNs or UDP through the edge) would otherwise evict the
+ * established ones from the LRU flow map; beyond insert_limit per CPU per
+ * window new flows are refused (their packets dropped: remembered or not,
+ * the pod's reply could not be sent as the VIP) while known flows go on. */
+static __always_inline int node_may_insert(const struct node_config *cfg, __u64 now)
+{
+	struct node_insert_window *w;
+	__u32 zero = 0, limit = cfg ? cfg->insert_limit : 0;
+
+	if (limit == 0)
+		return 1;
+	w = bpf_map_lookup_elem(&node_insert_limit, &zero);
+	if (!w)
+		return 1;
+	if (w->window != now >> 30) {
+		w->window = now >> 30;
+		w->count = 0;
+	}
+	if (w->count >= limit)
+		return 0;
+	w->count++;
+	return 1;
+}
+
 enum flow_memo {
 	FLOW_NEW = 0,  /* recorded afresh */
 	FLOW_KNOWN,    /* the same mapping was there: refreshed */
 	FLOW_CONFLICT, /* a live flow maps the tuple to another VIP: left alone */
+	FLOW_LIMITED,  /* a new flow over the insert limit: not recorded */
 };
 
 /* Record (or refresh) the reply tuple of a flow. A live entry is never
@@ -153,6 +191,9 @@ static __always_inline enum flow_memo remember_flow(const struct node_config *cf
 		/* Another VIP for a live connection: never. */
 		if (!same && !expired)
 			return FLOW_CONFLICT;
+	} else if (!node_may_insert(cfg, now)) {
+		/* Only a new key can evict another flow from the LRU map. */
+		return FLOW_LIMITED;
 	}
 fresh:;
 	/* New flow, an expired one, or a SYN reusing an ended connection's tuple. */

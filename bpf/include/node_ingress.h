@@ -111,8 +111,14 @@ static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, s
 		__u64 now = now_ns(cfg);
 		__u8 syn = p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_SYN);
 
-		if (remember_flow(cfg, &k, vip, vport, NODE_ORIGIN_OPTION, syn, now) == FLOW_CONFLICT)
+		switch (remember_flow(cfg, &k, vip, vport, NODE_ORIGIN_OPTION, syn, now)) {
+		case FLOW_CONFLICT:
 			return node_drop(NC_DROP_VIP_CONFLICT);
+		case FLOW_LIMITED:
+			return node_drop(NC_DROP_INSERT_LIMIT);
+		default:
+			break;
+		}
 		if (p->l4_proto == IPPROTO_TCP && (p->tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))
 			client_seen(cfg, &k, p->tcp_flags, now);
 		node_count(NC_IN_OPT_FLOW);
@@ -340,8 +346,14 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	rk.pod_port = pod_port;
 	rk.client_port = in.sport;
 	rk.proto = in.l4_proto;
-	if (remember_flow(cfg, &rk, in.daddr, in.dport, NODE_ORIGIN_IPIP, syn, now) == FLOW_CONFLICT)
+	switch (remember_flow(cfg, &rk, in.daddr, in.dport, NODE_ORIGIN_IPIP, syn, now)) {
+	case FLOW_CONFLICT:
 		return node_drop(NC_DROP_VIP_CONFLICT);
+	case FLOW_LIMITED:
+		return node_drop(NC_DROP_INSERT_LIMIT);
+	default:
+		break;
+	}
 	if (new_flow) {
 		struct node_fwd_value nfv = {
 			.pod_ip = pod_ip,

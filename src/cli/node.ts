@@ -41,6 +41,9 @@ Options:
                           source block if it has one, and, for an edge behind a
                           router, that router's address on this link
   --metrics-listen ADDR   serve Prometheus metrics on ADDR:PORT (/metrics, /healthz)
+  --flow-insert-limit N   new flows per CPU per second (default 10000; 0 = no
+                          limit): beyond it new flows are dropped, so a flood
+                          cannot evict established ones
   --node-name NAME        Kubernetes node name (default: hostname)
   --node-ip IP            this node's address (IPIP packets must be addressed to it)
   --kubeconfig FILE       watch the cluster for this node's frontends
@@ -64,6 +67,7 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
     interface: { type: 'string' },
     'edge-sources': { type: 'string' },
     'metrics-listen': { type: 'string' },
+    'flow-insert-limit': { type: 'string', default: '10000' },
     'node-name': { type: 'string', default: hostname() },
     'node-ip': { type: 'string' },
     kubeconfig: { type: 'string' },
@@ -78,6 +82,10 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
   }
   if (!values.interface) throw new UsageError('edgelb node run: --interface is required');
   const edgeSources = parseEdgeSources(values['edge-sources'] as string | undefined);
+  const insertLimit = Number(values['flow-insert-limit']);
+  if (!Number.isInteger(insertLimit) || insertLimit < 0 || insertLimit > 0xffffffff) {
+    throw new UsageError(`edgelb node run: --flow-insert-limit must be a whole number ≥ 0 (got ${String(values['flow-insert-limit'])})`);
+  }
   if (values['metrics-listen'] !== undefined) {
     try {
       parseListen(values['metrics-listen'] as string);
@@ -93,6 +101,7 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
     nodeName: values['node-name'] as string,
     ...(values['node-ip'] ? { nodeIp: values['node-ip'] as string } : {}),
     edgeSources,
+    flowInsertLimit: insertLimit,
     ...(values['metrics-listen'] ? { metricsListen: values['metrics-listen'] as string } : {}),
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig as string } : {}),
     pinPath: values['pin-path'] as string,

@@ -61,6 +61,7 @@ export const NODE_DEFAULTS = {
   udpIdleSeconds: 60,
   closeSeconds: 10,
   rstSeconds: 2,
+  flowInsertLimit: 10000,
   tcPriority: 100,
   tcHandle: 0xed1b,
 } as const;
@@ -84,6 +85,11 @@ export interface NodeDatapathOptions {
   closeSeconds?: number;
   /** Silence after a RST before its connection counts as ended (a SYN may then reuse the tuple for another frontend). */
   rstSeconds?: number;
+  /**
+   * New flows per CPU per ~1.07 s window (0 = unlimited); beyond it new
+   * flows are dropped, so a flood cannot evict established ones.
+   */
+  flowInsertLimit?: number;
   /** Remove the DSR option before the packet reaches the pod (default true). */
   stripOption?: boolean;
   /** Drop option packets naming no known frontend (default true). */
@@ -214,7 +220,7 @@ export class NodeDatapath {
       udpIdleNs: seconds('udpIdleSeconds', opts.udpIdleSeconds, NODE_DEFAULTS.udpIdleSeconds),
       closeNs: seconds('closeSeconds', opts.closeSeconds, NODE_DEFAULTS.closeSeconds),
       rstNs: seconds('rstSeconds', opts.rstSeconds, NODE_DEFAULTS.rstSeconds),
-      insertLimit: 0,
+      insertLimit: opts.flowInsertLimit ?? NODE_DEFAULTS.flowInsertLimit,
       nowNs: 0n,
       nodeIp: opts.nodeIp ?? '0.0.0.0',
       stripOption: opts.stripOption ?? true,

@@ -72,9 +72,10 @@ export const NODE_COUNTER_NAMES = [
   'edge_learnt',
   'drop_wrong_backend',
   'drop_vip_conflict',
+  'drop_insert_limit',
 ] as const;
 export type NodeCounterName = (typeof NODE_COUNTER_NAMES)[number];
-export const NODE_COUNTER_SLOTS = 28;
+export const NODE_COUNTER_SLOTS = 29;
 
 // ---------------------------------------------------------------- primitives
 

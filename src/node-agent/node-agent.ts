@@ -19,6 +19,8 @@ export interface NodeAgentOptions {
   nodeIp?: string;
   /** The edges' addresses (CIDRs): the only senders of DSR options and IPIP this node accepts. */
   edgeSources: readonly string[];
+  /** New flows per CPU per window (see NodeDatapathOptions.flowInsertLimit). */
+  flowInsertLimit?: number;
   /** "ADDRESS:PORT" for Prometheus metrics; absent = none. */
   metricsListen?: string;
   pinPath?: string;
@@ -44,7 +46,7 @@ export class NodeAgent {
   async start(): Promise<void> {
     const o = this.o;
     if (o.pinPath) requireBpffs(o.pinPath, '--pin-path');
-    const dp = NodeDatapath.load({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), edgeSources: o.edgeSources, logger: o.logger });
+    const dp = NodeDatapath.load({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), edgeSources: o.edgeSources, ...(o.flowInsertLimit !== undefined ? { flowInsertLimit: o.flowInsertLimit } : {}), logger: o.logger });
     this.dp = dp;
     dp.attach(o.interface);
     this.neighbours = new EdgeNeighbourSync({ ifname: o.interface, sources: o.edgeSources, trust: (ip, mac) => dp.trustEdgeNeighbour(ip, mac), logger: o.logger });

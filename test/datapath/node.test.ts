@@ -39,6 +39,7 @@ import {
   nodeTupleHash,
 } from '../../src/datapath/node-maps.js';
 import { localServiceEntries, NodeDatapath } from '../../src/datapath/node-datapath.js';
+import { possibleCpus } from '../../src/datapath/loader.js';
 import {
   backend,
   CLIENT,
@@ -861,4 +862,42 @@ test('a packet that is not a SYN never re-points a live flow at another VIP', (t
   dp.setTestClock(t0 + 6n * SEC);
   t.is(run(dp.ingress, udp(VIP3)).retval, TC_UNSPEC);
   t.like(dp.flow(ukey), { vip: VIP3 });
+});
+
+// ---------------------------------------------------------------- floods (issue 13.4)
+
+test('flood: new flows beyond the per-CPU insert limit are dropped and counted; established flows stay and are still rewritten', (t) => {
+  const dp = loadNode(t, { flowInsertLimit: 20 });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  run(dp.ingress, optionTcp({ sport: 1000 }).frame);
+  const established = podReply({ dport: 1000, flags: { ack: true } });
+  // A SYN flood and a UDP flood from spoofed clients, through the edge.
+  const n = 400;
+  let passed = 0;
+  for (let i = 0; i < n; i++) {
+    const f = i % 2 === 0
+      ? optionTcp({ sport: 20000 + i }, { src: `198.18.${i >> 8}.${i & 255}` }).frame
+      : buildPacket({ eth, ip: { src: `198.19.${i >> 8}.${i & 255}`, dst: POD2, options: dsrOption(VIP, 53) }, udp: { sport: 20000 + i, dport: 5353 } });
+    if (run(dp.ingress, f).retval === TC_UNSPEC) passed++;
+  }
+  const c = dp.counters();
+  // 20 per CPU per window (the test clock stands still: one window); the runs may spread over every CPU.
+  t.true(passed >= 19 && passed <= 20 * possibleCpus(), `passed ${passed}`);
+  t.is(c.drop_insert_limit, n - passed);
+  t.is(dp.flows().length, passed + 1);
+  t.deepEqual(run(dp.egress, buildPacket(established)).out, asFromVip(established), 'the established flow is still there');
+  // Packets of known flows are never limited.
+  for (let i = 0; i < 50; i++) t.is(run(dp.ingress, optionTcp({ sport: 1000, seq: i }).frame).retval, TC_UNSPEC);
+  // The next window admits new flows again.
+  dp.setTestClock(t0 + 2n * SEC);
+  t.is(run(dp.ingress, optionTcp({ sport: 30000 }).frame).retval, TC_UNSPEC);
+  // ipip floods are limited the same way (one permit per flow for both maps).
+  dp.setTestClock(t0 + 4n * SEC);
+  let ipipPassed = 0;
+  for (let i = 0; i < 200; i++) {
+    if (run(dp.ingress, ipipFrame({ ip: { src: `198.20.0.${i}`, dst: VIP }, tcp: { sport: 5000 + i, dport: 80, flags: { syn: true } } })).retval === TC_UNSPEC) ipipPassed++;
+  }
+  t.true(ipipPassed >= 19 && ipipPassed <= 20 * possibleCpus(), `ipip passed ${ipipPassed}`);
+  t.is(dp.fwdEntries().length, ipipPassed);
 });
