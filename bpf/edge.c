@@ -55,6 +55,7 @@
 #include "edge_dsr.h"
 #include "edge_snat.h"
 #include "edge_steer.h"
+#include "edge_conn.h"
 
 static __always_inline int edge_fragment(const struct pkt *p)
 {
@@ -135,24 +136,34 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	ck.proto = p.l4_proto;
 	syn = p.l4_proto == IPPROTO_TCP &&
 	      (p.tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN;
-	if (syn) {
-		/* A SYN starts a new connection: an entry for the same 5-tuple is
-		 * an earlier connection (a reused client port) and would send this
-		 * handshake's ACK to that connection's backend. Drop it; the ACK
-		 * then pins the backend Maglev gives this SYN. Lookup first: it
-		 * takes no bucket lock, and nearly every SYN finds nothing. */
-		if (bpf_map_lookup_elem(&edge_ct, &ck))
-			bpf_map_delete_elem(&edge_ct, &ck);
-	} else {
-		cv = bpf_map_lookup_elem(&edge_ct, &ck);
-		if (cv) {
+	cv = bpf_map_lookup_elem(&edge_ct, &ck);
+	if (cv && syn) {
+		/* A SYN with the 5-tuple of a known flow (edge_conn.h): while
+		 * that backend takes connections, or its connection lives, the
+		 * SYN goes there too — a live tuple is never re-routed, and the
+		 * handshake's ACK will follow the entry anyway. Otherwise it is
+		 * a reused port: the entry goes, and the SYN is balanced (its
+		 * ACK then pins the backend Maglev gives it). */
+		be = edge_backend_for(cv->backend_id, svc_id);
+		if (be && ((be->flags & BE_F_ACTIVE) || !edge_conn_over(cfg, cv))) {
 			be_id = cv->backend_id;
 			snat_have = cv->snat_port;
-			be = edge_backend_for(be_id, svc_id);
-			if (!be) {
-				edge_count(EV_CT_STALE);
-				snat_have = 0;
-			}
+			if (edge_conn_over(cfg, cv))
+				cv->flags = 0; /* a new connection on the same backend */
+		} else {
+			be = 0;
+			bpf_map_delete_elem(&edge_ct, &ck);
+		}
+	} else if (cv) {
+		be_id = cv->backend_id;
+		snat_have = cv->snat_port;
+		be = edge_backend_for(be_id, svc_id);
+		if (!be) {
+			edge_count(EV_CT_STALE);
+			snat_have = 0;
+		} else if (p.l4_proto == IPPROTO_TCP &&
+			   (cv->flags | (p.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))) {
+			edge_conn_seen(cfg, cv, p.tcp_flags);
 		}
 	}
 	hash = edge_flow_hash(ck.saddr, ck.daddr, ck.sport, ck.dport, ck.proto);

@@ -75,10 +75,16 @@ struct edge_ct_key {
 	__u8 pad[3];
 };
 
+/* edge_ct_val.flags: how the client's side of the connection went (the
+ * edge sees only the client's packets; edge_conn.h). */
+#define CT_F_FIN 0x1 /* the client sent a FIN */
+#define CT_F_RST 0x2 /* the client sent a RST, and nothing since */
+
 struct edge_ct_val {
 	__u32 backend_id;
 	__be16 snat_port; /* SNAT flows: the edge port allocated to the flow */
-	__u16 pad;
+	__u8 flags;       /* CT_F_* */
+	__u8 mark;        /* when the last packet after a FIN/RST came (edge_conn.h) */
 };
 
 struct edge_aff_key {
@@ -131,6 +137,7 @@ struct edge_config {
 	__u32 ct_insert_limit; /* new conntrack entries per CPU per ~1 s; 0 = unlimited */
 	__u8 gw_mac[6];        /* CFG_F_GW_MAC next hop */
 	__u8 own_mac[6];
+	__u64 now_ns;          /* test clock: when non-zero, used instead of the kernel's */
 };
 
 struct {

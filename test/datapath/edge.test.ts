@@ -12,7 +12,7 @@ import {
   verifyIpv4Checksum,
   verifyL4Checksum,
 } from '../lib/packets.js';
-import { CLIENT, CLIENT_MAC, EDGE, EDGE_MAC, VIP, backend, clientEth, openEdge, service, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
+import { CLIENT, CLIENT_MAC, EDGE, EDGE_MAC, SEC, VIP, backend, clientEth, openEdge, service, setEdgeClock, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 
 function run(dp: EdgeDatapath, data: Buffer, hook: 'xdp' | 'tc' = 'xdp'): { retval: number; out: Buffer } {
@@ -146,10 +146,79 @@ test('a reused client port during a rolling update: the new SYN replaces the old
   // never chosen for new ones). The client closes and reuses its port.
   dp.applyServices([service({ backends: first.map((b) => (b.ip === old ? { ...b, state: 'terminating' as const } : b)) })]);
   t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, old, 'the existing connection stays on the terminating pod');
+  // The client closes (its FIN, then the last ACK) and, seconds later, reuses its port.
+  const t0 = 1000n * SEC;
+  setEdgeClock(dp, t0);
+  run(dp, tcpPacket({ flags: { fin: true, ack: true }, sport }));
+  run(dp, tcpPacket({ flags: ACK, sport }));
+  setEdgeClock(dp, t0 + 5n * SEC);
   const syn = parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst;
   t.not(syn, old);
   t.is(dp.map('edge_ct').keys().length, 0, 'the SYN removed the previous connection');
   t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, syn, 'the ACK goes where the SYN went');
+});
+
+test('a SYN with a live tuple never re-routes it: blind RST, blind FIN, terminating backend; a RST followed by traffic is forgotten', (t) => {
+  const dp = openEdge(t);
+  const first = Array.from({ length: 4 }, (_, i) => backend(i + 1));
+  dp.applyServices([service({ backends: first })]);
+  const t0 = 1000n * SEC;
+  setEdgeClock(dp, t0);
+  const dst = (flags: Parameters<typeof tcpPacket>[0]['flags'], sport: number): string => parsePacket(run(dp, tcpPacket({ flags, sport })).out).ip.dst;
+  const live = (sport: number): string => {
+    const b = dst(SYN, sport);
+    dst(ACK, sport);
+    return b;
+  };
+  // Many new pods arrive, the old ones terminate: Maglev now sends every new tuple elsewhere.
+  const a = live(46001);
+  const b = live(46002);
+  const c = live(46003);
+  dp.applyServices([service({ backends: [...first.map((x) => ({ ...x, state: 'terminating' as const })), ...Array.from({ length: 8 }, (_, i) => backend(20 + i))] })]);
+  // Someone else's SYN with a live connection's tuple (nothing before it; a RST; a FIN) follows the connection.
+  t.is(dst(SYN, 46001), a);
+  run(dp, tcpPacket({ flags: { rst: true }, sport: 46002 }));
+  t.is(dst(SYN, 46002), b);
+  run(dp, tcpPacket({ flags: { fin: true, ack: true }, sport: 46003 }));
+  t.is(dst(SYN, 46003), c);
+  // ... also seconds later while the connection keeps talking.
+  for (let i = 1; i <= 6; i++) {
+    setEdgeClock(dp, t0 + BigInt(i) * SEC);
+    t.is(dst(ACK, 46003), c);
+  }
+  t.is(dst(SYN, 46003), c, 'not silent: still live');
+  // A RST the backend ignored, then traffic: the mark is gone, a late SYN still stays.
+  run(dp, tcpPacket({ flags: { rst: true }, sport: 46001 }));
+  t.is(dst(ACK, 46001), a);
+  setEdgeClock(dp, t0 + 30n * SEC);
+  t.is(dst(SYN, 46001), a);
+  t.is(dp.map('edge_ct').keys().length, 3);
+});
+
+test('port reuse on an active backend stays on it (SYN and ACK agree); after a RST and silence a reused port on a terminating backend is balanced anew', (t) => {
+  const dp = openEdge(t);
+  const bs = Array.from({ length: 4 }, (_, i) => backend(i + 1));
+  dp.applyServices([service({ backends: bs })]);
+  const t0 = 1000n * SEC;
+  setEdgeClock(dp, t0);
+  const sport = 47001;
+  const old = parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst;
+  run(dp, tcpPacket({ flags: ACK, sport }));
+  // New backends change the Maglev answer for many tuples; the pinned one stays active.
+  dp.applyServices([service({ backends: [...bs, ...Array.from({ length: 8 }, (_, i) => backend(30 + i))] })]);
+  run(dp, tcpPacket({ flags: { rst: true }, sport }));
+  setEdgeClock(dp, t0 + 5n * SEC);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst, old, 'an active backend keeps the reused port');
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, old);
+  // The same after the backend turns terminating: a RST and silence end the old connection.
+  dp.applyServices([service({ backends: [...bs.map((b) => (b.ip === old ? { ...b, state: 'terminating' as const } : b)), ...Array.from({ length: 8 }, (_, i) => backend(30 + i))] })]);
+  run(dp, tcpPacket({ flags: { rst: true }, sport }));
+  setEdgeClock(dp, t0 + 7n * SEC);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst, old, 'RST then a SYN within the silence: still live');
+  setEdgeClock(dp, t0 + 12n * SEC);
+  const fresh = parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst;
+  t.not(fresh, old);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, fresh);
 });
 
 test('non-SYN without state is balanced like its SYN (edge restart / ECMP move)', (t) => {
