@@ -27,6 +27,8 @@ enum edge_stat {
 	EV_SNAT_REVERSE,      /* backend reply translated back to VIP → client */
 	EV_CT_STALE,          /* conntrack entry pointed at a removed backend */
 	EV_AFFINITY_HIT,      /* new flow kept on the client's previous backend */
+	EV_SNAT_RECLAIMED,    /* a SNAT port of a flow that was over given to a new one */
+	DROP_SNAT_IFACE,      /* a SNAT reply that arrived on another interface than its flow */
 	EDGE_STAT_MAX,
 };
 

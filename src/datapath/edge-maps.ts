@@ -46,6 +46,8 @@ export const EDGE_STAT_NAMES = [
   'snat_reverse',
   'ct_stale',
   'affinity_hit',
+  'snat_reclaimed',
+  'drop_snat_iface',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 

@@ -620,3 +620,137 @@ test('session affinity expires after its timeout', async (t) => {
   await new Promise((r) => setTimeout(r, 2300));
   t.not(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51001 })).out).ip.dst, before, 'after the timeout');
 });
+
+// ---------------------------------------------------------------- SNAT ports (issue 13.4)
+
+/** A backend's reply to the edge's SNAT port. */
+function snatReply(port: number, flags: Parameters<typeof tcpPacket>[0]['flags'], be = '10.244.1.1'): Buffer {
+  return buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE, df: true }, tcp: { sport: 8080, dport: port, flags: flags ?? ACK } });
+}
+
+test('SNAT capacity: one backend holds at most the port range in live flows; beyond it new flows are dropped and counted', (t) => {
+  // The default range 20000–32767 (12 768 ports), and a reverse map big enough not to evict.
+  const dp = openEdge(t, { maxEntries: { edge_snat_rev: 1 << 16, edge_ct: 1 << 16 } });
+  dp.applyServices([service({ mode: 'snat' })]);
+  const n = 13_500;
+  const ports = new Set<number>();
+  let firstDrop = -1;
+  for (let i = 0; i < n; i++) {
+    const r = run(dp, tcpPacket({ flags: SYN, src: `198.18.${i >> 8}.${i & 255}`, sport: 40000 }));
+    if (r.retval === XDP_DROP) {
+      if (firstDrop < 0) firstDrop = i;
+      continue;
+    }
+    ports.add(parsePacket(r.out).tcp!.sport);
+  }
+  const drops = dp.counters().stats.drop_snat_ports;
+  t.log(`${ports.size} flows got a port of 12 768; the first drop came at flow ${firstDrop + 1}; ${drops} of ${n} dropped`);
+  t.true(ports.size <= 12_768);
+  t.is(ports.size + drops, n, 'every flow either has its own port or was dropped');
+  t.true(drops >= n - 12_768, `${drops} dropped`);
+});
+
+test('SNAT ports are reclaimed once a flow has ended (both FINs or a RST, then a hold) or idled out; live flows keep theirs', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 21000, max: 21063 } });
+  dp.applyServices([service({ mode: 'snat' }), service({ service: 'default/dns', mode: 'snat', frontend: { vip: VIP, port: 53, protocol: 'UDP' }, backends: [backend(1, { port: 5353 })] })]);
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const client = (i: number): string => `198.18.${i >> 8}.${i & 255}`;
+  // Fill the 64 ports (a few attempts more: probes are hashed).
+  const open = (from: number, count: number): Map<number, number> => {
+    const got = new Map<number, number>();
+    for (let i = from; i < from + count; i++) {
+      const r = run(dp, tcpPacket({ flags: SYN, src: client(i), sport: 40000 }));
+      if (r.retval !== XDP_DROP) got.set(i, parsePacket(r.out).tcp!.sport);
+    }
+    return got;
+  };
+  const first = open(0, 400);
+  t.true(first.size >= 60 && first.size <= 64, `${first.size} ports`);
+  t.is(open(400, 50).size, 0, 'the range is full');
+
+  // One flow stays live, talking every few seconds.
+  const [liveClient, livePort] = [...first.entries()][0]!;
+  const talk = (s: bigint): void => {
+    setEdgeClock(dp, t0 + s * SEC);
+    t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, src: client(liveClient), sport: 40000 })).out).tcp!.sport, livePort);
+    t.is(parsePacket(run(dp, snatReply(livePort, ACK)).out).ip.dst, client(liveClient));
+  };
+  // The others end: half with both FINs, half with a RST (from either side).
+  const finPorts = new Set<number>();
+  const rstPorts = new Set<number>();
+  let k = 0;
+  for (const [i, port] of first) {
+    if (i === liveClient) continue;
+    if (k++ % 2 === 0) {
+      run(dp, tcpPacket({ flags: { fin: true, ack: true }, src: client(i), sport: 40000 }));
+      run(dp, snatReply(port, { fin: true, ack: true }));
+      finPorts.add(port);
+    } else {
+      run(dp, k % 4 === 0 ? tcpPacket({ flags: { rst: true }, src: client(i), sport: 40000 }) : snatReply(port, { rst: true }));
+      rstPorts.add(port);
+    }
+  }
+  talk(1n);
+  t.is(open(500, 50).size, 0, 'just ended: nothing is reused yet');
+  // A few seconds after a RST its port is free; after both FINs the backend may
+  // hold TIME_WAIT for the old tuple, so those ports wait about a minute.
+  talk(20n);
+  const afterRst = [...open(600, 400).values()];
+  t.true(afterRst.length >= rstPorts.size - 4 && afterRst.every((p) => rstPorts.has(p)), `reused ${afterRst.length} ports, ${rstPorts.size} were reset`);
+  talk(40n);
+  talk(62n);
+  const afterFin = [...open(1000, 400).values()];
+  t.true(afterFin.length >= finPorts.size - 4 && afterFin.every((p) => finPorts.has(p) || rstPorts.has(p)), `reused ${afterFin.length} ports, ${finPorts.size} were closed`);
+  t.false([...afterRst, ...afterFin].includes(livePort), 'a live flow\'s port is never taken');
+  talk(63n);
+  t.true(dp.counters().stats.snat_reclaimed >= afterRst.length + afterFin.length);
+
+  // Idle flows: after the idle time (TCP one hour, UDP a minute) their ports come back too.
+  setEdgeClock(dp, t0 + 63n * SEC + 3700n * SEC);
+  t.true(open(1400, 400).size >= 55, 'TCP ports of idle flows reclaimed');
+  const udp = (i: number): number => {
+    const r = run(dp, udpPacket({ src: client(i), sport: 5353, dport: 53 }));
+    return r.retval === XDP_DROP ? -1 : parsePacket(r.out).udp!.sport;
+  };
+  const u1 = Array.from({ length: 300 }, (_, i) => udp(2000 + i)).filter((p) => p >= 0);
+  t.true(u1.length >= 55 && u1.length <= 64, `${u1.length} UDP ports`);
+  setEdgeClock(dp, t0 + 63n * SEC + 3700n * SEC + 70n * SEC);
+  t.true(Array.from({ length: 300 }, (_, i) => udp(3000 + i)).filter((p) => p >= 0).length >= 55, 'UDP ports of idle flows reclaimed');
+});
+
+test('SNAT replies are accepted only on the interface their flow came in on (the uplink)', async (t) => {
+  const { Cleanup, createNetns, nsRun, uniqueId } = await import('../lib/netns.js');
+  const { inNetns, TC_ACT_SHOT } = await import('../../src/datapath/loader.js');
+  const cleanup = new Cleanup();
+  t.teardown(async () => {
+    await cleanup.run();
+  });
+  const ns = await createNetns(`edgelb-snatif-${uniqueId()}`, cleanup);
+  for (const d of ['up', 'other']) {
+    await nsRun(ns, ['ip', 'link', 'add', `${d}0`, 'type', 'veth', 'peer', 'name', `${d}1`]);
+    await nsRun(ns, ['ip', 'link', 'set', `${d}0`, 'up']);
+  }
+  const ifindex = async (d: string): Promise<number> => (JSON.parse((await nsRun(ns, ['ip', '-j', 'link', 'show', d])).stdout) as { ifindex: number }[])[0]!.ifindex;
+  const up = await ifindex('up0');
+  const other = await ifindex('other0');
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20003 } });
+  dp.applyServices([service({ mode: 'snat' })]);
+  // struct __sk_buff with only ifindex (offset 40) set: the interface the packet arrived on.
+  const on = (dev: number): Buffer => {
+    const ctx = Buffer.alloc(192);
+    ctx.writeUInt32LE(dev, 40);
+    return ctx;
+  };
+  const tc = (data: Buffer, dev: number): { retval: number; out: Buffer } => {
+    const r = inNetns(ns, () => dp.program('tc').testRun({ data, ctxIn: on(dev) }));
+    return { retval: r.retval, out: r.dataOut };
+  };
+  const port = parsePacket(tc(tcpPacket({ flags: SYN }), up).out).tcp!.sport;
+  const reply = snatReply(port, { syn: true, ack: true });
+  t.is(tc(reply, other).retval, TC_ACT_SHOT, 'a reply on another interface is no reply of this flow');
+  t.is(dp.counters().stats.drop_snat_iface, 1);
+  const back = tc(reply, up);
+  t.is(back.retval, TC_ACT_OK);
+  t.is(parsePacket(back.out).ip.dst, CLIENT);
+});
