@@ -68,13 +68,6 @@ static __always_inline int edge_fragment(const struct pkt *p)
 	return ACT_PASS;
 }
 
-static __always_inline int edge_src_allowed(const struct edge_svc *svc, __be32 saddr)
-{
-	struct edge_src_key k = { .prefixlen = 64, .svc_id = svc->id, .addr = saddr };
-
-	return bpf_map_lookup_elem(&edge_src_ranges, &k) != 0;
-}
-
 static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex)
 {
 	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);

@@ -46,6 +46,14 @@ static __always_inline int edge_may_insert(__u32 limit)
 	return 1;
 }
 
+/* loadBalancerSourceRanges: is saddr inside one of the service's CIDRs? */
+static __always_inline int edge_src_allowed(const struct edge_svc *svc, __be32 saddr)
+{
+	struct edge_src_key k = { .prefixlen = 64, .svc_id = svc->id, .addr = saddr };
+
+	return bpf_map_lookup_elem(&edge_src_ranges, &k) != 0;
+}
+
 static __always_inline struct edge_backend *edge_backend_get(__u32 id)
 {
 	return bpf_map_lookup_elem(&edge_backends, &id);

@@ -754,3 +754,15 @@ test('SNAT replies are accepted only on the interface their flow came in on (the
   t.is(back.retval, TC_ACT_OK);
   t.is(parsePacket(back.out).ip.dst, CLIENT);
 });
+
+test('ICMP errors about a VIP flow pass the service\'s source-range check first: from outside the ranges they are dropped, never steered', (t) => {
+  const dp = openEdge(t);
+  dp.applyServices([service({ backends: [backend(1), backend(2)], sourceRanges: ['198.51.100.0/24'] })]);
+  run(dp, tcpPacket({ flags: SYN, sport: 47000 }));
+  const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true, id: 99 }, tcp: { sport: 80, dport: 47000, flags: ACK, seq: 1, payload: Buffer.alloc(1400) } });
+  const from = (src: string): Buffer => buildPacket({ eth: clientEth, ip: { src, dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) });
+  t.is(run(dp, from('203.0.113.200')).retval, XDP_DROP);
+  t.like(dp.counters().stats, { drop_src_range: 1, icmp_steered: 0 });
+  t.is(parsePacket(run(dp, from('198.51.100.254')).out).ip.dst.startsWith('10.244.'), true, 'from inside the ranges: steered');
+  t.is(dp.counters().stats.icmp_steered, 1);
+});
