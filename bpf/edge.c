@@ -35,6 +35,8 @@
  *     moving them to another edge as long as the backend set is unchanged.
  *   - A conntrack entry whose backend was removed (slot freed or reused by
  *     another service) is ignored and the flow is re-balanced (EV_CT_STALE).
+ *   - A new flow (or an ICMP error) whose source is a VIP or the edge's own
+ *     address is dropped (DROP_BAD_SOURCE): a forgery, or a loop.
  *   - Too big after adding the option (8) / IPIP header (20): with DF an
  *     ICMP fragmentation-needed (MTU − overhead) goes back to the client;
  *     without DF the rewritten packet goes to the stack, which fragments it.
@@ -161,6 +163,13 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	}
 	hash = edge_flow_hash(ck.saddr, ck.daddr, ck.sport, ck.dport, ck.proto);
 	if (!be) {
+		/* A new flow from a VIP or from the edge itself is a forgery (or
+		 * a loop): its replies would go to ourselves. Known flows passed
+		 * this check when they were new. */
+		if (edge_bad_source(cfg, p.saddr)) {
+			edge_count(DROP_BAD_SOURCE);
+			return ACT_DROP;
+		}
 		be = edge_pick_new(svc, p.saddr, hash, &be_id);
 		if (!be) {
 			edge_count(DROP_NO_BACKEND);

@@ -29,6 +29,7 @@ enum edge_stat {
 	EV_AFFINITY_HIT,      /* new flow kept on the client's previous backend */
 	EV_SNAT_RECLAIMED,    /* a SNAT port of a flow that was over given to a new one */
 	DROP_SNAT_IFACE,      /* a SNAT reply that arrived on another interface than its flow */
+	DROP_BAD_SOURCE,      /* a new flow or ICMP error from a VIP or the edge's own address */
 	EDGE_STAT_MAX,
 };
 

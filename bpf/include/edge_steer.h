@@ -68,6 +68,10 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 		edge_count(DROP_SRC_RANGE);
 		return ACT_DROP;
 	}
+	if (edge_bad_source(cfg, p->saddr)) {
+		edge_count(DROP_BAD_SOURCE);
+		return ACT_DROP;
+	}
 	if (svc->flags & SVC_F_SNAT) {
 		edge_count(EV_ICMP_NOT_STEERED);
 		return ACT_PASS;

@@ -48,6 +48,7 @@ export const EDGE_STAT_NAMES = [
   'affinity_hit',
   'snat_reclaimed',
   'drop_snat_iface',
+  'drop_bad_source',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 

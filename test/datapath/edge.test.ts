@@ -766,3 +766,19 @@ test('ICMP errors about a VIP flow pass the service\'s source-range check first:
   t.is(parsePacket(run(dp, from('198.51.100.254')).out).ip.dst.startsWith('10.244.'), true, 'from inside the ranges: steered');
   t.is(dp.counters().stats.icmp_steered, 1);
 });
+
+test('packets whose source is a VIP or the edge itself are dropped and counted (new flows and ICMP errors alike)', (t) => {
+  const dp = openEdge(t);
+  const VIP2 = '203.0.113.11';
+  dp.applyServices([service(), service({ service: 'default/two', frontend: { vip: VIP2, port: 443, protocol: 'TCP' } })]);
+  for (const src of [VIP, VIP2, EDGE]) {
+    t.is(run(dp, tcpPacket({ flags: SYN, src })).retval, XDP_DROP, `SYN from ${src}`);
+    t.is(run(dp, tcpPacket({ flags: ACK, src })).retval, XDP_DROP, `ACK from ${src}`);
+    t.is(run(dp, udpPacket({ src, dport: 80 })).retval, XDP_PASS, 'no UDP service: not ours');
+  }
+  const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true }, tcp: { sport: 80, dport: 47000, flags: ACK } });
+  t.is(run(dp, buildPacket({ eth: clientEth, ip: { src: VIP2, dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) })).retval, XDP_DROP);
+  t.is(dp.counters().stats.drop_bad_source, 7);
+  t.is(dp.map('edge_ct').keys().length, 0);
+  t.is(run(dp, tcpPacket({ flags: SYN })).retval, XDP_PASS, 'a client is fine');
+});
