@@ -37,6 +37,9 @@
  *     another service) is ignored and the flow is re-balanced (EV_CT_STALE).
  *   - A new flow (or an ICMP error) whose source is a VIP or the edge's own
  *     address is dropped (DROP_BAD_SOURCE): a forgery, or a loop.
+ *   - The edge is a routing hop: forwarded packets leave with TTL − 1, and
+ *     a client's packet that arrives with TTL ≤ 1 is answered with ICMP
+ *     time-exceeded from the edge's address (traceroute shows the edge).
  *   - Too big after adding the option (8) / IPIP header (20): with DF an
  *     ICMP fragmentation-needed (MTU − overhead) goes back to the client;
  *     without DF the rewritten packet goes to the stack, which fragments it.
@@ -181,6 +184,16 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	bytes = (__u32)((long)end - (long)data);
 	edge_count_pb(&edge_svc_stats, svc_id, bytes);
 	edge_count_pb(&edge_be_stats, be_id, bytes);
+
+	/* A routing hop: TTL down by one, or time-exceeded to the client. */
+	switch (edge_hop(ctx, xdp, cfg, 1)) {
+	case -1:
+		return ACT_TX;
+	case -2:
+		return ACT_DROP;
+	default:
+		break;
+	}
 
 	if (svc->flags & SVC_F_SNAT)
 		return edge_xmit_snat(ctx, xdp, cfg, &p, &ck, be, be_id, svc_id, snat_have, hash,

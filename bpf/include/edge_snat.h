@@ -222,6 +222,8 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 		return ACT_DROP;
 	}
 	snat_seen(v, p, SNAT_F_FIN_BACKEND, snat_now(cfg));
+	if (edge_hop(ctx, xdp, cfg, 0) < 0)
+		return ACT_DROP;
 	client = v->client_ip;
 	vip = v->vip;
 	cport = v->client_port;

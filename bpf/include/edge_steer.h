@@ -93,6 +93,10 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 			goto unsteered;
 	}
 
+	if (edge_hop(ctx, xdp, cfg, 0) < 0)
+		return ACT_DROP;
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
 	if (data + EDGE_INNER_OFF + 24 > end)
 		return ACT_PASS;
 	ip = data + EDGE_L3_OFF;

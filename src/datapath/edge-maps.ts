@@ -49,6 +49,8 @@ export const EDGE_STAT_NAMES = [
   'snat_reclaimed',
   'drop_snat_iface',
   'drop_bad_source',
+  'drop_ttl',
+  'ttl_exceeded',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 

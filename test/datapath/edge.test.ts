@@ -60,7 +60,7 @@ test('TCP SYN: DNAT to the pod and the DSR option, exact bytes', (t) => {
   const spec = tcpSpec({ flags: SYN });
   const expected = buildPacket({
     ...spec,
-    ip: { ...spec.ip, dst: '10.244.1.1', options: dsrOption(VIP, 80) },
+    ip: { ...spec.ip, dst: '10.244.1.1', ttl: 63, options: dsrOption(VIP, 80) },
     tcp: { ...spec.tcp!, dport: 8080 },
   });
   t.is(hex(r.out), hex(expected));
@@ -117,7 +117,7 @@ test('established ACK: DNAT only, and keeps its backend after the backend set ch
   t.is(p1.tcp!.dport, 8080);
   checkSums(t, r1.out);
   const spec = tcpSpec({ flags: ACK, sport: 41000, payload: Buffer.from('GET / HTTP/1.1\r\n\r\n') });
-  t.is(hex(r1.out), hex(buildPacket({ ...spec, ip: { ...spec.ip, dst: chosen }, tcp: { ...spec.tcp!, dport: 8080 } })));
+  t.is(hex(r1.out), hex(buildPacket({ ...spec, ip: { ...spec.ip, dst: chosen, ttl: 63 }, tcp: { ...spec.tcp!, dport: 8080 } })));
 
   // New backend set: the chosen one is terminating, many new ones arrive.
   const next = [...initial.map((b) => (b.ip === chosen ? { ...b, state: 'terminating' as const } : b)), ...Array.from({ length: 20 }, (_, i) => backend(10 + i))];
@@ -240,7 +240,7 @@ test('UDP: every packet gets DNAT and the option', (t) => {
     const r = run(dp, udpPacket({ payload }));
     const expected = buildPacket({
       eth: clientEth,
-      ip: { src: CLIENT, dst: '10.244.1.1', df: false, id: 0x4321, options: dsrOption(VIP, 53) },
+      ip: { src: CLIENT, dst: '10.244.1.1', df: false, id: 0x4321, ttl: 63, options: dsrOption(VIP, 53) },
       udp: { sport: 5353, dport: 5353, payload },
     });
     t.is(hex(r.out), hex(expected));
@@ -251,14 +251,16 @@ test('UDP: every packet gets DNAT and the option', (t) => {
   t.is(parsePacket(r.out).udp!.checksum, 0);
 });
 
-test('IPIP: outer header to the node, inner packet untouched', (t) => {
+test('IPIP: outer header to the node, inner packet untouched but for the hop\'s TTL', (t) => {
   const dp = openEdge(t);
   dp.applyServices([service({ dispatch: 'ipip' })]);
   for (const flags of [SYN, ACK]) {
     const inner = tcpPacket({ flags, tos: 0x28 });
     const r = run(dp, inner);
     t.is(r.retval, XDP_PASS);
-    const exp = buildPacket({ eth: clientEth, ip: { src: EDGE, dst: '10.0.0.11', tos: 0x28, ttl: 64, df: true, id: 0, protocol: 4 }, payload: inner.subarray(14) });
+    const spec = tcpSpec({ flags, tos: 0x28 });
+    const forwarded = buildPacket({ ...spec, ip: { ...spec.ip, ttl: 63 } });
+    const exp = buildPacket({ eth: clientEth, ip: { src: EDGE, dst: '10.0.0.11', tos: 0x28, ttl: 64, df: true, id: 0, protocol: 4 }, payload: forwarded.subarray(14) });
     t.is(hex(r.out), hex(exp));
     t.true(verifyIpv4Checksum(r.out.subarray(14)));
   }
@@ -306,7 +308,7 @@ test('SNAT: forward to the backend from the edge, reply back from the VIP, exact
   t.true(pf.tcp!.sport >= 20000 && pf.tcp!.sport <= 20003);
   const port = pf.tcp!.sport;
   const spec = tcpSpec({ flags: SYN, payload });
-  t.is(hex(fwd.out), hex(buildPacket({ ...spec, ip: { ...spec.ip, src: EDGE, dst: '10.244.1.1' }, tcp: { ...spec.tcp!, sport: port, dport: 8080 } })));
+  t.is(hex(fwd.out), hex(buildPacket({ ...spec, ip: { ...spec.ip, src: EDGE, dst: '10.244.1.1', ttl: 63 }, tcp: { ...spec.tcp!, sport: port, dport: 8080 } })));
   checkSums(t, fwd.out);
   // Same flow keeps its port.
   t.is(parsePacket(run(dp, tcpPacket({ flags: ACK })).out).tcp!.sport, port);
@@ -320,7 +322,7 @@ test('SNAT: forward to the backend from the edge, reply back from the VIP, exact
   t.is(rev.retval, XDP_PASS);
   const expected = buildPacket({
     eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC },
-    ip: { src: VIP, dst: CLIENT, df: true, id: 7 },
+    ip: { src: VIP, dst: CLIENT, df: true, id: 7, ttl: 63 },
     tcp: { sport: 80, dport: 40000, flags: { syn: true, ack: true }, seq: 5, ack: 1001, payload: Buffer.from('hi') },
   });
   t.is(hex(rev.out), hex(expected));
@@ -390,7 +392,9 @@ test('too big with DF: ICMP fragmentation-needed back to the client, exact bytes
   const big = tcpPacket({ flags: SYN, payload: Buffer.alloc(1396 - 20 - 24, 0xab) });
   const r = run(dp, big);
   t.is(r.retval, XDP_TX);
-  const quote = big.subarray(14, 14 + 28);
+  // The quote is the packet's header as forwarded (TTL − 1, checksum updated) and 8 bytes.
+  const spec = tcpSpec({ flags: SYN, payload: Buffer.alloc(1396 - 20 - 24, 0xab) });
+  const quote = buildPacket({ ...spec, ip: { ...spec.ip, ttl: 63 } }).subarray(14, 14 + 28);
   const expected = buildPacket({
     eth: { src: EDGE_MAC, dst: CLIENT_MAC },
     ip: { src: VIP, dst: CLIENT, tos: 0xc0, ttl: 64, id: 0 },
@@ -435,7 +439,7 @@ test('ICMP frag-needed for a VIP flow is steered to the flow\'s backend', (t) =>
     return ~s & 0xffff;
   })();
   quotedRewritten.writeUInt16BE(ihSum, 10);
-  const expected = buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: chosen.ip.dst }, icmp: icmpFragNeeded({ mtu: 1280, original: quotedRewritten }) });
+  const expected = buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: chosen.ip.dst, ttl: 63 }, icmp: icmpFragNeeded({ mtu: 1280, original: quotedRewritten }) });
   t.is(hex(r.out), hex(expected));
   t.true(verifyL4Checksum(r.out.subarray(14)));
   t.is(dp.counters().stats.icmp_steered, 1);
@@ -781,4 +785,33 @@ test('packets whose source is a VIP or the edge itself are dropped and counted (
   t.is(dp.counters().stats.drop_bad_source, 7);
   t.is(dp.map('edge_ct').keys().length, 0);
   t.is(run(dp, tcpPacket({ flags: SYN })).retval, XDP_PASS, 'a client is fine');
+});
+
+test('a routing hop: forwarded packets leave with TTL − 1; one that arrives with TTL 1 is answered with time-exceeded from the edge', (t) => {
+  const dp = openEdge(t);
+  dp.applyServices([service(), service({ frontend: { vip: VIP, port: 81, protocol: 'TCP' }, dispatch: 'ipip' })]);
+  for (const ttl of [64, 2, 255]) {
+    const spec = tcpSpec({ flags: SYN });
+    const p = parsePacket(run(dp, buildPacket({ ...spec, ip: { ...spec.ip, ttl } })).out);
+    t.is(p.ip.ttl, ttl - 1);
+    t.true(verifyIpv4Checksum(p.ipBytes));
+  }
+  // traceroute -T -p 80: the probe whose TTL runs out here gets the edge's answer.
+  for (const dport of [80, 81]) {
+    const spec = tcpSpec({ flags: SYN, dport });
+    const probe = buildPacket({ ...spec, ip: { ...spec.ip, ttl: 1 } });
+    const r = run(dp, probe);
+    t.is(r.retval, XDP_TX);
+    const expected = buildPacket({
+      eth: { src: EDGE_MAC, dst: CLIENT_MAC },
+      ip: { src: EDGE, dst: CLIENT, tos: 0xc0, ttl: 64, id: 0 },
+      icmp: { type: 11, code: 0, rest: Buffer.alloc(4), payload: probe.subarray(14, 14 + 28) },
+    });
+    t.is(hex(r.out), hex(expected));
+    t.true(verifyL4Checksum(r.out.subarray(14)));
+  }
+  t.is(dp.counters().stats.ttl_exceeded, 2);
+  // TTL 0 (never valid on the wire) is treated the same; nothing with TTL ≤ 1 is forwarded.
+  const spec0 = tcpSpec({ flags: ACK });
+  t.is(run(dp, buildPacket({ ...spec0, ip: { ...spec0.ip, ttl: 0 } })).retval, XDP_TX);
 });
