@@ -83,11 +83,15 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	struct edge_backend *be = 0;
 	struct edge_ct_val *cv = 0;
 	struct pkt p;
-	__u32 zero = 0, be_id = 0, hash, svc_id, bytes;
+	__u32 zero = 0, be_id = 0, hash, svc_id, pkt_len;
 	__be16 snat_have = 0;
 	int syn, new_flow = 0;
 
-	if (parse_packet(data, end, &p) != PARSE_OK)
+	/* An skb's payload may lie outside its linear head (GRO, TSO from a
+	 * local sender): the packet is skb->len long, only the headers need
+	 * to be in the window (edge_tc pulled them in). */
+	pkt_len = xdp ? (__u32)((long)end - (long)data) : ((struct __sk_buff *)ctx)->len;
+	if (parse_packet_len(data, end, &p, pkt_len) != PARSE_OK)
 		return ACT_PASS;
 	if (p.frag)
 		return edge_fragment(&p);
@@ -181,9 +185,8 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 		new_flow = 1;
 	}
 
-	bytes = (__u32)((long)end - (long)data);
-	edge_count_pb(&edge_svc_stats, svc_id, bytes);
-	edge_count_pb(&edge_be_stats, be_id, bytes);
+	edge_count_pb(&edge_svc_stats, svc_id, pkt_len);
+	edge_count_pb(&edge_be_stats, be_id, pkt_len);
 
 	/* A routing hop: TTL down by one, or time-exceeded to the client. */
 	switch (edge_hop(ctx, xdp, cfg, 1)) {

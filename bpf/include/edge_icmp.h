@@ -130,6 +130,11 @@ static __always_inline int edge_hop(void *ctx, const int xdp, const struct edge_
 static __always_inline int edge_mtu_check(void *ctx, const int xdp, const struct edge_config *cfg,
 					  __u16 ip_len, __be16 frag_off, __u16 overhead)
 {
+	/* A GRO'd skb (tc) is many segments; they leave as segments of the
+	 * size they came in with (encapsulation shrinks gso_size by the outer
+	 * header: bpf_skb_adjust_room without BPF_F_ADJ_ROOM_FIXED_GSO). */
+	if (!xdp && ((struct __sk_buff *)ctx)->gso_size)
+		return 0;
 	if ((__u32)ip_len + overhead <= cfg->mtu)
 		return 0;
 	if (!(frag_off & bpf_htons(0x4000))) {

@@ -43,41 +43,6 @@
 #define SNAT_IDLE_UDP 56   /* ≈ 60 s */
 #define SNAT_PROBES 8
 
-/* Rewrite source and destination (addresses and ports) with checksums. */
-static __always_inline int edge_rewrite4(void *data, void *end, __u8 proto,
-					 __be32 saddr, __be16 sport, __be32 daddr, __be16 dport)
-{
-	struct iphdr *ip = data + EDGE_L3_OFF;
-	__u32 diff, ipdiff;
-
-	if (data + EDGE_L4_OFF > end)
-		return -1;
-	ipdiff = csum_diff_4(ip->saddr, saddr) + csum_diff_4(ip->daddr, daddr);
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + EDGE_L4_OFF;
-
-		if ((void *)(th + 1) > end)
-			return -1;
-		diff = ipdiff + csum_diff_2(th->source, sport) + csum_diff_2(th->dest, dport);
-		csum_apply_diff(&th->check, diff);
-		th->source = sport;
-		th->dest = dport;
-	} else {
-		struct udphdr *uh = data + EDGE_L4_OFF;
-
-		if ((void *)(uh + 1) > end)
-			return -1;
-		diff = ipdiff + csum_diff_2(uh->source, sport) + csum_diff_2(uh->dest, dport);
-		udp_csum_apply_diff(&uh->check, diff);
-		uh->source = sport;
-		uh->dest = dport;
-	}
-	csum_apply_diff(&ip->check, ipdiff);
-	ip->saddr = saddr;
-	ip->daddr = daddr;
-	return 0;
-}
-
 static __always_inline __u32 snat_now(const struct edge_config *cfg)
 {
 	return (__u32)(edge_now_ns(cfg) >> 30);
@@ -168,7 +133,6 @@ static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct
 					  const struct edge_backend *be, __u32 be_id, __u32 svc_id,
 					  __be16 have, __u32 hash, __u32 *ifindex)
 {
-	void *data, *end;
 	__be16 port = edge_snat_port(cfg, p, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
 
 	if (!port) {
@@ -180,9 +144,7 @@ static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct
 
 		bpf_map_update_elem(&edge_ct, ck, &cv, BPF_ANY);
 	}
-	data = edge_data(ctx, xdp);
-	end = edge_data_end(ctx, xdp);
-	if (edge_rewrite4(data, end, p->l4_proto, cfg->addr, port, be->ip, be->port) < 0)
+	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, cfg->addr, port, be->ip, be->port) < 0)
 		return ACT_DROP;
 	return edge_forward(ctx, xdp, cfg, cfg->addr, be->node_ip, p->ip_len, ifindex);
 }
@@ -229,9 +191,7 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 	cport = v->client_port;
 	vport = v->vport;
 	edge_count_pb(&edge_svc_stats, v->svc_id, p->ip_len + ETH_HLEN);
-	data = edge_data(ctx, xdp);
-	end = edge_data_end(ctx, xdp);
-	if (edge_rewrite4(data, end, p->l4_proto, vip, vport, client, cport) < 0)
+	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, vip, vport, client, cport) < 0)
 		return ACT_DROP;
 	edge_count(EV_SNAT_REVERSE);
 	return edge_forward(ctx, xdp, cfg, vip, client, p->ip_len, ifindex);
