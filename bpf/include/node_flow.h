@@ -24,7 +24,8 @@
  *     LRU maps bound memory for the ones never seen again.
  * A SYN may point a tuple at another VIP (or an ipip flow at another pod)
  * only once its connection has ended (flow_ended); while it lives, the SYN
- * is refused (remember_flow). */
+ * is refused (remember_flow). A UDP datagram naming another VIP takes the
+ * tuple over once the old flow has been quiet for rst_ns. */
 #ifndef EDGELB_NODE_FLOW_H
 #define EDGELB_NODE_FLOW_H
 
@@ -188,9 +189,16 @@ static __always_inline enum flow_memo remember_flow(const struct node_config *cf
 			flow_seen(v, now);
 			return FLOW_KNOWN;
 		}
-		/* Another VIP for a live connection: never. */
-		if (!same && !expired)
+		/* Another VIP for a live flow: only a new connection may take
+		 * the tuple over — a SYN once the old connection is over (above);
+		 * for UDP, which has no handshake, a datagram once the old flow
+		 * has been quiet for rst_ns (a client reusing its port for
+		 * another frontend of the same pod). */
+		if (!same && !expired) {
+			if (k->proto == IPPROTO_UDP && is_expired(now, v->last_seen_ns, rst_silence(cfg)))
+				goto fresh;
 			return FLOW_CONFLICT;
+		}
 	} else if (!node_may_insert(cfg, now)) {
 		/* Only a new key can evict another flow from the LRU map. */
 		return FLOW_LIMITED;
