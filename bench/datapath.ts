@@ -26,13 +26,14 @@
 // memlock).
 //
 // Output: a table, then as the LAST line JSON with the raw medians in ns:
-// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","node_reply_ns","maps_10k_mb","load_10k_s"}
+// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","node_option_ns","node_reply_ns","maps_10k_mb","load_10k_s"}
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { BpfObject, inNetns, type BpfProgram } from '../src/datapath/loader.js';
 import { bpfObjectPath } from '../src/assets.js';
 import { EdgeDatapath } from '../src/datapath/edge-datapath.js';
+import { NodeDatapath } from '../src/datapath/node-datapath.js';
 import type { DesiredService, Backend } from '../src/model/types.js';
 
 const N = Number(process.env.BENCH_N ?? 100_000);
@@ -244,26 +245,29 @@ function run(cleanup: Array<() => void>): void {
     else dp.reconfigure({ forward: GATEWAY, ctInsertLimit: 200000 });
   };
 
-  // Node reply: the node helper's egress program on a pod reply, after its
-  // ingress program learned the flow from our own SYN output.
+  // The node program as `edgelb node run` configures it (the bench service's
+  // pods local, the edge at 10.0.0.1 trusted by its link-layer address):
+  // ingress on the edge's own SYN output (trust, VIP and backend checks,
+  // flow refresh, option strip), and egress on the pod's reply.
   let nodeNote = '';
   const nodePath = bpfObjectPath('node');
   if (existsSync(nodePath)) {
     try {
-      const nodeObj = BpfObject.load(nodePath);
-      cleanup.push(() => nodeObj.close());
-      const ingress = nodeObj.program('node_ingress');
-      const egress = nodeObj.program('node_egress');
+      const node = NodeDatapath.load({ maxFlows: 65536, edgeSources: ['10.0.0.1'] });
+      cleanup.push(() => node.close());
+      node.setLocalServices([bench[0]!]);
       const learned = inNetns(NS, () => xdp.testRun({ data: syn }).dataOut);
-      ingress.testRun({ data: learned });
+      node.trustEdgeNeighbour('10.0.0.1', [...learned.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':'));
+      node.ingress.testRun({ data: learned });
       const podIp = `${learned[30]}.${learned[31]}.${learned[32]}.${learned[33]}`;
       const reply = tcpFrame({ src: podIp, dst: CLIENT, sport: 8080, dport: 40000, flags: 0x12, payload: 64 });
-      const probe = egress.testRun({ data: reply });
-      if (probe.dataOut.subarray(26, 30).equals(ip4(VIP))) {
-        cases.push(mk('node reply (tc egress, node.o)', 'node_reply_ns', egress, reply, probe.retval, null, false));
+      const probe = node.egress.testRun({ data: reply });
+      if (probe.dataOut.subarray(26, 30).equals(ip4(VIP)) && node.flows().length === 1) {
+        cases.push(mk('node ingress: option SYN, checks + strip', 'node_option_ns', node.ingress, learned, 0xffffffff, null, false));
+        cases.push(mk('node reply (tc egress, node.o)', 'node_reply_ns', node.egress, reply, probe.retval, null, false));
         cases.push(mk('edge tc pass (skb reference)', null, dp.program('tc'), other, 0, 'fib', false));
       } else {
-        nodeNote = 'node.o egress did not rewrite the reply to the VIP; node_reply_ns = null';
+        nodeNote = 'node.o did not learn the flow or rewrite the reply to the VIP; node_option_ns / node_reply_ns = null';
       }
     } catch (e) {
       nodeNote = `node.o unusable (${(e as Error).message.split('\n')[0]}); node_reply_ns = null`;
@@ -346,6 +350,7 @@ function run(cleanup: Array<() => void>): void {
       syn_option_ns: get('syn_option_ns'),
       established_ns: get('established_ns'),
       ipip_established_ns: get('ipip_established_ns'),
+      node_option_ns: get('node_option_ns'),
       node_reply_ns: get('node_reply_ns'),
       maps_10k_mb: Math.round(mapsMb * 10) / 10,
       load_10k_s: Math.round(loadS * 1000) / 1000,

@@ -281,10 +281,13 @@ export class BfddSupervisor {
   async setHealthy(ok: boolean): Promise<void> {
     if (ok === this.healthy) return;
     this.healthy = ok;
-    if (!this.running() || this.peers.length === 0) return;
+    if (this.peers.length === 0) return;
+    // The file first, also while bfdd is down: a bfdd (re)started from it
+    // must not come up healthy while the edge is not.
+    writeFileSync(this.configFile, generateBfddConfig(this.peers, { shutdown: !ok }));
+    if (!this.running()) return;
     this.log.warn({ healthy: ok }, ok ? 'health restored: enabling BFD sessions' : 'unhealthy: taking BFD sessions down');
     await this.vtysh(['configure terminal', 'bfd', ...this.peers.flatMap((p) => [peerLine(p), ok ? 'no shutdown' : 'shutdown', 'exit']), 'end']);
-    writeFileSync(this.configFile, generateBfddConfig(this.peers, { shutdown: !ok }));
   }
 
   async stop(): Promise<void> {

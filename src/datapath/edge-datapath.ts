@@ -332,6 +332,12 @@ export class EdgeDatapath {
     this.attachment = null;
   }
 
+  /** Where attach() put the program, and which program that was (null before attach / after detach). */
+  attachedAt(): { at: XdpAttachment | TcAttachment; progId: number } | null {
+    if (!this.attachment) return null;
+    return { at: this.attachment, progId: this.program('direction' in this.attachment ? 'tc' : 'xdp').info().id };
+  }
+
   close(): void {
     this.obj.close();
   }

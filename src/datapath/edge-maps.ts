@@ -47,6 +47,11 @@ export const EDGE_STAT_NAMES = [
   'snat_reverse',
   'ct_stale',
   'affinity_hit',
+  'snat_reclaimed',
+  'drop_snat_iface',
+  'drop_bad_source',
+  'drop_ttl',
+  'ttl_exceeded',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 
@@ -155,16 +160,22 @@ export function encodeCtKey(k: CtKey): Buffer {
 export interface CtValue {
   backendId: number;
   snatPort: number;
+  /** CT_F_* (the client's FIN/RST), absent = 0. */
+  flags?: number;
 }
 
+export const CT_F_FIN = 0x1;
+export const CT_F_RST = 0x2;
+
 export function decodeCtValue(b: Buffer): CtValue {
-  return { backendId: b.readUInt32LE(0), snatPort: b.readUInt16BE(4) };
+  return { backendId: b.readUInt32LE(0), snatPort: b.readUInt16BE(4), flags: b.readUInt8(6) };
 }
 
 export function encodeCtValue(v: CtValue): Buffer {
   const b = Buffer.alloc(8);
   b.writeUInt32LE(v.backendId, 0);
   b.writeUInt16BE(v.snatPort, 4);
+  b.writeUInt8(v.flags ?? 0, 6);
   return b;
 }
 
@@ -190,7 +201,11 @@ export interface EdgeConfigValue {
   ctInsertLimit: number;
   gwMac: string;
   ownMac: string;
+  /** Test clock (ns); 0n/absent = the kernel's coarse monotonic clock. */
+  nowNs?: bigint;
 }
+
+export const EDGE_CONFIG_SIZE = 48;
 
 function macBytes(mac: string, what: string): Buffer {
   const parts = mac.split(':');
@@ -206,7 +221,7 @@ export function encodeConfig(c: EdgeConfigValue): Buffer {
   checkPort(c.snatPortMin, 'SNAT port min');
   checkPort(c.snatPortMax, 'SNAT port max');
   if (c.snatPortMin > c.snatPortMax) throw new Error(`SNAT port range ${c.snatPortMin}-${c.snatPortMax} is empty`);
-  const b = Buffer.alloc(40);
+  const b = Buffer.alloc(EDGE_CONFIG_SIZE);
   b.writeUInt32BE(ipv4ToU32(c.addr, 'edge address'), 0);
   b.writeUInt32BE(ipv4ToU32(c.ipipSrcNet, 'IPIP source network'), 4);
   b.writeUInt32LE(c.ipipSrcBits, 8);
@@ -217,6 +232,7 @@ export function encodeConfig(c: EdgeConfigValue): Buffer {
   b.writeUInt32LE(c.ctInsertLimit, 24);
   macBytes(c.gwMac, 'gateway MAC').copy(b, 28);
   macBytes(c.ownMac, 'own MAC').copy(b, 34);
+  b.writeBigUInt64LE(c.nowNs ?? 0n, 40);
   return b;
 }
 

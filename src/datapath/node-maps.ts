@@ -8,6 +8,7 @@
 // protocols and ports are read and checked by src/net.
 import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
 import { checkPort, protoName, protoNumber, type L4Proto } from '../net/l4.js';
+import { checkCidr } from '../net/cidr.js';
 
 export const NODE_MAP_NAMES = {
   flows: 'node_flows',
@@ -15,6 +16,8 @@ export const NODE_MAP_NAMES = {
   services: 'node_services',
   config: 'node_config',
   counters: 'node_counters',
+  edgeSources: 'node_edge_src',
+  edgeMacs: 'node_edge_macs',
 } as const;
 
 export const NODE_PROGRAMS = { ingress: 'node_ingress', egress: 'node_egress' } as const;
@@ -26,11 +29,13 @@ export const FWD_VALUE_SIZE = 16;
 export const SVC_KEY_SIZE = 8;
 export const NODE_MAX_LOCAL_BACKENDS = 32;
 export const SVC_VALUE_SIZE = 8 + 8 * NODE_MAX_LOCAL_BACKENDS;
-export const CONFIG_VALUE_SIZE = 40;
+export const CONFIG_VALUE_SIZE = 56;
 
 export const FLOW_FIN_POD = 0x01;
 export const FLOW_FIN_CLIENT = 0x02;
 export const FLOW_CLOSING = 0x04;
+/** A RST was seen and no other packet since. */
+export const FLOW_RST = 0x08;
 
 export const CFG_STRIP_OPTION = 0x1;
 export const CFG_CHECK_OUTER_DST = 0x2;
@@ -62,9 +67,14 @@ export const NODE_COUNTER_NAMES = [
   'drop_unknown_vip',
   'in_ipip_icmp',
   'eg_icmp',
+  'drop_untrusted_source',
+  'edge_learnt',
+  'drop_wrong_backend',
+  'drop_vip_conflict',
+  'drop_insert_limit',
 ] as const;
 export type NodeCounterName = (typeof NODE_COUNTER_NAMES)[number];
-export const NODE_COUNTER_SLOTS = 24;
+export const NODE_COUNTER_SLOTS = 29;
 
 // ---------------------------------------------------------------- node_flows
 
@@ -252,8 +262,12 @@ export interface NodeConfigValue {
   stripOption: boolean;
   /** ipip: only decapsulate packets whose outer destination is nodeIp. */
   checkOuterDst: boolean;
-  /** ip-option: drop packets whose option names no frontend in node_services. */
+  /** ip-option: drop packets whose option names no frontend in node_services, or a destination that is none of its pods here. */
   verifyVip: boolean;
+  /** Silence after a RST before the connection counts as ended; 0n = default (2 s). */
+  rstNs: bigint;
+  /** New flows per CPU per ~1.07 s window; 0 = unlimited. */
+  insertLimit: number;
 }
 
 export function encodeConfig(c: NodeConfigValue): Buffer {
@@ -264,6 +278,10 @@ export function encodeConfig(c: NodeConfigValue): Buffer {
   }
   b.writeUInt32BE(ipv4ToU32(c.nodeIp, 'config nodeIp'), 32);
   b.writeUInt32LE((c.stripOption ? CFG_STRIP_OPTION : 0) | (c.checkOuterDst ? CFG_CHECK_OUTER_DST : 0) | (c.verifyVip ? CFG_VERIFY_VIP : 0), 36);
+  if (c.rstNs < 0n || c.rstNs > 0xffffffffffffffffn) throw new RangeError(`config rstNs: ${c.rstNs} does not fit 64 bits`);
+  b.writeBigUInt64LE(c.rstNs, 40);
+  if (!Number.isInteger(c.insertLimit) || c.insertLimit < 0 || c.insertLimit > 0xffffffff) throw new RangeError(`config insertLimit: ${c.insertLimit} is not a 32-bit count`);
+  b.writeUInt32LE(c.insertLimit, 48);
   return b;
 }
 
@@ -279,7 +297,88 @@ export function decodeConfig(b: Buffer): NodeConfigValue {
     stripOption: (flags & CFG_STRIP_OPTION) !== 0,
     checkOuterDst: (flags & CFG_CHECK_OUTER_DST) !== 0,
     verifyVip: (flags & CFG_VERIFY_VIP) !== 0,
+    rstNs: b.readBigUInt64LE(40),
+    insertLimit: b.readUInt32LE(48),
   };
+}
+
+// ---------------------------------------------------------------- edge sources
+
+export const EDGE_SRC_KEY_SIZE = 8;
+export const EDGE_MAC_KEY_SIZE = 8;
+export const EDGE_MAC_VALUE_SIZE = 16;
+export const EDGE_MAC_FROM_ARP = 1;
+export const EDGE_MAC_FROM_AGENT = 2;
+
+/**
+ * An edge source: an IPv4 CIDR (host bits refused, as everywhere in the
+ * config) or a bare address (/32). Throws naming the value and the problem.
+ */
+export function parseEdgeSource(source: string): { addr: string; bits: number } {
+  const c = checkCidr(source, { bareAddress: true });
+  if (typeof c === 'string') throw new Error(`edge source '${source}': ${c}`);
+  if (c.family !== 4) throw new Error(`edge source '${source}': only IPv4 edge addresses are supported`);
+  return { addr: u32ToIpv4(Number(c.base)), bits: c.prefix };
+}
+
+/** Whether IPv4 address `ip` lies inside edge source `source`. */
+export function edgeSourceContains(source: string, ip: string): boolean {
+  const { addr, bits } = parseEdgeSource(source);
+  if (bits === 0) return true;
+  const shift = 32 - bits;
+  const n = (a: string): number => ipv4ToU32(a, 'address');
+  return Math.floor(n(addr) / 2 ** shift) === Math.floor(n(ip) / 2 ** shift);
+}
+
+/** LPM key of node_edge_src. */
+export function encodeEdgeSourceKey(cidr: string): Buffer {
+  const { addr, bits } = parseEdgeSource(cidr);
+  const b = Buffer.alloc(EDGE_SRC_KEY_SIZE);
+  b.writeUInt32LE(bits, 0);
+  b.writeUInt32BE(ipv4ToU32(addr, 'edge source'), 4);
+  return b;
+}
+
+export function decodeEdgeSourceKey(b: Buffer): string {
+  if (b.length !== EDGE_SRC_KEY_SIZE) throw new RangeError(`edge source key is ${b.length} bytes, expected ${EDGE_SRC_KEY_SIZE}`);
+  return `${u32ToIpv4(b.readUInt32BE(4))}/${b.readUInt32LE(0)}`;
+}
+
+export function macBytes(mac: string, what = 'MAC'): Buffer {
+  const parts = mac.split(':');
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`${what}: '${mac}' is not a MAC address`);
+  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+function macString(b: Buffer, off: number): string {
+  return [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export function encodeEdgeMacKey(mac: string): Buffer {
+  const b = Buffer.alloc(EDGE_MAC_KEY_SIZE);
+  macBytes(mac, 'edge neighbour MAC').copy(b, 0);
+  return b;
+}
+
+export interface EdgeNeighbour {
+  mac: string;
+  /** The edge-source address the neighbour holds. */
+  ip: string;
+  how: 'arp' | 'agent';
+  seenNs: bigint;
+}
+
+export function encodeEdgeMacValue(v: Omit<EdgeNeighbour, 'mac'>): Buffer {
+  const b = Buffer.alloc(EDGE_MAC_VALUE_SIZE);
+  b.writeUInt32BE(ipv4ToU32(v.ip, 'edge neighbour IP'), 0);
+  b.writeUInt32LE(v.how === 'arp' ? EDGE_MAC_FROM_ARP : EDGE_MAC_FROM_AGENT, 4);
+  b.writeBigUInt64LE(v.seenNs, 8);
+  return b;
+}
+
+export function decodeEdgeNeighbour(k: Buffer, v: Buffer): EdgeNeighbour {
+  if (k.length !== EDGE_MAC_KEY_SIZE || v.length !== EDGE_MAC_VALUE_SIZE) throw new RangeError('edge neighbour entry has the wrong size');
+  return { mac: macString(k, 0), ip: u32ToIpv4(v.readUInt32BE(0)), how: v.readUInt32LE(4) === EDGE_MAC_FROM_ARP ? 'arp' : 'agent', seenNs: v.readBigUInt64LE(8) };
 }
 
 // ---------------------------------------------------------------- local backend hash

@@ -144,7 +144,7 @@ async function startNodes(lab: Lab): Promise<void> {
     const pinDir = join(lab.state.bpffsDir, n.name);
     lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'edgelb node run starting' });
     const kubeconfig = await lab.kubeconfigFor(n.name);
-    const args = (kc: string): string[] => ['node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--kubeconfig', kc, '--pin-path', pinDir, '--default-class'];
+    const args = (kc: string): string[] => ['node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--edge-sources', p.edges.map((e) => e.address).join(','), '--kubeconfig', kc, '--pin-path', pinDir, '--default-class'];
     const log = join(lab.state.dir, `node-agent-${n.name}.log`);
     let proc: LabProcess;
     if (lab.state.options.ociNodes.includes(n.name)) {

@@ -23,7 +23,7 @@ let hopObj: BpfObject;
 const wrap = ['ip', 'netns', 'exec', E];
 
 async function startNode(): Promise<void> {
-  const child = spawn('ip', ['netns', 'exec', N, 'bin/edgelb', 'node', 'run', '--interface', 'n0', '--node-name', 'node-1', '--node-ip', NODE, '--pin-path', PIN], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', N, 'bin/edgelb', 'node', 'run', '--interface', 'n0', '--node-name', 'node-1', '--node-ip', NODE, '--edge-sources', EDGE, '--pin-path', PIN], { stdio: ['ignore', 'pipe', 'pipe'] });
   node = child;
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
