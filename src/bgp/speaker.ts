@@ -11,7 +11,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import type { BgpConfig, NodeConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
-import { parseVipPrefix, type DesiredVip, type PathOptions } from './attributes.js';
+import { canonicalAddress, parseVipPrefix, type DesiredVip, type PathOptions } from './attributes.js';
 import { BfddSupervisor, bfdPeersFromConfig } from './bfdd.js';
 import { drainPlan, nextDrainState, type DrainState } from './drain.js';
 import { GobgpClient, type ApiPeer } from './gobgp-client.js';
@@ -199,7 +199,7 @@ export class BgpSpeaker {
    */
   async setDesired(vips: DesiredVip[]): Promise<void> {
     vips.forEach((v, i) => parseVipPrefix(v.prefix, `VIP #${i}`));
-    const copy = vips.map((v) => ({ prefix: v.prefix, attrs: { ...v.attrs } }));
+    const copy = vips.map((v) => ({ prefix: v.prefix, attrs: { ...v.attrs, peers: v.attrs.peers.map(canonicalAddress) } }));
     await this.exclusive(async () => {
       this.vips = copy;
       await this.applyPolicyAndPaths();
