@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NO_ATTRS, buildPath, type DesiredVip } from '../../src/bgp/attributes.js';
-import { compareAdjOut, desiredPaths, diffPaths, expectedAdjOut, localPaths } from '../../src/bgp/path-reconciler.js';
+import { compareAdjOut, desiredPaths, diffPaths, expectedAdjOut, localPaths, vipsWithoutPeer } from '../../src/bgp/path-reconciler.js';
 import { desiredPeers, diffPeers, needsRecreate, peerSpecFromApi, peerSpecToApi, readPasswordFile, type PeerSpec } from '../../src/bgp/peer-reconciler.js';
 import { buildPolicy, peerGroups } from '../../src/bgp/policy.js';
 import { drainPlan, nextDrainState } from '../../src/bgp/drain.js';
@@ -130,6 +130,14 @@ test('expected adj-out per family: IPv6 VIPs for IPv6 peers only (restrictions i
   t.deepEqual([...e.keys()].sort(), ['2001:db8::1/128', '2001:db8::2/128']);
   t.deepEqual(e.get('2001:db8::1/128')!.communities, ['1:6']);
   t.deepEqual(e.get('2001:db8::2/128')!.largeCommunities, [], 'mark stripped on export');
+});
+
+test('family selection: VIPs that no peer of their family may carry are named', (t) => {
+  const vips = [vip('10.0.0.1'), vip('2001:db8::1'), vip('2001:db8::2', { ...NO_ATTRS, peers: ['10.9.0.1'] }), vip('2001:db8::3', { ...NO_ATTRS, peers: ['fd00::1'] })];
+  t.deepEqual(vipsWithoutPeer(vips, ['10.9.0.1']), ['2001:db8::1/128', '2001:db8::2/128', '2001:db8::3/128'], 'IPv4 sessions only');
+  t.deepEqual(vipsWithoutPeer(vips, ['10.9.0.1', 'fd00::1']), ['2001:db8::2/128'], 'restricted to an IPv4 peer');
+  t.deepEqual(vipsWithoutPeer(vips, ['fd00::1']), ['10.0.0.1/32', '2001:db8::2/128']);
+  t.deepEqual(vipsWithoutPeer([], []), []);
 });
 
 test('expected adj-out honours peer subsets and address family; compare finds each kind of drift', (t) => {
