@@ -25,6 +25,24 @@ export const EDGE_RING_PER_ELEM = 16;
 export const EDGE_MAX_SERVICES = 1 << 16;
 export const EDGE_MAX_BACKENDS = 1 << 18;
 
+/** Every map of bpf/out/edge.o. */
+export const EDGE_MAP_NAMES = [
+  'edge_services',
+  'edge_ring',
+  'edge_backends',
+  'edge_ct',
+  'edge_affinity',
+  'edge_src_ranges',
+  'edge_snat_rev',
+  'edge_config',
+  'edge_stats',
+  'edge_svc_stats',
+  'edge_be_stats',
+  'edge_insert_limit',
+  'edge_fib_cache',
+] as const;
+export type EdgeMapName = (typeof EDGE_MAP_NAMES)[number];
+
 /** enum edge_stat, in order. */
 export const EDGE_STAT_NAMES = [
   'drop_no_backend',
@@ -99,9 +117,12 @@ export interface SvcKey {
   proto: number;
 }
 
+export const SVC_KEY_SIZE = 8;
+export const SVC_VALUE_SIZE = 20;
+
 export function encodeSvcKey(k: SvcKey): Buffer {
   checkPort(k.port, 'service port');
-  const b = Buffer.alloc(8);
+  const b = Buffer.alloc(SVC_KEY_SIZE);
   b.writeUInt32BE(ipv4ToU32(k.vip, 'VIP'), 0);
   b.writeUInt16BE(k.port, 4);
   b.writeUInt8(k.proto, 6);
@@ -121,7 +142,7 @@ export interface SvcValue {
 }
 
 export function encodeSvc(v: SvcValue): Buffer {
-  const b = Buffer.alloc(20);
+  const b = Buffer.alloc(SVC_VALUE_SIZE);
   b.writeUInt32LE(v.id, 0);
   b.writeUInt32LE(v.ringOff, 4);
   b.writeUInt32LE(v.ringSize, 8);
@@ -184,8 +205,11 @@ export interface CtKey {
   proto: number;
 }
 
+export const CT_KEY_SIZE = 16;
+export const CT_VALUE_SIZE = 8;
+
 export function encodeCtKey(k: CtKey): Buffer {
-  const b = Buffer.alloc(16);
+  const b = Buffer.alloc(CT_KEY_SIZE);
   b.writeUInt32BE(ipv4ToU32(k.saddr), 0);
   b.writeUInt32BE(ipv4ToU32(k.daddr), 4);
   b.writeUInt16BE(k.sport, 8);
@@ -204,11 +228,13 @@ export function decodeCtValue(b: Buffer): CtValue {
 }
 
 export function encodeCtValue(v: CtValue): Buffer {
-  const b = Buffer.alloc(8);
+  const b = Buffer.alloc(CT_VALUE_SIZE);
   b.writeUInt32LE(v.backendId, 0);
   b.writeUInt16BE(v.snatPort, 4);
   return b;
 }
+
+export const SRC_RANGE_KEY_SIZE = 12;
 
 /** LPM key: 32 bits of service id, then the CIDR. */
 export function encodeSrcRangeKey(svcId: number, cidr: string): Buffer {
@@ -218,7 +244,7 @@ export function encodeSrcRangeKey(svcId: number, cidr: string): Buffer {
   if (len > 32) throw new Error(`source range '${cidr}': prefix length ${len} > 32`);
   const addr = ipv4ToU32(m[1]!, `source range '${cidr}'`);
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  const b = Buffer.alloc(12);
+  const b = Buffer.alloc(SRC_RANGE_KEY_SIZE);
   b.writeUInt32LE(32 + len, 0);
   b.writeUInt32LE(svcId, 4);
   b.writeUInt32BE((addr & mask) >>> 0, 8);
@@ -244,6 +270,8 @@ function macBytes(mac: string, what: string): Buffer {
   return Buffer.from(parts.map((p) => parseInt(p, 16)));
 }
 
+export const CONFIG_SIZE = 40;
+
 export function encodeConfig(c: EdgeConfigValue): Buffer {
   if (!Number.isInteger(c.mtu) || c.mtu < 576 || c.mtu > 65535) throw new Error(`datapath mtu ${c.mtu} must be 576..65535`);
   if (!Number.isInteger(c.ipipSrcBits) || c.ipipSrcBits < 0 || c.ipipSrcBits > 16) {
@@ -252,7 +280,7 @@ export function encodeConfig(c: EdgeConfigValue): Buffer {
   checkPort(c.snatPortMin, 'SNAT port min');
   checkPort(c.snatPortMax, 'SNAT port max');
   if (c.snatPortMin > c.snatPortMax) throw new Error(`SNAT port range ${c.snatPortMin}-${c.snatPortMax} is empty`);
-  const b = Buffer.alloc(40);
+  const b = Buffer.alloc(CONFIG_SIZE);
   b.writeUInt32BE(ipv4ToU32(c.addr, 'edge address'), 0);
   b.writeUInt32BE(ipv4ToU32(c.ipipSrcNet, 'IPIP source network'), 4);
   b.writeUInt32LE(c.ipipSrcBits, 8);
@@ -288,4 +316,38 @@ export function sumU64(b: Buffer): number {
   let n = 0;
   for (let o = 0; o + 8 <= b.length; o += 8) n += Number(b.readBigUInt64LE(o));
   return n;
+}
+
+/**
+ * Key and value sizes of every edge map user space encodes or decodes, as
+ * the layouts above define them (value: one element, per CPU for per-CPU
+ * maps). checkEdgeMapLayouts() compares them with the loaded object at open
+ * time, so a struct changed on one side only is an error naming the map, not
+ * silently misread entries. edge_ring's value is EDGE_RING_PER_ELEM u32 ids.
+ */
+export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: number }>> = {
+  edge_services: { key: SVC_KEY_SIZE, value: SVC_VALUE_SIZE },
+  edge_ring: { key: 4, value: 4 * EDGE_RING_PER_ELEM },
+  edge_backends: { key: 4, value: BACKEND_SIZE },
+  edge_ct: { key: CT_KEY_SIZE, value: CT_VALUE_SIZE },
+  edge_src_ranges: { key: SRC_RANGE_KEY_SIZE, value: 1 },
+  edge_config: { key: 4, value: CONFIG_SIZE },
+  edge_stats: { key: 4, value: 8 },
+  edge_svc_stats: { key: 4, value: 16 },
+  edge_be_stats: { key: 4, value: 16 },
+};
+
+/** Every layout mismatch between `maps` (as loaded) and EDGE_MAP_LAYOUTS, in words; empty when all match. */
+export function edgeLayoutMismatches(maps: ReadonlyMap<string, { keySize: number; valueSize: number }>): string[] {
+  const out: string[] = [];
+  for (const [name, want] of Object.entries(EDGE_MAP_LAYOUTS)) {
+    const m = maps.get(name);
+    if (!m) {
+      out.push(`${name}: missing from the object`);
+      continue;
+    }
+    if (m.keySize !== want.key) out.push(`${name}: key is ${m.keySize} bytes in the object, ${want.key} in edge-maps.ts`);
+    if (m.valueSize !== want.value) out.push(`${name}: value is ${m.valueSize} bytes in the object, ${want.value} in edge-maps.ts`);
+  }
+  return out;
 }
