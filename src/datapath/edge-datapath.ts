@@ -27,7 +27,8 @@ import {
   type EdgeMapName,
   type EdgeStatName,
 } from './edge-maps.js';
-import { CAPACITY_REASONS, EdgePlanner, validateFrontend, type EdgePlan, type PathDispatch, type PlanResult } from './edge-plan.js';
+import { CAPACITY_REASONS, EdgePlanner, type EdgePlan, type PathDispatch, type PlanResult } from './edge-plan.js';
+import { validateFrontend } from './edge-frontend-check.js';
 import { readSnapshot } from './edge-restore.js';
 import { writePlan, type EdgeMaps } from './edge-writer.js';
 import { frontendKey } from '../model/desired.js';
