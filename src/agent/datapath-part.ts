@@ -12,11 +12,6 @@ import { frontendKey } from '../model/desired.js';
 import type { DatapathPart } from './agent.js';
 import type { AgentStatus, ComponentHealth, ServiceView } from './control-types.js';
 
-/** How operators read a frontend (`edgelb service list`, metrics labels): VIP:port/proto. */
-export function frontendLabel(s: DesiredService): string {
-  return `${s.frontend.vip}:${s.frontend.port}/${s.frontend.protocol}`;
-}
-
 /** node.address, or the uplink's first IPv4 address. */
 export function edgeAddress(config: EdgelbConfig): string {
   if (config.node.address) return config.node.address;
@@ -144,12 +139,13 @@ export class DatapathAgentPart implements DatapathPart {
 
   services(): ServiceView[] {
     if (!this.dp) return [];
-    const counters = new Map(this.dp.counters().services.map((s) => [`${s.vip}:${s.port}/${s.protocol}`, s]));
+    const counters = new Map(this.dp.counters().services.map((s) => [s.frontend, s]));
     return [...this.desired.values()].map((s) => {
-      const c = counters.get(frontendLabel(s));
+      const key = frontendKey(s.frontend);
+      const c = counters.get(key);
       const byBackend = new Map((c?.backends ?? []).map((b) => [`${b.ip}:${b.port}`, b]));
       return {
-        frontend: frontendLabel(s), service: s.service, mode: s.mode, dispatch: s.dispatch,
+        frontend: key, service: s.service, mode: s.mode, dispatch: s.dispatch,
         packets: c?.packets ?? 0, bytes: c?.bytes ?? 0,
         backends: s.backends.map((b) => {
           const bc = byBackend.get(`${b.ip}:${b.port}`);

@@ -89,6 +89,8 @@ export interface BackendCounters {
 }
 
 export interface ServiceCounters {
+  /** frontendKey(): "VIP:port/PROTO". */
+  frontend: string;
   service: string;
   vip: string;
   port: number;
@@ -306,7 +308,7 @@ export class EdgeDatapath {
         const c = bv ? sumPacketsBytes(bv) : { packets: 0, bytes: 0 };
         backends.push({ ip: bs.b.ip, port: bs.b.port, nodeIp: bs.b.nodeIp, state: bs.b.state, ...c });
       }
-      services.push({ service: st.service, vip: st.vip, port: st.port, protocol: st.protocol, ...s, backends });
+      services.push({ frontend: st.key, service: st.service, vip: st.vip, port: st.port, protocol: st.protocol, ...s, backends });
     }
     return { services, stats };
   }

@@ -47,9 +47,13 @@ export interface NodeAddresses {
   v6: string | null;
 }
 
-/** Identity of a frontend, used as the sink's removal key. */
+/**
+ * The one spelling of a frontend's identity — "VIP:port/PROTO", IPv6 in
+ * brackets ("[2001:db8::1]:443/TCP") — used by the controller, the sinks,
+ * the datapath, metric labels and the CLI alike.
+ */
 export function frontendKey(f: Frontend): string {
-  return f.vip.includes(':') ? `${f.protocol}/[${f.vip}]:${f.port}` : `${f.protocol}/${f.vip}:${f.port}`;
+  return f.vip.includes(':') ? `[${f.vip}]:${f.port}/${f.protocol}` : `${f.vip}:${f.port}/${f.protocol}`;
 }
 
 /** A node's dispatch addresses: InternalIP per family, ExternalIP as fallback. */

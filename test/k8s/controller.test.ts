@@ -41,7 +41,7 @@ test('allocates to status, advertises with ready endpoints, refuses requests out
   await waitFor('web advertised condition', () => conditionOf(server.get('services', 'ns', 'web'))?.status === 'True');
   t.regex(conditionOf(server.get('services', 'ns', 'web'))!.message, /advertised by 1 edge\(s\): edge-a/);
   await waitFor('VIP in sink', () => sink.vipAddresses().includes('192.0.2.1'));
-  const fe = sink.frontends.get('TCP/192.0.2.1:80')!;
+  const fe = sink.frontends.get('192.0.2.1:80/TCP')!;
   t.deepEqual(fe.backends, [{ ip: '10.1.0.1', port: 8080, nodeIp: '10.0.0.1', nodeName: 'n1', weight: 1, state: 'active' }]);
 
   await waitFor('refused condition', () => conditionOf(server.get('services', 'ns', 'refused'))?.reason === 'RequestRefused');
@@ -232,7 +232,7 @@ test('endpoint churn touches only that Service; VIPs are not re-sent', async (t)
   t.deepEqual([...touched], ['ns/a']);
   t.is(sink.removedTotal, 0);
   t.is(sink.vipCalls.length, 0);
-  t.deepEqual(sink.frontends.get('TCP/192.0.2.1:80')!.backends.map((b) => [b.ip, b.state]), [['10.1.0.1', 'terminating'], ['10.1.0.2', 'active']]);
+  t.deepEqual(sink.frontends.get('192.0.2.1:80/TCP')!.backends.map((b) => [b.ip, b.state]), [['10.1.0.1', 'terminating'], ['10.1.0.2', 'active']]);
   // Last ready endpoint gone: the VIP is withdrawn, the frontend stays for existing flows.
   sink.clearLog();
   server.update({
@@ -240,11 +240,11 @@ test('endpoint churn touches only that Service; VIPs are not re-sent', async (t)
     metadata: { ...(server.get('endpointslices.discovery.k8s.io', 'ns', 'a-1')!.metadata as Obj) },
   });
   await waitFor('VIP withdrawn', () => !sink.vipAddresses().includes('192.0.2.1'));
-  t.true(sink.frontends.has('TCP/192.0.2.1:80'));
+  t.true(sink.frontends.has('192.0.2.1:80/TCP'));
   await waitFor('condition says why', () => conditionOf(server.get('services', 'ns', 'a'))?.reason === 'NoReadyEndpoints');
   // Deleting the Service removes its frontend.
   server.delete('services', 'ns', 'a');
-  await waitFor('frontend removed', () => !sink.frontends.has('TCP/192.0.2.1:80'));
+  await waitFor('frontend removed', () => !sink.frontends.has('192.0.2.1:80/TCP'));
 });
 
 test('a follower takes addresses from status, ignores foreign ones, and resolves a frontend clash when one side goes', async (t) => {
@@ -266,17 +266,17 @@ test('a follower takes addresses from status, ignores foreign ones, and resolves
   withStatus('foreign', '203.0.113.9');
   const { c, sink } = make('edge-a');
   await c.start();
-  await waitFor('follower programs the shared address once', () => sink.frontends.has('TCP/192.0.2.5:80'));
+  await waitFor('follower programs the shared address once', () => sink.frontends.has('192.0.2.5:80/TCP'));
   await c.settle();
   await waitFor('sees edge-z as leader', () => c.status().leaderIdentity === 'edge-z');
   t.false(c.status().leader);
   t.deepEqual(sink.vipAddresses(), ['192.0.2.5']);
   t.false([...sink.frontends.keys()].some((k) => k.includes('203.0.113.9')), 'address outside every pool ignored');
-  const owner = sink.frontends.get('TCP/192.0.2.5:80')!.service;
+  const owner = sink.frontends.get('192.0.2.5:80/TCP')!.service;
   const otherName = owner === 'ns/one' ? 'two' : 'one';
   // No status was written by a follower.
   t.is(server.requestCount('patch', 'services/status'), 0);
   server.delete('services', 'ns', owner.split('/')[1]!);
-  await waitFor('the other Service takes over the frontend', () => sink.frontends.get('TCP/192.0.2.5:80')?.service === `ns/${otherName}`);
+  await waitFor('the other Service takes over the frontend', () => sink.frontends.get('192.0.2.5:80/TCP')?.service === `ns/${otherName}`);
   t.deepEqual(sink.vipAddresses(), ['192.0.2.5']);
 });

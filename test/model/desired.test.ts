@@ -138,9 +138,9 @@ test('ports: slice port matched by service port name, named and numeric targetPo
   ]);
   const d = desiredForService(s, [sl], nodes, config, alloc);
   t.deepEqual(d.services.map((x) => [frontendKey(x.frontend), x.backends.map((b) => b.port)]), [
-    ['TCP/192.0.2.10:80', [8080]],
-    ['UDP/192.0.2.10:53', [5353]],
-    ['TCP/192.0.2.10:9000', [9100]],
+    ['192.0.2.10:80/TCP', [8080]],
+    ['192.0.2.10:53/UDP', [5353]],
+    ['192.0.2.10:9000/TCP', [9100]],
   ]);
   t.deepEqual(d.problems.map((p) => p.reason), ['UnsupportedProtocol']);
 });
@@ -152,7 +152,7 @@ test('IPv6 VIP takes IPv6 slices only; duplicate endpoints across slices count o
     slice('a', 's6a', [['fd01::1', 'n2', { ready: false, serving: true, terminating: true }]], undefined, 'IPv6'),
     slice('a', 's6b', [['FD01::1', 'n2', { ready: true }]], undefined, 'IPv6'),
   ], nodes, config, both);
-  t.deepEqual(d.services.map((x) => frontendKey(x.frontend)), ['TCP/192.0.2.10:80', 'TCP/[2001:db8::10]:80']);
+  t.deepEqual(d.services.map((x) => frontendKey(x.frontend)), ['192.0.2.10:80/TCP', '[2001:db8::10]:80/TCP']);
   t.deepEqual(d.services[1]!.backends, [{ ip: 'fd01::1', port: 8080, nodeIp: 'fd00::2', nodeName: 'n2', weight: 1, state: 'active' }]);
   t.deepEqual(d.readyAddresses, ['192.0.2.10', '2001:db8::10']);
 });
@@ -167,5 +167,5 @@ test('shared VIP lists every ready service; unallocated services produce nothing
     slice('c', 'sc', [['10.1.0.3', 'n1', { ready: true }]]),
   ], [], config, new Map([['ns/a', alloc], ['ns/b', alloc]]));
   t.deepEqual(st.vips.map((v) => [v.address, v.services]), [['192.0.2.10', ['ns/a', 'ns/b']]]);
-  t.deepEqual(st.services.map((s) => frontendKey(s.frontend)), ['TCP/192.0.2.10:80', 'TCP/192.0.2.10:81']);
+  t.deepEqual(st.services.map((s) => frontendKey(s.frontend)), ['192.0.2.10:80/TCP', '192.0.2.10:81/TCP']);
 });
