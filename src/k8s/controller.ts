@@ -18,20 +18,23 @@
 //   edges take addresses from status.loadBalancer.ingress (only those inside
 //   a pool that admits the Service).
 import { createHash } from 'node:crypto';
-import { CoordinationV1Api, type KubeConfig, type V1EndpointConditions, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
+import { CoordinationV1Api, type KubeConfig, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
 import type { EdgelbConfig } from '../config/types.js';
 import { IpAllocator, poolForAddress, type Assigned, type FailureReason } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
 import { desiredForService, desiredVips, type DesiredConfig, frontendKey, nodeAddresses, SERVICE_NAME_LABEL, type NodeAddresses, type Problem } from '../model/desired.js';
 import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
-import type { DesiredService, DesiredState, DesiredVip } from '../model/types.js';
+import type { DesiredService, DesiredVip } from '../model/types.js';
 import { EventRecorder } from './events.js';
 import { RestClient } from './rest.js';
 import { loadKubeConfig } from './kubeconfig.js';
 import { ResilientInformer, type InformerStats } from './informer.js';
 import { LeaderElector } from './lease.js';
 import { EdgePresence } from './presence.js';
-import { StatusWriter, type ConditionState } from './status.js';
+import { StatusWriter } from './status.js';
+import { ServiceReporter } from './reporter.js';
+import { trimNode, trimService, trimSlice } from './trim.js';
+import { FrontendClaims } from './claims.js';
 
 /** Receives the desired state; calls are serialised (the next waits for the previous). */
 export interface DesiredStateSink {
@@ -107,62 +110,6 @@ interface SvcState {
 const FAILURE_REASONS = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict']);
 
 /**
- * Objects are cached as plain JSON (lists are fetched raw, like watch
- * events, so both have the same shape) and trimmed to what edgelb reads:
- * managedFields, last-applied annotations, endpoint targetRefs/hints and
- * everything of a Node but its addresses are most of an informer's memory
- * in a real cluster.
- */
-const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
-
-function trimService(svc: V1Service): V1Service {
-  const md = svc.metadata;
-  if (md?.managedFields) delete md.managedFields;
-  if (md?.annotations?.[LAST_APPLIED] !== undefined) delete md.annotations[LAST_APPLIED];
-  return svc;
-}
-
-// Node names and endpoint conditions repeat across 100 000 endpoints; one
-// shared (frozen) copy of each saves ~6 MB at that scale.
-const internedNames = new Map<string, string>();
-const sharedConditions = new Map<string, Readonly<V1EndpointConditions>>();
-
-function intern(name: string | undefined): string | undefined {
-  if (name === undefined) return undefined;
-  const have = internedNames.get(name);
-  if (have !== undefined) return have;
-  if (internedNames.size < 100_000) internedNames.set(name, name);
-  return name;
-}
-
-function conditionsOf(c: V1EndpointConditions | undefined): V1EndpointConditions | undefined {
-  if (c === undefined) return undefined;
-  const key = `${String(c.ready)}|${String(c.serving)}|${String(c.terminating)}`;
-  let shared = sharedConditions.get(key);
-  if (!shared) {
-    shared = Object.freeze({ ready: c.ready, serving: c.serving, terminating: c.terminating });
-    sharedConditions.set(key, shared);
-  }
-  return shared as V1EndpointConditions;
-}
-
-function trimSlice(s: V1EndpointSlice): V1EndpointSlice {
-  const md = s.metadata ?? {};
-  const svcName = md.labels?.[SERVICE_NAME_LABEL];
-  return {
-    metadata: { name: md.name, namespace: md.namespace, uid: md.uid, resourceVersion: md.resourceVersion, labels: svcName === undefined ? {} : { [SERVICE_NAME_LABEL]: svcName } },
-    addressType: s.addressType,
-    ports: s.ports,
-    endpoints: (s.endpoints ?? []).map((e) => ({ addresses: e.addresses, conditions: conditionsOf(e.conditions), nodeName: intern(e.nodeName) })),
-  };
-}
-
-function trimNode(n: V1Node): V1Node {
-  const md = n.metadata ?? {};
-  return { metadata: { name: md.name, uid: md.uid, resourceVersion: md.resourceVersion }, status: { addresses: n.status?.addresses ?? [] } };
-}
-
-/**
  * Digest of what reconciliation reads from a Service: spec, labels,
  * annotations, the addresses in status and a failure reported in our
  * condition (both matter on edges that follow the leader's status).
@@ -191,6 +138,7 @@ export class KubernetesController {
   private readonly elector: LeaderElector;
   private readonly presence: EdgePresence;
   private readonly events: EventRecorder;
+  private readonly reporter: ServiceReporter;
   private status_: StatusWriter | null = null;
   private ipam: IpAllocator | null = null;
 
@@ -198,11 +146,8 @@ export class KubernetesController {
   private readonly sliceOwner = new Map<string, string>();
   private readonly slicesBySvc = new Map<string, Set<string>>();
   private readonly state = new Map<string, SvcState>();
-  private readonly frontendOwner = new Map<string, string>();
+  private readonly claims = new FrontendClaims();
   private readonly fingerprints = new Map<string, string>();
-  private readonly conflicted = new Set<string>();
-  /** frontendKey → Service, for frontends taken during the current round. */
-  private roundClaims: Map<string, string> | null = null;
   private readonly unallocated = new Set<string>();
   private readonly dirty = new Set<string>();
   private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
@@ -271,6 +216,7 @@ export class KubernetesController {
       logger: this.log,
       holdWhile: () => (this.status_?.pending() ?? 0) > 0,
     });
+    this.reporter = new ServiceReporter(this.events, () => this.presence.edges());
   }
 
   /** Starts watching and electing; resolves once the informers are started (not necessarily synced). */
@@ -341,16 +287,6 @@ export class KubernetesController {
       eventsPending: this.events.pending(),
       sinkErrors: this.sinkErrors,
     };
-  }
-
-  /** The desired state as of the last reconcile (recomputed from the caches; the sink holds the objects). */
-  desiredState(): DesiredState {
-    const services: DesiredService[] = [];
-    for (const [key, st] of this.state) {
-      const svc = this.getService(key);
-      if (svc) services.push(...this.entriesOf(key, svc, st.addresses).list.filter((ds) => st.entries.has(frontendKey(ds.frontend))));
-    }
-    return { services, vips: this.lastVips };
   }
 
   /** Resolves once pending changes reached the sink. */
@@ -520,7 +456,7 @@ export class KubernetesController {
     for (const k of keys) this.dirty.delete(k);
     const changed: DesiredService[] = [];
     const removedSet = new Set<string>();
-    this.roundClaims = new Map();
+    this.claims.beginRound();
     const next = new Map<string, SvcState | null>();
     let released = false;
     let vipsTouched = false;
@@ -536,7 +472,6 @@ export class KubernetesController {
         if (this.ipam?.assignmentOf(key)) released = true;
         this.ipam?.release(key);
         this.unallocated.delete(key);
-        this.conflicted.delete(key);
         if (svc && prev && this.status_) this.status_.set(key, { ingress: [], condition: null });
         else this.status_?.set(key, null);
         continue;
@@ -551,7 +486,7 @@ export class KubernetesController {
       for (const fk of prev?.entries.keys() ?? []) if (!st.entries.has(fk)) removedSet.add(fk);
       next.set(key, st);
     }
-    this.roundClaims = null;
+    this.claims.endRound();
     if (released && leader) {
       // Freed addresses may satisfy Services that are waiting for one.
       for (const k of this.unallocated) if (!next.has(k)) this.dirty.add(k);
@@ -588,20 +523,12 @@ export class KubernetesController {
     let freed = false;
     for (const [k, s] of next) {
       const prev = this.state.get(k);
-      for (const fk of prev?.entries.keys() ?? []) {
-        if (this.frontendOwner.get(fk) !== k) continue;
-        this.frontendOwner.delete(fk);
-        if (!s?.entries.has(fk)) freed = true;
-      }
-      if (s === null) {
-        this.state.delete(k);
-        continue;
-      }
-      for (const fk of s.entries.keys()) this.frontendOwner.set(fk, k);
-      this.state.set(k, s);
+      if (this.claims.commit(k, prev?.entries.keys() ?? [], s ? new Set(s.entries.keys()) : null)) freed = true;
+      if (s === null) this.state.delete(k);
+      else this.state.set(k, s);
     }
     // A Service that lost a frontend to another one gets it once freed.
-    if (freed) for (const k of this.conflicted) this.dirty.add(k);
+    if (freed) for (const k of this.claims.waiting()) this.dirty.add(k);
   }
 
   /** Allocation + desired entries + (on the leader) status, Events. */
@@ -623,11 +550,10 @@ export class KubernetesController {
       this.unallocated.delete(key);
     }
     const { list, ready, problems, entries, nodes, conflict } = this.entriesOf(key, svc, addresses);
-    if (conflict) this.conflicted.add(key);
-    else this.conflicted.delete(key);
+    this.claims.setLoser(key, conflict);
     const backends = list.reduce((n, ds) => n + ds.backends.length, 0);
     const st: SvcState = { addresses, ready, entries, nodes, backends, failure, advertised: prev?.advertised ?? false };
-    if (this.status_) this.report(svc, st, prev, problems);
+    if (this.status_) this.reporter.report(this.status_, svc, st, prev, problems);
     return { st, list };
   }
 
@@ -640,15 +566,12 @@ export class KubernetesController {
     let conflict = false;
     for (const ds of d.services) {
       const fk = frontendKey(ds.frontend);
-      // Claims made earlier in this round count as well as committed ones.
-      const claimed = this.roundClaims?.get(fk);
-      const owner = claimed ?? this.frontendOwner.get(fk);
-      if (owner !== undefined && owner !== key && (claimed !== undefined || this.state.has(owner))) {
+      const owner = this.claims.claim(fk, key, (o) => this.state.has(o));
+      if (owner !== null) {
         problems.push({ reason: 'FrontendConflict', message: `${fk} is already served for ${owner}` });
         conflict = true;
         continue;
       }
-      this.roundClaims?.set(fk, key);
       for (const b of ds.backends) nodes.add(b.nodeName);
       entries.set(fk, digest(ds));
       list.push(ds);
@@ -673,37 +596,5 @@ export class KubernetesController {
     const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
     if (c && FAILURE_REASONS.has(c.reason)) return out;
     return prev.addresses;
-  }
-
-  private condition(st: SvcState): ConditionState {
-    if (st.failure) return { status: 'False', reason: st.failure.reason, message: st.failure.message };
-    const ips = st.addresses.map((a) => a.ip).join(', ');
-    if (st.addresses.length === 0) return { status: 'False', reason: 'Pending', message: 'no address allocated yet' };
-    if (st.ready.length === 0) return { status: 'False', reason: 'NoReadyEndpoints', message: `${ips} allocated; not advertised: no ready endpoints` };
-    const edges = this.presence.edges();
-    if (edges.length === 0) return { status: 'False', reason: 'NoEdges', message: `${ips} allocated; no edge is advertising` };
-    const names = edges.length > 5 ? `${edges.slice(0, 5).join(', ')}, …` : edges.join(', ');
-    return { status: 'True', reason: 'Advertised', message: `${st.ready.join(', ')} advertised by ${edges.length} edge(s): ${names}` };
-  }
-
-  private report(svc: V1Service, st: SvcState, prev: SvcState | undefined, problems: Problem[]): void {
-    const key = serviceKey(svc);
-    const cond = this.condition(st);
-    this.status_!.set(key, { ingress: st.addresses.map((a) => a.ip), condition: cond });
-    const before = (prev?.addresses ?? []).map((a) => a.ip).join(',');
-    const now = st.addresses.map((a) => a.ip).join(',');
-    const advertised = cond.status === 'True';
-    let announced = false;
-    if (now !== '' && now !== before && now !== ingressAddresses(svc).join(',')) {
-      // One Event for "allocated and advertised" when both happen at once.
-      const assigned = `Assigned ${st.addresses.map((a) => `${a.ip} (pool ${a.pool})`).join(', ')}`;
-      this.events.record(svc, 'Normal', 'IPAllocated', advertised ? `${assigned}; advertised` : assigned);
-      announced = advertised;
-    }
-    if (st.failure) this.events.record(svc, 'Warning', st.failure.reason, st.failure.message);
-    for (const p of problems) this.events.record(svc, 'Warning', p.reason, p.message);
-    if (advertised && !st.advertised && !announced) this.events.record(svc, 'Normal', 'Advertised', `${st.ready.join(', ')} advertised`);
-    if (!advertised && st.advertised) this.events.record(svc, 'Normal', 'Withdrawn', cond.message);
-    st.advertised = advertised;
   }
 }

@@ -261,7 +261,11 @@ export function desiredVips(sources: Iterable<VipSource>, config: Pick<DesiredCo
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
-/** Whole-cluster desired state in one call (the controller does the same incrementally). */
+/**
+ * Whole-cluster desired state in one call: a Kubernetes node's local view
+ * (src/node-agent) uses it; the edge's controller computes the same per
+ * Service, incrementally, with desiredForService().
+ */
 export function computeDesiredState(
   services: V1Service[],
   slices: V1EndpointSlice[],

@@ -3,6 +3,7 @@ import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node
 import type { PoolConfig } from '../../src/config/types.js';
 import { computeDesiredState, desiredForService, type DesiredConfig, frontendKey, nodeAddresses, type NodeAddresses } from '../../src/model/desired.js';
 import { ipRequestFor, isOurs, requestedAddresses } from '../../src/model/service.js';
+import { localDesired } from '../../src/node-agent/local-services.js';
 
 const advertise = { communities: ['65000:1'], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
 const pools: PoolConfig[] = [{ name: 'p', cidrs: ['192.0.2.0/24', '2001:db8::/64'], namespaces: [], serviceSelector: {}, autoAssign: true, advertise }];
@@ -168,4 +169,14 @@ test('shared VIP lists every ready service; unallocated services produce nothing
   ], [], config, new Map([['ns/a', alloc], ['ns/b', alloc]]));
   t.deepEqual(st.vips.map((v) => [v.address, v.services]), [['192.0.2.10', ['ns/a', 'ns/b']]]);
   t.deepEqual(st.services.map((s) => frontendKey(s.frontend)), ['192.0.2.10:80/TCP', '192.0.2.10:81/TCP']);
+});
+
+test('a node\'s local view: our Services at the addresses in their status, through the same whole-cluster function', (t) => {
+  const withStatus = (s: V1Service, ip: string): V1Service => ({ ...s, status: { loadBalancer: { ingress: [{ ip }] } } });
+  const ours = withStatus(svc('a', { loadBalancerClass: 'edgelb.io/dsr' }), '192.0.2.10');
+  const foreign = withStatus(svc('b', { loadBalancerClass: 'other.io/lb' }), '192.0.2.11');
+  const pending = svc('c', { loadBalancerClass: 'edgelb.io/dsr' });
+  const slices = ['a', 'b', 'c'].map((n, i) => slice(n, `s${n}`, [[`10.1.0.${i + 1}`, 'n1', { ready: true }]]));
+  const local = localDesired([ours, foreign, pending], slices, [node('n1', '10.0.0.1')], { kubernetes: { loadBalancerClass: 'edgelb.io/dsr', defaultClass: false }, datapath: config.datapath });
+  t.deepEqual(local.map((s) => [frontendKey(s.frontend), s.service, s.backends.map((b) => `${b.ip}@${b.nodeIp}`)]), [['192.0.2.10:80/TCP', 'ns/a', ['10.1.0.1@10.0.0.1']]]);
 });
