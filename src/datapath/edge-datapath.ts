@@ -4,13 +4,14 @@
 // live in the planner (edge-plan.ts, pure), the write order in the writer
 // (edge-writer.ts) and the adoption of pinned maps in edge-restore.ts.
 //
-// applyServices() is incremental: a frontend whose desired state did not
-// change is not touched at all; a changed one rewrites only its own backend
+// Changes come as upsert(frontends) / remove(keys), keyed by the model's
+// frontendKey. A frontend whose desired state did not change is not touched
+// at all; a changed one rewrites only its own backend
 // entries, the Maglev slots that changed, its source ranges and its service
 // entry, and ids and regions it gave up are released only after the writes
 // (they are reused last-freed-last).
 import type { Logger } from 'pino';
-import type { DesiredService } from '../model/types.js';
+import type { DesiredService, FrontendRejection } from '../model/types.js';
 import { BpfObject, bpfObjectPath, type BpfMap, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
 import {
   CFG_F_FIB_BYPASS,
@@ -27,8 +28,7 @@ import {
   type EdgeMapName,
   type EdgeStatName,
 } from './edge-maps.js';
-import { CAPACITY_REASONS, EdgePlanner, type EdgePlan, type PathDispatch, type PlanResult } from './edge-plan.js';
-import { validateFrontend } from './edge-frontend-check.js';
+import { CAPACITY_REASONS, EdgePlanner, type EdgePlan, type FrontendState, type PathDispatch, type PlanResult } from './edge-plan.js';
 import { readSnapshot } from './edge-restore.js';
 import { writePlan, type EdgeMaps } from './edge-writer.js';
 import { frontendKey } from '../model/desired.js';
@@ -71,6 +71,16 @@ export interface EdgeDatapathOptions {
   hooks?: ('xdp' | 'tc')[];
   logger?: Logger;
 }
+
+export interface UpsertResult {
+  added: number;
+  updated: number;
+  unchanged: number;
+  /** Frontends not served, each with its reason (absent from the maps). */
+  rejected: FrontendRejection[];
+}
+
+export type EdgeCapacity = ReturnType<EdgePlanner['capacity']>;
 
 export interface ApplyResult {
   added: number;
@@ -237,49 +247,78 @@ export class EdgeDatapath {
     this.planner.commit(plan);
   }
 
-  /** Make the maps match `desired` (the complete set of services). */
-  applyServices(desired: readonly DesiredService[]): ApplyResult {
-    const claims = new Map<string, string>();
-    for (const d of desired) {
-      const k = frontendKeyOf(d);
-      if (claims.has(k)) throw new Error(`services ${claims.get(k)!} and ${d.service} both claim ${k}`);
-      claims.set(k, d.service);
-      const bad = validateFrontend(d);
-      if (bad) throw new Error(`service ${d.service} (${k}): ${bad.message}`);
-    }
-    const want = new Set<string>();
-    const removals: string[] = [];
-    const r0 = this.applyPlanned(desired, (keys) => {
-      for (const k of keys) want.add(k);
-      for (const st of this.planner.all()) if (!want.has(st.key)) removals.push(st.key);
-      return removals;
-    });
-    const res: ApplyResult = { added: r0.added.length, updated: r0.updated.length, removed: r0.removed.length, unchanged: r0.unchanged.length };
-    const invalid = r0.rejected.filter((r) => !CAPACITY_REASONS.has(r.reason));
-    if (invalid.length > 0) throw new Error(invalid.map((r) => r.message).join('; '));
-    if (r0.rejected.length > 0) {
-      throw new Error(`edge datapath: ${r0.rejected.length} service(s) not fully applied: ${r0.rejected.map((r) => r.message).join('; ')}`);
-    }
-    return res;
+  /**
+   * Adds or replaces frontends (keyed by frontendKey). Each is planned on its
+   * own: one this datapath cannot serve is rejected with a reason (and, if an
+   * older version was programmed, removed) while the others are applied.
+   */
+  upsert(services: readonly DesiredService[]): UpsertResult {
+    const { plan, result } = this.planner.plan(services);
+    this.run(plan);
+    const out = this.retryCapacity(services, result, plan.frees());
+    return { added: out.added.length, updated: out.updated.length, unchanged: out.unchanged.length, rejected: out.rejected };
   }
 
-  private applyPlanned(desired: readonly DesiredService[], removalsFor: (keys: string[]) => string[]): PlanResult {
-    const keys = desired.map((d) => frontendKeyOf(d));
-    const { plan, result } = this.planner.plan(desired, removalsFor(keys));
+  /** Removes frontends by frontendKey (unknown keys are ignored); returns how many were removed. */
+  remove(keys: readonly string[]): number {
+    const { plan, result } = this.planner.plan([], keys);
     this.run(plan);
-    // Space this plan freed is released only now; one more pass may fit
-    // what did not fit before.
+    return result.removed.length;
+  }
+
+  /**
+   * Make the maps match `desired`, the complete set (tests, benchmarks; the
+   * agent sends changes through upsert/remove). Everything it can serve is
+   * applied; then it throws naming every frontend it could not.
+   */
+  applyServices(desired: readonly DesiredService[]): ApplyResult {
+    const want = new Set(desired.map((d) => frontendKeyOf(d)));
+    const removals = [...this.planner.all()].map((st) => st.key).filter((k) => !want.has(k));
+    const { plan, result } = this.planner.plan(desired, removals);
+    this.run(plan);
+    const out = this.retryCapacity(desired, result, plan.frees());
+    if (out.rejected.length > 0) {
+      const full = out.rejected.some((r) => CAPACITY_REASONS.has(r.reason));
+      const list = out.rejected.map((r) => r.message).join('; ');
+      throw new Error(full ? `edge datapath: ${out.rejected.length} service(s) not fully applied: ${list}` : list);
+    }
+    return { added: out.added.length, updated: out.updated.length, removed: out.removed.length, unchanged: out.unchanged.length };
+  }
+
+  /**
+   * Space a plan frees is released only once it is written; one more pass
+   * may then fit what did not fit before.
+   */
+  private retryCapacity(desired: readonly DesiredService[], result: PlanResult, freed: boolean): PlanResult {
     const full = new Set(result.rejected.filter((r) => CAPACITY_REASONS.has(r.reason)).map((r) => r.key));
-    if (full.size === 0 || !plan.frees()) return result;
+    if (full.size === 0 || !freed) return result;
     const again = this.planner.plan(desired.filter((d) => full.has(frontendKeyOf(d))));
     this.run(again.plan);
     return {
+      ...result,
       added: [...result.added, ...again.result.added],
-      updated: result.updated,
-      unchanged: result.unchanged,
-      removed: result.removed,
       rejected: [...result.rejected.filter((r) => !full.has(r.key)), ...again.result.rejected],
     };
+  }
+
+  /** Keys of the frontends the maps hold (after open: what the pinned maps held). */
+  keys(): string[] {
+    return [...this.planner.all()].map((st) => st.key);
+  }
+
+  /** The frontends as programmed (rebuilt ones carry service '' and mode null until upserted). */
+  frontends(): IterableIterator<FrontendState> {
+    return this.planner.all();
+  }
+
+  /** Used and total ring slots, backend ids and service ids. */
+  capacity(): EdgeCapacity {
+    return this.planner.capacity();
+  }
+
+  /** Node addresses of `auto` frontends' backends: what the path prober probes. */
+  autoNodes(): string[] {
+    return this.planner.autoNodes();
   }
 
   /**

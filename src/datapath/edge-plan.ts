@@ -228,7 +228,7 @@ export class EdgePlanner {
       const key = frontendKey(d.frontend);
       const other = seen.get(key);
       if (other !== undefined) {
-        result.rejected.push({ key, service: d.service, reason: 'InvalidFrontend', message: `${key} is also claimed by ${other} in the same change` });
+        result.rejected.push({ key, service: d.service, reason: 'InvalidFrontend', message: `${other} and ${d.service} both claim ${key}` });
         continue;
       }
       seen.set(key, d.service);
