@@ -50,9 +50,12 @@ async function agent(kubeconfigPath: string, services: number): Promise<void> {
   let vips = 0;
   let done = false;
   const sink: DesiredStateSink = {
-    applyServices(changed: DesiredService[], removed: string[]) {
-      frontends += changed.length - removed.length; // changed entries are new here: nothing is re-sent in this run
+    upsert(changed: DesiredService[]) {
+      frontends += changed.length; // changed entries are new here: nothing is re-sent in this run
       check();
+    },
+    remove(removed: string[]) {
+      frontends -= removed.length;
     },
     applyVips(v: DesiredVip[]) {
       vips = v.length;

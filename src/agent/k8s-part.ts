@@ -14,6 +14,7 @@ export class KubernetesAgentPart implements KubernetesPart {
   private lastError = '';
   private retry: NodeJS.Timeout | null = null;
   private stopped = false;
+  private advertising = false;
   private readonly log: Logger;
 
   constructor(
@@ -38,7 +39,7 @@ export class KubernetesAgentPart implements KubernetesPart {
     const { KubernetesController } = await import('../k8s/controller.js');
     if (this.stopped) return;
     try {
-      this.controller = new KubernetesController({ config: this.config, nodeName: this.config.node.name, logger: this.log, sink: this.sink });
+      this.controller = new KubernetesController({ config: this.config, nodeName: this.config.node.name, logger: this.log, sink: this.sink, advertising: this.advertising });
       this.lastError = '';
       void this.controller.start().catch((e: unknown) => {
         this.lastError = (e as Error).message;
@@ -53,8 +54,15 @@ export class KubernetesAgentPart implements KubernetesPart {
     }
   }
 
+  /** Whether this edge advertises (an established BGP session, not drained); told to the other edges. */
   setAdvertising(v: boolean): void {
+    this.advertising = v;
     this.controller?.setAdvertising(v);
+  }
+
+  /** Frontends this edge does not serve, by reason (metric edgelb_frontends_rejected). */
+  rejected(): Record<string, number> {
+    return this.controller?.status().rejected ?? {};
   }
 
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
@@ -74,9 +82,9 @@ export class KubernetesAgentPart implements KubernetesPart {
   }
 
   view(): AgentStatus['kubernetes'] {
-    if (!this.controller) return { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0 };
+    if (!this.controller) return { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0, rejected: {} };
     const s = this.controller.status();
-    return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints: s.endpoints };
+    return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints: s.endpoints, rejected: s.rejected };
   }
 
   poolUsage(): { pool: string; used: number; size: number }[] {

@@ -126,6 +126,12 @@ export interface DatapathConfig {
   probePort: number;
   /** Seconds between path probes to each node (dispatch: auto). */
   probeIntervalSeconds: number;
+  /**
+   * TCP/UDP ports one Service may have; a Service with more is not served
+   * (Warning Event TooManyPorts), so one tenant cannot use up the backend
+   * ids and ring slots every other Service shares.
+   */
+  maxPortsPerService: number;
 }
 
 export interface KubernetesConfig {

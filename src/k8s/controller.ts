@@ -1,30 +1,43 @@
 // The Kubernetes side of the agent: watches Services, EndpointSlices and
-// Nodes, allocates addresses (on the elected edge), writes status, Events
-// and conditions, and feeds the desired state to a sink (BGP + datapath)
-// incrementally.
+// Nodes, allocates addresses (on the elected edge), feeds the desired state
+// to a sink (datapath + BGP) as changes, and reports what the sink did with
+// them in status, conditions and Events.
 //
 // - Incremental: every informer event marks only the affected Services
-//   dirty; a debounced flush recomputes those, diffs each against what the
-//   sink last accepted and hands over only changed and removed frontends.
+//   dirty; a debounced round recomputes those, diffs each frontend against
+//   what the sink last accepted (or rejected) and hands over only changed
+//   and removed frontends.
+// - Failure isolation: the sink may reject single frontends (a family it
+//   does not forward, no space left); those are reported on their Service
+//   and left out of the VIPs this edge advertises, and everything else in
+//   the round still applies — additions, changes and every removal. A
+//   rejected frontend is offered again when it changes, when the config
+//   changes, or (for lack of space) when the sink has more room: never in a
+//   loop on its own.
 // - Ordering: new/changed frontends are programmed before VIPs are
 //   advertised, and removed frontends are dropped only after the VIP set
-//   without them has been applied, so traffic is never attracted to an
-//   unprogrammed frontend.
+//   without them has been applied. Status and Events follow the sink's
+//   outcome, never precede it.
+// - Start-up (cold or after a handover): nothing is removed or withdrawn
+//   until every Service known at the first sync has been computed once;
+//   then the complete VIP set is applied and the frontends the sink adopted
+//   that nobody wants any more are removed.
 // - Disconnects: informers keep their caches while the API is unreachable
 //   and nothing is recomputed from missing data, so nothing is withdrawn.
 //   A relist after 410 replaces a cache in one synchronous step and the
-//   flush runs a tick later, so objects that reappear cause no removal.
+//   round runs a tick later, so objects that reappear cause no removal.
 // - Several edges: the Lease holder allocates and writes status; the other
 //   edges take addresses from status.loadBalancer.ingress (only those inside
-//   a pool that admits the Service).
+//   a pool that admits the Service). Every edge reports the frontends it
+//   does not serve itself (Warning Events).
 import { createHash } from 'node:crypto';
 import { CoordinationV1Api, type KubeConfig, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
 import type { EdgelbConfig } from '../config/types.js';
-import { IpAllocator, poolForAddress, type Assigned, type FailureReason } from '../ipam/allocator.js';
+import { IpAllocator, poolForAddress, type Assigned } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
-import { desiredForService, desiredVips, type DesiredConfig, frontendKey, nodeAddresses, SERVICE_NAME_LABEL, type NodeAddresses, type Problem } from '../model/desired.js';
+import { desiredForService, desiredVips, type DesiredConfig, frontendKey, type Problem } from '../model/desired.js';
 import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
-import type { DesiredService, DesiredVip } from '../model/types.js';
+import type { DesiredService, DesiredVip, FrontendRejection } from '../model/types.js';
 import { EventRecorder } from './events.js';
 import { RestClient } from './rest.js';
 import { loadKubeConfig } from './kubeconfig.js';
@@ -32,20 +45,16 @@ import { ResilientInformer, type InformerStats } from './informer.js';
 import { LeaderElector } from './lease.js';
 import { EdgePresence } from './presence.js';
 import { StatusWriter } from './status.js';
-import { ServiceReporter } from './reporter.js';
+import { ServiceReporter, type ReportedState } from './reporter.js';
 import { trimNode, trimService, trimSlice } from './trim.js';
 import { FrontendClaims } from './claims.js';
+import { ClusterIndex, parseKey } from './cluster-index.js';
+import { CAPACITY_REJECTIONS, freeSpace, moreRoom, type DesiredStateSink } from './sink.js';
 
-/** Receives the desired state; calls are serialised (the next waits for the previous). */
-export interface DesiredStateSink {
-  /** Frontends added or changed, and removed frontends by `frontendKey`. */
-  applyServices(changed: DesiredService[], removed: string[]): void | Promise<void>;
-  /** The complete set of VIPs to advertise (only those with a ready endpoint). */
-  applyVips(vips: DesiredVip[]): void | Promise<void>;
-}
+export type { DesiredStateSink } from './sink.js';
 
 export interface KubernetesControllerOptions {
-  /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch are read. */
+  /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch/maxPortsPerService are read. */
   config: DesiredConfig & Pick<EdgelbConfig, 'kubernetes'>;
   /** Overrides config.kubernetes.kubeconfig; empty = in-cluster / $KUBECONFIG. */
   kubeconfigPath?: string;
@@ -55,6 +64,8 @@ export interface KubernetesControllerOptions {
   nodeName: string;
   logger: Logger;
   sink: DesiredStateSink;
+  /** Whether this edge advertises until setAdvertising() says otherwise (the agent starts with false). Default true. */
+  advertising?: boolean;
   /** Batching window for informer events (ms). */
   debounceMs?: number;
   /** Services reconciled per round (a larger change takes several rounds). */
@@ -66,6 +77,8 @@ export interface KubernetesControllerOptions {
 export interface ControllerStatus {
   connected: boolean;
   synced: boolean;
+  /** Every Service known at the first sync has been computed once (removals allowed from then on). */
+  firstPassDone: boolean;
   leader: boolean;
   /** Current Lease holder as last read ('' = unknown/none). */
   leaderIdentity: string;
@@ -76,7 +89,10 @@ export interface ControllerStatus {
   informers: Record<string, InformerStats>;
   /** Services edgelb handles. */
   services: number;
+  /** Frontends the sink accepted. */
   frontends: number;
+  /** Frontends not served by this edge, by reason. */
+  rejected: Record<string, number>;
   /** Backends summed over frontends (a pod serving two ports counts twice). */
   endpoints: number;
   /** Distinct addresses in use per pool (from allocations or status). */
@@ -91,20 +107,40 @@ export interface ControllerStatus {
   sinkErrors: number;
 }
 
-
 function digest(ds: DesiredService): string {
   return createHash('sha1').update(JSON.stringify(ds)).digest('base64');
 }
 
-interface SvcState {
-  addresses: Assigned[];
-  ready: string[];
-  /** frontendKey → digest of the entry's JSON as last given to the sink (the sink keeps the objects). */
+interface RejectedEntry {
+  rejection: FrontendRejection;
+  /** Digest of the frontend as rejected ('' = rejected by the model before any sink saw it). */
+  digest: string;
+  /** Sink free space when rejected for lack of it (retried when it grows); null for other reasons. */
+  free: number[] | null;
+}
+
+interface SvcState extends ReportedState {
+  /** frontendKey → digest of the entry's JSON as the sink accepted it (the sink keeps the objects). */
   entries: Map<string, string>;
+  rejected: Map<string, RejectedEntry>;
   nodes: string[];
   backends: number;
-  failure: { reason: FailureReason; message: string } | null;
-  advertised: boolean;
+}
+
+/** One frontend as computed this round. */
+interface Item {
+  ds: DesiredService;
+  fk: string;
+  digest: string;
+  active: boolean;
+}
+
+/** A Service as computed this round, before and after the sink's answer. */
+interface Candidate {
+  svc: V1Service;
+  st: SvcState;
+  items: Item[];
+  problems: Problem[];
 }
 
 const FAILURE_REASONS = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict']);
@@ -122,13 +158,11 @@ function serviceFingerprint(svc: V1Service): string {
   return createHash('sha1').update(text).digest('base64');
 }
 
-function parseKey(key: string): [string, string] {
-  const i = key.indexOf('/');
-  return [key.slice(0, i), key.slice(i + 1)];
-}
+const MAX_BACKOFF_MS = 30_000;
 
 export class KubernetesController {
   private readonly o: KubernetesControllerOptions;
+  private config: KubernetesControllerOptions['config'];
   private readonly log: Logger;
   private readonly kc: KubeConfig;
   private readonly rest: RestClient;
@@ -142,24 +176,30 @@ export class KubernetesController {
   private status_: StatusWriter | null = null;
   private ipam: IpAllocator | null = null;
 
-  private readonly nodeAddrs = new Map<string, NodeAddresses>();
-  private readonly sliceOwner = new Map<string, string>();
-  private readonly slicesBySvc = new Map<string, Set<string>>();
+  private readonly index = new ClusterIndex();
   private readonly state = new Map<string, SvcState>();
   private readonly claims = new FrontendClaims();
   private readonly fingerprints = new Map<string, string>();
   private readonly unallocated = new Set<string>();
   private readonly dirty = new Set<string>();
+  /** Services known at the first sync and not computed since (null: not synced yet); removals wait for it to empty. */
+  private firstPass: Set<string> | null = null;
+  private firstPassDone = false;
+  /** Reports held back until the first pass is complete (the VIPs are applied then). */
+  private readonly heldReports = new Map<string, { prev: SvcState | undefined; problems: Problem[] }>();
   private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
   private lastVips: DesiredVip[] = [];
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private running = false;
   private sinkErrors = 0;
+  private failures = 0;
+  private removedTotal = 0;
   private needRestore = false;
 
   constructor(o: KubernetesControllerOptions) {
     this.o = o;
+    this.config = o.config;
     this.log = o.logger.child({ component: 'k8s' });
     this.kc = o.kubeConfig ?? loadKubeConfig(o.kubeconfigPath ?? o.config.kubernetes.kubeconfig);
     this.rest = new RestClient(this.kc);
@@ -180,7 +220,9 @@ export class KubernetesController {
       path: '/apis/discovery.k8s.io/v1/endpointslices',
       list: () => this.rest.listAll('/apis/discovery.k8s.io/v1/endpointslices', trimSlice),
       project: trimSlice,
-      onEvent: (ev, s) => this.onSlice(ev, s),
+      onEvent: (ev, s) => {
+        for (const key of this.index.onSlice(ev, s)) this.markDirty(key);
+      },
     });
     this.nodes = new ResilientInformer<V1Node>({
       ...common,
@@ -188,7 +230,10 @@ export class KubernetesController {
       path: '/api/v1/nodes',
       list: () => this.rest.listAll('/api/v1/nodes', trimNode),
       project: trimNode,
-      onEvent: (ev, n) => this.onNode(ev, n),
+      onEvent: (ev, n) => {
+        const name = n.metadata?.name ?? '';
+        if (this.index.onNode(ev, n)) for (const [key, st] of this.state) if (st.nodes.includes(name)) this.markDirty(key);
+      },
     });
     this.elector = new LeaderElector({
       api: coord,
@@ -209,6 +254,7 @@ export class KubernetesController {
       logger: this.log,
       onChange: () => this.markAll(),
     });
+    this.presence.setAdvertising(o.advertising ?? true);
     this.events = new EventRecorder({
       rest: this.rest,
       component: 'edgelb',
@@ -216,7 +262,7 @@ export class KubernetesController {
       logger: this.log,
       holdWhile: () => (this.status_?.pending() ?? 0) > 0,
     });
-    this.reporter = new ServiceReporter(this.events, () => this.presence.edges());
+    this.reporter = new ServiceReporter(this.events, () => this.presence.edges(), o.nodeName);
   }
 
   /** Starts watching and electing; resolves once the informers are started (not necessarily synced). */
@@ -247,9 +293,24 @@ export class KubernetesController {
     this.rest.close();
   }
 
-  /** Whether this edge currently advertises (e.g. a BGP session is up); reported to the other edges. */
+  /** Whether this edge currently advertises (an established BGP session, not drained); reported to the other edges. */
   setAdvertising(v: boolean): void {
     this.presence.setAdvertising(v);
+  }
+
+  /**
+   * A reloaded configuration: pools, datapath mode/dispatch and the port cap
+   * apply at once — every Service is recomputed, rejected frontends included.
+   * kubeconfig and the Leases keep their start-up values.
+   */
+  reconfigure(config: KubernetesControllerOptions['config']): void {
+    this.config = config;
+    for (const st of this.state.values()) for (const r of st.rejected.values()) r.digest = '';
+    if (this.ipam) {
+      this.ipam = new IpAllocator(config.pools);
+      this.needRestore = true;
+    }
+    this.markAll();
   }
 
   status(): ControllerStatus {
@@ -257,10 +318,12 @@ export class KubernetesController {
     const all = Object.values(informers);
     let frontends = 0;
     let endpoints = 0;
+    const rejected: Record<string, number> = {};
     const inUse = new Map<string, Set<string>>();
     for (const s of this.state.values()) {
       frontends += s.entries.size;
       endpoints += s.backends;
+      for (const r of s.rejected.values()) rejected[r.rejection.reason] = (rejected[r.rejection.reason] ?? 0) + 1;
       for (const a of s.addresses) {
         let set = inUse.get(a.pool);
         if (!set) inUse.set(a.pool, (set = new Set()));
@@ -270,6 +333,7 @@ export class KubernetesController {
     return {
       connected: all.every((s) => s.connected),
       synced: all.every((s) => s.synced),
+      firstPassDone: this.firstPassDone,
       leader: this.elector.isLeader(),
       leaderIdentity: this.elector.holder(),
       watchRestarts: all.reduce((n, s) => n + Math.max(0, s.watchStarts - 1), 0),
@@ -277,8 +341,9 @@ export class KubernetesController {
       informers,
       services: this.state.size,
       frontends,
+      rejected,
       endpoints,
-      pools: this.o.config.pools.map((p) => ({ pool: p.name, used: inUse.get(p.name)?.size ?? 0 })),
+      pools: this.config.pools.map((p) => ({ pool: p.name, used: inUse.get(p.name)?.size ?? 0 })),
       vips: this.lastVips.length,
       unallocated: this.unallocated.size,
       advertisingEdges: this.presence.edges(),
@@ -321,36 +386,6 @@ export class KubernetesController {
     this.markDirty(key);
   }
 
-  private onSlice(ev: string, s: V1EndpointSlice): void {
-    const sliceKey = `${s.metadata?.namespace ?? ''}/${s.metadata?.name ?? ''}`;
-    const svcName = s.metadata?.labels?.[SERVICE_NAME_LABEL];
-    const owner = ev === 'delete' || !svcName ? null : `${s.metadata?.namespace ?? ''}/${svcName}`;
-    const old = this.sliceOwner.get(sliceKey);
-    if (old !== undefined && old !== owner) {
-      this.slicesBySvc.get(old)?.delete(sliceKey);
-      if (this.slicesBySvc.get(old)?.size === 0) this.slicesBySvc.delete(old);
-      this.sliceOwner.delete(sliceKey);
-      this.markDirty(old);
-    }
-    if (owner !== null) {
-      this.sliceOwner.set(sliceKey, owner);
-      let set = this.slicesBySvc.get(owner);
-      if (!set) this.slicesBySvc.set(owner, (set = new Set()));
-      set.add(sliceKey);
-      this.markDirty(owner);
-    }
-  }
-
-  private onNode(ev: string, n: V1Node): void {
-    const name = n.metadata?.name ?? '';
-    const prev = this.nodeAddrs.get(name);
-    if (ev === 'delete') this.nodeAddrs.delete(name);
-    else this.nodeAddrs.set(name, nodeAddresses(n));
-    const cur = this.nodeAddrs.get(name);
-    if (prev?.v4 === cur?.v4 && prev?.v6 === cur?.v6) return;
-    for (const [key, st] of this.state) if (st.nodes.includes(name)) this.markDirty(key);
-  }
-
   private markDirty(key: string): void {
     this.dirty.add(key);
     this.schedule();
@@ -373,7 +408,7 @@ export class KubernetesController {
   // --- leadership -------------------------------------------------------
 
   private becomeLeader(): void {
-    this.ipam = new IpAllocator(this.o.config.pools);
+    this.ipam = new IpAllocator(this.config.pools);
     this.needRestore = true;
     this.status_ = new StatusWriter({
       rest: this.rest,
@@ -391,7 +426,7 @@ export class KubernetesController {
    */
   private restoreAllocations(): void {
     this.needRestore = false;
-    const owned = this.services.list().filter((s) => isOurs(s, this.o.config.kubernetes) && ingressAddresses(s).length > 0);
+    const owned = this.services.list().filter((s) => isOurs(s, this.config.kubernetes) && ingressAddresses(s).length > 0);
     owned.sort((a, b) => creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
     for (const svc of owned) this.ipam!.assign(ipRequestFor(svc));
   }
@@ -410,16 +445,6 @@ export class KubernetesController {
     return this.services.get(name, ns);
   }
 
-  private slicesOf(key: string): V1EndpointSlice[] {
-    const out: V1EndpointSlice[] = [];
-    for (const sk of this.slicesBySvc.get(key) ?? []) {
-      const [ns, name] = parseKey(sk);
-      const s = this.slices.get(name, ns);
-      if (s) out.push(s);
-    }
-    return out;
-  }
-
   private synced(): boolean {
     return this.services.stats().synced && this.slices.stats().synced && this.nodes.stats().synced;
   }
@@ -431,13 +456,25 @@ export class KubernetesController {
       .finally(() => {
         this.flushing = null;
         // Before the first full sync the informers' onListed wakes us.
-        if (this.dirty.size > 0 && this.synced()) this.schedule();
+        if ((this.dirty.size > 0 || (this.firstPass !== null && !this.firstPassDone)) && this.synced()) this.schedule();
       });
     return this.flushing;
   }
 
+  /** The sink's free space (or, for a sink that does not report it, how much it has been asked to remove). */
+  private space(): number[] {
+    return this.o.sink.capacity ? freeSpace(this.o.sink.capacity()) : [this.removedTotal];
+  }
+
   private async doFlush(): Promise<void> {
-    if (!this.synced() || this.dirty.size === 0) return;
+    if (!this.synced()) return;
+    this.firstPass ??= new Set(this.services.list().map(serviceKey));
+    if (this.dirty.size > 0) await this.round();
+    if (!this.firstPassDone && this.firstPass.size === 0) await this.completeFirstPass();
+  }
+
+  /** One bounded round: compute, hand the changes to the sink, report what it did. */
+  private async round(): Promise<void> {
     const leader = this.ipam !== null;
     if (leader && this.needRestore) this.restoreAllocations();
     let keys = [...this.dirty];
@@ -454,20 +491,21 @@ export class KubernetesController {
     // relist) small and let the first Services reach the sink early.
     keys = keys.slice(0, this.o.batchSize ?? 1000);
     for (const k of keys) this.dirty.delete(k);
-    const changed: DesiredService[] = [];
-    const removedSet = new Set<string>();
-    this.claims.beginRound();
-    const next = new Map<string, SvcState | null>();
+
+    const space = this.space();
+    const next = new Map<string, Candidate | null>();
+    const upserts: DesiredService[] = [];
+    const offered = new Map<string, { key: string; item: Item }>();
+    const removals = new Set<string>();
     let released = false;
-    let vipsTouched = false;
+    this.claims.beginRound();
     for (const key of keys) {
       const prev = this.state.get(key);
       const svc = this.getService(key);
-      if (!svc || !isOurs(svc, this.o.config.kubernetes)) {
+      if (!svc || !isOurs(svc, this.config.kubernetes)) {
         if (prev) {
-          for (const fk of prev.entries.keys()) removedSet.add(fk);
+          for (const fk of prev.entries.keys()) removals.add(fk);
           next.set(key, null);
-          vipsTouched = true;
         }
         if (this.ipam?.assignmentOf(key)) released = true;
         this.ipam?.release(key);
@@ -476,63 +514,169 @@ export class KubernetesController {
         else this.status_?.set(key, null);
         continue;
       }
-      const { st, list } = this.compute(key, svc, prev);
-      if (prev && prev.addresses.some((a) => !st.addresses.some((b) => b.ip === a.ip))) released = true;
-      if (!prev || JSON.stringify(prev.addresses) !== JSON.stringify(st.addresses) || prev.ready.join() !== st.ready.join()) vipsTouched = true;
-      for (const ds of list) {
-        const fk = frontendKey(ds.frontend);
-        if (prev?.entries.get(fk) !== st.entries.get(fk)) changed.push(ds);
+      const c = this.compute(key, svc, prev);
+      if (prev && prev.addresses.some((a) => !c.st.addresses.some((b) => b.ip === a.ip))) released = true;
+      for (const item of c.items) {
+        const was = prev?.rejected.get(item.fk);
+        if (prev?.entries.get(item.fk) === item.digest) c.st.entries.set(item.fk, item.digest);
+        else if (was && was.digest === item.digest && !(was.free && moreRoom(was.free, space))) c.st.rejected.set(item.fk, was);
+        else {
+          upserts.push(item.ds);
+          offered.set(item.fk, { key, item });
+        }
       }
-      for (const fk of prev?.entries.keys() ?? []) if (!st.entries.has(fk)) removedSet.add(fk);
-      next.set(key, st);
+      for (const fk of prev?.entries.keys() ?? []) if (!c.st.entries.has(fk) && !offered.has(fk)) removals.add(fk);
+      next.set(key, c);
     }
     this.claims.endRound();
+    // A frontend handed from one Service to another in the same round is replaced, not removed.
+    for (const fk of offered.keys()) removals.delete(fk);
     if (released && leader) {
       // Freed addresses may satisfy Services that are waiting for one.
       for (const k of this.unallocated) if (!next.has(k)) this.dirty.add(k);
     }
-    for (const ds of changed) removedSet.delete(frontendKey(ds.frontend));
-    const removed = [...removedSet];
+
+    const errors: unknown[] = [];
+    let answer: FrontendRejection[] = [];
+    let upsertFailed = false;
+    if (upserts.length > 0) {
+      try {
+        answer = (await this.o.sink.upsert(upserts)) ?? [];
+      } catch (e) {
+        errors.push(e);
+        upsertFailed = true;
+      }
+    }
+    const rejections = new Map(answer.map((r) => [r.key, r]));
+    const after = this.space();
+    for (const [fk, { key, item }] of offered) {
+      const st = next.get(key)!.st;
+      const r = rejections.get(fk);
+      if (upsertFailed) {
+        // Unknown outcome: keep what was accepted before (the VIP stays); the round is retried.
+        const before = this.state.get(key)?.entries.get(fk);
+        if (before !== undefined) st.entries.set(fk, before);
+      } else if (r) st.rejected.set(fk, { rejection: r, digest: item.digest, free: CAPACITY_REJECTIONS.has(r.reason) ? after : null });
+      else st.entries.set(fk, item.digest);
+    }
+    let vipsTouched = false;
+    for (const [key, c] of next) {
+      const prev = this.state.get(key);
+      if (c) c.st.ready = readyAddresses(c);
+      if (!c || !prev || JSON.stringify(prev.addresses) !== JSON.stringify(c.st.addresses) || prev.ready.join() !== c.st.ready.join()) vipsTouched = true;
+    }
 
     // VIPs from the would-be state; recomputed only when an address or its
     // readiness changed (status echoes and endpoint churn usually do not).
     let vips = this.lastVips;
-    let vipsDigest = this.lastVipsDigest;
-    if (vipsTouched) {
-      const sources = [];
-      for (const [k, s] of this.state) if (!next.has(k)) sources.push({ service: k, addresses: s.addresses, readyAddresses: s.ready });
-      for (const [k, s] of next) if (s) sources.push({ service: k, addresses: s.addresses, readyAddresses: s.ready });
-      vips = desiredVips(sources, this.o.config);
-      vipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
+    if (vipsTouched) vips = this.vipsWith(next);
+    const vipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
+    // Until the first pass is complete the VIP set is partial, and
+    // withdrawing what is not computed yet would take it off the routers.
+    let vipsFailed = false;
+    if (this.firstPassDone && vipsDigest !== this.lastVipsDigest) {
+      try {
+        await this.o.sink.applyVips(vips);
+      } catch (e) {
+        errors.push(e);
+        vipsFailed = true;
+      }
     }
-
-    try {
-      if (changed.length > 0) await this.o.sink.applyServices(changed, []);
-      if (vipsDigest !== this.lastVipsDigest) await this.o.sink.applyVips(vips);
-      if (removed.length > 0) await this.o.sink.applyServices([], removed);
-    } catch (e) {
-      // Not committed: the same keys are recomputed and diffed again later.
+    if (this.firstPassDone && !vipsFailed && removals.size > 0) {
+      try {
+        await this.o.sink.remove([...removals]);
+        this.removedTotal += removals.size;
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length > 0) {
+      // Not committed: the same Services are recomputed and diffed again
+      // later (what did apply is then unchanged or ignored by the sink).
       this.sinkErrors++;
-      this.log.error({ err: String(e) }, 'sink rejected desired state; retrying');
+      this.failures++;
+      const wait = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (this.failures - 1));
+      this.log.error({ err: errors.map(String).join('; '), retryMs: wait }, 'sink failed; retrying');
       for (const k of keys) this.dirty.add(k);
+      await new Promise((r) => setTimeout(r, wait));
+      return;
+    }
+    this.failures = 0;
+    if (this.firstPassDone) {
+      this.lastVipsDigest = vipsDigest;
+      this.lastVips = vips;
+    }
+    let freed = false;
+    const before = new Map<string, SvcState | undefined>();
+    for (const [k, c] of next) {
+      const prev = this.state.get(k);
+      before.set(k, prev);
+      if (this.claims.commit(k, prev?.entries.keys() ?? [], c ? new Set(c.st.entries.keys()) : null)) freed = true;
+      if (c === null) this.state.delete(k);
+      else this.state.set(k, c.st);
+    }
+    for (const k of keys) this.firstPass?.delete(k);
+    // A Service that lost a frontend to another one gets it once freed.
+    if (freed) for (const k of this.claims.waiting()) this.dirty.add(k);
+    // Frontends rejected for lack of space are offered again once there is more.
+    const now = this.space();
+    for (const [k, st] of this.state) for (const r of st.rejected.values()) if (r.free && moreRoom(r.free, now)) this.dirty.add(k);
+
+    for (const [key, c] of next) if (c) this.report(key, c, before.get(key));
+  }
+
+  /** Status and Events from the outcome; held back (first report's `prev` kept) until the first pass applied the VIPs. */
+  private report(key: string, c: Candidate, prev: SvcState | undefined): void {
+    if (!this.firstPassDone) {
+      const held = this.heldReports.get(key);
+      this.heldReports.set(key, { prev: held ? held.prev : prev, problems: c.problems });
+      return;
+    }
+    this.reportNow(c.svc, c.st, prev, c.problems);
+  }
+
+  private reportNow(svc: V1Service, st: SvcState, prev: SvcState | undefined, problems: Problem[]): void {
+    this.reporter.reportRejections(svc, st, prev);
+    if (this.status_) this.reporter.report(this.status_, svc, st, prev, problems);
+  }
+
+  private vipsWith(next: ReadonlyMap<string, Candidate | null>): DesiredVip[] {
+    const sources = [];
+    for (const [k, s] of this.state) if (!next.has(k)) sources.push({ service: k, addresses: s.addresses, readyAddresses: s.ready });
+    for (const [k, c] of next) if (c) sources.push({ service: k, addresses: c.st.addresses, readyAddresses: c.st.ready });
+    return desiredVips(sources, this.config);
+  }
+
+  /** Every Service known at the first sync has been computed: the complete VIPs, then what nobody wants any more goes. */
+  private async completeFirstPass(): Promise<void> {
+    const vips = this.vipsWith(new Map());
+    const wanted = new Set<string>();
+    for (const st of this.state.values()) for (const fk of st.entries.keys()) wanted.add(fk);
+    const stale = [...(this.o.sink.keys?.() ?? [])].filter((k) => !wanted.has(k));
+    try {
+      await this.o.sink.applyVips(vips);
+      if (stale.length > 0) await this.o.sink.remove(stale);
+    } catch (e) {
+      this.sinkErrors++;
+      this.log.error({ err: String(e) }, 'sink failed at the end of the first pass; retrying');
       await new Promise((r) => setTimeout(r, 1000));
       return;
     }
-    this.lastVipsDigest = vipsDigest;
+    this.removedTotal += stale.length;
     this.lastVips = vips;
-    let freed = false;
-    for (const [k, s] of next) {
-      const prev = this.state.get(k);
-      if (this.claims.commit(k, prev?.entries.keys() ?? [], s ? new Set(s.entries.keys()) : null)) freed = true;
-      if (s === null) this.state.delete(k);
-      else this.state.set(k, s);
+    this.lastVipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
+    this.firstPassDone = true;
+    this.log.info({ services: this.state.size, vips: vips.length, staleRemoved: stale.length }, 'first pass complete: VIPs applied, stale frontends removed');
+    for (const [key, held] of this.heldReports) {
+      const svc = this.getService(key);
+      const st = this.state.get(key);
+      if (svc && st) this.reportNow(svc, st, held.prev, held.problems);
     }
-    // A Service that lost a frontend to another one gets it once freed.
-    if (freed) for (const k of this.claims.waiting()) this.dirty.add(k);
+    this.heldReports.clear();
   }
 
-  /** Allocation + desired entries + (on the leader) status, Events. */
-  private compute(key: string, svc: V1Service, prev: SvcState | undefined): { st: SvcState; list: DesiredService[] } {
+  /** Allocation + desired frontends (claims and the model's own rejections applied); the sink's answer comes later. */
+  private compute(key: string, svc: V1Service, prev: SvcState | undefined): Candidate {
     let addresses: Assigned[];
     let failure: SvcState['failure'] = null;
     if (this.ipam) {
@@ -549,34 +693,27 @@ export class KubernetesController {
       addresses = this.addressesFromStatus(svc, prev);
       this.unallocated.delete(key);
     }
-    const { list, ready, problems, entries, nodes, conflict } = this.entriesOf(key, svc, addresses);
-    this.claims.setLoser(key, conflict);
-    const backends = list.reduce((n, ds) => n + ds.backends.length, 0);
-    const st: SvcState = { addresses, ready, entries, nodes, backends, failure, advertised: prev?.advertised ?? false };
-    if (this.status_) this.reporter.report(this.status_, svc, st, prev, problems);
-    return { st, list };
-  }
-
-  private entriesOf(key: string, svc: V1Service, addresses: Assigned[]) {
-    const d = desiredForService(svc, this.slicesOf(key), this.nodeAddrs, this.o.config, addresses);
-    const problems: Problem[] = [...d.problems];
-    const entries = new Map<string, string>();
+    const d = desiredForService(svc, this.index.slicesOf(key, (n, ns) => this.slices.get(n, ns)), this.index.nodeAddrs, this.config, addresses);
+    const st: SvcState = { addresses, ready: [], failure, entries: new Map(), rejected: new Map(), nodes: [], backends: 0, advertised: prev?.advertised ?? false };
+    for (const r of d.rejected) st.rejected.set(r.key, { rejection: r, digest: '', free: null });
     const nodes = new Set<string>();
-    const list: DesiredService[] = [];
-    let conflict = false;
+    const items: Item[] = [];
+    let lost = false;
     for (const ds of d.services) {
       const fk = frontendKey(ds.frontend);
       const owner = this.claims.claim(fk, key, (o) => this.state.has(o));
       if (owner !== null) {
-        problems.push({ reason: 'FrontendConflict', message: `${fk} is already served for ${owner}` });
-        conflict = true;
+        st.rejected.set(fk, { rejection: { key: fk, service: key, reason: 'FrontendConflict', message: `${key} ${fk}: already served for ${owner}` }, digest: '', free: null });
+        lost = true;
         continue;
       }
       for (const b of ds.backends) nodes.add(b.nodeName);
-      entries.set(fk, digest(ds));
-      list.push(ds);
+      st.backends += ds.backends.length;
+      items.push({ ds, fk, digest: digest(ds), active: ds.backends.some((b) => b.state === 'active') });
     }
-    return { list, ready: d.readyAddresses, problems, entries, nodes: [...nodes], conflict };
+    this.claims.setLoser(key, lost);
+    st.nodes = [...nodes];
+    return { svc, st, items, problems: d.problems };
   }
 
   /**
@@ -589,7 +726,7 @@ export class KubernetesController {
     const labels = svc.metadata?.labels ?? {};
     const out: Assigned[] = [];
     for (const ip of ingressAddresses(svc)) {
-      const p = poolForAddress(this.o.config.pools, ip, ns, labels);
+      const p = poolForAddress(this.config.pools, ip, ns, labels);
       if (p) out.push({ ip, pool: p.name });
     }
     if (out.length > 0 || !prev) return out;
@@ -597,4 +734,11 @@ export class KubernetesController {
     if (c && FAILURE_REASONS.has(c.reason)) return out;
     return prev.addresses;
   }
+}
+
+/** Addresses with an accepted frontend that has an active backend: what this edge advertises for the Service. */
+function readyAddresses(c: Candidate): string[] {
+  const ready = new Set<string>();
+  for (const it of c.items) if (it.active && c.st.entries.has(it.fk)) ready.add(it.ds.frontend.vip);
+  return c.st.addresses.map((a) => a.ip).filter((ip) => ready.has(ip));
 }

@@ -1,11 +1,15 @@
-// Status reporting for one Service: the edgelb.io/Advertised condition
-// (written by the allocating edge through the StatusWriter) and the Events
-// that tell its story — allocated, advertised, withdrawn, and a Warning for
-// every problem. The condition is a pure function of the Service's state
-// and the edges that advertise; Events are deduplicated by the recorder.
+// Status reporting for one Service, from what actually happened (called
+// after the sink accepted or rejected the round's changes): the
+// edgelb.io/Advertised condition (written by the allocating edge through the
+// StatusWriter) and the Events that tell its story — allocated, advertised,
+// withdrawn, a Warning for every problem, and from every edge a Warning for
+// each frontend that edge does not serve. The condition is a pure function
+// of the Service's state and the edges that advertise; Events are
+// deduplicated by the recorder.
 import type { V1Service } from '@kubernetes/client-node';
 import type { Assigned, FailureReason } from '../ipam/allocator.js';
 import type { Problem } from '../model/desired.js';
+import type { FrontendRejection } from '../model/types.js';
 import { ingressAddresses, serviceKey } from '../model/service.js';
 import type { EventRecorder } from './events.js';
 import type { ConditionState, StatusWriter } from './status.js';
@@ -16,14 +20,23 @@ export interface ReportedState {
   /** Addresses advertised (a ready endpoint behind them). */
   ready: string[];
   failure: { reason: FailureReason; message: string } | null;
+  /** Frontends of the Service this edge does not serve. */
+  rejected: ReadonlyMap<string, { rejection: FrontendRejection }>;
   advertised: boolean;
 }
 
 /** The condition for a Service in state `st` while `edges` advertise. */
-export function advertisedCondition(st: Pick<ReportedState, 'addresses' | 'ready' | 'failure'>, edges: readonly string[]): ConditionState {
+export function advertisedCondition(st: Pick<ReportedState, 'addresses' | 'ready' | 'failure' | 'rejected'>, edges: readonly string[]): ConditionState {
   if (st.failure) return { status: 'False', reason: st.failure.reason, message: st.failure.message };
   const ips = st.addresses.map((a) => a.ip).join(', ');
   if (st.addresses.length === 0) return { status: 'False', reason: 'Pending', message: 'no address allocated yet' };
+  if (st.rejected.size > 0) {
+    // Any frontend not served makes the Service not (fully) advertised; the first reason names it.
+    const all = [...st.rejected.values()].map((r) => r.rejection).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const more = all.length > 1 ? ` (and ${all.length - 1} more frontend(s) not served)` : '';
+    const served = st.ready.length > 0 ? `; ${st.ready.join(', ')} advertised for the other frontends` : '';
+    return { status: 'False', reason: all[0]!.reason, message: `${all[0]!.message}${more}${served}` };
+  }
   if (st.ready.length === 0) return { status: 'False', reason: 'NoReadyEndpoints', message: `${ips} allocated; not advertised: no ready endpoints` };
   if (edges.length === 0) return { status: 'False', reason: 'NoEdges', message: `${ips} allocated; no edge is advertising` };
   const names = edges.length > 5 ? `${edges.slice(0, 5).join(', ')}, …` : edges.join(', ');
@@ -34,7 +47,18 @@ export class ServiceReporter {
   constructor(
     private readonly events: EventRecorder,
     private readonly edges: () => readonly string[],
+    /** This edge's name, in the Warning Events about what it does not serve. */
+    private readonly edge: string,
   ) {}
+
+  /** Every edge: a Warning for each frontend it newly does not serve (or for a new reason). */
+  reportRejections(svc: V1Service, st: Pick<ReportedState, 'rejected'>, prev: Pick<ReportedState, 'rejected'> | undefined): void {
+    for (const [fk, r] of st.rejected) {
+      const before = prev?.rejected.get(fk)?.rejection;
+      if (before && before.reason === r.rejection.reason && before.message === r.rejection.message) continue;
+      this.events.record(svc, 'Warning', r.rejection.reason, `${r.rejection.message} (not served by edge ${this.edge})`);
+    }
+  }
 
   /** Sets the Service's status and records the Events for the step from `prev` to `st` (sets st.advertised). */
   report(status: StatusWriter, svc: V1Service, st: ReportedState, prev: ReportedState | undefined, problems: readonly Problem[]): void {

@@ -23,14 +23,15 @@ import type { V1EndpointSlice, V1Node, V1Service, V1ServicePort } from '@kuberne
 import type { DatapathConfig, DatapathMode, Dispatch, PoolConfig } from '../config/types.js';
 import type { Assigned } from '../ipam/allocator.js';
 import { canonicalIp, ipFamily, parseCidr } from '../ipam/cidr.js';
-import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, L4Proto } from './types.js';
+import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, FrontendRejection, L4Proto } from './types.js';
 import { ANNOTATION_DISPATCH, ANNOTATION_MODE, serviceKey } from './service.js';
 
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
 /** The part of the configuration desired state depends on. */
 export interface DesiredConfig {
-  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'>;
+  /** maxPortsPerService: absent = no cap. */
+  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'> & Partial<Pick<DatapathConfig, 'maxPortsPerService'>>;
   pools: PoolConfig[];
 }
 const MODES: readonly DatapathMode[] = ['dsr', 'snat', 'hybrid'];
@@ -154,7 +155,7 @@ function stateOf(c: { ready?: boolean; serving?: boolean; terminating?: boolean 
   return null;
 }
 
-function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: Map<string, NodeAddresses>): Backend[] {
+function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: Map<string, NodeAddresses>, problems: Problem[]): Backend[] {
   const byId = new Map<string, Backend>();
   for (const slice of slices) {
     const addrType = slice.addressType === 'IPv6' ? 6 : slice.addressType === 'IPv4' ? 4 : null;
@@ -169,7 +170,14 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
       if (ip === null) continue;
       const nodeName = ep.nodeName ?? '';
       const na = nodes.get(nodeName);
-      const nodeIp = (fam === 4 ? na?.v4 : na?.v6) ?? '';
+      // An endpoint without a node (a hand-made slice for a backend outside
+      // the cluster) is its own next hop; one on a node whose address is
+      // unknown cannot be reached (FIB target, IPIP destination, probes).
+      const nodeIp = nodeName === '' ? ip : ((fam === 4 ? na?.v4 : na?.v6) ?? '');
+      if (nodeIp === '') {
+        problems.push({ reason: 'NodeAddressUnknown', message: `endpoint ${ip} is not used: node ${nodeName} has no IPv${fam} address (InternalIP/ExternalIP) known to edgelb` });
+        continue;
+      }
       const id = `${ip}|${port}`;
       const prev = byId.get(id);
       // The same endpoint can sit in two slices while they are rebalanced.
@@ -181,8 +189,10 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
 }
 
 export interface ServiceDesired {
-  /** One entry per (address, port, protocol). */
+  /** One entry per (address, port, protocol) that can be served. */
   services: DesiredService[];
+  /** Frontends of the Service that are not served, and why (over the port cap, no source range of their family). */
+  rejected: FrontendRejection[];
   /** Allocated addresses with at least one active backend of their family. */
   readyAddresses: string[];
   problems: Problem[];
@@ -206,30 +216,46 @@ export function desiredForService(
   const ranges = sourceRanges(svc, problems);
   const affinity = affinityTimeout(svc);
   const services: DesiredService[] = [];
+  const rejected: FrontendRejection[] = [];
   const ready = new Set<string>();
+  const ports: { sp: V1ServicePort; protocol: L4Proto }[] = [];
   for (const sp of svc.spec?.ports ?? []) {
     const protocol = (sp.protocol ?? 'TCP').toUpperCase();
     if (protocol !== 'TCP' && protocol !== 'UDP') {
       problems.push({ reason: 'UnsupportedProtocol', message: `port ${sp.name ?? sp.port}/${protocol} is not served (edgelb handles TCP and UDP)` });
       continue;
     }
+    ports.push({ sp, protocol });
+  }
+  const cap = config.datapath.maxPortsPerService;
+  const overCap = cap !== undefined && ports.length > cap;
+  for (const { sp, protocol } of ports) {
     for (const a of addresses) {
       const fam = ipFamily(a.ip);
       if (fam === null) continue;
-      const backends = backendsFor(sp, slices, fam, nodes);
+      const frontend: Frontend = { vip: a.ip, port: sp.port, protocol };
+      const reject = (reason: FrontendRejection['reason'], why: string) => {
+        const fk = frontendKey(frontend);
+        rejected.push({ key: fk, service: key, reason, message: `${key} ${fk}: ${why}` });
+      };
+      if (overCap) {
+        reject('TooManyPorts', `the Service has ${ports.length} TCP/UDP ports; an edge serves at most ${cap} per Service (datapath.maxPortsPerService)`);
+        continue;
+      }
+      // Each family's ranges apply to that family's frontends (as kube-proxy
+      // does); a frontend whose family has none would admit no client at all.
+      const own = ranges.filter((r) => ipFamily(r.split('/')[0] ?? '') === fam);
+      if (ranges.length > 0 && own.length === 0) {
+        reject('SourceRangeFamily', `loadBalancerSourceRanges (${ranges.join(', ')}) has no IPv${fam} range, so this IPv${fam} frontend would admit no client`);
+        continue;
+      }
+      const backends = backendsFor(sp, slices, fam, nodes, problems);
       if (backends.some((b) => b.state === 'active')) ready.add(a.ip);
-      services.push({
-        service: key,
-        frontend: { vip: a.ip, port: sp.port, protocol: protocol as L4Proto },
-        mode,
-        dispatch,
-        sourceRanges: ranges,
-        affinityTimeoutSeconds: affinity,
-        backends,
-      });
+      services.push({ service: key, frontend, mode, dispatch, sourceRanges: own, affinityTimeoutSeconds: affinity, backends });
     }
   }
-  return { services, readyAddresses: addresses.map((a) => a.ip).filter((ip) => ready.has(ip)), problems };
+  const unique = [...new Map(problems.map((p) => [`${p.reason}|${p.message}`, p])).values()];
+  return { services, rejected, readyAddresses: addresses.map((a) => a.ip).filter((ip) => ready.has(ip)), problems: unique };
 }
 
 export interface VipSource {

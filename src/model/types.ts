@@ -63,15 +63,17 @@ export interface DesiredState {
  * (over the per-Service cap), SourceRangeFamily (source ranges, none of the
  * frontend's family), FrontendConflict (another Service holds it).
  */
-export type RejectReason =
-  | 'UnsupportedFamily'
-  | 'InvalidFrontend'
-  | 'OutOfServiceIds'
-  | 'OutOfBackendIds'
-  | 'OutOfRingSlots'
-  | 'TooManyPorts'
-  | 'SourceRangeFamily'
-  | 'FrontendConflict';
+export const REJECT_REASONS = [
+  'UnsupportedFamily',
+  'InvalidFrontend',
+  'OutOfServiceIds',
+  'OutOfBackendIds',
+  'OutOfRingSlots',
+  'TooManyPorts',
+  'SourceRangeFamily',
+  'FrontendConflict',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** A frontend that is not served, and why (the message names the Service and the frontend). */
 export interface FrontendRejection {

@@ -8,6 +8,8 @@ const log = silentLogger();
 
 async function setup(pools = [{ cidrs: ['192.0.2.0/29'] }], lease = 1.5) {
   const server = await TestApiServer.start();
+  // The endpoints' node (a backend on a node without a known address is not used).
+  server.create(node('n1', '10.0.0.1'));
   const controllers: KubernetesController[] = [];
   const make = (nodeName: string, sink = new RecordingSink()) => {
     const c = new KubernetesController({ config: testConfig(pools, lease), kubeconfigPath: server.kubeconfigPath, nodeName, logger: log, sink, debounceMs: 5 });
@@ -29,7 +31,6 @@ test('allocates to status, advertises with ready endpoints, refuses requests out
   const { server, make, teardown } = await setup();
   t.teardown(teardown);
   server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
-  server.create(node('n1', '10.0.0.1'));
   server.create(service('ns', 'web'));
   server.create(endpointSlice('ns', 'web', 'web-1', [{ ip: '10.1.0.1', node: 'n1' }]));
   server.create(service('ns', 'other-class', { cls: 'example.com/lb' }));
@@ -164,7 +165,6 @@ test('API server restart, outage and forced 410 withdraw nothing; changes made m
   const { server, make, teardown } = await setup([{ cidrs: ['192.0.2.0/28'] }], 1.5);
   t.teardown(teardown);
   server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
-  server.create(node('n1', '10.0.0.1'));
   for (let i = 0; i < 3; i++) {
     server.create(service('ns', `s${i}`));
     server.create(endpointSlice('ns', `s${i}`, `s${i}-1`, [{ ip: `10.1.0.${i + 1}`, node: 'n1' }]));
