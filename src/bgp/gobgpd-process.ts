@@ -31,6 +31,9 @@ export interface GobgpdProcessOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How long a gobgpd found on the socket gets to answer before it is taken for a stale socket. */
+const ADOPT_WAIT_MS = 10_000;
+
 export { pidAlive };
 
 export class GobgpdProcess {
@@ -57,7 +60,12 @@ export class GobgpdProcess {
   async start(timeoutMs = 10000): Promise<void> {
     const probe = new GobgpClient({ socket: this.opts.socket, protoDir: this.opts.protoDir, timeoutMs: 500 });
     try {
-      if (existsSync(this.opts.socket) && (await probe.reachable(500))) {
+      // A gobgpd left running by the previous agent (a handover) must be
+      // adopted: a second one cannot bind the BGP port and the agent would
+      // then steer a gobgpd that announces nothing. The first call also
+      // builds the client's API (protobufjs), which takes seconds on a busy
+      // small CPU, so the wait is generous; a stale socket refuses at once.
+      if (existsSync(this.opts.socket) && (await probe.reachable(ADOPT_WAIT_MS))) {
         this.pid = this.recordedPid();
         this.adopted = true;
         this.log.info({ socket: this.opts.socket, pid: this.pid }, 'adopting running gobgpd');

@@ -99,6 +99,20 @@ async function cli(...args: string[]): Promise<{ code: number; out: string; err:
   }
 }
 
+/** Pids of processes named `comm` in network namespace `ns`. */
+async function processesIn(ns: string, comm: string): Promise<number[]> {
+  const { stdout } = await exec('ip', ['netns', 'pids', ns]);
+  const out: number[] = [];
+  for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm) out.push(pid);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
 async function routerGateways(vip: string): Promise<string[]> {
   return gatewaysOf(await kernelRoutes(R), vip);
 }
@@ -278,6 +292,8 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
       await sleep(50);
     }
   })();
+  const [gobgpdBefore] = await processesIn(E, 'gobgpd');
+  t.truthy(gobgpdBefore);
   t.is(await stopAgent('SIGQUIT'), 0);
   const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
   t.regex(link.stdout, /prog\/xdp id \d+/, 'program stays attached between agents');
@@ -288,6 +304,9 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
   t.false(lost, 'the router lost the VIP during the restart');
   const s = JSON.parse((await cli('status', '-o', 'json')).out);
   t.is(s.datapath.services, 1);
+  // The new agent adopted the gobgpd that kept announcing: a second one
+  // cannot bind the BGP port and would leave the agent steering nothing.
+  t.deepEqual(await processesIn(E, 'gobgpd'), [gobgpdBefore], 'one gobgpd, the one from before the restart');
 });
 
 test.serial('deleting the Service removes its frontend from the datapath and its VIP from the router', async (t) => {
