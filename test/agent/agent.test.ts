@@ -2,51 +2,17 @@
 // managed gobgpd, XDP on its uplink, an FRR router as the BGP peer and the
 // test API server as the cluster. Then the operator's commands against it.
 import test from 'ava';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, readFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Cleanup, createNetns, uniqueId, vethPair, addAddress, nsRun, gatewaysOf, kernelRoutes, sleep } from '../lib/netns.js';
-import { FrrRouter } from '../lib/frr.js';
-import { TestApiServer } from '../apiserver/server.js';
-import { testBpffs } from '../lib/test-bpffs.js';
+import { nsRun, sleep } from '../lib/netns.js';
+import { AgentLab, until } from './harness.js';
 
 const exec = promisify(execFile);
-const id = uniqueId();
-const dir = mkdtempSync(join(tmpdir(), `edgelb-agent-${id}-`));
-chmodSync(dir, 0o755); // FRR's daemons drop to user frr
-const cleanup = new Cleanup();
-const R = `elbar-${id}`;
-const E = `elbae-${id}`;
-const octet = 16 + (parseInt(id, 16) % 200);
-const NET = `10.${octet}.10`; // router ↔ edge
-const K8S = `10.${octet}.11`; // root ns (API server) ↔ edge
-const PIN = `${testBpffs()}/edgelb-test-agent-${id}`;
-const controlSock = join(dir, 'control.sock');
-let api: TestApiServer;
-let router: FrrRouter;
-let agent: ChildProcess | null = null;
-let metricsUrl = '';
-let agentLog = '';
 
-test.afterEach.always((t) => {
-  // The agent's own words are the fastest way to see why a step failed.
-  if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${agentLog.slice(-4000)}`);
-});
-
-/** Polls until fn returns something truthy; throws naming what never happened. */
-async function until<T>(fn: () => Promise<T | null | false> | T | null | false, timeoutMs: number, what: string, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
-
-function config(extra: { drainSeconds?: number; peers?: string } = {}): string {
+function config(lab: AgentLab, extra: { drainSeconds?: number; peers?: string } = {}): string {
+  const { NET, K8S, PIN, dir, octet, controlSock } = lab;
   return `node: { name: edge-a, routerId: ${NET}.2, asn: 64512, uplink: up0 }
 bgp:
   gobgp: { socket: ${dir}/gobgp.sock, manage: true }
@@ -61,95 +27,26 @@ metrics: { listen: ${K8S}.2:9472 }
 `;
 }
 
-async function startAgent(): Promise<string> {
-  const child = spawn('ip', ['netns', 'exec', E, 'bin/edgelb', 'run', '--config', join(dir, 'edgelb.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  agent = child;
-  let out = '';
-  const collect = (d: Buffer) => {
-    out += d.toString();
-    agentLog += d.toString();
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  return until(() => {
-    if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${out.slice(-2000)}`);
-    return /^EDGELB READY .*$/m.exec(out)?.[0] ?? null;
-  }, 30_000, 'the READY line');
-}
+const lab = new AgentLab({ tag: 'a', config: (l) => config(l) });
+const { E, NET, octet } = lab;
+const metricsUrl = `http://${lab.K8S}.2:9472`;
+const cli = (...args: string[]) => lab.cli(...args);
+const routerGateways = (vip: string) => lab.routerGateways(vip);
+const startAgent = () => lab.startAgent();
+const stopAgent = (signal: 'SIGTERM' | 'SIGQUIT') => lab.stopAgent(signal);
 
-async function stopAgent(signal: 'SIGTERM' | 'SIGQUIT'): Promise<number | null> {
-  const child = agent;
-  agent = null;
-  if (!child || child.exitCode !== null) return child?.exitCode ?? null;
-  const done = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  child.kill(signal);
-  const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const code = await done;
-  clearTimeout(t);
-  return code;
-}
-
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  try {
-    const r = await exec('ip', ['netns', 'exec', E, 'bin/edgelb', ...args, '--socket', controlSock], { timeout: 60_000 });
-    return { code: 0, out: r.stdout, err: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, out: x.stdout, err: x.stderr };
-  }
-}
-
-/** Pids of processes named `comm` in network namespace `ns`. */
-async function processesIn(ns: string, comm: string): Promise<number[]> {
-  const { stdout } = await exec('ip', ['netns', 'pids', ns]);
-  const out: number[] = [];
-  for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
-    try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm) out.push(pid);
-    } catch {
-      /* exited meanwhile */
-    }
-  }
-  return out.sort((a, b) => a - b);
-}
-
-async function routerGateways(vip: string): Promise<string[]> {
-  return gatewaysOf(await kernelRoutes(R), vip);
-}
+test.afterEach.always((t) => {
+  // The agent's own words are the fastest way to see why a step failed.
+  if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${lab.log.slice(-4000)}`);
+});
 
 test.before(async () => {
-  cleanup.add('tmp dir', () => rmSync(dir, { recursive: true, force: true }));
-  cleanup.add('bpffs pins', () => rmSync(PIN, { recursive: true, force: true }));
-  await createNetns(R, cleanup);
-  await createNetns(E, cleanup);
-  await vethPair(R, 'r0', E, 'up0');
-  await addAddress(R, 'r0', `${NET}.1/24`);
-  await addAddress(E, 'up0', `${NET}.2/24`);
-  // The API server listens on a root-namespace veth the edge can reach.
-  const rootIf = `elbk${id}`;
-  await exec('ip', ['link', 'add', rootIf, 'type', 'veth', 'peer', 'name', 'k8s0', 'netns', E]);
-  cleanup.add('root veth', () => exec('ip', ['link', 'del', rootIf]).catch(() => undefined));
-  await exec('ip', ['addr', 'add', `${K8S}.1/30`, 'dev', rootIf]);
-  await exec('ip', ['link', 'set', rootIf, 'up']);
-  await addAddress(E, 'k8s0', `${K8S}.2/30`);
-  await nsRun(E, ['ip', 'link', 'set', 'k8s0', 'up']);
-  api = await TestApiServer.start({ host: `${K8S}.1`, kubeconfigPath: join(dir, 'kubeconfig') });
-  cleanup.add('api server', () => api.close());
-  router = new FrrRouter(R, join(dir, 'frr'), {
-    hostname: 'r', asn: 64500, routerId: `${NET}.1`,
-    neighbors: [{ address: `${NET}.2`, asn: 64512, holdTime: 9, keepalive: 3 }],
-  });
-  await router.start();
-  cleanup.add('frr', () => router.stop());
-  writeFileSync(join(dir, 'edgelb.yaml'), config());
-  metricsUrl = `http://${K8S}.2:9472`;
-  api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${NET}.10` }] } });
-  cleanup.add('agent', () => stopAgent('SIGTERM'));
+  await lab.open();
+  lab.api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${NET}.10` }] } });
 });
 
 test.after.always(async () => {
-  const errors = await cleanup.run();
-  if (errors.length > 0) console.error(errors.map((e) => e.message).join('\n'));
+  await lab.close();
 });
 
 const VIP_SVC = {
@@ -167,22 +64,22 @@ let vip = '';
 test.serial('edgelb run prints its READY line, peers with the router and serves status', async (t) => {
   const ready = await startAgent();
   t.regex(ready, /^EDGELB READY node=edge-a peers=1 config=[0-9a-f]{12}$/);
-  await until(() => router.established(`${NET}.2`), 30_000, 'the BGP session');
+  await until(() => lab.router.established(`${NET}.2`), 30_000, 'the BGP session');
   const st = await cli('status', '-o', 'json');
   t.is(st.code, 0, st.err);
   const s = JSON.parse(st.out);
   t.is(s.node, 'edge-a');
   t.true(s.datapath.xdp[0].attached);
-  t.is(s.datapath.pinned, PIN);
+  t.is(s.datapath.pinned, lab.PIN);
   const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
   t.regex(link.stdout, /prog\/xdp id \d+/);
 });
 
 test.serial('a LoadBalancer Service gets a VIP in status, the router a route, the datapath a frontend', async (t) => {
-  api.create(VIP_SVC);
-  api.create(SLICE);
+  lab.api.create(VIP_SVC);
+  lab.api.create(SLICE);
   vip = await until(() => {
-    const svc = api.get('services', 'default', 'web') as { status?: { loadBalancer?: { ingress?: { ip: string }[] } } };
+    const svc = lab.api.get('services', 'default', 'web') as { status?: { loadBalancer?: { ingress?: { ip: string }[] } } };
     return svc?.status?.loadBalancer?.ingress?.[0]?.ip ?? null;
   }, 20_000, 'an address in status.loadBalancer.ingress').catch(async (e: unknown) => {
     throw new Error(`${(e as Error).message}\n${(await cli('status', '--verbose')).out}`);
@@ -193,7 +90,7 @@ test.serial('a LoadBalancer Service gets a VIP in status, the router a route, th
     return g.length > 0 ? g : null;
   }, 20_000, 'the VIP in the router table');
   t.deepEqual(gws, [`${NET}.2`]);
-  const route = await router.bgpRoute(`${vip}/32`);
+  const route = await lab.router.bgpRoute(`${vip}/32`);
   t.true(JSON.stringify(route).includes('64512:7'), 'pool community reaches the router');
 
   const list = await cli('service', 'list', '-o', 'json');
@@ -233,7 +130,7 @@ test.serial('bgp peers / bgp routes / status text show what was sent', async (t)
 });
 
 test.serial('commands fail clearly when the agent is not there', async (t) => {
-  const r = await exec('bin/edgelb', ['status', '--socket', join(dir, 'nothing.sock')]).catch((e: { code: number; stderr: string }) => e);
+  const r = await exec('bin/edgelb', ['status', '--socket', join(lab.dir, 'nothing.sock')]).catch((e: { code: number; stderr: string }) => e);
   t.is((r as { code: number }).code, 1);
   t.regex((r as { stderr: string }).stderr, /cannot reach the edgelb agent at .*nothing\.sock \(ENOENT\); is it running\?/);
 });
@@ -249,19 +146,20 @@ test.serial('metrics expose the families and readiness', async (t) => {
 });
 
 function checkMetrics(t: import('ava').ExecutionContext, text: string) {
-  for (const family of ['edgelb_service_packets', 'edgelb_backend_packets', 'edgelb_bgp_peer_up', 'edgelb_bgp_announces_total', 'edgelb_reconcile_seconds', 'edgelb_ipam_pool_addresses_used', 'edgelb_kubernetes_watch_restarts_total', 'edgelb_datapath_drops', 'edgelb_ready']) {
+  for (const family of ['edgelb_service_packets', 'edgelb_backend_packets', 'edgelb_bgp_peer_up', 'edgelb_bgp_announces_total', 'edgelb_reconcile_seconds', 'edgelb_ipam_pool_addresses_used', 'edgelb_kubernetes_watch_restarts_total', 'edgelb_datapath_drops', 'edgelb_frontends_rejected', 'edgelb_ready']) {
     t.regex(text, new RegExp(`^# TYPE ${family} `, 'm'), family);
   }
   t.regex(text, new RegExp(`^edgelb_bgp_peer_up\\{peer="${NET}.1"\\} 1$`, 'm'));
   t.regex(text, /^edgelb_ipam_pool_addresses_used\{pool="public"\} 1$/m);
+  t.regex(text, /^edgelb_frontends_rejected\{reason="UnsupportedFamily"\} 0$/m);
 }
 
 test.serial('reload: an invalid file changes nothing and says why; a valid one applies', async (t) => {
-  writeFileSync(join(dir, 'edgelb.yaml'), config().replace('drainSeconds: 2', 'drainSeconds: -5'));
+  lab.writeConfig(config(lab).replace('drainSeconds: 2', 'drainSeconds: -5'));
   const bad = await cli('reload');
   t.is(bad.code, 1);
   t.regex(bad.err, /bgp\.drainSeconds: must be from 0 to 3600 \(got -5\)/);
-  writeFileSync(join(dir, 'edgelb.yaml'), config({ drainSeconds: 1 }));
+  lab.writeConfig(config(lab, { drainSeconds: 1 }));
   const good = await cli('reload');
   t.is(good.code, 0, good.err);
   t.regex(good.out, /^reloaded .*edgelb\.yaml \(sha256 [0-9a-f]{12}\)$/m);
@@ -270,7 +168,7 @@ test.serial('reload: an invalid file changes nothing and says why; a valid one a
 test.serial('drain marks GRACEFUL_SHUTDOWN then withdraws; undrain re-announces', async (t) => {
   const drain = cli('drain');
   const sawGshut = await until(async () => {
-    const r = JSON.stringify(await router.bgpRoute(`${vip}/32`));
+    const r = JSON.stringify(await lab.router.bgpRoute(`${vip}/32`));
     return r.includes('gracefulShutdown') || r.includes('65535:0');
   }, 10_000, 'GRACEFUL_SHUTDOWN at the router', 50).catch(() => false);
   t.true(sawGshut, 'router saw 65535:0 before the withdrawal');
@@ -278,10 +176,19 @@ test.serial('drain marks GRACEFUL_SHUTDOWN then withdraws; undrain re-announces'
   t.is(r.code, 0, r.err);
   await until(async () => (await routerGateways(vip)).length === 0, 10_000, 'the withdrawal');
   t.regex((await cli('status')).out, /^Drain:\s+drained$/m);
+  // The other edges (and the Advertised condition) no longer count a drained edge.
+  await until(() => advertisingFlag() === 'false', 10_000, 'the presence Lease to say not advertising');
   t.is((await cli('undrain')).code, 0);
   await until(async () => (await routerGateways(vip)).length === 1, 10_000, 'the re-announcement');
+  await until(() => advertisingFlag() === 'true', 10_000, 'the presence Lease to say advertising again');
   t.pass();
 });
+
+/** What this edge tells the other edges: the annotation on its presence Lease. */
+function advertisingFlag(): string | undefined {
+  const lease = lab.api.get('leases.coordination.k8s.io', 'kube-system', 'edgelb-ipam-edge-edge-a') as { metadata?: { annotations?: Record<string, string> } } | undefined;
+  return lease?.metadata?.annotations?.['edgelb.io/advertising'];
+}
 
 test.serial('restart with SIGQUIT (handover): the route never leaves the router, XDP stays attached', async (t) => {
   let lost = false;
@@ -292,7 +199,7 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
       await sleep(50);
     }
   })();
-  const [gobgpdBefore] = await processesIn(E, 'gobgpd');
+  const [gobgpdBefore] = await lab.processesIn(E, 'gobgpd');
   t.truthy(gobgpdBefore);
   t.is(await stopAgent('SIGQUIT'), 0);
   const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
@@ -306,12 +213,12 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
   t.is(s.datapath.services, 1);
   // The new agent adopted the gobgpd that kept announcing: a second one
   // cannot bind the BGP port and would leave the agent steering nothing.
-  t.deepEqual(await processesIn(E, 'gobgpd'), [gobgpdBefore], 'one gobgpd, the one from before the restart');
+  t.deepEqual(await lab.processesIn(E, 'gobgpd'), [gobgpdBefore], 'one gobgpd, the one from before the restart');
 });
 
 test.serial('deleting the Service removes its frontend from the datapath and its VIP from the router', async (t) => {
-  api.delete('services', 'default', 'web');
-  api.delete('endpointslices.discovery.k8s.io', 'default', 'web-abc');
+  lab.api.delete('services', 'default', 'web');
+  lab.api.delete('endpointslices.discovery.k8s.io', 'default', 'web-abc');
   await until(async () => (await routerGateways(vip)).length === 0, 20_000, 'the VIP to leave the router');
   const services = await until(async () => {
     const list = JSON.parse((await cli('service', 'list', '-o', 'json')).out) as unknown[];
@@ -328,5 +235,5 @@ test.serial('SIGTERM drains, withdraws and detaches', async (t) => {
   await until(async () => (await routerGateways(vip)).length === 0, 5_000, 'the router to drop the withdrawn VIP');
   const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
   t.notRegex(link.stdout, /prog\/xdp/);
-  t.truthy(readFileSync(join(dir, 'edgelb.yaml')));
+  t.truthy(readFileSync(lab.configFile));
 });
