@@ -159,6 +159,8 @@ function serviceFingerprint(svc: V1Service): string {
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/** How long stop() waits for pending status writes. */
+const STATUS_FLUSH_MS = 10_000;
 
 export class KubernetesController {
   private readonly o: KubernetesControllerOptions;
@@ -185,6 +187,7 @@ export class KubernetesController {
   /** Services known at the first sync and not computed since (null: not synced yet); removals wait for it to empty. */
   private firstPass: Set<string> | null = null;
   private firstPassDone = false;
+  private syncedAt = 0;
   /** Reports held back until the first pass is complete (the VIPs are applied then). */
   private readonly heldReports = new Map<string, { prev: SvcState | undefined; problems: Problem[] }>();
   private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
@@ -286,6 +289,9 @@ export class KubernetesController {
     this.timer = null;
     await Promise.all([this.services.stop(), this.slices.stop(), this.nodes.stop()]);
     await this.flushing;
+    // Addresses allocated but not yet in status exist only in this process:
+    // the next agent (after a handover) or leader must find them there.
+    await this.status_?.flush(STATUS_FLUSH_MS);
     await this.elector.stop(release);
     await this.presence.stop(release);
     this.status_?.stop();
@@ -410,6 +416,9 @@ export class KubernetesController {
   private becomeLeader(): void {
     this.ipam = new IpAllocator(this.config.pools);
     this.needRestore = true;
+    // Leading before the first pass is complete: compute it (again) with the
+    // allocator, which knows addresses status may not show yet.
+    if (!this.firstPassDone && this.firstPass !== null) this.firstPass = new Set(this.services.list().map(serviceKey));
     this.status_ = new StatusWriter({
       rest: this.rest,
       logger: this.log,
@@ -468,9 +477,24 @@ export class KubernetesController {
 
   private async doFlush(): Promise<void> {
     if (!this.synced()) return;
-    this.firstPass ??= new Set(this.services.list().map(serviceKey));
+    if (this.firstPass === null) {
+      this.firstPass = new Set(this.services.list().map(serviceKey));
+      this.syncedAt = Date.now();
+    }
     if (this.dirty.size > 0) await this.round();
-    if (!this.firstPassDone && this.firstPass.size === 0) await this.completeFirstPass();
+    if (!this.firstPassDone && this.firstPass.size === 0 && this.leadershipSettled()) await this.completeFirstPass();
+  }
+
+  /**
+   * Whether it is known who allocates: the Lease has been read, and if it
+   * names this edge (a restart), this edge leads — then the first pass was
+   * computed with the allocator, not from a status that may lag behind it.
+   */
+  private leadershipSettled(): boolean {
+    // A Lease that cannot be read must not hold back the VIPs for ever.
+    if (Date.now() - this.syncedAt > 2000 * this.config.kubernetes.leaseDurationSeconds) return true;
+    if (!this.elector.hasRead()) return false;
+    return this.elector.holder() !== this.o.nodeName || this.elector.isLeader();
   }
 
   /** One bounded round: compute, hand the changes to the sink, report what it did. */

@@ -46,6 +46,7 @@ export class LeaderElector {
   private running = false;
   private loop: Promise<void> = Promise.resolve();
   private currentHolder = '';
+  private seen = false;
   transitions = 0;
 
   constructor(o: LeaderElectorOptions) {
@@ -65,6 +66,11 @@ export class LeaderElector {
   /** Last holder seen in the Lease ('' = none). */
   holder(): string {
     return this.currentHolder;
+  }
+
+  /** Whether the Lease has been read (or created) at least once, i.e. holder() means something. */
+  hasRead(): boolean {
+    return this.seen;
   }
 
   start(): void {
@@ -155,6 +161,7 @@ export class LeaderElector {
       try {
         await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: this.spec(0, undefined) } });
         this.currentHolder = identity;
+        this.seen = true;
         this.setLeading(true);
         return true;
       } catch (ce) {
@@ -164,6 +171,7 @@ export class LeaderElector {
     }
     const holder = lease.spec?.holderIdentity ?? '';
     this.currentHolder = holder;
+    this.seen = true;
     const key = `${holder}|${String(lease.spec?.renewTime?.valueOf() ?? '')}|${lease.metadata?.resourceVersion ?? ''}`;
     if (this.observed?.key !== key) this.observed = { key, sinceMs: this.now() };
     const mine = holder === identity;

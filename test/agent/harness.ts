@@ -96,6 +96,9 @@ export class AgentLab {
   }
 
   async close(): Promise<void> {
+    // EDGELB_AGENT_LOG_DIR=DIR keeps every agent's log of this lab (reading timings of a passing run).
+    const keep = process.env.EDGELB_AGENT_LOG_DIR;
+    if (keep) writeFileSync(join(keep, `agent-${this.o.tag}-${this.id}.log`), this.log);
     const errors = await this.cleanup.run();
     if (errors.length > 0) console.error(errors.map((e) => e.message).join('\n'));
   }

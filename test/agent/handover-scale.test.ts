@@ -1,0 +1,99 @@
+// A SIGQUIT handover with 3 000 Services: the new agent computes the whole
+// cluster in bounded rounds, and while it does, no VIP leaves the router and
+// no frontend leaves the pinned maps.
+import test from 'ava';
+import { BpfMap } from '../../src/datapath/loader.js';
+import { kernelRoutes, sleep } from '../lib/netns.js';
+import { AgentLab, until } from './harness.js';
+
+const N = 3000;
+
+const lab = new AgentLab({
+  tag: 'h',
+  config: ({ NET, PIN, dir, controlSock }) => `node: { name: edge-h, routerId: ${NET}.2, asn: 64512, uplink: up0 }
+bgp:
+  gobgp: { socket: ${dir}/gobgp.sock, manage: true }
+  bfdd: { runDir: ${dir}/bfdd }
+  peers: [{ address: ${NET}.1, asn: 64500, holdTime: 9, keepalive: 3 }]
+pools: [{ name: big, cidrs: [198.19.0.0/20] }]
+datapath: { pinPath: ${PIN}, xdp: native }
+kubernetes: { kubeconfig: ${dir}/kubeconfig, leaseDurationSeconds: 5 }
+control: { socket: ${controlSock} }
+metrics: { listen: "" }
+`,
+});
+
+test.before(async () => {
+  await lab.open();
+  lab.api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${lab.NET}.10` }] } });
+  for (let i = 0; i < N; i++) {
+    lab.api.create({
+      apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: 'default' },
+      spec: { type: 'LoadBalancer', loadBalancerClass: 'edgelb.io/dsr', allocateLoadBalancerNodePorts: false, selector: { app: `s${i}` }, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
+    });
+    lab.api.create({
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: `s${i}-1`, namespace: 'default', labels: { 'kubernetes.io/service-name': `s${i}` } },
+      addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      endpoints: [{ addresses: [`10.244.${i >> 8}.${i & 255}`], nodeName: 'node-1', conditions: { ready: true } }],
+    });
+  }
+});
+
+test.after.always(async () => {
+  await lab.close();
+});
+
+test.afterEach.always((t) => {
+  if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${lab.log.slice(-4000)}`);
+});
+
+/** VIP routes the router has installed (all of them /32s from the pool). */
+async function vipRoutes(): Promise<number> {
+  return (await kernelRoutes(lab.R)).filter((r) => r.dst.startsWith('198.19.')).length;
+}
+
+/** Frontends in the pinned edge_services map (VIP markers have port 0). */
+function pinnedFrontends(): number {
+  const m = BpfMap.openPinned(`${lab.PIN}/edge_services`);
+  try {
+    return m.keys().filter((k) => k.readUInt16BE(4) !== 0).length;
+  } finally {
+    m.close();
+  }
+}
+
+test.serial(`SIGQUIT handover with ${N} Services: no VIP leaves the router, no frontend leaves the pinned maps`, async (t) => {
+  const t0 = Date.now();
+  await lab.startAgent();
+  await until(async () => (await vipRoutes()) === N, 240_000, `${N} VIP routes at the router`, 500);
+  await until(() => pinnedFrontends() === N, 30_000, `${N} frontends in the pinned maps`, 500);
+  t.log(`cold start: ${N} Services announced and programmed ${Date.now() - t0} ms after the agent started`);
+
+  let minRoutes = Infinity;
+  let minFrontends = Infinity;
+  let samples = 0;
+  let polling = true;
+  const poll = (async () => {
+    while (polling) {
+      minRoutes = Math.min(minRoutes, await vipRoutes());
+      minFrontends = Math.min(minFrontends, pinnedFrontends());
+      samples++;
+      await sleep(100);
+    }
+  })();
+  const t1 = Date.now();
+  t.is(await lab.stopAgent('SIGQUIT'), 0);
+  const logFrom = lab.log.length;
+  await lab.startAgent();
+  await until(() => /first pass complete/.test(lab.log.slice(logFrom)), 240_000, 'the new agent to compute every Service once', 200);
+  const firstPassMs = Date.now() - t1;
+  await sleep(3000); // and a little after: removals would come now
+  polling = false;
+  await poll;
+  t.log(`handover: first pass complete ${firstPassMs} ms after SIGQUIT; ${samples} samples, fewest VIP routes ${minRoutes}, fewest pinned frontends ${minFrontends}`);
+  t.true(samples > 10, `${samples} samples`);
+  t.is(minRoutes, N, 'a VIP left the router during the handover');
+  t.is(minFrontends, N, 'a frontend left the pinned maps during the handover');
+  const st = JSON.parse((await lab.cli('status', '-o', 'json')).out) as { datapath: { services: number }; bgp: { vipsAnnounced: number } };
+  t.is(st.datapath.services, N);
+});
