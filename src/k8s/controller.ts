@@ -31,132 +31,28 @@
 //   a pool that admits the Service). Every edge reports the frontends it
 //   does not serve itself (Warning Events).
 import { createHash } from 'node:crypto';
-import { CoordinationV1Api, type KubeConfig, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
-import type { EdgelbConfig } from '../config/types.js';
-import { IpAllocator, poolForAddress, type Assigned } from '../ipam/allocator.js';
+import { CoordinationV1Api, type KubeConfig, type V1Service } from '@kubernetes/client-node';
+import { IpAllocator } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
-import { desiredForService, desiredVips, type DesiredConfig, frontendKey, type Problem } from '../model/desired.js';
-import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
+import { desiredVips, type Problem } from '../model/desired.js';
+import { creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
 import type { DesiredService, DesiredVip, FrontendRejection } from '../model/types.js';
+import { ClusterCache } from './cluster-cache.js';
+import { allocationOrder, computeService, readyAddresses, recordOutcome, toOffer, type Candidate, type ComputeContext, type Item, type SvcState } from './service-compute.js';
 import { EventRecorder } from './events.js';
 import { RestClient } from './rest.js';
 import { loadKubeConfig } from './kubeconfig.js';
-import { ResilientInformer, type InformerStats } from './informer.js';
 import { LeaderElector } from './lease.js';
 import { EdgePresence } from './presence.js';
 import { StatusWriter } from './status.js';
-import { ServiceReporter, type ReportedState } from './reporter.js';
-import { trimNode, trimService, trimSlice } from './trim.js';
+import { ServiceReporter } from './reporter.js';
 import { FrontendClaims } from './claims.js';
-import { ClusterIndex, parseKey } from './cluster-index.js';
-import { CAPACITY_REJECTIONS, freeSpace, moreRoom, type DesiredStateSink } from './sink.js';
+import { freeSpace, moreRoom } from './sink.js';
+import { FirstPass } from './first-pass.js';
 
 export type { DesiredStateSink } from './sink.js';
-
-export interface KubernetesControllerOptions {
-  /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch/maxPortsPerService are read. */
-  config: DesiredConfig & Pick<EdgelbConfig, 'kubernetes'>;
-  /** Overrides config.kubernetes.kubeconfig; empty = in-cluster / $KUBECONFIG. */
-  kubeconfigPath?: string;
-  /** An already loaded KubeConfig (tests); wins over paths. */
-  kubeConfig?: KubeConfig;
-  /** This edge's name: Lease identity and Event source. */
-  nodeName: string;
-  logger: Logger;
-  sink: DesiredStateSink;
-  /** Whether this edge advertises until setAdvertising() says otherwise (the agent starts with false). Default true. */
-  advertising?: boolean;
-  /** Batching window for informer events (ms). */
-  debounceMs?: number;
-  /** Services reconciled per round (a larger change takes several rounds). */
-  batchSize?: number;
-  /** Concurrent status writes. */
-  statusConcurrency?: number;
-}
-
-export interface ControllerStatus {
-  connected: boolean;
-  synced: boolean;
-  /** Every Service known at the first sync has been computed once (removals allowed from then on). */
-  firstPassDone: boolean;
-  leader: boolean;
-  /** Current Lease holder as last read ('' = unknown/none). */
-  leaderIdentity: string;
-  /** Watch (re)starts beyond the first one per informer. */
-  watchRestarts: number;
-  /** Lists beyond the initial one per informer (relists after 410 or outage). */
-  relists: number;
-  informers: Record<string, InformerStats>;
-  /** Services edgelb handles. */
-  services: number;
-  /** Frontends the sink accepted. */
-  frontends: number;
-  /** Frontends not served by this edge, by reason. */
-  rejected: Record<string, number>;
-  /** Backends summed over frontends (a pod serving two ports counts twice). */
-  endpoints: number;
-  /** Distinct addresses in use per pool (from allocations or status). */
-  pools: { pool: string; used: number }[];
-  vips: number;
-  /** Services waiting for an address (refused, exhausted...). */
-  unallocated: number;
-  advertisingEdges: string[];
-  statusWritesPending: number;
-  statusWrites: number;
-  eventsPending: number;
-  sinkErrors: number;
-}
-
-function digest(ds: DesiredService): string {
-  return createHash('sha1').update(JSON.stringify(ds)).digest('base64');
-}
-
-interface RejectedEntry {
-  rejection: FrontendRejection;
-  /** Digest of the frontend as rejected ('' = rejected by the model before any sink saw it). */
-  digest: string;
-  /** Sink free space when rejected for lack of it (retried when it grows); null for other reasons. */
-  free: number[] | null;
-}
-
-interface SvcState extends ReportedState {
-  /** frontendKey → digest of the entry's JSON as the sink accepted it (the sink keeps the objects). */
-  entries: Map<string, string>;
-  rejected: Map<string, RejectedEntry>;
-  nodes: string[];
-  backends: number;
-}
-
-/** One frontend as computed this round. */
-interface Item {
-  ds: DesiredService;
-  fk: string;
-  digest: string;
-  active: boolean;
-}
-
-/** A Service as computed this round, before and after the sink's answer. */
-interface Candidate {
-  svc: V1Service;
-  st: SvcState;
-  items: Item[];
-  problems: Problem[];
-}
-
-const FAILURE_REASONS = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict']);
-
-/**
- * Digest of what reconciliation reads from a Service: spec, labels,
- * annotations, the addresses in status and a failure reported in our
- * condition (both matter on edges that follow the leader's status).
- */
-function serviceFingerprint(svc: V1Service): string {
-  const md = svc.metadata;
-  const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
-  const failed = c && FAILURE_REASONS.has(c.reason) ? c.reason : '';
-  const text = JSON.stringify([md?.uid, svc.spec, md?.labels, md?.annotations, ingressAddresses(svc), failed]);
-  return createHash('sha1').update(text).digest('base64');
-}
+export type { ControllerStatus, KubernetesControllerOptions } from './controller-types.js';
+import type { ControllerStatus, KubernetesControllerOptions } from './controller-types.js';
 
 const MAX_BACKOFF_MS = 30_000;
 /** How long stop() waits for pending status writes. */
@@ -168,9 +64,7 @@ export class KubernetesController {
   private readonly log: Logger;
   private readonly kc: KubeConfig;
   private readonly rest: RestClient;
-  private readonly services: ResilientInformer<V1Service>;
-  private readonly slices: ResilientInformer<V1EndpointSlice>;
-  private readonly nodes: ResilientInformer<V1Node>;
+  private readonly cluster: ClusterCache;
   private readonly elector: LeaderElector;
   private readonly presence: EdgePresence;
   private readonly events: EventRecorder;
@@ -178,18 +72,12 @@ export class KubernetesController {
   private status_: StatusWriter | null = null;
   private ipam: IpAllocator | null = null;
 
-  private readonly index = new ClusterIndex();
   private readonly state = new Map<string, SvcState>();
   private readonly claims = new FrontendClaims();
-  private readonly fingerprints = new Map<string, string>();
   private readonly unallocated = new Set<string>();
   private readonly dirty = new Set<string>();
   /** Services known at the first sync and not computed since (null: not synced yet); removals wait for it to empty. */
-  private firstPass: Set<string> | null = null;
-  private firstPassDone = false;
-  private syncedAt = 0;
-  /** Reports held back until the first pass is complete (the VIPs are applied then). */
-  private readonly heldReports = new Map<string, { prev: SvcState | undefined; problems: Problem[] }>();
+  private readonly firstPass = new FirstPass();
   private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
   private lastVips: DesiredVip[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -208,34 +96,15 @@ export class KubernetesController {
     this.rest = new RestClient(this.kc);
     const coord = this.kc.makeApiClient(CoordinationV1Api);
     const k = o.config.kubernetes;
-    const common = { kubeConfig: this.kc, logger: this.log, onListed: () => this.schedule() };
-    this.services = new ResilientInformer<V1Service>({
-      ...common,
-      name: 'services',
-      path: '/api/v1/services',
-      list: () => this.rest.listAll('/api/v1/services', trimService),
-      project: trimService,
-      onEvent: (ev, svc) => this.onService(ev, svc),
-    });
-    this.slices = new ResilientInformer<V1EndpointSlice>({
-      ...common,
-      name: 'endpointslices',
-      path: '/apis/discovery.k8s.io/v1/endpointslices',
-      list: () => this.rest.listAll('/apis/discovery.k8s.io/v1/endpointslices', trimSlice),
-      project: trimSlice,
-      onEvent: (ev, s) => {
-        for (const key of this.index.onSlice(ev, s)) this.markDirty(key);
-      },
-    });
-    this.nodes = new ResilientInformer<V1Node>({
-      ...common,
-      name: 'nodes',
-      path: '/api/v1/nodes',
-      list: () => this.rest.listAll('/api/v1/nodes', trimNode),
-      project: trimNode,
-      onEvent: (ev, n) => {
-        const name = n.metadata?.name ?? '';
-        if (this.index.onNode(ev, n)) for (const [key, st] of this.state) if (st.nodes.includes(name)) this.markDirty(key);
+    this.cluster = new ClusterCache({
+      kubeConfig: this.kc,
+      rest: this.rest,
+      logger: this.log,
+      onListed: () => this.schedule(),
+      onServiceSeen: (key) => this.status_?.observe(key),
+      onDirty: (key) => this.markDirty(key),
+      onNodeChanged: (name) => {
+        for (const [key, st] of this.state) if (st.nodes.includes(name)) this.markDirty(key);
       },
     });
     this.elector = new LeaderElector({
@@ -273,7 +142,7 @@ export class KubernetesController {
     if (this.running) return;
     this.running = true;
     await this.presence.start();
-    await Promise.all([this.services.start(), this.slices.start(), this.nodes.start()]);
+    await this.cluster.start();
     this.elector.start();
   }
 
@@ -287,7 +156,7 @@ export class KubernetesController {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await Promise.all([this.services.stop(), this.slices.stop(), this.nodes.stop()]);
+    await this.cluster.stop();
     await this.flushing;
     // Addresses allocated but not yet in status exist only in this process:
     // the next agent (after a handover) or leader must find them there.
@@ -320,7 +189,7 @@ export class KubernetesController {
   }
 
   status(): ControllerStatus {
-    const informers = { services: this.services.stats(), endpointslices: this.slices.stats(), nodes: this.nodes.stats() };
+    const informers = this.cluster.stats();
     const all = Object.values(informers);
     let frontends = 0;
     let endpoints = 0;
@@ -339,7 +208,7 @@ export class KubernetesController {
     return {
       connected: all.every((s) => s.connected),
       synced: all.every((s) => s.synced),
-      firstPassDone: this.firstPassDone,
+      firstPassDone: this.firstPass.done,
       leader: this.elector.isLeader(),
       leaderIdentity: this.elector.holder(),
       watchRestarts: all.reduce((n, s) => n + Math.max(0, s.watchStarts - 1), 0),
@@ -374,31 +243,13 @@ export class KubernetesController {
     }
   }
 
-  // --- informer events -------------------------------------------------
-
-  private onService(ev: string, svc: V1Service): void {
-    const key = serviceKey(svc);
-    this.status_?.observe(key);
-    if (ev === 'delete') {
-      this.fingerprints.delete(key);
-      this.markDirty(key);
-      return;
-    }
-    // Most updates are the echo of a status write; recompute only when
-    // something the desired state depends on changed.
-    const fp = serviceFingerprint(svc);
-    if (this.fingerprints.get(key) === fp) return;
-    this.fingerprints.set(key, fp);
-    this.markDirty(key);
-  }
-
   private markDirty(key: string): void {
     this.dirty.add(key);
     this.schedule();
   }
 
   private markAll(): void {
-    for (const s of this.services.list()) this.dirty.add(serviceKey(s));
+    for (const s of this.cluster.serviceList()) this.dirty.add(serviceKey(s));
     for (const k of this.state.keys()) this.dirty.add(k);
     this.schedule();
   }
@@ -418,7 +269,7 @@ export class KubernetesController {
     this.needRestore = true;
     // Leading before the first pass is complete: compute it (again) with the
     // allocator, which knows addresses status may not show yet.
-    if (!this.firstPassDone && this.firstPass !== null) this.firstPass = new Set(this.services.list().map(serviceKey));
+    this.firstPass.restart(this.cluster.serviceList().map(serviceKey));
     this.status_ = new StatusWriter({
       rest: this.rest,
       logger: this.log,
@@ -435,7 +286,7 @@ export class KubernetesController {
    */
   private restoreAllocations(): void {
     this.needRestore = false;
-    const owned = this.services.list().filter((s) => isOurs(s, this.config.kubernetes) && ingressAddresses(s).length > 0);
+    const owned = this.cluster.serviceList().filter((s) => isOurs(s, this.config.kubernetes) && ingressAddresses(s).length > 0);
     owned.sort((a, b) => creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
     for (const svc of owned) this.ipam!.assign(ipRequestFor(svc));
   }
@@ -450,12 +301,11 @@ export class KubernetesController {
   // --- reconciliation ---------------------------------------------------
 
   private getService(key: string): V1Service | undefined {
-    const [ns, name] = parseKey(key);
-    return this.services.get(name, ns);
+    return this.cluster.service(key);
   }
 
   private synced(): boolean {
-    return this.services.stats().synced && this.slices.stats().synced && this.nodes.stats().synced;
+    return this.cluster.synced();
   }
 
   private flush(): Promise<void> {
@@ -465,7 +315,9 @@ export class KubernetesController {
       .finally(() => {
         this.flushing = null;
         // Before the first full sync the informers' onListed wakes us.
-        if ((this.dirty.size > 0 || (this.firstPass !== null && !this.firstPassDone)) && this.synced()) this.schedule();
+        if (this.dirty.size > 0 && this.synced()) this.schedule();
+        // Waiting only to learn who allocates: look again a little later.
+        else if (this.firstPass.waiting() && this.synced()) this.schedule(200);
       });
     return this.flushing;
   }
@@ -477,12 +329,9 @@ export class KubernetesController {
 
   private async doFlush(): Promise<void> {
     if (!this.synced()) return;
-    if (this.firstPass === null) {
-      this.firstPass = new Set(this.services.list().map(serviceKey));
-      this.syncedAt = Date.now();
-    }
+    this.firstPass.begin(this.cluster.serviceList().map(serviceKey));
     if (this.dirty.size > 0) await this.round();
-    if (!this.firstPassDone && this.firstPass.size === 0 && this.leadershipSettled()) await this.completeFirstPass();
+    if (this.firstPass.ready(this.leadershipSettled(), 2000 * this.config.kubernetes.leaseDurationSeconds)) await this.completeFirstPass();
   }
 
   /**
@@ -491,8 +340,6 @@ export class KubernetesController {
    * computed with the allocator, not from a status that may lag behind it.
    */
   private leadershipSettled(): boolean {
-    // A Lease that cannot be read must not hold back the VIPs for ever.
-    if (Date.now() - this.syncedAt > 2000 * this.config.kubernetes.leaseDurationSeconds) return true;
     if (!this.elector.hasRead()) return false;
     return this.elector.holder() !== this.o.nodeName || this.elector.isLeader();
   }
@@ -502,21 +349,17 @@ export class KubernetesController {
     const leader = this.ipam !== null;
     if (leader && this.needRestore) this.restoreAllocations();
     let keys = [...this.dirty];
-    if (leader) {
-      // Services that already have an address claim it before new ones get one.
-      const rank = keys.map((k) => {
-        const svc = this.getService(k);
-        return { k, has: svc && ingressAddresses(svc).length > 0 ? 0 : 1, t: svc ? creationMs(svc) : 0 };
-      });
-      rank.sort((a, b) => a.has - b.has || a.t - b.t || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
-      keys = rank.map((r) => r.k);
-    }
+    if (leader) keys = allocationOrder(keys, (k) => this.getService(k));
     // Bounded rounds keep the transient memory of a big change (startup,
     // relist) small and let the first Services reach the sink early.
     keys = keys.slice(0, this.o.batchSize ?? 1000);
     for (const k of keys) this.dirty.delete(k);
 
     const space = this.space();
+    const ctx: ComputeContext = {
+      config: this.config, ipam: this.ipam, claims: this.claims, live: (o) => this.state.has(o),
+      slicesOf: (k) => this.cluster.slicesOf(k), nodeAddrs: this.cluster.nodeAddrs,
+    };
     const next = new Map<string, Candidate | null>();
     const upserts: DesiredService[] = [];
     const offered = new Map<string, { key: string; item: Item }>();
@@ -538,16 +381,13 @@ export class KubernetesController {
         else this.status_?.set(key, null);
         continue;
       }
-      const c = this.compute(key, svc, prev);
+      const c = computeService(ctx, key, svc, prev);
+      if (ctx.ipam && c.st.failure) this.unallocated.add(key);
+      else this.unallocated.delete(key);
       if (prev && prev.addresses.some((a) => !c.st.addresses.some((b) => b.ip === a.ip))) released = true;
-      for (const item of c.items) {
-        const was = prev?.rejected.get(item.fk);
-        if (prev?.entries.get(item.fk) === item.digest) c.st.entries.set(item.fk, item.digest);
-        else if (was && was.digest === item.digest && !(was.free && moreRoom(was.free, space))) c.st.rejected.set(item.fk, was);
-        else {
-          upserts.push(item.ds);
-          offered.set(item.fk, { key, item });
-        }
+      for (const item of toOffer(c, prev, space)) {
+        upserts.push(item.ds);
+        offered.set(item.fk, { key, item });
       }
       for (const fk of prev?.entries.keys() ?? []) if (!c.st.entries.has(fk) && !offered.has(fk)) removals.add(fk);
       next.set(key, c);
@@ -574,14 +414,8 @@ export class KubernetesController {
     const rejections = new Map(answer.map((r) => [r.key, r]));
     const after = this.space();
     for (const [fk, { key, item }] of offered) {
-      const st = next.get(key)!.st;
-      const r = rejections.get(fk);
-      if (upsertFailed) {
-        // Unknown outcome: keep what was accepted before (the VIP stays); the round is retried.
-        const before = this.state.get(key)?.entries.get(fk);
-        if (before !== undefined) st.entries.set(fk, before);
-      } else if (r) st.rejected.set(fk, { rejection: r, digest: item.digest, free: CAPACITY_REJECTIONS.has(r.reason) ? after : null });
-      else st.entries.set(fk, item.digest);
+      const outcome = upsertFailed ? 'unknown' : (rejections.get(fk) ?? 'accepted');
+      recordOutcome(next.get(key)!.st, item, outcome, this.state.get(key), after);
     }
     let vipsTouched = false;
     for (const [key, c] of next) {
@@ -598,7 +432,7 @@ export class KubernetesController {
     // Until the first pass is complete the VIP set is partial, and
     // withdrawing what is not computed yet would take it off the routers.
     let vipsFailed = false;
-    if (this.firstPassDone && vipsDigest !== this.lastVipsDigest) {
+    if (this.firstPass.done && vipsDigest !== this.lastVipsDigest) {
       try {
         await this.o.sink.applyVips(vips);
       } catch (e) {
@@ -606,7 +440,7 @@ export class KubernetesController {
         vipsFailed = true;
       }
     }
-    if (this.firstPassDone && !vipsFailed && removals.size > 0) {
+    if (this.firstPass.done && !vipsFailed && removals.size > 0) {
       try {
         await this.o.sink.remove([...removals]);
         this.removedTotal += removals.size;
@@ -626,7 +460,7 @@ export class KubernetesController {
       return;
     }
     this.failures = 0;
-    if (this.firstPassDone) {
+    if (this.firstPass.done) {
       this.lastVipsDigest = vipsDigest;
       this.lastVips = vips;
     }
@@ -639,7 +473,7 @@ export class KubernetesController {
       if (c === null) this.state.delete(k);
       else this.state.set(k, c.st);
     }
-    for (const k of keys) this.firstPass?.delete(k);
+    this.firstPass.computed(keys);
     // A Service that lost a frontend to another one gets it once freed.
     if (freed) for (const k of this.claims.waiting()) this.dirty.add(k);
     // Frontends rejected for lack of space are offered again once there is more.
@@ -651,9 +485,8 @@ export class KubernetesController {
 
   /** Status and Events from the outcome; held back (first report's `prev` kept) until the first pass applied the VIPs. */
   private report(key: string, c: Candidate, prev: SvcState | undefined): void {
-    if (!this.firstPassDone) {
-      const held = this.heldReports.get(key);
-      this.heldReports.set(key, { prev: held ? held.prev : prev, problems: c.problems });
+    if (!this.firstPass.done) {
+      this.firstPass.hold(key, prev, c.problems);
       return;
     }
     this.reportNow(c.svc, c.st, prev, c.problems);
@@ -689,80 +522,12 @@ export class KubernetesController {
     this.removedTotal += stale.length;
     this.lastVips = vips;
     this.lastVipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
-    this.firstPassDone = true;
+    const held = this.firstPass.finish();
     this.log.info({ services: this.state.size, vips: vips.length, staleRemoved: stale.length }, 'first pass complete: VIPs applied, stale frontends removed');
-    for (const [key, held] of this.heldReports) {
+    for (const [key, h] of held) {
       const svc = this.getService(key);
       const st = this.state.get(key);
-      if (svc && st) this.reportNow(svc, st, held.prev, held.problems);
+      if (svc && st) this.reportNow(svc, st, h.prev, h.problems);
     }
-    this.heldReports.clear();
   }
-
-  /** Allocation + desired frontends (claims and the model's own rejections applied); the sink's answer comes later. */
-  private compute(key: string, svc: V1Service, prev: SvcState | undefined): Candidate {
-    let addresses: Assigned[];
-    let failure: SvcState['failure'] = null;
-    if (this.ipam) {
-      const r = this.ipam.assign(ipRequestFor(svc));
-      if (r.ok) {
-        addresses = r.addresses;
-        this.unallocated.delete(key);
-      } else {
-        addresses = [];
-        failure = { reason: r.reason, message: r.message };
-        this.unallocated.add(key);
-      }
-    } else {
-      addresses = this.addressesFromStatus(svc, prev);
-      this.unallocated.delete(key);
-    }
-    const d = desiredForService(svc, this.index.slicesOf(key, (n, ns) => this.slices.get(n, ns)), this.index.nodeAddrs, this.config, addresses);
-    const st: SvcState = { addresses, ready: [], failure, entries: new Map(), rejected: new Map(), nodes: [], backends: 0, advertised: prev?.advertised ?? false };
-    for (const r of d.rejected) st.rejected.set(r.key, { rejection: r, digest: '', free: null });
-    const nodes = new Set<string>();
-    const items: Item[] = [];
-    let lost = false;
-    for (const ds of d.services) {
-      const fk = frontendKey(ds.frontend);
-      const owner = this.claims.claim(fk, key, (o) => this.state.has(o));
-      if (owner !== null) {
-        st.rejected.set(fk, { rejection: { key: fk, service: key, reason: 'FrontendConflict', message: `${key} ${fk}: already served for ${owner}` }, digest: '', free: null });
-        lost = true;
-        continue;
-      }
-      for (const b of ds.backends) nodes.add(b.nodeName);
-      st.backends += ds.backends.length;
-      items.push({ ds, fk, digest: digest(ds), active: ds.backends.some((b) => b.state === 'active') });
-    }
-    this.claims.setLoser(key, lost);
-    st.nodes = [...nodes];
-    return { svc, st, items, problems: d.problems };
-  }
-
-  /**
-   * Addresses of a Service as the allocating edge published them. While
-   * status is empty and no failure is reported, a Service keeps what this
-   * edge knew (e.g. it just lost leadership before its write landed).
-   */
-  private addressesFromStatus(svc: V1Service, prev: SvcState | undefined): Assigned[] {
-    const ns = svc.metadata?.namespace ?? '';
-    const labels = svc.metadata?.labels ?? {};
-    const out: Assigned[] = [];
-    for (const ip of ingressAddresses(svc)) {
-      const p = poolForAddress(this.config.pools, ip, ns, labels);
-      if (p) out.push({ ip, pool: p.name });
-    }
-    if (out.length > 0 || !prev) return out;
-    const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
-    if (c && FAILURE_REASONS.has(c.reason)) return out;
-    return prev.addresses;
-  }
-}
-
-/** Addresses with an accepted frontend that has an active backend: what this edge advertises for the Service. */
-function readyAddresses(c: Candidate): string[] {
-  const ready = new Set<string>();
-  for (const it of c.items) if (it.active && c.st.entries.has(it.fk)) ready.add(it.ds.frontend.vip);
-  return c.st.addresses.map((a) => a.ip).filter((ip) => ready.has(ip));
 }

@@ -155,7 +155,7 @@ function stateOf(c: { ready?: boolean; serving?: boolean; terminating?: boolean 
   return null;
 }
 
-function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: Map<string, NodeAddresses>, problems: Problem[]): Backend[] {
+function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: ReadonlyMap<string, NodeAddresses>, problems: Problem[]): Backend[] {
   const byId = new Map<string, Backend>();
   for (const slice of slices) {
     const addrType = slice.addressType === 'IPv6' ? 6 : slice.addressType === 'IPv4' ? 4 : null;
@@ -205,7 +205,7 @@ export interface ServiceDesired {
 export function desiredForService(
   svc: V1Service,
   slices: V1EndpointSlice[],
-  nodes: Map<string, NodeAddresses>,
+  nodes: ReadonlyMap<string, NodeAddresses>,
   config: Pick<DesiredConfig, 'datapath'>,
   addresses: Assigned[],
 ): ServiceDesired {
