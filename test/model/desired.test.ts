@@ -56,6 +56,9 @@ test('ip request: annotation wins over spec.loadBalancerIP, sharing key, ports, 
   t.deepEqual(r.families, [6, 4]);
   t.deepEqual(r.current, ['192.0.2.7']);
   t.deepEqual(r.ports, [{ port: 80, protocol: 'TCP' }]);
+  t.deepEqual(r.shareWithNamespaces, []);
+  t.deepEqual(ipRequestFor(svc('d', {}, { 'edgelb.io/allow-shared-ip-namespaces': ' team-b , team-c ' })).shareWithNamespaces, ['team-b', 'team-c']);
+  t.is(ipRequestFor(svc('d', {}, { 'edgelb.io/allow-shared-ip-namespaces': '*' })).shareWithNamespaces, '*');
   t.deepEqual(requestedAddresses(svc('b', { loadBalancerIP: '192.0.2.5' })), ['192.0.2.5']);
   t.deepEqual(ipRequestFor(svc('c', { ipFamilies: ['IPv6'], ipFamilyPolicy: 'PreferDualStack' })).families, [6]);
 });
