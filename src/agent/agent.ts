@@ -84,6 +84,7 @@ export class Agent {
       bfdSessions: () => (this.parts.bgp?.peers() ?? []).filter((p) => p.bfd !== null).map((p) => ({ peer: p.address, up: p.bfd === 'up' })),
       poolUsage: () => this.parts.kubernetes?.poolUsage() ?? [],
       rejectedFrontends: () => this.parts.kubernetes?.view().rejected ?? {},
+      duplicateName: () => (this.parts.kubernetes?.view().duplicateName ?? null) !== null,
       ready: () => this.readiness(),
     });
     this.control = new ControlServer(config.control.socket, this.routes(), log);
@@ -191,7 +192,7 @@ export class Agent {
       components,
       datapath: dp,
       bgp: { gobgpd: this.parts.bgp?.gobgpdState() ?? 'not managed by this agent', peers: this.parts.bgp?.peers() ?? [], vipsAnnounced: this.parts.bgp?.vipsAnnounced() ?? 0 },
-      kubernetes: this.parts.kubernetes?.view() ?? { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0, rejected: {} },
+      kubernetes: this.parts.kubernetes?.view() ?? { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0, rejected: {}, duplicateName: null },
     };
   }
 

@@ -83,5 +83,7 @@ export interface AgentStatus {
     endpoints: number;
     /** Frontends this edge does not serve, by reason (Warning Events and the Advertised condition name each). */
     rejected: Record<string, number>;
+    /** Another machine presents this edge's node.name (its instance id), or null. */
+    duplicateName: string | null;
   };
 }

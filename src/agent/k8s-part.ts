@@ -78,13 +78,14 @@ export class KubernetesAgentPart implements KubernetesPart {
     const s = this.controller.status();
     if (!s.connected) return { ok: false, detail: `API server unreachable (keeping the last known state; ${s.watchRestarts} watch restarts)` };
     if (!s.synced) return { ok: false, detail: 'initial list not complete' };
+    if (s.duplicateName) return { ok: false, detail: `another machine (instance ${s.duplicateName}) also presents the edge name ${this.config.node.name}: give each edge its own node.name` };
     return { ok: true, detail: `synced, ${s.services} services, ${s.frontends} frontends, ${s.vips} VIPs${s.leader ? ', IPAM leader' : ''}` };
   }
 
   view(): AgentStatus['kubernetes'] {
-    if (!this.controller) return { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0, rejected: {} };
+    if (!this.controller) return { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0, rejected: {}, duplicateName: null };
     const s = this.controller.status();
-    return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints: s.endpoints, rejected: s.rejected };
+    return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints: s.endpoints, rejected: s.rejected, duplicateName: s.duplicateName };
   }
 
   poolUsage(): { pool: string; used: number; size: number }[] {

@@ -16,6 +16,8 @@ export interface MetricsSource {
   poolUsage(): { pool: string; used: number; size: number }[];
   /** Frontends this edge does not serve, by reason. */
   rejectedFrontends(): Record<string, number>;
+  /** Another machine presents this edge's name. */
+  duplicateName(): boolean;
   ready(): { ready: boolean; problems: string[] };
 }
 
@@ -77,6 +79,10 @@ export class Metrics {
         const now = src.rejectedFrontends();
         for (const reason of REJECT_REASONS) this.set({ reason }, now[reason] ?? 0);
       },
+    });
+    new Gauge({
+      name: 'edgelb_edge_name_duplicate', help: '1 while another machine presents this edge\'s node.name (only one of them may allocate)', registers: [r],
+      collect() { this.set(src.duplicateName() ? 1 : 0); },
     });
     new Gauge({
       name: 'edgelb_ready', help: '1 when datapath, gobgpd and the cluster connection are all good', registers: [r],

@@ -27,7 +27,7 @@ export function renderStatus(s: AgentStatus, verbose: boolean): string {
     ['Capacity', renderCapacity(s.datapath.capacity)],
     ['Rejected', renderRejected(s.kubernetes.rejected)],
     ['BGP', `gobgpd ${s.bgp.gobgpd}; ${up}/${s.bgp.peers.length} peers established; ${s.bgp.vipsAnnounced} VIPs announced`],
-    ['Kubernetes', s.kubernetes.connected ? `connected${s.kubernetes.leader ? ', IPAM leader' : ''}, ${s.kubernetes.watchRestarts} watch restarts, ${s.kubernetes.services} services, ${s.kubernetes.endpoints} endpoints` : 'NOT connected'],
+    ['Kubernetes', s.kubernetes.connected ? `connected${s.kubernetes.leader ? ', IPAM leader' : ''}, ${s.kubernetes.watchRestarts} watch restarts, ${s.kubernetes.services} services, ${s.kubernetes.endpoints} endpoints${s.kubernetes.duplicateName ? `; DUPLICATE edge name (also used by instance ${s.kubernetes.duplicateName})` : ''}` : 'NOT connected'],
   ];
   let out = lines.map(([k, v]) => `${`${k}:`.padEnd(12)}${v}`).join('\n');
   if (verbose) {

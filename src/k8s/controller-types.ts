@@ -15,6 +15,12 @@ export interface KubernetesControllerOptions {
   kubeConfig?: KubeConfig;
   /** This edge's name: Lease identity and Event source. */
   nodeName: string;
+  /**
+   * This machine, to tell two edges apart that present the same name.
+   * Default: derived from /etc/machine-id (a restart on the same machine is
+   * the same instance), else random per process.
+   */
+  instanceId?: string;
   logger: Logger;
   sink: DesiredStateSink;
   /** Whether this edge advertises until setAdvertising() says otherwise (the agent starts with false). Default true. */
@@ -54,6 +60,8 @@ export interface ControllerStatus {
   /** Services waiting for an address (refused, exhausted...). */
   unallocated: number;
   advertisingEdges: string[];
+  /** Another machine presents this edge's name (its instance id), or null. */
+  duplicateName: string | null;
   statusWritesPending: number;
   statusWrites: number;
   eventsPending: number;

@@ -30,7 +30,8 @@
 //   edges take addresses from status.loadBalancer.ingress (only those inside
 //   a pool that admits the Service). Every edge reports the frontends it
 //   does not serve itself (Warning Events).
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { machineScopedId } from '../config/node-id.js';
 import { CoordinationV1Api, type KubeConfig, type V1Service } from '@kubernetes/client-node';
 import { IpAllocator } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
@@ -87,11 +88,13 @@ export class KubernetesController {
   private failures = 0;
   private removedTotal = 0;
   private needRestore = false;
+  private readonly instance: string;
 
   constructor(o: KubernetesControllerOptions) {
     this.o = o;
     this.config = o.config;
     this.log = o.logger.child({ component: 'k8s' });
+    this.instance = o.instanceId ?? machineScopedId('edgelb-instance')?.slice(0, 16) ?? randomBytes(8).toString('hex');
     this.kc = o.kubeConfig ?? loadKubeConfig(o.kubeconfigPath ?? o.config.kubernetes.kubeconfig);
     this.rest = new RestClient(this.kc);
     const coord = this.kc.makeApiClient(CoordinationV1Api);
@@ -112,6 +115,7 @@ export class KubernetesController {
       namespace: k.leaseNamespace,
       name: k.leaseName,
       identity: o.nodeName,
+      instance: this.instance,
       leaseDurationSeconds: k.leaseDurationSeconds,
       logger: this.log,
       onStartedLeading: () => this.becomeLeader(),
@@ -122,6 +126,8 @@ export class KubernetesController {
       namespace: k.leaseNamespace,
       prefix: k.leaseName,
       nodeName: o.nodeName,
+      instance: this.instance,
+      onDuplicate: (other) => this.onDuplicate(other),
       leaseDurationSeconds: k.leaseDurationSeconds,
       logger: this.log,
       onChange: () => this.markAll(),
@@ -222,6 +228,7 @@ export class KubernetesController {
       vips: this.lastVips.length,
       unallocated: this.unallocated.size,
       advertisingEdges: this.presence.edges(),
+      duplicateName: this.presence.duplicate(),
       statusWritesPending: this.status_?.pending() ?? 0,
       statusWrites: this.status_?.written ?? 0,
       eventsPending: this.events.pending(),
@@ -260,6 +267,18 @@ export class KubernetesController {
       this.timer = null;
       void this.flush();
     }, ms);
+  }
+
+  /** Another machine writes this edge's presence Lease: a Warning Event on it (the agent also reports it in status and a metric). */
+  private onDuplicate(other: string | null): void {
+    if (other === null) return;
+    const ref = this.presence.leaseRef();
+    this.events.recordFor(
+      { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', ...ref },
+      'Warning',
+      'DuplicateEdgeName',
+      `two machines present the edge name ${this.o.nodeName} (instances ${this.instance} and ${other}); only one of them may allocate — give each edge its own node.name`,
+    );
   }
 
   // --- leadership -------------------------------------------------------

@@ -10,6 +10,15 @@ import { nsPath, type RestClient } from './rest.js';
 
 export type EventType = 'Normal' | 'Warning';
 
+/** What an Event is about. */
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  uid?: string;
+}
+
 interface Entry {
   name: string | null;
   namespace: string;
@@ -60,8 +69,13 @@ export class EventRecorder {
 
   record(svc: V1Service, type: EventType, reason: string, message: string): void {
     const md = svc.metadata ?? {};
-    const namespace = md.namespace ?? 'default';
-    const key = `${md.uid ?? `${namespace}/${md.name ?? ''}`}|${type}|${reason}|${message}`;
+    this.recordFor({ apiVersion: 'v1', kind: 'Service', namespace: md.namespace ?? 'default', name: md.name ?? 'unknown', uid: md.uid }, type, reason, message);
+  }
+
+  /** An Event about any namespaced object (e.g. this edge's presence Lease). */
+  recordFor(ref: ObjectRef, type: EventType, reason: string, message: string): void {
+    const namespace = ref.namespace;
+    const key = `${ref.uid ?? `${ref.kind}/${namespace}/${ref.name}`}|${type}|${reason}|${message}`;
     const existing = this.entries.get(key);
     if (existing) {
       existing.count++;
@@ -76,14 +90,13 @@ export class EventRecorder {
     this.entries.set(key, e);
     // The body is built when the write happens: a backlog of thousands of
     // Events then costs a closure each, not a request body each.
-    const svcName = md.name ?? 'unknown';
-    const uid = md.uid;
+    const objName = ref.name;
     this.enqueue(async () => {
       const stamp = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-      const name = `${svcName}.${Date.now().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`;
+      const name = `${objName}.${Date.now().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`;
       const body = {
         metadata: { name, namespace },
-        involvedObject: { apiVersion: 'v1', kind: 'Service', namespace, name: svcName, uid },
+        involvedObject: { apiVersion: ref.apiVersion, kind: ref.kind, namespace, name: objName, uid: ref.uid },
         reason,
         message,
         type,

@@ -199,3 +199,55 @@ test('start-up with thousands of Services: nothing is removed or withdrawn befor
   t.is(sink.frontends.size, N);
   t.false(c.status().leader);
 });
+
+test('two machines with one edge name: detected and reported by both (status, Warning Event), and only one of them leads', async (t) => {
+  const { server } = await cluster(t);
+  serve(server, 'web', '10.1.0.1');
+  const mk = (instanceId: string) =>
+    new KubernetesController({ config: testConfig([{ cidrs: ['192.0.2.0/28'] }], 1.5), kubeconfigPath: server.kubeconfigPath, nodeName: 'edge-a', instanceId, logger: log, sink: new RecordingSink(), debounceMs: 5 });
+  const one = mk('aaaaaaaaaaaaaaaa');
+  const two = mk('bbbbbbbbbbbbbbbb');
+  t.teardown(async () => {
+    await one.stop().catch(() => undefined);
+    await two.stop().catch(() => undefined);
+  });
+  await one.start();
+  await waitFor('the first leads', () => one.status().leader);
+  await two.start();
+  let both = 0;
+  const t0 = Date.now();
+  await waitFor('both see the duplicate', () => {
+    if (one.status().leader && two.status().leader) both++;
+    return one.status().duplicateName === 'bbbbbbbbbbbbbbbb' && two.status().duplicateName === 'aaaaaaaaaaaaaaaa';
+  });
+  while (Date.now() - t0 < 4000) {
+    if (one.status().leader && two.status().leader) both++;
+    await sleep(25);
+  }
+  t.is(both, 0, 'never two leaders');
+  t.true(one.status().leader);
+  const warned = server.list('events', 'kube-system').filter((e) => e.reason === 'DuplicateEdgeName' && e.type === 'Warning');
+  t.true(warned.length > 0);
+  t.like(warned[0]!.involvedObject as Obj, { kind: 'Lease', name: 'edgelb-edge-edge-a' });
+  t.regex(String(warned[0]!.message), /two machines present the edge name edge-a/);
+  // The other machine leaves: the report clears, and the remaining one leads after the lease expires.
+  await one.stop({ releaseLease: false });
+  await waitFor('duplicate cleared', () => two.status().duplicateName === null, 15_000);
+  await waitFor('the remaining one leads', () => two.status().leader, 15_000);
+});
+
+test('a restart on the same machine (same instance) is not a duplicate and takes over the Lease at once', async (t) => {
+  const { server, make } = await cluster(t);
+  serve(server, 'web', '10.1.0.1');
+  const first = make(new RecordingSink(), { nodeName: 'edge-a' });
+  await first.start();
+  await waitFor('first leads', () => first.status().leader);
+  await first.stop({ releaseLease: false }); // as a SIGQUIT handover leaves it
+  const second = make(new RecordingSink(), { nodeName: 'edge-a' });
+  const t0 = Date.now();
+  await second.start();
+  await waitFor('second leads', () => second.status().leader);
+  t.true(Date.now() - t0 < 1500, `took ${Date.now() - t0} ms (lease 1.5 s)`);
+  await sleep(1500);
+  t.is(second.status().duplicateName, null);
+});
