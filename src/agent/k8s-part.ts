@@ -18,7 +18,7 @@ export class KubernetesAgentPart implements KubernetesPart {
   private readonly log: Logger;
 
   constructor(
-    private readonly config: EdgelbConfig,
+    private config: EdgelbConfig,
     log: Logger,
     private readonly sink: DesiredStateSink,
   ) {
@@ -52,6 +52,21 @@ export class KubernetesAgentPart implements KubernetesPart {
       this.retry = setTimeout(() => void this.attempt(), RETRY_MS);
       this.retry.unref();
     }
+  }
+
+  /**
+   * A reloaded config: pools, datapath mode/dispatch and the port cap apply at
+   * once (every Service is recomputed, rejected frontends offered again);
+   * kubeconfig and the Leases keep their values until the next start.
+   */
+  async reload(config: EdgelbConfig): Promise<void> {
+    const k = config.kubernetes;
+    const o = this.config.kubernetes;
+    if (k.kubeconfig !== o.kubeconfig || k.leaseName !== o.leaseName || k.leaseNamespace !== o.leaseNamespace || k.leaseDurationSeconds !== o.leaseDurationSeconds || config.node.name !== this.config.node.name) {
+      this.log.warn('kubernetes.kubeconfig, the Lease settings and node.name take effect at the next agent start');
+    }
+    this.config = config;
+    this.controller?.reconfigure(config);
   }
 
   /** Whether this edge advertises (an established BGP session, not drained); told to the other edges. */

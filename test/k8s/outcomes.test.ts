@@ -251,3 +251,24 @@ test('a restart on the same machine (same instance) is not a duplicate and takes
   await sleep(1500);
   t.is(second.status().duplicateName, null);
 });
+
+test('over the port cap: rejected with an Event; a config change that raises the cap serves it', async (t) => {
+  const pools = [{ cidrs: ['192.0.2.0/28'] }];
+  const { server, make, svc, events } = await cluster(t, pools);
+  const ports = [80, 81, 82];
+  server.create(service('ns', 'many', { ports }));
+  server.create(endpointSlice('ns', 'many', 'many-1', [{ ip: '10.1.0.1', node: 'n1' }], ports));
+  const sink = new RecordingSink();
+  const c = make(sink);
+  const capped = testConfig(pools);
+  capped.datapath = { ...capped.datapath, maxPortsPerService: 2 };
+  c.reconfigure(capped);
+  await c.start();
+  await waitFor('rejected for its ports', () => conditionOf(svc('many'))?.reason === 'TooManyPorts');
+  await waitFor('TooManyPorts Event', () => events('many').some((e) => e.type === 'Warning' && e.reason === 'TooManyPorts'));
+  t.is(sink.frontends.size, 0);
+  t.deepEqual(c.status().rejected, { TooManyPorts: 3 });
+  c.reconfigure({ ...capped, datapath: { ...capped.datapath, maxPortsPerService: 3 } });
+  await waitFor('served under the new cap', () => conditionOf(svc('many'))?.status === 'True' && sink.frontends.size === 3);
+  t.deepEqual(c.status().rejected, {});
+});
