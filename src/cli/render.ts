@@ -72,9 +72,11 @@ export function renderRoutes(routes: RouteView[]): string {
 export function renderServices(services: ServiceView[]): string {
   const rows: (string | number)[][] = [];
   for (const s of services) {
-    if (s.backends.length === 0) rows.push([s.frontend, s.service, `${s.mode}/${s.dispatch}`, '(none)', '-', '-', '-', 0, 0]);
+    // Adopted from pinned maps and not yet confirmed by Kubernetes: the maps do not keep the Service's name.
+    const service = s.service || '-';
+    if (s.backends.length === 0) rows.push([s.frontend, service, `${s.mode}/${s.dispatch}`, '(none)', '-', '-', '-', 0, 0]);
     s.backends.forEach((b, i) => {
-      rows.push([i === 0 ? s.frontend : '', i === 0 ? s.service : '', i === 0 ? `${s.mode}/${s.dispatch}` : '', `${b.ip}:${b.port}`, b.node || b.nodeIp, b.state, b.weight, b.packets, b.bytes]);
+      rows.push([i === 0 ? s.frontend : '', i === 0 ? service : '', i === 0 ? `${s.mode}/${s.dispatch}` : '', `${b.ip}:${b.port}`, b.node || b.nodeIp, b.state, b.weight, b.packets, b.bytes]);
     });
   }
   return table(['FRONTEND', 'SERVICE', 'MODE', 'BACKEND', 'NODE', 'STATE', 'WEIGHT', 'PACKETS', 'BYTES'], rows);
