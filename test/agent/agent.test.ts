@@ -119,6 +119,8 @@ test.serial('bgp peers / bgp routes / status text show what was sent', async (t)
   t.regex(st.out, /^Node:\s+edge-a \(edgelb /m);
   t.regex(st.out, /^BGP:\s+gobgpd up; 1\/1 peers established; 1 VIPs announced$/m);
   t.regex(st.out, /^Services:\s+1 frontends, 1 backends$/m);
+  t.regex(st.out, /^Capacity:\s+services 1\/\d+ used, \d+ free; backend ids 1\/\d+ used, \d+ free; ring slots \d+\/\d+ used, \d+ free; ≤ 100 ports per Service$/m);
+  t.regex(st.out, /^Rejected:\s+none$/m);
   t.regex(st.out, /^Kubernetes:\s+connected/m);
   t.regex(st.out, /^Health:\s+Ready$/m);
   t.regex(st.out, /^COMPONENT\s+OK\s+DETAIL$/m);
