@@ -75,10 +75,6 @@ export class KubernetesAgentPart implements KubernetesPart {
     this.controller?.setAdvertising(v);
   }
 
-  /** Frontends this edge does not serve, by reason (metric edgelb_frontends_rejected). */
-  rejected(): Record<string, number> {
-    return this.controller?.status().rejected ?? {};
-  }
 
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
     this.stopped = true;

@@ -11,7 +11,7 @@
 // entry, and ids and regions it gave up are released only after the writes
 // (they are reused last-freed-last).
 import type { Logger } from 'pino';
-import type { DesiredService, FrontendRejection } from '../model/types.js';
+import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
 import { BpfObject, bpfObjectPath, type BpfMap, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
 import {
   CFG_F_FIB_BYPASS,
@@ -28,7 +28,7 @@ import {
   type EdgeMapName,
   type EdgeStatName,
 } from './edge-maps.js';
-import { CAPACITY_REASONS, EdgePlanner, type EdgePlan, type FrontendState, type PathDispatch, type PlanResult } from './edge-plan.js';
+import { EdgePlanner, type EdgePlan, type FrontendState, type PathDispatch, type PlanResult } from './edge-plan.js';
 import { readSnapshot } from './edge-restore.js';
 import { writePlan, type EdgeMaps } from './edge-writer.js';
 import { frontendKey } from '../model/desired.js';

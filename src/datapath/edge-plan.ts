@@ -53,9 +53,6 @@ export interface PlannerLimits {
   autoDispatchDefault: PathDispatch;
 }
 
-/** Reasons that depend on what else is programmed: worth a retry once space was freed. */
-export const CAPACITY_REASONS: ReadonlySet<RejectReason> = new Set<RejectReason>(['OutOfServiceIds', 'OutOfBackendIds', 'OutOfRingSlots']);
-
 interface PlannedBackend {
   id: number;
   b: Backend;

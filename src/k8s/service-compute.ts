@@ -7,11 +7,11 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { poolForAddress, type Assigned, type IpAllocator } from '../ipam/allocator.js';
 import { desiredForService, frontendKey, type DesiredConfig, type NodeAddresses, type Problem } from '../model/desired.js';
 import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor } from '../model/service.js';
-import type { DesiredService, FrontendRejection } from '../model/types.js';
+import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
 import type { FrontendClaims } from './claims.js';
 import { FAILURE_REASONS } from './cluster-cache.js';
 import type { ReportedState } from './reporter.js';
-import { CAPACITY_REJECTIONS, moreRoom } from './sink.js';
+import { moreRoom } from './sink.js';
 
 export interface RejectedEntry {
   rejection: FrontendRejection;
@@ -152,7 +152,7 @@ export function recordOutcome(st: SvcState, item: Item, outcome: 'accepted' | 'u
   else if (outcome === 'unknown') {
     const before = prev?.entries.get(item.fk);
     if (before !== undefined) st.entries.set(item.fk, before);
-  } else st.rejected.set(item.fk, { rejection: outcome, digest: item.digest, free: CAPACITY_REJECTIONS.has(outcome.reason) ? freeAfter : null });
+  } else st.rejected.set(item.fk, { rejection: outcome, digest: item.digest, free: CAPACITY_REASONS.has(outcome.reason) ? freeAfter : null });
 }
 
 /** The leader's order: Services that already have an address claim it before new ones get one; oldest first. */

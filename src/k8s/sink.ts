@@ -1,7 +1,7 @@
 // What the controller feeds: the sink (in the agent, the edge datapath and
 // BGP). Changes, not the whole set — the controller diffs per frontend and
 // the sink keeps its own state — keyed by the model's frontendKey.
-import type { DesiredService, DesiredVip, FrontendRejection, RejectReason } from '../model/types.js';
+import type { DesiredService, DesiredVip, FrontendRejection } from '../model/types.js';
 
 /** Used and total per resource (ring slots, backend ids, service ids…). */
 export type SinkCapacity = Record<string, { used: number; total: number }>;
@@ -27,9 +27,6 @@ export interface DesiredStateSink {
   /** Capacity figures: a frontend rejected for lack of space is retried when free space grows. */
   capacity?(): SinkCapacity;
 }
-
-/** Rejections that depend on what else the sink holds. */
-export const CAPACITY_REJECTIONS: ReadonlySet<RejectReason> = new Set<RejectReason>(['OutOfServiceIds', 'OutOfBackendIds', 'OutOfRingSlots']);
 
 /** Free amount per resource, in a fixed order. */
 export function freeSpace(c: SinkCapacity | undefined): number[] {

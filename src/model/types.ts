@@ -75,6 +75,9 @@ export const REJECT_REASONS = [
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
+/** Reasons that depend on what else is programmed: worth offering the frontend again once space was freed. */
+export const CAPACITY_REASONS: ReadonlySet<RejectReason> = new Set<RejectReason>(['OutOfServiceIds', 'OutOfBackendIds', 'OutOfRingSlots']);
+
 /** A frontend that is not served, and why (the message names the Service and the frontend). */
 export interface FrontendRejection {
   /** frontendKey(). */

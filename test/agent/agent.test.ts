@@ -168,6 +168,10 @@ test.serial('reload: an invalid file changes nothing and says why; a valid one a
 });
 
 test.serial('drain marks GRACEFUL_SHUTDOWN then withdraws; undrain re-announces', async (t) => {
+  // A failed assertion ends the test: leave the edge undrained for the tests after it.
+  t.teardown(async () => {
+    if (/^Drain:\s+drained$/m.test((await cli('status')).out)) await cli('undrain');
+  });
   const drain = cli('drain');
   const sawGshut = await until(async () => {
     const r = JSON.stringify(await lab.router.bgpRoute(`${vip}/32`));
