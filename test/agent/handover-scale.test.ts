@@ -52,11 +52,13 @@ async function vipRoutes(): Promise<number> {
   return (await kernelRoutes(lab.R)).filter((r) => r.dst.startsWith('198.19.')).length;
 }
 
-/** Frontends in the pinned edge_services map (VIP markers have port 0). */
-function pinnedFrontends(): number {
+/** Frontends in the pinned edge_services map (VIP markers have port 0), each with its service id. */
+function pinnedFrontends(): Map<string, number> {
   const m = BpfMap.openPinned(`${lab.PIN}/edge_services`);
   try {
-    return m.keys().filter((k) => k.readUInt16BE(4) !== 0).length;
+    const out = new Map<string, number>();
+    for (const [k, v] of m.entries()) if (k.readUInt16BE(4) !== 0) out.set(k.toString('hex'), v.readUInt32LE(0));
+    return out;
   } finally {
     m.close();
   }
@@ -66,7 +68,8 @@ test.serial(`SIGQUIT handover with ${N} Services: no VIP leaves the router, no f
   const t0 = Date.now();
   await lab.startAgent();
   await until(async () => (await vipRoutes()) === N, 240_000, `${N} VIP routes at the router`, 500);
-  await until(() => pinnedFrontends() === N, 30_000, `${N} frontends in the pinned maps`, 500);
+  await until(() => pinnedFrontends().size === N, 30_000, `${N} frontends in the pinned maps`, 500);
+  const before = pinnedFrontends();
   t.log(`cold start: ${N} Services announced and programmed ${Date.now() - t0} ms after the agent started`);
 
   let minRoutes = Infinity;
@@ -76,9 +79,9 @@ test.serial(`SIGQUIT handover with ${N} Services: no VIP leaves the router, no f
   const poll = (async () => {
     while (polling) {
       minRoutes = Math.min(minRoutes, await vipRoutes());
-      minFrontends = Math.min(minFrontends, pinnedFrontends());
+      minFrontends = Math.min(minFrontends, pinnedFrontends().size);
       samples++;
-      await sleep(100);
+      await sleep(200);
     }
   })();
   const t1 = Date.now();
@@ -94,6 +97,9 @@ test.serial(`SIGQUIT handover with ${N} Services: no VIP leaves the router, no f
   t.true(samples > 10, `${samples} samples`);
   t.is(minRoutes, N, 'a VIP left the router during the handover');
   t.is(minFrontends, N, 'a frontend left the pinned maps during the handover');
+  // Same keys with the same service ids: nothing was removed and added back between two samples.
+  const after = pinnedFrontends();
+  t.is([...before].filter(([k, id]) => after.get(k) !== id).length, 0, 'a frontend was replaced during the handover');
   const st = JSON.parse((await lab.cli('status', '-o', 'json')).out) as { datapath: { services: number }; bgp: { vipsAnnounced: number } };
   t.is(st.datapath.services, N);
 });
