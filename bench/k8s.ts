@@ -18,7 +18,7 @@ import { KubernetesController, type DesiredStateSink } from '../src/k8s/controll
 import { silentLogger } from '../src/log/logger.js';
 import type { DesiredService, DesiredVip } from '../src/model/types.js';
 import { readFileSync } from 'node:fs';
-import { TestCluster, collectionPath } from '../test/lib/kube.js';
+import { TestCluster, collectionPath, pool } from '../test/lib/kube.js';
 import { testConfig } from '../test/k8s/helpers.js';
 import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../src/lab/kube/rbac.js';
 import type { KubeHttp } from '../src/lab/kube/http.js';
@@ -56,9 +56,12 @@ async function agent(kubeconfigPath: string, services: number): Promise<void> {
   let vips = 0;
   let done = false;
   const sink: DesiredStateSink = {
-    applyServices(changed: DesiredService[], removed: string[]) {
-      frontends += changed.length - removed.length; // changed entries are new here: nothing is re-sent in this run
+    upsert(changed: DesiredService[]) {
+      frontends += changed.length; // changed entries are new here: nothing is re-sent in this run
       check();
+    },
+    remove(removed: string[]) {
+      frontends -= removed.length;
     },
     applyVips(v: DesiredVip[]) {
       vips = v.length;
@@ -215,16 +218,6 @@ async function main(): Promise<void> {
   } finally {
     await server.close();
   }
-}
-
-/** Runs fn(0..n-1) with at most `width` in flight. */
-async function pool(n: number, width: number, fn: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
 }
 
 /** apiserver_request_total summed over codes 2xx for one resource/subresource/verb. */

@@ -83,6 +83,8 @@ export class Agent {
       bgpPeers: () => (this.parts.bgp?.peers() ?? []).map((p) => ({ peer: p.address, up: p.state === 'established' })),
       bfdSessions: () => (this.parts.bgp?.peers() ?? []).filter((p) => p.bfd !== null).map((p) => ({ peer: p.address, up: p.bfd === 'up' })),
       poolUsage: () => this.parts.kubernetes?.poolUsage() ?? [],
+      rejectedFrontends: () => this.parts.kubernetes?.view().rejected ?? {},
+      duplicateName: () => (this.parts.kubernetes?.view().duplicateName ?? null) !== null,
       ready: () => this.readiness(),
     });
     this.control = new ControlServer(config.control.socket, this.routes(), log);
@@ -176,7 +178,7 @@ export class Agent {
     for (const part of this.partList()) components[part.name] = part.health();
     const dp = this.parts.datapath?.view() ?? {
       mode: this.config.datapath.mode, dispatch: this.config.datapath.dispatch, xdp: [], maglevTableSize: this.config.datapath.maglevTableSize,
-      pinned: null, paths: [], services: 0, backends: 0,
+      pinned: null, paths: [], services: 0, backends: 0, capacity: null,
     };
     return {
       node: this.config.node.name,
@@ -190,7 +192,7 @@ export class Agent {
       components,
       datapath: dp,
       bgp: { gobgpd: this.parts.bgp?.gobgpdState() ?? 'not managed by this agent', peers: this.parts.bgp?.peers() ?? [], vipsAnnounced: this.parts.bgp?.vipsAnnounced() ?? 0 },
-      kubernetes: this.parts.kubernetes?.view() ?? { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0 },
+      kubernetes: this.parts.kubernetes?.view() ?? { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0, rejected: {}, duplicateName: null },
     };
   }
 

@@ -22,6 +22,8 @@ export class BgpAgentPart implements BgpPart {
   private timer: NodeJS.Timeout | null = null;
   private coupling: NodeJS.Timeout | null = null;
   private stopping = false;
+  private advertisingNow = false;
+  private advertisingListener: ((v: boolean) => void) | null = null;
 
   /**
    * `datapathHealthy`: when it turns false (datapath not attached), BFD goes
@@ -66,6 +68,22 @@ export class BgpAgentPart implements BgpPart {
     } catch (e) {
       this.log.warn({ err: e }, 'BGP status refresh failed');
     }
+    const now = this.advertising();
+    if (now !== this.advertisingNow) {
+      this.advertisingNow = now;
+      this.advertisingListener?.(now);
+    }
+  }
+
+  /** An edge advertises while a BGP session is established and it is not drained (or draining). */
+  advertising(): boolean {
+    const s = this.last;
+    return s !== null && s.gobgpdHealthy && s.drain === 'active' && s.peers.some((p) => p.state === 'established');
+  }
+
+  /** Called with advertising() whenever it changes (checked at every status refresh, about once a second). */
+  onAdvertisingChange(fn: (v: boolean) => void): void {
+    this.advertisingListener = fn;
   }
 
   async setVips(vips: DesiredVip[]): Promise<void> {
@@ -126,6 +144,11 @@ export class BgpAgentPart implements BgpPart {
   }
 
   async drain(opts: { persist?: boolean } = {}): Promise<void> {
+    // Draining starts now: stop counting as advertising before the withdrawal completes.
+    if (this.advertisingNow) {
+      this.advertisingNow = false;
+      this.advertisingListener?.(false);
+    }
     await this.speaker.drain(opts);
     await this.refresh();
   }

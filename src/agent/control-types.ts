@@ -66,7 +66,24 @@ export interface AgentStatus {
     paths: { nodeIp: string; dispatch: string; reason: string }[];
     services: number;
     backends: number;
+    /** Datapath capacity (null before the datapath is loaded). */
+    capacity: {
+      ringSlots: { used: number; total: number };
+      backendIds: { used: number; total: number };
+      serviceIds: { used: number; total: number };
+      maxPortsPerService: number;
+    } | null;
   };
   bgp: { gobgpd: string; peers: PeerView[]; vipsAnnounced: number };
-  kubernetes: { connected: boolean; leader: boolean; watchRestarts: number; services: number; endpoints: number };
+  kubernetes: {
+    connected: boolean;
+    leader: boolean;
+    watchRestarts: number;
+    services: number;
+    endpoints: number;
+    /** Frontends this edge does not serve, by reason (Warning Events and the Advertised condition name each). */
+    rejected: Record<string, number>;
+    /** Another machine presents this edge's node.name (its instance id), or null. */
+    duplicateName: string | null;
+  };
 }

@@ -1,22 +1,17 @@
 // Adapts the edge datapath to the agent: loads (reusing pinned maps),
-// attaches to the uplink, and keeps the complete service set it was given
-// so incremental changes from Kubernetes become one applyServices() call.
+// attaches to the uplink, passes Kubernetes' changes through (upsert /
+// remove by frontendKey — the datapath keeps the only copy of what is
+// programmed) and shows what the maps hold.
 import { networkInterfaces } from 'node:os';
 import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
-import { EdgeDatapath, type ForwardMode } from '../datapath/edge-datapath.js';
+import { EdgeDatapath, type EdgeCapacity, type ForwardMode } from '../datapath/edge-datapath.js';
 import { requireBpffs } from '../datapath/bpffs.js';
 import { attachState } from '../datapath/attach-state.js';
 import { PathProber } from '../probe/prober.js';
-import type { DesiredService } from '../model/types.js';
-import { frontendKey } from '../model/desired.js';
+import type { DesiredService, FrontendRejection } from '../model/types.js';
 import type { DatapathPart } from './agent.js';
 import type { AgentStatus, ComponentHealth, ServiceView } from './control-types.js';
-
-/** How operators read a frontend (`edgelb service list`, metrics labels): VIP:port/proto. */
-export function frontendLabel(s: DesiredService): string {
-  return `${s.frontend.vip}:${s.frontend.port}/${s.frontend.protocol}`;
-}
 
 /** node.address, or the uplink's first IPv4 address. */
 export function edgeAddress(config: EdgelbConfig): string {
@@ -37,7 +32,6 @@ export class DatapathAgentPart implements DatapathPart {
   private dp: EdgeDatapath | null = null;
   private attached = false;
   private lastError = '';
-  private readonly desired = new Map<string, DesiredService>();
   private prober: PathProber | null = null;
 
   constructor(
@@ -100,20 +94,33 @@ export class DatapathAgentPart implements DatapathPart {
     this.prober.start();
   }
 
-  private autoTargets(): string[] {
-    const ips = new Set<string>();
-    for (const s of this.desired.values()) if (s.dispatch === 'auto') for (const b of s.backends) ips.add(b.nodeIp);
-    return [...ips];
+  private loaded(): EdgeDatapath {
+    if (!this.dp) throw new Error(`datapath not loaded${this.lastError ? `: ${this.lastError}` : ''}`);
+    return this.dp;
   }
 
-  apply(changed: DesiredService[], removed: string[]): void {
-    for (const k of removed) this.desired.delete(k);
-    // Keyed as the Kubernetes side names frontends, so its removals match.
-    for (const s of changed) this.desired.set(frontendKey(s.frontend), s);
-    this.prober?.setTargets(this.autoTargets());
-    if (!this.dp) return;
-    const r = this.dp.applyServices([...this.desired.values()]);
-    this.log.debug({ ...r }, 'datapath tables applied');
+  /** Programs changed frontends; returns those the datapath cannot serve (not programmed, each with its reason). */
+  upsert(services: DesiredService[]): FrontendRejection[] {
+    const r = this.loaded().upsert(services);
+    this.prober?.setTargets(this.loaded().autoNodes());
+    this.log.debug({ added: r.added, updated: r.updated, unchanged: r.unchanged, rejected: r.rejected.length }, 'datapath frontends upserted');
+    for (const x of r.rejected) this.log.warn({ frontend: x.key, service: x.service, reason: x.reason }, x.message);
+    return r.rejected;
+  }
+
+  remove(keys: string[]): void {
+    const n = this.loaded().remove(keys);
+    this.prober?.setTargets(this.loaded().autoNodes());
+    this.log.debug({ removed: n }, 'datapath frontends removed');
+  }
+
+  /** Frontends the maps hold (after a restart: adopted from the pinned maps). */
+  keys(): string[] {
+    return this.loaded().keys();
+  }
+
+  capacity(): EdgeCapacity {
+    return this.loaded().capacity();
   }
 
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
@@ -144,24 +151,27 @@ export class DatapathAgentPart implements DatapathPart {
     const at = this.dp.attachedAt();
     const real = at ? attachState(at.at, at.progId) : null;
     if (real && !real.attached) return { ok: false, detail: `${this.config.node.uplink}: ${real.detail}` };
-    return { ok: true, detail: `attached to ${this.config.node.uplink} (${this.config.datapath.xdp === 'off' ? 'tc' : `XDP ${this.config.datapath.xdp}`}), ${this.desired.size} frontends` };
+    return { ok: true, detail: `attached to ${this.config.node.uplink} (${this.config.datapath.xdp === 'off' ? 'tc' : `XDP ${this.config.datapath.xdp}`}), ${this.dp.capacity().serviceIds.used} frontends` };
   }
 
+  /** What the maps hold, with counters (frontends adopted from pinned maps show service '' until Kubernetes upserts them). */
   services(): ServiceView[] {
     if (!this.dp) return [];
-    const counters = new Map(this.dp.counters().services.map((s) => [`${s.vip}:${s.port}/${s.protocol}`, s]));
-    return [...this.desired.values()].map((s) => {
-      const c = counters.get(frontendLabel(s));
+    const counters = new Map(this.dp.counters().services.map((s) => [s.frontend, s]));
+    const out: ServiceView[] = [];
+    for (const f of this.dp.frontends()) {
+      const c = counters.get(f.key);
       const byBackend = new Map((c?.backends ?? []).map((b) => [`${b.ip}:${b.port}`, b]));
-      return {
-        frontend: frontendLabel(s), service: s.service, mode: s.mode, dispatch: s.dispatch,
+      out.push({
+        frontend: f.key, service: f.service, mode: f.mode ?? (f.snat ? 'snat' : 'dsr'), dispatch: f.dispatch,
         packets: c?.packets ?? 0, bytes: c?.bytes ?? 0,
-        backends: s.backends.map((b) => {
+        backends: (f.desired?.backends ?? [...f.backends.values()].map((b) => b.b)).map((b) => {
           const bc = byBackend.get(`${b.ip}:${b.port}`);
           return { ip: b.ip, port: b.port, node: b.nodeName, nodeIp: b.nodeIp, state: b.state, weight: b.weight, packets: bc?.packets ?? 0, bytes: bc?.bytes ?? 0 };
         }),
-      };
-    });
+      });
+    }
+    return out.sort((a, b) => (a.frontend < b.frontend ? -1 : a.frontend > b.frontend ? 1 : 0));
   }
 
   drops(): { reason: string; packets: number }[] {
@@ -173,13 +183,22 @@ export class DatapathAgentPart implements DatapathPart {
 
   view(): AgentStatus['datapath'] {
     const d = this.config.datapath;
+    let services = 0;
     let backends = 0;
-    for (const s of this.desired.values()) backends += s.backends.length;
+    for (const f of this.dp?.frontends() ?? []) {
+      services++;
+      backends += f.backends.size;
+    }
+    const cap = this.dp?.capacity() ?? null;
     return {
       mode: d.mode, dispatch: d.dispatch,
       xdp: [{ interface: this.config.node.uplink, mode: d.xdp === 'off' ? 'tc' : d.xdp, attached: this.attached }],
       maglevTableSize: d.maglevTableSize, pinned: this.dp ? d.pinPath : null, paths: this.prober?.view() ?? [],
-      services: this.desired.size, backends,
+      services, backends,
+      capacity: cap && {
+        ringSlots: cap.ringSlots, backendIds: cap.backendIds, serviceIds: cap.serviceIds,
+        maxPortsPerService: d.maxPortsPerService,
+      },
     };
   }
 }

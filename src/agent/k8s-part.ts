@@ -14,10 +14,11 @@ export class KubernetesAgentPart implements KubernetesPart {
   private lastError = '';
   private retry: NodeJS.Timeout | null = null;
   private stopped = false;
+  private advertising = false;
   private readonly log: Logger;
 
   constructor(
-    private readonly config: EdgelbConfig,
+    private config: EdgelbConfig,
     log: Logger,
     private readonly sink: DesiredStateSink,
   ) {
@@ -38,7 +39,7 @@ export class KubernetesAgentPart implements KubernetesPart {
     const { KubernetesController } = await import('../k8s/controller.js');
     if (this.stopped) return;
     try {
-      this.controller = new KubernetesController({ config: this.config, nodeName: this.config.node.name, logger: this.log, sink: this.sink });
+      this.controller = new KubernetesController({ config: this.config, nodeName: this.config.node.name, logger: this.log, sink: this.sink, advertising: this.advertising });
       this.lastError = '';
       void this.controller.start().catch((e: unknown) => {
         this.lastError = (e as Error).message;
@@ -53,9 +54,27 @@ export class KubernetesAgentPart implements KubernetesPart {
     }
   }
 
+  /**
+   * A reloaded config: pools, datapath mode/dispatch and the port cap apply at
+   * once (every Service is recomputed, rejected frontends offered again);
+   * kubeconfig and the Leases keep their values until the next start.
+   */
+  async reload(config: EdgelbConfig): Promise<void> {
+    const k = config.kubernetes;
+    const o = this.config.kubernetes;
+    if (k.kubeconfig !== o.kubeconfig || k.leaseName !== o.leaseName || k.leaseNamespace !== o.leaseNamespace || k.leaseDurationSeconds !== o.leaseDurationSeconds || config.node.name !== this.config.node.name) {
+      this.log.warn('kubernetes.kubeconfig, the Lease settings and node.name take effect at the next agent start');
+    }
+    this.config = config;
+    this.controller?.reconfigure(config);
+  }
+
+  /** Whether this edge advertises (an established BGP session, not drained); told to the other edges. */
   setAdvertising(v: boolean): void {
+    this.advertising = v;
     this.controller?.setAdvertising(v);
   }
+
 
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
     this.stopped = true;
@@ -70,13 +89,14 @@ export class KubernetesAgentPart implements KubernetesPart {
     const s = this.controller.status();
     if (!s.connected) return { ok: false, detail: `API server unreachable (keeping the last known state; ${s.watchRestarts} watch restarts)` };
     if (!s.synced) return { ok: false, detail: 'initial list not complete' };
+    if (s.duplicateName) return { ok: false, detail: `another machine (instance ${s.duplicateName}) also presents the edge name ${this.config.node.name}: give each edge its own node.name` };
     return { ok: true, detail: `synced, ${s.services} services, ${s.frontends} frontends, ${s.vips} VIPs${s.leader ? ', IPAM leader' : ''}` };
   }
 
   view(): AgentStatus['kubernetes'] {
-    if (!this.controller) return { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0 };
+    if (!this.controller) return { connected: false, leader: false, watchRestarts: 0, services: 0, endpoints: 0, rejected: {}, duplicateName: null };
     const s = this.controller.status();
-    return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints: s.endpoints };
+    return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints: s.endpoints, rejected: s.rejected, duplicateName: s.duplicateName };
   }
 
   poolUsage(): { pool: string; used: number; size: number }[] {

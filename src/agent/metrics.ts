@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Logger } from '../log/logger.js';
 import { parseHostPort } from '../net/l4.js';
 import { closeNow } from './http-close.js';
+import { REJECT_REASONS } from '../model/types.js';
 
 export interface MetricsSource {
   /** Per frontend (VIP:port/proto) and per backend packet/byte counters. */
@@ -14,6 +15,10 @@ export interface MetricsSource {
   bgpPeers(): { peer: string; up: boolean }[];
   bfdSessions(): { peer: string; up: boolean }[];
   poolUsage(): { pool: string; used: number; size: number }[];
+  /** Frontends this edge does not serve, by reason. */
+  rejectedFrontends(): Record<string, number>;
+  /** Another machine presents this edge's name. */
+  duplicateName(): boolean;
   ready(): { ready: boolean; problems: string[] };
 }
 
@@ -67,6 +72,18 @@ export class Metrics {
     new Gauge({
       name: 'edgelb_ipam_pool_addresses_total', help: 'Addresses a pool can allocate', labelNames: ['pool'], registers: [r],
       collect() { this.reset(); for (const p of src.poolUsage()) this.set({ pool: p.pool }, p.size); },
+    });
+    new Gauge({
+      name: 'edgelb_frontends_rejected', help: 'Frontends this edge does not serve, by reason (each has a Warning Event and the Advertised condition False)', labelNames: ['reason'], registers: [r],
+      collect() {
+        this.reset();
+        const now = src.rejectedFrontends();
+        for (const reason of REJECT_REASONS) this.set({ reason }, now[reason] ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'edgelb_edge_name_duplicate', help: '1 while another machine presents this edge\'s node.name (only one of them may allocate)', registers: [r],
+      collect() { this.set(src.duplicateName() ? 1 : 0); },
     });
     new Gauge({
       name: 'edgelb_ready', help: '1 when datapath, gobgpd and the cluster connection are all good', registers: [r],

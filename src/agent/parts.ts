@@ -14,11 +14,14 @@ export async function buildParts(config: EdgelbConfig, log: Logger): Promise<Age
   const datapath = new DatapathAgentPart(config, log);
   const bgp = new BgpAgentPart(config, log, () => datapath.health().ok);
   const kubernetes = new KubernetesAgentPart(config, log, {
-    applyServices: (changed, removed) => datapath.apply(changed, removed),
-    applyVips: async (vips) => {
-      await bgp.setVips(vips);
-      kubernetes.setAdvertising(vips.length > 0);
-    },
+    upsert: (services) => datapath.upsert(services),
+    remove: (keys) => datapath.remove(keys),
+    applyVips: (vips) => bgp.setVips(vips),
+    keys: () => datapath.keys(),
+    capacity: () => datapath.capacity(),
   });
+  // The other edges count this one as advertising only while a BGP session
+  // is established and it is not drained.
+  bgp.onAdvertisingChange((v) => kubernetes.setAdvertising(v));
   return { datapath, bgp, kubernetes };
 }

@@ -24,8 +24,10 @@ export function renderStatus(s: AgentStatus, verbose: boolean): string {
     ['Drain', s.drain],
     ['Datapath', `${s.datapath.mode} / ${s.datapath.dispatch}, XDP ${xdp}, Maglev ≤ ${s.datapath.maglevTableSize}, ${s.datapath.pinned ? `pinned at ${s.datapath.pinned}` : 'not pinned'}`],
     ['Services', `${s.datapath.services} frontends, ${s.datapath.backends} backends`],
+    ['Capacity', renderCapacity(s.datapath.capacity)],
+    ['Rejected', renderRejected(s.kubernetes.rejected)],
     ['BGP', `gobgpd ${s.bgp.gobgpd}; ${up}/${s.bgp.peers.length} peers established; ${s.bgp.vipsAnnounced} VIPs announced`],
-    ['Kubernetes', s.kubernetes.connected ? `connected${s.kubernetes.leader ? ', IPAM leader' : ''}, ${s.kubernetes.watchRestarts} watch restarts, ${s.kubernetes.services} services, ${s.kubernetes.endpoints} endpoints` : 'NOT connected'],
+    ['Kubernetes', s.kubernetes.connected ? `connected${s.kubernetes.leader ? ', IPAM leader' : ''}, ${s.kubernetes.watchRestarts} watch restarts, ${s.kubernetes.services} services, ${s.kubernetes.endpoints} endpoints${s.kubernetes.duplicateName ? `; DUPLICATE edge name (also used by instance ${s.kubernetes.duplicateName})` : ''}` : 'NOT connected'],
   ];
   let out = lines.map(([k, v]) => `${`${k}:`.padEnd(12)}${v}`).join('\n');
   if (verbose) {
@@ -36,6 +38,24 @@ export function renderStatus(s: AgentStatus, verbose: boolean): string {
     }
   }
   return out;
+}
+
+function usedFree(what: string, c: { used: number; total: number }): string {
+  return `${what} ${c.used}/${c.total} used, ${c.total - c.used} free`;
+}
+
+/** The datapath's limits: what is used and what is left, in the words of edgelb.yaml. */
+export function renderCapacity(c: AgentStatus['datapath']['capacity']): string {
+  if (!c) return 'unknown (datapath not loaded)';
+  return `${usedFree('services', c.serviceIds)}; ${usedFree('backend ids', c.backendIds)}; ${usedFree('ring slots', c.ringSlots)}; ≤ ${c.maxPortsPerService} ports per Service`;
+}
+
+/** Frontends this edge does not serve, by reason; details are in the Services' Events and condition. */
+export function renderRejected(r: Record<string, number>): string {
+  const parts = Object.entries(r).filter(([, n]) => n > 0).sort(([a], [b]) => (a < b ? -1 : 1));
+  if (parts.length === 0) return 'none';
+  const n = parts.reduce((s, [, k]) => s + k, 0);
+  return `${n} frontend(s) not served: ${parts.map(([k, v]) => `${k} ${v}`).join(', ')} (kubectl get events --field-selector type=Warning)`;
 }
 
 export function renderPeers(peers: PeerView[]): string {
@@ -52,9 +72,11 @@ export function renderRoutes(routes: RouteView[]): string {
 export function renderServices(services: ServiceView[]): string {
   const rows: (string | number)[][] = [];
   for (const s of services) {
-    if (s.backends.length === 0) rows.push([s.frontend, s.service, `${s.mode}/${s.dispatch}`, '(none)', '-', '-', '-', 0, 0]);
+    // Adopted from pinned maps and not yet confirmed by Kubernetes: the maps do not keep the Service's name.
+    const service = s.service || '-';
+    if (s.backends.length === 0) rows.push([s.frontend, service, `${s.mode}/${s.dispatch}`, '(none)', '-', '-', '-', 0, 0]);
     s.backends.forEach((b, i) => {
-      rows.push([i === 0 ? s.frontend : '', i === 0 ? s.service : '', i === 0 ? `${s.mode}/${s.dispatch}` : '', `${b.ip}:${b.port}`, b.node || b.nodeIp, b.state, b.weight, b.packets, b.bytes]);
+      rows.push([i === 0 ? s.frontend : '', i === 0 ? service : '', i === 0 ? `${s.mode}/${s.dispatch}` : '', `${b.ip}:${b.port}`, b.node || b.nodeIp, b.state, b.weight, b.packets, b.bytes]);
     });
   }
   return table(['FRONTEND', 'SERVICE', 'MODE', 'BACKEND', 'NODE', 'STATE', 'WEIGHT', 'PACKETS', 'BYTES'], rows);

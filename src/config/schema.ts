@@ -1,7 +1,7 @@
 // The convict schema of edgelb.yaml. Lists of objects (peers, pools) are
 // validated element by element with their own schemas so that an error in
 // peer 2 is reported as bgp.peers[2].field.
-import { hostname } from 'node:os';
+import { defaultNodeName } from './node-id.js';
 import * as f from './formats.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -14,7 +14,7 @@ export const DEFAULT_PROTO_DIR = '/usr/share/gocode/src/github.com/osrg/gobgp/ap
 // Convict walks these plain objects; every leaf has doc, default, format.
 export const rootSchema = {
   node: {
-    name: { doc: "This edge's name", default: hostname(), format: f.str({ required: true, pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, what: 'a lowercase DNS name' }) },
+    name: { doc: "This edge's name (default: edge- and 12 hex digits derived from /etc/machine-id)", default: defaultNodeName() || null, format: f.str({ required: true, pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, what: 'a lowercase DNS name' }) },
     routerId: { doc: 'BGP router ID (IPv4)', default: null, format: f.ipv4({ required: true }) },
     asn: { doc: "This edge's ASN", default: null, format: f.int(1, 4294967294, { required: true }) },
     uplink: { doc: 'Interface facing the routers', default: null, format: f.str({ required: true, pattern: IFNAME, what: 'a network interface name (1-15 characters, no spaces, "/" or ":")' }) },
@@ -45,6 +45,7 @@ export const rootSchema = {
     ipipSourceCidr: { doc: 'IPIP outer source block, spread by flow hash ("" = the edge address)', default: '', format: f.ipv4CidrOptional },
     probePort: { doc: 'UDP port of the node probe responder (dispatch: auto)', default: 4790, format: f.int(1, 65535) },
     probeIntervalSeconds: { doc: 'Seconds between path probes (dispatch: auto)', default: 5, format: f.int(1, 3600) },
+    maxPortsPerService: { doc: 'TCP/UDP ports a Service may have; more are not served (Event TooManyPorts)', default: 100, format: f.int(1, 65535) },
   },
   kubernetes: {
     kubeconfig: { doc: 'kubeconfig path (empty = in-cluster / $KUBECONFIG)', default: '', format: f.absolutePath({ optional: true }) },

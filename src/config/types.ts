@@ -8,7 +8,11 @@ export type XdpMode = 'native' | 'generic' | 'off';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 
 export interface NodeConfig {
-  /** This edge's name (defaults to the hostname). */
+  /**
+   * This edge's name: Lease identity, Event source. Defaults to "edge-" and
+   * 12 hex digits derived from /etc/machine-id (unique per machine, unlike a
+   * hostname every appliance of one image shares).
+   */
   name: string;
   /** BGP router ID, an IPv4 address. */
   routerId: string;
@@ -126,6 +130,12 @@ export interface DatapathConfig {
   probePort: number;
   /** Seconds between path probes to each node (dispatch: auto). */
   probeIntervalSeconds: number;
+  /**
+   * TCP/UDP ports one Service may have; a Service with more is not served
+   * (Warning Event TooManyPorts), so one tenant cannot use up the backend
+   * ids and ring slots every other Service shares.
+   */
+  maxPortsPerService: number;
 }
 
 export interface KubernetesConfig {

@@ -26,6 +26,24 @@ export const EDGE_RING_PER_ELEM = 16;
 export const EDGE_MAX_SERVICES = 1 << 16;
 export const EDGE_MAX_BACKENDS = 1 << 18;
 
+/** Every map of bpf/out/edge.o. */
+export const EDGE_MAP_NAMES = [
+  'edge_services',
+  'edge_ring',
+  'edge_backends',
+  'edge_ct',
+  'edge_affinity',
+  'edge_src_ranges',
+  'edge_snat_rev',
+  'edge_config',
+  'edge_stats',
+  'edge_svc_stats',
+  'edge_be_stats',
+  'edge_insert_limit',
+  'edge_fib_cache',
+] as const;
+export type EdgeMapName = (typeof EDGE_MAP_NAMES)[number];
+
 /** enum edge_stat, in order. */
 export const EDGE_STAT_NAMES = [
   'drop_no_backend',
@@ -62,9 +80,12 @@ export interface SvcKey {
   proto: number;
 }
 
+export const SVC_KEY_SIZE = 8;
+export const SVC_VALUE_SIZE = 20;
+
 export function encodeSvcKey(k: SvcKey): Buffer {
   checkPort(k.port, 'service port');
-  const b = Buffer.alloc(8);
+  const b = Buffer.alloc(SVC_KEY_SIZE);
   b.writeUInt32BE(ipv4ToU32(k.vip, 'VIP'), 0);
   b.writeUInt16BE(k.port, 4);
   b.writeUInt8(k.proto, 6);
@@ -84,7 +105,7 @@ export interface SvcValue {
 }
 
 export function encodeSvc(v: SvcValue): Buffer {
-  const b = Buffer.alloc(20);
+  const b = Buffer.alloc(SVC_VALUE_SIZE);
   b.writeUInt32LE(v.id, 0);
   b.writeUInt32LE(v.ringOff, 4);
   b.writeUInt32LE(v.ringSize, 8);
@@ -147,8 +168,11 @@ export interface CtKey {
   proto: number;
 }
 
+export const CT_KEY_SIZE = 16;
+export const CT_VALUE_SIZE = 8;
+
 export function encodeCtKey(k: CtKey): Buffer {
-  const b = Buffer.alloc(16);
+  const b = Buffer.alloc(CT_KEY_SIZE);
   b.writeUInt32BE(ipv4ToU32(k.saddr), 0);
   b.writeUInt32BE(ipv4ToU32(k.daddr), 4);
   b.writeUInt16BE(k.sport, 8);
@@ -172,18 +196,20 @@ export function decodeCtValue(b: Buffer): CtValue {
 }
 
 export function encodeCtValue(v: CtValue): Buffer {
-  const b = Buffer.alloc(8);
+  const b = Buffer.alloc(CT_VALUE_SIZE);
   b.writeUInt32LE(v.backendId, 0);
   b.writeUInt16BE(v.snatPort, 4);
   b.writeUInt8(v.flags ?? 0, 6);
   return b;
 }
 
+export const SRC_RANGE_KEY_SIZE = 12;
+
 /** LPM key: 32 bits of service id, then the CIDR. */
 export function encodeSrcRangeKey(svcId: number, cidr: string): Buffer {
   const c = parseCidr(cidr, { clearHostBits: true });
   if (c.family !== 4) throw new Error(`source range '${cidr}' is not an IPv4 CIDR`);
-  const b = Buffer.alloc(12);
+  const b = Buffer.alloc(SRC_RANGE_KEY_SIZE);
   b.writeUInt32LE(32 + c.prefix, 0);
   b.writeUInt32LE(svcId, 4);
   b.writeUInt32BE(Number(c.base), 8);
@@ -206,6 +232,14 @@ export interface EdgeConfigValue {
 }
 
 export const EDGE_CONFIG_SIZE = 48;
+
+/**
+ * edge_snat_rev (struct edge_snat_key / edge_snat_val): only the program
+ * reads and writes it, but an object built from older headers (value 16
+ * bytes before the reclaim and interface fields) must be refused at open.
+ */
+export const SNAT_KEY_SIZE = 12;
+export const SNAT_VALUE_SIZE = 28;
 
 function macBytes(mac: string, what: string): Buffer {
   const parts = mac.split(':');
@@ -258,4 +292,39 @@ export function sumU64(b: Buffer): number {
   let n = 0;
   for (let o = 0; o + 8 <= b.length; o += 8) n += Number(b.readBigUInt64LE(o));
   return n;
+}
+
+/**
+ * Key and value sizes of every edge map user space encodes or decodes (and
+ * edge_snat_rev, see above), as the layouts above define them (value: one
+ * element, per CPU for per-CPU maps). edgeLayoutMismatches() compares them with the loaded object at open
+ * time, so a struct changed on one side only is an error naming the map, not
+ * silently misread entries. edge_ring's value is EDGE_RING_PER_ELEM u32 ids.
+ */
+export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: number }>> = {
+  edge_services: { key: SVC_KEY_SIZE, value: SVC_VALUE_SIZE },
+  edge_ring: { key: 4, value: 4 * EDGE_RING_PER_ELEM },
+  edge_backends: { key: 4, value: BACKEND_SIZE },
+  edge_ct: { key: CT_KEY_SIZE, value: CT_VALUE_SIZE },
+  edge_src_ranges: { key: SRC_RANGE_KEY_SIZE, value: 1 },
+  edge_snat_rev: { key: SNAT_KEY_SIZE, value: SNAT_VALUE_SIZE },
+  edge_config: { key: 4, value: EDGE_CONFIG_SIZE },
+  edge_stats: { key: 4, value: 8 },
+  edge_svc_stats: { key: 4, value: 16 },
+  edge_be_stats: { key: 4, value: 16 },
+};
+
+/** Every layout mismatch between `maps` (as loaded) and EDGE_MAP_LAYOUTS, in words; empty when all match. */
+export function edgeLayoutMismatches(maps: ReadonlyMap<string, { keySize: number; valueSize: number }>): string[] {
+  const out: string[] = [];
+  for (const [name, want] of Object.entries(EDGE_MAP_LAYOUTS)) {
+    const m = maps.get(name);
+    if (!m) {
+      out.push(`${name}: missing from the object`);
+      continue;
+    }
+    if (m.keySize !== want.key) out.push(`${name}: key is ${m.keySize} bytes in the object, ${want.key} in edge-maps.ts`);
+    if (m.valueSize !== want.value) out.push(`${name}: value is ${m.valueSize} bytes in the object, ${want.value} in edge-maps.ts`);
+  }
+  return out;
 }

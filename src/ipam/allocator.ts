@@ -11,6 +11,9 @@
 //   CIDRs in pool order.
 // - Sharing: an address holds several Services only if all carry the same
 //   `edgelb.io/allow-shared-ip` key and no two use the same port+protocol.
+//   Services of different namespaces share only when each one opts in for
+//   the other's namespace (`edgelb.io/allow-shared-ip-namespaces`: a list,
+//   or "*"): a key alone must not let one tenant join another's address.
 // - Stability: a Service keeps the address(es) it already has (passed in as
 //   `current`, i.e. read back from status.loadBalancer.ingress) as long as
 //   they are still inside a pool that admits it and do not clash; callers
@@ -48,6 +51,8 @@ export interface IpRequest {
   requested: string[];
   /** edgelb.io/allow-shared-ip; null = never share. */
   sharingKey: string | null;
+  /** Other namespaces whose Services may share with this one (edgelb.io/allow-shared-ip-namespaces); '*' = any. Absent = none. */
+  shareWithNamespaces?: readonly string[] | '*';
   ports: PortSpec[];
   /** Families wanted, one address each; empty = one address of any family. */
   families: Family[];
@@ -73,10 +78,20 @@ interface PoolState {
   hints: bigint[];
 }
 
+interface AddressUser {
+  namespace: string;
+  ports: PortSpec[];
+  shareWith: readonly string[] | '*';
+}
+
 interface AddressUse {
   pool: string;
   sharingKey: string | null;
-  users: Map<string, PortSpec[]>;
+  users: Map<string, AddressUser>;
+}
+
+function admitsNamespace(shareWith: readonly string[] | '*', ns: string): boolean {
+  return shareWith === '*' || shareWith.includes(ns);
 }
 
 /** Whether a pool admits a Service by namespace and label selector. */
@@ -275,8 +290,12 @@ export class IpAllocator {
     if (req.sharingKey === null || use.sharingKey !== req.sharingKey) {
       return `is already used by ${others} (sharing needs the same edgelb.io/allow-shared-ip key on every Service)`;
     }
-    for (const [k, ports] of use.users) {
-      if (portsClash(ports, req.ports)) return `is shared with ${k}, whose ports clash with this Service's`;
+    const mine = req.shareWithNamespaces ?? [];
+    for (const [k, u] of use.users) {
+      if (u.namespace !== req.namespace && !(admitsNamespace(u.shareWith, req.namespace) && admitsNamespace(mine, u.namespace))) {
+        return `is used by ${k} in namespace ${u.namespace} (sharing across namespaces needs edgelb.io/allow-shared-ip-namespaces naming the other namespace on both Services)`;
+      }
+      if (portsClash(u.ports, req.ports)) return `is shared with ${k}, whose ports clash with this Service's`;
     }
     return null;
   }
@@ -292,7 +311,7 @@ export class IpAllocator {
         set.add(a.ip);
       }
     }
-    use.users.set(req.key, req.ports.map((p) => ({ port: p.port, protocol: p.protocol })));
+    use.users.set(req.key, { namespace: req.namespace, ports: req.ports.map((p) => ({ port: p.port, protocol: p.protocol })), shareWith: req.shareWithNamespaces ?? [] });
   }
 
   private dropUse(key: string, ip: string): void {

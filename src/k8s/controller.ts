@@ -1,255 +1,121 @@
 // The Kubernetes side of the agent: watches Services, EndpointSlices and
-// Nodes, allocates addresses (on the elected edge), writes status, Events
-// and conditions, and feeds the desired state to a sink (BGP + datapath)
-// incrementally.
+// Nodes, allocates addresses (on the elected edge), feeds the desired state
+// to a sink (datapath + BGP) as changes, and reports what the sink did with
+// them in status, conditions and Events.
 //
 // - Incremental: every informer event marks only the affected Services
-//   dirty; a debounced flush recomputes those, diffs each against what the
-//   sink last accepted and hands over only changed and removed frontends.
+//   dirty; a debounced round recomputes those, diffs each frontend against
+//   what the sink last accepted (or rejected) and hands over only changed
+//   and removed frontends.
+// - Failure isolation: the sink may reject single frontends (a family it
+//   does not forward, no space left); those are reported on their Service
+//   and left out of the VIPs this edge advertises, and everything else in
+//   the round still applies — additions, changes and every removal. A
+//   rejected frontend is offered again when it changes, when the config
+//   changes, or (for lack of space) when the sink has more room: never in a
+//   loop on its own.
 // - Ordering: new/changed frontends are programmed before VIPs are
 //   advertised, and removed frontends are dropped only after the VIP set
-//   without them has been applied, so traffic is never attracted to an
-//   unprogrammed frontend.
+//   without them has been applied. Status and Events follow the sink's
+//   outcome, never precede it.
+// - Start-up (cold or after a handover): nothing is removed or withdrawn
+//   until every Service known at the first sync has been computed once;
+//   then the complete VIP set is applied and the frontends the sink adopted
+//   that nobody wants any more are removed.
 // - Disconnects: informers keep their caches while the API is unreachable
 //   and nothing is recomputed from missing data, so nothing is withdrawn.
 //   A relist after 410 replaces a cache in one synchronous step and the
-//   flush runs a tick later, so objects that reappear cause no removal.
+//   round runs a tick later, so objects that reappear cause no removal.
 // - Several edges: the Lease holder allocates and writes status; the other
 //   edges take addresses from status.loadBalancer.ingress (only those inside
-//   a pool that admits the Service).
-import { createHash } from 'node:crypto';
-import { CoordinationV1Api, type KubeConfig, type V1EndpointConditions, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
-import type { EdgelbConfig } from '../config/types.js';
-import { IpAllocator, poolForAddress, type Assigned, type FailureReason } from '../ipam/allocator.js';
+//   a pool that admits the Service). Every edge reports the frontends it
+//   does not serve itself (Warning Events).
+import { createHash, randomBytes } from 'node:crypto';
+import { machineScopedId } from '../config/node-id.js';
+import { CoordinationV1Api, type KubeConfig, type V1Service } from '@kubernetes/client-node';
+import { IpAllocator } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
-import { desiredForService, desiredVips, type DesiredConfig, frontendKey, nodeAddresses, SERVICE_NAME_LABEL, type NodeAddresses, type Problem } from '../model/desired.js';
-import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
-import type { DesiredService, DesiredState, DesiredVip } from '../model/types.js';
+import { desiredVips, type Problem } from '../model/desired.js';
+import { creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
+import type { DesiredService, DesiredVip, FrontendRejection } from '../model/types.js';
+import { ClusterCache } from './cluster-cache.js';
+import { allocationOrder, computeService, readyAddresses, recordOutcome, toOffer, type Candidate, type ComputeContext, type Item, type SvcState } from './service-compute.js';
 import { EventRecorder } from './events.js';
 import { RestClient } from './rest.js';
 import { loadKubeConfig } from './kubeconfig.js';
-import { ResilientInformer, type InformerStats } from './informer.js';
 import { LeaderElector } from './lease.js';
 import { EdgePresence } from './presence.js';
-import { StatusWriter, type ConditionState } from './status.js';
+import { StatusWriter } from './status.js';
+import { ServiceReporter } from './reporter.js';
+import { FrontendClaims } from './claims.js';
+import { freeSpace, moreRoom } from './sink.js';
+import { FirstPass } from './first-pass.js';
 
-/** Receives the desired state; calls are serialised (the next waits for the previous). */
-export interface DesiredStateSink {
-  /** Frontends added or changed, and removed frontends by `frontendKey`. */
-  applyServices(changed: DesiredService[], removed: string[]): void | Promise<void>;
-  /** The complete set of VIPs to advertise (only those with a ready endpoint). */
-  applyVips(vips: DesiredVip[]): void | Promise<void>;
-}
+export type { DesiredStateSink } from './sink.js';
+export type { ControllerStatus, KubernetesControllerOptions } from './controller-types.js';
+import type { ControllerStatus, KubernetesControllerOptions } from './controller-types.js';
 
-export interface KubernetesControllerOptions {
-  /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch are read. */
-  config: DesiredConfig & Pick<EdgelbConfig, 'kubernetes'>;
-  /** Overrides config.kubernetes.kubeconfig; empty = in-cluster / $KUBECONFIG. */
-  kubeconfigPath?: string;
-  /** An already loaded KubeConfig (tests); wins over paths. */
-  kubeConfig?: KubeConfig;
-  /** This edge's name: Lease identity and Event source. */
-  nodeName: string;
-  logger: Logger;
-  sink: DesiredStateSink;
-  /** Batching window for informer events (ms). */
-  debounceMs?: number;
-  /** Services reconciled per round (a larger change takes several rounds). */
-  batchSize?: number;
-  /** Concurrent status writes. */
-  statusConcurrency?: number;
-}
-
-export interface ControllerStatus {
-  connected: boolean;
-  synced: boolean;
-  leader: boolean;
-  /** Current Lease holder as last read ('' = unknown/none). */
-  leaderIdentity: string;
-  /** Watch (re)starts beyond the first one per informer. */
-  watchRestarts: number;
-  /** Lists beyond the initial one per informer (relists after 410 or outage). */
-  relists: number;
-  informers: Record<string, InformerStats>;
-  /** Services edgelb handles. */
-  services: number;
-  frontends: number;
-  /** Backends summed over frontends (a pod serving two ports counts twice). */
-  endpoints: number;
-  /** Distinct addresses in use per pool (from allocations or status). */
-  pools: { pool: string; used: number }[];
-  vips: number;
-  /** Services waiting for an address (refused, exhausted...). */
-  unallocated: number;
-  advertisingEdges: string[];
-  statusWritesPending: number;
-  statusWrites: number;
-  eventsPending: number;
-  sinkErrors: number;
-}
-
-
-function digest(ds: DesiredService): string {
-  return createHash('sha1').update(JSON.stringify(ds)).digest('base64');
-}
-
-interface SvcState {
-  addresses: Assigned[];
-  ready: string[];
-  /** frontendKey → digest of the entry's JSON as last given to the sink (the sink keeps the objects). */
-  entries: Map<string, string>;
-  nodes: string[];
-  backends: number;
-  failure: { reason: FailureReason; message: string } | null;
-  advertised: boolean;
-}
-
-const FAILURE_REASONS = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict']);
-
-/**
- * Objects are cached as plain JSON (lists are fetched raw, like watch
- * events, so both have the same shape) and trimmed to what edgelb reads:
- * managedFields, last-applied annotations, endpoint targetRefs/hints and
- * everything of a Node but its addresses are most of an informer's memory
- * in a real cluster.
- */
-const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
-
-function trimService(svc: V1Service): V1Service {
-  const md = svc.metadata;
-  if (md?.managedFields) delete md.managedFields;
-  if (md?.annotations?.[LAST_APPLIED] !== undefined) delete md.annotations[LAST_APPLIED];
-  return svc;
-}
-
-// Node names and endpoint conditions repeat across 100 000 endpoints; one
-// shared (frozen) copy of each saves ~6 MB at that scale.
-const internedNames = new Map<string, string>();
-const sharedConditions = new Map<string, Readonly<V1EndpointConditions>>();
-
-function intern(name: string | undefined): string | undefined {
-  if (name === undefined) return undefined;
-  const have = internedNames.get(name);
-  if (have !== undefined) return have;
-  if (internedNames.size < 100_000) internedNames.set(name, name);
-  return name;
-}
-
-function conditionsOf(c: V1EndpointConditions | undefined): V1EndpointConditions | undefined {
-  if (c === undefined) return undefined;
-  const key = `${String(c.ready)}|${String(c.serving)}|${String(c.terminating)}`;
-  let shared = sharedConditions.get(key);
-  if (!shared) {
-    shared = Object.freeze({ ready: c.ready, serving: c.serving, terminating: c.terminating });
-    sharedConditions.set(key, shared);
-  }
-  return shared as V1EndpointConditions;
-}
-
-function trimSlice(s: V1EndpointSlice): V1EndpointSlice {
-  const md = s.metadata ?? {};
-  const svcName = md.labels?.[SERVICE_NAME_LABEL];
-  return {
-    metadata: { name: md.name, namespace: md.namespace, uid: md.uid, resourceVersion: md.resourceVersion, labels: svcName === undefined ? {} : { [SERVICE_NAME_LABEL]: svcName } },
-    addressType: s.addressType,
-    ports: s.ports,
-    endpoints: (s.endpoints ?? []).map((e) => ({ addresses: e.addresses, conditions: conditionsOf(e.conditions), nodeName: intern(e.nodeName) })),
-  };
-}
-
-function trimNode(n: V1Node): V1Node {
-  const md = n.metadata ?? {};
-  return { metadata: { name: md.name, uid: md.uid, resourceVersion: md.resourceVersion }, status: { addresses: n.status?.addresses ?? [] } };
-}
-
-/**
- * Digest of what reconciliation reads from a Service: spec, labels,
- * annotations, the addresses in status and a failure reported in our
- * condition (both matter on edges that follow the leader's status).
- */
-function serviceFingerprint(svc: V1Service): string {
-  const md = svc.metadata;
-  const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
-  const failed = c && FAILURE_REASONS.has(c.reason) ? c.reason : '';
-  const text = JSON.stringify([md?.uid, svc.spec, md?.labels, md?.annotations, ingressAddresses(svc), failed]);
-  return createHash('sha1').update(text).digest('base64');
-}
-
-function parseKey(key: string): [string, string] {
-  const i = key.indexOf('/');
-  return [key.slice(0, i), key.slice(i + 1)];
-}
+const MAX_BACKOFF_MS = 30_000;
+/** How long stop() waits for pending status writes. */
+const STATUS_FLUSH_MS = 10_000;
 
 export class KubernetesController {
   private readonly o: KubernetesControllerOptions;
+  private config: KubernetesControllerOptions['config'];
   private readonly log: Logger;
   private readonly kc: KubeConfig;
   private readonly rest: RestClient;
-  private readonly services: ResilientInformer<V1Service>;
-  private readonly slices: ResilientInformer<V1EndpointSlice>;
-  private readonly nodes: ResilientInformer<V1Node>;
+  private readonly cluster: ClusterCache;
   private readonly elector: LeaderElector;
   private readonly presence: EdgePresence;
   private readonly events: EventRecorder;
+  private readonly reporter: ServiceReporter;
   private status_: StatusWriter | null = null;
   private ipam: IpAllocator | null = null;
 
-  private readonly nodeAddrs = new Map<string, NodeAddresses>();
-  private readonly sliceOwner = new Map<string, string>();
-  private readonly slicesBySvc = new Map<string, Set<string>>();
   private readonly state = new Map<string, SvcState>();
-  private readonly frontendOwner = new Map<string, string>();
-  private readonly fingerprints = new Map<string, string>();
-  private readonly conflicted = new Set<string>();
-  /** frontendKey → Service, for frontends taken during the current round. */
-  private roundClaims: Map<string, string> | null = null;
+  private readonly claims = new FrontendClaims();
   private readonly unallocated = new Set<string>();
   private readonly dirty = new Set<string>();
+  /** Services known at the first sync and not computed since (null: not synced yet); removals wait for it to empty. */
+  private readonly firstPass = new FirstPass();
   private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
   private lastVips: DesiredVip[] = [];
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private running = false;
   private sinkErrors = 0;
+  private failures = 0;
+  private removedTotal = 0;
   private needRestore = false;
+  private readonly instance: string;
 
   constructor(o: KubernetesControllerOptions) {
     this.o = o;
+    this.config = o.config;
     this.log = o.logger.child({ component: 'k8s' });
+    this.instance = o.instanceId ?? machineScopedId('edgelb-instance')?.slice(0, 16) ?? randomBytes(8).toString('hex');
     this.kc = o.kubeConfig ?? loadKubeConfig(o.kubeconfigPath ?? o.config.kubernetes.kubeconfig);
     this.rest = new RestClient(this.kc);
     const coord = this.kc.makeApiClient(CoordinationV1Api);
     const k = o.config.kubernetes;
-    const common = { kubeConfig: this.kc, logger: this.log, onListed: () => this.schedule() };
-    this.services = new ResilientInformer<V1Service>({
-      ...common,
-      name: 'services',
-      path: '/api/v1/services',
-      list: () => this.rest.listAll('/api/v1/services', trimService),
-      project: trimService,
-      onEvent: (ev, svc) => this.onService(ev, svc),
-    });
-    this.slices = new ResilientInformer<V1EndpointSlice>({
-      ...common,
-      name: 'endpointslices',
-      path: '/apis/discovery.k8s.io/v1/endpointslices',
-      list: () => this.rest.listAll('/apis/discovery.k8s.io/v1/endpointslices', trimSlice),
-      project: trimSlice,
-      onEvent: (ev, s) => this.onSlice(ev, s),
-    });
-    this.nodes = new ResilientInformer<V1Node>({
-      ...common,
-      name: 'nodes',
-      path: '/api/v1/nodes',
-      list: () => this.rest.listAll('/api/v1/nodes', trimNode),
-      project: trimNode,
-      onEvent: (ev, n) => this.onNode(ev, n),
+    this.cluster = new ClusterCache({
+      kubeConfig: this.kc,
+      rest: this.rest,
+      logger: this.log,
+      onListed: () => this.schedule(),
+      onServiceSeen: (key) => this.status_?.observe(key),
+      onDirty: (key) => this.markDirty(key),
+      onNodeChanged: (name) => {
+        for (const [key, st] of this.state) if (st.nodes.includes(name)) this.markDirty(key);
+      },
     });
     this.elector = new LeaderElector({
       api: coord,
       namespace: k.leaseNamespace,
       name: k.leaseName,
       identity: o.nodeName,
+      instance: this.instance,
       leaseDurationSeconds: k.leaseDurationSeconds,
       logger: this.log,
       onStartedLeading: () => this.becomeLeader(),
@@ -260,10 +126,13 @@ export class KubernetesController {
       namespace: k.leaseNamespace,
       prefix: k.leaseName,
       nodeName: o.nodeName,
+      instance: this.instance,
+      onDuplicate: (other) => this.onDuplicate(other),
       leaseDurationSeconds: k.leaseDurationSeconds,
       logger: this.log,
       onChange: () => this.markAll(),
     });
+    this.presence.setAdvertising(o.advertising ?? true);
     this.events = new EventRecorder({
       rest: this.rest,
       component: 'edgelb',
@@ -271,6 +140,7 @@ export class KubernetesController {
       logger: this.log,
       holdWhile: () => (this.status_?.pending() ?? 0) > 0,
     });
+    this.reporter = new ServiceReporter(this.events, () => this.presence.edges(), o.nodeName);
   }
 
   /** Starts watching and electing; resolves once the informers are started (not necessarily synced). */
@@ -278,7 +148,7 @@ export class KubernetesController {
     if (this.running) return;
     this.running = true;
     await this.presence.start();
-    await Promise.all([this.services.start(), this.slices.start(), this.nodes.start()]);
+    await this.cluster.start();
     this.elector.start();
   }
 
@@ -292,8 +162,11 @@ export class KubernetesController {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await Promise.all([this.services.stop(), this.slices.stop(), this.nodes.stop()]);
+    await this.cluster.stop();
     await this.flushing;
+    // Addresses allocated but not yet in status exist only in this process:
+    // the next agent (after a handover) or leader must find them there.
+    await this.status_?.flush(STATUS_FLUSH_MS);
     await this.elector.stop(release);
     await this.presence.stop(release);
     this.status_?.stop();
@@ -301,20 +174,37 @@ export class KubernetesController {
     this.rest.close();
   }
 
-  /** Whether this edge currently advertises (e.g. a BGP session is up); reported to the other edges. */
+  /** Whether this edge currently advertises (an established BGP session, not drained); reported to the other edges. */
   setAdvertising(v: boolean): void {
     this.presence.setAdvertising(v);
   }
 
+  /**
+   * A reloaded configuration: pools, datapath mode/dispatch and the port cap
+   * apply at once — every Service is recomputed, rejected frontends included.
+   * kubeconfig and the Leases keep their start-up values.
+   */
+  reconfigure(config: KubernetesControllerOptions['config']): void {
+    this.config = config;
+    for (const st of this.state.values()) for (const r of st.rejected.values()) r.digest = '';
+    if (this.ipam) {
+      this.ipam = new IpAllocator(config.pools);
+      this.needRestore = true;
+    }
+    this.markAll();
+  }
+
   status(): ControllerStatus {
-    const informers = { services: this.services.stats(), endpointslices: this.slices.stats(), nodes: this.nodes.stats() };
+    const informers = this.cluster.stats();
     const all = Object.values(informers);
     let frontends = 0;
     let endpoints = 0;
+    const rejected: Record<string, number> = {};
     const inUse = new Map<string, Set<string>>();
     for (const s of this.state.values()) {
       frontends += s.entries.size;
       endpoints += s.backends;
+      for (const r of s.rejected.values()) rejected[r.rejection.reason] = (rejected[r.rejection.reason] ?? 0) + 1;
       for (const a of s.addresses) {
         let set = inUse.get(a.pool);
         if (!set) inUse.set(a.pool, (set = new Set()));
@@ -324,6 +214,7 @@ export class KubernetesController {
     return {
       connected: all.every((s) => s.connected),
       synced: all.every((s) => s.synced),
+      firstPassDone: this.firstPass.done,
       leader: this.elector.isLeader(),
       leaderIdentity: this.elector.holder(),
       watchRestarts: all.reduce((n, s) => n + Math.max(0, s.watchStarts - 1), 0),
@@ -331,26 +222,18 @@ export class KubernetesController {
       informers,
       services: this.state.size,
       frontends,
+      rejected,
       endpoints,
-      pools: this.o.config.pools.map((p) => ({ pool: p.name, used: inUse.get(p.name)?.size ?? 0 })),
+      pools: this.config.pools.map((p) => ({ pool: p.name, used: inUse.get(p.name)?.size ?? 0 })),
       vips: this.lastVips.length,
       unallocated: this.unallocated.size,
       advertisingEdges: this.presence.edges(),
+      duplicateName: this.presence.duplicate(),
       statusWritesPending: this.status_?.pending() ?? 0,
       statusWrites: this.status_?.written ?? 0,
       eventsPending: this.events.pending(),
       sinkErrors: this.sinkErrors,
     };
-  }
-
-  /** The desired state as of the last reconcile (recomputed from the caches; the sink holds the objects). */
-  desiredState(): DesiredState {
-    const services: DesiredService[] = [];
-    for (const [key, st] of this.state) {
-      const svc = this.getService(key);
-      if (svc) services.push(...this.entriesOf(key, svc, st.addresses).list.filter((ds) => st.entries.has(frontendKey(ds.frontend))));
-    }
-    return { services, vips: this.lastVips };
   }
 
   /** Resolves once pending changes reached the sink. */
@@ -367,61 +250,13 @@ export class KubernetesController {
     }
   }
 
-  // --- informer events -------------------------------------------------
-
-  private onService(ev: string, svc: V1Service): void {
-    const key = serviceKey(svc);
-    this.status_?.observe(key);
-    if (ev === 'delete') {
-      this.fingerprints.delete(key);
-      this.markDirty(key);
-      return;
-    }
-    // Most updates are the echo of a status write; recompute only when
-    // something the desired state depends on changed.
-    const fp = serviceFingerprint(svc);
-    if (this.fingerprints.get(key) === fp) return;
-    this.fingerprints.set(key, fp);
-    this.markDirty(key);
-  }
-
-  private onSlice(ev: string, s: V1EndpointSlice): void {
-    const sliceKey = `${s.metadata?.namespace ?? ''}/${s.metadata?.name ?? ''}`;
-    const svcName = s.metadata?.labels?.[SERVICE_NAME_LABEL];
-    const owner = ev === 'delete' || !svcName ? null : `${s.metadata?.namespace ?? ''}/${svcName}`;
-    const old = this.sliceOwner.get(sliceKey);
-    if (old !== undefined && old !== owner) {
-      this.slicesBySvc.get(old)?.delete(sliceKey);
-      if (this.slicesBySvc.get(old)?.size === 0) this.slicesBySvc.delete(old);
-      this.sliceOwner.delete(sliceKey);
-      this.markDirty(old);
-    }
-    if (owner !== null) {
-      this.sliceOwner.set(sliceKey, owner);
-      let set = this.slicesBySvc.get(owner);
-      if (!set) this.slicesBySvc.set(owner, (set = new Set()));
-      set.add(sliceKey);
-      this.markDirty(owner);
-    }
-  }
-
-  private onNode(ev: string, n: V1Node): void {
-    const name = n.metadata?.name ?? '';
-    const prev = this.nodeAddrs.get(name);
-    if (ev === 'delete') this.nodeAddrs.delete(name);
-    else this.nodeAddrs.set(name, nodeAddresses(n));
-    const cur = this.nodeAddrs.get(name);
-    if (prev?.v4 === cur?.v4 && prev?.v6 === cur?.v6) return;
-    for (const [key, st] of this.state) if (st.nodes.includes(name)) this.markDirty(key);
-  }
-
   private markDirty(key: string): void {
     this.dirty.add(key);
     this.schedule();
   }
 
   private markAll(): void {
-    for (const s of this.services.list()) this.dirty.add(serviceKey(s));
+    for (const s of this.cluster.serviceList()) this.dirty.add(serviceKey(s));
     for (const k of this.state.keys()) this.dirty.add(k);
     this.schedule();
   }
@@ -434,11 +269,26 @@ export class KubernetesController {
     }, ms);
   }
 
+  /** Another machine writes this edge's presence Lease: a Warning Event on it (the agent also reports it in status and a metric). */
+  private onDuplicate(other: string | null): void {
+    if (other === null) return;
+    const ref = this.presence.leaseRef();
+    this.events.recordFor(
+      { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', ...ref },
+      'Warning',
+      'DuplicateEdgeName',
+      `two machines present the edge name ${this.o.nodeName} (instances ${this.instance} and ${other}); only one of them may allocate — give each edge its own node.name`,
+    );
+  }
+
   // --- leadership -------------------------------------------------------
 
   private becomeLeader(): void {
-    this.ipam = new IpAllocator(this.o.config.pools);
+    this.ipam = new IpAllocator(this.config.pools);
     this.needRestore = true;
+    // Leading before the first pass is complete: compute it (again) with the
+    // allocator, which knows addresses status may not show yet.
+    this.firstPass.restart(this.cluster.serviceList().map(serviceKey));
     this.status_ = new StatusWriter({
       rest: this.rest,
       logger: this.log,
@@ -455,7 +305,7 @@ export class KubernetesController {
    */
   private restoreAllocations(): void {
     this.needRestore = false;
-    const owned = this.services.list().filter((s) => isOurs(s, this.o.config.kubernetes) && ingressAddresses(s).length > 0);
+    const owned = this.cluster.serviceList().filter((s) => isOurs(s, this.config.kubernetes) && ingressAddresses(s).length > 0);
     owned.sort((a, b) => creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
     for (const svc of owned) this.ipam!.assign(ipRequestFor(svc));
   }
@@ -470,22 +320,11 @@ export class KubernetesController {
   // --- reconciliation ---------------------------------------------------
 
   private getService(key: string): V1Service | undefined {
-    const [ns, name] = parseKey(key);
-    return this.services.get(name, ns);
-  }
-
-  private slicesOf(key: string): V1EndpointSlice[] {
-    const out: V1EndpointSlice[] = [];
-    for (const sk of this.slicesBySvc.get(key) ?? []) {
-      const [ns, name] = parseKey(sk);
-      const s = this.slices.get(name, ns);
-      if (s) out.push(s);
-    }
-    return out;
+    return this.cluster.service(key);
   }
 
   private synced(): boolean {
-    return this.services.stats().synced && this.slices.stats().synced && this.nodes.stats().synced;
+    return this.cluster.synced();
   }
 
   private flush(): Promise<void> {
@@ -496,214 +335,218 @@ export class KubernetesController {
         this.flushing = null;
         // Before the first full sync the informers' onListed wakes us.
         if (this.dirty.size > 0 && this.synced()) this.schedule();
+        // Waiting only to learn who allocates: look again a little later.
+        else if (this.firstPass.waiting() && this.synced()) this.schedule(200);
       });
     return this.flushing;
   }
 
+  /** The sink's free space (or, for a sink that does not report it, how much it has been asked to remove). */
+  private space(): number[] {
+    return this.o.sink.capacity ? freeSpace(this.o.sink.capacity()) : [this.removedTotal];
+  }
+
   private async doFlush(): Promise<void> {
-    if (!this.synced() || this.dirty.size === 0) return;
+    if (!this.synced()) return;
+    this.firstPass.begin(this.cluster.serviceList().map(serviceKey));
+    if (this.dirty.size > 0) await this.round();
+    if (this.firstPass.ready(this.leadershipSettled(), 2000 * this.config.kubernetes.leaseDurationSeconds)) await this.completeFirstPass();
+  }
+
+  /**
+   * Whether it is known who allocates: the Lease has been read, and if it
+   * names this edge (a restart), this edge leads — then the first pass was
+   * computed with the allocator, not from a status that may lag behind it.
+   */
+  private leadershipSettled(): boolean {
+    if (!this.elector.hasRead()) return false;
+    return this.elector.holder() !== this.o.nodeName || this.elector.isLeader();
+  }
+
+  /** One bounded round: compute, hand the changes to the sink, report what it did. */
+  private async round(): Promise<void> {
     const leader = this.ipam !== null;
     if (leader && this.needRestore) this.restoreAllocations();
     let keys = [...this.dirty];
-    if (leader) {
-      // Services that already have an address claim it before new ones get one.
-      const rank = keys.map((k) => {
-        const svc = this.getService(k);
-        return { k, has: svc && ingressAddresses(svc).length > 0 ? 0 : 1, t: svc ? creationMs(svc) : 0 };
-      });
-      rank.sort((a, b) => a.has - b.has || a.t - b.t || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
-      keys = rank.map((r) => r.k);
-    }
+    if (leader) keys = allocationOrder(keys, (k) => this.getService(k));
     // Bounded rounds keep the transient memory of a big change (startup,
     // relist) small and let the first Services reach the sink early.
     keys = keys.slice(0, this.o.batchSize ?? 1000);
     for (const k of keys) this.dirty.delete(k);
-    const changed: DesiredService[] = [];
-    const removedSet = new Set<string>();
-    this.roundClaims = new Map();
-    const next = new Map<string, SvcState | null>();
+
+    const space = this.space();
+    const ctx: ComputeContext = {
+      config: this.config, ipam: this.ipam, claims: this.claims, live: (o) => this.state.has(o),
+      slicesOf: (k) => this.cluster.slicesOf(k), nodeAddrs: this.cluster.nodeAddrs,
+    };
+    const next = new Map<string, Candidate | null>();
+    const upserts: DesiredService[] = [];
+    const offered = new Map<string, { key: string; item: Item }>();
+    const removals = new Set<string>();
     let released = false;
-    let vipsTouched = false;
+    this.claims.beginRound();
     for (const key of keys) {
       const prev = this.state.get(key);
       const svc = this.getService(key);
-      if (!svc || !isOurs(svc, this.o.config.kubernetes)) {
+      if (!svc || !isOurs(svc, this.config.kubernetes)) {
         if (prev) {
-          for (const fk of prev.entries.keys()) removedSet.add(fk);
+          for (const fk of prev.entries.keys()) removals.add(fk);
           next.set(key, null);
-          vipsTouched = true;
         }
         if (this.ipam?.assignmentOf(key)) released = true;
         this.ipam?.release(key);
         this.unallocated.delete(key);
-        this.conflicted.delete(key);
         if (svc && prev && this.status_) this.status_.set(key, { ingress: [], condition: null });
         else this.status_?.set(key, null);
         continue;
       }
-      const { st, list } = this.compute(key, svc, prev);
-      if (prev && prev.addresses.some((a) => !st.addresses.some((b) => b.ip === a.ip))) released = true;
-      if (!prev || JSON.stringify(prev.addresses) !== JSON.stringify(st.addresses) || prev.ready.join() !== st.ready.join()) vipsTouched = true;
-      for (const ds of list) {
-        const fk = frontendKey(ds.frontend);
-        if (prev?.entries.get(fk) !== st.entries.get(fk)) changed.push(ds);
+      const c = computeService(ctx, key, svc, prev);
+      if (ctx.ipam && c.st.failure) this.unallocated.add(key);
+      else this.unallocated.delete(key);
+      if (prev && prev.addresses.some((a) => !c.st.addresses.some((b) => b.ip === a.ip))) released = true;
+      for (const item of toOffer(c, prev, space)) {
+        upserts.push(item.ds);
+        offered.set(item.fk, { key, item });
       }
-      for (const fk of prev?.entries.keys() ?? []) if (!st.entries.has(fk)) removedSet.add(fk);
-      next.set(key, st);
+      for (const fk of prev?.entries.keys() ?? []) if (!c.st.entries.has(fk) && !offered.has(fk)) removals.add(fk);
+      next.set(key, c);
     }
-    this.roundClaims = null;
+    this.claims.endRound();
+    // A frontend handed from one Service to another in the same round is replaced, not removed.
+    for (const fk of offered.keys()) removals.delete(fk);
     if (released && leader) {
       // Freed addresses may satisfy Services that are waiting for one.
       for (const k of this.unallocated) if (!next.has(k)) this.dirty.add(k);
     }
-    for (const ds of changed) removedSet.delete(frontendKey(ds.frontend));
-    const removed = [...removedSet];
+
+    const errors: unknown[] = [];
+    let answer: FrontendRejection[] = [];
+    let upsertFailed = false;
+    if (upserts.length > 0) {
+      try {
+        answer = (await this.o.sink.upsert(upserts)) ?? [];
+      } catch (e) {
+        errors.push(e);
+        upsertFailed = true;
+      }
+    }
+    const rejections = new Map(answer.map((r) => [r.key, r]));
+    const after = this.space();
+    for (const [fk, { key, item }] of offered) {
+      const outcome = upsertFailed ? 'unknown' : (rejections.get(fk) ?? 'accepted');
+      recordOutcome(next.get(key)!.st, item, outcome, this.state.get(key), after);
+    }
+    let vipsTouched = false;
+    for (const [key, c] of next) {
+      const prev = this.state.get(key);
+      if (c) c.st.ready = readyAddresses(c);
+      if (!c || !prev || JSON.stringify(prev.addresses) !== JSON.stringify(c.st.addresses) || prev.ready.join() !== c.st.ready.join()) vipsTouched = true;
+    }
 
     // VIPs from the would-be state; recomputed only when an address or its
     // readiness changed (status echoes and endpoint churn usually do not).
     let vips = this.lastVips;
-    let vipsDigest = this.lastVipsDigest;
-    if (vipsTouched) {
-      const sources = [];
-      for (const [k, s] of this.state) if (!next.has(k)) sources.push({ service: k, addresses: s.addresses, readyAddresses: s.ready });
-      for (const [k, s] of next) if (s) sources.push({ service: k, addresses: s.addresses, readyAddresses: s.ready });
-      vips = desiredVips(sources, this.o.config);
-      vipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
+    if (vipsTouched) vips = this.vipsWith(next);
+    const vipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
+    // Until the first pass is complete the VIP set is partial, and
+    // withdrawing what is not computed yet would take it off the routers.
+    let vipsFailed = false;
+    if (this.firstPass.done && vipsDigest !== this.lastVipsDigest) {
+      try {
+        await this.o.sink.applyVips(vips);
+      } catch (e) {
+        errors.push(e);
+        vipsFailed = true;
+      }
     }
-
-    try {
-      if (changed.length > 0) await this.o.sink.applyServices(changed, []);
-      if (vipsDigest !== this.lastVipsDigest) await this.o.sink.applyVips(vips);
-      if (removed.length > 0) await this.o.sink.applyServices([], removed);
-    } catch (e) {
-      // Not committed: the same keys are recomputed and diffed again later.
+    if (this.firstPass.done && !vipsFailed && removals.size > 0) {
+      try {
+        await this.o.sink.remove([...removals]);
+        this.removedTotal += removals.size;
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length > 0) {
+      // Not committed: the same Services are recomputed and diffed again
+      // later (what did apply is then unchanged or ignored by the sink).
       this.sinkErrors++;
-      this.log.error({ err: String(e) }, 'sink rejected desired state; retrying');
+      this.failures++;
+      const wait = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (this.failures - 1));
+      this.log.error({ err: errors.map(String).join('; '), retryMs: wait }, 'sink failed; retrying');
       for (const k of keys) this.dirty.add(k);
+      await new Promise((r) => setTimeout(r, wait));
+      return;
+    }
+    this.failures = 0;
+    if (this.firstPass.done) {
+      this.lastVipsDigest = vipsDigest;
+      this.lastVips = vips;
+    }
+    let freed = false;
+    const before = new Map<string, SvcState | undefined>();
+    for (const [k, c] of next) {
+      const prev = this.state.get(k);
+      before.set(k, prev);
+      if (this.claims.commit(k, prev?.entries.keys() ?? [], c ? new Set(c.st.entries.keys()) : null)) freed = true;
+      if (c === null) this.state.delete(k);
+      else this.state.set(k, c.st);
+    }
+    this.firstPass.computed(keys);
+    // A Service that lost a frontend to another one gets it once freed.
+    if (freed) for (const k of this.claims.waiting()) this.dirty.add(k);
+    // Frontends rejected for lack of space are offered again once there is more.
+    const now = this.space();
+    for (const [k, st] of this.state) for (const r of st.rejected.values()) if (r.free && moreRoom(r.free, now)) this.dirty.add(k);
+
+    for (const [key, c] of next) if (c) this.report(key, c, before.get(key));
+  }
+
+  /** Status and Events from the outcome; held back (first report's `prev` kept) until the first pass applied the VIPs. */
+  private report(key: string, c: Candidate, prev: SvcState | undefined): void {
+    if (!this.firstPass.done) {
+      this.firstPass.hold(key, prev, c.problems);
+      return;
+    }
+    this.reportNow(c.svc, c.st, prev, c.problems);
+  }
+
+  private reportNow(svc: V1Service, st: SvcState, prev: SvcState | undefined, problems: Problem[]): void {
+    this.reporter.reportRejections(svc, st, prev);
+    if (this.status_) this.reporter.report(this.status_, svc, st, prev, problems);
+  }
+
+  private vipsWith(next: ReadonlyMap<string, Candidate | null>): DesiredVip[] {
+    const sources = [];
+    for (const [k, s] of this.state) if (!next.has(k)) sources.push({ service: k, addresses: s.addresses, readyAddresses: s.ready });
+    for (const [k, c] of next) if (c) sources.push({ service: k, addresses: c.st.addresses, readyAddresses: c.st.ready });
+    return desiredVips(sources, this.config);
+  }
+
+  /** Every Service known at the first sync has been computed: the complete VIPs, then what nobody wants any more goes. */
+  private async completeFirstPass(): Promise<void> {
+    const vips = this.vipsWith(new Map());
+    const wanted = new Set<string>();
+    for (const st of this.state.values()) for (const fk of st.entries.keys()) wanted.add(fk);
+    const stale = [...(this.o.sink.keys?.() ?? [])].filter((k) => !wanted.has(k));
+    try {
+      await this.o.sink.applyVips(vips);
+      if (stale.length > 0) await this.o.sink.remove(stale);
+    } catch (e) {
+      this.sinkErrors++;
+      this.log.error({ err: String(e) }, 'sink failed at the end of the first pass; retrying');
       await new Promise((r) => setTimeout(r, 1000));
       return;
     }
-    this.lastVipsDigest = vipsDigest;
+    this.removedTotal += stale.length;
     this.lastVips = vips;
-    let freed = false;
-    for (const [k, s] of next) {
-      const prev = this.state.get(k);
-      for (const fk of prev?.entries.keys() ?? []) {
-        if (this.frontendOwner.get(fk) !== k) continue;
-        this.frontendOwner.delete(fk);
-        if (!s?.entries.has(fk)) freed = true;
-      }
-      if (s === null) {
-        this.state.delete(k);
-        continue;
-      }
-      for (const fk of s.entries.keys()) this.frontendOwner.set(fk, k);
-      this.state.set(k, s);
+    this.lastVipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
+    const held = this.firstPass.finish();
+    this.log.info({ services: this.state.size, vips: vips.length, staleRemoved: stale.length }, 'first pass complete: VIPs applied, stale frontends removed');
+    for (const [key, h] of held) {
+      const svc = this.getService(key);
+      const st = this.state.get(key);
+      if (svc && st) this.reportNow(svc, st, h.prev, h.problems);
     }
-    // A Service that lost a frontend to another one gets it once freed.
-    if (freed) for (const k of this.conflicted) this.dirty.add(k);
-  }
-
-  /** Allocation + desired entries + (on the leader) status, Events. */
-  private compute(key: string, svc: V1Service, prev: SvcState | undefined): { st: SvcState; list: DesiredService[] } {
-    let addresses: Assigned[];
-    let failure: SvcState['failure'] = null;
-    if (this.ipam) {
-      const r = this.ipam.assign(ipRequestFor(svc));
-      if (r.ok) {
-        addresses = r.addresses;
-        this.unallocated.delete(key);
-      } else {
-        addresses = [];
-        failure = { reason: r.reason, message: r.message };
-        this.unallocated.add(key);
-      }
-    } else {
-      addresses = this.addressesFromStatus(svc, prev);
-      this.unallocated.delete(key);
-    }
-    const { list, ready, problems, entries, nodes, conflict } = this.entriesOf(key, svc, addresses);
-    if (conflict) this.conflicted.add(key);
-    else this.conflicted.delete(key);
-    const backends = list.reduce((n, ds) => n + ds.backends.length, 0);
-    const st: SvcState = { addresses, ready, entries, nodes, backends, failure, advertised: prev?.advertised ?? false };
-    if (this.status_) this.report(svc, st, prev, problems);
-    return { st, list };
-  }
-
-  private entriesOf(key: string, svc: V1Service, addresses: Assigned[]) {
-    const d = desiredForService(svc, this.slicesOf(key), this.nodeAddrs, this.o.config, addresses);
-    const problems: Problem[] = [...d.problems];
-    const entries = new Map<string, string>();
-    const nodes = new Set<string>();
-    const list: DesiredService[] = [];
-    let conflict = false;
-    for (const ds of d.services) {
-      const fk = frontendKey(ds.frontend);
-      // Claims made earlier in this round count as well as committed ones.
-      const claimed = this.roundClaims?.get(fk);
-      const owner = claimed ?? this.frontendOwner.get(fk);
-      if (owner !== undefined && owner !== key && (claimed !== undefined || this.state.has(owner))) {
-        problems.push({ reason: 'FrontendConflict', message: `${fk} is already served for ${owner}` });
-        conflict = true;
-        continue;
-      }
-      this.roundClaims?.set(fk, key);
-      for (const b of ds.backends) nodes.add(b.nodeName);
-      entries.set(fk, digest(ds));
-      list.push(ds);
-    }
-    return { list, ready: d.readyAddresses, problems, entries, nodes: [...nodes], conflict };
-  }
-
-  /**
-   * Addresses of a Service as the allocating edge published them. While
-   * status is empty and no failure is reported, a Service keeps what this
-   * edge knew (e.g. it just lost leadership before its write landed).
-   */
-  private addressesFromStatus(svc: V1Service, prev: SvcState | undefined): Assigned[] {
-    const ns = svc.metadata?.namespace ?? '';
-    const labels = svc.metadata?.labels ?? {};
-    const out: Assigned[] = [];
-    for (const ip of ingressAddresses(svc)) {
-      const p = poolForAddress(this.o.config.pools, ip, ns, labels);
-      if (p) out.push({ ip, pool: p.name });
-    }
-    if (out.length > 0 || !prev) return out;
-    const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
-    if (c && FAILURE_REASONS.has(c.reason)) return out;
-    return prev.addresses;
-  }
-
-  private condition(st: SvcState): ConditionState {
-    if (st.failure) return { status: 'False', reason: st.failure.reason, message: st.failure.message };
-    const ips = st.addresses.map((a) => a.ip).join(', ');
-    if (st.addresses.length === 0) return { status: 'False', reason: 'Pending', message: 'no address allocated yet' };
-    if (st.ready.length === 0) return { status: 'False', reason: 'NoReadyEndpoints', message: `${ips} allocated; not advertised: no ready endpoints` };
-    const edges = this.presence.edges();
-    if (edges.length === 0) return { status: 'False', reason: 'NoEdges', message: `${ips} allocated; no edge is advertising` };
-    const names = edges.length > 5 ? `${edges.slice(0, 5).join(', ')}, …` : edges.join(', ');
-    return { status: 'True', reason: 'Advertised', message: `${st.ready.join(', ')} advertised by ${edges.length} edge(s): ${names}` };
-  }
-
-  private report(svc: V1Service, st: SvcState, prev: SvcState | undefined, problems: Problem[]): void {
-    const key = serviceKey(svc);
-    const cond = this.condition(st);
-    this.status_!.set(key, { ingress: st.addresses.map((a) => a.ip), condition: cond });
-    const before = (prev?.addresses ?? []).map((a) => a.ip).join(',');
-    const now = st.addresses.map((a) => a.ip).join(',');
-    const advertised = cond.status === 'True';
-    let announced = false;
-    if (now !== '' && now !== before && now !== ingressAddresses(svc).join(',')) {
-      // One Event for "allocated and advertised" when both happen at once.
-      const assigned = `Assigned ${st.addresses.map((a) => `${a.ip} (pool ${a.pool})`).join(', ')}`;
-      this.events.record(svc, 'Normal', 'IPAllocated', advertised ? `${assigned}; advertised` : assigned);
-      announced = advertised;
-    }
-    if (st.failure) this.events.record(svc, 'Warning', st.failure.reason, st.failure.message);
-    for (const p of problems) this.events.record(svc, 'Warning', p.reason, p.message);
-    if (advertised && !st.advertised && !announced) this.events.record(svc, 'Normal', 'Advertised', `${st.ready.join(', ')} advertised`);
-    if (!advertised && st.advertised) this.events.record(svc, 'Normal', 'Withdrawn', cond.message);
-    st.advertised = advertised;
   }
 }

@@ -1,4 +1,4 @@
-// Kubernetes Events about Services (events.k8s.io/v1), deduplicated: a
+// Kubernetes Events about Services and other objects (events.k8s.io/v1), deduplicated: a
 // repeat of the same (object, type, reason, message) becomes the existing
 // Event's `series` (one PATCH of series.count and lastObservedTime,
 // coalesced while one is in flight) instead of another Event — as
@@ -12,6 +12,15 @@ import type { Logger } from '../log/logger.js';
 import { reportPermissionProblem, type RestClient } from './rest.js';
 
 export type EventType = 'Normal' | 'Warning';
+
+/** What an Event is about. */
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  uid?: string;
+}
 
 interface Entry {
   name: string | null;
@@ -63,8 +72,13 @@ export class EventRecorder {
 
   record(svc: V1Service, type: EventType, reason: string, message: string): void {
     const md = svc.metadata ?? {};
-    const namespace = md.namespace ?? 'default';
-    const key = `${md.uid ?? `${namespace}/${md.name ?? ''}`}|${type}|${reason}|${message}`;
+    this.recordFor({ apiVersion: 'v1', kind: 'Service', namespace: md.namespace ?? 'default', name: md.name ?? 'unknown', uid: md.uid }, type, reason, message);
+  }
+
+  /** An Event about any namespaced object (e.g. this edge's presence Lease). */
+  recordFor(ref: ObjectRef, type: EventType, reason: string, message: string): void {
+    const namespace = ref.namespace;
+    const key = `${ref.uid ?? `${ref.kind}/${namespace}/${ref.name}`}|${type}|${reason}|${message}`;
     const existing = this.entries.get(key);
     if (existing) {
       existing.count++;
@@ -79,18 +93,17 @@ export class EventRecorder {
     this.entries.set(key, e);
     // The body is built when the write happens: a backlog of thousands of
     // Events then costs a closure each, not a request body each.
-    const svcName = md.name ?? 'unknown';
-    const uid = md.uid;
+    const objName = ref.name;
     this.enqueue(async () => {
-      const name = `${svcName}.${Date.now().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`;
+      const name = `${objName}.${Date.now().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`;
       const body = {
         apiVersion: 'events.k8s.io/v1',
         kind: 'Event',
         metadata: { name, namespace },
         eventTime: microTime(),
-        regarding: { apiVersion: 'v1', kind: 'Service', namespace, name: svcName, uid },
+        regarding: { apiVersion: ref.apiVersion, kind: ref.kind, namespace, name: objName, uid: ref.uid },
         reason,
-        // What was done (or failed) about the Service; our reasons name it.
+        // What was done (or failed) about the object; our reasons name it.
         action: reason,
         note: truncateNote(message),
         type,

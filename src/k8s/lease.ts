@@ -9,6 +9,11 @@
 // while clocks run at the same rate. Every write carries the resourceVersion
 // it was based on; a 409 means someone else won and we re-read.
 //
+// Identity: the holder is the edge's name; the Lease also records the
+// holder's instance (its machine). A Lease naming this edge but written by
+// another instance is someone else's (two machines with one name): it is
+// not taken over before it expires, so only one of them leads.
+//
 // Takeover time: a graceful stop releases the Lease (empty holder) and the
 // next poll of another edge takes it (≤ one retry interval, D/5). After a
 // crash the takeover happens D after the follower last saw the record
@@ -22,6 +27,8 @@ export interface LeaderElectorOptions {
   namespace: string;
   name: string;
   identity: string;
+  /** This process's machine; the Lease records it beside the holder's name. */
+  instance?: string;
   /** Seconds; fractions allowed for tests (the Lease object stores ≥ 1 s). */
   leaseDurationSeconds: number;
   logger: Logger;
@@ -30,6 +37,8 @@ export interface LeaderElectorOptions {
   /** Injected clock (ms) for tests. */
   now?: () => number;
 }
+
+export const HOLDER_INSTANCE_ANNOTATION = 'edgelb.io/holder-instance';
 
 export function httpStatus(e: unknown): number | null {
   const c = (e as { code?: unknown; statusCode?: unknown } | null)?.code ?? (e as { statusCode?: unknown } | null)?.statusCode;
@@ -47,6 +56,7 @@ export class LeaderElector {
   private running = false;
   private loop: Promise<void> = Promise.resolve();
   private currentHolder = '';
+  private seen = false;
   transitions = 0;
 
   constructor(o: LeaderElectorOptions) {
@@ -68,6 +78,11 @@ export class LeaderElector {
     return this.currentHolder;
   }
 
+  /** Whether the Lease has been read (or created) at least once, i.e. holder() means something. */
+  hasRead(): boolean {
+    return this.seen;
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;
@@ -83,7 +98,8 @@ export class LeaderElector {
     if (this.leading && release) {
       try {
         const lease = await this.o.api.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
-        if (lease.spec?.holderIdentity === this.o.identity) {
+        const by = lease.metadata?.annotations?.[HOLDER_INSTANCE_ANNOTATION];
+        if (lease.spec?.holderIdentity === this.o.identity && (by === undefined || this.o.instance === undefined || by === this.o.instance)) {
           lease.spec.holderIdentity = '';
           lease.spec.renewTime = new V1MicroTime(this.now());
           await this.o.api.replaceNamespacedLease({ name: this.o.name, namespace: this.o.namespace, body: lease });
@@ -134,6 +150,11 @@ export class LeaderElector {
     }
   }
 
+  private annotations(have: Record<string, string> | undefined): Record<string, string> | undefined {
+    if (this.o.instance === undefined) return have;
+    return { ...have, [HOLDER_INSTANCE_ANNOTATION]: this.o.instance };
+  }
+
   private spec(transitions: number, acquired: Date | undefined): V1Lease['spec'] {
     const now = new V1MicroTime(this.now());
     return {
@@ -154,8 +175,9 @@ export class LeaderElector {
     } catch (e) {
       if (httpStatus(e) !== 404) throw e;
       try {
-        await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: this.spec(0, undefined) } });
+        await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace, annotations: this.annotations(undefined) }, spec: this.spec(0, undefined) } });
         this.currentHolder = identity;
+        this.seen = true;
         this.setLeading(true);
         return true;
       } catch (ce) {
@@ -165,13 +187,16 @@ export class LeaderElector {
     }
     const holder = lease.spec?.holderIdentity ?? '';
     this.currentHolder = holder;
+    this.seen = true;
     const key = `${holder}|${String(lease.spec?.renewTime?.valueOf() ?? '')}|${lease.metadata?.resourceVersion ?? ''}`;
     if (this.observed?.key !== key) this.observed = { key, sinceMs: this.now() };
-    const mine = holder === identity;
+    // Written by this edge's name from another machine: not ours (an older Lease without the record is).
+    const by = lease.metadata?.annotations?.[HOLDER_INSTANCE_ANNOTATION];
+    const mine = holder === identity && (by === undefined || this.o.instance === undefined || by === this.o.instance);
     const expired = holder === '' || this.now() - this.observed.sinceMs >= this.durationMs;
     if (!mine && !expired) return false;
     const transitions = (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1);
-    const body: V1Lease = { ...lease, spec: this.spec(transitions, mine ? lease.spec?.acquireTime : undefined) };
+    const body: V1Lease = { ...lease, metadata: { ...lease.metadata, annotations: this.annotations(lease.metadata?.annotations) }, spec: this.spec(transitions, mine ? lease.spec?.acquireTime : undefined) };
     try {
       await api.replaceNamespacedLease({ name, namespace, body });
     } catch (e) {

@@ -11,6 +11,12 @@
 // per edge. An edge counts as live while its Lease record has changed
 // within 1.5 D of this edge's own clock (no cross-host clock comparison).
 // A gracefully stopping edge deletes its Lease so the count drops at once.
+//
+// Duplicate names: the Lease also carries the writer's instance (derived
+// from its machine id). An edge that finds its own Lease rewritten since its
+// last write, by another instance, shares its name with another machine —
+// both would allocate as "the leader" and their counts would merge — and
+// says so (duplicate()) until nobody else has written it for three renewals.
 import { CoordinationV1Api, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { httpStatus } from './lease.js';
@@ -18,6 +24,7 @@ import { reportPermissionProblem } from './rest.js';
 
 export const PRESENCE_LABEL = 'edgelb.io/edge-presence';
 export const ADVERTISING_ANNOTATION = 'edgelb.io/advertising';
+export const INSTANCE_ANNOTATION = 'edgelb.io/instance';
 
 export interface PresenceOptions {
   api: CoordinationV1Api;
@@ -25,9 +32,13 @@ export interface PresenceOptions {
   /** Prefix of the per-edge Lease names (the election Lease name). */
   prefix: string;
   nodeName: string;
+  /** This process's machine (edges on one machine share it: a handover is no duplicate). */
+  instance: string;
   leaseDurationSeconds: number;
   logger: Logger;
   onChange?: (edges: string[]) => void;
+  /** Another instance writes this edge's Lease (called with its instance), or stopped (null). */
+  onDuplicate?: (other: string | null) => void;
   now?: () => number;
 }
 
@@ -45,6 +56,10 @@ export class EdgePresence {
   private loop: Promise<void> = Promise.resolve();
   private readonly seen = new Map<string, { key: string; sinceMs: number; advertising: boolean }>();
   private live: string[] = [];
+  /** resourceVersion of our last write; a different one on read means someone else wrote. */
+  private lastWritten: string | null = null;
+  private other: string | null = null;
+  private quiet = 0;
 
   constructor(o: PresenceOptions) {
     this.o = o;
@@ -58,6 +73,18 @@ export class EdgePresence {
   private get periodMs(): number {
     return Math.max(50, Math.floor((this.o.leaseDurationSeconds * 1000) / 3));
   }
+
+  /** Another machine's instance that writes this edge's presence Lease, or null. */
+  duplicate(): string | null {
+    return this.other;
+  }
+
+  /** The presence Lease of this edge (namespace, name, uid once known). */
+  leaseRef(): { namespace: string; name: string; uid?: string } {
+    return { namespace: this.o.namespace, name: this.name, ...(this.uid ? { uid: this.uid } : {}) };
+  }
+
+  private uid: string | undefined;
 
   /** Edges (node names) live and advertising, sorted. */
   edges(): string[] {
@@ -124,18 +151,44 @@ export class EdgePresence {
       leaseDurationSeconds: Math.max(1, Math.ceil(this.o.leaseDurationSeconds)),
       renewTime: new V1MicroTime(this.now()),
     };
-    const annotations = { [ADVERTISING_ANNOTATION]: String(this.advertising) };
+    const annotations = { [ADVERTISING_ANNOTATION]: String(this.advertising), [INSTANCE_ANNOTATION]: this.o.instance };
     let lease: V1Lease;
     try {
       lease = await api.readNamespacedLease({ name, namespace });
     } catch (e) {
       if (httpStatus(e) !== 404) throw e;
-      await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace, labels: { [PRESENCE_LABEL]: 'true' }, annotations }, spec } });
+      const made = await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace, labels: { [PRESENCE_LABEL]: 'true' }, annotations }, spec } });
+      this.wrote(made);
       return;
     }
+    this.checkWriter(lease);
     lease.metadata = { ...lease.metadata, annotations: { ...lease.metadata?.annotations, ...annotations } };
     lease.spec = { ...lease.spec, ...spec };
-    await api.replaceNamespacedLease({ name, namespace, body: lease });
+    this.wrote(await api.replaceNamespacedLease({ name, namespace, body: lease }));
+  }
+
+  private wrote(lease: V1Lease): void {
+    this.lastWritten = lease.metadata?.resourceVersion ?? null;
+    this.uid = lease.metadata?.uid;
+  }
+
+  /** Was the Lease, as read now, written by another instance since our last write? */
+  private checkWriter(lease: V1Lease): void {
+    const by = lease.metadata?.annotations?.[INSTANCE_ANNOTATION];
+    const foreign = this.lastWritten !== null && lease.metadata?.resourceVersion !== this.lastWritten && by !== undefined && by !== this.o.instance;
+    if (foreign) {
+      this.quiet = 0;
+      if (this.other !== by) {
+        this.other = by;
+        this.o.logger.error({ edge: this.o.nodeName, other: by }, 'another machine presents this edge\'s name');
+        this.o.onDuplicate?.(by);
+      }
+      return;
+    }
+    if (this.other !== null && ++this.quiet >= 3) {
+      this.other = null;
+      this.o.onDuplicate?.(null);
+    }
   }
 
   /** Re-reads every edge's Lease and recomputes the live, advertising set. */

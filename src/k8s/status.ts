@@ -106,6 +106,12 @@ export class StatusWriter {
     }
   }
 
+  /** Resolves once every pending write has been tried (or after `timeoutMs`). */
+  async flush(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.pending() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
   stop(): void {
     this.stopped = true;
     for (const t of this.retryTimers) clearTimeout(t);

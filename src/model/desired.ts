@@ -24,14 +24,15 @@ import type { DatapathConfig, DatapathMode, Dispatch, PoolConfig } from '../conf
 import type { Assigned } from '../ipam/allocator.js';
 import { parseCidr } from '../net/cidr.js';
 import { canonicalIp, ipFamily } from '../net/ip.js';
-import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, L4Proto } from './types.js';
+import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, FrontendRejection, L4Proto } from './types.js';
 import { ANNOTATION_DISPATCH, ANNOTATION_MODE, requestedSourceRanges, serviceKey } from './service.js';
 
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
 /** The part of the configuration desired state depends on. */
 export interface DesiredConfig {
-  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'>;
+  /** maxPortsPerService: absent = no cap. */
+  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'> & Partial<Pick<DatapathConfig, 'maxPortsPerService'>>;
   pools: PoolConfig[];
 }
 const MODES: readonly DatapathMode[] = ['dsr', 'snat', 'hybrid'];
@@ -48,9 +49,13 @@ export interface NodeAddresses {
   v6: string | null;
 }
 
-/** Identity of a frontend, used as the sink's removal key. */
+/**
+ * The one spelling of a frontend's identity — "VIP:port/PROTO", IPv6 in
+ * brackets ("[2001:db8::1]:443/TCP") — used by the controller, the sinks,
+ * the datapath, metric labels and the CLI alike.
+ */
 export function frontendKey(f: Frontend): string {
-  return f.vip.includes(':') ? `${f.protocol}/[${f.vip}]:${f.port}` : `${f.protocol}/${f.vip}:${f.port}`;
+  return f.vip.includes(':') ? `[${f.vip}]:${f.port}/${f.protocol}` : `${f.vip}:${f.port}/${f.protocol}`;
 }
 
 /** A node's dispatch addresses: InternalIP per family, ExternalIP as fallback. */
@@ -151,7 +156,7 @@ function stateOf(c: { ready?: boolean; serving?: boolean; terminating?: boolean 
   return null;
 }
 
-function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: Map<string, NodeAddresses>): Backend[] {
+function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: ReadonlyMap<string, NodeAddresses>, problems: Problem[]): Backend[] {
   const byId = new Map<string, Backend>();
   for (const slice of slices) {
     const addrType = slice.addressType === 'IPv6' ? 6 : slice.addressType === 'IPv4' ? 4 : null;
@@ -166,7 +171,14 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
       if (ip === null) continue;
       const nodeName = ep.nodeName ?? '';
       const na = nodes.get(nodeName);
-      const nodeIp = (fam === 4 ? na?.v4 : na?.v6) ?? '';
+      // An endpoint without a node (a hand-made slice for a backend outside
+      // the cluster) is its own next hop; one on a node whose address is
+      // unknown cannot be reached (FIB target, IPIP destination, probes).
+      const nodeIp = nodeName === '' ? ip : ((fam === 4 ? na?.v4 : na?.v6) ?? '');
+      if (nodeIp === '') {
+        problems.push({ reason: 'NodeAddressUnknown', message: `endpoint ${ip} is not used: node ${nodeName} has no IPv${fam} address (InternalIP/ExternalIP) known to edgelb` });
+        continue;
+      }
       const id = `${ip}|${port}`;
       const prev = byId.get(id);
       // The same endpoint can sit in two slices while they are rebalanced.
@@ -178,8 +190,10 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
 }
 
 export interface ServiceDesired {
-  /** One entry per (address, port, protocol). */
+  /** One entry per (address, port, protocol) that can be served. */
   services: DesiredService[];
+  /** Frontends of the Service that are not served, and why (over the port cap, no source range of their family). */
+  rejected: FrontendRejection[];
   /** Allocated addresses with at least one active backend of their family. */
   readyAddresses: string[];
   problems: Problem[];
@@ -192,7 +206,7 @@ export interface ServiceDesired {
 export function desiredForService(
   svc: V1Service,
   slices: V1EndpointSlice[],
-  nodes: Map<string, NodeAddresses>,
+  nodes: ReadonlyMap<string, NodeAddresses>,
   config: Pick<DesiredConfig, 'datapath'>,
   addresses: Assigned[],
 ): ServiceDesired {
@@ -203,30 +217,46 @@ export function desiredForService(
   const ranges = sourceRanges(svc, problems);
   const affinity = affinityTimeout(svc);
   const services: DesiredService[] = [];
+  const rejected: FrontendRejection[] = [];
   const ready = new Set<string>();
+  const ports: { sp: V1ServicePort; protocol: L4Proto }[] = [];
   for (const sp of svc.spec?.ports ?? []) {
     const protocol = (sp.protocol ?? 'TCP').toUpperCase();
     if (protocol !== 'TCP' && protocol !== 'UDP') {
       problems.push({ reason: 'UnsupportedProtocol', message: `port ${sp.name ?? sp.port}/${protocol} is not served (edgelb handles TCP and UDP)` });
       continue;
     }
+    ports.push({ sp, protocol });
+  }
+  const cap = config.datapath.maxPortsPerService;
+  const overCap = cap !== undefined && ports.length > cap;
+  for (const { sp, protocol } of ports) {
     for (const a of addresses) {
       const fam = ipFamily(a.ip);
       if (fam === null) continue;
-      const backends = backendsFor(sp, slices, fam, nodes);
+      const frontend: Frontend = { vip: a.ip, port: sp.port, protocol };
+      const reject = (reason: FrontendRejection['reason'], why: string) => {
+        const fk = frontendKey(frontend);
+        rejected.push({ key: fk, service: key, reason, message: `${key} ${fk}: ${why}` });
+      };
+      if (overCap) {
+        reject('TooManyPorts', `the Service has ${ports.length} TCP/UDP ports; an edge serves at most ${cap} per Service (datapath.maxPortsPerService)`);
+        continue;
+      }
+      // Each family's ranges apply to that family's frontends (as kube-proxy
+      // does); a frontend whose family has none would admit no client at all.
+      const own = ranges.filter((r) => ipFamily(r.split('/')[0] ?? '') === fam);
+      if (ranges.length > 0 && own.length === 0) {
+        reject('SourceRangeFamily', `loadBalancerSourceRanges (${ranges.join(', ')}) has no IPv${fam} range, so this IPv${fam} frontend would admit no client`);
+        continue;
+      }
+      const backends = backendsFor(sp, slices, fam, nodes, problems);
       if (backends.some((b) => b.state === 'active')) ready.add(a.ip);
-      services.push({
-        service: key,
-        frontend: { vip: a.ip, port: sp.port, protocol: protocol as L4Proto },
-        mode,
-        dispatch,
-        sourceRanges: ranges,
-        affinityTimeoutSeconds: affinity,
-        backends,
-      });
+      services.push({ service: key, frontend, mode, dispatch, sourceRanges: own, affinityTimeoutSeconds: affinity, backends });
     }
   }
-  return { services, readyAddresses: addresses.map((a) => a.ip).filter((ip) => ready.has(ip)), problems };
+  const unique = [...new Map(problems.map((p) => [`${p.reason}|${p.message}`, p])).values()];
+  return { services, rejected, readyAddresses: addresses.map((a) => a.ip).filter((ip) => ready.has(ip)), problems: unique };
 }
 
 export interface VipSource {
@@ -258,7 +288,11 @@ export function desiredVips(sources: Iterable<VipSource>, config: Pick<DesiredCo
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
-/** Whole-cluster desired state in one call (the controller does the same incrementally). */
+/**
+ * Whole-cluster desired state in one call: a Kubernetes node's local view
+ * (src/node-agent) uses it; the edge's controller computes the same per
+ * Service, incrementally, with desiredForService().
+ */
 export function computeDesiredState(
   services: V1Service[],
   slices: V1EndpointSlice[],

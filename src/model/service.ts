@@ -7,6 +7,7 @@ import type { IpRequest } from '../ipam/allocator.js';
 
 export const ANNOTATION_IPS = 'edgelb.io/loadBalancerIPs';
 export const ANNOTATION_SHARED = 'edgelb.io/allow-shared-ip';
+export const ANNOTATION_SHARED_NAMESPACES = 'edgelb.io/allow-shared-ip-namespaces';
 export const ANNOTATION_MODE = 'edgelb.io/mode';
 export const ANNOTATION_DISPATCH = 'edgelb.io/dispatch';
 export const CONDITION_ADVERTISED = 'edgelb.io/Advertised';
@@ -69,6 +70,13 @@ export function requestedFamilies(svc: V1Service): Family[] {
   return svc.spec?.ipFamilyPolicy === 'RequireDualStack' ? [...new Set(fams)] : [fams[0]!];
 }
 
+/** edgelb.io/allow-shared-ip-namespaces: "*" or a comma-separated list of namespaces. */
+export function shareWithNamespaces(svc: V1Service): readonly string[] | '*' {
+  const raw = svc.metadata?.annotations?.[ANNOTATION_SHARED_NAMESPACES]?.trim() ?? '';
+  if (raw === '*') return '*';
+  return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
 export function ipRequestFor(svc: V1Service): IpRequest {
   const shared = svc.metadata?.annotations?.[ANNOTATION_SHARED]?.trim();
   return {
@@ -77,6 +85,7 @@ export function ipRequestFor(svc: V1Service): IpRequest {
     labels: svc.metadata?.labels ?? {},
     requested: requestedAddresses(svc),
     sharingKey: shared ? shared : null,
+    shareWithNamespaces: shareWithNamespaces(svc),
     ports: (svc.spec?.ports ?? []).map((p) => ({ port: p.port, protocol: p.protocol ?? 'TCP' })),
     families: requestedFamilies(svc),
     current: ingressAddresses(svc),

@@ -55,3 +55,36 @@ export interface DesiredState {
   /** Only VIPs that have at least one ready endpoint. */
   vips: DesiredVip[];
 }
+
+/**
+ * Why a frontend is not served by this edge. The datapath's reasons:
+ * UnsupportedFamily (an address family it does not forward yet),
+ * InvalidFrontend (a value it cannot encode), OutOfServiceIds,
+ * OutOfBackendIds, OutOfRingSlots (capacity). The model's: TooManyPorts
+ * (over the per-Service cap), SourceRangeFamily (source ranges, none of the
+ * frontend's family), FrontendConflict (another Service holds it).
+ */
+export const REJECT_REASONS = [
+  'UnsupportedFamily',
+  'InvalidFrontend',
+  'OutOfServiceIds',
+  'OutOfBackendIds',
+  'OutOfRingSlots',
+  'TooManyPorts',
+  'SourceRangeFamily',
+  'FrontendConflict',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+/** Reasons that depend on what else is programmed: worth offering the frontend again once space was freed. */
+export const CAPACITY_REASONS: ReadonlySet<RejectReason> = new Set<RejectReason>(['OutOfServiceIds', 'OutOfBackendIds', 'OutOfRingSlots']);
+
+/** A frontend that is not served, and why (the message names the Service and the frontend). */
+export interface FrontendRejection {
+  /** frontendKey(). */
+  key: string;
+  /** "namespace/name". */
+  service: string;
+  reason: RejectReason;
+  message: string;
+}

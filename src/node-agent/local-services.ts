@@ -5,7 +5,7 @@ import { CoreV1Api, DiscoveryV1Api, KubeConfig, type V1EndpointSlice, type V1Nod
 import type { DatapathConfig, KubernetesConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { ResilientInformer } from '../k8s/informer.js';
-import { desiredForService, nodeAddresses, SERVICE_NAME_LABEL, type NodeAddresses } from '../model/desired.js';
+import { computeDesiredState } from '../model/desired.js';
 import { ingressAddresses, isOurs, serviceKey } from '../model/service.js';
 import type { DesiredService } from '../model/types.js';
 
@@ -19,30 +19,20 @@ export interface LocalServicesOptions {
   debounceMs?: number;
 }
 
-/** Pure: every frontend of our Services, from cached objects. */
-export function desiredFromCache(
+/**
+ * Every frontend of our Services, from cached objects, at the addresses the
+ * edges' leader wrote into status (the one whole-cluster desired state of
+ * src/model; the edge's controller computes the same per Service).
+ */
+export function localDesired(
   services: readonly V1Service[],
   slices: readonly V1EndpointSlice[],
   nodes: readonly V1Node[],
   o: Pick<LocalServicesOptions, 'kubernetes' | 'datapath'>,
 ): DesiredService[] {
-  const nodeMap = new Map<string, NodeAddresses>();
-  for (const n of nodes) if (n.metadata?.name) nodeMap.set(n.metadata.name, nodeAddresses(n));
-  const slicesBySvc = new Map<string, V1EndpointSlice[]>();
-  for (const s of slices) {
-    const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
-    if (!svc) continue;
-    const key = `${s.metadata?.namespace}/${svc}`;
-    slicesBySvc.set(key, [...(slicesBySvc.get(key) ?? []), s]);
-  }
-  const out: DesiredService[] = [];
-  for (const svc of services) {
-    if (svc.spec?.type !== 'LoadBalancer' || !isOurs(svc, o.kubernetes)) continue;
-    const addresses = ingressAddresses(svc).map((ip) => ({ ip, pool: '' }));
-    if (addresses.length === 0) continue;
-    out.push(...desiredForService(svc, slicesBySvc.get(serviceKey(svc)) ?? [], nodeMap, { datapath: o.datapath }, addresses).services);
-  }
-  return out;
+  const ours = services.filter((svc) => isOurs(svc, o.kubernetes));
+  const allocations = new Map(ours.map((svc) => [serviceKey(svc), ingressAddresses(svc).map((ip) => ({ ip, pool: '' }))]));
+  return computeDesiredState(ours, [...slices], [...nodes], { datapath: o.datapath, pools: [] }, allocations).services;
 }
 
 export class LocalServices {
@@ -70,7 +60,7 @@ export class LocalServices {
       // Until every cache has listed once, a partial view would remove
       // frontends that are merely not loaded yet.
       if (![this.services, this.slices, this.nodes].every((i) => i.stats().synced)) return;
-      this.o.onChange(desiredFromCache(this.services.list(), this.slices.list(), this.nodes.list(), this.o));
+      this.o.onChange(localDesired(this.services.list(), this.slices.list(), this.nodes.list(), this.o));
     }, this.o.debounceMs ?? 50);
   }
 

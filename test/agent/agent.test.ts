@@ -1,54 +1,20 @@
 // The agent as operators run it: `edgelb run` in an edge namespace with a
 // managed gobgpd, XDP on its uplink, an FRR router as the BGP peer and a
 // real control plane (test/lib/kube.ts) as the cluster, reached with the
-// edgelb-edge ServiceAccount's token. Then the operator's commands against it.
+// edgelb-edge ServiceAccount's token (test/agent/harness.ts). Then the
+// operator's commands against it.
 import test from 'ava';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, readFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Cleanup, createNetns, uniqueId, vethPair, addAddress, nsRun, gatewaysOf, kernelRoutes, sleep } from '../lib/netns.js';
-import { FrrRouter } from '../../src/lab/frr.js';
-import { TestCluster } from '../lib/kube.js';
-import { EDGE_SERVICE_ACCOUNT } from '../../src/lab/kube/rbac.js';
-import { testBpffs } from '../lib/test-bpffs.js';
+import { nsRun, sleep } from '../lib/netns.js';
+import { AgentLab, until } from './harness.js';
 
 const exec = promisify(execFile);
-const id = uniqueId();
-const dir = mkdtempSync(join(tmpdir(), `edgelb-agent-${id}-`));
-chmodSync(dir, 0o755); // FRR's daemons drop to user frr
-const cleanup = new Cleanup();
-const R = `elbar-${id}`;
-const E = `elbae-${id}`;
-const octet = 16 + (parseInt(id, 16) % 200);
-const NET = `10.${octet}.10`; // router ↔ edge
-const K8S = `10.${octet}.11`; // root ns (API server) ↔ edge
-const PIN = `${testBpffs()}/edgelb-test-agent-${id}`;
-const controlSock = join(dir, 'control.sock');
-let api: TestCluster;
-let router: FrrRouter;
-let agent: ChildProcess | null = null;
-let metricsUrl = '';
-let agentLog = '';
 
-test.afterEach.always((t) => {
-  // The agent's own words are the fastest way to see why a step failed.
-  if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${agentLog.slice(-4000)}`);
-});
-
-/** Polls until fn returns something truthy; throws naming what never happened. */
-async function until<T>(fn: () => Promise<T | null | false> | T | null | false, timeoutMs: number, what: string, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
-
-function config(extra: { drainSeconds?: number; peers?: string } = {}): string {
+function config(lab: AgentLab, extra: { drainSeconds?: number; peers?: string } = {}): string {
+  const { NET, K8S, PIN, dir, octet, controlSock } = lab;
   return `node: { name: edge-a, routerId: ${NET}.2, asn: 64512, uplink: up0 }
 bgp:
   gobgp: { socket: ${dir}/gobgp.sock, manage: true }
@@ -63,82 +29,26 @@ metrics: { listen: ${K8S}.2:9472 }
 `;
 }
 
-async function startAgent(): Promise<string> {
-  const child = spawn('ip', ['netns', 'exec', E, 'bin/edgelb', 'run', '--config', join(dir, 'edgelb.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  agent = child;
-  let out = '';
-  const collect = (d: Buffer) => {
-    out += d.toString();
-    agentLog += d.toString();
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  return until(() => {
-    if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${out.slice(-2000)}`);
-    return /^EDGELB READY .*$/m.exec(out)?.[0] ?? null;
-  }, 30_000, 'the READY line');
-}
+const lab = new AgentLab({ tag: 'a', config: (l) => config(l) });
+const { E, NET, octet } = lab;
+const metricsUrl = `http://${lab.K8S}.2:9472`;
+const cli = (...args: string[]) => lab.cli(...args);
+const routerGateways = (vip: string) => lab.routerGateways(vip);
+const startAgent = () => lab.startAgent();
+const stopAgent = (signal: 'SIGTERM' | 'SIGQUIT') => lab.stopAgent(signal);
 
-async function stopAgent(signal: 'SIGTERM' | 'SIGQUIT'): Promise<number | null> {
-  const child = agent;
-  agent = null;
-  if (!child || child.exitCode !== null) return child?.exitCode ?? null;
-  const done = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  child.kill(signal);
-  const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const code = await done;
-  clearTimeout(t);
-  return code;
-}
-
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  try {
-    const r = await exec('ip', ['netns', 'exec', E, 'bin/edgelb', ...args, '--socket', controlSock], { timeout: 60_000 });
-    return { code: 0, out: r.stdout, err: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, out: x.stdout, err: x.stderr };
-  }
-}
-
-async function routerGateways(vip: string): Promise<string[]> {
-  return gatewaysOf(await kernelRoutes(R), vip);
-}
+test.afterEach.always((t) => {
+  // The agent's own words are the fastest way to see why a step failed.
+  if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${lab.log.slice(-4000)}`);
+});
 
 test.before(async () => {
-  cleanup.add('tmp dir', () => rmSync(dir, { recursive: true, force: true }));
-  cleanup.add('bpffs pins', () => rmSync(PIN, { recursive: true, force: true }));
-  await createNetns(R, cleanup);
-  await createNetns(E, cleanup);
-  await vethPair(R, 'r0', E, 'up0');
-  await addAddress(R, 'r0', `${NET}.1/24`);
-  await addAddress(E, 'up0', `${NET}.2/24`);
-  // The API server listens on a root-namespace veth the edge can reach.
-  const rootIf = `elbk${id}`;
-  await exec('ip', ['link', 'add', rootIf, 'type', 'veth', 'peer', 'name', 'k8s0', 'netns', E]);
-  cleanup.add('root veth', () => exec('ip', ['link', 'del', rootIf]).catch(() => undefined));
-  await exec('ip', ['addr', 'add', `${K8S}.1/30`, 'dev', rootIf]);
-  await exec('ip', ['link', 'set', rootIf, 'up']);
-  await addAddress(E, 'k8s0', `${K8S}.2/30`);
-  await nsRun(E, ['ip', 'link', 'set', 'k8s0', 'up']);
-  api = await TestCluster.start({ tag: 'agent', host: `${K8S}.1` });
-  cleanup.add('control plane', () => api.close());
-  writeFileSync(join(dir, 'kubeconfig'), readFileSync(await api.kubeconfigFor(EDGE_SERVICE_ACCOUNT)));
-  router = new FrrRouter(R, join(dir, 'frr'), {
-    hostname: 'r', asn: 64500, routerId: `${NET}.1`,
-    neighbors: [{ address: `${NET}.2`, asn: 64512, holdTime: 9, keepalive: 3 }],
-  });
-  await router.start();
-  cleanup.add('frr', () => router.stop());
-  writeFileSync(join(dir, 'edgelb.yaml'), config());
-  metricsUrl = `http://${K8S}.2:9472`;
-  await api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${NET}.10` }] } });
-  cleanup.add('agent', () => stopAgent('SIGTERM'));
+  await lab.open();
+  await lab.api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${NET}.10` }] } });
 });
 
 test.after.always(async () => {
-  const errors = await cleanup.run();
-  if (errors.length > 0) console.error(errors.map((e) => e.message).join('\n'));
+  await lab.close();
 });
 
 const VIP_SVC = {
@@ -151,23 +61,23 @@ let vip = '';
 test.serial('edgelb run prints its READY line, peers with the router and serves status', async (t) => {
   const ready = await startAgent();
   t.regex(ready, /^EDGELB READY node=edge-a peers=1 config=[0-9a-f]{12}$/);
-  await until(() => router.established(`${NET}.2`), 30_000, 'the BGP session');
+  await until(() => lab.router.established(`${NET}.2`), 30_000, 'the BGP session');
   const st = await cli('status', '-o', 'json');
   t.is(st.code, 0, st.err);
   const s = JSON.parse(st.out);
   t.is(s.node, 'edge-a');
   t.true(s.datapath.xdp[0].attached);
-  t.is(s.datapath.pinned, PIN);
+  t.is(s.datapath.pinned, lab.PIN);
   const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
   t.regex(link.stdout, /prog\/xdp id \d+/);
 });
 
 test.serial('a LoadBalancer Service gets a VIP in status, the router a route, the datapath a frontend', async (t) => {
-  await api.create(VIP_SVC);
+  await lab.api.create(VIP_SVC);
   // Its backend: a Ready pod on node-1; the EndpointSlice controller lists it.
-  await api.readyPod('default', 'web-abc', { app: 'web' }, '10.244.1.5', 'node-1');
+  await lab.api.readyPod('default', 'web-abc', { app: 'web' }, '10.244.1.5', 'node-1');
   vip = await until(async () => {
-    const svc = (await api.get('services', 'default', 'web')) as { status?: { loadBalancer?: { ingress?: { ip: string }[] } } } | null;
+    const svc = (await lab.api.get('services', 'default', 'web')) as { status?: { loadBalancer?: { ingress?: { ip: string }[] } } } | null;
     return svc?.status?.loadBalancer?.ingress?.[0]?.ip ?? null;
   }, 20_000, 'an address in status.loadBalancer.ingress').catch(async (e: unknown) => {
     throw new Error(`${(e as Error).message}\n${(await cli('status', '--verbose')).out}`);
@@ -178,7 +88,7 @@ test.serial('a LoadBalancer Service gets a VIP in status, the router a route, th
     return g.length > 0 ? g : null;
   }, 20_000, 'the VIP in the router table');
   t.deepEqual(gws, [`${NET}.2`]);
-  const route = await router.bgpRoute(`${vip}/32`);
+  const route = await lab.router.bgpRoute(`${vip}/32`);
   t.true(JSON.stringify(route).includes('64512:7'), 'pool community reaches the router');
 
   const list = await cli('service', 'list', '-o', 'json');
@@ -207,6 +117,8 @@ test.serial('bgp peers / bgp routes / status text show what was sent', async (t)
   t.regex(st.out, /^Node:\s+edge-a \(edgelb /m);
   t.regex(st.out, /^BGP:\s+gobgpd up; 1\/1 peers established; 1 VIPs announced$/m);
   t.regex(st.out, /^Services:\s+1 frontends, 1 backends$/m);
+  t.regex(st.out, /^Capacity:\s+services 1\/\d+ used, \d+ free; backend ids 1\/\d+ used, \d+ free; ring slots \d+\/\d+ used, \d+ free; ≤ 100 ports per Service$/m);
+  t.regex(st.out, /^Rejected:\s+none$/m);
   t.regex(st.out, /^Kubernetes:\s+connected/m);
   t.regex(st.out, /^Health:\s+Ready$/m);
   t.regex(st.out, /^COMPONENT\s+OK\s+DETAIL$/m);
@@ -218,7 +130,7 @@ test.serial('bgp peers / bgp routes / status text show what was sent', async (t)
 });
 
 test.serial('commands fail clearly when the agent is not there', async (t) => {
-  const r = await exec('bin/edgelb', ['status', '--socket', join(dir, 'nothing.sock')]).catch((e: { code: number; stderr: string }) => e);
+  const r = await exec('bin/edgelb', ['status', '--socket', join(lab.dir, 'nothing.sock')]).catch((e: { code: number; stderr: string }) => e);
   t.is((r as { code: number }).code, 1);
   t.regex((r as { stderr: string }).stderr, /cannot reach the edgelb agent at .*nothing\.sock \(ENOENT\); is it running\?/);
 });
@@ -234,28 +146,33 @@ test.serial('metrics expose the families and readiness', async (t) => {
 });
 
 function checkMetrics(t: import('ava').ExecutionContext, text: string) {
-  for (const family of ['edgelb_service_packets', 'edgelb_backend_packets', 'edgelb_bgp_peer_up', 'edgelb_bgp_announces_total', 'edgelb_reconcile_seconds', 'edgelb_ipam_pool_addresses_used', 'edgelb_kubernetes_watch_restarts_total', 'edgelb_datapath_drops', 'edgelb_ready']) {
+  for (const family of ['edgelb_service_packets', 'edgelb_backend_packets', 'edgelb_bgp_peer_up', 'edgelb_bgp_announces_total', 'edgelb_reconcile_seconds', 'edgelb_ipam_pool_addresses_used', 'edgelb_kubernetes_watch_restarts_total', 'edgelb_datapath_drops', 'edgelb_frontends_rejected', 'edgelb_ready']) {
     t.regex(text, new RegExp(`^# TYPE ${family} `, 'm'), family);
   }
   t.regex(text, new RegExp(`^edgelb_bgp_peer_up\\{peer="${NET}.1"\\} 1$`, 'm'));
   t.regex(text, /^edgelb_ipam_pool_addresses_used\{pool="public"\} 1$/m);
+  t.regex(text, /^edgelb_frontends_rejected\{reason="UnsupportedFamily"\} 0$/m);
 }
 
 test.serial('reload: an invalid file changes nothing and says why; a valid one applies', async (t) => {
-  writeFileSync(join(dir, 'edgelb.yaml'), config().replace('drainSeconds: 2', 'drainSeconds: -5'));
+  lab.writeConfig(config(lab).replace('drainSeconds: 2', 'drainSeconds: -5'));
   const bad = await cli('reload');
   t.is(bad.code, 1);
   t.regex(bad.err, /bgp\.drainSeconds: must be from 0 to 3600 \(got -5\)/);
-  writeFileSync(join(dir, 'edgelb.yaml'), config({ drainSeconds: 1 }));
+  lab.writeConfig(config(lab, { drainSeconds: 1 }));
   const good = await cli('reload');
   t.is(good.code, 0, good.err);
   t.regex(good.out, /^reloaded .*edgelb\.yaml \(sha256 [0-9a-f]{12}\)$/m);
 });
 
 test.serial('drain marks GRACEFUL_SHUTDOWN then withdraws; undrain re-announces', async (t) => {
+  // A failed assertion ends the test: leave the edge undrained for the tests after it.
+  t.teardown(async () => {
+    if (/^Drain:\s+drained$/m.test((await cli('status')).out)) await cli('undrain');
+  });
   const drain = cli('drain');
   const sawGshut = await until(async () => {
-    const r = JSON.stringify(await router.bgpRoute(`${vip}/32`));
+    const r = JSON.stringify(await lab.router.bgpRoute(`${vip}/32`));
     return r.includes('gracefulShutdown') || r.includes('65535:0');
   }, 10_000, 'GRACEFUL_SHUTDOWN at the router', 50).catch(() => false);
   t.true(sawGshut, 'router saw 65535:0 before the withdrawal');
@@ -263,10 +180,19 @@ test.serial('drain marks GRACEFUL_SHUTDOWN then withdraws; undrain re-announces'
   t.is(r.code, 0, r.err);
   await until(async () => (await routerGateways(vip)).length === 0, 10_000, 'the withdrawal');
   t.regex((await cli('status')).out, /^Drain:\s+drained$/m);
+  // The other edges (and the Advertised condition) no longer count a drained edge.
+  await until(async () => (await advertisingFlag()) === 'false', 10_000, 'the presence Lease to say not advertising');
   t.is((await cli('undrain')).code, 0);
   await until(async () => (await routerGateways(vip)).length === 1, 10_000, 'the re-announcement');
+  await until(async () => (await advertisingFlag()) === 'true', 10_000, 'the presence Lease to say advertising again');
   t.pass();
 });
+
+/** What this edge tells the other edges: the annotation on its presence Lease. */
+async function advertisingFlag(): Promise<string | undefined> {
+  const lease = (await lab.api.get('leases', 'edgelb-system', 'edgelb-ipam-edge-edge-a')) as { metadata?: { annotations?: Record<string, string> } } | null;
+  return lease?.metadata?.annotations?.['edgelb.io/advertising'];
+}
 
 test.serial('restart with SIGQUIT (handover): the route never leaves the router, XDP stays attached', async (t) => {
   let lost = false;
@@ -277,6 +203,8 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
       await sleep(50);
     }
   })();
+  const [gobgpdBefore] = await lab.processesIn(E, 'gobgpd');
+  t.truthy(gobgpdBefore);
   t.is(await stopAgent('SIGQUIT'), 0);
   const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
   t.regex(link.stdout, /prog\/xdp id \d+/, 'program stays attached between agents');
@@ -287,11 +215,14 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
   t.false(lost, 'the router lost the VIP during the restart');
   const s = JSON.parse((await cli('status', '-o', 'json')).out);
   t.is(s.datapath.services, 1);
+  // The new agent adopted the gobgpd that kept announcing: a second one
+  // cannot bind the BGP port and would leave the agent steering nothing.
+  t.deepEqual(await lab.processesIn(E, 'gobgpd'), [gobgpdBefore], 'one gobgpd, the one from before the restart');
 });
 
 test.serial('deleting the Service removes its frontend from the datapath and its VIP from the router', async (t) => {
-  await api.delete('services', 'default', 'web');
-  await api.delete('pods', 'default', 'web-abc');
+  await lab.api.delete('services', 'default', 'web');
+  await lab.api.delete('pods', 'default', 'web-abc');
   await until(async () => (await routerGateways(vip)).length === 0, 20_000, 'the VIP to leave the router');
   const services = await until(async () => {
     const list = JSON.parse((await cli('service', 'list', '-o', 'json')).out) as unknown[];
@@ -308,27 +239,27 @@ test.serial('SIGTERM drains, withdraws and detaches', async (t) => {
   await until(async () => (await routerGateways(vip)).length === 0, 5_000, 'the router to drop the withdrawn VIP');
   const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
   t.notRegex(link.stdout, /prog\/xdp/);
-  t.truthy(readFileSync(join(dir, 'edgelb.yaml')));
+  t.truthy(readFileSync(lab.configFile));
 });
 
 // Last, on an agent of its own: adding and removing a BGP peer leaves the
 // handover restart above unable to adopt gobgpd (a finding for the BGP
 // side, see the issue 13 report), so nothing runs after it.
 test.serial('reload with a TCP-MD5 peer: the peer diff is logged, its password never (grep of the agent log)', async (t) => {
-  writeFileSync(join(dir, 'edgelb.yaml'), config({ drainSeconds: 1 }));
+  lab.writeConfig(config(lab, { drainSeconds: 1 }));
   await startAgent();
-  const password = `md5-${id}-Secr3t`;
-  const pw = join(dir, 'peer2.pw');
+  const password = `md5-${lab.id}-Secr3t`;
+  const pw = join(lab.dir, 'peer2.pw');
   writeFileSync(pw, `${password}\n`, { mode: 0o600 });
-  const logFrom = agentLog.length;
-  writeFileSync(join(dir, 'edgelb.yaml'), config({ drainSeconds: 1, peers: `[{ address: ${NET}.1, asn: 64500, holdTime: 9, keepalive: 3 }, { address: ${NET}.9, asn: 64509, passwordFile: ${pw} }]` }));
+  const logFrom = lab.log.length;
+  lab.writeConfig(config(lab, { drainSeconds: 1, peers: `[{ address: ${NET}.1, asn: 64500, holdTime: 9, keepalive: 3 }, { address: ${NET}.9, asn: 64509, passwordFile: ${pw} }]` }));
   const r = await cli('reload');
   t.is(r.code, 0, r.err);
-  await until(() => agentLog.slice(logFrom).includes('BGP peers reconciled'), 10_000, 'the reload\'s peer diff in the log');
-  const logged = agentLog.slice(logFrom);
+  await until(() => lab.log.slice(logFrom).includes('BGP peers reconciled'), 10_000, 'the reload\'s peer diff in the log');
+  const logged = lab.log.slice(logFrom);
   t.regex(logged, new RegExp(`"address":"${NET.replace(/\./g, '\\.')}\\.9"`), 'the added peer is in the log');
   t.regex(logged, /"password":"\[redacted\]"/);
   t.is((await cli('status', '-o', 'json')).code, 0);
   t.is(await stopAgent('SIGTERM'), 0);
-  t.false(agentLog.includes(password), 'the password is nowhere in the agent\'s log');
+  t.false(lab.log.includes(password), 'the password is nowhere in the agent\'s log');
 });

@@ -1,7 +1,8 @@
 import test from 'ava';
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
+import { defaultNodeName } from '../../src/config/node-id.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -184,4 +185,21 @@ test('unknown commands and options are usage errors (exit 2)', async (t) => {
   const r = await edgelb(['config', 'check', '--bogus', 'config/minimal.yaml']);
   t.is(r.code, 2);
   t.regex(r.stderr, /edgelb config check: Unknown option '--bogus'/);
+});
+
+test('node.name defaults to a name unique per machine (from /etc/machine-id), never the hostname', (t) => {
+  const mid = join(tmp, 'machine-id');
+  writeFileSync(mid, '3d1219c7c4c5404aaa1f6d2a48adfda4\n');
+  const a = defaultNodeName(mid);
+  t.regex(a, /^edge-[0-9a-f]{12}$/);
+  t.is(defaultNodeName(mid), a, 'stable');
+  writeFileSync(mid, '0123456789abcdef0123456789abcdef\n');
+  t.not(defaultNodeName(mid), a, 'another machine, another name');
+  t.false(defaultNodeName(mid).includes('0123456789ab'), 'the raw machine id is not shown');
+  writeFileSync(mid, '\n'); // e.g. an image before first boot
+  t.is(defaultNodeName(mid), '');
+  t.is(defaultNodeName(join(tmp, 'absent')), '');
+  const c = parseConfig('node: {routerId: 10.0.0.1, asn: 1, uplink: e0}\n', 'x');
+  t.is(c.node.name, defaultNodeName());
+  t.not(c.node.name, hostname());
 });

@@ -583,6 +583,32 @@ test('bad desired state is rejected naming the service', (t) => {
   t.throws(() => dp.applyServices([service(), service({ service: 'x/dup' })]), { message: /both claim/ });
 });
 
+test('upsert/remove by frontendKey: a frontend the datapath cannot serve is rejected with its reason, the rest of the call is served', (t) => {
+  const dp = openEdge(t);
+  const r = dp.upsert([
+    service(),
+    service({ service: 'ns/ranges6', frontend: { vip: VIP, port: 81, protocol: 'TCP' }, sourceRanges: ['2001:db8::/32'] }),
+    service({ service: 'ns/vip6', frontend: { vip: '2001:db8::10', port: 80, protocol: 'TCP' } }),
+    service({ service: 'ns/nonode', frontend: { vip: VIP, port: 82, protocol: 'TCP' }, backends: [backend(1, { nodeIp: '' })] }),
+  ]);
+  t.like(r, { added: 1, updated: 0, unchanged: 0 });
+  t.deepEqual(r.rejected.map((x) => [x.key, x.service, x.reason]), [
+    [`${VIP}:81/TCP`, 'ns/ranges6', 'UnsupportedFamily'],
+    ['[2001:db8::10]:80/TCP', 'ns/vip6', 'UnsupportedFamily'],
+    [`${VIP}:82/TCP`, 'ns/nonode', 'InvalidFrontend'],
+  ]);
+  const syn = (dport: number) => run(dp, tcpPacket({ flags: SYN, dport }));
+  t.not(parsePacket(syn(80).out).ip.dst, VIP, 'the servable frontend forwards');
+  for (const port of [81, 82]) t.is(hex(syn(port).out), hex(tcpPacket({ flags: SYN, dport: port })), `port ${port} is not a frontend`);
+  t.deepEqual(dp.keys(), [`${VIP}:80/TCP`]);
+  t.like(dp.upsert([service()]), { added: 0, updated: 0, unchanged: 1, rejected: [] });
+  t.is(dp.remove([`${VIP}:80/TCP`, `${VIP}:99/TCP`]), 1);
+  t.is(hex(syn(80).out), hex(tcpPacket({ flags: SYN, dport: 80 })));
+  t.deepEqual(dp.keys(), []);
+  t.is(dp.map('edge_services').keys().length, 0, 'VIP marker gone with its last frontend');
+  t.like(dp.capacity(), { ringSlots: { used: 0 }, backendIds: { used: 0 }, serviceIds: { used: 0 } });
+});
+
 test('slot exhaustion: the failing service is named, the others are applied, a later apply recovers', (t) => {
   const dp = openEdge(t); // 65 536 ring slots: four services of 100 backends (16 384 slots each)
   const mk = (i: number) =>

@@ -74,6 +74,8 @@ test('each ServiceAccount holds exactly the permissions of its agent (kubectl au
     [E, 'patch', 'services', 'default', 'status', true],
     [E, 'create', 'events.events.k8s.io', 'default', undefined, true],
     [E, 'patch', 'events.events.k8s.io', 'default', undefined, true],
+    // DuplicateEdgeName is an Event about the edge's presence Lease, in the Leases' namespace.
+    [E, 'create', 'events.events.k8s.io', EDGELB_NAMESPACE, undefined, true],
     [E, 'create', 'leases.coordination.k8s.io', EDGELB_NAMESPACE, undefined, true],
     [E, 'update', 'leases.coordination.k8s.io', EDGELB_NAMESPACE, undefined, true],
     [E, 'create', 'leases.coordination.k8s.io', 'kube-system', undefined, false],

@@ -105,6 +105,29 @@ test('sharing: same key and disjoint ports share, clashes and foreign keys do no
   t.deepEqual(a.usersOf(first[0]!), ['ns/dns-udp']);
 });
 
+test('sharing across namespaces needs an opt-in on both Services; a key alone does not let one tenant join another\'s address', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/24'])]);
+  const mine = ips(a.assign(req('team-a/web', { sharingKey: 'k', ports: [{ port: 80, protocol: 'TCP' }] })));
+  // Another namespace, same key: not joined; asking for the address outright is refused, naming the opt-in.
+  t.notDeepEqual(ips(a.assign(req('team-b/intruder', { sharingKey: 'k', ports: [{ port: 443, protocol: 'TCP' }] }))), mine);
+  const asked = a.assign(req('team-b/asks', { sharingKey: 'k', requested: mine, ports: [{ port: 8443, protocol: 'TCP' }] }));
+  t.false(asked.ok);
+  if (!asked.ok) {
+    t.is(asked.reason, 'SharingConflict');
+    t.regex(asked.message, /team-a\/web in namespace team-a .*edgelb\.io\/allow-shared-ip-namespaces/);
+  }
+  // One side opting in is not enough.
+  const oneSided = a.assign(req('team-b/one', { sharingKey: 'k', shareWithNamespaces: ['team-a'], requested: mine, ports: [{ port: 8444, protocol: 'TCP' }] }));
+  t.false(oneSided.ok);
+  // Both sides: shared.
+  const b = new IpAllocator([pool('p', ['192.0.2.0/24'])]);
+  const first = ips(b.assign(req('team-a/web', { sharingKey: 'k', shareWithNamespaces: ['team-b'], ports: [{ port: 80, protocol: 'TCP' }] })));
+  t.deepEqual(ips(b.assign(req('team-b/api', { sharingKey: 'k', shareWithNamespaces: '*', ports: [{ port: 443, protocol: 'TCP' }] }))), first);
+  t.deepEqual(b.usersOf(first[0]!).sort(), ['team-a/web', 'team-b/api']);
+  // A third namespace the first did not name stays out.
+  t.notDeepEqual(ips(b.assign(req('team-c/x', { sharingKey: 'k', shareWithNamespaces: '*', ports: [{ port: 8080, protocol: 'TCP' }] }))), first);
+});
+
 test('restart stability: replaying status keeps every address, even out of order of allocation', (t) => {
   const pools = [pool('p', ['192.0.2.0/24', '2001:db8::/120'])];
   const a = new IpAllocator(pools);

@@ -79,7 +79,7 @@ test.serial('allocates to status, advertises with ready endpoints, refuses reque
   await waitFor('web advertised condition', async () => conditionOf(await get('web'))?.status === 'True');
   t.regex(conditionOf(await get('web'))!.message, /advertised by 1 edge\(s\): edge-a/);
   await waitFor('VIP in sink', () => sink.vipAddresses().includes('192.0.2.1'));
-  const fe = sink.frontends.get('TCP/192.0.2.1:80')!;
+  const fe = sink.frontends.get('192.0.2.1:80/TCP')!;
   t.deepEqual(fe.backends, [{ ip: '10.1.0.1', port: 8080, nodeIp: '10.0.0.1', nodeName: 'n1', weight: 1, state: 'active' }]);
 
   await waitFor('refused condition', async () => conditionOf(await get('refused'))?.reason === 'RequestRefused');
@@ -261,7 +261,7 @@ test.serial('endpoint churn touches only that Service; VIPs are not re-sent', as
   // terminating — serving while its Ready condition holds.
   await pod('a', 'a-2', '10.1.0.2');
   await cluster.delete('pods', ns, 'a-1');
-  await waitFor('old backend terminating, new active', () => JSON.stringify(sink.frontends.get('TCP/192.0.2.1:80')?.backends.map((b) => [b.ip, b.state])) === JSON.stringify([['10.1.0.1', 'terminating'], ['10.1.0.2', 'active']]), 20_000);
+  await waitFor('old backend terminating, new active', () => JSON.stringify(sink.frontends.get('192.0.2.1:80/TCP')?.backends.map((b) => [b.ip, b.state])) === JSON.stringify([['10.1.0.1', 'terminating'], ['10.1.0.2', 'active']]), 20_000);
   await c.settle();
   const touched = new Set(sink.calls.flatMap((x) => x.changed.map((d) => d.service)));
   t.deepEqual([...touched], [`${ns}/a`]);
@@ -271,11 +271,11 @@ test.serial('endpoint churn touches only that Service; VIPs are not re-sent', as
   sink.clearLog();
   await cluster.delete('pods', ns, 'a-2');
   await waitFor('VIP withdrawn', () => !sink.vipAddresses().includes('192.0.2.1'), 20_000);
-  t.true(sink.frontends.has('TCP/192.0.2.1:80'));
+  t.true(sink.frontends.has('192.0.2.1:80/TCP'));
   await waitFor('condition says why', async () => conditionOf(await get('a'))?.reason === 'NoReadyEndpoints');
   // Deleting the Service removes its frontend.
   await cluster.delete('services', ns, 'a');
-  await waitFor('frontend removed', () => !sink.frontends.has('TCP/192.0.2.1:80'));
+  await waitFor('frontend removed', () => !sink.frontends.has('192.0.2.1:80/TCP'));
 });
 
 test.serial('a follower takes addresses from status, ignores foreign ones, and resolves a frontend clash when one side goes', async (t) => {
@@ -296,16 +296,16 @@ test.serial('a follower takes addresses from status, ignores foreign ones, and r
   const writes = await statusWrites();
   const { c, sink } = make('edge-a');
   await c.start();
-  await waitFor('follower programs the shared address once', () => sink.frontends.has('TCP/192.0.2.5:80'), 20_000);
+  await waitFor('follower programs the shared address once', () => sink.frontends.has('192.0.2.5:80/TCP'), 20_000);
   await c.settle();
   await waitFor('sees edge-z as leader', () => c.status().leaderIdentity === 'edge-z');
   t.false(c.status().leader);
   t.deepEqual(sink.vipAddresses(), ['192.0.2.5']);
   t.false([...sink.frontends.keys()].some((k) => k.includes('203.0.113.9')), 'address outside every pool ignored');
-  const owner = sink.frontends.get('TCP/192.0.2.5:80')!.service;
+  const owner = sink.frontends.get('192.0.2.5:80/TCP')!.service;
   const otherName = owner === `${ns}/one` ? 'two' : 'one';
   t.is(await statusWrites(), writes, 'a follower writes no status');
   await cluster.delete('services', ns, owner.split('/')[1]!);
-  await waitFor('the other Service takes over the frontend', () => sink.frontends.get('TCP/192.0.2.5:80')?.service === `${ns}/${otherName}`);
+  await waitFor('the other Service takes over the frontend', () => sink.frontends.get('192.0.2.5:80/TCP')?.service === `${ns}/${otherName}`);
   t.deepEqual(sink.vipAddresses(), ['192.0.2.5']);
 });

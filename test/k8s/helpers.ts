@@ -4,7 +4,9 @@ import type { PoolConfig } from '../../src/config/types.js';
 import type { KubernetesControllerOptions } from '../../src/k8s/controller.js';
 import type { DesiredStateSink } from '../../src/k8s/controller.js';
 import { frontendKey } from '../../src/model/desired.js';
-import type { DesiredService, DesiredVip } from '../../src/model/types.js';
+import type { DesiredService, DesiredVip, FrontendRejection } from '../../src/model/types.js';
+import { EdgePlanner, type PlannerLimits } from '../../src/datapath/edge-plan.js';
+import type { SinkCapacity } from '../../src/k8s/sink.js';
 
 export type Obj = Record<string, unknown>;
 
@@ -25,16 +27,41 @@ export function testConfig(pools: Partial<PoolConfig>[], leaseDurationSeconds = 
   };
 }
 
+/**
+ * A sink that records every call and keeps the frontends it was given.
+ * `reject` decides per frontend (like a datapath that cannot serve it);
+ * `held` pre-loads frontends as if adopted from pinned maps.
+ */
 export class RecordingSink implements DesiredStateSink {
   readonly frontends = new Map<string, DesiredService>();
   vips: DesiredVip[] = [];
   readonly calls: { changed: DesiredService[]; removed: string[] }[] = [];
   readonly vipCalls: DesiredVip[][] = [];
+  readonly rejections: FrontendRejection[][] = [];
   removedTotal = 0;
+  reject: ((d: DesiredService) => FrontendRejection | null) | null = null;
 
-  applyServices(changed: DesiredService[], removed: string[]): void {
-    this.calls.push({ changed, removed });
-    for (const d of changed) this.frontends.set(frontendKey(d.frontend), d);
+  constructor(held: Iterable<string> = []) {
+    for (const k of held) this.frontends.set(k, { service: '', frontend: { vip: '', port: 0, protocol: 'TCP' }, mode: 'dsr', dispatch: 'auto', sourceRanges: [], affinityTimeoutSeconds: 0, backends: [] });
+  }
+
+  upsert(changed: DesiredService[]): FrontendRejection[] {
+    this.calls.push({ changed, removed: [] });
+    const out: FrontendRejection[] = [];
+    for (const d of changed) {
+      const key = frontendKey(d.frontend);
+      const r = this.reject?.(d) ?? null;
+      if (r) {
+        out.push(r);
+        this.frontends.delete(key);
+      } else this.frontends.set(key, d);
+    }
+    if (out.length > 0) this.rejections.push(out);
+    return out;
+  }
+
+  remove(removed: string[]): void {
+    this.calls.push({ changed: [], removed });
     for (const k of removed) this.frontends.delete(k);
     this.removedTotal += removed.length;
   }
@@ -44,6 +71,10 @@ export class RecordingSink implements DesiredStateSink {
     this.vipCalls.push(vips);
   }
 
+  keys(): string[] {
+    return [...this.frontends.keys()];
+  }
+
   vipAddresses(): string[] {
     return this.vips.map((v) => v.address);
   }
@@ -51,26 +82,64 @@ export class RecordingSink implements DesiredStateSink {
   clearLog(): void {
     this.calls.length = 0;
     this.vipCalls.length = 0;
+    this.rejections.length = 0;
     this.removedTotal = 0;
   }
 }
 
-export function service(ns: string, name: string, opts: { ports?: number[]; annotations?: Record<string, string>; cls?: string | null; loadBalancerIP?: string } = {}): Obj {
+/** A sink that decides like the edge datapath (its pure planner), without maps or root. */
+export class PlannerSink extends RecordingSink {
+  readonly planner: EdgePlanner;
+
+  constructor(limits: Partial<PlannerLimits> = {}) {
+    super();
+    this.planner = new EdgePlanner({ ringSlots: 1 << 16, serviceIds: 1024, backendIds: 4096, maglevTableSize: 16381, autoDispatchDefault: 'ipip', ...limits });
+  }
+
+  override upsert(changed: DesiredService[]): FrontendRejection[] {
+    const { plan, result } = this.planner.plan(changed);
+    this.planner.commit(plan);
+    const rejected = new Set(result.rejected.map((r) => r.key));
+    this.reject = (d) => (rejected.has(frontendKey(d.frontend)) ? result.rejected.find((r) => r.key === frontendKey(d.frontend))! : null);
+    return super.upsert(changed);
+  }
+
+  override remove(removed: string[]): void {
+    const { plan } = this.planner.plan([], removed);
+    this.planner.commit(plan);
+    super.remove(removed);
+  }
+
+  capacity(): SinkCapacity {
+    return this.planner.capacity();
+  }
+}
+
+/**
+ * A LoadBalancer Service selecting pods app=<name>; `selector: false` makes
+ * it selector-less, for slices the test writes itself (endpointSlice()).
+ */
+export function service(ns: string, name: string, opts: { ports?: number[]; annotations?: Record<string, string>; cls?: string | null; loadBalancerIP?: string; selector?: boolean } = {}): Obj {
   const spec: Obj = {
     type: 'LoadBalancer',
     ports: (opts.ports ?? [80]).map((p) => ({ name: `p${p}`, port: p, protocol: 'TCP', targetPort: 8000 + p })),
-    selector: { app: name },
+    ...(opts.selector === false ? {} : { selector: { app: name } }),
   };
   if (opts.cls !== null) spec.loadBalancerClass = opts.cls ?? 'edgelb.io/dsr';
   if (opts.loadBalancerIP) spec.loadBalancerIP = opts.loadBalancerIP;
   return { apiVersion: 'v1', kind: 'Service', metadata: { namespace: ns, name, annotations: opts.annotations ?? {} }, spec };
 }
 
+/**
+ * A hand-made EndpointSlice for a selector-less Service. Its managed-by
+ * label is not the EndpointSlice controller's, so that controller leaves it
+ * alone (as it does bench:k8s's).
+ */
 export function endpointSlice(ns: string, svc: string, name: string, eps: { ip: string; node: string; ready?: boolean; serving?: boolean; terminating?: boolean }[], ports: number[] = [80]): Obj {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
-    metadata: { namespace: ns, name, labels: { 'kubernetes.io/service-name': svc } },
+    metadata: { namespace: ns, name, labels: { 'kubernetes.io/service-name': svc, 'endpointslice.kubernetes.io/managed-by': 'edgelb-test' } },
     addressType: 'IPv4',
     ports: ports.map((p) => ({ name: `p${p}`, port: 8000 + p, protocol: 'TCP' })),
     endpoints: eps.map((e) => ({

@@ -3,6 +3,7 @@ import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node
 import type { PoolConfig } from '../../src/config/types.js';
 import { computeDesiredState, desiredForService, type DesiredConfig, frontendKey, nodeAddresses, type NodeAddresses } from '../../src/model/desired.js';
 import { ipRequestFor, isOurs, requestedAddresses } from '../../src/model/service.js';
+import { localDesired } from '../../src/node-agent/local-services.js';
 
 const advertise = { communities: ['65000:1'], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
 const pools: PoolConfig[] = [{ name: 'p', cidrs: ['192.0.2.0/24', '2001:db8::/64'], namespaces: [], serviceSelector: {}, autoAssign: true, advertise }];
@@ -55,6 +56,9 @@ test('ip request: annotation wins over spec.loadBalancerIP, sharing key, ports, 
   t.deepEqual(r.families, [6, 4]);
   t.deepEqual(r.current, ['192.0.2.7']);
   t.deepEqual(r.ports, [{ port: 80, protocol: 'TCP' }]);
+  t.deepEqual(r.shareWithNamespaces, []);
+  t.deepEqual(ipRequestFor(svc('d', {}, { 'edgelb.io/allow-shared-ip-namespaces': ' team-b , team-c ' })).shareWithNamespaces, ['team-b', 'team-c']);
+  t.is(ipRequestFor(svc('d', {}, { 'edgelb.io/allow-shared-ip-namespaces': '*' })).shareWithNamespaces, '*');
   t.deepEqual(requestedAddresses(svc('b', { loadBalancerIP: '192.0.2.5' })), ['192.0.2.5']);
   t.deepEqual(ipRequestFor(svc('c', { ipFamilies: ['IPv6'], ipFamilyPolicy: 'PreferDualStack' })).families, [6]);
 });
@@ -80,7 +84,7 @@ test('ready, terminating-but-serving and not-serving endpoints', (t) => {
 
 test('a VIP with only terminating endpoints is not advertised but its flows stay programmed', (t) => {
   const s = svc('a');
-  const state = computeDesiredState([s], [slice('a', 's1', [['10.1.0.1', 'n1', { ready: false, serving: true, terminating: true }]])], [], config, new Map([['ns/a', alloc]]));
+  const state = computeDesiredState([s], [slice('a', 's1', [['10.1.0.1', 'n1', { ready: false, serving: true, terminating: true }]])], [node('n1', '10.0.0.1')], config, new Map([['ns/a', alloc]]));
   t.deepEqual(state.vips, []);
   t.is(state.services.length, 1);
   t.is(state.services[0]!.backends[0]!.state, 'terminating');
@@ -92,8 +96,14 @@ test('a VIP with only terminating endpoints is not advertised but its flows stay
 test('node mapping uses InternalIP per family, ExternalIP as fallback', (t) => {
   t.deepEqual(nodeAddresses(node('x', '10.0.0.9', '203.0.113.9')), { v4: '10.0.0.9', v6: null });
   t.deepEqual(nodeAddresses({ status: { addresses: [{ type: 'ExternalIP', address: '203.0.113.9' }, { type: 'InternalIP', address: 'FD00::9' }] } }), { v4: '203.0.113.9', v6: 'fd00::9' });
-  const d = desiredForService(svc('a'), [slice('a', 's1', [['10.1.0.1', 'unknown', { ready: true }]])], nodes, config, alloc);
-  t.is(d.services[0]!.backends[0]!.nodeIp, '');
+});
+
+test('an endpoint on a node without a known address is not used (with a Warning); one without a node is its own next hop', (t) => {
+  const d = desiredForService(svc('a'), [slice('a', 's1', [['10.1.0.1', 'unknown', { ready: true }], ['10.1.0.2', 'n1', { ready: true }]])], nodes, config, alloc);
+  t.deepEqual(d.services[0]!.backends.map((b) => [b.ip, b.nodeIp]), [['10.1.0.2', '10.0.0.1']]);
+  t.deepEqual(d.problems, [{ reason: 'NodeAddressUnknown', message: 'endpoint 10.1.0.1 is not used: node unknown has no IPv4 address (InternalIP/ExternalIP) known to edgelb' }]);
+  const bare: V1EndpointSlice = { ...slice('a', 's2', []), endpoints: [{ addresses: ['192.0.2.99'], conditions: { ready: true } }] };
+  t.deepEqual(desiredForService(svc('a'), [bare], nodes, config, alloc).services[0]!.backends.map((b) => [b.ip, b.nodeIp, b.nodeName]), [['192.0.2.99', '192.0.2.99', '']]);
 });
 
 test('annotations choose mode and dispatch; invalid values fall back with a problem', (t) => {
@@ -116,25 +126,51 @@ test('session affinity and source ranges reach the desired service', (t) => {
     loadBalancerSourceRanges: ['198.51.100.7/24', 'bogus', '2001:DB8::/32'],
   }), [], nodes, config, alloc);
   t.is(d.services[0]!.affinityTimeoutSeconds, 10800);
-  t.deepEqual(d.services[0]!.sourceRanges, ['198.51.100.0/24', '2001:db8::/32']);
+  // Each family's ranges go to that family's frontends.
+  t.deepEqual(d.services[0]!.sourceRanges, ['198.51.100.0/24']);
+  const dual = desiredForService(svc('a', { loadBalancerSourceRanges: ['198.51.100.7/24', '2001:DB8::/32'] }), [], nodes, config, [...alloc, { ip: '2001:db8::10', pool: 'p' }]);
+  t.deepEqual(dual.services.map((x) => [x.frontend.vip, x.sourceRanges]), [['192.0.2.10', ['198.51.100.0/24']], ['2001:db8::10', ['2001:db8::/32']]]);
   t.deepEqual(d.problems.map((p) => p.reason), ['InvalidSourceRange']);
   const timed = desiredForService(svc('a', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } }), [], nodes, config, alloc);
   t.is(timed.services[0]!.affinityTimeoutSeconds, 60);
   t.is(desiredForService(svc('a'), [], nodes, config, alloc).services[0]!.affinityTimeoutSeconds, 0);
   // Every range invalid: closed, not open.
-  t.deepEqual(desiredForService(svc('a', { loadBalancerSourceRanges: ['x'] }), [], nodes, config, alloc).services[0]!.sourceRanges, ['0.0.0.0/32', '::/128']);
+  t.deepEqual(desiredForService(svc('a', { loadBalancerSourceRanges: ['x'] }), [], nodes, config, alloc).services[0]!.sourceRanges, ['0.0.0.0/32']);
+});
+
+test('a frontend whose family has no source range is not served (it would admit no client), the reason named', (t) => {
+  const d = desiredForService(svc('a', { loadBalancerSourceRanges: ['2001:db8::/32'] }), [], nodes, config, alloc);
+  t.deepEqual(d.services, []);
+  t.deepEqual(d.rejected, [{
+    key: '192.0.2.10:80/TCP', service: 'ns/a', reason: 'SourceRangeFamily',
+    message: 'ns/a 192.0.2.10:80/TCP: loadBalancerSourceRanges (2001:db8::/32) has no IPv4 range, so this IPv4 frontend would admit no client',
+  }]);
+});
+
+test('over the per-Service port cap: every frontend of the Service is rejected with TooManyPorts, none is served', (t) => {
+  const ports = Array.from({ length: 5 }, (_, i) => ({ name: `p${i}`, port: 1000 + i, protocol: 'TCP' }));
+  const capped = { ...config, datapath: { ...config.datapath, maxPortsPerService: 4 } };
+  const d = desiredForService(svc('a', { ports }), [], nodes, capped, alloc);
+  t.deepEqual(d.services, []);
+  t.is(d.rejected.length, 5);
+  t.true(d.rejected.every((r) => r.reason === 'TooManyPorts'));
+  t.regex(d.rejected[0]!.message, /^ns\/a 192\.0\.2\.10:1000\/TCP: the Service has 5 TCP\/UDP ports; an edge serves at most 4 per Service \(datapath\.maxPortsPerService\)$/);
+  t.is(desiredForService(svc('a', { ports: ports.slice(0, 4) }), [], nodes, capped, alloc).services.length, 4);
 });
 
 test('the service.beta.kubernetes.io/load-balancer-source-ranges annotation applies when spec.loadBalancerSourceRanges is empty; the field wins when both are set', (t) => {
   const ann = { 'service.beta.kubernetes.io/load-balancer-source-ranges': ' 198.51.100.0/24 ,2001:db8::/32,, bogus' };
   const d = desiredForService(svc('a', {}, ann), [], nodes, config, alloc);
-  t.deepEqual(d.services[0]!.sourceRanges, ['198.51.100.0/24', '2001:db8::/32']);
+  // The IPv4 frontend gets the IPv4 entries (each family's frontends get that family's ranges).
+  t.deepEqual(d.services[0]!.sourceRanges, ['198.51.100.0/24']);
   t.deepEqual(d.problems.map((p) => p.reason), ['InvalidSourceRange']);
   t.regex(d.problems[0]!.message, /service\.beta\.kubernetes\.io\/load-balancer-source-ranges entry "bogus"/);
+  const dual = desiredForService(svc('a', {}, ann), [], nodes, config, [...alloc, { ip: '2001:db8:1::10', pool: 'p' }]);
+  t.deepEqual(dual.services.map((x) => [x.frontend.vip, x.sourceRanges]), [['192.0.2.10', ['198.51.100.0/24']], ['2001:db8:1::10', ['2001:db8::/32']]]);
   const both = desiredForService(svc('a', { loadBalancerSourceRanges: ['203.0.113.0/24'] }, ann), [], nodes, config, alloc);
   t.deepEqual(both.services[0]!.sourceRanges, ['203.0.113.0/24']);
   // Only invalid entries: closed, not open — as for the field.
-  t.deepEqual(desiredForService(svc('a', {}, { 'service.beta.kubernetes.io/load-balancer-source-ranges': 'nope' }), [], nodes, config, alloc).services[0]!.sourceRanges, ['0.0.0.0/32', '::/128']);
+  t.deepEqual(desiredForService(svc('a', {}, { 'service.beta.kubernetes.io/load-balancer-source-ranges': 'nope' }), [], nodes, config, alloc).services[0]!.sourceRanges, ['0.0.0.0/32']);
   t.deepEqual(desiredForService(svc('a', {}, { 'service.beta.kubernetes.io/load-balancer-source-ranges': '' }), [], nodes, config, alloc).services[0]!.sourceRanges, [], 'empty annotation: everyone');
 });
 
@@ -151,9 +187,9 @@ test('ports: slice port matched by service port name, named and numeric targetPo
   ]);
   const d = desiredForService(s, [sl], nodes, config, alloc);
   t.deepEqual(d.services.map((x) => [frontendKey(x.frontend), x.backends.map((b) => b.port)]), [
-    ['TCP/192.0.2.10:80', [8080]],
-    ['UDP/192.0.2.10:53', [5353]],
-    ['TCP/192.0.2.10:9000', [9100]],
+    ['192.0.2.10:80/TCP', [8080]],
+    ['192.0.2.10:53/UDP', [5353]],
+    ['192.0.2.10:9000/TCP', [9100]],
   ]);
   t.deepEqual(d.problems.map((p) => p.reason), ['UnsupportedProtocol']);
 });
@@ -165,7 +201,7 @@ test('IPv6 VIP takes IPv6 slices only; duplicate endpoints across slices count o
     slice('a', 's6a', [['fd01::1', 'n2', { ready: false, serving: true, terminating: true }]], undefined, 'IPv6'),
     slice('a', 's6b', [['FD01::1', 'n2', { ready: true }]], undefined, 'IPv6'),
   ], nodes, config, both);
-  t.deepEqual(d.services.map((x) => frontendKey(x.frontend)), ['TCP/192.0.2.10:80', 'TCP/[2001:db8::10]:80']);
+  t.deepEqual(d.services.map((x) => frontendKey(x.frontend)), ['192.0.2.10:80/TCP', '[2001:db8::10]:80/TCP']);
   t.deepEqual(d.services[1]!.backends, [{ ip: 'fd01::1', port: 8080, nodeIp: 'fd00::2', nodeName: 'n2', weight: 1, state: 'active' }]);
   t.deepEqual(d.readyAddresses, ['192.0.2.10', '2001:db8::10']);
 });
@@ -178,7 +214,17 @@ test('shared VIP lists every ready service; unallocated services produce nothing
     slice('a', 'sa', [['10.1.0.1', 'n1', { ready: true }]]),
     slice('b', 'sb', [['10.1.0.2', 'n1', { ready: true }]], [{ name: 'http', port: 8081, protocol: 'TCP' }]),
     slice('c', 'sc', [['10.1.0.3', 'n1', { ready: true }]]),
-  ], [], config, new Map([['ns/a', alloc], ['ns/b', alloc]]));
+  ], [node('n1', '10.0.0.1')], config, new Map([['ns/a', alloc], ['ns/b', alloc]]));
   t.deepEqual(st.vips.map((v) => [v.address, v.services]), [['192.0.2.10', ['ns/a', 'ns/b']]]);
-  t.deepEqual(st.services.map((s) => frontendKey(s.frontend)), ['TCP/192.0.2.10:80', 'TCP/192.0.2.10:81']);
+  t.deepEqual(st.services.map((s) => frontendKey(s.frontend)), ['192.0.2.10:80/TCP', '192.0.2.10:81/TCP']);
+});
+
+test('a node\'s local view: our Services at the addresses in their status, through the same whole-cluster function', (t) => {
+  const withStatus = (s: V1Service, ip: string): V1Service => ({ ...s, status: { loadBalancer: { ingress: [{ ip }] } } });
+  const ours = withStatus(svc('a', { loadBalancerClass: 'edgelb.io/dsr' }), '192.0.2.10');
+  const foreign = withStatus(svc('b', { loadBalancerClass: 'other.io/lb' }), '192.0.2.11');
+  const pending = svc('c', { loadBalancerClass: 'edgelb.io/dsr' });
+  const slices = ['a', 'b', 'c'].map((n, i) => slice(n, `s${n}`, [[`10.1.0.${i + 1}`, 'n1', { ready: true }]]));
+  const local = localDesired([ours, foreign, pending], slices, [node('n1', '10.0.0.1')], { kubernetes: { loadBalancerClass: 'edgelb.io/dsr', defaultClass: false }, datapath: config.datapath });
+  t.deepEqual(local.map((s) => [frontendKey(s.frontend), s.service, s.backends.map((b) => `${b.ip}@${b.nodeIp}`)]), [['192.0.2.10:80/TCP', 'ns/a', ['10.1.0.1@10.0.0.1']]]);
 });

@@ -1,0 +1,83 @@
+// What the edge datapath can serve at all, decided per frontend before any
+// id or slot is allocated: addresses of a family it forwards, values its
+// map layouts can encode. Also the equality that lets an upsert of an
+// unchanged frontend write nothing. Pure.
+import type { DesiredService, RejectReason } from '../model/types.js';
+import { encodeSrcRangeKey } from './edge-maps.js';
+import { ipFamily, ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
+import { protoNumber } from '../net/l4.js';
+
+/** A frontend this datapath does not take, and why. */
+export class Rejected extends Error {
+  constructor(
+    readonly reason: RejectReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Field-by-field equality of two desired frontends (the upsert of an unchanged one writes nothing). */
+export function sameDesired(a: DesiredService, b: DesiredService): boolean {
+  if (a === b) return true;
+  if (a.service !== b.service || a.mode !== b.mode || a.dispatch !== b.dispatch || a.affinityTimeoutSeconds !== b.affinityTimeoutSeconds) return false;
+  if (a.frontend.vip !== b.frontend.vip || a.frontend.port !== b.frontend.port || a.frontend.protocol !== b.frontend.protocol) return false;
+  if (a.sourceRanges.length !== b.sourceRanges.length || a.sourceRanges.some((r, i) => r !== b.sourceRanges[i])) return false;
+  if (a.backends.length !== b.backends.length) return false;
+  for (let i = 0; i < a.backends.length; i++) {
+    const x = a.backends[i]!;
+    const y = b.backends[i]!;
+    if (x.ip !== y.ip || x.port !== y.port || x.nodeIp !== y.nodeIp || x.nodeName !== y.nodeName || x.weight !== y.weight || x.state !== y.state) return false;
+  }
+  return true;
+}
+
+/** A source range as the maps hold it (network address, prefix length). */
+export function normaliseCidr(c: string): string {
+  const key = encodeSrcRangeKey(0, c.includes('/') ? c : `${c}/32`);
+  return `${u32ToIpv4(key.readUInt32BE(8))}/${key.readUInt32LE(0) - 32}`;
+}
+
+/** Why this datapath cannot serve `d` at all (whatever else it holds), or null. */
+export function validateFrontend(d: DesiredService): { reason: RejectReason; message: string } | null {
+  try {
+    validate(d);
+    return null;
+  } catch (e) {
+    if (e instanceof Rejected) return { reason: e.reason, message: e.message };
+    throw e;
+  }
+}
+
+/** Throws Rejected naming the first thing this datapath cannot serve. */
+export function validate(d: DesiredService): void {
+  const v6 = (what: string, value: string) => {
+    if (ipFamily(value.split('/')[0] ?? '') === 6) throw new Rejected('UnsupportedFamily', `${what} ${value} is IPv6; this edge's datapath forwards IPv4 only`);
+  };
+  v6('VIP', d.frontend.vip);
+  for (const r of d.sourceRanges) v6('source range', r);
+  for (const b of d.backends) {
+    v6('backend', b.ip);
+    v6(`node address of backend ${b.ip}`, b.nodeIp);
+  }
+  try {
+    ipv4ToU32(d.frontend.vip, 'VIP');
+    if (!Number.isInteger(d.frontend.port) || d.frontend.port < 1 || d.frontend.port > 65535) throw new Error(`port ${d.frontend.port} is not 1..65535`);
+    protoNumber(d.frontend.protocol);
+    if (!['dsr', 'snat', 'hybrid'].includes(d.mode)) throw new Error(`mode '${d.mode}' is not dsr, snat or hybrid`);
+    if (!['ip-option', 'ipip', 'auto'].includes(d.dispatch)) throw new Error(`dispatch '${d.dispatch}' is not ip-option, ipip or auto`);
+    if (!Number.isInteger(d.affinityTimeoutSeconds) || d.affinityTimeoutSeconds < 0) {
+      throw new Error(`affinity timeout ${d.affinityTimeoutSeconds} must be a non-negative integer`);
+    }
+    for (const b of d.backends) {
+      ipv4ToU32(b.ip, 'backend IP');
+      if (b.nodeIp === '') throw new Error(`backend ${b.ip} has no node address`);
+      ipv4ToU32(b.nodeIp, `node IP of backend ${b.ip}`);
+      if (!Number.isInteger(b.port) || b.port < 1 || b.port > 65535) throw new Error(`backend ${b.ip} port ${b.port} is not 1..65535`);
+      if (!Number.isInteger(b.weight) || b.weight < 1) throw new Error(`backend ${b.ip}:${b.port} weight ${b.weight} must be an integer ≥ 1`);
+    }
+    for (const r of d.sourceRanges) normaliseCidr(r);
+  } catch (e) {
+    throw new Rejected('InvalidFrontend', (e as Error).message);
+  }
+}

@@ -1,0 +1,475 @@
+// The edge datapath's planner: pure (no maps, no syscalls), so it is tested
+// without root. It owns what the maps hold — per frontend its service id,
+// backend ids, Maglev region and table, source ranges — and turns upserts,
+// removals and path-dispatch changes into an EdgePlan: the entries to write,
+// in an order the writer keeps (see edge-writer.ts), plus the ids and
+// regions to release once nothing points at them any more.
+//
+// Failure isolation: every frontend is planned on its own. One that this
+// datapath cannot serve (a family it does not forward, a value it cannot
+// encode, no id or ring slot left) is rejected with a reason and, if an
+// older version of it was programmed, removed; nothing of it is half
+// written and the other frontends of the same call are planned as usual.
+// Allocation comes first and is undone on failure, so a rejected frontend
+// leaves no trace in the plan.
+import type { DatapathMode } from '../config/types.js';
+import type { Backend, DesiredService, FrontendRejection, L4Proto, RejectReason } from '../model/types.js';
+import { frontendKey } from '../model/desired.js';
+import { PackedBatch } from './edge-batch.js';
+import { Rejected, normaliseCidr, sameDesired, validate } from './edge-frontend-check.js';
+import { IdAllocator, RegionAllocator } from './edge-regions.js';
+import { chooseTableSize, maglevTable, primeForClass } from './maglev.js';
+import {
+  BACKEND_SIZE,
+  BE_F_ACTIVE,
+  BE_F_IPIP,
+  BE_F_VALID,
+  EDGE_RING_PER_ELEM,
+  SVC_F_MARKER,
+  SVC_F_SNAT,
+  SVC_F_SRC_RANGES,
+  SVC_KEY_SIZE,
+  SVC_VALUE_SIZE,
+  encodeBackendInto,
+  encodeSrcRangeKey,
+  encodeSvc,
+  encodeSvcKey,
+} from './edge-maps.js';
+import { ipv4ToU32 } from '../net/ip.js';
+import { protoNumber } from '../net/l4.js';
+
+export type PathDispatch = 'ip-option' | 'ipip';
+
+export interface PlannerLimits {
+  /** Slots of edge_ring (a power of two). */
+  ringSlots: number;
+  /** Service ids are 1 .. serviceIds-1 (0 marks "no service"). */
+  serviceIds: number;
+  /** Backend ids are 1 .. backendIds-1. */
+  backendIds: number;
+  /** Upper bound of a service's Maglev table (datapath.maglevTableSize). */
+  maglevTableSize: number;
+  /** Dispatch of `auto` services towards nodes the prober has no verdict for. */
+  autoDispatchDefault: PathDispatch;
+}
+
+interface PlannedBackend {
+  id: number;
+  b: Backend;
+  flags: number;
+}
+
+/** One programmed frontend as the maps hold it. */
+export interface FrontendState {
+  key: string;
+  keyBuf: Buffer;
+  /** "namespace/name"; '' when rebuilt from pinned maps and not upserted since. */
+  service: string;
+  vip: string;
+  port: number;
+  protocol: L4Proto;
+  /** null when rebuilt from pinned maps (the maps keep only the SNAT flag). */
+  mode: DatapathMode | null;
+  dispatch: DesiredService['dispatch'];
+  snat: boolean;
+  id: number;
+  /** Region block class (2^cls slots), null when the frontend has no active backend. */
+  cls: number | null;
+  ringOff: number;
+  m: number;
+  /** Backend id per slot as last written; null = unknown (rewrite fully). */
+  table: Uint32Array | null;
+  backends: Map<string, PlannedBackend>;
+  srcRanges: Set<string>;
+  svcValue: Buffer | null;
+  /** The desired state last programmed; null forces a full re-plan (rebuilt, or a path verdict changed). */
+  desired: DesiredService | null;
+}
+
+/** What one plan writes, in writer order, and what it frees afterwards. */
+export class EdgePlan {
+  readonly backends = new PackedBatch(4, BACKEND_SIZE);
+  readonly ring = new PackedBatch(4, 4 * EDGE_RING_PER_ELEM);
+  readonly services = new PackedBatch(SVC_KEY_SIZE, SVC_VALUE_SIZE);
+  readonly srcAdds: Buffer[] = [];
+  readonly srcDeletes: Buffer[] = [];
+  readonly svcDeletes: Buffer[] = [];
+  /** Fresh ids whose counters are zeroed before anything points at them. */
+  readonly newSvcIds: number[] = [];
+  readonly newBeIds: number[] = [];
+  /** Backend entries invalidated last; their ids, the regions and service ids below are released after the writes. */
+  readonly retiredBackends: number[] = [];
+  readonly retiredRegions: number[] = [];
+  readonly retiredSvcIds: number[] = [];
+
+  /** Whether committing this plan frees ids or slots. */
+  frees(): boolean {
+    return this.retiredBackends.length > 0 || this.retiredRegions.length > 0 || this.retiredSvcIds.length > 0;
+  }
+}
+
+export interface PlanResult {
+  added: string[];
+  updated: string[];
+  unchanged: string[];
+  removed: string[];
+  rejected: FrontendRejection[];
+}
+
+/** Snapshot of the pinned maps for rebuilding the planner (edge-restore.ts reads it). */
+export interface EdgeSnapshot {
+  services: { keyBuf: Buffer; vip: string; port: number; proto: number; id: number; ringOff: number; ringSize: number; flags: number; value: Buffer }[];
+  markers: string[];
+  backends: { id: number; ip: string; port: number; nodeIp: string; flags: number; svcId: number }[];
+  srcRanges: { svcId: number; cidr: string }[];
+}
+
+export class EdgePlanner {
+  private readonly frontends = new Map<string, FrontendState>();
+  private readonly markers = new Map<string, number>(); // vip → frontends using it
+  private readonly pathDispatch = new Map<string, PathDispatch>();
+  private readonly regions: RegionAllocator;
+  private readonly svcIds: IdAllocator;
+  private readonly beIds: IdAllocator;
+
+  constructor(readonly limits: PlannerLimits) {
+    if ((limits.ringSlots & (limits.ringSlots - 1)) !== 0 || limits.ringSlots < EDGE_RING_PER_ELEM) {
+      throw new Error(`edge ring of ${limits.ringSlots} slots: must be a power of two ≥ ${EDGE_RING_PER_ELEM}`);
+    }
+    this.regions = new RegionAllocator(Math.log2(limits.ringSlots));
+    this.svcIds = new IdAllocator(1, limits.serviceIds, 'service');
+    this.beIds = new IdAllocator(1, limits.backendIds, 'backend');
+  }
+
+  // ------------------------------------------------------------ reading
+
+  get(key: string): FrontendState | undefined {
+    return this.frontends.get(key);
+  }
+
+  all(): IterableIterator<FrontendState> {
+    return this.frontends.values();
+  }
+
+  get size(): number {
+    return this.frontends.size;
+  }
+
+  /** Used and total: ring slots, backend ids, service ids (ids exclude the reserved 0). */
+  capacity(): { ringSlots: { used: number; total: number }; backendIds: { used: number; total: number }; serviceIds: { used: number; total: number } } {
+    return {
+      ringSlots: { used: this.regions.usedSlots(), total: this.limits.ringSlots },
+      backendIds: { used: this.beIds.size, total: this.limits.backendIds - 1 },
+      serviceIds: { used: this.svcIds.size, total: this.limits.serviceIds - 1 },
+    };
+  }
+
+  /** Node addresses of `auto` frontends' backends (what the path prober must probe). */
+  autoNodes(): string[] {
+    const ips = new Set<string>();
+    for (const st of this.frontends.values()) if (st.dispatch === 'auto') for (const bs of st.backends.values()) ips.add(bs.b.nodeIp);
+    return [...ips];
+  }
+
+  // ------------------------------------------------------------ restore
+
+  /** Rebuilds the state from what the pinned maps hold (a restarted agent adopts it). */
+  restore(snap: EdgeSnapshot): void {
+    if (this.frontends.size > 0) throw new Error('restore: the planner already holds frontends');
+    const byId = new Map<number, FrontendState>();
+    for (const m of snap.markers) this.markers.set(m, 0);
+    for (const s of snap.services) {
+      const protocol: L4Proto = s.proto === 6 ? 'TCP' : 'UDP';
+      const st = newFrontendState({
+        keyBuf: Buffer.from(s.keyBuf), service: '', vip: s.vip, port: s.port, protocol, mode: null, dispatch: 'auto',
+        snat: (s.flags & SVC_F_SNAT) !== 0, id: s.id, svcValue: Buffer.from(s.value),
+      });
+      this.svcIds.reserve(s.id);
+      if (s.ringSize > 0) {
+        const cls = Math.max(8, 32 - Math.clz32(s.ringSize));
+        this.regions.reserve(s.ringOff, cls);
+        st.cls = cls;
+        st.ringOff = s.ringOff;
+        st.m = s.ringSize;
+      }
+      this.frontends.set(st.key, st);
+      byId.set(st.id, st);
+      this.markers.set(st.vip, (this.markers.get(st.vip) ?? 0) + 1);
+    }
+    for (const v of snap.backends) {
+      if (!(v.flags & BE_F_VALID)) continue;
+      const st = byId.get(v.svcId);
+      if (!st) continue;
+      this.beIds.reserve(v.id);
+      st.backends.set(`${v.ip}:${v.port}`, {
+        id: v.id,
+        flags: v.flags,
+        b: { ip: v.ip, port: v.port, nodeIp: v.nodeIp, nodeName: '', weight: 1, state: v.flags & BE_F_ACTIVE ? 'active' : 'terminating' },
+      });
+    }
+    for (const r of snap.srcRanges) byId.get(r.svcId)?.srcRanges.add(r.cidr);
+  }
+
+  // ------------------------------------------------------------ planning
+
+  /**
+   * Plans adding or replacing `services` (keyed by frontendKey) and removing
+   * `removals`. State changes at once; ids and regions retired by the plan
+   * are released by commit() after the writer has applied it.
+   */
+  plan(services: readonly DesiredService[], removals: readonly string[] = []): { plan: EdgePlan; result: PlanResult } {
+    const plan = new EdgePlan();
+    const result: PlanResult = { added: [], updated: [], unchanged: [], removed: [], rejected: [] };
+    const seen = new Map<string, string>();
+    for (const d of services) {
+      const key = frontendKey(d.frontend);
+      const other = seen.get(key);
+      if (other !== undefined) {
+        result.rejected.push({ key, service: d.service, reason: 'InvalidFrontend', message: `${other} and ${d.service} both claim ${key}` });
+        continue;
+      }
+      seen.set(key, d.service);
+      const st = this.frontends.get(key);
+      if (st?.desired && sameDesired(st.desired, d)) {
+        result.unchanged.push(key);
+        continue;
+      }
+      try {
+        validate(d);
+        this.planFrontend(d, key, st ?? null, plan);
+        (st ? result.updated : result.added).push(key);
+      } catch (e) {
+        if (!(e instanceof Rejected)) throw e;
+        result.rejected.push({ key, service: d.service, reason: e.reason, message: `${d.service} ${key}: ${e.message}` });
+        // A frontend that cannot be served as desired is not served in an older shape either.
+        if (st) this.planRemoval(st, plan);
+      }
+    }
+    for (const key of removals) {
+      if (seen.has(key)) continue;
+      const st = this.frontends.get(key);
+      if (!st) continue;
+      this.planRemoval(st, plan);
+      result.removed.push(key);
+    }
+    return { plan, result };
+  }
+
+  /** Releases what `plan` retired; call once the writer has applied it. */
+  commit(plan: EdgePlan): void {
+    for (const id of plan.retiredBackends) this.beIds.release(id);
+    for (const off of plan.retiredRegions) this.regions.release(off);
+    for (const id of plan.retiredSvcIds) this.svcIds.release(id);
+  }
+
+  /**
+   * The dispatch for backends on `nodeIp` of `auto` frontends (the prober's
+   * verdict); plans the rewrite of exactly those backend entries.
+   */
+  setPathDispatch(nodeIp: string, dispatch: PathDispatch): EdgePlan {
+    ipv4ToU32(nodeIp, 'node IP');
+    if (dispatch !== 'ip-option' && dispatch !== 'ipip') throw new Error(`path dispatch '${String(dispatch)}' must be ip-option or ipip`);
+    const plan = new EdgePlan();
+    if (this.pathDispatch.get(nodeIp) === dispatch) return plan;
+    this.pathDispatch.set(nodeIp, dispatch);
+    for (const st of this.frontends.values()) {
+      if (st.dispatch !== 'auto') continue;
+      let touched = false;
+      for (const bs of st.backends.values()) {
+        if (bs.b.nodeIp !== nodeIp) continue;
+        bs.flags = this.backendFlags(st.dispatch, bs.b, st.snat);
+        const o = plan.backends.push();
+        plan.backends.keys.writeUInt32LE(bs.id, o.k);
+        encodeBackendInto({ ip: bs.b.ip, nodeIp: bs.b.nodeIp, port: bs.b.port, flags: bs.flags, svcId: st.id }, plan.backends.vals, o.v);
+        touched = true;
+      }
+      if (touched) st.desired = null; // the next upsert re-plans it in full
+    }
+    return plan;
+  }
+
+  private backendFlags(dispatch: DesiredService['dispatch'], b: Backend, snat: boolean): number {
+    let f = BE_F_VALID;
+    if (b.state === 'active') f |= BE_F_ACTIVE;
+    if (!snat) {
+      const d = dispatch === 'auto' ? (this.pathDispatch.get(b.nodeIp) ?? this.limits.autoDispatchDefault) : dispatch;
+      if (d === 'ipip') f |= BE_F_IPIP;
+    }
+    return f;
+  }
+
+  private planFrontend(d: DesiredService, key: string, prev: FrontendState | null, plan: EdgePlan): void {
+    const snat = d.mode === 'snat' || (d.mode === 'hybrid' && d.frontend.protocol === 'UDP');
+
+    // Backends: dedupe by identity (first wins), keep the ids of known ones.
+    const next = new Map<string, PlannedBackend>();
+    const fresh: PlannedBackend[] = [];
+    for (const b of d.backends) {
+      const bk = `${b.ip}:${b.port}`;
+      if (next.has(bk)) continue;
+      const old = prev?.backends.get(bk);
+      const pb: PlannedBackend = { id: old?.id ?? 0, b, flags: this.backendFlags(d.dispatch, b, snat) };
+      if (!old) fresh.push(pb);
+      next.set(bk, pb);
+    }
+    const active = [...next.entries()].filter(([, s]) => s.b.state === 'active');
+    let size = active.length > 0 ? chooseTableSize(active.length, this.limits.maglevTableSize, prev?.cls ?? undefined) : null;
+
+    // Allocation first, undone if any of it fails.
+    let id = prev?.id ?? 0;
+    let region: number | null = null;
+    const got: number[] = [];
+    try {
+      if (!prev) id = this.alloc(this.svcIds, 'OutOfServiceIds');
+      for (const pb of fresh) {
+        pb.id = this.alloc(this.beIds, 'OutOfBackendIds');
+        got.push(pb.id);
+      }
+      if (size && size.cls !== prev?.cls) {
+        region = this.regions.alloc(size.cls);
+        if (region === null) {
+          // Growing: keep the region it has while its table still gives every active backend a slot.
+          const keep = prev?.cls !== null && prev?.cls !== undefined && size.cls > prev.cls ? primeForClass(prev.cls, this.limits.maglevTableSize) : 0;
+          if (keep < active.length) throw new Rejected('OutOfRingSlots', `Maglev slot array full: no free block of ${2 ** size.cls} Maglev slots (${this.regions.usedSlots()} of ${this.limits.ringSlots} in use)`);
+          size = { cls: prev!.cls!, m: keep };
+        }
+      }
+    } catch (e) {
+      for (const b of got) this.beIds.release(b);
+      if (!prev && id !== 0) this.svcIds.release(id);
+      throw e;
+    }
+
+    let st = prev;
+    if (!st) {
+      plan.newSvcIds.push(id);
+      st = newFrontendState({
+        keyBuf: encodeSvcKey({ vip: d.frontend.vip, port: d.frontend.port, proto: protoNumber(d.frontend.protocol) }),
+        service: d.service, vip: d.frontend.vip, port: d.frontend.port, protocol: d.frontend.protocol, mode: d.mode, dispatch: d.dispatch, snat, id, svcValue: null,
+      });
+      this.frontends.set(key, st);
+      this.ref(st.vip, plan);
+    }
+    st.service = d.service;
+    st.mode = d.mode;
+    st.dispatch = d.dispatch;
+    st.snat = snat;
+
+    for (const pb of fresh) plan.newBeIds.push(pb.id);
+    for (const [bk, pb] of next) {
+      const old = st.backends.get(bk);
+      if (old && old.flags === pb.flags && old.b.nodeIp === pb.b.nodeIp) continue;
+      const o = plan.backends.push();
+      plan.backends.keys.writeUInt32LE(pb.id, o.k);
+      encodeBackendInto({ ip: pb.b.ip, nodeIp: pb.b.nodeIp, port: pb.b.port, flags: pb.flags, svcId: st.id }, plan.backends.vals, o.v);
+    }
+    for (const [bk, old] of st.backends) if (!next.has(bk)) plan.retiredBackends.push(old.id);
+    st.backends = next;
+
+    // Maglev over active backends only.
+    if (!size) {
+      if (st.cls !== null) plan.retiredRegions.push(st.ringOff);
+      st.cls = null;
+      st.m = 0;
+      st.ringOff = 0;
+      st.table = null;
+    } else {
+      const idx = maglevTable(active.map(([bk, s]) => ({ key: bk, weight: s.b.weight })), size.m);
+      const ids = new Uint32Array(2 ** size.cls);
+      for (let i = 0; i < size.m; i++) ids[i] = active[idx[i]!]![1].id;
+      let full = true;
+      if (region !== null) {
+        if (st.cls !== null) plan.retiredRegions.push(st.ringOff);
+        st.cls = size.cls;
+        st.ringOff = region;
+      } else if (st.table && st.m === size.m) {
+        full = false;
+      }
+      const old = st.table;
+      const P = EDGE_RING_PER_ELEM;
+      for (let e = 0; e < ids.length; e += P) {
+        if (!full && old && sameWords(old, ids, e, P)) continue;
+        plan.ring.pushU32s((st.ringOff + e) / P, ids, e);
+      }
+      st.m = size.m;
+      st.table = ids;
+    }
+
+    // Source ranges.
+    const ranges = new Set(d.sourceRanges.map(normaliseCidr));
+    for (const r of ranges) if (!st.srcRanges.has(r)) plan.srcAdds.push(encodeSrcRangeKey(st.id, r));
+    for (const r of st.srcRanges) if (!ranges.has(r)) plan.srcDeletes.push(encodeSrcRangeKey(st.id, r));
+    st.srcRanges = ranges;
+
+    let flags = 0;
+    if (snat) flags |= SVC_F_SNAT;
+    if (ranges.size > 0) flags |= SVC_F_SRC_RANGES;
+    const val = encodeSvc({ id: st.id, ringOff: st.ringOff, ringSize: st.m, affinityTimeout: d.affinityTimeoutSeconds, flags });
+    if (!st.svcValue || !st.svcValue.equals(val)) {
+      const o = plan.services.push();
+      st.keyBuf.copy(plan.services.keys, o.k);
+      val.copy(plan.services.vals, o.v);
+      st.svcValue = val;
+    }
+    st.desired = d;
+  }
+
+  private alloc(ids: IdAllocator, reason: RejectReason): number {
+    try {
+      return ids.alloc();
+    } catch (e) {
+      throw new Rejected(reason, (e as Error).message);
+    }
+  }
+
+  private planRemoval(st: FrontendState, plan: EdgePlan): void {
+    plan.svcDeletes.push(st.keyBuf);
+    for (const r of st.srcRanges) plan.srcDeletes.push(encodeSrcRangeKey(st.id, r));
+    for (const b of st.backends.values()) plan.retiredBackends.push(b.id);
+    if (st.cls !== null) plan.retiredRegions.push(st.ringOff);
+    plan.retiredSvcIds.push(st.id);
+    this.frontends.delete(st.key);
+    this.unref(st.vip, plan);
+  }
+
+  private ref(vip: string, plan: EdgePlan): void {
+    const n = this.markers.get(vip) ?? 0;
+    this.markers.set(vip, n + 1);
+    if (n === 0) {
+      const o = plan.services.push();
+      encodeSvcKey({ vip, port: 0, proto: 0 }).copy(plan.services.keys, o.k);
+      encodeSvc({ id: 0, ringOff: 0, ringSize: 0, affinityTimeout: 0, flags: SVC_F_MARKER }).copy(plan.services.vals, o.v);
+    }
+  }
+
+  private unref(vip: string, plan: EdgePlan): void {
+    const n = (this.markers.get(vip) ?? 1) - 1;
+    if (n > 0) {
+      this.markers.set(vip, n);
+      return;
+    }
+    this.markers.delete(vip);
+    plan.svcDeletes.push(encodeSvcKey({ vip, port: 0, proto: 0 }));
+  }
+}
+
+/** A frontend with no region and no backends yet (new, or rebuilt from the maps). */
+function newFrontendState(o: Pick<FrontendState, 'keyBuf' | 'service' | 'vip' | 'port' | 'protocol' | 'mode' | 'dispatch' | 'snat' | 'id' | 'svcValue'>): FrontendState {
+  return {
+    ...o,
+    key: frontendKey({ vip: o.vip, port: o.port, protocol: o.protocol }),
+    cls: null,
+    ringOff: 0,
+    m: 0,
+    table: null,
+    backends: new Map(),
+    srcRanges: new Set(),
+    desired: null,
+  };
+}
+
+function sameWords(a: Uint32Array, b: Uint32Array, from: number, n: number): boolean {
+  for (let i = from; i < from + n; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+

@@ -1,0 +1,38 @@
+// Reads what the pinned edge maps hold into an EdgeSnapshot, so a restarted
+// agent's planner adopts the frontends, ids and regions in use instead of
+// rewriting (or worse, reusing) them. Backends come from one batched walk
+// over the array; only entries marked valid and owned by a live service
+// count.
+import { BACKEND_SIZE, SVC_F_MARKER, decodeBackend, decodeSvc, decodeSvcKey } from './edge-maps.js';
+import { u32ToIpv4 } from '../net/ip.js';
+import type { EdgeSnapshot } from './edge-plan.js';
+import type { EdgeMaps } from './edge-writer.js';
+
+export function readSnapshot(maps: Pick<EdgeMaps, 'edge_services' | 'edge_backends' | 'edge_src_ranges'>): EdgeSnapshot {
+  const snap: EdgeSnapshot = { services: [], markers: [], backends: [], srcRanges: [] };
+  const ids = new Set<number>();
+  for (const [k, v] of maps.edge_services.entries()) {
+    const key = decodeSvcKey(k);
+    const val = decodeSvc(v);
+    if (val.flags & SVC_F_MARKER) {
+      snap.markers.push(key.vip);
+      continue;
+    }
+    snap.services.push({ keyBuf: Buffer.from(k), vip: key.vip, port: key.port, proto: key.proto, id: val.id, ringOff: val.ringOff, ringSize: val.ringSize, flags: val.flags, value: Buffer.from(v) });
+    ids.add(val.id);
+  }
+  if (ids.size === 0) return snap;
+  for (const { keys, values, count } of maps.edge_backends.lookupBatches(65536)) {
+    for (let i = 0; i < count; i++) {
+      const v = decodeBackend(values.subarray(i * BACKEND_SIZE, (i + 1) * BACKEND_SIZE));
+      if (!ids.has(v.svcId)) continue;
+      snap.backends.push({ id: keys.readUInt32LE(i * 4), ...v });
+    }
+  }
+  for (const k of maps.edge_src_ranges.keys()) {
+    const svcId = k.readUInt32LE(4);
+    if (!ids.has(svcId)) continue;
+    snap.srcRanges.push({ svcId, cidr: `${u32ToIpv4(k.readUInt32BE(8))}/${k.readUInt32LE(0) - 32}` });
+  }
+  return snap;
+}

@@ -1,0 +1,44 @@
+// Writes an EdgePlan to the edge maps in the one order that keeps every
+// intermediate state valid for packets in flight:
+//   counters of fresh ids zeroed → backend entries → Maglev slots → source
+//   ranges added → service entries → source ranges deleted → service
+//   entries deleted → backend entries of retired backends invalidated.
+// So no slot points at a backend entry that is not yet written, no service
+// entry points at a region that is not yet filled, and a retired backend is
+// invalidated only once nothing refers to it. Releasing the retired ids and
+// regions (EdgePlanner.commit) comes after all of it.
+import type { BpfMap } from './loader.js';
+import { PackedBatch } from './edge-batch.js';
+import type { EdgeMapName } from './edge-maps.js';
+import type { EdgePlan } from './edge-plan.js';
+
+export type EdgeMaps = Readonly<Record<EdgeMapName, BpfMap>>;
+
+/** Elements per BPF_MAP_UPDATE_BATCH call (bounded kernel-side copies). */
+const CHUNK = 1 << 18;
+
+export function flushBatch(map: BpfMap, batch: PackedBatch): void {
+  for (let i = 0; i < batch.n; i += CHUNK) {
+    const { keys, vals } = batch.slice(i, Math.min(batch.n, i + CHUNK));
+    map.updateBatchPacked(keys, vals);
+  }
+}
+
+function zeroed(map: BpfMap, ids: readonly number[]): void {
+  if (ids.length === 0) return;
+  const b = new PackedBatch(4, map.valueBufSize);
+  for (const id of ids) b.pushZeroed(id);
+  flushBatch(map, b);
+}
+
+export function writePlan(maps: EdgeMaps, plan: EdgePlan): void {
+  zeroed(maps.edge_svc_stats, plan.newSvcIds);
+  zeroed(maps.edge_be_stats, plan.newBeIds);
+  flushBatch(maps.edge_backends, plan.backends);
+  flushBatch(maps.edge_ring, plan.ring);
+  for (const key of plan.srcAdds) maps.edge_src_ranges.update(key, Buffer.from([1]));
+  flushBatch(maps.edge_services, plan.services);
+  for (const key of plan.srcDeletes) maps.edge_src_ranges.delete(key);
+  for (const key of plan.svcDeletes) maps.edge_services.delete(key);
+  zeroed(maps.edge_backends, plan.retiredBackends);
+}

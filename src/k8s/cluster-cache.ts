@@ -1,0 +1,130 @@
+// The controller's view of the cluster: informers for Services,
+// EndpointSlices and Nodes (lists fetched raw and trimmed), the indexes
+// over them, and the filter that turns informer events into "this Service
+// must be recomputed" — most Service updates are echoes of our own status
+// writes and change nothing reconciliation reads.
+import { createHash } from 'node:crypto';
+import type { KubeConfig, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { Logger } from '../log/logger.js';
+import { CONDITION_ADVERTISED, ingressAddresses, serviceKey } from '../model/service.js';
+import type { NodeAddresses } from '../model/desired.js';
+import { ResilientInformer, type InformerStats } from './informer.js';
+import type { RestClient } from './rest.js';
+import { ClusterIndex, parseKey } from './cluster-index.js';
+import { trimNode, trimService, trimSlice } from './trim.js';
+
+/** Failure reasons the allocating edge writes into the condition (they matter on edges that follow status). */
+export const FAILURE_REASONS: ReadonlySet<string> = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict']);
+
+/**
+ * Digest of what reconciliation reads from a Service: spec, labels,
+ * annotations, the addresses in status and a failure reported in our
+ * condition.
+ */
+function serviceFingerprint(svc: V1Service): string {
+  const md = svc.metadata;
+  const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
+  const failed = c && FAILURE_REASONS.has(c.reason) ? c.reason : '';
+  const text = JSON.stringify([md?.uid, svc.spec, md?.labels, md?.annotations, ingressAddresses(svc), failed]);
+  return createHash('sha1').update(text).digest('base64');
+}
+
+export interface ClusterCacheOptions {
+  kubeConfig: KubeConfig;
+  rest: RestClient;
+  logger: Logger;
+  /** An informer finished a (re)list. */
+  onListed: () => void;
+  /** Every Service event (status writes re-check their Service). */
+  onServiceSeen: (key: string) => void;
+  /** A Service must be recomputed. */
+  onDirty: (key: string) => void;
+  /** A node's dispatch addresses changed. */
+  onNodeChanged: (name: string) => void;
+}
+
+export class ClusterCache {
+  private readonly services: ResilientInformer<V1Service>;
+  private readonly slices: ResilientInformer<V1EndpointSlice>;
+  private readonly nodes: ResilientInformer<V1Node>;
+  private readonly index = new ClusterIndex();
+  private readonly fingerprints = new Map<string, string>();
+
+  constructor(o: ClusterCacheOptions) {
+    const common = { kubeConfig: o.kubeConfig, logger: o.logger, onListed: o.onListed };
+    this.services = new ResilientInformer<V1Service>({
+      ...common,
+      name: 'services',
+      path: '/api/v1/services',
+      list: () => o.rest.listAll('/api/v1/services', trimService),
+      project: trimService,
+      onEvent: (ev, svc) => {
+        const key = serviceKey(svc);
+        o.onServiceSeen(key);
+        if (ev === 'delete') {
+          this.fingerprints.delete(key);
+          o.onDirty(key);
+          return;
+        }
+        const fp = serviceFingerprint(svc);
+        if (this.fingerprints.get(key) === fp) return;
+        this.fingerprints.set(key, fp);
+        o.onDirty(key);
+      },
+    });
+    this.slices = new ResilientInformer<V1EndpointSlice>({
+      ...common,
+      name: 'endpointslices',
+      path: '/apis/discovery.k8s.io/v1/endpointslices',
+      list: () => o.rest.listAll('/apis/discovery.k8s.io/v1/endpointslices', trimSlice),
+      project: trimSlice,
+      onEvent: (ev, s) => {
+        for (const key of this.index.onSlice(ev, s)) o.onDirty(key);
+      },
+    });
+    this.nodes = new ResilientInformer<V1Node>({
+      ...common,
+      name: 'nodes',
+      path: '/api/v1/nodes',
+      list: () => o.rest.listAll('/api/v1/nodes', trimNode),
+      project: trimNode,
+      onEvent: (ev, n) => {
+        if (this.index.onNode(ev, n)) o.onNodeChanged(n.metadata?.name ?? '');
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([this.services.start(), this.slices.start(), this.nodes.start()]);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.services.stop(), this.slices.stop(), this.nodes.stop()]);
+  }
+
+  stats(): Record<string, InformerStats> {
+    return { services: this.services.stats(), endpointslices: this.slices.stats(), nodes: this.nodes.stats() };
+  }
+
+  /** Every informer has listed once (a computation from missing data would remove what is merely not loaded). */
+  synced(): boolean {
+    return this.services.stats().synced && this.slices.stats().synced && this.nodes.stats().synced;
+  }
+
+  serviceList(): readonly V1Service[] {
+    return this.services.list();
+  }
+
+  service(key: string): V1Service | undefined {
+    const [ns, name] = parseKey(key);
+    return this.services.get(name, ns);
+  }
+
+  slicesOf(key: string): V1EndpointSlice[] {
+    return this.index.slicesOf(key, (name, ns) => this.slices.get(name, ns));
+  }
+
+  get nodeAddrs(): ReadonlyMap<string, NodeAddresses> {
+    return this.index.nodeAddrs;
+  }
+}

@@ -1,0 +1,166 @@
+// One Service's desired frontends for a round: its addresses (from the
+// allocator on the leading edge, from status elsewhere), the model's
+// frontends and the model's own rejections, and the ownership claims.
+// What the sink then does with them is filled in by the controller.
+import { createHash } from 'node:crypto';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { poolForAddress, type Assigned, type IpAllocator } from '../ipam/allocator.js';
+import { desiredForService, frontendKey, type DesiredConfig, type NodeAddresses, type Problem } from '../model/desired.js';
+import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor } from '../model/service.js';
+import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
+import type { FrontendClaims } from './claims.js';
+import { FAILURE_REASONS } from './cluster-cache.js';
+import type { ReportedState } from './reporter.js';
+import { moreRoom } from './sink.js';
+
+export interface RejectedEntry {
+  rejection: FrontendRejection;
+  /** Digest of the frontend as rejected ('' = rejected by the model before any sink saw it). */
+  digest: string;
+  /** Sink free space when rejected for lack of it (retried when it grows); null for other reasons. */
+  free: number[] | null;
+}
+
+/** A Service as reconciled: what the sink accepted and rejected, and what was reported. */
+export interface SvcState extends ReportedState {
+  /** frontendKey → digest of the entry's JSON as the sink accepted it (the sink keeps the objects). */
+  entries: Map<string, string>;
+  rejected: Map<string, RejectedEntry>;
+  /** Nodes hosting its backends (a node's address change recomputes it). */
+  nodes: string[];
+  backends: number;
+}
+
+/** One frontend as computed this round. */
+export interface Item {
+  ds: DesiredService;
+  fk: string;
+  digest: string;
+  /** Has an active backend (its VIP may be advertised if the sink takes it). */
+  active: boolean;
+}
+
+/** A Service as computed this round, before and after the sink's answer. */
+export interface Candidate {
+  svc: V1Service;
+  st: SvcState;
+  items: Item[];
+  problems: Problem[];
+}
+
+export interface ComputeContext {
+  config: DesiredConfig;
+  /** The allocator on the leading edge, null elsewhere. */
+  ipam: IpAllocator | null;
+  claims: FrontendClaims;
+  /** Whether a Service holding a claim is still reconciled. */
+  live: (service: string) => boolean;
+  slicesOf: (key: string) => V1EndpointSlice[];
+  nodeAddrs: ReadonlyMap<string, NodeAddresses>;
+}
+
+function digest(ds: DesiredService): string {
+  return createHash('sha1').update(JSON.stringify(ds)).digest('base64');
+}
+
+/** Allocation + desired frontends, claims and the model's rejections applied (entries empty: the sink answers later). */
+export function computeService(ctx: ComputeContext, key: string, svc: V1Service, prev: SvcState | undefined): Candidate {
+  let addresses: Assigned[];
+  let failure: SvcState['failure'] = null;
+  if (ctx.ipam) {
+    const r = ctx.ipam.assign(ipRequestFor(svc));
+    if (r.ok) addresses = r.addresses;
+    else {
+      addresses = [];
+      failure = { reason: r.reason, message: r.message };
+    }
+  } else {
+    addresses = addressesFromStatus(ctx.config, svc, prev);
+  }
+  const d = desiredForService(svc, ctx.slicesOf(key), ctx.nodeAddrs, ctx.config, addresses);
+  const st: SvcState = { addresses, ready: [], failure, entries: new Map(), rejected: new Map(), nodes: [], backends: 0, advertised: prev?.advertised ?? false };
+  for (const r of d.rejected) st.rejected.set(r.key, { rejection: r, digest: '', free: null });
+  const nodes = new Set<string>();
+  const items: Item[] = [];
+  let lost = false;
+  for (const ds of d.services) {
+    const fk = frontendKey(ds.frontend);
+    const owner = ctx.claims.claim(fk, key, ctx.live);
+    if (owner !== null) {
+      st.rejected.set(fk, { rejection: { key: fk, service: key, reason: 'FrontendConflict', message: `${key} ${fk}: already served for ${owner}` }, digest: '', free: null });
+      lost = true;
+      continue;
+    }
+    for (const b of ds.backends) nodes.add(b.nodeName);
+    st.backends += ds.backends.length;
+    items.push({ ds, fk, digest: digest(ds), active: ds.backends.some((b) => b.state === 'active') });
+  }
+  ctx.claims.setLoser(key, lost);
+  st.nodes = [...nodes];
+  return { svc, st, items, problems: d.problems };
+}
+
+/**
+ * Addresses of a Service as the allocating edge published them. While
+ * status is empty and no failure is reported, a Service keeps what this
+ * edge knew (e.g. it just lost leadership before its write landed).
+ */
+function addressesFromStatus(config: DesiredConfig, svc: V1Service, prev: SvcState | undefined): Assigned[] {
+  const ns = svc.metadata?.namespace ?? '';
+  const labels = svc.metadata?.labels ?? {};
+  const out: Assigned[] = [];
+  for (const ip of ingressAddresses(svc)) {
+    const p = poolForAddress(config.pools, ip, ns, labels);
+    if (p) out.push({ ip, pool: p.name });
+  }
+  if (out.length > 0 || !prev) return out;
+  const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
+  if (c && FAILURE_REASONS.has(c.reason)) return out;
+  return prev.addresses;
+}
+
+/** Addresses with an accepted frontend that has an active backend: what this edge advertises for the Service. */
+export function readyAddresses(c: Candidate): string[] {
+  const ready = new Set<string>();
+  for (const it of c.items) if (it.active && c.st.entries.has(it.fk)) ready.add(it.ds.frontend.vip);
+  return c.st.addresses.map((a) => a.ip).filter((ip) => ready.has(ip));
+}
+
+/**
+ * The frontends of a computed Service the sink must hear about. Unchanged
+ * accepted ones are carried over as accepted; rejected ones that did not
+ * change are carried over as rejected — unless they were rejected for lack
+ * of space and the sink has more now.
+ */
+export function toOffer(c: Candidate, prev: SvcState | undefined, space: readonly number[]): Item[] {
+  const out: Item[] = [];
+  for (const item of c.items) {
+    const was = prev?.rejected.get(item.fk);
+    if (prev?.entries.get(item.fk) === item.digest) c.st.entries.set(item.fk, item.digest);
+    else if (was && was.digest === item.digest && !(was.free && moreRoom(was.free, space))) c.st.rejected.set(item.fk, was);
+    else out.push(item);
+  }
+  return out;
+}
+
+/**
+ * The sink's answer for one offered frontend. 'unknown' (the call failed):
+ * what was accepted before stays (its VIP too) and the round is retried.
+ */
+export function recordOutcome(st: SvcState, item: Item, outcome: 'accepted' | 'unknown' | FrontendRejection, prev: SvcState | undefined, freeAfter: number[]): void {
+  if (outcome === 'accepted') st.entries.set(item.fk, item.digest);
+  else if (outcome === 'unknown') {
+    const before = prev?.entries.get(item.fk);
+    if (before !== undefined) st.entries.set(item.fk, before);
+  } else st.rejected.set(item.fk, { rejection: outcome, digest: item.digest, free: CAPACITY_REASONS.has(outcome.reason) ? freeAfter : null });
+}
+
+/** The leader's order: Services that already have an address claim it before new ones get one; oldest first. */
+export function allocationOrder(keys: string[], get: (key: string) => V1Service | undefined): string[] {
+  const rank = keys.map((k) => {
+    const svc = get(k);
+    return { k, has: svc && ingressAddresses(svc).length > 0 ? 0 : 1, t: svc ? creationMs(svc) : 0 };
+  });
+  rank.sort((a, b) => a.has - b.has || a.t - b.t || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+  return rank.map((r) => r.k);
+}

@@ -1,0 +1,56 @@
+// What the informers cache of each object: plain JSON (lists are fetched
+// raw, like watch events, so both have the same shape) trimmed to what
+// edgelb reads. managedFields, last-applied annotations, endpoint
+// targetRefs/hints and everything of a Node but its addresses are most of an
+// informer's memory in a real cluster.
+import type { V1EndpointConditions, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import { SERVICE_NAME_LABEL } from '../model/desired.js';
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+export function trimService(svc: V1Service): V1Service {
+  const md = svc.metadata;
+  if (md?.managedFields) delete md.managedFields;
+  if (md?.annotations?.[LAST_APPLIED] !== undefined) delete md.annotations[LAST_APPLIED];
+  return svc;
+}
+
+// Node names and endpoint conditions repeat across 100 000 endpoints; one
+// shared (frozen) copy of each saves ~6 MB at that scale.
+const internedNames = new Map<string, string>();
+const sharedConditions = new Map<string, Readonly<V1EndpointConditions>>();
+
+function intern(name: string | undefined): string | undefined {
+  if (name === undefined) return undefined;
+  const have = internedNames.get(name);
+  if (have !== undefined) return have;
+  if (internedNames.size < 100_000) internedNames.set(name, name);
+  return name;
+}
+
+function conditionsOf(c: V1EndpointConditions | undefined): V1EndpointConditions | undefined {
+  if (c === undefined) return undefined;
+  const key = `${String(c.ready)}|${String(c.serving)}|${String(c.terminating)}`;
+  let shared = sharedConditions.get(key);
+  if (!shared) {
+    shared = Object.freeze({ ready: c.ready, serving: c.serving, terminating: c.terminating });
+    sharedConditions.set(key, shared);
+  }
+  return shared as V1EndpointConditions;
+}
+
+export function trimSlice(s: V1EndpointSlice): V1EndpointSlice {
+  const md = s.metadata ?? {};
+  const svcName = md.labels?.[SERVICE_NAME_LABEL];
+  return {
+    metadata: { name: md.name, namespace: md.namespace, uid: md.uid, resourceVersion: md.resourceVersion, labels: svcName === undefined ? {} : { [SERVICE_NAME_LABEL]: svcName } },
+    addressType: s.addressType,
+    ports: s.ports,
+    endpoints: (s.endpoints ?? []).map((e) => ({ addresses: e.addresses, conditions: conditionsOf(e.conditions), nodeName: intern(e.nodeName) })),
+  };
+}
+
+export function trimNode(n: V1Node): V1Node {
+  const md = n.metadata ?? {};
+  return { metadata: { name: md.name, uid: md.uid, resourceVersion: md.resourceVersion }, status: { addresses: n.status?.addresses ?? [] } };
+}

@@ -1,0 +1,321 @@
+// The controller against a sink that decides like the edge datapath: one
+// Service that cannot be served never stops the others, status follows
+// what the sink did, and a restart removes nothing before the whole
+// cluster has been computed once.
+//
+// Against the real kube-apiserver (test/lib/kube.ts) as the edgelb-edge
+// ServiceAccount. One control plane for the file; each test has its own
+// namespace, loadBalancerClass and Lease name. Services are selector-less
+// with hand-made EndpointSlices (helpers.endpointSlice: a managed-by of our
+// own, which the EndpointSlice controller leaves alone), so a test decides
+// its endpoints exactly, thousands of them included.
+import test, { type ExecutionContext } from 'ava';
+import { KubernetesController, type KubernetesControllerOptions } from '../../src/k8s/controller.js';
+import { silentLogger } from '../../src/log/logger.js';
+import type { DesiredService } from '../../src/model/types.js';
+import type { DesiredStateSink } from '../../src/k8s/sink.js';
+import { TestCluster, pool } from '../lib/kube.js';
+import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
+import { conditionOf, endpointSlice, ingressOf, node, PlannerSink, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
+
+const log = silentLogger();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let cluster: TestCluster;
+let edgeKubeconfig: string;
+let seq = 0;
+
+test.before(async () => {
+  // No Pods here, so no controller manager (it would only spend CPU on the 3 000-Service test's objects).
+  cluster = await TestCluster.start({ tag: 'outcomes', controllerManager: false });
+  edgeKubeconfig = await cluster.kubeconfigFor(EDGE_SERVICE_ACCOUNT);
+  // The endpoints' node (a backend on a node without a known address is not used).
+  await cluster.create(node('n1', '10.0.0.1'));
+});
+
+test.after.always(async () => {
+  await cluster?.close();
+});
+
+type Pools = { cidrs: string[] }[];
+
+/** A namespace, class and Lease of the test's own; its controllers stopped at the end. */
+async function setup(t: ExecutionContext, pools: Pools = [{ cidrs: ['192.0.2.0/28', '2001:db8::/120'] }]) {
+  const n = ++seq;
+  const ns = `o${n}`;
+  const cls = `edgelb.io/o${n}`;
+  const leaseName = `edgelb-o${n}`;
+  await cluster.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  const config = (p: Pools = pools, lease?: number) => {
+    const base = testConfig(p, lease);
+    return { ...base, kubernetes: { ...base.kubernetes, loadBalancerClass: cls, leaseName, leaseNamespace: EDGELB_NAMESPACE } };
+  };
+  const controllers: KubernetesController[] = [];
+  t.teardown(async () => {
+    for (const c of controllers) await c.stop().catch(() => undefined);
+  });
+  /** A controller of this test (stopped at its end). */
+  const controller = (o: Partial<KubernetesControllerOptions> & Pick<KubernetesControllerOptions, 'sink'>) => {
+    const c = new KubernetesController({ config: config(), kubeconfigPath: edgeKubeconfig, nodeName: 'edge-a', logger: log, debounceMs: 5, ...o });
+    controllers.push(c);
+    return c;
+  };
+  const make = (sink: DesiredStateSink, extra: { batchSize?: number; advertising?: boolean; nodeName?: string } = {}) => controller({ sink, ...extra });
+  const events = async (name: string): Promise<Obj[]> => (await cluster.list('events', ns)).filter((e) => (e.regarding as { name?: string }).name === name);
+  const svc = async (name: string): Promise<Obj | undefined> => (await cluster.get('services', ns, name)) ?? undefined;
+  /** A selector-less Service of this test's class. */
+  const createService = (name: string, opts: Parameters<typeof service>[2] = {}, spec: Obj = {}) => cluster.create(withSpec(service(ns, name, { cls, selector: false, ...opts }), spec));
+  /** A Service with one ready endpoint on n1. */
+  const serve = async (name: string, ip: string, extra: { annotations?: Record<string, string>; spec?: Obj } = {}) => {
+    await createService(name, { annotations: extra.annotations ?? {} }, extra.spec ?? {});
+    await cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
+  };
+  return { ns, cls, leaseName, config, controller, make, events, svc, createService, serve };
+}
+
+function withSpec(o: Obj, spec: Obj): Obj {
+  return { ...o, spec: { ...(o.spec as Obj), ...spec } };
+}
+
+/** Another edge holds the election Lease (this one follows status, as after a handover while another leads). */
+function foreignLease(leaseName: string): Obj {
+  return {
+    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { namespace: EDGELB_NAMESPACE, name: leaseName },
+    spec: { holderIdentity: 'edge-z', leaseDurationSeconds: 60, renewTime: new Date().toISOString().replace('Z', '000Z') },
+  };
+}
+
+test.serial('unservable frontends are reported on their Service and not advertised; every other addition and removal of the same round applies; no retry loop', async (t) => {
+  const { ns, make, events, svc, serve } = await setup(t);
+  await serve('gone', '10.1.0.1');
+  const sink = new PlannerSink();
+  const c = make(sink);
+  await c.start();
+  await waitFor('gone advertised', () => sink.vipAddresses().includes('192.0.2.1'), 20_000);
+  await c.settle();
+
+  // One round: an IPv6 VIP (this datapath forwards IPv4 only), an IPv4 VIP
+  // whose only source range is IPv6, a new Service, and a deletion.
+  await Promise.all([
+    serve('v6', '10.1.0.2', { annotations: { 'edgelb.io/loadBalancerIPs': '2001:db8::5' } }),
+    serve('ranges6', '10.1.0.3', { spec: { loadBalancerSourceRanges: ['2001:db8::/32'] } }),
+    serve('later', '10.1.0.4'),
+    cluster.delete('services', ns, 'gone'),
+  ]);
+  await waitFor('later in the sink and advertised', () => [...sink.frontends.values()].some((d) => d.service === `${ns}/later`) && sink.vips.some((v) => v.services.includes(`${ns}/later`)), 20_000);
+  await waitFor('gone removed from the sink and its VIP withdrawn', () => ![...sink.frontends.values()].some((d) => d.service === `${ns}/gone`) && !sink.vips.some((v) => v.services.includes(`${ns}/gone`)), 20_000);
+  await waitFor('v6: condition False, UnsupportedFamily', async () => conditionOf(await svc('v6'))?.reason === 'UnsupportedFamily', 20_000);
+  await waitFor('ranges6: condition False, SourceRangeFamily', async () => conditionOf(await svc('ranges6'))?.reason === 'SourceRangeFamily', 20_000);
+  t.is(conditionOf(await svc('v6'))!.status, 'False');
+  t.regex(conditionOf(await svc('v6'))!.message, new RegExp(`^${ns}/v6 \\[2001:db8::5\\]:80/TCP: VIP 2001:db8::5 is IPv6; this edge's datapath forwards IPv4 only`));
+  t.is(conditionOf(await svc('ranges6'))!.status, 'False');
+  await waitFor('later: condition True', async () => conditionOf(await svc('later'))?.status === 'True', 20_000);
+  await waitFor('Warning Events naming the reasons', async () =>
+    (await events('v6')).some((e) => e.type === 'Warning' && e.reason === 'UnsupportedFamily' && /not served by edge edge-a/.test(String(e.note))) &&
+    (await events('ranges6')).some((e) => e.type === 'Warning' && e.reason === 'SourceRangeFamily'), 20_000);
+  const ranges6Vip = ingressOf(await svc('ranges6'))[0]!;
+  t.truthy(ranges6Vip);
+  t.false(sink.vipAddresses().includes('2001:db8::5'));
+  t.false(sink.vipAddresses().includes(ranges6Vip), 'a VIP with no served frontend is not advertised');
+  t.deepEqual(c.status().rejected, { UnsupportedFamily: 1, SourceRangeFamily: 1 });
+
+  // Rejected frontends are not offered again while nothing changes.
+  await c.settle();
+  const calls = sink.calls.length;
+  const offered = sink.calls.flatMap((x) => x.changed).filter((d: DesiredService) => d.service === `${ns}/v6`).length;
+  await sleep(1500);
+  t.is(sink.calls.length, calls, 'no sink calls while nothing changes');
+  t.is(offered, 1, 'the IPv6 frontend was offered once');
+
+  // A change to the Service is retried: without the IPv6 range it is served.
+  await cluster.patch('services', ns, 'ranges6', { spec: { loadBalancerSourceRanges: [] } });
+  await waitFor('ranges6 advertised once its ranges changed', async () => conditionOf(await svc('ranges6'))?.status === 'True' && sink.vipAddresses().includes(ranges6Vip), 20_000);
+  t.deepEqual(c.status().rejected, { UnsupportedFamily: 1 });
+});
+
+test.serial('out of space: the frontend that does not fit is rejected and retried when space frees, not in a loop', async (t) => {
+  const { ns, make, svc, createService } = await setup(t);
+  const sink = new PlannerSink({ backendIds: 4 }); // ids 1..3
+  await createService('a');
+  await cluster.create(endpointSlice(ns, 'a', 'a-1', [{ ip: '10.1.0.1', node: 'n1' }, { ip: '10.1.0.2', node: 'n1' }]));
+  const c = make(sink);
+  await c.start();
+  await waitFor('a served', async () => conditionOf(await svc('a'))?.status === 'True', 20_000);
+  await createService('b');
+  await cluster.create(endpointSlice(ns, 'b', 'b-1', [{ ip: '10.2.0.1', node: 'n1' }, { ip: '10.2.0.2', node: 'n1' }]));
+  await waitFor('b rejected for backend ids', async () => conditionOf(await svc('b'))?.reason === 'OutOfBackendIds', 20_000);
+  const vipB = ingressOf(await svc('b'))[0]!;
+  t.false(sink.vipAddresses().includes(vipB));
+  await c.settle();
+  const calls = sink.calls.length;
+  await sleep(1000);
+  t.is(sink.calls.length, calls, 'not retried while the space is the same');
+  await cluster.delete('services', ns, 'a');
+  await waitFor('b served once a freed its ids', async () => conditionOf(await svc('b'))?.status === 'True' && sink.vipAddresses().includes(vipB), 20_000);
+  t.deepEqual(c.status().rejected, {});
+});
+
+test.serial('status follows the sink: nothing is written while the sink has not answered', async (t) => {
+  const { make, svc, serve } = await setup(t);
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  let asked = false;
+  const inner = new RecordingSink();
+  const sink: DesiredStateSink = {
+    upsert: async (changed) => {
+      asked = true;
+      await gate;
+      return inner.upsert(changed);
+    },
+    remove: (keys) => inner.remove(keys),
+    applyVips: (vips) => inner.applyVips(vips),
+  };
+  await serve('web', '10.1.0.1');
+  const c = make(sink);
+  await c.start();
+  await waitFor('the sink was asked', () => asked, 20_000);
+  await sleep(800);
+  t.is(conditionOf(await svc('web')), undefined, 'no condition before the sink answered');
+  t.deepEqual(ingressOf(await svc('web')), []);
+  release();
+  await waitFor('advertised after the sink accepted', async () => conditionOf(await svc('web'))?.status === 'True', 20_000);
+});
+
+test.serial('an edge counts as advertising only while it says so (BGP session up, not drained)', async (t) => {
+  const { make, svc, serve } = await setup(t);
+  await serve('web', '10.1.0.1');
+  const c = make(new RecordingSink(), { advertising: false });
+  await c.start();
+  await waitFor('NoEdges while not advertising', async () => conditionOf(await svc('web'))?.reason === 'NoEdges', 20_000);
+  c.setAdvertising(true);
+  await waitFor('advertised once the edge advertises', async () => conditionOf(await svc('web'))?.status === 'True', 20_000);
+  c.setAdvertising(false);
+  await waitFor('NoEdges again when it stops', async () => conditionOf(await svc('web'))?.reason === 'NoEdges', 20_000);
+  t.pass();
+});
+
+test.serial('start-up with thousands of Services: nothing is removed or withdrawn before every Service was computed once; then the stale frontends go', async (t) => {
+  const N = 3000;
+  const { ns, make, createService, leaseName } = await setup(t, [{ cidrs: ['10.200.0.0/18'] }]);
+  await cluster.create(foreignLease(leaseName));
+  const held: string[] = [];
+  const t0 = Date.now();
+  // Node ports would run out long before 3 000 Services (30000-32767): none are allocated.
+  await pool(N, 8, async (i) => {
+    const name = `s${i}`;
+    const ip = `10.200.${i >> 8}.${i & 255}`;
+    await createService(name, {}, { allocateLoadBalancerNodePorts: false });
+    await cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip: `10.1.${i >> 8}.${i & 255}`, node: 'n1' }]));
+    await cluster.patchStatus('services', ns, name, { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } });
+    held.push(`${ip}:80/TCP`);
+  });
+  t.log(`${N} Services, slices and status written in ${Date.now() - t0} ms`);
+  const stale = '10.200.63.1:80/TCP';
+  // The sink holds every frontend already (adopted from pinned maps) and one nobody wants any more.
+  const sink = new RecordingSink([...held, stale]);
+  const order: string[] = [];
+  const upsert = sink.upsert.bind(sink);
+  const remove = sink.remove.bind(sink);
+  const applyVips = sink.applyVips.bind(sink);
+  let upserted = 0;
+  sink.upsert = (changed) => {
+    upserted += changed.length;
+    order.push(`upsert ${changed.length} (total ${upserted})`);
+    return upsert(changed);
+  };
+  sink.remove = (keys) => {
+    order.push(`remove ${keys.join(',')} after ${upserted} upserted`);
+    remove(keys);
+  };
+  sink.applyVips = (vips) => {
+    order.push(`vips ${vips.length} after ${upserted} upserted`);
+    applyVips(vips);
+  };
+  const c = make(sink, { batchSize: 1000 });
+  const t1 = Date.now();
+  await c.start();
+  await waitFor('first pass complete', () => c.status().firstPassDone, 60_000);
+  await c.settle();
+  t.log(`first pass complete ${Date.now() - t1} ms after start; ${order.join('; ')}`);
+  t.true(order.filter((o) => o.startsWith('upsert')).length >= 3, 'several bounded rounds');
+  t.is(sink.vipCalls[0]?.length, N, 'the first VIP set is the complete one');
+  t.true(sink.vipCalls.every((v) => v.length === N), 'no VIP withdrawn at any point');
+  t.deepEqual(order.filter((o) => o.startsWith('remove')), [`remove ${stale} after ${N} upserted`]);
+  t.is(sink.frontends.size, N);
+  t.false(c.status().leader);
+});
+
+test.serial('two machines with one edge name: detected and reported by both (status, Warning Event), and only one of them leads', async (t) => {
+  const { serve, controller, config, leaseName } = await setup(t);
+  await serve('web', '10.1.0.1');
+  const mk = (instanceId: string) => controller({ config: config([{ cidrs: ['192.0.2.0/28'] }], 1.5), instanceId, sink: new RecordingSink() });
+  const one = mk('aaaaaaaaaaaaaaaa');
+  const two = mk('bbbbbbbbbbbbbbbb');
+  await one.start();
+  await waitFor('the first leads', () => one.status().leader, 20_000);
+  await two.start();
+  let both = 0;
+  const t0 = Date.now();
+  await waitFor('both see the duplicate', () => {
+    if (one.status().leader && two.status().leader) both++;
+    return one.status().duplicateName === 'bbbbbbbbbbbbbbbb' && two.status().duplicateName === 'aaaaaaaaaaaaaaaa';
+  }, 20_000);
+  while (Date.now() - t0 < 4000) {
+    if (one.status().leader && two.status().leader) both++;
+    await sleep(25);
+  }
+  t.is(both, 0, 'never two leaders');
+  t.true(one.status().leader);
+  let warned: Obj[] = [];
+  await waitFor('a DuplicateEdgeName Warning', async () => {
+    warned = (await cluster.list('events', EDGELB_NAMESPACE)).filter((e) => e.reason === 'DuplicateEdgeName' && e.type === 'Warning');
+    return warned.length > 0;
+  }, 20_000);
+  t.like(warned[0]!.regarding as Obj, { kind: 'Lease', name: `${leaseName}-edge-edge-a` });
+  t.regex(String(warned[0]!.note), /two machines present the edge name edge-a/);
+  // The other machine leaves: the report clears, and the remaining one leads after the lease expires.
+  await one.stop({ releaseLease: false });
+  await waitFor('duplicate cleared', () => two.status().duplicateName === null, 15_000);
+  await waitFor('the remaining one leads', () => two.status().leader, 15_000);
+});
+
+test.serial('a restart on the same machine (same instance) is not a duplicate and takes over the Lease at once', async (t) => {
+  const { serve, controller, config, leaseName } = await setup(t);
+  await serve('web', '10.1.0.1');
+  // A long lease: taking it over as someone else's would take 30 s, far beyond the wait below.
+  const mk = () => controller({ config: config([{ cidrs: ['192.0.2.0/28'] }], 30), sink: new RecordingSink() });
+  const first = mk();
+  const second = mk();
+  await first.start();
+  await waitFor('first leads', () => first.status().leader, 20_000);
+  const lease = async () => (await cluster.get('leases', EDGELB_NAMESPACE, leaseName)) as { spec: { leaseTransitions?: number }; metadata: { annotations?: Record<string, string> } };
+  const before = await lease();
+  await first.stop({ releaseLease: false }); // as a SIGQUIT handover leaves it
+  await second.start();
+  await waitFor('second leads, well within the 30 s lease', () => second.status().leader, 10_000);
+  const after = await lease();
+  t.is(after.spec.leaseTransitions, before.spec.leaseTransitions, 'renewed as its own, not taken over');
+  t.is(after.metadata.annotations?.['edgelb.io/holder-instance'], before.metadata.annotations?.['edgelb.io/holder-instance']);
+  await sleep(1000);
+  t.is(second.status().duplicateName, null);
+});
+
+test.serial('over the port cap: rejected with an Event; a config change that raises the cap serves it', async (t) => {
+  const pools = [{ cidrs: ['192.0.2.0/28'] }];
+  const { ns, make, svc, events, createService, config } = await setup(t, pools);
+  const ports = [80, 81, 82];
+  await createService('many', { ports });
+  await cluster.create(endpointSlice(ns, 'many', 'many-1', [{ ip: '10.1.0.1', node: 'n1' }], ports));
+  const sink = new RecordingSink();
+  const c = make(sink);
+  const capped = config(pools);
+  capped.datapath = { ...capped.datapath, maxPortsPerService: 2 };
+  c.reconfigure(capped);
+  await c.start();
+  await waitFor('rejected for its ports', async () => conditionOf(await svc('many'))?.reason === 'TooManyPorts', 20_000);
+  await waitFor('TooManyPorts Event', async () => (await events('many')).some((e) => e.type === 'Warning' && e.reason === 'TooManyPorts'), 20_000);
+  t.is(sink.frontends.size, 0);
+  t.deepEqual(c.status().rejected, { TooManyPorts: 3 });
+  c.reconfigure({ ...capped, datapath: { ...capped.datapath, maxPortsPerService: 3 } });
+  await waitFor('served under the new cap', async () => conditionOf(await svc('many'))?.status === 'True' && sink.frontends.size === 3, 20_000);
+  t.deepEqual(c.status().rejected, {});
+});
