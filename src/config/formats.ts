@@ -41,8 +41,9 @@ export function oneOf(values: readonly string[]): Format {
   };
 }
 
-export function str(opts: { required?: boolean; pattern?: RegExp; what?: string } = {}): Format {
+export function str(opts: { required?: boolean; pattern?: RegExp; what?: string; whyRequired?: string } = {}): Format {
   return (v) => {
+    if (opts.required && opts.whyRequired && (v === null || v === undefined)) fail(`is required: ${opts.whyRequired}`);
     if (opts.required) requiredCheck(v);
     if (typeof v !== 'string') fail('must be a string');
     if (opts.required && v === '') fail('must not be empty');

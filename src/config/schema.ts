@@ -14,7 +14,16 @@ export const DEFAULT_PROTO_DIR = '/usr/share/gocode/src/github.com/osrg/gobgp/ap
 // Convict walks these plain objects; every leaf has doc, default, format.
 export const rootSchema = {
   node: {
-    name: { doc: "This edge's name (default: edge- and 12 hex digits derived from /etc/machine-id)", default: defaultNodeName() || null, format: f.str({ required: true, pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, what: 'a lowercase DNS name' }) },
+    name: {
+      doc: "This edge's name (default: edge- and 12 hex digits derived from /etc/machine-id, or from the firmware's system UUID when the machine id is new at every boot)",
+      default: defaultNodeName() || null,
+      format: f.str({
+        required: true,
+        pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+        what: 'a lowercase DNS name',
+        whyRequired: 'this machine has no stable identity to derive a default from (/etc/machine-id is empty or new at every boot, and the firmware has no system UUID)',
+      }),
+    },
     routerId: { doc: 'BGP router ID (IPv4)', default: null, format: f.ipv4({ required: true }) },
     asn: { doc: "This edge's ASN", default: null, format: f.int(1, 4294967294, { required: true }) },
     uplink: { doc: 'Interface facing the routers', default: null, format: f.str({ required: true, pattern: IFNAME, what: 'a network interface name (1-15 characters, no spaces, "/" or ":")' }) },

@@ -10,8 +10,9 @@ export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 export interface NodeConfig {
   /**
    * This edge's name: Lease identity, Event source. Defaults to "edge-" and
-   * 12 hex digits derived from /etc/machine-id (unique per machine, unlike a
-   * hostname every appliance of one image shares).
+   * 12 hex digits derived from /etc/machine-id, or the firmware's system
+   * UUID when the machine id is new at every boot (config/node-id.ts):
+   * unique per machine, unlike a hostname every appliance of one image shares.
    */
   name: string;
   /** BGP router ID, an IPv4 address. */

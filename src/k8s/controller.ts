@@ -94,7 +94,7 @@ export class KubernetesController {
     this.o = o;
     this.config = o.config;
     this.log = o.logger.child({ component: 'k8s' });
-    this.instance = o.instanceId ?? machineScopedId('edgelb-instance')?.slice(0, 16) ?? randomBytes(8).toString('hex');
+    this.instance = o.instanceId ?? machineScopedId('edgelb-instance', undefined, true)?.slice(0, 16) ?? randomBytes(8).toString('hex');
     this.kc = o.kubeConfig ?? loadKubeConfig(o.kubeconfigPath ?? o.config.kubernetes.kubeconfig);
     this.rest = new RestClient(this.kc);
     const coord = this.kc.makeApiClient(CoordinationV1Api);

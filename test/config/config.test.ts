@@ -2,7 +2,7 @@ import test from 'ava';
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname, tmpdir } from 'node:os';
-import { defaultNodeName } from '../../src/config/node-id.js';
+import { defaultNodeName, machineIdentity } from '../../src/config/node-id.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -189,17 +189,44 @@ test('unknown commands and options are usage errors (exit 2)', async (t) => {
 
 test('node.name defaults to a name unique per machine (from /etc/machine-id), never the hostname', (t) => {
   const mid = join(tmp, 'machine-id');
+  const src = { machineId: mid, mountinfo: join(tmp, 'mountinfo-none'), productUuid: join(tmp, 'no-product-uuid') };
   writeFileSync(mid, '3d1219c7c4c5404aaa1f6d2a48adfda4\n');
-  const a = defaultNodeName(mid);
+  const a = defaultNodeName(src);
   t.regex(a, /^edge-[0-9a-f]{12}$/);
-  t.is(defaultNodeName(mid), a, 'stable');
+  t.is(defaultNodeName(src), a, 'stable');
   writeFileSync(mid, '0123456789abcdef0123456789abcdef\n');
-  t.not(defaultNodeName(mid), a, 'another machine, another name');
-  t.false(defaultNodeName(mid).includes('0123456789ab'), 'the raw machine id is not shown');
+  t.not(defaultNodeName(src), a, 'another machine, another name');
+  t.false(defaultNodeName(src).includes('0123456789ab'), 'the raw machine id is not shown');
   writeFileSync(mid, '\n'); // e.g. an image before first boot
-  t.is(defaultNodeName(mid), '');
-  t.is(defaultNodeName(join(tmp, 'absent')), '');
+  t.is(defaultNodeName(src), '');
+  t.is(defaultNodeName({ ...src, machineId: join(tmp, 'absent') }), '');
   const c = parseConfig('node: {routerId: 10.0.0.1, asn: 1, uplink: e0}\n', 'x');
   t.is(c.node.name, defaultNodeName());
   t.not(c.node.name, hostname());
+});
+
+test('the appliance (empty /etc/machine-id on a read-only root, a transient id mounted over it at every boot): node.name comes from the firmware UUID, else it is required', (t) => {
+  const mid = join(tmp, 'machine-id-transient');
+  const mountinfo = join(tmp, 'mountinfo-transient');
+  const uuid = join(tmp, 'product_uuid');
+  const src = { machineId: mid, mountinfo, productUuid: uuid };
+  // What systemd does on a read-only root with an empty file: a tmpfs file mounted over it.
+  writeFileSync(mountinfo, `22 1 0:20 / / ro,relatime - erofs /dev/vda2 ro\n41 22 0:25 /machine-id ${mid} ro,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,mode=755\n`);
+  writeFileSync(uuid, '4C4C4544-0042-3510-8052-B4C04F4E3132\n');
+  writeFileSync(mid, '3d1219c7c4c5404aaa1f6d2a48adfda4\n');
+  const firstBoot = defaultNodeName(src);
+  t.regex(firstBoot, /^edge-[0-9a-f]{12}$/);
+  writeFileSync(mid, 'aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb\n'); // the next boot's transient id
+  t.is(defaultNodeName(src), firstBoot, 'the same name after a reboot: the transient id is not used');
+  t.is(machineIdentity(src)?.source, 'firmware-uuid');
+  t.not(firstBoot, defaultNodeName({ ...src, mountinfo: join(tmp, 'mountinfo-none') }), 'a persistent machine id is preferred');
+  // Firmware placeholders are no identity.
+  for (const placeholder of ['00000000-0000-0000-0000-000000000000', 'FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF', 'Not Settable']) {
+    writeFileSync(uuid, `${placeholder}\n`);
+    t.is(defaultNodeName(src), '', placeholder);
+  }
+  // No default: the instance id (duplicate detection) still takes this boot's id; the name is required, saying why.
+  t.is(machineIdentity(src, true)?.source, 'transient-machine-id');
+  const err = t.throws(() => parseConfig('node: {name: null, routerId: 10.0.0.1, asn: 1, uplink: e0}\n', 'x'), { instanceOf: ConfigError });
+  t.regex(err!.message, /node\.name: is required: this machine has no stable identity/);
 });
