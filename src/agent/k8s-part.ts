@@ -75,7 +75,6 @@ export class KubernetesAgentPart implements KubernetesPart {
     this.controller?.setAdvertising(v);
   }
 
-
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);

@@ -12,6 +12,7 @@ import { attachState, type AttachState } from './attach-state.js';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import type { Backend, DesiredService } from '../model/types.js';
+import { frontendKey } from '../model/desired.js';
 import {
   BpfObject,
   detachTc,
@@ -159,8 +160,8 @@ export function localServiceEntries(services: readonly DesiredService[], node?: 
       truncated.push(s.service);
       chosen.length = NODE_MAX_LOCAL_BACKENDS;
     }
-    const key = `${s.frontend.vip}|${s.frontend.port}|${s.frontend.protocol}`;
-    if (byKey.has(key)) throw new Error(`two services claim ${s.frontend.vip}:${s.frontend.port}/${s.frontend.protocol} (${byKey.get(key)!.service} and ${s.service})`);
+    const key = frontendKey(s.frontend);
+    if (byKey.has(key)) throw new Error(`two services claim ${key} (${byKey.get(key)!.service} and ${s.service})`);
     byKey.set(key, { service: s.service, vip: s.frontend.vip, port: s.frontend.port, proto: s.frontend.protocol, backends: chosen });
   }
   return { entries: [...byKey.values()], truncated };
