@@ -146,12 +146,13 @@ test.serial('metrics expose the families and readiness', async (t) => {
 });
 
 function checkMetrics(t: import('ava').ExecutionContext, text: string) {
-  for (const family of ['edgelb_service_packets', 'edgelb_backend_packets', 'edgelb_bgp_peer_up', 'edgelb_bgp_announces_total', 'edgelb_reconcile_seconds', 'edgelb_ipam_pool_addresses_used', 'edgelb_kubernetes_watch_restarts_total', 'edgelb_datapath_drops', 'edgelb_frontends_rejected', 'edgelb_ready']) {
+  for (const family of ['edgelb_service_packets', 'edgelb_backend_packets', 'edgelb_bgp_peer_up', 'edgelb_bgp_announces_total', 'edgelb_reconcile_seconds', 'edgelb_ipam_pool_addresses_used', 'edgelb_kubernetes_watch_restarts_total', 'edgelb_datapath_drops', 'edgelb_frontends_rejected', 'edgelb_edge_name_duplicate', 'edgelb_ready']) {
     t.regex(text, new RegExp(`^# TYPE ${family} `, 'm'), family);
   }
   t.regex(text, new RegExp(`^edgelb_bgp_peer_up\\{peer="${NET}.1"\\} 1$`, 'm'));
   t.regex(text, /^edgelb_ipam_pool_addresses_used\{pool="public"\} 1$/m);
   t.regex(text, /^edgelb_frontends_rejected\{reason="UnsupportedFamily"\} 0$/m);
+  t.regex(text, /^edgelb_edge_name_duplicate 0$/m, 'one machine, one name');
 }
 
 test.serial('reload: an invalid file changes nothing and says why; a valid one applies', async (t) => {
