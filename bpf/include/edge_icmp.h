@@ -16,41 +16,45 @@
 #define EDGE_ICMP_QUOTE 28
 #define EDGE_ICMP_FRAME (ETH_HLEN + 20 + 8 + EDGE_ICMP_QUOTE)
 
-/* tc only: a TCP segment from a sender on this host (over a veth) arrives
- * with its checksum still pending (CHECKSUM_PARTIAL: the sender's stack
- * left the sum to "the device", which stores it at csum_start + csum_offset,
- * the TCP checksum field). The kernel keeps that state through our rewrite
- * and refuses to cut the skb before the end of that field
- * (bpf_skb_change_tail's minimum length), so the 8-byte quote cannot be
- * made: such a quote holds the whole 20-byte TCP header instead (RFC 1812
- * 4.3.2.3 asks for as much of the datagram as fits in 576 bytes). */
+/* tc only: a TCP segment or UDP datagram from a sender on this host (over
+ * a veth) arrives with its checksum still pending (CHECKSUM_PARTIAL: the
+ * sender's stack left the sum to "the device", which stores it at
+ * csum_start + csum_offset, the L4 checksum field). The kernel keeps that
+ * state through our rewrite and refuses to cut the skb before the end of
+ * that field (bpf_skb_change_tail's minimum length), so a TCP segment's
+ * 8-byte quote cannot be made: its quote holds the whole 20-byte TCP
+ * header instead (RFC 1812 4.3.2.3 asks for as much of the datagram as
+ * fits in 576 bytes). */
 #define EDGE_ICMP_QUOTE_PENDING (20 + 20)
 #define EDGE_ICMP_FRAME_PENDING (ETH_HLEN + 20 + 8 + EDGE_ICMP_QUOTE_PENDING)
 
-/* The answer built from such a segment still carries the pending state:
+/* The answer built from such a packet still carries the pending state:
  * a device without checksum offload (skb_checksum_help) or a NIC completes
- * it on the way out by summing from the quoted TCP header to the end and
- * storing ~sum into the quoted checksum field — after the ICMP checksum
+ * it on the way out by summing from the quoted L4 header to the end and
+ * storing ~sum into the quoted L4 checksum field — after the ICMP checksum
  * was computed, which would then be wrong — while a veth hands it on
  * uncompleted. Setting that field to the value the completion would store
  * makes completing it change nothing: with s the one's-complement sum of
- * the quoted TCP header without the field, the field v must satisfy
- * v = ~(s + v), i.e. 2v = -s in one's-complement (mod 0xffff) arithmetic,
- * v = -s * 2^-1 with 2^-1 = 0x8000; the kernel never stores 0 (it stores
- * 0xffff instead), so neither do we. The quoted TCP checksum has no use to
- * the client (it cannot check a truncated segment); its ports and
- * sequence number stay as they were. */
-static __always_inline void edge_icmp_settle_pending(__u16 *tcp)
+ * the quoted L4 bytes (`words` 16-bit words) without the field, the field
+ * v must satisfy v = ~(s + v), i.e. 2v = -s in one's-complement (mod
+ * 0xffff) arithmetic, v = -s * 2^-1 with 2^-1 = 0x8000; the kernel never
+ * stores 0 (it stores 0xffff instead), so neither do we. A quoted L4
+ * checksum has no use to the client (it cannot check a truncated
+ * datagram); the ports and TCP sequence number stay as they were.
+ * A UDP datagram's pending checksum does not stop the 8-byte cut (its
+ * field is the quote's last two bytes), so tc cannot tell whether it is
+ * pending: in tc a quoted UDP checksum is always settled this way. */
+static __always_inline void edge_icmp_settle_pending(__u16 *l4, const int words, const int field)
 {
 	__u32 s = 0, n;
 
 #pragma unroll
-	for (int i = 0; i < 10; i++)
-		if (i != 8) /* the checksum field, bytes 16..17 */
-			s += tcp[i];
+	for (int i = 0; i < words; i++)
+		if (i != field)
+			s += l4[i];
 	n = (__u16)~csum_fold_nocpl(s); /* -s */
 	n = (n & 1) ? (n + 0xffff) >> 1 : n >> 1;
-	tcp[8] = (n == 0 || n == 0xffff) ? 0xffff : (__u16)n;
+	l4[field] = (n == 0 || n == 0xffff) ? 0xffff : (__u16)n;
 }
 
 /* Turn the frame (untagged, IHL 5, at least 14 + 28 bytes) into an ICMP
@@ -116,6 +120,9 @@ static __always_inline int edge_icmp_error(void *ctx, const int xdp, __u8 type, 
 	ih->checksum = 0;
 	ih->un.frag.unused = 0;
 	ih->un.frag.mtu = bpf_htons(mtu);
+	/* Quoted header: IPv4 at EDGE_ICMP_FRAME - 28, L4 at EDGE_ICMP_FRAME - 8. */
+	if (!xdp && !pending && ((struct iphdr *)(data + EDGE_ICMP_FRAME - 28))->protocol == IPPROTO_UDP)
+		edge_icmp_settle_pending(data + EDGE_ICMP_FRAME - 8, 4, 3); /* checksum: bytes 6..7 */
 	{
 		__u16 *w = (__u16 *)ih;
 
@@ -128,7 +135,7 @@ static __always_inline int edge_icmp_error(void *ctx, const int xdp, __u8 type, 
 
 		if (data + EDGE_ICMP_FRAME_PENDING > end)
 			return -1;
-		edge_icmp_settle_pending(data + EDGE_ICMP_FRAME - 8);
+		edge_icmp_settle_pending(data + EDGE_ICMP_FRAME - 8, 10, 8); /* TCP checksum: bytes 16..17 */
 #pragma unroll
 		for (int i = 0; i < (EDGE_ICMP_FRAME_PENDING - EDGE_ICMP_FRAME) / 2; i++)
 			c += w[i];

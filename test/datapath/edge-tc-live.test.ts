@@ -11,12 +11,14 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { inNetns } from '../../src/datapath/loader.js';
 import { NodeDatapath } from '../../src/datapath/node-datapath.js';
+import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import { Cleanup, createNetns, nsRun, run, uniqueId, waitFor } from '../lib/netns.js';
 import { openEdge, service, backend } from './edge-helpers.js';
 import { NODE_NAME, backend as nodeBackend, service as nodeService } from './node-fixtures.js';
 
 const VIP = '203.0.113.10';
 const POD = '10.244.1.1';
+const UDP_VIP = '203.0.113.11';
 
 /** How the client's segments reach the edge. */
 interface Variant {
@@ -28,9 +30,18 @@ interface Variant {
   edgeTxCsum: boolean;
 }
 
-async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
+interface Lab {
+  C: string;
+  E: string;
+  N: string;
+  dp: EdgeDatapath;
+  node: NodeDatapath;
+  cleanup: Cleanup;
+}
+
+/** client C → edge E (edge_tc on e0, facing the client) → node N (the node program, the pod address). */
+async function lab(t: ExecutionContext, v: Variant): Promise<Lab> {
   const { dispatch } = v;
-  t.timeout(60_000);
   const id = uniqueId();
   const cleanup = new Cleanup();
   t.teardown(async () => {
@@ -73,7 +84,11 @@ async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
   );
 
   const dp = openEdge(t, { forward: { kind: 'fib' }, address: '10.0.0.1' });
-  dp.applyServices([service({ frontend: { vip: VIP, port: 80, protocol: 'TCP' }, dispatch, backends: [backend(1, { ip: POD, port: 8080, nodeIp: '10.0.0.11' })] })]);
+  const be = [backend(1, { ip: POD, port: 8080, nodeIp: '10.0.0.11' })];
+  dp.applyServices([
+    service({ frontend: { vip: VIP, port: 80, protocol: 'TCP' }, dispatch, backends: be }),
+    service({ service: 'default/dns', frontend: { vip: UDP_VIP, port: 53, protocol: 'UDP' }, dispatch, backends: be }),
+  ]);
   inNetns(E, () => dp.attach('e0', 'tc'));
   cleanup.add('detach edge', () => inNetns(E, () => dp.detach()));
 
@@ -86,6 +101,12 @@ async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
   // IPIP packet handed to the stack while it resolves carries the edge's own source and is a martian there.
   // (The node program learns the edge from that ARP.)
   await nsRun(E, ['ping', '-c', '1', '-W', '2', '10.0.0.11']);
+  return { C, E, N, dp, node, cleanup };
+}
+
+async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
+  t.timeout(60_000);
+  const { C, N, dp, node, cleanup } = await lab(t, v);
 
   const echo = spawn('ip', ['netns', 'exec', N, 'socat', `TCP4-LISTEN:8080,bind=${POD},reuseaddr,fork`, 'PIPE'], { stdio: 'ignore' });
   cleanup.add('echo', () => echo.kill('SIGTERM'));
@@ -146,4 +167,21 @@ for (const dispatch of ['ip-option', 'ipip'] as const) {
 for (const edgeTxCsum of [true, false]) {
   test.serial(`tc mode (ipip), client without TSO${edgeTxCsum ? '' : ', edge veth without checksum offload'}: full-sized segments from a local sender get fragmentation-needed and the stream continues at the tunnel's MTU`, (t) =>
     echoThroughEdge(t, { dispatch: 'ipip', clientTso: false, edgeTxCsum }));
+}
+
+// The same for UDP: a datagram from a local sender carries a pending checksum too (its quote's 8 bytes
+// end with the UDP checksum field, which the kernel may complete on the way out).
+for (const edgeTxCsum of [true, false]) {
+  test.serial(`tc mode (ipip): a full-sized UDP datagram with DF from a local sender gets fragmentation-needed${edgeTxCsum ? '' : ' (edge veth without checksum offload)'}`, async (t) => {
+    t.timeout(30_000);
+    const { C, dp } = await lab(t, { dispatch: 'ipip', clientTso: true, edgeTxCsum });
+    // 1472 bytes of payload: a 1500-byte datagram, DF (IP_PMTUDISC_DO), sent through the kernel's UDP socket.
+    const send = `import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, 10, 2); s.sendto(bytes(1472), ('${UDP_VIP}', 53))`;
+    await nsRun(C, ['/usr/bin/python3', '-c', send]);
+    await waitFor(async () => /\bmtu 1480\b/.test((await nsRun(C, ['ip', '-4', 'route', 'get', UDP_VIP])).stdout), 5000);
+    const c = dp.counters().stats;
+    t.log(`edge icmp_too_big_sent ${c.icmp_too_big_sent}, drop_too_big_icmp_fail ${c.drop_too_big_icmp_fail}`);
+    t.is(c.icmp_too_big_sent, 1);
+    t.regex((await nsRun(C, ['ip', '-4', 'route', 'get', UDP_VIP])).stdout, /\bmtu 1480\b/, 'the client took the fragmentation-needed');
+  });
 }
