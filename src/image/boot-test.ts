@@ -58,6 +58,16 @@ bgp:
 `;
 
 /**
+ * Shell function for the report: `gobgp_q ARGS` runs the gobgp CLI against
+ * $GOBGP_TARGET, up to 5 times a second apart, and prints the last output.
+ * The CLI gives up connecting after its own fixed 1 s; a TCG guest on a busy
+ * host can take longer than that to get the connection through while
+ * gobgpd is fine (the CI log showed "context deadline exceeded" for the
+ * global query and an answer to the neighbor query two seconds later).
+ */
+export const GOBGP_QUERY_SH = `gobgp_q() { for i in 1 2 3 4 5; do out=$(gobgp --target "$GOBGP_TARGET" "$@" 2>&1) && break; sleep 1; done; printf '%s\\n' "$out"; }`;
+
+/**
  * Test-only unit, injected with systemd.extra-unit.* credentials (the image
  * itself is unchanged): once the agent is ready, or its config failed, it
  * prints what runs to the console as "EDGELB-TEST ..." lines. No polling:
@@ -65,12 +75,14 @@ bgp:
  * (or after its start failed), and nothing competes with the boot for CPU.
  */
 const REPORT_SCRIPT = `
+${GOBGP_QUERY_SH}
+GOBGP_TARGET=unix:///run/edgelb/gobgp.sock
 echo "EDGELB-TEST units config=$(systemctl is-active edgelb-config) firewall=$(systemctl is-active edgelb-firewall) edgelb=$(systemctl is-active edgelb) gobgpd=$(systemctl is-active gobgpd) bfdd=$(systemctl is-active edgelb-bfdd)"
 echo "EDGELB-TEST edgelb-cmd $(systemctl show -p MainPID --value edgelb | xargs -r -I{} cat /proc/{}/cmdline 2>/dev/null | tr '\\0' ' ')"
 echo "EDGELB-TEST gobgpd-cmd $(pidof gobgpd | xargs -r -I{} cat /proc/{}/cmdline 2>/dev/null | tr '\\0' ' ')"
 echo "EDGELB-TEST config-sha $(sha256sum /run/edgelb/edgelb.yaml 2>/dev/null | cut -c1-12)"
-echo "EDGELB-TEST gobgp-global $(gobgp --target unix:///run/edgelb/gobgp.sock global 2>&1 | tr '\\n' ' ')"
-echo "EDGELB-TEST gobgp-neighbors $(gobgp --target unix:///run/edgelb/gobgp.sock neighbor 2>&1 | tail -n +2 | awk '{print $1}' | tr '\\n' ' ')"
+echo "EDGELB-TEST gobgp-global $(gobgp_q global | tr '\\n' ' ')"
+echo "EDGELB-TEST gobgp-neighbors $(gobgp_q neighbor | tail -n +2 | awk '{print $1}' | tr '\\n' ' ')"
 echo "EDGELB-TEST nft-table $(nft list tables 2>&1 | tr '\\n' ' ')"
 echo "EDGELB-TEST listen $(ss -Hlntu 2>&1 | awk '{print $1 "/" $5}' | sort -u | tr '\\n' ' ')"
 echo "EDGELB-TEST root $(findmnt -no FSTYPE,OPTIONS / | cut -d, -f1) state=$(findmnt -no FSTYPE /var/lib/edgelb)"
