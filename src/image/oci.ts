@@ -1,11 +1,10 @@
 // `npm run image:node`: the node agent as an OCI image, built without a
 // Docker engine from Debian's tools: mmdebstrap makes a small bookworm root
 // (the same release the native addon and node binary are built on, with the
-// libraries they link: libbpf1, libelf1, zlib1g, libstdc++6; and iproute2:
-// the agent reads the node's neighbour table with `ip`, see
-// src/node-agent/edge-neighbours.ts), the appliance's runtime layout goes
-// to /opt/edgelb (installRuntime: bundled dist, production node_modules,
-// the addon, bpf/out), and buildah commits it
+// libraries they link: libbpf1, libelf1, zlib1g, libstdc++6; no iproute2:
+// the agent reads the neighbour table from /proc/net/arp), the appliance's
+// runtime layout goes to /opt/edgelb (installRuntime: bundled dist,
+// production node_modules, the addon, bpf/out), and buildah commits it
 // as localhost/edgelb-node:<version> (containers-storage, what podman runs)
 // and writes it as an OCI layout under images/out/edgelb-node.oci (what
 // runc runs after `umoci unpack`, and what a registry takes).
@@ -19,7 +18,7 @@ import { progress, run } from './exec.js';
 
 const SUITE = 'bookworm';
 const MIRROR = 'http://deb.debian.org/debian';
-const PACKAGES = ['libbpf1', 'libelf1', 'zlib1g', 'libstdc++6', 'libgcc-s1', 'ca-certificates', 'iproute2'];
+const PACKAGES = ['libbpf1', 'libelf1', 'zlib1g', 'libstdc++6', 'libgcc-s1', 'ca-certificates'];
 
 export const NODE_IMAGE_NAME = 'localhost/edgelb-node';
 export const NODE_IMAGE_LAYOUT = join(OUT_DIR, 'edgelb-node.oci');

@@ -54,7 +54,7 @@ test.serial('the image runs under runc as node1\'s agent with only BPF, NET_ADMI
   t.is(eff.toString(16), want.toString(16), 'effective capabilities are BPF, NET_ADMIN, PERFMON only');
   const agentLog = readFileSync(agent.log, 'utf8');
   t.regex(agentLog, /EDGELB NODE READY node=node1/);
-  // It reads the node's neighbour table with the image's own `ip` (iproute2): an edge that resolved
+  // It reads the node's neighbour table (/proc/net/arp; the image has no iproute2): an edge that resolved
   // node1 before the agent started sends no ARP to learn it from, and its packets would be untrusted.
   t.notRegex(agentLog, /could not read the neighbour table/, 'the neighbour table was read');
   // Its programs are attached to node1's fabric interface.
