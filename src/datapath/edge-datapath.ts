@@ -626,8 +626,10 @@ export class EdgeDatapath {
       );
       const ids = new Uint32Array(2 ** size.cls);
       for (let i = 0; i < size.m; i++) ids[i] = active[idx[i]!]![1].id;
-      if (st.table && st.cls !== null && tableChanged(st.table, st.m, ids, size.m)) {
-        this.previous.onChange(st.id, st.table, st.cls, st.m, ids, size.m, new Set([...next.values()].map((b) => b.id)));
+      // After a restart the table is only in the map: read it once.
+      const cur = st.table ?? (st.cls !== null ? this.readRegion(st.ringOff, st.cls) : null);
+      if (cur && st.cls !== null && tableChanged(cur, st.m, ids, size.m)) {
+        this.previous.onChange(st.id, cur, st.cls, st.m, ids, size.m, new Set([...next.values()].map((b) => b.id)));
       }
       let full = true;
       if (st.cls !== size.cls) {
@@ -666,6 +668,17 @@ export class EdgeDatapath {
       st.svcValue = val;
     }
     st.fingerprint = fp;
+  }
+
+  /** The slots of a region as the map holds them. */
+  private readRegion(off: number, cls: number): Uint32Array {
+    const P = EDGE_RING_PER_ELEM;
+    const out = new Uint32Array(2 ** cls);
+    for (let e = 0; e < out.length; e += P) {
+      const v = this.maps.edge_ring.lookup(u32Key((off + e) / P));
+      if (v) for (let i = 0; i < P; i++) out[e + i] = v.readUInt32LE(i * 4);
+    }
+    return out;
   }
 
   private ref(vip: string, w: Writes): void {

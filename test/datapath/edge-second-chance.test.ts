@@ -11,6 +11,7 @@ import { scOption } from './second-chance-helpers.js';
 import { mergePrevious } from '../../src/datapath/second-chance.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import type { Backend } from '../../src/model/types.js';
+import { pinDirFor } from '../lib/bpffs.js';
 
 const SYN = { syn: true };
 const ACK = { ack: true };
@@ -308,4 +309,51 @@ test('previous tables are bounded: released when the window ends or the service 
   const r = movedAndKept(t, off, THREE, FOUR, 56000);
   t.is(parsePacket(run(off, tcpPacket({ flags: ACK, sport: r.moved[0]!.port })).out).ip.ihl, 20);
   t.is(off.secondChance().open, 0);
+});
+
+test('restart with pinned maps: previous tables and their regions survive, and the first change after a restart keeps one', (t) => {
+  const pin = pinDirFor(t, 'edge-sc');
+  let now = T0;
+  const open = () => {
+    const dp = openEdge(t, { pinPath: pin, clockNs: () => now });
+    setEdgeClock(dp, now);
+    return dp;
+  };
+  const first = open();
+  const { moved } = movedAndKept(t, first, THREE, FOUR, 57000);
+  const m = moved[0]!;
+  const sent = hex(run(first, tcpPacket({ flags: ACK, sport: m.port })).out);
+  const used = first.ringSlotsUsed();
+  first.close();
+
+  const second = open();
+  t.is(second.secondChance().open, 1, 'the previous table is known again');
+  t.is(second.ringSlotsUsed(), used, 'its region is reserved, not handed out again');
+  t.is(hex(run(second, tcpPacket({ flags: ACK, sport: m.port })).out), sent);
+  // Another moved flow, first seen after the restart.
+  const other = moved[1]!;
+  t.is(parsePacket(run(second, tcpPacket({ flags: ACK, sport: other.port })).out).ip.ihl, 40);
+  second.close();
+
+  // A fresh pin: the first change after a restart reads the current table from the map.
+  const pin2 = pinDirFor(t, 'edge-sc2');
+  const a = openEdge(t, { pinPath: pin2, clockNs: () => now });
+  setEdgeClock(a, now);
+  a.applyServices([service({ backends: THREE })]);
+  const old = new Map<number, string>();
+  for (let p = 58000; p < 58200; p++) old.set(p, synTarget(a, p));
+  a.close();
+  const b = openEdge(t, { pinPath: pin2, clockNs: () => now });
+  setEdgeClock(b, now);
+  b.applyServices([service({ backends: FOUR })]);
+  let n = 0;
+  for (let p = 58000; p < 58200; p++) {
+    const to = synTarget(b, p);
+    if (to === old.get(p)) continue;
+    const o = parsePacket(run(b, tcpPacket({ flags: ACK, sport: p })).out);
+    t.is(o.ip.dst, to);
+    t.is(hex(o.ip.options.subarray(8, 12)), hex(Buffer.from(old.get(p)!.split('.').map(Number))));
+    n++;
+  }
+  t.true(n > 0);
 });
