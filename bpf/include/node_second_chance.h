@@ -197,6 +197,13 @@ static __always_inline int node_sc_forward(struct __sk_buff *skb, const struct n
 	fib.ipv4_dst = node;
 	fib.ifindex = skb->ifindex;
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		/* Nodes rarely talk to each other directly: the neighbour
+		 * subsystem resolves the next hop (ARP) and sends. */
+		struct bpf_redir_neigh nh = { .nh_family = AF_INET, .ipv4_nh = fib.ipv4_dst };
+
+		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return node_sc_drop(NSC_DROP_NO_ROUTE);
 	data = skb_data(skb);

@@ -10,6 +10,8 @@ import { NODE_CFG_SC_FIB_BYPASS, scBackendEntries } from '../../src/datapath/nod
 import type { NodeDatapath, NodeDatapathOptions } from '../../src/datapath/node-datapath.js';
 import { CLIENT, EDGE_IP, MAC_A, MAC_B, MAC_OTHER, MAC_ROUTER, NODE_IP, OTHER_NODE_POD, POD1, POD2, TC_SHOT, TC_UNSPEC, VIP, VIP2, loadNode, run, standardServices } from './node-fixtures.js';
 import { scOption } from './second-chance-helpers.js';
+import { inNetns } from '../../src/datapath/loader.js';
+import { Cleanup, createNetns, nsRun, uniqueId } from '../lib/netns.js';
 
 const NODE_B_IP = '192.0.2.99'; // OTHER_NODE_POD's node in the fixtures
 const eth = { src: MAC_A, dst: MAC_B };
@@ -203,4 +205,51 @@ test('ipip hand-overs are never handed again and never create a flow; forged one
   // TTL runs out: dropped, not handed.
   t.is(run(a.ingress, ipipFrame(i, { option: scOption(secB), ttl: 1 })).retval, TC_SHOT);
   t.like(a.secondChanceCounters(), { sc_drop_ttl: 1, sc_handed: 0 });
+});
+
+// ---------------------------------------------------------------- real FIB
+
+const NODE_B_MAC = '02:00:00:00:02:99';
+const TC_REDIRECT = 7;
+
+/** A namespace where node B (192.0.2.99) is on fab0; `neigh`: its MAC is known. */
+async function fabric(t: ExecutionContext, neigh: boolean): Promise<{ ns: string; mac: string }> {
+  const cleanup = new Cleanup();
+  t.teardown(async () => {
+    await cleanup.run();
+  });
+  const ns = await createNetns(`edgelb-nsc-${uniqueId()}`, cleanup);
+  await nsRun(ns, ['ip', 'link', 'add', 'fab0', 'type', 'veth', 'peer', 'name', 'fab1']);
+  await nsRun(ns, ['ip', 'addr', 'add', `${NODE_IP}/24`, 'dev', 'fab0']);
+  await nsRun(ns, ['ip', 'link', 'set', 'fab0', 'up']);
+  await nsRun(ns, ['ip', 'link', 'set', 'fab1', 'up']);
+  await nsRun(ns, ['sysctl', '-qw', 'net.ipv4.conf.all.forwarding=1']);
+  await nsRun(ns, ['sysctl', '-qw', 'net.ipv4.conf.lo.forwarding=1']);
+  if (neigh) await nsRun(ns, ['ip', 'neigh', 'replace', NODE_B_IP, 'lladdr', NODE_B_MAC, 'dev', 'fab0', 'nud', 'permanent']);
+  const link = JSON.parse((await nsRun(ns, ['ip', '-j', 'link', 'show', 'fab0'])).stdout) as Array<{ address: string }>;
+  return { ns, mac: link[0]!.address };
+}
+
+test('hand-over through the FIB: redirected to the secondary node\'s MAC (ip-option and ipip); unresolved neighbour: redirected for the kernel to resolve', async (t) => {
+  const { ns, mac } = await fabric(t, true);
+  const dp = loadNode(t, { nodeIp: NODE_IP });
+  const spec = optSpec(scOption(secB));
+  const r = inNetns(ns, () => dp.ingress.testRun({ data: buildPacket(spec) }));
+  t.is(r.retval, TC_REDIRECT);
+  const handed = plain(spec, { dst: OTHER_NODE_POD, dport: 8080, ttl: 60 });
+  t.is(hex(r.dataOut), hex(Buffer.concat([Buffer.from(NODE_B_MAC.split(':').map((x) => parseInt(x, 16))), Buffer.from(mac.split(':').map((x) => parseInt(x, 16))), handed.subarray(12)])));
+  const ipip = inNetns(ns, () => dp.ingress.testRun({ data: ipipFrame(inner(ACK, 43000), { option: scOption(secB) }) }));
+  t.is(ipip.retval, TC_REDIRECT);
+  t.is(parsePacket(ipip.dataOut).eth!.dst, NODE_B_MAC);
+  t.like(dp.secondChanceCounters(), { sc_handed: 2, sc_drop_no_route: 0 });
+
+  const unresolved = await fabric(t, false);
+  const u = inNetns(unresolved.ns, () => dp.ingress.testRun({ data: buildPacket(spec) }));
+  t.is(u.retval, TC_REDIRECT, 'bpf_redirect_neigh: the neighbour subsystem resolves node B');
+  t.is(hex(u.dataOut.subarray(14)), hex(handed.subarray(14)));
+  // No route at all to node B: dropped and counted, never sent somewhere else.
+  await nsRun(unresolved.ns, ['ip', 'addr', 'flush', 'dev', 'fab0']);
+  const none = inNetns(unresolved.ns, () => dp.ingress.testRun({ data: buildPacket(spec) }));
+  t.is(none.retval, TC_SHOT);
+  t.is(dp.secondChanceCounters().sc_drop_no_route, 1);
 });
