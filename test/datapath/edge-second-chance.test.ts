@@ -240,7 +240,7 @@ test('UDP gets no second chance (docs/second-chance.md: a node cannot tell a new
 });
 
 test('too big with DF after the 20-byte option: fragmentation-needed names the MTU less 20', (t) => {
-  let now = T0;
+  const now = T0;
   const dp = openEdge(t, { clockNs: () => now, mtu: 600 });
   setEdgeClock(dp, now);
   const { moved } = movedAndKept(t, dp, THREE, FOUR, 54000);
@@ -313,7 +313,7 @@ test('previous tables are bounded: released when the window ends or the service 
 
 test('restart with pinned maps: previous tables and their regions survive, and the first change after a restart keeps one', (t) => {
   const pin = pinDirFor(t, 'edge-sc');
-  let now = T0;
+  const now = T0;
   const open = () => {
     const dp = openEdge(t, { pinPath: pin, clockNs: () => now });
     setEdgeClock(dp, now);
