@@ -253,3 +253,34 @@ test('hand-over through the FIB: redirected to the secondary node\'s MAC (ip-opt
   t.is(none.retval, TC_SHOT);
   t.is(dp.secondChanceCounters().sc_drop_no_route, 1);
 });
+
+test('fuzz: 3000 mutated second-chance packets from an edge never reach an address that is no backend of the frontend', (t) => {
+  const dp = loadBypassed(t);
+  const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
+  t.log(`FUZZ_SEED=${seed}`);
+  let x = seed || 1;
+  const rnd = (n: number): number => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+  const allowed = new Set(['10.244.1.5', '10.244.1.6', '10.244.1.7', OTHER_NODE_POD, NODE_B_IP]);
+  const bases = [buildPacket(optSpec(scOption(secB))), ipipFrame(inner(ACK, 44000), { option: scOption(secB) })];
+  let handedOrDelivered = 0;
+  for (let i = 0; i < 3000; i++) {
+    const f = Buffer.from(bases[i & 1]!);
+    // Mutate 1–4 bytes in the IP header, the option or the first L4 bytes (the MACs stay the edge's).
+    for (let k = 0, n = 1 + rnd(4); k < n; k++) f[14 + rnd(Math.min(f.length - 14, 80))] = rnd(256);
+    const r = dp.ingress.testRun({ data: f });
+    t.true(r.retval === TC_UNSPEC || r.retval === TC_SHOT, `verdict ${r.retval}`);
+    if (r.retval !== TC_UNSPEC || r.dataOut.length < 34) continue;
+    // Raw offsets: a mutated header need not parse as a well-formed packet.
+    const outDst = r.dataOut.subarray(30, 34).join('.');
+    if (outDst !== f.subarray(30, 34).join('.')) {
+      handedOrDelivered++;
+      t.true(allowed.has(outDst), `re-addressed to ${outDst}`);
+    }
+  }
+  t.log(`${handedOrDelivered} re-addressed packets, counters ${JSON.stringify(dp.secondChanceCounters())}`);
+});
