@@ -187,7 +187,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 		/* After a backend change: maybe a connection made under the
 		 * previous table (edge_second_chance.h). */
 		if (!syn && p.l4_proto == IPPROTO_TCP && !(svc->flags & SVC_F_SNAT))
-			sc_be = edge_second_chance(cfg, svc, &ck, hash, &be, &be_id);
+			sc_be = edge_second_chance(cfg, svc, &ck, hash, be_id);
 	}
 
 	edge_count_pb(&edge_svc_stats, svc_id, pkt_len);

@@ -40,7 +40,8 @@ struct edge_sc_prev {
 	__u32 pad;
 };
 
-/* A flow sent with a secondary: both backend ids. */
+/* A flow sent with a secondary: the backend ids at the decision (the
+ * primary only for inspection: the current pick is used). */
 struct edge_sc_pair {
 	__u32 primary;
 	__u32 secondary;
@@ -84,17 +85,17 @@ static __always_inline void edge_sc_count(__u32 stat)
 		*c += 1;
 }
 
-/* A TCP non-SYN without an entry, *be / *be_id the backend chosen as for a
- * new flow. Returns the secondary to name (and may replace the primary by
- * the one remembered for the flow), or 0: a plain flow, handled as before. */
+/* A TCP non-SYN without an entry, be_id the backend chosen as for a
+ * new flow. Returns the secondary to name, or 0: a plain flow, handled as
+ * before. */
 static __always_inline struct edge_backend *edge_second_chance(const struct edge_config *cfg,
 							       const struct edge_svc *svc,
 							       const struct edge_ct_key *ck, __u32 hash,
-							       struct edge_backend **be, __u32 *be_id)
+							       __u32 be_id)
 {
 	__u32 sid = svc->id, old_id;
 	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
-	struct edge_backend *sec, *pri;
+	struct edge_backend *sec;
 	struct edge_sc_pair *pair;
 
 	if (!pv || !pv->flags)
@@ -107,14 +108,11 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 			bpf_map_delete_elem(&edge_sc_flows, ck);
 			return 0;
 		}
-		pri = edge_backend_for(pair->primary, sid);
-		if (pri) {
-			*be = pri;
-			*be_id = pair->primary;
-		} else {
-			pair->primary = *be_id;
-		}
-		if (*be_id == pair->secondary)
+		/* The primary is always where a SYN of this tuple goes now (the
+		 * caller's pick), not the one remembered: a client that reused
+		 * the port made its new connection there, and the primary's node
+		 * delivers what it owns. Only the secondary is remembered. */
+		if (be_id == pair->secondary)
 			return 0;
 		edge_sc_count(SC_SENT);
 		return sec;
@@ -128,7 +126,7 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 				&old_id) < 0)
 			return 0;
 	}
-	if (old_id == *be_id) {
+	if (old_id == be_id) {
 		edge_sc_count(SC_SAME_BACKEND);
 		return 0;
 	}
@@ -138,7 +136,7 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 		return 0;
 	}
 	if (edge_may_insert(cfg->ct_insert_limit)) {
-		struct edge_sc_pair np = { .primary = *be_id, .secondary = old_id };
+		struct edge_sc_pair np = { .primary = be_id, .secondary = old_id };
 
 		bpf_map_update_elem(&edge_sc_flows, ck, &np, BPF_ANY);
 		edge_sc_count(SC_REMEMBERED);

@@ -357,3 +357,25 @@ test('restart with pinned maps: previous tables and their regions survive, and t
   }
   t.true(n > 0);
 });
+
+test('a remembered flow names its secondary, but its primary is always where a SYN of the tuple goes now (a client reusing the port, a later change)', (t) => {
+  const { dp } = openClocked(t);
+  const { moved } = movedAndKept(t, dp, THREE, FOUR, 59000);
+  for (const m of moved) run(dp, tcpPacket({ flags: ACK, sport: m.port })); // remembered: (new, old)
+  // Another change: some remembered flows' slots move again.
+  const SIX = [...FOUR, backend(5), backend(6)];
+  dp.applyServices([service({ backends: SIX })]);
+  let again = 0;
+  for (const m of moved) {
+    const now = synTarget(dp, m.port);
+    const o = parsePacket(run(dp, tcpPacket({ flags: ACK, sport: m.port })).out);
+    t.is(o.ip.dst, now, 'the primary is the current pick: a reused port\'s new connection lives there');
+    if (now === m.old.ip) {
+      t.is(o.ip.ihl, 20, 'the current pick is the remembered secondary: a plain flow');
+      continue;
+    }
+    t.is(hex(o.ip.options.subarray(8, 12)), hex(Buffer.from(m.old.ip.split('.').map(Number))), 'the secondary stays the remembered one');
+    if (now !== m.now.ip) again++;
+  }
+  t.true(again > 0, 'some remembered flows moved again');
+});

@@ -82,8 +82,8 @@ export async function tearDown(h: LabHolder | undefined): Promise<void> {
 }
 
 /** A lab serving `svc` through every edge; its VIP ('' when the lab is not usable: h.error says why). */
-export async function bringUpServing(svc: LabServiceSpec): Promise<{ h: LabHolder; vip: string }> {
-  const h = await bringUp();
+export async function bringUpServing(svc: LabServiceSpec, opts: UpOptions = {}): Promise<{ h: LabHolder; vip: string }> {
+  const h = await bringUp(opts);
   let vip = '';
   if (h.lab && !h.error) {
     try {
