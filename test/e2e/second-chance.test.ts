@@ -149,14 +149,17 @@ test.serial('a rolling update under load while one edge is drained: zero failed 
   const t0 = Date.now();
   const marks: string[] = [];
   const mark = (what: string): void => void marks.push(`${Date.now() - t0} ms ${what}`);
-  const load = lab.load({ kind: 'http', target: vip, port: 80, durationMs: 14000, concurrency: 4, timeoutMs: 2000 });
-  await sleep(1000);
+  // The new pods first (starting one takes seconds here); then, under load,
+  // the old ones turn terminating and go, and an edge is drained.
   for (const n of lab.plan.nodes) {
     const base = n.podCidr.split('.').slice(0, 3).join('.');
     await lab.addPod(n.name, `echo-${n.name.slice(4)}roll`, `${base}.40`, [svc.name]);
   }
   mark('new pods serving');
-  await sleep(1000);
+  const LOAD_MS = 12000;
+  const loadStart = Date.now();
+  const load = lab.load({ kind: 'http', target: vip, port: 80, durationMs: LOAD_MS, concurrency: 4, timeoutMs: 2000 });
+  await sleep(1500);
   await Promise.all(old.map((e) => lab.deletePod(e.pod.name)));
   mark('old pods deleted (terminating)');
   await sleep(500);
@@ -165,7 +168,9 @@ test.serial('a rolling update under load while one edge is drained: zero failed 
     mark(`${e1!.name} drained`);
     await lab.waitForGateways(vip, [e2!.address], 15000);
     mark('router uses only ' + e2!.name);
+    const movedAt = Date.now() - loadStart;
     const r = await load;
+    t.true(movedAt < LOAD_MS - 2000, `the drain happened under load (${movedAt} ms into ${LOAD_MS})`);
     t.log(`rolling update + drain: ${marks.join('; ')}; ${summary(r)}; edge ${JSON.stringify(edgeSc(lab))}; nodes ${JSON.stringify(nodeSc(lab))}`);
     t.is(r.failed, 0, `${summary(r)}; steps: ${marks.join('; ')}`);
     t.true(r.ok > 100, summary(r));
