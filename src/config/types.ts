@@ -126,6 +126,12 @@ export interface DatapathConfig {
   probePort: number;
   /** Seconds between path probes to each node (dispatch: auto). */
   probeIntervalSeconds: number;
+  /**
+   * Seconds a service's previous Maglev table is kept after its backend set
+   * changed, so connections moved to an edge without their entry still reach
+   * their backend (docs/second-chance.md). 0 = off.
+   */
+  secondChanceSeconds: number;
 }
 
 export interface KubernetesConfig {

@@ -42,6 +42,7 @@ import {
   type EdgeStatName,
 } from './edge-maps.js';
 import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
+import { EDGE_SC_STAT_NAMES, PreviousTables, type EdgeScStatName } from './second-chance.js';
 import { protoNumber } from '../net/l4.js';
 
 export type PathDispatch = 'ip-option' | 'ipip';
@@ -80,6 +81,10 @@ export interface EdgeDatapathOptions {
    * its own verification (seconds on a small CPU). Default both.
    */
   hooks?: ('xdp' | 'tc')[];
+  /** How long a service's previous Maglev table is kept after a change (docs/second-chance.md); 0 = off. Default 600. */
+  secondChanceSeconds?: number;
+  /** CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_coarse_ns (tests pass the edge's test clock). */
+  clockNs?: () => bigint;
   logger?: Logger;
 }
 
@@ -213,6 +218,9 @@ const MAP_NAMES = [
   'edge_be_stats',
   'edge_insert_limit',
   'edge_fib_cache',
+  'edge_sc_prev',
+  'edge_sc_flows',
+  'edge_sc_stats',
 ] as const;
 type EdgeMapName = (typeof MAP_NAMES)[number];
 
@@ -245,6 +253,7 @@ export class EdgeDatapath {
   private readonly regions: RegionAllocator;
   private readonly svcIds: IdAllocator;
   private readonly beIds: IdAllocator;
+  private readonly previous: PreviousTables;
   private attachment: XdpAttachment | TcAttachment | null = null;
   private readonly log: Logger | undefined;
 
@@ -261,6 +270,9 @@ export class EdgeDatapath {
     this.regions = new RegionAllocator(Math.log2(ringSlots));
     this.svcIds = new IdAllocator(1, Math.min(maps.edge_svc_stats.maxEntries, maps.edge_services.maxEntries), 'service');
     this.beIds = new IdAllocator(1, Math.min(maps.edge_backends.maxEntries, maps.edge_be_stats.maxEntries), 'backend');
+    const window = opts.secondChanceSeconds ?? 600;
+    if (!Number.isInteger(window) || window < 0) throw new Error(`secondChanceSeconds ${window} must be a non-negative integer`);
+    this.previous = new PreviousTables(maps.edge_sc_prev, maps.edge_ring, this.regions, BigInt(window) * 1_000_000_000n, opts.clockNs ?? (() => process.hrtime.bigint()));
   }
 
   /**
@@ -370,6 +382,7 @@ export class EdgeDatapath {
   // ------------------------------------------------------------ rebuild
 
   private rebuildFromMaps(): void {
+    this.previous.rebuild();
     const byId = new Map<number, SvcState>();
     for (const [k, v] of this.maps.edge_services.entries()) {
       const key = decodeSvcKey(k);
@@ -428,6 +441,7 @@ export class EdgeDatapath {
 
   private apply(desired: readonly DesiredService[], mayRetry: boolean): ApplyResult {
     const res: ApplyResult = { added: 0, updated: 0, removed: 0, unchanged: 0 };
+    this.previous.expire();
     const want = new Map<string, DesiredService>();
     for (const d of desired) {
       const k = svcKeyString(d.frontend.vip, d.frontend.port, d.frontend.protocol);
@@ -477,6 +491,7 @@ export class EdgeDatapath {
     // Phase order matters for packets in flight (see the header comment).
     this.zeroCounters(w.newSvcIds, w.newBeIds);
     w.backends.flush(this.maps.edge_backends);
+    this.previous.flush(); // the previous tables before the rings change
     w.ring.flush(this.maps.edge_ring);
     for (const key of w.srcAdds) this.maps.edge_src_ranges.update(key, Buffer.from([1]));
     w.services.flush(this.maps.edge_services);
@@ -490,7 +505,10 @@ export class EdgeDatapath {
     inval.flush(this.maps.edge_backends);
     for (const id of removedBackends) this.beIds.release(id);
     for (const off of releasedRegions) this.regions.release(off);
-    for (const id of releasedSvcIds) this.svcIds.release(id);
+    for (const id of releasedSvcIds) {
+      this.previous.forget(id);
+      this.svcIds.release(id);
+    }
     if (failed.length > 0) {
       // Space freed by this apply (removed services, moved regions) is only
       // released once nothing points at it any more, i.e. now: one more
@@ -608,6 +626,11 @@ export class EdgeDatapath {
       );
       const ids = new Uint32Array(2 ** size.cls);
       for (let i = 0; i < size.m; i++) ids[i] = active[idx[i]!]![1].id;
+      // After a restart the table is only in the map: read it once.
+      const cur = st.table ?? (st.cls !== null ? this.readRegion(st.ringOff, st.cls) : null);
+      if (cur && st.cls !== null && tableChanged(cur, st.m, ids, size.m)) {
+        this.previous.onChange(st.id, cur, st.cls, st.m, ids, size.m, new Set([...next.values()].map((b) => b.id)));
+      }
       let full = true;
       if (st.cls !== size.cls) {
         const off = this.regions.alloc(size.cls);
@@ -645,6 +668,17 @@ export class EdgeDatapath {
       st.svcValue = val;
     }
     st.fingerprint = fp;
+  }
+
+  /** The slots of a region as the map holds them. */
+  private readRegion(off: number, cls: number): Uint32Array {
+    const P = EDGE_RING_PER_ELEM;
+    const out = new Uint32Array(2 ** cls);
+    for (let e = 0; e < out.length; e += P) {
+      const v = this.maps.edge_ring.lookup(u32Key((off + e) / P));
+      if (v) for (let i = 0; i < P; i++) out[e + i] = v.readUInt32LE(i * 4);
+    }
+    return out;
   }
 
   private ref(vip: string, w: Writes): void {
@@ -717,7 +751,22 @@ export class EdgeDatapath {
     return n;
   }
 
-  /** Slots of edge_ring in use by service regions. */
+  /** Second-chance counters and the previous tables held (docs/second-chance.md). */
+  secondChance(): { stats: Record<EdgeScStatName, number>; open: number; slots: number; skipped: number } {
+    const stats = {} as Record<EdgeScStatName, number>;
+    EDGE_SC_STAT_NAMES.forEach((name, i) => {
+      const v = this.maps.edge_sc_stats.lookup(u32Key(i));
+      stats[name] = v ? sumU64(v) : 0;
+    });
+    return { stats, open: this.previous.open, slots: this.previous.slots(), skipped: this.previous.skipped };
+  }
+
+  /** Closes second-chance windows that ended (the agent calls it periodically; apply does too). */
+  expireSecondChance(): number {
+    return this.previous.expire();
+  }
+
+  /** Slots of edge_ring in use by service regions (and previous tables). */
   ringSlotsUsed(): number {
     return this.regions.usedSlots();
   }
@@ -732,6 +781,12 @@ class Writes {
   svcDeletes: Buffer[] = [];
   newSvcIds: number[] = [];
   newBeIds: number[] = [];
+}
+
+function tableChanged(cur: Uint32Array, curM: number, next: Uint32Array, nextM: number): boolean {
+  if (curM !== nextM) return true;
+  for (let i = 0; i < curM; i++) if (cur[i] !== next[i]) return true;
+  return false;
 }
 
 function sameWords(a: Uint32Array, b: Uint32Array, from: number, n: number): boolean {

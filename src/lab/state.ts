@@ -76,6 +76,8 @@ export interface LabOptions {
   bfdTimers: { minRxMs: number; minTxMs: number; multiplier: number };
   /** Seconds between path probes (dispatch: auto). */
   probeIntervalSeconds: number;
+  /** datapath.secondChanceSeconds of the edges (e2e: short, so scenarios start with no window open). */
+  secondChanceSeconds: number;
 }
 
 export const DEFAULT_OPTIONS: LabOptions = {
@@ -89,6 +91,7 @@ export const DEFAULT_OPTIONS: LabOptions = {
   ownerKind: 'cli',
   ociNodes: [],
   probeIntervalSeconds: 1,
+  secondChanceSeconds: 600,
   bfdTimers: { minRxMs: 150, minTxMs: 150, multiplier: 5 },
 };
 
