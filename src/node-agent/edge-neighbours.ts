@@ -37,11 +37,11 @@ export function edgeNeighbourEntries(rows: readonly NeighbourRow[], sources: rea
 /** Pure: the edge sources that name one address (worth resolving), minus those already in the table. */
 export function unresolvedEdges(rows: readonly NeighbourRow[], sources: readonly string[]): string[] {
   const known = new Set(edgeNeighbourEntries(rows, sources).map((e) => e.ip));
-  return sources.map(parseEdgeSource).filter((s) => s.bits === 32 && !known.has(s.addr)).map((s) => s.addr);
+  return sources.map(parseEdgeSource).filter((s) => s.family === 4 && s.bits === 32 && !known.has(s.addr)).map((s) => s.addr);
 }
 
 export async function readNeighbours(ifname: string): Promise<NeighbourRow[]> {
-  const { stdout } = await execFileP('ip', ['-j', '-4', 'neigh', 'show', 'dev', ifname], { timeout: 5000 });
+  const { stdout } = await execFileP('ip', ['-j', 'neigh', 'show', 'dev', ifname], { timeout: 5000 });
   return stdout.trim() ? (JSON.parse(stdout) as NeighbourRow[]) : [];
 }
 
