@@ -122,8 +122,9 @@ static __always_inline enum node_verdict ingress_option6(struct __sk_buff *skb, 
 	    h->pad_type != DSR6_PADN || h->pad_len != 0)
 		return node_drop(NC_DROP_BAD_OPTION);
 	/* The header is intact, what follows is not (truncated, a chain the
-	 * walk gives up on), or a fragment: the edge never sends one. */
-	if (rc != PARSE_OK || (p->frag & PKT6_FRAG_HDR))
+	 * walk gives up on), or a fragment, or a jumbogram / BIG TCP packet
+	 * (payload length 0): the edge never sends one with the header. */
+	if (rc != PARSE_OK || (p->frag & PKT6_FRAG_HDR) || p->payload_len < DSR6_HDR_LEN)
 		return node_drop(NC_DROP_MALFORMED);
 	inner_nh = h->nexthdr;
 	vport = h->port;

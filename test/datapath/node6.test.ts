@@ -231,6 +231,8 @@ test('IPv6 malformed headers: wrong lengths or padding, our option not first, a 
     // Our option second in a Destination Options header.
     [buildPacket6({ ...optionSpec(), ext: [{ type: NH_DSTOPTS, bytes: Buffer.from([0, 3, 1, 2, 0, 0, ...dsr6Header(VIP6, 80).bytes.subarray(2, 22), 1, 0]) }] }), 'drop_bad_option'],
     [buildPacket6(optionSpec({}, { ext: [fragHeader(0, true)] })), 'drop_malformed'],
+    // Payload length 0 (a jumbogram / BIG TCP packet): never sent with the header; shrinking it would wrap.
+    [buildPacket6({ ...optionSpec(), ip: { ...optionSpec().ip, payloadLength: 0 } }), 'drop_malformed'],
     [buildPacket6(optionSpec({}, { ext: [fragHeader(8, false)] })), 'drop_malformed'],
   ];
   for (const [frame, reason] of bad) {
