@@ -12,6 +12,7 @@ import { createSocket } from 'node:dgram';
 import { promisify } from 'node:util';
 import type { Logger } from '../log/logger.js';
 import { edgeSourceContains, parseEdgeSource } from '../datapath/node-maps.js';
+import { isIp } from '../net/ip.js';
 
 const execFileP = promisify(execFile);
 
@@ -26,7 +27,7 @@ export interface NeighbourRow {
 export function edgeNeighbourEntries(rows: readonly NeighbourRow[], sources: readonly string[]): { ip: string; mac: string }[] {
   const out: { ip: string; mac: string }[] = [];
   for (const r of rows) {
-    if (!r.lladdr || r.dst.includes(':')) continue;
+    if (!r.lladdr || !isIp(r.dst)) continue; // either family: IPv6 edges too
     if (r.state?.some((s) => s === 'FAILED' || s === 'INCOMPLETE' || s === 'NOARP')) continue;
     if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(r.lladdr) || r.lladdr === '00:00:00:00:00:00') continue;
     if (sources.some((s) => edgeSourceContains(s, r.dst))) out.push({ ip: r.dst, mac: r.lladdr.toLowerCase() });
