@@ -29,6 +29,7 @@ __attribute__((noinline)) int node_egress6(struct __sk_buff *skb, __u64 l3_off)
 	__u64 now;
 	__u8 proto;
 
+	l3_off = l3_bounded(l3_off);
 	if (parse_skb6(skb, l3_off, &p) != PARSE_OK)
 		goto pass;
 	if (p.frag & PKT_FRAG_LATER)

@@ -230,6 +230,8 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 	void *data = skb_data(skb);
 	void *data_end = skb_data_end(skb);
 	struct ipv6hdr *outer;
+
+	l3_off = l3_bounded(l3_off);
 	__u32 outer_end;
 	struct node_fwd6_value *fv;
 	struct node_scratch6 *k;
@@ -358,7 +360,10 @@ __attribute__((noinline)) int node_ingress6(struct __sk_buff *skb, __u64 l3_off,
 {
 	void *data, *data_end;
 	struct pkt6 p = {};
-	int rc = parse_skb6(skb, l3_off, &p);
+	int rc;
+
+	l3_off = l3_bounded(l3_off);
+	rc = parse_skb6(skb, l3_off, &p);
 
 	data = skb_data(skb);
 	data_end = skb_data_end(skb);

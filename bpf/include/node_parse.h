@@ -204,8 +204,14 @@ static __always_inline int parse_skb6_at(struct __sk_buff *skb, __u32 l3_off, st
 	p->l4_proto = 0;
 	p->l4_off = 0;
 	rc = parse_ipv6_fixed(skb_data(skb), skb_data_end(skb), l3_off, p, skb->len);
-	if (rc == PARSE_OK)
+	/* No extension header (most packets, a pod's replies among them): the
+	 * upper layer follows the fixed header, no walk to call. */
+	if (rc == PARSE_OK && !ipv6_ext_walked(p->nexthdr)) {
+		w.l4_off = l3_off + IPV6_HLEN;
+		w.l4_proto = p->nexthdr;
+	} else if (rc == PARSE_OK) {
 		rc = node_walk6(skb, l3_off, p->ip_end, p->nexthdr, &w);
+	}
 	if (rc == PARSE_TRUNC) {
 		if (!pull_headers6(skb, NODE_PULL6_MAX))
 			return rc;
@@ -224,6 +230,16 @@ static __always_inline int parse_skb6_at(struct __sk_buff *skb, __u32 l3_off, st
 	if (!(p->frag & PKT_FRAG_LATER) && pull_headers6(skb, p->l4_off + l4_need6(p->l4_proto)))
 		rc = parse_ipv6_fixed(skb_data(skb), skb_data_end(skb), l3_off, p, skb->len);
 	return rc;
+}
+
+/* An L3 offset handed to a global function (an unknown scalar to the
+ * verifier), bounded by a mask the compiler cannot drop: a range check alone
+ * was at times compiled onto another copy of the value than the one the
+ * packet pointer is computed from. 14 or 18 pass through unchanged. */
+static __always_inline __u64 l3_bounded(__u64 l3_off)
+{
+	asm volatile("" : "+r"(l3_off));
+	return l3_off & 0x1f;
 }
 
 /* The frame's IPv6 header (Ethernet already parsed). */

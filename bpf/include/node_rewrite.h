@@ -186,7 +186,7 @@ static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32
 {
 	void *data = skb_data(skb);
 	void *data_end = skb_data_end(skb);
-	struct ipv6hdr *ip6 = data + l3_off;
+	struct ipv6hdr *ip6;
 	struct pkt_addr6 old;
 	__be32 *addr;
 	__be16 old_port, *portp;
@@ -195,6 +195,9 @@ static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32
 
 	if (l3_off > ETH_HLEN + 4 || l4_off > PARSE6_MAX_L4_OFF)
 		return STEP_REWRITE_FAILED;
+	l3_off = off_bounded(l3_off, 0x1f);
+	l4_off = off_bounded(l4_off, 0x3ff);
+	ip6 = data + l3_off;
 	if ((void *)(ip6 + 1) > data_end)
 		return STEP_REWRITE_FAILED;
 	if (proto == IPPROTO_TCP) {
@@ -257,7 +260,7 @@ static __always_inline enum node_step strip_dsr6(struct __sk_buff *skb, __u32 l3
 	data_end = skb_data_end(skb);
 	if (l3_off > ETH_HLEN + 4)
 		return STEP_REWRITE_FAILED;
-	ip6 = data + l3_off;
+	ip6 = data + off_bounded(l3_off, 0x1f);
 	if ((void *)(ip6 + 1) > data_end)
 		return STEP_REWRITE_FAILED;
 	old_len = ip6->payload_len;

@@ -177,7 +177,7 @@ static __always_inline void learn_edge_neighbour6(struct __sk_buff *skb, __u32 t
 		return;
 	if (off > NODE_PULL6_MAX)
 		return;
-	nd = data + off;
+	nd = data + off_bounded(off, 0x3ff);
 	if ((void *)(eth + 1) > data_end || (void *)(nd + 1) > data_end ||
 	    off + sizeof(*nd) > p->ip_end || nd->code != 0)
 		return;

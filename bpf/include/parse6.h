@@ -8,6 +8,10 @@
  *                       PARSE_OK with p->l3_proto ETH_P_IP or ETH_P_IPV6
  *                       (parse.h's parse_eth answers PARSE_UNSUPPORTED for
  *                       IPv6; this wrapper does not change it)
+ *   parse_ipv6_fixed()  the fixed 40-byte header at l3_off alone (a caller
+ *                       that verifies the walk on its own, as a BPF global
+ *                       function — the node's node_walk6 — calls
+ *                       ipv6_walk_ext itself)
  *   parse_ipv6_len()    the fixed 40-byte header at l3_off, then a bounded
  *                       walk of the extension-header chain up to the
  *                       upper-layer header (l4_proto, l4_off), noting any
@@ -154,6 +158,17 @@ struct pkt6 {
 	__u8 tcp_flags;
 	__u8 icmp_type, icmp_code;
 };
+
+/* An offset (range-checked by the caller) bounded again by `mask` in a way
+ * the compiler cannot fold away: offsets read back from a struct on the
+ * stack reach the verifier as unknown 16- or 32-bit values, and a range
+ * check compiled onto another copy of them does not bound the one a packet
+ * pointer is computed from. */
+static __always_inline __u32 off_bounded(__u32 off, __u32 mask)
+{
+	asm volatile("" : "+r"(off));
+	return off & mask;
+}
 
 static __always_inline void addr6_load(struct pkt_addr6 *dst, const void *src)
 {
@@ -327,8 +342,9 @@ static __always_inline __u8 pkt6_tclass(const struct pkt6 *p)
  * both the window and the packet (ip_end). */
 static __always_inline int parse_l4_v6(void *data, void *data_end, struct pkt6 *p)
 {
-	void *l4 = data + p->l4_off;
+	__u32 l4_off = p->l4_off;
 	void *ip_end = data + p->ip_end;
+	void *l4;
 
 	p->sport = 0;
 	p->dport = 0;
@@ -337,8 +353,9 @@ static __always_inline int parse_l4_v6(void *data, void *data_end, struct pkt6 *
 	p->icmp_code = 0;
 	if (p->frag & PKT_FRAG_LATER)
 		return PARSE_OK;
-	if (p->l4_off > PARSE6_MAX_L4_OFF)
+	if (l4_off > PARSE6_MAX_L4_OFF)
 		return PARSE_UNSUPPORTED;
+	l4 = data + off_bounded(l4_off, 0x3ff);
 
 	if (p->l4_proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
