@@ -62,7 +62,7 @@ __attribute__((noinline)) int node_egress6(struct __sk_buff *skb, __u64 l3_off)
 	vport = v->st.vip_port;
 	pod_seen(&v->st, proto, p.tcp_flags, now);
 
-	if (rewrite6_l3l4(skb, p.l3_off, p.l4_off, proto, REWRITE_SRC, &vip, vport) != STEP_DONE)
+	if (rewrite6_l3l4(skb, p.l3_off, p.l4_off, proto, REWRITE_SRC, &vip, vport, 0) != STEP_DONE)
 		return node_drop(NC_DROP_REWRITE);
 	return node_pass(NC_EG_REWRITE);
 

@@ -341,7 +341,7 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 		if (l3_off > ETH_HLEN + 4 || l4_rel > PARSE6_MAX_L4_OFF)
 			return node_drop(NC_DROP_DECAP);
 		if (rewrite6_l3l4(skb, l3_off, l3_off + l4_rel, proto, REWRITE_DST, &pod_ip,
-				  pod_port) != STEP_DONE)
+				  pod_port, 1) != STEP_DONE)
 			return node_drop(NC_DROP_REWRITE);
 	}
 	if (new_flow)

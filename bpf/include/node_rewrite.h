@@ -177,12 +177,15 @@ static __always_inline enum node_step readdress_icmp_error(void *data, void *dat
  * the difference out of skb->csum, right for IPv4 (whose header checksum
  * absorbs the address change) but not for IPv6, where the packet's sum is
  * unchanged (address +d, checksum field -d): bpf_csum_update puts it back
- * (an error, ignored, for any other skb). A UDP checksum of 0 (invalid
- * over IPv6) stays 0, so the receiver still drops the datagram. Packet
- * pointers are invalid afterwards. */
+ * (an error, ignored, for any other skb). Only on receive (`rx`): on
+ * transmit skb->csum of a CHECKSUM_COMPLETE skb is not used, and the
+ * helper call is a visible share of a reply's cost. A UDP checksum of 0
+ * (invalid over IPv6) stays 0, so the receiver still drops the datagram.
+ * Packet pointers are invalid afterwards. */
 static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32 l3_off,
 						    __u32 l4_off, __u8 proto, int which,
-						    const struct pkt_addr6 *new_ip, __be16 new_port)
+						    const struct pkt_addr6 *new_ip, __be16 new_port,
+						    int rx)
 {
 	void *data = skb_data(skb);
 	void *data_end = skb_data_end(skb);
@@ -229,7 +232,8 @@ static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32
 	if (!addr6_eq(&old, new_ip)) {
 		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled))
 			return STEP_REWRITE_FAILED;
-		bpf_csum_update(skb, diff);
+		if (rx)
+			bpf_csum_update(skb, diff);
 	}
 	if (old_port != new_port &&
 	    bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | sizeof(new_port)))
