@@ -35,7 +35,7 @@
 // (this / baseline) are printed and added to the JSON.
 //
 // Output: a table, then as the LAST line JSON with the raw medians in ns:
-// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","second_chance_ns","node_option_ns","node_reply_ns","node_option6_ns","node_reply6_ns","maps_10k_mb","load_10k_s"}
+// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","second_chance_ns","node_option_ns","node_reply_ns","maps_10k_mb","load_10k_s"}
 // (+ "baseline_*_ns" and "*_ratio" with BENCH_BASELINE)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -44,7 +44,6 @@ import { BpfObject, inNetns, type BpfProgram } from '../src/datapath/loader.js';
 import { bpfObjectPath } from '../src/assets.js';
 import { EdgeDatapath } from '../src/datapath/edge-datapath.js';
 import { NodeDatapath } from '../src/datapath/node-datapath.js';
-import { prepareNode6Frames } from '../src/datapath/node-bench.js';
 import type { DesiredService, Backend } from '../src/model/types.js';
 
 const N = Number(process.env.BENCH_N ?? 100_000);
@@ -327,13 +326,6 @@ function run(cleanup: Array<() => void>, baseline: BaselineEdge | null): void {
       if (probe.dataOut.subarray(26, 30).equals(ip4(VIP)) && node.flows().length === 1) {
         cases.push(mk('node ingress: option SYN, checks + strip', 'node_option_ns', node.ingress, learned, 0xffffffff, null, false));
         cases.push(mk('node reply (tc egress, node.o)', 'node_reply_ns', node.egress, reply, probe.retval, null, false));
-        try {
-          const v6 = prepareNode6Frames(node, [bench[0]!], [...learned.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':'));
-          cases.push(mk('node ingress: IPv6 header SYN, checks + strip', 'node_option6_ns', node.ingress, v6.option, 0xffffffff, null, false));
-          cases.push(mk('node reply IPv6 (tc egress)', 'node_reply6_ns', node.egress, v6.reply, 0xffffffff, null, false));
-        } catch (e) {
-          nodeNote = `node.o IPv6 rows skipped (${(e as Error).message.split('\n')[0]}); node_option6_ns / node_reply6_ns = null`;
-        }
         cases.push(mk('edge tc pass (skb reference)', null, dp.program('tc'), other, 0, 'fib', false));
       } else {
         nodeNote = 'node.o did not learn the flow or rewrite the reply to the VIP; node_option_ns / node_reply_ns = null';
@@ -427,8 +419,6 @@ function run(cleanup: Array<() => void>, baseline: BaselineEdge | null): void {
       second_chance_ns: get('second_chance_ns'),
       node_option_ns: get('node_option_ns'),
       node_reply_ns: get('node_reply_ns'),
-      node_option6_ns: get('node_option6_ns'),
-      node_reply6_ns: get('node_reply6_ns'),
       maps_10k_mb: Math.round(mapsMb * 10) / 10,
       load_10k_s: Math.round(loadS * 1000) / 1000,
       ...(baseline ? { ...baselineFigures(get, floorNs), baseline_maps_10k_mb: Math.round((baseline.memlockBytes() / 2 ** 20) * 10) / 10, baseline_load_10k_s: baseLoadS === null ? null : Math.round(baseLoadS * 1000) / 1000 } : {}),

@@ -17,11 +17,8 @@
  *   node_counters.h per-CPU counters, one per action and drop reason
  *   node_maps.h     map layouts shared with src/datapath/node-maps.ts
  *
- *   node_ingress6.h / node_egress6.h  the same paths for IPv6 (Destination
- *                   Options DSR header, IP6IP6)
- *
- * Both programs parse Ethernet once, then hand an IPv4 or IPv6 packet to
- * its family's path; both paths answer with the same verdicts.
+ * Both programs parse once, then hand an IPv4 packet to its path; an IPv6
+ * path would sit beside node_*_v4 with the same verdicts.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -34,21 +31,15 @@
 #include "node_ingress.h"
 #include "node_egress.h"
 #include "node_second_chance.h"
-#include "node_ingress6.h"
-#include "node_egress6.h"
 
 SEC("tc")
 int node_ingress(struct __sk_buff *skb)
 {
 	struct pkt p;
-	int rc;
+	int rc = parse_skb(skb, &p);
 
-	p.l3_proto = 0; /* parse_eth leaves it unset for a QinQ frame */
-	rc = parse_skb(skb, &p);
 	if (rc == PARSE_NOT_IP)
 		return node_tc(node_ingress_other(skb, &p));
-	if (rc == PARSE_UNSUPPORTED && p.l3_proto == bpf_htons(ETH_P_IPV6))
-		return node_tc(node_ingress_v6(skb, &p));
 	if (rc != PARSE_OK)
 		return node_tc(node_pass(NC_IN_PASS));
 	if (node_sc_wants(skb, &p))
@@ -60,13 +51,8 @@ SEC("tc")
 int node_egress(struct __sk_buff *skb)
 {
 	struct pkt p;
-	int rc;
 
-	p.l3_proto = 0;
-	rc = parse_skb(skb, &p);
-	if (rc == PARSE_UNSUPPORTED && p.l3_proto == bpf_htons(ETH_P_IPV6))
-		return node_tc(node_egress_v6(skb, &p));
-	if (rc != PARSE_OK)
+	if (parse_skb(skb, &p) != PARSE_OK)
 		return node_tc(node_pass(NC_EG_PASS));
 	return node_tc(node_egress_v4(skb, &p));
 }
