@@ -5,7 +5,7 @@
 // and one writer that changes only what differs.
 import type { BpfMap } from './loader.js';
 import type { DesiredService } from '../model/types.js';
-import { ipv4ToU32 } from '../net/ip.js';
+import { ipv4ToU32, isIpv4 } from '../net/ip.js';
 
 export const NODE_SC_MAP = 'node_sc_backends';
 export const NODE_SC_STATS_MAP = 'node_sc_stats';
@@ -41,7 +41,8 @@ export function scBackendEntries(services: readonly DesiredService[]): ScBackend
     const dsr = s.mode === 'dsr' || s.mode === 'hybrid';
     if (!dsr || s.frontend.protocol !== 'TCP' || s.frontend.vip.includes(':')) continue;
     for (const b of s.backends) {
-      if (b.ip.includes(':') || b.nodeIp.includes(':')) continue;
+      // An endpoint on a node without a known IPv4 address cannot be handed to (issue 12: nodeIp '').
+      if (!isIpv4(b.ip) || !isIpv4(b.nodeIp)) continue;
       out.push({ vip: s.frontend.vip, port: s.frontend.port, podIp: b.ip, podPort: b.port, nodeIp: b.nodeIp });
     }
   }

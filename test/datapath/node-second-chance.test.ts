@@ -130,6 +130,13 @@ test('node_sc_backends: every backend of the DSR TCP frontends, with its node; U
   );
 });
 
+test('node_sc_backends: an endpoint whose node has no known address (nodeIp empty) or an IPv6 one is left out, not thrown on', (t) => {
+  const base = standardServices()[0]!;
+  const svc = { ...base, backends: [{ ...base.backends[0]!, nodeIp: '' }, { ...base.backends[0]!, ip: '10.244.9.9', nodeIp: '2001:db8::9' }, base.backends[1]!] };
+  const entries = scBackendEntries([svc]);
+  t.deepEqual(entries.map((e) => `${e.podIp}@${e.nodeIp}`), [`${base.backends[1]!.ip}@${base.backends[1]!.nodeIp}`]);
+});
+
 // ---------------------------------------------------------------- ipip
 
 function inner(flags: { syn?: boolean; ack?: boolean }, sport = 41000): Omit<PacketSpec, 'eth'> {
