@@ -19,7 +19,7 @@ import { nsRun, run, sleep } from './netns.js';
 import { edgeConfig } from './agent-config.js';
 import { alive, spawnInNs, type LabProcess } from './procs.js';
 import type { EdgePlan, LabPlan } from './topology.js';
-import type { LabOptions } from './state.js';
+import type { LabOptions, LabState } from './state.js';
 import { IMAGE_RAW } from '../image/build.js';
 import { OVMF_CODE, OVMF_VARS } from '../image/qemu.js';
 import { CFG_LABEL } from '../image/layout.js';
@@ -284,4 +284,33 @@ function consoleTail(text: string, lines = 6): string {
 /** Cuts (or restores) the VM's uplink: its tap goes down, as a pulled cable would. */
 export async function setApplianceUplink(rec: ApplianceRecord, up: boolean): Promise<void> {
   await nsRun(rec.ns, ['ip', 'link', 'set', rec.taps.uplink, up ? 'up' : 'down']);
+}
+
+/** What bootApplianceEdge needs of the lab's handle. */
+export interface LabHandleLike {
+  state: LabState;
+  save(): void;
+}
+
+/**
+ * The lab's hook: boots the appliance in place of `edge`'s agent, recording
+ * QEMU's process and the appliance in the lab's state; resolves once READY.
+ */
+export async function bootApplianceEdge(lab: LabHandleLike, edge: EdgePlan, kubeconfig: string, say: (s: string) => void): Promise<void> {
+  const t0 = Date.now();
+  const rec = await startAppliance({
+    plan: lab.state.plan, edge, options: lab.state.options, kubeconfig, dir: lab.state.dir, say,
+    onProcess: (proc) => {
+      lab.state.processes.push(proc);
+      lab.save();
+    },
+  });
+  lab.state.appliance = rec;
+  lab.save();
+  try {
+    await waitApplianceReady(rec, applianceBootTimeoutMs(), t0);
+    say(`  ${edge.name}: appliance VM READY after ${rec.readySeconds} s`);
+  } finally {
+    lab.save();
+  }
 }
