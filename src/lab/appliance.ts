@@ -21,7 +21,7 @@ import { alive, spawnInNs, type LabProcess } from './procs.js';
 import type { EdgePlan, LabPlan } from './topology.js';
 import type { LabOptions, LabState } from './state.js';
 import { IMAGE_RAW } from '../image/build.js';
-import { OVMF_CODE, OVMF_VARS } from '../image/qemu.js';
+import { OVMF_CODE, OVMF_VARS, smbiosCredential } from '../image/qemu.js';
 import { CFG_LABEL } from '../image/layout.js';
 
 /** The edge the appliance replaces. */
@@ -129,6 +129,26 @@ export interface QemuPlan {
   macs: { uplink: string; mgmt: string };
   memoryMiB?: number;
   cpus?: number;
+  /** A root shell on the VM's second serial port, this unix socket (lab debugging; see debugShellCredentials). */
+  shellSocket?: string;
+}
+
+/**
+ * Lab debugging only (EDGELB_APPLIANCE_SHELL=1): a root shell on the VM's
+ * second serial port, as a unit passed in with systemd credentials (the
+ * image itself has no such thing and no login). `socat -,raw,echo=0
+ * UNIX-CONNECT:<lab dir>/appliance/shell.sock` reaches it.
+ */
+export function debugShellCredentials(): { name: string; value: string }[] {
+  const unit = [
+    '[Unit]', 'Description=edgelb lab: root shell on ttyS1 (debugging)',
+    '[Service]', 'ExecStart=/bin/bash -i', 'StandardInput=tty-force', 'StandardOutput=tty', 'StandardError=tty',
+    'TTYPath=/dev/ttyS1', 'TTYReset=yes', 'Environment=TERM=dumb', 'Restart=always', '',
+  ].join('\n');
+  return [
+    { name: 'systemd.extra-unit.edgelb-lab-shell.service', value: unit },
+    { name: 'systemd.unit-dropin.multi-user.target', value: '[Unit]\nWants=edgelb-lab-shell.service\n' },
+  ];
 }
 
 /** QEMU's command line: the boot test's headless server, with tap NICs and the config stick as a second disk. */
@@ -147,6 +167,7 @@ export function applianceQemuArgs(q: QemuPlan): string[] {
     ...nic('up', HOST_SIDE.uplinkTap, q.macs.uplink, VM_NICS.uplink.pciAddr),
     ...nic('mgmt', HOST_SIDE.mgmtTap, q.macs.mgmt, VM_NICS.mgmt.pciAddr),
     '-no-reboot',
+    ...(q.shellSocket ? ['-serial', `unix:${q.shellSocket},server=on,wait=off`, ...debugShellCredentials().flatMap((c) => ['-smbios', smbiosCredential(c)])] : []),
   ];
 }
 
@@ -245,7 +266,9 @@ export async function startAppliance(o: StartApplianceOptions): Promise<Applianc
   const vars = join(dir, 'OVMF_VARS.fd');
   copyFileSync(OVMF_VARS, vars);
   rmSync(rec.serialLog, { force: true });
-  const argv = applianceQemuArgs({ image, stick: rec.stick, serialLog: rec.serialLog, vars, macs });
+  const shell = process.env.EDGELB_APPLIANCE_SHELL === '1' ? join(dir, 'shell.sock') : undefined;
+  const argv = applianceQemuArgs({ image, stick: rec.stick, serialLog: rec.serialLog, vars, macs, shellSocket: shell });
+  if (shell) o.say?.(`  ${o.edge.name}: debug shell: socat -,raw,echo=0 UNIX-CONNECT:${shell}`);
   const proc = spawnInNs(`appliance-${o.edge.name}`, o.edge.ns, argv, join(dir, 'qemu.log'));
   rec.pid = proc.pid;
   rec.detail = `qemu pid ${proc.pid}, booting ${image}`;
