@@ -24,6 +24,14 @@ import { IMAGE_RAW } from '../image/build.js';
 import { OVMF_CODE, OVMF_VARS, smbiosCredential } from '../image/qemu.js';
 import { CFG_LABEL } from '../image/layout.js';
 
+/**
+ * BFD timers for a lab with the appliance: an emulated CPU on a shared
+ * machine can stall a few hundred ms, and 150 ms × 5 then flaps the VM's
+ * session (and its routes). 300 ms × 5 still detects a dead VM in 1.5 s,
+ * far inside the 9 s hold time.
+ */
+export const APPLIANCE_BFD_TIMERS = { minRxMs: 300, minTxMs: 300, multiplier: 5 } as const;
+
 /** The edge the appliance replaces. */
 export const APPLIANCE_EDGE = 'edge1';
 

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { Lab, labDown, labUp, listLabs } from './lab.js';
 import { renderStatus } from './render.js';
+import { APPLIANCE_BFD_TIMERS } from './appliance.js';
 import type { LabOptions } from './state.js';
 
 const HELP = `Usage: npm run lab -- COMMAND [options]
@@ -56,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
         bfd: !values['no-bfd'],
         agents: !values['no-agents'],
         appliance: !!values.appliance,
+        ...(values.appliance ? { bfdTimers: { ...APPLIANCE_BFD_TIMERS } } : {}),
         keepOnFailure: !!values['keep-on-failure'],
         say,
       });

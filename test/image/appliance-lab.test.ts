@@ -11,10 +11,12 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { OUT_DIR } from '../../src/image/build.js';
 import { ensureBootTools, freshImage } from '../../src/image/boot-test.js';
 import { startCapture } from '../../src/lab/capture.js';
 import { renderStatus } from '../../src/lab/render.js';
-import { APPLIANCE_EDGE, setApplianceUplink } from '../../src/lab/appliance.js';
+import { APPLIANCE_BFD_TIMERS, APPLIANCE_EDGE, setApplianceUplink } from '../../src/lab/appliance.js';
 import { bringUp, need, summary, tearDown, type LabHolder } from '../e2e/helpers.js';
 import { sleep } from '../lib/netns.js';
 
@@ -27,16 +29,22 @@ if (skip) {
   process.stderr.write(`\n******** SKIPPING the appliance lab test: ${skip} ********\n\n`);
   test.skip(`appliance in the lab — SKIPPED: ${skip}`, () => undefined);
 } else {
-  test.before(async () => {
-    await freshImage();
-    h = await bringUp({ appliance: true });
-  });
   test.after.always(async () => {
+    // The VM's console outlives the lab (its directory goes with it).
+    const serial = h?.lab?.state.appliance?.serialLog;
+    if (serial && existsSync(serial)) {
+      mkdirSync(join(OUT_DIR, 'boot-test'), { recursive: true });
+      copyFileSync(serial, join(OUT_DIR, 'boot-test', 'appliance-lab.log'));
+    }
     await tearDown(h);
   });
 
   test.serial('the appliance VM is edge1: READY, peered with the router, shown as a VM by lab status', async (t) => {
-    t.timeout(10 * 60 * 1000);
+    t.timeout(30 * 60 * 1000);
+    await freshImage();
+    const t0 = Date.now();
+    h = await bringUp({ appliance: true, bfdTimers: { ...APPLIANCE_BFD_TIMERS } });
+    t.log(`lab up with the appliance in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     const lab = need(t, h);
     const vm = lab.state.appliance;
     if (!vm) return t.fail('no appliance record');
