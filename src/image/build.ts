@@ -169,11 +169,23 @@ export async function productionModules(cacheDir: string): Promise<string> {
   mkdirSync(dir, { recursive: true });
   copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
   copyFileSync(join(REPO, 'package-lock.json'), join(dir, 'package-lock.json'));
-  await run('cp', ['-a', join(REPO, 'node_modules'), join(dir, 'node_modules')]);
+  await copyModules(join(REPO, 'node_modules'), join(dir, 'node_modules'));
   const npm = join(REPO, '.tools/node/bin/npm');
   await run(existsSync(npm) ? npm : 'npm', ['prune', '--omit=dev', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], { cwd: dir });
   writeFileSync(join(dir, '.done'), '');
   return join(dir, 'node_modules');
+}
+
+/**
+ * A real copy of node_modules for `npm prune` to cut down. In a git worktree
+ * node_modules is often a symlink to the main checkout's: `cp -a` would copy
+ * the link, and npm prune would then delete the dev dependencies (and
+ * anything the lock file does not name) out of everyone's shared tree.
+ */
+export async function copyModules(from: string, to: string): Promise<void> {
+  mkdirSync(to, { recursive: true });
+  await run('cp', ['-a', `${from}/.`, `${to}/`]);
+  if (lstatSync(to).isSymbolicLink()) throw new Error(`${to}: a symlink after copying ${from}; refusing to prune through it`);
 }
 
 /** Lays the edgelb runtime out under ROOT/opt/edgelb. */

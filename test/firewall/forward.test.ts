@@ -23,7 +23,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { applyRuleset, runNft } from '../../src/firewall/apply.js';
 import { firewallRuleset, removeRuleset, type NftRuleset } from '../../src/firewall/ruleset.js';
 import { sysctlFile } from '../../src/firewall/sysctl.js';
-import { BpfObject, bpfObjectPath, inNetns } from '../../src/datapath/loader.js';
+import { BpfObject, inNetns } from '../../src/datapath/loader.js';
+import { bpfObjectPath } from '../../src/assets.js';
 import { Cleanup, createNetns, nsRun, run, sleep, uniqueId } from '../lib/netns.js';
 import { openEdge, service, backend } from '../datapath/edge-helpers.js';
 

@@ -3,11 +3,12 @@
 // commands from a fresh bundle, laid out as in the image, on this machine.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { bundleRuntime } from '../../src/image/bundle.js';
+import { copyModules } from '../../src/image/build.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { firewallRuleset } from '../../src/firewall/ruleset.js';
 import { sysctlFile } from '../../src/firewall/sysctl.js';
@@ -56,4 +57,16 @@ test('the bundled CLI: version, config check --firewall-out --sysctl-out, firewa
   const st = await cli('status', '--socket', join(root, 'nothing.sock'));
   t.is(st.code, 1);
   t.regex(st.err, /cannot reach the edgelb agent/);
+});
+
+test('production node_modules are copied for real, even from a symlinked node_modules (npm prune must not reach the shared tree)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-modules-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'shared/pkg'), { recursive: true });
+  writeFileSync(join(dir, 'shared/pkg/index.js'), 'x');
+  symlinkSync(join(dir, 'shared'), join(dir, 'link'));
+  await copyModules(join(dir, 'link'), join(dir, 'copy'));
+  t.false(lstatSync(join(dir, 'copy')).isSymbolicLink());
+  rmSync(join(dir, 'copy/pkg'), { recursive: true });
+  t.true(existsSync(join(dir, 'shared/pkg/index.js')), 'removing from the copy leaves the original alone');
 });
