@@ -106,6 +106,15 @@ if (skip) {
     if (!vip) return t.fail('no VIP (the previous test failed)');
     await lab.startAgent('edge2');
     await lab.waitForGateways(vip, lab.plan.edges.map((e) => e.address), 60_000);
+    // The router's BFD session with the VM must be up before the cable is cut
+    // (an emulated CPU starved by the machine's load can flap it; say so).
+    const addr = lab.edge(APPLIANCE_EDGE).address;
+    const bfdUp = async () => (JSON.parse(await lab.vtysh('show bfd peers json')) as { peer: string; status: string }[]).find((p) => p.peer === addr)?.status === 'up';
+    const deadline = Date.now() + 60_000;
+    while (!(await bfdUp()) && Date.now() < deadline) await sleep(500);
+    const counters = await lab.vtysh(`show bfd peer ${addr} counters`);
+    t.log(`BFD with the VM before the cut: ${(await bfdUp()) ? 'up' : 'DOWN'}; ${counters.replace(/\s+/g, ' ').trim()}`);
+    if (!(await bfdUp())) return t.fail(`the router's BFD session with the VM is not up before the cut (the VM is too starved to keep it?): ${counters}`);
     await setApplianceUplink(vm, false);
     let detectMs = -1;
     try {
