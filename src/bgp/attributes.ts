@@ -34,7 +34,7 @@ export function attrsFromAdvertise(a: AdvertiseConfig): VipAttrs {
     localPref: a.localPref,
     med: a.med,
     asPathPrepend: a.asPathPrepend,
-    peers: [...a.peers],
+    peers: a.peers.map(canonicalAddress),
   };
 }
 
@@ -59,6 +59,17 @@ export function parseVipPrefix(prefix: string, where = 'VIP'): ParsedPrefix {
   const len = lenStr === undefined ? max : Number(lenStr);
   if (!Number.isInteger(len) || len !== max) throw new Error(`${where}: "${prefix}" must be a host route (/${max})`);
   return { address, len, family: v4 ? FAMILY_V4 : FAMILY_V6, v6: !v4 };
+}
+
+/**
+ * One spelling per address (RFC 5952 for IPv6) as a string: text that is no
+ * address comes back as it is. Peers too: gobgpd keeps a neighbor's address
+ * as written, bfdd reports it canonical, and a differently spelt peer would
+ * otherwise be deleted and re-added (its BGP and BFD sessions reset) on
+ * every reload.
+ */
+export function canonicalAddress(addr: string): string {
+  return canonicalIp(addr) ?? addr;
 }
 
 export function prefixKey(prefix: string): string {

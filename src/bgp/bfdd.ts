@@ -21,6 +21,7 @@ import { silentLogger } from '../log/logger.js';
 import { killAndWait, pidAlive } from './gobgpd-process.js';
 import { livePidFrom, userIds } from './daemon-files.js';
 import { isIp } from '../net/ip.js';
+import { canonicalAddress } from './attributes.js';
 
 const execFileP = promisify(execFile);
 
@@ -61,8 +62,9 @@ export function bfdPeersFromConfig(peers: PeerConfig[]): BfdPeer[] {
   return peers
     .filter((p) => p.bfd.enabled)
     .map((p) => ({
-      address: p.address,
-      localAddress: p.localAddress,
+      // bfdd reports sessions in canonical spelling; a session is identified by its `peer` line.
+      address: canonicalAddress(p.address),
+      localAddress: p.localAddress && canonicalAddress(p.localAddress),
       multihop: p.multihop > 1,
       minRxMs: p.bfd.minRxMs,
       minTxMs: p.bfd.minTxMs,

@@ -98,6 +98,23 @@ export async function reconcilePaths(client: GobgpClient, desired: Map<string, A
   return diff;
 }
 
+/**
+ * Family selection: a VIP goes only to peers of its own address family (an
+ * IPv6 VIP over an IPv6 session, whose local address gobgpd puts as the
+ * next hop), among the peers its attributes allow. The VIPs that no
+ * configured peer can carry, e.g. IPv6 VIPs on an edge with IPv4 sessions
+ * only: allocated, yet announced to no router.
+ */
+export function vipsWithoutPeer(vips: DesiredVip[], peers: string[]): string[] {
+  return vips
+    .filter((v) => {
+      const v6 = parseVipPrefix(v.prefix).v6;
+      const allowed = v.attrs.peers.length > 0 ? peers.filter((p) => v.attrs.peers.includes(p)) : peers;
+      return !allowed.some((p) => isIpv4(p) !== v6);
+    })
+    .map((v) => prefixKey(v.prefix));
+}
+
 /** What one peer should have been sent: desired VIPs it may receive, of its address family, mark stripped. */
 export function expectedAdjOut(vips: DesiredVip[], peer: string, opts: PathOptions): Map<string, PathSummary> {
   const m = new Map<string, PathSummary>();

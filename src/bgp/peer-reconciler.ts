@@ -6,6 +6,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { PeerConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { FAMILY_V4, FAMILY_V6, type ApiPeer } from './api-types.js';
+import { canonicalAddress } from './attributes.js';
 import type { GobgpClient } from './gobgp-client.js';
 import { isIp, isIpv4 } from '../net/ip.js';
 
@@ -51,10 +52,10 @@ export function readPasswordFile(path: string, where: string): string {
 export function desiredPeerSpec(p: PeerConfig, localAsn: number, password: string): PeerSpec {
   if (!isIp(p.address)) throw new Error(`bgp.peers[${p.address}]: address is not an IP address`);
   return {
-    address: p.address,
+    address: canonicalAddress(p.address),
     asn: p.asn,
     localAsn,
-    localAddress: p.localAddress,
+    localAddress: p.localAddress && canonicalAddress(p.localAddress),
     password,
     holdTime: p.holdTime,
     keepalive: p.keepalive,
@@ -74,9 +75,10 @@ export function desiredPeers(
   const seen = new Set<string>();
   return peers.map((p, i) => {
     const where = `bgp.peers[${i}] (${p.address})`;
-    if (seen.has(p.address)) throw new Error(`${where}: duplicate peer address`);
-    seen.add(p.address);
-    return desiredPeerSpec(p, localAsn, p.passwordFile ? readPassword(p.passwordFile, where) : '');
+    const spec = desiredPeerSpec(p, localAsn, p.passwordFile ? readPassword(p.passwordFile, where) : '');
+    if (seen.has(spec.address)) throw new Error(`${where}: duplicate peer address`);
+    seen.add(spec.address);
+    return spec;
   });
 }
 

@@ -2,7 +2,7 @@
 // wrong in the operator's terms; the loader adds the file, line, key path
 // and the offending value.
 import { checkCidr } from '../net/cidr.js';
-import { isIpv4, isIp } from '../net/ip.js';
+import { ipToBigInt, isIpv4, isIp, isIpv6 } from '../net/ip.js';
 import { parseHostPort } from '../net/l4.js';
 
 export type Format = (value: unknown) => void;
@@ -63,6 +63,35 @@ export function ip(opts: { required?: boolean; optional?: boolean } = {}): Forma
     if (opts.required) requiredCheck(v);
     if (opts.optional && v === '') return;
     if (!isIp(v)) fail('must be an IPv4 or IPv6 address');
+  };
+}
+
+/**
+ * Why an address cannot be one end of a BGP (and BFD) session edgelb
+ * configures, or null. IPv6 has addresses that parse but cannot work here:
+ * a link-local session needs an interface (gobgpd's neighbor interface, a
+ * bfdd session bound to a device) that edgelb does not configure, and an
+ * IPv4-mapped address is an IPv4 session spelt as IPv6.
+ */
+export function sessionAddressProblem(s: string): string | null {
+  if (!isIpv6(s)) return null;
+  if (s.includes('%')) return 'has a zone index (%...): link-local sessions are not supported; peer over a global or ULA address';
+  const v = ipToBigInt(s).value;
+  if (v === 0n) return 'is the unspecified address';
+  if (v >> 118n === 0x3fan) return 'is link-local: a session over it needs an interface, which edgelb does not configure; peer over a global or ULA address';
+  if (v >> 120n === 0xffn) return 'is a multicast address';
+  if (v >> 32n === 0xffffn) return 'is an IPv4-mapped IPv6 address: write the IPv4 address for an IPv4 session';
+  return null;
+}
+
+/** An address that can be one end of a BGP session (not link-local, mapped, multicast, unspecified). */
+export function sessionIp(opts: { required?: boolean; optional?: boolean } = {}): Format {
+  const base = ip(opts);
+  return (v) => {
+    base(v);
+    if (opts.optional && v === '') return;
+    const why = sessionAddressProblem(v as string);
+    if (why) fail(why);
   };
 }
 

@@ -3,7 +3,8 @@
 // apply.ts's job.
 //
 // What reaches the host: established/related traffic, loopback, the ICMP
-// and ICMPv6 messages IP needs (errors, PMTU, neighbour discovery, echo),
+// and ICMPv6 messages IP needs (errors, PMTU, neighbour discovery, MLD
+// queries, echo),
 // BGP (tcp/179) and BFD (udp/3784 control, 3785 echo, 4784 multihop) only
 // from the configured peers, the metrics port only on metrics.listen's
 // address, SSH only from firewall.sshFrom. Everything else is dropped.
@@ -129,9 +130,14 @@ function metricsRules(listen: string): RuleSpec[] {
 }
 
 const ICMP_TYPES = ['echo-request', 'destination-unreachable', 'time-exceeded', 'parameter-problem'];
+// MLD queries too: a host that never answers them loses its solicited-node
+// memberships at MLD-snooping switches, which then stop delivering the
+// neighbour solicitations for its addresses — IPv6, BGP to IPv6 peers
+// included, dies one membership interval (260 s by default) after the
+// ruleset is applied.
 const ICMPV6_TYPES = [
   'echo-request', 'destination-unreachable', 'packet-too-big', 'time-exceeded', 'parameter-problem',
-  'nd-router-advert', 'nd-neighbor-solicit', 'nd-neighbor-advert',
+  'nd-router-advert', 'nd-neighbor-solicit', 'nd-neighbor-advert', 'mld-listener-query',
 ];
 
 function baseRules(): RuleSpec[] {
@@ -140,7 +146,7 @@ function baseRules(): RuleSpec[] {
     { comment: 'no conntrack state: drop', expr: [match({ ct: { key: 'state' } }, 'invalid', 'in'), counter, { drop: null }] },
     { comment: 'loopback', expr: [match({ meta: { key: 'iif' } }, 'lo'), accept] },
     { comment: 'ICMP errors and echo', expr: [match(payload('icmp', 'type'), { set: ICMP_TYPES }), counter, accept] },
-    { comment: 'ICMPv6 errors, PMTU, neighbour discovery, echo', expr: [match(payload('icmpv6', 'type'), { set: ICMPV6_TYPES }), counter, accept] },
+    { comment: 'ICMPv6 errors, PMTU, neighbour discovery, MLD queries, echo', expr: [match(payload('icmpv6', 'type'), { set: ICMPV6_TYPES }), counter, accept] },
   ];
 }
 

@@ -57,8 +57,12 @@ export function generateFrrConfig(c: FrrRouterConfig): Record<Daemon, string> {
     if (n.password) bgp.push(` neighbor ${n.address} password ${n.password}`);
     if (n.bfd) bgp.push(` neighbor ${n.address} bfd`, ` neighbor ${n.address} bfd profile ${bfdProfile(n)}`);
   }
-  bgp.push(' address-family ipv4 unicast', ...(c.networks ?? []).map((n) => `  network ${n}`), `  maximum-paths ${c.maximumPaths ?? 8}`, ' exit-address-family', ' address-family ipv6 unicast');
-  for (const n of c.neighbors) if (n.address.includes(':')) bgp.push(`  neighbor ${n.address} activate`);
+  // Each session carries its own family: FRR activates every neighbor for
+  // IPv4 unicast by default, so IPv6 neighbors are taken out of it.
+  const v6 = c.neighbors.filter((n) => n.address.includes(':'));
+  bgp.push(' address-family ipv4 unicast', ...(c.networks ?? []).map((n) => `  network ${n}`), ...v6.map((n) => `  no neighbor ${n.address} activate`));
+  bgp.push(`  maximum-paths ${c.maximumPaths ?? 8}`, ' exit-address-family', ' address-family ipv6 unicast');
+  for (const n of v6) bgp.push(`  neighbor ${n.address} activate`);
   bgp.push(`  maximum-paths ${c.maximumPaths ?? 8}`, ' exit-address-family', 'exit', '!', '');
   return { zebra, bgpd: bgp.join('\n'), bfdd: bfdd.join('\n') };
 }
@@ -147,12 +151,12 @@ export class FrrRouter {
     return JSON.parse(out || '{}') as T;
   }
 
-  /** `show bgp summary json` peers → state per neighbor. */
-  async neighbors(): Promise<Record<string, { state: string; peerUptimeMsec?: number; pfxRcd?: number; peerUptimeEstablishedEpoch?: number }>> {
+  /** `show bgp ipv4|ipv6 unicast summary json` peers → state per neighbor of that family. */
+  async neighbors(family: 4 | 6 = 4): Promise<Record<string, { state: string; peerUptimeMsec?: number; pfxRcd?: number; peerUptimeEstablishedEpoch?: number }>> {
     type Peers = Record<string, { state: string; peerUptimeMsec?: number; pfxRcd?: number; peerUptimeEstablishedEpoch?: number }>;
     // With an address family given FRR prints that family's summary at top level.
-    const j = await this.vtyshJson<{ peers?: Peers; ipv4Unicast?: { peers?: Peers } }>('show bgp ipv4 unicast summary json');
-    return j.peers ?? j.ipv4Unicast?.peers ?? {};
+    const j = await this.vtyshJson<{ peers?: Peers; ipv4Unicast?: { peers?: Peers }; ipv6Unicast?: { peers?: Peers } }>(`show bgp ipv${family} unicast summary json`);
+    return j.peers ?? (family === 4 ? j.ipv4Unicast?.peers : j.ipv6Unicast?.peers) ?? {};
   }
 
   /** Session counters that only move when a session is (re)established or dropped. */
@@ -162,14 +166,33 @@ export class FrrRouter {
     return { established: n.connectionsEstablished ?? 0, dropped: n.connectionsDropped ?? 0, state: n.bgpState ?? 'unknown' };
   }
 
+  /** The session with `addr` is up (IPv6 neighbors carry IPv6 unicast, IPv4 ones IPv4 unicast). */
   async established(addr: string): Promise<boolean> {
-    return (await this.neighbors())[addr]?.state === 'Established';
+    return (await this.neighbors(addr.includes(':') ? 6 : 4))[addr]?.state === 'Established';
   }
 
   /** `show bgp ipv4 unicast PREFIX json` (attributes as FRR received them). */
   async bgpRoute(prefix: string): Promise<FrrBgpRoute> {
     const fam = prefix.includes(':') ? 'ipv6' : 'ipv4';
     return this.vtyshJson<FrrBgpRoute>(`show bgp ${fam} unicast ${prefix} json`);
+  }
+
+  /**
+   * zebra's view of a prefix (`show ip[v6] route PREFIX json`): the gateway
+   * of each nexthop installed in the kernel (fib), sorted; [] when absent.
+   */
+  async fibNexthops(prefix: string): Promise<string[]> {
+    const fam = prefix.includes(':') ? 'ipv6' : 'ip';
+    type Entry = { protocol?: string; selected?: boolean; nexthops?: { ip?: string; fib?: boolean; active?: boolean }[] };
+    const j = await this.vtyshJson<Record<string, Entry[]>>(`show ${fam} route ${prefix} json`);
+    const e = (j[prefix] ?? []).find((x) => x.selected);
+    return (e?.nexthops ?? []).filter((n) => n.fib).map((n) => n.ip ?? '').sort();
+  }
+
+  /** The router's BFD session with `peer` (`show bfd peers json`), or undefined. */
+  async bfdPeer(peer: string): Promise<{ peer: string; local?: string; id: number; status: string; uptime?: number } | undefined> {
+    const all = await this.vtyshJson<{ peer: string; local?: string; id: number; status: string; uptime?: number }[]>('show bfd peers json');
+    return all.find((p) => p.peer === peer);
   }
 
   async stop(): Promise<void> {

@@ -8,13 +8,22 @@ export * from '../../src/lab/netns.js';
 // Absolute: the project's node_modules/.bin (first on PATH under scripts/with-node) has an unrelated `nft`.
 const NFT = '/usr/sbin/nft';
 
-/** Drop every packet on an interface in both directions (a "blackholed uplink"), or undo it. */
-export async function blackhole(ns: string, ifname: string, on: boolean): Promise<void> {
+/**
+ * Drop every packet on an interface in both directions (a "blackholed
+ * uplink"), or undo it. `only: 'ip6'` drops IPv6 alone (IPv6 broken on a
+ * link whose IPv4 still works).
+ */
+export async function blackhole(ns: string, ifname: string, on: boolean, only?: 'ip6'): Promise<void> {
   const table = `elbbh_${ifname.replace(/[^a-zA-Z0-9]/g, '_')}`;
   if (on) {
     // One nft run (one transaction): both directions go dark at the same instant.
-    const chains = (['ingress', 'egress'] as const).map(
-      (hook) => `add chain netdev ${table} ${hook} { type filter hook ${hook} device "${ifname}" priority -500; policy drop; }`,
+    const chains = (['ingress', 'egress'] as const).flatMap((hook) =>
+      only
+        ? [
+            `add chain netdev ${table} ${hook} { type filter hook ${hook} device "${ifname}" priority -500; policy accept; }`,
+            `add rule netdev ${table} ${hook} meta protocol ${only} drop`,
+          ]
+        : [`add chain netdev ${table} ${hook} { type filter hook ${hook} device "${ifname}" priority -500; policy drop; }`],
     );
     await nsRun(ns, [NFT, [`add table netdev ${table}`, ...chains].join('; ')]);
   } else {
