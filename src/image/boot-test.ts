@@ -99,6 +99,8 @@ if [ -n "$s" ]; then
   echo "EDGELB-TEST secret-leaks journal=$(journalctl -b -o cat 2>/dev/null | grep -cF "$s") state=$(grep -rlF "$s" /var/lib/edgelb 2>/dev/null | wc -l) state-device=$(grep -caF "$s" /dev/disk/by-partlabel/edgelb-state 2>/dev/null) run=$(grep -rlF "$s" /run/edgelb --exclude-dir=secrets 2>/dev/null | wc -l)"
   echo "EDGELB-TEST secret-in-gobgpd $(gobgp --target unix:///run/edgelb/gobgp.sock -j neighbor 10.0.2.101 2>/dev/null | grep -cF "$s")"
 fi
+# The ID the system runs with, and the one journald (started long before this) stamped on its entries.
+echo "EDGELB-TEST machine-id $(cat /etc/machine-id) journal=$(journalctl -b -n1 -o export 2>/dev/null | sed -n 's/^_MACHINE_ID=//p')"
 sync
 echo "EDGELB-TEST boot-time $(systemd-analyze time 2>&1 | head -n1)"
 systemd-analyze blame 2>/dev/null | head -n 8 | while read -r l; do echo "EDGELB-TEST blame $l"; done
@@ -118,6 +120,13 @@ export function reportCredentials(): Credential[] {
     { name: 'systemd.extra-unit.edgelb-test-report.service', value: unit },
     { name: 'systemd.unit-dropin.multi-user.target', value: '[Unit]\nWants=edgelb-test-report.service\n' },
   ];
+}
+
+/** The initrd's word on the machine-id, one per boot: [id, "new" | "kept" | why it is transient]. */
+export const MACHINE_ID_RE = /edgelb: machine-id: (?:([0-9a-f]{32}) (new|kept)|(transient[^\r\n]*))/g;
+
+export function machineIdLines(text: string): { id: string | null; how: string }[] {
+  return [...text.matchAll(MACHINE_ID_RE)].map((m) => ({ id: m[1] ?? null, how: m[2] ?? m[3] ?? '' }));
 }
 
 export function sha12(text: string): string {

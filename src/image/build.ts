@@ -131,7 +131,8 @@ async function baseRootfs(cacheDir: string): Promise<string> {
   const customize = join(REPO, 'images/hooks/customize');
   const hook = join(REPO, 'images/initramfs/edgelb-erofs');
   const conf = join(REPO, 'images/initramfs/edgelb.conf');
-  const key = sha256([SUITE, MIRROR, pkgs.join(','), ...[customize, hook, conf].map((f) => readFileSync(f)), 'v1']).slice(0, 16);
+  const machineId = join(REPO, 'images/initramfs/edgelb-machine-id');
+  const key = sha256([SUITE, MIRROR, pkgs.join(','), ...[customize, hook, conf, machineId].map((f) => readFileSync(f)), 'v1']).slice(0, 16);
   const tar = join(cacheDir, `base-${SUITE}-${key}.tar`);
   if (existsSync(tar)) {
     progress(`base rootfs: cached ${basename(tar)}`);
@@ -144,7 +145,8 @@ async function baseRootfs(cacheDir: string): Promise<string> {
     '--variant=minbase', '--components=main', '--mode=root', '--format=tar',
     `--include=${pkgs.join(',')}`,
     // The erofs hook and conf must be in place before the kernel's postinst builds the initrd.
-    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" "$1/etc/initramfs-tools/conf.d" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-erofs" && cp ${conf} "$1/etc/initramfs-tools/conf.d/edgelb.conf"`,
+    // So must the machine-id script (a stable ID kept on the state partition).
+    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/scripts/local-bottom" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-erofs" && cp ${conf} "$1/etc/initramfs-tools/conf.d/edgelb.conf" && install -m 0755 ${machineId} "$1/etc/initramfs-tools/scripts/local-bottom/edgelb-machine-id"`,
     `--customize-hook=${customize} "$1"`,
     '--dpkgopt=path-exclude=/usr/share/doc/*', '--dpkgopt=path-include=/usr/share/doc/*/copyright',
     '--dpkgopt=path-exclude=/usr/share/man/*', '--dpkgopt=path-exclude=/usr/share/locale/*',
@@ -408,7 +410,9 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
   await warmCompileCache(root);
   const units = await installUnits(root);
   progress(`units: ${units.join(' ')}`);
-  // Empty machine-id: systemd makes a transient one on the read-only root.
+  // Empty machine-id: every flashed device gets its own. The initrd's
+  // edgelb-machine-id script bind-mounts the one kept on the state partition
+  // over it (made there on the first boot).
   writeFileSync(join(root, 'etc/machine-id'), '');
   writeFileSync(join(root, 'usr/lib/edgelb-release'), `${version}\n`);
   writeFileSync(join(root, 'usr/lib/os-release'), `${readFileSync(join(root, 'usr/lib/os-release'), 'utf8').trimEnd()}\nIMAGE_ID=edgelb\nIMAGE_VERSION=${version}\n`);

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { IMAGE_RAW, OUT_DIR, PUBKEY_FILE, type ImageManifest } from '../../src/image/build.js';
 import {
-  BUDGET, bootWithConfig, ensureBootTools, freshImage, INVALID_CONFIG, overBudget, sha12, summary, TEST_CONFIG, TEST_SECRET, TEST_SECRET_NAME, testSecretCredentials,
+  BUDGET, bootWithConfig, ensureBootTools, freshImage, INVALID_CONFIG, machineIdLines, overBudget, sha12, summary, TEST_CONFIG, TEST_SECRET, TEST_SECRET_NAME, testSecretCredentials,
 } from '../../src/image/boot-test.js';
 import { readGpt } from '../../src/image/gpt.js';
 import { MIB, PART } from '../../src/image/layout.js';
@@ -75,6 +75,12 @@ if (skip) {
     t.false(r.console.includes(TEST_SECRET), 'the secret never appears on the console');
     t.is(rep('secret-leaks'), 'journal=0 state=0 state-device=0 run=0', 'nor in the journal, on the state partition or elsewhere in /run/edgelb');
     t.regex(rep('secret-in-gobgpd'), /^[1-9]/, 'gobgpd has the peer\'s password');
+    // A fresh disk: the initrd makes the machine-id and keeps it on the state
+    // partition; the system and journald run with it (rollback.test.ts shows it kept across reboots).
+    const ids = machineIdLines(r.console);
+    t.is(ids.length, 1, JSON.stringify(ids));
+    t.is(ids[0]?.how, 'new', 'first boot of a flashed disk: a new machine-id');
+    t.is(rep('machine-id'), `${ids[0]?.id} journal=${ids[0]?.id}`, '/etc/machine-id and journald use the initrd\'s ID');
 
     const s = summary(manifest, r.readySeconds);
     writeFileSync(join(LOGS, 'summary.json'), `${JSON.stringify(s)}\n`);

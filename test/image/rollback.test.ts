@@ -11,7 +11,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OUT_DIR, PUBKEY_FILE } from '../../src/image/build.js';
 import {
-  brokenAgentImage, ensureBootTools, freshImage, parseReport, READY_RE, reportCredentials, TEST_CONFIG, testSecretCredentials,
+  brokenAgentImage, ensureBootTools, freshImage, machineIdLines, parseReport, READY_RE, reportCredentials, TEST_CONFIG, testSecretCredentials,
 } from '../../src/image/boot-test.js';
 import { MIB } from '../../src/image/layout.js';
 import { bootVm, LogTail, waitForConsole } from '../../src/image/qemu.js';
@@ -75,6 +75,12 @@ if (skip) {
     t.is(report.get('slot'), 'a');
     t.is(text.match(/edgelb-config: booted slot b/g)?.length, TRIES, `slot B was tried exactly ${TRIES} times`);
     // On the ESP: slot B's entry is marked bad (no tries left), slot A's is untouched.
+    // One machine-id through all boots of both slots: made on the first, kept on the state partition.
+    const ids = machineIdLines(text);
+    t.is(ids.length, TRIES + 1, `one machine-id line per boot: ${JSON.stringify(ids)}`);
+    t.deepEqual(ids.map((x) => x.how), ['new', ...Array<string>(TRIES).fill('kept')]);
+    t.is(new Set(ids.map((x) => x.id)).size, 1, `the same ID on every boot: ${JSON.stringify(ids)}`);
+    t.is(report.get('machine-id'), `${ids[0]?.id} journal=${ids[0]?.id}`, 'the last boot runs with it');
     const entries = listEntries(new Esp(disk, MIB)).map((e) => `${e.file}:${e.triesLeft ?? 'good'}`).sort();
     t.deepEqual(entries, ['edgelb-a.conf:good', `edgelb-b+0-${TRIES}.conf:0`]);
   });
