@@ -99,6 +99,8 @@ if [ -n "$s" ]; then
   echo "EDGELB-TEST secret-leaks journal=$(journalctl -b -o cat 2>/dev/null | grep -cF "$s") state=$(grep -rlF "$s" /var/lib/edgelb 2>/dev/null | wc -l) state-device=$(grep -caF "$s" /dev/disk/by-partlabel/edgelb-state 2>/dev/null) run=$(grep -rlF "$s" /run/edgelb --exclude-dir=secrets 2>/dev/null | wc -l)"
   echo "EDGELB-TEST secret-in-gobgpd $(gobgp --target unix:///run/edgelb/gobgp.sock -j neighbor 10.0.2.101 2>/dev/null | grep -cF "$s")"
 fi
+# The keys edgelb upgrade trusts here: file names (key ids) and the sha256 of each file.
+echo "EDGELB-TEST upgrade-keys $(cd /usr/lib/edgelb/upgrade-keys 2>/dev/null && for k in *.pem; do echo "$k:$(sha256sum < "$k" | cut -c1-16)"; done | tr '\n' ' ')"
 # The ID the system runs with, and the one journald (started long before this) stamped on its entries.
 echo "EDGELB-TEST machine-id $(cat /etc/machine-id) journal=$(journalctl -b -n1 -o export 2>/dev/null | sed -n 's/^_MACHINE_ID=//p')"
 sync

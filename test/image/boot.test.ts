@@ -9,6 +9,7 @@
 // Skipped — loudly — only when QEMU/OVMF cannot be installed or we are not root.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IMAGE_RAW, OUT_DIR, PUBKEY_FILE, type ImageManifest } from '../../src/image/build.js';
@@ -75,6 +76,9 @@ if (skip) {
     t.false(r.console.includes(TEST_SECRET), 'the secret never appears on the console');
     t.is(rep('secret-leaks'), 'journal=0 state=0 state-device=0 run=0', 'nor in the journal, on the state partition or elsewhere in /run/edgelb');
     t.regex(rep('secret-in-gobgpd'), /^[1-9]/, 'gobgpd has the peer\'s password');
+    // The running image trusts exactly the key that signed it (edgelb upgrade checks against these).
+    const pub = readFileSync(join(OUT_DIR, PUBKEY_FILE));
+    t.is(rep('upgrade-keys'), `${manifest.signature.keyId}.pem:${createHash('sha256').update(pub).digest('hex').slice(0, 16)}`);
     // A fresh disk: the initrd makes the machine-id and keeps it on the state
     // partition; the system and journald run with it (rollback.test.ts shows it kept across reboots).
     const ids = machineIdLines(r.console);
