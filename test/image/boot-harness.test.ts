@@ -1,7 +1,7 @@
 // The boot test's retry covers only the emulator's early-boot fault, never a
 // broken image: these consoles decide which is which.
 import test from 'ava';
-import { EMULATOR_PANIC_RE, overBudget, READY_RE } from '../../src/image/boot-test.js';
+import { EMULATOR_PANIC_RE, machineIdLines, overBudget, READY_RE } from '../../src/image/boot-test.js';
 import { qemuArgs } from '../../src/image/qemu.js';
 
 const TCG_FAULT = `EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path
@@ -42,4 +42,11 @@ test('budgets: each one over, or not measured, is named', (t) => {
   t.deepEqual(overBudget({ build_s: 120, boot_to_ready_s: 45.2, raw_mib: 978, compressed_mib: 267.7 }), []);
   t.deepEqual(overBudget({ build_s: 601, boot_to_ready_s: 60.1, raw_mib: 1024, compressed_mib: 300.1 }), ['build_s: 601 > 600', 'boot_to_ready_s: 60.1 > 60', 'compressed_mib: 300.1 > 300']);
   t.deepEqual(overBudget({ build_s: 1, boot_to_ready_s: null, raw_mib: 1, compressed_mib: 1 }), ['boot_to_ready_s: not measured']);
+});
+
+test('machine-id lines: one per boot, new / kept / transient, read through CRs and kernel lines', (t) => {
+  const id = '3f0c9e5b2d7a4e61b8c2a9d04f17e6b3';
+  const text = `Begin: Running /scripts/local-bottom ... edgelb: machine-id: ${id} new\r\n[    5.1] random: crng init done\r\nedgelb: machine-id: ${id} kept\r\nedgelb: machine-id: transient (no /dev/disk/by-partlabel/edgelb-state)\r\n`;
+  t.deepEqual(machineIdLines(text), [{ id, how: 'new' }, { id, how: 'kept' }, { id: null, how: 'transient (no /dev/disk/by-partlabel/edgelb-state)' }]);
+  t.deepEqual(machineIdLines(`edgelb: machine-id: ${id.slice(1)} kept`), [], 'a short ID is no ID');
 });
