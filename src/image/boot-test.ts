@@ -97,7 +97,10 @@ echo "EDGELB-TEST secrets dir=$(stat -c '%a:%U' /run/edgelb/secrets 2>&1) files=
 s=$(cat /run/edgelb/secrets/bgp-peer1 2>/dev/null)
 if [ -n "$s" ]; then
   echo "EDGELB-TEST secret-leaks journal=$(journalctl -b -o cat 2>/dev/null | grep -cF "$s") state=$(grep -rlF "$s" /var/lib/edgelb 2>/dev/null | wc -l) state-device=$(grep -caF "$s" /dev/disk/by-partlabel/edgelb-state 2>/dev/null) run=$(grep -rlF "$s" /run/edgelb --exclude-dir=secrets 2>/dev/null | wc -l)"
-  echo "EDGELB-TEST secret-in-gobgpd $(gobgp --target unix:///run/edgelb/gobgp.sock -j neighbor 10.0.2.101 2>/dev/null | grep -cF "$s")"
+  # How often gobgpd's view of the peer carries the password, and (without it) what that view was.
+  j=$(gobgp --target unix:///run/edgelb/gobgp.sock -j neighbor 10.0.2.101 2>&1)
+  echo "EDGELB-TEST secret-in-gobgpd $(printf '%s' "$j" | grep -cF "$s") json=$(printf '%s' "$j" | wc -c)B fields=$(printf '%s' "$j" | grep -o '"[a-z_]*password[a-z_]*": *"[^"]*"' | sed 's/": *""$/=empty/; s/": *".*/=set/' | sort -u | tr '\n' ' ')"
+  case "$j" in '{'*) ;; *) echo "EDGELB-TEST gobgp-neighbor-error $(printf '%s' "$j" | head -c 300 | tr '\n' ' ')" ;; esac
 fi
 # The keys edgelb upgrade trusts here: file names (key ids) and the sha256 of each file.
 echo "EDGELB-TEST upgrade-keys $(cd /usr/lib/edgelb/upgrade-keys 2>/dev/null && for k in *.pem; do echo "$k:$(sha256sum < "$k" | cut -c1-16)"; done | tr '\n' ' ')"
