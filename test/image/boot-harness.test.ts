@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EMULATOR_PANIC_RE, GOBGP_QUERY_SH, overBudget, READY_RE } from '../../src/image/boot-test.js';
+import { EMULATOR_PANIC_RE, GOBGP_QUERY_SH, machineIdLines, overBudget, READY_RE } from '../../src/image/boot-test.js';
 import { qemuArgs } from '../../src/image/qemu.js';
 
 const TCG_FAULT = `EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path
@@ -76,4 +76,11 @@ test('the report\'s gobgp query outlasts the CLI\'s 1 s connect deadline', async
   });
   t.regex(q, /AS:\s+64512/);
   t.regex(q, /10\.0\.2\.15/);
+});
+
+test('machine-id lines: one per boot, new / kept / transient, read through CRs and kernel lines', (t) => {
+  const id = '3f0c9e5b2d7a4e61b8c2a9d04f17e6b3';
+  const text = `Begin: Running /scripts/local-bottom ... edgelb: machine-id: ${id} new\r\n[    5.1] random: crng init done\r\nedgelb: machine-id: ${id} kept\r\nedgelb: machine-id: transient (no /dev/disk/by-partlabel/edgelb-state)\r\n`;
+  t.deepEqual(machineIdLines(text), [{ id, how: 'new' }, { id, how: 'kept' }, { id: null, how: 'transient (no /dev/disk/by-partlabel/edgelb-state)' }]);
+  t.deepEqual(machineIdLines(`edgelb: machine-id: ${id.slice(1)} kept`), [], 'a short ID is no ID');
 });
