@@ -25,8 +25,18 @@
 // Maglev included) and the kernel memory charged for all edge maps (fdinfo
 // memlock).
 //
+// Second chance (docs/second-chance.md): a flow without an entry after its
+// service's backend set changed, sent with a secondary (its decision
+// remembered in edge_sc_flows: the steady state of such a flow).
+//
+// Baseline in the same run: BENCH_BASELINE=<checkout> (built: dist/ and
+// bpf/out/) loads that checkout's EdgeDatapath and edge.o next to this one;
+// its pass / SYN / established cases run in the same rounds, and the ratios
+// (this / baseline) are printed and added to the JSON.
+//
 // Output: a table, then as the LAST line JSON with the raw medians in ns:
-// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","node_option_ns","node_reply_ns","maps_10k_mb","load_10k_s"}
+// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","second_chance_ns","node_option_ns","node_reply_ns","maps_10k_mb","load_10k_s"}
+// (+ "baseline_*_ns" and "*_ratio" with BENCH_BASELINE)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -179,21 +189,38 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-function main(): void {
+interface BaselineEdge {
+  program(hook: 'xdp'): BpfProgram;
+  applyServices(d: DesiredService[]): unknown;
+  reconfigure(p: { forward: unknown; ctInsertLimit: number }): void;
+  memlockBytes(): number;
+  close(): void;
+}
+
+async function loadBaseline(): Promise<BaselineEdge | null> {
+  const root = process.env.BENCH_BASELINE;
+  if (!root) return null;
+  const mod = (await import(`${root}/dist/src/datapath/edge-datapath.js`)) as { EdgeDatapath: { open(o: Record<string, unknown>): BaselineEdge } };
+  return mod.EdgeDatapath.open({ maglevTableSize: 16381, mtu: 1500, address: '10.0.0.1', objectPath: `${root}/bpf/out/edge.o` });
+}
+
+async function main(): Promise<void> {
   pinSelf();
+  const baseline = await loadBaseline();
   removeNetns();
   makeNetns();
   const cleanup: Array<() => void> = [removeNetns];
   process.on('exit', () => cleanup.reverse().forEach((f) => f()));
+  if (baseline) cleanup.push(() => baseline.close());
   try {
-    run(cleanup);
+    run(cleanup, baseline);
   } catch (e) {
     console.error(e);
     process.exitCode = 1;
   }
 }
 
-function run(cleanup: Array<() => void>): void {
+function run(cleanup: Array<() => void>, baseline: BaselineEdge | null): void {
   const VIP = '203.0.113.10';
   const CLIENT = '198.51.100.7';
 
@@ -212,6 +239,27 @@ function run(cleanup: Array<() => void>): void {
     { service: 'bench/ipip', frontend: { vip: VIP, port: 81, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ipip', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_001, 10) },
   ];
   dp.applyServices([...big, ...bench]);
+  // Second chance: bench/sc changes (10 → 11 backends); a port whose slot
+  // moved is a connection made under the old table arriving without an entry.
+  const scSvc = (n: number): DesiredService => ({ service: 'bench/sc', frontend: { vip: VIP, port: 82, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ip-option', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_002, n) });
+  dp.applyServices([...big, ...bench, scSvc(10)]);
+  const synDst = (sport: number): string => {
+    const o = dp.program('xdp').testRun({ data: tcpFrame({ src: CLIENT, dst: VIP, sport, dport: 82, flags: 0x02 }) }).dataOut;
+    return o.subarray(30, 34).join('.');
+  };
+  const before = new Map<number, string>();
+  for (let p = 41000; p < 41400; p++) before.set(p, synDst(p));
+  dp.applyServices([...big, ...bench, scSvc(11)]);
+  let scPort = 0;
+  for (let p = 41000; p < 41400 && !scPort; p++) if (synDst(p) !== before.get(p)) scPort = p;
+  if (!scPort) throw new Error('bench/sc: no slot moved');
+  let baseLoadS: number | null = null;
+  if (baseline) {
+    const b0 = process.hrtime.bigint();
+    baseline.applyServices(big);
+    baseLoadS = Number(process.hrtime.bigint() - b0) / 1e9;
+    baseline.applyServices([...big, ...bench]);
+  }
 
   const floorObj = BpfObject.load(bpfObjectPath('xdp_pass'));
   cleanup.push(() => floorObj.close());
@@ -222,6 +270,7 @@ function run(cleanup: Array<() => void>): void {
   const ack = tcpFrame({ src: CLIENT, dst: VIP, sport: 40001, dport: 80, flags: 0x10, payload: 64 });
   const ipipAck = tcpFrame({ src: CLIENT, dst: VIP, sport: 40002, dport: 81, flags: 0x10, payload: 64 });
   const other = tcpFrame({ src: CLIENT, dst: '203.0.113.99', sport: 40003, dport: 80, flags: 0x10, payload: 64 });
+  const scAck = tcpFrame({ src: CLIENT, dst: VIP, sport: scPort, dport: 82, flags: 0x10, payload: 64 });
   const XDP_PASS = 2;
   const XDP_REDIRECT = 4;
 
@@ -235,6 +284,7 @@ function run(cleanup: Array<() => void>): void {
     mk('SYN + option', 'syn_option_ns', xdp, syn, XDP_REDIRECT, 'fib'),
     mk('established (DNAT)', 'established_ns', xdp, ack, XDP_REDIRECT, 'fib'),
     mk('IPIP established', 'ipip_established_ns', xdp, ipipAck, XDP_REDIRECT, 'fib'),
+    mk('second chance: no entry, after a change', 'second_chance_ns', xdp, scAck, XDP_REDIRECT, 'fib'),
     mk('gateway MAC: SYN + option', null, xdp, syn, XDP_TX, 'gateway'),
     mk('gateway MAC: established (DNAT)', null, xdp, ack, XDP_TX, 'gateway'),
     mk('gateway MAC: IPIP established', null, xdp, ipipAck, XDP_TX, 'gateway'),
@@ -244,6 +294,17 @@ function run(cleanup: Array<() => void>): void {
     if (m === 'fib') dp.reconfigure({ forward: { kind: 'fib' }, ctInsertLimit: 200000 });
     else dp.reconfigure({ forward: GATEWAY, ctInsertLimit: 200000 });
   };
+  if (baseline) {
+    // Same frames, same configuration, the other checkout's program and maps.
+    baseline.reconfigure({ forward: { kind: 'fib' }, ctInsertLimit: 200000 });
+    const bx = baseline.program('xdp');
+    cases.push(
+      mk('baseline: pass (non-VIP)', 'baseline_pass_ns', bx, other, XDP_PASS, null),
+      mk('baseline: SYN + option', 'baseline_syn_option_ns', bx, syn, XDP_REDIRECT, null),
+      mk('baseline: established (DNAT)', 'baseline_established_ns', bx, ack, XDP_REDIRECT, null),
+      mk('baseline: IPIP established', 'baseline_ipip_established_ns', bx, ipipAck, XDP_REDIRECT, null),
+    );
+  }
 
   // The node program as `edgelb node run` configures it (the bench service's
   // pods local, the edge at 10.0.0.1 trusted by its link-layer address):
@@ -337,6 +398,11 @@ function run(cleanup: Array<() => void>): void {
   }
   console.log('SYNs never enter the connection table (spoofed floods cannot fill it); a flow is pinned by its first non-SYN packet.');
   console.log(`10 000 services / 100 000 backends: load ${loadS.toFixed(2)} s (target ≤ 5), maps ${mapsMb.toFixed(1)} MB memlock (target ≤ 256)`);
+  if (baseline) {
+    const b = baselineFigures((k) => rows.find((x) => x.key === k)?.m ?? null, floorNs);
+    console.log(`baseline ${process.env.BENCH_BASELINE} in the same rounds, this / baseline (net of floor): pass ${b.pass_ratio}, SYN ${b.syn_option_ratio}, established ${b.established_ratio}, IPIP established ${b.ipip_established_ratio}`);
+    console.log(`baseline 10 000 services: load ${baseLoadS?.toFixed(2)} s, maps ${(baseline.memlockBytes() / 2 ** 20).toFixed(1)} MB memlock`);
+  }
   if (nodeNote) console.log(nodeNote);
   else console.log('node reply is a tc program: its figure includes the skb test-run overhead (compare the edge tc pass row), not the XDP floor.');
   const get = (k: string): number | null => {
@@ -350,12 +416,26 @@ function run(cleanup: Array<() => void>): void {
       syn_option_ns: get('syn_option_ns'),
       established_ns: get('established_ns'),
       ipip_established_ns: get('ipip_established_ns'),
+      second_chance_ns: get('second_chance_ns'),
       node_option_ns: get('node_option_ns'),
       node_reply_ns: get('node_reply_ns'),
       maps_10k_mb: Math.round(mapsMb * 10) / 10,
       load_10k_s: Math.round(loadS * 1000) / 1000,
+      ...(baseline ? { ...baselineFigures(get, floorNs), baseline_maps_10k_mb: Math.round((baseline.memlockBytes() / 2 ** 20) * 10) / 10, baseline_load_10k_s: baseLoadS === null ? null : Math.round(baseLoadS * 1000) / 1000 } : {}),
     }),
   );
 }
 
-main();
+/** Baseline medians and this / baseline ratios of the net (floor-subtracted) figures. */
+function baselineFigures(get: (k: string) => number | null, floorNs: number): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
+  for (const k of ['pass_ns', 'syn_option_ns', 'established_ns', 'ipip_established_ns']) {
+    const mine = get(k);
+    const base = get(`baseline_${k}`);
+    out[`baseline_${k}`] = base;
+    out[`${k.replace(/_ns$/, '')}_ratio`] = mine !== null && base !== null ? Math.round(((mine - floorNs) / (base - floorNs)) * 1000) / 1000 : null;
+  }
+  return out;
+}
+
+void main();

@@ -61,6 +61,7 @@
 #include "edge_snat.h"
 #include "edge_steer.h"
 #include "edge_conn.h"
+#include "edge_second_chance.h"
 
 static __always_inline int edge_fragment(const struct pkt *p)
 {
@@ -80,7 +81,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	struct edge_ct_key ck = {};
 	struct edge_config *cfg;
 	struct edge_svc *svc;
-	struct edge_backend *be = 0;
+	struct edge_backend *be = 0, *sc_be = 0;
 	struct edge_ct_val *cv = 0;
 	struct pkt p;
 	__u32 zero = 0, be_id = 0, hash, svc_id, pkt_len;
@@ -183,6 +184,10 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 			return ACT_DROP;
 		}
 		new_flow = 1;
+		/* After a backend change: maybe a connection made under the
+		 * previous table (edge_second_chance.h). */
+		if (!syn && p.l4_proto == IPPROTO_TCP && !(svc->flags & SVC_F_SNAT))
+			sc_be = edge_second_chance(cfg, svc, &ck, hash, be_id);
 	}
 
 	edge_count_pb(&edge_svc_stats, svc_id, pkt_len);
@@ -210,6 +215,8 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	 * the table. The price: a backend-set change inside the handshake's RTT
 	 * can move that one half-open connection, as it can for any flow
 	 * without state (edge restart, ECMP moving the flow to this edge). */
+	if (sc_be)
+		return edge_sc_xmit(ctx, xdp, cfg, &p, be, sc_be, hash, ifindex);
 	if (new_flow && !syn) {
 		if (edge_may_insert(cfg->ct_insert_limit)) {
 			struct edge_ct_val nv = { .backend_id = be_id };

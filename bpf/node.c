@@ -12,6 +12,8 @@
  *                   program node_ingress)
  *   node_egress.h   pods' replies sent as the VIP's (program node_egress)
  *   node_verdict.h  the verdicts a stage returns, mapped to tc actions here
+ *   node_second_chance.h  packets an edge sent with a secondary backend
+ *                   after a backend change: deliver or hand over
  *   node_counters.h per-CPU counters, one per action and drop reason
  *   node_maps.h     map layouts shared with src/datapath/node-maps.ts
  *
@@ -28,6 +30,7 @@
 #include "node_parse.h"
 #include "node_ingress.h"
 #include "node_egress.h"
+#include "node_second_chance.h"
 
 SEC("tc")
 int node_ingress(struct __sk_buff *skb)
@@ -39,6 +42,8 @@ int node_ingress(struct __sk_buff *skb)
 		return node_tc(node_ingress_other(skb, &p));
 	if (rc != PARSE_OK)
 		return node_tc(node_pass(NC_IN_PASS));
+	if (node_sc_wants(skb, &p))
+		return node_second_chance(skb, &p);
 	return node_tc(node_ingress_v4(skb, &p));
 }
 

@@ -16,6 +16,47 @@
 #define EDGE_ICMP_QUOTE 28
 #define EDGE_ICMP_FRAME (ETH_HLEN + 20 + 8 + EDGE_ICMP_QUOTE)
 
+/* tc only: a TCP segment or UDP datagram from a sender on this host (over
+ * a veth) arrives with its checksum still pending (CHECKSUM_PARTIAL: the
+ * sender's stack left the sum to "the device", which stores it at
+ * csum_start + csum_offset, the L4 checksum field). The kernel keeps that
+ * state through our rewrite and refuses to cut the skb before the end of
+ * that field (bpf_skb_change_tail's minimum length), so a TCP segment's
+ * 8-byte quote cannot be made: its quote holds the whole 20-byte TCP
+ * header instead (RFC 1812 4.3.2.3 asks for as much of the datagram as
+ * fits in 576 bytes). */
+#define EDGE_ICMP_QUOTE_PENDING (20 + 20)
+#define EDGE_ICMP_FRAME_PENDING (ETH_HLEN + 20 + 8 + EDGE_ICMP_QUOTE_PENDING)
+
+/* The answer built from such a packet still carries the pending state:
+ * a device without checksum offload (skb_checksum_help) or a NIC completes
+ * it on the way out by summing from the quoted L4 header to the end and
+ * storing ~sum into the quoted L4 checksum field — after the ICMP checksum
+ * was computed, which would then be wrong — while a veth hands it on
+ * uncompleted. Setting that field to the value the completion would store
+ * makes completing it change nothing: with s the one's-complement sum of
+ * the quoted L4 bytes (`words` 16-bit words) without the field, the field
+ * v must satisfy v = ~(s + v), i.e. 2v = -s in one's-complement (mod
+ * 0xffff) arithmetic, v = -s * 2^-1 with 2^-1 = 0x8000; the kernel never
+ * stores 0 (it stores 0xffff instead), so neither do we. A quoted L4
+ * checksum has no use to the client (it cannot check a truncated
+ * datagram); the ports and TCP sequence number stay as they were.
+ * A UDP datagram's pending checksum does not stop the 8-byte cut (its
+ * field is the quote's last two bytes), so tc cannot tell whether it is
+ * pending: in tc a quoted UDP checksum is always settled this way. */
+static __always_inline void edge_icmp_settle_pending(__u16 *l4, const int words, const int field)
+{
+	__u32 s = 0, n;
+
+#pragma unroll
+	for (int i = 0; i < words; i++)
+		if (i != field)
+			s += l4[i];
+	n = (__u16)~csum_fold_nocpl(s); /* -s */
+	n = (n & 1) ? (n + 0xffff) >> 1 : n >> 1;
+	l4[field] = (n == 0 || n == 0xffff) ? 0xffff : (__u16)n;
+}
+
 /* Turn the frame (untagged, IHL 5, at least 14 + 28 bytes) into an ICMP
  * error of `type`/`code` (for fragmentation-needed, RFC 1191, advertising
  * next-hop MTU `mtu`) about it, from `saddr` (0: the address the client
@@ -31,6 +72,7 @@ static __always_inline int edge_icmp_error(void *ctx, const int xdp, __u8 type, 
 	__be32 saddr, daddr;
 	struct pkt_icmphdr *ih;
 	__u32 c = 0;
+	int pending = 0;
 
 	if (data + ETH_HLEN + EDGE_ICMP_QUOTE > end)
 		return -1;
@@ -43,8 +85,12 @@ static __always_inline int edge_icmp_error(void *ctx, const int xdp, __u8 type, 
 	 * quote, and is cut 8 bytes after its end. */
 	if (edge_grow(ctx, xdp, 28, ETH_HLEN, 0) < 0)
 		return -1;
-	if (edge_trim(ctx, xdp, EDGE_ICMP_FRAME) < 0)
-		return -1;
+	if (edge_trim(ctx, xdp, EDGE_ICMP_FRAME) < 0) {
+		/* tc: a TCP segment with a pending checksum (see above). */
+		if (xdp || edge_trim(ctx, xdp, EDGE_ICMP_FRAME_PENDING) < 0)
+			return -1;
+		pending = 1;
+	}
 	data = edge_data(ctx, xdp);
 	end = edge_data_end(ctx, xdp);
 	if (data + EDGE_ICMP_FRAME > end)
@@ -60,7 +106,7 @@ static __always_inline int edge_icmp_error(void *ctx, const int xdp, __u8 type, 
 	ip->version = 4;
 	ip->ihl = 5;
 	ip->tos = 0xc0; /* internetwork control, as routers send ICMP errors */
-	ip->tot_len = bpf_htons(20 + 8 + EDGE_ICMP_QUOTE);
+	ip->tot_len = bpf_htons(20 + 8 + (pending ? EDGE_ICMP_QUOTE_PENDING : EDGE_ICMP_QUOTE));
 	ip->id = 0;
 	ip->frag_off = 0;
 	ip->ttl = 64;
@@ -74,11 +120,24 @@ static __always_inline int edge_icmp_error(void *ctx, const int xdp, __u8 type, 
 	ih->checksum = 0;
 	ih->un.frag.unused = 0;
 	ih->un.frag.mtu = bpf_htons(mtu);
+	/* Quoted header: IPv4 at EDGE_ICMP_FRAME - 28, L4 at EDGE_ICMP_FRAME - 8. */
+	if (!xdp && !pending && ((struct iphdr *)(data + EDGE_ICMP_FRAME - 28))->protocol == IPPROTO_UDP)
+		edge_icmp_settle_pending(data + EDGE_ICMP_FRAME - 8, 4, 3); /* checksum: bytes 6..7 */
 	{
 		__u16 *w = (__u16 *)ih;
 
 #pragma unroll
 		for (int i = 0; i < (8 + EDGE_ICMP_QUOTE) / 2; i++)
+			c += w[i];
+	}
+	if (pending) {
+		__u16 *w = data + EDGE_ICMP_FRAME;
+
+		if (data + EDGE_ICMP_FRAME_PENDING > end)
+			return -1;
+		edge_icmp_settle_pending(data + EDGE_ICMP_FRAME - 8, 10, 8); /* TCP checksum: bytes 16..17 */
+#pragma unroll
+		for (int i = 0; i < (EDGE_ICMP_FRAME_PENDING - EDGE_ICMP_FRAME) / 2; i++)
 			c += w[i];
 	}
 	ih->checksum = csum_fold(c);

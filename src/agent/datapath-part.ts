@@ -33,6 +33,7 @@ export class DatapathAgentPart implements DatapathPart {
   private attached = false;
   private lastError = '';
   private prober: PathProber | null = null;
+  private expiry: NodeJS.Timeout | null = null;
 
   constructor(
     private config: EdgelbConfig,
@@ -68,6 +69,7 @@ export class DatapathAgentPart implements DatapathPart {
         maglevTableSize: d.maglevTableSize, mtu: d.mtu, address, pinPath: d.pinPath, hooks: [hook],
         forward: this.forward, logger: this.log.child({ component: 'datapath' }),
         ...(d.ipipSourceCidr ? { ipipSource: ipipSource(d.ipipSourceCidr) } : {}),
+        secondChanceSeconds: d.secondChanceSeconds,
       });
       // Services that survived in the pinned maps keep forwarding; the
       // first desired state from Kubernetes then replaces them.
@@ -77,6 +79,10 @@ export class DatapathAgentPart implements DatapathPart {
       const ms = (a: number, b: number) => Math.round(b - a);
       this.log.info({ addressMs: ms(t0, t1), loadMs: ms(t1, t2), attachMs: ms(t2, performance.now()) }, 'datapath loaded and attached');
       this.startProber();
+      // Previous Maglev tables whose window ended give their slots back
+      // even when no service changes (docs/second-chance.md).
+      this.expiry = setInterval(() => this.dp?.expireSecondChance(), 5000);
+      this.expiry.unref();
     } catch (e) {
       this.lastError = (e as Error).message;
       this.log.error({ err: e }, 'datapath failed to load or attach');
@@ -125,6 +131,8 @@ export class DatapathAgentPart implements DatapathPart {
 
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
     this.prober?.stop();
+    if (this.expiry) clearInterval(this.expiry);
+    this.expiry = null;
     if (!this.dp) return;
     // On a handover the program stays attached and the maps stay pinned:
     // forwarding never stops while the next agent starts.
@@ -137,8 +145,8 @@ export class DatapathAgentPart implements DatapathPart {
   async reload(config: EdgelbConfig): Promise<void> {
     const d = config.datapath;
     const o = this.config.datapath;
-    if (d.maglevTableSize !== o.maglevTableSize || d.pinPath !== o.pinPath || d.xdp !== o.xdp || config.node.uplink !== this.config.node.uplink) {
-      this.log.warn('datapath.maglevTableSize, datapath.pinPath, datapath.xdp and node.uplink take effect at the next agent start');
+    if (d.maglevTableSize !== o.maglevTableSize || d.pinPath !== o.pinPath || d.xdp !== o.xdp || d.secondChanceSeconds !== o.secondChanceSeconds || config.node.uplink !== this.config.node.uplink) {
+      this.log.warn('datapath.maglevTableSize, datapath.pinPath, datapath.xdp, datapath.secondChanceSeconds and node.uplink take effect at the next agent start');
     }
     this.dp?.reconfigure({ mtu: d.mtu, address: edgeAddress(config) });
     this.config = config;

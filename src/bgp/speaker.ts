@@ -110,6 +110,8 @@ export class BgpSpeaker {
   private round = 0;
   private datapathHealthy = true;
   private lastError: string | null = null;
+  /** The last bfdd.apply() succeeded (else the reconcile loop tries again). */
+  private bfdApplied = false;
   private closed = false;
   private lastStranded = '';
   announced = 0;
@@ -367,8 +369,10 @@ export class BgpSpeaker {
     }
     try {
       await this.bfdd.apply(peers);
+      this.bfdApplied = true;
     } catch (e) {
       // BGP works without BFD (only slower failover); keep going and retry from the loop.
+      this.bfdApplied = false;
       this.lastError = `bfdd: ${(e as Error).message}`;
       this.log.error({ err: (e as Error).message }, 'could not configure bfdd; retrying');
     }
@@ -414,8 +418,9 @@ export class BgpSpeaker {
     await reconcilePeers(this.client, this.desiredPeerSpecs(), this.log);
     this.lastHealthy = true;
     this.lastError = null;
-    // bfdd may have died (or its unit restarted with an empty config): bring it back in line.
-    if (this.bfdd && !this.bfdd.running()) await this.syncBfd();
+    // bfdd may have died (or its unit restarted with an empty config), or
+    // configuring it failed while it ran (vtysh timed out): bring it back in line.
+    if (this.bfdd && (!this.bfdd.running() || !this.bfdApplied)) await this.syncBfd();
     await this.bfdd?.setHealthy(this.datapathHealthy);
     const every = this.opts.adjOutEvery ?? 5;
     if (!first && every > 0 && ++this.round % every === 0) await this.adjOutRound(true);

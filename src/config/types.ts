@@ -137,6 +137,12 @@ export interface DatapathConfig {
    * ids and ring slots every other Service shares.
    */
   maxPortsPerService: number;
+  /**
+   * Seconds a service's previous Maglev table is kept after its backend set
+   * changed, so connections moved to an edge without their entry still reach
+   * their backend (docs/second-chance.md). 0 = off.
+   */
+  secondChanceSeconds: number;
 }
 
 export interface KubernetesConfig {

@@ -33,6 +33,7 @@ import { EdgePlanner, type EdgePlan, type FrontendState, type PathDispatch, type
 import { readSnapshot } from './edge-restore.js';
 import { writePlan, type EdgeMaps } from './edge-writer.js';
 import { frontendKey } from '../model/desired.js';
+import { EDGE_SC_STAT_NAMES, type EdgeScStatName } from './second-chance.js';
 
 export type { PathDispatch } from './edge-plan.js';
 
@@ -70,6 +71,10 @@ export interface EdgeDatapathOptions {
    * its own verification (seconds on a small CPU). Default both.
    */
   hooks?: ('xdp' | 'tc')[];
+  /** How long a service's previous Maglev table is kept after a change (docs/second-chance.md); 0 = off. Default 600. */
+  secondChanceSeconds?: number;
+  /** CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_coarse_ns (tests pass the edge's test clock). */
+  clockNs?: () => bigint;
   logger?: Logger;
 }
 
@@ -133,14 +138,32 @@ export class EdgeDatapath {
     this.maps = maps;
     const wrong = edgeLayoutMismatches(new Map(EDGE_MAP_NAMES.map((n) => [n, maps[n]])));
     if (wrong.length > 0) throw new Error(`edge object ${obj.label} does not match the TypeScript map layouts: ${wrong.join('; ')}`);
+    const window = opts.secondChanceSeconds ?? 600;
+    if (!Number.isInteger(window) || window < 0) throw new Error(`secondChanceSeconds ${window} must be a non-negative integer`);
     // Sizes follow the loaded maps (maxEntries may shrink them for tests).
-    this.planner = new EdgePlanner({
+    this.planner = new EdgePlanner(
+      {
       ringSlots: maps.edge_ring.maxEntries * EDGE_RING_PER_ELEM,
       serviceIds: Math.min(maps.edge_svc_stats.maxEntries, maps.edge_services.maxEntries),
       backendIds: Math.min(maps.edge_backends.maxEntries, maps.edge_be_stats.maxEntries),
       maglevTableSize: opts.maglevTableSize,
       autoDispatchDefault: opts.autoDispatchDefault ?? 'ipip',
-    });
+      secondChanceNs: BigInt(window) * 1_000_000_000n,
+      clockNs: opts.clockNs ?? (() => process.hrtime.bigint()),
+      },
+      (off, cls) => this.readRegion(off, cls),
+    );
+  }
+
+  /** The slots of a region as edge_ring holds them (the planner asks once per frontend after a restart). */
+  private readRegion(off: number, cls: number): Uint32Array {
+    const P = EDGE_RING_PER_ELEM;
+    const out = new Uint32Array(2 ** cls);
+    for (let e = 0; e < out.length; e += P) {
+      const v = this.maps.edge_ring.lookup(u32Key((off + e) / P));
+      if (v) for (let i = 0; i < P; i++) out[e + i] = v.readUInt32LE(i * 4);
+    }
+    return out;
   }
 
   /**
@@ -371,7 +394,25 @@ export class EdgeDatapath {
     return n;
   }
 
-  /** Slots of edge_ring in use by service regions. */
+  /** Second-chance counters and the previous tables held (docs/second-chance.md). */
+  secondChance(): { stats: Record<EdgeScStatName, number>; open: number; slots: number; skipped: number } {
+    const stats = {} as Record<EdgeScStatName, number>;
+    EDGE_SC_STAT_NAMES.forEach((name, i) => {
+      const v = this.maps.edge_sc_stats.lookup(u32Key(i));
+      stats[name] = v ? sumU64(v) : 0;
+    });
+    const p = this.planner.previous;
+    return { stats, open: p.open, slots: p.slots(), skipped: p.skipped };
+  }
+
+  /** Closes second-chance windows that ended (the agent calls it periodically; every change does too). Returns how many. */
+  expireSecondChance(): number {
+    const { plan, closed } = this.planner.expireSecondChance();
+    this.run(plan);
+    return closed;
+  }
+
+  /** Slots of edge_ring in use by service regions and previous tables. */
   ringSlotsUsed(): number {
     return this.planner.capacity().ringSlots.used;
   }

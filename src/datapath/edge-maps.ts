@@ -27,6 +27,9 @@ export const EDGE_MAX_SERVICES = 1 << 16;
 export const EDGE_MAX_BACKENDS = 1 << 18;
 
 /** Every map of bpf/out/edge.o. */
+/** struct edge_sc_prev (bpf/include/edge_second_chance.h; second-chance.ts encodes it). */
+export const SC_PREV_SIZE = 24;
+
 export const EDGE_MAP_NAMES = [
   'edge_services',
   'edge_ring',
@@ -41,6 +44,9 @@ export const EDGE_MAP_NAMES = [
   'edge_be_stats',
   'edge_insert_limit',
   'edge_fib_cache',
+  'edge_sc_prev',
+  'edge_sc_flows',
+  'edge_sc_stats',
 ] as const;
 export type EdgeMapName = (typeof EDGE_MAP_NAMES)[number];
 
@@ -312,6 +318,9 @@ export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: num
   edge_stats: { key: 4, value: 8 },
   edge_svc_stats: { key: 4, value: 16 },
   edge_be_stats: { key: 4, value: 16 },
+  edge_sc_prev: { key: 4, value: SC_PREV_SIZE },
+  edge_sc_flows: { key: CT_KEY_SIZE, value: 8 },
+  edge_sc_stats: { key: 4, value: 8 },
 };
 
 /** Every layout mismatch between `maps` (as loaded) and EDGE_MAP_LAYOUTS, in words; empty when all match. */

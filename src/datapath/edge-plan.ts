@@ -19,6 +19,7 @@ import { PackedBatch } from './edge-batch.js';
 import { Rejected, normaliseCidr, sameDesired, validate } from './edge-frontend-check.js';
 import { IdAllocator, RegionAllocator } from './edge-regions.js';
 import { chooseTableSize, maglevTable, primeForClass } from './maglev.js';
+import { PreviousTables, tableChanged, type PreviousWrites, type ScPrev } from './second-chance.js';
 import {
   BACKEND_SIZE,
   BE_F_ACTIVE,
@@ -51,7 +52,20 @@ export interface PlannerLimits {
   maglevTableSize: number;
   /** Dispatch of `auto` services towards nodes the prober has no verdict for. */
   autoDispatchDefault: PathDispatch;
+  /** How long a service's previous Maglev table is kept after a change, in ns (docs/second-chance.md); 0 or absent = off. */
+  secondChanceNs?: bigint;
+  /** CLOCK_MONOTONIC in ns, the clock of the datapath's bpf_ktime_get_coarse_ns. */
+  clockNs?: () => bigint;
 }
+
+/**
+ * The slots of a region as the maps hold them: after a restart the planner
+ * knows a frontend's region but not its table, and the second chance needs
+ * the table in force before a change. Injected by EdgeDatapath (the planner
+ * itself does no I/O; without a reader the first change after a restart
+ * keeps no previous table).
+ */
+export type RegionReader = (ringOff: number, cls: number) => Uint32Array;
 
 interface PlannedBackend {
   id: number;
@@ -87,13 +101,18 @@ export interface FrontendState {
 }
 
 /** What one plan writes, in writer order, and what it frees afterwards. */
-export class EdgePlan {
+export class EdgePlan implements PreviousWrites {
   readonly backends = new PackedBatch(4, BACKEND_SIZE);
+  /** Previous Maglev tables (second chance): slots, then their edge_sc_prev entries, before the ring. */
+  readonly scRing = new PackedBatch(4, 4 * EDGE_RING_PER_ELEM);
+  readonly scPrev: Array<{ svcId: number; value: Buffer }> = [];
   readonly ring = new PackedBatch(4, 4 * EDGE_RING_PER_ELEM);
   readonly services = new PackedBatch(SVC_KEY_SIZE, SVC_VALUE_SIZE);
   readonly srcAdds: Buffer[] = [];
   readonly srcDeletes: Buffer[] = [];
   readonly svcDeletes: Buffer[] = [];
+  /** Service ids whose edge_sc_prev entry is cleared once their service entry is gone. */
+  readonly scForget: number[] = [];
   /** Fresh ids whose counters are zeroed before anything points at them. */
   readonly newSvcIds: number[] = [];
   readonly newBeIds: number[] = [];
@@ -122,6 +141,8 @@ export interface EdgeSnapshot {
   markers: string[];
   backends: { id: number; ip: string; port: number; nodeIp: string; flags: number; svcId: number }[];
   srcRanges: { svcId: number; cidr: string }[];
+  /** edge_sc_prev entries naming a previous table (ringSize > 0). */
+  scPrev?: ({ svcId: number } & ScPrev)[];
 }
 
 export class EdgePlanner {
@@ -131,14 +152,22 @@ export class EdgePlanner {
   private readonly regions: RegionAllocator;
   private readonly svcIds: IdAllocator;
   private readonly beIds: IdAllocator;
+  /** Previous Maglev tables (second chance); their regions come from the same allocator as the services'. */
+  readonly previous: PreviousTables;
 
-  constructor(readonly limits: PlannerLimits) {
+  constructor(
+    readonly limits: PlannerLimits,
+    private readonly readRegion: RegionReader | null = null,
+  ) {
     if ((limits.ringSlots & (limits.ringSlots - 1)) !== 0 || limits.ringSlots < EDGE_RING_PER_ELEM) {
       throw new Error(`edge ring of ${limits.ringSlots} slots: must be a power of two ≥ ${EDGE_RING_PER_ELEM}`);
     }
     this.regions = new RegionAllocator(Math.log2(limits.ringSlots));
     this.svcIds = new IdAllocator(1, limits.serviceIds, 'service');
     this.beIds = new IdAllocator(1, limits.backendIds, 'backend');
+    const windowNs = limits.secondChanceNs ?? 0n;
+    if (windowNs < 0n) throw new Error(`second-chance window ${windowNs} ns must not be negative`);
+    this.previous = new PreviousTables(this.regions, windowNs, limits.clockNs ?? (() => process.hrtime.bigint()));
   }
 
   // ------------------------------------------------------------ reading
@@ -176,6 +205,7 @@ export class EdgePlanner {
   /** Rebuilds the state from what the pinned maps hold (a restarted agent adopts it). */
   restore(snap: EdgeSnapshot): void {
     if (this.frontends.size > 0) throw new Error('restore: the planner already holds frontends');
+    this.previous.rebuild(snap.scPrev ?? []);
     const byId = new Map<number, FrontendState>();
     for (const m of snap.markers) this.markers.set(m, 0);
     for (const s of snap.services) {
@@ -219,6 +249,7 @@ export class EdgePlanner {
    */
   plan(services: readonly DesiredService[], removals: readonly string[] = []): { plan: EdgePlan; result: PlanResult } {
     const plan = new EdgePlan();
+    this.previous.expire(plan);
     const result: PlanResult = { added: [], updated: [], unchanged: [], removed: [], rejected: [] };
     const seen = new Map<string, string>();
     for (const d of services) {
@@ -253,6 +284,12 @@ export class EdgePlanner {
       result.removed.push(key);
     }
     return { plan, result };
+  }
+
+  /** Plans closing the second-chance windows that ended (the agent calls it periodically; every plan() does too). */
+  expireSecondChance(): { plan: EdgePlan; closed: number } {
+    const plan = new EdgePlan();
+    return { plan, closed: this.previous.expire(plan) };
   }
 
   /** Releases what `plan` retired; call once the writer has applied it. */
@@ -367,6 +404,10 @@ export class EdgePlanner {
     st.backends = next;
 
     // Maglev over active backends only.
+    const prevCls = st.cls;
+    const prevOff = st.ringOff;
+    const prevM = st.m;
+    const prevTable = st.table;
     if (!size) {
       if (st.cls !== null) plan.retiredRegions.push(st.ringOff);
       st.cls = null;
@@ -377,6 +418,15 @@ export class EdgePlanner {
       const idx = maglevTable(active.map(([bk, s]) => ({ key: bk, weight: s.b.weight })), size.m);
       const ids = new Uint32Array(2 ** size.cls);
       for (let i = 0; i < size.m; i++) ids[i] = active[idx[i]!]![1].id;
+      // Second chance: the table in force is kept before the ring changes
+      // (after a restart it is only in the map: read it once). Planned after
+      // the service's own region, which takes precedence.
+      if (prevCls !== null) {
+        const cur = prevTable ?? this.readRegion?.(prevOff, prevCls) ?? null;
+        if (cur && tableChanged(cur, prevM, ids, size.m)) {
+          this.previous.onChange(st.id, cur, prevCls, prevM, ids, size.m, new Set([...next.values()].map((b) => b.id)), plan);
+        }
+      }
       let full = true;
       if (region !== null) {
         if (st.cls !== null) plan.retiredRegions.push(st.ringOff);
@@ -428,6 +478,7 @@ export class EdgePlanner {
     for (const b of st.backends.values()) plan.retiredBackends.push(b.id);
     if (st.cls !== null) plan.retiredRegions.push(st.ringOff);
     plan.retiredSvcIds.push(st.id);
+    this.previous.forget(st.id, plan);
     this.frontends.delete(st.key);
     this.unref(st.vip, plan);
   }

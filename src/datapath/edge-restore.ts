@@ -3,13 +3,19 @@
 // rewriting (or worse, reusing) them. Backends come from one batched walk
 // over the array; only entries marked valid and owned by a live service
 // count.
+import { decodeScPrev } from './second-chance.js';
 import { BACKEND_SIZE, SVC_F_MARKER, decodeBackend, decodeSvc, decodeSvcKey } from './edge-maps.js';
 import { u32ToIpv4 } from '../net/ip.js';
 import type { EdgeSnapshot } from './edge-plan.js';
 import type { EdgeMaps } from './edge-writer.js';
 
-export function readSnapshot(maps: Pick<EdgeMaps, 'edge_services' | 'edge_backends' | 'edge_src_ranges'>): EdgeSnapshot {
-  const snap: EdgeSnapshot = { services: [], markers: [], backends: [], srcRanges: [] };
+export function readSnapshot(maps: Pick<EdgeMaps, 'edge_services' | 'edge_backends' | 'edge_src_ranges' | 'edge_sc_prev'>): EdgeSnapshot {
+  const snap: EdgeSnapshot = { services: [], markers: [], backends: [], srcRanges: [], scPrev: [] };
+  // Previous tables (second chance) hold their regions whatever else the maps hold.
+  for (const [k, v] of maps.edge_sc_prev.entries()) {
+    const p = decodeScPrev(v);
+    if (p.ringSize > 0) snap.scPrev!.push({ svcId: k.readUInt32LE(0), ...p });
+  }
   const ids = new Set<number>();
   for (const [k, v] of maps.edge_services.entries()) {
     const key = decodeSvcKey(k);

@@ -23,6 +23,7 @@ import {
   type TcAttachment,
 } from './loader.js';
 import { bpfObjectPath } from '../assets.js';
+import { NODE_SC_MAP, NODE_SC_STATS_MAP, scBackendEntries, sumScCounters, writeScBackends, type NodeScStatName } from './node-second-chance.js';
 import {
   decodeConfig,
   decodeEdgeNeighbour,
@@ -317,6 +318,7 @@ export class NodeDatapath {
    */
   setLocalServices(services: readonly DesiredService[], node?: { name?: string; ip?: string }): SetLocalServicesResult {
     const { entries, truncated } = localServiceEntries(services, node);
+    writeScBackends(this.obj.map(NODE_SC_MAP), scBackendEntries(services)); // docs/second-chance.md
     const want = new Map<string, Buffer>();
     const keys = new Map<string, Buffer>();
     for (const e of entries) {
@@ -435,6 +437,11 @@ export class NodeDatapath {
   /** Per-CPU counters summed. */
   counters(): Record<NodeCounterName, number> {
     return sumNodeCounters(this.countersMap);
+  }
+
+  /** Second-chance counters (docs/second-chance.md). */
+  secondChanceCounters(): Record<NodeScStatName, number> {
+    return sumScCounters(this.obj.map(NODE_SC_STATS_MAP));
   }
 
   /** Zeroes every counter (tests and benchmarks). */

@@ -12,6 +12,19 @@
 // VIP traffic never gets here: the XDP program on the uplink takes packets
 // for VIP:port before netfilter sees them, so this table only judges what
 // the datapath passed on to the host stack.
+//
+// The forward chain: the uplink forwards (sysctl.ts; the FIB lookup needs
+// it), but the edge is not a router. What the datapath sends itself
+// (XDP_TX, XDP_REDIRECT) never reaches netfilter; what reaches this chain:
+//   - packets to a VIP on a port that is no frontend (the datapath passed
+//     them untouched). Routed on, they would go back to the router, which
+//     routes the VIP to this edge again, until the TTL runs out: dropped.
+//   - packets the datapath rewrote for a backend but could not send itself
+//     because the next hop's MAC is not known yet: the kernel finishes
+//     them (and resolves the neighbour, so the next ones go by XDP). They
+//     come in and leave through the uplink: accepted.
+//   - anything else: someone using the edge as a router (to the management
+//     network, say). Dropped.
 import type { EdgelbConfig, PeerConfig } from '../config/types.js';
 import { checkCidr } from '../net/cidr.js';
 import { bigIntToIp, familyBits, ipFamily } from '../net/ip.js';
@@ -137,6 +150,29 @@ function baseRules(): RuleSpec[] {
   ];
 }
 
+/** Pool CIDRs by address family (VIPs come from these). */
+function poolCidrs(cfg: EdgelbConfig): Record<Family, string[]> {
+  return byFamily(cfg.pools.flatMap((p) => p.cidrs));
+}
+
+/** The rules of the forward chain, in order (policy drop). */
+export function forwardRules(cfg: EdgelbConfig): RuleSpec[] {
+  const pools = poolCidrs(cfg);
+  const uplink = cfg.node.uplink;
+  const vipRules: RuleSpec[] = (['ip', 'ip6'] as const).filter((fam) => pools[fam].length > 0).map((fam) => ({
+    comment: `to a VIP on a port that is no frontend (${fam === 'ip' ? 'IPv4' : 'IPv6'}): never routed back to the router`,
+    expr: [match(payload(fam, 'daddr'), oneOrSet(pools[fam].map(addrExpr))), counter, { drop: null }],
+  }));
+  return [
+    ...vipRules,
+    {
+      comment: 'rewritten by the datapath, next hop not yet resolved: in and out of the uplink',
+      expr: [match({ meta: { key: 'iifname' } }, uplink), match({ meta: { key: 'oifname' } }, uplink), match({ meta: { key: 'nfproto' } }, 'ipv4'), counter, accept],
+    },
+    { comment: 'not a router: everything else', expr: [counter, { drop: null }] },
+  ];
+}
+
 /** The rules of the input chain, in order (exported for tests and `show`). */
 export function inputRules(cfg: EdgelbConfig): RuleSpec[] {
   const peers = cfg.bgp.peers.map((p) => p.address);
@@ -158,6 +194,8 @@ export function inputRules(cfg: EdgelbConfig): RuleSpec[] {
 export function firewallRuleset(cfg: EdgelbConfig): NftRuleset {
   if (!cfg.firewall.enabled) return removeRuleset();
   const chain = { family: FAMILY, table: TABLE, name: 'input' };
+  const fwd = { family: FAMILY, table: TABLE, name: 'forward' };
+  const rule = (c: string) => (r: RuleSpec) => ({ add: { rule: { family: FAMILY, table: TABLE, chain: c, comment: r.comment, expr: r.expr } } });
   return {
     nftables: [
       { metainfo: { json_schema_version: 1 } },
@@ -166,7 +204,9 @@ export function firewallRuleset(cfg: EdgelbConfig): NftRuleset {
       { delete: { table: tableRef } },
       { add: { table: tableRef } },
       { add: { chain: { ...chain, type: 'filter', hook: 'input', prio: 0, policy: 'drop' } } },
-      ...inputRules(cfg).map((r) => ({ add: { rule: { family: FAMILY, table: TABLE, chain: 'input', comment: r.comment, expr: r.expr } } })),
+      ...inputRules(cfg).map(rule('input')),
+      { add: { chain: { ...fwd, type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } } },
+      ...forwardRules(cfg).map(rule('forward')),
     ],
   };
 }

@@ -11,12 +11,22 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildImage, IMAGE_MANIFEST, IMAGE_RAW, type ImageManifest } from './build.js';
+import { buildImage, fingerprint, IMAGE_MANIFEST, IMAGE_RAW, KEYS_DIR, OUT_DIR, type ImageManifest } from './build.js';
+import { currentKeyId } from './sign.js';
 import { BOOT_TEST_TOOLS, ensureTools, progress } from './exec.js';
 import { MIB } from './layout.js';
 import { bootVm, LogTail, OVMF_CODE, waitForConsole, type Credential } from './qemu.js';
 
 export const READY_RE = /EDGELB READY node=(\S+) peers=(\d+) config=([0-9a-f]{12})/;
+
+/**
+ * The boot test's BGP password, supplied as the secret "bgp-peer1" (the
+ * credential edgelb.secret.bgp-peer1, or secrets/bgp-peer1 on EDGELB-CFG)
+ * and referred to from TEST_CONFIG. The guest looks for it where it must not
+ * be (journal, console, state partition) without this text in its script.
+ */
+export const TEST_SECRET_NAME = 'bgp-peer1';
+export const TEST_SECRET = 'boot-test-md5-Ki7vQ2';
 
 /** A config the test VM can run: no reachable peers or API, which the agent tolerates. */
 export const TEST_CONFIG = `# edgelb boot test
@@ -31,6 +41,7 @@ bgp:
   peers:
     - address: 10.0.2.101
       asn: 64500
+      passwordFile: /run/edgelb/secrets/${TEST_SECRET_NAME}
       bfd:
         enabled: true
     - address: 10.0.2.102
@@ -58,6 +69,16 @@ bgp:
 `;
 
 /**
+ * Shell function for the report: `gobgp_q ARGS` runs the gobgp CLI against
+ * $GOBGP_TARGET, up to 5 times a second apart, and prints the last output.
+ * The CLI gives up connecting after its own fixed 1 s; a TCG guest on a busy
+ * host can take longer than that to get the connection through while
+ * gobgpd is fine (the CI log showed "context deadline exceeded" for the
+ * global query and an answer to the neighbor query two seconds later).
+ */
+export const GOBGP_QUERY_SH = `gobgp_q() { for i in 1 2 3 4 5; do out=$(gobgp --target "$GOBGP_TARGET" "$@" 2>&1) && break; sleep 1; done; printf '%s\\n' "$out"; }`;
+
+/**
  * Test-only unit, injected with systemd.extra-unit.* credentials (the image
  * itself is unchanged): once the agent is ready, or its config failed, it
  * prints what runs to the console as "EDGELB-TEST ..." lines. No polling:
@@ -65,18 +86,38 @@ bgp:
  * (or after its start failed), and nothing competes with the boot for CPU.
  */
 const REPORT_SCRIPT = `
+${GOBGP_QUERY_SH}
+GOBGP_TARGET=unix:///run/edgelb/gobgp.sock
 echo "EDGELB-TEST units config=$(systemctl is-active edgelb-config) firewall=$(systemctl is-active edgelb-firewall) edgelb=$(systemctl is-active edgelb) gobgpd=$(systemctl is-active gobgpd) bfdd=$(systemctl is-active edgelb-bfdd)"
 echo "EDGELB-TEST edgelb-cmd $(systemctl show -p MainPID --value edgelb | xargs -r -I{} cat /proc/{}/cmdline 2>/dev/null | tr '\\0' ' ')"
 echo "EDGELB-TEST gobgpd-cmd $(pidof gobgpd | xargs -r -I{} cat /proc/{}/cmdline 2>/dev/null | tr '\\0' ' ')"
 echo "EDGELB-TEST config-sha $(sha256sum /run/edgelb/edgelb.yaml 2>/dev/null | cut -c1-12)"
-echo "EDGELB-TEST gobgp-global $(gobgp --target unix:///run/edgelb/gobgp.sock global 2>&1 | tr '\\n' ' ')"
-echo "EDGELB-TEST gobgp-neighbors $(gobgp --target unix:///run/edgelb/gobgp.sock neighbor 2>&1 | tail -n +2 | awk '{print $1}' | tr '\\n' ' ')"
+echo "EDGELB-TEST gobgp-global $(gobgp_q global | tr '\\n' ' ')"
+echo "EDGELB-TEST gobgp-neighbors $(gobgp_q neighbor | tail -n +2 | awk '{print $1}' | tr '\\n' ' ')"
 echo "EDGELB-TEST nft-table $(nft list tables 2>&1 | tr '\\n' ' ')"
 echo "EDGELB-TEST listen $(ss -Hlntu 2>&1 | awk '{print $1 "/" $5}' | sort -u | tr '\\n' ' ')"
 echo "EDGELB-TEST root $(findmnt -no FSTYPE,OPTIONS / | cut -d, -f1) state=$(findmnt -no FSTYPE /var/lib/edgelb)"
 echo "EDGELB-TEST slot $(sed -n 's/.*root=PARTLABEL=edgelb-root-\\([ab]\\).*/\\1/p' /proc/cmdline)"
 echo "EDGELB-TEST bless $(systemctl is-active systemd-bless-boot.service) check=$(systemctl is-active edgelb-boot-check.service)"
 echo "EDGELB-TEST esp-entries $(ls /efi/loader/entries 2>&1 | tr '\\n' ' ')"
+echo "EDGELB-TEST boot-check $(journalctl -b -o cat -u edgelb-boot-check 2>/dev/null | grep 'edgelb-boot-check:' | tail -n1)"
+up=$(sed -n 's/^ *uplink: *//p' /run/edgelb/edgelb.yaml 2>/dev/null | head -n1)
+echo "EDGELB-TEST sysctl uplink=$up forwarding=$(sysctl -n net.ipv4.conf.$up.forwarding 2>&1) rp_filter=$(sysctl -n net.ipv4.conf.$up.rp_filter 2>&1) all_forwarding=$(sysctl -n net.ipv4.conf.all.forwarding) send_redirects=$(sysctl -n net.ipv4.conf.$up.send_redirects 2>&1)"
+echo "EDGELB-TEST nft-forward $(nft list chain inet edgelb_host forward 2>&1 | grep -E 'policy|comment' | sed 's/^[[:space:]]*//' | tr '\\n' '|')"
+echo "EDGELB-TEST secrets dir=$(stat -c '%a:%U' /run/edgelb/secrets 2>&1) files=$(cd /run/edgelb/secrets 2>/dev/null && stat -c '%n:%a:%U' * 2>/dev/null | tr '\\n' ' ')"
+# The secret's own bytes, read here rather than written into this script: are they anywhere they must not be?
+s=$(cat /run/edgelb/secrets/bgp-peer1 2>/dev/null)
+if [ -n "$s" ]; then
+  echo "EDGELB-TEST secret-leaks journal=$(journalctl -b -o cat 2>/dev/null | grep -cF "$s") state=$(grep -rlF "$s" /var/lib/edgelb 2>/dev/null | wc -l) state-device=$(grep -caF "$s" /dev/disk/by-partlabel/edgelb-state 2>/dev/null) run=$(grep -rlF "$s" /run/edgelb --exclude-dir=secrets 2>/dev/null | wc -l)"
+  # How often gobgpd's view of the peer carries the password, and (without it) what that view was.
+  j=$(gobgp_q -j neighbor 10.0.2.101)
+  echo "EDGELB-TEST secret-in-gobgpd $(printf '%s' "$j" | grep -cF "$s") json=$(printf '%s' "$j" | wc -c)B fields=$(printf '%s' "$j" | grep -o '"[a-z_]*password[a-z_]*": *"[^"]*"' | sed 's/": *""$/=empty/; s/": *".*/=set/' | sort -u | tr '\n' ' ')"
+  case "$j" in '{'*) ;; *) echo "EDGELB-TEST gobgp-neighbor-error $(printf '%s' "$j" | head -c 300 | tr '\n' ' ')" ;; esac
+fi
+# The keys edgelb upgrade trusts here: file names (key ids) and the sha256 of each file.
+echo "EDGELB-TEST upgrade-keys $(cd /usr/lib/edgelb/upgrade-keys 2>/dev/null && for k in *.pem; do echo "$k:$(sha256sum < "$k" | cut -c1-16)"; done | tr '\n' ' ')"
+# The ID the system runs with, and the one journald (started long before this) stamped on its entries.
+echo "EDGELB-TEST machine-id $(cat /etc/machine-id) journal=$(journalctl -b -n1 -o export 2>/dev/null | sed -n 's/^_MACHINE_ID=//p')"
 sync
 echo "EDGELB-TEST boot-time $(systemd-analyze time 2>&1 | head -n1)"
 systemd-analyze blame 2>/dev/null | head -n 8 | while read -r l; do echo "EDGELB-TEST blame $l"; done
@@ -96,6 +137,13 @@ export function reportCredentials(): Credential[] {
     { name: 'systemd.extra-unit.edgelb-test-report.service', value: unit },
     { name: 'systemd.unit-dropin.multi-user.target', value: '[Unit]\nWants=edgelb-test-report.service\n' },
   ];
+}
+
+/** The initrd's word on the machine-id, one per boot: [id, "new" | "kept" | why it is transient]. */
+export const MACHINE_ID_RE = /edgelb: machine-id: (?:([0-9a-f]{32}) (new|kept)|(transient[^\r\n]*))/g;
+
+export function machineIdLines(text: string): { id: string | null; how: string }[] {
+  return [...text.matchAll(MACHINE_ID_RE)].map((m) => ({ id: m[1] ?? null, how: m[2] ?? m[3] ?? '' }));
 }
 
 export function sha12(text: string): string {
@@ -128,6 +176,8 @@ export interface BootOutcome {
 
 export interface BootRun {
   image: string;
+  /** More credentials (secrets). */
+  credentials?: Credential[];
   /** Injected as the systemd credential edgelb.yaml; null: none (config from EDGELB-CFG). */
   config: string | null;
   /** Where to keep the serial log. */
@@ -157,7 +207,7 @@ export async function bootWithConfig(r: BootRun): Promise<BootOutcome> {
 
 async function bootOnce(r: BootRun): Promise<BootOutcome> {
   rmSync(r.serialLog, { force: true });
-  const vm = bootVm({ image: r.image, serialLog: r.serialLog, writable: r.writable, credentials: [...(r.config === null ? [] : [{ name: 'edgelb.yaml', value: r.config }]), ...reportCredentials()] });
+  const vm = bootVm({ image: r.image, serialLog: r.serialLog, writable: r.writable, credentials: [...(r.config === null ? [] : [{ name: 'edgelb.yaml', value: r.config }]), ...(r.credentials ?? []), ...reportCredentials()] });
   const t0 = Date.now();
   const tail = new LogTail(r.serialLog);
   try {
@@ -216,10 +266,54 @@ export async function ensureBootTools(): Promise<void> {
   await ensureTools(BOOT_TEST_TOOLS, { ovmf: OVMF_CODE });
 }
 
+/** The secret credential TEST_CONFIG needs. */
+export function testSecretCredentials(): Credential[] {
+  return [{ name: `edgelb.secret.${TEST_SECRET_NAME}`, value: TEST_SECRET }];
+}
+
 /** The image and its manifest; builds when asked or when there is none. */
 export async function imageForTest(build: boolean): Promise<ImageManifest> {
   if (build || !existsSync(IMAGE_RAW) || !existsSync(IMAGE_MANIFEST)) return await buildImage();
   return JSON.parse(readFileSync(IMAGE_MANIFEST, 'utf8')) as ImageManifest;
+}
+
+/**
+ * Rebuild when what goes into the image changed since it was built, or it
+ * was signed with another key than a build would use now.
+ */
+export function imageIsStale(outDir = OUT_DIR): boolean {
+  const manifest = join(outDir, 'edgelb.json');
+  if (!existsSync(join(outDir, 'edgelb.raw')) || !existsSync(manifest)) return true;
+  const m = JSON.parse(readFileSync(manifest, 'utf8')) as Partial<ImageManifest>;
+  return m.fingerprint !== fingerprint() || m.signature?.keyId !== currentKeyId(KEYS_DIR);
+}
+
+/** The deliberately broken upgrade image (variant broken-agent), built when stale; uncompressed, signed like the real one. */
+export async function brokenAgentImage(): Promise<{ raw: string; manifest: ImageManifest; built: boolean }> {
+  const outDir = join(OUT_DIR, 'broken-agent');
+  const raw = join(outDir, 'edgelb.raw');
+  const reuse = process.env.EDGELB_IMAGE_REUSE === '1' && existsSync(raw);
+  if (!reuse && imageIsStale(outDir)) {
+    return { raw, manifest: await buildImage({ variant: 'broken-agent', outDir, compressed: false }), built: true };
+  }
+  return { raw, manifest: JSON.parse(readFileSync(join(outDir, 'edgelb.json'), 'utf8')) as ImageManifest, built: false };
+}
+
+let fresh: { manifest: ImageManifest; built: boolean } | null = null;
+
+/**
+ * The image every test of this process boots: built (once) when stale or
+ * when EDGELB_IMAGE_REBUILD=1 (never when EDGELB_IMAGE_REUSE=1 finds one). `built` says whether this process built it
+ * (then its build time counts against the budget).
+ */
+export async function freshImage(): Promise<{ manifest: ImageManifest; built: boolean }> {
+  if (fresh) return fresh;
+  // EDGELB_IMAGE_REUSE=1: boot whatever image is there (working on code the
+  // image does not contain, such as the tests themselves).
+  const reuse = process.env.EDGELB_IMAGE_REUSE === '1' && existsSync(IMAGE_RAW) && existsSync(IMAGE_MANIFEST);
+  const build = process.env.EDGELB_IMAGE_REBUILD === '1' || (!reuse && imageIsStale());
+  fresh = { manifest: await imageForTest(build), built: build };
+  return fresh;
 }
 
 async function main(): Promise<void> {
@@ -235,7 +329,7 @@ async function main(): Promise<void> {
   };
   progress(`booting ${IMAGE_RAW} (${(statSync(IMAGE_RAW).size / MIB).toFixed(0)} MiB) with a valid config`);
   const timeoutMs = Number(process.env.EDGELB_BOOT_TIMEOUT_S ?? 180) * 1000;
-  const good = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, serialLog: join(dir, 'valid.log'), expectReady: true, timeoutMs });
+  const good = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, credentials: testSecretCredentials(), serialLog: join(dir, 'valid.log'), expectReady: true, timeoutMs });
   check(good.ready !== null, `READY line (${good.readySeconds ?? '-'} s): ${good.ready?.[0] ?? 'none'}`);
   check(good.ready?.[3] === sha12(TEST_CONFIG), `READY config hash is the injected config's ${sha12(TEST_CONFIG)}`);
   for (const [k, v] of good.report) progress(`  ${k}: ${v}`);

@@ -11,17 +11,27 @@
 //   ESP           FAT32 filled with mtools (nothing here may mount FAT)
 //   disk          sgdisk table, partitions written in with dd
 //
-// Outputs in images/out/: edgelb.raw, edgelb.raw.zst, edgelb.raw.bmap and
-// edgelb.json (version, layout, sizes, build time). Needs root.
+//   signature     SHA256SUMS over the outputs and SHA256SUMS.sig, Ed25519 by
+//                 openssl (sign.ts); the public key goes into the image
+//                 (/usr/lib/edgelb/upgrade-keys), which accepts upgrades
+//                 signed with it. Key: --signing-key PATH or
+//                 $EDGELB_SIGNING_KEY, else a throwaway one in images/out/keys.
+//
+// Outputs in images/out/: edgelb.raw, edgelb.raw.zst, edgelb.raw.bmap,
+// SHA256SUMS, SHA256SUMS.sig, edgelb-upgrade.pub.pem (the key images built
+// here trust) and edgelb.json (version, layout, sizes, build time, signing
+// key). Needs root.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, copyFileSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { DEFAULT_PROTO_DIR } from '../bgp/api-types.js';
 import { protoCachePath, writeProtoCache } from '../bgp/gobgp-proto.js';
 import { BUNDLE_DIR, bundleRuntime } from './bundle.js';
 import { ensureTools, HOST_TOOLS, progress, run } from './exec.js';
+import { signFile, signingKey, sumsText, SUMS_FILE, TRUSTED_KEYS_DIR, verifyImage, type SigningKey } from './sign.js';
 import {
   bootEntry, CFG_LABEL, DEFAULT_SIZES, entryFileName, espSlotDir, findPartition, installStamp, LOADER_CONF,
   MIB, PART, partitionSpecs, placePartitions, type DiskLayout, type LayoutSizes,
@@ -31,6 +41,10 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 export const OUT_DIR = join(REPO, 'images/out');
 export const IMAGE_RAW = join(OUT_DIR, 'edgelb.raw');
 export const IMAGE_MANIFEST = join(OUT_DIR, 'edgelb.json');
+/** Throwaway signing keys live here (never in the repository: images/out is ignored). */
+export const KEYS_DIR = join(OUT_DIR, 'keys');
+/** The public key of the last build's signing key, next to its outputs. */
+export const PUBKEY_FILE = 'edgelb-upgrade.pub.pem';
 
 const SUITE = 'trixie';
 const MIRROR = 'http://deb.debian.org/debian';
@@ -48,6 +62,10 @@ export interface ImageManifest {
   compressedBytes: number;
   buildSeconds: number;
   steps: Record<string, number>;
+  /** Who signed SHA256SUMS: the key's id, and whether it was the build's throwaway key. */
+  signature: { keyId: string; throwaway: boolean; sums: string };
+  /** A deliberately different test image (see BuildOptions.variant), or absent. */
+  variant?: Variant;
 }
 
 function sha256(parts: (string | Buffer)[]): string {
@@ -113,7 +131,8 @@ async function baseRootfs(cacheDir: string): Promise<string> {
   const customize = join(REPO, 'images/hooks/customize');
   const hook = join(REPO, 'images/initramfs/edgelb-erofs');
   const conf = join(REPO, 'images/initramfs/edgelb.conf');
-  const key = sha256([SUITE, MIRROR, pkgs.join(','), ...[customize, hook, conf].map((f) => readFileSync(f)), 'v1']).slice(0, 16);
+  const machineId = join(REPO, 'images/initramfs/edgelb-machine-id');
+  const key = sha256([SUITE, MIRROR, pkgs.join(','), ...[customize, hook, conf, machineId].map((f) => readFileSync(f)), 'v1']).slice(0, 16);
   const tar = join(cacheDir, `base-${SUITE}-${key}.tar`);
   if (existsSync(tar)) {
     progress(`base rootfs: cached ${basename(tar)}`);
@@ -126,7 +145,8 @@ async function baseRootfs(cacheDir: string): Promise<string> {
     '--variant=minbase', '--components=main', '--mode=root', '--format=tar',
     `--include=${pkgs.join(',')}`,
     // The erofs hook and conf must be in place before the kernel's postinst builds the initrd.
-    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" "$1/etc/initramfs-tools/conf.d" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-erofs" && cp ${conf} "$1/etc/initramfs-tools/conf.d/edgelb.conf"`,
+    // So must the machine-id script (a stable ID kept on the state partition).
+    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/scripts/local-bottom" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-erofs" && cp ${conf} "$1/etc/initramfs-tools/conf.d/edgelb.conf" && install -m 0755 ${machineId} "$1/etc/initramfs-tools/scripts/local-bottom/edgelb-machine-id"`,
     `--customize-hook=${customize} "$1"`,
     '--dpkgopt=path-exclude=/usr/share/doc/*', '--dpkgopt=path-include=/usr/share/doc/*/copyright',
     '--dpkgopt=path-exclude=/usr/share/man/*', '--dpkgopt=path-exclude=/usr/share/locale/*',
@@ -151,11 +171,23 @@ export async function productionModules(cacheDir: string): Promise<string> {
   mkdirSync(dir, { recursive: true });
   copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
   copyFileSync(join(REPO, 'package-lock.json'), join(dir, 'package-lock.json'));
-  await run('cp', ['-a', join(REPO, 'node_modules'), join(dir, 'node_modules')]);
+  await copyModules(join(REPO, 'node_modules'), join(dir, 'node_modules'));
   const npm = join(REPO, '.tools/node/bin/npm');
   await run(existsSync(npm) ? npm : 'npm', ['prune', '--omit=dev', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], { cwd: dir });
   writeFileSync(join(dir, '.done'), '');
   return join(dir, 'node_modules');
+}
+
+/**
+ * A real copy of node_modules for `npm prune` to cut down. In a git worktree
+ * node_modules is often a symlink to the main checkout's: `cp -a` would copy
+ * the link, and npm prune would then delete the dev dependencies (and
+ * anything the lock file does not name) out of everyone's shared tree.
+ */
+export async function copyModules(from: string, to: string): Promise<void> {
+  mkdirSync(to, { recursive: true });
+  await run('cp', ['-a', `${from}/.`, `${to}/`]);
+  if (lstatSync(to).isSymbolicLink()) throw new Error(`${to}: a symlink after copying ${from}; refusing to prune through it`);
 }
 
 /** Lays the edgelb runtime out under ROOT/opt/edgelb. */
@@ -279,10 +311,38 @@ async function assembleDisk(out: string, layout: DiskLayout, images: Record<stri
   }
 }
 
+/**
+ * Test images that must fail in a known way. broken-agent: the agent's unit
+ * starts a process that crashes at once, everything else as built — an
+ * upgrade that passes the config check but never gets READY (the boot-
+ * counting test: it must be rolled back).
+ */
+export type Variant = 'broken-agent';
+
+const VARIANT_FILES: Record<Variant, Record<string, string>> = {
+  'broken-agent': {
+    'etc/systemd/system/edgelb.service.d/zz-broken-test-image.conf': [
+      '# A deliberately broken TEST image (npm run image variant broken-agent):',
+      '# the agent crashes before READY. Never ship this.',
+      '[Service]',
+      'ExecStart=',
+      `ExecStart=/opt/edgelb/.tools/node/bin/node -e "throw new Error('deliberately broken test image: the agent crashes at start')"`,
+      '',
+    ].join('\n'),
+  },
+};
+
 export interface BuildOptions {
   sizes?: LayoutSizes;
   /** zstd level of the compressed copy. */
   zstdLevel?: number;
+  /** Where the outputs go (default images/out); the Debian base cache stays in images/out/cache. */
+  outDir?: string;
+  variant?: Variant;
+  /** Also write .zst and .bmap (default true). */
+  compressed?: boolean;
+  /** Private key (Ed25519 PEM) to sign with; default $EDGELB_SIGNING_KEY, else the throwaway key. */
+  signingKey?: string;
 }
 
 export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
@@ -298,12 +358,18 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
   await ensureTools(HOST_TOOLS);
   step('host tools');
 
+  const outDir = o.outDir ?? OUT_DIR;
+  const rawOut = join(outDir, 'edgelb.raw');
   const cacheDir = join(OUT_DIR, 'cache');
-  const work = join(OUT_DIR, 'work');
+  const work = join(outDir, 'work');
   mkdirSync(cacheDir, { recursive: true });
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  const version = gitVersion();
+  const key = signingKey(KEYS_DIR, o.signingKey ?? process.env.EDGELB_SIGNING_KEY);
+  progress(key.throwaway
+    ? `signing with a THROWAWAY key made on this machine for tests, ${key.privatePath} (id ${key.keyId}); to sign with your own: --signing-key PATH or EDGELB_SIGNING_KEY=PATH (openssl genpkey -algorithm ed25519 -out PATH)`
+    : `signing with the key ${key.privatePath} (id ${key.keyId})`);
+  const version = `${gitVersion()}${o.variant ? `+${o.variant}` : ''}`;
   const print = fingerprint();
   const now = new Date();
   const stamp = installStamp(now);
@@ -328,6 +394,14 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
   await run('sh', ['-c', `rm -rf "${boot}"/* "${root}"/vmlinuz* "${root}"/initrd.img*`]);
 
   await run('cp', ['-a', `${join(REPO, 'images/overlay')}/.`, `${root}/`]);
+  installTrustedKey(root, key);
+  if (o.variant) {
+    for (const [path, text] of Object.entries(VARIANT_FILES[o.variant])) {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      writeFileSync(join(root, path), text);
+    }
+    progress(`variant ${o.variant}: a deliberately broken test image`);
+  }
   await installRuntime(root, modules);
   // gobgp's API parsed once here instead of at every agent start (src/bgp/gobgp-proto.ts).
   const protoCache = protoCachePath(join(root, 'opt/edgelb'));
@@ -336,7 +410,9 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
   await warmCompileCache(root);
   const units = await installUnits(root);
   progress(`units: ${units.join(' ')}`);
-  // Empty machine-id: systemd makes a transient one on the read-only root.
+  // Empty machine-id: every flashed device gets its own. The initrd's
+  // edgelb-machine-id script bind-mounts the one kept on the state partition
+  // over it (made there on the first boot).
   writeFileSync(join(root, 'etc/machine-id'), '');
   writeFileSync(join(root, 'usr/lib/edgelb-release'), `${version}\n`);
   writeFileSync(join(root, 'usr/lib/os-release'), `${readFileSync(join(root, 'usr/lib/os-release'), 'utf8').trimEnd()}\nIMAGE_ID=edgelb\nIMAGE_VERSION=${version}\n`);
@@ -361,24 +437,51 @@ export async function buildImage(o: BuildOptions = {}): Promise<ImageManifest> {
   });
   step('disk');
 
-  await run('zstd', ['-q', '-f', '-T0', `-${o.zstdLevel ?? 6}`, tmpRaw, '-o', `${tmpRaw}.zst`]);
-  await run('bmaptool', ['-q', 'create', '-o', `${tmpRaw}.bmap`, tmpRaw]);
-  step('zstd + bmap');
+  const exts = o.compressed === false ? [''] : ['', '.zst', '.bmap'];
+  if (o.compressed !== false) {
+    await run('zstd', ['-q', '-f', '-T0', `-${o.zstdLevel ?? 6}`, tmpRaw, '-o', `${tmpRaw}.zst`]);
+    await run('bmaptool', ['-q', 'create', '-o', `${tmpRaw}.bmap`, tmpRaw]);
+    step('zstd + bmap');
+  }
 
-  for (const ext of ['', '.zst', '.bmap']) await run('mv', ['-f', `${tmpRaw}${ext}`, `${IMAGE_RAW}${ext}`]);
+  // Signed before it is moved into place: an output without its signature never sits in outDir.
+  const sums = join(work, SUMS_FILE);
+  writeFileSync(sums, await sumsText(exts.map((e) => `${tmpRaw}${e}`)));
+  signFile(key, sums);
+  writeFileSync(join(work, PUBKEY_FILE), key.publicPem);
+  await verifyImage(tmpRaw, { keys: join(work, PUBKEY_FILE) });
+  step('sha256 + signature');
+
+  for (const f of [...exts.map((e) => `edgelb.raw${e}`), SUMS_FILE, `${SUMS_FILE}.sig`, PUBKEY_FILE]) await run('mv', ['-f', join(work, f), join(outDir, f)]);
   rmSync(root, { recursive: true, force: true });
   const manifest: ImageManifest = {
     version, fingerprint: print, built: now.toISOString(), suite: SUITE, kernel, layout, rootBytes,
-    rawBytes: statSync(IMAGE_RAW).size, compressedBytes: statSync(`${IMAGE_RAW}.zst`).size,
+    rawBytes: statSync(rawOut).size, compressedBytes: o.compressed === false ? 0 : statSync(`${rawOut}.zst`).size,
     buildSeconds: Math.round((Date.now() - t0) / 100) / 10, steps,
+    signature: { keyId: key.keyId, throwaway: key.throwaway, sums: SUMS_FILE },
+    ...(o.variant ? { variant: o.variant } : {}),
   };
-  writeFileSync(IMAGE_MANIFEST, `${JSON.stringify(manifest, null, 2)}\n`);
+  writeFileSync(join(outDir, 'edgelb.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
 }
 
+/** The signing key's public half, trusted by the image for upgrades. */
+function installTrustedKey(root: string, key: SigningKey): void {
+  const dir = join(root, TRUSTED_KEYS_DIR.slice(1));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${key.keyId}.pem`), key.publicPem, { mode: 0o644 });
+}
+
 async function main(): Promise<void> {
-  const m = await buildImage();
+  let key: string | undefined;
+  try {
+    key = parseArgs({ args: process.argv.slice(2), options: { 'signing-key': { type: 'string' } } }).values['signing-key'];
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\nusage: npm run image [-- --signing-key PATH]  (or EDGELB_SIGNING_KEY=PATH; without either, a throwaway test key)`, { cause: e });
+  }
+  const m = await buildImage({ signingKey: key });
   progress(`done: ${IMAGE_RAW} (${(m.rawBytes / MIB).toFixed(0)} MiB raw, ${(m.compressedBytes / MIB).toFixed(0)} MiB zstd, root ${(m.rootBytes / MIB).toFixed(0)} MiB) in ${m.buildSeconds} s`);
+  progress(`signed: ${join(OUT_DIR, SUMS_FILE)} + .sig by key ${m.signature.keyId}${m.signature.throwaway ? ' (THROWAWAY test key)' : ''}; the image trusts it for upgrades (${join(OUT_DIR, PUBKEY_FILE)})`);
   console.log(JSON.stringify({ build_s: m.buildSeconds, raw_mib: Math.round(m.rawBytes / MIB), compressed_mib: Math.round(m.compressedBytes / MIB * 10) / 10, root_mib: Math.round(m.rootBytes / MIB) }));
 }
 

@@ -52,6 +52,8 @@ export const HOST_TOOLS: Record<string, string> = {
   'mkfs.ext4': 'e2fsprogs',
   zstd: 'zstd',
   bmaptool: 'bmap-tools',
+  // Signs SHA256SUMS (sign.ts).
+  openssl: 'openssl',
 };
 
 export const BOOT_TEST_TOOLS: Record<string, string> = {

@@ -1,9 +1,10 @@
 // `npm run image:node`: the node agent as an OCI image, built without a
 // Docker engine from Debian's tools: mmdebstrap makes a small bookworm root
 // (the same release the native addon and node binary are built on, with the
-// libraries they link: libbpf1, libelf1, zlib1g, libstdc++6), the
-// appliance's runtime layout goes to /opt/edgelb (installRuntime: bundled
-// dist, production node_modules, the addon, bpf/out), and buildah commits it
+// libraries they link: libbpf1, libelf1, zlib1g, libstdc++6; no iproute2:
+// the agent reads the neighbour table from /proc/net/arp), the appliance's
+// runtime layout goes to /opt/edgelb (installRuntime: bundled dist,
+// production node_modules, the addon, bpf/out), and buildah commits it
 // as localhost/edgelb-node:<version> (containers-storage, what podman runs)
 // and writes it as an OCI layout under images/out/edgelb-node.oci (what
 // runc runs after `umoci unpack`, and what a registry takes).

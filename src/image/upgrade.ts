@@ -1,7 +1,14 @@
 // A/B upgrade of an edgelb appliance disk (the running system's, or an image
 // file for tests):
 //
-//   upgrade IMAGE   IMAGE is a built edgelb.raw or edgelb.raw.zst. Its root
+//   upgrade IMAGE   IMAGE is a built edgelb.raw or edgelb.raw.zst, signed:
+//                   SHA256SUMS and SHA256SUMS.sig from the build next to it,
+//                   the signature made by a key this system trusts
+//                   (/usr/lib/edgelb/upgrade-keys, see sign.ts), the file's
+//                   sha256 the one listed. Checked before anything is
+//                   written; the bytes written are hashed again on the way
+//                   and must still match before the new slot gets a boot
+//                   entry. Its root
 //                   slot A is written into the inactive slot of the disk and
 //                   its kernel+initrd onto the ESP; a boot entry with a try
 //                   counter ("edgelb-b+3.conf") makes the new slot the default
@@ -16,7 +23,7 @@
 // The ESP is changed with mtools straight on the partition, as during the
 // build: no FAT mount needed.
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -24,6 +31,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { GPT_HEAD_BYTES, parseGpt, readGpt, type GptPartition } from './gpt.js';
 import { bootEntry, entryFileName, entrySlot, espSlotDir, installStamp, PART, type Slot } from './layout.js';
+import { TRUSTED_KEYS_DIR, verifyImage } from './sign.js';
 
 const EROFS_MAGIC = 0xe0f5e1e2;
 const EROFS_SB_OFFSET = 1024;
@@ -115,21 +123,45 @@ function partition(parts: GptPartition[], name: string, what: string): GptPartit
   return p;
 }
 
-/** Streams an image (raw, or .zst through `zstd -dc`) front to back. */
-async function* imageChunks(image: string): AsyncGenerator<Buffer> {
+/**
+ * Streams an image (raw, or .zst through `zstd -dc`) front to back, to its
+ * end; `file` sees every byte of the file itself (for its sha256).
+ */
+async function* imageChunks(image: string, file: Hash): AsyncGenerator<Buffer> {
+  const input = createReadStream(image, { highWaterMark: 4 * 1024 * 1024 });
   if (!image.endsWith('.zst')) {
-    for await (const c of createReadStream(image, { highWaterMark: 4 * 1024 * 1024 })) yield c as Buffer;
+    for await (const c of input) {
+      file.update(c as Buffer);
+      yield c as Buffer;
+    }
     return;
   }
-  const z = spawn('zstd', ['-dc', image], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const z = spawn('zstd', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
+  let readErr: Error | null = null;
   z.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+  z.stdin.on('error', () => undefined);
+  input.on('error', (e) => {
+    readErr = e;
+    z.stdin.destroy();
+  });
+  input.on('data', (c) => file.update(c as Buffer));
+  input.pipe(z.stdin);
+  const exited = new Promise<number | null>((r) => z.on('close', (code) => r(code)));
+  let drained = false;
   try {
     for await (const c of z.stdout) yield c as Buffer;
+    drained = true;
   } finally {
-    if (z.exitCode === null) z.kill();
+    // Only a reader that stopped early (an error) leaves zstd running.
+    if (!drained) {
+      input.destroy();
+      z.kill();
+    }
   }
-  if (z.exitCode !== null && z.exitCode !== 0) throw new Error(`zstd -dc ${image} failed: ${err.trim()}`);
+  const code = await exited;
+  if (readErr) throw new Error(`${image}: ${(readErr as Error).message}`);
+  if (code !== 0) throw new Error(`zstd -dc ${image} failed: ${err.trim() || `exit ${code}`}`);
 }
 
 interface Region {
@@ -138,12 +170,15 @@ interface Region {
   sink: (chunk: Buffer, at: number) => void;
 }
 
-/** Reads the image once, handing each region's bytes to its sink (regions sorted, not overlapping). */
-async function readRegions(image: string, head: (b: Buffer) => Region[]): Promise<void> {
+/**
+ * Reads the whole image once, handing each region's bytes to its sink
+ * (regions sorted, not overlapping) and every byte of the file to `file`.
+ */
+async function readRegions(image: string, file: Hash, head: (b: Buffer) => Region[]): Promise<void> {
   let pos = 0;
   let headBuf: Buffer[] = [];
   let regions: Region[] | null = null;
-  for await (const chunk of imageChunks(image)) {
+  for await (const chunk of imageChunks(image, file)) {
     const start = pos;
     pos += chunk.length;
     if (!regions) {
@@ -157,8 +192,6 @@ async function readRegions(image: string, head: (b: Buffer) => Region[]): Promis
       const b = Math.min(pos, r.offset + r.length);
       if (a < b) r.sink(chunk.subarray(a - start, b - start), a - r.offset);
     }
-    const last = regions.at(-1);
-    if (last && pos >= last.offset + last.length) return;
   }
   if (!regions) throw new Error(`${image}: shorter than a GPT`);
   const last = regions.at(-1);
@@ -174,6 +207,11 @@ export interface UpgradeOptions {
   tries?: number;
   now?: Date;
   log?: (s: string) => void;
+  /** Public keys the image must be signed with: a directory of PEM files, or one file. */
+  keys: string;
+  /** SHA256SUMS (default: next to the image) and its signature (default: SUMS.sig). */
+  sums?: string;
+  sig?: string;
 }
 
 export interface UpgradeResult {
@@ -182,6 +220,8 @@ export interface UpgradeResult {
   entry: string;
   rootBytes: number;
   sha256: string;
+  /** Id of the key that signed the image. */
+  signedBy: string;
 }
 
 export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
@@ -194,6 +234,10 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
   const dst = partition(diskParts, PART.root(target), o.disk);
   const espPart = partition(diskParts, PART.esp, o.disk);
   const esp = new Esp(o.disk, espPart.offsetBytes);
+  // Unsigned, signed by a key we do not trust, or changed since: refused
+  // here, before anything on the disk changes.
+  const signed = await verifyImage(o.image, { keys: o.keys, sums: o.sums, sig: o.sig });
+  log(`${basename(o.image)}: signature good (key ${signed.keyId}), sha256 ${signed.sha256.slice(0, 12)} as signed`);
 
   const tmp = mkdtempSync(join(tmpdir(), 'edgelb-upgrade-'));
   const fd = openSync(o.disk, 'r+');
@@ -207,11 +251,12 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
     const espTmp = join(tmp, 'esp.img');
     const espFd = openSync(espTmp, 'w');
     const hash = createHash('sha256');
+    const whole = createHash('sha256');
     let rootBytes = 0;
     let checkedMagic = false;
     log(`reading ${o.image}`);
     try {
-      await readRegions(o.image, (head) => {
+      await readRegions(o.image, whole, (head) => {
         const parts = parseGpt(head, o.image);
         const srcEsp = partition(parts, PART.esp, o.image);
         const srcRoot = partition(parts, PART.root('a'), o.image);
@@ -238,6 +283,10 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
       closeSync(espFd);
     }
     fsyncSync(fd);
+    // The file as read for writing must still be the one whose signature was
+    // checked (not replaced or changed in between); otherwise the new slot
+    // gets no boot entry.
+    if (whole.digest('hex') !== signed.sha256) throw new Error(`${o.image} changed while it was being written; slot ${target} has no boot entry, the running slot stays the default`);
     const sha256 = hash.digest('hex');
     // Read back what landed on the disk.
     const back = createHash('sha256');
@@ -266,7 +315,7 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
     writeFileSync(join(tmp, 'entry.conf'), bootEntry({ slot: target, imageVersion: version, installStamp: stamp }));
     esp.put(join(tmp, 'entry.conf'), `/loader/entries/${entry}`);
     log(`boot entry ${entry}: edgelb ${version} on slot ${target} is the default from the next boot; ${tries} tries, then slot ${otherSlot(target)} again`);
-    return { slot: target, version, entry, rootBytes, sha256 };
+    return { slot: target, version, entry, rootBytes, sha256, signedBy: signed.keyId };
   } finally {
     closeSync(fd);
     rmSync(tmp, { recursive: true, force: true });
@@ -300,14 +349,21 @@ export function defaultDisk(): string | undefined {
   return name ? `/dev/${name}` : undefined;
 }
 
-const USAGE = `usage: edgelb-upgrade IMAGE [--disk DISK] [--slot a|b] [--tries N]
+const USAGE = `usage: edgelb-upgrade IMAGE [--disk DISK] [--slot a|b] [--tries N] [--keys DIR|FILE] [--sums FILE] [--sig FILE]
        edgelb-upgrade rollback [--disk DISK]
-       edgelb-upgrade status [--disk DISK]`;
+       edgelb-upgrade status [--disk DISK]
 
-export async function upgradeMain(argv: string[], out = (s: string) => process.stdout.write(`${s}\n`)): Promise<number> {
+IMAGE must come with the SHA256SUMS and SHA256SUMS.sig that npm run image
+wrote next to it (or --sums/--sig), signed by a key in --keys (default
+${TRUSTED_KEYS_DIR}, the keys the running image trusts).`;
+
+export async function upgradeMain(argv: string[], out: (s: string) => void = (s) => { process.stdout.write(`${s}\n`); }): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
-    options: { disk: { type: 'string' }, slot: { type: 'string' }, tries: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      disk: { type: 'string' }, slot: { type: 'string' }, tries: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      keys: { type: 'string' }, sums: { type: 'string' }, sig: { type: 'string' },
+    },
   });
   if (values.help || positionals.length !== 1) {
     out(USAGE);
@@ -337,8 +393,8 @@ export async function upgradeMain(argv: string[], out = (s: string) => process.s
   }
   const tries = values.tries === undefined ? undefined : Number(values.tries);
   if (tries !== undefined && !(Number.isInteger(tries) && tries >= 1 && tries <= 9)) throw new Error(`--tries must be 1-9 (got ${values.tries})`);
-  const r = await upgrade({ image: cmd, disk, slot, tries });
-  out(`edgelb-upgrade: edgelb ${r.version} installed in slot ${r.slot}; reboot to switch (entry ${r.entry})`);
+  const r = await upgrade({ image: cmd, disk, slot, tries, keys: values.keys ?? TRUSTED_KEYS_DIR, sums: values.sums, sig: values.sig });
+  out(`edgelb-upgrade: edgelb ${r.version} (signed by key ${r.signedBy}) installed in slot ${r.slot}; reboot to switch (entry ${r.entry})`);
   return 0;
 }
 

@@ -34,7 +34,7 @@ export function edgeConfig(plan: LabPlan, edge: EdgePlan, opts: LabOptions, path
       ],
     },
     pools: [{ name: 'lab', cidrs: [plan.pool], autoAssign: true }],
-    datapath: { mode: opts.mode, dispatch: opts.dispatch, xdp: 'native', mtu: 1500, pinPath: paths.pinPath, probeIntervalSeconds: opts.probeIntervalSeconds },
+    datapath: { mode: opts.mode, dispatch: opts.dispatch, xdp: 'native', mtu: 1500, pinPath: paths.pinPath, probeIntervalSeconds: opts.probeIntervalSeconds, secondChanceSeconds: opts.secondChanceSeconds ?? 600 },
     kubernetes: {
       kubeconfig: paths.kubeconfig,
       loadBalancerClass: 'edgelb.io/dsr',

@@ -17,6 +17,7 @@ import { loadState, saveState, type AgentRecord, type LabOptions, type LabState 
 import { alive, readSize, spawnInNs, stopPid, waitForLog, waitForLogAfter, type LabProcess } from './procs.js';
 import { plugPod } from './network.js';
 import { dist, KUBECTL, nodeBin } from './paths.js';
+import type { ApplianceRecord } from './appliance.js';
 
 export type Say = (line: string) => void;
 
@@ -331,6 +332,8 @@ export class Lab {
       edges: p.edges.map((e) => {
         const a = this.state.agents.find((x) => x.edge === e.name);
         const proc = this.agentProcess(e.name);
+        const vm = this.state.appliance?.edge === e.name ? this.state.appliance : undefined;
+        if (vm) return { name: e.name, ns: e.ns, address: e.address, asn: e.asn, uplink: e.uplink, mgmt: e.mgmtAddress, config: '', socket: '', log: vm.serialLog, agent: vm.pid && alive(vm.pid) ? vm.state : 'exited', detail: vm.detail, appliance: vm };
         return { name: e.name, ns: e.ns, address: e.address, asn: e.asn, uplink: e.uplink, mgmt: e.mgmtAddress, config: a?.config ?? '', socket: a?.socket ?? '', log: a?.log ?? '', agent: proc ? a?.state ?? 'unknown' : a?.state === 'ready' ? 'exited' : a?.state ?? 'not started', detail: a?.detail ?? '' };
       }),
       nodes: p.nodes.map((n) => ({
@@ -360,7 +363,7 @@ export interface LabDescription {
   namespaces: string[];
   client: { ns: string; addresses: string[]; gateway: string };
   router: { ns: string; address: string; clientSide: string; asn: number; vtysh: string };
-  edges: { name: string; ns: string; address: string; asn: number; uplink: string; mgmt: string; config: string; socket: string; log: string; agent: string; detail: string }[];
+  edges: { name: string; ns: string; address: string; asn: number; uplink: string; mgmt: string; config: string; socket: string; log: string; agent: string; detail: string; appliance?: ApplianceRecord }[];
   nodes: { name: string; ns: string; address: string; podCidr: string; datapath: LabState['nodes'][number] | null; pods: { name: string; ns: string; ip: string }[] }[];
   pool: string;
   ports: { http: number; udp: number };

@@ -52,6 +52,10 @@ export interface LoadResult {
   durationMs: number;
   /** keep: connections that saw at least one failure. */
   brokenConnections?: number;
+  /** keep: the pod each connection was first answered by ('' = never answered), by connection index. */
+  connectionPods?: string[];
+  /** keep: indexes of the broken connections. */
+  broken?: number[];
 }
 
 const MAX_FAILURES_KEPT = 200;
@@ -149,6 +153,7 @@ async function keepLoad(o: LoadOptions): Promise<LoadResult> {
   const n = o.connections ?? 50;
   const broken = new Set<number>();
   const podOf = new Map<number, string>();
+  const firstPod = new Map<number, string>();
   const conn = async (i: number): Promise<void> => {
     // One agent with one socket per connection: every request of connection i rides the same TCP connection.
     const agent = new Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1, keepAliveMsecs: 1000, timeout: 60_000 });
@@ -169,6 +174,7 @@ async function keepLoad(o: LoadOptions): Promise<LoadResult> {
               broken.add(i);
             }
             podOf.set(i, id);
+            if (!firstPod.has(i)) firstPod.set(i, e.pod);
           }
         } catch (e) {
           t.fail((e as Error).message, i);
@@ -181,7 +187,8 @@ async function keepLoad(o: LoadOptions): Promise<LoadResult> {
     }
   };
   await Promise.all(Array.from({ length: n }, (_, i) => conn(i)));
-  return { ...t.result('keep'), brokenConnections: broken.size };
+  const connectionPods = Array.from({ length: n }, (_, i) => firstPod.get(i) ?? '');
+  return { ...t.result('keep'), brokenConnections: broken.size, connectionPods, broken: [...broken].sort((a, b) => a - b) };
 }
 
 async function udpLoad(o: LoadOptions): Promise<LoadResult> {

@@ -8,11 +8,19 @@ export function renderStatus(d: LabDescription): string {
   out.push(`  kubeconfig  ${d.kubeconfig}`);
   out.push(`  API server  ${d.apiServer} (in ${d.namespaces.find((n) => n.endsWith('mgmt'))})`);
   out.push(`  kubectl     npm run lab -- kubectl get svc   (or: ${d.kubectl} …)`);
-  out.push(`  options     mode=${d.options.mode} dispatch=${d.options.dispatch} bfd=${d.options.bfd}`);
+  out.push(`  options     mode=${d.options.mode} dispatch=${d.options.dispatch} bfd=${d.options.bfd}${d.options.appliance ? ' appliance=edge1' : ''}`);
   out.push(`  client      ${d.client.ns}  ${d.client.addresses.join(', ')}  via ${d.client.gateway}`);
   out.push(`  router      ${d.router.ns}  ${d.router.address} (fabric), ${d.router.clientSide} (client side), AS ${d.router.asn}`);
   out.push(`              vtysh: ${d.router.vtysh}`);
   for (const e of d.edges) {
+    if (e.appliance) {
+      const a = e.appliance;
+      out.push(`  ${e.name.padEnd(11)} ${e.ns}  ${e.address} AS ${e.asn}: APPLIANCE VM (${a.image}, qemu pid ${a.pid ?? '-'}), ${a.state}${a.readySeconds !== null ? ` after ${a.readySeconds} s` : ''}`);
+      out.push(`              NICs on taps ${a.taps.uplink} (fabric, ${a.macs.uplink}) and ${a.taps.mgmt} (mgmt ${e.mgmt}, ${a.macs.mgmt}); config stick ${a.stick}`);
+      out.push(`              serial console ${a.serialLog}`);
+      if (a.state !== 'ready') out.push(`              ${a.detail}`);
+      continue;
+    }
     out.push(`  ${e.name.padEnd(11)} ${e.ns}  ${e.address} AS ${e.asn}, uplink ${e.uplink}, mgmt ${e.mgmt}; agent: ${e.agent}`);
     if (e.agent !== 'ready' && e.detail) out.push(`              ${e.detail.split('\n')[0]}`);
     out.push(`              config ${e.config}  socket ${e.socket}  log ${e.log}`);

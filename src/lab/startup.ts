@@ -21,6 +21,7 @@ import { NODE_IMAGE_LAYOUT, nodeImageTag } from '../image/oci.js';
 import { Lab, oneLine, type Say, type UpOptions } from './handle.js';
 import { labDown } from './teardown.js';
 import { dist, nodeBin, root } from './paths.js';
+import { APPLIANCE_EDGE, applianceBgpPassword, bootApplianceEdge } from './appliance.js';
 
 /** Builds a lab. On failure the partial lab is torn down and the error rethrown (keepOnFailure keeps it for inspection). */
 export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}): Promise<Lab> {
@@ -90,7 +91,11 @@ export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}):
 async function startRouter(lab: Lab): Promise<void> {
   const p = lab.plan;
   const bfd = lab.state.options.bfd ? { ...lab.state.options.bfdTimers } : undefined;
-  const neighbors: FrrNeighbor[] = p.edges.map((e) => ({ address: e.address, asn: e.asn, holdTime: 9, keepalive: 3, ...(bfd ? { bfd } : {}) }));
+  const neighbors: FrrNeighbor[] = p.edges.map((e) => ({
+    address: e.address, asn: e.asn, holdTime: 9, keepalive: 3, ...(bfd ? { bfd } : {}),
+    // The appliance gets its BGP password as a secret on its config stick.
+    ...(lab.state.options.appliance && e.name === APPLIANCE_EDGE ? { password: applianceBgpPassword(lab.state.dir) } : {}),
+  }));
   const r = new FrrRouter(p.router.ns, lab.state.frrDir, { hostname: 'router', asn: p.router.asn, routerId: p.router.address, neighbors });
   await r.start();
   const ids = userIds('frr');
@@ -172,7 +177,10 @@ async function startNodes(lab: Lab): Promise<void> {
 
 async function startAgents(lab: Lab, say: Say): Promise<void> {
   const p = lab.plan;
-  for (const e of p.edges) {
+  const vmEdge = lab.state.options.appliance ? p.edges.find((e) => e.name === APPLIANCE_EDGE) : undefined;
+  const vm = vmEdge ? lab.kubeconfigFor(vmEdge.name).then((kc) => bootApplianceEdge(lab, vmEdge, kc, say)) : null;
+  const agentEdges = p.edges.filter((x) => x !== vmEdge);
+  for (const e of agentEdges) {
     const edir = join(lab.state.dir, e.name);
     mkdirSync(edir, { recursive: true });
     const cfg = edgeConfig(p, e, lab.state.options, { dir: edir, pinPath: join(lab.state.bpffsDir, e.name), kubeconfig: await lab.kubeconfigFor(e.name) });
@@ -181,10 +189,10 @@ async function startAgents(lab: Lab, say: Say): Promise<void> {
     lab.state.agents.push({ edge: e.name, config: file, socket: (cfg.control as { socket: string }).socket, log: join(edir, 'agent.log'), state: 'starting', detail: '' });
   }
   lab.save();
-  const results = await Promise.allSettled(p.edges.map((e) => lab.startAgent(e.name)));
+  const results = await Promise.allSettled([...agentEdges.map((e) => lab.startAgent(e.name)), ...(vm ? [vm] : [])]);
   results.forEach((r, i) => {
     if (r.status === 'rejected') {
-      const msg = `agent on ${p.edges[i]!.name} not ready: ${oneLine((r.reason as Error).message)}`;
+      const msg = `${i < agentEdges.length ? `agent on ${agentEdges[i]!.name}` : `appliance ${APPLIANCE_EDGE}`} not ready: ${oneLine((r.reason as Error).message)}`;
       lab.state.problems.push(msg);
       say(`  ! ${msg.split('\n')[0]}`);
     }

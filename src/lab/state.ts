@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { LabPlan } from './topology.js';
 import type { LabProcess } from './procs.js';
 import type { ControlPlaneState } from './kube/control-plane.js';
+import type { ApplianceRecord } from './appliance.js';
 
 export const STATE_DIR = process.env.EDGELB_LAB_STATE_DIR ?? '/run/edgelb-lab';
 
@@ -50,9 +51,13 @@ export interface LabState {
   owner?: { pid: number; kind: 'cli' | 'test' | 'demo' };
   /** Lab-only settings that hide a known defect elsewhere (each says which and why). */
   workarounds: string[];
+  /** options.appliance: the appliance VM that stands in for an edge (src/lab/appliance.ts). */
+  appliance?: ApplianceRecord;
 }
 
 export interface LabOptions {
+  /** Boot the appliance image (images/out/edgelb.raw) under QEMU as edge1 instead of running its agent here. */
+  appliance: boolean;
   /** Dispatch default written into the edges' config. */
   dispatch: 'ip-option' | 'ipip' | 'auto';
   mode: 'dsr' | 'snat' | 'hybrid';
@@ -76,6 +81,8 @@ export interface LabOptions {
   bfdTimers: { minRxMs: number; minTxMs: number; multiplier: number };
   /** Seconds between path probes (dispatch: auto). */
   probeIntervalSeconds: number;
+  /** datapath.secondChanceSeconds of the edges (e2e: short, so scenarios start with no window open). */
+  secondChanceSeconds: number;
 }
 
 export const DEFAULT_OPTIONS: LabOptions = {
@@ -89,7 +96,9 @@ export const DEFAULT_OPTIONS: LabOptions = {
   ownerKind: 'cli',
   ociNodes: [],
   probeIntervalSeconds: 1,
+  secondChanceSeconds: 600,
   bfdTimers: { minRxMs: 150, minTxMs: 150, multiplier: 5 },
+  appliance: false,
 };
 
 export function statePath(prefix: string): string {

@@ -7,15 +7,12 @@
 // asks every single edge address it has no entry for (one empty UDP
 // datagram to the discard port makes the kernel resolve it; the edge's ARP
 // reply is then learnt by the program as well).
-import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { promisify } from 'node:util';
+import { readFile } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import { edgeSourceContains, parseEdgeSource } from '../datapath/node-maps.js';
 
-const execFileP = promisify(execFile);
-
-/** One row of `ip -j neigh show`. */
+/** One neighbour entry (the shape of a row of `ip -j neigh show`). */
 export interface NeighbourRow {
   dst: string;
   lladdr?: string;
@@ -40,9 +37,33 @@ export function unresolvedEdges(rows: readonly NeighbourRow[], sources: readonly
   return sources.map(parseEdgeSource).filter((s) => s.bits === 32 && !known.has(s.addr)).map((s) => s.addr);
 }
 
+// /proc/net/arp flags (linux/if_arp.h).
+const ATF_COM = 0x02;
+const ATF_PERM = 0x04;
+
+/**
+ * Pure: the IPv4 neighbours of one interface out of /proc/net/arp's text.
+ * Read from /proc rather than `ip neigh` because the node agent's OCI image
+ * has no iproute2 (without it the agent could not trust an edge that had
+ * resolved the node before the program started: every option was dropped
+ * as untrusted until the edge's entry went stale and it ARPed again).
+ */
+export function parseProcArp(text: string, ifname: string): NeighbourRow[] {
+  const out: NeighbourRow[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6 || f[5] !== ifname) continue;
+    const flags = Number.parseInt(f[2]!, 16);
+    if (!Number.isFinite(flags)) continue;
+    const state = (flags & ATF_PERM) !== 0 ? 'PERMANENT' : (flags & ATF_COM) !== 0 ? 'REACHABLE' : 'INCOMPLETE';
+    out.push({ dst: f[0]!, lladdr: f[3]!, state: [state] });
+  }
+  return out;
+}
+
+/** The kernel's IPv4 neighbour table of the calling process's network namespace, for one interface. */
 export async function readNeighbours(ifname: string): Promise<NeighbourRow[]> {
-  const { stdout } = await execFileP('ip', ['-j', '-4', 'neigh', 'show', 'dev', ifname], { timeout: 5000 });
-  return stdout.trim() ? (JSON.parse(stdout) as NeighbourRow[]) : [];
+  return parseProcArp(await readFile('/proc/net/arp', 'utf8'), ifname);
 }
 
 /** One empty datagram to the discard port: the kernel resolves the address first. */

@@ -22,6 +22,8 @@ export const SMALL_MAPS: Record<string, number> = {
   edge_affinity: 4096,
   edge_snat_rev: 4096,
   edge_src_ranges: 1024,
+  edge_sc_prev: 4096,
+  edge_sc_flows: 4096,
 };
 
 export function openEdge(t: ExecutionContext, opts: Partial<EdgeDatapathOptions> = {}): EdgeDatapath {

@@ -9,6 +9,7 @@ import { startCapture, type Capture } from '../../src/lab/capture.js';
 import { STATE_DIR } from '../../src/lab/state.js';
 import { alive } from '../../src/lab/procs.js';
 import type { LoadResult } from '../../src/lab/load.js';
+import type { LabServiceSpec } from '../../src/lab/manifests.js';
 
 export interface LabHolder {
   lab: Lab | null;
@@ -78,6 +79,23 @@ export async function tearDown(h: LabHolder | undefined): Promise<void> {
   } finally {
     releaseLock();
   }
+}
+
+/** A lab serving `svc` through every edge; its VIP ('' when the lab is not usable: h.error says why). */
+export async function bringUpServing(svc: LabServiceSpec, opts: UpOptions = {}): Promise<{ h: LabHolder; vip: string }> {
+  const h = await bringUp(opts);
+  let vip = '';
+  if (h.lab && !h.error) {
+    try {
+      await h.lab.applyService(svc);
+      vip = await h.lab.waitForVip(svc.name);
+      await h.lab.waitForGateways(vip, h.lab.plan.edges.map((e) => e.address));
+      await h.lab.waitServing(vip);
+    } catch (e) {
+      h.error = e as Error;
+    }
+  }
+  return { h, vip };
 }
 
 /** The lab, or fail the test with the reason it is missing. */

@@ -4,7 +4,7 @@
 // leaves edge1 cut off).
 import test from 'ava';
 import { blackhole } from '../../test/lib/netns.js';
-import { bringUp, need, sampleWhile, summary, tearDown, type LabHolder } from './helpers.js';
+import { bringUpServing, need, sampleWhile, summary, tearDown, type LabHolder } from './helpers.js';
 import type { EndpointSpec, LabServiceSpec } from '../../src/lab/manifests.js';
 import { allEndpoints, POD_LABEL } from '../../src/lab/manifests.js';
 
@@ -13,17 +13,7 @@ const svc: LabServiceSpec = { name: 'steady', udpPort: null };
 let vip = '';
 
 test.before(async () => {
-  h = await bringUp();
-  if (h.lab && !h.error) {
-    try {
-      await h.lab.applyService(svc);
-      vip = await h.lab.waitForVip(svc.name);
-      await h.lab.waitForGateways(vip, h.lab.plan.edges.map((e) => e.address));
-      await h.lab.waitServing(vip);
-    } catch (e) {
-      h.error = e as Error;
-    }
-  }
+  ({ h, vip } = await bringUpServing(svc));
 });
 
 test.after.always(async () => {

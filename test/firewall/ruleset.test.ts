@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { applyRuleset, runNft } from '../../src/firewall/apply.js';
-import { firewallRuleset, inputRules, parseListen, removeRuleset, TABLE } from '../../src/firewall/ruleset.js';
+import { firewallRuleset, forwardRules, inputRules, parseListen, removeRuleset, TABLE } from '../../src/firewall/ruleset.js';
+import { sysctlFile, uplinkSysctls } from '../../src/firewall/sysctl.js';
 import { golden } from '../lib/golden.js';
 
 // Golden files: test/golden/firewall/NAME.json (test/lib/golden.ts).
@@ -141,4 +142,30 @@ test('nft -c rejects a broken ruleset (the check can fail)', async (t) => {
   const rs = firewallRuleset(cfg('minimal'));
   rs.nftables.push({ add: { rule: { family: 'inet', table: TABLE, chain: 'input', expr: [{ match: { op: '==', left: { payload: { protocol: 'tcp', field: 'nosuchfield' } }, right: 1 } }] } } });
   await t.throwsAsync(applyRuleset(rs, { check: true }), { message: /nft .*failed/ });
+});
+
+test('forward chain: policy drop; VIPs of every pool dropped first, then only uplink → uplink', (t) => {
+  const rs = firewallRuleset(cfg('full'));
+  const chain = rs.nftables.find((o) => 'add' in o && (o.add as { chain?: { name: string } }).chain?.name === 'forward') as { add: { chain: { policy: string; hook: string } } };
+  t.is(chain.add.chain.policy, 'drop');
+  t.is(chain.add.chain.hook, 'forward');
+  const rules = forwardRules(cfg('full'));
+  t.regex(rules[0]?.comment ?? '', /VIP on a port that is no frontend \(IPv4\)/);
+  t.true(JSON.stringify(rules[0]?.expr).includes('"10.96.100.0"'));
+  t.deepEqual(rules[0]?.expr.at(-1), { drop: null });
+  t.deepEqual(rules.at(-1)?.expr, [{ counter: null }, { drop: null }]);
+  const uplink = JSON.stringify(rules.find((r) => /uplink/.test(r.comment))?.expr);
+  t.true(uplink.includes('"iifname"') && uplink.includes('"oifname"') && uplink.includes('"eth0"'));
+  // An IPv6 pool gets its own drop rule.
+  t.true(forwardRules(cfg('ipv6-peers')).some((r) => /IPv6/.test(r.comment) && JSON.stringify(r.expr).includes('2001:db8:100::')));
+});
+
+test('sysctl: forwarding and loose rp_filter on the uplink only; dotted names use "/"; odd names refused', (t) => {
+  const text = sysctlFile(cfg('minimal'));
+  t.regex(text, /^net\.ipv4\.conf\.eth0\.forwarding = 1$/m);
+  t.regex(text, /^net\.ipv4\.conf\.eth0\.rp_filter = 2$/m);
+  t.regex(text, /^net\.ipv4\.conf\.eth0\.send_redirects = 0$/m);
+  t.notRegex(text, /conf\.(all|default)\./, 'no other interface forwards');
+  t.deepEqual(uplinkSysctls('eth0.100')[0], ['net/ipv4/conf/eth0.100/forwarding', '1']);
+  t.throws(() => uplinkSysctls('a=b'), { message: /a=b/ });
 });

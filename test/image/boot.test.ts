@@ -1,15 +1,20 @@
 // The appliance boot test: builds the image when there is none (or it is
 // older than the code), boots it under QEMU/TCG with OVMF and checks, from
 // the serial console, that the agent came up with the injected config and
-// gobgpd runs with it; then that an invalid config stops at the check.
+// gobgpd runs with it, that the uplink forwards behind the forward chain,
+// and that the BGP password (a secret credential) reached gobgpd without
+// landing in the journal or on the state partition; then that an invalid
+// config stops at the check; then a signed A/B upgrade with the config and
+// its secret on the EDGELB-CFG partition.
 // Skipped — loudly — only when QEMU/OVMF cannot be installed or we are not root.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fingerprint, IMAGE_MANIFEST, IMAGE_RAW, OUT_DIR, type ImageManifest } from '../../src/image/build.js';
+import { IMAGE_RAW, OUT_DIR, PUBKEY_FILE, type ImageManifest } from '../../src/image/build.js';
 import {
-  BUDGET, bootWithConfig, ensureBootTools, imageForTest, INVALID_CONFIG, overBudget, sha12, summary, TEST_CONFIG,
+  BUDGET, bootWithConfig, ensureBootTools, freshImage, INVALID_CONFIG, machineIdLines, overBudget, sha12, summary, TEST_CONFIG, TEST_SECRET, TEST_SECRET_NAME, testSecretCredentials,
 } from '../../src/image/boot-test.js';
 import { readGpt } from '../../src/image/gpt.js';
 import { MIB, PART } from '../../src/image/layout.js';
@@ -29,13 +34,6 @@ async function prerequisites(): Promise<string | null> {
   return null;
 }
 
-/** Rebuild when what goes into the image changed since it was built. */
-function imageIsStale(): boolean {
-  if (!existsSync(IMAGE_RAW) || !existsSync(IMAGE_MANIFEST)) return true;
-  const m = JSON.parse(readFileSync(IMAGE_MANIFEST, 'utf8')) as Partial<ImageManifest>;
-  return m.fingerprint !== fingerprint();
-}
-
 const skip = await prerequisites();
 let manifest: ImageManifest | null = null;
 
@@ -46,11 +44,13 @@ if (skip) {
   test.serial('image builds, boots under TCG and the agent is READY with the injected config', async (t) => {
     t.timeout(45 * 60 * 1000);
     mkdirSync(LOGS, { recursive: true });
-    manifest = await imageForTest(imageIsStale() || process.env.EDGELB_IMAGE_REBUILD === '1');
+    const image = await freshImage();
+    manifest = image.manifest;
+    t.log(`image ${manifest.version}, ${image.built ? `built now in ${manifest.buildSeconds} s` : 'built before'}; signed by ${manifest.signature.keyId}${manifest.signature.throwaway ? ' (throwaway test key)' : ''}`);
     t.true(manifest.rawBytes <= 1024 * MIB, `raw image ${manifest.rawBytes} bytes ≤ 1 GiB`);
     t.true(manifest.compressedBytes <= 300 * MIB, `zstd image ${manifest.compressedBytes} bytes ≤ 300 MB`);
 
-    const r = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, serialLog: join(LOGS, 'valid.log'), expectReady: true, timeoutMs: BOOT_TIMEOUT_MS });
+    const r = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, credentials: testSecretCredentials(), serialLog: join(LOGS, 'valid.log'), expectReady: true, timeoutMs: BOOT_TIMEOUT_MS });
     const rep = (k: string) => r.report.get(k) ?? '';
     t.log(`serial log: ${r.serialLog} (timeline: ${r.serialLog}.timeline)`);
     for (const [k, v] of r.report) t.log(`${k}: ${v}`);
@@ -67,6 +67,24 @@ if (skip) {
     t.regex(rep('listen'), /tcp\/\S*:179\b/, 'gobgpd listens for BGP once the agent has started it');
     t.notRegex(rep('listen'), /:6060\b/, 'no gobgpd pprof listener');
     t.regex(rep('root'), /^erofs ro state=ext4/, 'read-only erofs root, ext4 state partition');
+    // Forwarding on the uplink only, behind the forward chain (src/firewall).
+    t.regex(rep('sysctl'), /uplink=enp0s5 forwarding=1 rp_filter=2 all_forwarding=0 send_redirects=0/);
+    t.regex(rep('nft-forward'), /policy drop;.*no frontend.*next hop not yet resolved.*not a router/);
+    // The secret: root-only in RAM, used by gobgpd, nowhere else.
+    t.regex(rep('secrets'), new RegExp(`dir=700:root files=${TEST_SECRET_NAME}:600:root`));
+    t.regex(r.console, new RegExp(`edgelb-config: secret ${TEST_SECRET_NAME} from credential edgelb\\.secret\\.${TEST_SECRET_NAME}`));
+    t.false(r.console.includes(TEST_SECRET), 'the secret never appears on the console');
+    t.is(rep('secret-leaks'), 'journal=0 state=0 state-device=0 run=0', 'nor in the journal, on the state partition or elsewhere in /run/edgelb');
+    t.regex(rep('secret-in-gobgpd'), /^[1-9]/, 'gobgpd has the peer\'s password');
+    // The running image trusts exactly the key that signed it (edgelb upgrade checks against these).
+    const pub = readFileSync(join(OUT_DIR, PUBKEY_FILE));
+    t.is(rep('upgrade-keys'), `${manifest.signature.keyId}.pem:${createHash('sha256').update(pub).digest('hex').slice(0, 16)}`);
+    // A fresh disk: the initrd makes the machine-id and keeps it on the state
+    // partition; the system and journald run with it (rollback.test.ts shows it kept across reboots).
+    const ids = machineIdLines(r.console);
+    t.is(ids.length, 1, JSON.stringify(ids));
+    t.is(ids[0]?.how, 'new', 'first boot of a flashed disk: a new machine-id');
+    t.is(rep('machine-id'), `${ids[0]?.id} journal=${ids[0]?.id}`, '/etc/machine-id and journald use the initrd\'s ID');
 
     const s = summary(manifest, r.readySeconds);
     writeFileSync(join(LOGS, 'summary.json'), `${JSON.stringify(s)}\n`);
@@ -90,7 +108,8 @@ if (skip) {
     // (and the agent never starts without a valid config and its firewall).
     t.regex(r.report.get('units') ?? '', /config=failed firewall=inactive edgelb=inactive gobgpd=active bfdd=inactive/);
     t.notRegex(r.report.get('listen') ?? '', /:(179|3784|3785|4784)\b/, 'no BGP or BFD port is open without a valid config and its firewall');
-    if (manifest) {
+    // The first test writes the summary only when it passed: its failure is reported there, once.
+    if (manifest && existsSync(join(LOGS, 'summary.json'))) {
       const s = JSON.parse(readFileSync(join(LOGS, 'summary.json'), 'utf8')) as unknown;
       // The budget line, last: {"build_s","boot_to_ready_s","raw_mib","compressed_mib"}.
       t.log(JSON.stringify(s));
@@ -103,20 +122,31 @@ if (skip) {
     const copy = join(LOGS, 'upgraded.raw');
     t.teardown(() => rmSync(copy, { force: true }));
     execFileSync('cp', ['--sparse=always', IMAGE_RAW, copy]);
-    const u = await upgrade({ image: `${IMAGE_RAW}.zst`, disk: copy, slot: 'b', log: (s) => t.log(s) });
+    const u = await upgrade({ image: `${IMAGE_RAW}.zst`, disk: copy, slot: 'b', log: (s) => t.log(s), keys: join(OUT_DIR, PUBKEY_FILE) });
     t.is(u.entry, 'edgelb-b+3.conf');
-    // No credential this time: the operator's file on the config partition.
+    t.is(u.signedBy, manifest?.signature.keyId ?? u.signedBy);
+    // No credential this time: the operator's files on the config partition.
     const cfgPart = readGpt(copy).find((p) => p.name === PART.cfg);
     if (!cfgPart) return t.fail('no config partition');
     const yaml = join(LOGS, 'edgelb.yaml');
     writeFileSync(yaml, TEST_CONFIG);
-    execFileSync('mcopy', ['-o', '-i', `${copy}@@${cfgPart.offsetBytes}`, yaml, '::/edgelb.yaml'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+    const secret = join(LOGS, TEST_SECRET_NAME);
+    writeFileSync(secret, TEST_SECRET);
+    const m = (args: string[]) => execFileSync(args[0]!, ['-i', `${copy}@@${cfgPart.offsetBytes}`, ...args.slice(1)], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+    m(['mcopy', '-o', yaml, '::/edgelb.yaml']);
+    m(['mmd', '::/secrets']);
+    m(['mcopy', '-o', secret, `::/secrets/${TEST_SECRET_NAME}`]);
+    rmSync(secret);
     const r = await bootWithConfig({ image: copy, writable: true, config: null, serialLog: join(LOGS, 'upgraded.log'), expectReady: true, timeoutMs: BOOT_TIMEOUT_MS });
     for (const [k, v] of r.report) t.log(`${k}: ${v}`);
     t.truthy(r.ready, 'READY from the upgraded slot');
     t.regex(r.console, /edgelb-config: config OK from \/dev\/vda4 \(EDGELB-CFG\) edgelb\.yaml/);
     t.is(r.ready?.[3], sha12(TEST_CONFIG));
     t.is(r.report.get('slot'), 'b', 'booted root slot B');
+    t.regex(r.console, new RegExp(`edgelb-config: secret ${TEST_SECRET_NAME} from /dev/vda4 \\(EDGELB-CFG\\) secrets/${TEST_SECRET_NAME}`));
+    t.regex(r.report.get('secrets') ?? '', new RegExp(`dir=700:root files=${TEST_SECRET_NAME}:600:root`));
+    t.is(r.report.get('secret-leaks'), 'journal=0 state=0 state-device=0 run=0');
+    t.regex(r.report.get('boot-check') ?? '', /the agent is READY; this boot is good/, 'blessed because the agent got READY');
     t.regex(r.report.get('bless') ?? '', /^active check=active/, 'boot-check passed, systemd-bless-boot ran');
     const entries = listEntries(new Esp(copy, MIB)).map((e) => e.file).sort();
     t.deepEqual(entries, ['edgelb-a.conf', 'edgelb-b.conf'], 'the try counter is gone: slot B is blessed');

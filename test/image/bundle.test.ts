@@ -3,18 +3,20 @@
 // commands from a fresh bundle, laid out as in the image, on this machine.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { bundleRuntime } from '../../src/image/bundle.js';
+import { copyModules } from '../../src/image/build.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { firewallRuleset } from '../../src/firewall/ruleset.js';
+import { sysctlFile } from '../../src/firewall/sysctl.js';
 
 const run = promisify(execFile);
 const REPO = process.cwd();
 
-test('the bundled CLI: version, config check --firewall-out, firewall, node/run/upgrade help, agent commands without an agent', async (t) => {
+test('the bundled CLI: version, config check --firewall-out --sysctl-out, firewall, node/run/upgrade help, agent commands without an agent', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'edgelb-bundle-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const b = await bundleRuntime(REPO, root);
@@ -34,12 +36,15 @@ test('the bundled CLI: version, config check --firewall-out, firewall, node/run/
   t.regex((await cli('version')).out, new RegExp(`^edgelb ${pkg.version.replace(/\./g, '\\.')} \\(node `));
 
   const fw = join(root, 'fw.json');
-  const ok = await cli('config', 'check', 'config/edgelb.example.yaml', '--firewall-out', fw);
+  const sc = join(root, 'sysctl.conf');
+  const ok = await cli('config', 'check', 'config/edgelb.example.yaml', '--firewall-out', fw, '--sysctl-out', sc);
   t.is(ok.code, 0, ok.err);
   t.deepEqual(JSON.parse(readFileSync(fw, 'utf8')), JSON.parse(JSON.stringify(firewallRuleset(loadConfigFile('config/edgelb.example.yaml')))));
-  const bad = await cli('config', 'check', 'test/fixtures/config/invalid/02-bad-routerid.yaml', '--firewall-out', join(root, 'no.json'));
+  t.is(readFileSync(sc, 'utf8'), sysctlFile(loadConfigFile('config/edgelb.example.yaml')));
+  const bad = await cli('config', 'check', 'test/fixtures/config/invalid/02-bad-routerid.yaml', '--firewall-out', join(root, 'no.json'), '--sysctl-out', join(root, 'no.conf'));
   t.is(bad.code, 2, bad.err);
   t.regex(bad.err, /node\.routerId/);
+  t.false(existsSync(join(root, 'no.json')) || existsSync(join(root, 'no.conf')), 'nothing written for an invalid config');
 
   const show = await cli('firewall', 'show', '--config', 'config/minimal.yaml');
   t.is(show.code, 0, show.err);
@@ -52,4 +57,16 @@ test('the bundled CLI: version, config check --firewall-out, firewall, node/run/
   const st = await cli('status', '--socket', join(root, 'nothing.sock'));
   t.is(st.code, 1);
   t.regex(st.err, /cannot reach the edgelb agent/);
+});
+
+test('production node_modules are copied for real, even from a symlinked node_modules (npm prune must not reach the shared tree)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-modules-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'shared/pkg'), { recursive: true });
+  writeFileSync(join(dir, 'shared/pkg/index.js'), 'x');
+  symlinkSync(join(dir, 'shared'), join(dir, 'link'));
+  await copyModules(join(dir, 'link'), join(dir, 'copy'));
+  t.false(lstatSync(join(dir, 'copy')).isSymbolicLink());
+  rmSync(join(dir, 'copy/pkg'), { recursive: true });
+  t.true(existsSync(join(dir, 'shared/pkg/index.js')), 'removing from the copy leaves the original alone');
 });

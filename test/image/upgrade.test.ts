@@ -1,17 +1,21 @@
 // A/B upgrade on small synthetic edgelb disks (same layout and tools as the
 // real image, tiny partitions): slot written and verified, kernel copied,
-// counted boot entry, rollback ordering, refusal of a non-erofs image.
+// counted boot entry, rollback ordering, refusal of a non-erofs image; and
+// signatures: an unsigned, tampered or foreign-signed image is refused
+// before a byte of the disk changes. The keys are throwaway ones made here
+// with openssl, as the build makes its own.
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ensureTools, HOST_TOOLS } from '../../src/image/exec.js';
 import { readGpt } from '../../src/image/gpt.js';
 import {
   bootEntry, entryFileName, entrySlot, kernelCmdline, LOADER_CONF, MIB, PART, partitionSpecs, placePartitions, type DiskLayout,
 } from '../../src/image/layout.js';
-import { Esp, listEntries, newerStamp, parseEntryName, promote, runningSlot, upgrade } from '../../src/image/upgrade.js';
+import { Esp, listEntries, newerStamp, parseEntryName, promote, runningSlot, upgrade, upgradeMain } from '../../src/image/upgrade.js';
+import { parseSums, signFile, signingKey, sumsText, SUMS_FILE, verifyImage, type SigningKey } from '../../src/image/sign.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'edgelb-upgrade-test-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
@@ -62,9 +66,25 @@ function readRange(path: string, offset: number, length: number): Buffer {
   return b;
 }
 
+let key: SigningKey;
+let otherKey: SigningKey;
+/** The public key file upgrades trust. */
+let trusted: string;
+
 test.before(async () => {
   await ensureTools(HOST_TOOLS);
+  key = signingKey(join(tmp, 'keys'), '');
+  otherKey = signingKey(join(tmp, 'other-keys'), '');
+  trusted = join(tmp, 'trusted.pem');
+  writeFileSync(trusted, key.publicPem);
 });
+
+/** SHA256SUMS + .sig next to `file`, as the build writes them. */
+async function sign(file: string, by: SigningKey = key): Promise<void> {
+  const sums = join(dirname(file), SUMS_FILE);
+  writeFileSync(sums, await sumsText([file]));
+  signFile(by, sums);
+}
 
 test('layout: partitions back to back from 1 MiB, GPT reads back names and offsets', (t) => {
   const { path, layout } = makeDisk('layout', 'x', 'k', 'r');
@@ -98,8 +118,10 @@ for (const compressed of [false, true]) {
       sh('zstd', ['-q', '-f', next.path, '-o', `${next.path}.zst`]);
       image = `${next.path}.zst`;
     }
+    await sign(image);
     const logs: string[] = [];
-    const r = await upgrade({ image, disk: target.path, slot: 'b', now: new Date('2026-11-22T06:00:00Z'), log: (s) => logs.push(s) });
+    const r = await upgrade({ image, disk: target.path, slot: 'b', now: new Date('2026-11-22T06:00:00Z'), log: (s) => logs.push(s), keys: trusted });
+    t.is(r.signedBy, key.keyId);
     t.is(r.slot, 'b');
     t.is(r.version, '2.0.0-test');
     t.is(r.entry, 'edgelb-b+3.conf');
@@ -128,7 +150,7 @@ for (const compressed of [false, true]) {
     t.is(after[0]?.file, 'edgelb-a.conf');
 
     // Upgrading slot B again replaces its entry (no duplicates).
-    await upgrade({ image, disk: target.path, slot: 'b', log: () => undefined });
+    await upgrade({ image, disk: target.path, slot: 'b', log: () => undefined, keys: trusted });
     t.deepEqual(listEntries(esp).map((e) => e.file).sort(), ['edgelb-a.conf', 'edgelb-b+3.conf']);
   });
 }
@@ -137,7 +159,9 @@ test('an image without an erofs root is refused; the running slot stays intact',
   const bad = makeDisk('bad', 'x', 'BAD KERNEL', '6.6.6', false);
   const target = makeDisk('target-bad', 'OLD ROOT', 'OLD KERNEL', '1.0.0-test');
   const before = readFileSync(target.path);
-  await t.throwsAsync(upgrade({ image: bad.path, disk: target.path, slot: 'b', log: () => undefined }), { message: /no erofs file system/ });
+  // Signed, even: a signature vouches for where an image came from, not that it boots.
+  await sign(bad.path);
+  await t.throwsAsync(upgrade({ image: bad.path, disk: target.path, slot: 'b', log: () => undefined, keys: trusted }), { message: /no erofs file system/ });
   const esp = new Esp(target.path, MIB);
   t.deepEqual(listEntries(esp).map((e) => e.file), ['edgelb-a.conf']);
   const a = target.layout.partitions.find((p) => p.name === PART.root('a'));
@@ -152,5 +176,77 @@ test('a truncated image is reported as such', async (t) => {
   const rootA = next.layout.partitions.find((p) => p.name === PART.root('a'));
   if (!rootA) return t.fail('layout');
   spawnSync('truncate', ['-s', String(rootA.offsetBytes + 4096), cut]);
-  await t.throwsAsync(upgrade({ image: cut, disk: target.path, slot: 'b', log: () => undefined }), { message: /truncated|ends at/ });
+  await sign(cut);
+  await t.throwsAsync(upgrade({ image: cut, disk: target.path, slot: 'b', log: () => undefined, keys: trusted }), { message: /truncated|ends at/ });
+});
+
+/** Upgrading must fail with `message` and leave every byte of the target disk as it was. */
+async function refused(t: import('ava').ExecutionContext, image: string, target: string, message: RegExp, keys = trusted): Promise<void> {
+  const before = readFileSync(target);
+  await t.throwsAsync(upgrade({ image, disk: target, slot: 'b', log: () => undefined, keys }), { message });
+  t.true(readFileSync(target).equals(before), 'the disk is unchanged, boot entries included');
+}
+
+test('signatures: unsigned, tampered, foreign-signed and edited-sums images are refused before anything is written', async (t) => {
+  const next = makeDisk('sig-new', 'NEW ROOT', 'NEW KERNEL', '2.0.0-sig');
+  const target = makeDisk('sig-target', 'OLD ROOT', 'OLD KERNEL', '1.0.0-sig');
+  const sums = join(dirname(next.path), SUMS_FILE);
+
+  await refused(t, next.path, target.path, /is not signed: no .*SHA256SUMS/);
+  await sign(next.path);
+  rmSync(`${sums}.sig`);
+  await refused(t, next.path, target.path, /is not signed: no signature/);
+
+  // Signed by a key the target does not trust.
+  await sign(next.path, otherKey);
+  await refused(t, next.path, target.path, /does not verify with any trusted key/);
+
+  // Signed, then one byte of the root changed (what a corrupted download or an attacker does).
+  await sign(next.path);
+  const rootA = next.layout.partitions.find((p) => p.name === PART.root('a'));
+  if (!rootA) return t.fail('layout');
+  const fd = openSync(next.path, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, rootA.offsetBytes + 5000);
+  writeSync(fd, Buffer.from([b[0]! ^ 0xff]), 0, 1, rootA.offsetBytes + 5000);
+  closeSync(fd);
+  await refused(t, next.path, target.path, /does not match its signed sha256/);
+  // … and SHA256SUMS edited to match the changed file: now the signature fails.
+  writeFileSync(sums, await sumsText([next.path]));
+  await refused(t, next.path, target.path, /does not verify with any trusted key/);
+  // A file the signed list does not name.
+  await sign(next.path);
+  const renamed = join(dirname(next.path), 'other.raw');
+  copyFileSync(next.path, renamed);
+  await refused(t, renamed, target.path, /not listed in the signed/);
+
+  // The same image, signed again as built: accepted.
+  const r = await upgrade({ image: next.path, disk: target.path, slot: 'b', log: () => undefined, keys: trusted });
+  t.is(r.signedBy, key.keyId);
+});
+
+test('the signature is plain OpenSSL Ed25519 over SHA256SUMS, which sha256sum -c checks', async (t) => {
+  const d = makeDisk('sig-openssl', 'X', 'K', '1');
+  await sign(d.path);
+  const sums = join(dirname(d.path), SUMS_FILE);
+  const pub = join(tmp, 'openssl-pub.pem');
+  writeFileSync(pub, key.publicPem);
+  const v = spawnSync('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', pub, '-rawin', '-in', sums, '-sigfile', `${sums}.sig`], { encoding: 'utf8' });
+  t.is(v.status, 0, v.stderr);
+  t.regex(v.stdout, /Signature Verified Successfully/);
+  t.is(spawnSync('sha256sum', ['-c', '--quiet', SUMS_FILE], { cwd: dirname(d.path) }).status, 0);
+  t.deepEqual([...parseSums(readFileSync(sums, 'utf8')).keys()], ['disk.raw']);
+  t.throws(() => parseSums('nonsense\n'), { message: /SHA256SUMS:1: not a/ });
+  const s = await verifyImage(d.path, { keys: trusted });
+  t.is(s.keyId, key.keyId);
+});
+
+test('edgelb upgrade without trusted keys on this system refuses, naming where it looked', async (t) => {
+  const d = makeDisk('sig-cli', 'X', 'K', '1');
+  const target = makeDisk('sig-cli-target', 'OLD', 'K', '0');
+  await sign(d.path);
+  await t.throwsAsync(upgradeMain([d.path, '--disk', target.path, '--slot', 'b', '--keys', join(tmp, 'no-such-dir')], () => undefined), { message: /no trusted upgrade keys: .*no-such-dir does not exist/ });
+  const lines: string[] = [];
+  t.is(await upgradeMain([d.path, '--disk', target.path, '--slot', 'b', '--keys', trusted], (s) => lines.push(s)), 0);
+  t.regex(lines.join('\n'), new RegExp(`signed by key ${key.keyId}`));
 });

@@ -12,7 +12,7 @@ import { testBpffs } from '../lib/test-bpffs.js';
 import { buildPacket, dsrOption } from '../lib/packets.js';
 import { inject } from '../lib/inject.js';
 import { parseEdgeSources } from '../../src/cli/node.js';
-import { edgeNeighbourEntries, unresolvedEdges } from '../../src/node-agent/edge-neighbours.js';
+import { edgeNeighbourEntries, parseProcArp, unresolvedEdges } from '../../src/node-agent/edge-neighbours.js';
 import { parseListen } from '../../src/node-agent/metrics.js';
 import { NODE_DEFAULTS } from '../../src/datapath/node-datapath.js';
 
@@ -57,6 +57,28 @@ function metric(body: string, name: string, labels = ''): number | null {
   const line = body.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
   return line ? Number(line.split(' ').pop()) : null;
 }
+
+test('/proc/net/arp → neighbour rows of one interface: complete, permanent and incomplete entries told apart', (t) => {
+  const text = [
+    'IP address       HW type     Flags       HW address            Mask     Device',
+    '10.0.0.11        0x1         0x2         be:22:f2:5f:cb:4b     *        eth0',
+    '10.0.0.12        0x1         0x0         00:00:00:00:00:00     *        eth0',
+    '10.0.0.13        0x1         0x6         2e:b9:29:12:28:a1     *        eth0',
+    '10.0.0.14        0x1         0x2         aa:bb:cc:dd:ee:ff     *        eth1',
+    'garbage',
+    '',
+  ].join('\n');
+  const rows = parseProcArp(text, 'eth0');
+  t.deepEqual(rows, [
+    { dst: '10.0.0.11', lladdr: 'be:22:f2:5f:cb:4b', state: ['REACHABLE'] },
+    { dst: '10.0.0.12', lladdr: '00:00:00:00:00:00', state: ['INCOMPLETE'] },
+    { dst: '10.0.0.13', lladdr: '2e:b9:29:12:28:a1', state: ['PERMANENT'] },
+  ]);
+  t.deepEqual(edgeNeighbourEntries(rows, ['10.0.0.0/24']), [
+    { ip: '10.0.0.11', mac: 'be:22:f2:5f:cb:4b' },
+    { ip: '10.0.0.13', mac: '2e:b9:29:12:28:a1' },
+  ]);
+});
 
 test.serial('edgelb node run: resolves its edges, drops a forged option as untrusted_source, and its metrics follow the kernel when a program is detached by hand', async (t) => {
   t.timeout(90_000);
