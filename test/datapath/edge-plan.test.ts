@@ -121,3 +121,93 @@ test('map layouts: a size that differs from edge-maps.ts is named', (t) => {
   ok.delete('edge_config');
   t.deepEqual(edgeLayoutMismatches(ok), ['edge_backends: value is 20 bytes in the object, 16 in edge-maps.ts', 'edge_config: missing from the object']);
 });
+
+test('map layouts cover the second-chance maps: edge_sc_prev, edge_sc_flows, edge_sc_stats', (t) => {
+  t.like(EDGE_MAP_LAYOUTS, { edge_sc_prev: { key: 4, value: 24 }, edge_sc_flows: { key: 16, value: 8 }, edge_sc_stats: { key: 4, value: 8 } });
+  const ok = new Map(Object.entries(EDGE_MAP_LAYOUTS).map(([n, l]) => [n, { keySize: l.key, valueSize: l.value }]));
+  ok.set('edge_sc_prev', { keySize: 4, valueSize: 16 });
+  t.deepEqual(edgeLayoutMismatches(ok), ['edge_sc_prev: value is 16 bytes in the object, 24 in edge-maps.ts']);
+});
+
+// Second chance (docs/second-chance.md) in the planner: the previous table
+// takes a region from the same allocator, is planned into the same plan
+// (the writer puts it before the ring), closes at the end of its window
+// and goes with its service.
+function clocked(windowSeconds: number): { pl: EdgePlanner; set: (ns: bigint) => void } {
+  let now = 1_000_000_000_000n;
+  const pl = new EdgePlanner({ ...LIMITS, secondChanceNs: BigInt(windowSeconds) * 1_000_000_000n, clockNs: () => now });
+  return { pl, set: (ns) => (now = ns) };
+}
+
+test('second chance: a table change plans the previous table (slots and entry) in a region of its own; same table, no previous', (t) => {
+  const { pl } = clocked(600);
+  const key = `${VIP}:80/TCP`;
+  pl.commit(pl.plan([fe(80, { backends: [1, 2, 3].map((i) => backend(i)) })]).plan);
+  const st = pl.get(key)!;
+  const before = { off: st.ringOff, cls: st.cls!, m: st.m, table: st.table!.slice() };
+  const used = pl.capacity().ringSlots.used;
+  const { plan } = pl.plan([fe(80, { backends: [1, 2, 3, 4].map((i) => backend(i)) })]);
+  t.is(plan.scPrev.length, 1);
+  t.is(plan.scPrev[0]!.svcId, st.id);
+  const prevOff = plan.scPrev[0]!.value.readUInt32LE(0);
+  t.not(prevOff, before.off, 'not the service region');
+  t.is(plan.scPrev[0]!.value.readUInt32LE(4), before.m, 'ringSize: the old M');
+  t.is(plan.scRing.n, 2 ** before.cls / EDGE_RING_PER_ELEM, 'the whole previous table');
+  t.is(plan.scRing.k32[0], prevOff / EDGE_RING_PER_ELEM);
+  // Every old backend is still a backend: the previous table is the old one.
+  for (let s = 0; s < before.m; s++) t.is(plan.scRing.v32[s], before.table[s]);
+  pl.commit(plan);
+  t.is(pl.capacity().ringSlots.used, used + 2 ** before.cls, 'the previous table comes from the same allocator');
+  t.is(pl.previous.open, 1);
+  // A terminating backend added leaves the table as it is: no new previous table.
+  const same = pl.plan([fe(80, { backends: [...[1, 2, 3, 4].map((i) => backend(i)), backend(5, { state: 'terminating' })] })]);
+  t.is(same.plan.scPrev.length, 0);
+  t.is(same.plan.scRing.n, 0);
+});
+
+test('second chance: windows close at the next plan after their end (entry closed, region freed at commit); removal forgets', (t) => {
+  const { pl, set } = clocked(10);
+  const base = 1_000_000_000_000n;
+  pl.commit(pl.plan([fe(80, { backends: [backend(1), backend(2)] }), fe(81, { backends: [backend(3), backend(4)] })]).plan);
+  pl.commit(pl.plan([fe(80, { backends: [backend(1), backend(2), backend(5)] }), fe(81, { backends: [backend(3), backend(4), backend(6)] })]).plan);
+  t.is(pl.previous.open, 2);
+  const held = pl.previous.slots();
+  const used = pl.capacity().ringSlots.used - held;
+  set(base + 9_000_000_000n);
+  t.is(pl.expireSecondChance().closed, 0, 'inside the window');
+  set(base + 10_000_000_000n);
+  const { plan, closed } = pl.expireSecondChance();
+  t.is(closed, 2);
+  t.deepEqual(plan.scPrev.map((e) => e.value.readUInt32LE(4)), [0, 0], 'entries closed (ringSize 0)');
+  t.is(plan.retiredRegions.length, 2);
+  t.is(pl.capacity().ringSlots.used > used, true, 'regions are released only at commit');
+  pl.commit(plan);
+  t.is(pl.capacity().ringSlots.used, used);
+
+  // A new window, then the service goes: its entry is cleared after the service entry, its region freed.
+  pl.commit(pl.plan([fe(80, { backends: [backend(1), backend(2)] })]).plan);
+  t.is(pl.previous.open, 1);
+  const id = pl.get(`${VIP}:80/TCP`)!.id;
+  const gone = pl.plan([], [`${VIP}:80/TCP`]);
+  t.deepEqual(gone.plan.scForget, [id]);
+  t.is(gone.plan.scPrev.length, 0);
+  pl.commit(gone.plan);
+  t.is(pl.previous.open, 0);
+  t.is(pl.capacity().ringSlots.used, 2 ** pl.get(`${VIP}:81/TCP`)!.cls!);
+});
+
+test('second chance: off (window 0) plans no previous table; restore reserves the regions edge_sc_prev names', (t) => {
+  const off = new EdgePlanner(LIMITS);
+  off.commit(off.plan([fe(80, { backends: [backend(1), backend(2)] })]).plan);
+  const { plan } = off.plan([fe(80, { backends: [backend(1), backend(2), backend(3)] })]);
+  t.is(plan.scPrev.length + plan.scRing.n, 0);
+
+  const { pl } = clocked(600);
+  pl.restore({ services: [], markers: [], backends: [], srcRanges: [], scPrev: [{ svcId: 7, ringOff: 256, ringSize: 251, untilNs: 5n, flags: 1 }] });
+  t.is(pl.previous.open, 1);
+  t.is(pl.capacity().ringSlots.used, 256);
+  const next = pl.plan([]);
+  t.is(next.plan.scPrev.length, 1, 'the window that ended before the restart closes at the first plan');
+  pl.commit(next.plan);
+  t.is(pl.capacity().ringSlots.used, 0);
+});
