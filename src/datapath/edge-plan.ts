@@ -4,6 +4,9 @@
 // removals and path-dispatch changes into an EdgePlan: the entries to write,
 // in an order the writer keeps (see edge-writer.ts), plus the ids and
 // regions to release once nothing points at them any more.
+// It also owns the second chance's previous Maglev tables (second-chance.ts):
+// their regions come from the same allocator, their writes go into the same
+// plan, ahead of the ring.
 //
 // Failure isolation: every frontend is planned on its own. One that this
 // datapath cannot serve (a family it does not forward, a value it cannot
