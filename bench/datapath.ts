@@ -21,13 +21,20 @@
 //
 // New flows: a fresh 5-tuple per call (each call timed by the kernel) — the
 // SYN (`syn_fresh_ns`, never inserted) and the handshake's first ACK, which
-// pins the flow in the connection table (`first_ack_ns`).
+// pins the flow in the connection table (`first_ack_ns`). Those calls are
+// made one by one from JS; the per-call controls (`syn_percall_ns`,
+// `established_percall_ns`: one tuple, called the same way) show how much of
+// their cost is the calling method (cold caches) rather than the new tuple.
 //
 // Live traffic (bench/lib/live.ts): BPF_F_TEST_XDP_LIVE_FRAMES frames really
 // transmitted out of a veth whose peer drops them in XDP, all on the one
 // pinned CPU: packets per second for an established flow and for a SYN
 // flood of fresh tuples, next to the harness floor (the same harness in
-// front of a bare XDP_TX).
+// front of a bare XDP_TX). On the same rig, the kernel's alternatives
+// (bench/lib/kernel-rig.ts: IPVS direct routing, nftables DSR, nftables SNAT,
+// as bench:e2e configures them) get the same frames through XDP_PASS into the
+// stack of the uplink: their packets per second on one CPU, established and
+// under a SYN flood (IPVS where the kernel has it).
 //
 // --baseline REF (bench/lib/baseline.ts): REF's eBPF objects, built in a
 // temporary worktree and configured by REF's own EdgeDatapath, are measured
@@ -44,8 +51,10 @@
 //
 // Output: a table, then as the LAST line JSON (medians; ns unless named):
 // {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","node_reply_ns",
-//  "syn_fresh_ns","first_ack_ns","mpps_established_1core","mpps_syn_flood_1core","mpps_floor_1core",
-//  "maps_10k_mb","load_10k_s", "host":{…}, ["baseline_ref","baseline_commit","baseline":{same fields}]}
+//  "syn_fresh_ns","first_ack_ns","syn_percall_ns","established_percall_ns",
+//  "mpps_established_1core","mpps_syn_flood_1core","mpps_floor_1core","mpps_syn_one_tuple_1core",
+//  "maps_10k_mb","load_10k_s", "kernel_mpps":{ipvs|nftdsr|snat:{established,syn_flood}|null},
+//  "kernel_unavailable":{variant:reason}, "host":{…}, ["baseline_ref","baseline_commit","baseline":{same fields}]}
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -55,6 +64,8 @@ import * as currentEdge from '../src/datapath/edge-datapath.js';
 import type { DesiredService, Backend } from '../src/model/types.js';
 import { buildBaseline, importEdgeDatapath, type BaselineBuild, type EdgeDatapathLike, type EdgeDatapathModule } from './lib/baseline.js';
 import { LiveHarness, type LiveRun } from './lib/live.js';
+import { KERNEL_FLOOD_MAX, kernelVariantAvailable, withKernelRig } from './lib/kernel-rig.js';
+import type { KernelVariant } from './lib/e2e-variants.js';
 
 const N = Number(process.env.BENCH_N ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
@@ -62,6 +73,7 @@ const LIVE_N = Number(process.env.BENCH_LIVE_N ?? 1_000_000);
 const FRESH = Math.min(N, Number(process.env.BENCH_FRESH_N ?? 20_000));
 /** Calls per turn when subjects alternate inside a case. */
 const CHUNK = Number(process.env.BENCH_CHUNK ?? 5000);
+const KERNEL_VARIANTS: KernelVariant[] = ['ipvs', 'nftdsr', 'snat'];
 /** Alternating turns per round of the live-frame runs. */
 const LIVE_TURNS = 4;
 const CHILD_ENV = 'EDGELB_BENCH_CHILD';
@@ -99,6 +111,17 @@ function parseArgs(argv: string[]): { baseline: string | null } {
 // ------------------------------------------------------------ parent: baseline build, pinned child, cleanup
 
 const netnsOf = (pid: number): string => `edgelb-bench-${pid}`;
+
+function listNetns(): string[] {
+  try {
+    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter(Boolean);
+  } catch {
+    return [];
+  }
+}
 
 function removeNetns(ns: string): void {
   try {
@@ -139,8 +162,9 @@ async function parent(): Promise<void> {
     console.error((e as Error).message);
     process.exitCode = 1;
   } finally {
-    // taskset execs node, so the child's pid is the measuring process's.
-    if (childPid) removeNetns(netnsOf(childPid));
+    // taskset execs node, so the child's pid is the measuring process's; its
+    // namespaces are netnsOf(pid) and netnsOf(pid)-kN (the kernel rigs).
+    if (childPid) for (const ns of listNetns()) if (ns === netnsOf(childPid) || ns.startsWith(`${netnsOf(childPid)}-`)) removeNetns(ns);
     base?.remove();
   }
 }
@@ -479,18 +503,29 @@ async function childMain(): Promise<void> {
   }
 
   // New flows, a fresh tuple per call (kernel time of each repeat=1 run).
-  const freshRows: Row[] = [
-    { name: 'new flow: SYN + option (fresh tuples)', key: 'syn_fresh_ns', samples: new Map(), wall: new Map() },
-    { name: 'new flow: first ACK, pins the flow', key: 'first_ack_ns', samples: new Map(), wall: new Map() },
+  // These calls are made one at a time from JS, so each runs with the caches
+  // JS and N-API left behind; the per-call controls (the same frame every
+  // call, made the same way) separate that from what a fresh tuple costs.
+  interface FreshSpec {
+    base: Buffer;
+    vary: boolean;
+  }
+  const freshRows: (Row & FreshSpec)[] = [
+    { name: 'new flow: SYN + option (fresh tuples)', key: 'syn_fresh_ns', base: SYN, vary: true, samples: new Map(), wall: new Map() },
+    { name: 'new flow: first ACK, pins the flow', key: 'first_ack_ns', base: ACK, vary: true, samples: new Map(), wall: new Map() },
+    { name: 'per-call control: SYN, one tuple', key: 'syn_percall_ns', base: SYN, vary: false, samples: new Map(), wall: new Map() },
+    { name: 'per-call control: established', key: 'established_percall_ns', base: ACK, vary: false, samples: new Map(), wall: new Map() },
   ];
-  /** Kernel ns summed over calls [from, from + count) of round r, each a new tuple. */
-  const fresh = (s: Subject, base: Buffer, r: number, from: number, count: number): number => {
-    const buf = Buffer.from(base);
+  /** Kernel ns summed over calls [from, from + count) of round r, each a new tuple when `vary`. */
+  const fresh = (s: Subject, f: FreshSpec, r: number, from: number, count: number): number => {
+    const buf = Buffer.from(f.base);
     let total = 0;
     inNetns(NS, () => {
       for (let i = from; i < from + count; i++) {
-        buf.writeUInt16BE(1024 + ((r * FRESH + i) % 64000), 34); // TCP source port: a new flow
-        buf.writeUInt16BE(10 + r, 28); // and a new client per round, so rounds never repeat a tuple
+        if (f.vary) {
+          buf.writeUInt16BE(1024 + ((r * FRESH + i) % 64000), 34); // TCP source port: a new flow
+          buf.writeUInt16BE(10 + r, 28); // and a new client per round, so rounds never repeat a tuple
+        }
         total += runOnce(s.xdp, buf).duration;
       }
     });
@@ -498,17 +533,16 @@ async function childMain(): Promise<void> {
   };
   const FRESH_CHUNK = Math.max(1, Math.floor(CHUNK / 5));
   for (let r = 0; r < ROUNDS; r++) {
-    freshRows.forEach((row, j) => {
-      const base = j === 0 ? SYN : ACK;
+    for (const row of freshRows) {
       const total = new Map<Subject, number>();
       for (let from = 0, k = r; from < FRESH; from += FRESH_CHUNK, k++) {
         for (const s of order(k)) {
           configure(s.dp, 'fib');
-          total.set(s, (total.get(s) ?? 0) + fresh(s, base, r, from, Math.min(FRESH_CHUNK, FRESH - from)));
+          total.set(s, (total.get(s) ?? 0) + fresh(s, row, r, from, Math.min(FRESH_CHUNK, FRESH - from)));
         }
       }
       for (const [s, t] of total) push(row.samples, s.label, t / FRESH);
-    });
+    }
   }
 
   // Live traffic.
@@ -521,6 +555,7 @@ async function childMain(): Promise<void> {
     { name: 'live floor: harness + XDP_TX', key: 'mpps_floor_1core', runs: new Map() },
     { name: 'live: established (DNAT, FIB → redirect)', key: 'mpps_established_1core', runs: new Map() },
     { name: 'live: SYN flood, fresh tuples', key: 'mpps_syn_flood_1core', runs: new Map() },
+    { name: 'live control: SYN, one tuple', key: 'mpps_syn_one_tuple_1core', runs: new Map() },
   ];
   const liveRun = (target: number, frame: Buffer, isFresh: boolean, packets: number): LiveRun => {
     const res = inNetns(NS, () => live.run({ target: { fd: target }, frame, fresh: isFresh, packets, ingressIfindex: up0 }));
@@ -560,6 +595,7 @@ async function childMain(): Promise<void> {
         configure(s.dp, 'fib');
         add(liveRows[1]!, s.label, liveRun(s.xdp, LIVE_ACK, false, perTurn));
         add(liveRows[2]!, s.label, liveRun(s.xdp, LIVE_SYN, true, perTurn));
+        add(liveRows[3]!, s.label, liveRun(s.xdp, LIVE_SYN, false, perTurn));
       }
     }
     for (const [row, m] of round) {
@@ -568,6 +604,32 @@ async function childMain(): Promise<void> {
         list.push(run);
         row.runs.set(who, list);
       }
+    }
+  }
+
+  // The kernel's alternatives on the same rig: frames handed to up0's stack
+  // (XDP_PASS), forwarded by IPVS / nftables, counted at up1. A fresh
+  // namespace per variant and round (conntrack starts empty).
+  const kernelUnavailable = new Map<KernelVariant, string>();
+  const kernelRuns = new Map<string, LiveRun[]>(); // `${variant}/${kind}`
+  for (const v of KERNEL_VARIANTS) {
+    const why = kernelVariantAvailable(v, NS);
+    if (why) kernelUnavailable.set(v, why);
+  }
+  let rigs = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const v of KERNEL_VARIANTS) {
+      if (kernelUnavailable.has(v)) continue;
+      withKernelRig(v, { ns: `${NS}-k${rigs++}`, vip: VIP, port: 80 }, live, (up0, addressed) => {
+        for (const [kind, frame, isFresh, packets] of [
+          ['established', LIVE_ACK, false, LIVE_N],
+          ['syn_flood', LIVE_SYN, true, Math.min(LIVE_N, KERNEL_FLOOD_MAX)],
+        ] as const) {
+          const res = live.run({ target: live.passProgram, frame: addressed(frame), fresh: isFresh, packets, ingressIfindex: up0 });
+          if (res.restored !== res.packets || res.noTarget !== 0) throw new Error(`kernel ${v} live run: ${res.restored} of ${res.packets} frames prepared`);
+          kernelRuns.set(`${v}/${kind}`, [...(kernelRuns.get(`${v}/${kind}`) ?? []), res]);
+        }
+      });
     }
   }
 
@@ -627,6 +689,27 @@ async function childMain(): Promise<void> {
     }
     console.log(line);
   }
+  console.log('the kernel\'s alternatives on the same rig (frames handed to up0\'s stack by XDP_PASS, forwarded by the kernel, counted at up1; one fresh namespace per run):');
+  const kernelJson: Record<string, { established: number | null; syn_flood: number | null } | null> = {};
+  for (const v of KERNEL_VARIANTS) {
+    const why = kernelUnavailable.get(v);
+    if (why) {
+      console.log(`${`kernel ${v}`.padEnd(40)} unavailable: ${why}`);
+      kernelJson[v] = null;
+      continue;
+    }
+    const fig: { established: number | null; syn_flood: number | null } = { established: null, syn_flood: null };
+    for (const kind of ['established', 'syn_flood'] as const) {
+      const runs = kernelRuns.get(`${v}/${kind}`) ?? [];
+      const mpps = runs.map((x) => x.mpps);
+      const m = mpps.length ? median(mpps) : null;
+      fig[kind] = m === null ? null : Math.round(m * 1000) / 1000;
+      const sent = runs.reduce((a, x) => a + x.sunk, 0) / Math.max(1, runs.reduce((a, x) => a + x.packets, 0));
+      const name = `kernel ${v}: ${kind === 'established' ? 'established' : 'SYN flood, fresh tuples'}`;
+      console.log(`${name.padEnd(40)} ${fmt(m, 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${fmt(median(runs.map((x) => x.kernelNsPerPacket)), 0).padStart(7)} ${`${(sent * 100).toFixed(1)}%`.padStart(6)}`);
+    }
+    kernelJson[v] = fig;
+  }
   console.log('SYNs never enter the connection table (spoofed floods cannot fill it); a flow is pinned by its first non-SYN packet.');
   for (const s of subjects) {
     console.log(`${s.label}: 10 000 services / 100 000 backends: load ${s.loadS.toFixed(2)} s (target ≤ 5), maps ${s.mapsMb.toFixed(1)} MB memlock (target ≤ 256)`);
@@ -644,7 +727,7 @@ async function childMain(): Promise<void> {
     out.load_10k_s = round3(who.loadS);
     return out;
   };
-  const json: Record<string, unknown> = { ...figures(current), host };
+  const json: Record<string, unknown> = { ...figures(current), kernel_mpps: kernelJson, kernel_unavailable: Object.fromEntries(kernelUnavailable), host };
   if (env.baseline && subjects[1]) {
     json.baseline_ref = env.baseline.ref;
     json.baseline_commit = env.baseline.commit;

@@ -11,7 +11,8 @@
  * live_template, optionally gives it a new source address and port (a SYN
  * flood of fresh tuples), and then tail-calls the program under test in
  * live_target. The same harness in front of live_tx (a bare XDP_TX) is the
- * floor of the live rows.
+ * floor of the live rows; in front of live_pass, it feeds the kernel's own
+ * forwarding path (the IPVS / nftables alternatives).
  *
  * live_sink runs on the receiving veth: XDP frames sent into a veth only
  * arrive when its peer runs XDP (NAPI), and it counts what arrived, so the
@@ -86,10 +87,11 @@ static __always_inline __u16 csum_replace16(__u16 hc, __u16 old, __u16 new)
 }
 
 /* A new flow per frame: the low 16 bits of the source address and the
- * source port come from a per-CPU sequence (2^16 addresses × 2^15 ports
- * before a tuple repeats). Both checksums are patched incrementally from the
- * template's words, which are in data[] already. */
-static __always_inline void freshen(__u8 *d, void *end, __u64 seq)
+ * source port come from a per-CPU sequence and the CPU number (2^16
+ * addresses × 2^10 ports per CPU before a tuple repeats, no two CPUs alike).
+ * Both checksums are patched incrementally from the template's words, which
+ * are in data[] already. */
+static __always_inline void freshen(__u8 *d, void *end, __u64 seq, __u32 cpu)
 {
 	__u16 *ip_csum = (void *)(d + OFF_IP_CSUM);
 	__u16 *saddr_lo = (void *)(d + OFF_SADDR + 2);
@@ -100,7 +102,7 @@ static __always_inline void freshen(__u8 *d, void *end, __u64 seq)
 	if ((void *)(d + FRESH_MIN_LEN) > end)
 		return;
 	new_lo = __builtin_bswap16((__u16)seq);
-	new_port = __builtin_bswap16((__u16)(1024 + ((seq >> 16) & 0x7fff)));
+	new_port = __builtin_bswap16((__u16)(1024 + (((seq >> 16) & 0x3ff) | ((cpu & 0x1f) << 10))));
 	old_lo = *saddr_lo;
 	old_port = *sport;
 	*saddr_lo = new_lo;
@@ -125,7 +127,7 @@ int live_restore(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	seq = bump(LIVE_RESTORED);
 	if (t->fresh)
-		freshen((void *)(long)ctx->data, (void *)(long)ctx->data_end, seq);
+		freshen((void *)(long)ctx->data, (void *)(long)ctx->data_end, seq, bpf_get_smp_processor_id());
 	bpf_tail_call(ctx, &live_target, 0);
 	bump(LIVE_NO_TARGET);
 	return XDP_ABORTED;
@@ -135,6 +137,15 @@ SEC("xdp")
 int live_tx(struct xdp_md *ctx)
 {
 	return XDP_TX;
+}
+
+/* The kernel's own path as the target: the frame goes up the stack of the
+ * ingress device (live mode builds an skb and calls netif_receive_skb), where
+ * nftables / IPVS / routing forward it like any received packet. */
+SEC("xdp")
+int live_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
 }
 
 SEC("xdp")

@@ -57,6 +57,11 @@ export class LiveHarness {
     return this.obj.program('live_tx');
   }
 
+  /** The kernel's path as the target: XDP_PASS, the frame goes up the ingress device's stack. */
+  get passProgram(): BpfProgram {
+    return this.obj.program('live_pass');
+  }
+
   /** Attach the sink to the receiving veth (call inside the namespace). */
   attachSink(ifname: string): void {
     this.obj.program('live_sink').attachXdp(ifname, 'native');

@@ -344,6 +344,8 @@ interface NativeBinding {
   tcQuery(ifindex: number, dir: TcDirection, priority: number, handle: number): number | null;
   tcHookDestroy(ifindex: number): boolean;
   setNetns(fd: number): void;
+  /** Attach a raw_tp program to a kernel tracepoint; returns the link fd (close it to detach). */
+  rawTracepointOpen(name: string, fd: number): number;
   /** sd_notify(3): false when NOTIFY_SOCKET is unset. */
   sdNotify(state: string): boolean;
 }
