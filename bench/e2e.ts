@@ -20,9 +20,10 @@
 //   close      wrk with `Connection: close`: a new TCP connection per request
 //   udp        the lab's UDP load: a request/answer per datagram, each from a new socket
 // Per variant and load: requests per second, wrk's p99 latency, and the CPU
-// time the edges spent per 1 000 requests — the run time of the edges'
+// time the edges spent per 1 000 requests — the poll time of the edges'
 // uplink NAPI threads (bench/lib/napi-cpu.ts), i.e. the receive path where
-// XDP, or GRO + forwarding + netfilter/IPVS, runs. Rounds (BENCH_E2E_ROUNDS,
+// XDP, or GRO + forwarding + netfilter/IPVS, runs (the threads' whole run
+// time, wake-ups included, is shown next to it). Rounds (BENCH_E2E_ROUNDS,
 // default 3) alternate the variant order; medians, with the spread shown.
 // Everything shares the machine's 2 CPUs with the client, the pods and other
 // work: the edges' CPU per request is the comparable figure, rps mostly
@@ -42,7 +43,7 @@ import type { Lab } from '../src/lab/lab.js';
 import type { LabServiceSpec } from '../src/lab/manifests.js';
 import { kernelVariant, type E2eTopology, type KernelVariant, type VariantPlan } from './lib/e2e-variants.js';
 import { applySteps, macOf, XdpPark } from './lib/e2e-lab.js';
-import { cpuNs, prepareVethNapi, realtime, rxPackets, SoftirqMeter, threadedNapi, type NapiThread } from './lib/napi-cpu.js';
+import { cpuNs, PollMeter, prepareVethNapi, realtime, rxPackets, threadedNapi, type NapiThread } from './lib/napi-cpu.js';
 import { parseWrk, wrkArgv } from './lib/wrk.js';
 
 const SECONDS = Number(process.env.BENCH_E2E_SECONDS ?? 5);
@@ -72,6 +73,7 @@ interface Sample {
   rps: number;
   p99Ms: number | null;
   cpuMsPer1k: number;
+  threadMsPer1k: number;
   /** Frames the edges received per request, and edge CPU per frame (ns). */
   packetsPerRequest: number;
   cpuNsPerPacket: number;
@@ -119,10 +121,17 @@ async function verify(lab: Lab, v: Variant): Promise<string | null> {
   return null;
 }
 
-async function runLoad(lab: Lab, kind: LoadKind, vip: string, edgeCpuNs: () => number): Promise<Sample> {
+interface EdgeCpu {
+  /** The uplink NAPI threads' poll time (the edge's work). */
+  pollNs: number;
+  /** Their whole run time (adds wake-ups, switches and softirqs run inside). */
+  threadNs: number;
+}
+
+async function runLoad(lab: Lab, kind: LoadKind, vip: string, edgeCpu: () => EdgeCpu): Promise<Sample> {
   const rx = (): number => lab.plan.edges.reduce((a, e) => a + rxPackets(e.ns, e.uplink), 0);
   const r0 = rx();
-  const c0 = edgeCpuNs();
+  const c0 = edgeCpu();
   let requests: number;
   let rps: number;
   let p99Ms: number | null = null;
@@ -141,13 +150,16 @@ async function runLoad(lab: Lab, kind: LoadKind, vip: string, edgeCpuNs: () => n
     p99Ms = w.p99Ms;
     errors = w.socketErrors + w.non2xx;
   }
-  const cpuMs = (edgeCpuNs() - c0) / 1e6;
+  const c1 = edgeCpu();
+  const cpuMs = (c1.pollNs - c0.pollNs) / 1e6;
+  const threadMs = (c1.threadNs - c0.threadNs) / 1e6;
   const packets = rx() - r0;
   return {
     requests,
     rps,
     p99Ms,
     cpuMsPer1k: requests > 0 ? cpuMs / (requests / 1000) : NaN,
+    threadMsPer1k: requests > 0 ? threadMs / (requests / 1000) : NaN,
     packetsPerRequest: requests > 0 ? packets / requests : NaN,
     cpuNsPerPacket: packets > 0 ? (cpuMs * 1e6) / packets : NaN,
     errors,
@@ -163,7 +175,7 @@ async function main(): Promise<void> {
   const failures: string[] = [];
   const variants: Variant[] = [];
   let park: XdpPark | null = null;
-  let meter: SoftirqMeter | null = null;
+  let meter: PollMeter | null = null;
   try {
     if (!h.lab || h.error) throw h.error ?? new Error('lab not available');
     const lab = h.lab;
@@ -187,10 +199,9 @@ async function main(): Promise<void> {
       threads.push(...mine);
     }
     say(`edge NAPI threads: ${threads.map((t) => `${t.label}=${t.comm}`).join(', ')}`);
-    meter = SoftirqMeter.start(threads);
+    meter = PollMeter.start(threads);
     const m = meter;
-    // The edges' own polls: thread run time minus the softirqs that ran inside the threads.
-    const edgeCpuNs = (): number => cpuNs(threads) - m.ns(threads);
+    const edgeCpu = (): EdgeCpu => ({ pollNs: m.read(threads).ns, threadNs: cpuNs(threads) });
 
     const topo: E2eTopology = {
       vip: vipKernel,
@@ -234,7 +245,7 @@ async function main(): Promise<void> {
             continue;
           }
           for (const load of LOADS) {
-            const s = await runLoad(lab, load, v.vip, edgeCpuNs);
+            const s = await runLoad(lab, load, v.vip, edgeCpu);
             const k = `${load}/${v.key}`;
             results.set(k, [...(results.get(k) ?? []), s]);
           }
@@ -258,10 +269,9 @@ function report(variants: Variant[], results: Map<string, Sample[]>, unavailable
   const end = hostInfo();
   console.log(`bench:e2e — ${ROUNDS} rounds × ${SECONDS} s per load and variant, medians (min–max); host ${host.cpu}, kernel ${host.kernel}, ${host.cpus} CPUs`);
   console.log(`load average ${host.loadavg_1m} at start, ${end.loadavg_1m} at the end: the machine is shared (client, pods, edges and other work on the same CPUs)`);
-  console.log('edge CPU = run time of the two edges\' uplink NAPI threads (SCHED_FIFO; XDP, or GRO + forwarding + netfilter/IPVS + transmit) per 1 000 requests;');
-  console.log('  minus the softirq work of other devices that ran inside those threads (raw tracepoints softirq_entry/exit; this kernel has no IRQ time accounting);');
-  console.log('pkts/req = frames the edges received per request; ns/pkt = edge CPU per frame, including each wake-up of the thread (at these rates');
-  console.log('  mostly one frame per wake; on this VM a wake-up alone measures 2–20 µs). Per-frame cost at saturation: bench:datapath (live frames, kernel rows).');
+  console.log('edge CPU = poll time of the two edges\' uplink NAPI threads (threaded NAPI, SCHED_FIFO) per 1 000 requests: XDP and its transmits, or GRO +');
+  console.log('  IP stack + netfilter/IPVS + forwarding + transmit; without the thread wake-ups and the softirqs that ran inside the threads (both in "thread ms/1k").');
+  console.log('pkts/req = frames the edges received per request; ns/pkt = edge CPU per frame. Per-frame cost at saturation: bench:datapath (live frames, kernel rows).');
   const loadName: Record<LoadKind, string> = {
     keepalive: `HTTP keep-alive (wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS})`,
     close: `HTTP, new connection per request (wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS}, Connection: close)`,
@@ -272,7 +282,7 @@ function report(variants: Variant[], results: Map<string, Sample[]>, unavailable
   const spread = (xs: number[], d: number): string => (xs.length > 1 ? ` (${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})` : '');
   for (const load of LOADS) {
     console.log(`\n${loadName[load]}`);
-    console.log(`${'variant'.padEnd(30)} ${'req/s'.padStart(18)} ${'p99 ms'.padStart(18)} ${'edge CPU ms / 1k req'.padStart(24)} ${'pkts/req'.padStart(8)} ${'ns/pkt'.padStart(7)} ${'errors'.padStart(6)}`);
+    console.log(`${'variant'.padEnd(30)} ${'req/s'.padStart(18)} ${'p99 ms'.padStart(18)} ${'edge CPU ms / 1k req'.padStart(22)} ${'pkts/req'.padStart(8)} ${'ns/pkt'.padStart(7)} ${'thread ms/1k'.padStart(12)} ${'errors'.padStart(6)}`);
     loads[load] = {};
     for (const v of variants) {
       const why = unavailable.get(v.key);
@@ -288,6 +298,7 @@ function report(variants: Variant[], results: Map<string, Sample[]>, unavailable
       const errors = xs.reduce((a, x) => a + x.errors, 0);
       const ppr = median(xs.map((x) => x.packetsPerRequest));
       const nspp = median(xs.map((x) => x.cpuNsPerPacket));
+      const thr = median(xs.map((x) => x.threadMsPer1k));
       const fig = {
         rps: Math.round(median(rps)),
         p99_ms: p99.length ? Math.round(median(p99) * 100) / 100 : null,
@@ -301,10 +312,11 @@ function report(variants: Variant[], results: Map<string, Sample[]>, unavailable
         edge_cpu_max: Math.round(Math.max(...cpu) * 1000) / 1000,
         edge_packets_per_request: Math.round(ppr * 100) / 100,
         edge_ns_per_packet: Math.round(nspp),
+        edge_thread_ms_per_1k: Math.round(thr * 1000) / 1000,
       };
       loads[load]![v.key] = fig;
       console.log(
-        `${v.label.padEnd(30)} ${`${fig.rps}${spread(rps, 0)}`.padStart(18)} ${(fig.p99_ms === null ? '—' : `${fig.p99_ms.toFixed(1)}${spread(p99, 1)}`).padStart(18)} ${`${fig.edge_cpu_ms_per_1k.toFixed(2)}${spread(cpu, 2)}`.padStart(24)} ${ppr.toFixed(2).padStart(8)} ${String(fig.edge_ns_per_packet).padStart(7)} ${String(errors).padStart(6)}`,
+        `${v.label.padEnd(30)} ${`${fig.rps}${spread(rps, 0)}`.padStart(18)} ${(fig.p99_ms === null ? '—' : `${fig.p99_ms.toFixed(1)}${spread(p99, 1)}`).padStart(18)} ${`${fig.edge_cpu_ms_per_1k.toFixed(2)}${spread(cpu, 2)}`.padStart(22)} ${ppr.toFixed(2).padStart(8)} ${String(fig.edge_ns_per_packet).padStart(7)} ${thr.toFixed(1).padStart(12)} ${String(errors).padStart(6)}`,
       );
     }
   }

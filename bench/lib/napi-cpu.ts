@@ -17,11 +17,13 @@
 // Detaching XDP gives the peer its TSO back (veth_xdp_set), so turn it off
 // again after every detach (senderTsoOff).
 //
-// Without CONFIG_IRQ_TIME_ACCOUNTING (this kernel) a thread is also charged
-// for every softirq that happens to run when it re-enables bottom halves —
-// other devices' packets, TCP timers of the client and pods. SoftirqMeter
-// measures that time (raw tracepoints softirq_entry/exit) so it can be
-// subtracted: edge CPU = thread run time − softirq time inside the thread.
+// A thread's run time is more than its polls, though: on a VM, waking it up
+// and switching it in costs microseconds per wake (one frame per wake at lab
+// rates), and without CONFIG_IRQ_TIME_ACCOUNTING (this kernel) it is also
+// charged for every softirq that runs when it re-enables bottom halves —
+// other devices' packets, TCP timers. PollMeter sums only the polls (raw
+// tracepoints sched_switch, napi_poll, softirq_entry/exit); cpuNs() gives the
+// whole run time for comparison.
 //
 // The threads run SCHED_FIFO (realtime()): like softirq processing they then
 // preempt ordinary work as soon as a packet arrives, instead of queueing
@@ -118,19 +120,26 @@ export function cpuNs(threads: NapiThread[]): number {
 }
 
 /**
- * Softirq time run inside the watched NAPI threads (bench/bpf/softirq_time.c),
- * to subtract from their run time: what is left is the threads' own polls.
+ * The watched NAPI threads' poll time (bench/bpf/napi_poll_time.c): from
+ * being switched in, or from the previous poll, to the end of each poll,
+ * minus softirqs that ran inside — the edge's own receive-path work without
+ * the wake-up and context switches around it.
  */
-export class SoftirqMeter {
+export class PollMeter {
   private readonly links: number[] = [];
 
   private constructor(private readonly obj: BpfObject) {}
 
-  static start(threads: NapiThread[]): SoftirqMeter {
-    const m = new SoftirqMeter(BpfObject.load(join(repoRoot(), 'bench', 'bpf', 'out', 'softirq_time.o')));
+  static start(threads: NapiThread[]): PollMeter {
+    const m = new PollMeter(BpfObject.load(join(repoRoot(), 'bench', 'bpf', 'out', 'napi_poll_time.o')));
     try {
-      for (const t of threads) m.obj.map('softirq_ns').update(u32(t.pid), Buffer.alloc(8));
-      for (const [prog, tp] of [['softirq_enter', 'softirq_entry'], ['softirq_leave', 'softirq_exit']] as const) {
+      for (const t of threads) m.obj.map('poll_time').update(u32(t.pid), Buffer.alloc(24));
+      for (const [prog, tp] of [
+        ['on_switch', 'sched_switch'],
+        ['on_poll', 'napi_poll'],
+        ['on_softirq_entry', 'softirq_entry'],
+        ['on_softirq_exit', 'softirq_exit'],
+      ] as const) {
         m.links.push(native().rawTracepointOpen(tp, m.obj.program(prog).fd));
       }
     } catch (e) {
@@ -140,11 +149,17 @@ export class SoftirqMeter {
     return m;
   }
 
-  /** Softirq ns run so far inside these threads. */
-  ns(threads: NapiThread[]): number {
-    let n = 0;
-    for (const t of threads) n += Number(this.obj.map('softirq_ns').lookup(u32(t.pid))?.readBigUInt64LE(0) ?? 0n);
-    return n;
+  /** Summed poll time (ns) and poll count of these threads so far. */
+  read(threads: NapiThread[]): { ns: number; polls: number } {
+    let ns = 0;
+    let polls = 0;
+    for (const t of threads) {
+      const v = this.obj.map('poll_time').lookup(u32(t.pid));
+      if (!v) continue;
+      ns += Number(v.readBigUInt64LE(0));
+      polls += Number(v.readBigUInt64LE(8));
+    }
+    return { ns, polls };
   }
 
   close(): void {
