@@ -7,9 +7,8 @@
 // scheduler run time (/proc/PID/schedstat, ns) is exactly the CPU the device's
 // receive path used: for an edge's uplink that is the XDP program and its
 // XDP_TX/XDP_REDIRECT, or the kernel's GRO, IP forwarding, netfilter/IPVS and
-// transmit, up to handing the frame to the next veth. Work further along
-// (the fabric bridge, the nodes) must not land in that thread either: the
-// receiving veths get threaded NAPI too, so they poll in their own threads.
+// transmit, up to handing the frame to the next veth (whose own processing
+// then runs as a softirq, which PollMeter leaves out).
 //
 // A veth polls with NAPI only when it runs XDP or GRO was asked for
 // (`ethtool -K IF gro on`), and only takes skbs into NAPI when the sending
