@@ -320,7 +320,6 @@ const BENCH_SERVICES: DesiredService[] = [
 
 const SYN = tcpFrame({ src: CLIENT, dst: VIP, sport: 40000, dport: 80, flags: 0x02 });
 const ACK = tcpFrame({ src: CLIENT, dst: VIP, sport: 40001, dport: 80, flags: 0x10, payload: 64 });
-const IPIP_ACK = tcpFrame({ src: CLIENT, dst: VIP, sport: 40002, dport: 81, flags: 0x10, payload: 64 });
 const OTHER = tcpFrame({ src: CLIENT, dst: '203.0.113.99', sport: 40003, dport: 80, flags: 0x10, payload: 64 });
 /**
  * Each repeated-packet case rotates over FRAME_VARIANTS flows (one per
