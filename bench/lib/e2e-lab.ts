@@ -11,10 +11,10 @@ import { senderTsoOff } from './napi-cpu.js';
 function runStep(s: Step): Promise<void> {
   const argv = ['ip', 'netns', 'exec', s.ns, ...s.argv];
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: [s.input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (e) => {
       clearTimeout(timer);
       reject(e);
@@ -24,7 +24,11 @@ function runStep(s: Step): Promise<void> {
       if (code === 0) resolve();
       else reject(new Error(`${s.argv.join(' ')} in ${s.ns} failed (${code ?? 'killed'}): ${stderr.trim()}`));
     });
-    child.stdin.end(s.input ?? '');
+    if (child.stdin) {
+      // A command that fails early closes its stdin: its exit status says why, not EPIPE.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(s.input);
+    }
   });
 }
 
