@@ -1,7 +1,10 @@
 // bench:k8s — 10 000 LoadBalancer Services with 100 000 endpoints (10 per
-// EndpointSlice, 100 nodes) in the test API server; the agent side
-// (KubernetesController + a counting sink) runs in a child process so its
-// peak RSS is its own. Measured from the controller's start: time until
+// EndpointSlice, 100 nodes) in a real kube-apiserver + etcd (test/lib/kube.ts;
+// the slices are hand-made — selector-less Services, managed-by
+// edgelb-bench — since no pods run; no controller manager, so only the
+// agent loads the API server). The agent side (KubernetesController + a
+// counting sink, with the edgelb-edge ServiceAccount's token) runs in a
+// child process so its peak RSS is its own. Measured from the controller's start: time until
 // every Service has its address in status (as read back from the server)
 // and until the sink holds every frontend and every VIP ("programmed").
 // Last line: {"services","endpoints","program_s","rss_mb"}.
@@ -14,8 +17,11 @@ import { fileURLToPath } from 'node:url';
 import { KubernetesController, type DesiredStateSink } from '../src/k8s/controller.js';
 import { silentLogger } from '../src/log/logger.js';
 import type { DesiredService, DesiredVip } from '../src/model/types.js';
-import { TestApiServer } from '../test/apiserver/server.js';
+import { readFileSync } from 'node:fs';
+import { TestCluster, collectionPath } from '../test/lib/kube.js';
 import { testConfig } from '../test/k8s/helpers.js';
+import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../src/lab/kube/rbac.js';
+import type { KubeHttp } from '../src/lab/kube/http.js';
 
 interface AgentMsg {
   type: 'started' | 'programmed' | 'rss' | 'status';
@@ -65,7 +71,9 @@ async function agent(kubeconfigPath: string, services: number): Promise<void> {
       send({ type: 'programmed', at: Date.now() });
     }
   }
-  const c = new KubernetesController({ config: testConfig([{ cidrs: POOL }], 10), kubeconfigPath, nodeName: 'bench-edge', logger: silentLogger(), sink, debounceMs: 20 });
+  const base = testConfig([{ cidrs: POOL }], 10);
+  const config = { ...base, kubernetes: { ...base.kubernetes, leaseNamespace: EDGELB_NAMESPACE } };
+  const c = new KubernetesController({ config, kubeconfigPath, nodeName: 'bench-edge', logger: silentLogger(), sink, debounceMs: 20 });
   process.on('message', (m: { type: string }) => {
     if (m.type === 'rss') {
       const ru = process.resourceUsage();
@@ -96,34 +104,39 @@ async function main(): Promise<void> {
   const nSvc = arg('services', 10_000);
   const perSvc = arg('per-service', 10);
   const nNodes = 100;
-  const server = await TestApiServer.start({ kubernetesService: false });
+  const server = await TestCluster.start({ tag: 'bench-k8s', controllerManager: false });
   try {
     const tSetup = Date.now();
-    for (let n = 0; n < 10; n++) server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: `bench-${n}` } });
-    for (let n = 0; n < nNodes; n++) {
-      server.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: `node-${n}` }, status: { addresses: [{ type: 'InternalIP', address: `10.0.${n >> 8}.${n & 255}` }] } });
-    }
-    let ep = 0;
-    for (let i = 0; i < nSvc; i++) {
+    const api = server.admin;
+    const post = (obj: Record<string, unknown>) => {
+      const md = obj.metadata as { namespace?: string };
+      return api.ok('POST', collectionPath(obj.kind === 'Service' ? 'services' : obj.kind === 'Node' ? 'nodes' : obj.kind === 'Namespace' ? 'namespaces' : 'endpointslices', md.namespace), obj);
+    };
+    for (let n = 0; n < 10; n++) await post({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: `bench-${n}` } });
+    await pool(nNodes, 16, (n) => post({ apiVersion: 'v1', kind: 'Node', metadata: { name: `node-${n}` }, status: { addresses: [{ type: 'InternalIP', address: `10.0.${n >> 8}.${n & 255}` }] } }));
+    await pool(nSvc, 16, async (i) => {
       const ns = `bench-${i % 10}`;
       const name = `svc-${i}`;
-      server.create({
+      await post({
         apiVersion: 'v1', kind: 'Service', metadata: { namespace: ns, name },
-        spec: { type: 'LoadBalancer', loadBalancerClass: 'edgelb.io/dsr', allocateLoadBalancerNodePorts: false, ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }], selector: { app: name } },
+        // No selector: the slices below are ours, not the EndpointSlice controller's.
+        spec: { type: 'LoadBalancer', loadBalancerClass: 'edgelb.io/dsr', allocateLoadBalancerNodePorts: false, ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }] },
       });
       const endpoints = [];
-      for (let j = 0; j < perSvc; j++, ep++) {
+      for (let j = 0; j < perSvc; j++) {
+        const ep = i * perSvc + j;
         endpoints.push({ addresses: [`10.${64 + (ep >> 16)}.${(ep >> 8) & 255}.${ep & 255}`], nodeName: `node-${ep % nNodes}`, conditions: { ready: true, serving: true, terminating: false } });
       }
-      server.create({
+      await post({
         apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-        metadata: { namespace: ns, name: `${name}-abc`, labels: { 'kubernetes.io/service-name': name } },
+        metadata: { namespace: ns, name: `${name}-abc`, labels: { 'kubernetes.io/service-name': name, 'endpointslice.kubernetes.io/managed-by': 'edgelb-bench' } },
         addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], endpoints,
       });
-    }
+    });
     const setupS = (Date.now() - tSetup) / 1000;
+    const kubeconfig = await server.kubeconfigFor(EDGE_SERVICE_ACCOUNT);
 
-    const child = fork(fileURLToPath(import.meta.url), ['--agent', server.kubeconfigPath, String(nSvc)], { stdio: 'inherit', env: { ...process.env, ...AGENT_ENV }, execArgv: [...process.execArgv, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_DEBUG ? ['--expose-gc'] : [])] });
+    const child = fork(fileURLToPath(import.meta.url), ['--agent', kubeconfig, String(nSvc)], { stdio: 'inherit', env: { ...process.env, ...AGENT_ENV }, execArgv: [...process.execArgv, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_DEBUG ? ['--expose-gc'] : [])] });
     const msgs: AgentMsg[] = [];
     let wake: (() => void) | null = null;
     child.on('message', (m: AgentMsg) => {
@@ -144,24 +157,26 @@ async function main(): Promise<void> {
     });
     try {
       const started = (await next('started', 30_000)).at!;
-      const serverCpu0 = process.cpuUsage();
+      const serverCpu0 = serverCpu(server);
       const load0 = loadavg()[0]!;
       // In status: poll the server's request counter cheaply, then verify with one list.
       let statusAt = 0;
       const limitMs = 180_000;
       while (Date.now() - started < limitMs) {
-        if (server.requestCount('patch', 'services/status') >= nSvc) {
-          const missing = server.list('services').filter((s) => !((s.status as { loadBalancer?: { ingress?: unknown[] } }).loadBalancer?.ingress?.length)).length;
+        if ((await requestCount(api, 'services', 'status', 'PATCH')) >= nSvc) {
+          // (the `kubernetes` Service in default is not a LoadBalancer)
+          const lbs = (await listAll(api, '/api/v1/services')).filter((s) => (s.spec as { type?: string }).type === 'LoadBalancer');
+          const missing = nSvc - lbs.filter((s) => (s.status as { loadBalancer?: { ingress?: unknown[] } }).loadBalancer?.ingress?.length).length;
           if (missing === 0) {
             statusAt = Date.now();
             break;
           }
         }
-        await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 500));
       }
       if (statusAt === 0) throw new Error('not every Service got an address in status');
       const programmedAt = (await next('programmed', limitMs)).at!;
-      const serverCpu = process.cpuUsage(serverCpu0);
+      const serverCpuS = serverCpu(server) - serverCpu0;
       child.send({ type: 'rss' });
       const rss = await next('rss', process.env.BENCH_HEAPSNAPSHOT ? 300_000 : 10_000);
       child.send({ type: 'stop' });
@@ -176,16 +191,16 @@ async function main(): Promise<void> {
         ['objects created in API server (s)', setupS.toFixed(2)],
         ['agent start → all programmed in sink (s)', programmedS.toFixed(2)],
         ['agent start → all addresses in status (s)', statusS.toFixed(2)],
-        ['status writes', String(server.requestCount('patch', 'services/status'))],
-        ['events created', String(server.requestCount('create', 'events'))],
+        ['status writes (API server metric)', String(await requestCount(api, 'services', 'status', 'PATCH'))],
+        ['events created (API server metric)', String(await requestCount(api, 'events', '', 'POST'))],
         ['agent CPU time (s)', (rss.detail as { cpuS: number }).cpuS.toFixed(2)],
         ['agent peak RSS (MB)', rss.rssMb!.toFixed(1)],
-        ['test API server CPU time (s)', ((serverCpu.user + serverCpu.system) / 1e6).toFixed(2)],
+        ['kube-apiserver + etcd CPU time (s)', serverCpuS.toFixed(2)],
         ['host load average (1 min) at start / vCPUs', `${load0.toFixed(1)} / ${cpus().length}`],
         ['agent node flags / env', `${AGENT_NODE_FLAGS.join(' ') || '(none)'} / ${Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}`],
       ];
       const w = Math.max(...rows.map((r) => r[0].length));
-      console.log('bench:k8s (test API server in this process, agent in a child process)');
+      console.log(`bench:k8s (kube-apiserver ${await serverVersion(api)} + etcd, agent in a child process with the edgelb-edge token)`);
       for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
       console.log('  targets: program_s ≤ 30, rss_mb ≤ 250');
       if (process.env.BENCH_DEBUG) console.log(JSON.stringify(rss.detail));
@@ -200,6 +215,56 @@ async function main(): Promise<void> {
   } finally {
     await server.close();
   }
+}
+
+/** Runs fn(0..n-1) with at most `width` in flight. */
+async function pool(n: number, width: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
+}
+
+/** apiserver_request_total summed over codes 2xx for one resource/subresource/verb. */
+async function requestCount(api: KubeHttp, resource: string, subresource: string, verb: string): Promise<number> {
+  const text = String(await api.ok('GET', '/metrics'));
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{') || !/code="2\d\d"/.test(line)) continue;
+    if (line.includes(`resource="${resource}"`) && line.includes(`subresource="${subresource}"`) && line.includes(`verb="${verb}"`)) sum += Number(line.split(' ').at(-1));
+  }
+  return sum;
+}
+
+async function listAll(api: KubeHttp, path: string): Promise<Record<string, unknown>[]> {
+  const items: Record<string, unknown>[] = [];
+  let cont = '';
+  for (;;) {
+    const r = await api.ok<{ items: Record<string, unknown>[]; metadata: { continue?: string } }>('GET', `${path}?limit=1000${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`);
+    items.push(...r.items);
+    cont = r.metadata.continue ?? '';
+    if (!cont) return items;
+  }
+}
+
+async function serverVersion(api: KubeHttp): Promise<string> {
+  return (await api.ok<{ gitVersion: string }>('GET', '/version')).gitVersion;
+}
+
+/** CPU seconds used so far by the control plane's processes (utime + stime from /proc). */
+function serverCpu(c: TestCluster): number {
+  let ticks = 0;
+  for (const p of Object.values(c.st.processes)) {
+    try {
+      const f = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* gone */
+    }
+  }
+  return ticks / 100;
 }
 
 await main();

@@ -35,6 +35,11 @@
  *     moving them to another edge as long as the backend set is unchanged.
  *   - A conntrack entry whose backend was removed (slot freed or reused by
  *     another service) is ignored and the flow is re-balanced (EV_CT_STALE).
+ *   - A new flow (or an ICMP error) whose source is a VIP or the edge's own
+ *     address is dropped (DROP_BAD_SOURCE): a forgery, or a loop.
+ *   - The edge is a routing hop: forwarded packets leave with TTL − 1, and
+ *     a client's packet that arrives with TTL ≤ 1 is answered with ICMP
+ *     time-exceeded from the edge's address (traceroute shows the edge).
  *   - Too big after adding the option (8) / IPIP header (20): with DF an
  *     ICMP fragmentation-needed (MTU − overhead) goes back to the client;
  *     without DF the rewritten packet goes to the stack, which fragments it.
@@ -55,6 +60,7 @@
 #include "edge_dsr.h"
 #include "edge_snat.h"
 #include "edge_steer.h"
+#include "edge_conn.h"
 
 static __always_inline int edge_fragment(const struct pkt *p)
 {
@@ -67,13 +73,6 @@ static __always_inline int edge_fragment(const struct pkt *p)
 	return ACT_PASS;
 }
 
-static __always_inline int edge_src_allowed(const struct edge_svc *svc, __be32 saddr)
-{
-	struct edge_src_key k = { .prefixlen = 64, .svc_id = svc->id, .addr = saddr };
-
-	return bpf_map_lookup_elem(&edge_src_ranges, &k) != 0;
-}
-
 static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex)
 {
 	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
@@ -84,11 +83,15 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	struct edge_backend *be = 0;
 	struct edge_ct_val *cv = 0;
 	struct pkt p;
-	__u32 zero = 0, be_id = 0, hash, svc_id, bytes;
+	__u32 zero = 0, be_id = 0, hash, svc_id, pkt_len;
 	__be16 snat_have = 0;
 	int syn, new_flow = 0;
 
-	if (parse_packet(data, end, &p) != PARSE_OK)
+	/* An skb's payload may lie outside its linear head (GRO, TSO from a
+	 * local sender): the packet is skb->len long, only the headers need
+	 * to be in the window (edge_tc pulled them in). */
+	pkt_len = xdp ? (__u32)((long)end - (long)data) : ((struct __sk_buff *)ctx)->len;
+	if (parse_packet_len(data, end, &p, pkt_len) != PARSE_OK)
 		return ACT_PASS;
 	if (p.frag)
 		return edge_fragment(&p);
@@ -135,28 +138,45 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	ck.proto = p.l4_proto;
 	syn = p.l4_proto == IPPROTO_TCP &&
 	      (p.tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN;
-	if (syn) {
-		/* A SYN starts a new connection: an entry for the same 5-tuple is
-		 * an earlier connection (a reused client port) and would send this
-		 * handshake's ACK to that connection's backend. Drop it; the ACK
-		 * then pins the backend Maglev gives this SYN. Lookup first: it
-		 * takes no bucket lock, and nearly every SYN finds nothing. */
-		if (bpf_map_lookup_elem(&edge_ct, &ck))
-			bpf_map_delete_elem(&edge_ct, &ck);
-	} else {
-		cv = bpf_map_lookup_elem(&edge_ct, &ck);
-		if (cv) {
+	cv = bpf_map_lookup_elem(&edge_ct, &ck);
+	if (cv && syn) {
+		/* A SYN with the 5-tuple of a known flow (edge_conn.h): while
+		 * that backend takes connections, or its connection lives, the
+		 * SYN goes there too — a live tuple is never re-routed, and the
+		 * handshake's ACK will follow the entry anyway. Otherwise it is
+		 * a reused port: the entry goes, and the SYN is balanced (its
+		 * ACK then pins the backend Maglev gives it). */
+		be = edge_backend_for(cv->backend_id, svc_id);
+		if (be && ((be->flags & BE_F_ACTIVE) || !edge_conn_over(cfg, cv))) {
 			be_id = cv->backend_id;
 			snat_have = cv->snat_port;
-			be = edge_backend_for(be_id, svc_id);
-			if (!be) {
-				edge_count(EV_CT_STALE);
-				snat_have = 0;
-			}
+			if (edge_conn_over(cfg, cv))
+				cv->flags = 0; /* a new connection on the same backend */
+		} else {
+			be = 0;
+			bpf_map_delete_elem(&edge_ct, &ck);
+		}
+	} else if (cv) {
+		be_id = cv->backend_id;
+		snat_have = cv->snat_port;
+		be = edge_backend_for(be_id, svc_id);
+		if (!be) {
+			edge_count(EV_CT_STALE);
+			snat_have = 0;
+		} else if (p.l4_proto == IPPROTO_TCP &&
+			   (cv->flags | (p.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))) {
+			edge_conn_seen(cfg, cv, p.tcp_flags);
 		}
 	}
 	hash = edge_flow_hash(ck.saddr, ck.daddr, ck.sport, ck.dport, ck.proto);
 	if (!be) {
+		/* A new flow from a VIP or from the edge itself is a forgery (or
+		 * a loop): its replies would go to ourselves. Known flows passed
+		 * this check when they were new. */
+		if (edge_bad_source(cfg, p.saddr)) {
+			edge_count(DROP_BAD_SOURCE);
+			return ACT_DROP;
+		}
 		be = edge_pick_new(svc, p.saddr, hash, &be_id);
 		if (!be) {
 			edge_count(DROP_NO_BACKEND);
@@ -165,9 +185,18 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 		new_flow = 1;
 	}
 
-	bytes = (__u32)((long)end - (long)data);
-	edge_count_pb(&edge_svc_stats, svc_id, bytes);
-	edge_count_pb(&edge_be_stats, be_id, bytes);
+	edge_count_pb(&edge_svc_stats, svc_id, pkt_len);
+	edge_count_pb(&edge_be_stats, be_id, pkt_len);
+
+	/* A routing hop: TTL down by one, or time-exceeded to the client. */
+	switch (edge_hop(ctx, xdp, cfg, 1)) {
+	case -1:
+		return ACT_TX;
+	case -2:
+		return ACT_DROP;
+	default:
+		break;
+	}
 
 	if (svc->flags & SVC_F_SNAT)
 		return edge_xmit_snat(ctx, xdp, cfg, &p, &ck, be, be_id, svc_id, snat_have, hash,

@@ -15,7 +15,8 @@
 // the caller's softirq). The kernel's own duration covers less (it is
 // reported too, not used).
 import { join } from 'node:path';
-import { BpfObject, BPF_F_TEST_XDP_LIVE_FRAMES, repoRoot, type BpfProgram } from '../../src/datapath/loader.js';
+import { BpfObject, BPF_F_TEST_XDP_LIVE_FRAMES, type BpfProgram } from '../../src/datapath/loader.js';
+import { repoRoot } from '../../src/assets.js';
 import type { ProgramLike } from './baseline.js';
 
 /** Must match LIVE_MAX_FRAME and struct live_frame in bench/bpf/live_frames.c. */

@@ -31,7 +31,9 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfObject, native, repoRoot } from '../../src/datapath/loader.js';
+import { BpfObject } from '../../src/datapath/loader.js';
+import { native } from '../../src/datapath/loader/binding.js';
+import { repoRoot } from '../../src/assets.js';
 import { nsRun } from '../../test/lib/netns.js';
 
 export interface NapiThread {

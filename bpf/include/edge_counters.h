@@ -27,6 +27,11 @@ enum edge_stat {
 	EV_SNAT_REVERSE,      /* backend reply translated back to VIP → client */
 	EV_CT_STALE,          /* conntrack entry pointed at a removed backend */
 	EV_AFFINITY_HIT,      /* new flow kept on the client's previous backend */
+	EV_SNAT_RECLAIMED,    /* a SNAT port of a flow that was over given to a new one */
+	DROP_SNAT_IFACE,      /* a SNAT reply that arrived on another interface than its flow */
+	DROP_BAD_SOURCE,      /* a new flow or ICMP error from a VIP or the edge's own address */
+	DROP_TTL,             /* TTL ran out here and no time-exceeded was sent */
+	EV_TTL_EXCEEDED,      /* TTL ran out here: ICMP time-exceeded sent to the client */
 	EDGE_STAT_MAX,
 };
 

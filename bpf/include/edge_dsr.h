@@ -15,39 +15,6 @@
 
 #define IPV4_DF 0x4000
 
-/* Rewrite destination address/port to the backend in L4 and IPv4 and fix
- * both checksums incrementally (address changes are in the L4 pseudo-header;
- * the IP option added later is not). */
-static __always_inline int edge_dnat(void *data, void *end, __u8 proto, __be32 new_ip, __be16 new_port)
-{
-	struct iphdr *ip = data + EDGE_L3_OFF;
-	__u32 diff;
-
-	if (data + EDGE_L4_OFF > end)
-		return -1;
-	diff = csum_diff_4(ip->daddr, new_ip);
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + EDGE_L4_OFF;
-
-		if ((void *)(th + 1) > end)
-			return -1;
-		diff += csum_diff_2(th->dest, new_port);
-		csum_apply_diff(&th->check, diff);
-		th->dest = new_port;
-	} else {
-		struct udphdr *uh = data + EDGE_L4_OFF;
-
-		if ((void *)(uh + 1) > end)
-			return -1;
-		diff += csum_diff_2(uh->dest, new_port);
-		udp_csum_apply_diff(&uh->check, diff);
-		uh->dest = new_port;
-	}
-	csum_replace4(&ip->check, ip->daddr, new_ip);
-	ip->daddr = new_ip;
-	return 0;
-}
-
 /* ip-option dispatch. with_option: TCP SYN or UDP (the node learns the
  * flow from it); other TCP segments are only DNATed. */
 static __always_inline int edge_xmit_option(void *ctx, const int xdp, const struct edge_config *cfg,
@@ -69,7 +36,8 @@ static __always_inline int edge_xmit_option(void *ctx, const int xdp, const stru
 		if (big == -2)
 			return ACT_DROP;
 	}
-	if (edge_dnat(data, end, p->l4_proto, be->ip, be->port) < 0)
+	/* DNAT; the option added below is not part of the pseudo-header. */
+	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_DST, 0, 0, be->ip, be->port) < 0)
 		return ACT_DROP;
 	if (with_option) {
 		struct dsr_opt *opt;

@@ -1,6 +1,7 @@
 /* Edge program: ICMP — answering "fragmentation needed" for packets that
- * would exceed the MTU once the DSR option / IPIP header is added, and
- * steering ICMP errors about a VIP flow to that flow's backend. */
+ * would exceed the MTU once the DSR option / IPIP header is added, the
+ * routing hop (TTL decrement, time-exceeded), and the shared error builder
+ * (steering of ICMP errors about a VIP flow: edge_steer.h). */
 #ifndef EDGELB_EDGE_ICMP_H
 #define EDGELB_EDGE_ICMP_H
 
@@ -16,10 +17,12 @@
 #define EDGE_ICMP_FRAME (ETH_HLEN + 20 + 8 + EDGE_ICMP_QUOTE)
 
 /* Turn the frame (untagged, IHL 5, at least 14 + 28 bytes) into an ICMP
- * destination-unreachable / fragmentation-needed (RFC 1191) advertising
- * next-hop MTU `mtu`, from the address the client sent to, back out of the
- * ingress interface with the MAC addresses swapped. */
-static __always_inline int edge_icmp_too_big(void *ctx, const int xdp, __u16 mtu)
+ * error of `type`/`code` (for fragmentation-needed, RFC 1191, advertising
+ * next-hop MTU `mtu`) about it, from `saddr` (0: the address the client
+ * sent to), back out of the ingress interface with the MAC addresses
+ * swapped. */
+static __always_inline int edge_icmp_error(void *ctx, const int xdp, __u8 type, __u8 code, __u16 mtu,
+					   __be32 from)
 {
 	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
 	struct ethhdr *eth = data;
@@ -33,7 +36,7 @@ static __always_inline int edge_icmp_too_big(void *ctx, const int xdp, __u16 mtu
 		return -1;
 	__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(smac, eth->h_dest, ETH_ALEN);
-	saddr = ip->daddr;
+	saddr = from ? from : ip->daddr;
 	daddr = ip->saddr;
 
 	/* 28 new bytes in front of the original IPv4 header: it becomes the
@@ -66,8 +69,8 @@ static __always_inline int edge_icmp_too_big(void *ctx, const int xdp, __u16 mtu
 	ip->daddr = daddr;
 	ipv4_csum20_set(ip);
 
-	ih->type = ICMP_DEST_UNREACH;
-	ih->code = ICMP_FRAG_NEEDED;
+	ih->type = type;
+	ih->code = code;
 	ih->checksum = 0;
 	ih->un.frag.unused = 0;
 	ih->un.frag.mtu = bpf_htons(mtu);
@@ -79,7 +82,45 @@ static __always_inline int edge_icmp_too_big(void *ctx, const int xdp, __u16 mtu
 			c += w[i];
 	}
 	ih->checksum = csum_fold(c);
+	return 0;
+}
+
+static __always_inline int edge_icmp_too_big(void *ctx, const int xdp, __u16 mtu)
+{
+	if (edge_icmp_error(ctx, xdp, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu, 0) < 0)
+		return -1;
 	edge_count(EV_ICMP_TOO_BIG_SENT);
+	return 0;
+}
+
+/* The edge is a routing hop: the packet it forwards (dispatched to a
+ * backend, a SNAT reply to its client, a steered ICMP error) leaves with
+ * its TTL one lower, so traceroute shows the edge as a hop and a routing
+ * loop through it ends. One that arrives with TTL ≤ 1 is not forwarded: a
+ * client's packet is answered with ICMP time-exceeded from the edge's
+ * address (`answer`), anything else (an ICMP error: no error about an
+ * error) is dropped. Returns 0 (decremented), -1 (answered: ACT_TX),
+ * -2 (drop). Untagged, IHL-5 frames only (the callers verified both). */
+static __always_inline int edge_hop(void *ctx, const int xdp, const struct edge_config *cfg, int answer)
+{
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
+	struct iphdr *ip = data + EDGE_L3_OFF;
+	__be16 old, new;
+
+	if ((void *)(ip + 1) > end)
+		return -2;
+	if (ip->ttl <= 1) {
+		if (answer && edge_icmp_error(ctx, xdp, ICMP_TIME_EXCEEDED, 0, 0, cfg->addr) == 0) {
+			edge_count(EV_TTL_EXCEEDED);
+			return -1;
+		}
+		edge_count(DROP_TTL);
+		return -2;
+	}
+	old = *(__be16 *)&ip->ttl; /* TTL and protocol: one 16-bit word */
+	ip->ttl--;
+	new = *(__be16 *)&ip->ttl;
+	csum_replace2(&ip->check, old, new);
 	return 0;
 }
 
@@ -89,6 +130,11 @@ static __always_inline int edge_icmp_too_big(void *ctx, const int xdp, __u16 mtu
 static __always_inline int edge_mtu_check(void *ctx, const int xdp, const struct edge_config *cfg,
 					  __u16 ip_len, __be16 frag_off, __u16 overhead)
 {
+	/* A GRO'd skb (tc) is many segments; they leave as segments of the
+	 * size they came in with (encapsulation shrinks gso_size by the outer
+	 * header: bpf_skb_adjust_room without BPF_F_ADJ_ROOM_FIXED_GSO). */
+	if (!xdp && ((struct __sk_buff *)ctx)->gso_size)
+		return 0;
 	if ((__u32)ip_len + overhead <= cfg->mtu)
 		return 0;
 	if (!(frag_off & bpf_htons(0x4000))) {

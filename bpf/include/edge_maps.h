@@ -75,10 +75,16 @@ struct edge_ct_key {
 	__u8 pad[3];
 };
 
+/* edge_ct_val.flags: how the client's side of the connection went (the
+ * edge sees only the client's packets; edge_conn.h). */
+#define CT_F_FIN 0x1 /* the client sent a FIN */
+#define CT_F_RST 0x2 /* the client sent a RST, and nothing since */
+
 struct edge_ct_val {
 	__u32 backend_id;
 	__be16 snat_port; /* SNAT flows: the edge port allocated to the flow */
-	__u16 pad;
+	__u8 flags;       /* CT_F_* */
+	__u8 mark;        /* when the last packet after a FIN/RST came (edge_conn.h) */
 };
 
 struct edge_aff_key {
@@ -107,12 +113,21 @@ struct edge_snat_key {
 	__u8 pad[3];
 };
 
+/* edge_snat_val.flags: how the SNAT flow went (the edge sees both sides). */
+#define SNAT_F_FIN_CLIENT 0x1
+#define SNAT_F_FIN_BACKEND 0x2
+#define SNAT_F_RST 0x4 /* a RST from either side, and nothing since */
+
 struct edge_snat_val {
 	__be32 client_ip;
 	__be32 vip;
 	__be16 client_port;
 	__be16 vport;
 	__u32 svc_id;
+	__u32 last;  /* edge clock >> 30 (≈ 1.07 s units) of the flow's last packet */
+	__u8 flags;  /* SNAT_F_* */
+	__u8 pad[3];
+	__u32 ifindex; /* the uplink the flow came in on: its replies must too */
 };
 
 #define CFG_F_FIB_BYPASS 0x1 /* do not FIB-route: rewrite, count, XDP_PASS (tests) */
@@ -131,6 +146,7 @@ struct edge_config {
 	__u32 ct_insert_limit; /* new conntrack entries per CPU per ~1 s; 0 = unlimited */
 	__u8 gw_mac[6];        /* CFG_F_GW_MAC next hop */
 	__u8 own_mac[6];
+	__u64 now_ns;          /* test clock: when non-zero, used instead of the kernel's */
 };
 
 struct {

@@ -46,6 +46,22 @@ static __always_inline int edge_may_insert(__u32 limit)
 	return 1;
 }
 
+/* loadBalancerSourceRanges: is saddr inside one of the service's CIDRs? */
+static __always_inline int edge_src_allowed(const struct edge_svc *svc, __be32 saddr)
+{
+	struct edge_src_key k = { .prefixlen = 64, .svc_id = svc->id, .addr = saddr };
+
+	return bpf_map_lookup_elem(&edge_src_ranges, &k) != 0;
+}
+
+/* Is saddr one of ours: the edge's address or any VIP (its marker entry)? */
+static __always_inline int edge_bad_source(const struct edge_config *cfg, __be32 saddr)
+{
+	struct edge_svc_key k = { .vip = saddr };
+
+	return saddr == cfg->addr || bpf_map_lookup_elem(&edge_services, &k) != 0;
+}
+
 static __always_inline struct edge_backend *edge_backend_get(__u32 id)
 {
 	return bpf_map_lookup_elem(&edge_backends, &id);

@@ -8,9 +8,22 @@
  * {backend ip, backend port, edge port, proto}, so one edge port can serve
  * flows to different backends. Ports come from [snat_port_min,
  * snat_port_max] (keep that range out of the edge's own ephemeral range),
- * probed at four hash-derived positions; the first free one wins (inserted
- * with BPF_NOEXIST, so two CPUs cannot take the same one). SNAT flows are
- * always remembered (ignoring the insert limit): forgetting one would give
+ * probed at eight hash-derived positions; the first free one wins (inserted
+ * with BPF_NOEXIST, so two CPUs cannot take the same one), or the first
+ * whose flow is over (below).
+ *
+ * Ports come back when their flow is over: both FINs seen (one from each
+ * side) or a RST, and then SNAT_HOLD_CLOSED / SNAT_HOLD_RST units without a
+ * packet (the backend may hold TIME_WAIT for the old edge:port tuple, and a
+ * reused port must not land in it), or no packet for the idle time (TCP
+ * SNAT_IDLE_TCP, UDP SNAT_IDLE_UDP). A port is taken over lazily, by the
+ * allocation that finds it so; the reverse map's LRU still bounds memory.
+ * Two CPUs reclaiming the same port in the same instant can both win; the
+ * loser's next packet finds the port gone and allocates another (the same
+ * as after an LRU eviction). A reply is translated only when it arrives
+ * on the interface its flow came in on (the uplink the program serves).
+ * SNAT flows are always remembered (ignoring the
+ * insert limit): forgetting one would give
  * the next packet a different source port. */
 #ifndef EDGELB_EDGE_SNAT_H
 #define EDGELB_EDGE_SNAT_H
@@ -21,64 +34,76 @@
 #include "csum.h"
 #include "edge_xmit.h"
 #include "edge_icmp.h"
+#include "edge_conn.h"
 
-/* Rewrite source and destination (addresses and ports) with checksums. */
-static __always_inline int edge_rewrite4(void *data, void *end, __u8 proto,
-					 __be32 saddr, __be16 sport, __be32 daddr, __be16 dport)
+/* Units of edge clock >> 30 (≈ 1.07 s). */
+#define SNAT_HOLD_CLOSED 56 /* ≈ 60 s: a Linux TIME_WAIT */
+#define SNAT_HOLD_RST 3
+#define SNAT_IDLE_TCP 3353 /* ≈ 1 h */
+#define SNAT_IDLE_UDP 56   /* ≈ 60 s */
+#define SNAT_PROBES 8
+
+static __always_inline __u32 snat_now(const struct edge_config *cfg)
 {
-	struct iphdr *ip = data + EDGE_L3_OFF;
-	__u32 diff, ipdiff;
+	return (__u32)(edge_now_ns(cfg) >> 30);
+}
 
-	if (data + EDGE_L4_OFF > end)
-		return -1;
-	ipdiff = csum_diff_4(ip->saddr, saddr) + csum_diff_4(ip->daddr, daddr);
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + EDGE_L4_OFF;
+/* May this port's entry be given to another flow? */
+static __always_inline int snat_over(const struct edge_snat_val *v, __u8 proto, __u32 now)
+{
+	__u32 quiet = now - v->last;
 
-		if ((void *)(th + 1) > end)
-			return -1;
-		diff = ipdiff + csum_diff_2(th->source, sport) + csum_diff_2(th->dest, dport);
-		csum_apply_diff(&th->check, diff);
-		th->source = sport;
-		th->dest = dport;
-	} else {
-		struct udphdr *uh = data + EDGE_L4_OFF;
+	if (v->flags & SNAT_F_RST)
+		return quiet >= SNAT_HOLD_RST;
+	if ((v->flags & (SNAT_F_FIN_CLIENT | SNAT_F_FIN_BACKEND)) ==
+	    (SNAT_F_FIN_CLIENT | SNAT_F_FIN_BACKEND))
+		return quiet >= SNAT_HOLD_CLOSED;
+	return quiet >= (proto == IPPROTO_TCP ? SNAT_IDLE_TCP : SNAT_IDLE_UDP);
+}
 
-		if ((void *)(uh + 1) > end)
-			return -1;
-		diff = ipdiff + csum_diff_2(uh->source, sport) + csum_diff_2(uh->dest, dport);
-		udp_csum_apply_diff(&uh->check, diff);
-		uh->source = sport;
-		uh->dest = dport;
-	}
-	csum_apply_diff(&ip->check, ipdiff);
-	ip->saddr = saddr;
-	ip->daddr = daddr;
-	return 0;
+/* A packet of the flow, from the client (fin = SNAT_F_FIN_CLIENT) or the
+ * backend: FIN/RST move it towards its end, anything else proves it alive. */
+static __always_inline void snat_seen(struct edge_snat_val *v, const struct pkt *p, __u8 fin,
+				      __u32 now)
+{
+	__u8 flags = v->flags;
+
+	if (p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_RST))
+		flags |= SNAT_F_RST;
+	else if (p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_FIN))
+		flags = (flags & ~SNAT_F_RST) | fin;
+	else
+		flags &= ~SNAT_F_RST;
+	if (flags != v->flags)
+		v->flags = flags;
+	if (v->last != now)
+		v->last = now;
 }
 
 /* Find (or re-establish) the edge port for this flow. */
 static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, const struct pkt *p,
 					     const struct edge_backend *be, __u32 svc_id,
-					     __be16 have, __u32 hash)
+					     __be16 have, __u32 hash, __u32 ifindex)
 {
 	struct edge_snat_key k = {
 		.backend_ip = be->ip, .backend_port = be->port, .proto = p->l4_proto,
 	};
+	__u32 now = snat_now(cfg);
 	struct edge_snat_val v = {
 		.client_ip = p->saddr, .vip = p->daddr, .client_port = p->sport,
-		.vport = p->dport, .svc_id = svc_id,
+		.vport = p->dport, .svc_id = svc_id, .last = now, .ifindex = ifindex,
 	};
 	__u32 lo = cfg->snat_port_min, hi = cfg->snat_port_max, range;
+	struct edge_snat_val *cur;
 
 	if (have) {
-		struct edge_snat_val *cur;
-
 		k.edge_port = have;
 		cur = bpf_map_lookup_elem(&edge_snat_rev, &k);
 		if (cur && cur->client_ip == v.client_ip && cur->client_port == v.client_port &&
-		    cur->vip == v.vip && cur->vport == v.vport)
+		    cur->vip == v.vip && cur->vport == v.vport) {
+			snat_seen(cur, p, SNAT_F_FIN_CLIENT, now);
 			return have;
+		}
 		/* Evicted (or taken over): try to take it back, else allocate. */
 		if (!cur && bpf_map_update_elem(&edge_snat_rev, &k, &v, BPF_NOEXIST) == 0)
 			return have;
@@ -87,12 +112,18 @@ static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, cons
 		return 0;
 	range = hi - lo + 1;
 #pragma unroll
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < SNAT_PROBES; i++) {
 		__u32 port = lo + (hash + (__u32)i * 0x9e3779b1u) % range;
 
 		k.edge_port = bpf_htons((__u16)port);
 		if (bpf_map_update_elem(&edge_snat_rev, &k, &v, BPF_NOEXIST) == 0)
 			return k.edge_port;
+		cur = bpf_map_lookup_elem(&edge_snat_rev, &k);
+		if (cur && snat_over(cur, p->l4_proto, now) &&
+		    bpf_map_update_elem(&edge_snat_rev, &k, &v, BPF_EXIST) == 0) {
+			edge_count(EV_SNAT_RECLAIMED);
+			return k.edge_port;
+		}
 	}
 	return 0;
 }
@@ -102,8 +133,7 @@ static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct
 					  const struct edge_backend *be, __u32 be_id, __u32 svc_id,
 					  __be16 have, __u32 hash, __u32 *ifindex)
 {
-	void *data, *end;
-	__be16 port = edge_snat_port(cfg, p, be, svc_id, have, hash);
+	__be16 port = edge_snat_port(cfg, p, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
 
 	if (!port) {
 		edge_count(DROP_SNAT_PORTS);
@@ -114,9 +144,7 @@ static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct
 
 		bpf_map_update_elem(&edge_ct, ck, &cv, BPF_ANY);
 	}
-	data = edge_data(ctx, xdp);
-	end = edge_data_end(ctx, xdp);
-	if (edge_rewrite4(data, end, p->l4_proto, cfg->addr, port, be->ip, be->port) < 0)
+	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, cfg->addr, port, be->ip, be->port) < 0)
 		return ACT_DROP;
 	return edge_forward(ctx, xdp, cfg, cfg->addr, be->node_ip, p->ip_len, ifindex);
 }
@@ -149,14 +177,21 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 		edge_count(DROP_MALFORMED);
 		return ACT_DROP;
 	}
+	/* Only where the flow came in (the uplink): a "reply" arriving on
+	 * another interface is not the backend's. */
+	if (v->ifindex && v->ifindex != edge_ifindex(ctx, xdp)) {
+		edge_count(DROP_SNAT_IFACE);
+		return ACT_DROP;
+	}
+	snat_seen(v, p, SNAT_F_FIN_BACKEND, snat_now(cfg));
+	if (edge_hop(ctx, xdp, cfg, 0) < 0)
+		return ACT_DROP;
 	client = v->client_ip;
 	vip = v->vip;
 	cport = v->client_port;
 	vport = v->vport;
 	edge_count_pb(&edge_svc_stats, v->svc_id, p->ip_len + ETH_HLEN);
-	data = edge_data(ctx, xdp);
-	end = edge_data_end(ctx, xdp);
-	if (edge_rewrite4(data, end, p->l4_proto, vip, vport, client, cport) < 0)
+	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, vip, vport, client, cport) < 0)
 		return ACT_DROP;
 	edge_count(EV_SNAT_REVERSE);
 	return edge_forward(ctx, xdp, cfg, vip, client, p->ip_len, ifindex);

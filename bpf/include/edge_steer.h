@@ -11,8 +11,10 @@
  * packets (routed to the node, or IPIP to the node). The quoted L4
  * checksum is left alone (receivers do not verify it in a quote).
  *
- * Only destination-unreachable errors with IHL-5 outer and quoted headers
- * are steered; SNAT flows are not (the edge itself sent those replies and
+ * The error's sender must pass the service's source ranges, as any packet
+ * to the service (else it is dropped, DROP_SRC_RANGE). Only
+ * destination-unreachable errors with IHL-5 outer and quoted headers are
+ * steered; SNAT flows are not (the edge itself sent those replies and
  * has no stack state for them), and everything else passes untouched. */
 #ifndef EDGELB_EDGE_STEER_H
 #define EDGELB_EDGE_STEER_H
@@ -59,6 +61,17 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
 	if (!cfg)
 		return ACT_PASS;
+	/* Like any packet to the service, an error about it must come from
+	 * inside its source ranges: steering it first would let anyone outside
+	 * them reach the backends. */
+	if ((svc->flags & SVC_F_SRC_RANGES) && !edge_src_allowed(svc, p->saddr)) {
+		edge_count(DROP_SRC_RANGE);
+		return ACT_DROP;
+	}
+	if (edge_bad_source(cfg, p->saddr)) {
+		edge_count(DROP_BAD_SOURCE);
+		return ACT_DROP;
+	}
 	if (svc->flags & SVC_F_SNAT) {
 		edge_count(EV_ICMP_NOT_STEERED);
 		return ACT_PASS;
@@ -80,6 +93,10 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 			goto unsteered;
 	}
 
+	if (edge_hop(ctx, xdp, cfg, 0) < 0)
+		return ACT_DROP;
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
 	if (data + EDGE_INNER_OFF + 24 > end)
 		return ACT_PASS;
 	ip = data + EDGE_L3_OFF;

@@ -94,7 +94,10 @@ static __always_inline int edge_trim(void *ctx, const int xdp, __u32 len)
 
 		return bpf_xdp_adjust_tail(ctx, (int)((long)len - cur)) ? -1 : 0;
 	}
-	return bpf_skb_change_tail(ctx, len, 0) ? -1 : 0;
+	if (bpf_skb_change_tail(ctx, len, 0))
+		return -1;
+	/* What is left may still lie partly outside the linear head. */
+	return bpf_skb_pull_data(ctx, len) ? -1 : 0;
 }
 
 /* FIB results cached per CPU for up to EDGE_FIB_TTL_NS, direct-mapped by
@@ -165,7 +168,9 @@ static __always_inline int edge_forward(void *ctx, const int xdp, const struct e
 		fib.family = AF_INET;
 		fib.ipv4_src = src;
 		fib.ipv4_dst = dst;
-		fib.tot_len = tot_len;
+		/* tc: no tot_len, so the kernel checks the skb itself against
+		 * the route's MTU — GSO-aware (a GRO'd skb leaves as segments). */
+		fib.tot_len = xdp ? tot_len : 0;
 		fib.ifindex = in_if;
 		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {

@@ -30,6 +30,7 @@ struct node_flow_key {
 #define NODE_FLOW_FIN_POD 0x01    /* pod sent FIN (seen at egress) */
 #define NODE_FLOW_FIN_CLIENT 0x02 /* client sent FIN (seen at ingress) */
 #define NODE_FLOW_CLOSING 0x04    /* both FINs seen: expires after close timeout */
+#define NODE_FLOW_RST 0x08        /* a RST was seen and nothing since: expires after rst_ns */
 
 /* node_flow_value.origin: how the flow was learnt */
 #define NODE_ORIGIN_OPTION 1
@@ -87,51 +88,50 @@ struct node_svc_value {
 	struct node_backend be[NODE_MAX_LOCAL_BACKENDS];
 };
 
+/* The edges' addresses (edgelb node run --edge-sources): an LPM trie of
+ * CIDRs. prefixlen counts the bits of addr that must match. */
+struct node_src_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+/* Link-layer senders trusted as edges. The IPv4 source of an ip-option
+ * packet is the client's, so the node tells an edge's packet from a forged
+ * one by the Ethernet sender: a neighbour that holds an edge-source
+ * address. Learnt from that neighbour's ARP (node_trust.h) or written by the
+ * agent from the kernel's neighbour table. */
+struct node_mac_key {
+	__u8 mac[6];
+	__u16 pad;
+};
+
+#define NODE_MAC_FROM_ARP 1   /* learnt by the program from an ARP packet */
+#define NODE_MAC_FROM_AGENT 2 /* written by the agent (neighbour table) */
+
+struct node_mac_value {
+	__be32 ip;   /* the edge-source address the neighbour holds */
+	__u32 how;   /* NODE_MAC_FROM_* */
+	__u64 seen_ns;
+};
+
+#define NODE_EDGE_SOURCES 256
+#define NODE_EDGE_MACS 1024
+
 /* node_config.flags */
 #define NODE_CFG_STRIP_OPTION 0x1 /* remove the DSR option before the pod sees it */
 #define NODE_CFG_CHECK_OUTER_DST 0x2 /* ipip: outer dst must equal node_ip */
 #define NODE_CFG_VERIFY_VIP 0x4 /* option: VIP:port/proto must be in node_services */
 
 struct node_config {
-	__u64 tcp_idle_ns;  /* 0 = default (see node.c) */
+	__u64 tcp_idle_ns;  /* 0 = default (see node_flow.h) */
 	__u64 udp_idle_ns;
 	__u64 close_ns;     /* after both FINs */
 	__u64 now_ns;       /* test clock: when non-zero, used instead of the kernel's */
 	__be32 node_ip;
 	__u32 flags;
-};
-
-/* Per-CPU counters (index = enum node_counter). */
-enum node_counter {
-	/* ingress actions */
-	NC_IN_PASS = 0,          /* not ours: left untouched */
-	NC_IN_OPT_FLOW = 1,      /* DSR option read, flow recorded/refreshed */
-	NC_IN_OPT_STRIPPED = 2,  /* option removed */
-	NC_IN_OPT_KEPT = 3,      /* option left in place (strip off, or not possible) */
-	NC_IN_IPIP_DNAT = 4,     /* ipip decapsulated and DNATed to a pod */
-	NC_IN_IPIP_NEW_FLOW = 5, /* ... of which a new flow (backend chosen) */
-	NC_IN_IPIP_NOT_OURS = 6, /* ipip to no local service: passed untouched */
-	NC_IN_FIN = 7,           /* client FIN on a known flow */
-	NC_IN_RST = 8,           /* client RST: flow deleted */
-	/* egress actions */
-	NC_EG_PASS = 9,
-	NC_EG_REWRITE = 10,      /* reply rewritten to come from VIP:port */
-	NC_EG_FIN = 11,
-	NC_EG_RST = 12,          /* pod RST: rewritten, flow deleted */
-	/* housekeeping */
-	NC_FLOW_EXPIRED = 13,    /* idle/closed entry found and deleted lazily */
-	NC_FLOW_CLOSING = 14,    /* both FINs seen */
-	NC_IN_OPT_FRAGMENT = 15, /* option on a non-first fragment: stripped, not recorded */
-	/* drops, by reason */
-	NC_DROP_BAD_OPTION = 16, /* our option type with a wrong length / past the header */
-	NC_DROP_NO_BACKEND = 17, /* local service with no pods */
-	NC_DROP_DECAP = 18,      /* decapsulation failed (e.g. VLAN tag in the data) */
-	NC_DROP_REWRITE = 19,    /* a checksum/store helper failed */
-	NC_DROP_MALFORMED = 20, /* carries our option / ipip to a local service, but L4 is truncated */
-	NC_DROP_UNKNOWN_VIP = 21, /* option names a VIP:port that is no configured service */
-	NC_IN_IPIP_ICMP = 22,    /* ICMP error about a flow, decapsulated and sent to its pod */
-	NC_EG_ICMP = 23,         /* a pod's ICMP error about a flow, sent as the VIP's */
-	NC_MAX = 24,
+	__u64 rst_ns;       /* silence after a RST before the flow counts as ended */
+	__u32 insert_limit; /* new flows per CPU per ~1.07 s window; 0 = unlimited */
+	__u32 pad;
 };
 
 struct {
@@ -163,10 +163,18 @@ struct {
 } node_config SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NC_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} node_counters SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NODE_EDGE_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct node_src_key);
+	__type(value, __u8);
+} node_edge_src SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NODE_EDGE_MACS);
+	__type(key, struct node_mac_key);
+	__type(value, struct node_mac_value);
+} node_edge_macs SEC(".maps");
 
 #endif

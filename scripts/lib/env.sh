@@ -1,5 +1,5 @@
-# Sourced by the project's scripts: puts the project's Node runtime, the
-# Debian kubectl we unpack, and node_modules/.bin first on PATH.
+# Sourced by the project's scripts: puts the project's Node runtime and
+# node_modules/.bin first on PATH, and names the kubectl scripts/setup builds.
 EDGELB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export EDGELB_ROOT
 EDGELB_NODE_VERSION=24.21.0
@@ -11,7 +11,7 @@ else
   EDGELB_NODEDIR=$(dirname "$(dirname "$(command -v node)")")
 fi
 export EDGELB_NODEDIR
-# kubectl 1.20 from Debian's kubernetes-client, unpacked here because the
-# machine's /usr/bin/kubectl may belong to another package.
-export KUBECTL="$EDGELB_TOOLS/kubectl/usr/bin/kubectl"
+# kubectl of the Kubernetes release pinned in tools/kube (the machine's
+# /usr/bin/kubectl, if any, may be another version).
+export KUBECTL="$EDGELB_TOOLS/kube/bin/kubectl"
 export PATH="$EDGELB_ROOT/node_modules/.bin:$PATH"

@@ -6,6 +6,7 @@ import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { EdgeDatapath, type ForwardMode } from '../datapath/edge-datapath.js';
 import { requireBpffs } from '../datapath/bpffs.js';
+import { attachState } from '../datapath/attach-state.js';
 import { PathProber } from '../probe/prober.js';
 import type { DesiredService } from '../model/types.js';
 import { frontendKey } from '../model/desired.js';
@@ -139,6 +140,10 @@ export class DatapathAgentPart implements DatapathPart {
   health(): ComponentHealth {
     if (!this.dp) return { ok: false, detail: `not loaded${this.lastError ? `: ${this.lastError}` : ''}` };
     if (!this.attached) return { ok: false, detail: `not attached to ${this.config.node.uplink}` };
+    // What the kernel runs, not what we remember attaching (BFD follows this).
+    const at = this.dp.attachedAt();
+    const real = at ? attachState(at.at, at.progId) : null;
+    if (real && !real.attached) return { ok: false, detail: `${this.config.node.uplink}: ${real.detail}` };
     return { ok: true, detail: `attached to ${this.config.node.uplink} (${this.config.datapath.xdp === 'off' ? 'tc' : `XDP ${this.config.datapath.xdp}`}), ${this.desired.size} frontends` };
   }
 

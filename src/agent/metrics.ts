@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../log/logger.js';
+import { parseHostPort } from '../net/l4.js';
 import { closeNow } from './http-close.js';
 
 export interface MetricsSource {
@@ -91,10 +92,9 @@ export class Metrics {
   }
 
   async listen(address: string, log: Logger): Promise<void> {
-    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
-    if (!m) throw new Error(`metrics.listen: cannot parse ${address}`);
-    const host = m[1] ?? m[2]!;
-    const port = Number(m[3]);
+    const hp = parseHostPort(address);
+    if (!hp) throw new Error(`metrics.listen: cannot parse ${address}`);
+    const { address: host, port } = hp;
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/metrics') {

@@ -1,8 +1,8 @@
 // Pure translation of a VIP and its pool's advertisement settings into the
 // GoBGP API's Path (NLRI + Any-wrapped path attributes), and back again for
 // comparing what gobgpd holds with what we want.
-import { isIPv4, isIPv6 } from 'node:net';
 import type { AdvertiseConfig } from '../config/types.js';
+import { canonicalIp, isIpv4 } from '../net/ip.js';
 import { FAMILY_V4, FAMILY_V6, type AnyMsg, type ApiFamily, type ApiPath } from './api-types.js';
 
 const T = 'type.googleapis.com/apipb.';
@@ -34,7 +34,7 @@ export function attrsFromAdvertise(a: AdvertiseConfig): VipAttrs {
     localPref: a.localPref,
     med: a.med,
     asPathPrepend: a.asPathPrepend,
-    peers: [...a.peers],
+    peers: a.peers.map(canonicalAddress),
   };
 }
 
@@ -51,18 +51,25 @@ export interface ParsedPrefix {
 export function parseVipPrefix(prefix: string, where = 'VIP'): ParsedPrefix {
   const [addr, lenStr, extra] = prefix.split('/');
   if (addr === undefined || extra !== undefined) throw new Error(`${where}: "${prefix}" is not an address or prefix`);
-  const v4 = isIPv4(addr);
-  if (!v4 && !isIPv6(addr)) throw new Error(`${where}: "${addr}" is not an IPv4/IPv6 address`);
+  // Canonical text, so keys compare equal however the user wrote the address.
+  const address = canonicalIp(addr);
+  if (address === null) throw new Error(`${where}: "${addr}" is not an IPv4/IPv6 address`);
+  const v4 = isIpv4(address);
   const max = v4 ? 32 : 128;
   const len = lenStr === undefined ? max : Number(lenStr);
   if (!Number.isInteger(len) || len !== max) throw new Error(`${where}: "${prefix}" must be a host route (/${max})`);
-  return { address: v4 ? addr : canonicalV6(addr), len, family: v4 ? FAMILY_V4 : FAMILY_V6, v6: !v4 };
+  return { address, len, family: v4 ? FAMILY_V4 : FAMILY_V6, v6: !v4 };
 }
 
-/** Canonical, compressed lower-case IPv6 text (so keys compare equal however the user wrote them). */
-export function canonicalV6(addr: string): string {
-  // URL's host parser performs RFC 5952 canonicalisation for us.
-  return new URL(`http://[${addr}]/`).hostname.slice(1, -1);
+/**
+ * One spelling per address (RFC 5952 for IPv6) as a string: text that is no
+ * address comes back as it is. Peers too: gobgpd keeps a neighbor's address
+ * as written, bfdd reports it canonical, and a differently spelt peer would
+ * otherwise be deleted and re-added (its BGP and BFD sessions reset) on
+ * every reload.
+ */
+export function canonicalAddress(addr: string): string {
+  return canonicalIp(addr) ?? addr;
 }
 
 export function prefixKey(prefix: string): string {

@@ -13,7 +13,6 @@
 //   restarts, so an agent restart does not flap BFD.
 import { spawn, spawnSync, execFile } from 'node:child_process';
 import { chownSync, closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BfddConfig, PeerConfig } from '../config/types.js';
@@ -21,6 +20,8 @@ import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { killAndWait, pidAlive } from './gobgpd-process.js';
 import { livePidFrom, userIds } from './daemon-files.js';
+import { isIp } from '../net/ip.js';
+import { canonicalAddress } from './attributes.js';
 
 const execFileP = promisify(execFile);
 
@@ -61,8 +62,9 @@ export function bfdPeersFromConfig(peers: PeerConfig[]): BfdPeer[] {
   return peers
     .filter((p) => p.bfd.enabled)
     .map((p) => ({
-      address: p.address,
-      localAddress: p.localAddress,
+      // bfdd reports sessions in canonical spelling; a session is identified by its `peer` line.
+      address: canonicalAddress(p.address),
+      localAddress: p.localAddress && canonicalAddress(p.localAddress),
       multihop: p.multihop > 1,
       minRxMs: p.bfd.minRxMs,
       minTxMs: p.bfd.minTxMs,
@@ -71,8 +73,8 @@ export function bfdPeersFromConfig(peers: PeerConfig[]): BfdPeer[] {
 }
 
 function validate(p: BfdPeer): void {
-  if (!isIPv4(p.address) && !isIPv6(p.address)) throw new Error(`BFD peer ${p.address}: not an IP address`);
-  if (p.localAddress && !isIPv4(p.localAddress) && !isIPv6(p.localAddress)) throw new Error(`BFD peer ${p.address}: localAddress ${p.localAddress} is not an IP address`);
+  if (!isIp(p.address)) throw new Error(`BFD peer ${p.address}: not an IP address`);
+  if (p.localAddress && !isIp(p.localAddress)) throw new Error(`BFD peer ${p.address}: localAddress ${p.localAddress} is not an IP address`);
   if (p.multihop && !p.localAddress) throw new Error(`BFD peer ${p.address}: multihop BFD needs the peer's localAddress`);
   for (const [k, v, lo, hi] of [
     ['minRxMs', p.minRxMs, 10, 60000],
@@ -281,10 +283,13 @@ export class BfddSupervisor {
   async setHealthy(ok: boolean): Promise<void> {
     if (ok === this.healthy) return;
     this.healthy = ok;
-    if (!this.running() || this.peers.length === 0) return;
+    if (this.peers.length === 0) return;
+    // The file first, also while bfdd is down: a bfdd (re)started from it
+    // must not come up healthy while the edge is not.
+    writeFileSync(this.configFile, generateBfddConfig(this.peers, { shutdown: !ok }));
+    if (!this.running()) return;
     this.log.warn({ healthy: ok }, ok ? 'health restored: enabling BFD sessions' : 'unhealthy: taking BFD sessions down');
     await this.vtysh(['configure terminal', 'bfd', ...this.peers.flatMap((p) => [peerLine(p), ok ? 'no shutdown' : 'shutdown', 'exit']), 'end']);
-    writeFileSync(this.configFile, generateBfddConfig(this.peers, { shutdown: !ok }));
   }
 
   async stop(): Promise<void> {

@@ -6,7 +6,7 @@
 // health, and `instanceId()` lets callers notice that gobgpd was restarted
 // (its RIB is then empty and everything must be re-announced).
 import * as grpc from '@grpc/grpc-js';
-import { repoRoot } from '../datapath/loader.js';
+import { repoRoot } from '../assets.js';
 import { gobgpServiceClient, loadGobgpRoot, protoCachePath } from './gobgp-proto.js';
 
 export * from './api-types.js';

@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { livePidFrom, pidAlive } from './daemon-files.js';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { GobgpClient } from './gobgp-client.js';
@@ -53,15 +53,53 @@ export class GobgpdProcess {
     return livePidFrom(this.pidFile);
   }
 
-  /** Start gobgpd unless one already answers on the socket; resolve once its API answers. */
+  /** The recorded pid when it is a live gobgpd (a pid file can outlive its process, and pids are reused). */
+  private recordedGobgpd(): number | undefined {
+    const pid = this.recordedPid();
+    if (pid === undefined) return undefined;
+    try {
+      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      return comm === basename(this.opts.binary).slice(0, 15) ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private adopt(pid: number | undefined): void {
+    this.pid = pid;
+    this.adopted = true;
+    this.log.info({ socket: this.opts.socket, pid }, 'adopting running gobgpd');
+  }
+
+  /**
+   * Start gobgpd unless one already runs; resolve once its API answers. A
+   * recorded gobgpd that is alive but slow to answer (a loaded machine, a
+   * large RIB) is waited for, never replaced: a second gobgpd would remove
+   * the first one's socket — leaving it announcing, unreachable — and could
+   * not bind the BGP port itself.
+   */
   async start(timeoutMs = 10000): Promise<void> {
     const probe = new GobgpClient({ socket: this.opts.socket, protoDir: this.opts.protoDir, timeoutMs: 500 });
     try {
       if (existsSync(this.opts.socket) && (await probe.reachable(500))) {
-        this.pid = this.recordedPid();
-        this.adopted = true;
-        this.log.info({ socket: this.opts.socket, pid: this.pid }, 'adopting running gobgpd');
+        this.adopt(this.recordedPid());
         return;
+      }
+      const running = this.recordedGobgpd();
+      if (running !== undefined) {
+        this.log.warn({ socket: this.opts.socket, pid: running }, 'gobgpd runs but does not answer yet; waiting for it');
+        const deadline = Date.now() + timeoutMs;
+        while (Date.now() < deadline && pidAlive(running)) {
+          if (existsSync(this.opts.socket) && (await probe.reachable(500))) {
+            this.adopt(running);
+            return;
+          }
+          await sleep(100);
+        }
+        if (pidAlive(running)) {
+          throw new Error(`gobgpd (pid ${running}) runs but does not answer on ${this.opts.socket} within ${timeoutMs} ms; not starting a second one`);
+        }
+        this.log.warn({ pid: running }, 'the unanswering gobgpd exited; starting a new one');
       }
       // A stale socket from a crashed gobgpd makes its successor fail to listen.
       rmSync(this.opts.socket, { force: true });

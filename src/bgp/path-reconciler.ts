@@ -4,11 +4,11 @@
 // what we sent: after an agent restart that adopts the existing paths (no
 // withdraw/re-add, so the routers never see a flap), and after a gobgpd
 // restart (empty RIB) it re-announces everything.
-import { isIPv4 } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { buildPath, parseVipPrefix, prefixKey, sameSummary, summarizePath, type DesiredVip, type PathOptions, type PathSummary } from './attributes.js';
 import { FAMILY_V4, FAMILY_V6, type ApiDestination, type ApiPath } from './api-types.js';
 import type { GobgpClient } from './gobgp-client.js';
+import { isIpv4 } from '../net/ip.js';
 
 export interface PathDiff {
   /** New or changed (AddPath of the same NLRI replaces our previous path). */
@@ -98,10 +98,27 @@ export async function reconcilePaths(client: GobgpClient, desired: Map<string, A
   return diff;
 }
 
+/**
+ * Family selection: a VIP goes only to peers of its own address family (an
+ * IPv6 VIP over an IPv6 session, whose local address gobgpd puts as the
+ * next hop), among the peers its attributes allow. The VIPs that no
+ * configured peer can carry, e.g. IPv6 VIPs on an edge with IPv4 sessions
+ * only: allocated, yet announced to no router.
+ */
+export function vipsWithoutPeer(vips: DesiredVip[], peers: string[]): string[] {
+  return vips
+    .filter((v) => {
+      const v6 = parseVipPrefix(v.prefix).v6;
+      const allowed = v.attrs.peers.length > 0 ? peers.filter((p) => v.attrs.peers.includes(p)) : peers;
+      return !allowed.some((p) => isIpv4(p) !== v6);
+    })
+    .map((v) => prefixKey(v.prefix));
+}
+
 /** What one peer should have been sent: desired VIPs it may receive, of its address family, mark stripped. */
 export function expectedAdjOut(vips: DesiredVip[], peer: string, opts: PathOptions): Map<string, PathSummary> {
   const m = new Map<string, PathSummary>();
-  const peerV4 = isIPv4(peer);
+  const peerV4 = isIpv4(peer);
   for (const v of vips) {
     if (v.attrs.peers.length > 0 && !v.attrs.peers.includes(peer)) continue;
     if (parseVipPrefix(v.prefix).v6 === peerV4) continue;
@@ -141,7 +158,7 @@ export function compareAdjOut(peer: string, expected: Map<string, PathSummary>, 
 }
 
 export async function readAdjOut(client: GobgpClient, peer: string): Promise<Map<string, PathSummary>> {
-  const dests = await client.listPath('ADJ_OUT', isIPv4(peer) ? FAMILY_V4 : FAMILY_V6, peer);
+  const dests = await client.listPath('ADJ_OUT', isIpv4(peer) ? FAMILY_V4 : FAMILY_V6, peer);
   const m = new Map<string, PathSummary>();
   for (const d of dests) {
     for (const p of d.paths) {

@@ -3,11 +3,12 @@
 // changed is touched, so a reload that adds or edits one peer never resets
 // the sessions of the others.
 import { readFileSync, statSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
 import type { PeerConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { FAMILY_V4, FAMILY_V6, type ApiPeer } from './api-types.js';
+import { canonicalAddress } from './attributes.js';
 import type { GobgpClient } from './gobgp-client.js';
+import { isIp, isIpv4 } from '../net/ip.js';
 
 /** Seconds between gobgpd's connection attempts (its default, 120 s, is far too slow to recover). */
 export const CONNECT_RETRY_S = 1;
@@ -49,12 +50,12 @@ export function readPasswordFile(path: string, where: string): string {
 }
 
 export function desiredPeerSpec(p: PeerConfig, localAsn: number, password: string): PeerSpec {
-  if (!isIPv4(p.address) && !isIPv6(p.address)) throw new Error(`bgp.peers[${p.address}]: address is not an IP address`);
+  if (!isIp(p.address)) throw new Error(`bgp.peers[${p.address}]: address is not an IP address`);
   return {
-    address: p.address,
+    address: canonicalAddress(p.address),
     asn: p.asn,
     localAsn,
-    localAddress: p.localAddress,
+    localAddress: p.localAddress && canonicalAddress(p.localAddress),
     password,
     holdTime: p.holdTime,
     keepalive: p.keepalive,
@@ -74,14 +75,15 @@ export function desiredPeers(
   const seen = new Set<string>();
   return peers.map((p, i) => {
     const where = `bgp.peers[${i}] (${p.address})`;
-    if (seen.has(p.address)) throw new Error(`${where}: duplicate peer address`);
-    seen.add(p.address);
-    return desiredPeerSpec(p, localAsn, p.passwordFile ? readPassword(p.passwordFile, where) : '');
+    const spec = desiredPeerSpec(p, localAsn, p.passwordFile ? readPassword(p.passwordFile, where) : '');
+    if (seen.has(spec.address)) throw new Error(`${where}: duplicate peer address`);
+    seen.add(spec.address);
+    return spec;
   });
 }
 
 export function peerSpecToApi(s: PeerSpec): ApiPeer {
-  const family = isIPv4(s.address) ? FAMILY_V4 : FAMILY_V6;
+  const family = isIpv4(s.address) ? FAMILY_V4 : FAMILY_V6;
   return {
     conf: { neighbor_address: s.address, peer_asn: s.asn, local_asn: s.localAsn, auth_password: s.password, description: 'edgelb' },
     ebgp_multihop: { enabled: s.multihop > 0, multihop_ttl: s.multihop },

@@ -15,9 +15,9 @@
 // restricted VIP could leak to the wrong peer while sets are being updated.
 // Import: only locally originated paths (import policy also runs on paths we
 // add over the API) are accepted; everything a peer sends is rejected.
-import { isIPv4 } from 'node:net';
 import type { ApiDefinedSet, ApiPolicy, ApiPolicyAssignment, ApiStatement } from './api-types.js';
 import { peerGroupId, restrictMark, RESTRICT_MARK_LOCAL1 } from './attributes.js';
+import { isIpv4 } from '../net/ip.js';
 
 export const EXPORT_POLICY = 'edgelb-export';
 export const IMPORT_POLICY = 'edgelb-import';
@@ -29,7 +29,7 @@ export interface PolicyPlan {
 }
 
 function hostPrefix(addr: string): string {
-  return isIPv4(addr) ? `${addr}/32` : `${addr}/128`;
+  return isIpv4(addr) ? `${addr}/32` : `${addr}/128`;
 }
 
 /** Distinct, sorted peer subsets (non-empty) used by the desired VIPs. */

@@ -11,12 +11,12 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import type { BgpConfig, NodeConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
-import { parseVipPrefix, type DesiredVip, type PathOptions } from './attributes.js';
+import { canonicalAddress, parseVipPrefix, type DesiredVip, type PathOptions } from './attributes.js';
 import { BfddSupervisor, bfdPeersFromConfig } from './bfdd.js';
 import { drainPlan, nextDrainState, type DrainState } from './drain.js';
 import { GobgpClient, type ApiPeer } from './gobgp-client.js';
 import { GobgpdProcess } from './gobgpd-process.js';
-import { compareAdjOut, desiredPaths, expectedAdjOut, readAdjOut, reconcilePaths, type AdjOutMismatch } from './path-reconciler.js';
+import { compareAdjOut, desiredPaths, expectedAdjOut, readAdjOut, reconcilePaths, vipsWithoutPeer, type AdjOutMismatch } from './path-reconciler.js';
 import { desiredPeers, reconcilePeers, readPasswordFile, type PeerDiff } from './peer-reconciler.js';
 import { buildPolicy, peerGroups, policyFingerprint, EXPORT_POLICY } from './policy.js';
 
@@ -111,6 +111,7 @@ export class BgpSpeaker {
   private datapathHealthy = true;
   private lastError: string | null = null;
   private closed = false;
+  private lastStranded = '';
   announced = 0;
   /** Test hook / metrics: number of full re-syncs after gobgpd lost its state. */
   resyncs = 0;
@@ -199,7 +200,7 @@ export class BgpSpeaker {
    */
   async setDesired(vips: DesiredVip[]): Promise<void> {
     vips.forEach((v, i) => parseVipPrefix(v.prefix, `VIP #${i}`));
-    const copy = vips.map((v) => ({ prefix: v.prefix, attrs: { ...v.attrs } }));
+    const copy = vips.map((v) => ({ prefix: v.prefix, attrs: { ...v.attrs, peers: v.attrs.peers.map(canonicalAddress) } }));
     await this.exclusive(async () => {
       this.vips = copy;
       await this.applyPolicyAndPaths();
@@ -451,10 +452,22 @@ export class BgpSpeaker {
   private async applyPolicyAndPaths(): Promise<void> {
     await this.applyPolicy();
     if (this.vips === null) return; // not told yet: adopt whatever gobgpd announces
+    this.warnUnannounceable(this.vips);
     const plan = drainPlan(this.drainState);
     const want = plan.announce ? desiredPaths(this.vips, this.pathOptions()) : new Map();
     await reconcilePaths(this.client, want, this.log);
     this.announced = want.size;
+  }
+
+  /** Say once per change which VIPs no configured peer can carry (config validation refuses such pools). */
+  private warnUnannounceable(vips: DesiredVip[]): void {
+    const stranded = vipsWithoutPeer(vips, this.cfg.bgp.peers.map((p) => canonicalAddress(p.address)));
+    const key = stranded.join(',');
+    if (key === this.lastStranded) return;
+    this.lastStranded = key;
+    if (stranded.length > 0) {
+      this.log.warn({ vips: stranded.slice(0, 10), count: stranded.length }, 'VIPs without a peer of their address family (IPv6 VIPs go only over IPv6 sessions): announced to no router');
+    }
   }
 
   private async adjOutRound(repair: boolean): Promise<AdjOutMismatch[]> {

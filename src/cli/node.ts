@@ -5,8 +5,26 @@ import type { LogLevel } from '../config/types.js';
 import { NodeAgent } from '../node-agent/node-agent.js';
 import { parse, UsageError } from './args.js';
 import { untilStopped } from './signals.js';
+import { parseEdgeSource } from '../datapath/node-maps.js';
+import { parseListen } from '../node-agent/metrics.js';
 
-export const nodeHelp = `Usage: edgelb node run --interface IF [options]
+/** --edge-sources: comma-separated CIDRs or addresses, each checked, at least one. */
+export function parseEdgeSources(arg: string | undefined): string[] {
+  if (arg === undefined || arg.trim() === '') {
+    throw new UsageError('edgelb node run: --edge-sources is required: the addresses the edges send from (e.g. --edge-sources 10.0.0.11,10.0.0.12)');
+  }
+  const list = arg.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const s of list) {
+    try {
+      parseEdgeSource(s);
+    } catch (e) {
+      throw new UsageError(`edgelb node run: --edge-sources: ${(e as Error).message}`);
+    }
+  }
+  return list;
+}
+
+export const nodeHelp = `Usage: edgelb node run --interface IF --edge-sources CIDR[,CIDR…] [options]
 
 Runs the node side of edgelb on a Kubernetes node: the tc programs that
 record DSR flows and rewrite pod replies to come from the VIP, the path
@@ -15,12 +33,25 @@ frontends that have backends on this node.
 
 Options:
   --interface IF          fabric-facing interface (required)
+  --edge-sources CIDRS    the edges' addresses, comma-separated CIDRs or addresses
+                          (required): only they may send DSR options and IPIP to
+                          this node's frontends; anything else carrying them is
+                          dropped and counted (edgelb_node_drops{reason="untrusted_source"}).
+                          List each edge's address on this node's link, its IPIP
+                          source block if it has one, and, for an edge behind a
+                          router, that router's address on this link
+  --metrics-listen ADDR   serve Prometheus metrics on ADDR:PORT (/metrics, /healthz)
+  --flow-insert-limit N   new flows per CPU per second (default 10000; 0 = no
+                          limit): beyond it new flows are dropped, so a flood
+                          cannot evict established ones
   --node-name NAME        Kubernetes node name (default: hostname)
   --node-ip IP            this node's address (IPIP packets must be addressed to it)
   --kubeconfig FILE       watch the cluster for this node's frontends
   --pin-path DIR          bpffs directory for the flow maps (default /sys/fs/bpf/edgelb-node)
   --probe-port N          path probe port (default 4790)
   --load-balancer-class C (default edgelb.io/dsr)
+  --default-class         also take LoadBalancer Services without a class (as the
+                          edges do with kubernetes.defaultClass: true)
   --log-level L
 
 Prints "EDGELB NODE READY node=NAME interface=IF" once attached. SIGTERM
@@ -36,12 +67,16 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
   if (sub !== 'run') throw new UsageError(`edgelb node: unknown subcommand "${sub}" (try: edgelb node run --help)`);
   const { values } = parse('node run', rest, {
     interface: { type: 'string' },
+    'edge-sources': { type: 'string' },
+    'metrics-listen': { type: 'string' },
+    'flow-insert-limit': { type: 'string', default: '10000' },
     'node-name': { type: 'string', default: hostname() },
     'node-ip': { type: 'string' },
     kubeconfig: { type: 'string' },
     'pin-path': { type: 'string', default: '/sys/fs/bpf/edgelb-node' },
     'probe-port': { type: 'string', default: '4790' },
     'load-balancer-class': { type: 'string', default: 'edgelb.io/dsr' },
+    'default-class': { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'info' },
   });
   if (values.help) {
@@ -49,6 +84,18 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
     return 0;
   }
   if (!values.interface) throw new UsageError('edgelb node run: --interface is required');
+  const edgeSources = parseEdgeSources(values['edge-sources'] as string | undefined);
+  const insertLimit = Number(values['flow-insert-limit']);
+  if (!Number.isInteger(insertLimit) || insertLimit < 0 || insertLimit > 0xffffffff) {
+    throw new UsageError(`edgelb node run: --flow-insert-limit must be a whole number ≥ 0 (got ${String(values['flow-insert-limit'])})`);
+  }
+  if (values['metrics-listen'] !== undefined) {
+    try {
+      parseListen(values['metrics-listen'] as string);
+    } catch (e) {
+      throw new UsageError(`edgelb node run: ${(e as Error).message}`);
+    }
+  }
   const port = Number(values['probe-port']);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`edgelb node run: --probe-port must be 1-65535 (got ${String(values['probe-port'])})`);
   const log = createLogger({ level: values['log-level'] as LogLevel, fd: 2 });
@@ -56,10 +103,13 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
     interface: values.interface as string,
     nodeName: values['node-name'] as string,
     ...(values['node-ip'] ? { nodeIp: values['node-ip'] as string } : {}),
+    edgeSources,
+    flowInsertLimit: insertLimit,
+    ...(values['metrics-listen'] ? { metricsListen: values['metrics-listen'] as string } : {}),
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig as string } : {}),
     pinPath: values['pin-path'] as string,
     probePort: port,
-    kubernetes: { loadBalancerClass: values['load-balancer-class'] as string, defaultClass: false },
+    kubernetes: { loadBalancerClass: values['load-balancer-class'] as string, defaultClass: values['default-class'] === true },
     datapath: { mode: 'dsr', dispatch: 'ip-option' },
     logger: log,
   });

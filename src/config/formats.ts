@@ -1,7 +1,9 @@
 // Convict format functions. Each throws an Error whose message says what is
 // wrong in the operator's terms; the loader adds the file, line, key path
 // and the offending value.
-import { isIpv4, isIp, parseCidr } from './net.js';
+import { checkCidr } from '../net/cidr.js';
+import { ipToBigInt, isIpv4, isIp, isIpv6 } from '../net/ip.js';
+import { parseHostPort } from '../net/l4.js';
 
 export type Format = (value: unknown) => void;
 
@@ -64,6 +66,35 @@ export function ip(opts: { required?: boolean; optional?: boolean } = {}): Forma
   };
 }
 
+/**
+ * Why an address cannot be one end of a BGP (and BFD) session edgelb
+ * configures, or null. IPv6 has addresses that parse but cannot work here:
+ * a link-local session needs an interface (gobgpd's neighbor interface, a
+ * bfdd session bound to a device) that edgelb does not configure, and an
+ * IPv4-mapped address is an IPv4 session spelt as IPv6.
+ */
+export function sessionAddressProblem(s: string): string | null {
+  if (!isIpv6(s)) return null;
+  if (s.includes('%')) return 'has a zone index (%...): link-local sessions are not supported; peer over a global or ULA address';
+  const v = ipToBigInt(s).value;
+  if (v === 0n) return 'is the unspecified address';
+  if (v >> 118n === 0x3fan) return 'is link-local: a session over it needs an interface, which edgelb does not configure; peer over a global or ULA address';
+  if (v >> 120n === 0xffn) return 'is a multicast address';
+  if (v >> 32n === 0xffffn) return 'is an IPv4-mapped IPv6 address: write the IPv4 address for an IPv4 session';
+  return null;
+}
+
+/** An address that can be one end of a BGP session (not link-local, mapped, multicast, unspecified). */
+export function sessionIp(opts: { required?: boolean; optional?: boolean } = {}): Format {
+  const base = ip(opts);
+  return (v) => {
+    base(v);
+    if (opts.optional && v === '') return;
+    const why = sessionAddressProblem(v as string);
+    if (why) fail(why);
+  };
+}
+
 /** A list whose items are checked by `item`; the first bad item is named by index. */
 export function listOf(item: (v: unknown) => string | null, opts: { nonEmpty?: boolean } = {}): Format {
   return (v) => {
@@ -78,7 +109,7 @@ export function listOf(item: (v: unknown) => string | null, opts: { nonEmpty?: b
 }
 
 export const cidrItem = (x: unknown): string | null => {
-  const r = parseCidr(x);
+  const r = checkCidr(x);
   return typeof r === 'string' ? r : null;
 };
 
@@ -126,11 +157,7 @@ export const labelMap: Format = (v) => {
 export const listenAddress: Format = (v) => {
   if (v === '') return;
   if (typeof v !== 'string') fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472');
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v as string);
-  const host = m?.[1] ?? m?.[2];
-  if (!m || !isIp(host) || Number(m[3]) < 1 || Number(m[3]) > 65535) {
-    fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472 (IPv6 as [::1]:9472)');
-  }
+  if (!parseHostPort(v as string)) fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472 (IPv6 as [::1]:9472)');
 };
 
 export const absolutePath = (opts: { optional?: boolean } = {}): Format => (v) => {
@@ -152,9 +179,8 @@ export const maglevSize: Format = (v) => {
 /** An IPv4 CIDR of /16../32, or empty. */
 export const ipv4CidrOptional: Format = (v) => {
   if (v === '') return;
-  const why = cidrItem(v);
-  if (why) fail(why);
-  const [addr = '', len = '0'] = String(v).split('/');
-  if (!isIpv4(addr)) fail('must be an IPv4 CIDR');
-  if (Number(len) < 16) fail('must be /16 or longer (the datapath varies at most 16 host bits)');
+  const c = checkCidr(v);
+  if (typeof c === 'string') return fail(c);
+  if (c.family !== 4) fail('must be an IPv4 CIDR');
+  if (c.prefix < 16) fail('must be /16 or longer (the datapath varies at most 16 host bits)');
 };

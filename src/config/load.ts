@@ -4,7 +4,8 @@ import { readFileSync, statSync, accessSync, constants as fsc } from 'node:fs';
 import convict from 'convict';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode } from 'yaml';
 import { rootSchema, peerSchema, poolSchema } from './schema.js';
-import { parseCidr, cidrsOverlap, isIpv4, type Cidr } from './net.js';
+import { checkCidr, cidrsOverlap, type Cidr } from '../net/cidr.js';
+import { canonicalIp, isIp, isIpv4 } from '../net/ip.js';
 import type { EdgelbConfig, PeerConfig, PoolConfig } from './types.js';
 
 export type PathSeg = string | number;
@@ -266,6 +267,29 @@ function checkPeer(v: Validator, p: PeerConfig, i: number): void {
   }
 }
 
+const familyName = (fam: 4 | 6): string => (fam === 4 ? 'IPv4' : 'IPv6');
+
+/**
+ * A VIP is announced only over sessions of its own family (an IPv6 VIP over
+ * an IPv6 session, whose local address is the next hop), so each family a
+ * pool allocates from needs a peer of that family among the peers it
+ * advertises to; otherwise its VIPs are allocated and reach no router.
+ * Without any peer there is no BGP at all, and nothing to check.
+ */
+function checkPoolFamilies(v: Validator, pool: PoolConfig, i: number, peerAddrs: Set<string>): void {
+  if (peerAddrs.size === 0 || !Array.isArray(pool.cidrs)) return;
+  const restricted = Array.isArray(pool.advertise?.peers) && pool.advertise.peers.length > 0;
+  const eligible = restricted ? pool.advertise.peers.filter((a) => peerAddrs.has(a)) : [...peerAddrs];
+  const families = new Set(eligible.map((a) => (isIpv4(a) ? 4 : 6)));
+  pool.cidrs.forEach((text, j) => {
+    const cidr = checkCidr(text);
+    if (typeof cidr === 'string' || families.has(cidr.family)) return;
+    const fam = familyName(cidr.family);
+    const where = restricted ? `advertise.peers lists no ${fam} peer` : `bgp.peers has no ${fam} peer; add one`;
+    v.add(['pools', i, 'cidrs', j], `${fam} VIPs are announced only over ${fam} BGP sessions and ${where}`, { v: text });
+  });
+}
+
 function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>): void {
   const names = new Map<string, number>();
   const seen: { cidr: Cidr; text: string; pool: number; idx: number }[] = [];
@@ -276,7 +300,7 @@ function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>): 
       else names.set(pool.name, i);
     }
     (Array.isArray(pool.cidrs) ? pool.cidrs : []).forEach((text, j) => {
-      const cidr = parseCidr(text);
+      const cidr = checkCidr(text);
       if (typeof cidr === 'string') return; // already reported
       const clash = seen.find((s) => cidrsOverlap(s.cidr, cidr));
       if (clash) {
@@ -288,8 +312,12 @@ function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>): 
     (Array.isArray(pool.advertise?.peers) ? pool.advertise.peers : []).forEach((addr, j) => {
       if (!peerAddrs.has(addr)) v.add(['pools', i, 'advertise', 'peers', j], 'is not the address of a configured bgp.peers entry', { v: addr });
     });
+    checkPoolFamilies(v, pool, i, peerAddrs);
   });
 }
+
+/** A valid address in its one spelling (RFC 5952 for IPv6); anything else (already reported) as it is. */
+const respell = (a: string): string => (isIp(a) ? (canonicalIp(a) ?? a) : a);
 
 /** Validates YAML text; throws ConfigError listing every problem. */
 export function parseConfig(text: string, file: string): EdgelbConfig {
@@ -316,11 +344,15 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
       v.add(['bgp', 'peers', i], 'must be a mapping (address, asn, ...)', { v: el });
       return;
     }
-    const peer = v.runConvict<PeerConfig>(peerSchema as unknown as Schema, { ...el }, ['bgp', 'peers', i]);
+    const parsed = v.runConvict<PeerConfig>(peerSchema as unknown as Schema, { ...el }, ['bgp', 'peers', i]);
+    // gobgpd keeps a neighbor's address as written while bfdd reports it
+    // canonical: one spelling everywhere, or a differently written address
+    // would not match its own BFD session (and would escape the duplicate check).
+    const peer = { ...parsed, address: respell(parsed.address), localAddress: respell(parsed.localAddress) };
     checkPeer(v, peer, i);
-    if (typeof peer.address === 'string') {
+    if (typeof peer.address === 'string' && isIp(peer.address)) {
       const first = peerAddrs.get(peer.address);
-      if (first !== undefined) v.add(['bgp', 'peers', i, 'address'], `duplicates bgp.peers[${first}]`, { v: peer.address });
+      if (first !== undefined) v.add(['bgp', 'peers', i, 'address'], `duplicates bgp.peers[${first}]`, { v: parsed.address });
       else peerAddrs.set(peer.address, i);
     }
     peers.push(peer);
@@ -333,7 +365,9 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
       v.add(['pools', i], 'must be a mapping (name, cidrs, ...)', { v: el });
       return;
     }
-    pools.push(v.runConvict<PoolConfig>(poolSchema as unknown as Schema, { ...el }, ['pools', i]));
+    const pool = v.runConvict<PoolConfig>(poolSchema as unknown as Schema, { ...el }, ['pools', i]);
+    const peersOf = pool.advertise.peers;
+    pools.push(Array.isArray(peersOf) ? { ...pool, advertise: { ...pool.advertise, peers: peersOf.map(respell) } } : pool);
   });
   checkPools(v, pools, new Set(peerAddrs.keys()));
 

@@ -70,9 +70,9 @@ export const rootSchema = {
 };
 
 export const peerSchema = {
-  address: { doc: 'Peer address', default: null, format: f.ip({ required: true }) },
+  address: { doc: 'Peer address (IPv4 session: IPv4 VIPs; IPv6 session: IPv6 VIPs)', default: null, format: f.sessionIp({ required: true }) },
   asn: { doc: 'Peer ASN', default: null, format: f.int(1, 4294967294, { required: true }) },
-  localAddress: { doc: 'Local address for the session', default: '', format: f.ip({ optional: true }) },
+  localAddress: { doc: 'Local address for the session (also the next hop of the VIPs sent over it)', default: '', format: f.sessionIp({ optional: true }) },
   passwordFile: { doc: 'File with the TCP-MD5 password', default: '', format: f.absolutePath({ optional: true }) },
   holdTime: { doc: 'Hold time (s): 0 or 3-65535', default: 90, format: f.int(0, 65535) },
   keepalive: { doc: 'Keepalive (s), below holdTime', default: 30, format: f.int(0, 21845) },

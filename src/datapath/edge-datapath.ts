@@ -11,7 +11,8 @@
 // then the release of ids and regions (which are reused last-freed-last).
 import type { Logger } from 'pino';
 import type { Backend, DesiredService } from '../model/types.js';
-import { BpfObject, bpfObjectPath, native, type BpfMap, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
+import { BpfObject, type BpfMap, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
+import { bpfObjectPath } from '../assets.js';
 import { chooseTableSize, maglevTable } from './maglev.js';
 import { IdAllocator, RegionAllocator } from './edge-regions.js';
 import {
@@ -35,13 +36,13 @@ import {
   encodeSrcRangeKey,
   encodeSvc,
   encodeSvcKey,
-  ipv4ToU32,
-  protoNumber,
   sumPacketsBytes,
   sumU64,
   u32Key,
   type EdgeStatName,
 } from './edge-maps.js';
+import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
+import { protoNumber } from '../net/l4.js';
 
 export type PathDispatch = 'ip-option' | 'ipip';
 
@@ -186,13 +187,7 @@ class Batch {
     const chunk = 1 << 18;
     for (let i = 0; i < this.n; i += chunk) {
       const c = Math.min(chunk, this.n - i);
-      native().mapUpdateBatch(
-        map.fd,
-        this.keys.subarray(i * this.keySize, (i + c) * this.keySize),
-        this.vals.subarray(i * this.valSize, (i + c) * this.valSize),
-        c,
-        0,
-      );
+      map.updateBatchPacked(this.keys.subarray(i * this.keySize, (i + c) * this.keySize), this.vals.subarray(i * this.valSize, (i + c) * this.valSize));
     }
     this.n = 0;
   }
@@ -337,6 +332,12 @@ export class EdgeDatapath {
     this.attachment = null;
   }
 
+  /** Where attach() put the program, and which program that was (null before attach / after detach). */
+  attachedAt(): { at: XdpAttachment | TcAttachment; progId: number } | null {
+    if (!this.attachment) return null;
+    return { at: this.attachment, progId: this.program('direction' in this.attachment ? 'tc' : 'xdp').info().id };
+  }
+
   close(): void {
     this.obj.close();
   }
@@ -393,15 +394,8 @@ export class EdgeDatapath {
     for (const st of this.services.values()) this.markers.set(st.vip, (this.markers.get(st.vip) ?? 0) + 1);
     if (byId.size === 0) return;
     // Backends: one batched walk over the array.
-    const be = this.maps.edge_backends;
-    const chunk = 65536;
-    const keys = Buffer.alloc(4 * chunk);
-    const vals = Buffer.alloc(BACKEND_SIZE * chunk);
-    let cursor: Buffer | null = null;
-    for (;;) {
-      const out = Buffer.alloc(4);
-      const r = native().mapLookupBatch(be.fd, cursor, out, keys, vals, chunk);
-      for (let i = 0; i < r.count; i++) {
+    for (const { keys, values: vals, count } of this.maps.edge_backends.lookupBatches(65536)) {
+      for (let i = 0; i < count; i++) {
         const v = decodeBackend(vals.subarray(i * BACKEND_SIZE, (i + 1) * BACKEND_SIZE));
         if (!(v.flags & BE_F_VALID)) continue;
         const st = byId.get(v.svcId);
@@ -414,15 +408,13 @@ export class EdgeDatapath {
           b: { ip: v.ip, port: v.port, nodeIp: v.nodeIp, nodeName: '', weight: 1, state: v.flags & BE_F_ACTIVE ? 'active' : 'terminating' },
         });
       }
-      if (r.done) break;
-      cursor = out;
     }
     for (const k of this.maps.edge_src_ranges.keys()) {
       const st = byId.get(k.readUInt32LE(4));
       if (!st) continue;
       const len = k.readUInt32LE(0) - 32;
       const a = k.readUInt32BE(8);
-      st.srcRanges.add(`${[a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.')}/${len}`);
+      st.srcRanges.add(`${u32ToIpv4(a)}/${len}`);
     }
     this.log?.info({ services: this.services.size }, 'edge datapath: state rebuilt from pinned maps');
   }
@@ -526,7 +518,7 @@ export class EdgeDatapath {
       if (st.dispatch !== 'auto') continue;
       for (const bs of st.backends.values()) {
         if (bs.b.nodeIp !== nodeIp) continue;
-        bs.flags = this.backendFlags(st.dispatch, bs.b, (st.svcValue?.readUInt32LE(16) ?? 0) & SVC_F_SNAT ? true : false);
+        bs.flags = this.backendFlags(st.dispatch, bs.b, st.svcValue ? (decodeSvc(st.svcValue).flags & SVC_F_SNAT) !== 0 : false);
         const o = batch.push();
         batch.keys.writeUInt32LE(bs.id, o.k);
         encodeBackendInto({ ip: bs.b.ip, nodeIp: bs.b.nodeIp, port: bs.b.port, flags: bs.flags, svcId: st.id }, batch.vals, o.v);
@@ -754,7 +746,7 @@ function svcKeyString(vip: string, port: number, protocol: string): string {
 function normaliseCidr(c: string): string {
   const key = encodeSrcRangeKey(0, c.includes('/') ? c : `${c}/32`);
   const a = key.readUInt32BE(8);
-  return `${[a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.')}/${key.readUInt32LE(0) - 32}`;
+  return `${u32ToIpv4(a)}/${key.readUInt32LE(0) - 32}`;
 }
 
 function validateService(d: DesiredService): void {

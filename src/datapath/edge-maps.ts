@@ -2,7 +2,11 @@
 // edge_counters.h). Multi-byte fields the program compares with packet
 // bytes (addresses, ports) are network order; ids, offsets, sizes and flags
 // are host order (little-endian on every platform edgelb runs on: x86-64,
-// arm64). Change both sides together.
+// arm64). Change both sides together. Addresses, CIDRs, protocols and
+// ports are read and checked by src/net.
+import { parseCidr } from '../net/cidr.js';
+import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
+import { checkPort } from '../net/l4.js';
 
 export const SVC_F_SNAT = 0x1;
 export const SVC_F_SRC_RANGES = 0x2;
@@ -15,9 +19,6 @@ export const BE_F_IPIP = 0x4;
 export const CFG_F_FIB_BYPASS = 0x1;
 export const CFG_F_GW_MAC = 0x2;
 export const CFG_F_NO_FIB_CACHE = 0x4;
-
-export const PROTO_TCP = 6;
-export const PROTO_UDP = 17;
 
 /** Slots in edge_ring; EDGE_RING_PER_ELEM per array element. */
 export const EDGE_RING_SLOTS = 1 << 24;
@@ -46,51 +47,13 @@ export const EDGE_STAT_NAMES = [
   'snat_reverse',
   'ct_stale',
   'affinity_hit',
+  'snat_reclaimed',
+  'drop_snat_iface',
+  'drop_bad_source',
+  'drop_ttl',
+  'ttl_exceeded',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
-
-/** Parse dotted-quad IPv4 into a uint32 (throws naming the value). A
- * hand-rolled scanner: this runs for every backend of every service. */
-export function ipv4ToU32(addr: string, what = 'address'): number {
-  let n = 0;
-  let part = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < addr.length; i++) {
-    const c = addr.charCodeAt(i);
-    if (c >= 48 && c <= 57) {
-      part = part * 10 + (c - 48);
-      if (++digits > 3 || part > 255) return badIpv4(addr, what);
-    } else if (c === 46 && digits > 0 && dots < 3) {
-      n = n * 256 + part;
-      part = 0;
-      digits = 0;
-      dots++;
-    } else {
-      return badIpv4(addr, what);
-    }
-  }
-  if (dots !== 3 || digits === 0) return badIpv4(addr, what);
-  return (n * 256 + part) >>> 0;
-}
-
-function badIpv4(addr: string, what: string): never {
-  throw new Error(`${what} '${addr}' is not an IPv4 address`);
-}
-
-export function u32ToIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-function checkPort(port: number, what: string): void {
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${what} ${port} is not a port number`);
-}
-
-export function protoNumber(p: 'TCP' | 'UDP'): number {
-  if (p === 'TCP') return PROTO_TCP;
-  if (p === 'UDP') return PROTO_UDP;
-  throw new Error(`protocol '${String(p)}' is not TCP or UDP`);
-}
 
 export interface SvcKey {
   vip: string;
@@ -197,31 +160,33 @@ export function encodeCtKey(k: CtKey): Buffer {
 export interface CtValue {
   backendId: number;
   snatPort: number;
+  /** CT_F_* (the client's FIN/RST), absent = 0. */
+  flags?: number;
 }
 
+export const CT_F_FIN = 0x1;
+export const CT_F_RST = 0x2;
+
 export function decodeCtValue(b: Buffer): CtValue {
-  return { backendId: b.readUInt32LE(0), snatPort: b.readUInt16BE(4) };
+  return { backendId: b.readUInt32LE(0), snatPort: b.readUInt16BE(4), flags: b.readUInt8(6) };
 }
 
 export function encodeCtValue(v: CtValue): Buffer {
   const b = Buffer.alloc(8);
   b.writeUInt32LE(v.backendId, 0);
   b.writeUInt16BE(v.snatPort, 4);
+  b.writeUInt8(v.flags ?? 0, 6);
   return b;
 }
 
 /** LPM key: 32 bits of service id, then the CIDR. */
 export function encodeSrcRangeKey(svcId: number, cidr: string): Buffer {
-  const m = /^([\d.]+)\/(\d{1,2})$/.exec(cidr);
-  if (!m) throw new Error(`source range '${cidr}' is not an IPv4 CIDR`);
-  const len = Number(m[2]);
-  if (len > 32) throw new Error(`source range '${cidr}': prefix length ${len} > 32`);
-  const addr = ipv4ToU32(m[1]!, `source range '${cidr}'`);
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  const c = parseCidr(cidr, { clearHostBits: true });
+  if (c.family !== 4) throw new Error(`source range '${cidr}' is not an IPv4 CIDR`);
   const b = Buffer.alloc(12);
-  b.writeUInt32LE(32 + len, 0);
+  b.writeUInt32LE(32 + c.prefix, 0);
   b.writeUInt32LE(svcId, 4);
-  b.writeUInt32BE((addr & mask) >>> 0, 8);
+  b.writeUInt32BE(Number(c.base), 8);
   return b;
 }
 
@@ -236,7 +201,11 @@ export interface EdgeConfigValue {
   ctInsertLimit: number;
   gwMac: string;
   ownMac: string;
+  /** Test clock (ns); 0n/absent = the kernel's coarse monotonic clock. */
+  nowNs?: bigint;
 }
+
+export const EDGE_CONFIG_SIZE = 48;
 
 function macBytes(mac: string, what: string): Buffer {
   const parts = mac.split(':');
@@ -252,7 +221,7 @@ export function encodeConfig(c: EdgeConfigValue): Buffer {
   checkPort(c.snatPortMin, 'SNAT port min');
   checkPort(c.snatPortMax, 'SNAT port max');
   if (c.snatPortMin > c.snatPortMax) throw new Error(`SNAT port range ${c.snatPortMin}-${c.snatPortMax} is empty`);
-  const b = Buffer.alloc(40);
+  const b = Buffer.alloc(EDGE_CONFIG_SIZE);
   b.writeUInt32BE(ipv4ToU32(c.addr, 'edge address'), 0);
   b.writeUInt32BE(ipv4ToU32(c.ipipSrcNet, 'IPIP source network'), 4);
   b.writeUInt32LE(c.ipipSrcBits, 8);
@@ -263,6 +232,7 @@ export function encodeConfig(c: EdgeConfigValue): Buffer {
   b.writeUInt32LE(c.ctInsertLimit, 24);
   macBytes(c.gwMac, 'gateway MAC').copy(b, 28);
   macBytes(c.ownMac, 'own MAC').copy(b, 34);
+  b.writeBigUInt64LE(c.nowNs ?? 0n, 40);
   return b;
 }
 

@@ -9,13 +9,17 @@
 //   b.close();
 //
 // or measureNodeReply({ count, rounds }) for medians net of the tc floor.
-import { BpfObject, bpfObjectPath, type BpfProgram } from './loader.js';
+import { BpfObject, type BpfProgram } from './loader.js';
+import { bpfObjectPath } from '../assets.js';
 import { NodeDatapath } from './node-datapath.js';
 import type { DesiredService } from '../model/types.js';
 
 export const BENCH_CLIENT = '198.51.100.7';
 export const BENCH_VIP = '203.0.113.10';
 export const BENCH_POD = '10.244.1.5';
+/** The edge the bench's option frames come from (their Ethernet source is its MAC). */
+export const BENCH_EDGE = '192.0.2.1';
+const BENCH_EDGE_MAC = '02:00:00:00:00:0a';
 
 export interface NodeReplyBench {
   /** node_egress; expect TC_ACT_UNSPEC (0xffffffff) and a rewritten frame. */
@@ -67,8 +71,9 @@ function tcpFrame(src: string, dst: string, sport: number, dport: number, flags:
 }
 
 export function prepareNodeReplyBench(opts: { objectPath?: string } = {}): NodeReplyBench {
-  const dp = NodeDatapath.load({ maxFlows: 4096, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
+  const dp = NodeDatapath.load({ maxFlows: 4096, edgeSources: [BENCH_EDGE], ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
   try {
+    dp.trustEdgeNeighbour(BENCH_EDGE, BENCH_EDGE_MAC);
     const svc: DesiredService = {
       service: 'bench/svc',
       frontend: { vip: BENCH_VIP, port: 80, protocol: 'TCP' },

@@ -7,21 +7,25 @@
 // place, so an agent restart neither drops forwarding (the old programs stay
 // attached while no agent runs) nor forgets established flows.
 import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { attachState, type AttachState } from './attach-state.js';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import type { Backend, DesiredService } from '../model/types.js';
 import {
   BpfObject,
-  bpfObjectPath,
   detachTc,
   inNetns,
   tcQuery,
-  type BpfMap,
+  BpfMap,
   type BpfProgram,
   type TcAttachment,
 } from './loader.js';
+import { bpfObjectPath } from '../assets.js';
 import {
   decodeConfig,
+  decodeEdgeNeighbour,
+  decodeEdgeSourceKey,
   decodeFlowKey,
   decodeFlowValue,
   decodeFwdKey,
@@ -29,14 +33,19 @@ import {
   decodeSvcKey,
   decodeSvcValue,
   encodeConfig,
+  encodeEdgeMacKey,
+  encodeEdgeMacValue,
+  encodeEdgeSourceKey,
   encodeFlowKey,
   encodeSvcKey,
   encodeSvcValue,
+  edgeSourceContains,
   FLOW_CLOSING,
   NODE_COUNTER_NAMES,
   NODE_MAP_NAMES,
   NODE_MAX_LOCAL_BACKENDS,
   NODE_PROGRAMS,
+  type EdgeNeighbour,
   type FlowKey,
   type FlowValue,
   type FwdKey,
@@ -52,6 +61,8 @@ export const NODE_DEFAULTS = {
   tcpIdleSeconds: 3600,
   udpIdleSeconds: 60,
   closeSeconds: 10,
+  rstSeconds: 2,
+  flowInsertLimit: 10000,
   tcPriority: 100,
   tcHandle: 0xed1b,
 } as const;
@@ -63,10 +74,23 @@ export interface NodeDatapathOptions {
   objectPath?: string;
   /** This node's address: ipip packets must be addressed to it when given. */
   nodeIp?: string;
+  /**
+   * The addresses the edges send from (CIDRs or single addresses). Only
+   * packets from them may carry the DSR option or IPIP to a frontend; with
+   * none, nothing is trusted and every such packet is dropped.
+   */
+  edgeSources?: readonly string[];
   tcpIdleSeconds?: number;
   udpIdleSeconds?: number;
   /** Lifetime of a flow after FIN from both sides. */
   closeSeconds?: number;
+  /** Silence after a RST before its connection counts as ended (a SYN may then reuse the tuple for another frontend). */
+  rstSeconds?: number;
+  /**
+   * New flows per CPU per ~1.07 s window (0 = unlimited); beyond it new
+   * flows are dropped, so a flood cannot evict established ones.
+   */
+  flowInsertLimit?: number;
   /** Remove the DSR option before the packet reaches the pod (default true). */
   stripOption?: boolean;
   /** Drop option packets naming no known frontend (default true). */
@@ -165,6 +189,8 @@ export class NodeDatapath {
   readonly servicesMap: BpfMap;
   readonly configMap: BpfMap;
   readonly countersMap: BpfMap;
+  readonly edgeSourcesMap: BpfMap;
+  readonly edgeMacsMap: BpfMap;
   readonly #log: Logger;
   readonly #priority: number;
   readonly #handle: number;
@@ -180,6 +206,8 @@ export class NodeDatapath {
     this.servicesMap = obj.map(NODE_MAP_NAMES.services);
     this.configMap = obj.map(NODE_MAP_NAMES.config);
     this.countersMap = obj.map(NODE_MAP_NAMES.counters);
+    this.edgeSourcesMap = obj.map(NODE_MAP_NAMES.edgeSources);
+    this.edgeMacsMap = obj.map(NODE_MAP_NAMES.edgeMacs);
     this.#log = opts.logger ?? silentLogger();
     this.#priority = opts.tcPriority ?? NODE_DEFAULTS.tcPriority;
     this.#handle = opts.tcHandle ?? NODE_DEFAULTS.tcHandle;
@@ -192,6 +220,8 @@ export class NodeDatapath {
       tcpIdleNs: seconds('tcpIdleSeconds', opts.tcpIdleSeconds, NODE_DEFAULTS.tcpIdleSeconds),
       udpIdleNs: seconds('udpIdleSeconds', opts.udpIdleSeconds, NODE_DEFAULTS.udpIdleSeconds),
       closeNs: seconds('closeSeconds', opts.closeSeconds, NODE_DEFAULTS.closeSeconds),
+      rstNs: seconds('rstSeconds', opts.rstSeconds, NODE_DEFAULTS.rstSeconds),
+      insertLimit: opts.flowInsertLimit ?? NODE_DEFAULTS.flowInsertLimit,
       nowNs: 0n,
       nodeIp: opts.nodeIp ?? '0.0.0.0',
       stripOption: opts.stripOption ?? true,
@@ -199,6 +229,7 @@ export class NodeDatapath {
       verifyVip: opts.verifyVip ?? true,
     };
     encodeConfig(config); // validates before anything is loaded
+    const sources = (opts.edgeSources ?? []).map((c) => encodeEdgeSourceKey(c));
     const maxEntries: Record<string, number> = {};
     if (opts.maxFlows !== undefined) {
       maxEntries[NODE_MAP_NAMES.flows] = opts.maxFlows;
@@ -211,6 +242,7 @@ export class NodeDatapath {
     try {
       const dp = new NodeDatapath(obj, config, opts);
       dp.writeConfig();
+      dp.writeEdgeSources(sources);
       dp.#log.info({ pinPath: opts.pinPath, flows: dp.flowsMap.keys().length }, 'node datapath loaded');
       return dp;
     } catch (e) {
@@ -267,6 +299,17 @@ export class NodeDatapath {
   }
 
   /**
+   * What the kernel runs on the hooks this object attached to: our
+   * programs, or (detached by hand, replaced) not. Null before attach().
+   */
+  attachState(): { ingress: AttachState; egress: AttachState } | null {
+    const mine = this.#attached;
+    if (!mine) return null;
+    const [ingress, egress] = mine.at;
+    return { ingress: attachState(ingress!, this.ingress.info().id), egress: attachState(egress!, this.egress.info().id) };
+  }
+
+  /**
    * Programs node_services from desired state, keeping only this node's
    * backends (see localServiceEntries; omit `node` when the services are
    * already restricted to this node). Writes only what changed.
@@ -301,6 +344,41 @@ export class NodeDatapath {
     return { added, updated, removed, truncated };
   }
 
+  /**
+   * Replaces the edge sources (see NodeDatapathOptions.edgeSources); every
+   * entry is validated before the map changes. Returns the list in effect.
+   */
+  setEdgeSources(cidrs: readonly string[]): string[] {
+    this.writeEdgeSources(cidrs.map((c) => encodeEdgeSourceKey(c)));
+    return this.edgeSources();
+  }
+
+  edgeSources(): string[] {
+    return this.edgeSourcesMap.keys().map(decodeEdgeSourceKey).sort();
+  }
+
+  private writeEdgeSources(keys: Buffer[]): void {
+    const want = new Set(keys.map((k) => k.toString('hex')));
+    for (const k of this.edgeSourcesMap.keys()) if (!want.has(k.toString('hex'))) this.edgeSourcesMap.delete(k);
+    for (const k of keys) this.edgeSourcesMap.update(k, Buffer.from([1]));
+  }
+
+  /**
+   * Trusts `mac` as the link-layer sender of the edge at `ip` (the agent,
+   * from the kernel's neighbour table; the program learns the others from
+   * their ARP). `ip` must be an edge source.
+   */
+  trustEdgeNeighbour(ip: string, mac: string): void {
+    const inSources = this.edgeSourcesMap.keys().some((k) => edgeSourceContains(decodeEdgeSourceKey(k), ip));
+    if (!inSources) throw new Error(`edge neighbour ${ip} (${mac}) is not inside any edge source`);
+    this.edgeMacsMap.update(encodeEdgeMacKey(mac), encodeEdgeMacValue({ ip, how: 'agent', seenNs: this.nowNs() }));
+  }
+
+  /** The link-layer senders trusted as edges. */
+  edgeNeighbours(): EdgeNeighbour[] {
+    return this.edgeMacsMap.entries().map(([k, v]) => decodeEdgeNeighbour(k, v));
+  }
+
   localServices(): Array<SvcKey & { backends: LocalBackend[] }> {
     return this.servicesMap.entries().map(([k, v]) => ({ ...decodeSvcKey(k), backends: decodeSvcValue(v) }));
   }
@@ -320,6 +398,11 @@ export class NodeDatapath {
   flow(key: FlowKey): FlowValue | null {
     const v = this.flowsMap.lookup(encodeFlowKey(key));
     return v ? decodeFlowValue(v) : null;
+  }
+
+  /** How many entries node_flows and node_fwd hold (batch reads: cheap enough per scrape). */
+  flowCounts(): { flows: number; forwardPins: number } {
+    return { flows: this.flowsMap.dumpPacked(4096).count, forwardPins: this.fwdMap.dumpPacked(4096).count };
   }
 
   /** ipip forward pins (client → VIP to the chosen pod). */
@@ -350,14 +433,7 @@ export class NodeDatapath {
 
   /** Per-CPU counters summed. */
   counters(): Record<NodeCounterName, number> {
-    const out = {} as Record<NodeCounterName, number>;
-    NODE_COUNTER_NAMES.forEach((name, i) => {
-      const k = Buffer.alloc(4);
-      k.writeUInt32LE(i);
-      const slots = this.countersMap.lookupPerCpu(k) ?? [];
-      out[name] = Number(slots.reduce((acc, b) => acc + b.readBigUInt64LE(0), 0n));
-    });
-    return out;
+    return sumNodeCounters(this.countersMap);
   }
 
   /** Zeroes every counter (tests and benchmarks). */
@@ -379,7 +455,7 @@ export class NodeDatapath {
   }
 
   /** Changes timeouts / option stripping at run time. */
-  updateConfig(change: Partial<Pick<NodeConfigValue, 'tcpIdleNs' | 'udpIdleNs' | 'closeNs' | 'stripOption' | 'checkOuterDst' | 'nodeIp' | 'verifyVip'>>): void {
+  updateConfig(change: Partial<Pick<NodeConfigValue, 'tcpIdleNs' | 'udpIdleNs' | 'closeNs' | 'rstNs' | 'insertLimit' | 'stripOption' | 'checkOuterDst' | 'nodeIp' | 'verifyVip'>>): void {
     this.#config = { ...this.#config, ...change };
     this.writeConfig();
   }
@@ -405,5 +481,27 @@ export class NodeDatapath {
     this.configMap.update(k, encodeConfig(this.#config));
     const back = decodeConfig(this.configMap.lookup(k)!);
     if (back.nowNs !== this.#config.nowNs) throw new Error('node_config did not take the written value');
+  }
+}
+
+/** Per-CPU node counters summed, read from a counters map. */
+function sumNodeCounters(map: BpfMap): Record<NodeCounterName, number> {
+  const out = {} as Record<NodeCounterName, number>;
+  NODE_COUNTER_NAMES.forEach((name, i) => {
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(i);
+    const slots = map.lookupPerCpu(k) ?? [];
+    out[name] = Number(slots.reduce((acc, b) => acc + b.readBigUInt64LE(0), 0n));
+  });
+  return out;
+}
+
+/** The counters of a node datapath whose maps are pinned under `pinDir` (another process's, e.g. a running node agent). */
+export function pinnedNodeCounters(pinDir: string): Record<NodeCounterName, number> {
+  const map = BpfMap.openPinned(join(pinDir, NODE_MAP_NAMES.counters));
+  try {
+    return sumNodeCounters(map);
+  } finally {
+    map.close();
   }
 }

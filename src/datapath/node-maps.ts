@@ -4,11 +4,11 @@
 //
 // Addresses and ports are network byte order in every struct (as on the
 // wire); integers the kernel only counts with (timestamps, flags, counts)
-// are host order (little-endian on every platform we run on).
-import type { L4Proto } from '../model/types.js';
-
-export const IPPROTO_TCP = 6;
-export const IPPROTO_UDP = 17;
+// are host order (little-endian on every platform we run on). Addresses,
+// protocols and ports are read and checked by src/net.
+import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
+import { checkPort, protoName, protoNumber, type L4Proto } from '../net/l4.js';
+import { checkCidr } from '../net/cidr.js';
 
 export const NODE_MAP_NAMES = {
   flows: 'node_flows',
@@ -16,6 +16,8 @@ export const NODE_MAP_NAMES = {
   services: 'node_services',
   config: 'node_config',
   counters: 'node_counters',
+  edgeSources: 'node_edge_src',
+  edgeMacs: 'node_edge_macs',
 } as const;
 
 export const NODE_PROGRAMS = { ingress: 'node_ingress', egress: 'node_egress' } as const;
@@ -27,11 +29,13 @@ export const FWD_VALUE_SIZE = 16;
 export const SVC_KEY_SIZE = 8;
 export const NODE_MAX_LOCAL_BACKENDS = 32;
 export const SVC_VALUE_SIZE = 8 + 8 * NODE_MAX_LOCAL_BACKENDS;
-export const CONFIG_VALUE_SIZE = 40;
+export const CONFIG_VALUE_SIZE = 56;
 
 export const FLOW_FIN_POD = 0x01;
 export const FLOW_FIN_CLIENT = 0x02;
 export const FLOW_CLOSING = 0x04;
+/** A RST was seen and no other packet since. */
+export const FLOW_RST = 0x08;
 
 export const CFG_STRIP_OPTION = 0x1;
 export const CFG_CHECK_OUTER_DST = 0x2;
@@ -63,40 +67,14 @@ export const NODE_COUNTER_NAMES = [
   'drop_unknown_vip',
   'in_ipip_icmp',
   'eg_icmp',
+  'drop_untrusted_source',
+  'edge_learnt',
+  'drop_wrong_backend',
+  'drop_vip_conflict',
+  'drop_insert_limit',
 ] as const;
 export type NodeCounterName = (typeof NODE_COUNTER_NAMES)[number];
-export const NODE_COUNTER_SLOTS = 24;
-
-// ---------------------------------------------------------------- primitives
-
-function ipv4Bytes(addr: string, what: string): Buffer {
-  const parts = addr.split('.');
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
-    throw new Error(`${what}: '${addr}' is not an IPv4 address`);
-  }
-  return Buffer.from(parts.map(Number));
-}
-
-function ipv4String(b: Buffer, off: number): string {
-  return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
-}
-
-function checkPort(port: number, what: string): number {
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`${what}: ${port} is not a port`);
-  return port;
-}
-
-export function protoNumber(p: L4Proto): number {
-  if (p === 'TCP') return IPPROTO_TCP;
-  if (p === 'UDP') return IPPROTO_UDP;
-  throw new Error(`protocol '${String(p)}' is not TCP or UDP`);
-}
-
-export function protoName(n: number): L4Proto {
-  if (n === IPPROTO_TCP) return 'TCP';
-  if (n === IPPROTO_UDP) return 'UDP';
-  throw new Error(`IP protocol ${n} is not TCP or UDP`);
-}
+export const NODE_COUNTER_SLOTS = 29;
 
 // ---------------------------------------------------------------- node_flows
 
@@ -124,8 +102,8 @@ export interface FlowValue {
 
 export function encodeFlowKey(k: FlowKey): Buffer {
   const b = Buffer.alloc(FLOW_KEY_SIZE);
-  ipv4Bytes(k.podIp, 'flow podIp').copy(b, 0);
-  ipv4Bytes(k.clientIp, 'flow clientIp').copy(b, 4);
+  b.writeUInt32BE(ipv4ToU32(k.podIp, 'flow podIp'), 0);
+  b.writeUInt32BE(ipv4ToU32(k.clientIp, 'flow clientIp'), 4);
   b.writeUInt16BE(checkPort(k.podPort, 'flow podPort'), 8);
   b.writeUInt16BE(checkPort(k.clientPort, 'flow clientPort'), 10);
   b[12] = protoNumber(k.proto);
@@ -135,8 +113,8 @@ export function encodeFlowKey(k: FlowKey): Buffer {
 export function decodeFlowKey(b: Buffer): FlowKey {
   if (b.length !== FLOW_KEY_SIZE) throw new RangeError(`flow key is ${b.length} bytes, expected ${FLOW_KEY_SIZE}`);
   return {
-    podIp: ipv4String(b, 0),
-    clientIp: ipv4String(b, 4),
+    podIp: u32ToIpv4(b.readUInt32BE(0)),
+    clientIp: u32ToIpv4(b.readUInt32BE(4)),
     podPort: b.readUInt16BE(8),
     clientPort: b.readUInt16BE(10),
     proto: protoName(b[12]!),
@@ -145,7 +123,7 @@ export function decodeFlowKey(b: Buffer): FlowKey {
 
 export function encodeFlowValue(v: FlowValue): Buffer {
   const b = Buffer.alloc(FLOW_VALUE_SIZE);
-  ipv4Bytes(v.vip, 'flow vip').copy(b, 0);
+  b.writeUInt32BE(ipv4ToU32(v.vip, 'flow vip'), 0);
   b.writeUInt16BE(checkPort(v.vipPort, 'flow vipPort'), 4);
   b[6] = v.flags & 0xff;
   b[7] = v.origin === 'option' ? 1 : 2;
@@ -159,7 +137,7 @@ export function decodeFlowValue(b: Buffer): FlowValue {
   const origin = b[7];
   if (origin !== 1 && origin !== 2) throw new Error(`flow value has unknown origin ${origin}`);
   return {
-    vip: ipv4String(b, 0),
+    vip: u32ToIpv4(b.readUInt32BE(0)),
     vipPort: b.readUInt16BE(4),
     flags: b[6]!,
     origin: origin === 1 ? 'option' : 'ipip',
@@ -187,8 +165,8 @@ export interface FwdValue {
 
 export function encodeFwdKey(k: FwdKey): Buffer {
   const b = Buffer.alloc(FWD_KEY_SIZE);
-  ipv4Bytes(k.clientIp, 'fwd clientIp').copy(b, 0);
-  ipv4Bytes(k.vip, 'fwd vip').copy(b, 4);
+  b.writeUInt32BE(ipv4ToU32(k.clientIp, 'fwd clientIp'), 0);
+  b.writeUInt32BE(ipv4ToU32(k.vip, 'fwd vip'), 4);
   b.writeUInt16BE(checkPort(k.clientPort, 'fwd clientPort'), 8);
   b.writeUInt16BE(checkPort(k.vipPort, 'fwd vipPort'), 10);
   b[12] = protoNumber(k.proto);
@@ -198,8 +176,8 @@ export function encodeFwdKey(k: FwdKey): Buffer {
 export function decodeFwdKey(b: Buffer): FwdKey {
   if (b.length !== FWD_KEY_SIZE) throw new RangeError(`fwd key is ${b.length} bytes, expected ${FWD_KEY_SIZE}`);
   return {
-    clientIp: ipv4String(b, 0),
-    vip: ipv4String(b, 4),
+    clientIp: u32ToIpv4(b.readUInt32BE(0)),
+    vip: u32ToIpv4(b.readUInt32BE(4)),
     clientPort: b.readUInt16BE(8),
     vipPort: b.readUInt16BE(10),
     proto: protoName(b[12]!),
@@ -208,7 +186,7 @@ export function decodeFwdKey(b: Buffer): FwdKey {
 
 export function encodeFwdValue(v: FwdValue): Buffer {
   const b = Buffer.alloc(FWD_VALUE_SIZE);
-  ipv4Bytes(v.podIp, 'fwd podIp').copy(b, 0);
+  b.writeUInt32BE(ipv4ToU32(v.podIp, 'fwd podIp'), 0);
   b.writeUInt16BE(checkPort(v.podPort, 'fwd podPort'), 4);
   b.writeBigUInt64LE(v.lastSeenNs, 8);
   return b;
@@ -216,7 +194,7 @@ export function encodeFwdValue(v: FwdValue): Buffer {
 
 export function decodeFwdValue(b: Buffer): FwdValue {
   if (b.length !== FWD_VALUE_SIZE) throw new RangeError(`fwd value is ${b.length} bytes, expected ${FWD_VALUE_SIZE}`);
-  return { podIp: ipv4String(b, 0), podPort: b.readUInt16BE(4), lastSeenNs: b.readBigUInt64LE(8) };
+  return { podIp: u32ToIpv4(b.readUInt32BE(0)), podPort: b.readUInt16BE(4), lastSeenNs: b.readBigUInt64LE(8) };
 }
 
 // ---------------------------------------------------------------- node_services
@@ -234,7 +212,7 @@ export interface LocalBackend {
 
 export function encodeSvcKey(k: SvcKey): Buffer {
   const b = Buffer.alloc(SVC_KEY_SIZE);
-  ipv4Bytes(k.vip, 'service vip').copy(b, 0);
+  b.writeUInt32BE(ipv4ToU32(k.vip, 'service vip'), 0);
   b.writeUInt16BE(checkPort(k.port, 'service port'), 4);
   b[6] = protoNumber(k.proto);
   return b;
@@ -242,7 +220,7 @@ export function encodeSvcKey(k: SvcKey): Buffer {
 
 export function decodeSvcKey(b: Buffer): SvcKey {
   if (b.length !== SVC_KEY_SIZE) throw new RangeError(`service key is ${b.length} bytes, expected ${SVC_KEY_SIZE}`);
-  return { vip: ipv4String(b, 0), port: b.readUInt16BE(4), proto: protoName(b[6]!) };
+  return { vip: u32ToIpv4(b.readUInt32BE(0)), port: b.readUInt16BE(4), proto: protoName(b[6]!) };
 }
 
 /** Backends in slot order: the datapath picks slot nodeTupleHash(...) % count (none: a known frontend without local pods). */
@@ -253,7 +231,7 @@ export function encodeSvcValue(backends: readonly LocalBackend[]): Buffer {
   const b = Buffer.alloc(SVC_VALUE_SIZE);
   b.writeUInt32LE(backends.length, 0);
   backends.forEach((be, i) => {
-    ipv4Bytes(be.ip, `backend ${i} ip`).copy(b, 8 + i * 8);
+    b.writeUInt32BE(ipv4ToU32(be.ip, `backend ${i} ip`), 8 + i * 8);
     b.writeUInt16BE(checkPort(be.port, `backend ${i} port`), 8 + i * 8 + 4);
   });
   return b;
@@ -264,7 +242,7 @@ export function decodeSvcValue(b: Buffer): LocalBackend[] {
   const n = b.readUInt32LE(0);
   if (n > NODE_MAX_LOCAL_BACKENDS) throw new Error(`service value claims ${n} backends`);
   const out: LocalBackend[] = [];
-  for (let i = 0; i < n; i++) out.push({ ip: ipv4String(b, 8 + i * 8), port: b.readUInt16BE(8 + i * 8 + 4) });
+  for (let i = 0; i < n; i++) out.push({ ip: u32ToIpv4(b.readUInt32BE(8 + i * 8)), port: b.readUInt16BE(8 + i * 8 + 4) });
   return out;
 }
 
@@ -284,8 +262,12 @@ export interface NodeConfigValue {
   stripOption: boolean;
   /** ipip: only decapsulate packets whose outer destination is nodeIp. */
   checkOuterDst: boolean;
-  /** ip-option: drop packets whose option names no frontend in node_services. */
+  /** ip-option: drop packets whose option names no frontend in node_services, or a destination that is none of its pods here. */
   verifyVip: boolean;
+  /** Silence after a RST before the connection counts as ended; 0n = default (2 s). */
+  rstNs: bigint;
+  /** New flows per CPU per ~1.07 s window; 0 = unlimited. */
+  insertLimit: number;
 }
 
 export function encodeConfig(c: NodeConfigValue): Buffer {
@@ -294,8 +276,12 @@ export function encodeConfig(c: NodeConfigValue): Buffer {
     if (v < 0n || v > 0xffffffffffffffffn) throw new RangeError(`config field ${i}: ${v} does not fit 64 bits`);
     b.writeBigUInt64LE(v, i * 8);
   }
-  ipv4Bytes(c.nodeIp, 'config nodeIp').copy(b, 32);
+  b.writeUInt32BE(ipv4ToU32(c.nodeIp, 'config nodeIp'), 32);
   b.writeUInt32LE((c.stripOption ? CFG_STRIP_OPTION : 0) | (c.checkOuterDst ? CFG_CHECK_OUTER_DST : 0) | (c.verifyVip ? CFG_VERIFY_VIP : 0), 36);
+  if (c.rstNs < 0n || c.rstNs > 0xffffffffffffffffn) throw new RangeError(`config rstNs: ${c.rstNs} does not fit 64 bits`);
+  b.writeBigUInt64LE(c.rstNs, 40);
+  if (!Number.isInteger(c.insertLimit) || c.insertLimit < 0 || c.insertLimit > 0xffffffff) throw new RangeError(`config insertLimit: ${c.insertLimit} is not a 32-bit count`);
+  b.writeUInt32LE(c.insertLimit, 48);
   return b;
 }
 
@@ -307,11 +293,92 @@ export function decodeConfig(b: Buffer): NodeConfigValue {
     udpIdleNs: b.readBigUInt64LE(8),
     closeNs: b.readBigUInt64LE(16),
     nowNs: b.readBigUInt64LE(24),
-    nodeIp: ipv4String(b, 32),
+    nodeIp: u32ToIpv4(b.readUInt32BE(32)),
     stripOption: (flags & CFG_STRIP_OPTION) !== 0,
     checkOuterDst: (flags & CFG_CHECK_OUTER_DST) !== 0,
     verifyVip: (flags & CFG_VERIFY_VIP) !== 0,
+    rstNs: b.readBigUInt64LE(40),
+    insertLimit: b.readUInt32LE(48),
   };
+}
+
+// ---------------------------------------------------------------- edge sources
+
+export const EDGE_SRC_KEY_SIZE = 8;
+export const EDGE_MAC_KEY_SIZE = 8;
+export const EDGE_MAC_VALUE_SIZE = 16;
+export const EDGE_MAC_FROM_ARP = 1;
+export const EDGE_MAC_FROM_AGENT = 2;
+
+/**
+ * An edge source: an IPv4 CIDR (host bits refused, as everywhere in the
+ * config) or a bare address (/32). Throws naming the value and the problem.
+ */
+export function parseEdgeSource(source: string): { addr: string; bits: number } {
+  const c = checkCidr(source, { bareAddress: true });
+  if (typeof c === 'string') throw new Error(`edge source '${source}': ${c}`);
+  if (c.family !== 4) throw new Error(`edge source '${source}': only IPv4 edge addresses are supported`);
+  return { addr: u32ToIpv4(Number(c.base)), bits: c.prefix };
+}
+
+/** Whether IPv4 address `ip` lies inside edge source `source`. */
+export function edgeSourceContains(source: string, ip: string): boolean {
+  const { addr, bits } = parseEdgeSource(source);
+  if (bits === 0) return true;
+  const shift = 32 - bits;
+  const n = (a: string): number => ipv4ToU32(a, 'address');
+  return Math.floor(n(addr) / 2 ** shift) === Math.floor(n(ip) / 2 ** shift);
+}
+
+/** LPM key of node_edge_src. */
+export function encodeEdgeSourceKey(cidr: string): Buffer {
+  const { addr, bits } = parseEdgeSource(cidr);
+  const b = Buffer.alloc(EDGE_SRC_KEY_SIZE);
+  b.writeUInt32LE(bits, 0);
+  b.writeUInt32BE(ipv4ToU32(addr, 'edge source'), 4);
+  return b;
+}
+
+export function decodeEdgeSourceKey(b: Buffer): string {
+  if (b.length !== EDGE_SRC_KEY_SIZE) throw new RangeError(`edge source key is ${b.length} bytes, expected ${EDGE_SRC_KEY_SIZE}`);
+  return `${u32ToIpv4(b.readUInt32BE(4))}/${b.readUInt32LE(0)}`;
+}
+
+export function macBytes(mac: string, what = 'MAC'): Buffer {
+  const parts = mac.split(':');
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`${what}: '${mac}' is not a MAC address`);
+  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+function macString(b: Buffer, off: number): string {
+  return [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export function encodeEdgeMacKey(mac: string): Buffer {
+  const b = Buffer.alloc(EDGE_MAC_KEY_SIZE);
+  macBytes(mac, 'edge neighbour MAC').copy(b, 0);
+  return b;
+}
+
+export interface EdgeNeighbour {
+  mac: string;
+  /** The edge-source address the neighbour holds. */
+  ip: string;
+  how: 'arp' | 'agent';
+  seenNs: bigint;
+}
+
+export function encodeEdgeMacValue(v: Omit<EdgeNeighbour, 'mac'>): Buffer {
+  const b = Buffer.alloc(EDGE_MAC_VALUE_SIZE);
+  b.writeUInt32BE(ipv4ToU32(v.ip, 'edge neighbour IP'), 0);
+  b.writeUInt32LE(v.how === 'arp' ? EDGE_MAC_FROM_ARP : EDGE_MAC_FROM_AGENT, 4);
+  b.writeBigUInt64LE(v.seenNs, 8);
+  return b;
+}
+
+export function decodeEdgeNeighbour(k: Buffer, v: Buffer): EdgeNeighbour {
+  if (k.length !== EDGE_MAC_KEY_SIZE || v.length !== EDGE_MAC_VALUE_SIZE) throw new RangeError('edge neighbour entry has the wrong size');
+  return { mac: macString(k, 0), ip: u32ToIpv4(v.readUInt32BE(0)), how: v.readUInt32LE(4) === EDGE_MAC_FROM_ARP ? 'arp' : 'agent', seenNs: v.readBigUInt64LE(8) };
 }
 
 // ---------------------------------------------------------------- local backend hash
@@ -329,14 +396,21 @@ function mixWord(h: number, k: number): number {
   return (Math.imul(h, 5) + 0xe6546b64) >>> 0;
 }
 
+/** An address's four network-order bytes read as a little-endian word. */
+function wireWordLE(addr: string, what: string): number {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(ipv4ToU32(addr, what), 0);
+  return b.readUInt32LE(0);
+}
+
 /**
  * node.c's node_tuple_hash over client → VIP (addresses and ports as the
  * packet carries them, read as little-endian words like the BPF program
  * does on x86).
  */
 export function nodeTupleHash(clientIp: string, vip: string, clientPort: number, vipPort: number, proto: L4Proto): number {
-  const s = ipv4Bytes(clientIp, 'hash clientIp').readUInt32LE(0);
-  const d = ipv4Bytes(vip, 'hash vip').readUInt32LE(0);
+  const s = wireWordLE(clientIp, 'hash clientIp');
+  const d = wireWordLE(vip, 'hash vip');
   const ports = Buffer.alloc(4);
   ports.writeUInt16BE(checkPort(clientPort, 'hash clientPort'), 0);
   ports.writeUInt16BE(checkPort(vipPort, 'hash vipPort'), 2);

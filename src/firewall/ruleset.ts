@@ -3,7 +3,8 @@
 // apply.ts's job.
 //
 // What reaches the host: established/related traffic, loopback, the ICMP
-// and ICMPv6 messages IP needs (errors, PMTU, neighbour discovery, echo),
+// and ICMPv6 messages IP needs (errors, PMTU, neighbour discovery, MLD
+// queries, echo),
 // BGP (tcp/179) and BFD (udp/3784 control, 3785 echo, 4784 multihop) only
 // from the configured peers, the metrics port only on metrics.listen's
 // address, SSH only from firewall.sshFrom. Everything else is dropped.
@@ -11,8 +12,10 @@
 // VIP traffic never gets here: the XDP program on the uplink takes packets
 // for VIP:port before netfilter sees them, so this table only judges what
 // the datapath passed on to the host stack.
-import { isIP } from 'node:net';
 import type { EdgelbConfig, PeerConfig } from '../config/types.js';
+import { checkCidr } from '../net/cidr.js';
+import { bigIntToIp, familyBits, ipFamily } from '../net/ip.js';
+import { parseHostPort } from '../net/l4.js';
 
 export const TABLE = 'edgelb_host';
 export const FAMILY = 'inet';
@@ -43,17 +46,14 @@ function oneOrSet(items: unknown[]): unknown {
 
 /** "192.0.2.0/24" → prefix expression; plain or full-length addresses stay strings. */
 function addrExpr(cidr: string): unknown {
-  const [addr, len] = cidr.split('/');
-  if (!addr || !isIP(addr)) throw new Error(`firewall: not an IP address or CIDR: ${JSON.stringify(cidr)}`);
-  if (len === undefined) return addr;
-  const n = Number(len);
-  const max = isIP(addr) === 4 ? 32 : 128;
-  if (!/^\d+$/.test(len) || n > max) throw new Error(`firewall: bad prefix length in ${JSON.stringify(cidr)}`);
-  return n === max ? addr : { prefix: { addr, len: n } };
+  const c = checkCidr(cidr, { bareAddress: true });
+  if (typeof c === 'string') throw new Error(`firewall: not an IP address or CIDR: ${JSON.stringify(cidr)} (${c})`);
+  const addr = bigIntToIp(c.base, c.family);
+  return c.prefix === familyBits(c.family) ? addr : { prefix: { addr, len: c.prefix } };
 }
 
 function familyOf(cidr: string): Family {
-  return isIP(cidr.split('/')[0] ?? '') === 6 ? 'ip6' : 'ip';
+  return ipFamily(cidr.split('/')[0] ?? '') === 6 ? 'ip6' : 'ip';
 }
 
 function byFamily(cidrs: string[]): Record<Family, string[]> {
@@ -103,9 +103,9 @@ function bfdRules(peers: PeerConfig[]): RuleSpec[] {
 /** "ADDRESS:PORT" or "[V6]:PORT" → parts; empty string → null (metrics off). */
 export function parseListen(listen: string): { address: string; port: number } | null {
   if (!listen) return null;
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(listen) ?? /^([^:]+):(\d+)$/.exec(listen);
-  if (!m?.[1] || !m[2] || !isIP(m[1])) throw new Error(`firewall: metrics.listen must be ADDRESS:PORT (got ${JSON.stringify(listen)})`);
-  return { address: m[1], port: Number(m[2]) };
+  const hp = parseHostPort(listen);
+  if (!hp) throw new Error(`firewall: metrics.listen must be ADDRESS:PORT (got ${JSON.stringify(listen)})`);
+  return hp;
 }
 
 function metricsRules(listen: string): RuleSpec[] {
@@ -117,9 +117,14 @@ function metricsRules(listen: string): RuleSpec[] {
 }
 
 const ICMP_TYPES = ['echo-request', 'destination-unreachable', 'time-exceeded', 'parameter-problem'];
+// MLD queries too: a host that never answers them loses its solicited-node
+// memberships at MLD-snooping switches, which then stop delivering the
+// neighbour solicitations for its addresses — IPv6, BGP to IPv6 peers
+// included, dies one membership interval (260 s by default) after the
+// ruleset is applied.
 const ICMPV6_TYPES = [
   'echo-request', 'destination-unreachable', 'packet-too-big', 'time-exceeded', 'parameter-problem',
-  'nd-router-advert', 'nd-neighbor-solicit', 'nd-neighbor-advert',
+  'nd-router-advert', 'nd-neighbor-solicit', 'nd-neighbor-advert', 'mld-listener-query',
 ];
 
 function baseRules(): RuleSpec[] {
@@ -128,7 +133,7 @@ function baseRules(): RuleSpec[] {
     { comment: 'no conntrack state: drop', expr: [match({ ct: { key: 'state' } }, 'invalid', 'in'), counter, { drop: null }] },
     { comment: 'loopback', expr: [match({ meta: { key: 'iif' } }, 'lo'), accept] },
     { comment: 'ICMP errors and echo', expr: [match(payload('icmp', 'type'), { set: ICMP_TYPES }), counter, accept] },
-    { comment: 'ICMPv6 errors, PMTU, neighbour discovery, echo', expr: [match(payload('icmpv6', 'type'), { set: ICMPV6_TYPES }), counter, accept] },
+    { comment: 'ICMPv6 errors, PMTU, neighbour discovery, MLD queries, echo', expr: [match(payload('icmpv6', 'type'), { set: ICMPV6_TYPES }), counter, accept] },
   ];
 }
 

@@ -138,7 +138,7 @@ async function baseRootfs(cacheDir: string): Promise<string> {
 }
 
 /** node_modules with dev dependencies pruned, cached by package-lock.json. */
-async function productionModules(cacheDir: string): Promise<string> {
+export async function productionModules(cacheDir: string): Promise<string> {
   const lock = readFileSync(join(REPO, 'package-lock.json'));
   const key = sha256([lock, readFileSync(join(REPO, 'package.json'))]).slice(0, 16);
   const dir = join(cacheDir, `modules-${key}`);
@@ -159,7 +159,7 @@ async function productionModules(cacheDir: string): Promise<string> {
 }
 
 /** Lays the edgelb runtime out under ROOT/opt/edgelb. */
-async function installRuntime(root: string, modules: string): Promise<void> {
+export async function installRuntime(root: string, modules: string): Promise<void> {
   const opt = join(root, 'opt/edgelb');
   const node = join(REPO, '.tools/node/bin/node');
   if (!existsSync(node)) throw new Error(`${node} is missing: run scripts/setup first (the appliance ships this Node, Debian's is too old)`);
@@ -174,7 +174,7 @@ async function installRuntime(root: string, modules: string): Promise<void> {
   copyFileSync(join(REPO, 'package.json'), join(opt, 'package.json'));
   const optional: [string, string][] = [
     ['bpf/out', 'bpf/out'],
-    // The runtime finds its root by this file (src/datapath/loader.ts repoRoot()).
+    // The runtime finds its root by this file (src/assets.ts repoRoot()).
     ['bpf/Makefile', 'bpf/Makefile'],
     ['native/probe/edgelb-probe', 'native/probe/edgelb-probe'],
     ['native/bpf-loader-napi/build/Release/bpf_loader.node', 'native/bpf-loader-napi/build/Release/bpf_loader.node'],

@@ -15,8 +15,24 @@
 //   `current`, i.e. read back from status.loadBalancer.ingress) as long as
 //   they are still inside a pool that admits it and do not clash; callers
 //   replay existing Services oldest first so the older one wins a conflict.
-import type { PoolConfig } from '../config/types.js';
-import { bigIntToIp, canonicalIp, cidrContains, ipToBigInt, parseCidr, type Cidr, type Family } from './cidr.js';
+import { cidrContains, parseCidr, type Cidr, type CidrRules } from '../net/cidr.js';
+import { bigIntToIp, canonicalIp, ipToBigInt, type Family } from '../net/ip.js';
+
+/** What the allocator needs of a pool (the config's pools[] entries are these). */
+export interface IpPool {
+  name: string;
+  /** IPv4/IPv6 CIDRs the pool allocates from. */
+  cidrs: string[];
+  /** Namespaces allowed to use the pool; empty = all. */
+  namespaces: string[];
+  /** Service labels that must match (matchLabels); empty = all. */
+  serviceSelector: Record<string, string>;
+  /** Allocate from this pool to Services that did not ask for an address. */
+  autoAssign: boolean;
+}
+
+/** Pool CIDRs are read as the kernel reads a route (the config has already refused typos). */
+const POOL_CIDR: CidrRules = { bareAddress: true, clearHostBits: true };
 
 export interface PortSpec {
   port: number;
@@ -51,7 +67,7 @@ export type IpResult =
   | { ok: false; reason: FailureReason; message: string };
 
 interface PoolState {
-  config: PoolConfig;
+  config: IpPool;
   cidrs: Cidr[];
   /** Per CIDR: no free auto-assignable address below this offset. */
   hints: bigint[];
@@ -64,7 +80,7 @@ interface AddressUse {
 }
 
 /** Whether a pool admits a Service by namespace and label selector. */
-export function poolAdmits(pool: PoolConfig, namespace: string, labels: Record<string, string>): boolean {
+export function poolAdmits(pool: IpPool, namespace: string, labels: Record<string, string>): boolean {
   if (pool.namespaces.length > 0 && !pool.namespaces.includes(namespace)) return false;
   for (const [k, v] of Object.entries(pool.serviceSelector)) {
     if (labels[k] !== v) return false;
@@ -77,14 +93,14 @@ export function poolAdmits(pool: PoolConfig, namespace: string, labels: Record<s
  * allocate use this to accept addresses read from status: an address outside
  * every pool (someone else wrote it) is never advertised.
  */
-export function poolForAddress(pools: PoolConfig[], ip: string, namespace: string, labels: Record<string, string>): PoolConfig | null {
+export function poolForAddress<P extends IpPool>(pools: P[], ip: string, namespace: string, labels: Record<string, string>): P | null {
   const c = canonicalIp(ip);
   if (c === null) return null;
   const { family, value } = ipToBigInt(c);
   for (const p of pools) {
     if (!poolAdmits(p, namespace, labels)) continue;
     for (const text of p.cidrs) {
-      if (cidrContains(parseCidr(text), family, value)) return p;
+      if (cidrContains(parseCidr(text, POOL_CIDR), family, value)) return p;
     }
   }
   return null;
@@ -106,11 +122,11 @@ export class IpAllocator {
   /** Addresses held under each sharing key (so joining one is not a scan of every address). */
   private readonly bySharingKey = new Map<string, Set<string>>();
 
-  constructor(pools: PoolConfig[]) {
+  constructor(pools: IpPool[]) {
     this.pools = pools.map((config) => {
       const cidrs = config.cidrs.map((t) => {
         try {
-          return parseCidr(t);
+          return parseCidr(t, POOL_CIDR);
         } catch (e) {
           throw new Error(`pool ${config.name}: ${(e as Error).message}`, { cause: e });
         }

@@ -1,12 +1,15 @@
-// Kubernetes Events about Services (core/v1), deduplicated: a repeat of the
-// same (object, type, reason, message) bumps `count` on the existing Event
-// (one PATCH, coalesced while one is in flight) instead of creating another.
+// Kubernetes Events about Services (events.k8s.io/v1), deduplicated: a
+// repeat of the same (object, type, reason, message) becomes the existing
+// Event's `series` (one PATCH of series.count and lastObservedTime,
+// coalesced while one is in flight) instead of another Event — as
+// client-go's recorder does. `kubectl describe` shows them (the API serves
+// the same objects as core/v1 Events).
 // Writes go through a small bounded queue so a burst (10 000 allocations)
 // does not starve status writes; if the queue is full, new Events are
 // dropped and counted (Events are best effort in Kubernetes too).
 import type { V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
-import { nsPath, type RestClient } from './rest.js';
+import { reportPermissionProblem, type RestClient } from './rest.js';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -79,30 +82,30 @@ export class EventRecorder {
     const svcName = md.name ?? 'unknown';
     const uid = md.uid;
     this.enqueue(async () => {
-      const stamp = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
       const name = `${svcName}.${Date.now().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`;
       const body = {
+        apiVersion: 'events.k8s.io/v1',
+        kind: 'Event',
         metadata: { name, namespace },
-        involvedObject: { apiVersion: 'v1', kind: 'Service', namespace, name: svcName, uid },
+        eventTime: microTime(),
+        regarding: { apiVersion: 'v1', kind: 'Service', namespace, name: svcName, uid },
         reason,
-        message,
+        // What was done (or failed) about the Service; our reasons name it.
+        action: reason,
+        note: truncateNote(message),
         type,
-        source: { component: this.o.component, host: this.o.host },
-        reportingComponent: this.o.component,
+        reportingController: this.o.component,
         reportingInstance: this.o.host,
-        firstTimestamp: stamp,
-        lastTimestamp: stamp,
-        count: 1,
       };
       try {
-        await this.o.rest.send('POST', nsPath(namespace, 'events'), body, 'application/json', true);
+        await this.o.rest.send('POST', eventsPath(namespace), body, 'application/json', true);
         this.created++;
         e.name = name;
         e.posted = 1;
       } catch (err) {
         this.failed++;
         this.entries.delete(key);
-        this.o.logger.debug({ err: String(err), reason }, 'event not recorded');
+        if (!reportPermissionProblem(this.o.logger, err, `Event ${reason}`)) this.o.logger.debug({ err: String(err), reason }, 'event not recorded');
       } finally {
         e.inflight = false;
       }
@@ -115,8 +118,7 @@ export class EventRecorder {
     e.inflight = true;
     const count = e.count;
     try {
-      const lastTimestamp = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-      await this.o.rest.send('PATCH', nsPath(e.namespace, 'events', e.name), { count, lastTimestamp }, 'application/merge-patch+json', true);
+      await this.o.rest.send('PATCH', eventsPath(e.namespace, e.name), { series: { count, lastObservedTime: microTime() } }, 'application/merge-patch+json', true);
       this.patched++;
       e.posted = count;
     } catch (err) {
@@ -158,4 +160,21 @@ export class EventRecorder {
       });
     }
   }
+}
+
+function eventsPath(namespace: string, name?: string): string {
+  return `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events${name === undefined ? '' : `/${encodeURIComponent(name)}`}`;
+}
+
+/** RFC 3339 with microseconds: the MicroTime events.k8s.io/v1 requires for eventTime and series. */
+function microTime(d = new Date()): string {
+  return d.toISOString().replace(/Z$/, '000Z');
+}
+
+/** The API server rejects a note over 1 KiB; keep its start, cut on a character boundary. */
+export function truncateNote(note: string, maxBytes = 1024): string {
+  if (Buffer.byteLength(note) <= maxBytes) return note;
+  let out = note.slice(0, maxBytes);
+  while (Buffer.byteLength(`${out}…`) > maxBytes) out = out.slice(0, -1);
+  return `${out}…`;
 }

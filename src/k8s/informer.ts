@@ -7,6 +7,7 @@
 // a consumer that defers its work to a later tick never sees a half-relisted
 // cache: objects that reappear in the relist produce no removal.
 import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { reportPermissionProblem } from './rest.js';
 import type { Logger } from '../log/logger.js';
 
 type WatchCallback = (phase: string, apiObj: unknown, watchObj?: unknown) => void;
@@ -135,7 +136,9 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (this.stopped) return; // stop() aborts the watch, which reports an error
     this.erroredSinceStart = true;
     this.st.errors++;
-    if (this.st.connected) this.o.logger.warn({ informer: this.o.name, err: String(err) }, 'lost API server; keeping last known state');
+    if (reportPermissionProblem(this.o.logger, err, `list/watch ${this.o.path}`)) {
+      /* logged once, naming verb and resource; keep retrying (RBAC may be fixed) */
+    } else if (this.st.connected) this.o.logger.warn({ informer: this.o.name, err: String(err) }, 'lost API server; keeping last known state');
     this.st.connected = false;
     if (this.restartTimer) return;
     const delay = this.backoffMs;

@@ -15,6 +15,7 @@
 // change, i.e. between D and D + D/5 after the last renewal.
 import { CoordinationV1Api, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
+import { reportPermissionProblem } from './rest.js';
 
 export interface LeaderElectorOptions {
   api: CoordinationV1Api;
@@ -125,7 +126,7 @@ export class LeaderElector {
       if (ok) this.lastRenewMs = this.now();
       else if (this.leading) this.setLeading(false);
     } catch (e) {
-      this.o.logger.debug({ err: String(e) }, 'lease request failed');
+      if (!reportPermissionProblem(this.o.logger, e, `leader Lease ${this.o.namespace}/${this.o.name}`)) this.o.logger.debug({ err: String(e) }, 'lease request failed');
     }
     if (this.leading && this.now() - this.lastRenewMs > (this.durationMs * 2) / 3) {
       this.o.logger.warn('could not renew leader lease in time');

@@ -14,6 +14,7 @@
 import { CoordinationV1Api, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { httpStatus } from './lease.js';
+import { reportPermissionProblem } from './rest.js';
 
 export const PRESENCE_LABEL = 'edgelb.io/edge-presence';
 export const ADVERTISING_ANNOTATION = 'edgelb.io/advertising';
@@ -106,12 +107,12 @@ export class EdgePresence {
     try {
       await this.renew();
     } catch (e) {
-      this.o.logger.debug({ err: String(e) }, 'presence renew failed');
+      if (!reportPermissionProblem(this.o.logger, e, 'presence Lease')) this.o.logger.debug({ err: String(e) }, 'presence renew failed');
     }
     try {
       await this.refresh();
     } catch (e) {
-      this.o.logger.debug({ err: String(e) }, 'presence list failed');
+      if (!reportPermissionProblem(this.o.logger, e, 'presence Leases')) this.o.logger.debug({ err: String(e) }, 'presence list failed');
     }
   }
 

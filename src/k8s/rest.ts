@@ -140,3 +140,41 @@ export function nsPath(namespace: string, plural: string, name?: string, sub?: s
   const enc = encodeURIComponent;
   return `/api/v1/namespaces/${enc(namespace)}/${plural}${name === undefined ? '' : `/${enc(name)}`}${sub ? `/${sub}` : ''}`;
 }
+
+const reported = new Set<string>();
+
+/**
+ * For an RBAC refusal (HTTP 403), the operator-facing sentence: the API
+ * server's own message — it names the user, the verb, the resource and the
+ * namespace — and where the permission comes from. null for anything else.
+ */
+export function permissionProblem(err: unknown): string | null {
+  const e = err as { code?: unknown; statusCode?: unknown; body?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'number' ? e.code : typeof e?.statusCode === 'number' ? e.statusCode : null;
+  if (code !== 403) return null;
+  let body = e?.body;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      /* plain text */
+    }
+  }
+  const msg = (body as { message?: string } | null)?.message ?? (typeof e?.body === 'string' ? e.body : String(e?.message ?? 'forbidden'));
+  return `permission denied by the API server: ${msg} (grant it to this agent's ServiceAccount; deploy/rbac.yaml has what edgelb needs)`;
+}
+
+/**
+ * Logs an RBAC refusal at error level, once per distinct message (a retry
+ * loop would repeat it every few hundred ms); true when `err` was one.
+ */
+export function reportPermissionProblem(logger: { error: (o: object, msg: string) => void }, err: unknown, what: string): boolean {
+  const p = permissionProblem(err);
+  if (p === null) return false;
+  if (!reported.has(p)) {
+    if (reported.size > 1000) reported.clear();
+    reported.add(p);
+    logger.error({ what }, p);
+  }
+  return true;
+}

@@ -9,7 +9,7 @@ import type { V1Condition, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { CONDITION_ADVERTISED, ingressAddresses } from '../model/service.js';
 import { httpStatus } from './lease.js';
-import { nsPath, type RestClient } from './rest.js';
+import { nsPath, reportPermissionProblem, type RestClient } from './rest.js';
 
 export interface ConditionState {
   status: 'True' | 'False';
@@ -153,7 +153,7 @@ export class StatusWriter {
     } catch (e) {
       if (httpStatus(e) === 404) return;
       this.failed++;
-      this.o.logger.debug({ service: key, err: String(e) }, 'status write failed; retrying');
+      if (!reportPermissionProblem(this.o.logger, e, `status of Service ${key}`)) this.o.logger.debug({ service: key, err: String(e) }, 'status write failed; retrying');
       if (this.stopped) return;
       const t = setTimeout(() => {
         this.retryTimers.delete(t);

@@ -38,12 +38,12 @@ export function edgeConfig(plan: LabPlan, edge: EdgePlan, opts: LabOptions, path
     kubernetes: {
       kubeconfig: paths.kubeconfig,
       loadBalancerClass: 'edgelb.io/dsr',
-      // Only services of our class: `edgelb node run` (the nodes' agent) has
-      // no default-class switch, so an edge taking class-less services would
-      // announce VIPs the nodes then refuse (verifyVip) — nothing would answer.
-      defaultClass: false,
+      // Class-less Services too (`kubectl create service loadbalancer` sets
+      // no class); the lab's node agents run with --default-class to match.
+      defaultClass: true,
       leaseName: 'edgelb-ipam',
-      leaseNamespace: 'kube-system',
+      // Where deploy/rbac.yaml lets the edgelb-edge account keep Leases.
+      leaseNamespace: 'edgelb-system',
       leaseDurationSeconds: 5,
     },
     control: { socket: join(paths.dir, 'control.sock') },

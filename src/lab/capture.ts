@@ -7,7 +7,7 @@
 // otherwise drop to user tcpdump before opening the output file.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { run } from '../../test/lib/netns.js';
+import { run } from './netns.js';
 
 export interface Capture {
   ns: string;

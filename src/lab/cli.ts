@@ -9,7 +9,7 @@ const HELP = `Usage: npm run lab -- COMMAND [options]
   up [--prefix elb-XXXX-] [--dispatch ip-option|ipip|auto] [--mode dsr|snat|hybrid]
      [--no-bfd] [--no-agents] [--keep-on-failure] [--json]
                       build a lab: client, FRR router, 2 edges (gobgpd + edgelb agent),
-                      2 Kubernetes nodes with 2 echo pods each, the test API server
+                      2 Kubernetes nodes with 2 echo pods each, etcd + kube-apiserver + kube-controller-manager
   status [PREFIX] [--json]
                       namespaces, addresses, kubeconfig, agents, VIPs
   down [PREFIX | --all]

@@ -5,11 +5,10 @@
 import { join } from 'node:path';
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { parse, stringify } from 'yaml';
 import { Lab, labDown, labUp, KUBECTL } from './lab.js';
 import { renderStatus } from './render.js';
 import { startCapture } from './capture.js';
-import { nsRun } from '../../test/lib/netns.js';
+import { nsRun } from './netns.js';
 
 const DEMO_LIMIT_MS = 240_000;
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -69,7 +68,7 @@ async function main(): Promise<number> {
   say(bold('edgelb demo: a LoadBalancer Service announced by two edges over BGP, served with direct server return'));
   say('Everything below runs in network namespaces on this machine and is removed at the end.');
   try {
-    await step('1. Bring the lab up: client, FRR router, two edges (gobgpd + edgelb agent with XDP), two Kubernetes nodes with two echo pods each, the API server', async () => {
+    await step('1. Bring the lab up: client, FRR router, two edges (gobgpd + edgelb agent with XDP), two Kubernetes nodes with two echo pods each, etcd + kube-apiserver + kube-controller-manager', async () => {
       lab = await labUp({ say: (s) => say(`  ${s}`), keepOnFailure: true, ownerKind: 'demo' });
       say();
       say(indent(renderStatus(await lab.describe()), 2));
@@ -83,40 +82,42 @@ async function main(): Promise<number> {
       show(kubectlShown(args), r.stdout + r.stderr);
       return r.stdout;
     };
-    say(`\n(kubectl is Debian's 1.20 at ${KUBECTL}, talking to the test API server ${`http://${L.plan.mgmt.address}:${L.plan.mgmt.apiPort}`})`);
+    const version = (await L.kubectl(['version'])).stdout.trim().split('\n').join(', ');
+    say(`\n(kubectl at ${KUBECTL}, talking to kube-apiserver ${L.state.controlPlane?.server ?? '?'} as the lab's admin: ${version})`);
 
-    await step('2. The cluster: two nodes', async () => {
+    await step('2. The cluster: two nodes (the lab plays their kubelets) and the echo pods on them', async () => {
       await kubectl(['get', 'nodes', '-o', 'wide']);
+      await kubectl(['get', 'pods', '-o', 'wide', '-l', 'app=echo']);
     });
 
     let vip = '';
-    await step('3. Create a LoadBalancer Service and the endpoints behind it (the four echo pods)', async () => {
-      // kubectl 1.20's `create service loadbalancer` has no flag for the class
-      // the node agents (edgelb node run) select on: generate, add it, apply.
-      const gen = await L.kubectl(['create', 'service', 'loadbalancer', 'echo', `--tcp=80:${L.plan.ports.http}`, '--dry-run=client', '-o', 'yaml']);
-      show(`kubectl create service loadbalancer echo --tcp=80:${L.plan.ports.http} --dry-run=client -o yaml > echo.yaml`, '');
-      const svcObj = parse(gen.stdout) as { spec: Record<string, unknown> };
-      svcObj.spec.loadBalancerClass = 'edgelb.io/dsr';
-      say('  # add spec.loadBalancerClass: edgelb.io/dsr (the class edgelb owns), then:');
-      const applied = await L.kubectl(['apply', '-f', '-'], { input: stringify(svcObj) });
-      show('kubectl apply -f - < echo.yaml', applied.stdout + applied.stderr);
-      const slice = {
-        apiVersion: 'discovery.k8s.io/v1',
-        kind: 'EndpointSlice',
-        metadata: { name: 'echo-demo', namespace: 'default', labels: { 'kubernetes.io/service-name': 'echo' } },
-        addressType: 'IPv4',
-        ports: [{ name: `80-${L.plan.ports.http}`, port: L.plan.ports.http, protocol: 'TCP' }],
-        endpoints: L.plan.nodes.flatMap((n) => n.pods.map((p) => ({ addresses: [p.ip], nodeName: n.name, conditions: { ready: true } }))),
-      };
-      const yaml = stringify(slice);
-      say('  EndpointSlice (what the EndpointSlice controller would write):');
-      say(indent(yaml, 4));
-      await kubectl(['apply', '-f', '-'], yaml);
+    await step('3. Create a LoadBalancer Service for the echo pods; the EndpointSlice controller lists them', async () => {
+      // No class on the command line: the edges and node agents take
+      // class-less Services (kubernetes.defaultClass / --default-class).
+      await kubectl(['create', 'service', 'loadbalancer', 'echo', `--tcp=80:${L.plan.ports.http}`]);
+      const deadline = Date.now() + 20_000;
+      let ready = 0;
+      while (Date.now() < deadline && ready < 4) {
+        const slices = await L.kubectlJson<{ items: { endpoints?: { conditions?: { ready?: boolean } }[] }[] }>(['get', 'endpointslices', '-l', 'kubernetes.io/service-name=echo']);
+        ready = slices.items.flatMap((x) => x.endpoints ?? []).filter((e) => e.conditions?.ready).length;
+        if (ready < 4) await new Promise((r) => setTimeout(r, 250));
+      }
+      await kubectl(['get', 'endpointslices', '-l', 'kubernetes.io/service-name=echo', '-o', 'wide']);
+      if (ready < 4) throw new Error(`the EndpointSlice controller lists ${ready} ready endpoints, want 4`);
     });
 
-    await step('4. An edge allocated the address; kubectl shows it as EXTERNAL-IP', async () => {
+    await step('4. An edge allocated the address; kubectl shows it as EXTERNAL-IP, our Events and the Advertised condition', async () => {
       vip = await L.waitForVip('echo', 20000);
       await kubectl(['get', 'svc', '-o', 'wide']);
+      const deadline = Date.now() + 20_000;
+      let cond = '';
+      while (Date.now() < deadline && !cond.startsWith('True')) {
+        cond = (await L.kubectl(['get', 'svc', 'echo', '-o', 'jsonpath={.status.conditions[?(@.type=="edgelb.io/Advertised")].status}'])).stdout;
+        if (!cond.startsWith('True')) await new Promise((r) => setTimeout(r, 250));
+      }
+      await kubectl(['describe', 'svc', 'echo']);
+      await kubectl(['get', 'svc', 'echo', '-o', 'jsonpath={range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\\n"}{end}']);
+      if (!cond.startsWith('True')) throw new Error('the Advertised condition did not become True');
     });
 
     await step('5. Both edges announced it: the router has one route with both edges as ECMP nexthops', async () => {

@@ -1,7 +1,9 @@
-// Kubernetes objects for lab services: a LoadBalancer Service and the
-// EndpointSlice a controller would make for the lab's echo pods. Pure: the
-// YAML goes to the real kubectl (`kubectl apply -f -`).
+// Kubernetes objects of the lab: a LoadBalancer Service whose selector is
+// a membership label, and the Pod objects of the echo pods (labelled
+// members of the Services they back). The real EndpointSlice controller
+// makes the slices. Pure: the YAML goes to the real kubectl.
 import { stringify } from 'yaml';
+import { PRESTOP_ANNOTATION } from './kube/kubelet.js';
 import type { LabPlan, PodPlan } from './topology.js';
 
 export interface LabServiceSpec {
@@ -16,11 +18,20 @@ export interface LabServiceSpec {
   sourceRanges?: string[];
 }
 
+/** A pod that backs a Service: the Service selects it by its membership label. */
 export interface EndpointSpec {
   pod: Pick<PodPlan, 'name' | 'ip'>;
   node: string;
-  /** ready (default), or terminating (serving, not ready). */
-  state?: 'ready' | 'terminating';
+}
+
+/** Every lab pod carries this label with its own name. */
+export const POD_LABEL = 'lab.edgelb.io/pod';
+/** Seconds a deleted pod keeps serving before its SIGTERM (a preStop sleep; see kube/kubelet.ts). */
+export const PRESTOP_SECONDS = 1.5;
+
+/** The label that makes a pod a backend of `service` (its selector). */
+export function memberLabel(service: string): string {
+  return `svc.lab.edgelb.io/${service}`;
 }
 
 export function serviceObject(plan: LabPlan, s: LabServiceSpec): Record<string, unknown> {
@@ -34,7 +45,7 @@ export function serviceObject(plan: LabPlan, s: LabServiceSpec): Record<string, 
       type: 'LoadBalancer',
       // The node agent (edgelb node run) only takes services of its class.
       loadBalancerClass: 'edgelb.io/dsr',
-      selector: { app: s.name },
+      selector: { [memberLabel(s.name)]: 'true' },
       ports,
       ...(s.sessionAffinity ? { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: s.sessionAffinity.timeoutSeconds } } } : {}),
       ...(s.sourceRanges ? { loadBalancerSourceRanges: s.sourceRanges } : {}),
@@ -42,21 +53,35 @@ export function serviceObject(plan: LabPlan, s: LabServiceSpec): Record<string, 
   };
 }
 
-export function endpointSliceObject(plan: LabPlan, s: LabServiceSpec, endpoints: EndpointSpec[], sliceName = `${s.name}-lab`): Record<string, unknown> {
-  const ports: Record<string, unknown>[] = [{ name: 'http', port: plan.ports.http, protocol: 'TCP' }];
-  if (s.udpPort !== null) ports.push({ name: 'udp', port: plan.ports.udp, protocol: 'UDP' });
+/**
+ * The Pod object of a lab pod, bound to its node (no scheduler runs: the
+ * lab decides placement). The lab's kubelet fills in its status; the
+ * EndpointSlice controller makes slices of the ready ones.
+ */
+export function podObject(pod: Pick<PodPlan, 'name'>, node: string, plan: LabPlan, services: string[] = []): Record<string, unknown> {
   return {
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name: sliceName, namespace: s.namespace ?? 'default', labels: { 'kubernetes.io/service-name': s.name, 'endpointslice.kubernetes.io/managed-by': 'edgelb-lab' } },
-    addressType: 'IPv4',
-    ports,
-    endpoints: endpoints.map((e) => ({
-      addresses: [e.pod.ip],
-      nodeName: e.node,
-      targetRef: { kind: 'Pod', name: e.pod.name, namespace: s.namespace ?? 'default' },
-      conditions: e.state === 'terminating' ? { ready: false, serving: true, terminating: true } : { ready: true, serving: true, terminating: false },
-    })),
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: pod.name,
+      namespace: 'default',
+      labels: { [POD_LABEL]: pod.name, app: 'echo', ...Object.fromEntries(services.map((s) => [memberLabel(s), 'true'])) },
+      annotations: { [PRESTOP_ANNOTATION]: String(PRESTOP_SECONDS) },
+    },
+    spec: {
+      nodeName: node,
+      terminationGracePeriodSeconds: 30,
+      containers: [
+        {
+          name: 'echo',
+          image: 'edgelb.local/lab-echo',
+          ports: [
+            { name: 'http', containerPort: plan.ports.http, protocol: 'TCP' },
+            { name: 'udp', containerPort: plan.ports.udp, protocol: 'UDP' },
+          ],
+        },
+      ],
+    },
   };
 }
 

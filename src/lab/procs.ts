@@ -3,7 +3,7 @@
 // can exit and `lab down` (another process) can stop them by pid.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { sleep } from '../../test/lib/netns.js';
+import { sleep } from './netns.js';
 
 export interface LabProcess {
   name: string;
@@ -22,7 +22,9 @@ export interface LabProcess {
 export function spawnInNs(name: string, ns: string, argv: string[], log: string, env: NodeJS.ProcessEnv = process.env): LabProcess {
   const fd = openSync(log, 'a');
   try {
-    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...argv], { detached: true, stdio: ['ignore', fd, fd], env });
+    // ns '' is the caller's own namespace (a control plane on loopback for tests).
+    const cmd = ns === '' ? argv : ['nsenter', `--net=/run/netns/${ns}`, '--', ...argv];
+    const child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', fd, fd], env });
     if (child.pid === undefined) throw new Error(`${name}: could not start ${argv.join(' ')}`);
     child.unref();
     return { name, ns, pid: child.pid, argv, log };
@@ -92,5 +94,27 @@ export async function stopPid(pid: number, signal: NodeJS.Signals = 'SIGTERM', g
     }
     const hard = Date.now() + 2000;
     while (alive(pid) && Date.now() < hard) await sleep(20);
+  }
+}
+
+/** Bytes in `file` now (0 when absent): the offset to wait for a fresh log line from. */
+export function readSize(file: string): number {
+  try {
+    return readFileSync(file).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Like waitForLog, but only lines written after `offset` count (a restarted process appends to its old log). */
+export async function waitForLogAfter(p: LabProcess, log: string, offset: number, re: RegExp, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = existsSync(log) ? readFileSync(log).subarray(offset).toString('utf8') : '';
+    const line = text.split('\n').find((l) => re.test(l));
+    if (line !== undefined) return line;
+    if (!alive(p.pid)) throw new Error(`${p.name} exited before printing ${re}; last lines of ${log}:\n${tail(text)}`);
+    if (Date.now() > deadline) throw new Error(`${p.name} did not print ${re} within ${timeoutMs} ms; last lines of ${log}:\n${tail(text)}`);
+    await sleep(100);
   }
 }

@@ -5,6 +5,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import type { LabPlan } from './topology.js';
 import type { LabProcess } from './procs.js';
+import type { ControlPlaneState } from './kube/control-plane.js';
 
 export const STATE_DIR = process.env.EDGELB_LAB_STATE_DIR ?? '/run/edgelb-lab';
 
@@ -36,7 +37,10 @@ export interface LabState {
   processes: LabProcess[];
   bpffsDir: string;
   frrDir: string;
+  /** The admin's kubeconfig (system:masters client certificate): what `lab kubectl` uses. */
   kubeconfig: string;
+  /** etcd, kube-apiserver and kube-controller-manager in the mgmt namespace. */
+  controlPlane?: ControlPlaneState;
   agents: AgentRecord[];
   nodes: NodeDatapathRecord[];
   /** 'up' when every step finished; 'partial' while building or after a failed step. */
@@ -60,10 +64,10 @@ export interface LabOptions {
   /** Put an IPv4-option-dropping hop in front of these nodes (e2e: dispatch auto). */
   optionDropNodes: string[];
   drainSeconds: number;
+  /** Nodes whose agent runs from the node agent's OCI image under runc (npm run image:node first). */
+  ociNodes: string[];
   /** Recorded as the lab's owner kind: test and demo labs whose process died are removed by the next test run. */
   ownerKind: 'cli' | 'test' | 'demo';
-  /** Who runs the node side: `edgelb` = the product's `edgelb node run`; `lab` = the lab's own attach + local-service sync. */
-  nodeAgent: 'edgelb' | 'lab';
   /**
    * BFD timers on both ends. 150 ms × 5 detects a dead edge in 750 ms and
    * rides out the scheduling stalls of a busy 2-vCPU test machine, where
@@ -83,7 +87,7 @@ export const DEFAULT_OPTIONS: LabOptions = {
   optionDropNodes: [],
   drainSeconds: 2,
   ownerKind: 'cli',
-  nodeAgent: 'edgelb',
+  ociNodes: [],
   probeIntervalSeconds: 1,
   bfdTimers: { minRxMs: 150, minTxMs: 150, multiplier: 5 },
 };

@@ -8,7 +8,7 @@
 //                      ├── edge2 10.0.0.12
 //                      ├── node1 10.0.0.21 ── cni0 10.244.1.1/24 ── pods .10 .11
 //                      └── node2 10.0.0.22 ── cni0 10.244.2.1/24 ── pods .10 .11
-//   mgmt 10.255.0.1 (test API server) ── mgmt0 of each edge (.11 .12)
+//   mgmt 10.255.0.1 (etcd, kube-apiserver :6443, kube-controller-manager) ── mgmt0 of each edge and node
 //
 // Addresses repeat between labs on purpose: nothing lives in the root
 // namespace, so two labs never see each other's addresses.

@@ -22,9 +22,10 @@
 import type { V1EndpointSlice, V1Node, V1Service, V1ServicePort } from '@kubernetes/client-node';
 import type { DatapathConfig, DatapathMode, Dispatch, PoolConfig } from '../config/types.js';
 import type { Assigned } from '../ipam/allocator.js';
-import { canonicalIp, ipFamily, parseCidr } from '../ipam/cidr.js';
+import { parseCidr } from '../net/cidr.js';
+import { canonicalIp, ipFamily } from '../net/ip.js';
 import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, L4Proto } from './types.js';
-import { ANNOTATION_DISPATCH, ANNOTATION_MODE, serviceKey } from './service.js';
+import { ANNOTATION_DISPATCH, ANNOTATION_MODE, requestedSourceRanges, serviceKey } from './service.js';
 
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
@@ -101,13 +102,13 @@ function pickDispatch(svc: V1Service, def: Dispatch, problems: Problem[]): Dispa
  * range nobody sends from) rather than open to everyone.
  */
 function sourceRanges(svc: V1Service, problems: Problem[]): string[] {
-  const given = svc.spec?.loadBalancerSourceRanges ?? [];
+  const { ranges: given, from } = requestedSourceRanges(svc);
   const out: string[] = [];
   for (const r of given) {
     try {
-      out.push(parseCidr(r.trim()).text);
+      out.push(parseCidr(r.trim(), { bareAddress: true, clearHostBits: true }).text);
     } catch (e) {
-      problems.push({ reason: 'InvalidSourceRange', message: `loadBalancerSourceRanges entry ${JSON.stringify(r)} ignored: ${(e as Error).message}` });
+      problems.push({ reason: 'InvalidSourceRange', message: `${from} entry ${JSON.stringify(r)} ignored: ${(e as Error).message}` });
     }
   }
   if (given.length > 0 && out.length === 0) return ['0.0.0.0/32', '::/128'];

@@ -2,7 +2,7 @@
 // request for IPAM, and what status says it already has. Pure.
 import type { V1Service } from '@kubernetes/client-node';
 import type { KubernetesConfig } from '../config/types.js';
-import type { Family } from '../ipam/cidr.js';
+import type { Family } from '../net/ip.js';
 import type { IpRequest } from '../ipam/allocator.js';
 
 export const ANNOTATION_IPS = 'edgelb.io/loadBalancerIPs';
@@ -10,6 +10,21 @@ export const ANNOTATION_SHARED = 'edgelb.io/allow-shared-ip';
 export const ANNOTATION_MODE = 'edgelb.io/mode';
 export const ANNOTATION_DISPATCH = 'edgelb.io/dispatch';
 export const CONDITION_ADVERTISED = 'edgelb.io/Advertised';
+/** Kubernetes' older spelling of spec.loadBalancerSourceRanges (comma-separated CIDRs). */
+export const ANNOTATION_SOURCE_RANGES = 'service.beta.kubernetes.io/load-balancer-source-ranges';
+
+/**
+ * The source ranges a Service asks for, unparsed, and where they came from:
+ * spec.loadBalancerSourceRanges when it has entries, else the annotation
+ * (what kube-proxy and cloud providers do).
+ */
+export function requestedSourceRanges(svc: V1Service): { ranges: string[]; from: string } {
+  const field = svc.spec?.loadBalancerSourceRanges ?? [];
+  if (field.length > 0) return { ranges: field, from: 'loadBalancerSourceRanges' };
+  const ann = svc.metadata?.annotations?.[ANNOTATION_SOURCE_RANGES];
+  if (ann === undefined) return { ranges: [], from: 'loadBalancerSourceRanges' };
+  return { ranges: ann.split(',').map((r) => r.trim()).filter((r) => r !== ''), from: ANNOTATION_SOURCE_RANGES };
+}
 
 /** "namespace/name". */
 export function serviceKey(svc: V1Service): string {

@@ -2,8 +2,9 @@
 // and datapath reconcilers consume. One DesiredService per frontend
 // (VIP, port, protocol) because that is the datapath's unit of lookup.
 import type { AdvertiseConfig, DatapathMode, Dispatch } from '../config/types.js';
+import type { L4Proto } from '../net/l4.js';
 
-export type L4Proto = 'TCP' | 'UDP';
+export type { L4Proto };
 
 export type BackendState = 'active' | 'terminating';
 

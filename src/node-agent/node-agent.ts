@@ -3,18 +3,27 @@
 // front of it, the probe responder, and — given a kubeconfig — this node's
 // local frontends (needed for IPIP and for checking option VIPs).
 import type { Logger } from '../log/logger.js';
-import { BpfObject, bpfObjectPath, type TcAttachment } from '../datapath/loader.js';
+import { BpfObject, type TcAttachment } from '../datapath/loader.js';
+import { bpfObjectPath } from '../assets.js';
 import { NodeDatapath, NODE_DEFAULTS } from '../datapath/node-datapath.js';
 import { ProbeResponder } from '../probe/responder.js';
 import { PROBE_PORT } from '../probe/wire.js';
 import { LocalServices } from './local-services.js';
 import { requireBpffs } from '../datapath/bpffs.js';
 import type { DatapathConfig, KubernetesConfig } from '../config/types.js';
+import { EdgeNeighbourSync } from './edge-neighbours.js';
+import { NodeMetrics } from './metrics.js';
 
 export interface NodeAgentOptions {
   interface: string;
   nodeName: string;
   nodeIp?: string;
+  /** The edges' addresses (CIDRs): the only senders of DSR options and IPIP this node accepts. */
+  edgeSources: readonly string[];
+  /** New flows per CPU per window (see NodeDatapathOptions.flowInsertLimit). */
+  flowInsertLimit?: number;
+  /** "ADDRESS:PORT" for Prometheus metrics; absent = none. */
+  metricsListen?: string;
   pinPath?: string;
   probePort?: number;
   kubeconfig?: string;
@@ -29,6 +38,8 @@ export class NodeAgent {
   private probeTc: TcAttachment | null = null;
   private responder: ProbeResponder | null = null;
   private local: LocalServices | null = null;
+  private neighbours: EdgeNeighbourSync | null = null;
+  private metrics: NodeMetrics | null = null;
   frontends = 0;
 
   constructor(private readonly o: NodeAgentOptions) {}
@@ -36,8 +47,26 @@ export class NodeAgent {
   async start(): Promise<void> {
     const o = this.o;
     if (o.pinPath) requireBpffs(o.pinPath, '--pin-path');
-    this.dp = NodeDatapath.load({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), logger: o.logger });
-    this.dp.attach(o.interface);
+    const dp = NodeDatapath.load({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), edgeSources: o.edgeSources, ...(o.flowInsertLimit !== undefined ? { flowInsertLimit: o.flowInsertLimit } : {}), logger: o.logger });
+    this.dp = dp;
+    dp.attach(o.interface);
+    this.neighbours = new EdgeNeighbourSync({ ifname: o.interface, sources: o.edgeSources, trust: (ip, mac) => dp.trustEdgeNeighbour(ip, mac), logger: o.logger });
+    await this.neighbours.start().catch((e: unknown) => o.logger.warn({ err: e }, 'could not read the neighbour table; edges are learnt from their ARP only'));
+    if (o.metricsListen) {
+      this.metrics = new NodeMetrics({
+        counters: () => dp.counters(),
+        flows: () => dp.flowCounts(),
+        edgeNeighbours: () => dp.edgeNeighbours().length,
+        attached: () => {
+          const st = dp.attachState();
+          return [
+            { program: 'node_ingress', interface: o.interface, attached: st?.ingress.attached ?? false },
+            { program: 'node_egress', interface: o.interface, attached: st?.egress.attached ?? false },
+          ];
+        },
+      });
+      await this.metrics.listen(o.metricsListen, o.logger);
+    }
     // The marker must see the probe before the node program does.
     this.probeObj = BpfObject.load(bpfObjectPath('node_probe'), { initialValues: { 'node_pro.rodata': rodataPort(o.probePort ?? PROBE_PORT) } });
     this.probeTc = this.probeObj.program('node_probe').attachTc(o.interface, 'ingress', { priority: NODE_DEFAULTS.tcPriority - 1, replace: true });
@@ -58,6 +87,8 @@ export class NodeAgent {
 
   /** `handover`: leave the programs attached and the flow maps pinned. */
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
+    this.neighbours?.stop();
+    await this.metrics?.close();
     await this.local?.stop();
     await this.responder?.stop();
     if (mode === 'shutdown') {

@@ -3,19 +3,14 @@
 // changes.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../log/logger.js';
-import { repoRoot } from '../datapath/loader.js';
+import { probeBinaryPath } from '../assets.js';
 import type { PathDispatch } from '../datapath/edge-datapath.js';
 import { decidePath, initialPathState, type PathState, type ProbeResult } from './decide.js';
 import { PROBE_PORT } from './wire.js';
 
 const run = promisify(execFile);
-
-export function probeBinary(): string {
-  return process.env.EDGELB_PROBE ?? join(repoRoot(), 'native', 'probe', 'edgelb-probe');
-}
 
 interface RawProbe {
   reply: boolean;
@@ -36,7 +31,7 @@ async function probeOnce(target: string, withOption: boolean, opts: ProbeOptions
   const args = [target, '--port', String(opts.port ?? PROBE_PORT), '--timeout-ms', String(timeoutMs)];
   if (!withOption) args.push('--no-option');
   if (opts.source) args.push('--source', opts.source);
-  const [cmd, ...pre] = [...(opts.wrap ?? []), probeBinary()];
+  const [cmd, ...pre] = [...(opts.wrap ?? []), probeBinaryPath()];
   const { stdout } = await run(cmd!, [...pre, ...args], { timeout: timeoutMs + 2000 });
   return JSON.parse(stdout) as RawProbe;
 }
@@ -65,7 +60,7 @@ export class PathProber {
   private running: Promise<void> | null = null;
 
   constructor(private readonly opts: PathProberOptions) {
-    if (!existsSync(probeBinary())) throw new Error(`path probe helper ${probeBinary()} is missing (run scripts/setup --build-only)`);
+    if (!existsSync(probeBinaryPath())) throw new Error(`path probe helper ${probeBinaryPath()} is missing (run scripts/setup --build-only)`);
   }
 
   /** The node addresses to watch; new ones are probed at once. */

@@ -1,6 +1,7 @@
 // The agent as operators run it: `edgelb run` in an edge namespace with a
-// managed gobgpd, XDP on its uplink, an FRR router as the BGP peer and the
-// test API server as the cluster. Then the operator's commands against it.
+// managed gobgpd, XDP on its uplink, an FRR router as the BGP peer and a
+// real control plane (test/lib/kube.ts) as the cluster, reached with the
+// edgelb-edge ServiceAccount's token. Then the operator's commands against it.
 import test from 'ava';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, readFileSync, chmodSync } from 'node:fs';
@@ -8,8 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Cleanup, createNetns, uniqueId, vethPair, addAddress, nsRun, gatewaysOf, kernelRoutes, sleep } from '../lib/netns.js';
-import { FrrRouter } from '../lib/frr.js';
-import { TestApiServer } from '../apiserver/server.js';
+import { FrrRouter } from '../../src/lab/frr.js';
+import { TestCluster } from '../lib/kube.js';
+import { EDGE_SERVICE_ACCOUNT } from '../../src/lab/kube/rbac.js';
 import { testBpffs } from '../lib/test-bpffs.js';
 
 const exec = promisify(execFile);
@@ -24,7 +26,7 @@ const NET = `10.${octet}.10`; // router ↔ edge
 const K8S = `10.${octet}.11`; // root ns (API server) ↔ edge
 const PIN = `${testBpffs()}/edgelb-test-agent-${id}`;
 const controlSock = join(dir, 'control.sock');
-let api: TestApiServer;
+let api: TestCluster;
 let router: FrrRouter;
 let agent: ChildProcess | null = null;
 let metricsUrl = '';
@@ -55,7 +57,7 @@ bgp:
   peers: ${extra.peers ?? `[{ address: ${NET}.1, asn: 64500, holdTime: 9, keepalive: 3 }]`}
 pools: [{ name: public, cidrs: [198.18.${octet}.0/28], advertise: { communities: ["64512:7"] } }]
 datapath: { pinPath: ${PIN}, xdp: native }
-kubernetes: { kubeconfig: ${dir}/kubeconfig, leaseDurationSeconds: 5 }
+kubernetes: { kubeconfig: ${dir}/kubeconfig, leaseNamespace: edgelb-system, leaseDurationSeconds: 5 }
 control: { socket: ${controlSock} }
 metrics: { listen: ${K8S}.2:9472 }
 `;
@@ -119,8 +121,9 @@ test.before(async () => {
   await exec('ip', ['link', 'set', rootIf, 'up']);
   await addAddress(E, 'k8s0', `${K8S}.2/30`);
   await nsRun(E, ['ip', 'link', 'set', 'k8s0', 'up']);
-  api = await TestApiServer.start({ host: `${K8S}.1`, kubeconfigPath: join(dir, 'kubeconfig') });
-  cleanup.add('api server', () => api.close());
+  api = await TestCluster.start({ tag: 'agent', host: `${K8S}.1` });
+  cleanup.add('control plane', () => api.close());
+  writeFileSync(join(dir, 'kubeconfig'), readFileSync(await api.kubeconfigFor(EDGE_SERVICE_ACCOUNT)));
   router = new FrrRouter(R, join(dir, 'frr'), {
     hostname: 'r', asn: 64500, routerId: `${NET}.1`,
     neighbors: [{ address: `${NET}.2`, asn: 64512, holdTime: 9, keepalive: 3 }],
@@ -129,7 +132,7 @@ test.before(async () => {
   cleanup.add('frr', () => router.stop());
   writeFileSync(join(dir, 'edgelb.yaml'), config());
   metricsUrl = `http://${K8S}.2:9472`;
-  api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${NET}.10` }] } });
+  await api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${NET}.10` }] } });
   cleanup.add('agent', () => stopAgent('SIGTERM'));
 });
 
@@ -141,11 +144,6 @@ test.after.always(async () => {
 const VIP_SVC = {
   apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' },
   spec: { type: 'LoadBalancer', loadBalancerClass: 'edgelb.io/dsr', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
-};
-const SLICE = {
-  apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'web-abc', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } },
-  addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-  endpoints: [{ addresses: ['10.244.1.5'], nodeName: 'node-1', conditions: { ready: true, serving: true, terminating: false } }],
 };
 
 let vip = '';
@@ -165,10 +163,11 @@ test.serial('edgelb run prints its READY line, peers with the router and serves 
 });
 
 test.serial('a LoadBalancer Service gets a VIP in status, the router a route, the datapath a frontend', async (t) => {
-  api.create(VIP_SVC);
-  api.create(SLICE);
-  vip = await until(() => {
-    const svc = api.get('services', 'default', 'web') as { status?: { loadBalancer?: { ingress?: { ip: string }[] } } };
+  await api.create(VIP_SVC);
+  // Its backend: a Ready pod on node-1; the EndpointSlice controller lists it.
+  await api.readyPod('default', 'web-abc', { app: 'web' }, '10.244.1.5', 'node-1');
+  vip = await until(async () => {
+    const svc = (await api.get('services', 'default', 'web')) as { status?: { loadBalancer?: { ingress?: { ip: string }[] } } } | null;
     return svc?.status?.loadBalancer?.ingress?.[0]?.ip ?? null;
   }, 20_000, 'an address in status.loadBalancer.ingress').catch(async (e: unknown) => {
     throw new Error(`${(e as Error).message}\n${(await cli('status', '--verbose')).out}`);
@@ -291,8 +290,8 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
 });
 
 test.serial('deleting the Service removes its frontend from the datapath and its VIP from the router', async (t) => {
-  api.delete('services', 'default', 'web');
-  api.delete('endpointslices.discovery.k8s.io', 'default', 'web-abc');
+  await api.delete('services', 'default', 'web');
+  await api.delete('pods', 'default', 'web-abc');
   await until(async () => (await routerGateways(vip)).length === 0, 20_000, 'the VIP to leave the router');
   const services = await until(async () => {
     const list = JSON.parse((await cli('service', 'list', '-o', 'json')).out) as unknown[];
@@ -310,4 +309,26 @@ test.serial('SIGTERM drains, withdraws and detaches', async (t) => {
   const link = await nsRun(E, ['ip', '-d', 'link', 'show', 'up0']);
   t.notRegex(link.stdout, /prog\/xdp/);
   t.truthy(readFileSync(join(dir, 'edgelb.yaml')));
+});
+
+// Last, on an agent of its own: adding and removing a BGP peer leaves the
+// handover restart above unable to adopt gobgpd (a finding for the BGP
+// side, see the issue 13 report), so nothing runs after it.
+test.serial('reload with a TCP-MD5 peer: the peer diff is logged, its password never (grep of the agent log)', async (t) => {
+  writeFileSync(join(dir, 'edgelb.yaml'), config({ drainSeconds: 1 }));
+  await startAgent();
+  const password = `md5-${id}-Secr3t`;
+  const pw = join(dir, 'peer2.pw');
+  writeFileSync(pw, `${password}\n`, { mode: 0o600 });
+  const logFrom = agentLog.length;
+  writeFileSync(join(dir, 'edgelb.yaml'), config({ drainSeconds: 1, peers: `[{ address: ${NET}.1, asn: 64500, holdTime: 9, keepalive: 3 }, { address: ${NET}.9, asn: 64509, passwordFile: ${pw} }]` }));
+  const r = await cli('reload');
+  t.is(r.code, 0, r.err);
+  await until(() => agentLog.slice(logFrom).includes('BGP peers reconciled'), 10_000, 'the reload\'s peer diff in the log');
+  const logged = agentLog.slice(logFrom);
+  t.regex(logged, new RegExp(`"address":"${NET.replace(/\./g, '\\.')}\\.9"`), 'the added peer is in the log');
+  t.regex(logged, /"password":"\[redacted\]"/);
+  t.is((await cli('status', '-o', 'json')).code, 0);
+  t.is(await stopAgent('SIGTERM'), 0);
+  t.false(agentLog.includes(password), 'the password is nowhere in the agent\'s log');
 });

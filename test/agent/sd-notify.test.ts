@@ -6,8 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { native } from '../../src/datapath/loader.js';
-import { sdNotify } from '../../src/agent/sd-notify.js';
+import { notifySocketSend, sdNotify } from '../../src/agent/sd-notify.js';
 import { silentLogger } from '../../src/log/logger.js';
 
 const RECEIVER = `
@@ -58,9 +57,9 @@ test.serial('without NOTIFY_SOCKET nothing is sent; a bad socket name is an erro
   const old = process.env.NOTIFY_SOCKET;
   t.teardown(() => { if (old === undefined) delete process.env.NOTIFY_SOCKET; else process.env.NOTIFY_SOCKET = old; });
   delete process.env.NOTIFY_SOCKET;
-  t.false(native().sdNotify('READY=1'));
+  t.false(notifySocketSend('READY=1'));
   process.env.NOTIFY_SOCKET = 'relative/path';
-  t.throws(() => native().sdNotify('READY=1'), { message: /NOTIFY_SOCKET=relative\/path/ });
+  t.throws(() => notifySocketSend('READY=1'), { message: /NOTIFY_SOCKET=relative\/path/ });
   process.env.NOTIFY_SOCKET = '/nonexistent-edgelb-dir/notify';
-  t.throws(() => native().sdNotify('READY=1'), { message: /sendto \/nonexistent-edgelb-dir\/notify/ });
+  t.throws(() => notifySocketSend('READY=1'), { message: /sendto \/nonexistent-edgelb-dir\/notify/ });
 });

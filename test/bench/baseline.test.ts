@@ -3,7 +3,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { repoRoot } from '../../src/datapath/loader.js';
+import { repoRoot } from '../../src/assets.js';
 import { buildBaseline, importEdgeDatapath, resolveCommit } from '../../bench/lib/baseline.js';
 
 const repo = repoRoot();

@@ -1,7 +1,8 @@
 import test from 'ava';
 import {
+  attrsFromAdvertise,
   buildPath,
-  canonicalV6,
+  canonicalAddress,
   decodeCommunity,
   encodeCommunity,
   encodeLargeCommunity,
@@ -31,7 +32,8 @@ test('large communities parse three u32 fields', (t) => {
 test('VIP prefixes must be host routes; v6 is canonicalised', (t) => {
   t.is(parseVipPrefix('10.0.0.1').len, 32);
   t.is(parseVipPrefix('2001:DB8:0:0::1/128').address, '2001:db8::1');
-  t.is(canonicalV6('2001:0db8:0000:0000:0000:0000:0000:0001'), '2001:db8::1');
+  t.is(canonicalAddress('2001:0DB8:0000:0000:0000:0000:0000:0001'), '2001:db8::1');
+  t.is(canonicalAddress('10.0.0.1'), '10.0.0.1');
   t.throws(() => parseVipPrefix('10.0.0.0/24', 'pool x'), { message: /pool x.*host route/ });
   t.throws(() => parseVipPrefix('10.0.0.256/32'), { message: /not an IPv4\/IPv6/ });
 });
@@ -83,4 +85,28 @@ test('a peer subset adds the restriction mark, independent of order and duplicat
 test('bad attribute values name the VIP', (t) => {
   t.throws(() => buildPath({ prefix: '10.0.0.1/32', attrs: { ...NO_ATTRS, asPathPrepend: 11 } }, { localAsn: 1 }), { message: /10\.0\.0\.1\/32: asPathPrepend 11/ });
   t.throws(() => buildPath({ prefix: '10.0.0.1/32', attrs: { ...NO_ATTRS, med: -1 } }, { localAsn: 1 }), { message: /med/ });
+});
+
+test('an IPv6 path: IPv6 unicast family, :: next hop (gobgpd puts the session address), every pool attribute, GRACEFUL_SHUTDOWN on drain', (t) => {
+  const attrs = { communities: ['65000:1'], largeCommunities: ['1:2:3'], localPref: 150, med: 20, asPathPrepend: 1, peers: ['2001:DB8::9'] };
+  const p = buildPath({ prefix: '2001:DB8:0::7/128', attrs: { ...attrs, peers: attrsFromAdvertise(attrs).peers } }, { localAsn: 64512, gracefulShutdown: true });
+  t.deepEqual(p.family, { afi: 'AFI_IP6', safi: 'SAFI_UNICAST' });
+  t.deepEqual(p.nlri, { '@type': 'type.googleapis.com/apipb.IPAddressPrefix', prefix: '2001:db8::7', prefix_len: 128 });
+  t.deepEqual(summarizePath(p), {
+    prefix: '2001:db8::7/128',
+    nextHop: '::',
+    communities: ['65000:1', '65535:0'],
+    largeCommunities: ['1:2:3', restrictMark(64512, ['2001:db8::9'])].sort(),
+    localPref: 150,
+    med: 20,
+    asPath: [64512],
+  });
+  t.throws(() => buildPath({ prefix: '2001:db8::/64', attrs: NO_ATTRS }, { localAsn: 1 }), { message: /host route \(\/128\)/ });
+});
+
+test('a restriction names the same peer group however its IPv6 peers are spelt', (t) => {
+  const a = attrsFromAdvertise({ ...NO_ATTRS, peers: ['2001:DB8:0:0::1', 'fd00::2'] });
+  const b = attrsFromAdvertise({ ...NO_ATTRS, peers: ['fd00:0::2', '2001:db8::1'] });
+  t.deepEqual(a.peers, ['2001:db8::1', 'fd00::2']);
+  t.is(peerGroupId(a.peers), peerGroupId(b.peers));
 });

@@ -219,7 +219,11 @@ test.serial('drain: GRACEFUL_SHUTDOWN seen, then withdrawn; undrain restores', a
       await sleep(50);
     }
   })();
-  const drained = sp.drain(); // drainSeconds = 1 in the lab config
+  // A window of 3 s (the lab's default is 1 s): long enough for the poller
+  // to catch the GRACEFUL_SHUTDOWN path at the router on a loaded machine.
+  e1.config = { ...e1.config, bgp: { ...e1.config.bgp, drainSeconds: 3 } };
+  await sp.reload(e1.config);
+  const drained = sp.drain();
   await sleep(100);
   t.is((await sp.status()).drain, 'draining');
   await drained;
@@ -229,6 +233,8 @@ test.serial('drain: GRACEFUL_SHUTDOWN seen, then withdrawn; undrain restores', a
   t.is((await sp.status()).drain, 'drained');
   t.deepEqual(await waitGateways(lab, VIP, [lab.edges[0]!.address], 5000), [lab.edges[0]!.address]);
   await sp.undrain();
+  e1.config = { ...e1.config, bgp: { ...e1.config.bgp, drainSeconds: 1 } };
+  await sp.reload(e1.config);
   t.is((await waitGateways(lab, VIP, [lab.edges[0]!.address, e1.address], 5000)).length, 2);
   const r = await lab.router.bgpRoute(VIP);
   const p = r.paths?.find((x) => x.peer?.peerId === e1.address);
@@ -256,16 +262,24 @@ test.serial('drift is repaired: a path deleted behind our back and a broken expo
   const sp = e0.speaker!;
   const both = [e0.address, lab.edges[1]!.address];
   t.is((await waitGateways(lab, VIP, both, 5000)).length, 2);
-  // Someone withdraws our VIP directly in gobgpd: the next reconcile round re-adds it.
-  const inRib = async () => (await sp.client.listPath('GLOBAL', FAMILY_V4)).some((d) => d.prefix === VIP);
-  const rib = await sp.client.listPath('GLOBAL', FAMILY_V4);
-  await sp.client.deletePath({ path: rib.find((d) => d.prefix === VIP)!.paths[0]! });
-  t.false(await inRib(), 'gone from gobgpd');
-  t.true(await waitFor(inRib, 5000, 20), 're-added by the reconcile loop');
+  // Someone withdraws our VIP directly in gobgpd: the next reconcile round
+  // re-adds it. The loop (500 ms) may do so before we could look, so the
+  // proof is the path's age: a path added again is younger than the one deleted.
+  const ourPath = async () => (await sp.client.listPath('GLOBAL', FAMILY_V4)).find((d) => d.prefix === VIP)?.paths[0];
+  const before = (await ourPath())!;
+  const addedAt = Number(before.age?.seconds ?? 0);
+  await waitFor(() => Date.now() / 1000 >= addedAt + 1.5, 2000); // ages have a 1 s resolution
+  await sp.client.deletePath({ path: before });
+  t.true(await waitFor(async () => Number((await ourPath())?.age?.seconds ?? 0) > addedAt, 5000, 20), 'deleted, then re-added by the reconcile loop');
   t.is((await waitGateways(lab, VIP, both, 5000)).length, 2, 'and back at the router');
-  // Someone detaches our export policy: adj-out no longer matches; checkAdjOut reports and repairs it.
-  await sp.client.setPolicyAssignment({ name: 'global', direction: 'EXPORT', policies: [], default_action: 'REJECT' });
-  const found = await sp.checkAdjOut(true);
+  // Someone detaches our export policy: adj-out no longer matches; checkAdjOut
+  // reports and repairs it. The loop re-asserts the assignment every round
+  // too, and may win the race: then detach again (bounded).
+  let found: Awaited<ReturnType<typeof sp.checkAdjOut>> = [];
+  for (let i = 0; i < 5 && found.length === 0; i++) {
+    await sp.client.setPolicyAssignment({ name: 'global', direction: 'EXPORT', policies: [], default_action: 'REJECT' });
+    found = await sp.checkAdjOut(true);
+  }
   t.deepEqual(found.map((m) => [m.peer, m.missing]), [[lab.routerAddress, [VIP]]]);
   t.deepEqual(await sp.checkAdjOut(false), [], 'repaired');
   t.is((await waitGateways(lab, VIP, both, 5000)).length, 2);

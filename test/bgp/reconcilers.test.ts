@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NO_ATTRS, buildPath, type DesiredVip } from '../../src/bgp/attributes.js';
-import { compareAdjOut, desiredPaths, diffPaths, expectedAdjOut, localPaths } from '../../src/bgp/path-reconciler.js';
+import { compareAdjOut, desiredPaths, diffPaths, expectedAdjOut, localPaths, vipsWithoutPeer } from '../../src/bgp/path-reconciler.js';
 import { desiredPeers, diffPeers, needsRecreate, peerSpecFromApi, peerSpecToApi, readPasswordFile, type PeerSpec } from '../../src/bgp/peer-reconciler.js';
 import { buildPolicy, peerGroups } from '../../src/bgp/policy.js';
 import { drainPlan, nextDrainState } from '../../src/bgp/drain.js';
@@ -75,6 +75,23 @@ test('duplicate peers and unreadable/world-readable password files are refused',
   }
 });
 
+test('family selection: an IPv4 peer negotiates IPv4 unicast only, an IPv6 peer IPv6 unicast only', (t) => {
+  const [v4, v6] = desiredPeers([defaultPeer('10.0.0.1'), defaultPeer('2001:db8::1', { gracefulRestart: { enabled: true, restartTime: 60 } })], 65001);
+  t.deepEqual(peerSpecToApi(v4!).afi_safis?.map((a) => a.config.family), [{ afi: 'AFI_IP', safi: 'SAFI_UNICAST' }]);
+  const api6 = peerSpecToApi(v6!);
+  t.deepEqual(api6.afi_safis?.map((a) => a.config.family), [{ afi: 'AFI_IP6', safi: 'SAFI_UNICAST' }]);
+  t.truthy(api6.afi_safis?.[0]?.mp_graceful_restart, 'graceful restart for the IPv6 family');
+});
+
+test('IPv6 peers are kept canonical, so gobgpd\'s copy matches however the config spells them', (t) => {
+  const [s] = desiredPeers([defaultPeer('2001:DB8:0:0::1', { localAddress: '2001:db8:0::a' })], 65001);
+  t.is(s!.address, '2001:db8::1');
+  t.is(s!.localAddress, '2001:db8::a');
+  // gobgpd answers ListPeer with the address as it was added: canonical.
+  t.deepEqual(diffPeers([s!], [peerSpecFromApi(peerSpecToApi(s!))]), { add: [], update: [], delete: [] });
+  t.throws(() => desiredPeers([defaultPeer('2001:db8::1'), defaultPeer('2001:DB8::0:1')], 1), { message: /bgp\.peers\[1\].*duplicate/ });
+});
+
 const vip = (prefix: string, attrs = NO_ATTRS): DesiredVip => ({ prefix, attrs });
 
 test('path diff: add new, replace changed, withdraw extra, keep equal', (t) => {
@@ -96,6 +113,31 @@ test('localPaths keeps only our (local) paths from a ListPath answer', (t) => {
     { prefix: '10.0.0.2/32', paths: [theirs] },
   ]);
   t.deepEqual([...m.keys()], ['10.0.0.1/32']);
+});
+
+test('expected adj-out per family: IPv6 VIPs for IPv6 peers only (restrictions included), IPv4 VIPs for IPv4 peers only', (t) => {
+  const opts = { localAsn: 65001 };
+  const vips = [
+    vip('10.0.0.1'),
+    vip('2001:db8::1', { ...NO_ATTRS, communities: ['1:6'] }),
+    vip('2001:db8::2', { ...NO_ATTRS, peers: ['fd00::2'] }),
+    // Restricted to an IPv4 peer: an IPv6 VIP then goes nowhere (config validation refuses such a pool).
+    vip('2001:db8::3', { ...NO_ATTRS, peers: ['10.9.0.1'] }),
+  ];
+  t.deepEqual([...expectedAdjOut(vips, '10.9.0.1', opts).keys()], ['10.0.0.1/32']);
+  t.deepEqual([...expectedAdjOut(vips, 'fd00::1', opts).keys()], ['2001:db8::1/128']);
+  const e = expectedAdjOut(vips, 'fd00::2', opts);
+  t.deepEqual([...e.keys()].sort(), ['2001:db8::1/128', '2001:db8::2/128']);
+  t.deepEqual(e.get('2001:db8::1/128')!.communities, ['1:6']);
+  t.deepEqual(e.get('2001:db8::2/128')!.largeCommunities, [], 'mark stripped on export');
+});
+
+test('family selection: VIPs that no peer of their family may carry are named', (t) => {
+  const vips = [vip('10.0.0.1'), vip('2001:db8::1'), vip('2001:db8::2', { ...NO_ATTRS, peers: ['10.9.0.1'] }), vip('2001:db8::3', { ...NO_ATTRS, peers: ['fd00::1'] })];
+  t.deepEqual(vipsWithoutPeer(vips, ['10.9.0.1']), ['2001:db8::1/128', '2001:db8::2/128', '2001:db8::3/128'], 'IPv4 sessions only');
+  t.deepEqual(vipsWithoutPeer(vips, ['10.9.0.1', 'fd00::1']), ['2001:db8::2/128'], 'restricted to an IPv4 peer');
+  t.deepEqual(vipsWithoutPeer(vips, ['fd00::1']), ['10.0.0.1/32', '2001:db8::2/128']);
+  t.deepEqual(vipsWithoutPeer([], []), []);
 });
 
 test('expected adj-out honours peer subsets and address family; compare finds each kind of drift', (t) => {
@@ -125,6 +167,14 @@ test('policy: one allow statement per peer group, then deny-marked, accept-local
   t.true(p.assignments.every((a) => a.default_action === 'REJECT' && a.name === 'global'));
   const nset = p.definedSets.find((d) => d.defined_type === 'NEIGHBOR' && d.list?.includes('10.0.0.3/32'));
   t.truthy(nset);
+});
+
+test('policy: an IPv6 peer group is a neighbor set of /128 host prefixes, in any mix with IPv4 peers', (t) => {
+  const groups = peerGroups([['fd00::2'], ['10.0.0.1', 'fd00::1']]);
+  const p = buildPolicy(65001, groups);
+  const sets = p.definedSets.filter((d) => d.defined_type === 'NEIGHBOR').map((d) => d.list);
+  t.deepEqual(sets.map((l) => [...(l ?? [])].sort()).sort(), [['10.0.0.1/32', 'fd00::1/128'], ['fd00::2/128']]);
+  t.is(p.policies.find((x) => x.name === 'edgelb-export')!.statements.length, 4);
 });
 
 test('drain state machine', (t) => {

@@ -131,6 +131,32 @@ test('holdTime 0 with keepalive 0 is valid; IPv6 peers and pools are valid', (t)
   t.is(c.pools[0]?.cidrs[0], '2001:db8:1::/64');
 });
 
+test('IPv6 peer addresses are kept in one spelling (RFC 5952), so every comparison with gobgpd, bfdd and advertise.peers agrees', (t) => {
+  const c = parseConfig(
+    [
+      'node: {routerId: 10.0.0.1, asn: 1, uplink: e0}',
+      'bgp: {peers: [{address: "2001:DB8:0:0::2", asn: 2, localAddress: "2001:db8:0000::0:1"}, {address: 10.0.0.2, asn: 2}]}',
+      'pools: [{name: v6, cidrs: ["2001:db8:1::/64"], advertise: {peers: ["2001:db8::0:2"]}}]',
+    ].join('\n'),
+    'x',
+  );
+  t.is(c.bgp.peers[0]?.address, '2001:db8::2');
+  t.is(c.bgp.peers[0]?.localAddress, '2001:db8::1');
+  t.is(c.bgp.peers[1]?.address, '10.0.0.2');
+  t.deepEqual(c.pools[0]?.advertise.peers, ['2001:db8::2']);
+});
+
+test('a dual-stack pool is valid with a peer of each family, and without any peer (no BGP at all)', (t) => {
+  const pools = 'pools: [{name: d, cidrs: [10.96.0.0/24, "2001:db8:1::/120"]}]';
+  t.notThrows(() => parseConfig(`node: {routerId: 10.0.0.1, asn: 1, uplink: e0}\nbgp: {peers: [{address: 10.0.0.2, asn: 2}, {address: "2001:db8::2", asn: 2}]}\n${pools}\n`, 'x'));
+  t.notThrows(() => parseConfig(`node: {routerId: 10.0.0.1, asn: 1, uplink: e0}\n${pools}\n`, 'x'));
+  // The IPv4 side needs an IPv4 peer just the same.
+  const err = t.throws(() => parseConfig(`node: {routerId: 10.0.0.1, asn: 1, uplink: e0}\nbgp: {peers: [{address: "2001:db8::2", asn: 2}]}\n${pools}\n`, 'x'), { instanceOf: ConfigError }) as ConfigError;
+  t.deepEqual(formatProblems('x', err.problems), [
+    'x:3: pools[0].cidrs[0]: IPv4 VIPs are announced only over IPv4 BGP sessions and bgp.peers has no IPv4 peer; add one (got "10.96.0.0/24")',
+  ]);
+});
+
 test('an empty file reports the required keys', (t) => {
   const err = t.throws(() => parseConfig('', 'e.yaml'), { instanceOf: ConfigError }) as ConfigError;
   t.deepEqual(err.problems.map((p) => p.path.join('.')).sort(), ['node.asn', 'node.routerId', 'node.uplink']);

@@ -133,7 +133,12 @@ test('fuzz: 100 000 random and mutated frames', (t) => {
         if (safe(() => verifyIpv4Checksum(inner)) !== ipOk) return 'inner IPv4 checksum validity changed';
         return null;
       }
-      if (!inner.equals(inIp.subarray(0, innerLen))) return 'inner packet modified';
+      // The client's packet, untouched but for the hop: TTL − 1 (and the header checksum with it).
+      const sent = inIp.subarray(0, innerLen);
+      const same = (a: number, b: number): boolean => inner.subarray(a, b).equals(sent.subarray(a, b));
+      if (inner.length !== sent.length || !same(0, 8) || !same(9, 10) || !same(12, inner.length)) return 'inner packet modified';
+      if (inner[8] !== sent[8]! - 1) return `inner TTL ${inner[8]} after ${sent[8]}`;
+      if (safe(() => verifyIpv4Checksum(inner)) !== ipOk) return 'inner IPv4 checksum validity changed';
       return null;
     }
     if (safe(() => verifyIpv4Checksum(outIp)) !== ipOk) return `IPv4 checksum validity changed (in ${ipOk})`;
@@ -217,7 +222,8 @@ test('fuzz: 100 000 random and mutated frames', (t) => {
     // since the client is behind the router): a new packet, so its checksums
     // must be valid whatever the input's were.
     const inSrc = input.length >= 30 ? `${input[26]}.${input[27]}.${input[28]}.${input[29]}` : '';
-    const ownIcmp = p.ip.protocol === 1 && p.icmp?.type === 3 && p.icmp.code === 4 && vips.has(p.ip.src) && p.ip.dst === inSrc;
+    const ownIcmp = p.ip.protocol === 1 && p.ip.dst === inSrc &&
+      ((p.icmp?.type === 3 && p.icmp.code === 4 && vips.has(p.ip.src)) || (p.icmp?.type === 11 && p.icmp.code === 0 && p.ip.src === EDGE));
     if (ownIcmp && (retval === XDP_TX || retval === TC_ACT_REDIRECT)) {
       if (!verifyIpv4Checksum(out.subarray(14)) || !verifyL4Checksum(out.subarray(14))) fail('ICMP checksum', input, out);
       continue;

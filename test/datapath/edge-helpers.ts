@@ -62,6 +62,17 @@ export function service(over: Partial<DesiredService> = {}): DesiredService {
   };
 }
 
+/** Test clock of the edge program (edge_config.now_ns); null = the kernel's. */
+export function setEdgeClock(dp: EdgeDatapath, ns: bigint | null): void {
+  const m = dp.map('edge_config');
+  const k = Buffer.alloc(4);
+  const v = m.lookup(k)!;
+  v.writeBigUInt64LE(ns ?? 0n, 40);
+  m.update(k, v);
+}
+
+export const SEC = 1_000_000_000n;
+
 const eth = { src: CLIENT_MAC, dst: EDGE_MAC };
 
 /** What a test may vary in a client TCP packet; everything else is the usual client → VIP:80. */

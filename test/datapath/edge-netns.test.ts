@@ -40,7 +40,7 @@ test('FIB: SYN is redirected to the node with the neighbour MAC; the result is c
   const expected = buildPacket({
     ...spec,
     eth: { src: upMac, dst: NODE_MAC },
-    ip: { ...spec.ip, dst: '10.244.1.1', options: dsrOption(VIP, 80) },
+    ip: { ...spec.ip, dst: '10.244.1.1', ttl: 63, options: dsrOption(VIP, 80) },
     tcp: { ...spec.tcp!, dport: 8080 },
   });
   t.is(r.dataOut.toString('hex'), expected.toString('hex'));

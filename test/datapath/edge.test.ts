@@ -12,7 +12,7 @@ import {
   verifyIpv4Checksum,
   verifyL4Checksum,
 } from '../lib/packets.js';
-import { CLIENT, CLIENT_MAC, EDGE, EDGE_MAC, VIP, backend, clientEth, openEdge, service, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
+import { CLIENT, CLIENT_MAC, EDGE, EDGE_MAC, SEC, VIP, backend, clientEth, openEdge, service, setEdgeClock, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 
 function run(dp: EdgeDatapath, data: Buffer, hook: 'xdp' | 'tc' = 'xdp'): { retval: number; out: Buffer } {
@@ -60,7 +60,7 @@ test('TCP SYN: DNAT to the pod and the DSR option, exact bytes', (t) => {
   const spec = tcpSpec({ flags: SYN });
   const expected = buildPacket({
     ...spec,
-    ip: { ...spec.ip, dst: '10.244.1.1', options: dsrOption(VIP, 80) },
+    ip: { ...spec.ip, dst: '10.244.1.1', ttl: 63, options: dsrOption(VIP, 80) },
     tcp: { ...spec.tcp!, dport: 8080 },
   });
   t.is(hex(r.out), hex(expected));
@@ -117,7 +117,7 @@ test('established ACK: DNAT only, and keeps its backend after the backend set ch
   t.is(p1.tcp!.dport, 8080);
   checkSums(t, r1.out);
   const spec = tcpSpec({ flags: ACK, sport: 41000, payload: Buffer.from('GET / HTTP/1.1\r\n\r\n') });
-  t.is(hex(r1.out), hex(buildPacket({ ...spec, ip: { ...spec.ip, dst: chosen }, tcp: { ...spec.tcp!, dport: 8080 } })));
+  t.is(hex(r1.out), hex(buildPacket({ ...spec, ip: { ...spec.ip, dst: chosen, ttl: 63 }, tcp: { ...spec.tcp!, dport: 8080 } })));
 
   // New backend set: the chosen one is terminating, many new ones arrive.
   const next = [...initial.map((b) => (b.ip === chosen ? { ...b, state: 'terminating' as const } : b)), ...Array.from({ length: 20 }, (_, i) => backend(10 + i))];
@@ -146,10 +146,79 @@ test('a reused client port during a rolling update: the new SYN replaces the old
   // never chosen for new ones). The client closes and reuses its port.
   dp.applyServices([service({ backends: first.map((b) => (b.ip === old ? { ...b, state: 'terminating' as const } : b)) })]);
   t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, old, 'the existing connection stays on the terminating pod');
+  // The client closes (its FIN, then the last ACK) and, seconds later, reuses its port.
+  const t0 = 1000n * SEC;
+  setEdgeClock(dp, t0);
+  run(dp, tcpPacket({ flags: { fin: true, ack: true }, sport }));
+  run(dp, tcpPacket({ flags: ACK, sport }));
+  setEdgeClock(dp, t0 + 5n * SEC);
   const syn = parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst;
   t.not(syn, old);
   t.is(dp.map('edge_ct').keys().length, 0, 'the SYN removed the previous connection');
   t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, syn, 'the ACK goes where the SYN went');
+});
+
+test('a SYN with a live tuple never re-routes it: blind RST, blind FIN, terminating backend; a RST followed by traffic is forgotten', (t) => {
+  const dp = openEdge(t);
+  const first = Array.from({ length: 4 }, (_, i) => backend(i + 1));
+  dp.applyServices([service({ backends: first })]);
+  const t0 = 1000n * SEC;
+  setEdgeClock(dp, t0);
+  const dst = (flags: Parameters<typeof tcpPacket>[0]['flags'], sport: number): string => parsePacket(run(dp, tcpPacket({ flags, sport })).out).ip.dst;
+  const live = (sport: number): string => {
+    const b = dst(SYN, sport);
+    dst(ACK, sport);
+    return b;
+  };
+  // Many new pods arrive, the old ones terminate: Maglev now sends every new tuple elsewhere.
+  const a = live(46001);
+  const b = live(46002);
+  const c = live(46003);
+  dp.applyServices([service({ backends: [...first.map((x) => ({ ...x, state: 'terminating' as const })), ...Array.from({ length: 8 }, (_, i) => backend(20 + i))] })]);
+  // Someone else's SYN with a live connection's tuple (nothing before it; a RST; a FIN) follows the connection.
+  t.is(dst(SYN, 46001), a);
+  run(dp, tcpPacket({ flags: { rst: true }, sport: 46002 }));
+  t.is(dst(SYN, 46002), b);
+  run(dp, tcpPacket({ flags: { fin: true, ack: true }, sport: 46003 }));
+  t.is(dst(SYN, 46003), c);
+  // ... also seconds later while the connection keeps talking.
+  for (let i = 1; i <= 6; i++) {
+    setEdgeClock(dp, t0 + BigInt(i) * SEC);
+    t.is(dst(ACK, 46003), c);
+  }
+  t.is(dst(SYN, 46003), c, 'not silent: still live');
+  // A RST the backend ignored, then traffic: the mark is gone, a late SYN still stays.
+  run(dp, tcpPacket({ flags: { rst: true }, sport: 46001 }));
+  t.is(dst(ACK, 46001), a);
+  setEdgeClock(dp, t0 + 30n * SEC);
+  t.is(dst(SYN, 46001), a);
+  t.is(dp.map('edge_ct').keys().length, 3);
+});
+
+test('port reuse on an active backend stays on it (SYN and ACK agree); after a RST and silence a reused port on a terminating backend is balanced anew', (t) => {
+  const dp = openEdge(t);
+  const bs = Array.from({ length: 4 }, (_, i) => backend(i + 1));
+  dp.applyServices([service({ backends: bs })]);
+  const t0 = 1000n * SEC;
+  setEdgeClock(dp, t0);
+  const sport = 47001;
+  const old = parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst;
+  run(dp, tcpPacket({ flags: ACK, sport }));
+  // New backends change the Maglev answer for many tuples; the pinned one stays active.
+  dp.applyServices([service({ backends: [...bs, ...Array.from({ length: 8 }, (_, i) => backend(30 + i))] })]);
+  run(dp, tcpPacket({ flags: { rst: true }, sport }));
+  setEdgeClock(dp, t0 + 5n * SEC);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst, old, 'an active backend keeps the reused port');
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, old);
+  // The same after the backend turns terminating: a RST and silence end the old connection.
+  dp.applyServices([service({ backends: [...bs.map((b) => (b.ip === old ? { ...b, state: 'terminating' as const } : b)), ...Array.from({ length: 8 }, (_, i) => backend(30 + i))] })]);
+  run(dp, tcpPacket({ flags: { rst: true }, sport }));
+  setEdgeClock(dp, t0 + 7n * SEC);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst, old, 'RST then a SYN within the silence: still live');
+  setEdgeClock(dp, t0 + 12n * SEC);
+  const fresh = parsePacket(run(dp, tcpPacket({ flags: SYN, sport })).out).ip.dst;
+  t.not(fresh, old);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport })).out).ip.dst, fresh);
 });
 
 test('non-SYN without state is balanced like its SYN (edge restart / ECMP move)', (t) => {
@@ -171,7 +240,7 @@ test('UDP: every packet gets DNAT and the option', (t) => {
     const r = run(dp, udpPacket({ payload }));
     const expected = buildPacket({
       eth: clientEth,
-      ip: { src: CLIENT, dst: '10.244.1.1', df: false, id: 0x4321, options: dsrOption(VIP, 53) },
+      ip: { src: CLIENT, dst: '10.244.1.1', df: false, id: 0x4321, ttl: 63, options: dsrOption(VIP, 53) },
       udp: { sport: 5353, dport: 5353, payload },
     });
     t.is(hex(r.out), hex(expected));
@@ -182,14 +251,16 @@ test('UDP: every packet gets DNAT and the option', (t) => {
   t.is(parsePacket(r.out).udp!.checksum, 0);
 });
 
-test('IPIP: outer header to the node, inner packet untouched', (t) => {
+test('IPIP: outer header to the node, inner packet untouched but for the hop\'s TTL', (t) => {
   const dp = openEdge(t);
   dp.applyServices([service({ dispatch: 'ipip' })]);
   for (const flags of [SYN, ACK]) {
     const inner = tcpPacket({ flags, tos: 0x28 });
     const r = run(dp, inner);
     t.is(r.retval, XDP_PASS);
-    const exp = buildPacket({ eth: clientEth, ip: { src: EDGE, dst: '10.0.0.11', tos: 0x28, ttl: 64, df: true, id: 0, protocol: 4 }, payload: inner.subarray(14) });
+    const spec = tcpSpec({ flags, tos: 0x28 });
+    const forwarded = buildPacket({ ...spec, ip: { ...spec.ip, ttl: 63 } });
+    const exp = buildPacket({ eth: clientEth, ip: { src: EDGE, dst: '10.0.0.11', tos: 0x28, ttl: 64, df: true, id: 0, protocol: 4 }, payload: forwarded.subarray(14) });
     t.is(hex(r.out), hex(exp));
     t.true(verifyIpv4Checksum(r.out.subarray(14)));
   }
@@ -237,7 +308,7 @@ test('SNAT: forward to the backend from the edge, reply back from the VIP, exact
   t.true(pf.tcp!.sport >= 20000 && pf.tcp!.sport <= 20003);
   const port = pf.tcp!.sport;
   const spec = tcpSpec({ flags: SYN, payload });
-  t.is(hex(fwd.out), hex(buildPacket({ ...spec, ip: { ...spec.ip, src: EDGE, dst: '10.244.1.1' }, tcp: { ...spec.tcp!, sport: port, dport: 8080 } })));
+  t.is(hex(fwd.out), hex(buildPacket({ ...spec, ip: { ...spec.ip, src: EDGE, dst: '10.244.1.1', ttl: 63 }, tcp: { ...spec.tcp!, sport: port, dport: 8080 } })));
   checkSums(t, fwd.out);
   // Same flow keeps its port.
   t.is(parsePacket(run(dp, tcpPacket({ flags: ACK })).out).tcp!.sport, port);
@@ -251,7 +322,7 @@ test('SNAT: forward to the backend from the edge, reply back from the VIP, exact
   t.is(rev.retval, XDP_PASS);
   const expected = buildPacket({
     eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC },
-    ip: { src: VIP, dst: CLIENT, df: true, id: 7 },
+    ip: { src: VIP, dst: CLIENT, df: true, id: 7, ttl: 63 },
     tcp: { sport: 80, dport: 40000, flags: { syn: true, ack: true }, seq: 5, ack: 1001, payload: Buffer.from('hi') },
   });
   t.is(hex(rev.out), hex(expected));
@@ -321,7 +392,9 @@ test('too big with DF: ICMP fragmentation-needed back to the client, exact bytes
   const big = tcpPacket({ flags: SYN, payload: Buffer.alloc(1396 - 20 - 24, 0xab) });
   const r = run(dp, big);
   t.is(r.retval, XDP_TX);
-  const quote = big.subarray(14, 14 + 28);
+  // The quote is the packet's header as forwarded (TTL − 1, checksum updated) and 8 bytes.
+  const spec = tcpSpec({ flags: SYN, payload: Buffer.alloc(1396 - 20 - 24, 0xab) });
+  const quote = buildPacket({ ...spec, ip: { ...spec.ip, ttl: 63 } }).subarray(14, 14 + 28);
   const expected = buildPacket({
     eth: { src: EDGE_MAC, dst: CLIENT_MAC },
     ip: { src: VIP, dst: CLIENT, tos: 0xc0, ttl: 64, id: 0 },
@@ -366,7 +439,7 @@ test('ICMP frag-needed for a VIP flow is steered to the flow\'s backend', (t) =>
     return ~s & 0xffff;
   })();
   quotedRewritten.writeUInt16BE(ihSum, 10);
-  const expected = buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: chosen.ip.dst }, icmp: icmpFragNeeded({ mtu: 1280, original: quotedRewritten }) });
+  const expected = buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: chosen.ip.dst, ttl: 63 }, icmp: icmpFragNeeded({ mtu: 1280, original: quotedRewritten }) });
   t.is(hex(r.out), hex(expected));
   t.true(verifyL4Checksum(r.out.subarray(14)));
   t.is(dp.counters().stats.icmp_steered, 1);
@@ -550,4 +623,195 @@ test('session affinity expires after its timeout', async (t) => {
   t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51000 })).out).ip.dst, before, 'within the timeout');
   await new Promise((r) => setTimeout(r, 2300));
   t.not(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51001 })).out).ip.dst, before, 'after the timeout');
+});
+
+// ---------------------------------------------------------------- SNAT ports (issue 13.4)
+
+/** A backend's reply to the edge's SNAT port. */
+function snatReply(port: number, flags: Parameters<typeof tcpPacket>[0]['flags'], be = '10.244.1.1'): Buffer {
+  return buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE, df: true }, tcp: { sport: 8080, dport: port, flags: flags ?? ACK } });
+}
+
+test('SNAT capacity: one backend holds at most the port range in live flows; beyond it new flows are dropped and counted', (t) => {
+  // The default range 20000–32767 (12 768 ports), and a reverse map big enough not to evict.
+  const dp = openEdge(t, { maxEntries: { edge_snat_rev: 1 << 16, edge_ct: 1 << 16 } });
+  dp.applyServices([service({ mode: 'snat' })]);
+  const n = 13_500;
+  const ports = new Set<number>();
+  let firstDrop = -1;
+  for (let i = 0; i < n; i++) {
+    const r = run(dp, tcpPacket({ flags: SYN, src: `198.18.${i >> 8}.${i & 255}`, sport: 40000 }));
+    if (r.retval === XDP_DROP) {
+      if (firstDrop < 0) firstDrop = i;
+      continue;
+    }
+    ports.add(parsePacket(r.out).tcp!.sport);
+  }
+  const drops = dp.counters().stats.drop_snat_ports;
+  t.log(`${ports.size} flows got a port of 12 768; the first drop came at flow ${firstDrop + 1}; ${drops} of ${n} dropped`);
+  t.true(ports.size <= 12_768);
+  t.is(ports.size + drops, n, 'every flow either has its own port or was dropped');
+  t.true(drops >= n - 12_768, `${drops} dropped`);
+});
+
+test('SNAT ports are reclaimed once a flow has ended (both FINs or a RST, then a hold) or idled out; live flows keep theirs', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 21000, max: 21063 } });
+  dp.applyServices([service({ mode: 'snat' }), service({ service: 'default/dns', mode: 'snat', frontend: { vip: VIP, port: 53, protocol: 'UDP' }, backends: [backend(1, { port: 5353 })] })]);
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const client = (i: number): string => `198.18.${i >> 8}.${i & 255}`;
+  // Fill the 64 ports (a few attempts more: probes are hashed).
+  const open = (from: number, count: number): Map<number, number> => {
+    const got = new Map<number, number>();
+    for (let i = from; i < from + count; i++) {
+      const r = run(dp, tcpPacket({ flags: SYN, src: client(i), sport: 40000 }));
+      if (r.retval !== XDP_DROP) got.set(i, parsePacket(r.out).tcp!.sport);
+    }
+    return got;
+  };
+  const first = open(0, 400);
+  t.true(first.size >= 60 && first.size <= 64, `${first.size} ports`);
+  t.is(open(400, 50).size, 0, 'the range is full');
+
+  // One flow stays live, talking every few seconds.
+  const [liveClient, livePort] = [...first.entries()][0]!;
+  const talk = (s: bigint): void => {
+    setEdgeClock(dp, t0 + s * SEC);
+    t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, src: client(liveClient), sport: 40000 })).out).tcp!.sport, livePort);
+    t.is(parsePacket(run(dp, snatReply(livePort, ACK)).out).ip.dst, client(liveClient));
+  };
+  // The others end: half with both FINs, half with a RST (from either side).
+  const finPorts = new Set<number>();
+  const rstPorts = new Set<number>();
+  let k = 0;
+  for (const [i, port] of first) {
+    if (i === liveClient) continue;
+    if (k++ % 2 === 0) {
+      run(dp, tcpPacket({ flags: { fin: true, ack: true }, src: client(i), sport: 40000 }));
+      run(dp, snatReply(port, { fin: true, ack: true }));
+      finPorts.add(port);
+    } else {
+      run(dp, k % 4 === 0 ? tcpPacket({ flags: { rst: true }, src: client(i), sport: 40000 }) : snatReply(port, { rst: true }));
+      rstPorts.add(port);
+    }
+  }
+  talk(1n);
+  t.is(open(500, 50).size, 0, 'just ended: nothing is reused yet');
+  // A few seconds after a RST its port is free; after both FINs the backend may
+  // hold TIME_WAIT for the old tuple, so those ports wait about a minute.
+  talk(20n);
+  const afterRst = [...open(600, 400).values()];
+  t.true(afterRst.length >= rstPorts.size - 4 && afterRst.every((p) => rstPorts.has(p)), `reused ${afterRst.length} ports, ${rstPorts.size} were reset`);
+  talk(40n);
+  talk(62n);
+  const afterFin = [...open(1000, 400).values()];
+  t.true(afterFin.length >= finPorts.size - 4 && afterFin.every((p) => finPorts.has(p) || rstPorts.has(p)), `reused ${afterFin.length} ports, ${finPorts.size} were closed`);
+  t.false([...afterRst, ...afterFin].includes(livePort), 'a live flow\'s port is never taken');
+  talk(63n);
+  t.true(dp.counters().stats.snat_reclaimed >= afterRst.length + afterFin.length);
+
+  // Idle flows: after the idle time (TCP one hour, UDP a minute) their ports come back too.
+  setEdgeClock(dp, t0 + 63n * SEC + 3700n * SEC);
+  t.true(open(1400, 400).size >= 55, 'TCP ports of idle flows reclaimed');
+  const udp = (i: number): number => {
+    const r = run(dp, udpPacket({ src: client(i), sport: 5353, dport: 53 }));
+    return r.retval === XDP_DROP ? -1 : parsePacket(r.out).udp!.sport;
+  };
+  const u1 = Array.from({ length: 300 }, (_, i) => udp(2000 + i)).filter((p) => p >= 0);
+  t.true(u1.length >= 55 && u1.length <= 64, `${u1.length} UDP ports`);
+  setEdgeClock(dp, t0 + 63n * SEC + 3700n * SEC + 70n * SEC);
+  t.true(Array.from({ length: 300 }, (_, i) => udp(3000 + i)).filter((p) => p >= 0).length >= 55, 'UDP ports of idle flows reclaimed');
+});
+
+test('SNAT replies are accepted only on the interface their flow came in on (the uplink)', async (t) => {
+  const { Cleanup, createNetns, nsRun, uniqueId } = await import('../lib/netns.js');
+  const { inNetns, TC_ACT_SHOT } = await import('../../src/datapath/loader.js');
+  const cleanup = new Cleanup();
+  t.teardown(async () => {
+    await cleanup.run();
+  });
+  const ns = await createNetns(`edgelb-snatif-${uniqueId()}`, cleanup);
+  for (const d of ['up', 'other']) {
+    await nsRun(ns, ['ip', 'link', 'add', `${d}0`, 'type', 'veth', 'peer', 'name', `${d}1`]);
+    await nsRun(ns, ['ip', 'link', 'set', `${d}0`, 'up']);
+  }
+  const ifindex = async (d: string): Promise<number> => (JSON.parse((await nsRun(ns, ['ip', '-j', 'link', 'show', d])).stdout) as { ifindex: number }[])[0]!.ifindex;
+  const up = await ifindex('up0');
+  const other = await ifindex('other0');
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20003 } });
+  dp.applyServices([service({ mode: 'snat' })]);
+  // struct __sk_buff with only ifindex (offset 40) set: the interface the packet arrived on.
+  const on = (dev: number): Buffer => {
+    const ctx = Buffer.alloc(192);
+    ctx.writeUInt32LE(dev, 40);
+    return ctx;
+  };
+  const tc = (data: Buffer, dev: number): { retval: number; out: Buffer } => {
+    const r = inNetns(ns, () => dp.program('tc').testRun({ data, ctxIn: on(dev) }));
+    return { retval: r.retval, out: r.dataOut };
+  };
+  const port = parsePacket(tc(tcpPacket({ flags: SYN }), up).out).tcp!.sport;
+  const reply = snatReply(port, { syn: true, ack: true });
+  t.is(tc(reply, other).retval, TC_ACT_SHOT, 'a reply on another interface is no reply of this flow');
+  t.is(dp.counters().stats.drop_snat_iface, 1);
+  const back = tc(reply, up);
+  t.is(back.retval, TC_ACT_OK);
+  t.is(parsePacket(back.out).ip.dst, CLIENT);
+});
+
+test('ICMP errors about a VIP flow pass the service\'s source-range check first: from outside the ranges they are dropped, never steered', (t) => {
+  const dp = openEdge(t);
+  dp.applyServices([service({ backends: [backend(1), backend(2)], sourceRanges: ['198.51.100.0/24'] })]);
+  run(dp, tcpPacket({ flags: SYN, sport: 47000 }));
+  const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true, id: 99 }, tcp: { sport: 80, dport: 47000, flags: ACK, seq: 1, payload: Buffer.alloc(1400) } });
+  const from = (src: string): Buffer => buildPacket({ eth: clientEth, ip: { src, dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) });
+  t.is(run(dp, from('203.0.113.200')).retval, XDP_DROP);
+  t.like(dp.counters().stats, { drop_src_range: 1, icmp_steered: 0 });
+  t.is(parsePacket(run(dp, from('198.51.100.254')).out).ip.dst.startsWith('10.244.'), true, 'from inside the ranges: steered');
+  t.is(dp.counters().stats.icmp_steered, 1);
+});
+
+test('packets whose source is a VIP or the edge itself are dropped and counted (new flows and ICMP errors alike)', (t) => {
+  const dp = openEdge(t);
+  const VIP2 = '203.0.113.11';
+  dp.applyServices([service(), service({ service: 'default/two', frontend: { vip: VIP2, port: 443, protocol: 'TCP' } })]);
+  for (const src of [VIP, VIP2, EDGE]) {
+    t.is(run(dp, tcpPacket({ flags: SYN, src })).retval, XDP_DROP, `SYN from ${src}`);
+    t.is(run(dp, tcpPacket({ flags: ACK, src })).retval, XDP_DROP, `ACK from ${src}`);
+    t.is(run(dp, udpPacket({ src, dport: 80 })).retval, XDP_PASS, 'no UDP service: not ours');
+  }
+  const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true }, tcp: { sport: 80, dport: 47000, flags: ACK } });
+  t.is(run(dp, buildPacket({ eth: clientEth, ip: { src: VIP2, dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) })).retval, XDP_DROP);
+  t.is(dp.counters().stats.drop_bad_source, 7);
+  t.is(dp.map('edge_ct').keys().length, 0);
+  t.is(run(dp, tcpPacket({ flags: SYN })).retval, XDP_PASS, 'a client is fine');
+});
+
+test('a routing hop: forwarded packets leave with TTL − 1; one that arrives with TTL 1 is answered with time-exceeded from the edge', (t) => {
+  const dp = openEdge(t);
+  dp.applyServices([service(), service({ frontend: { vip: VIP, port: 81, protocol: 'TCP' }, dispatch: 'ipip' })]);
+  for (const ttl of [64, 2, 255]) {
+    const spec = tcpSpec({ flags: SYN });
+    const p = parsePacket(run(dp, buildPacket({ ...spec, ip: { ...spec.ip, ttl } })).out);
+    t.is(p.ip.ttl, ttl - 1);
+    t.true(verifyIpv4Checksum(p.ipBytes));
+  }
+  // traceroute -T -p 80: the probe whose TTL runs out here gets the edge's answer.
+  for (const dport of [80, 81]) {
+    const spec = tcpSpec({ flags: SYN, dport });
+    const probe = buildPacket({ ...spec, ip: { ...spec.ip, ttl: 1 } });
+    const r = run(dp, probe);
+    t.is(r.retval, XDP_TX);
+    const expected = buildPacket({
+      eth: { src: EDGE_MAC, dst: CLIENT_MAC },
+      ip: { src: EDGE, dst: CLIENT, tos: 0xc0, ttl: 64, id: 0 },
+      icmp: { type: 11, code: 0, rest: Buffer.alloc(4), payload: probe.subarray(14, 14 + 28) },
+    });
+    t.is(hex(r.out), hex(expected));
+    t.true(verifyL4Checksum(r.out.subarray(14)));
+  }
+  t.is(dp.counters().stats.ttl_exceeded, 2);
+  // TTL 0 (never valid on the wire) is treated the same; nothing with TTL ≤ 1 is forwarded.
+  const spec0 = tcpSpec({ flags: ACK });
+  t.is(run(dp, buildPacket({ ...spec0, ip: { ...spec0.ip, ttl: 0 } })).retval, XDP_TX);
 });

@@ -16,18 +16,17 @@ import {
   XDP_DROP,
   XDP_PASS,
   XDP_TX,
-  bpfObjectPath,
   detachXdp,
   enableRunTimeStats,
   inNetns,
   isBpfError,
   possibleCpus,
   removeClsact,
-  repoRoot,
   tcQuery,
   unpin,
   xdpQuery,
 } from '../../src/datapath/loader.js';
+import { bpfObjectPath, repoRoot } from '../../src/assets.js';
 import { pinDirFor } from '../lib/bpffs.js';
 import { buildPacket, parsePacket } from '../lib/packets.js';
 
@@ -234,6 +233,11 @@ test('dump (batched lookup) matches entries for hash, LRU and per-CPU maps', (t)
   t.is(packed.count, 1500);
   t.is(packed.keys.length, 1500 * 8);
   t.is(packed.values.length, 1500 * 4);
+  const chunks = [...lru.lookupBatches(256)];
+  t.true(chunks.length >= 6, `${chunks.length} chunks of ≤ 256 for 1500 elements`);
+  t.true(chunks.every((c) => c.count <= 256 && c.keys.length === c.count * 8 && c.values.length === c.count * 4));
+  t.deepEqual(Buffer.concat(chunks.map((c) => c.keys)), packed.keys);
+  t.deepEqual(Buffer.concat(chunks.map((c) => c.values)), packed.values);
   const h = obj.map('tl_verdict');
   t.deepEqual(h.updateBatchPacked(Buffer.concat([u32(1), u32(2)]), Buffer.concat([u64(10), u64(20)])), { count: 2, batched: true });
   t.deepEqual(h.lookup(u32(2)), u64(20));

@@ -8,6 +8,9 @@ import type { Backend, DesiredService, L4Proto } from '../../src/model/types.js'
 
 export const MAC_A = '02:00:00:00:00:0a';
 export const MAC_B = '02:00:00:00:00:0b';
+/** Link-layer senders that are no edge (a router forwarding a client's packet, say). */
+export const MAC_ROUTER = '02:00:00:00:00:0c';
+export const MAC_OTHER = '02:00:00:00:00:0d';
 export const CLIENT = '198.51.100.7';
 export const CLIENT2 = '198.51.100.99';
 export const VIP = '203.0.113.10';
@@ -49,11 +52,18 @@ export function standardServices(): DesiredService[] {
   ];
 }
 
-export function loadNode(t: ExecutionContext, opts: NodeDatapathOptions = {}): NodeDatapath {
+/**
+ * A node program with the standard services, EDGE_IP as its only edge
+ * source and MAC_A (the sender of every test frame from "the edge") trusted
+ * as that edge's link-layer address; `edgeMac: null` trusts no neighbour.
+ */
+export function loadNode(t: ExecutionContext, opts: NodeDatapathOptions = {}, trust: { edgeMac?: string | null } = {}): NodeDatapath {
   // Small flow maps: LRU maps preallocate, and tests load many objects.
-  const dp = NodeDatapath.load({ maxFlows: 4096, ...opts });
+  const dp = NodeDatapath.load({ maxFlows: 4096, edgeSources: [EDGE_IP], ...opts });
   t.teardown(() => dp.close());
   dp.setLocalServices(standardServices(), { name: NODE_NAME });
+  const mac = trust.edgeMac === undefined ? MAC_A : trust.edgeMac;
+  if (mac !== null) dp.trustEdgeNeighbour(EDGE_IP, mac);
   return dp;
 }
 

@@ -21,7 +21,7 @@ import {
   type ParsedPacket,
 } from '../lib/packets.js';
 import { localServiceEntries } from '../../src/datapath/node-datapath.js';
-import { EDGE_IP, loadNode, NODE_IP, NODE_NAME, run, standardServices, TC_SHOT, TC_UNSPEC } from './node-fixtures.js';
+import { EDGE_IP, loadNode, MAC_A, MAC_ROUTER, NODE_IP, NODE_NAME, run, standardServices, TC_SHOT, TC_UNSPEC } from './node-fixtures.js';
 
 const TARGET_RUNS = 100_000;
 const TIME_LIMIT_MS = 150_000;
@@ -76,17 +76,25 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     return { udp: { sport, dport, payload, ...(chance(0.05) ? { checksum: 0 } : {}) } };
   };
 
+  // Mostly the edge's frames; some from a stranger (a router forwarding a
+  // client's forgery), which must never be acted on.
+  const edgeOrNot = (): string => (chance(0.95) ? MAC_A : MAC_ROUTER);
+  const EDGE_MAC_BYTES = Buffer.from(MAC_A.split(':').map((x) => parseInt(x, 16)));
+
   const genOption = (): Buffer => {
     const f = chance(0.9) ? pick(frontends) : { vip: randomIp(), port: int(65536), proto: pick(['TCP', 'UDP'] as const) };
     const client = pick(clients);
     const cport = 1024 + int(60000);
-    const pod = chance(0.8) ? pick(localPods) : randomIp();
-    const pport = chance(0.8) ? pick([8080, 5353]) : int(65536);
+    // Mostly one of the frontend's own pods; else any local pod, or anything.
+    const own = [...(podsOf.get(frontendKey(f.vip, f.port, f.proto)) ?? [])];
+    const [pod, pport] = own.length > 0 && chance(0.8)
+      ? (() => { const [a, p] = pick(own).split(':'); return [a!, Number(p)] as const; })()
+      : [chance(0.8) ? pick(localPods) : randomIp(), chance(0.8) ? pick([8080, 5353]) : int(65536)] as const;
     remember({ client, cport, pod, pport, proto: f.proto });
     let options = dsrOption(f.vip, f.port);
     if (chance(0.1)) options = Buffer.concat([options, Buffer.from([1, 1, 1, 0])]);
     return buildPacket({
-      eth: { src: '02:00:00:00:00:01', dst: '02:00:00:00:00:02' },
+      eth: { src: edgeOrNot(), dst: '02:00:00:00:00:02' },
       ip: { src: client, dst: pod, ttl: 1 + int(255), id: int(65536), tos: int(256), df: chance(0.5), options },
       ...l4(f.proto, cport, pport),
     });
@@ -98,7 +106,7 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     const fw = fwdTuples.length > 0 && chance(0.9) ? pick(fwdTuples) : { client: pick(clients), cport: int(65536), vip: pick(frontends).vip, vport: int(65536), proto: pick(['TCP', 'UDP'] as const) };
     const quoted = buildPacket({ eth: false, ip: { src: fw.vip, dst: fw.client, df: true, id: int(65536) }, ...l4(fw.proto, fw.vport, fw.cport) });
     const inner: Omit<PacketSpec, 'eth'> = { ip: { src: randomIp(), dst: fw.vip, ttl: 1 + int(255) }, icmp: icmpFragNeeded({ mtu: 576 + int(1000), original: quoted }) };
-    return buildPacket({ eth: {}, ip: { src: EDGE_IP, dst: NODE_IP }, inner });
+    return buildPacket({ eth: { src: edgeOrNot() }, ip: { src: chance(0.95) ? EDGE_IP : pick(clients), dst: NODE_IP }, inner });
   };
 
   const genIpip = (): Buffer => {
@@ -108,7 +116,7 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     if (fwdTuples.length < 2000) fwdTuples.push({ client, cport, vip: f.vip, vport: f.port, proto: f.proto });
     else fwdTuples[int(fwdTuples.length)] = { client, cport, vip: f.vip, vport: f.port, proto: f.proto };
     const inner: Omit<PacketSpec, 'eth'> = { ip: { src: client, dst: f.vip, ttl: 1 + int(255), id: int(65536), tos: int(256) }, ...l4(f.proto, cport, f.port) };
-    const frame = buildPacket({ eth: {}, ip: { src: EDGE_IP, dst: chance(0.95) ? NODE_IP : randomIp(), tos: inner.ip.tos ?? 0 }, inner });
+    const frame = buildPacket({ eth: { src: edgeOrNot() }, ip: { src: chance(0.95) ? EDGE_IP : pick(clients), dst: chance(0.95) ? NODE_IP : randomIp(), tos: inner.ip.tos ?? 0 }, inner });
     // The reply tuple is only known after the ingress run; record it then.
     return frame;
   };
@@ -245,6 +253,10 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     // The program looks for our option before it looks at the protocol.
     const hasOption = inP.ip.ihl > 20 && f[34] === 0x9e;
     const isIpip = dir === 'ingress' && !hasOption && inP.ip.protocol === 4 && inP.inner !== undefined;
+    // The trust boundary: only the edge's frames (its link-layer address;
+    // for IPIP also an edge outer source) are ever acted on.
+    const fromEdge = f.subarray(6, 12).equals(EDGE_MAC_BYTES) && (!isIpip || inP.ip.src === EDGE_IP);
+    if (dir === 'ingress' && !fromEdge) return fail('ingress rewrote a frame that is no edge\'s', f);
     const srcHeader = isIpip ? inIp.subarray(inP.ip.ihl) : inIp;
     if (ipOk(srcHeader) !== ipOk(outIp)) return fail(`${dir} output IPv4 checksum validity changed`, f);
     if (outP.ip.totalLength > outIp.length || outP.ip.totalLength < outP.ip.ihl) return fail(`${dir} output total length`, f);
@@ -334,6 +346,11 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
   t.true(changed > 10_000, 'the fuzz reached the rewriting paths');
 
   // Every remembered flow replies from a configured frontend.
-  for (const fl of dp.flows()) t.true(frontendSet.has(frontendKey(fl.vip, fl.vipPort, fl.proto)), `flow ${JSON.stringify(fl, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}`);
+  // ... towards one of that frontend's pods (an option naming any other destination is refused).
+  for (const fl of dp.flows()) {
+    const what = `flow ${JSON.stringify(fl, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`;
+    t.true(frontendSet.has(frontendKey(fl.vip, fl.vipPort, fl.proto)), what);
+    t.true(podsOf.get(frontendKey(fl.vip, fl.vipPort, fl.proto))?.has(`${fl.podIp}:${fl.podPort}`) ?? false, what);
+  }
   for (const fw of dp.fwdEntries()) t.true(podsOf.get(frontendKey(fw.vip, fw.vipPort, fw.proto))?.has(`${fw.podIp}:${fw.podPort}`) ?? false);
 });

@@ -16,7 +16,8 @@
 // filters in place.
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { BpfObject, bpfObjectPath, inNetns, tcQuery } from '../../src/datapath/loader.js';
+import { BpfObject, inNetns, tcQuery } from '../../src/datapath/loader.js';
+import { bpfObjectPath } from '../../src/assets.js';
 import { NodeDatapath, NODE_DEFAULTS } from '../../src/datapath/node-datapath.js';
 import { pinDirFor } from '../lib/bpffs.js';
 import { addAddress, Cleanup, createNetns, nsRun, sysctl, uniqueId, vethPair } from '../lib/netns.js';
@@ -125,7 +126,9 @@ for (const [podOffload, mode] of [[false, 'ipip'], [true, 'ipip'], [false, 'ip-o
     });
     const lab = await buildLab(cleanup, podOffload);
     const pinPath = pinDirFor(t, 'node-live');
-    const dp = NodeDatapath.load({ pinPath, nodeIp: NODE_FABRIC, maxFlows: 4096 });
+    // The client stands in for the edge: its address is the edge source, and
+    // the node learns its link-layer address from its ARP for the node.
+    const dp = NodeDatapath.load({ pinPath, nodeIp: NODE_FABRIC, maxFlows: 4096, edgeSources: [CLIENT] });
     cleanup.add('node datapath object', () => dp.close());
     dp.setLocalServices(
       [service(VIP, 53, 'UDP', [backend(POD, 5353)]), service(VIP, 80, 'TCP', [backend(POD, 8080)])],
@@ -156,12 +159,13 @@ for (const [podOffload, mode] of [[false, 'ipip'], [true, 'ipip'], [false, 'ip-o
     const c = dp.counters();
     if (mode === 'ipip') t.true(c.in_ipip_dnat >= 2 && c.eg_rewrite >= 2, JSON.stringify(c));
     else t.true(c.in_opt_stripped >= 2 && c.eg_rewrite >= 2, JSON.stringify(c));
-    t.is(c.drop_rewrite + c.drop_decap + c.drop_malformed + c.drop_bad_option + c.drop_unknown_vip, 0, JSON.stringify(c));
+    t.is(c.drop_rewrite + c.drop_decap + c.drop_malformed + c.drop_bad_option + c.drop_unknown_vip + c.drop_untrusted_source, 0, JSON.stringify(c));
+    t.deepEqual(dp.edgeNeighbours().map((n) => [n.ip, n.how]), [[CLIENT, 'arp']], 'the stand-in edge was learnt from its ARP');
     t.log(JSON.stringify(c));
 
     // Restart: a new object reuses the pinned maps (flows kept) and replaces
     // the filters in place; traffic keeps working.
-    const dp2 = NodeDatapath.load({ pinPath, nodeIp: NODE_FABRIC, maxFlows: 4096 });
+    const dp2 = NodeDatapath.load({ pinPath, nodeIp: NODE_FABRIC, maxFlows: 4096, edgeSources: [CLIENT] });
     cleanup.add('second node datapath object', () => dp2.close());
     t.is(dp2.flows().length, flows.length);
     inNetns(lab.node, () => dp2.attach('n0'));

@@ -4,6 +4,7 @@
 // counters.
 import test from 'ava';
 import {
+  buildArp,
   buildPacket,
   dsrOption,
   parsePacket,
@@ -33,10 +34,12 @@ import {
   FLOW_CLOSING,
   FLOW_FIN_CLIENT,
   FLOW_FIN_POD,
+  FLOW_RST,
   localBackendSlot,
   nodeTupleHash,
 } from '../../src/datapath/node-maps.js';
-import { localServiceEntries } from '../../src/datapath/node-datapath.js';
+import { localServiceEntries, NodeDatapath } from '../../src/datapath/node-datapath.js';
+import { possibleCpus } from '../../src/datapath/loader.js';
 import {
   backend,
   CLIENT,
@@ -45,6 +48,8 @@ import {
   loadNode,
   MAC_A,
   MAC_B,
+  MAC_OTHER,
+  MAC_ROUTER,
   NODE_IP,
   NODE_NAME,
   OTHER_NODE_POD,
@@ -61,6 +66,8 @@ import {
 } from './node-fixtures.js';
 
 const SEC = 1_000_000_000n;
+/** A third frontend served by the same pods (VIP:80's and VIP:53's). */
+const VIP3 = '203.0.113.12';
 const eth = { src: MAC_A, dst: MAC_B };
 const ethBack = { src: MAC_B, dst: MAC_A };
 
@@ -146,8 +153,6 @@ test('option naming an unknown VIP or port is dropped and counted (verifyVip)', 
   }
   t.is(dp.flows().length, 0);
   t.like(dp.counters(), { drop_unknown_vip: 3 });
-  // A configured frontend without a local pod (VIP2 lives on node-b) is known.
-  t.is(run(dp.ingress, optionTcp({}, { vip: VIP2, vport: 80 }).frame).retval, TC_UNSPEC);
   dp.updateConfig({ verifyVip: false });
   t.is(run(dp.ingress, optionTcp({}, { vip: '203.0.113.99', vport: 80 }).frame).retval, TC_UNSPEC);
 });
@@ -464,30 +469,95 @@ test('TCP: FIN from both sides closes the flow after the close timeout; the last
   t.like(dp.counters(), { flow_closing: 1, flow_expired: 1, eg_fin: 1, in_fin: 1 });
 });
 
-test('TCP: RST from the pod is rewritten and deletes the flow; from the client deletes it too', (t) => {
+test('TCP: a RST from the pod or the client marks the flow; the RST and late segments are still rewritten', (t) => {
   const dp = loadNode(t);
   run(dp.ingress, optionTcp().frame);
+  const key = { podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: 40000, proto: 'TCP' as const };
   const rst = podReply({ flags: { rst: true } });
   t.deepEqual(run(dp.egress, buildPacket(rst)).out, asFromVip(rst));
-  t.is(dp.flows().length, 0);
-  const after = buildPacket(podReply({ flags: { ack: true } }));
-  t.deepEqual(run(dp.egress, after).out, after);
+  t.is(dp.flow(key)!.flags, FLOW_RST);
+  const late = podReply({ flags: { rst: true, ack: true } });
+  t.deepEqual(run(dp.egress, buildPacket(late)).out, asFromVip(late), 'a retransmitted RST still leaves from the VIP');
 
   run(dp.ingress, optionTcp({ sport: 40002 }).frame);
-  t.is(dp.flows().length, 1);
   const crst = buildPacket({ eth, ip: { src: CLIENT, dst: POD1 }, tcp: { sport: 40002, dport: 8080, flags: { rst: true } } });
   t.deepEqual(run(dp.ingress, crst).out, crst);
-  t.is(dp.flows().length, 0);
-  t.like(dp.counters(), { eg_rst: 1, in_rst: 1 });
+  t.is(dp.flow({ ...key, clientPort: 40002 })!.flags, FLOW_RST);
+  t.like(dp.counters(), { eg_rst: 2, in_rst: 1 });
 });
 
-test('ipip: client RST removes both the flow and the forward pin', (t) => {
-  const dp = loadNode(t);
-  run(dp.ingress, ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: 7, dport: 80, flags: { syn: true } } }));
-  t.is(dp.fwdEntries().length, 1);
-  run(dp.ingress, ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: 7, dport: 80, flags: { rst: true } } }));
-  t.is(dp.fwdEntries().length, 0);
-  t.is(dp.flows().length, 0);
+test('a blind RST does not end a live connection: replies keep leaving from the VIP, traffic clears the mark, even after a long silence', (t) => {
+  const dp = loadNode(t, { rstSeconds: 2 });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  run(dp.ingress, optionTcp().frame);
+  const key = { podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: 40000, proto: 'TCP' as const };
+  // The attacker's RST (wrong sequence number: the pod ignores it) reaches the node like any client segment.
+  const blind = buildPacket({ eth, ip: { src: CLIENT, dst: POD1 }, tcp: { sport: 40000, dport: 8080, seq: 123, flags: { rst: true } } });
+  t.deepEqual(run(dp.ingress, blind).out, blind);
+  t.is(dp.flow(key)!.flags, FLOW_RST);
+  // The keep-alive connection is idle for a minute; then the pod answers the client's next request.
+  dp.setTestClock(t0 + 60n * SEC);
+  const reply = podReply({ flags: { ack: true, psh: true }, payload: Buffer.from('HTTP/1.1 200 OK\r\n\r\n') });
+  t.deepEqual(run(dp.egress, buildPacket(reply)).out, asFromVip(reply), 'still sent as the VIP');
+  t.is(dp.flow(key)!.flags, 0, 'the pod\'s reply proved the connection alive');
+});
+
+test('a SYN for a live tuple never re-routes it; after both FINs, or a RST and silence, the reused port reaches its new frontend', (t) => {
+  const dp = loadNode(t, { rstSeconds: 2 });
+  dp.setLocalServices([...standardServices(), service(VIP3, 80, 'TCP', [backend(POD1, 8080)])], { name: NODE_NAME });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  const key = (cp: number): { podIp: string; podPort: number; clientIp: string; clientPort: number; proto: 'TCP' } => ({ podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: cp, proto: 'TCP' });
+  // Live: a SYN naming VIP3 with the same tuple is refused, the flow stays on VIP.
+  run(dp.ingress, optionTcp({ sport: 41000 }).frame);
+  t.is(run(dp.ingress, optionTcp({ sport: 41000, seq: 5 }, { vip: VIP3 }).frame).retval, TC_SHOT);
+  t.like(dp.flow(key(41000)), { vip: VIP });
+  // A blind RST then at once a SYN: still live.
+  run(dp.ingress, buildPacket({ eth, ip: { src: CLIENT, dst: POD1 }, tcp: { sport: 41000, dport: 8080, flags: { rst: true } } }));
+  dp.setTestClock(t0 + 1n * SEC);
+  t.is(run(dp.ingress, optionTcp({ sport: 41000, seq: 6 }, { vip: VIP3 }).frame).retval, TC_SHOT);
+  t.like(dp.flow(key(41000)), { vip: VIP });
+  // A RST and silence: the connection is over; the client's reused port goes to VIP3.
+  dp.setTestClock(t0 + 4n * SEC);
+  t.is(run(dp.ingress, optionTcp({ sport: 41000, seq: 7 }, { vip: VIP3 }).frame).retval, TC_UNSPEC);
+  t.like(dp.flow(key(41000)), { vip: VIP3, flags: 0 });
+
+  // Both FINs: over at once (no need to wait out the close timeout).
+  run(dp.ingress, optionTcp({ sport: 41001 }).frame);
+  run(dp.egress, buildPacket(podReply({ dport: 41001, flags: { fin: true, ack: true } })));
+  t.is(run(dp.ingress, optionTcp({ sport: 41001, seq: 9 }, { vip: VIP3 }).frame).retval, TC_SHOT, 'one FIN is no end');
+  run(dp.ingress, buildPacket({ eth, ip: { src: CLIENT, dst: POD1 }, tcp: { sport: 41001, dport: 8080, flags: { fin: true, ack: true } } }));
+  t.is(run(dp.ingress, optionTcp({ sport: 41001, seq: 10 }, { vip: VIP3 }).frame).retval, TC_UNSPEC);
+  t.like(dp.flow(key(41001)), { vip: VIP3, flags: 0 });
+  t.like(dp.counters(), { drop_vip_conflict: 3 });
+});
+
+test('ipip: a client RST keeps the pin; a SYN for a live flow stays on its pod, a SYN after the end (or for a pod no longer here) picks afresh', (t) => {
+  const dp = loadNode(t, { rstSeconds: 2 });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  const seg = (flags: TcpSpec['flags']): Buffer => ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: 7, dport: 80, flags } });
+  const podOf = (f: Buffer): string => parsePacket(run(dp.ingress, f).out).ip.dst;
+  const first = podOf(seg({ syn: true }));
+  run(dp.ingress, seg({ rst: true }));
+  t.is(dp.fwdEntries().length, 1, 'the pin stays');
+  t.is(dp.flows().length, 1);
+  // The pod set grows so that a fresh choice may differ; a SYN right after the RST stays.
+  const pods = [POD1, POD2, POD3, '10.244.1.8', '10.244.1.9'];
+  const withPods = (ps: string[]): void => void dp.setLocalServices([service(VIP, 80, 'TCP', ps.map((p) => backend(p, 8080))), ...standardServices().slice(1)], { name: NODE_NAME });
+  withPods(pods);
+  t.is(podOf(seg({ syn: true })), first, 'a SYN for a live flow keeps its pod');
+  // After a RST and silence the SYN is a new connection: balanced over the current pods.
+  run(dp.ingress, seg({ rst: true }));
+  dp.setTestClock(t0 + 5n * SEC);
+  t.is(podOf(seg({ syn: true })), pods[localBackendSlot(CLIENT, VIP, 7, 80, 'TCP', pods.length)]!);
+  // A live pin to a pod that left this node: a SYN goes to a pod that is here.
+  const pinned = dp.fwdEntries()[0]!.podIp;
+  withPods(pods.filter((p) => p !== pinned));
+  const moved = podOf(seg({ syn: true }));
+  t.not(moved, pinned);
+  t.is(podOf(seg({ ack: true })), moved, 'and the connection follows the new pin');
 });
 
 test('a SYN reusing a closing tuple starts a fresh flow', (t) => {
@@ -633,7 +703,7 @@ test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
   const sk = { vip: VIP, port: 443, proto: 'TCP' as const };
   t.deepEqual(decodeSvcKey(encodeSvcKey(sk)), sk);
   t.deepEqual(decodeSvcValue(encodeSvcValue([{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }])), [{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }]);
-  const cfg = { tcpIdleNs: 1n, udpIdleNs: 2n, closeNs: 3n, nowNs: 4n, nodeIp: NODE_IP, stripOption: true, checkOuterDst: false, verifyVip: true };
+  const cfg = { tcpIdleNs: 1n, udpIdleNs: 2n, closeNs: 3n, nowNs: 4n, nodeIp: NODE_IP, stripOption: true, checkOuterDst: false, verifyVip: true, rstNs: 5n, insertLimit: 6 };
   t.deepEqual(decodeConfig(encodeConfig(cfg)), cfg);
   t.throws(() => encodeFlowKey({ ...fk, podIp: '10.0.0.256' }), { message: /flow podIp/ });
   t.throws(() => encodeSvcValue(Array.from({ length: 33 }, () => ({ ip: POD1, port: 1 }))), { message: /limit of 32/ });
@@ -647,5 +717,190 @@ test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
   t.is(dp.fwdMap.valueSize, 16);
   t.is(dp.servicesMap.keySize, 8);
   t.is(dp.servicesMap.valueSize, 264);
-  t.is(dp.configMap.valueSize, 40);
+  t.is(dp.configMap.valueSize, 56);
+});
+
+// ---------------------------------------------------------------- trust boundary (issue 13)
+
+/** A frame as `sender` put it on the node's link. */
+function fromSender(frame: Buffer, mac: string): Buffer {
+  const f = Buffer.from(frame);
+  Buffer.from(mac.split(':').map((x) => parseInt(x, 16))).copy(f, 6);
+  return f;
+}
+
+test('trust boundary: an option from a link-layer sender that is no edge is dropped and counted, never passed stripped', (t) => {
+  const dp = loadNode(t);
+  // A client beyond the router sends a SYN straight to a pod with our option.
+  for (const frame of [optionTcp().frame, optionTcp({}, { vip: VIP2 }).frame, buildPacket({ eth, ip: { src: CLIENT, dst: POD2, options: dsrOption(VIP, 53) }, udp: { sport: 1, dport: 5353 } })]) {
+    const r = run(dp.ingress, fromSender(frame, MAC_ROUTER));
+    t.is(r.retval, TC_SHOT);
+  }
+  // Malformed options from a stranger are refused as untrusted too.
+  t.is(run(dp.ingress, fromSender(buildPacket({ eth, ip: { src: CLIENT, dst: POD1, options: Buffer.from([0x9e, 6, 0, 80, 1, 2, 3, 4]) }, tcp: { sport: 1, dport: 8080 } }), MAC_ROUTER)).retval, TC_SHOT);
+  t.is(dp.flows().length, 0);
+  t.like(dp.counters(), { drop_untrusted_source: 4, in_opt_flow: 0, in_opt_stripped: 0, in_opt_kept: 0 });
+  // The edge's own frame is accepted.
+  t.is(run(dp.ingress, optionTcp().frame).retval, TC_UNSPEC);
+  t.is(dp.flows().length, 1);
+  // A node that trusts nobody (no edge sources) accepts no option at all.
+  const none = loadNode(t, { edgeSources: [] }, { edgeMac: null });
+  t.is(run(none.ingress, optionTcp().frame).retval, TC_SHOT);
+  t.like(none.counters(), { drop_untrusted_source: 1 });
+});
+
+test('trust boundary: IPIP to a frontend from outside the edge sources or from an unknown neighbour is dropped; the CNI\'s IPIP passes', (t) => {
+  const dp = loadNode(t, { nodeIp: NODE_IP });
+  const syn: Omit<PacketSpec, 'eth'> = { ip: { src: CLIENT, dst: VIP }, tcp: { sport: 41000, dport: 80, flags: { syn: true } } };
+  const attacks = [
+    // Outer source outside the edge sources (a client tunnelling straight to the node).
+    buildPacket({ eth, ip: { src: CLIENT, dst: NODE_IP }, inner: syn }),
+    // The edge's address as outer source, but sent by a router (spoofed from beyond it).
+    fromSender(buildPacket({ eth, ip: { src: EDGE_IP, dst: NODE_IP }, inner: syn }), MAC_ROUTER),
+  ];
+  for (const f of attacks) t.is(run(dp.ingress, f).retval, TC_SHOT);
+  t.is(dp.flows().length + dp.fwdEntries().length, 0);
+  t.like(dp.counters(), { drop_untrusted_source: 2, in_ipip_dnat: 0 });
+  // A real flow, then an untrusted packet of that same flow and an ICMP error about it.
+  t.is(run(dp.ingress, buildPacket({ eth, ip: { src: EDGE_IP, dst: NODE_IP }, inner: syn })).retval, TC_UNSPEC);
+  const fwdBefore = dp.fwdEntries();
+  t.is(run(dp.ingress, buildPacket({ eth, ip: { src: CLIENT2, dst: NODE_IP }, inner: { ...syn, tcp: { ...syn.tcp!, flags: { rst: true } } } })).retval, TC_SHOT);
+  const quoted = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true }, tcp: { sport: 80, dport: 41000, flags: { ack: true } } });
+  const icmp = buildPacket({ eth, ip: { src: CLIENT2, dst: NODE_IP }, inner: { ip: { src: '192.0.2.254', dst: VIP }, icmp: packets.icmpFragNeeded({ mtu: 1000, original: quoted }) } });
+  t.is(run(dp.ingress, icmp).retval, TC_SHOT);
+  t.deepEqual(dp.fwdEntries(), fwdBefore);
+  t.like(dp.counters(), { drop_untrusted_source: 4, in_ipip_icmp: 0 });
+  // Pod-to-pod IPIP of the CNI (no frontend inside) from another node passes untouched.
+  const calico = buildPacket({ eth: { src: MAC_OTHER, dst: MAC_B }, ip: { src: '192.0.2.22', dst: NODE_IP }, inner: { ip: { src: '10.244.3.3', dst: POD1 }, tcp: { sport: 1, dport: 8080, flags: { syn: true } } } });
+  const r = run(dp.ingress, calico);
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, calico);
+});
+
+test('trust boundary: edge neighbours are learnt from their ARP; ARP for other addresses or for another sender teaches nothing', (t) => {
+  const dp = loadNode(t, { edgeSources: ['192.0.2.0/29'] }, { edgeMac: null });
+  t.is(run(dp.ingress, optionTcp().frame).retval, TC_SHOT, 'nobody trusted yet');
+  const arp = (o: Partial<Parameters<typeof buildArp>[0]>): Buffer => buildArp({ op: 1, senderMac: MAC_A, senderIp: EDGE_IP, targetIp: NODE_IP, ...o });
+  const teachNothing = [
+    arp({ senderIp: '192.0.2.9' }), // outside the edge sources
+    arp({ ethSrc: MAC_OTHER }), // claims another sender's address for its frame
+    arp({ senderMac: '03:00:00:00:00:01', ethSrc: '03:00:00:00:00:01' }), // multicast sender
+  ];
+  for (const f of teachNothing) {
+    const r = run(dp.ingress, f);
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, f, 'ARP passes untouched');
+  }
+  t.deepEqual(dp.edgeNeighbours(), []);
+  t.is(run(dp.ingress, optionTcp().frame).retval, TC_SHOT);
+  // The edge asks for the node's address (as it does before its first packet here).
+  t.is(run(dp.ingress, arp({})).retval, TC_UNSPEC);
+  t.deepEqual(dp.edgeNeighbours().map((n) => [n.mac, n.ip, n.how]), [[MAC_A, EDGE_IP, 'arp']]);
+  t.is(run(dp.ingress, optionTcp().frame).retval, TC_UNSPEC);
+  // A reply from another edge of the block teaches that one too.
+  run(dp.ingress, buildArp({ op: 2, senderMac: MAC_OTHER, senderIp: '192.0.2.2', targetMac: MAC_B, targetIp: NODE_IP }));
+  t.is(dp.edgeNeighbours().length, 2);
+  t.like(dp.counters(), { edge_learnt: 2, drop_untrusted_source: 2 });
+});
+
+test('edge sources are validated before anything changes; a neighbour outside them is refused', (t) => {
+  const dp = loadNode(t);
+  t.throws(() => dp.setEdgeSources(['192.0.2.0/24', '10.0.0.1/24']), { message: /edge source '10.0.0.1\/24': host bits are set/ });
+  t.throws(() => dp.setEdgeSources(['fd00::/64']), { message: /only IPv4/ });
+  t.throws(() => dp.setEdgeSources(['10.0.0.300']), { message: /edge source '10.0.0.300'/ });
+  t.deepEqual(dp.edgeSources(), [`${EDGE_IP}/32`]);
+  t.deepEqual(dp.setEdgeSources(['192.0.2.0/28', '198.18.0.1']), ['192.0.2.0/28', '198.18.0.1/32']);
+  t.throws(() => dp.trustEdgeNeighbour('10.9.9.9', MAC_OTHER), { message: /not inside any edge source/ });
+  t.throws(() => NodeDatapath.load({ edgeSources: ['nonsense'] }), { message: /edge source 'nonsense'/ });
+});
+
+// ---------------------------------------------------------------- the option names a real backend (issue 13.2)
+
+
+test('an option is accepted only when the destination is one of that frontend\'s backends on this node', (t) => {
+  const dp = loadNode(t);
+  const wrong = [
+    optionTcp({ dport: 9999 }), // not the backend's port
+    optionTcp({ dport: 5353 }), // a backend of VIP:53/UDP, not of VIP:80/TCP
+    optionTcp({}, { dst: OTHER_NODE_POD }), // a backend of VIP:80, but not on this node
+    optionTcp({}, { dst: '10.244.1.99' }), // no backend at all
+    optionTcp({}, { vip: VIP2 }), // VIP2:80 has no pod on this node
+  ];
+  for (const { frame } of wrong) t.is(run(dp.ingress, frame).retval, TC_SHOT);
+  t.is(dp.flows().length, 0);
+  t.like(dp.counters(), { drop_wrong_backend: 5, in_opt_flow: 0 });
+  for (const pod of [POD1, POD2, POD3]) t.is(run(dp.ingress, optionTcp({}, { dst: pod }).frame).retval, TC_UNSPEC);
+  t.is(dp.flows().length, 3);
+  // verifyVip off (debugging only) checks neither.
+  dp.updateConfig({ verifyVip: false });
+  t.is(run(dp.ingress, optionTcp({ dport: 9999 }).frame).retval, TC_UNSPEC);
+});
+
+test('a packet that is not a SYN never re-points a live flow at another VIP', (t) => {
+  const dp = loadNode(t, { udpIdleSeconds: 60, rstSeconds: 2 });
+  // VIP3 is served by the same pods: a second frontend whose option could name them.
+  dp.setLocalServices([...standardServices(), service(VIP3, 80, 'TCP', [backend(POD1, 8080)]), service(VIP3, 53, 'UDP', [backend(POD2, 5353)])], { name: NODE_NAME });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  run(dp.ingress, optionTcp().frame);
+  const key = { podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: 40000, proto: 'TCP' as const };
+  t.like(dp.flow(key), { vip: VIP });
+  // An ACK carrying an option for VIP3 (the edge puts options on SYNs only).
+  t.is(run(dp.ingress, optionTcp({ flags: { ack: true } }, { vip: VIP3 }).frame).retval, TC_SHOT);
+  t.like(dp.flow(key), { vip: VIP, vipPort: 80 });
+  const reply = podReply({ flags: { ack: true } });
+  t.deepEqual(run(dp.egress, buildPacket(reply)).out, asFromVip(reply, VIP), 'replies still come from the flow\'s VIP');
+
+  // UDP: every datagram carries the option; while the flow talks it stays on its VIP.
+  const udp = (vip: string): Buffer => buildPacket({ eth, ip: { src: CLIENT, dst: POD2, options: dsrOption(vip, 53) }, udp: { sport: 3000, dport: 5353 } });
+  const ukey = { podIp: POD2, podPort: 5353, clientIp: CLIENT, clientPort: 3000, proto: 'UDP' as const };
+  run(dp.ingress, udp(VIP));
+  t.is(run(dp.ingress, udp(VIP3)).retval, TC_SHOT);
+  dp.setTestClock(t0 + 1n * SEC);
+  t.is(run(dp.ingress, udp(VIP3)).retval, TC_SHOT);
+  t.like(dp.flow(ukey), { vip: VIP });
+  t.like(dp.counters(), { drop_vip_conflict: 3 });
+  // Quiet for the RST grace (2 s; UDP has no handshake to tell a new flow by):
+  // a client reusing its port for another frontend of the same pod takes the tuple.
+  dp.setTestClock(t0 + 4n * SEC);
+  t.is(run(dp.ingress, udp(VIP3)).retval, TC_UNSPEC);
+  t.like(dp.flow(ukey), { vip: VIP3 });
+});
+
+// ---------------------------------------------------------------- floods (issue 13.4)
+
+test('flood: new flows beyond the per-CPU insert limit are dropped and counted; established flows stay and are still rewritten', (t) => {
+  const dp = loadNode(t, { flowInsertLimit: 20 });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  run(dp.ingress, optionTcp({ sport: 1000 }).frame);
+  const established = podReply({ dport: 1000, flags: { ack: true } });
+  // A SYN flood and a UDP flood from spoofed clients, through the edge.
+  const n = 400;
+  let passed = 0;
+  for (let i = 0; i < n; i++) {
+    const f = i % 2 === 0
+      ? optionTcp({ sport: 20000 + i }, { src: `198.18.${i >> 8}.${i & 255}` }).frame
+      : buildPacket({ eth, ip: { src: `198.19.${i >> 8}.${i & 255}`, dst: POD2, options: dsrOption(VIP, 53) }, udp: { sport: 20000 + i, dport: 5353 } });
+    if (run(dp.ingress, f).retval === TC_UNSPEC) passed++;
+  }
+  const c = dp.counters();
+  // 20 per CPU per window (the test clock stands still: one window); the runs may spread over every CPU.
+  t.true(passed >= 19 && passed <= 20 * possibleCpus(), `passed ${passed}`);
+  t.is(c.drop_insert_limit, n - passed);
+  t.is(dp.flows().length, passed + 1);
+  t.deepEqual(run(dp.egress, buildPacket(established)).out, asFromVip(established), 'the established flow is still there');
+  // Packets of known flows are never limited.
+  for (let i = 0; i < 50; i++) t.is(run(dp.ingress, optionTcp({ sport: 1000, seq: i }).frame).retval, TC_UNSPEC);
+  // The next window admits new flows again.
+  dp.setTestClock(t0 + 2n * SEC);
+  t.is(run(dp.ingress, optionTcp({ sport: 30000 }).frame).retval, TC_UNSPEC);
+  // ipip floods are limited the same way (one permit per flow for both maps).
+  dp.setTestClock(t0 + 4n * SEC);
+  let ipipPassed = 0;
+  for (let i = 0; i < 200; i++) {
+    if (run(dp.ingress, ipipFrame({ ip: { src: `198.20.0.${i}`, dst: VIP }, tcp: { sport: 5000 + i, dport: 80, flags: { syn: true } } })).retval === TC_UNSPEC) ipipPassed++;
+  }
+  t.true(ipipPassed >= 19 && ipipPassed <= 20 * possibleCpus(), `ipip passed ${ipipPassed}`);
+  t.is(dp.fwdEntries().length, ipipPassed);
 });

@@ -9,9 +9,9 @@ import { allNamespaces, allPods, checkPrefix, newPrefix, planLab } from '../../s
 import { edgeConfig } from '../../src/lab/agent-config.js';
 import { DEFAULT_OPTIONS } from '../../src/lab/state.js';
 import { loadConfigFile } from '../../src/config/load.js';
-import { endpointSliceObject, serviceObject } from '../../src/lab/manifests.js';
+import { memberLabel, podObject, POD_LABEL, serviceObject } from '../../src/lab/manifests.js';
+import { podStatusFor, PRESTOP_ANNOTATION } from '../../src/lab/kube/kubelet.js';
 import { echoLine, parseEcho } from '../../src/lab/echo.js';
-import { localServices } from '../../src/lab/node-side.js';
 import { oneLine } from '../../src/lab/lab.js';
 
 test('prefixes: fresh ones are valid, malformed ones are refused with the rule', (t) => {
@@ -51,7 +51,7 @@ test('the generated edge config passes the real config loader', (t) => {
   }
 });
 
-test('manifests: class, affinity, ranges; terminating endpoints are serving but not ready', (t) => {
+test('manifests: class, affinity, ranges; Pods bound to their node carry the membership label of each Service they back', (t) => {
   const p = planLab('elb-abcd-');
   const spec = { name: 's', sessionAffinity: { timeoutSeconds: 30 }, sourceRanges: ['1.2.3.0/24'], udpPort: null };
   const svc = serviceObject(p, spec) as { spec: Record<string, unknown> };
@@ -59,10 +59,30 @@ test('manifests: class, affinity, ranges; terminating endpoints are serving but 
   t.is(svc.spec.sessionAffinity, 'ClientIP');
   t.deepEqual(svc.spec.loadBalancerSourceRanges, ['1.2.3.0/24']);
   t.is((svc.spec.ports as unknown[]).length, 1);
+  t.deepEqual(svc.spec.selector, { [memberLabel('s')]: 'true' }, 'the Service selects its member pods');
   const pod = p.nodes[0]!.pods[0]!;
-  const slice = endpointSliceObject(p, spec, [{ pod, node: 'node1', state: 'terminating' }]) as { endpoints: { conditions: Record<string, boolean> }[]; metadata: { labels: Record<string, string> } };
-  t.deepEqual(slice.endpoints[0]!.conditions, { ready: false, serving: true, terminating: true });
-  t.is(slice.metadata.labels['kubernetes.io/service-name'], 's');
+  const obj = podObject(pod, 'node1', p, ['s']) as { metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: { nodeName: string; containers: { name: string }[] } };
+  t.is(obj.spec.nodeName, 'node1', 'bound to its node: no scheduler runs');
+  t.is(obj.metadata.labels[memberLabel('s')], 'true');
+  t.is(obj.metadata.labels[POD_LABEL], pod.name);
+  t.is(obj.metadata.annotations[PRESTOP_ANNOTATION], '1.5');
+  t.deepEqual(obj.spec.containers.map((c) => c.name), ['echo']);
+});
+
+test('the played kubelet: Ready while the process runs, podIP from the plan, Pending for a pod the lab does not know; transition times kept', (t) => {
+  const pod = { metadata: { name: 'p', namespace: 'default' }, spec: { nodeName: 'node1', containers: [{ name: 'echo' }] } };
+  const node = { name: 'node1', address: '10.0.0.21', podCidr: '10.244.1.0/24' };
+  const up = podStatusFor(pod, node, { ip: '10.244.1.10', running: true, startedAt: '2026-01-01T00:00:00Z' }, '2026-01-01T00:00:01Z');
+  t.is(up.phase, 'Running');
+  t.is(up.podIP, '10.244.1.10');
+  t.is(up.hostIP, '10.0.0.21');
+  t.is(up.conditions!.find((c) => c.type === 'Ready')!.status, 'True');
+  const later = podStatusFor({ ...pod, status: up }, node, { ip: '10.244.1.10', running: true, startedAt: '2026-01-01T00:00:00Z' }, '2026-01-01T00:05:00Z');
+  t.is(later.conditions!.find((c) => c.type === 'Ready')!.lastTransitionTime, '2026-01-01T00:00:01Z', 'no transition, time kept');
+  const down = podStatusFor({ ...pod, status: up }, node, { ip: '10.244.1.10', running: false, startedAt: '2026-01-01T00:00:00Z' }, '2026-01-01T00:06:00Z');
+  t.is(down.conditions!.find((c) => c.type === 'Ready')!.status, 'False');
+  t.is(down.conditions!.find((c) => c.type === 'Ready')!.lastTransitionTime, '2026-01-01T00:06:00Z');
+  t.deepEqual(podStatusFor(pod, node, undefined), { phase: 'Pending', hostIP: '10.0.0.21', hostIPs: [{ ip: '10.0.0.21' }] });
 });
 
 test('echo answers round-trip; anything else is not an answer', (t) => {
@@ -70,33 +90,6 @@ test('echo answers round-trip; anything else is not an answer', (t) => {
   t.is(parseEcho('HTTP/1.1 502 Bad Gateway'), null);
   t.is(parseEcho(`${echoLine('p', '1.2.3.4', 1)}xxxx\n`)?.pod, 'p', 'padding after the first line is ignored');
   t.is(parseEcho(''), null);
-});
-
-test('lab node sync: a node gets only its own ready pods, per VIP and port', (t) => {
-  const services = {
-    items: [
-      { metadata: { namespace: 'default', name: 'a' }, spec: { type: 'LoadBalancer', ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }] }, status: { loadBalancer: { ingress: [{ ip: '198.51.100.1' }] } } },
-      { metadata: { namespace: 'default', name: 'b' }, spec: { type: 'ClusterIP', ports: [{ port: 80 }] } },
-    ],
-  };
-  const slices = {
-    items: [
-      {
-        metadata: { namespace: 'default', labels: { 'kubernetes.io/service-name': 'a' } },
-        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-        endpoints: [
-          { addresses: ['10.244.1.11'], nodeName: 'node1', conditions: { ready: true } },
-          { addresses: ['10.244.1.10'], nodeName: 'node1', conditions: { ready: true } },
-          { addresses: ['10.244.1.12'], nodeName: 'node1', conditions: { ready: false, serving: true, terminating: true } },
-          { addresses: ['10.244.2.10'], nodeName: 'node2', conditions: { ready: true } },
-        ],
-      },
-    ],
-  };
-  t.deepEqual(localServices(services, slices, 'node1'), [
-    { key: { vip: '198.51.100.1', port: 80, proto: 'TCP' }, backends: [{ ip: '10.244.1.10', port: 8080 }, { ip: '10.244.1.11', port: 8080 }] },
-  ]);
-  t.deepEqual(localServices(services, slices, 'node3'), [{ key: { vip: '198.51.100.1', port: 80, proto: 'TCP' }, backends: [] }]);
 });
 
 test('oneLine keeps the first line and the last line of a quoted log', (t) => {

@@ -6,7 +6,7 @@ import test from 'ava';
 import { blackhole } from '../../test/lib/netns.js';
 import { bringUp, need, sampleWhile, summary, tearDown, type LabHolder } from './helpers.js';
 import type { EndpointSpec, LabServiceSpec } from '../../src/lab/manifests.js';
-import { allEndpoints } from '../../src/lab/manifests.js';
+import { allEndpoints, POD_LABEL } from '../../src/lab/manifests.js';
 
 let h: LabHolder | undefined;
 const svc: LabServiceSpec = { name: 'steady', udpPort: null };
@@ -96,31 +96,28 @@ test.serial('rolling update: pods replaced gracefully under load, zero failed re
   const mark = (what: string): void => void marks.push(`${Date.now() - t0} ms ${what}`);
   const load = lab.load({ kind: 'http', target: vip, port: 80, durationMs: 10000, concurrency: 4, timeoutMs: 2000 });
   await sleep(1000);
-  // New pods come up (one per node), become ready; the old ones turn terminating, then go.
+  // New pods come up (one per node) as members of the Service; once the
+  // kubelet reports them Ready the EndpointSlice controller lists them.
   const fresh: EndpointSpec[] = [];
   for (const n of lab.plan.nodes) {
     const base = n.podCidr.split('.').slice(0, 3).join('.');
-    const pod = await lab.addPod(n.name, `echo-${n.name.slice(4)}new`, `${base}.20`);
+    const pod = await lab.addPod(n.name, `echo-${n.name.slice(4)}new`, `${base}.20`, [svc.name]);
     fresh.push({ pod, node: n.name });
   }
   mark('new pods serving');
-  await lab.setEndpoints(svc, [...old, ...fresh]);
-  mark('slice: old + new ready');
   await sleep(1000);
-  await lab.setEndpoints(svc, [...old.map((e) => ({ ...e, state: 'terminating' as const })), ...fresh]);
-  mark('slice: old terminating');
-  await sleep(1500);
-  await lab.setEndpoints(svc, fresh);
-  mark('slice: new only');
-  // The kubelet's grace: endpoints removal propagates before the container gets SIGTERM.
-  await sleep(1500);
-  await Promise.all(old.map((e) => lab.stopPod(e.pod.name)));
-  mark('old pods stopped (SIGTERM, graceful)');
+  // The old Pod objects are deleted as a rollout does: their endpoints turn
+  // terminating at once; the kubelet keeps them serving for the preStop
+  // time (1.5 s), then SIGTERM (finish in flight), then the objects go.
+  await Promise.all(old.map((e) => lab.deletePod(e.pod.name)));
+  mark('old pods deleted (terminating)');
   const r = await load;
   t.log(`rolling update: ${marks.join('; ')}; ${summary(r)} (a failure's time is when it failed; a timeout started ${2000} ms earlier)`);
   t.is(r.failed, 0, `${summary(r)}; steps: ${marks.join('; ')}`);
   const after = await lab.load({ kind: 'http', target: vip, port: 80, count: 40, concurrency: 2 });
   t.deepEqual(Object.keys(after.pods).sort(), fresh.map((f) => f.pod.name).sort(), `after the update only new pods answer: ${summary(after)}`);
+  const left = await lab.kubectlJson<{ items: unknown[] }>(['get', 'pods', '-l', `${POD_LABEL} in (${old.map((e) => e.pod.name).join(',')})`]);
+  t.is(left.items.length, 0, 'the kubelet removed the old Pod objects');
 });
 
 test.serial('failover: blackholing an edge\'s uplink, BFD takes it out of the router within a second; failed requests counted', async (t) => {

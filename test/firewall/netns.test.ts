@@ -16,6 +16,11 @@ const H = `${NET}.1`; // host under test (also its metrics address)
 const H2 = `${NET}.9`; // a second host address, not the metrics one
 const PEER = `${NET}.2`; // configured BGP peer, allowed SSH source
 const OTHER = `${NET}.3`; // neither
+// The same roles over IPv6 (a ULA /64 on the same link).
+const NET6 = `fd00:fe77:${(process.pid % 0xffff).toString(16)}`;
+const H6 = `${NET6}::1`;
+const PEER6 = `${NET6}::2`;
+const OTHER6 = `${NET6}::3`;
 
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
 const listeners: ChildProcess[] = [];
@@ -28,6 +33,10 @@ test.before(() => {
   ip('-n', HOST, 'addr', 'add', `${H2}/24`, 'dev', `fwh${id}`);
   ip('-n', CLIENT, 'addr', 'add', `${PEER}/24`, 'dev', `fwc${id}`);
   ip('-n', CLIENT, 'addr', 'add', `${OTHER}/24`, 'dev', `fwc${id}`);
+  // nodad: usable at once (no duplicate address detection wait).
+  ip('-n', HOST, 'addr', 'add', `${H6}/64`, 'dev', `fwh${id}`, 'nodad');
+  ip('-n', CLIENT, 'addr', 'add', `${PEER6}/64`, 'dev', `fwc${id}`, 'nodad');
+  ip('-n', CLIENT, 'addr', 'add', `${OTHER6}/64`, 'dev', `fwc${id}`, 'nodad');
   for (const ns of [HOST, CLIENT]) {
     ip('-n', ns, 'link', 'set', 'lo', 'up');
   }
@@ -35,9 +44,12 @@ test.before(() => {
   ip('-n', CLIENT, 'link', 'set', `fwc${id}`, 'up');
   // Listeners answer "hi" on every port we probe.
   for (const port of [179, 22, 9472, 8080]) {
-    const l = spawn('ip', ['netns', 'exec', HOST, 'socat', `TCP-LISTEN:${port},reuseaddr,fork`, 'SYSTEM:echo hi'], { stdio: 'ignore' });
+    // TCP6-LISTEN is dual-stack (IPv4 arrives mapped) unless ipv6only is set.
+    const l = spawn('ip', ['netns', 'exec', HOST, 'socat', `TCP6-LISTEN:${port},reuseaddr,fork`, 'SYSTEM:echo hi'], { stdio: 'ignore' });
     listeners.push(l);
   }
+  // BFD control (single-hop) answers each datagram.
+  listeners.push(spawn('ip', ['netns', 'exec', HOST, 'socat', 'UDP6-RECVFROM:3784,reuseaddr,fork', 'SYSTEM:echo hi'], { stdio: 'ignore' }));
 });
 
 test.after.always(() => {
@@ -45,18 +57,41 @@ test.after.always(() => {
   for (const ns of [HOST, CLIENT]) spawnSync('ip', ['netns', 'del', ns]);
 });
 
+const bracket = (a: string) => (a.includes(':') ? `[${a}]` : a);
+
 /** TCP connect from CLIENT with a chosen source; true when the listener answered. */
 function connects(from: string, to: string, port: number): boolean {
-  const r = spawnSync('ip', ['netns', 'exec', CLIENT, 'socat', '-T', '2', 'STDIO', `TCP:${to}:${port},bind=${from},connect-timeout=2`], {
+  const proto = to.includes(':') ? 'TCP6' : 'TCP';
+  const r = spawnSync('ip', ['netns', 'exec', CLIENT, 'socat', '-T', '2', 'STDIO', `${proto}:${bracket(to)}:${port},bind=${bracket(from)},connect-timeout=2`], {
     input: '', timeout: 8000, encoding: 'utf8',
   });
   return r.status === 0 && r.stdout.includes('hi');
 }
 
+/** One UDP datagram from CLIENT with a chosen source; true when an answer came back. */
+function udpAnswers(from: string, to: string, port: number): boolean {
+  const r = spawnSync('ip', ['netns', 'exec', CLIENT, 'socat', '-T', '2', 'STDIO', `UDP6:${bracket(to)}:${port},bind=${bracket(from)}`], {
+    input: 'bfd\n', timeout: 8000, encoding: 'utf8',
+  });
+  return r.status === 0 && r.stdout.includes('hi');
+}
+
+/**
+ * For probes that must succeed: up to three tries, so a probe process starved
+ * on a busy machine is not read as a closed port. (Probes that must fail get
+ * one try: a retry could only hide a hole.)
+ */
+const eventually = (probe: () => boolean): boolean => probe() || probe() || probe();
+
+/** Forget every neighbour, so the next packet needs neighbour discovery through the firewall. */
+function flushNeighbours(): void {
+  for (const ns of [HOST, CLIENT]) ip('-n', ns, 'neigh', 'flush', 'all');
+}
+
 async function waitListening(): Promise<void> {
   for (let i = 0; i < 50; i++) {
     const r = spawnSync('ip', ['netns', 'exec', HOST, 'ss', '-Hltn'], { encoding: 'utf8' });
-    if ([179, 22, 9472, 8080].every((p) => r.stdout.includes(`:${p} `))) return;
+    if ([179, 22, 9472, 8080].every((p) => r.stdout.includes(`:${p} `)) && spawnSync('ip', ['netns', 'exec', HOST, 'ss', '-Hlun'], { encoding: 'utf8' }).stdout.includes(':3784 ')) return;
     await new Promise((res) => setTimeout(res, 100));
   }
   throw new Error('socat listeners did not come up');
@@ -66,6 +101,8 @@ test.serial('without the firewall every port answers (the probes work)', async (
   await waitListening();
   t.true(connects(OTHER, H, 179));
   t.true(connects(OTHER, H, 8080));
+  t.true(connects(OTHER6, H6, 179));
+  t.true(udpAnswers(OTHER6, H6, 3784));
 });
 
 test.serial('with the firewall: BGP only from the peer, SSH only from sshFrom, metrics only on its address', async (t) => {
@@ -85,4 +122,34 @@ firewall: {sshFrom: [${PEER}/32]}
   t.true(connects(OTHER, H, 9472), 'metrics on its listen address');
   t.false(connects(OTHER, H2, 9472), 'metrics port on another host address dropped');
   t.false(connects(PEER, H, 8080), 'unlisted port dropped, even from the peer');
+});
+
+test.serial('IPv6 peers: BGP and BFD only from the IPv6 peer, neighbour discovery works through the firewall, a reload follows the peers', async (t) => {
+  const config = (peer6: string) => parseConfig(`
+node: {name: fw, routerId: ${H}, asn: 64512, uplink: fwh${id}}
+bgp:
+  peers:
+    - {address: ${PEER}, asn: 64500}
+    - {address: "${peer6}", asn: 64500, bfd: {enabled: true}}
+pools: [{name: default, cidrs: [10.96.100.0/24, "fd00:96::/120"]}]
+metrics: {listen: "${H}:9472"}
+`, 'netns6.yaml');
+  await applyRuleset(firewallRuleset(config(PEER6)), { netns: HOST });
+  // From an empty neighbour cache: the first SYN needs NS/NA in both directions.
+  flushNeighbours();
+  t.true(eventually(() => connects(PEER6, H6, 179)), 'IPv6 peer → BGP (after neighbour discovery)');
+  t.false(connects(OTHER6, H6, 179), 'other IPv6 source → BGP dropped');
+  t.true(eventually(() => udpAnswers(PEER6, H6, 3784)), 'IPv6 peer → BFD control');
+  t.false(udpAnswers(OTHER6, H6, 3784), 'other IPv6 source → BFD dropped');
+  t.false(connects(PEER6, H6, 22), 'no sshFrom: SSH closed over IPv6 too');
+  t.false(connects(PEER6, H6, 8080), 'unlisted port dropped over IPv6');
+  t.true(eventually(() => connects(PEER, H, 179)), 'the IPv4 peer still reaches BGP');
+
+  // The router moves to another address: the rules follow the configured peer.
+  await applyRuleset(firewallRuleset(config(OTHER6)), { netns: HOST });
+  flushNeighbours();
+  t.true(eventually(() => connects(OTHER6, H6, 179)), 'new IPv6 peer → BGP');
+  t.true(eventually(() => udpAnswers(OTHER6, H6, 3784)), 'new IPv6 peer → BFD');
+  t.false(connects(PEER6, H6, 179), 'old IPv6 peer → BGP dropped');
+  t.false(udpAnswers(PEER6, H6, 3784), 'old IPv6 peer → BFD dropped');
 });

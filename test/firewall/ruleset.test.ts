@@ -1,14 +1,13 @@
 import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { applyRuleset, runNft } from '../../src/firewall/apply.js';
 import { firewallRuleset, inputRules, parseListen, removeRuleset, TABLE } from '../../src/firewall/ruleset.js';
+import { golden } from '../lib/golden.js';
 
-// Golden files: test/golden/firewall/NAME.json. After an intended change,
-// regenerate with UPDATE_GOLDEN=1 and review the diff.
-const GOLDEN = 'test/golden/firewall';
+// Golden files: test/golden/firewall/NAME.json (test/lib/golden.ts).
 
 const CASES: Record<string, string> = {
   minimal: `
@@ -32,8 +31,20 @@ firewall: {sshFrom: [192.0.2.0/24, 198.51.100.7/32, "2001:db8:1::/48"]}
 node: {name: edge1, routerId: 10.0.0.11, asn: 64512, uplink: eth0}
 bgp:
   peers: [{address: "2001:db8::1", asn: 64500}]
-pools: [{name: default, cidrs: [10.96.100.0/24]}]
+pools: [{name: default, cidrs: ["2001:db8:100::/120"]}]
 metrics: {listen: "0.0.0.0:9100"}
+`,
+  // An IPv6 edge: IPv6 peers (BFD on one), metrics and SSH over IPv6; the IPv4 peer carries the IPv4 half of the pool.
+  'ipv6-peers': `
+node: {name: edge1, routerId: 10.0.0.11, asn: 64512, uplink: eth0}
+bgp:
+  peers:
+    - {address: 10.0.0.1, asn: 64500}
+    - {address: "2001:db8::1", asn: 64500, bfd: {enabled: true}}
+    - {address: "2001:DB8:0:1::1", asn: 64500, localAddress: "2001:db8:0:1::11"}
+pools: [{name: dual, cidrs: [10.96.100.0/24, "2001:db8:100::/120"]}]
+metrics: {listen: "[2001:db8::11]:9472"}
+firewall: {sshFrom: ["2001:db8:1::/48"]}
 `,
   'metrics-off': `
 node: {name: edge1, routerId: 10.0.0.11, asn: 64512, uplink: eth0}
@@ -58,9 +69,7 @@ test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
 for (const name of Object.keys(CASES)) {
   test(`golden: ${name}`, (t) => {
     const got = `${JSON.stringify(firewallRuleset(cfg(name)), null, 2)}\n`;
-    const file = join(GOLDEN, `${name}.json`);
-    if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, got);
-    t.is(got, readFileSync(file, 'utf8'));
+    t.is(got, golden(`firewall/${name}.json`, got));
   });
 
   test(`nft -j -c accepts: ${name}`, async (t) => {
@@ -80,6 +89,15 @@ test('BGP and BFD only from peers, BFD only for peers that run it', (t) => {
   t.true(text('BFD single-hop from peers (IPv6)').includes('2001:db8::1'));
   t.deepEqual(inputRules(cfg('minimal')).filter((r) => r.comment.startsWith('BFD')), []);
   t.deepEqual(inputRules(cfg('minimal')).filter((r) => r.comment.startsWith('SSH')), []);
+});
+
+test('IPv6 peers: BGP and BFD rules name exactly the IPv6 peers (canonical), as ip6 saddr', (t) => {
+  const rules = inputRules(cfg('ipv6-peers'));
+  const one = (c: string) => rules.filter((r) => r.comment === c).map((r) => r.expr[0]);
+  t.deepEqual(one('BGP from peers (IPv6)'), [{ match: { op: '==', left: { payload: { protocol: 'ip6', field: 'saddr' } }, right: { set: ['2001:db8::1', '2001:db8:0:1::1'] } } }]);
+  t.deepEqual(one('BGP from peers (IPv4)'), [{ match: { op: '==', left: { payload: { protocol: 'ip', field: 'saddr' } }, right: '10.0.0.1' } }]);
+  t.deepEqual(one('BFD single-hop from peers (IPv6)'), [{ match: { op: '==', left: { payload: { protocol: 'ip6', field: 'saddr' } }, right: '2001:db8::1' } }]);
+  t.deepEqual(one('BFD single-hop from peers (IPv4)'), []);
 });
 
 test('everything else is dropped: last rule drops, chain policy drop', (t) => {

@@ -1,138 +1,172 @@
-import test from 'ava';
+// The edge's Kubernetes controller against the real kube-apiserver and
+// kube-controller-manager (test/lib/kube.ts), as the edgelb-edge
+// ServiceAccount of deploy/rbac.yaml. Endpoints come from Pods the test
+// reports Ready (the kubelet's part); the real EndpointSlice controller
+// writes the slices. One control plane for the file; each test has its own
+// namespace, loadBalancerClass and Lease name, so no controller sees another
+// test's Services.
+import test, { type ExecutionContext } from 'ava';
 import { KubernetesController } from '../../src/k8s/controller.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { TestApiServer } from '../apiserver/server.js';
-import { conditionOf, endpointSlice, ingressOf, node, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
+import { TestCluster } from '../lib/kube.js';
+import { conditionOf, ingressOf, node, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
+import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 
 const log = silentLogger();
+let cluster: TestCluster;
+let edgeKubeconfig: string;
+let seq = 0;
 
-async function setup(pools = [{ cidrs: ['192.0.2.0/29'] }], lease = 1.5) {
-  const server = await TestApiServer.start();
+test.before(async () => {
+  cluster = await TestCluster.start({ tag: 'controller' });
+  edgeKubeconfig = await cluster.kubeconfigFor(EDGE_SERVICE_ACCOUNT);
+  await cluster.create(node('n1', '10.0.0.1'));
+});
+
+test.after.always(async () => {
+  await cluster?.close();
+});
+
+/** A namespace, class and Lease of the test's own; controllers stopped at the end. */
+async function setup(t: ExecutionContext, pools = [{ cidrs: ['192.0.2.0/29'] }], lease = 1.5) {
+  const n = ++seq;
+  const ns = `t${n}`;
+  const cls = `edgelb.io/t${n}`;
+  const leaseName = `edgelb-t${n}`;
+  await cluster.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  // Pods are admitted once the ServiceAccount controller made "default".
+  await waitFor('default ServiceAccount', async () => (await cluster.get('serviceaccounts', ns, 'default')) !== null, 30_000);
   const controllers: KubernetesController[] = [];
   const make = (nodeName: string, sink = new RecordingSink()) => {
-    const c = new KubernetesController({ config: testConfig(pools, lease), kubeconfigPath: server.kubeconfigPath, nodeName, logger: log, sink, debounceMs: 5 });
+    const base = testConfig(pools, lease);
+    const config = { ...base, kubernetes: { ...base.kubernetes, loadBalancerClass: cls, leaseName, leaseNamespace: EDGELB_NAMESPACE } };
+    const c = new KubernetesController({ config, kubeconfigPath: edgeKubeconfig, nodeName, logger: log, sink, debounceMs: 5 });
     controllers.push(c);
     return { c, sink };
   };
-  const teardown = async () => {
+  t.teardown(async () => {
     for (const c of controllers) await c.stop().catch(() => undefined);
-    await server.close();
-  };
-  return { server, make, teardown };
+  });
+  const svc = (name: string, opts: Parameters<typeof service>[2] = {}) => cluster.create(service(ns, name, { cls, ...opts }));
+  /** A Ready pod backing Service `svc` (the helper's selector is app=<svc>). */
+  const pod = (svcName: string, name: string, ip: string) => cluster.readyPod(ns, name, { app: svcName }, ip, 'n1');
+  const get = async (name: string): Promise<Obj | undefined> => (await cluster.get('services', ns, name)) ?? undefined;
+  const events = async (name: string): Promise<Obj[]> => (await cluster.list('events', ns)).filter((e) => (e.regarding as { name?: string }).name === name);
+  return { ns, cls, leaseName, make, svc, pod, get, events };
 }
 
-function events(server: TestApiServer, name: string): Obj[] {
-  return server.list('events', 'ns').filter((e) => (e.involvedObject as { name?: string }).name === name);
+/** PATCHes of services/status the API server has answered so far (its own metric). */
+async function statusWrites(): Promise<number> {
+  const text = (await cluster.admin.ok<string>('GET', '/metrics')) as unknown as string;
+  let sum = 0;
+  for (const line of String(text).split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    if (line.includes('resource="services"') && line.includes('subresource="status"') && line.includes('verb="PATCH"')) sum += Number(line.split(' ').at(-1));
+  }
+  return sum;
 }
 
-test('allocates to status, advertises with ready endpoints, refuses requests outside pools', async (t) => {
-  const { server, make, teardown } = await setup();
-  t.teardown(teardown);
-  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
-  server.create(node('n1', '10.0.0.1'));
-  server.create(service('ns', 'web'));
-  server.create(endpointSlice('ns', 'web', 'web-1', [{ ip: '10.1.0.1', node: 'n1' }]));
-  server.create(service('ns', 'other-class', { cls: 'example.com/lb' }));
-  server.create(service('ns', 'refused', { annotations: { 'edgelb.io/loadBalancerIPs': '203.0.113.5' } }));
-  server.create(service('ns', 'asked', { loadBalancerIP: '192.0.2.6' }));
+test.serial('allocates to status, advertises with ready endpoints, refuses requests outside pools', async (t) => {
+  const { make, svc, pod, get, events, cls, ns } = await setup(t);
+  await svc('web');
+  await pod('web', 'web-1', '10.1.0.1');
+  await svc('other-class', { cls: `${cls}-other` });
+  await svc('refused', { annotations: { 'edgelb.io/loadBalancerIPs': '203.0.113.5' } });
+  await svc('asked', { loadBalancerIP: '192.0.2.6' });
   const { c, sink } = make('edge-a');
   await c.start();
-  await waitFor('web in status', () => ingressOf(server.get('services', 'ns', 'web'))[0] === '192.0.2.1');
-  await waitFor('web advertised condition', () => conditionOf(server.get('services', 'ns', 'web'))?.status === 'True');
-  t.regex(conditionOf(server.get('services', 'ns', 'web'))!.message, /advertised by 1 edge\(s\): edge-a/);
+  await waitFor('web in status', async () => ingressOf(await get('web'))[0] === '192.0.2.1');
+  await waitFor('web advertised condition', async () => conditionOf(await get('web'))?.status === 'True');
+  t.regex(conditionOf(await get('web'))!.message, /advertised by 1 edge\(s\): edge-a/);
   await waitFor('VIP in sink', () => sink.vipAddresses().includes('192.0.2.1'));
   const fe = sink.frontends.get('TCP/192.0.2.1:80')!;
   t.deepEqual(fe.backends, [{ ip: '10.1.0.1', port: 8080, nodeIp: '10.0.0.1', nodeName: 'n1', weight: 1, state: 'active' }]);
 
-  await waitFor('refused condition', () => conditionOf(server.get('services', 'ns', 'refused'))?.reason === 'RequestRefused');
-  t.deepEqual(ingressOf(server.get('services', 'ns', 'refused')), []);
-  await waitFor('refused event', () => events(server, 'refused').some((e) => e.reason === 'RequestRefused' && e.type === 'Warning'));
-  await waitFor('requested address in pool honoured', () => ingressOf(server.get('services', 'ns', 'asked'))[0] === '192.0.2.6');
+  await waitFor('refused condition', async () => conditionOf(await get('refused'))?.reason === 'RequestRefused');
+  t.deepEqual(ingressOf(await get('refused')), []);
+  await waitFor('refused event', async () => (await events('refused')).some((e) => e.reason === 'RequestRefused' && e.type === 'Warning'));
+  await waitFor('requested address in pool honoured', async () => ingressOf(await get('asked'))[0] === '192.0.2.6');
   // No endpoints: allocated but not advertised.
-  t.is(conditionOf(server.get('services', 'ns', 'asked'))?.reason, 'NoReadyEndpoints');
+  t.is(conditionOf(await get('asked'))?.reason, 'NoReadyEndpoints');
   t.false(sink.vipAddresses().includes('192.0.2.6'));
-  t.deepEqual(ingressOf(server.get('services', 'ns', 'other-class')), []);
+  t.deepEqual(ingressOf(await get('other-class')), []);
   t.deepEqual(sink.vipAddresses(), ['192.0.2.1']);
-  await waitFor('allocation event', () => events(server, 'web').some((e) => e.reason === 'IPAllocated'));
+  await waitFor('allocation event', async () => (await events('web')).some((e) => e.reason === 'IPAllocated'));
 
   // Exhaustion: .1-.6 usable, .1 and .6 taken; four more fit, the fifth waits.
-  for (let i = 0; i < 5; i++) server.create(service('ns', `fill${i}`));
-  await waitFor('exhausted condition', () => server.list('services', 'ns').some((s) => conditionOf(s)?.reason === 'PoolExhausted'));
-  const waiting = server.list('services', 'ns').find((s) => conditionOf(s)?.reason === 'PoolExhausted')!;
-  const waitingName = (waiting.metadata as { name: string }).name;
-  await waitFor('exhausted event', () => events(server, waitingName).some((e) => e.reason === 'PoolExhausted'));
+  for (let i = 0; i < 5; i++) await svc(`fill${i}`);
+  let waitingName = '';
+  await waitFor('exhausted condition', async () => {
+    for (let i = 0; i < 5; i++) if (conditionOf(await get(`fill${i}`))?.reason === 'PoolExhausted') waitingName = `fill${i}`;
+    return waitingName !== '';
+  });
+  await waitFor('exhausted event', async () => (await events(waitingName)).some((e) => e.reason === 'PoolExhausted'));
   // Deleting a Service frees its address for the waiting one.
-  server.delete('services', 'ns', 'asked');
-  await waitFor('waiting service gets the freed address', () => ingressOf(server.get('services', 'ns', waitingName))[0] === '192.0.2.6');
+  await cluster.delete('services', ns, 'asked');
+  await waitFor('waiting service gets the freed address', async () => ingressOf(await get(waitingName))[0] === '192.0.2.6');
   t.true(c.status().leader);
   t.true(c.status().connected);
 });
 
-test('restart stability: a new controller keeps every address and writes no status', async (t) => {
-  const { server, make, teardown } = await setup([{ cidrs: ['192.0.2.0/28'] }]);
-  t.teardown(teardown);
-  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
+test.serial('restart stability: a new controller keeps every address and writes no status', async (t) => {
+  const { make, svc, pod, get, ns } = await setup(t, [{ cidrs: ['192.0.2.0/28'] }]);
   for (let i = 0; i < 6; i++) {
-    server.create(service('ns', `s${i}`));
-    server.create(endpointSlice('ns', `s${i}`, `s${i}-1`, [{ ip: `10.1.0.${i + 1}`, node: 'n1' }]));
+    await svc(`s${i}`);
+    await pod(`s${i}`, `s${i}-1`, `10.1.0.${i + 1}`);
   }
   const first = make('edge-a');
   await first.c.start();
-  await waitFor('all advertised', () => server.list('services', 'ns').every((s) => conditionOf(s)?.status === 'True'));
-  const before = Object.fromEntries(server.list('services', 'ns').map((s) => [(s.metadata as { name: string }).name, ingressOf(s)]));
+  const all = async () => Promise.all([0, 1, 2, 3, 4, 5].map((i) => get(`s${i}`)));
+  await waitFor('all advertised', async () => (await all()).every((s) => conditionOf(s)?.status === 'True'), 20_000);
+  const before = Object.fromEntries((await all()).map((s, i) => [`s${i}`, ingressOf(s)]));
   await first.c.stop();
   // Delete one so the survivors are not simply the first N addresses.
-  server.delete('services', 'ns', 's0');
+  await cluster.delete('services', ns, 's0');
   delete before.s0;
-  const writes = server.requestCount('patch', 'services/status');
+  const writes = await statusWrites();
   const second = make('edge-a');
   await second.c.start();
-  await waitFor('second is leader and programmed', () => second.c.status().leader && second.sink.vips.length === 5);
+  await waitFor('second is leader and programmed', () => second.c.status().leader && second.sink.vips.length === 5, 20_000);
   await second.c.settle();
-  const after = Object.fromEntries(server.list('services', 'ns').map((s) => [(s.metadata as { name: string }).name, ingressOf(s)]));
+  const after = Object.fromEntries((await all()).slice(1).map((s, i) => [`s${i + 1}`, ingressOf(s)]));
   t.deepEqual(after, before);
-  t.is(server.requestCount('patch', 'services/status'), writes);
+  t.is(await statusWrites(), writes, 'no services/status PATCH reached the API server');
 });
 
-test('sharing an address by key with disjoint ports; a clash gets its own address', async (t) => {
-  const { server, make, teardown } = await setup();
-  t.teardown(teardown);
-  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
+test.serial('sharing an address by key with disjoint ports; a clash gets its own address', async (t) => {
+  const { make, svc, get } = await setup(t);
   const shared = { 'edgelb.io/allow-shared-ip': 'k1' };
-  server.create(service('ns', 'a', { ports: [80], annotations: shared }));
-  server.create(service('ns', 'b', { ports: [443], annotations: shared }));
-  server.create(service('ns', 'c', { ports: [80], annotations: shared }));
+  await svc('a', { ports: [80], annotations: shared });
+  await svc('b', { ports: [443], annotations: shared });
+  await svc('c', { ports: [80], annotations: shared });
   const { c } = make('edge-a');
   await c.start();
-  await waitFor('all allocated', () => ['a', 'b', 'c'].every((n) => ingressOf(server.get('services', 'ns', n)).length === 1));
-  const ip = (n: string) => ingressOf(server.get('services', 'ns', n))[0];
-  t.is(ip('a'), ip('b'));
-  t.not(ip('a'), ip('c'));
+  await waitFor('all allocated', async () => (await Promise.all(['a', 'b', 'c'].map(get))).every((s) => ingressOf(s).length === 1));
+  const ip = async (n: string) => ingressOf(await get(n))[0];
+  t.is(await ip('a'), await ip('b'));
+  t.not(await ip('a'), await ip('c'));
 });
 
-async function twoEdges(t: import('ava').ExecutionContext, lease: number) {
-  const env = await setup([{ cidrs: ['192.0.2.0/28'] }], lease);
-  t.teardown(env.teardown);
-  const { server, make } = env;
-  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
-  server.create(service('ns', 'web'));
-  server.create(endpointSlice('ns', 'web', 'web-1', [{ ip: '10.1.0.1', node: 'n1' }]));
-  const a = make('edge-a');
+async function twoEdges(t: ExecutionContext, lease: number) {
+  const env = await setup(t, [{ cidrs: ['192.0.2.0/28'] }], lease);
+  await env.svc('web');
+  await env.pod('web', 'web-1', '10.1.0.1');
+  const a = env.make('edge-a');
   await a.c.start();
   await waitFor('edge-a leads', () => a.c.status().leader);
-  const b = make('edge-b');
+  const b = env.make('edge-b');
   await b.c.start();
   // The follower learns the VIP from status and programs it too.
   await waitFor('edge-b follows with the VIP', () => b.sink.vipAddresses().includes('192.0.2.1'));
   await waitFor('edge-b sees edge-a as leader', () => b.c.status().leaderIdentity === 'edge-a');
   t.false(b.c.status().leader);
-  await waitFor('two edges counted', () => /advertised by 2 edge\(s\): edge-a, edge-b/.test(conditionOf(server.get('services', 'ns', 'web'))?.message ?? ''));
-  return { server, a, b };
+  await waitFor('two edges counted', async () => /advertised by 2 edge\(s\): edge-a, edge-b/.test(conditionOf(await env.get('web'))?.message ?? ''));
+  return { ...env, a, b };
 }
 
-test('Lease: a crashed leader is replaced within the lease duration plus one poll, and the new leader allocates', async (t) => {
+test.serial('Lease: a crashed leader is replaced within the lease duration plus one poll, and the new leader allocates', async (t) => {
   const lease = 1.5;
-  const { server, a, b } = await twoEdges(t, lease);
+  const { a, b, svc, get } = await twoEdges(t, lease);
   const t0 = Date.now();
   await a.c.stop({ releaseLease: false });
   await waitFor('edge-b takes over', () => b.c.status().leader, 10_000);
@@ -141,142 +175,137 @@ test('Lease: a crashed leader is replaced within the lease duration plus one pol
   // The exact bound (D after the record stopped changing) is proven with a
   // manual clock in lease.test.ts; here only that it happens, generously.
   t.true(took <= lease * 1000 * 4, `takeover took ${took} ms`);
-  server.create(service('ns', 'later'));
-  await waitFor('new leader allocates', () => ingressOf(server.get('services', 'ns', 'later'))[0] === '192.0.2.2');
+  await svc('later');
+  await waitFor('new leader allocates', async () => ingressOf(await get('later'))[0] === '192.0.2.2');
   // The VIP never left the surviving edge.
   t.true(b.sink.vipCalls.every((v) => v.some((x) => x.address === '192.0.2.1')));
   t.is(b.sink.removedTotal, 0);
 });
 
-test('Lease: a gracefully stopping leader hands over at once', async (t) => {
+test.serial('Lease: a gracefully stopping leader hands over at once', async (t) => {
   const lease = 3;
-  const { b, a, server } = await twoEdges(t, lease);
+  const { b, a, get } = await twoEdges(t, lease);
   const t0 = Date.now();
   await a.c.stop();
   await waitFor('edge-b takes over', () => b.c.status().leader, 10_000);
   const took = Date.now() - t0;
   t.log(`graceful takeover after ${took} ms (lease ${lease * 1000} ms)`);
   t.true(took < lease * 1000 * 2, `takeover took ${took} ms`);
-  await waitFor('edge count drops to 1', () => /advertised by 1 edge\(s\): edge-b/.test(conditionOf(server.get('services', 'ns', 'web'))?.message ?? ''));
+  await waitFor('edge count drops to 1', async () => /advertised by 1 edge\(s\): edge-b/.test(conditionOf(await get('web'))?.message ?? ''));
 });
 
-test('API server restart, outage and forced 410 withdraw nothing; changes made meanwhile arrive after relist', async (t) => {
-  const { server, make, teardown } = await setup([{ cidrs: ['192.0.2.0/28'] }], 1.5);
-  t.teardown(teardown);
-  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
-  server.create(node('n1', '10.0.0.1'));
+test.serial('real faults: kube-apiserver restart, etcd stopped, etcd compacted under a restart (410 relists) withdraw nothing; changes made meanwhile arrive', async (t) => {
+  const { make, svc, pod, get, ns, cls } = await setup(t, [{ cidrs: ['192.0.2.0/28'] }], 1.5);
   for (let i = 0; i < 3; i++) {
-    server.create(service('ns', `s${i}`));
-    server.create(endpointSlice('ns', `s${i}`, `s${i}-1`, [{ ip: `10.1.0.${i + 1}`, node: 'n1' }]));
+    await svc(`s${i}`);
+    await pod(`s${i}`, `s${i}-1`, `10.1.0.${i + 1}`);
   }
   const { c, sink } = make('edge-a');
   await c.start();
-  await waitFor('three VIPs', () => sink.vips.length === 3);
+  await waitFor('three VIPs', () => sink.vips.length === 3, 20_000);
   await c.settle();
   const vipsBefore = sink.vipAddresses();
   sink.clearLog();
 
-  // 1. Restart: same data, every watch dropped.
-  const restarts0 = c.status().watchRestarts;
-  await server.restart();
-  await waitFor('watches resumed', () => c.status().watchRestarts >= restarts0 + 3 && server.openWatches >= 3);
+  // 1. kube-apiserver restart: every watch drops; the watch cache is rebuilt.
+  const restarts0 = c.status().watchRestarts + c.status().relists;
+  await cluster.restart('kube-apiserver');
+  await waitFor('watches resumed', () => c.status().connected && c.status().watchRestarts + c.status().relists >= restarts0 + 3, 30_000);
 
-  // 2. Outage (connection refused), during which a Service is added and one
-  // endpoint changes; then history is compacted so the resume gets 410.
-  await server.setUnavailable(true, 'refuse');
-  await waitFor('controller notices', () => !c.status().connected);
-  server.create(service('ns', 'new'));
-  server.create(endpointSlice('ns', 'new', 'new-1', [{ ip: '10.1.0.9', node: 'n1' }]));
+  // 2. etcd stopped: the API server answers errors, nothing may be withdrawn.
+  await cluster.stop('etcd');
   await new Promise((r) => setTimeout(r, 2500)); // longer than the lease: leadership lapses
-  t.deepEqual(sink.vipAddresses(), vipsBefore, 'nothing withdrawn while unreachable');
-  server.compactHistory({ dropWatches: true });
-  const relists0 = c.status().relists;
-  await server.setUnavailable(false);
-  await waitFor('relisted and reconnected', () => c.status().connected && c.status().relists >= relists0 + 3, 15_000);
-  await waitFor('new Service allocated and programmed', () => sink.vips.length === 4, 15_000);
+  t.deepEqual(sink.vipAddresses(), vipsBefore, 'nothing withdrawn while etcd was down');
+  await cluster.start('etcd');
 
-  // 3. Forced 410 on live watches.
-  server.compactHistory({ dropWatches: true });
-  await waitFor('relisted again', () => c.status().relists >= relists0 + 6, 15_000);
+  // 3. API server down while a Service is added (written through a second
+  // API server on the same etcd, as in an HA control plane), history
+  // compacted, then the first comes back: resumed watches get 410 Gone and
+  // the controller relists.
+  const second = await cluster.secondApiServer();
+  try {
+    await cluster.stop('kube-apiserver');
+    await waitFor('controller notices', () => !c.status().connected, 30_000);
+    await second.create(service(ns, 'new', { cls }));
+  } catch (e) {
+    await cluster.start('kube-apiserver').catch(() => undefined);
+    await second.close();
+    throw e;
+  }
+  const relists0 = c.status().relists;
+  await cluster.compact();
+  await second.close();
+  await cluster.start('kube-apiserver');
+  await waitFor('relisted and reconnected', () => c.status().connected && c.status().relists > relists0, 60_000);
+  await waitFor('new Service allocated', async () => ingressOf(await get('new')).length === 1, 30_000);
   await c.settle();
   t.is(sink.removedTotal, 0, 'no frontend removed');
   for (const v of sink.vipCalls) for (const ip of vipsBefore) t.true(v.some((x) => x.address === ip), `VIP ${ip} stayed in every update`);
-  t.true(c.status().leader);
+  await waitFor('leader again', () => c.status().leader, 15_000);
 });
 
-test('endpoint churn touches only that Service; VIPs are not re-sent', async (t) => {
-  const { server, make, teardown } = await setup([{ cidrs: ['192.0.2.0/28'] }]);
-  t.teardown(teardown);
-  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
+test.serial('endpoint churn touches only that Service; VIPs are not re-sent', async (t) => {
+  const { make, svc, pod, get, ns } = await setup(t, [{ cidrs: ['192.0.2.0/28'] }]);
   for (const n of ['a', 'b']) {
-    server.create(service('ns', n));
-    server.create(endpointSlice('ns', n, `${n}-1`, [{ ip: n === 'a' ? '10.1.0.1' : '10.2.0.1', node: 'n1' }]));
+    await svc(n);
+    await pod(n, `${n}-1`, n === 'a' ? '10.1.0.1' : '10.2.0.1');
   }
   const { c, sink } = make('edge-a');
   await c.start();
-  await waitFor('two VIPs', () => sink.vips.length === 2);
+  await waitFor('two VIPs', () => sink.vips.length === 2, 20_000);
   await c.settle();
   t.like(c.status(), { services: 2, frontends: 2, endpoints: 2, pools: [{ pool: 'pool0', used: 2 }] });
   sink.clearLog();
-  // Rolling update of a: new pod ready, old one terminating but serving.
-  server.update({
-    ...endpointSlice('ns', 'a', 'a-1', [
-      { ip: '10.1.0.1', node: 'n1', ready: false, serving: true, terminating: true },
-      { ip: '10.1.0.2', node: 'n1' },
-    ]),
-    metadata: { ...(server.get('endpointslices.discovery.k8s.io', 'ns', 'a-1')!.metadata as Obj) },
-  });
-  await waitFor('change reached the sink', () => sink.calls.length > 0);
+  // Rolling update of a: the new pod becomes ready, the old one is deleted.
+  // Nobody confirms the old pod's end (no kubelet here), so it stays
+  // terminating — serving while its Ready condition holds.
+  await pod('a', 'a-2', '10.1.0.2');
+  await cluster.delete('pods', ns, 'a-1');
+  await waitFor('old backend terminating, new active', () => JSON.stringify(sink.frontends.get('TCP/192.0.2.1:80')?.backends.map((b) => [b.ip, b.state])) === JSON.stringify([['10.1.0.1', 'terminating'], ['10.1.0.2', 'active']]), 20_000);
   await c.settle();
   const touched = new Set(sink.calls.flatMap((x) => x.changed.map((d) => d.service)));
-  t.deepEqual([...touched], ['ns/a']);
+  t.deepEqual([...touched], [`${ns}/a`]);
   t.is(sink.removedTotal, 0);
   t.is(sink.vipCalls.length, 0);
-  t.deepEqual(sink.frontends.get('TCP/192.0.2.1:80')!.backends.map((b) => [b.ip, b.state]), [['10.1.0.1', 'terminating'], ['10.1.0.2', 'active']]);
   // Last ready endpoint gone: the VIP is withdrawn, the frontend stays for existing flows.
   sink.clearLog();
-  server.update({
-    ...endpointSlice('ns', 'a', 'a-1', [{ ip: '10.1.0.2', node: 'n1', ready: false, serving: true, terminating: true }]),
-    metadata: { ...(server.get('endpointslices.discovery.k8s.io', 'ns', 'a-1')!.metadata as Obj) },
-  });
-  await waitFor('VIP withdrawn', () => !sink.vipAddresses().includes('192.0.2.1'));
+  await cluster.delete('pods', ns, 'a-2');
+  await waitFor('VIP withdrawn', () => !sink.vipAddresses().includes('192.0.2.1'), 20_000);
   t.true(sink.frontends.has('TCP/192.0.2.1:80'));
-  await waitFor('condition says why', () => conditionOf(server.get('services', 'ns', 'a'))?.reason === 'NoReadyEndpoints');
+  await waitFor('condition says why', async () => conditionOf(await get('a'))?.reason === 'NoReadyEndpoints');
   // Deleting the Service removes its frontend.
-  server.delete('services', 'ns', 'a');
+  await cluster.delete('services', ns, 'a');
   await waitFor('frontend removed', () => !sink.frontends.has('TCP/192.0.2.1:80'));
 });
 
-test('a follower takes addresses from status, ignores foreign ones, and resolves a frontend clash when one side goes', async (t) => {
-  const { server, make, teardown } = await setup([{ cidrs: ['192.0.2.0/28'] }], 60);
-  t.teardown(teardown);
-  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } });
+test.serial('a follower takes addresses from status, ignores foreign ones, and resolves a frontend clash when one side goes', async (t) => {
+  const { make, svc, pod, ns, leaseName } = await setup(t, [{ cidrs: ['192.0.2.0/28'] }], 60);
   // Another edge holds the Lease for the whole test.
-  server.create({
-    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { namespace: 'kube-system', name: 'edgelb' },
+  await cluster.create({
+    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { namespace: EDGELB_NAMESPACE, name: leaseName },
     spec: { holderIdentity: 'edge-z', leaseDurationSeconds: 60, renewTime: new Date().toISOString().replace('Z', '000Z') },
   });
-  const withStatus = (name: string, ip: string) => {
-    server.create(service('ns', name));
-    server.create(endpointSlice('ns', name, `${name}-1`, [{ ip: `10.9.0.${name.length}`, node: 'n1' }]));
-    server.mergePatch('services', 'ns', name, { status: { loadBalancer: { ingress: [{ ip }] } } }, 'status');
+  const withStatus = async (name: string, ip: string) => {
+    await svc(name);
+    await pod(name, `${name}-1`, `10.9.0.${name.length}`);
+    await cluster.patchStatus('services', ns, name, { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } });
   };
-  withStatus('one', '192.0.2.5');
-  withStatus('two', '192.0.2.5'); // same address and port as "one": a clash only a broken leader makes
-  withStatus('foreign', '203.0.113.9');
+  await withStatus('one', '192.0.2.5');
+  await withStatus('two', '192.0.2.5'); // same address and port as "one": a clash only a broken leader makes
+  await withStatus('foreign', '203.0.113.9');
+  const writes = await statusWrites();
   const { c, sink } = make('edge-a');
   await c.start();
-  await waitFor('follower programs the shared address once', () => sink.frontends.has('TCP/192.0.2.5:80'));
+  await waitFor('follower programs the shared address once', () => sink.frontends.has('TCP/192.0.2.5:80'), 20_000);
   await c.settle();
   await waitFor('sees edge-z as leader', () => c.status().leaderIdentity === 'edge-z');
   t.false(c.status().leader);
   t.deepEqual(sink.vipAddresses(), ['192.0.2.5']);
   t.false([...sink.frontends.keys()].some((k) => k.includes('203.0.113.9')), 'address outside every pool ignored');
   const owner = sink.frontends.get('TCP/192.0.2.5:80')!.service;
-  const otherName = owner === 'ns/one' ? 'two' : 'one';
-  // No status was written by a follower.
-  t.is(server.requestCount('patch', 'services/status'), 0);
-  server.delete('services', 'ns', owner.split('/')[1]!);
-  await waitFor('the other Service takes over the frontend', () => sink.frontends.get('TCP/192.0.2.5:80')?.service === `ns/${otherName}`);
+  const otherName = owner === `${ns}/one` ? 'two' : 'one';
+  t.is(await statusWrites(), writes, 'a follower writes no status');
+  await cluster.delete('services', ns, owner.split('/')[1]!);
+  await waitFor('the other Service takes over the frontend', () => sink.frontends.get('TCP/192.0.2.5:80')?.service === `${ns}/${otherName}`);
   t.deepEqual(sink.vipAddresses(), ['192.0.2.5']);
 });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { EventRecorder } from '../../src/k8s/events.js';
+import { EventRecorder, truncateNote } from '../../src/k8s/events.js';
 import type { RestClient } from '../../src/k8s/rest.js';
 import { silentLogger } from '../../src/log/logger.js';
 
@@ -25,11 +25,13 @@ test('repeats of one Event become a count, not new Events', async (t) => {
   for (let i = 0; i < 100 && r.pending() > 0; i++) await new Promise((res) => setTimeout(res, 10));
   const posts = calls.filter((c) => c.method === 'POST');
   t.is(posts.length, 2);
-  t.like(posts[0]!.body, { reason: 'PoolExhausted', type: 'Warning', message: 'no free address', involvedObject: { kind: 'Service', name: 'web', uid: 'u1' } });
+  t.like(posts[0]!.body, { apiVersion: 'events.k8s.io/v1', reason: 'PoolExhausted', type: 'Warning', note: 'no free address', regarding: { kind: 'Service', name: 'web', uid: 'u1' }, reportingController: 'edgelb', reportingInstance: 'edge-a' });
+  t.regex(String(posts[0]!.body.eventTime), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, 'eventTime is a MicroTime');
+  t.true(posts.every((p) => p.path === '/apis/events.k8s.io/v1/namespaces/ns/events'));
   const patches = calls.filter((c) => c.method === 'PATCH');
   t.true(patches.length >= 1);
-  t.is(patches.at(-1)!.body.count, 5);
-  t.true(patches.every((p) => p.path.startsWith('/api/v1/namespaces/ns/events/web.')));
+  t.is((patches.at(-1)!.body.series as { count: number }).count, 5);
+  t.true(patches.every((p) => p.path.startsWith('/apis/events.k8s.io/v1/namespaces/ns/events/web.')));
 });
 
 test('events wait while status writes are pending', async (t) => {
@@ -43,4 +45,13 @@ test('events wait while status writes are pending', async (t) => {
   for (let i = 0; i < 100 && r.pending() > 0; i++) await new Promise((res) => setTimeout(res, 10));
   t.is(calls.length, 1);
   r.stop();
+});
+
+test('a note over 1 KiB is cut to fit (the API server rejects longer ones)', (t) => {
+  t.is(truncateNote('short'), 'short');
+  const long = 'é'.repeat(2000);
+  const cut = truncateNote(long);
+  t.true(Buffer.byteLength(cut) <= 1024);
+  t.true(cut.endsWith('…'));
+  t.true(long.startsWith(cut.slice(0, -1)));
 });

@@ -1,74 +1,60 @@
-// The operator's view: a Service applied with the real kubectl (Debian's
-// 1.20 client) gets its EXTERNAL-IP from the controller.
+// The operator's view with the real kubectl of the pinned release against
+// the real control plane: `kubectl create service loadbalancer` (no class:
+// the edge takes class-less Services with kubernetes.defaultClass), a Ready
+// pod behind it, EXTERNAL-IP in `kubectl get svc -o wide`, our Events in
+// `kubectl describe svc`, the Advertised condition in the object.
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import { KubernetesController } from '../../src/k8s/controller.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { TestApiServer } from '../apiserver/server.js';
-import { RecordingSink, testConfig, waitFor } from './helpers.js';
+import { TestCluster } from '../lib/kube.js';
+import { KUBECTL } from '../../src/lab/paths.js';
+import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
+import { node, RecordingSink, testConfig, waitFor } from './helpers.js';
 
-const KUBECTL = process.env['KUBECTL'] ?? resolve('.tools/kubectl/usr/bin/kubectl');
+let cluster: TestCluster;
 
-const manifest = `apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: default
-  annotations:
-    edgelb.io/mode: dsr
-spec:
-  type: LoadBalancer
-  loadBalancerClass: edgelb.io/dsr
-  selector: { app: web }
-  ports:
-  - name: http
-    port: 80
-    targetPort: 8080
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: { kubernetes.io/service-name: web }
-addressType: IPv4
-ports: [{ name: http, port: 8080, protocol: TCP }]
-endpoints:
-- addresses: [10.1.0.1]
-  conditions: { ready: true }
-`;
+test.before(async () => {
+  cluster = await TestCluster.start({ tag: 'kubectl' });
+});
 
-test('kubectl apply → EXTERNAL-IP in kubectl get svc -o wide', async (t) => {
+test.after.always(async () => {
+  await cluster?.close();
+});
+
+test('kubectl create service loadbalancer → EXTERNAL-IP in get -o wide, Events in describe, the Advertised condition', async (t) => {
   t.true(existsSync(KUBECTL), `kubectl at ${KUBECTL}`);
-  const api = await TestApiServer.start();
-  const dir = await mkdtemp(join(tmpdir(), 'edgelb-k8s-kubectl-'));
+  const version = await cluster.kubectl(['version', '-o', 'json']);
+  const v = JSON.parse(version) as { clientVersion: { gitVersion: string }; serverVersion: { gitVersion: string } };
+  t.is(v.clientVersion.gitVersion, v.serverVersion.gitVersion, 'kubectl and the API server are one release');
+  t.regex(v.serverVersion.gitVersion, /^v1\.(3[4-9]|[4-9]\d)\.\d+$/);
+
+  await cluster.create(node('n1', '10.0.0.1'));
+  const base = testConfig([{ cidrs: ['198.51.100.0/29'] }]);
+  const config = { ...base, kubernetes: { ...base.kubernetes, defaultClass: true, leaseName: 'edgelb-kubectl', leaseNamespace: EDGELB_NAMESPACE } };
   const sink = new RecordingSink();
-  const c = new KubernetesController({ config: testConfig([{ cidrs: ['198.51.100.0/29'] }]), kubeconfigPath: api.kubeconfigPath, nodeName: 'edge-a', logger: silentLogger(), sink });
-  t.teardown(async () => {
-    await c.stop();
-    await api.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const kubectl = (args: string[], stdin?: string) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((done) => {
-      const child = execFile(KUBECTL, ['--kubeconfig', api.kubeconfigPath, '--cache-dir', join(dir, 'cache'), ...args], { timeout: 20_000, env: { ...process.env, HOME: dir } }, (err, stdout, stderr) =>
-        done({ code: err ? 1 : 0, stdout, stderr }),
-      );
-      if (stdin !== undefined) child.stdin?.end(stdin);
-    });
+  const c = new KubernetesController({ config, kubeconfigPath: await cluster.kubeconfigFor(EDGE_SERVICE_ACCOUNT), nodeName: 'edge-a', logger: silentLogger(), sink });
+  t.teardown(() => c.stop());
   await c.start();
-  const applied = await kubectl(['apply', '-f', '-'], manifest);
-  t.is(applied.code, 0, applied.stderr);
-  await waitFor('VIP programmed', () => sink.vipAddresses().includes('198.51.100.1'));
+
+  const created = await cluster.kubectl(['create', 'service', 'loadbalancer', 'web', '--tcp=80:8080']);
+  t.regex(created, /service\/web created/);
+  await cluster.readyPod('default', 'web-1', { app: 'web' }, '10.1.0.1', 'n1');
+  await waitFor('VIP programmed', () => sink.vipAddresses().includes('198.51.100.1'), 20_000);
   let line = '';
   await waitFor('EXTERNAL-IP shown', async () => {
-    const r = await kubectl(['get', 'svc', 'web', '-o', 'wide', '--no-headers']);
-    line = r.stdout;
-    return r.code === 0 && line.split(/\s+/)[3] === '198.51.100.1';
-  });
-  t.regex(line, /^web\s+LoadBalancer\s+\S+\s+198\.51\.100\.1\s+80:\d+\/TCP/);
+    line = await cluster.kubectl(['get', 'svc', 'web', '-o', 'wide', '--no-headers']);
+    return line.split(/\s+/)[3] === '198.51.100.1';
+  }, 20_000);
+  t.regex(line, /^web\s+LoadBalancer\s+\S+\s+198\.51\.100\.1\s+80:\d+\/TCP\s+\S+\s+app=web/);
+
+  let described = '';
+  await waitFor('our Event in describe', async () => {
+    described = await cluster.kubectl(['describe', 'svc', 'web']);
+    return /IPAllocated/.test(described);
+  }, 20_000);
+  t.regex(described, /LoadBalancer Ingress:\s+198\.51\.100\.1/);
+  t.regex(described, /Normal\s+IPAllocated\s+.*edgelb/);
+  const cond = await cluster.kubectl(['get', 'svc', 'web', '-o', 'jsonpath={.status.conditions[?(@.type=="edgelb.io/Advertised")].status} {.status.conditions[?(@.type=="edgelb.io/Advertised")].message}']);
+  t.regex(cond, /^True 198\.51\.100\.1 advertised by 1 edge\(s\): edge-a/);
 });

@@ -3,28 +3,13 @@
  * removed recursively on teardown. Mounts bpffs at /sys/fs/bpf first when it
  * is not mounted (it is shared by every network namespace).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
+import { BPFFS_ROOT, ensureBpffs } from '../../src/lab/bpffs.js';
 
-export const BPFFS_ROOT = '/sys/fs/bpf';
-
-export function bpffsMounted(root = BPFFS_ROOT): boolean {
-  return readFileSync('/proc/self/mounts', 'utf8')
-    .split('\n')
-    .some((line) => {
-      const [, mountPoint, fsType] = line.split(' ');
-      return mountPoint === root && fsType === 'bpf';
-    });
-}
-
-export function ensureBpffs(root = BPFFS_ROOT): void {
-  if (bpffsMounted(root)) return;
-  mkdirSync(root, { recursive: true });
-  execFileSync('mount', ['-t', 'bpf', 'bpf', root], { stdio: 'pipe' });
-}
+export { BPFFS_ROOT, bpffsMounted, ensureBpffs } from '../../src/lab/bpffs.js';
 
 export interface PinDir {
   path: string;

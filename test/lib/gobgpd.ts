@@ -11,8 +11,8 @@ import type { BgpConfig, PeerConfig } from '../../src/config/types.js';
 import { BgpSpeaker, type SpeakerConfig, type SpeakerOptions } from '../../src/bgp/speaker.js';
 import { DEFAULT_PROTO_DIR } from '../../src/bgp/gobgp-client.js';
 import { GobgpdProcess, killAndWait, pidAlive } from '../../src/bgp/gobgpd-process.js';
-import { addAddress, addBridge, Cleanup, createNetns, deleteNetns, nsWrap, run, setMaster, sysctl, uniqueId, vethPair } from './netns.js';
-import { FrrRouter, type FrrNeighbor } from './frr.js';
+import { addAddress, addBridge, Cleanup, createNetns, deleteNetns, nsRun, nsWrap, run, setMaster, sysctl, uniqueId, vethPair } from './netns.js';
+import { FrrRouter, type FrrNeighbor } from '../../src/lab/frr.js';
 
 export const ROUTER_ASN = 65000;
 
@@ -28,7 +28,12 @@ export interface EdgeSpec {
    * secondary address 10.N.0.2 — so a test can add a second peer by reload.
    */
   secondary?: boolean;
-  /** Also an IPv6 session: edge fd00:N::(10+i)/64 ↔ router fd00:N::1 (carries the IPv6 VIPs). */
+  /**
+   * Also an IPv6 session: edge fd00:N::(10+i)/64 ↔ router fd00:N::1 (carries
+   * the IPv6 VIPs; `routerSide` and `peer` apply to it too). With `secondary`
+   * as well, a second IPv6 address fd00:N::(30+i) and a router neighbor for it
+   * sourced from fd00:N::2 (lab.routerAddress6b).
+   */
   v6?: boolean;
 }
 
@@ -40,6 +45,8 @@ export interface LabEdge {
   address2: string;
   /** IPv6 address when EdgeSpec.v6 (peer: lab.routerAddress6). */
   address6: string;
+  /** Secondary IPv6 address when EdgeSpec.v6 and .secondary (peer: lab.routerAddress6b). */
+  address6b: string;
   asn: number;
   dir: string;
   socket: string;
@@ -56,6 +63,8 @@ export interface BgpLab {
   /** The router's secondary address (sessions to edges' secondary addresses). */
   routerAddress2: string;
   routerAddress6: string;
+  /** The router's secondary IPv6 address (sessions to edges' secondary IPv6 addresses). */
+  routerAddress6b: string;
   edges: LabEdge[];
   cleanup: Cleanup;
   /** Create (or re-create, e.g. after close) the edge's speaker and start it. */
@@ -157,7 +166,9 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: str
     await addBridge(routerNs, 'br0', `${routerAddress}/24`);
     await addAddress(routerNs, 'br0', `${routerAddress2}/24`);
     const routerAddress6 = `fd00:${net}::1`;
+    const routerAddress6b = `fd00:${net}::2`;
     if (edgeSpecs.some((e) => e.v6)) await addAddress(routerNs, 'br0', `${routerAddress6}/64`);
+    if (edgeSpecs.some((e) => e.v6 && e.secondary)) await addAddress(routerNs, 'br0', `${routerAddress6b}/64`);
     const edges: LabEdge[] = [];
     const neighbors: FrrNeighbor[] = [];
     for (let i = 0; i < edgeSpecs.length; i++) {
@@ -177,7 +188,15 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: str
       if (address6) {
         await addAddress(ns, 'eth0', `${address6}/64`);
         peers.push(defaultPeer(routerAddress6, spec.peer));
-        neighbors.push({ address: address6, asn, holdTime: 9, keepalive: 3 });
+        neighbors.push({ address: address6, asn, holdTime: 9, keepalive: 3, ...spec.routerSide });
+      }
+      const address6b = address6 && spec.secondary ? `fd00:${net}::${30 + i}` : '';
+      if (address6b) {
+        // Deprecated (preferred_lft 0): IPv6 has no primary address, and the
+        // kernel would otherwise pick this one as the source of the first
+        // session; a session bound to it (transport.localAddress) still works.
+        await nsRun(ns, ['ip', 'addr', 'add', `${address6b}/64`, 'dev', 'eth0', 'nodad', 'preferred_lft', '0']);
+        neighbors.push({ address: address6b, asn, holdTime: 9, keepalive: 3, ...spec.routerSide, updateSource: routerAddress6b });
       }
       const config: SpeakerConfig = { node: { asn, routerId: address }, bgp: edgeBgpConfig(edir, peers) };
       const address2 = spec.secondary ? `10.${net}.0.${30 + i}` : '';
@@ -185,7 +204,7 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: str
         await addAddress(ns, 'eth0', `${address2}/24`);
         neighbors.push({ address: address2, asn, holdTime: 9, keepalive: 3, updateSource: routerAddress2 });
       }
-      edges.push({ index: i, ns, address, address2, address6, asn, dir: edir, socket: config.bgp.gobgp.socket, config, speaker: null });
+      edges.push({ index: i, ns, address, address2, address6, address6b, asn, dir: edir, socket: config.bgp.gobgp.socket, config, speaker: null });
       neighbors.push({ address, asn, holdTime: 9, keepalive: 3, ...spec.routerSide });
     }
     const router = new FrrRouter(routerNs, join(dir, 'router'), { hostname: `r${id}`, asn: ROUTER_ASN, routerId: routerAddress, neighbors, networks: opts.networks });
@@ -200,6 +219,7 @@ export async function createBgpLab(edgeSpecs: EdgeSpec[], opts: { networks?: str
       routerAddress,
       routerAddress2,
       routerAddress6,
+      routerAddress6b,
       edges,
       cleanup,
       async startSpeaker(i, sopts = {}) {

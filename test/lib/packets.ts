@@ -368,6 +368,35 @@ export function buildEthernet(spec: EthSpec, payload: Buffer): Buffer {
   return f;
 }
 
+export interface ArpSpec {
+  /** 1 = request, 2 = reply. */
+  op: 1 | 2;
+  senderMac: string;
+  senderIp: string;
+  targetMac?: string;
+  targetIp: string;
+  /** Ethernet source; default senderMac. */
+  ethSrc?: string;
+  /** Ethernet destination; default broadcast for a request, targetMac for a reply. */
+  ethDst?: string;
+}
+
+/** An ARP (IPv4 over Ethernet) frame. */
+export function buildArp(spec: ArpSpec): Buffer {
+  const arp = Buffer.alloc(28);
+  arp.writeUInt16BE(1, 0);
+  arp.writeUInt16BE(ETH_P_IP, 2);
+  arp[4] = 6;
+  arp[5] = 4;
+  arp.writeUInt16BE(spec.op, 6);
+  macToBytes(spec.senderMac).copy(arp, 8);
+  ipv4ToBytes(spec.senderIp).copy(arp, 14);
+  macToBytes(spec.targetMac ?? '00:00:00:00:00:00').copy(arp, 18);
+  ipv4ToBytes(spec.targetIp).copy(arp, 24);
+  const dst = spec.ethDst ?? (spec.op === 1 ? 'ff:ff:ff:ff:ff:ff' : (spec.targetMac ?? 'ff:ff:ff:ff:ff:ff'));
+  return buildEthernet({ src: spec.ethSrc ?? spec.senderMac, dst, etherType: ETH_P_ARP }, arp);
+}
+
 /** An Ethernet frame (or, with eth: false, a bare IPv4 packet) from a spec. */
 export function buildPacket(spec: PacketSpec): Buffer {
   const l4s = [spec.tcp, spec.udp, spec.icmp, spec.inner, spec.payload].filter((x) => x !== undefined);

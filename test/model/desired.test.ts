@@ -125,6 +125,19 @@ test('session affinity and source ranges reach the desired service', (t) => {
   t.deepEqual(desiredForService(svc('a', { loadBalancerSourceRanges: ['x'] }), [], nodes, config, alloc).services[0]!.sourceRanges, ['0.0.0.0/32', '::/128']);
 });
 
+test('the service.beta.kubernetes.io/load-balancer-source-ranges annotation applies when spec.loadBalancerSourceRanges is empty; the field wins when both are set', (t) => {
+  const ann = { 'service.beta.kubernetes.io/load-balancer-source-ranges': ' 198.51.100.0/24 ,2001:db8::/32,, bogus' };
+  const d = desiredForService(svc('a', {}, ann), [], nodes, config, alloc);
+  t.deepEqual(d.services[0]!.sourceRanges, ['198.51.100.0/24', '2001:db8::/32']);
+  t.deepEqual(d.problems.map((p) => p.reason), ['InvalidSourceRange']);
+  t.regex(d.problems[0]!.message, /service\.beta\.kubernetes\.io\/load-balancer-source-ranges entry "bogus"/);
+  const both = desiredForService(svc('a', { loadBalancerSourceRanges: ['203.0.113.0/24'] }, ann), [], nodes, config, alloc);
+  t.deepEqual(both.services[0]!.sourceRanges, ['203.0.113.0/24']);
+  // Only invalid entries: closed, not open — as for the field.
+  t.deepEqual(desiredForService(svc('a', {}, { 'service.beta.kubernetes.io/load-balancer-source-ranges': 'nope' }), [], nodes, config, alloc).services[0]!.sourceRanges, ['0.0.0.0/32', '::/128']);
+  t.deepEqual(desiredForService(svc('a', {}, { 'service.beta.kubernetes.io/load-balancer-source-ranges': '' }), [], nodes, config, alloc).services[0]!.sourceRanges, [], 'empty annotation: everyone');
+});
+
 test('ports: slice port matched by service port name, named and numeric targetPort fallbacks, UDP, SCTP refused', (t) => {
   const s = svc('a', { ports: [
     { name: 'http', port: 80, protocol: 'TCP', targetPort: 'web' as unknown as never },

@@ -2,7 +2,8 @@
 // turns a packet with options into exactly the same packet without them;
 // drop drops it; packets without options are untouched by both.
 import test from 'ava';
-import { BpfObject, bpfObjectPath } from '../../src/datapath/loader.js';
+import { BpfObject } from '../../src/datapath/loader.js';
+import { bpfObjectPath } from '../../src/assets.js';
 import { buildPacket, dsrOption, verifyIpv4Checksum, verifyL4Checksum, type PacketSpec } from '../lib/packets.js';
 
 const TC_ACT_OK = 0;

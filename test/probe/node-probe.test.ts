@@ -2,7 +2,8 @@
 // is marked (flag byte 1, option → NOPs, UDP checksum 0, IP checksum valid);
 // everything else continues untouched.
 import test from 'ava';
-import { BpfObject, bpfObjectPath, type BpfProgram } from '../../src/datapath/loader.js';
+import { BpfObject, type BpfProgram } from '../../src/datapath/loader.js';
+import { bpfObjectPath } from '../../src/assets.js';
 import { buildPacket, dsrOption, parsePacket, verifyIpv4Checksum, type PacketSpec } from '../lib/packets.js';
 import { PROBE_MAGIC, PROBE_PAYLOAD_LEN, probePayload } from '../../src/probe/wire.js';
 

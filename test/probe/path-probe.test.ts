@@ -6,7 +6,8 @@ import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { Cleanup, createNetns, uniqueId, vethPair, addAddress, nsRun, sysctl, sleep } from '../lib/netns.js';
-import { BpfObject, bpfObjectPath, inNetns, type TcAttachment } from '../../src/datapath/loader.js';
+import { BpfObject, inNetns, type TcAttachment } from '../../src/datapath/loader.js';
+import { bpfObjectPath } from '../../src/assets.js';
 import { probePath } from '../../src/probe/prober.js';
 import { testBpffs } from '../lib/test-bpffs.js';
 import { decidePath, initialPathState, type PathState } from '../../src/probe/decide.js';
@@ -22,7 +23,7 @@ let hopObj: BpfObject;
 const wrap = ['ip', 'netns', 'exec', E];
 
 async function startNode(): Promise<void> {
-  const child = spawn('ip', ['netns', 'exec', N, 'bin/edgelb', 'node', 'run', '--interface', 'n0', '--node-name', 'node-1', '--node-ip', NODE, '--pin-path', PIN], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', N, 'bin/edgelb', 'node', 'run', '--interface', 'n0', '--node-name', 'node-1', '--node-ip', NODE, '--edge-sources', EDGE, '--pin-path', PIN], { stdio: ['ignore', 'pipe', 'pipe'] });
   node = child;
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -1,6 +1,8 @@
 // bpf_loader: a thin N-API binding of libbpf for edgelb's datapath. The
 // typed API lives in src/datapath/loader.ts; this layer only converts
 // arguments, calls libbpf and turns failures into errno-carrying errors.
+// One more entry rides in the same .node file without being part of the
+// loader: sdNotify (notify.cc), bound by src/agent/sd-notify.ts on its own.
 #include <bpf/libbpf.h>
 #include <bpf/libbpf_version.h>
 

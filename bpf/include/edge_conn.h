@@ -1,0 +1,72 @@
+/* Edge program: when a connection is over. A packet from outside must not
+ * be able to end a live connection, and the edge sees only one side of it
+ * (DSR: the replies never come back here), so it ends nothing itself — it
+ * remembers the client's FIN or RST in the connection-table entry and
+ * decides, when a SYN arrives with the same 5-tuple, whether that SYN is a
+ * new connection on a reused port or someone else's SYN on a live one:
+ *
+ *   - a FIN or RST marks the entry (CT_F_FIN / CT_F_RST) with the time;
+ *   - every later packet of the flow moves the mark's time on (the
+ *     connection is not silent), and a packet after a RST clears CT_F_RST
+ *     (the RST was not its end: the backend ignored a blind one);
+ *   - the connection is over once marked and silent for EDGE_CONN_SILENCE
+ *     units (≈ 2–3 s).
+ *
+ * A SYN for a tuple with an entry (edge.c) stays on the entry's backend
+ * while it may take connections (a live tuple is never re-routed, and a
+ * reused port reaching the same active backend is a working connection);
+ * it is balanced afresh when that backend is gone, or terminating and the
+ * old connection is over — so a client reusing its port after a rolling
+ * update reaches an active pod.
+ *
+ * Time: coarse nanoseconds >> 30 (≈ 1.07 s units) kept in 8 bits; only
+ * marked entries and SYNs that find an entry read the clock. Wrapping
+ * (every ≈ 4.6 min) can make an old mark look recent, which only keeps a
+ * SYN on its terminating backend a little longer. */
+#ifndef EDGELB_EDGE_CONN_H
+#define EDGELB_EDGE_CONN_H
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+#include "parse.h"
+#include "edge_maps.h"
+
+#define EDGE_CONN_SILENCE 3
+
+static __always_inline __u64 edge_now_ns(const struct edge_config *cfg)
+{
+	if (cfg->now_ns)
+		return cfg->now_ns;
+	return bpf_ktime_get_coarse_ns();
+}
+
+static __always_inline __u8 edge_conn_tick(const struct edge_config *cfg)
+{
+	return (__u8)(edge_now_ns(cfg) >> 30);
+}
+
+/* A client packet of a flow with an entry (not a SYN). */
+static __always_inline void edge_conn_seen(const struct edge_config *cfg, struct edge_ct_val *cv,
+					   __u8 tcp_flags)
+{
+	if (tcp_flags & PKT_TCP_RST) {
+		cv->flags |= CT_F_RST;
+		cv->mark = edge_conn_tick(cfg);
+	} else if (tcp_flags & PKT_TCP_FIN) {
+		cv->flags = (cv->flags & ~CT_F_RST) | CT_F_FIN;
+		cv->mark = edge_conn_tick(cfg);
+	} else if (cv->flags) {
+		cv->flags &= ~CT_F_RST;
+		if (cv->flags)
+			cv->mark = edge_conn_tick(cfg);
+	}
+}
+
+static __always_inline int edge_conn_over(const struct edge_config *cfg, const struct edge_ct_val *cv)
+{
+	if (!cv->flags)
+		return 0;
+	return (__u8)(edge_conn_tick(cfg) - cv->mark) >= EDGE_CONN_SILENCE;
+}
+
+#endif

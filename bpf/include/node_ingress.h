@@ -1,0 +1,442 @@
+/* Node program, ingress: what the edges send to this node's pods.
+ *
+ *  - ip-option dispatch: the edge already rewrote the destination to the pod
+ *    and put the VIP:port in an 8-byte option (dsr_option.h) on TCP SYNs
+ *    and every UDP packet. We remember
+ *      reply tuple (pod:pp → client:cp, proto) → VIP:vp
+ *    in node_flows, then STRIP the option (IHL back, total length and header
+ *    checksum fixed) so the pod's stack sees the original packet: no unknown
+ *    option reaches netfilter, the pod's socket options or a non-Linux stack,
+ *    and nothing about the pod's path MTU changes. The L4 checksum does not
+ *    cover IP options, so it stays valid. If stripping is impossible (a VLAN
+ *    tag in the packet data, or turned off in node_config) the packet goes
+ *    on with the option, which Linux ignores on receive.
+ *  - ipip dispatch: the edge sent the untouched client → VIP:vp packet inside
+ *    IPv4-in-IPv4 to this node. The edge's Maglev chose the NODE; this node
+ *    chooses the pod among its own backends for VIP:vp (node_services, a
+ *    deterministic hash of the 5-tuple), pins the choice in node_fwd so the
+ *    flow stays on its pod when the local set changes, records the reply
+ *    tuple in node_flows, decapsulates and DNATs VIP:vp → pod:pp.
+ *    IPIP whose inner destination is no local service is left untouched
+ *    (it may belong to the CNI, e.g. Calico's IPIP mode). An ICMP
+ *    destination-unreachable about one of our flows (path MTU) is
+ *    decapsulated and re-addressed to the flow's pod.
+ *  - A client FIN/RST on a known flow marks / deletes it (node_flow.h).
+ *  Everything else: one parse and NODE_PASS. */
+#ifndef EDGELB_NODE_INGRESS_H
+#define EDGELB_NODE_INGRESS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "parse.h"
+#include "csum.h"
+#include "dsr_option.h"
+#include "node_maps.h"
+#include "node_counters.h"
+#include "node_verdict.h"
+#include "node_parse.h"
+#include "node_flow.h"
+#include "node_hash.h"
+#include "node_rewrite.h"
+#include "node_trust.h"
+
+/* Is ip:port one of the frontend's pods on this node? */
+static __always_inline int local_backend(const struct node_svc_value *sv, __be32 ip, __be16 port)
+{
+	__u32 n = sv->count;
+
+	for (__u32 i = 0; i < NODE_MAX_LOCAL_BACKENDS; i++) {
+		if (i >= n)
+			break;
+		if (sv->be[i].ip == ip && sv->be[i].port == port)
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, struct pkt *p,
+							struct node_config *cfg)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct dsr_opt *opt = (void *)(p->ip + 1);
+	enum node_step step;
+	__u32 opt_sum;
+	__be32 vip;
+	__be16 vport;
+
+	if (data + ETH_HLEN > data_end || !edge_neighbour(data))
+		return node_drop(NC_DROP_UNTRUSTED);
+	if ((void *)(opt + 1) > data_end || p->ihl_bytes < 20 + DSR_OPT_LEN ||
+	    opt->len != DSR_OPT_LEN)
+		return node_drop(NC_DROP_BAD_OPTION);
+	vip = opt->addr;
+	vport = opt->port;
+	/* One's-complement sum of the option's four 16-bit words. */
+	opt_sum = csum_fold_nocpl(csum_word32(((__u32 *)opt)[0]) + csum_word32(((__u32 *)opt)[1]));
+
+	if (parse_l4(data, data_end, p) != PARSE_OK)
+		return node_drop(NC_DROP_MALFORMED);
+	if (p->frag & PKT_FRAG_LATER) {
+		node_count(NC_IN_OPT_FRAGMENT);
+	} else if (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP) {
+		/* Only a configured frontend may become a reply source: an
+		 * option naming anything else (stale, or forged by someone on
+		 * the fabric) would make the pod answer from an arbitrary
+		 * address. */
+		if (cfg && (cfg->flags & NODE_CFG_VERIFY_VIP)) {
+			struct node_svc_key sk = {
+				.vip = vip,
+				.port = vport,
+				.proto = p->l4_proto,
+			};
+			struct node_svc_value *sv = bpf_map_lookup_elem(&node_services, &sk);
+
+			if (!sv)
+				return node_drop(NC_DROP_UNKNOWN_VIP);
+			/* ... and only towards one of its pods here: an option
+			 * aimed at any other address (another pod, the node, a
+			 * host port) is a forgery or a mistake. */
+			if (!local_backend(sv, p->daddr, p->dport))
+				return node_drop(NC_DROP_WRONG_BACKEND);
+		}
+		struct node_flow_key k = {
+			.pod_ip = p->daddr,
+			.client_ip = p->saddr,
+			.pod_port = p->dport,
+			.client_port = p->sport,
+			.proto = p->l4_proto,
+		};
+		__u64 now = now_ns(cfg);
+		__u8 syn = p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_SYN);
+
+		switch (remember_flow(cfg, &k, vip, vport, NODE_ORIGIN_OPTION, syn, now)) {
+		case FLOW_CONFLICT:
+			return node_drop(NC_DROP_VIP_CONFLICT);
+		case FLOW_LIMITED:
+			return node_drop(NC_DROP_INSERT_LIMIT);
+		default:
+			break;
+		}
+		if (p->l4_proto == IPPROTO_TCP && (p->tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))
+			client_seen(cfg, &k, p->tcp_flags, now);
+		node_count(NC_IN_OPT_FLOW);
+	}
+
+	if (!cfg || !(cfg->flags & NODE_CFG_STRIP_OPTION))
+		return node_pass(NC_IN_OPT_KEPT);
+	step = strip_option(skb, p->l3_off, p->ihl_bytes / 4, p->ip_len, opt_sum);
+	if (step == STEP_UNTOUCHED)
+		return node_pass(NC_IN_OPT_KEPT);
+	if (step != STEP_DONE)
+		return node_drop(NC_DROP_REWRITE);
+	return node_pass(NC_IN_OPT_STRIPPED);
+}
+
+/* An IPIP packet comes from an edge: a trusted neighbour sent it, with an
+ * outer source among the edge sources. Asked only once the packet turned
+ * out to be ours, so the CNI's own tunnels pay nothing. */
+static __always_inline int ipip_from_edge(struct __sk_buff *skb, const struct pkt *outer)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+
+	if (data + ETH_HLEN > data_end)
+		return 0;
+	return edge_neighbour(data) && edge_source(outer->saddr);
+}
+
+/* An ICMP destination-unreachable inside ipip, about one of our flows (a
+ * router on the client's path could not take a reply, whose source is the
+ * VIP, so the error went to the VIP and the edge forwarded it here like the
+ * flow's packets: inner packet untouched, quoting VIP:vp → client:cp).
+ * Deliver it as the pod's stack expects — destination and quoted source
+ * become pod:pp — so path-MTU discovery works through DSR. A quote that
+ * already names one of our pods' flows is only decapsulated. */
+static __always_inline enum node_step ingress_ipip_icmp(struct __sk_buff *skb,
+							const struct pkt *outer, struct pkt *in)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct node_fwd_value *fv;
+	struct pkt_inner q;
+	__be16 pod_port, vport;
+	__be32 pod_ip, vip;
+	__u32 l3_off = outer->l3_off;
+
+	if (in->ihl_bytes != 20 || parse_l4(data, data_end, in) != PARSE_OK ||
+	    in->icmp_type != ICMP_DEST_UNREACH)
+		return STEP_NOT_OURS;
+	/* The quoted header and the 8 L4 bytes RFC 792 guarantees must lie
+	 * within the inner packet (parse_icmp_inner only checks the window). */
+	if (in->ip_len < 20 + sizeof(struct pkt_icmphdr) + 20 + 8)
+		return STEP_NOT_OURS;
+	if (parse_icmp_inner(data, data_end, in, &q) != PARSE_OK)
+		return STEP_NOT_OURS;
+	if (q.ihl_bytes != 20 || (q.l4_proto != IPPROTO_TCP && q.l4_proto != IPPROTO_UDP) ||
+	    q.saddr != in->daddr || (q.sport == 0 && q.dport == 0))
+		return STEP_NOT_OURS;
+	/* A quoted TCP/UDP packet shorter than its own headers was never sent. */
+	if (bpf_ntohs(q.ip->tot_len) < 20 + 8)
+		return STEP_NOT_OURS;
+
+	struct node_fwd_key fk = {
+		.client_ip = q.daddr,
+		.vip = q.saddr,
+		.client_port = q.dport,
+		.vip_port = q.sport,
+		.proto = q.l4_proto,
+	};
+	vip = q.saddr;
+	vport = q.sport;
+	fv = bpf_map_lookup_elem(&node_fwd, &fk);
+	if (fv) {
+		pod_ip = fv->pod_ip;
+		pod_port = fv->pod_port;
+	} else {
+		struct node_flow_key rk = {
+			.pod_ip = q.saddr,
+			.client_ip = q.daddr,
+			.pod_port = q.sport,
+			.client_port = q.dport,
+			.proto = q.l4_proto,
+		};
+
+		if (!bpf_map_lookup_elem(&node_flows, &rk))
+			return STEP_NOT_OURS;
+		pod_ip = vip;
+		pod_port = vport;
+	}
+
+	if (!ipip_from_edge(skb, outer))
+		return STEP_UNTRUSTED;
+	if (bpf_skb_adjust_room(skb, -(__s32)outer->ihl_bytes, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO))
+		return STEP_DECAP_FAILED;
+	if (pod_ip == vip && pod_port == vport)
+		return STEP_DONE;
+	if (readdress_icmp_error(skb_data(skb), skb_data_end(skb), l3_off, REWRITE_DST, vip, pod_ip,
+				 vport, pod_port) != STEP_DONE)
+		return STEP_REWRITE_FAILED;
+	return STEP_DONE;
+}
+
+/* A SYN found an ipip flow's forward pin: it keeps the pinned pod while
+ * that connection lives (a SYN with a live tuple never re-routes it). The
+ * pin is released — the SYN picks a pod afresh — once the connection is
+ * over, or when the pod is no longer one of the frontend's pods here (a
+ * client reusing its port after a rolling update must reach a pod). */
+static __always_inline int pin_released(const struct node_config *cfg, const struct node_fwd_value *fv,
+					const struct node_svc_key *sk, const struct pkt *in, __u64 now)
+{
+	struct node_flow_key rk = {
+		.pod_ip = fv->pod_ip,
+		.client_ip = in->saddr,
+		.pod_port = fv->pod_port,
+		.client_port = in->sport,
+		.proto = in->l4_proto,
+	};
+	struct node_svc_value *sv;
+
+	if (flow_ended(cfg, &rk, now))
+		return 1;
+	sv = bpf_map_lookup_elem(&node_services, sk);
+	return !sv || !local_backend(sv, fv->pod_ip, fv->pod_port);
+}
+
+static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, struct pkt *outer,
+						      struct node_config *cfg)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct node_fwd_value *fv;
+	struct node_flow_key rk = {};
+	struct pkt in;
+	__be32 pod_ip;
+	__be16 pod_port;
+	__u64 now;
+	int new_flow = 0;
+	__u8 syn;
+
+	if (outer->frag) /* a fragmented tunnel packet: not ours to reassemble */
+		goto not_ours;
+	if (cfg && (cfg->flags & NODE_CFG_CHECK_OUTER_DST) && outer->daddr != cfg->node_ip)
+		goto not_ours;
+
+	in.l3_off = outer->l4_off;
+	if (in.l3_off > 14 + 4 + 60)
+		goto not_ours;
+	if (parse_ipv4_len(data, data_end, &in, skb->len) != PARSE_OK)
+		goto not_ours;
+	/* The inner packet must lie within the outer one, not in the
+	 * frame's trailing bytes. */
+	if (in.ip_len > outer->ip_len - outer->ihl_bytes)
+		goto not_ours;
+	if (in.frag & PKT_FRAG_LATER)
+		goto not_ours;
+	if (in.l4_proto == IPPROTO_ICMP) {
+		switch (ingress_ipip_icmp(skb, outer, &in)) {
+		case STEP_DONE:
+			return node_pass(NC_IN_IPIP_ICMP);
+		case STEP_DECAP_FAILED:
+			return node_drop(NC_DROP_DECAP);
+		case STEP_UNTRUSTED:
+			return node_drop(NC_DROP_UNTRUSTED);
+		case STEP_NOT_OURS:
+			goto not_ours;
+		default:
+			return node_drop(NC_DROP_REWRITE);
+		}
+	}
+	if (in.l4_proto != IPPROTO_TCP && in.l4_proto != IPPROTO_UDP)
+		goto not_ours;
+
+	struct node_svc_key sk = {
+		.vip = in.daddr,
+		.proto = in.l4_proto,
+	};
+	struct node_fwd_key fk = {
+		.client_ip = in.saddr,
+		.vip = in.daddr,
+		.proto = in.l4_proto,
+	};
+	if (parse_l4(data, data_end, &in) != PARSE_OK) {
+		/* Only ours if it is addressed to a local service; the port
+		 * is unreadable, so ask about the VIP with any port: cheaper
+		 * to just pass it untouched. */
+		goto not_ours;
+	}
+	sk.port = in.dport;
+	fk.client_port = in.sport;
+	fk.vip_port = in.dport;
+	syn = in.l4_proto == IPPROTO_TCP && (in.tcp_flags & PKT_TCP_SYN);
+
+	now = now_ns(cfg);
+	fv = bpf_map_lookup_elem(&node_fwd, &fk);
+	if (fv && !ipip_from_edge(skb, outer))
+		return node_drop(NC_DROP_UNTRUSTED);
+	if (fv && !is_expired(now, fv->last_seen_ns, flow_timeout(cfg, in.l4_proto, 0)) &&
+	    !(syn && pin_released(cfg, fv, &sk, &in, now))) {
+		pod_ip = fv->pod_ip;
+		pod_port = fv->pod_port;
+		touch(&fv->last_seen_ns, now);
+	} else {
+		struct node_svc_value *sv = bpf_map_lookup_elem(&node_services, &sk);
+		__u32 n, idx;
+
+		if (!sv)
+			goto not_ours;
+		if (!fv && !ipip_from_edge(skb, outer))
+			return node_drop(NC_DROP_UNTRUSTED);
+		n = sv->count;
+		if (n == 0 || n > NODE_MAX_LOCAL_BACKENDS)
+			return node_drop(NC_DROP_NO_BACKEND);
+		idx = node_tuple_hash(in.saddr, in.daddr, in.sport, in.dport, in.l4_proto) % n;
+		/* Keep clang from dropping the mask the verifier needs. */
+		asm volatile("" : "+r"(idx));
+		idx &= NODE_MAX_LOCAL_BACKENDS - 1;
+		pod_ip = sv->be[idx].ip;
+		pod_port = sv->be[idx].port;
+		new_flow = 1;
+	}
+
+	rk.pod_ip = pod_ip;
+	rk.client_ip = in.saddr;
+	rk.pod_port = pod_port;
+	rk.client_port = in.sport;
+	rk.proto = in.l4_proto;
+	switch (remember_flow(cfg, &rk, in.daddr, in.dport, NODE_ORIGIN_IPIP, syn, now)) {
+	case FLOW_CONFLICT:
+		return node_drop(NC_DROP_VIP_CONFLICT);
+	case FLOW_LIMITED:
+		return node_drop(NC_DROP_INSERT_LIMIT);
+	default:
+		break;
+	}
+	if (new_flow) {
+		struct node_fwd_value nfv = {
+			.pod_ip = pod_ip,
+			.pod_port = pod_port,
+			.last_seen_ns = now,
+		};
+
+		bpf_map_update_elem(&node_fwd, &fk, &nfv, BPF_ANY);
+	}
+	if (in.l4_proto == IPPROTO_TCP && (in.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))
+		client_seen(cfg, &rk, in.tcp_flags, now);
+
+	/* Decapsulate: remove the outer IPv4 header between L2 and the inner
+	 * header. Inner and outer are both IPv4, so skb->protocol stands. */
+	{
+		__u32 l3_off = outer->l3_off;
+		__u32 inner_ihl = in.ihl_bytes;
+		__u8 proto = in.l4_proto;
+
+		if (bpf_skb_adjust_room(skb, -(__s32)outer->ihl_bytes, BPF_ADJ_ROOM_MAC,
+					BPF_F_ADJ_ROOM_FIXED_GSO))
+			return node_drop(NC_DROP_DECAP);
+		if (l3_off > 18 || inner_ihl > 60)
+			return node_drop(NC_DROP_DECAP);
+		if (rewrite_l3l4(skb, l3_off, l3_off + inner_ihl, proto, REWRITE_DST, pod_ip,
+				 pod_port) != STEP_DONE)
+			return node_drop(NC_DROP_REWRITE);
+	}
+	if (new_flow)
+		node_count(NC_IN_IPIP_NEW_FLOW);
+	return node_pass(NC_IN_IPIP_DNAT);
+
+not_ours:
+	return node_pass(NC_IN_IPIP_NOT_OURS);
+}
+
+/* A client FIN/RST without our option: the end of a flow we may know. */
+static __always_inline void ingress_plain_tcp(struct __sk_buff *skb, struct pkt *p)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+
+	if (parse_l4(data, data_end, p) != PARSE_OK || !(p->tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))
+		return;
+	struct node_flow_key k = {
+		.pod_ip = p->daddr,
+		.client_ip = p->saddr,
+		.pod_port = p->dport,
+		.client_port = p->sport,
+		.proto = IPPROTO_TCP,
+	};
+
+	struct node_config *cfg = get_config();
+
+	client_seen(cfg, &k, p->tcp_flags, now_ns(cfg));
+}
+
+/* Ingress for a frame that is not IPv4: ARP may teach us an edge. */
+static __always_inline enum node_verdict node_ingress_other(struct __sk_buff *skb, const struct pkt *p)
+{
+	if (p->l3_proto == bpf_htons(ETH_P_ARP))
+		learn_edge_neighbour(skb, p);
+	return node_pass(NC_IN_PASS);
+}
+
+/* Ingress for a parsed IPv4 packet. */
+static __always_inline enum node_verdict node_ingress_v4(struct __sk_buff *skb, struct pkt *p)
+{
+	void *data_end = skb_data_end(skb);
+
+	if (p->ihl_bytes > 20) {
+		__u8 *otype = (void *)(p->ip + 1);
+
+		/* ihl_bytes > 20 and the header is within the window, so
+		 * the first option byte is readable; checked for the verifier. */
+		if ((void *)(otype + 1) <= data_end && *otype == DSR_OPT_TYPE)
+			return ingress_option(skb, p, get_config());
+	}
+	if (p->l4_proto == IPPROTO_IPIP)
+		return ingress_ipip(skb, p, get_config());
+	if (p->l4_proto == IPPROTO_TCP && !(p->frag & PKT_FRAG_LATER))
+		ingress_plain_tcp(skb, p);
+	return node_pass(NC_IN_PASS);
+}
+
+#endif

@@ -1,0 +1,167 @@
+/* Node program: rewriting packets in place — one address and port with
+ * both checksums, removing the DSR option, and re-addressing an ICMP error
+ * together with the packet it quotes. */
+#ifndef EDGELB_NODE_REWRITE_H
+#define EDGELB_NODE_REWRITE_H
+
+#include <linux/bpf.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "parse.h"
+#include "csum.h"
+#include "dsr_option.h"
+#include "node_parse.h"
+#include "node_verdict.h"
+
+#define TCP_CSUM_OFF 16
+#define UDP_CSUM_OFF 6
+
+/* Which end of a packet a rewrite changes. */
+#define REWRITE_SRC 0
+#define REWRITE_DST 1
+
+/* Rewrite one address (+ port) of the IPv4/L4 headers at l3_off/l4_off.
+ * Stores through packet pointers first (IP checksum by hand: it is never
+ * offloaded), then fixes the L4 checksum with the skb helper, which knows
+ * about CHECKSUM_PARTIAL/COMPLETE. Packet pointers are invalid afterwards. */
+static __always_inline enum node_step rewrite_l3l4(struct __sk_buff *skb, __u32 l3_off,
+						   __u32 l4_off, __u8 proto, int which,
+						   __be32 new_ip, __be16 new_port)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct iphdr *ip = data + l3_off;
+	__be32 old_ip;
+	__be16 old_port, *portp;
+	__u32 csum_off;
+	__u64 mangled = 0;
+
+	if (l3_off > 64 || l4_off > 128)
+		return STEP_REWRITE_FAILED;
+	if ((void *)(ip + 1) > data_end)
+		return STEP_REWRITE_FAILED;
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + l4_off;
+
+		if ((void *)(th + 1) > data_end)
+			return STEP_REWRITE_FAILED;
+		portp = which == REWRITE_DST ? &th->dest : &th->source;
+		csum_off = l4_off + TCP_CSUM_OFF;
+	} else {
+		struct udphdr *uh = data + l4_off;
+
+		if ((void *)(uh + 1) > data_end)
+			return STEP_REWRITE_FAILED;
+		portp = which == REWRITE_DST ? &uh->dest : &uh->source;
+		csum_off = l4_off + UDP_CSUM_OFF;
+		mangled = BPF_F_MARK_MANGLED_0;
+	}
+	old_ip = which == REWRITE_DST ? ip->daddr : ip->saddr;
+	old_port = *portp;
+	if (which == REWRITE_DST)
+		ip->daddr = new_ip;
+	else
+		ip->saddr = new_ip;
+	csum_replace4(&ip->check, old_ip, new_ip);
+	*portp = new_port;
+
+	if (old_ip != new_ip &&
+	    bpf_l4_csum_replace(skb, csum_off, old_ip, new_ip,
+				BPF_F_PSEUDO_HDR | mangled | sizeof(new_ip)))
+		return STEP_REWRITE_FAILED;
+	if (old_port != new_port &&
+	    bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | sizeof(new_port)))
+		return STEP_REWRITE_FAILED;
+	return STEP_DONE;
+}
+
+/* Remove our option (8 bytes right after the 20-byte base header).
+ * STEP_UNTOUCHED when the kernel would not shrink the packet (a VLAN tag in
+ * the packet data, say): the option is then still there. */
+static __always_inline enum node_step strip_option(struct __sk_buff *skb, __u32 l3_off,
+						   __u32 ihl_words, __u32 tot_len, __u32 opt_sum)
+{
+	void *data, *data_end;
+	struct iphdr *ip;
+	__be16 old_w0, new_w0, old_len, new_len;
+
+	/* ADJ_ROOM_NET removes the bytes after the kernel's 20-byte IPv4 base
+	 * header: exactly our option. The L4 checksum does not cover it, so
+	 * CHECKSUM_UNNECESSARY stays true (NO_CSUM_RESET). */
+	if (bpf_skb_adjust_room(skb, -(__s32)DSR_OPT_LEN, BPF_ADJ_ROOM_NET,
+				BPF_F_ADJ_ROOM_NO_CSUM_RESET))
+		return STEP_UNTOUCHED;
+	data = skb_data(skb);
+	data_end = skb_data_end(skb);
+	if (l3_off > 64)
+		return STEP_REWRITE_FAILED;
+	ip = data + l3_off;
+	if ((void *)(ip + 1) > data_end)
+		return STEP_REWRITE_FAILED;
+	old_w0 = *(__be16 *)ip; /* version, IHL, TOS */
+	ip->ihl = ihl_words - DSR_OPT_LEN / 4;
+	new_w0 = *(__be16 *)ip;
+	old_len = bpf_htons(tot_len);
+	new_len = bpf_htons(tot_len - DSR_OPT_LEN);
+	ip->tot_len = new_len;
+	/* Incremental (RFC 1624): take the option's words out of the sum and
+	 * account for IHL and total length. A header whose checksum was wrong
+	 * stays wrong, so the pod's stack still drops a corrupted packet. */
+	csum_apply_diff(&ip->check, csum_diff_2(old_w0, new_w0) + csum_diff_2(old_len, new_len) +
+					    (__u16)~(__u16)opt_sum);
+	/* The header's sum is unchanged by an incremental update, so for a
+	 * CHECKSUM_COMPLETE skb only the removed bytes, which the kernel
+	 * subtracted, must be added back. A no-op error for other skbs. */
+	bpf_csum_update(skb, opt_sum);
+	return STEP_DONE;
+}
+
+/* Re-address an ICMP error (IHL-5 outer and quoted headers, at l3_off) and
+ * the packet it quotes, as one: REWRITE_DST changes the error's destination
+ * and the quote's source address and port (the quote is the packet the
+ * error's receiver sent), REWRITE_SRC the error's source and the quote's
+ * destination. from_ip/from_port must be what the fields hold. The IP,
+ * quoted IP and ICMP checksums are updated together, so a
+ * CHECKSUM_COMPLETE sum stays right without helpers; the quoted L4
+ * checksum is left alone (receivers do not verify a quote's).
+ * STEP_NOT_OURS when the headers are not where they must be. */
+static __always_inline enum node_step readdress_icmp_error(void *data, void *data_end,
+							   __u32 l3_off, int which,
+							   __be32 from_ip, __be32 to_ip,
+							   __be16 from_port, __be16 to_port)
+{
+	struct iphdr *ip, *qip;
+	struct pkt_icmphdr *ih;
+	__be16 *qports, old_qcheck;
+
+	if (l3_off > 18)
+		return STEP_NOT_OURS;
+	ip = data + l3_off;
+	ih = (void *)(ip + 1);
+	qip = (void *)(ih + 1);
+	qports = (void *)(qip + 1);
+	if ((void *)(qports + 2) > data_end)
+		return STEP_NOT_OURS;
+	if (which == REWRITE_DST)
+		ip->daddr = to_ip;
+	else
+		ip->saddr = to_ip;
+	csum_replace4(&ip->check, from_ip, to_ip);
+	old_qcheck = qip->check;
+	if (which == REWRITE_DST) {
+		qip->saddr = to_ip;
+		qports[0] = to_port;
+	} else {
+		qip->daddr = to_ip;
+		qports[1] = to_port;
+	}
+	csum_replace4(&qip->check, from_ip, to_ip);
+	csum_apply_diff(&ih->checksum, csum_diff_4(from_ip, to_ip) + csum_diff_2(from_port, to_port) +
+					       csum_diff_2(old_qcheck, qip->check));
+	return STEP_DONE;
+}
+
+#endif

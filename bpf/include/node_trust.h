@@ -1,0 +1,118 @@
+/* Node program: the trust boundary. Only the edges may hand a pod a flow:
+ * a DSR option or an IPIP packet to one of our frontends is acted on only
+ * when it comes from an edge, anything else carrying them is dropped and
+ * counted (NC_DROP_UNTRUSTED) — never passed on with the option stripped.
+ *
+ * "From an edge" means:
+ *   - its Ethernet sender is a trusted edge neighbour (node_edge_macs). An
+ *     ip-option packet keeps the client's IPv4 source, so the link layer is
+ *     the only place the edge shows; a forged option sent from beyond a
+ *     router arrives with the router's address as sender and is refused.
+ *   - for IPIP, also: the outer source lies in node_edge_src.
+ * Trusted neighbours are learnt here from their ARP (a request or reply
+ * whose sender address is an edge source and whose sender hardware address
+ * is the frame's own source), which an edge sends before its first packet
+ * to this node, and written by the agent from the neighbour table for edges
+ * that were resolved before the program was loaded.
+ *
+ * What this relies on: the edges are on this node's link (ip-option needs
+ * that anyway); a sender on the same link can forge anything, as on any
+ * L2 segment. Across a routed hop use ipip and filter spoofed sources at the
+ * fabric's edge. */
+#ifndef EDGELB_NODE_TRUST_H
+#define EDGELB_NODE_TRUST_H
+
+#include <linux/types.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "parse.h"
+#include "node_maps.h"
+#include "node_counters.h"
+#include "node_parse.h"
+#include "node_flow.h"
+
+#ifndef ETH_P_ARP
+#define ETH_P_ARP 0x0806
+#endif
+
+static __always_inline int edge_source(__be32 addr)
+{
+	struct node_src_key k = { .prefixlen = 32, .addr = addr };
+
+	return bpf_map_lookup_elem(&node_edge_src, &k) != 0;
+}
+
+static __always_inline int edge_neighbour(const struct ethhdr *eth)
+{
+	struct node_mac_key k = {};
+
+	__builtin_memcpy(k.mac, eth->h_source, ETH_ALEN);
+	return bpf_map_lookup_elem(&node_edge_macs, &k) != 0;
+}
+
+/* ARP for IPv4 over Ethernet: fixed 28 bytes after the Ethernet header. */
+struct node_arp {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 op;
+	__u8 sha[ETH_ALEN];
+	__be32 spa;
+	__u8 tha[ETH_ALEN];
+	__be32 tpa;
+} __attribute__((packed));
+
+static __always_inline int same_mac(const __u8 *a, const __u8 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] &&
+	       a[5] == b[5];
+}
+
+/* Learn the sender of an ARP request or reply as an edge neighbour when it
+ * claims an edge-source address for its own frame's source MAC. */
+static __always_inline void learn_edge_neighbour(struct __sk_buff *skb, const struct pkt *p)
+{
+	void *data, *data_end;
+	struct ethhdr *eth;
+	struct node_arp *arp;
+	struct node_mac_value *cur;
+	struct node_mac_key k = {};
+	__be32 spa;
+
+	if (p->has_vlan || p->l3_off != ETH_HLEN)
+		return;
+	pull_headers(skb, ETH_HLEN + sizeof(struct node_arp));
+	data = skb_data(skb);
+	data_end = skb_data_end(skb);
+	eth = data;
+	arp = data + ETH_HLEN;
+	if ((void *)(arp + 1) > data_end)
+		return;
+	if (arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) || arp->hlen != ETH_ALEN ||
+	    arp->plen != 4 || (arp->op != bpf_htons(1) && arp->op != bpf_htons(2)))
+		return;
+	/* A unicast sender speaking for itself. */
+	if ((arp->sha[0] & 1) || !same_mac(arp->sha, eth->h_source))
+		return;
+	spa = arp->spa;
+	if (!edge_source(spa))
+		return;
+	__builtin_memcpy(k.mac, arp->sha, ETH_ALEN);
+	cur = bpf_map_lookup_elem(&node_edge_macs, &k);
+	if (cur && cur->ip == spa)
+		return;
+	{
+		struct node_mac_value v = {
+			.ip = spa,
+			.how = NODE_MAC_FROM_ARP,
+			.seen_ns = now_ns(get_config()),
+		};
+
+		bpf_map_update_elem(&node_edge_macs, &k, &v, BPF_ANY);
+	}
+	node_count(NC_EDGE_LEARNT);
+}
+
+#endif

@@ -1,0 +1,104 @@
+// Tells the node program which link-layer senders are edges (see
+// bpf/include/node_trust.h). The program learns an edge from its ARP, which
+// an edge sends before its first packet to a node it has not resolved yet;
+// an edge that resolved this node before the program (or the node) started
+// sends none. So at start, and now and then, the agent copies the kernel's
+// neighbour entries for edge-source addresses into the program's map, and
+// asks every single edge address it has no entry for (one empty UDP
+// datagram to the discard port makes the kernel resolve it; the edge's ARP
+// reply is then learnt by the program as well).
+import { execFile } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { promisify } from 'node:util';
+import type { Logger } from '../log/logger.js';
+import { edgeSourceContains, parseEdgeSource } from '../datapath/node-maps.js';
+
+const execFileP = promisify(execFile);
+
+/** One row of `ip -j neigh show`. */
+export interface NeighbourRow {
+  dst: string;
+  lladdr?: string;
+  state?: string[];
+}
+
+/** Pure: the neighbours that hold an edge-source address and have a usable link-layer address. */
+export function edgeNeighbourEntries(rows: readonly NeighbourRow[], sources: readonly string[]): { ip: string; mac: string }[] {
+  const out: { ip: string; mac: string }[] = [];
+  for (const r of rows) {
+    if (!r.lladdr || r.dst.includes(':')) continue;
+    if (r.state?.some((s) => s === 'FAILED' || s === 'INCOMPLETE' || s === 'NOARP')) continue;
+    if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(r.lladdr) || r.lladdr === '00:00:00:00:00:00') continue;
+    if (sources.some((s) => edgeSourceContains(s, r.dst))) out.push({ ip: r.dst, mac: r.lladdr.toLowerCase() });
+  }
+  return out;
+}
+
+/** Pure: the edge sources that name one address (worth resolving), minus those already in the table. */
+export function unresolvedEdges(rows: readonly NeighbourRow[], sources: readonly string[]): string[] {
+  const known = new Set(edgeNeighbourEntries(rows, sources).map((e) => e.ip));
+  return sources.map(parseEdgeSource).filter((s) => s.bits === 32 && !known.has(s.addr)).map((s) => s.addr);
+}
+
+export async function readNeighbours(ifname: string): Promise<NeighbourRow[]> {
+  const { stdout } = await execFileP('ip', ['-j', '-4', 'neigh', 'show', 'dev', ifname], { timeout: 5000 });
+  return stdout.trim() ? (JSON.parse(stdout) as NeighbourRow[]) : [];
+}
+
+/** One empty datagram to the discard port: the kernel resolves the address first. */
+async function nudge(addresses: readonly string[]): Promise<void> {
+  if (addresses.length === 0) return;
+  const sock = createSocket('udp4');
+  try {
+    await Promise.all(addresses.map((a) => new Promise<void>((resolve) => sock.send(Buffer.alloc(0), 9, a, () => resolve()))));
+  } finally {
+    sock.close();
+  }
+}
+
+export interface EdgeNeighbourSyncOptions {
+  ifname: string;
+  sources: readonly string[];
+  /** Writes one trusted neighbour into the program's map. */
+  trust: (ip: string, mac: string) => void;
+  logger: Logger;
+  /** Between table reads; default 30 s. */
+  intervalMs?: number;
+}
+
+export class EdgeNeighbourSync {
+  private timer: NodeJS.Timeout | null = null;
+  private readonly written = new Map<string, string>();
+
+  constructor(private readonly o: EdgeNeighbourSyncOptions) {}
+
+  /** Reads the table, trusts what is there, and asks the single edge addresses that are missing. */
+  async start(): Promise<void> {
+    const rows = await this.syncOnce();
+    const missing = unresolvedEdges(rows, this.o.sources);
+    if (missing.length > 0) {
+      this.o.logger.info({ edges: missing }, 'resolving edge addresses the node has no neighbour entry for');
+      await nudge(missing).catch((e: unknown) => this.o.logger.warn({ err: e }, 'could not send to the edges to resolve them'));
+      await new Promise((r) => setTimeout(r, 300));
+      await this.syncOnce();
+    }
+    this.timer = setInterval(() => void this.syncOnce().catch((e: unknown) => this.o.logger.warn({ err: e }, 'edge neighbour sync failed')), this.o.intervalMs ?? 30_000);
+    this.timer.unref();
+  }
+
+  async syncOnce(): Promise<NeighbourRow[]> {
+    const rows = await readNeighbours(this.o.ifname);
+    for (const { ip, mac } of edgeNeighbourEntries(rows, this.o.sources)) {
+      if (this.written.get(mac) === ip) continue;
+      this.o.trust(ip, mac);
+      this.written.set(mac, ip);
+      this.o.logger.info({ ip, mac }, 'edge neighbour trusted (from the neighbour table)');
+    }
+    return rows;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}

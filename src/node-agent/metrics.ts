@@ -1,0 +1,108 @@
+// Prometheus metrics of the node side (`edgelb node run --metrics-listen
+// ADDR`): drops by reason, the other datapath counters, flows remembered,
+// trusted edge neighbours and whether the kernel really runs our two
+// programs. Everything is read at scrape time from the pinned maps and the
+// kernel, so the numbers are the datapath's, not the agent's memory.
+import { createServer, type Server } from 'node:http';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from '../log/logger.js';
+import { closeNow } from '../agent/http-close.js';
+import { parseHostPort } from '../net/l4.js';
+
+export interface NodeMetricsSource {
+  /** Summed per-CPU counters by name (drop_* are drops). */
+  counters(): Record<string, number>;
+  /** Entries in node_flows / node_fwd. */
+  flows(): { flows: number; forwardPins: number };
+  edgeNeighbours(): number;
+  /** Per program: does the kernel run it where we attached it? */
+  attached(): { program: string; interface: string; attached: boolean }[];
+}
+
+/** "ADDRESS:PORT" or "[V6]:PORT". */
+export function parseListen(address: string): { host: string; port: number } {
+  const hp = parseHostPort(address);
+  if (!hp) throw new Error(`--metrics-listen: '${address}' is not ADDRESS:PORT (e.g. 0.0.0.0:9101)`);
+  return { host: hp.address, port: hp.port };
+}
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+  private server: Server | null = null;
+
+  constructor(private readonly source: NodeMetricsSource) {
+    const r = this.registry;
+    const src = source;
+    collectDefaultMetrics({ register: r, prefix: 'edgelb_node_process_' });
+    new Gauge({
+      name: 'edgelb_node_drops', help: 'Packets the node program dropped, by reason', labelNames: ['reason'], registers: [r],
+      collect() {
+        this.reset();
+        for (const [k, v] of Object.entries(src.counters())) if (k.startsWith('drop_')) this.set({ reason: k.slice('drop_'.length) }, v);
+      },
+    });
+    new Gauge({
+      name: 'edgelb_node_packets', help: 'Packets by what the node program did with them (datapath counters)', labelNames: ['action'], registers: [r],
+      collect() {
+        this.reset();
+        for (const [k, v] of Object.entries(src.counters())) if (!k.startsWith('drop_')) this.set({ action: k }, v);
+      },
+    });
+    new Gauge({
+      name: 'edgelb_node_flows', help: 'Flows remembered (reply tuple → VIP, node_flows entries)', registers: [r],
+      collect() { this.set(src.flows().flows); },
+    });
+    new Gauge({
+      name: 'edgelb_node_forward_pins', help: 'IPIP flows pinned to a local pod (node_fwd entries)', registers: [r],
+      collect() { this.set(src.flows().forwardPins); },
+    });
+    new Gauge({
+      name: 'edgelb_node_edge_neighbours', help: 'Link-layer senders trusted as edges', registers: [r],
+      collect() { this.set(src.edgeNeighbours()); },
+    });
+    new Gauge({
+      name: 'edgelb_node_program_attached', help: '1 when the kernel runs our program on the interface (queried at scrape time)', labelNames: ['program', 'interface'], registers: [r],
+      collect() {
+        this.reset();
+        for (const a of src.attached()) this.set({ program: a.program, interface: a.interface }, a.attached ? 1 : 0);
+      },
+    });
+  }
+
+  async render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  async listen(address: string, log: Logger): Promise<void> {
+    const { host, port } = parseListen(address);
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics') {
+        this.render().then(
+          (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+          (e: unknown) => {
+            log.error({ err: e }, 'metrics collection failed');
+            res.writeHead(500).end();
+          },
+        );
+      } else if (path === '/healthz') {
+        const down = this.source.attached().filter((a) => !a.attached);
+        res.writeHead(down.length === 0 ? 200 : 503, { 'content-type': 'text/plain' }).end(down.length === 0 ? 'ok\n' : `not attached: ${down.map((a) => `${a.program} on ${a.interface}`).join(', ')}\n`);
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics or /healthz\n');
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    this.server = server;
+    log.info({ address }, 'node metrics listening');
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    await closeNow(s);
+  }
+}

@@ -1,0 +1,123 @@
+// `edgelb node run` as an operator runs it: the edge sources it must be
+// given, the neighbour sync that tells the program which link-layer senders
+// are edges, and the Prometheus metrics (--metrics-listen) — drops by reason,
+// flows remembered, and whether the kernel really runs the programs.
+//
+//   edge ns (e0, the edge) ── veth ── node ns (n0, `edgelb node run`)
+import test from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { addAddress, Cleanup, createNetns, nsRun, sleep, uniqueId, vethPair, waitFor } from '../lib/netns.js';
+import { testBpffs } from '../lib/test-bpffs.js';
+import { buildPacket, dsrOption } from '../lib/packets.js';
+import { inject } from '../lib/inject.js';
+import { parseEdgeSources } from '../../src/cli/node.js';
+import { edgeNeighbourEntries, unresolvedEdges } from '../../src/node-agent/edge-neighbours.js';
+import { parseListen } from '../../src/node-agent/metrics.js';
+import { NODE_DEFAULTS } from '../../src/datapath/node-datapath.js';
+
+test('--edge-sources is required and every entry is checked', (t) => {
+  t.throws(() => parseEdgeSources(undefined), { message: /--edge-sources is required/ });
+  t.throws(() => parseEdgeSources(' '), { message: /--edge-sources is required/ });
+  t.throws(() => parseEdgeSources('10.0.0.11,10.0.0.1/24'), { message: /--edge-sources: edge source '10.0.0.1\/24': host bits are set \(did you mean 10.0.0.0\/24\?\)/ });
+  t.throws(() => parseEdgeSources('10.0.0.11,edge2'), { message: /edge source 'edge2'/ });
+  t.deepEqual(parseEdgeSources('10.0.0.11, 10.0.0.12,192.0.2.0/28'), ['10.0.0.11', '10.0.0.12', '192.0.2.0/28']);
+  t.throws(() => parseListen('9101'), { message: /not ADDRESS:PORT/ });
+  t.deepEqual(parseListen('[::1]:9101'), { host: '::1', port: 9101 });
+  const r = spawnSync('bin/edgelb', ['node', 'run', '--interface', 'lo'], { encoding: 'utf8' });
+  t.is(r.status, 2);
+  t.regex(r.stderr, /--edge-sources is required/);
+});
+
+test('neighbour table → trusted edges: only edge-source addresses with a usable link-layer address; single edges without an entry are resolved', (t) => {
+  const rows = [
+    { dst: '10.0.0.11', lladdr: '02:AA:00:00:00:11', state: ['REACHABLE'] },
+    { dst: '10.0.0.12', lladdr: '02:aa:00:00:00:12', state: ['STALE'] },
+    { dst: '10.0.0.13', state: ['FAILED'] },
+    { dst: '10.0.0.1', lladdr: '02:aa:00:00:00:01', state: ['REACHABLE'] }, // the router: no edge
+    { dst: '192.0.2.5', lladdr: '02:aa:00:00:00:05', state: ['PERMANENT'] },
+    { dst: 'fe80::1', lladdr: '02:aa:00:00:00:11', state: ['REACHABLE'] },
+  ];
+  const sources = ['10.0.0.11', '10.0.0.12', '10.0.0.13', '10.0.0.14/32', '192.0.2.0/29'];
+  t.deepEqual(edgeNeighbourEntries(rows, sources), [
+    { ip: '10.0.0.11', mac: '02:aa:00:00:00:11' },
+    { ip: '10.0.0.12', mac: '02:aa:00:00:00:12' },
+    { ip: '192.0.2.5', mac: '02:aa:00:00:00:05' },
+  ]);
+  t.deepEqual(unresolvedEdges(rows, sources), ['10.0.0.13', '10.0.0.14']);
+});
+
+async function scrape(ns: string, port: number, path = '/metrics'): Promise<{ status: number; body: string }> {
+  const r = await nsRun(ns, ['curl', '-s', '-o', '-', '-w', '\n%{http_code}', `http://127.0.0.1:${port}${path}`]);
+  const lines = r.stdout.trimEnd().split('\n');
+  return { status: Number(lines.pop()), body: lines.join('\n') };
+}
+
+function metric(body: string, name: string, labels = ''): number | null {
+  const line = body.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
+  return line ? Number(line.split(' ').pop()) : null;
+}
+
+test.serial('edgelb node run: resolves its edges, drops a forged option as untrusted_source, and its metrics follow the kernel when a program is detached by hand', async (t) => {
+  t.timeout(90_000);
+  const id = uniqueId();
+  const E = `elbna-e-${id}`;
+  const N = `elbna-n-${id}`;
+  const o = 16 + (parseInt(id, 16) % 200);
+  const EDGE = `10.${o}.31.2`;
+  const NODE = `10.${o}.31.10`;
+  const PIN = `${testBpffs()}/edgelb-test-node-agent-${id}`;
+  const PORT = 9101;
+  const cleanup = new Cleanup();
+  let child: ChildProcess | null = null;
+  let log = '';
+  t.teardown(async () => {
+    if (child && child.exitCode === null) {
+      const done = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child?.kill('SIGKILL'), 10_000);
+      await done;
+      clearTimeout(timer);
+    }
+    rmSync(PIN, { recursive: true, force: true });
+    await cleanup.run();
+  });
+  await createNetns(E, cleanup);
+  await createNetns(N, cleanup);
+  await vethPair(E, 'e0', N, 'n0');
+  await addAddress(E, 'e0', `${EDGE}/24`);
+  await addAddress(N, 'n0', `${NODE}/24`);
+
+  child = spawn('ip', ['netns', 'exec', N, 'bin/edgelb', 'node', 'run', '--interface', 'n0', '--node-name', 'node-1', '--node-ip', NODE, '--edge-sources', EDGE, '--metrics-listen', `127.0.0.1:${PORT}`, '--pin-path', PIN], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  t.true(await waitFor(() => log.includes('EDGELB NODE READY') || child!.exitCode !== null, 20_000), log.slice(-1500));
+  t.regex(log, /EDGELB NODE READY/, log.slice(-1500));
+
+  // The agent asked its edge (it had no neighbour entry for it): the edge's ARP reply taught the program.
+  const m0 = await scrape(N, PORT);
+  t.is(m0.status, 200);
+  t.is(metric(m0.body, 'edgelb_node_edge_neighbours'), 1, m0.body);
+  t.is(metric(m0.body, 'edgelb_node_program_attached', 'program="node_ingress",interface="n0"'), 1);
+  t.is(metric(m0.body, 'edgelb_node_program_attached', 'program="node_egress",interface="n0"'), 1);
+  t.is(metric(m0.body, 'edgelb_node_drops', 'reason="untrusted_source"'), 0);
+  t.is(metric(m0.body, 'edgelb_node_flows'), 0);
+
+  // A forged option SYN whose link-layer sender is not the edge (what a router forwards from a client).
+  const nodeMac = (JSON.parse((await nsRun(N, ['ip', '-j', 'link', 'show', 'n0'])).stdout) as { address: string }[])[0]!.address;
+  const forged = buildPacket({ eth: { src: '02:00:00:00:99:99', dst: nodeMac }, ip: { src: '172.16.0.20', dst: NODE, options: dsrOption('198.51.100.1', 80) }, tcp: { sport: 40000, dport: 8080, flags: { syn: true } } });
+  await inject(E, { iface: 'e0', frames: [forged, forged] });
+  const m1 = await scrape(N, PORT);
+  t.is(metric(m1.body, 'edgelb_node_drops', 'reason="untrusted_source"'), 2, m1.body);
+  t.is(metric(m1.body, 'edgelb_node_flows'), 0);
+
+  // Detached behind the agent's back: the metric and /healthz say so at once.
+  await nsRun(N, ['tc', 'filter', 'del', 'dev', 'n0', 'ingress', 'pref', String(NODE_DEFAULTS.tcPriority), 'handle', `0x${NODE_DEFAULTS.tcHandle.toString(16)}`, 'bpf']);
+  const m2 = await scrape(N, PORT);
+  t.is(metric(m2.body, 'edgelb_node_program_attached', 'program="node_ingress",interface="n0"'), 0, m2.body);
+  t.is(metric(m2.body, 'edgelb_node_program_attached', 'program="node_egress",interface="n0"'), 1);
+  const h = await scrape(N, PORT, '/healthz');
+  t.is(h.status, 503);
+  t.regex(h.body, /not attached: node_ingress on n0/);
+  await sleep(10);
+});
