@@ -4,9 +4,9 @@
  * Why: a SYN must look its tuple up (a live tuple is never re-routed, an
  * ended one's entry goes; edge.c), and for a new tuple that lookup is a
  * miss in a random bucket of a 1 Mi-bucket table (16 MiB): a cache and TLB
- * miss that was over half of a fresh SYN's cost. The filter is 2^20 bits
- * (128 KiB) per bit set, indexed by the flow hash the program computes anyway, small
- * enough to stay in cache under a SYN flood. A clear bit proves the tuple
+ * miss that was over half of a fresh SYN's cost. The filter is 2^19 bits
+ * per bit set (256 KiB for all four), indexed by the flow hash the program
+ * computes anyway: small enough to stay in cache under a SYN flood. A clear bit proves the tuple
  * has no entry; a set bit means "look" (false positives only cost the
  * lookup the SYN always made).
  *
@@ -22,8 +22,9 @@
  * written whole, with no race. ct_filter = 0 (a fresh or an older config)
  * turns the filter off: every SYN looks, as before.
  *
- * Layout: key = gen * 2 * EDGE_CT_FILTER_WORDS + word * 2 + (P ? 1 : 0),
- * so a generation's W and P words share a cache line.
+ * Layout: key = word * 4 + gen * 2 + (P ? 1 : 0): a word's W and P of
+ * both generations share one 32-byte element pair, so a SYN's check and an
+ * insert's two updates each touch one cache line.
  *
  * Only SYNs consult it: every other packet of a VIP flow is usually
  * established (a hit), where the filter would be one more access. */
@@ -47,7 +48,7 @@ static __always_inline __u64 edge_ct_filter_bit(__u32 hash)
 
 static __always_inline __u32 edge_ct_filter_key(__u32 gen, __u32 hash, __u32 p)
 {
-	return gen * 2 * EDGE_CT_FILTER_WORDS + edge_ct_filter_word(hash) * 2 + p;
+	return edge_ct_filter_word(hash) * 4 + gen * 2 + p;
 }
 
 /* May the tuple with this flow hash have an edge_ct entry? */

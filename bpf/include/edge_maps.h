@@ -13,7 +13,7 @@
  *   edge_backends  256 Ki × 16 B backend id → pod / node / flags
  *   edge_services  64 Ki        {vip, port, proto} → service
  *   edge_ct        1 Mi LRU     5-tuple → backend (connection table)
- *   edge_ct_filter 4 × 128 KiB  which tuples may have an edge_ct entry (edge_ct_filter.h)
+ *   edge_ct_filter 4 × 64 KiB   which tuples may have an edge_ct entry (edge_ct_filter.h)
  *   edge_affinity  128 Ki LRU   {service, client} → backend, last use
  *   edge_snat_rev  256 Ki LRU   SNAT reverse translations
  */
@@ -31,7 +31,7 @@
 #define EDGE_AFFINITY_ENTRIES (1 << 17)
 #define EDGE_SNAT_ENTRIES (1 << 18)
 #define EDGE_SRC_RANGE_ENTRIES (1 << 16)
-#define EDGE_CT_FILTER_WORDS (1 << 14) /* per bank: 2^20 bits */
+#define EDGE_CT_FILTER_WORDS (1 << 13) /* per bit set: 2^19 bits */
 
 /* Service key. port and proto are 0 in the per-VIP marker entry that lets
  * the program recognise fragments addressed to a VIP. */

@@ -5,6 +5,7 @@
 #define EDGELB_EDGE_SELECT_H
 
 #include "edge_maps.h"
+#include "edge_time.h"
 #include "edge_counters.h"
 #include "edge_hash.h"
 
@@ -35,7 +36,7 @@ static __always_inline int edge_may_insert(__u32 limit)
 	w = bpf_map_lookup_elem(&edge_insert_limit, &zero);
 	if (!w)
 		return 1;
-	now = bpf_ktime_get_coarse_ns() >> 30;
+	now = edge_coarse_ns() >> 30;
 	if (w->window != now) {
 		w->window = now;
 		w->count = 0;
@@ -99,7 +100,7 @@ static __always_inline int edge_maglev(const struct edge_svc *svc, __u32 hash, _
 
 static __always_inline __u32 edge_now_s(void)
 {
-	return (__u32)(bpf_ktime_get_coarse_ns() / 1000000000ull);
+	return (__u32)(edge_coarse_ns() / 1000000000ull);
 }
 
 /* New flow: session affinity first (if configured and fresh), else Maglev

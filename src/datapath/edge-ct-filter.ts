@@ -16,8 +16,8 @@
 // key's fields as the program loads them).
 import { BPF_ANY, type BpfMap } from './loader.js';
 
-/** Words (u64) per bank: 2^20 bits. Mirrors EDGE_CT_FILTER_WORDS. */
-export const EDGE_CT_FILTER_WORDS = 1 << 14;
+/** Words (u64) per bit set: 2^19 bits. Mirrors EDGE_CT_FILTER_WORDS. */
+export const EDGE_CT_FILTER_WORDS = 1 << 13;
 const EDGE_HASH_SEED = 0x2f6b5a13;
 const CT_KEY_SIZE = 16;
 
@@ -68,9 +68,9 @@ export function ctFilterPosition(hash: number): { word: number; bit: number } {
 /** edge_config.ct_filter: the generation in use + 1; 0 = no filter. */
 export type CtFilterState = 0 | 1 | 2;
 
-/** Array key of a generation's W (p = 0) or P (p = 1) word. */
+/** Array key of a generation's W (p = 0) or P (p = 1) word: both generations' words share a cache line. */
 export function ctFilterKey(gen: number, word: number, p: 0 | 1): number {
-  return gen * 2 * EDGE_CT_FILTER_WORDS + word * 2 + p;
+  return word * 4 + gen * 2 + p;
 }
 
 /**
