@@ -61,7 +61,6 @@
 #include "edge_snat.h"
 #include "edge_steer.h"
 #include "edge_conn.h"
-#include "edge_ct_filter.h"
 
 static __always_inline int edge_fragment(const struct pkt *p)
 {
@@ -139,10 +138,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	ck.proto = p.l4_proto;
 	syn = p.l4_proto == IPPROTO_TCP &&
 	      (p.tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN;
-	hash = edge_flow_hash(ck.saddr, ck.daddr, ck.sport, ck.dport, ck.proto);
-	/* A SYN of a tuple the filter has never seen skips the lookup: it
-	 * would miss (edge_ct_filter.h). */
-	cv = syn && !edge_ct_maybe(cfg, hash) ? 0 : bpf_map_lookup_elem(&edge_ct, &ck);
+	cv = bpf_map_lookup_elem(&edge_ct, &ck);
 	if (cv && syn) {
 		/* A SYN with the 5-tuple of a known flow (edge_conn.h): while
 		 * that backend takes connections, or its connection lives, the
@@ -172,6 +168,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 			edge_conn_seen(cfg, cv, p.tcp_flags);
 		}
 	}
+	hash = edge_flow_hash(ck.saddr, ck.daddr, ck.sport, ck.dport, ck.proto);
 	if (!be) {
 		/* A new flow from a VIP or from the edge itself is a forgery (or
 		 * a loop): its replies would go to ourselves. Known flows passed
@@ -217,8 +214,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 		if (edge_may_insert(cfg->ct_insert_limit)) {
 			struct edge_ct_val nv = { .backend_id = be_id };
 
-			if (bpf_map_update_elem(&edge_ct, &ck, &nv, BPF_ANY) == 0)
-				edge_ct_filter_add(hash);
+			bpf_map_update_elem(&edge_ct, &ck, &nv, BPF_ANY);
 		} else {
 			edge_count(EV_CT_INSERT_SKIPPED);
 		}

@@ -13,7 +13,6 @@
  *   edge_backends  256 Ki × 16 B backend id → pod / node / flags
  *   edge_services  64 Ki        {vip, port, proto} → service
  *   edge_ct        1 Mi LRU     5-tuple → backend (connection table)
- *   edge_ct_filter 4 × 64 KiB   which tuples may have an edge_ct entry (edge_ct_filter.h)
  *   edge_affinity  128 Ki LRU   {service, client} → backend, last use
  *   edge_snat_rev  256 Ki LRU   SNAT reverse translations
  */
@@ -31,7 +30,6 @@
 #define EDGE_AFFINITY_ENTRIES (1 << 17)
 #define EDGE_SNAT_ENTRIES (1 << 18)
 #define EDGE_SRC_RANGE_ENTRIES (1 << 16)
-#define EDGE_CT_FILTER_WORDS (1 << 13) /* per bit set: 2^19 bits */
 
 /* Service key. port and proto are 0 in the per-VIP marker entry that lets
  * the program recognise fragments addressed to a VIP. */
@@ -144,7 +142,7 @@ struct edge_config {
 	__u16 mtu;            /* MTU towards the nodes */
 	__u16 snat_port_min;  /* host order, inclusive */
 	__u16 snat_port_max;
-	__u16 ct_filter;       /* edge_ct_filter generation in use + 1; 0 = no filter */
+	__u16 pad;
 	__u32 ct_insert_limit; /* new conntrack entries per CPU per ~1 s; 0 = unlimited */
 	__u8 gw_mac[6];        /* CFG_F_GW_MAC next hop */
 	__u8 own_mac[6];
@@ -185,14 +183,6 @@ struct {
 	__type(key, struct edge_ct_key);
 	__type(value, struct edge_ct_val);
 } edge_ct SEC(".maps");
-
-/* Two generations of two interleaved bit sets (edge_ct_filter.h). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4 * EDGE_CT_FILTER_WORDS);
-	__type(key, __u32);
-	__type(value, __u64);
-} edge_ct_filter SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

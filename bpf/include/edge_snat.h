@@ -35,7 +35,6 @@
 #include "edge_xmit.h"
 #include "edge_icmp.h"
 #include "edge_conn.h"
-#include "edge_ct_filter.h"
 
 /* Units of edge clock >> 30 (≈ 1.07 s). */
 #define SNAT_HOLD_CLOSED 56 /* ≈ 60 s: a Linux TIME_WAIT */
@@ -143,8 +142,7 @@ static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct
 	if (port != have) {
 		struct edge_ct_val cv = { .backend_id = be_id, .snat_port = port };
 
-		if (bpf_map_update_elem(&edge_ct, ck, &cv, BPF_ANY) == 0)
-			edge_ct_filter_add(hash);
+		bpf_map_update_elem(&edge_ct, ck, &cv, BPF_ANY);
 	}
 	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, cfg->addr, port, be->ip, be->port) < 0)
 		return ACT_DROP;

@@ -41,7 +41,6 @@ import {
   u32Key,
   type EdgeStatName,
 } from './edge-maps.js';
-import { rebuildCtFilter, type CtFilterState } from './edge-ct-filter.js';
 import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
 import { protoNumber } from '../net/l4.js';
 
@@ -74,13 +73,6 @@ export interface EdgeDatapathOptions {
   forward?: ForwardMode;
   /** Dispatch for `auto` services until setPathDispatch says otherwise. Default 'ipip' (works on any path). */
   autoDispatchDefault?: PathDispatch;
-  /**
-   * How often the connection-table filter (which tuples may have an entry;
-   * a SYN of any other skips the lookup) is rebuilt from the table, so bits
-   * of ended flows go away: ms, default 30000; 0 = only at open and by
-   * refreshCtFilter().
-   */
-  ctFilterRefreshMs?: number;
   /** Override map sizes (tests). */
   maxEntries?: Record<string, number>;
   /**
@@ -212,7 +204,6 @@ const MAP_NAMES = [
   'edge_ring',
   'edge_backends',
   'edge_ct',
-  'edge_ct_filter',
   'edge_affinity',
   'edge_src_ranges',
   'edge_snat_rev',
@@ -255,8 +246,6 @@ export class EdgeDatapath {
   private readonly svcIds: IdAllocator;
   private readonly beIds: IdAllocator;
   private attachment: XdpAttachment | TcAttachment | null = null;
-  private ctFilter: CtFilterState = 0;
-  private ctFilterTimer: NodeJS.Timeout | null = null;
   private readonly log: Logger | undefined;
 
   private constructor(obj: BpfObject, opts: EdgeDatapathOptions) {
@@ -293,10 +282,6 @@ export class EdgeDatapath {
     if (!Number.isInteger(opts.maglevTableSize) || opts.maglevTableSize < 3 || opts.maglevTableSize > 2 ** 20) {
       throw new Error(`maglevTableSize ${opts.maglevTableSize} must be an integer in 3..1048576`);
     }
-    const refresh = opts.ctFilterRefreshMs;
-    if (refresh !== undefined && (!Number.isInteger(refresh) || refresh < 0 || refresh > 2 ** 31 - 1)) {
-      throw new Error(`ctFilterRefreshMs ${refresh} must be an integer number of ms in 0..2147483647`);
-    }
     const hooks = opts.hooks ?? ['xdp', 'tc'];
     if (hooks.length === 0) throw new Error('hooks: load at least one of xdp, tc');
     return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
@@ -312,8 +297,6 @@ export class EdgeDatapath {
       dp = new EdgeDatapath(obj, opts);
       dp.writeConfig();
       dp.rebuildFromMaps();
-      dp.refreshCtFilter();
-      dp.startCtFilterRefresh();
     } catch (e) {
       obj.close();
       throw e;
@@ -356,36 +339,7 @@ export class EdgeDatapath {
   }
 
   close(): void {
-    if (this.ctFilterTimer) clearInterval(this.ctFilterTimer);
-    this.ctFilterTimer = null;
     this.obj.close();
-  }
-
-  /**
-   * Rebuilds the connection-table filter's idle generation from edge_ct and
-   * puts it in use (src/datapath/edge-ct-filter.ts). Safe while packets
-   * flow; called at open, then every ctFilterRefreshMs.
-   */
-  refreshCtFilter(): { entries: number; bitsSet: number } {
-    const r = rebuildCtFilter(this.maps.edge_ct_filter, this.maps.edge_ct, this.ctFilter);
-    this.ctFilter = r.state;
-    this.writeConfig();
-    return { entries: r.entries, bitsSet: r.bitsSet };
-  }
-
-  private startCtFilterRefresh(): void {
-    const ms = this.opts.ctFilterRefreshMs ?? 30_000;
-    if (ms === 0) return;
-    this.ctFilterTimer = setInterval(() => {
-      try {
-        const r = this.refreshCtFilter();
-        this.log?.debug(r, 'edge datapath: connection-table filter rebuilt');
-      } catch (e) {
-        // The generation in use stays valid: it is only replaced after a complete rebuild.
-        this.log?.warn({ err: (e as Error).message }, 'edge datapath: connection-table filter rebuild failed');
-      }
-    }, ms);
-    this.ctFilterTimer.unref();
   }
 
   /** Change the forwarding / configuration knobs at runtime. */
@@ -407,7 +361,6 @@ export class EdgeDatapath {
       snatPortMin: o.snatPorts?.min ?? 20000,
       snatPortMax: o.snatPorts?.max ?? 32767,
       ctInsertLimit: o.ctInsertLimit ?? 200000,
-      ctFilter: this.ctFilter,
       gwMac: fwd.kind === 'gateway' ? fwd.gatewayMac : '00:00:00:00:00:00',
       ownMac: fwd.kind === 'gateway' ? fwd.ownMac : '00:00:00:00:00:00',
     });
