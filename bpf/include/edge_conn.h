@@ -38,7 +38,7 @@ static __always_inline __u64 edge_now_ns(const struct edge_config *cfg)
 {
 	if (cfg->now_ns)
 		return cfg->now_ns;
-	return edge_coarse_ns();
+	return edge_coarse_ns(cfg);
 }
 
 static __always_inline __u8 edge_conn_tick(const struct edge_config *cfg)

@@ -3,35 +3,32 @@
  * and affinity ages) needs tick resolution at best, which is what
  * bpf_ktime_get_coarse_ns gives — through a helper call per packet.
  * bpf_jiffies64 is the same tick counter and the verifier inlines it (one
- * load), so with the kernel's CONFIG_HZ known at load time (libbpf's
- * .kconfig) the clock costs no call: jiffies since boot × ns per jiffy,
- * the same origin and resolution as the coarse clock within a tick (so
- * values in pinned maps stay comparable with a build that used it).
- * Without CONFIG_HZ (no kernel config to read, or an unusual HZ) the
- * program falls back to the helper. */
+ * load), so with the kernel's HZ known the clock costs no call: jiffies
+ * since boot × ns per jiffy, the coarse clock's origin and resolution
+ * within a tick (values in pinned maps stay comparable with a build that
+ * used the helper). HZ comes from user space (edge_config.hz, read from
+ * the kernel's config by src/datapath/kernel-hz.ts), not from libbpf's
+ * .kconfig: a missing kernel config must not keep the program from
+ * loading. hz 0 (unknown, or an HZ not listed here) uses the helper. */
 #ifndef EDGELB_EDGE_TIME_H
 #define EDGELB_EDGE_TIME_H
 
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
+#include "edge_maps.h"
 
-extern unsigned int CONFIG_HZ __kconfig __weak;
+/* Jiffies since boot: they start 300 s before wrapping 32 bits (INITIAL_JIFFIES). */
+#define EDGE_JIFFIES_SINCE_BOOT(hz) (bpf_jiffies64() - (__u64)(__u32)(-300 * (hz)))
 
-/* INITIAL_JIFFIES: jiffies start 300 s before wrapping 32 bits. */
-static __always_inline __u64 edge_jiffies_since_boot(__u32 hz)
+static __always_inline __u64 edge_coarse_ns(const struct edge_config *cfg)
 {
-	return bpf_jiffies64() - (__u64)(__u32)(-300 * (int)hz);
-}
-
-static __always_inline __u64 edge_coarse_ns(void)
-{
-	switch (CONFIG_HZ) {
+	switch (cfg->hz) {
 	case 1000:
-		return edge_jiffies_since_boot(1000) * 1000000ull;
+		return EDGE_JIFFIES_SINCE_BOOT(1000) * 1000000ull;
 	case 250:
-		return edge_jiffies_since_boot(250) * 4000000ull;
+		return EDGE_JIFFIES_SINCE_BOOT(250) * 4000000ull;
 	case 100:
-		return edge_jiffies_since_boot(100) * 10000000ull;
+		return EDGE_JIFFIES_SINCE_BOOT(100) * 10000000ull;
 	default:
 		return bpf_ktime_get_coarse_ns();
 	}

@@ -156,7 +156,7 @@ static __always_inline int edge_forward(void *ctx, const int xdp, const struct e
 
 		if (!(cfg->flags & CFG_F_NO_FIB_CACHE)) {
 			slot = bpf_map_lookup_elem(&edge_fib_cache, &slot_idx);
-			now = edge_coarse_ns();
+			now = edge_coarse_ns(cfg);
 			if (slot && slot->dst == dst && slot->in_if == in_if && now < slot->expires) {
 				__builtin_memcpy(eth->h_dest, slot->dmac, ETH_ALEN);
 				__builtin_memcpy(eth->h_source, slot->smac, ETH_ALEN);
