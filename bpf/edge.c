@@ -177,7 +177,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 			edge_count(DROP_BAD_SOURCE);
 			return ACT_DROP;
 		}
-		be = edge_pick_new(cfg, svc, p.saddr, hash, &be_id);
+		be = edge_pick_new(svc, p.saddr, hash, &be_id);
 		if (!be) {
 			edge_count(DROP_NO_BACKEND);
 			return ACT_DROP;
@@ -211,7 +211,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	 * can move that one half-open connection, as it can for any flow
 	 * without state (edge restart, ECMP moving the flow to this edge). */
 	if (new_flow && !syn) {
-		if (edge_may_insert(cfg)) {
+		if (edge_may_insert(cfg->ct_insert_limit)) {
 			struct edge_ct_val nv = { .backend_id = be_id };
 
 			bpf_map_update_elem(&edge_ct, &ck, &nv, BPF_ANY);

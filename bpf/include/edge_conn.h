@@ -30,7 +30,6 @@
 #include <bpf/bpf_helpers.h>
 #include "parse.h"
 #include "edge_maps.h"
-#include "edge_time.h"
 
 #define EDGE_CONN_SILENCE 3
 
@@ -38,7 +37,7 @@ static __always_inline __u64 edge_now_ns(const struct edge_config *cfg)
 {
 	if (cfg->now_ns)
 		return cfg->now_ns;
-	return edge_coarse_ns(cfg);
+	return bpf_ktime_get_coarse_ns();
 }
 
 static __always_inline __u8 edge_conn_tick(const struct edge_config *cfg)

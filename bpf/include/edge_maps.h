@@ -142,7 +142,7 @@ struct edge_config {
 	__u16 mtu;            /* MTU towards the nodes */
 	__u16 snat_port_min;  /* host order, inclusive */
 	__u16 snat_port_max;
-	__u16 hz;              /* the kernel's CONFIG_HZ; 0 = unknown (edge_time.h) */
+	__u16 pad;
 	__u32 ct_insert_limit; /* new conntrack entries per CPU per ~1 s; 0 = unlimited */
 	__u8 gw_mac[6];        /* CFG_F_GW_MAC next hop */
 	__u8 own_mac[6];

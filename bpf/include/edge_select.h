@@ -5,7 +5,6 @@
 #define EDGELB_EDGE_SELECT_H
 
 #include "edge_maps.h"
-#include "edge_time.h"
 #include "edge_counters.h"
 #include "edge_hash.h"
 
@@ -25,11 +24,10 @@ struct {
  * SYN flood new entries stop after `limit` per CPU per window; the flows
  * keep working (Maglev gives the same backend as long as the backend set is
  * stable), they only lose protection against backend-set changes. */
-static __always_inline int edge_may_insert(const struct edge_config *cfg)
+static __always_inline int edge_may_insert(__u32 limit)
 {
 	struct edge_insert_window *w;
 	__u32 zero = 0;
-	__u32 limit = cfg->ct_insert_limit;
 	__u64 now;
 
 	if (limit == 0)
@@ -37,7 +35,7 @@ static __always_inline int edge_may_insert(const struct edge_config *cfg)
 	w = bpf_map_lookup_elem(&edge_insert_limit, &zero);
 	if (!w)
 		return 1;
-	now = edge_coarse_ns(cfg) >> 30;
+	now = bpf_ktime_get_coarse_ns() >> 30;
 	if (w->window != now) {
 		w->window = now;
 		w->count = 0;
@@ -99,15 +97,14 @@ static __always_inline int edge_maglev(const struct edge_svc *svc, __u32 hash, _
 	return 0;
 }
 
-static __always_inline __u32 edge_now_s(const struct edge_config *cfg)
+static __always_inline __u32 edge_now_s(void)
 {
-	return (__u32)(edge_coarse_ns(cfg) / 1000000000ull);
+	return (__u32)(bpf_ktime_get_coarse_ns() / 1000000000ull);
 }
 
 /* New flow: session affinity first (if configured and fresh), else Maglev
  * over the active backends. Updates the affinity entry. */
-static __always_inline struct edge_backend *edge_pick_new(const struct edge_config *cfg,
-							  const struct edge_svc *svc,
+static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc *svc,
 							  __be32 client, __u32 flow_hash,
 							  __u32 *id_out)
 {
@@ -117,7 +114,7 @@ static __always_inline struct edge_backend *edge_pick_new(const struct edge_conf
 	if (svc->affinity_timeout) {
 		struct edge_aff_key ak = { .svc_id = svc->id, .client = client };
 		struct edge_aff_val *av = bpf_map_lookup_elem(&edge_affinity, &ak);
-		__u32 now = edge_now_s(cfg);
+		__u32 now = edge_now_s();
 
 		if (av && now - av->last_seen <= svc->affinity_timeout) {
 			be = edge_backend_for(av->backend_id, svc->id);

@@ -11,7 +11,6 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "edge_maps.h"
-#include "edge_time.h"
 #include "edge_counters.h"
 
 #ifndef AF_INET
@@ -156,7 +155,7 @@ static __always_inline int edge_forward(void *ctx, const int xdp, const struct e
 
 		if (!(cfg->flags & CFG_F_NO_FIB_CACHE)) {
 			slot = bpf_map_lookup_elem(&edge_fib_cache, &slot_idx);
-			now = edge_coarse_ns(cfg);
+			now = bpf_ktime_get_coarse_ns();
 			if (slot && slot->dst == dst && slot->in_if == in_if && now < slot->expires) {
 				__builtin_memcpy(eth->h_dest, slot->dmac, ETH_ALEN);
 				__builtin_memcpy(eth->h_source, slot->smac, ETH_ALEN);

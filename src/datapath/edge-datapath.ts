@@ -41,7 +41,6 @@ import {
   u32Key,
   type EdgeStatName,
 } from './edge-maps.js';
-import { KNOWN_HZ, kernelHz } from './kernel-hz.js';
 import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
 import { protoNumber } from '../net/l4.js';
 
@@ -74,12 +73,6 @@ export interface EdgeDatapathOptions {
   forward?: ForwardMode;
   /** Dispatch for `auto` services until setPathDispatch says otherwise. Default 'ipip' (works on any path). */
   autoDispatchDefault?: PathDispatch;
-  /**
-   * The kernel's CONFIG_HZ, which lets the program read its coarse clock
-   * without a helper call (bpf/include/edge_time.h). Default: read from the
-   * kernel's config (kernelHz()); 0 = the helper.
-   */
-  kernelHz?: number;
   /** Override map sizes (tests). */
   maxEntries?: Record<string, number>;
   /**
@@ -253,13 +246,11 @@ export class EdgeDatapath {
   private readonly svcIds: IdAllocator;
   private readonly beIds: IdAllocator;
   private attachment: XdpAttachment | TcAttachment | null = null;
-  private readonly hz: number;
   private readonly log: Logger | undefined;
 
   private constructor(obj: BpfObject, opts: EdgeDatapathOptions) {
     this.obj = obj;
     this.opts = opts;
-    this.hz = opts.kernelHz ?? kernelHz();
     this.log = opts.logger;
     const maps = {} as Record<EdgeMapName, BpfMap>;
     for (const n of MAP_NAMES) maps[n] = obj.map(n);
@@ -290,9 +281,6 @@ export class EdgeDatapath {
   private static openObject(opts: EdgeDatapathOptions): BpfObject {
     if (!Number.isInteger(opts.maglevTableSize) || opts.maglevTableSize < 3 || opts.maglevTableSize > 2 ** 20) {
       throw new Error(`maglevTableSize ${opts.maglevTableSize} must be an integer in 3..1048576`);
-    }
-    if (opts.kernelHz !== undefined && !(opts.kernelHz === 0 || KNOWN_HZ.includes(opts.kernelHz as (typeof KNOWN_HZ)[number]))) {
-      throw new Error(`kernelHz ${opts.kernelHz} must be 0 (unknown) or one of ${KNOWN_HZ.join(', ')}`);
     }
     const hooks = opts.hooks ?? ['xdp', 'tc'];
     if (hooks.length === 0) throw new Error('hooks: load at least one of xdp, tc');
@@ -373,7 +361,6 @@ export class EdgeDatapath {
       snatPortMin: o.snatPorts?.min ?? 20000,
       snatPortMax: o.snatPorts?.max ?? 32767,
       ctInsertLimit: o.ctInsertLimit ?? 200000,
-      hz: this.hz,
       gwMac: fwd.kind === 'gateway' ? fwd.gatewayMac : '00:00:00:00:00:00',
       ownMac: fwd.kind === 'gateway' ? fwd.ownMac : '00:00:00:00:00:00',
     });

@@ -199,8 +199,6 @@ export interface EdgeConfigValue {
   snatPortMin: number;
   snatPortMax: number;
   ctInsertLimit: number;
-  /** The kernel's CONFIG_HZ for the program's clock (src/datapath/kernel-hz.ts); 0/absent = unknown. */
-  hz?: number;
   gwMac: string;
   ownMac: string;
   /** Test clock (ns); 0n/absent = the kernel's coarse monotonic clock. */
@@ -231,7 +229,6 @@ export function encodeConfig(c: EdgeConfigValue): Buffer {
   b.writeUInt16LE(c.mtu, 16);
   b.writeUInt16LE(c.snatPortMin, 18);
   b.writeUInt16LE(c.snatPortMax, 20);
-  b.writeUInt16LE(c.hz ?? 0, 22);
   b.writeUInt32LE(c.ctInsertLimit, 24);
   macBytes(c.gwMac, 'gateway MAC').copy(b, 28);
   macBytes(c.ownMac, 'own MAC').copy(b, 34);
