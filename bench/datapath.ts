@@ -1,9 +1,9 @@
-// Datapath benchmark (`npm run bench:datapath`). Not a test.
+// Datapath benchmark (`npm run bench:datapath [-- --baseline REF]`). Not a test.
 //
 // Method (see ../shared/NOTES.md): every case is a loop of N × (repeat = 1)
 // BPF_PROG_TEST_RUN calls done in C (testRunLoop), so a rewriting program
-// sees the original packet each time; the process is pinned to one CPU
-// (re-exec under taskset); R rounds, median per case. The floor is
+// sees the original packet each time; the measuring process is pinned to one
+// CPU (a child under taskset); R rounds, median per case. The floor is
 // bpf/out/xdp_pass.o measured the same way in the same rounds; "net" =
 // case − floor.
 //
@@ -12,51 +12,164 @@
 // lookup succeeds and the verdict is XDP_REDIRECT (as in production),
 // without any packet actually leaving. The JSON figures are the default
 // configuration (FIB lookup with its per-CPU cache); the table adds the
-// gateway-MAC mode (no FIB, XDP_TX — what Katran does) and a SYN under
-// flood (connection-table insert suppressed).
+// gateway-MAC mode (no FIB, XDP_TX — what Katran does).
 //
 // ns/packet is the kernel's own BPF_PROG_TEST_RUN duration of each
 // repeat=1 call (median over rounds); the wall time per call, which adds
 // the syscall and the N-API crossing (~0.5–1.5 µs, varying by hundreds of
 // ns between rounds on this VM), is shown but too noisy to net out.
 //
+// New flows: a fresh 5-tuple per call (each call timed by the kernel) — the
+// SYN (`syn_fresh_ns`, never inserted) and the handshake's first ACK, which
+// pins the flow in the connection table (`first_ack_ns`). Those calls are
+// made one by one from JS; the per-call controls (`syn_percall_ns`,
+// `established_percall_ns`: one tuple, called the same way) show how much of
+// their cost is the calling method (cold caches) rather than the new tuple.
+//
+// Live traffic (bench/lib/live.ts): BPF_F_TEST_XDP_LIVE_FRAMES frames really
+// transmitted out of a veth whose peer drops them in XDP, all on the one
+// pinned CPU: packets per second for an established flow and for a SYN
+// flood of fresh tuples, next to the harness floor (the same harness in
+// front of a bare XDP_TX). On the same rig, the kernel's alternatives
+// (bench/lib/kernel-rig.ts: IPVS direct routing, nftables DSR, nftables SNAT,
+// as bench:e2e configures them) get the same frames through XDP_PASS into the
+// stack of the uplink: their packets per second on one CPU, established and
+// under a SYN flood (IPVS where the kernel has it).
+//
+// --baseline REF (bench/lib/baseline.ts): REF's eBPF objects, built in a
+// temporary worktree and configured by REF's own EdgeDatapath, are measured
+// in the same process, interleaved with the current ones case by case and
+// round by round (the order alternates between rounds). The table gains
+// the baseline's figure and "× baseline" (current net / baseline net; for
+// Mpps current / baseline, higher is better); the JSON gains a `baseline`
+// object with the same fields.
+//
 // Also: 10 000 services with 100 000 backends (10 per service) are loaded
 // into a fresh set of maps; reported are the load time (applyServices,
 // Maglev included) and the kernel memory charged for all edge maps (fdinfo
 // memlock).
 //
-// Second chance (docs/second-chance.md): a flow without an entry after its
-// service's backend set changed, sent with a secondary (its decision
-// remembered in edge_sc_flows: the steady state of such a flow).
-//
-// Baseline in the same run: BENCH_BASELINE=<checkout> (built: dist/ and
-// bpf/out/) loads that checkout's EdgeDatapath and edge.o next to this one;
-// its pass / SYN / established cases run in the same rounds, and the ratios
-// (this / baseline) are printed and added to the JSON.
-//
-// Output: a table, then as the LAST line JSON with the raw medians in ns:
-// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","second_chance_ns","node_option_ns","node_reply_ns","maps_10k_mb","load_10k_s"}
-// (+ "baseline_*_ns" and "*_ratio" with BENCH_BASELINE)
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { BpfObject, inNetns, type BpfProgram } from '../src/datapath/loader.js';
-import { bpfObjectPath } from '../src/assets.js';
-import { EdgeDatapath } from '../src/datapath/edge-datapath.js';
+// Output: a table, then as the LAST line JSON (medians; ns unless named):
+// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","node_option_ns","node_reply_ns",
+//  "syn_fresh_ns","first_ack_ns","syn_percall_ns","established_percall_ns",
+//  "mpps_established_1core","mpps_syn_flood_1core","mpps_floor_1core","mpps_syn_one_tuple_1core",
+//  "maps_10k_mb","load_10k_s", "kernel_mpps":{ipvs|nftdsr|snat:{established,syn_flood}|null},
+//  "kernel_unavailable":{variant:reason}, "host":{…}, ["baseline_ref","baseline_commit","baseline":{same fields}]}
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { BpfObject, ifIndex, inNetns } from '../src/datapath/loader.js';
+import { native } from '../src/datapath/loader/binding.js';
+import { bpfObjectPath, repoRoot } from '../src/assets.js';
 import { NodeDatapath } from '../src/datapath/node-datapath.js';
+import * as currentEdge from '../src/datapath/edge-datapath.js';
 import type { DesiredService, Backend } from '../src/model/types.js';
+import { buildBaseline, importEdgeDatapath, type BaselineBuild, type EdgeDatapathLike, type EdgeDatapathModule } from './lib/baseline.js';
+import { LiveHarness, type LiveRun } from './lib/live.js';
+import { KERNEL_FLOOD_MAX, kernelVariantAvailable, withKernelRig } from './lib/kernel-rig.js';
+import type { KernelVariant } from './lib/e2e-variants.js';
 
 const N = Number(process.env.BENCH_N ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const LIVE_N = Number(process.env.BENCH_LIVE_N ?? 1_000_000);
+const FRESH = Math.min(N, Number(process.env.BENCH_FRESH_N ?? 20_000));
+/** Calls per turn when subjects alternate inside a case. */
+const CHUNK = Number(process.env.BENCH_CHUNK ?? 5000);
+const KERNEL_VARIANTS: KernelVariant[] = ['ipvs', 'nftdsr', 'snat'];
+/** Alternating turns per round of the live-frame runs. */
+const LIVE_TURNS = 4;
+const CHILD_ENV = 'EDGELB_BENCH_CHILD';
 
-function pinSelf(): void {
-  if (process.env.EDGELB_BENCH_PINNED === '1') return;
-  const cpu = String(Math.max(0, cpus().length - 1));
-  const r = spawnSync('taskset', ['-c', cpu, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, EDGELB_BENCH_PINNED: '1' },
-  });
-  process.exit(r.status ?? 1);
+interface BaselineInfo {
+  ref: string;
+  commit: string;
+  modulePath: string;
+  bpfOut: string;
+}
+
+function usage(msg: string): never {
+  console.error(`bench:datapath: ${msg}\nusage: npm run bench:datapath [-- --baseline REF]`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): { baseline: string | null } {
+  let baseline: string | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--baseline') {
+      const v = argv[++i];
+      if (!v) usage('--baseline needs a git revision');
+      baseline = v;
+    } else if (a.startsWith('--baseline=')) {
+      baseline = a.slice('--baseline='.length);
+      if (!baseline) usage('--baseline needs a git revision');
+    } else {
+      usage(`unknown argument '${a}'`);
+    }
+  }
+  return { baseline };
+}
+
+// ------------------------------------------------------------ parent: baseline build, pinned child, cleanup
+
+const netnsOf = (pid: number): string => `edgelb-bench-${pid}`;
+
+function listNetns(): string[] {
+  try {
+    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+function removeNetns(ns: string): void {
+  try {
+    execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' });
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Builds the baseline (if asked), runs the measurement in a child pinned to
+ * the last CPU, and always removes what the child or the build left: the
+ * worktree, the child's scratch namespace (a child killed by a signal cannot
+ * clean up itself).
+ */
+async function parent(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  let base: BaselineBuild | null = null;
+  let childPid = 0;
+  let child: ReturnType<typeof spawn> | null = null;
+  const forward = (sig: NodeJS.Signals): void => {
+    child?.kill(sig);
+  };
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  try {
+    if (args.baseline) base = await buildBaseline(args.baseline, { repo: repoRoot(), say: (l) => console.error(l) });
+    const info: BaselineInfo | null = base ? { ref: base.ref, commit: base.commit, modulePath: base.modulePath, bpfOut: base.bpfOut } : null;
+    const cpu = String(Math.max(0, cpus().length - 1));
+    child = spawn('taskset', ['-c', cpu, process.execPath, ...process.execArgv, process.argv[1]!], {
+      stdio: 'inherit',
+      env: { ...process.env, [CHILD_ENV]: JSON.stringify({ cpu: Number(cpu), baseline: info }) },
+    });
+    childPid = child.pid ?? 0;
+    const code = await new Promise<number>((resolve) => child!.on('exit', (c, s) => resolve(c ?? (s ? 128 : 1))));
+    process.exitCode = code;
+  } catch (e) {
+    console.error((e as Error).message);
+    process.exitCode = 1;
+  } finally {
+    // taskset execs node, so the child's pid is the measuring process's; its
+    // namespaces are netnsOf(pid) and netnsOf(pid)-kN (the kernel rigs).
+    if (childPid) for (const ns of listNetns()) if (ns === netnsOf(childPid) || ns.startsWith(`${netnsOf(childPid)}-`)) removeNetns(ns);
+    base?.remove();
+  }
 }
 
 // ------------------------------------------------------------ packets (self-contained)
@@ -110,13 +223,14 @@ function tcpFrame(o: { src: string; dst: string; sport: number; dport: number; f
 
 // ------------------------------------------------------------ scratch netns
 
-const NS = `edgelb-bench-${process.pid}`;
+const NS = netnsOf(process.pid);
 const NODE_IPS = ['10.0.0.10', '10.0.0.11', '10.0.0.12', '10.0.0.13', '10.0.0.14'];
 
 function sh(args: string[]): void {
   execFileSync(args[0]!, args.slice(1), { stdio: 'pipe' });
 }
 
+/** up0 (10.0.0.1/24, the "uplink", neighbours permanent) ↔ up1 (the live frames' receiver). */
 function makeNetns(): void {
   sh(['ip', 'netns', 'add', NS]);
   const x = (a: string[]): void => sh(['ip', 'netns', 'exec', NS, ...a]);
@@ -128,14 +242,6 @@ function makeNetns(): void {
   x(['sysctl', '-qw', 'net.ipv4.conf.all.forwarding=1']);
   x(['sysctl', '-qw', 'net.ipv4.conf.lo.forwarding=1']);
   NODE_IPS.forEach((ip, i) => x(['ip', 'neigh', 'replace', ip, 'lladdr', `02:00:00:00:01:${(16 + i).toString(16)}`, 'dev', 'up0', 'nud', 'permanent']));
-}
-
-function removeNetns(): void {
-  try {
-    sh(['ip', 'netns', 'del', NS]);
-  } catch {
-    // already gone
-  }
 }
 
 // ------------------------------------------------------------ services
@@ -166,22 +272,16 @@ function tenK(): DesiredService[] {
   }));
 }
 
-// ------------------------------------------------------------ measurement
+// ------------------------------------------------------------ measurement helpers
+
+const VIP = '203.0.113.10';
+const CLIENT = '198.51.100.7';
+const XDP_PASS = 2;
+const XDP_TX = 3;
+const XDP_REDIRECT = 4;
+const GATEWAY = { kind: 'gateway' as const, gatewayMac: '02:00:00:00:01:fe', ownMac: '02:00:00:00:00:02' };
 
 type Mode = 'fib' | 'gateway';
-
-interface Case {
-  name: string;
-  key: string | null;
-  prog: BpfProgram;
-  data: Buffer;
-  expect: number;
-  samples: number[];
-  wall: number[];
-  /** Edge configuration the case runs under (null: not the edge program). */
-  mode: Mode | null;
-  netns: boolean;
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -189,253 +289,514 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-interface BaselineEdge {
-  program(hook: 'xdp'): BpfProgram;
-  applyServices(d: DesiredService[]): unknown;
-  reconfigure(p: { forward: unknown; ctInsertLimit: number }): void;
-  memlockBytes(): number;
+/** count × (repeat = 1) runs in C through the current addon (any revision's program, by fd). */
+function loop(fd: number, data: Buffer, count: number): { retval: number; mismatches: number; kernelNs: number; wallNs: number } {
+  const r = native().testRunLoop(fd, data, count, {});
+  return { retval: r.retval, mismatches: r.retvalMismatches, kernelNs: r.kernelNs / r.count, wallNs: r.totalNs / r.count };
+}
+
+function runOnce(fd: number, data: Buffer): { retval: number; dataOut: Buffer; duration: number } {
+  return native().testRun(fd, { data });
+}
+
+/** One revision's edge datapath (and node program) under test. */
+interface Subject {
+  label: 'current' | 'baseline';
+  dp: EdgeDatapathLike;
+  xdp: number;
+  tc: number;
+  loadS: number;
+  mapsMb: number;
+  /** The node program's ingress (on this revision's SYN output) and egress (on the pod's reply), or why there is none. */
+  node: NodeSubject | { note: string };
   close(): void;
 }
 
-async function loadBaseline(): Promise<BaselineEdge | null> {
-  const root = process.env.BENCH_BASELINE;
-  if (!root) return null;
-  const mod = (await import(`${root}/dist/src/datapath/edge-datapath.js`)) as { EdgeDatapath: { open(o: Record<string, unknown>): BaselineEdge } };
-  return mod.EdgeDatapath.open({ maglevTableSize: 16381, mtu: 1500, address: '10.0.0.1', objectPath: `${root}/bpf/out/edge.o` });
+function configure(dp: EdgeDatapathLike, m: Mode): void {
+  dp.reconfigure({ forward: m === 'fib' ? { kind: 'fib' } : GATEWAY, ctInsertLimit: 200000 });
 }
 
-async function main(): Promise<void> {
-  pinSelf();
-  const baseline = await loadBaseline();
-  removeNetns();
-  makeNetns();
-  const cleanup: Array<() => void> = [removeNetns];
-  process.on('exit', () => cleanup.reverse().forEach((f) => f()));
-  if (baseline) cleanup.push(() => baseline.close());
+const BENCH_SERVICES: DesiredService[] = [
+  { service: 'bench/opt', frontend: { vip: VIP, port: 80, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ip-option', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_000, 10) },
+  { service: 'bench/ipip', frontend: { vip: VIP, port: 81, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ipip', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_001, 10) },
+];
+
+const SYN = tcpFrame({ src: CLIENT, dst: VIP, sport: 40000, dport: 80, flags: 0x02 });
+const ACK = tcpFrame({ src: CLIENT, dst: VIP, sport: 40001, dport: 80, flags: 0x10, payload: 64 });
+const OTHER = tcpFrame({ src: CLIENT, dst: '203.0.113.99', sport: 40003, dport: 80, flags: 0x10, payload: 64 });
+/**
+ * Each repeated-packet case rotates over FRAME_VARIANTS flows (one per
+ * chunk of calls): a hash map's cost for one key depends on its bucket's
+ * occupancy, which the maps' random seeds change from one map instance (one
+ * revision, one run) to the next; several keys average that out.
+ */
+const FRAME_VARIANTS = 8;
+const OTHERS = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcpFrame({ src: CLIENT, dst: `203.0.113.${99 + i}`, sport: 40003, dport: 80, flags: 0x10, payload: 64 }));
+const SYNS = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcpFrame({ src: CLIENT, dst: VIP, sport: 40000 + 16 * i, dport: 80, flags: 0x02 }));
+const ACKS = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcpFrame({ src: CLIENT, dst: VIP, sport: 41001 + i, dport: 80, flags: 0x10, payload: 64 }));
+const IPIP_ACKS = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcpFrame({ src: CLIENT, dst: VIP, sport: 42002 + i, dport: 81, flags: 0x10, payload: 64 }));
+/** Live frames: a pinned established flow, and the SYN template the harness gives fresh tuples. */
+const LIVE_ACK = tcpFrame({ src: '198.18.0.7', dst: VIP, sport: 40004, dport: 80, flags: 0x10, payload: 64 });
+const LIVE_SYN = tcpFrame({ src: '198.18.0.0', dst: VIP, sport: 0, dport: 80, flags: 0x02 });
+
+interface NodeSubject {
+  ingress: number;
+  learned: Buffer;
+  ingressRetval: number;
+  egress: number;
+  reply: Buffer;
+  retval: number;
+}
+
+/**
+ * The node program next to a revision's edge. The current one is configured
+ * as `edgelb node run` configures it (the bench service's pods local, the
+ * edge at 10.0.0.1 trusted by its link-layer address): ingress on the edge's
+ * own SYN output (trust, VIP and backend checks, flow refresh, option
+ * strip), egress on the pod's reply. A baseline's node.o is loaded bare, as
+ * the revisions before the trust boundary ran it; one that needs a trusted
+ * edge then reports a note instead of figures.
+ */
+function openNode(label: Subject['label'], xdp: number, nodeObject: string, closers: Array<() => void>): NodeSubject | { note: string } {
+  if (!existsSync(nodeObject)) return { note: `${nodeObject} not built` };
   try {
-    run(cleanup, baseline);
+    const learned = inNetns(NS, () => runOnce(xdp, SYN).dataOut);
+    let ingress: number;
+    let egress: number;
+    let flows: () => number;
+    if (label === 'current') {
+      const node = NodeDatapath.load({ objectPath: nodeObject, maxFlows: 65536, edgeSources: ['10.0.0.1'] });
+      closers.push(() => node.close());
+      node.setLocalServices([BENCH_SERVICES[0]!]);
+      node.trustEdgeNeighbour('10.0.0.1', [...learned.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':'));
+      ingress = node.ingress.fd;
+      egress = node.egress.fd;
+      flows = () => node.flows().length;
+    } else {
+      const nodeObj = BpfObject.load(nodeObject);
+      closers.push(() => nodeObj.close());
+      ingress = nodeObj.program('node_ingress').fd;
+      egress = nodeObj.program('node_egress').fd;
+      flows = () => 1; // a bare object: the egress probe below is the check
+    }
+    const ingressRetval = runOnce(ingress, learned).retval;
+    const podIp = `${learned[30]}.${learned[31]}.${learned[32]}.${learned[33]}`;
+    const reply = tcpFrame({ src: podIp, dst: CLIENT, sport: 8080, dport: 40000, flags: 0x12, payload: 64 });
+    const probe = runOnce(egress, reply);
+    if (!probe.dataOut.subarray(26, 30).equals(ip4(VIP)) || flows() !== 1) return { note: 'node.o did not learn the flow or rewrite the reply to the VIP' };
+    return { ingress, learned, ingressRetval, egress, reply, retval: probe.retval };
   } catch (e) {
-    console.error(e);
-    process.exitCode = 1;
+    return { note: `node.o unusable (${(e as Error).message.split('\n')[0]})` };
   }
 }
 
-function run(cleanup: Array<() => void>, baseline: BaselineEdge | null): void {
-  const VIP = '203.0.113.10';
-  const CLIENT = '198.51.100.7';
+function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObject: string, nodeObject: string, big: DesiredService[]): Subject {
+  const dp = mod.EdgeDatapath.open({ maglevTableSize: 16381, mtu: 1500, address: '10.0.0.1', objectPath: edgeObject });
+  const closers: Array<() => void> = [() => dp.close()];
+  const close = (): void => closers.reverse().forEach((f) => f());
+  try {
+    const t0 = process.hrtime.bigint();
+    dp.applyServices(big);
+    const loadS = Number(process.hrtime.bigint() - t0) / 1e9;
+    const mapsMb = dp.memlockBytes() / 2 ** 20;
+    dp.applyServices([...big, ...BENCH_SERVICES]);
+    configure(dp, 'fib');
+    const xdp = dp.program('xdp').fd;
+    const node = openNode(label, xdp, nodeObject, closers);
+    return { label, dp, xdp, tc: dp.program('tc').fd, loadS, mapsMb, node, close };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
 
-  // 10k services into fresh full-size maps.
-  const dp = EdgeDatapath.open({ maglevTableSize: 16381, mtu: 1500, address: '10.0.0.1' });
-  cleanup.push(() => dp.close());
-  const big = tenK();
-  const t0 = process.hrtime.bigint();
-  dp.applyServices(big);
-  const loadS = Number(process.hrtime.bigint() - t0) / 1e9;
-  const mapsMb = dp.memlockBytes() / 2 ** 20;
+interface CaseSpec {
+  name: string;
+  key: string | null;
+  /** The program of a subject this case runs (floor: the shared xdp_pass). */
+  prog: (s: Subject) => number | null;
+  /** The frame of chunk k (cases rotate over FRAME_VARIANTS frames, see variantsOf). */
+  data: (s: Subject, k: number) => Buffer;
+  expect: (s: Subject) => number;
+  mode: Mode;
+  netns: boolean;
+}
 
-  // The benchmark's own services on top of the 10k.
-  const bench: DesiredService[] = [
-    { service: 'bench/opt', frontend: { vip: VIP, port: 80, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ip-option', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_000, 10) },
-    { service: 'bench/ipip', frontend: { vip: VIP, port: 81, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ipip', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_001, 10) },
+function caseSpecs(floorFd: number): CaseSpec[] {
+  const xdp = (s: Subject): number => s.xdp;
+  const c = (name: string, key: string | null, prog: CaseSpec['prog'], data: Buffer[], expect: number, mode: Mode, netns = true): CaseSpec => ({
+    name, key, prog, data: (_s, k) => data[k % data.length]!, expect: () => expect, mode, netns,
+  });
+  return [
+    c('floor (xdp_pass.o)', 'floor_ns', () => floorFd, [OTHER], XDP_PASS, 'fib'),
+    c('pass (non-VIP)', 'pass_ns', xdp, OTHERS, XDP_PASS, 'fib'),
+    c('SYN + option', 'syn_option_ns', xdp, SYNS, XDP_REDIRECT, 'fib'),
+    c('established (DNAT)', 'established_ns', xdp, ACKS, XDP_REDIRECT, 'fib'),
+    c('IPIP established', 'ipip_established_ns', xdp, IPIP_ACKS, XDP_REDIRECT, 'fib'),
+    c('gateway MAC: SYN + option', null, xdp, SYNS, XDP_TX, 'gateway'),
+    c('gateway MAC: established (DNAT)', null, xdp, ACKS, XDP_TX, 'gateway'),
+    c('gateway MAC: IPIP established', null, xdp, IPIP_ACKS, XDP_TX, 'gateway'),
+    {
+      name: 'node ingress: option SYN, checks + strip',
+      key: 'node_option_ns',
+      prog: (s) => ('ingress' in s.node ? s.node.ingress : null),
+      data: (s) => ('learned' in s.node ? s.node.learned : OTHER),
+      expect: (s) => ('ingressRetval' in s.node ? s.node.ingressRetval : 0),
+      mode: 'fib',
+      netns: false,
+    },
+    {
+      name: 'node reply (tc egress, node.o)',
+      key: 'node_reply_ns',
+      prog: (s) => ('egress' in s.node ? s.node.egress : null),
+      data: (s) => ('reply' in s.node ? s.node.reply : OTHER),
+      expect: (s) => ('retval' in s.node ? s.node.retval : 0),
+      mode: 'fib',
+      netns: false,
+    },
+    c('edge tc pass (skb reference)', null, (s) => s.tc, OTHERS, 0, 'fib', false),
   ];
-  dp.applyServices([...big, ...bench]);
-  // Second chance: bench/sc changes (10 → 11 backends); a port whose slot
-  // moved is a connection made under the old table arriving without an entry.
-  const scSvc = (n: number): DesiredService => ({ service: 'bench/sc', frontend: { vip: VIP, port: 82, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ip-option', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_002, n) });
-  dp.applyServices([...big, ...bench, scSvc(10)]);
-  const synDst = (sport: number): string => {
-    const o = dp.program('xdp').testRun({ data: tcpFrame({ src: CLIENT, dst: VIP, sport, dport: 82, flags: 0x02 }) }).dataOut;
-    return o.subarray(30, 34).join('.');
-  };
-  const before = new Map<number, string>();
-  for (let p = 41000; p < 41400; p++) before.set(p, synDst(p));
-  dp.applyServices([...big, ...bench, scSvc(11)]);
-  let scPort = 0;
-  for (let p = 41000; p < 41400 && !scPort; p++) if (synDst(p) !== before.get(p)) scPort = p;
-  if (!scPort) throw new Error('bench/sc: no slot moved');
-  let baseLoadS: number | null = null;
-  if (baseline) {
-    const b0 = process.hrtime.bigint();
-    baseline.applyServices(big);
-    baseLoadS = Number(process.hrtime.bigint() - b0) / 1e9;
-    baseline.applyServices([...big, ...bench]);
+}
+
+interface Row {
+  name: string;
+  key: string | null;
+  /** samples[subject label] */
+  samples: Map<string, number[]>;
+  wall: Map<string, number[]>;
+}
+
+function push(m: Map<string, number[]>, k: string, v: number): void {
+  const a = m.get(k);
+  if (a) a.push(v);
+  else m.set(k, [v]);
+}
+
+function hostInfo(): { cpu: string; kernel: string; cpus: number; loadavg_1m: number } {
+  let cpu = cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^Model name:\s*(.+)$/m.exec(execFileSync('lscpu', { encoding: 'utf8' }));
+    if (m) cpu = m[1]!.trim();
+  } catch {
+    // lscpu missing: keep os.cpus()'s model
+  }
+  return { cpu, kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), cpus: cpus().length, loadavg_1m: Math.round(loadavg()[0]! * 100) / 100 };
+}
+
+// ------------------------------------------------------------ child: the measurement
+
+async function childMain(): Promise<void> {
+  const env = JSON.parse(process.env[CHILD_ENV]!) as { cpu: number; baseline: BaselineInfo | null };
+  const cleanup: Array<() => void> = [() => removeNetns(NS)];
+  process.on('exit', () => cleanup.reverse().forEach((f) => f()));
+  removeNetns(NS);
+  makeNetns();
+  const host = hostInfo();
+  const big = tenK();
+
+  const subjects: Subject[] = [];
+  const current = openSubject('current', currentEdge as unknown as EdgeDatapathModule, bpfObjectPath('edge'), bpfObjectPath('node'), big);
+  cleanup.push(() => current.close());
+  subjects.push(current);
+  if (env.baseline) {
+    // REF's loader must use this checkout's addon (the addon is additive).
+    process.env.EDGELB_BPF_LOADER ??= join(repoRoot(), 'native', 'bpf-loader-napi', 'build', 'Release', 'bpf_loader.node');
+    const mod = await importEdgeDatapath(env.baseline.modulePath, `baseline ${env.baseline.ref}`);
+    const base = openSubject('baseline', mod, join(env.baseline.bpfOut, 'edge.o'), join(env.baseline.bpfOut, 'node.o'), big);
+    cleanup.push(() => base.close());
+    subjects.push(base);
   }
 
   const floorObj = BpfObject.load(bpfObjectPath('xdp_pass'));
   cleanup.push(() => floorObj.close());
-  const floor = floorObj.program('xdp_pass');
-  const xdp = dp.program('xdp');
-
-  const syn = tcpFrame({ src: CLIENT, dst: VIP, sport: 40000, dport: 80, flags: 0x02 });
-  const ack = tcpFrame({ src: CLIENT, dst: VIP, sport: 40001, dport: 80, flags: 0x10, payload: 64 });
-  const ipipAck = tcpFrame({ src: CLIENT, dst: VIP, sport: 40002, dport: 81, flags: 0x10, payload: 64 });
-  const other = tcpFrame({ src: CLIENT, dst: '203.0.113.99', sport: 40003, dport: 80, flags: 0x10, payload: 64 });
-  const scAck = tcpFrame({ src: CLIENT, dst: VIP, sport: scPort, dport: 82, flags: 0x10, payload: 64 });
-  const XDP_PASS = 2;
-  const XDP_REDIRECT = 4;
-
-  const XDP_TX = 3;
-  const mk = (name: string, key: string | null, prog: BpfProgram, data: Buffer, expect: number, mode: Mode | null, netns = true): Case => ({
-    name, key, prog, data, expect, mode, netns, samples: [], wall: [],
+  const specs = caseSpecs(floorObj.program('xdp_pass').fd);
+  const live = LiveHarness.load();
+  cleanup.push(() => live.close());
+  const up0 = inNetns(NS, () => {
+    live.attachSink('up1');
+    return ifIndex('up0');
   });
-  const cases: Case[] = [
-    mk('floor (xdp_pass.o)', 'floor_ns', floor, other, XDP_PASS, null),
-    mk('pass (non-VIP)', 'pass_ns', xdp, other, XDP_PASS, 'fib'),
-    mk('SYN + option', 'syn_option_ns', xdp, syn, XDP_REDIRECT, 'fib'),
-    mk('established (DNAT)', 'established_ns', xdp, ack, XDP_REDIRECT, 'fib'),
-    mk('IPIP established', 'ipip_established_ns', xdp, ipipAck, XDP_REDIRECT, 'fib'),
-    mk('second chance: no entry, after a change', 'second_chance_ns', xdp, scAck, XDP_REDIRECT, 'fib'),
-    mk('gateway MAC: SYN + option', null, xdp, syn, XDP_TX, 'gateway'),
-    mk('gateway MAC: established (DNAT)', null, xdp, ack, XDP_TX, 'gateway'),
-    mk('gateway MAC: IPIP established', null, xdp, ipipAck, XDP_TX, 'gateway'),
-  ];
-  const GATEWAY = { kind: 'gateway' as const, gatewayMac: '02:00:00:00:01:fe', ownMac: '02:00:00:00:00:02' };
-  const configure = (m: Mode | null): void => {
-    if (m === 'fib') dp.reconfigure({ forward: { kind: 'fib' }, ctInsertLimit: 200000 });
-    else dp.reconfigure({ forward: GATEWAY, ctInsertLimit: 200000 });
+
+  const measure = (s: Subject, c: CaseSpec, count: number, k: number): ReturnType<typeof loop> | null => {
+    const fd = c.prog(s);
+    if (fd === null) return null;
+    configure(s.dp, c.mode);
+    const data = c.data(s, k);
+    return c.netns ? inNetns(NS, () => loop(fd, data, count)) : loop(fd, data, count);
   };
-  if (baseline) {
-    // Same frames, same configuration, the other checkout's program and maps.
-    baseline.reconfigure({ forward: { kind: 'fib' }, ctInsertLimit: 200000 });
-    const bx = baseline.program('xdp');
-    cases.push(
-      mk('baseline: pass (non-VIP)', 'baseline_pass_ns', bx, other, XDP_PASS, null),
-      mk('baseline: SYN + option', 'baseline_syn_option_ns', bx, syn, XDP_REDIRECT, null),
-      mk('baseline: established (DNAT)', 'baseline_established_ns', bx, ack, XDP_REDIRECT, null),
-      mk('baseline: IPIP established', 'baseline_ipip_established_ns', bx, ipipAck, XDP_REDIRECT, null),
-    );
-  }
+  // Warm-up: pins the established flows, fills the FIB caches.
+  for (const s of subjects) for (const c of specs) for (let k = 0; k < FRAME_VARIANTS; k++) measure(s, c, 200, k);
 
-  // The node program as `edgelb node run` configures it (the bench service's
-  // pods local, the edge at 10.0.0.1 trusted by its link-layer address):
-  // ingress on the edge's own SYN output (trust, VIP and backend checks,
-  // flow refresh, option strip), and egress on the pod's reply.
-  let nodeNote = '';
-  const nodePath = bpfObjectPath('node');
-  if (existsSync(nodePath)) {
-    try {
-      const node = NodeDatapath.load({ maxFlows: 65536, edgeSources: ['10.0.0.1'] });
-      cleanup.push(() => node.close());
-      node.setLocalServices([bench[0]!]);
-      const learned = inNetns(NS, () => xdp.testRun({ data: syn }).dataOut);
-      node.trustEdgeNeighbour('10.0.0.1', [...learned.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':'));
-      node.ingress.testRun({ data: learned });
-      const podIp = `${learned[30]}.${learned[31]}.${learned[32]}.${learned[33]}`;
-      const reply = tcpFrame({ src: podIp, dst: CLIENT, sport: 8080, dport: 40000, flags: 0x12, payload: 64 });
-      const probe = node.egress.testRun({ data: reply });
-      if (probe.dataOut.subarray(26, 30).equals(ip4(VIP)) && node.flows().length === 1) {
-        cases.push(mk('node ingress: option SYN, checks + strip', 'node_option_ns', node.ingress, learned, 0xffffffff, null, false));
-        cases.push(mk('node reply (tc egress, node.o)', 'node_reply_ns', node.egress, reply, probe.retval, null, false));
-        cases.push(mk('edge tc pass (skb reference)', null, dp.program('tc'), other, 0, 'fib', false));
-      } else {
-        nodeNote = 'node.o did not learn the flow or rewrite the reply to the VIP; node_option_ns / node_reply_ns = null';
-      }
-    } catch (e) {
-      nodeNote = `node.o unusable (${(e as Error).message.split('\n')[0]}); node_reply_ns = null`;
-    }
-  } else {
-    nodeNote = 'bpf/out/node.o not built; node_reply_ns = null';
-  }
-
-  const measure = (c: Case, count: number): { retval: number; retvalMismatches: number; nsPerCall: number; kernelNsPerCall: number } => {
-    configure(c.mode);
-    return c.netns ? inNetns(NS, () => c.prog.testRunLoop(c.data, count)) : c.prog.testRunLoop(c.data, count);
-  };
-  // Warm-up: creates the conntrack entries of the established flows, fills the FIB cache.
-  for (const c of cases) measure(c, 1000);
-
+  const rows: Row[] = specs.map((c) => ({ name: c.name, key: c.key, samples: new Map(), wall: new Map() }));
+  const order = (r: number): Subject[] => (r % 2 ? [...subjects].reverse() : subjects);
+  // Subjects alternate in chunks inside every case (ABBA…), so load bursts
+  // from other work on the machine hit both revisions alike.
   for (let r = 0; r < ROUNDS; r++) {
-    for (const c of cases) {
-      const res = measure(c, N);
-      if (res.retval !== c.expect || res.retvalMismatches !== 0) {
-        throw new Error(`${c.name}: verdict ${res.retval} (expected ${c.expect}), ${res.retvalMismatches} mismatches`);
+    specs.forEach((c, i) => {
+      const acc = new Map<Subject, { kernel: number; wall: number; n: number }>();
+      for (let done = 0, k = r; done < N; done += CHUNK, k++) {
+        const n = Math.min(CHUNK, N - done);
+        for (const s of order(k)) {
+          const res = measure(s, c, n, k);
+          if (!res) continue;
+          if (res.retval !== c.expect(s) || res.mismatches !== 0) {
+            throw new Error(`${s.label}: ${c.name}: verdict ${res.retval} (expected ${c.expect(s)}), ${res.mismatches} mismatches`);
+          }
+          const a = acc.get(s) ?? { kernel: 0, wall: 0, n: 0 };
+          a.kernel += res.kernelNs * n;
+          a.wall += res.wallNs * n;
+          a.n += n;
+          acc.set(s, a);
+        }
       }
-      c.samples.push(res.kernelNsPerCall);
-      c.wall.push(res.nsPerCall);
-    }
+      for (const [s, a] of acc) {
+        // One floor for the run: both subjects' floor samples are the same program.
+        const who = c.key === 'floor_ns' ? 'floor' : s.label;
+        push(rows[i]!.samples, who, a.kernel / a.n);
+        push(rows[i]!.wall, who, a.wall / a.n);
+      }
+    });
   }
 
-  // New flows, a fresh tuple per call (kernel time of each repeat=1 run):
-  // the SYN (never inserted) and the handshake's first ACK, which pins the
-  // flow in the connection table — where a new connection's insert cost went.
-  const FRESH = Math.min(N, 20_000);
-  const fresh = (name: string, base: Buffer): { name: string; samples: number[] } => {
-    const samples: number[] = [];
-    configure('fib');
-    for (let r = 0; r < ROUNDS; r++) {
-      const buf = Buffer.from(base);
-      let total = 0;
-      inNetns(NS, () => {
-        for (let i = 0; i < FRESH; i++) {
+  // New flows, a fresh tuple per call (kernel time of each repeat=1 run).
+  // These calls are made one at a time from JS, so each runs with the caches
+  // JS and N-API left behind; the per-call controls (the same frame every
+  // call, made the same way) separate that from what a fresh tuple costs.
+  interface FreshSpec {
+    base: Buffer;
+    vary: boolean;
+  }
+  const freshRows: (Row & FreshSpec)[] = [
+    { name: 'new flow: SYN + option (fresh tuples)', key: 'syn_fresh_ns', base: SYN, vary: true, samples: new Map(), wall: new Map() },
+    { name: 'new flow: first ACK, pins the flow', key: 'first_ack_ns', base: ACK, vary: true, samples: new Map(), wall: new Map() },
+    { name: 'per-call control: SYN, one tuple', key: 'syn_percall_ns', base: SYN, vary: false, samples: new Map(), wall: new Map() },
+    { name: 'per-call control: established', key: 'established_percall_ns', base: ACK, vary: false, samples: new Map(), wall: new Map() },
+  ];
+  /** Kernel ns summed over calls [from, from + count) of round r, each a new tuple when `vary`. */
+  const fresh = (s: Subject, f: FreshSpec, r: number, from: number, count: number): number => {
+    const buf = Buffer.from(f.base);
+    let total = 0;
+    inNetns(NS, () => {
+      for (let i = from; i < from + count; i++) {
+        if (f.vary) {
           buf.writeUInt16BE(1024 + ((r * FRESH + i) % 64000), 34); // TCP source port: a new flow
           buf.writeUInt16BE(10 + r, 28); // and a new client per round, so rounds never repeat a tuple
-          total += xdp.testRun({ data: buf }).duration;
+        }
+        total += runOnce(s.xdp, buf).duration;
+      }
+    });
+    return total;
+  };
+  const FRESH_CHUNK = Math.max(1, Math.floor(CHUNK / 5));
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const row of freshRows) {
+      const total = new Map<Subject, number>();
+      for (let from = 0, k = r; from < FRESH; from += FRESH_CHUNK, k++) {
+        for (const s of order(k)) {
+          configure(s.dp, 'fib');
+          total.set(s, (total.get(s) ?? 0) + fresh(s, row, r, from, Math.min(FRESH_CHUNK, FRESH - from)));
+        }
+      }
+      for (const [s, t] of total) push(row.samples, s.label, t / FRESH);
+    }
+  }
+
+  // Live traffic.
+  interface LiveRow {
+    name: string;
+    key: string | null;
+    runs: Map<string, LiveRun[]>;
+  }
+  const liveRows: LiveRow[] = [
+    { name: 'live floor: harness + XDP_TX', key: 'mpps_floor_1core', runs: new Map() },
+    { name: 'live: established (DNAT, FIB → redirect)', key: 'mpps_established_1core', runs: new Map() },
+    { name: 'live: SYN flood, fresh tuples', key: 'mpps_syn_flood_1core', runs: new Map() },
+    { name: 'live control: SYN, one tuple', key: 'mpps_syn_one_tuple_1core', runs: new Map() },
+  ];
+  const liveRun = (target: number, frame: Buffer, isFresh: boolean, packets: number): LiveRun => {
+    const res = inNetns(NS, () => live.run({ target: { fd: target }, frame, fresh: isFresh, packets, ingressIfindex: up0 }));
+    if (res.restored !== res.packets || res.noTarget !== 0) throw new Error(`live run: ${res.restored} of ${res.packets} frames prepared, ${res.noTarget} failed tail calls`);
+    return res;
+  };
+  for (const s of subjects) {
+    configure(s.dp, 'fib');
+    inNetns(NS, () => runOnce(s.xdp, LIVE_ACK)); // pin the live flow
+  }
+  // Per round, LIVE_TURNS alternating turns of LIVE_N / LIVE_TURNS frames
+  // per case and subject, summed into one run per round.
+  const merge = (a: LiveRun | undefined, b: LiveRun): LiveRun => {
+    if (!a) return b;
+    const packets = a.packets + b.packets;
+    const wallNs = a.wallNs + b.wallNs;
+    return {
+      packets,
+      wallNs,
+      mpps: (packets / wallNs) * 1000,
+      kernelNsPerPacket: (a.kernelNsPerPacket * a.packets + b.kernelNsPerPacket * b.packets) / packets,
+      restored: a.restored + b.restored,
+      noTarget: a.noTarget + b.noTarget,
+      sunk: a.sunk + b.sunk,
+    };
+  };
+  const perTurn = Math.max(1, Math.floor(LIVE_N / LIVE_TURNS));
+  for (let r = 0; r < ROUNDS; r++) {
+    const round = new Map<LiveRow, Map<string, LiveRun>>(liveRows.map((row) => [row, new Map()]));
+    const add = (row: LiveRow, who: string, run: LiveRun): void => {
+      const m = round.get(row)!;
+      m.set(who, merge(m.get(who), run));
+    };
+    for (let k = 0; k < LIVE_TURNS; k++) {
+      add(liveRows[0]!, 'floor', liveRun(live.txProgram.fd, LIVE_ACK, false, perTurn));
+      for (const s of order(r + k)) {
+        configure(s.dp, 'fib');
+        add(liveRows[1]!, s.label, liveRun(s.xdp, LIVE_ACK, false, perTurn));
+        add(liveRows[2]!, s.label, liveRun(s.xdp, LIVE_SYN, true, perTurn));
+        add(liveRows[3]!, s.label, liveRun(s.xdp, LIVE_SYN, false, perTurn));
+      }
+    }
+    for (const [row, m] of round) {
+      for (const [who, run] of m) {
+        const list = row.runs.get(who) ?? [];
+        list.push(run);
+        row.runs.set(who, list);
+      }
+    }
+  }
+
+  // The kernel's alternatives on the same rig: frames handed to up0's stack
+  // (XDP_PASS), forwarded by IPVS / nftables, counted at up1. A fresh
+  // namespace per variant and round (conntrack starts empty).
+  const kernelUnavailable = new Map<KernelVariant, string>();
+  const kernelRuns = new Map<string, LiveRun[]>(); // `${variant}/${kind}`
+  for (const v of KERNEL_VARIANTS) {
+    const why = kernelVariantAvailable(v, NS);
+    if (why) kernelUnavailable.set(v, why);
+  }
+  let rigs = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const v of KERNEL_VARIANTS) {
+      if (kernelUnavailable.has(v)) continue;
+      withKernelRig(v, { ns: `${NS}-k${rigs++}`, vip: VIP, port: 80 }, live, (up0, addressed) => {
+        for (const [kind, frame, isFresh, packets] of [
+          ['established', LIVE_ACK, false, LIVE_N],
+          ['syn_flood', LIVE_SYN, true, Math.min(LIVE_N, KERNEL_FLOOD_MAX)],
+        ] as const) {
+          const res = live.run({ target: live.passProgram, frame: addressed(frame), fresh: isFresh, packets, ingressIfindex: up0 });
+          if (res.restored !== res.packets || res.noTarget !== 0) throw new Error(`kernel ${v} live run: ${res.restored} of ${res.packets} frames prepared`);
+          kernelRuns.set(`${v}/${kind}`, [...(kernelRuns.get(`${v}/${kind}`) ?? []), res]);
         }
       });
-      samples.push(total / FRESH);
     }
-    return { name, samples };
-  };
-  const freshRows = [fresh('new flow: SYN + option (fresh tuples)', syn), fresh('new flow: first ACK, pins the flow', ack)];
+  }
 
-  const floorNs = median(cases[0]!.samples);
-  const rows = cases.map((c) => {
-    const m = median(c.samples);
-    return { case: c.name, median: m.toFixed(1), net: c === cases[0] ? '—' : (m - floorNs).toFixed(1), wall: median(c.wall).toFixed(0), key: c.key, m };
-  });
-  const targets: Record<string, number> = { pass_ns: 30, syn_option_ns: 110, established_ns: 90 };
-  console.log(`edge datapath benchmark: ${N} × repeat=1 per case (testRunLoop), ${ROUNDS} rounds, median; pinned to CPU ${cpus().length - 1}`);
+  // ---------------------------------------------------------- report
+  const floorNs = median(rows[0]!.samples.get('floor')!);
+  const med = (row: Row, who: string): number | null => {
+    const xs = row.key === 'floor_ns' ? row.samples.get('floor') : row.samples.get(who);
+    return xs && xs.length ? median(xs) : null;
+  };
+  const liveMed = (row: LiveRow, who: string): number | null => {
+    const xs = (row.key === 'mpps_floor_1core' ? row.runs.get('floor') : row.runs.get(who))?.map((x) => x.mpps);
+    return xs && xs.length ? median(xs) : null;
+  };
+  const hasBase = subjects.length > 1;
+  const fmt = (x: number | null, d = 1): string => (x === null ? '—' : x.toFixed(d));
+  const ratio = (a: number | null, b: number | null): string => (a === null || b === null || b <= 0 ? '—' : `${(a / b).toFixed(2)}×`);
+
+  console.log(`edge datapath benchmark: ${N} × repeat=1 per case (testRunLoop), ${ROUNDS} rounds, median; pinned to CPU ${env.cpu}`);
+  console.log(`host: ${host.cpu}, kernel ${host.kernel}, ${host.cpus} CPUs, load average ${host.loadavg_1m} at start (shared machine)`);
+  if (env.baseline) console.log(`baseline: ${env.baseline.ref} = ${env.baseline.commit.slice(0, 12)}, its own objects and EdgeDatapath, measured interleaved in this process`);
   console.log('ns/packet = the kernel-measured BPF_PROG_TEST_RUN duration; "wall" adds the syscall and N-API (too noisy to subtract)');
   console.log('forwarding (default): bpf_fib_lookup with the per-CPU result cache → XDP_REDIRECT; "gateway MAC" rows: fixed next hop, XDP_TX (Katran-style)');
-  console.log('case                                 ns/pkt   net of floor   target (net)   wall ns/call');
-  for (const r of rows) {
-    const tgt = r.key && targets[r.key] !== undefined ? `≤ ${targets[r.key]}` : '';
-    console.log(`${r.case.padEnd(36)} ${r.median.padStart(6)}   ${r.net.padStart(12)}   ${tgt.padStart(12)}   ${r.wall.padStart(12)}`);
+  const head = `${'case'.padEnd(40)} ${'ns/pkt'.padStart(7)} ${'net'.padStart(7)} ${'target'.padStart(7)} ${'wall'.padStart(6)}`;
+  console.log(hasBase ? `${head} ${'base net'.padStart(9)} ${'× baseline'.padStart(10)}` : head);
+  const targets: Record<string, number> = { pass_ns: 30, syn_option_ns: 110, established_ns: 90 };
+  const nsLine = (row: Row, wall: string): void => {
+    const m = med(row, 'current');
+    if (m === null) return;
+    const isFloor = row.key === 'floor_ns';
+    const net = isFloor ? null : m - floorNs;
+    const tgt = row.key && targets[row.key] !== undefined ? `≤ ${targets[row.key]}` : '';
+    let line = `${row.name.padEnd(40)} ${fmt(m).padStart(7)} ${(isFloor ? '—' : fmt(net)).padStart(7)} ${tgt.padStart(7)} ${wall.padStart(6)}`;
+    if (hasBase) {
+      const b = med(row, 'baseline');
+      const bnet = b === null || isFloor ? null : b - floorNs;
+      line += ` ${(isFloor ? '—' : fmt(bnet)).padStart(9)} ${(isFloor ? '' : ratio(net, bnet)).padStart(10)}`;
+    }
+    console.log(line);
+  };
+  for (const row of rows) {
+    const wall = row.wall.get(row.key === 'floor_ns' ? 'floor' : 'current');
+    nsLine(row, wall ? median(wall).toFixed(0) : '—');
   }
-  for (const f of freshRows) {
-    const m = median(f.samples);
-    console.log(`${f.name.padEnd(36)} ${m.toFixed(1).padStart(6)}   ${(m - floorNs).toFixed(1).padStart(12)}   ${''.padStart(12)}   ${'—'.padStart(12)}`);
+  for (const row of freshRows) nsLine(row, '—');
+  console.log(`live frames (BPF_F_TEST_XDP_LIVE_FRAMES, ${LIVE_N} per round in ${LIVE_TURNS} alternating turns, batch 64): Mpps on one CPU = frames / wall time of the runs; "sent" = frames that reached the peer veth`);
+  const liveHead = `${'case'.padEnd(40)} ${'Mpps'.padStart(7)} ${'min–max'.padStart(11)} ${'kern ns'.padStart(7)} ${'sent'.padStart(6)}`;
+  console.log(hasBase ? `${liveHead} ${'base Mpps'.padStart(9)} ${'× baseline'.padStart(10)}` : liveHead);
+  for (const row of liveRows) {
+    const who = row.key === 'mpps_floor_1core' ? 'floor' : 'current';
+    const runs = row.runs.get(who) ?? [];
+    const mpps = runs.map((x) => x.mpps);
+    const sent = runs.reduce((a, x) => a + x.sunk, 0) / Math.max(1, runs.reduce((a, x) => a + x.packets, 0));
+    let line = `${row.name.padEnd(40)} ${fmt(liveMed(row, who), 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${fmt(median(runs.map((x) => x.kernelNsPerPacket)), 0).padStart(7)} ${`${(sent * 100).toFixed(1)}%`.padStart(6)}`;
+    if (hasBase && who !== 'floor') {
+      const b = liveMed(row, 'baseline');
+      line += ` ${fmt(b, 3).padStart(9)} ${ratio(liveMed(row, 'current'), b).padStart(10)}`;
+    }
+    console.log(line);
+  }
+  console.log('the kernel\'s alternatives on the same rig (frames handed to up0\'s stack by XDP_PASS, forwarded by the kernel, counted at up1; one fresh namespace per run):');
+  const kernelJson: Record<string, { established: number | null; syn_flood: number | null } | null> = {};
+  for (const v of KERNEL_VARIANTS) {
+    const why = kernelUnavailable.get(v);
+    if (why) {
+      console.log(`${`kernel ${v}`.padEnd(40)} unavailable: ${why}`);
+      kernelJson[v] = null;
+      continue;
+    }
+    const fig: { established: number | null; syn_flood: number | null } = { established: null, syn_flood: null };
+    for (const kind of ['established', 'syn_flood'] as const) {
+      const runs = kernelRuns.get(`${v}/${kind}`) ?? [];
+      const mpps = runs.map((x) => x.mpps);
+      const m = mpps.length ? median(mpps) : null;
+      fig[kind] = m === null ? null : Math.round(m * 1000) / 1000;
+      const sent = runs.reduce((a, x) => a + x.sunk, 0) / Math.max(1, runs.reduce((a, x) => a + x.packets, 0));
+      const name = `kernel ${v}: ${kind === 'established' ? 'established' : 'SYN flood, fresh tuples'}`;
+      console.log(`${name.padEnd(40)} ${fmt(m, 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${fmt(median(runs.map((x) => x.kernelNsPerPacket)), 0).padStart(7)} ${`${(sent * 100).toFixed(1)}%`.padStart(6)}`);
+    }
+    kernelJson[v] = fig;
   }
   console.log('SYNs never enter the connection table (spoofed floods cannot fill it); a flow is pinned by its first non-SYN packet.');
-  console.log(`10 000 services / 100 000 backends: load ${loadS.toFixed(2)} s (target ≤ 5), maps ${mapsMb.toFixed(1)} MB memlock (target ≤ 256)`);
-  if (baseline) {
-    const b = baselineFigures((k) => rows.find((x) => x.key === k)?.m ?? null, floorNs);
-    console.log(`baseline ${process.env.BENCH_BASELINE} in the same rounds, this / baseline (net of floor): pass ${b.pass_ratio}, SYN ${b.syn_option_ratio}, established ${b.established_ratio}, IPIP established ${b.ipip_established_ratio}`);
-    console.log(`baseline 10 000 services: load ${baseLoadS?.toFixed(2)} s, maps ${(baseline.memlockBytes() / 2 ** 20).toFixed(1)} MB memlock`);
+  for (const s of subjects) {
+    console.log(`${s.label}: 10 000 services / 100 000 backends: load ${s.loadS.toFixed(2)} s (target ≤ 5), maps ${s.mapsMb.toFixed(1)} MB memlock (target ≤ 256)`);
+    if ('note' in s.node) console.log(`${s.label}: ${s.node.note}; node_option_ns / node_reply_ns = null`);
   }
-  if (nodeNote) console.log(nodeNote);
-  else console.log('node reply is a tc program: its figure includes the skb test-run overhead (compare the edge tc pass row), not the XDP floor.');
-  const get = (k: string): number | null => {
-    const r = rows.find((x) => x.key === k);
-    return r ? Math.round(r.m * 10) / 10 : null;
+  console.log('node reply is a tc program: its figure includes the skb test-run overhead (compare the edge tc pass row), not the XDP floor.');
+
+  const round1 = (x: number | null): number | null => (x === null ? null : Math.round(x * 10) / 10);
+  const round3 = (x: number | null): number | null => (x === null ? null : Math.round(x * 1000) / 1000);
+  const figures = (who: Subject): Record<string, number | null> => {
+    const out: Record<string, number | null> = {};
+    for (const row of [...rows, ...freshRows]) if (row.key) out[row.key] = round1(med(row, who.label));
+    for (const row of liveRows) if (row.key) out[row.key] = round3(liveMed(row, who.label));
+    out.maps_10k_mb = round1(who.mapsMb);
+    out.load_10k_s = round3(who.loadS);
+    return out;
   };
-  console.log(
-    JSON.stringify({
-      floor_ns: get('floor_ns'),
-      pass_ns: get('pass_ns'),
-      syn_option_ns: get('syn_option_ns'),
-      established_ns: get('established_ns'),
-      ipip_established_ns: get('ipip_established_ns'),
-      second_chance_ns: get('second_chance_ns'),
-      node_option_ns: get('node_option_ns'),
-      node_reply_ns: get('node_reply_ns'),
-      maps_10k_mb: Math.round(mapsMb * 10) / 10,
-      load_10k_s: Math.round(loadS * 1000) / 1000,
-      ...(baseline ? { ...baselineFigures(get, floorNs), baseline_maps_10k_mb: Math.round((baseline.memlockBytes() / 2 ** 20) * 10) / 10, baseline_load_10k_s: baseLoadS === null ? null : Math.round(baseLoadS * 1000) / 1000 } : {}),
-    }),
-  );
-}
-
-/** Baseline medians and this / baseline ratios of the net (floor-subtracted) figures. */
-function baselineFigures(get: (k: string) => number | null, floorNs: number): Record<string, number | null> {
-  const out: Record<string, number | null> = {};
-  for (const k of ['pass_ns', 'syn_option_ns', 'established_ns', 'ipip_established_ns']) {
-    const mine = get(k);
-    const base = get(`baseline_${k}`);
-    out[`baseline_${k}`] = base;
-    out[`${k.replace(/_ns$/, '')}_ratio`] = mine !== null && base !== null ? Math.round(((mine - floorNs) / (base - floorNs)) * 1000) / 1000 : null;
+  const json: Record<string, unknown> = { ...figures(current), kernel_mpps: kernelJson, kernel_unavailable: Object.fromEntries(kernelUnavailable), host };
+  if (env.baseline && subjects[1]) {
+    json.baseline_ref = env.baseline.ref;
+    json.baseline_commit = env.baseline.commit;
+    json.baseline = figures(subjects[1]);
   }
-  return out;
+  console.log(JSON.stringify(json));
 }
 
-void main();
+if (process.env[CHILD_ENV]) {
+  childMain().catch((e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
+} else {
+  void parent();
+}

@@ -841,3 +841,16 @@ test('a routing hop: forwarded packets leave with TTL − 1; one that arrives wi
   const spec0 = tcpSpec({ flags: ACK });
   t.is(run(dp, buildPacket({ ...spec0, ip: { ...spec0.ip, ttl: 0 } })).retval, XDP_TX);
 });
+
+test("the program's coarse clock is the kernel's monotonic one: a SNAT flow's last-seen stamp matches CLOCK_MONOTONIC", (t) => {
+  const dp = openEdge(t);
+  dp.applyServices([service({ mode: 'snat' })]);
+  const before = process.hrtime.bigint() >> 30n;
+  t.is(run(dp, tcpPacket({ flags: SYN, sport: 47111 })).retval, XDP_PASS);
+  const after = process.hrtime.bigint() >> 30n;
+  const rev = dp.map('edge_snat_rev').entries();
+  t.is(rev.length, 1);
+  // edge_snat_val.last: the edge clock >> 30 (≈ 1.07 s units), at offset 16.
+  const last = BigInt(rev[0]![1].readUInt32LE(16));
+  t.true(last >= before - 1n && last <= after + 1n, `last ${last}, CLOCK_MONOTONIC >> 30 between ${before} and ${after}`);
+});

@@ -393,6 +393,19 @@ Napi::Value TcHookDestroy(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(env, ret == 0);
 }
 
+// rawTracepointOpen(name, fd) -> link fd: attaches a loaded raw_tp program
+// to the kernel tracepoint `name` (BPF_RAW_TRACEPOINT_OPEN); closing the
+// returned fd detaches it.
+Napi::Value RawTracepointOpen(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::string name = ArgString(info, 0, "tracepoint name");
+  int fd = ArgFd(info, 1, "fd");
+  ResetLog(false);
+  int link = bpf_raw_tracepoint_open(name.c_str(), fd);
+  if (link < 0) ThrowLibbpf(env, link, "bpf_raw_tracepoint_open(" + name + ")");
+  return Napi::Number::New(env, link);
+}
+
 // setNetns(fd): moves the calling (JS main) thread into the network
 // namespace behind fd (from /run/netns/NAME or /proc/thread-self/ns/net).
 // libuv's worker threads are not affected.
@@ -419,6 +432,7 @@ void InitProgs(Napi::Env env, Napi::Object exports) {
   exports.Set("tcQuery", Napi::Function::New<TcQuery>(env, "tcQuery"));
   exports.Set("tcHookDestroy", Napi::Function::New<TcHookDestroy>(env, "tcHookDestroy"));
   exports.Set("setNetns", Napi::Function::New<SetNetns>(env, "setNetns"));
+  exports.Set("rawTracepointOpen", Napi::Function::New<RawTracepointOpen>(env, "rawTracepointOpen"));
 }
 
 }  // namespace bpfl

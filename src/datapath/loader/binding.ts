@@ -175,6 +175,8 @@ export interface NativeBinding {
   tcQuery(ifindex: number, dir: TcDirection, priority: number, handle: number): number | null;
   tcHookDestroy(ifindex: number): boolean;
   setNetns(fd: number): void;
+  /** Attach a raw_tp program to a kernel tracepoint; returns the link fd (close it to detach). */
+  rawTracepointOpen(name: string, fd: number): number;
 }
 
 let binding: NativeBinding | undefined;
