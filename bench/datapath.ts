@@ -365,9 +365,9 @@ function openNode(label: Subject['label'], xdp: number, nodeObject: string, clos
     let egress: number;
     let flows: () => number;
     if (label === 'current') {
-      const node = NodeDatapath.load({ objectPath: nodeObject, maxFlows: 65536, edgeSources: ['10.0.0.1'] });
+      const node = NodeDatapath.open({ objectPath: nodeObject, maxFlows: 65536, edgeSources: ['10.0.0.1'] });
       closers.push(() => node.close());
-      node.setLocalServices([BENCH_SERVICES[0]!]);
+      node.applyServices([BENCH_SERVICES[0]!]);
       node.trustEdgeNeighbour('10.0.0.1', [...learned.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':'));
       ingress = node.ingress.fd;
       egress = node.egress.fd;

@@ -81,7 +81,14 @@ export class DatapathAgentPart implements DatapathPart {
       this.startProber();
       // Previous Maglev tables whose window ended give their slots back
       // even when no service changes (docs/second-chance.md).
-      this.expiry = setInterval(() => this.dp?.expireSecondChance(), 5000);
+      // An error here must not become an uncaught exception that ends the agent.
+      this.expiry = setInterval(() => {
+        try {
+          this.dp?.expireSecondChance();
+        } catch (e) {
+          this.log.warn({ err: e }, 'closing ended second-chance windows failed; retried in 5 s');
+        }
+      }, 5000);
       this.expiry.unref();
     } catch (e) {
       this.lastError = (e as Error).message;

@@ -10,7 +10,7 @@
 // entries, the Maglev slots that changed, its source ranges and its service
 // entry, and ids and regions it gave up are released only after the writes
 // (they are reused last-freed-last).
-import type { Logger } from 'pino';
+import { silentLogger, type Logger } from '../log/logger.js';
 import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
 import { BpfObject, type BpfMap, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
 import { bpfObjectPath } from '../assets.js';
@@ -127,12 +127,12 @@ export class EdgeDatapath {
   private readonly maps: EdgeMaps;
   private readonly planner: EdgePlanner;
   private attachment: XdpAttachment | TcAttachment | null = null;
-  private readonly log: Logger | undefined;
+  private readonly log: Logger;
 
   private constructor(obj: BpfObject, opts: EdgeDatapathOptions) {
     this.obj = obj;
     this.opts = opts;
-    this.log = opts.logger;
+    this.log = opts.logger ?? silentLogger();
     const maps = {} as Record<EdgeMapName, BpfMap>;
     for (const n of EDGE_MAP_NAMES) maps[n] = obj.map(n);
     this.maps = maps;
@@ -199,7 +199,7 @@ export class EdgeDatapath {
       dp = new EdgeDatapath(obj, opts);
       dp.writeConfig();
       dp.planner.restore(readSnapshot(dp.maps));
-      if (dp.planner.size > 0) dp.log?.info({ services: dp.planner.size }, 'edge datapath: state rebuilt from pinned maps');
+      if (dp.planner.size > 0) dp.log.info({ services: dp.planner.size }, 'edge datapath: state rebuilt from pinned maps');
     } catch (e) {
       obj.close();
       throw e;

@@ -15,6 +15,11 @@
 // written and the other frontends of the same call are planned as usual.
 // Allocation comes first and is undone on failure, so a rejected frontend
 // leaves no trace in the plan.
+//
+// Over 500 lines on purpose: each allocation (ids, regions, previous tables)
+// sits next to its undo and its release, so the planner's invariants can be
+// checked in one file; encoding (edge-maps.ts), validation
+// (edge-frontend-check.ts), Maglev and the allocators are separate.
 import type { DatapathMode } from '../config/types.js';
 import type { Backend, DesiredService, FrontendRejection, L4Proto, RejectReason } from '../model/types.js';
 import { frontendKey } from '../model/desired.js';

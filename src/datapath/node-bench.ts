@@ -71,7 +71,7 @@ function tcpFrame(src: string, dst: string, sport: number, dport: number, flags:
 }
 
 export function prepareNodeReplyBench(opts: { objectPath?: string } = {}): NodeReplyBench {
-  const dp = NodeDatapath.load({ maxFlows: 4096, edgeSources: [BENCH_EDGE], ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
+  const dp = NodeDatapath.open({ maxFlows: 4096, edgeSources: [BENCH_EDGE], ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
   try {
     dp.trustEdgeNeighbour(BENCH_EDGE, BENCH_EDGE_MAC);
     const svc: DesiredService = {
@@ -83,7 +83,7 @@ export function prepareNodeReplyBench(opts: { objectPath?: string } = {}): NodeR
       affinityTimeoutSeconds: 0,
       backends: [{ ip: BENCH_POD, port: 8080, nodeIp: '192.0.2.21', nodeName: 'bench', weight: 1, state: 'active' }],
     };
-    dp.setLocalServices([svc], { name: 'bench' });
+    dp.applyServices([svc], { name: 'bench' });
     const opt = Buffer.concat([Buffer.from([0x9e, 8, 0, 80]), ip(BENCH_VIP)]);
     dp.ingress.testRun({ data: tcpFrame(BENCH_CLIENT, BENCH_POD, 40000, 8080, 0x02, 0, opt) });
     const frame = tcpFrame(BENCH_POD, BENCH_CLIENT, 8080, 40000, 0x10, 64);

@@ -6,6 +6,10 @@
 // load, and the tc filters use a fixed priority/handle and are replaced in
 // place, so an agent restart neither drops forwarding (the old programs stay
 // attached while no agent runs) nor forgets established flows.
+//
+// Over 500 lines: most of it is one-line accessors of the pinned maps (flows,
+// forward pins, edge sources and neighbours, counters, second chance) that
+// the agent, its metrics and the tests read; encodings live in node-maps.ts.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachState, type AttachState } from './attach-state.js';
@@ -117,7 +121,7 @@ export interface LocalServiceEntry extends SvcKey {
   backends: LocalBackend[];
 }
 
-export interface SetLocalServicesResult {
+export interface ApplyLocalServicesResult {
   added: number;
   updated: number;
   removed: number;
@@ -217,7 +221,7 @@ export class NodeDatapath {
   }
 
   /** Loads the programs, reusing maps pinned at pinPath, and writes the config. */
-  static load(opts: NodeDatapathOptions = {}): NodeDatapath {
+  static open(opts: NodeDatapathOptions = {}): NodeDatapath {
     const config: NodeConfigValue = {
       tcpIdleNs: seconds('tcpIdleSeconds', opts.tcpIdleSeconds, NODE_DEFAULTS.tcpIdleSeconds),
       udpIdleNs: seconds('udpIdleSeconds', opts.udpIdleSeconds, NODE_DEFAULTS.udpIdleSeconds),
@@ -316,7 +320,7 @@ export class NodeDatapath {
    * backends (see localServiceEntries; omit `node` when the services are
    * already restricted to this node). Writes only what changed.
    */
-  setLocalServices(services: readonly DesiredService[], node?: { name?: string; ip?: string }): SetLocalServicesResult {
+  applyServices(services: readonly DesiredService[], node?: { name?: string; ip?: string }): ApplyLocalServicesResult {
     const { entries, truncated } = localServiceEntries(services, node);
     writeScBackends(this.obj.map(NODE_SC_MAP), scBackendEntries(services)); // docs/second-chance.md
     const want = new Map<string, Buffer>();
@@ -463,7 +467,7 @@ export class NodeDatapath {
   }
 
   /** Changes timeouts / option stripping at run time. */
-  updateConfig(change: Partial<Pick<NodeConfigValue, 'tcpIdleNs' | 'udpIdleNs' | 'closeNs' | 'rstNs' | 'insertLimit' | 'stripOption' | 'checkOuterDst' | 'nodeIp' | 'verifyVip'>>): void {
+  reconfigure(change: Partial<Pick<NodeConfigValue, 'tcpIdleNs' | 'udpIdleNs' | 'closeNs' | 'rstNs' | 'insertLimit' | 'stripOption' | 'checkOuterDst' | 'nodeIp' | 'verifyVip'>>): void {
     this.#config = { ...this.#config, ...change };
     this.writeConfig();
   }

@@ -30,6 +30,12 @@
 //   edges take addresses from status.loadBalancer.ingress (only those inside
 //   a pool that admits the Service). Every edge reports the frontends it
 //   does not serve itself (Warning Events).
+//
+// Over 500 lines on purpose: what remains here is the round itself (mark,
+// compute, program, advertise, remove, report) and its ordering rules, which
+// read best in one place; trimming (trim.ts), claims (claims.ts), per-Service
+// computing (service-compute.ts), the first pass (first-pass.ts) and
+// reporting (reporter.ts) are modules of their own.
 import { createHash, randomBytes } from 'node:crypto';
 import { machineScopedId } from '../config/node-id.js';
 import { CoordinationV1Api, type KubeConfig, type V1Service } from '@kubernetes/client-node';

@@ -47,7 +47,7 @@ export class NodeAgent {
   async start(): Promise<void> {
     const o = this.o;
     if (o.pinPath) requireBpffs(o.pinPath, '--pin-path');
-    const dp = NodeDatapath.load({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), edgeSources: o.edgeSources, ...(o.flowInsertLimit !== undefined ? { flowInsertLimit: o.flowInsertLimit } : {}), logger: o.logger });
+    const dp = NodeDatapath.open({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), edgeSources: o.edgeSources, ...(o.flowInsertLimit !== undefined ? { flowInsertLimit: o.flowInsertLimit } : {}), logger: o.logger });
     this.dp = dp;
     dp.attach(o.interface);
     this.neighbours = new EdgeNeighbourSync({ ifname: o.interface, sources: o.edgeSources, trust: (ip, mac) => dp.trustEdgeNeighbour(ip, mac), logger: o.logger });
@@ -76,7 +76,7 @@ export class NodeAgent {
       this.local = new LocalServices({
         kubeconfig: o.kubeconfig, kubernetes: o.kubernetes, datapath: o.datapath, logger: o.logger,
         onChange: (services) => {
-          const r = this.dp?.setLocalServices(services, { name: o.nodeName, ...(o.nodeIp ? { ip: o.nodeIp } : {}) });
+          const r = this.dp?.applyServices(services, { name: o.nodeName, ...(o.nodeIp ? { ip: o.nodeIp } : {}) });
           this.frontends = services.length;
           o.logger.info({ frontends: services.length, result: r }, 'local services programmed');
         },

@@ -92,9 +92,9 @@ async function lab(t: ExecutionContext, v: Variant): Promise<Lab> {
   inNetns(E, () => dp.attach('e0', 'tc'));
   cleanup.add('detach edge', () => inNetns(E, () => dp.detach()));
 
-  const node = NodeDatapath.load({ maxFlows: 4096, nodeIp: '10.0.0.11', edgeSources: ['10.0.0.1'] });
+  const node = NodeDatapath.open({ maxFlows: 4096, nodeIp: '10.0.0.11', edgeSources: ['10.0.0.1'] });
   cleanup.add('node datapath', () => node.close());
-  node.setLocalServices([nodeService(VIP, 80, 'TCP', [nodeBackend(POD, 8080)])], { name: NODE_NAME });
+  node.applyServices([nodeService(VIP, 80, 'TCP', [nodeBackend(POD, 8080)])], { name: NODE_NAME });
   inNetns(N, () => node.attach('n0'));
   cleanup.add('detach node', () => inNetns(N, () => node.detach()));
   // The edge knows the node's link-layer address (in service its probes and traffic resolve it): an

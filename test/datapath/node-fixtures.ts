@@ -59,9 +59,9 @@ export function standardServices(): DesiredService[] {
  */
 export function loadNode(t: ExecutionContext, opts: NodeDatapathOptions = {}, trust: { edgeMac?: string | null } = {}): NodeDatapath {
   // Small flow maps: LRU maps preallocate, and tests load many objects.
-  const dp = NodeDatapath.load({ maxFlows: 4096, edgeSources: [EDGE_IP], ...opts });
+  const dp = NodeDatapath.open({ maxFlows: 4096, edgeSources: [EDGE_IP], ...opts });
   t.teardown(() => dp.close());
-  dp.setLocalServices(standardServices(), { name: NODE_NAME });
+  dp.applyServices(standardServices(), { name: NODE_NAME });
   const mac = trust.edgeMac === undefined ? MAC_A : trust.edgeMac;
   if (mac !== null) dp.trustEdgeNeighbour(EDGE_IP, mac);
   return dp;

@@ -128,9 +128,9 @@ for (const [podOffload, mode] of [[false, 'ipip'], [true, 'ipip'], [false, 'ip-o
     const pinPath = pinDirFor(t, 'node-live');
     // The client stands in for the edge: its address is the edge source, and
     // the node learns its link-layer address from its ARP for the node.
-    const dp = NodeDatapath.load({ pinPath, nodeIp: NODE_FABRIC, maxFlows: 4096, edgeSources: [CLIENT] });
+    const dp = NodeDatapath.open({ pinPath, nodeIp: NODE_FABRIC, maxFlows: 4096, edgeSources: [CLIENT] });
     cleanup.add('node datapath object', () => dp.close());
-    dp.setLocalServices(
+    dp.applyServices(
       [service(VIP, 53, 'UDP', [backend(POD, 5353)]), service(VIP, 80, 'TCP', [backend(POD, 8080)])],
       { name: NODE_NAME },
     );
@@ -165,7 +165,7 @@ for (const [podOffload, mode] of [[false, 'ipip'], [true, 'ipip'], [false, 'ip-o
 
     // Restart: a new object reuses the pinned maps (flows kept) and replaces
     // the filters in place; traffic keeps working.
-    const dp2 = NodeDatapath.load({ pinPath, nodeIp: NODE_FABRIC, maxFlows: 4096, edgeSources: [CLIENT] });
+    const dp2 = NodeDatapath.open({ pinPath, nodeIp: NODE_FABRIC, maxFlows: 4096, edgeSources: [CLIENT] });
     cleanup.add('second node datapath object', () => dp2.close());
     t.is(dp2.flows().length, flows.length);
     inNetns(lab.node, () => dp2.attach('n0'));

@@ -173,7 +173,7 @@ test('ipip, no pin here: the outer header goes on to the secondary node with HAN
 
   // Node B: OTHER_NODE_POD's node; it pinned the flow at the SYN the old edge sent it.
   const b = loadNode(t, { nodeIp: NODE_B_IP });
-  b.setLocalServices(standardServices(), { name: 'node-b' });
+  b.applyServices(standardServices(), { name: 'node-b' });
   t.is(run(b.ingress, ipipFrame(inner({ syn: true }), { dst: NODE_B_IP })).retval, TC_UNSPEC);
   // The hand-over arrives from node A's MAC, which is no edge.
   const fromA = Buffer.from(r.out);
@@ -187,7 +187,7 @@ test('ipip, no pin here: the outer header goes on to the secondary node with HAN
 
 test('ipip hand-overs are never handed again and never create a flow; forged ones are dropped', (t) => {
   const b = loadNode(t, { nodeIp: NODE_B_IP });
-  b.setLocalServices(standardServices(), { name: 'node-b' });
+  b.applyServices(standardServices(), { name: 'node-b' });
   const i = inner(ACK, 42000);
   const handedEth = { src: MAC_OTHER, dst: MAC_B };
   // HANDED for a flow node B does not own: dropped (not handed on: no loop).

@@ -153,7 +153,7 @@ test('option naming an unknown VIP or port is dropped and counted (verifyVip)', 
   }
   t.is(dp.flows().length, 0);
   t.like(dp.counters(), { drop_unknown_vip: 3 });
-  dp.updateConfig({ verifyVip: false });
+  dp.reconfigure({ verifyVip: false });
   t.is(run(dp.ingress, optionTcp({}, { vip: '203.0.113.99', vport: 80 }).frame).retval, TC_UNSPEC);
 });
 
@@ -356,7 +356,7 @@ test('ipip: an established flow keeps its pod when the local backend set changes
   // POD1 and POD3 go away, POD4 arrives: existing flows stay (even to removed pods: their
   // connections drain), new flows use the new set only.
   const [svc80, ...rest] = standardServices();
-  dp.setLocalServices([{ ...svc80!, backends: [backend(POD2, 8080), backend('10.244.1.8', 8080)] }, ...rest], { name: NODE_NAME });
+  dp.applyServices([{ ...svc80!, backends: [backend(POD2, 8080), backend('10.244.1.8', 8080)] }, ...rest], { name: NODE_NAME });
   for (const [port, pod] of sent) {
     const r = run(dp.ingress, ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: port, dport: 80, flags: { ack: true } } }));
     t.is(parsePacket(r.out).ip.dst, pod);
@@ -505,7 +505,7 @@ test('a blind RST does not end a live connection: replies keep leaving from the 
 
 test('a SYN for a live tuple never re-routes it; after both FINs, or a RST and silence, the reused port reaches its new frontend', (t) => {
   const dp = loadNode(t, { rstSeconds: 2 });
-  dp.setLocalServices([...standardServices(), service(VIP3, 80, 'TCP', [backend(POD1, 8080)])], { name: NODE_NAME });
+  dp.applyServices([...standardServices(), service(VIP3, 80, 'TCP', [backend(POD1, 8080)])], { name: NODE_NAME });
   const t0 = 1000n * SEC;
   dp.setTestClock(t0);
   const key = (cp: number): { podIp: string; podPort: number; clientIp: string; clientPort: number; proto: 'TCP' } => ({ podIp: POD1, podPort: 8080, clientIp: CLIENT, clientPort: cp, proto: 'TCP' });
@@ -545,7 +545,7 @@ test('ipip: a client RST keeps the pin; a SYN for a live flow stays on its pod, 
   t.is(dp.flows().length, 1);
   // The pod set grows so that a fresh choice may differ; a SYN right after the RST stays.
   const pods = [POD1, POD2, POD3, '10.244.1.8', '10.244.1.9'];
-  const withPods = (ps: string[]): void => void dp.setLocalServices([service(VIP, 80, 'TCP', ps.map((p) => backend(p, 8080))), ...standardServices().slice(1)], { name: NODE_NAME });
+  const withPods = (ps: string[]): void => void dp.applyServices([service(VIP, 80, 'TCP', ps.map((p) => backend(p, 8080))), ...standardServices().slice(1)], { name: NODE_NAME });
   withPods(pods);
   t.is(podOf(seg({ syn: true })), first, 'a SYN for a live flow keeps its pod');
   // After a RST and silence the SYN is a new connection: balanced over the current pods.
@@ -678,14 +678,14 @@ test('localServiceEntries: this node only, ready first, sorted, DSR only, known 
   t.throws(() => localServiceEntries([svcs[0]!, svcs[0]!], { name: NODE_NAME }), { message: /two services claim/ });
 });
 
-test('setLocalServices writes only differences and removes stale entries', (t) => {
+test('applyServices writes only differences and removes stale entries', (t) => {
   const dp = loadNode(t);
   t.is(dp.localServices().length, 3);
-  t.deepEqual(dp.setLocalServices(standardServices(), { name: NODE_NAME }), { added: 0, updated: 0, removed: 0, truncated: [] });
+  t.deepEqual(dp.applyServices(standardServices(), { name: NODE_NAME }), { added: 0, updated: 0, removed: 0, truncated: [] });
   const [a, b] = standardServices();
-  t.deepEqual(dp.setLocalServices([a!, { ...b!, backends: [backend(POD3, 5353)] }], { name: NODE_NAME }), { added: 0, updated: 1, removed: 1, truncated: [] });
+  t.deepEqual(dp.applyServices([a!, { ...b!, backends: [backend(POD3, 5353)] }], { name: NODE_NAME }), { added: 0, updated: 1, removed: 1, truncated: [] });
   const many = Array.from({ length: 40 }, (_, i) => backend(`10.244.9.${i + 1}`, 80));
-  const r = dp.setLocalServices([service(VIP, 80, 'TCP', many)], { name: NODE_NAME });
+  const r = dp.applyServices([service(VIP, 80, 'TCP', many)], { name: NODE_NAME });
   t.deepEqual(r.truncated, [`ns/svc-${VIP}-80`]);
   t.is(dp.localServices()[0]!.backends.length, 32);
 });
@@ -811,7 +811,7 @@ test('edge sources are validated before anything changes; a neighbour outside th
   t.deepEqual(dp.edgeSources(), [`${EDGE_IP}/32`]);
   t.deepEqual(dp.setEdgeSources(['192.0.2.0/28', '198.18.0.1']), ['192.0.2.0/28', '198.18.0.1/32']);
   t.throws(() => dp.trustEdgeNeighbour('10.9.9.9', MAC_OTHER), { message: /not inside any edge source/ });
-  t.throws(() => NodeDatapath.load({ edgeSources: ['nonsense'] }), { message: /edge source 'nonsense'/ });
+  t.throws(() => NodeDatapath.open({ edgeSources: ['nonsense'] }), { message: /edge source 'nonsense'/ });
 });
 
 // ---------------------------------------------------------------- the option names a real backend (issue 13.2)
@@ -832,14 +832,14 @@ test('an option is accepted only when the destination is one of that frontend\'s
   for (const pod of [POD1, POD2, POD3]) t.is(run(dp.ingress, optionTcp({}, { dst: pod }).frame).retval, TC_UNSPEC);
   t.is(dp.flows().length, 3);
   // verifyVip off (debugging only) checks neither.
-  dp.updateConfig({ verifyVip: false });
+  dp.reconfigure({ verifyVip: false });
   t.is(run(dp.ingress, optionTcp({ dport: 9999 }).frame).retval, TC_UNSPEC);
 });
 
 test('a packet that is not a SYN never re-points a live flow at another VIP', (t) => {
   const dp = loadNode(t, { udpIdleSeconds: 60, rstSeconds: 2 });
   // VIP3 is served by the same pods: a second frontend whose option could name them.
-  dp.setLocalServices([...standardServices(), service(VIP3, 80, 'TCP', [backend(POD1, 8080)]), service(VIP3, 53, 'UDP', [backend(POD2, 5353)])], { name: NODE_NAME });
+  dp.applyServices([...standardServices(), service(VIP3, 80, 'TCP', [backend(POD1, 8080)]), service(VIP3, 53, 'UDP', [backend(POD2, 5353)])], { name: NODE_NAME });
   const t0 = 1000n * SEC;
   dp.setTestClock(t0);
   run(dp.ingress, optionTcp().frame);
