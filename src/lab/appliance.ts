@@ -19,7 +19,7 @@ import { nsRun, run, sleep } from './netns.js';
 import { edgeConfig } from './agent-config.js';
 import { alive, spawnInNs, type LabProcess } from './procs.js';
 import type { EdgePlan, LabPlan } from './topology.js';
-import type { LabOptions, LabState } from './state.js';
+import type { ApplianceRecord, LabOptions, LabState } from './state.js';
 import { IMAGE_RAW } from '../image/build.js';
 import { OVMF_CODE, OVMF_VARS, smbiosCredential } from '../image/qemu.js';
 import { CFG_LABEL } from '../image/layout.js';
@@ -50,23 +50,6 @@ export function applianceBootTimeoutMs(): number {
 }
 
 export const READY_RE = /EDGELB READY node=(\S+) peers=(\d+) config=([0-9a-f]{12})/;
-
-export interface ApplianceRecord {
-  edge: string;
-  ns: string;
-  image: string;
-  /** The VM's serial console (the READY line, the boot log). */
-  serialLog: string;
-  /** The EDGELB-CFG stick image. */
-  stick: string;
-  macs: { uplink: string; mgmt: string };
-  taps: { uplink: string; mgmt: string };
-  pid: number | null;
-  state: 'booting' | 'ready' | 'failed' | 'stopped';
-  /** Seconds from QEMU's start to READY. */
-  readySeconds: number | null;
-  detail: string;
-}
 
 /** Locally administered MACs, one pair per edge. */
 export function applianceMacs(edge: EdgePlan): { uplink: string; mgmt: string } {

@@ -13,11 +13,10 @@ import type { LoadOptions, LoadResult } from './load.js';
 import { allEndpoints, memberLabel, podObject, serviceObject, toYaml, type EndpointSpec, type LabServiceSpec } from './manifests.js';
 import { serviceAccountKubeconfig } from './kube/control-plane.js';
 import { EDGELB_NAMESPACE } from './kube/rbac.js';
-import { loadState, saveState, type AgentRecord, type LabOptions, type LabState } from './state.js';
+import { loadState, saveState, type AgentRecord, type ApplianceRecord, type LabOptions, type LabState } from './state.js';
 import { alive, readSize, spawnInNs, stopPid, waitForLog, waitForLogAfter, type LabProcess } from './procs.js';
 import { plugPod } from './network.js';
 import { dist, KUBECTL, nodeBin } from './paths.js';
-import type { ApplianceRecord } from './appliance.js';
 
 export type Say = (line: string) => void;
 

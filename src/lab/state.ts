@@ -6,9 +6,26 @@ import { join } from 'node:path';
 import type { LabPlan } from './topology.js';
 import type { LabProcess } from './procs.js';
 import type { ControlPlaneState } from './kube/control-plane.js';
-import type { ApplianceRecord } from './appliance.js';
 
 export const STATE_DIR = process.env.EDGELB_LAB_STATE_DIR ?? '/run/edgelb-lab';
+
+/** An edge run as the appliance image under QEMU (npm run lab -- up --appliance). */
+export interface ApplianceRecord {
+  edge: string;
+  ns: string;
+  image: string;
+  /** The VM's serial console (the READY line, the boot log). */
+  serialLog: string;
+  /** The EDGELB-CFG stick image. */
+  stick: string;
+  macs: { uplink: string; mgmt: string };
+  taps: { uplink: string; mgmt: string };
+  pid: number | null;
+  state: 'booting' | 'ready' | 'failed' | 'stopped';
+  /** Seconds from QEMU's start to READY. */
+  readySeconds: number | null;
+  detail: string;
+}
 
 export interface AgentRecord {
   edge: string;
