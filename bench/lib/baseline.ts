@@ -18,7 +18,7 @@
 // The worktree is removed by remove(), and by buildBaseline itself when a
 // step fails; nothing of it is needed once the objects are in the kernel.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -130,6 +130,10 @@ export async function buildBaseline(ref: string, opts: BaselineOptions): Promise
     if (!existsSync(join(bpfOut, 'edge.o'))) throw new Error(`baseline ${ref}: the build made no bpf/out/edge.o`);
     const entry = join(dir, 'src', 'datapath', 'edge-datapath.ts');
     if (!existsSync(entry)) throw new Error(`baseline ${ref}: it has no src/datapath/edge-datapath.ts`);
+    // npm packages stay imports (packages: 'external'): REF resolves them
+    // from this checkout's node_modules (pino, since the edge datapath
+    // takes its silent default logger from src/log).
+    if (existsSync(join(repo, 'node_modules')) && !existsSync(join(dir, 'node_modules'))) symlinkSync(join(repo, 'node_modules'), join(dir, 'node_modules'));
     // Bundled under dist/ of the worktree, so that REF's loader finds its
     // repository root (bpf/Makefile above it) the way it does at home.
     const modulePath = join(dir, 'dist', 'src', 'datapath', 'edge-datapath.js');

@@ -15,6 +15,7 @@ import { FrrRouter } from '../../src/lab/frr.js';
 import { TestCluster, type TestClusterOptions } from '../lib/kube.js';
 import { EDGE_SERVICE_ACCOUNT } from '../../src/lab/kube/rbac.js';
 import { testBpffs } from '../lib/test-bpffs.js';
+import { killNsProcesses } from '../lib/gobgpd.js';
 
 const exec = promisify(execFile);
 
@@ -73,6 +74,9 @@ export class AgentLab {
     cleanup.add('bpffs pins', () => rmSync(this.PIN, { recursive: true, force: true }));
     await createNetns(R, cleanup);
     await createNetns(E, cleanup);
+    // The agent's gobgpd outlives the agent by design (handovers adopt it); whatever is still in
+    // the edge namespace at the end is this lab's and goes with it (it leaked one gobgpd per run).
+    cleanup.add('processes left in the edge namespace', () => killNsProcesses(E));
     await vethPair(R, 'r0', E, 'up0');
     await addAddress(R, 'r0', `${NET}.1/24`);
     await addAddress(E, 'up0', `${NET}.2/24`);

@@ -99,7 +99,7 @@ export function edgeBgpConfig(dir: string, peers: PeerConfig[], drainSeconds = 1
 }
 
 /** Kill any process whose network namespace is `ns` (only ones this test started live there). */
-async function killNsProcesses(ns: string): Promise<void> {
+export async function killNsProcesses(ns: string): Promise<void> {
   const { execFile } = await import('node:child_process');
   const pids = await new Promise<number[]>((resolve) =>
     execFile('ip', ['netns', 'pids', ns], (err, out) => resolve(err ? [] : out.split(/\s+/).filter(Boolean).map(Number))),
