@@ -114,7 +114,11 @@ async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
 
   const payload = Buffer.alloc(4 << 20);
   for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + (i >> 10)) & 255;
-  const client = spawn('ip', ['netns', 'exec', C, 'socat', '-T5', '-', `TCP4:${VIP}:80,connect-timeout=3`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // socat's inactivity limit must outlast TCP's retransmission backoff while
+  // the path MTU is learnt (a lost or late first segment after
+  // fragmentation-needed waits 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s on a busy host);
+  // every byte must still come back, in order, within the 30 s below.
+  const client = spawn('ip', ['netns', 'exec', C, 'socat', '-T15', '-', `TCP4:${VIP}:80,connect-timeout=3`], { stdio: ['pipe', 'pipe', 'pipe'] });
   const got: Buffer[] = [];
   let gotLen = 0;
   client.stdout.on('data', (d: Buffer) => {
