@@ -78,11 +78,13 @@ static __always_inline enum node_step rewrite_l3l4(struct __sk_buff *skb, __u32 
 	return STEP_DONE;
 }
 
-/* Remove our option (8 bytes right after the 20-byte base header).
+/* Remove opt_len bytes of options right after the 20-byte base header
+ * (our 8-byte option; second chance's 20-byte one, node_second_chance.h).
  * STEP_UNTOUCHED when the kernel would not shrink the packet (a VLAN tag in
  * the packet data, say): the option is then still there. */
-static __always_inline enum node_step strip_option(struct __sk_buff *skb, __u32 l3_off,
-						   __u32 ihl_words, __u32 tot_len, __u32 opt_sum)
+static __always_inline enum node_step strip_ip_option(struct __sk_buff *skb, __u32 l3_off,
+						      __u32 ihl_words, __u32 tot_len, __u32 opt_sum,
+						      __u32 opt_len)
 {
 	void *data, *data_end;
 	struct iphdr *ip;
@@ -91,7 +93,7 @@ static __always_inline enum node_step strip_option(struct __sk_buff *skb, __u32 
 	/* ADJ_ROOM_NET removes the bytes after the kernel's 20-byte IPv4 base
 	 * header: exactly our option. The L4 checksum does not cover it, so
 	 * CHECKSUM_UNNECESSARY stays true (NO_CSUM_RESET). */
-	if (bpf_skb_adjust_room(skb, -(__s32)DSR_OPT_LEN, BPF_ADJ_ROOM_NET,
+	if (bpf_skb_adjust_room(skb, -(__s32)opt_len, BPF_ADJ_ROOM_NET,
 				BPF_F_ADJ_ROOM_NO_CSUM_RESET))
 		return STEP_UNTOUCHED;
 	data = skb_data(skb);
@@ -102,10 +104,10 @@ static __always_inline enum node_step strip_option(struct __sk_buff *skb, __u32 
 	if ((void *)(ip + 1) > data_end)
 		return STEP_REWRITE_FAILED;
 	old_w0 = *(__be16 *)ip; /* version, IHL, TOS */
-	ip->ihl = ihl_words - DSR_OPT_LEN / 4;
+	ip->ihl = ihl_words - opt_len / 4;
 	new_w0 = *(__be16 *)ip;
 	old_len = bpf_htons(tot_len);
-	new_len = bpf_htons(tot_len - DSR_OPT_LEN);
+	new_len = bpf_htons(tot_len - opt_len);
 	ip->tot_len = new_len;
 	/* Incremental (RFC 1624): take the option's words out of the sum and
 	 * account for IHL and total length. A header whose checksum was wrong
@@ -117,6 +119,12 @@ static __always_inline enum node_step strip_option(struct __sk_buff *skb, __u32 
 	 * subtracted, must be added back. A no-op error for other skbs. */
 	bpf_csum_update(skb, opt_sum);
 	return STEP_DONE;
+}
+
+static __always_inline enum node_step strip_option(struct __sk_buff *skb, __u32 l3_off,
+						   __u32 ihl_words, __u32 tot_len, __u32 opt_sum)
+{
+	return strip_ip_option(skb, l3_off, ihl_words, tot_len, opt_sum, DSR_OPT_LEN);
 }
 
 /* Re-address an ICMP error (IHL-5 outer and quoted headers, at l3_off) and

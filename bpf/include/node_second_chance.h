@@ -128,37 +128,6 @@ static __always_inline int node_sc_secondary_ok(const struct sc_opt *o, __u8 pro
 	return v && v->node_ip == o->sec_node;
 }
 
-/* Remove the 20-byte option after the base header (as strip_option does
- * for the 8-byte one): IHL, total length and header checksum follow. */
-static __always_inline enum node_step sc_strip_option(struct __sk_buff *skb, __u32 l3_off,
-						      __u32 ihl_words, __u32 tot_len, __u32 opt_sum)
-{
-	void *data, *data_end;
-	struct iphdr *ip;
-	__be16 old_w0, new_w0, old_len, new_len;
-
-	if (bpf_skb_adjust_room(skb, -(__s32)SC_OPT_LEN, BPF_ADJ_ROOM_NET,
-				BPF_F_ADJ_ROOM_NO_CSUM_RESET))
-		return STEP_UNTOUCHED;
-	data = skb_data(skb);
-	data_end = skb_data_end(skb);
-	if (l3_off > 64)
-		return STEP_REWRITE_FAILED;
-	ip = data + l3_off;
-	if ((void *)(ip + 1) > data_end)
-		return STEP_REWRITE_FAILED;
-	old_w0 = *(__be16 *)ip;
-	ip->ihl = ihl_words - SC_OPT_LEN / 4;
-	new_w0 = *(__be16 *)ip;
-	old_len = bpf_htons(tot_len);
-	new_len = bpf_htons(tot_len - SC_OPT_LEN);
-	ip->tot_len = new_len;
-	csum_apply_diff(&ip->check, csum_diff_2(old_w0, new_w0) + csum_diff_2(old_len, new_len) +
-					    (__u16)~(__u16)opt_sum);
-	bpf_csum_update(skb, opt_sum);
-	return STEP_DONE;
-}
-
 /* TTL − 1 on the IPv4 header at l3_off; -1 when it would run out. */
 static __always_inline int node_sc_hop(struct __sk_buff *skb, __u32 l3_off)
 {
@@ -268,7 +237,7 @@ static __always_inline int node_sc_option(struct __sk_buff *skb, struct pkt *p,
 		if (p->tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))
 			client_seen(cfg, &k, p->tcp_flags, now);
 		node_sc_count(NSC_OWNED);
-		if (sc_strip_option(skb, l3_off, ihl_words, p->ip_len, opt_sum) != STEP_DONE)
+		if (strip_ip_option(skb, l3_off, ihl_words, p->ip_len, opt_sum, SC_OPT_LEN) != STEP_DONE)
 			return node_tc(node_drop(NC_DROP_REWRITE));
 		return TC_ACT_UNSPEC;
 	}
@@ -276,7 +245,7 @@ static __always_inline int node_sc_option(struct __sk_buff *skb, struct pkt *p,
 		return node_sc_drop(NSC_DROP_NOT_BACKEND);
 	/* Not ours: to the secondary pod, as a plain segment (no option, so it
 	 * can never be handed again). */
-	if (sc_strip_option(skb, l3_off, ihl_words, p->ip_len, opt_sum) != STEP_DONE)
+	if (strip_ip_option(skb, l3_off, ihl_words, p->ip_len, opt_sum, SC_OPT_LEN) != STEP_DONE)
 		return node_tc(node_drop(NC_DROP_REWRITE));
 	if (rewrite_l3l4(skb, l3_off, l4_off, IPPROTO_TCP, REWRITE_DST, opt.sec_ip, opt.sec_port) !=
 	    STEP_DONE)
