@@ -329,7 +329,7 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 			goto not_ours;
 		if (!fv && !ipip_from_edge(skb, outer))
 			return node_drop(NC_DROP_UNTRUSTED);
-		n = sv->count;
+		n = sv->pick && sv->pick < sv->count ? sv->pick : sv->count;
 		if (n == 0 || n > NODE_MAX_LOCAL_BACKENDS)
 			return node_drop(NC_DROP_NO_BACKEND);
 		idx = node_tuple_hash(in.saddr, in.daddr, in.sport, in.dport, in.l4_proto) % n;

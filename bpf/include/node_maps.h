@@ -82,9 +82,14 @@ struct node_backend {
 	__u16 pad;
 };
 
+/* be[0..count) are every pod of the frontend on this node that an edge may
+ * send to — ready ones first, then terminating ones (an edge keeps their
+ * flows, and a SYN it pinned before they turned terminating is still on its
+ * way): an option naming any of them is accepted. New ipip flows pick among
+ * the first `pick` only (0 = all count, as written before `pick` existed). */
 struct node_svc_value {
 	__u32 count; /* 0..NODE_MAX_LOCAL_BACKENDS; 0 = drop (no local pod) */
-	__u32 pad;
+	__u32 pick;  /* 0..count */
 	struct node_backend be[NODE_MAX_LOCAL_BACKENDS];
 };
 

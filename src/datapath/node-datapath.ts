@@ -37,6 +37,7 @@ import {
   decodeFwdKey,
   decodeFwdValue,
   decodeSvcKey,
+  decodeSvcPick,
   decodeSvcValue,
   encodeConfig,
   encodeEdgeMacKey,
@@ -118,7 +119,10 @@ export interface NodeFwd extends FwdKey, FwdValue {}
 
 export interface LocalServiceEntry extends SvcKey {
   service: string;
+  /** Every pod of the frontend here an edge may send to: the ones new ipip flows pick from first, then the rest. */
   backends: LocalBackend[];
+  /** New ipip flows choose among backends[0..pick). */
+  pick: number;
 }
 
 export interface ApplyLocalServicesResult {
@@ -137,10 +141,16 @@ function seconds(what: string, v: number | undefined, dflt: number): bigint {
 
 /**
  * The node's share of the desired state, pure: for every DSR frontend (mode
- * dsr, or hybrid TCP), the backends on this node (by name or address),
- * ready ones only — or the terminating ones when none is ready, so that a
- * flow the edge still sends has somewhere to go. Sorted so that slot order
- * (and thus the hash → pod choice) is the same on every reprogramming.
+ * dsr, or hybrid TCP), the backends on this node (by name or address).
+ * All of them — ready and terminating — are listed, because an option naming
+ * any of them is legitimate: an edge keeps a terminating pod's flows, and a
+ * SYN it sent (or retransmits) for a flow pinned just before the pod turned
+ * terminating is still on its way when this node learns of it. Dropping
+ * such a SYN cost a client its connection in a rolling update.
+ * New ipip flows pick among the ready ones only (`pick`), or among the
+ * terminating ones when none is ready, so that a flow the edge still sends
+ * has somewhere to go. Each group is sorted so that slot order (and thus
+ * the hash → pod choice) is the same on every reprogramming.
  * Frontends without a pod here are kept with no backends: the option path
  * accepts only known VIPs, and ipip to them is dropped (counted).
  * Without `node`, the services are taken as already restricted to this
@@ -154,22 +164,29 @@ export function localServiceEntries(services: readonly DesiredService[], node?: 
   for (const s of services) {
     const dsr = s.mode === 'dsr' || (s.mode === 'hybrid' && s.frontend.protocol === 'TCP');
     if (!dsr || s.frontend.vip.includes(':')) continue;
-    const local = s.backends.filter(onNode);
-    const active = local.filter((b) => b.state === 'active');
-    const chosen = (active.length > 0 ? active : local)
-      .filter((b) => !b.ip.includes(':'))
-      .map((b) => ({ ip: b.ip, port: b.port }))
-      .sort((a, b) => cmpIp(a.ip, b.ip) || a.port - b.port)
-      .filter((b, i, arr) => i === 0 || b.ip !== arr[i - 1]!.ip || b.port !== arr[i - 1]!.port);
+    const local = s.backends.filter((b) => onNode(b) && !b.ip.includes(':'));
+    const active = sortedUnique(local.filter((b) => b.state === 'active'));
+    const seen = new Set(active.map((b) => `${b.ip}|${b.port}`));
+    const others = sortedUnique(local.filter((b) => b.state !== 'active' && !seen.has(`${b.ip}|${b.port}`)));
+    const chosen = [...active, ...others];
+    let pick = active.length > 0 ? active.length : others.length;
     if (chosen.length > NODE_MAX_LOCAL_BACKENDS) {
       truncated.push(s.service);
       chosen.length = NODE_MAX_LOCAL_BACKENDS;
+      pick = Math.min(pick, NODE_MAX_LOCAL_BACKENDS);
     }
     const key = frontendKey(s.frontend);
     if (byKey.has(key)) throw new Error(`two services claim ${key} (${byKey.get(key)!.service} and ${s.service})`);
-    byKey.set(key, { service: s.service, vip: s.frontend.vip, port: s.frontend.port, proto: s.frontend.protocol, backends: chosen });
+    byKey.set(key, { service: s.service, vip: s.frontend.vip, port: s.frontend.port, proto: s.frontend.protocol, backends: chosen, pick });
   }
   return { entries: [...byKey.values()], truncated };
+}
+
+function sortedUnique(backends: readonly Backend[]): LocalBackend[] {
+  return backends
+    .map((b) => ({ ip: b.ip, port: b.port }))
+    .sort((a, b) => cmpIp(a.ip, b.ip) || a.port - b.port)
+    .filter((b, i, arr) => i === 0 || b.ip !== arr[i - 1]!.ip || b.port !== arr[i - 1]!.port);
 }
 
 /** Runs fn in the network namespace the attachment was made in. */
@@ -328,7 +345,7 @@ export class NodeDatapath {
     for (const e of entries) {
       const k = encodeSvcKey(e);
       const id = k.toString('hex');
-      want.set(id, encodeSvcValue(e.backends));
+      want.set(id, encodeSvcValue(e.backends, e.pick));
       keys.set(id, k);
     }
     let added = 0;
@@ -386,8 +403,8 @@ export class NodeDatapath {
     return this.edgeMacsMap.entries().map(([k, v]) => decodeEdgeNeighbour(k, v));
   }
 
-  localServices(): Array<SvcKey & { backends: LocalBackend[] }> {
-    return this.servicesMap.entries().map(([k, v]) => ({ ...decodeSvcKey(k), backends: decodeSvcValue(v) }));
+  localServices(): Array<SvcKey & { backends: LocalBackend[]; pick: number }> {
+    return this.servicesMap.entries().map(([k, v]) => ({ ...decodeSvcKey(k), backends: decodeSvcValue(v), pick: decodeSvcPick(v) }));
   }
 
   /** Every entry of node_flows (reply tuples), decoded. */

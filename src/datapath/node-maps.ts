@@ -224,17 +224,27 @@ export function decodeSvcKey(b: Buffer): SvcKey {
 }
 
 /** Backends in slot order: the datapath picks slot nodeTupleHash(...) % count (none: a known frontend without local pods). */
-export function encodeSvcValue(backends: readonly LocalBackend[]): Buffer {
+export function encodeSvcValue(backends: readonly LocalBackend[], pick = backends.length): Buffer {
   if (backends.length > NODE_MAX_LOCAL_BACKENDS) {
     throw new RangeError(`${backends.length} local backends exceed the node program's limit of ${NODE_MAX_LOCAL_BACKENDS}`);
   }
+  if (!Number.isInteger(pick) || pick < 0 || pick > backends.length) throw new RangeError(`pick ${pick} is not within the ${backends.length} local backends`);
   const b = Buffer.alloc(SVC_VALUE_SIZE);
   b.writeUInt32LE(backends.length, 0);
+  b.writeUInt32LE(pick, 4);
   backends.forEach((be, i) => {
     b.writeUInt32BE(ipv4ToU32(be.ip, `backend ${i} ip`), 8 + i * 8);
     b.writeUInt16BE(checkPort(be.port, `backend ${i} port`), 8 + i * 8 + 4);
   });
   return b;
+}
+
+/** How many leading backends new ipip flows choose among (the program's reading: 0 = all). */
+export function decodeSvcPick(b: Buffer): number {
+  if (b.length !== SVC_VALUE_SIZE) throw new RangeError(`service value is ${b.length} bytes, expected ${SVC_VALUE_SIZE}`);
+  const count = b.readUInt32LE(0);
+  const pick = b.readUInt32LE(4);
+  return pick && pick < count ? pick : count;
 }
 
 export function decodeSvcValue(b: Buffer): LocalBackend[] {

@@ -23,6 +23,7 @@ import {
   decodeFwdKey,
   decodeFwdValue,
   decodeSvcKey,
+  decodeSvcPick,
   decodeSvcValue,
   encodeConfig,
   encodeFlowKey,
@@ -653,7 +654,7 @@ test('VLAN-tagged option packet: flow recorded, option kept (the kernel cannot s
 
 // ---------------------------------------------------------------- pure parts
 
-test('localServiceEntries: this node only, ready first, sorted, DSR only, known frontends kept', (t) => {
+test('localServiceEntries: this node only, ready first then terminating, sorted, DSR only, known frontends kept', (t) => {
   const svcs = [
     service(VIP, 80, 'TCP', [backend(POD3, 80), backend(POD1, 80), backend(OTHER_NODE_POD, 80, 'node-b'), backend(POD2, 80, NODE_NAME, 'terminating')]),
     service(VIP, 81, 'TCP', [backend(POD2, 81, NODE_NAME, 'terminating')]),
@@ -662,18 +663,19 @@ test('localServiceEntries: this node only, ready first, sorted, DSR only, known 
     service(VIP2, 80, 'TCP', [backend(OTHER_NODE_POD, 80, 'node-b')]),
   ];
   const { entries } = localServiceEntries(svcs, { name: NODE_NAME });
+  // Terminating pods are listed (an option may still name them) after the ready ones, which alone take new ipip flows.
   t.deepEqual(
-    entries.map((e) => [e.vip, e.port, e.proto, e.backends.map((b) => b.ip)]),
+    entries.map((e) => [e.vip, e.port, e.proto, e.backends.map((b) => b.ip), e.pick]),
     [
-      [VIP, 80, 'TCP', [POD1, POD3]],
-      [VIP, 81, 'TCP', [POD2]],
-      [VIP2, 80, 'TCP', []],
+      [VIP, 80, 'TCP', [POD1, POD3, POD2], 2],
+      [VIP, 81, 'TCP', [POD2], 1],
+      [VIP2, 80, 'TCP', [], 0],
     ],
   );
   t.deepEqual(localServiceEntries(svcs, { ip: NODE_IP }).entries, entries);
   // Without a node, the caller already restricted the backends.
   t.deepEqual(localServiceEntries([svcs[1]!]).entries.map((e) => e.backends), [[{ ip: POD2, port: 81 }]]);
-  t.deepEqual(localServiceEntries([svcs[0]!]).entries[0]!.backends.map((b) => b.ip), [POD1, POD3, OTHER_NODE_POD]);
+  t.deepEqual(localServiceEntries([svcs[0]!]).entries[0]!.backends.map((b) => b.ip), [POD1, POD3, OTHER_NODE_POD, POD2]);
   t.throws(() => localServiceEntries(svcs, {}), { message: /node name or IP/ });
   t.throws(() => localServiceEntries([svcs[0]!, svcs[0]!], { name: NODE_NAME }), { message: /two services claim/ });
 });
@@ -703,6 +705,9 @@ test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
   const sk = { vip: VIP, port: 443, proto: 'TCP' as const };
   t.deepEqual(decodeSvcKey(encodeSvcKey(sk)), sk);
   t.deepEqual(decodeSvcValue(encodeSvcValue([{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }])), [{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }]);
+  t.is(decodeSvcPick(encodeSvcValue([{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }], 1)), 1);
+  t.is(decodeSvcPick(encodeSvcValue([{ ip: POD1, port: 1 }, { ip: POD3, port: 65535 }])), 2);
+  t.throws(() => encodeSvcValue([{ ip: POD1, port: 1 }], 2), { message: /pick 2/ });
   const cfg = { tcpIdleNs: 1n, udpIdleNs: 2n, closeNs: 3n, nowNs: 4n, nodeIp: NODE_IP, stripOption: true, checkOuterDst: false, verifyVip: true, rstNs: 5n, insertLimit: 6 };
   t.deepEqual(decodeConfig(encodeConfig(cfg)), cfg);
   t.throws(() => encodeFlowKey({ ...fk, podIp: '10.0.0.256' }), { message: /flow podIp/ });
@@ -834,6 +839,35 @@ test('an option is accepted only when the destination is one of that frontend\'s
   // verifyVip off (debugging only) checks neither.
   dp.reconfigure({ verifyVip: false });
   t.is(run(dp.ingress, optionTcp({ dport: 9999 }).frame).retval, TC_UNSPEC);
+});
+
+test('rolling update: an option naming a terminating pod is accepted, new ipip flows never pick it', (t) => {
+  // The edge keeps a terminating pod's flows, and a SYN it pinned (or a
+  // client's retransmission of one) just before the pod turned terminating
+  // arrives after this node learnt it: dropping it cost a client its
+  // connection in every rolling update under load.
+  const dp = loadNode(t);
+  const [svc80, ...rest] = standardServices();
+  const next = [backend(POD1, 8080, NODE_NAME, 'terminating'), backend(POD2, 8080, NODE_NAME, 'terminating'), backend(POD3, 8080)];
+  dp.applyServices([{ ...svc80!, backends: next }, ...rest], { name: NODE_NAME });
+  t.like(dp.localServices().find((e) => e.port === 80 && e.vip === VIP), { backends: [{ ip: POD3, port: 8080 }, { ip: POD1, port: 8080 }, { ip: POD2, port: 8080 }], pick: 1 });
+  for (const pod of [POD1, POD2, POD3]) t.is(run(dp.ingress, optionTcp({}, { dst: pod }).frame).retval, TC_UNSPEC, `option SYN to ${pod}`);
+  t.like(dp.counters(), { in_opt_flow: 3 });
+  t.is(dp.counters().drop_wrong_backend ?? 0, 0);
+  const picked = new Set<string>();
+  for (let port = 43000; port < 43030; port++) {
+    const r = run(dp.ingress, ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: port, dport: 80, flags: { syn: true } } }));
+    picked.add(parsePacket(r.out).ip.dst);
+  }
+  t.deepEqual([...picked], [POD3], '30 new ipip flows all went to the one ready pod');
+  // No ready pod left: the terminating ones take new ipip flows rather than none.
+  dp.applyServices([{ ...svc80!, backends: next.slice(0, 2) }, ...rest], { name: NODE_NAME });
+  picked.clear();
+  for (let port = 44000; port < 44030; port++) {
+    const r = run(dp.ingress, ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: port, dport: 80, flags: { syn: true } } }));
+    picked.add(parsePacket(r.out).ip.dst);
+  }
+  t.deepEqual([...picked].sort(), [POD1, POD2]);
 });
 
 test('a packet that is not a SYN never re-points a live flow at another VIP', (t) => {
