@@ -186,8 +186,12 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 		new_flow = 1;
 		/* After a backend change: maybe a connection made under the
 		 * previous table (edge_second_chance.h). */
-		if (!syn && p.l4_proto == IPPROTO_TCP && !(svc->flags & SVC_F_SNAT))
-			sc_be = edge_second_chance(cfg, svc, &ck, hash, be_id);
+		if (p.l4_proto == IPPROTO_TCP && !(svc->flags & SVC_F_SNAT)) {
+			if (syn)
+				edge_sc_forget(svc, &ck);
+			else
+				sc_be = edge_second_chance(cfg, svc, &ck, hash, &be, &be_id);
+		}
 	}
 
 	edge_count_pb(&edge_svc_stats, svc_id, pkt_len);

@@ -6,8 +6,9 @@
  * 20-byte option (sc_option.h); the primary's node hands it to the
  * secondary's node when its pod does not own the connection.
  *
- * Only the miss path comes here: a connection-table hit or a SYN never
- * does. The decision for a flow is remembered in edge_sc_flows (not in
+ * Only the miss path comes here: a connection-table hit never does, and a
+ * SYN only to forget a pair remembered for an earlier connection on its
+ * tuple. The decision for a flow is remembered in edge_sc_flows (not in
  * edge_ct, whose entry would name the primary alone), so the flow keeps
  * being sent both ways after the window closed. */
 #ifndef EDGELB_EDGE_SECOND_CHANCE_H
@@ -40,8 +41,9 @@ struct edge_sc_prev {
 	__u32 pad;
 };
 
-/* A flow sent with a secondary: the backend ids at the decision (the
- * primary only for inspection: the current pick is used). */
+/* A flow sent with a secondary: the two backend ids at the decision. Its
+ * connection lives on one of them, whatever the tables say later; a SYN on
+ * the tuple (a new connection on a reused port) forgets the pair. */
 struct edge_sc_pair {
 	__u32 primary;
 	__u32 secondary;
@@ -85,13 +87,26 @@ static __always_inline void edge_sc_count(__u32 stat)
 		*c += 1;
 }
 
-/* A TCP non-SYN without an entry, be_id the backend chosen as for a
- * new flow. Returns the secondary to name, or 0: a plain flow, handled as
- * before. */
+/* A TCP SYN without an entry: a new connection on this tuple, so a pair
+ * remembered for an earlier connection on it no longer applies (its packets
+ * would be sent to where that connection lived). Only services that had a
+ * window can have pairs: the others pay one array lookup. */
+static __always_inline void edge_sc_forget(const struct edge_svc *svc, const struct edge_ct_key *ck)
+{
+	__u32 sid = svc->id;
+	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
+
+	if (pv && (pv->flags & SC_PREV_F_FLOWS))
+		bpf_map_delete_elem(&edge_sc_flows, ck);
+}
+
+/* A TCP non-SYN without an entry; *be / *be_id the backend chosen as for a
+ * new flow. Returns the secondary to name (*be then the primary to send
+ * to), or 0: a plain flow to *be, pinned in edge_ct by the caller. */
 static __always_inline struct edge_backend *edge_second_chance(const struct edge_config *cfg,
 							       const struct edge_svc *svc,
 							       const struct edge_ct_key *ck, __u32 hash,
-							       __u32 be_id)
+							       struct edge_backend **be, __u32 *be_id)
 {
 	__u32 sid = svc->id, old_id;
 	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
@@ -102,20 +117,33 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 		return 0;
 	pair = bpf_map_lookup_elem(&edge_sc_flows, ck);
 	if (pair) {
-		sec = edge_backend_for(pair->secondary, sid);
-		if (!sec) {
-			edge_sc_count(SC_SECONDARY_GONE);
-			bpf_map_delete_elem(&edge_sc_flows, ck);
-			return 0;
+		/* The connection lives on one of the two remembered backends,
+		 * not where the tables point now: after a second change the
+		 * current pick may be neither (a rolling update adds pods, then
+		 * retires others), and sending there would reset it. A reused
+		 * port never gets here: its SYN forgot the pair. */
+		__u32 pri_id = pair->primary, sec_id = pair->secondary;
+		struct edge_backend *pri = edge_backend_for(pri_id, sid);
+
+		sec = edge_backend_for(sec_id, sid);
+		if (pri && sec) {
+			*be = pri;
+			*be_id = pri_id;
+			edge_sc_count(SC_SENT);
+			return sec;
 		}
-		/* The primary is always where a SYN of this tuple goes now (the
-		 * caller's pick), not the one remembered: a client that reused
-		 * the port made its new connection there, and the primary's node
-		 * delivers what it owns. Only the secondary is remembered. */
-		if (be_id == pair->secondary)
-			return 0;
-		edge_sc_count(SC_SENT);
-		return sec;
+		/* One of them is gone, and with it any connection it had: the
+		 * flow is the other one's, plainly. */
+		edge_sc_count(SC_SECONDARY_GONE);
+		bpf_map_delete_elem(&edge_sc_flows, ck);
+		if (pri) {
+			*be = pri;
+			*be_id = pri_id;
+		} else if (sec) {
+			*be = sec;
+			*be_id = sec_id;
+		}
+		return 0;
 	}
 	if (pv->ring_size == 0 || edge_now_ns(cfg) >= pv->until_ns)
 		return 0;
@@ -126,7 +154,7 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 				&old_id) < 0)
 			return 0;
 	}
-	if (old_id == be_id) {
+	if (old_id == *be_id) {
 		edge_sc_count(SC_SAME_BACKEND);
 		return 0;
 	}
@@ -136,7 +164,7 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 		return 0;
 	}
 	if (edge_may_insert(cfg->ct_insert_limit)) {
-		struct edge_sc_pair np = { .primary = be_id, .secondary = old_id };
+		struct edge_sc_pair np = { .primary = *be_id, .secondary = old_id };
 
 		bpf_map_update_elem(&edge_sc_flows, ck, &np, BPF_ANY);
 		edge_sc_count(SC_REMEMBERED);

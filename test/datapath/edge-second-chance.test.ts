@@ -358,24 +358,51 @@ test('restart with pinned maps: previous tables and their regions survive, and t
   t.true(n > 0);
 });
 
-test('a remembered flow names its secondary, but its primary is always where a SYN of the tuple goes now (a client reusing the port, a later change)', (t) => {
+test('a remembered flow keeps both its backends through a later change; a SYN on its tuple forgets them (a reused port goes where Maglev says now)', (t) => {
+  // A rolling update is two changes in a row: pods added (a connection made
+  // then is remembered with the new table's backend as primary), then the
+  // old ones retired. The connection lives on one of the two remembered
+  // backends; sending it to the current pick instead reset it.
   const { dp } = openClocked(t);
   const { moved } = movedAndKept(t, dp, THREE, FOUR, 59000);
   for (const m of moved) run(dp, tcpPacket({ flags: ACK, sport: m.port })); // remembered: (new, old)
-  // Another change: some remembered flows' slots move again.
-  const SIX = [...FOUR, backend(5), backend(6)];
-  dp.applyServices([service({ backends: SIX })]);
+  dp.applyServices([service({ backends: [...FOUR, backend(5), backend(6)] })]);
   let again = 0;
   for (const m of moved) {
-    const now = synTarget(dp, m.port);
     const o = parsePacket(run(dp, tcpPacket({ flags: ACK, sport: m.port })).out);
-    t.is(o.ip.dst, now, 'the primary is the current pick: a reused port\'s new connection lives there');
-    if (now === m.old.ip) {
-      t.is(o.ip.ihl, 20, 'the current pick is the remembered secondary: a plain flow');
-      continue;
-    }
-    t.is(hex(o.ip.options.subarray(8, 12)), hex(Buffer.from(m.old.ip.split('.').map(Number))), 'the secondary stays the remembered one');
+    t.is(o.ip.dst, m.now.ip, `port ${m.port}: the remembered primary, not the current pick`);
+    t.is(hex(o.ip.options.subarray(8, 12)), hex(Buffer.from(m.old.ip.split('.').map(Number))), 'the remembered secondary');
+    // A client reuses the port: its SYN goes to the current pick and forgets
+    // the pair; the new connection's packets follow the SYN.
+    const now = synTarget(dp, m.port);
+    t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport: m.port })).out).ip.dst, now, `port ${m.port}: a reused port's connection is where its SYN went`);
     if (now !== m.now.ip) again++;
   }
-  t.true(again > 0, 'some remembered flows moved again');
+  t.true(again > 0, 'the second change moved some remembered flows\' slots again');
+});
+
+test('a remembered flow whose primary is gone is its secondary\'s, plainly (pinned); one whose secondary is gone, its primary\'s', (t) => {
+  const B4 = backend(4).ip;
+  const B1 = backend(1).ip;
+  for (const gone of [B4, B1]) {
+    const { dp } = openClocked(t);
+    const { moved } = movedAndKept(t, dp, THREE, FOUR, 61000);
+    for (const m of moved) run(dp, tcpPacket({ flags: ACK, sport: m.port }));
+    dp.applyServices([service({ backends: FOUR.filter((b) => b.ip !== gone) })]);
+    let plain = 0;
+    for (const m of moved) {
+      const o = parsePacket(run(dp, tcpPacket({ flags: ACK, sport: m.port })).out);
+      if (m.now.ip === gone || m.old.ip === gone) {
+        const owner = m.now.ip === gone ? m.old.ip : m.now.ip;
+        t.is(o.ip.dst, owner, `port ${m.port}: ${gone} is gone, the flow is ${owner}'s`);
+        t.is(o.ip.ihl, 20, 'plainly, no option');
+        t.true(ctHas(dp, m.port), 'pinned in edge_ct');
+        plain++;
+      } else {
+        t.is(o.ip.dst, m.now.ip, `port ${m.port}: both remembered backends live: the pair stands`);
+        t.is(o.ip.ihl, 40);
+      }
+    }
+    t.true(plain > 0, `some remembered flows had ${gone}`);
+  }
 });
