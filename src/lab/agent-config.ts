@@ -2,7 +2,7 @@
 // paths in, the YAML object out (written by lab.ts, checked by
 // `edgelb config check` in the tests).
 import { join } from 'node:path';
-import type { EdgePlan, LabPlan } from './topology.js';
+import { EDGE_METRICS_PORT, type EdgePlan, type LabPlan } from './topology.js';
 import type { LabOptions } from './state.js';
 
 export interface EdgePaths {
@@ -47,7 +47,7 @@ export function edgeConfig(plan: LabPlan, edge: EdgePlan, opts: LabOptions, path
       leaseDurationSeconds: 5,
     },
     control: { socket: join(paths.dir, 'control.sock') },
-    metrics: { listen: `${edge.address}:9472` },
+    metrics: { listen: `${edge.address}:${EDGE_METRICS_PORT}` },
     firewall: { enabled: false, sshFrom: [] },
     log: { level: 'info' },
   };

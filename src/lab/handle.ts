@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { FrrRouter } from './frr.js';
 import { BpfObject, detachTc, inNetns, tcQuery } from '../datapath/loader.js';
 import { bpfObjectPath } from '../assets.js';
-import { allNamespaces, allPods, checkPrefix, type EdgePlan, type LabPlan, type PodPlan } from './topology.js';
+import { allNamespaces, allPods, checkPrefix, EDGE_METRICS_PORT, NODE_METRICS_PORT, type EdgePlan, type LabPlan, type PodPlan } from './topology.js';
 import type { LoadOptions, LoadResult } from './load.js';
 import { allEndpoints, memberLabel, podObject, serviceObject, toYaml, type EndpointSpec, type LabServiceSpec } from './manifests.js';
 import { serviceAccountKubeconfig } from './kube/control-plane.js';
@@ -97,6 +97,31 @@ export class Lab {
   /** `edgelb ARGS --socket <edge's control socket>` run from the root namespace (the socket is a path). */
   edgelb(edge: string, args: string[], timeoutMs = 20000): Promise<RunResult> {
     return run([nodeBin, dist('src/cli/main.js'), ...args, '--socket', this.agent(edge).socket], { timeoutMs });
+  }
+
+  /** A node agent's datapath counters (`edgelb_node_drops` as drop_REASON, `edgelb_node_packets` by action), scraped from its metrics. */
+  async nodeCounters(nodeName: string): Promise<Record<string, number>> {
+    const n = this.plan.nodes.find((x) => x.name === nodeName);
+    if (!n) throw new Error(`no node ${nodeName} in lab ${this.prefix}`);
+    const r = await nsRun(n.ns, ['curl', '-sf', '--max-time', '5', `http://127.0.0.1:${NODE_METRICS_PORT}/metrics`]);
+    const out: Record<string, number> = {};
+    for (const m of r.stdout.matchAll(/^edgelb_node_(drops|packets)\{(?:reason|action)="([^"]+)"\} (\S+)$/gm)) {
+      const v = Number(m[3]);
+      if (v) out[m[1] === 'drops' ? `drop_${m[2]}` : m[2]!] = v;
+    }
+    return out;
+  }
+
+  /** An edge's datapath drops by reason (`edgelb_datapath_drops`), scraped from its agent's metrics. */
+  async edgeDrops(edge: string): Promise<Record<string, number>> {
+    const e = this.edge(edge);
+    const r = await nsRun(e.ns, ['curl', '-sf', '--max-time', '5', `http://${e.address}:${EDGE_METRICS_PORT}/metrics`]);
+    const out: Record<string, number> = {};
+    for (const m of r.stdout.matchAll(/^edgelb_datapath_drops\{reason="([^"]+)"\} (\S+)$/gm)) {
+      const v = Number(m[2]);
+      if (v) out[m[1]!] = v;
+    }
+    return out;
   }
 
   async agentStatus(edge: string): Promise<Record<string, unknown>> {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { FrrRouter, type FrrNeighbor } from './frr.js';
 import { ensureBpffs } from './bpffs.js';
-import { allPods, checkPrefix, newPrefix, planLab } from './topology.js';
+import { allPods, checkPrefix, newPrefix, NODE_METRICS_PORT, planLab } from './topology.js';
 import { DEFAULT_OPTIONS, listLabs, STATE_DIR, type LabOptions, type LabState } from './state.js';
 import { spawnInNs, waitForLog, type LabProcess } from './procs.js';
 import { startControlPlane } from './kube/control-plane.js';
@@ -149,7 +149,7 @@ async function startNodes(lab: Lab): Promise<void> {
     const pinDir = join(lab.state.bpffsDir, n.name);
     lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'edgelb node run starting' });
     const kubeconfig = await lab.kubeconfigFor(n.name);
-    const args = (kc: string): string[] => ['node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--edge-sources', p.edges.map((e) => e.address).join(','), '--kubeconfig', kc, '--pin-path', pinDir, '--default-class'];
+    const args = (kc: string): string[] => ['node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--edge-sources', p.edges.map((e) => e.address).join(','), '--kubeconfig', kc, '--pin-path', pinDir, '--default-class', '--metrics-listen', `127.0.0.1:${NODE_METRICS_PORT}`];
     const log = join(lab.state.dir, `node-agent-${n.name}.log`);
     let proc: LabProcess;
     if (lab.state.options.ociNodes.includes(n.name)) {

@@ -14,6 +14,11 @@
 // namespace, so two labs never see each other's addresses.
 import { randomBytes } from 'node:crypto';
 
+/** Where each node agent serves its metrics, inside the node's namespace. */
+export const NODE_METRICS_PORT = 9101;
+/** Where each lab edge's agent serves its metrics (on its fabric address). */
+export const EDGE_METRICS_PORT = 9472;
+
 export const LAB_PREFIX_RE = /^elb-[0-9a-f]{4}-$/;
 
 export interface PodPlan {

@@ -7,6 +7,7 @@ import { blackhole } from '../../test/lib/netns.js';
 import { bringUpServing, need, sampleWhile, summary, tearDown, type LabHolder } from './helpers.js';
 import type { EndpointSpec, LabServiceSpec } from '../../src/lab/manifests.js';
 import { allEndpoints, POD_LABEL } from '../../src/lab/manifests.js';
+import type { Lab } from '../../src/lab/handle.js';
 
 let h: LabHolder | undefined;
 const svc: LabServiceSpec = { name: 'steady', udpPort: null };
@@ -21,6 +22,26 @@ test.after.always(async () => {
 });
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Every node agent's datapath counters and every edge's datapath drops, by node and edge. */
+async function datapathCounters(lab: Lab): Promise<Record<string, Record<string, number>>> {
+  return Object.fromEntries(await Promise.all([
+    ...lab.plan.nodes.map(async (n) => [n.name, await lab.nodeCounters(n.name)] as const),
+    ...lab.plan.edges.map(async (e) => [e.name, await lab.edgeDrops(e.name)] as const),
+  ]));
+}
+
+/** What moved between two snapshots (only counters that changed). */
+function diffCounters(a: Record<string, Record<string, number>>, b: Record<string, Record<string, number>>): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const [node, c] of Object.entries(b)) {
+    for (const [k, v] of Object.entries(c)) {
+      const d = v - (a[node]?.[k] ?? 0);
+      if (d) (out[node] ??= {})[k] = d;
+    }
+  }
+  return out;
+}
 
 test.serial('drain one edge under load: zero failed requests, then only the other edge carries the VIP', async (t) => {
   const lab = need(t, h);
@@ -84,6 +105,7 @@ test.serial('rolling update: pods replaced gracefully under load, zero failed re
   const t0 = Date.now();
   const marks: string[] = [];
   const mark = (what: string): void => void marks.push(`${Date.now() - t0} ms ${what}`);
+  const nodesBefore = await datapathCounters(lab);
   const load = lab.load({ kind: 'http', target: vip, port: 80, durationMs: 10000, concurrency: 4, timeoutMs: 2000 });
   await sleep(1000);
   // New pods come up (one per node) as members of the Service; once the
@@ -95,6 +117,7 @@ test.serial('rolling update: pods replaced gracefully under load, zero failed re
     fresh.push({ pod, node: n.name });
   }
   mark('new pods serving');
+  const nodesAdded = diffCounters(nodesBefore, await datapathCounters(lab));
   await sleep(1000);
   // The old Pod objects are deleted as a rollout does: their endpoints turn
   // terminating at once; the kubelet keeps them serving for the preStop
@@ -102,8 +125,9 @@ test.serial('rolling update: pods replaced gracefully under load, zero failed re
   await Promise.all(old.map((e) => lab.deletePod(e.pod.name)));
   mark('old pods deleted (terminating)');
   const r = await load;
-  t.log(`rolling update: ${marks.join('; ')}; ${summary(r)} (a failure's time is when it failed; a timeout started ${2000} ms earlier)`);
-  t.is(r.failed, 0, `${summary(r)}; steps: ${marks.join('; ')}`);
+  const nodes = diffCounters(nodesBefore, await datapathCounters(lab));
+  t.log(`rolling update: ${marks.join('; ')}; ${summary(r)} (a failure's time is when it failed; a timeout started ${2000} ms earlier); node counters and edge drops during the load: ${JSON.stringify(nodes)}, of which until the new pods served: ${JSON.stringify(nodesAdded)}`);
+  t.is(r.failed, 0, `${summary(r)}; steps: ${marks.join('; ')}; node counters and edge drops: ${JSON.stringify(nodes)}`);
   const after = await lab.load({ kind: 'http', target: vip, port: 80, count: 40, concurrency: 2 });
   t.deepEqual(Object.keys(after.pods).sort(), fresh.map((f) => f.pod.name).sort(), `after the update only new pods answer: ${summary(after)}`);
   const left = await lab.kubectlJson<{ items: unknown[] }>(['get', 'pods', '-l', `${POD_LABEL} in (${old.map((e) => e.pod.name).join(',')})`]);
