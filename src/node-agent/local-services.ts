@@ -22,7 +22,8 @@ export interface LocalServicesOptions {
 /**
  * Every frontend of our Services, from cached objects, at the addresses the
  * edges' leader wrote into status (the one whole-cluster desired state of
- * src/model; the edge's controller computes the same per Service).
+ * src/model; the edge's controller computes the same per Service), read
+ * through acceptanceSlices: the node lists every pod an edge may send to.
  */
 export function localDesired(
   services: readonly V1Service[],
@@ -32,7 +33,31 @@ export function localDesired(
 ): DesiredService[] {
   const ours = services.filter((svc) => isOurs(svc, o.kubernetes));
   const allocations = new Map(ours.map((svc) => [serviceKey(svc), ingressAddresses(svc).map((ip) => ({ ip, pool: '' }))]));
-  return computeDesiredState(ours, [...slices], [...nodes], { datapath: o.datapath, pools: [] }, allocations).services;
+  return computeDesiredState(ours, acceptanceSlices(slices), [...nodes], { datapath: o.datapath, pools: [] }, allocations).services;
+}
+
+/**
+ * The slices as a node reads them. The node accepts an option only towards
+ * one of the frontend's pods here, and the edges start sending to a pod the
+ * moment its endpoint turns ready — an update this node receives no sooner
+ * than they do, so a SYN can arrive first and be dropped (twice in a row
+ * when a second pod is added a retransmission later: a failed request in a
+ * rolling update). A pod's endpoint is listed, not ready, from the moment it
+ * has an address, well before it turns ready: the node takes that as the
+ * moment to accept it. So every endpoint listed that is not ready is read as
+ * serving-but-terminating: accepted in options, never picked for new ipip
+ * flows while a ready pod is here (node-datapath localServiceEntries).
+ */
+export function acceptanceSlices(slices: readonly V1EndpointSlice[]): V1EndpointSlice[] {
+  return slices.map((s) => ({
+    ...s,
+    endpoints: (s.endpoints ?? []).map((ep) => {
+      const c = ep.conditions;
+      const ready = c?.ready ?? true;
+      if (ready && !(c?.terminating ?? false)) return ep;
+      return { ...ep, conditions: { ready: false, serving: true, terminating: true } };
+    }),
+  }));
 }
 
 export class LocalServices {

@@ -69,10 +69,14 @@ test('manifests: class, affinity, ranges; Pods bound to their node carry the mem
   t.deepEqual(obj.spec.containers.map((c) => c.name), ['echo']);
 });
 
-test('the played kubelet: Ready while the process runs, podIP from the plan, Pending for a pod the lab does not know; transition times kept', (t) => {
+test('the played kubelet: Running with its address first, then Ready while the process runs, podIP from the plan, Pending for a pod the lab does not know; transition times kept', (t) => {
   const pod = { metadata: { name: 'p', namespace: 'default' }, spec: { nodeName: 'node1', containers: [{ name: 'echo' }] } };
   const node = { name: 'node1', address: '10.0.0.21', podCidr: '10.244.1.0/24' };
-  const up = podStatusFor(pod, node, { ip: '10.244.1.10', running: true, startedAt: '2026-01-01T00:00:00Z' }, '2026-01-01T00:00:01Z');
+  const started = podStatusFor(pod, node, { ip: '10.244.1.10', running: true, startedAt: '2026-01-01T00:00:00Z' }, '2026-01-01T00:00:00Z');
+  t.is(started.phase, 'Running');
+  t.is(started.podIP, '10.244.1.10');
+  t.is(started.conditions!.find((c) => c.type === 'Ready')!.status, 'False', 'first reported with its address, not ready yet (its endpoint is listed not ready first)');
+  const up = podStatusFor({ ...pod, status: started }, node, { ip: '10.244.1.10', running: true, startedAt: '2026-01-01T00:00:00Z' }, '2026-01-01T00:00:01Z');
   t.is(up.phase, 'Running');
   t.is(up.podIP, '10.244.1.10');
   t.is(up.hostIP, '10.0.0.21');

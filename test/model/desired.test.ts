@@ -3,7 +3,7 @@ import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node
 import type { PoolConfig } from '../../src/config/types.js';
 import { computeDesiredState, desiredForService, type DesiredConfig, frontendKey, nodeAddresses, type NodeAddresses } from '../../src/model/desired.js';
 import { ipRequestFor, isOurs, requestedAddresses } from '../../src/model/service.js';
-import { localDesired } from '../../src/node-agent/local-services.js';
+import { acceptanceSlices, localDesired } from '../../src/node-agent/local-services.js';
 
 const advertise = { communities: ['65000:1'], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
 const pools: PoolConfig[] = [{ name: 'p', cidrs: ['192.0.2.0/24', '2001:db8::/64'], namespaces: [], serviceSelector: {}, autoAssign: true, advertise }];
@@ -227,4 +227,20 @@ test('a node\'s local view: our Services at the addresses in their status, throu
   const slices = ['a', 'b', 'c'].map((n, i) => slice(n, `s${n}`, [[`10.1.0.${i + 1}`, 'n1', { ready: true }]]));
   const local = localDesired([ours, foreign, pending], slices, [node('n1', '10.0.0.1')], { kubernetes: { loadBalancerClass: 'edgelb.io/dsr', defaultClass: false }, datapath: config.datapath });
   t.deepEqual(local.map((s) => [frontendKey(s.frontend), s.service, s.backends.map((b) => `${b.ip}@${b.nodeIp}`)]), [['192.0.2.10:80/TCP', 'ns/a', ['10.1.0.1@10.0.0.1']]]);
+});
+
+test('a node\'s local view lists pods that are not ready yet (after the ready ones): the edges send to them the moment they turn ready', (t) => {
+  const ours = { ...svc('a', { loadBalancerClass: 'edgelb.io/dsr' }), status: { loadBalancer: { ingress: [{ ip: '192.0.2.10' }] } } };
+  const slices = [slice('a', 'sa', [
+    ['10.1.0.1', 'n1', { ready: true }],
+    ['10.1.0.2', 'n1', { ready: false }],
+    ['10.1.0.3', 'n1', { ready: false, serving: false, terminating: true }],
+    ['10.1.0.4', 'n1', { ready: false, serving: true, terminating: true }],
+  ])];
+  const local = localDesired([ours], slices, [node('n1', '10.0.0.1')], { kubernetes: { loadBalancerClass: 'edgelb.io/dsr', defaultClass: false }, datapath: config.datapath });
+  t.deepEqual(local[0]!.backends.map((b) => [b.ip, b.state]), [['10.1.0.1', 'active'], ['10.1.0.2', 'terminating'], ['10.1.0.3', 'terminating'], ['10.1.0.4', 'terminating']]);
+  // The edges' view of the same slices is unchanged: only the ready pod and the serving terminating one.
+  const edge = computeDesiredState([ours], slices, [node('n1', '10.0.0.1')], config, new Map([['ns/a', alloc]]));
+  t.deepEqual(edge.services[0]!.backends.map((b) => [b.ip, b.state]), [['10.1.0.1', 'active'], ['10.1.0.4', 'terminating']]);
+  t.deepEqual(acceptanceSlices(slices)[0]!.endpoints![0], slices[0]!.endpoints![0], 'a ready endpoint is read as it is');
 });

@@ -60,7 +60,12 @@ const micro = (): string => new Date().toISOString().replace(/Z$/, '000Z');
 /** Pure: the status a kubelet reports for a pod, given what runs. Pending when the lab knows no such pod. */
 export function podStatusFor(pod: PodObject, node: KubeletNode, facts: PodFacts | undefined, at = now()): PodStatus {
   if (!facts) return { phase: 'Pending', hostIP: node.address, hostIPs: [{ ip: node.address }] };
-  const ready = facts.running ? 'True' : 'False';
+  // As a real kubelet: the pod is reported Running with its address first,
+  // and Ready only at a later sync (its readiness probe passes after the
+  // container started), so its endpoint is listed not ready before it is
+  // listed ready.
+  const reported = pod.status?.phase === 'Running' && pod.status.podIP === facts.ip;
+  const ready = facts.running && reported ? 'True' : 'False';
   const prev = new Map((pod.status?.conditions ?? []).map((c) => [c.type, c]));
   const cond = (type: string, status: 'True' | 'False'): PodCondition => ({
     type,
