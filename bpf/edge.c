@@ -148,7 +148,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 		 * a reused port: the entry goes, and the SYN is balanced (its
 		 * ACK then pins the backend Maglev gives it). */
 		be = edge_backend_for(cv->backend_id, svc_id);
-		if (be && ((be->flags & BE_F_ACTIVE) || !edge_conn_over(cfg, cv))) {
+		if (be && ((be->flags & BE_F_ACTIVE) || !edge_conn_reusable(cfg, cv))) {
 			be_id = cv->backend_id;
 			snat_have = cv->snat_port;
 			if (edge_conn_over(cfg, cv))

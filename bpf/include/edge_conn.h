@@ -16,8 +16,8 @@
  * while it may take connections (a live tuple is never re-routed, and a
  * reused port reaching the same active backend is a working connection);
  * it is balanced afresh when that backend is gone, or terminating and the
- * old connection is over — so a client reusing its port after a rolling
- * update reaches an active pod.
+ * old connection is over or closed by the client (edge_conn_reusable) — so
+ * a client reusing its port after a rolling update reaches an active pod.
  *
  * Time: coarse nanoseconds >> 30 (≈ 1.07 s units) kept in 8 bits; only
  * marked entries and SYNs that find an entry read the clock. Wrapping
@@ -67,6 +67,20 @@ static __always_inline int edge_conn_over(const struct edge_config *cfg, const s
 	if (!cv->flags)
 		return 0;
 	return (__u8)(edge_conn_tick(cfg) - cv->mark) >= EDGE_CONN_SILENCE;
+}
+
+/* A SYN on a tuple whose backend is terminating starts a new connection
+ * (balanced afresh, edge.c) once the old one is over — or as soon as the
+ * client has sent its FIN: a client sends a SYN on a tuple only after it
+ * closed the previous connection on it, and a terminating pod is about to
+ * stop listening. Kept there through the silence, a port reused within
+ * 2–3 s of its FIN met "connection refused" in a rolling update under load.
+ * The price: a forged FIN and SYN with a half-closed connection's tuple can
+ * move it off its terminating pod (which ends it a little before the pod
+ * would). A RST still needs the silence, so a blind RST moves nothing. */
+static __always_inline int edge_conn_reusable(const struct edge_config *cfg, const struct edge_ct_val *cv)
+{
+	return (cv->flags & CT_F_FIN) || edge_conn_over(cfg, cv);
 }
 
 #endif
