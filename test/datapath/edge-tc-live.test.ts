@@ -108,7 +108,10 @@ async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
   t.timeout(60_000);
   const { C, N, dp, node, cleanup } = await lab(t, v);
 
-  const echo = spawn('ip', ['netns', 'exec', N, 'socat', `TCP4-LISTEN:8080,bind=${POD},reuseaddr,fork`, 'PIPE'], { stdio: 'ignore' });
+  // socat's PIPE is a pipe it both writes and reads: with its default 8 KiB blocks a write into a pipe
+  // with one free page blocks, and nothing drains the pipe while it does (server Recv-Q full, window 0,
+  // the stream stalls with nothing dropped). Blocks of one page always fit a pipe poll() calls writable.
+  const echo = spawn('ip', ['netns', 'exec', N, 'socat', '-b4096', `TCP4-LISTEN:8080,bind=${POD},reuseaddr,fork`, 'PIPE'], { stdio: 'ignore' });
   cleanup.add('echo', () => echo.kill('SIGTERM'));
   await waitFor(async () => (await nsRun(N, ['ss', '-ltnH', 'sport = :8080'])).stdout.trim() !== '', 5000);
 
@@ -118,7 +121,8 @@ async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
   // the path MTU is learnt (a lost or late first segment after
   // fragmentation-needed waits 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s on a busy host);
   // every byte must still come back, in order, within the 30 s below.
-  const client = spawn('ip', ['netns', 'exec', C, 'socat', '-T15', '-', `TCP4:${VIP}:80,connect-timeout=3`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // -t: after stdin's EOF socat waits only 0.5 s (its default) for the rest of the echo; give it the test's time.
+  const client = spawn('ip', ['netns', 'exec', C, 'socat', '-T15', '-t30', '-', `TCP4:${VIP}:80,connect-timeout=3`], { stdio: ['pipe', 'pipe', 'pipe'] });
   const got: Buffer[] = [];
   let gotLen = 0;
   client.stdout.on('data', (d: Buffer) => {
