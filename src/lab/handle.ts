@@ -103,25 +103,15 @@ export class Lab {
   async nodeCounters(nodeName: string): Promise<Record<string, number>> {
     const n = this.plan.nodes.find((x) => x.name === nodeName);
     if (!n) throw new Error(`no node ${nodeName} in lab ${this.prefix}`);
-    const r = await nsRun(n.ns, ['curl', '-sf', '--max-time', '5', `http://127.0.0.1:${NODE_METRICS_PORT}/metrics`]);
-    const out: Record<string, number> = {};
-    for (const m of r.stdout.matchAll(/^edgelb_node_(drops|packets)\{(?:reason|action)="([^"]+)"\} (\S+)$/gm)) {
-      const v = Number(m[3]);
-      if (v) out[m[1] === 'drops' ? `drop_${m[2]}` : m[2]!] = v;
-    }
-    return out;
+    return scrapeNonZero(n.ns, `http://127.0.0.1:${NODE_METRICS_PORT}/metrics`, /^edgelb_node_(drops|packets)\{(?:reason|action)="([^"]+)"\} (\S+)$/gm, (m) =>
+      m[1] === 'drops' ? `drop_${m[2]}` : m[2]!,
+    );
   }
 
   /** An edge's datapath drops by reason (`edgelb_datapath_drops`), scraped from its agent's metrics. */
   async edgeDrops(edge: string): Promise<Record<string, number>> {
     const e = this.edge(edge);
-    const r = await nsRun(e.ns, ['curl', '-sf', '--max-time', '5', `http://${e.address}:${EDGE_METRICS_PORT}/metrics`]);
-    const out: Record<string, number> = {};
-    for (const m of r.stdout.matchAll(/^edgelb_datapath_drops\{reason="([^"]+)"\} (\S+)$/gm)) {
-      const v = Number(m[2]);
-      if (v) out[m[1]!] = v;
-    }
-    return out;
+    return scrapeNonZero(e.ns, `http://${e.address}:${EDGE_METRICS_PORT}/metrics`, /^edgelb_datapath_drops\{reason="([^"]+)"\} (\S+)$/gm, (m) => m[1]!);
   }
 
   async agentStatus(edge: string): Promise<Record<string, unknown>> {
@@ -401,4 +391,16 @@ export interface LabDescription {
 export function oneLine(msg: string): string {
   const lines = msg.split('\n').map((l) => l.trim()).filter(Boolean);
   return lines.length <= 1 ? lines[0] ?? '' : `${lines[0]} … ${lines[lines.length - 1]}`;
+}
+
+/** The non-zero samples of a metrics page fetched inside a namespace: `line` matches one sample with
+ * its value as the last group; `key` names it. */
+async function scrapeNonZero(ns: string, url: string, line: RegExp, key: (m: RegExpMatchArray) => string): Promise<Record<string, number>> {
+  const r = await nsRun(ns, ['curl', '-sf', '--max-time', '5', url]);
+  const out: Record<string, number> = {};
+  for (const m of r.stdout.matchAll(line)) {
+    const v = Number(m[m.length - 1]);
+    if (v) out[key(m)] = v;
+  }
+  return out;
 }
