@@ -15,6 +15,45 @@
 
 #define IPV4_DF 0x4000
 
+/* After opt_len bytes of IPv4 option were inserted behind a 20-byte header
+ * of a packet ip_len long (and filled): IHL and total length follow, and
+ * the header checksum is updated incrementally, never recomputed — a header
+ * that arrived with a bad checksum must not leave with a good one. */
+static __always_inline void edge_ip_option_added(struct iphdr *ip, __u16 ip_len,
+						 const __be32 *opt, const int opt_len)
+{
+	__be16 old_w0 = *(__be16 *)ip, new_w0;
+	__u32 diff;
+
+	ip->ihl = 5 + opt_len / 4;
+	new_w0 = *(__be16 *)ip;
+	diff = csum_diff_2(old_w0, new_w0) + csum_diff_2(ip->tot_len, bpf_htons(ip_len + opt_len));
+#pragma unroll
+	for (int i = 0; i < opt_len / 4; i++)
+		diff += csum_word32(opt[i]);
+	ip->tot_len = bpf_htons(ip_len + opt_len);
+	csum_apply_diff(&ip->check, diff);
+}
+
+/* The outer header of an IPIP packet from the edge, outer_len bytes (20,
+ * or more with an option the caller writes behind it); the caller sets
+ * the checksum. TOS and DF are copied from the inner header, TTL 64; the IP ID
+ * is 0 with DF (RFC 6864) and random without. */
+static __always_inline void edge_ipip_outer(struct iphdr *ip, const int outer_len, __u8 tos, __be16 df,
+					    __u16 inner_len, __be32 src, __be32 dst)
+{
+	ip->version = 4;
+	ip->ihl = outer_len / 4;
+	ip->tos = tos;
+	ip->tot_len = bpf_htons(inner_len + outer_len);
+	ip->id = df ? 0 : (__be16)bpf_get_prandom_u32();
+	ip->frag_off = df;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_IPIP;
+	ip->saddr = src;
+	ip->daddr = dst;
+}
+
 /* ip-option dispatch. with_option: TCP SYN or UDP (the node learns the
  * flow from it); other TCP segments are only DNATed. */
 static __always_inline int edge_xmit_option(void *ctx, const int xdp, const struct edge_config *cfg,
@@ -41,8 +80,6 @@ static __always_inline int edge_xmit_option(void *ctx, const int xdp, const stru
 		return ACT_DROP;
 	if (with_option) {
 		struct dsr_opt *opt;
-		__be16 old_w0, new_w0;
-		__u32 diff;
 
 		if (edge_grow(ctx, xdp, DSR_OPT_LEN, EDGE_L4_OFF, 0) < 0) {
 			edge_count(DROP_ADJUST);
@@ -58,16 +95,7 @@ static __always_inline int edge_xmit_option(void *ctx, const int xdp, const stru
 		opt->len = DSR_OPT_LEN;
 		opt->port = vport;
 		opt->addr = vip;
-		/* Incremental, never recomputed: a header that arrived with a bad
-		 * checksum must not leave with a good one. */
-		old_w0 = *(__be16 *)ip;
-		ip->ihl = 7;
-		new_w0 = *(__be16 *)ip;
-		diff = csum_diff_2(old_w0, new_w0) +
-		       csum_diff_2(ip->tot_len, bpf_htons(p->ip_len + DSR_OPT_LEN)) +
-		       csum_word32(*(__be32 *)opt) + csum_word32(vip);
-		ip->tot_len = bpf_htons(p->ip_len + DSR_OPT_LEN);
-		csum_apply_diff(&ip->check, diff);
+		edge_ip_option_added(ip, p->ip_len, (const __be32 *)opt, DSR_OPT_LEN);
 	}
 	if (big == 1)
 		return ACT_PASS;
@@ -91,8 +119,7 @@ static __always_inline __be32 edge_ipip_src(const struct edge_config *cfg, __u32
 }
 
 /* ipip dispatch: the client's packet untouched inside an outer IPv4 header
- * to the backend's node. TOS and DF are copied from the inner header,
- * TTL 64; the IP ID is 0 with DF (RFC 6864) and random without. */
+ * to the backend's node (edge_ipip_outer). */
 static __always_inline int edge_xmit_ipip(void *ctx, const int xdp, const struct edge_config *cfg,
 					  const struct pkt *p, __be32 node_ip, __u32 hash,
 					  __u32 *ifindex)
@@ -123,16 +150,7 @@ static __always_inline int edge_xmit_ipip(void *ctx, const int xdp, const struct
 		return ACT_DROP;
 	ip = data + EDGE_L3_OFF;
 	src = edge_ipip_src(cfg, hash);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = tos;
-	ip->tot_len = bpf_htons(p->ip_len + 20);
-	ip->id = df ? 0 : (__be16)bpf_get_prandom_u32();
-	ip->frag_off = df;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_IPIP;
-	ip->saddr = src;
-	ip->daddr = node_ip;
+	edge_ipip_outer(ip, 20, tos, df, p->ip_len, src, node_ip);
 	ipv4_csum20_set(ip);
 	if (big == 1)
 		return ACT_PASS;

@@ -197,8 +197,6 @@ static __always_inline int edge_sc_xmit_option(void *ctx, const int xdp, const s
 	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
 	struct iphdr *ip = data + EDGE_L3_OFF;
 	struct sc_opt *opt;
-	__be16 old_w0, new_w0;
-	__u32 diff;
 	int big;
 
 	if (data + EDGE_L4_OFF > end)
@@ -221,17 +219,7 @@ static __always_inline int edge_sc_xmit_option(void *ctx, const int xdp, const s
 	ip = data + EDGE_L3_OFF;
 	opt = data + EDGE_L4_OFF;
 	edge_sc_fill(opt, p->daddr, p->dport, sec);
-	/* Incremental, as for the 8-byte option: a bad header checksum stays bad. */
-	old_w0 = *(__be16 *)ip;
-	ip->ihl = 5 + SC_OPT_LEN / 4;
-	new_w0 = *(__be16 *)ip;
-	diff = csum_diff_2(old_w0, new_w0) +
-	       csum_diff_2(ip->tot_len, bpf_htons(p->ip_len + SC_OPT_LEN));
-#pragma unroll
-	for (int i = 0; i < SC_OPT_LEN / 4; i++)
-		diff += csum_word32(((__be32 *)opt)[i]);
-	ip->tot_len = bpf_htons(p->ip_len + SC_OPT_LEN);
-	csum_apply_diff(&ip->check, diff);
+	edge_ip_option_added(ip, p->ip_len, (const __be32 *)opt, SC_OPT_LEN);
 	if (big == 1)
 		return ACT_PASS;
 	return edge_forward(ctx, xdp, cfg, p->saddr, be->node_ip, p->ip_len + SC_OPT_LEN, ifindex);
@@ -271,18 +259,9 @@ static __always_inline int edge_sc_xmit_ipip(void *ctx, const int xdp, const str
 		return ACT_DROP;
 	ip = data + EDGE_L3_OFF;
 	src = edge_ipip_src(cfg, hash);
-	ip->version = 4;
-	ip->ihl = outer / 4;
-	ip->tos = tos;
-	ip->tot_len = bpf_htons(p->ip_len + outer);
-	ip->id = df ? 0 : (__be16)bpf_get_prandom_u32();
-	ip->frag_off = df;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_IPIP;
-	ip->check = 0;
-	ip->saddr = src;
-	ip->daddr = be->node_ip;
+	edge_ipip_outer(ip, outer, tos, df, p->ip_len, src, be->node_ip);
 	edge_sc_fill((struct sc_opt *)(ip + 1), p->daddr, p->dport, sec);
+	ip->check = 0;
 	w = (__u16 *)ip;
 #pragma unroll
 	for (int i = 0; i < outer / 2; i++)
