@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { BpfObject, inNetns } from '../../src/datapath/loader.js';
 import { bpfObjectPath } from '../../src/assets.js';
 import { findDsrOption, parsePacket, verifyIpv4Checksum, verifyL4Checksum, type ParsedPacket } from '../lib/packets.js';
-import { Cleanup, createNetns, nsRun, run, sleep, uniqueId, waitFor } from '../lib/netns.js';
+import { nsRun, sleep, waitFor } from '../lib/netns.js';
+import { clientEdgeNode } from './client-edge-node.js';
 import { openEdge, service, backend } from './edge-helpers.js';
 
 const VIP = '203.0.113.10';
@@ -31,47 +32,12 @@ function readPcap(path: string): Buffer[] {
 }
 
 test('live: UDP and TCP SYN from a client reach the node with DNAT + option, IPIP encapsulated; XDP_REDIRECT once the neighbour is known', async (t) => {
-  const id = uniqueId();
-  const cleanup = new Cleanup();
-  t.teardown(async () => {
-    await cleanup.run();
-  });
-  const C = await createNetns(`elc-${id}`, cleanup);
-  const E = await createNetns(`ele-${id}`, cleanup);
-  const N = await createNetns(`eln-${id}`, cleanup);
+  const { C, E, N, cleanup } = await clientEdgeNode(t, 'el', '10.244.1.1');
   const dir = mkdtempSync(join(tmpdir(), 'edgelb-live-'));
   cleanup.add('tmpdir', () => rmSync(dir, { recursive: true, force: true }));
-
-  // client c0 ⇄ e0 edge e1 ⇄ n0 node
-  await run(['ip', 'link', 'add', `c${id}`, 'netns', C, 'type', 'veth', 'peer', 'name', `e${id}`, 'netns', E]);
-  await run(['ip', 'link', 'add', `f${id}`, 'netns', E, 'type', 'veth', 'peer', 'name', `n${id}`, 'netns', N]);
-  const sh = (ns: string, ...cmds: string[][]): Promise<unknown> => cmds.reduce((p, c) => p.then(() => nsRun(ns, c)), Promise.resolve() as Promise<unknown>);
-  await sh(C, ['ip', 'link', 'set', `c${id}`, 'name', 'c0'], ['ip', 'addr', 'add', '198.51.100.7/24', 'dev', 'c0'], ['ip', 'link', 'set', 'c0', 'up'], ['ip', 'route', 'add', 'default', 'via', '198.51.100.1'],
-    // Frames from a wire carry complete checksums; a veth would otherwise hand
-    // over CHECKSUM_PARTIAL ones, which XDP cannot tell from broken ones.
-    ['ethtool', '-K', 'c0', 'tx', 'off']);
-  await sh(
-    E,
-    ['ip', 'link', 'set', `e${id}`, 'name', 'e0'],
-    ['ip', 'link', 'set', `f${id}`, 'name', 'e1'],
-    ['ip', 'addr', 'add', '198.51.100.1/24', 'dev', 'e0'],
-    ['ip', 'addr', 'add', '10.0.0.1/24', 'dev', 'e1'],
-    ['ip', 'link', 'set', 'e0', 'up'],
-    ['ip', 'link', 'set', 'e1', 'up'],
-    ['sysctl', '-qw', 'net.ipv4.ip_forward=1'],
-    ['sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=0'],
-    ['ip', 'route', 'add', '10.244.0.0/16', 'via', '10.0.0.11'],
-  );
-  await sh(
-    N,
-    ['ip', 'link', 'set', `n${id}`, 'name', 'n0'],
-    ['ip', 'addr', 'add', '10.0.0.11/24', 'dev', 'n0'],
-    ['ip', 'link', 'set', 'n0', 'up'],
-    ['ip', 'addr', 'add', '10.244.1.1/32', 'dev', 'lo'],
-    ['sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=0'],
-    ['sysctl', '-qw', 'net.ipv4.conf.n0.rp_filter=0'],
-    ['ip', 'route', 'add', '198.51.100.0/24', 'via', '10.0.0.1'],
-  );
+  // Frames from a wire carry complete checksums; a veth would otherwise hand
+  // over CHECKSUM_PARTIAL ones, which XDP cannot tell from broken ones.
+  await nsRun(C, ['ethtool', '-K', 'c0', 'tx', 'off']);
 
   const dp = openEdge(t, { forward: { kind: 'fib' }, address: '10.0.0.1' });
   dp.applyServices([

@@ -12,7 +12,8 @@ import { spawn } from 'node:child_process';
 import { inNetns } from '../../src/datapath/loader.js';
 import { NodeDatapath } from '../../src/datapath/node-datapath.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
-import { Cleanup, createNetns, nsRun, run, uniqueId, waitFor } from '../lib/netns.js';
+import { type Cleanup, nsRun, waitFor } from '../lib/netns.js';
+import { clientEdgeNode } from './client-edge-node.js';
 import { openEdge, service, backend } from './edge-helpers.js';
 import { NODE_NAME, backend as nodeBackend, service as nodeService } from './node-fixtures.js';
 
@@ -42,46 +43,11 @@ interface Lab {
 /** client C → edge E (edge_tc on e0, facing the client) → node N (the node program, the pod address). */
 async function lab(t: ExecutionContext, v: Variant): Promise<Lab> {
   const { dispatch } = v;
-  const id = uniqueId();
-  const cleanup = new Cleanup();
-  t.teardown(async () => {
-    await cleanup.run();
-  });
-  const C = await createNetns(`etc-${id}`, cleanup);
-  const E = await createNetns(`ete-${id}`, cleanup);
-  const N = await createNetns(`etn-${id}`, cleanup);
-  await run(['ip', 'link', 'add', `c${id}`, 'netns', C, 'type', 'veth', 'peer', 'name', `e${id}`, 'netns', E]);
-  await run(['ip', 'link', 'add', `f${id}`, 'netns', E, 'type', 'veth', 'peer', 'name', `n${id}`, 'netns', N]);
-  const sh = async (ns: string, ...cmds: string[][]): Promise<void> => {
-    for (const c of cmds) await nsRun(ns, c);
-  };
+  const { C, E, N, cleanup } = await clientEdgeNode(t, 'et', POD);
   // The client keeps checksum offload on (its segments carry a pending checksum, CHECKSUM_PARTIAL);
   // with TSO they reach the edge as GSO skbs, without it as one full-sized skb per segment.
-  await sh(C, ['ip', 'link', 'set', `c${id}`, 'name', 'c0'], ['ip', 'addr', 'add', '198.51.100.7/24', 'dev', 'c0'], ['ip', 'link', 'set', 'c0', 'up'], ['ip', 'route', 'add', 'default', 'via', '198.51.100.1']);
-  if (!v.clientTso) await sh(C, ['ethtool', '-K', 'c0', 'tso', 'off', 'gso', 'off']);
-  await sh(
-    E,
-    ['ip', 'link', 'set', `e${id}`, 'name', 'e0'],
-    ['ip', 'link', 'set', `f${id}`, 'name', 'e1'],
-    ['ip', 'addr', 'add', '198.51.100.1/24', 'dev', 'e0'],
-    ['ip', 'addr', 'add', '10.0.0.1/24', 'dev', 'e1'],
-    ['ip', 'link', 'set', 'e0', 'up'],
-    ['ip', 'link', 'set', 'e1', 'up'],
-    ['sysctl', '-qw', 'net.ipv4.ip_forward=1'],
-    ['sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=0'],
-    ['ip', 'route', 'add', '10.244.0.0/16', 'via', '10.0.0.11'],
-  );
-  if (!v.edgeTxCsum) await sh(E, ['ethtool', '-K', 'e0', 'tx', 'off']);
-  await sh(
-    N,
-    ['ip', 'link', 'set', `n${id}`, 'name', 'n0'],
-    ['ip', 'addr', 'add', '10.0.0.11/24', 'dev', 'n0'],
-    ['ip', 'link', 'set', 'n0', 'up'],
-    ['ip', 'addr', 'add', `${POD}/32`, 'dev', 'lo'],
-    ['sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=0'],
-    ['sysctl', '-qw', 'net.ipv4.conf.n0.rp_filter=0'],
-    ['ip', 'route', 'add', '198.51.100.0/24', 'via', '10.0.0.1'],
-  );
+  if (!v.clientTso) await nsRun(C, ['ethtool', '-K', 'c0', 'tso', 'off', 'gso', 'off']);
+  if (!v.edgeTxCsum) await nsRun(E, ['ethtool', '-K', 'e0', 'tx', 'off']);
 
   const dp = openEdge(t, { forward: { kind: 'fib' }, address: '10.0.0.1' });
   const be = [backend(1, { ip: POD, port: 8080, nodeIp: '10.0.0.11' })];
