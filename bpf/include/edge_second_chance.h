@@ -126,9 +126,17 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 		struct edge_backend *pri = edge_backend_for(pri_id, sid);
 
 		sec = edge_backend_for(sec_id, sid);
-		if (pri && sec) {
+		if (!pri) {
+			/* The primary is gone: the secondary survives. */
+			pri = sec;
+			pri_id = sec_id;
+			sec = 0;
+		}
+		if (pri) {
 			*be = pri;
 			*be_id = pri_id;
+		}
+		if (sec) {
 			edge_sc_count(SC_SENT);
 			return sec;
 		}
@@ -136,13 +144,6 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 		 * flow is the other one's, plainly. */
 		edge_sc_count(SC_SECONDARY_GONE);
 		bpf_map_delete_elem(&edge_sc_flows, ck);
-		if (pri) {
-			*be = pri;
-			*be_id = pri_id;
-		} else if (sec) {
-			*be = sec;
-			*be_id = sec_id;
-		}
 		return 0;
 	}
 	if (pv->ring_size == 0 || edge_now_ns(cfg) >= pv->until_ns)
