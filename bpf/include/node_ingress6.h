@@ -295,7 +295,7 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 			goto not_ours;
 		if (!fv && !ip6ip6_from_edge(skb, l3_off))
 			return node_drop(NC_DROP_UNTRUSTED);
-		n = sv->count;
+		n = sv->pick && sv->pick < sv->count ? sv->pick : sv->count;
 		if (n == 0 || n > NODE_MAX_LOCAL_BACKENDS)
 			return node_drop(NC_DROP_NO_BACKEND);
 		idx = node_tuple_hash6(&in.saddr, &in.daddr, in.sport, in.dport, in.l4_proto) % n;

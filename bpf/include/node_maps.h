@@ -238,9 +238,11 @@ struct node_backend6 {
 	__u16 pad;
 };
 
+/* As node_svc_value: be[0..count) may be named by an option, new IP6IP6
+ * flows pick among the first `pick` (0 = all count). */
 struct node_svc6_value {
 	__u32 count; /* 0..NODE_MAX_LOCAL_BACKENDS; 0 = drop (no local pod) */
-	__u32 pad;
+	__u32 pick;  /* 0..count */
 	struct node_backend6 be[NODE_MAX_LOCAL_BACKENDS];
 };
 

@@ -27,6 +27,7 @@ import {
   decodeFwd6Key,
   decodeFwd6Value,
   decodeSvc6Key,
+  decodeSvc6Pick,
   decodeSvc6Value,
   encodeEdgeSourceKey,
   encodeFlow6Key,
@@ -56,6 +57,7 @@ import {
   POD6_2,
   POD6_3,
   run,
+  standardServices as standardServicesV4,
   standardServices6,
   TC_SHOT,
   TC_UNSPEC,
@@ -331,6 +333,42 @@ test('IP6IP6 trust: from outside the edge sources or from an unknown neighbour i
   t.like(dp.counters(), { in_ipip_not_ours: 1 });
 });
 
+test('IPv6 rolling update: a header naming a terminating pod is accepted, new IP6IP6 flows never pick it', (t) => {
+  // The IPv4 rule (node.test.ts, "rolling update"): an edge keeps a
+  // terminating pod's flows, and a SYN it pinned just before the pod turned
+  // terminating still arrives; new tunnelled flows go to ready pods only.
+  const dp = loadNode6(t);
+  const [svc80, ...rest] = standardServices6();
+  const next = [backend(POD6_1, 8080, NODE_NAME, 'terminating'), backend(POD6_2, 8080, NODE_NAME, 'terminating'), backend(POD6_3, 8080)];
+  dp.applyServices([...standardServicesV4(), { ...svc80!, backends: next }, ...rest], { name: NODE_NAME });
+  t.like(dp.localServices().find((e) => e.port === 80 && e.vip === VIP6), { backends: [{ ip: POD6_3, port: 8080 }, { ip: POD6_1, port: 8080 }, { ip: POD6_2, port: 8080 }], pick: 1 });
+  for (const pod of [POD6_1, POD6_2, POD6_3]) {
+    const spec = optionSpec({}, { dst: pod });
+    const r = run(dp.ingress, buildPacket6(spec));
+    t.is(r.retval, TC_UNSPEC, `header SYN to ${pod}`);
+    t.deepEqual(r.out, withoutHeader(spec), `header SYN to ${pod}: stripped, otherwise unchanged`);
+  }
+  t.like(dp.counters(), { in_opt_flow: 3 });
+  t.is(dp.counters().drop_wrong_backend ?? 0, 0);
+  const tunnelled = (sport: number): Buffer => buildPacket6(tunnel({ ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, tcp: { sport, dport: 80, seq: 7, flags: { syn: true } } }));
+  const expected = (sport: number, pod: string): Buffer => buildPacket6({ eth, ip: { src: CLIENT6, dst: pod, hopLimit: 60 }, tcp: { sport, dport: 8080, seq: 7, flags: { syn: true } } });
+  for (let port = 43000; port < 43030; port++) {
+    const r = run(dp.ingress, tunnelled(port));
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, expected(port, POD6_3), `new IP6IP6 flow from port ${port} to the one ready pod`);
+  }
+  // No ready pod left: the terminating ones take new flows rather than none.
+  dp.applyServices([...standardServicesV4(), { ...svc80!, backends: next.slice(0, 2) }, ...rest], { name: NODE_NAME });
+  const picked = new Set<string>();
+  for (let port = 44000; port < 44030; port++) {
+    const pod = [POD6_1, POD6_2][localBackendSlot(CLIENT6, VIP6, port, 80, 'TCP', 2)]!;
+    const r = run(dp.ingress, tunnelled(port));
+    t.deepEqual(r.out, expected(port, pod), `port ${port}`);
+    picked.add(pod);
+  }
+  t.deepEqual([...picked].sort(), [POD6_1, POD6_2]);
+});
+
 // ---------------------------------------------------------------- trust learning (NS/NA)
 
 test('IPv6 edges are learnt from their Neighbor Solicitations and Advertisements; forwarded, mismatched or foreign ones teach nothing', (t) => {
@@ -425,6 +463,9 @@ test('IPv6 map encoders round-trip and match the kernel maps\' sizes; hash and s
   const sk = { vip: VIP6, port: 443, proto: 'TCP' as const };
   t.deepEqual(decodeSvc6Key(encodeSvc6Key(sk)), sk);
   t.deepEqual(decodeSvc6Value(encodeSvc6Value([{ ip: POD6_1, port: 1 }, { ip: POD6_3, port: 65535 }])), [{ ip: POD6_1, port: 1 }, { ip: POD6_3, port: 65535 }]);
+  t.is(decodeSvc6Pick(encodeSvc6Value([{ ip: POD6_1, port: 1 }, { ip: POD6_3, port: 65535 }], 1)), 1);
+  t.is(decodeSvc6Pick(encodeSvc6Value([{ ip: POD6_1, port: 1 }, { ip: POD6_3, port: 65535 }])), 2);
+  t.throws(() => encodeSvc6Value([{ ip: POD6_1, port: 1 }], 2), { message: /pick 2/ });
   t.throws(() => encodeFlow6Key({ ...fk, podIp: '10.0.0.1' }), { message: /flow podIp/ });
   t.not(nodeTupleHash6(CLIENT6, VIP6, 1, 80, 'TCP'), nodeTupleHash6(CLIENT6, VIP6, 1, 80, 'UDP'));
   const dp = loadNode6(t);
