@@ -51,6 +51,7 @@
 //
 // Output: a table, then as the LAST line JSON (medians; ns unless named):
 // {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","node_option_ns","node_reply_ns",
+//  "node_option6_ns","node_reply6_ns",
 //  "syn_fresh_ns","first_ack_ns","syn_percall_ns","established_percall_ns",
 //  "mpps_established_1core","mpps_syn_flood_1core","mpps_floor_1core","mpps_syn_one_tuple_1core",
 //  "maps_10k_mb","load_10k_s", "kernel_mpps":{ipvs|nftdsr|snat:{established,syn_flood}|null},
@@ -63,9 +64,10 @@ import { BpfObject, ifIndex, inNetns } from '../src/datapath/loader.js';
 import { native } from '../src/datapath/loader/binding.js';
 import { bpfObjectPath, repoRoot } from '../src/assets.js';
 import { NodeDatapath } from '../src/datapath/node-datapath.js';
+import { prepareNode6Frames } from '../src/datapath/node-bench.js';
 import * as currentEdge from '../src/datapath/edge-datapath.js';
 import type { DesiredService, Backend } from '../src/model/types.js';
-import { buildBaseline, importEdgeDatapath, type BaselineBuild, type EdgeDatapathLike, type EdgeDatapathModule } from './lib/baseline.js';
+import { buildBaseline, importEdgeDatapath, importNodeDatapath, type BaselineBuild, type EdgeDatapathLike, type EdgeDatapathModule, type NodeDatapathModule } from './lib/baseline.js';
 import { LiveHarness, type LiveRun } from './lib/live.js';
 import { KERNEL_FLOOD_MAX, kernelVariantAvailable, withKernelRig } from './lib/kernel-rig.js';
 import type { KernelVariant } from './lib/e2e-variants.js';
@@ -85,6 +87,7 @@ interface BaselineInfo {
   ref: string;
   commit: string;
   modulePath: string;
+  nodeModulePath: string | null;
   bpfOut: string;
 }
 
@@ -152,7 +155,7 @@ async function parent(): Promise<void> {
   process.on('SIGTERM', forward);
   try {
     if (args.baseline) base = await buildBaseline(args.baseline, { repo: repoRoot(), say: (l) => console.error(l) });
-    const info: BaselineInfo | null = base ? { ref: base.ref, commit: base.commit, modulePath: base.modulePath, bpfOut: base.bpfOut } : null;
+    const info: BaselineInfo | null = base ? { ref: base.ref, commit: base.commit, modulePath: base.modulePath, nodeModulePath: base.nodeModulePath, bpfOut: base.bpfOut } : null;
     const cpu = String(Math.max(0, cpus().length - 1));
     child = spawn('taskset', ['-c', cpu, process.execPath, ...process.execArgv, process.argv[1]!], {
       stdio: 'inherit',
@@ -346,6 +349,15 @@ interface NodeSubject {
   egress: number;
   reply: Buffer;
   retval: number;
+  /** The IPv6 twins (Destination Options header SYN, reply), current revision only, or why there are none. */
+  v6: NodeSubject6 | { note: string };
+}
+
+interface NodeSubject6 {
+  option: Buffer;
+  optionRetval: number;
+  reply6: Buffer;
+  reply6Retval: number;
 }
 
 /**
@@ -353,19 +365,38 @@ interface NodeSubject {
  * as `edgelb node run` configures it (the bench service's pods local, the
  * edge at 10.0.0.1 trusted by its link-layer address): ingress on the edge's
  * own SYN output (trust, VIP and backend checks, flow refresh, option
- * strip), egress on the pod's reply. A baseline's node.o is loaded bare, as
- * the revisions before the trust boundary ran it; one that needs a trusted
- * edge then reports a note instead of figures.
+ * strip), egress on the pod's reply. A baseline is configured the same way
+ * by its own NodeDatapath (bench/lib/baseline.ts bundles it); a revision
+ * without one has its node.o loaded bare, as the revisions before the trust
+ * boundary ran it (one that needs a trusted edge then reports a note
+ * instead of figures). The IPv6 rows are the current revision's only.
  */
-function openNode(label: Subject['label'], xdp: number, nodeObject: string, closers: Array<() => void>): NodeSubject | { note: string } {
+function openNode(label: Subject['label'], xdp: number, nodeObject: string, nodeMod: NodeDatapathModule | null, closers: Array<() => void>): NodeSubject | { note: string } {
   if (!existsSync(nodeObject)) return { note: `${nodeObject} not built` };
   try {
     const learned = inNetns(NS, () => runOnce(xdp, SYN).dataOut);
     let ingress: number;
     let egress: number;
     let flows: () => number;
+    let v6: () => NodeSubject6 | { note: string } = () => ({ note: 'IPv6 rows are measured for the current revision only' });
     if (label === 'current') {
       const node = NodeDatapath.open({ objectPath: nodeObject, maxFlows: 65536, edgeSources: ['10.0.0.1'] });
+      closers.push(() => node.close());
+      node.applyServices([BENCH_SERVICES[0]!]);
+      node.trustEdgeNeighbour('10.0.0.1', [...learned.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':'));
+      ingress = node.ingress.fd;
+      egress = node.egress.fd;
+      flows = () => node.flows().length;
+      v6 = () => {
+        try {
+          const f = prepareNode6Frames(node, [BENCH_SERVICES[0]!], [...learned.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':'));
+          return { option: f.option, optionRetval: runOnce(ingress, f.option).retval, reply6: f.reply, reply6Retval: runOnce(egress, f.reply).retval };
+        } catch (e) {
+          return { note: `IPv6 rows skipped (${(e as Error).message.split('\n')[0]})` };
+        }
+      };
+    } else if (nodeMod) {
+      const node = nodeMod.NodeDatapath.open({ objectPath: nodeObject, maxFlows: 65536, edgeSources: ['10.0.0.1'] });
       closers.push(() => node.close());
       node.applyServices([BENCH_SERVICES[0]!]);
       node.trustEdgeNeighbour('10.0.0.1', [...learned.subarray(6, 12)].map((b) => b.toString(16).padStart(2, '0')).join(':'));
@@ -384,13 +415,13 @@ function openNode(label: Subject['label'], xdp: number, nodeObject: string, clos
     const reply = tcpFrame({ src: podIp, dst: CLIENT, sport: 8080, dport: 40000, flags: 0x12, payload: 64 });
     const probe = runOnce(egress, reply);
     if (!probe.dataOut.subarray(26, 30).equals(ip4(VIP)) || flows() !== 1) return { note: 'node.o did not learn the flow or rewrite the reply to the VIP' };
-    return { ingress, learned, ingressRetval, egress, reply, retval: probe.retval };
+    return { ingress, learned, ingressRetval, egress, reply, retval: probe.retval, v6: v6() };
   } catch (e) {
     return { note: `node.o unusable (${(e as Error).message.split('\n')[0]})` };
   }
 }
 
-function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObject: string, nodeObject: string, big: DesiredService[]): Subject {
+function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObject: string, nodeObject: string, nodeMod: NodeDatapathModule | null, big: DesiredService[]): Subject {
   const dp = mod.EdgeDatapath.open({ maglevTableSize: 16381, mtu: 1500, address: '10.0.0.1', objectPath: edgeObject });
   const closers: Array<() => void> = [() => dp.close()];
   const close = (): void => closers.reverse().forEach((f) => f());
@@ -402,7 +433,7 @@ function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObjec
     dp.applyServices([...big, ...BENCH_SERVICES]);
     configure(dp, 'fib');
     const xdp = dp.program('xdp').fd;
-    const node = openNode(label, xdp, nodeObject, closers);
+    const node = openNode(label, xdp, nodeObject, nodeMod, closers);
     return { label, dp, xdp, tc: dp.program('tc').fd, loadS, mapsMb, node, close };
   } catch (e) {
     close();
@@ -454,6 +485,24 @@ function caseSpecs(floorFd: number): CaseSpec[] {
       mode: 'fib',
       netns: false,
     },
+    {
+      name: 'node ingress: IPv6 header SYN, checks + strip',
+      key: 'node_option6_ns',
+      prog: (s) => ('ingress' in s.node && 'option' in s.node.v6 ? s.node.ingress : null),
+      data: (s) => ('v6' in s.node && 'option' in s.node.v6 ? s.node.v6.option : OTHER),
+      expect: (s) => ('v6' in s.node && 'option' in s.node.v6 ? s.node.v6.optionRetval : 0),
+      mode: 'fib',
+      netns: false,
+    },
+    {
+      name: 'node reply IPv6 (tc egress)',
+      key: 'node_reply6_ns',
+      prog: (s) => ('egress' in s.node && 'reply6' in s.node.v6 ? s.node.egress : null),
+      data: (s) => ('v6' in s.node && 'reply6' in s.node.v6 ? s.node.v6.reply6 : OTHER),
+      expect: (s) => ('v6' in s.node && 'reply6' in s.node.v6 ? s.node.v6.reply6Retval : 0),
+      mode: 'fib',
+      netns: false,
+    },
     c('edge tc pass (skb reference)', null, (s) => s.tc, OTHERS, 0, 'fib', false),
   ];
 }
@@ -495,14 +544,15 @@ async function childMain(): Promise<void> {
   const big = tenK();
 
   const subjects: Subject[] = [];
-  const current = openSubject('current', currentEdge as unknown as EdgeDatapathModule, bpfObjectPath('edge'), bpfObjectPath('node'), big);
+  const current = openSubject('current', currentEdge as unknown as EdgeDatapathModule, bpfObjectPath('edge'), bpfObjectPath('node'), null, big);
   cleanup.push(() => current.close());
   subjects.push(current);
   if (env.baseline) {
     // REF's loader must use this checkout's addon (the addon is additive).
     process.env.EDGELB_BPF_LOADER ??= join(repoRoot(), 'native', 'bpf-loader-napi', 'build', 'Release', 'bpf_loader.node');
     const mod = await importEdgeDatapath(env.baseline.modulePath, `baseline ${env.baseline.ref}`);
-    const base = openSubject('baseline', mod, join(env.baseline.bpfOut, 'edge.o'), join(env.baseline.bpfOut, 'node.o'), big);
+    const nodeMod = env.baseline.nodeModulePath ? await importNodeDatapath(env.baseline.nodeModulePath, `baseline ${env.baseline.ref}`) : null;
+    const base = openSubject('baseline', mod, join(env.baseline.bpfOut, 'edge.o'), join(env.baseline.bpfOut, 'node.o'), nodeMod, big);
     cleanup.push(() => base.close());
     subjects.push(base);
   }
@@ -770,6 +820,7 @@ async function childMain(): Promise<void> {
   for (const s of subjects) {
     console.log(`${s.label}: 10 000 services / 100 000 backends: load ${s.loadS.toFixed(2)} s (target ≤ 5), maps ${s.mapsMb.toFixed(1)} MB memlock (target ≤ 256)`);
     if ('note' in s.node) console.log(`${s.label}: ${s.node.note}; node_option_ns / node_reply_ns = null`);
+    else if ('note' in s.node.v6) console.log(`${s.label}: ${s.node.v6.note}; node_option6_ns / node_reply6_ns = null`);
   }
   console.log('node reply is a tc program: its figure includes the skb test-run overhead (compare the edge tc pass row), not the XDP floor.');
 

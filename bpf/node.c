@@ -17,8 +17,11 @@
  *   node_counters.h per-CPU counters, one per action and drop reason
  *   node_maps.h     map layouts shared with src/datapath/node-maps.ts
  *
- * Both programs parse once, then hand an IPv4 packet to its path; an IPv6
- * path would sit beside node_*_v4 with the same verdicts.
+ *   node_ingress6.h / node_egress6.h  the same paths for IPv6 (Destination
+ *                   Options DSR header, IP6IP6)
+ *
+ * Both programs parse Ethernet once, then hand an IPv4 or IPv6 packet to
+ * its family's path; both paths answer with the same verdicts.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -31,13 +34,23 @@
 #include "node_ingress.h"
 #include "node_egress.h"
 #include "node_second_chance.h"
+#include "node_ingress6.h"
+#include "node_egress6.h"
 
-SEC("tc")
-int node_ingress(struct __sk_buff *skb)
+/* Everything but IPv6 (the IPv4 path, second chance, ARP) in a frame of its
+ * own. BPF's 512-byte stack limit holds for a whole call chain: inlined into
+ * node_ingress, this path's frame (376 bytes) sat under every IPv6
+ * subprogram's (node_ip6ip6: 224), 608 together, and node.o did not load.
+ * It parses the packet itself, so its struct pkt, packet pointers and
+ * offsets stay in this frame, with the bounds the verifier proved for them
+ * (read back through a pointer from another frame, a u16 offset loses them). */
+static __attribute__((noinline)) int node_ingress_ip4(struct __sk_buff *skb)
 {
 	struct pkt p;
-	int rc = parse_skb(skb, &p);
+	int rc;
 
+	p.l3_proto = 0; /* parse_eth leaves it unset for a QinQ frame */
+	rc = parse_skb(skb, &p);
 	if (rc == PARSE_NOT_IP)
 		return node_tc(node_ingress_other(skb, &p));
 	if (rc != PARSE_OK)
@@ -47,12 +60,31 @@ int node_ingress(struct __sk_buff *skb)
 	return node_tc(node_ingress_v4(skb, &p));
 }
 
+/* IPv6 is told apart by its EtherType alone, before the IPv4 frame exists:
+ * the IPv6 subprograms' frames then stack on this small one. */
+SEC("tc")
+int node_ingress(struct __sk_buff *skb)
+{
+	struct pkt l2;
+
+	l2.l3_proto = 0; /* parse_eth leaves it unset for a QinQ frame */
+	if (parse_eth(skb_data(skb), skb_data_end(skb), &l2) == PARSE_UNSUPPORTED &&
+	    l2.l3_proto == bpf_htons(ETH_P_IPV6))
+		return node_tc(node_ingress_v6(skb, &l2));
+	return node_ingress_ip4(skb);
+}
+
 SEC("tc")
 int node_egress(struct __sk_buff *skb)
 {
 	struct pkt p;
+	int rc;
 
-	if (parse_skb(skb, &p) != PARSE_OK)
+	p.l3_proto = 0;
+	rc = parse_skb(skb, &p);
+	if (rc == PARSE_UNSUPPORTED && p.l3_proto == bpf_htons(ETH_P_IPV6))
+		return node_tc(node_egress_v6(skb, &p));
+	if (rc != PARSE_OK)
 		return node_tc(node_pass(NC_EG_PASS));
 	return node_tc(node_egress_v4(skb, &p));
 }

@@ -10,6 +10,9 @@
 // right, with no layout knowledge in the benchmark. Only EdgeDatapath's
 // public surface is assumed (open, applyServices, reconfigure, program,
 // counters, memlockBytes, close); a revision without it is refused by name.
+// REF's node datapath (src/datapath/node-datapath.ts) is bundled the same way
+// when REF has one, so that its node.o is configured by its own code too (a
+// bare node.o trusts no edge and rewrites nothing since the trust boundary).
 //
 // Both revisions use this checkout's native addon (EDGELB_BPF_LOADER): the
 // addon only ever grows (native/bpf-loader-napi is additive), so an older
@@ -43,6 +46,20 @@ export interface EdgeDatapathModule {
   EdgeDatapath: { open(opts: Record<string, unknown>): EdgeDatapathLike };
 }
 
+/** NodeDatapath's public surface as the benchmark uses it (open, applyServices, trustEdgeNeighbour, flows, close). */
+export interface NodeDatapathLike {
+  readonly ingress: ProgramLike;
+  readonly egress: ProgramLike;
+  applyServices(services: readonly DesiredService[]): unknown;
+  trustEdgeNeighbour(ip: string, mac: string): void;
+  flows(): unknown[];
+  close(): void;
+}
+
+export interface NodeDatapathModule {
+  NodeDatapath: { open(opts: Record<string, unknown>): NodeDatapathLike };
+}
+
 export interface BaselineBuild {
   /** The revision as given. */
   ref: string;
@@ -54,6 +71,8 @@ export interface BaselineBuild {
   bpfOut: string;
   /** REF's edge datapath module, bundled into the worktree (import it before remove()). */
   modulePath: string;
+  /** REF's node datapath module, bundled the same way; null when REF has none. */
+  nodeModulePath: string | null;
   remove(): void;
 }
 
@@ -139,7 +158,13 @@ export async function buildBaseline(ref: string, opts: BaselineOptions): Promise
     const modulePath = join(dir, 'dist', 'src', 'datapath', 'edge-datapath.js');
     const { build } = await import('esbuild');
     await build({ entryPoints: [entry], outfile: modulePath, bundle: true, platform: 'node', format: 'esm', target: 'node22', packages: 'external', logLevel: 'silent' });
-    return { ref, commit, dir, bpfOut, modulePath, remove };
+    const nodeEntry = join(dir, 'src', 'datapath', 'node-datapath.ts');
+    let nodeModulePath: string | null = null;
+    if (existsSync(nodeEntry)) {
+      nodeModulePath = join(dir, 'dist', 'src', 'datapath', 'node-datapath.js');
+      await build({ entryPoints: [nodeEntry], outfile: nodeModulePath, bundle: true, platform: 'node', format: 'esm', target: 'node22', packages: 'external', logLevel: 'silent' });
+    }
+    return { ref, commit, dir, bpfOut, modulePath, nodeModulePath, remove };
   } catch (e) {
     remove();
     throw e;
@@ -151,4 +176,11 @@ export async function importEdgeDatapath(modulePath: string, what: string): Prom
   const mod = (await import(pathToFileURL(modulePath).href)) as Partial<EdgeDatapathModule>;
   if (typeof mod.EdgeDatapath?.open !== 'function') throw new Error(`${what}: its edge-datapath module exports no EdgeDatapath.open`);
   return mod as EdgeDatapathModule;
+}
+
+/** Imports a bundled NodeDatapath module and checks it has the surface the benchmark uses. */
+export async function importNodeDatapath(modulePath: string, what: string): Promise<NodeDatapathModule> {
+  const mod = (await import(pathToFileURL(modulePath).href)) as Partial<NodeDatapathModule>;
+  if (typeof mod.NodeDatapath?.open !== 'function') throw new Error(`${what}: its node-datapath module exports no NodeDatapath.open`);
+  return mod as NodeDatapathModule;
 }

@@ -25,7 +25,11 @@
  * A SYN may point a tuple at another VIP (or an ipip flow at another pod)
  * only once its connection has ended (flow_ended); while it lives, the SYN
  * is refused (remember_flow). A UDP datagram naming another VIP takes the
- * tuple over once the old flow has been quiet for rst_ns. */
+ * tuple over once the old flow has been quiet for rst_ns.
+ *
+ * IPv6 flows live in their own maps (node_flows6, node_fwd6: 16-byte
+ * addresses) with the same rules: their values embed a node_flow_value, so
+ * everything that decides about a flow's state is written once. */
 #ifndef EDGELB_NODE_FLOW_H
 #define EDGELB_NODE_FLOW_H
 
@@ -169,22 +173,22 @@ enum flow_memo {
 	FLOW_LIMITED,  /* a new flow over the insert limit: not recorded */
 };
 
-/* Record (or refresh) the reply tuple of a flow. A live entry is never
- * re-pointed at another VIP by a packet that is not a SYN: only a new
- * connection may change what the tuple's replies are sent as. */
-static __always_inline enum flow_memo remember_flow(const struct node_config *cfg,
-						    const struct node_flow_key *k, __be32 vip,
-						    __be16 vport, __u8 origin, __u8 syn, __u64 now)
+/* Whether a packet naming VIP:vport (same: the entry v already maps the
+ * tuple there) may record its flow. v is the tuple's entry or NULL.
+ * FLOW_KNOWN: v was refreshed; FLOW_NEW: the caller writes a fresh entry.
+ * A live entry is never re-pointed at another VIP by a packet that is not
+ * a SYN: only a new connection may change what the tuple's replies are
+ * sent as. Shared by both families' remember_flow*. */
+static __always_inline enum flow_memo flow_admit(const struct node_config *cfg,
+						 struct node_flow_value *v, int same, __u8 proto,
+						 __u8 syn, __u64 now)
 {
-	struct node_flow_value *v = bpf_map_lookup_elem(&node_flows, k);
-
 	if (v) {
-		int same = v->vip == vip && v->vip_port == vport;
-		int expired = is_expired(now, v->last_seen_ns, flow_timeout(cfg, k->proto, v->flags));
+		int expired = is_expired(now, v->last_seen_ns, flow_timeout(cfg, proto, v->flags));
 
 		/* A SYN on a tuple whose connection is over starts afresh. */
-		if (syn && flow_over(cfg, v, k->proto, now))
-			goto fresh;
+		if (syn && flow_over(cfg, v, proto, now))
+			return FLOW_NEW;
 		if (same && !expired) {
 			flow_seen(v, now);
 			return FLOW_KNOWN;
@@ -195,26 +199,68 @@ static __always_inline enum flow_memo remember_flow(const struct node_config *cf
 		 * has been quiet for rst_ns (a client reusing its port for
 		 * another frontend of the same pod). */
 		if (!same && !expired) {
-			if (k->proto == IPPROTO_UDP && is_expired(now, v->last_seen_ns, rst_silence(cfg)))
-				goto fresh;
+			if (proto == IPPROTO_UDP && is_expired(now, v->last_seen_ns, rst_silence(cfg)))
+				return FLOW_NEW;
 			return FLOW_CONFLICT;
 		}
-	} else if (!node_may_insert(cfg, now)) {
-		/* Only a new key can evict another flow from the LRU map. */
-		return FLOW_LIMITED;
+		return FLOW_NEW; /* expired: starts afresh */
 	}
-fresh:;
-	/* New flow, an expired one, or a SYN reusing an ended connection's tuple. */
-	struct node_flow_value nv = {
-		.vip = vip,
-		.vip_port = vport,
-		.flags = 0,
-		.origin = origin,
-		.last_seen_ns = now,
-		.created_ns = now,
-	};
-	bpf_map_update_elem(&node_flows, k, &nv, BPF_ANY);
+	/* Only a new key can evict another flow from the LRU map. */
+	if (!node_may_insert(cfg, now))
+		return FLOW_LIMITED;
 	return FLOW_NEW;
+}
+
+/* A fresh flow's state (for IPv6 flows, vip is 0: node_flow6_value). */
+static __always_inline void flow_fresh(struct node_flow_value *nv, __be32 vip, __be16 vport,
+				       __u8 origin, __u64 now)
+{
+	nv->vip = vip;
+	nv->vip_port = vport;
+	nv->flags = 0;
+	nv->origin = origin;
+	nv->last_seen_ns = now;
+	nv->created_ns = now;
+}
+
+/* Record (or refresh) the reply tuple of an IPv4 flow (flow_admit). */
+static __always_inline enum flow_memo remember_flow(const struct node_config *cfg,
+						    const struct node_flow_key *k, __be32 vip,
+						    __be16 vport, __u8 origin, __u8 syn, __u64 now)
+{
+	struct node_flow_value *v = bpf_map_lookup_elem(&node_flows, k);
+	int same = v && v->vip == vip && v->vip_port == vport;
+	enum flow_memo m = flow_admit(cfg, v, same, k->proto, syn, now);
+
+	if (m == FLOW_NEW) {
+		/* New flow, an expired one, or a SYN reusing an ended
+		 * connection's tuple. */
+		struct node_flow_value nv;
+
+		flow_fresh(&nv, vip, vport, origin, now);
+		bpf_map_update_elem(&node_flows, k, &nv, BPF_ANY);
+	}
+	return m;
+}
+
+/* The same for an IPv6 flow; *nv is room for the new entry (the IPv6
+ * paths keep it off their stack: node_ingress6.h). */
+static __always_inline enum flow_memo remember_flow6(const struct node_config *cfg,
+						     const struct node_flow6_key *k,
+						     const struct pkt_addr6 *vip, __be16 vport,
+						     __u8 origin, __u8 syn, __u64 now,
+						     struct node_flow6_value *nv)
+{
+	struct node_flow6_value *v = bpf_map_lookup_elem(&node_flows6, k);
+	int same = v && addr6_eq(&v->vip6, vip) && v->st.vip_port == vport;
+	enum flow_memo m = flow_admit(cfg, v ? &v->st : 0, same, k->proto, syn, now);
+
+	if (m == FLOW_NEW) {
+		flow_fresh(&nv->st, 0, vport, origin, now);
+		nv->vip6 = *vip;
+		bpf_map_update_elem(&node_flows6, k, nv, BPF_ANY);
+	}
+	return m;
 }
 
 /* FIN from one side: marked; CLOSING once both sides sent theirs. */
@@ -231,14 +277,12 @@ static __always_inline void flow_fin(struct node_flow_value *v, __u8 side, __u8 
 	v->last_seen_ns = now;
 }
 
-/* A client's TCP segment on a known flow (seen on ingress after any DNAT,
- * so the packet is client → pod), with or without our option. */
-static __always_inline void client_seen(const struct node_config *cfg, const struct node_flow_key *k,
-					__u8 tcp_flags, __u64 now)
+/* A client's TCP segment on a known flow's entry v (seen on ingress after
+ * any DNAT, so the packet is client → pod), with or without our option. */
+static __always_inline void client_event(const struct node_config *cfg, struct node_flow_value *v,
+					 __u8 proto, __u8 tcp_flags, __u64 now)
 {
-	struct node_flow_value *v = bpf_map_lookup_elem(&node_flows, k);
-
-	if (!v || is_expired(now, v->last_seen_ns, flow_timeout(cfg, k->proto, v->flags)))
+	if (!v || is_expired(now, v->last_seen_ns, flow_timeout(cfg, proto, v->flags)))
 		return;
 	if (tcp_flags & PKT_TCP_RST) {
 		flow_rst(v, now);
@@ -249,6 +293,21 @@ static __always_inline void client_seen(const struct node_config *cfg, const str
 	} else {
 		flow_seen(v, now);
 	}
+}
+
+static __always_inline void client_seen(const struct node_config *cfg, const struct node_flow_key *k,
+					__u8 tcp_flags, __u64 now)
+{
+	client_event(cfg, bpf_map_lookup_elem(&node_flows, k), k->proto, tcp_flags, now);
+}
+
+static __always_inline void client_seen6(const struct node_config *cfg,
+					 const struct node_flow6_key *k, __u8 tcp_flags, __u64 now)
+{
+	struct node_flow6_value *v = bpf_map_lookup_elem(&node_flows6, k);
+
+	if (v)
+		client_event(cfg, &v->st, k->proto, tcp_flags, now);
 }
 
 /* A pod's reply on flow v (seen on egress): FIN/RST move it towards its
@@ -275,6 +334,14 @@ static __always_inline int flow_ended(const struct node_config *cfg, const struc
 	struct node_flow_value *v = bpf_map_lookup_elem(&node_flows, k);
 
 	return !v || flow_over(cfg, v, k->proto, now);
+}
+
+static __always_inline int flow6_ended(const struct node_config *cfg,
+				       const struct node_flow6_key *k, __u64 now)
+{
+	struct node_flow6_value *v = bpf_map_lookup_elem(&node_flows6, k);
+
+	return !v || flow_over(cfg, &v->st, k->proto, now);
 }
 
 #endif

@@ -13,6 +13,7 @@
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "parse6.h"
 
 /* Reply tuple: the key under which the egress program finds a pod's reply.
  * For a client C:cp talking to VIP V:vp served by pod P:pp the key is
@@ -112,9 +113,13 @@ struct node_mac_key {
 
 #define NODE_MAC_FROM_ARP 1   /* learnt by the program from an ARP packet */
 #define NODE_MAC_FROM_AGENT 2 /* written by the agent (neighbour table) */
+#define NODE_MAC_FROM_NDP 3   /* learnt by the program from a Neighbor Solicitation/Advertisement */
 
+/* One map for both families (one lookup per option packet). `ip` keeps an
+ * IPv4 edge's address; an IPv6 edge's entry has ip 0 (the layout stays the
+ * one pinned by earlier versions, so an upgraded agent reuses the map). */
 struct node_mac_value {
-	__be32 ip;   /* the edge-source address the neighbour holds */
+	__be32 ip;   /* the IPv4 edge-source address the neighbour holds, 0 for IPv6 */
 	__u32 how;   /* NODE_MAC_FROM_* */
 	__u64 seen_ns;
 };
@@ -181,5 +186,98 @@ struct {
 	__type(key, struct node_mac_key);
 	__type(value, struct node_mac_value);
 } node_edge_macs SEC(".maps");
+
+/* ---------------------------------------------------------------- IPv6
+ *
+ * The same maps for IPv6 flows, with 16-byte addresses (struct pkt_addr6:
+ * four network-order words), the same bounds and the same meaning. */
+
+struct node_flow6_key {
+	struct pkt_addr6 pod_ip;
+	struct pkt_addr6 client_ip;
+	__be16 pod_port;
+	__be16 client_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* The flow's state is a struct node_flow_value, so node_flow.h's helpers
+ * serve both families: its 4-byte vip is 0 here, the VIP is vip6. */
+struct node_flow6_value {
+	struct node_flow_value st;
+	struct pkt_addr6 vip6;
+};
+
+struct node_fwd6_key {
+	struct pkt_addr6 client_ip;
+	struct pkt_addr6 vip;
+	__be16 client_port;
+	__be16 vip_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct node_fwd6_value {
+	struct pkt_addr6 pod_ip;
+	__be16 pod_port;
+	__u16 pad;
+	__u32 pad2;
+	__u64 last_seen_ns;
+};
+
+struct node_svc6_key {
+	struct pkt_addr6 vip;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct node_backend6 {
+	struct pkt_addr6 ip;
+	__be16 port;
+	__u16 pad;
+};
+
+/* As node_svc_value: be[0..count) may be named by an option, new IP6IP6
+ * flows pick among the first `pick` (0 = all count). */
+struct node_svc6_value {
+	__u32 count; /* 0..NODE_MAX_LOCAL_BACKENDS; 0 = drop (no local pod) */
+	__u32 pick;  /* 0..count */
+	struct node_backend6 be[NODE_MAX_LOCAL_BACKENDS];
+};
+
+struct node_src6_key {
+	__u32 prefixlen;
+	struct pkt_addr6 addr;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct node_flow6_key);
+	__type(value, struct node_flow6_value);
+} node_flows6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct node_fwd6_key);
+	__type(value, struct node_fwd6_value);
+} node_fwd6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct node_svc6_key);
+	__type(value, struct node_svc6_value);
+} node_services6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NODE_EDGE_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct node_src6_key);
+	__type(value, __u8);
+} node_edge_src6 SEC(".maps");
 
 #endif

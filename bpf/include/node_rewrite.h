@@ -1,6 +1,8 @@
 /* Node program: rewriting packets in place — one address and port with
  * both checksums, removing the DSR option, and re-addressing an ICMP error
- * together with the packet it quotes. */
+ * together with the packet it quotes; for IPv6, one address and port (the
+ * upper-layer checksum only: IPv6 has no header checksum) and removing the
+ * Destination Options DSR header. */
 #ifndef EDGELB_NODE_REWRITE_H
 #define EDGELB_NODE_REWRITE_H
 
@@ -12,6 +14,8 @@
 #include <bpf/bpf_endian.h>
 #include "parse.h"
 #include "csum.h"
+#include "csum6.h"
+#include "parse6.h"
 #include "dsr_option.h"
 #include "node_parse.h"
 #include "node_verdict.h"
@@ -169,6 +173,115 @@ static __always_inline enum node_step readdress_icmp_error(void *data, void *dat
 	csum_replace4(&qip->check, from_ip, to_ip);
 	csum_apply_diff(&ih->checksum, csum_diff_4(from_ip, to_ip) + csum_diff_2(from_port, to_port) +
 					       csum_diff_2(old_qcheck, qip->check));
+	return STEP_DONE;
+}
+
+/* ---------------------------------------------------------------- IPv6 */
+
+/* Rewrite one IPv6 address (+ port) at l3_off/l4_off. The address is
+ * covered only by the upper-layer checksum (through the pseudo-header),
+ * fixed by difference with bpf_l4_csum_replace(BPF_F_PSEUDO_HDR), which
+ * handles CHECKSUM_PARTIAL. For a CHECKSUM_COMPLETE skb that helper takes
+ * the difference out of skb->csum, right for IPv4 (whose header checksum
+ * absorbs the address change) but not for IPv6, where the packet's sum is
+ * unchanged (address +d, checksum field -d): bpf_csum_update puts it back
+ * (an error, ignored, for any other skb). Only on receive (`rx`): on
+ * transmit skb->csum of a CHECKSUM_COMPLETE skb is not used, and the
+ * helper call is a visible share of a reply's cost. A UDP checksum of 0
+ * (invalid over IPv6) stays 0, so the receiver still drops the datagram.
+ * Packet pointers are invalid afterwards. */
+static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32 l3_off,
+						    __u32 l4_off, __u8 proto, int which,
+						    const struct pkt_addr6 *new_ip, __be16 new_port,
+						    int rx)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct ipv6hdr *ip6;
+	struct pkt_addr6 old;
+	__be32 *addr;
+	__be16 old_port, *portp;
+	__u32 csum_off, diff;
+	__u64 mangled = 0;
+
+	if (l3_off > ETH_HLEN + 4 || l4_off > PARSE6_MAX_L4_OFF)
+		return STEP_REWRITE_FAILED;
+	l3_off = off_bounded(l3_off, 0x1f);
+	l4_off = off_bounded(l4_off, 0x3ff);
+	ip6 = data + l3_off;
+	if ((void *)(ip6 + 1) > data_end)
+		return STEP_REWRITE_FAILED;
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + l4_off;
+
+		if ((void *)(th + 1) > data_end)
+			return STEP_REWRITE_FAILED;
+		portp = which == REWRITE_DST ? &th->dest : &th->source;
+		csum_off = l4_off + TCP_CSUM_OFF;
+	} else {
+		struct udphdr *uh = data + l4_off;
+
+		if ((void *)(uh + 1) > data_end)
+			return STEP_REWRITE_FAILED;
+		portp = which == REWRITE_DST ? &uh->dest : &uh->source;
+		csum_off = l4_off + UDP_CSUM_OFF;
+		mangled = BPF_F_MARK_MANGLED_0;
+	}
+	addr = which == REWRITE_DST ? (__be32 *)&ip6->daddr : (__be32 *)&ip6->saddr;
+	addr6_load(&old, addr);
+	addr[0] = new_ip->w[0];
+	addr[1] = new_ip->w[1];
+	addr[2] = new_ip->w[2];
+	addr[3] = new_ip->w[3];
+	old_port = *portp;
+	*portp = new_port;
+
+	diff = csum_diff_addr6(&old, new_ip);
+	if (!addr6_eq(&old, new_ip)) {
+		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled))
+			return STEP_REWRITE_FAILED;
+		if (rx)
+			bpf_csum_update(skb, diff);
+	}
+	if (old_port != new_port &&
+	    bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | sizeof(new_port)))
+		return STEP_REWRITE_FAILED;
+	return STEP_DONE;
+}
+
+/* Remove our 24-byte Destination Options header, which sits right after the
+ * fixed header (the only place a receiver accepts it): Next Header goes back
+ * to `inner_nh`, the payload length shrinks by 24. No checksum covers the
+ * removed bytes or these fields (the pseudo-header's upper-layer length
+ * excludes extension headers). For a CHECKSUM_COMPLETE skb the kernel takes
+ * the removed bytes out of skb->csum itself; unlike IPv4 (strip_option),
+ * no header checksum absorbs the two changed fields, so their difference
+ * goes into skb->csum (bpf_csum_update: an ignored error for other skbs).
+ * STEP_UNTOUCHED when the kernel would not shrink the packet. */
+static __always_inline enum node_step strip_dsr6(struct __sk_buff *skb, __u32 l3_off,
+						 __u8 inner_nh)
+{
+	void *data, *data_end;
+	struct ipv6hdr *ip6;
+	__be16 old_len, new_len, old_nh, new_nh;
+
+	if (bpf_skb_adjust_room(skb, -(__s32)DSR6_HDR_LEN, BPF_ADJ_ROOM_NET,
+				BPF_F_ADJ_ROOM_NO_CSUM_RESET))
+		return STEP_UNTOUCHED;
+	data = skb_data(skb);
+	data_end = skb_data_end(skb);
+	if (l3_off > ETH_HLEN + 4)
+		return STEP_REWRITE_FAILED;
+	ip6 = data + off_bounded(l3_off, 0x1f);
+	if ((void *)(ip6 + 1) > data_end)
+		return STEP_REWRITE_FAILED;
+	old_len = ip6->payload_len;
+	new_len = bpf_htons(bpf_ntohs(old_len) - DSR6_HDR_LEN);
+	old_nh = *(__be16 *)&ip6->nexthdr; /* next header, hop limit */
+	ip6->payload_len = new_len;
+	ip6->nexthdr = inner_nh;
+	new_nh = *(__be16 *)&ip6->nexthdr;
+	bpf_csum_update(skb, csum_diff_2(old_len, new_len) + csum_diff_2(old_nh, new_nh));
 	return STEP_DONE;
 }
 

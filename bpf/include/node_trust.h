@@ -115,4 +115,102 @@ static __always_inline void learn_edge_neighbour(struct __sk_buff *skb, const st
 	node_count(NC_EDGE_LEARNT);
 }
 
+static __always_inline int edge_source6(const struct pkt_addr6 *addr)
+{
+	struct node_src6_key k = { .prefixlen = 128, .addr = *addr };
+
+	return bpf_map_lookup_elem(&node_edge_src6, &k) != 0;
+}
+
+/* Neighbor Solicitation / Advertisement (RFC 4861 §4.3, §4.4): the ICMPv6
+ * header, 4 bytes (reserved / flags), the target address, then options. */
+struct node_nd6 {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 flags;
+	struct pkt_addr6 target;
+};
+
+#define ND6_OPT_SLLA 1
+#define ND6_OPT_TLLA 2
+#define ND6_MAX_OPTS 4
+
+/* The link-layer address option of `type` among the first ND6_MAX_OPTS
+ * options of an NS/NA (lengths in 8-byte units, 0 is malformed), checked
+ * against the frame's own sender. Options must lie within the packet. */
+static __always_inline int nd6_lladdr_is(void *data, void *data_end, __u32 off, __u32 end,
+					 __u8 type, const __u8 *mac)
+{
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < ND6_MAX_OPTS; i++) {
+		__u8 *o;
+
+		if (off + 8 > end || off > NODE_PULL6_MAX)
+			return 0;
+		o = data + off;
+		if ((void *)(o + 8) > data_end)
+			return 0;
+		if (o[1] == 0)
+			return 0;
+		if (o[0] == type)
+			return o[1] == 1 && same_mac(o + 2, mac);
+		off += (__u32)o[1] * 8;
+	}
+	return 0;
+}
+
+/* Learn an edge neighbour from an NS or NA (see the header comment). */
+static __always_inline void learn_edge_neighbour6(struct __sk_buff *skb, __u32 tagged,
+						  const struct pkt6 *p)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct ethhdr *eth = data;
+	struct node_nd6 *nd;
+	struct node_mac_value *cur;
+	struct node_mac_key k = {};
+	__u32 off = p->l4_off;
+	__u8 opt;
+
+	if (tagged || p->l3_off != ETH_HLEN || p->hop_limit != 255 || p->n_ext != 0)
+		return;
+	if (off > NODE_PULL6_MAX)
+		return;
+	nd = data + off_bounded(off, 0x3ff);
+	if ((void *)(eth + 1) > data_end || (void *)(nd + 1) > data_end ||
+	    off + sizeof(*nd) > p->ip_end || nd->code != 0)
+		return;
+	if (eth->h_source[0] & 1)
+		return;
+	if (nd->type == ICMP6_NDP_NS) {
+		if (!edge_source6(&p->saddr))
+			return;
+		opt = ND6_OPT_SLLA;
+	} else if (nd->type == ICMP6_NDP_NA) {
+		if (!addr6_eq(&nd->target, &p->saddr) || !edge_source6(&p->saddr))
+			return;
+		opt = ND6_OPT_TLLA;
+	} else {
+		return;
+	}
+	if (!nd6_lladdr_is(data, data_end, off + sizeof(*nd), p->ip_end, opt, eth->h_source))
+		return;
+	__builtin_memcpy(k.mac, eth->h_source, ETH_ALEN);
+	/* Already trusted (for either family): one neighbour, one entry. */
+	cur = bpf_map_lookup_elem(&node_edge_macs, &k);
+	if (cur)
+		return;
+	{
+		struct node_mac_value v = {
+			.ip = 0,
+			.how = NODE_MAC_FROM_NDP,
+			.seen_ns = now_ns(get_config()),
+		};
+
+		bpf_map_update_elem(&node_edge_macs, &k, &v, BPF_ANY);
+	}
+	node_count(NC_EDGE_LEARNT);
+}
+
 #endif

@@ -11,7 +11,7 @@ import { parseListen } from '../node-agent/metrics.js';
 /** --edge-sources: comma-separated CIDRs or addresses, each checked, at least one. */
 export function parseEdgeSources(arg: string | undefined): string[] {
   if (arg === undefined || arg.trim() === '') {
-    throw new UsageError('edgelb node run: --edge-sources is required: the addresses the edges send from (e.g. --edge-sources 10.0.0.11,10.0.0.12)');
+    throw new UsageError('edgelb node run: --edge-sources is required: the addresses the edges send from (e.g. --edge-sources 10.0.0.11,10.0.0.12,2001:db8::11)');
   }
   const list = arg.split(',').map((s) => s.trim()).filter((s) => s !== '');
   for (const s of list) {
@@ -33,9 +33,10 @@ frontends that have backends on this node.
 
 Options:
   --interface IF          fabric-facing interface (required)
-  --edge-sources CIDRS    the edges' addresses, comma-separated CIDRs or addresses
-                          (required): only they may send DSR options and IPIP to
-                          this node's frontends; anything else carrying them is
+  --edge-sources CIDRS    the edges' addresses, comma-separated IPv4 or IPv6 CIDRs or
+                          addresses (required): only they may send DSR options
+                          (IPv4 option, IPv6 Destination Options header) and
+                          IPIP / IP6IP6 to this node's frontends; anything else carrying them is
                           dropped and counted (edgelb_node_drops{reason="untrusted_source"}).
                           List each edge's address on this node's link, its IPIP
                           source block if it has one, and, for an edge behind a

@@ -151,3 +151,86 @@ export function measureNodeReply(opts: { count?: number; rounds?: number } = {})
     b.close();
   }
 }
+
+// ---------------------------------------------------------------- IPv6
+
+export const BENCH_CLIENT6 = '2001:db8:c::7';
+export const BENCH_VIP6 = '2001:db8:f::10';
+export const BENCH_POD6 = 'fd00:10:244:1::5';
+export const BENCH_EDGE6 = '2001:db8:e::1';
+
+function ip6(a: string): Buffer {
+  const [head = '', tail] = a.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const g = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const b = Buffer.alloc(16);
+  g.forEach((x, i) => b.writeUInt16BE(parseInt(x, 16), i * 2));
+  return b;
+}
+
+/** Ethernet + IPv6 [+ the Destination Options DSR header naming vip:port] + TCP with a correct checksum. */
+export function tcp6Frame(src: string, dst: string, sport: number, dport: number, flags: number, payload: number, dsr?: { vip: string; port: number }): Buffer {
+  const tcp = Buffer.alloc(20 + payload, 0x61);
+  tcp.writeUInt16BE(sport, 0);
+  tcp.writeUInt16BE(dport, 2);
+  tcp.writeUInt32BE(1, 4);
+  tcp.writeUInt32BE(1, 8);
+  tcp[12] = 5 << 4;
+  tcp[13] = flags;
+  tcp.writeUInt16BE(65535, 14);
+  const pseudo = Buffer.concat([ip6(src), ip6(dst), Buffer.from([0, 0, tcp.length >> 8, tcp.length & 255, 0, 0, 0, 6])]);
+  tcp.writeUInt16BE(~sum16(tcp, sum16(pseudo)) & 0xffff, 16);
+  let ext = Buffer.alloc(0);
+  if (dsr) {
+    ext = Buffer.alloc(24);
+    ext[0] = 6;
+    ext[1] = 2;
+    ext[2] = 0x5e;
+    ext[3] = 18;
+    ext.writeUInt16BE(dsr.port, 4);
+    ip6(dsr.vip).copy(ext, 6);
+    ext[22] = 1;
+  }
+  const iph = Buffer.alloc(40);
+  iph.writeUInt32BE(0x60000000, 0);
+  iph.writeUInt16BE(ext.length + tcp.length, 4);
+  iph[6] = dsr ? 60 : 6;
+  iph[7] = 64;
+  ip6(src).copy(iph, 8);
+  ip6(dst).copy(iph, 24);
+  const eth = Buffer.from('02000000000b02000000000a86dd', 'hex');
+  return Buffer.concat([eth, iph, ext, tcp]);
+}
+
+/** The IPv6 bench service (VIP6:80 → POD6:8080 on node "bench"), ip-option dispatch. */
+export function benchService6(): DesiredService {
+  return {
+    service: 'bench/svc6',
+    frontend: { vip: BENCH_VIP6, port: 80, protocol: 'TCP' },
+    mode: 'dsr',
+    dispatch: 'ip-option',
+    sourceRanges: [],
+    affinityTimeoutSeconds: 0,
+    backends: [{ ip: BENCH_POD6, port: 8080, nodeIp: '192.0.2.21', nodeName: 'bench', weight: 1, state: 'active' }],
+  };
+}
+
+/**
+ * The IPv6 twin of the node rows, on a node datapath that already serves
+ * `services` (kept) and trusts `edgeMac`: the edge's header SYN of a known
+ * flow (trust, VIP and backend checks, refresh, strip) and the pod's reply.
+ * Throws when the program does not learn the flow or rewrite the reply.
+ */
+export function prepareNode6Frames(dp: NodeDatapath, services: readonly DesiredService[], edgeMac: string): { option: Buffer; reply: Buffer } {
+  dp.setEdgeSources([...dp.edgeSources(), BENCH_EDGE6]);
+  dp.trustEdgeNeighbour(BENCH_EDGE6, edgeMac);
+  dp.applyServices([...services, benchService6()]);
+  const option = tcp6Frame(BENCH_CLIENT6, BENCH_POD6, 40000, 8080, 0x02, 0, { vip: BENCH_VIP6, port: 80 });
+  Buffer.from(edgeMac.split(':').map((x) => parseInt(x, 16))).copy(option, 6);
+  dp.ingress.testRun({ data: option });
+  const reply = tcp6Frame(BENCH_POD6, BENCH_CLIENT6, 8080, 40000, 0x10, 64);
+  const probe = dp.egress.testRun({ data: reply });
+  if (!probe.dataOut.subarray(22, 38).equals(ip6(BENCH_VIP6))) throw new Error('node bench: the egress program did not rewrite the IPv6 reply to the VIP');
+  return { option, reply };
+}

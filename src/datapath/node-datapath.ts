@@ -28,24 +28,36 @@ import {
 } from './loader.js';
 import { bpfObjectPath } from '../assets.js';
 import { NODE_SC_MAP, NODE_SC_STATS_MAP, scBackendEntries, sumScCounters, writeScBackends, type NodeScStatName } from './node-second-chance.js';
+import { ipToBigInt } from '../net/ip.js';
 import {
   decodeConfig,
   decodeEdgeNeighbour,
   decodeEdgeSourceKey,
   decodeFlowKey,
   decodeFlowValue,
+  decodeFlow6Key,
+  decodeFlow6Value,
   decodeFwdKey,
   decodeFwdValue,
+  decodeFwd6Key,
+  decodeFwd6Value,
   decodeSvcKey,
   decodeSvcPick,
   decodeSvcValue,
+  decodeSvc6Key,
+  decodeSvc6Pick,
+  decodeSvc6Value,
   encodeConfig,
   encodeEdgeMacKey,
   encodeEdgeMacValue,
   encodeEdgeSourceKey,
   encodeFlowKey,
+  encodeFlow6Key,
   encodeSvcKey,
   encodeSvcValue,
+  encodeSvc6Key,
+  encodeSvc6Value,
+  isV6,
   edgeSourceContains,
   FLOW_CLOSING,
   NODE_COUNTER_NAMES,
@@ -82,9 +94,10 @@ export interface NodeDatapathOptions {
   /** This node's address: ipip packets must be addressed to it when given. */
   nodeIp?: string;
   /**
-   * The addresses the edges send from (CIDRs or single addresses). Only
-   * packets from them may carry the DSR option or IPIP to a frontend; with
-   * none, nothing is trusted and every such packet is dropped.
+   * The addresses the edges send from (CIDRs or single addresses, IPv4 and
+   * IPv6). Only packets from them may carry the DSR option / header or
+   * IPIP / IP6IP6 to a frontend; with none, nothing is trusted and every
+   * such packet is dropped.
    */
   edgeSources?: readonly string[];
   tcpIdleSeconds?: number;
@@ -153,6 +166,9 @@ function seconds(what: string, v: number | undefined, dflt: number): bigint {
  * the hash → pod choice) is the same on every reprogramming.
  * Frontends without a pod here are kept with no backends: the option path
  * accepts only known VIPs, and ipip to them is dropped (counted).
+ * Both families: an IPv6 frontend keeps its IPv6 backends (node_services6),
+ * an IPv4 one its IPv4 backends; a backend of the other family cannot
+ * answer as the VIP and is left out.
  * Without `node`, the services are taken as already restricted to this
  * node: every backend is local.
  */
@@ -163,8 +179,9 @@ export function localServiceEntries(services: readonly DesiredService[], node?: 
   const truncated: string[] = [];
   for (const s of services) {
     const dsr = s.mode === 'dsr' || (s.mode === 'hybrid' && s.frontend.protocol === 'TCP');
-    if (!dsr || s.frontend.vip.includes(':')) continue;
-    const local = s.backends.filter((b) => onNode(b) && !b.ip.includes(':'));
+    if (!dsr) continue;
+    const v6 = isV6(s.frontend.vip);
+    const local = s.backends.filter((b) => onNode(b) && isV6(b.ip) === v6);
     const active = sortedUnique(local.filter((b) => b.state === 'active'));
     const seen = new Set(active.map((b) => `${b.ip}|${b.port}`));
     const others = sortedUnique(local.filter((b) => b.state !== 'active' && !seen.has(`${b.ip}|${b.port}`)));
@@ -197,10 +214,9 @@ function inNetnsOfAttachment<T>(a: TcAttachment, fn: () => T): T {
 }
 
 function cmpIp(a: string, b: string): number {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
-  for (let i = 0; i < 4; i++) if (pa[i] !== pb[i]) return (pa[i] ?? 0) - (pb[i] ?? 0);
-  return 0;
+  const va = ipToBigInt(a).value;
+  const vb = ipToBigInt(b).value;
+  return va < vb ? -1 : va > vb ? 1 : 0;
 }
 
 export class NodeDatapath {
@@ -214,6 +230,10 @@ export class NodeDatapath {
   readonly countersMap: BpfMap;
   readonly edgeSourcesMap: BpfMap;
   readonly edgeMacsMap: BpfMap;
+  readonly flows6Map: BpfMap;
+  readonly fwd6Map: BpfMap;
+  readonly services6Map: BpfMap;
+  readonly edgeSources6Map: BpfMap;
   readonly #log: Logger;
   readonly #priority: number;
   readonly #handle: number;
@@ -231,6 +251,10 @@ export class NodeDatapath {
     this.countersMap = obj.map(NODE_MAP_NAMES.counters);
     this.edgeSourcesMap = obj.map(NODE_MAP_NAMES.edgeSources);
     this.edgeMacsMap = obj.map(NODE_MAP_NAMES.edgeMacs);
+    this.flows6Map = obj.map(NODE_MAP_NAMES.flows6);
+    this.fwd6Map = obj.map(NODE_MAP_NAMES.fwd6);
+    this.services6Map = obj.map(NODE_MAP_NAMES.services6);
+    this.edgeSources6Map = obj.map(NODE_MAP_NAMES.edgeSources6);
     this.#log = opts.logger ?? silentLogger();
     this.#priority = opts.tcPriority ?? NODE_DEFAULTS.tcPriority;
     this.#handle = opts.tcHandle ?? NODE_DEFAULTS.tcHandle;
@@ -257,6 +281,8 @@ export class NodeDatapath {
     if (opts.maxFlows !== undefined) {
       maxEntries[NODE_MAP_NAMES.flows] = opts.maxFlows;
       maxEntries[NODE_MAP_NAMES.fwd] = opts.maxFlows;
+      maxEntries[NODE_MAP_NAMES.flows6] = opts.maxFlows;
+      maxEntries[NODE_MAP_NAMES.fwd6] = opts.maxFlows;
     }
     const obj = BpfObject.load(opts.objectPath ?? bpfObjectPath('node'), {
       ...(opts.pinPath !== undefined ? { pinMaps: opts.pinPath } : {}),
@@ -340,27 +366,30 @@ export class NodeDatapath {
   applyServices(services: readonly DesiredService[], node?: { name?: string; ip?: string }): ApplyLocalServicesResult {
     const { entries, truncated } = localServiceEntries(services, node);
     writeScBackends(this.obj.map(NODE_SC_MAP), scBackendEntries(services)); // docs/second-chance.md
-    const want = new Map<string, Buffer>();
-    const keys = new Map<string, Buffer>();
-    for (const e of entries) {
-      const k = encodeSvcKey(e);
-      const id = k.toString('hex');
-      want.set(id, encodeSvcValue(e.backends, e.pick));
-      keys.set(id, k);
-    }
     let added = 0;
     let updated = 0;
     let removed = 0;
-    for (const k of this.servicesMap.keys()) {
-      if (!want.has(k.toString('hex')) && this.servicesMap.delete(k)) removed++;
-    }
-    for (const [id, v] of want) {
-      const k = keys.get(id)!;
-      const cur = this.servicesMap.lookup(k);
-      if (cur && cur.equals(v)) continue;
-      this.servicesMap.update(k, v);
-      if (cur) updated++;
-      else added++;
+    for (const [map, fam] of [[this.servicesMap, false], [this.services6Map, true]] as const) {
+      const want = new Map<string, Buffer>();
+      const keys = new Map<string, Buffer>();
+      for (const e of entries) {
+        if (isV6(e.vip) !== fam) continue;
+        const k = fam ? encodeSvc6Key(e) : encodeSvcKey(e);
+        const id = k.toString('hex');
+        want.set(id, fam ? encodeSvc6Value(e.backends, e.pick) : encodeSvcValue(e.backends, e.pick));
+        keys.set(id, k);
+      }
+      for (const k of map.keys()) {
+        if (!want.has(k.toString('hex')) && map.delete(k)) removed++;
+      }
+      for (const [id, v] of want) {
+        const k = keys.get(id)!;
+        const cur = map.lookup(k);
+        if (cur && cur.equals(v)) continue;
+        map.update(k, v);
+        if (cur) updated++;
+        else added++;
+      }
     }
     if (truncated.length > 0) {
       this.#log.warn({ services: truncated, limit: NODE_MAX_LOCAL_BACKENDS }, 'more local backends than the node program holds; extra ones get no ipip flows');
@@ -377,23 +406,27 @@ export class NodeDatapath {
     return this.edgeSources();
   }
 
+  /** The edge sources in effect, both families. */
   edgeSources(): string[] {
-    return this.edgeSourcesMap.keys().map(decodeEdgeSourceKey).sort();
+    return [...this.edgeSourcesMap.keys(), ...this.edgeSources6Map.keys()].map(decodeEdgeSourceKey).sort();
   }
 
-  private writeEdgeSources(keys: Buffer[]): void {
-    const want = new Set(keys.map((k) => k.toString('hex')));
-    for (const k of this.edgeSourcesMap.keys()) if (!want.has(k.toString('hex'))) this.edgeSourcesMap.delete(k);
-    for (const k of keys) this.edgeSourcesMap.update(k, Buffer.from([1]));
+  private writeEdgeSources(keys: Array<{ family: 4 | 6; key: Buffer }>): void {
+    for (const [map, family] of [[this.edgeSourcesMap, 4], [this.edgeSources6Map, 6]] as const) {
+      const mine = keys.filter((k) => k.family === family).map((k) => k.key);
+      const want = new Set(mine.map((k) => k.toString('hex')));
+      for (const k of map.keys()) if (!want.has(k.toString('hex'))) map.delete(k);
+      for (const k of mine) map.update(k, Buffer.from([1]));
+    }
   }
 
   /**
-   * Trusts `mac` as the link-layer sender of the edge at `ip` (the agent,
-   * from the kernel's neighbour table; the program learns the others from
-   * their ARP). `ip` must be an edge source.
+   * Trusts `mac` as the link-layer sender of the edge at `ip` (either
+   * family; the agent, from the kernel's neighbour table; the program
+   * learns the others from their ARP or NS/NA). `ip` must be an edge source.
    */
   trustEdgeNeighbour(ip: string, mac: string): void {
-    const inSources = this.edgeSourcesMap.keys().some((k) => edgeSourceContains(decodeEdgeSourceKey(k), ip));
+    const inSources = this.edgeSources().some((c) => edgeSourceContains(c, ip));
     if (!inSources) throw new Error(`edge neighbour ${ip} (${mac}) is not inside any edge source`);
     this.edgeMacsMap.update(encodeEdgeMacKey(mac), encodeEdgeMacValue({ ip, how: 'agent', seenNs: this.nowNs() }));
   }
@@ -404,53 +437,73 @@ export class NodeDatapath {
   }
 
   localServices(): Array<SvcKey & { backends: LocalBackend[]; pick: number }> {
-    return this.servicesMap.entries().map(([k, v]) => ({ ...decodeSvcKey(k), backends: decodeSvcValue(v), pick: decodeSvcPick(v) }));
+    return [
+      ...this.servicesMap.entries().map(([k, v]) => ({ ...decodeSvcKey(k), backends: decodeSvcValue(v), pick: decodeSvcPick(v) })),
+      ...this.services6Map.entries().map(([k, v]) => ({ ...decodeSvc6Key(k), backends: decodeSvc6Value(v), pick: decodeSvc6Pick(v) })),
+    ];
   }
 
-  /** Every entry of node_flows (reply tuples), decoded. */
+  /** Every entry of node_flows and node_flows6 (reply tuples), decoded. */
   flows(): NodeFlow[] {
     const now = this.nowNs();
     const out: NodeFlow[] = [];
-    for (const [k, v] of this.flowsMap.entries()) {
-      const key = decodeFlowKey(k);
-      const value = decodeFlowValue(v);
-      out.push({ ...key, ...value, expired: this.isExpired(now, key.proto, value.flags, value.lastSeenNs) });
+    for (const [map, dk, dv] of [[this.flowsMap, decodeFlowKey, decodeFlowValue], [this.flows6Map, decodeFlow6Key, decodeFlow6Value]] as const) {
+      for (const [k, v] of map.entries()) {
+        const key = dk(k);
+        const value = dv(v);
+        out.push({ ...key, ...value, expired: this.isExpired(now, key.proto, value.flags, value.lastSeenNs) });
+      }
     }
     return out;
   }
 
   flow(key: FlowKey): FlowValue | null {
+    if (isV6(key.podIp)) {
+      const v = this.flows6Map.lookup(encodeFlow6Key(key));
+      return v ? decodeFlow6Value(v) : null;
+    }
     const v = this.flowsMap.lookup(encodeFlowKey(key));
     return v ? decodeFlowValue(v) : null;
   }
 
-  /** How many entries node_flows and node_fwd hold (batch reads: cheap enough per scrape). */
+  /** How many entries the flow maps and the forward-pin maps hold, both families (batch reads: cheap enough per scrape). */
   flowCounts(): { flows: number; forwardPins: number } {
-    return { flows: this.flowsMap.dumpPacked(4096).count, forwardPins: this.fwdMap.dumpPacked(4096).count };
+    return {
+      flows: this.flowsMap.dumpPacked(4096).count + this.flows6Map.dumpPacked(4096).count,
+      forwardPins: this.fwdMap.dumpPacked(4096).count + this.fwd6Map.dumpPacked(4096).count,
+    };
   }
 
-  /** ipip forward pins (client → VIP to the chosen pod). */
+  /** ipip / IP6IP6 forward pins (client → VIP to the chosen pod). */
   fwdEntries(): NodeFwd[] {
-    return this.fwdMap.entries().map(([k, v]) => ({ ...decodeFwdKey(k), ...decodeFwdValue(v) }));
+    return [
+      ...this.fwdMap.entries().map(([k, v]) => ({ ...decodeFwdKey(k), ...decodeFwdValue(v) })),
+      ...this.fwd6Map.entries().map(([k, v]) => ({ ...decodeFwd6Key(k), ...decodeFwd6Value(v) })),
+    ];
   }
 
   /**
-   * Deletes expired entries from node_flows and node_fwd. The datapath
-   * already ignores them and the LRU bounds memory; this keeps listings and
-   * map pressure honest. Returns how many were deleted.
+   * Deletes expired entries from the flow and forward-pin maps of both
+   * families. The datapath already ignores them and the LRU bounds memory;
+   * this keeps listings and map pressure honest. Returns how many were
+   * deleted.
    */
   gc(): number {
     const now = this.nowNs();
     let n = 0;
-    for (const [k, v] of this.flowsMap.entries()) {
-      const key = decodeFlowKey(k);
-      const value = decodeFlowValue(v);
-      if (this.isExpired(now, key.proto, value.flags, value.lastSeenNs) && this.flowsMap.delete(k)) n++;
+    for (const [map, dk, dv] of [[this.flowsMap, decodeFlowKey, decodeFlowValue], [this.flows6Map, decodeFlow6Key, decodeFlow6Value]] as const) {
+      for (const [k, v] of map.entries()) {
+        const key = dk(k);
+        const value = dv(v);
+        if (this.isExpired(now, key.proto, value.flags, value.lastSeenNs) && map.delete(k)) n++;
+      }
     }
-    for (const [k, v] of this.fwdMap.entries()) {
-      const key = decodeFwdKey(k);
-      const value = decodeFwdValue(v);
-      if (this.isExpired(now, key.proto, 0, value.lastSeenNs) && this.fwdMap.delete(k)) n++;
+    for (const [map, dk, dv] of [[this.fwdMap, decodeFwdKey, decodeFwdValue], [this.fwd6Map, decodeFwd6Key, decodeFwd6Value]] as const) {
+      for (const [k, v] of map.entries()) {
+        const key = dk(k);
+        const value = dv(v);
+        if (this.isExpired(now, key.proto, 0, value.lastSeenNs) && map.delete(k)) n++;
+      }
     }
     return n;
   }

@@ -6,7 +6,7 @@
 // wire); integers the kernel only counts with (timestamps, flags, counts)
 // are host order (little-endian on every platform we run on). Addresses,
 // protocols and ports are read and checked by src/net.
-import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
+import { bigIntToIp, ipToBigInt, ipv4ToU32, isIpv6, u32ToIpv4 } from '../net/ip.js';
 import { checkPort, protoName, protoNumber, type L4Proto } from '../net/l4.js';
 import { checkCidr } from '../net/cidr.js';
 
@@ -18,6 +18,10 @@ export const NODE_MAP_NAMES = {
   counters: 'node_counters',
   edgeSources: 'node_edge_src',
   edgeMacs: 'node_edge_macs',
+  flows6: 'node_flows6',
+  fwd6: 'node_fwd6',
+  services6: 'node_services6',
+  edgeSources6: 'node_edge_src6',
 } as const;
 
 export const NODE_PROGRAMS = { ingress: 'node_ingress', egress: 'node_egress' } as const;
@@ -30,6 +34,12 @@ export const SVC_KEY_SIZE = 8;
 export const NODE_MAX_LOCAL_BACKENDS = 32;
 export const SVC_VALUE_SIZE = 8 + 8 * NODE_MAX_LOCAL_BACKENDS;
 export const CONFIG_VALUE_SIZE = 56;
+export const FLOW6_KEY_SIZE = 40;
+export const FLOW6_VALUE_SIZE = 40;
+export const FWD6_KEY_SIZE = 40;
+export const FWD6_VALUE_SIZE = 32;
+export const SVC6_KEY_SIZE = 20;
+export const SVC6_VALUE_SIZE = 8 + 20 * NODE_MAX_LOCAL_BACKENDS;
 
 export const FLOW_FIN_POD = 0x01;
 export const FLOW_FIN_CLIENT = 0x02;
@@ -315,42 +325,50 @@ export function decodeConfig(b: Buffer): NodeConfigValue {
 // ---------------------------------------------------------------- edge sources
 
 export const EDGE_SRC_KEY_SIZE = 8;
+export const EDGE_SRC6_KEY_SIZE = 20;
 export const EDGE_MAC_KEY_SIZE = 8;
 export const EDGE_MAC_VALUE_SIZE = 16;
 export const EDGE_MAC_FROM_ARP = 1;
 export const EDGE_MAC_FROM_AGENT = 2;
+export const EDGE_MAC_FROM_NDP = 3;
 
 /**
- * An edge source: an IPv4 CIDR (host bits refused, as everywhere in the
- * config) or a bare address (/32). Throws naming the value and the problem.
+ * An edge source: an IPv4 or IPv6 CIDR (host bits refused, as everywhere in
+ * the config) or a bare address (/32, /128). Throws naming the value and
+ * the problem.
  */
-export function parseEdgeSource(source: string): { addr: string; bits: number } {
+export function parseEdgeSource(source: string): { family: 4 | 6; addr: string; bits: number } {
   const c = checkCidr(source, { bareAddress: true });
   if (typeof c === 'string') throw new Error(`edge source '${source}': ${c}`);
-  if (c.family !== 4) throw new Error(`edge source '${source}': only IPv4 edge addresses are supported`);
-  return { addr: u32ToIpv4(Number(c.base)), bits: c.prefix };
+  return { family: c.family, addr: bigIntToIp(c.base, c.family), bits: c.prefix };
 }
 
-/** Whether IPv4 address `ip` lies inside edge source `source`. */
+/** Whether address `ip` (either family) lies inside edge source `source`. */
 export function edgeSourceContains(source: string, ip: string): boolean {
-  const { addr, bits } = parseEdgeSource(source);
-  if (bits === 0) return true;
-  const shift = 32 - bits;
-  const n = (a: string): number => ipv4ToU32(a, 'address');
-  return Math.floor(n(addr) / 2 ** shift) === Math.floor(n(ip) / 2 ** shift);
+  const c = checkCidr(source, { bareAddress: true });
+  if (typeof c === 'string') throw new Error(`edge source '${source}': ${c}`);
+  const a = ipToBigInt(ip);
+  return a.family === c.family && a.value >= c.base && a.value < c.base + c.size;
 }
 
-/** LPM key of node_edge_src. */
-export function encodeEdgeSourceKey(cidr: string): Buffer {
-  const { addr, bits } = parseEdgeSource(cidr);
+/** LPM key of node_edge_src (IPv4) or node_edge_src6 (IPv6), by the source's family. */
+export function encodeEdgeSourceKey(cidr: string): { family: 4 | 6; key: Buffer } {
+  const { family, addr, bits } = parseEdgeSource(cidr);
+  if (family === 6) {
+    const b = Buffer.alloc(EDGE_SRC6_KEY_SIZE);
+    b.writeUInt32LE(bits, 0);
+    ipv6Bytes(addr, 'edge source').copy(b, 4);
+    return { family, key: b };
+  }
   const b = Buffer.alloc(EDGE_SRC_KEY_SIZE);
   b.writeUInt32LE(bits, 0);
   b.writeUInt32BE(ipv4ToU32(addr, 'edge source'), 4);
-  return b;
+  return { family, key: b };
 }
 
 export function decodeEdgeSourceKey(b: Buffer): string {
-  if (b.length !== EDGE_SRC_KEY_SIZE) throw new RangeError(`edge source key is ${b.length} bytes, expected ${EDGE_SRC_KEY_SIZE}`);
+  if (b.length === EDGE_SRC6_KEY_SIZE) return `${ipv6String(b, 4)}/${b.readUInt32LE(0)}`;
+  if (b.length !== EDGE_SRC_KEY_SIZE) throw new RangeError(`edge source key is ${b.length} bytes, expected ${EDGE_SRC_KEY_SIZE} or ${EDGE_SRC6_KEY_SIZE}`);
   return `${u32ToIpv4(b.readUInt32BE(4))}/${b.readUInt32LE(0)}`;
 }
 
@@ -372,23 +390,158 @@ export function encodeEdgeMacKey(mac: string): Buffer {
 
 export interface EdgeNeighbour {
   mac: string;
-  /** The edge-source address the neighbour holds. */
-  ip: string;
-  how: 'arp' | 'agent';
+  /**
+   * The IPv4 edge-source address the neighbour holds; null for an IPv6
+   * edge (the map's value keeps 4 bytes: its layout is the one earlier
+   * versions pinned, so an upgraded agent reuses the map).
+   */
+  ip: string | null;
+  how: 'arp' | 'agent' | 'ndp';
   seenNs: bigint;
 }
 
-export function encodeEdgeMacValue(v: Omit<EdgeNeighbour, 'mac'>): Buffer {
+export function encodeEdgeMacValue(v: Omit<EdgeNeighbour, 'mac' | 'ip'> & { ip: string }): Buffer {
   const b = Buffer.alloc(EDGE_MAC_VALUE_SIZE);
-  b.writeUInt32BE(ipv4ToU32(v.ip, 'edge neighbour IP'), 0);
-  b.writeUInt32LE(v.how === 'arp' ? EDGE_MAC_FROM_ARP : EDGE_MAC_FROM_AGENT, 4);
+  if (!isIpv6(v.ip)) b.writeUInt32BE(ipv4ToU32(v.ip, 'edge neighbour IP'), 0);
+  b.writeUInt32LE(v.how === 'arp' ? EDGE_MAC_FROM_ARP : v.how === 'ndp' ? EDGE_MAC_FROM_NDP : EDGE_MAC_FROM_AGENT, 4);
   b.writeBigUInt64LE(v.seenNs, 8);
   return b;
 }
 
 export function decodeEdgeNeighbour(k: Buffer, v: Buffer): EdgeNeighbour {
   if (k.length !== EDGE_MAC_KEY_SIZE || v.length !== EDGE_MAC_VALUE_SIZE) throw new RangeError('edge neighbour entry has the wrong size');
-  return { mac: macString(k, 0), ip: u32ToIpv4(v.readUInt32BE(0)), how: v.readUInt32LE(4) === EDGE_MAC_FROM_ARP ? 'arp' : 'agent', seenNs: v.readBigUInt64LE(8) };
+  const how = v.readUInt32LE(4);
+  const ip = v.readUInt32BE(0);
+  return { mac: macString(k, 0), ip: ip === 0 ? null : u32ToIpv4(ip), how: how === EDGE_MAC_FROM_ARP ? 'arp' : how === EDGE_MAC_FROM_NDP ? 'ndp' : 'agent', seenNs: v.readBigUInt64LE(8) };
+}
+
+// ---------------------------------------------------------------- IPv6 maps
+//
+// node_flows6, node_fwd6, node_services6: the IPv4 maps' entries with
+// 16-byte addresses (node_maps.h). The TS types are the IPv4 ones: an
+// address's spelling says its family, and the encoders pick the layout.
+
+/** 16 network-order bytes of an IPv6 address (throws naming `what`). */
+export function ipv6Bytes(addr: string, what: string): Buffer {
+  if (!isIpv6(addr)) throw new Error(`${what}: '${addr}' is not an IPv6 address`);
+  const v = ipToBigInt(addr).value;
+  const b = Buffer.alloc(16);
+  for (let i = 0; i < 16; i++) b[i] = Number((v >> BigInt(8 * (15 - i))) & 0xffn);
+  return b;
+}
+
+/** RFC 5952 text of the 16 bytes at off. */
+export function ipv6String(b: Buffer, off: number): string {
+  let v = 0n;
+  for (let i = 0; i < 16; i++) v = (v << 8n) | BigInt(b[off + i]!);
+  return bigIntToIp(v, 6);
+}
+
+/** Whether an address (as the maps' users spell it) is IPv6. */
+export function isV6(addr: string): boolean {
+  return addr.includes(':');
+}
+
+export function encodeFlow6Key(k: FlowKey): Buffer {
+  const b = Buffer.alloc(FLOW6_KEY_SIZE);
+  ipv6Bytes(k.podIp, 'flow podIp').copy(b, 0);
+  ipv6Bytes(k.clientIp, 'flow clientIp').copy(b, 16);
+  b.writeUInt16BE(checkPort(k.podPort, 'flow podPort'), 32);
+  b.writeUInt16BE(checkPort(k.clientPort, 'flow clientPort'), 34);
+  b[36] = protoNumber(k.proto);
+  return b;
+}
+
+export function decodeFlow6Key(b: Buffer): FlowKey {
+  if (b.length !== FLOW6_KEY_SIZE) throw new RangeError(`IPv6 flow key is ${b.length} bytes, expected ${FLOW6_KEY_SIZE}`);
+  return { podIp: ipv6String(b, 0), clientIp: ipv6String(b, 16), podPort: b.readUInt16BE(32), clientPort: b.readUInt16BE(34), proto: protoName(b[36]!) };
+}
+
+/** The value embeds the IPv4 layout (its 4-byte vip 0), then the 16-byte VIP. */
+export function encodeFlow6Value(v: FlowValue): Buffer {
+  const b = Buffer.alloc(FLOW6_VALUE_SIZE);
+  encodeFlowValue({ ...v, vip: '0.0.0.0' }).copy(b, 0);
+  ipv6Bytes(v.vip, 'flow vip').copy(b, 24);
+  return b;
+}
+
+export function decodeFlow6Value(b: Buffer): FlowValue {
+  if (b.length !== FLOW6_VALUE_SIZE) throw new RangeError(`IPv6 flow value is ${b.length} bytes, expected ${FLOW6_VALUE_SIZE}`);
+  return { ...decodeFlowValue(b.subarray(0, FLOW_VALUE_SIZE)), vip: ipv6String(b, 24) };
+}
+
+export function encodeFwd6Key(k: FwdKey): Buffer {
+  const b = Buffer.alloc(FWD6_KEY_SIZE);
+  ipv6Bytes(k.clientIp, 'fwd clientIp').copy(b, 0);
+  ipv6Bytes(k.vip, 'fwd vip').copy(b, 16);
+  b.writeUInt16BE(checkPort(k.clientPort, 'fwd clientPort'), 32);
+  b.writeUInt16BE(checkPort(k.vipPort, 'fwd vipPort'), 34);
+  b[36] = protoNumber(k.proto);
+  return b;
+}
+
+export function decodeFwd6Key(b: Buffer): FwdKey {
+  if (b.length !== FWD6_KEY_SIZE) throw new RangeError(`IPv6 fwd key is ${b.length} bytes, expected ${FWD6_KEY_SIZE}`);
+  return { clientIp: ipv6String(b, 0), vip: ipv6String(b, 16), clientPort: b.readUInt16BE(32), vipPort: b.readUInt16BE(34), proto: protoName(b[36]!) };
+}
+
+export function encodeFwd6Value(v: FwdValue): Buffer {
+  const b = Buffer.alloc(FWD6_VALUE_SIZE);
+  ipv6Bytes(v.podIp, 'fwd podIp').copy(b, 0);
+  b.writeUInt16BE(checkPort(v.podPort, 'fwd podPort'), 16);
+  b.writeBigUInt64LE(v.lastSeenNs, 24);
+  return b;
+}
+
+export function decodeFwd6Value(b: Buffer): FwdValue {
+  if (b.length !== FWD6_VALUE_SIZE) throw new RangeError(`IPv6 fwd value is ${b.length} bytes, expected ${FWD6_VALUE_SIZE}`);
+  return { podIp: ipv6String(b, 0), podPort: b.readUInt16BE(16), lastSeenNs: b.readBigUInt64LE(24) };
+}
+
+export function encodeSvc6Key(k: SvcKey): Buffer {
+  const b = Buffer.alloc(SVC6_KEY_SIZE);
+  ipv6Bytes(k.vip, 'service vip').copy(b, 0);
+  b.writeUInt16BE(checkPort(k.port, 'service port'), 16);
+  b[18] = protoNumber(k.proto);
+  return b;
+}
+
+export function decodeSvc6Key(b: Buffer): SvcKey {
+  if (b.length !== SVC6_KEY_SIZE) throw new RangeError(`IPv6 service key is ${b.length} bytes, expected ${SVC6_KEY_SIZE}`);
+  return { vip: ipv6String(b, 0), port: b.readUInt16BE(16), proto: protoName(b[18]!) };
+}
+
+/** As encodeSvcValue: every local pod an option may name, new IP6IP6 flows pick among the first `pick`. */
+export function encodeSvc6Value(backends: readonly LocalBackend[], pick = backends.length): Buffer {
+  if (backends.length > NODE_MAX_LOCAL_BACKENDS) {
+    throw new RangeError(`${backends.length} local backends exceed the node program's limit of ${NODE_MAX_LOCAL_BACKENDS}`);
+  }
+  if (!Number.isInteger(pick) || pick < 0 || pick > backends.length) throw new RangeError(`pick ${pick} is not within the ${backends.length} local backends`);
+  const b = Buffer.alloc(SVC6_VALUE_SIZE);
+  b.writeUInt32LE(backends.length, 0);
+  b.writeUInt32LE(pick, 4);
+  backends.forEach((be, i) => {
+    ipv6Bytes(be.ip, `backend ${i} ip`).copy(b, 8 + i * 20);
+    b.writeUInt16BE(checkPort(be.port, `backend ${i} port`), 8 + i * 20 + 16);
+  });
+  return b;
+}
+
+/** How many leading backends new IP6IP6 flows choose among (the program's reading: 0 = all). */
+export function decodeSvc6Pick(b: Buffer): number {
+  if (b.length !== SVC6_VALUE_SIZE) throw new RangeError(`IPv6 service value is ${b.length} bytes, expected ${SVC6_VALUE_SIZE}`);
+  const count = b.readUInt32LE(0);
+  const pick = b.readUInt32LE(4);
+  return pick && pick < count ? pick : count;
+}
+
+export function decodeSvc6Value(b: Buffer): LocalBackend[] {
+  if (b.length !== SVC6_VALUE_SIZE) throw new RangeError(`IPv6 service value is ${b.length} bytes, expected ${SVC6_VALUE_SIZE}`);
+  const n = b.readUInt32LE(0);
+  if (n > NODE_MAX_LOCAL_BACKENDS) throw new Error(`IPv6 service value claims ${n} backends`);
+  const out: LocalBackend[] = [];
+  for (let i = 0; i < n; i++) out.push({ ip: ipv6String(b, 8 + i * 20), port: b.readUInt16BE(8 + i * 20 + 16) });
+  return out;
 }
 
 // ---------------------------------------------------------------- local backend hash
@@ -440,5 +593,32 @@ export function nodeTupleHash(clientIp: string, vip: string, clientPort: number,
 /** Which of `count` local backends a new ipip flow goes to. */
 export function localBackendSlot(clientIp: string, vip: string, clientPort: number, vipPort: number, proto: L4Proto, count: number): number {
   if (!Number.isInteger(count) || count < 1 || count > NODE_MAX_LOCAL_BACKENDS) throw new RangeError(`backend count ${count} out of 1..${NODE_MAX_LOCAL_BACKENDS}`);
-  return nodeTupleHash(clientIp, vip, clientPort, vipPort, proto) % count;
+  const h = isV6(vip) ? nodeTupleHash6(clientIp, vip, clientPort, vipPort, proto) : nodeTupleHash(clientIp, vip, clientPort, vipPort, proto);
+  return h % count;
+}
+
+/**
+ * node_hash.h's node_tuple_hash6 over client → VIP (IPv6): every word of
+ * both addresses as the program loads them (little-endian on x86), then the
+ * ports.
+ */
+export function nodeTupleHash6(clientIp: string, vip: string, clientPort: number, vipPort: number, proto: L4Proto): number {
+  const c = ipv6Bytes(clientIp, 'hash clientIp');
+  const v = ipv6Bytes(vip, 'hash vip');
+  const ports = Buffer.alloc(4);
+  ports.writeUInt16BE(checkPort(clientPort, 'hash clientPort'), 0);
+  ports.writeUInt16BE(checkPort(vipPort, 'hash vipPort'), 2);
+  let h = (0x2c9277b5 ^ protoNumber(proto)) >>> 0;
+  for (let i = 0; i < 16; i += 4) h = mixWord(h, c.readUInt32LE(i));
+  for (let i = 0; i < 16; i += 4) h = mixWord(h, v.readUInt32LE(i));
+  h = mixWord(h, ports.readUInt32LE(0));
+  return fmix((h ^ 37) >>> 0);
+}
+
+function fmix(h: number): number {
+  h = (h ^ (h >>> 16)) >>> 0;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h = (h ^ (h >>> 13)) >>> 0;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
 }

@@ -11,6 +11,7 @@ import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import { edgeSourceContains, parseEdgeSource } from '../datapath/node-maps.js';
+import { isIp } from '../net/ip.js';
 
 /** One neighbour entry (the shape of a row of `ip -j neigh show`). */
 export interface NeighbourRow {
@@ -23,7 +24,7 @@ export interface NeighbourRow {
 export function edgeNeighbourEntries(rows: readonly NeighbourRow[], sources: readonly string[]): { ip: string; mac: string }[] {
   const out: { ip: string; mac: string }[] = [];
   for (const r of rows) {
-    if (!r.lladdr || r.dst.includes(':')) continue;
+    if (!r.lladdr || !isIp(r.dst)) continue; // either family (a source of the other one never matches)
     if (r.state?.some((s) => s === 'FAILED' || s === 'INCOMPLETE' || s === 'NOARP')) continue;
     if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(r.lladdr) || r.lladdr === '00:00:00:00:00:00') continue;
     if (sources.some((s) => edgeSourceContains(s, r.dst))) out.push({ ip: r.dst, mac: r.lladdr.toLowerCase() });
@@ -34,7 +35,7 @@ export function edgeNeighbourEntries(rows: readonly NeighbourRow[], sources: rea
 /** Pure: the edge sources that name one address (worth resolving), minus those already in the table. */
 export function unresolvedEdges(rows: readonly NeighbourRow[], sources: readonly string[]): string[] {
   const known = new Set(edgeNeighbourEntries(rows, sources).map((e) => e.ip));
-  return sources.map(parseEdgeSource).filter((s) => s.bits === 32 && !known.has(s.addr)).map((s) => s.addr);
+  return sources.map(parseEdgeSource).filter((s) => s.family === 4 && s.bits === 32 && !known.has(s.addr)).map((s) => s.addr);
 }
 
 // /proc/net/arp flags (linux/if_arp.h).
@@ -61,7 +62,13 @@ export function parseProcArp(text: string, ifname: string): NeighbourRow[] {
   return out;
 }
 
-/** The kernel's IPv4 neighbour table of the calling process's network namespace, for one interface. */
+/**
+ * The kernel's IPv4 neighbour table of the calling process's network
+ * namespace, for one interface. IPv4 only: /proc has no IPv6 neighbour
+ * table (that takes netlink), so IPv6 edges are learnt by the program alone,
+ * from their Neighbor Solicitations/Advertisements — which an edge sends to
+ * resolve the node and, once its entry goes stale, to confirm it.
+ */
 export async function readNeighbours(ifname: string): Promise<NeighbourRow[]> {
   return parseProcArp(await readFile('/proc/net/arp', 'utf8'), ifname);
 }

@@ -4,7 +4,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { repoRoot } from '../../src/assets.js';
-import { buildBaseline, importEdgeDatapath, resolveCommit } from '../../bench/lib/baseline.js';
+import { buildBaseline, importEdgeDatapath, importNodeDatapath, resolveCommit } from '../../bench/lib/baseline.js';
 
 const repo = repoRoot();
 /** Baseline worktrees registered in the repository (other worktrees come and go with other work). */
@@ -36,6 +36,10 @@ test.serial("HEAD: its edge.o is built in the worktree and its own EdgeDatapath 
     t.true(worktrees().includes(`worktree ${b.dir}`));
     const mod = await importEdgeDatapath(b.modulePath, 'baseline HEAD');
     t.is(typeof mod.EdgeDatapath.open, 'function');
+    // Its node datapath is bundled too: the bench configures REF's node.o with REF's own code.
+    t.truthy(b.nodeModulePath);
+    const nodeMod = await importNodeDatapath(b.nodeModulePath!, 'baseline HEAD');
+    t.is(typeof nodeMod.NodeDatapath.open, 'function');
   } finally {
     b.remove();
   }

@@ -76,3 +76,38 @@ export function run(prog: BpfProgram, data: Buffer): RunOut {
   const r = prog.testRun({ data });
   return { retval: r.retval, out: r.dataOut };
 }
+
+// ---------------------------------------------------------------- IPv6
+
+export const CLIENT6 = '2001:db8:c::7';
+export const VIP6 = '2001:db8:f::10';
+/** A frontend whose pods all run on another node. */
+export const VIP6_ELSEWHERE = '2001:db8:f::11';
+export const EDGE6 = '2001:db8:e::1';
+export const POD6_1 = 'fd00:10:244:1::5';
+export const POD6_2 = 'fd00:10:244:1::6';
+export const POD6_3 = 'fd00:10:244:1::7';
+export const OTHER_NODE_POD6 = 'fd00:10:244:2::9';
+
+/** The IPv6 twins of standardServices(): VIP6:80/TCP, VIP6:53/UDP here, VIP6_ELSEWHERE:80 on another node. */
+export function standardServices6(): DesiredService[] {
+  return [
+    service(VIP6, 80, 'TCP', [backend(POD6_1, 8080), backend(POD6_2, 8080), backend(POD6_3, 8080), backend(OTHER_NODE_POD6, 8080, 'node-b')]),
+    service(VIP6, 53, 'UDP', [backend(POD6_1, 5353), backend(POD6_2, 5353)]),
+    service(VIP6_ELSEWHERE, 80, 'TCP', [backend(OTHER_NODE_POD6, 8080, 'node-b')]),
+  ];
+}
+
+/**
+ * A node program with both families' standard services, EDGE_IP and EDGE6
+ * as edge sources and MAC_A trusted (as the IPv6 edge's neighbour entry,
+ * written by the agent); `edgeMac: null` trusts no neighbour.
+ */
+export function loadNode6(t: ExecutionContext, opts: NodeDatapathOptions = {}, trust: { edgeMac?: string | null } = {}): NodeDatapath {
+  const dp = NodeDatapath.open({ maxFlows: 4096, edgeSources: [EDGE_IP, EDGE6], ...opts });
+  t.teardown(() => dp.close());
+  dp.applyServices([...standardServices(), ...standardServices6()], { name: NODE_NAME });
+  const mac = trust.edgeMac === undefined ? MAC_A : trust.edgeMac;
+  if (mac !== null) dp.trustEdgeNeighbour(EDGE6, mac);
+  return dp;
+}

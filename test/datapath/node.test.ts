@@ -811,7 +811,7 @@ test('trust boundary: edge neighbours are learnt from their ARP; ARP for other a
 test('edge sources are validated before anything changes; a neighbour outside them is refused', (t) => {
   const dp = loadNode(t);
   t.throws(() => dp.setEdgeSources(['192.0.2.0/24', '10.0.0.1/24']), { message: /edge source '10.0.0.1\/24': host bits are set/ });
-  t.throws(() => dp.setEdgeSources(['fd00::/64']), { message: /only IPv4/ });
+  t.throws(() => dp.setEdgeSources(['fd00::1/64']), { message: /edge source 'fd00::1\/64': host bits are set \(did you mean fd00::\/64\?\)/ });
   t.throws(() => dp.setEdgeSources(['10.0.0.300']), { message: /edge source '10.0.0.300'/ });
   t.deepEqual(dp.edgeSources(), [`${EDGE_IP}/32`]);
   t.deepEqual(dp.setEdgeSources(['192.0.2.0/28', '198.18.0.1']), ['192.0.2.0/28', '198.18.0.1/32']);

@@ -1,0 +1,519 @@
+// The node program's IPv6 paths (bpf/include/node_ingress6.h,
+// node_egress6.h) through BPF_PROG_TEST_RUN with real frames: exact output
+// bytes (expected frames built from scratch with test/lib/packets6.ts,
+// checksums verified by an independent naive sum), map state and counters.
+// Wire format: bpf/include/dsr_option.h (Destination Options header, 24
+// bytes, option 0x5e carrying port + VIP).
+import test from 'ava';
+import type { TcpSpec, UdpSpec } from '../lib/packets.js';
+import {
+  ip6Bytes,
+  buildNd6,
+  buildPacket6,
+  dsr6Header,
+  fragHeader,
+  NH_DSTOPTS,
+  NH_HOPOPTS,
+  NH_TCP,
+  padHeader,
+  parse6,
+  verifyL4Checksum6,
+  type ExtHeader,
+  type Packet6Spec,
+} from '../lib/packets6.js';
+import {
+  decodeFlow6Key,
+  decodeFlow6Value,
+  decodeFwd6Key,
+  decodeFwd6Value,
+  decodeSvc6Key,
+  decodeSvc6Pick,
+  decodeSvc6Value,
+  encodeEdgeSourceKey,
+  encodeFlow6Key,
+  encodeFlow6Value,
+  encodeFwd6Key,
+  encodeFwd6Value,
+  encodeSvc6Key,
+  encodeSvc6Value,
+  FLOW_RST,
+  localBackendSlot,
+  nodeTupleHash6,
+  parseEdgeSource,
+} from '../../src/datapath/node-maps.js';
+import { localServiceEntries } from '../../src/datapath/node-datapath.js';
+import { parseEdgeSources } from '../../src/cli/node.js';
+import {
+  backend,
+  CLIENT6,
+  EDGE6,
+  loadNode6,
+  MAC_A,
+  MAC_B,
+  MAC_ROUTER,
+  NODE_NAME,
+  OTHER_NODE_POD6,
+  POD6_1,
+  POD6_2,
+  POD6_3,
+  run,
+  standardServices as standardServicesV4,
+  standardServices6,
+  TC_SHOT,
+  TC_UNSPEC,
+  VIP6,
+  VIP6_ELSEWHERE,
+} from './node-fixtures.js';
+
+const SEC = 1_000_000_000n;
+const eth = { src: MAC_A, dst: MAC_B };
+const ethBack = { src: MAC_B, dst: MAC_A };
+
+/** What the edge sends with the Destination Options dispatch: client → pod (DNATed), header = VIP:port. */
+function optionSpec(l4: { tcp?: Partial<TcpSpec>; udp?: Partial<UdpSpec> } = {}, o: { src?: string; dst?: string; vip?: string; vport?: number; header?: ExtHeader; ext?: ExtHeader[] } = {}): Packet6Spec {
+  const spec: Packet6Spec = {
+    eth,
+    ip: { src: o.src ?? CLIENT6, dst: o.dst ?? POD6_1, hopLimit: 61, flowLabel: 0x12345 },
+    ext: [o.header ?? dsr6Header(o.vip ?? VIP6, o.vport ?? (l4.udp ? 53 : 80)), ...(o.ext ?? [])],
+  };
+  if (l4.udp) spec.udp = { sport: 40000, dport: 5353, payload: Buffer.from('query'), ...l4.udp };
+  else spec.tcp = { sport: 40000, dport: 8080, seq: 1000, flags: { syn: true }, ...l4.tcp };
+  return spec;
+}
+
+function withoutHeader(spec: Packet6Spec): Buffer {
+  return buildPacket6({ ...spec, ext: (spec.ext ?? []).slice(1) });
+}
+
+/** A pod's reply: pod → client. */
+function reply(l4: { tcp?: Partial<TcpSpec>; udp?: Partial<UdpSpec> } = {}, o: { src?: string; dst?: string } = {}): Packet6Spec {
+  const spec: Packet6Spec = { eth: ethBack, ip: { src: o.src ?? POD6_1, dst: o.dst ?? CLIENT6, hopLimit: 64 } };
+  if (l4.udp) spec.udp = { sport: 5353, dport: 40000, payload: Buffer.from('answer!'), ...l4.udp };
+  else spec.tcp = { sport: 8080, dport: 40000, seq: 5000, ack: 1001, flags: { syn: true, ack: true }, ...l4.tcp };
+  return spec;
+}
+
+function fromVip(spec: Packet6Spec, vip = VIP6, port = 80): Buffer {
+  const out: Packet6Spec = { ...spec, ip: { ...spec.ip, src: vip } };
+  if (spec.tcp) out.tcp = { ...spec.tcp, sport: port };
+  if (spec.udp) out.udp = { ...spec.udp, sport: port };
+  return buildPacket6(out);
+}
+
+function wellFormed(t: import('ava').ExecutionContext, frame: Buffer): void {
+  const ip = frame.subarray(14);
+  const p = parse6(ip);
+  t.is(p.payloadLength, ip.length - 40, 'payload length matches the frame');
+  t.true(verifyL4Checksum6(ip), 'upper-layer checksum over the IPv6 pseudo-header');
+}
+
+function fromSender(frame: Buffer, mac: string): Buffer {
+  const f = Buffer.from(frame);
+  Buffer.from(mac.split(':').map((x) => parseInt(x, 16))).copy(f, 6);
+  return f;
+}
+
+// ---------------------------------------------------------------- Destination Options dispatch
+
+test('IPv6 option TCP SYN: flow recorded, the 24-byte header stripped (Next Header, payload length), packet otherwise unchanged', (t) => {
+  const dp = loadNode6(t);
+  const spec = optionSpec();
+  const frame = buildPacket6(spec);
+  t.is(frame.length, 14 + 40 + 24 + 20);
+  const r = run(dp.ingress, frame);
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, withoutHeader(spec));
+  t.deepEqual(parse6(r.out.subarray(14)).chain, [NH_TCP]);
+  wellFormed(t, r.out);
+  const flows = dp.flows();
+  t.is(flows.length, 1);
+  t.like(flows[0], { podIp: POD6_1, podPort: 8080, clientIp: CLIENT6, clientPort: 40000, proto: 'TCP', vip: VIP6, vipPort: 80, origin: 'option', flags: 0, expired: false });
+  t.like(dp.counters(), { in_opt_flow: 1, in_opt_stripped: 1, in_pass: 0 });
+});
+
+test('IPv6 option: headers behind ours stay, only ours is removed', (t) => {
+  const dp = loadNode6(t);
+  const spec = optionSpec({}, { ext: [padHeader(NH_DSTOPTS)] });
+  const r = run(dp.ingress, buildPacket6(spec));
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, withoutHeader(spec));
+  t.deepEqual(parse6(r.out.subarray(14)).chain, [NH_DSTOPTS, NH_TCP]);
+  t.is(dp.flows().length, 1);
+});
+
+test('IPv6 UDP: every datagram carries the header; each stripped, one flow, replies leave from VIP6:53 (exact bytes, checksum)', (t) => {
+  const dp = loadNode6(t);
+  for (let i = 0; i < 3; i++) {
+    const spec = optionSpec({ udp: { payload: Buffer.from(`query ${i}`) } });
+    const r = run(dp.ingress, buildPacket6(spec));
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, withoutHeader(spec));
+    wellFormed(t, r.out);
+  }
+  t.is(dp.flows().length, 1);
+  const rs = reply({ udp: {} });
+  const out = run(dp.egress, buildPacket6(rs));
+  t.is(out.retval, TC_UNSPEC);
+  t.deepEqual(out.out, fromVip(rs, VIP6, 53));
+  wellFormed(t, out.out);
+  t.like(dp.counters(), { in_opt_stripped: 3, eg_rewrite: 1 });
+});
+
+test('IPv6 egress: a matching reply leaves from VIP6:80 with an exact checksum; other tuples and families pass untouched', (t) => {
+  const dp = loadNode6(t);
+  run(dp.ingress, buildPacket6(optionSpec()));
+  const rs = reply();
+  const r = run(dp.egress, buildPacket6(rs));
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, fromVip(rs));
+  wellFormed(t, r.out);
+  for (const other of [reply({}, { src: POD6_2 }), reply({ tcp: { dport: 40001 } }), reply({ udp: { sport: 8080 } })]) {
+    const f = buildPacket6(other);
+    t.deepEqual(run(dp.egress, f).out, f);
+  }
+  // A payload of every length keeps the checksum exact (odd lengths, a sum that folds to 0).
+  for (let n = 0; n < 64; n++) {
+    const s = reply({ tcp: { flags: { ack: true }, payload: Buffer.alloc(n, n * 37) } });
+    const o = run(dp.egress, buildPacket6(s)).out;
+    t.deepEqual(o, fromVip(s));
+  }
+  t.like(dp.counters(), { eg_rewrite: 65, eg_pass: 3 });
+});
+
+test('IPv6 UDP reply with checksum 0 (invalid over IPv6) keeps 0, so the client still drops it', (t) => {
+  const dp = loadNode6(t);
+  run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
+  const rs = reply({ udp: { checksum: 0 } });
+  const r = run(dp.egress, buildPacket6(rs));
+  t.deepEqual(r.out, fromVip(rs, VIP6, 53));
+  t.is(r.out.readUInt16BE(14 + 40 + 6), 0);
+});
+
+// ---------------------------------------------------------------- attacks and malformed headers
+
+test('IPv6 attack: the header from a link-layer sender that is no edge is dropped and counted, nothing recorded', (t) => {
+  const dp = loadNode6(t);
+  const r = run(dp.ingress, fromSender(buildPacket6(optionSpec()), MAC_ROUTER));
+  t.is(r.retval, TC_SHOT);
+  t.is(dp.flows().length, 0);
+  t.like(dp.counters(), { drop_untrusted_source: 1, in_opt_flow: 0 });
+  // With no neighbour trusted at all, the edge's own frame is refused too.
+  const dp2 = loadNode6(t, {}, { edgeMac: null });
+  t.is(run(dp2.ingress, buildPacket6(optionSpec())).retval, TC_SHOT);
+  t.like(dp2.counters(), { drop_untrusted_source: 1 });
+});
+
+test('IPv6 attack: a header naming a VIP:port that is no frontend, or a destination that is none of its pods here, is dropped', (t) => {
+  const dp = loadNode6(t);
+  const cases: Array<[Packet6Spec, string]> = [
+    [optionSpec({}, { vip: '2001:db8:f::99' }), 'drop_unknown_vip'],
+    [optionSpec({}, { vport: 81 }), 'drop_unknown_vip'],
+    [optionSpec({}, { dst: OTHER_NODE_POD6 }), 'drop_wrong_backend'],
+    [optionSpec({ tcp: { dport: 22 } }), 'drop_wrong_backend'],
+    [optionSpec({}, { vip: VIP6_ELSEWHERE }), 'drop_wrong_backend'],
+  ];
+  for (const [spec, reason] of cases) {
+    dp.resetCounters();
+    t.is(run(dp.ingress, buildPacket6(spec)).retval, TC_SHOT, reason);
+    t.is(dp.counters()[reason as 'drop_unknown_vip'], 1, reason);
+  }
+  t.is(dp.flows().length, 0);
+});
+
+test('IPv6 malformed headers: wrong lengths or padding, our option not first, a fragment, truncated TCP — dropped and counted', (t) => {
+  const dp = loadNode6(t);
+  const bad: Array<[Buffer, string]> = [
+    [buildPacket6(optionSpec({}, { header: dsr6Header(VIP6, 80, { optLen: 17 }) })), 'drop_bad_option'],
+    [buildPacket6(optionSpec({}, { header: dsr6Header(VIP6, 80, { pad: [1, 1] }) })), 'drop_bad_option'],
+    [buildPacket6(optionSpec({}, { header: dsr6Header(VIP6, 80, { pad: [0, 0] }) })), 'drop_bad_option'],
+    // hdrlen 3 (32 bytes): the whole header must be our 24.
+    [buildPacket6(optionSpec({}, { header: { type: NH_DSTOPTS, bytes: Buffer.concat([dsr6Header(VIP6, 80, { hdrlen: 3 }).bytes, Buffer.from([1, 6, 0, 0, 0, 0, 0, 0])]) } })), 'drop_bad_option'],
+    // Our option behind a Hop-by-Hop header (not the first extension header).
+    [buildPacket6({ ...optionSpec(), ext: [padHeader(NH_HOPOPTS), dsr6Header(VIP6, 80)] }), 'drop_bad_option'],
+    // Our option second in a Destination Options header.
+    [buildPacket6({ ...optionSpec(), ext: [{ type: NH_DSTOPTS, bytes: Buffer.from([0, 3, 1, 2, 0, 0, ...dsr6Header(VIP6, 80).bytes.subarray(2, 22), 1, 0]) }] }), 'drop_bad_option'],
+    [buildPacket6(optionSpec({}, { ext: [fragHeader(0, true)] })), 'drop_malformed'],
+    // Payload length 0 (a jumbogram / BIG TCP packet): never sent with the header; shrinking it would wrap.
+    [buildPacket6({ ...optionSpec(), ip: { ...optionSpec().ip, payloadLength: 0 } }), 'drop_malformed'],
+    [buildPacket6(optionSpec({}, { ext: [fragHeader(8, false)] })), 'drop_malformed'],
+  ];
+  for (const [frame, reason] of bad) {
+    dp.resetCounters();
+    t.is(run(dp.ingress, frame).retval, TC_SHOT, reason);
+    t.is(dp.counters()[reason as 'drop_bad_option'], 1, reason);
+  }
+  // Truncated TCP behind an intact header: payload length says 24 + 10.
+  const full = buildPacket6(optionSpec());
+  const cut = Buffer.from(full.subarray(0, 14 + 40 + 24 + 10));
+  cut.writeUInt16BE(24 + 10, 14 + 4);
+  dp.resetCounters();
+  t.is(run(dp.ingress, cut).retval, TC_SHOT);
+  t.like(dp.counters(), { drop_malformed: 1 });
+  t.is(dp.flows().length, 0);
+});
+
+test('IPv6 blind RST: a client RST (no header) marks the flow but does not end it; replies keep leaving from the VIP, traffic clears the mark', (t) => {
+  const dp = loadNode6(t);
+  dp.setTestClock(1000n * SEC);
+  run(dp.ingress, buildPacket6(optionSpec()));
+  const rst: Packet6Spec = { eth, ip: { src: CLIENT6, dst: POD6_1 }, tcp: { sport: 40000, dport: 8080, seq: 999999, flags: { rst: true } } };
+  const f = buildPacket6(rst);
+  const r = run(dp.ingress, f);
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, f, 'the RST itself passes untouched (the pod judges its sequence number)');
+  t.is(dp.flows()[0]!.flags & FLOW_RST, FLOW_RST);
+  t.like(dp.counters(), { in_rst: 1 });
+  dp.setTestClock(1010n * SEC);
+  const rs = reply({ tcp: { flags: { ack: true } } });
+  t.deepEqual(run(dp.egress, buildPacket6(rs)).out, fromVip(rs), 'still rewritten after the RST and a long silence');
+  t.is(dp.flows()[0]!.flags & FLOW_RST, 0, 'the reply proved the connection alive');
+});
+
+test('IPv6: a packet that is not a SYN never re-points a live flow at another VIP', (t) => {
+  const dp = loadNode6(t);
+  dp.setTestClock(1000n * SEC);
+  run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
+  dp.applyServices([...standardServices6(), { ...standardServices6()[1]!, service: 'ns/other', frontend: { vip: '2001:db8:f::12', port: 53, protocol: 'UDP' } }], { name: NODE_NAME });
+  t.is(run(dp.ingress, buildPacket6(optionSpec({ udp: {} }, { vip: '2001:db8:f::12' }))).retval, TC_SHOT);
+  t.like(dp.counters(), { drop_vip_conflict: 1 });
+  t.like(dp.flows()[0], { vip: VIP6, vipPort: 53 });
+});
+
+test('IPv6 flood: new flows beyond the per-CPU insert limit are dropped and counted; the established one keeps being rewritten', (t) => {
+  const dp = loadNode6(t, { flowInsertLimit: 3 });
+  dp.setTestClock(5000n * SEC);
+  let dropped = 0;
+  for (let i = 0; i < 10; i++) {
+    const r = run(dp.ingress, buildPacket6(optionSpec({ tcp: { sport: 41000 + i } })));
+    if (r.retval === TC_SHOT) dropped++;
+  }
+  t.is(dropped, 7);
+  t.like(dp.counters(), { drop_insert_limit: 7 });
+  const rs = reply({ tcp: { dport: 41000 } });
+  t.deepEqual(run(dp.egress, buildPacket6(rs)).out, fromVip(rs));
+});
+
+// ---------------------------------------------------------------- IP6IP6
+
+function tunnel(inner: Omit<Packet6Spec, 'eth'>, outer: { src?: string; dst?: string } = {}): Packet6Spec {
+  return { eth, ip: { src: outer.src ?? EDGE6, dst: outer.dst ?? 'fd00::21', hopLimit: 64, flowLabel: 0xabcde }, inner };
+}
+
+test('IP6IP6: decapsulated, DNATed to the hashed local pod (exact bytes, checksum), flow and pin remembered, the reply leaves from the VIP', (t) => {
+  const dp = loadNode6(t);
+  const inner: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, tcp: { sport: 40000, dport: 80, seq: 7, flags: { syn: true } } };
+  const r = run(dp.ingress, buildPacket6(tunnel(inner)));
+  t.is(r.retval, TC_UNSPEC);
+  const pods = [POD6_1, POD6_2, POD6_3];
+  const pod = pods[localBackendSlot(CLIENT6, VIP6, 40000, 80, 'TCP', 3)]!;
+  const expected = buildPacket6({ eth, ip: { ...inner.ip, dst: pod }, tcp: { ...inner.tcp!, dport: 8080 } });
+  t.deepEqual(r.out, expected);
+  wellFormed(t, r.out);
+  t.like(dp.flows()[0], { podIp: pod, clientIp: CLIENT6, vip: VIP6, vipPort: 80, origin: 'ipip' });
+  t.like(dp.fwdEntries()[0], { clientIp: CLIENT6, vip: VIP6, podIp: pod, podPort: 8080 });
+  t.like(dp.counters(), { in_ipip_dnat: 1, in_ipip_new_flow: 1 });
+  const rs = reply({}, { src: pod });
+  t.deepEqual(run(dp.egress, buildPacket6(rs)).out, fromVip(rs));
+  // The next segment follows the pin.
+  const again = run(dp.ingress, buildPacket6(tunnel({ ...inner, tcp: { ...inner.tcp!, flags: { ack: true } } })));
+  t.deepEqual(again.out, buildPacket6({ eth, ip: { ...inner.ip, dst: pod }, tcp: { ...inner.tcp!, flags: { ack: true }, dport: 8080 } }));
+});
+
+test('IP6IP6 trust: from outside the edge sources or from an unknown neighbour it is dropped; to no local frontend it passes untouched', (t) => {
+  const dp = loadNode6(t);
+  const inner: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6 }, udp: { sport: 1, dport: 53 } };
+  t.is(run(dp.ingress, buildPacket6(tunnel(inner, { src: '2001:db8:bad::1' }))).retval, TC_SHOT);
+  t.is(run(dp.ingress, fromSender(buildPacket6(tunnel(inner)), MAC_ROUTER)).retval, TC_SHOT);
+  t.like(dp.counters(), { drop_untrusted_source: 2 });
+  t.is(dp.flows().length, 0);
+  const cni = buildPacket6(tunnel({ ip: { src: CLIENT6, dst: 'fd00:10:244:1::99' }, udp: { sport: 1, dport: 53 } }, { src: '2001:db8:bad::1' }));
+  const r = run(dp.ingress, cni);
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, cni);
+  t.like(dp.counters(), { in_ipip_not_ours: 1 });
+});
+
+test('IPv6 rolling update: a header naming a terminating pod is accepted, new IP6IP6 flows never pick it', (t) => {
+  // The IPv4 rule (node.test.ts, "rolling update"): an edge keeps a
+  // terminating pod's flows, and a SYN it pinned just before the pod turned
+  // terminating still arrives; new tunnelled flows go to ready pods only.
+  const dp = loadNode6(t);
+  const [svc80, ...rest] = standardServices6();
+  const next = [backend(POD6_1, 8080, NODE_NAME, 'terminating'), backend(POD6_2, 8080, NODE_NAME, 'terminating'), backend(POD6_3, 8080)];
+  dp.applyServices([...standardServicesV4(), { ...svc80!, backends: next }, ...rest], { name: NODE_NAME });
+  t.like(dp.localServices().find((e) => e.port === 80 && e.vip === VIP6), { backends: [{ ip: POD6_3, port: 8080 }, { ip: POD6_1, port: 8080 }, { ip: POD6_2, port: 8080 }], pick: 1 });
+  for (const pod of [POD6_1, POD6_2, POD6_3]) {
+    const spec = optionSpec({}, { dst: pod });
+    const r = run(dp.ingress, buildPacket6(spec));
+    t.is(r.retval, TC_UNSPEC, `header SYN to ${pod}`);
+    t.deepEqual(r.out, withoutHeader(spec), `header SYN to ${pod}: stripped, otherwise unchanged`);
+  }
+  t.like(dp.counters(), { in_opt_flow: 3 });
+  t.is(dp.counters().drop_wrong_backend ?? 0, 0);
+  const tunnelled = (sport: number): Buffer => buildPacket6(tunnel({ ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, tcp: { sport, dport: 80, seq: 7, flags: { syn: true } } }));
+  const expected = (sport: number, pod: string): Buffer => buildPacket6({ eth, ip: { src: CLIENT6, dst: pod, hopLimit: 60 }, tcp: { sport, dport: 8080, seq: 7, flags: { syn: true } } });
+  for (let port = 43000; port < 43030; port++) {
+    const r = run(dp.ingress, tunnelled(port));
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, expected(port, POD6_3), `new IP6IP6 flow from port ${port} to the one ready pod`);
+  }
+  // No ready pod left: the terminating ones take new flows rather than none.
+  dp.applyServices([...standardServicesV4(), { ...svc80!, backends: next.slice(0, 2) }, ...rest], { name: NODE_NAME });
+  const picked = new Set<string>();
+  for (let port = 44000; port < 44030; port++) {
+    const pod = [POD6_1, POD6_2][localBackendSlot(CLIENT6, VIP6, port, 80, 'TCP', 2)]!;
+    const r = run(dp.ingress, tunnelled(port));
+    t.deepEqual(r.out, expected(port, pod), `port ${port}`);
+    picked.add(pod);
+  }
+  t.deepEqual([...picked].sort(), [POD6_1, POD6_2]);
+});
+
+// ---------------------------------------------------------------- trust learning (NS/NA)
+
+test('IPv6 edges are learnt from their Neighbor Solicitations and Advertisements; forwarded, mismatched or foreign ones teach nothing', (t) => {
+  const dp = loadNode6(t, {}, { edgeMac: null });
+  const other = '02:00:00:00:00:0e';
+  const ignored = [
+    buildNd6({ kind: 'ns', src: EDGE6, dst: 'ff02::1:ff00:21', target: 'fd00::21', lladdr: other, ethSrc: MAC_A }), // option names another MAC
+    buildNd6({ kind: 'ns', src: EDGE6, dst: 'ff02::1:ff00:21', target: 'fd00::21', lladdr: MAC_A, ethSrc: MAC_A, hopLimit: 64 }), // forwarded
+    buildNd6({ kind: 'ns', src: '2001:db8:bad::1', dst: 'ff02::1:ff00:21', target: 'fd00::21', lladdr: MAC_A, ethSrc: MAC_A }), // not an edge
+    buildNd6({ kind: 'na', src: EDGE6, dst: 'fd00::21', target: '2001:db8:e::2', lladdr: MAC_A, ethSrc: MAC_A }), // answering for another address
+    buildNd6({ kind: 'ns', src: EDGE6, dst: 'ff02::1:ff00:21', target: 'fd00::21', ethSrc: MAC_A }), // no option
+  ];
+  for (const f of ignored) t.is(run(dp.ingress, f).retval, TC_UNSPEC);
+  t.deepEqual(dp.edgeNeighbours(), []);
+  t.is(run(dp.ingress, buildPacket6(optionSpec())).retval, TC_SHOT, 'not trusted yet');
+  const ns = buildNd6({ kind: 'ns', src: EDGE6, dst: 'ff02::1:ff00:21', target: 'fd00::21', lladdr: MAC_A, ethSrc: MAC_A });
+  const r = run(dp.ingress, ns);
+  t.is(r.retval, TC_UNSPEC);
+  t.deepEqual(r.out, ns);
+  t.deepEqual(dp.edgeNeighbours().map((n) => [n.mac, n.ip, n.how]), [[MAC_A, null, 'ndp']]);
+  t.is(run(dp.ingress, buildPacket6(optionSpec())).retval, TC_UNSPEC, 'trusted now');
+  const na = buildNd6({ kind: 'na', src: EDGE6, dst: 'fd00::21', target: EDGE6, lladdr: other, ethSrc: other });
+  run(dp.ingress, na);
+  t.deepEqual(dp.edgeNeighbours().map((n) => n.mac).sort(), [MAC_A, other]);
+  t.like(dp.counters(), { edge_learnt: 2 });
+});
+
+// ---------------------------------------------------------------- hostile chains, truncation
+
+test('IPv6 hostile extension chains pass untouched or are dropped, never mis-rewritten: too many headers, a header past the end, a fragment', (t) => {
+  const dp = loadNode6(t);
+  run(dp.ingress, buildPacket6(optionSpec()));
+  const rs = reply();
+  // Nine Destination Options headers before TCP: beyond the walk's limit (8): passed untouched.
+  const long = buildPacket6({ ...rs, ext: Array.from({ length: 9 }, () => padHeader(NH_DSTOPTS)) });
+  t.deepEqual(run(dp.egress, long).out, long);
+  // Up to the limit, the walk reaches TCP and the reply is rewritten.
+  const ok = { ...rs, ext: Array.from({ length: 7 }, () => padHeader(NH_DSTOPTS)) };
+  t.deepEqual(run(dp.egress, buildPacket6(ok)).out, fromVip(ok));
+  // A header claiming 2 KiB in a short packet.
+  const past = buildPacket6({ ...rs, ext: [{ type: NH_DSTOPTS, bytes: Buffer.from([0, 255, 1, 4, 0, 0, 0, 0]) }] });
+  t.deepEqual(run(dp.egress, past).out, past);
+  // A non-first fragment of a reply has no ports: untouched.
+  const frag = buildPacket6({ ...rs, ext: [fragHeader(100, false)] });
+  t.deepEqual(run(dp.egress, frag).out, frag);
+  // The same chains on ingress, without our header: untouched.
+  for (const f of [long, past, frag]) {
+    const i = fromSender(f, MAC_A);
+    t.deepEqual(run(dp.ingress, i).out, i);
+  }
+});
+
+test('IPv6 truncated frames at every length: no crash; option frames dropped, others untouched (or refused by the kernel)', (t) => {
+  const dp = loadNode6(t);
+  const frames = [
+    buildPacket6(optionSpec()),
+    buildPacket6(optionSpec({ udp: {} })),
+    buildPacket6(tunnel({ ip: { src: CLIENT6, dst: VIP6 }, tcp: { sport: 40000, dport: 80, flags: { syn: true } } })),
+    buildNd6({ kind: 'ns', src: EDGE6, dst: 'ff02::1:ff00:21', target: 'fd00::21', lladdr: MAC_A, ethSrc: MAC_A }),
+  ];
+  let runs = 0;
+  for (const full of frames) {
+    for (let len = 14; len < full.length; len++) {
+      const f = Buffer.from(full.subarray(0, len));
+      let r;
+      try {
+        r = run(dp.ingress, f);
+      } catch {
+        continue; // the kernel refuses frames shorter than its minimum
+      }
+      runs++;
+      t.true(r.retval === TC_UNSPEC || r.retval === TC_SHOT);
+      if (r.retval === TC_UNSPEC) t.deepEqual(r.out, f, `length ${len} passed changed`);
+    }
+  }
+  t.true(runs > 100);
+  t.is(dp.flows().length, 0, 'no truncated frame recorded a flow');
+});
+
+// ---------------------------------------------------------------- TS side
+
+test('IPv6 map encoders round-trip and match the kernel maps\' sizes; hash and slot choice agree with the program', (t) => {
+  const fk = { podIp: POD6_1, podPort: 8080, clientIp: CLIENT6, clientPort: 40000, proto: 'TCP' as const };
+  t.deepEqual(decodeFlow6Key(encodeFlow6Key(fk)), fk);
+  t.is(encodeFlow6Key(fk).toString('hex'), 'fd000010024400010000000000000005' + '20010db8000c00000000000000000007' + '1f909c40' + '06000000');
+  const fv = { vip: VIP6, vipPort: 80, flags: 5, origin: 'ipip' as const, lastSeenNs: 123456789012345n, createdNs: 1n };
+  t.deepEqual(decodeFlow6Value(encodeFlow6Value(fv)), fv);
+  const wk = { clientIp: CLIENT6, clientPort: 1, vip: VIP6, vipPort: 53, proto: 'UDP' as const };
+  t.deepEqual(decodeFwd6Key(encodeFwd6Key(wk)), wk);
+  const wv = { podIp: POD6_2, podPort: 5353, lastSeenNs: 9n };
+  t.deepEqual(decodeFwd6Value(encodeFwd6Value(wv)), wv);
+  const sk = { vip: VIP6, port: 443, proto: 'TCP' as const };
+  t.deepEqual(decodeSvc6Key(encodeSvc6Key(sk)), sk);
+  t.deepEqual(decodeSvc6Value(encodeSvc6Value([{ ip: POD6_1, port: 1 }, { ip: POD6_3, port: 65535 }])), [{ ip: POD6_1, port: 1 }, { ip: POD6_3, port: 65535 }]);
+  t.is(decodeSvc6Pick(encodeSvc6Value([{ ip: POD6_1, port: 1 }, { ip: POD6_3, port: 65535 }], 1)), 1);
+  t.is(decodeSvc6Pick(encodeSvc6Value([{ ip: POD6_1, port: 1 }, { ip: POD6_3, port: 65535 }])), 2);
+  t.throws(() => encodeSvc6Value([{ ip: POD6_1, port: 1 }], 2), { message: /pick 2/ });
+  t.throws(() => encodeFlow6Key({ ...fk, podIp: '10.0.0.1' }), { message: /flow podIp/ });
+  t.not(nodeTupleHash6(CLIENT6, VIP6, 1, 80, 'TCP'), nodeTupleHash6(CLIENT6, VIP6, 1, 80, 'UDP'));
+  const dp = loadNode6(t);
+  t.is(dp.flows6Map.keySize, 40);
+  t.is(dp.flows6Map.valueSize, 40);
+  t.is(dp.fwd6Map.keySize, 40);
+  t.is(dp.fwd6Map.valueSize, 32);
+  t.is(dp.services6Map.keySize, 20);
+  t.is(dp.services6Map.valueSize, 8 + 20 * 32);
+  t.is(dp.edgeSources6Map.keySize, 20);
+  // The program's pod choice is the TS one for many tuples (four pods: every slot used).
+  const [s0, ...rest] = standardServices6();
+  const four = [{ ...s0!, backends: [...s0!.backends, backend('fd00:10:244:1::8', 8080)] }, ...rest];
+  dp.applyServices(four, { name: NODE_NAME });
+  const pods = localServiceEntries(four, { name: NODE_NAME }).entries[0]!.backends;
+  t.is(pods.length, 4);
+  const seen = new Set<string>();
+  for (let i = 0; i < 40; i++) {
+    const client = `2001:db8:c:${i}::${((i * 7919) & 0xffff).toString(16)}`;
+    const r = run(dp.ingress, buildPacket6(tunnel({ ip: { src: client, dst: VIP6 }, tcp: { sport: 1024 + i * 13, dport: 80, flags: { syn: true } } })));
+    const want = pods[localBackendSlot(client, VIP6, 1024 + i * 13, 80, 'TCP', 4)]!;
+    seen.add(want.ip);
+    t.deepEqual(r.out.subarray(14 + 24, 14 + 40), ip6Bytes(want.ip), `tuple ${i}`);
+  }
+  t.is(seen.size, 4);
+});
+
+test('edge sources and local services of both families: IPv6 CIDRs accepted and checked, IPv6 frontends keep their IPv6 pods', (t) => {
+  t.deepEqual(parseEdgeSources('10.0.0.11,2001:db8:e::1, 2001:db8:e::/64'), ['10.0.0.11', '2001:db8:e::1', '2001:db8:e::/64']);
+  t.throws(() => parseEdgeSources('2001:db8:e::1/64'), { message: /--edge-sources: edge source '2001:db8:e::1\/64': host bits are set \(did you mean 2001:db8:e::\/64\?\)/ });
+  t.throws(() => parseEdgeSources('2001:db8:e::/129'), { message: /prefix length 129 exceeds 128/ });
+  t.like(parseEdgeSource('2001:DB8:E::1'), { family: 6, addr: '2001:db8:e::1', bits: 128 });
+  t.is(encodeEdgeSourceKey('2001:db8:e::/48').key.toString('hex'), '30000000' + '20010db8000e00000000000000000000');
+  const dp = loadNode6(t);
+  t.deepEqual(dp.edgeSources(), ['192.0.2.1/32', '2001:db8:e::1/128']);
+  t.deepEqual(dp.setEdgeSources(['2001:db8:e::/64']), ['2001:db8:e::/64']);
+  t.throws(() => dp.setEdgeSources(['2001:db8:e::/64', 'nope']), { message: /edge source 'nope'/ });
+  t.deepEqual(dp.edgeSources(), ['2001:db8:e::/64'], 'nothing half-applied');
+  t.throws(() => dp.trustEdgeNeighbour('2001:db8:bad::1', MAC_A), { message: /not inside any edge source/ });
+  const { entries } = localServiceEntries([...standardServices6(), { ...standardServices6()[0]!, service: 'ns/mixed', frontend: { vip: '2001:db8:f::12', port: 80, protocol: 'TCP' }, backends: [...standardServices6()[0]!.backends, { ...standardServices6()[0]!.backends[0]!, ip: '10.244.1.5' }] }], { name: NODE_NAME });
+  t.deepEqual(entries.map((e) => [e.vip, e.port, e.backends.map((b) => b.ip)]), [
+    [VIP6, 80, [POD6_1, POD6_2, POD6_3]],
+    [VIP6, 53, [POD6_1, POD6_2]],
+    [VIP6_ELSEWHERE, 80, []],
+    ['2001:db8:f::12', 80, [POD6_1, POD6_2, POD6_3]],
+  ]);
+  t.deepEqual(
+    dp.localServices().filter((s) => s.vip.includes(':')).map((s) => `${s.vip}:${s.port}/${s.proto}=${s.backends.length}`).sort(),
+    [`${VIP6}:53/UDP=2`, `${VIP6}:80/TCP=3`, `${VIP6_ELSEWHERE}:80/TCP=0`],
+  );
+});
