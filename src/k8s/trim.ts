@@ -70,7 +70,8 @@ const sharedPorts = new Map<string, V1EndpointSlice['ports']>();
 
 /** Slices of Services with the same ports have equal port lists: one frozen copy. */
 function portsOf(ports: V1EndpointSlice['ports']): V1EndpointSlice['ports'] {
-  if (ports === undefined) return undefined;
+  // The API server sends `ports: null` for a slice of a Service without ports.
+  if (!Array.isArray(ports)) return ports;
   const key = JSON.stringify(ports);
   let have = sharedPorts.get(key);
   if (!have) {

@@ -33,4 +33,6 @@ test('slices with equal ports share one frozen port list', (t) => {
   t.deepEqual(a.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
   t.is(a.ports, b.ports);
   t.true(Object.isFrozen(a.ports));
+  // The API server sends null for a slice without ports.
+  t.is(trimSlice({ ...slice('c'), ports: null as unknown as undefined }).ports as unknown, null);
 });
