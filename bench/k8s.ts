@@ -38,13 +38,14 @@ function arg(name: string, def: number): number {
 const POOL = ['10.128.0.0/16'];
 /**
  * V8 heap sizing for the agent process (its service unit should use the
- * same). Without them V8 sizes the heap for this 24 GB host: the young
- * generation grows to 3 × 64 MB and old-space garbage (replaced informer
- * objects) is collected only when the heap has doubled, so peak RSS is
- * ~330 MB for a live heap of ~105 MB. With a bounded semi-space and an
- * old-space limit about twice the live set at 10 000 Services, peak RSS is
- * ~250 MB at +1 s CPU. (Loading @kubernetes/client-node alone is ~120 MB
- * RSS.) Override with BENCH_AGENT_FLAGS="...".
+ * same). Without them V8 sizes the heap for this 24 GB host and collects
+ * old-space garbage only when the heap has grown well past the live set:
+ * peak RSS 458–470 MB for a live heap of ~105 MB at 10 000 Services
+ * (Dec 2026). With a bounded semi-space and an old-space limit about twice
+ * the live set, 262–269 MB. The agent is at ~130 MB RSS before it has seen
+ * one object (importing @kubernetes/client-node is ~80 MB of it). Override
+ * with BENCH_AGENT_FLAGS="..." and BENCH_AGENT_ENV="..." (empty: Node's
+ * defaults).
  */
 /** glibc malloc: fewer per-thread arenas (V8's GC threads otherwise each grow one). */
 const AGENT_ENV: Record<string, string> = process.env.BENCH_AGENT_ENV !== undefined ? Object.fromEntries(process.env.BENCH_AGENT_ENV.split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string])) : { MALLOC_ARENA_MAX: '2' };

@@ -451,9 +451,15 @@ export class KubernetesController {
 
     // VIPs from the would-be state; recomputed only when an address or its
     // readiness changed (status echoes and endpoint churn usually do not).
+    // lastVips and lastVipsDigest are always set together, so an untouched
+    // set needs no new digest: serialising all 10 000 VIPs for every round
+    // of status echoes was most of the agent's CPU at that scale.
     let vips = this.lastVips;
-    if (vipsTouched) vips = this.vipsWith(next);
-    const vipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
+    let vipsDigest = this.lastVipsDigest;
+    if (vipsTouched) {
+      vips = this.vipsWith(next);
+      vipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
+    }
     // Until the first pass is complete the VIP set is partial, and
     // withdrawing what is not computed yet would take it off the routers.
     let vipsFailed = false;

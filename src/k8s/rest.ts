@@ -78,29 +78,31 @@ export class RestClient {
       timeout: 30_000,
     });
     return new Promise((resolve, reject) => {
+      const s = settleOnce(resolve, reject);
       req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timed out`)));
-      req.on('error', reject);
+      req.on('error', s.fail);
       req.on('response', (res: IncomingMessage) => {
         const code = res.statusCode ?? 0;
         if (discard && code >= 200 && code < 300) {
-          res.on('error', reject);
-          res.on('end', () => resolve(undefined));
+          res.on('error', s.fail);
+          res.on('end', () => s.ok(undefined));
           res.resume();
           return;
         }
-        const chunks: Buffer[] = [];
+        let chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
+        res.on('error', s.fail);
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
+          chunks = [];
           let parsed: unknown = text;
           try {
             parsed = text === '' ? undefined : JSON.parse(text);
           } catch {
             // keep the text
           }
-          if (code >= 200 && code < 300) resolve(parsed);
-          else reject(new ApiStatusError(code, `${method} ${path}: HTTP ${code} ${(parsed as { message?: string } | undefined)?.message ?? ''}`.trim(), parsed));
+          if (code >= 200 && code < 300) s.ok(parsed);
+          else s.fail(new ApiStatusError(code, `${method} ${path}: HTTP ${code} ${(parsed as { message?: string } | undefined)?.message ?? ''}`.trim(), parsed));
         });
       });
       req.end(payload);
@@ -134,6 +136,29 @@ export class RestClient {
   close(): void {
     this.agent.destroy();
   }
+}
+
+/**
+ * A promise's resolvers that let go of it once it settled. A keep-alive
+ * socket keeps its last request (through the TLS session listener) and so
+ * the request's listeners until it is reused; listeners holding `resolve`
+ * kept the settled promise and its value — the last 1000-object page of a
+ * list, or the last response body — alive that long.
+ */
+function settleOnce<T>(resolve: (v: T) => void, reject: (e: unknown) => void): { ok: (v: T) => void; fail: (e: unknown) => void } {
+  let r: { resolve: (v: T) => void; reject: (e: unknown) => void } | null = { resolve, reject };
+  return {
+    ok: (v) => {
+      const x = r;
+      r = null;
+      x?.resolve(v);
+    },
+    fail: (e) => {
+      const x = r;
+      r = null;
+      x?.reject(e);
+    },
+  };
 }
 
 export function nsPath(namespace: string, plural: string, name?: string, sub?: string): string {

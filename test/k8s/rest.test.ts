@@ -2,7 +2,16 @@
 // the resource (the API server's own sentence), whichever client made the
 // request; anything else is not called a permission problem.
 import test from 'ava';
-import { ApiStatusError, permissionProblem, reportPermissionProblem } from '../../src/k8s/rest.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { KubeConfig } from '@kubernetes/client-node';
+import { makePki } from '../../src/lab/kube/pki.js';
+import { ApiStatusError, RestClient, permissionProblem, reportPermissionProblem } from '../../src/k8s/rest.js';
 
 const message = 'services "web" is forbidden: User "system:serviceaccount:edgelb-system:edgelb-node" cannot patch resource "services/status" in API group "" in the namespace "ns"';
 
@@ -24,4 +33,36 @@ test('each distinct refusal is logged once, at error level', (t) => {
   for (let i = 0; i < 5; i++) t.true(reportPermissionProblem(logger, e, 'status'));
   t.false(reportPermissionProblem(logger, new ApiStatusError(500, 'x', {}), 'status'));
   t.is(logged.length, 1);
+});
+
+test('a settled request does not keep its response alive (a keep-alive socket holds its last request until reused)', async (t) => {
+  // At 10 000 Services the last 1000-object page of each list stayed in
+  // memory this way, through the request's listeners.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-rest-'));
+  const pki = await makePki(dir, ['127.0.0.1'], []);
+  // HTTPS: the TLS socket's session listener is what reaches the request.
+  const server = createServer({ cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) }, (_req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ items: [{ name: 'x'.repeat(1000) }] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const kc = new KubeConfig();
+  const port = (server.address() as AddressInfo).port;
+  kc.loadFromOptions({ clusters: [{ name: 'c', server: `https://127.0.0.1:${port}`, skipTLSVerify: true }], users: [{ name: 'u', token: 't' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+  const rest = new RestClient(kc);
+  try {
+    const refs: WeakRef<object>[] = [];
+    for (let i = 0; i < 3; i++) refs.push(new WeakRef((await rest.get<{ items: object[] }>('/api/v1/things')).items));
+    for (let i = 0; i < 5; i++) {
+      gc();
+      await new Promise((r) => setImmediate(r));
+    }
+    t.deepEqual(refs.map((r) => r.deref() === undefined), [true, true, true]);
+  } finally {
+    rest.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,0 +1,38 @@
+// What the informers cache of a Service and an EndpointSlice: what
+// reconciliation reads, nothing it does not (cluster addresses, managed
+// fields), and no field that was absent appears.
+import test from 'ava';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { trimService, trimSlice } from '../../src/k8s/trim.js';
+
+function service(): V1Service {
+  return {
+    metadata: { name: 'web', namespace: 'shop', uid: 'u1', resourceVersion: '7', generation: 2, creationTimestamp: '2026-12-01T00:00:00Z' as unknown as Date, labels: { app: 'web' }, annotations: { 'edgelb.io/allow-shared-ip': 'k' }, managedFields: [{ manager: 'kubectl' }] },
+    spec: { type: 'LoadBalancer', loadBalancerClass: 'edgelb.io/dsr', clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10'], ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', externalTrafficPolicy: 'Local', ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }], loadBalancerSourceRanges: ['192.0.2.0/24'] },
+    status: { loadBalancer: { ingress: [{ ip: '192.0.2.1', ipMode: 'VIP' }] }, conditions: [{ type: 'edgelb.io/Advertised', status: 'True', reason: 'Advertised', message: 'm', lastTransitionTime: '2026-12-01T00:00:00Z' as unknown as Date }] },
+  } as V1Service;
+}
+
+test('a cached Service keeps what reconciliation reads, drops cluster addresses and managed fields, adds nothing', (t) => {
+  const want = service();
+  delete want.metadata!.managedFields;
+  delete want.spec!.clusterIP;
+  delete want.spec!.clusterIPs;
+  const got = trimService(service());
+  t.deepEqual(got, want);
+  // Absent optional fields stay absent (not present as undefined).
+  const bare = trimService({ metadata: { name: 'a', namespace: 'b' }, spec: { ports: [{ port: 80 }] } } as V1Service);
+  t.deepEqual(Object.keys(bare.spec!), ['ports']);
+  t.deepEqual(Object.keys(bare.spec!.ports![0]!), ['port']);
+});
+
+test('slices with equal ports share one frozen port list', (t) => {
+  const slice = (name: string): V1EndpointSlice => ({ metadata: { name, namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' } }, addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: true } }] });
+  const a = trimSlice(slice('a'));
+  const b = trimSlice(slice('b'));
+  t.deepEqual(a.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+  t.is(a.ports, b.ports);
+  t.true(Object.isFrozen(a.ports));
+  // The API server sends null for a slice without ports.
+  t.is(trimSlice({ ...slice('c'), ports: null as unknown as undefined }).ports as unknown, null);
+});
