@@ -56,7 +56,7 @@ export class ClusterCache {
       ...common,
       name: 'services',
       path: '/api/v1/services',
-      list: () => o.rest.listAll('/api/v1/services', trimService),
+      list: (project) => o.rest.listAll('/api/v1/services', project),
       project: trimService,
       onEvent: (ev, svc) => {
         const key = serviceKey(svc);
@@ -76,7 +76,7 @@ export class ClusterCache {
       ...common,
       name: 'endpointslices',
       path: '/apis/discovery.k8s.io/v1/endpointslices',
-      list: () => o.rest.listAll('/apis/discovery.k8s.io/v1/endpointslices', trimSlice),
+      list: (project) => o.rest.listAll('/apis/discovery.k8s.io/v1/endpointslices', project),
       project: trimSlice,
       onEvent: (ev, s) => {
         for (const key of this.index.onSlice(ev, s)) o.onDirty(key);
@@ -86,7 +86,7 @@ export class ClusterCache {
       ...common,
       name: 'nodes',
       path: '/api/v1/nodes',
-      list: () => o.rest.listAll('/api/v1/nodes', trimNode),
+      list: (project) => o.rest.listAll('/api/v1/nodes', project),
       project: trimNode,
       onEvent: (ev, n) => {
         if (this.index.onNode(ev, n)) o.onNodeChanged(n.metadata?.name ?? '');

@@ -6,6 +6,10 @@
 // one synchronous step (deletes for vanished objects, then adds/updates), so
 // a consumer that defers its work to a later tick never sees a half-relisted
 // cache: objects that reappear in the relist produce no removal.
+//
+// One object never stops an informer: a projection or a handler that throws
+// on it (an object shaped as nobody expected) is logged naming the object
+// and counted; the object is cached as received and every other one flows.
 import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { reportPermissionProblem } from './rest.js';
 import type { Logger } from '../log/logger.js';
@@ -34,13 +38,16 @@ export interface InformerStats {
   lists: number;
   watchStarts: number;
   errors: number;
+  /** Objects whose projection or handler threw (logged, naming the object). */
+  objectErrors: number;
 }
 
 export interface ResilientInformerOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
   /** Watch path, e.g. /api/v1/services. */
   path: string;
-  list: () => Promise<KubernetesListObject<T>>;
+  /** Lists every object, each passed through `project` (the informer's own, which never throws). */
+  list: (project: (obj: T) => T) => Promise<KubernetesListObject<T>>;
   name: string;
   logger: Logger;
   onEvent: (ev: InformerEvent, obj: T) => void;
@@ -62,14 +69,14 @@ export class ResilientInformer<T extends KubernetesObject> {
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
   private erroredSinceStart = false;
-  private readonly st: InformerStats = { connected: false, synced: false, lists: 0, watchStarts: 0, errors: 0 };
+  private readonly st: InformerStats = { connected: false, synced: false, lists: 0, watchStarts: 0, errors: 0, objectErrors: 0 };
 
   constructor(o: ResilientInformerOptions<T>) {
     this.o = o;
     this.backoffMs = o.backoffInitialMs ?? 200;
+    const project = (obj: T): T => this.project(obj);
     const list = async (): Promise<KubernetesListObject<T>> => {
-      const r = await o.list();
-      if (o.project) r.items = r.items.map(o.project);
+      const r = await o.list(project);
       this.st.lists++;
       this.st.synced = true;
       this.st.connected = true;
@@ -80,7 +87,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       });
       return r;
     };
-    this.lw = new ListWatch<T>(o.path, o.project ? new ProjectingWatch(o.kubeConfig, o.project as (x: unknown) => unknown) : new Watch(o.kubeConfig), list, false);
+    this.lw = new ListWatch<T>(o.path, o.project ? new ProjectingWatch(o.kubeConfig, project as (x: unknown) => unknown) : new Watch(o.kubeConfig), list, false);
     this.lw.on('add', (obj) => this.event('add', obj));
     this.lw.on('update', (obj) => this.event('update', obj));
     this.lw.on('delete', (obj) => this.event('delete', obj));
@@ -118,7 +125,29 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (this.stopped) return;
     this.st.connected = true;
     this.backoffMs = this.o.backoffInitialMs ?? 200;
-    this.o.onEvent(ev, obj);
+    try {
+      this.o.onEvent(ev, obj);
+    } catch (err) {
+      this.objectFailed(obj, err, `handling its ${ev} failed`);
+    }
+  }
+
+  /** The configured projection, or the object as received if it throws. */
+  private project(obj: T): T {
+    if (!this.o.project) return obj;
+    try {
+      return this.o.project(obj);
+    } catch (err) {
+      this.objectFailed(obj, err, 'trimming it failed; cached as received');
+      return obj;
+    }
+  }
+
+  private objectFailed(obj: T, err: unknown, what: string): void {
+    this.st.objectErrors++;
+    const md = (obj as { metadata?: { namespace?: string; name?: string } } | null)?.metadata;
+    const object = `${md?.namespace ? `${md.namespace}/` : ''}${md?.name ?? '(no name)'}`;
+    this.o.logger.error({ informer: this.o.name, object, err: String(err) }, `${this.o.name} ${object}: ${what}`);
   }
 
   private async run(): Promise<void> {

@@ -7,7 +7,9 @@
 // test's Services.
 import test, { type ExecutionContext } from 'ava';
 import { KubernetesController } from '../../src/k8s/controller.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { CoreV1Api, KubeConfig, type V1Service } from '@kubernetes/client-node';
+import { ResilientInformer } from '../../src/k8s/informer.js';
+import { createLogger, silentLogger } from '../../src/log/logger.js';
 import { TestCluster } from '../lib/kube.js';
 import { conditionOf, ingressOf, node, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
 import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
@@ -308,4 +310,50 @@ test.serial('a follower takes addresses from status, ignores foreign ones, and r
   await cluster.delete('services', ns, owner.split('/')[1]!);
   await waitFor('the other Service takes over the frontend', () => sink.frontends.get('192.0.2.5:80/TCP')?.service === `${ns}/${otherName}`);
   t.deepEqual(sink.vipAddresses(), ['192.0.2.5']);
+});
+
+test.serial('one object whose trimming or handling throws stops no informer: logged naming it, counted, cached as received; the others still arrive, by list and by watch', async (t) => {
+  const { ns, svc } = await setup(t);
+  await svc('poison-listed');
+  const kc = new KubeConfig();
+  kc.loadFromFile(edgeKubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
+  const lines: { level: number; msg: string; object?: string }[] = [];
+  const logger = createLogger({ level: 'info', stream: { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) } });
+  const seen: string[] = [];
+  const nameOf = (s: V1Service): string => s.metadata?.name ?? '';
+  const inf = new ResilientInformer<V1Service>({
+    kubeConfig: kc,
+    logger,
+    name: 'services',
+    path: `/api/v1/namespaces/${ns}/services`,
+    list: async (project) => {
+      const r = await core.listNamespacedService({ namespace: ns });
+      return { ...r, items: r.items.map(project) };
+    },
+    // An object nobody expected: the projection throws on one kind, the handler on another.
+    project: (s) => {
+      if (nameOf(s).startsWith('poison')) throw new TypeError('cannot read what is not there');
+      return s;
+    },
+    onEvent: (_ev, s) => {
+      seen.push(nameOf(s));
+      if (nameOf(s) === 'bomb') throw new TypeError('handler bug');
+    },
+  });
+  t.teardown(() => inf.stop());
+  await inf.start();
+  await svc('poison-watched');
+  await svc('bomb');
+  await svc('ok');
+  await waitFor('the Service after the bad ones', () => seen.includes('ok'));
+  t.deepEqual([...new Set(seen)].sort(), ['bomb', 'ok', 'poison-listed', 'poison-watched']);
+  t.truthy(inf.get('poison-watched', ns), 'cached as received');
+  const st = inf.stats();
+  t.is(st.errors, 0, 'the watch never failed');
+  t.true(st.connected);
+  t.true(st.objectErrors >= 3, `${st.objectErrors} object errors`);
+  for (const name of ['poison-listed', 'poison-watched', 'bomb']) {
+    t.true(lines.some((l) => l.level >= 50 && l.object === `${ns}/${name}`), `an error names ${ns}/${name}`);
+  }
 });
