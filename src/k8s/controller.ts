@@ -87,6 +87,8 @@ export class KubernetesController {
   private readonly firstPass = new FirstPass();
   private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
   private lastVips: DesiredVip[] = [];
+  /** The config changed since lastVips were computed (a pool's BGP attributes are part of each VIP). */
+  private vipsConfigStale = false;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private running = false;
@@ -192,6 +194,7 @@ export class KubernetesController {
    */
   reconfigure(config: KubernetesControllerOptions['config']): void {
     this.config = config;
+    this.vipsConfigStale = true;
     for (const st of this.state.values()) for (const r of st.rejected.values()) r.digest = '';
     if (this.ipam) {
       this.ipam = new IpAllocator(config.pools);
@@ -456,7 +459,9 @@ export class KubernetesController {
     // of status echoes was most of the agent's CPU at that scale.
     let vips = this.lastVips;
     let vipsDigest = this.lastVipsDigest;
-    if (vipsTouched) {
+    const vipsConfigStale = this.vipsConfigStale;
+    const vipsConfig = this.config;
+    if (vipsTouched || vipsConfigStale) {
       vips = this.vipsWith(next);
       vipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
     }
@@ -494,6 +499,8 @@ export class KubernetesController {
     if (this.firstPass.done) {
       this.lastVipsDigest = vipsDigest;
       this.lastVips = vips;
+      // Cleared only if no reload came in while this round awaited the sinks.
+      if (vipsConfigStale && this.config === vipsConfig) this.vipsConfigStale = false;
     }
     let freed = false;
     const before = new Map<string, SvcState | undefined>();

@@ -322,3 +322,21 @@ test.serial('over the port cap: rejected with an Event; a config change that rai
   await waitFor('served under the new cap', async () => conditionOf(await svc('many'))?.status === 'True' && sink.frontends.size === 3, 20_000);
   t.deepEqual(c.status().rejected, {});
 });
+
+test.serial('a config change of a pool\'s BGP attributes re-sends its VIPs with them (no address changed)', async (t) => {
+  const pools = [{ cidrs: ['192.0.2.0/28'] }];
+  const { ns, make, createService, config } = await setup(t, pools);
+  await createService('web');
+  await cluster.create(endpointSlice(ns, 'web', 'web-1', [{ ip: '10.1.0.1', node: 'n1' }]));
+  const sink = new RecordingSink();
+  const c = make(sink);
+  const base = config(pools);
+  c.reconfigure(base);
+  await c.start();
+  await waitFor('the VIP is applied', () => sink.vips.length === 1, 20_000);
+  t.deepEqual(sink.vips[0]!.advertise.communities, []);
+  const tagged = { ...base, pools: base.pools.map((p) => ({ ...p, advertise: { ...p.advertise, communities: ['65000:7'] } })) };
+  c.reconfigure(tagged);
+  await waitFor('the VIP is re-sent with the new community', () => JSON.stringify(sink.vips[0]?.advertise.communities) === '["65000:7"]', 10_000);
+  t.is(sink.vips.length, 1);
+});
