@@ -26,6 +26,7 @@ import { parseCidr } from '../net/cidr.js';
 import { canonicalIp, ipFamily } from '../net/ip.js';
 import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, FrontendRejection, L4Proto } from './types.js';
 import { ANNOTATION_DISPATCH, ANNOTATION_MODE, requestedSourceRanges, serviceKey } from './service.js';
+import { refusedBackendAddress } from './backend-address.js';
 
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
@@ -156,7 +157,7 @@ function stateOf(c: { ready?: boolean; serving?: boolean; terminating?: boolean 
   return null;
 }
 
-function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: ReadonlyMap<string, NodeAddresses>, problems: Problem[]): Backend[] {
+function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: ReadonlyMap<string, NodeAddresses>, pools: readonly PoolConfig[], problems: Problem[]): Backend[] {
   const byId = new Map<string, Backend>();
   for (const slice of slices) {
     const addrType = slice.addressType === 'IPv6' ? 6 : slice.addressType === 'IPv4' ? 4 : null;
@@ -169,6 +170,11 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
       if (state === null || raw === undefined) continue;
       const ip = canonicalIp(raw);
       if (ip === null) continue;
+      const refused = refusedBackendAddress(ip, pools);
+      if (refused !== null) {
+        problems.push({ reason: 'BackendAddressRefused', message: `endpoint ${ip} is not used: ${refused}` });
+        continue;
+      }
       const nodeName = ep.nodeName ?? '';
       const na = nodes.get(nodeName);
       // An endpoint without a node (a hand-made slice for a backend outside
@@ -207,7 +213,7 @@ export function desiredForService(
   svc: V1Service,
   slices: V1EndpointSlice[],
   nodes: ReadonlyMap<string, NodeAddresses>,
-  config: Pick<DesiredConfig, 'datapath'>,
+  config: Pick<DesiredConfig, 'datapath' | 'pools'>,
   addresses: Assigned[],
 ): ServiceDesired {
   const problems: Problem[] = [];
@@ -250,7 +256,7 @@ export function desiredForService(
         reject('SourceRangeFamily', `loadBalancerSourceRanges (${ranges.join(', ')}) has no IPv${fam} range, so this IPv${fam} frontend would admit no client`);
         continue;
       }
-      const backends = backendsFor(sp, slices, fam, nodes, problems);
+      const backends = backendsFor(sp, slices, fam, nodes, config.pools, problems);
       if (backends.some((b) => b.state === 'active')) ready.add(a.ip);
       services.push({ service: key, frontend, mode, dispatch, sourceRanges: own, affinityTimeoutSeconds: affinity, backends });
     }

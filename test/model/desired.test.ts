@@ -102,8 +102,8 @@ test('an endpoint on a node without a known address is not used (with a Warning)
   const d = desiredForService(svc('a'), [slice('a', 's1', [['10.1.0.1', 'unknown', { ready: true }], ['10.1.0.2', 'n1', { ready: true }]])], nodes, config, alloc);
   t.deepEqual(d.services[0]!.backends.map((b) => [b.ip, b.nodeIp]), [['10.1.0.2', '10.0.0.1']]);
   t.deepEqual(d.problems, [{ reason: 'NodeAddressUnknown', message: 'endpoint 10.1.0.1 is not used: node unknown has no IPv4 address (InternalIP/ExternalIP) known to edgelb' }]);
-  const bare: V1EndpointSlice = { ...slice('a', 's2', []), endpoints: [{ addresses: ['192.0.2.99'], conditions: { ready: true } }] };
-  t.deepEqual(desiredForService(svc('a'), [bare], nodes, config, alloc).services[0]!.backends.map((b) => [b.ip, b.nodeIp, b.nodeName]), [['192.0.2.99', '192.0.2.99', '']]);
+  const bare: V1EndpointSlice = { ...slice('a', 's2', []), endpoints: [{ addresses: ['198.51.100.99'], conditions: { ready: true } }] };
+  t.deepEqual(desiredForService(svc('a'), [bare], nodes, config, alloc).services[0]!.backends.map((b) => [b.ip, b.nodeIp, b.nodeName]), [['198.51.100.99', '198.51.100.99', '']]);
 });
 
 test('annotations choose mode and dispatch; invalid values fall back with a problem', (t) => {
@@ -243,4 +243,24 @@ test('a node\'s local view lists pods that are not ready yet (after the ready on
   const edge = computeDesiredState([ours], slices, [node('n1', '10.0.0.1')], config, new Map([['ns/a', alloc]]));
   t.deepEqual(edge.services[0]!.backends.map((b) => [b.ip, b.state]), [['10.1.0.1', 'active'], ['10.1.0.4', 'terminating']]);
   t.deepEqual(acceptanceSlices(slices)[0]!.endpoints![0], slices[0]!.endpoints![0], 'a ready endpoint is read as it is');
+});
+
+test('an endpoint inside a VIP pool (it would loop through the routers back to the edges), multicast or reserved is not used, with a Warning naming it', (t) => {
+  const eps: [string, string, Cond][] = [
+    ['192.0.2.7', '', { ready: true }],
+    ['224.0.0.5', '', { ready: true }],
+    ['239.1.2.3', 'n1', { ready: true }],
+    ['255.255.255.255', '', { ready: true }],
+    ['0.1.2.3', '', { ready: true }],
+    ['10.1.0.1', 'n1', { ready: true }],
+  ];
+  const d = desiredForService(svc('a'), [slice('a', 's1', eps)], nodes, config, alloc);
+  t.deepEqual(d.services[0]!.backends.map((b) => b.ip), ['10.1.0.1']);
+  t.deepEqual(d.problems.map((p) => p.reason), Array<string>(5).fill('BackendAddressRefused'));
+  t.is(d.problems[0]!.message, 'endpoint 192.0.2.7 is not used: it lies in VIP pool p (192.0.2.0/24): packets sent there would come back to the edges');
+  t.is(d.problems[1]!.message, 'endpoint 224.0.0.5 is not used: it is multicast, not a pod\'s address');
+  const v6: [string, string, Cond][] = [['2001:db8::9', '', { ready: true }], ['ff02::1', '', { ready: true }], ['fd00::10', 'n2', { ready: true }]];
+  const d6 = desiredForService(svc('a'), [slice('a', 's6', v6, undefined, 'IPv6')], nodes, config, [{ ip: '2001:db8::1', pool: 'p' }]);
+  t.deepEqual(d6.services[0]!.backends.map((b) => b.ip), ['fd00::10']);
+  t.deepEqual(d6.problems.map((p) => p.message.split(':')[0]), ['endpoint 2001', 'endpoint ff02']);
 });
