@@ -251,9 +251,9 @@ static __always_inline int parse_skb6(struct __sk_buff *skb, __u32 l3_off, struc
 }
 
 /* The first option of `type` among the first NODE_FIND_OPTS options of the
- * Destination Options header at off (parse6.h's ipv6_find_option, written
- * so that every read is checked on the register it uses), as a global
- * function for the same reason as node_walk6: its offset from data, 0 when
+ * Destination Options header at off (every read checked on the register it
+ * uses), as a global function for the same reason as node_walk6: its offset
+ * from data, 0 when
  * absent, -1 when the options are malformed or too many to walk. Few on
  * purpose: each option doubles the paths the verifier follows, and an
  * option of ours hidden further back needs no finding — its type's action

@@ -446,48 +446,4 @@ static __always_inline int parse_icmp6_inner(void *data, void *data_end, const s
 	return PARSE_OK;
 }
 
-/* Find the first option of `type` in the Destination Options or Hop-by-Hop
- * header at `off` (whose length the walk already checked against the
- * packet). Walks at most PARSE6_MAX_OPTS options, Pad1 included; returns
- * the option's offset from data, 0 when absent, -1 when the options are
- * malformed (an option running past its header) or too many to walk. */
-#define PARSE6_MAX_OPTS 16
-
-static __always_inline int ipv6_find_option(void *data, void *data_end, __u32 off, __u8 type)
-{
-	struct pkt_ext6 *h = data + off;
-	__u32 end, o;
-
-	if (off > PARSE6_MAX_L4_OFF)
-		return -1;
-	if ((void *)(h + 1) > data_end)
-		return -1;
-	end = off + ((__u32)h->hdrlen + 1) * 8;
-	o = off + 2;
-#pragma clang loop unroll(disable)
-	for (int i = 0; i < PARSE6_MAX_OPTS; i++) {
-		__u8 *opt;
-
-		if (o >= end)
-			return 0;
-		if (o > PARSE6_MAX_L4_OFF + 2048)
-			return -1;
-		opt = data + o;
-		if ((void *)(opt + 1) > data_end)
-			return -1;
-		if (opt[0] == type)
-			return (int)o;
-		if (opt[0] == 0) { /* Pad1: a single byte */
-			o += 1;
-			continue;
-		}
-		if ((void *)(opt + 2) > data_end)
-			return -1;
-		o += 2 + (__u32)opt[1];
-		if (o > end)
-			return -1;
-	}
-	return o >= end ? 0 : -1;
-}
-
 #endif
