@@ -4,7 +4,7 @@
 // must be recomputed" — most Service updates are echoes of our own status
 // writes and change nothing reconciliation reads.
 import { createHash } from 'node:crypto';
-import type { KubeConfig, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { CONDITION_ADVERTISED, ingressAddresses, serviceKey } from '../model/service.js';
 import type { NodeAddresses } from '../model/desired.js';
@@ -30,7 +30,6 @@ function serviceFingerprint(svc: V1Service): string {
 }
 
 export interface ClusterCacheOptions {
-  kubeConfig: KubeConfig;
   rest: RestClient;
   logger: Logger;
   /** An informer finished a (re)list. */
@@ -51,12 +50,11 @@ export class ClusterCache {
   private readonly fingerprints = new Map<string, string>();
 
   constructor(o: ClusterCacheOptions) {
-    const common = { kubeConfig: o.kubeConfig, logger: o.logger, onListed: o.onListed };
+    const common = { rest: o.rest, logger: o.logger, onListed: o.onListed };
     this.services = new ResilientInformer<V1Service>({
       ...common,
       name: 'services',
       path: '/api/v1/services',
-      list: (project) => o.rest.listAll('/api/v1/services', project),
       project: trimService,
       onEvent: (ev, svc) => {
         const key = serviceKey(svc);
@@ -76,7 +74,6 @@ export class ClusterCache {
       ...common,
       name: 'endpointslices',
       path: '/apis/discovery.k8s.io/v1/endpointslices',
-      list: (project) => o.rest.listAll('/apis/discovery.k8s.io/v1/endpointslices', project),
       project: trimSlice,
       onEvent: (ev, s) => {
         for (const key of this.index.onSlice(ev, s)) o.onDirty(key);
@@ -86,7 +83,6 @@ export class ClusterCache {
       ...common,
       name: 'nodes',
       path: '/api/v1/nodes',
-      list: (project) => o.rest.listAll('/api/v1/nodes', project),
       project: trimNode,
       onEvent: (ev, n) => {
         if (this.index.onNode(ev, n)) o.onNodeChanged(n.metadata?.name ?? '');

@@ -2,7 +2,7 @@
 import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import type { DesiredConfig } from '../model/desired.js';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from './kubeconfig.js';
 import type { InformerStats } from './informer.js';
 import type { DesiredStateSink } from './sink.js';
 

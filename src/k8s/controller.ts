@@ -38,7 +38,7 @@
 // reporting (reporter.ts) are modules of their own.
 import { createHash, randomBytes } from 'node:crypto';
 import { machineScopedId } from '../config/node-id.js';
-import { CoordinationV1Api, type KubeConfig, type V1Service } from '@kubernetes/client-node';
+import type { V1Service } from '@kubernetes/client-node';
 import { IpAllocator } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
 import { desiredVips, type Problem } from '../model/desired.js';
@@ -48,7 +48,8 @@ import { ClusterCache } from './cluster-cache.js';
 import { allocationOrder, computeService, readyAddresses, recordOutcome, toOffer, type Candidate, type ComputeContext, type Item, type SvcState } from './service-compute.js';
 import { EventRecorder } from './events.js';
 import { RestClient } from './rest.js';
-import { loadKubeConfig } from './kubeconfig.js';
+import { loadKubeConfig, type KubeConfig } from './kubeconfig.js';
+import { leaseApi } from './lease-api.js';
 import { LeaderElector } from './lease.js';
 import { EdgePresence } from './presence.js';
 import { StatusWriter } from './status.js';
@@ -105,10 +106,9 @@ export class KubernetesController {
     this.instance = o.instanceId ?? machineScopedId('edgelb-instance', undefined, true)?.slice(0, 16) ?? randomBytes(8).toString('hex');
     this.kc = o.kubeConfig ?? loadKubeConfig(o.kubeconfigPath ?? o.config.kubernetes.kubeconfig);
     this.rest = new RestClient(this.kc);
-    const coord = this.kc.makeApiClient(CoordinationV1Api);
+    const coord = leaseApi(this.rest);
     const k = o.config.kubernetes;
     this.cluster = new ClusterCache({
-      kubeConfig: this.kc,
       rest: this.rest,
       logger: this.log,
       onListed: () => this.schedule(),

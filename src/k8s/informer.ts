@@ -1,33 +1,28 @@
-// A ListWatch (client-node's informer) that survives the API server going
-// away. client-node relists by itself after 410 Gone and re-watches after a
-// clean close, but after any other error it stops; this wrapper restarts it
-// with backoff, keeping its cache, so while the API is unreachable the last
-// known objects stay (nothing is withdrawn). A relist replaces the cache in
-// one synchronous step (deletes for vanished objects, then adds/updates), so
-// a consumer that defers its work to a later tick never sees a half-relisted
-// cache: objects that reappear in the relist produce no removal.
+// An informer (list, then watch from the list's resourceVersion, a cache
+// keyed by namespace/name) that survives the API server going away. A watch
+// that ends cleanly (the server's timeout) resumes from the last
+// resourceVersion it saw (bookmarks keep that fresh); 410 Gone and every
+// other error lead to a relist after a backoff, keeping the cache, so while
+// the API is unreachable the last known objects stay (nothing is withdrawn).
+// A relist replaces the cache in one synchronous step (deletes for vanished
+// objects, then adds/updates), so a consumer that defers its work to a later
+// tick never sees a half-relisted cache: objects that reappear in the relist
+// produce no removal.
 //
 // One object never stops an informer: a projection or a handler that throws
 // on it (an object shaped as nobody expected) is logged naming the object
 // and counted; the object is cached as received and every other one flows.
-import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
-import { reportPermissionProblem } from './rest.js';
+import { ApiStatusError, reportPermissionProblem, type RestClient } from './rest.js';
 import type { Logger } from '../log/logger.js';
 
-type WatchCallback = (phase: string, apiObj: unknown, watchObj?: unknown) => void;
+/** What an informer needs of an object: its name, namespace and version. */
+export interface KubernetesObject {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+}
 
-/** A Watch that trims objects before ListWatch caches them. */
-class ProjectingWatch extends Watch {
-  constructor(
-    kc: KubeConfig,
-    private readonly project: (obj: unknown) => unknown,
-  ) {
-    super(kc);
-  }
-
-  override watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: WatchCallback, done: (err: unknown) => void): Promise<AbortController> {
-    return super.watch(path, queryParams, (phase, obj, raw) => callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? obj : this.project(obj), raw), done);
-  }
+export interface KubernetesList<T> {
+  metadata?: { resourceVersion?: string };
+  items: T[];
 }
 
 export type InformerEvent = 'add' | 'update' | 'delete';
@@ -43,11 +38,14 @@ export interface InformerStats {
 }
 
 export interface ResilientInformerOptions<T extends KubernetesObject> {
-  kubeConfig: KubeConfig;
-  /** Watch path, e.g. /api/v1/services. */
+  rest: RestClient;
+  /** Collection path, e.g. /api/v1/services. */
   path: string;
-  /** Lists every object, each passed through `project` (the informer's own, which never throws). */
-  list: (project: (obj: T) => T) => Promise<KubernetesListObject<T>>;
+  /**
+   * Lists every object, each passed through `project` (the informer's own,
+   * which never throws); by default the collection at `path`, in pages.
+   */
+  list?: (project: (obj: T) => T) => Promise<KubernetesList<T>>;
   name: string;
   logger: Logger;
   onEvent: (ev: InformerEvent, obj: T) => void;
@@ -62,39 +60,29 @@ export interface ResilientInformerOptions<T extends KubernetesObject> {
   backoffMaxMs?: number;
 }
 
+/** Objects are cached by namespace/name. */
+function cacheKey(name: string | undefined, namespace: string | undefined): string {
+  return `${namespace ?? ''}/${name ?? ''}`;
+}
+
+/** A watch that ends cleanly sooner than this after it started is treated as a failure (backoff), not resumed at once. */
+const MIN_CLEAN_WATCH_MS = 1000;
+
 export class ResilientInformer<T extends KubernetesObject> {
   private readonly o: ResilientInformerOptions<T>;
-  private readonly lw: ListWatch<T>;
+  private readonly cache = new Map<string, T>();
+  private resourceVersion = '';
   private stopped = true;
+  /** Each list/watch attempt's number; callbacks of an older one are ignored. */
+  private attempt = 0;
+  private stream: { abort: () => void } | null = null;
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
-  private erroredSinceStart = false;
   private readonly st: InformerStats = { connected: false, synced: false, lists: 0, watchStarts: 0, errors: 0, objectErrors: 0 };
 
   constructor(o: ResilientInformerOptions<T>) {
     this.o = o;
     this.backoffMs = o.backoffInitialMs ?? 200;
-    const project = (obj: T): T => this.project(obj);
-    const list = async (): Promise<KubernetesListObject<T>> => {
-      const r = await o.list(project);
-      this.st.lists++;
-      this.st.synced = true;
-      this.st.connected = true;
-      // ListWatch fills its cache right after this promise resolves, in
-      // the same microtask chain; a macrotask later it is complete.
-      setImmediate(() => {
-        if (!this.stopped) o.onListed?.();
-      });
-      return r;
-    };
-    this.lw = new ListWatch<T>(o.path, o.project ? new ProjectingWatch(o.kubeConfig, project as (x: unknown) => unknown) : new Watch(o.kubeConfig), list, false);
-    this.lw.on('add', (obj) => this.event('add', obj));
-    this.lw.on('update', (obj) => this.event('update', obj));
-    this.lw.on('delete', (obj) => this.event('delete', obj));
-    this.lw.on('connect', () => {
-      this.st.watchStarts++;
-    });
-    this.lw.on('error', (err) => this.onError(err));
   }
 
   stats(): InformerStats {
@@ -102,23 +90,137 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   get(name: string, namespace?: string): T | undefined {
-    return this.lw.get(name, namespace);
+    return this.cache.get(cacheKey(name, namespace));
   }
 
-  list(): ReadonlyArray<T> {
-    return this.lw.list();
+  list(): T[] {
+    return [...this.cache.values()];
   }
 
+  /** Resolves once the first list is cached and its watch started, or the first attempt failed (then it retries with backoff). */
   async start(): Promise<void> {
     this.stopped = false;
-    await this.run();
+    await this.run(true);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.attempt++;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
-    await this.lw.stop();
+    this.stream?.abort();
+    this.stream = null;
+  }
+
+  private async run(relist: boolean): Promise<void> {
+    const attempt = ++this.attempt;
+    const current = (): boolean => attempt === this.attempt && !this.stopped;
+    if (relist) {
+      try {
+        const project = (obj: T): T => this.project(obj);
+        const r = await (this.o.list ? this.o.list(project) : this.o.rest.listAll<T>(this.o.path, project));
+        if (!current()) return;
+        const rv = r.metadata?.resourceVersion;
+        if (!rv) throw new Error(`list ${this.o.path}: the response has no resourceVersion to watch from`);
+        this.replace(r.items);
+        this.resourceVersion = rv;
+        this.st.lists++;
+        this.st.synced = true;
+        this.st.connected = true;
+        setImmediate(() => {
+          if (!this.stopped) this.o.onListed?.();
+        });
+      } catch (err) {
+        if (current()) this.failed(err);
+        return;
+      }
+    }
+    // The server ends a watch after timeoutSeconds; spread over 5–10 min so edges do not re-watch in step.
+    const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
+    const url = `${this.o.path}${this.o.path.includes('?') ? '&' : '?'}watch=true&allowWatchBookmarks=true&timeoutSeconds=${timeoutSeconds}&resourceVersion=${encodeURIComponent(this.resourceVersion)}`;
+    const began = Date.now();
+    try {
+      const stream = await this.o.rest.watch(
+        url,
+        (ev) => {
+          if (current()) this.watchEvent(ev as WatchEvent<T>);
+        },
+        (err) => {
+          if (!current()) return;
+          this.stream = null;
+          if (err === null && Date.now() - began >= MIN_CLEAN_WATCH_MS) void this.run(false);
+          else this.failed(err ?? new Error(`watch ${this.o.path}: ended at once`));
+        },
+        (timeoutSeconds + 30) * 1000,
+      );
+      if (!current()) {
+        stream.abort();
+        return;
+      }
+      this.stream = stream;
+      this.st.watchStarts++;
+      this.st.connected = true;
+      this.backoffMs = this.o.backoffInitialMs ?? 200;
+    } catch {
+      // The watch's end callback has reported it.
+    }
+  }
+
+  private watchEvent(ev: WatchEvent<T>): void {
+    const type = ev?.type;
+    const obj = ev?.object;
+    if (type === 'ERROR') {
+      const status = obj as { code?: number; message?: string } | undefined;
+      this.stream?.abort();
+      this.stream = null;
+      this.attempt++;
+      const err = new ApiStatusError(status?.code ?? 0, `watch ${this.o.path}: ${status?.message ?? 'error event'}`, status);
+      // 410 Gone: our resourceVersion was compacted away; relist now (an ordinary event, not an outage).
+      if (status?.code === 410) void this.run(true);
+      else this.failed(err);
+      return;
+    }
+    const rv = obj?.metadata?.resourceVersion;
+    if (type === 'BOOKMARK') {
+      if (rv) this.resourceVersion = rv;
+      return;
+    }
+    if (type !== 'ADDED' && type !== 'MODIFIED' && type !== 'DELETED') return;
+    if (obj === null || typeof obj !== 'object' || !obj.metadata?.name) {
+      this.objectFailed(obj as T, new Error(`a ${type} event without an object name`), 'skipped');
+      return;
+    }
+    if (rv) this.resourceVersion = rv;
+    const projected = this.project(obj);
+    const key = cacheKey(obj.metadata.name, obj.metadata.namespace);
+    if (type === 'DELETED') {
+      if (this.cache.delete(key)) this.event('delete', projected);
+      return;
+    }
+    const had = this.cache.has(key);
+    this.cache.set(key, projected);
+    this.event(had ? 'update' : 'add', projected);
+  }
+
+  /** A (re)list's objects replace the cache in one step: deletes for vanished ones, then adds and updates (an unchanged version is no event). */
+  private replace(items: T[]): void {
+    const fresh = new Map<string, T>();
+    for (const it of items) fresh.set(cacheKey(it.metadata?.name, it.metadata?.namespace), it);
+    const deleted: T[] = [];
+    for (const [k, old] of this.cache) {
+      if (fresh.has(k)) continue;
+      this.cache.delete(k);
+      deleted.push(old);
+    }
+    const changed: [InformerEvent, T][] = [];
+    for (const [k, obj] of fresh) {
+      const prev = this.cache.get(k);
+      if (prev !== undefined && prev.metadata?.resourceVersion === obj.metadata?.resourceVersion) continue;
+      this.cache.set(k, obj);
+      changed.push([prev === undefined ? 'add' : 'update', obj]);
+    }
+    for (const d of deleted) this.event('delete', d);
+    for (const [ev, obj] of changed) this.event(ev, obj);
   }
 
   private event(ev: InformerEvent, obj: T): void {
@@ -150,20 +252,9 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.o.logger.error({ informer: this.o.name, object, err: String(err) }, `${this.o.name} ${object}: ${what}`);
   }
 
-  private async run(): Promise<void> {
-    this.erroredSinceStart = false;
-    await this.lw.start();
-    // start() resolves once the watch request got its response headers;
-    // an error before that was reported through onError.
-    if (!this.erroredSinceStart && !this.stopped) {
-      this.st.connected = true;
-      this.backoffMs = this.o.backoffInitialMs ?? 200;
-    }
-  }
-
-  private onError(err: unknown): void {
-    if (this.stopped) return; // stop() aborts the watch, which reports an error
-    this.erroredSinceStart = true;
+  /** A list or watch failed: keep the cache, relist after a backoff. */
+  private failed(err: unknown): void {
+    if (this.stopped) return;
     this.st.errors++;
     if (reportPermissionProblem(this.o.logger, err, `list/watch ${this.o.path}`)) {
       /* logged once, naming verb and resource; keep retrying (RBAC may be fixed) */
@@ -174,7 +265,12 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.backoffMs = Math.min(this.backoffMs * 2, this.o.backoffMaxMs ?? 5000);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
-      if (!this.stopped) void this.run();
+      if (!this.stopped) void this.run(true);
     }, delay);
   }
+}
+
+interface WatchEvent<T> {
+  type?: string;
+  object?: T;
 }

@@ -18,12 +18,12 @@
 // next poll of another edge takes it (≤ one retry interval, D/5). After a
 // crash the takeover happens D after the follower last saw the record
 // change, i.e. between D and D + D/5 after the last renewal.
-import { CoordinationV1Api, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import { microTime, type Lease, type LeaseApi } from './lease-api.js';
 import type { Logger } from '../log/logger.js';
 import { reportPermissionProblem } from './rest.js';
 
 export interface LeaderElectorOptions {
-  api: CoordinationV1Api;
+  api: LeaseApi;
   namespace: string;
   name: string;
   identity: string;
@@ -101,7 +101,7 @@ export class LeaderElector {
         const by = lease.metadata?.annotations?.[HOLDER_INSTANCE_ANNOTATION];
         if (lease.spec?.holderIdentity === this.o.identity && (by === undefined || this.o.instance === undefined || by === this.o.instance)) {
           lease.spec.holderIdentity = '';
-          lease.spec.renewTime = new V1MicroTime(this.now());
+          lease.spec.renewTime = microTime(this.now());
           await this.o.api.replaceNamespacedLease({ name: this.o.name, namespace: this.o.namespace, body: lease });
         }
       } catch (e) {
@@ -155,8 +155,8 @@ export class LeaderElector {
     return { ...have, [HOLDER_INSTANCE_ANNOTATION]: this.o.instance };
   }
 
-  private spec(transitions: number, acquired: Date | undefined): V1Lease['spec'] {
-    const now = new V1MicroTime(this.now());
+  private spec(transitions: number, acquired: string | undefined): Lease['spec'] {
+    const now = microTime(this.now());
     return {
       holderIdentity: this.o.identity,
       leaseDurationSeconds: Math.max(1, Math.ceil(this.o.leaseDurationSeconds)),
@@ -169,7 +169,7 @@ export class LeaderElector {
   /** true = we hold the Lease after this call. */
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { api, name, namespace, identity } = this.o;
-    let lease: V1Lease;
+    let lease: Lease;
     try {
       lease = await api.readNamespacedLease({ name, namespace });
     } catch (e) {
@@ -196,7 +196,7 @@ export class LeaderElector {
     const expired = holder === '' || this.now() - this.observed.sinceMs >= this.durationMs;
     if (!mine && !expired) return false;
     const transitions = (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1);
-    const body: V1Lease = { ...lease, metadata: { ...lease.metadata, annotations: this.annotations(lease.metadata?.annotations) }, spec: this.spec(transitions, mine ? lease.spec?.acquireTime : undefined) };
+    const body: Lease = { ...lease, metadata: { ...lease.metadata, annotations: this.annotations(lease.metadata?.annotations) }, spec: this.spec(transitions, mine ? lease.spec?.acquireTime : undefined) };
     try {
       await api.replaceNamespacedLease({ name, namespace, body });
     } catch (e) {

@@ -17,7 +17,7 @@
 // last write, by another instance, shares its name with another machine —
 // both would allocate as "the leader" and their counts would merge — and
 // says so (duplicate()) until nobody else has written it for three renewals.
-import { CoordinationV1Api, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import { microTime, type Lease, type LeaseApi } from './lease-api.js';
 import type { Logger } from '../log/logger.js';
 import { httpStatus } from './lease.js';
 import { reportPermissionProblem } from './rest.js';
@@ -27,7 +27,7 @@ export const ADVERTISING_ANNOTATION = 'edgelb.io/advertising';
 export const INSTANCE_ANNOTATION = 'edgelb.io/instance';
 
 export interface PresenceOptions {
-  api: CoordinationV1Api;
+  api: LeaseApi;
   namespace: string;
   /** Prefix of the per-edge Lease names (the election Lease name). */
   prefix: string;
@@ -149,10 +149,10 @@ export class EdgePresence {
     const spec = {
       holderIdentity: this.o.nodeName,
       leaseDurationSeconds: Math.max(1, Math.ceil(this.o.leaseDurationSeconds)),
-      renewTime: new V1MicroTime(this.now()),
+      renewTime: microTime(this.now()),
     };
     const annotations = { [ADVERTISING_ANNOTATION]: String(this.advertising), [INSTANCE_ANNOTATION]: this.o.instance };
-    let lease: V1Lease;
+    let lease: Lease;
     try {
       lease = await api.readNamespacedLease({ name, namespace });
     } catch (e) {
@@ -167,13 +167,13 @@ export class EdgePresence {
     this.wrote(await api.replaceNamespacedLease({ name, namespace, body: lease }));
   }
 
-  private wrote(lease: V1Lease): void {
+  private wrote(lease: Lease): void {
     this.lastWritten = lease.metadata?.resourceVersion ?? null;
     this.uid = lease.metadata?.uid;
   }
 
   /** Was the Lease, as read now, written by another instance since our last write? */
-  private checkWriter(lease: V1Lease): void {
+  private checkWriter(lease: Lease): void {
     const by = lease.metadata?.annotations?.[INSTANCE_ANNOTATION];
     const foreign = this.lastWritten !== null && lease.metadata?.resourceVersion !== this.lastWritten && by !== undefined && by !== this.o.instance;
     if (foreign) {

@@ -1,14 +1,13 @@
-// A lean JSON client for the agent's high-volume writes (status patches,
-// Events). client-node's generated APIs cost ~0.85 ms CPU and a burst of
-// garbage per request (middleware chain, ObjectSerializer on both ways,
-// fetch); on the 10 000-Service benchmark that dominated the agent's CPU
-// and heap. This keeps one keep-alive pool and takes TLS material and
-// credentials from the same KubeConfig (re-read every 30 s so rotating
-// tokens and exec plugins keep working). Reads and watches stay on
-// client-node.
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
+// The agents' one API client: JSON requests, paged lists and watch streams
+// over one keep-alive pool. client-node's generated APIs cost ~0.85 ms CPU
+// and a burst of garbage per request (middleware chain, ObjectSerializer on
+// both ways, fetch) and ≈ 80 MB of RSS to import; on the 10 000-Service
+// benchmark that dominated the agent's CPU and memory. TLS material and
+// credentials come from the KubeConfig (re-read every 30 s so rotating
+// tokens and exec plugins keep working).
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Connection, KubeConfig } from './kubeconfig.js';
 
 export class ApiStatusError extends Error {
   constructor(
@@ -26,24 +25,21 @@ export class RestClient {
   private readonly kc: KubeConfig;
   private readonly base: URL;
   private readonly agent: HttpAgent;
-  private opts: RequestOptions | null = null;
+  private opts: Connection | null = null;
   private optsAt = 0;
 
   constructor(kc: KubeConfig, maxSockets = 64) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.kc = kc;
-    this.base = new URL(cluster.server);
-    if (this.base.protocol === 'http:' && !cluster.skipTLSVerify) {
-      throw new Error(`refusing plain HTTP to ${cluster.server} (set insecure-skip-tls-verify to allow it)`);
+    this.base = kc.server;
+    if (this.base.protocol === 'http:' && !kc.skipTLSVerify) {
+      throw new Error(`refusing plain HTTP to ${kc.server.href} (set insecure-skip-tls-verify to allow it)`);
     }
     this.agent = this.base.protocol === 'https:' ? new HttpsAgent({ keepAlive: true, maxSockets }) : new HttpAgent({ keepAlive: true, maxSockets });
   }
 
-  private async options(): Promise<RequestOptions> {
+  private async options(): Promise<Connection> {
     if (this.opts && Date.now() - this.optsAt < REFRESH_MS) return this.opts;
-    const o: RequestOptions = {};
-    await this.kc.applyToHTTPSOptions(o);
+    const o = await this.kc.connection();
     this.opts = o;
     this.optsAt = Date.now();
     return o;
@@ -55,28 +51,13 @@ export class RestClient {
    * informer delivers anyway).
    */
   async send(method: string, path: string, body: unknown, contentType = 'application/json', discard = false): Promise<unknown> {
-    const o = await this.options();
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string | number> = { ...(o.headers as Record<string, string>), accept: 'application/json' };
+    const headers: Record<string, string | number> = { accept: 'application/json' };
     if (payload !== undefined) {
       headers['content-type'] = contentType;
       headers['content-length'] = Buffer.byteLength(payload);
     }
-    const https = this.base.protocol === 'https:';
-    const req = (https ? httpsRequest : httpRequest)({
-      host: this.base.hostname,
-      port: this.base.port || (https ? 443 : 80),
-      method,
-      path: `${this.base.pathname.replace(/\/$/, '')}${path}`,
-      headers,
-      agent: this.agent,
-      ca: o.ca,
-      cert: o.cert,
-      key: o.key,
-      rejectUnauthorized: o.rejectUnauthorized,
-      servername: o.servername,
-      timeout: 30_000,
-    });
+    const req = await this.request(method, path, headers, 30_000);
     return new Promise((resolve, reject) => {
       const s = settleOnce(resolve, reject);
       req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timed out`)));
@@ -106,6 +87,102 @@ export class RestClient {
         });
       });
       req.end(payload);
+    });
+  }
+
+  private async request(method: string, path: string, extra: Record<string, string | number>, idleMs: number): Promise<ClientRequest> {
+    const o = await this.options();
+    const https = this.base.protocol === 'https:';
+    return (https ? httpsRequest : httpRequest)({
+      // URL.hostname keeps an IPv6 literal's brackets; the socket wants the address.
+      host: this.base.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: this.base.port || (https ? 443 : 80),
+      method,
+      path: `${this.base.pathname.replace(/\/$/, '')}${path}`,
+      headers: { ...o.headers, ...extra },
+      agent: this.agent,
+      ca: o.ca,
+      cert: o.cert,
+      key: o.key,
+      rejectUnauthorized: o.rejectUnauthorized,
+      servername: o.servername,
+      timeout: idleMs,
+    });
+  }
+
+  /**
+   * Opens a watch stream (`path` with its query) and calls `onEvent` for
+   * every JSON line. Resolves once the server answered 200 (the watch is
+   * established); `done` is called exactly once when the stream ends —
+   * with null for a clean end (the server's timeout), an error otherwise
+   * (HTTP status, a broken line, silence longer than `idleMs`, abort).
+   */
+  async watch(path: string, onEvent: (ev: unknown) => void, done: (err: Error | null) => void, idleMs: number): Promise<{ abort: () => void }> {
+    const req = await this.request('GET', path, { accept: 'application/json' }, idleMs);
+    let finished = false;
+    const finish = (err: Error | null): void => {
+      if (finished) return;
+      finished = true;
+      done(err);
+    };
+    return new Promise((resolve, reject) => {
+      const abort = (): void => {
+        req.destroy(new Error(`watch ${path}: stopped`));
+      };
+      req.on('timeout', () => req.destroy(new Error(`watch ${path}: nothing received for ${Math.round(idleMs / 1000)} s`)));
+      req.on('error', (e) => {
+        reject(e);
+        finish(e);
+      });
+      req.on('response', (res: IncomingMessage) => {
+        const code = res.statusCode ?? 0;
+        if (code !== 200) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', () => undefined);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown = text;
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              /* keep the text */
+            }
+            const e = new ApiStatusError(code, `watch ${path}: HTTP ${code} ${(parsed as { message?: string } | undefined)?.message ?? ''}`.trim(), parsed);
+            reject(e);
+            finish(e);
+          });
+          return;
+        }
+        resolve({ abort });
+        let pending = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (finished) return;
+          pending += chunk;
+          let nl: number;
+          while ((nl = pending.indexOf('\n')) >= 0) {
+            const line = pending.slice(0, nl);
+            pending = pending.slice(nl + 1);
+            if (line.trim() === '') continue;
+            let ev: unknown;
+            try {
+              ev = JSON.parse(line);
+            } catch {
+              req.destroy();
+              finish(new Error(`watch ${path}: a line that is not JSON (${line.slice(0, 80)})`));
+              return;
+            }
+            onEvent(ev);
+            if (finished) return;
+          }
+        });
+        res.on('error', (e) => finish(e));
+        res.on('aborted', () => finish(new Error(`watch ${path}: connection lost`)));
+        res.on('end', () => finish(pending.trim() === '' ? null : new Error(`watch ${path}: the stream ended inside a line`)));
+        res.on('close', () => finish(res.complete ? null : new Error(`watch ${path}: connection lost`)));
+      });
+      req.end();
     });
   }
 
@@ -162,8 +239,13 @@ function settleOnce<T>(resolve: (v: T) => void, reject: (e: unknown) => void): {
 }
 
 export function nsPath(namespace: string, plural: string, name?: string, sub?: string): string {
+  return nsPathIn('/api/v1', namespace, plural, name, sub);
+}
+
+/** A namespaced resource's path under an API group's prefix (e.g. /apis/coordination.k8s.io/v1). */
+export function nsPathIn(prefix: string, namespace: string, plural: string, name?: string, sub?: string): string {
   const enc = encodeURIComponent;
-  return `/api/v1/namespaces/${enc(namespace)}/${plural}${name === undefined ? '' : `/${enc(name)}`}${sub ? `/${sub}` : ''}`;
+  return `${prefix}/namespaces/${enc(namespace)}/${plural}${name === undefined ? '' : `/${enc(name)}`}${sub ? `/${sub}` : ''}`;
 }
 
 const reported = new Set<string>();

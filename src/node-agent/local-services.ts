@@ -1,10 +1,13 @@
 // Read-only view of the cluster for a Kubernetes node: which frontends have
 // backends here. The node never allocates or writes status; it follows the
 // addresses the edges' leader wrote into status.loadBalancer.ingress.
-import { CoreV1Api, DiscoveryV1Api, KubeConfig, type V1EndpointSlice, type V1Node, type V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { DatapathConfig, KubernetesConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { ResilientInformer } from '../k8s/informer.js';
+import { KubeConfig } from '../k8s/kubeconfig.js';
+import { RestClient } from '../k8s/rest.js';
+import { trimNode, trimService, trimSlice } from '../k8s/trim.js';
 import { computeDesiredState } from '../model/desired.js';
 import { ingressAddresses, isOurs, serviceKey } from '../model/service.js';
 import type { DesiredService } from '../model/types.js';
@@ -64,18 +67,16 @@ export class LocalServices {
   private readonly services: ResilientInformer<V1Service>;
   private readonly slices: ResilientInformer<V1EndpointSlice>;
   private readonly nodes: ResilientInformer<V1Node>;
+  private readonly rest: RestClient;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: LocalServicesOptions) {
-    const kc = new KubeConfig();
-    kc.loadFromFile(o.kubeconfig);
-    const core = kc.makeApiClient(CoreV1Api);
-    const disco = kc.makeApiClient(DiscoveryV1Api);
+    this.rest = new RestClient(KubeConfig.load(o.kubeconfig), 8);
     const onEvent = () => this.schedule();
-    const common = { kubeConfig: kc, logger: o.logger, onEvent, onListed: onEvent };
-    this.services = new ResilientInformer<V1Service>({ ...common, name: 'services', path: '/api/v1/services', list: () => core.listServiceForAllNamespaces() });
-    this.slices = new ResilientInformer<V1EndpointSlice>({ ...common, name: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', list: () => disco.listEndpointSliceForAllNamespaces() });
-    this.nodes = new ResilientInformer<V1Node>({ ...common, name: 'nodes', path: '/api/v1/nodes', list: () => core.listNode() });
+    const common = { rest: this.rest, logger: o.logger, onEvent, onListed: onEvent };
+    this.services = new ResilientInformer<V1Service>({ ...common, name: 'services', path: '/api/v1/services', project: trimService });
+    this.slices = new ResilientInformer<V1EndpointSlice>({ ...common, name: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', project: trimSlice });
+    this.nodes = new ResilientInformer<V1Node>({ ...common, name: 'nodes', path: '/api/v1/nodes', project: trimNode });
   }
 
   private schedule(): void {
@@ -100,5 +101,6 @@ export class LocalServices {
   async stop(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     await Promise.all([this.services.stop(), this.slices.stop(), this.nodes.stop()]);
+    this.rest.close();
   }
 }

@@ -9,6 +9,8 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { TestCluster } from '../lib/kube.js';
 import { KubernetesController } from '../../src/k8s/controller.js';
+import { KubeConfig } from '../../src/k8s/kubeconfig.js';
+import { RestClient } from '../../src/k8s/rest.js';
 import { run } from '../../src/lab/netns.js';
 import { KUBECTL, root } from '../../src/lab/paths.js';
 import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE, NODE_SERVICE_ACCOUNT } from '../../src/lab/kube/rbac.js';
@@ -125,4 +127,9 @@ test('deploy/edge-kubeconfig.sh mints a kubeconfig that is the edgelb-edge accou
   t.regex((await as(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'])).stdout, /^system:serviceaccount:edgelb-system:edgelb-edge$/);
   await t.notThrowsAsync(as(['get', 'services', '--all-namespaces']));
   await t.throwsAsync(as(['get', 'secrets', '-n', 'default']), { message: /forbidden: User "system:serviceaccount:edgelb-system:edgelb-edge" cannot list resource "secrets"/ });
+  // The agent reads it with its own kubeconfig reader, not kubectl's: the same identity.
+  const rest = new RestClient(KubeConfig.load(file));
+  t.teardown(() => rest.close());
+  const review = await rest.send('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
+  t.is((review as { status?: { userInfo?: { username?: string } } }).status?.userInfo?.username, 'system:serviceaccount:edgelb-system:edgelb-edge');
 });

@@ -7,7 +7,9 @@
 // test's Services.
 import test, { type ExecutionContext } from 'ava';
 import { KubernetesController } from '../../src/k8s/controller.js';
-import { CoreV1Api, KubeConfig, type V1Service } from '@kubernetes/client-node';
+import type { V1Service } from '@kubernetes/client-node';
+import { KubeConfig } from '../../src/k8s/kubeconfig.js';
+import { RestClient } from '../../src/k8s/rest.js';
 import { ResilientInformer } from '../../src/k8s/informer.js';
 import { createLogger, silentLogger } from '../../src/log/logger.js';
 import { TestCluster } from '../lib/kube.js';
@@ -315,22 +317,17 @@ test.serial('a follower takes addresses from status, ignores foreign ones, and r
 test.serial('one object whose trimming or handling throws stops no informer: logged naming it, counted, cached as received; the others still arrive, by list and by watch', async (t) => {
   const { ns, svc } = await setup(t);
   await svc('poison-listed');
-  const kc = new KubeConfig();
-  kc.loadFromFile(edgeKubeconfig);
-  const core = kc.makeApiClient(CoreV1Api);
+  const rest = new RestClient(KubeConfig.load(edgeKubeconfig));
+  t.teardown(() => rest.close());
   const lines: { level: number; msg: string; object?: string }[] = [];
   const logger = createLogger({ level: 'info', stream: { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) } });
   const seen: string[] = [];
   const nameOf = (s: V1Service): string => s.metadata?.name ?? '';
   const inf = new ResilientInformer<V1Service>({
-    kubeConfig: kc,
+    rest,
     logger,
     name: 'services',
     path: `/api/v1/namespaces/${ns}/services`,
-    list: async (project) => {
-      const r = await core.listNamespacedService({ namespace: ns });
-      return { ...r, items: r.items.map(project) };
-    },
     // An object nobody expected: the projection throws on one kind, the handler on another.
     project: (s) => {
       if (nameOf(s).startsWith('poison')) throw new TypeError('cannot read what is not there');

@@ -1,7 +1,7 @@
 // Leader election logic against an in-memory Lease API with resourceVersion
 // checks and a manual clock: no wall-clock timing involved.
 import test from 'ava';
-import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node';
+import type { Lease as V1Lease, LeaseApi } from '../../src/k8s/lease-api.js';
 import { LeaderElector } from '../../src/k8s/lease.js';
 import { silentLogger } from '../../src/log/logger.js';
 
@@ -30,7 +30,7 @@ class FakeLeases {
       this.lease = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++this.rv) } };
       return this.lease;
     },
-  } as unknown as CoordinationV1Api;
+  } as unknown as LeaseApi;
 }
 
 function elector(fake: FakeLeases, identity: string, clock: { now: number }, D = 10) {

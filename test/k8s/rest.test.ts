@@ -9,9 +9,21 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig } from '../../src/k8s/kubeconfig.js';
 import { makePki } from '../../src/lab/kube/pki.js';
 import { ApiStatusError, RestClient, permissionProblem, reportPermissionProblem } from '../../src/k8s/rest.js';
+
+/** A one-context kubeconfig with a token user. */
+function kubeconfigYaml(server: string, clusterExtra = '{}'): string {
+  const extra = clusterExtra.replace(/^\{\s*|\s*\}$/g, '');
+  return `apiVersion: v1
+kind: Config
+clusters: [{ name: c, cluster: { server: "${server}"${extra ? `, ${extra}` : ''} } }]
+users: [{ name: u, user: { token: t } }]
+contexts: [{ name: x, context: { cluster: c, user: u } }]
+current-context: x
+`;
+}
 
 const message = 'services "web" is forbidden: User "system:serviceaccount:edgelb-system:edgelb-node" cannot patch resource "services/status" in API group "" in the namespace "ns"';
 
@@ -48,9 +60,8 @@ test('a settled request does not keep its response alive (a keep-alive socket ho
     res.end(JSON.stringify({ items: [{ name: 'x'.repeat(1000) }] }));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const kc = new KubeConfig();
   const port = (server.address() as AddressInfo).port;
-  kc.loadFromOptions({ clusters: [{ name: 'c', server: `https://127.0.0.1:${port}`, skipTLSVerify: true }], users: [{ name: 'u', token: 't' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+  const kc = KubeConfig.fromYaml(kubeconfigYaml(`https://127.0.0.1:${port}`, '{ insecure-skip-tls-verify: true }'));
   const rest = new RestClient(kc);
   try {
     const refs: WeakRef<object>[] = [];

@@ -1,0 +1,159 @@
+// The informer's list/watch protocol at the edges the real API server does
+// not produce on demand: a watch ending cleanly (resume from the last
+// resourceVersion, bookmarks included, no relist), an ERROR event with 410
+// (relist at once; what vanished is deleted, what did not change is no
+// event), a line that is not JSON and an event without a name (the informer
+// survives both). A few lines of HTTP on loopback stand in for the server's
+// side of those exchanges; the informer against the real kube-apiserver,
+// restarts and compaction included, is in controller.test.
+import test from 'ava';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ResilientInformer, type InformerEvent } from '../../src/k8s/informer.js';
+import { KubeConfig } from '../../src/k8s/kubeconfig.js';
+import { RestClient } from '../../src/k8s/rest.js';
+import { createLogger } from '../../src/log/logger.js';
+
+interface Obj {
+  metadata: { name?: string; namespace?: string; resourceVersion?: string };
+  v?: number;
+}
+
+const obj = (name: string, rv: string, v = 0): Obj => ({ metadata: { name, namespace: 'ns', resourceVersion: rv }, v });
+
+async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('a clean end resumes from the last resourceVersion; 410 relists; a broken line and a nameless event stop nothing', async (t) => {
+  const lists: string[][] = [[], []];
+  let listItems: Obj[] = [obj('a', '5'), obj('b', '6')];
+  let listRv = '10';
+  const watches: URLSearchParams[] = [];
+  const scripts: ((res: ServerResponse) => void)[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    res.setHeader('content-type', 'application/json');
+    if (u.searchParams.get('watch') !== 'true') {
+      lists[0]!.push(u.search);
+      res.end(JSON.stringify({ metadata: { resourceVersion: listRv }, items: listItems }));
+      return;
+    }
+    watches.push(u.searchParams);
+    res.writeHead(200);
+    const next = scripts.shift();
+    if (next) next(res);
+    // otherwise: an idle watch, ended when the test closes the server
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const kc = KubeConfig.fromYaml(
+    `clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\nusers: [{ name: u, user: { token: t } }]\ncontexts: [{ name: x, context: { cluster: c, user: u } }]\ncurrent-context: x\n`,
+  );
+  const rest = new RestClient(kc);
+  const errors: string[] = [];
+  const logger = createLogger({ level: 'warn', stream: { write: (l: string) => void errors.push((JSON.parse(l) as { msg: string }).msg) } });
+  const events: string[] = [];
+  const line = (res: ServerResponse, ev: unknown): boolean => res.write(`${JSON.stringify(ev)}\n`);
+  // Watch 1: two events and a bookmark, then the server's timeout (a clean end) after the minimum watch time.
+  scripts.push((res) => {
+    line(res, { type: 'ADDED', object: obj('c', '11') });
+    line(res, { type: 'MODIFIED', object: obj('a', '12', 1) });
+    line(res, { type: 'BOOKMARK', object: { metadata: { resourceVersion: '15' } } });
+    setTimeout(() => res.end(), 1100);
+  });
+  // Watch 2 (resumed at 15): an event without a name (skipped), one that is fine, then 410 Gone.
+  scripts.push((res) => {
+    line(res, { type: 'ADDED', object: { metadata: { namespace: 'ns' } } });
+    line(res, { type: 'ADDED', object: obj('d', '16') });
+    listItems = [obj('a', '12', 1), obj('c', '11'), obj('e', '20')];
+    listRv = '21';
+    line(res, { type: 'ERROR', object: { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version: 15 (20)' } });
+  });
+  // Watch 3 (after the relist, at 21): half a line of garbage, then a newline.
+  scripts.push((res) => {
+    res.write('{"type":"ADDED","obj');
+    setTimeout(() => res.write('ect": nope}\n'), 20);
+  });
+  const inf = new ResilientInformer<Obj>({
+    rest,
+    path: '/api/v1/things',
+    name: 'things',
+    logger,
+    backoffInitialMs: 50,
+    onEvent: (ev: InformerEvent, o: Obj) => void events.push(`${ev} ${o.metadata.name}@${o.metadata.resourceVersion}`),
+  });
+  try {
+    await inf.start();
+    await until('the fourth watch', () => watches.length >= 4, 10_000);
+    t.is(watches[0]!.get('resourceVersion'), '10', 'watches from the list');
+    t.is(watches[0]!.get('allowWatchBookmarks'), 'true');
+    t.true(Number(watches[0]!.get('timeoutSeconds')) >= 300);
+    t.is(watches[1]!.get('resourceVersion'), '15', 'a clean end resumes from the bookmark, without a relist');
+    t.is(watches[2]!.get('resourceVersion'), '21', 'after 410: relisted, watching from the new list');
+    t.is(watches[3]!.get('resourceVersion'), '21', 'after a broken line: relisted again');
+    t.is(lists[0]!.length, 3, 'lists: the first, after 410, after the broken line');
+    t.deepEqual(events, [
+      'add a@5',
+      'add b@6',
+      'add c@11',
+      'update a@12',
+      'add d@16',
+      // the 410 relist: b and d vanished, e is new; a and c are unchanged (no event)
+      'delete b@6',
+      'delete d@16',
+      'add e@20',
+    ]);
+    t.deepEqual(inf.list().map((o) => o.metadata.name).sort(), ['a', 'c', 'e']);
+    t.is(inf.get('a', 'ns')?.v, 1);
+    const st = inf.stats();
+    t.is(st.objectErrors, 1, 'the nameless event');
+    t.true(st.synced);
+    t.true(errors.some((m) => m.includes('(no name)')), 'the nameless event is logged');
+  } finally {
+    await inf.stop();
+    rest.close();
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+test('a list refused or unreachable keeps retrying with backoff, and the first good list syncs', async (t) => {
+  let calls = 0;
+  const server = createServer((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    if (u.searchParams.get('watch') === 'true') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return;
+    }
+    calls++;
+    if (calls < 3) {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'Status', code: 503, message: 'etcd unavailable' }));
+      return;
+    }
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ metadata: { resourceVersion: '7' }, items: [obj('a', '7')] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger: createLogger({ level: 'silent' }), backoffInitialMs: 20, onEvent: () => undefined });
+  try {
+    await inf.start();
+    t.false(inf.stats().synced);
+    await until('synced', () => inf.stats().synced);
+    t.is(calls, 3);
+    t.is(inf.stats().errors, 2);
+    t.deepEqual(inf.list().map((o) => o.metadata.name), ['a']);
+  } finally {
+    await inf.stop();
+    rest.close();
+    server.closeAllConnections();
+    server.close();
+  }
+});
