@@ -1,7 +1,7 @@
 // A small JSON client for the lab's own calls to the API server (the
 // kubelet it plays, the harness as admin): TLS with the lab's CA and a
 // client certificate, one keep-alive pool. The product's agents use
-// src/k8s (client-node + RestClient) instead.
+// src/k8s (RestClient, with a kubeconfig) instead.
 import { Agent, request } from 'node:https';
 import { readFileSync } from 'node:fs';
 
