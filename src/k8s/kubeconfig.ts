@@ -237,12 +237,22 @@ function findNamed(
 }
 
 function parseUser(u: Record<string, unknown>, dir: string, where: string): User {
-  for (const unsupported of ['auth-provider', 'username', 'password']) {
+  // edgelb's own DaemonSet manifest once said `auth-provider: { name: tokenFile, config: { tokenFile } }`
+  // (a client-node spelling of `tokenFile`): read as `tokenFile` so such a node keeps working.
+  const provider = u['auth-provider'] as { name?: unknown; config?: { tokenFile?: unknown } } | undefined;
+  let providerTokenFile: string | undefined;
+  if (provider !== undefined && provider !== null && provider.name === 'tokenFile' && u.tokenFile === undefined) {
+    providerTokenFile = str(provider.config?.tokenFile, `${where}.auth-provider.config.tokenFile`);
+  } else if (provider !== undefined) {
+    throw new KubeConfigError(`${where}: auth-provider is not supported by edgelb (use a token, a token file, client certificates or an exec plugin)`);
+  }
+  for (const unsupported of ['username', 'password']) {
     if (u[unsupported] !== undefined) throw new KubeConfigError(`${where}: ${unsupported} is not supported by edgelb (use a token, a token file, client certificates or an exec plugin)`);
   }
+  const tokenFile = u.tokenFile === undefined ? providerTokenFile : str(u.tokenFile, `${where}.tokenFile`);
   const user: User = {
     token: u.token === undefined ? undefined : str(u.token, `${where}.token`),
-    tokenFile: u.tokenFile === undefined ? undefined : absolute(str(u.tokenFile, `${where}.tokenFile`), dir),
+    tokenFile: tokenFile === undefined ? undefined : absolute(tokenFile, dir),
     cert: material(u['client-certificate-data'], u['client-certificate'], dir, `${where}.client-certificate`),
     key: material(u['client-key-data'], u['client-key'], dir, `${where}.client-key`),
   };

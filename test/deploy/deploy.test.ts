@@ -3,7 +3,8 @@
 // agent missing a permission says which verb on which resource, and the
 // documented kubeconfig script mints a working edge identity.
 import test from 'ava';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { parseAllDocuments } from 'yaml';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -50,6 +51,23 @@ test('the DaemonSet runs unprivileged with host network, the bpffs mount, the in
   t.regex(text, /--edge-sources=\$\(EDGELB_EDGE_SOURCES\)/);
   t.regex(text, /--interface=\$\(EDGELB_INTERFACE\)/);
   t.regex(text, new RegExp(`serviceAccountName: ${NODE_SERVICE_ACCOUNT}`));
+});
+
+test("the DaemonSet's kubeconfig, read by the node agent's own reader with a pod's ServiceAccount files, is the edgelb-node account", async (t) => {
+  const docs = parseAllDocuments(readFileSync(deploy('node-agent.yaml'), 'utf8')).map((d) => d.toJS() as { kind?: string; data?: Record<string, string> });
+  const text = docs.find((d) => d.kind === 'ConfigMap')?.data?.kubeconfig;
+  if (text === undefined) return t.fail('no kubeconfig in the ConfigMap');
+  // The pod's projected ServiceAccount volume, here a directory with a token of edgelb-node and the cluster's CA.
+  const sa = mkdtempSync(join(cluster.dir, 'sa-'));
+  writeFileSync(join(sa, 'token'), (await cluster.kubectl(['create', 'token', NODE_SERVICE_ACCOUNT, '-n', EDGELB_NAMESPACE, '--duration', '10m'])).trim());
+  const ca = /certificate-authority-data: (\S+)/.exec(readFileSync(cluster.adminKubeconfig, 'utf8'))?.[1];
+  writeFileSync(join(sa, 'ca.crt'), Buffer.from(ca ?? '', 'base64'));
+  t.true(text.includes('https://kubernetes.default.svc') && text.includes('/var/run/secrets/kubernetes.io/serviceaccount/token'));
+  const local = text.replaceAll('/var/run/secrets/kubernetes.io/serviceaccount', sa).replace('https://kubernetes.default.svc', cluster.server);
+  const rest = new RestClient(KubeConfig.fromYaml(local));
+  t.teardown(() => rest.close());
+  const review = (await rest.send('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' })) as { status?: { userInfo?: { username?: string } } };
+  t.is(review.status?.userInfo?.username, `system:serviceaccount:${EDGELB_NAMESPACE}:${NODE_SERVICE_ACCOUNT}`);
 });
 
 /** kubectl auth can-i: prints yes/no; exits 0 for yes, 1 for no, other codes for errors. */

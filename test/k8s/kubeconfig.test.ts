@@ -63,6 +63,13 @@ test('files named relative to the kubeconfig resolve next to it; a token file is
   t.is((await kc.connection()).headers.authorization, 'Bearer second');
 });
 
+test("the DaemonSet manifest's kubeconfig of earlier releases (client-node's auth-provider spelling of a token file) still reads the token", async (t) => {
+  const d = tmp(t);
+  writeFileSync(join(d, 'token'), 'sa');
+  const kc = KubeConfig.fromYaml(doc('{ server: "https://api:6443" }', `{ auth-provider: { name: tokenFile, config: { tokenFile: "${join(d, 'token')}" } } }`));
+  t.is((await kc.connection()).headers.authorization, 'Bearer sa');
+});
+
 test('an exec credential plugin is run with its args and env, and its credential cached until it expires', async (t) => {
   const d = tmp(t);
   const plugin = join(d, 'plugin.sh');
