@@ -54,8 +54,13 @@ export interface IpRequest {
   /** Other namespaces whose Services may share with this one (edgelb.io/allow-shared-ip-namespaces); '*' = any. Absent = none. */
   shareWithNamespaces?: readonly string[] | '*';
   ports: PortSpec[];
-  /** Families wanted, one address each; empty = one address of any family. */
+  /** Families required, one address each; empty = one address of any family. */
   families: Family[];
+  /**
+   * Families wanted as well when a pool has a free address of theirs
+   * (PreferDualStack's second family); skipped, not a failure, otherwise.
+   */
+  preferredFamilies?: Family[];
   /** Addresses the Service already has (status), kept when still valid. */
   current: string[];
 }
@@ -232,6 +237,11 @@ export class IpAllocator {
         return { ok: false, reason: 'PoolExhausted', message: `no free ${what} in pool(s) ${auto.map((p) => p.config.name).join(', ')}` };
       }
       out.push(got);
+    }
+    for (const fam of req.preferredFamilies ?? []) {
+      if (wanted.includes(fam)) continue;
+      const got = this.keepCurrent(req, keepable, fam, eligible, out) ?? this.joinShared(req, fam, auto, out) ?? this.takeFree(req, fam, auto, out);
+      if (got !== null) out.push(got);
     }
     return { ok: true, addresses: out };
   }

@@ -59,15 +59,19 @@ export function ingressAddresses(svc: V1Service): string[] {
 }
 
 /**
- * Families to allocate. RequireDualStack asks for one address per listed
- * family; otherwise one address of the first listed family. A server that
- * does not fill spec.ipFamilies gets one address of whatever family the
- * pools offer first.
+ * Families to allocate. RequireDualStack requires one address per listed
+ * family; PreferDualStack requires the first and wants the others where a
+ * pool of their family has room (the API server lists both families for it
+ * only in a dual-stack cluster); SingleStack one address of the first. A
+ * server that does not fill spec.ipFamilies gets one address of whatever
+ * family the pools offer first.
  */
-export function requestedFamilies(svc: V1Service): Family[] {
-  const fams = (svc.spec?.ipFamilies ?? []).map((f) => (f === 'IPv6' ? 6 : 4) as Family);
-  if (fams.length === 0) return [];
-  return svc.spec?.ipFamilyPolicy === 'RequireDualStack' ? [...new Set(fams)] : [fams[0]!];
+export function requestedFamilies(svc: V1Service): { required: Family[]; preferred: Family[] } {
+  const fams = [...new Set((svc.spec?.ipFamilies ?? []).map((f) => (f === 'IPv6' ? 6 : 4) as Family))];
+  if (fams.length === 0) return { required: [], preferred: [] };
+  const policy = svc.spec?.ipFamilyPolicy;
+  if (policy === 'RequireDualStack') return { required: fams, preferred: [] };
+  return { required: [fams[0]!], preferred: policy === 'PreferDualStack' ? fams.slice(1) : [] };
 }
 
 /** edgelb.io/allow-shared-ip-namespaces: "*" or a comma-separated list of namespaces. */
@@ -87,7 +91,8 @@ export function ipRequestFor(svc: V1Service): IpRequest {
     sharingKey: shared ? shared : null,
     shareWithNamespaces: shareWithNamespaces(svc),
     ports: (svc.spec?.ports ?? []).map((p) => ({ port: p.port, protocol: p.protocol ?? 'TCP' })),
-    families: requestedFamilies(svc),
+    families: requestedFamilies(svc).required,
+    preferredFamilies: requestedFamilies(svc).preferred,
     current: ingressAddresses(svc),
   };
 }

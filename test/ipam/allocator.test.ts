@@ -53,6 +53,20 @@ test('IPv6 pool and family selection', (t) => {
   t.deepEqual(ips(a.assign(req('ns/d', { requested: ['2001:db8::ff'] }))), ['2001:db8::ff']);
 });
 
+test('PreferDualStack: an address of each listed family a pool has free; a family without one is skipped, not a failure', (t) => {
+  const both = new IpAllocator([pool('v4', ['192.0.2.0/24']), pool('v6', ['2001:db8::/64'])]);
+  t.deepEqual(ips(both.assign(req('ns/a', { families: [4], preferredFamilies: [6] }))), ['192.0.2.1', '2001:db8::1']);
+  const v4only = new IpAllocator([pool('v4', ['192.0.2.0/24'])]);
+  t.deepEqual(ips(v4only.assign(req('ns/a', { families: [4], preferredFamilies: [6] }))), ['192.0.2.1']);
+  // RequireDualStack in the same cluster fails, naming the family.
+  const r = v4only.assign(req('ns/b', { families: [4, 6] }));
+  t.false(r.ok);
+  if (!r.ok) t.regex(r.message, /no free IPv6 address/);
+  // A kept address of the preferred family stays (restart stability).
+  const again = new IpAllocator([pool('v4', ['192.0.2.0/24']), pool('v6', ['2001:db8::/64'])]);
+  t.deepEqual(ips(again.assign(req('ns/a', { families: [4], preferredFamilies: [6], current: ['192.0.2.9', '2001:db8::9'] }))), ['192.0.2.9', '2001:db8::9']);
+});
+
 test('requested address inside an owned pool is honoured, outside is refused', (t) => {
   const a = new IpAllocator([pool('p', ['192.0.2.0/24'], { autoAssign: false })]);
   t.deepEqual(ips(a.assign(req('ns/a', { requested: ['192.0.2.50'] }))), ['192.0.2.50']);

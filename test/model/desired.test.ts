@@ -61,6 +61,11 @@ test('ip request: annotation wins over spec.loadBalancerIP, sharing key, ports, 
   t.is(ipRequestFor(svc('d', {}, { 'edgelb.io/allow-shared-ip-namespaces': '*' })).shareWithNamespaces, '*');
   t.deepEqual(requestedAddresses(svc('b', { loadBalancerIP: '192.0.2.5' })), ['192.0.2.5']);
   t.deepEqual(ipRequestFor(svc('c', { ipFamilies: ['IPv6'], ipFamilyPolicy: 'PreferDualStack' })).families, [6]);
+  // A dual-stack cluster lists both families for PreferDualStack: the first is required, the second wanted.
+  const prefer = ipRequestFor(svc('e', { ipFamilies: ['IPv6', 'IPv4'], ipFamilyPolicy: 'PreferDualStack' }));
+  t.deepEqual([prefer.families, prefer.preferredFamilies], [[6], [4]]);
+  const single = ipRequestFor(svc('f', { ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack' }));
+  t.deepEqual([single.families, single.preferredFamilies], [[4], []]);
 });
 
 test('ready, terminating-but-serving and not-serving endpoints', (t) => {
