@@ -20,6 +20,13 @@ export class ApiStatusError extends Error {
 }
 
 const REFRESH_MS = 30_000;
+/**
+ * One watch event is one object; the API server refuses objects over
+ * ~1.5 MB (etcd's request limit) and requests over 3 MB. A stream that sends
+ * more than this without a newline is broken: end it (the informer relists)
+ * rather than buffer without bound.
+ */
+const MAX_WATCH_LINE = 16 * 1024 * 1024;
 
 export class RestClient {
   private readonly kc: KubeConfig;
@@ -160,6 +167,14 @@ export class RestClient {
         res.on('data', (chunk: string) => {
           if (finished) return;
           pending += chunk;
+          // Only the new chunk can hold the line's end: no rescanning a long pending line per chunk.
+          if (chunk.indexOf('\n') < 0) {
+            if (pending.length > MAX_WATCH_LINE) {
+              req.destroy();
+              finish(new Error(`watch ${path}: a line longer than ${MAX_WATCH_LINE} characters`));
+            }
+            return;
+          }
           let nl: number;
           while ((nl = pending.indexOf('\n')) >= 0) {
             const line = pending.slice(0, nl);

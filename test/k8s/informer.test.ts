@@ -157,3 +157,47 @@ test('a list refused or unreachable keeps retrying with backoff, and the first g
     server.close();
   }
 });
+
+test('a watch stream that never ends its line is cut at 16 MiB and relisted, not buffered without bound', async (t) => {
+  let lists = 0;
+  let watches = 0;
+  const server = createServer((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    res.setHeader('content-type', 'application/json');
+    if (u.searchParams.get('watch') !== 'true') {
+      lists++;
+      res.end(JSON.stringify({ metadata: { resourceVersion: '7' }, items: [obj('a', '7')] }));
+      return;
+    }
+    watches++;
+    res.writeHead(200);
+    if (watches > 1) return; // the second watch idles
+    const block = 'x'.repeat(1 << 20);
+    let sent = 0;
+    const more = (): void => {
+      while (sent < 20 && !res.destroyed) {
+        sent++;
+        if (!res.write(block)) return void res.once('drain', more);
+      }
+    };
+    res.write('{"type":"ADDED","object":{"metadata":{"name":"');
+    more();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  const warnings: string[] = [];
+  const logger = createLogger({ level: 'warn', stream: { write: (l: string) => void warnings.push(JSON.parse(l).err as string) } });
+  const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger, backoffInitialMs: 20, onEvent: () => undefined });
+  try {
+    await inf.start();
+    await until('a relist after the cut', () => lists >= 2 && watches >= 2, 10_000);
+    t.true(warnings.some((w) => /a line longer than 16777216 characters/.test(w)), warnings.join('; '));
+    t.deepEqual(inf.list().map((o) => o.metadata.name), ['a']);
+  } finally {
+    await inf.stop();
+    rest.close();
+    server.closeAllConnections();
+    server.close();
+  }
+});
