@@ -12,7 +12,7 @@
 // One object never stops an informer: a projection or a handler that throws
 // on it (an object shaped as nobody expected) is logged naming the object
 // and counted; the object is cached as received and every other one flows.
-import { ApiStatusError, reportPermissionProblem, type RestClient } from './rest.js';
+import { ApiStatusError, reportPermissionProblem, WatchIdleError, type RestClient } from './rest.js';
 import type { Logger } from '../log/logger.js';
 
 /** What an informer needs of an object: its name, namespace and version. */
@@ -58,12 +58,21 @@ export interface ResilientInformerOptions<T extends KubernetesObject> {
   onListed?: () => void;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /** A watch silent this long is reopened from the last resourceVersion (tests shorten it). */
+  watchIdleMs?: number;
 }
 
 /** Objects are cached by namespace/name. */
 function cacheKey(name: string | undefined, namespace: string | undefined): string {
   return `${namespace ?? ''}/${name ?? ''}`;
 }
+
+/**
+ * kube-apiserver sends a bookmark to every watch that asked for them about
+ * once a minute; 2.5 min without a byte means the connection (or the
+ * server) is gone, which TCP keepalive alone would notice only after ~11 min.
+ */
+const WATCH_IDLE_MS = 150_000;
 
 /** A watch that ends cleanly sooner than this after it started is treated as a failure (backoff), not resumed at once. */
 const MIN_CLEAN_WATCH_MS = 1000;
@@ -148,10 +157,13 @@ export class ResilientInformer<T extends KubernetesObject> {
         (err) => {
           if (!current()) return;
           this.stream = null;
-          if (err === null && Date.now() - began >= MIN_CLEAN_WATCH_MS) void this.run(false);
+          // A silent watch resumes like one the server ended: if the peer is
+          // dead the new watch fails and that relists with backoff.
+          const resumable = err === null || err instanceof WatchIdleError;
+          if (resumable && Date.now() - began >= MIN_CLEAN_WATCH_MS) void this.run(false);
           else this.failed(err ?? new Error(`watch ${this.o.path}: ended at once`));
         },
-        (timeoutSeconds + 30) * 1000,
+        this.o.watchIdleMs ?? WATCH_IDLE_MS,
       );
       if (!current()) {
         stream.abort();

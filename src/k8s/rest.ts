@@ -19,6 +19,9 @@ export class ApiStatusError extends Error {
   }
 }
 
+/** A watch that stayed silent longer than its idle limit (a dead peer, or a server that sends no bookmarks). */
+export class WatchIdleError extends Error {}
+
 const REFRESH_MS = 30_000;
 /**
  * One watch event is one object; the API server refuses objects over
@@ -136,7 +139,7 @@ export class RestClient {
       const abort = (): void => {
         req.destroy(new Error(`watch ${path}: stopped`));
       };
-      req.on('timeout', () => req.destroy(new Error(`watch ${path}: nothing received for ${Math.round(idleMs / 1000)} s`)));
+      req.on('timeout', () => req.destroy(new WatchIdleError(`watch ${path}: nothing received for ${Math.round(idleMs / 1000)} s`)));
       req.on('error', (e) => {
         reject(e);
         finish(e);

@@ -201,3 +201,38 @@ test('a watch stream that never ends its line is cut at 16 MiB and relisted, not
     server.close();
   }
 });
+
+test('a watch silent past its idle limit is reopened from the last resourceVersion, without a relist', async (t) => {
+  let lists = 0;
+  const watchRvs: string[] = [];
+  const server = createServer((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    res.setHeader('content-type', 'application/json');
+    if (u.searchParams.get('watch') !== 'true') {
+      lists++;
+      res.end(JSON.stringify({ metadata: { resourceVersion: '7' }, items: [obj('a', '7')] }));
+      return;
+    }
+    watchRvs.push(u.searchParams.get('resourceVersion') ?? '');
+    res.writeHead(200);
+    // One event, then silence (a peer that died without closing the connection).
+    if (watchRvs.length === 1) res.write(`${JSON.stringify({ type: 'MODIFIED', object: obj('a', '9', 2) })}\n`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger: createLogger({ level: 'silent' }), watchIdleMs: 1200, onEvent: () => undefined });
+  try {
+    await inf.start();
+    await until('a second watch', () => watchRvs.length >= 2, 10_000);
+    t.deepEqual(watchRvs.slice(0, 2), ['7', '9'], 'reopened from the last event, not from the list');
+    t.is(lists, 1, 'no relist');
+    t.is(inf.stats().errors, 0);
+    t.is(inf.get('a', 'ns')?.v, 2);
+  } finally {
+    await inf.stop();
+    rest.close();
+    server.closeAllConnections();
+    server.close();
+  }
+});
