@@ -22,18 +22,12 @@ export function edgeConfig(plan: LabPlan, edge: EdgePlan, opts: LabOptions, path
       bfdd: { binary: '/usr/lib/frr/bfdd', runDir: join(paths.dir, 'bfdd') },
       drainSeconds: opts.drainSeconds,
       peers: [
-        {
-          address: plan.router.address,
-          asn: plan.router.asn,
-          localAddress: edge.address,
-          holdTime: 9,
-          keepalive: 3,
-          bfd,
-          gracefulRestart: { enabled: true, restartTime: 120 },
-        },
-      ],
+        { address: plan.router.address, localAddress: edge.address },
+        // Dual-stack: IPv6 VIPs are announced over an IPv6 session.
+        ...(opts.ipv6 ? [{ address: plan.router.address6, localAddress: edge.address6 }] : []),
+      ].map((s) => ({ ...s, asn: plan.router.asn, holdTime: 9, keepalive: 3, bfd, gracefulRestart: { enabled: true, restartTime: 120 } })),
     },
-    pools: [{ name: 'lab', cidrs: [plan.pool], autoAssign: true }],
+    pools: [{ name: 'lab', cidrs: [plan.pool], autoAssign: true }, ...(opts.ipv6 ? [{ name: 'lab6', cidrs: [plan.pool6], autoAssign: true }] : [])],
     datapath: { mode: opts.mode, dispatch: opts.dispatch, xdp: 'native', mtu: 1500, pinPath: paths.pinPath, probeIntervalSeconds: opts.probeIntervalSeconds, secondChanceSeconds: opts.secondChanceSeconds ?? 600 },
     kubernetes: {
       kubeconfig: paths.kubeconfig,

@@ -8,9 +8,10 @@ import type { LabOptions } from './state.js';
 const HELP = `Usage: npm run lab -- COMMAND [options]
 
   up [--prefix elb-XXXX-] [--dispatch ip-option|ipip|auto] [--mode dsr|snat|hybrid]
-     [--no-bfd] [--no-agents] [--appliance] [--keep-on-failure] [--json]
+     [--no-bfd] [--no-agents] [--appliance] [--ipv6] [--keep-on-failure] [--json]
                       build a lab: client, FRR router, 2 edges (gobgpd + edgelb agent),
                       2 Kubernetes nodes with 2 echo pods each, etcd + kube-apiserver + kube-controller-manager;
+                      --ipv6: dual-stack (IPv6 addresses, BGP sessions, VIP pool and Service range too);
                       --appliance: edge1 is the appliance image (images/out/edgelb.raw,
                       npm run image) booted under QEMU on taps in the lab's networks
   status [PREFIX] [--json]
@@ -45,7 +46,7 @@ async function main(argv: string[]): Promise<number> {
         args: rest,
         options: {
           prefix: { type: 'string' }, dispatch: { type: 'string' }, mode: { type: 'string' },
-          'no-bfd': { type: 'boolean' }, 'no-agents': { type: 'boolean' }, appliance: { type: 'boolean' }, 'keep-on-failure': { type: 'boolean' }, json: { type: 'boolean' },
+          'no-bfd': { type: 'boolean' }, 'no-agents': { type: 'boolean' }, appliance: { type: 'boolean' }, ipv6: { type: 'boolean' }, 'keep-on-failure': { type: 'boolean' }, json: { type: 'boolean' },
         },
       });
       if (values.dispatch && !['ip-option', 'ipip', 'auto'].includes(values.dispatch)) throw new Error(`--dispatch: "${values.dispatch}" is not ip-option, ipip or auto`);
@@ -57,6 +58,7 @@ async function main(argv: string[]): Promise<number> {
         bfd: !values['no-bfd'],
         agents: !values['no-agents'],
         appliance: !!values.appliance,
+        ipv6: !!values.ipv6,
         ...(values.appliance ? { bfdTimers: { ...APPLIANCE_BFD_TIMERS } } : {}),
         keepOnFailure: !!values['keep-on-failure'],
         say,

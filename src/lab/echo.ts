@@ -2,7 +2,7 @@
 // the source address it saw, so a test can tell which pod served a request
 // and whether the client's real address survived the trip.
 //
-//   run as: node dist/src/lab/echo-main.js --name echo-1a [--http 8080] [--udp 9090]
+//   run as: node dist/src/lab/echo-main.js --name echo-1a [--http 8080] [--udp 9090] [--host ::]
 //
 // Answers `pod=<name> client=<address> port=<port>\n`. SIGTERM is a graceful
 // stop (the way a kubelet stops a pod): the listener closes, requests in
@@ -47,7 +47,8 @@ export async function startEcho(name: string, httpPort: number, udpPort: number,
     http.once('error', reject);
     http.listen(httpPort, host, () => resolve());
   });
-  const udp = createSocket('udp4');
+  // On :: the socket takes IPv4 too (as mapped addresses, which echoLine unmaps).
+  const udp = createSocket(host.includes(':') ? 'udp6' : 'udp4');
   udp.on('message', (msg, rinfo) => {
     udp.send(echoLine(name, rinfo.address, rinfo.port), rinfo.port, rinfo.address);
     void msg;

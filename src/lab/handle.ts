@@ -15,7 +15,7 @@ import { serviceAccountKubeconfig } from './kube/control-plane.js';
 import { EDGELB_NAMESPACE } from './kube/rbac.js';
 import { loadState, saveState, type AgentRecord, type ApplianceRecord, type LabOptions, type LabState } from './state.js';
 import { alive, readSize, spawnInNs, stopPid, waitForLog, waitForLogAfter, type LabProcess } from './procs.js';
-import { plugPod } from './network.js';
+import { echoArgv, plugPod } from './network.js';
 import { dist, KUBECTL, nodeBin } from './paths.js';
 
 export type Say = (line: string) => void;
@@ -287,13 +287,13 @@ export class Lab {
     const n = this.plan.nodes.find((x) => x.name === nodeName);
     if (!n) throw new Error(`no node ${nodeName}`);
     const idx = n.pods.length;
-    const pod: PodPlan = { name: podName, ns: `${this.prefix}pod${n.name.slice(4)}${String.fromCharCode(97 + idx)}`, ip, hostIf: `veth${String.fromCharCode(97 + idx)}` };
+    const pod: PodPlan = { name: podName, ns: `${this.prefix}pod${n.name.slice(4)}${String.fromCharCode(97 + idx)}`, ip, ip6: `fd44:${n.name.slice(4)}::${10 + idx}`, hostIf: `veth${String.fromCharCode(97 + idx)}` };
     await createNetns(pod.ns);
     this.state.namespaces.push(pod.ns);
     n.pods.push(pod);
     this.save();
-    await plugPod(n, pod);
-    const proc = spawnInNs(`pod-${podName}`, pod.ns, [nodeBin, dist('src/lab/echo-main.js'), '--name', podName, '--http', String(this.plan.ports.http), '--udp', String(this.plan.ports.udp)], join(this.state.dir, `${podName}.log`));
+    await plugPod(n, pod, this.state.options.ipv6);
+    const proc = spawnInNs(`pod-${podName}`, pod.ns, echoArgv(podName, this.plan, this.state.options.ipv6), join(this.state.dir, `${podName}.log`));
     this.state.processes.push(proc);
     this.save();
     await waitForLog(proc, /ECHO READY/, 15000);

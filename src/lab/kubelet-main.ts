@@ -42,7 +42,7 @@ function facts(name: string): PodFacts | undefined {
       /* exited */
     }
   }
-  return { ip: pod.ip, running, startedAt };
+  return { ip: pod.ip, ...(st.options.ipv6 ? { ip6: pod.ip6 } : {}), running, startedAt };
 }
 
 async function stop(name: string): Promise<void> {
@@ -54,7 +54,7 @@ async function stop(name: string): Promise<void> {
 const kubelets = first.plan.nodes.map(
   (n) =>
     new PlayedKubelet(
-      { name: n.name, address: n.address, podCidr: n.podCidr },
+      { name: n.name, address: n.address, ...(first.options.ipv6 ? { address6: n.address6 } : {}), podCidr: n.podCidr },
       new KubeHttp({ server: cp.server, caFile: cp.pki.caCert, certFile: join(cp.pki.dir, `node-${n.name}.crt`), keyFile: join(cp.pki.dir, `node-${n.name}.key`) }),
       { facts, stop, log: (l) => log(`${n.name}: ${l}`) },
     ),

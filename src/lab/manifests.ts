@@ -16,6 +16,9 @@ export interface LabServiceSpec {
   udpPort?: number | null;
   sessionAffinity?: { timeoutSeconds: number };
   sourceRanges?: string[];
+  /** spec.ipFamilyPolicy and ipFamilies (a dual-stack lab: RequireDualStack gets a VIP of each family). */
+  ipFamilyPolicy?: 'SingleStack' | 'PreferDualStack' | 'RequireDualStack';
+  ipFamilies?: ('IPv4' | 'IPv6')[];
 }
 
 /** A pod that backs a Service: the Service selects it by its membership label. */
@@ -49,6 +52,8 @@ export function serviceObject(plan: LabPlan, s: LabServiceSpec): Record<string, 
       ports,
       ...(s.sessionAffinity ? { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: s.sessionAffinity.timeoutSeconds } } } : {}),
       ...(s.sourceRanges ? { loadBalancerSourceRanges: s.sourceRanges } : {}),
+      ...(s.ipFamilyPolicy ? { ipFamilyPolicy: s.ipFamilyPolicy } : {}),
+      ...(s.ipFamilies ? { ipFamilies: s.ipFamilies } : {}),
     },
   };
 }

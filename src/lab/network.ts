@@ -5,10 +5,10 @@
 import { join } from 'node:path';
 import { addAddress, addBridge, createNetns, nsRun, setMaster, sysctl, vethPair } from './netns.js';
 import { allNamespaces, type LabPlan, type NodePlan, type PodPlan } from './topology.js';
-import { root } from './paths.js';
+import { dist, nodeBin, root } from './paths.js';
 
 /** Namespaces, veths, bridges, addresses, routes and permanent neighbours of the whole plan; each namespace is recorded before it is used. */
-export async function buildNetwork(p: LabPlan, recordNamespace: (ns: string) => void): Promise<void> {
+export async function buildNetwork(p: LabPlan, recordNamespace: (ns: string) => void, ipv6 = false): Promise<void> {
   for (const ns of allNamespaces(p)) {
     await createNetns(ns);
     recordNamespace(ns);
@@ -66,8 +66,9 @@ export async function buildNetwork(p: LabPlan, recordNamespace: (ns: string) => 
     // their gateway then points nowhere and replies are lost until it ages
     // out. Kubelet-style CNIs pin it; so do we.
     await nsRun(n.ns, ['ip', 'link', 'set', 'dev', n.bridge, 'address', `02:00:0a:f4:${n.name.slice(4).padStart(2, '0')}:01`]);
-    for (const pod of n.pods) await plugPod(n, pod);
+    for (const pod of n.pods) await plugPod(n, pod, ipv6);
   }
+  if (ipv6) await buildNetwork6(p);
   // Permanent neighbours where the XDP program looks next hops up
   // (bpf_fib_lookup does not resolve ARP; a miss would go to the slow path).
   const macs = new Map<string, string>();
@@ -82,14 +83,61 @@ export async function buildNetwork(p: LabPlan, recordNamespace: (ns: string) => 
   }
 }
 
+/**
+ * The IPv6 half of a dual-stack lab, on the interfaces buildNetwork made:
+ * addresses (no duplicate detection: nothing else on these links), routes
+ * mirroring the IPv4 ones, forwarding, and permanent neighbours where the
+ * edges' XDP program looks next hops up (bpf_fib_lookup does not resolve).
+ */
+async function buildNetwork6(p: LabPlan): Promise<void> {
+  await addAddress(p.router.ns, p.router.fabricIf, `${p.router.address6}/64`);
+  await addAddress(p.router.ns, p.router.clientIf, `${p.router.clientAddress6}/64`);
+  await addAddress(p.client.ns, p.client.ifname, `${p.client.address6}/64`);
+  await addAddress(p.client.ns, p.client.ifname, `${p.client.otherAddress6}/64`);
+  await nsRun(p.client.ns, ['ip', '-6', 'route', 'add', 'default', 'via', p.client.gateway6]);
+  await sysctl(p.router.ns, 'net.ipv6.conf.all.forwarding', '1');
+  await sysctl(p.router.ns, 'net.ipv6.fib_multipath_hash_policy', '1');
+  for (const n of p.nodes) await nsRun(p.router.ns, ['ip', '-6', 'route', 'add', n.podCidr6, 'via', n.address6]);
+  for (const e of p.edges) {
+    await addAddress(e.ns, e.uplink, `${e.address6}/64`);
+    await nsRun(e.ns, ['ip', '-6', 'route', 'add', 'default', 'via', p.router.address6]);
+    for (const n of p.nodes) await nsRun(e.ns, ['ip', '-6', 'route', 'add', n.podCidr6, 'via', n.address6]);
+    await sysctl(e.ns, 'net.ipv6.conf.all.forwarding', '1');
+  }
+  for (const n of p.nodes) {
+    await addAddress(n.ns, n.ifname, `${n.address6}/64`);
+    await nsRun(n.ns, ['ip', '-6', 'route', 'add', 'default', 'via', p.router.address6]);
+    await sysctl(n.ns, 'net.ipv6.conf.all.forwarding', '1');
+    await addAddress(n.ns, n.bridge, `${n.gateway6}/64`);
+  }
+  const macs = new Map<string, string>();
+  for (const n of p.nodes) macs.set(n.address6, await macOf(n.ns, n.ifname));
+  macs.set(p.router.address6, await macOf(p.router.ns, p.router.fabricIf));
+  for (const e of p.edges) {
+    for (const [ip, mac] of macs) await nsRun(e.ns, ['ip', '-6', 'neigh', 'replace', ip, 'lladdr', mac, 'dev', e.uplink, 'nud', 'permanent']);
+  }
+  for (const e of p.edges) macs.set(e.address6, await macOf(e.ns, e.uplink));
+  for (const n of p.nodes) {
+    for (const [ip, mac] of macs) if (ip !== n.address6) await nsRun(n.ns, ['ip', '-6', 'neigh', 'replace', ip, 'lladdr', mac, 'dev', n.ifname, 'nud', 'permanent']);
+  }
+}
 
-/** A pod's veth on its node's bridge, its address and default route (the namespace exists). */
-export async function plugPod(n: NodePlan, pod: PodPlan): Promise<void> {
+/** A pod's veth on its node's bridge, its address(es) and default route(s) (the namespace exists). */
+export async function plugPod(n: NodePlan, pod: PodPlan, ipv6: boolean): Promise<void> {
   await vethPair(pod.ns, 'eth0', n.ns, pod.hostIf);
   await setMaster(n.ns, pod.hostIf, n.bridge);
   await addAddress(pod.ns, 'eth0', `${pod.ip}/24`);
   await nsRun(pod.ns, ['ip', 'route', 'add', 'default', 'via', n.gateway]);
+  if (ipv6) {
+    await addAddress(pod.ns, 'eth0', `${pod.ip6}/64`);
+    await nsRun(pod.ns, ['ip', '-6', 'route', 'add', 'default', 'via', n.gateway6]);
+  }
   await txChecksumOff(pod.ns, 'eth0');
+}
+
+/** The echo pod's command line; a dual-stack lab's pods listen on :: (IPv4 too, as mapped addresses). */
+export function echoArgv(name: string, p: LabPlan, ipv6: boolean): string[] {
+  return [nodeBin, dist('src/lab/echo-main.js'), '--name', name, '--http', String(p.ports.http), '--udp', String(p.ports.udp), ...(ipv6 ? ['--host', '::'] : [])];
 }
 
 export async function txChecksumOff(ns: string, ifname: string): Promise<void> {

@@ -15,7 +15,7 @@ import { clientCert } from './kube/pki.js';
 import { podObject, toYaml } from './manifests.js';
 import { edgeConfig } from './agent-config.js';
 import { userIds } from '../bgp/daemon-files.js';
-import { buildNetwork } from './network.js';
+import { buildNetwork, echoArgv } from './network.js';
 import { prepareOciNode } from './oci-node.js';
 import { NODE_IMAGE_LAYOUT, nodeImageTag } from '../image/oci.js';
 import { Lab, oneLine, type Say, type UpOptions } from './handle.js';
@@ -64,10 +64,14 @@ export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}):
   };
   try {
     await step('namespaces, veths, bridges, addresses, routes', () =>
-      buildNetwork(plan, (ns) => {
-        state.namespaces.push(ns);
-        lab.save();
-      }),
+      buildNetwork(
+        plan,
+        (ns) => {
+          state.namespaces.push(ns);
+          lab.save();
+        },
+        options.ipv6,
+      ),
     );
     await step('router: FRR zebra + bgpd + bfdd', () => startRouter(lab));
     await step('Kubernetes: etcd, kube-apiserver, kube-controller-manager, kubelets', () => startKubernetes(lab, say));
@@ -91,8 +95,10 @@ export async function labUp(opts: UpOptions & { keepOnFailure?: boolean } = {}):
 async function startRouter(lab: Lab): Promise<void> {
   const p = lab.plan;
   const bfd = lab.state.options.bfd ? { ...lab.state.options.bfdTimers } : undefined;
-  const neighbors: FrrNeighbor[] = p.edges.map((e) => ({
-    address: e.address, asn: e.asn, holdTime: 9, keepalive: 3, ...(bfd ? { bfd } : {}),
+  // A dual-stack lab: each edge has an IPv6 session beside its IPv4 one (IPv6 VIPs travel over it).
+  const sessions = p.edges.flatMap((e) => (lab.state.options.ipv6 ? [{ e, address: e.address }, { e, address: e.address6 }] : [{ e, address: e.address }]));
+  const neighbors: FrrNeighbor[] = sessions.map(({ e, address }) => ({
+    address, asn: e.asn, holdTime: 9, keepalive: 3, ...(bfd ? { bfd } : {}),
     // The appliance gets its BGP password as a secret on its config stick.
     ...(lab.state.options.appliance && e.name === APPLIANCE_EDGE ? { password: applianceBgpPassword(lab.state.dir) } : {}),
   }));
@@ -118,7 +124,7 @@ async function startKubernetes(lab: Lab, say: Say): Promise<void> {
     lab.state.processes.push(proc);
     lab.save();
   };
-  const cp = await startControlPlane({ dir: join(lab.state.dir, 'kube'), ns: p.mgmt.ns, host: p.mgmt.address, nodeLifecycle: true, onProcess: record, say });
+  const cp = await startControlPlane({ dir: join(lab.state.dir, 'kube'), ns: p.mgmt.ns, host: p.mgmt.address, nodeLifecycle: true, dualStack: lab.state.options.ipv6, onProcess: record, say });
   lab.state.controlPlane = cp;
   lab.state.kubeconfig = cp.adminKubeconfig;
   lab.save();
@@ -132,7 +138,7 @@ async function startKubernetes(lab: Lab, say: Say): Promise<void> {
 async function startPods(lab: Lab): Promise<void> {
   const p = lab.plan;
   const procs = allPods(p).map((pod) => {
-    const proc = spawnInNs(`pod-${pod.name}`, pod.ns, [nodeBin, dist('src/lab/echo-main.js'), '--name', pod.name, '--http', String(p.ports.http), '--udp', String(p.ports.udp)], join(lab.state.dir, `${pod.name}.log`));
+    const proc = spawnInNs(`pod-${pod.name}`, pod.ns, echoArgv(pod.name, p, lab.state.options.ipv6), join(lab.state.dir, `${pod.name}.log`));
     lab.state.processes.push(proc);
     return proc;
   });
@@ -149,7 +155,7 @@ async function startNodes(lab: Lab): Promise<void> {
     const pinDir = join(lab.state.bpffsDir, n.name);
     lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'edgelb node run starting' });
     const kubeconfig = await lab.kubeconfigFor(n.name);
-    const args = (kc: string): string[] => ['node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--edge-sources', p.edges.map((e) => e.address).join(','), '--kubeconfig', kc, '--pin-path', pinDir, '--default-class', '--metrics-listen', `127.0.0.1:${NODE_METRICS_PORT}`];
+    const args = (kc: string): string[] => ['node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--edge-sources', p.edges.flatMap((e) => (lab.state.options.ipv6 ? [e.address, e.address6] : [e.address])).join(','), '--kubeconfig', kc, '--pin-path', pinDir, '--default-class', '--metrics-listen', `127.0.0.1:${NODE_METRICS_PORT}`];
     const log = join(lab.state.dir, `node-agent-${n.name}.log`);
     let proc: LabProcess;
     if (lab.state.options.ociNodes.includes(n.name)) {

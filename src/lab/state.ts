@@ -100,6 +100,8 @@ export interface LabOptions {
   probeIntervalSeconds: number;
   /** datapath.secondChanceSeconds of the edges (e2e: short, so scenarios start with no window open). */
   secondChanceSeconds: number;
+  /** Dual-stack: IPv6 addresses beside the IPv4 ones, IPv6 BGP sessions, an IPv6 VIP pool, dual-stack Services and pods. */
+  ipv6: boolean;
 }
 
 export const DEFAULT_OPTIONS: LabOptions = {
@@ -114,6 +116,7 @@ export const DEFAULT_OPTIONS: LabOptions = {
   ociNodes: [],
   probeIntervalSeconds: 1,
   secondChanceSeconds: 600,
+  ipv6: false,
   bfdTimers: { minRxMs: 150, minTxMs: 150, multiplier: 5 },
   appliance: false,
 };

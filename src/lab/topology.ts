@@ -10,6 +10,12 @@
 //                      └── node2 10.0.0.22 ── cni0 10.244.2.1/24 ── pods .10 .11
 //   mgmt 10.255.0.1 (etcd, kube-apiserver :6443, kube-controller-manager) ── mgmt0 of each edge and node
 //
+// A dual-stack lab (option ipv6) adds IPv6 beside every address: the client
+// side fd16::/64 (client ::10, router ::1), the fabric fd10::/64 (router ::1,
+// edges ::11…, nodes ::21…), pods fd44:N::/64 (gateway ::1, pods ::10…), and
+// the IPv6 VIP pool 2001:db8:5100::/124; the edges peer with the router over
+// IPv6 as well.
+//
 // Addresses repeat between labs on purpose: nothing lives in the root
 // namespace, so two labs never see each other's addresses.
 import { randomBytes } from 'node:crypto';
@@ -25,6 +31,8 @@ export interface PodPlan {
   name: string;
   ns: string;
   ip: string;
+  /** The pod's IPv6 address (dual-stack labs). */
+  ip6: string;
   /** Interface names on the node's side (in the node namespace). */
   hostIf: string;
 }
@@ -35,11 +43,14 @@ export interface NodePlan {
   /** Fabric-facing interface (tc program attaches here). */
   ifname: string;
   address: string;
+  address6: string;
   /** Port name on the fabric bridge. */
   fabricPort: string;
   podCidr: string;
+  podCidr6: string;
   bridge: string;
   gateway: string;
+  gateway6: string;
   /** Link to the mgmt bridge (the node agent watches the API server). */
   mgmtIf: string;
   mgmtAddress: string;
@@ -52,6 +63,7 @@ export interface EdgePlan {
   ns: string;
   uplink: string;
   address: string;
+  address6: string;
   fabricPort: string;
   asn: number;
   mgmtIf: string;
@@ -62,14 +74,26 @@ export interface EdgePlan {
 
 export interface LabPlan {
   prefix: string;
-  client: { ns: string; ifname: string; address: string; /** A second client address, outside the allowed source ranges in tests. */ otherAddress: string; gateway: string };
-  router: { ns: string; clientIf: string; clientAddress: string; fabricIf: string; address: string; fabricPort: string; asn: number };
+  client: {
+    ns: string;
+    ifname: string;
+    address: string;
+    /** A second client address, outside the allowed source ranges in tests. */
+    otherAddress: string;
+    gateway: string;
+    address6: string;
+    otherAddress6: string;
+    gateway6: string;
+  };
+  router: { ns: string; clientIf: string; clientAddress: string; clientAddress6: string; fabricIf: string; address: string; address6: string; fabricPort: string; asn: number };
   fabric: { ns: string; bridge: string; cidr: string };
   mgmt: { ns: string; bridge: string; address: string; apiPort: number };
   edges: EdgePlan[];
   nodes: NodePlan[];
   /** VIP pool the edges allocate from. */
   pool: string;
+  /** IPv6 VIP pool (dual-stack labs). */
+  pool6: string;
   ports: { http: number; udp: number };
 }
 
@@ -96,6 +120,7 @@ export function planLab(prefix: string, opts: { edges?: number; nodes?: number; 
       ns: `${prefix}edge${i}`,
       uplink: 'eth0',
       address: `10.0.0.${10 + i}`,
+      address6: `fd10::${10 + i}`,
       fabricPort: `e${i}`,
       asn: 65100 + i,
       mgmtIf: 'mgmt0',
@@ -108,17 +133,20 @@ export function planLab(prefix: string, opts: { edges?: number; nodes?: number; 
     const pods: PodPlan[] = [];
     for (let p = 0; p < nPods; p++) {
       const letter = String.fromCharCode(97 + p);
-      pods.push({ name: `echo-${n}${letter}`, ns: `${prefix}pod${n}${letter}`, ip: `10.244.${n}.${10 + p}`, hostIf: `veth${letter}` });
+      pods.push({ name: `echo-${n}${letter}`, ns: `${prefix}pod${n}${letter}`, ip: `10.244.${n}.${10 + p}`, ip6: `fd44:${n}::${10 + p}`, hostIf: `veth${letter}` });
     }
     nodes.push({
       name: `node${n}`,
       ns: `${prefix}node${n}`,
       ifname: 'eth0',
       address: `10.0.0.${20 + n}`,
+      address6: `fd10::${20 + n}`,
       fabricPort: `n${n}`,
       podCidr: `10.244.${n}.0/24`,
+      podCidr6: `fd44:${n}::/64`,
       bridge: 'cni0',
       gateway: `10.244.${n}.1`,
+      gateway6: `fd44:${n}::1`,
       mgmtIf: 'mgmt0',
       mgmtAddress: `10.255.0.${20 + n}`,
       mgmtPort: `mn${n}`,
@@ -127,13 +155,14 @@ export function planLab(prefix: string, opts: { edges?: number; nodes?: number; 
   }
   return {
     prefix,
-    client: { ns: `${prefix}client`, ifname: 'eth0', address: '172.16.0.10', otherAddress: '172.16.0.20', gateway: '172.16.0.1' },
-    router: { ns: `${prefix}router`, clientIf: 'cl0', clientAddress: '172.16.0.1', fabricIf: 'fab0', address: '10.0.0.1', fabricPort: 'r0', asn: 65000 },
+    client: { ns: `${prefix}client`, ifname: 'eth0', address: '172.16.0.10', otherAddress: '172.16.0.20', gateway: '172.16.0.1', address6: 'fd16::10', otherAddress6: 'fd16::20', gateway6: 'fd16::1' },
+    router: { ns: `${prefix}router`, clientIf: 'cl0', clientAddress: '172.16.0.1', clientAddress6: 'fd16::1', fabricIf: 'fab0', address: '10.0.0.1', address6: 'fd10::1', fabricPort: 'r0', asn: 65000 },
     fabric: { ns: `${prefix}fabric`, bridge: 'br0', cidr: '10.0.0.0/24' },
     mgmt: { ns: `${prefix}mgmt`, bridge: 'br0', address: '10.255.0.1', apiPort: 6443 },
     edges,
     nodes,
     pool: '198.51.100.0/28',
+    pool6: '2001:db8:5100::/124',
     ports: { http: 8080, udp: 9090 },
   };
 }

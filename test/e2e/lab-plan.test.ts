@@ -51,6 +51,32 @@ test('the generated edge config passes the real config loader', (t) => {
   }
 });
 
+test('a dual-stack plan: every IPv6 address unique, pods inside their node\'s /64; its edge config (two sessions, two pools) passes the real config loader', (t) => {
+  const p = planLab('elb-abcd-');
+  const v6 = [p.client.address6, p.client.otherAddress6, p.router.address6, p.router.clientAddress6, ...p.edges.map((e) => e.address6), ...p.nodes.flatMap((n) => [n.address6, n.gateway6, ...n.pods.map((x) => x.ip6)])];
+  t.is(new Set(v6).size, v6.length, 'no IPv6 address used twice');
+  for (const n of p.nodes) for (const pod of n.pods) t.true(pod.ip6.startsWith(n.podCidr6.replace('/64', '')), `${pod.ip6} in ${n.podCidr6}`);
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-labcfg6-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const e = p.edges[0]!;
+  const file = join(dir, 'edge.yaml');
+  writeFileSync(file, stringify(edgeConfig(p, e, { ...DEFAULT_OPTIONS, ipv6: true }, { dir, pinPath: '/sys/fs/bpf/x', kubeconfig: join(dir, 'kubeconfig') })));
+  const c = loadConfigFile(file);
+  t.deepEqual(c.bgp.peers.map((x) => [x.address, x.localAddress]), [[p.router.address, e.address], [p.router.address6, e.address6]]);
+  t.deepEqual(c.pools.map((x) => x.cidrs), [[p.pool], [p.pool6]]);
+  const single = stringify(edgeConfig(p, e, DEFAULT_OPTIONS, { dir, pinPath: '/sys/fs/bpf/x', kubeconfig: join(dir, 'kubeconfig') }));
+  t.false(single.includes('fd10::'), 'an IPv4 lab has no IPv6 session');
+  const svc = serviceObject(p, { name: 'ds', ipFamilyPolicy: 'RequireDualStack', ipFamilies: ['IPv4', 'IPv6'] }) as { spec: Record<string, unknown> };
+  t.is(svc.spec.ipFamilyPolicy, 'RequireDualStack');
+  t.deepEqual(svc.spec.ipFamilies, ['IPv4', 'IPv6']);
+  // The played kubelet reports both families of a dual-stack pod and node.
+  const pod = { metadata: { name: 'p', namespace: 'default' }, spec: { nodeName: 'node1', containers: [{ name: 'echo' }] } };
+  const node = { name: 'node1', address: '10.0.0.21', address6: 'fd10::21', podCidr: '10.244.1.0/24' };
+  const st = podStatusFor(pod, node, { ip: '10.244.1.10', ip6: 'fd44:1::10', running: true, startedAt: '2026-01-01T00:00:00Z' });
+  t.deepEqual(st.podIPs, [{ ip: '10.244.1.10' }, { ip: 'fd44:1::10' }]);
+  t.deepEqual(st.hostIPs, [{ ip: '10.0.0.21' }, { ip: 'fd10::21' }]);
+});
+
 test('manifests: class, affinity, ranges; Pods bound to their node carry the membership label of each Service they back', (t) => {
   const p = planLab('elb-abcd-');
   const spec = { name: 's', sessionAffinity: { timeoutSeconds: 30 }, sourceRanges: ['1.2.3.0/24'], udpPort: null };

@@ -34,6 +34,8 @@ export interface ControlPlaneState {
   adminKubeconfig: string;
   /** kube-controller-manager --controllers. */
   controllers: string[];
+  /** --service-cluster-ip-range: one IPv4 range, or IPv4 and IPv6 (a dual-stack cluster). */
+  serviceCidrs?: string[];
   processes: Partial<Record<Component, LabProcess>>;
 }
 
@@ -47,6 +49,8 @@ export interface ControlPlaneOptions {
   nodeLifecycle?: boolean;
   /** Start kube-controller-manager (default true; a benchmark with hand-made EndpointSlices leaves it out). */
   controllerManager?: boolean;
+  /** A dual-stack cluster: Services may have IPv4 and IPv6 cluster addresses (PreferDualStack, RequireDualStack). */
+  dualStack?: boolean;
   /** Called for every process started (the lab records them for `down`). */
   onProcess?: (p: LabProcess) => void;
   say?: (line: string) => void;
@@ -63,6 +67,7 @@ export const ETCD = process.env.EDGELB_ETCD ?? '/usr/bin/etcd';
 export const ETCDCTL = process.env.EDGELB_ETCDCTL ?? '/usr/bin/etcdctl';
 
 const SERVICE_CIDR = '10.96.0.0/16';
+const SERVICE_CIDR6 = 'fd96::/108';
 const BASE_CONTROLLERS = ['endpointslice-controller', 'serviceaccount-controller', 'serviceaccount-token-controller', 'namespace-controller', 'garbage-collector-controller'];
 
 export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlaneState> {
@@ -78,6 +83,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     pki,
     adminKubeconfig: join(o.dir, 'admin.kubeconfig'),
     controllers: [...BASE_CONTROLLERS, ...(o.nodeLifecycle ? ['node-lifecycle-controller'] : [])],
+    serviceCidrs: o.dualStack ? [SERVICE_CIDR, SERVICE_CIDR6] : [SERVICE_CIDR],
     processes: {},
   };
   const admin = await clientCert(pki, 'admin', 'edgelb-lab-admin', ['system:masters']);
@@ -126,7 +132,7 @@ function argv(st: ControlPlaneState, c: Component): string[] {
         '--service-account-issuer', 'https://kubernetes.default.svc.cluster.local',
         '--service-account-key-file', st.pki.saPub,
         '--service-account-signing-key-file', st.pki.saKey,
-        '--service-cluster-ip-range', SERVICE_CIDR,
+        '--service-cluster-ip-range', (st.serviceCidrs ?? [SERVICE_CIDR]).join(','),
         '--allow-privileged=true',
         '--profiling=false',
         // The `kubernetes` Service's endpoint may not be a loopback address;

@@ -20,11 +20,15 @@ export const NODE_STATUS_MS = 60_000;
 export interface KubeletNode {
   name: string;
   address: string;
+  /** Its IPv6 address too (a dual-stack node). */
+  address6?: string;
   podCidr: string;
 }
 
 export interface PodFacts {
   ip: string;
+  /** Its IPv6 address too (a dual-stack pod). */
+  ip6?: string;
   /** The container's process runs. */
   running: boolean;
   /** When it started (ISO). */
@@ -78,9 +82,9 @@ export function podStatusFor(pod: PodObject, node: KubeletNode, facts: PodFacts 
     // reported for a pod being deleted (a terminal phase cannot be left).
     phase: 'Running',
     podIP: facts.ip,
-    podIPs: [{ ip: facts.ip }],
+    podIPs: [{ ip: facts.ip }, ...(facts.ip6 ? [{ ip: facts.ip6 }] : [])],
     hostIP: node.address,
-    hostIPs: [{ ip: node.address }],
+    hostIPs: [{ ip: node.address }, ...(node.address6 ? [{ ip: node.address6 }] : [])],
     startTime: pod.status?.startTime ?? facts.startedAt,
     conditions: [cond('PodReadyToStartContainers', 'True'), cond('Initialized', 'True'), cond('ContainersReady', ready), cond('Ready', ready), cond('PodScheduled', 'True')],
     containerStatuses: pod.spec.containers.map((c) => ({
@@ -146,7 +150,7 @@ export class PlayedKubelet {
     const n = this.node;
     const at = now();
     const status = {
-      addresses: [{ type: 'InternalIP', address: n.address }, { type: 'Hostname', address: n.name }],
+      addresses: [{ type: 'InternalIP', address: n.address }, ...(n.address6 ? [{ type: 'InternalIP', address: n.address6 }] : []), { type: 'Hostname', address: n.name }],
       conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'the lab plays kubelet', lastHeartbeatTime: at, lastTransitionTime: at }],
       nodeInfo: { kubeletVersion: 'v0.0.0-lab', kernelVersion: '', osImage: 'edgelb lab', containerRuntimeVersion: 'lab://0', kubeProxyVersion: '', operatingSystem: 'linux', architecture: 'amd64', machineID: '', systemUUID: '', bootID: '' },
     };
