@@ -92,8 +92,9 @@ export async function buildNetwork(p: LabPlan, recordNamespace: (ns: string) => 
 async function buildNetwork6(p: LabPlan): Promise<void> {
   await addAddress(p.router.ns, p.router.fabricIf, `${p.router.address6}/64`);
   await addAddress(p.router.ns, p.router.clientIf, `${p.router.clientAddress6}/64`);
-  await addAddress(p.client.ns, p.client.ifname, `${p.client.address6}/64`);
+  // Linux prefers the most recently added IPv6 address as a source: the client's own one last.
   await addAddress(p.client.ns, p.client.ifname, `${p.client.otherAddress6}/64`);
+  await addAddress(p.client.ns, p.client.ifname, `${p.client.address6}/64`);
   await nsRun(p.client.ns, ['ip', '-6', 'route', 'add', 'default', 'via', p.client.gateway6]);
   await sysctl(p.router.ns, 'net.ipv6.conf.all.forwarding', '1');
   await sysctl(p.router.ns, 'net.ipv6.fib_multipath_hash_policy', '1');
