@@ -85,6 +85,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   /** Each list/watch attempt's number; callbacks of an older one are ignored. */
   private attempt = 0;
   private stream: { abort: () => void } | null = null;
+  private lastExpiryMs = 0;
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly st: InformerStats = { connected: false, synced: false, lists: 0, watchStarts: 0, errors: 0, objectErrors: 0 };
@@ -161,6 +162,7 @@ export class ResilientInformer<T extends KubernetesObject> {
           // dead the new watch fails and that relists with backoff.
           const resumable = err === null || err instanceof WatchIdleError;
           if (resumable && Date.now() - began >= MIN_CLEAN_WATCH_MS) void this.run(false);
+          else if (err instanceof ApiStatusError && err.code === 410) this.expired(err);
           else this.failed(err ?? new Error(`watch ${this.o.path}: ended at once`));
         },
         this.o.watchIdleMs ?? WATCH_IDLE_MS,
@@ -187,8 +189,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       this.stream = null;
       this.attempt++;
       const err = new ApiStatusError(status?.code ?? 0, `watch ${this.o.path}: ${status?.message ?? 'error event'}`, status);
-      // 410 Gone: our resourceVersion was compacted away; relist now (an ordinary event, not an outage).
-      if (status?.code === 410) void this.run(true);
+      if (status?.code === 410) this.expired(err);
       else this.failed(err);
       return;
     }
@@ -262,6 +263,20 @@ export class ResilientInformer<T extends KubernetesObject> {
     const md = (obj as { metadata?: { namespace?: string; name?: string } } | null)?.metadata;
     const object = `${md?.namespace ? `${md.namespace}/` : ''}${md?.name ?? '(no name)'}`;
     this.o.logger.error({ informer: this.o.name, object, err: String(err) }, `${this.o.name} ${object}: ${what}`);
+  }
+
+  /**
+   * 410 Gone (an ERROR event or the watch request's status): our
+   * resourceVersion was compacted away. An ordinary event, not an outage:
+   * relist at once — unless the last expiry was a moment ago (a server that
+   * keeps answering 410 must not be relisted in a tight loop).
+   */
+  private expired(err: ApiStatusError): void {
+    const now = Date.now();
+    const recent = now - this.lastExpiryMs < MIN_CLEAN_WATCH_MS;
+    this.lastExpiryMs = now;
+    if (recent) this.failed(err);
+    else void this.run(true);
   }
 
   /** A list or watch failed: keep the cache, relist after a backoff. */

@@ -236,3 +236,37 @@ test('a watch silent past its idle limit is reopened from the last resourceVersi
     server.close();
   }
 });
+
+test('410 on the watch request relists at once, but a server that keeps answering 410 is not relisted in a tight loop', async (t) => {
+  let lists = 0;
+  let watches = 0;
+  const server = createServer((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    res.setHeader('content-type', 'application/json');
+    if (u.searchParams.get('watch') !== 'true') {
+      lists++;
+      res.end(JSON.stringify({ metadata: { resourceVersion: String(lists) }, items: [obj('a', '1')] }));
+      return;
+    }
+    watches++;
+    res.writeHead(410);
+    res.end(JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger: createLogger({ level: 'silent' }), backoffInitialMs: 100, onEvent: () => undefined });
+  try {
+    await inf.start();
+    await until('the first expiry relisted at once', () => lists >= 2, 2000);
+    await new Promise((r) => setTimeout(r, 1500));
+    t.true(lists <= 8, `${lists} lists in 1.5 s`);
+    t.true(watches >= 2);
+    t.deepEqual(inf.list().map((o) => o.metadata.name), ['a'], 'the cache stays');
+  } finally {
+    await inf.stop();
+    rest.close();
+    server.closeAllConnections();
+    server.close();
+  }
+});
