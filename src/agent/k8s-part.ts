@@ -28,8 +28,7 @@ export class KubernetesAgentPart implements KubernetesPart {
   async start(): Promise<void> {
     // An unreachable API server or an unusable kubeconfig must not keep the
     // edge from forwarding what its pinned maps and gobgpd already hold:
-    // report it, keep retrying. The client library is the agent's heaviest
-    // import (seconds on a slow CPU), so it loads after the agent is up:
+    // report it, keep retrying. The controller loads after the agent is up,
     // on a later turn of the event loop, not inside start().
     setImmediate(() => void this.attempt());
   }
@@ -47,7 +46,9 @@ export class KubernetesAgentPart implements KubernetesPart {
     } catch (e) {
       this.controller = null;
       const where = this.config.kubernetes.kubeconfig || '$KUBECONFIG / in-cluster';
-      this.lastError = `kubeconfig ${where}: ${(e as Error).message}`;
+      const msg = (e as Error).message;
+      // The kubeconfig reader's errors name the file (and the entry) already.
+      this.lastError = msg.startsWith('kubeconfig') || msg.startsWith('in-cluster') ? msg : `kubeconfig ${where}: ${msg}`;
       this.log.error({ err: e }, `cannot use ${where}; retrying every ${RETRY_MS / 1000}s`);
       this.retry = setTimeout(() => void this.attempt(), RETRY_MS);
       this.retry.unref();
