@@ -13,6 +13,9 @@
  *   affinity or Maglev over the service's region of edge_ring — and
  *   dispatches: ip-option (DNAT + 8-byte option on SYN/UDP), IPIP, or SNAT.
  *
+ * IPv6 (XDP only; the tc program passes it): edge_ip6.h, a subprogram of
+ * its own, chosen by EtherType (after one VLAN tag) before IPv4 parsing.
+ *
  * Defined behaviour for packets we cannot forward faithfully (never a
  * mis-forward):
  *   - IPv4 fragments (MF set or offset != 0) addressed to a VIP are dropped
@@ -62,6 +65,7 @@
 #include "edge_steer.h"
 #include "edge_conn.h"
 #include "edge_second_chance.h"
+#include "edge_ip6.h"
 
 static __always_inline int edge_fragment(const struct pkt *p)
 {
@@ -235,12 +239,24 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	return edge_xmit_option(ctx, xdp, cfg, &p, be, syn || p.l4_proto == IPPROTO_UDP, ifindex);
 }
 
+/* The IPv4 pipeline of the XDP hook as a subprogram of its own, next to
+ * edge_process6: the verifier bounds the stack of a whole call chain (512
+ * bytes), and each family's pipeline alone fits, both nested would not. */
+static __noinline int edge_process_xdp(struct xdp_md *ctx, __u32 *ifindex)
+{
+	return edge_process(ctx, 1, ifindex);
+}
+
 SEC("xdp")
 int edge_xdp(struct xdp_md *ctx)
 {
 	__u32 ifindex = 0;
-	int act = edge_process(ctx, 1, &ifindex);
+	int act;
 
+	if (edge_frame_ipv6(ctx))
+		act = edge_process6(ctx, &ifindex);
+	else
+		act = edge_process_xdp(ctx, &ifindex);
 	return edge_verdict(ctx, 1, act, ifindex);
 }
 

@@ -28,6 +28,7 @@ import {
   u32Key,
   type EdgeMapName,
   type EdgeStatName,
+  encodeConfig6,
 } from './edge-maps.js';
 import { EdgePlanner, type EdgePlan, type FrontendState, type PathDispatch, type PlanResult } from './edge-plan.js';
 import { readSnapshot } from './edge-restore.js';
@@ -52,6 +53,8 @@ export interface EdgeDatapathOptions {
   mtu: number;
   /** Edge address: SNAT source and default IPIP outer source. */
   address: string;
+  /** The edge's IPv6 address: IPv6-in-IPv6 outer source, and a forged source for IPv6 flows. Absent = none (IP6IP6 backends are then dropped, counted as drop_unsupported6). */
+  address6?: string;
   /** Pin (and on restart reuse) the maps in this bpffs directory (datapath.pinPath). */
   pinPath?: string;
   objectPath?: string;
@@ -246,7 +249,7 @@ export class EdgeDatapath {
   }
 
   /** Change the forwarding / configuration knobs at runtime. */
-  reconfigure(patch: Partial<Pick<EdgeDatapathOptions, 'mtu' | 'address' | 'snatPorts' | 'ipipSource' | 'ctInsertLimit' | 'forward'>>): void {
+  reconfigure(patch: Partial<Pick<EdgeDatapathOptions, 'mtu' | 'address' | 'address6' | 'snatPorts' | 'ipipSource' | 'ctInsertLimit' | 'forward'>>): void {
     Object.assign(this.opts, patch);
     this.writeConfig();
   }
@@ -267,7 +270,9 @@ export class EdgeDatapath {
       gwMac: fwd.kind === 'gateway' ? fwd.gatewayMac : '00:00:00:00:00:00',
       ownMac: fwd.kind === 'gateway' ? fwd.ownMac : '00:00:00:00:00:00',
     });
+    const cfg6 = encodeConfig6(o.address6 ?? null);
     this.maps.edge_config.update(u32Key(0), cfg);
+    this.maps.edge_config6.update(u32Key(0), cfg6);
   }
 
   // ------------------------------------------------------------ changes

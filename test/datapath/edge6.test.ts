@@ -1,0 +1,309 @@
+// The edge's IPv6 path (bpf/include/edge_ip6.h) through BPF_PROG_TEST_RUN:
+// exact output bytes against frames built from scratch in TypeScript
+// (test/lib/packets6.ts computes every checksum itself; verifyL4Checksum6
+// re-sums the output a second way), the backend each flow must reach named
+// by an independent copy of the flow hash and Maglev, truncation at every
+// length, and the defined drops.
+import test, { type ExecutionContext } from 'ava';
+import { XDP_DROP, XDP_PASS, XDP_TX } from '../../src/datapath/loader.js';
+import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
+import { encodeCt6Key, decodeBackend6, decodeCtValue, u32Key } from '../../src/datapath/edge-maps.js';
+import { buildPacket6, dsr6Header, fragHeader, padHeader, parse6, verifyL4Checksum6, NH_DSTOPTS, NH_HOPOPTS, NH_ROUTING, ip6Bytes } from '../lib/packets6.js';
+import { CLIENT_MAC, EDGE_MAC, openEdge, tcpPacket, service } from './edge-helpers.js';
+import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, backend6, eth6, flowHash6, maglevPick, service6, tcp6, udp6 } from './edge6-helpers.js';
+
+function open6(t: ExecutionContext, over: { mtu?: number; address6?: string | null } = {}): EdgeDatapath {
+  return openEdge(t, {
+    hooks: ['xdp'],
+    ...(over.mtu ? { mtu: over.mtu } : {}),
+    ...(over.address6 === null ? {} : { address6: over.address6 ?? EDGE6 }),
+  });
+}
+
+function run(dp: EdgeDatapath, data: Buffer): { retval: number; out: Buffer } {
+  const r = dp.program('xdp').testRun({ data });
+  return { retval: r.retval, out: r.dataOut };
+}
+
+const hex = (b: Buffer): string => b.toString('hex');
+/** The destination address of an output frame (untagged, fixed header at 14), as hex. */
+const dst6 = (frame: Buffer): string => hex(frame.subarray(38, 54));
+const addr = (a: string): string => hex(ip6Bytes(a));
+
+function stats(dp: EdgeDatapath): Record<string, number> {
+  return dp.counters().stats;
+}
+
+function nonZero(dp: EdgeDatapath): Record<string, number> {
+  return Object.fromEntries(Object.entries(stats(dp)).filter(([, v]) => v !== 0));
+}
+
+const THREE = [backend6(1), backend6(2), backend6(3)];
+
+test('non-VIP IPv6 passes untouched, uncounted', (t) => {
+  const dp = open6(t);
+  apply6(dp, service6());
+  const frames = [
+    tcp6({ dst: '2001:db8:100::99' }),
+    tcp6({ dport: 81 }),
+    udp6({ dport: 80 }), // TCP service, UDP packet
+    tcp6({ dst: '2001:db8:100::99', ext: [fragHeader(0, true)] }),
+    tcp6({ dst: '2001:db8:100::99', ext: [padHeader(NH_HOPOPTS)] }),
+    udp6({ dst: '2001:db8:100::99', ext: [dsr6Header(VIP6, 80)] }),
+    buildPacket6({ eth: eth6, ip: { src: CLIENT6, dst: VIP6 }, icmp6: { type: 128, body: Buffer.from('00010001', 'hex') } }), // echo to the VIP
+    buildPacket6({ eth: eth6, ip: { src: CLIENT6, dst: VIP6 }, raw: { nh: 47, bytes: Buffer.alloc(8) } }), // GRE to the VIP
+  ];
+  for (const f of frames) {
+    const r = run(dp, f);
+    t.is(r.retval, XDP_PASS);
+    t.is(hex(r.out), hex(f));
+  }
+  t.deepEqual(nonZero(dp), {});
+});
+
+test('TCP SYN: DNAT to the pod and the 24-byte Destination Options header, exact bytes', (t) => {
+  const dp = open6(t);
+  const d = service6({ backends: THREE });
+  apply6(dp, d);
+  const syn = tcp6({ flags: { syn: true }, tclass: 0x28, flowLabel: 0xabcde });
+  const r = run(dp, syn);
+  t.is(r.retval, XDP_PASS); // FIB bypassed: rewritten and handed to the stack
+  const be = d.backends[maglevPick(d, flowHash6(CLIENT6, VIP6, 40000, 80, 6))]!;
+  const want = buildPacket6({
+    eth: eth6,
+    ip: { src: CLIENT6, dst: be.ip, hopLimit: 63, tclass: 0x28, flowLabel: 0xabcde },
+    ext: [dsr6Header(VIP6, 80)],
+    tcp: { sport: 40000, dport: 8080, seq: 1000, ack: 0, flags: { syn: true }, options: Buffer.from([2, 4, 0x05, 0xa0]), payload: Buffer.alloc(0) },
+  });
+  t.is(hex(r.out), hex(want));
+  t.is(r.out.length, syn.length + 24);
+  const p = parse6(r.out.subarray(14));
+  t.deepEqual(p.chain, [NH_DSTOPTS, 6]);
+  t.true(verifyL4Checksum6(r.out.subarray(14)));
+  // The header, byte by byte as IPV6-WIRE.md has it.
+  const h = r.out.subarray(54, 78);
+  t.is(hex(h.subarray(0, 6)), '06025e120050');
+  t.is(hex(h.subarray(6, 22)), hex(ip6Bytes(VIP6)));
+  t.is(hex(h.subarray(22)), '0100');
+  // A SYN is not remembered (the handshake's ACK pins the flow).
+  t.is(dp.map('edge_ct6').lookup(encodeCt6Key({ saddr: CLIENT6, daddr: VIP6, sport: 40000, dport: 80, proto: 6 })), null);
+  t.is(dp.counters().stats.fib_bypass, 1);
+});
+
+test('established TCP: DNAT only, the flow pinned in edge_ct6 and kept across a backend-set change', (t) => {
+  const dp = open6(t);
+  const d = service6({ backends: THREE });
+  apply6(dp, d);
+  const payload = Buffer.from('GET / HTTP/1.1\r\n\r\n');
+  const flows = Array.from({ length: 24 }, (_, i) => 41000 + i);
+  const seen = new Set<string>();
+  for (const sport of flows) {
+    const ack = tcp6({ sport, flags: { ack: true, psh: true }, payload });
+    const r = run(dp, ack);
+    t.is(r.retval, XDP_PASS);
+    const k = maglevPick(d, flowHash6(CLIENT6, VIP6, sport, 80, 6));
+    const be = d.backends[k]!;
+    seen.add(be.ip);
+    const want = buildPacket6({ eth: eth6, ip: { src: CLIENT6, dst: be.ip, hopLimit: 63, flowLabel: 0x12345 }, tcp: { sport, dport: 8080, seq: 1000, ack: 2000, flags: { ack: true, psh: true }, payload } });
+    t.is(hex(r.out), hex(want), `flow ${sport}`);
+    t.true(verifyL4Checksum6(r.out.subarray(14)));
+    const cv = dp.map('edge_ct6').lookup(encodeCt6Key({ saddr: CLIENT6, daddr: VIP6, sport, dport: 80, proto: 6 }));
+    t.truthy(cv);
+    t.is(decodeCtValue(cv!).backendId, BE6_ID0 + k);
+  }
+  t.true(seen.size > 1, 'flows spread over the backends');
+  // A fourth backend changes the Maglev table; pinned flows stay.
+  const d4 = service6({ backends: [...THREE, backend6(4)] });
+  apply6(dp, d4);
+  for (const sport of flows) {
+    const k = maglevPick(d, flowHash6(CLIENT6, VIP6, sport, 80, 6));
+    const r = run(dp, tcp6({ sport, flags: { ack: true }, payload }));
+    t.is(dst6(r.out), addr(d.backends[k]!.ip));
+  }
+});
+
+test('UDP: the header on every datagram, checksum follows the DNAT; checksum 0 is malformed', (t) => {
+  const dp = open6(t);
+  const d = service6({ frontend: { vip: VIP6, port: 53, protocol: 'UDP' }, backends: THREE });
+  apply6(dp, d);
+  const be = d.backends[maglevPick(d, flowHash6(CLIENT6, VIP6, 5353, 53, 17))]!;
+  for (let i = 0; i < 3; i++) {
+    const r = run(dp, udp6());
+    t.is(r.retval, XDP_PASS);
+    const want = buildPacket6({ eth: eth6, ip: { src: CLIENT6, dst: be.ip, hopLimit: 63 }, ext: [dsr6Header(VIP6, 53)], udp: { sport: 5353, dport: 8080, payload: Buffer.from('hello edge6') } });
+    t.is(hex(r.out), hex(want));
+    t.true(verifyL4Checksum6(r.out.subarray(14)));
+  }
+  const bad = udp6({ checksum: 0 });
+  t.is(run(dp, bad).retval, XDP_DROP);
+  t.is(stats(dp).drop_malformed, 1);
+});
+
+test('IPv6-in-IPv6: outer header per IPV6-WIRE.md, inner untouched but for its hop limit', (t) => {
+  const dp = open6(t);
+  const d = service6({ dispatch: 'ipip', backends: THREE });
+  apply6(dp, d);
+  const ack = tcp6({ flags: { ack: true }, payload: Buffer.from('x'.repeat(100)), tclass: 0xb8, flowLabel: 0x54321 });
+  const r = run(dp, ack);
+  t.is(r.retval, XDP_PASS);
+  const hash = flowHash6(CLIENT6, VIP6, 40000, 80, 6);
+  const be = d.backends[maglevPick(d, hash)]!;
+  const inner = Buffer.from(ack.subarray(14));
+  inner[7] = 63;
+  const outer = Buffer.alloc(40);
+  outer.writeUInt32BE(((6 << 28) | (0xb8 << 20) | (hash & 0xfffff)) >>> 0, 0);
+  outer.writeUInt16BE(inner.length, 4);
+  outer[6] = 41;
+  outer[7] = 64;
+  ip6Bytes(EDGE6).copy(outer, 8);
+  ip6Bytes(be.nodeIp).copy(outer, 24);
+  t.is(hex(r.out), hex(Buffer.concat([ack.subarray(0, 14), outer, inner])));
+  t.true(verifyL4Checksum6(inner));
+  // Without an edge IPv6 address there is no outer source: dropped, counted.
+  const dp2 = open6(t, { address6: null });
+  apply6(dp2, d);
+  t.is(run(dp2, ack).retval, XDP_DROP);
+  t.is(stats(dp2).drop_unsupported6, 1);
+});
+
+test('Fragment header to a VIP: dropped and counted, wherever it sits in the chain', (t) => {
+  const dp = open6(t);
+  apply6(dp, service6());
+  const frames = [
+    tcp6({ ext: [fragHeader(0, true)] }),
+    tcp6({ ext: [fragHeader(0, false)] }), // atomic fragment
+    buildPacket6({ eth: eth6, ip: { src: CLIENT6, dst: VIP6 }, ext: [fragHeader(185, false)], raw: { nh: 6, bytes: Buffer.alloc(64) } }),
+    tcp6({ ext: [padHeader(NH_HOPOPTS), fragHeader(0, true)] }),
+    tcp6({ dport: 9999, ext: [fragHeader(0, true)] }), // no such port: still a fragment to a VIP
+  ];
+  for (const f of frames) t.is(run(dp, f).retval, XDP_DROP);
+  t.deepEqual(nonZero(dp), { drop_fragment: frames.length });
+});
+
+test('extension headers, VLAN tags and hop limit 1 towards a service: defined drops', (t) => {
+  const dp = open6(t);
+  apply6(dp, service6());
+  // A client's own Destination Options header (even a forged DSR one), Hop-by-Hop, Routing.
+  for (const ext of [[dsr6Header('2001:db8:100::66', 443)], [padHeader(NH_HOPOPTS)], [padHeader(NH_ROUTING)]]) t.is(run(dp, tcp6({ ext })).retval, XDP_DROP);
+  const syn = tcp6();
+  const tagged = Buffer.concat([syn.subarray(0, 12), Buffer.from('8100000a86dd', 'hex'), syn.subarray(14)]);
+  t.is(run(dp, tagged).retval, XDP_DROP);
+  const otherTagged = Buffer.concat([syn.subarray(0, 12), Buffer.from('8100000a86dd', 'hex'), tcp6({ dst: '2001:db8:100::99' }).subarray(14)]);
+  t.is(hex(run(dp, otherTagged).out), hex(otherTagged));
+  t.is(run(dp, tcp6({ hopLimit: 1 })).retval, XDP_DROP);
+  t.is(run(dp, tcp6({ hopLimit: 0 })).retval, XDP_DROP);
+  t.is(run(dp, tcp6({ hopLimit: 2 })).retval, XDP_PASS);
+  t.deepEqual(nonZero(dp), { drop_ip_options: 3, drop_vlan: 1, drop_ttl: 2, fib_bypass: 1 });
+});
+
+test('malformed TCP/UDP to a service: dropped, never forwarded', (t) => {
+  const dp = open6(t);
+  apply6(dp, service6());
+  apply6(dp, service6({ service: 'default/dns6', frontend: { vip: VIP6, port: 53, protocol: 'UDP' } }), { svcId: SVC6_ID + 1, backendIds: [BE6_ID0 + 10], ringOff: RING6_OFF - 16384 });
+  const syn = tcp6();
+  const doffBig = Buffer.from(syn);
+  doffBig[54 + 12] = 0xf0; // data offset 60 > segment
+  const doffSmall = Buffer.from(syn);
+  doffSmall[54 + 12] = 0x40; // data offset 16 < 20
+  const udp = udp6();
+  const ulenBig = Buffer.from(udp);
+  ulenBig.writeUInt16BE(200, 54 + 4);
+  const ulenSmall = Buffer.from(udp);
+  ulenSmall.writeUInt16BE(7, 54 + 4);
+  for (const f of [doffBig, doffSmall, ulenBig, ulenSmall]) t.is(run(dp, f).retval, XDP_DROP);
+  t.deepEqual(nonZero(dp), { drop_malformed: 4 });
+});
+
+test('truncation at every length of a v6 SYN and a v6 UDP datagram: never forwarded malformed', (t) => {
+  const dp = open6(t);
+  apply6(dp, service6());
+  apply6(dp, service6({ service: 'default/dns6', frontend: { vip: VIP6, port: 53, protocol: 'UDP' } }), { svcId: SVC6_ID + 1, backendIds: [BE6_ID0 + 10], ringOff: RING6_OFF - 16384 });
+  for (const full of [tcp6({ payload: Buffer.from('abcdefgh') }), udp6()]) {
+    for (let len = 0; len < full.length; len++) {
+      const cut = full.subarray(0, len);
+      if (len < 14) continue; // BPF_PROG_TEST_RUN refuses frames shorter than Ethernet
+      const r = run(dp, cut);
+      t.true(r.retval === XDP_DROP || (r.retval === XDP_PASS && r.out.equals(cut)), `length ${len}: ${r.retval}`);
+    }
+    // The payload length shortened (the packet claims less than it carries
+    // — Ethernet padding): forwarded only as the claimed packet, checksums right.
+    const r = run(dp, full);
+    t.is(r.retval, XDP_PASS);
+    t.true(verifyL4Checksum6(r.out.subarray(14, 14 + 40 + r.out.readUInt16BE(18))));
+  }
+  // Only the well-formed ones were dispatched.
+  t.is(stats(dp).fib_bypass, 2);
+});
+
+test('too big after the +24: Packet Too Big with MTU − 24 to the client, exact bytes; below 1280 dropped and counted', (t) => {
+  const dp = open6(t, { mtu: 1400 });
+  apply6(dp, service6({ frontend: { vip: VIP6, port: 53, protocol: 'UDP' } }));
+  const big = udp6({ payload: Buffer.alloc(1400 - 40 - 8 - 23, 0x5a) }); // 1377 + 24 > 1400
+  const r = run(dp, big);
+  t.is(r.retval, XDP_TX);
+  const quote = big.subarray(14, 14 + 128);
+  const body = Buffer.alloc(4 + 128);
+  body.writeUInt32BE(1376, 0);
+  quote.copy(body, 4);
+  const want = buildPacket6({ eth: { src: EDGE_MAC, dst: CLIENT_MAC }, ip: { src: VIP6, dst: CLIENT6, hopLimit: 64 }, icmp6: { type: 2, body } });
+  t.is(hex(r.out), hex(want));
+  t.true(verifyL4Checksum6(r.out.subarray(14)));
+  t.is(stats(dp).icmp_too_big_sent, 1);
+  // One byte less fits.
+  const fits = udp6({ payload: Buffer.alloc(1400 - 40 - 8 - 24, 0x5a) });
+  t.is(run(dp, fits).retval, XDP_PASS);
+  // MTU 1300: 1300 − 24 < 1280 cannot be announced.
+  const dp2 = open6(t, { mtu: 1300 });
+  apply6(dp2, service6({ frontend: { vip: VIP6, port: 53, protocol: 'UDP' } }));
+  t.is(run(dp2, udp6({ payload: Buffer.alloc(1300, 1) })).retval, XDP_DROP);
+  t.deepEqual(nonZero(dp2), { drop_too_big_icmp_fail: 1 });
+  // IP6IP6: + 40.
+  const dp3 = open6(t, { mtu: 1400 });
+  apply6(dp3, service6({ dispatch: 'ipip', frontend: { vip: VIP6, port: 53, protocol: 'UDP' } }));
+  const r3 = run(dp3, udp6({ payload: Buffer.alloc(1400 - 40 - 8 - 39, 1) }));
+  t.is(r3.retval, XDP_TX);
+  t.is(r3.out.readUInt32BE(14 + 40 + 4), 1360);
+});
+
+test('source ranges, forged sources, terminating backends, no backend', (t) => {
+  const dp = open6(t);
+  apply6(dp, service6({ sourceRanges: ['2001:db8:1::/64'] }));
+  t.is(run(dp, tcp6()).retval, XDP_PASS);
+  t.is(run(dp, tcp6({ src: '2001:db8:2::7' })).retval, XDP_DROP);
+  t.is(stats(dp).drop_src_range, 1);
+  // From the VIP itself, or from the edge: a forgery or a loop.
+  const dp2 = open6(t);
+  apply6(dp2, service6());
+  t.is(run(dp2, tcp6({ src: VIP6 })).retval, XDP_DROP);
+  t.is(run(dp2, tcp6({ src: EDGE6 })).retval, XDP_DROP);
+  t.is(stats(dp2).drop_bad_source, 2);
+  // Terminating: a pinned flow stays, a new one goes elsewhere.
+  const d = service6({ backends: [backend6(1), backend6(2)] });
+  apply6(dp2, d);
+  const sport = 43000;
+  const k = maglevPick(d, flowHash6(CLIENT6, VIP6, sport, 80, 6));
+  run(dp2, tcp6({ sport, flags: { ack: true } }));
+  const term = service6({ backends: d.backends.map((b, i) => (i === k ? { ...b, state: 'terminating' as const } : b)) });
+  apply6(dp2, term);
+  t.is(dst6(run(dp2, tcp6({ sport, flags: { ack: true } })).out), addr(d.backends[k]!.ip));
+  for (let s = 44000; s < 44020; s++) {
+    t.is(dst6(run(dp2, tcp6({ sport: s })).out), addr(d.backends[1 - k]!.ip));
+  }
+  // Every backend terminating: new flows have nowhere to go.
+  apply6(dp2, service6({ backends: d.backends.map((b) => ({ ...b, state: 'terminating' as const })) }));
+  t.is(run(dp2, tcp6({ sport: 45000 })).retval, XDP_DROP);
+  t.is(stats(dp2).drop_no_backend, 1);
+});
+
+test('IPv4 and IPv6 frontends side by side: each family keeps its own path', (t) => {
+  const dp = open6(t);
+  dp.applyServices([service()]);
+  apply6(dp, service6());
+  const v4 = tcpPacket({});
+  const r4 = run(dp, v4);
+  t.is(r4.retval, XDP_PASS);
+  t.is(r4.out.length, v4.length + 8); // the IPv4 option
+  const r6 = run(dp, tcp6());
+  t.is(r6.out.length, tcp6().length + 24);
+  t.is(decodeBackend6(dp.map('edge_backends6').lookup(u32Key(BE6_ID0))!).ip, backend6(1).ip);
+});
