@@ -56,7 +56,7 @@
 //  "node_option6_ns","node_reply6_ns",
 //  "syn_fresh_ns","first_ack_ns","syn_percall_ns","established_percall_ns",
 //  "mpps_established_1core","mpps_syn_flood_1core","mpps_floor_1core","mpps_syn_one_tuple_1core",
-//  "maps_10k_mb","load_10k_s", "kernel_mpps":{ipvs|nftdsr|snat:{established,syn_flood}|null},
+//  "maps_10k_mb","maps_ipv6_mb" (of maps_10k_mb),"load_10k_s", "kernel_mpps":{ipvs|nftdsr|snat:{established,syn_flood}|null},
 //  "kernel_unavailable":{variant:reason}, "host":{…}, ["baseline_ref","baseline_commit","baseline":{same fields}]}
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -363,6 +363,8 @@ interface Subject {
   node: NodeSubject | { note: string };
   /** IPv6 frontends programmed (the current revision; a baseline without the IPv6 path has no rows). */
   v6: boolean;
+  /** memlock of the IPv6 maps (sized for use in the current revision: EdgeDatapathOptions.ipv6). */
+  ipv6Mb: number;
   close(): void;
 }
 
@@ -381,6 +383,7 @@ const BENCH_SERVICES: DesiredService[] = [
  * from the planner's (it does not allocate IPv6 frontends yet).
  */
 const VIP6 = '2001:db8:100::10';
+const IPV6_MAPS = ['edge_services6', 'edge_backends6', 'edge_ct6', 'edge_affinity6', 'edge_src_ranges6', 'edge_config6', 'edge_fib_cache6'] as const;
 const CLIENT6 = '2001:db8:1::7';
 function backends6(n: number): Backend[] {
   return Array.from({ length: n }, (_, j) => ({ ip: `fd00:244::${(j + 1).toString(16)}`, port: 8080, nodeIp: NODE_IPS6[j % NODE_IPS6.length]!, nodeName: `node${j % 5}`, weight: 1, state: 'active' as const }));
@@ -503,7 +506,7 @@ function openNode(label: Subject['label'], xdp: number, nodeObject: string, node
 }
 
 function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObject: string, nodeObject: string, nodeMod: NodeDatapathModule | null, big: DesiredService[]): Subject {
-  const dp = mod.EdgeDatapath.open({ maglevTableSize: 16381, mtu: 1500, address: '10.0.0.1', address6: EDGE_IP6, objectPath: edgeObject });
+  const dp = mod.EdgeDatapath.open({ maglevTableSize: 16381, mtu: 1500, address: '10.0.0.1', address6: EDGE_IP6, ipv6: label === 'current', objectPath: edgeObject });
   const closers: Array<() => void> = [() => dp.close()];
   const close = (): void => closers.reverse().forEach((f) => f());
   try {
@@ -511,13 +514,14 @@ function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObjec
     dp.applyServices(big);
     const loadS = Number(process.hrtime.bigint() - t0) / 1e9;
     const mapsMb = dp.memlockBytes() / 2 ** 20;
+    const ipv6Mb = label === 'current' ? IPV6_MAPS.reduce((a, n) => a + (dp as unknown as currentEdge.EdgeDatapath).map(n).memlockBytes(), 0) / 2 ** 20 : 0;
     dp.applyServices([...big, ...BENCH_SERVICES]);
     const v6 = label === 'current';
     if (v6) program6(dp);
     configure(dp, 'fib');
     const xdp = dp.program('xdp').fd;
     const node = openNode(label, xdp, nodeObject, nodeMod, closers);
-    return { label, dp, xdp, tc: dp.program('tc').fd, loadS, mapsMb, node, v6, close };
+    return { label, dp, xdp, tc: dp.program('tc').fd, loadS, mapsMb, ipv6Mb, node, v6, close };
   } catch (e) {
     close();
     throw e;
@@ -914,7 +918,8 @@ async function childMain(): Promise<void> {
   }
   console.log('SYNs never enter the connection table (spoofed floods cannot fill it); a flow is pinned by its first non-SYN packet.');
   for (const s of subjects) {
-    console.log(`${s.label}: 10 000 services / 100 000 backends: load ${s.loadS.toFixed(2)} s (target ≤ 5), maps ${s.mapsMb.toFixed(1)} MB memlock (target ≤ 256)`);
+    const v6 = s.ipv6Mb > 0 ? `, of which ${s.ipv6Mb.toFixed(1)} MB the IPv6 maps (sized for use: ipv6 on; ${(s.mapsMb - s.ipv6Mb).toFixed(1)} MB without)` : '';
+    console.log(`${s.label}: 10 000 services / 100 000 backends: load ${s.loadS.toFixed(2)} s (target ≤ 5), maps ${s.mapsMb.toFixed(1)} MB memlock (target ≤ 256)${v6}`);
     if ('note' in s.node) console.log(`${s.label}: ${s.node.note}; node_option_ns / node_reply_ns = null`);
     else if ('note' in s.node.v6) console.log(`${s.label}: ${s.node.v6.note}; node_option6_ns / node_reply6_ns = null`);
   }
@@ -927,6 +932,7 @@ async function childMain(): Promise<void> {
     for (const row of [...rows, ...freshRows]) if (row.key) out[row.key] = round1(med(row, who.label));
     for (const row of liveRows) if (row.key) out[row.key] = round3(liveMed(row, who.label));
     out.maps_10k_mb = round1(who.mapsMb);
+    out.maps_ipv6_mb = round1(who.ipv6Mb);
     out.load_10k_s = round3(who.loadS);
     return out;
   };

@@ -67,6 +67,14 @@ export interface EdgeDatapathOptions {
   forward?: ForwardMode;
   /** Dispatch for `auto` services until setPathDispatch says otherwise. Default 'ipip' (works on any path). */
   autoDispatchDefault?: PathDispatch;
+  /**
+   * Size the IPv6 maps (edge_maps6.h) for use: ≈ 80 MB more memlock, most
+   * of it the 512 Ki-flow edge_ct6. Off (the default), they are created
+   * with a handful of entries: IPv6 still reaches the program, which passes
+   * it (no IPv6 frontend can be written). The agent does not program IPv6
+   * frontends yet; tests and bench:datapath do, through edge-frontend6.ts.
+   */
+  ipv6?: boolean;
   /** Override map sizes (tests). */
   maxEntries?: Record<string, number>;
   /**
@@ -123,6 +131,15 @@ export interface EdgeCounters {
   services: ServiceCounters[];
   stats: Record<EdgeStatName, number>;
 }
+
+/** Sizes of the IPv6 maps when EdgeDatapathOptions.ipv6 is off (LRU maps keep a few entries per CPU's free list). */
+const IPV6_OFF_SIZES: Record<string, number> = {
+  edge_services6: 1,
+  edge_backends6: 1,
+  edge_ct6: 64,
+  edge_affinity6: 64,
+  edge_src_ranges6: 1,
+};
 
 export class EdgeDatapath {
   readonly obj: BpfObject;
@@ -189,9 +206,10 @@ export class EdgeDatapath {
     }
     const hooks = opts.hooks ?? ['xdp', 'tc'];
     if (hooks.length === 0) throw new Error('hooks: load at least one of xdp, tc');
+    const maxEntries = { ...(opts.ipv6 ? {} : IPV6_OFF_SIZES), ...(opts.maxEntries ?? {}) };
     return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
       ...(opts.pinPath ? { pinMaps: opts.pinPath } : {}),
-      ...(opts.maxEntries ? { maxEntries: opts.maxEntries } : {}),
+      ...(Object.keys(maxEntries).length > 0 ? { maxEntries } : {}),
       autoload: { edge_xdp: hooks.includes('xdp'), edge_tc: hooks.includes('tc') },
     });
   }

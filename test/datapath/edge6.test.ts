@@ -15,6 +15,7 @@ import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, backend6, et
 function open6(t: ExecutionContext, over: { mtu?: number; address6?: string | null } = {}): EdgeDatapath {
   return openEdge(t, {
     hooks: ['xdp'],
+    ipv6: true,
     ...(over.mtu ? { mtu: over.mtu } : {}),
     ...(over.address6 === null ? {} : { address6: over.address6 ?? EDGE6 }),
   });
