@@ -36,8 +36,9 @@
  *   - SNAT and hybrid services, and IP6IP6 without an edge IPv6 address:
  *     DROP_UNSUPPORTED6 (user space refuses such frontends; this is the
  *     datapath's own guard).
- *   - ICMPv6 (NDP, errors, echo) passes to the stack: steering an incoming
- *     Packet Too Big to the flow's backend is not done yet.
+ *   - ICMPv6 errors about a VIP flow (Packet Too Big, Destination
+ *     Unreachable) are steered to the flow's backend (edge_steer6.h); all
+ *     other ICMPv6 (NDP, echo) passes to the stack.
  * No SNAT reverse path, no second chance for IPv6 flows. */
 #ifndef EDGELB_EDGE_IP6_H
 #define EDGELB_EDGE_IP6_H
@@ -58,6 +59,7 @@
 #include "edge_conn.h"
 #include "edge_xmit.h"
 #include "edge_dsr6.h"
+#include "edge_steer6.h"
 
 /* Is this IPv6 address a VIP (marker entry)? */
 static __always_inline int edge6_is_vip(const void *daddr)
@@ -177,6 +179,8 @@ static __noinline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
 			return ACT_PASS;
 		p.t.sport = uh->source;
 		p.t.dport = uh->dest;
+	} else if (p.t.proto == IPPROTO_ICMPV6) {
+		return edge6_icmp_steer(ctx, plen, ifindex);
 	} else if (ipv6_ext_walked(p.t.proto)) {
 		return edge6_ext(data, end, ip6);
 	} else {

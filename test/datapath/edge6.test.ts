@@ -10,6 +10,8 @@ import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import { encodeCt6Key, decodeBackend6, decodeCtValue, u32Key } from '../../src/datapath/edge-maps.js';
 import { buildPacket6, dsr6Header, fragHeader, padHeader, parse6, verifyL4Checksum6, NH_DSTOPTS, NH_HOPOPTS, NH_ROUTING, ip6Bytes } from '../lib/packets6.js';
 import { CLIENT_MAC, EDGE_MAC, openEdge, tcpPacket, service } from './edge-helpers.js';
+import { loadNode6 } from './node-fixtures.js';
+import * as N from './node-fixtures.js';
 import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, backend6, eth6, flowHash6, maglevPick, service6, tcp6, udp6 } from './edge6-helpers.js';
 
 function open6(t: ExecutionContext, over: { mtu?: number; address6?: string | null } = {}): EdgeDatapath {
@@ -307,4 +309,92 @@ test('IPv4 and IPv6 frontends side by side: each family keeps its own path', (t)
   const r6 = run(dp, tcp6());
   t.is(r6.out.length, tcp6().length + 24);
   t.is(decodeBackend6(dp.map('edge_backends6').lookup(u32Key(BE6_ID0))!).ip, backend6(1).ip);
+});
+
+test('edge → node, IPv6: the node program accepts what the edge sends (header SYN, UDP, IP6IP6) and hands the pod the client\'s packet', (t) => {
+  // The node of node6.test (node-fixtures): VIP6:80/TCP and :53/UDP with
+  // three local pods, EDGE6 a trusted edge whose link-layer address is MAC_A.
+  const node = loadNode6(t);
+  node.applyServices([...N.standardServices(), ...N.standardServices6(), N.service(N.VIP6, 81, 'TCP', [N.POD6_1, N.POD6_2, N.POD6_3].map((ip) => N.backend(ip, 8080)))], { name: N.NODE_NAME });
+  const edge = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: N.EDGE6, forward: { kind: 'gateway', gatewayMac: '02:00:00:00:00:99', ownMac: N.MAC_A } });
+  const pods = [N.POD6_1, N.POD6_2, N.POD6_3].map((ip) => backend6(0, { ip, nodeIp: '2001:db8:e::21' }));
+  apply6(edge, service6({ frontend: { vip: N.VIP6, port: 80, protocol: 'TCP' }, backends: pods.map((b) => ({ ...b, port: 8080 })) }));
+  // The node serves VIP6:53 from its first two pods only (a pod the node does not know for that frontend is dropped: drop_wrong_backend).
+  apply6(edge, service6({ frontend: { vip: N.VIP6, port: 53, protocol: 'UDP' }, backends: pods.slice(0, 2).map((b) => ({ ...b, port: 5353 })) }), { svcId: SVC6_ID + 1, ringOff: RING6_OFF - 16384, backendIds: [BE6_ID0 + 10, BE6_ID0 + 11] });
+  apply6(edge, service6({ dispatch: 'ipip', frontend: { vip: N.VIP6, port: 81, protocol: 'TCP' }, backends: pods.map((b) => ({ ...b, port: 8080 })) }), { svcId: SVC6_ID + 2, ringOff: RING6_OFF - 32768, backendIds: [BE6_ID0 + 20, BE6_ID0 + 21, BE6_ID0 + 22] });
+  const podSet = new Set(pods.map((p) => addr(p.ip)));
+
+  const syn = tcp6({ dst: N.VIP6, src: N.CLIENT6 });
+  const e = run(edge, syn);
+  t.is(e.retval, XDP_TX);
+  const n = node.ingress.testRun({ data: e.out });
+  t.is(n.retval, N.TC_UNSPEC, `the node passes it on to the pod (${JSON.stringify(Object.fromEntries(Object.entries(node.counters()).filter(([, v]) => v !== 0)))})`);
+  t.deepEqual(parse6(n.dataOut.subarray(14)).chain, [6], 'the header is stripped');
+  t.true(podSet.has(dst6(n.dataOut)));
+  t.true(verifyL4Checksum6(n.dataOut.subarray(14)));
+  t.like(node.flows()[0], { clientIp: N.CLIENT6, vip: N.VIP6, vipPort: 80, origin: 'option' });
+
+  const u = run(edge, udp6({ src: N.CLIENT6, dst: N.VIP6, dport: 53 }));
+  t.is(u.retval, XDP_TX);
+  const nu = node.ingress.testRun({ data: u.out });
+  t.is(nu.retval, N.TC_UNSPEC, `UDP (${JSON.stringify(Object.fromEntries(Object.entries(node.counters()).filter(([, v]) => v !== 0)))})`);
+  t.deepEqual(parse6(nu.dataOut.subarray(14)).chain, [17]);
+  t.true(verifyL4Checksum6(nu.dataOut.subarray(14)));
+
+  const tun = run(edge, tcp6({ src: N.CLIENT6, dst: N.VIP6, dport: 81, sport: 40100 }));
+  t.is(tun.retval, XDP_TX);
+  t.is(tun.out[20], 41);
+  const nt = node.ingress.testRun({ data: tun.out });
+  t.is(nt.retval, N.TC_UNSPEC, `IP6IP6 (${JSON.stringify(Object.fromEntries(Object.entries(node.counters()).filter(([, v]) => v !== 0)))})`);
+  t.is(nt.dataOut.readUInt16BE(12), 0x86dd);
+  t.deepEqual(parse6(nt.dataOut.subarray(14)).chain, [6], 'decapsulated');
+  t.true(verifyL4Checksum6(nt.dataOut.subarray(14)));
+  t.is(node.counters().drop_untrusted_source ?? 0, 0);
+});
+
+test('incoming Packet Too Big about a VIP flow: steered to that flow\'s backend, rewritten for the pod\'s stack (exact bytes); others pass or drop as defined', (t) => {
+  const dp = open6(t);
+  const d = service6({ backends: THREE });
+  apply6(dp, d);
+  const sport = 43210;
+  const k = maglevPick(d, flowHash6(CLIENT6, VIP6, sport, 80, 6));
+  const pod = d.backends[k]!;
+  // The pod's reply as it left the node (from the VIP), quoted by a router.
+  const replyTo = (src: string, sp: number): Buffer =>
+    buildPacket6({ eth: false, ip: { src, dst: CLIENT6, hopLimit: 60 }, tcp: { sport: sp, dport: sport, seq: 5000, ack: 1001, flags: { ack: true }, payload: Buffer.alloc(60, 7) } });
+  const ROUTER = '2001:db8:ff::1';
+  const ptb = (quote: Buffer, o: { src?: string; dst?: string } = {}): Buffer => {
+    const body = Buffer.concat([Buffer.from('00000500', 'hex'), quote]); // MTU 1280
+    return buildPacket6({ eth: eth6, ip: { src: o.src ?? ROUTER, dst: o.dst ?? VIP6, hopLimit: 62 }, icmp6: { type: 2, body } });
+  };
+  const r = run(dp, ptb(replyTo(VIP6, 80)));
+  t.is(r.retval, XDP_PASS); // FIB bypassed
+  // What the pod's own stack expects: about its own packet, pod:8080 → client.
+  const quote = replyTo(pod.ip, 8080);
+  quote.writeUInt16BE(replyTo(VIP6, 80).readUInt16BE(40 + 16), 40 + 16); // the quoted L4 checksum is left alone
+  const want = buildPacket6({ eth: eth6, ip: { src: ROUTER, dst: pod.ip, hopLimit: 61 }, icmp6: { type: 2, body: Buffer.concat([Buffer.from('00000500', 'hex'), quote]) } });
+  t.is(hex(r.out), hex(want));
+  t.true(verifyL4Checksum6(r.out.subarray(14)), 'ICMPv6 checksum (pseudo-header included)');
+  t.is(stats(dp).icmp_steered, 1);
+  // The same flow pinned to another backend after a change: the pin wins.
+  run(dp, tcp6({ sport, flags: { ack: true } }));
+  apply6(dp, service6({ backends: [...THREE, backend6(4), backend6(5)] }));
+  t.is(dst6(run(dp, ptb(replyTo(VIP6, 80))).out), addr(pod.ip));
+  // Not about a service, or a quote from another address than the error's destination: untouched.
+  for (const f of [ptb(replyTo(VIP6, 9999)), ptb(replyTo('2001:db8:100::99', 80)), ptb(replyTo(VIP6, 80), { dst: '2001:db8:100::99' })]) {
+    const o = run(dp, f);
+    t.is(o.retval, XDP_PASS);
+    t.is(hex(o.out), hex(f));
+  }
+  // From a VIP or the edge itself: a forgery.
+  t.is(run(dp, ptb(replyTo(VIP6, 80), { src: VIP6 })).retval, XDP_DROP);
+  t.is(stats(dp).drop_bad_source, 1);
+  // IP6IP6 services: the rewritten error inside the tunnel to the pod's node.
+  const dp2 = open6(t);
+  const di = service6({ dispatch: 'ipip', backends: THREE });
+  apply6(dp2, di);
+  const r2 = run(dp2, ptb(replyTo(VIP6, 80)));
+  t.is(r2.out[20], 41);
+  t.is(hex(r2.out.subarray(14 + 24, 14 + 40)), addr(pod.nodeIp));
+  t.is(hex(r2.out.subarray(14 + 40)), hex(want.subarray(14)));
 });
