@@ -21,6 +21,8 @@ const GW_MAC = '02:00:00:00:00:fe';
 const OWN_MAC = '02:00:00:00:00:fd';
 const VIP6B = '2001:db8:100::20';
 const TOTAL = 100_000;
+/** Our Packet Too Big frame: Ethernet + IPv6 + ICMPv6 + a 128-byte quote (edge_dsr6.h). */
+const EDGE6_PTB_FRAME = 14 + 40 + 8 + 128;
 
 function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;
@@ -84,6 +86,13 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
     tcp6({ dst: '2001:db8:100::99' }),
     tcp6({ hopLimit: 1 }),
     buildPacket6({ eth: eth6, ip: { src: '2001:db8:ff::1', dst: VIP6 }, icmp6: { type: 2, body: Buffer.concat([Buffer.from('00000500', 'hex'), tcp6().subarray(14)]) } }),
+    // Errors about replies from the VIPs (steered to the flow's backend).
+    ...[[VIP6, 80, 6], [VIP6, 81, 6], [VIP6, 53, 17], [VIP6B, 53, 17]].map(([vip, port, nh]) => {
+      const reply = buildPacket6({ eth: false, ip: { src: vip as string, dst: CLIENT6 }, raw: { nh: nh as number, bytes: Buffer.concat([Buffer.from([0, 0, 0, 0]), Buffer.alloc(36, 3)]) } });
+      reply.writeUInt16BE(port as number, 40);
+      reply.writeUInt16BE(40000, 42);
+      return buildPacket6({ eth: eth6, ip: { src: '2001:db8:ff::1', dst: vip as string }, icmp6: { type: 2, body: Buffer.concat([Buffer.from('000004d0', 'hex'), reply]) } });
+    }),
   ];
 
   const failures: string[] = [];
@@ -132,6 +141,15 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
     const plen = ip.readUInt16BE(4);
     if (40 + plen > ip.length) return 'payload length beyond the frame';
     const inPlen = inIp.readUInt16BE(4);
+    if (ip[6] === 41 && ip.length >= 80 && ip[46] === 58) {
+      // A steered ICMPv6 error inside the tunnel: to a pod on the outer destination node.
+      if (hexAddr(ip, 8) !== A(EDGE6) || !nodes.has(hexAddr(ip, 24))) return 'steered IP6IP6 outer addresses';
+      const why = steered(inIp, ip.subarray(40));
+      if (why) return why;
+      if (!services.some((d) => d.backends.some((b) => A(b.ip) === hexAddr(ip, 40 + 24) && A(b.nodeIp) === hexAddr(ip, 24)))) return 'steered to a pod not on that node';
+      return null;
+    }
+    if (ip[6] === 58) return steered(inIp, ip);
     if (ip[6] === 41) {
       if (hexAddr(ip, 8) !== A(EDGE6)) return 'IP6IP6 source is not the edge';
       if (!nodes.has(hexAddr(ip, 24))) return 'IP6IP6 to a non-node';
@@ -190,9 +208,30 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
     return null;
   };
 
+  /** A steered ICMPv6 error: the input's, rewritten to a pod (outer destination, quoted source and port). */
+  const steered = (inIp: Buffer, ip: Buffer): string | null => {
+    if (ip.length < 40 + 8 + 40 + 4) return 'short steered ICMPv6';
+    if (ip[40] !== 1 && ip[40] !== 2) return `ICMPv6 type ${ip[40]} steered`;
+    const pod = hexAddr(ip, 24);
+    if (hexAddr(ip, 48 + 8) !== pod) return 'quote source is not the outer destination';
+    const qport = ip.readUInt16BE(88);
+    const qproto = ip[48 + 6]!;
+    const svc = services.find((d) => A(d.frontend.vip) === hexAddr(inIp, 48 + 8) && d.frontend.port === inIp.readUInt16BE(88) && proto(d) === qproto);
+    if (!svc) return 'steered an error about no service';
+    if (!svc.backends.some((b) => A(b.ip) === pod && b.port === qport)) return 'steered to no backend of the service';
+    if (hexAddr(ip, 8) !== hexAddr(inIp, 8)) return 'steered error source changed';
+    const plen = ip.readUInt16BE(4);
+    const inPlen = inIp.readUInt16BE(4);
+    if (plen !== inPlen) return 'steered length changed';
+    const inOk = safe(() => verifyL4Checksum6(inIp.subarray(0, 40 + inPlen)));
+    const outOk = safe(() => verifyL4Checksum6(ip.subarray(0, 40 + plen)));
+    if (inOk !== outOk) return `ICMPv6 checksum validity ${inOk} → ${outOk}`;
+    return null;
+  };
+
   const ptbOk = (input: Buffer, out: Buffer): string | null => {
     const ip = out.subarray(14);
-    if (out.length !== 14 + 40 + 8 + 128) return 'PTB length';
+    if (out.length !== EDGE6_PTB_FRAME) return 'PTB length';
     if (ip[6] !== 58 || ip[40] !== 2) return 'not a Packet Too Big';
     if (!vips.has(hexAddr(ip, 8))) return 'PTB not from a VIP';
     if (hexAddr(ip, 24) !== hexAddr(input, 22)) return 'PTB not to the sender';
@@ -207,7 +246,7 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
   const started = Date.now();
   let n = 0;
   const verdicts = new Map<string, number>();
-  const kinds = { forwarded: 0, ptb: 0 };
+  const kinds = { forwarded: 0, ptb: 0, steered: 0 };
   const xdp = dp.program('xdp');
   for (; n < TOTAL && Date.now() - started < 120_000; n++) {
     let input: Buffer;
@@ -231,7 +270,10 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
       fail(`verdict ${retval}`, input, out);
       continue;
     }
-    if (!out.subarray(0, 6).equals(gw)) {
+    // Our own Packet Too Big, recognised by what it is (a mutated sender
+    // MAC may equal the gateway's): a new packet from a VIP to the sender.
+    const ownPtb = out.length === EDGE6_PTB_FRAME && out[20] === 58 && out[54] === 2 && vips.has(hexAddr(out, 22)) && input.length >= 38 && hexAddr(out, 38) === hexAddr(input, 22);
+    if (ownPtb || !out.subarray(0, 6).equals(gw)) {
       const why = ptbOk(input, out);
       if (why) fail(why, input, out);
       else kinds.ptb++;
@@ -239,6 +281,7 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
     }
     const why = check(input, out);
     if (why) fail(why, input, out);
+    else if (out[20] === 58 || (out[20] === 41 && out[54 + 6] === 58)) kinds.steered++;
     else kinds.forwarded++;
   }
   t.log(`${n} frames in ${Date.now() - started} ms; verdicts ${JSON.stringify([...verdicts])}; ${JSON.stringify(kinds)}`);
@@ -246,6 +289,7 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
   t.deepEqual(failures, []);
   t.true(kinds.forwarded > 1000, 'the forwarding paths were exercised');
   t.true(kinds.ptb > 10, 'Packet Too Big was exercised');
+  t.true(kinds.steered > 10, 'ICMPv6 steering was exercised');
 });
 
 function ip6s(b: Buffer, off: number): string {
