@@ -170,6 +170,7 @@ export class EdgeDatapath {
       autoDispatchDefault: opts.autoDispatchDefault ?? 'ipip',
       secondChanceNs: BigInt(window) * 1_000_000_000n,
       clockNs: opts.clockNs ?? (() => process.hrtime.bigint()),
+      ipv6: opts.ipv6 === true,
       },
       (off, cls) => this.readRegion(off, cls),
     );
@@ -245,6 +246,9 @@ export class EdgeDatapath {
    * priority/handle.
    */
   attach(ifname: string, mode: 'native' | 'generic' | 'tc'): void {
+    // The tc program passes IPv6 to the stack: IPv6 frontends would be
+    // written, reported served, and be black holes.
+    if (mode === 'tc' && this.opts.ipv6) throw new Error(`edge datapath: IPv6 is served by the XDP program only; attaching to ${ifname} with tc needs ipv6 off`);
     this.attachment =
       mode === 'tc'
         ? this.program('tc').attachTc(ifname, 'ingress', { priority: TC_PRIORITY, handle: TC_HANDLE, replace: true })

@@ -320,14 +320,19 @@ export function decodeSvc6Key(b: Buffer): SvcKey {
 
 export const BACKEND6_SIZE = 40;
 
-export function encodeBackend6(v: BackendValue): Buffer {
+export function encodeBackend6Into(v: BackendValue, b: Buffer, off = 0): void {
   checkPort(v.port, 'backend port');
+  ipv6Bytes(v.ip, 'backend IP').copy(b, off);
+  ipv6Bytes(v.nodeIp, 'node IP').copy(b, off + 16);
+  b.writeUInt16BE(v.port, off + 32);
+  b.writeUInt8(v.flags, off + 34);
+  b.writeUInt8(0, off + 35);
+  b.writeUInt32LE(v.svcId, off + 36);
+}
+
+export function encodeBackend6(v: BackendValue): Buffer {
   const b = Buffer.alloc(BACKEND6_SIZE);
-  ipv6Bytes(v.ip, 'backend IP').copy(b, 0);
-  ipv6Bytes(v.nodeIp, 'node IP').copy(b, 16);
-  b.writeUInt16BE(v.port, 32);
-  b.writeUInt8(v.flags, 34);
-  b.writeUInt32LE(v.svcId, 36);
+  encodeBackend6Into(v, b);
   return b;
 }
 

@@ -11,6 +11,7 @@ import { encodeCt6Key, decodeBackend6, decodeCtValue, u32Key } from '../../src/d
 import { buildPacket6, dsr6Header, fragHeader, padHeader, parse6, verifyL4Checksum6, NH_DSTOPTS, NH_HOPOPTS, NH_ROUTING, ip6Bytes } from '../lib/packets6.js';
 import { CLIENT_MAC, EDGE_MAC, openEdge, tcpPacket, service } from './edge-helpers.js';
 import { loadNode6 } from './node-fixtures.js';
+import { pinDirFor } from '../lib/bpffs.js';
 import * as N from './node-fixtures.js';
 import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, backend6, eth6, flowHash6, maglevPick, service6, tcp6, udp6 } from './edge6-helpers.js';
 
@@ -397,4 +398,67 @@ test('incoming Packet Too Big about a VIP flow: steered to that flow\'s backend,
   t.is(r2.out[20], 41);
   t.is(hex(r2.out.subarray(14 + 24, 14 + 40)), addr(pod.nodeIp));
   t.is(hex(r2.out.subarray(14 + 40)), hex(want.subarray(14)));
+});
+
+test('through the planner: applyServices programs IPv6 frontends (ipv6 on) — Maglev picks as the independent model, counters per service, removal, a restart that adopts them', (t) => {
+  const pin = pinDirFor(t, 'edge6');
+  const first = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6, pinPath: pin });
+  const d = service6({ backends: [...THREE, backend6(4), backend6(5, { state: 'terminating' })], sourceRanges: ['2001:db8:1::/48'] });
+  const udp = service6({ service: 'default/dns6', frontend: { vip: VIP6, port: 53, protocol: 'UDP' }, dispatch: 'ipip', backends: THREE.map((b) => ({ ...b, port: 5353 })) });
+  const r = first.applyServices([service(), d, udp]);
+  t.is(r.added, 3);
+  const flows = Array.from({ length: 16 }, (_, i) => 47000 + i);
+  const want = new Map(flows.map((sport) => [sport, d.backends[maglevPick(d, flowHash6(CLIENT6, VIP6, sport, 80, 6))]!.ip]));
+  for (const sport of flows) {
+    const o = run(first, tcp6({ sport, flags: { ack: true } }));
+    t.is(o.retval, XDP_PASS);
+    t.is(dst6(o.out), addr(want.get(sport)!), `flow ${sport}`);
+  }
+  t.is(run(first, tcp6({ src: '2001:db8:2::7' })).retval, XDP_DROP, 'outside the source ranges');
+  const u = run(first, udp6({ dport: 53 }));
+  t.is(u.out[20], 41, 'the UDP frontend is ipip: IP6IP6');
+  const c = first.counters().services.find((s) => s.frontend === `[${VIP6}]:80/TCP`)!;
+  t.truthy(c);
+  t.is(c.packets, 16);
+  first.close();
+  // Restart on the pinned maps: the planner adopts the IPv6 frontends, ids and regions; flows keep their backends.
+  const second = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6, pinPath: pin });
+  for (const sport of flows) t.is(dst6(run(second, tcp6({ sport, flags: { ack: true } })).out), addr(want.get(sport)!));
+  const again = second.applyServices([service(), d, udp]);
+  t.is(again.added + again.updated + again.unchanged, 3);
+  for (const sport of flows) t.is(dst6(run(second, tcp6({ sport, flags: { ack: true }, payload: Buffer.from('more') })).out), addr(want.get(sport)!));
+  // Removal: the frontend's entries go; its traffic passes untouched, the other family is unaffected.
+  second.applyServices([service()]);
+  const syn = tcp6();
+  t.is(hex(run(second, syn).out), hex(syn));
+  t.is(second.map('edge_services6').entries().length, 0, 'service and VIP marker removed');
+  t.is(run(second, tcpPacket({})).out.length, tcpPacket({}).length + 8);
+});
+
+test('through the planner: IPv6 frontends the datapath does not serve are rejected with a reason, nothing written', (t) => {
+  const off = openEdge(t, { hooks: ['xdp'] });
+  const r = off.upsert([service6()]);
+  t.is(r.rejected[0]?.reason, 'UnsupportedFamily');
+  t.regex(r.rejected[0]!.message, /IPv6 maps are off/);
+  const on = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6 });
+  const bad = on.upsert([
+    service6({ service: 'a/snat6', mode: 'snat' }),
+    service6({ service: 'a/hybrid6', frontend: { vip: VIP6, port: 443, protocol: 'TCP' }, mode: 'hybrid' }),
+    service6({ service: 'a/mixed', frontend: { vip: VIP6, port: 8443, protocol: 'TCP' }, backends: [backend6(1), { ...backend6(2), ip: '10.244.1.2' }] }),
+    service6({ service: 'a/mixed-node', frontend: { vip: VIP6, port: 8444, protocol: 'TCP' }, backends: [{ ...backend6(1), nodeIp: '10.0.0.10' }] }),
+    service6({ service: 'a/range', frontend: { vip: VIP6, port: 8445, protocol: 'TCP' }, sourceRanges: ['10.0.0.0/8'] }),
+    service({ service: 'a/v4-with-v6-pod', backends: [backend6(1)] }),
+  ]);
+  t.deepEqual(bad.rejected.map((x) => [x.service, x.reason]), [
+    ['a/snat6', 'UnsupportedFamily'],
+    ['a/hybrid6', 'UnsupportedFamily'],
+    ['a/mixed', 'UnsupportedFamily'],
+    ['a/mixed-node', 'UnsupportedFamily'],
+    ['a/range', 'UnsupportedFamily'],
+    ['a/v4-with-v6-pod', 'UnsupportedFamily'],
+  ]);
+  t.is(on.map('edge_services6').entries().length, 0);
+  t.is(on.map('edge_services').entries().length, 0);
+  // tc cannot serve IPv6: attaching it with ipv6 on is refused up front.
+  t.throws(() => on.attach('lo', 'tc'), { message: /XDP program only/ });
 });
