@@ -68,7 +68,6 @@ import { bpfObjectPath, repoRoot } from '../src/assets.js';
 import { NodeDatapath } from '../src/datapath/node-datapath.js';
 import { prepareNode6Frames } from '../src/datapath/node-bench.js';
 import * as currentEdge from '../src/datapath/edge-datapath.js';
-import { frontend6Writes } from '../src/datapath/edge-frontend6.js';
 import type { DesiredService, Backend } from '../src/model/types.js';
 import { buildBaseline, importEdgeDatapath, importNodeDatapath, type BaselineBuild, type EdgeDatapathLike, type EdgeDatapathModule, type NodeDatapathModule } from './lib/baseline.js';
 import { LiveHarness, type LiveRun } from './lib/live.js';
@@ -377,11 +376,7 @@ const BENCH_SERVICES: DesiredService[] = [
   { service: 'bench/ipip', frontend: { vip: VIP, port: 81, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ipip', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_001, 10) },
 ];
 
-/**
- * The IPv6 twins of BENCH_SERVICES (same backend count, ip-option and
- * ipip), written through the IPv6 encoder with ids and a ring region far
- * from the planner's (it does not allocate IPv6 frontends yet).
- */
+/** The IPv6 twins of BENCH_SERVICES (same backend count, ip-option and ipip), programmed by the planner like them. */
 const VIP6 = '2001:db8:100::10';
 const IPV6_MAPS = ['edge_services6', 'edge_backends6', 'edge_ct6', 'edge_affinity6', 'edge_src_ranges6', 'edge_config6', 'edge_fib_cache6'] as const;
 const CLIENT6 = '2001:db8:1::7';
@@ -392,17 +387,6 @@ const BENCH_SERVICES6: DesiredService[] = [
   { service: 'bench/opt6', frontend: { vip: VIP6, port: 80, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ip-option', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backends6(10) },
   { service: 'bench/ipip6', frontend: { vip: VIP6, port: 81, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ipip', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backends6(10) },
 ];
-
-function program6(dp: EdgeDatapathLike): void {
-  const m = dp as unknown as currentEdge.EdgeDatapath;
-  BENCH_SERVICES6.forEach((d, i) => {
-    const svcId = 60_000 + i;
-    const w = frontend6Writes(d, { svcId, ringOff: (1 << 24) - (i + 1) * (1 << 14), backendIds: d.backends.map((_, j) => 250_000 + i * 100 + j) }, 16381, d.dispatch === 'ipip' ? 'ipip' : 'ip-option');
-    for (const [k, v] of w.backends6) m.map('edge_backends6').update(k, v);
-    for (const [k, v] of w.ring) m.map('edge_ring').update(k, v);
-    for (const [k, v] of w.services6) m.map('edge_services6').update(k, v);
-  });
-}
 
 const SYN = tcpFrame({ src: CLIENT, dst: VIP, sport: 40000, dport: 80, flags: 0x02 });
 const ACK = tcpFrame({ src: CLIENT, dst: VIP, sport: 40001, dport: 80, flags: 0x10, payload: 64 });
@@ -517,7 +501,7 @@ function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObjec
     const ipv6Mb = label === 'current' ? IPV6_MAPS.reduce((a, n) => a + (dp as unknown as currentEdge.EdgeDatapath).map(n).memlockBytes(), 0) / 2 ** 20 : 0;
     dp.applyServices([...big, ...BENCH_SERVICES]);
     const v6 = label === 'current';
-    if (v6) program6(dp);
+    if (v6) dp.applyServices([...big, ...BENCH_SERVICES, ...BENCH_SERVICES6]);
     configure(dp, 'fib');
     const xdp = dp.program('xdp').fd;
     const node = openNode(label, xdp, nodeObject, nodeMod, closers);

@@ -68,11 +68,11 @@ export interface EdgeDatapathOptions {
   /** Dispatch for `auto` services until setPathDispatch says otherwise. Default 'ipip' (works on any path). */
   autoDispatchDefault?: PathDispatch;
   /**
-   * Size the IPv6 maps (edge_maps6.h) for use: ≈ 80 MB more memlock, most
-   * of it the 512 Ki-flow edge_ct6. Off (the default), they are created
-   * with a handful of entries: IPv6 still reaches the program, which passes
-   * it (no IPv6 frontend can be written). The agent does not program IPv6
-   * frontends yet; tests and bench:datapath do, through edge-frontend6.ts.
+   * Serve IPv6 frontends (XDP only): the IPv6 maps (edge_maps6.h) are sized
+   * for use, ≈ 80 MB more memlock, most of it the 512 Ki-flow edge_ct6. Off
+   * (the default), they are created with a handful of entries, IPv6
+   * frontends are rejected (UnsupportedFamily) and the program passes all
+   * IPv6 to the stack.
    */
   ipv6?: boolean;
   /** Override map sizes (tests). */
