@@ -156,6 +156,7 @@ export class EdgeDatapath {
     const maps = {} as Record<EdgeMapName, BpfMap>;
     for (const n of EDGE_MAP_NAMES) maps[n] = obj.map(n);
     this.maps = maps;
+    if (opts.ipv6 && !opts.address6) throw new Error('edge datapath: ipv6 needs address6, the edge\'s IPv6 address (IPv6-in-IPv6 outer source)');
     const wrong = edgeLayoutMismatches(new Map(EDGE_MAP_NAMES.map((n) => [n, maps[n]])));
     if (wrong.length > 0) throw new Error(`edge object ${obj.label} does not match the TypeScript map layouts: ${wrong.join('; ')}`);
     const window = opts.secondChanceSeconds ?? 600;

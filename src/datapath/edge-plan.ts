@@ -219,10 +219,14 @@ export class EdgePlanner {
     };
   }
 
-  /** Node addresses of `auto` frontends' backends (what the path prober must probe). */
+  /**
+   * Node addresses of `auto` frontends' backends (what the path prober must
+   * probe). IPv4 only: the prober does not probe IPv6 paths yet, so `auto`
+   * IPv6 frontends take autoDispatchDefault.
+   */
   autoNodes(): string[] {
     const ips = new Set<string>();
-    for (const st of this.frontends.values()) if (st.dispatch === 'auto') for (const bs of st.backends.values()) ips.add(bs.b.nodeIp);
+    for (const st of this.frontends.values()) if (st.dispatch === 'auto' && st.family === 4) for (const bs of st.backends.values()) ips.add(bs.b.nodeIp);
     return [...ips];
   }
 

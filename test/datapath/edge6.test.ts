@@ -15,12 +15,12 @@ import { pinDirFor } from '../lib/bpffs.js';
 import * as N from './node-fixtures.js';
 import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, backend6, eth6, flowHash6, maglevPick, service6, tcp6, udp6 } from './edge6-helpers.js';
 
-function open6(t: ExecutionContext, over: { mtu?: number; address6?: string | null } = {}): EdgeDatapath {
+function open6(t: ExecutionContext, over: { mtu?: number; address6?: string } = {}): EdgeDatapath {
   return openEdge(t, {
     hooks: ['xdp'],
     ipv6: true,
     ...(over.mtu ? { mtu: over.mtu } : {}),
-    ...(over.address6 === null ? {} : { address6: over.address6 ?? EDGE6 }),
+    address6: over.address6 ?? EDGE6,
   });
 }
 
@@ -163,8 +163,10 @@ test('IPv6-in-IPv6: outer header per IPV6-WIRE.md, inner untouched but for its h
   ip6Bytes(be.nodeIp).copy(outer, 24);
   t.is(hex(r.out), hex(Buffer.concat([ack.subarray(0, 14), outer, inner])));
   t.true(verifyL4Checksum6(inner));
-  // Without an edge IPv6 address there is no outer source: dropped, counted.
-  const dp2 = open6(t, { address6: null });
+  // Without an edge IPv6 address (EdgeDatapath refuses ipv6 without one;
+  // the program guards on its own) there is no outer source: dropped, counted.
+  const dp2 = open6(t);
+  dp2.map('edge_config6').update(u32Key(0), Buffer.alloc(16));
   apply6(dp2, d);
   t.is(run(dp2, ack).retval, XDP_DROP);
   t.is(stats(dp2).drop_unsupported6, 1);
@@ -461,4 +463,18 @@ test('through the planner: IPv6 frontends the datapath does not serve are reject
   t.is(on.map('edge_services').entries().length, 0);
   // tc cannot serve IPv6: attaching it with ipv6 on is refused up front.
   t.throws(() => on.attach('lo', 'tc'), { message: /XDP program only/ });
+});
+
+test('ClientIP affinity for IPv6: every flow of a client on one backend, refreshed while used; other clients spread', (t) => {
+  const dp = open6(t);
+  const d = service6({ backends: [...THREE, backend6(4), backend6(5)], affinityTimeoutSeconds: 30 });
+  apply6(dp, d);
+  const one = new Set<string>();
+  for (let sport = 48000; sport < 48020; sport++) one.add(dst6(run(dp, tcp6({ sport })).out));
+  t.is(one.size, 1, 'one backend for all flows of the client');
+  t.is(stats(dp).affinity_hit, 19);
+  const many = new Set<string>();
+  for (let i = 1; i < 40; i++) many.add(dst6(run(dp, tcp6({ src: `2001:db8:1::${(0x100 + i).toString(16)}` })).out));
+  t.true(many.size > 2, 'clients spread over the backends');
+  t.throws(() => openEdge(t, { hooks: ['xdp'], ipv6: true }), { message: /ipv6 needs address6/ });
 });
