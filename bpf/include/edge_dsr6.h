@@ -154,26 +154,32 @@ static __always_inline int edge6_forward(struct xdp_md *ctx, const struct edge_c
 	return ACT_REDIRECT;
 }
 
-/* ICMPv6 Packet Too Big (RFC 4443 §3.2) back to the client, advertising
- * `mtu`, from the address it sent to (the VIP, as the IPv4 path's
- * fragmentation-needed). The frame becomes Ethernet (MACs swapped) + IPv6
- * + ICMPv6 + the first EDGE6_PTB_QUOTE bytes of the client's packet (its
- * headers: all a sender needs to find the flow; a too-big packet is always
- * longer than that). Returns 0 (send: ACT_TX) or -1. */
-#define EDGE6_PTB_QUOTE 128
-#define EDGE6_PTB_FRAME (ETH_HLEN + IPV6_HLEN + 8 + EDGE6_PTB_QUOTE)
+/* An ICMPv6 error (RFC 4443) back to the client about the packet in the
+ * frame: Packet Too Big (type 2, `word` = the MTU) from the address it sent
+ * to (the VIP, as the IPv4 path's fragmentation-needed), or Time Exceeded
+ * (type 3, from the edge's own address: traceroute shows the edge). The
+ * frame becomes Ethernet (MACs swapped) + IPv6 + ICMPv6 + the first bytes
+ * of the client's packet as received — up to EDGE6_QUOTE_MAX, a multiple
+ * of 4: its headers, all a sender needs to find the flow. Returns 0 (send:
+ * ACT_TX) or -1. */
+#define EDGE6_QUOTE_MAX 128
+#define EDGE6_PTB_FRAME (ETH_HLEN + IPV6_HLEN + 8 + EDGE6_QUOTE_MAX)
 
-static __always_inline int edge6_too_big(struct xdp_md *ctx, const struct edge6_pkt *p, __u32 mtu)
+static __always_inline int edge6_icmp_error(struct xdp_md *ctx, const struct edge6_pkt *p, __u8 type,
+					    __u32 word, const struct pkt_addr6 *from)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct ipv6hdr *ip6;
 	struct pkt_icmp6hdr *ih;
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
-	__s64 qsum;
-	__u32 c;
+	__u32 c, q = IPV6_HLEN + (__u32)p->plen;
+	void *quote;
 
-	if (data + ETH_HLEN + EDGE6_PTB_QUOTE > end)
+	if (q > EDGE6_QUOTE_MAX)
+		q = EDGE6_QUOTE_MAX;
+	q &= ~3u;
+	if (data + ETH_HLEN + IPV6_HLEN > end)
 		return -1;
 	__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(smac, eth->h_dest, ETH_ALEN);
@@ -181,11 +187,19 @@ static __always_inline int edge6_too_big(struct xdp_md *ctx, const struct edge6_
 		return -1;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	if (bpf_xdp_adjust_tail(ctx, (int)(EDGE6_PTB_FRAME - ((long)end - (long)data))))
-		return -1;
+	{
+		/* The frame's length as a scalar first: folded into one
+		 * expression with q, clang emits 32-bit pointer arithmetic,
+		 * which the verifier refuses. */
+		long cur = (long)end - (long)data;
+
+		asm volatile("" : "+r"(cur));
+		if (bpf_xdp_adjust_tail(ctx, (int)((long)(ETH_HLEN + IPV6_HLEN + 8 + q) - cur)))
+			return -1;
+	}
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	if (data + EDGE6_PTB_FRAME > end)
+	if (data + ETH_HLEN + IPV6_HLEN + 8 + IPV6_HLEN > end)
 		return -1;
 	eth = data;
 	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
@@ -193,26 +207,31 @@ static __always_inline int edge6_too_big(struct xdp_md *ctx, const struct edge6_
 	eth->h_proto = bpf_htons(ETH_P_IPV6);
 	ip6 = data + ETH_HLEN;
 	*(__be32 *)ip6 = bpf_htonl(0x60000000);
-	ip6->payload_len = bpf_htons(8 + EDGE6_PTB_QUOTE);
+	ip6->payload_len = bpf_htons(8 + q);
 	ip6->nexthdr = IPPROTO_ICMPV6;
 	ip6->hop_limit = 64;
-	__builtin_memcpy(&ip6->saddr, &p->t.daddr, 16);
+	__builtin_memcpy(&ip6->saddr, from, 16);
 	__builtin_memcpy(&ip6->daddr, &p->t.saddr, 16);
 	ih = (void *)(ip6 + 1);
-	ih->type = ICMP6_PKT_TOOBIG;
+	ih->type = type;
 	ih->code = 0;
 	ih->checksum = 0;
-	ih->un.mtu = bpf_htonl(mtu);
+	ih->un.word = bpf_htonl(word);
+	quote = (void *)(ih + 1);
 	/* The quote as the client sent it: the hop limit was already
-	 * decremented for forwarding. */
-	((struct ipv6hdr *)(ih + 1))->hop_limit = p->hop_limit;
-	qsum = csum_bytes((void *)(ih + 1), EDGE6_PTB_QUOTE, 0);
-	if (qsum < 0)
-		return -1;
-	c = csum_pseudo_v6(&p->t.daddr, &p->t.saddr, IPPROTO_ICMPV6, 8 + EDGE6_PTB_QUOTE);
-	c = csum_add(c, bpf_htons(ICMP6_PKT_TOOBIG << 8));
-	c = csum_add(c, csum_word32(bpf_htonl(mtu)));
-	c = csum_add(c, (__u32)qsum);
+	 * decremented for forwarding (Packet Too Big comes after the hop). */
+	((struct ipv6hdr *)quote)->hop_limit = p->hop_limit;
+	c = csum_pseudo_v6(from, &p->t.saddr, IPPROTO_ICMPV6, 8 + q);
+	c = csum_add(c, bpf_htons((__u16)type << 8));
+	c = csum_add(c, csum_word32(bpf_htonl(word)));
+#pragma unroll
+	for (int i = 0; i < EDGE6_QUOTE_MAX / 4; i++) {
+		__be32 *w = quote + i * 4;
+
+		if ((__u32)i * 4 >= q || (void *)(w + 1) > end)
+			break;
+		c = csum_add(c, csum_word32(*w));
+	}
 	ih->checksum = csum_fold(c);
 	return 0;
 }
@@ -227,7 +246,7 @@ static __always_inline int edge6_mtu_check(struct xdp_md *ctx, const struct edge
 
 	if (IPV6_HLEN + (__u32)p->plen + overhead <= mtu)
 		return 0;
-	if (mtu < EDGE6_MIN_MTU + overhead || edge6_too_big(ctx, p, mtu - overhead) < 0) {
+	if (mtu < EDGE6_MIN_MTU + overhead || edge6_icmp_error(ctx, p, ICMP6_PKT_TOOBIG, mtu - overhead, &p->t.daddr) < 0) {
 		edge_count(DROP_TOO_BIG_ICMP_FAIL);
 		return -2;
 	}

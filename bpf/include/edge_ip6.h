@@ -28,8 +28,9 @@
  *     stack untouched; a complete packet to a service whose TCP data offset
  *     or UDP length contradicts its payload length, or a UDP datagram with
  *     checksum 0 (invalid over IPv6, RFC 8200 §8.1), is DROP_MALFORMED.
- *   - A hop limit ≤ 1 on arrival: DROP_TTL (no Time Exceeded is sent for
- *     IPv6 yet).
+ *   - A hop limit ≤ 1 on arrival: ICMPv6 Time Exceeded from the edge's IPv6
+ *     address (EV_TTL_EXCEEDED; DROP_TTL when it has none or the error
+ *     cannot be built), as traceroute expects of a routing hop.
  *   - Too big after the +24 / +40: ICMPv6 Packet Too Big with MTU −
  *     overhead to the client; below 1280 it cannot be announced, and the
  *     packet is dropped as DROP_TOO_BIG_ICMP_FAIL.
@@ -283,6 +284,12 @@ static __noinline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
 	if ((void *)(ip6 + 1) > end)
 		return ACT_DROP;
 	if (ip6->hop_limit <= 1) {
+		/* Time Exceeded from the edge's own address (none: dropped). */
+		if (!addr6_is_zero(&cfg6->addr) &&
+		    edge6_icmp_error(ctx, &p, ICMP6_TIME_EXCEED, 0, &cfg6->addr) == 0) {
+			edge_count(EV_TTL_EXCEEDED);
+			return ACT_TX;
+		}
 		edge_count(DROP_TTL);
 		return ACT_DROP;
 	}

@@ -8,7 +8,8 @@
 //   - DNAT alone (a TCP segment that is not a SYN), the same checks;
 //   - IPv6-in-IPv6 from the edge to a node, the inner packet the client's
 //     but for its hop limit − 1, flow label = the flow hash's 20 bits;
-// or our own Packet Too Big from a VIP back to the input's source. XDP_PASS
+// or our own Packet Too Big (from a VIP) or Time Exceeded (from the edge)
+// back to the input's source. XDP_PASS
 // must leave the frame untouched.
 import test from 'ava';
 import { XDP_DROP, XDP_PASS, XDP_TX } from '../../src/datapath/loader.js';
@@ -231,14 +232,21 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
 
   const ptbOk = (input: Buffer, out: Buffer): string | null => {
     const ip = out.subarray(14);
+    if (ip[6] !== 58 || (ip[40] !== 2 && ip[40] !== 3)) return 'not a Packet Too Big or Time Exceeded';
+    if (hexAddr(ip, 24) !== hexAddr(input, 22)) return 'ICMPv6 error not to the sender';
+    if (!out.subarray(0, 6).equals(input.subarray(6, 12))) return 'ICMPv6 error not to the sender MAC';
+    if (!verifyL4Checksum6(ip)) return 'ICMPv6 error checksum';
+    if (ip[40] === 3) {
+      if (hexAddr(ip, 8) !== A(EDGE6)) return 'Time Exceeded not from the edge';
+      if (input[21]! > 1) return `Time Exceeded for hop limit ${input[21]}`;
+      const q = Math.min(40 + input.readUInt16BE(18), 128) & ~3;
+      if (out.length !== 62 + q || !ip.subarray(48).equals(input.subarray(14, 14 + q))) return 'Time Exceeded quote';
+      return null;
+    }
     if (out.length !== EDGE6_PTB_FRAME) return 'PTB length';
-    if (ip[6] !== 58 || ip[40] !== 2) return 'not a Packet Too Big';
     if (!vips.has(hexAddr(ip, 8))) return 'PTB not from a VIP';
-    if (hexAddr(ip, 24) !== hexAddr(input, 22)) return 'PTB not to the sender';
-    if (!out.subarray(0, 6).equals(input.subarray(6, 12))) return 'PTB not to the sender MAC';
     const mtu = ip.readUInt32BE(44);
     if (mtu !== 1376 && mtu !== 1360) return `PTB MTU ${mtu}`;
-    if (!verifyL4Checksum6(ip)) return 'PTB checksum';
     if (!ip.subarray(48).equals(input.subarray(14, 14 + 128))) return 'PTB quote';
     return null;
   };
@@ -246,7 +254,7 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
   const started = Date.now();
   let n = 0;
   const verdicts = new Map<string, number>();
-  const kinds = { forwarded: 0, ptb: 0, steered: 0 };
+  const kinds = { forwarded: 0, ptb: 0, timeExceeded: 0, steered: 0 };
   const xdp = dp.program('xdp');
   for (; n < TOTAL && Date.now() - started < 120_000; n++) {
     let input: Buffer;
@@ -272,10 +280,11 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
     }
     // Our own Packet Too Big, recognised by what it is (a mutated sender
     // MAC may equal the gateway's): a new packet from a VIP to the sender.
-    const ownPtb = out.length === EDGE6_PTB_FRAME && out[20] === 58 && out[54] === 2 && vips.has(hexAddr(out, 22)) && input.length >= 38 && hexAddr(out, 38) === hexAddr(input, 22);
+    const ownPtb = out.length >= 62 && out[20] === 58 && ((out[54] === 2 && vips.has(hexAddr(out, 22))) || (out[54] === 3 && hexAddr(out, 22) === A(EDGE6))) && input.length >= 38 && hexAddr(out, 38) === hexAddr(input, 22);
     if (ownPtb || !out.subarray(0, 6).equals(gw)) {
       const why = ptbOk(input, out);
       if (why) fail(why, input, out);
+      else if (out[54] === 3) kinds.timeExceeded++;
       else kinds.ptb++;
       continue;
     }
@@ -290,6 +299,7 @@ test('fuzz: 100 000 random and mutated IPv6 frames, zero mis-forwards', (t) => {
   t.true(kinds.forwarded > 1000, 'the forwarding paths were exercised');
   t.true(kinds.ptb > 10, 'Packet Too Big was exercised');
   t.true(kinds.steered > 10, 'ICMPv6 steering was exercised');
+  t.true(kinds.timeExceeded > 10, 'Time Exceeded was exercised');
 });
 
 function ip6s(b: Buffer, off: number): string {

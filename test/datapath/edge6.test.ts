@@ -186,7 +186,7 @@ test('Fragment header to a VIP: dropped and counted, wherever it sits in the cha
   t.deepEqual(nonZero(dp), { drop_fragment: frames.length });
 });
 
-test('extension headers, VLAN tags and hop limit 1 towards a service: defined drops', (t) => {
+test('extension headers, VLAN tags and hop limit 1 towards a service: defined drops, Time Exceeded from the edge', (t) => {
   const dp = open6(t);
   apply6(dp, service6());
   // A client's own Destination Options header (even a forged DSR one), Hop-by-Hop, Routing.
@@ -196,10 +196,22 @@ test('extension headers, VLAN tags and hop limit 1 towards a service: defined dr
   t.is(run(dp, tagged).retval, XDP_DROP);
   const otherTagged = Buffer.concat([syn.subarray(0, 12), Buffer.from('8100000a86dd', 'hex'), tcp6({ dst: '2001:db8:100::99' }).subarray(14)]);
   t.is(hex(run(dp, otherTagged).out), hex(otherTagged));
-  t.is(run(dp, tcp6({ hopLimit: 1 })).retval, XDP_DROP);
-  t.is(run(dp, tcp6({ hopLimit: 0 })).retval, XDP_DROP);
+  // Hop limit 1 (or 0): ICMPv6 Time Exceeded from the edge, quoting the packet as received (exact bytes).
+  for (const hopLimit of [1, 0]) {
+    const f = tcp6({ hopLimit });
+    const r = run(dp, f);
+    t.is(r.retval, XDP_TX);
+    const q = f.subarray(14, 14 + ((f.length - 14) & ~3));
+    const want = buildPacket6({ eth: { src: EDGE_MAC, dst: CLIENT_MAC }, ip: { src: EDGE6, dst: CLIENT6, hopLimit: 64 }, icmp6: { type: 3, body: Buffer.concat([Buffer.alloc(4), q]) } });
+    t.is(hex(r.out), hex(want));
+    t.true(verifyL4Checksum6(r.out.subarray(14)));
+  }
   t.is(run(dp, tcp6({ hopLimit: 2 })).retval, XDP_PASS);
-  t.deepEqual(nonZero(dp), { drop_ip_options: 3, drop_vlan: 1, drop_ttl: 2, fib_bypass: 1 });
+  t.deepEqual(nonZero(dp), { drop_ip_options: 3, drop_vlan: 1, ttl_exceeded: 2, fib_bypass: 1 });
+  // Without an IPv6 address of its own the edge cannot answer: dropped, counted.
+  dp.map('edge_config6').update(u32Key(0), Buffer.alloc(16));
+  t.is(run(dp, tcp6({ hopLimit: 1 })).retval, XDP_DROP);
+  t.is(stats(dp).drop_ttl, 1);
 });
 
 test('malformed TCP/UDP to a service: dropped, never forwarded', (t) => {
