@@ -3,10 +3,10 @@
  * with the same verdicts, counters, connection-table rules and Maglev
  * regions.
  *
- * It is one noinline BPF subprogram (edge_process6), called by edge_xdp
- * for IPv6 frames (edge_frame_ipv6) next to the IPv4 pipeline's own
- * subprogram: each has its stack frame, the IPv4 code is as it was, and
- * neither call chain exceeds the verifier's 512 bytes.
+ * It runs as its own XDP program (edge_xdp6, edge.c), which edge_xdp
+ * tail-calls for IPv6 frames (edge_frame_ipv6): the IPv4 pipeline stays
+ * inlined in edge_xdp as it was, and each program has the verifier's
+ * whole 512-byte stack.
  *
  * Per packet:
  *   Ethernet → fixed IPv6 header → TCP | UDP directly behind it → look up
@@ -126,7 +126,7 @@ static __always_inline int edge_frame_ipv6(struct xdp_md *ctx)
 	return 0;
 }
 
-static __noinline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
+static __always_inline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;

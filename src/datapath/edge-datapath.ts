@@ -29,6 +29,7 @@ import {
   type EdgeMapName,
   type EdgeStatName,
   encodeConfig6,
+  EDGE_PROG_IPV6,
 } from './edge-maps.js';
 import { EdgePlanner, type EdgePlan, type FrontendState, type PathDispatch, type PlanResult } from './edge-plan.js';
 import { readSnapshot } from './edge-restore.js';
@@ -212,7 +213,7 @@ export class EdgeDatapath {
     return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
       ...(opts.pinPath ? { pinMaps: opts.pinPath } : {}),
       ...(Object.keys(maxEntries).length > 0 ? { maxEntries } : {}),
-      autoload: { edge_xdp: hooks.includes('xdp'), edge_tc: hooks.includes('tc') },
+      autoload: { edge_xdp: hooks.includes('xdp'), edge_xdp6: hooks.includes('xdp'), edge_tc: hooks.includes('tc') },
     });
   }
 
@@ -221,6 +222,13 @@ export class EdgeDatapath {
     try {
       dp = new EdgeDatapath(obj, opts);
       dp.writeConfig();
+      // edge_xdp continues IPv6 frames in edge_xdp6 (a tail call): install
+      // this object's, replacing a previous agent's in pinned maps.
+      if ((opts.hooks ?? ['xdp', 'tc']).includes('xdp')) {
+        const fd = Buffer.alloc(4);
+        fd.writeUInt32LE(obj.program('edge_xdp6').fd, 0);
+        dp.maps.edge_progs.update(u32Key(EDGE_PROG_IPV6), fd);
+      }
       dp.planner.restore(readSnapshot(dp.maps));
       if (dp.planner.size > 0) dp.log.info({ services: dp.planner.size }, 'edge datapath: state rebuilt from pinned maps');
     } catch (e) {
