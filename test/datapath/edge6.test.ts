@@ -5,7 +5,8 @@
 // by an independent copy of the flow hash and Maglev, truncation at every
 // length, and the defined drops.
 import test, { type ExecutionContext } from 'ava';
-import { XDP_DROP, XDP_PASS, XDP_TX } from '../../src/datapath/loader.js';
+import { XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, inNetns } from '../../src/datapath/loader.js';
+import { Cleanup, createNetns, nsRun, uniqueId } from '../lib/netns.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import { encodeCt6Key, decodeBackend6, decodeCtValue, u32Key } from '../../src/datapath/edge-maps.js';
 import { buildPacket6, dsr6Header, fragHeader, padHeader, parse6, verifyL4Checksum6, NH_DSTOPTS, NH_HOPOPTS, NH_ROUTING, ip6Bytes } from '../lib/packets6.js';
@@ -489,4 +490,47 @@ test('ClientIP affinity for IPv6: every flow of a client on one backend, refresh
   for (let i = 1; i < 40; i++) many.add(dst6(run(dp, tcp6({ src: `2001:db8:1::${(0x100 + i).toString(16)}` })).out));
   t.true(many.size > 2, 'clients spread over the backends');
   t.throws(() => openEdge(t, { hooks: ['xdp'], ipv6: true }), { message: /ipv6 needs address6/ });
+});
+
+test('FIB, IPv6: the SYN is redirected to the node\'s neighbour MAC (exact bytes), the result cached; an unroutable node: rewritten packet to the stack, counted', async (t) => {
+  const cleanup = new Cleanup();
+  t.teardown(async () => {
+    await cleanup.run();
+  });
+  const ns = await createNetns(`edgelb-edge6-${uniqueId()}`, cleanup);
+  const NODE6 = 'fd00:10::11';
+  const NODE_MAC = '02:00:00:00:01:11';
+  await nsRun(ns, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up1']);
+  await nsRun(ns, ['ip', '-6', 'addr', 'add', 'fd00:10::1/64', 'dev', 'up0', 'nodad']);
+  await nsRun(ns, ['ip', 'link', 'set', 'up0', 'up']);
+  await nsRun(ns, ['ip', 'link', 'set', 'up1', 'up']);
+  await nsRun(ns, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+  await nsRun(ns, ['ip', '-6', 'neigh', 'replace', NODE6, 'lladdr', NODE_MAC, 'dev', 'up0', 'nud', 'permanent']);
+  const upMac = (JSON.parse((await nsRun(ns, ['ip', '-j', 'link', 'show', 'up0'])).stdout) as Array<{ address: string }>)[0]!.address;
+  const dp = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6, forward: { kind: 'fib' } });
+  const d = service6({ backends: [backend6(1, { nodeIp: NODE6 })] });
+  apply6(dp, d);
+  const r = inNetns(ns, () => dp.program('xdp').testRun({ data: tcp6() }));
+  t.is(r.retval, XDP_REDIRECT);
+  const want = buildPacket6({
+    eth: { src: upMac, dst: NODE_MAC },
+    ip: { src: CLIENT6, dst: d.backends[0]!.ip, hopLimit: 63, flowLabel: 0x12345 },
+    ext: [dsr6Header(VIP6, 80)],
+    tcp: { sport: 40000, dport: 8080, seq: 1000, ack: 0, flags: { syn: true }, options: Buffer.from([2, 4, 0x05, 0xa0]), payload: Buffer.alloc(0) },
+  });
+  t.is(hex(r.dataOut), hex(want));
+  // Cached per CPU, direct-mapped by the destination's words (edge_dsr6.h).
+  const n = ip6Bytes(NODE6);
+  const x = (n.readUInt32BE(12) ^ n.readUInt32BE(8) ^ n.readUInt32BE(4)) >>> 0;
+  const slot = Buffer.alloc(4);
+  slot.writeUInt32LE(((x ^ (x >>> 8)) & 255) >>> 0);
+  const cached = dp.map('edge_fib_cache6').lookupPerCpu(slot)!;
+  t.true(cached.some((v) => v.subarray(0, 16).equals(n)));
+  // No route to the node: the rewritten packet goes to the stack, counted.
+  const dp2 = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6, forward: { kind: 'fib' } });
+  apply6(dp2, service6({ backends: [backend6(1, { nodeIp: 'fd00:99::1' })] }));
+  const r2 = inNetns(ns, () => dp2.program('xdp').testRun({ data: tcp6() }));
+  t.is(r2.retval, XDP_PASS);
+  t.is(dst6(r2.dataOut), addr(backend6(1).ip));
+  t.is(stats(dp2).fib_pass, 1);
 });
