@@ -12,7 +12,9 @@
 // (they are reused last-freed-last).
 import { silentLogger, type Logger } from '../log/logger.js';
 import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
-import { BpfObject, type BpfMap, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
+import { existsSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { BpfMap, BpfObject, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
 import { bpfObjectPath } from '../assets.js';
 import {
   CFG_F_FIB_BYPASS,
@@ -142,6 +144,25 @@ const IPV6_OFF_SIZES: Record<string, number> = {
   edge_src_ranges6: 1,
 };
 
+/**
+ * The IPv6 maps' size follows EdgeDatapathOptions.ipv6, so one pinned by an
+ * agent with the other setting cannot be reused (the kernel map has a fixed
+ * size): it is unpinned and the object creates it anew. Toggling IPv6 thus
+ * forgets the IPv6 connection table and frontends (re-planned from the
+ * desired state); IPv4 state is untouched.
+ */
+function unpinResizedIpv6Maps(pinPath: string, ipv6: boolean, overrides: Record<string, number>): void {
+  for (const [name, off] of Object.entries(IPV6_OFF_SIZES)) {
+    const path = join(pinPath, name);
+    if (!existsSync(path)) continue;
+    const m = BpfMap.openPinned(path);
+    const size = m.maxEntries;
+    m.close();
+    const want = overrides[name];
+    if (want !== undefined ? size !== want : ipv6 ? size === off : size !== off) unlinkSync(path);
+  }
+}
+
 export class EdgeDatapath {
   readonly obj: BpfObject;
   private readonly opts: EdgeDatapathOptions;
@@ -210,10 +231,13 @@ export class EdgeDatapath {
     const hooks = opts.hooks ?? ['xdp', 'tc'];
     if (hooks.length === 0) throw new Error('hooks: load at least one of xdp, tc');
     const maxEntries = { ...(opts.ipv6 ? {} : IPV6_OFF_SIZES), ...(opts.maxEntries ?? {}) };
+    if (opts.pinPath) unpinResizedIpv6Maps(opts.pinPath, opts.ipv6 === true, opts.maxEntries ?? {});
     return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
       ...(opts.pinPath ? { pinMaps: opts.pinPath } : {}),
       ...(Object.keys(maxEntries).length > 0 ? { maxEntries } : {}),
-      autoload: { edge_xdp: hooks.includes('xdp'), edge_xdp6: hooks.includes('xdp'), edge_tc: hooks.includes('tc') },
+      // edge_xdp6 (IPv6) only when IPv6 is served: its verification costs
+      // start-up time, and without it IPv6 passes to the stack.
+      autoload: { edge_xdp: hooks.includes('xdp'), edge_xdp6: hooks.includes('xdp') && opts.ipv6 === true, edge_tc: hooks.includes('tc') },
     });
   }
 
@@ -223,11 +247,16 @@ export class EdgeDatapath {
       dp = new EdgeDatapath(obj, opts);
       dp.writeConfig();
       // edge_xdp continues IPv6 frames in edge_xdp6 (a tail call): install
-      // this object's, replacing a previous agent's in pinned maps.
+      // this object's, replacing a previous agent's in pinned maps — or,
+      // IPv6 off, clear the slot so that no earlier edge_xdp6 stays in use.
       if ((opts.hooks ?? ['xdp', 'tc']).includes('xdp')) {
-        const fd = Buffer.alloc(4);
-        fd.writeUInt32LE(obj.program('edge_xdp6').fd, 0);
-        dp.maps.edge_progs.update(u32Key(EDGE_PROG_IPV6), fd);
+        if (opts.ipv6) {
+          const fd = Buffer.alloc(4);
+          fd.writeUInt32LE(obj.program('edge_xdp6').fd, 0);
+          dp.maps.edge_progs.update(u32Key(EDGE_PROG_IPV6), fd);
+        } else {
+          dp.maps.edge_progs.delete(u32Key(EDGE_PROG_IPV6));
+        }
       }
       dp.planner.restore(readSnapshot(dp.maps));
       if (dp.planner.size > 0) dp.log.info({ services: dp.planner.size }, 'edge datapath: state rebuilt from pinned maps');

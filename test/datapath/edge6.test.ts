@@ -10,7 +10,7 @@ import { Cleanup, createNetns, nsRun, uniqueId } from '../lib/netns.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import { encodeCt6Key, decodeBackend6, decodeCtValue, u32Key } from '../../src/datapath/edge-maps.js';
 import { buildPacket6, dsr6Header, fragHeader, padHeader, parse6, verifyL4Checksum6, NH_DSTOPTS, NH_HOPOPTS, NH_ROUTING, ip6Bytes } from '../lib/packets6.js';
-import { CLIENT_MAC, EDGE_MAC, openEdge, tcpPacket, service } from './edge-helpers.js';
+import { CLIENT_MAC, EDGE_MAC, SMALL_MAPS, openEdge, tcpPacket, service } from './edge-helpers.js';
 import { loadNode6 } from './node-fixtures.js';
 import { pinDirFor } from '../lib/bpffs.js';
 import * as N from './node-fixtures.js';
@@ -533,4 +533,32 @@ test('FIB, IPv6: the SYN is redirected to the node\'s neighbour MAC (exact bytes
   t.is(r2.retval, XDP_PASS);
   t.is(dst6(r2.dataOut), addr(backend6(1).ip));
   t.is(stats(dp2).fib_pass, 1);
+});
+
+test('IPv6 off: edge_xdp6 is not loaded and IPv6 passes untouched; toggling IPv6 across restarts on pinned maps recreates only the IPv6 maps', (t) => {
+  const pin = pinDirFor(t, 'edge6-toggle');
+  // The test-size maps would hide the size change: only the IPv4 ones are shrunk here.
+  const v4Small = Object.fromEntries(Object.entries(SMALL_MAPS).filter(([n]) => !n.endsWith('6')));
+  const open = (ipv6: boolean) => openEdge(t, { hooks: ['xdp'], pinPath: pin, maxEntries: v4Small, ...(ipv6 ? { ipv6: true, address6: EDGE6 } : {}) });
+  const on = open(true);
+  on.applyServices([service(), service6()]);
+  t.is(run(on, tcp6()).out.length, tcp6().length + 24);
+  on.close();
+  const off = open(false);
+  t.throws(() => off.obj.program('edge_xdp6'), { message: /not loaded/ });
+  t.is(off.map('edge_ct6').maxEntries, 64);
+  const syn6 = tcp6();
+  const before = stats(off); // pinned: the counters of the run before
+  const r = run(off, syn6);
+  t.is(r.retval, XDP_PASS);
+  t.is(hex(r.out), hex(syn6));
+  t.deepEqual(stats(off), before);
+  // IPv4 state survived the toggle: the frontend was adopted from the pinned maps.
+  t.is(run(off, tcpPacket({})).out.length, tcpPacket({}).length + 8);
+  off.close();
+  const again = open(true);
+  t.true(again.map('edge_ct6').maxEntries > 64);
+  t.is(hex(run(again, tcp6()).out), hex(tcp6()), 'IPv6 frontends are gone until planned again');
+  again.applyServices([service(), service6()]);
+  t.is(run(again, tcp6()).out.length, tcp6().length + 24);
 });
