@@ -50,11 +50,13 @@
 // memlock).
 //
 // Output: a table, then as the LAST line JSON (medians; ns unless named):
-// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns","node_option_ns","node_reply_ns",
+// {"floor_ns","pass_ns","syn_option_ns","established_ns","ipip_established_ns",
+//  "pass6_ns","syn_option6_ns","established6_ns","ip6ip6_established_ns" (IPv6 twins; null for a baseline without the IPv6 path),
+//  "node_option_ns","node_reply_ns",
 //  "node_option6_ns","node_reply6_ns",
 //  "syn_fresh_ns","first_ack_ns","syn_percall_ns","established_percall_ns",
 //  "mpps_established_1core","mpps_syn_flood_1core","mpps_floor_1core","mpps_syn_one_tuple_1core",
-//  "maps_10k_mb","load_10k_s", "kernel_mpps":{ipvs|nftdsr|snat:{established,syn_flood}|null},
+//  "maps_10k_mb","maps_ipv6_mb" (of maps_10k_mb),"load_10k_s", "kernel_mpps":{ipvs|nftdsr|snat:{established,syn_flood}|null},
 //  "kernel_unavailable":{variant:reason}, "host":{…}, ["baseline_ref","baseline_commit","baseline":{same fields}]}
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -224,10 +226,52 @@ function tcpFrame(o: { src: string; dst: string; sport: number; dport: number; f
   return f;
 }
 
+function ip6(a: string): Buffer {
+  const [head, tail] = a.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const g = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const b = Buffer.alloc(16);
+  g.forEach((x, i) => b.writeUInt16BE(parseInt(x, 16), i * 2));
+  return b;
+}
+
+/** The IPv6 twin of tcpFrame: fixed header, TCP, checksum over the IPv6 pseudo-header. */
+function tcp6Frame(o: { src: string; dst: string; sport: number; dport: number; flags: number; payload?: number }): Buffer {
+  const pl = o.payload ?? 0;
+  const f = Buffer.alloc(14 + 40 + 20 + pl);
+  Buffer.from('020000000002020000000001', 'hex').copy(f, 0);
+  f.writeUInt16BE(0x86dd, 12);
+  const ip = f.subarray(14);
+  ip.writeUInt32BE(0x60000000, 0);
+  ip.writeUInt16BE(20 + pl, 4);
+  ip[6] = 6;
+  ip[7] = 64;
+  ip6(o.src).copy(ip, 8);
+  ip6(o.dst).copy(ip, 24);
+  const th = ip.subarray(40);
+  th.writeUInt16BE(o.sport, 0);
+  th.writeUInt16BE(o.dport, 2);
+  th.writeUInt32BE(1000, 4);
+  th[12] = 5 << 4;
+  th[13] = o.flags;
+  th.writeUInt16BE(65535, 14);
+  const ph = Buffer.alloc(40);
+  ip.copy(ph, 0, 8, 40);
+  ph.writeUInt32BE(20 + pl, 32);
+  ph[39] = 6;
+  let sum = 0;
+  for (let i = 0; i < 40; i += 2) sum += ph.readUInt16BE(i);
+  th.writeUInt16BE(csum(th, sum), 16);
+  return f;
+}
+
 // ------------------------------------------------------------ scratch netns
 
 const NS = netnsOf(process.pid);
 const NODE_IPS = ['10.0.0.10', '10.0.0.11', '10.0.0.12', '10.0.0.13', '10.0.0.14'];
+const NODE_IPS6 = NODE_IPS.map((_, i) => `fd00:10::${(16 + i).toString(16)}`);
+const EDGE_IP6 = 'fd00:10::1';
 
 function sh(args: string[]): void {
   execFileSync(args[0]!, args.slice(1), { stdio: 'pipe' });
@@ -245,6 +289,10 @@ function makeNetns(): void {
   x(['sysctl', '-qw', 'net.ipv4.conf.all.forwarding=1']);
   x(['sysctl', '-qw', 'net.ipv4.conf.lo.forwarding=1']);
   NODE_IPS.forEach((ip, i) => x(['ip', 'neigh', 'replace', ip, 'lladdr', `02:00:00:00:01:${(16 + i).toString(16)}`, 'dev', 'up0', 'nud', 'permanent']));
+  // IPv6: the same nodes at fd00:10::10.., reached over up0 (no DAD: usable at once).
+  x(['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+  x(['ip', '-6', 'addr', 'add', `${EDGE_IP6}/64`, 'dev', 'up0', 'nodad']);
+  NODE_IPS6.forEach((ip, i) => x(['ip', '-6', 'neigh', 'replace', ip, 'lladdr', `02:00:00:00:01:${(16 + i).toString(16)}`, 'dev', 'up0', 'nud', 'permanent']));
 }
 
 // ------------------------------------------------------------ services
@@ -312,6 +360,10 @@ interface Subject {
   mapsMb: number;
   /** The node program's ingress (on this revision's SYN output) and egress (on the pod's reply), or why there is none. */
   node: NodeSubject | { note: string };
+  /** IPv6 frontends programmed (the current revision; a baseline without the IPv6 path has no rows). */
+  v6: boolean;
+  /** memlock of the IPv6 maps (sized for use in the current revision: EdgeDatapathOptions.ipv6). */
+  ipv6Mb: number;
   close(): void;
 }
 
@@ -322,6 +374,18 @@ function configure(dp: EdgeDatapathLike, m: Mode): void {
 const BENCH_SERVICES: DesiredService[] = [
   { service: 'bench/opt', frontend: { vip: VIP, port: 80, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ip-option', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_000, 10) },
   { service: 'bench/ipip', frontend: { vip: VIP, port: 81, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ipip', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backendsFor(20_001, 10) },
+];
+
+/** The IPv6 twins of BENCH_SERVICES (same backend count, ip-option and ipip), programmed by the planner like them. */
+const VIP6 = '2001:db8:100::10';
+const IPV6_MAPS = ['edge_services6', 'edge_backends6', 'edge_ct6', 'edge_affinity6', 'edge_src_ranges6', 'edge_config6', 'edge_fib_cache6'] as const;
+const CLIENT6 = '2001:db8:1::7';
+function backends6(n: number): Backend[] {
+  return Array.from({ length: n }, (_, j) => ({ ip: `fd00:244::${(j + 1).toString(16)}`, port: 8080, nodeIp: NODE_IPS6[j % NODE_IPS6.length]!, nodeName: `node${j % 5}`, weight: 1, state: 'active' as const }));
+}
+const BENCH_SERVICES6: DesiredService[] = [
+  { service: 'bench/opt6', frontend: { vip: VIP6, port: 80, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ip-option', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backends6(10) },
+  { service: 'bench/ipip6', frontend: { vip: VIP6, port: 81, protocol: 'TCP' }, mode: 'dsr', dispatch: 'ipip', sourceRanges: [], affinityTimeoutSeconds: 0, backends: backends6(10) },
 ];
 
 const SYN = tcpFrame({ src: CLIENT, dst: VIP, sport: 40000, dport: 80, flags: 0x02 });
@@ -338,6 +402,10 @@ const OTHERS = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcpFrame({ src: 
 const SYNS = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcpFrame({ src: CLIENT, dst: VIP, sport: 40000 + 16 * i, dport: 80, flags: 0x02 }));
 const ACKS = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcpFrame({ src: CLIENT, dst: VIP, sport: 41001 + i, dport: 80, flags: 0x10, payload: 64 }));
 const IPIP_ACKS = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcpFrame({ src: CLIENT, dst: VIP, sport: 42002 + i, dport: 81, flags: 0x10, payload: 64 }));
+const OTHERS6 = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcp6Frame({ src: CLIENT6, dst: `2001:db8:100::${(0x99 + i).toString(16)}`, sport: 40003, dport: 80, flags: 0x10, payload: 64 }));
+const SYNS6 = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcp6Frame({ src: CLIENT6, dst: VIP6, sport: 40000 + 16 * i, dport: 80, flags: 0x02 }));
+const ACKS6 = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcp6Frame({ src: CLIENT6, dst: VIP6, sport: 41001 + i, dport: 80, flags: 0x10, payload: 64 }));
+const IP6IP6_ACKS = Array.from({ length: FRAME_VARIANTS }, (_, i) => tcp6Frame({ src: CLIENT6, dst: VIP6, sport: 42002 + i, dport: 81, flags: 0x10, payload: 64 }));
 /** Live frames: a pinned established flow, and the SYN template the harness gives fresh tuples. */
 const LIVE_ACK = tcpFrame({ src: '198.18.0.7', dst: VIP, sport: 40004, dport: 80, flags: 0x10, payload: 64 });
 const LIVE_SYN = tcpFrame({ src: '198.18.0.0', dst: VIP, sport: 0, dport: 80, flags: 0x02 });
@@ -422,7 +490,7 @@ function openNode(label: Subject['label'], xdp: number, nodeObject: string, node
 }
 
 function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObject: string, nodeObject: string, nodeMod: NodeDatapathModule | null, big: DesiredService[]): Subject {
-  const dp = mod.EdgeDatapath.open({ maglevTableSize: 16381, mtu: 1500, address: '10.0.0.1', objectPath: edgeObject });
+  const dp = mod.EdgeDatapath.open({ maglevTableSize: 16381, mtu: 1500, address: '10.0.0.1', address6: EDGE_IP6, ipv6: label === 'current', objectPath: edgeObject });
   const closers: Array<() => void> = [() => dp.close()];
   const close = (): void => closers.reverse().forEach((f) => f());
   try {
@@ -430,11 +498,14 @@ function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObjec
     dp.applyServices(big);
     const loadS = Number(process.hrtime.bigint() - t0) / 1e9;
     const mapsMb = dp.memlockBytes() / 2 ** 20;
+    const ipv6Mb = label === 'current' ? IPV6_MAPS.reduce((a, n) => a + (dp as unknown as currentEdge.EdgeDatapath).map(n).memlockBytes(), 0) / 2 ** 20 : 0;
     dp.applyServices([...big, ...BENCH_SERVICES]);
+    const v6 = label === 'current';
+    if (v6) dp.applyServices([...big, ...BENCH_SERVICES, ...BENCH_SERVICES6]);
     configure(dp, 'fib');
     const xdp = dp.program('xdp').fd;
     const node = openNode(label, xdp, nodeObject, nodeMod, closers);
-    return { label, dp, xdp, tc: dp.program('tc').fd, loadS, mapsMb, node, close };
+    return { label, dp, xdp, tc: dp.program('tc').fd, loadS, mapsMb, ipv6Mb, node, v6, close };
   } catch (e) {
     close();
     throw e;
@@ -455,6 +526,7 @@ interface CaseSpec {
 
 function caseSpecs(floorFd: number): CaseSpec[] {
   const xdp = (s: Subject): number => s.xdp;
+  const xdp6 = (s: Subject): number | null => (s.v6 ? s.xdp : null);
   const c = (name: string, key: string | null, prog: CaseSpec['prog'], data: Buffer[], expect: number, mode: Mode, netns = true): CaseSpec => ({
     name, key, prog, data: (_s, k) => data[k % data.length]!, expect: () => expect, mode, netns,
   });
@@ -464,6 +536,10 @@ function caseSpecs(floorFd: number): CaseSpec[] {
     c('SYN + option', 'syn_option_ns', xdp, SYNS, XDP_REDIRECT, 'fib'),
     c('established (DNAT)', 'established_ns', xdp, ACKS, XDP_REDIRECT, 'fib'),
     c('IPIP established', 'ipip_established_ns', xdp, IPIP_ACKS, XDP_REDIRECT, 'fib'),
+    c('IPv6 pass (non-VIP)', 'pass6_ns', xdp6, OTHERS6, XDP_PASS, 'fib'),
+    c('IPv6 SYN + Destination Options header', 'syn_option6_ns', xdp6, SYNS6, XDP_REDIRECT, 'fib'),
+    c('IPv6 established (DNAT)', 'established6_ns', xdp6, ACKS6, XDP_REDIRECT, 'fib'),
+    c('IP6IP6 established', 'ip6ip6_established_ns', xdp6, IP6IP6_ACKS, XDP_REDIRECT, 'fib'),
     c('gateway MAC: SYN + option', null, xdp, SYNS, XDP_TX, 'gateway'),
     c('gateway MAC: established (DNAT)', null, xdp, ACKS, XDP_TX, 'gateway'),
     c('gateway MAC: IPIP established', null, xdp, IPIP_ACKS, XDP_TX, 'gateway'),
@@ -780,6 +856,14 @@ async function childMain(): Promise<void> {
     nsLine(row, wall ? median(wall).toFixed(0) : '—');
   }
   for (const row of freshRows) nsLine(row, '—');
+  // IPv6 against IPv4, net of the floor, same run (target: within 15 %).
+  const net = (key: string): number | null => {
+    const row = rows.find((r) => r.key === key);
+    const m = row ? med(row, 'current') : null;
+    return m === null ? null : m - floorNs;
+  };
+  const pairs: Array<[string, string]> = [['pass6_ns', 'pass_ns'], ['syn_option6_ns', 'syn_option_ns'], ['established6_ns', 'established_ns'], ['ip6ip6_established_ns', 'ipip_established_ns']];
+  console.log(`IPv6 / IPv4 (net ns, this run; target ≤ 1.15×): ${pairs.map(([a, b]) => `${a} ${ratio(net(a), net(b))}`).join(', ')}`);
   console.log(`live frames (BPF_F_TEST_XDP_LIVE_FRAMES, ${LIVE_N} per round in ${LIVE_TURNS} alternating turns, batch 64): Mpps on one CPU = frames / wall time of the runs; "sent" = frames that reached the peer veth`);
   const liveHead = `${'case'.padEnd(40)} ${'Mpps'.padStart(7)} ${'min–max'.padStart(11)} ${'kern ns'.padStart(7)} ${'sent'.padStart(6)}`;
   console.log(hasBase ? `${liveHead} ${'base Mpps'.padStart(9)} ${'× baseline'.padStart(10)}` : liveHead);
@@ -818,7 +902,8 @@ async function childMain(): Promise<void> {
   }
   console.log('SYNs never enter the connection table (spoofed floods cannot fill it); a flow is pinned by its first non-SYN packet.');
   for (const s of subjects) {
-    console.log(`${s.label}: 10 000 services / 100 000 backends: load ${s.loadS.toFixed(2)} s (target ≤ 5), maps ${s.mapsMb.toFixed(1)} MB memlock (target ≤ 256)`);
+    const v6 = s.ipv6Mb > 0 ? `, of which ${s.ipv6Mb.toFixed(1)} MB the IPv6 maps (sized for use: ipv6 on; ${(s.mapsMb - s.ipv6Mb).toFixed(1)} MB without)` : '';
+    console.log(`${s.label}: 10 000 services / 100 000 backends: load ${s.loadS.toFixed(2)} s (target ≤ 5), maps ${s.mapsMb.toFixed(1)} MB memlock (target ≤ 256)${v6}`);
     if ('note' in s.node) console.log(`${s.label}: ${s.node.note}; node_option_ns / node_reply_ns = null`);
     else if ('note' in s.node.v6) console.log(`${s.label}: ${s.node.v6.note}; node_option6_ns / node_reply6_ns = null`);
   }
@@ -831,6 +916,7 @@ async function childMain(): Promise<void> {
     for (const row of [...rows, ...freshRows]) if (row.key) out[row.key] = round1(med(row, who.label));
     for (const row of liveRows) if (row.key) out[row.key] = round3(liveMed(row, who.label));
     out.maps_10k_mb = round1(who.mapsMb);
+    out.maps_ipv6_mb = round1(who.ipv6Mb);
     out.load_10k_s = round3(who.loadS);
     return out;
   };

@@ -13,6 +13,10 @@
  *   affinity or Maglev over the service's region of edge_ring — and
  *   dispatches: ip-option (DNAT + 8-byte option on SYN/UDP), IPIP, or SNAT.
  *
+ * IPv6 (XDP only; the tc program passes it): edge_ip6.h, in the program
+ * edge_xdp6, entered by a tail call chosen by EtherType (after one VLAN
+ * tag) before IPv4 parsing.
+ *
  * Defined behaviour for packets we cannot forward faithfully (never a
  * mis-forward):
  *   - IPv4 fragments (MF set or offset != 0) addressed to a VIP are dropped
@@ -62,6 +66,7 @@
 #include "edge_steer.h"
 #include "edge_conn.h"
 #include "edge_second_chance.h"
+#include "edge_ip6.h"
 
 static __always_inline int edge_fragment(const struct pkt *p)
 {
@@ -235,11 +240,40 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	return edge_xmit_option(ctx, xdp, cfg, &p, be, syn || p.l4_proto == IPPROTO_UDP, ifindex);
 }
 
+/* IPv6 frames continue in edge_xdp6 by a tail call: the IPv4 pipeline
+ * stays inlined here as it was, and each program has the verifier's whole
+ * 512-byte stack (one pipeline nested in the other would not fit). The
+ * index is a constant, so the JIT makes the tail call a direct jump. User
+ * space installs edge_xdp6 in slot EDGE_PROG_IPV6 when it loads the
+ * object (EdgeDatapath); without it IPv6 passes to the stack. */
+#define EDGE_PROG_IPV6 0
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} edge_progs SEC(".maps");
+
 SEC("xdp")
 int edge_xdp(struct xdp_md *ctx)
 {
 	__u32 ifindex = 0;
-	int act = edge_process(ctx, 1, &ifindex);
+	int act;
+
+	if (edge_frame_ipv6(ctx)) {
+		bpf_tail_call(ctx, &edge_progs, EDGE_PROG_IPV6);
+		return XDP_PASS;
+	}
+	act = edge_process(ctx, 1, &ifindex);
+	return edge_verdict(ctx, 1, act, ifindex);
+}
+
+SEC("xdp")
+int edge_xdp6(struct xdp_md *ctx)
+{
+	__u32 ifindex = 0;
+	int act = edge_process6(ctx, &ifindex);
 
 	return edge_verdict(ctx, 1, act, ifindex);
 }

@@ -9,8 +9,8 @@ enum edge_stat {
 	/* drops */
 	DROP_NO_BACKEND = 0,  /* service without an active backend */
 	DROP_SRC_RANGE,       /* source not in loadBalancerSourceRanges */
-	DROP_FRAGMENT,        /* IPv4 fragment addressed to a VIP */
-	DROP_IP_OPTIONS,      /* packet to a service already carries IP options */
+	DROP_FRAGMENT,        /* IPv4 fragment, or IPv6 packet with a Fragment header, to a VIP */
+	DROP_IP_OPTIONS,      /* packet to a service already carries IP options (IPv6: extension headers) */
 	DROP_VLAN,            /* VLAN-tagged packet to a service */
 	DROP_ADJUST,          /* head/tail adjustment failed */
 	DROP_SNAT_PORTS,      /* no free SNAT port after a few probes */
@@ -32,6 +32,8 @@ enum edge_stat {
 	DROP_BAD_SOURCE,      /* a new flow or ICMP error from a VIP or the edge's own address */
 	DROP_TTL,             /* TTL ran out here and no time-exceeded was sent */
 	EV_TTL_EXCEEDED,      /* TTL ran out here: ICMP time-exceeded sent to the client */
+	DROP_UNSUPPORTED6,    /* IPv6 to a service the IPv6 path does not serve (SNAT/hybrid,
+			       * or IP6IP6 without an edge IPv6 address) */
 	EDGE_STAT_MAX,
 };
 

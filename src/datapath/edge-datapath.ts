@@ -12,7 +12,9 @@
 // (they are reused last-freed-last).
 import { silentLogger, type Logger } from '../log/logger.js';
 import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
-import { BpfObject, type BpfMap, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
+import { existsSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { BpfMap, BpfObject, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
 import { bpfObjectPath } from '../assets.js';
 import {
   CFG_F_FIB_BYPASS,
@@ -28,6 +30,8 @@ import {
   u32Key,
   type EdgeMapName,
   type EdgeStatName,
+  encodeConfig6,
+  EDGE_PROG_IPV6,
 } from './edge-maps.js';
 import { EdgePlanner, type EdgePlan, type FrontendState, type PathDispatch, type PlanResult } from './edge-plan.js';
 import { readSnapshot } from './edge-restore.js';
@@ -52,6 +56,8 @@ export interface EdgeDatapathOptions {
   mtu: number;
   /** Edge address: SNAT source and default IPIP outer source. */
   address: string;
+  /** The edge's IPv6 address: IPv6-in-IPv6 outer source, and a forged source for IPv6 flows. Absent = none (IP6IP6 backends are then dropped, counted as drop_unsupported6). */
+  address6?: string;
   /** Pin (and on restart reuse) the maps in this bpffs directory (datapath.pinPath). */
   pinPath?: string;
   objectPath?: string;
@@ -64,6 +70,14 @@ export interface EdgeDatapathOptions {
   forward?: ForwardMode;
   /** Dispatch for `auto` services until setPathDispatch says otherwise. Default 'ipip' (works on any path). */
   autoDispatchDefault?: PathDispatch;
+  /**
+   * Serve IPv6 frontends (XDP only): the IPv6 maps (edge_maps6.h) are sized
+   * for use, ≈ 80 MB more memlock, most of it the 512 Ki-flow edge_ct6. Off
+   * (the default), they are created with a handful of entries, IPv6
+   * frontends are rejected (UnsupportedFamily) and the program passes all
+   * IPv6 to the stack.
+   */
+  ipv6?: boolean;
   /** Override map sizes (tests). */
   maxEntries?: Record<string, number>;
   /**
@@ -121,6 +135,34 @@ export interface EdgeCounters {
   stats: Record<EdgeStatName, number>;
 }
 
+/** Sizes of the IPv6 maps when EdgeDatapathOptions.ipv6 is off (LRU maps keep a few entries per CPU's free list). */
+const IPV6_OFF_SIZES: Record<string, number> = {
+  edge_services6: 1,
+  edge_backends6: 1,
+  edge_ct6: 64,
+  edge_affinity6: 64,
+  edge_src_ranges6: 1,
+};
+
+/**
+ * The IPv6 maps' size follows EdgeDatapathOptions.ipv6, so one pinned by an
+ * agent with the other setting cannot be reused (the kernel map has a fixed
+ * size): it is unpinned and the object creates it anew. Toggling IPv6 thus
+ * forgets the IPv6 connection table and frontends (re-planned from the
+ * desired state); IPv4 state is untouched.
+ */
+function unpinResizedIpv6Maps(pinPath: string, ipv6: boolean, overrides: Record<string, number>): void {
+  for (const [name, off] of Object.entries(IPV6_OFF_SIZES)) {
+    const path = join(pinPath, name);
+    if (!existsSync(path)) continue;
+    const m = BpfMap.openPinned(path);
+    const size = m.maxEntries;
+    m.close();
+    const want = overrides[name];
+    if (want !== undefined ? size !== want : ipv6 ? size === off : size !== off) unlinkSync(path);
+  }
+}
+
 export class EdgeDatapath {
   readonly obj: BpfObject;
   private readonly opts: EdgeDatapathOptions;
@@ -136,6 +178,7 @@ export class EdgeDatapath {
     const maps = {} as Record<EdgeMapName, BpfMap>;
     for (const n of EDGE_MAP_NAMES) maps[n] = obj.map(n);
     this.maps = maps;
+    if (opts.ipv6 && !opts.address6) throw new Error('edge datapath: ipv6 needs address6, the edge\'s IPv6 address (IPv6-in-IPv6 outer source)');
     const wrong = edgeLayoutMismatches(new Map(EDGE_MAP_NAMES.map((n) => [n, maps[n]])));
     if (wrong.length > 0) throw new Error(`edge object ${obj.label} does not match the TypeScript map layouts: ${wrong.join('; ')}`);
     const window = opts.secondChanceSeconds ?? 600;
@@ -150,6 +193,7 @@ export class EdgeDatapath {
       autoDispatchDefault: opts.autoDispatchDefault ?? 'ipip',
       secondChanceNs: BigInt(window) * 1_000_000_000n,
       clockNs: opts.clockNs ?? (() => process.hrtime.bigint()),
+      ipv6: opts.ipv6 === true,
       },
       (off, cls) => this.readRegion(off, cls),
     );
@@ -186,10 +230,14 @@ export class EdgeDatapath {
     }
     const hooks = opts.hooks ?? ['xdp', 'tc'];
     if (hooks.length === 0) throw new Error('hooks: load at least one of xdp, tc');
+    const maxEntries = { ...(opts.ipv6 ? {} : IPV6_OFF_SIZES), ...(opts.maxEntries ?? {}) };
+    if (opts.pinPath) unpinResizedIpv6Maps(opts.pinPath, opts.ipv6 === true, opts.maxEntries ?? {});
     return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
       ...(opts.pinPath ? { pinMaps: opts.pinPath } : {}),
-      ...(opts.maxEntries ? { maxEntries: opts.maxEntries } : {}),
-      autoload: { edge_xdp: hooks.includes('xdp'), edge_tc: hooks.includes('tc') },
+      ...(Object.keys(maxEntries).length > 0 ? { maxEntries } : {}),
+      // edge_xdp6 (IPv6) only when IPv6 is served: its verification costs
+      // start-up time, and without it IPv6 passes to the stack.
+      autoload: { edge_xdp: hooks.includes('xdp'), edge_xdp6: hooks.includes('xdp') && opts.ipv6 === true, edge_tc: hooks.includes('tc') },
     });
   }
 
@@ -198,6 +246,18 @@ export class EdgeDatapath {
     try {
       dp = new EdgeDatapath(obj, opts);
       dp.writeConfig();
+      // edge_xdp continues IPv6 frames in edge_xdp6 (a tail call): install
+      // this object's, replacing a previous agent's in pinned maps — or,
+      // IPv6 off, clear the slot so that no earlier edge_xdp6 stays in use.
+      if ((opts.hooks ?? ['xdp', 'tc']).includes('xdp')) {
+        if (opts.ipv6) {
+          const fd = Buffer.alloc(4);
+          fd.writeUInt32LE(obj.program('edge_xdp6').fd, 0);
+          dp.maps.edge_progs.update(u32Key(EDGE_PROG_IPV6), fd);
+        } else {
+          dp.maps.edge_progs.delete(u32Key(EDGE_PROG_IPV6));
+        }
+      }
       dp.planner.restore(readSnapshot(dp.maps));
       if (dp.planner.size > 0) dp.log.info({ services: dp.planner.size }, 'edge datapath: state rebuilt from pinned maps');
     } catch (e) {
@@ -224,6 +284,9 @@ export class EdgeDatapath {
    * priority/handle.
    */
   attach(ifname: string, mode: 'native' | 'generic' | 'tc'): void {
+    // The tc program passes IPv6 to the stack: IPv6 frontends would be
+    // written, reported served, and be black holes.
+    if (mode === 'tc' && this.opts.ipv6) throw new Error(`edge datapath: IPv6 is served by the XDP program only; attaching to ${ifname} with tc needs ipv6 off`);
     this.attachment =
       mode === 'tc'
         ? this.program('tc').attachTc(ifname, 'ingress', { priority: TC_PRIORITY, handle: TC_HANDLE, replace: true })
@@ -246,7 +309,7 @@ export class EdgeDatapath {
   }
 
   /** Change the forwarding / configuration knobs at runtime. */
-  reconfigure(patch: Partial<Pick<EdgeDatapathOptions, 'mtu' | 'address' | 'snatPorts' | 'ipipSource' | 'ctInsertLimit' | 'forward'>>): void {
+  reconfigure(patch: Partial<Pick<EdgeDatapathOptions, 'mtu' | 'address' | 'address6' | 'snatPorts' | 'ipipSource' | 'ctInsertLimit' | 'forward'>>): void {
     Object.assign(this.opts, patch);
     this.writeConfig();
   }
@@ -267,7 +330,9 @@ export class EdgeDatapath {
       gwMac: fwd.kind === 'gateway' ? fwd.gatewayMac : '00:00:00:00:00:00',
       ownMac: fwd.kind === 'gateway' ? fwd.ownMac : '00:00:00:00:00:00',
     });
+    const cfg6 = encodeConfig6(o.address6 ?? null);
     this.maps.edge_config.update(u32Key(0), cfg);
+    this.maps.edge_config6.update(u32Key(0), cfg6);
   }
 
   // ------------------------------------------------------------ changes

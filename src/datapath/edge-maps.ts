@@ -5,7 +5,7 @@
 // arm64). Change both sides together. Addresses, CIDRs, protocols and
 // ports are read and checked by src/net.
 import { parseCidr } from '../net/cidr.js';
-import { ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
+import { bigIntToIp, ipFamily, ipToBigInt, ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
 import { checkPort } from '../net/l4.js';
 
 export const SVC_F_SNAT = 0x1;
@@ -47,6 +47,14 @@ export const EDGE_MAP_NAMES = [
   'edge_sc_prev',
   'edge_sc_flows',
   'edge_sc_stats',
+  'edge_services6',
+  'edge_backends6',
+  'edge_ct6',
+  'edge_affinity6',
+  'edge_src_ranges6',
+  'edge_config6',
+  'edge_fib_cache6',
+  'edge_progs',
 ] as const;
 export type EdgeMapName = (typeof EDGE_MAP_NAMES)[number];
 
@@ -76,6 +84,7 @@ export const EDGE_STAT_NAMES = [
   'drop_bad_source',
   'drop_ttl',
   'ttl_exceeded',
+  'drop_unsupported6',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 
@@ -276,6 +285,95 @@ export function encodeConfig(c: EdgeConfigValue): Buffer {
   return b;
 }
 
+// ---------------------------------------------------------------- IPv6 (bpf/include/edge_maps6.h)
+// An IPv6 frontend's service value is encodeSvc's; its backends take ids
+// from the same space as IPv4 ones and its Maglev region lies in the same
+// edge_ring. Only keys and addresses are IPv6.
+
+/** 16 network-order bytes of an IPv6 address (any textual form), or an Error naming `what`. */
+export function ipv6Bytes(addr: string, what = 'address'): Buffer {
+  if (ipFamily(addr) !== 6) throw new Error(`${what} '${addr}' is not an IPv6 address`);
+  const v = ipToBigInt(addr).value;
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64BE(v >> 64n, 0);
+  b.writeBigUInt64BE(v & 0xffff_ffff_ffff_ffffn, 8);
+  return b;
+}
+
+export function ipv6FromBytes(b: Buffer, off = 0): string {
+  return bigIntToIp((b.readBigUInt64BE(off) << 64n) | b.readBigUInt64BE(off + 8), 6);
+}
+
+export const SVC6_KEY_SIZE = 20;
+
+export function encodeSvc6Key(k: SvcKey): Buffer {
+  checkPort(k.port, 'service port');
+  const b = Buffer.alloc(SVC6_KEY_SIZE);
+  ipv6Bytes(k.vip, 'VIP').copy(b, 0);
+  b.writeUInt16BE(k.port, 16);
+  b.writeUInt8(k.proto, 18);
+  return b;
+}
+
+export function decodeSvc6Key(b: Buffer): SvcKey {
+  return { vip: ipv6FromBytes(b, 0), port: b.readUInt16BE(16), proto: b.readUInt8(18) };
+}
+
+export const BACKEND6_SIZE = 40;
+
+export function encodeBackend6Into(v: BackendValue, b: Buffer, off = 0): void {
+  checkPort(v.port, 'backend port');
+  ipv6Bytes(v.ip, 'backend IP').copy(b, off);
+  ipv6Bytes(v.nodeIp, 'node IP').copy(b, off + 16);
+  b.writeUInt16BE(v.port, off + 32);
+  b.writeUInt8(v.flags, off + 34);
+  b.writeUInt8(0, off + 35);
+  b.writeUInt32LE(v.svcId, off + 36);
+}
+
+export function encodeBackend6(v: BackendValue): Buffer {
+  const b = Buffer.alloc(BACKEND6_SIZE);
+  encodeBackend6Into(v, b);
+  return b;
+}
+
+export function decodeBackend6(b: Buffer): BackendValue {
+  return { ip: ipv6FromBytes(b, 0), nodeIp: ipv6FromBytes(b, 16), port: b.readUInt16BE(32), flags: b.readUInt8(34), svcId: b.readUInt32LE(36) };
+}
+
+export const CT6_KEY_SIZE = 40;
+
+export function encodeCt6Key(k: CtKey): Buffer {
+  const b = Buffer.alloc(CT6_KEY_SIZE);
+  ipv6Bytes(k.saddr, 'source').copy(b, 0);
+  ipv6Bytes(k.daddr, 'destination').copy(b, 16);
+  b.writeUInt16BE(k.sport, 32);
+  b.writeUInt16BE(k.dport, 34);
+  b.writeUInt8(k.proto, 36);
+  return b;
+}
+
+export const SRC_RANGE6_KEY_SIZE = 24;
+
+/** LPM key: 32 bits of service id, then the IPv6 CIDR. */
+export function encodeSrcRange6Key(svcId: number, cidr: string): Buffer {
+  const c = parseCidr(cidr, { clearHostBits: true });
+  if (c.family !== 6) throw new Error(`source range '${cidr}' is not an IPv6 CIDR`);
+  const b = Buffer.alloc(SRC_RANGE6_KEY_SIZE);
+  b.writeUInt32LE(32 + c.prefix, 0);
+  b.writeUInt32LE(svcId, 4);
+  b.writeBigUInt64BE(BigInt(c.base) >> 64n, 8);
+  b.writeBigUInt64BE(BigInt(c.base) & 0xffff_ffff_ffff_ffffn, 16);
+  return b;
+}
+
+export const EDGE_CONFIG6_SIZE = 16;
+
+/** struct edge_config6: the edge's IPv6 address (IP6IP6 outer source); null = none (:: — IP6IP6 backends are then dropped). */
+export function encodeConfig6(addr: string | null): Buffer {
+  return addr === null ? Buffer.alloc(EDGE_CONFIG6_SIZE) : ipv6Bytes(addr, 'edge IPv6 address');
+}
+
 export function u32Key(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n, 0);
@@ -321,7 +419,16 @@ export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: num
   edge_sc_prev: { key: 4, value: SC_PREV_SIZE },
   edge_sc_flows: { key: CT_KEY_SIZE, value: 8 },
   edge_sc_stats: { key: 4, value: 8 },
+  edge_services6: { key: SVC6_KEY_SIZE, value: SVC_VALUE_SIZE },
+  edge_backends6: { key: 4, value: BACKEND6_SIZE },
+  edge_ct6: { key: CT6_KEY_SIZE, value: CT_VALUE_SIZE },
+  edge_src_ranges6: { key: SRC_RANGE6_KEY_SIZE, value: 1 },
+  edge_config6: { key: 4, value: EDGE_CONFIG6_SIZE },
+  edge_progs: { key: 4, value: 4 },
 };
+
+/** edge_progs slot of edge_xdp6 (EDGE_PROG_IPV6 in bpf/edge.c). */
+export const EDGE_PROG_IPV6 = 0;
 
 /** Every layout mismatch between `maps` (as loaded) and EDGE_MAP_LAYOUTS, in words; empty when all match. */
 export function edgeLayoutMismatches(maps: ReadonlyMap<string, { keySize: number; valueSize: number }>): string[] {

@@ -29,7 +29,13 @@ import { IdAllocator, RegionAllocator } from './edge-regions.js';
 import { chooseTableSize, maglevTable, primeForClass } from './maglev.js';
 import { PreviousTables, tableChanged, type PreviousWrites, type ScPrev } from './second-chance.js';
 import {
+  BACKEND6_SIZE,
   BACKEND_SIZE,
+  SVC6_KEY_SIZE,
+  encodeBackend6Into,
+  encodeSrcRange6Key,
+  encodeSvc6Key,
+  type BackendValue,
   BE_F_ACTIVE,
   BE_F_IPIP,
   BE_F_VALID,
@@ -44,7 +50,7 @@ import {
   encodeSvc,
   encodeSvcKey,
 } from './edge-maps.js';
-import { ipv4ToU32 } from '../net/ip.js';
+import { ipFamily } from '../net/ip.js';
 import { protoNumber } from '../net/l4.js';
 
 export type PathDispatch = 'ip-option' | 'ipip';
@@ -64,6 +70,8 @@ export interface PlannerLimits {
   secondChanceNs?: bigint;
   /** CLOCK_MONOTONIC in ns, the clock of the datapath's bpf_ktime_get_coarse_ns. */
   clockNs?: () => bigint;
+  /** IPv6 frontends are served (the IPv6 maps are sized for use: EdgeDatapathOptions.ipv6). */
+  ipv6?: boolean;
 }
 
 /**
@@ -84,6 +92,8 @@ interface PlannedBackend {
 /** One programmed frontend as the maps hold it. */
 export interface FrontendState {
   key: string;
+  /** The VIP's family: which maps hold the frontend (edge_maps.h, or edge_maps6.h). */
+  family: 4 | 6;
   keyBuf: Buffer;
   /** "namespace/name"; '' when rebuilt from pinned maps and not upserted since. */
   service: string;
@@ -119,6 +129,13 @@ export class EdgePlan implements PreviousWrites {
   readonly srcAdds: Buffer[] = [];
   readonly srcDeletes: Buffer[] = [];
   readonly svcDeletes: Buffer[] = [];
+  /** IPv6 frontends' entries (edge_backends6, edge_services6, edge_src_ranges6), written beside their IPv4 counterparts. */
+  readonly backends6 = new PackedBatch(4, BACKEND6_SIZE);
+  readonly services6 = new PackedBatch(SVC6_KEY_SIZE, SVC_VALUE_SIZE);
+  readonly srcAdds6: Buffer[] = [];
+  readonly srcDeletes6: Buffer[] = [];
+  readonly svcDeletes6: Buffer[] = [];
+  readonly retiredBackends6: number[] = [];
   /** Service ids whose edge_sc_prev entry is cleared once their service entry is gone. */
   readonly scForget: number[] = [];
   /** Fresh ids whose counters are zeroed before anything points at them. */
@@ -131,7 +148,7 @@ export class EdgePlan implements PreviousWrites {
 
   /** Whether committing this plan frees ids or slots. */
   frees(): boolean {
-    return this.retiredBackends.length > 0 || this.retiredRegions.length > 0 || this.retiredSvcIds.length > 0;
+    return this.retiredBackends.length > 0 || this.retiredBackends6.length > 0 || this.retiredRegions.length > 0 || this.retiredSvcIds.length > 0;
   }
 }
 
@@ -147,6 +164,7 @@ export interface PlanResult {
 export interface EdgeSnapshot {
   services: { keyBuf: Buffer; vip: string; port: number; proto: number; id: number; ringOff: number; ringSize: number; flags: number; value: Buffer }[];
   markers: string[];
+  /** From edge_backends (IPv4) and edge_backends6 (IPv6): each adopted only by a service of its family. */
   backends: { id: number; ip: string; port: number; nodeIp: string; flags: number; svcId: number }[];
   srcRanges: { svcId: number; cidr: string }[];
   /** edge_sc_prev entries naming a previous table (ringSize > 0). */
@@ -201,10 +219,14 @@ export class EdgePlanner {
     };
   }
 
-  /** Node addresses of `auto` frontends' backends (what the path prober must probe). */
+  /**
+   * Node addresses of `auto` frontends' backends (what the path prober must
+   * probe). IPv4 only: the prober does not probe IPv6 paths yet, so `auto`
+   * IPv6 frontends take autoDispatchDefault.
+   */
   autoNodes(): string[] {
     const ips = new Set<string>();
-    for (const st of this.frontends.values()) if (st.dispatch === 'auto') for (const bs of st.backends.values()) ips.add(bs.b.nodeIp);
+    for (const st of this.frontends.values()) if (st.dispatch === 'auto' && st.family === 4) for (const bs of st.backends.values()) ips.add(bs.b.nodeIp);
     return [...ips];
   }
 
@@ -237,7 +259,7 @@ export class EdgePlanner {
     for (const v of snap.backends) {
       if (!(v.flags & BE_F_VALID)) continue;
       const st = byId.get(v.svcId);
-      if (!st) continue;
+      if (!st || familyOf(v.ip) !== st.family) continue;
       this.beIds.reserve(v.id);
       st.backends.set(`${v.ip}:${v.port}`, {
         id: v.id,
@@ -274,7 +296,7 @@ export class EdgePlanner {
         continue;
       }
       try {
-        validate(d);
+        validate(d, { ipv6: this.limits.ipv6 === true });
         this.planFrontend(d, key, st ?? null, plan);
         (st ? result.updated : result.added).push(key);
       } catch (e) {
@@ -303,6 +325,7 @@ export class EdgePlanner {
   /** Releases what `plan` retired; call once the writer has applied it. */
   commit(plan: EdgePlan): void {
     for (const id of plan.retiredBackends) this.beIds.release(id);
+    for (const id of plan.retiredBackends6) this.beIds.release(id);
     for (const off of plan.retiredRegions) this.regions.release(off);
     for (const id of plan.retiredSvcIds) this.svcIds.release(id);
   }
@@ -312,7 +335,7 @@ export class EdgePlanner {
    * verdict); plans the rewrite of exactly those backend entries.
    */
   setPathDispatch(nodeIp: string, dispatch: PathDispatch): EdgePlan {
-    ipv4ToU32(nodeIp, 'node IP');
+    if (ipFamily(nodeIp) === null) throw new Error(`node IP '${nodeIp}' is not an IP address`);
     if (dispatch !== 'ip-option' && dispatch !== 'ipip') throw new Error(`path dispatch '${String(dispatch)}' must be ip-option or ipip`);
     const plan = new EdgePlan();
     if (this.pathDispatch.get(nodeIp) === dispatch) return plan;
@@ -323,9 +346,7 @@ export class EdgePlanner {
       for (const bs of st.backends.values()) {
         if (bs.b.nodeIp !== nodeIp) continue;
         bs.flags = this.backendFlags(st.dispatch, bs.b, st.snat);
-        const o = plan.backends.push();
-        plan.backends.keys.writeUInt32LE(bs.id, o.k);
-        encodeBackendInto({ ip: bs.b.ip, nodeIp: bs.b.nodeIp, port: bs.b.port, flags: bs.flags, svcId: st.id }, plan.backends.vals, o.v);
+        pushBackend(plan, st.family, bs.id, { ip: bs.b.ip, nodeIp: bs.b.nodeIp, port: bs.b.port, flags: bs.flags, svcId: st.id });
         touched = true;
       }
       if (touched) st.desired = null; // the next upsert re-plans it in full
@@ -389,7 +410,7 @@ export class EdgePlanner {
     if (!st) {
       plan.newSvcIds.push(id);
       st = newFrontendState({
-        keyBuf: encodeSvcKey({ vip: d.frontend.vip, port: d.frontend.port, proto: protoNumber(d.frontend.protocol) }),
+        keyBuf: svcKey(d.frontend.vip, d.frontend.port, protoNumber(d.frontend.protocol)),
         service: d.service, vip: d.frontend.vip, port: d.frontend.port, protocol: d.frontend.protocol, mode: d.mode, dispatch: d.dispatch, snat, id, svcValue: null,
       });
       this.frontends.set(key, st);
@@ -404,11 +425,9 @@ export class EdgePlanner {
     for (const [bk, pb] of next) {
       const old = st.backends.get(bk);
       if (old && old.flags === pb.flags && old.b.nodeIp === pb.b.nodeIp) continue;
-      const o = plan.backends.push();
-      plan.backends.keys.writeUInt32LE(pb.id, o.k);
-      encodeBackendInto({ ip: pb.b.ip, nodeIp: pb.b.nodeIp, port: pb.b.port, flags: pb.flags, svcId: st.id }, plan.backends.vals, o.v);
+      pushBackend(plan, st.family, pb.id, { ip: pb.b.ip, nodeIp: pb.b.nodeIp, port: pb.b.port, flags: pb.flags, svcId: st.id });
     }
-    for (const [bk, old] of st.backends) if (!next.has(bk)) plan.retiredBackends.push(old.id);
+    for (const [bk, old] of st.backends) if (!next.has(bk)) (st.family === 6 ? plan.retiredBackends6 : plan.retiredBackends).push(old.id);
     st.backends = next;
 
     // Maglev over active backends only.
@@ -428,8 +447,9 @@ export class EdgePlanner {
       for (let i = 0; i < size.m; i++) ids[i] = active[idx[i]!]![1].id;
       // Second chance: the table in force is kept before the ring changes
       // (after a restart it is only in the map: read it once). Planned after
-      // the service's own region, which takes precedence.
-      if (prevCls !== null) {
+      // the service's own region, which takes precedence. IPv6 flows have
+      // no second chance in the datapath (edge_ip6.h): no previous table.
+      if (prevCls !== null && st.family === 4) {
         const cur = prevTable ?? this.readRegion?.(prevOff, prevCls) ?? null;
         if (cur && tableChanged(cur, prevM, ids, size.m)) {
           this.previous.onChange(st.id, cur, prevCls, prevM, ids, size.m, new Set([...next.values()].map((b) => b.id)), plan);
@@ -455,8 +475,8 @@ export class EdgePlanner {
 
     // Source ranges.
     const ranges = new Set(d.sourceRanges.map(normaliseCidr));
-    for (const r of ranges) if (!st.srcRanges.has(r)) plan.srcAdds.push(encodeSrcRangeKey(st.id, r));
-    for (const r of st.srcRanges) if (!ranges.has(r)) plan.srcDeletes.push(encodeSrcRangeKey(st.id, r));
+    for (const r of ranges) if (!st.srcRanges.has(r)) (st.family === 6 ? plan.srcAdds6 : plan.srcAdds).push(srcKey(st.id, r));
+    for (const r of st.srcRanges) if (!ranges.has(r)) (st.family === 6 ? plan.srcDeletes6 : plan.srcDeletes).push(srcKey(st.id, r));
     st.srcRanges = ranges;
 
     let flags = 0;
@@ -464,9 +484,10 @@ export class EdgePlanner {
     if (ranges.size > 0) flags |= SVC_F_SRC_RANGES;
     const val = encodeSvc({ id: st.id, ringOff: st.ringOff, ringSize: st.m, affinityTimeout: d.affinityTimeoutSeconds, flags });
     if (!st.svcValue || !st.svcValue.equals(val)) {
-      const o = plan.services.push();
-      st.keyBuf.copy(plan.services.keys, o.k);
-      val.copy(plan.services.vals, o.v);
+      const batch = st.family === 6 ? plan.services6 : plan.services;
+      const o = batch.push();
+      st.keyBuf.copy(batch.keys, o.k);
+      val.copy(batch.vals, o.v);
       st.svcValue = val;
     }
     st.desired = d;
@@ -481,9 +502,9 @@ export class EdgePlanner {
   }
 
   private planRemoval(st: FrontendState, plan: EdgePlan): void {
-    plan.svcDeletes.push(st.keyBuf);
-    for (const r of st.srcRanges) plan.srcDeletes.push(encodeSrcRangeKey(st.id, r));
-    for (const b of st.backends.values()) plan.retiredBackends.push(b.id);
+    (st.family === 6 ? plan.svcDeletes6 : plan.svcDeletes).push(st.keyBuf);
+    for (const r of st.srcRanges) (st.family === 6 ? plan.srcDeletes6 : plan.srcDeletes).push(srcKey(st.id, r));
+    for (const b of st.backends.values()) (st.family === 6 ? plan.retiredBackends6 : plan.retiredBackends).push(b.id);
     if (st.cls !== null) plan.retiredRegions.push(st.ringOff);
     plan.retiredSvcIds.push(st.id);
     this.previous.forget(st.id, plan);
@@ -495,9 +516,10 @@ export class EdgePlanner {
     const n = this.markers.get(vip) ?? 0;
     this.markers.set(vip, n + 1);
     if (n === 0) {
-      const o = plan.services.push();
-      encodeSvcKey({ vip, port: 0, proto: 0 }).copy(plan.services.keys, o.k);
-      encodeSvc({ id: 0, ringOff: 0, ringSize: 0, affinityTimeout: 0, flags: SVC_F_MARKER }).copy(plan.services.vals, o.v);
+      const batch = familyOf(vip) === 6 ? plan.services6 : plan.services;
+      const o = batch.push();
+      svcKey(vip, 0, 0).copy(batch.keys, o.k);
+      encodeSvc({ id: 0, ringOff: 0, ringSize: 0, affinityTimeout: 0, flags: SVC_F_MARKER }).copy(batch.vals, o.v);
     }
   }
 
@@ -508,14 +530,36 @@ export class EdgePlanner {
       return;
     }
     this.markers.delete(vip);
-    plan.svcDeletes.push(encodeSvcKey({ vip, port: 0, proto: 0 }));
+    (familyOf(vip) === 6 ? plan.svcDeletes6 : plan.svcDeletes).push(svcKey(vip, 0, 0));
   }
+}
+
+/** An address's family as the maps file it (anything not IPv6 is IPv4's, whose encoders reject it). */
+function familyOf(ip: string): 4 | 6 {
+  return ipFamily(ip) === 6 ? 6 : 4;
+}
+
+/** The edge_services / edge_services6 key of a frontend (port 0, proto 0: the VIP marker). */
+function svcKey(vip: string, port: number, proto: number): Buffer {
+  return familyOf(vip) === 6 ? encodeSvc6Key({ vip, port, proto }) : encodeSvcKey({ vip, port, proto });
+}
+
+function srcKey(svcId: number, cidr: string): Buffer {
+  return familyOf(cidr.split('/')[0] ?? '') === 6 ? encodeSrcRange6Key(svcId, cidr) : encodeSrcRangeKey(svcId, cidr);
+}
+
+function pushBackend(plan: EdgePlan, family: 4 | 6, id: number, v: BackendValue): void {
+  const batch = family === 6 ? plan.backends6 : plan.backends;
+  const o = batch.push();
+  batch.keys.writeUInt32LE(id, o.k);
+  (family === 6 ? encodeBackend6Into : encodeBackendInto)(v, batch.vals, o.v);
 }
 
 /** A frontend with no region and no backends yet (new, or rebuilt from the maps). */
 function newFrontendState(o: Pick<FrontendState, 'keyBuf' | 'service' | 'vip' | 'port' | 'protocol' | 'mode' | 'dispatch' | 'snat' | 'id' | 'svcValue'>): FrontendState {
   return {
     ...o,
+    family: familyOf(o.vip),
     key: frontendKey({ vip: o.vip, port: o.port, protocol: o.protocol }),
     cls: null,
     ringOff: 0,

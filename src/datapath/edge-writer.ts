@@ -1,5 +1,6 @@
 // Writes an EdgePlan to the edge maps in the one order that keeps every
-// intermediate state valid for packets in flight:
+// intermediate state valid for packets in flight (each step for the IPv4
+// maps, then their IPv6 twins, edge_maps6.h):
 //   counters of fresh ids zeroed → backend entries → previous Maglev tables
 //   (second chance: slots, then their edge_sc_prev entries) → Maglev slots →
 //   source ranges added → service entries → source ranges deleted → service
@@ -37,14 +38,20 @@ export function writePlan(maps: EdgeMaps, plan: EdgePlan): void {
   zeroed(maps.edge_svc_stats, plan.newSvcIds);
   zeroed(maps.edge_be_stats, plan.newBeIds);
   flushBatch(maps.edge_backends, plan.backends);
+  flushBatch(maps.edge_backends6, plan.backends6);
   flushBatch(maps.edge_ring, plan.scRing); // the previous tables before the rings change
   for (const e of plan.scPrev) maps.edge_sc_prev.update(u32Key(e.svcId), e.value);
   flushBatch(maps.edge_ring, plan.ring);
   for (const key of plan.srcAdds) maps.edge_src_ranges.update(key, Buffer.from([1]));
+  for (const key of plan.srcAdds6) maps.edge_src_ranges6.update(key, Buffer.from([1]));
   flushBatch(maps.edge_services, plan.services);
+  flushBatch(maps.edge_services6, plan.services6);
   for (const key of plan.srcDeletes) maps.edge_src_ranges.delete(key);
+  for (const key of plan.srcDeletes6) maps.edge_src_ranges6.delete(key);
   for (const key of plan.svcDeletes) maps.edge_services.delete(key);
+  for (const key of plan.svcDeletes6) maps.edge_services6.delete(key);
   // The id will be reused: no window, and no flag saying edge_sc_flows may hold its flows.
   for (const id of plan.scForget) maps.edge_sc_prev.update(u32Key(id), Buffer.alloc(SC_PREV_SIZE));
   zeroed(maps.edge_backends, plan.retiredBackends);
+  zeroed(maps.edge_backends6, plan.retiredBackends6);
 }

@@ -24,6 +24,11 @@ export const SMALL_MAPS: Record<string, number> = {
   edge_src_ranges: 1024,
   edge_sc_prev: 4096,
   edge_sc_flows: 4096,
+  edge_services6: 4096,
+  edge_backends6: 4096,
+  edge_ct6: 1 << 16,
+  edge_affinity6: 4096,
+  edge_src_ranges6: 1024,
 };
 
 export function openEdge(t: ExecutionContext, opts: Partial<EdgeDatapathOptions> = {}): EdgeDatapath {

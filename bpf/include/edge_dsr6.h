@@ -1,0 +1,346 @@
+/* Edge program, IPv6: dispatch to a backend (XDP only) — DNAT with the
+ * 24-byte Destination Options header of dsr_option.h, or IPv6-in-IPv6 to
+ * the backend's node — the FIB step for IPv6 next hops, and the ICMPv6
+ * Packet Too Big answered when the grown packet would not fit.
+ *
+ * All of it expects the layout edge_ip6.h has verified: untagged Ethernet,
+ * the fixed 40-byte header directly followed by TCP or UDP (no extension
+ * header), the whole L4 header inside the packet. IPv6 has no header
+ * checksum: the DNAT changes only the L4 checksum (pseudo-header address
+ * and port), the inserted header and the outer header change none. */
+#ifndef EDGELB_EDGE_DSR6_H
+#define EDGELB_EDGE_DSR6_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "csum.h"
+#include "csum6.h"
+#include "parse6.h"
+#include "dsr_option.h"
+#include "edge_maps6.h"
+#include "edge_counters.h"
+#include "edge_xmit.h"
+
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+#define EDGE6_L3_OFF ETH_HLEN
+#define EDGE6_L4_OFF (ETH_HLEN + IPV6_HLEN)
+#define EDGE6_MIN_MTU 1280 /* RFC 8200 §5: every IPv6 link carries 1280 */
+
+/* What the pipeline learnt about the packet, for the dispatch functions.
+ * `t` is the flow's connection-table key (addresses, ports, protocol as
+ * received). */
+struct edge6_pkt {
+	struct edge_ct6_key t;
+	__u16 plen;      /* payload length (the L4 segment: no extension header) */
+	__u8 tcp_flags;
+	__u8 hop_limit;
+};
+
+/* DNAT: destination address and port become the backend's; the L4
+ * checksum follows (TCP, UDP: a computed 0 is sent as 0xffff). */
+static __always_inline int edge6_dnat(struct xdp_md *ctx, const struct edge6_pkt *p,
+				      const struct edge_backend6 *be)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ipv6hdr *ip6 = data + EDGE6_L3_OFF;
+	__be16 *ports = data + EDGE6_L4_OFF;
+	__u32 diff;
+
+	if (data + EDGE6_L4_OFF + sizeof(struct udphdr) > end)
+		return -1;
+	diff = csum_diff_addr6(&p->t.daddr, &be->ip) + csum_diff_2(p->t.dport, be->port);
+	if (p->t.proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + EDGE6_L4_OFF;
+
+		if ((void *)(th + 1) > end)
+			return -1;
+		csum_apply_diff(&th->check, diff);
+	} else {
+		struct udphdr *uh = data + EDGE6_L4_OFF;
+
+		udp_csum_apply_diff(&uh->check, diff);
+	}
+	ports[1] = be->port;
+	__builtin_memcpy(&ip6->daddr, &be->ip, sizeof(be->ip));
+	return 0;
+}
+
+/* FIB results per CPU, as edge_fib_cache (edge_xmit.h) for IPv4. */
+struct edge_fib6_slot {
+	struct pkt_addr6 dst;
+	__u32 in_if;
+	__u32 out_if;
+	__u8 smac[ETH_ALEN];
+	__u8 dmac[ETH_ALEN];
+	__u64 expires;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EDGE_FIB_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct edge_fib6_slot);
+} edge_fib_cache6 SEC(".maps");
+
+/* edge_forward for an IPv6 next hop `dst` (the backend's node, or the
+ * client for a Packet Too Big): FIB (cached), MAC rewrite, TX or redirect;
+ * the stack gets the rewritten packet when the FIB cannot resolve it. */
+static __always_inline int edge6_forward(struct xdp_md *ctx, const struct edge_config *cfg,
+					 const struct pkt_addr6 *src, const struct pkt_addr6 *dst,
+					 __u16 tot_len, __u32 *ifindex)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct bpf_fib_lookup fib = {};
+	struct edge_fib6_slot *slot = 0;
+	__u32 in_if = ctx->ingress_ifindex, slot_idx, x;
+	__u64 now = 0;
+
+	if ((void *)(eth + 1) > end)
+		return ACT_DROP;
+	if (cfg->flags & CFG_F_FIB_BYPASS) {
+		edge_count(EV_FIB_BYPASS);
+		return ACT_PASS;
+	}
+	if (cfg->flags & CFG_F_GW_MAC) {
+		__builtin_memcpy(eth->h_dest, cfg->gw_mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, cfg->own_mac, ETH_ALEN);
+		return ACT_TX;
+	}
+	x = bpf_ntohl(dst->w[3] ^ dst->w[2] ^ dst->w[1]);
+	slot_idx = (x ^ (x >> 8)) & (EDGE_FIB_CACHE_SLOTS - 1);
+	if (!(cfg->flags & CFG_F_NO_FIB_CACHE)) {
+		slot = bpf_map_lookup_elem(&edge_fib_cache6, &slot_idx);
+		now = bpf_ktime_get_coarse_ns();
+		if (slot && addr6_eq(&slot->dst, dst) && slot->in_if == in_if && now < slot->expires) {
+			__builtin_memcpy(eth->h_dest, slot->dmac, ETH_ALEN);
+			__builtin_memcpy(eth->h_source, slot->smac, ETH_ALEN);
+			if (slot->out_if == in_if)
+				return ACT_TX;
+			*ifindex = slot->out_if;
+			return ACT_REDIRECT;
+		}
+	}
+	fib.family = AF_INET6;
+	__builtin_memcpy(fib.ipv6_src, src, 16);
+	__builtin_memcpy(fib.ipv6_dst, dst, 16);
+	fib.tot_len = tot_len;
+	fib.ifindex = in_if;
+	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS) {
+		edge_count(EV_FIB_PASS);
+		return ACT_PASS;
+	}
+	if (slot) {
+		slot->dst = *dst;
+		slot->in_if = in_if;
+		slot->out_if = fib.ifindex;
+		__builtin_memcpy(slot->smac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(slot->dmac, fib.dmac, ETH_ALEN);
+		slot->expires = now + EDGE_FIB_TTL_NS;
+	}
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	if (fib.ifindex == in_if)
+		return ACT_TX;
+	*ifindex = fib.ifindex;
+	return ACT_REDIRECT;
+}
+
+/* An ICMPv6 error (RFC 4443) back to the client about the packet in the
+ * frame: Packet Too Big (type 2, `word` = the MTU) from the address it sent
+ * to (the VIP, as the IPv4 path's fragmentation-needed), or Time Exceeded
+ * (type 3, from the edge's own address: traceroute shows the edge). The
+ * frame becomes Ethernet (MACs swapped) + IPv6 + ICMPv6 + the first bytes
+ * of the client's packet as received — up to EDGE6_QUOTE_MAX, a multiple
+ * of 4: its headers, all a sender needs to find the flow. Returns 0 (send:
+ * ACT_TX) or -1. */
+#define EDGE6_QUOTE_MAX 128
+#define EDGE6_PTB_FRAME (ETH_HLEN + IPV6_HLEN + 8 + EDGE6_QUOTE_MAX)
+
+static __always_inline int edge6_icmp_error(struct xdp_md *ctx, const struct edge6_pkt *p, __u8 type,
+					    __u32 word, const struct pkt_addr6 *from)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6;
+	struct pkt_icmp6hdr *ih;
+	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
+	__u32 c, q = IPV6_HLEN + (__u32)p->plen;
+	void *quote;
+
+	if (q > EDGE6_QUOTE_MAX)
+		q = EDGE6_QUOTE_MAX;
+	q &= ~3u;
+	if (data + ETH_HLEN + IPV6_HLEN > end)
+		return -1;
+	__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(smac, eth->h_dest, ETH_ALEN);
+	if (bpf_xdp_adjust_head(ctx, -(IPV6_HLEN + 8)))
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	{
+		/* The frame's length as a scalar first: folded into one
+		 * expression with q, clang emits 32-bit pointer arithmetic,
+		 * which the verifier refuses. */
+		long cur = (long)end - (long)data;
+
+		asm volatile("" : "+r"(cur));
+		if (bpf_xdp_adjust_tail(ctx, (int)((long)(ETH_HLEN + IPV6_HLEN + 8 + q) - cur)))
+			return -1;
+	}
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (data + ETH_HLEN + IPV6_HLEN + 8 + IPV6_HLEN > end)
+		return -1;
+	eth = data;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	ip6 = data + ETH_HLEN;
+	*(__be32 *)ip6 = bpf_htonl(0x60000000);
+	ip6->payload_len = bpf_htons(8 + q);
+	ip6->nexthdr = IPPROTO_ICMPV6;
+	ip6->hop_limit = 64;
+	__builtin_memcpy(&ip6->saddr, from, 16);
+	__builtin_memcpy(&ip6->daddr, &p->t.saddr, 16);
+	ih = (void *)(ip6 + 1);
+	ih->type = type;
+	ih->code = 0;
+	ih->checksum = 0;
+	ih->un.word = bpf_htonl(word);
+	quote = (void *)(ih + 1);
+	/* The quote as the client sent it: the hop limit was already
+	 * decremented for forwarding (Packet Too Big comes after the hop). */
+	((struct ipv6hdr *)quote)->hop_limit = p->hop_limit;
+	c = csum_pseudo_v6(from, &p->t.saddr, IPPROTO_ICMPV6, 8 + q);
+	c = csum_add(c, bpf_htons((__u16)type << 8));
+	c = csum_add(c, csum_word32(bpf_htonl(word)));
+#pragma unroll
+	for (int i = 0; i < EDGE6_QUOTE_MAX / 4; i++) {
+		__be32 *w = quote + i * 4;
+
+		if ((__u32)i * 4 >= q || (void *)(w + 1) > end)
+			break;
+		c = csum_add(c, csum_word32(*w));
+	}
+	ih->checksum = csum_fold(c);
+	return 0;
+}
+
+/* Decision for a packet that would grow by `overhead`: 0 = fits, -1 =
+ * answered with Packet Too Big (ACT_TX), -2 = drop (counted). IPv6 routers
+ * never fragment, so there is no "pass to be fragmented" case. */
+static __always_inline int edge6_mtu_check(struct xdp_md *ctx, const struct edge_config *cfg,
+					   const struct edge6_pkt *p, const __u32 overhead)
+{
+	__u32 mtu = cfg->mtu;
+
+	if (IPV6_HLEN + (__u32)p->plen + overhead <= mtu)
+		return 0;
+	if (mtu < EDGE6_MIN_MTU + overhead || edge6_icmp_error(ctx, p, ICMP6_PKT_TOOBIG, mtu - overhead, &p->t.daddr) < 0) {
+		edge_count(DROP_TOO_BIG_ICMP_FAIL);
+		return -2;
+	}
+	edge_count(EV_ICMP_TOO_BIG_SENT);
+	return -1;
+}
+
+/* ip-option dispatch: DNAT, and on a TCP SYN / UDP datagram the 24-byte
+ * Destination Options header naming VIP:port right behind the fixed
+ * header (dsr_option.h). */
+static __always_inline int edge6_xmit_option(struct xdp_md *ctx, const struct edge_config *cfg,
+					     const struct edge6_pkt *p, const struct edge_backend6 *be,
+					     int with_option, __u32 *ifindex)
+{
+	void *data, *end;
+	struct ipv6hdr *ip6;
+	struct dsr6_hdr *h;
+	int big;
+
+	if (with_option) {
+		big = edge6_mtu_check(ctx, cfg, p, DSR6_HDR_LEN);
+		if (big == -1)
+			return ACT_TX;
+		if (big == -2)
+			return ACT_DROP;
+	}
+	if (edge6_dnat(ctx, p, be) < 0)
+		return ACT_DROP;
+	if (with_option) {
+		if (edge_grow(ctx, 1, DSR6_HDR_LEN, EDGE6_L4_OFF, 0) < 0) {
+			edge_count(DROP_ADJUST);
+			return ACT_DROP;
+		}
+		data = (void *)(long)ctx->data;
+		end = (void *)(long)ctx->data_end;
+		if (data + EDGE6_L4_OFF + DSR6_HDR_LEN > end)
+			return ACT_DROP;
+		ip6 = data + EDGE6_L3_OFF;
+		h = data + EDGE6_L4_OFF;
+		h->nexthdr = p->t.proto;
+		h->hdrlen = DSR6_HDR_EXT_LEN;
+		h->opt_type = DSR6_OPT_TYPE;
+		h->opt_len = DSR6_OPT_DATA_LEN;
+		h->port = p->t.dport;
+		__builtin_memcpy(h->addr, &p->t.daddr, 16);
+		h->pad_type = DSR6_PADN;
+		h->pad_len = 0;
+		ip6->nexthdr = IPPROTO_DSTOPTS;
+		ip6->payload_len = bpf_htons(p->plen + DSR6_HDR_LEN);
+	}
+	return edge6_forward(ctx, cfg, &p->t.saddr, &be->node_ip,
+			     IPV6_HLEN + p->plen + (with_option ? DSR6_HDR_LEN : 0), ifindex);
+}
+
+/* ipip dispatch: the client's packet untouched (but for its hop limit)
+ * inside an outer IPv6 header to the backend's node: source the edge's
+ * IPv6 address, traffic class copied, flow label = 20 bits of the flow
+ * hash (the node's NIC spreads tunnels by it), hop limit 64. */
+static __always_inline int edge6_xmit_ip6ip6(struct xdp_md *ctx, const struct edge_config *cfg,
+					     const struct edge_config6 *cfg6, const struct edge6_pkt *p,
+					     const struct edge_backend6 *be, __u32 hash, __u32 *ifindex)
+{
+	void *data, *end;
+	struct ipv6hdr *ip6;
+	__be32 vtc;
+	int big;
+
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	ip6 = data + EDGE6_L3_OFF;
+	if ((void *)(ip6 + 1) > end)
+		return ACT_DROP;
+	vtc = *(__be32 *)ip6;
+	big = edge6_mtu_check(ctx, cfg, p, IPV6_HLEN);
+	if (big == -1)
+		return ACT_TX;
+	if (big == -2)
+		return ACT_DROP;
+	if (edge_grow(ctx, 1, IPV6_HLEN, ETH_HLEN, 0) < 0) {
+		edge_count(DROP_ADJUST);
+		return ACT_DROP;
+	}
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	ip6 = data + EDGE6_L3_OFF;
+	if ((void *)(ip6 + 1) > end)
+		return ACT_DROP;
+	*(__be32 *)ip6 = bpf_htonl(0x60000000 | (bpf_ntohl(vtc) & 0x0ff00000) | (hash & 0xfffff));
+	ip6->payload_len = bpf_htons(IPV6_HLEN + p->plen);
+	ip6->nexthdr = IPPROTO_IPV6;
+	ip6->hop_limit = 64;
+	__builtin_memcpy(&ip6->saddr, &cfg6->addr, 16);
+	__builtin_memcpy(&ip6->daddr, &be->node_ip, 16);
+	return edge6_forward(ctx, cfg, &cfg6->addr, &be->node_ip, IPV6_HLEN + IPV6_HLEN + p->plen, ifindex);
+}
+
+#endif

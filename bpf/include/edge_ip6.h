@@ -1,0 +1,313 @@
+/* Edge program, IPv6: the whole per-packet pipeline for an IPv6 frame on
+ * the XDP hook — edge.c's IPv4 pipeline over the IPv6 maps (edge_maps6.h),
+ * with the same verdicts, counters, connection-table rules and Maglev
+ * regions.
+ *
+ * It runs as its own XDP program (edge_xdp6, edge.c), which edge_xdp
+ * tail-calls for IPv6 frames (edge_frame_ipv6): the IPv4 pipeline stays
+ * inlined in edge_xdp as it was, and each program has the verifier's
+ * whole 512-byte stack.
+ *
+ * Per packet:
+ *   Ethernet → fixed IPv6 header → TCP | UDP directly behind it → look up
+ *   {daddr, dport, proto} in edge_services6. A miss passes (the fast path).
+ *   A hit: connection table (edge_ct6), else affinity / Maglev over the
+ *   service's region of edge_ring; hop limit − 1; dispatch by the
+ *   Destination Options header (SYN, UDP) + DNAT, or IPv6-in-IPv6.
+ *
+ * Defined behaviour for what it cannot forward faithfully (never a
+ * mis-forward; "VIP" = the marker entry {vip, 0, 0} exists):
+ *   - A packet with any extension header whose destination is a VIP is
+ *     dropped: with a Fragment header anywhere in the chain as
+ *     DROP_FRAGMENT (a fragment cannot be matched to a flow), otherwise as
+ *     DROP_IP_OPTIONS — there is no room to insert ours first, and a client
+ *     must never hand the node a forged DSR header. The same packets to
+ *     other addresses pass untouched.
+ *   - VLAN-tagged IPv6 to a VIP: DROP_VLAN. Other tagged IPv6 passes.
+ *   - Truncated headers (shorter than the payload length says) pass to the
+ *     stack untouched; a complete packet to a service whose TCP data offset
+ *     or UDP length contradicts its payload length, or a UDP datagram with
+ *     checksum 0 (invalid over IPv6, RFC 8200 §8.1), is DROP_MALFORMED.
+ *   - A hop limit ≤ 1 on arrival: ICMPv6 Time Exceeded from the edge's IPv6
+ *     address (EV_TTL_EXCEEDED; DROP_TTL when it has none or the error
+ *     cannot be built), as traceroute expects of a routing hop.
+ *   - Too big after the +24 / +40: ICMPv6 Packet Too Big with MTU −
+ *     overhead to the client; below 1280 it cannot be announced, and the
+ *     packet is dropped as DROP_TOO_BIG_ICMP_FAIL.
+ *   - SNAT and hybrid services, and IP6IP6 without an edge IPv6 address:
+ *     DROP_UNSUPPORTED6 (user space refuses such frontends; this is the
+ *     datapath's own guard).
+ *   - ICMPv6 errors about a VIP flow (Packet Too Big, Destination
+ *     Unreachable) are steered to the flow's backend (edge_steer6.h); all
+ *     other ICMPv6 (NDP, echo) passes to the stack.
+ * No SNAT reverse path, no second chance for IPv6 flows. */
+#ifndef EDGELB_EDGE_IP6_H
+#define EDGELB_EDGE_IP6_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "parse.h"
+#include "parse6.h"
+#include "edge_maps.h"
+#include "edge_maps6.h"
+#include "edge_counters.h"
+#include "edge_hash.h"
+#include "edge_select.h"
+#include "edge_select6.h"
+#include "edge_conn.h"
+#include "edge_xmit.h"
+#include "edge_dsr6.h"
+#include "edge_steer6.h"
+
+/* Is this IPv6 address a VIP (marker entry)? */
+static __always_inline int edge6_is_vip(const void *daddr)
+{
+	struct edge_svc6_key k = {};
+
+	__builtin_memcpy(&k.vip, daddr, 16);
+	return bpf_map_lookup_elem(&edge_services6, &k) != 0;
+}
+
+/* A packet whose fixed header is followed by an extension header: only
+ * whether it goes to a VIP matters, and then whether a Fragment header is
+ * in the chain. A walk of its own rather than parse6.h's: no struct pkt6
+ * on the stack (this runs in edge_xdp's call chain, which the verifier
+ * limits to 512 bytes in all), and nothing but the next-header bytes is
+ * read. A chain the walk cannot finish (truncated, longer than 8 headers
+ * or than PARSE6_MAX_L4_OFF) counts as options: it has no business at a VIP
+ * either. */
+static __always_inline int edge6_ext(void *data, void *end, struct ipv6hdr *ip6)
+{
+	__u32 off = EDGE6_L4_OFF;
+	__u8 nh = ip6->nexthdr;
+
+	if (!edge6_is_vip(&ip6->daddr))
+		return ACT_PASS;
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < PARSE6_MAX_EXT; i++) {
+		struct pkt_ext6 *h;
+		__u32 hlen;
+
+		if (nh == IPPROTO_FRAGMENT) {
+			edge_count(DROP_FRAGMENT);
+			return ACT_DROP;
+		}
+		if (!ipv6_ext_walked(nh) || off > PARSE6_MAX_L4_OFF)
+			break;
+		h = data + off_bounded(off, 0x3ff);
+		if ((void *)(h + 1) > end)
+			break;
+		hlen = nh == IPPROTO_AH ? ((__u32)h->hdrlen + 2) * 4 : ((__u32)h->hdrlen + 1) * 8;
+		nh = h->nexthdr;
+		off += hlen;
+	}
+	edge_count(DROP_IP_OPTIONS);
+	return ACT_DROP;
+}
+
+/* Does edge_process6 take this frame: IPv6, untagged or behind one tag? */
+static __always_inline int edge_frame_ipv6(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return 1;
+	if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD)) {
+		__be16 *inner = data + ETH_HLEN + 2;
+
+		return (void *)(inner + 1) <= end && *inner == bpf_htons(ETH_P_IPV6);
+	}
+	return 0;
+}
+
+static __always_inline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6;
+	struct edge_svc6_key sk = {};
+	struct edge6_pkt p = {};
+	struct edge_config *cfg;
+	struct edge_config6 *cfg6;
+	struct edge_svc *svc;
+	struct edge_backend6 *be = 0;
+	struct edge_ct_val *cv;
+	__u32 zero = 0, be_id = 0, hash, svc_id, pkt_len, plen;
+	int syn, new_flow = 0;
+
+	if ((void *)(eth + 1) > end)
+		return ACT_PASS;
+	pkt_len = (__u32)((long)end - (long)data);
+	if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD)) {
+		/* One tag, IPv6 inside, to a VIP: not ours to forward. */
+		__be16 *inner = data + ETH_HLEN + 2;
+
+		ip6 = data + ETH_HLEN + 4;
+		if ((void *)(ip6 + 1) > end || *inner != bpf_htons(ETH_P_IPV6) || ip6->version != 6)
+			return ACT_PASS;
+		if (!edge6_is_vip(&ip6->daddr))
+			return ACT_PASS;
+		edge_count(DROP_VLAN);
+		return ACT_DROP;
+	}
+	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return ACT_PASS;
+	ip6 = data + EDGE6_L3_OFF;
+	if ((void *)(ip6 + 1) > end || ip6->version != 6)
+		return ACT_PASS;
+	plen = bpf_ntohs(ip6->payload_len);
+	if (EDGE6_L4_OFF + plen > pkt_len)
+		return ACT_PASS; /* truncated: nothing matched, the stack discards it */
+	p.t.proto = ip6->nexthdr;
+	if (p.t.proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + EDGE6_L4_OFF;
+
+		if ((void *)(th + 1) > end || plen < sizeof(*th))
+			return ACT_PASS;
+		p.t.sport = th->source;
+		p.t.dport = th->dest;
+		p.tcp_flags = ((__u8 *)th)[13];
+	} else if (p.t.proto == IPPROTO_UDP) {
+		struct udphdr *uh = data + EDGE6_L4_OFF;
+
+		if ((void *)(uh + 1) > end || plen < sizeof(*uh))
+			return ACT_PASS;
+		p.t.sport = uh->source;
+		p.t.dport = uh->dest;
+	} else if (p.t.proto == IPPROTO_ICMPV6) {
+		return edge6_icmp_steer(ctx, plen, ifindex);
+	} else if (ipv6_ext_walked(p.t.proto)) {
+		return edge6_ext(data, end, ip6);
+	} else {
+		return ACT_PASS;
+	}
+	addr6_load(&sk.vip, &ip6->daddr);
+	sk.port = p.t.dport;
+	sk.proto = p.t.proto;
+	svc = bpf_map_lookup_elem(&edge_services6, &sk);
+	if (!svc)
+		return ACT_PASS;
+
+	/* A packet to a service. */
+	if (p.t.proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + EDGE6_L4_OFF;
+
+		if ((void *)(th + 1) > end)
+			return ACT_DROP;
+		if ((__u32)th->doff * 4 < sizeof(*th) || (__u32)th->doff * 4 > plen) {
+			edge_count(DROP_MALFORMED);
+			return ACT_DROP;
+		}
+	} else {
+		struct udphdr *uh = data + EDGE6_L4_OFF;
+		__u32 ulen;
+
+		if ((void *)(uh + 1) > end)
+			return ACT_DROP;
+		ulen = bpf_ntohs(uh->len);
+		if (ulen < sizeof(*uh) || ulen > plen || uh->check == 0) {
+			edge_count(DROP_MALFORMED);
+			return ACT_DROP;
+		}
+	}
+	cfg = bpf_map_lookup_elem(&edge_config, &zero);
+	cfg6 = bpf_map_lookup_elem(&edge_config6, &zero);
+	if (!cfg || !cfg6)
+		return ACT_PASS;
+	svc_id = svc->id;
+	if (svc->flags & SVC_F_SNAT) {
+		edge_count(DROP_UNSUPPORTED6);
+		return ACT_DROP;
+	}
+	addr6_load(&p.t.saddr, &ip6->saddr);
+	p.t.daddr = sk.vip;
+	p.plen = plen;
+	p.hop_limit = ip6->hop_limit;
+	if ((svc->flags & SVC_F_SRC_RANGES) && !edge_src_allowed6(svc, &p.t.saddr)) {
+		edge_count(DROP_SRC_RANGE);
+		return ACT_DROP;
+	}
+
+	syn = p.t.proto == IPPROTO_TCP && (p.tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN;
+	cv = bpf_map_lookup_elem(&edge_ct6, &p.t);
+	if (cv && syn) {
+		/* A SYN on a known tuple: edge.c's rule. */
+		be = edge_backend6_for(cv->backend_id, svc_id);
+		if (be && ((be->flags & BE_F_ACTIVE) || !edge_conn_reusable(cfg, cv))) {
+			be_id = cv->backend_id;
+			if (edge_conn_over(cfg, cv))
+				cv->flags = 0;
+		} else {
+			be = 0;
+			bpf_map_delete_elem(&edge_ct6, &p.t);
+		}
+	} else if (cv) {
+		be_id = cv->backend_id;
+		be = edge_backend6_for(be_id, svc_id);
+		if (!be)
+			edge_count(EV_CT_STALE);
+		else if (p.t.proto == IPPROTO_TCP &&
+			 (cv->flags | (p.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))))
+			edge_conn_seen(cfg, cv, p.tcp_flags);
+	}
+	hash = edge_flow_hash6(p.t.saddr.w, p.t.daddr.w, p.t.sport, p.t.dport, p.t.proto);
+	if (!be) {
+		if (edge_bad_source6(cfg6, &p.t.saddr)) {
+			edge_count(DROP_BAD_SOURCE);
+			return ACT_DROP;
+		}
+		be = edge_pick_new6(svc, &p.t.saddr, hash, &be_id);
+		if (!be) {
+			edge_count(DROP_NO_BACKEND);
+			return ACT_DROP;
+		}
+		new_flow = 1;
+	}
+	if ((be->flags & BE_F_IPIP) && addr6_is_zero(&cfg6->addr)) {
+		edge_count(DROP_UNSUPPORTED6);
+		return ACT_DROP;
+	}
+
+	edge_count_pb(&edge_svc_stats, svc_id, pkt_len);
+	edge_count_pb(&edge_be_stats, be_id, pkt_len);
+
+	/* A routing hop. */
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	ip6 = data + EDGE6_L3_OFF;
+	if ((void *)(ip6 + 1) > end)
+		return ACT_DROP;
+	if (ip6->hop_limit <= 1) {
+		/* Time Exceeded from the edge's own address (none: dropped). */
+		if (!addr6_is_zero(&cfg6->addr) &&
+		    edge6_icmp_error(ctx, &p, ICMP6_TIME_EXCEED, 0, &cfg6->addr) == 0) {
+			edge_count(EV_TTL_EXCEEDED);
+			return ACT_TX;
+		}
+		edge_count(DROP_TTL);
+		return ACT_DROP;
+	}
+	ip6->hop_limit--;
+
+	/* Inserted with the flow's first non-SYN packet (edge.c). */
+	if (new_flow && !syn) {
+		if (edge_may_insert(cfg->ct_insert_limit)) {
+			struct edge_ct_val nv = { .backend_id = be_id };
+
+			bpf_map_update_elem(&edge_ct6, &p.t, &nv, BPF_ANY);
+		} else {
+			edge_count(EV_CT_INSERT_SKIPPED);
+		}
+	}
+	if (be->flags & BE_F_IPIP)
+		return edge6_xmit_ip6ip6(ctx, cfg, cfg6, &p, be, hash, ifindex);
+	return edge6_xmit_option(ctx, cfg, &p, be, syn || p.t.proto == IPPROTO_UDP, ifindex);
+}
+
+#endif

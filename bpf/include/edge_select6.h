@@ -1,0 +1,83 @@
+/* Edge program: backend choice for IPv6 flows — edge_select.h's rules over
+ * the IPv6 maps (edge_maps6.h). The Maglev lookup itself is shared
+ * (edge_maglev): a v6 service's region of edge_ring is read exactly as a
+ * v4 one's. */
+#ifndef EDGELB_EDGE_SELECT6_H
+#define EDGELB_EDGE_SELECT6_H
+
+#include "edge_maps6.h"
+#include "edge_select.h"
+
+static __always_inline int edge_src_allowed6(const struct edge_svc *svc, const struct pkt_addr6 *saddr)
+{
+	struct edge_src6_key k = { .prefixlen = 32 + 128, .svc_id = svc->id, .addr = *saddr };
+
+	return bpf_map_lookup_elem(&edge_src_ranges6, &k) != 0;
+}
+
+/* Is saddr one of ours: the edge's IPv6 address or any IPv6 VIP? */
+static __always_inline int edge_bad_source6(const struct edge_config6 *cfg6, const struct pkt_addr6 *saddr)
+{
+	struct edge_svc6_key k = { .vip = *saddr };
+
+	if (cfg6 && addr6_eq(&cfg6->addr, saddr))
+		return 1;
+	return bpf_map_lookup_elem(&edge_services6, &k) != 0;
+}
+
+/* A backend id is trusted only while its slot holds a backend of the same
+ * service (as edge_backend_for). */
+static __always_inline struct edge_backend6 *edge_backend6_for(__u32 id, __u32 svc_id)
+{
+	struct edge_backend6 *be = bpf_map_lookup_elem(&edge_backends6, &id);
+
+	if (!be || !(be->flags & BE_F_VALID) || be->svc_id != svc_id)
+		return 0;
+	return be;
+}
+
+/* New flow: session affinity (if configured and fresh), else Maglev. */
+static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_svc *svc,
+							    const struct pkt_addr6 *client,
+							    __u32 flow_hash, __u32 *id_out)
+{
+	struct edge_backend6 *be;
+	__u32 id;
+
+	if (svc->affinity_timeout) {
+		struct edge_aff6_key ak = { .svc_id = svc->id, .client = *client };
+		struct edge_aff_val *av = bpf_map_lookup_elem(&edge_affinity6, &ak);
+		__u32 now = edge_now_s();
+
+		if (av && now - av->last_seen <= svc->affinity_timeout) {
+			be = edge_backend6_for(av->backend_id, svc->id);
+			if (be && (be->flags & BE_F_ACTIVE)) {
+				av->last_seen = now;
+				*id_out = av->backend_id;
+				edge_count(EV_AFFINITY_HIT);
+				return be;
+			}
+		}
+		if (edge_maglev(svc, edge_client_hash6(client->w), &id) < 0)
+			return 0;
+		be = edge_backend6_for(id, svc->id);
+		if (!be)
+			return 0;
+		{
+			struct edge_aff_val nv = { .backend_id = id, .last_seen = now };
+
+			bpf_map_update_elem(&edge_affinity6, &ak, &nv, BPF_ANY);
+		}
+		*id_out = id;
+		return be;
+	}
+	if (edge_maglev(svc, flow_hash, &id) < 0)
+		return 0;
+	be = edge_backend6_for(id, svc->id);
+	if (!be)
+		return 0;
+	*id_out = id;
+	return be;
+}
+
+#endif
