@@ -22,6 +22,20 @@ export function edgeAddress(config: EdgelbConfig): string {
   return v4.address;
 }
 
+/** Whether this edge serves IPv6 frontends: datapath.ipv6, where auto means a pool has an IPv6 CIDR; never with the tc fallback. */
+export function servesIpv6(config: EdgelbConfig): boolean {
+  const d = config.datapath;
+  if (d.xdp === 'off' || d.ipv6 === 'off') return false;
+  return d.ipv6 === 'on' || config.pools.some((p) => p.cidrs.some((c) => c.includes(':')));
+}
+
+/** node.address6, else the uplink's first global IPv6 address (not link-local); null when it has none. */
+export function edgeAddress6(config: EdgelbConfig): string | null {
+  if (config.node.address6) return config.node.address6;
+  const v6 = (networkInterfaces()[config.node.uplink] ?? []).find((a) => a.family === 'IPv6' && !a.internal && !/^fe[89ab]/i.test(a.address));
+  return v6?.address ?? null;
+}
+
 function ipipSource(cidr: string): { network: string; bits: number } {
   const [network = '', len = '32'] = cidr.split('/');
   return { network, bits: 32 - Number(len) };
@@ -57,6 +71,28 @@ export class DatapathAgentPart implements DatapathPart {
     }
   }
 
+  /**
+   * The edge's IPv6 address (IPv6-in-IPv6 source, ICMPv6 errors). An
+   * uplink's IPv6 address comes a moment after its IPv4 one (duplicate
+   * address detection, router advertisements): wait a little. Without one,
+   * datapath.ipv6: on is an error; auto serves IPv4 only (IPv6 frontends are
+   * reported UnsupportedFamily on their Services).
+   */
+  private async waitForAddress6(timeoutMs = 10_000): Promise<string | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const a = edgeAddress6(this.config);
+      if (a) return a;
+      if (Date.now() > deadline) {
+        const msg = `node.uplink ${this.config.node.uplink} has no global IPv6 address; set node.address6`;
+        if (this.config.datapath.ipv6 === 'on') throw new Error(`datapath.ipv6 is on but ${msg}`);
+        this.log.warn(`an IPv6 pool is configured but ${msg}: serving IPv4 only`);
+        return null;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
   async start(): Promise<void> {
     const d = this.config.datapath;
     try {
@@ -64,9 +100,11 @@ export class DatapathAgentPart implements DatapathPart {
       const t0 = performance.now();
       const address = await this.waitForAddress();
       const t1 = performance.now();
+      const address6 = servesIpv6(this.config) ? await this.waitForAddress6() : null;
       const hook = d.xdp === 'off' ? 'tc' : 'xdp';
       this.dp = await EdgeDatapath.openAsync({
         maglevTableSize: d.maglevTableSize, mtu: d.mtu, address, pinPath: d.pinPath, hooks: [hook],
+        ...(address6 ? { ipv6: true, address6 } : {}),
         forward: this.forward, logger: this.log.child({ component: 'datapath' }),
         ...(d.ipipSourceCidr ? { ipipSource: ipipSource(d.ipipSourceCidr) } : {}),
         secondChanceSeconds: d.secondChanceSeconds,
@@ -152,10 +190,11 @@ export class DatapathAgentPart implements DatapathPart {
   async reload(config: EdgelbConfig): Promise<void> {
     const d = config.datapath;
     const o = this.config.datapath;
-    if (d.maglevTableSize !== o.maglevTableSize || d.pinPath !== o.pinPath || d.xdp !== o.xdp || d.secondChanceSeconds !== o.secondChanceSeconds || config.node.uplink !== this.config.node.uplink) {
-      this.log.warn('datapath.maglevTableSize, datapath.pinPath, datapath.xdp, datapath.secondChanceSeconds and node.uplink take effect at the next agent start');
+    if (d.maglevTableSize !== o.maglevTableSize || d.pinPath !== o.pinPath || d.xdp !== o.xdp || d.secondChanceSeconds !== o.secondChanceSeconds || config.node.uplink !== this.config.node.uplink || servesIpv6(config) !== servesIpv6(this.config)) {
+      this.log.warn('datapath.maglevTableSize, datapath.pinPath, datapath.xdp, datapath.secondChanceSeconds, datapath.ipv6 (and whether a pool is IPv6) and node.uplink take effect at the next agent start');
     }
-    this.dp?.reconfigure({ mtu: d.mtu, address: edgeAddress(config) });
+    const address6 = this.dp?.servesIpv6() ? edgeAddress6(config) : null;
+    this.dp?.reconfigure({ mtu: d.mtu, address: edgeAddress(config), ...(address6 ? { address6 } : {}) });
     this.config = config;
   }
 

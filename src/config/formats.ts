@@ -59,6 +59,14 @@ export function ipv4(opts: { required?: boolean; optional?: boolean } = {}): For
   };
 }
 
+export function ipv6(opts: { required?: boolean; optional?: boolean } = {}): Format {
+  return (v) => {
+    if (opts.required) requiredCheck(v);
+    if (opts.optional && v === '') return;
+    if (!isIpv6(v)) fail('must be an IPv6 address such as 2001:db8::1');
+  };
+}
+
 export function ip(opts: { required?: boolean; optional?: boolean } = {}): Format {
   return (v) => {
     if (opts.required) requiredCheck(v);

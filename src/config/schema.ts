@@ -28,6 +28,7 @@ export const rootSchema = {
     asn: { doc: "This edge's ASN", default: null, format: f.int(1, 4294967294, { required: true }) },
     uplink: { doc: 'Interface facing the routers', default: null, format: f.str({ required: true, pattern: IFNAME, what: 'a network interface name (1-15 characters, no spaces, "/" or ":")' }) },
     address: { doc: 'Source address for IPIP/SNAT (empty = first IPv4 of uplink)', default: '', format: f.ipv4({ optional: true }) },
+    address6: { doc: 'Source IPv6 address for IPv6-in-IPv6 and ICMPv6 errors (empty = first global IPv6 of uplink)', default: '', format: f.ipv6({ optional: true }) },
   },
   bgp: {
     gobgp: {
@@ -48,6 +49,7 @@ export const rootSchema = {
     mode: { doc: 'dsr | snat | hybrid', default: 'dsr', format: f.oneOf(['dsr', 'snat', 'hybrid']) },
     dispatch: { doc: 'ip-option | ipip | auto', default: 'ip-option', format: f.oneOf(['ip-option', 'ipip', 'auto']) },
     xdp: { doc: 'native | generic | off', default: 'native', format: f.oneOf(['native', 'generic', 'off']) },
+    ipv6: { doc: 'auto | on | off: serve IPv6 frontends (XDP only; ≈ 80 MB more map memory). auto = on when a pool has an IPv6 CIDR', default: 'auto', format: f.oneOf(['auto', 'on', 'off']) },
     maglevTableSize: { doc: 'Maximum Maglev table size per service (prime)', default: 16381, format: f.maglevSize },
     mtu: { doc: 'MTU towards the nodes', default: 1500, format: f.int(576, 9216) },
     pinPath: { doc: 'bpffs pin directory', default: '/sys/fs/bpf/edgelb', format: f.absolutePath() },

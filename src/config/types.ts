@@ -23,6 +23,8 @@ export interface NodeConfig {
   uplink: string;
   /** Source address for IPIP/SNAT; empty = first IPv4 address of `uplink`. */
   address: string;
+  /** Source IPv6 address for IPv6-in-IPv6 and the edge's ICMPv6 errors; empty = first global IPv6 address of `uplink`. */
+  address6: string;
 }
 
 export interface BfdConfig {
@@ -114,6 +116,11 @@ export interface DatapathConfig {
   mode: DatapathMode;
   dispatch: Dispatch;
   xdp: XdpMode;
+  /**
+   * Serve IPv6 frontends (the XDP program only; its IPv6 maps cost ≈ 80 MB).
+   * auto: on when a pool has an IPv6 CIDR.
+   */
+  ipv6: 'auto' | 'on' | 'off';
   /** Upper bound of a service's Maglev table (a prime). */
   maglevTableSize: number;
   /** MTU of the path from the edge to the nodes. */

@@ -298,6 +298,11 @@ export class EdgeDatapath {
     this.attachment = null;
   }
 
+  /** Whether this datapath was opened with IPv6 on (its IPv6 program and maps serve IPv6 frontends). */
+  servesIpv6(): boolean {
+    return this.opts.ipv6 === true;
+  }
+
   /** Where attach() put the program, and which program that was (null before attach / after detach). */
   attachedAt(): { at: XdpAttachment | TcAttachment; progId: number } | null {
     if (!this.attachment) return null;

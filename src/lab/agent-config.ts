@@ -16,7 +16,7 @@ export interface EdgePaths {
 export function edgeConfig(plan: LabPlan, edge: EdgePlan, opts: LabOptions, paths: EdgePaths): Record<string, unknown> {
   const bfd = { enabled: opts.bfd, ...opts.bfdTimers };
   return {
-    node: { name: edge.name, routerId: edge.address, asn: edge.asn, uplink: edge.uplink, address: edge.address },
+    node: { name: edge.name, routerId: edge.address, asn: edge.asn, uplink: edge.uplink, address: edge.address, ...(opts.ipv6 ? { address6: edge.address6 } : {}) },
     bgp: {
       gobgp: { socket: join(paths.dir, 'gobgp.sock'), binary: '/usr/bin/gobgpd', manage: true },
       bfdd: { binary: '/usr/lib/frr/bfdd', runDir: join(paths.dir, 'bfdd') },
