@@ -178,6 +178,23 @@ static __always_inline enum node_step readdress_icmp_error(void *data, void *dat
 
 /* ---------------------------------------------------------------- IPv6 */
 
+/* csum6.h's csum_diff_addr6 with fewer instructions, for the per-packet
+ * rewrites: the eight 32-bit terms (~old, new) summed in 64 bits and folded
+ * back to a 32-bit one's-complement sum (2^32 ≡ 1 mod 0xffff, so the carry
+ * goes back in; the complement of a 32-bit word ≡ its negation). The same
+ * difference modulo 0xffff as csum_diff_addr6's sixteen 16-bit terms, which
+ * is all bpf_l4_csum_replace and bpf_csum_update use it for. */
+static __always_inline __u32 addr6_csum_diff(const struct pkt_addr6 *from,
+					     const struct pkt_addr6 *to)
+{
+	__u64 s = (__u64)(__u32)~from->w[0] + (__u32)~from->w[1] + (__u32)~from->w[2] +
+		  (__u32)~from->w[3] + to->w[0] + to->w[1] + to->w[2] + to->w[3];
+
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	return (__u32)s;
+}
+
 /* Rewrite one IPv6 address (+ port) at l3_off/l4_off. The address is
  * covered only by the upper-layer checksum (through the pseudo-header),
  * fixed by difference with bpf_l4_csum_replace(BPF_F_PSEUDO_HDR), which
@@ -236,7 +253,7 @@ static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32
 	old_port = *portp;
 	*portp = new_port;
 
-	diff = csum_diff_addr6(&old, new_ip);
+	diff = addr6_csum_diff(&old, new_ip);
 	if (!addr6_eq(&old, new_ip)) {
 		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled))
 			return STEP_REWRITE_FAILED;

@@ -180,6 +180,46 @@ test('IPv6 egress: a matching reply leaves from VIP6:80 with an exact checksum; 
   t.like(dp.counters(), { eg_rewrite: 65, eg_pass: 3 });
 });
 
+test('IPv6 egress: the direct read of a reply and the general parse agree at every edge — lengths, data offset, jumbo, padding, truncation', (t) => {
+  const dp = loadNode6(t);
+  run(dp.ingress, buildPacket6(optionSpec()));
+  run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
+  const tcp = reply({ tcp: { flags: { ack: true }, payload: Buffer.from('hello') } });
+  const udp = reply({ udp: {} });
+  const withPlen = (f: Buffer, plen: number): Buffer => {
+    const g = Buffer.from(f);
+    g.writeUInt16BE(plen, 14 + 4);
+    return g;
+  };
+  for (const [spec, port] of [[tcp, 80], [udp, 53]] as const) {
+    const f = buildPacket6(spec);
+    const want = fromVip(spec, VIP6, port);
+    // Ethernet padding behind the packet: rewritten, the padding kept.
+    const padded = Buffer.concat([f, Buffer.alloc(6, 0xee)]);
+    t.deepEqual(run(dp.egress, padded).out, Buffer.concat([want, Buffer.alloc(6, 0xee)]));
+    // Payload length 0 with bytes behind the header (jumbogram / BIG TCP): the general parse takes it.
+    t.deepEqual(run(dp.egress, withPlen(f, 0)).out, withPlen(want, 0));
+    // A payload length past the frame, or too short for the upper-layer header: untouched.
+    for (const bad of [withPlen(f, f.length - 14 - 40 + 1), withPlen(f, spec.tcp ? 19 : 7)]) t.deepEqual(run(dp.egress, bad).out, bad);
+    // Truncated at every length: never rewritten.
+    for (let len = 14; len < f.length; len++) {
+      const cut = Buffer.from(f.subarray(0, len));
+      let r;
+      try {
+        r = run(dp.egress, cut);
+      } catch {
+        continue; // shorter than the kernel's minimum frame
+      }
+      t.deepEqual(r.out, cut, `length ${len}`);
+    }
+  }
+  // A TCP data offset below 5 cannot be a header: untouched.
+  const f = buildPacket6(tcp);
+  const doff4 = Buffer.from(f);
+  doff4[14 + 40 + 12] = 4 << 4;
+  t.deepEqual(run(dp.egress, doff4).out, doff4);
+});
+
 test('IPv6 UDP reply with checksum 0 (invalid over IPv6) keeps 0, so the client still drops it', (t) => {
   const dp = loadNode6(t);
   run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
