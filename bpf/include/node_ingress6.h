@@ -217,6 +217,21 @@ static __always_inline int pin6_released(const struct node_config *cfg,
 	return !sv || !local_backend6(sv, &fv->pod_ip, fv->pod_port);
 }
 
+/* With --node-ip naming an IPv6 address, IP6IP6 is ours only when its
+ * outer destination is that address (as IPIP's is checked against the IPv4
+ * one): a tunnel to another of the node's addresses is someone else's. */
+static __always_inline int ip6ip6_to_other_address(const struct ipv6hdr *outer)
+{
+	__u32 zero = 0;
+	struct node_config6 *c6 = bpf_map_lookup_elem(&node_config6, &zero);
+	struct pkt_addr6 dst;
+
+	if (!c6 || !(c6->flags & NODE_CFG6_CHECK_OUTER_DST))
+		return 0;
+	addr6_load(&dst, &outer->daddr);
+	return !addr6_eq(&dst, &c6->node_ip6);
+}
+
 /* node_ingress6's answer for IP6IP6: node_ip6ip6 decides (not a verdict). */
 #define NODE_V6_TUNNEL 2
 
@@ -247,6 +262,8 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 		goto not_ours;
 	outer = data + l3_off;
 	if ((void *)(outer + 1) > data_end || outer->nexthdr != IPPROTO_IPV6)
+		goto not_ours;
+	if (ip6ip6_to_other_address(outer))
 		goto not_ours;
 	outer_end = bpf_ntohs(outer->payload_len);
 	outer_end = outer_end ? l3_off + IPV6_HLEN + outer_end : skb->len; /* 0: jumbo */

@@ -42,7 +42,7 @@ import {
   parseEdgeSource,
 } from '../../src/datapath/node-maps.js';
 import { localServiceEntries } from '../../src/datapath/node-datapath.js';
-import { parseEdgeSources } from '../../src/cli/node.js';
+import { parseEdgeSources, parseNodeIps } from '../../src/cli/node.js';
 import {
   backend,
   CLIENT6,
@@ -371,6 +371,41 @@ test('IP6IP6 trust: from outside the edge sources or from an unknown neighbour i
   t.is(r.retval, TC_UNSPEC);
   t.deepEqual(r.out, cni);
   t.like(dp.counters(), { in_ipip_not_ours: 1 });
+});
+
+test('IP6IP6 with --node-ip naming an IPv6 address: decapsulated only when the outer destination is that address; tunnels to the node\'s other addresses pass untouched', (t) => {
+  const NODE_IP6 = 'fd00::21';
+  const dp = loadNode6(t, { nodeIp6: NODE_IP6 });
+  t.is(dp.nodeIp6(), NODE_IP6);
+  const inner: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, tcp: { sport: 40000, dport: 80, seq: 7, flags: { syn: true } } };
+  for (const other of ['fd00::22', 'fd00::21:0', '::']) {
+    const f = buildPacket6(tunnel(inner, { dst: other }));
+    const r = run(dp.ingress, f);
+    t.is(r.retval, TC_UNSPEC, other);
+    t.deepEqual(r.out, f, `to ${other}: untouched`);
+  }
+  t.like(dp.counters(), { in_ipip_not_ours: 3, in_ipip_dnat: 0 });
+  t.is(dp.flows().length, 0);
+  const r = run(dp.ingress, buildPacket6(tunnel(inner, { dst: NODE_IP6 })));
+  t.is(r.retval, TC_UNSPEC);
+  t.like(dp.counters(), { in_ipip_dnat: 1 });
+  t.is(r.out.length, 14 + 40 + 20, 'decapsulated');
+  // Without an IPv6 node address, the outer destination is not checked (as before).
+  const open = loadNode6(t);
+  t.is(open.nodeIp6(), null);
+  t.is(run(open.ingress, buildPacket6(tunnel(inner, { dst: 'fd00::22' }))).out.length, 14 + 40 + 20);
+});
+
+test('--node-ip takes one address or one of each family; anything else is refused naming the flag and the value', (t) => {
+  t.deepEqual(parseNodeIps(undefined), {});
+  t.deepEqual(parseNodeIps('192.0.2.21'), { nodeIp: '192.0.2.21' });
+  t.deepEqual(parseNodeIps('fd00::21'), { nodeIp6: 'fd00::21' });
+  t.deepEqual(parseNodeIps('fd00::21, 192.0.2.21'), { nodeIp: '192.0.2.21', nodeIp6: 'fd00::21' });
+  t.throws(() => parseNodeIps('192.0.2.21,192.0.2.22'), { message: /--node-ip: two IPv4 addresses \('192.0.2.21', '192.0.2.22'\)/ });
+  t.throws(() => parseNodeIps('fd00::21,fd00::22'), { message: /--node-ip: two IPv6 addresses/ });
+  t.throws(() => parseNodeIps('fd00::/64'), { message: /--node-ip: 'fd00::\/64' is not an IPv4 or IPv6 address/ });
+  t.throws(() => parseNodeIps('192.0.2.21,'), { message: /--node-ip takes one address or one of each family/ });
+  t.throws(() => parseNodeIps('a,b,c'), { message: /--node-ip takes one address or one of each family/ });
 });
 
 test('IPv6 rolling update: a header naming a terminating pod is accepted, new IP6IP6 flows never pick it', (t) => {
