@@ -112,6 +112,52 @@ static __always_inline int egress6_flow(struct __sk_buff *skb, __u32 l3_off, __u
 	return node_pass(NC_EG_REWRITE);
 }
 
+/* A pod's ICMPv6 error about a client flow of ours (say, UDP port
+ * unreachable): it quotes client:cp → pod:pp and comes from the pod's
+ * address, which the client never talked to. Sent as the VIP's: source and
+ * quoted destination become VIP:vp (egress_icmp's rules for IPv4: the quote
+ * must be the client's packet to this pod, TCP or UDP directly behind its
+ * fixed header; an error with extension headers is left alone). */
+static __always_inline int egress6_icmp(struct __sk_buff *skb, struct pkt6 *p)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct node_flow6_value *v;
+	struct node_config *cfg;
+	struct pkt6_inner q;
+
+	if (p->n_ext != 0 || parse_l4_v6(data, data_end, p) != PARSE_OK ||
+	    !icmp6_is_error(p->icmp_type) || p->icmp_type == 0)
+		return STEP_NOT_OURS;
+	/* The quoted fixed header and the 8 upper-layer bytes must lie within
+	 * the error (parse_icmp6_inner checks only what it reads). */
+	if (p->ip_end < (__u32)p->l4_off + sizeof(struct pkt_icmp6hdr) + IPV6_HLEN + 8)
+		return STEP_NOT_OURS;
+	if (parse_icmp6_inner(data, data_end, p, &q) != PARSE_OK)
+		return STEP_NOT_OURS;
+	if ((q.l4_proto != IPPROTO_TCP && q.l4_proto != IPPROTO_UDP) || q.payload_len < 8 ||
+	    !addr6_eq(&q.daddr, &p->saddr) || !addr6_eq(&q.saddr, &p->daddr))
+		return STEP_NOT_OURS;
+
+	union node_flow6_key_words kw;
+
+	kw.k = (struct node_flow6_key){
+		.pod_ip = q.daddr,
+		.client_ip = q.saddr,
+		.pod_port = q.dport,
+		.client_port = q.sport,
+		.proto = q.l4_proto,
+	};
+	v = bpf_map_lookup_elem(&node_flows6, &kw.k);
+	cfg = get_config();
+	if (!v || is_expired(now_ns(cfg), v->st.last_seen_ns, flow_timeout(cfg, q.l4_proto, v->st.flags)))
+		return STEP_NOT_OURS;
+	struct pkt_addr6 vip = v->vip6;
+
+	return readdress_icmp6_error(skb_data(skb), skb_data_end(skb), p->l3_off, REWRITE_SRC,
+				     &q.daddr, &vip, q.dport, v->st.vip_port);
+}
+
 /* Egress for an IPv6 frame whose fixed header is at l3_off and that
  * egress6_direct did not take: the general parse (extension headers,
  * headers outside the linear head, everything odd). A global function, as
@@ -127,6 +173,11 @@ __attribute__((noinline)) int node_egress6(struct __sk_buff *skb, __u64 l3_off)
 		goto pass;
 	if (p.frag & PKT_FRAG_LATER)
 		goto pass;
+	if (p.l4_proto == IPPROTO_ICMPV6) {
+		if (egress6_icmp(skb, &p) == STEP_DONE)
+			return node_pass(NC_EG_ICMP);
+		goto pass;
+	}
 	if (p.l4_proto != IPPROTO_TCP && p.l4_proto != IPPROTO_UDP)
 		goto pass;
 	if (parse_l4_v6(skb_data(skb), skb_data_end(skb), &p) != PARSE_OK)

@@ -229,6 +229,58 @@ test('IPv6 UDP reply with checksum 0 (invalid over IPv6) keeps 0, so the client 
   t.is(r.out.readUInt16BE(14 + 40 + 6), 0);
 });
 
+// ---------------------------------------------------------------- ICMPv6 errors
+
+/** The client's datagram as the pod received it (header stripped): client:40000 → pod:5353. */
+function quotedQuery(): Buffer {
+  return buildPacket6({ eth: false, ip: { src: CLIENT6, dst: POD6_1, hopLimit: 61 }, udp: { sport: 40000, dport: 5353, payload: Buffer.from('query') } });
+}
+
+/** A quote re-addressed by hand: `field` ('src' | 'dst') becomes addr:port; its own checksum left as it was. */
+function readdressed(quote: Buffer, field: 'src' | 'dst', addr: string, port: number): Buffer {
+  const q = Buffer.from(quote);
+  ip6Bytes(addr).copy(q, field === 'src' ? 8 : 24);
+  q.writeUInt16BE(port, field === 'src' ? 40 : 42);
+  return q;
+}
+
+/** An ICMPv6 error (type, code, 4-byte word 0 or the MTU) quoting `quote`; its checksum computed from scratch. */
+function icmp6Error(src: string, dst: string, quote: Buffer, type = 1, code = 4, word = 0, ethSpec = ethBack): Buffer {
+  const body = Buffer.alloc(4 + quote.length);
+  body.writeUInt32BE(word, 0);
+  quote.copy(body, 4);
+  return buildPacket6({ eth: ethSpec, ip: { src, dst, hopLimit: 64 }, icmp6: { type, code, body } });
+}
+
+test('IPv6: a pod\'s ICMPv6 error about a VIP flow leaves as the VIP\'s (source and quoted destination VIP6:53, ICMPv6 checksum recomputed independently); others pass untouched', (t) => {
+  const dp = loadNode6(t);
+  run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
+  const quote = quotedQuery();
+  for (const [type, code, word] of [[1, 4, 0], [2, 0, 1400], [3, 0, 0], [4, 0, 6]] as const) {
+    const r = run(dp.egress, icmp6Error(POD6_1, CLIENT6, quote, type, code, word));
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, icmp6Error(VIP6, CLIENT6, readdressed(quote, 'dst', VIP6, 53), type, code, word), `type ${type}`);
+    t.true(verifyL4Checksum6(r.out.subarray(14)));
+  }
+  t.like(dp.counters(), { eg_icmp: 4 });
+  const untouched = [
+    icmp6Error(POD6_1, CLIENT6, readdressed(quote, 'dst', POD6_1, 5354)), // no such flow
+    icmp6Error(POD6_1, '2001:db8:c::8', quote), // quote's source is not the error's destination
+    icmp6Error(POD6_2, CLIENT6, quote), // quote's destination is not the error's source
+    icmp6Error(POD6_1, CLIENT6, quote.subarray(0, 40 + 4)), // too short a quote
+    icmp6Error(POD6_1, CLIENT6, quote, 129, 0), // an echo reply is no error
+    buildPacket6({ eth: ethBack, ip: { src: POD6_1, dst: CLIENT6 }, ext: [padHeader(NH_DSTOPTS)], icmp6: { type: 1, code: 4, body: Buffer.concat([Buffer.alloc(4), quote]) } }), // extension header
+  ];
+  for (const f of untouched) t.deepEqual(run(dp.egress, f).out, f);
+  t.like(dp.counters(), { eg_icmp: 4 });
+  // Truncated at every length: never rewritten.
+  const full = icmp6Error(POD6_1, CLIENT6, quote);
+  for (let len = 54; len < full.length; len++) {
+    const cut = Buffer.from(full.subarray(0, len));
+    t.deepEqual(run(dp.egress, cut).out, cut, `length ${len}`);
+  }
+});
+
 // ---------------------------------------------------------------- attacks and malformed headers
 
 test('IPv6 attack: the header from a link-layer sender that is no edge is dropped and counted, nothing recorded', (t) => {
