@@ -411,6 +411,41 @@ test('IP6IP6: decapsulated, DNATed to the hashed local pod (exact bytes, checksu
   t.deepEqual(again.out, buildPacket6({ eth, ip: { ...inner.ip, dst: pod }, tcp: { ...inner.tcp!, flags: { ack: true }, dport: 8080 } }));
 });
 
+test('IP6IP6 carrying an ICMPv6 error about a VIP flow (Packet Too Big from a router on the client\'s path): decapsulated and steered to the flow\'s pod, destination and quoted source pod:8080, checksum recomputed independently', (t) => {
+  const dp = loadNode6(t);
+  const ROUTER6 = '2001:db8:7::1';
+  const syn: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, tcp: { sport: 40000, dport: 80, seq: 7, flags: { syn: true } } };
+  t.is(run(dp.ingress, buildPacket6(tunnel(syn))).retval, TC_UNSPEC);
+  const pod = [POD6_1, POD6_2, POD6_3][localBackendSlot(CLIENT6, VIP6, 40000, 80, 'TCP', 3)]!;
+  // The pod's reply as it left the node (from the VIP), quoted by the router.
+  const quote = buildPacket6({ eth: false, ip: { src: VIP6, dst: CLIENT6 }, tcp: { sport: 80, dport: 40000, seq: 5000, ack: 8, flags: { syn: true, ack: true }, payload: Buffer.alloc(32, 7) } });
+  const ptb = (dst: string, q: Buffer): Omit<Packet6Spec, 'eth'> => ({ ip: { src: ROUTER6, dst, hopLimit: 62 }, icmp6: { type: 2, code: 0, body: Buffer.concat([Buffer.from([0, 0, 0x05, 0x00]), q]) } });
+  const r = run(dp.ingress, buildPacket6(tunnel(ptb(VIP6, quote))));
+  t.is(r.retval, TC_UNSPEC);
+  const want = buildPacket6({ eth, ...ptb(pod, readdressed(quote, 'src', pod, 8080)) });
+  t.deepEqual(r.out, want);
+  t.true(verifyL4Checksum6(r.out.subarray(14)));
+  t.like(dp.counters(), { in_ipip_icmp: 1 });
+  // From a sender that is no edge: dropped. About no flow of ours, or to another of the node's addresses: untouched.
+  t.is(run(dp.ingress, fromSender(buildPacket6(tunnel(ptb(VIP6, quote))), MAC_ROUTER)).retval, TC_SHOT);
+  t.like(dp.counters(), { drop_untrusted_source: 1 });
+  for (const f of [
+    buildPacket6(tunnel(ptb(VIP6, readdressed(quote, 'dst', CLIENT6, 40001)))),
+    buildPacket6(tunnel(ptb(VIP6, quote.subarray(0, 40 + 4)))),
+    buildPacket6(tunnel(ptb(VIP6_ELSEWHERE, readdressed(quote, 'src', VIP6_ELSEWHERE, 80)))),
+    buildPacket6(tunnel({ ...ptb(VIP6, quote), icmp6: { type: 128, code: 0, body: Buffer.alloc(8) } })),
+  ]) {
+    const o = run(dp.ingress, f);
+    t.is(o.retval, TC_UNSPEC);
+    t.deepEqual(o.out, f);
+  }
+  t.like(dp.counters(), { in_ipip_icmp: 1 });
+  const pinned = loadNode6(t, { nodeIp6: 'fd00::21' });
+  run(pinned.ingress, buildPacket6(tunnel(syn)));
+  const elsewhere = buildPacket6(tunnel(ptb(VIP6, quote), { dst: 'fd00::22' }));
+  t.deepEqual(run(pinned.ingress, elsewhere).out, elsewhere);
+});
+
 test('IP6IP6 trust: from outside the edge sources or from an unknown neighbour it is dropped; to no local frontend it passes untouched', (t) => {
   const dp = loadNode6(t);
   const inner: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6 }, udp: { sport: 1, dport: 53 } };
