@@ -1,6 +1,7 @@
 /* Node program, egress, IPv6: a pod's reply matching node_flows6 leaves
  * with source VIP:vp, the upper-layer checksum fixed for the address (via
- * the pseudo-header) and the port (node_rewrite.h's rewrite6_l3l4). A reply
+ * the pseudo-header) and the port (reply6_from_vip, node_rewrite.h's
+ * rewrite6_l3l4 with the old values from the flow key). A reply
  * with extension headers is rewritten too: the walk found its upper-layer
  * header. A non-first fragment has no ports and passes (as for IPv4).
  *
@@ -12,7 +13,9 @@
  * both addresses into struct pkt6 and from there into the key in 4-, 2-
  * and 1-byte pieces, and the table's hash then read the key back in 4- and
  * 8-byte words across those pieces: with the walk's bookkeeping, that made
- * an IPv6 reply cost 1.34× an IPv4 one (bench `node_reply6_ns`). */
+ * an IPv6 reply cost 1.34× an IPv4 one (bench `node_reply6_ns`); a call
+ * to a global function and back, for every reply, was another visible
+ * share. */
 #ifndef EDGELB_NODE_EGRESS6_H
 #define EDGELB_NODE_EGRESS6_H
 
@@ -79,6 +82,62 @@ static __always_inline int egress6_direct(struct __sk_buff *skb, __u32 l3_off,
 	return 1;
 }
 
+/* The reply's source (the flow key's pod_ip:pod_port, as read from this
+ * packet) becomes VIP:vp: rewrite6_l3l4 for a reply, with the old address
+ * and port taken from the key instead of read back, the new address stored
+ * as two 8-byte words. Packet pointers are invalid afterwards. */
+static __always_inline enum node_step reply6_from_vip(struct __sk_buff *skb, __u32 l3_off,
+						      __u32 l4_off, __u8 proto,
+						      const union node_flow6_key_words *kw,
+						      const struct pkt_addr6 *vip, __be16 vport)
+{
+	/* vip: 8-byte aligned (egress6_flow's copy) */
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	const struct pkt_addr6 *old = &kw->k.pod_ip;
+	struct ipv6hdr *ip6;
+	__be16 *portp;
+	__u32 csum_off, diff;
+	__u64 mangled = 0;
+
+	if (l3_off > ETH_HLEN + 4 || l4_off > PARSE6_MAX_L4_OFF)
+		return STEP_REWRITE_FAILED;
+	l3_off = off_bounded(l3_off, 0x1f);
+	l4_off = off_bounded(l4_off, 0x3ff);
+	ip6 = data + l3_off;
+	if ((void *)(ip6 + 1) > data_end)
+		return STEP_REWRITE_FAILED;
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + l4_off;
+
+		if ((void *)(th + 1) > data_end)
+			return STEP_REWRITE_FAILED;
+		portp = &th->source;
+		csum_off = l4_off + TCP_CSUM_OFF;
+	} else {
+		struct udphdr *uh = data + l4_off;
+
+		if ((void *)(uh + 1) > data_end)
+			return STEP_REWRITE_FAILED;
+		portp = &uh->source;
+		csum_off = l4_off + UDP_CSUM_OFF;
+		mangled = BPF_F_MARK_MANGLED_0;
+	}
+	((__u64 *)&ip6->saddr)[0] = ((const __u64 *)vip)[0];
+	((__u64 *)&ip6->saddr)[1] = ((const __u64 *)vip)[1];
+	*portp = vport;
+
+	diff = addr6_csum_diff(old, vip);
+	if (kw->q[0] != ((const __u64 *)vip)[0] || kw->q[1] != ((const __u64 *)vip)[1]) {
+		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled))
+			return STEP_REWRITE_FAILED;
+	}
+	if (kw->k.pod_port != vport &&
+	    bpf_l4_csum_replace(skb, csum_off, kw->k.pod_port, vport, mangled | sizeof(vport)))
+		return STEP_REWRITE_FAILED;
+	return STEP_DONE;
+}
+
 /* The reply's flow (key in kw, upper layer at l4_off): when it has one,
  * the reply leaves from VIP:vp. Returns an enum node_verdict. */
 static __always_inline int egress6_flow(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off,
@@ -86,7 +145,7 @@ static __always_inline int egress6_flow(struct __sk_buff *skb, __u32 l3_off, __u
 {
 	struct node_flow6_value *v;
 	struct node_config *cfg;
-	struct pkt_addr6 vip;
+	struct pkt_addr6 vip __attribute__((aligned(8))); /* read as two 8-byte words */
 	__be16 vport;
 	__u64 now;
 	__u8 proto;
@@ -107,7 +166,7 @@ static __always_inline int egress6_flow(struct __sk_buff *skb, __u32 l3_off, __u
 	vport = v->st.vip_port;
 	pod_seen(&v->st, proto, tcp_flags, now);
 
-	if (rewrite6_l3l4(skb, l3_off, l4_off, proto, REWRITE_SRC, &vip, vport, 0) != STEP_DONE)
+	if (reply6_from_vip(skb, l3_off, l4_off, proto, kw, &vip, vport) != STEP_DONE)
 		return node_drop(NC_DROP_REWRITE);
 	return node_pass(NC_EG_REWRITE);
 }
