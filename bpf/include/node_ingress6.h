@@ -217,8 +217,25 @@ static __always_inline int pin6_released(const struct node_config *cfg,
 	return !sv || !local_backend6(sv, &fv->pod_ip, fv->pod_port);
 }
 
+/* With --node-ip naming an IPv6 address, IP6IP6 is ours only when its
+ * outer destination is that address (as IPIP's is checked against the IPv4
+ * one): a tunnel to another of the node's addresses is someone else's. */
+static __always_inline int ip6ip6_to_other_address(const struct ipv6hdr *outer)
+{
+	__u32 zero = 0;
+	struct node_config6 *c6 = bpf_map_lookup_elem(&node_config6, &zero);
+	struct pkt_addr6 dst;
+
+	if (!c6 || !(c6->flags & NODE_CFG6_CHECK_OUTER_DST))
+		return 0;
+	addr6_load(&dst, &outer->daddr);
+	return !addr6_eq(&dst, &c6->node_ip6);
+}
+
 /* node_ingress6's answer for IP6IP6: node_ip6ip6 decides (not a verdict). */
 #define NODE_V6_TUNNEL 2
+/* node_ip6ip6's answer for an ICMPv6 inside: node_ip6ip6_icmp decides. */
+#define NODE_V6_TUNNEL_ICMP 3
 
 /* IP6IP6 whose outer fixed header (no extension headers: node_ingress6
  * checked) is at l3_off. A global function of its own: with both packets'
@@ -248,6 +265,8 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 	outer = data + l3_off;
 	if ((void *)(outer + 1) > data_end || outer->nexthdr != IPPROTO_IPV6)
 		goto not_ours;
+	if (ip6ip6_to_other_address(outer))
+		goto not_ours;
 	outer_end = bpf_ntohs(outer->payload_len);
 	outer_end = outer_end ? l3_off + IPV6_HLEN + outer_end : skb->len; /* 0: jumbo */
 	if (parse_skb6_at(skb, in_off, &in) != PARSE_OK)
@@ -257,6 +276,8 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 	/* The inner packet must lie within the outer one. */
 	if (in.ip_end > outer_end || in.frag)
 		goto not_ours;
+	if (in.l4_proto == IPPROTO_ICMPV6 && in.n_ext == 0)
+		return NODE_V6_TUNNEL_ICMP;
 	if (in.l4_proto != IPPROTO_TCP && in.l4_proto != IPPROTO_UDP)
 		goto not_ours;
 	if (parse_l4_v6(data, data_end, &in) != PARSE_OK)
@@ -352,6 +373,98 @@ not_ours:
 	return node_pass(NC_IN_IPIP_NOT_OURS);
 }
 
+/* An ICMPv6 error inside IP6IP6 (whose outer header node_ip6ip6 checked:
+ * no extension header, the inner packet within the outer one, the node
+ * address), about one of our flows: a router on the client's path could not
+ * take a reply, whose source is the VIP, so the error went to the VIP and
+ * the edge forwarded it here like the flow's packets (quoting VIP:vp →
+ * client:cp). Delivered as the pod's stack expects — destination and
+ * quoted source become pod:pp — so path-MTU discovery works through DSR
+ * (ingress_ipip_icmp's rules for IPv4: the pod from the flow's pin; a quote
+ * that already names one of our pods' flows is only decapsulated). A global
+ * function of its own, called after node_ip6ip6 returned: its headers and
+ * the quote's would not fit that function's frame. Returns an enum
+ * node_verdict. */
+__attribute__((noinline)) int node_ip6ip6_icmp(struct __sk_buff *skb, __u64 l3_off)
+{
+	struct node_fwd6_value *fv;
+	struct pkt_addr6 pod_ip, vip;
+	struct pkt6_inner q;
+	struct pkt6 in = {};
+	__be16 pod_port, vport;
+	__u32 outer_end;
+	void *data, *data_end;
+	struct ipv6hdr *outer;
+
+	l3_off = l3_bounded(l3_off);
+	if (l3_off > ETH_HLEN + 4)
+		goto not_ours;
+	if (parse_skb6_at(skb, l3_off + IPV6_HLEN, &in) != PARSE_OK)
+		goto not_ours;
+	data = skb_data(skb);
+	data_end = skb_data_end(skb);
+	outer = data + l3_off;
+	if ((void *)(outer + 1) > data_end)
+		goto not_ours;
+	outer_end = bpf_ntohs(outer->payload_len);
+	outer_end = outer_end ? l3_off + IPV6_HLEN + outer_end : skb->len;
+	if (in.ip_end > outer_end || in.frag || in.n_ext != 0 || in.l4_proto != IPPROTO_ICMPV6)
+		goto not_ours;
+	if (parse_l4_v6(data, data_end, &in) != PARSE_OK || in.icmp_type == 0 ||
+	    !icmp6_is_error(in.icmp_type))
+		goto not_ours;
+	/* The quoted fixed header and 8 upper-layer bytes lie within the error. */
+	if (in.ip_end < (__u32)in.l4_off + sizeof(struct pkt_icmp6hdr) + IPV6_HLEN + 8)
+		goto not_ours;
+	if (parse_icmp6_inner(data, data_end, &in, &q) != PARSE_OK)
+		goto not_ours;
+	if ((q.l4_proto != IPPROTO_TCP && q.l4_proto != IPPROTO_UDP) || q.payload_len < 8 ||
+	    !addr6_eq(&q.saddr, &in.daddr) || (q.sport == 0 && q.dport == 0))
+		goto not_ours;
+
+	struct node_scratch6 *k = scratch6();
+
+	if (!k)
+		goto not_ours;
+	__builtin_memset(&k->fk, 0, sizeof(k->fk));
+	k->fk.client_ip = q.daddr;
+	k->fk.vip = q.saddr;
+	k->fk.client_port = q.dport;
+	k->fk.vip_port = q.sport;
+	k->fk.proto = q.l4_proto;
+	vip = q.saddr;
+	vport = q.sport;
+	fv = bpf_map_lookup_elem(&node_fwd6, &k->fk);
+	if (fv) {
+		pod_ip = fv->pod_ip;
+		pod_port = fv->pod_port;
+	} else {
+		__builtin_memset(&k->rk, 0, sizeof(k->rk));
+		k->rk.pod_ip = q.saddr;
+		k->rk.client_ip = q.daddr;
+		k->rk.pod_port = q.sport;
+		k->rk.client_port = q.dport;
+		k->rk.proto = q.l4_proto;
+		if (!bpf_map_lookup_elem(&node_flows6, &k->rk))
+			goto not_ours;
+		pod_ip = vip;
+		pod_port = vport;
+	}
+
+	if (!ip6ip6_from_edge(skb, l3_off))
+		return node_drop(NC_DROP_UNTRUSTED);
+	if (bpf_skb_adjust_room(skb, -(__s32)IPV6_HLEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+		return node_drop(NC_DROP_DECAP);
+	if (!(addr6_eq(&pod_ip, &vip) && pod_port == vport) &&
+	    readdress_icmp6_error(skb_data(skb), skb_data_end(skb), l3_off, REWRITE_DST, &vip,
+				  &pod_ip, vport, pod_port) != STEP_DONE)
+		return node_drop(NC_DROP_REWRITE);
+	return node_pass(NC_IN_IPIP_ICMP);
+
+not_ours:
+	return node_pass(NC_IN_IPIP_NOT_OURS);
+}
+
 /* Ingress for an IPv6 frame whose fixed header is at l3_off (tagged: behind
  * a VLAN tag). A BPF global function: verified once, on its own, so the
  * IPv4 path's states and the IPv6 path's do not multiply (and the IPv4
@@ -409,6 +522,8 @@ static __always_inline enum node_verdict node_ingress_v6(struct __sk_buff *skb, 
 
 	if (v == NODE_V6_TUNNEL)
 		v = node_ip6ip6(skb, l2->l3_off);
+	if (v == NODE_V6_TUNNEL_ICMP)
+		v = node_ip6ip6_icmp(skb, l2->l3_off);
 	return v == NODE_DROP ? NODE_DROP : NODE_PASS;
 }
 

@@ -280,4 +280,22 @@ struct {
 	__type(value, __u8);
 } node_edge_src6 SEC(".maps");
 
+/* IPv6 settings. A map of their own: node_config is pinned, and a pinned
+ * map is reused only with the layout it was created with, so a node_config
+ * grown by 16 bytes would fail to load over an earlier agent's maps. */
+#define NODE_CFG6_CHECK_OUTER_DST 0x1 /* IP6IP6: outer dst must equal node_ip6 */
+
+struct node_config6 {
+	struct pkt_addr6 node_ip6; /* this node's IPv6 address (--node-ip) */
+	__u32 flags;               /* NODE_CFG6_* */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct node_config6);
+} node_config6 SEC(".maps");
+
 #endif

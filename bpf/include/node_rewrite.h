@@ -178,6 +178,23 @@ static __always_inline enum node_step readdress_icmp_error(void *data, void *dat
 
 /* ---------------------------------------------------------------- IPv6 */
 
+/* csum6.h's csum_diff_addr6 with fewer instructions, for the per-packet
+ * rewrites: the eight 32-bit terms (~old, new) summed in 64 bits and folded
+ * back to a 32-bit one's-complement sum (2^32 ≡ 1 mod 0xffff, so the carry
+ * goes back in; the complement of a 32-bit word ≡ its negation). The same
+ * difference modulo 0xffff as csum_diff_addr6's sixteen 16-bit terms, which
+ * is all bpf_l4_csum_replace and bpf_csum_update use it for. */
+static __always_inline __u32 addr6_csum_diff(const struct pkt_addr6 *from,
+					     const struct pkt_addr6 *to)
+{
+	__u64 s = (__u64)(__u32)~from->w[0] + (__u32)~from->w[1] + (__u32)~from->w[2] +
+		  (__u32)~from->w[3] + to->w[0] + to->w[1] + to->w[2] + to->w[3];
+
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	return (__u32)s;
+}
+
 /* Rewrite one IPv6 address (+ port) at l3_off/l4_off. The address is
  * covered only by the upper-layer checksum (through the pseudo-header),
  * fixed by difference with bpf_l4_csum_replace(BPF_F_PSEUDO_HDR), which
@@ -236,7 +253,7 @@ static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32
 	old_port = *portp;
 	*portp = new_port;
 
-	diff = csum_diff_addr6(&old, new_ip);
+	diff = addr6_csum_diff(&old, new_ip);
 	if (!addr6_eq(&old, new_ip)) {
 		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled))
 			return STEP_REWRITE_FAILED;
@@ -246,6 +263,54 @@ static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32
 	if (old_port != new_port &&
 	    bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | sizeof(new_port)))
 		return STEP_REWRITE_FAILED;
+	return STEP_DONE;
+}
+
+/* readdress_icmp_error for IPv6: an ICMPv6 error (no extension header;
+ * the fixed header at l3_off, the 8-byte ICMPv6 header, the quoted fixed
+ * header with TCP/UDP ports right behind it) and the packet it quotes,
+ * re-addressed as one. REWRITE_DST: the error's destination and the quote's
+ * source address and port; REWRITE_SRC: the error's source and the quote's
+ * destination. IPv6 has no header checksum; the ICMPv6 checksum covers the
+ * pseudo-header's address and the quote's, so it moves by two address
+ * differences and the port's. The packet's total sum is unchanged (every
+ * change is matched by the checksum's), so a CHECKSUM_COMPLETE sum stays
+ * right. The quoted L4 checksum is left alone, as for IPv4.
+ * STEP_NOT_OURS when the headers are not where they must be. */
+static __always_inline enum node_step readdress_icmp6_error(void *data, void *data_end,
+							    __u32 l3_off, int which,
+							    const struct pkt_addr6 *from_ip,
+							    const struct pkt_addr6 *to_ip,
+							    __be16 from_port, __be16 to_port)
+{
+	struct ipv6hdr *ip6, *q;
+	struct pkt_icmp6hdr *ih;
+	__be32 *outer_addr, *quote_addr;
+	__be16 *qports;
+	__u32 diff;
+
+	if (l3_off > ETH_HLEN + 4)
+		return STEP_NOT_OURS;
+	ip6 = data + off_bounded(l3_off, 0x1f);
+	ih = (void *)(ip6 + 1);
+	q = (void *)(ih + 1);
+	qports = (void *)(q + 1);
+	if ((void *)(qports + 2) > data_end)
+		return STEP_NOT_OURS;
+	if (which == REWRITE_DST) {
+		outer_addr = (__be32 *)&ip6->daddr;
+		quote_addr = (__be32 *)&q->saddr;
+	} else {
+		outer_addr = (__be32 *)&ip6->saddr;
+		quote_addr = (__be32 *)&q->daddr;
+	}
+	for (int i = 0; i < 4; i++) {
+		outer_addr[i] = to_ip->w[i];
+		quote_addr[i] = to_ip->w[i];
+	}
+	qports[which == REWRITE_DST ? 0 : 1] = to_port;
+	diff = csum_diff_addr6(from_ip, to_ip);
+	csum_apply_diff(&ih->checksum, diff + diff + csum_diff_2(from_port, to_port));
 	return STEP_DONE;
 }
 

@@ -6,6 +6,7 @@ import { NodeAgent } from '../node-agent/node-agent.js';
 import { parse, UsageError } from './args.js';
 import { untilStopped } from './signals.js';
 import { parseEdgeSource } from '../datapath/node-maps.js';
+import { isIpv4, isIpv6 } from '../net/ip.js';
 import { parseListen } from '../node-agent/metrics.js';
 
 /** --edge-sources: comma-separated CIDRs or addresses, each checked, at least one. */
@@ -22,6 +23,22 @@ export function parseEdgeSources(arg: string | undefined): string[] {
     }
   }
   return list;
+}
+
+/** --node-ip: one address, or one of each family ("192.0.2.21,fd00::21"). */
+export function parseNodeIps(arg: string | undefined): { nodeIp?: string; nodeIp6?: string } {
+  if (arg === undefined) return {};
+  const out: { nodeIp?: string; nodeIp6?: string } = {};
+  const list = arg.split(',').map((s) => s.trim());
+  if (list.length > 2 || list.some((s) => s === '')) throw new UsageError(`edgelb node run: --node-ip takes one address or one of each family, comma-separated (got '${arg}')`);
+  for (const a of list) {
+    const v4 = isIpv4(a);
+    if (!v4 && !isIpv6(a)) throw new UsageError(`edgelb node run: --node-ip: '${a}' is not an IPv4 or IPv6 address`);
+    const key = v4 ? 'nodeIp' : 'nodeIp6';
+    if (out[key] !== undefined) throw new UsageError(`edgelb node run: --node-ip: two ${v4 ? 'IPv4' : 'IPv6'} addresses ('${out[key]}', '${a}'); give one of each family`);
+    out[key] = a;
+  }
+  return out;
 }
 
 export const nodeHelp = `Usage: edgelb node run --interface IF --edge-sources CIDR[,CIDR…] [options]
@@ -46,7 +63,8 @@ Options:
                           limit): beyond it new flows are dropped, so a flood
                           cannot evict established ones
   --node-name NAME        Kubernetes node name (default: hostname)
-  --node-ip IP            this node's address (IPIP packets must be addressed to it)
+  --node-ip IP[,IP6]      this node's address, or one of each family: IPIP packets
+                          must be addressed to the IPv4 one, IP6IP6 to the IPv6 one
   --kubeconfig FILE       watch the cluster for this node's frontends
   --pin-path DIR          bpffs directory for the flow maps (default /sys/fs/bpf/edgelb-node)
   --probe-port N          path probe port (default 4790)
@@ -103,7 +121,7 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
   const agent = new NodeAgent({
     interface: values.interface as string,
     nodeName: values['node-name'] as string,
-    ...(values['node-ip'] ? { nodeIp: values['node-ip'] as string } : {}),
+    ...parseNodeIps(values['node-ip'] as string | undefined),
     edgeSources,
     flowInsertLimit: insertLimit,
     ...(values['metrics-listen'] ? { metricsListen: values['metrics-listen'] as string } : {}),

@@ -48,6 +48,8 @@ import {
   decodeSvc6Pick,
   decodeSvc6Value,
   encodeConfig,
+  encodeConfig6,
+  decodeConfig6,
   encodeEdgeMacKey,
   encodeEdgeMacValue,
   encodeEdgeSourceKey,
@@ -91,8 +93,10 @@ export interface NodeDatapathOptions {
   pinPath?: string;
   /** Compiled object; default bpf/out/node.o. */
   objectPath?: string;
-  /** This node's address: ipip packets must be addressed to it when given. */
+  /** This node's IPv4 address: ipip packets must be addressed to it when given. */
   nodeIp?: string;
+  /** This node's IPv6 address: IP6IP6 packets must be addressed to it when given. */
+  nodeIp6?: string;
   /**
    * The addresses the edges send from (CIDRs or single addresses, IPv4 and
    * IPv6). Only packets from them may carry the DSR option / header or
@@ -234,6 +238,7 @@ export class NodeDatapath {
   readonly fwd6Map: BpfMap;
   readonly services6Map: BpfMap;
   readonly edgeSources6Map: BpfMap;
+  readonly config6Map: BpfMap;
   readonly #log: Logger;
   readonly #priority: number;
   readonly #handle: number;
@@ -255,6 +260,7 @@ export class NodeDatapath {
     this.fwd6Map = obj.map(NODE_MAP_NAMES.fwd6);
     this.services6Map = obj.map(NODE_MAP_NAMES.services6);
     this.edgeSources6Map = obj.map(NODE_MAP_NAMES.edgeSources6);
+    this.config6Map = obj.map(NODE_MAP_NAMES.config6);
     this.#log = opts.logger ?? silentLogger();
     this.#priority = opts.tcPriority ?? NODE_DEFAULTS.tcPriority;
     this.#handle = opts.tcHandle ?? NODE_DEFAULTS.tcHandle;
@@ -276,6 +282,7 @@ export class NodeDatapath {
       verifyVip: opts.verifyVip ?? true,
     };
     encodeConfig(config); // validates before anything is loaded
+    const config6 = encodeConfig6({ nodeIp6: opts.nodeIp6 ?? null });
     const sources = (opts.edgeSources ?? []).map((c) => encodeEdgeSourceKey(c));
     const maxEntries: Record<string, number> = {};
     if (opts.maxFlows !== undefined) {
@@ -291,6 +298,7 @@ export class NodeDatapath {
     try {
       const dp = new NodeDatapath(obj, config, opts);
       dp.writeConfig();
+      dp.config6Map.update(Buffer.alloc(4), config6);
       dp.writeEdgeSources(sources);
       dp.#log.info({ pinPath: opts.pinPath, flows: dp.flowsMap.keys().length }, 'node datapath loaded');
       return dp;
@@ -298,6 +306,12 @@ export class NodeDatapath {
       obj.close();
       throw e;
     }
+  }
+
+  /** This node's IPv6 address as the program checks IP6IP6 against it (null: not checked). */
+  nodeIp6(): string | null {
+    const v = this.config6Map.lookup(Buffer.alloc(4));
+    return v ? decodeConfig6(v).nodeIp6 : null;
   }
 
   get config(): NodeConfigValue {

@@ -22,6 +22,7 @@ export const NODE_MAP_NAMES = {
   fwd6: 'node_fwd6',
   services6: 'node_services6',
   edgeSources6: 'node_edge_src6',
+  config6: 'node_config6',
 } as const;
 
 export const NODE_PROGRAMS = { ingress: 'node_ingress', egress: 'node_egress' } as const;
@@ -34,6 +35,7 @@ export const SVC_KEY_SIZE = 8;
 export const NODE_MAX_LOCAL_BACKENDS = 32;
 export const SVC_VALUE_SIZE = 8 + 8 * NODE_MAX_LOCAL_BACKENDS;
 export const CONFIG_VALUE_SIZE = 56;
+export const CONFIG6_VALUE_SIZE = 24;
 export const FLOW6_KEY_SIZE = 40;
 export const FLOW6_VALUE_SIZE = 40;
 export const FWD6_KEY_SIZE = 40;
@@ -50,6 +52,8 @@ export const FLOW_RST = 0x08;
 export const CFG_STRIP_OPTION = 0x1;
 export const CFG_CHECK_OUTER_DST = 0x2;
 export const CFG_VERIFY_VIP = 0x4;
+/** node_config6.flags: IP6IP6's outer destination must be nodeIp6. */
+export const CFG6_CHECK_OUTER_DST = 0x1;
 
 /** Counter names by index (enum node_counter). Holes are unused slots. */
 export const NODE_COUNTER_NAMES = [
@@ -320,6 +324,28 @@ export function decodeConfig(b: Buffer): NodeConfigValue {
     rstNs: b.readBigUInt64LE(40),
     insertLimit: b.readUInt32LE(48),
   };
+}
+
+// ---------------------------------------------------------------- node_config6
+
+/** The IPv6 settings (node_config6, a map of its own: node_config's pinned layout stays). */
+export interface NodeConfig6Value {
+  /** This node's IPv6 address; null = none given, IP6IP6's outer destination is not checked. */
+  nodeIp6: string | null;
+}
+
+export function encodeConfig6(c: NodeConfig6Value): Buffer {
+  const b = Buffer.alloc(CONFIG6_VALUE_SIZE);
+  if (c.nodeIp6 !== null) {
+    ipv6Bytes(c.nodeIp6, 'config nodeIp6').copy(b, 0);
+    b.writeUInt32LE(CFG6_CHECK_OUTER_DST, 16);
+  }
+  return b;
+}
+
+export function decodeConfig6(b: Buffer): NodeConfig6Value {
+  if (b.length !== CONFIG6_VALUE_SIZE) throw new RangeError(`config6 value is ${b.length} bytes, expected ${CONFIG6_VALUE_SIZE}`);
+  return { nodeIp6: b.readUInt32LE(16) & CFG6_CHECK_OUTER_DST ? ipv6String(b, 0) : null };
 }
 
 // ---------------------------------------------------------------- edge sources

@@ -6,9 +6,13 @@
 // neighbour entries for edge-source addresses into the program's map, and
 // asks every single edge address it has no entry for (one empty UDP
 // datagram to the discard port makes the kernel resolve it; the edge's ARP
-// reply is then learnt by the program as well).
+// reply is then learnt by the program as well). IPv6 entries come from the
+// kernel over netlink (the native addon's neighbours6: /proc has no IPv6
+// table); IPv6 edges are not nudged (the program learns one from its
+// Neighbor Solicitation/Advertisement).
 import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
+import { requireNativeAddon } from '../assets.js';
 import type { Logger } from '../log/logger.js';
 import { edgeSourceContains, parseEdgeSource } from '../datapath/node-maps.js';
 import { isIp } from '../net/ip.js';
@@ -64,13 +68,42 @@ export function parseProcArp(text: string, ifname: string): NeighbourRow[] {
 
 /**
  * The kernel's IPv4 neighbour table of the calling process's network
- * namespace, for one interface. IPv4 only: /proc has no IPv6 neighbour
- * table (that takes netlink), so IPv6 edges are learnt by the program alone,
- * from their Neighbor Solicitations/Advertisements — which an edge sends to
- * resolve the node and, once its entry goes stale, to confirm it.
+ * namespace, for one interface (/proc/net/arp).
  */
 export async function readNeighbours(ifname: string): Promise<NeighbourRow[]> {
   return parseProcArp(await readFile('/proc/net/arp', 'utf8'), ifname);
+}
+
+/** NUD_* bits (linux/neighbour.h) by the names `ip neigh` prints. */
+const NUD_STATES: ReadonlyArray<[number, string]> = [
+  [0x01, 'INCOMPLETE'],
+  [0x02, 'REACHABLE'],
+  [0x04, 'STALE'],
+  [0x08, 'DELAY'],
+  [0x10, 'PROBE'],
+  [0x20, 'FAILED'],
+  [0x40, 'NOARP'],
+  [0x80, 'PERMANENT'],
+];
+
+/** Pure: a neighbour entry's NUD_* bits as state names (`ip -j neigh`'s spelling). */
+export function nudStateNames(bits: number): string[] {
+  return NUD_STATES.filter(([b]) => (bits & b) !== 0).map(([, n]) => n);
+}
+
+interface NeighBinding {
+  /** RTM_GETNEIGH dump, IPv6, one interface (by name, in the calling thread's namespace); state = NUD_* bits. */
+  neighbours6(ifname: string): Array<{ dst: string; lladdr?: string; state: number }>;
+}
+
+/**
+ * The kernel's IPv6 neighbour table of the calling thread's network
+ * namespace, for one interface (netlink, through the native addon).
+ * Synchronous, so it can run inside inNetns().
+ */
+export function readNeighbours6(ifname: string): NeighbourRow[] {
+  if (!/^[^/\0]{1,15}$/.test(ifname) || ifname === '.' || ifname === '..') throw new Error(`neighbours6: '${ifname}' is not an interface name`);
+  return (requireNativeAddon() as NeighBinding).neighbours6(ifname).map((n) => ({ dst: n.dst, ...(n.lladdr ? { lladdr: n.lladdr } : {}), state: nudStateNames(n.state) }));
 }
 
 /** One empty datagram to the discard port: the kernel resolves the address first. */
@@ -114,8 +147,18 @@ export class EdgeNeighbourSync {
     this.timer.unref();
   }
 
+  private warned6 = false;
+
   async syncOnce(): Promise<NeighbourRow[]> {
     const rows = await readNeighbours(this.o.ifname);
+    try {
+      rows.push(...readNeighbours6(this.o.ifname));
+      this.warned6 = false;
+    } catch (e) {
+      // IPv4 edges stay trusted; IPv6 ones are still learnt by the program from their NS/NA.
+      if (!this.warned6) this.o.logger.warn({ err: (e as Error).message, ifname: this.o.ifname }, 'could not read the IPv6 neighbour table');
+      this.warned6 = true;
+    }
     for (const { ip, mac } of edgeNeighbourEntries(rows, this.o.sources)) {
       if (this.written.get(mac) === ip) continue;
       this.o.trust(ip, mac);

@@ -18,6 +18,8 @@ export interface NodeAgentOptions {
   interface: string;
   nodeName: string;
   nodeIp?: string;
+  /** This node's IPv6 address: IP6IP6 must be addressed to it. */
+  nodeIp6?: string;
   /** The edges' addresses (CIDRs): the only senders of DSR options and IPIP this node accepts. */
   edgeSources: readonly string[];
   /** New flows per CPU per window (see NodeDatapathOptions.flowInsertLimit). */
@@ -47,7 +49,7 @@ export class NodeAgent {
   async start(): Promise<void> {
     const o = this.o;
     if (o.pinPath) requireBpffs(o.pinPath, '--pin-path');
-    const dp = NodeDatapath.open({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), edgeSources: o.edgeSources, ...(o.flowInsertLimit !== undefined ? { flowInsertLimit: o.flowInsertLimit } : {}), logger: o.logger });
+    const dp = NodeDatapath.open({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), ...(o.nodeIp6 ? { nodeIp6: o.nodeIp6 } : {}), edgeSources: o.edgeSources, ...(o.flowInsertLimit !== undefined ? { flowInsertLimit: o.flowInsertLimit } : {}), logger: o.logger });
     this.dp = dp;
     dp.attach(o.interface);
     this.neighbours = new EdgeNeighbourSync({ ifname: o.interface, sources: o.edgeSources, trust: (ip, mac) => dp.trustEdgeNeighbour(ip, mac), logger: o.logger });

@@ -1,32 +1,81 @@
 // The node side of path probing: echoes probe datagrams back to the edge.
-// bpf/node_probe.c has already set the flag byte if the option arrived.
-import { createSocket, type Socket } from 'node:dgram';
+// bpf/node_probe.c has already set the flag byte if the option (IPv4) or
+// the marker header (IPv6) arrived.
+//
+// Without an explicit address it answers on both families: an IPv4 socket
+// on 0.0.0.0 and an IPv6-only one on :: at the same port. A host without
+// IPv6 (no ::, the family not supported) answers IPv4 only; `families`
+// says which sockets are open.
+import { createSocket, type Socket, type SocketType } from 'node:dgram';
+import { isIpv6 } from '../net/ip.js';
 import { isProbePayload, PROBE_PORT } from './wire.js';
 
+/** Errors that mean "this host has no IPv6", not "something is wrong". */
+const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT']);
+
 export class ProbeResponder {
-  private socket: Socket | null = null;
+  private sockets: Socket[] = [];
   answered = 0;
+  /** The families answered on, after start(). */
+  families: Array<4 | 6> = [];
 
   constructor(private readonly opts: { address?: string; port?: number } = {}) {}
 
   async start(): Promise<number> {
-    const s = createSocket({ type: 'udp4', reuseAddr: true });
+    const { address } = this.opts;
+    try {
+      if (address !== undefined) {
+        const v6 = isIpv6(address);
+        await this.open(v6 ? 'udp6' : 'udp4', address, this.opts.port ?? PROBE_PORT);
+        this.families = [v6 ? 6 : 4];
+        return this.port();
+      }
+      await this.open('udp4', '0.0.0.0', this.opts.port ?? PROBE_PORT);
+      this.families = [4];
+      try {
+        await this.open('udp6', '::', this.port());
+        this.families.push(6);
+      } catch (e) {
+        if (!NO_IPV6.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
+      }
+      return this.port();
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+  }
+
+  private port(): number {
+    return this.sockets[0]!.address().port;
+  }
+
+  private async open(type: SocketType, address: string, port: number): Promise<void> {
+    const s = createSocket({ type, reuseAddr: true, ...(type === 'udp6' ? { ipv6Only: true } : {}) });
     s.on('message', (msg, rinfo) => {
       if (!isProbePayload(msg)) return;
       this.answered++;
       s.send(msg, rinfo.port, rinfo.address);
     });
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.bind(this.opts.port ?? PROBE_PORT, this.opts.address ?? '0.0.0.0', () => resolve());
-    });
-    this.socket = s;
-    return s.address().port;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.bind(port, address, () => {
+          s.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (e) {
+      s.close();
+      throw e;
+    }
+    s.on('error', () => {}); // a send to a vanished edge must not take the agent down
+    this.sockets.push(s);
   }
 
   async stop(): Promise<void> {
-    const s = this.socket;
-    this.socket = null;
-    if (s) await new Promise<void>((r) => s.close(() => r()));
+    const all = this.sockets;
+    this.sockets = [];
+    this.families = [];
+    await Promise.all(all.map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 }

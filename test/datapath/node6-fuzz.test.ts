@@ -67,6 +67,7 @@ test('fuzz IPv6: ≥ 100 000 random and mutated frames through ingress and egres
         return buildPacket6({ eth: { src: mac }, ip: { src: pick(clients), dst: pick(podIps) }, ext: [hdr, ...(chance(0.2) ? randomExt() : [])], ...l4(proto, 1024 + int(2000), pick([8080, 5353, int(65536)])) });
       }
       case 2:
+        if (chance(0.15)) return ingressIcmp();
         return buildPacket6({ eth: { src: mac }, ip: { src: chance(0.9) ? EDGE6 : '2001:db8:bad::1', dst: 'fd00::21' }, inner: { ip: { src: pick(clients), dst: chance(0.9) ? f.vip : pick(podIps) }, ...(chance(0.1) ? { ext: randomExt() } : {}), ...l4(proto, 1024 + int(2000), chance(0.9) ? f.port : int(65536)) } });
       default:
         return chance(0.3)
@@ -75,7 +76,31 @@ test('fuzz IPv6: ≥ 100 000 random and mutated frames through ingress and egres
     }
   }
 
+  /** Flows an ingress frame set up (client:cp → pod:pp, proto): ICMPv6 errors quote them so some find a live flow. */
+  const seen: Array<{ client: string; cport: number; pod: string; pport: number; proto: 'TCP' | 'UDP'; vip: string; vport: number }> = [];
+  const quoted = (src: string, dst: string, sport: number, dport: number, proto: 'TCP' | 'UDP'): Buffer =>
+    buildPacket6({ eth: false, ip: { src, dst }, ...l4(proto, sport, dport) }).subarray(0, 40 + 8 + int(40));
+  const icmpError = (eth: Packet6Spec['eth'], src: string, dst: string, quote: Buffer): Packet6Spec => ({
+    eth, ip: { src, dst }, icmp6: { type: pick([1, 2, 3, 4, 1, 2, 128]), code: int(5), body: Buffer.concat([Buffer.alloc(4, int(256)), quote]) },
+  });
+
+  /** A pod's ICMPv6 error about a client's packet (egress), mostly about a flow the fuzz set up. */
+  function egressIcmp(): Buffer {
+    const s = seen.length > 0 && chance(0.8) ? pick(seen) : { client: pick(clients), cport: 1024 + int(2000), pod: pick(podIps), pport: pick([8080, 5353]), proto: pick(['TCP', 'UDP'] as const) };
+    const src = chance(0.9) ? s.pod : pick(podIps);
+    const dst = chance(0.9) ? s.client : pick(clients);
+    return buildPacket6(icmpError({}, src, dst, quoted(s.client, s.pod, s.cport, s.pport, s.proto)));
+  }
+
+  /** An edge's IP6IP6 carrying a router's ICMPv6 error about a reply from a VIP (ingress). */
+  function ingressIcmp(): Buffer {
+    const s = seen.length > 0 && chance(0.8) ? pick(seen) : { client: pick(clients), cport: 1024 + int(2000), vip: pick(frontends).vip, vport: pick(frontends).port, proto: pick(['TCP', 'UDP'] as const) };
+    const quote = quoted(s.vip, s.client, s.vport, s.cport, s.proto);
+    return buildPacket6({ eth: { src: chance(0.9) ? MAC_A : MAC_ROUTER }, ip: { src: chance(0.9) ? EDGE6 : '2001:db8:bad::1', dst: 'fd00::21' }, inner: icmpError(undefined, '2001:db8:7::1', chance(0.9) ? s.vip : pick(podIps), quote) });
+  }
+
   function egressFrame(): Buffer {
+    if (chance(0.15)) return egressIcmp();
     const f = pick(frontends);
     return buildPacket6({ eth: {}, ip: { src: pick(podIps), dst: pick(clients) }, ...(chance(0.2) ? { ext: randomExt() } : {}), ...l4(chance(0.9) ? f.proto : 'UDP', pick([8080, 5353]), 1024 + int(2000)) });
   }
@@ -140,7 +165,46 @@ test('fuzz IPv6: ≥ 100 000 random and mutated frames through ingress and egres
     return null;
   }
 
+  /** ICMPv6 error bytes (IP offsets) a re-addressing may change: `addr` (16), the quote's `qaddr` (16) and `qport` (2), the checksum. */
+  function onlyReaddressed(before: Buffer, after: Buffer, addr: number, qaddr: number, qport: number): string | null {
+    for (let i = 0; i < after.length; i++) {
+      if ((i >= addr && i < addr + 16) || (i >= qaddr && i < qaddr + 16) || i === qport || i === qport + 1 || i === 42 || i === 43) continue;
+      if (after[i] !== before[i]) return `changed byte ${i} of the ICMPv6 error`;
+    }
+    if (upperValid(before) && !upperValid(after)) return 'broke the ICMPv6 checksum';
+    return null;
+  }
+
+  /** A pod's ICMPv6 error sent as the VIP's: source and quoted destination one frontend's VIP:port, whose pod the error came from. */
+  function acceptableIcmpRewrite(inp: Buffer, out: Buffer): string | null {
+    if (out.length !== inp.length || out[20] !== 58) return 'egress rewrote an ICMPv6 error into something else';
+    const ip = out.subarray(14);
+    const before = inp.subarray(14);
+    const q = 48;
+    if (!ip.subarray(8, 24).equals(ip.subarray(q + 24, q + 40))) return 'ICMPv6 error: source and quoted destination differ';
+    const set = pods.get(key(ip.subarray(8, 24), ip.readUInt16BE(q + 42), ip[q + 6]!));
+    if (!set || !set.has(`${hex(before.subarray(8, 24))}:${before.readUInt16BE(q + 42)}`)) return 'ICMPv6 error sent as a frontend the pod is not behind';
+    const why = onlyReaddressed(before, ip, 8, q + 24, q + 42);
+    return why ? `egress ${why}` : null;
+  }
+
+  /** A router's ICMPv6 error steered to a pod: decapsulated, destination and quoted source one pod of the frontend the quote names. */
+  function acceptableIcmpDecap(inp: Buffer, out: Buffer): string | null {
+    if (!trusted(inp) || !inp.subarray(22, 38).equals(ip6Bytes(EDGE6))) return 'ICMPv6 decap from an untrusted edge';
+    if (!out.subarray(0, 14).equals(inp.subarray(0, 14))) return 'ICMPv6 decap changed the Ethernet header';
+    const inner = inp.subarray(54);
+    const ip = out.subarray(14);
+    const q = 48;
+    if (ip.equals(inner)) return null; // the quote named one of our pods' flows already: only decapsulated
+    if (!ip.subarray(24, 40).equals(ip.subarray(q + 8, q + 24))) return 'ICMPv6 decap: destination and quoted source differ';
+    const set = pods.get(key(inner.subarray(q + 8, q + 24), inner.readUInt16BE(q + 40), inner[q + 6]!));
+    if (!set || !set.has(`${hex(ip.subarray(24, 40))}:${ip.readUInt16BE(q + 40)}`)) return 'ICMPv6 error steered to no pod of the quoted frontend';
+    const why = onlyReaddressed(inner, ip, 24, q + 8, q + 40);
+    return why ? `ingress ${why}` : null;
+  }
+
   function acceptableRewrite(inp: Buffer, out: Buffer): string | null {
+    if (inp.length > 20 && inp[20] === 58) return acceptableIcmpRewrite(inp, out);
     if (out.length !== inp.length) return 'egress changed the length';
     const ip = out.subarray(14);
     const q = parse6(Buffer.from(ip));
@@ -157,9 +221,27 @@ test('fuzz IPv6: ≥ 100 000 random and mutated frames through ingress and egres
     return null;
   }
 
+  /** A frame the ingress delivered to a pod: its flow, for the ICMPv6 frames to quote. */
+  function remember(out: Buffer): void {
+    try {
+      const ip = out.subarray(14);
+      const p = parse6(Buffer.from(ip));
+      const nh = p.chain[p.chain.length - 1]!;
+      if ((nh !== 6 && nh !== 17) || p.chain.length !== 1) return;
+      const pod = `${hex(ip.subarray(24, 40))}:${ip.readUInt16BE(40 + 2)}`;
+      const fe = [...pods.entries()].find(([, set]) => set.has(pod));
+      const f = fe ? frontends.find((x) => key(ip6Bytes(x.vip), x.port, x.proto === 'TCP' ? 6 : 17) === fe[0]) : undefined;
+      if (!f || seen.length > 500) return;
+      seen.push({ client: p.src, cport: ip.readUInt16BE(40), pod: p.dst, pport: ip.readUInt16BE(42), proto: nh === 6 ? 'TCP' : 'UDP', vip: f.vip, vport: f.port });
+    } catch {
+      // not a packet we can read back
+    }
+  }
+
   const start = Date.now();
   let runs = 0;
   let changed = 0;
+  let icmpChanged = 0;
   let dropped = 0;
   const problems: string[] = [];
   while (runs < TARGET_RUNS && Date.now() - start < TIME_LIMIT_MS && problems.length < 5) {
@@ -188,12 +270,16 @@ test('fuzz IPv6: ≥ 100 000 random and mutated frames through ingress and egres
     }
     if (r.out.equals(f)) continue;
     changed++;
-    const why = egress ? acceptableRewrite(f, r.out) : r.out.length === f.length - 24 ? acceptableStrip(f, r.out) : acceptableDecap(f, r.out);
+    if ((egress && f[20] === 58) || (!egress && r.out.length === f.length - 40 && r.out[20] === 58)) icmpChanged++;
+    const icmpInside = !egress && f.length > 54 + 6 && f[20] === 41 && f[54 + 6] === 58 && r.out.length === f.length - 40;
+    const why = egress ? acceptableRewrite(f, r.out) : r.out.length === f.length - 24 ? acceptableStrip(f, r.out) : icmpInside ? acceptableIcmpDecap(f, r.out) : acceptableDecap(f, r.out);
+    if (!why && !egress && (f[20] === 41 || f[20] === NH_DSTOPTS) && r.out[20] !== 58) remember(r.out);
     if (why) problems.push(`${why}: in ${f.toString('hex')} out ${r.out.toString('hex')}`);
     if (runs % 20_000 === 0) dp.setTestClock(1_000_000_000_000n + BigInt(runs) * 1_000_000_000n);
   }
-  t.log(`${runs} runs in ${Date.now() - start} ms: ${changed} changed, ${dropped} dropped`);
+  t.log(`${runs} runs in ${Date.now() - start} ms: ${changed} changed (${icmpChanged} ICMPv6 errors re-addressed), ${dropped} dropped`);
   t.deepEqual(problems, []);
   t.true(runs >= TARGET_RUNS || Date.now() - start >= TIME_LIMIT_MS, 'ran to the target or the time limit');
   t.true(changed > 1000, 'the fuzz reached the rewriting paths');
+  t.true(icmpChanged > 20, 'the fuzz reached the ICMPv6 error paths');
 });

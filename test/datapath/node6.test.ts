@@ -42,7 +42,7 @@ import {
   parseEdgeSource,
 } from '../../src/datapath/node-maps.js';
 import { localServiceEntries } from '../../src/datapath/node-datapath.js';
-import { parseEdgeSources } from '../../src/cli/node.js';
+import { parseEdgeSources, parseNodeIps } from '../../src/cli/node.js';
 import {
   backend,
   CLIENT6,
@@ -180,6 +180,46 @@ test('IPv6 egress: a matching reply leaves from VIP6:80 with an exact checksum; 
   t.like(dp.counters(), { eg_rewrite: 65, eg_pass: 3 });
 });
 
+test('IPv6 egress: the direct read of a reply and the general parse agree at every edge — lengths, data offset, jumbo, padding, truncation', (t) => {
+  const dp = loadNode6(t);
+  run(dp.ingress, buildPacket6(optionSpec()));
+  run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
+  const tcp = reply({ tcp: { flags: { ack: true }, payload: Buffer.from('hello') } });
+  const udp = reply({ udp: {} });
+  const withPlen = (f: Buffer, plen: number): Buffer => {
+    const g = Buffer.from(f);
+    g.writeUInt16BE(plen, 14 + 4);
+    return g;
+  };
+  for (const [spec, port] of [[tcp, 80], [udp, 53]] as const) {
+    const f = buildPacket6(spec);
+    const want = fromVip(spec, VIP6, port);
+    // Ethernet padding behind the packet: rewritten, the padding kept.
+    const padded = Buffer.concat([f, Buffer.alloc(6, 0xee)]);
+    t.deepEqual(run(dp.egress, padded).out, Buffer.concat([want, Buffer.alloc(6, 0xee)]));
+    // Payload length 0 with bytes behind the header (jumbogram / BIG TCP): the general parse takes it.
+    t.deepEqual(run(dp.egress, withPlen(f, 0)).out, withPlen(want, 0));
+    // A payload length past the frame, or too short for the upper-layer header: untouched.
+    for (const bad of [withPlen(f, f.length - 14 - 40 + 1), withPlen(f, spec.tcp ? 19 : 7)]) t.deepEqual(run(dp.egress, bad).out, bad);
+    // Truncated at every length: never rewritten.
+    for (let len = 14; len < f.length; len++) {
+      const cut = Buffer.from(f.subarray(0, len));
+      let r;
+      try {
+        r = run(dp.egress, cut);
+      } catch {
+        continue; // shorter than the kernel's minimum frame
+      }
+      t.deepEqual(r.out, cut, `length ${len}`);
+    }
+  }
+  // A TCP data offset below 5 cannot be a header: untouched.
+  const f = buildPacket6(tcp);
+  const doff4 = Buffer.from(f);
+  doff4[14 + 40 + 12] = 4 << 4;
+  t.deepEqual(run(dp.egress, doff4).out, doff4);
+});
+
 test('IPv6 UDP reply with checksum 0 (invalid over IPv6) keeps 0, so the client still drops it', (t) => {
   const dp = loadNode6(t);
   run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
@@ -187,6 +227,58 @@ test('IPv6 UDP reply with checksum 0 (invalid over IPv6) keeps 0, so the client 
   const r = run(dp.egress, buildPacket6(rs));
   t.deepEqual(r.out, fromVip(rs, VIP6, 53));
   t.is(r.out.readUInt16BE(14 + 40 + 6), 0);
+});
+
+// ---------------------------------------------------------------- ICMPv6 errors
+
+/** The client's datagram as the pod received it (header stripped): client:40000 → pod:5353. */
+function quotedQuery(): Buffer {
+  return buildPacket6({ eth: false, ip: { src: CLIENT6, dst: POD6_1, hopLimit: 61 }, udp: { sport: 40000, dport: 5353, payload: Buffer.from('query') } });
+}
+
+/** A quote re-addressed by hand: `field` ('src' | 'dst') becomes addr:port; its own checksum left as it was. */
+function readdressed(quote: Buffer, field: 'src' | 'dst', addr: string, port: number): Buffer {
+  const q = Buffer.from(quote);
+  ip6Bytes(addr).copy(q, field === 'src' ? 8 : 24);
+  q.writeUInt16BE(port, field === 'src' ? 40 : 42);
+  return q;
+}
+
+/** An ICMPv6 error (type, code, 4-byte word 0 or the MTU) quoting `quote`; its checksum computed from scratch. */
+function icmp6Error(src: string, dst: string, quote: Buffer, type = 1, code = 4, word = 0, ethSpec = ethBack): Buffer {
+  const body = Buffer.alloc(4 + quote.length);
+  body.writeUInt32BE(word, 0);
+  quote.copy(body, 4);
+  return buildPacket6({ eth: ethSpec, ip: { src, dst, hopLimit: 64 }, icmp6: { type, code, body } });
+}
+
+test('IPv6: a pod\'s ICMPv6 error about a VIP flow leaves as the VIP\'s (source and quoted destination VIP6:53, ICMPv6 checksum recomputed independently); others pass untouched', (t) => {
+  const dp = loadNode6(t);
+  run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
+  const quote = quotedQuery();
+  for (const [type, code, word] of [[1, 4, 0], [2, 0, 1400], [3, 0, 0], [4, 0, 6]] as const) {
+    const r = run(dp.egress, icmp6Error(POD6_1, CLIENT6, quote, type, code, word));
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, icmp6Error(VIP6, CLIENT6, readdressed(quote, 'dst', VIP6, 53), type, code, word), `type ${type}`);
+    t.true(verifyL4Checksum6(r.out.subarray(14)));
+  }
+  t.like(dp.counters(), { eg_icmp: 4 });
+  const untouched = [
+    icmp6Error(POD6_1, CLIENT6, readdressed(quote, 'dst', POD6_1, 5354)), // no such flow
+    icmp6Error(POD6_1, '2001:db8:c::8', quote), // quote's source is not the error's destination
+    icmp6Error(POD6_2, CLIENT6, quote), // quote's destination is not the error's source
+    icmp6Error(POD6_1, CLIENT6, quote.subarray(0, 40 + 4)), // too short a quote
+    icmp6Error(POD6_1, CLIENT6, quote, 129, 0), // an echo reply is no error
+    buildPacket6({ eth: ethBack, ip: { src: POD6_1, dst: CLIENT6 }, ext: [padHeader(NH_DSTOPTS)], icmp6: { type: 1, code: 4, body: Buffer.concat([Buffer.alloc(4), quote]) } }), // extension header
+  ];
+  for (const f of untouched) t.deepEqual(run(dp.egress, f).out, f);
+  t.like(dp.counters(), { eg_icmp: 4 });
+  // Truncated at every length: never rewritten.
+  const full = icmp6Error(POD6_1, CLIENT6, quote);
+  for (let len = 54; len < full.length; len++) {
+    const cut = Buffer.from(full.subarray(0, len));
+    t.deepEqual(run(dp.egress, cut).out, cut, `length ${len}`);
+  }
 });
 
 // ---------------------------------------------------------------- attacks and malformed headers
@@ -319,6 +411,41 @@ test('IP6IP6: decapsulated, DNATed to the hashed local pod (exact bytes, checksu
   t.deepEqual(again.out, buildPacket6({ eth, ip: { ...inner.ip, dst: pod }, tcp: { ...inner.tcp!, flags: { ack: true }, dport: 8080 } }));
 });
 
+test('IP6IP6 carrying an ICMPv6 error about a VIP flow (Packet Too Big from a router on the client\'s path): decapsulated and steered to the flow\'s pod, destination and quoted source pod:8080, checksum recomputed independently', (t) => {
+  const dp = loadNode6(t);
+  const ROUTER6 = '2001:db8:7::1';
+  const syn: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, tcp: { sport: 40000, dport: 80, seq: 7, flags: { syn: true } } };
+  t.is(run(dp.ingress, buildPacket6(tunnel(syn))).retval, TC_UNSPEC);
+  const pod = [POD6_1, POD6_2, POD6_3][localBackendSlot(CLIENT6, VIP6, 40000, 80, 'TCP', 3)]!;
+  // The pod's reply as it left the node (from the VIP), quoted by the router.
+  const quote = buildPacket6({ eth: false, ip: { src: VIP6, dst: CLIENT6 }, tcp: { sport: 80, dport: 40000, seq: 5000, ack: 8, flags: { syn: true, ack: true }, payload: Buffer.alloc(32, 7) } });
+  const ptb = (dst: string, q: Buffer): Omit<Packet6Spec, 'eth'> => ({ ip: { src: ROUTER6, dst, hopLimit: 62 }, icmp6: { type: 2, code: 0, body: Buffer.concat([Buffer.from([0, 0, 0x05, 0x00]), q]) } });
+  const r = run(dp.ingress, buildPacket6(tunnel(ptb(VIP6, quote))));
+  t.is(r.retval, TC_UNSPEC);
+  const want = buildPacket6({ eth, ...ptb(pod, readdressed(quote, 'src', pod, 8080)) });
+  t.deepEqual(r.out, want);
+  t.true(verifyL4Checksum6(r.out.subarray(14)));
+  t.like(dp.counters(), { in_ipip_icmp: 1 });
+  // From a sender that is no edge: dropped. About no flow of ours, or to another of the node's addresses: untouched.
+  t.is(run(dp.ingress, fromSender(buildPacket6(tunnel(ptb(VIP6, quote))), MAC_ROUTER)).retval, TC_SHOT);
+  t.like(dp.counters(), { drop_untrusted_source: 1 });
+  for (const f of [
+    buildPacket6(tunnel(ptb(VIP6, readdressed(quote, 'dst', CLIENT6, 40001)))),
+    buildPacket6(tunnel(ptb(VIP6, quote.subarray(0, 40 + 4)))),
+    buildPacket6(tunnel(ptb(VIP6_ELSEWHERE, readdressed(quote, 'src', VIP6_ELSEWHERE, 80)))),
+    buildPacket6(tunnel({ ...ptb(VIP6, quote), icmp6: { type: 128, code: 0, body: Buffer.alloc(8) } })),
+  ]) {
+    const o = run(dp.ingress, f);
+    t.is(o.retval, TC_UNSPEC);
+    t.deepEqual(o.out, f);
+  }
+  t.like(dp.counters(), { in_ipip_icmp: 1 });
+  const pinned = loadNode6(t, { nodeIp6: 'fd00::21' });
+  run(pinned.ingress, buildPacket6(tunnel(syn)));
+  const elsewhere = buildPacket6(tunnel(ptb(VIP6, quote), { dst: 'fd00::22' }));
+  t.deepEqual(run(pinned.ingress, elsewhere).out, elsewhere);
+});
+
 test('IP6IP6 trust: from outside the edge sources or from an unknown neighbour it is dropped; to no local frontend it passes untouched', (t) => {
   const dp = loadNode6(t);
   const inner: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6 }, udp: { sport: 1, dport: 53 } };
@@ -331,6 +458,41 @@ test('IP6IP6 trust: from outside the edge sources or from an unknown neighbour i
   t.is(r.retval, TC_UNSPEC);
   t.deepEqual(r.out, cni);
   t.like(dp.counters(), { in_ipip_not_ours: 1 });
+});
+
+test('IP6IP6 with --node-ip naming an IPv6 address: decapsulated only when the outer destination is that address; tunnels to the node\'s other addresses pass untouched', (t) => {
+  const NODE_IP6 = 'fd00::21';
+  const dp = loadNode6(t, { nodeIp6: NODE_IP6 });
+  t.is(dp.nodeIp6(), NODE_IP6);
+  const inner: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, tcp: { sport: 40000, dport: 80, seq: 7, flags: { syn: true } } };
+  for (const other of ['fd00::22', 'fd00::21:0', '::']) {
+    const f = buildPacket6(tunnel(inner, { dst: other }));
+    const r = run(dp.ingress, f);
+    t.is(r.retval, TC_UNSPEC, other);
+    t.deepEqual(r.out, f, `to ${other}: untouched`);
+  }
+  t.like(dp.counters(), { in_ipip_not_ours: 3, in_ipip_dnat: 0 });
+  t.is(dp.flows().length, 0);
+  const r = run(dp.ingress, buildPacket6(tunnel(inner, { dst: NODE_IP6 })));
+  t.is(r.retval, TC_UNSPEC);
+  t.like(dp.counters(), { in_ipip_dnat: 1 });
+  t.is(r.out.length, 14 + 40 + 20, 'decapsulated');
+  // Without an IPv6 node address, the outer destination is not checked (as before).
+  const open = loadNode6(t);
+  t.is(open.nodeIp6(), null);
+  t.is(run(open.ingress, buildPacket6(tunnel(inner, { dst: 'fd00::22' }))).out.length, 14 + 40 + 20);
+});
+
+test('--node-ip takes one address or one of each family; anything else is refused naming the flag and the value', (t) => {
+  t.deepEqual(parseNodeIps(undefined), {});
+  t.deepEqual(parseNodeIps('192.0.2.21'), { nodeIp: '192.0.2.21' });
+  t.deepEqual(parseNodeIps('fd00::21'), { nodeIp6: 'fd00::21' });
+  t.deepEqual(parseNodeIps('fd00::21, 192.0.2.21'), { nodeIp: '192.0.2.21', nodeIp6: 'fd00::21' });
+  t.throws(() => parseNodeIps('192.0.2.21,192.0.2.22'), { message: /--node-ip: two IPv4 addresses \('192.0.2.21', '192.0.2.22'\)/ });
+  t.throws(() => parseNodeIps('fd00::21,fd00::22'), { message: /--node-ip: two IPv6 addresses/ });
+  t.throws(() => parseNodeIps('fd00::/64'), { message: /--node-ip: 'fd00::\/64' is not an IPv4 or IPv6 address/ });
+  t.throws(() => parseNodeIps('192.0.2.21,'), { message: /--node-ip takes one address or one of each family/ });
+  t.throws(() => parseNodeIps('a,b,c'), { message: /--node-ip takes one address or one of each family/ });
 });
 
 test('IPv6 rolling update: a header naming a terminating pod is accepted, new IP6IP6 flows never pick it', (t) => {

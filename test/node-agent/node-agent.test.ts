@@ -12,7 +12,8 @@ import { testBpffs } from '../lib/test-bpffs.js';
 import { buildPacket, dsrOption } from '../lib/packets.js';
 import { inject } from '../lib/inject.js';
 import { parseEdgeSources } from '../../src/cli/node.js';
-import { edgeNeighbourEntries, parseProcArp, unresolvedEdges } from '../../src/node-agent/edge-neighbours.js';
+import { edgeNeighbourEntries, nudStateNames, parseProcArp, readNeighbours6, unresolvedEdges } from '../../src/node-agent/edge-neighbours.js';
+import { inNetns } from '../../src/datapath/loader/netns.js';
 import { parseListen } from '../../src/node-agent/metrics.js';
 import { NODE_DEFAULTS } from '../../src/datapath/node-datapath.js';
 
@@ -51,6 +52,37 @@ test('neighbour table → trusted edges: only edge-source addresses with a usabl
   t.deepEqual(edgeNeighbourEntries(rows6, [...sources, '2001:db8:e::/126']).slice(3), [{ ip: '2001:db8:e::1', mac: '02:aa:00:00:00:61' }]);
   t.deepEqual(unresolvedEdges(rows6, [...sources, '2001:db8:e::2']), ['10.0.0.13', '10.0.0.14']);
   t.deepEqual(parseEdgeSources('10.0.0.11,2001:db8:e::1'), ['10.0.0.11', '2001:db8:e::1']);
+});
+
+test('the kernel\'s IPv6 neighbour table (netlink) → neighbour rows of one interface, states named; edge entries become trusted edges', async (t) => {
+  t.deepEqual(nudStateNames(0x80), ['PERMANENT']);
+  t.deepEqual(nudStateNames(0x04), ['STALE']);
+  t.deepEqual(nudStateNames(0x20), ['FAILED']);
+  t.deepEqual(nudStateNames(0x41), ['INCOMPLETE', 'NOARP']);
+  const cleanup = new Cleanup();
+  t.teardown(() => cleanup.run());
+  const ns = await createNetns(`elb-n6-${uniqueId()}`, cleanup);
+  await vethPair(ns, 'fab0', ns, 'fab1');
+  await vethPair(ns, 'oth0', ns, 'oth1');
+  await addAddress(ns, 'fab0', '2001:db8:e::10/64');
+  await nsRun(ns, ['ip', '-6', 'neigh', 'add', '2001:db8:e::1', 'lladdr', '02:aa:00:00:00:61', 'dev', 'fab0', 'nud', 'permanent']);
+  await nsRun(ns, ['ip', '-6', 'neigh', 'add', '2001:db8:e::2', 'lladdr', '02:AA:00:00:00:62', 'dev', 'fab0', 'nud', 'stale']);
+  await nsRun(ns, ['ip', '-6', 'neigh', 'add', '2001:db8:7::1', 'lladdr', '02:aa:00:00:00:07', 'dev', 'fab0', 'nud', 'permanent']);
+  await nsRun(ns, ['ip', '-6', 'neigh', 'add', '2001:db8:e::3', 'lladdr', '02:aa:00:00:00:63', 'dev', 'oth0', 'nud', 'permanent']);
+  await nsRun(ns, ['ip', '-4', 'neigh', 'add', '10.0.0.11', 'lladdr', '02:aa:00:00:00:11', 'dev', 'fab0', 'nud', 'permanent']);
+  const rows = inNetns(ns, () => readNeighbours6('fab0'));
+  const byDst = new Map(rows.map((r) => [r.dst, r]));
+  t.like(byDst.get('2001:db8:e::1'), { lladdr: '02:aa:00:00:00:61', state: ['PERMANENT'] });
+  t.like(byDst.get('2001:db8:e::2'), { lladdr: '02:aa:00:00:00:62', state: ['STALE'] });
+  t.true(byDst.has('2001:db8:7::1'));
+  t.false(byDst.has('2001:db8:e::3'), 'another interface\'s entry is not this one\'s');
+  t.false(rows.some((r) => !r.dst.includes(':')), 'IPv6 only');
+  t.deepEqual(edgeNeighbourEntries(rows, ['2001:db8:e::/126']).sort((a, b) => a.ip.localeCompare(b.ip)), [
+    { ip: '2001:db8:e::1', mac: '02:aa:00:00:00:61' },
+    { ip: '2001:db8:e::2', mac: '02:aa:00:00:00:62' },
+  ]);
+  t.throws(() => inNetns(ns, () => readNeighbours6('nope0')), { message: /nope0/ });
+  t.throws(() => readNeighbours6('../x'), { message: /not an interface name/ });
 });
 
 async function scrape(ns: string, port: number, path = '/metrics'): Promise<{ status: number; body: string }> {

@@ -2,7 +2,8 @@
 // typed API lives in src/datapath/loader.ts; this layer only converts
 // arguments, calls libbpf and turns failures into errno-carrying errors.
 // One more entry rides in the same .node file without being part of the
-// loader: sdNotify (notify.cc), bound by src/agent/sd-notify.ts on its own.
+// loader: sdNotify (notify.cc), bound by src/agent/sd-notify.ts on its own,
+// and neighbours6 (neigh.cc), bound by src/node-agent/edge-neighbours.ts.
 #include <bpf/libbpf.h>
 #include <bpf/libbpf_version.h>
 
@@ -18,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMaps(env, exports);
   InitProgs(env, exports);
   InitNotify(env, exports);
+  InitNeigh(env, exports);
   exports.Set("libbpfVersion", Napi::String::New(env, std::to_string(LIBBPF_MAJOR_VERSION) + "." +
                                                           std::to_string(LIBBPF_MINOR_VERSION)));
   return exports;

@@ -39,6 +39,7 @@ bool HasArg(const Napi::CallbackInfo &info, size_t i);
 
 void InitObject(Napi::Env env, Napi::Object exports);
 void InitNotify(Napi::Env env, Napi::Object exports);
+void InitNeigh(Napi::Env env, Napi::Object exports);
 void InitMaps(Napi::Env env, Napi::Object exports);
 void InitProgs(Napi::Env env, Napi::Object exports);
 
