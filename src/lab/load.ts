@@ -197,7 +197,7 @@ async function udpLoad(o: LoadOptions): Promise<LoadResult> {
   const worker = async (): Promise<void> => {
     while (Date.now() < b.until && t.sent < b.count) {
       t.sent++;
-      const sock = createSocket('udp4');
+      const sock = createSocket(o.target.includes(':') ? 'udp6' : 'udp4');
       try {
         await new Promise<void>((resolve, reject) => {
           sock.once('error', reject);

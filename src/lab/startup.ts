@@ -155,7 +155,7 @@ async function startNodes(lab: Lab): Promise<void> {
     const pinDir = join(lab.state.bpffsDir, n.name);
     lab.state.nodes.push({ node: n.name, pinDir, attached: false, detail: 'edgelb node run starting' });
     const kubeconfig = await lab.kubeconfigFor(n.name);
-    const args = (kc: string): string[] => ['node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', n.address, '--edge-sources', p.edges.flatMap((e) => (lab.state.options.ipv6 ? [e.address, e.address6] : [e.address])).join(','), '--kubeconfig', kc, '--pin-path', pinDir, '--default-class', '--metrics-listen', `127.0.0.1:${NODE_METRICS_PORT}`];
+    const args = (kc: string): string[] => ['node', 'run', '--interface', n.ifname, '--node-name', n.name, '--node-ip', lab.state.options.ipv6 ? `${n.address},${n.address6}` : n.address, '--edge-sources', p.edges.flatMap((e) => (lab.state.options.ipv6 ? [e.address, e.address6] : [e.address])).join(','), '--kubeconfig', kc, '--pin-path', pinDir, '--default-class', '--metrics-listen', `127.0.0.1:${NODE_METRICS_PORT}`];
     const log = join(lab.state.dir, `node-agent-${n.name}.log`);
     let proc: LabProcess;
     if (lab.state.options.ociNodes.includes(n.name)) {

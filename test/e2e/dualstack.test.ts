@@ -2,13 +2,14 @@
 // sessions, a dual-stack Service range in the real kube-apiserver): a
 // RequireDualStack and a PreferDualStack Service each get an address of
 // both families from the pools of that family, the real EndpointSlice
-// controller writes a slice per family, and the IPv4 VIP serves with the
-// client's address kept. The edges' datapath does not forward IPv6 yet: its
-// IPv6 frontends are reported on the Service (a Warning from each edge) and
-// the IPv6 VIP is not announced, so the routers never draw IPv6 traffic
-// into an edge that would drop it.
+// controller writes a slice per family, the router has one nexthop per edge
+// for each VIP, and both serve with the client's address kept. IPv6 DSR by
+// the Destination Options header and by IPv6-in-IPv6: pods see the client's
+// IPv6 address, no reply crosses an edge.
 import test from 'ava';
-import { bringUp, need, summary, tearDown, type LabHolder } from './helpers.js';
+import { join } from 'node:path';
+import { bringUp, captureEdges, need, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
+import { startCapture } from '../../src/lab/capture.js';
 import type { LabServiceSpec } from '../../src/lab/manifests.js';
 
 let h: LabHolder | undefined;
@@ -46,9 +47,8 @@ test.serial('every edge has an IPv6 BGP session beside its IPv4 one', async (t) 
   t.deepEqual(Object.keys(v6).sort(), lab.plan.edges.map((e) => e.address6).sort());
 });
 
-test.serial('RequireDualStack and PreferDualStack: an address of each family, a slice of each family; IPv4 serves with the client address; the IPv6 VIP is reported, not announced', async (t) => {
+test.serial('RequireDualStack and PreferDualStack: an address of each family from its pool, a slice of each family; both VIPs on the router with one nexthop per edge, both serve with the client address', async (t) => {
   const lab = need(t, h);
-  const edges = lab.plan.edges.map((e) => e.address);
   const specs: LabServiceSpec[] = [
     { name: 'both', udpPort: null, ipFamilyPolicy: 'RequireDualStack', ipFamilies: ['IPv4', 'IPv6'] },
     { name: 'prefer', udpPort: null, ipFamilyPolicy: 'PreferDualStack', ipFamilies: ['IPv6', 'IPv4'] },
@@ -72,23 +72,55 @@ test.serial('RequireDualStack and PreferDualStack: an address of each family, a 
     t.deepEqual(byType.get('IPv4'), lab.plan.nodes.flatMap((n) => n.pods.map((p) => p.ip)).sort());
     t.deepEqual(byType.get('IPv6'), lab.plan.nodes.flatMap((n) => n.pods.map((p) => p.ip6)).sort());
 
-    await lab.waitForGateways(v4, edges);
-    await lab.waitServing(v4);
-    const r = await lab.load({ kind: 'http', target: v4, port: 80, count: 20, concurrency: 2, timeoutMs: 2000 });
-    t.is(r.ok, 20, summary(r));
-    t.deepEqual(Object.keys(r.clients), [lab.plan.client.address], `the pods saw the client's address: ${summary(r)}`);
-
-    const warned = await until(`${s.name}: a Warning from each edge for the IPv6 frontend`, async () => {
-      const ev = await lab.kubectlJson<{ items: { type: string; reason: string; note: string }[] }>(['get', 'events.events.k8s.io', '--field-selector', `regarding.name=${s.name}`]);
-      const w = ev.items.filter((e) => e.type === 'Warning' && e.reason === 'UnsupportedFamily' && e.note.includes(v6));
-      return new Set(w.map((e) => e.note.replace(/.*not served by edge (\S+)\)$/, '$1'))).size >= edges.length ? w : null;
-    });
-    t.true(warned.length >= edges.length);
+    await lab.waitForGateways(v4, lab.plan.edges.map((e) => e.address));
+    t.deepEqual(await routerGateways6(v6), lab.plan.edges.map((e) => e.address6).sort(), `show ipv6 route ${v6}: one nexthop per edge`);
+    for (const vip of [v4, v6]) {
+      await lab.waitServing(vip);
+      const r = await lab.load({ kind: 'http', target: vip, port: 80, count: 20, concurrency: 2, timeoutMs: 2000 });
+      t.is(r.ok, 20, summary(r));
+      const client = vip.includes(':') ? lab.plan.client.address6 : lab.plan.client.address;
+      t.deepEqual(Object.keys(r.clients), [client], `${vip}: the pods saw the client's address: ${summary(r)}`);
+    }
   }
-  const v6peers = await lab.router().neighbors(6);
-  t.deepEqual(
-    lab.plan.edges.map((e) => v6peers[e.address6]?.pfxRcd ?? 0),
-    lab.plan.edges.map(() => 0),
-    'no IPv6 VIP announced while the edges cannot forward it',
-  );
+
+  async function routerGateways6(vip: string): Promise<string[]> {
+    return until(`the router's IPv6 route to ${vip}`, async () => {
+      const j = JSON.parse(await lab.vtysh(`show ipv6 route ${vip}/128 json`)) as Record<string, { nexthops?: { ip?: string; active?: boolean }[] }[]>;
+      const hops = (j[`${vip}/128`]?.[0]?.nexthops ?? []).filter((n) => n.active).map((n) => n.ip ?? '').sort();
+      return hops.length === lab.plan.edges.length ? hops : null;
+    });
+  }
 });
+
+for (const dispatch of ['ip-option', 'ipip'] as const) {
+  test.serial(`IPv6 DSR ${dispatch}: TCP and UDP answered from the VIP, pods see the client's IPv6 address, no replies cross the edges`, async (t) => {
+    const lab = need(t, h);
+    const name = `v6-${dispatch.replace('-', '')}`;
+    await lab.applyService({ name, ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv6'], annotations: { 'edgelb.io/dispatch': dispatch } });
+    const vip = await lab.waitForVip(name);
+    t.true(vip.includes(':'), vip);
+    await lab.waitServing(vip);
+    const replies = await captureEdges(lab, h!.dir, `ip6 and src host ${vip}`, `${name}-replies`);
+    const requests = await captureEdges(lab, h!.dir, `ip6 and dst host ${vip}`, `${name}-requests`);
+    // What a node receives from the edges: the Destination Options header (next header 60) or IPv6-in-IPv6 (41).
+    const node = lab.plan.nodes[0]!;
+    const atNode = await startCapture(lab.plan.fabric.ns, node.fabricPort, dispatch === 'ip-option' ? 'ip6 and ip6[6] == 60' : 'ip6 and ip6[6] == 41', join(h!.dir, `${name}-node.pcap`));
+    const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 100, concurrency: 4, timeoutMs: 2000 });
+    const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 100, concurrency: 2, timeoutMs: 1000 });
+    const replyCounts = await stopAll(replies);
+    const requestCounts = await stopAll(requests);
+    const nodeCount = await atNode.stop();
+    const shown = await atNode.text({ verbose: true, max: 2 });
+    t.is(tcp.ok, 100, summary(tcp));
+    t.is(udp.ok, 100, summary(udp));
+    t.is(udp.wrongSource, 0, `UDP answers from an address other than ${vip}: ${summary(udp)}`);
+    t.deepEqual(Object.keys(tcp.clients), [lab.plan.client.address6], `pods saw ${JSON.stringify(tcp.clients)}`);
+    t.deepEqual(Object.keys(udp.clients), [lab.plan.client.address6], `pods saw ${JSON.stringify(udp.clients)}`);
+    t.is(Object.keys(tcp.pods).length, 4, `all four pods serve: ${JSON.stringify(tcp.pods)}`);
+    t.deepEqual(replyCounts, [0, 0], `packets from ${vip} on the edges' uplinks (edge1, edge2)`);
+    t.true(requestCounts.every((n) => n > 0), `requests reached both edges: ${requestCounts.join(', ')}`);
+    t.true(nodeCount > 0, `${dispatch} packets reached ${node.name}`);
+    if (dispatch === 'ip-option') t.regex(shown, /DSTOPT/, shown);
+    t.log(`IPv6 ${dispatch}: ${summary(tcp)}; requests on the edge uplinks ${requestCounts.join('/')}, replies ${replyCounts.join('/')}; at ${node.name}:\n${shown}`);
+  });
+}
