@@ -68,8 +68,8 @@ async function main(): Promise<number> {
   say(bold('edgelb demo: a LoadBalancer Service announced by two edges over BGP, served with direct server return'));
   say('Everything below runs in network namespaces on this machine and is removed at the end.');
   try {
-    await step('1. Bring the lab up: client, FRR router, two edges (gobgpd + edgelb agent with XDP), two Kubernetes nodes with two echo pods each, etcd + kube-apiserver + kube-controller-manager', async () => {
-      lab = await labUp({ say: (s) => say(`  ${s}`), keepOnFailure: true, ownerKind: 'demo' });
+    await step('1. Bring the lab up (dual-stack): client, FRR router, two edges (gobgpd + edgelb agent with XDP), two Kubernetes nodes with two echo pods each, etcd + kube-apiserver + kube-controller-manager', async () => {
+      lab = await labUp({ say: (s) => say(`  ${s}`), keepOnFailure: true, ownerKind: 'demo', ipv6: true });
       say();
       say(indent(renderStatus(await lab.describe()), 2));
       if (lab.state.phase !== 'up') throw new Error(`the lab is only partly up: ${lab.state.problems.join('; ')}`);
@@ -171,7 +171,35 @@ async function main(): Promise<number> {
       say(`  The SYN-ACK leaves the node with source ${vip}.80, rewritten by the node's tc program.`);
     });
 
-    await step('9. What the agents say', async () => {
+    await step('9. IPv6: a dual-stack Service gets a VIP of each family; over IPv6 the pod sees the client\'s IPv6 address, and the SYN reaches the node with a Destination Options header', async () => {
+      await kubectl(['apply', '-f', '-'], JSON.stringify({
+        apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo6' },
+        spec: { type: 'LoadBalancer', ipFamilyPolicy: 'RequireDualStack', ipFamilies: ['IPv4', 'IPv6'], selector: { app: 'echo' }, ports: [{ port: 80, targetPort: L.plan.ports.http }] },
+      }));
+      const deadline = Date.now() + 20_000;
+      let ips: string[] = [];
+      while (Date.now() < deadline && ips.length < 2) {
+        ips = (await L.kubectl(['get', 'svc', 'echo6', '-o', 'jsonpath={.status.loadBalancer.ingress[*].ip}'])).stdout.split(' ').filter(Boolean);
+        if (ips.length < 2) await new Promise((r) => setTimeout(r, 250));
+      }
+      await kubectl(['get', 'svc', 'echo6', '-o', 'wide']);
+      const vip6 = ips.find((ip) => ip.includes(':'));
+      if (!vip6) throw new Error(`no IPv6 address in status (${ips.join(', ') || 'none'})`);
+      await L.waitServing(vip6, 80, 15000);
+      show(`vtysh -c 'show ipv6 route ${vip6}'   # in ${L.plan.router.ns}`, await L.vtysh(`show ipv6 route ${vip6}`));
+      const caps = await Promise.all(L.plan.nodes.map((n) => startCapture(n.ns, n.ifname, 'ip6 and ip6[6] == 60', join(tmp, `node6-${n.name}.pcap`))));
+      for (let i = 0; i < 4; i++) {
+        const r = await nsRun(L.plan.client.ns, ['curl', '-s', '-m', '3', `http://[${vip6}]/`]);
+        show(`curl -s 'http://[${vip6}]/'   # from the client ${L.plan.client.address6}`, r.stdout);
+      }
+      const counts = await Promise.all(caps.map((c) => c.stop()));
+      const i = counts.findIndex((n) => n > 0);
+      if (i < 0) throw new Error('no packet with a Destination Options header seen on either node');
+      show(`tcpdump -nn -v -i ${L.plan.nodes[i]!.ifname} 'ip6 and ip6[6] == 60'   # on ${L.plan.nodes[i]!.name}`, await caps[i]!.text({ max: 2, verbose: true }));
+      say(`  "DSTOPT (opt_type 0x5e: len=18)" is edgelb's IPv6 DSR header holding [${vip6}]:80; the node strips it before the pod.`);
+    });
+
+    await step('10. What the agents say', async () => {
       for (const e of L.plan.edges) {
         const st = await L.edgelb(e.name, ['status']);
         show(`edgelb status   # on ${e.name}`, st.stdout);
@@ -181,7 +209,7 @@ async function main(): Promise<number> {
     });
   } finally {
     clearTimeout(watchdog);
-    await step('10. Tear down', async () => {
+    await step('11. Tear down', async () => {
       if (lab) {
         const problems = await labDown((lab as Lab).prefix, (s) => say(`  ${s}`));
         if (problems.length) throw new Error(problems.join('; '));
