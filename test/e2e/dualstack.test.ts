@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { bringUp, captureEdges, need, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
 import { startCapture } from '../../src/lab/capture.js';
 import type { LabServiceSpec } from '../../src/lab/manifests.js';
+import type { Lab } from '../../src/lab/handle.js';
 
 let h: LabHolder | undefined;
 
@@ -36,6 +37,23 @@ async function until<T>(what: string, f: () => Promise<T | null>, ms = 20000): P
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/** The router's active IPv6 nexthops for `vip` (sorted). */
+async function gateways6(lab: Lab, vip: string): Promise<string[]> {
+  const j = JSON.parse(await lab.vtysh(`show ipv6 route ${vip}/128 json`)) as Record<string, { nexthops?: { ip?: string; active?: boolean }[] }[]>;
+  return (j[`${vip}/128`]?.[0]?.nexthops ?? []).filter((n) => n.active).map((n) => n.ip ?? '').sort();
+}
+
+/** Waits until the router's IPv6 route to `vip` has exactly `want` as nexthops. */
+async function waitGateways6(lab: Lab, vip: string, want: string[], ms = 20000): Promise<string[]> {
+  const w = [...want].sort().join(',');
+  return until(`the router's IPv6 route to ${vip} via [${w}]`, async () => {
+    const got = await gateways6(lab, vip);
+    return got.join(',') === w ? got : null;
+  }, ms);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test.serial('every edge has an IPv6 BGP session beside its IPv4 one', async (t) => {
   const lab = need(t, h);
@@ -73,7 +91,7 @@ test.serial('RequireDualStack and PreferDualStack: an address of each family fro
     t.deepEqual(byType.get('IPv6'), lab.plan.nodes.flatMap((n) => n.pods.map((p) => p.ip6)).sort());
 
     await lab.waitForGateways(v4, lab.plan.edges.map((e) => e.address));
-    t.deepEqual(await routerGateways6(v6), lab.plan.edges.map((e) => e.address6).sort(), `show ipv6 route ${v6}: one nexthop per edge`);
+    t.deepEqual(await waitGateways6(lab, v6, lab.plan.edges.map((e) => e.address6)), lab.plan.edges.map((e) => e.address6).sort(), `show ipv6 route ${v6}: one nexthop per edge`);
     for (const vip of [v4, v6]) {
       await lab.waitServing(vip);
       const r = await lab.load({ kind: 'http', target: vip, port: 80, count: 20, concurrency: 2, timeoutMs: 2000 });
@@ -83,13 +101,6 @@ test.serial('RequireDualStack and PreferDualStack: an address of each family fro
     }
   }
 
-  async function routerGateways6(vip: string): Promise<string[]> {
-    return until(`the router's IPv6 route to ${vip}`, async () => {
-      const j = JSON.parse(await lab.vtysh(`show ipv6 route ${vip}/128 json`)) as Record<string, { nexthops?: { ip?: string; active?: boolean }[] }[]>;
-      const hops = (j[`${vip}/128`]?.[0]?.nexthops ?? []).filter((n) => n.active).map((n) => n.ip ?? '').sort();
-      return hops.length === lab.plan.edges.length ? hops : null;
-    });
-  }
 });
 
 for (const dispatch of ['ip-option', 'ipip'] as const) {
@@ -124,3 +135,36 @@ for (const dispatch of ['ip-option', 'ipip'] as const) {
     t.log(`IPv6 ${dispatch}: ${summary(tcp)}; requests on the edge uplinks ${requestCounts.join('/')}, replies ${replyCounts.join('/')}; at ${node.name}:\n${shown}`);
   });
 }
+
+test.serial('IPv6 drain and ECMP rehash: draining an edge under IPv6 load fails no request; 30 long-lived IPv6 connections survive an edge leaving the nexthops and coming back', async (t) => {
+  const lab = need(t, h);
+  const [e1, e2] = lab.plan.edges;
+  await lab.applyService({ name: 'v6-moves', udpPort: null, ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv6'] });
+  const vip = await lab.waitForVip('v6-moves');
+  await waitGateways6(lab, vip, [e1!.address6, e2!.address6]);
+  await lab.waitServing(vip);
+
+  const load = lab.load({ kind: 'http', target: vip, port: 80, durationMs: 6000, concurrency: 4, timeoutMs: 2000 });
+  await sleep(1000);
+  await lab.edgelb(e1!.name, ['drain']);
+  await waitGateways6(lab, vip, [e2!.address6], 10000);
+  const drained = await load;
+  t.is(drained.failed, 0, `drain: ${summary(drained)}`);
+  t.true(drained.ok > 50, summary(drained));
+  t.deepEqual(Object.keys(drained.clients), [lab.plan.client.address6]);
+  await lab.edgelb(e1!.name, ['undrain']);
+  await waitGateways6(lab, vip, [e1!.address6, e2!.address6], 15000);
+
+  const keep = lab.load({ kind: 'keep', target: vip, port: 80, durationMs: 12000, connections: 30, intervalMs: 250, timeoutMs: 3000 });
+  await sleep(2000);
+  await lab.router().vtysh('configure terminal', `router bgp ${lab.plan.router.asn}`, `neighbor ${e1!.address6} shutdown`);
+  await waitGateways6(lab, vip, [e2!.address6], 10000);
+  await sleep(2000);
+  await lab.router().vtysh('configure terminal', `router bgp ${lab.plan.router.asn}`, `no neighbor ${e1!.address6} shutdown`);
+  await waitGateways6(lab, vip, [e1!.address6, e2!.address6], 15000);
+  const r = await keep;
+  t.log(`IPv6 drain: ${summary(drained)}; rehash: ${summary(r)}; broken connections ${r.brokenConnections}`);
+  t.is(r.brokenConnections, 0, summary(r));
+  t.is(r.failed, 0, summary(r));
+  t.true(r.ok >= 30 * 10, summary(r));
+});
