@@ -10,6 +10,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import { bringUp, captureEdges, need, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
 import { startCapture } from '../../src/lab/capture.js';
+import { blackhole } from '../lib/netns.js';
 import type { LabServiceSpec } from '../../src/lab/manifests.js';
 import type { Lab } from '../../src/lab/handle.js';
 
@@ -167,4 +168,25 @@ test.serial('IPv6 drain and ECMP rehash: draining an edge under IPv6 load fails 
   t.is(r.brokenConnections, 0, summary(r));
   t.is(r.failed, 0, summary(r));
   t.true(r.ok >= 30 * 10, summary(r));
+});
+
+test.serial('IPv6 failover: blackholing an edge\'s uplink, BFD over IPv6 takes it out of the router\'s IPv6 route within seconds; then the other edge serves everything', async (t) => {
+  const lab = need(t, h);
+  const [e1, e2] = lab.plan.edges;
+  const vip = await lab.waitForVip('v6-moves');
+  await waitGateways6(lab, vip, [e1!.address6, e2!.address6]);
+  const t0 = Date.now();
+  await blackhole(lab.plan.fabric.ns, e1!.fabricPort, true);
+  try {
+    await waitGateways6(lab, vip, [e2!.address6], 10000);
+    const detectMs = Date.now() - t0;
+    t.true(detectMs < 3000, `BFD (150 ms × 5) should take ${e1!.name} out well before the 9 s hold timer: took ${detectMs} ms`);
+    const bfd = await lab.vtysh('show bfd peers brief');
+    t.regex(bfd, new RegExp(`${e1!.address6}.*down`, 'i'), bfd);
+    const after = await lab.load({ kind: 'http', target: vip, port: 80, count: 40, concurrency: 2, timeoutMs: 1000 });
+    t.is(after.failed, 0, `after failover everything goes through ${e2!.name}: ${summary(after)}`);
+    t.log(`IPv6 failover: ${e1!.name} out of the IPv6 route ${detectMs} ms after the blackhole; ${summary(after)}`);
+  } finally {
+    await blackhole(lab.plan.fabric.ns, e1!.fabricPort, false);
+  }
 });
