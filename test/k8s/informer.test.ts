@@ -29,13 +29,31 @@ async function until(what: string, f: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
+/** A loopback HTTP server answering as `handler` says, and a RestClient for it (plain HTTP, allowed by insecure-skip-tls-verify). */
+async function loopbackApi(handler: (req: IncomingMessage, res: ServerResponse) => void, user = ''): Promise<{ rest: RestClient; close: () => void }> {
+  const server = createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const users = user ? `users: [{ name: u, user: ${user} }]\n` : '';
+  const context = user ? '{ cluster: c, user: u }' : '{ cluster: c }';
+  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\n${users}contexts: [{ name: x, context: ${context} }]\ncurrent-context: x\n`));
+  return {
+    rest,
+    close: () => {
+      rest.close();
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
 test('a clean end resumes from the last resourceVersion; 410 relists; a broken line and a nameless event stop nothing', async (t) => {
   const lists: string[][] = [[], []];
   let listItems: Obj[] = [obj('a', '5'), obj('b', '6')];
   let listRv = '10';
   const watches: URLSearchParams[] = [];
   const scripts: ((res: ServerResponse) => void)[] = [];
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const api = await loopbackApi((req: IncomingMessage, res: ServerResponse) => {
     const u = new URL(req.url ?? '/', 'http://x');
     res.setHeader('content-type', 'application/json');
     if (u.searchParams.get('watch') !== 'true') {
@@ -48,13 +66,8 @@ test('a clean end resumes from the last resourceVersion; 410 relists; a broken l
     const next = scripts.shift();
     if (next) next(res);
     // otherwise: an idle watch, ended when the test closes the server
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  const kc = KubeConfig.fromYaml(
-    `clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\nusers: [{ name: u, user: { token: t } }]\ncontexts: [{ name: x, context: { cluster: c, user: u } }]\ncurrent-context: x\n`,
-  );
-  const rest = new RestClient(kc);
+  }, '{ token: t }');
+  const { rest } = api;
   const errors: string[] = [];
   const logger = createLogger({ level: 'warn', stream: { write: (l: string) => void errors.push((JSON.parse(l) as { msg: string }).msg) } });
   const events: string[] = [];
@@ -116,15 +129,13 @@ test('a clean end resumes from the last resourceVersion; 410 relists; a broken l
     t.true(errors.some((m) => m.includes('(no name)')), 'the nameless event is logged');
   } finally {
     await inf.stop();
-    rest.close();
-    server.closeAllConnections();
-    server.close();
+    api.close();
   }
 });
 
 test('a list refused or unreachable keeps retrying with backoff, and the first good list syncs', async (t) => {
   let calls = 0;
-  const server = createServer((req, res) => {
+  const api = await loopbackApi((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
     if (u.searchParams.get('watch') === 'true') {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -139,9 +150,7 @@ test('a list refused or unreachable keeps retrying with backoff, and the first g
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ metadata: { resourceVersion: '7' }, items: [obj('a', '7')] }));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  const { rest } = api;
   const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger: createLogger({ level: 'silent' }), backoffInitialMs: 20, onEvent: () => undefined });
   try {
     await inf.start();
@@ -152,16 +161,14 @@ test('a list refused or unreachable keeps retrying with backoff, and the first g
     t.deepEqual(inf.list().map((o) => o.metadata.name), ['a']);
   } finally {
     await inf.stop();
-    rest.close();
-    server.closeAllConnections();
-    server.close();
+    api.close();
   }
 });
 
 test('a watch stream that never ends its line is cut at 16 MiB and relisted, not buffered without bound', async (t) => {
   let lists = 0;
   let watches = 0;
-  const server = createServer((req, res) => {
+  const api = await loopbackApi((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
     res.setHeader('content-type', 'application/json');
     if (u.searchParams.get('watch') !== 'true') {
@@ -183,9 +190,7 @@ test('a watch stream that never ends its line is cut at 16 MiB and relisted, not
     res.write('{"type":"ADDED","object":{"metadata":{"name":"');
     more();
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  const { rest } = api;
   const warnings: string[] = [];
   const logger = createLogger({ level: 'warn', stream: { write: (l: string) => void warnings.push(JSON.parse(l).err as string) } });
   const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger, backoffInitialMs: 20, onEvent: () => undefined });
@@ -196,16 +201,14 @@ test('a watch stream that never ends its line is cut at 16 MiB and relisted, not
     t.deepEqual(inf.list().map((o) => o.metadata.name), ['a']);
   } finally {
     await inf.stop();
-    rest.close();
-    server.closeAllConnections();
-    server.close();
+    api.close();
   }
 });
 
 test('a watch silent past its idle limit is reopened from the last resourceVersion, without a relist', async (t) => {
   let lists = 0;
   const watchRvs: string[] = [];
-  const server = createServer((req, res) => {
+  const api = await loopbackApi((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
     res.setHeader('content-type', 'application/json');
     if (u.searchParams.get('watch') !== 'true') {
@@ -218,9 +221,7 @@ test('a watch silent past its idle limit is reopened from the last resourceVersi
     // One event, then silence (a peer that died without closing the connection).
     if (watchRvs.length === 1) res.write(`${JSON.stringify({ type: 'MODIFIED', object: obj('a', '9', 2) })}\n`);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  const { rest } = api;
   const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger: createLogger({ level: 'silent' }), watchIdleMs: 1200, onEvent: () => undefined });
   try {
     await inf.start();
@@ -231,16 +232,14 @@ test('a watch silent past its idle limit is reopened from the last resourceVersi
     t.is(inf.get('a', 'ns')?.v, 2);
   } finally {
     await inf.stop();
-    rest.close();
-    server.closeAllConnections();
-    server.close();
+    api.close();
   }
 });
 
 test('410 on the watch request relists at once, but a server that keeps answering 410 is not relisted in a tight loop', async (t) => {
   let lists = 0;
   let watches = 0;
-  const server = createServer((req, res) => {
+  const api = await loopbackApi((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
     res.setHeader('content-type', 'application/json');
     if (u.searchParams.get('watch') !== 'true') {
@@ -252,9 +251,7 @@ test('410 on the watch request relists at once, but a server that keeps answerin
     res.writeHead(410);
     res.end(JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' }));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  const { rest } = api;
   const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger: createLogger({ level: 'silent' }), backoffInitialMs: 100, onEvent: () => undefined });
   try {
     await inf.start();
@@ -265,8 +262,6 @@ test('410 on the watch request relists at once, but a server that keeps answerin
     t.deepEqual(inf.list().map((o) => o.metadata.name), ['a'], 'the cache stays');
   } finally {
     await inf.stop();
-    rest.close();
-    server.closeAllConnections();
-    server.close();
+    api.close();
   }
 });
