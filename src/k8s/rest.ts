@@ -84,16 +84,10 @@ export class RestClient {
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', s.fail);
         res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
+          const parsed = parseBody(Buffer.concat(chunks).toString('utf8'));
           chunks = [];
-          let parsed: unknown = text;
-          try {
-            parsed = text === '' ? undefined : JSON.parse(text);
-          } catch {
-            // keep the text
-          }
           if (code >= 200 && code < 300) s.ok(parsed);
-          else s.fail(new ApiStatusError(code, `${method} ${path}: HTTP ${code} ${(parsed as { message?: string } | undefined)?.message ?? ''}`.trim(), parsed));
+          else s.fail(statusError(`${method} ${path}`, code, parsed));
         });
       });
       req.end(payload);
@@ -151,14 +145,7 @@ export class RestClient {
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('error', () => undefined);
           res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let parsed: unknown = text;
-            try {
-              parsed = JSON.parse(text);
-            } catch {
-              /* keep the text */
-            }
-            const e = new ApiStatusError(code, `watch ${path}: HTTP ${code} ${(parsed as { message?: string } | undefined)?.message ?? ''}`.trim(), parsed);
+            const e = statusError(`watch ${path}`, code, parseBody(Buffer.concat(chunks).toString('utf8')));
             reject(e);
             finish(e);
           });
@@ -231,6 +218,21 @@ export class RestClient {
   close(): void {
     this.agent.destroy();
   }
+}
+
+/** A response body: its JSON, the text itself when it is not JSON, undefined when empty. */
+function parseBody(text: string): unknown {
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** A non-2xx answer as an error carrying the code, with the API server's message (a Status body) when it sent one. */
+function statusError(what: string, code: number, body: unknown): ApiStatusError {
+  return new ApiStatusError(code, `${what}: HTTP ${code} ${(body as { message?: string } | undefined)?.message ?? ''}`.trim(), body);
 }
 
 /**
