@@ -87,7 +87,10 @@ export class KubernetesAgentPart implements KubernetesPart {
   health(): ComponentHealth {
     if (!this.controller) return { ok: false, detail: this.lastError || 'not started' };
     const s = this.controller.status();
-    if (!s.connected) return { ok: false, detail: `API server unreachable (keeping the last known state; ${s.watchRestarts} watch restarts)` };
+    if (!s.connected) {
+      const why = s.lastError ? `: ${s.lastError}` : this.lastError ? `: ${this.lastError}` : ' (no answer yet)';
+      return { ok: false, detail: `API server unreachable${why} (keeping the last known state; ${s.watchRestarts} watch restarts)` };
+    }
     if (!s.synced) return { ok: false, detail: 'initial list not complete' };
     if (s.duplicateName) return { ok: false, detail: `another machine (instance ${s.duplicateName}) also presents the edge name ${this.config.node.name}: give each edge its own node.name` };
     return { ok: true, detail: `synced, ${s.services} services, ${s.frontends} frontends, ${s.vips} VIPs${s.leader ? ', IPAM leader' : ''}` };

@@ -46,6 +46,8 @@ export interface ControllerStatus {
   /** Lists beyond the initial one per informer (relists after 410 or outage). */
   relists: number;
   informers: Record<string, InformerStats>;
+  /** Why the API server is not reached, naming the informer ('' when connected or nothing failed yet). */
+  lastError: string;
   /** Services edgelb handles. */
   services: number;
   /** Frontends the sink accepted. */

@@ -155,8 +155,9 @@ export class KubernetesController {
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    await this.presence.start();
-    await this.cluster.start();
+    // Side by side: a slow Lease write must not hold back the lists (the
+    // elector, started after both, gates allocation anyway).
+    await Promise.all([this.presence.start(), this.cluster.start()]);
     this.elector.start();
   }
 
@@ -222,6 +223,7 @@ export class KubernetesController {
     }
     return {
       connected: all.every((s) => s.connected),
+      lastError: Object.entries(informers).map(([name, s]) => (s.lastError ? `${name}: ${s.lastError}` : '')).find((e) => e) ?? '',
       synced: all.every((s) => s.synced),
       firstPassDone: this.firstPass.done,
       leader: this.elector.isLeader(),

@@ -35,6 +35,8 @@ export interface InformerStats {
   errors: number;
   /** Objects whose projection or handler threw (logged, naming the object). */
   objectErrors: number;
+  /** Why the last list or watch failed, until one succeeds again (status shows it: "unreachable" alone helps nobody). */
+  lastError?: string;
 }
 
 export interface ResilientInformerOptions<T extends KubernetesObject> {
@@ -137,6 +139,7 @@ export class ResilientInformer<T extends KubernetesObject> {
         this.st.lists++;
         this.st.synced = true;
         this.st.connected = true;
+        delete this.st.lastError;
         setImmediate(() => {
           if (!this.stopped) this.o.onListed?.();
         });
@@ -174,6 +177,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       this.stream = stream;
       this.st.watchStarts++;
       this.st.connected = true;
+      delete this.st.lastError;
       this.backoffMs = this.o.backoffInitialMs ?? 200;
     } catch {
       // The watch's end callback has reported it.
@@ -239,6 +243,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   private event(ev: InformerEvent, obj: T): void {
     if (this.stopped) return;
     this.st.connected = true;
+    delete this.st.lastError;
     this.backoffMs = this.o.backoffInitialMs ?? 200;
     try {
       this.o.onEvent(ev, obj);
@@ -286,6 +291,11 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (reportPermissionProblem(this.o.logger, err, `list/watch ${this.o.path}`)) {
       /* logged once, naming verb and resource; keep retrying (RBAC may be fixed) */
     } else if (this.st.connected) this.o.logger.warn({ informer: this.o.name, err: String(err) }, 'lost API server; keeping last known state');
+    else if (this.st.lastError === undefined && this.st.lists === 0) {
+      // Never got through: say why once, not at every retry.
+      this.o.logger.warn({ informer: this.o.name, err: String(err) }, `cannot list ${this.o.path}: ${(err as Error)?.message ?? String(err)}; retrying`);
+    }
+    this.st.lastError = (err as Error)?.message ?? String(err);
     this.st.connected = false;
     if (this.restartTimer) return;
     const delay = this.backoffMs;

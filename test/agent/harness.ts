@@ -6,8 +6,8 @@
 // ServiceAccount's token. Everything it makes is removed by close(), also
 // after a failure.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, readFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, writeFileSync, rmSync, readFileSync, chmodSync, mkdirSync, openSync, closeSync, writeSync } from 'node:fs';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Cleanup, createNetns, uniqueId, vethPair, addAddress, nsRun, gatewaysOf, kernelRoutes, sleep } from '../lib/netns.js';
@@ -30,6 +30,57 @@ export async function until<T>(fn: () => Promise<T | null | false> | T | null | 
   }
 }
 
+const OCTETS = '/run/edgelb-test-octets';
+
+/**
+ * An octet for this lab's 10.O.10.0/24 and 10.O.11.0/30, held for the life
+ * of the process. The /30 lives in the root namespace (the API server's side),
+ * which every test file shares: two labs on one octet, or one on a subnet
+ * the host already has, would route one lab's API traffic into the other.
+ */
+function reserveOctet(seed: number): number {
+  mkdirSync(OCTETS, { recursive: true });
+  const used = new Set(Object.values(networkInterfaces()).flat().map((a) => a?.address ?? ''));
+  for (let i = 0; i < 200; i++) {
+    const octet = 16 + ((seed + i) % 200);
+    if ([...used].some((a) => a.startsWith(`10.${octet}.`))) continue;
+    const file = join(OCTETS, String(octet));
+    let fd: number;
+    try {
+      fd = openSync(file, 'wx');
+    } catch {
+      let owner = 0;
+      try {
+        owner = Number(readFileSync(file, 'utf8').trim());
+      } catch {
+        continue; // released meanwhile: try the next one
+      }
+      // An empty file is a reservation being written right now.
+      if (!(owner > 0) || pidAlive(owner)) continue;
+      rmSync(file, { force: true });
+      try {
+        fd = openSync(file, 'wx');
+      } catch {
+        continue; // another process took it meanwhile
+      }
+    }
+    writeSync(fd, String(process.pid));
+    closeSync(fd);
+    process.once('exit', () => rmSync(file, { force: true }));
+    return octet;
+  }
+  throw new Error(`no free 10.X.0.0/16 octet for an agent lab (${OCTETS} holds 200 live reservations?)`);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export interface AgentLabOptions {
   /** Short tag in namespace names (≤ 3 characters). */
   tag: string;
@@ -45,7 +96,7 @@ export class AgentLab {
   readonly cleanup = new Cleanup();
   readonly R: string;
   readonly E: string;
-  readonly octet = 16 + (parseInt(this.id, 16) % 200);
+  readonly octet = reserveOctet(parseInt(this.id, 16));
   /** router ↔ edge */
   readonly NET = `10.${this.octet}.10`;
   /** root ns (API server) ↔ edge */

@@ -230,6 +230,7 @@ test.serial('real faults: kube-apiserver restart, etcd stopped, etcd compacted u
   try {
     await cluster.stop('kube-apiserver');
     await waitFor('controller notices', () => !c.status().connected, 30_000);
+    t.regex(c.status().lastError, /^(services|endpointslices|nodes): \S/, 'status says which watch failed and why');
     await second.create(service(ns, 'new', { cls }));
   } catch (e) {
     await cluster.start('kube-apiserver').catch(() => undefined);
@@ -241,6 +242,7 @@ test.serial('real faults: kube-apiserver restart, etcd stopped, etcd compacted u
   await second.close();
   await cluster.start('kube-apiserver');
   await waitFor('relisted and reconnected', () => c.status().connected && c.status().relists > relists0, 60_000);
+  t.is(c.status().lastError, '');
   await waitFor('new Service allocated', async () => ingressOf(await get('new')).length === 1, 30_000);
   await c.settle();
   t.is(sink.removedTotal, 0, 'no frontend removed');

@@ -151,13 +151,20 @@ test('a list refused or unreachable keeps retrying with backoff, and the first g
     res.end(JSON.stringify({ metadata: { resourceVersion: '7' }, items: [obj('a', '7')] }));
   });
   const { rest } = api;
-  const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger: createLogger({ level: 'silent' }), backoffInitialMs: 20, onEvent: () => undefined });
+  const warnings: string[] = [];
+  const logger = createLogger({ level: 'warn', stream: { write: (l: string) => void warnings.push(l) } });
+  const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger, backoffInitialMs: 20, onEvent: () => undefined });
   try {
     await inf.start();
     t.false(inf.stats().synced);
+    // An agent that never got through says why, in its status and once in its log.
+    t.regex(inf.stats().lastError ?? '', /GET \/api\/v1\/things.*503.*etcd unavailable/);
     await until('synced', () => inf.stats().synced);
     t.is(calls, 3);
     t.is(inf.stats().errors, 2);
+    t.is(inf.stats().lastError, undefined);
+    t.is(warnings.length, 1, warnings.join(''));
+    t.regex(warnings[0]!, /cannot list \/api\/v1\/things.*etcd unavailable.*retrying/);
     t.deepEqual(inf.list().map((o) => o.metadata.name), ['a']);
   } finally {
     await inf.stop();

@@ -78,6 +78,10 @@ export class TestCluster {
     await removeOrphans();
     mkdirSync(RECORDS, { recursive: true });
     let host = o.host ?? '';
+    // A caller's address is where its clients look (an agent in another
+    // namespace): taken, it is an error, never silently swapped for a
+    // loopback address those clients cannot reach.
+    if (host && existsSync(join(RECORDS, `${host}.json`))) throw new Error(`TestCluster ${o.tag}: ${host} is in use by another control plane (${join(RECORDS, `${host}.json`)})`);
     for (let i = 0; i < 20 && (!host || existsSync(join(RECORDS, `${host}.json`))); i++) host = `127.${randomInt(100, 250)}.${randomInt(1, 250)}.${randomInt(1, 250)}`;
     const dir = join(RECORDS, host);
     rmSync(dir, { recursive: true, force: true });
