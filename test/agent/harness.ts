@@ -49,7 +49,7 @@ function reserveOctet(seed: number): number {
     try {
       fd = openSync(file, 'wx');
     } catch {
-      let owner = 0;
+      let owner: number;
       try {
         owner = Number(readFileSync(file, 'utf8').trim());
       } catch {
