@@ -13,8 +13,8 @@
  *   affinity or Maglev over the service's region of edge_ring — and
  *   dispatches: ip-option (DNAT + 8-byte option on SYN/UDP), IPIP, or SNAT.
  *
- * IPv6 (XDP only; the tc program passes it): edge_ip6.h, in the program
- * edge_xdp6, entered by a tail call chosen by EtherType (after one VLAN
+ * IPv6: edge_ip6.h, in the programs edge_xdp6 / edge_tc6, entered from
+ * edge_xdp / edge_tc by a tail call chosen by EtherType (after one VLAN
  * tag) before IPv4 parsing.
  *
  * Defined behaviour for packets we cannot forward faithfully (never a
@@ -240,12 +240,17 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	return edge_xmit_option(ctx, xdp, cfg, &p, be, syn || p.l4_proto == IPPROTO_UDP, ifindex);
 }
 
-/* IPv6 frames continue in edge_xdp6 by a tail call: the IPv4 pipeline
- * stays inlined here as it was, and each program has the verifier's whole
- * 512-byte stack (one pipeline nested in the other would not fit). The
- * index is a constant, so the JIT makes the tail call a direct jump. User
- * space installs edge_xdp6 in slot EDGE_PROG_IPV6 when it loads the
- * object (EdgeDatapath); without it IPv6 passes to the stack. */
+/* IPv6 frames continue in edge_xdp6 / edge_tc6 by a tail call: the IPv4
+ * pipeline stays inlined here as it was, and each program has the
+ * verifier's whole 512-byte stack (one pipeline nested in the other would
+ * not fit). The index is a constant, so the JIT makes the tail call a
+ * direct jump. User space installs the hook's IPv6 program in slot
+ * EDGE_PROG_IPV6 when it loads the object (EdgeDatapath); without it IPv6
+ * passes to the stack.
+ *
+ * One array per hook: the kernel ties a program array to the type of the
+ * first program that uses it (an XDP program cannot tail-call a tc one,
+ * nor share its array), and the agent loads one hook or the other. */
 #define EDGE_PROG_IPV6 0
 
 struct {
@@ -255,13 +260,20 @@ struct {
 	__type(value, __u32);
 } edge_progs SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} edge_progs_tc SEC(".maps");
+
 SEC("xdp")
 int edge_xdp(struct xdp_md *ctx)
 {
 	__u32 ifindex = 0;
 	int act;
 
-	if (edge_frame_ipv6(ctx)) {
+	if (edge_frame_ipv6(ctx, 1)) {
 		bpf_tail_call(ctx, &edge_progs, EDGE_PROG_IPV6);
 		return XDP_PASS;
 	}
@@ -273,7 +285,7 @@ SEC("xdp")
 int edge_xdp6(struct xdp_md *ctx)
 {
 	__u32 ifindex = 0;
-	int act = edge_process6(ctx, &ifindex);
+	int act = edge_process6(ctx, 1, &ifindex);
 
 	return edge_verdict(ctx, 1, act, ifindex);
 }
@@ -281,6 +293,18 @@ int edge_xdp6(struct xdp_md *ctx)
 /* Headers the program reads through direct packet access: Ethernet, IPv4
  * with options, TCP, plus an ICMP error's quote. */
 #define EDGE_TC_PULL (ETH_HLEN + 60 + 8 + 20 + 8)
+/* The same for IPv6: Ethernet (+ a tag), the fixed header, TCP; an ICMPv6
+ * error's header, its quoted fixed header and ports. (A chain of extension
+ * headers to a VIP is pulled further by edge6_ext.) */
+#define EDGE_TC6_PULL (ETH_HLEN + IPV6_HLEN + 8 + IPV6_HLEN + 8)
+
+/* An skb's linear part may end before the headers (XDP frames are always
+ * linear): pull what the parser needs, when it is there. */
+static __always_inline void edge_tc_pull(struct __sk_buff *ctx, const __u32 need)
+{
+	if ((long)ctx->data_end - (long)ctx->data < need && ctx->len > (long)ctx->data_end - (long)ctx->data)
+		bpf_skb_pull_data(ctx, ctx->len < need ? ctx->len : need);
+}
 
 SEC("tc")
 int edge_tc(struct __sk_buff *ctx)
@@ -288,12 +312,24 @@ int edge_tc(struct __sk_buff *ctx)
 	__u32 ifindex = 0;
 	int act;
 
-	/* An skb's linear part may end before the headers (XDP frames are
-	 * always linear): pull what the parser needs, when it is there. */
-	if ((long)ctx->data_end - (long)ctx->data < EDGE_TC_PULL && ctx->len > (long)ctx->data_end - (long)ctx->data)
-		bpf_skb_pull_data(ctx, ctx->len < EDGE_TC_PULL ? ctx->len : EDGE_TC_PULL);
+	edge_tc_pull(ctx, EDGE_TC_PULL);
+	if (edge_frame_ipv6(ctx, 0)) {
+		bpf_tail_call(ctx, &edge_progs_tc, EDGE_PROG_IPV6);
+		return TC_ACT_OK;
+	}
 	act = edge_process(ctx, 0, &ifindex);
 
+	return edge_verdict(ctx, 0, act, ifindex);
+}
+
+SEC("tc")
+int edge_tc6(struct __sk_buff *ctx)
+{
+	__u32 ifindex = 0;
+	int act;
+
+	edge_tc_pull(ctx, EDGE_TC6_PULL);
+	act = edge_process6(ctx, 0, &ifindex);
 	return edge_verdict(ctx, 0, act, ifindex);
 }
 

@@ -1,7 +1,12 @@
-/* Edge program, IPv6: dispatch to a backend (XDP only) — DNAT with the
- * 24-byte Destination Options header of dsr_option.h, or IPv6-in-IPv6 to
- * the backend's node — the FIB step for IPv6 next hops, and the ICMPv6
- * Packet Too Big answered when the grown packet would not fit.
+/* Edge program, IPv6: dispatch to a backend — DNAT with the 24-byte
+ * Destination Options header of dsr_option.h, or IPv6-in-IPv6 to the
+ * backend's node — the FIB step for IPv6 next hops, and the ICMPv6 errors
+ * the edge answers with (Packet Too Big when the grown packet would not
+ * fit, Time Exceeded).
+ *
+ * Written once for both hooks against `void *ctx` + a constant `xdp`
+ * (edge_xmit.h): XDP rewrites the frame by hand, tc through the skb
+ * helpers, which keep its checksum state and GSO metadata consistent.
  *
  * All of it expects the layout edge_ip6.h has verified: untagged Ethernet,
  * the fixed 40-byte header directly followed by TCP or UDP (no extension
@@ -11,6 +16,7 @@
 #ifndef EDGELB_EDGE_DSR6_H
 #define EDGELB_EDGE_DSR6_H
 
+#include <stddef.h>
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ipv6.h>
@@ -25,6 +31,7 @@
 #include "edge_maps6.h"
 #include "edge_counters.h"
 #include "edge_xmit.h"
+#include "edge_icmp.h"
 
 #ifndef AF_INET6
 #define AF_INET6 10
@@ -45,17 +52,39 @@ struct edge6_pkt {
 };
 
 /* DNAT: destination address and port become the backend's; the L4
- * checksum follows (TCP, UDP: a computed 0 is sent as 0xffff). */
-static __always_inline int edge6_dnat(struct xdp_md *ctx, const struct edge6_pkt *p,
+ * checksum follows (TCP, UDP: a computed 0 is sent as 0xffff). XDP fixes
+ * it by hand (frames from the wire carry a full checksum). tc through
+ * bpf_l4_csum_replace, which knows the skb's checksum state: a local
+ * sender's or a GRO'd segment is CHECKSUM_PARTIAL (its field holds only
+ * the pseudo-header sum, so the port must not move it). skb->csum of a
+ * CHECKSUM_COMPLETE skb is left as the helper leaves it: the edge only
+ * forwards (a redirect, or the stack's forwarding path), and neither reads
+ * it (csum6.h's note is about packets delivered locally). */
+static __always_inline int edge6_dnat(void *ctx, const int xdp, const struct edge6_pkt *p,
 				      const struct edge_backend6 *be)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
 	struct ipv6hdr *ip6 = data + EDGE6_L3_OFF;
 	__be16 *ports = data + EDGE6_L4_OFF;
 	__u32 diff;
 
 	if (data + EDGE6_L4_OFF + sizeof(struct udphdr) > end)
 		return -1;
+	if (!xdp) {
+		__u32 csum_off = EDGE6_L4_OFF + (p->t.proto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+									  : offsetof(struct udphdr, check));
+		__u64 mangled = p->t.proto == IPPROTO_TCP ? 0 : BPF_F_MARK_MANGLED_0;
+
+		ports[1] = be->port;
+		__builtin_memcpy(&ip6->daddr, &be->ip, sizeof(be->ip));
+		if (bpf_l4_csum_replace(ctx, csum_off, 0, csum_diff_addr6(&p->t.daddr, &be->ip),
+					BPF_F_PSEUDO_HDR | mangled))
+			return -1;
+		if (p->t.dport != be->port &&
+		    bpf_l4_csum_replace(ctx, csum_off, p->t.dport, be->port, mangled | sizeof(be->port)))
+			return -1;
+		return 0;
+	}
 	diff = csum_diff_addr6(&p->t.daddr, &be->ip) + csum_diff_2(p->t.dport, be->port);
 	if (p->t.proto == IPPROTO_TCP) {
 		struct tcphdr *th = data + EDGE6_L4_OFF;
@@ -93,15 +122,15 @@ struct {
 /* edge_forward for an IPv6 next hop `dst` (the backend's node, or the
  * client for a Packet Too Big): FIB (cached), MAC rewrite, TX or redirect;
  * the stack gets the rewritten packet when the FIB cannot resolve it. */
-static __always_inline int edge6_forward(struct xdp_md *ctx, const struct edge_config *cfg,
+static __always_inline int edge6_forward(void *ctx, const int xdp, const struct edge_config *cfg,
 					 const struct pkt_addr6 *src, const struct pkt_addr6 *dst,
 					 __u16 tot_len, __u32 *ifindex)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
 	struct ethhdr *eth = data;
 	struct bpf_fib_lookup fib = {};
 	struct edge_fib6_slot *slot = 0;
-	__u32 in_if = ctx->ingress_ifindex, slot_idx, x;
+	__u32 in_if = edge_ifindex(ctx, xdp), slot_idx, x;
 	__u64 now = 0;
 
 	if ((void *)(eth + 1) > end)
@@ -132,7 +161,9 @@ static __always_inline int edge6_forward(struct xdp_md *ctx, const struct edge_c
 	fib.family = AF_INET6;
 	__builtin_memcpy(fib.ipv6_src, src, 16);
 	__builtin_memcpy(fib.ipv6_dst, dst, 16);
-	fib.tot_len = tot_len;
+	/* tc: no tot_len, so the kernel checks the skb itself against the
+	 * route's MTU — GSO-aware (edge_forward). */
+	fib.tot_len = xdp ? tot_len : 0;
 	fib.ifindex = in_if;
 	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS) {
 		edge_count(EV_FIB_PASS);
@@ -161,19 +192,27 @@ static __always_inline int edge6_forward(struct xdp_md *ctx, const struct edge_c
  * frame becomes Ethernet (MACs swapped) + IPv6 + ICMPv6 + the first bytes
  * of the client's packet as received — up to EDGE6_QUOTE_MAX, a multiple
  * of 4: its headers, all a sender needs to find the flow. Returns 0 (send:
- * ACT_TX) or -1. */
+ * ACT_TX) or -1.
+ *
+ * tc: the 48 new bytes are opened behind Ethernet (edge_grow) and the skb
+ * cut to the answer (edge_trim). The quote always holds the client's whole
+ * L4 header (q ≥ 40 + 20 for TCP, 40 + 8 for UDP), so the kernel's
+ * minimum length for a pending checksum never stops the cut; the pending
+ * state itself is handled as in edge_icmp.h: the quoted L4 checksum is
+ * set to the value a completion would store (edge_csum_settled), for TCP
+ * and UDP alike, since tc cannot tell whether the checksum is pending. */
 #define EDGE6_QUOTE_MAX 128
 #define EDGE6_PTB_FRAME (ETH_HLEN + IPV6_HLEN + 8 + EDGE6_QUOTE_MAX)
 
-static __always_inline int edge6_icmp_error(struct xdp_md *ctx, const struct edge6_pkt *p, __u8 type,
+static __always_inline int edge6_icmp_error(void *ctx, const int xdp, const struct edge6_pkt *p, __u8 type,
 					    __u32 word, const struct pkt_addr6 *from)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
 	struct ethhdr *eth = data;
 	struct ipv6hdr *ip6;
 	struct pkt_icmp6hdr *ih;
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
-	__u32 c, q = IPV6_HLEN + (__u32)p->plen;
+	__u32 c, l4sum = 0, q = IPV6_HLEN + (__u32)p->plen;
 	void *quote;
 
 	if (q > EDGE6_QUOTE_MAX)
@@ -183,22 +222,28 @@ static __always_inline int edge6_icmp_error(struct xdp_md *ctx, const struct edg
 		return -1;
 	__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(smac, eth->h_dest, ETH_ALEN);
-	if (bpf_xdp_adjust_head(ctx, -(IPV6_HLEN + 8)))
-		return -1;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	{
-		/* The frame's length as a scalar first: folded into one
-		 * expression with q, clang emits 32-bit pointer arithmetic,
-		 * which the verifier refuses. */
-		long cur = (long)end - (long)data;
+	if (xdp) {
+		if (bpf_xdp_adjust_head(ctx, -(IPV6_HLEN + 8)))
+			return -1;
+		data = edge_data(ctx, xdp);
+		end = edge_data_end(ctx, xdp);
+		{
+			/* The frame's length as a scalar first: folded into one
+			 * expression with q, clang emits 32-bit pointer
+			 * arithmetic, which the verifier refuses. */
+			long cur = (long)end - (long)data;
 
-		asm volatile("" : "+r"(cur));
-		if (bpf_xdp_adjust_tail(ctx, (int)((long)(ETH_HLEN + IPV6_HLEN + 8 + q) - cur)))
+			asm volatile("" : "+r"(cur));
+			if (bpf_xdp_adjust_tail(ctx, (int)((long)(ETH_HLEN + IPV6_HLEN + 8 + q) - cur)))
+				return -1;
+		}
+	} else {
+		if (edge_grow(ctx, xdp, IPV6_HLEN + 8, ETH_HLEN, 0) < 0 ||
+		    edge_trim(ctx, xdp, ETH_HLEN + IPV6_HLEN + 8 + q) < 0)
 			return -1;
 	}
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
 	if (data + ETH_HLEN + IPV6_HLEN + 8 + IPV6_HLEN > end)
 		return -1;
 	eth = data;
@@ -231,6 +276,23 @@ static __always_inline int edge6_icmp_error(struct xdp_md *ctx, const struct edg
 		if ((__u32)i * 4 >= q || (void *)(w + 1) > end)
 			break;
 		c = csum_add(c, csum_word32(*w));
+		/* tc: the sum a completion would make, from the quoted L4
+		 * header (quote + 40) to the frame's end (see above). */
+		if (!xdp && i >= IPV6_HLEN / 4)
+			l4sum = csum_add(l4sum, csum_word32(*w));
+	}
+	if (!xdp) {
+		/* The quoted L4 checksum set to the value a completion
+		 * would store; the ICMPv6 sum follows the change. */
+		__sum16 *f = quote + IPV6_HLEN + (p->t.proto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+									      : offsetof(struct udphdr, check));
+		__u16 v;
+
+		if ((void *)(f + 1) > end)
+			return -1;
+		v = edge_csum_settled(csum_add(l4sum, (__u16)~*f));
+		c = csum_add(c, csum_diff_2(*f, v));
+		*f = v;
 	}
 	ih->checksum = csum_fold(c);
 	return 0;
@@ -239,14 +301,18 @@ static __always_inline int edge6_icmp_error(struct xdp_md *ctx, const struct edg
 /* Decision for a packet that would grow by `overhead`: 0 = fits, -1 =
  * answered with Packet Too Big (ACT_TX), -2 = drop (counted). IPv6 routers
  * never fragment, so there is no "pass to be fragmented" case. */
-static __always_inline int edge6_mtu_check(struct xdp_md *ctx, const struct edge_config *cfg,
+static __always_inline int edge6_mtu_check(void *ctx, const int xdp, const struct edge_config *cfg,
 					   const struct edge6_pkt *p, const __u32 overhead)
 {
 	__u32 mtu = cfg->mtu;
 
+	/* A GRO'd skb (tc) leaves as segments of the size they came in with,
+	 * less the overhead (edge_mtu_check). */
+	if (!xdp && ((struct __sk_buff *)ctx)->gso_size)
+		return 0;
 	if (IPV6_HLEN + (__u32)p->plen + overhead <= mtu)
 		return 0;
-	if (mtu < EDGE6_MIN_MTU + overhead || edge6_icmp_error(ctx, p, ICMP6_PKT_TOOBIG, mtu - overhead, &p->t.daddr) < 0) {
+	if (mtu < EDGE6_MIN_MTU + overhead || edge6_icmp_error(ctx, xdp, p, ICMP6_PKT_TOOBIG, mtu - overhead, &p->t.daddr) < 0) {
 		edge_count(DROP_TOO_BIG_ICMP_FAIL);
 		return -2;
 	}
@@ -257,7 +323,7 @@ static __always_inline int edge6_mtu_check(struct xdp_md *ctx, const struct edge
 /* ip-option dispatch: DNAT, and on a TCP SYN / UDP datagram the 24-byte
  * Destination Options header naming VIP:port right behind the fixed
  * header (dsr_option.h). */
-static __always_inline int edge6_xmit_option(struct xdp_md *ctx, const struct edge_config *cfg,
+static __always_inline int edge6_xmit_option(void *ctx, const int xdp, const struct edge_config *cfg,
 					     const struct edge6_pkt *p, const struct edge_backend6 *be,
 					     int with_option, __u32 *ifindex)
 {
@@ -267,21 +333,21 @@ static __always_inline int edge6_xmit_option(struct xdp_md *ctx, const struct ed
 	int big;
 
 	if (with_option) {
-		big = edge6_mtu_check(ctx, cfg, p, DSR6_HDR_LEN);
+		big = edge6_mtu_check(ctx, xdp, cfg, p, DSR6_HDR_LEN);
 		if (big == -1)
 			return ACT_TX;
 		if (big == -2)
 			return ACT_DROP;
 	}
-	if (edge6_dnat(ctx, p, be) < 0)
+	if (edge6_dnat(ctx, xdp, p, be) < 0)
 		return ACT_DROP;
 	if (with_option) {
-		if (edge_grow(ctx, 1, DSR6_HDR_LEN, EDGE6_L4_OFF, 0) < 0) {
+		if (edge_grow(ctx, xdp, DSR6_HDR_LEN, EDGE6_L4_OFF, 0) < 0) {
 			edge_count(DROP_ADJUST);
 			return ACT_DROP;
 		}
-		data = (void *)(long)ctx->data;
-		end = (void *)(long)ctx->data_end;
+		data = edge_data(ctx, xdp);
+		end = edge_data_end(ctx, xdp);
 		if (data + EDGE6_L4_OFF + DSR6_HDR_LEN > end)
 			return ACT_DROP;
 		ip6 = data + EDGE6_L3_OFF;
@@ -297,7 +363,7 @@ static __always_inline int edge6_xmit_option(struct xdp_md *ctx, const struct ed
 		ip6->nexthdr = IPPROTO_DSTOPTS;
 		ip6->payload_len = bpf_htons(p->plen + DSR6_HDR_LEN);
 	}
-	return edge6_forward(ctx, cfg, &p->t.saddr, &be->node_ip,
+	return edge6_forward(ctx, xdp, cfg, &p->t.saddr, &be->node_ip,
 			     IPV6_HLEN + p->plen + (with_option ? DSR6_HDR_LEN : 0), ifindex);
 }
 
@@ -305,7 +371,7 @@ static __always_inline int edge6_xmit_option(struct xdp_md *ctx, const struct ed
  * inside an outer IPv6 header to the backend's node: source the edge's
  * IPv6 address, traffic class copied, flow label = 20 bits of the flow
  * hash (the node's NIC spreads tunnels by it), hop limit 64. */
-static __always_inline int edge6_xmit_ip6ip6(struct xdp_md *ctx, const struct edge_config *cfg,
+static __always_inline int edge6_xmit_ip6ip6(void *ctx, const int xdp, const struct edge_config *cfg,
 					     const struct edge_config6 *cfg6, const struct edge6_pkt *p,
 					     const struct edge_backend6 *be, __u32 hash, __u32 *ifindex)
 {
@@ -314,23 +380,23 @@ static __always_inline int edge6_xmit_ip6ip6(struct xdp_md *ctx, const struct ed
 	__be32 vtc;
 	int big;
 
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
 	ip6 = data + EDGE6_L3_OFF;
 	if ((void *)(ip6 + 1) > end)
 		return ACT_DROP;
 	vtc = *(__be32 *)ip6;
-	big = edge6_mtu_check(ctx, cfg, p, IPV6_HLEN);
+	big = edge6_mtu_check(ctx, xdp, cfg, p, IPV6_HLEN);
 	if (big == -1)
 		return ACT_TX;
 	if (big == -2)
 		return ACT_DROP;
-	if (edge_grow(ctx, 1, IPV6_HLEN, ETH_HLEN, 0) < 0) {
+	if (edge_grow(ctx, xdp, IPV6_HLEN, ETH_HLEN, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) < 0) {
 		edge_count(DROP_ADJUST);
 		return ACT_DROP;
 	}
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
 	ip6 = data + EDGE6_L3_OFF;
 	if ((void *)(ip6 + 1) > end)
 		return ACT_DROP;
@@ -340,7 +406,7 @@ static __always_inline int edge6_xmit_ip6ip6(struct xdp_md *ctx, const struct ed
 	ip6->hop_limit = 64;
 	__builtin_memcpy(&ip6->saddr, &cfg6->addr, 16);
 	__builtin_memcpy(&ip6->daddr, &be->node_ip, 16);
-	return edge6_forward(ctx, cfg, &cfg6->addr, &be->node_ip, IPV6_HLEN + IPV6_HLEN + p->plen, ifindex);
+	return edge6_forward(ctx, xdp, cfg, &cfg6->addr, &be->node_ip, IPV6_HLEN + IPV6_HLEN + p->plen, ifindex);
 }
 
 #endif

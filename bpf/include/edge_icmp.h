@@ -38,23 +38,30 @@
  * the quoted L4 bytes (`words` 16-bit words) without the field, the field
  * v must satisfy v = ~(s + v), i.e. 2v = -s in one's-complement (mod
  * 0xffff) arithmetic, v = -s * 2^-1 with 2^-1 = 0x8000; the kernel never
- * stores 0 (it stores 0xffff instead), so neither do we. A quoted L4
+ * stores 0 (it stores 0xffff instead), so neither do we (edge_csum_settled:
+ * v from s, the sum without the field). A quoted L4
  * checksum has no use to the client (it cannot check a truncated
  * datagram); the ports and TCP sequence number stay as they were.
  * A UDP datagram's pending checksum does not stop the 8-byte cut (its
  * field is the quote's last two bytes), so tc cannot tell whether it is
  * pending: in tc a quoted UDP checksum is always settled this way. */
+static __always_inline __u16 edge_csum_settled(__u32 s)
+{
+	__u32 n = (__u16)~csum_fold_nocpl(s); /* -s */
+
+	n = (n & 1) ? (n + 0xffff) >> 1 : n >> 1;
+	return (n == 0 || n == 0xffff) ? 0xffff : (__u16)n;
+}
+
 static __always_inline void edge_icmp_settle_pending(__u16 *l4, const int words, const int field)
 {
-	__u32 s = 0, n;
+	__u32 s = 0;
 
 #pragma unroll
 	for (int i = 0; i < words; i++)
 		if (i != field)
 			s += l4[i];
-	n = (__u16)~csum_fold_nocpl(s); /* -s */
-	n = (n & 1) ? (n + 0xffff) >> 1 : n >> 1;
-	l4[field] = (n == 0 || n == 0xffff) ? 0xffff : (__u16)n;
+	l4[field] = edge_csum_settled(s);
 }
 
 /* Turn the frame (untagged, IHL 5, at least 14 + 28 bytes) into an ICMP

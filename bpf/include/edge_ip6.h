@@ -1,12 +1,13 @@
-/* Edge program, IPv6: the whole per-packet pipeline for an IPv6 frame on
- * the XDP hook — edge.c's IPv4 pipeline over the IPv6 maps (edge_maps6.h),
- * with the same verdicts, counters, connection-table rules and Maglev
- * regions.
+/* Edge program, IPv6: the whole per-packet pipeline for an IPv6 frame —
+ * edge.c's IPv4 pipeline over the IPv6 maps (edge_maps6.h), with the same
+ * verdicts, counters, connection-table rules and Maglev regions.
  *
- * It runs as its own XDP program (edge_xdp6, edge.c), which edge_xdp
- * tail-calls for IPv6 frames (edge_frame_ipv6): the IPv4 pipeline stays
- * inlined in edge_xdp as it was, and each program has the verifier's
- * whole 512-byte stack.
+ * Like the IPv4 pipeline it is written once for both hooks (`void *ctx` +
+ * a constant `xdp`, edge_xmit.h) and runs as its own program per hook:
+ * edge_xdp6 and edge_tc6 (edge.c), which edge_xdp and edge_tc tail-call
+ * for IPv6 frames (edge_frame_ipv6): the IPv4 pipeline stays inlined in
+ * edge_xdp / edge_tc as it was, and each program has the verifier's whole
+ * 512-byte stack.
  *
  * Per packet:
  *   Ethernet → fixed IPv6 header → TCP | UDP directly behind it → look up
@@ -78,14 +79,25 @@ static __always_inline int edge6_is_vip(const void *daddr)
  * limits to 512 bytes in all), and nothing but the next-header bytes is
  * read. A chain the walk cannot finish (truncated, longer than 8 headers
  * or than PARSE6_MAX_L4_OFF) counts as options: it has no business at a VIP
- * either. */
-static __always_inline int edge6_ext(void *data, void *end, struct ipv6hdr *ip6)
+ * either. `ip6` is not valid after the call's pull (tc). */
+#define EDGE6_EXT_PULL (PARSE6_MAX_L4_OFF + 8)
+
+static __always_inline int edge6_ext(void *ctx, const int xdp, void *data, void *end, struct ipv6hdr *ip6)
 {
 	__u32 off = EDGE6_L4_OFF;
 	__u8 nh = ip6->nexthdr;
 
 	if (!edge6_is_vip(&ip6->daddr))
 		return ACT_PASS;
+	if (!xdp) {
+		/* The walk may read beyond what edge_tc6 pulled: pull up to
+		 * its limit (only packets with extension headers to a VIP pay). */
+		__u32 len = ((struct __sk_buff *)ctx)->len;
+
+		bpf_skb_pull_data(ctx, len < EDGE6_EXT_PULL ? len : EDGE6_EXT_PULL);
+		data = edge_data(ctx, xdp);
+		end = edge_data_end(ctx, xdp);
+	}
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < PARSE6_MAX_EXT; i++) {
 		struct pkt_ext6 *h;
@@ -109,9 +121,9 @@ static __always_inline int edge6_ext(void *data, void *end, struct ipv6hdr *ip6)
 }
 
 /* Does edge_process6 take this frame: IPv6, untagged or behind one tag? */
-static __always_inline int edge_frame_ipv6(struct xdp_md *ctx)
+static __always_inline int edge_frame_ipv6(void *ctx, const int xdp)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > end)
@@ -126,9 +138,9 @@ static __always_inline int edge_frame_ipv6(struct xdp_md *ctx)
 	return 0;
 }
 
-static __always_inline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
+static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifindex)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
 	struct ethhdr *eth = data;
 	struct ipv6hdr *ip6;
 	struct edge_svc6_key sk = {};
@@ -143,7 +155,9 @@ static __always_inline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
 
 	if ((void *)(eth + 1) > end)
 		return ACT_PASS;
-	pkt_len = (__u32)((long)end - (long)data);
+	/* tc: the skb's payload may lie outside its linear head; only the
+	 * headers need to be in the window (edge_tc6 pulled them in). */
+	pkt_len = xdp ? (__u32)((long)end - (long)data) : ((struct __sk_buff *)ctx)->len;
 	if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD)) {
 		/* One tag, IPv6 inside, to a VIP: not ours to forward. */
 		__be16 *inner = data + ETH_HLEN + 2;
@@ -181,9 +195,9 @@ static __always_inline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
 		p.t.sport = uh->source;
 		p.t.dport = uh->dest;
 	} else if (p.t.proto == IPPROTO_ICMPV6) {
-		return edge6_icmp_steer(ctx, plen, ifindex);
+		return edge6_icmp_steer(ctx, xdp, plen, ifindex);
 	} else if (ipv6_ext_walked(p.t.proto)) {
-		return edge6_ext(data, end, ip6);
+		return edge6_ext(ctx, xdp, data, end, ip6);
 	} else {
 		return ACT_PASS;
 	}
@@ -278,15 +292,15 @@ static __always_inline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
 	edge_count_pb(&edge_be_stats, be_id, pkt_len);
 
 	/* A routing hop. */
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
 	ip6 = data + EDGE6_L3_OFF;
 	if ((void *)(ip6 + 1) > end)
 		return ACT_DROP;
 	if (ip6->hop_limit <= 1) {
 		/* Time Exceeded from the edge's own address (none: dropped). */
 		if (!addr6_is_zero(&cfg6->addr) &&
-		    edge6_icmp_error(ctx, &p, ICMP6_TIME_EXCEED, 0, &cfg6->addr) == 0) {
+		    edge6_icmp_error(ctx, xdp, &p, ICMP6_TIME_EXCEED, 0, &cfg6->addr) == 0) {
 			edge_count(EV_TTL_EXCEEDED);
 			return ACT_TX;
 		}
@@ -306,8 +320,8 @@ static __always_inline int edge_process6(struct xdp_md *ctx, __u32 *ifindex)
 		}
 	}
 	if (be->flags & BE_F_IPIP)
-		return edge6_xmit_ip6ip6(ctx, cfg, cfg6, &p, be, hash, ifindex);
-	return edge6_xmit_option(ctx, cfg, &p, be, syn || p.t.proto == IPPROTO_UDP, ifindex);
+		return edge6_xmit_ip6ip6(ctx, xdp, cfg, cfg6, &p, be, hash, ifindex);
+	return edge6_xmit_option(ctx, xdp, cfg, &p, be, syn || p.t.proto == IPPROTO_UDP, ifindex);
 }
 
 #endif

@@ -27,9 +27,9 @@
 
 #define EDGE6_QUOTE_OFF (EDGE6_L4_OFF + 8)
 
-static __always_inline int edge6_icmp_steer(struct xdp_md *ctx, __u32 plen, __u32 *ifindex)
+static __always_inline int edge6_icmp_steer(void *ctx, const int xdp, __u32 plen, __u32 *ifindex)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
 	struct ipv6hdr *ip6 = data + EDGE6_L3_OFF;
 	struct pkt_icmp6hdr *ih = data + EDGE6_L4_OFF;
 	struct ipv6hdr *iip = data + EDGE6_QUOTE_OFF;
@@ -112,8 +112,8 @@ static __always_inline int edge6_icmp_steer(struct xdp_md *ctx, __u32 plen, __u3
 	edge_count(EV_ICMP_STEERED);
 	p.plen = plen;
 	if (be->flags & BE_F_IPIP)
-		return edge6_xmit_ip6ip6(ctx, cfg, cfg6, &p, be, hash, ifindex);
-	return edge6_forward(ctx, cfg, &from, &be->node_ip, IPV6_HLEN + plen, ifindex);
+		return edge6_xmit_ip6ip6(ctx, xdp, cfg, cfg6, &p, be, hash, ifindex);
+	return edge6_forward(ctx, xdp, cfg, &from, &be->node_ip, IPV6_HLEN + plen, ifindex);
 
 unsteered:
 	edge_count(EV_ICMP_NOT_STEERED);

@@ -22,10 +22,10 @@ export function edgeAddress(config: EdgelbConfig): string {
   return v4.address;
 }
 
-/** Whether this edge serves IPv6 frontends: datapath.ipv6, where auto means a pool has an IPv6 CIDR; never with the tc fallback. */
+/** Whether this edge serves IPv6 frontends: datapath.ipv6, where auto means a pool has an IPv6 CIDR (on either hook: XDP, or the tc fallback). */
 export function servesIpv6(config: EdgelbConfig): boolean {
   const d = config.datapath;
-  if (d.xdp === 'off' || d.ipv6 === 'off') return false;
+  if (d.ipv6 === 'off') return false;
   return d.ipv6 === 'on' || config.pools.some((p) => p.cidrs.some((c) => c.includes(':')));
 }
 

@@ -370,9 +370,6 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
     pools.push(Array.isArray(peersOf) ? { ...pool, advertise: { ...pool.advertise, peers: peersOf.map(respell) } } : pool);
   });
   checkPools(v, pools, new Set(peerAddrs.keys()));
-  if (root.datapath?.ipv6 === 'on' && root.datapath.xdp === 'off') {
-    v.add(['datapath', 'ipv6'], 'on needs the XDP program (datapath.xdp native or generic): the tc fallback forwards IPv4 only', { v: 'on' });
-  }
 
   if (v.problems.length > 0) {
     v.problems.sort((a, b) => a.line - b.line);

@@ -71,7 +71,7 @@ export interface EdgeDatapathOptions {
   /** Dispatch for `auto` services until setPathDispatch says otherwise. Default 'ipip' (works on any path). */
   autoDispatchDefault?: PathDispatch;
   /**
-   * Serve IPv6 frontends (XDP only): the IPv6 maps (edge_maps6.h) are sized
+   * Serve IPv6 frontends (either hook): the IPv6 maps (edge_maps6.h) are sized
    * for use, ≈ 80 MB more memlock, most of it the 512 Ki-flow edge_ct6. Off
    * (the default), they are created with a handful of entries, IPv6
    * frontends are rejected (UnsupportedFamily) and the program passes all
@@ -235,9 +235,15 @@ export class EdgeDatapath {
     return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
       ...(opts.pinPath ? { pinMaps: opts.pinPath } : {}),
       ...(Object.keys(maxEntries).length > 0 ? { maxEntries } : {}),
-      // edge_xdp6 (IPv6) only when IPv6 is served: its verification costs
-      // start-up time, and without it IPv6 passes to the stack.
-      autoload: { edge_xdp: hooks.includes('xdp'), edge_xdp6: hooks.includes('xdp') && opts.ipv6 === true, edge_tc: hooks.includes('tc') },
+      // edge_xdp6 / edge_tc6 (IPv6) only when IPv6 is served: their
+      // verification costs start-up time, and without them IPv6 passes to
+      // the stack.
+      autoload: {
+        edge_xdp: hooks.includes('xdp'),
+        edge_xdp6: hooks.includes('xdp') && opts.ipv6 === true,
+        edge_tc: hooks.includes('tc'),
+        edge_tc6: hooks.includes('tc') && opts.ipv6 === true,
+      },
     });
   }
 
@@ -246,16 +252,19 @@ export class EdgeDatapath {
     try {
       dp = new EdgeDatapath(obj, opts);
       dp.writeConfig();
-      // edge_xdp continues IPv6 frames in edge_xdp6 (a tail call): install
-      // this object's, replacing a previous agent's in pinned maps — or,
-      // IPv6 off, clear the slot so that no earlier edge_xdp6 stays in use.
-      if ((opts.hooks ?? ['xdp', 'tc']).includes('xdp')) {
+      // edge_xdp / edge_tc continue IPv6 frames in edge_xdp6 / edge_tc6
+      // (a tail call through the hook's own array): install this object's,
+      // replacing a previous agent's in pinned maps — or, IPv6 off, clear
+      // the slot so that no earlier IPv6 program stays in use.
+      const hooks = opts.hooks ?? ['xdp', 'tc'];
+      for (const [hook, array, prog] of [['xdp', 'edge_progs', 'edge_xdp6'], ['tc', 'edge_progs_tc', 'edge_tc6']] as const) {
+        if (!hooks.includes(hook)) continue;
         if (opts.ipv6) {
           const fd = Buffer.alloc(4);
-          fd.writeUInt32LE(obj.program('edge_xdp6').fd, 0);
-          dp.maps.edge_progs.update(u32Key(EDGE_PROG_IPV6), fd);
+          fd.writeUInt32LE(obj.program(prog).fd, 0);
+          dp.maps[array].update(u32Key(EDGE_PROG_IPV6), fd);
         } else {
-          dp.maps.edge_progs.delete(u32Key(EDGE_PROG_IPV6));
+          dp.maps[array].delete(u32Key(EDGE_PROG_IPV6));
         }
       }
       dp.planner.restore(readSnapshot(dp.maps));
@@ -284,9 +293,6 @@ export class EdgeDatapath {
    * priority/handle.
    */
   attach(ifname: string, mode: 'native' | 'generic' | 'tc'): void {
-    // The tc program passes IPv6 to the stack: IPv6 frontends would be
-    // written, reported served, and be black holes.
-    if (mode === 'tc' && this.opts.ipv6) throw new Error(`edge datapath: IPv6 is served by the XDP program only; attaching to ${ifname} with tc needs ipv6 off`);
     this.attachment =
       mode === 'tc'
         ? this.program('tc').attachTc(ifname, 'ingress', { priority: TC_PRIORITY, handle: TC_HANDLE, replace: true })

@@ -61,7 +61,7 @@ export function validateFrontend(d: DesiredService, serve: ServeOptions = { ipv6
 
 /**
  * Throws Rejected naming the first thing this datapath cannot serve. IPv6
- * frontends are served (XDP only) when the IPv6 maps are on, in dsr mode,
+ * frontends are served (either hook) when the IPv6 maps are on, in dsr mode,
  * with every backend, node address and source range of the VIP's family;
  * an IPv6 VIP in front of IPv4 pods (or the reverse) would need a
  * translation the datapath does not do.

@@ -55,6 +55,7 @@ export const EDGE_MAP_NAMES = [
   'edge_config6',
   'edge_fib_cache6',
   'edge_progs',
+  'edge_progs_tc',
 ] as const;
 export type EdgeMapName = (typeof EDGE_MAP_NAMES)[number];
 
@@ -425,9 +426,10 @@ export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: num
   edge_src_ranges6: { key: SRC_RANGE6_KEY_SIZE, value: 1 },
   edge_config6: { key: 4, value: EDGE_CONFIG6_SIZE },
   edge_progs: { key: 4, value: 4 },
+  edge_progs_tc: { key: 4, value: 4 },
 };
 
-/** edge_progs slot of edge_xdp6 (EDGE_PROG_IPV6 in bpf/edge.c). */
+/** Slot of the IPv6 program in each hook's program array: edge_xdp6 in edge_progs, edge_tc6 in edge_progs_tc (EDGE_PROG_IPV6 in bpf/edge.c). */
 export const EDGE_PROG_IPV6 = 0;
 
 /** Every layout mismatch between `maps` (as loaded) and EDGE_MAP_LAYOUTS, in words; empty when all match. */

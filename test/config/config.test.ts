@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig, loadConfigFile, ConfigError, formatProblems } from '../../src/config/load.js';
+import { servesIpv6 } from '../../src/agent/datapath-part.js';
 
 const run = promisify(execFile);
 const FIXTURES = 'test/fixtures/config/invalid';
@@ -145,6 +146,19 @@ test('IPv6 peer addresses are kept in one spelling (RFC 5952), so every comparis
   t.is(c.bgp.peers[0]?.localAddress, '2001:db8::1');
   t.is(c.bgp.peers[1]?.address, '10.0.0.2');
   t.deepEqual(c.pools[0]?.advertise.peers, ['2001:db8::2']);
+});
+
+test('IPv6 with the tc fallback (datapath.xdp off) is valid: the agent serves IPv6 on either hook', (t) => {
+  const node = 'node: {routerId: 10.0.0.1, asn: 1, uplink: e0}';
+  const on = parseConfig(`${node}\ndatapath: {xdp: 'off', ipv6: 'on'}\n`, 'x');
+  t.is(on.datapath.xdp, 'off');
+  t.is(on.datapath.ipv6, 'on');
+  t.true(servesIpv6(on));
+  // auto: on because a pool is IPv6, whichever hook.
+  const auto = parseConfig(`${node}\ndatapath: {xdp: 'off'}\npools: [{name: v6, cidrs: ["2001:db8:1::/64"]}]\n`, 'x');
+  t.true(servesIpv6(auto));
+  t.false(servesIpv6(parseConfig(`${node}\ndatapath: {xdp: 'off', ipv6: 'off'}\npools: [{name: v6, cidrs: ["2001:db8:1::/64"]}]\n`, 'x')));
+  t.false(servesIpv6(parseConfig(`${node}\ndatapath: {xdp: 'off'}\n`, 'x')), 'auto without an IPv6 pool');
 });
 
 test('a dual-stack pool is valid with a peer of each family, and without any peer (no BGP at all)', (t) => {

@@ -222,3 +222,40 @@ export function udp6(o: { src?: string; dst?: string; sport?: number; dport?: nu
     udp: { sport: o.sport ?? 5353, dport: o.dport ?? 53, payload: o.payload ?? Buffer.from('hello edge6'), ...(o.checksum !== undefined ? { checksum: o.checksum } : {}) },
   });
 }
+
+// ---------------------------------------------------------------- ICMPv6 errors built on tc
+
+/** One's-complement sum of big-endian 16-bit words, folded to 16 bits. */
+function onesSum16(b: Buffer): number {
+  let s = 0;
+  for (let i = 0; i + 1 < b.length; i += 2) s += b.readUInt16BE(i);
+  if (b.length % 2) s += b[b.length - 1]! << 8;
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+
+/** What a pending checksum completion over `l4` (an L4 header running to the frame's end, its checksum field included) stores in that field: the kernel's ~sum, never 0. */
+export function completionStores(l4: Buffer): number {
+  return (~onesSum16(l4) & 0xffff) || 0xffff;
+}
+
+/** The quoted L4 checksum field of an ICMPv6 quote (fixed header + TCP/UDP). */
+export const quoteChecksumAt = (quote: Buffer): number => 40 + (quote[6] === 6 ? 16 : 6);
+
+/**
+ * The quote (the client's IPv6 header and L4 bytes) an ICMPv6 error built by
+ * edge_tc6 carries: its L4 checksum set to the value a pending checksum
+ * completion over the quoted L4 bytes would store, so completing it changes
+ * nothing (edge_dsr6.h). Found here by search — the fixed point of
+ * completionStores — not by the program's formula.
+ */
+export function settledQuote6(quote: Buffer): Buffer {
+  const q = Buffer.from(quote);
+  const at = quoteChecksumAt(q);
+  const l4 = q.subarray(40);
+  for (let v = 1; v <= 0xffff; v++) {
+    q.writeUInt16BE(v, at);
+    if (completionStores(l4) === v) return q;
+  }
+  throw new Error('no settled checksum');
+}
