@@ -6,23 +6,34 @@
 // GRO'd stream from a NIC looks like to a tc program. The edge must parse
 // them by skb->len, DNAT them with skb-aware checksum updates and forward
 // them unsegmented; the echo only completes if every segment arrives
-// intact and every reply comes back from the VIP.
+// intact and every reply comes back from the VIP. Both families: IPv6 runs
+// through edge_tc6 (the Destination Options header, IPv6-in-IPv6, ICMPv6
+// Packet Too Big built from a pending-checksum skb).
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { inNetns } from '../../src/datapath/loader.js';
 import { NodeDatapath } from '../../src/datapath/node-datapath.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import { type Cleanup, nsRun, waitFor } from '../lib/netns.js';
-import { clientEdgeNode } from './client-edge-node.js';
+import { RIG_EDGE6, RIG_NODE6, RIG_POD6, clientEdgeNode } from './client-edge-node.js';
 import { openEdge, service, backend } from './edge-helpers.js';
 import { NODE_NAME, backend as nodeBackend, service as nodeService } from './node-fixtures.js';
 
 const VIP = '203.0.113.10';
 const POD = '10.244.1.1';
 const UDP_VIP = '203.0.113.11';
+const VIP6 = '2001:db8:100::10';
+const UDP_VIP6 = '2001:db8:100::11';
+
+/** The addresses of one family's run. */
+const FAMILY = {
+  4: { vip: VIP, udpVip: UDP_VIP, pod: POD, nodeIp: '10.0.0.11', socat: 'TCP4', bracket: (a: string) => a, ipFlag: '-4', tunnelMtu: 1480 },
+  6: { vip: VIP6, udpVip: UDP_VIP6, pod: RIG_POD6, nodeIp: RIG_NODE6, socat: 'TCP6', bracket: (a: string) => `[${a}]`, ipFlag: '-6', tunnelMtu: 1460 },
+} as const;
 
 /** How the client's segments reach the edge. */
 interface Variant {
+  family: 4 | 6;
   dispatch: 'ip-option' | 'ipip';
   /** TSO/GSO on the client: GSO skbs (true), or one wire-sized skb per segment (false). */
   clientTso: boolean;
@@ -49,35 +60,37 @@ async function lab(t: ExecutionContext, v: Variant): Promise<Lab> {
   if (!v.clientTso) await nsRun(C, ['ethtool', '-K', 'c0', 'tso', 'off', 'gso', 'off']);
   if (!v.edgeTxCsum) await nsRun(E, ['ethtool', '-K', 'e0', 'tx', 'off']);
 
-  const dp = openEdge(t, { forward: { kind: 'fib' }, address: '10.0.0.1' });
-  const be = [backend(1, { ip: POD, port: 8080, nodeIp: '10.0.0.11' })];
+  const f = FAMILY[v.family];
+  const dp = openEdge(t, { forward: { kind: 'fib' }, address: '10.0.0.1', hooks: ['tc'], ...(v.family === 6 ? { ipv6: true, address6: RIG_EDGE6 } : {}) });
+  const be = [backend(1, { ip: f.pod, port: 8080, nodeIp: f.nodeIp })];
   dp.applyServices([
-    service({ frontend: { vip: VIP, port: 80, protocol: 'TCP' }, dispatch, backends: be }),
-    service({ service: 'default/dns', frontend: { vip: UDP_VIP, port: 53, protocol: 'UDP' }, dispatch, backends: be }),
+    service({ frontend: { vip: f.vip, port: 80, protocol: 'TCP' }, dispatch, backends: be }),
+    service({ service: 'default/dns', frontend: { vip: f.udpVip, port: 53, protocol: 'UDP' }, dispatch, backends: be }),
   ]);
   inNetns(E, () => dp.attach('e0', 'tc'));
   cleanup.add('detach edge', () => inNetns(E, () => dp.detach()));
 
-  const node = NodeDatapath.open({ maxFlows: 4096, nodeIp: '10.0.0.11', edgeSources: ['10.0.0.1'] });
+  const node = NodeDatapath.open({ maxFlows: 4096, nodeIp: '10.0.0.11', nodeIp6: RIG_NODE6, edgeSources: ['10.0.0.1', RIG_EDGE6] });
   cleanup.add('node datapath', () => node.close());
-  node.applyServices([nodeService(VIP, 80, 'TCP', [nodeBackend(POD, 8080)])], { name: NODE_NAME });
+  node.applyServices([nodeService(f.vip, 80, 'TCP', [nodeBackend(f.pod, 8080)])], { name: NODE_NAME });
   inNetns(N, () => node.attach('n0'));
   cleanup.add('detach node', () => inNetns(N, () => node.detach()));
   // The edge knows the node's link-layer address (in service its probes and traffic resolve it): an
   // IPIP packet handed to the stack while it resolves carries the edge's own source and is a martian there.
-  // (The node program learns the edge from that ARP.)
-  await nsRun(E, ['ping', '-c', '1', '-W', '2', '10.0.0.11']);
+  // (The node program learns the edge from that ARP, or Neighbor Solicitation.)
+  await nsRun(E, ['ping', f.ipFlag, '-c', '1', '-W', '2', f.nodeIp]);
   return { C, E, N, dp, node, cleanup };
 }
 
 async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
   t.timeout(60_000);
   const { C, N, dp, node, cleanup } = await lab(t, v);
+  const f = FAMILY[v.family];
 
   // socat's PIPE is a pipe it both writes and reads: with its default 8 KiB blocks a write into a pipe
   // with one free page blocks, and nothing drains the pipe while it does (server Recv-Q full, window 0,
   // the stream stalls with nothing dropped). Blocks of one page always fit a pipe poll() calls writable.
-  const echo = spawn('ip', ['netns', 'exec', N, 'socat', '-b4096', `TCP4-LISTEN:8080,bind=${POD},reuseaddr,fork`, 'PIPE'], { stdio: 'ignore' });
+  const echo = spawn('ip', ['netns', 'exec', N, 'socat', '-b4096', `${f.socat}-LISTEN:8080,bind=${f.bracket(f.pod)},reuseaddr,fork`, 'PIPE'], { stdio: 'ignore' });
   cleanup.add('echo', () => echo.kill('SIGTERM'));
   await waitFor(async () => (await nsRun(N, ['ss', '-ltnH', 'sport = :8080'])).stdout.trim() !== '', 5000);
 
@@ -88,7 +101,7 @@ async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
   // fragmentation-needed waits 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s on a busy host);
   // every byte must still come back, in order, within the 30 s below.
   // -t: after stdin's EOF socat waits only 0.5 s (its default) for the rest of the echo; give it the test's time.
-  const client = spawn('ip', ['netns', 'exec', C, 'socat', '-T15', '-t30', '-', `TCP4:${VIP}:80,connect-timeout=3`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const client = spawn('ip', ['netns', 'exec', C, 'socat', '-T15', '-t30', '-', `${f.socat}:${f.bracket(f.vip)}:80,connect-timeout=3`], { stdio: ['pipe', 'pipe', 'pipe'] });
   const got: Buffer[] = [];
   let gotLen = 0;
   client.stdout.on('data', (d: Buffer) => {
@@ -120,42 +133,57 @@ async function echoThroughEdge(t: ExecutionContext, v: Variant): Promise<void> {
     // Segments were merged: fewer packets than a 1500-byte MTU would need for the bytes counted.
     t.true((c.services[0]?.packets ?? 0) < payload.length / 1448, `${c.services[0]?.packets} packets: GSO skbs, not wire-sized segments`);
   } else {
-    // 1500-byte segments do not fit the tunnel (1500 + 20): the edge answered fragmentation-needed
-    // (MTU 1480), the client's kernel took it (its route to the VIP now says so) and sent smaller ones.
-    t.true(c.stats.icmp_too_big_sent >= 1, 'fragmentation-needed sent');
+    // 1500-byte segments do not fit the tunnel (1500 + 20, or + 40): the edge answered
+    // fragmentation-needed (MTU 1480) / Packet Too Big (MTU 1460), the client's kernel took it (its
+    // route to the VIP now says so) and sent smaller ones.
+    t.true(c.stats.icmp_too_big_sent >= 1, 'fragmentation-needed / Packet Too Big sent');
     t.is(c.stats.drop_too_big_icmp_fail, 0);
-    t.regex((await nsRun(C, ['ip', '-4', 'route', 'get', VIP])).stdout, /\bmtu 1480\b/);
+    t.regex((await nsRun(C, ['ip', f.ipFlag, 'route', 'get', f.vip])).stdout, new RegExp(`\\bmtu ${f.tunnelMtu}\\b`));
   }
   t.is(node.counters().drop_untrusted_source, 0);
 }
 
-for (const dispatch of ['ip-option', 'ipip'] as const) {
-  test.serial(`tc mode (${dispatch}): a TSO/GSO stream whose payload is outside the linear head is forwarded intact both ways`, (t) =>
-    echoThroughEdge(t, { dispatch, clientTso: true, edgeTxCsum: true }));
+for (const family of [4, 6] as const) {
+  for (const dispatch of ['ip-option', 'ipip'] as const) {
+    test.serial(`tc mode, IPv${family} (${dispatch}): a TSO/GSO stream whose payload is outside the linear head is forwarded intact both ways`, (t) =>
+      echoThroughEdge(t, { family, dispatch, clientTso: true, edgeTxCsum: true }));
+  }
 }
 
 // A sender on the same host (over a veth) hands the edge skbs whose L4 checksum is still pending
 // (CHECKSUM_PARTIAL). Full-sized ones do not fit the IPIP tunnel: the fragmentation-needed built
 // from them must reach the client, whether or not the kernel completes that pending checksum on the
-// way out (edge_icmp.h).
-for (const edgeTxCsum of [true, false]) {
-  test.serial(`tc mode (ipip), client without TSO${edgeTxCsum ? '' : ', edge veth without checksum offload'}: full-sized segments from a local sender get fragmentation-needed and the stream continues at the tunnel's MTU`, (t) =>
-    echoThroughEdge(t, { dispatch: 'ipip', clientTso: false, edgeTxCsum }));
+// way out (edge_icmp.h; for IPv6 the Packet Too Big of edge_dsr6.h).
+for (const family of [4, 6] as const) {
+  for (const edgeTxCsum of [true, false]) {
+    test.serial(`tc mode, IPv${family} (ipip), client without TSO${edgeTxCsum ? '' : ', edge veth without checksum offload'}: full-sized segments from a local sender get ${family === 4 ? 'fragmentation-needed' : 'Packet Too Big'} and the stream continues at the tunnel's MTU`, (t) =>
+      echoThroughEdge(t, { family, dispatch: 'ipip', clientTso: false, edgeTxCsum }));
+  }
 }
 
 // The same for UDP: a datagram from a local sender carries a pending checksum too (its quote's 8 bytes
 // end with the UDP checksum field, which the kernel may complete on the way out).
-for (const edgeTxCsum of [true, false]) {
-  test.serial(`tc mode (ipip): a full-sized UDP datagram with DF from a local sender gets fragmentation-needed${edgeTxCsum ? '' : ' (edge veth without checksum offload)'}`, async (t) => {
-    t.timeout(30_000);
-    const { C, dp } = await lab(t, { dispatch: 'ipip', clientTso: true, edgeTxCsum });
-    // 1472 bytes of payload: a 1500-byte datagram, DF (IP_PMTUDISC_DO), sent through the kernel's UDP socket.
-    const send = `import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, 10, 2); s.sendto(bytes(1472), ('${UDP_VIP}', 53))`;
-    await nsRun(C, ['/usr/bin/python3', '-c', send]);
-    await waitFor(async () => /\bmtu 1480\b/.test((await nsRun(C, ['ip', '-4', 'route', 'get', UDP_VIP])).stdout), 5000);
-    const c = dp.counters().stats;
-    t.log(`edge icmp_too_big_sent ${c.icmp_too_big_sent}, drop_too_big_icmp_fail ${c.drop_too_big_icmp_fail}`);
-    t.is(c.icmp_too_big_sent, 1);
-    t.regex((await nsRun(C, ['ip', '-4', 'route', 'get', UDP_VIP])).stdout, /\bmtu 1480\b/, 'the client took the fragmentation-needed');
-  });
+// (IPv6: a 1500-byte datagram leaves the client whole; the edge's Packet Too Big quotes 128 bytes,
+// the UDP checksum field among them.)
+const UDP_SEND = {
+  // 1472 bytes of payload: a 1500-byte datagram, DF (IP_PMTUDISC_DO), sent through the kernel's UDP socket.
+  4: `import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, 10, 2); s.sendto(bytes(1472), ('${UDP_VIP}', 53))`,
+  // 1452 bytes of payload: a 1500-byte datagram, IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO (never fragmented by the sender).
+  6: `import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IPV6, 23, 2); s.sendto(bytes(1452), ('${UDP_VIP6}', 53))`,
+};
+for (const family of [4, 6] as const) {
+  for (const edgeTxCsum of [true, false]) {
+    test.serial(`tc mode, IPv${family} (ipip): a full-sized UDP datagram${family === 4 ? ' with DF' : ''} from a local sender gets ${family === 4 ? 'fragmentation-needed' : 'Packet Too Big'}${edgeTxCsum ? '' : ' (edge veth without checksum offload)'}`, async (t) => {
+      t.timeout(30_000);
+      const f = FAMILY[family];
+      const { C, dp } = await lab(t, { family, dispatch: 'ipip', clientTso: true, edgeTxCsum });
+      const mtu = new RegExp(`\\bmtu ${f.tunnelMtu}\\b`);
+      await nsRun(C, ['/usr/bin/python3', '-c', UDP_SEND[family]]);
+      await waitFor(async () => mtu.test((await nsRun(C, ['ip', f.ipFlag, 'route', 'get', f.udpVip])).stdout), 5000);
+      const c = dp.counters().stats;
+      t.log(`edge icmp_too_big_sent ${c.icmp_too_big_sent}, drop_too_big_icmp_fail ${c.drop_too_big_icmp_fail}`);
+      t.is(c.icmp_too_big_sent, 1);
+      t.regex((await nsRun(C, ['ip', f.ipFlag, 'route', 'get', f.udpVip])).stdout, mtu, 'the client took the error');
+    });
+  }
 }
