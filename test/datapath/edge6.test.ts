@@ -452,6 +452,7 @@ test6('incoming Packet Too Big about a VIP flow: steered to that flow\'s backend
 test6('through the planner: applyServices programs IPv6 frontends (ipv6 on) — Maglev picks as the independent model, counters per service, removal, a restart that adopts them', (t, h) => {
   const pin = pinDirFor(t, 'edge6');
   const first = openEdge(t, { hooks: [h.hook], ipv6: true, address6: EDGE6, pinPath: pin });
+  t.true(first.servesIpv6());
   const d = service6({ backends: [...THREE, backend6(4), backend6(5, { state: 'terminating' })], sourceRanges: ['2001:db8:1::/48'] });
   const udp = service6({ service: 'default/dns6', frontend: { vip: VIP6, port: 53, protocol: 'UDP' }, dispatch: 'ipip', backends: THREE.map((b) => ({ ...b, port: 5353 })) });
   const r = first.applyServices([service(), d, udp]);
