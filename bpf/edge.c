@@ -29,7 +29,8 @@
  *     dropped (DROP_IP_OPTIONS): there is no room to add ours, and a client
  *     must never be able to hand the node a forged DSR option.
  *   - VLAN-tagged packets to a service are dropped (DROP_VLAN); the uplink
- *     is expected to be untagged (attach to the VLAN device instead).
+ *     is expected to be untagged (attach to the VLAN device instead). On tc
+ *     the kernel has moved the tag out of the frame (skb->vlan_present).
  *   - Truncated headers (shorter than the IP total length says) pass to the
  *     stack untouched (nothing was matched; the stack discards them). A
  *     complete packet to a service whose TCP data offset or UDP length
@@ -116,7 +117,13 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 			return edge_snat_reverse(ctx, xdp, cfg, &p, ifindex);
 		return ACT_PASS;
 	}
+	/* Tagged (edge_tagged), in two steps: as one condition clang lays
+	 * out edge_xdp differently, one instruction longer. */
 	if (p.has_vlan) {
+		edge_count(DROP_VLAN);
+		return ACT_DROP;
+	}
+	if (!xdp && edge_tagged(ctx, xdp, &p)) {
 		edge_count(DROP_VLAN);
 		return ACT_DROP;
 	}

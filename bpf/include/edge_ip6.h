@@ -24,7 +24,8 @@
  *     DROP_IP_OPTIONS — there is no room to insert ours first, and a client
  *     must never hand the node a forged DSR header. The same packets to
  *     other addresses pass untouched.
- *   - VLAN-tagged IPv6 to a VIP: DROP_VLAN. Other tagged IPv6 passes.
+ *   - VLAN-tagged IPv6 to a VIP: DROP_VLAN (on tc also a tag the kernel
+ *     took out of the frame: skb->vlan_present). Other tagged IPv6 passes.
  *   - Truncated headers (shorter than the payload length says) pass to the
  *     stack untouched; a complete packet to a service whose TCP data offset
  *     or UDP length contradicts its payload length, or a UDP datagram with
@@ -175,6 +176,14 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	ip6 = data + EDGE6_L3_OFF;
 	if ((void *)(ip6 + 1) > end || ip6->version != 6)
 		return ACT_PASS;
+	if (!xdp && ((struct __sk_buff *)ctx)->vlan_present) {
+		/* tc: the kernel moved the tag out of the frame (skb->vlan_tci)
+		 * before tc ingress runs — the same rule. */
+		if (!edge6_is_vip(&ip6->daddr))
+			return ACT_PASS;
+		edge_count(DROP_VLAN);
+		return ACT_DROP;
+	}
 	plen = bpf_ntohs(ip6->payload_len);
 	if (EDGE6_L4_OFF + plen > pkt_len)
 		return ACT_PASS; /* truncated: nothing matched, the stack discards it */

@@ -42,6 +42,13 @@ static __always_inline int edge_l4_sane(void *data, void *end, const struct pkt 
 	}
 }
 
+/* Whether the frame came with a VLAN tag: in the frame (parse.h), or on tc
+ * also one the kernel moved out of it (skb->vlan_tci) before tc ingress. */
+static __always_inline int edge_tagged(void *ctx, const int xdp, const struct pkt *p)
+{
+	return p->has_vlan || (!xdp && ((struct __sk_buff *)ctx)->vlan_present);
+}
+
 #define EDGE_RW_DST 0  /* destination address and port only */
 #define EDGE_RW_BOTH 1 /* source and destination */
 

@@ -166,7 +166,7 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 
 	if (port < cfg->snat_port_min || port > cfg->snat_port_max)
 		return ACT_PASS;
-	if (p->has_vlan || p->ihl_bytes != 20)
+	if (edge_tagged(ctx, xdp, p) || p->ihl_bytes != 20)
 		return ACT_PASS;
 	v = bpf_map_lookup_elem(&edge_snat_rev, &k);
 	if (!v)

@@ -45,7 +45,7 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 
 	if (p->icmp_type != ICMP_DEST_UNREACH)
 		return ACT_PASS;
-	if (p->has_vlan || p->ihl_bytes != 20)
+	if (edge_tagged(ctx, xdp, p) || p->ihl_bytes != 20)
 		return ACT_PASS;
 	if (parse_icmp_inner(data, end, p, &in) != PARSE_OK)
 		return ACT_PASS;

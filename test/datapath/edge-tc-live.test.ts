@@ -15,7 +15,10 @@ import { inNetns } from '../../src/datapath/loader.js';
 import { NodeDatapath } from '../../src/datapath/node-datapath.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import { type Cleanup, nsRun, waitFor } from '../lib/netns.js';
-import { RIG_EDGE6, RIG_NODE6, RIG_POD6, clientEdgeNode } from './client-edge-node.js';
+import { RIG_CLIENT, RIG_CLIENT6, RIG_EDGE6, RIG_NODE6, RIG_POD6, clientEdgeNode } from './client-edge-node.js';
+import { inject } from '../lib/inject.js';
+import { buildPacket } from '../lib/packets.js';
+import { buildPacket6 } from '../lib/packets6.js';
 import { openEdge, service, backend } from './edge-helpers.js';
 import { NODE_NAME, backend as nodeBackend, service as nodeService } from './node-fixtures.js';
 
@@ -186,4 +189,31 @@ for (const family of [4, 6] as const) {
       t.regex((await nsRun(C, ['ip', f.ipFlag, 'route', 'get', f.udpVip])).stdout, mtu, 'the client took the error');
     });
   }
+}
+
+// A tagged frame reaches tc without its tag: the kernel moved it to skb->vlan_tci before tc ingress
+// runs. It is still a tagged packet to a VIP, dropped and counted as in XDP, where the tag is in the
+// frame (DROP_VLAN; the uplink is untagged, attach to the VLAN device instead) — never dispatched.
+for (const family of [4, 6] as const) {
+  test.serial(`tc mode, IPv${family}: a VLAN-tagged datagram to a VIP is dropped (drop_vlan), never forwarded`, async (t) => {
+    t.timeout(30_000);
+    const f = FAMILY[family];
+    const { C, E, dp } = await lab(t, { family, dispatch: 'ip-option', clientTso: true, edgeTxCsum: true });
+    const macOf = async (ns: string, dev: string): Promise<string> => (JSON.parse((await nsRun(ns, ['ip', '-j', 'link', 'show', dev])).stdout) as Array<{ address: string }>)[0]!.address;
+    const eth = { src: await macOf(C, 'c0'), dst: await macOf(E, 'e0') };
+    const untagged =
+      family === 4
+        ? buildPacket({ eth, ip: { src: RIG_CLIENT, dst: f.udpVip }, udp: { sport: 5353, dport: 53, payload: Buffer.from('tagged') } })
+        : buildPacket6({ eth, ip: { src: RIG_CLIENT6, dst: f.udpVip }, udp: { sport: 5353, dport: 53, payload: Buffer.from('tagged') } });
+    // VLAN 10 (802.1Q) between the MAC addresses and the EtherType; the same frame untagged is forwarded.
+    const tagged = Buffer.concat([untagged.subarray(0, 12), Buffer.from('8100000a', 'hex'), untagged.subarray(12)]);
+    await inject(C, { iface: 'c0', frames: [tagged], waitSeconds: 0 });
+    await waitFor(async () => dp.counters().stats.drop_vlan > 0, 5000);
+    const c = dp.counters();
+    t.is(c.stats.drop_vlan, 1);
+    t.is(c.services.reduce((n, s) => n + s.packets, 0), 0, 'nothing dispatched');
+    await inject(C, { iface: 'c0', frames: [untagged], waitSeconds: 0 });
+    await waitFor(async () => dp.counters().services.reduce((n, s) => n + s.packets, 0) > 0, 5000);
+    t.is(dp.counters().stats.drop_vlan, 1);
+  });
 }
