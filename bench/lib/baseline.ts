@@ -40,6 +40,9 @@ export interface EdgeDatapathLike {
   memlockBytes(): number;
   counters(): { services: { service: string; packets: number }[] };
   close(): void;
+  /** Revisions with the edge's IPv6 path (absent before it). */
+  servesIpv6?(): boolean;
+  map?(name: string): { memlockBytes(): number };
 }
 
 export interface EdgeDatapathModule {
