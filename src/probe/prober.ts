@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import type { Logger } from '../log/logger.js';
 import { probeBinaryPath } from '../assets.js';
 import type { PathDispatch } from '../datapath/edge-datapath.js';
-import { ipFamily } from '../net/ip.js';
+import { ipFamily, ipToBigInt } from '../net/ip.js';
 import { decidePath, initialPathState, type PathState, type ProbeResult } from './decide.js';
 import { PROBE_PORT } from './wire.js';
 
@@ -118,7 +118,15 @@ export class PathProber {
     }));
   }
 
+  /** Every path's verdict: IPv4 paths first, then IPv6, each by address. */
   view(): { nodeIp: string; dispatch: PathDispatch; reason: string }[] {
-    return [...this.paths.entries()].map(([nodeIp, s]) => ({ nodeIp, dispatch: s.dispatch, reason: s.reason }));
+    const order = (ip: string): [number, bigint] => {
+      const { family, value } = ipToBigInt(ip);
+      return [family, value];
+    };
+    return [...this.paths.entries()]
+      .map(([nodeIp, s]) => ({ nodeIp, dispatch: s.dispatch, reason: s.reason, key: order(nodeIp) }))
+      .sort((a, b) => a.key[0] - b.key[0] || (a.key[1] < b.key[1] ? -1 : a.key[1] > b.key[1] ? 1 : 0))
+      .map(({ nodeIp, dispatch, reason }) => ({ nodeIp, dispatch, reason }));
   }
 }

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { Cleanup, createNetns, uniqueId, vethPair, addAddress, nsRun, sysctl, sleep } from '../lib/netns.js';
 import { BpfObject, inNetns, type TcAttachment } from '../../src/datapath/loader.js';
 import { bpfObjectPath } from '../../src/assets.js';
-import { probePath } from '../../src/probe/prober.js';
+import { PathProber, probePath } from '../../src/probe/prober.js';
 import { testBpffs } from '../lib/test-bpffs.js';
 import { decidePath, initialPathState, type PathState } from '../../src/probe/decide.js';
 import { probeMarker, PROBE_MAGIC, PROBE_PORT } from '../../src/probe/wire.js';
@@ -227,6 +227,21 @@ test.serial('an IPv4-option hop leaves the IPv6 path alone', async (t) => {
   } finally {
     at.detach();
   }
+});
+
+test.serial('PathProber (what the edge agent runs): one dual-stack node is two paths, decided apart; status lists IPv4 then IPv6', async (t) => {
+  const changes: string[] = [];
+  const prober = new PathProber({ wrap, timeoutMs: 300, onChange: (ip, d, why) => changes.push(`${ip} ${d} ${why}`) });
+  prober.setTargets([NODE6, NODE]);
+  const at = hop('lab_strip_dstopts');
+  try {
+    await prober.round();
+  } finally {
+    at.detach();
+  }
+  t.deepEqual(prober.view().map((p) => [p.nodeIp, p.dispatch]), [[NODE, 'ip-option'], [NODE6, 'ipip']]);
+  t.true(changes.includes(`${NODE6} ipip the fabric strips the IPv6 Destination Options header on this path`), changes.join('\n'));
+  t.true(changes.some((c) => c.startsWith(`${NODE} ip-option option arrives`)), changes.join('\n'));
 });
 
 test.serial('a node that answers nothing changes nothing', async (t) => {
