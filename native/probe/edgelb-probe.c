@@ -1,14 +1,18 @@
-/* edgelb-probe: does the path to a Kubernetes node carry our DSR IPv4 option?
+/* edgelb-probe: does the path to a Kubernetes node carry our DSR marking?
  *
- * Sends one UDP datagram to NODE:PORT (default 4790) whose IP header carries
- * the DSR option (bpf/include/dsr_option.h) with VIP 0.0.0.0 port 0 — the
- * probe marker — unless --no-option. The payload is
+ * Sends one UDP datagram to NODE:PORT (default 4790) carrying the probe
+ * marker (bpf/include/dsr_option.h, src/probe/wire.ts) unless --no-option:
+ *   NODE an IPv4 address: the DSR IPv4 option with VIP 0.0.0.0 port 0
+ *   NODE an IPv6 address: the 24-byte Destination Options DSR header
+ *                         directly after the fixed header, VIP :: port 0
+ * The payload is
  *   "ELBPROBE" | nonce (8 bytes) | flag (1 byte, sent as 0)
  * The node's tc program sets the flag to 1 when the option arrived; the
  * node's responder echoes the datagram. Prints one JSON line:
  *   {"target":"…","option":true,"reply":true,"optionSeen":true,"rttUs":123}
  * and exits 0 (2 on bad usage, 1 on a local error). Node.js cannot set
- * IP_OPTIONS on a socket, hence this helper.
+ * IP_OPTIONS (or IPV6_DSTOPTS, which needs CAP_NET_RAW) on a socket,
+ * hence this helper.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,7 +40,8 @@ static uint64_t now_us(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: edgelb-probe NODE_IPV4 [--port N] [--timeout-ms N] [--source IPV4] [--no-option]\n");
+	fprintf(stderr, "usage: edgelb-probe NODE_IP [--port N] [--timeout-ms N] [--source IP] [--no-option]\n"
+			"  NODE_IP and --source: both IPv4 or both IPv6\n");
 	return 2;
 }
 
@@ -59,33 +64,66 @@ int main(int argc, char **argv)
 		else
 			return usage();
 	}
-	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(port) };
-	if (!target || inet_pton(AF_INET, target, &dst.sin_addr) != 1 || port <= 0 || port > 65535 || timeout_ms <= 0)
-		return usage();
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in v4;
+		struct sockaddr_in6 v6;
+	} dst = { 0 }, src = { 0 };
+	socklen_t alen;
+	int family;
 
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (!target || port <= 0 || port > 65535 || timeout_ms <= 0)
+		return usage();
+	if (inet_pton(AF_INET, target, &dst.v4.sin_addr) == 1) {
+		family = AF_INET;
+		dst.v4.sin_family = AF_INET;
+		dst.v4.sin_port = htons(port);
+		alen = sizeof(dst.v4);
+	} else if (inet_pton(AF_INET6, target, &dst.v6.sin6_addr) == 1) {
+		family = AF_INET6;
+		dst.v6.sin6_family = AF_INET6;
+		dst.v6.sin6_port = htons(port);
+		alen = sizeof(dst.v6);
+	} else {
+		return usage();
+	}
+	if (source) {
+		src.sa.sa_family = family;
+		if (inet_pton(family, source, family == AF_INET ? (void *)&src.v4.sin_addr : (void *)&src.v6.sin6_addr) != 1)
+			return usage();
+	}
+
+	int fd = socket(family, SOCK_DGRAM, 0);
 	if (fd < 0) {
 		fprintf(stderr, "edgelb-probe: socket: %s\n", strerror(errno));
 		return 1;
 	}
-	if (source) {
-		struct sockaddr_in src = { .sin_family = AF_INET };
-		if (inet_pton(AF_INET, source, &src.sin_addr) != 1)
-			return usage();
-		if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
-			fprintf(stderr, "edgelb-probe: bind %s: %s\n", source, strerror(errno));
-			return 1;
-		}
+	if (source && bind(fd, &src.sa, alen) < 0) {
+		fprintf(stderr, "edgelb-probe: bind %s: %s\n", source, strerror(errno));
+		return 1;
 	}
-	if (with_option) {
+	if (with_option && family == AF_INET) {
 		/* type 0x9e, len 8, port 0, address 0.0.0.0: the probe marker. */
 		unsigned char opt[8] = { 0x9e, 8, 0, 0, 0, 0, 0, 0 };
 		if (setsockopt(fd, IPPROTO_IP, IP_OPTIONS, opt, sizeof(opt)) < 0) {
 			fprintf(stderr, "edgelb-probe: IP_OPTIONS: %s\n", strerror(errno));
 			return 1;
 		}
+	} else if (with_option) {
+		/* The Destination Options DSR header with VIP :: port 0. The
+		 * kernel fills in byte 0 (next header: UDP); without a routing
+		 * header IPV6_DSTOPTS goes right after the fixed header, where
+		 * the node looks for it. Bytes 2-3 option 0x5e, 18 data bytes;
+		 * 4-5 port, 6-21 address (zero); 22-23 PadN of length 0. */
+		unsigned char hdr[24] = { 0, 2, 0x5e, 18 };
+		hdr[22] = 0x01;
+		hdr[23] = 0x00;
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_DSTOPTS, hdr, sizeof(hdr)) < 0) {
+			fprintf(stderr, "edgelb-probe: IPV6_DSTOPTS: %s\n", strerror(errno));
+			return 1;
+		}
 	}
-	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0) {
+	if (connect(fd, &dst.sa, alen) < 0) {
 		fprintf(stderr, "edgelb-probe: connect %s: %s\n", target, strerror(errno));
 		return 1;
 	}

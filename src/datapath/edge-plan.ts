@@ -220,13 +220,13 @@ export class EdgePlanner {
   }
 
   /**
-   * Node addresses of `auto` frontends' backends (what the path prober must
-   * probe). IPv4 only: the prober does not probe IPv6 paths yet, so `auto`
-   * IPv6 frontends take autoDispatchDefault.
+   * Node addresses of `auto` frontends' backends, IPv4 and IPv6 (what the
+   * path prober must probe: an IPv6 frontend's backends sit behind their
+   * nodes' IPv6 addresses, a path of its own).
    */
   autoNodes(): string[] {
     const ips = new Set<string>();
-    for (const st of this.frontends.values()) if (st.dispatch === 'auto' && st.family === 4) for (const bs of st.backends.values()) ips.add(bs.b.nodeIp);
+    for (const st of this.frontends.values()) if (st.dispatch === 'auto') for (const bs of st.backends.values()) ips.add(bs.b.nodeIp);
     return [...ips];
   }
 

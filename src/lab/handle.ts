@@ -238,12 +238,14 @@ export class Lab {
   /**
    * Puts a misbehaving fabric hop in front of a node: bpf/lab_strip_options.c
    * at tc egress of the node's port on the fabric bridge (every frame the
-   * fabric hands to the node passes it): `drop` discards IPv4 packets with
-   * options, `strip` removes the options, `off` removes the hop. (Not on the
-   * node's own interface: the fixture answers TC_ACT_OK, which would end
-   * the tc chain before the node's programs.)
+   * fabric hands to the node passes it): `drop` discards packets carrying
+   * IPv4 options (family 6: a leading IPv6 Destination Options header),
+   * `strip` removes them, `off` removes the hop. One hop per node: a new one
+   * replaces the last, of either family. (Not on the node's own interface:
+   * the fixture answers TC_ACT_OK, which would end the tc chain before the
+   * node's programs.)
    */
-  optionHop(nodeName: string, how: 'drop' | 'strip' | 'off'): void {
+  optionHop(nodeName: string, how: 'drop' | 'strip' | 'off', family: 4 | 6 = 4): void {
     const n = this.plan.nodes.find((x) => x.name === nodeName);
     if (!n) throw new Error(`no node ${nodeName}`);
     const filter = { priority: 1, handle: 0x1ab };
@@ -254,9 +256,10 @@ export class Lab {
       });
       return;
     }
+    const section = family === 4 ? (how === 'drop' ? 'lab_drop_options' : 'lab_strip_options') : how === 'drop' ? 'lab_drop_dstopts' : 'lab_strip_dstopts';
     const obj = BpfObject.load(bpfObjectPath('lab_strip_options'));
     try {
-      inNetns(ns, () => obj.program(how === 'drop' ? 'lab_drop_options' : 'lab_strip_options').attachTc(n.fabricPort, 'egress', { ...filter, replace: true }));
+      inNetns(ns, () => obj.program(section).attachTc(n.fabricPort, 'egress', { ...filter, replace: true }));
     } finally {
       obj.close();
     }

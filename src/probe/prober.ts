@@ -1,12 +1,14 @@
-// Runs native/probe/edgelb-probe (Node.js cannot set IP_OPTIONS) and keeps
-// one PathState per node address, calling back when a path's dispatch
-// changes.
+// Runs native/probe/edgelb-probe (Node.js cannot set IP_OPTIONS or
+// IPV6_DSTOPTS) and keeps one PathState per node address — IPv4 and IPv6
+// paths alike, each probed with its family's marker — calling back when a
+// path's dispatch changes.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { Logger } from '../log/logger.js';
 import { probeBinaryPath } from '../assets.js';
 import type { PathDispatch } from '../datapath/edge-datapath.js';
+import { ipFamily, ipToBigInt } from '../net/ip.js';
 import { decidePath, initialPathState, type PathState, type ProbeResult } from './decide.js';
 import { PROBE_PORT } from './wire.js';
 
@@ -21,6 +23,7 @@ interface RawProbe {
 export interface ProbeOptions {
   port?: number;
   timeoutMs?: number;
+  /** Source address (of the targets' family). */
   source?: string;
   /** Command prefix, e.g. ['ip', 'netns', 'exec', NS] in tests and the lab. */
   wrap?: string[];
@@ -36,12 +39,14 @@ async function probeOnce(target: string, withOption: boolean, opts: ProbeOptions
   return JSON.parse(stdout) as RawProbe;
 }
 
-/** One probe round against a node: the option probe, and a plain one if that got no answer. */
+/** One probe round against a node (IPv4 or IPv6 address): the marked probe, and a plain one if that got no answer. */
 export async function probePath(target: string, opts: ProbeOptions = {}): Promise<ProbeResult> {
+  const family = ipFamily(target);
+  if (family === null) throw new Error(`probe target '${target}' is not an IP address`);
   const withOpt = await probeOnce(target, true, opts);
-  if (withOpt.reply) return { optionReply: true, optionSeen: withOpt.optionSeen, plainReply: null, rttUs: withOpt.rttUs };
+  if (withOpt.reply) return { family, optionReply: true, optionSeen: withOpt.optionSeen, plainReply: null, rttUs: withOpt.rttUs };
   const plain = await probeOnce(target, false, opts);
-  return { optionReply: false, optionSeen: false, plainReply: plain.reply, rttUs: plain.rttUs };
+  return { family, optionReply: false, optionSeen: false, plainReply: plain.reply, rttUs: plain.rttUs };
 }
 
 export interface PathProberOptions extends ProbeOptions {
@@ -113,7 +118,15 @@ export class PathProber {
     }));
   }
 
+  /** Every path's verdict: IPv4 paths first, then IPv6, each by address. */
   view(): { nodeIp: string; dispatch: PathDispatch; reason: string }[] {
-    return [...this.paths.entries()].map(([nodeIp, s]) => ({ nodeIp, dispatch: s.dispatch, reason: s.reason }));
+    const order = (ip: string): [number, bigint] => {
+      const { family, value } = ipToBigInt(ip);
+      return [family, value];
+    };
+    return [...this.paths.entries()]
+      .map(([nodeIp, s]) => ({ nodeIp, dispatch: s.dispatch, reason: s.reason, key: order(nodeIp) }))
+      .sort((a, b) => a.key[0] - b.key[0] || (a.key[1] < b.key[1] ? -1 : a.key[1] > b.key[1] ? 1 : 0))
+      .map(({ nodeIp, dispatch, reason }) => ({ nodeIp, dispatch, reason }));
   }
 }

@@ -5,7 +5,8 @@
 // controller writes a slice per family, the router has one nexthop per edge
 // for each VIP, and both serve with the client's address kept. IPv6 DSR by
 // the Destination Options header and by IPv6-in-IPv6: pods see the client's
-// IPv6 address, no reply crosses an edge.
+// IPv6 address, no reply crosses an edge. dispatch: auto probes IPv6 paths:
+// behind a hop that strips or drops the header, IP6IP6 for that node only.
 import test from 'ava';
 import { join } from 'node:path';
 import { bringUp, captureEdges, need, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
@@ -136,6 +137,87 @@ for (const dispatch of ['ip-option', 'ipip'] as const) {
     t.log(`IPv6 ${dispatch}: ${summary(tcp)}; requests on the edge uplinks ${requestCounts.join('/')}, replies ${replyCounts.join('/')}; at ${node.name}:\n${shown}`);
   });
 }
+
+type PathView = { nodeIp: string; dispatch: string; reason: string };
+
+/** Every edge's path verdicts (`edgelb status -o json`), polled until `ok` holds for all of them (bounded). */
+async function waitPaths(lab: Lab, ok: (ps: PathView[]) => boolean, ms = 20000): Promise<PathView[][]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const all = await Promise.all(lab.plan.edges.map(async (e) => ((await lab.agentStatus(e.name)).datapath as { paths: PathView[] }).paths));
+    if (all.every(ok) || Date.now() > deadline) return all;
+    await sleep(250);
+  }
+}
+
+test.serial('IPv6 dispatch auto behind a hop that strips, then drops, the Destination Options header in front of node2: the edges pick IP6IP6 for that path and the header for node1\'s, every request succeeds with the client\'s IPv6 address; repaired, the path returns to the header', async (t) => {
+  const lab = need(t, h);
+  const [n1, n2] = lab.plan.nodes as [typeof lab.plan.nodes[0], typeof lab.plan.nodes[0]];
+  const path = (ps: PathView[], ip: string): PathView | undefined => ps.find((p) => p.nodeIp === ip);
+  lab.optionHop(n2.name, 'strip', 6);
+  try {
+    // A fixed ip-option IPv6 Service loses what goes to node2 through this hop.
+    await lab.applyService({ name: 'v6-ipoption', ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv6'], annotations: { 'edgelb.io/dispatch': 'ip-option' } });
+    const fixedVip = await lab.waitForVip('v6-ipoption');
+    await waitGateways6(lab, fixedVip, lab.plan.edges.map((e) => e.address6));
+    const broken = await lab.load({ kind: 'http', target: fixedVip, port: 80, count: 24, concurrency: 4, timeoutMs: 800 });
+    t.true(broken.failed > 0, `the header stripped before ${n2.name}: ip-option must lose requests: ${summary(broken)}`);
+    t.true(Object.keys(broken.pods).every((p) => p.startsWith('echo-1')), `only ${n1.name}'s pods answer: ${summary(broken)}`);
+
+    await lab.applyService({ name: 'v6-auto', ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv6'], annotations: { 'edgelb.io/dispatch': 'auto' } });
+    const vip = await lab.waitForVip('v6-auto');
+    t.true(vip.includes(':'), vip);
+    await waitGateways6(lab, vip, lab.plan.edges.map((e) => e.address6));
+    const strips = 'the fabric strips the IPv6 Destination Options header on this path';
+    let paths = await waitPaths(lab, (ps) => path(ps, n2.address6)?.reason === strips && path(ps, n1.address6)?.dispatch === 'ip-option');
+    t.log(`verdicts, strip hop: ${JSON.stringify(paths)}`);
+    for (const ps of paths) {
+      t.is(path(ps, n2.address6)?.dispatch, 'ipip', `IPv6 path to ${n2.name}: ${JSON.stringify(ps)}`);
+      t.is(path(ps, n2.address6)?.reason, strips);
+      t.is(path(ps, n1.address6)?.dispatch, 'ip-option', `IPv6 path to ${n1.name}: ${JSON.stringify(ps)}`);
+      t.regex(path(ps, n1.address6)?.reason ?? '', /^Destination Options header arrives/);
+    }
+    // The path listing of `edgelb status --verbose` shows the IPv6 paths.
+    const shown = (await lab.edgelb(lab.plan.edges[0]!.name, ['status', '--verbose'])).stdout;
+    t.regex(shown, new RegExp(`${n2.address6}\\s+ipip\\s+${strips}`), shown);
+
+    // What each node receives: node1 the header (next header 60), node2 IP6IP6 (41) and never the header.
+    const at = async (n: typeof n1, filter: string, tag: string) => startCapture(lab.plan.fabric.ns, n.fabricPort, filter, join(h!.dir, `v6-auto-${tag}.pcap`));
+    const hdr1 = await at(n1, 'ip6 and ip6[6] == 60', 'n1-hdr');
+    const tun2 = await at(n2, 'ip6 and ip6[6] == 41', 'n2-tun');
+    const hdr2 = await at(n2, 'ip6 and ip6[6] == 60', 'n2-hdr');
+    const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 100, concurrency: 4, timeoutMs: 2000 });
+    const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 60, concurrency: 2, timeoutMs: 1000 });
+    const [h1, t2, h2] = [await hdr1.stop(), await tun2.stop(), await hdr2.stop()];
+    t.is(tcp.ok, 100, summary(tcp));
+    t.is(udp.ok, 60, summary(udp));
+    t.is(udp.wrongSource, 0, summary(udp));
+    t.is(Object.keys(tcp.pods).length, 4, `every pod serves: ${summary(tcp)}`);
+    t.deepEqual(Object.keys(tcp.clients), [lab.plan.client.address6], summary(tcp));
+    t.deepEqual(Object.keys(udp.clients), [lab.plan.client.address6], summary(udp));
+    t.true(h1 > 0, `header DSR packets reached ${n1.name}: ${h1}`);
+    t.true(t2 > 0, `IP6IP6 packets reached ${n2.name}: ${t2}`);
+    t.is(h2, 0, `no header DSR packet left for ${n2.name} (the hop would strip it)`);
+
+    // The hop now drops such packets instead: the verdict's reason follows, the path stays IP6IP6 and serves.
+    lab.optionHop(n2.name, 'drop', 6);
+    const drops = 'the fabric drops packets carrying the IPv6 Destination Options header on this path';
+    paths = await waitPaths(lab, (ps) => path(ps, n2.address6)?.reason === drops);
+    for (const ps of paths) t.is(path(ps, n2.address6)?.reason, drops, JSON.stringify(ps));
+    const dropped = await lab.load({ kind: 'http', target: vip, port: 80, count: 60, concurrency: 4, timeoutMs: 2000 });
+    t.is(dropped.ok, 60, summary(dropped));
+    t.is(Object.keys(dropped.pods).length, 4, summary(dropped));
+    t.deepEqual(Object.keys(dropped.clients), [lab.plan.client.address6], summary(dropped));
+
+    // Hop gone: after the recovery streak the path uses the header again.
+    lab.optionHop(n2.name, 'off');
+    paths = await waitPaths(lab, (ps) => path(ps, n2.address6)?.dispatch === 'ip-option', 30000);
+    for (const ps of paths) t.is(path(ps, n2.address6)?.dispatch, 'ip-option', `repaired: ${JSON.stringify(ps)}`);
+    t.log(`IPv6 auto: strip hop ${summary(tcp)} / ${summary(udp)}; header packets at ${n1.name} ${h1}, IP6IP6 at ${n2.name} ${t2}; drop hop ${summary(dropped)}; fixed ip-option through the strip hop ${summary(broken)}`);
+  } finally {
+    lab.optionHop(n2.name, 'off');
+  }
+});
 
 test.serial('IPv6 drain and ECMP rehash: draining an edge under IPv6 load fails no request; 30 long-lived IPv6 connections survive an edge leaving the nexthops and coming back', async (t) => {
   const lab = need(t, h);
