@@ -16,6 +16,8 @@ import { inNetns } from '../../src/datapath/loader.js';
 import type { Backend, DesiredService } from '../../src/model/types.js';
 import { CLIENT6, EDGE6, EDGE_IP, MAC_A, MAC_B, MAC_OTHER, MAC_ROUTER, NODE_IP, NODE_NAME, OTHER_NODE_POD6, POD6_1, POD6_2, POD6_3, TC_SHOT, TC_UNSPEC, VIP6, VIP6_ELSEWHERE, run, service } from './node-fixtures.js';
 import { sc6Header } from './second-chance-helpers.js';
+import { openEdge, setEdgeClock } from './edge-helpers.js';
+import { service6, tcp6 } from './edge6-helpers.js';
 import { Cleanup, createNetns, nsRun, uniqueId } from '../lib/netns.js';
 
 const NODE6 = 'fd00:10::21'; // this node
@@ -337,4 +339,53 @@ test('IPv6 hand-over through the FIB: redirected to the secondary node\'s MAC (h
   const none = inNetns(ns, () => dp.ingress.testRun({ data: buildPacket6(spec) }));
   t.is(none.retval, TC_SHOT);
   t.is(dp.secondChanceCounters().sc_drop_no_route, 1);
+});
+
+// ---------------------------------------------------------------- edge → node A → node B
+
+test('edge → node A → node B, IPv6: a flow whose SYN node B\'s pod saw, moved by a backend change, reaches that pod through node A (header dispatch and IP6IP6)', (t) => {
+  for (const dispatch of ['ip-option', 'ipip'] as const) {
+    let now = 1000n * 1_000_000_000n;
+    const edge = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6, clockNs: () => now, secondChanceSeconds: 600, forward: { kind: 'gateway', gatewayMac: '02:00:00:00:00:99', ownMac: MAC_A } });
+    setEdgeClock(edge, now);
+    const a = load(t);
+    const b = load(t, { nodeIp6: NODE6_B, name: 'node-b' });
+    const before = [be(POD6_1, 8080), be(OTHER_NODE_POD6, 8080, true)];
+    const after = [...before, be(POD6_2, 8080), be(POD6_3, 8080)];
+    const svc = (bs: Backend[]) => service6({ frontend: { vip: VIP6, port: 80, protocol: 'TCP' }, dispatch, backends: bs });
+    const target = (f: Buffer): string => hex(f.subarray(38, 54));
+    const onB = hex(buildPacket6({ eth: false, ip: { src: dispatch === 'ipip' ? NODE6_B : OTHER_NODE_POD6, dst: '::' } }).subarray(8, 24));
+    edge.applyServices([svc(before)]);
+    // Clients whose SYN went to node B's pod under the old set: node B saw it.
+    const ports: number[] = [];
+    for (let p = 46000; p < 46400 && ports.length < 60; p++) {
+      const syn = run(edge.program('xdp'), tcp6({ src: CLIENT6, dst: VIP6, sport: p }));
+      if (target(syn.out) !== onB) continue;
+      t.is(run(b.ingress, syn.out).retval, TC_UNSPEC);
+      ports.push(p);
+    }
+    now += 5n * 1_000_000_000n;
+    setEdgeClock(edge, now);
+    edge.applyServices([svc(after)]);
+    let viaA = 0;
+    for (const p of ports) {
+      // The ACK reaches this edge without an entry (an ECMP move).
+      const ack = buildPacket6({ eth: { src: MAC_ROUTER, dst: MAC_B }, ip: { src: CLIENT6, dst: VIP6, hopLimit: 64 }, tcp: { sport: p, dport: 80, seq: 1, ack: 1, flags: ACK, payload: Buffer.from('x') } });
+      const e = run(edge.program('xdp'), ack);
+      if (target(e.out) === onB) continue; // the slot did not move: node B directly, as always
+      viaA++;
+      const ra = run(a.ingress, e.out);
+      t.is(ra.retval, TC_UNSPEC, `port ${p}: node A hands it on (${JSON.stringify(a.secondChanceCounters())})`);
+      const rb = run(b.ingress, fromSender(ra.out, MAC_OTHER));
+      t.is(rb.retval, TC_UNSPEC);
+      const ip = rb.out.subarray(14);
+      t.deepEqual(parse6(ip).chain, [6], 'the pod gets a plain segment');
+      t.is(hex(ip.subarray(24, 40)), hex(buildPacket6({ eth: false, ip: { src: OTHER_NODE_POD6, dst: '::' } }).subarray(8, 24)), `port ${p}: node B's pod, which owns it`);
+      t.is(ip.readUInt16BE(40 + 2), 8080);
+      t.true(verifyL4Checksum6(ip));
+    }
+    t.true(viaA > 0, `${dispatch}: some flows moved to node A's pods`);
+    t.like(a.secondChanceCounters(), { sc_handed: viaA, sc_owned: 0 });
+    t.is(edge.secondChance().stats.sc_sent, viaA);
+  }
 });
