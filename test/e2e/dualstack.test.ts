@@ -9,7 +9,7 @@
 // a backend added, then an edge drained, breaks no long-lived connection.
 import test from 'ava';
 import { join } from 'node:path';
-import { bringUp, captureEdges, edgeSc, need, nodeSc, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
+import { bringUp, captureEdges, edgeSc, need, nodeSc, openPreviousTables, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
 import { startCapture } from '../../src/lab/capture.js';
 import { blackhole } from '../lib/netns.js';
 import type { LabServiceSpec } from '../../src/lab/manifests.js';
@@ -207,8 +207,11 @@ test.serial('IPv6 second chance: a backend added, then an edge drained — zero 
   await sleep(3000);
   // Scale up: a fifth pod (it serves only this Service), on node1.
   const n1 = lab.plan.nodes[0]!;
+  const windows = openPreviousTables(lab);
   await lab.addPod(n1.name, 'echo-1v6sc', `${n1.podCidr.split('.').slice(0, 3).join('.')}.32`, [name]);
-  await sleep(4000); // the EndpointSlice, both edges' tables, the nodes' maps
+  // Every edge changed its table (a window opened: the previous table kept), then a moment for the nodes' maps.
+  await until('a second-chance window on every edge', async () => (openPreviousTables(lab).every((n, i) => n > windows[i]!) ? true : null), 30000);
+  await sleep(2000);
   try {
     await lab.edgelb(e1!.name, ['drain']);
     await waitGateways6(lab, vip, [e2!.address6], 15000);

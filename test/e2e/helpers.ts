@@ -11,7 +11,7 @@ import { alive } from '../../src/lab/procs.js';
 import type { LoadResult } from '../../src/lab/load.js';
 import type { LabServiceSpec } from '../../src/lab/manifests.js';
 import { BpfMap } from '../../src/datapath/loader.js';
-import { EDGE_SC_STAT_NAMES, type EdgeScStatName } from '../../src/datapath/second-chance.js';
+import { EDGE_SC_STAT_NAMES, decodeScPrev, type EdgeScStatName } from '../../src/datapath/second-chance.js';
 import { NODE_SC_STATS_MAP, sumScCounters, type NodeScStatName } from '../../src/datapath/node-second-chance.js';
 
 export interface LabHolder {
@@ -167,4 +167,18 @@ export function nodeSc(lab: Lab): Record<NodeScStatName, number> {
     }
   }
   return out;
+}
+
+/** Per edge: how many services have a previous Maglev table in its window (edge_sc_prev entries with a ring). */
+export function openPreviousTables(lab: Lab): number[] {
+  return lab.plan.edges.map((e) => {
+    const m = BpfMap.openPinned(join(lab.state.bpffsDir, e.name, 'edge_sc_prev'));
+    try {
+      let open = 0;
+      for (const [, v] of m.entries()) if (decodeScPrev(v).ringSize > 0) open++;
+      return open;
+    } finally {
+      m.close();
+    }
+  });
 }

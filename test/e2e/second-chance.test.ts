@@ -3,11 +3,8 @@
 // inherits a drained edge's connections has no entries for them and a new
 // Maglev table; the second chance gets each one to the pod that owns it.
 import test from 'ava';
-import { join } from 'node:path';
-import { bringUpServing, edgeSc, need, nodeSc, summary, tearDown, type LabHolder } from './helpers.js';
+import { bringUpServing, edgeSc, need, nodeSc, openPreviousTables, summary, tearDown, type LabHolder } from './helpers.js';
 import { allEndpoints, type LabServiceSpec } from '../../src/lab/manifests.js';
-import { BpfMap } from '../../src/datapath/loader.js';
-import { decodeScPrev } from '../../src/datapath/second-chance.js';
 import type { Lab } from '../../src/lab/lab.js';
 
 let h: LabHolder | undefined;
@@ -34,15 +31,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 async function windowsClosed(lab: Lab, timeoutMs = (WINDOW_S + 30) * 1000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    let open = 0;
-    for (const e of lab.plan.edges) {
-      const m = BpfMap.openPinned(join(lab.state.bpffsDir, e.name, 'edge_sc_prev'));
-      try {
-        for (const [, v] of m.entries()) if (decodeScPrev(v).ringSize > 0) open++;
-      } finally {
-        m.close();
-      }
-    }
+    const open = openPreviousTables(lab).reduce((a, b) => a + b, 0);
     if (open === 0) return;
     if (Date.now() > deadline) throw new Error(`${open} previous tables still open after ${timeoutMs} ms`);
     await sleep(1000);
