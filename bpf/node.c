@@ -19,6 +19,7 @@
  *
  *   node_ingress6.h / node_egress6.h  the same paths for IPv6 (Destination
  *                   Options DSR header, IP6IP6)
+ *   node_second_chance6.h  the second chance for IPv6 (the 64-byte header)
  *
  * Both programs parse Ethernet once, then hand an IPv4 or IPv6 packet to
  * its family's path; both paths answer with the same verdicts.
@@ -36,6 +37,7 @@
 #include "node_second_chance.h"
 #include "node_ingress6.h"
 #include "node_egress6.h"
+#include "node_second_chance6.h"
 
 /* Everything but IPv6 (the IPv4 path, second chance, ARP) in a frame of its
  * own. BPF's 512-byte stack limit holds for a whole call chain: inlined into
@@ -70,7 +72,7 @@ int node_ingress(struct __sk_buff *skb)
 	l2.l3_proto = 0; /* parse_eth leaves it unset for a QinQ frame */
 	if (parse_eth(skb_data(skb), skb_data_end(skb), &l2) == PARSE_UNSUPPORTED &&
 	    l2.l3_proto == bpf_htons(ETH_P_IPV6))
-		return node_tc(node_ingress_v6(skb, &l2));
+		return node_ingress_v6(skb, &l2);
 	return node_ingress_ip4(skb);
 }
 

@@ -42,7 +42,9 @@
  *   - ICMPv6 errors about a VIP flow (Packet Too Big, Destination
  *     Unreachable) are steered to the flow's backend (edge_steer6.h); all
  *     other ICMPv6 (NDP, echo) passes to the stack.
- * No SNAT reverse path, no second chance for IPv6 flows. */
+ *   - A TCP non-SYN without an entry after the service's backends changed:
+ *     the second chance (edge_second_chance6.h), as for IPv4.
+ * No SNAT reverse path for IPv6 flows. */
 #ifndef EDGELB_EDGE_IP6_H
 #define EDGELB_EDGE_IP6_H
 
@@ -63,6 +65,7 @@
 #include "edge_xmit.h"
 #include "edge_dsr6.h"
 #include "edge_steer6.h"
+#include "edge_second_chance6.h"
 
 /* Is this IPv6 address a VIP (marker entry)? */
 static __always_inline int edge6_is_vip(const void *daddr)
@@ -149,7 +152,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	struct edge_config *cfg;
 	struct edge_config6 *cfg6;
 	struct edge_svc *svc;
-	struct edge_backend6 *be = 0;
+	struct edge_backend6 *be = 0, *sc_be = 0;
 	struct edge_ct_val *cv;
 	__u32 zero = 0, be_id = 0, hash, svc_id, pkt_len, plen;
 	int syn, new_flow = 0;
@@ -291,6 +294,13 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 			return ACT_DROP;
 		}
 		new_flow = 1;
+		/* After a backend change (edge_second_chance6.h). */
+		if (p.t.proto == IPPROTO_TCP) {
+			if (syn)
+				edge_sc_forget6(svc, &p.t);
+			else
+				sc_be = edge_second_chance6(cfg, svc, &p.t, hash, &be, &be_id);
+		}
 	}
 	if ((be->flags & BE_F_IPIP) && addr6_is_zero(&cfg6->addr)) {
 		edge_count(DROP_UNSUPPORTED6);
@@ -318,6 +328,8 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	}
 	ip6->hop_limit--;
 
+	if (sc_be)
+		return edge6_sc_xmit(ctx, 1, cfg, cfg6, &p, be, sc_be, hash, ifindex);
 	/* Inserted with the flow's first non-SYN packet (edge.c). */
 	if (new_flow && !syn) {
 		if (edge_may_insert(cfg->ct_insert_limit)) {

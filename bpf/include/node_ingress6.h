@@ -32,6 +32,7 @@
 #include "parse.h"
 #include "parse6.h"
 #include "dsr_option.h"
+#include "sc_option.h"
 #include "node_maps.h"
 #include "node_counters.h"
 #include "node_verdict.h"
@@ -96,6 +97,20 @@ static __always_inline int dsr6_first(void *data, void *data_end, __u32 l3_off)
 		return 0;
 	return ip6->nexthdr == IPPROTO_DSTOPTS && h->opt_type == DSR6_OPT_TYPE;
 }
+
+/* ...with the second chance's 64-byte lengths (sc_option.h): node_sc6's
+ * (node_second_chance6.h, a global function defined after this header). */
+static __always_inline int dsr6_is_sc(void *data, void *data_end, __u32 l3_off)
+{
+	struct dsr6_hdr *h = data + l3_off + IPV6_HLEN;
+
+	if (l3_off > ETH_HLEN + 4 || (void *)&h->opt_len + 1 > data_end)
+		return 0;
+	return h->hdrlen == SC6_HDR_EXT_LEN && h->opt_len == SC6_OPT_DATA_LEN;
+}
+
+int node_sc6(struct __sk_buff *skb, __u64 l3_off);
+#define NODE_SC6_TUNNEL 0x100 /* node_sc6: an IP6IP6 packet for node_ip6ip6 */
 
 /* A packet whose first extension header carries our option type; rc is
  * how its parse came out. */
@@ -234,6 +249,8 @@ static __always_inline int ip6ip6_to_other_address(const struct ipv6hdr *outer)
 
 /* node_ingress6's answer for IP6IP6: node_ip6ip6 decides (not a verdict). */
 #define NODE_V6_TUNNEL 2
+/* node_ingress6's answer for a second-chance header: node_sc6 decides. */
+#define NODE_V6_SC 4
 /* node_ip6ip6's answer for an ICMPv6 inside: node_ip6ip6_icmp decides. */
 #define NODE_V6_TUNNEL_ICMP 3
 
@@ -480,8 +497,11 @@ __attribute__((noinline)) int node_ingress6(struct __sk_buff *skb, __u64 l3_off,
 
 	data = skb_data(skb);
 	data_end = skb_data_end(skb);
-	if (dsr6_first(data, data_end, l3_off))
+	if (dsr6_first(data, data_end, l3_off)) {
+		if (dsr6_is_sc(data, data_end, l3_off))
+			return NODE_V6_SC;
 		return ingress_option6(skb, l3_off, &p, rc, get_config());
+	}
 	if (rc != PARSE_OK)
 		return node_pass(NC_IN_PASS);
 	/* Our option type elsewhere in the first Destination Options header:
@@ -516,15 +536,23 @@ __attribute__((noinline)) int node_ingress6(struct __sk_buff *skb, __u64 l3_off,
 	return node_pass(NC_IN_PASS);
 }
 
-static __always_inline enum node_verdict node_ingress_v6(struct __sk_buff *skb, const struct pkt *l2)
+/* A tc action. */
+static __always_inline int node_ingress_v6(struct __sk_buff *skb, const struct pkt *l2)
 {
 	int v = node_ingress6(skb, l2->l3_off, l2->has_vlan);
 
+	if (v == NODE_V6_SC) {
+		/* A hand-over is a redirect: node_sc6 answers with tc actions. */
+		v = node_sc6(skb, l2->l3_off);
+		if (v != NODE_SC6_TUNNEL)
+			return v;
+		v = NODE_V6_TUNNEL;
+	}
 	if (v == NODE_V6_TUNNEL)
 		v = node_ip6ip6(skb, l2->l3_off);
 	if (v == NODE_V6_TUNNEL_ICMP)
 		v = node_ip6ip6_icmp(skb, l2->l3_off);
-	return v == NODE_DROP ? NODE_DROP : NODE_PASS;
+	return node_tc(v == NODE_DROP ? NODE_DROP : NODE_PASS);
 }
 
 #endif

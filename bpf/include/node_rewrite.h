@@ -314,23 +314,24 @@ static __always_inline enum node_step readdress_icmp6_error(void *data, void *da
 	return STEP_DONE;
 }
 
-/* Remove our 24-byte Destination Options header, which sits right after the
+/* Remove our Destination Options header of `len` bytes (24: dsr_option.h;
+ * 64: sc_option.h), which sits right after the
  * fixed header (the only place a receiver accepts it): Next Header goes back
- * to `inner_nh`, the payload length shrinks by 24. No checksum covers the
+ * to `inner_nh`, the payload length shrinks by `len`. No checksum covers the
  * removed bytes or these fields (the pseudo-header's upper-layer length
  * excludes extension headers). For a CHECKSUM_COMPLETE skb the kernel takes
  * the removed bytes out of skb->csum itself; unlike IPv4 (strip_option),
  * no header checksum absorbs the two changed fields, so their difference
  * goes into skb->csum (bpf_csum_update: an ignored error for other skbs).
  * STEP_UNTOUCHED when the kernel would not shrink the packet. */
-static __always_inline enum node_step strip_dsr6(struct __sk_buff *skb, __u32 l3_off,
-						 __u8 inner_nh)
+static __always_inline enum node_step strip_ext6(struct __sk_buff *skb, __u32 l3_off,
+						 __u8 inner_nh, const __u32 len)
 {
 	void *data, *data_end;
 	struct ipv6hdr *ip6;
 	__be16 old_len, new_len, old_nh, new_nh;
 
-	if (bpf_skb_adjust_room(skb, -(__s32)DSR6_HDR_LEN, BPF_ADJ_ROOM_NET,
+	if (bpf_skb_adjust_room(skb, -(__s32)len, BPF_ADJ_ROOM_NET,
 				BPF_F_ADJ_ROOM_NO_CSUM_RESET))
 		return STEP_UNTOUCHED;
 	data = skb_data(skb);
@@ -341,13 +342,19 @@ static __always_inline enum node_step strip_dsr6(struct __sk_buff *skb, __u32 l3
 	if ((void *)(ip6 + 1) > data_end)
 		return STEP_REWRITE_FAILED;
 	old_len = ip6->payload_len;
-	new_len = bpf_htons(bpf_ntohs(old_len) - DSR6_HDR_LEN);
+	new_len = bpf_htons(bpf_ntohs(old_len) - len);
 	old_nh = *(__be16 *)&ip6->nexthdr; /* next header, hop limit */
 	ip6->payload_len = new_len;
 	ip6->nexthdr = inner_nh;
 	new_nh = *(__be16 *)&ip6->nexthdr;
 	bpf_csum_update(skb, csum_diff_2(old_len, new_len) + csum_diff_2(old_nh, new_nh));
 	return STEP_DONE;
+}
+
+static __always_inline enum node_step strip_dsr6(struct __sk_buff *skb, __u32 l3_off,
+						 __u8 inner_nh)
+{
+	return strip_ext6(skb, l3_off, inner_nh, DSR6_HDR_LEN);
 }
 
 #endif

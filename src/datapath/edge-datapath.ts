@@ -142,6 +142,7 @@ const IPV6_OFF_SIZES: Record<string, number> = {
   edge_ct6: 64,
   edge_affinity6: 64,
   edge_src_ranges6: 1,
+  edge_sc_flows6: 64,
 };
 
 /**

@@ -54,6 +54,7 @@ export const EDGE_MAP_NAMES = [
   'edge_src_ranges6',
   'edge_config6',
   'edge_fib_cache6',
+  'edge_sc_flows6',
   'edge_progs',
   'edge_progs_tc',
 ] as const;
@@ -425,6 +426,7 @@ export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: num
   edge_ct6: { key: CT6_KEY_SIZE, value: CT_VALUE_SIZE },
   edge_src_ranges6: { key: SRC_RANGE6_KEY_SIZE, value: 1 },
   edge_config6: { key: 4, value: EDGE_CONFIG6_SIZE },
+  edge_sc_flows6: { key: CT6_KEY_SIZE, value: 8 },
   edge_progs: { key: 4, value: 4 },
   edge_progs_tc: { key: 4, value: 4 },
 };

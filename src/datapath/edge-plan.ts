@@ -447,9 +447,9 @@ export class EdgePlanner {
       for (let i = 0; i < size.m; i++) ids[i] = active[idx[i]!]![1].id;
       // Second chance: the table in force is kept before the ring changes
       // (after a restart it is only in the map: read it once). Planned after
-      // the service's own region, which takes precedence. IPv6 flows have
-      // no second chance in the datapath (edge_ip6.h): no previous table.
-      if (prevCls !== null && st.family === 4) {
+      // the service's own region, which takes precedence. Either family:
+      // edge_sc_prev is indexed by service id (edge_second_chance6.h).
+      if (prevCls !== null) {
         const cur = prevTable ?? this.readRegion?.(prevOff, prevCls) ?? null;
         if (cur && tableChanged(cur, prevM, ids, size.m)) {
           this.previous.onChange(st.id, cur, prevCls, prevM, ids, size.m, new Set([...next.values()].map((b) => b.id)), plan);

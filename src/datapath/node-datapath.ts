@@ -27,7 +27,7 @@ import {
   type TcAttachment,
 } from './loader.js';
 import { bpfObjectPath } from '../assets.js';
-import { NODE_SC_MAP, NODE_SC_STATS_MAP, scBackendEntries, sumScCounters, writeScBackends, type NodeScStatName } from './node-second-chance.js';
+import { NODE_SC6_MAP, NODE_SC_MAP, NODE_SC_STATS_MAP, scBackendEntries, scBackendMapOf, sumScCounters, writeScBackends, type NodeScStatName } from './node-second-chance.js';
 import { ipToBigInt } from '../net/ip.js';
 import {
   decodeConfig,
@@ -379,7 +379,8 @@ export class NodeDatapath {
    */
   applyServices(services: readonly DesiredService[], node?: { name?: string; ip?: string }): ApplyLocalServicesResult {
     const { entries, truncated } = localServiceEntries(services, node);
-    writeScBackends(this.obj.map(NODE_SC_MAP), scBackendEntries(services)); // docs/second-chance.md
+    const sc = scBackendEntries(services); // docs/second-chance.md
+    for (const name of [NODE_SC_MAP, NODE_SC6_MAP]) writeScBackends(this.obj.map(name), sc.filter((e) => scBackendMapOf(e) === name));
     let added = 0;
     let updated = 0;
     let removed = 0;

@@ -17,7 +17,7 @@ import { EDGE_RING_PER_ELEM, SC_PREV_SIZE } from './edge-maps.js';
 
 export { SC_PREV_SIZE } from './edge-maps.js';
 
-/** A window was opened since the service got its id: edge_sc_flows may hold its flows. */
+/** A window was opened since the service got its id: edge_sc_flows (edge_sc_flows6 for an IPv6 frontend) may hold its flows. */
 export const SC_PREV_F_FLOWS = 0x1;
 export const SC_OPT_LEN = 20;
 export const SC_F_HANDED = 0x01;

@@ -29,6 +29,7 @@ export const SMALL_MAPS: Record<string, number> = {
   edge_ct6: 1 << 16,
   edge_affinity6: 4096,
   edge_src_ranges6: 1024,
+  edge_sc_flows6: 4096,
 };
 
 export function openEdge(t: ExecutionContext, opts: Partial<EdgeDatapathOptions> = {}): EdgeDatapath {

@@ -7,9 +7,11 @@
 // the Destination Options header and by IPv6-in-IPv6: pods see the client's
 // IPv6 address, no reply crosses an edge. dispatch: auto probes IPv6 paths:
 // behind a hop that strips or drops the header, IP6IP6 for that node only.
+// The second chance for IPv6 flows: a backend added, then an edge drained,
+// breaks no long-lived connection.
 import test from 'ava';
 import { join } from 'node:path';
-import { bringUp, captureEdges, need, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
+import { bringUp, captureEdges, edgeSc, need, nodeSc, openPreviousTables, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
 import { startCapture } from '../../src/lab/capture.js';
 import { blackhole } from '../lib/netns.js';
 import type { LabServiceSpec } from '../../src/lab/manifests.js';
@@ -270,5 +272,47 @@ test.serial('IPv6 failover: blackholing an edge\'s uplink, BFD over IPv6 takes i
     t.log(`IPv6 failover: ${e1!.name} out of the IPv6 route ${detectMs} ms after the blackhole; ${summary(after)}`);
   } finally {
     await blackhole(lab.plan.fabric.ns, e1!.fabricPort, false);
+  }
+});
+
+test.serial('IPv6 second chance: a backend added, then an edge drained — zero of 60 long-lived IPv6 connections break; the moved ones are handed to the pod that owns them', async (t) => {
+  const lab = need(t, h);
+  const [e1, e2] = lab.plan.edges;
+  const name = 'v6-second';
+  await lab.applyService({ name, udpPort: null, ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv6'] });
+  const vip = await lab.waitForVip(name);
+  await waitGateways6(lab, vip, [e1!.address6, e2!.address6]);
+  await lab.waitServing(vip);
+  const sc0 = edgeSc(lab);
+  const nsc0 = nodeSc(lab);
+  const CONNECTIONS = 60;
+  const load = lab.load({ kind: 'keep', target: vip, port: 80, durationMs: 18000, connections: CONNECTIONS, intervalMs: 300, timeoutMs: 3000 });
+  await sleep(3000);
+  // Scale up: a fifth pod (it serves only this Service), on node1.
+  const n1 = lab.plan.nodes[0]!;
+  const windows = openPreviousTables(lab);
+  await lab.addPod(n1.name, 'echo-1v6sc', `${n1.podCidr.split('.').slice(0, 3).join('.')}.32`, [name]);
+  // Every edge changed its table (a window opened: the previous table kept), then a moment for the nodes' maps.
+  await until('a second-chance window on every edge', async () => (openPreviousTables(lab).every((n, i) => n > windows[i]!) ? true : null), 30000);
+  await sleep(2000);
+  try {
+    await lab.edgelb(e1!.name, ['drain']);
+    await waitGateways6(lab, vip, [e2!.address6], 15000);
+    const r = await load;
+    const sc = edgeSc(lab);
+    const nsc = nodeSc(lab);
+    const sent = sc.sc_sent - sc0.sc_sent;
+    const handed = nsc.sc_handed + nsc.sc_handed_local - (nsc0.sc_handed + nsc0.sc_handed_local);
+    t.log(`IPv6 scale-up then drain of ${e1!.name}: ${summary(r)}; broken ${r.brokenConnections}/${CONNECTIONS}; edge second chance sent ${sent}, nodes handed ${handed}`);
+    t.deepEqual(Object.keys(r.clients), [lab.plan.client.address6]);
+    t.is(r.brokenConnections, 0, summary(r));
+    t.is(r.failed, 0, summary(r));
+    t.true(r.ok >= CONNECTIONS * 15, summary(r));
+    t.true(sent > 0, 'moved IPv6 connections took the second chance');
+    t.true(handed > 0, 'and were handed to the pod that owns them');
+  } finally {
+    await load.catch(() => undefined);
+    await lab.edgelb(e1!.name, ['undrain']);
+    await waitGateways6(lab, vip, [e1!.address6, e2!.address6], 20000);
   }
 });

@@ -10,6 +10,9 @@ import { STATE_DIR } from '../../src/lab/state.js';
 import { alive } from '../../src/lab/procs.js';
 import type { LoadResult } from '../../src/lab/load.js';
 import type { LabServiceSpec } from '../../src/lab/manifests.js';
+import { BpfMap } from '../../src/datapath/loader.js';
+import { EDGE_SC_STAT_NAMES, decodeScPrev, type EdgeScStatName } from '../../src/datapath/second-chance.js';
+import { NODE_SC_STATS_MAP, sumScCounters, type NodeScStatName } from '../../src/datapath/node-second-chance.js';
 
 export interface LabHolder {
   lab: Lab | null;
@@ -132,4 +135,50 @@ export async function sampleWhile<T>(during: Promise<unknown>, fn: () => Promise
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   return out;
+}
+
+/** The edges' second-chance counters (edge_sc_stats, both families), summed over the edges. */
+export function edgeSc(lab: Lab): Record<EdgeScStatName, number> {
+  const out = Object.fromEntries(EDGE_SC_STAT_NAMES.map((n) => [n, 0])) as Record<EdgeScStatName, number>;
+  for (const e of lab.plan.edges) {
+    const m = BpfMap.openPinned(join(lab.state.bpffsDir, e.name, 'edge_sc_stats'));
+    try {
+      EDGE_SC_STAT_NAMES.forEach((name, i) => {
+        const k = Buffer.alloc(4);
+        k.writeUInt32LE(i);
+        out[name] += Number((m.lookupPerCpu(k) ?? []).reduce((a, b) => a + b.readBigUInt64LE(0), 0n));
+      });
+    } finally {
+      m.close();
+    }
+  }
+  return out;
+}
+
+/** The nodes' second-chance counters (node_sc_stats, both families), summed over the nodes. */
+export function nodeSc(lab: Lab): Record<NodeScStatName, number> {
+  const out = {} as Record<NodeScStatName, number>;
+  for (const n of lab.state.nodes) {
+    const m = BpfMap.openPinned(join(n.pinDir, NODE_SC_STATS_MAP));
+    try {
+      for (const [k, v] of Object.entries(sumScCounters(m))) out[k as NodeScStatName] = (out[k as NodeScStatName] ?? 0) + v;
+    } finally {
+      m.close();
+    }
+  }
+  return out;
+}
+
+/** Per edge: how many services have a previous Maglev table in its window (edge_sc_prev entries with a ring). */
+export function openPreviousTables(lab: Lab): number[] {
+  return lab.plan.edges.map((e) => {
+    const m = BpfMap.openPinned(join(lab.state.bpffsDir, e.name, 'edge_sc_prev'));
+    try {
+      let open = 0;
+      for (const [, v] of m.entries()) if (decodeScPrev(v).ringSize > 0) open++;
+      return open;
+    } finally {
+      m.close();
+    }
+  });
 }

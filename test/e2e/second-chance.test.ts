@@ -3,12 +3,8 @@
 // inherits a drained edge's connections has no entries for them and a new
 // Maglev table; the second chance gets each one to the pod that owns it.
 import test from 'ava';
-import { join } from 'node:path';
-import { bringUpServing, need, summary, tearDown, type LabHolder } from './helpers.js';
+import { bringUpServing, edgeSc, need, nodeSc, openPreviousTables, summary, tearDown, type LabHolder } from './helpers.js';
 import { allEndpoints, type LabServiceSpec } from '../../src/lab/manifests.js';
-import { BpfMap } from '../../src/datapath/loader.js';
-import { EDGE_SC_STAT_NAMES, decodeScPrev, type EdgeScStatName } from '../../src/datapath/second-chance.js';
-import { NODE_SC_STATS_MAP, sumScCounters, type NodeScStatName } from '../../src/datapath/node-second-chance.js';
 import type { Lab } from '../../src/lab/lab.js';
 
 let h: LabHolder | undefined;
@@ -31,49 +27,11 @@ test.after.always(async () => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function edgeSc(lab: Lab): Record<EdgeScStatName, number> {
-  const out = Object.fromEntries(EDGE_SC_STAT_NAMES.map((n) => [n, 0])) as Record<EdgeScStatName, number>;
-  for (const e of lab.plan.edges) {
-    const m = BpfMap.openPinned(join(lab.state.bpffsDir, e.name, 'edge_sc_stats'));
-    try {
-      EDGE_SC_STAT_NAMES.forEach((name, i) => {
-        const k = Buffer.alloc(4);
-        k.writeUInt32LE(i);
-        out[name] += Number((m.lookupPerCpu(k) ?? []).reduce((a, b) => a + b.readBigUInt64LE(0), 0n));
-      });
-    } finally {
-      m.close();
-    }
-  }
-  return out;
-}
-
-function nodeSc(lab: Lab): Record<NodeScStatName, number> {
-  const out = {} as Record<NodeScStatName, number>;
-  for (const n of lab.state.nodes) {
-    const m = BpfMap.openPinned(join(n.pinDir, NODE_SC_STATS_MAP));
-    try {
-      for (const [k, v] of Object.entries(sumScCounters(m))) out[k as NodeScStatName] = (out[k as NodeScStatName] ?? 0) + v;
-    } finally {
-      m.close();
-    }
-  }
-  return out;
-}
-
 /** Waits until no edge holds a previous table (every window closed and collected). */
 async function windowsClosed(lab: Lab, timeoutMs = (WINDOW_S + 30) * 1000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    let open = 0;
-    for (const e of lab.plan.edges) {
-      const m = BpfMap.openPinned(join(lab.state.bpffsDir, e.name, 'edge_sc_prev'));
-      try {
-        for (const [, v] of m.entries()) if (decodeScPrev(v).ringSize > 0) open++;
-      } finally {
-        m.close();
-      }
-    }
+    const open = openPreviousTables(lab).reduce((a, b) => a + b, 0);
     if (open === 0) return;
     if (Date.now() > deadline) throw new Error(`${open} previous tables still open after ${timeoutMs} ms`);
     await sleep(1000);

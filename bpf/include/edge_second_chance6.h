@@ -1,0 +1,227 @@
+/* Edge program, IPv6: the second chance (docs/second-chance.md) for IPv6
+ * flows — edge_second_chance.h's rules over the IPv6 maps, with the 64-byte
+ * Destination Options header of sc_option.h instead of the 20-byte IPv4
+ * option.
+ *
+ * Shared with IPv4: edge_sc_prev (indexed by service id, and IPv6
+ * frontends share the id space and edge_ring), struct edge_sc_pair and
+ * edge_sc_stats. IPv6's own: edge_sc_flows6, the decisions for flows sent
+ * with a secondary, keyed by the IPv6 5-tuple as edge_ct6.
+ *
+ * Only the miss path of edge_process6 comes here (TCP, no edge_ct6 entry,
+ * DSR service: IPv6 SNAT has no second chance, as IPv4's). Its functions
+ * take (void *ctx, const int xdp) like edge.c's. */
+#ifndef EDGELB_EDGE_SECOND_CHANCE6_H
+#define EDGELB_EDGE_SECOND_CHANCE6_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "parse6.h"
+#include "sc_option.h"
+#include "edge_maps6.h"
+#include "edge_select6.h"
+#include "edge_dsr6.h"
+#include "edge_second_chance.h"
+
+/* Half of edge_sc_flows, as edge_ct6 is half of edge_ct. */
+#define EDGE_SC_FLOWS6_ENTRIES (1 << 16)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, EDGE_SC_FLOWS6_ENTRIES);
+	__type(key, struct edge_ct6_key);
+	__type(value, struct edge_sc_pair);
+} edge_sc_flows6 SEC(".maps");
+
+/* A TCP SYN without an entry: a pair remembered for an earlier connection
+ * on its tuple no longer applies (edge_sc_forget). */
+static __always_inline void edge_sc_forget6(const struct edge_svc *svc, const struct edge_ct6_key *ck)
+{
+	__u32 sid = svc->id;
+	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
+
+	if (pv && (pv->flags & SC_PREV_F_FLOWS))
+		bpf_map_delete_elem(&edge_sc_flows6, ck);
+}
+
+/* A TCP non-SYN without an entry; *be / *be_id the backend chosen as for a
+ * new flow. Returns the secondary to name (*be then the primary to send
+ * to), or 0: a plain flow to *be. edge_second_chance's decisions, step for
+ * step. */
+static __always_inline struct edge_backend6 *edge_second_chance6(const struct edge_config *cfg,
+								 const struct edge_svc *svc,
+								 const struct edge_ct6_key *ck, __u32 hash,
+								 struct edge_backend6 **be, __u32 *be_id)
+{
+	__u32 sid = svc->id, old_id;
+	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
+	struct edge_backend6 *sec;
+	struct edge_sc_pair *pair;
+
+	if (!pv || !pv->flags)
+		return 0;
+	pair = bpf_map_lookup_elem(&edge_sc_flows6, ck);
+	if (pair) {
+		/* The connection lives on one of the two remembered backends. */
+		__u32 pri_id = pair->primary, sec_id = pair->secondary;
+		struct edge_backend6 *pri = edge_backend6_for(pri_id, sid);
+
+		sec = edge_backend6_for(sec_id, sid);
+		if (!pri) {
+			pri = sec;
+			pri_id = sec_id;
+			sec = 0;
+		}
+		if (pri) {
+			*be = pri;
+			*be_id = pri_id;
+		}
+		if (sec) {
+			edge_sc_count(SC_SENT);
+			return sec;
+		}
+		edge_sc_count(SC_SECONDARY_GONE);
+		bpf_map_delete_elem(&edge_sc_flows6, ck);
+		return 0;
+	}
+	if (pv->ring_size == 0 || edge_now_ns(cfg) >= pv->until_ns)
+		return 0;
+	{
+		struct edge_svc old = { .id = sid, .ring_off = pv->ring_off, .ring_size = pv->ring_size };
+
+		if (edge_maglev(&old, svc->affinity_timeout ? edge_client_hash6(ck->saddr.w) : hash,
+				&old_id) < 0)
+			return 0;
+	}
+	if (old_id == *be_id) {
+		edge_sc_count(SC_SAME_BACKEND);
+		return 0;
+	}
+	sec = edge_backend6_for(old_id, sid);
+	if (!sec) {
+		edge_sc_count(SC_SECONDARY_GONE);
+		return 0;
+	}
+	if (edge_may_insert(cfg->ct_insert_limit)) {
+		struct edge_sc_pair np = { .primary = *be_id, .secondary = old_id };
+
+		bpf_map_update_elem(&edge_sc_flows6, ck, &np, BPF_ANY);
+		edge_sc_count(SC_REMEMBERED);
+	} else {
+		edge_sc_count(SC_NOT_REMEMBERED);
+	}
+	edge_sc_count(SC_SENT);
+	return sec;
+}
+
+static __always_inline void edge6_sc_fill(struct sc6_hdr *h, __u8 nexthdr, const struct edge6_pkt *p,
+					  const struct edge_backend6 *sec)
+{
+	h->nexthdr = nexthdr;
+	h->hdrlen = SC6_HDR_EXT_LEN;
+	h->opt_type = DSR6_OPT_TYPE;
+	h->opt_len = SC6_OPT_DATA_LEN;
+	h->port = p->t.dport;
+	__builtin_memcpy(h->vip, &p->t.daddr, 16);
+	__builtin_memcpy(h->sec_ip, &sec->ip, 16);
+	h->sec_port = sec->port;
+	h->flags = 0;
+	h->reserved = 0;
+	__builtin_memcpy(h->sec_node, &sec->node_ip, 16);
+	h->pad_type = DSR6_PADN;
+	h->pad_len = SC6_PADN_LEN;
+	__builtin_memset(h->pad, 0, SC6_PADN_LEN);
+}
+
+/* ip-option dispatch: DNAT to the primary pod, then the 64-byte header
+ * right behind the fixed one. Too big: Packet Too Big with MTU − 64. */
+static __always_inline int edge6_sc_xmit_option(void *ctx, const int xdp, const struct edge_config *cfg,
+						const struct edge6_pkt *p, const struct edge_backend6 *be,
+						const struct edge_backend6 *sec, __u32 *ifindex)
+{
+	void *data, *end;
+	struct ipv6hdr *ip6;
+	int big;
+
+	big = edge6_mtu_check(ctx, cfg, p, SC6_HDR_LEN);
+	if (big == -1)
+		return ACT_TX;
+	if (big == -2)
+		return ACT_DROP;
+	if (edge6_dnat(ctx, p, be) < 0)
+		return ACT_DROP;
+	if (edge_grow(ctx, xdp, SC6_HDR_LEN, EDGE6_L4_OFF, 0) < 0) {
+		edge_count(DROP_ADJUST);
+		return ACT_DROP;
+	}
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
+	if (data + EDGE6_L4_OFF + SC6_HDR_LEN > end)
+		return ACT_DROP;
+	ip6 = data + EDGE6_L3_OFF;
+	edge6_sc_fill(data + EDGE6_L4_OFF, p->t.proto, p, sec);
+	ip6->nexthdr = IPPROTO_DSTOPTS;
+	ip6->payload_len = bpf_htons(p->plen + SC6_HDR_LEN);
+	return edge6_forward(ctx, cfg, &p->t.saddr, &be->node_ip, IPV6_HLEN + p->plen + SC6_HDR_LEN,
+			     ifindex);
+}
+
+/* IPv6-in-IPv6: the outer fixed header (as edge6_xmit_ip6ip6's), then the
+ * 64-byte header (next header 41), then the client's packet untouched but
+ * for its hop limit. */
+static __always_inline int edge6_sc_xmit_ip6ip6(void *ctx, const int xdp, const struct edge_config *cfg,
+						const struct edge_config6 *cfg6, const struct edge6_pkt *p,
+						const struct edge_backend6 *be, const struct edge_backend6 *sec,
+						__u32 hash, __u32 *ifindex)
+{
+	const int outer = IPV6_HLEN + SC6_HDR_LEN;
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
+	struct ipv6hdr *ip6 = data + EDGE6_L3_OFF;
+	__be32 vtc;
+	int big;
+
+	if ((void *)(ip6 + 1) > end)
+		return ACT_DROP;
+	vtc = *(__be32 *)ip6;
+	big = edge6_mtu_check(ctx, cfg, p, outer);
+	if (big == -1)
+		return ACT_TX;
+	if (big == -2)
+		return ACT_DROP;
+	if (edge_grow(ctx, xdp, outer, ETH_HLEN, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) < 0) {
+		edge_count(DROP_ADJUST);
+		return ACT_DROP;
+	}
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
+	ip6 = data + EDGE6_L3_OFF;
+	if ((void *)ip6 + outer > end)
+		return ACT_DROP;
+	*(__be32 *)ip6 = bpf_htonl(0x60000000 | (bpf_ntohl(vtc) & 0x0ff00000) | (hash & 0xfffff));
+	ip6->payload_len = bpf_htons(SC6_HDR_LEN + IPV6_HLEN + p->plen);
+	ip6->nexthdr = IPPROTO_DSTOPTS;
+	ip6->hop_limit = 64;
+	__builtin_memcpy(&ip6->saddr, &cfg6->addr, 16);
+	__builtin_memcpy(&ip6->daddr, &be->node_ip, 16);
+	edge6_sc_fill((void *)(ip6 + 1), IPPROTO_IPV6, p, sec);
+	return edge6_forward(ctx, cfg, &cfg6->addr, &be->node_ip, outer + IPV6_HLEN + p->plen, ifindex);
+}
+
+/* Inlined into edge_process6, unlike IPv4's edge_sc_xmit subprogram: a
+ * frame of its own under edge_xdp6's exceeded BPF's 512-byte stack (560),
+ * and inlined the program verifies. The IPv6 pipeline runs on the XDP hook
+ * only today (edge_ip6.h): the dispatch helpers it builds on (edge_dsr6.h)
+ * take an xdp_md; with them made hook-generic, these follow unchanged. */
+static __always_inline int edge6_sc_xmit(void *ctx, const int xdp, const struct edge_config *cfg,
+					 const struct edge_config6 *cfg6, const struct edge6_pkt *p,
+					 const struct edge_backend6 *be, const struct edge_backend6 *sec,
+					 __u32 hash, __u32 *ifindex)
+{
+	if (be->flags & BE_F_IPIP)
+		return edge6_sc_xmit_ip6ip6(ctx, xdp, cfg, cfg6, p, be, sec, hash, ifindex);
+	return edge6_sc_xmit_option(ctx, xdp, cfg, p, be, sec, ifindex);
+}
+
+#endif
