@@ -329,7 +329,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	ip6->hop_limit--;
 
 	if (sc_be)
-		return edge6_sc_xmit(ctx, 1, cfg, cfg6, &p, be, sc_be, hash, ifindex);
+		return edge6_sc_xmit(ctx, xdp, cfg, cfg6, &p, be, sc_be, hash, ifindex);
 	/* Inserted with the flow's first non-SYN packet (edge.c). */
 	if (new_flow && !syn) {
 		if (edge_may_insert(cfg->ct_insert_limit)) {

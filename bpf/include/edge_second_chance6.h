@@ -145,12 +145,12 @@ static __always_inline int edge6_sc_xmit_option(void *ctx, const int xdp, const 
 	struct ipv6hdr *ip6;
 	int big;
 
-	big = edge6_mtu_check(ctx, cfg, p, SC6_HDR_LEN);
+	big = edge6_mtu_check(ctx, xdp, cfg, p, SC6_HDR_LEN);
 	if (big == -1)
 		return ACT_TX;
 	if (big == -2)
 		return ACT_DROP;
-	if (edge6_dnat(ctx, p, be) < 0)
+	if (edge6_dnat(ctx, xdp, p, be) < 0)
 		return ACT_DROP;
 	if (edge_grow(ctx, xdp, SC6_HDR_LEN, EDGE6_L4_OFF, 0) < 0) {
 		edge_count(DROP_ADJUST);
@@ -164,7 +164,7 @@ static __always_inline int edge6_sc_xmit_option(void *ctx, const int xdp, const 
 	edge6_sc_fill(data + EDGE6_L4_OFF, p->t.proto, p, sec);
 	ip6->nexthdr = IPPROTO_DSTOPTS;
 	ip6->payload_len = bpf_htons(p->plen + SC6_HDR_LEN);
-	return edge6_forward(ctx, cfg, &p->t.saddr, &be->node_ip, IPV6_HLEN + p->plen + SC6_HDR_LEN,
+	return edge6_forward(ctx, xdp, cfg, &p->t.saddr, &be->node_ip, IPV6_HLEN + p->plen + SC6_HDR_LEN,
 			     ifindex);
 }
 
@@ -185,7 +185,7 @@ static __always_inline int edge6_sc_xmit_ip6ip6(void *ctx, const int xdp, const 
 	if ((void *)(ip6 + 1) > end)
 		return ACT_DROP;
 	vtc = *(__be32 *)ip6;
-	big = edge6_mtu_check(ctx, cfg, p, outer);
+	big = edge6_mtu_check(ctx, xdp, cfg, p, outer);
 	if (big == -1)
 		return ACT_TX;
 	if (big == -2)
@@ -206,14 +206,13 @@ static __always_inline int edge6_sc_xmit_ip6ip6(void *ctx, const int xdp, const 
 	__builtin_memcpy(&ip6->saddr, &cfg6->addr, 16);
 	__builtin_memcpy(&ip6->daddr, &be->node_ip, 16);
 	edge6_sc_fill((void *)(ip6 + 1), IPPROTO_IPV6, p, sec);
-	return edge6_forward(ctx, cfg, &cfg6->addr, &be->node_ip, outer + IPV6_HLEN + p->plen, ifindex);
+	return edge6_forward(ctx, xdp, cfg, &cfg6->addr, &be->node_ip, outer + IPV6_HLEN + p->plen, ifindex);
 }
 
 /* Inlined into edge_process6, unlike IPv4's edge_sc_xmit subprogram: a
- * frame of its own under edge_xdp6's exceeded BPF's 512-byte stack (560),
- * and inlined the program verifies. The IPv6 pipeline runs on the XDP hook
- * only today (edge_ip6.h): the dispatch helpers it builds on (edge_dsr6.h)
- * take an xdp_md; with them made hook-generic, these follow unchanged. */
+ * frame of its own under edge_xdp6 exceeded BPF's 512-byte stack (560),
+ * and inlined the program verifies. Hook-generic like the dispatch helpers
+ * it builds on (edge_dsr6.h): edge_xdp6 and edge_tc6 both reach it. */
 static __always_inline int edge6_sc_xmit(void *ctx, const int xdp, const struct edge_config *cfg,
 					 const struct edge_config6 *cfg6, const struct edge6_pkt *p,
 					 const struct edge_backend6 *be, const struct edge_backend6 *sec,
