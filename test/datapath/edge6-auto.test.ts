@@ -1,5 +1,5 @@
-// dispatch: auto for IPv6 frontends through the planner and the real XDP
-// program (BPF_PROG_TEST_RUN): the IPv6 node addresses of `auto` backends
+// dispatch: auto for IPv6 frontends through the planner and the real edge
+// programs, XDP and the tc fallback (BPF_PROG_TEST_RUN): the IPv6 node addresses of `auto` backends
 // are probe targets, and each IPv6 node path's verdict (setPathDispatch)
 // switches exactly that node's backends between the Destination Options
 // header and IPv6-in-IPv6 — exact bytes of what reaches each node.
@@ -9,8 +9,21 @@ import { dsr6Header, ip6Bytes } from '../lib/packets6.js';
 import { backend6, CLIENT6, EDGE6, flowHash6, maglevPick, service6, tcp6, udp6, VIP6 } from './edge6-helpers.js';
 import { openEdge, service, tcpPacket } from './edge-helpers.js';
 
+type Hook = 'xdp' | 'tc';
+let hook: Hook = 'xdp';
+
 function run(dp: EdgeDatapath, data: Buffer): Buffer {
-  return dp.program('xdp').testRun({ data }).dataOut;
+  return dp.program(hook).testRun({ data }).dataOut;
+}
+
+/** The case once per hook; serial, since `run` reads the hook the running case set. */
+function both(title: string, fn: (t: import('ava').ExecutionContext) => void): void {
+  for (const h of ['xdp', 'tc'] as const) {
+    test.serial(`${h}: ${title}`, (t) => {
+      hook = h;
+      fn(t);
+    });
+  }
 }
 
 const A = backend6(1); // on fd00:10::b
@@ -39,16 +52,16 @@ function expectIp6ip6(t: import('ava').ExecutionContext, out: Buffer, backend: t
   t.is(out.subarray(38, 54).toString('hex'), ip6Bytes(backend.nodeIp).toString('hex'), `${what}: outer destination ${backend.nodeIp}`);
 }
 
-test('IPv6 auto frontends: their nodes\' IPv6 addresses are probe targets beside IPv4 ones; fixed-dispatch frontends add none', (t) => {
-  const dp = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6 });
+both('IPv6 auto frontends: their nodes\' IPv6 addresses are probe targets beside IPv4 ones; fixed-dispatch frontends add none', (t) => {
+  const dp = openEdge(t, { hooks: [hook], ipv6: true, address6: EDGE6 });
   dp.applyServices([service({ dispatch: 'auto' }), auto6, service6({ service: 'default/fixed6', frontend: { vip: VIP6, port: 443, protocol: 'TCP' }, backends: [backend6(3)] })]);
   const targets = dp.autoNodes().sort();
   t.deepEqual(targets, [...new Set([...service({ dispatch: 'auto' }).backends.map((b) => b.nodeIp), A.nodeIp, B.nodeIp])].sort());
   t.false(targets.includes(backend6(3).nodeIp), 'ip-option frontend: not probed');
 });
 
-test('IPv6 auto: unproven paths use IP6IP6; each IPv6 node path follows its own verdict, back and forth; a re-applied frontend keeps it', (t) => {
-  const dp = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6 });
+both('IPv6 auto: unproven paths use IP6IP6; each IPv6 node path follows its own verdict, back and forth; a re-applied frontend keeps it', (t) => {
+  const dp = openEdge(t, { hooks: [hook], ipv6: true, address6: EDGE6 });
   dp.applyServices([auto6]);
   const { a, b } = flowsTo();
   for (const sport of [...a, ...b]) expectIp6ip6(t, run(dp, tcp6({ sport })), a.includes(sport) ? A : B, `unproven, flow ${sport}`);
@@ -72,8 +85,8 @@ test('IPv6 auto: unproven paths use IP6IP6; each IPv6 node path follows its own 
   t.is(run(dp, udp6({ dport: 53 }))[20], 41);
 });
 
-test('IPv6 verdicts touch no IPv4 auto path and no fixed-dispatch IPv6 frontend', (t) => {
-  const dp = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6 });
+both('IPv6 verdicts touch no IPv4 auto path and no fixed-dispatch IPv6 frontend', (t) => {
+  const dp = openEdge(t, { hooks: [hook], ipv6: true, address6: EDGE6 });
   const fixed = service6({ service: 'default/fixed6', frontend: { vip: VIP6, port: 443, protocol: 'TCP' }, dispatch: 'ipip', backends: [A] });
   const v4 = service({ dispatch: 'auto' });
   dp.applyServices([auto6, fixed, v4]);
