@@ -378,7 +378,7 @@ const BENCH_SERVICES: DesiredService[] = [
 
 /** The IPv6 twins of BENCH_SERVICES (same backend count, ip-option and ipip), programmed by the planner like them. */
 const VIP6 = '2001:db8:100::10';
-const IPV6_MAPS = ['edge_services6', 'edge_backends6', 'edge_ct6', 'edge_affinity6', 'edge_src_ranges6', 'edge_config6', 'edge_fib_cache6'] as const;
+const IPV6_MAPS = ['edge_services6', 'edge_backends6', 'edge_ct6', 'edge_affinity6', 'edge_src_ranges6', 'edge_config6', 'edge_fib_cache6', 'edge_sc_flows6', 'edge_snat_rev6'] as const;
 const CLIENT6 = '2001:db8:1::7';
 function backends6(n: number): Backend[] {
   return Array.from({ length: n }, (_, j) => ({ ip: `fd00:244::${(j + 1).toString(16)}`, port: 8080, nodeIp: NODE_IPS6[j % NODE_IPS6.length]!, nodeName: `node${j % 5}`, weight: 1, state: 'active' as const }));
@@ -501,7 +501,7 @@ function openSubject(label: Subject['label'], mod: EdgeDatapathModule, edgeObjec
     dp.applyServices(big);
     const loadS = Number(process.hrtime.bigint() - t0) / 1e9;
     const mapsMb = dp.memlockBytes() / 2 ** 20;
-    const ipv6Mb = v6 ? IPV6_MAPS.reduce((a, n) => a + (dp.map?.(n).memlockBytes() ?? 0), 0) / 2 ** 20 : 0;
+    const ipv6Mb = v6 ? IPV6_MAPS.reduce((a, n) => a + (dp.map?.(n)?.memlockBytes() ?? 0), 0) / 2 ** 20 : 0;
     dp.applyServices([...big, ...BENCH_SERVICES]);
     if (v6) dp.applyServices([...big, ...BENCH_SERVICES, ...BENCH_SERVICES6]);
     configure(dp, 'fib');

@@ -32,8 +32,8 @@ enum edge_stat {
 	DROP_BAD_SOURCE,      /* a new flow or ICMP error from a VIP or the edge's own address */
 	DROP_TTL,             /* TTL ran out here and no time-exceeded was sent */
 	EV_TTL_EXCEEDED,      /* TTL ran out here: ICMP time-exceeded sent to the client */
-	DROP_UNSUPPORTED6,    /* IPv6 to a service the IPv6 path does not serve (SNAT/hybrid,
-			       * or IP6IP6 without an edge IPv6 address) */
+	DROP_UNSUPPORTED6,    /* IPv6 to a service the IPv6 path cannot serve: IP6IP6 or
+			       * SNAT without an edge IPv6 address */
 	EDGE_STAT_MAX,
 };
 

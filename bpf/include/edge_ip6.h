@@ -14,7 +14,9 @@
  *   {daddr, dport, proto} in edge_services6. A miss passes (the fast path).
  *   A hit: connection table (edge_ct6), else affinity / Maglev over the
  *   service's region of edge_ring; hop limit − 1; dispatch by the
- *   Destination Options header (SYN, UDP) + DNAT, or IPv6-in-IPv6.
+ *   Destination Options header (SYN, UDP) + DNAT, or IPv6-in-IPv6, or
+ *   SNAT (edge_snat6.h). A miss addressed to the edge's own IPv6 address
+ *   may be a backend's reply to a SNAT flow (edge6_snat_reverse).
  *
  * Defined behaviour for what it cannot forward faithfully (never a
  * mis-forward; "VIP" = the marker entry {vip, 0, 0} exists):
@@ -36,15 +38,16 @@
  *   - Too big after the +24 / +40: ICMPv6 Packet Too Big with MTU −
  *     overhead to the client; below 1280 it cannot be announced, and the
  *     packet is dropped as DROP_TOO_BIG_ICMP_FAIL.
- *   - SNAT and hybrid services, and IP6IP6 without an edge IPv6 address:
- *     DROP_UNSUPPORTED6 (user space refuses such frontends; this is the
- *     datapath's own guard).
+ *   - IP6IP6 or SNAT without an edge IPv6 address: DROP_UNSUPPORTED6
+ *     (user space refuses IPv6 without one; this is the datapath's own
+ *     guard).
  *   - ICMPv6 errors about a VIP flow (Packet Too Big, Destination
  *     Unreachable) are steered to the flow's backend (edge_steer6.h); all
  *     other ICMPv6 (NDP, echo) passes to the stack.
  *   - A TCP non-SYN without an entry after the service's backends changed:
- *     the second chance (edge_second_chance6.h), as for IPv4.
- * No SNAT reverse path for IPv6 flows. */
+ *     the second chance (edge_second_chance6.h), as for IPv4 — not for SNAT
+ *     flows (their backend knows the edge's port, not the client's tuple).
+ */
 #ifndef EDGELB_EDGE_IP6_H
 #define EDGELB_EDGE_IP6_H
 
@@ -66,6 +69,7 @@
 #include "edge_dsr6.h"
 #include "edge_steer6.h"
 #include "edge_second_chance6.h"
+#include "edge_snat6.h"
 
 /* Is this IPv6 address a VIP (marker entry)? */
 static __always_inline int edge6_is_vip(const void *daddr)
@@ -155,7 +159,8 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	struct edge_backend6 *be = 0, *sc_be = 0;
 	struct edge_ct_val *cv;
 	__u32 zero = 0, be_id = 0, hash, svc_id, pkt_len, plen;
-	int syn, new_flow = 0;
+	__be16 snat_have = 0;
+	int syn, new_flow = 0, snat;
 
 	if ((void *)(eth + 1) > end)
 		return ACT_PASS;
@@ -218,7 +223,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	sk.proto = p.t.proto;
 	svc = bpf_map_lookup_elem(&edge_services6, &sk);
 	if (!svc)
-		return ACT_PASS;
+		return edge6_snat_reverse(ctx, xdp, &p, plen, ifindex);
 
 	/* A packet to a service. */
 	if (p.t.proto == IPPROTO_TCP) {
@@ -247,10 +252,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	if (!cfg || !cfg6)
 		return ACT_PASS;
 	svc_id = svc->id;
-	if (svc->flags & SVC_F_SNAT) {
-		edge_count(DROP_UNSUPPORTED6);
-		return ACT_DROP;
-	}
+	snat = svc->flags & SVC_F_SNAT;
 	addr6_load(&p.t.saddr, &ip6->saddr);
 	p.t.daddr = sk.vip;
 	p.plen = plen;
@@ -267,6 +269,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 		be = edge_backend6_for(cv->backend_id, svc_id);
 		if (be && ((be->flags & BE_F_ACTIVE) || !edge_conn_reusable(cfg, cv))) {
 			be_id = cv->backend_id;
+			snat_have = cv->snat_port;
 			if (edge_conn_over(cfg, cv))
 				cv->flags = 0;
 		} else {
@@ -275,6 +278,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 		}
 	} else if (cv) {
 		be_id = cv->backend_id;
+		snat_have = cv->snat_port;
 		be = edge_backend6_for(be_id, svc_id);
 		if (!be)
 			edge_count(EV_CT_STALE);
@@ -294,15 +298,16 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 			return ACT_DROP;
 		}
 		new_flow = 1;
-		/* After a backend change (edge_second_chance6.h). */
-		if (p.t.proto == IPPROTO_TCP) {
+		/* After a backend change (edge_second_chance6.h); not for
+		 * SNAT flows (their backend knows the edge's port). */
+		if (p.t.proto == IPPROTO_TCP && !snat) {
 			if (syn)
 				edge_sc_forget6(svc, &p.t);
 			else
 				sc_be = edge_second_chance6(cfg, svc, &p.t, hash, &be, &be_id);
 		}
 	}
-	if ((be->flags & BE_F_IPIP) && addr6_is_zero(&cfg6->addr)) {
+	if (((be->flags & BE_F_IPIP) || snat) && addr6_is_zero(&cfg6->addr)) {
 		edge_count(DROP_UNSUPPORTED6);
 		return ACT_DROP;
 	}
@@ -328,6 +333,9 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	}
 	ip6->hop_limit--;
 
+	if (snat)
+		return edge6_xmit_snat(ctx, xdp, cfg, cfg6, &p, be, be_id, svc_id,
+				       new_flow ? 0 : snat_have, hash, ifindex);
 	if (sc_be)
 		return edge6_sc_xmit(ctx, xdp, cfg, cfg6, &p, be, sc_be, hash, ifindex);
 	/* Inserted with the flow's first non-SYN packet (edge.c). */

@@ -118,15 +118,20 @@ struct edge_snat_key {
 #define SNAT_F_FIN_BACKEND 0x2
 #define SNAT_F_RST 0x4 /* a RST from either side, and nothing since */
 
+/* How a SNAT flow goes (edge_snat.h), the same in both families' values. */
+struct edge_snat_life {
+	__u32 last;  /* edge clock >> 30 (≈ 1.07 s units) of the flow's last packet */
+	__u8 flags;  /* SNAT_F_* */
+	__u8 pad[3];
+};
+
 struct edge_snat_val {
 	__be32 client_ip;
 	__be32 vip;
 	__be16 client_port;
 	__be16 vport;
 	__u32 svc_id;
-	__u32 last;  /* edge clock >> 30 (≈ 1.07 s units) of the flow's last packet */
-	__u8 flags;  /* SNAT_F_* */
-	__u8 pad[3];
+	struct edge_snat_life life;
 	__u32 ifindex; /* the uplink the flow came in on: its replies must too */
 };
 

@@ -17,6 +17,12 @@
  *   edge_affinity6   64 Ki LRU    {service, client6} → backend, last use
  *   edge_src_ranges6 LPM          {service, prefix6} → 1
  *   edge_config6     1            the edge's own IPv6 address
+ *   edge_snat_rev6   64 Ki LRU    SNAT reverse translations (edge_snat6.h):
+ *                                 a quarter of the IPv4 map, ≈ 9 MB (snat
+ *                                 is the comparison mode); beyond 64 Ki live
+ *                                 flows the least recently used lose their
+ *                                 entry until their client's next packet
+ *                                 takes the port back
  */
 #ifndef EDGELB_EDGE_MAPS6_H
 #define EDGELB_EDGE_MAPS6_H
@@ -29,6 +35,7 @@
 
 #define EDGE_CT6_ENTRIES (1 << 19)
 #define EDGE_AFFINITY6_ENTRIES (1 << 16)
+#define EDGE_SNAT6_ENTRIES (1 << 16)
 
 /* Service key; port and proto are 0 in the per-VIP marker entry (fragments,
  * extension headers and VLAN tags to a VIP, forged sources). */
@@ -71,7 +78,27 @@ struct edge_src6_key {
 };
 
 struct edge_config6 {
-	struct pkt_addr6 addr; /* IP6IP6 outer source, Packet Too Big source; :: = none */
+	struct pkt_addr6 addr; /* IP6IP6 outer source, SNAT source, Time Exceeded source; :: = none */
+};
+
+/* SNAT reverse key: the backend's reply as it arrives at the edge
+ * (edge_snat_key's fields, IPv6 backend address). */
+struct edge_snat6_key {
+	struct pkt_addr6 backend_ip;
+	__be16 backend_port;
+	__be16 edge_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct edge_snat6_val {
+	struct pkt_addr6 client_ip;
+	struct pkt_addr6 vip;
+	__be16 client_port;
+	__be16 vport;
+	__u32 svc_id;
+	struct edge_snat_life life;
+	__u32 ifindex; /* the uplink the flow came in on: its replies must too */
 };
 
 struct {
@@ -116,5 +143,12 @@ struct {
 	__type(key, __u32);
 	__type(value, struct edge_config6);
 } edge_config6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, EDGE_SNAT6_ENTRIES);
+	__type(key, struct edge_snat6_key);
+	__type(value, struct edge_snat6_val);
+} edge_snat_rev6 SEC(".maps");
 
 #endif

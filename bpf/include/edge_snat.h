@@ -1,4 +1,6 @@
-/* Edge program: SNAT (mode snat, and UDP of mode hybrid). The client's
+/* Edge program: SNAT (mode snat, and UDP of mode hybrid), IPv4; the port
+ * search, flow lifetime and reclaim (snat_probe, snat_seen, snat_over) serve
+ * IPv6 too (edge_snat6.h). The client's
  * packet leaves with source = edge address : allocated port and destination
  * = backend; the backend's reply comes back to the edge and is rewritten to
  * VIP:port → client.
@@ -28,6 +30,7 @@
 #ifndef EDGELB_EDGE_SNAT_H
 #define EDGELB_EDGE_SNAT_H
 
+#include <stddef.h>
 #include <linux/ip.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
@@ -49,13 +52,13 @@ static __always_inline __u32 snat_now(const struct edge_config *cfg)
 }
 
 /* May this port's entry be given to another flow? */
-static __always_inline int snat_over(const struct edge_snat_val *v, __u8 proto, __u32 now)
+static __always_inline int snat_over(const struct edge_snat_life *l, __u8 proto, __u32 now)
 {
-	__u32 quiet = now - v->last;
+	__u32 quiet = now - l->last;
 
-	if (v->flags & SNAT_F_RST)
+	if (l->flags & SNAT_F_RST)
 		return quiet >= SNAT_HOLD_RST;
-	if ((v->flags & (SNAT_F_FIN_CLIENT | SNAT_F_FIN_BACKEND)) ==
+	if ((l->flags & (SNAT_F_FIN_CLIENT | SNAT_F_FIN_BACKEND)) ==
 	    (SNAT_F_FIN_CLIENT | SNAT_F_FIN_BACKEND))
 		return quiet >= SNAT_HOLD_CLOSED;
 	return quiet >= (proto == IPPROTO_TCP ? SNAT_IDLE_TCP : SNAT_IDLE_UDP);
@@ -63,21 +66,54 @@ static __always_inline int snat_over(const struct edge_snat_val *v, __u8 proto, 
 
 /* A packet of the flow, from the client (fin = SNAT_F_FIN_CLIENT) or the
  * backend: FIN/RST move it towards its end, anything else proves it alive. */
-static __always_inline void snat_seen(struct edge_snat_val *v, const struct pkt *p, __u8 fin,
+static __always_inline void snat_seen(struct edge_snat_life *l, __u8 proto, __u8 tcp_flags, __u8 fin,
 				      __u32 now)
 {
-	__u8 flags = v->flags;
+	__u8 flags = l->flags;
 
-	if (p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_RST))
+	if (proto == IPPROTO_TCP && (tcp_flags & PKT_TCP_RST))
 		flags |= SNAT_F_RST;
-	else if (p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_FIN))
+	else if (proto == IPPROTO_TCP && (tcp_flags & PKT_TCP_FIN))
 		flags = (flags & ~SNAT_F_RST) | fin;
 	else
 		flags &= ~SNAT_F_RST;
-	if (flags != v->flags)
-		v->flags = flags;
-	if (v->last != now)
-		v->last = now;
+	if (flags != l->flags)
+		l->flags = flags;
+	if (l->last != now)
+		l->last = now;
+}
+
+/* The port search both families share: up to SNAT_PROBES hash-derived
+ * ports of the range, each taken if free (BPF_NOEXIST: two CPUs cannot take
+ * the same one) or if its flow is over. `map` is the family's reverse map,
+ * `k` its key with the edge port at *kport, `v` the new flow's value, and
+ * `life_off` where a value keeps its struct edge_snat_life. Returns the
+ * port (network order), 0 when all probes failed. */
+static __always_inline __be16 snat_probe(void *map, void *k, __be16 *kport, const void *v,
+					 const int life_off, const struct edge_config *cfg, __u8 proto,
+					 __u32 now, __u32 hash)
+{
+	__u32 lo = cfg->snat_port_min, hi = cfg->snat_port_max, range;
+	void *cur;
+
+	if (lo == 0 || hi < lo)
+		return 0;
+	range = hi - lo + 1;
+#pragma unroll
+	for (int i = 0; i < SNAT_PROBES; i++) {
+		__u32 port = lo + (hash + (__u32)i * 0x9e3779b1u) % range;
+
+		*kport = bpf_htons((__u16)port);
+		if (bpf_map_update_elem(map, k, v, BPF_NOEXIST) == 0)
+			return *kport;
+		cur = bpf_map_lookup_elem(map, k);
+		if (cur && snat_over(cur + life_off, proto, now) &&
+		    bpf_map_update_elem(map, k, v, BPF_EXIST) == 0) {
+			edge_count(EV_SNAT_RECLAIMED);
+			return *kport;
+		}
+	}
+	return 0;
 }
 
 /* Find (or re-establish) the edge port for this flow. */
@@ -91,9 +127,8 @@ static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, cons
 	__u32 now = snat_now(cfg);
 	struct edge_snat_val v = {
 		.client_ip = p->saddr, .vip = p->daddr, .client_port = p->sport,
-		.vport = p->dport, .svc_id = svc_id, .last = now, .ifindex = ifindex,
+		.vport = p->dport, .svc_id = svc_id, .life = { .last = now }, .ifindex = ifindex,
 	};
-	__u32 lo = cfg->snat_port_min, hi = cfg->snat_port_max, range;
 	struct edge_snat_val *cur;
 
 	if (have) {
@@ -101,31 +136,15 @@ static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, cons
 		cur = bpf_map_lookup_elem(&edge_snat_rev, &k);
 		if (cur && cur->client_ip == v.client_ip && cur->client_port == v.client_port &&
 		    cur->vip == v.vip && cur->vport == v.vport) {
-			snat_seen(cur, p, SNAT_F_FIN_CLIENT, now);
+			snat_seen(&cur->life, p->l4_proto, p->tcp_flags, SNAT_F_FIN_CLIENT, now);
 			return have;
 		}
 		/* Evicted (or taken over): try to take it back, else allocate. */
 		if (!cur && bpf_map_update_elem(&edge_snat_rev, &k, &v, BPF_NOEXIST) == 0)
 			return have;
 	}
-	if (lo == 0 || hi < lo)
-		return 0;
-	range = hi - lo + 1;
-#pragma unroll
-	for (int i = 0; i < SNAT_PROBES; i++) {
-		__u32 port = lo + (hash + (__u32)i * 0x9e3779b1u) % range;
-
-		k.edge_port = bpf_htons((__u16)port);
-		if (bpf_map_update_elem(&edge_snat_rev, &k, &v, BPF_NOEXIST) == 0)
-			return k.edge_port;
-		cur = bpf_map_lookup_elem(&edge_snat_rev, &k);
-		if (cur && snat_over(cur, p->l4_proto, now) &&
-		    bpf_map_update_elem(&edge_snat_rev, &k, &v, BPF_EXIST) == 0) {
-			edge_count(EV_SNAT_RECLAIMED);
-			return k.edge_port;
-		}
-	}
-	return 0;
+	return snat_probe(&edge_snat_rev, &k, &k.edge_port, &v, offsetof(struct edge_snat_val, life), cfg,
+			  p->l4_proto, now, hash);
 }
 
 static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct edge_config *cfg,
@@ -183,7 +202,7 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 		edge_count(DROP_SNAT_IFACE);
 		return ACT_DROP;
 	}
-	snat_seen(v, p, SNAT_F_FIN_BACKEND, snat_now(cfg));
+	snat_seen(&v->life, p->l4_proto, p->tcp_flags, SNAT_F_FIN_BACKEND, snat_now(cfg));
 	if (edge_hop(ctx, xdp, cfg, 0) < 0)
 		return ACT_DROP;
 	client = v->client_ip;

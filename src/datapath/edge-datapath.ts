@@ -72,7 +72,7 @@ export interface EdgeDatapathOptions {
   autoDispatchDefault?: PathDispatch;
   /**
    * Serve IPv6 frontends (either hook): the IPv6 maps (edge_maps6.h) are sized
-   * for use, ≈ 80 MB more memlock, most of it the 512 Ki-flow edge_ct6. Off
+   * for use, ≈ 95 MB more memlock, most of it the 512 Ki-flow edge_ct6. Off
    * (the default), they are created with a handful of entries, IPv6
    * frontends are rejected (UnsupportedFamily) and the program passes all
    * IPv6 to the stack.
@@ -143,6 +143,7 @@ const IPV6_OFF_SIZES: Record<string, number> = {
   edge_affinity6: 64,
   edge_src_ranges6: 1,
   edge_sc_flows6: 64,
+  edge_snat_rev6: 64,
 };
 
 /**

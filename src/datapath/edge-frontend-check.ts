@@ -61,17 +61,14 @@ export function validateFrontend(d: DesiredService, serve: ServeOptions = { ipv6
 
 /**
  * Throws Rejected naming the first thing this datapath cannot serve. IPv6
- * frontends are served (either hook) when the IPv6 maps are on, in dsr mode,
+ * frontends are served (either hook) when the IPv6 maps are on, in every mode,
  * with every backend, node address and source range of the VIP's family;
  * an IPv6 VIP in front of IPv4 pods (or the reverse) would need a
  * translation the datapath does not do.
  */
 export function validate(d: DesiredService, serve: ServeOptions = { ipv6: false }): void {
   const fam = ipFamily(d.frontend.vip);
-  if (fam === 6) {
-    if (!serve.ipv6) throw new Rejected('UnsupportedFamily', `VIP ${d.frontend.vip} is IPv6; this edge's datapath forwards IPv4 only (its IPv6 maps are off)`);
-    if (d.mode !== 'dsr') throw new Rejected('UnsupportedFamily', `VIP ${d.frontend.vip} is IPv6: mode '${d.mode}' is not served for IPv6 (dsr only; SNAT and hybrid are IPv4 only)`);
-  }
+  if (fam === 6 && !serve.ipv6) throw new Rejected('UnsupportedFamily', `VIP ${d.frontend.vip} is IPv6; this edge's datapath forwards IPv4 only (its IPv6 maps are off)`);
   const want = fam ?? 4;
   const sameFamily = (what: string, value: string) => {
     const f = ipFamily(value.split('/')[0] ?? '');

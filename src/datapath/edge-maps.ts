@@ -55,6 +55,7 @@ export const EDGE_MAP_NAMES = [
   'edge_config6',
   'edge_fib_cache6',
   'edge_sc_flows6',
+  'edge_snat_rev6',
   'edge_progs',
   'edge_progs_tc',
 ] as const;
@@ -371,6 +372,10 @@ export function encodeSrcRange6Key(svcId: number, cidr: string): Buffer {
 
 export const EDGE_CONFIG6_SIZE = 16;
 
+/** edge_snat_rev6 (struct edge_snat6_key / edge_snat6_val): program-only, like edge_snat_rev; checked at open. */
+export const SNAT6_KEY_SIZE = 24;
+export const SNAT6_VALUE_SIZE = 52;
+
 /** struct edge_config6: the edge's IPv6 address (IP6IP6 outer source); null = none (:: — IP6IP6 backends are then dropped). */
 export function encodeConfig6(addr: string | null): Buffer {
   return addr === null ? Buffer.alloc(EDGE_CONFIG6_SIZE) : ipv6Bytes(addr, 'edge IPv6 address');
@@ -402,7 +407,7 @@ export function sumU64(b: Buffer): number {
 
 /**
  * Key and value sizes of every edge map user space encodes or decodes (and
- * edge_snat_rev, see above), as the layouts above define them (value: one
+ * edge_snat_rev / edge_snat_rev6, see above), as the layouts above define them (value: one
  * element, per CPU for per-CPU maps). edgeLayoutMismatches() compares them with the loaded object at open
  * time, so a struct changed on one side only is an error naming the map, not
  * silently misread entries. edge_ring's value is EDGE_RING_PER_ELEM u32 ids.
@@ -427,6 +432,7 @@ export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: num
   edge_src_ranges6: { key: SRC_RANGE6_KEY_SIZE, value: 1 },
   edge_config6: { key: 4, value: EDGE_CONFIG6_SIZE },
   edge_sc_flows6: { key: CT6_KEY_SIZE, value: 8 },
+  edge_snat_rev6: { key: SNAT6_KEY_SIZE, value: SNAT6_VALUE_SIZE },
   edge_progs: { key: 4, value: 4 },
   edge_progs_tc: { key: 4, value: 4 },
 };

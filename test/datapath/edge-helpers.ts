@@ -30,6 +30,7 @@ export const SMALL_MAPS: Record<string, number> = {
   edge_affinity6: 4096,
   edge_src_ranges6: 1024,
   edge_sc_flows6: 4096,
+  edge_snat_rev6: 4096,
 };
 
 export function openEdge(t: ExecutionContext, opts: Partial<EdgeDatapathOptions> = {}): EdgeDatapath {

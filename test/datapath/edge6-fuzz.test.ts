@@ -9,6 +9,11 @@
 //   - DNAT alone (a TCP segment that is not a SYN), the same checks;
 //   - IPv6-in-IPv6 from the edge to a node, the inner packet the client's
 //     but for its hop limit − 1, flow label = the flow hash's 20 bits;
+//   - SNAT (snat, hybrid UDP): from the edge's address and a port of the
+//     range to a backend of the frontend the packet was sent to, and the
+//     reverse map holding exactly that flow under that port; or a backend's
+//     reply turned into VIP:port → client as the reverse map's entry for
+//     its key says (a reply matching no entry must pass untouched);
 // or our own Packet Too Big (from a VIP) or Time Exceeded (from the edge)
 // back to the input's source (on tc with the quoted L4 checksum a pending
 // completion would store, checked by completing it). A pass must leave the
@@ -23,6 +28,8 @@ import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, backend6, co
 const GW_MAC = '02:00:00:00:00:fe';
 const OWN_MAC = '02:00:00:00:00:fd';
 const VIP6B = '2001:db8:100::20';
+const SNAT_LO = 20000;
+const SNAT_HI = 20999;
 const TOTAL = 100_000;
 /** Our Packet Too Big frame: Ethernet + IPv6 + ICMPv6 + a 128-byte quote (edge_dsr6.h). */
 const EDGE6_PTB_FRAME = 14 + 40 + 8 + 128;
@@ -57,7 +64,7 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
   const rand = rng(seed);
   const ri = (n: number): number => Math.floor(rand() * n);
 
-  const dp = openEdge(t, { forward: { kind: 'gateway', gatewayMac: GW_MAC, ownMac: OWN_MAC }, mtu: 1400, address6: EDGE6, ipv6: true, hooks: [hook] });
+  const dp = openEdge(t, { forward: { kind: 'gateway', gatewayMac: GW_MAC, ownMac: OWN_MAC }, mtu: 1400, address6: EDGE6, ipv6: true, hooks: [hook], snatPorts: { min: SNAT_LO, max: SNAT_HI } });
   const bs = (base: number, n: number, port = 8080) => Array.from({ length: n }, (_, i) => backend6(base + i, { port }));
   const services: DesiredService[] = [
     service6({ backends: bs(1, 4) }),
@@ -65,9 +72,14 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
     service6({ frontend: { vip: VIP6, port: 81, protocol: 'TCP' }, dispatch: 'ipip', backends: bs(20, 3) }),
     service6({ frontend: { vip: VIP6B, port: 443, protocol: 'TCP' }, affinityTimeoutSeconds: 60, sourceRanges: ['2001:db8:1::/48'], backends: bs(30, 2, 8443) }),
     service6({ frontend: { vip: VIP6B, port: 53, protocol: 'UDP' }, dispatch: 'ipip', backends: bs(40, 2, 5353) }),
+    service6({ frontend: { vip: VIP6B, port: 8443, protocol: 'TCP' }, mode: 'snat', backends: bs(50, 2, 8443) }),
+    service6({ frontend: { vip: VIP6B, port: 5353, protocol: 'UDP' }, mode: 'hybrid', dispatch: 'ipip', backends: bs(60, 3, 5353) }),
+    service6({ frontend: { vip: VIP6, port: 8080, protocol: 'TCP' }, mode: 'hybrid', affinityTimeoutSeconds: 60, backends: bs(70, 2) }),
+    service6({ frontend: { vip: VIP6, port: 54, protocol: 'UDP' }, mode: 'snat', sourceRanges: ['2001:db8:1::/48'], backends: bs(80, 2, 5353) }),
   ];
   services.forEach((d, i) => apply6(dp, d, { svcId: SVC6_ID + i, ringOff: RING6_OFF - i * 4096, backendIds: d.backends.map((_, j) => BE6_ID0 + i * 10 + j) }));
   const proto = (d: DesiredService): number => (d.frontend.protocol === 'TCP' ? 6 : 17);
+  const isSnat = (d: DesiredService): boolean => d.mode === 'snat' || (d.mode === 'hybrid' && d.frontend.protocol === 'UDP');
   const svcBy = new Map(services.map((d) => [`${A(d.frontend.vip)}:${d.frontend.port}/${proto(d)}`, d]));
   const vips = new Set([A(VIP6), A(VIP6B)]);
   const nodes = new Set(services.flatMap((d) => d.backends.map((b) => A(b.nodeIp))));
@@ -97,7 +109,32 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
       reply.writeUInt16BE(40000, 42);
       return buildPacket6({ eth: eth6, ip: { src: '2001:db8:ff::1', dst: vip as string }, icmp6: { type: 2, body: Buffer.concat([Buffer.from('000004d0', 'hex'), reply]) } });
     }),
+    tcp6({ flags: { syn: true }, dst: VIP6B, dport: 8443 }),
+    tcp6({ flags: { ack: true }, dst: VIP6B, dport: 8443, payload: Buffer.alloc(30, 2) }),
+    udp6({ dst: VIP6B, dport: 5353 }),
+    tcp6({ flags: { syn: true }, dport: 8080 }),
+    udp6({ dport: 54, payload: Buffer.alloc(1340) }),
   ];
+  // SNAT state for the replies to match: each SNAT seed's flow, then its
+  // backend's answer (and a forged one to a port no flow holds).
+  const unseeded = seeds.length;
+  for (const f of seeds.slice(-5)) {
+    const r = dp.program(hook).testRun({ data: f });
+    const o = r.dataOut;
+    if (r.retval !== V.tx || hexAddr(o, 22) !== A(EDGE6)) continue;
+    const nh = o[20]!;
+    const reply = buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: OWN_MAC }, ip: { src: ip6s(o, 38), dst: EDGE6 }, raw: { nh, bytes: Buffer.from(o.subarray(54)) } });
+    reply.writeUInt16BE(o.readUInt16BE(56), 54);
+    reply.writeUInt16BE(o.readUInt16BE(54), 56);
+    const ck = nh === 6 ? 54 + 16 : 54 + 6;
+    reply.writeUInt16BE(0, ck);
+    reply.writeUInt16BE(l4Checksum6(reply.subarray(14)), ck);
+    seeds.push(reply);
+    const forged = Buffer.from(reply);
+    forged.writeUInt16BE(SNAT_LO + ((reply.readUInt16BE(56) - SNAT_LO + 1) % (SNAT_HI - SNAT_LO + 1)), 56);
+    seeds.push(forged);
+  }
+  t.is(seeds.length - unseeded, 8, 'a reply and a forged one for each of the four SNAT flows');
 
   const failures: string[] = [];
   const fail = (why: string, input: Buffer, out: Buffer): void => {
@@ -154,6 +191,8 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
       return null;
     }
     if (ip[6] === 58) return steered(inIp, ip);
+    if ((ip[6] === 6 || ip[6] === 17) && hexAddr(ip, 8) === A(EDGE6)) return snatForward(inIp, ip);
+    if ((ip[6] === 6 || ip[6] === 17) && vips.has(hexAddr(ip, 8))) return snatReverse(inIp, ip);
     if (ip[6] === 41) {
       if (hexAddr(ip, 8) !== A(EDGE6)) return 'IP6IP6 source is not the edge';
       if (!nodes.has(hexAddr(ip, 24))) return 'IP6IP6 to a non-node';
@@ -170,6 +209,7 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
       if ((ip.readUInt32BE(0) & 0xfffff) !== want) return 'flow label is not the flow hash';
       const d = svcBy.get(`${hexAddr(sent, 24)}:${dport}/${sent[6]}`);
       if (!d || d.dispatch !== 'ipip') return 'IP6IP6 for no ipip service';
+      if (isSnat(d)) return 'IP6IP6 for a SNAT frontend';
       if (!d.backends.some((b) => A(b.nodeIp) === hexAddr(ip, 24))) return 'IP6IP6 to a node of no backend of the service';
       return null;
     }
@@ -197,6 +237,7 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
     const d = svcBy.get(svcKey);
     if (!d || proto(d) !== l4proto) return `names ${svcKey}, not a service`;
     if (d.dispatch === 'ipip') return 'ipip service dispatched by header';
+    if (isSnat(d)) return 'SNAT frontend dispatched by DSR';
     if (svcKey !== `${hexAddr(inIp, 24)}:${inIp.readUInt16BE(42)}/${inIp[6]}`) return 'header names another frontend than the packet was sent to';
     const dport = ip.readUInt16BE(l4off + 2);
     if (!d.backends.some((b) => A(b.ip) === hexAddr(ip, 24) && b.port === dport)) return 'to no backend of the service';
@@ -210,6 +251,62 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
     const outOk = safe(() => verifyL4Checksum6(ip.subarray(0, 40 + plen)));
     if (inOk !== outOk) return `L4 checksum validity ${inOk} → ${outOk}`;
     return null;
+  };
+
+  /** The reverse map's entry for a reply's key {backend, backend port, edge port, proto} (struct edge_snat6_key / _val), or null. */
+  const rev = (backend: string, bport: number, eport: number, nh: number): { client: string; vip: string; cport: number; vport: number } | null => {
+    const k = Buffer.alloc(24);
+    Buffer.from(backend, 'hex').copy(k, 0);
+    k.writeUInt16BE(bport, 16);
+    k.writeUInt16BE(eport, 18);
+    k[20] = nh;
+    const v = dp.map('edge_snat_rev6').lookup(k);
+    return v ? { client: hexAddr(v, 0), vip: hexAddr(v, 16), cport: v.readUInt16BE(32), vport: v.readUInt16BE(34) } : null;
+  };
+
+  /** The parts of a SNAT translation that must not change: lengths, traffic class and flow label, the segment but for ports and checksum (whose validity must be kept). */
+  const snatKept = (inIp: Buffer, ip: Buffer): string | null => {
+    const plen = ip.readUInt16BE(4);
+    const inPlen = inIp.readUInt16BE(4);
+    if (plen !== inPlen) return 'SNAT changed the payload length';
+    if (ip.readUInt32BE(0) !== inIp.readUInt32BE(0)) return 'SNAT changed traffic class or flow label';
+    if (ip[6] !== inIp[6]) return 'SNAT changed the next header';
+    if (ip[7] !== inIp[7]! - 1) return 'SNAT hop limit not decremented';
+    const ck = ip[6] === 6 ? 16 : 6;
+    const outL4 = Buffer.from(ip.subarray(40, 40 + plen));
+    const inL4 = Buffer.from(inIp.subarray(40, 40 + inPlen));
+    for (const b of [outL4, inL4]) b.fill(0, 0, 4).fill(0, ck, ck + 2);
+    if (!outL4.equals(inL4)) return 'SNAT changed the segment beyond ports and checksum';
+    const inOk = safe(() => verifyL4Checksum6(inIp.subarray(0, 40 + inPlen)));
+    const outOk = safe(() => verifyL4Checksum6(ip.subarray(0, 40 + plen)));
+    if (inOk !== outOk) return `SNAT L4 checksum validity ${inOk} → ${outOk}`;
+    return null;
+  };
+
+  /** A client's packet SNATed: to a backend of the frontend it was sent to, from the edge and a port whose reverse entry is exactly this flow. */
+  const snatForward = (inIp: Buffer, ip: Buffer): string | null => {
+    const nh = ip[6]!;
+    const d = svcBy.get(`${hexAddr(inIp, 24)}:${inIp.readUInt16BE(42)}/${nh}`);
+    if (!d) return 'SNAT for no service';
+    if (!isSnat(d)) return 'SNAT of a frontend that is not snat';
+    if (d.sourceRanges.length > 0 && !hexAddr(inIp, 8).startsWith('20010db80001')) return 'SNAT of a client outside the source ranges';
+    const eport = ip.readUInt16BE(40);
+    if (eport < SNAT_LO || eport > SNAT_HI) return `SNAT port ${eport} outside the range`;
+    const bport = ip.readUInt16BE(42);
+    if (!d.backends.some((b) => A(b.ip) === hexAddr(ip, 24) && b.port === bport)) return 'SNAT to no backend of the service';
+    const v = rev(hexAddr(ip, 24), bport, eport, nh);
+    if (!v) return 'SNAT without its reverse entry';
+    if (v.client !== hexAddr(inIp, 8) || v.cport !== inIp.readUInt16BE(40) || v.vip !== hexAddr(inIp, 24) || v.vport !== inIp.readUInt16BE(42)) return 'the port\'s reverse entry names another flow';
+    return snatKept(inIp, ip);
+  };
+
+  /** A backend's reply translated: it was addressed to the edge, and leaves exactly as its key's reverse entry says. */
+  const snatReverse = (inIp: Buffer, ip: Buffer): string | null => {
+    if (hexAddr(inIp, 24) !== A(EDGE6)) return 'VIP-sourced output of a packet not to the edge';
+    const v = rev(hexAddr(inIp, 8), inIp.readUInt16BE(40), inIp.readUInt16BE(42), ip[6]!);
+    if (!v) return 'reply translated without a flow';
+    if (hexAddr(ip, 8) !== v.vip || ip.readUInt16BE(40) !== v.vport || hexAddr(ip, 24) !== v.client || ip.readUInt16BE(42) !== v.cport) return 'reply translated to another flow';
+    return snatKept(inIp, ip);
   };
 
   /** A steered ICMPv6 error: the input's, rewritten to a pod (outer destination, quoted source and port). */
@@ -266,7 +363,7 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
   const started = Date.now();
   let n = 0;
   const verdicts = new Map<string, number>();
-  const kinds = { forwarded: 0, ptb: 0, timeExceeded: 0, steered: 0 };
+  const kinds = { forwarded: 0, ptb: 0, timeExceeded: 0, steered: 0, snat: 0, snatReverse: 0 };
   const prog = dp.program(hook);
   let refused = 0;
   for (; n < TOTAL && Date.now() - started < 120_000; n++) {
@@ -316,6 +413,8 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
     const why = check(input, out);
     if (why) fail(why, input, out);
     else if (out[20] === 58 || (out[20] === 41 && out[54 + 6] === 58)) kinds.steered++;
+    else if (hexAddr(out, 22) === A(EDGE6)) kinds.snat++;
+    else if (vips.has(hexAddr(out, 22))) kinds.snatReverse++;
     else kinds.forwarded++;
   }
   t.log(`${n} frames in ${Date.now() - started} ms; verdicts ${JSON.stringify([...verdicts])}; ${JSON.stringify(kinds)}; refused by the kernel ${refused}`);
@@ -325,7 +424,23 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
   t.true(kinds.ptb > 10, 'Packet Too Big was exercised');
   t.true(kinds.steered > 10, 'ICMPv6 steering was exercised');
   t.true(kinds.timeExceeded > 10, 'Time Exceeded was exercised');
+  t.true(kinds.snat > 500, 'SNAT was exercised');
+  t.true(kinds.snatReverse > 100, 'SNAT replies were exercised');
 });
+
+/** TCP/UDP checksum of a bare IPv6 packet without extension headers (its field taken as 0). */
+function l4Checksum6(ip: Buffer): number {
+  const plen = ip.readUInt16BE(4);
+  const ph = Buffer.alloc(40);
+  ip.copy(ph, 0, 8, 40);
+  ph.writeUInt32BE(plen, 32);
+  ph[39] = ip[6]!;
+  const all = Buffer.concat([ph, ip.subarray(40, 40 + plen), Buffer.alloc(plen % 2)]);
+  let sum = 0;
+  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff || 0xffff;
+}
 
 function ip6s(b: Buffer, off: number): string {
   const g: string[] = [];

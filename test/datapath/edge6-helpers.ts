@@ -14,6 +14,7 @@ import {
   BE_F_VALID,
   EDGE_RING_PER_ELEM,
   SVC_F_MARKER,
+  SVC_F_SNAT,
   SVC_F_SRC_RANGES,
   encodeBackend6,
   encodeSrcRange6Key,
@@ -97,9 +98,9 @@ export interface Frontend6Writes {
   regionSlots: number;
 }
 
-/** Entries for `d` (IPv6 VIP, backends and node addresses; dsr mode). Throws naming what it cannot encode. */
+/** Entries for `d` (IPv6 VIP, backends and node addresses; any mode: snat, and hybrid UDP, set SVC_F_SNAT). Throws naming what it cannot encode. */
 export function frontend6Writes(d: DesiredService, slots: Frontend6Slots, maglevTableSize: number, dispatch: 'ip-option' | 'ipip'): Frontend6Writes {
-  if (d.mode !== 'dsr') throw new Error(`${d.service}: mode ${d.mode} is not served for IPv6 (dsr only)`);
+  const snat = d.mode === 'snat' || (d.mode === 'hybrid' && d.frontend.protocol === 'UDP');
   if (slots.backendIds.length !== d.backends.length) throw new Error(`${d.service}: ${d.backends.length} backends but ${slots.backendIds.length} ids`);
   const proto = protoNumber(d.frontend.protocol);
   const active = d.backends.map((b, i) => ({ b, id: slots.backendIds[i]! })).filter((x) => x.b.state === 'active');
@@ -108,7 +109,7 @@ export function frontend6Writes(d: DesiredService, slots: Frontend6Slots, maglev
   if (size && slots.ringOff % regionSlots !== 0) throw new Error(`ring offset ${slots.ringOff} is not aligned to the region size ${regionSlots}`);
   const out: Frontend6Writes = { services6: [], backends6: [], ring: [], srcRanges6: [], regionSlots };
   d.backends.forEach((b, i) => {
-    const flags = BE_F_VALID | (b.state === 'active' ? BE_F_ACTIVE : 0) | (dispatch === 'ipip' ? BE_F_IPIP : 0);
+    const flags = BE_F_VALID | (b.state === 'active' ? BE_F_ACTIVE : 0) | (dispatch === 'ipip' && !snat ? BE_F_IPIP : 0);
     out.backends6.push([u32Key(slots.backendIds[i]!), encodeBackend6({ ip: b.ip, nodeIp: b.nodeIp, port: b.port, flags, svcId: slots.svcId })]);
   });
   if (size) {
@@ -122,7 +123,7 @@ export function frontend6Writes(d: DesiredService, slots: Frontend6Slots, maglev
     }
   }
   for (const r of d.sourceRanges) out.srcRanges6.push(encodeSrcRange6Key(slots.svcId, r.includes('/') ? r : `${r}/128`));
-  const flags = d.sourceRanges.length > 0 ? SVC_F_SRC_RANGES : 0;
+  const flags = (d.sourceRanges.length > 0 ? SVC_F_SRC_RANGES : 0) | (snat ? SVC_F_SNAT : 0);
   out.services6.push([
     encodeSvc6Key({ vip: d.frontend.vip, port: d.frontend.port, proto }),
     encodeSvc({ id: slots.svcId, ringOff: size ? slots.ringOff : 0, ringSize: size ? size.m : 0, affinityTimeout: d.affinityTimeoutSeconds, flags }),

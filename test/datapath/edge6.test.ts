@@ -492,16 +492,12 @@ test('through the planner: IPv6 frontends the datapath does not serve are reject
   t.regex(r.rejected[0]!.message, /IPv6 maps are off/);
   const on = openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6 });
   const bad = on.upsert([
-    service6({ service: 'a/snat6', mode: 'snat' }),
-    service6({ service: 'a/hybrid6', frontend: { vip: VIP6, port: 443, protocol: 'TCP' }, mode: 'hybrid' }),
     service6({ service: 'a/mixed', frontend: { vip: VIP6, port: 8443, protocol: 'TCP' }, backends: [backend6(1), { ...backend6(2), ip: '10.244.1.2' }] }),
     service6({ service: 'a/mixed-node', frontend: { vip: VIP6, port: 8444, protocol: 'TCP' }, backends: [{ ...backend6(1), nodeIp: '10.0.0.10' }] }),
     service6({ service: 'a/range', frontend: { vip: VIP6, port: 8445, protocol: 'TCP' }, sourceRanges: ['10.0.0.0/8'] }),
     service({ service: 'a/v4-with-v6-pod', backends: [backend6(1)] }),
   ]);
   t.deepEqual(bad.rejected.map((x) => [x.service, x.reason]), [
-    ['a/snat6', 'UnsupportedFamily'],
-    ['a/hybrid6', 'UnsupportedFamily'],
     ['a/mixed', 'UnsupportedFamily'],
     ['a/mixed-node', 'UnsupportedFamily'],
     ['a/range', 'UnsupportedFamily'],

@@ -9,6 +9,8 @@
 // behind a hop that strips or drops the header, IP6IP6 for that node only.
 // The second chance for IPv6 flows: a backend added, then an edge drained,
 // breaks no long-lived connection.
+// IPv6 snat and hybrid: pods see an edge's IPv6 address for SNAT traffic,
+// the answers return through it.
 import test from 'ava';
 import { join } from 'node:path';
 import { bringUp, captureEdges, edgeSc, need, nodeSc, openPreviousTables, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
@@ -218,6 +220,37 @@ test.serial('IPv6 dispatch auto behind a hop that strips, then drops, the Destin
     t.log(`IPv6 auto: strip hop ${summary(tcp)} / ${summary(udp)}; header packets at ${n1.name} ${h1}, IP6IP6 at ${n2.name} ${t2}; drop hop ${summary(dropped)}; fixed ip-option through the strip hop ${summary(broken)}`);
   } finally {
     lab.optionHop(n2.name, 'off');
+  }
+});
+
+test.serial('IPv6 snat and hybrid: the pod sees an edge\'s IPv6 address (snat, hybrid UDP) or the client\'s (hybrid TCP); SNAT answers return through the edges from the VIP', async (t) => {
+  const lab = need(t, h);
+  const edges = lab.plan.edges.map((e) => e.address6);
+  for (const mode of ['snat', 'hybrid'] as const) {
+    const name = `v6-${mode}`;
+    await lab.applyService({ name, ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv6'], annotations: { 'edgelb.io/mode': mode } });
+    const vip = await lab.waitForVip(name);
+    // Both edges in the route first: a SNAT connection cannot move to another edge mid-flight.
+    await waitGateways6(lab, vip, edges);
+    await lab.waitServing(vip);
+    const replies = await captureEdges(lab, h!.dir, `ip6 and src host ${vip}`, `${name}-replies`);
+    const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 60, concurrency: 3, timeoutMs: 2000 });
+    const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 60, concurrency: 2, timeoutMs: 1000 });
+    const replyCounts = await stopAll(replies);
+    t.is(tcp.ok, 60, `${mode} TCP: ${summary(tcp)}`);
+    t.is(udp.ok, 60, `${mode} UDP: ${summary(udp)}`);
+    t.is(udp.wrongSource, 0, `${mode}: UDP answers from an address other than ${vip}: ${summary(udp)}`);
+    if (mode === 'snat') t.true(Object.keys(tcp.clients).every((c) => edges.includes(c)), `snat TCP: pods saw ${JSON.stringify(tcp.clients)}, want edge addresses ${edges.join(', ')}`);
+    else t.deepEqual(Object.keys(tcp.clients), [lab.plan.client.address6], `hybrid TCP is DSR: pods saw ${JSON.stringify(tcp.clients)}`);
+    t.true(Object.keys(udp.clients).every((c) => edges.includes(c)), `${mode} UDP: pods saw ${JSON.stringify(udp.clients)}, want edge addresses ${edges.join(', ')}`);
+    t.true(replyCounts.reduce((a, b) => a + b, 0) > 0, `${mode}: SNAT answers (from ${vip}) leave through the edges: ${replyCounts.join('/')}`);
+    t.log(`IPv6 ${mode}: TCP ${summary(tcp)}; UDP ${summary(udp)}; replies on the edge uplinks ${replyCounts.join('/')}`);
+  }
+  // `edgelb service list` on an edge: the IPv6 frontends in their modes.
+  const list = JSON.parse((await lab.edgelb(lab.plan.edges[0]!.name, ['service', 'list', '-o', 'json'])).stdout) as { frontend: string; service: string; mode: string }[];
+  for (const mode of ['snat', 'hybrid']) {
+    const rows = list.filter((f) => f.service.endsWith(`/v6-${mode}`)).map((f) => `${f.frontend.replace(/^\[[0-9a-f:]+\]/, '[VIP6]')} ${f.mode}`).sort();
+    t.deepEqual(rows, [`[VIP6]:80/TCP ${mode}`, `[VIP6]:9090/UDP ${mode}`], JSON.stringify(list));
   }
 });
 

@@ -1,0 +1,279 @@
+/* Edge program, IPv6: SNAT (mode snat, and UDP of mode hybrid) —
+ * edge_snat.h for the other family, with its rules and its shared parts
+ * (snat_probe, snat_seen, snat_over: port search, flow lifetime, reclaim).
+ *
+ * The client's packet leaves with source = the edge's IPv6 address
+ * (edge_config6.addr) : a port from [snat_port_min, snat_port_max] — the
+ * same configured range as IPv4; the families' ports never meet, each has
+ * its own address and reverse map — and destination = the backend; the
+ * backend's reply comes back to the edge and leaves as VIP:port → client.
+ * IPv6 has no header checksum: each rewrite changes only the TCP/UDP
+ * checksum, by the difference of both addresses and both ports (the
+ * pseudo-header covers the addresses).
+ *
+ * The connection table (edge_ct6) remembers the flow's port, always (the
+ * insert limit does not apply: a forgotten flow would get another source
+ * port); edge_snat_rev6 is keyed by what the reply carries {backend ip,
+ * backend port, edge port, proto}. Lifetime as IPv4: both FINs (one from
+ * each side) or a RST, then a hold, or idle — then the port is taken over
+ * by the next allocation that finds it so. A reply is translated only when
+ * its key names a live flow and it arrives on the interface its flow came
+ * in on; anything else addressed to the edge passes untouched.
+ *
+ * ICMPv6 errors about SNAT flows are not translated, as for IPv4
+ * (edge_steer6.h counts the ones about the VIP side as icmp_not_steered).
+ *
+ * Written for both hooks (`void *ctx`, constant `xdp`) like edge.c's
+ * functions; the frame layout is edge_ip6.h's: untagged Ethernet, the fixed
+ * IPv6 header directly followed by TCP or UDP. */
+#ifndef EDGELB_EDGE_SNAT6_H
+#define EDGELB_EDGE_SNAT6_H
+
+#include <stddef.h>
+#include <linux/bpf.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "csum.h"
+#include "csum6.h"
+#include "parse6.h"
+#include "edge_maps6.h"
+#include "edge_counters.h"
+#include "edge_xmit.h"
+#include "edge_snat.h"
+#include "edge_dsr6.h"
+
+/* tc: clang may keep &skb->data_end computed once in the caller and spill
+ * it; the verifier refuses a load through such a modified context pointer.
+ * A context pointer laundered at each entry is read afresh. */
+static __always_inline void *edge6_ctx_fresh(void *ctx)
+{
+	asm volatile("" : "+r"(ctx));
+	return ctx;
+}
+
+/* The TCP data offset / UDP length must agree with the payload length, and
+ * a UDP datagram over IPv6 must carry a checksum (RFC 8200 §8.1). */
+static __always_inline int edge6_l4_sane(void *data, void *end, __u8 proto, __u32 plen)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + EDGE6_L4_OFF;
+
+		if ((void *)(th + 1) > end)
+			return 0;
+		return (__u32)th->doff * 4 >= sizeof(*th) && (__u32)th->doff * 4 <= plen;
+	}
+	{
+		struct udphdr *uh = data + EDGE6_L4_OFF;
+		__u32 ulen;
+
+		if ((void *)(uh + 1) > end)
+			return 0;
+		ulen = bpf_ntohs(uh->len);
+		return ulen >= sizeof(*uh) && ulen <= plen && uh->check != 0;
+	}
+}
+
+/* Both addresses and ports of the TCP/UDP frame become the given ones, the
+ * L4 checksum follows. XDP: by hand. tc: through bpf_l4_csum_replace, which
+ * knows the skb's checksum state (csum6.h's csum6_rewrite_note: the
+ * PSEUDO_HDR form takes the address difference out of a CHECKSUM_COMPLETE
+ * skb's sum, where nothing absorbs it in IPv6, so bpf_csum_update puts it
+ * back). Packet pointers are invalid afterwards. */
+static __always_inline int edge6_rewrite(void *ctx, const int xdp, __u8 proto,
+					 const struct pkt_addr6 *saddr, __be16 sport,
+					 const struct pkt_addr6 *daddr, __be16 dport)
+{
+	void *data, *end;
+	struct ipv6hdr *ip6;
+	__be16 *ports, *check, old_sport, old_dport;
+	struct pkt_addr6 old_s, old_d;
+	__u32 adiff, csum_off;
+	__u64 mangled = 0;
+
+	ctx = edge6_ctx_fresh(ctx);
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
+	ip6 = data + EDGE6_L3_OFF;
+	ports = data + EDGE6_L4_OFF;
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + EDGE6_L4_OFF;
+
+		if ((void *)(th + 1) > end)
+			return -1;
+		check = &th->check;
+		csum_off = EDGE6_L4_OFF + offsetof(struct tcphdr, check);
+	} else {
+		struct udphdr *uh = data + EDGE6_L4_OFF;
+
+		if ((void *)(uh + 1) > end)
+			return -1;
+		check = &uh->check;
+		csum_off = EDGE6_L4_OFF + offsetof(struct udphdr, check);
+		mangled = BPF_F_MARK_MANGLED_0;
+	}
+	addr6_load(&old_s, &ip6->saddr);
+	addr6_load(&old_d, &ip6->daddr);
+	old_sport = ports[0];
+	old_dport = ports[1];
+	adiff = csum_diff_addr6(&old_s, saddr) + csum_diff_addr6(&old_d, daddr);
+	if (xdp) {
+		__u32 diff = adiff + csum_diff_2(old_sport, sport) + csum_diff_2(old_dport, dport);
+
+		if (proto == IPPROTO_TCP)
+			csum_apply_diff(check, diff);
+		else
+			udp_csum_apply_diff(check, diff);
+	}
+	ports[0] = sport;
+	ports[1] = dport;
+	__builtin_memcpy(&ip6->saddr, saddr, 16);
+	__builtin_memcpy(&ip6->daddr, daddr, 16);
+	if (xdp)
+		return 0;
+	{
+		struct __sk_buff *skb = ctx;
+
+		if (bpf_l4_csum_replace(skb, csum_off, 0, adiff, BPF_F_PSEUDO_HDR | mangled))
+			return -1;
+		bpf_csum_update(skb, adiff); /* -ENOTSUPP unless CHECKSUM_COMPLETE: nothing to do then */
+		if (old_sport != sport && bpf_l4_csum_replace(skb, csum_off, old_sport, sport, mangled | 2))
+			return -1;
+		if (old_dport != dport && bpf_l4_csum_replace(skb, csum_off, old_dport, dport, mangled | 2))
+			return -1;
+	}
+	return 0;
+}
+
+/* Find (or re-establish) the edge port for this flow (edge_snat_port). */
+static __always_inline __be16 edge6_snat_port(const struct edge_config *cfg, const struct edge6_pkt *p,
+					      const struct edge_backend6 *be, __u32 svc_id,
+					      __be16 have, __u32 hash, __u32 ifindex)
+{
+	struct edge_snat6_key k = {
+		.backend_ip = be->ip, .backend_port = be->port, .proto = p->t.proto,
+	};
+	__u32 now = snat_now(cfg);
+	struct edge_snat6_val v = {
+		.client_ip = p->t.saddr, .vip = p->t.daddr, .client_port = p->t.sport,
+		.vport = p->t.dport, .svc_id = svc_id, .life = { .last = now }, .ifindex = ifindex,
+	};
+	struct edge_snat6_val *cur;
+
+	if (have) {
+		k.edge_port = have;
+		cur = bpf_map_lookup_elem(&edge_snat_rev6, &k);
+		if (cur && addr6_eq(&cur->client_ip, &v.client_ip) && cur->client_port == v.client_port &&
+		    addr6_eq(&cur->vip, &v.vip) && cur->vport == v.vport) {
+			snat_seen(&cur->life, p->t.proto, p->tcp_flags, SNAT_F_FIN_CLIENT, now);
+			return have;
+		}
+		/* Evicted (or taken over): try to take it back, else allocate. */
+		if (!cur && bpf_map_update_elem(&edge_snat_rev6, &k, &v, BPF_NOEXIST) == 0)
+			return have;
+	}
+	return snat_probe(&edge_snat_rev6, &k, &k.edge_port, &v, offsetof(struct edge_snat6_val, life),
+			  cfg, p->t.proto, now, hash);
+}
+
+/* The client's packet of a SNAT service (hop limit already decremented):
+ * from the edge's address and the flow's port to the backend. `have` is
+ * the port the connection table holds for the flow (0: none). The caller
+ * has checked that the edge has an IPv6 address. */
+static __always_inline int edge6_xmit_snat(void *ctx, const int xdp, const struct edge_config *cfg,
+					   const struct edge_config6 *cfg6, const struct edge6_pkt *p,
+					   const struct edge_backend6 *be, __u32 be_id, __u32 svc_id,
+					   __be16 have, __u32 hash, __u32 *ifindex)
+{
+	__be16 port = edge6_snat_port(cfg, p, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
+
+	if (!port) {
+		edge_count(DROP_SNAT_PORTS);
+		return ACT_DROP;
+	}
+	if (port != have) {
+		struct edge_ct_val cv = { .backend_id = be_id, .snat_port = port };
+
+		bpf_map_update_elem(&edge_ct6, &p->t, &cv, BPF_ANY);
+	}
+	if (edge6_rewrite(ctx, xdp, p->t.proto, &cfg6->addr, port, &be->ip, be->port) < 0)
+		return ACT_DROP;
+	return edge6_forward(ctx, xdp, cfg, &cfg6->addr, &be->node_ip, IPV6_HLEN + p->plen, ifindex);
+}
+
+/* A TCP/UDP packet that matched no service: a backend's reply to a SNAT
+ * flow when it is addressed to the edge's IPv6 address, a port of the SNAT
+ * range and the key of a live flow; anything else passes untouched. `p`
+ * holds the packet's protocol, ports and TCP flags (not its addresses),
+ * `plen` its payload length (the whole packet lies in the frame). */
+static __always_inline int edge6_snat_reverse(void *ctx, const int xdp, const struct edge6_pkt *p,
+					      __u32 plen, __u32 *ifindex)
+{
+	void *data, *end;
+	struct ipv6hdr *ip6;
+	struct edge_snat6_key k = {};
+	struct edge_config *cfg;
+	struct edge_config6 *cfg6;
+	struct edge_snat6_val *v;
+	struct pkt_addr6 client, vip;
+	__u16 port = bpf_ntohs(p->t.dport);
+	__be16 cport, vport;
+	__u32 zero = 0;
+	const __be32 *to;
+
+	/* The pass path of every IPv6 packet that is not for a service: one
+	 * inlined array lookup and a compare before anything else. */
+	ctx = edge6_ctx_fresh(ctx);
+	data = edge_data(ctx, xdp);
+	end = edge_data_end(ctx, xdp);
+	ip6 = data + EDGE6_L3_OFF;
+	if ((void *)(ip6 + 1) > end)
+		return ACT_PASS;
+	cfg6 = bpf_map_lookup_elem(&edge_config6, &zero);
+	if (!cfg6)
+		return ACT_PASS;
+	to = (const __be32 *)&ip6->daddr;
+	if (((to[0] ^ cfg6->addr.w[0]) | (to[1] ^ cfg6->addr.w[1]) | (to[2] ^ cfg6->addr.w[2]) |
+	     (to[3] ^ cfg6->addr.w[3])) != 0 || addr6_is_zero(&cfg6->addr))
+		return ACT_PASS;
+	cfg = bpf_map_lookup_elem(&edge_config, &zero);
+	if (!cfg || port < cfg->snat_port_min || port > cfg->snat_port_max)
+		return ACT_PASS;
+	addr6_load(&k.backend_ip, &ip6->saddr);
+	k.backend_port = p->t.sport;
+	k.edge_port = p->t.dport;
+	k.proto = p->t.proto;
+	v = bpf_map_lookup_elem(&edge_snat_rev6, &k);
+	if (!v)
+		return ACT_PASS;
+	if (!edge6_l4_sane(data, end, p->t.proto, plen)) {
+		edge_count(DROP_MALFORMED);
+		return ACT_DROP;
+	}
+	/* Only where the flow came in (the uplink): a "reply" arriving on
+	 * another interface is not the backend's. */
+	if (v->ifindex && v->ifindex != edge_ifindex(ctx, xdp)) {
+		edge_count(DROP_SNAT_IFACE);
+		return ACT_DROP;
+	}
+	snat_seen(&v->life, p->t.proto, p->tcp_flags, SNAT_F_FIN_BACKEND, snat_now(cfg));
+	/* A routing hop; a reply out of hops is dropped (no error about it). */
+	if (ip6->hop_limit <= 1) {
+		edge_count(DROP_TTL);
+		return ACT_DROP;
+	}
+	ip6->hop_limit--;
+	client = v->client_ip;
+	vip = v->vip;
+	cport = v->client_port;
+	vport = v->vport;
+	edge_count_pb(&edge_svc_stats, v->svc_id, ETH_HLEN + IPV6_HLEN + plen);
+	if (edge6_rewrite(ctx, xdp, p->t.proto, &vip, vport, &client, cport) < 0)
+		return ACT_DROP;
+	edge_count(EV_SNAT_REVERSE);
+	return edge6_forward(ctx, xdp, cfg, &vip, &client, IPV6_HLEN + plen, ifindex);
+}
+
+#endif

@@ -1,0 +1,406 @@
+// SNAT and hybrid on the edge's IPv6 path (bpf/include/edge_snat6.h)
+// through BPF_PROG_TEST_RUN: exact output bytes against frames built from
+// scratch in TypeScript (test/lib/packets6.ts sums every checksum itself,
+// verifyL4Checksum6 re-sums the output a second way), the backend named by
+// the independent flow hash and Maglev of edge6-helpers, and the edge port
+// by an independent model of the port search (first free of eight
+// hash-derived probes), so every byte of both directions is predicted.
+import test, { type ExecutionContext } from 'ava';
+import { XDP_DROP, XDP_PASS, inNetns } from '../../src/datapath/loader.js';
+import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
+import type { DesiredService } from '../../src/model/types.js';
+import { decodeCtValue, encodeCt6Key, sumPacketsBytes, u32Key } from '../../src/datapath/edge-maps.js';
+import type { TcpFlags } from '../lib/packets.js';
+import { pinDirFor } from '../lib/bpffs.js';
+import { buildPacket6, dsr6Header, ip6Bytes, parse6, verifyL4Checksum6, NH_DSTOPTS } from '../lib/packets6.js';
+import { Cleanup, createNetns, nsRun, uniqueId } from '../lib/netns.js';
+import { EDGE_MAC, SEC, openEdge, setEdgeClock } from './edge-helpers.js';
+import { BE6_ID0, CLIENT6, EDGE6, SVC6_ID, VIP6, apply6, backend6, eth6, flowHash6, maglevPick, service6, tcp6, udp6 } from './edge6-helpers.js';
+
+const LO = 20000;
+const HI = 20003;
+const THREE = [backend6(1), backend6(2), backend6(3)];
+/** The backend's frames arrive from its node's router. */
+const BE_ETH = { src: '02:00:00:00:00:09', dst: EDGE_MAC };
+const SYN_OPTS = Buffer.from([2, 4, 0x05, 0xa0]); // tcp6's MSS option on a SYN
+
+function openSnat6(t: ExecutionContext, ports = { min: LO, max: HI }): EdgeDatapath {
+  return openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6, snatPorts: ports });
+}
+
+function run(dp: EdgeDatapath, data: Buffer): { retval: number; out: Buffer } {
+  const r = dp.program('xdp').testRun({ data });
+  return { retval: r.retval, out: r.dataOut };
+}
+
+const hex = (b: Buffer): string => b.toString('hex');
+
+function nonZero(dp: EdgeDatapath): Record<string, number> {
+  return Object.fromEntries(Object.entries(dp.counters().stats).filter(([, v]) => v !== 0));
+}
+
+/** Probe i of the port search for a flow of `hash` (edge_snat.h's snat_probe), in [lo, hi]. */
+function probePort(hash: number, i: number, lo = LO, hi = HI): number {
+  return lo + ((hash + i * 0x9e3779b1) % 2 ** 32) % (hi - lo + 1);
+}
+
+/** The port the search gives a flow when `taken` ports (of its backend) are held by live flows; null = none of the eight probes is free. */
+function firstFree(hash: number, taken: ReadonlySet<number>, lo = LO, hi = HI): number | null {
+  for (let i = 0; i < 8; i++) {
+    const p = probePort(hash, i, lo, hi);
+    if (!taken.has(p)) return p;
+  }
+  return null;
+}
+
+/** The backend's TCP reply to the edge's port. */
+function tcpReply(be: string, port: number, o: { flags?: TcpFlags; payload?: Buffer; hopLimit?: number; sport?: number; src?: string; dst?: string } = {}): Buffer {
+  return buildPacket6({
+    eth: BE_ETH,
+    ip: { src: o.src ?? be, dst: o.dst ?? EDGE6, hopLimit: o.hopLimit ?? 64, tclass: 0x10, flowLabel: 0x777 },
+    tcp: { sport: o.sport ?? 8080, dport: port, seq: 5, ack: 1006, flags: o.flags ?? { syn: true, ack: true }, payload: o.payload ?? Buffer.from('hi') },
+  });
+}
+
+function udpReply(be: string, port: number, o: { payload?: Buffer; checksum?: number; sport?: number } = {}): Buffer {
+  return buildPacket6({
+    eth: BE_ETH,
+    ip: { src: be, dst: EDGE6, hopLimit: 64 },
+    udp: { sport: o.sport ?? 5353, dport: port, payload: o.payload ?? Buffer.from('answer'), ...(o.checksum !== undefined ? { checksum: o.checksum } : {}) },
+  });
+}
+
+test('IPv6 SNAT, TCP: the SYN leaves from the edge\'s IPv6 address and the predicted port to the backend, the reply returns as VIP:port → client; exact bytes both ways', (t) => {
+  const dp = openSnat6(t);
+  const d = service6({ mode: 'snat', backends: THREE });
+  apply6(dp, d);
+  const hash = flowHash6(CLIENT6, VIP6, 40000, 80, 6);
+  const k = maglevPick(d, hash);
+  const be = d.backends[k]!;
+  const port = probePort(hash, 0);
+  const syn = tcp6({ payload: Buffer.from('hello'), tclass: 0x28, flowLabel: 0xabcde });
+  const r = run(dp, syn);
+  t.is(r.retval, XDP_PASS); // FIB bypassed: rewritten and handed to the stack
+  const want = buildPacket6({
+    eth: eth6,
+    ip: { src: EDGE6, dst: be.ip, hopLimit: 63, tclass: 0x28, flowLabel: 0xabcde },
+    tcp: { sport: port, dport: 8080, seq: 1000, ack: 0, flags: { syn: true }, options: SYN_OPTS, payload: Buffer.from('hello') },
+  });
+  t.is(hex(r.out), hex(want));
+  t.is(r.out.length, syn.length, 'SNAT adds nothing');
+  t.true(verifyL4Checksum6(r.out.subarray(14)));
+  // A SNAT flow is remembered from its SYN on, with its port.
+  const ct = dp.map('edge_ct6').lookup(encodeCt6Key({ saddr: CLIENT6, daddr: VIP6, sport: 40000, dport: 80, proto: 6 }));
+  t.deepEqual(decodeCtValue(ct!), { backendId: BE6_ID0 + k, snatPort: port, flags: 0 });
+  // The rest of the flow keeps its port (and its backend).
+  const ack = run(dp, tcp6({ flags: { ack: true, psh: true }, payload: Buffer.from('GET /') }));
+  t.is(
+    hex(ack.out),
+    hex(buildPacket6({ eth: eth6, ip: { src: EDGE6, dst: be.ip, hopLimit: 63, flowLabel: 0x12345 }, tcp: { sport: port, dport: 8080, seq: 1000, ack: 2000, flags: { ack: true, psh: true }, payload: Buffer.from('GET /') } })),
+  );
+
+  const rev = run(dp, tcpReply(be.ip, port));
+  t.is(rev.retval, XDP_PASS);
+  const back = buildPacket6({
+    eth: BE_ETH,
+    ip: { src: VIP6, dst: CLIENT6, hopLimit: 63, tclass: 0x10, flowLabel: 0x777 },
+    tcp: { sport: 80, dport: 40000, seq: 5, ack: 1006, flags: { syn: true, ack: true }, payload: Buffer.from('hi') },
+  });
+  t.is(hex(rev.out), hex(back));
+  t.true(verifyL4Checksum6(rev.out.subarray(14)));
+  t.deepEqual(nonZero(dp), { fib_bypass: 3, snat_reverse: 1 });
+  // The service's counters see both directions.
+  t.is(sumPacketsBytes(dp.map('edge_svc_stats').lookup(u32Key(SVC6_ID))!).packets, 3);
+});
+
+test('IPv6 SNAT, UDP: datagram and reply exact bytes; a translated checksum of 0 is sent as 0xffff; a reply without a checksum is malformed', (t) => {
+  const dp = openSnat6(t);
+  const d = service6({ mode: 'snat', frontend: { vip: VIP6, port: 53, protocol: 'UDP' }, backends: THREE.map((b) => ({ ...b, port: 5353 })) });
+  apply6(dp, d);
+  const hash = flowHash6(CLIENT6, VIP6, 5353, 53, 17);
+  const be = d.backends[maglevPick(d, hash)]!;
+  const port = probePort(hash, 0);
+  const r = run(dp, udp6());
+  t.is(r.retval, XDP_PASS);
+  t.is(hex(r.out), hex(buildPacket6({ eth: eth6, ip: { src: EDGE6, dst: be.ip, hopLimit: 63 }, udp: { sport: port, dport: 5353, payload: Buffer.from('hello edge6') } })));
+  t.true(verifyL4Checksum6(r.out.subarray(14)));
+  const rev = run(dp, udpReply(be.ip, port));
+  t.is(hex(rev.out), hex(buildPacket6({ eth: BE_ETH, ip: { src: VIP6, dst: CLIENT6, hopLimit: 63 }, udp: { sport: 53, dport: 5353, payload: Buffer.from('answer') } })));
+  t.true(verifyL4Checksum6(rev.out.subarray(14)));
+
+  // A reply whose translation sums to 0: RFC 8200 wants 0xffff (0 means "none", invalid over IPv6).
+  // Two payload bytes chosen so that the expected output's checksum is that case.
+  let payload: Buffer | null = null;
+  for (let x = 0; x < 0x10000 && !payload; x++) {
+    const p = Buffer.alloc(2);
+    p.writeUInt16BE(x);
+    const out = buildPacket6({ eth: false, ip: { src: VIP6, dst: CLIENT6 }, udp: { sport: 53, dport: 5353, payload: p } });
+    if (out.readUInt16BE(46) === 0xffff) payload = p;
+  }
+  t.truthy(payload);
+  const zero = run(dp, udpReply(be.ip, port, { payload: payload! }));
+  t.is(zero.out.readUInt16BE(14 + 46), 0xffff);
+  t.is(hex(zero.out), hex(buildPacket6({ eth: BE_ETH, ip: { src: VIP6, dst: CLIENT6, hopLimit: 63 }, udp: { sport: 53, dport: 5353, payload: payload! } })));
+  t.true(verifyL4Checksum6(zero.out.subarray(14)));
+  // Checksum 0 (none) is invalid over IPv6: dropped as malformed, never translated.
+  t.is(run(dp, udpReply(be.ip, port, { checksum: 0 })).retval, XDP_DROP);
+  t.deepEqual(nonZero(dp), { fib_bypass: 3, snat_reverse: 2, drop_malformed: 1 });
+});
+
+test('IPv6 SNAT port exhaustion: the range towards one backend is shared by live flows only; beyond it new flows are dropped and counted; ended flows give their ports back', (t) => {
+  const dp = openSnat6(t);
+  const d = service6({ mode: 'snat', backends: [backend6(1)] });
+  apply6(dp, d);
+  const be = d.backends[0]!;
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const client = (i: number): string => `2001:db8:1::${(0x100 + i).toString(16)}`;
+  // Four flows take the four ports, each the first free of its probes (the model).
+  const taken = new Map<number, number>();
+  for (let i = 0; i < 4; i++) {
+    const want = firstFree(flowHash6(client(i), VIP6, 40000, 80, 6), new Set(taken.keys()));
+    const r = run(dp, tcp6({ src: client(i) }));
+    t.is(r.retval, XDP_PASS);
+    t.is(r.out.readUInt16BE(54), want ?? -1, `flow ${i}`);
+    taken.set(want!, i);
+  }
+  t.deepEqual([...taken.keys()].sort(), [20000, 20001, 20002, 20003]);
+  // The fifth: no port, dropped and counted; the live flows keep theirs.
+  t.is(run(dp, tcp6({ src: client(4) })).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_snat_ports, 1);
+  for (const [port, i] of taken) t.is(run(dp, tcp6({ src: client(i), flags: { ack: true } })).out.readUInt16BE(54), port);
+  const portOf = (i: number): number => [...taken].find(([, c]) => c === i)![0];
+  // The backend resets flow 1; flows 2 and 3 close with both FINs.
+  run(dp, tcpReply(be.ip, portOf(1), { flags: { rst: true } }));
+  run(dp, tcp6({ src: client(2), flags: { fin: true, ack: true } }));
+  run(dp, tcpReply(be.ip, portOf(2), { flags: { fin: true, ack: true } }));
+  run(dp, tcp6({ src: client(3), flags: { fin: true, ack: true } }));
+  run(dp, tcpReply(be.ip, portOf(3), { flags: { fin: true, ack: true } }));
+  // Just ended: nothing is reused yet.
+  setEdgeClock(dp, t0 + 2n * SEC);
+  t.is(run(dp, tcp6({ src: client(4) })).retval, XDP_DROP);
+  // A few seconds after the RST its port is free; the closed ones wait for the backend's TIME_WAIT (≈ 60 s).
+  setEdgeClock(dp, t0 + 6n * SEC);
+  const r1 = run(dp, tcp6({ src: client(4) }));
+  t.is(r1.retval, XDP_PASS);
+  t.is(r1.out.readUInt16BE(54), portOf(1));
+  t.is(run(dp, tcp6({ src: client(5) })).retval, XDP_DROP);
+  setEdgeClock(dp, t0 + 70n * SEC);
+  const got = [run(dp, tcp6({ src: client(5) })), run(dp, tcp6({ src: client(6) }))].map((r) => r.out.readUInt16BE(54));
+  t.deepEqual(got.sort(), [portOf(2), portOf(3)].sort());
+  t.false(got.includes(portOf(0)), 'a live flow\'s port is never taken');
+  t.is(nonZero(dp).snat_reclaimed, 3);
+  // The reclaimed port now belongs to its new flow: the backend's reply goes to the new client.
+  const rev = run(dp, tcpReply(be.ip, portOf(1), { flags: { ack: true } }));
+  t.is(parse6(rev.out.subarray(14)).dst, '2001:db8:1:0:0:0:0:104');
+  // The reset flow coming back (its connection-table entry still names that
+  // port, of the same client port) does not share it: it needs a new one,
+  // and the range is full.
+  t.is(run(dp, tcp6({ src: client(1), flags: { ack: true } })).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_snat_ports, 4);
+  t.is(parse6(run(dp, tcpReply(be.ip, portOf(1), { flags: { ack: true } })).out.subarray(14)).dst, '2001:db8:1:0:0:0:0:104');
+});
+
+test('IPv6 hybrid: TCP goes DSR (the Destination Options header, the client\'s address), UDP goes SNAT (the edge\'s address)', (t) => {
+  const dp = openSnat6(t);
+  const tcp = service6({ mode: 'hybrid', backends: THREE });
+  const udp = service6({ service: 'default/web6-udp', mode: 'hybrid', frontend: { vip: VIP6, port: 80, protocol: 'UDP' }, backends: THREE });
+  apply6(dp, tcp);
+  apply6(dp, udp, { svcId: 3001, ringOff: 65536 - 32768, backendIds: [3010, 3011, 3012] });
+  const th = flowHash6(CLIENT6, VIP6, 40000, 80, 6);
+  const r = run(dp, tcp6());
+  const want = buildPacket6({
+    eth: eth6,
+    ip: { src: CLIENT6, dst: tcp.backends[maglevPick(tcp, th)]!.ip, hopLimit: 63, flowLabel: 0x12345 },
+    ext: [dsr6Header(VIP6, 80)],
+    tcp: { sport: 40000, dport: 8080, seq: 1000, ack: 0, flags: { syn: true }, options: SYN_OPTS, payload: Buffer.alloc(0) },
+  });
+  t.is(hex(r.out), hex(want));
+  t.deepEqual(parse6(r.out.subarray(14)).chain, [NH_DSTOPTS, 6]);
+  const uh = flowHash6(CLIENT6, VIP6, 5353, 80, 17);
+  const u = run(dp, udp6({ dport: 80 }));
+  t.is(hex(u.out), hex(buildPacket6({ eth: eth6, ip: { src: EDGE6, dst: udp.backends[maglevPick(udp, uh)]!.ip, hopLimit: 63 }, udp: { sport: probePort(uh, 0), dport: 8080, payload: Buffer.from('hello edge6') } })));
+  t.true(verifyL4Checksum6(u.out.subarray(14)));
+  t.deepEqual(nonZero(dp), { fib_bypass: 2 });
+});
+
+test('IPv6 SNAT: replies that match no flow are never translated — wrong backend, port, protocol, address, or a port outside the range pass untouched', (t) => {
+  const dp = openSnat6(t, { min: LO, max: LO + 63 });
+  const d = service6({ mode: 'snat', backends: THREE });
+  apply6(dp, d);
+  const hash = flowHash6(CLIENT6, VIP6, 40000, 80, 6);
+  const be = d.backends[maglevPick(d, hash)]!;
+  const other = d.backends.find((b) => b.ip !== be.ip)!;
+  const port = probePort(hash, 0, LO, LO + 63);
+  // Before any flow: a "reply" to a SNAT port is just a packet to the edge.
+  const early = tcpReply(be.ip, port);
+  t.is(hex(run(dp, early).out), hex(early));
+  run(dp, tcp6());
+  const free = port === LO ? LO + 1 : LO;
+  const forged = [
+    tcpReply(other.ip, port), // another backend
+    tcpReply('2001:db8:666::1', port), // an outsider
+    tcpReply(be.ip, port, { sport: 8081 }), // another backend port
+    tcpReply(be.ip, free), // a port of the range no flow holds
+    tcpReply(be.ip, port, { dst: '2001:db8::2' }), // not to the edge's address
+    tcpReply(be.ip, LO - 1), // outside the range
+    udpReply(be.ip, port, { sport: 8080 }), // UDP on the TCP flow's key
+    tcpReply(be.ip, port, { dst: VIP6 }), // to the VIP (no such service port): not a reply at all
+  ];
+  for (const f of forged) {
+    const r = run(dp, f);
+    t.is(r.retval, XDP_PASS);
+    t.is(hex(r.out), hex(f));
+  }
+  t.deepEqual(nonZero(dp), { fib_bypass: 1 });
+  // The right key with a TCP header that contradicts the payload length: dropped, not translated.
+  const bad = tcpReply(be.ip, port);
+  bad[14 + 40 + 12] = 0xf0; // data offset 60 > segment
+  t.is(run(dp, bad).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_malformed, 1);
+  // A reply out of hops is dropped (no error about it); a client's packet out of hops gets Time Exceeded.
+  t.is(run(dp, tcpReply(be.ip, port, { hopLimit: 1 })).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_ttl, 1);
+  t.is(nonZero(dp).snat_reverse, undefined);
+});
+
+test('IPv6 SNAT: a new flow from the edge\'s own address or a VIP is a forgery; without an edge IPv6 address SNAT is not served', (t) => {
+  const dp = openSnat6(t);
+  apply6(dp, service6({ mode: 'snat', backends: THREE }));
+  t.is(run(dp, tcp6({ src: EDGE6 })).retval, XDP_DROP);
+  t.is(run(dp, tcp6({ src: VIP6 })).retval, XDP_DROP);
+  t.deepEqual(nonZero(dp), { drop_bad_source: 2 });
+  dp.map('edge_config6').update(u32Key(0), Buffer.alloc(16));
+  t.is(run(dp, tcp6()).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_unsupported6, 1);
+  // …and nothing to the (absent) address is taken for a reply.
+  const f = tcpReply(backend6(1).ip, LO, { dst: '::' });
+  t.is(hex(run(dp, f).out), hex(f));
+});
+
+test('IPv6 SNAT: truncation at every length of the SYN, the datagram and both replies — never translated malformed; Ethernet padding is not part of the packet', (t) => {
+  const dp = openSnat6(t);
+  const d = service6({ mode: 'snat', backends: [backend6(1)] });
+  const du = service6({ service: 'default/dns6', mode: 'snat', frontend: { vip: VIP6, port: 53, protocol: 'UDP' }, backends: [backend6(1, { port: 5353 })] });
+  apply6(dp, d);
+  apply6(dp, du, { svcId: 3001, ringOff: 65536 - 32768, backendIds: [3010] });
+  const be = d.backends[0]!;
+  const tp = probePort(flowHash6(CLIENT6, VIP6, 40000, 80, 6), 0);
+  const up = probePort(flowHash6(CLIENT6, VIP6, 5353, 53, 17), 0);
+  const syn = tcp6({ payload: Buffer.from('abcdefgh') });
+  const dgram = udp6({ dport: 53 });
+  t.is(run(dp, syn).out.readUInt16BE(54), tp);
+  t.is(run(dp, dgram).out.readUInt16BE(54), up);
+  const before = dp.counters().stats;
+  for (const full of [syn, dgram, tcpReply(be.ip, tp), udpReply(be.ip, up)]) {
+    for (let len = 14; len < full.length; len++) {
+      const cut = full.subarray(0, len);
+      const r = run(dp, cut);
+      t.true(r.retval === XDP_DROP || (r.retval === XDP_PASS && r.out.equals(cut)), `length ${len}: ${r.retval}`);
+    }
+  }
+  t.deepEqual(dp.counters().stats, before, 'no truncated frame was translated or counted');
+  // Trailing bytes after the packet (Ethernet padding): translated as the packet claims, checksum right.
+  for (const f of [tcpReply(be.ip, tp), udpReply(be.ip, up)]) {
+    const r = run(dp, Buffer.concat([f, Buffer.alloc(6, 0xee)]));
+    t.is(r.retval, XDP_PASS);
+    t.is(parse6(r.out.subarray(14)).dst, '2001:db8:1:0:0:0:0:7');
+    t.true(verifyL4Checksum6(r.out.subarray(14, 14 + 40 + r.out.readUInt16BE(18))));
+  }
+});
+
+test('IPv6 SNAT replies are accepted only on the interface their flow came in on', async (t) => {
+  const cleanup = new Cleanup();
+  t.teardown(async () => {
+    await cleanup.run();
+  });
+  const ns = await createNetns(`edgelb-snat6if-${uniqueId()}`, cleanup);
+  for (const dev of ['up', 'other']) {
+    await nsRun(ns, ['ip', 'link', 'add', `${dev}0`, 'type', 'veth', 'peer', 'name', `${dev}1`]);
+    await nsRun(ns, ['ip', 'link', 'set', `${dev}0`, 'up']);
+  }
+  const ifindex = async (dev: string): Promise<number> => (JSON.parse((await nsRun(ns, ['ip', '-j', 'link', 'show', dev])).stdout) as { ifindex: number }[])[0]!.ifindex;
+  const up = await ifindex('up0');
+  const other = await ifindex('other0');
+  const dp = openSnat6(t);
+  const d = service6({ mode: 'snat', backends: [backend6(1)] });
+  apply6(dp, d);
+  // struct xdp_md: data 0, data_end = length, data_meta 0, ingress_ifindex, rx_queue_index 0.
+  const on = (data: Buffer, dev: number): { retval: number; out: Buffer } => {
+    const ctx = Buffer.alloc(24);
+    ctx.writeUInt32LE(data.length, 4);
+    ctx.writeUInt32LE(dev, 12);
+    const r = inNetns(ns, () => dp.program('xdp').testRun({ data, ctxIn: ctx }));
+    return { retval: r.retval, out: r.dataOut };
+  };
+  const port = on(tcp6(), up).out.readUInt16BE(54);
+  const reply = tcpReply(d.backends[0]!.ip, port);
+  t.is(on(reply, other).retval, XDP_DROP, 'a reply on another interface is no reply of this flow');
+  t.is(nonZero(dp).drop_snat_iface, 1);
+  const back = on(reply, up);
+  t.is(back.retval, XDP_PASS);
+  t.is(parse6(back.out.subarray(14)).dst, '2001:db8:1:0:0:0:0:7');
+});
+
+test('through the planner: IPv6 snat and hybrid frontends are accepted, programmed and listed; a restart adopts them and keeps the flows\' ports', (t) => {
+  const pin = pinDirFor(t, 'edge6-snat');
+  const open = () => openEdge(t, { hooks: ['xdp'], ipv6: true, address6: EDGE6, snatPorts: { min: LO, max: HI }, pinPath: pin });
+  const first = open();
+  const snat: DesiredService = service6({ mode: 'snat', backends: THREE });
+  const hybridTcp = service6({ service: 'default/hy6', mode: 'hybrid', frontend: { vip: VIP6, port: 443, protocol: 'TCP' }, backends: THREE });
+  const hybridUdp = service6({ service: 'default/hy6', mode: 'hybrid', frontend: { vip: VIP6, port: 443, protocol: 'UDP' }, backends: THREE });
+  const r = first.applyServices([snat, hybridTcp, hybridUdp]);
+  t.deepEqual(r, { added: 3, updated: 0, removed: 0, unchanged: 0 });
+  const listed = [...first.frontends()].map((f) => [f.key, f.mode, f.snat]).sort();
+  t.deepEqual(listed, [
+    [`[${VIP6}]:443/TCP`, 'hybrid', false],
+    [`[${VIP6}]:443/UDP`, 'hybrid', true],
+    [`[${VIP6}]:80/TCP`, 'snat', true],
+  ]);
+  const hash = flowHash6(CLIENT6, VIP6, 40000, 80, 6);
+  const be = snat.backends[maglevPick(snat, hash)]!;
+  const out = run(first, tcp6());
+  t.is(parse6(out.out.subarray(14)).src, '2001:db8:0:0:0:0:0:1');
+  t.is(hex(out.out.subarray(38, 54)), hex(ip6Bytes(be.ip)));
+  const port = out.out.readUInt16BE(54);
+  t.is(port, probePort(hash, 0));
+  t.is(run(first, tcp6({ dport: 443 })).out[20], NH_DSTOPTS, 'hybrid TCP: DSR');
+  t.is(parse6(run(first, udp6({ dport: 443 })).out.subarray(14)).src, '2001:db8:0:0:0:0:0:1', 'hybrid UDP: SNAT');
+  first.close();
+  // Restart on the pinned maps: the frontends are adopted (the maps keep the SNAT flag) and the flow keeps its port.
+  const second = open();
+  t.deepEqual([...second.frontends()].map((f) => [f.key, f.snat]).sort(), [
+    [`[${VIP6}]:443/TCP`, false],
+    [`[${VIP6}]:443/UDP`, true],
+    [`[${VIP6}]:80/TCP`, true],
+  ]);
+  t.is(run(second, tcp6({ flags: { ack: true } })).out.readUInt16BE(54), port);
+  t.is(parse6(run(second, tcpReply(be.ip, port, { flags: { ack: true } })).out.subarray(14)).dst, '2001:db8:1:0:0:0:0:7');
+  const again = second.applyServices([snat, hybridTcp, hybridUdp]);
+  t.is(again.added, 0);
+  t.is(again.updated + again.unchanged, 3);
+  t.is([...second.frontends()].find((f) => f.key === `[${VIP6}]:80/TCP`)?.mode, 'snat');
+});
+
+test('IPv6 SNAT after a backend change: a TCP segment of a flow this edge has not seen is SNATed to its backend in the new table — no second chance for SNAT flows (as for IPv4: the backend holds the edge\'s port, not the client\'s tuple)', (t) => {
+  const dp = openSnat6(t, { min: LO, max: LO + 255 });
+  const before = service6({ mode: 'snat', backends: THREE });
+  const after = service6({ mode: 'snat', backends: [...THREE, backend6(4), backend6(5)] });
+  dp.applyServices([before]);
+  dp.applyServices([after]);
+  // Flows whose Maglev slot moved with the change: a DSR service would try their previous backend first.
+  const moved = Array.from({ length: 400 }, (_, i) => 42000 + i).filter((sport) => {
+    const h = flowHash6(CLIENT6, VIP6, sport, 80, 6);
+    return before.backends[maglevPick(before, h)]!.ip !== after.backends[maglevPick(after, h)]!.ip;
+  });
+  t.true(moved.length >= 20, `${moved.length} moved flows`);
+  for (const sport of moved.slice(0, 20)) {
+    const h = flowHash6(CLIENT6, VIP6, sport, 80, 6);
+    const r = run(dp, tcp6({ sport, flags: { ack: true }, payload: Buffer.from('x') }));
+    t.is(r.retval, XDP_PASS);
+    const p = parse6(r.out.subarray(14));
+    t.deepEqual(p.chain, [6], 'no header: SNAT, not a DSR dispatch');
+    t.is(p.src, '2001:db8:0:0:0:0:0:1');
+    t.is(hex(r.out.subarray(38, 54)), hex(ip6Bytes(after.backends[maglevPick(after, h)]!.ip)), `flow ${sport}`);
+  }
+});
