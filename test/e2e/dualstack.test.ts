@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import { bringUp, captureEdges, edgeSc, need, nodeSc, openPreviousTables, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
 import { startCapture } from '../../src/lab/capture.js';
 import { blackhole } from '../lib/netns.js';
+import { BpfMap } from '../../src/datapath/loader.js';
+import { ipv6Bytes } from '../../src/datapath/node-maps.js';
 import type { LabServiceSpec } from '../../src/lab/manifests.js';
 import type { Lab } from '../../src/lab/handle.js';
 
@@ -328,15 +330,19 @@ test.serial('IPv6 second chance: a backend added, then an edge drained — zero 
   // Every edge changed its table (a window opened: the previous table kept), then a moment for the nodes' maps.
   await until('a second-chance window on every edge', async () => (openPreviousTables(lab).every((n, i) => n > windows[i]!) ? true : null), 30000);
   await sleep(2000);
+  // The router hashes IPv6 flows by addresses only (one client, one VIP: one edge), so the edge
+  // that carries the connections is drained: the one with their connection-table entries.
+  const carried = lab.plan.edges.map((e) => flowsTo(lab, e.name, vip));
+  const [from, to] = carried[0]! >= carried[1]! ? [e1!, e2!] : [e2!, e1!];
   try {
-    await lab.edgelb(e1!.name, ['drain']);
-    await waitGateways6(lab, vip, [e2!.address6], 15000);
+    await lab.edgelb(from.name, ['drain']);
+    await waitGateways6(lab, vip, [to.address6], 15000);
     const r = await load;
     const sc = edgeSc(lab);
     const nsc = nodeSc(lab);
     const sent = sc.sc_sent - sc0.sc_sent;
     const handed = nsc.sc_handed + nsc.sc_handed_local - (nsc0.sc_handed + nsc0.sc_handed_local);
-    t.log(`IPv6 scale-up then drain of ${e1!.name}: ${summary(r)}; broken ${r.brokenConnections}/${CONNECTIONS}; edge second chance sent ${sent}, nodes handed ${handed}`);
+    t.log(`IPv6 scale-up then drain of ${from.name} (edge_ct6 entries of the VIP per edge: ${carried.join('/')}): ${summary(r)}; broken ${r.brokenConnections}/${CONNECTIONS}; edge second chance sent ${sent}, nodes handed ${handed}`);
     t.deepEqual(Object.keys(r.clients), [lab.plan.client.address6]);
     t.is(r.brokenConnections, 0, summary(r));
     t.is(r.failed, 0, summary(r));
@@ -345,7 +351,18 @@ test.serial('IPv6 second chance: a backend added, then an edge drained — zero 
     t.true(handed > 0, 'and were handed to the pod that owns them');
   } finally {
     await load.catch(() => undefined);
-    await lab.edgelb(e1!.name, ['undrain']);
+    await lab.edgelb(from.name, ['undrain']);
     await waitGateways6(lab, vip, [e1!.address6, e2!.address6], 20000);
   }
 });
+
+/** An edge's IPv6 connection-table entries whose destination is `vip`. */
+function flowsTo(lab: Lab, edge: string, vip: string): number {
+  const want = ipv6Bytes(vip, 'VIP');
+  const m = BpfMap.openPinned(join(lab.state.bpffsDir, edge, 'edge_ct6'));
+  try {
+    return m.keys().filter((k) => k.subarray(16, 32).equals(want)).length;
+  } finally {
+    m.close();
+  }
+}
