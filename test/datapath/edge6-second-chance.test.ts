@@ -6,7 +6,7 @@
 // frames are built from scratch (test/lib/packets6.ts, sc6Header).
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
-import { XDP_DROP, XDP_PASS, XDP_TX } from '../../src/datapath/loader.js';
+import { TC_ACT_OK, XDP_DROP, XDP_PASS, XDP_TX } from '../../src/datapath/loader.js';
 import { encodeCt6Key } from '../../src/datapath/edge-maps.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import type { Backend } from '../../src/model/types.js';
@@ -111,6 +111,15 @@ test('IPv6, after a change: a non-SYN without an entry goes to the new pod with 
   const sc = dp.secondChance();
   t.like(sc.stats, { sc_remembered: 1, sc_sent: 3 });
   t.is(sc.open, 1, 'the IPv6 frontend\'s previous table is kept');
+  // The tc fallback (edge_tc6) writes the same bytes.
+  const tc = openEdge(t, { hooks: ['tc'], ipv6: true, address6: EDGE6, clockNs: () => T0, secondChanceSeconds: 600 });
+  setEdgeClock(tc, T0);
+  tc.applyServices([service6({ backends: THREE })]);
+  tc.applyServices([service6({ backends: FOUR })]);
+  const viaTc = tc.program('tc').testRun({ data: ack });
+  t.is(viaTc.retval, TC_ACT_OK);
+  t.is(hex(viaTc.dataOut), hex(expected));
+  t.is(tc.secondChance().stats.sc_sent, 1);
 });
 
 test('IPv6: SYNs and connection-table hits are untouched by a change (exact bytes as without it); UDP gets no second chance', (t) => {
