@@ -11,10 +11,8 @@
  * Only keys and addresses differ:
  *   edge_services6   64 Ki        {vip6, port, proto} → struct edge_svc
  *   edge_backends6   256 Ki × 40  backend id → pod6 / node6 / flags
- *   edge_ct6         512 Ki LRU   5-tuple6 → struct edge_ct_val (half the
- *                                 IPv4 table: the key is 40 bytes, and
- *                                 IPv4 still carries most flows)
- *   edge_affinity6   64 Ki LRU    {service, client6} → backend, last use
+ *   edge_ct6         256 Ki LRU   5-tuple6 → struct edge_ct_val
+ *   edge_affinity6   32 Ki LRU    {service, client6} → backend, last use
  *   edge_src_ranges6 LPM          {service, prefix6} → 1
  *   edge_config6     1            the edge's own IPv6 address
  *   edge_snat_rev6   64 Ki LRU    SNAT reverse translations (edge_snat6.h):
@@ -23,6 +21,11 @@
  *                                 flows the least recently used lose their
  *                                 entry until their client's next packet
  *                                 takes the port back
+ * The flow tables share one budget with the IPv4 ones: with IPv6 served,
+ * user space loads edge_ct, edge_affinity and edge_snat_rev at three
+ * quarters of their size and edge_sc_flows at half (EdgeDatapath,
+ * FLOW_BUDGET_SHARE), so an edge holds 1 Mi flows of either family in
+ * about the map memory of an IPv4-only edge.
  */
 #ifndef EDGELB_EDGE_MAPS6_H
 #define EDGELB_EDGE_MAPS6_H
@@ -33,8 +36,8 @@
 #include "edge_maps.h"
 #include "parse6.h"
 
-#define EDGE_CT6_ENTRIES (1 << 19)
-#define EDGE_AFFINITY6_ENTRIES (1 << 16)
+#define EDGE_CT6_ENTRIES (1 << 18)
+#define EDGE_AFFINITY6_ENTRIES (1 << 15)
 #define EDGE_SNAT6_ENTRIES (1 << 16)
 
 /* Service key; port and proto are 0 in the per-VIP marker entry (fragments,

@@ -25,8 +25,8 @@
 #include "edge_dsr6.h"
 #include "edge_second_chance.h"
 
-/* Half of edge_sc_flows, as edge_ct6 is half of edge_ct. */
-#define EDGE_SC_FLOWS6_ENTRIES (1 << 16)
+/* A quarter of edge_sc_flows' full size, as edge_ct6 is of edge_ct's (the shared flow budget, edge_maps6.h). */
+#define EDGE_SC_FLOWS6_ENTRIES (1 << 15)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -147,6 +147,21 @@ const IPV6_OFF_SIZES: Record<string, number> = {
 };
 
 /**
+ * One flow budget for both families: with IPv6 served, the IPv4 flow tables
+ * load at three quarters of their full size and the IPv6 ones (compiled at
+ * a quarter) take the rest — 1 Mi connections of either family, and map
+ * memory at 10 000 services within the 256 MB an IPv4-only edge was given.
+ * Sizes: full (IPv6 off) / shared (IPv6 on); the full ones are the C defines.
+ */
+const FLOW_BUDGET_SHARE: Record<string, { full: number; shared: number }> = {
+  edge_ct: { full: 2 ** 20, shared: 3 * 2 ** 18 },
+  edge_affinity: { full: 2 ** 17, shared: 3 * 2 ** 15 },
+  edge_snat_rev: { full: 2 ** 18, shared: 3 * 2 ** 16 },
+  // Second-chance pairs live only during a window after a backend change: half.
+  edge_sc_flows: { full: 2 ** 17, shared: 2 ** 16 },
+};
+
+/**
  * The IPv6 maps' size follows EdgeDatapathOptions.ipv6, so one pinned by an
  * agent with the other setting cannot be reused (the kernel map has a fixed
  * size): it is unpinned and the object creates it anew. Toggling IPv6 thus
@@ -162,6 +177,17 @@ function unpinResizedIpv6Maps(pinPath: string, ipv6: boolean, overrides: Record<
     m.close();
     const want = overrides[name];
     if (want !== undefined ? size !== want : ipv6 ? size === off : size !== off) unlinkSync(path);
+  }
+  // The IPv4 flow tables resize with the shared budget too: toggling IPv6
+  // starts them empty (established flows keep their backend through Maglev
+  // unless the backends changed meanwhile); frontends stay.
+  for (const [name, { full, shared }] of Object.entries(FLOW_BUDGET_SHARE)) {
+    const path = join(pinPath, name);
+    if (!existsSync(path)) continue;
+    const m = BpfMap.openPinned(path);
+    const size = m.maxEntries;
+    m.close();
+    if (size !== (overrides[name] ?? (ipv6 ? shared : full))) unlinkSync(path);
   }
 }
 
@@ -232,7 +258,8 @@ export class EdgeDatapath {
     }
     const hooks = opts.hooks ?? ['xdp', 'tc'];
     if (hooks.length === 0) throw new Error('hooks: load at least one of xdp, tc');
-    const maxEntries = { ...(opts.ipv6 ? {} : IPV6_OFF_SIZES), ...(opts.maxEntries ?? {}) };
+    const shared = Object.fromEntries(Object.entries(FLOW_BUDGET_SHARE).map(([name, s]) => [name, s.shared]));
+    const maxEntries = { ...(opts.ipv6 ? shared : IPV6_OFF_SIZES), ...(opts.maxEntries ?? {}) };
     if (opts.pinPath) unpinResizedIpv6Maps(opts.pinPath, opts.ipv6 === true, opts.maxEntries ?? {});
     return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
       ...(opts.pinPath ? { pinMaps: opts.pinPath } : {}),

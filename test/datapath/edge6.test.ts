@@ -591,3 +591,21 @@ test6('IPv6 off: the IPv6 program is not loaded and IPv6 passes untouched; toggl
   again.applyServices([service(), service6()]);
   t.is(h.run(again, tcp6()).out.length, tcp6().length + 24);
 });
+
+test('one flow budget for both families: with IPv6 served the IPv4 flow tables load at 3/4 (second-chance pairs at 1/2) and map memory stays within 256 MiB; a pinned table of the other size is replaced at the toggle, frontends stay', (t) => {
+  const pin = pinDirFor(t, 'edge6-budget');
+  // Full-size maps (no test overrides): the sizes are the point.
+  const open = (ipv6: boolean) => openEdge(t, { pinPath: pin, maxEntries: {}, ...(ipv6 ? { ipv6: true, address6: EDGE6 } : {}) });
+  const on = open(true);
+  t.deepEqual((['edge_ct', 'edge_ct6', 'edge_affinity', 'edge_affinity6', 'edge_snat_rev', 'edge_snat_rev6', 'edge_sc_flows', 'edge_sc_flows6'] as const).map((n) => on.map(n).maxEntries), [3 * 2 ** 18, 2 ** 18, 3 * 2 ** 15, 2 ** 15, 3 * 2 ** 16, 2 ** 16, 2 ** 16, 2 ** 15]);
+  const mib = on.memlockBytes() / 2 ** 20;
+  t.true(mib <= 256, `map memory with IPv6 on: ${mib.toFixed(1)} MiB`);
+  on.applyServices([service()]);
+  on.close();
+  const off = open(false);
+  t.is(off.map('edge_ct').maxEntries, 2 ** 20);
+  t.is(off.map('edge_sc_flows').maxEntries, 2 ** 17);
+  t.is(off.map('edge_ct6').maxEntries, 64);
+  t.true(off.map('edge_services').keys().length > 0, 'the IPv4 frontend was adopted from the pinned maps');
+  off.close();
+});
