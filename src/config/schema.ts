@@ -49,7 +49,7 @@ export const rootSchema = {
     mode: { doc: 'dsr | snat | hybrid', default: 'dsr', format: f.oneOf(['dsr', 'snat', 'hybrid']) },
     dispatch: { doc: 'ip-option | ipip | auto', default: 'ip-option', format: f.oneOf(['ip-option', 'ipip', 'auto']) },
     xdp: { doc: 'native | generic | off', default: 'native', format: f.oneOf(['native', 'generic', 'off']) },
-    ipv6: { doc: 'auto | on | off: serve IPv6 frontends (XDP or the tc fallback; ≈ 95 MB more map memory). auto = on when a pool has an IPv6 CIDR', default: 'auto', format: f.oneOf(['auto', 'on', 'off']) },
+    ipv6: { doc: 'auto | on | off: serve IPv6 frontends (XDP or the tc fallback; the flow tables split 3:1 between IPv4 and IPv6, ≈ 29 MB more map memory). auto = on when a pool has an IPv6 CIDR', default: 'auto', format: f.oneOf(['auto', 'on', 'off']) },
     maglevTableSize: { doc: 'Maximum Maglev table size per service (prime)', default: 16381, format: f.maglevSize },
     mtu: { doc: 'MTU towards the nodes', default: 1500, format: f.int(576, 9216) },
     pinPath: { doc: 'bpffs pin directory', default: '/sys/fs/bpf/edgelb', format: f.absolutePath() },

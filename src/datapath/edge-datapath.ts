@@ -72,7 +72,8 @@ export interface EdgeDatapathOptions {
   autoDispatchDefault?: PathDispatch;
   /**
    * Serve IPv6 frontends (either hook): the IPv6 maps (edge_maps6.h) are sized
-   * for use, ≈ 95 MB more memlock, most of it the 512 Ki-flow edge_ct6. Off
+   * for use and share the flow budget with the IPv4 ones (FLOW_BUDGET_SHARE:
+   * ≈ 29 MB more memlock in all). Off
    * (the default), they are created with a handful of entries, IPv6
    * frontends are rejected (UnsupportedFamily) and the program passes all
    * IPv6 to the stack.
