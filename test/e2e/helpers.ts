@@ -171,14 +171,30 @@ export function nodeSc(lab: Lab): Record<NodeScStatName, number> {
 
 /** Per edge: how many services have a previous Maglev table in its window (edge_sc_prev entries with a ring). */
 export function openPreviousTables(lab: Lab): number[] {
+  return openPreviousTableKeys(lab).map((keys) => keys.size);
+}
+
+/**
+ * Per edge, the services whose previous table is kept: edge_sc_prev key →
+ * value (hex). A window opened since a snapshot is a key that was not there
+ * or whose value changed (a service whose window was already open gets a
+ * new previous table): counts alone miss both, and another service's window
+ * closing meanwhile.
+ */
+export function openPreviousTableKeys(lab: Lab): Map<string, string>[] {
   return lab.plan.edges.map((e) => {
     const m = BpfMap.openPinned(join(lab.state.bpffsDir, e.name, 'edge_sc_prev'));
     try {
-      let open = 0;
-      for (const [, v] of m.entries()) if (decodeScPrev(v).ringSize > 0) open++;
+      const open = new Map<string, string>();
+      for (const [k, v] of m.entries()) if (decodeScPrev(v).ringSize > 0) open.set(k.toString('hex'), v.toString('hex'));
       return open;
     } finally {
       m.close();
     }
   });
+}
+
+/** Whether every edge opened a window since `before` (openPreviousTableKeys). */
+export function newWindowOnEveryEdge(lab: Lab, before: Map<string, string>[]): boolean {
+  return openPreviousTableKeys(lab).every((now, i) => [...now].some(([k, v]) => before[i]!.get(k) !== v));
 }
