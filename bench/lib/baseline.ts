@@ -182,8 +182,15 @@ export async function importEdgeDatapath(modulePath: string, what: string): Prom
 }
 
 /** Imports a bundled NodeDatapath module and checks it has the surface the benchmark uses. */
-export async function importNodeDatapath(modulePath: string, what: string): Promise<NodeDatapathModule> {
-  const mod = (await import(pathToFileURL(modulePath).href)) as Partial<NodeDatapathModule>;
-  if (typeof mod.NodeDatapath?.open !== 'function') throw new Error(`${what}: its node-datapath module exports no NodeDatapath.open`);
-  return mod as NodeDatapathModule;
+/**
+ * Imports a bundled NodeDatapath module. null when REF's module has not the
+ * surface the benchmark drives (older revisions, e.g. bbabe23, had
+ * `NodeDatapath.load` and no applyServices): the bench then measures REF's
+ * node.o as a bare object, as for a REF without the module.
+ */
+export async function importNodeDatapath(modulePath: string, _what: string): Promise<NodeDatapathModule | null> {
+  const mod = (await import(pathToFileURL(modulePath).href)) as { NodeDatapath?: { open?: unknown; prototype?: Record<string, unknown> } };
+  const cls = mod.NodeDatapath;
+  const usable = typeof cls?.open === 'function' && typeof cls.prototype?.applyServices === 'function' && typeof cls.prototype?.trustEdgeNeighbour === 'function';
+  return usable ? (mod as unknown as NodeDatapathModule) : null;
 }

@@ -2,7 +2,9 @@
 // temporary git worktree, which must be gone afterwards whatever happened.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { repoRoot } from '../../src/assets.js';
 import { buildBaseline, importEdgeDatapath, importNodeDatapath, resolveCommit } from '../../bench/lib/baseline.js';
 
@@ -39,10 +41,27 @@ test.serial("HEAD: its edge.o is built in the worktree and its own EdgeDatapath 
     // Its node datapath is bundled too: the bench configures REF's node.o with REF's own code.
     t.truthy(b.nodeModulePath);
     const nodeMod = await importNodeDatapath(b.nodeModulePath!, 'baseline HEAD');
-    t.is(typeof nodeMod.NodeDatapath.open, 'function');
+    t.is(typeof nodeMod?.NodeDatapath.open, 'function');
   } finally {
     b.remove();
   }
   t.false(existsSync(b.dir));
   t.deepEqual(worktrees(), before);
+});
+
+test('a baseline whose node datapath predates NodeDatapath.open (bbabe23 had load and no applyServices) is measured as a bare node.o, not refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-node-mod-'));
+  try {
+    const old = join(dir, 'old.mjs');
+    writeFileSync(old, 'export class NodeDatapath { static load() { return {}; } }\n');
+    t.is(await importNodeDatapath(old, 'baseline old'), null);
+    const none = join(dir, 'none.mjs');
+    writeFileSync(none, 'export const nothing = 1;\n');
+    t.is(await importNodeDatapath(none, 'baseline none'), null);
+    const cur = join(dir, 'cur.mjs');
+    writeFileSync(cur, 'export class NodeDatapath { static open() { return {}; } applyServices() {} trustEdgeNeighbour() {} }\n');
+    t.is(typeof (await importNodeDatapath(cur, 'baseline cur'))?.NodeDatapath.open, 'function');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
