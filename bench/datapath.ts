@@ -57,7 +57,7 @@
 //  "syn_fresh_ns","first_ack_ns","syn_percall_ns","established_percall_ns",
 //  "mpps_established_1core","mpps_syn_flood_1core","mpps_floor_1core","mpps_syn_one_tuple_1core",
 //  "maps_10k_mb","maps_ipv6_mb" (of maps_10k_mb),"load_10k_s", "kernel_mpps":{ipvs|nftdsr|snat:{established,syn_flood}|null},
-//  "kernel_unavailable":{variant:reason}, "host":{…}, ["baseline_ref","baseline_commit","baseline":{same fields}]}
+//  "kernel_unavailable":{variant:reason}, "live_unavailable":reason|null (live frames refused: mpps fields null), "host":{…}, ["baseline_ref","baseline_commit","baseline":{same fields}]}
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -639,6 +639,9 @@ async function childMain(): Promise<void> {
   cleanup.push(() => floorObj.close());
   const specs = caseSpecs(floorObj.program('xdp_pass').fd);
   const live = LiveHarness.load();
+  // A kernel that refuses live frames (EPERM on 6.18.44-fc-v1300) has no
+  // live figures: the rows print why and the JSON carries null.
+  const liveUnavailable = LiveHarness.unavailable();
   cleanup.push(() => live.close());
   const up0 = inNetns(NS, () => {
     live.attachSink('up1');
@@ -750,6 +753,7 @@ async function childMain(): Promise<void> {
     configure(s.dp, 'fib');
     inNetns(NS, () => runOnce(s.xdp, LIVE_ACK)); // pin the live flow
   }
+  const liveRounds = liveUnavailable ? 0 : ROUNDS;
   // Per round, LIVE_TURNS alternating turns of LIVE_N / LIVE_TURNS frames
   // per case and subject, summed into one run per round.
   const merge = (a: LiveRun | undefined, b: LiveRun): LiveRun => {
@@ -767,7 +771,7 @@ async function childMain(): Promise<void> {
     };
   };
   const perTurn = Math.max(1, Math.floor(LIVE_N / LIVE_TURNS));
-  for (let r = 0; r < ROUNDS; r++) {
+  for (let r = 0; r < liveRounds; r++) {
     const round = new Map<LiveRow, Map<string, LiveRun>>(liveRows.map((row) => [row, new Map()]));
     const add = (row: LiveRow, who: string, run: LiveRun): void => {
       const m = round.get(row)!;
@@ -797,7 +801,7 @@ async function childMain(): Promise<void> {
   const kernelUnavailable = new Map<KernelVariant, string>();
   const kernelRuns = new Map<string, LiveRun[]>(); // `${variant}/${kind}`
   for (const v of KERNEL_VARIANTS) {
-    const why = kernelVariantAvailable(v, NS);
+    const why = liveUnavailable ?? kernelVariantAvailable(v, NS);
     if (why) kernelUnavailable.set(v, why);
   }
   let rigs = 0;
@@ -872,6 +876,10 @@ async function childMain(): Promise<void> {
   for (const row of liveRows) {
     const who = row.key === 'mpps_floor_1core' ? 'floor' : 'current';
     const runs = row.runs.get(who) ?? [];
+    if (liveUnavailable) {
+      console.log(`${row.name.padEnd(40)} unavailable: ${liveUnavailable}`);
+      continue;
+    }
     const mpps = runs.map((x) => x.mpps);
     const sent = runs.reduce((a, x) => a + x.sunk, 0) / Math.max(1, runs.reduce((a, x) => a + x.packets, 0));
     let line = `${row.name.padEnd(40)} ${fmt(liveMed(row, who), 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${fmt(median(runs.map((x) => x.kernelNsPerPacket)), 0).padStart(7)} ${`${(sent * 100).toFixed(1)}%`.padStart(6)}`;
@@ -922,7 +930,7 @@ async function childMain(): Promise<void> {
     out.load_10k_s = round3(who.loadS);
     return out;
   };
-  const json: Record<string, unknown> = { ...figures(current), kernel_mpps: kernelJson, kernel_unavailable: Object.fromEntries(kernelUnavailable), host };
+  const json: Record<string, unknown> = { ...figures(current), kernel_mpps: kernelJson, kernel_unavailable: Object.fromEntries(kernelUnavailable), live_unavailable: liveUnavailable, host };
   if (env.baseline && subjects[1]) {
     json.baseline_ref = env.baseline.ref;
     json.baseline_commit = env.baseline.commit;

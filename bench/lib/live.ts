@@ -15,6 +15,7 @@
 // the caller's softirq). The kernel's own duration covers less (it is
 // reported too, not used).
 import { join } from 'node:path';
+import { release } from 'node:os';
 import { BpfObject, BPF_F_TEST_XDP_LIVE_FRAMES, type BpfProgram } from '../../src/datapath/loader.js';
 import { repoRoot } from '../../src/assets.js';
 import type { ProgramLike } from './baseline.js';
@@ -51,6 +52,31 @@ export class LiveHarness {
 
   static load(path = benchObjectPath('live_frames')): LiveHarness {
     return new LiveHarness(BpfObject.load(path));
+  }
+
+  /**
+   * Why this kernel will not run live frames (null: it will). One frame to
+   * the sink (XDP_DROP: nothing is sent anywhere) on loopback. Some kernels
+   * refuse BPF_F_TEST_XDP_LIVE_FRAMES outright — 6.18.44-fc-v1300 answers
+   * EPERM to root with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, for any
+   * program — and then there is no live figure to report.
+   */
+  static unavailable(): string | null {
+    const h = LiveHarness.load();
+    try {
+      const frame = Buffer.alloc(60);
+      frame.writeUInt16BE(0x0800, 12);
+      h.run({ target: h.obj.program('live_sink'), frame, fresh: false, packets: 1, ingressIfindex: 1 });
+      return null;
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'EPERM' || code === 'EOPNOTSUPP' || code === 'EINVAL' || code === 'ENOTSUPP') {
+        return `this kernel (${release()}) refuses BPF_F_TEST_XDP_LIVE_FRAMES: ${(e as Error).message}`;
+      }
+      throw e;
+    } finally {
+      h.close();
+    }
   }
 
   /** The floor target: a bare XDP_TX behind the same harness. */

@@ -16,6 +16,15 @@ const SYN = buildPacket({
   tcp: { sport: 0, dport: 80, flags: { syn: true }, seq: 1 },
 });
 
+/**
+ * Some kernels refuse live frames to root (6.18.44-fc-v1300: EPERM for any
+ * program): the tests that transmit are then skipped, by name, with the
+ * reason printed, instead of failing on the environment.
+ */
+const LIVE_UNAVAILABLE = LiveHarness.unavailable();
+if (LIVE_UNAVAILABLE) console.warn(`live-frames.test: the live-mode tests are skipped: ${LIVE_UNAVAILABLE}`);
+const liveTest = LIVE_UNAVAILABLE ? test.skip : test;
+
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n, 0);
@@ -79,7 +88,7 @@ test('no target: the harness aborts and counts the failed tail call instead of p
   t.is(n, 1);
 });
 
-test('live mode: the generated frames are transmitted and arrive at the peer veth', async (t) => {
+liveTest('live mode: the generated frames are transmitted and arrive at the peer veth', async (t) => {
   const id = uniqueId();
   const cleanup = new Cleanup();
   t.teardown(() => cleanup.run());
@@ -117,7 +126,7 @@ test('a frame the harness cannot give fresh tuples is refused by name', (t) => {
   t.throws(() => h.run({ target: h.txProgram, frame: Buffer.alloc(300), fresh: false, packets: 1, ingressIfindex: 1 }), { message: /300 bytes > 256/ });
 });
 
-test('kernel rig: the nftables DSR and SNAT rulesets forward every frame out of the uplink; IPVS is probed, not assumed', (t) => {
+liveTest('kernel rig: the nftables DSR and SNAT rulesets forward every frame out of the uplink; IPVS is probed, not assumed', (t) => {
   const h = LiveHarness.load();
   t.teardown(() => h.close());
   const ack = buildPacket({

@@ -95,19 +95,25 @@ Napi::Value TestRun(const Napi::CallbackInfo &info) {
   // with every signal blocked. It inherits the caller's network namespace.
   // A single run never sees EINTR (the kernel checks for pending work only
   // between repetitions); skip the thread, it costs tens of microseconds.
-  int ret = 0;
+  // errno is per thread: keep the runner's (libbpf returns -1 for EPERM,
+  // so -ret alone cannot tell EPERM from "look at errno").
+  int ret = 0, err = 0;
   if (repeat <= 1) {
     ret = bpf_prog_test_run_opts(fd, &opts);
+    err = errno;
   } else {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    std::thread runner([&] { ret = bpf_prog_test_run_opts(fd, &opts); });
+    std::thread runner([&] {
+      ret = bpf_prog_test_run_opts(fd, &opts);
+      err = errno;
+    });
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     runner.join();
   }
   if (ret) {
-    Napi::Error e = MakeErrnoError(env, ret < -1 ? -ret : errno, FdOp("bpf_prog_test_run_opts", fd));
+    Napi::Error e = MakeErrnoError(env, ret < -1 ? -ret : err, FdOp("bpf_prog_test_run_opts", fd));
     if (-ret == ENOSPC) e.Value().Set("hint", "the output packet is larger than dataSizeOut");
     throw e;
   }
