@@ -112,6 +112,15 @@ export interface KubeletHooks {
   log(line: string): void;
 }
 
+/** How often a kubelet renews its Lease and reports its Node (ms). */
+export interface KubeletTiming {
+  renewMs: number;
+  nodeStatusMs: number;
+}
+
+/** The calls a kubelet makes (KubeHttp; tests wrap it to inject faults). */
+export type KubeletApi = Pick<KubeHttp, 'request' | 'ok'>;
+
 /** One node's kubelet. `tick()` does one round; the caller loops. */
 export class PlayedKubelet {
   private lastRenew = 0;
@@ -121,16 +130,32 @@ export class PlayedKubelet {
 
   constructor(
     readonly node: KubeletNode,
-    private readonly api: KubeHttp,
+    private readonly api: KubeletApi,
     private readonly hooks: KubeletHooks,
+    private readonly timing: KubeletTiming = { renewMs: RENEW_MS, nodeStatusMs: NODE_STATUS_MS },
   ) {}
 
+  /**
+   * One round. Its duties are independent, as a real kubelet's loops are: a
+   * Node report or Lease renewal that fails must not stop the pods' status
+   * from being kept (pods added later would stay Pending). Rejects after
+   * the round, naming every duty that failed.
+   */
   async tick(): Promise<void> {
     const t = Date.now();
-    if (!this.registered) await this.register();
-    if (t - this.lastRenew >= RENEW_MS) await this.renewLease();
-    if (t - this.lastNodeStatus >= NODE_STATUS_MS) await this.reportNode();
-    await this.syncPods();
+    const failed: string[] = [];
+    const duty = async (what: string, f: () => Promise<void>): Promise<void> => {
+      try {
+        await f();
+      } catch (e) {
+        failed.push(`${what}: ${(e as Error).message}`);
+      }
+    };
+    if (!this.registered) await duty('register node', () => this.register());
+    if (t - this.lastRenew >= this.timing.renewMs) await duty('renew lease', () => this.renewLease());
+    if (this.registered && t - this.lastNodeStatus >= this.timing.nodeStatusMs) await duty('report node status', () => this.reportNode());
+    await duty('sync pods', () => this.syncPods());
+    if (failed.length) throw new Error(failed.join('; '));
   }
 
   private async register(): Promise<void> {
@@ -142,8 +167,8 @@ export class PlayedKubelet {
       spec: { podCIDR: n.podCidr, podCIDRs: [n.podCidr] },
     });
     if (r.code !== 201 && r.code !== 409) throw new Error(`register node ${n.name}: HTTP ${r.code} ${JSON.stringify(r.body)}`);
+    // Its status follows in the same tick (reportNode).
     this.registered = true;
-    await this.reportNode();
   }
 
   private async reportNode(): Promise<void> {
@@ -154,7 +179,11 @@ export class PlayedKubelet {
       conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'the lab plays kubelet', lastHeartbeatTime: at, lastTransitionTime: at }],
       nodeInfo: { kubeletVersion: 'v0.0.0-lab', kernelVersion: '', osImage: 'edgelb lab', containerRuntimeVersion: 'lab://0', kubeProxyVersion: '', operatingSystem: 'linux', architecture: 'amd64', machineID: '', systemUUID: '', bootID: '' },
     };
-    await this.api.ok('PATCH', `/api/v1/nodes/${n.name}/status`, { status }, 'application/strategic-merge-patch+json');
+    // A JSON merge patch replaces the lists whole. A strategic merge patch
+    // merges addresses by type, and a dual-stack node has two InternalIPs:
+    // the API server accepts the first report and rejects every later one
+    // (422 "Duplicate value").
+    await this.api.ok('PATCH', `/api/v1/nodes/${n.name}/status`, { status }, 'application/merge-patch+json');
     this.lastNodeStatus = Date.now();
   }
 
