@@ -168,11 +168,16 @@ for (const family of [4, 6] as const) {
 // end with the UDP checksum field, which the kernel may complete on the way out).
 // (IPv6: a 1500-byte datagram leaves the client whole; the edge's Packet Too Big quotes 128 bytes,
 // the UDP checksum field among them.)
+// The socket stays open until the kernel has the new path MTU (or 5 s): an ICMP error that arrives
+// after the sender closed finds no socket, and the kernel then discards it without touching the
+// path MTU (IPv6 always; under load the error can be late) — a flaky "the client took the error".
+const holdUntilMtu = (level: number, opt: number, mtu: number): string =>
+  `import time\nd = time.time() + 5\nwhile time.time() < d and s.getsockopt(${level}, ${opt}) > ${mtu}: time.sleep(0.02)\nprint(s.getsockopt(${level}, ${opt}), round(5 - (d - time.time()), 2))`;
 const UDP_SEND = {
-  // 1472 bytes of payload: a 1500-byte datagram, DF (IP_PMTUDISC_DO), sent through the kernel's UDP socket.
-  4: `import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, 10, 2); s.sendto(bytes(1472), ('${UDP_VIP}', 53))`,
-  // 1452 bytes of payload: a 1500-byte datagram, IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO (never fragmented by the sender).
-  6: `import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IPV6, 23, 2); s.sendto(bytes(1452), ('${UDP_VIP6}', 53))`,
+  // 1472 bytes of payload: a 1500-byte datagram, DF (IP_PMTUDISC_DO), sent through the kernel's UDP socket; IP_MTU (14).
+  4: `import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, 10, 2); s.connect(('${UDP_VIP}', 53)); s.send(bytes(1472))\n${holdUntilMtu(0, 14, 1480)}`,
+  // 1452 bytes of payload: a 1500-byte datagram, IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO (never fragmented by the sender); IPV6_MTU (24).
+  6: `import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IPV6, 23, 2); s.connect(('${UDP_VIP6}', 53)); s.send(bytes(1452))\n${holdUntilMtu(41, 24, 1460)}`,
 };
 for (const family of [4, 6] as const) {
   for (const edgeTxCsum of [true, false]) {
@@ -181,7 +186,7 @@ for (const family of [4, 6] as const) {
       const f = FAMILY[family];
       const { C, dp } = await lab(t, { family, dispatch: 'ipip', clientTso: true, edgeTxCsum });
       const mtu = new RegExp(`\\bmtu ${f.tunnelMtu}\\b`);
-      await nsRun(C, ['/usr/bin/python3', '-c', UDP_SEND[family]]);
+      t.log('sender: path MTU, seconds held', (await nsRun(C, ['/usr/bin/python3', '-c', UDP_SEND[family]])).stdout.trim());
       await waitFor(async () => mtu.test((await nsRun(C, ['ip', f.ipFlag, 'route', 'get', f.udpVip])).stdout), 5000);
       const c = dp.counters().stats;
       t.log(`edge icmp_too_big_sent ${c.icmp_too_big_sent}, drop_too_big_icmp_fail ${c.drop_too_big_icmp_fail}`);
