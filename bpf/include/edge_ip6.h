@@ -302,7 +302,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 		 * SNAT flows (their backend knows the edge's port). */
 		if (p.t.proto == IPPROTO_TCP && !snat) {
 			if (syn)
-				edge_sc_forget6(svc, &p.t);
+				edge_sc_forget(svc, &edge_sc_flows6, &p.t);
 			else
 				sc_be = edge_second_chance6(cfg, svc, &p.t, hash, &be, &be_id);
 		}

@@ -3,10 +3,11 @@
  * Destination Options header of sc_option.h instead of the 20-byte IPv4
  * option.
  *
- * Shared with IPv4: edge_sc_prev (indexed by service id, and IPv6
- * frontends share the id space and edge_ring), struct edge_sc_pair and
- * edge_sc_stats. IPv6's own: edge_sc_flows6, the decisions for flows sent
- * with a secondary, keyed by the IPv6 5-tuple as edge_ct6.
+ * Shared with IPv4: the decision itself (edge_sc_decide, edge_sc_forget),
+ * edge_sc_prev (indexed by service id, and IPv6 frontends share the id
+ * space and edge_ring), struct edge_sc_pair and edge_sc_stats. IPv6's own:
+ * edge_sc_flows6, the decisions for flows sent with a secondary, keyed by
+ * the IPv6 5-tuple as edge_ct6.
  *
  * Only the miss path of edge_process6 comes here (TCP, no edge_ct6 entry,
  * DSR service: IPv6 SNAT has no second chance, as IPv4's). Its functions
@@ -35,84 +36,17 @@ struct {
 	__type(value, struct edge_sc_pair);
 } edge_sc_flows6 SEC(".maps");
 
-/* A TCP SYN without an entry: a pair remembered for an earlier connection
- * on its tuple no longer applies (edge_sc_forget). */
-static __always_inline void edge_sc_forget6(const struct edge_svc *svc, const struct edge_ct6_key *ck)
-{
-	__u32 sid = svc->id;
-	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
-
-	if (pv && (pv->flags & SC_PREV_F_FLOWS))
-		bpf_map_delete_elem(&edge_sc_flows6, ck);
-}
-
-/* A TCP non-SYN without an entry; *be / *be_id the backend chosen as for a
- * new flow. Returns the secondary to name (*be then the primary to send
- * to), or 0: a plain flow to *be. edge_second_chance's decisions, step for
- * step. */
+/* edge_sc_decide over the IPv6 pairs. */
 static __always_inline struct edge_backend6 *edge_second_chance6(const struct edge_config *cfg,
 								 const struct edge_svc *svc,
 								 const struct edge_ct6_key *ck, __u32 hash,
 								 struct edge_backend6 **be, __u32 *be_id)
 {
-	__u32 sid = svc->id, old_id;
-	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
-	struct edge_backend6 *sec;
-	struct edge_sc_pair *pair;
+	void *pri = *be;
+	struct edge_backend6 *sec = edge_sc_decide(1, cfg, svc, &edge_sc_flows6, ck, ck->saddr.w, hash, &pri,
+						   be_id);
 
-	if (!pv || !pv->flags)
-		return 0;
-	pair = bpf_map_lookup_elem(&edge_sc_flows6, ck);
-	if (pair) {
-		/* The connection lives on one of the two remembered backends. */
-		__u32 pri_id = pair->primary, sec_id = pair->secondary;
-		struct edge_backend6 *pri = edge_backend6_for(pri_id, sid);
-
-		sec = edge_backend6_for(sec_id, sid);
-		if (!pri) {
-			pri = sec;
-			pri_id = sec_id;
-			sec = 0;
-		}
-		if (pri) {
-			*be = pri;
-			*be_id = pri_id;
-		}
-		if (sec) {
-			edge_sc_count(SC_SENT);
-			return sec;
-		}
-		edge_sc_count(SC_SECONDARY_GONE);
-		bpf_map_delete_elem(&edge_sc_flows6, ck);
-		return 0;
-	}
-	if (pv->ring_size == 0 || edge_now_ns(cfg) >= pv->until_ns)
-		return 0;
-	{
-		struct edge_svc old = { .id = sid, .ring_off = pv->ring_off, .ring_size = pv->ring_size };
-
-		if (edge_maglev(&old, svc->affinity_timeout ? edge_client_hash6(ck->saddr.w) : hash,
-				&old_id) < 0)
-			return 0;
-	}
-	if (old_id == *be_id) {
-		edge_sc_count(SC_SAME_BACKEND);
-		return 0;
-	}
-	sec = edge_backend6_for(old_id, sid);
-	if (!sec) {
-		edge_sc_count(SC_SECONDARY_GONE);
-		return 0;
-	}
-	if (edge_may_insert(cfg->ct_insert_limit)) {
-		struct edge_sc_pair np = { .primary = *be_id, .secondary = old_id };
-
-		bpf_map_update_elem(&edge_sc_flows6, ck, &np, BPF_ANY);
-		edge_sc_count(SC_REMEMBERED);
-	} else {
-		edge_sc_count(SC_NOT_REMEMBERED);
-	}
-	edge_sc_count(SC_SENT);
+	*be = pri;
 	return sec;
 }
 
