@@ -56,7 +56,9 @@ static __always_inline void *edge6_ctx_fresh(void *ctx)
 }
 
 /* The TCP data offset / UDP length must agree with the payload length, and
- * a UDP datagram over IPv6 must carry a checksum (RFC 8200 §8.1). */
+ * a UDP datagram over IPv6 must carry a checksum (RFC 8200 §8.1): checked
+ * before anything is rewritten, for a packet to a service (edge_process6)
+ * and for a SNAT reply. */
 static __always_inline int edge6_l4_sane(void *data, void *end, __u8 proto, __u32 plen)
 {
 	if (proto == IPPROTO_TCP) {
