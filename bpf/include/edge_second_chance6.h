@@ -102,7 +102,7 @@ static __always_inline int edge6_sc_xmit_option(void *ctx, const int xdp, const 
 			     ifindex);
 }
 
-/* IPv6-in-IPv6: the outer fixed header (as edge6_xmit_ip6ip6's), then the
+/* IPv6-in-IPv6: the outer fixed header (edge6_ip6ip6_encap), then the
  * 64-byte header (next header 41), then the client's packet untouched but
  * for its hop limit. */
 static __always_inline int edge6_sc_xmit_ip6ip6(void *ctx, const int xdp, const struct edge_config *cfg,
@@ -111,34 +111,12 @@ static __always_inline int edge6_sc_xmit_ip6ip6(void *ctx, const int xdp, const 
 						__u32 hash, __u32 *ifindex)
 {
 	const int outer = IPV6_HLEN + SC6_HDR_LEN;
-	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
-	struct ipv6hdr *ip6 = data + EDGE6_L3_OFF;
-	__be32 vtc;
-	int big;
+	struct ipv6hdr *ip6;
+	int act;
 
-	if ((void *)(ip6 + 1) > end)
-		return ACT_DROP;
-	vtc = *(__be32 *)ip6;
-	big = edge6_mtu_check(ctx, xdp, cfg, p, outer);
-	if (big == -1)
-		return ACT_TX;
-	if (big == -2)
-		return ACT_DROP;
-	if (edge_grow(ctx, xdp, outer, ETH_HLEN, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) < 0) {
-		edge_count(DROP_ADJUST);
-		return ACT_DROP;
-	}
-	data = edge_data(ctx, xdp);
-	end = edge_data_end(ctx, xdp);
-	ip6 = data + EDGE6_L3_OFF;
-	if ((void *)ip6 + outer > end)
-		return ACT_DROP;
-	*(__be32 *)ip6 = bpf_htonl(0x60000000 | (bpf_ntohl(vtc) & 0x0ff00000) | (hash & 0xfffff));
-	ip6->payload_len = bpf_htons(SC6_HDR_LEN + IPV6_HLEN + p->plen);
-	ip6->nexthdr = IPPROTO_DSTOPTS;
-	ip6->hop_limit = 64;
-	__builtin_memcpy(&ip6->saddr, &cfg6->addr, 16);
-	__builtin_memcpy(&ip6->daddr, &be->node_ip, 16);
+	act = edge6_ip6ip6_encap(ctx, xdp, cfg, cfg6, p, be, outer, IPPROTO_DSTOPTS, hash, &ip6);
+	if (act)
+		return act;
 	edge6_sc_fill((void *)(ip6 + 1), IPPROTO_IPV6, p, sec);
 	return edge6_forward(ctx, xdp, cfg, &cfg6->addr, &be->node_ip, outer + IPV6_HLEN + p->plen, ifindex);
 }
