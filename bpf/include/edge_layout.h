@@ -93,14 +93,8 @@ static __always_inline int edge_rewrite(void *ctx, const int xdp, __u8 proto, in
 		sport = old_sport;
 	}
 	ipdiff = csum_diff_4(old_saddr, saddr) + csum_diff_4(old_daddr, daddr);
-	if (xdp) {
-		__u32 diff = ipdiff + csum_diff_2(old_sport, sport) + csum_diff_2(old_dport, dport);
-
-		if (proto == IPPROTO_TCP)
-			csum_apply_diff(check, diff);
-		else
-			udp_csum_apply_diff(check, diff);
-	}
+	if (xdp)
+		l4_csum_rewrite_xdp(check, proto, ipdiff, old_sport, sport, old_dport, dport);
 	ports[0] = sport;
 	ports[1] = dport;
 	csum_apply_diff(&ip->check, ipdiff);

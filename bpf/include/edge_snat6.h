@@ -109,14 +109,8 @@ static __always_inline int edge6_rewrite(void *ctx, const int xdp, __u8 proto,
 	old_sport = ports[0];
 	old_dport = ports[1];
 	adiff = csum_diff_addr6(&old_s, saddr) + csum_diff_addr6(&old_d, daddr);
-	if (xdp) {
-		__u32 diff = adiff + csum_diff_2(old_sport, sport) + csum_diff_2(old_dport, dport);
-
-		if (proto == IPPROTO_TCP)
-			csum_apply_diff(check, diff);
-		else
-			udp_csum_apply_diff(check, diff);
-	}
+	if (xdp)
+		l4_csum_rewrite_xdp(check, proto, adiff, old_sport, sport, old_dport, dport);
 	ports[0] = sport;
 	ports[1] = dport;
 	__builtin_memcpy(&ip6->saddr, saddr, 16);

@@ -1,6 +1,7 @@
 /* Where a TCP or UDP header's fields sit for a rewrite of its ports and the
  * checksum that covers them: every address/port rewrite, edge and node,
- * IPv4 and IPv6, finds them the same way. */
+ * IPv4 and IPv6, finds them the same way; and the by-hand update of that
+ * checksum, for XDP. */
 #ifndef EDGELB_L4_CSUM_H
 #define EDGELB_L4_CSUM_H
 
@@ -10,6 +11,7 @@
 #include <linux/in.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include "csum.h"
 
 /* The TCP header at data + l4_off, or the UDP header for any other proto
  * (both begin with the source and destination ports): -1 when it is cut
@@ -38,6 +40,20 @@ static __always_inline int l4_csum_fields(void *data, void *end, __u32 l4_off, _
 		*mangled = BPF_F_MARK_MANGLED_0;
 	}
 	return 0;
+}
+
+/* XDP (no skb checksum helpers; frames from the wire carry a full
+ * checksum): the L4 checksum moved by hand for the addresses' difference
+ * adiff and both ports' changes. A UDP checksum of 0 ("none") stays 0. */
+static __always_inline void l4_csum_rewrite_xdp(__sum16 *check, __u8 proto, __u32 adiff, __be16 old_sport,
+						__be16 sport, __be16 old_dport, __be16 dport)
+{
+	__u32 diff = adiff + csum_diff_2(old_sport, sport) + csum_diff_2(old_dport, dport);
+
+	if (proto == IPPROTO_TCP)
+		csum_apply_diff(check, diff);
+	else
+		udp_csum_apply_diff(check, diff);
 }
 
 #endif
