@@ -367,45 +367,73 @@ static __always_inline int edge6_xmit_option(void *ctx, const int xdp, const str
 			     IPV6_HLEN + p->plen + (with_option ? DSR6_HDR_LEN : 0), ifindex);
 }
 
-/* ipip dispatch: the client's packet untouched (but for its hop limit)
- * inside an outer IPv6 header to the backend's node: source the edge's
- * IPv6 address, traffic class copied, flow label = 20 bits of the flow
- * hash (the node's NIC spreads tunnels by it), hop limit 64. */
-static __always_inline int edge6_xmit_ip6ip6(void *ctx, const int xdp, const struct edge_config *cfg,
-					     const struct edge_config6 *cfg6, const struct edge6_pkt *p,
-					     const struct edge_backend6 *be, __u32 hash, __u32 *ifindex)
+/* The outer fixed header of an IP6IP6 packet from the edge: outer_len
+ * bytes in all (40, or more with the extension header the caller writes
+ * behind it, nexthdr its type) in front of inner_len bytes. Traffic class
+ * copied from the inner header's first word vtc, flow label = 20 bits of
+ * the flow hash (the node's NIC spreads tunnels by it), hop limit 64. */
+static __always_inline void edge6_ip6ip6_outer(struct ipv6hdr *ip6, const int outer_len, __u8 nexthdr,
+					       __be32 vtc, __u32 hash, __u16 inner_len,
+					       const struct pkt_addr6 *src, const struct pkt_addr6 *dst)
 {
-	void *data, *end;
-	struct ipv6hdr *ip6;
+	*(__be32 *)ip6 = bpf_htonl(0x60000000 | (bpf_ntohl(vtc) & 0x0ff00000) | (hash & 0xfffff));
+	ip6->payload_len = bpf_htons(outer_len - IPV6_HLEN + inner_len);
+	ip6->nexthdr = nexthdr;
+	ip6->hop_limit = 64;
+	__builtin_memcpy(&ip6->saddr, src, 16);
+	__builtin_memcpy(&ip6->daddr, dst, 16);
+}
+
+/* An IP6IP6 dispatch's encapsulation: room for outer_len bytes (the outer
+ * fixed header, and any extension header the caller writes behind it,
+ * nexthdr its type) in front of the client's packet, and the fixed header
+ * filled from the edge's IPv6 address to the backend's node (*outer, all
+ * outer_len bytes within the packet). Returns 0, or the verdict: Packet
+ * Too Big sent (ACT_TX), or a drop. */
+static __always_inline int edge6_ip6ip6_encap(void *ctx, const int xdp, const struct edge_config *cfg,
+					      const struct edge_config6 *cfg6, const struct edge6_pkt *p,
+					      const struct edge_backend6 *be, const int outer_len, __u8 nexthdr,
+					      __u32 hash, struct ipv6hdr **outer)
+{
+	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
+	struct ipv6hdr *ip6 = data + EDGE6_L3_OFF;
 	__be32 vtc;
 	int big;
 
-	data = edge_data(ctx, xdp);
-	end = edge_data_end(ctx, xdp);
-	ip6 = data + EDGE6_L3_OFF;
 	if ((void *)(ip6 + 1) > end)
 		return ACT_DROP;
 	vtc = *(__be32 *)ip6;
-	big = edge6_mtu_check(ctx, xdp, cfg, p, IPV6_HLEN);
+	big = edge6_mtu_check(ctx, xdp, cfg, p, outer_len);
 	if (big == -1)
 		return ACT_TX;
 	if (big == -2)
 		return ACT_DROP;
-	if (edge_grow(ctx, xdp, IPV6_HLEN, ETH_HLEN, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) < 0) {
+	if (edge_grow(ctx, xdp, outer_len, ETH_HLEN, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) < 0) {
 		edge_count(DROP_ADJUST);
 		return ACT_DROP;
 	}
 	data = edge_data(ctx, xdp);
 	end = edge_data_end(ctx, xdp);
 	ip6 = data + EDGE6_L3_OFF;
-	if ((void *)(ip6 + 1) > end)
+	if ((void *)ip6 + outer_len > end)
 		return ACT_DROP;
-	*(__be32 *)ip6 = bpf_htonl(0x60000000 | (bpf_ntohl(vtc) & 0x0ff00000) | (hash & 0xfffff));
-	ip6->payload_len = bpf_htons(IPV6_HLEN + p->plen);
-	ip6->nexthdr = IPPROTO_IPV6;
-	ip6->hop_limit = 64;
-	__builtin_memcpy(&ip6->saddr, &cfg6->addr, 16);
-	__builtin_memcpy(&ip6->daddr, &be->node_ip, 16);
+	edge6_ip6ip6_outer(ip6, outer_len, nexthdr, vtc, hash, IPV6_HLEN + p->plen, &cfg6->addr, &be->node_ip);
+	*outer = ip6;
+	return 0;
+}
+
+/* ipip dispatch: the client's packet untouched (but for its hop limit)
+ * inside an outer IPv6 header to the backend's node (edge6_ip6ip6_encap). */
+static __always_inline int edge6_xmit_ip6ip6(void *ctx, const int xdp, const struct edge_config *cfg,
+					     const struct edge_config6 *cfg6, const struct edge6_pkt *p,
+					     const struct edge_backend6 *be, __u32 hash, __u32 *ifindex)
+{
+	struct ipv6hdr *ip6;
+	int act;
+
+	act = edge6_ip6ip6_encap(ctx, xdp, cfg, cfg6, p, be, IPV6_HLEN, IPPROTO_IPV6, hash, &ip6);
+	if (act)
+		return act;
 	return edge6_forward(ctx, xdp, cfg, &cfg6->addr, &be->node_ip, IPV6_HLEN + IPV6_HLEN + p->plen, ifindex);
 }
 

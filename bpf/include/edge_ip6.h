@@ -226,26 +226,9 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 		return edge6_snat_reverse(ctx, xdp, &p, plen, ifindex);
 
 	/* A packet to a service. */
-	if (p.t.proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + EDGE6_L4_OFF;
-
-		if ((void *)(th + 1) > end)
-			return ACT_DROP;
-		if ((__u32)th->doff * 4 < sizeof(*th) || (__u32)th->doff * 4 > plen) {
-			edge_count(DROP_MALFORMED);
-			return ACT_DROP;
-		}
-	} else {
-		struct udphdr *uh = data + EDGE6_L4_OFF;
-		__u32 ulen;
-
-		if ((void *)(uh + 1) > end)
-			return ACT_DROP;
-		ulen = bpf_ntohs(uh->len);
-		if (ulen < sizeof(*uh) || ulen > plen || uh->check == 0) {
-			edge_count(DROP_MALFORMED);
-			return ACT_DROP;
-		}
+	if (!edge6_l4_sane(data, end, p.t.proto, plen)) {
+		edge_count(DROP_MALFORMED);
+		return ACT_DROP;
 	}
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
 	cfg6 = bpf_map_lookup_elem(&edge_config6, &zero);
@@ -302,7 +285,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 		 * SNAT flows (their backend knows the edge's port). */
 		if (p.t.proto == IPPROTO_TCP && !snat) {
 			if (syn)
-				edge_sc_forget6(svc, &p.t);
+				edge_sc_forget(svc, &edge_sc_flows6, &p.t);
 			else
 				sc_be = edge_second_chance6(cfg, svc, &p.t, hash, &be, &be_id);
 		}

@@ -14,6 +14,7 @@
 #include <bpf/bpf_endian.h>
 #include "parse.h"
 #include "csum.h"
+#include "l4_csum.h"
 
 #define EDGE_L3_OFF ETH_HLEN
 #define EDGE_L4_OFF (ETH_HLEN + 20)
@@ -66,10 +67,11 @@ static __always_inline int edge_rewrite(void *ctx, const int xdp, __u8 proto, in
 {
 	void *data, *end;
 	struct iphdr *ip;
-	__be16 *ports, *check, old_sport, old_dport;
+	__be16 *ports, old_sport, old_dport;
 	__be32 old_saddr, old_daddr;
 	__u32 ipdiff, csum_off;
-	__u64 mangled = 0;
+	__sum16 *check;
+	__u64 mangled;
 
 	if (xdp) {
 		data = (void *)(long)((struct xdp_md *)ctx)->data;
@@ -80,22 +82,8 @@ static __always_inline int edge_rewrite(void *ctx, const int xdp, __u8 proto, in
 	}
 	ip = data + EDGE_L3_OFF;
 	ports = data + EDGE_L4_OFF;
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + EDGE_L4_OFF;
-
-		if ((void *)(th + 1) > end)
-			return -1;
-		check = &th->check;
-		csum_off = EDGE_L4_OFF + offsetof(struct tcphdr, check);
-	} else {
-		struct udphdr *uh = data + EDGE_L4_OFF;
-
-		if ((void *)(uh + 1) > end)
-			return -1;
-		check = &uh->check;
-		csum_off = EDGE_L4_OFF + offsetof(struct udphdr, check);
-		mangled = BPF_F_MARK_MANGLED_0;
-	}
+	if (l4_csum_fields(data, end, EDGE_L4_OFF, proto, &check, &csum_off, &mangled) < 0)
+		return -1;
 	old_saddr = ip->saddr;
 	old_daddr = ip->daddr;
 	old_sport = ports[0];
@@ -105,14 +93,8 @@ static __always_inline int edge_rewrite(void *ctx, const int xdp, __u8 proto, in
 		sport = old_sport;
 	}
 	ipdiff = csum_diff_4(old_saddr, saddr) + csum_diff_4(old_daddr, daddr);
-	if (xdp) {
-		__u32 diff = ipdiff + csum_diff_2(old_sport, sport) + csum_diff_2(old_dport, dport);
-
-		if (proto == IPPROTO_TCP)
-			csum_apply_diff(check, diff);
-		else
-			udp_csum_apply_diff(check, diff);
-	}
+	if (xdp)
+		l4_csum_rewrite_xdp(check, proto, ipdiff, old_sport, sport, old_dport, dport);
 	ports[0] = sport;
 	ports[1] = dport;
 	csum_apply_diff(&ip->check, ipdiff);

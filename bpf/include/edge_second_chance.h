@@ -10,7 +10,10 @@
  * SYN only to forget a pair remembered for an earlier connection on its
  * tuple. The decision for a flow is remembered in edge_sc_flows (not in
  * edge_ct, whose entry would name the primary alone), so the flow keeps
- * being sent both ways after the window closed. */
+ * being sent both ways after the window closed.
+ *
+ * The decision is the same for IPv6 flows (edge_second_chance6.h): one
+ * function, edge_sc_decide, serves both families, hence edge_select6.h. */
 #ifndef EDGELB_EDGE_SECOND_CHANCE_H
 #define EDGELB_EDGE_SECOND_CHANCE_H
 
@@ -23,6 +26,7 @@
 #include "sc_option.h"
 #include "edge_maps.h"
 #include "edge_select.h"
+#include "edge_select6.h"
 #include "edge_conn.h"
 #include "edge_dsr.h"
 
@@ -90,32 +94,45 @@ static __always_inline void edge_sc_count(__u32 stat)
 /* A TCP SYN without an entry: a new connection on this tuple, so a pair
  * remembered for an earlier connection on it no longer applies (its packets
  * would be sent to where that connection lived). Only services that had a
- * window can have pairs: the others pay one array lookup. */
-static __always_inline void edge_sc_forget(const struct edge_svc *svc, const struct edge_ct_key *ck)
+ * window can have pairs: the others pay one array lookup. flows is the
+ * family's map of pairs (edge_sc_flows, edge_sc_flows6), ck its key. */
+static __always_inline void edge_sc_forget(const struct edge_svc *svc, void *flows, const void *ck)
 {
 	__u32 sid = svc->id;
 	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
 
 	if (pv && (pv->flags & SC_PREV_F_FLOWS))
-		bpf_map_delete_elem(&edge_sc_flows, ck);
+		bpf_map_delete_elem(flows, ck);
 }
 
-/* A TCP non-SYN without an entry; *be / *be_id the backend chosen as for a
- * new flow. Returns the secondary to name (*be then the primary to send
- * to), or 0: a plain flow to *be, pinned in edge_ct by the caller. */
-static __always_inline struct edge_backend *edge_second_chance(const struct edge_config *cfg,
-							       const struct edge_svc *svc,
-							       const struct edge_ct_key *ck, __u32 hash,
-							       struct edge_backend **be, __u32 *be_id)
+/* A backend id of a remembered pair or of the previous table, trusted as
+ * edge_backend_for's; v6 (a constant) picks the family's backends. */
+static __always_inline void *edge_sc_backend_for(const int v6, __u32 id, __u32 sid)
+{
+	if (v6)
+		return edge_backend6_for(id, sid);
+	return edge_backend_for(id, sid);
+}
+
+/* The decision, the same for both families (v6 a constant, as xdp is for
+ * the hooks): only the map of pairs (flows, keyed by ck), the client
+ * address hashed for affinity (one word, or four for IPv6) and the backend
+ * type differ. A TCP non-SYN without an entry; *be / *be_id the backend
+ * chosen as for a new flow. Returns the secondary to name (*be then the
+ * primary to send to), or 0: a plain flow to *be, pinned in the connection
+ * table by the caller. */
+static __always_inline void *edge_sc_decide(const int v6, const struct edge_config *cfg,
+					    const struct edge_svc *svc, void *flows, const void *ck,
+					    const __be32 *client, __u32 hash, void **be, __u32 *be_id)
 {
 	__u32 sid = svc->id, old_id;
 	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
-	struct edge_backend *sec;
 	struct edge_sc_pair *pair;
+	void *sec;
 
 	if (!pv || !pv->flags)
 		return 0;
-	pair = bpf_map_lookup_elem(&edge_sc_flows, ck);
+	pair = bpf_map_lookup_elem(flows, ck);
 	if (pair) {
 		/* The connection lives on one of the two remembered backends,
 		 * not where the tables point now: after a second change the
@@ -123,9 +140,9 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 		 * retires others), and sending there would reset it. A reused
 		 * port never gets here: its SYN forgot the pair. */
 		__u32 pri_id = pair->primary, sec_id = pair->secondary;
-		struct edge_backend *pri = edge_backend_for(pri_id, sid);
+		void *pri = edge_sc_backend_for(v6, pri_id, sid);
 
-		sec = edge_backend_for(sec_id, sid);
+		sec = edge_sc_backend_for(v6, sec_id, sid);
 		if (!pri) {
 			/* The primary is gone: the secondary survives. */
 			pri = sec;
@@ -143,23 +160,25 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 		/* One of them is gone, and with it any connection it had: the
 		 * flow is the other one's, plainly. */
 		edge_sc_count(SC_SECONDARY_GONE);
-		bpf_map_delete_elem(&edge_sc_flows, ck);
+		bpf_map_delete_elem(flows, ck);
 		return 0;
 	}
 	if (pv->ring_size == 0 || edge_now_ns(cfg) >= pv->until_ns)
 		return 0;
 	{
 		struct edge_svc old = { .id = sid, .ring_off = pv->ring_off, .ring_size = pv->ring_size };
+		__u32 h = hash;
 
-		if (edge_maglev(&old, svc->affinity_timeout ? edge_client_hash(ck->saddr) : hash,
-				&old_id) < 0)
+		if (svc->affinity_timeout)
+			h = v6 ? edge_client_hash6(client) : edge_client_hash(*client);
+		if (edge_maglev(&old, h, &old_id) < 0)
 			return 0;
 	}
 	if (old_id == *be_id) {
 		edge_sc_count(SC_SAME_BACKEND);
 		return 0;
 	}
-	sec = edge_backend_for(old_id, sid);
+	sec = edge_sc_backend_for(v6, old_id, sid);
 	if (!sec) {
 		edge_sc_count(SC_SECONDARY_GONE);
 		return 0;
@@ -167,12 +186,26 @@ static __always_inline struct edge_backend *edge_second_chance(const struct edge
 	if (edge_may_insert(cfg->ct_insert_limit)) {
 		struct edge_sc_pair np = { .primary = *be_id, .secondary = old_id };
 
-		bpf_map_update_elem(&edge_sc_flows, ck, &np, BPF_ANY);
+		bpf_map_update_elem(flows, ck, &np, BPF_ANY);
 		edge_sc_count(SC_REMEMBERED);
 	} else {
 		edge_sc_count(SC_NOT_REMEMBERED);
 	}
 	edge_sc_count(SC_SENT);
+	return sec;
+}
+
+/* edge_sc_decide over the IPv4 pairs. */
+static __always_inline struct edge_backend *edge_second_chance(const struct edge_config *cfg,
+							       const struct edge_svc *svc,
+							       const struct edge_ct_key *ck, __u32 hash,
+							       struct edge_backend **be, __u32 *be_id)
+{
+	void *pri = *be;
+	struct edge_backend *sec = edge_sc_decide(0, cfg, svc, &edge_sc_flows, ck, &ck->saddr, hash, &pri,
+						  be_id);
+
+	*be = pri;
 	return sec;
 }
 

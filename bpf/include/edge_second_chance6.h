@@ -3,10 +3,11 @@
  * Destination Options header of sc_option.h instead of the 20-byte IPv4
  * option.
  *
- * Shared with IPv4: edge_sc_prev (indexed by service id, and IPv6
- * frontends share the id space and edge_ring), struct edge_sc_pair and
- * edge_sc_stats. IPv6's own: edge_sc_flows6, the decisions for flows sent
- * with a secondary, keyed by the IPv6 5-tuple as edge_ct6.
+ * Shared with IPv4: the decision itself (edge_sc_decide, edge_sc_forget),
+ * edge_sc_prev (indexed by service id, and IPv6 frontends share the id
+ * space and edge_ring), struct edge_sc_pair and edge_sc_stats. IPv6's own:
+ * edge_sc_flows6, the decisions for flows sent with a secondary, keyed by
+ * the IPv6 5-tuple as edge_ct6.
  *
  * Only the miss path of edge_process6 comes here (TCP, no edge_ct6 entry,
  * DSR service: IPv6 SNAT has no second chance, as IPv4's). Its functions
@@ -35,84 +36,17 @@ struct {
 	__type(value, struct edge_sc_pair);
 } edge_sc_flows6 SEC(".maps");
 
-/* A TCP SYN without an entry: a pair remembered for an earlier connection
- * on its tuple no longer applies (edge_sc_forget). */
-static __always_inline void edge_sc_forget6(const struct edge_svc *svc, const struct edge_ct6_key *ck)
-{
-	__u32 sid = svc->id;
-	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
-
-	if (pv && (pv->flags & SC_PREV_F_FLOWS))
-		bpf_map_delete_elem(&edge_sc_flows6, ck);
-}
-
-/* A TCP non-SYN without an entry; *be / *be_id the backend chosen as for a
- * new flow. Returns the secondary to name (*be then the primary to send
- * to), or 0: a plain flow to *be. edge_second_chance's decisions, step for
- * step. */
+/* edge_sc_decide over the IPv6 pairs. */
 static __always_inline struct edge_backend6 *edge_second_chance6(const struct edge_config *cfg,
 								 const struct edge_svc *svc,
 								 const struct edge_ct6_key *ck, __u32 hash,
 								 struct edge_backend6 **be, __u32 *be_id)
 {
-	__u32 sid = svc->id, old_id;
-	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
-	struct edge_backend6 *sec;
-	struct edge_sc_pair *pair;
+	void *pri = *be;
+	struct edge_backend6 *sec = edge_sc_decide(1, cfg, svc, &edge_sc_flows6, ck, ck->saddr.w, hash, &pri,
+						   be_id);
 
-	if (!pv || !pv->flags)
-		return 0;
-	pair = bpf_map_lookup_elem(&edge_sc_flows6, ck);
-	if (pair) {
-		/* The connection lives on one of the two remembered backends. */
-		__u32 pri_id = pair->primary, sec_id = pair->secondary;
-		struct edge_backend6 *pri = edge_backend6_for(pri_id, sid);
-
-		sec = edge_backend6_for(sec_id, sid);
-		if (!pri) {
-			pri = sec;
-			pri_id = sec_id;
-			sec = 0;
-		}
-		if (pri) {
-			*be = pri;
-			*be_id = pri_id;
-		}
-		if (sec) {
-			edge_sc_count(SC_SENT);
-			return sec;
-		}
-		edge_sc_count(SC_SECONDARY_GONE);
-		bpf_map_delete_elem(&edge_sc_flows6, ck);
-		return 0;
-	}
-	if (pv->ring_size == 0 || edge_now_ns(cfg) >= pv->until_ns)
-		return 0;
-	{
-		struct edge_svc old = { .id = sid, .ring_off = pv->ring_off, .ring_size = pv->ring_size };
-
-		if (edge_maglev(&old, svc->affinity_timeout ? edge_client_hash6(ck->saddr.w) : hash,
-				&old_id) < 0)
-			return 0;
-	}
-	if (old_id == *be_id) {
-		edge_sc_count(SC_SAME_BACKEND);
-		return 0;
-	}
-	sec = edge_backend6_for(old_id, sid);
-	if (!sec) {
-		edge_sc_count(SC_SECONDARY_GONE);
-		return 0;
-	}
-	if (edge_may_insert(cfg->ct_insert_limit)) {
-		struct edge_sc_pair np = { .primary = *be_id, .secondary = old_id };
-
-		bpf_map_update_elem(&edge_sc_flows6, ck, &np, BPF_ANY);
-		edge_sc_count(SC_REMEMBERED);
-	} else {
-		edge_sc_count(SC_NOT_REMEMBERED);
-	}
-	edge_sc_count(SC_SENT);
+	*be = pri;
 	return sec;
 }
 
@@ -168,7 +102,7 @@ static __always_inline int edge6_sc_xmit_option(void *ctx, const int xdp, const 
 			     ifindex);
 }
 
-/* IPv6-in-IPv6: the outer fixed header (as edge6_xmit_ip6ip6's), then the
+/* IPv6-in-IPv6: the outer fixed header (edge6_ip6ip6_encap), then the
  * 64-byte header (next header 41), then the client's packet untouched but
  * for its hop limit. */
 static __always_inline int edge6_sc_xmit_ip6ip6(void *ctx, const int xdp, const struct edge_config *cfg,
@@ -177,34 +111,12 @@ static __always_inline int edge6_sc_xmit_ip6ip6(void *ctx, const int xdp, const 
 						__u32 hash, __u32 *ifindex)
 {
 	const int outer = IPV6_HLEN + SC6_HDR_LEN;
-	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
-	struct ipv6hdr *ip6 = data + EDGE6_L3_OFF;
-	__be32 vtc;
-	int big;
+	struct ipv6hdr *ip6;
+	int act;
 
-	if ((void *)(ip6 + 1) > end)
-		return ACT_DROP;
-	vtc = *(__be32 *)ip6;
-	big = edge6_mtu_check(ctx, xdp, cfg, p, outer);
-	if (big == -1)
-		return ACT_TX;
-	if (big == -2)
-		return ACT_DROP;
-	if (edge_grow(ctx, xdp, outer, ETH_HLEN, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6) < 0) {
-		edge_count(DROP_ADJUST);
-		return ACT_DROP;
-	}
-	data = edge_data(ctx, xdp);
-	end = edge_data_end(ctx, xdp);
-	ip6 = data + EDGE6_L3_OFF;
-	if ((void *)ip6 + outer > end)
-		return ACT_DROP;
-	*(__be32 *)ip6 = bpf_htonl(0x60000000 | (bpf_ntohl(vtc) & 0x0ff00000) | (hash & 0xfffff));
-	ip6->payload_len = bpf_htons(SC6_HDR_LEN + IPV6_HLEN + p->plen);
-	ip6->nexthdr = IPPROTO_DSTOPTS;
-	ip6->hop_limit = 64;
-	__builtin_memcpy(&ip6->saddr, &cfg6->addr, 16);
-	__builtin_memcpy(&ip6->daddr, &be->node_ip, 16);
+	act = edge6_ip6ip6_encap(ctx, xdp, cfg, cfg6, p, be, outer, IPPROTO_DSTOPTS, hash, &ip6);
+	if (act)
+		return act;
 	edge6_sc_fill((void *)(ip6 + 1), IPPROTO_IPV6, p, sec);
 	return edge6_forward(ctx, xdp, cfg, &cfg6->addr, &be->node_ip, outer + IPV6_HLEN + p->plen, ifindex);
 }

@@ -38,6 +38,7 @@
 #include <bpf/bpf_endian.h>
 #include "csum.h"
 #include "csum6.h"
+#include "l4_csum.h"
 #include "parse6.h"
 #include "edge_maps6.h"
 #include "edge_counters.h"
@@ -55,7 +56,9 @@ static __always_inline void *edge6_ctx_fresh(void *ctx)
 }
 
 /* The TCP data offset / UDP length must agree with the payload length, and
- * a UDP datagram over IPv6 must carry a checksum (RFC 8200 §8.1). */
+ * a UDP datagram over IPv6 must carry a checksum (RFC 8200 §8.1): checked
+ * before anything is rewritten, for a packet to a service (edge_process6)
+ * and for a SNAT reply. */
 static __always_inline int edge6_l4_sane(void *data, void *end, __u8 proto, __u32 plen)
 {
 	if (proto == IPPROTO_TCP) {
@@ -88,45 +91,26 @@ static __always_inline int edge6_rewrite(void *ctx, const int xdp, __u8 proto,
 {
 	void *data, *end;
 	struct ipv6hdr *ip6;
-	__be16 *ports, *check, old_sport, old_dport;
+	__be16 *ports, old_sport, old_dport;
 	struct pkt_addr6 old_s, old_d;
 	__u32 adiff, csum_off;
-	__u64 mangled = 0;
+	__sum16 *check;
+	__u64 mangled;
 
 	ctx = edge6_ctx_fresh(ctx);
 	data = edge_data(ctx, xdp);
 	end = edge_data_end(ctx, xdp);
 	ip6 = data + EDGE6_L3_OFF;
 	ports = data + EDGE6_L4_OFF;
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + EDGE6_L4_OFF;
-
-		if ((void *)(th + 1) > end)
-			return -1;
-		check = &th->check;
-		csum_off = EDGE6_L4_OFF + offsetof(struct tcphdr, check);
-	} else {
-		struct udphdr *uh = data + EDGE6_L4_OFF;
-
-		if ((void *)(uh + 1) > end)
-			return -1;
-		check = &uh->check;
-		csum_off = EDGE6_L4_OFF + offsetof(struct udphdr, check);
-		mangled = BPF_F_MARK_MANGLED_0;
-	}
+	if (l4_csum_fields(data, end, EDGE6_L4_OFF, proto, &check, &csum_off, &mangled) < 0)
+		return -1;
 	addr6_load(&old_s, &ip6->saddr);
 	addr6_load(&old_d, &ip6->daddr);
 	old_sport = ports[0];
 	old_dport = ports[1];
 	adiff = csum_diff_addr6(&old_s, saddr) + csum_diff_addr6(&old_d, daddr);
-	if (xdp) {
-		__u32 diff = adiff + csum_diff_2(old_sport, sport) + csum_diff_2(old_dport, dport);
-
-		if (proto == IPPROTO_TCP)
-			csum_apply_diff(check, diff);
-		else
-			udp_csum_apply_diff(check, diff);
-	}
+	if (xdp)
+		l4_csum_rewrite_xdp(check, proto, adiff, old_sport, sport, old_dport, dport);
 	ports[0] = sport;
 	ports[1] = dport;
 	__builtin_memcpy(&ip6->saddr, saddr, 16);

@@ -29,6 +29,7 @@
 #include "node_parse.h"
 #include "node_flow.h"
 #include "node_rewrite.h"
+#include "l4_csum.h"
 
 /* node_flows6's key, or the same 40 bytes as words for building it. */
 union node_flow6_key_words {
@@ -97,8 +98,9 @@ static __always_inline enum node_step reply6_from_vip(struct __sk_buff *skb, __u
 	const struct pkt_addr6 *old = &kw->k.pod_ip;
 	struct ipv6hdr *ip6;
 	__be16 *portp;
+	__sum16 *check;
 	__u32 csum_off, diff;
-	__u64 mangled = 0;
+	__u64 mangled;
 
 	if (l3_off > ETH_HLEN + 4 || l4_off > PARSE6_MAX_L4_OFF)
 		return STEP_REWRITE_FAILED;
@@ -107,22 +109,9 @@ static __always_inline enum node_step reply6_from_vip(struct __sk_buff *skb, __u
 	ip6 = data + l3_off;
 	if ((void *)(ip6 + 1) > data_end)
 		return STEP_REWRITE_FAILED;
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + l4_off;
-
-		if ((void *)(th + 1) > data_end)
-			return STEP_REWRITE_FAILED;
-		portp = &th->source;
-		csum_off = l4_off + TCP_CSUM_OFF;
-	} else {
-		struct udphdr *uh = data + l4_off;
-
-		if ((void *)(uh + 1) > data_end)
-			return STEP_REWRITE_FAILED;
-		portp = &uh->source;
-		csum_off = l4_off + UDP_CSUM_OFF;
-		mangled = BPF_F_MARK_MANGLED_0;
-	}
+	if (l4_csum_fields(data, data_end, l4_off, proto, &check, &csum_off, &mangled) < 0)
+		return STEP_REWRITE_FAILED;
+	portp = data + l4_off; /* the source port, TCP's or UDP's */
 	((__u64 *)&ip6->saddr)[0] = ((const __u64 *)vip)[0];
 	((__u64 *)&ip6->saddr)[1] = ((const __u64 *)vip)[1];
 	*portp = vport;

@@ -15,13 +15,11 @@
 #include "parse.h"
 #include "csum.h"
 #include "csum6.h"
+#include "l4_csum.h"
 #include "parse6.h"
 #include "dsr_option.h"
 #include "node_parse.h"
 #include "node_verdict.h"
-
-#define TCP_CSUM_OFF 16
-#define UDP_CSUM_OFF 6
 
 /* Which end of a packet a rewrite changes. */
 #define REWRITE_SRC 0
@@ -40,29 +38,17 @@ static __always_inline enum node_step rewrite_l3l4(struct __sk_buff *skb, __u32 
 	struct iphdr *ip = data + l3_off;
 	__be32 old_ip;
 	__be16 old_port, *portp;
+	__sum16 *check;
 	__u32 csum_off;
-	__u64 mangled = 0;
+	__u64 mangled;
 
 	if (l3_off > 64 || l4_off > 128)
 		return STEP_REWRITE_FAILED;
 	if ((void *)(ip + 1) > data_end)
 		return STEP_REWRITE_FAILED;
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + l4_off;
-
-		if ((void *)(th + 1) > data_end)
-			return STEP_REWRITE_FAILED;
-		portp = which == REWRITE_DST ? &th->dest : &th->source;
-		csum_off = l4_off + TCP_CSUM_OFF;
-	} else {
-		struct udphdr *uh = data + l4_off;
-
-		if ((void *)(uh + 1) > data_end)
-			return STEP_REWRITE_FAILED;
-		portp = which == REWRITE_DST ? &uh->dest : &uh->source;
-		csum_off = l4_off + UDP_CSUM_OFF;
-		mangled = BPF_F_MARK_MANGLED_0;
-	}
+	if (l4_csum_fields(data, data_end, l4_off, proto, &check, &csum_off, &mangled) < 0)
+		return STEP_REWRITE_FAILED;
+	portp = (__be16 *)(data + l4_off) + (which == REWRITE_DST); /* source, destination */
 	old_ip = which == REWRITE_DST ? ip->daddr : ip->saddr;
 	old_port = *portp;
 	if (which == REWRITE_DST)
@@ -218,8 +204,9 @@ static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32
 	struct pkt_addr6 old;
 	__be32 *addr;
 	__be16 old_port, *portp;
+	__sum16 *check;
 	__u32 csum_off, diff;
-	__u64 mangled = 0;
+	__u64 mangled;
 
 	if (l3_off > ETH_HLEN + 4 || l4_off > PARSE6_MAX_L4_OFF)
 		return STEP_REWRITE_FAILED;
@@ -228,22 +215,9 @@ static __always_inline enum node_step rewrite6_l3l4(struct __sk_buff *skb, __u32
 	ip6 = data + l3_off;
 	if ((void *)(ip6 + 1) > data_end)
 		return STEP_REWRITE_FAILED;
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + l4_off;
-
-		if ((void *)(th + 1) > data_end)
-			return STEP_REWRITE_FAILED;
-		portp = which == REWRITE_DST ? &th->dest : &th->source;
-		csum_off = l4_off + TCP_CSUM_OFF;
-	} else {
-		struct udphdr *uh = data + l4_off;
-
-		if ((void *)(uh + 1) > data_end)
-			return STEP_REWRITE_FAILED;
-		portp = which == REWRITE_DST ? &uh->dest : &uh->source;
-		csum_off = l4_off + UDP_CSUM_OFF;
-		mangled = BPF_F_MARK_MANGLED_0;
-	}
+	if (l4_csum_fields(data, data_end, l4_off, proto, &check, &csum_off, &mangled) < 0)
+		return STEP_REWRITE_FAILED;
+	portp = (__be16 *)(data + l4_off) + (which == REWRITE_DST); /* source, destination */
 	addr = which == REWRITE_DST ? (__be32 *)&ip6->daddr : (__be32 *)&ip6->saddr;
 	addr6_load(&old, addr);
 	addr[0] = new_ip->w[0];

@@ -36,6 +36,9 @@
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
 
 /* node_config.flags: hand-overs are rewritten and passed to the stack
  * instead of FIB-routed (tests: BPF_PROG_TEST_RUN shows the bytes). */
@@ -147,9 +150,12 @@ static __always_inline int node_sc_hop(struct __sk_buff *skb, __u32 l3_off)
 	return 0;
 }
 
-/* Send the (rewritten) packet to `node` out of the FIB's interface. */
+/* Send the (rewritten) packet to `node` out of the FIB's interface. Either
+ * family (v6 a constant): src and node are 4-byte addresses, or 16-byte for
+ * IPv6 (node_second_chance6.h), copied bytewise as they may sit in a packed
+ * option; only the FIB and neighbour requests' address fields differ. */
 static __always_inline int node_sc_forward(struct __sk_buff *skb, const struct node_config *cfg,
-					   __be32 src, __be32 node)
+					   const int v6, const void *src, const void *node)
 {
 	struct bpf_fib_lookup fib = {};
 	void *data, *data_end;
@@ -161,16 +167,26 @@ static __always_inline int node_sc_forward(struct __sk_buff *skb, const struct n
 		node_sc_count(NSC_FIB_BYPASS);
 		return TC_ACT_UNSPEC;
 	}
-	fib.family = AF_INET;
-	fib.ipv4_src = src;
-	fib.ipv4_dst = node;
+	if (v6) {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, src, 16);
+		__builtin_memcpy(fib.ipv6_dst, node, 16);
+	} else {
+		fib.family = AF_INET;
+		__builtin_memcpy(&fib.ipv4_src, src, 4);
+		__builtin_memcpy(&fib.ipv4_dst, node, 4);
+	}
 	fib.ifindex = skb->ifindex;
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		/* Nodes rarely talk to each other directly: the neighbour
-		 * subsystem resolves the next hop (ARP) and sends. */
+		 * subsystem resolves the next hop (ARP, NDP) and sends. */
 		struct bpf_redir_neigh nh = { .nh_family = AF_INET, .ipv4_nh = fib.ipv4_dst };
 
+		if (v6) {
+			nh.nh_family = AF_INET6;
+			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+		}
 		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
@@ -256,7 +272,7 @@ static __always_inline int node_sc_option(struct __sk_buff *skb, struct pkt *p,
 	}
 	if (node_sc_hop(skb, l3_off) < 0)
 		return node_sc_drop(NSC_DROP_TTL);
-	return node_sc_forward(skb, cfg, p->saddr, opt.sec_node);
+	return node_sc_forward(skb, cfg, 0, &p->saddr, (const void *)&opt.sec_node);
 }
 
 /* ipip dispatch: the option is in the outer header (p is the outer). */
@@ -373,7 +389,7 @@ static __always_inline int node_sc_ipip(struct __sk_buff *skb, struct pkt *p, st
 		new_w = *(__be16 *)&ip->ttl;
 		csum_replace2(&ip->check, old_w, new_w);
 	}
-	return node_sc_forward(skb, cfg, p->saddr, opt.sec_node);
+	return node_sc_forward(skb, cfg, 0, &p->saddr, (const void *)&opt.sec_node);
 }
 
 static __always_inline int node_second_chance(struct __sk_buff *skb, struct pkt *p)

@@ -42,10 +42,6 @@
 #include "node_second_chance.h"
 #include "node_ingress6.h"
 
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
-
 /* Every backend of this node's IPv6 DSR TCP frontends, cluster-wide, with
  * its node's IPv6 address: node_sc_backends' twin. */
 struct node_sc6_be_key {
@@ -154,44 +150,6 @@ static __always_inline int node_sc6_hop(struct __sk_buff *skb, __u32 l3_off)
 	return 0;
 }
 
-/* node_sc_forward for an IPv6 next hop. */
-static __always_inline int node_sc6_forward(struct __sk_buff *skb, const struct node_config *cfg,
-					    const struct pkt_addr6 *src, const struct pkt_addr6 *node)
-{
-	struct bpf_fib_lookup fib = {};
-	void *data, *data_end;
-	struct ethhdr *eth;
-	long rc;
-
-	node_sc_count(NSC_HANDED);
-	if (cfg && (cfg->flags & NODE_CFG_SC_FIB_BYPASS)) {
-		node_sc_count(NSC_FIB_BYPASS);
-		return TC_ACT_UNSPEC;
-	}
-	fib.family = AF_INET6;
-	__builtin_memcpy(fib.ipv6_src, src, 16);
-	__builtin_memcpy(fib.ipv6_dst, node, 16);
-	fib.ifindex = skb->ifindex;
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		/* The neighbour subsystem resolves the next hop (NDP) and sends. */
-		struct bpf_redir_neigh nh = { .nh_family = AF_INET6 };
-
-		__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
-		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-	}
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return node_sc_drop(NSC_DROP_NO_ROUTE);
-	data = skb_data(skb);
-	data_end = skb_data_end(skb);
-	eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return TC_ACT_SHOT;
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-	return bpf_redirect(fib.ifindex, 0);
-}
-
 /* Header dispatch: the packet is DNATed to one of our pods (the primary),
  * the header right after the fixed one, TCP right after the header. */
 static __always_inline int node_sc6_option(struct __sk_buff *skb, __u32 l3_off,
@@ -264,7 +222,7 @@ static __always_inline int node_sc6_option(struct __sk_buff *skb, __u32 l3_off,
 	}
 	if (node_sc6_hop(skb, l3_off) < 0)
 		return node_sc_drop(NSC_DROP_TTL);
-	return node_sc6_forward(skb, cfg, &p.saddr, &o->sec_node);
+	return node_sc_forward(skb, cfg, 1, &p.saddr, &o->sec_node);
 }
 
 /* The inner packet of an IP6IP6 packet whose outer fixed header (at l3_off)
@@ -412,7 +370,7 @@ static __always_inline int node_sc6_ip6ip6(struct __sk_buff *skb, __u32 l3_off,
 		/* No header checksum: only a CHECKSUM_COMPLETE sum moves. */
 		bpf_csum_update(skb, diff);
 	}
-	return node_sc6_forward(skb, cfg, &src, &o->sec_node);
+	return node_sc_forward(skb, cfg, 1, &src, &o->sec_node);
 }
 
 /* A packet whose first extension header is ours with the 64-byte lengths

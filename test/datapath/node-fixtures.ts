@@ -4,6 +4,7 @@
 import type { ExecutionContext } from 'ava';
 import { NodeDatapath, type NodeDatapathOptions } from '../../src/datapath/node-datapath.js';
 import type { BpfProgram } from '../../src/datapath/loader.js';
+import { macBytes } from '../../src/datapath/node-maps.js';
 import type { Backend, DesiredService, L4Proto } from '../../src/model/types.js';
 
 export const MAC_A = '02:00:00:00:00:0a';
@@ -75,6 +76,13 @@ export interface RunOut {
 export function run(prog: BpfProgram, data: Buffer): RunOut {
   const r = prog.testRun({ data });
   return { retval: r.retval, out: r.dataOut };
+}
+
+/** A frame as `mac` put it on the node's link (its Ethernet source replaced). */
+export function fromSender(frame: Buffer, mac: string): Buffer {
+  const f = Buffer.from(frame);
+  macBytes(mac).copy(f, 6);
+  return f;
 }
 
 // ---------------------------------------------------------------- IPv6

@@ -6,12 +6,13 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { buildPacket, dsrOption, parsePacket, verifyIpv4Checksum, verifyL4Checksum, type PacketSpec, type TcpSpec } from '../lib/packets.js';
 import { localBackendSlot } from '../../src/datapath/node-maps.js';
-import { NODE_CFG_SC_FIB_BYPASS, scBackendEntries } from '../../src/datapath/node-second-chance.js';
+import { macBytes } from '../../src/datapath/node-maps.js';
+import { scBackendEntries } from '../../src/datapath/node-second-chance.js';
 import type { NodeDatapath, NodeDatapathOptions } from '../../src/datapath/node-datapath.js';
-import { CLIENT, EDGE_IP, MAC_A, MAC_B, MAC_OTHER, MAC_ROUTER, NODE_IP, OTHER_NODE_POD, POD1, POD2, TC_SHOT, TC_UNSPEC, VIP, VIP2, loadNode, run, standardServices } from './node-fixtures.js';
-import { scOption } from './second-chance-helpers.js';
+import { CLIENT, EDGE_IP, MAC_A, MAC_B, MAC_OTHER, MAC_ROUTER, NODE_IP, OTHER_NODE_POD, POD1, POD2, TC_SHOT, TC_UNSPEC, VIP, VIP2, fromSender, loadNode, run, standardServices } from './node-fixtures.js';
+import { NODE_B_MAC, TC_REDIRECT, bypassScFib, fuzzHandOvers, scFabric, scOption } from './second-chance-helpers.js';
 import { inNetns } from '../../src/datapath/loader.js';
-import { Cleanup, createNetns, nsRun, uniqueId } from '../lib/netns.js';
+import { nsRun } from '../lib/netns.js';
 
 const NODE_B_IP = '192.0.2.99'; // OTHER_NODE_POD's node in the fixtures
 const eth = { src: MAC_A, dst: MAC_B };
@@ -24,12 +25,7 @@ function hex(b: Buffer): string {
 
 /** A node whose hand-overs come back from the program as bytes (FIB bypassed). */
 function loadBypassed(t: ExecutionContext, opts: NodeDatapathOptions = {}, trust: { edgeMac?: string | null } = {}): NodeDatapath {
-  const dp = loadNode(t, { nodeIp: NODE_IP, ...opts }, trust);
-  const k = Buffer.alloc(4);
-  const v = dp.configMap.lookup(k)!;
-  v.writeUInt32LE(v.readUInt32LE(36) | NODE_CFG_SC_FIB_BYPASS, 36);
-  dp.configMap.update(k, v);
-  return dp;
+  return bypassScFib(loadNode(t, { nodeIp: NODE_IP, ...opts }, trust));
 }
 
 /** ip-option dispatch: client → primary pod (DNATed), with an option. */
@@ -176,9 +172,7 @@ test('ipip, no pin here: the outer header goes on to the secondary node with HAN
   b.applyServices(standardServices(), { name: 'node-b' });
   t.is(run(b.ingress, ipipFrame(inner({ syn: true }), { dst: NODE_B_IP })).retval, TC_UNSPEC);
   // The hand-over arrives from node A's MAC, which is no edge.
-  const fromA = Buffer.from(r.out);
-  Buffer.from(MAC_OTHER.split(':').map((x) => parseInt(x, 16))).copy(fromA, 6);
-  const d = run(b.ingress, fromA);
+  const d = run(b.ingress, fromSender(r.out, MAC_OTHER));
   t.is(d.retval, TC_UNSPEC);
   t.is(hex(d.out), hex(buildPacket({ eth: { src: MAC_OTHER, dst: MAC_B }, ip: { ...i.ip, dst: OTHER_NODE_POD }, tcp: { ...i.tcp!, dport: 8080 } })));
   wellFormed(t, d.out);
@@ -216,25 +210,9 @@ test('ipip hand-overs are never handed again and never create a flow; forged one
 
 // ---------------------------------------------------------------- real FIB
 
-const NODE_B_MAC = '02:00:00:00:02:99';
-const TC_REDIRECT = 7;
-
 /** A namespace where node B (192.0.2.99) is on fab0; `neigh`: its MAC is known. */
-async function fabric(t: ExecutionContext, neigh: boolean): Promise<{ ns: string; mac: string }> {
-  const cleanup = new Cleanup();
-  t.teardown(async () => {
-    await cleanup.run();
-  });
-  const ns = await createNetns(`edgelb-nsc-${uniqueId()}`, cleanup);
-  await nsRun(ns, ['ip', 'link', 'add', 'fab0', 'type', 'veth', 'peer', 'name', 'fab1']);
-  await nsRun(ns, ['ip', 'addr', 'add', `${NODE_IP}/24`, 'dev', 'fab0']);
-  await nsRun(ns, ['ip', 'link', 'set', 'fab0', 'up']);
-  await nsRun(ns, ['ip', 'link', 'set', 'fab1', 'up']);
-  await nsRun(ns, ['sysctl', '-qw', 'net.ipv4.conf.all.forwarding=1']);
-  await nsRun(ns, ['sysctl', '-qw', 'net.ipv4.conf.lo.forwarding=1']);
-  if (neigh) await nsRun(ns, ['ip', 'neigh', 'replace', NODE_B_IP, 'lladdr', NODE_B_MAC, 'dev', 'fab0', 'nud', 'permanent']);
-  const link = JSON.parse((await nsRun(ns, ['ip', '-j', 'link', 'show', 'fab0'])).stdout) as Array<{ address: string }>;
-  return { ns, mac: link[0]!.address };
+function fabric(t: ExecutionContext, neigh: boolean): Promise<{ ns: string; mac: string }> {
+  return scFabric(t, { nodeIp: NODE_IP, nodeB: NODE_B_IP, neigh });
 }
 
 test('hand-over through the FIB: redirected to the secondary node\'s MAC (ip-option and ipip); unresolved neighbour: redirected for the kernel to resolve', async (t) => {
@@ -244,7 +222,7 @@ test('hand-over through the FIB: redirected to the secondary node\'s MAC (ip-opt
   const r = inNetns(ns, () => dp.ingress.testRun({ data: buildPacket(spec) }));
   t.is(r.retval, TC_REDIRECT);
   const handed = plain(spec, { dst: OTHER_NODE_POD, dport: 8080, ttl: 60 });
-  t.is(hex(r.dataOut), hex(Buffer.concat([Buffer.from(NODE_B_MAC.split(':').map((x) => parseInt(x, 16))), Buffer.from(mac.split(':').map((x) => parseInt(x, 16))), handed.subarray(12)])));
+  t.is(hex(r.dataOut), hex(Buffer.concat([macBytes(NODE_B_MAC), macBytes(mac), handed.subarray(12)])));
   const ipip = inNetns(ns, () => dp.ingress.testRun({ data: ipipFrame(inner(ACK, 43000), { option: scOption(secB) }) }));
   t.is(ipip.retval, TC_REDIRECT);
   t.is(parsePacket(ipip.dataOut).eth!.dst, NODE_B_MAC);
@@ -262,32 +240,12 @@ test('hand-over through the FIB: redirected to the secondary node\'s MAC (ip-opt
 });
 
 test('fuzz: 3000 mutated second-chance packets from an edge never reach an address that is no backend of the frontend', (t) => {
-  const dp = loadBypassed(t);
-  const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
-  t.log(`FUZZ_SEED=${seed}`);
-  let x = seed || 1;
-  const rnd = (n: number): number => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
-  const allowed = new Set(['10.244.1.5', '10.244.1.6', '10.244.1.7', OTHER_NODE_POD, NODE_B_IP]);
-  const bases = [buildPacket(optSpec(scOption(secB))), ipipFrame(inner(ACK, 44000), { option: scOption(secB) })];
-  let handedOrDelivered = 0;
-  for (let i = 0; i < 3000; i++) {
-    const f = Buffer.from(bases[i & 1]!);
-    // Mutate 1–4 bytes in the IP header, the option or the first L4 bytes (the MACs stay the edge's).
-    for (let k = 0, n = 1 + rnd(4); k < n; k++) f[14 + rnd(Math.min(f.length - 14, 80))] = rnd(256);
-    const r = dp.ingress.testRun({ data: f });
-    t.true(r.retval === TC_UNSPEC || r.retval === TC_SHOT, `verdict ${r.retval}`);
-    if (r.retval !== TC_UNSPEC || r.dataOut.length < 34) continue;
-    // Raw offsets: a mutated header need not parse as a well-formed packet.
-    const outDst = r.dataOut.subarray(30, 34).join('.');
-    if (outDst !== f.subarray(30, 34).join('.')) {
-      handedOrDelivered++;
-      t.true(allowed.has(outDst), `re-addressed to ${outDst}`);
-    }
-  }
-  t.log(`${handedOrDelivered} re-addressed packets, counters ${JSON.stringify(dp.secondChanceCounters())}`);
+  // Mutated: the IP header, the option or the first L4 bytes; the IPv4 destination read at 30.
+  fuzzHandOvers(t, loadBypassed(t), {
+    bases: [buildPacket(optSpec(scOption(secB))), ipipFrame(inner(ACK, 44000), { option: scOption(secB) })],
+    span: 80,
+    dst: [30, 4],
+    show: (a) => a.join('.'),
+    allowed: new Set(['10.244.1.5', '10.244.1.6', '10.244.1.7', OTHER_NODE_POD, NODE_B_IP]),
+  });
 });

@@ -46,6 +46,7 @@ import {
   CLIENT,
   CLIENT2,
   EDGE_IP,
+  fromSender,
   loadNode,
   MAC_A,
   MAC_B,
@@ -726,13 +727,6 @@ test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
 });
 
 // ---------------------------------------------------------------- trust boundary (issue 13)
-
-/** A frame as `sender` put it on the node's link. */
-function fromSender(frame: Buffer, mac: string): Buffer {
-  const f = Buffer.from(frame);
-  Buffer.from(mac.split(':').map((x) => parseInt(x, 16))).copy(f, 6);
-  return f;
-}
 
 test('trust boundary: an option from a link-layer sender that is no edge is dropped and counted, never passed stripped', (t) => {
   const dp = loadNode(t);

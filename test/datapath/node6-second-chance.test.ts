@@ -11,14 +11,15 @@ import type { TcpSpec } from '../lib/packets.js';
 import { buildPacket6, dsr6Header, padHeader, parse6, verifyL4Checksum6, NH_HOPOPTS, NH_DSTOPTS, type ExtHeader, type Packet6Spec } from '../lib/packets6.js';
 import { NodeDatapath } from '../../src/datapath/node-datapath.js';
 import { localBackendSlot } from '../../src/datapath/node-maps.js';
-import { NODE_CFG_SC_FIB_BYPASS, NODE_SC6_MAP, encodeScBackendKey, scBackendEntries } from '../../src/datapath/node-second-chance.js';
+import { macBytes } from '../../src/datapath/node-maps.js';
+import { NODE_SC6_MAP, encodeScBackendKey, scBackendEntries } from '../../src/datapath/node-second-chance.js';
 import { inNetns } from '../../src/datapath/loader.js';
 import type { Backend, DesiredService } from '../../src/model/types.js';
-import { CLIENT6, EDGE6, EDGE_IP, MAC_A, MAC_B, MAC_OTHER, MAC_ROUTER, NODE_IP, NODE_NAME, OTHER_NODE_POD6, POD6_1, POD6_2, POD6_3, TC_SHOT, TC_UNSPEC, VIP6, VIP6_ELSEWHERE, run, service } from './node-fixtures.js';
-import { sc6Header } from './second-chance-helpers.js';
+import { CLIENT6, EDGE6, EDGE_IP, MAC_A, MAC_B, MAC_OTHER, MAC_ROUTER, NODE_IP, NODE_NAME, OTHER_NODE_POD6, POD6_1, POD6_2, POD6_3, TC_SHOT, TC_UNSPEC, VIP6, VIP6_ELSEWHERE, fromSender, run, service } from './node-fixtures.js';
+import { NODE_B_MAC, TC_REDIRECT, bypassScFib, fuzzHandOvers, scFabric, sc6Header } from './second-chance-helpers.js';
 import { openEdge, setEdgeClock } from './edge-helpers.js';
 import { service6, tcp6 } from './edge6-helpers.js';
-import { Cleanup, createNetns, nsRun, uniqueId } from '../lib/netns.js';
+import { nsRun } from '../lib/netns.js';
 
 const NODE6 = 'fd00:10::21'; // this node
 const NODE6_B = 'fd00:10::99'; // OTHER_NODE_POD6's node
@@ -45,14 +46,7 @@ function load(t: ExecutionContext, o: { nodeIp6?: string; name?: string; bypass?
   t.teardown(() => dp.close());
   dp.applyServices(services6(), { name: o.name ?? NODE_NAME });
   dp.trustEdgeNeighbour(EDGE6, MAC_A);
-  if (o.bypass !== false) {
-    // Hand-overs come back from the program as bytes (FIB bypassed).
-    const k = Buffer.alloc(4);
-    const v = dp.configMap.lookup(k)!;
-    v.writeUInt32LE(v.readUInt32LE(36) | NODE_CFG_SC_FIB_BYPASS, 36);
-    dp.configMap.update(k, v);
-  }
-  return dp;
+  return o.bypass === false ? dp : bypassScFib(dp);
 }
 
 /** Header dispatch: client → primary pod (DNATed), our header first. */
@@ -78,12 +72,6 @@ function wellFormed(t: ExecutionContext, frame: Buffer): void {
   const ip = frame.subarray(14);
   t.is(parse6(ip).payloadLength, ip.length - 40, 'payload length matches the frame');
   t.true(verifyL4Checksum6(ip), 'upper-layer checksum over the pseudo-header');
-}
-
-function fromSender(frame: Buffer, mac: string): Buffer {
-  const f = Buffer.from(frame);
-  Buffer.from(mac.split(':').map((x) => parseInt(x, 16))).copy(f, 6);
-  return f;
 }
 
 // ---------------------------------------------------------------- header dispatch
@@ -256,34 +244,15 @@ test('IPv6 second-chance frames cut at every length: dropped or passed untouched
 });
 
 test('fuzz: 3000 mutated IPv6 second-chance frames from an edge never reach an address that is no backend of the frontend', (t) => {
-  const dp = load(t);
-  const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
-  t.log(`FUZZ_SEED=${seed}`);
-  let x = seed || 1;
-  const rnd = (n: number): number => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
+  // Mutated: the fixed header, our header or the first inner/L4 bytes; the IPv6 destination read at 38.
   const hexOf = (a: string): string => hex(buildPacket6({ eth: false, ip: { src: a, dst: a } }).subarray(8, 24));
-  const allowed = new Set([...LOCAL_PODS, OTHER_NODE_POD6, NODE6_B].map(hexOf));
-  const bases = [buildPacket6(optSpec(sc6Header(secB))), tunnel(inner(ACK, 44000), { header: sc6Header(secB) })];
-  let moved = 0;
-  for (let i = 0; i < 3000; i++) {
-    const f = Buffer.from(bases[i & 1]!);
-    // 1–4 bytes of the fixed header, our header or the first inner/L4 bytes (the MACs stay the edge's).
-    for (let k = 0, n = 1 + rnd(4); k < n; k++) f[14 + rnd(Math.min(f.length - 14, 150))] = rnd(256);
-    const r = dp.ingress.testRun({ data: f });
-    t.true(r.retval === TC_UNSPEC || r.retval === TC_SHOT, `verdict ${r.retval}`);
-    if (r.retval !== TC_UNSPEC || r.dataOut.length < 54) continue;
-    const outDst = hex(r.dataOut.subarray(38, 54));
-    if (outDst !== hex(f.subarray(38, 54))) {
-      moved++;
-      t.true(allowed.has(outDst), `re-addressed to ${outDst}`);
-    }
-  }
-  t.log(`${moved} re-addressed frames, counters ${JSON.stringify(dp.secondChanceCounters())}`);
+  fuzzHandOvers(t, load(t), {
+    bases: [buildPacket6(optSpec(sc6Header(secB))), tunnel(inner(ACK, 44000), { header: sc6Header(secB) })],
+    span: 150,
+    dst: [38, 16],
+    show: hex,
+    allowed: new Set([...LOCAL_PODS, OTHER_NODE_POD6, NODE6_B].map(hexOf)),
+  });
 });
 
 test('node_sc_backends6: every backend of the IPv6 DSR TCP frontends with its node\'s IPv6 address; written to the IPv6 map only', (t) => {
@@ -306,24 +275,8 @@ test('node_sc_backends6: every backend of the IPv6 DSR TCP frontends with its no
 
 // ---------------------------------------------------------------- real FIB
 
-const NODE_B_MAC = '02:00:00:00:02:99';
-const TC_REDIRECT = 7;
-
 test('IPv6 hand-over through the FIB: redirected to the secondary node\'s MAC (header dispatch and IP6IP6); no route: dropped and counted', async (t) => {
-  const cleanup = new Cleanup();
-  t.teardown(async () => {
-    await cleanup.run();
-  });
-  const ns = await createNetns(`edgelb-nsc6-${uniqueId()}`, cleanup);
-  await nsRun(ns, ['ip', 'link', 'add', 'fab0', 'type', 'veth', 'peer', 'name', 'fab1']);
-  await nsRun(ns, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
-  await nsRun(ns, ['ip', 'link', 'set', 'fab0', 'up']);
-  await nsRun(ns, ['ip', 'link', 'set', 'fab1', 'up']);
-  await nsRun(ns, ['ip', '-6', 'addr', 'add', `${NODE6}/64`, 'dev', 'fab0', 'nodad']);
-  await nsRun(ns, ['ip', '-6', 'neigh', 'replace', NODE6_B, 'lladdr', NODE_B_MAC, 'dev', 'fab0', 'nud', 'permanent']);
-  const link = JSON.parse((await nsRun(ns, ['ip', '-j', 'link', 'show', 'fab0'])).stdout) as Array<{ address: string }>;
-  const mac = link[0]!.address;
-  const macBytes = (m: string): Buffer => Buffer.from(m.split(':').map((v) => parseInt(v, 16)));
+  const { ns, mac } = await scFabric(t, { nodeIp: NODE6, nodeB: NODE6_B, neigh: true });
   const dp = load(t, { bypass: false });
   const spec = optSpec(sc6Header(secB));
   const r = inNetns(ns, () => dp.ingress.testRun({ data: buildPacket6(spec) }));

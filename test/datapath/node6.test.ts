@@ -47,6 +47,7 @@ import {
   backend,
   CLIENT6,
   EDGE6,
+  fromSender,
   loadNode6,
   MAC_A,
   MAC_B,
@@ -105,12 +106,6 @@ function wellFormed(t: import('ava').ExecutionContext, frame: Buffer): void {
   const p = parse6(ip);
   t.is(p.payloadLength, ip.length - 40, 'payload length matches the frame');
   t.true(verifyL4Checksum6(ip), 'upper-layer checksum over the IPv6 pseudo-header');
-}
-
-function fromSender(frame: Buffer, mac: string): Buffer {
-  const f = Buffer.from(frame);
-  Buffer.from(mac.split(':').map((x) => parseInt(x, 16))).copy(f, 6);
-  return f;
 }
 
 // ---------------------------------------------------------------- Destination Options dispatch
