@@ -7,6 +7,7 @@
 // Writes go through a small bounded queue so a burst (10 000 allocations)
 // does not starve status writes; if the queue is full, new Events are
 // dropped and counted (Events are best effort in Kubernetes too).
+import { createHash } from 'node:crypto';
 import type { V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { reportPermissionProblem, type RestClient } from './rest.js';
@@ -78,7 +79,9 @@ export class EventRecorder {
   /** An Event about any namespaced object (e.g. this edge's presence Lease). */
   recordFor(ref: ObjectRef, type: EventType, reason: string, message: string): void {
     const namespace = ref.namespace;
-    const key = `${ref.uid ?? `${ref.kind}/${namespace}/${ref.name}`}|${type}|${reason}|${message}`;
+    // Remembered by digest: the text (uid, reason, a message naming
+    // addresses) was ~300 bytes per Service of the agent's heap at 10 000.
+    const key = createHash('sha1').update(`${ref.uid ?? `${ref.kind}/${namespace}/${ref.name}`}|${type}|${reason}|${message}`).digest('base64');
     const existing = this.entries.get(key);
     if (existing) {
       existing.count++;

@@ -92,7 +92,8 @@ export function unpackEndpoints(packed: string | readonly V1Endpoint[]): V1Endpo
     const addr = rec.slice(1, sep);
     const node = rec.slice(sep + 1);
     const ep: V1Endpoint = { addresses: addr === '' ? [] : [addr], conditions: CONDITIONS[rec.charCodeAt(0) - CONDITION_CODE_BASE] as V1EndpointConditions };
-    if (node !== '') ep.nodeName = node;
+    // Shared: a Service's state keeps the names of its backends' nodes.
+    if (node !== '') ep.nodeName = intern(node);
     return ep;
   });
 }
