@@ -332,18 +332,20 @@ export class IpAllocator {
   }
 
   private addUse(req: IpRequest, a: Assigned): void {
+    const shareWith = req.shareWithNamespaces ?? NO_NAMESPACES;
+    const user: AddressUser = { key: req.key, namespace: req.namespace, ports: sharedPortSpecs(req.ports), shareWith: shareWith.length === 0 ? NO_NAMESPACES : shareWith };
     let use = this.used.get(a.ip);
     if (!use) {
-      use = { pool: a.pool, sharingKey: req.sharingKey, users: [] };
+      // A literal sized for its one user: push() onto [] reserves 17 slots.
+      use = { pool: a.pool, sharingKey: req.sharingKey, users: [user] };
       this.used.set(a.ip, use);
       if (req.sharingKey !== null) {
         let set = this.bySharingKey.get(req.sharingKey);
         if (!set) this.bySharingKey.set(req.sharingKey, (set = new Set()));
         set.add(a.ip);
       }
+      return;
     }
-    const shareWith = req.shareWithNamespaces ?? NO_NAMESPACES;
-    const user: AddressUser = { key: req.key, namespace: req.namespace, ports: sharedPortSpecs(req.ports), shareWith: shareWith.length === 0 ? NO_NAMESPACES : shareWith };
     const i = use.users.findIndex((u) => u.key === req.key);
     if (i >= 0) use.users[i] = user;
     else use.users.push(user);
