@@ -20,10 +20,15 @@ export function trimService(svc: V1Service): V1Service {
   const spec = svc.spec ? without(svc.spec, 'clusterIP', 'clusterIPs') : undefined;
   if (spec) {
     for (const f of ['type', 'loadBalancerClass', 'sessionAffinity', 'externalTrafficPolicy', 'internalTrafficPolicy', 'ipFamilyPolicy'] as const) internIn(spec, f);
-    if (spec.ipFamilies) spec.ipFamilies = spec.ipFamilies.map((f) => intern(f)!);
-    for (const p of spec.ports ?? []) {
-      internIn(p, 'name');
-      internIn(p, 'protocol');
+    if (Array.isArray(spec.ipFamilies)) spec.ipFamilies = sharedList('families', spec.ipFamilies.map((f) => intern(f)!));
+    if (Array.isArray(spec.ports)) {
+      // (Frozen: already shared, by an earlier trim of the same object.)
+      for (const p of spec.ports) {
+        if (Object.isFrozen(p)) continue;
+        internIn(p, 'name');
+        internIn(p, 'protocol');
+      }
+      spec.ports = sharedList('ports', spec.ports);
     }
     svc.spec = spec;
   }
@@ -79,6 +84,22 @@ function conditionsOf(c: V1EndpointConditions | undefined): V1EndpointConditions
     sharedConditions.set(key, shared);
   }
   return shared as V1EndpointConditions;
+}
+
+const serviceLists = new Map<string, unknown>();
+
+/**
+ * Lists most Services have alike — their ports (80/TCP → 8080), their IP
+ * families — as one frozen copy each (~1.5 MB at 10 000 Services).
+ */
+function sharedList<T>(kind: string, list: T[]): T[] {
+  const key = `${kind}:${JSON.stringify(list)}`;
+  let have = serviceLists.get(key) as T[] | undefined;
+  if (!have) {
+    have = Object.freeze(list.map((x) => (typeof x === 'object' && x !== null ? Object.freeze({ ...x }) : x))) as T[];
+    if (serviceLists.size < 10_000) serviceLists.set(key, have);
+  }
+  return have;
 }
 
 const portLists = new Map<string, V1EndpointSlice['ports']>();

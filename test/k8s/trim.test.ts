@@ -50,3 +50,18 @@ test('a cached Service keeps V8 fast properties (deleting a field made metadata 
   t.deepEqual(trimmed.metadata!.annotations, { 'edgelb.io/allow-shared-ip': 'k' });
   t.true(hasFastProperties(trimmed.metadata!.annotations));
 });
+
+test('Services with equal ports and IP families share one frozen copy of each', (t) => {
+  const a = trimService(service());
+  const b = trimService(service());
+  t.is(a.spec!.ports, b.spec!.ports);
+  t.is(a.spec!.ipFamilies, b.spec!.ipFamilies);
+  t.true(Object.isFrozen(a.spec!.ports) && Object.isFrozen(a.spec!.ports![0]));
+  const other = service();
+  other.spec!.ports![0]!.targetPort = 9090 as never;
+  const c = trimService(other);
+  t.not(c.spec!.ports, a.spec!.ports);
+  t.deepEqual(c.spec!.ports, [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 9090 }]);
+  // Trimming an object twice is harmless.
+  t.deepEqual(trimService(c), c);
+});
