@@ -38,14 +38,13 @@ function arg(name: string, def: number): number {
 const POOL = ['10.128.0.0/16'];
 /**
  * V8 heap sizing for the agent process (its service unit should use the
- * same). Without them V8 sizes the heap for this 24 GB host and collects
- * old-space garbage only when the heap has grown well past the live set:
- * peak RSS 458–470 MB for a live heap of ~105 MB at 10 000 Services
- * (Dec 2026). With a bounded semi-space and an old-space limit about twice
- * the live set, 262–269 MB. The agent is at ~130 MB RSS before it has seen
- * one object (importing @kubernetes/client-node is ~80 MB of it). Override
- * with BENCH_AGENT_FLAGS="..." and BENCH_AGENT_ENV="..." (empty: Node's
- * defaults).
+ * same). Without them V8 sizes the heap for this 24 GB host: the young
+ * generation grows to 2 × 64 MB while the caches are built and old space to
+ * ~4× the live set before it collects — peak RSS 361.7–366.5 MB for a live
+ * heap of ~55 MB at 10 000 Services (2026-12-06; src/k8s/README.md
+ * "Performance notes"). With a bounded semi-space and old space,
+ * 175.6–189.8 MB. Override with BENCH_AGENT_FLAGS="..." and
+ * BENCH_AGENT_ENV="..." (empty: Node's defaults).
  */
 /** glibc malloc: fewer per-thread arenas (V8's GC threads otherwise each grow one). */
 const AGENT_ENV: Record<string, string> = process.env.BENCH_AGENT_ENV !== undefined ? Object.fromEntries(process.env.BENCH_AGENT_ENV.split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string])) : { MALLOC_ARENA_MAX: '2' };

@@ -84,15 +84,35 @@ interface PoolState {
 }
 
 interface AddressUser {
+  /** The Service ("namespace/name"). */
+  key: string;
   namespace: string;
-  ports: PortSpec[];
+  ports: readonly PortSpec[];
   shareWith: readonly string[] | '*';
 }
 
 interface AddressUse {
   pool: string;
   sharingKey: string | null;
-  users: Map<string, AddressUser>;
+  /**
+   * In the order they took the address. An array, not a Map: nearly every
+   * address has one user, and a Map each was ~1.5 MB at 10 000 Services.
+   */
+  users: AddressUser[];
+}
+
+const NO_NAMESPACES: readonly string[] = Object.freeze([]);
+const portLists = new Map<string, readonly PortSpec[]>();
+
+/** Services with the same ports (most of them: 80/TCP, 443/TCP) share one frozen copy. */
+function sharedPortSpecs(ports: readonly PortSpec[]): readonly PortSpec[] {
+  const key = ports.map((p) => `${p.port}/${p.protocol}`).join(',');
+  let have = portLists.get(key);
+  if (!have) {
+    have = Object.freeze(ports.map((p) => Object.freeze({ port: p.port, protocol: p.protocol })));
+    if (portLists.size < 10_000) portLists.set(key, have);
+  }
+  return have;
 }
 
 function admitsNamespace(shareWith: readonly string[] | '*', ns: string): boolean {
@@ -131,7 +151,7 @@ function reservedOffset(c: Cidr, off: bigint): boolean {
   return c.prefix <= 126 && off === 0n;
 }
 
-function portsClash(a: PortSpec[], b: PortSpec[]): boolean {
+function portsClash(a: readonly PortSpec[], b: readonly PortSpec[]): boolean {
   return a.some((x) => b.some((y) => x.port === y.port && x.protocol.toUpperCase() === y.protocol.toUpperCase()));
 }
 
@@ -162,7 +182,7 @@ export class IpAllocator {
 
   /** Services using an address. */
   usersOf(ip: string): string[] {
-    return [...(this.used.get(canonicalIp(ip) ?? ip)?.users.keys() ?? [])];
+    return (this.used.get(canonicalIp(ip) ?? ip)?.users ?? []).map((u) => u.key);
   }
 
   /** Used/total auto-assignable addresses per pool (total capped for huge IPv6 blocks). */
@@ -295,13 +315,14 @@ export class IpAllocator {
   /** null when `req` may use `ip`, else why not. */
   private clashWith(req: IpRequest, ip: string): string | null {
     const use = this.used.get(ip);
-    if (!use || use.users.size === 0) return null;
-    const others = [...use.users.keys()].join(', ');
+    if (!use || use.users.length === 0) return null;
+    const others = use.users.map((u) => u.key).join(', ');
     if (req.sharingKey === null || use.sharingKey !== req.sharingKey) {
       return `is already used by ${others} (sharing needs the same edgelb.io/allow-shared-ip key on every Service)`;
     }
     const mine = req.shareWithNamespaces ?? [];
-    for (const [k, u] of use.users) {
+    for (const u of use.users) {
+      const k = u.key;
       if (u.namespace !== req.namespace && !(admitsNamespace(u.shareWith, req.namespace) && admitsNamespace(mine, u.namespace))) {
         return `is used by ${k} in namespace ${u.namespace} (sharing across namespaces needs edgelb.io/allow-shared-ip-namespaces naming the other namespace on both Services)`;
       }
@@ -311,24 +332,31 @@ export class IpAllocator {
   }
 
   private addUse(req: IpRequest, a: Assigned): void {
+    const shareWith = req.shareWithNamespaces ?? NO_NAMESPACES;
+    const user: AddressUser = { key: req.key, namespace: req.namespace, ports: sharedPortSpecs(req.ports), shareWith: shareWith.length === 0 ? NO_NAMESPACES : shareWith };
     let use = this.used.get(a.ip);
     if (!use) {
-      use = { pool: a.pool, sharingKey: req.sharingKey, users: new Map() };
+      // A literal sized for its one user: push() onto [] reserves 17 slots.
+      use = { pool: a.pool, sharingKey: req.sharingKey, users: [user] };
       this.used.set(a.ip, use);
       if (req.sharingKey !== null) {
         let set = this.bySharingKey.get(req.sharingKey);
         if (!set) this.bySharingKey.set(req.sharingKey, (set = new Set()));
         set.add(a.ip);
       }
+      return;
     }
-    use.users.set(req.key, { namespace: req.namespace, ports: req.ports.map((p) => ({ port: p.port, protocol: p.protocol })), shareWith: req.shareWithNamespaces ?? [] });
+    const i = use.users.findIndex((u) => u.key === req.key);
+    if (i >= 0) use.users[i] = user;
+    else use.users.push(user);
   }
 
   private dropUse(key: string, ip: string): void {
     const use = this.used.get(ip);
     if (!use) return;
-    use.users.delete(key);
-    if (use.users.size > 0) return;
+    const i = use.users.findIndex((u) => u.key === key);
+    if (i >= 0) use.users.splice(i, 1);
+    if (use.users.length > 0) return;
     this.used.delete(ip);
     if (use.sharingKey !== null) {
       const set = this.bySharingKey.get(use.sharingKey);

@@ -11,7 +11,8 @@ import type { NodeAddresses } from '../model/desired.js';
 import { ResilientInformer, type InformerStats } from './informer.js';
 import type { RestClient } from './rest.js';
 import { ClusterIndex, parseKey } from './cluster-index.js';
-import { trimNode, trimService, trimSlice } from './trim.js';
+import { trimNode, trimService } from './trim.js';
+import { packSlice, type PackedSlice } from './packed-slice.js';
 
 /** Failure reasons the allocating edge writes into the condition (they matter on edges that follow status). */
 export const FAILURE_REASONS: ReadonlySet<string> = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict']);
@@ -44,7 +45,7 @@ export interface ClusterCacheOptions {
 
 export class ClusterCache {
   private readonly services: ResilientInformer<V1Service>;
-  private readonly slices: ResilientInformer<V1EndpointSlice>;
+  private readonly slices: ResilientInformer<V1EndpointSlice, PackedSlice>;
   private readonly nodes: ResilientInformer<V1Node>;
   private readonly index = new ClusterIndex();
   private readonly fingerprints = new Map<string, string>();
@@ -70,11 +71,11 @@ export class ClusterCache {
         o.onDirty(key);
       },
     });
-    this.slices = new ResilientInformer<V1EndpointSlice>({
+    this.slices = new ResilientInformer<V1EndpointSlice, PackedSlice>({
       ...common,
       name: 'endpointslices',
       path: '/apis/discovery.k8s.io/v1/endpointslices',
-      project: trimSlice,
+      project: packSlice,
       onEvent: (ev, s) => {
         for (const key of this.index.onSlice(ev, s)) o.onDirty(key);
       },

@@ -87,8 +87,13 @@ export class KubernetesController {
   /** Services known at the first sync and not computed since (null: not synced yet); removals wait for it to empty. */
   private readonly firstPass = new FirstPass();
   private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
-  private lastVips: DesiredVip[] = [];
-  /** The config changed since lastVips were computed (a pool's BGP attributes are part of each VIP). */
+  /**
+   * How many VIPs were last applied. Not the VIPs themselves: the sink keeps
+   * them, and an untouched set is recognised by its digest (10 000 VIP
+   * objects were ~2.4 MB of the agent's heap).
+   */
+  private lastVipCount = 0;
+  /** The config changed since the last VIPs were computed (a pool's BGP attributes are part of each VIP). */
   private vipsConfigStale = false;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
@@ -236,7 +241,7 @@ export class KubernetesController {
       rejected,
       endpoints,
       pools: this.config.pools.map((p) => ({ pool: p.name, used: inUse.get(p.name)?.size ?? 0 })),
-      vips: this.lastVips.length,
+      vips: this.lastVipCount,
       unallocated: this.unallocated.size,
       advertisingEdges: this.presence.edges(),
       duplicateName: this.presence.duplicate(),
@@ -456,10 +461,10 @@ export class KubernetesController {
 
     // VIPs from the would-be state; recomputed only when an address or its
     // readiness changed (status echoes and endpoint churn usually do not).
-    // lastVips and lastVipsDigest are always set together, so an untouched
-    // set needs no new digest: serialising all 10 000 VIPs for every round
-    // of status echoes was most of the agent's CPU at that scale.
-    let vips = this.lastVips;
+    // lastVipCount and lastVipsDigest are always set together, so an
+    // untouched set needs no new digest: serialising all 10 000 VIPs for
+    // every round of status echoes was most of the agent's CPU at that scale.
+    let vips: DesiredVip[] | null = null;
     let vipsDigest = this.lastVipsDigest;
     const vipsConfigStale = this.vipsConfigStale;
     const vipsConfig = this.config;
@@ -470,7 +475,7 @@ export class KubernetesController {
     // Until the first pass is complete the VIP set is partial, and
     // withdrawing what is not computed yet would take it off the routers.
     let vipsFailed = false;
-    if (this.firstPass.done && vipsDigest !== this.lastVipsDigest) {
+    if (this.firstPass.done && vips !== null && vipsDigest !== this.lastVipsDigest) {
       try {
         await this.o.sink.applyVips(vips);
       } catch (e) {
@@ -500,7 +505,7 @@ export class KubernetesController {
     this.failures = 0;
     if (this.firstPass.done) {
       this.lastVipsDigest = vipsDigest;
-      this.lastVips = vips;
+      if (vips !== null) this.lastVipCount = vips.length;
       // Cleared only if no reload came in while this round awaited the sinks.
       if (vipsConfigStale && this.config === vipsConfig) this.vipsConfigStale = false;
     }
@@ -560,7 +565,7 @@ export class KubernetesController {
       return;
     }
     this.removedTotal += stale.length;
-    this.lastVips = vips;
+    this.lastVipCount = vips.length;
     this.lastVipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
     const held = this.firstPass.finish();
     this.log.info({ services: this.state.size, vips: vips.length, staleRemoved: stale.length }, 'first pass complete: VIPs applied, stale frontends removed');

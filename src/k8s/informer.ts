@@ -39,7 +39,8 @@ export interface InformerStats {
   lastError?: string;
 }
 
-export interface ResilientInformerOptions<T extends KubernetesObject> {
+/** T: objects as the API sends them; C: as the cache keeps them (`project` turns one into the other). */
+export interface ResilientInformerOptions<T extends KubernetesObject, C extends KubernetesObject = T> {
   rest: RestClient;
   /** Collection path, e.g. /api/v1/services. */
   path: string;
@@ -47,15 +48,17 @@ export interface ResilientInformerOptions<T extends KubernetesObject> {
    * Lists every object, each passed through `project` (the informer's own,
    * which never throws); by default the collection at `path`, in pages.
    */
-  list?: (project: (obj: T) => T) => Promise<KubernetesList<T>>;
+  list?: (project: (obj: T) => C) => Promise<KubernetesList<C>>;
   name: string;
   logger: Logger;
-  onEvent: (ev: InformerEvent, obj: T) => void;
+  onEvent: (ev: InformerEvent, obj: C) => void;
   /**
    * Trims each object before it is cached (list items and watch events
-   * alike), e.g. drops managedFields or fields edgelb never reads.
+   * alike), e.g. drops managedFields or fields edgelb never reads. Without
+   * it (or when it throws on an object) objects are cached as received, so
+   * a C other than T needs a `project` that never throws.
    */
-  project?: (obj: T) => T;
+  project?: (obj: T) => C;
   /** Called after each successful list (initial or relist), once its objects are in the cache. */
   onListed?: () => void;
   backoffInitialMs?: number;
@@ -79,9 +82,9 @@ const WATCH_IDLE_MS = 150_000;
 /** A watch that ends cleanly sooner than this after it started is treated as a failure (backoff), not resumed at once. */
 const MIN_CLEAN_WATCH_MS = 1000;
 
-export class ResilientInformer<T extends KubernetesObject> {
-  private readonly o: ResilientInformerOptions<T>;
-  private readonly cache = new Map<string, T>();
+export class ResilientInformer<T extends KubernetesObject, C extends KubernetesObject = T> {
+  private readonly o: ResilientInformerOptions<T, C>;
+  private readonly cache = new Map<string, C>();
   private resourceVersion = '';
   private stopped = true;
   /** Each list/watch attempt's number; callbacks of an older one are ignored. */
@@ -92,7 +95,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly st: InformerStats = { connected: false, synced: false, lists: 0, watchStarts: 0, errors: 0, objectErrors: 0 };
 
-  constructor(o: ResilientInformerOptions<T>) {
+  constructor(o: ResilientInformerOptions<T, C>) {
     this.o = o;
     this.backoffMs = o.backoffInitialMs ?? 200;
   }
@@ -101,11 +104,11 @@ export class ResilientInformer<T extends KubernetesObject> {
     return { ...this.st };
   }
 
-  get(name: string, namespace?: string): T | undefined {
+  get(name: string, namespace?: string): C | undefined {
     return this.cache.get(cacheKey(name, namespace));
   }
 
-  list(): T[] {
+  list(): C[] {
     return [...this.cache.values()];
   }
 
@@ -129,8 +132,8 @@ export class ResilientInformer<T extends KubernetesObject> {
     const current = (): boolean => attempt === this.attempt && !this.stopped;
     if (relist) {
       try {
-        const project = (obj: T): T => this.project(obj);
-        const r = await (this.o.list ? this.o.list(project) : this.o.rest.listAll<T>(this.o.path, project));
+        const project = (obj: T): C => this.project(obj);
+        const r = await (this.o.list ? this.o.list(project) : this.o.rest.listAll<T, C>(this.o.path, project));
         if (!current()) return;
         const rv = r.metadata?.resourceVersion;
         if (!rv) throw new Error(`list ${this.o.path}: the response has no resourceVersion to watch from`);
@@ -220,16 +223,16 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   /** A (re)list's objects replace the cache in one step: deletes for vanished ones, then adds and updates (an unchanged version is no event). */
-  private replace(items: T[]): void {
-    const fresh = new Map<string, T>();
+  private replace(items: C[]): void {
+    const fresh = new Map<string, C>();
     for (const it of items) fresh.set(cacheKey(it.metadata?.name, it.metadata?.namespace), it);
-    const deleted: T[] = [];
+    const deleted: C[] = [];
     for (const [k, old] of this.cache) {
       if (fresh.has(k)) continue;
       this.cache.delete(k);
       deleted.push(old);
     }
-    const changed: [InformerEvent, T][] = [];
+    const changed: [InformerEvent, C][] = [];
     for (const [k, obj] of fresh) {
       const prev = this.cache.get(k);
       if (prev !== undefined && prev.metadata?.resourceVersion === obj.metadata?.resourceVersion) continue;
@@ -240,7 +243,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     for (const [ev, obj] of changed) this.event(ev, obj);
   }
 
-  private event(ev: InformerEvent, obj: T): void {
+  private event(ev: InformerEvent, obj: C): void {
     if (this.stopped) return;
     this.st.connected = true;
     delete this.st.lastError;
@@ -253,17 +256,17 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   /** The configured projection, or the object as received if it throws. */
-  private project(obj: T): T {
-    if (!this.o.project) return obj;
+  private project(obj: T): C {
+    if (!this.o.project) return obj as unknown as C;
     try {
       return this.o.project(obj);
     } catch (err) {
       this.objectFailed(obj, err, 'trimming it failed; cached as received');
-      return obj;
+      return obj as unknown as C;
     }
   }
 
-  private objectFailed(obj: T, err: unknown, what: string): void {
+  private objectFailed(obj: T | C, err: unknown, what: string): void {
     this.st.objectErrors++;
     const md = (obj as { metadata?: { namespace?: string; name?: string } } | null)?.metadata;
     const object = `${md?.namespace ? `${md.namespace}/` : ''}${md?.name ?? '(no name)'}`;

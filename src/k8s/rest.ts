@@ -200,8 +200,8 @@ export class RestClient {
    * first page's resourceVersion), so the agent never holds a whole 20 MB
    * response body and its parse at once.
    */
-  async listAll<T>(path: string, project: (item: T) => T = (x) => x, limit = 1000): Promise<{ metadata: { resourceVersion?: string }; items: T[] }> {
-    const items: T[] = [];
+  async listAll<T, C = T>(path: string, project: (item: T) => C = (x) => x as unknown as C, limit = 1000): Promise<{ metadata: { resourceVersion?: string }; items: C[] }> {
+    const items: C[] = [];
     let cont = '';
     let resourceVersion: string | undefined;
     for (let page = 0; page < 1_000_000; page++) {

@@ -4,7 +4,6 @@
 // (restart stability) and a burst of changes to one Service collapses into
 // one write. Writes are JSON merge patches of the status subresource,
 // carrying the other controllers' conditions over unchanged.
-import { createHash } from 'node:crypto';
 import type { V1Condition, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { CONDITION_ADVERTISED, ingressAddresses } from '../model/service.js';
@@ -56,8 +55,12 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
   return { status: { loadBalancer: { ingress: d.ingress.map((ip) => ({ ip })) }, conditions } };
 }
 
-function digestOf(d: DesiredStatus): string {
-  return createHash('sha1').update(JSON.stringify(d)).digest('base64');
+/** Whether two desired statuses say the same (a digest each was 10 000 strings kept and hashing at every check). */
+function sameStatus(a: DesiredStatus, b: DesiredStatus): boolean {
+  if (a === b) return true;
+  if (a.ingress.length !== b.ingress.length || a.ingress.some((ip, i) => ip !== b.ingress[i])) return false;
+  if (a.condition === null || b.condition === null) return a.condition === b.condition;
+  return a.condition.status === b.condition.status && a.condition.reason === b.condition.reason && a.condition.message === b.condition.message;
 }
 
 function toIso(t: unknown): string {
@@ -68,7 +71,8 @@ function toIso(t: unknown): string {
 export class StatusWriter {
   private readonly o: Required<Pick<StatusWriterOptions, 'concurrency' | 'retryMs'>> & StatusWriterOptions;
   private readonly desired = new Map<string, DesiredStatus>();
-  private readonly lastWritten = new Map<string, { digest: string; baseRv: string }>();
+  /** What was last written for a Service, and the resourceVersion it was written over. */
+  private readonly lastWritten = new Map<string, { desired: DesiredStatus; baseRv: string }>();
   private readonly queue = new Set<string>();
   private readonly inflight = new Set<string>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
@@ -91,7 +95,11 @@ export class StatusWriter {
       this.lastWritten.delete(key);
       return;
     }
-    this.desired.set(key, d);
+    // Every recomputation of a Service sets its status again: keep the
+    // object already held when it says the same (10 000 equal copies
+    // otherwise outlive the write).
+    const held = this.desired.get(key) ?? this.lastWritten.get(key)?.desired;
+    this.desired.set(key, held !== undefined && sameStatus(held, d) ? held : d);
     if (this.needsWrite(key)) {
       this.queue.add(key);
       this.pump();
@@ -123,10 +131,16 @@ export class StatusWriter {
     const d = this.desired.get(key);
     const svc = this.o.get(key);
     if (!d || !svc) return false;
+    let lw = this.lastWritten.get(key);
+    if (lw !== undefined && lw.baseRv !== (svc.metadata?.resourceVersion ?? '')) {
+      // The informer has a newer version than the one written over (versions
+      // only move forward): what was written matters no more.
+      this.lastWritten.delete(key);
+      lw = undefined;
+    }
     if (statusMatches(svc, d)) return false;
     // Written already and the informer has not caught up with our write yet.
-    const lw = this.lastWritten.get(key);
-    return !(lw && lw.digest === digestOf(d) && lw.baseRv === (svc.metadata?.resourceVersion ?? ''));
+    return !(lw && sameStatus(lw.desired, d));
   }
 
   private pump(): void {
@@ -150,12 +164,11 @@ export class StatusWriter {
     const d = this.desired.get(key);
     const svc = this.o.get(key);
     if (!d || !svc || !this.needsWrite(key)) return;
-    const digest = digestOf(d);
     const baseRv = svc.metadata?.resourceVersion ?? '';
     try {
       await this.o.rest.send('PATCH', nsPath(svc.metadata!.namespace!, 'services', svc.metadata!.name!, 'status'), statusPatch(svc, d, new Date()), 'application/merge-patch+json', true);
       this.written++;
-      this.lastWritten.set(key, { digest, baseRv });
+      this.lastWritten.set(key, { desired: d, baseRv });
     } catch (e) {
       if (httpStatus(e) === 404) return;
       this.failed++;

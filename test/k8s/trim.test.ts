@@ -3,6 +3,7 @@
 // fields), and no field that was absent appears.
 import test from 'ava';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { setFlagsFromString } from 'node:v8';
 import { trimService, trimSlice } from '../../src/k8s/trim.js';
 
 function service(): V1Service {
@@ -35,4 +36,32 @@ test('slices with equal ports share one frozen port list', (t) => {
   t.true(Object.isFrozen(a.ports));
   // The API server sends null for a slice without ports.
   t.is(trimSlice({ ...slice('c'), ports: null as unknown as undefined }).ports as unknown, null);
+});
+
+test('a cached Service keeps V8 fast properties (deleting a field made metadata and spec hash tables, ~1.2 KB per Service)', (t) => {
+  setFlagsFromString('--allow-natives-syntax');
+  const hasFastProperties = new Function('o', 'return %HasFastProperties(o)') as (o: unknown) => boolean;
+  // As JSON.parse builds it (the informers read raw JSON).
+  const got = trimService(JSON.parse(JSON.stringify(service())) as V1Service);
+  for (const [what, o] of Object.entries({ metadata: got.metadata, annotations: got.metadata!.annotations, spec: got.spec })) t.true(hasFastProperties(o), what);
+  const applied = service();
+  applied.metadata!.annotations!['kubectl.kubernetes.io/last-applied-configuration'] = '{}';
+  const trimmed = trimService(JSON.parse(JSON.stringify(applied)) as V1Service);
+  t.deepEqual(trimmed.metadata!.annotations, { 'edgelb.io/allow-shared-ip': 'k' });
+  t.true(hasFastProperties(trimmed.metadata!.annotations));
+});
+
+test('Services with equal ports and IP families share one frozen copy of each', (t) => {
+  const a = trimService(service());
+  const b = trimService(service());
+  t.is(a.spec!.ports, b.spec!.ports);
+  t.is(a.spec!.ipFamilies, b.spec!.ipFamilies);
+  t.true(Object.isFrozen(a.spec!.ports) && Object.isFrozen(a.spec!.ports![0]));
+  const other = service();
+  other.spec!.ports![0]!.targetPort = 9090 as never;
+  const c = trimService(other);
+  t.not(c.spec!.ports, a.spec!.ports);
+  t.deepEqual(c.spec!.ports, [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 9090 }]);
+  // Trimming an object twice is harmless.
+  t.deepEqual(trimService(c), c);
 });
