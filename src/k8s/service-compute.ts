@@ -27,7 +27,7 @@ export interface SvcState extends ReportedState {
   entries: Map<string, string>;
   /** NO_REJECTIONS until one is recorded (setRejected). */
   rejected: ReadonlyMap<string, RejectedEntry>;
-  /** Nodes hosting its backends (a node's address change recomputes it). */
+  /** Nodes its endpoints name, used or not (a node's address change recomputes it). */
   nodes: string[];
   backends: number;
 }
@@ -91,10 +91,14 @@ export function computeService(ctx: ComputeContext, key: string, svc: V1Service,
   } else {
     addresses = addressesFromStatus(ctx.config, svc, prev);
   }
-  const d = desiredForService(svc, ctx.slicesOf(key), ctx.nodeAddrs, ctx.config, addresses);
+  const slices = ctx.slicesOf(key);
+  const d = desiredForService(svc, slices, ctx.nodeAddrs, ctx.config, addresses);
   const st: SvcState = { addresses, ready: [], failure, entries: new Map(), rejected: NO_REJECTIONS, nodes: [], backends: 0, advertised: prev?.advertised ?? false };
   for (const r of d.rejected) setRejected(st, r.key, { rejection: r, digest: '', free: null });
+  // Every node its endpoints name, used or not: an endpoint whose node has no
+  // known address yet is left out, and must come in when that node gets one.
   const nodes = new Set<string>();
+  for (const s of slices) for (const ep of s.endpoints ?? []) if (ep.nodeName) nodes.add(ep.nodeName);
   const items: Item[] = [];
   let lost = false;
   for (const ds of d.services) {
@@ -105,7 +109,6 @@ export function computeService(ctx: ComputeContext, key: string, svc: V1Service,
       lost = true;
       continue;
     }
-    for (const b of ds.backends) nodes.add(b.nodeName);
     st.backends += ds.backends.length;
     items.push({ ds, fk, digest: digest(ds), active: ds.backends.some((b) => b.state === 'active') });
   }

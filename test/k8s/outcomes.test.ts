@@ -340,3 +340,22 @@ test.serial('a config change of a pool\'s BGP attributes re-sends its VIPs with 
   await waitFor('the VIP is re-sent with the new community', () => JSON.stringify(sink.vips[0]?.advertise.communities) === '["65000:7"]', 10_000);
   t.is(sink.vips.length, 1);
 });
+
+test.serial('an endpoint on a node whose address is not known yet is used as soon as the node gets one (nothing else changes)', async (t) => {
+  const { ns, make, createService } = await setup(t);
+  await createService('late-node');
+  // One endpoint on n1 (known), one on a node that has no Node object yet (a node joining).
+  const lateNode = `late-${ns}`;
+  await cluster.create(endpointSlice(ns, 'late-node', 'late-node-1', [{ ip: '10.1.0.10', node: 'n1' }, { ip: '10.1.0.11', node: lateNode }]));
+  const sink = new RecordingSink();
+  const c = make(sink);
+  await c.start();
+  const backends = (): string[] => [...sink.frontends.values()].filter((d) => d.service === `${ns}/late-node`).flatMap((d) => d.backends.map((b) => b.ip)).sort();
+  await waitFor('late-node served by its endpoint on n1', () => backends().length === 1, 20_000);
+  await c.settle();
+  t.deepEqual(backends(), ['10.1.0.10']);
+  await cluster.create(node(lateNode, '10.0.0.9'));
+  await waitFor(`the endpoint on ${lateNode} once the node has an address`, () => backends().length === 2, 20_000);
+  t.deepEqual(backends(), ['10.1.0.10', '10.1.0.11']);
+  t.is([...sink.frontends.values()].find((d) => d.service === `${ns}/late-node`)!.backends.find((b) => b.ip === '10.1.0.11')!.nodeIp, '10.0.0.9');
+});
