@@ -863,19 +863,19 @@ async function childMain(): Promise<void> {
   }
   for (const row of freshRows) nsLine(row, '—');
   // IPv6 against IPv4, net of the floor, same run (target: within 15 %).
-  const net = (key: string): number | null => {
+  /** This revision's median for `key` (raw), and net of the floor. */
+  const raw = (key: string): number | null => {
     const row = rows.find((r) => r.key === key);
-    const m = row ? med(row, 'current') : null;
+    return row ? med(row, 'current') : null;
+  };
+  const net = (key: string): number | null => {
+    const m = raw(key);
     return m === null ? null : m - floorNs;
   };
   const pairs: Array<[string, string]> = [['pass6_ns', 'pass_ns'], ['syn_option6_ns', 'syn_option_ns'], ['established6_ns', 'established_ns'], ['ip6ip6_established_ns', 'ipip_established_ns']];
   console.log(`IPv6 / IPv4 (net ns, this run; target ≤ 1.15×): ${pairs.map(([a, b]) => `${a} ${ratio(net(a), net(b))}`).join(', ')}`);
   // The node's programs run on tc: "net" subtracts the XDP floor, so the skb
   // test-run overhead (the edge tc pass row) stays in both; raw ratios too.
-  const raw = (key: string): number | null => {
-    const row = rows.find((r) => r.key === key);
-    return row ? med(row, 'current') : null;
-  };
   const nodePairs: Array<[string, string]> = [['node_option6_ns', 'node_option_ns'], ['node_reply6_ns', 'node_reply_ns']];
   console.log(`node IPv6 / IPv4 (this run; target ≤ 1.15×): ${nodePairs.map(([a, b]) => `${a} ${ratio(net(a), net(b))} net, ${ratio(raw(a), raw(b))} raw`).join('; ')}`);
   console.log(`live frames (BPF_F_TEST_XDP_LIVE_FRAMES, ${LIVE_N} per round in ${LIVE_TURNS} alternating turns, batch 64): Mpps on one CPU = frames / wall time of the runs; "sent" = frames that reached the peer veth`);
