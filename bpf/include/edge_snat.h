@@ -147,6 +147,23 @@ static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, cons
 			  p->l4_proto, now, hash);
 }
 
+/* The port a SNAT flow got, kept in its connection-table entry (`ct`:
+ * edge_ct or edge_ct6, `key` the flow's) when it is not the one the entry
+ * holds (`have`). 0, counted, when no port was free. */
+static __always_inline int edge_snat_keep_port(void *ct, const void *key, __u32 be_id, __be16 port, __be16 have)
+{
+	if (!port) {
+		edge_count(DROP_SNAT_PORTS);
+		return 0;
+	}
+	if (port != have) {
+		struct edge_ct_val cv = { .backend_id = be_id, .snat_port = port };
+
+		bpf_map_update_elem(ct, key, &cv, BPF_ANY);
+	}
+	return 1;
+}
+
 static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct edge_config *cfg,
 					  const struct pkt *p, const struct edge_ct_key *ck,
 					  const struct edge_backend *be, __u32 be_id, __u32 svc_id,
@@ -154,15 +171,8 @@ static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct
 {
 	__be16 port = edge_snat_port(cfg, p, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
 
-	if (!port) {
-		edge_count(DROP_SNAT_PORTS);
+	if (!edge_snat_keep_port(&edge_ct, ck, be_id, port, have))
 		return ACT_DROP;
-	}
-	if (port != have) {
-		struct edge_ct_val cv = { .backend_id = be_id, .snat_port = port };
-
-		bpf_map_update_elem(&edge_ct, ck, &cv, BPF_ANY);
-	}
 	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, cfg->addr, port, be->ip, be->port) < 0)
 		return ACT_DROP;
 	return edge_forward(ctx, xdp, cfg, cfg->addr, be->node_ip, p->ip_len, ifindex);

@@ -173,15 +173,8 @@ static __always_inline int edge6_xmit_snat(void *ctx, const int xdp, const struc
 {
 	__be16 port = edge6_snat_port(cfg, p, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
 
-	if (!port) {
-		edge_count(DROP_SNAT_PORTS);
+	if (!edge_snat_keep_port(&edge_ct6, &p->t, be_id, port, have))
 		return ACT_DROP;
-	}
-	if (port != have) {
-		struct edge_ct_val cv = { .backend_id = be_id, .snat_port = port };
-
-		bpf_map_update_elem(&edge_ct6, &p->t, &cv, BPF_ANY);
-	}
 	if (edge6_rewrite(ctx, xdp, p->t.proto, &cfg6->addr, port, &be->ip, be->port) < 0)
 		return ACT_DROP;
 	return edge6_forward(ctx, xdp, cfg, &cfg6->addr, &be->node_ip, IPV6_HLEN + p->plen, ifindex);
