@@ -622,6 +622,7 @@ async function childMain(): Promise<void> {
   const big = tenK();
 
   const subjects: Subject[] = [];
+  let baselineNodeNote: string | null = null;
   const current = openSubject('current', currentEdge as unknown as EdgeDatapathModule, bpfObjectPath('edge'), bpfObjectPath('node'), null, big);
   cleanup.push(() => current.close());
   subjects.push(current);
@@ -629,7 +630,8 @@ async function childMain(): Promise<void> {
     // REF's loader must use this checkout's addon (the addon is additive).
     process.env.EDGELB_BPF_LOADER ??= join(repoRoot(), 'native', 'bpf-loader-napi', 'build', 'Release', 'bpf_loader.node');
     const mod = await importEdgeDatapath(env.baseline.modulePath, `baseline ${env.baseline.ref}`);
-    const nodeMod = env.baseline.nodeModulePath ? await importNodeDatapath(env.baseline.nodeModulePath, `baseline ${env.baseline.ref}`) : null;
+    const nodeMod = env.baseline.nodeModulePath ? await importNodeDatapath(env.baseline.nodeModulePath) : null;
+    if (!nodeMod) baselineNodeNote = `baseline ${env.baseline.ref}: no NodeDatapath with open/applyServices/trustEdgeNeighbour, so its node.o is measured unconfigured — its node rows are not comparable`;
     const base = openSubject('baseline', mod, join(env.baseline.bpfOut, 'edge.o'), join(env.baseline.bpfOut, 'node.o'), nodeMod, big);
     cleanup.push(() => base.close());
     subjects.push(base);
@@ -838,6 +840,7 @@ async function childMain(): Promise<void> {
   console.log(`edge datapath benchmark: ${N} × repeat=1 per case (testRunLoop), ${ROUNDS} rounds, median; pinned to CPU ${env.cpu}`);
   console.log(`host: ${host.cpu}, kernel ${host.kernel}, ${host.cpus} CPUs, load average ${host.loadavg_1m} at start (shared machine)`);
   if (env.baseline) console.log(`baseline: ${env.baseline.ref} = ${env.baseline.commit.slice(0, 12)}, its own objects and EdgeDatapath, measured interleaved in this process`);
+  if (baselineNodeNote) console.log(baselineNodeNote);
   console.log('ns/packet = the kernel-measured BPF_PROG_TEST_RUN duration; "wall" adds the syscall and N-API (too noisy to subtract)');
   console.log('forwarding (default): bpf_fib_lookup with the per-CPU result cache → XDP_REDIRECT; "gateway MAC" rows: fixed next hop, XDP_TX (Katran-style)');
   const head = `${'case'.padEnd(40)} ${'ns/pkt'.padStart(7)} ${'net'.padStart(7)} ${'target'.padStart(7)} ${'wall'.padStart(6)}`;

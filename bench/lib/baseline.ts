@@ -188,7 +188,7 @@ export async function importEdgeDatapath(modulePath: string, what: string): Prom
  * `NodeDatapath.load` and no applyServices): the bench then measures REF's
  * node.o as a bare object, as for a REF without the module.
  */
-export async function importNodeDatapath(modulePath: string, _what: string): Promise<NodeDatapathModule | null> {
+export async function importNodeDatapath(modulePath: string): Promise<NodeDatapathModule | null> {
   const mod = (await import(pathToFileURL(modulePath).href)) as { NodeDatapath?: { open?: unknown; prototype?: Record<string, unknown> } };
   const cls = mod.NodeDatapath;
   const usable = typeof cls?.open === 'function' && typeof cls.prototype?.applyServices === 'function' && typeof cls.prototype?.trustEdgeNeighbour === 'function';

@@ -40,7 +40,7 @@ test.serial("HEAD: its edge.o is built in the worktree and its own EdgeDatapath 
     t.is(typeof mod.EdgeDatapath.open, 'function');
     // Its node datapath is bundled too: the bench configures REF's node.o with REF's own code.
     t.truthy(b.nodeModulePath);
-    const nodeMod = await importNodeDatapath(b.nodeModulePath!, 'baseline HEAD');
+    const nodeMod = await importNodeDatapath(b.nodeModulePath!);
     t.is(typeof nodeMod?.NodeDatapath.open, 'function');
   } finally {
     b.remove();
@@ -54,13 +54,13 @@ test('a baseline whose node datapath predates NodeDatapath.open (bbabe23 had loa
   try {
     const old = join(dir, 'old.mjs');
     writeFileSync(old, 'export class NodeDatapath { static load() { return {}; } }\n');
-    t.is(await importNodeDatapath(old, 'baseline old'), null);
+    t.is(await importNodeDatapath(old), null);
     const none = join(dir, 'none.mjs');
     writeFileSync(none, 'export const nothing = 1;\n');
-    t.is(await importNodeDatapath(none, 'baseline none'), null);
+    t.is(await importNodeDatapath(none), null);
     const cur = join(dir, 'cur.mjs');
     writeFileSync(cur, 'export class NodeDatapath { static open() { return {}; } applyServices() {} trustEdgeNeighbour() {} }\n');
-    t.is(typeof (await importNodeDatapath(cur, 'baseline cur'))?.NodeDatapath.open, 'function');
+    t.is(typeof (await importNodeDatapath(cur))?.NodeDatapath.open, 'function');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
