@@ -86,6 +86,19 @@ function conditionsOf(c: V1EndpointConditions | undefined): V1EndpointConditions
   return shared as V1EndpointConditions;
 }
 
+/**
+ * One frozen copy of each distinct list in `cache` (at most 10 000 kept):
+ * `key` names the list's content, `make` builds its items on a miss only.
+ */
+function frozenShared<T>(cache: Map<string, unknown>, key: string, make: () => T[]): T[] {
+  let have = cache.get(key) as T[] | undefined;
+  if (!have) {
+    have = Object.freeze(make().map((x) => (typeof x === 'object' && x !== null ? Object.freeze({ ...x }) : x))) as T[];
+    if (cache.size < 10_000) cache.set(key, have);
+  }
+  return have;
+}
+
 const serviceLists = new Map<string, unknown>();
 
 /**
@@ -93,28 +106,16 @@ const serviceLists = new Map<string, unknown>();
  * families — as one frozen copy each (~1.5 MB at 10 000 Services).
  */
 function sharedList<T>(kind: string, list: T[]): T[] {
-  const key = `${kind}:${JSON.stringify(list)}`;
-  let have = serviceLists.get(key) as T[] | undefined;
-  if (!have) {
-    have = Object.freeze(list.map((x) => (typeof x === 'object' && x !== null ? Object.freeze({ ...x }) : x))) as T[];
-    if (serviceLists.size < 10_000) serviceLists.set(key, have);
-  }
-  return have;
+  return frozenShared(serviceLists, `${kind}:${JSON.stringify(list)}`, () => list);
 }
 
-const portLists = new Map<string, V1EndpointSlice['ports']>();
+const portLists = new Map<string, unknown>();
 
 /** Slices of Services with the same ports have equal port lists: one frozen copy. */
 export function sharedPorts(ports: V1EndpointSlice['ports']): V1EndpointSlice['ports'] {
   // The API server sends `ports: null` for a slice of a Service without ports.
   if (!Array.isArray(ports)) return ports;
-  const key = JSON.stringify(ports);
-  let have = portLists.get(key);
-  if (!have) {
-    have = Object.freeze(ports.map((p) => Object.freeze({ ...p, name: intern(p.name), protocol: intern(p.protocol) }))) as V1EndpointSlice['ports'];
-    if (portLists.size < 10_000) portLists.set(key, have);
-  }
-  return have;
+  return frozenShared(portLists, JSON.stringify(ports), () => ports.map((p) => ({ ...p, name: intern(p.name), protocol: intern(p.protocol) })));
 }
 
 export function trimSlice(s: V1EndpointSlice): V1EndpointSlice {
