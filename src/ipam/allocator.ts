@@ -20,6 +20,7 @@
 //   replay existing Services oldest first so the older one wins a conflict.
 import { cidrContains, parseCidr, type Cidr, type CidrRules } from '../net/cidr.js';
 import { bigIntToIp, canonicalIp, ipToBigInt, type Family } from '../net/ip.js';
+import { SharedLists } from '../shared-lists.js';
 
 /** What the allocator needs of a pool (the config's pools[] entries are these). */
 export interface IpPool {
@@ -102,17 +103,11 @@ interface AddressUse {
 }
 
 const NO_NAMESPACES: readonly string[] = Object.freeze([]);
-const portLists = new Map<string, readonly PortSpec[]>();
+const portLists = new SharedLists<PortSpec>();
 
 /** Services with the same ports (most of them: 80/TCP, 443/TCP) share one frozen copy. */
 function sharedPortSpecs(ports: readonly PortSpec[]): readonly PortSpec[] {
-  const key = ports.map((p) => `${p.port}/${p.protocol}`).join(',');
-  let have = portLists.get(key);
-  if (!have) {
-    have = Object.freeze(ports.map((p) => Object.freeze({ port: p.port, protocol: p.protocol })));
-    if (portLists.size < 10_000) portLists.set(key, have);
-  }
-  return have;
+  return portLists.get(ports.map((p) => `${p.port}/${p.protocol}`).join(','), () => ports.map((p) => ({ port: p.port, protocol: p.protocol })));
 }
 
 function admitsNamespace(shareWith: readonly string[] | '*', ns: string): boolean {

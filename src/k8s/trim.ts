@@ -5,6 +5,7 @@
 // informer's memory in a real cluster.
 import type { V1EndpointConditions, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { SERVICE_NAME_LABEL } from '../model/desired.js';
+import { SharedLists } from '../shared-lists.js';
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
@@ -86,36 +87,23 @@ function conditionsOf(c: V1EndpointConditions | undefined): V1EndpointConditions
   return shared as V1EndpointConditions;
 }
 
-/**
- * One frozen copy of each distinct list in `cache` (at most 10 000 kept):
- * `key` names the list's content, `make` builds its items on a miss only.
- */
-function frozenShared<T>(cache: Map<string, unknown>, key: string, make: () => T[]): T[] {
-  let have = cache.get(key) as T[] | undefined;
-  if (!have) {
-    have = Object.freeze(make().map((x) => (typeof x === 'object' && x !== null ? Object.freeze({ ...x }) : x))) as T[];
-    if (cache.size < 10_000) cache.set(key, have);
-  }
-  return have;
-}
-
-const serviceLists = new Map<string, unknown>();
+const serviceLists = new SharedLists<unknown>();
 
 /**
  * Lists most Services have alike — their ports (80/TCP → 8080), their IP
  * families — as one frozen copy each (~1.5 MB at 10 000 Services).
  */
 function sharedList<T>(kind: string, list: T[]): T[] {
-  return frozenShared(serviceLists, `${kind}:${JSON.stringify(list)}`, () => list);
+  return serviceLists.get(`${kind}:${JSON.stringify(list)}`, () => list) as T[];
 }
 
-const portLists = new Map<string, unknown>();
+const portLists = new SharedLists<NonNullable<V1EndpointSlice['ports']>[number]>();
 
 /** Slices of Services with the same ports have equal port lists: one frozen copy. */
 export function sharedPorts(ports: V1EndpointSlice['ports']): V1EndpointSlice['ports'] {
   // The API server sends `ports: null` for a slice of a Service without ports.
   if (!Array.isArray(ports)) return ports;
-  return frozenShared(portLists, JSON.stringify(ports), () => ports.map((p) => ({ ...p, name: intern(p.name), protocol: intern(p.protocol) })));
+  return portLists.get(JSON.stringify(ports), () => ports.map((p) => ({ ...p, name: intern(p.name), protocol: intern(p.protocol) }))) as V1EndpointSlice['ports'];
 }
 
 export function trimSlice(s: V1EndpointSlice): V1EndpointSlice {
