@@ -162,33 +162,40 @@ const FLOW_BUDGET_SHARE: Record<string, { full: number; shared: number }> = {
   edge_sc_flows: { full: 2 ** 17, shared: 2 ** 16 },
 };
 
-/**
- * The IPv6 maps' size follows EdgeDatapathOptions.ipv6, so one pinned by an
- * agent with the other setting cannot be reused (the kernel map has a fixed
- * size): it is unpinned and the object creates it anew. Toggling IPv6 thus
- * forgets the IPv6 connection table and frontends (re-planned from the
- * desired state); IPv4 state is untouched.
- */
-function unpinResizedIpv6Maps(pinPath: string, ipv6: boolean, overrides: Record<string, number>): void {
-  for (const [name, off] of Object.entries(IPV6_OFF_SIZES)) {
-    const path = join(pinPath, name);
-    if (!existsSync(path)) continue;
-    const m = BpfMap.openPinned(path);
-    const size = m.maxEntries;
+/** maxEntries of the map pinned at `path`; null when none is. */
+function pinnedSize(path: string): number | null {
+  if (!existsSync(path)) return null;
+  const m = BpfMap.openPinned(path);
+  try {
+    return m.maxEntries;
+  } finally {
     m.close();
-    const want = overrides[name];
-    if (want !== undefined ? size !== want : ipv6 ? size === off : size !== off) unlinkSync(path);
   }
-  // The IPv4 flow tables resize with the shared budget too: toggling IPv6
-  // starts them empty (established flows keep their backend through Maglev
-  // unless the backends changed meanwhile); frontends stay.
-  for (const [name, { full, shared }] of Object.entries(FLOW_BUDGET_SHARE)) {
+}
+
+/**
+ * Map sizes follow EdgeDatapathOptions.ipv6 — the IPv6 maps' (a handful of
+ * entries when off) and the IPv4 flow tables' (the shared flow budget) — so
+ * a map pinned by an agent with the other setting cannot be reused (the
+ * kernel map has a fixed size): it is unpinned and the object creates it
+ * anew. Toggling IPv6 thus forgets the IPv6 connection table and frontends
+ * (re-planned from the desired state) and starts the IPv4 flow tables empty
+ * (established flows keep their backend through Maglev unless the backends
+ * changed meanwhile); IPv4 frontends stay.
+ */
+function unpinResizedMaps(pinPath: string, ipv6: boolean, overrides: Record<string, number>): void {
+  const fits = (name: string, size: number): boolean => {
+    const want = overrides[name];
+    if (want !== undefined) return size === want;
+    const off = IPV6_OFF_SIZES[name];
+    if (off !== undefined) return ipv6 ? size !== off : size === off;
+    const budget = FLOW_BUDGET_SHARE[name]!;
+    return size === (ipv6 ? budget.shared : budget.full);
+  };
+  for (const name of [...Object.keys(IPV6_OFF_SIZES), ...Object.keys(FLOW_BUDGET_SHARE)]) {
     const path = join(pinPath, name);
-    if (!existsSync(path)) continue;
-    const m = BpfMap.openPinned(path);
-    const size = m.maxEntries;
-    m.close();
-    if (size !== (overrides[name] ?? (ipv6 ? shared : full))) unlinkSync(path);
+    const size = pinnedSize(path);
+    if (size !== null && !fits(name, size)) unlinkSync(path);
   }
 }
 
@@ -261,7 +268,7 @@ export class EdgeDatapath {
     if (hooks.length === 0) throw new Error('hooks: load at least one of xdp, tc');
     const shared = Object.fromEntries(Object.entries(FLOW_BUDGET_SHARE).map(([name, s]) => [name, s.shared]));
     const maxEntries = { ...(opts.ipv6 ? shared : IPV6_OFF_SIZES), ...(opts.maxEntries ?? {}) };
-    if (opts.pinPath) unpinResizedIpv6Maps(opts.pinPath, opts.ipv6 === true, opts.maxEntries ?? {});
+    if (opts.pinPath) unpinResizedMaps(opts.pinPath, opts.ipv6 === true, opts.maxEntries ?? {});
     return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
       ...(opts.pinPath ? { pinMaps: opts.pinPath } : {}),
       ...(Object.keys(maxEntries).length > 0 ? { maxEntries } : {}),
