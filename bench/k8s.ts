@@ -22,6 +22,7 @@ import { TestCluster, collectionPath, pool } from '../test/lib/kube.js';
 import { testConfig } from '../test/k8s/helpers.js';
 import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../src/lab/kube/rbac.js';
 import type { KubeHttp } from '../src/lab/kube/http.js';
+import { readUnitNodeSettings } from './lib/unit-env.js';
 
 interface AgentMsg {
   type: 'started' | 'programmed' | 'rss' | 'status';
@@ -37,18 +38,18 @@ function arg(name: string, def: number): number {
 
 const POOL = ['10.128.0.0/16'];
 /**
- * V8 heap sizing for the agent process (its service unit should use the
- * same). Without them V8 sizes the heap for this 24 GB host: the young
+ * V8 heap sizing for the agent process: by default the shipped unit's
+ * (systemd/edgelb.service: NODE_OPTIONS and MALLOC_ARENA_MAX), so the figure
+ * is the appliance's. Without them V8 sizes the heap for the host: the young
  * generation grows to 2 × 64 MB while the caches are built and old space to
- * ~4× the live set before it collects — peak RSS 361.7–366.5 MB for a live
- * heap of ~55 MB at 10 000 Services (2026-12-06; src/k8s/README.md
- * "Performance notes"). With a bounded semi-space and old space,
- * 175.6–189.8 MB. Override with BENCH_AGENT_FLAGS="..." and
- * BENCH_AGENT_ENV="..." (empty: Node's defaults).
+ * ~4× the live set before it collects — peak RSS 359–367 MB for a live heap
+ * of ~55 MB at 10 000 Services (2026-12-06; src/k8s/README.md "Performance
+ * notes"). Override with BENCH_AGENT_FLAGS="..." and BENCH_AGENT_ENV="..."
+ * (empty: Node's defaults).
  */
-/** glibc malloc: fewer per-thread arenas (V8's GC threads otherwise each grow one). */
-const AGENT_ENV: Record<string, string> = process.env.BENCH_AGENT_ENV !== undefined ? Object.fromEntries(process.env.BENCH_AGENT_ENV.split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string])) : { MALLOC_ARENA_MAX: '2' };
-const AGENT_NODE_FLAGS = process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(' ').filter(Boolean) : ['--max-semi-space-size=8', '--max-old-space-size=192'];
+const UNIT = readUnitNodeSettings(fileURLToPath(new URL('../../systemd/edgelb.service', import.meta.url)));
+const AGENT_ENV: Record<string, string> = process.env.BENCH_AGENT_ENV !== undefined ? Object.fromEntries(process.env.BENCH_AGENT_ENV.split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string])) : UNIT.env;
+const AGENT_NODE_FLAGS = process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(' ').filter(Boolean) : UNIT.flags;
 
 async function agent(kubeconfigPath: string, services: number): Promise<void> {
   const send = (m: AgentMsg) => process.send!(m);
