@@ -1,9 +1,11 @@
-// Which endpoint addresses an edge must not forward to. An address inside a
-// VIP pool sends the client's packet to a VIP: the routers hand it back to
-// the edges, which send it there again until its TTL runs out (a hand-made
-// EndpointSlice can name any address). Multicast, broadcast, "this network"
-// and the reserved block reach no pod. (The API server already refuses
-// loopback, link-local and unspecified endpoint addresses.)
+// Which endpoint and node addresses an edge must not forward to. An address
+// inside a VIP pool sends the client's packet to a VIP: the routers hand it
+// back to the edges, which send it there again until its TTL runs out (a
+// hand-made EndpointSlice can name any address, and each node's kubelet
+// writes its own Node's addresses). Multicast, broadcast, "this network",
+// the reserved block and loopback reach no pod and no node. (The API server
+// already refuses loopback, link-local and unspecified endpoint addresses,
+// but not such Node addresses.)
 import type { PoolConfig } from '../config/types.js';
 import { cidrContains, parseCidr, type Cidr } from '../net/cidr.js';
 import { ipToBigInt } from '../net/ip.js';
@@ -14,6 +16,8 @@ const NOWHERE: readonly { cidr: Cidr; what: string }[] = [
   { cidr: parseCidr('240.0.0.0/4'), what: 'reserved or broadcast (240.0.0.0/4)' },
   { cidr: parseCidr('ff00::/8'), what: 'multicast' },
   { cidr: parseCidr('::/128'), what: 'unspecified' },
+  { cidr: parseCidr('127.0.0.0/8'), what: 'loopback (127.0.0.0/8)' },
+  { cidr: parseCidr('::1/128'), what: 'loopback (::1)' },
 ];
 
 interface PoolBlock {
@@ -33,14 +37,26 @@ function poolBlocks(pools: readonly PoolConfig[]): PoolBlock[] {
   return b;
 }
 
-/** Why an edge must not send to this endpoint address (a sentence), or null. `ip` is canonical. */
-export function refusedBackendAddress(ip: string, pools: readonly PoolConfig[]): string | null {
+/** Why no packet may be sent to `ip` ("lies in VIP pool …" / "is multicast, not <noun>"), or null. `ip` is canonical. */
+function refusal(ip: string, pools: readonly PoolConfig[], noun: string): string | null {
   const { family, value } = ipToBigInt(ip);
   for (const b of poolBlocks(pools)) {
-    if (cidrContains(b.cidr, family, value)) return `it lies in VIP pool ${b.pool} (${b.cidr.text}): packets sent there would come back to the edges`;
+    if (cidrContains(b.cidr, family, value)) return `lies in VIP pool ${b.pool} (${b.cidr.text}): packets sent there would come back to the edges`;
   }
   for (const n of NOWHERE) {
-    if (cidrContains(n.cidr, family, value)) return `it is ${n.what}, not a pod's address`;
+    if (cidrContains(n.cidr, family, value)) return `is ${n.what}, not ${noun}`;
   }
   return null;
+}
+
+/** Why an edge must not send to this endpoint address (a sentence), or null. `ip` is canonical. */
+export function refusedBackendAddress(ip: string, pools: readonly PoolConfig[]): string | null {
+  const r = refusal(ip, pools, "a pod's address");
+  return r === null ? null : `it ${r}`;
+}
+
+/** Why an edge must not use this node address as a next hop (a sentence), or null. */
+export function refusedNodeAddress(ip: string, nodeName: string, pools: readonly PoolConfig[]): string | null {
+  const r = refusal(ip, pools, "a node's address");
+  return r === null ? null : `the address ${ip} of its node ${nodeName} ${r}`;
 }

@@ -26,7 +26,7 @@ import { parseCidr } from '../net/cidr.js';
 import { canonicalIp, ipFamily } from '../net/ip.js';
 import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, FrontendRejection, L4Proto } from './types.js';
 import { ANNOTATION_DISPATCH, ANNOTATION_MODE, requestedSourceRanges, serviceKey } from './service.js';
-import { refusedBackendAddress } from './backend-address.js';
+import { refusedBackendAddress, refusedNodeAddress } from './backend-address.js';
 
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
@@ -183,6 +183,11 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
       const nodeIp = nodeName === '' ? ip : ((fam === 4 ? na?.v4 : na?.v6) ?? '');
       if (nodeIp === '') {
         problems.push({ reason: 'NodeAddressUnknown', message: `endpoint ${ip} is not used: node ${nodeName} has no IPv${fam} address (InternalIP/ExternalIP) known to edgelb` });
+        continue;
+      }
+      const badNode = nodeName === '' ? null : refusedNodeAddress(nodeIp, nodeName, pools);
+      if (badNode !== null) {
+        problems.push({ reason: 'NodeAddressRefused', message: `endpoint ${ip} is not used: ${badNode}` });
         continue;
       }
       const id = `${ip}|${port}`;

@@ -269,3 +269,31 @@ test('an endpoint inside a VIP pool (it would loop through the routers back to t
   t.deepEqual(d6.services[0]!.backends.map((b) => b.ip), ['fd00::10']);
   t.deepEqual(d6.problems.map((p) => p.message.split(':')[0]), ['endpoint 2001', 'endpoint ff02']);
 });
+
+test('a node address inside a VIP pool, loopback or multicast is not a next hop: that node\'s endpoints are not used, with a Warning naming node and address', (t) => {
+  // Node status is written by each node's own kubelet (the Node authorizer
+  // lets it): a misconfigured or hostile one could name a VIP, which would
+  // loop every packet through the routers back to the edges.
+  const odd = new Map<string, NodeAddresses>([
+    ...nodes,
+    ['vipnode', { v4: '192.0.2.20', v6: '2001:db8::20' }],
+    ['lonode', { v4: '127.0.0.2', v6: '::1' }],
+    ['mcnode', { v4: '224.0.0.9', v6: null }],
+  ]);
+  const eps: [string, string, Cond][] = [
+    ['10.1.0.1', 'n1', { ready: true }],
+    ['10.1.0.2', 'vipnode', { ready: true }],
+    ['10.1.0.3', 'lonode', { ready: true }],
+    ['10.1.0.4', 'mcnode', { ready: true }],
+  ];
+  const d = desiredForService(svc('a'), [slice('a', 's1', eps)], odd, config, alloc);
+  t.deepEqual(d.services[0]!.backends.map((b) => b.ip), ['10.1.0.1']);
+  t.deepEqual(d.problems.map((p) => p.reason), Array<string>(3).fill('NodeAddressRefused'));
+  t.is(d.problems[0]!.message, 'endpoint 10.1.0.2 is not used: the address 192.0.2.20 of its node vipnode lies in VIP pool p (192.0.2.0/24): packets sent there would come back to the edges');
+  t.is(d.problems[1]!.message, 'endpoint 10.1.0.3 is not used: the address 127.0.0.2 of its node lonode is loopback (127.0.0.0/8), not a node\'s address');
+  t.is(d.problems[2]!.message, 'endpoint 10.1.0.4 is not used: the address 224.0.0.9 of its node mcnode is multicast, not a node\'s address');
+  const v6: [string, string, Cond][] = [['fd00::10', 'n2', { ready: true }], ['fd00::11', 'vipnode', { ready: true }], ['fd00::12', 'lonode', { ready: true }]];
+  const d6 = desiredForService(svc('a'), [slice('a', 's6', v6, undefined, 'IPv6')], odd, config, [{ ip: '2001:db8::1', pool: 'p' }]);
+  t.deepEqual(d6.services[0]!.backends.map((b) => b.ip), ['fd00::10']);
+  t.deepEqual(d6.problems.map((p) => p.reason), ['NodeAddressRefused', 'NodeAddressRefused']);
+});
