@@ -72,6 +72,9 @@ export interface PlannerLimits {
   clockNs?: () => bigint;
   /** IPv6 frontends are served (the IPv6 maps are sized for use: EdgeDatapathOptions.ipv6). */
   ipv6?: boolean;
+  /** Entries of edge_src_ranges / edge_src_ranges6, shared by every frontend's source ranges (absent: unbounded). */
+  srcRanges?: number;
+  srcRanges6?: number;
 }
 
 /**
@@ -180,6 +183,8 @@ export class EdgePlanner {
   private readonly beIds: IdAllocator;
   /** Previous Maglev tables (second chance); their regions come from the same allocator as the services'. */
   readonly previous: PreviousTables;
+  /** Source-range entries the maps hold once the last plan is written, per family. */
+  private readonly srcInUse = { 4: 0, 6: 0 };
 
   constructor(
     readonly limits: PlannerLimits,
@@ -268,6 +273,7 @@ export class EdgePlanner {
       });
     }
     for (const r of snap.srcRanges) byId.get(r.svcId)?.srcRanges.add(r.cidr);
+    for (const st of this.frontends.values()) this.srcInUse[st.family] += st.srcRanges.size;
   }
 
   // ------------------------------------------------------------ planning
@@ -313,7 +319,25 @@ export class EdgePlanner {
       this.planRemoval(st, plan);
       result.removed.push(key);
     }
+    this.srcInUse[4] += plan.srcAdds.length - plan.srcDeletes.length;
+    this.srcInUse[6] += plan.srcAdds6.length - plan.srcDeletes6.length;
     return { plan, result };
+  }
+
+  /**
+   * Throws OutOfSourceRanges unless the `adds` new entries of a frontend fit
+   * its family's table. The writer adds every entry of a plan before it
+   * deletes any (a frontend is never open to everyone in between), so what
+   * must fit is what the maps hold plus everything this plan adds.
+   */
+  private checkSourceRanges(fam: 4 | 6, total: number, adds: number, plan: EdgePlan): void {
+    const limit = fam === 6 ? this.limits.srcRanges6 : this.limits.srcRanges;
+    if (limit === undefined || adds === 0) return;
+    const used = this.srcInUse[fam] + (fam === 6 ? plan.srcAdds6 : plan.srcAdds).length;
+    if (used + adds > limit) {
+      const table = fam === 6 ? 'edge_src_ranges6' : 'edge_src_ranges';
+      throw new Rejected('OutOfSourceRanges', `${total} source ranges (${adds} new) do not fit: ${table} has ${Math.max(0, limit - used)} free entries (${used} of ${limit} in use)`);
+    }
   }
 
   /** Plans closing the second-chance windows that ended (the agent calls it periodically; every plan() does too). */
@@ -379,6 +403,11 @@ export class EdgePlanner {
       next.set(bk, pb);
     }
     const active = [...next.entries()].filter(([, s]) => s.b.state === 'active');
+    // Source ranges: checked before anything is allocated (nothing to undo).
+    const family = familyOf(d.frontend.vip);
+    const ranges = new Set(d.sourceRanges.map(normaliseCidr));
+    const had = prev && prev.family === family ? prev.srcRanges : null;
+    this.checkSourceRanges(family, ranges.size, had ? [...ranges].filter((r) => !had.has(r)).length : ranges.size, plan);
     let size = active.length > 0 ? chooseTableSize(active.length, this.limits.maglevTableSize, prev?.cls ?? undefined) : null;
 
     // Allocation first, undone if any of it fails.
@@ -474,7 +503,6 @@ export class EdgePlanner {
     }
 
     // Source ranges.
-    const ranges = new Set(d.sourceRanges.map(normaliseCidr));
     for (const r of ranges) if (!st.srcRanges.has(r)) (st.family === 6 ? plan.srcAdds6 : plan.srcAdds).push(srcKey(st.id, r));
     for (const r of st.srcRanges) if (!ranges.has(r)) (st.family === 6 ? plan.srcDeletes6 : plan.srcDeletes).push(srcKey(st.id, r));
     st.srcRanges = ranges;

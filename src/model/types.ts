@@ -60,7 +60,7 @@ export interface DesiredState {
  * Why a frontend is not served by this edge. The datapath's reasons:
  * UnsupportedFamily (an address family it does not forward yet),
  * InvalidFrontend (a value it cannot encode), OutOfServiceIds,
- * OutOfBackendIds, OutOfRingSlots (capacity). The model's: TooManyPorts
+ * OutOfBackendIds, OutOfRingSlots, OutOfSourceRanges (capacity). The model's: TooManyPorts
  * (over the per-Service cap), SourceRangeFamily (source ranges, none of the
  * frontend's family), FrontendConflict (another Service holds it).
  */
@@ -70,6 +70,7 @@ export const REJECT_REASONS = [
   'OutOfServiceIds',
   'OutOfBackendIds',
   'OutOfRingSlots',
+  'OutOfSourceRanges',
   'TooManyPorts',
   'SourceRangeFamily',
   'FrontendConflict',
@@ -77,7 +78,7 @@ export const REJECT_REASONS = [
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** Reasons that depend on what else is programmed: worth offering the frontend again once space was freed. */
-export const CAPACITY_REASONS: ReadonlySet<RejectReason> = new Set<RejectReason>(['OutOfServiceIds', 'OutOfBackendIds', 'OutOfRingSlots']);
+export const CAPACITY_REASONS: ReadonlySet<RejectReason> = new Set<RejectReason>(['OutOfServiceIds', 'OutOfBackendIds', 'OutOfRingSlots', 'OutOfSourceRanges']);
 
 /** A frontend that is not served, and why (the message names the Service and the frontend). */
 export interface FrontendRejection {

@@ -211,3 +211,37 @@ test('second chance: off (window 0) plans no previous table; restore reserves th
   pl.commit(next.plan);
   t.is(pl.capacity().ringSlots.used, 0);
 });
+
+test('source ranges share one table per family: a frontend whose new ranges do not fit is rejected (OutOfSourceRanges) before it allocates anything; counts survive a restore; removals make room', (t) => {
+  const limits: PlannerLimits = { ...LIMITS, srcRanges: 4, srcRanges6: 2, ipv6: true };
+  const pl = new EdgePlanner(limits);
+  const a = fe(80, { sourceRanges: ['10.0.0.0/8', '10.1.0.0/16', '10.2.0.0/16'] });
+  const first = pl.plan([a]);
+  pl.commit(first.plan);
+  t.deepEqual(first.plan.srcAdds.length, 3);
+  const ids = pl.capacity().serviceIds.used;
+  const b = fe(81, { sourceRanges: ['192.168.0.0/16', '172.16.0.0/12'] });
+  const full = pl.plan([b]);
+  t.deepEqual(full.result.rejected.map((r) => r.reason), ['OutOfSourceRanges']);
+  t.is(full.result.rejected[0]!.message, `ns/s81 ${VIP}:81/TCP: 2 source ranges (2 new) do not fit: edge_src_ranges has 1 free entries (3 of 4 in use)`);
+  t.is(pl.capacity().serviceIds.used, ids, 'nothing allocated for the rejected frontend');
+  // The other family has its own table.
+  const v6 = service({ service: 'ns/v6', frontend: { vip: '2001:db8::10', port: 80, protocol: 'TCP' }, backends: [backend(1, { ip: 'fd00::1', nodeIp: 'fd00::100' })], sourceRanges: ['2001:db8:1::/48', '2001:db8:2::/48'] });
+  t.deepEqual(pl.plan([v6]).result.rejected, []);
+  // Replacing a frontend's ranges: the writer adds before it deletes, so the new ones must fit beside the old.
+  t.deepEqual(pl.plan([{ ...a, sourceRanges: ['10.0.0.0/8', '10.1.0.0/16', '10.3.0.0/16'] }]).result.rejected, []);
+  t.deepEqual(pl.plan([{ ...a, sourceRanges: ['10.0.0.0/8', '10.4.0.0/16', '10.5.0.0/16'] }]).result.rejected.map((r) => r.reason), ['OutOfSourceRanges']);
+  // A restarted agent counts what the pinned maps hold.
+  const restored = new EdgePlanner(limits);
+  restored.restore({
+    services: [{ keyBuf: Buffer.alloc(8), vip: VIP, port: 80, proto: 6, id: 1, ringOff: 0, ringSize: 0, flags: 0, value: Buffer.alloc(16) }],
+    markers: [VIP],
+    backends: [],
+    srcRanges: ['10.0.0.0/8', '10.1.0.0/16', '10.2.0.0/16'].map((cidr) => ({ svcId: 1, cidr })),
+  });
+  t.deepEqual(restored.plan([b]).result.rejected.map((r) => r.reason), ['OutOfSourceRanges']);
+  // Removing the first frontend frees its entries: the second fits in the next plan.
+  const gone = pl.plan([], [`${VIP}:80/TCP`]);
+  pl.commit(gone.plan);
+  t.deepEqual(pl.plan([b]).result.rejected, []);
+});

@@ -374,6 +374,32 @@ test('source ranges: outside dropped and counted, inside forwarded; ranges are p
   t.is(run(dp, tcpPacket({ flags: SYN, src: '8.8.8.8' })).retval, XDP_PASS);
 });
 
+test('more source ranges than the table holds: that frontend is rejected with its reason, nothing of it is written, the others of the same change are served; space freed is used again', (t) => {
+  // A Service may list tens of thousands of loadBalancerSourceRanges (the
+  // API server sets no limit); edge_src_ranges holds 1024 here.
+  const dp = openEdge(t);
+  const many = Array.from({ length: 1100 }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`);
+  const big = service({ service: 'default/big', frontend: { vip: VIP, port: 443, protocol: 'TCP' }, sourceRanges: many });
+  const small = service({ sourceRanges: ['198.51.100.0/28'] });
+  const r = dp.upsert([big, small]);
+  t.is(r.added, 1);
+  t.deepEqual(r.rejected.map((x) => [x.key, x.reason]), [[`${VIP}:443/TCP`, 'OutOfSourceRanges']]);
+  t.regex(r.rejected[0]!.message, /1100 source ranges \(1100 new\) do not fit: edge_src_ranges has 1024 free entries \(0 of 1024 in use\)/);
+  t.deepEqual(dp.keys(), [`${VIP}:80/TCP`]);
+  t.is(dp.map('edge_src_ranges').keys().length, 1, 'nothing of the rejected frontend was written');
+  t.is(run(dp, tcpPacket({ flags: SYN, src: '198.51.100.7' })).retval, XDP_PASS);
+  t.is(run(dp, tcpPacket({ flags: SYN, src: '8.8.8.8', dport: 443 })).retval, XDP_PASS, 'no VIP entry for the rejected port: passed, not served open');
+  // A frontend that grows past the table keeps nothing of its old shape open to everyone.
+  const grown = dp.upsert([{ ...small, sourceRanges: [...many, '198.51.100.0/28'] }]);
+  t.deepEqual(grown.rejected.map((x) => x.reason), ['OutOfSourceRanges']);
+  t.deepEqual(dp.keys(), []);
+  t.is(dp.map('edge_src_ranges').keys().length, 0);
+  // Within the table: served.
+  const fits = dp.upsert([{ ...big, sourceRanges: many.slice(0, 1000) }, small]);
+  t.is(fits.added, 2);
+  t.is(dp.map('edge_src_ranges').keys().length, 1001);
+});
+
 test('session affinity: a client keeps its backend for new connections after the backend set changes', (t) => {
   const dp = openEdge(t);
   const bs = Array.from({ length: 6 }, (_, i) => backend(i + 1));
