@@ -230,6 +230,8 @@ export class EdgeDatapath {
       secondChanceNs: BigInt(window) * 1_000_000_000n,
       clockNs: opts.clockNs ?? (() => process.hrtime.bigint()),
       ipv6: opts.ipv6 === true,
+      serviceEntries: maps.edge_services.maxEntries,
+      serviceEntries6: maps.edge_services6.maxEntries,
       srcRanges: maps.edge_src_ranges.maxEntries,
       srcRanges6: maps.edge_src_ranges6.maxEntries,
       },

@@ -72,6 +72,9 @@ export interface PlannerLimits {
   clockNs?: () => bigint;
   /** IPv6 frontends are served (the IPv6 maps are sized for use: EdgeDatapathOptions.ipv6). */
   ipv6?: boolean;
+  /** Entries of edge_services / edge_services6: a frontend's entry and one marker per VIP (absent: unbounded). */
+  serviceEntries?: number;
+  serviceEntries6?: number;
   /** Entries of edge_src_ranges / edge_src_ranges6, shared by every frontend's source ranges (absent: unbounded). */
   srcRanges?: number;
   srcRanges6?: number;
@@ -148,6 +151,8 @@ export class EdgePlan implements PreviousWrites {
   readonly retiredBackends: number[] = [];
   readonly retiredRegions: number[] = [];
   readonly retiredSvcIds: number[] = [];
+  /** Entries this plan adds to edge_services / edge_services6 (new frontends and new VIP markers). */
+  readonly newServiceEntries = { 4: 0, 6: 0 };
 
   /** Whether committing this plan frees ids or slots. */
   frees(): boolean {
@@ -185,6 +190,8 @@ export class EdgePlanner {
   readonly previous: PreviousTables;
   /** Source-range entries the maps hold once the last plan is written, per family. */
   private readonly srcInUse = { 4: 0, 6: 0 };
+  /** edge_services(6) entries (frontends and VIP markers) the maps hold once the last plan is written. */
+  private readonly svcInUse = { 4: 0, 6: 0 };
 
   constructor(
     readonly limits: PlannerLimits,
@@ -273,7 +280,11 @@ export class EdgePlanner {
       });
     }
     for (const r of snap.srcRanges) byId.get(r.svcId)?.srcRanges.add(r.cidr);
-    for (const st of this.frontends.values()) this.srcInUse[st.family] += st.srcRanges.size;
+    for (const st of this.frontends.values()) {
+      this.srcInUse[st.family] += st.srcRanges.size;
+      this.svcInUse[st.family]++;
+    }
+    for (const vip of this.markers.keys()) this.svcInUse[familyOf(vip)]++;
   }
 
   // ------------------------------------------------------------ planning
@@ -321,7 +332,25 @@ export class EdgePlanner {
     }
     this.srcInUse[4] += plan.srcAdds.length - plan.srcDeletes.length;
     this.srcInUse[6] += plan.srcAdds6.length - plan.srcDeletes6.length;
+    this.svcInUse[4] += plan.newServiceEntries[4] - plan.svcDeletes.length;
+    this.svcInUse[6] += plan.newServiceEntries[6] - plan.svcDeletes6.length;
     return { plan, result };
+  }
+
+  /**
+   * Throws OutOfServiceIds unless a new frontend on `vip` fits its family's
+   * edge_services: its own entry, and the VIP's marker if it has none yet.
+   * As for source ranges, a plan's deletes are written after its adds.
+   */
+  private checkServiceEntries(vip: string, plan: EdgePlan): number {
+    const fam = familyOf(vip);
+    const need = this.markers.has(vip) ? 1 : 2;
+    const limit = fam === 6 ? this.limits.serviceEntries6 : this.limits.serviceEntries;
+    const used = this.svcInUse[fam] + plan.newServiceEntries[fam];
+    if (limit !== undefined && used + need > limit) {
+      throw new Rejected('OutOfServiceIds', `${fam === 6 ? 'edge_services6' : 'edge_services'} is full: ${used} of ${limit} entries in use (one per frontend, and one marker per VIP)`);
+    }
+    return need;
   }
 
   /**
@@ -412,10 +441,16 @@ export class EdgePlanner {
 
     // Allocation first, undone if any of it fails.
     let id = prev?.id ?? 0;
+    let entries = 0; // edge_services entries counted for this new frontend
     let region: number | null = null;
     const got: number[] = [];
     try {
-      if (!prev) id = this.alloc(this.svcIds, 'OutOfServiceIds');
+      if (!prev) {
+        const need = this.checkServiceEntries(d.frontend.vip, plan);
+        id = this.alloc(this.svcIds, 'OutOfServiceIds');
+        entries = need;
+        plan.newServiceEntries[family] += need;
+      }
       for (const pb of fresh) {
         pb.id = this.alloc(this.beIds, 'OutOfBackendIds');
         got.push(pb.id);
@@ -432,6 +467,7 @@ export class EdgePlanner {
     } catch (e) {
       for (const b of got) this.beIds.release(b);
       if (!prev && id !== 0) this.svcIds.release(id);
+      plan.newServiceEntries[family] -= entries;
       throw e;
     }
 

@@ -245,3 +245,28 @@ test('source ranges share one table per family: a frontend whose new ranges do n
   pl.commit(gone.plan);
   t.deepEqual(pl.plan([b]).result.rejected, []);
 });
+
+test('edge_services entries: a frontend takes one, a new VIP one more for its marker; a frontend rejected for another reason leaves the count as it was; a restore counts frontends and markers', (t) => {
+  const limits: PlannerLimits = { ...LIMITS, backendIds: 4, serviceEntries: 6 };
+  const pl = new EdgePlanner(limits);
+  const on = (vip: string, port: number, over: Partial<DesiredService> = {}) => service({ service: `ns/${vip}-${port}`, frontend: { vip, port, protocol: 'TCP' }, ...over });
+  pl.commit(pl.plan([on('203.0.113.1', 80), on('203.0.113.2', 80)]).plan); // 2 frontends + 2 markers; 2 of 3 backend ids
+  // Needs 3 backend ids, 1 is left: rejected after its 2 entries were counted — the count is undone.
+  const tooMany = pl.plan([on('203.0.113.3', 80, { backends: [backend(7), backend(8), backend(9)] })]);
+  t.deepEqual(tooMany.result.rejected.map((r) => r.reason), ['OutOfBackendIds']);
+  t.deepEqual(pl.plan([on('203.0.113.3', 80, { backends: [] })]).result.rejected, [], 'a new VIP: two entries, and two are free');
+  const full = pl.plan([on('203.0.113.1', 443, { backends: [] })]);
+  t.deepEqual(full.result.rejected.map((r) => r.reason), ['OutOfServiceIds']);
+  t.is(full.result.rejected[0]!.message, 'ns/203.0.113.1-443 203.0.113.1:443/TCP: edge_services is full: 6 of 6 entries in use (one per frontend, and one marker per VIP)');
+  const restored = new EdgePlanner(limits);
+  restored.restore({
+    services: [{ keyBuf: Buffer.alloc(8), vip: '203.0.113.1', port: 80, proto: 6, id: 1, ringOff: 0, ringSize: 0, flags: 0, value: Buffer.alloc(16) }],
+    markers: ['203.0.113.1', '203.0.113.9'],
+    backends: [],
+    srcRanges: [],
+  });
+  // 1 frontend + 2 markers in the maps: a new VIP fits (5 of 6), a second new VIP does not, a port on a known VIP does.
+  t.deepEqual(restored.plan([on('203.0.113.4', 80, { backends: [] })]).result.rejected, []);
+  t.deepEqual(restored.plan([on('203.0.113.5', 80, { backends: [] })]).result.rejected.map((r) => r.reason), ['OutOfServiceIds']);
+  t.deepEqual(restored.plan([on('203.0.113.9', 80, { backends: [] })]).result.rejected, []);
+});

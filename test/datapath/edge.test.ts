@@ -400,6 +400,25 @@ test('more source ranges than the table holds: that frontend is rejected with it
   t.is(dp.map('edge_src_ranges').keys().length, 1001);
 });
 
+test('edge_services holds frontends and one marker per VIP: a frontend on a new VIP that would not fit is rejected (OutOfServiceIds), the rest of the change applies', (t) => {
+  // edge_services and edge_svc_stats hold 4096 here: 4095 service ids, but
+  // every VIP also takes a marker entry in edge_services.
+  const dp = openEdge(t);
+  const vip = (i: number) => `203.0.${112 + (i >> 8)}.${i & 255}`;
+  // No backends: no Maglev region, so ring slots do not run out first.
+  const many = Array.from({ length: 2100 }, (_, i) => service({ service: `default/s${i}`, frontend: { vip: vip(i), port: 80, protocol: 'TCP' }, backends: [] }));
+  const r = dp.upsert(many);
+  t.is(r.added + r.rejected.length, 2100);
+  t.true(r.rejected.length > 0 && r.rejected.every((x) => x.reason === 'OutOfServiceIds'), JSON.stringify(r.rejected.slice(0, 2)));
+  t.regex(r.rejected[0]!.message, /edge_services/);
+  t.is(dp.map('edge_services').keys().length, 2 * r.added);
+  // Another port on a VIP that already has its marker still fits in the last free entry.
+  const free = 4096 - 2 * r.added;
+  const more = dp.upsert(Array.from({ length: free }, (_, i) => service({ service: `default/p${i}`, frontend: { vip: vip(0), port: 1000 + i, protocol: 'TCP' }, backends: [] })));
+  t.is(more.added, free);
+  t.deepEqual(more.rejected, []);
+});
+
 test('session affinity: a client keeps its backend for new connections after the backend set changes', (t) => {
   const dp = openEdge(t);
   const bs = Array.from({ length: 6 }, (_, i) => backend(i + 1));
