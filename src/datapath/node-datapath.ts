@@ -148,6 +148,34 @@ export interface ApplyLocalServicesResult {
   removed: number;
   /** Services whose local backends exceeded NODE_MAX_LOCAL_BACKENDS (truncated). */
   truncated: string[];
+  /** Frontends left out of node_services(6) because the map is full (those without a pod here go first). */
+  unprogrammed: number;
+  /** node_sc_backends(6) entries wanted (backends of the frontends with a pod here), and those left out for want of room. */
+  secondChanceEntries: number;
+  secondChanceSkipped: number;
+  /** Frontends two Services claim: which one is programmed (see localServiceEntries). */
+  conflicts: string[];
+}
+
+/**
+ * At most `room` entries per family, those with a pod here first (the
+ * others only tell a foreign VIP from a wrong pod in the counters).
+ */
+function fitLocalEntries(entries: readonly LocalServiceEntry[], room: { 4: number; 6: number }): { kept: LocalServiceEntry[]; left: number } {
+  const kept: LocalServiceEntry[] = [];
+  const used = { 4: 0, 6: 0 };
+  let left = 0;
+  for (const withPods of [true, false]) {
+    for (const e of entries) {
+      if (e.backends.length > 0 !== withPods) continue;
+      const fam = isV6(e.vip) ? 6 : 4;
+      if (used[fam] < room[fam]) {
+        used[fam]++;
+        kept.push(e);
+      } else left++;
+    }
+  }
+  return { kept, left };
 }
 
 function seconds(what: string, v: number | undefined, dflt: number): bigint {
@@ -176,11 +204,12 @@ function seconds(what: string, v: number | undefined, dflt: number): bigint {
  * Without `node`, the services are taken as already restricted to this
  * node: every backend is local.
  */
-export function localServiceEntries(services: readonly DesiredService[], node?: { name?: string; ip?: string }): { entries: LocalServiceEntry[]; truncated: string[] } {
+export function localServiceEntries(services: readonly DesiredService[], node?: { name?: string; ip?: string }): { entries: LocalServiceEntry[]; truncated: string[]; conflicts: string[] } {
   if (node && !node.name && !node.ip) throw new Error('localServiceEntries: give the node name or IP (or no node: every backend is local)');
   const onNode = (b: Backend): boolean => !node || (node.name !== undefined && b.nodeName === node.name) || (node.ip !== undefined && b.nodeIp === node.ip);
   const byKey = new Map<string, LocalServiceEntry>();
   const truncated: string[] = [];
+  const conflicts = new Map<string, Set<string>>(); // frontendKey → the Services not programmed for it
   for (const s of services) {
     const dsr = s.mode === 'dsr' || (s.mode === 'hybrid' && s.frontend.protocol === 'TCP');
     if (!dsr) continue;
@@ -197,10 +226,26 @@ export function localServiceEntries(services: readonly DesiredService[], node?: 
       pick = Math.min(pick, NODE_MAX_LOCAL_BACKENDS);
     }
     const key = frontendKey(s.frontend);
-    if (byKey.has(key)) throw new Error(`two services claim ${key} (${byKey.get(key)!.service} and ${s.service})`);
+    const other = byKey.get(key);
+    if (other?.service === s.service) continue; // the same frontend listed twice for one Service: one entry
+    if (other) {
+      // Two Services in status with one frontend: something upstream is
+      // broken (a status written by hand, racing writers). The edges' leader
+      // keeps the first claimer — after a restart the first in the API
+      // server's key-sorted list — so the node keeps the smaller key,
+      // whatever order it is handed, and says so rather than stop.
+      const lost = conflicts.get(key) ?? new Set<string>();
+      conflicts.set(key, lost);
+      if (other.service <= s.service) {
+        lost.add(s.service);
+        continue;
+      }
+      lost.add(other.service);
+    }
     byKey.set(key, { service: s.service, vip: s.frontend.vip, port: s.frontend.port, proto: s.frontend.protocol, backends: chosen, pick });
   }
-  return { entries: [...byKey.values()], truncated };
+  const said = [...conflicts].map(([key, lost]) => `${key}: ${byKey.get(key)!.service} programmed, ${[...lost].sort().join(', ')} not`);
+  return { entries: [...byKey.values()], truncated, conflicts: said };
 }
 
 function sortedUnique(backends: readonly Backend[]): LocalBackend[] {
@@ -378,9 +423,25 @@ export class NodeDatapath {
    * already restricted to this node). Writes only what changed.
    */
   applyServices(services: readonly DesiredService[], node?: { name?: string; ip?: string }): ApplyLocalServicesResult {
-    const { entries, truncated } = localServiceEntries(services, node);
-    const sc = scBackendEntries(services); // docs/second-chance.md
-    for (const name of [NODE_SC_MAP, NODE_SC6_MAP]) writeScBackends(this.obj.map(name), sc.filter((e) => scBackendMapOf(e) === name));
+    const local = localServiceEntries(services, node);
+    const truncated = local.truncated;
+    // Nothing here may throw for a large cluster: every map gets what fits.
+    const { kept: entries, left: unprogrammed } = fitLocalEntries(local.entries, { 4: this.servicesMap.maxEntries, 6: this.services6Map.maxEntries });
+    // Second chance: a handed-over packet arrives at its primary — a pod of
+    // this node — so only frontends with a pod here need their backends'
+    // nodes (docs/second-chance.md).
+    const here = new Set(local.entries.filter((e) => e.backends.length > 0).map((e) => `${e.vip}|${e.port}|${e.proto}`));
+    const sc = scBackendEntries(services.filter((s) => here.has(`${s.frontend.vip}|${s.frontend.port}|${s.frontend.protocol}`)));
+    let secondChanceSkipped = 0;
+    for (const name of [NODE_SC_MAP, NODE_SC6_MAP]) {
+      const map = this.obj.map(name);
+      const mine = sc.filter((e) => scBackendMapOf(e) === name);
+      secondChanceSkipped += Math.max(0, mine.length - map.maxEntries);
+      writeScBackends(map, mine.slice(0, map.maxEntries));
+    }
+    if (unprogrammed > 0 || secondChanceSkipped > 0) {
+      this.#log.warn({ unprogrammed, secondChanceSkipped, frontends: local.entries.length, secondChanceEntries: sc.length }, 'more frontends than the node program\'s maps hold; those without a pod here (and second-chance entries beyond the map) are left out');
+    }
     let added = 0;
     let updated = 0;
     let removed = 0;
@@ -409,7 +470,8 @@ export class NodeDatapath {
     if (truncated.length > 0) {
       this.#log.warn({ services: truncated, limit: NODE_MAX_LOCAL_BACKENDS }, 'more local backends than the node program holds; extra ones get no ipip flows');
     }
-    return { added, updated, removed, truncated };
+    if (local.conflicts.length > 0) this.#log.warn({ conflicts: local.conflicts }, 'two Services claim one frontend in their status; the first by key is programmed');
+    return { added, updated, removed, truncated, unprogrammed, secondChanceEntries: sc.length, secondChanceSkipped, conflicts: local.conflicts };
   }
 
   /**

@@ -86,7 +86,14 @@ export class LocalServices {
       // Until every cache has listed once, a partial view would remove
       // frontends that are merely not loaded yet.
       if (![this.services, this.slices, this.nodes].every((i) => i.stats().synced)) return;
-      this.o.onChange(localDesired(this.services.list(), this.slices.list(), this.nodes.list(), this.o));
+      // A failure here (a computation or a map write) must not end the node
+      // agent from inside a timer: what is programmed stays, the next
+      // change tries again.
+      try {
+        this.o.onChange(localDesired(this.services.list(), this.slices.list(), this.nodes.list(), this.o));
+      } catch (e) {
+        this.o.logger.error({ err: e }, 'local services not programmed; the previous ones stay until the next change');
+      }
     }, this.o.debounceMs ?? 50);
   }
 

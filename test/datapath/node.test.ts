@@ -678,19 +678,57 @@ test('localServiceEntries: this node only, ready first then terminating, sorted,
   t.deepEqual(localServiceEntries([svcs[1]!]).entries.map((e) => e.backends), [[{ ip: POD2, port: 81 }]]);
   t.deepEqual(localServiceEntries([svcs[0]!]).entries[0]!.backends.map((b) => b.ip), [POD1, POD3, OTHER_NODE_POD, POD2]);
   t.throws(() => localServiceEntries(svcs, {}), { message: /node name or IP/ });
-  t.throws(() => localServiceEntries([svcs[0]!, svcs[0]!], { name: NODE_NAME }), { message: /two services claim/ });
+});
+
+test('two Services claiming one frontend (status names one VIP and port twice): the one with the smaller key is programmed, the other reported — never a throw, which would stop the node agent', (t) => {
+  // The edges' leader hands a frontend to the first Service that claims it,
+  // which after a restart is the first in the API server's (key-sorted) list.
+  const a = service(VIP, 80, 'TCP', [backend(POD1, 80)], 'ns/b-second');
+  const b = service(VIP, 80, 'TCP', [backend(POD2, 80)], 'ns/a-first');
+  for (const order of [[a, b], [b, a]]) {
+    const r = localServiceEntries(order, { name: NODE_NAME });
+    t.deepEqual(r.entries.map((e) => [e.service, e.backends.map((x) => x.ip)]), [['ns/a-first', [POD2]]]);
+    t.deepEqual(r.conflicts, [`${VIP}:80/TCP: ns/a-first programmed, ns/b-second not`]);
+  }
+  const dp = loadNode(t);
+  const applied = dp.applyServices([a, b, ...standardServices().slice(1)], { name: NODE_NAME });
+  t.deepEqual(applied.conflicts, [`${VIP}:80/TCP: ns/a-first programmed, ns/b-second not`]);
+  t.deepEqual(dp.localServices().find((e) => e.port === 80 && e.vip === VIP)?.backends, [{ ip: POD2, port: 80 }]);
 });
 
 test('applyServices writes only differences and removes stale entries', (t) => {
   const dp = loadNode(t);
   t.is(dp.localServices().length, 3);
-  t.deepEqual(dp.applyServices(standardServices(), { name: NODE_NAME }), { added: 0, updated: 0, removed: 0, truncated: [] });
+  t.deepEqual(dp.applyServices(standardServices(), { name: NODE_NAME }), { added: 0, updated: 0, removed: 0, truncated: [], unprogrammed: 0, secondChanceEntries: 4, secondChanceSkipped: 0, conflicts: [] });
   const [a, b] = standardServices();
-  t.deepEqual(dp.applyServices([a!, { ...b!, backends: [backend(POD3, 5353)] }], { name: NODE_NAME }), { added: 0, updated: 1, removed: 1, truncated: [] });
+  t.deepEqual(dp.applyServices([a!, { ...b!, backends: [backend(POD3, 5353)] }], { name: NODE_NAME }), { added: 0, updated: 1, removed: 1, truncated: [], unprogrammed: 0, secondChanceEntries: 4, secondChanceSkipped: 0, conflicts: [] });
   const many = Array.from({ length: 40 }, (_, i) => backend(`10.244.9.${i + 1}`, 80));
   const r = dp.applyServices([service(VIP, 80, 'TCP', many)], { name: NODE_NAME });
   t.deepEqual(r.truncated, [`ns/svc-${VIP}-80`]);
   t.is(dp.localServices()[0]!.backends.length, 32);
+});
+
+test('a cluster larger than the node\'s maps: never a throw; this node\'s frontends are programmed first, the rest and the second-chance entries beyond the maps\' size are left out and reported', (t) => {
+  // 20 000 DSR frontends of 4 pods each (80 000 second-chance entries
+  // against node_sc_backends' 65 536; 20 000 frontends against
+  // node_services' 4 096), 50 of them with a pod on this node.
+  const dp = loadNode(t);
+  const svcs = Array.from({ length: 20_000 }, (_, i) => {
+    const vip = `203.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+    const pods = [0, 1, 2, 3].map((j) => backend(`10.${100 + j}.${(i >> 8) & 255}.${i & 255}`, 8080, 'node-b'));
+    if (i % 400 === 7) pods.push(backend(`10.244.${3 + (i >> 8)}.${i & 255}`, 8080));
+    return service(vip, 80, 'TCP', pods);
+  });
+  const r = dp.applyServices(svcs, { name: NODE_NAME });
+  const local = svcs.filter((_, i) => i % 400 === 7).map((s) => `${s.frontend.vip}:80/TCP`);
+  const programmed = new Set(dp.localServices().map((e) => `${e.vip}:${e.port}/${e.proto}`));
+  t.true(local.every((k) => programmed.has(k)), 'every frontend with a pod here is programmed');
+  t.is(programmed.size, 4096, 'node_services full, not over');
+  t.is(r.unprogrammed, 20_000 - 4096);
+  // Second chance hands over only to nodes of frontends with a pod here (the primary is here).
+  t.is(r.secondChanceEntries, 50 * 5);
+  t.is(r.secondChanceSkipped, 0);
+  t.is(dp.localServices().filter((e) => e.backends.length > 0).length, 50);
 });
 
 test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
