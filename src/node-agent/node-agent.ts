@@ -72,7 +72,7 @@ export class NodeAgent {
     // The marker must see the probe before the node program does.
     this.probeObj = BpfObject.load(bpfObjectPath('node_probe'), { initialValues: { 'node_pro.rodata': rodataPort(o.probePort ?? PROBE_PORT) } });
     this.probeTc = this.probeObj.program('node_probe').attachTc(o.interface, 'ingress', { priority: NODE_DEFAULTS.tcPriority - 1, replace: true });
-    this.responder = new ProbeResponder({ port: o.probePort ?? PROBE_PORT });
+    this.responder = new ProbeResponder({ port: o.probePort ?? PROBE_PORT, allowSources: o.edgeSources });
     await this.responder.start();
     if (o.kubeconfig) {
       this.local = new LocalServices({

@@ -2,24 +2,68 @@
 // bpf/node_probe.c has already set the flag byte if the option (IPv4) or
 // the marker header (IPv6) arrived.
 //
+// It answers only the edges (allowSources: the node agent's edge sources)
+// and at most maxPerSecond probes a second: a forged source must not turn
+// the nodes into reflectors, nor a flood into work for the agent.
+//
 // Without an explicit address it answers on both families: an IPv4 socket
 // on 0.0.0.0 and an IPv6-only one on :: at the same port. A host without
 // IPv6 (no ::, the family not supported) answers IPv4 only; `families`
 // says which sockets are open.
 import { createSocket, type Socket, type SocketType } from 'node:dgram';
-import { isIpv6 } from '../net/ip.js';
+import { ipToBigInt, isIpv6 } from '../net/ip.js';
+import { cidrContains, parseCidr, type Cidr } from '../net/cidr.js';
 import { isProbePayload, PROBE_PORT } from './wire.js';
 
 /** Errors that mean "this host has no IPv6", not "something is wrong". */
 const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT']);
 
+/** Probes answered per second when not told: edges probe each path every few seconds. */
+const DEFAULT_MAX_PER_SECOND = 1000;
+
+export interface ProbeResponderOptions {
+  address?: string;
+  port?: number;
+  /** CIDRs whose probes are answered (the edge sources); absent: every source. */
+  allowSources?: readonly string[];
+  maxPerSecond?: number;
+}
+
 export class ProbeResponder {
   private sockets: Socket[] = [];
   answered = 0;
+  /** Probes from a source outside allowSources, and probes over the rate cap: not answered. */
+  refused = 0;
+  overLimit = 0;
   /** The families answered on, after start(). */
   families: Array<4 | 6> = [];
+  private readonly allow: Cidr[] | null;
+  private windowStart = 0;
+  private inWindow = 0;
 
-  constructor(private readonly opts: { address?: string; port?: number } = {}) {}
+  constructor(private readonly opts: ProbeResponderOptions = {}) {
+    this.allow = opts.allowSources ? opts.allowSources.map((c) => parseCidr(c, { bareAddress: true })) : null;
+  }
+
+  private allowed(address: string): boolean {
+    if (!this.allow) return true;
+    try {
+      const { family, value } = ipToBigInt(address.split('%')[0]!);
+      return this.allow.some((c) => cidrContains(c, family, value));
+    } catch {
+      return false;
+    }
+  }
+
+  /** A one-second window: at most maxPerSecond answers in it. */
+  private underCap(): boolean {
+    const now = Date.now();
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.inWindow = 0;
+    }
+    return ++this.inWindow <= (this.opts.maxPerSecond ?? DEFAULT_MAX_PER_SECOND);
+  }
 
   async start(): Promise<number> {
     const { address } = this.opts;
@@ -53,6 +97,14 @@ export class ProbeResponder {
     const s = createSocket({ type, reuseAddr: true, ...(type === 'udp6' ? { ipv6Only: true } : {}) });
     s.on('message', (msg, rinfo) => {
       if (!isProbePayload(msg)) return;
+      if (!this.allowed(rinfo.address)) {
+        this.refused++;
+        return;
+      }
+      if (!this.underCap()) {
+        this.overLimit++;
+        return;
+      }
       this.answered++;
       s.send(msg, rinfo.port, rinfo.address);
     });
