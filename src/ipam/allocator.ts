@@ -254,7 +254,8 @@ export class IpAllocator {
       out.push(got);
     }
     for (const fam of req.preferredFamilies ?? []) {
-      if (wanted.includes(fam)) continue;
+      // One address per family: "any family" may already have given this one.
+      if (wanted.includes(fam) || out.some((a) => ipToBigInt(a.ip).family === fam)) continue;
       const got = this.keepCurrent(req, keepable, fam, eligible, out) ?? this.joinShared(req, fam, auto, out) ?? this.takeFree(req, fam, auto, out);
       if (got !== null) out.push(got);
     }
