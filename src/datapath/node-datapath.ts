@@ -148,7 +148,12 @@ export interface ApplyLocalServicesResult {
   removed: number;
   /** Services whose local backends exceeded NODE_MAX_LOCAL_BACKENDS (truncated). */
   truncated: string[];
-  /** Frontends left out of node_services(6) because the map is full (those without a pod here go first). */
+  /**
+   * Frontends with a pod here left out of node_services(6) because the map is
+   * full: traffic to them is dropped on this node. (Frontends without a pod
+   * here fill what room is left; they only tell a foreign VIP from a wrong
+   * pod in the counters, and are left out silently.)
+   */
   unprogrammed: number;
   /** node_sc_backends(6) entries wanted (backends of the frontends with a pod here), and those left out for want of room. */
   secondChanceEntries: number;
@@ -172,7 +177,7 @@ function fitLocalEntries(entries: readonly LocalServiceEntry[], room: { 4: numbe
       if (used[fam] < room[fam]) {
         used[fam]++;
         kept.push(e);
-      } else left++;
+      } else if (withPods) left++;
     }
   }
   return { kept, left };
@@ -440,7 +445,7 @@ export class NodeDatapath {
       writeScBackends(map, mine.slice(0, map.maxEntries));
     }
     if (unprogrammed > 0 || secondChanceSkipped > 0) {
-      this.#log.warn({ unprogrammed, secondChanceSkipped, frontends: local.entries.length, secondChanceEntries: sc.length }, 'more frontends than the node program\'s maps hold; those without a pod here (and second-chance entries beyond the map) are left out');
+      this.#log.warn({ unprogrammed, secondChanceSkipped, frontends: local.entries.length, secondChanceEntries: sc.length }, 'more frontends with pods here than the node program\'s maps hold; traffic to those left out is dropped here');
     }
     let added = 0;
     let updated = 0;

@@ -708,7 +708,7 @@ test('applyServices writes only differences and removes stale entries', (t) => {
   t.is(dp.localServices()[0]!.backends.length, 32);
 });
 
-test('a cluster larger than the node\'s maps: never a throw; this node\'s frontends are programmed first, the rest and the second-chance entries beyond the maps\' size are left out and reported', (t) => {
+test('a cluster larger than the node\'s maps: never a throw; this node\'s frontends are programmed first, others fill what room is left; second-chance entries only for frontends with a pod here; local frontends beyond the map are counted', (t) => {
   // 20 000 DSR frontends of 4 pods each (80 000 second-chance entries
   // against node_sc_backends' 65 536; 20 000 frontends against
   // node_services' 4 096), 50 of them with a pod on this node.
@@ -724,11 +724,16 @@ test('a cluster larger than the node\'s maps: never a throw; this node\'s fronte
   const programmed = new Set(dp.localServices().map((e) => `${e.vip}:${e.port}/${e.proto}`));
   t.true(local.every((k) => programmed.has(k)), 'every frontend with a pod here is programmed');
   t.is(programmed.size, 4096, 'node_services full, not over');
-  t.is(r.unprogrammed, 20_000 - 4096);
+  t.is(r.unprogrammed, 0, 'frontends without a pod here fill what room is left, silently');
   // Second chance hands over only to nodes of frontends with a pod here (the primary is here).
   t.is(r.secondChanceEntries, 50 * 5);
   t.is(r.secondChanceSkipped, 0);
   t.is(dp.localServices().filter((e) => e.backends.length > 0).length, 50);
+  // More frontends with a pod here than node_services holds: what fits is programmed, the rest counted.
+  const busy = Array.from({ length: 4100 }, (_, i) => service(`203.9.${i >> 8}.${i & 255}`, 80, 'TCP', [backend(`10.244.${3 + (i >> 8)}.${i & 255}`, 8080)]));
+  const full = dp.applyServices(busy, { name: NODE_NAME });
+  t.is(full.unprogrammed, 4);
+  t.is(dp.localServices().length, 4096);
 });
 
 test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
