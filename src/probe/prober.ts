@@ -56,7 +56,13 @@ export interface PathProberOptions extends ProbeOptions {
   recoverAfter?: number;
   logger?: Logger;
   onChange: (nodeIp: string, dispatch: PathDispatch, reason: string) => void;
+  /** Paths probed at once: each probe is a process (default 16). */
+  concurrency?: number;
+  /** The probe itself (tests); default probePath. */
+  probe?: (target: string, opts: ProbeOptions) => Promise<ProbeResult>;
 }
+
+const DEFAULT_CONCURRENCY = 16;
 
 export class PathProber {
   private readonly paths = new Map<string, PathState>();
@@ -99,23 +105,37 @@ export class PathProber {
   }
 
   private async probeAll(): Promise<void> {
-    await Promise.all(this.targets.map(async (ip) => {
-      const now = Date.now();
-      const prev = this.paths.get(ip) ?? initialPathState(this.opts.fallback ?? 'ipip', now);
-      let next: PathState;
+    // A fixed number of workers over the targets of this round: a thousand
+    // nodes must not mean a thousand probe processes at once.
+    const queue = [...this.targets];
+    const worker = async (): Promise<void> => {
+      for (let ip = queue.shift(); ip !== undefined; ip = queue.shift()) await this.probeOne(ip);
+    };
+    await Promise.all(Array.from({ length: Math.min(queue.length, this.opts.concurrency ?? DEFAULT_CONCURRENCY) }, worker));
+  }
+
+  private async probeOne(ip: string): Promise<void> {
+    const now = Date.now();
+    const prev = this.paths.get(ip) ?? initialPathState(this.opts.fallback ?? 'ipip', now);
+    let next: PathState;
+    try {
+      const r = await (this.opts.probe ?? probePath)(ip, this.opts);
+      next = decidePath(prev, r, now, this.opts.recoverAfter);
+    } catch (e) {
+      next = { ...prev, reason: `probe failed: ${(e as Error).message}` };
+    }
+    if (!this.targets.includes(ip)) return;
+    this.paths.set(ip, next);
+    if (next.dispatch !== prev.dispatch || prev.probes === 0) {
+      this.opts.logger?.info({ node: ip, dispatch: next.dispatch, reason: next.reason }, 'path dispatch decided');
+      // A callback that fails (a map write) must not reject the round: the
+      // timer's promise would end the agent as an unhandled rejection.
       try {
-        const r = await probePath(ip, this.opts);
-        next = decidePath(prev, r, now, this.opts.recoverAfter);
-      } catch (e) {
-        next = { ...prev, reason: `probe failed: ${(e as Error).message}` };
-      }
-      if (!this.targets.includes(ip)) return;
-      this.paths.set(ip, next);
-      if (next.dispatch !== prev.dispatch || prev.probes === 0) {
-        this.opts.logger?.info({ node: ip, dispatch: next.dispatch, reason: next.reason }, 'path dispatch decided');
         this.opts.onChange(ip, next.dispatch, next.reason);
+      } catch (e) {
+        this.opts.logger?.warn({ err: e, node: ip, dispatch: next.dispatch }, 'applying a path dispatch failed');
       }
-    }));
+    }
   }
 
   /** Every path's verdict: IPv4 paths first, then IPv6, each by address. */
