@@ -5,6 +5,7 @@ import type { DesiredConfig } from '../model/desired.js';
 import type { KubeConfig } from './kubeconfig.js';
 import type { InformerStats } from './informer.js';
 import type { DesiredStateSink } from './sink.js';
+import type { computeService } from './service-compute.js';
 
 export interface KubernetesControllerOptions {
   /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch/maxPortsPerService are read. */
@@ -31,6 +32,8 @@ export interface KubernetesControllerOptions {
   batchSize?: number;
   /** Concurrent status writes. */
   statusConcurrency?: number;
+  /** The per-Service computation (tests put a failing one in); default computeService. */
+  compute?: typeof computeService;
 }
 
 export interface ControllerStatus {

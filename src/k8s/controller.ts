@@ -416,7 +416,16 @@ export class KubernetesController {
         else this.status_?.set(key, null);
         continue;
       }
-      const c = computeService(ctx, key, svc, prev);
+      let c: Candidate;
+      try {
+        c = (this.o.compute ?? computeService)(ctx, key, svc, prev);
+      } catch (e) {
+        // A bug met by one Service must not cost the rest of the round: it
+        // keeps what it had (its frontends stay programmed) and is tried
+        // again when it changes.
+        this.log.error({ err: e, service: key }, 'computing this Service failed; it keeps its current state');
+        continue;
+      }
       if (ctx.ipam && c.st.failure) this.unallocated.add(key);
       else this.unallocated.delete(key);
       if (prev && prev.addresses.some((a) => !c.st.addresses.some((b) => b.ip === a.ip))) released = true;

@@ -7,6 +7,8 @@
 // test's Services.
 import test, { type ExecutionContext } from 'ava';
 import { KubernetesController } from '../../src/k8s/controller.js';
+import type { KubernetesControllerOptions } from '../../src/k8s/controller-types.js';
+import { computeService } from '../../src/k8s/service-compute.js';
 import type { V1Service } from '@kubernetes/client-node';
 import { KubeConfig } from '../../src/k8s/kubeconfig.js';
 import { RestClient } from '../../src/k8s/rest.js';
@@ -41,10 +43,10 @@ async function setup(t: ExecutionContext, pools = [{ cidrs: ['192.0.2.0/29'] }],
   // Pods are admitted once the ServiceAccount controller made "default".
   await waitFor('default ServiceAccount', async () => (await cluster.get('serviceaccounts', ns, 'default')) !== null, 30_000);
   const controllers: KubernetesController[] = [];
-  const make = (nodeName: string, sink = new RecordingSink()) => {
+  const make = (nodeName: string, sink = new RecordingSink(), extra: Partial<KubernetesControllerOptions> = {}) => {
     const base = testConfig(pools, lease);
     const config = { ...base, kubernetes: { ...base.kubernetes, loadBalancerClass: cls, leaseName, leaseNamespace: EDGELB_NAMESPACE } };
-    const c = new KubernetesController({ config, kubeconfigPath: edgeKubeconfig, nodeName, logger: log, sink, debounceMs: 5 });
+    const c = new KubernetesController({ config, kubeconfigPath: edgeKubeconfig, nodeName, logger: log, sink, debounceMs: 5, ...extra });
     controllers.push(c);
     return { c, sink };
   };
@@ -248,6 +250,32 @@ test.serial('real faults: kube-apiserver restart, etcd stopped, etcd compacted u
   t.is(sink.removedTotal, 0, 'no frontend removed');
   for (const v of sink.vipCalls) for (const ip of vipsBefore) t.true(v.some((x) => x.address === ip), `VIP ${ip} stayed in every update`);
   await waitFor('leader again', () => c.status().leader, 15_000);
+});
+
+test.serial('a Service whose computation throws costs nothing else: the others of the same round are served, it is logged, and it is computed again when it changes', async (t) => {
+  const { make, svc, pod, get, ns } = await setup(t);
+  for (const n of ['a', 'bomb', 'c']) {
+    await svc(n);
+    await pod(n, `${n}-1`, `10.1.1.${n.length}`);
+  }
+  let armed = true;
+  const lines: { level: number; msg: string; service?: string }[] = [];
+  const logger = createLogger({ level: 'info', stream: { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) } });
+  const { c, sink } = make('edge-a', new RecordingSink(), {
+    logger,
+    compute: (ctx, key, s, prev) => {
+      if (armed && key === `${ns}/bomb`) throw new TypeError('a bug only this Service meets');
+      return computeService(ctx, key, s, prev);
+    },
+  });
+  await c.start();
+  await waitFor('a and c in status', async () => ingressOf(await get('a')).length === 1 && ingressOf(await get('c')).length === 1);
+  await waitFor('a and c in the sink', () => sink.vipAddresses().length === 2);
+  t.deepEqual(ingressOf(await get('bomb')), []);
+  t.true(lines.some((l) => l.level >= 50 && l.service === `${ns}/bomb`), 'the error names the Service');
+  armed = false;
+  await cluster.patch('services', ns, 'bomb', { metadata: { annotations: { touched: '1' } } });
+  await waitFor('bomb served once it computes', async () => ingressOf(await get('bomb')).length === 1);
 });
 
 test.serial('endpoint churn touches only that Service; VIPs are not re-sent', async (t) => {
