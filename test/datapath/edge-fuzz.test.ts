@@ -11,24 +11,12 @@ import { XDP_DROP, XDP_PASS, XDP_TX, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT } f
 import { buildPacket, icmpFragNeeded, parsePacket, verifyIpv4Checksum, verifyL4Checksum, type ParsedPacket } from '../lib/packets.js';
 import { CLIENT, EDGE, VIP, backend, clientEth, openEdge, service, tcpPacket, udpPacket } from './edge-helpers.js';
 import type { DesiredService } from '../../src/model/types.js';
+import { xorshift32 as rng } from '../lib/seeded-random.js';
 
 const GW_MAC = '02:00:00:00:00:fe';
 const OWN_MAC = '02:00:00:00:00:fd';
 const VIP2 = '203.0.113.20';
 const TOTAL = 100_000;
-
-/** xorshift32: reproducible from the printed seed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 function safe(f: () => boolean): boolean {
   try {

@@ -24,6 +24,7 @@ import type { DesiredService } from '../../src/model/types.js';
 import { buildPacket6, dsr6Header, fragHeader, padHeader, verifyL4Checksum6, NH_HOPOPTS, ip6Bytes } from '../lib/packets6.js';
 import { openEdge } from './edge-helpers.js';
 import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, backend6, completionStores, eth6, flowHash6, quoteChecksumAt, service6, tcp6, udp6 } from './edge6-helpers.js';
+import { xorshift32 as rng } from '../lib/seeded-random.js';
 
 const GW_MAC = '02:00:00:00:00:fe';
 const OWN_MAC = '02:00:00:00:00:fd';
@@ -33,18 +34,6 @@ const SNAT_HI = 20999;
 const TOTAL = 100_000;
 /** Our Packet Too Big frame: Ethernet + IPv6 + ICMPv6 + a 128-byte quote (edge_dsr6.h). */
 const EDGE6_PTB_FRAME = 14 + 40 + 8 + 128;
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 function safe(f: () => boolean): boolean {
   try {

@@ -22,20 +22,10 @@ import {
 } from '../lib/packets.js';
 import { localServiceEntries } from '../../src/datapath/node-datapath.js';
 import { EDGE_IP, loadNode, MAC_A, MAC_ROUTER, NODE_IP, NODE_NAME, run, standardServices, TC_SHOT, TC_UNSPEC } from './node-fixtures.js';
+import { mulberry32 } from '../lib/seeded-random.js';
 
 const TARGET_RUNS = 100_000;
 const TIME_LIMIT_MS = 150_000;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (t) => {
   const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);

@@ -16,20 +16,10 @@ import test from 'ava';
 import { buildNd6, buildPacket6, dsr6Header, fragHeader, ip6Bytes, NH_DSTOPTS, NH_HOPOPTS, NH_ROUTING, padHeader, parse6, verifyL4Checksum6, type ExtHeader, type Packet6Spec } from '../lib/packets6.js';
 import { localServiceEntries } from '../../src/datapath/node-datapath.js';
 import { EDGE6, loadNode6, MAC_A, MAC_ROUTER, NODE_NAME, OTHER_NODE_POD6, run, standardServices6, TC_SHOT, TC_UNSPEC } from './node-fixtures.js';
+import { mulberry32 } from '../lib/seeded-random.js';
 
 const TARGET_RUNS = 100_000;
 const TIME_LIMIT_MS = 150_000;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const hex = (b: Buffer): string => b.toString('hex');
 

@@ -11,6 +11,7 @@ import type { PoolConfig } from '../../src/config/types.js';
 import { IpAllocator, type IpRequest } from '../../src/ipam/allocator.js';
 import { parseCidr, cidrContains } from '../../src/net/cidr.js';
 import { ipToBigInt } from '../../src/net/ip.js';
+import { mulberry32 as rng } from '../lib/seeded-random.js';
 
 const advertise = { communities: [], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
 const pools: PoolConfig[] = [
@@ -18,17 +19,6 @@ const pools: PoolConfig[] = [
   { name: 'v6', cidrs: ['2001:db8::/126'], namespaces: [], serviceSelector: {}, autoAssign: true, advertise },
   { name: 'team', cidrs: ['198.51.100.0/30'], namespaces: ['team'], serviceSelector: {}, autoAssign: false, advertise },
 ];
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ADDRESSES = ['192.0.2.1', '192.0.2.2', '192.0.2.6', '192.0.2.7', '192.0.2.0', '198.51.100.1', '2001:db8::1', '2001:db8:0::0001', '10.0.0.1', 'not-an-ip', '', ' 192.0.2.3 ', '192.0.2.256', '::ffff:192.0.2.1'];
 

@@ -11,22 +11,11 @@ import type { PoolConfig } from '../../src/config/types.js';
 import { desiredForService, type NodeAddresses } from '../../src/model/desired.js';
 import { validateFrontend } from '../../src/datapath/edge-frontend-check.js';
 import { ipFamily } from '../../src/net/ip.js';
+import { mulberry32 as rng } from '../lib/seeded-random.js';
 
 const advertise = { communities: [], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
 const pools: PoolConfig[] = [{ name: 'p', cidrs: ['192.0.2.0/24', '2001:db8::/64'], namespaces: [], serviceSelector: {}, autoAssign: true, advertise }];
 const nodes = new Map<string, NodeAddresses>([['n1', { v4: '10.0.0.1', v6: null }], ['n2', { v4: '10.0.0.2', v6: 'fd00::2' }]]);
-
-/** mulberry32: a seeded generator, so a failure names a case that can be run again. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function caseFor(seed: number): { svc: V1Service; slices: V1EndpointSlice[]; addresses: { ip: string; pool: string }[] } {
   const r = rng(seed);
