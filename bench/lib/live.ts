@@ -94,6 +94,11 @@ export class LiveHarness {
     this.obj.program('live_sink').attachXdp(ifname, 'native');
   }
 
+  /** Frames the sink has counted so far (all CPUs), for callers that time their own sends. */
+  sunkTotal(): number {
+    return this.counter(COUNTER.sunk);
+  }
+
   private counter(idx: number): number {
     const v = this.obj.map('live_counters').lookup(u32(idx));
     let n = 0;
