@@ -44,7 +44,8 @@
 // in its ratio to the floor. On the same rig, the kernel's alternatives
 // (bench/lib/kernel-rig.ts: IPVS direct routing, nftables DSR, nftables SNAT,
 // as bench:e2e configures them) get the same frames through XDP_PASS into the
-// stack of the uplink: their packets per second on one CPU, established and
+// stack of the uplink, from the same generator (live frames or the
+// AF_PACKET sender): their packets per second on one CPU, established and
 // under a SYN flood (IPVS where the kernel has it).
 //
 // --baseline REF (bench/lib/baseline.ts): REF's eBPF objects, built in a
@@ -82,7 +83,7 @@ import { prepareNode6Frames } from '../src/datapath/node-bench.js';
 import * as currentEdge from '../src/datapath/edge-datapath.js';
 import type { DesiredService, Backend } from '../src/model/types.js';
 import { buildBaseline, importEdgeDatapath, importNodeDatapath, type BaselineBuild, type EdgeDatapathLike, type EdgeDatapathModule, type NodeDatapathModule } from './lib/baseline.js';
-import { LiveHarness, type LiveRun } from './lib/live.js';
+import { LiveHarness } from './lib/live.js';
 import { chooseLiveSource, type LiveSample } from './lib/live-source.js';
 import { KERNEL_FLOOD_MAX, kernelVariantAvailable, withKernelRig } from './lib/kernel-rig.js';
 import type { KernelVariant } from './lib/e2e-variants.js';
@@ -819,27 +820,33 @@ async function childMain(): Promise<void> {
   }
   liveSource?.finish();
 
-  // The kernel's alternatives on the same rig: frames handed to up0's stack
-  // (XDP_PASS), forwarded by IPVS / nftables, counted at up1. A fresh
-  // namespace per variant and round (conntrack starts empty).
+  // The kernel's alternatives on the same rig and from the same generator:
+  // frames handed to up0's stack (XDP_PASS), forwarded by IPVS / nftables,
+  // counted at up1. A fresh namespace per variant and round (conntrack
+  // starts empty).
   const kernelUnavailable = new Map<KernelVariant, string>();
-  const kernelRuns = new Map<string, LiveRun[]>(); // `${variant}/${kind}`
+  const kernelRuns = new Map<string, LiveSample[]>(); // `${variant}/${kind}`
   for (const v of KERNEL_VARIANTS) {
-    const why = liveFramesRefused ?? kernelVariantAvailable(v, NS);
+    const why = (liveSource ? null : liveUnavailable) ?? kernelVariantAvailable(v, NS);
     if (why) kernelUnavailable.set(v, why);
   }
   let rigs = 0;
   for (let r = 0; r < ROUNDS; r++) {
     for (const v of KERNEL_VARIANTS) {
       if (kernelUnavailable.has(v)) continue;
-      withKernelRig(v, { ns: `${NS}-k${rigs++}`, vip: VIP, port: 80 }, live, (up0, addressed) => {
-        for (const [kind, frame, isFresh, packets] of [
-          ['established', LIVE_ACK, false, LIVE_N],
-          ['syn_flood', LIVE_SYN, true, Math.min(LIVE_N, KERNEL_FLOOD_MAX)],
-        ] as const) {
-          const res = live.run({ target: live.passProgram, frame: addressed(frame), fresh: isFresh, packets, ingressIfindex: up0 });
-          if (res.restored !== res.packets || res.noTarget !== 0) throw new Error(`kernel ${v} live run: ${res.restored} of ${res.packets} frames prepared`);
-          kernelRuns.set(`${v}/${kind}`, [...(kernelRuns.get(`${v}/${kind}`) ?? []), res]);
+      const rigNs = `${NS}-k${rigs++}`;
+      withKernelRig(v, { ns: rigNs, vip: VIP, port: 80 }, live, (up0, addressed) => {
+        const src = liveSource!.on(rigNs, up0);
+        try {
+          for (const [kind, frame, isFresh, packets] of [
+            ['established', LIVE_ACK, false, LIVE_N],
+            ['syn_flood', LIVE_SYN, true, Math.min(LIVE_N, KERNEL_FLOOD_MAX)],
+          ] as const) {
+            const res = src.run(src.pass, addressed(frame), isFresh, packets);
+            kernelRuns.set(`${v}/${kind}`, [...(kernelRuns.get(`${v}/${kind}`) ?? []), res]);
+          }
+        } finally {
+          src.finish();
         }
       });
     }
@@ -912,6 +919,13 @@ async function childMain(): Promise<void> {
   const liveHead = `${'case'.padEnd(40)} ${'Mpps'.padStart(7)} ${'min–max'.padStart(11)} ${'× floor'.padStart(7)} ${'kern ns'.padStart(7)} ${'sent'.padStart(9)} ${'unseen'.padStart(6)} ${'not back'.padStart(8)}`;
   console.log(hasBase ? `${liveHead} ${'base Mpps'.padStart(9)} ${'× floor'.padStart(7)} ${'× baseline'.padStart(10)}` : liveHead);
   const liveFloor = liveMed(liveRows[0]!, 'floor');
+  /** Mpps (median), min–max, × floor, kernel ns, and the frame accounting of a row's runs. */
+  const liveCells = (runs: LiveSample[], m: number | null, floor: number | null): string => {
+    const mpps = runs.map((x) => x.mpps);
+    const [sent, seen, sunk] = (['sent', 'seen', 'sunk'] as const).map((k) => runs.reduce((a, x) => a + x[k], 0)) as [number, number, number];
+    const kern = runs.length && runs.every((x) => x.kernelNsPerPacket !== null) ? median(runs.map((x) => x.kernelNsPerPacket!)) : null;
+    return `${fmt(m, 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${(floor === null ? '—' : ratio(m, floor)).padStart(7)} ${fmt(kern, 0).padStart(7)} ${String(sent).padStart(9)} ${String(sent - seen).padStart(6)} ${String(seen - sunk).padStart(8)}`;
+  };
   for (const row of liveRows) {
     const who = row.key === 'mpps_floor_1core' ? 'floor' : 'current';
     const runs = row.runs.get(who) ?? [];
@@ -919,18 +933,15 @@ async function childMain(): Promise<void> {
       console.log(`${row.name.padEnd(40)} unavailable: ${liveUnavailable}`);
       continue;
     }
-    const mpps = runs.map((x) => x.mpps);
-    const [sent, seen, sunk] = (['sent', 'seen', 'sunk'] as const).map((k) => runs.reduce((a, x) => a + x[k], 0)) as [number, number, number];
-    const kern = runs.every((x) => x.kernelNsPerPacket !== null) ? median(runs.map((x) => x.kernelNsPerPacket!)) : null;
     const m = liveMed(row, who);
-    let line = `${row.name.padEnd(40)} ${fmt(m, 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${(who === 'floor' ? '—' : ratio(m, liveFloor)).padStart(7)} ${fmt(kern, 0).padStart(7)} ${String(sent).padStart(9)} ${String(sent - seen).padStart(6)} ${String(seen - sunk).padStart(8)}`;
+    let line = `${row.name.padEnd(40)} ${liveCells(runs, m, who === 'floor' ? null : liveFloor)}`;
     if (hasBase && who !== 'floor') {
       const b = liveMed(row, 'baseline');
       line += ` ${fmt(b, 3).padStart(9)} ${ratio(b, liveFloor).padStart(7)} ${ratio(liveMed(row, 'current'), b).padStart(10)}`;
     }
     console.log(line);
   }
-  console.log('the kernel\'s alternatives on the same rig (frames handed to up0\'s stack by XDP_PASS, forwarded by the kernel, counted at up1; one fresh namespace per run):');
+  console.log(`the kernel's alternatives on the same rig, method ${liveSource?.method ?? '—'} (frames handed to up0's stack by XDP_PASS, forwarded by the kernel, counted at up1; one fresh namespace per run; × floor against the live floor above):`);
   const kernelJson: Record<string, { established: number | null; syn_flood: number | null } | null> = {};
   for (const v of KERNEL_VARIANTS) {
     const why = kernelUnavailable.get(v);
@@ -945,9 +956,8 @@ async function childMain(): Promise<void> {
       const mpps = runs.map((x) => x.mpps);
       const m = mpps.length ? median(mpps) : null;
       fig[kind] = m === null ? null : Math.round(m * 1000) / 1000;
-      const sent = runs.reduce((a, x) => a + x.sunk, 0) / Math.max(1, runs.reduce((a, x) => a + x.packets, 0));
       const name = `kernel ${v}: ${kind === 'established' ? 'established' : 'SYN flood, fresh tuples'}`;
-      console.log(`${name.padEnd(40)} ${fmt(m, 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${fmt(median(runs.map((x) => x.kernelNsPerPacket)), 0).padStart(7)} ${`${(sent * 100).toFixed(1)}%`.padStart(6)}`);
+      console.log(`${name.padEnd(40)} ${liveCells(runs, m, liveFloor)}`);
     }
     kernelJson[v] = fig;
   }

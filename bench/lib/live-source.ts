@@ -31,28 +31,36 @@ export interface LiveSource {
   readonly method: LiveMethod;
   /** The floor's target: a bare XDP_TX. */
   readonly floor: ProgramLike;
+  /** The kernel's path as the target: XDP_PASS hands the frame to up0's stack (the kernel rigs). */
+  readonly pass: ProgramLike;
   run(target: ProgramLike, frame: Buffer, fresh: boolean, packets: number): LiveSample;
   /** Leave nothing attached that the run attached. */
   finish(): void;
+  /** The same method on another rig namespace with the same up0 / up1 and up1's sink attached (bench/lib/kernel-rig.ts). */
+  on(ns: string, up0: number): LiveSource;
 }
 
 function liveFrames(live: LiveHarness, ns: string, ingressIfindex: number): LiveSource {
   return {
     method: 'live-frames',
     floor: live.txProgram,
+    pass: live.passProgram,
     run(target, frame, fresh, packets) {
       const r = inNetns(ns, () => live.run({ target, frame, fresh, packets, ingressIfindex }));
       if (r.restored !== r.packets || r.noTarget !== 0) throw new Error(`live run: ${r.restored} of ${r.packets} frames prepared, ${r.noTarget} failed tail calls`);
       return { packets: r.packets, wallNs: r.wallNs, mpps: r.mpps, sent: r.packets, seen: r.restored, sunk: r.sunk, kernelNsPerPacket: r.kernelNsPerPacket };
     },
     finish() {},
+    on: (other, up0) => liveFrames(live, other, up0),
   };
 }
 
-function afPacket(rig: AfPacketRig, floor: ProgramLike): LiveSource {
+function afPacket(live: LiveHarness, ns: string, cpu: number): LiveSource {
+  const rig = new AfPacketRig(ns, 'up0', 'up1', live, cpu);
   return {
     method: 'af-packet',
-    floor,
+    floor: live.txProgram,
+    pass: live.passProgram,
     run(target, frame, fresh, packets) {
       const r = rig.run({ target, frame, fresh, packets });
       if (r.sent !== packets) throw new Error(`af-packet run: ${r.sent} of ${packets} frames sent`);
@@ -61,6 +69,7 @@ function afPacket(rig: AfPacketRig, floor: ProgramLike): LiveSource {
     finish() {
       rig.detach();
     },
+    on: (other) => afPacket(live, other, cpu),
   };
 }
 
@@ -72,8 +81,7 @@ function afPacket(rig: AfPacketRig, floor: ProgramLike): LiveSource {
  */
 export function chooseLiveSource(o: { live: LiveHarness; liveFramesRefused: string | null; ns: string; up0: number; cpu: number }): LiveSource | { unavailable: string } {
   if (!o.liveFramesRefused) return liveFrames(o.live, o.ns, o.up0);
-  const rig = new AfPacketRig(o.ns, 'up0', 'up1', o.live, o.cpu);
-  const why = rig.probe(o.live.txProgram);
+  const why = new AfPacketRig(o.ns, 'up0', 'up1', o.live, o.cpu).probe(o.live.txProgram);
   if (why) return { unavailable: `${o.liveFramesRefused}; ${why}` };
-  return afPacket(rig, o.live.txProgram);
+  return afPacket(o.live, o.ns, o.cpu);
 }

@@ -16,6 +16,7 @@ import { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import { bpfObjectPath } from '../../src/assets.js';
 import type { Backend, DesiredService } from '../../src/model/types.js';
 import { LiveHarness } from '../../bench/lib/live.js';
+import { withKernelRig } from '../../bench/lib/kernel-rig.js';
 import { AfPacketRig, sendFrames, type SendMethod } from '../../bench/lib/afpacket.js';
 import { buildPacket, verifyIpv4Checksum, verifyL4Checksum } from '../lib/packets.js';
 import { SMALL_MAPS } from '../datapath/edge-helpers.js';
@@ -207,4 +208,21 @@ test('the sender refuses by name a frame it cannot give fresh tuples, and a miss
   udpish[23] = 17;
   t.throws(() => sendFrames({ ns, ifname: 'lo', frame: udpish, count: 1, fresh: true, cpu: CPU }), { message: /--fresh needs an Ethernet \+ IPv4 \(no options\) \+ TCP frame/ });
   t.throws(() => sendFrames({ ns, ifname: 'nosuch0', frame: SYN, count: 1, fresh: false, cpu: CPU }), { message: /nosuch0/ });
+});
+
+test('kernel rig fed by the AF_PACKET sender: nftables DSR forwards every frame out of the uplink, and without its rules nothing comes back', (t) => {
+  const h = LiveHarness.load();
+  t.teardown(() => h.close());
+  const through = (vip: string): ReturnType<AfPacketRig['run']> => {
+    const ns = `elbafk-${uniqueId()}`;
+    // withKernelRig removes its namespace itself, also when fn throws.
+    return withKernelRig('nftdsr', { ns, vip, port: 80 }, h, (_up0, addressed) => {
+      const rig = new AfPacketRig(ns, 'up0', 'up1', h, CPU);
+      return rig.run({ target: h.passProgram, frame: addressed(ACK), fresh: false, packets: 2000 });
+    });
+  };
+  const r = through(VIP);
+  t.is(r.seen, 2000, 'frames live_pass handed to up0\'s stack');
+  t.is(r.sunk, 2000, 'frames nftables forwarded to up1');
+  t.is(through('203.0.113.99').sunk, 0, 'no rules for the VIP: no route, nothing forwarded (the count above is not the sender\'s own)');
 });
