@@ -2,8 +2,9 @@
 // live-traffic method for kernels that refuse live frames must really send
 // every frame it reports, give each frame of a SYN flood a new tuple with
 // both checksums right, and count at the sink only what the program under
-// test sent back — for a bare XDP_TX and for edge.o configured as the
-// benchmark configures it.
+// test sent back — for a bare XDP_TX, for edge.o configured as the
+// benchmark configures it, and for the kernel's nftables DSR rig behind
+// XDP_PASS.
 //
 // Every test has its own namespace (removed in teardown, even on failure);
 // traffic never leaves it; each flood is bounded in count (≤ 10 000 frames)
