@@ -74,6 +74,14 @@ test('sender: 10 000 frames through a bare XDP_TX all come back to the sink, wit
       t.true(r.mpps > 0 && Number.isFinite(r.mpps), `${what}: ${r.mpps} Mpps`);
     }
   }
+  // The sink counts unicast only (a veth's own IPv6 MLD reports are multicast).
+  const multicast = Buffer.from(SYN);
+  Buffer.from('333300000016', 'hex').copy(multicast, 0);
+  const ignored = h.ignoredTotal();
+  const m = rig.run({ target: h.txProgram, frame: multicast, fresh: false, packets: 1000 });
+  t.is(m.seen, 1000);
+  t.is(m.sunk, 0, 'multicast frames are not counted as sunk');
+  t.is(h.ignoredTotal() - ignored, 1000, 'but as ignored');
 });
 
 /** The frames of a classic pcap stream (tcpdump -w -). */
