@@ -912,19 +912,24 @@ async function childMain(): Promise<void> {
   console.log(`node IPv6 / IPv4 (this run; target ≤ 1.15×): ${nodePairs.map(([a, b]) => `${a} ${ratio(net(a), net(b))} net, ${ratio(raw(a), raw(b))} raw`).join('; ')}`);
   if (liveSource?.method === 'af-packet') {
     console.log(`live traffic, method af-packet (live frames refused: ${liveFramesRefused}): a userspace AF_PACKET sender (sendmmsg batches of 64, PACKET_QDISC_BYPASS) pinned to CPU ${env.cpu} transmits real frames from up1 into the program on up0 (native XDP); ${LIVE_N} frames per round in ${LIVE_TURNS} alternating turns`);
-    console.log('  Mpps on one CPU = frames back at up1\'s sink / wall time of the sends; "sent" = frames sent over all rounds, "unseen" = of those, frames the program never ran on (lost in the veth), "not back" = frames it ran on that did not reach the sink (the sink counts unicast frames only: up0\'s own IPv6 MLD reports, set off by every XDP attach, are not the run\'s); the sender dominates (an skb, two copies and a NAPI poll per frame): compare "× floor", not absolute Mpps with live frames\'');
+    console.log('  Mpps on one CPU = frames back at up1\'s sink / wall time of the sends; "sent" = frames sent over all rounds, "unseen" = of those, frames the program never ran on (lost in the veth), "not back" = frames it ran on that did not reach the sink (the sink counts unicast frames only: up0\'s own IPv6 MLD reports, set off by every XDP attach, are not the run\'s); the sender dominates (an skb, two copies and a NAPI poll per frame): compare "× floor" and "+ns" (wall ns a frame costs over the floor\'s), not absolute Mpps with live frames\'');
   } else if (liveSource) {
     console.log(`live traffic, method live-frames (BPF_F_TEST_XDP_LIVE_FRAMES, ${LIVE_N} per round in ${LIVE_TURNS} alternating turns, batch 64): Mpps on one CPU = frames / wall time of the runs; "sent" = frames generated over all rounds, "not back" = of those, frames that did not reach the peer veth`);
   }
-  const liveHead = `${'case'.padEnd(40)} ${'Mpps'.padStart(7)} ${'min–max'.padStart(11)} ${'× floor'.padStart(7)} ${'kern ns'.padStart(7)} ${'sent'.padStart(9)} ${'unseen'.padStart(6)} ${'not back'.padStart(8)}`;
+  const liveHead = `${'case'.padEnd(40)} ${'Mpps'.padStart(7)} ${'min–max'.padStart(11)} ${'× floor'.padStart(7)} ${'+ns'.padStart(6)} ${'kern ns'.padStart(7)} ${'sent'.padStart(9)} ${'unseen'.padStart(6)} ${'not back'.padStart(8)}`;
   console.log(hasBase ? `${liveHead} ${'base Mpps'.padStart(9)} ${'× floor'.padStart(7)} ${'× baseline'.padStart(10)}` : liveHead);
   const liveFloor = liveMed(liveRows[0]!, 'floor');
-  /** Mpps (median), min–max, × floor, kernel ns, and the frame accounting of a row's runs. */
+  /**
+   * Mpps (median), min–max, × floor, "+ns" (wall ns per frame over the
+   * floor's: 1000 / Mpps − 1000 / floor Mpps, what the program adds to a
+   * frame's trip on this CPU), kernel ns, and the frame accounting of a
+   * row's runs.
+   */
   const liveCells = (runs: LiveSample[], m: number | null, floor: number | null): string => {
     const mpps = runs.map((x) => x.mpps);
     const [sent, seen, sunk] = (['sent', 'seen', 'sunk'] as const).map((k) => runs.reduce((a, x) => a + x[k], 0)) as [number, number, number];
     const kern = runs.length && runs.every((x) => x.kernelNsPerPacket !== null) ? median(runs.map((x) => x.kernelNsPerPacket!)) : null;
-    return `${fmt(m, 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${(floor === null ? '—' : ratio(m, floor)).padStart(7)} ${fmt(kern, 0).padStart(7)} ${String(sent).padStart(9)} ${String(sent - seen).padStart(6)} ${String(seen - sunk).padStart(8)}`;
+    return `${fmt(m, 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${(floor === null ? '—' : ratio(m, floor)).padStart(7)} ${(floor === null || m === null || m <= 0 ? '—' : fmt(1000 / m - 1000 / floor, 0)).padStart(6)} ${fmt(kern, 0).padStart(7)} ${String(sent).padStart(9)} ${String(sent - seen).padStart(6)} ${String(seen - sunk).padStart(8)}`;
   };
   for (const row of liveRows) {
     const who = row.key === 'mpps_floor_1core' ? 'floor' : 'current';
