@@ -26,14 +26,26 @@
 // `established_percall_ns`: one tuple, called the same way) show how much of
 // their cost is the calling method (cold caches) rather than the new tuple.
 //
-// Live traffic (bench/lib/live.ts): BPF_F_TEST_XDP_LIVE_FRAMES frames really
-// transmitted out of a veth whose peer drops them in XDP, all on the one
-// pinned CPU: packets per second for an established flow and for a SYN
-// flood of fresh tuples, next to the harness floor (the same harness in
-// front of a bare XDP_TX). On the same rig, the kernel's alternatives
+// Live traffic (bench/lib/live-source.ts): frames really transmitted out of
+// a veth whose peer drops them in XDP, all on the one pinned CPU: packets
+// per second for an established flow and for a SYN flood of fresh tuples,
+// next to the floor (the same generator in front of a bare XDP_TX) and as a
+// ratio to it. Two generators, the first the kernel allows (`live_method`):
+// "live-frames" (bench/lib/live.ts: BPF_F_TEST_XDP_LIVE_FRAMES, the kernel
+// generates the frames and a harness tail-calls the program) or
+// "af-packet" (bench/lib/afpacket.ts: a userspace AF_PACKET sender,
+// bench/native/afpacket_tx.c, transmits real frames from up1 into the
+// program attached natively to up0; for kernels such as 6.18.44-fc-v1300
+// that refuse live frames). The AF_PACKET sender dominates its runs (skb
+// allocation, two copies and a NAPI poll per frame: the bare-XDP_TX floor
+// is a few hundred thousand frames per second where live frames reached
+// millions), so its absolute Mpps are the sender's more than the program's
+// and are not comparable with live frames'; the program's own cost shows
+// in its ratio to the floor. On the same rig, the kernel's alternatives
 // (bench/lib/kernel-rig.ts: IPVS direct routing, nftables DSR, nftables SNAT,
 // as bench:e2e configures them) get the same frames through XDP_PASS into the
-// stack of the uplink: their packets per second on one CPU, established and
+// stack of the uplink, from the same generator (live frames or the
+// AF_PACKET sender): their packets per second on one CPU, established and
 // under a SYN flood (IPVS where the kernel has it).
 //
 // --baseline REF (bench/lib/baseline.ts): REF's eBPF objects, built in a
@@ -57,7 +69,8 @@
 //  "syn_fresh_ns","first_ack_ns","syn_percall_ns","established_percall_ns",
 //  "mpps_established_1core","mpps_syn_flood_1core","mpps_floor_1core","mpps_syn_one_tuple_1core",
 //  "maps_10k_mb","maps_ipv6_mb" (of maps_10k_mb),"load_10k_s", "kernel_mpps":{ipvs|nftdsr|snat:{established,syn_flood}|null},
-//  "kernel_unavailable":{variant:reason}, "live_unavailable":reason|null (live frames refused: mpps fields null), "host":{…}, ["baseline_ref","baseline_commit","baseline":{same fields}]}
+//  "kernel_unavailable":{variant:reason}, "live_method":"live-frames"|"af-packet"|null (what produced the mpps fields),
+//  "live_unavailable":reason|null (neither generator works: mpps fields null), "host":{…}, ["baseline_ref","baseline_commit","baseline":{same fields}]}
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -70,7 +83,8 @@ import { prepareNode6Frames } from '../src/datapath/node-bench.js';
 import * as currentEdge from '../src/datapath/edge-datapath.js';
 import type { DesiredService, Backend } from '../src/model/types.js';
 import { buildBaseline, importEdgeDatapath, importNodeDatapath, type BaselineBuild, type EdgeDatapathLike, type EdgeDatapathModule, type NodeDatapathModule } from './lib/baseline.js';
-import { LiveHarness, type LiveRun } from './lib/live.js';
+import { LiveHarness } from './lib/live.js';
+import { chooseLiveSource, type LiveSample } from './lib/live-source.js';
 import { KERNEL_FLOOD_MAX, kernelVariantAvailable, withKernelRig } from './lib/kernel-rig.js';
 import type { KernelVariant } from './lib/e2e-variants.js';
 
@@ -277,12 +291,17 @@ function sh(args: string[]): void {
   execFileSync(args[0]!, args.slice(1), { stdio: 'pipe' });
 }
 
-/** up0 (10.0.0.1/24, the "uplink", neighbours permanent) ↔ up1 (the live frames' receiver). */
+/**
+ * up0 (10.0.0.1/24, the "uplink", neighbours permanent) ↔ up1 (the live
+ * frames' receiver; the AF_PACKET sender's side). up1 has no IPv6: its
+ * stack would otherwise send solicitations into up0's program.
+ */
 function makeNetns(): void {
   sh(['ip', 'netns', 'add', NS]);
   const x = (a: string[]): void => sh(['ip', 'netns', 'exec', NS, ...a]);
   x(['ip', 'link', 'set', 'lo', 'up']);
   x(['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up1']);
+  x(['sysctl', '-qw', 'net.ipv6.conf.up1.disable_ipv6=1']);
   x(['ip', 'addr', 'add', '10.0.0.1/24', 'dev', 'up0']);
   x(['ip', 'link', 'set', 'up0', 'up']);
   x(['ip', 'link', 'set', 'up1', 'up']);
@@ -641,14 +660,19 @@ async function childMain(): Promise<void> {
   cleanup.push(() => floorObj.close());
   const specs = caseSpecs(floorObj.program('xdp_pass').fd);
   const live = LiveHarness.load();
-  // A kernel that refuses live frames (EPERM on 6.18.44-fc-v1300) has no
-  // live figures: the rows print why and the JSON carries null.
-  const liveUnavailable = LiveHarness.unavailable();
+  // A kernel that refuses live frames (EPERM on 6.18.44-fc-v1300) gets its
+  // live rows from the AF_PACKET sender; with neither, the rows print why
+  // and the JSON carries null.
+  const liveFramesRefused = LiveHarness.unavailable();
   cleanup.push(() => live.close());
   const up0 = inNetns(NS, () => {
     live.attachSink('up1');
     return ifIndex('up0');
   });
+  const chosen = chooseLiveSource({ live, liveFramesRefused, ns: NS, up0, cpu: env.cpu });
+  const liveSource = 'unavailable' in chosen ? null : chosen;
+  const liveUnavailable = 'unavailable' in chosen ? chosen.unavailable : null;
+  if (liveSource) cleanup.push(() => liveSource.finish());
 
   const measure = (s: Subject, c: CaseSpec, count: number, k: number): ReturnType<typeof loop> | null => {
     const fd = c.prog(s);
@@ -738,49 +762,47 @@ async function childMain(): Promise<void> {
   interface LiveRow {
     name: string;
     key: string | null;
-    runs: Map<string, LiveRun[]>;
+    runs: Map<string, LiveSample[]>;
   }
   const liveRows: LiveRow[] = [
-    { name: 'live floor: harness + XDP_TX', key: 'mpps_floor_1core', runs: new Map() },
+    { name: liveSource?.method === 'af-packet' ? 'live floor: sender + XDP_TX' : 'live floor: harness + XDP_TX', key: 'mpps_floor_1core', runs: new Map() },
     { name: 'live: established (DNAT, FIB → redirect)', key: 'mpps_established_1core', runs: new Map() },
     { name: 'live: SYN flood, fresh tuples', key: 'mpps_syn_flood_1core', runs: new Map() },
     { name: 'live control: SYN, one tuple', key: 'mpps_syn_one_tuple_1core', runs: new Map() },
   ];
-  const liveRun = (target: number, frame: Buffer, isFresh: boolean, packets: number): LiveRun => {
-    const res = inNetns(NS, () => live.run({ target: { fd: target }, frame, fresh: isFresh, packets, ingressIfindex: up0 }));
-    if (res.restored !== res.packets || res.noTarget !== 0) throw new Error(`live run: ${res.restored} of ${res.packets} frames prepared, ${res.noTarget} failed tail calls`);
-    return res;
-  };
+  const liveRun = (target: number, frame: Buffer, isFresh: boolean, packets: number): LiveSample => liveSource!.run({ fd: target }, frame, isFresh, packets);
   for (const s of subjects) {
     configure(s.dp, 'fib');
     inNetns(NS, () => runOnce(s.xdp, LIVE_ACK)); // pin the live flow
   }
-  const liveRounds = liveUnavailable ? 0 : ROUNDS;
+  const liveRounds = liveSource ? ROUNDS : 0;
   // Per round, LIVE_TURNS alternating turns of LIVE_N / LIVE_TURNS frames
   // per case and subject, summed into one run per round.
-  const merge = (a: LiveRun | undefined, b: LiveRun): LiveRun => {
+  const merge = (a: LiveSample | undefined, b: LiveSample): LiveSample => {
     if (!a) return b;
     const packets = a.packets + b.packets;
     const wallNs = a.wallNs + b.wallNs;
+    const sunk = a.sunk + b.sunk;
     return {
       packets,
       wallNs,
-      mpps: (packets / wallNs) * 1000,
-      kernelNsPerPacket: (a.kernelNsPerPacket * a.packets + b.kernelNsPerPacket * b.packets) / packets,
-      restored: a.restored + b.restored,
-      noTarget: a.noTarget + b.noTarget,
-      sunk: a.sunk + b.sunk,
+      // The same definition as each run's: live frames count what they generated, af-packet what came back.
+      mpps: ((liveSource?.method === 'af-packet' ? sunk : packets) / wallNs) * 1000,
+      kernelNsPerPacket: a.kernelNsPerPacket === null || b.kernelNsPerPacket === null ? null : (a.kernelNsPerPacket * a.packets + b.kernelNsPerPacket * b.packets) / packets,
+      sent: a.sent + b.sent,
+      seen: a.seen + b.seen,
+      sunk,
     };
   };
   const perTurn = Math.max(1, Math.floor(LIVE_N / LIVE_TURNS));
   for (let r = 0; r < liveRounds; r++) {
-    const round = new Map<LiveRow, Map<string, LiveRun>>(liveRows.map((row) => [row, new Map()]));
-    const add = (row: LiveRow, who: string, run: LiveRun): void => {
+    const round = new Map<LiveRow, Map<string, LiveSample>>(liveRows.map((row) => [row, new Map()]));
+    const add = (row: LiveRow, who: string, run: LiveSample): void => {
       const m = round.get(row)!;
       m.set(who, merge(m.get(who), run));
     };
     for (let k = 0; k < LIVE_TURNS; k++) {
-      add(liveRows[0]!, 'floor', liveRun(live.txProgram.fd, LIVE_ACK, false, perTurn));
+      add(liveRows[0]!, 'floor', liveRun(liveSource!.floor.fd, LIVE_ACK, false, perTurn));
       for (const s of order(r + k)) {
         configure(s.dp, 'fib');
         add(liveRows[1]!, s.label, liveRun(s.xdp, LIVE_ACK, false, perTurn));
@@ -796,28 +818,35 @@ async function childMain(): Promise<void> {
       }
     }
   }
+  liveSource?.finish();
 
-  // The kernel's alternatives on the same rig: frames handed to up0's stack
-  // (XDP_PASS), forwarded by IPVS / nftables, counted at up1. A fresh
-  // namespace per variant and round (conntrack starts empty).
+  // The kernel's alternatives on the same rig and from the same generator:
+  // frames handed to up0's stack (XDP_PASS), forwarded by IPVS / nftables,
+  // counted at up1. A fresh namespace per variant and round (conntrack
+  // starts empty).
   const kernelUnavailable = new Map<KernelVariant, string>();
-  const kernelRuns = new Map<string, LiveRun[]>(); // `${variant}/${kind}`
+  const kernelRuns = new Map<string, LiveSample[]>(); // `${variant}/${kind}`
   for (const v of KERNEL_VARIANTS) {
-    const why = liveUnavailable ?? kernelVariantAvailable(v, NS);
+    const why = (liveSource ? null : liveUnavailable) ?? kernelVariantAvailable(v, NS);
     if (why) kernelUnavailable.set(v, why);
   }
   let rigs = 0;
   for (let r = 0; r < ROUNDS; r++) {
     for (const v of KERNEL_VARIANTS) {
       if (kernelUnavailable.has(v)) continue;
-      withKernelRig(v, { ns: `${NS}-k${rigs++}`, vip: VIP, port: 80 }, live, (up0, addressed) => {
-        for (const [kind, frame, isFresh, packets] of [
-          ['established', LIVE_ACK, false, LIVE_N],
-          ['syn_flood', LIVE_SYN, true, Math.min(LIVE_N, KERNEL_FLOOD_MAX)],
-        ] as const) {
-          const res = live.run({ target: live.passProgram, frame: addressed(frame), fresh: isFresh, packets, ingressIfindex: up0 });
-          if (res.restored !== res.packets || res.noTarget !== 0) throw new Error(`kernel ${v} live run: ${res.restored} of ${res.packets} frames prepared`);
-          kernelRuns.set(`${v}/${kind}`, [...(kernelRuns.get(`${v}/${kind}`) ?? []), res]);
+      const rigNs = `${NS}-k${rigs++}`;
+      withKernelRig(v, { ns: rigNs, vip: VIP, port: 80 }, live, (up0, addressed) => {
+        const src = liveSource!.on(rigNs, up0);
+        try {
+          for (const [kind, frame, isFresh, packets] of [
+            ['established', LIVE_ACK, false, LIVE_N],
+            ['syn_flood', LIVE_SYN, true, Math.min(LIVE_N, KERNEL_FLOOD_MAX)],
+          ] as const) {
+            const res = src.run(src.pass, addressed(frame), isFresh, packets);
+            kernelRuns.set(`${v}/${kind}`, [...(kernelRuns.get(`${v}/${kind}`) ?? []), res]);
+          }
+        } finally {
+          src.finish();
         }
       });
     }
@@ -881,26 +910,43 @@ async function childMain(): Promise<void> {
   // test-run overhead (the edge tc pass row) stays in both; raw ratios too.
   const nodePairs: Array<[string, string]> = [['node_option6_ns', 'node_option_ns'], ['node_reply6_ns', 'node_reply_ns']];
   console.log(`node IPv6 / IPv4 (this run; target ≤ 1.15×): ${nodePairs.map(([a, b]) => `${a} ${ratio(net(a), net(b))} net, ${ratio(raw(a), raw(b))} raw`).join('; ')}`);
-  console.log(`live frames (BPF_F_TEST_XDP_LIVE_FRAMES, ${LIVE_N} per round in ${LIVE_TURNS} alternating turns, batch 64): Mpps on one CPU = frames / wall time of the runs; "sent" = frames that reached the peer veth`);
-  const liveHead = `${'case'.padEnd(40)} ${'Mpps'.padStart(7)} ${'min–max'.padStart(11)} ${'kern ns'.padStart(7)} ${'sent'.padStart(6)}`;
-  console.log(hasBase ? `${liveHead} ${'base Mpps'.padStart(9)} ${'× baseline'.padStart(10)}` : liveHead);
+  if (liveSource?.method === 'af-packet') {
+    console.log(`live traffic, method af-packet (live frames refused: ${liveFramesRefused}): a userspace AF_PACKET sender (sendmmsg batches of 64, PACKET_QDISC_BYPASS) pinned to CPU ${env.cpu} transmits real frames from up1 into the program on up0 (native XDP); ${LIVE_N} frames per round in ${LIVE_TURNS} alternating turns`);
+    console.log('  Mpps on one CPU = frames back at up1\'s sink / wall time of the sends; "sent" = frames sent over all rounds, "unseen" = of those, frames the program never ran on (lost in the veth), "not back" = frames it ran on that did not reach the sink (the sink counts unicast frames only: up0\'s own IPv6 MLD reports, set off by every XDP attach, are not the run\'s); the sender dominates (an skb, two copies and a NAPI poll per frame): compare "× floor" and "+ns" (wall ns a frame costs over the floor\'s), not absolute Mpps with live frames\'');
+  } else if (liveSource) {
+    console.log(`live traffic, method live-frames (BPF_F_TEST_XDP_LIVE_FRAMES, ${LIVE_N} per round in ${LIVE_TURNS} alternating turns, batch 64): Mpps on one CPU = frames / wall time of the runs; "sent" = frames generated over all rounds, "not back" = of those, frames that did not reach the peer veth`);
+  }
+  const liveHead = `${'case'.padEnd(40)} ${'Mpps'.padStart(7)} ${'min–max'.padStart(11)} ${'× floor'.padStart(7)} ${'+ns'.padStart(6)} ${'kern ns'.padStart(7)} ${'sent'.padStart(9)} ${'unseen'.padStart(6)} ${'not back'.padStart(8)}`;
+  console.log(hasBase ? `${liveHead} ${'base Mpps'.padStart(9)} ${'× floor'.padStart(7)} ${'× baseline'.padStart(10)}` : liveHead);
+  const liveFloor = liveMed(liveRows[0]!, 'floor');
+  /**
+   * Mpps (median), min–max, × floor, "+ns" (wall ns per frame over the
+   * floor's: 1000 / Mpps − 1000 / floor Mpps, what the program adds to a
+   * frame's trip on this CPU), kernel ns, and the frame accounting of a
+   * row's runs.
+   */
+  const liveCells = (runs: LiveSample[], m: number | null, floor: number | null): string => {
+    const mpps = runs.map((x) => x.mpps);
+    const [sent, seen, sunk] = (['sent', 'seen', 'sunk'] as const).map((k) => runs.reduce((a, x) => a + x[k], 0)) as [number, number, number];
+    const kern = runs.length && runs.every((x) => x.kernelNsPerPacket !== null) ? median(runs.map((x) => x.kernelNsPerPacket!)) : null;
+    return `${fmt(m, 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${(floor === null ? '—' : ratio(m, floor)).padStart(7)} ${(floor === null || m === null || m <= 0 ? '—' : fmt(1000 / m - 1000 / floor, 0)).padStart(6)} ${fmt(kern, 0).padStart(7)} ${String(sent).padStart(9)} ${String(sent - seen).padStart(6)} ${String(seen - sunk).padStart(8)}`;
+  };
   for (const row of liveRows) {
     const who = row.key === 'mpps_floor_1core' ? 'floor' : 'current';
     const runs = row.runs.get(who) ?? [];
-    if (liveUnavailable) {
+    if (!liveSource) {
       console.log(`${row.name.padEnd(40)} unavailable: ${liveUnavailable}`);
       continue;
     }
-    const mpps = runs.map((x) => x.mpps);
-    const sent = runs.reduce((a, x) => a + x.sunk, 0) / Math.max(1, runs.reduce((a, x) => a + x.packets, 0));
-    let line = `${row.name.padEnd(40)} ${fmt(liveMed(row, who), 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${fmt(median(runs.map((x) => x.kernelNsPerPacket)), 0).padStart(7)} ${`${(sent * 100).toFixed(1)}%`.padStart(6)}`;
+    const m = liveMed(row, who);
+    let line = `${row.name.padEnd(40)} ${liveCells(runs, m, who === 'floor' ? null : liveFloor)}`;
     if (hasBase && who !== 'floor') {
       const b = liveMed(row, 'baseline');
-      line += ` ${fmt(b, 3).padStart(9)} ${ratio(liveMed(row, 'current'), b).padStart(10)}`;
+      line += ` ${fmt(b, 3).padStart(9)} ${ratio(b, liveFloor).padStart(7)} ${ratio(liveMed(row, 'current'), b).padStart(10)}`;
     }
     console.log(line);
   }
-  console.log('the kernel\'s alternatives on the same rig (frames handed to up0\'s stack by XDP_PASS, forwarded by the kernel, counted at up1; one fresh namespace per run):');
+  console.log(`the kernel's alternatives on the same rig, method ${liveSource?.method ?? '—'} (frames handed to up0's stack by XDP_PASS, forwarded by the kernel, counted at up1; one fresh namespace per run; × floor against the live floor above):`);
   const kernelJson: Record<string, { established: number | null; syn_flood: number | null } | null> = {};
   for (const v of KERNEL_VARIANTS) {
     const why = kernelUnavailable.get(v);
@@ -915,9 +961,8 @@ async function childMain(): Promise<void> {
       const mpps = runs.map((x) => x.mpps);
       const m = mpps.length ? median(mpps) : null;
       fig[kind] = m === null ? null : Math.round(m * 1000) / 1000;
-      const sent = runs.reduce((a, x) => a + x.sunk, 0) / Math.max(1, runs.reduce((a, x) => a + x.packets, 0));
       const name = `kernel ${v}: ${kind === 'established' ? 'established' : 'SYN flood, fresh tuples'}`;
-      console.log(`${name.padEnd(40)} ${fmt(m, 3).padStart(7)} ${`${fmt(Math.min(...mpps), 2)}–${fmt(Math.max(...mpps), 2)}`.padStart(11)} ${fmt(median(runs.map((x) => x.kernelNsPerPacket)), 0).padStart(7)} ${`${(sent * 100).toFixed(1)}%`.padStart(6)}`);
+      console.log(`${name.padEnd(40)} ${liveCells(runs, m, liveFloor)}`);
     }
     kernelJson[v] = fig;
   }
@@ -941,7 +986,7 @@ async function childMain(): Promise<void> {
     out.load_10k_s = round3(who.loadS);
     return out;
   };
-  const json: Record<string, unknown> = { ...figures(current), kernel_mpps: kernelJson, kernel_unavailable: Object.fromEntries(kernelUnavailable), live_unavailable: liveUnavailable, host };
+  const json: Record<string, unknown> = { ...figures(current), kernel_mpps: kernelJson, kernel_unavailable: Object.fromEntries(kernelUnavailable), live_method: liveSource?.method ?? null, live_unavailable: liveUnavailable, host };
   if (env.baseline && subjects[1]) {
     json.baseline_ref = env.baseline.ref;
     json.baseline_commit = env.baseline.commit;

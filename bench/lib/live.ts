@@ -20,9 +20,9 @@ import { BpfObject, BPF_F_TEST_XDP_LIVE_FRAMES, type BpfProgram } from '../../sr
 import { repoRoot } from '../../src/assets.js';
 import type { ProgramLike } from './baseline.js';
 
-/** Must match LIVE_MAX_FRAME and struct live_frame in bench/bpf/live_frames.c. */
+/** Must match LIVE_MAX_FRAME, struct live_frame and enum live_counter in bench/bpf/live_frames.c. */
 const MAX_FRAME = 256;
-const COUNTER = { restored: 0, noTarget: 1, sunk: 2 } as const;
+const COUNTER = { restored: 0, noTarget: 1, sunk: 2, ignored: 3 } as const;
 
 export interface LiveRun {
   packets: number;
@@ -92,6 +92,16 @@ export class LiveHarness {
   /** Attach the sink to the receiving veth (call inside the namespace). */
   attachSink(ifname: string): void {
     this.obj.program('live_sink').attachXdp(ifname, 'native');
+  }
+
+  /** Unicast frames the sink has counted so far (all CPUs), for callers that time their own sends. */
+  sunkTotal(): number {
+    return this.counter(COUNTER.sunk);
+  }
+
+  /** Multicast frames the sink dropped without counting them (the rig's own IPv6 MLD reports). */
+  ignoredTotal(): number {
+    return this.counter(COUNTER.ignored);
   }
 
   private counter(idx: number): number {
