@@ -12,10 +12,9 @@
 // (they are reused last-freed-last).
 import { silentLogger, type Logger } from '../log/logger.js';
 import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
-import { existsSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
 import { BpfMap, BpfObject, type BpfProgram, type XdpAttachment, type TcAttachment } from './loader.js';
 import { bpfObjectPath } from '../assets.js';
+import { unpinIncompatibleMaps } from './pinned-maps.js';
 import {
   CFG_F_FIB_BYPASS,
   CFG_F_GW_MAC,
@@ -162,42 +161,16 @@ const FLOW_BUDGET_SHARE: Record<string, { full: number; shared: number }> = {
   edge_sc_flows: { full: 2 ** 17, shared: 2 ** 16 },
 };
 
-/** maxEntries of the map pinned at `path`; null when none is. */
-function pinnedSize(path: string): number | null {
-  if (!existsSync(path)) return null;
-  const m = BpfMap.openPinned(path);
-  try {
-    return m.maxEntries;
-  } finally {
-    m.close();
-  }
-}
-
-/**
+/*
  * Map sizes follow EdgeDatapathOptions.ipv6 — the IPv6 maps' (a handful of
  * entries when off) and the IPv4 flow tables' (the shared flow budget) — so
  * a map pinned by an agent with the other setting cannot be reused (the
- * kernel map has a fixed size): it is unpinned and the object creates it
- * anew. Toggling IPv6 thus forgets the IPv6 connection table and frontends
- * (re-planned from the desired state) and starts the IPv4 flow tables empty
- * (established flows keep their backend through Maglev unless the backends
- * changed meanwhile); IPv4 frontends stay.
+ * kernel map has a fixed size): unpinIncompatibleMaps replaces it. Toggling
+ * IPv6 thus forgets the IPv6 connection table and frontends (re-planned from
+ * the desired state) and starts the IPv4 flow tables empty (established
+ * flows keep their backend through Maglev unless the backends changed
+ * meanwhile); IPv4 frontends stay.
  */
-function unpinResizedMaps(pinPath: string, ipv6: boolean, overrides: Record<string, number>): void {
-  const fits = (name: string, size: number): boolean => {
-    const want = overrides[name];
-    if (want !== undefined) return size === want;
-    const off = IPV6_OFF_SIZES[name];
-    if (off !== undefined) return ipv6 ? size !== off : size === off;
-    const budget = FLOW_BUDGET_SHARE[name]!;
-    return size === (ipv6 ? budget.shared : budget.full);
-  };
-  for (const name of [...Object.keys(IPV6_OFF_SIZES), ...Object.keys(FLOW_BUDGET_SHARE)]) {
-    const path = join(pinPath, name);
-    const size = pinnedSize(path);
-    if (size !== null && !fits(name, size)) unlinkSync(path);
-  }
-}
 
 export class EdgeDatapath {
   readonly obj: BpfObject;
@@ -272,8 +245,7 @@ export class EdgeDatapath {
     if (hooks.length === 0) throw new Error('hooks: load at least one of xdp, tc');
     const shared = Object.fromEntries(Object.entries(FLOW_BUDGET_SHARE).map(([name, s]) => [name, s.shared]));
     const maxEntries = { ...(opts.ipv6 ? shared : IPV6_OFF_SIZES), ...(opts.maxEntries ?? {}) };
-    if (opts.pinPath) unpinResizedMaps(opts.pinPath, opts.ipv6 === true, opts.maxEntries ?? {});
-    return BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
+    const obj = BpfObject.open(opts.objectPath ?? bpfObjectPath('edge'), {
       ...(opts.pinPath ? { pinMaps: opts.pinPath } : {}),
       ...(Object.keys(maxEntries).length > 0 ? { maxEntries } : {}),
       // edge_xdp6 / edge_tc6 (IPv6) only when IPv6 is served: their
@@ -286,6 +258,8 @@ export class EdgeDatapath {
         edge_tc6: hooks.includes('tc') && opts.ipv6 === true,
       },
     });
+    if (opts.pinPath) unpinIncompatibleMaps(obj, opts.pinPath, opts.logger ?? silentLogger());
+    return obj;
   }
 
   private static fromLoaded(obj: BpfObject, opts: EdgeDatapathOptions): EdgeDatapath {

@@ -27,6 +27,7 @@ import {
   type TcAttachment,
 } from './loader.js';
 import { bpfObjectPath } from '../assets.js';
+import { unpinIncompatibleMaps } from './pinned-maps.js';
 import { NODE_SC6_MAP, NODE_SC_MAP, NODE_SC_STATS_MAP, scBackendEntries, scBackendMapOf, sumScCounters, writeScBackends, type NodeScStatName } from './node-second-chance.js';
 import { ipToBigInt } from '../net/ip.js';
 import {
@@ -341,10 +342,17 @@ export class NodeDatapath {
       maxEntries[NODE_MAP_NAMES.flows6] = opts.maxFlows;
       maxEntries[NODE_MAP_NAMES.fwd6] = opts.maxFlows;
     }
-    const obj = BpfObject.load(opts.objectPath ?? bpfObjectPath('node'), {
+    const obj = BpfObject.open(opts.objectPath ?? bpfObjectPath('node'), {
       ...(opts.pinPath !== undefined ? { pinMaps: opts.pinPath } : {}),
       maxEntries,
     });
+    try {
+      if (opts.pinPath !== undefined) unpinIncompatibleMaps(obj, opts.pinPath, opts.logger ?? silentLogger());
+      obj.load();
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
     try {
       const dp = new NodeDatapath(obj, config, opts);
       dp.writeConfig();

@@ -8,7 +8,10 @@ import { inNetns, XDP_PASS, XDP_REDIRECT, xdpQuery } from '../../src/datapath/lo
 import { buildPacket, dsrOption, parsePacket } from '../lib/packets.js';
 import { Cleanup, createNetns, nsRun, uniqueId } from '../lib/netns.js';
 import { pinDirFor } from '../lib/bpffs.js';
+import { unlinkSync as unpinForTest } from 'node:fs';
 import { VIP, backend, openEdge, service, tcpPacket, tcpSpec } from './edge-helpers.js';
+import { BpfMap } from '../../src/datapath/loader.js';
+import { createLogger } from '../../src/log/logger.js';
 
 const NODE_MAC = '02:00:00:00:01:11';
 
@@ -86,6 +89,30 @@ test('attach: native XDP on a veth, and tc ingress; detach removes them', async 
   t.is(filters.stdout.split('\n').filter((l) => l.includes('edge_tc')).length, 1, filters.stdout);
   inNetns(ns, () => dp.detach());
   t.notRegex((await nsRun(ns, ['tc', 'filter', 'show', 'dev', 'up1', 'ingress'])).stdout, /edge_tc/);
+});
+
+test('upgrade: a pinned map of another layout (an older or newer version) is replaced, named in a warning; the compatible ones keep their state', (t) => {
+  const pin = pinDirFor(t, 'edge');
+  const bs = Array.from({ length: 4 }, (_, i) => backend(i + 1));
+  const first = openEdge(t, { pinPath: pin });
+  first.applyServices([service({ backends: bs })]);
+  const chosen = parsePacket(first.program('xdp').testRun({ data: tcpPacket({ flags: { ack: true }, sport: 50001 }) }).dataOut).ip.dst;
+  first.close();
+  // Another version's edge_affinity: same name, a value of another size.
+  const info = BpfMap.openPinned(`${pin}/edge_affinity`);
+  const spec = { type: info.type, keySize: info.keySize, valueSize: info.valueSize + 8, maxEntries: info.maxEntries, flags: info.flags, name: 'edge_affinity' };
+  info.close();
+  unpinForTest(`${pin}/edge_affinity`);
+  const other = BpfMap.create(spec);
+  other.pin(`${pin}/edge_affinity`);
+  other.close();
+  const lines: { level: number; msg: string; map?: string }[] = [];
+  const logger = createLogger({ level: 'info', stream: { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) } });
+  const second = openEdge(t, { pinPath: pin, logger });
+  t.is(second.map('edge_affinity').valueSize, spec.valueSize - 8);
+  t.true(lines.some((l) => l.level === 40 && l.map === 'edge_affinity' && /value size/.test(l.msg)), JSON.stringify(lines));
+  t.is(parsePacket(second.program('xdp').testRun({ data: tcpPacket({ flags: { ack: true }, sport: 50001 }) }).dataOut).ip.dst, chosen, 'the connection table was kept');
+  t.deepEqual(second.keys(), [`${VIP}:80/TCP`], 'the frontends were kept');
 });
 
 test('restart: a reopened datapath reuses the pinned maps and keeps established flows', (t) => {

@@ -40,7 +40,10 @@ import {
   nodeTupleHash,
 } from '../../src/datapath/node-maps.js';
 import { localServiceEntries, NodeDatapath } from '../../src/datapath/node-datapath.js';
-import { possibleCpus } from '../../src/datapath/loader.js';
+import { BpfMap, possibleCpus } from '../../src/datapath/loader.js';
+import { unlinkSync } from 'node:fs';
+import { pinDirFor } from '../lib/bpffs.js';
+import { createLogger } from '../../src/log/logger.js';
 import {
   backend,
   CLIENT,
@@ -734,6 +737,27 @@ test('a cluster larger than the node\'s maps: never a throw; this node\'s fronte
   const full = dp.applyServices(busy, { name: NODE_NAME });
   t.is(full.unprogrammed, 4);
   t.is(dp.localServices().length, 4096);
+});
+
+test('upgrade: a pinned node map of another layout is replaced (warning naming it); the others keep their contents', (t) => {
+  const pinPath = pinDirFor(t, 'node-upgrade');
+  const first = NodeDatapath.open({ pinPath, maxFlows: 4096, edgeSources: [EDGE_IP] });
+  first.applyServices(standardServices(), { name: NODE_NAME });
+  const services = first.localServices().length;
+  const spec = { type: first.edgeMacsMap.type, keySize: first.edgeMacsMap.keySize, valueSize: first.edgeMacsMap.valueSize + 4, maxEntries: first.edgeMacsMap.maxEntries, flags: first.edgeMacsMap.flags };
+  const macsName = first.edgeMacsMap.name;
+  first.close();
+  unlinkSync(`${pinPath}/${macsName}`);
+  const other = BpfMap.create(spec);
+  other.pin(`${pinPath}/${macsName}`);
+  other.close();
+  const lines: { level: number; msg: string; map?: string }[] = [];
+  const logger = createLogger({ level: 'info', stream: { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) } });
+  const second = NodeDatapath.open({ pinPath, maxFlows: 4096, edgeSources: [EDGE_IP], logger });
+  t.teardown(() => second.close());
+  t.is(second.edgeMacsMap.valueSize, spec.valueSize - 4);
+  t.true(lines.some((l) => l.level === 40 && l.map === macsName && /value size/.test(l.msg)));
+  t.is(second.localServices().length, services, 'node_services kept its entries');
 });
 
 test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
