@@ -42,9 +42,9 @@ const POOL = ['10.128.0.0/16'];
  * (systemd/edgelb.service: NODE_OPTIONS and MALLOC_ARENA_MAX), so the figure
  * is the appliance's. Without them V8 sizes the heap for the host: the young
  * generation grows to 2 × 64 MB while the caches are built and old space to
- * ~4× the live set before it collects — peak RSS 359–367 MB for a live heap
- * of ~55 MB at 10 000 Services (2026-12-06; src/k8s/README.md "Performance
- * notes"). Override with BENCH_AGENT_FLAGS="..." and BENCH_AGENT_ENV="..."
+ * several times the live set before it collects — peak RSS ~300 MB for a
+ * live heap of ~55 MB at 10 000 Services (359–367 MB before status echoes
+ * stopped being recomputed; src/k8s/README.md "Performance notes"). Override with BENCH_AGENT_FLAGS="..." and BENCH_AGENT_ENV="..."
  * (empty: Node's defaults).
  */
 const UNIT = readUnitNodeSettings(fileURLToPath(new URL('../../systemd/edgelb.service', import.meta.url)));

@@ -17,17 +17,38 @@ import { packSlice, type PackedSlice } from './packed-slice.js';
 /** Failure reasons the allocating edge writes into the condition (they matter on edges that follow status). */
 export const FAILURE_REASONS: ReadonlySet<string> = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict']);
 
+/** Bytes of the spec digest: a multiple of 3, so it is the first SPEC_CHARS characters of the base64 text. */
+const SPEC_BYTES = 18;
+const SPEC_CHARS = (SPEC_BYTES / 3) * 4;
+const STATUS_BYTES = 12;
+
 /**
- * Digest of what reconciliation reads from a Service: spec, labels,
- * annotations, the addresses in status and a failure reported in our
- * condition.
+ * What reconciliation reads from a Service, as one string of 40 base64
+ * characters: a digest of its spec, uid, labels and annotations (the first
+ * 24), then one of the addresses in status and a failure reported in our
+ * condition — compared on their own, since a change there alone is most
+ * often the echo of our own status write. (One digest buffer turned into
+ * text once: a concatenation of two strings would keep both.)
  */
-function serviceFingerprint(svc: V1Service): string {
+export function serviceFingerprint(svc: V1Service): string {
   const md = svc.metadata;
   const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
   const failed = c && FAILURE_REASONS.has(c.reason) ? c.reason : '';
-  const text = JSON.stringify([md?.uid, svc.spec, md?.labels, md?.annotations, ingressAddresses(svc), failed]);
-  return createHash('sha1').update(text).digest('base64');
+  const out = Buffer.allocUnsafe(SPEC_BYTES + STATUS_BYTES);
+  createHash('sha1').update(JSON.stringify([md?.uid, svc.spec, md?.labels, md?.annotations])).digest().copy(out, 0, 0, SPEC_BYTES);
+  createHash('sha1').update(JSON.stringify([ingressAddresses(svc), failed])).digest().copy(out, SPEC_BYTES, 0, STATUS_BYTES);
+  return out.toString('base64');
+}
+
+/**
+ * How a Service's new fingerprint differs from the one seen before:
+ * 'same', 'status' (only the addresses or failure in status changed) or
+ * 'changed' (anything else, or first seen).
+ */
+export function fingerprintChange(before: string | undefined, now: string): 'same' | 'status' | 'changed' {
+  if (before === now) return 'same';
+  if (before === undefined || before.length !== now.length || before.slice(0, SPEC_CHARS) !== now.slice(0, SPEC_CHARS)) return 'changed';
+  return 'status';
 }
 
 export interface ClusterCacheOptions {
@@ -39,6 +60,12 @@ export interface ClusterCacheOptions {
   onServiceSeen: (key: string) => void;
   /** A Service must be recomputed. */
   onDirty: (key: string) => void;
+  /**
+   * Only the addresses or failure in a Service's status changed (most often
+   * the echo of our own status write); the consumer decides whether that
+   * needs a recomputation. Without it, such a Service is dirty.
+   */
+  onStatusChanged?: (key: string, svc: V1Service) => void;
   /** A node's dispatch addresses changed. */
   onNodeChanged: (name: string) => void;
 }
@@ -66,9 +93,11 @@ export class ClusterCache {
           return;
         }
         const fp = serviceFingerprint(svc);
-        if (this.fingerprints.get(key) === fp) return;
+        const change = fingerprintChange(this.fingerprints.get(key), fp);
+        if (change === 'same') return;
         this.fingerprints.set(key, fp);
-        o.onDirty(key);
+        if (change === 'status' && o.onStatusChanged) o.onStatusChanged(key, svc);
+        else o.onDirty(key);
       },
     });
     this.slices = new ResilientInformer<V1EndpointSlice, PackedSlice>({

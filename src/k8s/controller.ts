@@ -45,7 +45,7 @@ import { desiredVips, type Problem } from '../model/desired.js';
 import { creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
 import type { DesiredService, DesiredVip, FrontendRejection } from '../model/types.js';
 import { ClusterCache } from './cluster-cache.js';
-import { allocationOrder, computeService, readyAddresses, recordOutcome, toOffer, type Candidate, type ComputeContext, type Item, type SvcState } from './service-compute.js';
+import { allocationOrder, computeService, readyAddresses, recordOutcome, statusReflects, toOffer, type Candidate, type ComputeContext, type Item, type SvcState } from './service-compute.js';
 import { EventRecorder } from './events.js';
 import { RestClient } from './rest.js';
 import { loadKubeConfig, type KubeConfig } from './kubeconfig.js';
@@ -84,6 +84,8 @@ export class KubernetesController {
   private readonly claims = new FrontendClaims();
   private readonly unallocated = new Set<string>();
   private readonly dirty = new Set<string>();
+  /** The Services of the round under way (their state is not committed yet). */
+  private computing: ReadonlySet<string> = new Set();
   /** Services known at the first sync and not computed since (null: not synced yet); removals wait for it to empty. */
   private readonly firstPass = new FirstPass();
   private lastVipsDigest = createHash('sha1').update('[]').digest('base64');
@@ -119,6 +121,13 @@ export class KubernetesController {
       onListed: () => this.schedule(),
       onServiceSeen: (key) => this.status_?.observe(key),
       onDirty: (key) => this.markDirty(key),
+      // Each status write comes back as a Service update: recomputing it
+      // rebuilt the Service's whole state (frontends, backends, digests,
+      // status, Events) only to find it unchanged — at 10 000 Services most
+      // of the garbage V8 promoted while status was being written.
+      onStatusChanged: (key, svc) => {
+        if (this.computing.has(key) || !this.statusCurrent(key, svc)) this.markDirty(key);
+      },
       onNodeChanged: (name) => {
         for (const [key, st] of this.state) if (st.nodes.includes(name)) this.markDirty(key);
       },
@@ -266,6 +275,12 @@ export class KubernetesController {
     }
   }
 
+  /** Whether `svc`'s status says what the Service's committed state was computed to (see statusReflects). */
+  private statusCurrent(key: string, svc: V1Service): boolean {
+    const st = this.state.get(key);
+    return st !== undefined && statusReflects(st, svc);
+  }
+
   private markDirty(key: string): void {
     this.dirty.add(key);
     this.schedule();
@@ -364,7 +379,8 @@ export class KubernetesController {
 
   private async doFlush(): Promise<void> {
     if (!this.synced()) return;
-    this.firstPass.begin(this.cluster.serviceList().map(serviceKey));
+    // (A thunk: only the first call reads the keys, not every round.)
+    this.firstPass.begin(() => this.cluster.serviceList().map(serviceKey));
     if (this.dirty.size > 0) await this.round();
     if (this.firstPass.ready(this.leadershipSettled(), 2000 * this.config.kubernetes.leaseDurationSeconds)) await this.completeFirstPass();
   }
@@ -389,6 +405,15 @@ export class KubernetesController {
     // relist) small and let the first Services reach the sink early.
     keys = keys.slice(0, this.o.batchSize ?? 1000);
     for (const k of keys) this.dirty.delete(k);
+    this.computing = new Set(keys);
+    try {
+      await this.computeRound(keys, leader);
+    } finally {
+      this.computing = new Set();
+    }
+  }
+
+  private async computeRound(keys: string[], leader: boolean): Promise<void> {
 
     const space = this.space();
     const ctx: ComputeContext = {

@@ -18,10 +18,10 @@ export class FirstPass {
     return this.complete;
   }
 
-  /** The informers have synced: every Service they hold must be computed once. Only the first call counts. */
-  begin(keys: Iterable<string>, now = Date.now()): void {
+  /** The informers have synced: every Service they hold must be computed once. Only the first call counts (and reads `keys`). */
+  begin(keys: () => Iterable<string>, now = Date.now()): void {
     if (this.pending !== null) return;
-    this.pending = new Set(keys);
+    this.pending = new Set(keys());
     this.syncedAt = now;
   }
 

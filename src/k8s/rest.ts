@@ -198,9 +198,13 @@ export class RestClient {
   /**
    * Lists a collection in pages (consistent: every page is served at the
    * first page's resourceVersion), so the agent never holds a whole 20 MB
-   * response body and its parse at once.
+   * response body and its parse at once. Pages of 250: a parsed page is
+   * alive until its last object is projected, and a young-generation GC
+   * during that copies (and then promotes) all of it — with 1000 objects a
+   * page (~3 MB parsed) that was most of what pushed V8's young generation
+   * to its maximum size while the caches were built.
    */
-  async listAll<T, C = T>(path: string, project: (item: T) => C = (x) => x as unknown as C, limit = 1000): Promise<{ metadata: { resourceVersion?: string }; items: C[] }> {
+  async listAll<T, C = T>(path: string, project: (item: T) => C = (x) => x as unknown as C, limit = 250): Promise<{ metadata: { resourceVersion?: string }; items: C[] }> {
     const items: C[] = [];
     let cont = '';
     let resourceVersion: string | undefined;

@@ -136,6 +136,21 @@ function addressesFromStatus(config: DesiredConfig, svc: V1Service, prev: SvcSta
   return prev.addresses;
 }
 
+/**
+ * Whether a Service's status shows exactly the addresses its computed state
+ * holds — the echo of the allocating edge's own write, or a follower's
+ * status catching up with what it already took from it. Computing it again
+ * from that status gives the same result: the allocator keeps a Service's
+ * addresses before it looks at status, and a follower reads back the
+ * addresses it has (which passed its pools' filter); a failure reported in
+ * the condition is read only when status has no address and the state has
+ * none either.
+ */
+export function statusReflects(st: Pick<SvcState, 'addresses'>, svc: V1Service): boolean {
+  const ingress = ingressAddresses(svc);
+  return ingress.length === st.addresses.length && ingress.every((ip, i) => ip === st.addresses[i]!.ip);
+}
+
 /** Addresses with an accepted frontend that has an active backend: what this edge advertises for the Service. */
 export function readyAddresses(c: Candidate): string[] {
   const ready = new Set<string>();

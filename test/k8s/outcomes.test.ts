@@ -302,6 +302,26 @@ test.serial('a restart on the same machine (same instance) is not a duplicate an
   t.is(second.status().duplicateName, null);
 });
 
+test.serial('the echo of our own status write is not a new occurrence: a failure\'s Warning Event is not counted again', async (t) => {
+  // One address: the second Service cannot have one.
+  const { ns, make, svc, events, createService } = await setup(t, [{ cidrs: ['192.0.2.1/32'] }]);
+  for (const [name, ip] of [['first', '10.1.0.1'], ['second', '10.1.0.2']] as const) {
+    await createService(name);
+    await cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
+  }
+  const c = make(new RecordingSink());
+  await c.start();
+  const failed = async () => (conditionOf(await svc('first'))?.reason === 'PoolExhausted' ? 'first' : conditionOf(await svc('second'))?.reason === 'PoolExhausted' ? 'second' : null);
+  await waitFor('one Service reports the exhausted pool in status', async () => (await failed()) !== null && c.status().statusWritesPending === 0, 20_000);
+  const name = (await failed())!;
+  await waitFor('its Warning Event', async () => (await events(name)).some((e) => e.type === 'Warning' && e.reason === 'PoolExhausted'), 20_000);
+  // Time for the status write's echo to arrive and anything it would cause.
+  await sleep(2000);
+  const warnings = (await events(name)).filter((e) => e.reason === 'PoolExhausted');
+  t.is(warnings.length, 1);
+  t.is((warnings[0]!.series as { count?: number } | undefined)?.count ?? 1, 1);
+});
+
 test.serial('over the port cap: rejected with an Event; a config change that raises the cap serves it', async (t) => {
   const pools = [{ cidrs: ['192.0.2.0/28'] }];
   const { ns, make, svc, events, createService, config } = await setup(t, pools);

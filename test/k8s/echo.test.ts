@@ -1,0 +1,79 @@
+// A Service update that changes only its status — most often the echo of
+// the allocating edge's own status write — is told apart from one that
+// changes what reconciliation reads otherwise (cluster-cache's
+// fingerprint), and the controller recomputes it only when that status
+// disagrees with the state it computed (statusReflects). The first pass
+// reads the Services' keys once, not at every round.
+import test from 'ava';
+import type { V1Service } from '@kubernetes/client-node';
+import { fingerprintChange, serviceFingerprint } from '../../src/k8s/cluster-cache.js';
+import { statusReflects } from '../../src/k8s/service-compute.js';
+import { FirstPass } from '../../src/k8s/first-pass.js';
+import { CONDITION_ADVERTISED } from '../../src/model/service.js';
+
+function svc(o: { ingress?: string[]; reason?: string; message?: string; port?: number; labels?: Record<string, string>; annotations?: Record<string, string>; uid?: string; rv?: string; other?: boolean } = {}): V1Service {
+  const conditions = [];
+  if (o.reason) conditions.push({ type: CONDITION_ADVERTISED, status: 'False', reason: o.reason, message: o.message ?? 'm', lastTransitionTime: new Date(0) });
+  if (o.other) conditions.push({ type: 'example.com/Other', status: 'True', reason: 'X', message: 'x', lastTransitionTime: new Date(0) });
+  return {
+    metadata: { name: 'web', namespace: 'shop', uid: o.uid ?? 'u1', resourceVersion: o.rv ?? '1', labels: o.labels, annotations: o.annotations },
+    spec: { type: 'LoadBalancer', ports: [{ port: o.port ?? 80, protocol: 'TCP' }] },
+    status: { loadBalancer: { ingress: (o.ingress ?? []).map((ip) => ({ ip })) }, conditions },
+  } as V1Service;
+}
+
+const change = (a: V1Service, b: V1Service) => fingerprintChange(serviceFingerprint(a), serviceFingerprint(b));
+
+test('a status-only change (addresses, or a failure in our condition) is "status"; anything reconciliation reads elsewhere is "changed"', (t) => {
+  t.is(change(svc(), svc({ rv: '2' })), 'same');
+  t.is(change(svc(), svc({ ingress: ['192.0.2.1'] })), 'status');
+  t.is(change(svc({ ingress: ['192.0.2.1'] }), svc({ ingress: ['192.0.2.2'] })), 'status');
+  t.is(change(svc(), svc({ reason: 'PoolExhausted' })), 'status');
+  // Not read by reconciliation: our condition's message or a non-failure reason, other controllers' conditions.
+  t.is(change(svc({ reason: 'Pending' }), svc({ reason: 'Advertised', message: 'other' })), 'same');
+  t.is(change(svc(), svc({ other: true })), 'same');
+  t.is(change(svc(), svc({ port: 443 })), 'changed');
+  t.is(change(svc(), svc({ port: 443, ingress: ['192.0.2.1'] })), 'changed');
+  t.is(change(svc(), svc({ labels: { a: 'b' } })), 'changed');
+  t.is(change(svc(), svc({ annotations: { a: 'b' } })), 'changed');
+  t.is(change(svc(), svc({ uid: 'u2' })), 'changed');
+  t.is(fingerprintChange(undefined, serviceFingerprint(svc())), 'changed');
+  // A fingerprint of another shape (never written by this version) is a change, not a status echo.
+  t.is(fingerprintChange('x', serviceFingerprint(svc())), 'changed');
+});
+
+test('one flat string per Service: spec digest then status digest', (t) => {
+  const fp = serviceFingerprint(svc({ ingress: ['192.0.2.1'] }));
+  t.regex(fp, /^[A-Za-z0-9+/]{40}$/);
+  t.is(fp.slice(0, 24), serviceFingerprint(svc()).slice(0, 24));
+});
+
+test('statusReflects: status shows exactly the addresses of the computed state, in order', (t) => {
+  const st = (...ips: string[]) => ({ addresses: ips.map((ip) => ({ ip, pool: 'p' })) });
+  t.true(statusReflects(st('192.0.2.1'), svc({ ingress: ['192.0.2.1'] })));
+  t.true(statusReflects(st('192.0.2.1', '2001:db8::1'), svc({ ingress: ['192.0.2.1', '2001:db8::1'] })));
+  t.true(statusReflects(st(), svc({ reason: 'PoolExhausted' })));
+  t.false(statusReflects(st('192.0.2.1'), svc()));
+  t.false(statusReflects(st(), svc({ ingress: ['192.0.2.1'] })));
+  t.false(statusReflects(st('192.0.2.1'), svc({ ingress: ['192.0.2.2'] })));
+  t.false(statusReflects(st('192.0.2.1', '2001:db8::1'), svc({ ingress: ['2001:db8::1', '192.0.2.1'] })));
+  // A foreign address next to ours: computed again (a follower filters it by pool).
+  t.false(statusReflects(st('192.0.2.1'), svc({ ingress: ['192.0.2.1', '198.51.100.1'] })));
+});
+
+test('the first pass reads the Services once, at its first begin', (t) => {
+  const fp = new FirstPass();
+  let reads = 0;
+  const keys = () => {
+    reads++;
+    return ['a/x', 'a/y'];
+  };
+  fp.begin(keys, 0);
+  fp.begin(keys, 1);
+  fp.begin(keys, 2);
+  t.is(reads, 1);
+  fp.computed(['a/x']);
+  t.false(fp.ready(true, 1000, 3));
+  fp.computed(['a/y']);
+  t.true(fp.ready(true, 1000, 3));
+});
