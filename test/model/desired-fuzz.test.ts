@@ -52,7 +52,7 @@ function caseFor(seed: number): { svc: V1Service; slices: V1EndpointSlice[]; add
     endpoints: Array.from({ length: Math.floor(r() * 6) }, () => ({
       addresses: r() < 0.05 ? (null as unknown as []) : r() < 0.05 ? [] : [pick(ips)],
       nodeName: pick(['n1', 'n2', 'gone', '', undefined, null]) as string,
-      conditions: r() < 0.1 ? (null as unknown as {}) : { ready: pick([true, false, undefined, null]) as boolean, serving: pick([true, false, undefined]), terminating: pick([true, false, undefined]) },
+      conditions: r() < 0.1 ? (null as unknown as Record<string, boolean>) : { ready: pick([true, false, undefined, null]) as boolean, serving: pick([true, false, undefined]), terminating: pick([true, false, undefined]) },
     })),
   }));
   const addresses = [pick([{ ip: '192.0.2.10', pool: 'p' }, { ip: '2001:db8::10', pool: 'p' }]), ...(r() < 0.3 ? [{ ip: '2001:db8::11', pool: 'p' }] : [])];
