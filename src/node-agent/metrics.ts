@@ -17,6 +17,10 @@ export interface NodeMetricsSource {
   edgeNeighbours(): number;
   /** Per program: does the kernel run it where we attached it? */
   attached(): { program: string; interface: string; attached: boolean }[];
+  /** What the last programming of the local frontends left out (ApplyLocalServicesResult). */
+  programming(): { unprogrammed: number; conflicts: number; secondChanceSkipped: number };
+  /** The probe responder's answers and refusals. */
+  probes(): { answered: number; refused: number; overLimit: number };
 }
 
 /** "ADDRESS:PORT" or "[V6]:PORT". */
@@ -59,6 +63,27 @@ export class NodeMetrics {
     new Gauge({
       name: 'edgelb_node_edge_neighbours', help: 'Link-layer senders trusted as edges', registers: [r],
       collect() { this.set(src.edgeNeighbours()); },
+    });
+    new Gauge({
+      name: 'edgelb_node_frontends_unprogrammed', help: 'Frontends with a pod on this node that node_services had no room for (traffic to them is dropped here)', registers: [r],
+      collect() { this.set(src.programming().unprogrammed); },
+    });
+    new Gauge({
+      name: 'edgelb_node_frontend_conflicts', help: 'Frontends two Services claim in their status (the smaller key is programmed)', registers: [r],
+      collect() { this.set(src.programming().conflicts); },
+    });
+    new Gauge({
+      name: 'edgelb_node_second_chance_skipped', help: 'Second-chance backend entries node_sc_backends had no room for', registers: [r],
+      collect() { this.set(src.programming().secondChanceSkipped); },
+    });
+    new Gauge({
+      name: 'edgelb_node_probes', help: 'Path probes by what the responder did: answered, refused (source outside --edge-sources), over_limit (over the rate cap)', labelNames: ['result'], registers: [r],
+      collect() {
+        const p = src.probes();
+        this.set({ result: 'answered' }, p.answered);
+        this.set({ result: 'refused' }, p.refused);
+        this.set({ result: 'over_limit' }, p.overLimit);
+      },
     });
     new Gauge({
       name: 'edgelb_node_program_attached', help: '1 when the kernel runs our program on the interface (queried at scrape time)', labelNames: ['program', 'interface'], registers: [r],

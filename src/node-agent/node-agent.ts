@@ -43,6 +43,8 @@ export class NodeAgent {
   private neighbours: EdgeNeighbourSync | null = null;
   private metrics: NodeMetrics | null = null;
   frontends = 0;
+  /** What the last programming of the local frontends left out (metrics). */
+  private programmed: { unprogrammed: number; conflicts: number; secondChanceSkipped: number } = { unprogrammed: 0, conflicts: 0, secondChanceSkipped: 0 };
 
   constructor(private readonly o: NodeAgentOptions) {}
 
@@ -66,6 +68,8 @@ export class NodeAgent {
             { program: 'node_egress', interface: o.interface, attached: st?.egress.attached ?? false },
           ];
         },
+        programming: () => this.programmed,
+        probes: () => ({ answered: this.responder?.answered ?? 0, refused: this.responder?.refused ?? 0, overLimit: this.responder?.overLimit ?? 0 }),
       });
       await this.metrics.listen(o.metricsListen, o.logger);
     }
@@ -80,6 +84,7 @@ export class NodeAgent {
         onChange: (services) => {
           const r = this.dp?.applyServices(services, { name: o.nodeName, ...(o.nodeIp ? { ip: o.nodeIp } : {}) });
           this.frontends = services.length;
+          if (r) this.programmed = { unprogrammed: r.unprogrammed, conflicts: r.conflicts.length, secondChanceSkipped: r.secondChanceSkipped };
           o.logger.info({ frontends: services.length, result: r }, 'local services programmed');
         },
       });

@@ -16,6 +16,7 @@ import { edgeNeighbourEntries, nudStateNames, parseProcArp, readNeighbours6, unr
 import { inNetns } from '../../src/datapath/loader/netns.js';
 import { parseListen } from '../../src/node-agent/metrics.js';
 import { NODE_DEFAULTS } from '../../src/datapath/node-datapath.js';
+import { probePayload, PROBE_PORT } from '../../src/probe/wire.js';
 
 test('--edge-sources is required and every entry is checked', (t) => {
   t.throws(() => parseEdgeSources(undefined), { message: /--edge-sources is required/ });
@@ -162,6 +163,24 @@ test.serial('edgelb node run: resolves its edges, drops a forged option as untru
   t.is(metric(m0.body, 'edgelb_node_program_attached', 'program="node_egress",interface="n0"'), 1);
   t.is(metric(m0.body, 'edgelb_node_drops', 'reason="untrusted_source"'), 0);
   t.is(metric(m0.body, 'edgelb_node_flows'), 0);
+  t.is(metric(m0.body, 'edgelb_node_frontends_unprogrammed'), 0, m0.body);
+  t.is(metric(m0.body, 'edgelb_node_frontend_conflicts'), 0);
+
+  // Path probes: the edge's is answered; one from an address outside --edge-sources (a forged
+  // source, a would-be reflection) is not.
+  const OTHER = `10.${o}.31.3`;
+  await addAddress(E, 'e0', `${OTHER}/24`);
+  const probe = probePayload(Buffer.from('0011223344556677', 'hex')).toString('hex');
+  const ask = (src: string) => nsRun(E, ['/usr/bin/python3', '-c', `import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("${src}",0)); s.settimeout(1)
+s.sendto(bytes.fromhex("${probe}"),("${NODE}",${PROBE_PORT}))
+try: s.recv(64); print("answered")
+except socket.timeout: print("silent")`]);
+  t.is((await ask(EDGE)).stdout.trim(), 'answered');
+  t.is((await ask(OTHER)).stdout.trim(), 'silent');
+  const mp = await scrape(N, PORT);
+  t.is(metric(mp.body, 'edgelb_node_probes', 'result="answered"'), 1, mp.body);
+  t.is(metric(mp.body, 'edgelb_node_probes', 'result="refused"'), 1);
 
   // A forged option SYN whose link-layer sender is not the edge (what a router forwards from a client).
   const nodeMac = (JSON.parse((await nsRun(N, ['ip', '-j', 'link', 'show', 'n0'])).stdout) as { address: string }[])[0]!.address;
