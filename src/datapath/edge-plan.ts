@@ -160,6 +160,19 @@ export class EdgePlan implements PreviousWrites {
   }
 }
 
+type Usage = { used: number; total: number };
+
+/** A type, not an interface: it must fit the sink's Record of named usages. */
+export type EdgeCapacityView = {
+  ringSlots: Usage;
+  backendIds: Usage;
+  serviceIds: Usage;
+  serviceEntries?: Usage;
+  serviceEntries6?: Usage;
+  sourceRanges?: Usage;
+  sourceRanges6?: Usage;
+};
+
 export interface PlanResult {
   added: string[];
   updated: string[];
@@ -222,13 +235,24 @@ export class EdgePlanner {
     return this.frontends.size;
   }
 
-  /** Used and total: ring slots, backend ids, service ids (ids exclude the reserved 0). */
-  capacity(): { ringSlots: { used: number; total: number }; backendIds: { used: number; total: number }; serviceIds: { used: number; total: number } } {
-    return {
+  /**
+   * Used and total: ring slots, backend ids, service ids (ids exclude the
+   * reserved 0), and — where the planner knows their size — the entries of
+   * edge_services(6) and edge_src_ranges(6). Every one of them can be what
+   * a frontend was rejected for, so the controller watches them all for room.
+   */
+  capacity(): EdgeCapacityView {
+    const out: EdgeCapacityView = {
       ringSlots: { used: this.regions.usedSlots(), total: this.limits.ringSlots },
       backendIds: { used: this.beIds.size, total: this.limits.backendIds - 1 },
       serviceIds: { used: this.svcIds.size, total: this.limits.serviceIds - 1 },
     };
+    const { serviceEntries, serviceEntries6, srcRanges, srcRanges6 } = this.limits;
+    if (serviceEntries !== undefined) out.serviceEntries = { used: this.svcInUse[4], total: serviceEntries };
+    if (serviceEntries6 !== undefined) out.serviceEntries6 = { used: this.svcInUse[6], total: serviceEntries6 };
+    if (srcRanges !== undefined) out.sourceRanges = { used: this.srcInUse[4], total: srcRanges };
+    if (srcRanges6 !== undefined) out.sourceRanges6 = { used: this.srcInUse[6], total: srcRanges6 };
+    return out;
   }
 
   /**

@@ -5,6 +5,7 @@ import { EdgePlanner, type EdgePlan, type PlannerLimits } from '../../src/datapa
 import { EDGE_MAP_LAYOUTS, EDGE_RING_PER_ELEM, edgeLayoutMismatches } from '../../src/datapath/edge-maps.js';
 import type { DesiredService } from '../../src/model/types.js';
 import { backend, service, VIP } from './edge-helpers.js';
+import { freeSpace, moreRoom } from '../../src/k8s/sink.js';
 
 const LIMITS: PlannerLimits = { ringSlots: 1 << 16, serviceIds: 64, backendIds: 256, maglevTableSize: 16381, autoDispatchDefault: 'ipip' };
 
@@ -269,4 +270,15 @@ test('edge_services entries: a frontend takes one, a new VIP one more for its ma
   t.deepEqual(restored.plan([on('203.0.113.4', 80, { backends: [] })]).result.rejected, []);
   t.deepEqual(restored.plan([on('203.0.113.5', 80, { backends: [] })]).result.rejected.map((r) => r.reason), ['OutOfServiceIds']);
   t.deepEqual(restored.plan([on('203.0.113.9', 80, { backends: [] })]).result.rejected, []);
+});
+
+test('capacity() reports the source-range tables and edge_services entries: freeing them alone is more room, so the controller offers a rejected frontend again', (t) => {
+  const pl = new EdgePlanner({ ...LIMITS, srcRanges: 4, srcRanges6: 2, serviceEntries: 10, serviceEntries6: 8 });
+  pl.commit(pl.plan([fe(80, { sourceRanges: ['10.0.0.0/8', '10.1.0.0/16', '10.2.0.0/16'] })]).plan);
+  const c = pl.capacity();
+  t.like(c, { sourceRanges: { used: 3, total: 4 }, sourceRanges6: { used: 0, total: 2 }, serviceEntries: { used: 2, total: 10 }, serviceEntries6: { used: 0, total: 8 } });
+  const then = freeSpace(c);
+  // Fewer ranges on the same frontend: no id or slot freed, but two entries.
+  pl.commit(pl.plan([fe(80, { sourceRanges: ['10.0.0.0/8'] })]).plan);
+  t.true(moreRoom(then, freeSpace(pl.capacity())));
 });
