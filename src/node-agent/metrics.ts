@@ -64,18 +64,15 @@ export class NodeMetrics {
       name: 'edgelb_node_edge_neighbours', help: 'Link-layer senders trusted as edges', registers: [r],
       collect() { this.set(src.edgeNeighbours()); },
     });
-    new Gauge({
-      name: 'edgelb_node_frontends_unprogrammed', help: 'Frontends with a pod on this node that node_services had no room for (traffic to them is dropped here)', registers: [r],
-      collect() { this.set(src.programming().unprogrammed); },
-    });
-    new Gauge({
-      name: 'edgelb_node_frontend_conflicts', help: 'Frontends two Services claim in their status (the smaller key is programmed)', registers: [r],
-      collect() { this.set(src.programming().conflicts); },
-    });
-    new Gauge({
-      name: 'edgelb_node_second_chance_skipped', help: 'Second-chance backend entries node_sc_backends had no room for', registers: [r],
-      collect() { this.set(src.programming().secondChanceSkipped); },
-    });
+    // What the last programming of the local frontends had to leave out.
+    const leftOut = [
+      ['edgelb_node_frontends_unprogrammed', 'Frontends with a pod on this node that node_services had no room for (traffic to them is dropped here)', 'unprogrammed'],
+      ['edgelb_node_frontend_conflicts', 'Frontends two Services claim in their status (the smaller key is programmed)', 'conflicts'],
+      ['edgelb_node_second_chance_skipped', 'Second-chance backend entries node_sc_backends had no room for', 'secondChanceSkipped'],
+    ] as const;
+    for (const [name, help, field] of leftOut) {
+      new Gauge({ name, help, registers: [r], collect() { this.set(src.programming()[field]); } });
+    }
     new Gauge({
       name: 'edgelb_node_probes', help: 'Path probes by what the responder did: answered, refused (source outside --edge-sources), over_limit (over the rate cap)', labelNames: ['result'], registers: [r],
       collect() {
