@@ -15,7 +15,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { alive } from '../../src/lab/procs.js';
-import { bringUp, captureEdges, edgeSc, need, newWindowOnEveryEdge, nodeSc, openPreviousTableKeys, stopAll, summary, tearDown, type LabHolder } from './helpers.js';
+import { bringUp, captureEdges, edgeSc, need, newWindowOnEveryEdge, nodeCounterDeltas, nodeSc, openPreviousTableKeys, stopAll, summary, tearDown, quietForUdpTakeover, type LabHolder } from './helpers.js';
 import { startCapture } from '../../src/lab/capture.js';
 import { blackhole } from '../lib/netns.js';
 import { BpfMap } from '../../src/datapath/loader.js';
@@ -127,13 +127,14 @@ for (const dispatch of ['ip-option', 'ipip'] as const) {
     const node = lab.plan.nodes[0]!;
     const atNode = await startCapture(lab.plan.fabric.ns, node.fabricPort, dispatch === 'ip-option' ? 'ip6 and ip6[6] == 60' : 'ip6 and ip6[6] == 41', join(h!.dir, `${name}-node.pcap`));
     const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 100, concurrency: 4, timeoutMs: 2000 });
-    const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 100, concurrency: 2, timeoutMs: 1000 });
+    await quietForUdpTakeover();
+    const { result: udp, deltas } = await nodeCounterDeltas(lab, () => lab.load({ kind: 'udp', target: vip, port: 9090, count: 100, concurrency: 2, timeoutMs: 1000 }));
     const replyCounts = await stopAll(replies);
     const requestCounts = await stopAll(requests);
     const nodeCount = await atNode.stop();
     const shown = await atNode.text({ verbose: true, max: 2 });
     t.is(tcp.ok, 100, summary(tcp));
-    t.is(udp.ok, 100, summary(udp));
+    t.is(udp.ok, 100, `${summary(udp)}; node counters during it: ${deltas}`);
     t.is(udp.wrongSource, 0, `UDP answers from an address other than ${vip}: ${summary(udp)}`);
     t.deepEqual(Object.keys(tcp.clients), [lab.plan.client.address6], `pods saw ${JSON.stringify(tcp.clients)}`);
     t.deepEqual(Object.keys(udp.clients), [lab.plan.client.address6], `pods saw ${JSON.stringify(udp.clients)}`);
@@ -195,6 +196,7 @@ test.serial('IPv6 dispatch auto behind a hop that strips, then drops, the Destin
     const tun2 = await at(n2, 'ip6 and ip6[6] == 41', 'n2-tun');
     const hdr2 = await at(n2, 'ip6 and ip6[6] == 60', 'n2-hdr');
     const tcp = await lab.load({ kind: 'http', target: vip, port: 80, count: 100, concurrency: 4, timeoutMs: 2000 });
+    await quietForUdpTakeover(); // DSR UDP to the same pods as the test before
     const udp = await lab.load({ kind: 'udp', target: vip, port: 9090, count: 60, concurrency: 2, timeoutMs: 1000 });
     const [h1, t2, h2] = [await hdr1.stop(), await tun2.stop(), await hdr2.stop()];
     t.is(tcp.ok, 100, summary(tcp));

@@ -13,6 +13,8 @@ import type { LabServiceSpec } from '../../src/lab/manifests.js';
 import { BpfMap } from '../../src/datapath/loader.js';
 import { EDGE_SC_STAT_NAMES, decodeScPrev, type EdgeScStatName } from '../../src/datapath/second-chance.js';
 import { NODE_SC_STATS_MAP, sumScCounters, type NodeScStatName } from '../../src/datapath/node-second-chance.js';
+import { NODE_DEFAULTS } from '../../src/datapath/node-datapath.js';
+import { sleep } from '../../src/lab/netns.js';
 
 export interface LabHolder {
   lab: Lab | null;
@@ -197,4 +199,29 @@ export function openPreviousTableKeys(lab: Lab): Map<string, string>[] {
 /** Whether every edge opened a window since `before` (openPreviousTableKeys). */
 export function newWindowOnEveryEdge(lab: Lab, before: Map<string, string>[]): boolean {
   return openPreviousTableKeys(lab).every((now, i) => [...now].some(([k, v]) => before[i]!.get(k) !== v));
+}
+
+/**
+ * Lets the previous test's UDP flows go quiet for the node's takeover rule
+ * (bpf/include/node_flow.h: a datagram to another VIP may take over a live
+ * reply tuple only after rst_ns of silence, 2 s). These tests reuse one
+ * client and the same pods within a second or two, and the client's kernel
+ * picks ephemeral source ports at random: one that a test a moment earlier
+ * used towards another VIP's same pod was dropped as a conflict
+ * (drop_vip_conflict) — twice in CI, as the first datagrams of a UDP phase.
+ * That is the node doing what it promises, not a fault of the path under
+ * test.
+ */
+export async function quietForUdpTakeover(): Promise<void> {
+  await sleep(NODE_DEFAULTS.rstSeconds * 1000 + 500);
+}
+
+/** The nodes' datapath counters that changed while `during` ran: what a lost datagram did at the nodes. */
+export async function nodeCounterDeltas<T>(lab: Lab, during: () => Promise<T>): Promise<{ result: T; deltas: string }> {
+  const read = () => Promise.all(lab.plan.nodes.map((n) => lab.nodeCounters(n.name)));
+  const before = await read();
+  const result = await during();
+  const after = await read();
+  const deltas = after.map((a, i) => `${lab.plan.nodes[i]!.name} ${JSON.stringify(Object.fromEntries(Object.entries(a).filter(([k, v]) => v !== (before[i]![k] ?? 0)).map(([k, v]) => [k, v - (before[i]![k] ?? 0)])))}`);
+  return { result, deltas: deltas.join('; ') };
 }
