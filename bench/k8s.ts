@@ -44,8 +44,9 @@ const POOL = ['10.128.0.0/16'];
  * generation grows to 2 × 64 MB while the caches are built and old space to
  * several times the live set before it collects — peak RSS ~300 MB for a
  * live heap of ~55 MB at 10 000 Services (359–367 MB before status echoes
- * stopped being recomputed; src/k8s/README.md "Performance notes"). Override with BENCH_AGENT_FLAGS="..." and BENCH_AGENT_ENV="..."
- * (empty: Node's defaults).
+ * stopped being recomputed; src/k8s/README.md "Performance notes").
+ * Override with BENCH_AGENT_FLAGS="..." and BENCH_AGENT_ENV="..." (empty:
+ * Node's defaults).
  */
 const UNIT = readUnitNodeSettings(fileURLToPath(new URL('../../systemd/edgelb.service', import.meta.url)));
 const AGENT_ENV: Record<string, string> = process.env.BENCH_AGENT_ENV !== undefined ? Object.fromEntries(process.env.BENCH_AGENT_ENV.split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string])) : UNIT.env;

@@ -161,17 +161,6 @@ const FLOW_BUDGET_SHARE: Record<string, { full: number; shared: number }> = {
   edge_sc_flows: { full: 2 ** 17, shared: 2 ** 16 },
 };
 
-/*
- * Map sizes follow EdgeDatapathOptions.ipv6 — the IPv6 maps' (a handful of
- * entries when off) and the IPv4 flow tables' (the shared flow budget) — so
- * a map pinned by an agent with the other setting cannot be reused (the
- * kernel map has a fixed size): unpinIncompatibleMaps replaces it. Toggling
- * IPv6 thus forgets the IPv6 connection table and frontends (re-planned from
- * the desired state) and starts the IPv4 flow tables empty (established
- * flows keep their backend through Maglev unless the backends changed
- * meanwhile); IPv4 frontends stay.
- */
-
 export class EdgeDatapath {
   readonly obj: BpfObject;
   private readonly opts: EdgeDatapathOptions;
@@ -258,6 +247,13 @@ export class EdgeDatapath {
         edge_tc6: hooks.includes('tc') && opts.ipv6 === true,
       },
     });
+    // Map sizes follow opts.ipv6 — the IPv6 maps' (a handful of entries when
+    // off) and the IPv4 flow tables' (the shared flow budget) — so a map an
+    // agent with the other setting pinned cannot be reused and is replaced
+    // here, as is one of another layout. Toggling IPv6 thus forgets the IPv6
+    // connection table and frontends (re-planned from the desired state) and
+    // starts the IPv4 flow tables empty (established flows keep their backend
+    // through Maglev unless the backends changed meanwhile); IPv4 frontends stay.
     if (opts.pinPath) unpinIncompatibleMaps(obj, opts.pinPath, opts.logger ?? silentLogger());
     return obj;
   }

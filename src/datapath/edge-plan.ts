@@ -459,7 +459,7 @@ export class EdgePlanner {
     // Source ranges: checked before anything is allocated (nothing to undo).
     const family = familyOf(d.frontend.vip);
     const ranges = new Set(d.sourceRanges.map(normaliseCidr));
-    const had = prev && prev.family === family ? prev.srcRanges : null;
+    const had = prev?.srcRanges; // (the same key: the same VIP, so the same family)
     this.checkSourceRanges(family, ranges.size, had ? [...ranges].filter((r) => !had.has(r)).length : ranges.size, plan);
     let size = active.length > 0 ? chooseTableSize(active.length, this.limits.maglevTableSize, prev?.cls ?? undefined) : null;
 

@@ -349,11 +349,6 @@ export class NodeDatapath {
     try {
       if (opts.pinPath !== undefined) unpinIncompatibleMaps(obj, opts.pinPath, opts.logger ?? silentLogger());
       obj.load();
-    } catch (e) {
-      obj.close();
-      throw e;
-    }
-    try {
       const dp = new NodeDatapath(obj, config, opts);
       dp.writeConfig();
       dp.config6Map.update(Buffer.alloc(4), config6);
@@ -443,8 +438,8 @@ export class NodeDatapath {
     // Second chance: a handed-over packet arrives at its primary — a pod of
     // this node — so only frontends with a pod here need their backends'
     // nodes (docs/second-chance.md).
-    const here = new Set(local.entries.filter((e) => e.backends.length > 0).map((e) => `${e.vip}|${e.port}|${e.proto}`));
-    const sc = scBackendEntries(services.filter((s) => here.has(`${s.frontend.vip}|${s.frontend.port}|${s.frontend.protocol}`)));
+    const here = new Set(local.entries.filter((e) => e.backends.length > 0).map((e) => frontendKey({ vip: e.vip, port: e.port, protocol: e.proto })));
+    const sc = scBackendEntries(services.filter((s) => here.has(frontendKey(s.frontend))));
     let secondChanceSkipped = 0;
     for (const name of [NODE_SC_MAP, NODE_SC6_MAP]) {
       const map = this.obj.map(name);

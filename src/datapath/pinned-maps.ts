@@ -9,11 +9,12 @@ import { existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { BpfMap, type BpfObject } from './loader.js';
+import type { MapDesc } from './loader/binding.js';
 
 /** What makes a pinned map unusable for this object's definition (libbpf's reuse check), in words. */
-function differences(want: { type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }, have: BpfMap): string[] {
+function differences(want: MapDesc, have: BpfMap): string[] {
   const out: string[] = [];
-  if (have.type !== want.type) out.push(`type ${have.typeName} ≠ ${want.type}`);
+  if (have.type !== want.type) out.push(`type ${have.typeName} ≠ ${want.typeName}`);
   if (have.keySize !== want.keySize) out.push(`key size ${have.keySize} ≠ ${want.keySize}`);
   if (have.valueSize !== want.valueSize) out.push(`value size ${have.valueSize} ≠ ${want.valueSize}`);
   if (have.maxEntries !== want.maxEntries) out.push(`max entries ${have.maxEntries} ≠ ${want.maxEntries}`);

@@ -414,7 +414,6 @@ export class KubernetesController {
   }
 
   private async computeRound(keys: string[], leader: boolean): Promise<void> {
-
     const space = this.space();
     const ctx: ComputeContext = {
       config: this.config, ipam: this.ipam, claims: this.claims, live: (o) => this.state.has(o),
