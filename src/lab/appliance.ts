@@ -21,7 +21,7 @@ import { alive, spawnInNs, type LabProcess } from './procs.js';
 import type { EdgePlan, LabPlan } from './topology.js';
 import type { ApplianceRecord, LabOptions, LabState } from './state.js';
 import { IMAGE_RAW } from '../image/build.js';
-import { OVMF_CODE, OVMF_VARS, smbiosCredential } from '../image/qemu.js';
+import { guestPanicSummary, OVMF_CODE, OVMF_VARS, smbiosCredential, tcgMachineArgs } from '../image/qemu.js';
 import { CFG_LABEL } from '../image/layout.js';
 
 /**
@@ -148,7 +148,7 @@ export function applianceQemuArgs(q: QemuPlan): string[] {
     '-netdev', `tap,id=${id},ifname=${tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=${id},mac=${mac},addr=${addr}`,
   ];
   return [
-    'qemu-system-x86_64', '-machine', 'q35,accel=tcg', '-cpu', 'max', '-m', String(q.memoryMiB ?? 1024), '-smp', String(q.cpus ?? 2),
+    'qemu-system-x86_64', ...tcgMachineArgs(), '-m', String(q.memoryMiB ?? 1024), '-smp', String(q.cpus ?? 2),
     '-nodefaults', '-display', 'none', '-monitor', 'none', '-serial', `file:${q.serialLog}`,
     '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
     '-drive', `if=pflash,format=raw,unit=1,file=${q.vars}`,
@@ -283,7 +283,8 @@ export async function waitApplianceReady(rec: ApplianceRecord, timeoutMs: number
     const problem = /edgelb-config: (INVALID CONFIG|NO CONFIG)[^\n]*/.exec(text)?.[0] ?? (rec.pid && !alive(rec.pid) ? 'QEMU exited' : null);
     if (problem || Date.now() > deadline) {
       rec.state = 'failed';
-      rec.detail = `${problem ?? `no EDGELB READY within ${timeoutMs / 1000} s`}; console ${rec.serialLog}: ${consoleTail(text)}`;
+      const panic = guestPanicSummary(text);
+      rec.detail = `${problem ?? `no EDGELB READY within ${timeoutMs / 1000} s`}; console ${rec.serialLog}: ${panic ? `guest kernel panic: ${panic}` : consoleTail(text)}`;
       throw new Error(`appliance ${rec.edge}: ${rec.detail}`);
     }
     await sleep(500);

@@ -47,10 +47,11 @@ test('networkd files: matched by MAC, static addresses, default via the router, 
   t.notDeepEqual(applianceMacs(plan.edges[1]!), macs);
 });
 
-test('QEMU: TCG, the flashed image never written, the stick read-only, NICs on the taps', (t) => {
+test('QEMU: single-threaded TCG, the flashed image never written, the stick read-only, NICs on the taps', (t) => {
   const a = applianceQemuArgs({ image: '/i.raw', stick: '/s.img', serialLog: '/s.log', vars: '/v.fd', macs: applianceMacs(edge) });
   t.is(a[0], 'qemu-system-x86_64');
-  t.is(a[a.indexOf('-machine') + 1], 'q35,accel=tcg');
+  t.is(a[a.indexOf('-machine') + 1], 'q35');
+  t.is(a[a.indexOf('-accel') + 1], 'tcg,thread=single');
   t.true(a.includes('file=/i.raw,format=raw,if=virtio,snapshot=on'));
   t.true(a.includes('file=/s.img,format=raw,if=virtio,readonly=on'));
   t.true(a.includes('tap,id=up,ifname=vmup,script=no,downscript=no'));

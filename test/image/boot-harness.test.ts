@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EMULATOR_PANIC_RE, GOBGP_QUERY_SH, machineIdLines, overBudget, READY_RE } from '../../src/image/boot-test.js';
-import { qemuArgs } from '../../src/image/qemu.js';
+import { guestPanicSummary, qemuArgs } from '../../src/image/qemu.js';
 
 const TCG_FAULT = `EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path
 [    4.116555] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI
@@ -20,12 +20,33 @@ const BROKEN_ROOT = `EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID de
 [    3.200100] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)
 `;
 
-test('an int3 Oops followed by a panic is the emulator fault that earns one retry', (t) => {
+// A CI run's appliance VM under multi-threaded TCG: its last lines (CS/CR2 and the panic) as CI
+// kept them; the Oops lines above them are what the kernel prints for such a fault.
+const FAULT_IN_INTERRUPT = `[    2.790000] BUG: unable to handle page fault for address: 00007fad1f8a00ac
+[    2.790100] #PF: supervisor read access in kernel mode
+[    2.791000] Oops: 0000 [#1] PREEMPT SMP NOPTI
+[    2.792000] RIP: 0010:native_sched_clock+0x1f/0x80
+[    2.804943] CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033
+[    2.804948] CR2: 00007fad1f8a00ac CR3: 000000001f422000 CR4: 0000000000751ef0
+[    2.805057] \x1b[0;1;31mKernel panic - not syncing: Fatal exception in interrupt\x1b[0m\r
+[    4.411303] Shutting down cpus with NMI
+`;
+
+test('an Oops (int3, or a fault in interrupt context) and then a panic is the emulator fault that earns the timed boot one retry', (t) => {
   t.regex(TCG_FAULT, EMULATOR_PANIC_RE);
+  t.regex(FAULT_IN_INTERRUPT, EMULATOR_PANIC_RE);
 });
 
 test('a panic from the image itself (no root fs) is not retried', (t) => {
   t.notRegex(BROKEN_ROOT, EMULATOR_PANIC_RE);
+});
+
+test('a guest panic is summarised by its cause, where, and the panic line, not by the register dump after it', (t) => {
+  t.is(guestPanicSummary(FAULT_IN_INTERRUPT),
+    'BUG: unable to handle page fault for address: 00007fad1f8a00ac | RIP: 0010:native_sched_clock+0x1f/0x80 | Kernel panic - not syncing: Fatal exception in interrupt');
+  t.is(guestPanicSummary(BROKEN_ROOT), 'Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)');
+  t.is(guestPanicSummary(TCG_FAULT), 'Oops: int3: 0000 [#1] PREEMPT SMP NOPTI | RIP: 0010:sched_clock_cpu+0x9/0x1d0 | Kernel panic - not syncing: Fatal exception in interrupt');
+  t.is(guestPanicSummary('[    1.0] Run /init as init process\nWelcome to Debian\n'), null);
 });
 
 test('the READY banner the test waits for', (t) => {
@@ -36,7 +57,10 @@ test('the READY banner the test waits for', (t) => {
 test('the VM is headless, emulated, serial-only and isolated', (t) => {
   const a = qemuArgs({ image: '/x.raw', serialLog: '/x.log' }, '/vars.fd');
   t.true(a.includes('-nodefaults'));
-  t.is(a[a.indexOf('-machine') + 1], 'q35,accel=tcg');
+  t.is(a[a.indexOf('-machine') + 1], 'q35');
+  t.is(a[a.indexOf('-accel') + 1], 'tcg,thread=single', 'one TCG thread: guest code patching never races a second vCPU');
+  const timed = qemuArgs({ image: '/x.raw', serialLog: '/x.log', mttcg: true }, '/vars.fd');
+  t.is(timed[timed.indexOf('-accel') + 1], 'tcg,thread=multi', 'the timed boot: one thread per vCPU');
   t.is(a[a.indexOf('-serial') + 1], 'file:/x.log');
   t.true(a.includes('user,id=n0,restrict=on'), 'user networking with restrict=on: nothing leaves QEMU');
   t.regex(a[a.indexOf('-drive', a.indexOf('-drive', a.indexOf('-drive') + 1) + 1) + 1] ?? '', /snapshot=on/);

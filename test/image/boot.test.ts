@@ -50,7 +50,7 @@ if (skip) {
     t.true(manifest.rawBytes <= 1024 * MIB, `raw image ${manifest.rawBytes} bytes ≤ 1 GiB`);
     t.true(manifest.compressedBytes <= 300 * MIB, `zstd image ${manifest.compressedBytes} bytes ≤ 300 MB`);
 
-    const r = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, credentials: testSecretCredentials(), serialLog: join(LOGS, 'valid.log'), expectReady: true, timeoutMs: BOOT_TIMEOUT_MS });
+    const r = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, credentials: testSecretCredentials(), serialLog: join(LOGS, 'valid.log'), expectReady: true, timeoutMs: BOOT_TIMEOUT_MS, timed: true });
     const rep = (k: string) => r.report.get(k) ?? '';
     t.log(`serial log: ${r.serialLog} (timeline: ${r.serialLog}.timeline)`);
     for (const [k, v] of r.report) t.log(`${k}: ${v}`);
