@@ -4,7 +4,7 @@
 // Starting a second one removed the first one's API socket (the first kept
 // announcing, unreachable for ever) and the second could not bind port 179.
 import test from 'ava';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GobgpdProcess } from '../../src/bgp/gobgpd-process.js';
@@ -42,16 +42,52 @@ test('a gobgpd that answers slowly is waited for and adopted; no second gobgpd, 
   t.true(existsSync(socket), 'its API socket is still there');
 });
 
+/** The process's state letter from /proc (T: stopped). */
+function procState(pid: number): string {
+  try {
+    return /^State:\s+(\S)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '?';
+  } catch {
+    return 'gone';
+  }
+}
+
+/** The state letters of all of the process's threads. */
+function threadStates(pid: number): string {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map((tid) => procState(Number(tid))).join('');
+  } catch {
+    return 'gone';
+  }
+}
+
+/** Waits (≤ 5 s) until every thread of `pid` has stopped: SIGSTOP's group stop is asynchronous. */
+async function stopped(pid: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!/^T+$/.test(threadStates(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
+function readLog(dir: string): string {
+  try {
+    return readFileSync(join(dir, 'gobgpd.log'), 'utf8').slice(-2000);
+  } catch {
+    return '(none)';
+  }
+}
+
 test('a gobgpd that stays hung is reported, not replaced', async (t) => {
-  const { socket, make, started } = setup(t);
+  const { dir, socket, make, started } = setup(t);
   const first = make();
   started.push(first);
   await first.start();
   const pid = first.pid!;
   process.kill(pid, 'SIGSTOP');
+  await stopped(pid);
   const second = make();
   started.push(second); // stopped too, should it have started another gobgpd
-  await t.throwsAsync(second.start(1500), { message: new RegExp(`pid ${pid}.*does not answer`) });
+  const outcome = second.start(1500);
+  // A resolved start names what it did: adopted which pid, or started which.
+  await t.throwsAsync(outcome, { message: new RegExp(`pid ${pid}.*does not answer`) },
+    `second: adopted=${second.adopted} pid=${second.pid} (the hung one: ${pid}, threads ${threadStates(pid)}); gobgpd log:\n${readLog(dir)}`);
   t.true(pidAlive(pid));
   t.true(existsSync(socket), 'its API socket is still there');
   process.kill(pid, 'SIGCONT');
