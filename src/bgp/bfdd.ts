@@ -168,7 +168,7 @@ export class BfddSupervisor {
   }
 
   private recordedPid(): number | undefined {
-    return livePidFrom(this.pidFile);
+    return livePidFrom(this.pidFile, this.opts.binary);
   }
 
   running(): boolean {

@@ -1,7 +1,8 @@
 // Small facts about the daemons we run (gobgpd, FRR's bfdd and, in tests,
-// zebra/bgpd): whose files their run directories must be, and which pid a
-// pid file names.
+// zebra/bgpd): whose files their run directories must be, which pid a pid
+// file names, and whether a pid still is the process it was.
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 
 /** Whether a process exists (EPERM: it does, but is not ours to signal). */
 export function pidAlive(pid: number): boolean {
@@ -13,11 +14,35 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** The live process a pid file names, or undefined (no file, garbage, or dead). */
-export function livePidFrom(pidFile: string): number | undefined {
+/**
+ * When the process started (clock ticks since boot, field 22 of
+ * /proc/PID/stat), or undefined when there is no such process. With the pid
+ * it names one process: pids are reused, and soon — pid_max is 32 768 on a
+ * small machine, and a busy test run wraps it — so a pid remembered from
+ * earlier may by now be someone else's.
+ */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The live process a pid file names, or undefined (no file, garbage, or
+ * dead) — and, given `binary`, only when that process runs it (its
+ * /proc/PID/comm): a pid file outlives a crashed daemon, and its pid may by
+ * now be another program's.
+ */
+export function livePidFrom(pidFile: string, binary?: string): number | undefined {
   try {
     const n = Number(readFileSync(pidFile, 'utf8').trim());
-    return Number.isInteger(n) && n > 0 && pidAlive(n) ? n : undefined;
+    if (!Number.isInteger(n) || n <= 0 || !pidAlive(n)) return undefined;
+    if (binary !== undefined && readFileSync(`/proc/${n}/comm`, 'utf8').trim() !== basename(binary).slice(0, 15)) return undefined;
+    return n;
   } catch {
     return undefined;
   }

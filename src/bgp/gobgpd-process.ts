@@ -10,8 +10,8 @@
 // `edgelb` shutdown with stopGobgpd requested) ends it.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { livePidFrom, pidAlive } from './daemon-files.js';
-import { basename, dirname } from 'node:path';
+import { livePidFrom, pidAlive, processStartTime } from './daemon-files.js';
+import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { GobgpClient } from './gobgp-client.js';
@@ -37,6 +37,8 @@ export class GobgpdProcess {
   private readonly opts: GobgpdProcessOptions;
   private readonly log: Logger;
   pid: number | undefined;
+  /** When `pid` started (processStartTime): with it, `pid` names our gobgpd and no later process. */
+  private startTime: string | undefined;
   /** True when this object found a running gobgpd instead of starting one. */
   adopted = false;
 
@@ -55,18 +57,12 @@ export class GobgpdProcess {
 
   /** The recorded pid when it is a live gobgpd (a pid file can outlive its process, and pids are reused). */
   private recordedGobgpd(): number | undefined {
-    const pid = this.recordedPid();
-    if (pid === undefined) return undefined;
-    try {
-      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-      return comm === basename(this.opts.binary).slice(0, 15) ? pid : undefined;
-    } catch {
-      return undefined;
-    }
+    return livePidFrom(this.pidFile, this.opts.binary);
   }
 
   private adopt(pid: number | undefined): void {
     this.pid = pid;
+    this.startTime = pid === undefined ? undefined : processStartTime(pid);
     this.adopted = true;
     this.log.info({ socket: this.opts.socket, pid }, 'adopting running gobgpd');
   }
@@ -118,6 +114,7 @@ export class GobgpdProcess {
       if (child.pid === undefined) throw new Error(`could not start ${this.opts.binary}`);
       // `ip netns exec` execs the command, so the pid is gobgpd's own.
       this.pid = child.pid;
+      this.startTime = processStartTime(child.pid);
       this.adopted = false;
       writeFileSync(this.pidFile, `${child.pid}\n`);
       let exited: number | null | undefined;
@@ -139,26 +136,36 @@ export class GobgpdProcess {
 
   /** SIGTERM (then SIGKILL) the gobgpd we started or adopted, and wait for it to exit. */
   async stop(timeoutMs = 5000): Promise<void> {
-    const pid = this.pid ?? this.recordedPid();
+    const pid = this.pid ?? this.recordedGobgpd();
     if (pid === undefined) return;
-    await killAndWait(pid, timeoutMs);
+    await killAndWait(pid, timeoutMs, pid === this.pid ? this.startTime : undefined);
     this.pid = undefined;
+    this.startTime = undefined;
     rmSync(this.pidFile, { force: true });
     rmSync(this.opts.socket, { force: true });
   }
 
   /** Hard kill without cleanup, as a crash would (tests). */
   kill(): void {
-    if (this.pid !== undefined && pidAlive(this.pid)) process.kill(this.pid, 'SIGKILL');
+    if (this.running()) process.kill(this.pid!, 'SIGKILL');
   }
 
+  /** Our gobgpd's process exists (its pid not yet reused by another). */
   running(): boolean {
-    return this.pid !== undefined && pidAlive(this.pid);
+    return this.pid !== undefined && this.startTime !== undefined && processStartTime(this.pid) === this.startTime;
   }
 }
 
-export async function killAndWait(pid: number, timeoutMs = 5000): Promise<void> {
-  if (!pidAlive(pid)) return;
+/**
+ * SIGTERM, then SIGKILL after `timeoutMs`, and wait for the process to exit.
+ * Only the process `pid` names now — or, given `startTime`
+ * (processStartTime), the one it named then — is ever signalled: should it
+ * exit and its pid be reused while we wait, the newcomer is left alone.
+ */
+export async function killAndWait(pid: number, timeoutMs = 5000, startTime?: string): Promise<void> {
+  const born = startTime ?? processStartTime(pid);
+  const ours = () => born !== undefined && processStartTime(pid) === born;
+  if (!ours()) return;
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
@@ -166,16 +173,17 @@ export async function killAndWait(pid: number, timeoutMs = 5000): Promise<void> 
   }
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (!pidAlive(pid) || isZombie(pid)) return;
+    if (!ours() || isZombie(pid)) return;
     await sleep(25);
   }
+  if (!ours()) return;
   try {
     process.kill(pid, 'SIGKILL');
   } catch {
     /* gone */
   }
   const hard = Date.now() + 2000;
-  while (Date.now() < hard && pidAlive(pid) && !isZombie(pid)) await sleep(25);
+  while (Date.now() < hard && ours() && !isZombie(pid)) await sleep(25);
 }
 
 function isZombie(pid: number): boolean {

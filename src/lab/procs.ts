@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { sleep } from './netns.js';
+import { processStartTime } from '../bgp/daemon-files.js';
 
 export interface LabProcess {
   name: string;
@@ -76,24 +77,31 @@ export function tail(text: string, lines = 15): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-/** SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves once the pid is gone. */
+/**
+ * SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves once the
+ * process is gone. Only the process the pid names when called is signalled:
+ * should it exit and its pid be reused during the grace time, the newcomer
+ * is left alone (processStartTime).
+ */
 export async function stopPid(pid: number, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
-  if (!alive(pid)) return;
+  const born = processStartTime(pid);
+  const ours = () => born !== undefined && processStartTime(pid) === born && alive(pid);
+  if (!ours()) return;
   try {
     process.kill(pid, signal);
   } catch {
     return;
   }
   const deadline = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < deadline) await sleep(50);
-  if (alive(pid)) {
+  while (ours() && Date.now() < deadline) await sleep(50);
+  if (ours()) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
       /* gone */
     }
     const hard = Date.now() + 2000;
-    while (alive(pid) && Date.now() < hard) await sleep(20);
+    while (ours() && Date.now() < hard) await sleep(20);
   }
 }
 
