@@ -782,16 +782,16 @@ async function childMain(): Promise<void> {
     if (!a) return b;
     const packets = a.packets + b.packets;
     const wallNs = a.wallNs + b.wallNs;
-    const sunk = a.sunk + b.sunk;
+    const counted = a.counted + b.counted;
     return {
       packets,
       wallNs,
-      // The same definition as each run's: live frames count what they generated, af-packet what came back.
-      mpps: ((liveSource?.method === 'af-packet' ? sunk : packets) / wallNs) * 1000,
+      counted,
+      mpps: (counted / wallNs) * 1000,
       kernelNsPerPacket: a.kernelNsPerPacket === null || b.kernelNsPerPacket === null ? null : (a.kernelNsPerPacket * a.packets + b.kernelNsPerPacket * b.packets) / packets,
       sent: a.sent + b.sent,
       seen: a.seen + b.seen,
-      sunk,
+      sunk: a.sunk + b.sunk,
     };
   };
   const perTurn = Math.max(1, Math.floor(LIVE_N / LIVE_TURNS));

@@ -15,7 +15,9 @@ export type LiveMethod = 'live-frames' | 'af-packet';
 export interface LiveSample {
   packets: number;
   wallNs: number;
-  /** sunk / wall time (af-packet) or packets / wall time (live frames: every generated frame is counted), millions per second. */
+  /** The frames the rate counts: every generated one (live frames), or those that came back to the sink (af-packet). */
+  counted: number;
+  /** counted / wall time, millions per second. */
   mpps: number;
   /** Frames the generator produced (live frames) or the sender handed to the kernel (af-packet). */
   sent: number;
@@ -48,7 +50,7 @@ function liveFrames(live: LiveHarness, ns: string, ingressIfindex: number): Live
     run(target, frame, fresh, packets) {
       const r = inNetns(ns, () => live.run({ target, frame, fresh, packets, ingressIfindex }));
       if (r.restored !== r.packets || r.noTarget !== 0) throw new Error(`live run: ${r.restored} of ${r.packets} frames prepared, ${r.noTarget} failed tail calls`);
-      return { packets: r.packets, wallNs: r.wallNs, mpps: r.mpps, sent: r.packets, seen: r.restored, sunk: r.sunk, kernelNsPerPacket: r.kernelNsPerPacket };
+      return { packets: r.packets, wallNs: r.wallNs, counted: r.packets, mpps: r.mpps, sent: r.packets, seen: r.restored, sunk: r.sunk, kernelNsPerPacket: r.kernelNsPerPacket };
     },
     finish() {},
     on: (other, up0) => liveFrames(live, other, up0),
@@ -64,7 +66,7 @@ function afPacket(live: LiveHarness, ns: string, cpu: number): LiveSource {
     run(target, frame, fresh, packets) {
       const r = rig.run({ target, frame, fresh, packets });
       if (r.sent !== packets) throw new Error(`af-packet run: ${r.sent} of ${packets} frames sent`);
-      return { packets, wallNs: r.wallNs, mpps: r.mpps, sent: r.sent, seen: r.seen, sunk: r.sunk, kernelNsPerPacket: null };
+      return { packets, wallNs: r.wallNs, counted: r.sunk, mpps: r.mpps, sent: r.sent, seen: r.seen, sunk: r.sunk, kernelNsPerPacket: null };
     },
     finish() {
       rig.detach();
