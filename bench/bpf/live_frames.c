@@ -22,15 +22,9 @@
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "fresh_tuple.h"
 
 #define LIVE_MAX_FRAME 256
-
-/* Offsets in the template: untagged Ethernet, IPv4 without options, TCP. */
-#define OFF_IP_CSUM 24
-#define OFF_SADDR 26
-#define OFF_SPORT 34
-#define OFF_TCP_CSUM 50
-#define FRESH_MIN_LEN 54
 
 struct live_frame {
 	__u32 len;   /* bytes of data[] that make the frame */
@@ -76,19 +70,6 @@ static __always_inline __u64 bump(__u32 idx)
 	return (*c)++;
 }
 
-/* RFC 1624 eqn. 3 for one 16-bit word: HC' = ~(~HC + ~m + m'). Words are
- * in network order on both sides, so no swapping is needed. */
-static __always_inline __u16 csum_replace16(__u16 hc, __u16 old, __u16 new)
-{
-	__u32 s = (__u16)~hc;
-
-	s += (__u16)~old;
-	s += new;
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)~s;
-}
-
 /* A new flow per frame: the low 16 bits of the source address and the
  * source port come from a per-CPU sequence and the CPU number (2^16
  * addresses × 2^10 ports per CPU before a tuple repeats, no two CPUs alike).
@@ -96,10 +77,10 @@ static __always_inline __u16 csum_replace16(__u16 hc, __u16 old, __u16 new)
  * are in data[] already. */
 static __always_inline void freshen(__u8 *d, void *end, __u64 seq, __u32 cpu)
 {
-	__u16 *ip_csum = (void *)(d + OFF_IP_CSUM);
-	__u16 *saddr_lo = (void *)(d + OFF_SADDR + 2);
-	__u16 *sport = (void *)(d + OFF_SPORT);
-	__u16 *tcp_csum = (void *)(d + OFF_TCP_CSUM);
+	__u16 *ip_csum = (void *)(d + FRESH_OFF_IP_CSUM);
+	__u16 *saddr_lo = (void *)(d + FRESH_OFF_SADDR_LO);
+	__u16 *sport = (void *)(d + FRESH_OFF_SPORT);
+	__u16 *tcp_csum = (void *)(d + FRESH_OFF_TCP_CSUM);
 	__u16 new_lo, new_port, old_lo, old_port;
 
 	if ((void *)(d + FRESH_MIN_LEN) > end)
@@ -110,8 +91,8 @@ static __always_inline void freshen(__u8 *d, void *end, __u64 seq, __u32 cpu)
 	old_port = *sport;
 	*saddr_lo = new_lo;
 	*sport = new_port;
-	*ip_csum = csum_replace16(*ip_csum, old_lo, new_lo);
-	*tcp_csum = csum_replace16(csum_replace16(*tcp_csum, old_lo, new_lo), old_port, new_port);
+	*ip_csum = fresh_csum_replace16(*ip_csum, old_lo, new_lo);
+	*tcp_csum = fresh_csum_replace16(fresh_csum_replace16(*tcp_csum, old_lo, new_lo), old_port, new_port);
 }
 
 SEC("xdp")

@@ -40,19 +40,13 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "fresh_tuple.h"
 
 #define MAX_FRAME 1514
 #define MAX_BATCH 1024
 /* TX ring geometry: RING_FRAMES slots of FRAME_SLOT bytes, 2 slots a page. */
 #define FRAME_SLOT 2048
 #define RING_FRAMES 512
-
-/* Offsets in the frame: untagged Ethernet, IPv4 without options, TCP. */
-#define OFF_IP_CSUM 24
-#define OFF_SADDR_LO 28
-#define OFF_SPORT 34
-#define OFF_TCP_CSUM 50
-#define FRESH_MIN_LEN 54
 
 struct opts {
 	const char *ifname;
@@ -152,19 +146,6 @@ static void parse(int argc, char **argv, struct opts *o)
 		die_usage("--fresh needs an Ethernet + IPv4 (no options) + TCP frame");
 }
 
-/* RFC 1624 eqn. 3 for one 16-bit word: HC' = ~(~HC + ~m + m'). The words
- * are in network order on every side, so no swapping is needed. */
-static uint16_t csum_replace16(uint16_t hc, uint16_t old, uint16_t new)
-{
-	uint32_t s = (uint16_t)~hc;
-
-	s += (uint16_t)~old;
-	s += new;
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
-
 static uint16_t get16(const uint8_t *p)
 {
 	uint16_t v;
@@ -183,13 +164,13 @@ static void put16(uint8_t *p, uint16_t v)
  * before a tuple repeats. Checksums are patched from the template's words. */
 static void freshen(uint8_t *dst, const uint8_t *tmpl, uint64_t seq)
 {
-	uint16_t old_lo = get16(tmpl + OFF_SADDR_LO), old_port = get16(tmpl + OFF_SPORT);
+	uint16_t old_lo = get16(tmpl + FRESH_OFF_SADDR_LO), old_port = get16(tmpl + FRESH_OFF_SPORT);
 	uint16_t new_lo = htons((uint16_t)seq), new_port = htons((uint16_t)(1024 + (seq >> 16) % 64512));
 
-	put16(dst + OFF_SADDR_LO, new_lo);
-	put16(dst + OFF_SPORT, new_port);
-	put16(dst + OFF_IP_CSUM, csum_replace16(get16(tmpl + OFF_IP_CSUM), old_lo, new_lo));
-	put16(dst + OFF_TCP_CSUM, csum_replace16(csum_replace16(get16(tmpl + OFF_TCP_CSUM), old_lo, new_lo), old_port, new_port));
+	put16(dst + FRESH_OFF_SADDR_LO, new_lo);
+	put16(dst + FRESH_OFF_SPORT, new_port);
+	put16(dst + FRESH_OFF_IP_CSUM, fresh_csum_replace16(get16(tmpl + FRESH_OFF_IP_CSUM), old_lo, new_lo));
+	put16(dst + FRESH_OFF_TCP_CSUM, fresh_csum_replace16(fresh_csum_replace16(get16(tmpl + FRESH_OFF_TCP_CSUM), old_lo, new_lo), old_port, new_port));
 }
 
 static int open_socket(const struct opts *o, struct sockaddr_ll *sll)
