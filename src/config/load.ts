@@ -4,8 +4,9 @@ import { readFileSync, statSync, accessSync, constants as fsc } from 'node:fs';
 import convict from 'convict';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode } from 'yaml';
 import { rootSchema, peerSchema, poolSchema } from './schema.js';
-import { checkCidr, cidrsOverlap, type Cidr } from '../net/cidr.js';
-import { canonicalIp, isIp, isIpv4 } from '../net/ip.js';
+import { checkCidr, cidrContains, cidrsOverlap, type Cidr } from '../net/cidr.js';
+import { canonicalIp, ipToBigInt, isIp, isIpv4 } from '../net/ip.js';
+import { NOT_VIP_BLOCKS } from '../net/special-blocks.js';
 import type { EdgelbConfig, PeerConfig, PoolConfig } from './types.js';
 
 export type PathSeg = string | number;
@@ -290,7 +291,43 @@ function checkPoolFamilies(v: Validator, pool: PoolConfig, i: number, peerAddrs:
   });
 }
 
-function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>): void {
+/**
+ * A pool's block must hold VIPs a client can reach, and none of the
+ * addresses the edge and its routers talk over: allocated as a VIP, such an
+ * address would be announced as a /32 (/128) and its own traffic — the BGP
+ * sessions among it — drawn to the edges.
+ */
+function checkPoolBlock(v: Validator, cidr: Cidr, text: string, at: PathSeg[], own: readonly { field: string; address: string }[]): void {
+  const special = NOT_VIP_BLOCKS.find((b) => cidrsOverlap(b.cidr, cidr));
+  if (special) {
+    v.add(at, `overlaps ${special.what}: no router forwards packets for it to the edges, so no client could reach a VIP there`, { v: text });
+    return;
+  }
+  for (const o of own) {
+    const { family, value } = ipToBigInt(o.address);
+    if (cidrContains(cidr, family, value)) {
+      v.add(at, `holds ${o.field} ${o.address}: allocated as a VIP, that address would be announced to the routers and its own traffic drawn to the edges`, { v: text });
+      return;
+    }
+  }
+}
+
+/** The addresses of this edge and its BGP peers that the config names (valid ones; the others are reported already). */
+function ownAddresses(node: { address?: unknown; address6?: unknown } | undefined, peers: readonly PeerConfig[]): { field: string; address: string }[] {
+  const out: { field: string; address: string }[] = [];
+  const add = (field: string, a: unknown) => {
+    if (typeof a === 'string' && isIp(a)) out.push({ field, address: canonicalIp(a) ?? a });
+  };
+  add('node.address', node?.address);
+  add('node.address6', node?.address6);
+  peers.forEach((p, i) => {
+    add(`bgp.peers[${i}].address`, p.address);
+    add(`bgp.peers[${i}].localAddress`, p.localAddress);
+  });
+  return out;
+}
+
+function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>, own: readonly { field: string; address: string }[]): void {
   const names = new Map<string, number>();
   const seen: { cidr: Cidr; text: string; pool: number; idx: number }[] = [];
   pools.forEach((pool, i) => {
@@ -302,6 +339,7 @@ function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>): 
     (Array.isArray(pool.cidrs) ? pool.cidrs : []).forEach((text, j) => {
       const cidr = checkCidr(text);
       if (typeof cidr === 'string') return; // already reported
+      checkPoolBlock(v, cidr, text, ['pools', i, 'cidrs', j], own);
       const clash = seen.find((s) => cidrsOverlap(s.cidr, cidr));
       if (clash) {
         const where = clash.pool === i ? `cidrs[${clash.idx}] of the same pool` : `pools[${clash.pool}] (${pools[clash.pool]?.name}) ${clash.text}`;
@@ -369,7 +407,7 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
     const peersOf = pool.advertise.peers;
     pools.push(Array.isArray(peersOf) ? { ...pool, advertise: { ...pool.advertise, peers: peersOf.map(respell) } } : pool);
   });
-  checkPools(v, pools, new Set(peerAddrs.keys()));
+  checkPools(v, pools, new Set(peerAddrs.keys()), ownAddresses(isPlainObject(raw.node) ? raw.node : undefined, peers));
 
   if (v.problems.length > 0) {
     v.problems.sort((a, b) => a.line - b.line);

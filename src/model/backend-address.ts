@@ -8,17 +8,9 @@
 // but not such Node addresses.)
 import type { PoolConfig } from '../config/types.js';
 import { cidrContains, parseCidr, type Cidr } from '../net/cidr.js';
+import { NOWHERE_BLOCKS } from '../net/special-blocks.js';
 import { ipToBigInt } from '../net/ip.js';
 
-const NOWHERE: readonly { cidr: Cidr; what: string }[] = [
-  { cidr: parseCidr('0.0.0.0/8'), what: '"this network" (0.0.0.0/8)' },
-  { cidr: parseCidr('224.0.0.0/4'), what: 'multicast' },
-  { cidr: parseCidr('240.0.0.0/4'), what: 'reserved or broadcast (240.0.0.0/4)' },
-  { cidr: parseCidr('ff00::/8'), what: 'multicast' },
-  { cidr: parseCidr('::/128'), what: 'unspecified' },
-  { cidr: parseCidr('127.0.0.0/8'), what: 'loopback (127.0.0.0/8)' },
-  { cidr: parseCidr('::1/128'), what: 'loopback (::1)' },
-];
 
 interface PoolBlock {
   pool: string;
@@ -43,7 +35,7 @@ function refusal(ip: string, pools: readonly PoolConfig[], noun: string): string
   for (const b of poolBlocks(pools)) {
     if (cidrContains(b.cidr, family, value)) return `lies in VIP pool ${b.pool} (${b.cidr.text}): packets sent there would come back to the edges`;
   }
-  for (const n of NOWHERE) {
+  for (const n of NOWHERE_BLOCKS) {
     if (cidrContains(n.cidr, family, value)) return `is ${n.what}, not ${noun}`;
   }
   return null;

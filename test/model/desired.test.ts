@@ -263,7 +263,7 @@ test('an endpoint inside a VIP pool (it would loop through the routers back to t
   t.deepEqual(d.services[0]!.backends.map((b) => b.ip), ['10.1.0.1']);
   t.deepEqual(d.problems.map((p) => p.reason), Array<string>(5).fill('BackendAddressRefused'));
   t.is(d.problems[0]!.message, 'endpoint 192.0.2.7 is not used: it lies in VIP pool p (192.0.2.0/24): packets sent there would come back to the edges');
-  t.is(d.problems[1]!.message, 'endpoint 224.0.0.5 is not used: it is multicast, not a pod\'s address');
+  t.is(d.problems[1]!.message, 'endpoint 224.0.0.5 is not used: it is multicast (224.0.0.0/4), not a pod\'s address');
   const v6: [string, string, Cond][] = [['2001:db8::9', '', { ready: true }], ['ff02::1', '', { ready: true }], ['fd00::10', 'n2', { ready: true }]];
   const d6 = desiredForService(svc('a'), [slice('a', 's6', v6, undefined, 'IPv6')], nodes, config, [{ ip: '2001:db8::1', pool: 'p' }]);
   t.deepEqual(d6.services[0]!.backends.map((b) => b.ip), ['fd00::10']);
@@ -291,7 +291,7 @@ test('a node address inside a VIP pool, loopback or multicast is not a next hop:
   t.deepEqual(d.problems.map((p) => p.reason), Array<string>(3).fill('NodeAddressRefused'));
   t.is(d.problems[0]!.message, 'endpoint 10.1.0.2 is not used: the address 192.0.2.20 of its node vipnode lies in VIP pool p (192.0.2.0/24): packets sent there would come back to the edges');
   t.is(d.problems[1]!.message, 'endpoint 10.1.0.3 is not used: the address 127.0.0.2 of its node lonode is loopback (127.0.0.0/8), not a node\'s address');
-  t.is(d.problems[2]!.message, 'endpoint 10.1.0.4 is not used: the address 224.0.0.9 of its node mcnode is multicast, not a node\'s address');
+  t.is(d.problems[2]!.message, 'endpoint 10.1.0.4 is not used: the address 224.0.0.9 of its node mcnode is multicast (224.0.0.0/4), not a node\'s address');
   const v6: [string, string, Cond][] = [['fd00::10', 'n2', { ready: true }], ['fd00::11', 'vipnode', { ready: true }], ['fd00::12', 'lonode', { ready: true }]];
   const d6 = desiredForService(svc('a'), [slice('a', 's6', v6, undefined, 'IPv6')], odd, config, [{ ip: '2001:db8::1', pool: 'p' }]);
   t.deepEqual(d6.services[0]!.backends.map((b) => b.ip), ['fd00::10']);

@@ -1,0 +1,36 @@
+// Address blocks that hold no reachable unicast host: no router forwards a
+// packet for them across the internet or a fabric. One list for the places
+// that must refuse them — VIP pools (config), and the addresses an edge
+// sends to (endpoints and nodes, src/model/backend-address.ts).
+import { parseCidr, type Cidr } from './cidr.js';
+
+export interface SpecialBlock {
+  cidr: Cidr;
+  /** What the block is, as a sentence names it, with the block ("loopback (127.0.0.0/8)"). */
+  what: string;
+}
+
+const block = (cidr: string, what: string): SpecialBlock => ({ cidr: parseCidr(cidr), what });
+
+/** Reach no host anywhere: "this network", loopback, multicast, the reserved block and broadcast, the unspecified address. */
+export const NOWHERE_BLOCKS: readonly SpecialBlock[] = [
+  block('0.0.0.0/8', '"this network" (0.0.0.0/8)'),
+  block('224.0.0.0/4', 'multicast (224.0.0.0/4)'),
+  block('240.0.0.0/4', 'reserved or broadcast (240.0.0.0/4)'),
+  block('ff00::/8', 'multicast (ff00::/8)'),
+  block('::/128', 'the unspecified address (::)'),
+  block('127.0.0.0/8', 'loopback (127.0.0.0/8)'),
+  block('::1/128', 'loopback (::1)'),
+];
+
+/**
+ * Where a VIP can never be: besides NOWHERE_BLOCKS, link-local addresses
+ * (no router forwards them off their link) and IPv4-mapped IPv6 (a host's
+ * notation for IPv4 peers, never on the wire).
+ */
+export const NOT_VIP_BLOCKS: readonly SpecialBlock[] = [
+  ...NOWHERE_BLOCKS,
+  block('169.254.0.0/16', 'link-local (169.254.0.0/16)'),
+  block('fe80::/10', 'link-local (fe80::/10)'),
+  block('::ffff:0:0/96', 'IPv4-mapped IPv6 (::ffff:0:0/96)'),
+];
