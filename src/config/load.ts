@@ -238,8 +238,13 @@ class Validator {
   }
 }
 
-function checkPeer(v: Validator, p: PeerConfig, i: number): void {
+function checkPeer(v: Validator, p: PeerConfig, i: number, edge: readonly { field: string; address: string }[]): void {
   const at = (k: PathSeg[]): PathSeg[] => ['bgp', 'peers', i, ...k];
+  const self = edge.find((e) => e.address === p.address);
+  if (self) v.add(at(['address']), `is ${self.field}, this edge itself: a session needs the router's address`, { v: p.address });
+  if (p.localAddress && p.localAddress === p.address) {
+    v.add(at(['localAddress']), "is the peer's own address; it must be this edge's address on that session", { v: p.localAddress });
+  }
   if (p.holdTime !== 0 && p.holdTime < 3) v.add(at(['holdTime']), 'must be 0 (no keepalives) or at least 3 seconds', { v: p.holdTime });
   if (p.holdTime === 0 && p.keepalive !== 0) v.add(at(['keepalive']), 'must be 0 when holdTime is 0', { v: p.keepalive });
   if (p.holdTime !== 0 && p.keepalive >= p.holdTime) v.add(at(['keepalive']), `must be less than holdTime (${p.holdTime})`, { v: p.keepalive });
@@ -297,7 +302,7 @@ function checkPoolFamilies(v: Validator, pool: PoolConfig, i: number, peerAddrs:
  * address would be announced as a /32 (/128) and its own traffic — the BGP
  * sessions among it — drawn to the edges.
  */
-function checkPoolBlock(v: Validator, cidr: Cidr, text: string, at: PathSeg[], own: readonly { field: string; address: string }[]): void {
+function checkPoolBlock(v: Validator, cidr: Cidr, text: string, at: PathSeg[], own: readonly NamedAddress[], ipipSource: Cidr | null): void {
   const special = NOT_VIP_BLOCKS.find((b) => cidrsOverlap(b.cidr, cidr));
   if (special) {
     v.add(at, `overlaps ${special.what}: no router forwards packets for it to the edges, so no client could reach a VIP there`, { v: text });
@@ -310,24 +315,29 @@ function checkPoolBlock(v: Validator, cidr: Cidr, text: string, at: PathSeg[], o
       return;
     }
   }
+  if (ipipSource && cidrsOverlap(ipipSource, cidr)) v.add(at, `overlaps datapath.ipipSourceCidr ${ipipSource.text}, the edges' tunnel source addresses`, { v: text });
 }
 
-/** The addresses of this edge and its BGP peers that the config names (valid ones; the others are reported already). */
-function ownAddresses(node: { address?: unknown; address6?: unknown } | undefined, peers: readonly PeerConfig[]): { field: string; address: string }[] {
-  const out: { field: string; address: string }[] = [];
-  const add = (field: string, a: unknown) => {
-    if (typeof a === 'string' && isIp(a)) out.push({ field, address: canonicalIp(a) ?? a });
-  };
-  add('node.address', node?.address);
-  add('node.address6', node?.address6);
-  peers.forEach((p, i) => {
-    add(`bgp.peers[${i}].address`, p.address);
-    add(`bgp.peers[${i}].localAddress`, p.localAddress);
-  });
-  return out;
+interface NamedAddress {
+  /** Where the config names it ("node.address", "bgp.peers[0].address"). */
+  field: string;
+  /** In its one spelling. */
+  address: string;
 }
 
-function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>, own: readonly { field: string; address: string }[]): void {
+const named = (field: string, a: unknown): NamedAddress[] => (typeof a === 'string' && isIp(a) ? [{ field, address: canonicalIp(a) ?? a }] : []);
+
+/** This edge's addresses that the config names (valid ones; the others are reported already). */
+function edgeAddresses(node: Record<string, unknown> | undefined): NamedAddress[] {
+  return [...named('node.address', node?.address), ...named('node.address6', node?.address6)];
+}
+
+/** The addresses this edge and its BGP peers talk over. */
+function sessionAddresses(node: Record<string, unknown> | undefined, peers: readonly PeerConfig[]): NamedAddress[] {
+  return [...edgeAddresses(node), ...peers.flatMap((p, i) => [...named(`bgp.peers[${i}].address`, p.address), ...named(`bgp.peers[${i}].localAddress`, p.localAddress)])];
+}
+
+function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>, own: readonly NamedAddress[], ipipSource: Cidr | null): void {
   const names = new Map<string, number>();
   const seen: { cidr: Cidr; text: string; pool: number; idx: number }[] = [];
   pools.forEach((pool, i) => {
@@ -339,7 +349,7 @@ function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>, o
     (Array.isArray(pool.cidrs) ? pool.cidrs : []).forEach((text, j) => {
       const cidr = checkCidr(text);
       if (typeof cidr === 'string') return; // already reported
-      checkPoolBlock(v, cidr, text, ['pools', i, 'cidrs', j], own);
+      checkPoolBlock(v, cidr, text, ['pools', i, 'cidrs', j], own, ipipSource);
       const clash = seen.find((s) => cidrsOverlap(s.cidr, cidr));
       if (clash) {
         const where = clash.pool === i ? `cidrs[${clash.idx}] of the same pool` : `pools[${clash.pool}] (${pools[clash.pool]?.name}) ${clash.text}`;
@@ -374,6 +384,9 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
 
   const root = v.runConvict<EdgelbConfig>(rootSchema as unknown as Schema, raw, []);
 
+  const node = isPlainObject(raw.node) ? raw.node : undefined;
+  // RFC 6286: a BGP identifier is a non-zero 32-bit number.
+  if (node?.routerId === '0.0.0.0') v.add(['node', 'routerId'], 'must not be 0.0.0.0 (a BGP identifier is non-zero, RFC 6286)', { v: node.routerId });
   const rawPeers = isPlainObject(raw.bgp) && Array.isArray(raw.bgp.peers) ? (raw.bgp.peers as unknown[]) : [];
   const peers: PeerConfig[] = [];
   const peerAddrs = new Map<string, number>();
@@ -387,7 +400,7 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
     // canonical: one spelling everywhere, or a differently written address
     // would not match its own BFD session (and would escape the duplicate check).
     const peer = { ...parsed, address: respell(parsed.address), localAddress: respell(parsed.localAddress) };
-    checkPeer(v, peer, i);
+    checkPeer(v, peer, i, edgeAddresses(node));
     if (typeof peer.address === 'string' && isIp(peer.address)) {
       const first = peerAddrs.get(peer.address);
       if (first !== undefined) v.add(['bgp', 'peers', i, 'address'], `duplicates bgp.peers[${first}]`, { v: parsed.address });
@@ -407,7 +420,8 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
     const peersOf = pool.advertise.peers;
     pools.push(Array.isArray(peersOf) ? { ...pool, advertise: { ...pool.advertise, peers: peersOf.map(respell) } } : pool);
   });
-  checkPools(v, pools, new Set(peerAddrs.keys()), ownAddresses(isPlainObject(raw.node) ? raw.node : undefined, peers));
+  const ipip = isPlainObject(raw.datapath) && typeof raw.datapath.ipipSourceCidr === 'string' && raw.datapath.ipipSourceCidr !== '' ? checkCidr(raw.datapath.ipipSourceCidr) : null;
+  checkPools(v, pools, new Set(peerAddrs.keys()), sessionAddresses(node, peers), typeof ipip === 'string' ? null : ipip);
 
   if (v.problems.length > 0) {
     v.problems.sort((a, b) => a.line - b.line);
