@@ -20,6 +20,8 @@ export interface AgentPart {
   stop(mode: 'handover' | 'shutdown'): Promise<void>;
   health(): ComponentHealth;
   reload?(config: EdgelbConfig): Promise<void>;
+  /** Problems `config` has on this machine (beyond the file's own checks), one sentence each; a reload with any applies nothing. */
+  check?(config: EdgelbConfig): string[];
 }
 
 export interface BgpPart extends AgentPart {
@@ -151,6 +153,8 @@ export class Agent {
   /** Re-reads the config file; an invalid file changes nothing. */
   async reload(): Promise<string> {
     const next = loadConfigFile(this.configFile); // throws ConfigError with every problem
+    const problems = this.partList().flatMap((part) => part.check?.(next) ?? []);
+    if (problems.length > 0) throw new Error(`${this.configFile}: ${problems.join('; ')}; nothing was applied`);
     for (const part of this.partList()) await part.reload?.(next);
     this.config = next;
     this.hash = configHash(this.configFile);

@@ -4,6 +4,7 @@
 // programmed) and shows what the maps hold.
 import { networkInterfaces } from 'node:os';
 import type { EdgelbConfig } from '../config/types.js';
+import { poolHolding, uplinkAddressInPool } from '../config/pool-holding.js';
 import type { Logger } from '../log/logger.js';
 import { EdgeDatapath, type EdgeCapacity, type ForwardMode } from '../datapath/edge-datapath.js';
 import { requireBpffs } from '../datapath/bpffs.js';
@@ -34,6 +35,16 @@ export function edgeAddress6(config: EdgelbConfig): string | null {
   if (config.node.address6) return config.node.address6;
   const v6 = (networkInterfaces()[config.node.uplink] ?? []).find((a) => a.family === 'IPv6' && !a.internal && !/^fe[89ab]/i.test(a.address));
   return v6?.address ?? null;
+}
+
+/** The uplink addresses the edge uses (node.address / address6 left empty) that a pool holds; explicit ones are config check's. */
+function uplinkClashes(config: EdgelbConfig, address: string | null, address6: string | null): string[] {
+  const out: string[] = [];
+  for (const [field, a] of [['node.address', config.node.address ? null : address], ['node.address6', config.node.address6 ? null : address6]] as const) {
+    const hit = a ? poolHolding(config.pools, a) : null;
+    if (a && hit) out.push(uplinkAddressInPool(config.node.uplink, field, a, hit));
+  }
+  return out;
 }
 
 function ipipSource(cidr: string): { network: string; bits: number } {
@@ -101,6 +112,8 @@ export class DatapathAgentPart implements DatapathPart {
       const address = await this.waitForAddress();
       const t1 = performance.now();
       const address6 = servesIpv6(this.config) ? await this.waitForAddress6() : null;
+      const clash = uplinkClashes(this.config, address, address6);
+      if (clash.length > 0) throw new Error(clash.join('; '));
       const hook = d.xdp === 'off' ? 'tc' : 'xdp';
       this.dp = await EdgeDatapath.openAsync({
         maglevTableSize: d.maglevTableSize, mtu: d.mtu, address, pinPath: d.pinPath, hooks: [hook],
@@ -185,6 +198,16 @@ export class DatapathAgentPart implements DatapathPart {
     this.dp.close();
     this.dp = null;
     this.attached = false;
+  }
+
+  check(config: EdgelbConfig): string[] {
+    let address: string | null = null;
+    try {
+      address = edgeAddress(config);
+    } catch {
+      /* no IPv4 address yet: nothing to compare */
+    }
+    return uplinkClashes(config, address, this.dp?.servesIpv6() ? edgeAddress6(config) : null);
   }
 
   async reload(config: EdgelbConfig): Promise<void> {

@@ -13,7 +13,7 @@ import { AgentLab, until } from './harness.js';
 
 const exec = promisify(execFile);
 
-function config(lab: AgentLab, extra: { drainSeconds?: number; peers?: string } = {}): string {
+function config(lab: AgentLab, extra: { drainSeconds?: number; peers?: string; pools?: string } = {}): string {
   const { NET, K8S, PIN, dir, octet, controlSock } = lab;
   return `node: { name: edge-a, routerId: ${NET}.2, asn: 64512, uplink: up0 }
 bgp:
@@ -21,7 +21,7 @@ bgp:
   bfdd: { runDir: ${dir}/bfdd }
   drainSeconds: ${extra.drainSeconds ?? 2}
   peers: ${extra.peers ?? `[{ address: ${NET}.1, asn: 64500, holdTime: 9, keepalive: 3 }]`}
-pools: [{ name: public, cidrs: [198.18.${octet}.0/28], advertise: { communities: ["64512:7"] } }]
+pools: ${extra.pools ?? `[{ name: public, cidrs: [198.18.${octet}.0/28], advertise: { communities: ["64512:7"] } }]`}
 datapath: { pinPath: ${PIN}, xdp: native }
 kubernetes: { kubeconfig: ${dir}/kubeconfig, leaseNamespace: edgelb-system, leaseDurationSeconds: 5 }
 control: { socket: ${controlSock} }
@@ -160,6 +160,14 @@ test.serial('reload: an invalid file changes nothing and says why; a valid one a
   const bad = await cli('reload');
   t.is(bad.code, 1);
   t.regex(bad.err, /bgp\.drainSeconds: must be from 0 to 3600 \(got -5\)/);
+  // node.address is empty, so the edge uses up0's address: a pool holding it is refused here, not by the file's checks.
+  const before = JSON.parse((await cli('status', '-o', 'json')).out).configHash as string;
+  lab.writeConfig(config(lab, { drainSeconds: 1, pools: `[{ name: public, cidrs: [198.18.${octet}.0/28] }, { name: fabric, cidrs: ["${NET}.2/32"] }]` }));
+  const own = await cli('reload');
+  t.is(own.code, 1);
+  t.true(own.err.includes(`pools[1] (fabric) ${NET}.2/32 holds ${NET}.2, node.uplink up0's address (node.address is empty, so the edge uses it)`), own.err);
+  t.regex(own.err, /nothing was applied/);
+  t.is(JSON.parse((await cli('status', '-o', 'json')).out).configHash, before, 'the running config is still the one before');
   lab.writeConfig(config(lab, { drainSeconds: 1 }));
   const good = await cli('reload');
   t.is(good.code, 0, good.err);
