@@ -73,9 +73,12 @@ export class NodeAgent {
       });
       await this.metrics.listen(o.metricsListen, o.logger);
     }
-    // The marker must see the probe before the node program does.
+    // The marker must see the probe before the node program does. A fixed
+    // handle, replaced: a handover leaves the filter for the next agent and a
+    // crash leaves it behind, and a handle of the kernel's choosing made each
+    // start add one more.
     this.probeObj = BpfObject.load(bpfObjectPath('node_probe'), { initialValues: { 'node_pro.rodata': rodataPort(o.probePort ?? PROBE_PORT) } });
-    this.probeTc = this.probeObj.program('node_probe').attachTc(o.interface, 'ingress', { priority: NODE_DEFAULTS.tcPriority - 1, replace: true });
+    this.probeTc = this.probeObj.program('node_probe').attachTc(o.interface, 'ingress', { priority: NODE_DEFAULTS.tcPriority - 1, handle: NODE_DEFAULTS.tcHandle, replace: true });
     this.responder = new ProbeResponder({ port: o.probePort ?? PROBE_PORT, allowSources: o.edgeSources });
     await this.responder.start();
     if (o.kubeconfig) {

@@ -200,3 +200,59 @@ except socket.timeout: print("silent")`]);
   t.regex(h.body, /not attached: node_ingress on n0/);
   await sleep(10);
 });
+
+// A DaemonSet's node agent is replaced by handover (SIGQUIT: programs stay attached for the next
+// one) on every upgrade, and may crash. Each start attached the probe marker anew under a handle
+// the kernel picked, so every restart left one more node_probe filter behind, still answering.
+test.serial('edgelb node run restarted by handover and after a crash: one probe filter, not one per start; SIGTERM removes it', async (t) => {
+  t.timeout(90_000);
+  const id = uniqueId();
+  const E = `elbnr-e-${id}`;
+  const N = `elbnr-n-${id}`;
+  const o = 16 + ((parseInt(id, 16) + 101) % 200);
+  const EDGE = `10.${o}.32.2`;
+  const NODE = `10.${o}.32.10`;
+  const PIN = `${testBpffs()}/edgelb-test-node-restart-${id}`;
+  const cleanup = new Cleanup();
+  let child: ChildProcess | null = null;
+  const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
+  t.teardown(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child?.kill('SIGKILL'), 10_000);
+      await exited(child);
+      clearTimeout(timer);
+    }
+    rmSync(PIN, { recursive: true, force: true });
+    await cleanup.run();
+  });
+  await createNetns(E, cleanup);
+  await createNetns(N, cleanup);
+  await vethPair(E, 'e0', N, 'n0');
+  await addAddress(E, 'e0', `${EDGE}/24`);
+  await addAddress(N, 'n0', `${NODE}/24`);
+  const start = async (): Promise<ChildProcess> => {
+    let log = '';
+    const c = spawn('ip', ['netns', 'exec', N, 'bin/edgelb', 'node', 'run', '--interface', 'n0', '--node-name', 'node-1', '--node-ip', NODE, '--edge-sources', EDGE, '--pin-path', PIN], { stdio: ['ignore', 'pipe', 'pipe'] });
+    c.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    c.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    t.true(await waitFor(() => log.includes('EDGELB NODE READY') || c.exitCode !== null, 20_000), log.slice(-1500));
+    return c;
+  };
+  const probeFilters = async () => (await nsRun(N, ['tc', 'filter', 'show', 'dev', 'n0', 'ingress'])).stdout.split('\n').filter((l) => / node_probe/.test(l)).length;
+
+  child = await start();
+  t.is(await probeFilters(), 1);
+  child.kill('SIGQUIT'); // handover: everything stays for the next agent
+  await exited(child);
+  t.is(await probeFilters(), 1, 'left for the next agent');
+  child = await start();
+  t.is(await probeFilters(), 1, 'after a handover restart');
+  child.kill('SIGKILL'); // a crash: no cleanup at all
+  await exited(child);
+  child = await start();
+  t.is(await probeFilters(), 1, 'after a crash and a restart');
+  child.kill('SIGTERM');
+  await exited(child);
+  t.is(await probeFilters(), 0, 'SIGTERM detaches it');
+});
