@@ -7,6 +7,8 @@ import { parse, UsageError } from './args.js';
 import { untilStopped } from './signals.js';
 import { parseEdgeSource } from '../datapath/node-maps.js';
 import { isIpv4, isIpv6 } from '../net/ip.js';
+import { cidrsOverlap, parseCidr } from '../net/cidr.js';
+import { NOWHERE_BLOCKS } from '../net/special-blocks.js';
 import { parseListen } from '../node-agent/metrics.js';
 
 /** --edge-sources: comma-separated CIDRs or addresses, each checked, at least one. */
@@ -16,13 +18,29 @@ export function parseEdgeSources(arg: string | undefined): string[] {
   }
   const list = arg.split(',').map((s) => s.trim()).filter((s) => s !== '');
   for (const s of list) {
+    let src: ReturnType<typeof parseEdgeSource>;
     try {
-      parseEdgeSource(s);
+      src = parseEdgeSource(s);
     } catch (e) {
       throw new UsageError(`edgelb node run: --edge-sources: ${(e as Error).message}`);
     }
+    const why = untrustworthySource(src);
+    if (why) throw new UsageError(`edgelb node run: --edge-sources: edge source '${s}' ${why}; list the edges' own addresses (and their IPIP source blocks)`);
   }
   return list;
+}
+
+/**
+ * Why a source block cannot be the edges': every packet from it may carry a
+ * DSR option or IPIP that the node believes, so a block that holds every
+ * address gives that trust to anyone (a forged option then gets answers
+ * from a VIP), and one in a block no host sends from is a mistake.
+ */
+function untrustworthySource(src: { family: 4 | 6; addr: string; bits: number }): string | null {
+  if (src.bits === 0) return 'holds every address: the DSR option and IPIP from anyone would be trusted';
+  const c = parseCidr(`${src.addr}/${src.bits}`);
+  const nowhere = NOWHERE_BLOCKS.find((b) => cidrsOverlap(b.cidr, c));
+  return nowhere ? `overlaps ${nowhere.what}, which no edge sends from` : null;
 }
 
 /** --node-ip: one address, or one of each family ("192.0.2.21,fd00::21"). */

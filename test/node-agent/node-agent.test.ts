@@ -24,6 +24,12 @@ test('--edge-sources is required and every entry is checked', (t) => {
   t.throws(() => parseEdgeSources('10.0.0.11,10.0.0.1/24'), { message: /--edge-sources: edge source '10.0.0.1\/24': host bits are set \(did you mean 10.0.0.0\/24\?\)/ });
   t.throws(() => parseEdgeSources('10.0.0.11,edge2'), { message: /edge source 'edge2'/ });
   t.deepEqual(parseEdgeSources('10.0.0.11, 10.0.0.12,192.0.2.0/28'), ['10.0.0.11', '10.0.0.12', '192.0.2.0/28']);
+  // Trust given to everyone, or to a block no edge sends from, is refused.
+  t.throws(() => parseEdgeSources('10.0.0.11,0.0.0.0/0'), { message: /edge source '0.0.0.0\/0' holds every address: the DSR option and IPIP from anyone would be trusted; list the edges' own addresses/ });
+  t.throws(() => parseEdgeSources('::/0'), { message: /edge source '::\/0' holds every address/ });
+  t.throws(() => parseEdgeSources('127.0.0.1'), { message: /edge source '127.0.0.1' overlaps loopback \(127.0.0.0\/8\), which no edge sends from/ });
+  t.throws(() => parseEdgeSources('10.0.0.11,224.0.0.0/4'), { message: /overlaps multicast \(224.0.0.0\/4\)/ });
+  t.throws(() => parseEdgeSources('0.0.0.0/1'), { message: /overlaps "this network" \(0.0.0.0\/8\)/ });
   t.throws(() => parseListen('9101'), { message: /not ADDRESS:PORT/ });
   t.deepEqual(parseListen('[::1]:9101'), { host: '::1', port: 9101 });
   const r = spawnSync('bin/edgelb', ['node', 'run', '--interface', 'lo'], { encoding: 'utf8' });
