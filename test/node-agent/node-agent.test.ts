@@ -125,25 +125,26 @@ test('/proc/net/arp → neighbour rows of one interface: complete, permanent and
   ]);
 });
 
-test.serial('edgelb node run: resolves its edges, drops a forged option as untrusted_source, and its metrics follow the kernel when a program is detached by hand', async (t) => {
-  t.timeout(90_000);
+/**
+ * An edge namespace and a node namespace on one veth (e0 ↔ n0), and `edgelb node run` on n0,
+ * started as often as a test likes; whatever runs at the end gets SIGTERM, then everything goes.
+ */
+async function nodeRig(t: { teardown: (fn: () => Promise<void>) => void; true: (v: boolean, m?: string) => void }, tag: string, subnet: number) {
   const id = uniqueId();
-  const E = `elbna-e-${id}`;
-  const N = `elbna-n-${id}`;
-  const o = 16 + (parseInt(id, 16) % 200);
-  const EDGE = `10.${o}.31.2`;
-  const NODE = `10.${o}.31.10`;
-  const PIN = `${testBpffs()}/edgelb-test-node-agent-${id}`;
-  const PORT = 9101;
+  const E = `elb${tag}-e-${id}`;
+  const N = `elb${tag}-n-${id}`;
+  const o = 16 + ((parseInt(id, 16) + subnet) % 200);
+  const EDGE = `10.${o}.${subnet}.2`;
+  const NODE = `10.${o}.${subnet}.10`;
+  const PIN = `${testBpffs()}/edgelb-test-node-${tag}-${id}`;
   const cleanup = new Cleanup();
-  let child: ChildProcess | null = null;
-  let log = '';
+  const rig = { E, N, o, EDGE, NODE, PIN, log: '', child: null as ChildProcess | null };
   t.teardown(async () => {
-    if (child && child.exitCode === null) {
-      const done = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child?.kill('SIGKILL'), 10_000);
-      await done;
+    const c = rig.child;
+    if (c && c.exitCode === null && c.signalCode === null) {
+      c.kill('SIGTERM');
+      const timer = setTimeout(() => c.kill('SIGKILL'), 10_000);
+      await exited(c);
       clearTimeout(timer);
     }
     rmSync(PIN, { recursive: true, force: true });
@@ -154,12 +155,28 @@ test.serial('edgelb node run: resolves its edges, drops a forged option as untru
   await vethPair(E, 'e0', N, 'n0');
   await addAddress(E, 'e0', `${EDGE}/24`);
   await addAddress(N, 'n0', `${NODE}/24`);
+  /** Starts the node agent (after the previous one exited) and waits for its READY line. */
+  const start = async (...extra: string[]): Promise<ChildProcess> => {
+    rig.log = '';
+    const c = spawn('ip', ['netns', 'exec', N, 'bin/edgelb', 'node', 'run', '--interface', 'n0', '--node-name', 'node-1', '--node-ip', NODE, '--edge-sources', EDGE, '--pin-path', PIN, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    rig.child = c;
+    c.stdout!.on('data', (d: Buffer) => (rig.log += d.toString()));
+    c.stderr!.on('data', (d: Buffer) => (rig.log += d.toString()));
+    t.true(await waitFor(() => rig.log.includes('EDGELB NODE READY') || c.exitCode !== null, 20_000), rig.log.slice(-1500));
+    return c;
+  };
+  return Object.assign(rig, { start });
+}
 
-  child = spawn('ip', ['netns', 'exec', N, 'bin/edgelb', 'node', 'run', '--interface', 'n0', '--node-name', 'node-1', '--node-ip', NODE, '--edge-sources', EDGE, '--metrics-listen', `127.0.0.1:${PORT}`, '--pin-path', PIN], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  t.true(await waitFor(() => log.includes('EDGELB NODE READY') || child!.exitCode !== null, 20_000), log.slice(-1500));
-  t.regex(log, /EDGELB NODE READY/, log.slice(-1500));
+const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
+
+test.serial('edgelb node run: resolves its edges, drops a forged option as untrusted_source, and its metrics follow the kernel when a program is detached by hand', async (t) => {
+  t.timeout(90_000);
+  const rig = await nodeRig(t, 'na', 31);
+  const { E, N, o, EDGE, NODE } = rig;
+  const PORT = 9101;
+  await rig.start('--metrics-listen', `127.0.0.1:${PORT}`);
+  t.regex(rig.log, /EDGELB NODE READY/, rig.log.slice(-1500));
 
   // The agent asked its edge (it had no neighbour entry for it): the edge's ARP reply taught the program.
   const m0 = await scrape(N, PORT);
@@ -212,39 +229,10 @@ except socket.timeout: print("silent")`]);
 // the kernel picked, so every restart left one more node_probe filter behind, still answering.
 test.serial('edgelb node run restarted by handover and after a crash: one probe filter, not one per start; SIGTERM removes it', async (t) => {
   t.timeout(90_000);
-  const id = uniqueId();
-  const E = `elbnr-e-${id}`;
-  const N = `elbnr-n-${id}`;
-  const o = 16 + ((parseInt(id, 16) + 101) % 200);
-  const EDGE = `10.${o}.32.2`;
-  const NODE = `10.${o}.32.10`;
-  const PIN = `${testBpffs()}/edgelb-test-node-restart-${id}`;
-  const cleanup = new Cleanup();
-  let child: ChildProcess | null = null;
-  const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
-  t.teardown(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child?.kill('SIGKILL'), 10_000);
-      await exited(child);
-      clearTimeout(timer);
-    }
-    rmSync(PIN, { recursive: true, force: true });
-    await cleanup.run();
-  });
-  await createNetns(E, cleanup);
-  await createNetns(N, cleanup);
-  await vethPair(E, 'e0', N, 'n0');
-  await addAddress(E, 'e0', `${EDGE}/24`);
-  await addAddress(N, 'n0', `${NODE}/24`);
-  const start = async (): Promise<ChildProcess> => {
-    let log = '';
-    const c = spawn('ip', ['netns', 'exec', N, 'bin/edgelb', 'node', 'run', '--interface', 'n0', '--node-name', 'node-1', '--node-ip', NODE, '--edge-sources', EDGE, '--pin-path', PIN], { stdio: ['ignore', 'pipe', 'pipe'] });
-    c.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-    c.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    t.true(await waitFor(() => log.includes('EDGELB NODE READY') || c.exitCode !== null, 20_000), log.slice(-1500));
-    return c;
-  };
+  const rig = await nodeRig(t, 'nr', 32);
+  const { N } = rig;
+  const start = rig.start;
+  let child: ChildProcess;
   const probeFilters = async () => (await nsRun(N, ['tc', 'filter', 'show', 'dev', 'n0', 'ingress'])).stdout.split('\n').filter((l) => / node_probe/.test(l)).length;
 
   child = await start();
