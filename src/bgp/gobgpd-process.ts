@@ -9,8 +9,8 @@
 // socket instead of starting a second one. Only an explicit `stop()` (tests,
 // `edgelb` shutdown with stopGobgpd requested) ends it.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { livePidFrom, pidAlive, processStartTime } from './daemon-files.js';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { killAndWait, livePidFrom, pidAlive, processStartTime } from './daemon-files.js';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
@@ -153,44 +153,5 @@ export class GobgpdProcess {
   /** Our gobgpd's process exists (its pid not yet reused by another). */
   running(): boolean {
     return this.pid !== undefined && this.startTime !== undefined && processStartTime(this.pid) === this.startTime;
-  }
-}
-
-/**
- * SIGTERM, then SIGKILL after `timeoutMs`, and wait for the process to exit.
- * Only the process `pid` names now — or, given `startTime`
- * (processStartTime), the one it named then — is ever signalled: should it
- * exit and its pid be reused while we wait, the newcomer is left alone.
- */
-export async function killAndWait(pid: number, timeoutMs = 5000, startTime?: string): Promise<void> {
-  const born = startTime ?? processStartTime(pid);
-  const ours = () => born !== undefined && processStartTime(pid) === born;
-  if (!ours()) return;
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (!ours() || isZombie(pid)) return;
-    await sleep(25);
-  }
-  if (!ours()) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-  const hard = Date.now() + 2000;
-  while (Date.now() < hard && ours() && !isZombie(pid)) await sleep(25);
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
   }
 }

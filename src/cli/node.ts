@@ -7,7 +7,7 @@ import { parse, UsageError } from './args.js';
 import { untilStopped } from './signals.js';
 import { parseEdgeSource } from '../datapath/node-maps.js';
 import { isIpv4, isIpv6 } from '../net/ip.js';
-import { cidrsOverlap, parseCidr } from '../net/cidr.js';
+import { cidrsOverlap } from '../net/cidr.js';
 import { NOWHERE_BLOCKS } from '../net/special-blocks.js';
 import { parseListen } from '../node-agent/metrics.js';
 
@@ -36,10 +36,9 @@ export function parseEdgeSources(arg: string | undefined): string[] {
  * address gives that trust to anyone (a forged option then gets answers
  * from a VIP), and one in a block no host sends from is a mistake.
  */
-function untrustworthySource(src: { family: 4 | 6; addr: string; bits: number }): string | null {
+function untrustworthySource(src: ReturnType<typeof parseEdgeSource>): string | null {
   if (src.bits === 0) return 'holds every address: the DSR option and IPIP from anyone would be trusted';
-  const c = parseCidr(`${src.addr}/${src.bits}`);
-  const nowhere = NOWHERE_BLOCKS.find((b) => cidrsOverlap(b.cidr, c));
+  const nowhere = NOWHERE_BLOCKS.find((b) => cidrsOverlap(b.cidr, src.cidr));
   return nowhere ? `overlaps ${nowhere.what}, which no edge sends from` : null;
 }
 

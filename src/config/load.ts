@@ -238,7 +238,7 @@ class Validator {
   }
 }
 
-function checkPeer(v: Validator, p: PeerConfig, i: number, edge: readonly { field: string; address: string }[]): void {
+function checkPeer(v: Validator, p: PeerConfig, i: number, edge: readonly NamedAddress[]): void {
   const at = (k: PathSeg[]): PathSeg[] => ['bgp', 'peers', i, ...k];
   const self = edge.find((e) => e.address === p.address);
   if (self) v.add(at(['address']), `is ${self.field}, this edge itself: a session needs the router's address`, { v: p.address });
@@ -332,9 +332,9 @@ function edgeAddresses(node: Record<string, unknown> | undefined): NamedAddress[
   return [...named('node.address', node?.address), ...named('node.address6', node?.address6)];
 }
 
-/** The addresses this edge and its BGP peers talk over. */
-function sessionAddresses(node: Record<string, unknown> | undefined, peers: readonly PeerConfig[]): NamedAddress[] {
-  return [...edgeAddresses(node), ...peers.flatMap((p, i) => [...named(`bgp.peers[${i}].address`, p.address), ...named(`bgp.peers[${i}].localAddress`, p.localAddress)])];
+/** The addresses this edge (`edge`: edgeAddresses) and its BGP peers talk over. */
+function sessionAddresses(edge: readonly NamedAddress[], peers: readonly PeerConfig[]): NamedAddress[] {
+  return [...edge, ...peers.flatMap((p, i) => [...named(`bgp.peers[${i}].address`, p.address), ...named(`bgp.peers[${i}].localAddress`, p.localAddress)])];
 }
 
 function checkPools(v: Validator, pools: PoolConfig[], peerAddrs: Set<string>, own: readonly NamedAddress[], ipipSource: Cidr | null): void {
@@ -387,6 +387,7 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
   const node = isPlainObject(raw.node) ? raw.node : undefined;
   // RFC 6286: a BGP identifier is a non-zero 32-bit number.
   if (node?.routerId === '0.0.0.0') v.add(['node', 'routerId'], 'must not be 0.0.0.0 (a BGP identifier is non-zero, RFC 6286)', { v: node.routerId });
+  const edge = edgeAddresses(node);
   const rawPeers = isPlainObject(raw.bgp) && Array.isArray(raw.bgp.peers) ? (raw.bgp.peers as unknown[]) : [];
   const peers: PeerConfig[] = [];
   const peerAddrs = new Map<string, number>();
@@ -400,7 +401,7 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
     // canonical: one spelling everywhere, or a differently written address
     // would not match its own BFD session (and would escape the duplicate check).
     const peer = { ...parsed, address: respell(parsed.address), localAddress: respell(parsed.localAddress) };
-    checkPeer(v, peer, i, edgeAddresses(node));
+    checkPeer(v, peer, i, edge);
     if (typeof peer.address === 'string' && isIp(peer.address)) {
       const first = peerAddrs.get(peer.address);
       if (first !== undefined) v.add(['bgp', 'peers', i, 'address'], `duplicates bgp.peers[${first}]`, { v: parsed.address });
@@ -421,7 +422,7 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
     pools.push(Array.isArray(peersOf) ? { ...pool, advertise: { ...pool.advertise, peers: peersOf.map(respell) } } : pool);
   });
   const ipip = isPlainObject(raw.datapath) && typeof raw.datapath.ipipSourceCidr === 'string' && raw.datapath.ipipSourceCidr !== '' ? checkCidr(raw.datapath.ipipSourceCidr) : null;
-  checkPools(v, pools, new Set(peerAddrs.keys()), sessionAddresses(node, peers), typeof ipip === 'string' ? null : ipip);
+  checkPools(v, pools, new Set(peerAddrs.keys()), sessionAddresses(edge, peers), typeof ipip === 'string' ? null : ipip);
 
   if (v.problems.length > 0) {
     v.problems.sort((a, b) => a.line - b.line);

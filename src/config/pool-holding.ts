@@ -1,10 +1,11 @@
-// Which VIP pool block holds an address. The config check refuses pools that
-// hold the addresses the config names (src/config/load.ts); an edge that
-// leaves node.address / node.address6 empty uses its uplink's, known only at
-// run time, and asks this.
+// Which VIP pool block holds an address: an endpoint or node address there
+// would send packets back to the edges (src/model/backend-address.ts), and
+// an edge that leaves node.address / node.address6 empty uses its uplink's,
+// known only at run time (src/agent/datapath-part.ts). The config check
+// refuses pools that hold the addresses the config names (src/config/load.ts).
 import type { PoolConfig } from './types.js';
-import { checkCidr, cidrContains } from '../net/cidr.js';
-import { ipToBigInt, isIp } from '../net/ip.js';
+import { cidrContains, parseCidr, type Cidr } from '../net/cidr.js';
+import { ipToBigInt, isIp, type Family } from '../net/ip.js';
 
 export interface PoolHit {
   /** Index into config.pools. */
@@ -13,17 +14,35 @@ export interface PoolHit {
   cidr: string;
 }
 
+interface PoolBlock {
+  index: number;
+  name: string;
+  cidr: Cidr;
+}
+
+// Parsed once per config (the pools array of one config is not mutated).
+const parsed = new WeakMap<readonly PoolConfig[], PoolBlock[]>();
+
+function poolBlocks(pools: readonly PoolConfig[]): PoolBlock[] {
+  let b = parsed.get(pools);
+  if (!b) {
+    b = pools.flatMap((p, index) => p.cidrs.map((c) => ({ index, name: p.name, cidr: parseCidr(c) })));
+    parsed.set(pools, b);
+  }
+  return b;
+}
+
+/** The first pool block holding the address `value` of `family` (ipToBigInt), or null. */
+export function poolBlockHolding(pools: readonly PoolConfig[], family: Family, value: bigint): PoolHit | null {
+  const b = poolBlocks(pools).find((x) => cidrContains(x.cidr, family, value));
+  return b ? { index: b.index, name: b.name, cidr: b.cidr.text } : null;
+}
+
 /** The first pool block holding `address`, or null (also for an address that is none). */
 export function poolHolding(pools: readonly PoolConfig[], address: string): PoolHit | null {
   if (!isIp(address)) return null;
   const { family, value } = ipToBigInt(address);
-  for (const [index, p] of pools.entries()) {
-    for (const text of p.cidrs) {
-      const c = checkCidr(text);
-      if (typeof c !== 'string' && cidrContains(c, family, value)) return { index, name: p.name, cidr: c.text };
-    }
-  }
-  return null;
+  return poolBlockHolding(pools, family, value);
 }
 
 /** The sentence for an uplink address a pool holds: what, where, why, and what to change. */

@@ -8,7 +8,7 @@
 // protocols and ports are read and checked by src/net.
 import { bigIntToIp, ipToBigInt, ipv4ToU32, isIpv6, u32ToIpv4 } from '../net/ip.js';
 import { checkPort, protoName, protoNumber, type L4Proto } from '../net/l4.js';
-import { checkCidr } from '../net/cidr.js';
+import { checkCidr, type Cidr } from '../net/cidr.js';
 
 export const NODE_MAP_NAMES = {
   flows: 'node_flows',
@@ -363,10 +363,10 @@ export const EDGE_MAC_FROM_NDP = 3;
  * the config) or a bare address (/32, /128). Throws naming the value and
  * the problem.
  */
-export function parseEdgeSource(source: string): { family: 4 | 6; addr: string; bits: number } {
+export function parseEdgeSource(source: string): { family: 4 | 6; addr: string; bits: number; cidr: Cidr } {
   const c = checkCidr(source, { bareAddress: true });
   if (typeof c === 'string') throw new Error(`edge source '${source}': ${c}`);
-  return { family: c.family, addr: bigIntToIp(c.base, c.family), bits: c.prefix };
+  return { family: c.family, addr: bigIntToIp(c.base, c.family), bits: c.prefix, cidr: c };
 }
 
 /** Whether address `ip` (either family) lies inside edge source `source`. */

@@ -5,7 +5,7 @@ import { chownSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { nsRun, sleep } from './netns.js';
-import { killAndWait, pidAlive } from '../bgp/gobgpd-process.js';
+import { killAndWait, pidAlive } from '../bgp/daemon-files.js';
 import { userIds } from '../bgp/daemon-files.js';
 
 export interface FrrNeighbor {

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { sleep } from './netns.js';
-import { processStartTime } from '../bgp/daemon-files.js';
+import { killAndWait, processState } from '../bgp/daemon-files.js';
 
 export interface LabProcess {
   name: string;
@@ -41,11 +41,8 @@ export function alive(pid: number): boolean {
     return false;
   }
   // A zombie still answers kill(0); it is not serving anything.
-  try {
-    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
+  const state = processState(pid);
+  return state !== undefined && state !== 'Z';
 }
 
 /** True when /proc/PID/cmdline still is the process we started (pids get reused). */
@@ -77,32 +74,9 @@ export function tail(text: string, lines = 15): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-/**
- * SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves once the
- * process is gone. Only the process the pid names when called is signalled:
- * should it exit and its pid be reused during the grace time, the newcomer
- * is left alone (processStartTime).
- */
+/** SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves once the process is gone (killAndWait: never a newcomer on its pid). */
 export async function stopPid(pid: number, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
-  const born = processStartTime(pid);
-  const ours = () => born !== undefined && processStartTime(pid) === born && alive(pid);
-  if (!ours()) return;
-  try {
-    process.kill(pid, signal);
-  } catch {
-    return;
-  }
-  const deadline = Date.now() + graceMs;
-  while (ours() && Date.now() < deadline) await sleep(50);
-  if (ours()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-    const hard = Date.now() + 2000;
-    while (ours() && Date.now() < hard) await sleep(20);
-  }
+  await killAndWait(pid, graceMs, undefined, signal);
 }
 
 /** Bytes in `file` now (0 when absent): the offset to wait for a fresh log line from. */

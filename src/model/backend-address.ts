@@ -7,34 +7,16 @@
 // already refuses loopback, link-local and unspecified endpoint addresses,
 // but not such Node addresses.)
 import type { PoolConfig } from '../config/types.js';
-import { cidrContains, parseCidr, type Cidr } from '../net/cidr.js';
+import { poolBlockHolding } from '../config/pool-holding.js';
+import { cidrContains } from '../net/cidr.js';
 import { NOWHERE_BLOCKS } from '../net/special-blocks.js';
 import { ipToBigInt } from '../net/ip.js';
-
-
-interface PoolBlock {
-  pool: string;
-  cidr: Cidr;
-}
-
-// Parsed once per config (the pools array of one config is not mutated).
-const parsed = new WeakMap<readonly PoolConfig[], PoolBlock[]>();
-
-function poolBlocks(pools: readonly PoolConfig[]): PoolBlock[] {
-  let b = parsed.get(pools);
-  if (!b) {
-    b = pools.flatMap((p) => p.cidrs.map((c) => ({ pool: p.name, cidr: parseCidr(c) })));
-    parsed.set(pools, b);
-  }
-  return b;
-}
 
 /** Why no packet may be sent to `ip` ("lies in VIP pool …" / "is multicast, not <noun>"), or null. `ip` is canonical. */
 function refusal(ip: string, pools: readonly PoolConfig[], noun: string): string | null {
   const { family, value } = ipToBigInt(ip);
-  for (const b of poolBlocks(pools)) {
-    if (cidrContains(b.cidr, family, value)) return `lies in VIP pool ${b.pool} (${b.cidr.text}): packets sent there would come back to the edges`;
-  }
+  const pool = poolBlockHolding(pools, family, value);
+  if (pool) return `lies in VIP pool ${pool.name} (${pool.cidr}): packets sent there would come back to the edges`;
   for (const n of NOWHERE_BLOCKS) {
     if (cidrContains(n.cidr, family, value)) return `is ${n.what}, not ${noun}`;
   }

@@ -7,8 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { livePidFrom, processStartTime } from '../../src/bgp/daemon-files.js';
-import { GobgpdProcess, killAndWait } from '../../src/bgp/gobgpd-process.js';
+import { killAndWait, livePidFrom, processStartTime } from '../../src/bgp/daemon-files.js';
+import { GobgpdProcess } from '../../src/bgp/gobgpd-process.js';
 import { stopPid } from '../../src/lab/procs.js';
 
 /** A child that outlives the test unless killed (stopped in teardown either way). */
