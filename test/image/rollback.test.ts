@@ -43,8 +43,12 @@ if (skip) {
     // One VM, rebooting as the node would (the EFI variables live as long as QEMU).
     const serialLog = join(LOGS, 'rollback.log');
     rmSync(serialLog, { force: true });
+    // Multi-threaded TCG here (tcgMachineArgs): this VM reboots, and a guest
+    // kernel that dies under it reboots too — a try used up, slot A still
+    // boots — while one CI run's single-threaded VM hung for good at the
+    // second reset (no firmware output for 7 min after "Restarting system").
     const vm = bootVm({
-      image: disk, serialLog, writable: true, allowReboot: true,
+      image: disk, serialLog, writable: true, allowReboot: true, mttcg: true,
       credentials: [{ name: 'edgelb.yaml', value: TEST_CONFIG }, ...testSecretCredentials(), ...reportCredentials()],
     });
     t.teardown(() => vm.stop());
