@@ -9,12 +9,13 @@
 // and until the sink holds every frontend and every VIP ("programmed").
 // Last line: {"services","endpoints","program_s","rss_mb"}.
 //
-//   npm run bench:k8s [-- --services N --per-service M]
+//   npm run bench:k8s [-- --services N --per-service M --round-size R]
+// (--round-size: Services computed per controller round, default ROUND_SIZE)
 import { fork } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { writeHeapSnapshot } from 'node:v8';
 import { fileURLToPath } from 'node:url';
-import { KubernetesController, type DesiredStateSink } from '../src/k8s/controller.js';
+import { KubernetesController, ROUND_SIZE, type DesiredStateSink } from '../src/k8s/controller.js';
 import { silentLogger } from '../src/log/logger.js';
 import type { DesiredService, DesiredVip } from '../src/model/types.js';
 import { readFileSync } from 'node:fs';
@@ -52,7 +53,7 @@ const UNIT = readUnitNodeSettings(fileURLToPath(new URL('../../systemd/edgelb.se
 const AGENT_ENV: Record<string, string> = process.env.BENCH_AGENT_ENV !== undefined ? Object.fromEntries(process.env.BENCH_AGENT_ENV.split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string])) : UNIT.env;
 const AGENT_NODE_FLAGS = process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(' ').filter(Boolean) : UNIT.flags;
 
-async function agent(kubeconfigPath: string, services: number): Promise<void> {
+async function agent(kubeconfigPath: string, services: number, batchSize: number): Promise<void> {
   const send = (m: AgentMsg) => process.send!(m);
   let frontends = 0;
   let vips = 0;
@@ -78,7 +79,7 @@ async function agent(kubeconfigPath: string, services: number): Promise<void> {
   }
   const base = testConfig([{ cidrs: POOL }], 10);
   const config = { ...base, kubernetes: { ...base.kubernetes, leaseNamespace: EDGELB_NAMESPACE } };
-  const c = new KubernetesController({ config, kubeconfigPath, nodeName: 'bench-edge', logger: silentLogger(), sink, debounceMs: 20 });
+  const c = new KubernetesController({ config, kubeconfigPath, nodeName: 'bench-edge', logger: silentLogger(), sink, debounceMs: 20, batchSize });
   process.on('message', (m: { type: string }) => {
     if (m.type === 'rss') {
       const ru = process.resourceUsage();
@@ -103,11 +104,12 @@ async function agent(kubeconfigPath: string, services: number): Promise<void> {
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--agent') {
-    await agent(process.argv[3]!, Number(process.argv[4]));
+    await agent(process.argv[3]!, Number(process.argv[4]), Number(process.argv[5]));
     return;
   }
   const nSvc = arg('services', 10_000);
   const perSvc = arg('per-service', 10);
+  const roundSize = arg('round-size', ROUND_SIZE);
   const nNodes = 100;
   const server = await TestCluster.start({ tag: 'bench-k8s', controllerManager: false });
   try {
@@ -141,7 +143,7 @@ async function main(): Promise<void> {
     const setupS = (Date.now() - tSetup) / 1000;
     const kubeconfig = await server.kubeconfigFor(EDGE_SERVICE_ACCOUNT);
 
-    const child = fork(fileURLToPath(import.meta.url), ['--agent', kubeconfig, String(nSvc)], { stdio: 'inherit', env: { ...process.env, ...AGENT_ENV }, execArgv: [...process.execArgv, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_DEBUG ? ['--expose-gc'] : [])] });
+    const child = fork(fileURLToPath(import.meta.url), ['--agent', kubeconfig, String(nSvc), String(roundSize)], { stdio: 'inherit', env: { ...process.env, ...AGENT_ENV }, execArgv: [...process.execArgv, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_DEBUG ? ['--expose-gc'] : [])] });
     const msgs: AgentMsg[] = [];
     let wake: (() => void) | null = null;
     child.on('message', (m: AgentMsg) => {
@@ -193,6 +195,7 @@ async function main(): Promise<void> {
         ['services', String(nSvc)],
         ['endpoints (EndpointSlices)', `${endpoints} (${nSvc})`],
         ['nodes', String(nNodes)],
+        ['Services per controller round', String(roundSize)],
         ['objects created in API server (s)', setupS.toFixed(2)],
         ['agent start → all programmed in sink (s)', programmedS.toFixed(2)],
         ['agent start → all addresses in status (s)', statusS.toFixed(2)],

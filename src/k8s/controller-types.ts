@@ -28,7 +28,7 @@ export interface KubernetesControllerOptions {
   advertising?: boolean;
   /** Batching window for informer events (ms). */
   debounceMs?: number;
-  /** Services reconciled per round (a larger change takes several rounds). */
+  /** Services reconciled per round (a larger change takes several rounds); default ROUND_SIZE. */
   batchSize?: number;
   /** Concurrent status writes. */
   statusConcurrency?: number;

@@ -66,6 +66,18 @@ const MAX_BACKOFF_MS = 30_000;
 /** How long stop() waits for pending status writes. */
 const STATUS_FLUSH_MS = 10_000;
 
+/**
+ * Services computed per round. A round's candidates (desired frontends,
+ * digests, claims) live until the sink has answered, so V8 sees them survive
+ * its young-generation collections and grows that generation to match.
+ * bench:k8s (10 000 Services, Node's default heap sizing), rounds of 1000 and
+ * 200 alternated, six runs each: peak RSS median 302.7 MB (284–323) against
+ * 277.1 MB (263.8–303.3; lower than its neighbour run in all six pairs), for
+ * ~1.2 s more to program everything (median 13.5 s against 14.7 s). 100 a
+ * round was no smaller (290 MB) and slower. 2026-12-06, 2-vCPU AMD EPYC.
+ */
+export const ROUND_SIZE = 200;
+
 export class KubernetesController {
   private readonly o: KubernetesControllerOptions;
   private config: KubernetesControllerOptions['config'];
@@ -403,7 +415,7 @@ export class KubernetesController {
     if (leader) keys = allocationOrder(keys, (k) => this.getService(k));
     // Bounded rounds keep the transient memory of a big change (startup,
     // relist) small and let the first Services reach the sink early.
-    keys = keys.slice(0, this.o.batchSize ?? 1000);
+    keys = keys.slice(0, this.o.batchSize ?? ROUND_SIZE);
     for (const k of keys) this.dirty.delete(k);
     this.computing = new Set(keys);
     try {
