@@ -53,7 +53,7 @@ const UNIT = readUnitNodeSettings(fileURLToPath(new URL('../../systemd/edgelb.se
 const AGENT_ENV: Record<string, string> = process.env.BENCH_AGENT_ENV !== undefined ? Object.fromEntries(process.env.BENCH_AGENT_ENV.split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string])) : UNIT.env;
 const AGENT_NODE_FLAGS = process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(' ').filter(Boolean) : UNIT.flags;
 
-async function agent(kubeconfigPath: string, services: number, batchSize: number): Promise<void> {
+async function agent(kubeconfigPath: string, services: number, roundSize: number): Promise<void> {
   const send = (m: AgentMsg) => process.send!(m);
   let frontends = 0;
   let vips = 0;
@@ -79,7 +79,7 @@ async function agent(kubeconfigPath: string, services: number, batchSize: number
   }
   const base = testConfig([{ cidrs: POOL }], 10);
   const config = { ...base, kubernetes: { ...base.kubernetes, leaseNamespace: EDGELB_NAMESPACE } };
-  const c = new KubernetesController({ config, kubeconfigPath, nodeName: 'bench-edge', logger: silentLogger(), sink, debounceMs: 20, batchSize });
+  const c = new KubernetesController({ config, kubeconfigPath, nodeName: 'bench-edge', logger: silentLogger(), sink, debounceMs: 20, roundSize });
   process.on('message', (m: { type: string }) => {
     if (m.type === 'rss') {
       const ru = process.resourceUsage();

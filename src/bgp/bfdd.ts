@@ -18,8 +18,7 @@ import { promisify } from 'node:util';
 import type { BfddConfig, PeerConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
-import { killAndWait, pidAlive } from './daemon-files.js';
-import { livePidFrom, userIds } from './daemon-files.js';
+import { killAndWait, livePidFrom, pidAlive, userIds } from './daemon-files.js';
 import { isIp } from '../net/ip.js';
 import { canonicalAddress } from './attributes.js';
 

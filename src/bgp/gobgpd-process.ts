@@ -31,8 +31,6 @@ export interface GobgpdProcessOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export { pidAlive };
-
 export class GobgpdProcess {
   private readonly opts: GobgpdProcessOptions;
   private readonly log: Logger;

@@ -29,7 +29,7 @@ export interface KubernetesControllerOptions {
   /** Batching window for informer events (ms). */
   debounceMs?: number;
   /** Services reconciled per round (a larger change takes several rounds); default ROUND_SIZE. */
-  batchSize?: number;
+  roundSize?: number;
   /** Concurrent status writes. */
   statusConcurrency?: number;
   /** The per-Service computation (tests put a failing one in); default computeService. */

@@ -415,7 +415,7 @@ export class KubernetesController {
     if (leader) keys = allocationOrder(keys, (k) => this.getService(k));
     // Bounded rounds keep the transient memory of a big change (startup,
     // relist) small and let the first Services reach the sink early.
-    keys = keys.slice(0, this.o.batchSize ?? ROUND_SIZE);
+    keys = keys.slice(0, this.o.roundSize ?? ROUND_SIZE);
     for (const k of keys) this.dirty.delete(k);
     this.computing = new Set(keys);
     try {

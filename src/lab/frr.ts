@@ -5,8 +5,7 @@ import { chownSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { nsRun, sleep } from './netns.js';
-import { killAndWait, pidAlive } from '../bgp/daemon-files.js';
-import { userIds } from '../bgp/daemon-files.js';
+import { killAndWait, pidAlive, userIds } from '../bgp/daemon-files.js';
 
 export interface FrrNeighbor {
   address: string;

@@ -2,7 +2,7 @@
 // BgpSpeaker, in private network namespaces. One lab for the whole file; the
 // steps build on each other, so they run serially.
 import anyTest, { type TestFn } from 'ava';
-import { pidAlive } from '../../src/bgp/gobgpd-process.js';
+import { pidAlive } from '../../src/bgp/daemon-files.js';
 import { NO_ATTRS, type DesiredVip, type VipAttrs } from '../../src/bgp/attributes.js';
 import { FAMILY_V4 } from '../../src/bgp/gobgp-client.js';
 import { createBgpLab, defaultPeer, type BgpLab } from '../lib/gobgpd.js';

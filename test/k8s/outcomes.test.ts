@@ -59,7 +59,7 @@ async function setup(t: ExecutionContext, pools: Pools = [{ cidrs: ['192.0.2.0/2
     controllers.push(c);
     return c;
   };
-  const make = (sink: DesiredStateSink, extra: { batchSize?: number; advertising?: boolean; nodeName?: string } = {}) => controller({ sink, ...extra });
+  const make = (sink: DesiredStateSink, extra: { roundSize?: number; advertising?: boolean; nodeName?: string } = {}) => controller({ sink, ...extra });
   const events = async (name: string): Promise<Obj[]> => (await cluster.list('events', ns)).filter((e) => (e.regarding as { name?: string }).name === name);
   const svc = async (name: string): Promise<Obj | undefined> => (await cluster.get('services', ns, name)) ?? undefined;
   /** A selector-less Service of this test's class. */
@@ -233,7 +233,7 @@ test.serial('start-up with a thousand Services: nothing is removed or withdrawn 
     order.push(`vips ${vips.length} after ${upserted} upserted`);
     applyVips(vips);
   };
-  const c = make(sink, { batchSize: 250 });
+  const c = make(sink, { roundSize: 250 });
   const t1 = Date.now();
   await c.start();
   await waitFor('first pass complete', () => c.status().firstPassDone, 60_000);

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import type { BgpConfig, PeerConfig } from '../../src/config/types.js';
 import { BgpSpeaker, type SpeakerConfig, type SpeakerOptions } from '../../src/bgp/speaker.js';
 import { DEFAULT_PROTO_DIR } from '../../src/bgp/gobgp-client.js';
-import { GobgpdProcess, pidAlive } from '../../src/bgp/gobgpd-process.js';
-import { killAndWait } from '../../src/bgp/daemon-files.js';
+import { GobgpdProcess } from '../../src/bgp/gobgpd-process.js';
+import { killAndWait, pidAlive } from '../../src/bgp/daemon-files.js';
 import { addAddress, addBridge, Cleanup, createNetns, deleteNetns, nsRun, nsWrap, run, setMaster, sysctl, uniqueId, vethPair } from './netns.js';
 import { FrrRouter, type FrrNeighbor } from '../../src/lab/frr.js';
 
