@@ -146,8 +146,18 @@ function reservedOffset(c: Cidr, off: bigint): boolean {
   return c.prefix <= 126 && off === 0n;
 }
 
-function portsClash(a: readonly PortSpec[], b: readonly PortSpec[]): boolean {
-  return a.some((x) => b.some((y) => x.port === y.port && x.protocol.toUpperCase() === y.protocol.toUpperCase()));
+function portKeys(ports: readonly PortSpec[]): Set<string> {
+  return new Set(ports.map((p) => `${p.port}/${p.protocol.toUpperCase()}`));
+}
+
+/**
+ * Whether a port+protocol of `a` is in `mine` (portKeys of the other side).
+ * A set, not a pairwise comparison: a Service may list tens of thousands of
+ * ports (allocateLoadBalancerNodePorts: false), and two such Services under
+ * one sharing key took seconds of the event loop per assignment.
+ */
+function portsClash(a: readonly PortSpec[], mine: ReadonlySet<string>): boolean {
+  return a.some((x) => mine.has(`${x.port}/${x.protocol.toUpperCase()}`));
 }
 
 export class IpAllocator {
@@ -317,12 +327,13 @@ export class IpAllocator {
       return `is already used by ${others} (sharing needs the same edgelb.io/allow-shared-ip key on every Service)`;
     }
     const mine = req.shareWithNamespaces ?? [];
+    const myPorts = portKeys(req.ports);
     for (const u of use.users) {
       const k = u.key;
       if (u.namespace !== req.namespace && !(admitsNamespace(u.shareWith, req.namespace) && admitsNamespace(mine, u.namespace))) {
         return `is used by ${k} in namespace ${u.namespace} (sharing across namespaces needs edgelb.io/allow-shared-ip-namespaces naming the other namespace on both Services)`;
       }
-      if (portsClash(u.ports, req.ports)) return `is shared with ${k}, whose ports clash with this Service's`;
+      if (portsClash(u.ports, myPorts)) return `is shared with ${k}, whose ports clash with this Service's`;
     }
     return null;
   }

@@ -1,0 +1,94 @@
+// Valid-but-hostile API objects against the edge's controller: what a
+// tenant who may create Services (or an unlucky operator) can write, and
+// the promise that one such object never takes the edge down, blocks the
+// other Services, or goes unreported.
+//
+// Against the real kube-apiserver (test/lib/kube.ts) as the edgelb-edge
+// ServiceAccount, like outcomes.test.ts: one control plane for the file,
+// each test with its own namespace, class and Lease; selector-less Services
+// with hand-made EndpointSlices; no controller manager.
+import test, { type ExecutionContext } from 'ava';
+import { KubernetesController, type KubernetesControllerOptions } from '../../src/k8s/controller.js';
+import { IpAllocator, type IpRequest } from '../../src/ipam/allocator.js';
+import { silentLogger } from '../../src/log/logger.js';
+import type { DesiredStateSink } from '../../src/k8s/sink.js';
+import { TestCluster } from '../lib/kube.js';
+import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
+import { conditionOf, endpointSlice, ingressOf, node, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
+
+const log = silentLogger();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let cluster: TestCluster;
+let edgeKubeconfig: string;
+let seq = 0;
+
+test.before(async () => {
+  cluster = await TestCluster.start({ tag: 'hostile', controllerManager: false });
+  edgeKubeconfig = await cluster.kubeconfigFor(EDGE_SERVICE_ACCOUNT);
+  await cluster.create(node('n1', '10.0.0.1'));
+});
+
+test.after.always(async () => {
+  await cluster?.close();
+});
+
+type Pools = { cidrs: string[] }[];
+
+async function setup(t: ExecutionContext, pools: Pools = [{ cidrs: ['192.0.2.0/28'] }]) {
+  const n = ++seq;
+  const ns = `h${n}`;
+  const cls = `edgelb.io/h${n}`;
+  const leaseName = `edgelb-h${n}`;
+  await cluster.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  const config = (p: Pools = pools) => {
+    const base = testConfig(p);
+    return { ...base, kubernetes: { ...base.kubernetes, loadBalancerClass: cls, leaseName, leaseNamespace: EDGELB_NAMESPACE } };
+  };
+  const controllers: KubernetesController[] = [];
+  t.teardown(async () => {
+    for (const c of controllers) await c.stop().catch(() => undefined);
+  });
+  const make = (sink: DesiredStateSink, extra: Partial<KubernetesControllerOptions> = {}) => {
+    const c = new KubernetesController({ config: config(), kubeconfigPath: edgeKubeconfig, nodeName: 'edge-a', logger: log, debounceMs: 5, sink, ...extra });
+    controllers.push(c);
+    return c;
+  };
+  const events = async (name: string): Promise<Obj[]> => (await cluster.list('events', ns)).filter((e) => (e.regarding as { name?: string }).name === name);
+  const svc = async (name: string): Promise<Obj | undefined> => (await cluster.get('services', ns, name)) ?? undefined;
+  const createService = (name: string, opts: Parameters<typeof service>[2] = {}, spec: Obj = {}) => {
+    const o = service(ns, name, { cls, selector: false, ...opts });
+    return cluster.create({ ...o, spec: { ...(o.spec as Obj), ...spec } });
+  };
+  const serve = async (name: string, ip: string, extra: { annotations?: Record<string, string>; spec?: Obj } = {}) => {
+    await createService(name, { annotations: extra.annotations ?? {} }, extra.spec ?? {});
+    await cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
+  };
+  return { ns, cls, config, make, events, svc, createService, serve };
+}
+
+test.serial('a condition message longer than the API server takes (a 40 000-character address request) still reaches status', async (t) => {
+  const { make, svc, serve } = await setup(t);
+  await serve('garbage', '10.1.0.1', { annotations: { 'edgelb.io/loadBalancerIPs': 'x'.repeat(40_000) } });
+  await serve('ranges', '10.1.0.2', { spec: { loadBalancerSourceRanges: Array.from({ length: 1500 }, (_, i) => `2001:db8:${i.toString(16)}::/48`) } });
+  await serve('fine', '10.1.0.3');
+  const c = make(new RecordingSink());
+  await c.start();
+  await waitFor('fine advertised', async () => conditionOf(await svc('fine'))?.status === 'True', 20_000);
+  await waitFor('garbage: InvalidRequest in its condition', async () => conditionOf(await svc('garbage'))?.reason === 'InvalidRequest', 10_000);
+  t.regex(conditionOf(await svc('garbage'))!.message, /^requested address "xxxx/);
+  await waitFor('ranges: SourceRangeFamily in its condition', async () => conditionOf(await svc('ranges'))?.reason === 'SourceRangeFamily', 10_000);
+});
+
+test('address sharing with tens of thousands of ports costs linear time, not quadratic (it runs on the event loop that renews the Lease)', (t) => {
+  const a = new IpAllocator([{ name: 'p', cidrs: ['192.0.2.0/24'], namespaces: [], serviceSelector: {}, autoAssign: true }]);
+  const req = (key: string, protocol: string): IpRequest => ({
+    key, namespace: 'ns', labels: {}, requested: [], sharingKey: 'k', shareWithNamespaces: [], families: [], current: [],
+    ports: Array.from({ length: 30_000 }, (_, i) => ({ port: 1 + i, protocol })),
+  });
+  t.true(a.assign(req('ns/a', 'TCP')).ok);
+  const t0 = Date.now();
+  const r = a.assign(req('ns/b', 'UDP'));
+  const ms = Date.now() - t0;
+  t.deepEqual(r, { ok: true, addresses: [{ ip: '192.0.2.1', pool: 'p' }] });
+  t.true(ms < 500, `${ms} ms for one assignment`);
+});
