@@ -42,7 +42,7 @@ import type { V1Service } from '@kubernetes/client-node';
 import { IpAllocator } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
 import { desiredVips, type Problem } from '../model/desired.js';
-import { creationMs, ingressAddresses, ipRequestFor, isOurs, serviceKey } from '../model/service.js';
+import { creationMs, ingressAddresses, isOurs, restoreRequestFor, serviceKey } from '../model/service.js';
 import type { DesiredService, DesiredVip, FrontendRejection } from '../model/types.js';
 import { ClusterCache } from './cluster-cache.js';
 import { allocationOrder, computeService, readyAddresses, recordOutcome, statusReflects, toOffer, type Candidate, type ComputeContext, type Item, type SvcState } from './service-compute.js';
@@ -350,7 +350,7 @@ export class KubernetesController {
     this.needRestore = false;
     const owned = this.cluster.serviceList().filter((s) => isOurs(s, this.config.kubernetes) && ingressAddresses(s).length > 0);
     owned.sort((a, b) => creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
-    for (const svc of owned) this.ipam!.assign(ipRequestFor(svc));
+    for (const svc of owned) this.ipam!.assign(restoreRequestFor(svc));
   }
 
   private loseLeadership(): void {

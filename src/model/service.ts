@@ -97,6 +97,20 @@ export function ipRequestFor(svc: V1Service): IpRequest {
   };
 }
 
+/**
+ * The request that replays a Service's status into a fresh allocator: the
+ * addresses status shows, as if requested — not what the spec or annotation
+ * asks for now, and never a free address. A request edited in while no
+ * edge led (an upgrade, a crash) has not been decided yet; replayed here,
+ * oldest first, it took an address a younger Service shows in status, and
+ * that Service was moved. Decided in a round instead, it meets every
+ * address status already shows. (An address status shows that no longer
+ * fits is not replayed; the Service's round decides it.)
+ */
+export function restoreRequestFor(svc: V1Service): IpRequest {
+  return { ...ipRequestFor(svc), requested: [...new Set(ingressAddresses(svc))] };
+}
+
 /** Milliseconds since epoch; list results carry Dates, watch events strings. */
 export function creationMs(svc: V1Service): number {
   const t = svc.metadata?.creationTimestamp as unknown;

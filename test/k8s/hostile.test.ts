@@ -66,6 +66,34 @@ async function setup(t: ExecutionContext, pools: Pools = [{ cidrs: ['192.0.2.0/2
   return { ns, cls, config, make, events, svc, createService, serve };
 }
 
+test.serial('an address request edited in while no edge leads does not take an older Service\'s address from its status at the next leader', async (t) => {
+  const { ns, make, svc, serve } = await setup(t);
+  await serve('tenant', '10.1.0.1');
+  const first = make(new RecordingSink());
+  await first.start();
+  await waitFor('tenant in status', async () => ingressOf(await svc('tenant')).length === 1, 20_000);
+  // Created after the tenant: younger, so replayed after it.
+  await serve('victim', '10.1.0.2');
+  await waitFor('victim in status', async () => ingressOf(await svc('victim')).length === 1, 20_000);
+  await first.settle();
+  await first.stop();
+  const victimIp = ingressOf(await svc('victim'))[0]!;
+  const tenantIp = ingressOf(await svc('tenant'))[0]!;
+  t.not(victimIp, tenantIp);
+  // While no edge leads (an upgrade, a crash), the tenant asks for the
+  // victim's address.
+  await cluster.patch('services', ns, 'tenant', { metadata: { annotations: { 'edgelb.io/loadBalancerIPs': victimIp } } });
+  const second = make(new RecordingSink());
+  await second.start();
+  await waitFor('the new leader decided', async () => {
+    const [tn, vi] = [await svc('tenant'), await svc('victim')];
+    return second.status().leader && (conditionOf(tn)?.reason === 'SharingConflict' || ingressOf(vi)[0] !== victimIp);
+  }, 20_000);
+  await second.settle();
+  t.deepEqual(ingressOf(await svc('victim')), [victimIp], 'the victim keeps the address its status showed');
+  t.is(conditionOf(await svc('tenant'))?.reason, 'SharingConflict');
+});
+
 test.serial('a condition message longer than the API server takes (a 40 000-character address request) still reaches status', async (t) => {
   const { make, svc, serve } = await setup(t);
   await serve('garbage', '10.1.0.1', { annotations: { 'edgelb.io/loadBalancerIPs': 'x'.repeat(40_000) } });
