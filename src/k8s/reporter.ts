@@ -43,6 +43,20 @@ export function advertisedCondition(st: Pick<ReportedState, 'addresses' | 'ready
   return { status: 'True', reason: 'Advertised', message: `${st.ready.join(', ')} advertised by ${edges.length} edge(s): ${names}` };
 }
 
+/** Rejections in `st` not reported in `prev` (or with another reason or message), by reason, each list sorted by frontend. */
+export function newRejectionsByReason(st: Pick<ReportedState, 'rejected'>, prev: Pick<ReportedState, 'rejected'> | undefined): Map<string, FrontendRejection[]> {
+  const out = new Map<string, FrontendRejection[]>();
+  for (const [fk, r] of st.rejected) {
+    const before = prev?.rejected.get(fk)?.rejection;
+    if (before && before.reason === r.rejection.reason && before.message === r.rejection.message) continue;
+    const list = out.get(r.rejection.reason);
+    if (list) list.push(r.rejection);
+    else out.set(r.rejection.reason, [r.rejection]);
+  }
+  for (const list of out.values()) list.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return out;
+}
+
 export class ServiceReporter {
   constructor(
     private readonly events: EventRecorder,
@@ -51,12 +65,17 @@ export class ServiceReporter {
     private readonly edge: string,
   ) {}
 
-  /** Every edge: a Warning for each frontend it newly does not serve (or for a new reason). */
+  /**
+   * Every edge: a Warning for the frontends it newly does not serve (or for
+   * a new reason) — one per reason, naming the first frontend and counting
+   * the others. One per frontend let a Service with thousands of ports over
+   * the cap queue thousands of Events and fill the recorder's queue, whose
+   * overflow drops the other Services' Events.
+   */
   reportRejections(svc: V1Service, st: Pick<ReportedState, 'rejected'>, prev: Pick<ReportedState, 'rejected'> | undefined): void {
-    for (const [fk, r] of st.rejected) {
-      const before = prev?.rejected.get(fk)?.rejection;
-      if (before && before.reason === r.rejection.reason && before.message === r.rejection.message) continue;
-      this.events.record(svc, 'Warning', r.rejection.reason, `${r.rejection.message} (not served by edge ${this.edge})`);
+    for (const [reason, fresh] of newRejectionsByReason(st, prev)) {
+      const more = fresh.length > 1 ? ` (and ${fresh.length - 1} more frontend(s) for the same reason)` : '';
+      this.events.record(svc, 'Warning', reason, `${fresh[0]!.message}${more} (not served by edge ${this.edge})`);
     }
   }
 

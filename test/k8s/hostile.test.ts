@@ -107,6 +107,27 @@ test.serial('a condition message longer than the API server takes (a 40 000-char
   await waitFor('ranges: SourceRangeFamily in its condition', async () => conditionOf(await svc('ranges'))?.reason === 'SourceRangeFamily', 10_000);
 });
 
+test.serial('a Service with hundreds of ports over the cap gets a few Warning Events, not one per frontend', async (t) => {
+  const { ns, make, svc, events, createService, config } = await setup(t);
+  const ports = Array.from({ length: 400 }, (_, i) => 1000 + i);
+  // allocateLoadBalancerNodePorts: false — the node port range would not hold 400.
+  await createService('many', { ports }, { allocateLoadBalancerNodePorts: false });
+  await cluster.create(endpointSlice(ns, 'many', 'many-1', [{ ip: '10.1.0.1', node: 'n1' }], ports.slice(0, 100)));
+  await createService('fine');
+  await cluster.create(endpointSlice(ns, 'fine', 'fine-1', [{ ip: '10.1.0.2', node: 'n1' }]));
+  const capped = config();
+  capped.datapath = { ...capped.datapath, maxPortsPerService: 100 };
+  const c = make(new RecordingSink(), { config: capped });
+  await c.start();
+  await waitFor('rejected for its ports', async () => conditionOf(await svc('many'))?.reason === 'TooManyPorts', 20_000);
+  await waitFor('fine advertised', async () => conditionOf(await svc('fine'))?.status === 'True', 20_000);
+  await c.settle();
+  await waitFor('events written', () => c.status().eventsPending === 0, 20_000);
+  const warnings = (await events('many')).filter((e) => e.reason === 'TooManyPorts');
+  t.true(warnings.length >= 1 && warnings.length <= 2, `${warnings.length} TooManyPorts Events`);
+  t.regex(String(warnings[0]!.note), /400 TCP\/UDP ports/);
+});
+
 test('address sharing with tens of thousands of ports costs linear time, not quadratic (it runs on the event loop that renews the Lease)', (t) => {
   const a = new IpAllocator([{ name: 'p', cidrs: ['192.0.2.0/24'], namespaces: [], serviceSelector: {}, autoAssign: true }]);
   const req = (key: string, protocol: string): IpRequest => ({
