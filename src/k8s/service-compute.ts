@@ -7,6 +7,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { poolForAddress, type Assigned, type IpAllocator } from '../ipam/allocator.js';
 import { desiredForService, frontendKey, type DesiredConfig, type NodeAddresses, type Problem } from '../model/desired.js';
 import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor } from '../model/service.js';
+import { canonicalIp } from '../net/ip.js';
 import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
 import type { FrontendClaims } from './claims.js';
 import { FAILURE_REASONS } from './cluster-cache.js';
@@ -126,9 +127,13 @@ function addressesFromStatus(config: DesiredConfig, svc: V1Service, prev: SvcSta
   const ns = svc.metadata?.namespace ?? '';
   const labels = svc.metadata?.labels ?? {};
   const out: Assigned[] = [];
-  for (const ip of ingressAddresses(svc)) {
-    const p = poolForAddress(config.pools, ip, ns, labels);
-    if (p) out.push({ ip, pool: p.name });
+  for (const raw of ingressAddresses(svc)) {
+    // Canonical, as the allocating edge writes it: the API server keeps any
+    // spelling another writer used ("2001:DB8:0::5"), and a second spelling
+    // of one address was a second frontend and VIP, past the conflict check.
+    const ip = canonicalIp(raw);
+    const p = ip === null ? null : poolForAddress(config.pools, ip, ns, labels);
+    if (p && ip !== null && !out.some((a) => a.ip === ip)) out.push({ ip, pool: p.name });
   }
   if (out.length > 0 || !prev) return out;
   const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);

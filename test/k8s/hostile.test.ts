@@ -63,7 +63,7 @@ async function setup(t: ExecutionContext, pools: Pools = [{ cidrs: ['192.0.2.0/2
     await createService(name, { annotations: extra.annotations ?? {} }, extra.spec ?? {});
     await cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
   };
-  return { ns, cls, config, make, events, svc, createService, serve };
+  return { ns, cls, leaseName, config, make, events, svc, createService, serve };
 }
 
 test.serial('an address request edited in while no edge leads does not take an older Service\'s address from its status at the next leader', async (t) => {
@@ -126,6 +126,31 @@ test.serial('a Service with hundreds of ports over the cap gets a few Warning Ev
   const warnings = (await events('many')).filter((e) => e.reason === 'TooManyPorts');
   t.true(warnings.length >= 1 && warnings.length <= 2, `${warnings.length} TooManyPorts Events`);
   t.regex(String(warnings[0]!.note), /400 TCP\/UDP ports/);
+});
+
+test.serial('a follower reads one address spelled two ways in two Services\' status (written by someone else) as one frontend: one of them gets FrontendConflict, the sink one entry', async (t) => {
+  const { ns, leaseName, make, svc, serve } = await setup(t, [{ cidrs: ['2001:db8::/120'] }]);
+  // Another edge leads: this one follows status.
+  await cluster.create({
+    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { namespace: EDGELB_NAMESPACE, name: leaseName },
+    spec: { holderIdentity: 'edge-z', leaseDurationSeconds: 60, renewTime: new Date().toISOString().replace('Z', '000Z') },
+  });
+  await serve('a', '10.1.0.1');
+  await serve('b', '10.1.0.2');
+  await cluster.patchStatus('services', ns, 'a', { loadBalancer: { ingress: [{ ip: '2001:db8::5' }] } });
+  await cluster.patchStatus('services', ns, 'b', { loadBalancer: { ingress: [{ ip: '2001:DB8:0::5' }] } });
+  t.deepEqual(ingressOf(await svc('b')), ['2001:DB8:0::5'], 'the API server keeps the spelling');
+  const sink = new RecordingSink();
+  const c = make(sink);
+  await c.start();
+  await waitFor('a frontend programmed', () => sink.frontends.size > 0, 20_000);
+  await c.settle();
+  await sleep(300);
+  await c.settle();
+  t.deepEqual([...sink.frontends.keys()], ['[2001:db8::5]:80/TCP']);
+  // (Its endpoints are IPv4: no VIP is advertised, and none in another spelling.)
+  t.deepEqual(sink.vipCalls.flat().map((v) => v.address), []);
+  t.deepEqual(c.status().rejected, { FrontendConflict: 1 });
 });
 
 test('address sharing with tens of thousands of ports costs linear time, not quadratic (it runs on the event loop that renews the Lease)', (t) => {
