@@ -258,6 +258,11 @@ export class IpAllocator {
         if (auto.length === 0) {
           return { ok: false, reason: 'NoPool', message: 'no auto-assign pool admits this Service (namespace/selector)' };
         }
+        // Not exhaustion: no address of that family would ever free up (an
+        // IPv6 or dual-stack Service against IPv4-only pools).
+        if (fam !== null && !auto.some((p) => p.cidrs.some((c) => c.family === fam))) {
+          return { ok: false, reason: 'NoPool', message: `no free IPv${fam} address: no auto-assign pool admitting this Service has IPv${fam} addresses (pool(s) ${auto.map((p) => p.config.name).join(', ')})` };
+        }
         const what = fam === null ? 'address' : `IPv${fam} address`;
         return { ok: false, reason: 'PoolExhausted', message: `no free ${what} in pool(s) ${auto.map((p) => p.config.name).join(', ')}` };
       }

@@ -166,3 +166,12 @@ test('address sharing with tens of thousands of ports costs linear time, not qua
   t.deepEqual(r, { ok: true, addresses: [{ ip: '192.0.2.1', pool: 'p' }] });
   t.true(ms < 500, `${ms} ms for one assignment`);
 });
+
+test('an IPv6 or dual-stack Service against IPv4-only pools is told there is no pool of its family, not that the pool is exhausted', (t) => {
+  const a = new IpAllocator([{ name: 'v4only', cidrs: ['192.0.2.0/28'], namespaces: [], serviceSelector: {}, autoAssign: true }]);
+  const req = (key: string, families: (4 | 6)[]): IpRequest => ({ key, namespace: 'ns', labels: {}, requested: [], sharingKey: null, ports: [{ port: 80, protocol: 'TCP' }], families, current: [] });
+  for (const fams of [[6], [4, 6]] as (4 | 6)[][]) {
+    const r = a.assign(req(`ns/${fams.join('')}`, fams));
+    t.deepEqual(r, { ok: false, reason: 'NoPool', message: 'no free IPv6 address: no auto-assign pool admitting this Service has IPv6 addresses (pool(s) v4only)' });
+  }
+});
