@@ -93,6 +93,12 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 			goto unsteered;
 	}
 
+	/* An error is never answered with another (RFC 1122 3.2.2): one that
+	 * would not fit the tunnel is left to the stack, as in edge_steer6.h.
+	 * (edge_xmit_ipip would answer it with fragmentation-needed — from the
+	 * pod's address, the destination rewritten below.) */
+	if ((be->flags & BE_F_IPIP) && (__u32)p->ip_len + 20 > cfg->mtu)
+		goto unsteered;
 	if (edge_hop(ctx, xdp, cfg, 0) < 0)
 		return ACT_DROP;
 	data = edge_data(ctx, xdp);
