@@ -20,7 +20,8 @@
  * Defined behaviour for packets we cannot forward faithfully (never a
  * mis-forward):
  *   - IPv4 fragments (MF set or offset != 0) addressed to a VIP are dropped
- *     (counter DROP_FRAGMENT): a non-first fragment carries no ports, so it
+ *     (counter DROP_FRAGMENT), whatever follows their IPv4 header (a first
+ *     fragment too short for its L4 header too): a non-first fragment carries no ports, so it
  *     cannot be matched to a service or flow, and the first fragment is
  *     useless without the rest. Fragments to other addresses pass. VIP
  *     recognition uses a per-VIP marker entry {vip, 0, 0}; only fragments
@@ -98,10 +99,14 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	 * local sender): the packet is skb->len long, only the headers need
 	 * to be in the window (edge_tc pulled them in). */
 	pkt_len = xdp ? (__u32)((long)end - (long)data) : ((struct __sk_buff *)ctx)->len;
-	if (parse_packet_len(data, end, &p, pkt_len) != PARSE_OK)
+	if (parse_eth(data, end, &p) != PARSE_OK || parse_ipv4_len(data, end, &p, pkt_len) != PARSE_OK)
 		return ACT_PASS;
+	/* Fragments before the L4 header: a first fragment too short for it
+	 * (RFC 1858's tiny fragment) is still a fragment to the VIP. */
 	if (p.frag)
 		return edge_fragment(&p);
+	if (parse_l4(data, end, &p) != PARSE_OK)
+		return ACT_PASS;
 	if (p.l4_proto == IPPROTO_ICMP)
 		return edge_icmp_steer(ctx, xdp, &p, ifindex);
 	if (p.l4_proto != IPPROTO_TCP && p.l4_proto != IPPROTO_UDP)

@@ -2,9 +2,10 @@
 // forged ICMP errors, fragments, malformed headers. Each test names the
 // defect it pins down; exact verdicts, bytes and counters.
 import test from 'ava';
-import { TC_ACT_OK, XDP_DROP, XDP_PASS, XDP_TX } from '../../src/datapath/loader.js';
+import { TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS } from '../../src/datapath/loader.js';
 import { buildPacket, icmpFragNeeded, parsePacket, verifyIpv4Checksum, verifyL4Checksum } from '../lib/packets.js';
-import { CLIENT, VIP, backend, clientEth, openEdge, service, tcpPacket } from './edge-helpers.js';
+import { CLIENT, VIP, backend, clientEth, openEdge, service, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
+import { EDGE6, apply6, service6, tcp6 } from './edge6-helpers.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 
 function run(dp: EdgeDatapath, data: Buffer, hook: 'xdp' | 'tc' = 'xdp'): { retval: number; out: Buffer } {
@@ -44,4 +45,30 @@ test('an ICMP error about an IPIP flow too big to encapsulate is never answered 
   t.is(out.inner!.ip.dst, '10.244.1.1');
   t.true(verifyIpv4Checksum(out.ipBytes));
   t.true(verifyL4Checksum(out.inner!.ipBytes));
+});
+
+test('a first fragment to a VIP too short for its L4 header (RFC 1858 tiny fragment) or with a bogus TCP data offset is dropped like any fragment, never passed', (t) => {
+  const dp = openEdge(t);
+  dp.applyServices([service()]);
+  // MF, 8 bytes of TCP: the ports, nothing else (the rest would follow at offset 8).
+  const tiny = buildPacket({ eth: clientEth, ip: { src: CLIENT, dst: VIP, mf: true, protocol: 6 }, payload: Buffer.from([0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1]) });
+  // MF, a whole TCP header whose data offset is 0.
+  const doff0 = Buffer.from(buildPacket({ eth: clientEth, ip: { src: CLIENT, dst: VIP, mf: true }, tcp: { sport: 40000, dport: 80, flags: ACK } }));
+  doff0[14 + 20 + 12] = 0;
+  // MF, 4 bytes of UDP.
+  const udp4 = buildPacket({ eth: clientEth, ip: { src: CLIENT, dst: VIP, mf: true, protocol: 17 }, payload: Buffer.from([0x14, 0xe9, 0x00, 0x50]) });
+  for (const f of [tiny, doff0, udp4]) {
+    t.is(run(dp, f).retval, XDP_DROP, 'xdp');
+    t.is(run(dp, f, 'tc').retval, TC_ACT_SHOT, 'tc');
+  }
+  t.is(dp.counters().stats.drop_fragment, 6);
+  // Not a fragment: a truncated header still passes untouched (the stack discards it).
+  const cut = Buffer.from(tcpPacket({ flags: ACK }));
+  cut[14 + 20 + 12] = 0x30;
+  const r = run(dp, cut);
+  t.is(r.retval, XDP_PASS);
+  t.is(hex(r.out), hex(cut));
+  // The same tiny fragment to another address passes untouched.
+  const elsewhere = buildPacket({ eth: clientEth, ip: { src: CLIENT, dst: '203.0.113.77', mf: true, protocol: 6 }, payload: Buffer.alloc(8) });
+  t.is(hex(run(dp, elsewhere).out), hex(elsewhere));
 });
