@@ -47,6 +47,11 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 		return ACT_PASS;
 	if (edge_tagged(ctx, xdp, p) || p->ihl_bytes != 20)
 		return ACT_PASS;
+	/* The quoted header and the 8 L4 bytes RFC 792 guarantees must lie
+	 * within the packet, not in the frame's trailing bytes
+	 * (parse_icmp_inner only checks the window), as on the node. */
+	if (p->ip_len < 20 + sizeof(struct pkt_icmphdr) + 20 + 8)
+		return ACT_PASS;
 	if (parse_icmp_inner(data, end, p, &in) != PARSE_OK)
 		return ACT_PASS;
 	if (in.ihl_bytes != 20 || (in.l4_proto != IPPROTO_TCP && in.l4_proto != IPPROTO_UDP) ||

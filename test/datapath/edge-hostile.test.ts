@@ -72,3 +72,27 @@ test('a first fragment to a VIP too short for its L4 header (RFC 1858 tiny fragm
   const elsewhere = buildPacket({ eth: clientEth, ip: { src: CLIENT, dst: '203.0.113.77', mf: true, protocol: 6 }, payload: Buffer.alloc(8) });
   t.is(hex(run(dp, elsewhere).out), hex(elsewhere));
 });
+
+test('an ICMP error whose IP length ends before the quoted ports is not steered on bytes outside the packet (trailing frame bytes)', (t) => {
+  const dp = openEdge(t);
+  dp.applyServices([service()]);
+  const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true }, tcp: { sport: 80, dport: 47000, flags: ACK, seq: 1 } });
+  // The ICMP message is 8 + 20 bytes (the quoted IP header alone) by its IP
+  // length; the quoted ports lie in the frame's trailing bytes.
+  const quoteIp = reply.subarray(0, 20);
+  const short = buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: quoteIp, embedBytes: 20 }) });
+  t.is(short.length, 14 + 48);
+  const frame = Buffer.concat([short, reply.subarray(20, 28), Buffer.alloc(4)]);
+  for (const hook of ['xdp', 'tc'] as const) {
+    const r = run(dp, frame, hook);
+    t.is(r.retval, hook === 'xdp' ? XDP_PASS : TC_ACT_OK, hook);
+    t.is(hex(r.out), hex(frame), `${hook}: untouched`);
+  }
+  t.is(dp.counters().stats.icmp_steered, 0);
+  // With the ports inside the packet it is steered (its checksum stays right).
+  const whole = buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) });
+  const r = run(dp, whole);
+  t.is(parsePacket(r.out).ip.dst, '10.244.1.1');
+  t.true(verifyL4Checksum(r.out.subarray(14)));
+  t.is(dp.counters().stats.icmp_steered, 1);
+});
