@@ -54,12 +54,25 @@ static __always_inline int edge_src_allowed(const struct edge_svc *svc, __be32 s
 	return bpf_map_lookup_elem(&edge_src_ranges, &k) != 0;
 }
 
-/* Is saddr one of ours: the edge's address or any VIP (its marker entry)? */
+/* A source no single host sends from — "this network" 0/8, loopback
+ * 127/8, multicast 224/4, limited broadcast — the sources Linux itself
+ * treats as martian: a pod's kernel would drop a flow from one, and an ICMP
+ * error must not be sent to one (RFC 1812 4.3.2.7). */
+static __always_inline int edge_martian(__be32 saddr)
+{
+	__u32 a = bpf_ntohl(saddr), top = a >> 24;
+
+	return top == 0 || top == 127 || (top & 0xf0) == 0xe0 || a == 0xffffffff;
+}
+
+/* Is saddr one of ours (the edge's address or any VIP: its marker entry),
+ * or a martian? */
 static __always_inline int edge_bad_source(const struct edge_config *cfg, __be32 saddr)
 {
 	struct edge_svc_key k = { .vip = saddr };
 
-	return saddr == cfg->addr || bpf_map_lookup_elem(&edge_services, &k) != 0;
+	return saddr == cfg->addr || edge_martian(saddr) ||
+	       bpf_map_lookup_elem(&edge_services, &k) != 0;
 }
 
 static __always_inline struct edge_backend *edge_backend_get(__u32 id)

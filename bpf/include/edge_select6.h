@@ -15,11 +15,24 @@ static __always_inline int edge_src_allowed6(const struct edge_svc *svc, const s
 	return bpf_map_lookup_elem(&edge_src_ranges6, &k) != 0;
 }
 
-/* Is saddr one of ours: the edge's IPv6 address or any IPv6 VIP? */
+/* A source no single host sends from: multicast ff00::/8 (RFC 4291 2.7),
+ * unspecified ::, loopback ::1 — an ICMPv6 error must not be sent to one
+ * (RFC 4443 2.4 (e)). */
+static __always_inline int edge_martian6(const struct pkt_addr6 *a)
+{
+	if ((bpf_ntohl(a->w[0]) >> 24) == 0xff)
+		return 1;
+	return !(a->w[0] | a->w[1] | a->w[2]) && (a->w[3] == 0 || a->w[3] == bpf_htonl(1));
+}
+
+/* Is saddr one of ours (the edge's IPv6 address or any IPv6 VIP), or a
+ * martian? */
 static __always_inline int edge_bad_source6(const struct edge_config6 *cfg6, const struct pkt_addr6 *saddr)
 {
 	struct edge_svc6_key k = { .vip = *saddr };
 
+	if (edge_martian6(saddr))
+		return 1;
 	if (cfg6 && addr6_eq(&cfg6->addr, saddr))
 		return 1;
 	return bpf_map_lookup_elem(&edge_services6, &k) != 0;

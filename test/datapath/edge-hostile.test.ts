@@ -96,3 +96,43 @@ test('an ICMP error whose IP length ends before the quoted ports is not steered 
   t.true(verifyL4Checksum(r.out.subarray(14)));
   t.is(dp.counters().stats.icmp_steered, 1);
 });
+
+test('sources no single host sends from (0/8, 127/8, multicast, broadcast) open no flow and get no ICMP answer', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20003 } });
+  dp.applyServices([service(), service({ service: 'default/dns', frontend: { vip: VIP, port: 53, protocol: 'UDP' }, mode: 'snat' })]);
+  const martians = ['0.0.0.0', '0.1.2.3', '127.0.0.1', '224.0.0.1', '239.255.255.250', '255.255.255.255'];
+  for (const src of martians) {
+    t.is(run(dp, tcpPacket({ flags: { syn: true }, src })).retval, XDP_DROP, `SYN from ${src}`);
+    t.is(run(dp, tcpPacket({ flags: ACK, src })).retval, XDP_DROP, `ACK from ${src}`);
+    t.is(run(dp, udpPacket({ src, dport: 53 })).retval, XDP_DROP, `SNAT UDP from ${src}`);
+    // TTL 1: before, an ICMP time-exceeded went to the broadcast / multicast / zero address.
+    const spec = tcpSpec({ flags: { syn: true }, src });
+    t.is(run(dp, buildPacket({ ...spec, ip: { ...spec.ip, ttl: 1 } })).retval, XDP_DROP, `TTL 1 from ${src}`);
+    // An ICMP error from such a source is not steered either.
+    const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true }, tcp: { sport: 80, dport: 47000, flags: ACK } });
+    t.is(run(dp, buildPacket({ eth: clientEth, ip: { src, dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) })).retval, XDP_DROP, `ICMP from ${src}`);
+  }
+  t.like(dp.counters().stats, { drop_bad_source: martians.length * 5, ttl_exceeded: 0, icmp_steered: 0 });
+  t.is(dp.map('edge_ct').keys().length, 0);
+  t.is(dp.map('edge_snat_rev').keys().length, 0);
+  // Neighbours of those blocks are clients like any other.
+  for (const src of ['1.0.0.1', '126.255.255.254', '128.0.0.1', '223.255.255.254']) {
+    t.is(parsePacket(run(dp, tcpPacket({ flags: { syn: true }, src })).out).ip.dst, '10.244.1.1', src);
+  }
+});
+
+test('IPv6: sources no single host sends from (::, ::1, multicast) open no flow and get no ICMPv6 answer', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6 });
+  apply6(dp, service6());
+  const martians = ['::', '::1', 'ff02::1', 'ff0e::1234'];
+  for (const src of martians) {
+    for (const hook of ['xdp', 'tc'] as const) {
+      t.is(run(dp, tcp6({ src }), hook).retval, hook === 'xdp' ? XDP_DROP : TC_ACT_SHOT, `SYN from ${src} (${hook})`);
+      t.is(run(dp, tcp6({ src, hopLimit: 1 }), hook).retval, hook === 'xdp' ? XDP_DROP : TC_ACT_SHOT, `hop limit 1 from ${src} (${hook})`);
+    }
+  }
+  t.like(dp.counters().stats, { drop_bad_source: martians.length * 4, ttl_exceeded: 0 });
+  t.is(dp.map('edge_ct6').keys().length, 0);
+  // 2001:db8::ff00:1 and ::2 are unicast.
+  for (const src of ['2001:db8::ff00:1', '::2']) t.is(run(dp, tcp6({ src })).retval, XDP_PASS, src);
+});
