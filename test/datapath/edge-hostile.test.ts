@@ -4,7 +4,7 @@
 import test from 'ava';
 import { TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS } from '../../src/datapath/loader.js';
 import { buildPacket, icmpFragNeeded, parsePacket, verifyIpv4Checksum, verifyL4Checksum } from '../lib/packets.js';
-import { CLIENT, VIP, backend, clientEth, openEdge, service, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
+import { CLIENT, EDGE, EDGE_MAC, SEC, VIP, backend, clientEth, openEdge, service, setEdgeClock, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
 import { EDGE6, apply6, service6, tcp6 } from './edge6-helpers.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 
@@ -135,4 +135,63 @@ test('IPv6: sources no single host sends from (::, ::1, multicast) open no flow 
   t.is(dp.map('edge_ct6').keys().length, 0);
   // 2001:db8::ff00:1 and ::2 are unicast.
   for (const src of ['2001:db8::ff00:1', '::2']) t.is(run(dp, tcp6({ src })).retval, XDP_PASS, src);
+});
+
+// ---------------------------------------------------------------- known, not fixed
+// test.failing: each asserts the behaviour a hostile sender should meet and
+// currently fails (ava reports it as expected-to-fail; once the program is
+// fixed ava says so, and the test becomes a plain test).
+
+test.failing('SNAT: a blind RST forged with a client\'s tuple must not hand that idle connection\'s port to another client (the backend\'s next segment then reaches the other client)', (t) => {
+  // One port in the range makes the takeover deterministic; with a real
+  // range the attacker opens flows until one lands on it.
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20000 } });
+  dp.applyServices([service({ mode: 'snat' })]);
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const A = CLIENT;
+  const B = '198.51.100.66';
+  const beSeg = (flags: Parameters<typeof tcpPacket>[0]['flags'], payload = Buffer.alloc(0)): Buffer =>
+    buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: '10.244.1.1', dst: EDGE, df: true }, tcp: { sport: 8080, dport: 20000, flags, seq: 5000, ack: 1001, payload } });
+  // A's keep-alive connection: handshake, a request, the answer; then idle.
+  t.is(parsePacket(run(dp, tcpPacket({ flags: { syn: true }, src: A })).out).tcp!.sport, 20000);
+  t.is(parsePacket(run(dp, beSeg({ syn: true, ack: true })).out).ip.dst, A);
+  run(dp, tcpPacket({ flags: ACK, src: A, payload: Buffer.from('GET /poll') }));
+  // The attacker forges A's RST (any sequence number: the backend discards
+  // an out-of-window RST silently, and A's connection lives on).
+  run(dp, tcpPacket({ flags: { rst: true }, src: A }));
+  setEdgeClock(dp, t0 + 5n * SEC);
+  // B asks for a connection: the only port is A's.
+  const rb = run(dp, tcpPacket({ flags: { syn: true }, src: B, sport: 41000 }));
+  // The long-poll answer for A (today: to B, port 41000).
+  const answer = parsePacket(run(dp, beSeg(ACK, Buffer.from('secret for A'))).out);
+  t.log(`B's SYN: verdict ${rb.retval}; the backend's answer on A's connection went to ${answer.ip.dst}:${answer.tcp!.dport}`);
+  t.is(rb.retval, XDP_DROP, 'no port for B while A\'s connection lives');
+  t.is(answer.ip.dst, A, 'the backend\'s segment on A\'s connection goes to A, not to B');
+});
+
+test.failing('second chance: a blind SYN with a remembered flow\'s tuple must not forget its backends once the window has closed (the next segment of the live connection then goes to the wrong pod)', (t) => {
+  let now = 1000n * SEC;
+  const dp = openEdge(t, { clockNs: () => now, secondChanceSeconds: 60 });
+  setEdgeClock(dp, now);
+  const three = [backend(1), backend(2), backend(3)];
+  const four = [...three, backend(4)];
+  dp.applyServices([service({ backends: three })]);
+  const synTo = (sport: number): string => parsePacket(run(dp, tcpPacket({ flags: { syn: true }, sport })).out).ip.dst;
+  const before = new Map<number, string>();
+  for (let p = 49000; p < 49400; p++) before.set(p, synTo(p));
+  dp.applyServices([service({ backends: four })]);
+  const port = [...before.keys()].find((p) => synTo(p) !== before.get(p))!;
+  t.truthy(port, 'a slot moved');
+  // The connection (made before the change on another edge) arrives here: sent with its secondary, remembered.
+  const first = run(dp, tcpPacket({ flags: ACK, sport: port })).out;
+  t.is(parsePacket(first).ip.ihl, 40);
+  // The window closes; the flow keeps both backends (edge-second-chance.test.ts).
+  now += 3600n * SEC;
+  setEdgeClock(dp, now);
+  dp.expireSecondChance();
+  t.is(hex(run(dp, tcpPacket({ flags: ACK, sport: port })).out), hex(first));
+  // Someone forges a SYN with the client's tuple (the client sent none: its connection lives).
+  run(dp, tcpPacket({ flags: { syn: true }, sport: port }));
+  t.is(hex(run(dp, tcpPacket({ flags: ACK, sport: port })).out), hex(first), 'the live connection still reaches the pod that holds it');
 });
