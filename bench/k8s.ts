@@ -11,14 +11,18 @@
 //
 //   npm run bench:k8s [-- --services N --per-service M --round-size R]
 // (--round-size: Services computed per controller round, default ROUND_SIZE)
+// BENCH_SURVIVAL_PROFILE=file writes a sampling heap profile of the agent's
+// allocations that outlived a young-generation collection (DevTools format).
 import { fork } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { writeHeapSnapshot } from 'node:v8';
+import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { KubernetesController, ROUND_SIZE, type DesiredStateSink } from '../src/k8s/controller.js';
 import { silentLogger } from '../src/log/logger.js';
 import type { DesiredService, DesiredVip } from '../src/model/types.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { TestCluster, collectionPath, pool } from '../test/lib/kube.js';
 import { testConfig } from '../test/k8s/helpers.js';
 import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../src/lab/kube/rbac.js';
@@ -80,7 +84,26 @@ async function agent(kubeconfigPath: string, services: number, roundSize: number
   const base = testConfig([{ cidrs: POOL }], 10);
   const config = { ...base, kubernetes: { ...base.kubernetes, leaseNamespace: EDGELB_NAMESPACE } };
   const c = new KubernetesController({ config, kubeconfigPath, nodeName: 'bench-edge', logger: silentLogger(), sink, debounceMs: 20, roundSize });
+  // BENCH_SURVIVAL_PROFILE=file: a sampling heap profile of what survived the
+  // young generation (objects a scavenge freed are left out), from start to
+  // the end of the run — where the promoted bytes that grow V8's heap come from.
+  const survival = process.env.BENCH_SURVIVAL_PROFILE ? new Session() : null;
+  if (survival) {
+    survival.connect();
+    survival.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
+  }
   process.on('message', (m: { type: string }) => {
+    if (m.type === 'rss' && survival) {
+      // Two scavenges first: what is still in the young generation then is
+      // live, not the last second's garbage.
+      setFlagsFromString('--expose-gc');
+      const gcNow = runInNewContext('gc') as (o: { type: string }) => void;
+      gcNow({ type: 'minor' });
+      gcNow({ type: 'minor' });
+      survival.post('HeapProfiler.stopSampling', (err, r) => {
+        if (!err) writeFileSync(process.env.BENCH_SURVIVAL_PROFILE!, JSON.stringify(r.profile));
+      });
+    }
     if (m.type === 'rss') {
       const ru = process.resourceUsage();
       const g = (globalThis as { gc?: () => void }).gc;
