@@ -45,7 +45,7 @@ import { desiredVips, type Problem } from '../model/desired.js';
 import { creationMs, ingressAddresses, isOurs, restoreRequestFor, serviceKey } from '../model/service.js';
 import type { DesiredService, DesiredVip, FrontendRejection } from '../model/types.js';
 import { ClusterCache } from './cluster-cache.js';
-import { allocationOrder, computeService, readyAddresses, recordOutcome, statusReflects, toOffer, type Candidate, type ComputeContext, type Item, type SvcState } from './service-compute.js';
+import { allocationOrder, computeService, readyAddresses, recordOutcome, statusReflects, toOffer, waitsForRoom, type Candidate, type ComputeContext, type Item, type SvcState } from './service-compute.js';
 import { EventRecorder } from './events.js';
 import { RestClient } from './rest.js';
 import { loadKubeConfig, type KubeConfig } from './kubeconfig.js';
@@ -57,6 +57,7 @@ import { ServiceReporter } from './reporter.js';
 import { FrontendClaims } from './claims.js';
 import { freeSpace, moreRoom } from './sink.js';
 import { FirstPass } from './first-pass.js';
+import { DirtyQueue, type KeyOrder } from './dirty-queue.js';
 
 export type { DesiredStateSink } from './sink.js';
 export type { ControllerStatus, KubernetesControllerOptions } from './controller-types.js';
@@ -95,7 +96,16 @@ export class KubernetesController {
   private readonly state = new Map<string, SvcState>();
   private readonly claims = new FrontendClaims();
   private readonly unallocated = new Set<string>();
-  private readonly dirty = new Set<string>();
+  /**
+   * Services with a frontend the sink rejected for lack of space, offered
+   * again once it has more. Kept as they are committed: looking through
+   * every Service's rejections after every round (startup: 50 rounds over
+   * up to 10 000) was a large share of what the agent allocated.
+   */
+  private readonly waitingForRoom = new Set<string>();
+  private readonly dirty = new DirtyQueue();
+  /** The leader's order for the dirty Services (one function, so the queue keeps its sort between rounds). */
+  private readonly byAllocation: KeyOrder = (keys) => allocationOrder(keys, (k) => this.getService(k));
   /** The Services of the round under way (their state is not committed yet). */
   private computing: ReadonlySet<string> = new Set();
   /** Services known at the first sync and not computed since (null: not synced yet); removals wait for it to empty. */
@@ -411,12 +421,9 @@ export class KubernetesController {
   private async round(): Promise<void> {
     const leader = this.ipam !== null;
     if (leader && this.needRestore) this.restoreAllocations();
-    let keys = [...this.dirty];
-    if (leader) keys = allocationOrder(keys, (k) => this.getService(k));
     // Bounded rounds keep the transient memory of a big change (startup,
     // relist) small and let the first Services reach the sink early.
-    keys = keys.slice(0, this.o.roundSize ?? ROUND_SIZE);
-    for (const k of keys) this.dirty.delete(k);
+    const keys = this.dirty.take(this.o.roundSize ?? ROUND_SIZE, leader ? this.byAllocation : null);
     this.computing = new Set(keys);
     try {
       await this.computeRound(keys, leader);
@@ -509,11 +516,15 @@ export class KubernetesController {
     // lastVipCount and lastVipsDigest are always set together, so an
     // untouched set needs no new digest: serialising all 10 000 VIPs for
     // every round of status echoes was most of the agent's CPU at that scale.
+    // Nor during the first pass, which applies no VIPs (below) and sets no
+    // digest: every round of it had built and serialised the VIPs of all
+    // Services computed so far — 50 rounds of up to 10 000 at startup, the
+    // largest allocation in bench:k8s's heap profile.
     let vips: DesiredVip[] | null = null;
     let vipsDigest = this.lastVipsDigest;
     const vipsConfigStale = this.vipsConfigStale;
     const vipsConfig = this.config;
-    if (vipsTouched || vipsConfigStale) {
+    if (this.firstPass.done && (vipsTouched || vipsConfigStale)) {
       vips = this.vipsWith(next);
       vipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
     }
@@ -562,13 +573,18 @@ export class KubernetesController {
       if (this.claims.commit(k, prev?.entries.keys() ?? [], c ? new Set(c.st.entries.keys()) : null)) freed = true;
       if (c === null) this.state.delete(k);
       else this.state.set(k, c.st);
+      if (c !== null && waitsForRoom(c.st)) this.waitingForRoom.add(k);
+      else this.waitingForRoom.delete(k);
     }
     this.firstPass.computed(keys);
     // A Service that lost a frontend to another one gets it once freed.
     if (freed) for (const k of this.claims.waiting()) this.dirty.add(k);
     // Frontends rejected for lack of space are offered again once there is more.
     const now = this.space();
-    for (const [k, st] of this.state) for (const r of st.rejected.values()) if (r.free && moreRoom(r.free, now)) this.dirty.add(k);
+    for (const k of this.waitingForRoom) {
+      const st = this.state.get(k);
+      if (st) for (const r of st.rejected.values()) if (r.free && moreRoom(r.free, now)) this.dirty.add(k);
+    }
 
     for (const [key, c] of next) if (c) this.report(key, c, before.get(key));
   }

@@ -46,6 +46,13 @@ export function setRejected(st: SvcState, fk: string, r: RejectedEntry): void {
   (st.rejected as Map<string, RejectedEntry>).set(fk, r);
 }
 
+/** Whether a frontend of `st` was rejected for lack of space (it is offered again when the sink has more). */
+export function waitsForRoom(st: Pick<SvcState, 'rejected'>): boolean {
+  if (st.rejected.size === 0) return false;
+  for (const r of st.rejected.values()) if (r.free !== null) return true;
+  return false;
+}
+
 /** One frontend as computed this round. */
 export interface Item {
   ds: DesiredService;
