@@ -8,6 +8,7 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Connection, KubeConfig } from './kubeconfig.js';
+import { LineSplitter } from './line-splitter.js';
 
 export class ApiStatusError extends Error {
   constructor(
@@ -152,39 +153,30 @@ export class RestClient {
           return;
         }
         resolve({ abort });
-        let pending = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
+        const lines = new LineSplitter(MAX_WATCH_LINE);
+        res.on('data', (chunk: Buffer) => {
           if (finished) return;
-          pending += chunk;
-          // Only the new chunk can hold the line's end: no rescanning a long pending line per chunk.
-          if (chunk.indexOf('\n') < 0) {
-            if (pending.length > MAX_WATCH_LINE) {
-              req.destroy();
-              finish(new Error(`watch ${path}: a line longer than ${MAX_WATCH_LINE} characters`));
-            }
-            return;
-          }
-          let nl: number;
-          while ((nl = pending.indexOf('\n')) >= 0) {
-            const line = pending.slice(0, nl);
-            pending = pending.slice(nl + 1);
-            if (line.trim() === '') continue;
+          const r = lines.push(chunk, (line) => {
+            if (line.trim() === '') return true;
             let ev: unknown;
             try {
               ev = JSON.parse(line);
             } catch {
               req.destroy();
               finish(new Error(`watch ${path}: a line that is not JSON (${line.slice(0, 80)})`));
-              return;
+              return false;
             }
             onEvent(ev);
-            if (finished) return;
+            return !finished;
+          });
+          if (r === 'too-long') {
+            req.destroy();
+            finish(new Error(`watch ${path}: a line longer than ${MAX_WATCH_LINE} bytes`));
           }
         });
         res.on('error', (e) => finish(e));
         res.on('aborted', () => finish(new Error(`watch ${path}: connection lost`)));
-        res.on('end', () => finish(pending.trim() === '' ? null : new Error(`watch ${path}: the stream ended inside a line`)));
+        res.on('end', () => finish(lines.unfinished() ? new Error(`watch ${path}: the stream ended inside a line`) : null));
         res.on('close', () => finish(res.complete ? null : new Error(`watch ${path}: connection lost`)));
       });
       req.end();

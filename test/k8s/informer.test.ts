@@ -204,7 +204,7 @@ test('a watch stream that never ends its line is cut at 16 MiB and relisted, not
   try {
     await inf.start();
     await until('a relist after the cut', () => lists >= 2 && watches >= 2, 10_000);
-    t.true(warnings.some((w) => /a line longer than 16777216 characters/.test(w)), warnings.join('; '));
+    t.true(warnings.some((w) => /a line longer than 16777216 bytes/.test(w)), warnings.join('; '));
     t.deepEqual(inf.list().map((o) => o.metadata.name), ['a']);
   } finally {
     await inf.stop();
