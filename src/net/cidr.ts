@@ -12,6 +12,8 @@ export interface Cidr {
   prefix: number;
   /** Number of addresses in the block. */
   size: bigint;
+  /** base + size, kept: cidrContains runs per endpoint and node address, and BigInt arithmetic allocates. */
+  end: bigint;
   /** Canonical text, e.g. "10.0.0.0/24", "2001:db8::/64". */
   text: string;
 }
@@ -37,7 +39,8 @@ export function checkCidr(s: unknown, rules: CidrRules = {}): Cidr | string {
   const hostBits = BigInt(bits - prefix);
   const base = (value >> hostBits) << hostBits;
   if (base !== value && !rules.clearHostBits) return `host bits are set (did you mean ${bigIntToIp(base, family)}/${prefix}?)`;
-  return { family, base, prefix, size: 1n << hostBits, text: `${bigIntToIp(base, family)}/${prefix}` };
+  const size = 1n << hostBits;
+  return { family, base, prefix, size, end: base + size, text: `${bigIntToIp(base, family)}/${prefix}` };
 }
 
 /** checkCidr(), throwing `CIDR "TEXT": reason` when it is not one. */
@@ -48,7 +51,7 @@ export function parseCidr(text: string, rules: CidrRules = {}): Cidr {
 }
 
 export function cidrContains(c: Cidr, family: Family, value: bigint): boolean {
-  return c.family === family && value >= c.base && value < c.base + c.size;
+  return c.family === family && value >= c.base && value < c.end;
 }
 
 export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
