@@ -12,7 +12,8 @@
 //   npm run bench:k8s [-- --services N --per-service M --round-size R]
 // (--round-size: Services computed per controller round, default ROUND_SIZE)
 // BENCH_SURVIVAL_PROFILE=file writes a sampling heap profile of the agent's
-// allocations that outlived a young-generation collection (DevTools format).
+// allocations that outlived a young-generation collection (DevTools format);
+// with BENCH_PROFILE_ALL=1, of every allocation (what makes it collect).
 import { fork } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
@@ -90,7 +91,7 @@ async function agent(kubeconfigPath: string, services: number, roundSize: number
   const survival = process.env.BENCH_SURVIVAL_PROFILE ? new Session() : null;
   if (survival) {
     survival.connect();
-    survival.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
+    survival.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: process.env.BENCH_PROFILE_ALL === '1' });
   }
   process.on('message', (m: { type: string }) => {
     if (m.type === 'rss' && survival) {
