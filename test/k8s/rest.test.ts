@@ -77,3 +77,31 @@ test('a settled request does not keep its response alive (a keep-alive socket ho
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('requests verified against a CA share one keep-alive connection (the pool is named by the TLS identity digest, not by the PEM text per request)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-rest-'));
+  const pki = await makePki(dir, ['127.0.0.1'], []);
+  let connections = 0;
+  const server = createServer({ cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) }, (_req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end('{"ok":true}');
+  });
+  server.on('secureConnection', () => connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const ca = readFileSync(pki.caCert).toString('base64');
+  const kc = KubeConfig.fromYaml(kubeconfigYaml(`https://127.0.0.1:${port}`, `{ certificate-authority-data: "${ca}" }`));
+  const rest = new RestClient(kc);
+  try {
+    for (let i = 0; i < 20; i++) t.deepEqual(await rest.get('/api/v1/things'), { ok: true });
+    await Promise.all(Array.from({ length: 10 }, () => rest.send('PATCH', '/api/v1/x', { a: 1 }, 'application/merge-patch+json', true)));
+    t.true(connections >= 1 && connections <= 10, `connections: ${connections}`);
+    const before = connections;
+    for (let i = 0; i < 20; i++) await rest.get('/api/v1/things');
+    t.is(connections, before, 'sequential requests reuse the pooled connections');
+  } finally {
+    rest.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
