@@ -6,7 +6,7 @@
 // carrying the other controllers' conditions over unchanged.
 import type { V1Condition, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
-import { CONDITION_ADVERTISED, ingressAddresses } from '../model/service.js';
+import { CONDITION_ADVERTISED } from '../model/service.js';
 import { httpStatus } from './lease.js';
 import { nsPath, reportPermissionProblem, type RestClient } from './rest.js';
 
@@ -37,8 +37,11 @@ export function ourCondition(svc: V1Service): V1Condition | undefined {
 
 /** Whether `svc`'s status already says what `d` says. */
 export function statusMatches(svc: V1Service, d: DesiredStatus): boolean {
-  const have = ingressAddresses(svc);
-  if (have.length !== d.ingress.length || have.some((ip, i) => ip !== d.ingress[i])) return false;
+  // Entry by entry, not just the addresses: an entry another writer left (a
+  // hostname, alone or beside an address) is not ours, and only a write
+  // (the merge patch replaces the list) takes it away.
+  const have = svc.status?.loadBalancer?.ingress ?? [];
+  if (have.length !== d.ingress.length || have.some((e, i) => e.ip !== d.ingress[i] || (e.hostname ?? '') !== '')) return false;
   const c = ourCondition(svc);
   if (d.condition === null) return c === undefined;
   return c !== undefined && c.status === d.condition.status && c.reason === d.condition.reason && c.message === d.condition.message;

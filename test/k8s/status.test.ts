@@ -36,3 +36,13 @@ test('statusMatches compares addresses and our condition only', (t) => {
   const p = statusPatch(svc([other, ours], ['192.0.2.1']), { ingress: [], condition: null }, new Date()) as { status: { conditions: unknown[] } };
   t.deepEqual(p.status.conditions, [other]);
 });
+
+test('statusMatches: an ingress entry another writer left (a hostname, alone or beside our address) is not ours — the write that replaces the list is due', (t) => {
+  const ours = { type: 'edgelb.io/Advertised', ...desired.condition, lastTransitionTime: '2026-11-01T00:00:00Z' };
+  const withIngress = (ingress: unknown[]): V1Service => ({ ...svc([ours], []), status: { loadBalancer: { ingress: ingress as never }, conditions: [ours] as never } });
+  t.true(statusMatches(withIngress([{ ip: '192.0.2.1', ipMode: 'VIP' }]), desired), 'the API server adds ipMode to our entry');
+  t.false(statusMatches(withIngress([{ ip: '192.0.2.1' }, { hostname: 'lb.example.com' }]), desired));
+  t.false(statusMatches(withIngress([{ hostname: 'lb.example.com' }, { ip: '192.0.2.1' }]), desired));
+  t.false(statusMatches(withIngress([{ ip: '192.0.2.1', hostname: 'lb.example.com' }]), desired));
+  t.false(statusMatches(withIngress([{ hostname: 'lb.example.com' }]), { ingress: [], condition: { ...desired.condition! } }));
+});
