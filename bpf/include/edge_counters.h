@@ -34,6 +34,8 @@ enum edge_stat {
 	EV_TTL_EXCEEDED,      /* TTL ran out here: ICMP time-exceeded sent to the client */
 	DROP_UNSUPPORTED6,    /* IPv6 to a service the IPv6 path cannot serve: IP6IP6 or
 			       * SNAT without an edge IPv6 address */
+	EV_SNAT_RST_IGNORED,  /* a RST on a SNAT flow without the sequence number its receiver
+			       * expects (blind, or stale): not the flow's end (edge_snat.h) */
 	EDGE_STAT_MAX,
 };
 

@@ -116,13 +116,21 @@ struct edge_snat_key {
 /* edge_snat_val.flags: how the SNAT flow went (the edge sees both sides). */
 #define SNAT_F_FIN_CLIENT 0x1
 #define SNAT_F_FIN_BACKEND 0x2
-#define SNAT_F_RST 0x4 /* a RST from either side, and nothing since */
+#define SNAT_F_RST 0x4 /* an acceptable RST from either side, and nothing since */
+#define SNAT_F_SEQ_CLIENT 0x8  /* seq_client is known: the backend has acknowledged */
+#define SNAT_F_SEQ_BACKEND 0x10 /* seq_backend is known: the client has acknowledged */
 
-/* How a SNAT flow goes (edge_snat.h), the same in both families' values. */
+/* How a SNAT flow goes (edge_snat.h), the same in both families' values.
+ * The sequence numbers let the edge judge a RST as its receiver does
+ * (RFC 5961 §3.2): a RST ends the flow only if it carries exactly the
+ * receiver's RCV.NXT, which the receiver's own ACKs tell. seq_backend keeps
+ * 24 bits so the value stays 32 (IPv6: 56) bytes — the size the hash map
+ * rounds the old 28 (52) to: no memory more. */
 struct edge_snat_life {
 	__u32 last;  /* edge clock >> 30 (≈ 1.07 s units) of the flow's last packet */
 	__u8 flags;  /* SNAT_F_* */
-	__u8 pad[3];
+	__u8 seq_backend[3]; /* low 24 bits, little-endian: the sequence number a backend RST must carry */
+	__u32 seq_client;    /* host order: the sequence number a client RST must carry */
 };
 
 struct edge_snat_val {

@@ -15,10 +15,14 @@
  * whose flow is over (below).
  *
  * Ports come back when their flow is over: both FINs seen (one from each
- * side) or a RST, and then SNAT_HOLD_CLOSED / SNAT_HOLD_RST units without a
- * packet (the backend may hold TIME_WAIT for the old edge:port tuple, and a
- * reused port must not land in it), or no packet for the idle time (TCP
- * SNAT_IDLE_TCP, UDP SNAT_IDLE_UDP). A port is taken over lazily, by the
+ * side) or an acceptable RST, and then SNAT_HOLD_CLOSED / SNAT_HOLD_RST units
+ * without a packet (the backend may hold TIME_WAIT for the old edge:port
+ * tuple, and a reused port must not land in it), or no packet for the idle
+ * time (TCP SNAT_IDLE_TCP, UDP SNAT_IDLE_UDP). The edge sees both sides of
+ * a SNAT flow, so it judges a RST as its receiver does (snat_rst_ok): a
+ * blind RST with a client's tuple would otherwise free an idle keep-alive
+ * connection's port, and the backend's next segment on it would go to the
+ * client that got the port next. A port is taken over lazily, by the
  * allocation that finds it so; the reverse map's LRU still bounds memory.
  * Two CPUs reclaiming the same port in the same instant can both win; the
  * loser's next packet finds the port gone and allocates another (the same
@@ -64,19 +68,121 @@ static __always_inline int snat_over(const struct edge_snat_life *l, __u8 proto,
 	return quiet >= (proto == IPPROTO_TCP ? SNAT_IDLE_TCP : SNAT_IDLE_UDP);
 }
 
-/* A packet of the flow, from the client (fin = SNAT_F_FIN_CLIENT) or the
- * backend: FIN/RST move it towards its end, anything else proves it alive. */
-static __always_inline void snat_seen(struct edge_snat_life *l, __u8 proto, __u8 tcp_flags, __u8 fin,
-				      __u32 now)
+/* What a TCP segment says about its connection's sequence space (host
+ * order); all zero for UDP. */
+struct snat_seg {
+	__u32 seq;
+	__u32 ack;
+	__u32 next;  /* seq + the sequence space the segment takes: payload, SYN, FIN */
+	__u8 flags;  /* PKT_TCP_* */
+};
+
+/* Read it from the TCP header at data + off, `l4_len` bytes of segment
+ * (the caller has checked the data offset against it). */
+static __always_inline void snat_seg_read(struct snat_seg *s, void *data, void *end, const __u32 off,
+					  __u32 l4_len, __u8 proto, __u8 tcp_flags)
+{
+	struct tcphdr *th = data + off;
+
+	s->flags = tcp_flags;
+	if (proto != IPPROTO_TCP || (void *)(th + 1) > end)
+		return;
+	s->seq = bpf_ntohl(th->seq);
+	s->ack = bpf_ntohl(th->ack_seq);
+	s->next = s->seq + l4_len - (__u32)th->doff * 4 + !!(tcp_flags & PKT_TCP_SYN) +
+		  !!(tcp_flags & PKT_TCP_FIN);
+}
+
+static __always_inline __u32 snat_seq_backend(const struct edge_snat_life *l)
+{
+	return l->seq_backend[0] | (__u32)l->seq_backend[1] << 8 | (__u32)l->seq_backend[2] << 16;
+}
+
+static __always_inline void snat_set_seq_backend(struct edge_snat_life *l, __u32 seq)
+{
+	l->seq_backend[0] = (__u8)seq;
+	l->seq_backend[1] = (__u8)(seq >> 8);
+	l->seq_backend[2] = (__u8)(seq >> 16);
+}
+
+/* May this RST end the flow? As its receiver judges it (RFC 5961 §3.2):
+ * only with exactly the sequence number the receiver expects next. A blind
+ * RST from someone else (any number: the receiver discards it, or answers
+ * with a challenge ACK, and the connection lives on) must not free the
+ * flow's port, or the backend's next segment on that connection would
+ * reach whichever client gets the port after the hold. Until the receiver
+ * has acknowledged anything (a half-open flow: no backend answer yet, or —
+ * for a backend RST — no client ACK yet, e.g. a refused connection) any
+ * RST counts: ending it cuts no established connection. Client RSTs are
+ * checked on 32 bits; backend RSTs on 24 (a forger from the backend's side
+ * needs ≈ 2^24 tries per flow), which keeps the value size. */
+static __always_inline int snat_rst_ok(const struct edge_snat_life *l, const struct snat_seg *s,
+				       const int backend)
+{
+	if (backend)
+		return !(l->flags & SNAT_F_SEQ_BACKEND) || (s->seq & 0xffffff) == snat_seq_backend(l);
+	return !(l->flags & SNAT_F_SEQ_CLIENT) || s->seq == l->seq_client;
+}
+
+/* Learn, from a segment that is not a RST, what the next RST of each side
+ * must carry: the other side's RCV.NXT is the ACK number this segment
+ * carries (a SYN-ACK sets it, later ACKs only move it forward, so a late
+ * duplicate does not move it back); this side's own in-order data moves
+ * it too (a client that sends and resets before the backend acknowledged
+ * carries the sequence number after its data) — only from the value the
+ * edge already holds, so a blind forger cannot move it. A client's SYN
+ * starts a new connection on the tuple: the backend's sequence is unknown
+ * until the client acknowledges it. Trust: the client's side is checked
+ * against the backend's ACKs (as trustworthy as the backend network, whose
+ * replies the edge already delivers), the backend's side against the
+ * client's ACKs; forging both sides of a flow is beyond this check. */
+static __always_inline __u8 snat_track(struct edge_snat_life *l, const struct snat_seg *s,
+				       const int backend, __u8 flags)
+{
+	if (backend) {
+		if ((s->flags & PKT_TCP_ACK) &&
+		    (!(flags & SNAT_F_SEQ_CLIENT) || (s->flags & PKT_TCP_SYN) ||
+		     (__s32)(s->ack - l->seq_client) > 0)) {
+			l->seq_client = s->ack;
+			flags |= SNAT_F_SEQ_CLIENT;
+		}
+		if ((flags & SNAT_F_SEQ_BACKEND) && (s->seq & 0xffffff) == snat_seq_backend(l))
+			snat_set_seq_backend(l, s->next);
+		return flags;
+	}
+	if ((s->flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN) {
+		flags &= ~SNAT_F_SEQ_BACKEND;
+	} else if ((s->flags & PKT_TCP_ACK) &&
+		   (!(flags & SNAT_F_SEQ_BACKEND) || (__s32)((s->ack - snat_seq_backend(l)) << 8) > 0)) {
+		snat_set_seq_backend(l, s->ack);
+		flags |= SNAT_F_SEQ_BACKEND;
+	}
+	if ((flags & SNAT_F_SEQ_CLIENT) && s->seq == l->seq_client)
+		l->seq_client = s->next;
+	return flags;
+}
+
+/* A packet of the flow, from the client (backend = 0) or the backend:
+ * FIN/RST move it towards its end, anything else proves it alive. A RST
+ * its receiver would not accept (snat_rst_ok) is as if it never came. */
+static __always_inline void snat_seen(struct edge_snat_life *l, __u8 proto, const struct snat_seg *s,
+				      const int backend, __u32 now)
 {
 	__u8 flags = l->flags;
 
-	if (proto == IPPROTO_TCP && (tcp_flags & PKT_TCP_RST))
+	if (proto == IPPROTO_TCP && (s->flags & PKT_TCP_RST)) {
+		if (!snat_rst_ok(l, s, backend)) {
+			edge_count(EV_SNAT_RST_IGNORED);
+			return;
+		}
 		flags |= SNAT_F_RST;
-	else if (proto == IPPROTO_TCP && (tcp_flags & PKT_TCP_FIN))
-		flags = (flags & ~SNAT_F_RST) | fin;
-	else
+	} else if (proto == IPPROTO_TCP) {
+		flags = snat_track(l, s, backend, flags) & ~SNAT_F_RST;
+		if (s->flags & PKT_TCP_FIN)
+			flags |= backend ? SNAT_F_FIN_BACKEND : SNAT_F_FIN_CLIENT;
+	} else {
 		flags &= ~SNAT_F_RST;
+	}
 	if (flags != l->flags)
 		l->flags = flags;
 	if (l->last != now)
@@ -118,8 +224,8 @@ static __always_inline __be16 snat_probe(void *map, void *k, __be16 *kport, cons
 
 /* Find (or re-establish) the edge port for this flow. */
 static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, const struct pkt *p,
-					     const struct edge_backend *be, __u32 svc_id,
-					     __be16 have, __u32 hash, __u32 ifindex)
+					     const struct snat_seg *seg, const struct edge_backend *be,
+					     __u32 svc_id, __be16 have, __u32 hash, __u32 ifindex)
 {
 	struct edge_snat_key k = {
 		.backend_ip = be->ip, .backend_port = be->port, .proto = p->l4_proto,
@@ -136,7 +242,7 @@ static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, cons
 		cur = bpf_map_lookup_elem(&edge_snat_rev, &k);
 		if (cur && cur->client_ip == v.client_ip && cur->client_port == v.client_port &&
 		    cur->vip == v.vip && cur->vport == v.vport) {
-			snat_seen(&cur->life, p->l4_proto, p->tcp_flags, SNAT_F_FIN_CLIENT, now);
+			snat_seen(&cur->life, p->l4_proto, seg, 0, now);
 			return have;
 		}
 		/* Evicted (or taken over): try to take it back, else allocate. */
@@ -169,8 +275,12 @@ static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct
 					  const struct edge_backend *be, __u32 be_id, __u32 svc_id,
 					  __be16 have, __u32 hash, __u32 *ifindex)
 {
-	__be16 port = edge_snat_port(cfg, p, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
+	struct snat_seg seg = {};
+	__be16 port;
 
+	snat_seg_read(&seg, edge_data(ctx, xdp), edge_data_end(ctx, xdp), EDGE_L4_OFF,
+		      p->ip_len - p->ihl_bytes, p->l4_proto, p->tcp_flags);
+	port = edge_snat_port(cfg, p, &seg, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
 	if (!edge_snat_keep_port(&edge_ct, ck, be_id, port, have))
 		return ACT_DROP;
 	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, cfg->addr, port, be->ip, be->port) < 0)
@@ -188,6 +298,7 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 		.proto = p->l4_proto,
 	};
 	struct edge_snat_val *v;
+	struct snat_seg seg = {};
 	__u16 port = bpf_ntohs(p->dport);
 	__be32 client, vip;
 	__be16 cport, vport;
@@ -212,7 +323,8 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 		edge_count(DROP_SNAT_IFACE);
 		return ACT_DROP;
 	}
-	snat_seen(&v->life, p->l4_proto, p->tcp_flags, SNAT_F_FIN_BACKEND, snat_now(cfg));
+	snat_seg_read(&seg, data, end, EDGE_L4_OFF, p->ip_len - p->ihl_bytes, p->l4_proto, p->tcp_flags);
+	snat_seen(&v->life, p->l4_proto, &seg, 1, snat_now(cfg));
 	if (edge_hop(ctx, xdp, cfg, 0) < 0)
 		return ACT_DROP;
 	client = v->client_ip;

@@ -15,7 +15,9 @@
  * insert limit does not apply: a forgotten flow would get another source
  * port); edge_snat_rev6 is keyed by what the reply carries {backend ip,
  * backend port, edge port, proto}. Lifetime as IPv4: both FINs (one from
- * each side) or a RST, then a hold, or idle — then the port is taken over
+ * each side) or a RST with the sequence number its receiver expects
+ * (snat_rst_ok; a blind one is ignored), then a hold, or idle — then the
+ * port is taken over
  * by the next allocation that finds it so. A reply is translated only when
  * its key names a live flow and it arrives on the interface its flow came
  * in on; anything else addressed to the edge passes untouched.
@@ -133,7 +135,7 @@ static __always_inline int edge6_rewrite(void *ctx, const int xdp, __u8 proto,
 
 /* Find (or re-establish) the edge port for this flow (edge_snat_port). */
 static __always_inline __be16 edge6_snat_port(const struct edge_config *cfg, const struct edge6_pkt *p,
-					      const struct edge_backend6 *be, __u32 svc_id,
+					      const struct snat_seg *seg, const struct edge_backend6 *be, __u32 svc_id,
 					      __be16 have, __u32 hash, __u32 ifindex)
 {
 	struct edge_snat6_key k = {
@@ -151,7 +153,7 @@ static __always_inline __be16 edge6_snat_port(const struct edge_config *cfg, con
 		cur = bpf_map_lookup_elem(&edge_snat_rev6, &k);
 		if (cur && addr6_eq(&cur->client_ip, &v.client_ip) && cur->client_port == v.client_port &&
 		    addr6_eq(&cur->vip, &v.vip) && cur->vport == v.vport) {
-			snat_seen(&cur->life, p->t.proto, p->tcp_flags, SNAT_F_FIN_CLIENT, now);
+			snat_seen(&cur->life, p->t.proto, seg, 0, now);
 			return have;
 		}
 		/* Evicted (or taken over): try to take it back, else allocate. */
@@ -171,8 +173,13 @@ static __always_inline int edge6_xmit_snat(void *ctx, const int xdp, const struc
 					   const struct edge_backend6 *be, __u32 be_id, __u32 svc_id,
 					   __be16 have, __u32 hash, __u32 *ifindex)
 {
-	__be16 port = edge6_snat_port(cfg, p, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
+	struct snat_seg seg = {};
+	__be16 port;
 
+	ctx = edge6_ctx_fresh(ctx);
+	snat_seg_read(&seg, edge_data(ctx, xdp), edge_data_end(ctx, xdp), EDGE6_L4_OFF, p->plen,
+		      p->t.proto, p->tcp_flags);
+	port = edge6_snat_port(cfg, p, &seg, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
 	if (!edge_snat_keep_port(&edge_ct6, &p->t, be_id, port, have))
 		return ACT_DROP;
 	if (edge6_rewrite(ctx, xdp, p->t.proto, &cfg6->addr, port, &be->ip, be->port) < 0)
@@ -194,6 +201,7 @@ static __always_inline int edge6_snat_reverse(void *ctx, const int xdp, const st
 	struct edge_config *cfg;
 	struct edge_config6 *cfg6;
 	struct edge_snat6_val *v;
+	struct snat_seg seg = {};
 	struct pkt_addr6 client, vip;
 	__u16 port = bpf_ntohs(p->t.dport);
 	__be16 cport, vport;
@@ -235,7 +243,8 @@ static __always_inline int edge6_snat_reverse(void *ctx, const int xdp, const st
 		edge_count(DROP_SNAT_IFACE);
 		return ACT_DROP;
 	}
-	snat_seen(&v->life, p->t.proto, p->tcp_flags, SNAT_F_FIN_BACKEND, snat_now(cfg));
+	snat_seg_read(&seg, data, end, EDGE6_L4_OFF, plen, p->t.proto, p->tcp_flags);
+	snat_seen(&v->life, p->t.proto, &seg, 1, snat_now(cfg));
 	/* A routing hop; a reply out of hops is dropped (no error about it). */
 	if (ip6->hop_limit <= 1) {
 		edge_count(DROP_TTL);

@@ -88,6 +88,7 @@ export const EDGE_STAT_NAMES = [
   'drop_ttl',
   'ttl_exceeded',
   'drop_unsupported6',
+  'snat_rst_ignored',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 
@@ -254,10 +255,13 @@ export const EDGE_CONFIG_SIZE = 48;
 /**
  * edge_snat_rev (struct edge_snat_key / edge_snat_val): only the program
  * reads and writes it, but an object built from older headers (value 16
- * bytes before the reclaim and interface fields) must be refused at open.
+ * bytes before the reclaim and interface fields, 28 before the RST sequence
+ * numbers of struct edge_snat_life) must be refused at open. (A pinned map
+ * of the old size is replaced by an empty one at the upgrade's restart,
+ * pinned-maps.ts: a flow's next client packet takes its port back.)
  */
 export const SNAT_KEY_SIZE = 12;
-export const SNAT_VALUE_SIZE = 28;
+export const SNAT_VALUE_SIZE = 32;
 
 function macBytes(mac: string, what: string): Buffer {
   const parts = mac.split(':');
@@ -374,7 +378,7 @@ export const EDGE_CONFIG6_SIZE = 16;
 
 /** edge_snat_rev6 (struct edge_snat6_key / edge_snat6_val): program-only, like edge_snat_rev; checked at open. */
 export const SNAT6_KEY_SIZE = 24;
-export const SNAT6_VALUE_SIZE = 52;
+export const SNAT6_VALUE_SIZE = 56;
 
 /** struct edge_config6: the edge's IPv6 address (IP6IP6 outer source); null = none (:: — IP6IP6 backends are then dropped). */
 export function encodeConfig6(addr: string | null): Buffer {

@@ -96,6 +96,9 @@ export interface TcpOpts {
   options?: Buffer;
   id?: number;
   tos?: number;
+  /** Sequence number (default 1000) and ACK number (default 2000 with ACK, else 0). */
+  seq?: number;
+  ack?: number;
 }
 
 export function tcpPacket(o: TcpOpts): Buffer {
@@ -109,8 +112,8 @@ export function tcpSpec(o: TcpOpts): PacketSpec {
     tcp: {
       sport: o.sport ?? 40000,
       dport: o.dport ?? 80,
-      seq: 1000,
-      ack: o.flags?.ack ? 2000 : 0,
+      seq: o.seq ?? 1000,
+      ack: o.ack ?? (o.flags?.ack ? 2000 : 0),
       flags: o.flags ?? { syn: true },
       ...(o.flags?.syn ? { options: Buffer.from([2, 4, 0x05, 0xb4]) } : {}),
       payload: o.payload ?? Buffer.alloc(0),

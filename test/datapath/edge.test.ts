@@ -704,8 +704,8 @@ test('session affinity expires after its timeout', async (t) => {
 // ---------------------------------------------------------------- SNAT ports (issue 13.4)
 
 /** A backend's reply to the edge's SNAT port. */
-function snatReply(port: number, flags: Parameters<typeof tcpPacket>[0]['flags'], be = '10.244.1.1'): Buffer {
-  return buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE, df: true }, tcp: { sport: 8080, dport: port, flags: flags ?? ACK } });
+function snatReply(port: number, flags: Parameters<typeof tcpPacket>[0]['flags'], be = '10.244.1.1', seq = 0, ack = 0): Buffer {
+  return buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE, df: true }, tcp: { sport: 8080, dport: port, flags: flags ?? ACK, seq, ack } });
 }
 
 test('SNAT capacity: one backend holds at most the port range in live flows; beyond it new flows are dropped and counted', (t) => {
@@ -730,7 +730,7 @@ test('SNAT capacity: one backend holds at most the port range in live flows; bey
   t.true(drops >= n - 12_768, `${drops} dropped`);
 });
 
-test('SNAT ports are reclaimed once a flow has ended (both FINs or a RST, then a hold) or idled out; live flows keep theirs', (t) => {
+test('SNAT ports are reclaimed once a flow has ended (both FINs or a RST with the sequence number its receiver expects, then a hold) or idled out; live flows keep theirs, blind RSTs end nothing', (t) => {
   const dp = openEdge(t, { snatPorts: { min: 21000, max: 21063 } });
   dp.applyServices([service({ mode: 'snat' }), service({ service: 'default/dns', mode: 'snat', frontend: { vip: VIP, port: 53, protocol: 'UDP' }, backends: [backend(1, { port: 5353 })] })]);
   const t0 = 10_000n * SEC;
@@ -756,21 +756,39 @@ test('SNAT ports are reclaimed once a flow has ended (both FINs or a RST, then a
     t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, src: client(liveClient), sport: 40000 })).out).tcp!.sport, livePort);
     t.is(parsePacket(run(dp, snatReply(livePort, ACK)).out).ip.dst, client(liveClient));
   };
-  // The others end: half with both FINs, half with a RST (from either side).
+  // The others: a third end with both FINs; a third are established
+  // (client ISN 1000, backend ISN 5000) and end with a RST from either side
+  // carrying the number its receiver expects (the backend's ACK 1001 / the
+  // client's ACK 5001), after a blind one that is ignored; a third are
+  // established and only get blind RSTs (wrong numbers, both sides): they
+  // live on, their ports kept until their idle end.
   const finPorts = new Set<number>();
   const rstPorts = new Set<number>();
+  const blindPorts = new Set<number>();
   let k = 0;
   for (const [i, port] of first) {
     if (i === liveClient) continue;
-    if (k++ % 2 === 0) {
+    const group = k++ % 3;
+    if (group === 0) {
       run(dp, tcpPacket({ flags: { fin: true, ack: true }, src: client(i), sport: 40000 }));
       run(dp, snatReply(port, { fin: true, ack: true }));
       finPorts.add(port);
-    } else {
-      run(dp, k % 4 === 0 ? tcpPacket({ flags: { rst: true }, src: client(i), sport: 40000 }) : snatReply(port, { rst: true }));
+      continue;
+    }
+    run(dp, snatReply(port, { syn: true, ack: true }, undefined, 5000, 1001));
+    run(dp, tcpPacket({ flags: ACK, src: client(i), sport: 40000, seq: 1001, ack: 5001 }));
+    const fromClient = k % 2 === 0;
+    const rst = (seq: number): Buffer => (fromClient ? tcpPacket({ flags: { rst: true }, src: client(i), sport: 40000, seq }) : snatReply(port, { rst: true }, undefined, seq));
+    run(dp, rst(fromClient ? 1000 : 5000));
+    if (group === 1) {
+      run(dp, rst(fromClient ? 1001 : 5001));
       rstPorts.add(port);
+    } else {
+      run(dp, rst(fromClient ? 0x7fff : 4999));
+      blindPorts.add(port);
     }
   }
+  t.is(dp.counters().stats.snat_rst_ignored, rstPorts.size + 2 * blindPorts.size);
   talk(1n);
   t.is(open(500, 50).size, 0, 'just ended: nothing is reused yet');
   // A few seconds after a RST its port is free; after both FINs the backend may
@@ -783,6 +801,7 @@ test('SNAT ports are reclaimed once a flow has ended (both FINs or a RST, then a
   const afterFin = [...open(1000, 400).values()];
   t.true(afterFin.length >= finPorts.size - 4 && afterFin.every((p) => finPorts.has(p) || rstPorts.has(p)), `reused ${afterFin.length} ports, ${finPorts.size} were closed`);
   t.false([...afterRst, ...afterFin].includes(livePort), 'a live flow\'s port is never taken');
+  t.false([...afterRst, ...afterFin].some((p) => blindPorts.has(p)), 'nor one of a flow that only got blind RSTs');
   talk(63n);
   t.true(dp.counters().stats.snat_reclaimed >= afterRst.length + afterFin.length);
 

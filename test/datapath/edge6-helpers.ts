@@ -195,6 +195,9 @@ export interface Tcp6Opts {
   tclass?: number;
   flowLabel?: number;
   ext?: ExtHeader[];
+  /** Sequence number (default 1000) and ACK number (default 2000 with ACK, else 0). */
+  seq?: number;
+  ack?: number;
 }
 
 export function tcp6(o: Tcp6Opts = {}): Buffer {
@@ -206,8 +209,8 @@ export function tcp6(o: Tcp6Opts = {}): Buffer {
     tcp: {
       sport: o.sport ?? 40000,
       dport: o.dport ?? 80,
-      seq: 1000,
-      ack: flags.ack ? 2000 : 0,
+      seq: o.seq ?? 1000,
+      ack: o.ack ?? (flags.ack ? 2000 : 0),
       flags,
       ...(flags.syn ? { options: Buffer.from([2, 4, 0x05, 0xa0]) } : {}),
       payload: o.payload ?? Buffer.alloc(0),

@@ -80,11 +80,11 @@ function firstFree(hash: number, taken: ReadonlySet<number>, lo = LO, hi = HI): 
 }
 
 /** The backend's TCP reply to the edge's port. */
-function tcpReply(be: string, port: number, o: { flags?: TcpFlags; payload?: Buffer; hopLimit?: number; sport?: number; src?: string; dst?: string } = {}): Buffer {
+function tcpReply(be: string, port: number, o: { flags?: TcpFlags; payload?: Buffer; hopLimit?: number; sport?: number; src?: string; dst?: string; seq?: number } = {}): Buffer {
   return buildPacket6({
     eth: BE_ETH,
     ip: { src: o.src ?? be, dst: o.dst ?? EDGE6, hopLimit: o.hopLimit ?? 64, tclass: 0x10, flowLabel: 0x777 },
-    tcp: { sport: o.sport ?? 8080, dport: port, seq: 5, ack: 1006, flags: o.flags ?? { syn: true, ack: true }, payload: o.payload ?? Buffer.from('hi') },
+    tcp: { sport: o.sport ?? 8080, dport: port, seq: o.seq ?? 5, ack: 1006, flags: o.flags ?? { syn: true, ack: true }, payload: o.payload ?? Buffer.from('hi') },
   });
 }
 
@@ -196,8 +196,12 @@ testBoth('IPv6 SNAT port exhaustion: the range towards one backend is shared by 
   t.is(nonZero(dp).drop_snat_ports, 1);
   for (const [port, i] of taken) t.is(run(dp, tcp6({ src: client(i), flags: { ack: true } })).out.readUInt16BE(54), port);
   const portOf = (i: number): number => [...taken].find(([, c]) => c === i)![0];
-  // The backend resets flow 1; flows 2 and 3 close with both FINs.
+  // The backend resets flow 1 — with the number the client acknowledged
+  // (its ACK said 2000; a RST with another number is ignored, RFC 5961);
+  // flows 2 and 3 close with both FINs.
   run(dp, tcpReply(be.ip, portOf(1), { flags: { rst: true } }));
+  t.is(nonZero(dp).snat_rst_ignored, 1);
+  run(dp, tcpReply(be.ip, portOf(1), { flags: { rst: true }, seq: 2000 }));
   run(dp, tcp6({ src: client(2), flags: { fin: true, ack: true } }));
   run(dp, tcpReply(be.ip, portOf(2), { flags: { fin: true, ack: true } }));
   run(dp, tcp6({ src: client(3), flags: { fin: true, ack: true } }));
