@@ -207,9 +207,9 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 		 * previous table (edge_second_chance.h). */
 		if (p.l4_proto == IPPROTO_TCP && !(svc->flags & SVC_F_SNAT)) {
 			if (syn)
-				edge_sc_forget(svc, &edge_sc_flows, &ck);
+				edge_sc_syn4(cfg, svc, &ck, &be, &be_id);
 			else
-				sc_be = edge_second_chance(cfg, svc, &ck, hash, &be, &be_id);
+				sc_be = edge_second_chance(cfg, svc, &ck, hash, p.tcp_flags, &be, &be_id);
 		}
 	}
 

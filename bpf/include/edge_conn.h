@@ -12,6 +12,10 @@
  *   - the connection is over once marked and silent for EDGE_CONN_SILENCE
  *     units (≈ 2–3 s).
  *
+ * A flow sent with a second chance (edge_second_chance.h) has no entry; its
+ * remembered pair carries the same marks, and a SYN forgets the pair only
+ * under the same rule (edge_sc_syn).
+ *
  * A SYN for a tuple with an entry (edge.c) stays on the entry's backend
  * while it may take connections (a live tuple is never re-routed, and a
  * reused port reaching the same active backend is a working connection);
@@ -45,28 +49,44 @@ static __always_inline __u8 edge_conn_tick(const struct edge_config *cfg)
 	return (__u8)(edge_now_ns(cfg) >> 30);
 }
 
+/* The marks live in a connection-table entry (edge_ct_val) and, for a flow
+ * sent with a second chance, in its remembered pair (edge_sc_pair,
+ * edge_second_chance.h): the same two bytes, the same rules. */
+
+/* A client packet of a flow with marks (not a SYN). */
+static __always_inline void edge_conn_mark(const struct edge_config *cfg, __u8 *flags, __u8 *mark,
+					   __u8 tcp_flags)
+{
+	if (tcp_flags & PKT_TCP_RST) {
+		*flags |= CT_F_RST;
+		*mark = edge_conn_tick(cfg);
+	} else if (tcp_flags & PKT_TCP_FIN) {
+		*flags = (*flags & ~CT_F_RST) | CT_F_FIN;
+		*mark = edge_conn_tick(cfg);
+	} else if (*flags) {
+		*flags &= ~CT_F_RST;
+		if (*flags)
+			*mark = edge_conn_tick(cfg);
+	}
+}
+
+static __always_inline int edge_conn_marks_over(const struct edge_config *cfg, __u8 flags, __u8 mark)
+{
+	if (!flags)
+		return 0;
+	return (__u8)(edge_conn_tick(cfg) - mark) >= EDGE_CONN_SILENCE;
+}
+
 /* A client packet of a flow with an entry (not a SYN). */
 static __always_inline void edge_conn_seen(const struct edge_config *cfg, struct edge_ct_val *cv,
 					   __u8 tcp_flags)
 {
-	if (tcp_flags & PKT_TCP_RST) {
-		cv->flags |= CT_F_RST;
-		cv->mark = edge_conn_tick(cfg);
-	} else if (tcp_flags & PKT_TCP_FIN) {
-		cv->flags = (cv->flags & ~CT_F_RST) | CT_F_FIN;
-		cv->mark = edge_conn_tick(cfg);
-	} else if (cv->flags) {
-		cv->flags &= ~CT_F_RST;
-		if (cv->flags)
-			cv->mark = edge_conn_tick(cfg);
-	}
+	edge_conn_mark(cfg, &cv->flags, &cv->mark, tcp_flags);
 }
 
 static __always_inline int edge_conn_over(const struct edge_config *cfg, const struct edge_ct_val *cv)
 {
-	if (!cv->flags)
-		return 0;
-	return (__u8)(edge_conn_tick(cfg) - cv->mark) >= EDGE_CONN_SILENCE;
+	return edge_conn_marks_over(cfg, cv->flags, cv->mark);
 }
 
 /* A SYN on a tuple whose backend is terminating starts a new connection

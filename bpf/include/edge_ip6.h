@@ -285,9 +285,9 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 		 * SNAT flows (their backend knows the edge's port). */
 		if (p.t.proto == IPPROTO_TCP && !snat) {
 			if (syn)
-				edge_sc_forget(svc, &edge_sc_flows6, &p.t);
+				edge_sc_syn6(cfg, svc, &p.t, &be, &be_id);
 			else
-				sc_be = edge_second_chance6(cfg, svc, &p.t, hash, &be, &be_id);
+				sc_be = edge_second_chance6(cfg, svc, &p.t, hash, p.tcp_flags, &be, &be_id);
 		}
 	}
 	if (((be->flags & BE_F_IPIP) || snat) && addr6_is_zero(&cfg6->addr)) {

@@ -7,10 +7,13 @@
  * secondary's node when its pod does not own the connection.
  *
  * Only the miss path comes here: a connection-table hit never does, and a
- * SYN only to forget a pair remembered for an earlier connection on its
- * tuple. The decision for a flow is remembered in edge_sc_flows (not in
- * edge_ct, whose entry would name the primary alone), so the flow keeps
- * being sent both ways after the window closed.
+ * SYN only to find a pair remembered for a connection on its tuple
+ * (edge_sc_syn). The decision for a flow is remembered in edge_sc_flows (not
+ * in edge_ct, whose entry would name the primary alone), so the flow keeps
+ * being sent both ways after the window closed — with the client's FIN/RST
+ * marks (edge_conn.h), so that a SYN forgets the pair only once that
+ * connection is over: a blind SYN (or RST) from someone else never moves a
+ * live connection.
  *
  * The decision is the same for IPv6 flows (edge_second_chance6.h): one
  * function, edge_sc_decide, serves both families, hence edge_select6.h. */
@@ -47,10 +50,15 @@ struct edge_sc_prev {
 
 /* A flow sent with a secondary: the two backend ids at the decision. Its
  * connection lives on one of them, whatever the tables say later; a SYN on
- * the tuple (a new connection on a reused port) forgets the pair. */
+ * the tuple once that connection is over (a new connection on a reused
+ * port) forgets the pair. flags / mark: the client's FIN/RST marks, as in
+ * edge_ct_val (edge_conn.h). */
 struct edge_sc_pair {
 	__u32 primary;
 	__u32 secondary;
+	__u8 flags; /* CT_F_* */
+	__u8 mark;  /* when the last packet after a FIN/RST came */
+	__u8 pad[2];
 };
 
 enum edge_sc_stat {
@@ -59,6 +67,8 @@ enum edge_sc_stat {
 	SC_NOT_REMEMBERED,  /* ... not added: insert limit (sent with a secondary anyway) */
 	SC_SAME_BACKEND,    /* in a window, both tables agree: plain flow */
 	SC_SECONDARY_GONE,  /* remembered/old backend no longer a backend: plain flow */
+	SC_SYN_KEPT,        /* a SYN on a remembered flow whose connection lives: the pair
+			     * stays, the SYN goes to its secondary (edge_sc_syn) */
 	SC_STAT_MAX,
 };
 
@@ -91,20 +101,6 @@ static __always_inline void edge_sc_count(__u32 stat)
 		*c += 1;
 }
 
-/* A TCP SYN without an entry: a new connection on this tuple, so a pair
- * remembered for an earlier connection on it no longer applies (its packets
- * would be sent to where that connection lived). Only services that had a
- * window can have pairs: the others pay one array lookup. flows is the
- * family's map of pairs (edge_sc_flows, edge_sc_flows6), ck its key. */
-static __always_inline void edge_sc_forget(const struct edge_svc *svc, void *flows, const void *ck)
-{
-	__u32 sid = svc->id;
-	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
-
-	if (pv && (pv->flags & SC_PREV_F_FLOWS))
-		bpf_map_delete_elem(flows, ck);
-}
-
 /* A backend id of a remembered pair or of the previous table, trusted as
  * edge_backend_for's; v6 (a constant) picks the family's backends. */
 static __always_inline void *edge_sc_backend_for(const int v6, __u32 id, __u32 sid)
@@ -112,6 +108,63 @@ static __always_inline void *edge_sc_backend_for(const int v6, __u32 id, __u32 s
 	if (v6)
 		return edge_backend6_for(id, sid);
 	return edge_backend_for(id, sid);
+}
+
+/* A TCP SYN without an entry. A pair remembered for a connection on its
+ * tuple is forgotten only once that connection is over or its client sent a
+ * FIN (edge_conn.h's rule for a SYN on a conntrack entry): then the SYN is a
+ * new connection on a reused port, which the pair must not steer (it is
+ * balanced as any SYN, *be as chosen). Otherwise the tuple's connection lives
+ * and the SYN is someone else's (or the client's after it lost its state):
+ * the pair stays, and the SYN goes to the pair's secondary (the survivor if
+ * one is gone), plainly. Not to the primary nor the current pick: a SYN
+ * reaching the primary's node would make it claim the tuple (node_flows,
+ * node_fwd), and the live connection's next segment — usually owned by the
+ * secondary, the pod of the table it was made under — would be delivered to
+ * the primary's pod, which resets it. At the secondary it claims nothing
+ * the primary's node would look at (that node checks its own ownership
+ * first), and the pod holding the connection answers it with a challenge
+ * ACK (RFC 5961 §4). Only services that had a window can have pairs: the
+ * others pay one array lookup. */
+static __always_inline void edge_sc_syn(const int v6, const struct edge_config *cfg,
+					const struct edge_svc *svc, void *flows, const void *ck,
+					void **be, __u32 *be_id)
+{
+	__u32 sid = svc->id, id;
+	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
+	struct edge_sc_pair *pair;
+	void *to;
+
+	if (!pv || !(pv->flags & SC_PREV_F_FLOWS))
+		return;
+	pair = bpf_map_lookup_elem(flows, ck);
+	if (!pair)
+		return;
+	if ((pair->flags & CT_F_FIN) || edge_conn_marks_over(cfg, pair->flags, pair->mark)) {
+		bpf_map_delete_elem(flows, ck);
+		return;
+	}
+	id = pair->secondary;
+	to = edge_sc_backend_for(v6, id, sid);
+	if (!to) {
+		id = pair->primary;
+		to = edge_sc_backend_for(v6, id, sid);
+	}
+	if (to) {
+		*be = to;
+		*be_id = id;
+	}
+	edge_sc_count(SC_SYN_KEPT);
+}
+
+/* edge_sc_syn over the IPv4 pairs. */
+static __always_inline void edge_sc_syn4(const struct edge_config *cfg, const struct edge_svc *svc,
+					 const struct edge_ct_key *ck, struct edge_backend **be, __u32 *be_id)
+{
+	void *to = *be;
+
+	edge_sc_syn(0, cfg, svc, &edge_sc_flows, ck, &to, be_id);
+	*be = to;
 }
 
 /* The decision, the same for both families (v6 a constant, as xdp is for
@@ -123,7 +176,8 @@ static __always_inline void *edge_sc_backend_for(const int v6, __u32 id, __u32 s
  * table by the caller. */
 static __always_inline void *edge_sc_decide(const int v6, const struct edge_config *cfg,
 					    const struct edge_svc *svc, void *flows, const void *ck,
-					    const __be32 *client, __u32 hash, void **be, __u32 *be_id)
+					    const __be32 *client, __u32 hash, __u8 tcp_flags, void **be,
+					    __u32 *be_id)
 {
 	__u32 sid = svc->id, old_id;
 	struct edge_sc_prev *pv = bpf_map_lookup_elem(&edge_sc_prev, &sid);
@@ -138,9 +192,13 @@ static __always_inline void *edge_sc_decide(const int v6, const struct edge_conf
 		 * not where the tables point now: after a second change the
 		 * current pick may be neither (a rolling update adds pods, then
 		 * retires others), and sending there would reset it. A reused
-		 * port never gets here: its SYN forgot the pair. */
+		 * port never gets here: its SYN forgot the pair. The client's
+		 * FIN/RST marks it (edge_conn.h) for that SYN's decision. */
 		__u32 pri_id = pair->primary, sec_id = pair->secondary;
 		void *pri = edge_sc_backend_for(v6, pri_id, sid);
+
+		if (pair->flags | (tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))
+			edge_conn_mark(cfg, &pair->flags, &pair->mark, tcp_flags);
 
 		sec = edge_sc_backend_for(v6, sec_id, sid);
 		if (!pri) {
@@ -186,6 +244,8 @@ static __always_inline void *edge_sc_decide(const int v6, const struct edge_conf
 	if (edge_may_insert(cfg->ct_insert_limit)) {
 		struct edge_sc_pair np = { .primary = *be_id, .secondary = old_id };
 
+		if (tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))
+			edge_conn_mark(cfg, &np.flags, &np.mark, tcp_flags);
 		bpf_map_update_elem(flows, ck, &np, BPF_ANY);
 		edge_sc_count(SC_REMEMBERED);
 	} else {
@@ -199,11 +259,12 @@ static __always_inline void *edge_sc_decide(const int v6, const struct edge_conf
 static __always_inline struct edge_backend *edge_second_chance(const struct edge_config *cfg,
 							       const struct edge_svc *svc,
 							       const struct edge_ct_key *ck, __u32 hash,
-							       struct edge_backend **be, __u32 *be_id)
+							       __u8 tcp_flags, struct edge_backend **be,
+							       __u32 *be_id)
 {
 	void *pri = *be;
-	struct edge_backend *sec = edge_sc_decide(0, cfg, svc, &edge_sc_flows, ck, &ck->saddr, hash, &pri,
-						  be_id);
+	struct edge_backend *sec = edge_sc_decide(0, cfg, svc, &edge_sc_flows, ck, &ck->saddr, hash,
+						  tcp_flags, &pri, be_id);
 
 	*be = pri;
 	return sec;

@@ -3,7 +3,7 @@
  * Destination Options header of sc_option.h instead of the 20-byte IPv4
  * option.
  *
- * Shared with IPv4: the decision itself (edge_sc_decide, edge_sc_forget),
+ * Shared with IPv4: the decision itself (edge_sc_decide, edge_sc_syn),
  * edge_sc_prev (indexed by service id, and IPv6 frontends share the id
  * space and edge_ring), struct edge_sc_pair and edge_sc_stats. IPv6's own:
  * edge_sc_flows6, the decisions for flows sent with a secondary, keyed by
@@ -40,14 +40,25 @@ struct {
 static __always_inline struct edge_backend6 *edge_second_chance6(const struct edge_config *cfg,
 								 const struct edge_svc *svc,
 								 const struct edge_ct6_key *ck, __u32 hash,
-								 struct edge_backend6 **be, __u32 *be_id)
+								 __u8 tcp_flags, struct edge_backend6 **be,
+								 __u32 *be_id)
 {
 	void *pri = *be;
-	struct edge_backend6 *sec = edge_sc_decide(1, cfg, svc, &edge_sc_flows6, ck, ck->saddr.w, hash, &pri,
-						   be_id);
+	struct edge_backend6 *sec = edge_sc_decide(1, cfg, svc, &edge_sc_flows6, ck, ck->saddr.w, hash,
+						   tcp_flags, &pri, be_id);
 
 	*be = pri;
 	return sec;
+}
+
+/* edge_sc_syn over the IPv6 pairs. */
+static __always_inline void edge_sc_syn6(const struct edge_config *cfg, const struct edge_svc *svc,
+					 const struct edge_ct6_key *ck, struct edge_backend6 **be, __u32 *be_id)
+{
+	void *to = *be;
+
+	edge_sc_syn(1, cfg, svc, &edge_sc_flows6, ck, &to, be_id);
+	*be = to;
 }
 
 static __always_inline void edge6_sc_fill(struct sc6_hdr *h, __u8 nexthdr, const struct edge6_pkt *p,

@@ -377,6 +377,15 @@ export function encodeSrcRange6Key(svcId: number, cidr: string): Buffer {
 export const EDGE_CONFIG6_SIZE = 16;
 
 /** edge_snat_rev6 (struct edge_snat6_key / edge_snat6_val): program-only, like edge_snat_rev; checked at open. */
+/**
+ * edge_sc_flows / edge_sc_flows6 value (struct edge_sc_pair): program-only —
+ * primary and secondary backend ids, then the client's FIN/RST marks (flags,
+ * mark) as in a connection-table entry. 8 bytes before the marks: a pinned
+ * map of that size is replaced by an empty one at the upgrade's restart
+ * (pinned-maps.ts), and flows it remembered are balanced afresh.
+ */
+export const SC_PAIR_SIZE = 12;
+
 export const SNAT6_KEY_SIZE = 24;
 export const SNAT6_VALUE_SIZE = 56;
 
@@ -428,14 +437,14 @@ export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: num
   edge_svc_stats: { key: 4, value: 16 },
   edge_be_stats: { key: 4, value: 16 },
   edge_sc_prev: { key: 4, value: SC_PREV_SIZE },
-  edge_sc_flows: { key: CT_KEY_SIZE, value: 8 },
+  edge_sc_flows: { key: CT_KEY_SIZE, value: SC_PAIR_SIZE },
   edge_sc_stats: { key: 4, value: 8 },
   edge_services6: { key: SVC6_KEY_SIZE, value: SVC_VALUE_SIZE },
   edge_backends6: { key: 4, value: BACKEND6_SIZE },
   edge_ct6: { key: CT6_KEY_SIZE, value: CT_VALUE_SIZE },
   edge_src_ranges6: { key: SRC_RANGE6_KEY_SIZE, value: 1 },
   edge_config6: { key: 4, value: EDGE_CONFIG6_SIZE },
-  edge_sc_flows6: { key: CT6_KEY_SIZE, value: 8 },
+  edge_sc_flows6: { key: CT6_KEY_SIZE, value: SC_PAIR_SIZE },
   edge_snat_rev6: { key: SNAT6_KEY_SIZE, value: SNAT6_VALUE_SIZE },
   edge_progs: { key: 4, value: 4 },
   edge_progs_tc: { key: 4, value: 4 },

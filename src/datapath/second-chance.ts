@@ -22,7 +22,7 @@ export const SC_PREV_F_FLOWS = 0x1;
 export const SC_OPT_LEN = 20;
 export const SC_F_HANDED = 0x01;
 
-export const EDGE_SC_STAT_NAMES = ['sc_sent', 'sc_remembered', 'sc_not_remembered', 'sc_same_backend', 'sc_secondary_gone'] as const;
+export const EDGE_SC_STAT_NAMES = ['sc_sent', 'sc_remembered', 'sc_not_remembered', 'sc_same_backend', 'sc_secondary_gone', 'sc_syn_kept'] as const;
 export type EdgeScStatName = (typeof EDGE_SC_STAT_NAMES)[number];
 
 export interface ScPrev {

@@ -212,12 +212,9 @@ test('IPv6 SNAT: a blind RST from either side does not free a live connection\'s
   t.like(dp.counters().stats, { snat_rst_ignored: 3, snat_reclaimed: 1 });
 });
 
-// ---------------------------------------------------------------- known, not fixed
-// test.failing: each asserts the behaviour a hostile sender should meet and
-// currently fails (ava reports it as expected-to-fail; once the program is
-// fixed ava says so, and the test becomes a plain test).
+// ---------------------------------------------------------------- blind SYNs on second-chance flows (edge_sc_syn)
 
-test.failing('second chance: a blind SYN with a remembered flow\'s tuple must not forget its backends once the window has closed (the next segment of the live connection then goes to the wrong pod)', (t) => {
+test('second chance: a blind SYN with a remembered flow\'s tuple does not forget its backends once the window has closed (the next segment of the live connection still goes to the pod that holds it)', (t) => {
   let now = 1000n * SEC;
   const dp = openEdge(t, { clockNs: () => now, secondChanceSeconds: 60 });
   setEdgeClock(dp, now);
@@ -238,7 +235,16 @@ test.failing('second chance: a blind SYN with a remembered flow\'s tuple must no
   setEdgeClock(dp, now);
   dp.expireSecondChance();
   t.is(hex(run(dp, tcpPacket({ flags: ACK, sport: port })).out), hex(first));
-  // Someone forges a SYN with the client's tuple (the client sent none: its connection lives).
-  run(dp, tcpPacket({ flags: { syn: true }, sport: port }));
+  // Someone forges a SYN with the client's tuple (the client sent none: its
+  // connection lives). It goes to the secondary (the pod of the table the
+  // connection was made under), never to the primary's node, which would
+  // claim the tuple.
+  const secondary = before.get(port)!;
+  t.is(parsePacket(run(dp, tcpPacket({ flags: { syn: true }, sport: port })).out).ip.dst, secondary);
   t.is(hex(run(dp, tcpPacket({ flags: ACK, sport: port })).out), hex(first), 'the live connection still reaches the pod that holds it');
+  // A blind RST and a SYN right after it do not either (the RST needs silence).
+  run(dp, tcpPacket({ flags: { rst: true }, sport: port }));
+  run(dp, tcpPacket({ flags: { syn: true }, sport: port }));
+  t.is(hex(run(dp, tcpPacket({ flags: ACK, sport: port })).out), hex(first), 'nor after a blind RST and SYN');
+  t.is(dp.secondChance().stats.sc_syn_kept, 2);
 });

@@ -358,22 +358,45 @@ test('restart with pinned maps: previous tables and their regions survive, and t
   t.true(n > 0);
 });
 
-test('a remembered flow keeps both its backends through a later change; a SYN on its tuple forgets them (a reused port goes where Maglev says now)', (t) => {
+test('a remembered flow keeps both its backends through a later change and a blind SYN (sent to its secondary); once its client sent a FIN, or a RST and then fell silent, a SYN on the reused port forgets them (it goes where Maglev says now)', (t) => {
   // A rolling update is two changes in a row: pods added (a connection made
   // then is remembered with the new table's backend as primary), then the
   // old ones retired. The connection lives on one of the two remembered
   // backends; sending it to the current pick instead reset it.
-  const { dp } = openClocked(t);
+  const { dp, set } = openClocked(t);
   const { moved } = movedAndKept(t, dp, THREE, FOUR, 59000);
   for (const m of moved) run(dp, tcpPacket({ flags: ACK, sport: m.port })); // remembered: (new, old)
   dp.applyServices([service({ backends: [...FOUR, backend(5), backend(6)] })]);
+  const viaPair = (m: (typeof moved)[number], what: string): void => {
+    const o = parsePacket(run(dp, tcpPacket({ flags: ACK, sport: m.port })).out);
+    t.is(o.ip.dst, m.now.ip, `port ${m.port}: the remembered primary, not the current pick (${what})`);
+    t.is(hex(o.ip.options.subarray(8, 12)), hex(Buffer.from(m.old.ip.split('.').map(Number))), `the remembered secondary (${what})`);
+  };
+  let i = 0;
+  for (const m of moved) {
+    viaPair(m, 'after the second change');
+    // A SYN while the connection lives (someone else's): the pair stays, and
+    // the SYN goes to the secondary, never to the primary's node (which
+    // would claim the tuple from the pod holding it).
+    t.is(synTarget(dp, m.port), m.old.ip, `port ${m.port}: a SYN on a live remembered tuple goes to its secondary`);
+    viaPair(m, 'after a blind SYN');
+    // The client ends the connection: a FIN, or a RST (half of them each).
+    if (i++ % 2 === 0) {
+      run(dp, tcpPacket({ flags: { fin: true, ack: true }, sport: m.port }));
+    } else {
+      run(dp, tcpPacket({ flags: { rst: true }, sport: m.port }));
+      // Right after a RST, a SYN does not yet forget: the RST may be blind.
+      t.is(synTarget(dp, m.port), m.old.ip, `port ${m.port}: a SYN right after a RST still keeps the pair`);
+      viaPair(m, 'a packet after a RST');
+      run(dp, tcpPacket({ flags: { rst: true }, sport: m.port }));
+    }
+  }
+  t.is(dp.secondChance().stats.sc_syn_kept, moved.length + Math.floor(moved.length / 2));
+  // Silence after the RSTs (≈ 3 s), then the clients reuse their ports:
+  // each SYN forgets the pair, and the new connection's packets follow it.
+  set(T0 + 10n * SEC);
   let again = 0;
   for (const m of moved) {
-    const o = parsePacket(run(dp, tcpPacket({ flags: ACK, sport: m.port })).out);
-    t.is(o.ip.dst, m.now.ip, `port ${m.port}: the remembered primary, not the current pick`);
-    t.is(hex(o.ip.options.subarray(8, 12)), hex(Buffer.from(m.old.ip.split('.').map(Number))), 'the remembered secondary');
-    // A client reuses the port: its SYN goes to the current pick and forgets
-    // the pair; the new connection's packets follow the SYN.
     const now = synTarget(dp, m.port);
     t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport: m.port })).out).ip.dst, now, `port ${m.port}: a reused port's connection is where its SYN went`);
     if (now !== m.now.ip) again++;

@@ -166,21 +166,37 @@ test('IPv6: both tables agree, or the window is over: a plain flow pinned in edg
   t.true(ct6Has(dp, b!.port));
 });
 
-test('IPv6: a SYN on a remembered tuple forgets the pair (a reused port goes where its SYN went); a pair whose backend left is the survivor\'s, plainly', (t) => {
-  const { dp } = openClocked(t);
+test('IPv6: a blind SYN on a remembered tuple forgets nothing (it goes to the secondary); after the client\'s FIN, or its RST and silence, a SYN forgets the pair (a reused port goes where its SYN went); a pair whose backend left is the survivor\'s, plainly', (t) => {
+  const { dp, set } = openClocked(t);
   const { moved } = movedAndKept(t, dp, THREE, FOUR, 49000);
   for (const m of moved) run(dp, buildPacket6(ackSpec(m.port)));
-  const m0 = moved[0]!;
+  const [m0, m1] = [moved[0]!, moved[1]!];
   t.true(sc6Has(dp, m0.port));
+  // While the connection lives, a SYN on its tuple is someone else's: the
+  // pair stays, the SYN goes to the secondary.
+  t.is(dst6(run(dp, tcp6({ flags: { syn: true }, sport: m0.port })).out), addr(m0.old.ip));
+  t.true(sc6Has(dp, m0.port), 'a blind SYN forgets nothing');
+  t.is(dst6(run(dp, buildPacket6(ackSpec(m0.port))).out), addr(m0.now.ip), 'the live connection is still sent with its pair');
+  t.is(dp.secondChance().stats.sc_syn_kept, 1);
+  // The client closes (FIN), then reuses the port: its SYN forgets the pair.
+  const fin = ackSpec(m0.port);
+  run(dp, buildPacket6({ ...fin, tcp: { ...fin.tcp!, flags: { fin: true, ack: true } } }));
   run(dp, tcp6({ flags: { syn: true }, sport: m0.port }));
-  t.false(sc6Has(dp, m0.port), 'the SYN forgot it');
+  t.false(sc6Has(dp, m0.port), 'the SYN after the client\'s FIN forgot it');
   const again = run(dp, buildPacket6(ackSpec(m0.port))).out;
   t.is(dst6(again), addr(m0.now.ip));
+  // A RST: a SYN right after it keeps the pair (the RST may be blind); after ≈ 3 s of silence it forgets.
+  run(dp, tcp6({ flags: { rst: true }, sport: m1.port }));
+  run(dp, tcp6({ flags: { syn: true }, sport: m1.port }));
+  t.true(sc6Has(dp, m1.port), 'right after a RST');
+  set(T0 + 5n * SEC);
+  run(dp, tcp6({ flags: { syn: true }, sport: m1.port }));
+  t.false(sc6Has(dp, m1.port), 'a RST, then silence');
   // Backend 4 (a primary of every moved flow that went to it) leaves.
   const gone = backend6(4).ip;
   dp.applyServices([service6({ backends: THREE })]);
   let plain = 0;
-  for (const m of moved.slice(1)) {
+  for (const m of moved.slice(2)) {
     const o = run(dp, buildPacket6(ackSpec(m.port))).out;
     if (m.now.ip === gone) {
       t.is(dst6(o), addr(m.old.ip), `port ${m.port}: its primary left, the secondary owns it`);
@@ -214,7 +230,12 @@ test('IPv6-in-IPv6: the outer fixed header, the 64-byte header (next header 41),
   t.is(hex(r.out), hex(want));
   t.deepEqual(parse6(r.out.subarray(14)).chain, [NH_DSTOPTS, NH_IPV6]);
   t.true(verifyL4Checksum6(r.out.subarray(14 + 40 + 64)), 'the inner checksum is the client\'s');
-  // The SYN of another flow to the same node uses the same label rule (no second chance on a SYN).
+  // A SYN on the tuple while its connection lives goes to the secondary's
+  // node (edge_sc_syn); once the client sent its FIN, a SYN on the reused
+  // port is balanced as any (no second chance on a SYN).
+  t.is(synTarget(dp, m.port), addr(m.old.nodeIp));
+  const fin = ackSpec(m.port);
+  run(dp, buildPacket6({ ...fin, tcp: { ...fin.tcp!, flags: { fin: true, ack: true } } }));
   t.is(synTarget(dp, m.port), addr(m.now.nodeIp));
 });
 
