@@ -113,7 +113,10 @@ static __always_inline void snat_set_seq_backend(struct edge_snat_life *l, __u32
  * reach whichever client gets the port after the hold. Until the receiver
  * has acknowledged anything (a half-open flow: no backend answer yet, or —
  * for a backend RST — no client ACK yet, e.g. a refused connection) any
- * RST counts: ending it cuts no established connection. Client RSTs are
+ * RST counts: ending it cuts no established connection. (So does a flow's
+ * entry made anew by a non-SYN — after an LRU eviction or a pinned map
+ * replaced at an upgrade — until the backend's next segment: the edge
+ * cannot know the numbers before it.) Client RSTs are
  * checked on 32 bits; backend RSTs on 24 (a forger from the backend's side
  * needs ≈ 2^24 tries per flow), which keeps the value size. */
 static __always_inline int snat_rst_ok(const struct edge_snat_life *l, const struct snat_seg *s,
