@@ -51,6 +51,11 @@
  *   - Too big after adding the option (8) / IPIP header (20): with DF an
  *     ICMP fragmentation-needed (MTU − overhead) goes back to the client;
  *     without DF the rewritten packet goes to the stack, which fragments it.
+ *   - The ICMP errors the edge builds (time-exceeded, fragmentation-needed;
+ *     IPv6 too) are rate-limited per CPU, 1000/s with a burst of 50, as
+ *     Linux limits its own (edge_icmp_limit.h): a packet that would have
+ *     been answered over the limit is dropped (DROP_ICMP_RATE), so a forged
+ *     source cannot make the edge reflect errors at a victim one for one.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>

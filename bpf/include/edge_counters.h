@@ -36,6 +36,9 @@ enum edge_stat {
 			       * SNAT without an edge IPv6 address */
 	EV_SNAT_RST_IGNORED,  /* a RST on a SNAT flow without the sequence number its receiver
 			       * expects (blind, or stale): not the flow's end (edge_snat.h) */
+	DROP_ICMP_RATE,       /* would have been answered with an ICMP/ICMPv6 error (time-exceeded,
+			       * fragmentation-needed, Packet Too Big), but this CPU's bucket was
+			       * empty (edge_icmp_limit.h): a flood's reflection stops here */
 	EDGE_STAT_MAX,
 };
 

@@ -299,8 +299,10 @@ static __always_inline int edge6_icmp_error(void *ctx, const int xdp, const stru
 }
 
 /* Decision for a packet that would grow by `overhead`: 0 = fits, -1 =
- * answered with Packet Too Big (ACT_TX), -2 = drop (counted). IPv6 routers
- * never fragment, so there is no "pass to be fragmented" case. */
+ * answered with Packet Too Big (ACT_TX), -2 = drop (counted: the MTU left
+ * is below IPv6's minimum, the rate limit of edge_icmp_limit.h, or the
+ * error could not be built). IPv6 routers never fragment, so there is no
+ * "pass to be fragmented" case. */
 static __always_inline int edge6_mtu_check(void *ctx, const int xdp, const struct edge_config *cfg,
 					   const struct edge6_pkt *p, const __u32 overhead)
 {
@@ -312,6 +314,10 @@ static __always_inline int edge6_mtu_check(void *ctx, const int xdp, const struc
 		return 0;
 	if (IPV6_HLEN + (__u32)p->plen + overhead <= mtu)
 		return 0;
+	if (mtu >= EDGE6_MIN_MTU + overhead && !edge_icmp_allow(cfg)) {
+		edge_count(DROP_ICMP_RATE);
+		return -2;
+	}
 	if (mtu < EDGE6_MIN_MTU + overhead || edge6_icmp_error(ctx, xdp, p, ICMP6_PKT_TOOBIG, mtu - overhead, &p->t.daddr) < 0) {
 		edge_count(DROP_TOO_BIG_ICMP_FAIL);
 		return -2;

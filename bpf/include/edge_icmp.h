@@ -1,7 +1,8 @@
 /* Edge program: ICMP — answering "fragmentation needed" for packets that
  * would exceed the MTU once the DSR option / IPIP header is added, the
  * routing hop (TTL decrement, time-exceeded), and the shared error builder
- * (steering of ICMP errors about a VIP flow: edge_steer.h). */
+ * (steering of ICMP errors about a VIP flow: edge_steer.h). Every error the
+ * edge builds first takes a token from edge_icmp_limit.h's bucket. */
 #ifndef EDGELB_EDGE_ICMP_H
 #define EDGELB_EDGE_ICMP_H
 
@@ -10,6 +11,7 @@
 #include "parse.h"
 #include "edge_xmit.h"
 #include "edge_layout.h"
+#include "edge_icmp_limit.h"
 
 /* Frame of the answer: Ethernet, IPv4 (20), ICMP (8), quoted IPv4 header
  * (20) and the first 8 bytes of its payload. */
@@ -164,9 +166,10 @@ static __always_inline int edge_icmp_too_big(void *ctx, const int xdp, __u16 mtu
  * its TTL one lower, so traceroute shows the edge as a hop and a routing
  * loop through it ends. One that arrives with TTL ≤ 1 is not forwarded: a
  * client's packet is answered with ICMP time-exceeded from the edge's
- * address (`answer`), anything else (an ICMP error: no error about an
- * error) is dropped. Returns 0 (decremented), -1 (answered: ACT_TX),
- * -2 (drop). Untagged, IHL-5 frames only (the callers verified both). */
+ * address (`answer`) while the rate limit allows (else dropped as
+ * DROP_ICMP_RATE), anything else (an ICMP error: no error about an error)
+ * is dropped. Returns 0 (decremented), -1 (answered: ACT_TX), -2 (drop).
+ * Untagged, IHL-5 frames only (the callers verified both). */
 static __always_inline int edge_hop(void *ctx, const int xdp, const struct edge_config *cfg, int answer)
 {
 	void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
@@ -176,6 +179,10 @@ static __always_inline int edge_hop(void *ctx, const int xdp, const struct edge_
 	if ((void *)(ip + 1) > end)
 		return -2;
 	if (ip->ttl <= 1) {
+		if (answer && !edge_icmp_allow(cfg)) {
+			edge_count(DROP_ICMP_RATE);
+			return -2;
+		}
 		if (answer && edge_icmp_error(ctx, xdp, ICMP_TIME_EXCEEDED, 0, 0, cfg->addr) == 0) {
 			edge_count(EV_TTL_EXCEEDED);
 			return -1;
@@ -192,7 +199,8 @@ static __always_inline int edge_hop(void *ctx, const int xdp, const struct edge_
 
 /* Decision for a packet that would grow by `overhead`: 0 = fits, 1 = too
  * big without DF (forward, but let the stack fragment it), -1 = answered
- * with an ICMP (return ACT_TX), -2 = could not answer (drop). */
+ * with an ICMP (return ACT_TX), -2 = not answered (drop): the rate limit
+ * (DROP_ICMP_RATE) or the ICMP could not be built. */
 static __always_inline int edge_mtu_check(void *ctx, const int xdp, const struct edge_config *cfg,
 					  __u16 ip_len, __be16 frag_off, __u16 overhead)
 {
@@ -206,6 +214,10 @@ static __always_inline int edge_mtu_check(void *ctx, const int xdp, const struct
 	if (!(frag_off & bpf_htons(0x4000))) {
 		edge_count(EV_TOO_BIG_PASS);
 		return 1;
+	}
+	if (!edge_icmp_allow(cfg)) {
+		edge_count(DROP_ICMP_RATE);
+		return -2;
 	}
 	if (edge_icmp_too_big(ctx, xdp, cfg->mtu - overhead) < 0) {
 		edge_count(DROP_TOO_BIG_ICMP_FAIL);

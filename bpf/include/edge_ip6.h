@@ -38,6 +38,9 @@
  *   - Too big after the +24 / +40: ICMPv6 Packet Too Big with MTU −
  *     overhead to the client; below 1280 it cannot be announced, and the
  *     packet is dropped as DROP_TOO_BIG_ICMP_FAIL.
+ *   - Both errors are rate-limited with the IPv4 ones, in one per-CPU
+ *     bucket (edge_icmp_limit.h); over the limit the packet is dropped
+ *     unanswered (DROP_ICMP_RATE).
  *   - IP6IP6 or SNAT without an edge IPv6 address: DROP_UNSUPPORTED6
  *     (user space refuses IPv6 without one; this is the datapath's own
  *     guard).
@@ -299,13 +302,19 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	edge_count_pb(&edge_be_stats, be_id, pkt_len);
 
 	/* A routing hop. */
+	ctx = edge_ctx_fresh(ctx);
 	data = edge_data(ctx, xdp);
 	end = edge_data_end(ctx, xdp);
 	ip6 = data + EDGE6_L3_OFF;
 	if ((void *)(ip6 + 1) > end)
 		return ACT_DROP;
 	if (ip6->hop_limit <= 1) {
-		/* Time Exceeded from the edge's own address (none: dropped). */
+		/* Time Exceeded from the edge's own address (none: dropped),
+		 * within the rate limit (edge_icmp_limit.h). */
+		if (!addr6_is_zero(&cfg6->addr) && !edge_icmp_allow(cfg)) {
+			edge_count(DROP_ICMP_RATE);
+			return ACT_DROP;
+		}
 		if (!addr6_is_zero(&cfg6->addr) &&
 		    edge6_icmp_error(ctx, xdp, &p, ICMP6_TIME_EXCEED, 0, &cfg6->addr) == 0) {
 			edge_count(EV_TTL_EXCEEDED);

@@ -307,6 +307,7 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 	__be16 cport, vport;
 	void *data, *end;
 
+	ctx = edge_ctx_fresh(ctx);
 	if (port < cfg->snat_port_min || port > cfg->snat_port_max)
 		return ACT_PASS;
 	if (edge_tagged(ctx, xdp, p) || p->ihl_bytes != 20)

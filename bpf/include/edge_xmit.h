@@ -39,6 +39,18 @@ static __always_inline void *edge_data_end(void *ctx, const int xdp)
 	return (void *)(long)((struct __sk_buff *)ctx)->data_end;
 }
 
+/* tc: clang may keep &skb->data_end computed once in the caller and spill
+ * it; the verifier refuses a load through such a modified context pointer
+ * ("dereference of modified ctx ptr"). A context pointer laundered before
+ * such a read is read afresh (as edge6_ctx_fresh, edge_snat6.h). Needed in
+ * edge_snat_reverse and edge_process6's hop since the ICMP rate limit
+ * changed clang's register allocation there. */
+static __always_inline void *edge_ctx_fresh(void *ctx)
+{
+	asm volatile("" : "+r"(ctx));
+	return ctx;
+}
+
 static __always_inline __u32 edge_ifindex(void *ctx, const int xdp)
 {
 	if (xdp)

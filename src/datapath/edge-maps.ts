@@ -43,6 +43,7 @@ export const EDGE_MAP_NAMES = [
   'edge_svc_stats',
   'edge_be_stats',
   'edge_insert_limit',
+  'edge_icmp_bucket',
   'edge_fib_cache',
   'edge_sc_prev',
   'edge_sc_flows',
@@ -89,6 +90,7 @@ export const EDGE_STAT_NAMES = [
   'ttl_exceeded',
   'drop_unsupported6',
   'snat_rst_ignored',
+  'drop_icmp_rate',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 

@@ -152,6 +152,7 @@ function checkMetrics(t: import('ava').ExecutionContext, text: string) {
   t.regex(text, new RegExp(`^edgelb_bgp_peer_up\\{peer="${NET}.1"\\} 1$`, 'm'));
   t.regex(text, /^edgelb_ipam_pool_addresses_used\{pool="public"\} 1$/m);
   t.regex(text, /^edgelb_frontends_rejected\{reason="UnsupportedFamily"\} 0$/m);
+  t.regex(text, /^edgelb_datapath_drops\{reason="icmp_rate"\} 0$/m, 'ICMP errors over the rate limit (edge_icmp_limit.h)');
   t.regex(text, /^edgelb_edge_name_duplicate 0$/m, 'one machine, one name');
 }
 

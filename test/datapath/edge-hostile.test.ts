@@ -1,12 +1,13 @@
 // Edge program against hostile packets from the wire (BPF_PROG_TEST_RUN):
 // forged ICMP errors, fragments, malformed headers. Each test names the
 // defect it pins down; exact verdicts, bytes and counters.
-import test from 'ava';
-import { TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS } from '../../src/datapath/loader.js';
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
+import { TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_TX } from '../../src/datapath/loader.js';
 import { buildPacket, icmpFragNeeded, parsePacket, verifyIpv4Checksum, verifyL4Checksum } from '../lib/packets.js';
-import { CLIENT, EDGE, EDGE_MAC, SEC, VIP, backend, clientEth, openEdge, service, setEdgeClock, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
-import { EDGE6, apply6, service6, tcp6 } from './edge6-helpers.js';
-import { buildPacket6, parse6 } from '../lib/packets6.js';
+import { CLIENT, CLIENT_MAC, EDGE, EDGE_MAC, SEC, VIP, backend, clientEth, openEdge, service, setEdgeClock, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
+import { BE6_ID0, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, service6, tcp6, udp6 } from './edge6-helpers.js';
+import { buildPacket6, parse6, verifyL4Checksum6 } from '../lib/packets6.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 
 function run(dp: EdgeDatapath, data: Buffer, hook: 'xdp' | 'tc' = 'xdp'): { retval: number; out: Buffer } {
@@ -247,4 +248,116 @@ test('second chance: a blind SYN with a remembered flow\'s tuple does not forget
   run(dp, tcpPacket({ flags: { syn: true }, sport: port }));
   t.is(hex(run(dp, tcpPacket({ flags: ACK, sport: port })).out), hex(first), 'nor after a blind RST and SYN');
   t.is(dp.secondChance().stats.sc_syn_kept, 2);
+});
+
+// ---------------------------------------------------------------- ICMP errors are rate-limited (edge_icmp_limit.h)
+
+// The bucket is per CPU and BPF_PROG_TEST_RUN runs on the caller's CPU: the
+// test's thread (ava: a child process, its main thread) is pinned to one
+// CPU while it counts answers, and let go again at its end.
+function pinOneCpu(t: ExecutionContext): void {
+  const tid = String(process.pid);
+  const was = execFileSync('taskset', ['-pc', tid], { encoding: 'utf8' }).trim().split(': ')[1]!;
+  const cpu = was.split(/[,-]/)[0]!;
+  execFileSync('taskset', ['-pc', cpu, tid], { stdio: 'ignore' });
+  t.teardown(() => {
+    execFileSync('taskset', ['-pc', was, tid], { stdio: 'ignore' });
+  });
+}
+
+const MS = 1_000_000n;
+const BURST = 50; // EDGE_ICMP_BURST
+const ttl1 = (sport: number): Buffer => {
+  const spec = tcpSpec({ flags: { syn: true }, sport });
+  return buildPacket({ ...spec, ip: { ...spec.ip, ttl: 1 } });
+};
+
+test('time-exceeded is rate-limited like Linux\'s ICMP (1000/s per CPU, burst 50): a spoofed TTL-1 flood is answered only up to the bucket, the rest dropped and counted', (t) => {
+  const dp = openEdge(t);
+  dp.applyServices([service()]);
+  let now = 1000n * SEC;
+  setEdgeClock(dp, now);
+  pinOneCpu(t);
+  const verdicts = (n: number, from: number): number[] => Array.from({ length: n }, (_, i) => run(dp, ttl1(from + i)).retval);
+  const answers = (n: number, drops: number): number[] => [...Array<number>(n).fill(XDP_TX), ...Array<number>(drops).fill(XDP_DROP)];
+
+  // The first answer, exact bytes (as in edge.test.ts's routing-hop test).
+  const probe = ttl1(40000);
+  const r = run(dp, probe);
+  t.is(r.retval, XDP_TX);
+  t.is(hex(r.out), hex(buildPacket({
+    eth: { src: EDGE_MAC, dst: CLIENT_MAC },
+    ip: { src: EDGE, dst: CLIENT, tos: 0xc0, ttl: 64, id: 0 },
+    icmp: { type: 11, code: 0, rest: Buffer.alloc(4), payload: probe.subarray(14, 14 + 28) },
+  })));
+  t.true(verifyL4Checksum(r.out.subarray(14)));
+  // 60 probes at one instant: the burst (49 more) answered, the rest dropped.
+  t.deepEqual(verdicts(59, 40001), answers(BURST - 1, 10));
+  t.like(dp.counters().stats, { ttl_exceeded: BURST, drop_icmp_rate: 10, drop_ttl: 0 });
+  // Forwarding is not limited: a packet with TTL to spare still goes through.
+  t.is(parsePacket(run(dp, tcpPacket({ flags: { syn: true }, sport: 41000 })).out).ip.dst, '10.244.1.1');
+
+  // 10 ms later: 10 tokens (one per ms), exactly 10 answers.
+  now += 10n * MS;
+  setEdgeClock(dp, now);
+  const again = run(dp, probe);
+  t.is(hex(again.out), hex(r.out), 'the answer after a refill is the same answer');
+  t.deepEqual(verdicts(19, 40100), answers(9, 10));
+  // Half a token's time later: none yet; the other half: one (nothing lost to rounding).
+  now += MS / 2n;
+  setEdgeClock(dp, now);
+  t.is(run(dp, probe).retval, XDP_DROP);
+  now += MS / 2n;
+  setEdgeClock(dp, now);
+  t.deepEqual(verdicts(2, 40200), answers(1, 1));
+  // 100 ms later: 100 tokens' worth, but the bucket holds only the burst.
+  now += 100n * MS;
+  setEdgeClock(dp, now);
+  t.deepEqual(verdicts(60, 40300), answers(BURST, 10));
+  t.like(dp.counters().stats, { ttl_exceeded: BURST + 10 + 1 + BURST, drop_icmp_rate: 10 + 10 + 1 + 1 + 10, drop_ttl: 0 });
+});
+
+test('fragmentation-needed and IPv6 Time Exceeded / Packet Too Big draw from the same bucket as time-exceeded: none is sent while it is empty (dropped, counted), one per refilled token after', (t) => {
+  const dp = openEdge(t, { mtu: 1400, ipv6: true, address6: EDGE6 });
+  dp.applyServices([service()]);
+  apply6(dp, service6());
+  apply6(dp, service6({ service: 'default/dns6', frontend: { vip: VIP6, port: 53, protocol: 'UDP' } }), { svcId: SVC6_ID + 1, backendIds: [BE6_ID0 + 10], ringOff: RING6_OFF - 16384 });
+  let now = 2000n * SEC;
+  setEdgeClock(dp, now);
+  pinOneCpu(t);
+  const big = tcpPacket({ flags: { syn: true }, payload: Buffer.alloc(1396 - 20 - 24, 0xab) }); // + 8 > 1400, DF
+  const big6 = udp6({ payload: Buffer.alloc(1400 - 40 - 8 - 23, 0x5a) }); // + 24 > 1400
+  const hop6 = tcp6({ hopLimit: 1 });
+  // Drain the bucket with IPv4 time-exceeded.
+  for (let i = 0; i < BURST; i++) t.is(run(dp, ttl1(42000 + i)).retval, XDP_TX);
+  t.is(run(dp, big).retval, XDP_DROP, 'fragmentation-needed: empty bucket');
+  t.is(run(dp, big, 'tc').retval, TC_ACT_SHOT, 'the same on tc');
+  t.is(run(dp, hop6).retval, XDP_DROP, 'IPv6 Time Exceeded: empty bucket');
+  t.is(run(dp, big6, 'tc').retval, TC_ACT_SHOT, 'IPv6 Packet Too Big: empty bucket');
+  t.like(dp.counters().stats, { ttl_exceeded: BURST, icmp_too_big_sent: 0, drop_icmp_rate: 4, drop_too_big_icmp_fail: 0, drop_ttl: 0 });
+  // Each millisecond gives one answer, whatever its kind.
+  const next = (): void => {
+    now += MS;
+    setEdgeClock(dp, now);
+  };
+  next();
+  const r = run(dp, big);
+  t.is(r.retval, XDP_TX);
+  t.is(parsePacket(r.out).icmp!.mtu, 1392);
+  t.is(run(dp, big).retval, XDP_DROP);
+  next();
+  const r6 = run(dp, hop6);
+  t.is(r6.retval, XDP_TX);
+  t.is(r6.out[14 + 40], 3, 'Time Exceeded');
+  t.like(parse6(r6.out.subarray(14)), { src: '2001:db8:0:0:0:0:0:1', dst: '2001:db8:1:0:0:0:0:7' }); // EDGE6 → CLIENT6
+  t.true(verifyL4Checksum6(r6.out.subarray(14)));
+  t.is(run(dp, hop6).retval, XDP_DROP);
+  next();
+  const p6 = run(dp, big6);
+  t.is(p6.retval, XDP_TX);
+  t.is(p6.out.readUInt32BE(14 + 40 + 4), 1376);
+  t.is(run(dp, big6).retval, XDP_DROP);
+  t.like(dp.counters().stats, { ttl_exceeded: BURST + 1, icmp_too_big_sent: 2, drop_icmp_rate: 7, drop_too_big_icmp_fail: 0 });
+  // Not limited: an error the edge forwards rather than builds (steering) and a packet that fits.
+  t.is(run(dp, udp6({ payload: Buffer.alloc(100) })).retval, XDP_PASS);
 });
