@@ -52,7 +52,7 @@
  *     ICMP fragmentation-needed (MTU − overhead) goes back to the client;
  *     without DF the rewritten packet goes to the stack, which fragments it.
  *   - The ICMP errors the edge builds (time-exceeded, fragmentation-needed;
- *     IPv6 too) are rate-limited per CPU, 1000/s with a burst of 50, as
+ *     IPv6 too) are rate-limited per CPU and kind, 1000/s with a burst of 50, as
  *     Linux limits its own (edge_icmp_limit.h): a packet that would have
  *     been answered over the limit is dropped (DROP_ICMP_RATE), so a forged
  *     source cannot make the edge reflect errors at a victim one for one.

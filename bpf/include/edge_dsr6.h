@@ -314,7 +314,7 @@ static __always_inline int edge6_mtu_check(void *ctx, const int xdp, const struc
 		return 0;
 	if (IPV6_HLEN + (__u32)p->plen + overhead <= mtu)
 		return 0;
-	if (mtu >= EDGE6_MIN_MTU + overhead && !edge_icmp_allow(cfg)) {
+	if (mtu >= EDGE6_MIN_MTU + overhead && !edge_icmp_allow(cfg, EDGE_ICMP_TOO_BIG)) {
 		edge_count(DROP_ICMP_RATE);
 		return -2;
 	}

@@ -2,7 +2,7 @@
  * would exceed the MTU once the DSR option / IPIP header is added, the
  * routing hop (TTL decrement, time-exceeded), and the shared error builder
  * (steering of ICMP errors about a VIP flow: edge_steer.h). Every error the
- * edge builds first takes a token from edge_icmp_limit.h's bucket. */
+ * edge builds first takes a token from its kind's bucket (edge_icmp_limit.h). */
 #ifndef EDGELB_EDGE_ICMP_H
 #define EDGELB_EDGE_ICMP_H
 
@@ -179,7 +179,7 @@ static __always_inline int edge_hop(void *ctx, const int xdp, const struct edge_
 	if ((void *)(ip + 1) > end)
 		return -2;
 	if (ip->ttl <= 1) {
-		if (answer && !edge_icmp_allow(cfg)) {
+		if (answer && !edge_icmp_allow(cfg, EDGE_ICMP_TIME_EXCEEDED)) {
 			edge_count(DROP_ICMP_RATE);
 			return -2;
 		}
@@ -215,7 +215,7 @@ static __always_inline int edge_mtu_check(void *ctx, const int xdp, const struct
 		edge_count(EV_TOO_BIG_PASS);
 		return 1;
 	}
-	if (!edge_icmp_allow(cfg)) {
+	if (!edge_icmp_allow(cfg, EDGE_ICMP_TOO_BIG)) {
 		edge_count(DROP_ICMP_RATE);
 		return -2;
 	}

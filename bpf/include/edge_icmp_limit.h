@@ -14,14 +14,16 @@
  * at most that many answers a second, a flood from one tuple (one queue)
  * one CPU's worth.
  *
- * One bucket for every kind and both families: Linux shares its bucket
- * between ICMP and ICMPv6 too, and what the limit protects (the victims,
- * the edge's uplink) does not care which family or kind the error is; one
- * per family would only let a sender get twice the errors by mixing them.
- * Unlike Linux, fragmentation-needed / Packet Too Big are limited as well
- * (Linux exempts them so as not to break path MTU discovery): the edge
- * builds them from any spoofed packet just as cheaply, so an exemption
- * would leave the reflection open. The price: while a flood keeps the
+ * Two buckets, one per kind, each shared by both families: time-exceeded,
+ * and fragmentation-needed / Packet Too Big. Linux shares its limit between
+ * ICMP and ICMPv6 (what the limit protects — the victims, the edge's uplink
+ * — does not care about the family), but exempts too-big errors outright so
+ * as not to break path MTU discovery. The edge builds those from any
+ * spoofed packet just as cheaply, so they are limited too — in a bucket of
+ * their own: a flood of TTL-1 probes (traceroute-like, the cheapest
+ * reflection) then never starves a real client's path MTU discovery, and a
+ * flood of too-big packets never silences traceroute. A sender mixing both
+ * gets at most twice one bucket's rate. While a too-big flood keeps its
  * bucket empty, a real client's too-big packet is dropped unanswered and
  * its path MTU discovery waits for a retransmission that finds a token.
  *
@@ -50,26 +52,33 @@ struct edge_icmp_bucket {
 	__u32 primed;   /* 0: this CPU never answered yet (the bucket is full) */
 };
 
+/* edge_icmp_allow's kind: the index of the kind's bucket. */
+enum edge_icmp_kind {
+	EDGE_ICMP_TIME_EXCEEDED = 0, /* TTL / hop limit ran out here */
+	EDGE_ICMP_TOO_BIG = 1,       /* fragmentation-needed, Packet Too Big */
+	EDGE_ICMP_KINDS,
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, EDGE_ICMP_KINDS);
 	__type(key, __u32);
 	__type(value, struct edge_icmp_bucket);
 } edge_icmp_bucket SEC(".maps");
 
-/* May this CPU send one more ICMP error now? Takes a token if so. Tokens are
+/* May this CPU send one more ICMP error of `kind` now? Takes a token if so. Tokens are
  * credited in whole ones, and the stamp moves on by exactly what was
  * credited, so the remainder of a token's time is not lost between two
  * errors (the kernel's coarse clock moves in jiffies). */
-static __always_inline int edge_icmp_allow(const struct edge_config *cfg)
+static __always_inline int edge_icmp_allow(const struct edge_config *cfg, enum edge_icmp_kind kind)
 {
 	struct edge_icmp_bucket *b;
-	__u32 zero = 0;
+	__u32 idx = kind;
 	__u64 now, n;
 
-	b = bpf_map_lookup_elem(&edge_icmp_bucket, &zero);
+	b = bpf_map_lookup_elem(&edge_icmp_bucket, &idx);
 	if (!b)
-		return 0; /* cannot happen (array index 0); not answering is the safe side */
+		return 0; /* cannot happen (a constant index); not answering is the safe side */
 	now = edge_now_ns(cfg);
 	if (!b->primed) {
 		b->primed = 1;

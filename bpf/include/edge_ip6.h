@@ -38,8 +38,8 @@
  *   - Too big after the +24 / +40: ICMPv6 Packet Too Big with MTU −
  *     overhead to the client; below 1280 it cannot be announced, and the
  *     packet is dropped as DROP_TOO_BIG_ICMP_FAIL.
- *   - Both errors are rate-limited with the IPv4 ones, in one per-CPU
- *     bucket (edge_icmp_limit.h); over the limit the packet is dropped
+ *   - Both errors are rate-limited with the IPv4 ones, in per-CPU buckets
+ *     by kind (edge_icmp_limit.h); over the limit the packet is dropped
  *     unanswered (DROP_ICMP_RATE).
  *   - IP6IP6 or SNAT without an edge IPv6 address: DROP_UNSUPPORTED6
  *     (user space refuses IPv6 without one; this is the datapath's own
@@ -311,7 +311,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	if (ip6->hop_limit <= 1) {
 		/* Time Exceeded from the edge's own address (none: dropped),
 		 * within the rate limit (edge_icmp_limit.h). */
-		if (!addr6_is_zero(&cfg6->addr) && !edge_icmp_allow(cfg)) {
+		if (!addr6_is_zero(&cfg6->addr) && !edge_icmp_allow(cfg, EDGE_ICMP_TIME_EXCEEDED)) {
 			edge_count(DROP_ICMP_RATE);
 			return ACT_DROP;
 		}

@@ -317,7 +317,7 @@ test('time-exceeded is rate-limited like Linux\'s ICMP (1000/s per CPU, burst 50
   t.like(dp.counters().stats, { ttl_exceeded: BURST + 10 + 1 + BURST, drop_icmp_rate: 10 + 10 + 1 + 1 + 10, drop_ttl: 0 });
 });
 
-test('fragmentation-needed and IPv6 Time Exceeded / Packet Too Big draw from the same bucket as time-exceeded: none is sent while it is empty (dropped, counted), one per refilled token after', (t) => {
+test('time-exceeded and too-big errors have a bucket each, shared by both families: a TTL-1 flood does not starve path MTU discovery, nor a too-big flood traceroute; none is sent while its bucket is empty (dropped, counted), one per refilled token after', (t) => {
   const dp = openEdge(t, { mtu: 1400, ipv6: true, address6: EDGE6 });
   dp.applyServices([service()]);
   apply6(dp, service6());
@@ -328,36 +328,35 @@ test('fragmentation-needed and IPv6 Time Exceeded / Packet Too Big draw from the
   const big = tcpPacket({ flags: { syn: true }, payload: Buffer.alloc(1396 - 20 - 24, 0xab) }); // + 8 > 1400, DF
   const big6 = udp6({ payload: Buffer.alloc(1400 - 40 - 8 - 23, 0x5a) }); // + 24 > 1400
   const hop6 = tcp6({ hopLimit: 1 });
-  // Drain the bucket with IPv4 time-exceeded.
+  // Drain the time-exceeded bucket with IPv4 probes: IPv6's Time Exceeded shares it ...
   for (let i = 0; i < BURST; i++) t.is(run(dp, ttl1(42000 + i)).retval, XDP_TX);
-  t.is(run(dp, big).retval, XDP_DROP, 'fragmentation-needed: empty bucket');
-  t.is(run(dp, big, 'tc').retval, TC_ACT_SHOT, 'the same on tc');
-  t.is(run(dp, hop6).retval, XDP_DROP, 'IPv6 Time Exceeded: empty bucket');
-  t.is(run(dp, big6, 'tc').retval, TC_ACT_SHOT, 'IPv6 Packet Too Big: empty bucket');
-  t.like(dp.counters().stats, { ttl_exceeded: BURST, icmp_too_big_sent: 0, drop_icmp_rate: 4, drop_too_big_icmp_fail: 0, drop_ttl: 0 });
-  // Each millisecond gives one answer, whatever its kind.
-  const next = (): void => {
-    now += MS;
-    setEdgeClock(dp, now);
-  };
-  next();
+  t.is(run(dp, hop6).retval, XDP_DROP, 'IPv6 Time Exceeded: its bucket is empty');
+  // ... but path MTU discovery has its own, full: fragmentation-needed and Packet Too Big are answered.
   const r = run(dp, big);
   t.is(r.retval, XDP_TX);
   t.is(parsePacket(r.out).icmp!.mtu, 1392);
-  t.is(run(dp, big).retval, XDP_DROP);
-  next();
+  const p6 = run(dp, big6);
+  t.is(p6.retval, XDP_TX);
+  t.is(p6.out.readUInt32BE(14 + 40 + 4), 1376);
+  // Drain the too-big bucket (both families share it): then neither kind is answered, on either hook.
+  for (let i = 2; i < BURST; i++) t.is(run(dp, i % 2 ? big6 : big).retval, XDP_TX);
+  t.is(run(dp, big).retval, XDP_DROP, 'fragmentation-needed: empty bucket');
+  t.is(run(dp, big, 'tc').retval, TC_ACT_SHOT, 'the same on tc');
+  t.is(run(dp, big6, 'tc').retval, TC_ACT_SHOT, 'IPv6 Packet Too Big: empty bucket');
+  t.is(run(dp, ttl1(42100)).retval, XDP_DROP, 'time-exceeded: still empty');
+  t.like(dp.counters().stats, { ttl_exceeded: BURST, icmp_too_big_sent: BURST, drop_icmp_rate: 5, drop_too_big_icmp_fail: 0, drop_ttl: 0 });
+  // A millisecond later: one token in each bucket.
+  now += MS;
+  setEdgeClock(dp, now);
   const r6 = run(dp, hop6);
   t.is(r6.retval, XDP_TX);
   t.is(r6.out[14 + 40], 3, 'Time Exceeded');
   t.like(parse6(r6.out.subarray(14)), { src: '2001:db8:0:0:0:0:0:1', dst: '2001:db8:1:0:0:0:0:7' }); // EDGE6 → CLIENT6
   t.true(verifyL4Checksum6(r6.out.subarray(14)));
-  t.is(run(dp, hop6).retval, XDP_DROP);
-  next();
-  const p6 = run(dp, big6);
-  t.is(p6.retval, XDP_TX);
-  t.is(p6.out.readUInt32BE(14 + 40 + 4), 1376);
-  t.is(run(dp, big6).retval, XDP_DROP);
-  t.like(dp.counters().stats, { ttl_exceeded: BURST + 1, icmp_too_big_sent: 2, drop_icmp_rate: 7, drop_too_big_icmp_fail: 0 });
+  t.is(run(dp, ttl1(42101)).retval, XDP_DROP);
+  t.is(run(dp, big6).retval, XDP_TX);
+  t.is(run(dp, big).retval, XDP_DROP);
+  t.like(dp.counters().stats, { ttl_exceeded: BURST + 1, icmp_too_big_sent: BURST + 1, drop_icmp_rate: 7, drop_too_big_icmp_fail: 0 });
   // Not limited: an error the edge forwards rather than builds (steering) and a packet that fits.
   t.is(run(dp, udp6({ payload: Buffer.alloc(100) })).retval, XDP_PASS);
 });
