@@ -51,7 +51,8 @@ export function trimService(svc: V1Service): V1Service {
 function without<T extends object>(o: T, ...drop: string[]): T {
   if (!drop.some((k) => Object.hasOwn(o, k))) return o;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (!drop.includes(k)) out[k] = v;
+  // Keys, not Object.entries: one array, not a [key, value] pair per field (per Service, list and watch alike).
+  for (const k of Object.keys(o)) if (!drop.includes(k)) out[k] = (o as Record<string, unknown>)[k];
   return out as T;
 }
 
