@@ -12,25 +12,14 @@ import { KubernetesController, type KubernetesControllerOptions } from '../../sr
 import { IpAllocator, type IpRequest } from '../../src/ipam/allocator.js';
 import { silentLogger } from '../../src/log/logger.js';
 import type { DesiredStateSink } from '../../src/k8s/sink.js';
-import { TestCluster } from '../lib/kube.js';
-import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
-import { conditionOf, endpointSlice, ingressOf, node, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
+import { edgeClusterPerFile } from './edge-cluster.js';
+import { EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
+import { conditionOf, endpointSlice, ingressOf, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
 
 const log = silentLogger();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-let cluster: TestCluster;
-let edgeKubeconfig: string;
+const k8s = edgeClusterPerFile('hostile');
 let seq = 0;
-
-test.before(async () => {
-  cluster = await TestCluster.start({ tag: 'hostile', controllerManager: false });
-  edgeKubeconfig = await cluster.kubeconfigFor(EDGE_SERVICE_ACCOUNT);
-  await cluster.create(node('n1', '10.0.0.1'));
-});
-
-test.after.always(async () => {
-  await cluster?.close();
-});
 
 type Pools = { cidrs: string[] }[];
 
@@ -39,7 +28,7 @@ async function setup(t: ExecutionContext, pools: Pools = [{ cidrs: ['192.0.2.0/2
   const ns = `h${n}`;
   const cls = `edgelb.io/h${n}`;
   const leaseName = `edgelb-h${n}`;
-  await cluster.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  await k8s.cluster.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   const config = (p: Pools = pools) => {
     const base = testConfig(p);
     return { ...base, kubernetes: { ...base.kubernetes, loadBalancerClass: cls, leaseName, leaseNamespace: EDGELB_NAMESPACE } };
@@ -49,19 +38,19 @@ async function setup(t: ExecutionContext, pools: Pools = [{ cidrs: ['192.0.2.0/2
     for (const c of controllers) await c.stop().catch(() => undefined);
   });
   const make = (sink: DesiredStateSink, extra: Partial<KubernetesControllerOptions> = {}) => {
-    const c = new KubernetesController({ config: config(), kubeconfigPath: edgeKubeconfig, nodeName: 'edge-a', logger: log, debounceMs: 5, sink, ...extra });
+    const c = new KubernetesController({ config: config(), kubeconfigPath: k8s.kubeconfig, nodeName: 'edge-a', logger: log, debounceMs: 5, sink, ...extra });
     controllers.push(c);
     return c;
   };
-  const events = async (name: string): Promise<Obj[]> => (await cluster.list('events', ns)).filter((e) => (e.regarding as { name?: string }).name === name);
-  const svc = async (name: string): Promise<Obj | undefined> => (await cluster.get('services', ns, name)) ?? undefined;
+  const events = async (name: string): Promise<Obj[]> => (await k8s.cluster.list('events', ns)).filter((e) => (e.regarding as { name?: string }).name === name);
+  const svc = async (name: string): Promise<Obj | undefined> => (await k8s.cluster.get('services', ns, name)) ?? undefined;
   const createService = (name: string, opts: Parameters<typeof service>[2] = {}, spec: Obj = {}) => {
     const o = service(ns, name, { cls, selector: false, ...opts });
-    return cluster.create({ ...o, spec: { ...(o.spec as Obj), ...spec } });
+    return k8s.cluster.create({ ...o, spec: { ...(o.spec as Obj), ...spec } });
   };
   const serve = async (name: string, ip: string, extra: { annotations?: Record<string, string>; spec?: Obj } = {}) => {
     await createService(name, { annotations: extra.annotations ?? {} }, extra.spec ?? {});
-    await cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
+    await k8s.cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
   };
   return { ns, cls, leaseName, config, make, events, svc, createService, serve };
 }
@@ -82,7 +71,7 @@ test.serial('an address request edited in while no edge leads does not take an o
   t.not(victimIp, tenantIp);
   // While no edge leads (an upgrade, a crash), the tenant asks for the
   // victim's address.
-  await cluster.patch('services', ns, 'tenant', { metadata: { annotations: { 'edgelb.io/loadBalancerIPs': victimIp } } });
+  await k8s.cluster.patch('services', ns, 'tenant', { metadata: { annotations: { 'edgelb.io/loadBalancerIPs': victimIp } } });
   const second = make(new RecordingSink());
   await second.start();
   await waitFor('the new leader decided', async () => {
@@ -112,9 +101,9 @@ test.serial('a Service with hundreds of ports over the cap gets a few Warning Ev
   const ports = Array.from({ length: 400 }, (_, i) => 1000 + i);
   // allocateLoadBalancerNodePorts: false — the node port range would not hold 400.
   await createService('many', { ports }, { allocateLoadBalancerNodePorts: false });
-  await cluster.create(endpointSlice(ns, 'many', 'many-1', [{ ip: '10.1.0.1', node: 'n1' }], ports.slice(0, 100)));
+  await k8s.cluster.create(endpointSlice(ns, 'many', 'many-1', [{ ip: '10.1.0.1', node: 'n1' }], ports.slice(0, 100)));
   await createService('fine');
-  await cluster.create(endpointSlice(ns, 'fine', 'fine-1', [{ ip: '10.1.0.2', node: 'n1' }]));
+  await k8s.cluster.create(endpointSlice(ns, 'fine', 'fine-1', [{ ip: '10.1.0.2', node: 'n1' }]));
   const capped = config();
   capped.datapath = { ...capped.datapath, maxPortsPerService: 100 };
   const c = make(new RecordingSink(), { config: capped });
@@ -131,14 +120,14 @@ test.serial('a Service with hundreds of ports over the cap gets a few Warning Ev
 test.serial('a follower reads one address spelled two ways in two Services\' status (written by someone else) as one frontend: one of them gets FrontendConflict, the sink one entry', async (t) => {
   const { ns, leaseName, make, svc, serve } = await setup(t, [{ cidrs: ['2001:db8::/120'] }]);
   // Another edge leads: this one follows status.
-  await cluster.create({
+  await k8s.cluster.create({
     apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { namespace: EDGELB_NAMESPACE, name: leaseName },
     spec: { holderIdentity: 'edge-z', leaseDurationSeconds: 60, renewTime: new Date().toISOString().replace('Z', '000Z') },
   });
   await serve('a', '10.1.0.1');
   await serve('b', '10.1.0.2');
-  await cluster.patchStatus('services', ns, 'a', { loadBalancer: { ingress: [{ ip: '2001:db8::5' }] } });
-  await cluster.patchStatus('services', ns, 'b', { loadBalancer: { ingress: [{ ip: '2001:DB8:0::5' }] } });
+  await k8s.cluster.patchStatus('services', ns, 'a', { loadBalancer: { ingress: [{ ip: '2001:db8::5' }] } });
+  await k8s.cluster.patchStatus('services', ns, 'b', { loadBalancer: { ingress: [{ ip: '2001:DB8:0::5' }] } });
   t.deepEqual(ingressOf(await svc('b')), ['2001:DB8:0::5'], 'the API server keeps the spelling');
   const sink = new RecordingSink();
   const c = make(sink);

@@ -14,27 +14,15 @@ import { KubernetesController, type KubernetesControllerOptions } from '../../sr
 import { silentLogger } from '../../src/log/logger.js';
 import type { DesiredService } from '../../src/model/types.js';
 import type { DesiredStateSink } from '../../src/k8s/sink.js';
-import { TestCluster, pool } from '../lib/kube.js';
-import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
+import { pool } from '../lib/kube.js';
+import { edgeClusterPerFile } from './edge-cluster.js';
+import { EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 import { conditionOf, endpointSlice, ingressOf, node, PlannerSink, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
 
 const log = silentLogger();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-let cluster: TestCluster;
-let edgeKubeconfig: string;
+const k8s = edgeClusterPerFile('outcomes');
 let seq = 0;
-
-test.before(async () => {
-  // No Pods here, so no controller manager (it would only spend CPU on the 1 000-Service test's objects).
-  cluster = await TestCluster.start({ tag: 'outcomes', controllerManager: false });
-  edgeKubeconfig = await cluster.kubeconfigFor(EDGE_SERVICE_ACCOUNT);
-  // The endpoints' node (a backend on a node without a known address is not used).
-  await cluster.create(node('n1', '10.0.0.1'));
-});
-
-test.after.always(async () => {
-  await cluster?.close();
-});
 
 type Pools = { cidrs: string[] }[];
 
@@ -44,7 +32,7 @@ async function setup(t: ExecutionContext, pools: Pools = [{ cidrs: ['192.0.2.0/2
   const ns = `o${n}`;
   const cls = `edgelb.io/o${n}`;
   const leaseName = `edgelb-o${n}`;
-  await cluster.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  await k8s.cluster.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   const config = (p: Pools = pools, lease?: number) => {
     const base = testConfig(p, lease);
     return { ...base, kubernetes: { ...base.kubernetes, loadBalancerClass: cls, leaseName, leaseNamespace: EDGELB_NAMESPACE } };
@@ -55,19 +43,19 @@ async function setup(t: ExecutionContext, pools: Pools = [{ cidrs: ['192.0.2.0/2
   });
   /** A controller of this test (stopped at its end). */
   const controller = (o: Partial<KubernetesControllerOptions> & Pick<KubernetesControllerOptions, 'sink'>) => {
-    const c = new KubernetesController({ config: config(), kubeconfigPath: edgeKubeconfig, nodeName: 'edge-a', logger: log, debounceMs: 5, ...o });
+    const c = new KubernetesController({ config: config(), kubeconfigPath: k8s.kubeconfig, nodeName: 'edge-a', logger: log, debounceMs: 5, ...o });
     controllers.push(c);
     return c;
   };
   const make = (sink: DesiredStateSink, extra: { roundSize?: number; advertising?: boolean; nodeName?: string } = {}) => controller({ sink, ...extra });
-  const events = async (name: string): Promise<Obj[]> => (await cluster.list('events', ns)).filter((e) => (e.regarding as { name?: string }).name === name);
-  const svc = async (name: string): Promise<Obj | undefined> => (await cluster.get('services', ns, name)) ?? undefined;
+  const events = async (name: string): Promise<Obj[]> => (await k8s.cluster.list('events', ns)).filter((e) => (e.regarding as { name?: string }).name === name);
+  const svc = async (name: string): Promise<Obj | undefined> => (await k8s.cluster.get('services', ns, name)) ?? undefined;
   /** A selector-less Service of this test's class. */
-  const createService = (name: string, opts: Parameters<typeof service>[2] = {}, spec: Obj = {}) => cluster.create(withSpec(service(ns, name, { cls, selector: false, ...opts }), spec));
+  const createService = (name: string, opts: Parameters<typeof service>[2] = {}, spec: Obj = {}) => k8s.cluster.create(withSpec(service(ns, name, { cls, selector: false, ...opts }), spec));
   /** A Service with one ready endpoint on n1. */
   const serve = async (name: string, ip: string, extra: { annotations?: Record<string, string>; spec?: Obj } = {}) => {
     await createService(name, { annotations: extra.annotations ?? {} }, extra.spec ?? {});
-    await cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
+    await k8s.cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
   };
   return { ns, cls, leaseName, config, controller, make, events, svc, createService, serve };
 }
@@ -99,7 +87,7 @@ test.serial('unservable frontends are reported on their Service and not advertis
     serve('v6', '10.1.0.2', { annotations: { 'edgelb.io/loadBalancerIPs': '2001:db8::5' } }),
     serve('ranges6', '10.1.0.3', { spec: { loadBalancerSourceRanges: ['2001:db8::/32'] } }),
     serve('later', '10.1.0.4'),
-    cluster.delete('services', ns, 'gone'),
+    k8s.cluster.delete('services', ns, 'gone'),
   ]);
   await waitFor('later in the sink and advertised', () => [...sink.frontends.values()].some((d) => d.service === `${ns}/later`) && sink.vips.some((v) => v.services.includes(`${ns}/later`)), 20_000);
   await waitFor('gone removed from the sink and its VIP withdrawn', () => ![...sink.frontends.values()].some((d) => d.service === `${ns}/gone`) && !sink.vips.some((v) => v.services.includes(`${ns}/gone`)), 20_000);
@@ -127,7 +115,7 @@ test.serial('unservable frontends are reported on their Service and not advertis
   t.is(offered, 1, 'the IPv6 frontend was offered once');
 
   // A change to the Service is retried: without the IPv6 range it is served.
-  await cluster.patch('services', ns, 'ranges6', { spec: { loadBalancerSourceRanges: [] } });
+  await k8s.cluster.patch('services', ns, 'ranges6', { spec: { loadBalancerSourceRanges: [] } });
   await waitFor('ranges6 advertised once its ranges changed', async () => conditionOf(await svc('ranges6'))?.status === 'True' && sink.vipAddresses().includes(ranges6Vip), 20_000);
   t.deepEqual(c.status().rejected, { UnsupportedFamily: 1 });
 });
@@ -136,12 +124,12 @@ test.serial('out of space: the frontend that does not fit is rejected and retrie
   const { ns, make, svc, createService } = await setup(t);
   const sink = new PlannerSink({ backendIds: 4 }); // ids 1..3
   await createService('a');
-  await cluster.create(endpointSlice(ns, 'a', 'a-1', [{ ip: '10.1.0.1', node: 'n1' }, { ip: '10.1.0.2', node: 'n1' }]));
+  await k8s.cluster.create(endpointSlice(ns, 'a', 'a-1', [{ ip: '10.1.0.1', node: 'n1' }, { ip: '10.1.0.2', node: 'n1' }]));
   const c = make(sink);
   await c.start();
   await waitFor('a served', async () => conditionOf(await svc('a'))?.status === 'True', 20_000);
   await createService('b');
-  await cluster.create(endpointSlice(ns, 'b', 'b-1', [{ ip: '10.2.0.1', node: 'n1' }, { ip: '10.2.0.2', node: 'n1' }]));
+  await k8s.cluster.create(endpointSlice(ns, 'b', 'b-1', [{ ip: '10.2.0.1', node: 'n1' }, { ip: '10.2.0.2', node: 'n1' }]));
   await waitFor('b rejected for backend ids', async () => conditionOf(await svc('b'))?.reason === 'OutOfBackendIds', 20_000);
   const vipB = ingressOf(await svc('b'))[0]!;
   t.false(sink.vipAddresses().includes(vipB));
@@ -149,7 +137,7 @@ test.serial('out of space: the frontend that does not fit is rejected and retrie
   const calls = sink.calls.length;
   await sleep(1000);
   t.is(sink.calls.length, calls, 'not retried while the space is the same');
-  await cluster.delete('services', ns, 'a');
+  await k8s.cluster.delete('services', ns, 'a');
   await waitFor('b served once a freed its ids', async () => conditionOf(await svc('b'))?.status === 'True' && sink.vipAddresses().includes(vipB), 20_000);
   t.deepEqual(c.status().rejected, {});
 });
@@ -199,7 +187,7 @@ test.serial('an edge counts as advertising only while it says so (BGP session up
 test.serial('start-up with a thousand Services: nothing is removed or withdrawn before every Service was computed once; then the stale frontends go', async (t) => {
   const N = 1000;
   const { ns, make, createService, leaseName } = await setup(t, [{ cidrs: ['10.200.0.0/18'] }]);
-  await cluster.create(foreignLease(leaseName));
+  await k8s.cluster.create(foreignLease(leaseName));
   const held: string[] = [];
   const t0 = Date.now();
   // Node ports would run out with thousands of Services (30000-32767): none are allocated.
@@ -207,8 +195,8 @@ test.serial('start-up with a thousand Services: nothing is removed or withdrawn 
     const name = `s${i}`;
     const ip = `10.200.${i >> 8}.${i & 255}`;
     await createService(name, {}, { allocateLoadBalancerNodePorts: false });
-    await cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip: `10.1.${i >> 8}.${i & 255}`, node: 'n1' }]));
-    await cluster.patchStatus('services', ns, name, { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } });
+    await k8s.cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip: `10.1.${i >> 8}.${i & 255}`, node: 'n1' }]));
+    await k8s.cluster.patchStatus('services', ns, name, { loadBalancer: { ingress: [{ ip, ipMode: 'VIP' }] } });
     held.push(`${ip}:80/TCP`);
   });
   t.log(`${N} Services, slices and status written in ${Date.now() - t0} ms`);
@@ -270,7 +258,7 @@ test.serial('two machines with one edge name: detected and reported by both (sta
   t.true(one.status().leader);
   let warned: Obj[] = [];
   await waitFor('a DuplicateEdgeName Warning', async () => {
-    warned = (await cluster.list('events', EDGELB_NAMESPACE)).filter((e) => e.reason === 'DuplicateEdgeName' && e.type === 'Warning');
+    warned = (await k8s.cluster.list('events', EDGELB_NAMESPACE)).filter((e) => e.reason === 'DuplicateEdgeName' && e.type === 'Warning');
     return warned.length > 0;
   }, 20_000);
   t.like(warned[0]!.regarding as Obj, { kind: 'Lease', name: `${leaseName}-edge-edge-a` });
@@ -290,7 +278,7 @@ test.serial('a restart on the same machine (same instance) is not a duplicate an
   const second = mk();
   await first.start();
   await waitFor('first leads', () => first.status().leader, 20_000);
-  const lease = async () => (await cluster.get('leases', EDGELB_NAMESPACE, leaseName)) as { spec: { leaseTransitions?: number }; metadata: { annotations?: Record<string, string> } };
+  const lease = async () => (await k8s.cluster.get('leases', EDGELB_NAMESPACE, leaseName)) as { spec: { leaseTransitions?: number }; metadata: { annotations?: Record<string, string> } };
   const before = await lease();
   await first.stop({ releaseLease: false }); // as a SIGQUIT handover leaves it
   await second.start();
@@ -307,7 +295,7 @@ test.serial('the echo of our own status write is not a new occurrence: a failure
   const { ns, make, svc, events, createService } = await setup(t, [{ cidrs: ['192.0.2.1/32'] }]);
   for (const [name, ip] of [['first', '10.1.0.1'], ['second', '10.1.0.2']] as const) {
     await createService(name);
-    await cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
+    await k8s.cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
   }
   const c = make(new RecordingSink());
   await c.start();
@@ -327,7 +315,7 @@ test.serial('over the port cap: rejected with an Event; a config change that rai
   const { ns, make, svc, events, createService, config } = await setup(t, pools);
   const ports = [80, 81, 82];
   await createService('many', { ports });
-  await cluster.create(endpointSlice(ns, 'many', 'many-1', [{ ip: '10.1.0.1', node: 'n1' }], ports));
+  await k8s.cluster.create(endpointSlice(ns, 'many', 'many-1', [{ ip: '10.1.0.1', node: 'n1' }], ports));
   const sink = new RecordingSink();
   const c = make(sink);
   const capped = config(pools);
@@ -347,7 +335,7 @@ test.serial('a config change of a pool\'s BGP attributes re-sends its VIPs with 
   const pools = [{ cidrs: ['192.0.2.0/28'] }];
   const { ns, make, createService, config } = await setup(t, pools);
   await createService('web');
-  await cluster.create(endpointSlice(ns, 'web', 'web-1', [{ ip: '10.1.0.1', node: 'n1' }]));
+  await k8s.cluster.create(endpointSlice(ns, 'web', 'web-1', [{ ip: '10.1.0.1', node: 'n1' }]));
   const sink = new RecordingSink();
   const c = make(sink);
   const base = config(pools);
@@ -366,7 +354,7 @@ test.serial('an endpoint on a node whose address is not known yet is used as soo
   await createService('late-node');
   // One endpoint on n1 (known), one on a node that has no Node object yet (a node joining).
   const lateNode = `late-${ns}`;
-  await cluster.create(endpointSlice(ns, 'late-node', 'late-node-1', [{ ip: '10.1.0.10', node: 'n1' }, { ip: '10.1.0.11', node: lateNode }]));
+  await k8s.cluster.create(endpointSlice(ns, 'late-node', 'late-node-1', [{ ip: '10.1.0.10', node: 'n1' }, { ip: '10.1.0.11', node: lateNode }]));
   const sink = new RecordingSink();
   const c = make(sink);
   await c.start();
@@ -374,7 +362,7 @@ test.serial('an endpoint on a node whose address is not known yet is used as soo
   await waitFor('late-node served by its endpoint on n1', () => backends().length === 1, 20_000);
   await c.settle();
   t.deepEqual(backends(), ['10.1.0.10']);
-  await cluster.create(node(lateNode, '10.0.0.9'));
+  await k8s.cluster.create(node(lateNode, '10.0.0.9'));
   await waitFor(`the endpoint on ${lateNode} once the node has an address`, () => backends().length === 2, 20_000);
   t.deepEqual(backends(), ['10.1.0.10', '10.1.0.11']);
   t.is([...sink.frontends.values()].find((d) => d.service === `${ns}/late-node`)!.backends.find((b) => b.ip === '10.1.0.11')!.nodeIp, '10.0.0.9');
