@@ -55,7 +55,13 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
     const since = prev && prev.status === d.condition.status ? toIso(prev.lastTransitionTime) : now.toISOString();
     conditions.push({ type: CONDITION_ADVERTISED, ...d.condition, lastTransitionTime: since, observedGeneration: svc.metadata?.generation });
   }
-  return { status: { loadBalancer: { ingress: d.ingress.map((ip) => ({ ip })) }, conditions } };
+  const status = { loadBalancer: { ingress: d.ingress.map((ip) => ({ ip })) }, conditions };
+  // The uid makes the write a precondition: a Service deleted and created
+  // again under the same name while this write was on its way (the cache
+  // still held the old one) is refused it (409), instead of being given the
+  // old Service's addresses; the writer retries with what the cache holds then.
+  const uid = svc.metadata?.uid;
+  return uid ? { metadata: { uid }, status } : { status };
 }
 
 /** Whether two desired statuses say the same (a digest each was 10 000 strings kept and hashing at every check). */

@@ -13,6 +13,8 @@ import { IpAllocator, type IpRequest } from '../../src/ipam/allocator.js';
 import { silentLogger } from '../../src/log/logger.js';
 import type { DesiredStateSink } from '../../src/k8s/sink.js';
 import { edgeClusterPerFile } from './edge-cluster.js';
+import { statusPatch } from '../../src/k8s/status.js';
+import type { V1Service } from '@kubernetes/client-node';
 import { EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 import { conditionOf, endpointSlice, ingressOf, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
 
@@ -163,4 +165,23 @@ test('an IPv6 or dual-stack Service against IPv4-only pools is told there is no 
     const r = a.assign(req(`ns/${fams.join('')}`, fams));
     t.deepEqual(r, { ok: false, reason: 'NoPool', message: 'no free IPv6 address: no auto-assign pool admitting this Service has IPv6 addresses (pool(s) v4only)' });
   }
+});
+
+test.serial('a status write lands only on the Service it was computed for: one deleted and recreated under the same name (a new uid) while the write was on its way is left alone', async (t) => {
+  const { ns, createService, svc } = await setup(t);
+  await createService('again');
+  const old = (await svc('again')) as V1Service;
+  await k8s.cluster.admin.ok('DELETE', `/api/v1/namespaces/${ns}/services/again`);
+  await createService('again');
+  const now = (await svc('again')) as V1Service;
+  t.not(now.metadata?.uid, old.metadata?.uid);
+  // What a writer still holding the deleted Service (the informer had not caught up) sends.
+  const patch = statusPatch(old, { ingress: ['192.0.2.9'], condition: { status: 'True', reason: 'Advertised', message: 'x' } }, new Date());
+  const r = await k8s.cluster.admin.request('PATCH', `/api/v1/namespaces/${ns}/services/again/status`, patch, 'application/merge-patch+json');
+  t.true(r.code === 409 || r.code === 422, `HTTP ${r.code} ${JSON.stringify(r.body).slice(0, 300)}`);
+  t.deepEqual(ingressOf(await svc('again')), []);
+  // The same write for the Service as it is now lands.
+  const ok = await k8s.cluster.admin.request('PATCH', `/api/v1/namespaces/${ns}/services/again/status`, statusPatch(now, { ingress: ['192.0.2.9'], condition: null }, new Date()), 'application/merge-patch+json');
+  t.is(ok.code, 200, JSON.stringify(ok.body).slice(0, 300));
+  t.deepEqual(ingressOf(await svc('again')), ['192.0.2.9']);
 });
