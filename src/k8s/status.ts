@@ -3,7 +3,8 @@
 // what the informer last saw, so an unchanged cluster causes no writes
 // (restart stability) and a burst of changes to one Service collapses into
 // one write. Writes are JSON merge patches of the status subresource,
-// carrying the other controllers' conditions over unchanged.
+// carrying the other controllers' conditions over unchanged and the
+// Service's uid (a write never lands on a namesake created since).
 import type { V1Condition, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { CONDITION_ADVERTISED } from '../model/service.js';
