@@ -59,7 +59,7 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
   const status = { loadBalancer: { ingress: d.ingress.map((ip) => ({ ip })) }, conditions };
   // The uid makes the write a precondition: a Service deleted and created
   // again under the same name while this write was on its way (the cache
-  // still held the old one) is refused it (409), instead of being given the
+  // still held the old one) is refused it (422: a uid is immutable), instead of being given the
   // old Service's addresses; the writer retries with what the cache holds then.
   const uid = svc.metadata?.uid;
   return uid ? { metadata: { uid }, status } : { status };
