@@ -28,10 +28,6 @@ export class DirtyQueue {
     this.version++;
   }
 
-  has(key: string): boolean {
-    return this.keys.has(key);
-  }
-
   /**
    * Removes and returns up to `max` keys: the first ones in `by`'s order
    * (computed again only if a key was added since, or `by` changed), or in
@@ -49,12 +45,10 @@ export class DirtyQueue {
       if (this.order === null || this.order.version !== this.version || this.order.by !== by) {
         this.order = { keys: by([...this.keys]), pos: 0, version: this.version, by };
       }
+      // Only take removes keys, and it moves past them: the rest of the
+      // order is exactly the keys still waiting.
       const o = this.order;
-      // Keys taken since the sort are skipped (none are: only take removes).
-      while (out.length < max && o.pos < o.keys.length) {
-        const k = o.keys[o.pos++]!;
-        if (this.keys.has(k)) out.push(k);
-      }
+      while (out.length < max && o.pos < o.keys.length) out.push(o.keys[o.pos++]!);
     }
     for (const k of out) this.keys.delete(k);
     return out;

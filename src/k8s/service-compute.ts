@@ -48,7 +48,6 @@ export function setRejected(st: SvcState, fk: string, r: RejectedEntry): void {
 
 /** Whether a frontend of `st` was rejected for lack of space (it is offered again when the sink has more). */
 export function waitsForRoom(st: Pick<SvcState, 'rejected'>): boolean {
-  if (st.rejected.size === 0) return false;
   for (const r of st.rejected.values()) if (r.free !== null) return true;
   return false;
 }

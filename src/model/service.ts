@@ -2,7 +2,7 @@
 // request for IPAM, and what status says it already has. Pure.
 import type { V1Service } from '@kubernetes/client-node';
 import type { KubernetesConfig } from '../config/types.js';
-import type { Family } from '../net/ip.js';
+import { canonicalIp, type Family } from '../net/ip.js';
 import type { IpRequest } from '../ipam/allocator.js';
 
 export const ANNOTATION_IPS = 'edgelb.io/loadBalancerIPs';
@@ -108,7 +108,10 @@ export function ipRequestFor(svc: V1Service): IpRequest {
  * fits is not replayed; the Service's round decides it.)
  */
 export function restoreRequestFor(svc: V1Service): IpRequest {
-  return { ...ipRequestFor(svc), requested: [...new Set(ingressAddresses(svc))] };
+  // Canonical before de-duplicating: another writer may have put one address
+  // in status in two spellings, which the allocator would refuse as two
+  // addresses of one family. What is no address is left for it to refuse.
+  return { ...ipRequestFor(svc), requested: [...new Set(ingressAddresses(svc).map((ip) => canonicalIp(ip) ?? ip))] };
 }
 
 /** Milliseconds since epoch; list results carry Dates, watch events strings. */

@@ -2,7 +2,8 @@ import test from 'ava';
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { PoolConfig } from '../../src/config/types.js';
 import { computeDesiredState, desiredForService, type DesiredConfig, frontendKey, nodeAddresses, type NodeAddresses } from '../../src/model/desired.js';
-import { ipRequestFor, isOurs, requestedAddresses } from '../../src/model/service.js';
+import { IpAllocator } from '../../src/ipam/allocator.js';
+import { ipRequestFor, isOurs, requestedAddresses, restoreRequestFor } from '../../src/model/service.js';
 import { acceptanceSlices, localDesired } from '../../src/node-agent/local-services.js';
 
 const advertise = { communities: ['65000:1'], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
@@ -66,6 +67,19 @@ test('ip request: annotation wins over spec.loadBalancerIP, sharing key, ports, 
   t.deepEqual([prefer.families, prefer.preferredFamilies], [[6], [4]]);
   const single = ipRequestFor(svc('f', { ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack' }));
   t.deepEqual([single.families, single.preferredFamilies], [[4], []]);
+});
+
+test('restore replays status: one address in two spellings (another writer\'s) is one address, and the allocator takes it back', (t) => {
+  const s = svc('a', { ipFamilies: ['IPv6'], ipFamilyPolicy: 'SingleStack' }, { 'edgelb.io/loadBalancerIPs': '2001:db8::9' });
+  s.metadata!.uid = 'u1';
+  s.status = { loadBalancer: { ingress: [{ ip: '2001:db8::5' }, { ip: '2001:DB8:0::5' }, { ip: 'not-an-ip' }] } };
+  const r = restoreRequestFor(s);
+  t.deepEqual(r.requested, ['2001:db8::5', 'not-an-ip'], 'canonical, once each; what is no address stays for the allocator to refuse');
+  const ok = { ...s, status: { loadBalancer: { ingress: [{ ip: '2001:db8::5' }, { ip: '2001:DB8:0::5' }] } } };
+  const ipam = new IpAllocator([{ name: 'p', cidrs: ['2001:db8::/120'], namespaces: [], serviceSelector: {}, autoAssign: true }]);
+  const res = ipam.assign(restoreRequestFor(ok));
+  t.true(res.ok, JSON.stringify(res));
+  t.deepEqual(ipam.usersOf('2001:db8::5'), [r.key]);
 });
 
 test('ready, terminating-but-serving and not-serving endpoints', (t) => {
