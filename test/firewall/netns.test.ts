@@ -99,10 +99,10 @@ async function waitListening(): Promise<void> {
 
 test.serial('without the firewall every port answers (the probes work)', async (t) => {
   await waitListening();
-  t.true(connects(OTHER, H, 179));
-  t.true(connects(OTHER, H, 8080));
-  t.true(connects(OTHER6, H6, 179));
-  t.true(udpAnswers(OTHER6, H6, 3784));
+  t.true(eventually(() => connects(OTHER, H, 179)), 'TCP 179 over IPv4');
+  t.true(eventually(() => connects(OTHER, H, 8080)), 'TCP 8080 over IPv4');
+  t.true(eventually(() => connects(OTHER6, H6, 179)), 'TCP 179 over IPv6');
+  t.true(eventually(() => udpAnswers(OTHER6, H6, 3784)), 'UDP 3784 over IPv6');
 });
 
 test.serial('with the firewall: BGP only from the peer, SSH only from sshFrom, metrics only on its address', async (t) => {
@@ -115,11 +115,11 @@ metrics: {listen: "${H}:9472"}
 firewall: {sshFrom: [${PEER}/32]}
 `, 'netns.yaml');
   await applyRuleset(firewallRuleset(cfg), { netns: HOST });
-  t.true(connects(PEER, H, 179), 'peer → BGP');
+  t.true(eventually(() => connects(PEER, H, 179)), 'peer → BGP');
   t.false(connects(OTHER, H, 179), 'other → BGP dropped');
-  t.true(connects(PEER, H, 22), 'sshFrom → SSH');
+  t.true(eventually(() => connects(PEER, H, 22)), 'sshFrom → SSH');
   t.false(connects(OTHER, H, 22), 'other → SSH dropped');
-  t.true(connects(OTHER, H, 9472), 'metrics on its listen address');
+  t.true(eventually(() => connects(OTHER, H, 9472)), 'metrics on its listen address');
   t.false(connects(OTHER, H2, 9472), 'metrics port on another host address dropped');
   t.false(connects(PEER, H, 8080), 'unlisted port dropped, even from the peer');
 });
