@@ -2,7 +2,7 @@
 // watches the console for lines. Writes never reach the image: the disk is
 // opened with snapshot=on unless `writable` is set.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, openSync, closeSync, readSync, fstatSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, openSync, closeSync, readSync, fstatSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -53,7 +53,14 @@ export interface BootOptions {
   cpus?: number;
   /** Keep writes in the image file (upgrade tests); default: snapshot. */
   writable?: boolean;
-  /** Let the guest reboot instead of exiting QEMU (boot counting). */
+  /**
+   * Let the guest reboot (boot counting). Each reset the guest asks for is a
+   * power cycle: QEMU runs with -no-reboot, exits at the reset, and the same
+   * disk, EFI variable store and serial log boot again in a new QEMU. QEMU
+   * 7.2's TCG can hang for good at a warm reset (no firmware output for 13
+   * min after "reboot: Restarting system", QEMU spinning, in single- and
+   * multi-threaded TCG alike); a new process has no such state to hang on.
+   */
   allowReboot?: boolean;
   /** Reuse an OVMF variable store (EFI variables survive between boots). */
   varsFile?: string;
@@ -62,9 +69,10 @@ export interface BootOptions {
 }
 
 export interface RunningVm {
-  child: ChildProcess;
-  /** Resolves with QEMU's exit code. */
+  /** Resolves with QEMU's exit code once the guest is off for good (or stopped). */
   exited: Promise<number | null>;
+  /** Guest resets that became power cycles (allowReboot). */
+  readonly powerCycles: number;
   stop(): Promise<void>;
 }
 
@@ -80,7 +88,8 @@ export function qemuArgs(o: BootOptions, varsFile: string): string[] {
     // A headless server with a serial console, as edge nodes are racked: no
     // VGA, CD-ROM, floppy or parallel port for firmware and kernel to drive.
     '-nodefaults',
-    '-display', 'none', '-monitor', 'none', '-serial', `file:${o.serialLog}`,
+    // append=on: the boots of one machine (allowReboot) share one console log.
+    '-display', 'none', '-monitor', 'none', '-chardev', `file,id=console0,path=${o.serialLog},append=on`, '-serial', 'chardev:console0',
     '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
     '-drive', `if=pflash,format=raw,unit=1,file=${varsFile}`,
     '-drive', `file=${o.image},format=raw,if=virtio${o.writable ? '' : ',snapshot=on'}`,
@@ -88,9 +97,19 @@ export function qemuArgs(o: BootOptions, varsFile: string): string[] {
     // (restrict=on: no traffic leaves QEMU).
     '-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0,addr=0x5',
   ];
-  if (!o.allowReboot) args.push('-no-reboot');
+  // A guest reset ends this QEMU; bootVm boots again when reboots are allowed.
+  args.push('-no-reboot');
   for (const c of o.credentials ?? []) args.push('-smbios', smbiosCredential(c));
   return args;
+}
+
+/**
+ * Whether a QEMU run with -no-reboot ended in a reset the guest asked for (or
+ * caused: a panic's reboot, a triple fault), so that the machine boots again:
+ * QEMU exited by itself with status 0 and the guest did not power off.
+ */
+export function guestReset(exitCode: number | null, stopped: boolean, consoleOfRun: string): boolean {
+  return !stopped && exitCode === 0 && !/reboot: Power down/.test(consoleOfRun);
 }
 
 export function bootVm(o: BootOptions): RunningVm {
@@ -102,31 +121,61 @@ export function bootVm(o: BootOptions): RunningVm {
     vars = join(tmp, 'OVMF_VARS.fd');
     copyFileSync(OVMF_VARS, vars);
   }
-  const child = spawn('qemu-system-x86_64', qemuArgs(o, vars), { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (b: Buffer) => { stderr += b.toString(); });
-  const exited = new Promise<number | null>((resolve) => {
-    child.on('exit', (code) => {
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
+  const args = qemuArgs(o, vars);
+  writeFileSync(o.serialLog, '');
+  let child: ChildProcess;
+  let stopped = false;
+  let powerCycles = 0;
+  let resolveExited: (code: number | null) => void = () => undefined;
+  const exited = new Promise<number | null>((resolve) => { resolveExited = resolve; });
+  const finish = (code: number | null) => {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    resolveExited(code);
+  };
+  const start = () => {
+    const logStart = statSync(o.serialLog).size;
+    const c = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = c;
+    let stderr = '';
+    c.stderr?.on('data', (b: Buffer) => { stderr += b.toString(); });
+    c.on('exit', (code) => {
       if (code && stderr.trim()) process.stderr.write(`qemu: ${stderr.trim()}\n`);
-      resolve(code);
+      if (o.allowReboot && guestReset(code, stopped, consoleSince(o.serialLog, logStart))) {
+        powerCycles++;
+        start();
+      } else finish(code);
     });
-    child.on('error', (e) => {
-      stderr += e.message;
-      resolve(-1);
+    c.on('error', (e) => {
+      process.stderr.write(`qemu: ${e.message}\n`);
+      finish(-1);
     });
-  });
+  };
+  start();
   return {
-    child,
     exited,
+    get powerCycles() { return powerCycles; },
     async stop() {
+      stopped = true;
       if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      const c = child;
+      c.kill('SIGTERM');
+      const t = setTimeout(() => c.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(t);
     },
   };
+}
+
+function consoleSince(file: string, offset: number): string {
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.max(0, size - offset));
+    readSync(fd, buf, 0, buf.length, offset);
+    return buf.toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Tails a file that another process appends to. */

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EMULATOR_PANIC_RE, GOBGP_QUERY_SH, machineIdLines, overBudget, READY_RE } from '../../src/image/boot-test.js';
-import { guestPanicSummary, qemuArgs } from '../../src/image/qemu.js';
+import { guestPanicSummary, guestReset, qemuArgs } from '../../src/image/qemu.js';
 
 const TCG_FAULT = `EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path
 [    4.116555] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI
@@ -61,9 +61,21 @@ test('the VM is headless, emulated, serial-only and isolated', (t) => {
   t.is(a[a.indexOf('-accel') + 1], 'tcg,thread=single', 'one TCG thread: guest code patching never races a second vCPU');
   const timed = qemuArgs({ image: '/x.raw', serialLog: '/x.log', mttcg: true }, '/vars.fd');
   t.is(timed[timed.indexOf('-accel') + 1], 'tcg,thread=multi', 'the timed boot: one thread per vCPU');
-  t.is(a[a.indexOf('-serial') + 1], 'file:/x.log');
+  t.is(a[a.indexOf('-serial') + 1], 'chardev:console0');
+  t.is(a[a.indexOf('-chardev') + 1], 'file,id=console0,path=/x.log,append=on', 'one console log across the power cycles of one machine');
+  t.true(a.includes('-no-reboot'));
+  t.true(qemuArgs({ image: '/x.raw', serialLog: '/x.log', allowReboot: true }, '/vars.fd').includes('-no-reboot'), 'a reset ends QEMU even when the guest may reboot: bootVm power-cycles it');
   t.true(a.includes('user,id=n0,restrict=on'), 'user networking with restrict=on: nothing leaves QEMU');
   t.regex(a[a.indexOf('-drive', a.indexOf('-drive', a.indexOf('-drive') + 1) + 1) + 1] ?? '', /snapshot=on/);
+});
+
+test('a guest reset is a power cycle; a power-off, a stop or a QEMU error is the end', (t) => {
+  t.true(guestReset(0, false, '[   23.1] systemd-shutdown[1]: Rebooting.\r\n[   23.4] reboot: Restarting system\r\n'));
+  t.true(guestReset(0, false, 'Kernel panic - not syncing: Attempted to kill init!\nRebooting in 10 seconds..\n'), 'a panic reboots the machine');
+  t.false(guestReset(0, false, '[   40.2] reboot: Power down\n'));
+  t.false(guestReset(0, true, '[   23.4] reboot: Restarting system\n'), 'stopped by the harness');
+  t.false(guestReset(1, false, ''), 'QEMU failed');
+  t.false(guestReset(null, false, ''), 'QEMU killed by a signal');
 });
 
 test('budgets: each one over, or not measured, is named', (t) => {
