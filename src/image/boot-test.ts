@@ -102,7 +102,12 @@ echo "EDGELB-TEST bless $(systemctl is-active systemd-bless-boot.service) check=
 echo "EDGELB-TEST esp-entries $(ls /efi/loader/entries 2>&1 | tr '\\n' ' ')"
 echo "EDGELB-TEST boot-check $(journalctl -b -o cat -u edgelb-boot-check 2>/dev/null | grep 'edgelb-boot-check:' | tail -n1)"
 up=$(sed -n 's/^ *uplink: *//p' /run/edgelb/edgelb.yaml 2>/dev/null | head -n1)
-echo "EDGELB-TEST sysctl uplink=$up forwarding=$(sysctl -n net.ipv4.conf.$up.forwarding 2>&1) rp_filter=$(sysctl -n net.ipv4.conf.$up.rp_filter 2>&1) all_forwarding=$(sysctl -n net.ipv4.conf.all.forwarding) send_redirects=$(sysctl -n net.ipv4.conf.$up.send_redirects 2>&1)"
+# No uplink (an invalid config never reached /run): say so instead of asking sysctl for conf//forwarding.
+if [ -n "$up" ]; then
+  echo "EDGELB-TEST sysctl uplink=$up forwarding=$(sysctl -n net.ipv4.conf.$up.forwarding 2>&1) rp_filter=$(sysctl -n net.ipv4.conf.$up.rp_filter 2>&1) all_forwarding=$(sysctl -n net.ipv4.conf.all.forwarding) send_redirects=$(sysctl -n net.ipv4.conf.$up.send_redirects 2>&1)"
+else
+  echo "EDGELB-TEST sysctl uplink=none"
+fi
 echo "EDGELB-TEST nft-forward $(nft list chain inet edgelb_host forward 2>&1 | grep -E 'policy|comment' | sed 's/^[[:space:]]*//' | tr '\\n' '|')"
 echo "EDGELB-TEST secrets dir=$(stat -c '%a:%U' /run/edgelb/secrets 2>&1) files=$(cd /run/edgelb/secrets 2>/dev/null && stat -c '%n:%a:%U' * 2>/dev/null | tr '\\n' ' ')"
 # The secret's own bytes, read here rather than written into this script: are they anywhere they must not be?

@@ -108,6 +108,7 @@ if (skip) {
     // (and the agent never starts without a valid config and its firewall).
     t.regex(r.report.get('units') ?? '', /config=failed firewall=inactive edgelb=inactive gobgpd=active bfdd=inactive/);
     t.notRegex(r.report.get('listen') ?? '', /:(179|3784|3785|4784)\b/, 'no BGP or BFD port is open without a valid config and its firewall');
+    t.is(r.report.get('sysctl'), 'uplink=none', 'no config reached /run, so no uplink to report on');
     // The first test writes the summary only when it passed: its failure is reported there, once.
     if (manifest && existsSync(join(LOGS, 'summary.json'))) {
       const s = JSON.parse(readFileSync(join(LOGS, 'summary.json'), 'utf8')) as unknown;
