@@ -44,7 +44,8 @@ enum node_counter {
 	NC_DROP_WRONG_BACKEND = 26, /* option's frontend has no backend at the destination on this node */
 	NC_DROP_VIP_CONFLICT = 27, /* a non-SYN would re-point a live flow at another VIP */
 	NC_DROP_INSERT_LIMIT = 28, /* a new flow over the per-CPU insert limit (flood) */
-	NC_MAX = 29,
+	NC_EG_FRAG = 29,         /* a later fragment of a rewritten reply, sent from its VIP too */
+	NC_MAX = 30,
 };
 
 struct {

@@ -3,7 +3,9 @@
  * the pseudo-header) and the port (reply6_from_vip, node_rewrite.h's
  * rewrite6_l3l4 with the old values from the flow key). A reply
  * with extension headers is rewritten too: the walk found its upper-layer
- * header. A non-first fragment has no ports and passes (as for IPv4).
+ * header. A non-first fragment has no ports: it leaves from the VIP its
+ * datagram's first fragment left from (node_frags6; as for IPv4), else it
+ * passes untouched.
  *
  * Cost: nearly every reply is TCP or UDP straight after the fixed header,
  * headers in the linear head. egress6_direct reads such a reply in place
@@ -128,9 +130,12 @@ static __always_inline enum node_step reply6_from_vip(struct __sk_buff *skb, __u
 }
 
 /* The reply's flow (key in kw, upper layer at l4_off): when it has one,
- * the reply leaves from VIP:vp. Returns an enum node_verdict. */
+ * the reply leaves from VIP:vp — and when it is a first fragment (`first`:
+ * its datagram's node_frags6 key), so will the datagram's other fragments.
+ * Returns an enum node_verdict. */
 static __always_inline int egress6_flow(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off,
-					union node_flow6_key_words *kw, __u8 tcp_flags)
+					union node_flow6_key_words *kw, __u8 tcp_flags,
+					const struct node_frag6_key *first)
 {
 	struct node_flow6_value *v;
 	struct node_config *cfg;
@@ -154,6 +159,12 @@ static __always_inline int egress6_flow(struct __sk_buff *skb, __u32 l3_off, __u
 	vip = v->vip6;
 	vport = v->st.vip_port;
 	pod_seen(&v->st, proto, tcp_flags, now);
+	/* A first fragment: the rest of its datagram follows without ports. */
+	if (first) {
+		struct node_frag6_value fv = { .vip = vip, .seen_ns = now };
+
+		bpf_map_update_elem(&node_frags6, first, &fv, BPF_ANY);
+	}
 
 	if (reply6_from_vip(skb, l3_off, l4_off, proto, kw, &vip, vport) != STEP_DONE)
 		return node_drop(NC_DROP_REWRITE);
@@ -206,6 +217,59 @@ static __always_inline int egress6_icmp(struct __sk_buff *skb, struct pkt6 *p)
 				     &q.daddr, &vip, q.dport, v->st.vip_port);
 }
 
+/* The Fragment header's identification of a parsed fragment into *fk
+ * (node_frags6's key: source as the pod, destination as the client). */
+static __always_inline int frag6_key(struct __sk_buff *skb, const struct pkt6 *p,
+				     struct node_frag6_key *fk)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct pkt_frag6 *fh;
+	__u32 off = p->frag_hdr_off;
+
+	if (off == 0 || off > PARSE6_MAX_L4_OFF)
+		return -1;
+	fh = data + off_bounded(off, 0x3ff);
+	if ((void *)(fh + 1) > data_end)
+		return -1;
+	__builtin_memset(fk, 0, sizeof(*fk));
+	fk->pod_ip = p->saddr;
+	fk->client_ip = p->daddr;
+	fk->id = fh->id;
+	fk->proto = p->l4_proto;
+	return 0;
+}
+
+/* A later fragment (no ports): sent from the VIP its first fragment left
+ * from, if one did (node_frags6). Only the source address changes: IPv6 has
+ * no header checksum, and the upper-layer checksum is in the first
+ * fragment, which the flow's rewrite fixed for the whole datagram. The
+ * datagram's last fragment ends the entry. */
+static __always_inline int egress6_frag(struct __sk_buff *skb, __u32 l3_off, const struct pkt6 *p)
+{
+	struct node_frag6_value *fv;
+	struct node_frag6_key fk;
+	struct ipv6hdr *ip6;
+	__be32 *src;
+
+	if (l3_off > ETH_HLEN + 4 || frag6_key(skb, p, &fk) < 0)
+		return node_pass(NC_EG_PASS);
+	fv = bpf_map_lookup_elem(&node_frags6, &fk);
+	if (!fv || is_expired(now_ns(get_config()), fv->seen_ns, NODE_FRAG_NS))
+		return node_pass(NC_EG_PASS);
+	ip6 = skb_data(skb) + off_bounded(l3_off, 0x1f);
+	if ((void *)(ip6 + 1) > skb_data_end(skb))
+		return node_pass(NC_EG_PASS);
+	src = (__be32 *)&ip6->saddr;
+	src[0] = fv->vip.w[0];
+	src[1] = fv->vip.w[1];
+	src[2] = fv->vip.w[2];
+	src[3] = fv->vip.w[3];
+	if (!(p->frag & PKT_FRAG_MORE))
+		bpf_map_delete_elem(&node_frags6, &fk);
+	return node_pass(NC_EG_FRAG);
+}
+
 /* Egress for an IPv6 frame whose fixed header is at l3_off and that
  * egress6_direct did not take: the general parse (extension headers,
  * headers outside the linear head, everything odd). A global function, as
@@ -214,13 +278,14 @@ static __always_inline int egress6_icmp(struct __sk_buff *skb, struct pkt6 *p)
 __attribute__((noinline)) int node_egress6(struct __sk_buff *skb, __u64 l3_off)
 {
 	union node_flow6_key_words kw;
+	struct node_frag6_key first;
 	struct pkt6 p = {};
 
 	l3_off = l3_bounded(l3_off);
 	if (parse_skb6(skb, l3_off, &p) != PARSE_OK)
 		goto pass;
 	if (p.frag & PKT_FRAG_LATER)
-		goto pass;
+		return egress6_frag(skb, l3_off, &p);
 	if (p.l4_proto == IPPROTO_ICMPV6) {
 		if (egress6_icmp(skb, &p) == STEP_DONE)
 			return node_pass(NC_EG_ICMP);
@@ -237,7 +302,9 @@ __attribute__((noinline)) int node_egress6(struct __sk_buff *skb, __u64 l3_off)
 		.client_port = p.dport,
 		.proto = p.l4_proto,
 	};
-	return egress6_flow(skb, l3_off, p.l4_off, &kw, p.tcp_flags);
+	if ((p.frag & PKT_FRAG_MORE) && frag6_key(skb, &p, &first) == 0)
+		return egress6_flow(skb, l3_off, p.l4_off, &kw, p.tcp_flags, &first);
+	return egress6_flow(skb, l3_off, p.l4_off, &kw, p.tcp_flags, 0);
 
 pass:
 	return node_pass(NC_EG_PASS);
@@ -253,7 +320,7 @@ static __always_inline enum node_verdict node_egress_v6(struct __sk_buff *skb, c
 	int v;
 
 	if (l3_off <= ETH_HLEN + 4 && egress6_direct(skb, l3_off, &kw, &tcp_flags))
-		v = egress6_flow(skb, l3_off, l3_off + IPV6_HLEN, &kw, tcp_flags);
+		v = egress6_flow(skb, l3_off, l3_off + IPV6_HLEN, &kw, tcp_flags, 0);
 	else
 		v = node_egress6(skb, l2->l3_off);
 	return v == NODE_DROP ? NODE_DROP : NODE_PASS;

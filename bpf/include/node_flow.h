@@ -45,6 +45,11 @@
 #define DEFAULT_UDP_IDLE_NS (60ULL * NSEC)
 #define DEFAULT_CLOSE_NS (10ULL * NSEC)
 #define DEFAULT_RST_NS (2ULL * NSEC)
+/* Fragments of a pod's reply (node_maps.h, node_frags): how long after the
+ * first fragment the rest of its datagram is still sent from the VIP. A
+ * sender emits a datagram's fragments back to back; the bound keeps an IP
+ * ID used again later from inheriting a VIP. */
+#define NODE_FRAG_NS (2ULL * NSEC)
 /* last_seen is rewritten at most this often per flow: a store per packet
  * would bounce the value's cache line between CPUs. */
 #define REFRESH_NS (1ULL * NSEC)

@@ -187,6 +187,35 @@ struct {
 	__type(value, struct node_mac_value);
 } node_edge_macs SEC(".maps");
 
+/* A pod's reply too large for its MTU leaves the pod as IP fragments, and
+ * only the first carries the ports its flow is found by. Egress remembers,
+ * per datagram, the VIP that first fragment left from, so the later ones
+ * (same pod, client, IP ID and protocol) leave from it too: rewritten
+ * alone, they kept the pod's address and the client could never reassemble
+ * the datagram. Entries live for one datagram (NODE_FRAG_NS at most). */
+struct node_frag_key {
+	__be32 pod_ip;
+	__be32 client_ip;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct node_frag_value {
+	__be32 vip;
+	__u32 pad;
+	__u64 seen_ns;
+};
+
+#define NODE_FRAGS 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NODE_FRAGS);
+	__type(key, struct node_frag_key);
+	__type(value, struct node_frag_value);
+} node_frags SEC(".maps");
+
 /* ---------------------------------------------------------------- IPv6
  *
  * The same maps for IPv6 flows, with 16-byte addresses (struct pkt_addr6:
@@ -279,6 +308,27 @@ struct {
 	__type(key, struct node_src6_key);
 	__type(value, __u8);
 } node_edge_src6 SEC(".maps");
+
+/* node_frags for IPv6 fragments (the Fragment header's 32-bit ID). */
+struct node_frag6_key {
+	struct pkt_addr6 pod_ip;
+	struct pkt_addr6 client_ip;
+	__be32 id;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct node_frag6_value {
+	struct pkt_addr6 vip;
+	__u64 seen_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NODE_FRAGS);
+	__type(key, struct node_frag6_key);
+	__type(value, struct node_frag6_value);
+} node_frags6 SEC(".maps");
 
 /* IPv6 settings. A map of their own: node_config is pinned, and a pinned
  * map is reused only with the layout it was created with, so a node_config

@@ -86,9 +86,10 @@ export const NODE_COUNTER_NAMES = [
   'drop_wrong_backend',
   'drop_vip_conflict',
   'drop_insert_limit',
+  'eg_frag',
 ] as const;
 export type NodeCounterName = (typeof NODE_COUNTER_NAMES)[number];
-export const NODE_COUNTER_SLOTS = 29;
+export const NODE_COUNTER_SLOTS = 30;
 
 // ---------------------------------------------------------------- node_flows
 

@@ -7,7 +7,8 @@
 //   ingress ipip → the inner packet DNATed to a local pod of its frontend,
 //     or an ICMP error re-addressed (with its quote) to a local pod,
 //   egress → source rewritten to a configured frontend VIP:port (for a
-//     pod's ICMP error: source and quoted destination).
+//     pod's ICMP error: source and quoted destination; for a later
+//     fragment: source to a frontend VIP, nothing else).
 // Deterministic per seed (FUZZ_SEED=n to replay; the seed is logged).
 import test from 'ava';
 import {
@@ -45,6 +46,7 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
   const frontends = entries.map((e) => ({ vip: e.vip, port: e.port, proto: e.proto }));
   const frontendKey = (vip: string, port: number, proto: string): string => `${vip}:${port}/${proto}`;
   const frontendSet = new Set(frontends.map((f) => frontendKey(f.vip, f.port, f.proto)));
+  const frontendVips = new Set(frontends.map((f) => f.vip));
   const podsOf = new Map(entries.map((e) => [frontendKey(e.vip, e.port, e.proto), new Set(e.backends.map((b) => `${b.ip}:${b.port}`))]));
   const localPods = [...new Set(entries.flatMap((e) => e.backends.map((b) => b.ip)))];
   const clients = Array.from({ length: 40 }, (_, i) => `198.51.${100 + (i % 3)}.${1 + i}`);
@@ -260,6 +262,13 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
       if (!frontendSet.has(frontendKey(outP.ip.src, ql4.dport, proto)) || q.ip.dst !== outP.ip.src) return fail(`egress ICMP from ${outP.ip.src}, quote to ${q.ip.dst}:${ql4.dport}: no frontend`, f);
       if (outP.ip.dst !== inP.ip.dst) return fail('egress ICMP changed the destination', f);
       if (l4Valid(inIp) && !l4Valid(outIp)) return fail('egress broke a valid ICMP checksum', f);
+      return;
+    }
+    if (dir === 'egress' && inP.ip.fragOffset !== 0) {
+      // A later fragment of a rewritten reply (node_frags): its source
+      // becomes a VIP, with the header checksum; nothing else changes.
+      if (!frontendVips.has(outP.ip.src)) return fail(`egress fragment from ${outP.ip.src}: no frontend VIP`, f);
+      for (let i = 0; i < f.length; i++) if (r.out[i] !== f[i] && i !== 24 && i !== 25 && (i < 26 || i >= 30)) return fail(`egress fragment changed byte ${i}`, f);
       return;
     }
     if (dir === 'egress') {

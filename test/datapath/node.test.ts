@@ -195,6 +195,45 @@ test('UDP reply without checksum (0) keeps 0 after the rewrite', (t) => {
 
 // ---------------------------------------------------------------- egress
 
+test('egress: a pod\'s fragmented UDP reply leaves from the VIP in every fragment, not only the first (the later ones carry no ports)', (t) => {
+  // A DNS answer larger than the pod's MTU leaves the pod as fragments. Only
+  // the first has the ports the flow is found by; rewritten alone, the rest
+  // left with the pod's address, so the client could never reassemble the
+  // datagram (and learnt the pod's address from the pieces).
+  const dp = loadNode(t);
+  run(dp.ingress, buildPacket({ eth, ip: { src: CLIENT, dst: POD1, options: dsrOption(VIP, 53) }, udp: { sport: 3000, dport: 5353 } }));
+  const piece = (src: string, fragOffset: number, mf: boolean, id = 0x777): PacketSpec => ({
+    eth: ethBack,
+    ip: { src, dst: CLIENT, id, mf, fragOffset, protocol: 17 },
+    payload: Buffer.alloc(64, fragOffset & 0xff),
+  });
+  const fromVip = (spec: PacketSpec): Buffer => buildPacket({ ...spec, ip: { ...spec.ip, src: VIP } });
+  const first: PacketSpec = { eth: ethBack, ip: { src: POD1, dst: CLIENT, id: 0x777, mf: true }, udp: { sport: 5353, dport: 3000, payload: Buffer.alloc(56, 1) } };
+  t.deepEqual(run(dp.egress, buildPacket(first)).out, asFromVip(first, VIP, 53));
+  for (const spec of [piece(POD1, 64, true), piece(POD1, 128, false)]) {
+    const r = run(dp.egress, buildPacket(spec));
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, fromVip(spec), `fragment at ${spec.ip.fragOffset} leaves from the VIP`);
+    t.true(verifyIpv4Checksum(parsePacket(r.out).ipBytes));
+  }
+  // Nothing else is taken for a piece of that datagram: a fragment after the
+  // last one, another datagram's, another pod's.
+  for (const spec of [piece(POD1, 64, true), piece(POD1, 64, true, 0x778), piece(POD2, 64, true)]) {
+    const f = buildPacket(spec);
+    t.deepEqual(run(dp.egress, f).out, f);
+  }
+  t.like(dp.counters(), { eg_rewrite: 1, eg_frag: 2, eg_pass: 3 });
+  // The rest of a datagram follows its first fragment at once: an IP ID
+  // seen again seconds later is another datagram's and inherits nothing.
+  dp.setTestClock(1000n * SEC);
+  run(dp.egress, buildPacket({ ...first, ip: { ...first.ip, id: 0x779 } }));
+  dp.setTestClock(1003n * SEC);
+  const late = buildPacket(piece(POD1, 64, false, 0x779));
+  t.deepEqual(run(dp.egress, late).out, late);
+  t.like(dp.counters(), { eg_rewrite: 2, eg_frag: 2 });
+});
+
+
 test('egress: a matching reply leaves from VIP:port with both checksums right (exact bytes)', (t) => {
   const dp = loadNode(t);
   run(dp.ingress, optionTcp().frame);

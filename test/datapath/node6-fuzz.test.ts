@@ -10,7 +10,8 @@
 //     edge source, DNATed to a local pod of its frontend (checksum valid
 //     whenever the input's was);
 //   egress → the source rewritten to a configured frontend VIP:port,
-//     nothing else but the checksum, valid whenever the input's was.
+//     nothing else but the checksum, valid whenever the input's was (a
+//     later fragment: the source to a frontend VIP, nothing else).
 // Deterministic per seed (FUZZ_SEED=n to replay; the seed is logged).
 import test from 'ava';
 import { buildNd6, buildPacket6, dsr6Header, fragHeader, ip6Bytes, NH_DSTOPTS, NH_HOPOPTS, NH_ROUTING, padHeader, parse6, verifyL4Checksum6, type ExtHeader, type Packet6Spec } from '../lib/packets6.js';
@@ -38,6 +39,18 @@ test('fuzz IPv6: ≥ 100 000 random and mutated frames through ingress and egres
   const key = (vip: Buffer, port: number, proto: number): string => `${hex(vip)}:${port}/${proto}`;
   const pods = new Map(entries.map((e) => [key(ip6Bytes(e.vip), e.port, e.proto === 'TCP' ? 6 : 17), new Set(e.backends.map((b) => `${hex(ip6Bytes(b.ip))}:${b.port}`))]));
   const frontends = entries.map((e) => ({ vip: e.vip, port: e.port, proto: e.proto }));
+  const vips = new Set(entries.map((e) => hex(ip6Bytes(e.vip))));
+  /** Is this IPv6 packet a fragment with a non-zero offset (its chain walked up to the Fragment header)? */
+  const later6 = (ip: Buffer): boolean => {
+    let nh = ip[6]!;
+    let off = 40;
+    for (let i = 0; i < 8 && off + 8 <= ip.length; i++) {
+      if (nh === 44) return (ip.readUInt16BE(off + 2) & 0xfff8) !== 0;
+      if (nh !== NH_HOPOPTS && nh !== NH_DSTOPTS && nh !== NH_ROUTING) return false;
+      [nh, off] = [ip[off]!, off + (ip[off + 1]! + 1) * 8];
+    }
+    return false;
+  };
   const podIps = [...new Set(entries.flatMap((e) => e.backends.map((b) => b.ip))), OTHER_NODE_POD6];
   const clients = Array.from({ length: 20 }, (_, i) => `2001:db8:c::${i + 1}`);
   const randomExt = (): ExtHeader[] => Array.from({ length: int(3) }, () => (chance(0.2) ? fragHeader(int(2) * 100, chance(0.5)) : padHeader(pick([NH_HOPOPTS, NH_DSTOPTS, NH_ROUTING]))));
@@ -199,6 +212,14 @@ test('fuzz IPv6: ≥ 100 000 random and mutated frames through ingress and egres
     const ip = out.subarray(14);
     const q = parse6(Buffer.from(ip));
     const proto = q.chain[q.chain.length - 1]!;
+    const later = later6(inp.subarray(14));
+    if (later) {
+      // A later fragment of a rewritten reply (node_frags6): its source
+      // becomes a VIP; nothing else changes.
+      if (!vips.has(hex(ip.subarray(8, 24)))) return 'egress fragment source is no frontend VIP';
+      for (let i = 0; i < out.length; i++) if (out[i] !== inp[i] && (i - 14 < 8 || i - 14 >= 24)) return `egress fragment changed byte ${i}`;
+      return null;
+    }
     if (proto !== 6 && proto !== 17) return 'egress rewrote a packet whose upper layer is not TCP/UDP';
     if (!pods.has(key(ip.subarray(8, 24), ip.readUInt16BE(q.upperOffset), proto))) return 'egress source is no frontend';
     const csum = q.upperOffset + (proto === 6 ? 16 : 6);

@@ -215,6 +215,31 @@ test('IPv6 egress: the direct read of a reply and the general parse agree at eve
   t.deepEqual(run(dp.egress, doff4).out, doff4);
 });
 
+test('IPv6 egress: a pod\'s fragmented UDP reply leaves from the VIP in every fragment, not only the first (the later ones carry no ports)', (t) => {
+  const dp = loadNode6(t);
+  run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
+  const first = reply({ udp: { payload: Buffer.alloc(48, 1) } });
+  first.ext = [fragHeader(0, true, 0xabcd)];
+  t.deepEqual(run(dp.egress, buildPacket6(first)).out, fromVip(first, VIP6, 53));
+  const piece = (src: string, offset: number, more: boolean, id = 0xabcd): Packet6Spec => ({
+    eth: ethBack,
+    ip: { src, dst: CLIENT6, hopLimit: 64 },
+    ext: [fragHeader(offset, more, id)],
+    raw: { nh: 17, bytes: Buffer.alloc(64, offset) },
+  });
+  for (const spec of [piece(POD6_1, 7, true), piece(POD6_1, 15, false)]) {
+    const r = run(dp.egress, buildPacket6(spec));
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, buildPacket6({ ...spec, ip: { ...spec.ip, src: VIP6 } }), `fragment at ${spec.ext![0]!.bytes.readUInt16BE(2) >> 3} leaves from the VIP`);
+  }
+  // A fragment after the last one, another datagram's, another pod's: untouched.
+  for (const spec of [piece(POD6_1, 7, true), piece(POD6_1, 7, true, 0xabce), piece(POD6_2, 7, true)]) {
+    const f = buildPacket6(spec);
+    t.deepEqual(run(dp.egress, f).out, f);
+  }
+  t.like(dp.counters(), { eg_rewrite: 1, eg_frag: 2, eg_pass: 3 });
+});
+
 test('IPv6 UDP reply with checksum 0 (invalid over IPv6) keeps 0, so the client still drops it', (t) => {
   const dp = loadNode6(t);
   run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
