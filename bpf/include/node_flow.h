@@ -96,6 +96,13 @@ static __always_inline void touch(__u64 *last_seen, __u64 now)
 		*last_seen = now;
 }
 
+/* Is last_seen due for its refresh (touch would move it)? What is worth
+ * asking about a flow, but not for every packet, is asked then. */
+static __always_inline int pin_due(__u64 last_seen, __u64 now)
+{
+	return now > last_seen && now - last_seen > REFRESH_NS;
+}
+
 static __always_inline __u64 rst_silence(const struct node_config *cfg)
 {
 	__u64 t = cfg ? cfg->rst_ns : 0;

@@ -15,7 +15,8 @@
  *    IPv4-in-IPv4 to this node. The edge's Maglev chose the NODE; this node
  *    chooses the pod among its own backends for VIP:vp (node_services, a
  *    deterministic hash of the 5-tuple), pins the choice in node_fwd so the
- *    flow stays on its pod when the local set changes, records the reply
+ *    flow stays on its pod when the local set changes (a UDP flow only while
+ *    that pod is still listed here: udp_pin_gone), records the reply
  *    tuple in node_flows, decapsulates and DNATs VIP:vp → pod:pp.
  *    IPIP whose inner destination is no local service is left untouched
  *    (it may belong to the CNI, e.g. Calico's IPIP mode). An ICMP
@@ -245,6 +246,24 @@ static __always_inline int pin_released(const struct node_config *cfg, const str
 	return !sv || !local_backend(sv, fv->pod_ip, fv->pod_port);
 }
 
+/* A UDP flow's pin to a pod that is no longer one of the frontend's pods
+ * here (deleted: a terminating pod is still listed) is released. UDP has no
+ * SYN to start over with (pin_released), so a client that kept sending was
+ * sent to the gone pod's address — a black hole, or whichever pod got the
+ * address next — for as long as it talked. Asked when the pin is due for its
+ * refresh (at most once per REFRESH_NS per flow), not for every datagram.
+ * TCP keeps its pins: its connections drain, and a SYN starts over. */
+static __always_inline int udp_pin_gone(const struct node_fwd_value *fv,
+					const struct node_svc_key *sk, __u64 now)
+{
+	struct node_svc_value *sv;
+
+	if (sk->proto != IPPROTO_UDP || !pin_due(fv->last_seen_ns, now))
+		return 0;
+	sv = bpf_map_lookup_elem(&node_services, sk);
+	return !sv || !local_backend(sv, fv->pod_ip, fv->pod_port);
+}
+
 static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, struct pkt *outer,
 						      struct node_config *cfg)
 {
@@ -317,7 +336,7 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	if (fv && !ipip_from_edge(skb, outer))
 		return node_drop(NC_DROP_UNTRUSTED);
 	if (fv && !is_expired(now, fv->last_seen_ns, flow_timeout(cfg, in.l4_proto, 0)) &&
-	    !(syn && pin_released(cfg, fv, &sk, &in, now))) {
+	    !(syn && pin_released(cfg, fv, &sk, &in, now)) && !udp_pin_gone(fv, &sk, now)) {
 		pod_ip = fv->pod_ip;
 		pod_port = fv->pod_port;
 		touch(&fv->last_seen_ns, now);

@@ -232,6 +232,20 @@ static __always_inline int pin6_released(const struct node_config *cfg,
 	return !sv || !local_backend6(sv, &fv->pod_ip, fv->pod_port);
 }
 
+/* A UDP flow's pin to a pod that is no longer one of the frontend's pods
+ * here is released, asked when the pin is due for its refresh
+ * (udp_pin_gone, node_ingress.h). */
+static __always_inline int udp_pin6_gone(const struct node_fwd6_value *fv,
+					 const struct node_svc6_key *sk, __u64 now)
+{
+	struct node_svc6_value *sv;
+
+	if (sk->proto != IPPROTO_UDP || !pin_due(fv->last_seen_ns, now))
+		return 0;
+	sv = bpf_map_lookup_elem(&node_services6, sk);
+	return !sv || !local_backend6(sv, &fv->pod_ip, fv->pod_port);
+}
+
 /* With --node-ip naming an IPv6 address, IP6IP6 is ours only when its
  * outer destination is that address (as IPIP's is checked against the IPv4
  * one): a tunnel to another of the node's addresses is someone else's. */
@@ -321,7 +335,8 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 	if (fv && !ip6ip6_from_edge(skb, l3_off))
 		return node_drop(NC_DROP_UNTRUSTED);
 	if (fv && !is_expired(now, fv->last_seen_ns, flow_timeout(cfg, in.l4_proto, 0)) &&
-	    !(syn && pin6_released(cfg, fv, &k->sk, &in, &k->rk, now))) {
+	    !(syn && pin6_released(cfg, fv, &k->sk, &in, &k->rk, now)) &&
+	    !udp_pin6_gone(fv, &k->sk, now)) {
 		pod_ip = fv->pod_ip;
 		pod_port = fv->pod_port;
 		touch(&fv->last_seen_ns, now);

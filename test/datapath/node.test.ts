@@ -411,6 +411,33 @@ test('ipip: an established flow keeps its pod when the local backend set changes
   }
 });
 
+test('ipip UDP: a flow pinned to a pod that left this node moves to a pod that is here, within a second, even while the client keeps sending', (t) => {
+  // UDP has no SYN to start over with: a client that keeps talking kept its
+  // pin, and every datagram went to the deleted pod's address (a black hole,
+  // or whichever pod got the address next) for as long as it talked. A
+  // terminating pod is still listed, so its flows still drain to it.
+  const dp = loadNode(t);
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  const datagram = ipipFrame({ ip: { src: CLIENT, dst: VIP }, udp: { sport: 5001, dport: 53, payload: Buffer.from('q') } });
+  const podOf = (): string => parsePacket(run(dp.ingress, datagram).out).ip.dst;
+  const first = podOf();
+  const other = first === POD1 ? POD2 : POD1;
+  const [svc80, svc53, ...rest] = standardServices();
+  // The pod turns terminating: still listed, its flow stays with it.
+  dp.applyServices([svc80!, { ...svc53!, backends: [backend(first, 5353, NODE_NAME, 'terminating'), backend(other, 5353)] }, ...rest], { name: NODE_NAME });
+  dp.setTestClock(t0 + 2n * SEC);
+  t.is(podOf(), first, 'a terminating pod keeps its flow');
+  // The pod is gone: the pin's next refresh (a second after its last) moves it.
+  dp.applyServices([svc80!, { ...svc53!, backends: [backend(other, 5353)] }, ...rest], { name: NODE_NAME });
+  for (const ms of [3500n, 3600n, 5000n]) {
+    dp.setTestClock(t0 + ms * 1_000_000n);
+    t.is(podOf(), other, `datagram at +${ms} ms goes to a pod that is here`);
+  }
+  t.like(dp.fwdEntries()[0], { podIp: other, podPort: 5353 });
+  // TCP keeps its pins (its connections drain; a SYN starts over: pin_released).
+});
+
 test('ipip UDP: every packet DNATed to the same pod; checksum-less datagrams stay so', (t) => {
   const dp = loadNode(t);
   const pod = [POD1, POD2][localBackendSlot(CLIENT, VIP, 5000, 53, 'UDP', 2)]!;

@@ -431,6 +431,29 @@ test('IP6IP6: decapsulated, DNATed to the hashed local pod (exact bytes, checksu
   t.deepEqual(again.out, buildPacket6({ eth, ip: { ...inner.ip, dst: pod }, tcp: { ...inner.tcp!, flags: { ack: true }, dport: 8080 } }));
 });
 
+test('IP6IP6 UDP: a flow pinned to a pod that left this node moves to a pod that is here, within a second, even while the client keeps sending', (t) => {
+  const dp = loadNode6(t);
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  const datagram = buildPacket6(tunnel({ ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, udp: { sport: 5001, dport: 53, payload: Buffer.from('q') } }));
+  const podOf = (): string => {
+    const dst = run(dp.ingress, datagram).out.subarray(14 + 24, 14 + 40);
+    return [POD6_1, POD6_2].find((p) => ip6Bytes(p).equals(dst)) ?? 'another address';
+  };
+  const first = podOf();
+  t.not(first, 'another address');
+  const other = first === POD6_1 ? POD6_2 : POD6_1;
+  const [svc80, svc53, ...rest] = standardServices6();
+  dp.applyServices([...standardServicesV4(), svc80!, { ...svc53!, backends: [backend(first, 5353, NODE_NAME, 'terminating'), backend(other, 5353)] }, ...rest], { name: NODE_NAME });
+  dp.setTestClock(t0 + 2n * SEC);
+  t.is(podOf(), first, 'a terminating pod keeps its flow');
+  dp.applyServices([...standardServicesV4(), svc80!, { ...svc53!, backends: [backend(other, 5353)] }, ...rest], { name: NODE_NAME });
+  for (const ms of [3500n, 3600n, 5000n]) {
+    dp.setTestClock(t0 + ms * 1_000_000n);
+    t.is(podOf(), other, `datagram at +${ms} ms goes to a pod that is here`);
+  }
+});
+
 test('IP6IP6 carrying an ICMPv6 error about a VIP flow (Packet Too Big from a router on the client\'s path): decapsulated and steered to the flow\'s pod, destination and quoted source pod:8080, checksum recomputed independently', (t) => {
   const dp = loadNode6(t);
   const ROUTER6 = '2001:db8:7::1';
