@@ -497,11 +497,39 @@ export class NodeDatapath {
   }
 
   private writeEdgeSources(keys: Array<{ family: 4 | 6; key: Buffer }>): void {
+    let left6 = false;
     for (const [map, family] of [[this.edgeSourcesMap, 4], [this.edgeSources6Map, 6]] as const) {
       const mine = keys.filter((k) => k.family === family).map((k) => k.key);
       const want = new Set(mine.map((k) => k.toString('hex')));
-      for (const k of map.keys()) if (!want.has(k.toString('hex'))) map.delete(k);
+      for (const k of map.keys()) {
+        if (want.has(k.toString('hex'))) continue;
+        map.delete(k);
+        if (family === 6) left6 = true;
+      }
       for (const k of mine) map.update(k, Buffer.from([1]));
+    }
+    this.forgetFormerEdges(left6);
+  }
+
+  /**
+   * A neighbour is trusted as an edge for an address inside the edge
+   * sources: once that address left them (an edge taken out of
+   * --edge-sources, also across a restart over the pinned node_edge_macs),
+   * its MAC is trusted no more — an option packet is judged by its sender's
+   * MAC alone, so a stale entry let a removed edge go on handing pods flows.
+   * An IPv6 edge's entry keeps no address (ip null): when an IPv6 source
+   * left, every such entry goes, and the remaining IPv6 edges are taught
+   * again by the agent's neighbour-table copy and their next NS/NA.
+   */
+  private forgetFormerEdges(left6: boolean): void {
+    const sources = this.edgeSources();
+    for (const [k, v] of this.edgeMacsMap.entries()) {
+      const n = decodeEdgeNeighbour(k, v);
+      const stays = n.ip === null ? !left6 : sources.some((c) => edgeSourceContains(c, n.ip!));
+      if (!stays) {
+        this.edgeMacsMap.delete(k);
+        this.#log.info({ mac: n.mac, ip: n.ip }, 'edge neighbour no longer trusted: its address left the edge sources');
+      }
     }
   }
 

@@ -935,6 +935,37 @@ test('trust boundary: edge neighbours are learnt from their ARP; ARP for other a
   t.like(dp.counters(), { edge_learnt: 2, drop_untrusted_source: 2 });
 });
 
+test('trust boundary: an edge taken out of the edge sources is trusted no more — at once, and after a restart over pinned maps', (t) => {
+  // Its link-layer address stayed in node_edge_macs (pinned, so across the
+  // agent's restart too): the IPIP check looks at the edge sources, but an
+  // option packet is judged by its sender's MAC alone, so a decommissioned
+  // (or compromised) edge removed from --edge-sources could still hand pods
+  // flows with forged options.
+  const pinPath = pinDirFor(t, 'node-revoke');
+  const open = (edgeSources: string[]): NodeDatapath => {
+    const dp = NodeDatapath.open({ pinPath, maxFlows: 4096, edgeSources });
+    dp.applyServices(standardServices(), { name: NODE_NAME });
+    return dp;
+  };
+  const EDGE2 = '192.0.2.2';
+  const first = open([EDGE_IP, EDGE2]);
+  first.trustEdgeNeighbour(EDGE_IP, MAC_A);
+  first.trustEdgeNeighbour(EDGE2, MAC_OTHER);
+  t.is(run(first.ingress, optionTcp({ sport: 1 }).frame).retval, TC_UNSPEC);
+  first.close();
+  // The agent restarts with EDGE_IP no longer among the edges.
+  const dp = open([EDGE2]);
+  t.teardown(() => dp.close());
+  t.is(run(dp.ingress, optionTcp({ sport: 2 }).frame).retval, TC_SHOT, 'the removed edge\'s option is refused');
+  t.deepEqual(dp.edgeNeighbours().map((n) => [n.mac, n.ip]), [[MAC_OTHER, EDGE2]], 'only the remaining edge is trusted');
+  t.is(run(dp.ingress, fromSender(optionTcp({ sport: 3 }).frame, MAC_OTHER)).retval, TC_UNSPEC, 'the remaining edge\'s is accepted');
+  t.like(dp.counters(), { drop_untrusted_source: 1 });
+  // Taken out while running: the same.
+  dp.setEdgeSources([EDGE_IP]);
+  t.deepEqual(dp.edgeNeighbours(), []);
+  t.is(run(dp.ingress, fromSender(optionTcp({ sport: 4 }).frame, MAC_OTHER)).retval, TC_SHOT);
+});
+
 test('edge sources are validated before anything changes; a neighbour outside them is refused', (t) => {
   const dp = loadNode(t);
   t.throws(() => dp.setEdgeSources(['192.0.2.0/24', '10.0.0.1/24']), { message: /edge source '10.0.0.1\/24': host bits are set/ });

@@ -576,6 +576,19 @@ test('IPv6 rolling update: a header naming a terminating pod is accepted, new IP
 
 // ---------------------------------------------------------------- trust learning (NS/NA)
 
+test('IPv6 trust boundary: once the IPv6 edge sources change, neighbours trusted as IPv6 edges (their entry keeps no address) must be trusted again before their headers count', (t) => {
+  const dp = loadNode6(t);
+  t.is(run(dp.ingress, buildPacket6(optionSpec({ tcp: { sport: 1 } }))).retval, TC_UNSPEC);
+  // EDGE6 taken out of the edge sources: MAC_A, trusted as EDGE6's, is no edge any more.
+  dp.setEdgeSources(['192.0.2.1', '2001:db8:e::2']);
+  t.is(run(dp.ingress, buildPacket6(optionSpec({ tcp: { sport: 2 } }))).retval, TC_SHOT, 'the removed edge\'s header is refused');
+  t.deepEqual(dp.edgeNeighbours(), []);
+  t.like(dp.counters(), { drop_untrusted_source: 1 });
+  // The remaining edge is learnt again from its next Neighbor Solicitation.
+  run(dp.ingress, buildNd6({ kind: 'ns', src: '2001:db8:e::2', dst: 'ff02::1:ff00:21', target: 'fd00::21', lladdr: MAC_A, ethSrc: MAC_A }));
+  t.is(run(dp.ingress, buildPacket6(optionSpec({ tcp: { sport: 3 } }))).retval, TC_UNSPEC);
+});
+
 test('IPv6 edges are learnt from their Neighbor Solicitations and Advertisements; forwarded, mismatched or foreign ones teach nothing', (t) => {
   const dp = loadNode6(t, {}, { edgeMac: null });
   const other = '02:00:00:00:00:0e';
