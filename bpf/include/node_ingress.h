@@ -145,7 +145,7 @@ static __always_inline int ipip_from_edge(struct __sk_buff *skb, const struct pk
 
 	if (data + ETH_HLEN > data_end)
 		return 0;
-	return edge_neighbour(data) && edge_source(outer->saddr);
+	return ipip_neighbour(data) && edge_source(outer->saddr);
 }
 
 /* An ICMP destination-unreachable inside ipip, about one of our flows (a

@@ -209,7 +209,7 @@ static __always_inline int ip6ip6_from_edge(struct __sk_buff *skb, __u32 l3_off)
 	if (l3_off > ETH_HLEN + 4 || (void *)(ip6 + 1) > data_end || data + ETH_HLEN > data_end)
 		return 0;
 	addr6_load(&src, &ip6->saddr);
-	return edge_neighbour(data) && edge_source6(&src);
+	return ipip_neighbour(data) && edge_source6(&src);
 }
 
 /* A SYN found an IP6IP6 flow's pin: released once that connection is over

@@ -95,7 +95,12 @@ struct node_svc_value {
 };
 
 /* The edges' addresses (edgelb node run --edge-sources): an LPM trie of
- * CIDRs. prefixlen counts the bits of addr that must match. */
+ * CIDRs. prefixlen counts the bits of addr that must match. The value says
+ * what the block is: NODE_SRC_EDGE, or NODE_SRC_ROUTER (--edge-routers: a
+ * router on this node's link that the edges' IPIP crosses, node_trust.h). */
+#define NODE_SRC_EDGE 1
+#define NODE_SRC_ROUTER 2
+
 struct node_src_key {
 	__u32 prefixlen;
 	__be32 addr;
@@ -114,13 +119,16 @@ struct node_mac_key {
 #define NODE_MAC_FROM_ARP 1   /* learnt by the program from an ARP packet */
 #define NODE_MAC_FROM_AGENT 2 /* written by the agent (neighbour table) */
 #define NODE_MAC_FROM_NDP 3   /* learnt by the program from a Neighbor Solicitation/Advertisement */
+/* Flag in `how`: the neighbour holds a NODE_SRC_ROUTER address — trusted as
+ * the sender of IPIP, never of an option (node_trust.h). */
+#define NODE_MAC_ROUTER 0x100
 
 /* One map for both families (one lookup per option packet). `ip` keeps an
  * IPv4 edge's address; an IPv6 edge's entry has ip 0 (the layout stays the
  * one pinned by earlier versions, so an upgraded agent reuses the map). */
 struct node_mac_value {
 	__be32 ip;   /* the IPv4 edge-source address the neighbour holds, 0 for IPv6 */
-	__u32 how;   /* NODE_MAC_FROM_* */
+	__u32 how;   /* NODE_MAC_FROM_*, | NODE_MAC_ROUTER */
 	__u64 seen_ns;
 };
 

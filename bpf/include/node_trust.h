@@ -18,7 +18,12 @@
  * What this relies on: the edges are on this node's link (ip-option needs
  * that anyway); a sender on the same link can forge anything, as on any
  * L2 segment. Across a routed hop use ipip and filter spoofed sources at the
- * fabric's edge. */
+ * fabric's edge; the router on this node's link is listed apart
+ * (--edge-routers, NODE_SRC_ROUTER): its MAC is trusted as the sender of
+ * IPIP only. Everything behind a router reaches the node with the router's
+ * MAC, and an option packet keeps its own sender's source address: trusted
+ * for options, the router's MAC would let anyone behind it hand pods flows
+ * with a forged option. */
 #ifndef EDGELB_NODE_TRUST_H
 #define EDGELB_NODE_TRUST_H
 
@@ -36,19 +41,43 @@
 #define ETH_P_ARP 0x0806
 #endif
 
-static __always_inline int edge_source(__be32 addr)
+/* What the edge-source block holding addr is: NODE_SRC_*, 0 for none. */
+static __always_inline __u8 source_kind(__be32 addr)
 {
 	struct node_src_key k = { .prefixlen = 32, .addr = addr };
+	__u8 *v = bpf_map_lookup_elem(&node_edge_src, &k);
 
-	return bpf_map_lookup_elem(&node_edge_src, &k) != 0;
+	return v ? *v : 0;
 }
 
-static __always_inline int edge_neighbour(const struct ethhdr *eth)
+/* Is addr an edge's (an IPIP outer source; not a router's)? */
+static __always_inline int edge_source(__be32 addr)
+{
+	return source_kind(addr) == NODE_SRC_EDGE;
+}
+
+static __always_inline struct node_mac_value *trusted_mac(const struct ethhdr *eth)
 {
 	struct node_mac_key k = {};
 
 	__builtin_memcpy(k.mac, eth->h_source, ETH_ALEN);
-	return bpf_map_lookup_elem(&node_edge_macs, &k) != 0;
+	return bpf_map_lookup_elem(&node_edge_macs, &k);
+}
+
+/* May this frame's sender hand a pod a flow with an option? An edge on
+ * this node's link; never a router (see the header comment). */
+static __always_inline int edge_neighbour(const struct ethhdr *eth)
+{
+	struct node_mac_value *v = trusted_mac(eth);
+
+	return v && !(v->how & NODE_MAC_ROUTER);
+}
+
+/* May this frame's sender bring the edges' IPIP (whose outer source is
+ * checked apart)? An edge, or a router the edges' IPIP crosses. */
+static __always_inline int ipip_neighbour(const struct ethhdr *eth)
+{
+	return trusted_mac(eth) != 0;
 }
 
 /* ARP for IPv4 over Ethernet: fixed 28 bytes after the Ethernet header. */
@@ -80,6 +109,8 @@ static __always_inline void learn_edge_neighbour(struct __sk_buff *skb, const st
 	struct node_mac_value *cur;
 	struct node_mac_key k = {};
 	__be32 spa;
+	__u32 how;
+	__u8 kind;
 
 	if (p->has_vlan || p->l3_off != ETH_HLEN)
 		return;
@@ -97,16 +128,18 @@ static __always_inline void learn_edge_neighbour(struct __sk_buff *skb, const st
 	if ((arp->sha[0] & 1) || !same_mac(arp->sha, eth->h_source))
 		return;
 	spa = arp->spa;
-	if (!edge_source(spa))
+	kind = source_kind(spa);
+	if (kind != NODE_SRC_EDGE && kind != NODE_SRC_ROUTER)
 		return;
+	how = NODE_MAC_FROM_ARP | (kind == NODE_SRC_ROUTER ? NODE_MAC_ROUTER : 0);
 	__builtin_memcpy(k.mac, arp->sha, ETH_ALEN);
 	cur = bpf_map_lookup_elem(&node_edge_macs, &k);
-	if (cur && cur->ip == spa)
+	if (cur && cur->ip == spa && (cur->how & NODE_MAC_ROUTER) == (how & NODE_MAC_ROUTER))
 		return;
 	{
 		struct node_mac_value v = {
 			.ip = spa,
-			.how = NODE_MAC_FROM_ARP,
+			.how = how,
 			.seen_ns = now_ns(get_config()),
 		};
 
@@ -115,11 +148,17 @@ static __always_inline void learn_edge_neighbour(struct __sk_buff *skb, const st
 	node_count(NC_EDGE_LEARNT);
 }
 
-static __always_inline int edge_source6(const struct pkt_addr6 *addr)
+static __always_inline __u8 source_kind6(const struct pkt_addr6 *addr)
 {
 	struct node_src6_key k = { .prefixlen = 128, .addr = *addr };
+	__u8 *v = bpf_map_lookup_elem(&node_edge_src6, &k);
 
-	return bpf_map_lookup_elem(&node_edge_src6, &k) != 0;
+	return v ? *v : 0;
+}
+
+static __always_inline int edge_source6(const struct pkt_addr6 *addr)
+{
+	return source_kind6(addr) == NODE_SRC_EDGE;
 }
 
 /* Neighbor Solicitation / Advertisement (RFC 4861 §4.3, §4.4): the ICMPv6
@@ -171,7 +210,7 @@ static __always_inline void learn_edge_neighbour6(struct __sk_buff *skb, __u32 t
 	struct node_mac_value *cur;
 	struct node_mac_key k = {};
 	__u32 off = p->l4_off;
-	__u8 opt;
+	__u8 opt, kind;
 
 	if (tagged || p->l3_off != ETH_HLEN || p->hop_limit != 255 || p->n_ext != 0)
 		return;
@@ -184,16 +223,17 @@ static __always_inline void learn_edge_neighbour6(struct __sk_buff *skb, __u32 t
 	if (eth->h_source[0] & 1)
 		return;
 	if (nd->type == ICMP6_NDP_NS) {
-		if (!edge_source6(&p->saddr))
-			return;
 		opt = ND6_OPT_SLLA;
 	} else if (nd->type == ICMP6_NDP_NA) {
-		if (!addr6_eq(&nd->target, &p->saddr) || !edge_source6(&p->saddr))
+		if (!addr6_eq(&nd->target, &p->saddr))
 			return;
 		opt = ND6_OPT_TLLA;
 	} else {
 		return;
 	}
+	kind = source_kind6(&p->saddr);
+	if (kind != NODE_SRC_EDGE && kind != NODE_SRC_ROUTER)
+		return;
 	if (!nd6_lladdr_is(data, data_end, off + sizeof(*nd), p->ip_end, opt, eth->h_source))
 		return;
 	__builtin_memcpy(k.mac, eth->h_source, ETH_ALEN);
@@ -204,7 +244,7 @@ static __always_inline void learn_edge_neighbour6(struct __sk_buff *skb, __u32 t
 	{
 		struct node_mac_value v = {
 			.ip = 0,
-			.how = NODE_MAC_FROM_NDP,
+			.how = NODE_MAC_FROM_NDP | (kind == NODE_SRC_ROUTER ? NODE_MAC_ROUTER : 0),
 			.seen_ns = now_ns(get_config()),
 		};
 

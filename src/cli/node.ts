@@ -31,6 +31,29 @@ export function parseEdgeSources(arg: string | undefined): string[] {
 }
 
 /**
+ * --edge-routers: routers on this node's link that the edges' IPIP crosses
+ * (optional), checked as edge sources are, and apart from them: a block
+ * in both lists would make a router an edge.
+ */
+export function parseEdgeRouters(arg: string | undefined, edgeSources: readonly string[]): string[] {
+  if (arg === undefined || arg.trim() === '') return [];
+  const list = arg.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const s of list) {
+    let src: ReturnType<typeof parseEdgeSource>;
+    try {
+      src = parseEdgeSource(s);
+    } catch (e) {
+      throw new UsageError(`edgelb node run: --edge-routers: ${(e as Error).message}`);
+    }
+    const why = untrustworthySource(src);
+    if (why) throw new UsageError(`edgelb node run: --edge-routers: '${s}' ${why}; list the routers' own addresses on this node's link`);
+    const edge = edgeSources.find((e) => cidrsOverlap(parseEdgeSource(e).cidr, src.cidr));
+    if (edge !== undefined) throw new UsageError(`edgelb node run: --edge-routers: '${s}' overlaps edge source '${edge}': a router is trusted for IPIP only, an edge for DSR options too`);
+  }
+  return list;
+}
+
+/**
  * Why a source block cannot be the edges': every packet from it may carry a
  * DSR option or IPIP that the node believes, so a block that holds every
  * address gives that trust to anyone (a forged option then gets answers
@@ -72,9 +95,15 @@ Options:
                           (IPv4 option, IPv6 Destination Options header) and
                           IPIP / IP6IP6 to this node's frontends; anything else carrying them is
                           dropped and counted (edgelb_node_drops{reason="untrusted_source"}).
-                          List each edge's address on this node's link, its IPIP
-                          source block if it has one, and, for an edge behind a
-                          router, that router's address on this link
+                          List each edge's address on this node's link and its IPIP
+                          source block if it has one
+  --edge-routers CIDRS    for edges behind a router (ipip only): that router's
+                          addresses on this node's link. Its link-layer address is
+                          trusted as the sender of IPIP / IP6IP6 from an edge
+                          source, never of a DSR option: everything behind the
+                          router arrives with its MAC, and an option packet keeps
+                          its own sender's address (a router listed in
+                          --edge-sources let anyone behind it forge options)
   --metrics-listen ADDR   serve Prometheus metrics on ADDR:PORT (/metrics, /healthz)
   --flow-insert-limit N   new flows per CPU per second (default 10000; 0 = no
                           limit): beyond it new flows are dropped, so a flood
@@ -104,6 +133,7 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
   const { values } = parse('node run', rest, {
     interface: { type: 'string' },
     'edge-sources': { type: 'string' },
+    'edge-routers': { type: 'string' },
     'metrics-listen': { type: 'string' },
     'flow-insert-limit': { type: 'string', default: '10000' },
     'node-name': { type: 'string', default: hostname() },
@@ -121,6 +151,7 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
   }
   if (!values.interface) throw new UsageError('edgelb node run: --interface is required');
   const edgeSources = parseEdgeSources(values['edge-sources'] as string | undefined);
+  const edgeRouters = parseEdgeRouters(values['edge-routers'] as string | undefined, edgeSources);
   const insertLimit = Number(values['flow-insert-limit']);
   if (!Number.isInteger(insertLimit) || insertLimit < 0 || insertLimit > 0xffffffff) {
     throw new UsageError(`edgelb node run: --flow-insert-limit must be a whole number ≥ 0 (got ${String(values['flow-insert-limit'])})`);
@@ -140,6 +171,7 @@ export async function nodeCommand(args: string[], out: (s: string) => void): Pro
     nodeName: values['node-name'] as string,
     ...parseNodeIps(values['node-ip'] as string | undefined),
     edgeSources,
+    ...(edgeRouters.length > 0 ? { edgeRouters } : {}),
     flowInsertLimit: insertLimit,
     ...(values['metrics-listen'] ? { metricsListen: values['metrics-listen'] as string } : {}),
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig as string } : {}),

@@ -62,6 +62,8 @@ import {
   encodeSvc6Value,
   isV6,
   edgeSourceContains,
+  EDGE_SRC_EDGE,
+  EDGE_SRC_ROUTER,
   FLOW_CLOSING,
   NODE_COUNTER_NAMES,
   NODE_MAP_NAMES,
@@ -105,6 +107,14 @@ export interface NodeDatapathOptions {
    * such packet is dropped.
    */
   edgeSources?: readonly string[];
+  /**
+   * Routers on this node's link that the edges' IPIP / IP6IP6 crosses (a
+   * routed hop between edges and nodes): their link-layer address is trusted
+   * as the sender of IPIP whose outer source is an edge source, never of a
+   * DSR option or header — everything behind a router arrives with its MAC,
+   * and an option packet keeps its own sender's address.
+   */
+  edgeRouters?: readonly string[];
   tcpIdleSeconds?: number;
   udpIdleSeconds?: number;
   /** Lifetime of a flow after FIN from both sides. */
@@ -334,7 +344,10 @@ export class NodeDatapath {
     };
     encodeConfig(config); // validates before anything is loaded
     const config6 = encodeConfig6({ nodeIp6: opts.nodeIp6 ?? null });
-    const sources = (opts.edgeSources ?? []).map((c) => encodeEdgeSourceKey(c));
+    const sources = [
+      ...(opts.edgeSources ?? []).map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_EDGE })),
+      ...(opts.edgeRouters ?? []).map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_ROUTER })),
+    ];
     const maxEntries: Record<string, number> = {};
     if (opts.maxFlows !== undefined) {
       maxEntries[NODE_MAP_NAMES.flows] = opts.maxFlows;
@@ -486,27 +499,39 @@ export class NodeDatapath {
    * Replaces the edge sources (see NodeDatapathOptions.edgeSources); every
    * entry is validated before the map changes. Returns the list in effect.
    */
-  setEdgeSources(cidrs: readonly string[]): string[] {
-    this.writeEdgeSources(cidrs.map((c) => encodeEdgeSourceKey(c)));
+  setEdgeSources(cidrs: readonly string[], routers: readonly string[] = []): string[] {
+    this.writeEdgeSources([
+      ...cidrs.map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_EDGE })),
+      ...routers.map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_ROUTER })),
+    ]);
     return this.edgeSources();
   }
 
   /** The edge sources in effect, both families. */
   edgeSources(): string[] {
-    return [...this.edgeSourcesMap.keys(), ...this.edgeSources6Map.keys()].map(decodeEdgeSourceKey).sort();
+    return this.sourcesOfKind(EDGE_SRC_EDGE);
   }
 
-  private writeEdgeSources(keys: Array<{ family: 4 | 6; key: Buffer }>): void {
+  /** The edge routers in effect (NodeDatapathOptions.edgeRouters), both families. */
+  edgeRouters(): string[] {
+    return this.sourcesOfKind(EDGE_SRC_ROUTER);
+  }
+
+  private sourcesOfKind(kind: number): string[] {
+    return [...this.edgeSourcesMap.entries(), ...this.edgeSources6Map.entries()].filter(([, v]) => v[0] === kind).map(([k]) => decodeEdgeSourceKey(k)).sort();
+  }
+
+  private writeEdgeSources(keys: Array<{ family: 4 | 6; key: Buffer; kind: number }>): void {
     let left6 = false;
     for (const [map, family] of [[this.edgeSourcesMap, 4], [this.edgeSources6Map, 6]] as const) {
-      const mine = keys.filter((k) => k.family === family).map((k) => k.key);
-      const want = new Set(mine.map((k) => k.toString('hex')));
-      for (const k of map.keys()) {
-        if (want.has(k.toString('hex'))) continue;
+      const mine = keys.filter((k) => k.family === family);
+      const want = new Map(mine.map((k) => [k.key.toString('hex'), k.kind]));
+      for (const [k, v] of map.entries()) {
+        if (want.get(k.toString('hex')) === v[0]) continue;
         map.delete(k);
         if (family === 6) left6 = true;
       }
-      for (const k of mine) map.update(k, Buffer.from([1]));
+      for (const k of mine) map.update(k.key, Buffer.from([k.kind]));
     }
     this.forgetFormerEdges(left6);
   }
@@ -523,9 +548,10 @@ export class NodeDatapath {
    */
   private forgetFormerEdges(left6: boolean): void {
     const sources = this.edgeSources();
+    const routers = this.edgeRouters();
     for (const [k, v] of this.edgeMacsMap.entries()) {
       const n = decodeEdgeNeighbour(k, v);
-      const stays = n.ip === null ? !left6 : sources.some((c) => edgeSourceContains(c, n.ip!));
+      const stays = n.ip === null ? !left6 : (n.router ? routers : sources).some((c) => edgeSourceContains(c, n.ip!));
       if (!stays) {
         this.edgeMacsMap.delete(k);
         this.#log.info({ mac: n.mac, ip: n.ip }, 'edge neighbour no longer trusted: its address left the edge sources');
@@ -540,8 +566,9 @@ export class NodeDatapath {
    */
   trustEdgeNeighbour(ip: string, mac: string): void {
     const inSources = this.edgeSources().some((c) => edgeSourceContains(c, ip));
-    if (!inSources) throw new Error(`edge neighbour ${ip} (${mac}) is not inside any edge source`);
-    this.edgeMacsMap.update(encodeEdgeMacKey(mac), encodeEdgeMacValue({ ip, how: 'agent', seenNs: this.nowNs() }));
+    const router = !inSources && this.edgeRouters().some((c) => edgeSourceContains(c, ip));
+    if (!inSources && !router) throw new Error(`edge neighbour ${ip} (${mac}) is not inside any edge source`);
+    this.edgeMacsMap.update(encodeEdgeMacKey(mac), encodeEdgeMacValue({ ip, how: 'agent', router, seenNs: this.nowNs() }));
   }
 
   /** The link-layer senders trusted as edges. */

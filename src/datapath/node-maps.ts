@@ -358,6 +358,11 @@ export const EDGE_MAC_VALUE_SIZE = 16;
 export const EDGE_MAC_FROM_ARP = 1;
 export const EDGE_MAC_FROM_AGENT = 2;
 export const EDGE_MAC_FROM_NDP = 3;
+/** node_mac_value.how flag: a router (--edge-routers), trusted as the sender of IPIP only. */
+export const EDGE_MAC_ROUTER = 0x100;
+/** node_edge_src(6) values: what a block is. */
+export const EDGE_SRC_EDGE = 1;
+export const EDGE_SRC_ROUTER = 2;
 
 /**
  * An edge source: an IPv4 or IPv6 CIDR (host bits refused, as everywhere in
@@ -424,22 +429,26 @@ export interface EdgeNeighbour {
    */
   ip: string | null;
   how: 'arp' | 'agent' | 'ndp';
+  /** A router the edges' IPIP crosses (--edge-routers): trusted for IPIP, never for an option. */
+  router: boolean;
   seenNs: bigint;
 }
 
-export function encodeEdgeMacValue(v: Omit<EdgeNeighbour, 'mac' | 'ip'> & { ip: string }): Buffer {
+export function encodeEdgeMacValue(v: Omit<EdgeNeighbour, 'mac' | 'ip' | 'router'> & { ip: string; router?: boolean }): Buffer {
   const b = Buffer.alloc(EDGE_MAC_VALUE_SIZE);
   if (!isIpv6(v.ip)) b.writeUInt32BE(ipv4ToU32(v.ip, 'edge neighbour IP'), 0);
-  b.writeUInt32LE(v.how === 'arp' ? EDGE_MAC_FROM_ARP : v.how === 'ndp' ? EDGE_MAC_FROM_NDP : EDGE_MAC_FROM_AGENT, 4);
+  const how = v.how === 'arp' ? EDGE_MAC_FROM_ARP : v.how === 'ndp' ? EDGE_MAC_FROM_NDP : EDGE_MAC_FROM_AGENT;
+  b.writeUInt32LE(how | (v.router ? EDGE_MAC_ROUTER : 0), 4);
   b.writeBigUInt64LE(v.seenNs, 8);
   return b;
 }
 
 export function decodeEdgeNeighbour(k: Buffer, v: Buffer): EdgeNeighbour {
   if (k.length !== EDGE_MAC_KEY_SIZE || v.length !== EDGE_MAC_VALUE_SIZE) throw new RangeError('edge neighbour entry has the wrong size');
-  const how = v.readUInt32LE(4);
+  const word = v.readUInt32LE(4);
+  const how = word & ~EDGE_MAC_ROUTER;
   const ip = v.readUInt32BE(0);
-  return { mac: macString(k, 0), ip: ip === 0 ? null : u32ToIpv4(ip), how: how === EDGE_MAC_FROM_ARP ? 'arp' : how === EDGE_MAC_FROM_NDP ? 'ndp' : 'agent', seenNs: v.readBigUInt64LE(8) };
+  return { mac: macString(k, 0), ip: ip === 0 ? null : u32ToIpv4(ip), how: how === EDGE_MAC_FROM_ARP ? 'arp' : how === EDGE_MAC_FROM_NDP ? 'ndp' : 'agent', router: (word & EDGE_MAC_ROUTER) !== 0, seenNs: v.readBigUInt64LE(8) };
 }
 
 // ---------------------------------------------------------------- IPv6 maps

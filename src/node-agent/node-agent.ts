@@ -22,6 +22,8 @@ export interface NodeAgentOptions {
   nodeIp6?: string;
   /** The edges' addresses (CIDRs): the only senders of DSR options and IPIP this node accepts. */
   edgeSources: readonly string[];
+  /** Routers the edges' IPIP crosses (see NodeDatapathOptions.edgeRouters): trusted for IPIP only. */
+  edgeRouters?: readonly string[];
   /** New flows per CPU per window (see NodeDatapathOptions.flowInsertLimit). */
   flowInsertLimit?: number;
   /** "ADDRESS:PORT" for Prometheus metrics; absent = none. */
@@ -51,10 +53,10 @@ export class NodeAgent {
   async start(): Promise<void> {
     const o = this.o;
     if (o.pinPath) requireBpffs(o.pinPath, '--pin-path');
-    const dp = NodeDatapath.open({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), ...(o.nodeIp6 ? { nodeIp6: o.nodeIp6 } : {}), edgeSources: o.edgeSources, ...(o.flowInsertLimit !== undefined ? { flowInsertLimit: o.flowInsertLimit } : {}), logger: o.logger });
+    const dp = NodeDatapath.open({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), ...(o.nodeIp6 ? { nodeIp6: o.nodeIp6 } : {}), edgeSources: o.edgeSources, ...(o.edgeRouters ? { edgeRouters: o.edgeRouters } : {}), ...(o.flowInsertLimit !== undefined ? { flowInsertLimit: o.flowInsertLimit } : {}), logger: o.logger });
     this.dp = dp;
     dp.attach(o.interface);
-    this.neighbours = new EdgeNeighbourSync({ ifname: o.interface, sources: o.edgeSources, trust: (ip, mac) => dp.trustEdgeNeighbour(ip, mac), logger: o.logger });
+    this.neighbours = new EdgeNeighbourSync({ ifname: o.interface, sources: [...o.edgeSources, ...(o.edgeRouters ?? [])], trust: (ip, mac) => dp.trustEdgeNeighbour(ip, mac), logger: o.logger });
     await this.neighbours.start().catch((e: unknown) => o.logger.warn({ err: e }, 'could not read the neighbour table; edges are learnt from their ARP only'));
     if (o.metricsListen) {
       this.metrics = new NodeMetrics({

@@ -966,6 +966,42 @@ test('trust boundary: an edge taken out of the edge sources is trusted no more â
   t.is(run(dp.ingress, fromSender(optionTcp({ sport: 4 }).frame, MAC_OTHER)).retval, TC_SHOT);
 });
 
+test('trust boundary: a router the edges\' IPIP crosses (edgeRouters) is trusted for IPIP only â€” a client behind it cannot forge an option', (t) => {
+  // Across a routed hop every packet from behind the router arrives with the
+  // router's MAC. Listed as an edge source (as the help advised), that MAC
+  // was trusted for options too, and an option keeps the client's address:
+  // anyone routed through it could hand a pod a flow (bypassing the edges).
+  const ROUTER = '192.0.2.254';
+  const dp = NodeDatapath.open({ maxFlows: 4096, edgeSources: [EDGE_IP], edgeRouters: [ROUTER], nodeIp: NODE_IP });
+  t.teardown(() => dp.close());
+  dp.applyServices(standardServices(), { name: NODE_NAME });
+  t.deepEqual(dp.edgeRouters(), [`${ROUTER}/32`]);
+  t.deepEqual(dp.edgeSources(), [`${EDGE_IP}/32`]);
+  // The router resolves the node: learnt, as a router.
+  run(dp.ingress, buildArp({ op: 1, senderMac: MAC_ROUTER, senderIp: ROUTER, targetIp: NODE_IP }));
+  t.like(dp.edgeNeighbours(), [{ mac: MAC_ROUTER, ip: ROUTER, how: 'arp', router: true }]);
+  // A client behind the router sends a SYN to a pod with a forged option: refused.
+  const forged = fromSender(optionTcp({ sport: 1 }).frame, MAC_ROUTER);
+  t.is(run(dp.ingress, forged).retval, TC_SHOT);
+  t.is(dp.flows().length, 0);
+  t.like(dp.counters(), { drop_untrusted_source: 1, in_opt_flow: 0 });
+  // The edge's IPIP through the router: decapsulated as always.
+  const syn: Omit<PacketSpec, 'eth'> = { ip: { src: CLIENT, dst: VIP }, tcp: { sport: 41000, dport: 80, flags: { syn: true } } };
+  const r = run(dp.ingress, fromSender(buildPacket({ eth, ip: { src: EDGE_IP, dst: NODE_IP }, inner: syn }), MAC_ROUTER));
+  t.is(r.retval, TC_UNSPEC);
+  t.like(dp.counters(), { in_ipip_dnat: 1 });
+  // IPIP whose outer source is the router's own address is no edge's.
+  t.is(run(dp.ingress, fromSender(buildPacket({ eth, ip: { src: ROUTER, dst: NODE_IP }, inner: { ...syn, tcp: { ...syn.tcp!, sport: 41001 } } }), MAC_ROUTER)).retval, TC_SHOT);
+  // Written by the agent from the neighbour table: a router too.
+  dp.trustEdgeNeighbour(ROUTER, MAC_OTHER);
+  t.like(dp.edgeNeighbours().find((n) => n.mac === MAC_OTHER), { router: true });
+  t.is(run(dp.ingress, fromSender(optionTcp({ sport: 2 }).frame, MAC_OTHER)).retval, TC_SHOT);
+  // The edge itself, on the link, still may.
+  dp.trustEdgeNeighbour(EDGE_IP, MAC_A);
+  t.is(run(dp.ingress, optionTcp({ sport: 3 }).frame).retval, TC_UNSPEC);
+  t.like(dp.counters(), { drop_untrusted_source: 3 });
+});
+
 test('edge sources are validated before anything changes; a neighbour outside them is refused', (t) => {
   const dp = loadNode(t);
   t.throws(() => dp.setEdgeSources(['192.0.2.0/24', '10.0.0.1/24']), { message: /edge source '10.0.0.1\/24': host bits are set/ });

@@ -41,7 +41,7 @@ import {
   nodeTupleHash6,
   parseEdgeSource,
 } from '../../src/datapath/node-maps.js';
-import { localServiceEntries } from '../../src/datapath/node-datapath.js';
+import { localServiceEntries, NodeDatapath } from '../../src/datapath/node-datapath.js';
 import { parseEdgeSources, parseNodeIps } from '../../src/cli/node.js';
 import {
   backend,
@@ -587,6 +587,20 @@ test('IPv6 trust boundary: once the IPv6 edge sources change, neighbours trusted
   // The remaining edge is learnt again from its next Neighbor Solicitation.
   run(dp.ingress, buildNd6({ kind: 'ns', src: '2001:db8:e::2', dst: 'ff02::1:ff00:21', target: 'fd00::21', lladdr: MAC_A, ethSrc: MAC_A }));
   t.is(run(dp.ingress, buildPacket6(optionSpec({ tcp: { sport: 3 } }))).retval, TC_UNSPEC);
+});
+
+test('IPv6 trust boundary: a router the edges\' IP6IP6 crosses (edgeRouters) is trusted for IP6IP6 only — a client behind it cannot forge the header', (t) => {
+  const ROUTER6 = '2001:db8:e::fe';
+  const dp = NodeDatapath.open({ maxFlows: 4096, edgeSources: [EDGE6], edgeRouters: [ROUTER6] });
+  t.teardown(() => dp.close());
+  dp.applyServices(standardServices6(), { name: NODE_NAME });
+  run(dp.ingress, buildNd6({ kind: 'ns', src: ROUTER6, dst: 'ff02::1:ff00:21', target: 'fd00::21', lladdr: MAC_ROUTER, ethSrc: MAC_ROUTER }));
+  t.like(dp.edgeNeighbours(), [{ mac: MAC_ROUTER, how: 'ndp', router: true }]);
+  t.is(run(dp.ingress, fromSender(buildPacket6(optionSpec()), MAC_ROUTER)).retval, TC_SHOT, 'a forged header from behind the router');
+  t.is(dp.flows().length, 0);
+  const r = run(dp.ingress, fromSender(buildPacket6(tunnel({ ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, tcp: { sport: 40000, dport: 80, flags: { syn: true } } })), MAC_ROUTER));
+  t.is(r.retval, TC_UNSPEC);
+  t.like(dp.counters(), { in_ipip_dnat: 1, drop_untrusted_source: 1 });
 });
 
 test('IPv6 edges are learnt from their Neighbor Solicitations and Advertisements; forwarded, mismatched or foreign ones teach nothing', (t) => {

@@ -11,7 +11,7 @@ import { addAddress, Cleanup, createNetns, nsRun, sleep, uniqueId, vethPair, wai
 import { testBpffs } from '../lib/test-bpffs.js';
 import { buildPacket, dsrOption } from '../lib/packets.js';
 import { inject } from '../lib/inject.js';
-import { parseEdgeSources } from '../../src/cli/node.js';
+import { parseEdgeRouters, parseEdgeSources } from '../../src/cli/node.js';
 import { edgeNeighbourEntries, nudStateNames, parseProcArp, readNeighbours6, unresolvedEdges } from '../../src/node-agent/edge-neighbours.js';
 import { inNetns } from '../../src/datapath/loader/netns.js';
 import { parseListen } from '../../src/node-agent/metrics.js';
@@ -35,6 +35,15 @@ test('--edge-sources is required and every entry is checked', (t) => {
   const r = spawnSync('bin/edgelb', ['node', 'run', '--interface', 'lo'], { encoding: 'utf8' });
   t.is(r.status, 2);
   t.regex(r.stderr, /--edge-sources is required/);
+});
+
+test('--edge-routers is optional, checked as edge sources are, and never overlaps them', (t) => {
+  const edges = ['10.0.0.11', '192.0.2.0/28'];
+  t.deepEqual(parseEdgeRouters(undefined, edges), []);
+  t.deepEqual(parseEdgeRouters('10.0.0.254, fd00::fe', edges), ['10.0.0.254', 'fd00::fe']);
+  t.throws(() => parseEdgeRouters('0.0.0.0/0', edges), { message: /--edge-routers: '0.0.0.0\/0' holds every address/ });
+  t.throws(() => parseEdgeRouters('192.0.2.1', edges), { message: /--edge-routers: '192.0.2.1' overlaps edge source '192.0.2.0\/28': a router is trusted for IPIP only/ });
+  t.throws(() => parseEdgeRouters('router1', edges), { message: /--edge-routers: edge source 'router1'/ });
 });
 
 test('neighbour table → trusted edges: only edge-source addresses with a usable link-layer address; single edges without an entry are resolved', (t) => {
