@@ -29,7 +29,9 @@ export interface StatusWriterOptions {
   /** Current cached Service by "namespace/name". */
   get: (key: string) => V1Service | undefined;
   concurrency?: number;
+  /** First wait before a failed write is tried again; doubles per failure of that Service up to maxRetryMs. */
   retryMs?: number;
+  maxRetryMs?: number;
 }
 
 export function ourCondition(svc: V1Service): V1Condition | undefined {
@@ -79,23 +81,27 @@ function toIso(t: unknown): string {
 }
 
 export class StatusWriter {
-  private readonly o: Required<Pick<StatusWriterOptions, 'concurrency' | 'retryMs'>> & StatusWriterOptions;
+  private readonly o: Required<Pick<StatusWriterOptions, 'concurrency' | 'retryMs' | 'maxRetryMs'>> & StatusWriterOptions;
   private readonly desired = new Map<string, DesiredStatus>();
   /** What was last written for a Service, and the resourceVersion it was written over. */
   private readonly lastWritten = new Map<string, { desired: DesiredStatus; baseRv: string }>();
   private readonly queue = new Set<string>();
   private readonly inflight = new Set<string>();
-  private readonly retryTimers = new Set<NodeJS.Timeout>();
+  /** Services whose last write failed, waiting out their backoff (neither queued nor in flight). */
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  /** Failed writes in a row per Service (its backoff); gone once one succeeds. */
+  private readonly failures = new Map<string, number>();
   private stopped = false;
   written = 0;
   failed = 0;
 
   constructor(o: StatusWriterOptions) {
-    this.o = { concurrency: 32, retryMs: 1000, ...o };
+    this.o = { concurrency: 32, retryMs: 1000, maxRetryMs: 30_000, ...o };
   }
 
+  /** Writes queued, in flight or waiting to be tried again: stop() waits for these, and Events wait behind them. */
   pending(): number {
-    return this.queue.size + this.inflight.size;
+    return this.queue.size + this.inflight.size + this.retryTimers.size;
   }
 
   /** Sets (or with null forgets) the status this Service should have and writes it if needed. */
@@ -103,25 +109,29 @@ export class StatusWriter {
     if (d === null) {
       this.desired.delete(key);
       this.lastWritten.delete(key);
+      this.failures.delete(key);
+      this.cancelRetry(key);
       return;
     }
     // Every recomputation of a Service sets its status again: keep the
     // object already held when it says the same (10 000 equal copies
     // otherwise outlive the write).
     const held = this.desired.get(key) ?? this.lastWritten.get(key)?.desired;
-    this.desired.set(key, held !== undefined && sameStatus(held, d) ? held : d);
-    if (this.needsWrite(key)) {
-      this.queue.add(key);
-      this.pump();
-    }
+    const same = held !== undefined && sameStatus(held, d);
+    this.desired.set(key, same ? held : d);
+    // The same status again (a recomputation) waits out a failed write's backoff.
+    if (same && this.retryTimers.has(key)) return;
+    if (this.needsWrite(key)) this.enqueue(key);
   }
 
-  /** Re-checks one Service after the informer delivered a new version of it. */
+  /**
+   * Re-checks one Service after the informer delivered a new version of it.
+   * New information (this, or a new desired status) is tried at once, even
+   * while an earlier failure's backoff runs: a write refused for a stale uid
+   * succeeds as soon as the cache holds the new Service.
+   */
   observe(key: string): void {
-    if (this.desired.has(key) && this.needsWrite(key)) {
-      this.queue.add(key);
-      this.pump();
-    }
+    if (this.desired.has(key) && this.needsWrite(key)) this.enqueue(key);
   }
 
   /** Resolves once every pending write has been tried (or after `timeoutMs`). */
@@ -132,9 +142,22 @@ export class StatusWriter {
 
   stop(): void {
     this.stopped = true;
-    for (const t of this.retryTimers) clearTimeout(t);
+    for (const t of this.retryTimers.values()) clearTimeout(t);
     this.retryTimers.clear();
     this.queue.clear();
+  }
+
+  private enqueue(key: string): void {
+    this.cancelRetry(key);
+    this.queue.add(key);
+    this.pump();
+  }
+
+  private cancelRetry(key: string): void {
+    const t = this.retryTimers.get(key);
+    if (t === undefined) return;
+    clearTimeout(t);
+    this.retryTimers.delete(key);
   }
 
   private needsWrite(key: string): boolean {
@@ -162,33 +185,52 @@ export class StatusWriter {
         continue;
       }
       this.inflight.add(key);
-      void this.write(key).finally(() => {
+      void this.write(key).then((ok) => {
         this.inflight.delete(key);
-        if (this.needsWrite(key)) this.queue.add(key);
+        // A failed write waits out its backoff (write() set the timer): put
+        // back at once, it was retried as fast as the server answered — a
+        // few thousand PATCHes a second per Service while the API server
+        // answered 429 or 500.
+        if (ok && this.needsWrite(key)) this.queue.add(key);
         this.pump();
       });
     }
   }
 
-  private async write(key: string): Promise<void> {
+  /** false: the write failed and is tried again after a backoff. */
+  private async write(key: string): Promise<boolean> {
     const d = this.desired.get(key);
     const svc = this.o.get(key);
-    if (!d || !svc || !this.needsWrite(key)) return;
+    if (!d || !svc || !this.needsWrite(key)) return true;
     const baseRv = svc.metadata?.resourceVersion ?? '';
     try {
       await this.o.rest.send('PATCH', nsPath(svc.metadata!.namespace!, 'services', svc.metadata!.name!, 'status'), statusPatch(svc, d, new Date()), 'application/merge-patch+json', true);
       this.written++;
+      this.failures.delete(key);
       this.lastWritten.set(key, { desired: d, baseRv });
+      return true;
     } catch (e) {
-      if (httpStatus(e) === 404) return;
-      this.failed++;
-      if (!reportPermissionProblem(this.o.logger, e, `status of Service ${key}`)) this.o.logger.debug({ service: key, err: String(e) }, 'status write failed; retrying');
-      if (this.stopped) return;
-      const t = setTimeout(() => {
-        this.retryTimers.delete(t);
-        this.observe(key);
-      }, this.o.retryMs);
-      this.retryTimers.add(t);
+      // 404: the Service is gone; the informer's delete (or its successor's add) settles it.
+      if (httpStatus(e) !== 404) {
+        this.failed++;
+        if (!reportPermissionProblem(this.o.logger, e, `status of Service ${key}`)) this.o.logger.debug({ service: key, err: String(e) }, 'status write failed; retrying');
+      }
+      this.retryLater(key);
+      return false;
     }
+  }
+
+  /** Tries `key` again after retryMs, doubling with each failure in a row up to maxRetryMs. */
+  private retryLater(key: string): void {
+    if (this.stopped || this.retryTimers.has(key)) return;
+    const n = (this.failures.get(key) ?? 0) + 1;
+    this.failures.set(key, n);
+    const wait = Math.min(this.o.maxRetryMs, this.o.retryMs * 2 ** Math.min(n - 1, 30));
+    const t = setTimeout(() => {
+      this.retryTimers.delete(key);
+      if (this.desired.has(key) && this.needsWrite(key)) this.enqueue(key);
+      else this.failures.delete(key); // settled meanwhile (another writer, or the Service went)
+    }, wait);
+    this.retryTimers.set(key, t);
   }
 }

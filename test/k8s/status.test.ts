@@ -1,6 +1,11 @@
 import test from 'ava';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { V1Service } from '@kubernetes/client-node';
-import { statusMatches, statusPatch, type DesiredStatus } from '../../src/k8s/status.js';
+import { StatusWriter, statusMatches, statusPatch, type DesiredStatus } from '../../src/k8s/status.js';
+import { KubeConfig } from '../../src/k8s/kubeconfig.js';
+import { RestClient } from '../../src/k8s/rest.js';
+import { createLogger } from '../../src/log/logger.js';
 
 const other = { type: 'example.com/Ready', status: 'True', reason: 'Fine', message: 'ok', lastTransitionTime: '2026-01-01T00:00:00Z' };
 
@@ -45,4 +50,40 @@ test('statusMatches: an ingress entry another writer left (a hostname, alone or 
   t.false(statusMatches(withIngress([{ hostname: 'lb.example.com' }, { ip: '192.0.2.1' }]), desired));
   t.false(statusMatches(withIngress([{ ip: '192.0.2.1', hostname: 'lb.example.com' }]), desired));
   t.false(statusMatches(withIngress([{ hostname: 'lb.example.com' }]), { ingress: [], condition: { ...desired.condition! } }));
+});
+
+// The real API server answers 429 (priority and fairness) or 500 (etcd
+// timing out) only under load; a few lines of loopback HTTP answer those here.
+test('a status write the API server refuses (500, 429) is tried again after a growing wait, not as fast as it answers; stop\'s flush waits for the retry', async (t) => {
+  let failing = true;
+  let patches = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    patches++;
+    const code = failing ? (patches % 2 === 0 ? 429 : 500) : 200;
+    res.writeHead(code, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(code === 200 ? {} : { kind: 'Status', code, message: code === 429 ? 'too many requests' : 'etcdserver: request timed out' }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  t.teardown(() => {
+    rest.close();
+    server.closeAllConnections();
+    server.close();
+  });
+  const cached: V1Service = { metadata: { namespace: 'ns', name: 'a', uid: 'u1', resourceVersion: '7' }, spec: {}, status: {} };
+  const w = new StatusWriter({ rest, logger: createLogger({ level: 'error' }), get: () => cached, retryMs: 100, maxRetryMs: 400 });
+  t.teardown(() => w.stop());
+  w.set('ns/a', desired);
+  // Tried at 0, 100 and 300 ms (100, then 200 ms of backoff); the next try is due at 700 ms.
+  await new Promise((r) => setTimeout(r, 450));
+  t.true(patches <= 4, `${patches} PATCHes in 450 ms for one Service`);
+  t.is(w.written, 0);
+  t.true(w.pending() > 0, 'a write waiting to be tried again is pending (stop() waits for it, Events wait behind it)');
+  failing = false;
+  await w.flush(5000);
+  t.is(w.written, 1);
+  t.is(patches, 4);
+  t.is(w.pending(), 0);
 });
