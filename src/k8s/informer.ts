@@ -91,6 +91,8 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
   private attempt = 0;
   private stream: { abort: () => void } | null = null;
   private lastExpiryMs = 0;
+  /** When the current watch was requested: only a watch that lasted resets the backoff. */
+  private watchBegan = 0;
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly st: InformerStats = { connected: false, synced: false, lists: 0, watchStarts: 0, errors: 0, objectErrors: 0 };
@@ -155,6 +157,7 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
     const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
     const url = `${this.o.path}${this.o.path.includes('?') ? '&' : '?'}watch=true&allowWatchBookmarks=true&timeoutSeconds=${timeoutSeconds}&resourceVersion=${encodeURIComponent(this.resourceVersion)}`;
     const began = Date.now();
+    this.watchBegan = began;
     try {
       const stream = await this.o.rest.watch(
         url,
@@ -164,10 +167,11 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
         (err) => {
           if (!current()) return;
           this.stream = null;
+          const lasted = this.watchLasted();
           // A silent watch resumes like one the server ended: if the peer is
           // dead the new watch fails and that relists with backoff.
           const resumable = err === null || err instanceof WatchIdleError;
-          if (resumable && Date.now() - began >= MIN_CLEAN_WATCH_MS) void this.run(false);
+          if (resumable && lasted) void this.run(false);
           else if (err instanceof ApiStatusError && err.code === 410) this.expired(err);
           else this.failed(err ?? new Error(`watch ${this.o.path}: ended at once`));
         },
@@ -181,7 +185,9 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
       this.st.watchStarts++;
       this.st.connected = true;
       delete this.st.lastError;
-      this.backoffMs = this.o.backoffInitialMs ?? 200;
+      // The backoff is not reset here: a server (or a proxy) that answers
+      // the watch and cuts it at once — a garbage line, an immediate end —
+      // was relisted every backoffInitialMs for ever. watchLasted() resets it.
     } catch {
       // The watch's end callback has reported it.
     }
@@ -192,6 +198,7 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
     const obj = ev?.object;
     if (type === 'ERROR') {
       const status = obj as { code?: number; message?: string } | undefined;
+      this.watchLasted();
       this.stream?.abort();
       this.stream = null;
       this.attempt++;
@@ -247,12 +254,23 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
     if (this.stopped) return;
     this.st.connected = true;
     delete this.st.lastError;
-    this.backoffMs = this.o.backoffInitialMs ?? 200;
     try {
       this.o.onEvent(ev, obj);
     } catch (err) {
       this.objectFailed(obj, err, `handling its ${ev} failed`);
     }
+  }
+
+  /**
+   * Whether the watch now ending ran for at least MIN_CLEAN_WATCH_MS; if so
+   * the API server worked and the backoff starts again from its initial
+   * value. A watch cut sooner is a failure like a refused list: each one
+   * waits longer (a relist is a full list of every object).
+   */
+  private watchLasted(): boolean {
+    const lasted = Date.now() - this.watchBegan >= MIN_CLEAN_WATCH_MS;
+    if (lasted) this.backoffMs = this.o.backoffInitialMs ?? 200;
+    return lasted;
   }
 
   /** The configured projection, or the object as received if it throws. */

@@ -272,3 +272,47 @@ test('410 on the watch request relists at once, but a server that keeps answerin
     api.close();
   }
 });
+
+test('a watch the server cuts as soon as it answers (a garbage line, an end at once) is relisted with a growing backoff, which a watch that lasts resets', async (t) => {
+  let lists = 0;
+  let mode: 'garbage' | 'end' | 'lasting' = 'garbage';
+  const listedAt: number[] = [];
+  const api = await loopbackApi((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    res.setHeader('content-type', 'application/json');
+    if (u.searchParams.get('watch') !== 'true') {
+      lists++;
+      listedAt.push(Date.now());
+      res.end(JSON.stringify({ metadata: { resourceVersion: '7' }, items: [obj('a', '7')] }));
+      return;
+    }
+    res.writeHead(200);
+    if (mode === 'garbage') res.end('<html>502 Bad Gateway</html>\n');
+    else if (mode === 'end') res.end();
+    // 'lasting': works for 1.2 s, then a torn line.
+    else setTimeout(() => res.end('{"type":"MODIFIED","obj'), 1200);
+  });
+  const { rest } = api;
+  const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger: createLogger({ level: 'silent' }), backoffInitialMs: 100, backoffMaxMs: 800, onEvent: () => undefined });
+  try {
+    await inf.start();
+    // 100, 200, 400, 800, 800 ms between relists: about 6 lists in 2.5 s (a relist every 100 ms was 25).
+    await new Promise((r) => setTimeout(r, 2500));
+    t.true(lists <= 8, `${lists} lists in 2.5 s of garbage lines`);
+    mode = 'end';
+    const before = lists;
+    await new Promise((r) => setTimeout(r, 2000));
+    t.true(lists - before <= 4, `${lists - before} lists in 2 s of watches ended at once`);
+    // A watch that worked for longer than a moment: the next relist comes after the initial backoff, not the grown one.
+    mode = 'lasting';
+    const n = lists;
+    // List n+1 comes after the grown backoff; its watch lasts 1.2 s, then list n+2 after 100 ms (800 without the reset).
+    await until('a lasting watch cut, then relisted', () => lists >= n + 2, 8000);
+    const gap = listedAt[n + 1]! - listedAt[n]!;
+    t.true(gap >= 1200 && gap < 1200 + 500, `${gap} ms from one relist to the next (1.2 s of watch, then the initial 100 ms)`);
+    t.deepEqual(inf.list().map((o) => o.metadata.name), ['a'], 'the cache stays');
+  } finally {
+    await inf.stop();
+    api.close();
+  }
+});
