@@ -22,6 +22,8 @@ export interface GobgpClientOptions {
   timeoutMs?: number;
   /** Deadline for streaming list calls, ms (a full RIB can be large). */
   listTimeoutMs?: number;
+  /** A list call that receives nothing for this long (the first answer, or the next) is given up; default timeoutMs. */
+  listIdleMs?: number;
 }
 
 type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
@@ -71,11 +73,13 @@ export class GobgpClient {
   private readonly raw: RawClient;
   private readonly timeoutMs: number;
   private readonly listTimeoutMs: number;
+  private readonly listIdleMs: number;
 
   constructor(opts: GobgpClientOptions) {
     this.socket = opts.socket;
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.listTimeoutMs = opts.listTimeoutMs ?? 60000;
+    this.listIdleMs = opts.listIdleMs ?? this.timeoutMs;
     const Ctor = loadService(opts.protoDir ?? DEFAULT_PROTO_DIR, opts.protoCache);
     this.raw = new Ctor(`unix://${opts.socket}`, grpc.credentials.createInsecure(), {
       // Reconnect quickly after gobgpd restarts instead of grpc's 1 s+ backoff growth.
@@ -99,14 +103,40 @@ export class GobgpClient {
     });
   }
 
+  /**
+   * A server-streaming list. Its deadline is long (a big RIB takes a while),
+   * so it is also given up when nothing arrives for listIdleMs: a hung
+   * gobgpd (alive, its socket accepting) answers nothing, and with the
+   * deadline alone ListPeer held status() — health, /readyz, whether this
+   * edge counts as advertising — and ListPath held every VIP change, and
+   * behind it the reconcile loop that takes BFD down, for a minute.
+   */
   private list<Res>(method: string, req: object): Promise<Res[]> {
     const fn = this.raw[method] as (req: object, md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientReadableStream<Res>;
     return new Promise((resolve, reject) => {
       const out: Res[] = [];
       const stream = fn.call(this.raw, req, new grpc.Metadata(), { deadline: this.deadline(this.listTimeoutMs) });
-      stream.on('data', (d: Res) => out.push(d));
-      stream.on('error', (err: grpc.ServiceError) => reject(new GobgpError(method, err.code, err.details || err.message)));
-      stream.on('end', () => resolve(out));
+      let idle = false;
+      const arm = (): NodeJS.Timeout =>
+        setTimeout(() => {
+          idle = true;
+          stream.cancel();
+        }, this.listIdleMs);
+      let timer = arm();
+      stream.on('data', (d: Res) => {
+        out.push(d);
+        clearTimeout(timer);
+        timer = arm();
+      });
+      stream.on('error', (err: grpc.ServiceError) => {
+        clearTimeout(timer);
+        if (idle) reject(new GobgpError(method, grpc.status.DEADLINE_EXCEEDED, `nothing received for ${this.listIdleMs} ms`));
+        else reject(new GobgpError(method, err.code, err.details || err.message));
+      });
+      stream.on('end', () => {
+        clearTimeout(timer);
+        resolve(out);
+      });
     });
   }
 

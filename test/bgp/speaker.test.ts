@@ -1,7 +1,7 @@
 // BgpSpeaker against a real gobgpd that appears late, without a router: the
 // agent must come up, keep the desired VIPs and configure gobgpd when it answers.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NO_ATTRS } from '../../src/bgp/attributes.js';
@@ -10,6 +10,7 @@ import { GobgpdProcess } from '../../src/bgp/gobgpd-process.js';
 import { BgpSpeaker } from '../../src/bgp/speaker.js';
 import { edgeBgpConfig } from '../lib/gobgpd.js';
 import { waitFor } from '../lib/netns.js';
+import { pidAlive } from '../../src/bgp/daemon-files.js';
 
 test('speaker starts before gobgpd, then configures it and announces when it appears', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'edgelb-speaker-'));
@@ -71,6 +72,63 @@ test('gobgpdWaitMs is bounded: without gobgpd, start() gives up after the wait a
     t.false((await speaker.status()).gobgpdHealthy);
   } finally {
     await speaker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Whether every thread of `pid` has stopped (SIGSTOP's group stop is asynchronous). */
+function allStopped(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).every((tid) => /^State:\s+T/m.test(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')));
+  } catch {
+    return false;
+  }
+}
+
+/** How long `p` took to settle, or null if it had not within `ms`. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<number | null> {
+  const t0 = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p.then(() => true, () => true), new Promise<false>((res) => (timer = setTimeout(() => res(false), ms)))]);
+  clearTimeout(timer);
+  return r ? Date.now() - t0 : null;
+}
+
+test('a hung gobgpd (SIGSTOP) is reported within seconds, and a VIP change meanwhile fails within seconds, is kept and applied once it answers', async (t) => {
+  t.timeout(120_000);
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-speaker-'));
+  const bgp = { ...edgeBgpConfig(dir, []), gobgp: { ...edgeBgpConfig(dir, []).gobgp, manage: false } };
+  const speaker = new BgpSpeaker({ node: { asn: 65126, routerId: '192.0.2.4' }, bgp }, { listenPort: -1, reconcileIntervalMs: 200 });
+  const gobgpd = new GobgpdProcess({ binary: 'gobgpd', socket: bgp.gobgp.socket, logFile: join(dir, 'gobgpd.log') });
+  let pid: number | undefined;
+  try {
+    await gobgpd.start();
+    pid = gobgpd.pid!;
+    await speaker.start();
+    await speaker.setDesired([{ prefix: '198.51.100.8/32', attrs: NO_ATTRS }]);
+    t.true((await speaker.status()).gobgpdHealthy);
+    process.kill(pid, 'SIGSTOP'); // alive, its socket accepting, answering nothing
+    t.true(await waitFor(async () => allStopped(pid!), 5000));
+    // status() feeds health, /readyz and whether this edge counts as advertising.
+    let status: Awaited<ReturnType<BgpSpeaker['status']>> | undefined;
+    const statusMs = await settledWithin(speaker.status().then((s) => (status = s)), 15_000);
+    t.not(statusMs, null, 'status() still waiting after 15 s (a ListPeer stream with a 60 s deadline)');
+    t.false(status?.gobgpdHealthy ?? true);
+    // A VIP change (the Kubernetes side's applyVips) must fail soon, not hold every later round for a minute.
+    const change = speaker.setDesired([{ prefix: '198.51.100.8/32', attrs: NO_ATTRS }, { prefix: '198.51.100.9/32', attrs: NO_ATTRS }]);
+    const changeMs = await settledWithin(change, 15_000);
+    t.not(changeMs, null, 'setDesired still waiting after 15 s');
+    await change.catch(() => undefined);
+    process.kill(pid, 'SIGCONT');
+    const announced = await waitFor(async () => {
+      const rib = await speaker.client.listPath('GLOBAL', FAMILY_V4).catch(() => []);
+      return rib.some((d) => d.prefix === '198.51.100.9/32');
+    }, 10000);
+    t.true(announced, 'the VIP set given while gobgpd hung is announced once it answers');
+  } finally {
+    if (pid !== undefined && pidAlive(pid)) process.kill(pid, 'SIGCONT');
+    await speaker.close();
+    await gobgpd.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });
