@@ -103,9 +103,21 @@ export class BgpAgentPart implements BgpPart {
     await this.sp?.close({ stopGobgpd: mode === 'shutdown', stopBfdd: mode === 'shutdown' });
   }
 
+  /**
+   * The speaker takes the new config before it talks to gobgpd, and its
+   * reconcile loop applies it whenever gobgpd answers (as after a gobgpd
+   * restart). So gobgpd being away (restarting, hung) does not fail the
+   * reload: throwing here stopped the agent's reload half-way — the
+   * datapath on the new config, Kubernetes (pools) on the old, the old
+   * config's hash reported, and the operator told nothing was applied.
+   */
   async reload(config: EdgelbConfig): Promise<void> {
-    const diff = await this.speaker.reload({ node: config.node, bgp: config.bgp });
-    this.log.info({ diff }, 'BGP peers reconciled');
+    try {
+      const diff = await this.speaker.reload({ node: config.node, bgp: config.bgp });
+      this.log.info({ diff }, 'BGP peers reconciled');
+    } catch (e) {
+      this.log.warn({ err: String(e) }, 'BGP: the new config is not applied to gobgpd yet; the reconcile loop applies it when gobgpd answers');
+    }
   }
 
   health(): ComponentHealth {
