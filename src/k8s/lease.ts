@@ -55,6 +55,8 @@ export class LeaderElector {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private loop: Promise<void> = Promise.resolve();
+  /** Steps down when no renewal succeeded within the window, even while a renewal request is still unanswered. */
+  private watchdog: NodeJS.Timeout | null = null;
   private currentHolder = '';
   private seen = false;
   transitions = 0;
@@ -67,6 +69,11 @@ export class LeaderElector {
 
   get retryMs(): number {
     return Math.max(50, Math.floor(this.durationMs / 5));
+  }
+
+  /** How long a leader acts as one after its last renewal was sent (2/3 D). */
+  private get windowMs(): number {
+    return (this.durationMs * 2) / 3;
   }
 
   isLeader(): boolean {
@@ -95,6 +102,8 @@ export class LeaderElector {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.loop;
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = null;
     if (this.leading && release) {
       try {
         const lease = await this.o.api.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
@@ -137,14 +146,43 @@ export class LeaderElector {
   }
 
   private async tick(): Promise<void> {
+    // A write lands no earlier than it was sent, and followers count from
+    // when they see it: counted from the answer (which may come late), the
+    // leader's window could outlast theirs.
+    const sent = this.now();
     try {
       const ok = await this.tryAcquireOrRenew();
-      if (ok) this.lastRenewMs = this.now();
+      if (ok) this.renewed(sent);
       else if (this.leading) this.setLeading(false);
     } catch (e) {
       if (!reportPermissionProblem(this.o.logger, e, `leader Lease ${this.o.namespace}/${this.o.name}`)) this.o.logger.debug({ err: String(e) }, 'lease request failed');
     }
-    if (this.leading && this.now() - this.lastRenewMs > (this.durationMs * 2) / 3) {
+    this.checkWindow();
+  }
+
+  /** The Lease was written (created, acquired or renewed) by a request sent at `sent`. */
+  private renewed(sent: number): void {
+    this.lastRenewMs = sent;
+    // Answered too late to lead on: the next round renews.
+    if (this.now() - sent > this.windowMs) return;
+    this.setLeading(true);
+    if (!this.running) return; // step(): tests drive the clock by hand
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => {
+      this.watchdog = null;
+      this.checkWindow();
+    }, Math.max(0, sent + this.windowMs - this.now()) + 1);
+  }
+
+  /**
+   * A leader that has not renewed for 2/3 D stops acting as one. Also run
+   * by the watchdog: checked only after each request, a renewal hanging on
+   * a connection that answers nothing (a blackholed path to the API server,
+   * given up by the client after 30 s of silence) kept this edge leading
+   * while a follower took over after D.
+   */
+  private checkWindow(): void {
+    if (this.leading && this.now() - this.lastRenewMs > this.windowMs) {
       this.o.logger.warn('could not renew leader lease in time');
       this.setLeading(false);
     }
@@ -166,7 +204,7 @@ export class LeaderElector {
     };
   }
 
-  /** true = we hold the Lease after this call. */
+  /** true = we hold the Lease after this call (tick() then leads, if the answer came in time). */
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { api, name, namespace, identity } = this.o;
     let lease: Lease;
@@ -178,7 +216,6 @@ export class LeaderElector {
         await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace, annotations: this.annotations(undefined) }, spec: this.spec(0, undefined) } });
         this.currentHolder = identity;
         this.seen = true;
-        this.setLeading(true);
         return true;
       } catch (ce) {
         if (httpStatus(ce) === 409) return false;
@@ -204,7 +241,6 @@ export class LeaderElector {
       throw e;
     }
     this.currentHolder = identity;
-    this.setLeading(true);
     return true;
   }
 }

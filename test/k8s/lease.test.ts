@@ -9,25 +9,32 @@ class FakeLeases {
   lease: V1Lease | null = null;
   rv = 0;
   failing = false;
-  private check(): void {
+  /** While set, every request waits for it (a connection that answers nothing). */
+  hanging: Promise<void> | null = null;
+  /** When the Lease was last written (wall clock). */
+  writtenAt = 0;
+  private async check(): Promise<void> {
+    if (this.hanging) await this.hanging;
     if (this.failing) throw Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
   }
   readonly api = {
     readNamespacedLease: async () => {
-      this.check();
+      await this.check();
       if (!this.lease) throw Object.assign(new Error('not found'), { code: 404 });
       return structuredClone(this.lease);
     },
     createNamespacedLease: async ({ body }: { body: V1Lease }) => {
-      this.check();
+      await this.check();
       if (this.lease) throw Object.assign(new Error('exists'), { code: 409 });
       this.lease = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++this.rv) } };
+      this.writtenAt = Date.now();
       return this.lease;
     },
     replaceNamespacedLease: async ({ body }: { body: V1Lease }) => {
-      this.check();
+      await this.check();
       if (body.metadata?.resourceVersion !== this.lease?.metadata?.resourceVersion) throw Object.assign(new Error('conflict'), { code: 409 });
       this.lease = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++this.rv) } };
+      this.writtenAt = Date.now();
       return this.lease;
     },
   } as unknown as LeaseApi;
@@ -111,4 +118,30 @@ test('a leader that cannot renew steps down after 2/3 of the duration; graceful 
   t.is(fake.lease?.spec?.holderIdentity, '');
   await b.step();
   t.true(b.isLeader(), 'released lease taken without waiting');
+});
+
+test('a leader whose renewal hangs (a connection that answers nothing) stops leading 2/3 D after its last renewal, not when the request gives up', async (t) => {
+  const fake = new FakeLeases();
+  // Real clock and timers: D = 1.5 s, a renewal every 300 ms, the window 1000 ms.
+  const a = new LeaderElector({ api: fake.api, namespace: 'kube-system', name: 'edgelb', identity: 'a', leaseDurationSeconds: 1.5, logger: silentLogger() });
+  let release = (): void => undefined;
+  t.teardown(() => release());
+  a.start();
+  const until = async (what: string, f: () => boolean, ms: number): Promise<void> => {
+    const end = Date.now() + ms;
+    while (!f()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  await until('leading', () => a.isLeader(), 2000);
+  fake.hanging = new Promise<void>((r) => (release = r));
+  await until('stepping down', () => !a.isLeader(), 5000);
+  const since = Date.now() - fake.writtenAt;
+  // A follower takes over D = 1500 ms after it saw the last write.
+  t.true(since <= 1000 + 100, `still leading ${since} ms after the last write landed`);
+  fake.hanging = null;
+  release();
+  await until('leading again once the API answers', () => a.isLeader(), 3000);
+  await a.stop(false);
 });
