@@ -150,6 +150,15 @@ export class BfddSupervisor {
   private peers: BfdPeer[] = [];
   private pid: number | undefined;
   healthy = true;
+  /**
+   * The health bfdd's sessions were last set to (apply(), setHealthy()), or
+   * null when not known — a change that failed half-way (vtysh timed out).
+   * setHealthy() sets it again whenever it differs from `healthy`.
+   */
+  private live: boolean | null = null;
+  private settingHealth = false;
+  /** After a failed live change, the next try waits until then (callers ask every 200 ms). */
+  private healthRetryAt = 0;
 
   constructor(opts: BfddSupervisorOptions) {
     this.opts = opts;
@@ -202,7 +211,8 @@ export class BfddSupervisor {
   /** Make bfdd run with exactly these sessions (starting or adopting it). */
   async apply(configured: BfdPeer[]): Promise<void> {
     const peers = await Promise.all(configured.map((p) => this.resolve(p)));
-    const conf = generateBfddConfig(peers, { shutdown: !this.healthy });
+    const shutdown = !this.healthy;
+    const conf = generateBfddConfig(peers, { shutdown });
     mkdirSync(this.opts.runDir, { recursive: true });
     writeFileSync(this.configFile, conf);
     this.chown();
@@ -218,7 +228,9 @@ export class BfddSupervisor {
         minTxMs: 0,
         multiplier: 0,
       }));
-      await this.vtysh(bfdVtyCommands(have, peers, !this.healthy));
+      this.live = null;
+      await this.vtysh(bfdVtyCommands(have, peers, shutdown));
+      this.live = !shutdown;
       this.peers = peers;
       return;
     }
@@ -227,6 +239,7 @@ export class BfddSupervisor {
       throw new Error(`bfdd is not running (no live pid in ${this.pidFile}); is edgelb-bfdd.service up?`);
     }
     await this.spawnDaemon();
+    this.live = !shutdown; // started from the file just written
   }
 
   private chown(): void {
@@ -278,17 +291,35 @@ export class BfddSupervisor {
     throw new Error(`bfdd did not come up within ${timeoutMs} ms`);
   }
 
-  /** Couple BFD to health: false shuts every session down administratively. */
+  /**
+   * Couple BFD to health: false shuts every session down administratively.
+   * Callers repeat it (the datapath coupling every 200 ms, the reconcile
+   * loop): a live change that failed is tried again then. It was recorded
+   * as done before vtysh ran, so one timed-out vtysh left bfdd's sessions
+   * up while the datapath was detached (traffic blackholed), or shut down
+   * after health returned (the edge out of service), until health changed again.
+   */
   async setHealthy(ok: boolean): Promise<void> {
-    if (ok === this.healthy) return;
+    const changed = ok !== this.healthy;
     this.healthy = ok;
     if (this.peers.length === 0) return;
     // The file first, also while bfdd is down: a bfdd (re)started from it
     // must not come up healthy while the edge is not.
-    writeFileSync(this.configFile, generateBfddConfig(this.peers, { shutdown: !ok }));
+    if (changed) writeFileSync(this.configFile, generateBfddConfig(this.peers, { shutdown: !ok }));
     if (!this.running()) return;
-    this.log.warn({ healthy: ok }, ok ? 'health restored: enabling BFD sessions' : 'unhealthy: taking BFD sessions down');
-    await this.vtysh(['configure terminal', 'bfd', ...this.peers.flatMap((p) => [peerLine(p), ok ? 'no shutdown' : 'shutdown', 'exit']), 'end']);
+    if (changed) this.log.warn({ healthy: ok }, ok ? 'health restored: enabling BFD sessions' : 'unhealthy: taking BFD sessions down');
+    if (this.live === ok || this.settingHealth || (!changed && Date.now() < this.healthRetryAt)) return;
+    this.settingHealth = true;
+    this.live = null;
+    try {
+      await this.vtysh(['configure terminal', 'bfd', ...this.peers.flatMap((p) => [peerLine(p), ok ? 'no shutdown' : 'shutdown', 'exit']), 'end']);
+      this.live = ok;
+    } catch (e) {
+      this.healthRetryAt = Date.now() + 1000;
+      throw e;
+    } finally {
+      this.settingHealth = false;
+    }
   }
 
   async stop(): Promise<void> {
