@@ -170,7 +170,17 @@ export class KubeConfig {
     };
   }
 
-  /** Runs the exec credential plugin (client.authentication.k8s.io), cached until the credential expires. */
+  /**
+   * The API server refused the credentials (401): an exec plugin's cached
+   * credential is fetched again at the next request, as client-go does. A
+   * credential without an expiry (kept for the process's life) or revoked
+   * before it expired was otherwise refused until the agent restarted.
+   */
+  credentialsRejected(): void {
+    this.execCache = null;
+  }
+
+  /** Runs the exec credential plugin (client.authentication.k8s.io), cached until the credential expires or is refused. */
   private async execCredential(p: ExecPlugin): Promise<{ token?: string; cert?: Buffer; key?: Buffer }> {
     if (this.execCache && Date.now() < this.execCache.untilMs) return this.execCache;
     const input = JSON.stringify({ apiVersion: p.apiVersion, kind: 'ExecCredential', spec: { interactive: false } });

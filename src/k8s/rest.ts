@@ -94,6 +94,7 @@ export class RestClient {
       headers['content-length'] = Buffer.byteLength(payload);
     }
     const req = await this.request(method, path, headers, 30_000);
+    const used = this.opts;
     return new Promise((resolve, reject) => {
       const s = settleOnce(resolve, reject);
       req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timed out`)));
@@ -112,12 +113,25 @@ export class RestClient {
         res.on('end', () => {
           const parsed = parseBody(Buffer.concat(chunks).toString('utf8'));
           chunks = [];
+          if (code === 401) this.refused(used);
           if (code >= 200 && code < 300) s.ok(parsed);
           else s.fail(statusError(`${method} ${path}`, code, parsed));
         });
       });
       req.end(payload);
     });
+  }
+
+  /**
+   * A request made with `used` was answered 401: read the credentials again
+   * at the next request (a token file rotated within the 30 s cache, an exec
+   * plugin's credential revoked) — once per credentials however many
+   * requests they failed, not at every refused request.
+   */
+  private refused(used: Connection | null): void {
+    if (used === null || used !== this.opts) return;
+    this.opts = null;
+    this.kc.credentialsRejected();
   }
 
   private async request(method: string, path: string, extra: Record<string, string | number>, idleMs: number): Promise<ClientRequest> {
@@ -150,6 +164,7 @@ export class RestClient {
    */
   async watch(path: string, onEvent: (ev: unknown) => void, done: (err: Error | null) => void, idleMs: number): Promise<{ abort: () => void }> {
     const req = await this.request('GET', path, { accept: 'application/json' }, idleMs);
+    const used = this.opts;
     let finished = false;
     const finish = (err: Error | null): void => {
       if (finished) return;
@@ -172,6 +187,7 @@ export class RestClient {
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('error', () => undefined);
           res.on('end', () => {
+            if (code === 401) this.refused(used);
             const e = statusError(`watch ${path}`, code, parseBody(Buffer.concat(chunks).toString('utf8')));
             reject(e);
             finish(e);

@@ -2,7 +2,8 @@
 // the resource (the API server's own sentence), whichever client made the
 // request; anything else is not called a permission problem.
 import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,4 +105,44 @@ test('requests verified against a CA share one keep-alive connection (the pool i
     server.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('credentials the API server refuses (401) are fetched again once: an exec plugin\'s token without an expiry, revoked', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-rest-401-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // Each run hands out the next token, with no expirationTimestamp (kept for the process's life).
+  const count = join(dir, 'runs');
+  const plugin = join(dir, 'plugin.sh');
+  writeFileSync(plugin, `#!/bin/sh\nn=$(( $(cat "${count}" 2>/dev/null || echo 0) + 1 ))\necho $n > "${count}"\necho "{\\"apiVersion\\":\\"client.authentication.k8s.io/v1\\",\\"kind\\":\\"ExecCredential\\",\\"status\\":{\\"token\\":\\"tok-$n\\"}}"\n`);
+  chmodSync(plugin, 0o755);
+  const runs = (): number => Number(readFileSync(count, 'utf8'));
+  let accepted = 'Bearer tok-2';
+  const server = createHttpServer((req, res) => {
+    const ok = req.headers.authorization === accepted;
+    res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(ok ? { kind: 'NamespaceList', items: [] } : { kind: 'Status', code: 401, reason: 'Unauthorized', message: 'Unauthorized' }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  const rest = new RestClient(KubeConfig.fromYaml(`apiVersion: v1
+kind: Config
+clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]
+users: [{ name: u, user: { exec: { apiVersion: client.authentication.k8s.io/v1, command: "${plugin}" } } }]
+contexts: [{ name: x, context: { cluster: c, user: u } }]
+current-context: x
+`));
+  t.teardown(() => rest.close());
+  await t.throwsAsync(rest.get('/api/v1/namespaces'), { message: /HTTP 401/ }, 'tok-1 is refused (revoked)');
+  t.deepEqual(await rest.get('/api/v1/namespaces'), { kind: 'NamespaceList', items: [] }, 'the next request fetches tok-2');
+  t.is(runs(), 2);
+  // Revoked again: five requests refused at once run the plugin once more, not five times.
+  accepted = 'Bearer tok-3';
+  const refused = await Promise.allSettled(Array.from({ length: 5 }, () => rest.get('/api/v1/namespaces')));
+  t.true(refused.every((r) => r.status === 'rejected'));
+  await rest.get('/api/v1/namespaces');
+  t.is(runs(), 3);
 });
