@@ -4,8 +4,10 @@
 // drives graceful drain and couples BFD to health.
 //
 // Restart safety: on start the speaker *adopts* what gobgpd already has — it
-// does not touch paths until the agent has called setDesired() once, and then
-// only applies differences — so an agent restart never withdraws a VIP.
+// keeps those paths as they are until the agent has called setDesired() once
+// (re-adding them should gobgpd restart meanwhile, withdrawing them for a
+// drain), and then only applies differences — so an agent restart never
+// withdraws a VIP.
 // close() leaves gobgpd (and bfdd) running unless explicitly asked to stop them.
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import type { BgpConfig, NodeConfig } from '../config/types.js';
@@ -16,7 +18,8 @@ import { BfddSupervisor, bfdPeersFromConfig } from './bfdd.js';
 import { drainPlan, nextDrainState, type DrainState } from './drain.js';
 import { GobgpClient, type ApiPeer } from './gobgp-client.js';
 import { GobgpdProcess } from './gobgpd-process.js';
-import { compareAdjOut, desiredPaths, expectedAdjOut, readAdjOut, reconcilePaths, vipsWithoutPeer, type AdjOutMismatch } from './path-reconciler.js';
+import { compareAdjOut, desiredPaths, expectedAdjOut, readAdjOut, readGlobalRib, reconcilePaths, vipsWithoutPeer, type AdjOutMismatch } from './path-reconciler.js';
+import type { ApiPath } from './api-types.js';
 import { desiredPeers, reconcilePeers, readPasswordFile, type PeerDiff } from './peer-reconciler.js';
 import { buildPolicy, peerGroups, policyFingerprint, EXPORT_POLICY } from './policy.js';
 
@@ -92,6 +95,13 @@ function peerStatus(p: ApiPeer): PeerStatus {
   };
 }
 
+/** Paths read from gobgpd as they can be added again: family, NLRI and attributes only. */
+function adoptable(paths: Map<string, ApiPath>): Map<string, ApiPath> {
+  const out = new Map<string, ApiPath>();
+  for (const [k, p] of paths) out.set(k, { family: p.family, nlri: p.nlri, pattrs: p.pattrs });
+  return out;
+}
+
 export class BgpSpeaker {
   private cfg: SpeakerConfig;
   private readonly opts: SpeakerOptions;
@@ -100,6 +110,13 @@ export class BgpSpeaker {
   readonly gobgpd: GobgpdProcess | null;
   private bfdd: BfddSupervisor | null = null;
   private vips: DesiredVip[] | null = null;
+  /**
+   * Until setDesired() is first called (an agent restart: the Kubernetes
+   * side's first pass, or an API server unreachable since), the paths
+   * gobgpd announced when this speaker first reached it stand for the
+   * desired ones — null until then.
+   */
+  private adopted: Map<string, ApiPath> | null = null;
   private drainState: DrainState = 'active';
   private drainTimer: NodeJS.Timeout | null = null;
   private drainDone: (() => void) | null = null;
@@ -456,10 +473,21 @@ export class BgpSpeaker {
 
   private async applyPolicyAndPaths(): Promise<void> {
     await this.applyPolicy();
-    if (this.vips === null) return; // not told yet: adopt whatever gobgpd announces
-    this.warnUnannounceable(this.vips);
     const plan = drainPlan(this.drainState);
-    const want = plan.announce ? desiredPaths(this.vips, this.pathOptions()) : new Map();
+    let want: Map<string, ApiPath>;
+    if (this.vips === null) {
+      // Not told yet: what gobgpd announced is adopted as it is. Left alone
+      // altogether, a drain (`edgelb drain`, or the one before SIGTERM, after
+      // which XDP is detached) withdrew nothing — still announced, the edge
+      // no longer forwarding — and a gobgpd restart or an undrain announced
+      // nothing again until the first desired state came. (A drain withdraws
+      // them without GRACEFUL_SHUTDOWN first: their attributes are gobgpd's.)
+      this.adopted ??= adoptable(await readGlobalRib(this.client));
+      want = plan.announce ? this.adopted : new Map();
+    } else {
+      this.warnUnannounceable(this.vips);
+      want = plan.announce ? desiredPaths(this.vips, this.pathOptions()) : new Map();
+    }
     await reconcilePaths(this.client, want, this.log);
     this.announced = want.size;
   }

@@ -132,3 +132,44 @@ test('a hung gobgpd (SIGSTOP) is reported within seconds, and a VIP change meanw
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an agent restarted but not yet told the VIPs (first pass, or the API server unreachable): drain withdraws what it adopted, undrain and a gobgpd restart bring it back', async (t) => {
+  t.timeout(60_000);
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-speaker-'));
+  const bgp = { ...edgeBgpConfig(dir, []), gobgp: { ...edgeBgpConfig(dir, []).gobgp, manage: false } };
+  const cfg = { node: { asn: 65127, routerId: '192.0.2.5' }, bgp };
+  const gobgpd = (): GobgpdProcess => new GobgpdProcess({ binary: 'gobgpd', socket: bgp.gobgp.socket, logFile: join(dir, 'gobgpd.log') });
+  let g = gobgpd();
+  const first = new BgpSpeaker(cfg, { listenPort: -1, reconcileIntervalMs: 200 });
+  const second = new BgpSpeaker(cfg, { listenPort: -1, reconcileIntervalMs: 200 });
+  const rib = async (): Promise<string[]> =>
+    (await second.client.listPath('GLOBAL', FAMILY_V4).catch(() => [])).map((d) => `${d.prefix} ${JSON.stringify(d.paths[0]?.pattrs.find((a) => String(a['@type']).endsWith('CommunitiesAttribute')) ?? null)}`).sort();
+  try {
+    await g.start();
+    await first.start();
+    await first.setDesired([
+      { prefix: '198.51.100.10/32', attrs: { ...NO_ATTRS, communities: ['65000:10'] } },
+      { prefix: '198.51.100.11/32', attrs: NO_ATTRS },
+    ]);
+    await first.close(); // a handover: gobgpd keeps announcing
+    await second.start();
+    await new Promise((r) => setTimeout(r, 500)); // a few reconcile rounds
+    const adopted = await rib();
+    t.is(adopted.length, 2);
+    await second.drain(); // `edgelb drain`, or the drain before SIGTERM ends the agent (which then detaches XDP)
+    t.deepEqual(await rib(), [], 'drained: nothing announced');
+    await second.undrain();
+    t.deepEqual(await rib(), adopted, 'undrained: the adopted VIPs again, as they were');
+    await g.stop(); // gobgpd restarts: its RIB is empty
+    g = gobgpd();
+    await g.start();
+    t.true(await waitFor(async () => JSON.stringify(await rib()) === JSON.stringify(adopted), 10_000), `re-announced after the gobgpd restart: ${JSON.stringify(await rib())}`);
+    await second.setDesired([{ prefix: '198.51.100.11/32', attrs: NO_ATTRS }]);
+    t.deepEqual((await rib()).map((r) => r.split(' ')[0]), ['198.51.100.11/32'], 'the first desired state replaces what was adopted');
+  } finally {
+    await first.close();
+    await second.close();
+    await g.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
