@@ -54,6 +54,9 @@ export class EdgePresence {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private loop: Promise<void> = Promise.resolve();
+  /** A renewal is under way; `again`: renew once more as soon as it ends (the flag changed meanwhile). */
+  private ticking = false;
+  private again = false;
   private readonly seen = new Map<string, { key: string; sinceMs: number; advertising: boolean }>();
   private live: string[] = [];
   /** resourceVersion of our last write; a different one on read means someone else wrote. */
@@ -94,19 +97,25 @@ export class EdgePresence {
   setAdvertising(v: boolean): void {
     if (v === this.advertising) return;
     this.advertising = v;
-    if (this.running) {
-      if (this.timer) clearTimeout(this.timer);
-      this.schedule(0);
+    if (!this.running) return;
+    // A renewal under way schedules the next one when it ends: starting
+    // another here left both rescheduling themselves, one more renewal loop
+    // for every change that came while a renewal was in flight (a flapping
+    // BGP session, a slow API server).
+    if (this.ticking) {
+      this.again = true;
+      return;
     }
+    if (this.timer) clearTimeout(this.timer);
+    this.schedule(0);
   }
 
   /** Registers this edge (first renew + list) and keeps doing so every D/3. */
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    this.loop = this.tick();
+    this.loop = this.renewal();
     await this.loop;
-    this.schedule(this.periodMs);
   }
 
   /** Stops renewing; `remove` deletes this edge's Lease so it stops counting at once. */
@@ -126,8 +135,22 @@ export class EdgePresence {
   private schedule(ms: number): void {
     if (!this.running) return;
     this.timer = setTimeout(() => {
-      this.loop = this.tick().finally(() => this.schedule(this.periodMs));
+      this.timer = null;
+      this.loop = this.renewal();
     }, ms);
+  }
+
+  /** One renewal, then the next one scheduled: the only place that schedules, so there is one loop. */
+  private async renewal(): Promise<void> {
+    this.ticking = true;
+    try {
+      await this.tick();
+    } finally {
+      this.ticking = false;
+      const soon = this.again;
+      this.again = false;
+      this.schedule(soon ? 0 : this.periodMs);
+    }
   }
 
   private async tick(): Promise<void> {

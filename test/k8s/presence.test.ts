@@ -1,0 +1,75 @@
+// Edge presence against an in-memory Lease API whose answers take a moment
+// (an API server under load): what it writes and how often.
+import test from 'ava';
+import type { Lease, LeaseApi } from '../../src/k8s/lease-api.js';
+import { EdgePresence } from '../../src/k8s/presence.js';
+import { silentLogger } from '../../src/log/logger.js';
+
+class SlowLeases {
+  readonly leases = new Map<string, Lease>();
+  rv = 0;
+  writes = 0;
+  inflight = 0;
+  constructor(private readonly delayMs: number) {}
+  private async slow<T>(f: () => T): Promise<T> {
+    this.inflight++;
+    try {
+      await new Promise((r) => setTimeout(r, this.delayMs));
+      return f();
+    } finally {
+      this.inflight--;
+    }
+  }
+  readonly api: LeaseApi = {
+    readNamespacedLease: ({ name }) =>
+      this.slow(() => {
+        const l = this.leases.get(name);
+        if (!l) throw Object.assign(new Error('not found'), { code: 404 });
+        return structuredClone(l);
+      }),
+    createNamespacedLease: ({ body }) =>
+      this.slow(() => {
+        this.writes++;
+        const l = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++this.rv) } };
+        this.leases.set(body.metadata!.name!, l);
+        return structuredClone(l);
+      }),
+    replaceNamespacedLease: ({ name, body }) =>
+      this.slow(() => {
+        if (body.metadata?.resourceVersion !== this.leases.get(name)?.metadata?.resourceVersion) throw Object.assign(new Error('conflict'), { code: 409 });
+        this.writes++;
+        const l = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++this.rv) } };
+        this.leases.set(name, l);
+        return structuredClone(l);
+      }),
+    deleteNamespacedLease: ({ name }) => this.slow(() => this.leases.delete(name)),
+    listNamespacedLease: () => this.slow(() => ({ items: [...this.leases.values()].map((l) => structuredClone(l)) })),
+  };
+}
+
+test('advertising flapping (a BGP session going up and down) while a renewal is under way renews at once, and does not start another renewal loop each time', async (t) => {
+  const fake = new SlowLeases(40);
+  // D = 0.6 s: a renewal every 200 ms, each taking three requests of 40 ms.
+  const p = new EdgePresence({ api: fake.api, namespace: 'ns', prefix: 'edgelb', nodeName: 'edge-a', instance: 'i', leaseDurationSeconds: 0.6, logger: silentLogger() });
+  t.teardown(() => p.stop(false));
+  await p.start();
+  const rate = async (ms: number): Promise<number> => {
+    const before = fake.writes;
+    await new Promise((r) => setTimeout(r, ms));
+    return fake.writes - before;
+  };
+  const steady = await rate(1500);
+  let advertising = true;
+  for (let i = 0; i < 10; i++) {
+    // Each change while a renewal is in flight.
+    while (fake.inflight === 0) await new Promise((r) => setTimeout(r, 2));
+    advertising = !advertising;
+    p.setAdvertising(advertising);
+    await new Promise((r) => setTimeout(r, 60));
+  }
+  await new Promise((r) => setTimeout(r, 300)); // the last change written
+  const lease = fake.leases.get('edgelb-edge-edge-a');
+  t.is(lease?.metadata?.annotations?.['edgelb.io/advertising'], String(advertising), 'the last change is what the Lease says');
+  const after = await rate(1500);
+  t.true(after <= steady + 2, `${steady} renewals in 1.5 s before the flapping, ${after} after`);
+});
