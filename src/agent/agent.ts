@@ -139,7 +139,15 @@ export class Agent {
     await this.control.stop();
     await this.metrics.close();
     if (mode === 'shutdown' && this.parts.bgp && this.parts.bgp.drainState() === 'active') {
-      await this.parts.bgp.drain();
+      // gobgpd away or hung: nothing can be withdrawn (the routers drop its
+      // routes with the session), but the parts must still stop — a failed
+      // drain ended stop() here, before the Lease was released, pending
+      // status writes flushed and the presence Lease deleted.
+      try {
+        await this.parts.bgp.drain();
+      } catch (e) {
+        this.log.error({ err: e }, 'drain failed; stopping anyway');
+      }
     }
     for (const part of this.partList().reverse()) {
       try {
