@@ -121,6 +121,8 @@ export class KubernetesController {
   private vipsConfigStale = false;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
+  /** Ends the wait after a failed sink call at once (stop()). */
+  private wake: (() => void) | null = null;
   private running = false;
   private sinkErrors = 0;
   private failures = 0;
@@ -207,6 +209,9 @@ export class KubernetesController {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    // A round waiting to retry a failed sink (up to 30 s) has nothing to do
+    // once stopping: stop() waited that out, adding to a handover.
+    this.wake?.();
     await this.cluster.stop();
     await this.flushing;
     // Addresses allocated but not yet in status exist only in this process:
@@ -555,7 +560,7 @@ export class KubernetesController {
       const wait = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (this.failures - 1));
       this.log.error({ err: errors.map(String).join('; '), retryMs: wait }, 'sink failed; retrying');
       for (const k of keys) this.dirty.add(k);
-      await new Promise((r) => setTimeout(r, wait));
+      await this.pause(wait);
       return;
     }
     this.failures = 0;
@@ -587,6 +592,19 @@ export class KubernetesController {
     }
 
     for (const [key, c] of next) if (c) this.report(key, c, before.get(key));
+  }
+
+  /** Waits `ms` before a retry, or until stop(). */
+  private pause(ms: number): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.wake?.(), ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+    });
   }
 
   /** Status and Events from the outcome; held back (first report's `prev` kept) until the first pass applied the VIPs. */
@@ -622,7 +640,7 @@ export class KubernetesController {
     } catch (e) {
       this.sinkErrors++;
       this.log.error({ err: String(e) }, 'sink failed at the end of the first pass; retrying');
-      await new Promise((r) => setTimeout(r, 1000));
+      await this.pause(1000);
       return;
     }
     this.removedTotal += stale.length;

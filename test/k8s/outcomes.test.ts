@@ -367,3 +367,29 @@ test.serial('an endpoint on a node whose address is not known yet is used as soo
   t.deepEqual(backends(), ['10.1.0.10', '10.1.0.11']);
   t.is([...sink.frontends.values()].find((d) => d.service === `${ns}/late-node`)!.backends.find((b) => b.ip === '10.1.0.11')!.nodeIp, '10.0.0.9');
 });
+
+test.serial('stop() in the backoff after a failed sink (gobgpd down: applyVips throws) does not wait the backoff out', async (t) => {
+  const { make, serve } = await setup(t);
+  class FailingVips extends RecordingSink {
+    failing = false;
+    failures = 0;
+    override applyVips(vips: Parameters<RecordingSink['applyVips']>[0]): void {
+      if (this.failing) {
+        this.failures++;
+        throw new Error('gobgpd is not answering');
+      }
+      super.applyVips(vips);
+    }
+  }
+  const sink = new FailingVips();
+  const c = make(sink);
+  await c.start();
+  await waitFor('the first pass', () => c.status().firstPassDone);
+  sink.failing = true;
+  await serve('web', '10.1.0.60'); // a new VIP: every round now fails, waiting 1, 2, 4, 8 s between them
+  await waitFor('four failed rounds', () => sink.failures >= 4, 20_000);
+  const t0 = Date.now();
+  await c.stop();
+  const ms = Date.now() - t0;
+  t.true(ms < 2000, `stop() took ${ms} ms (the round was waiting 8 s before its retry)`);
+});
