@@ -119,6 +119,8 @@ struct edge_snat_key {
 #define SNAT_F_RST 0x4 /* an acceptable RST from either side, and nothing since */
 #define SNAT_F_SEQ_CLIENT 0x8  /* seq_client is known: the backend has acknowledged */
 #define SNAT_F_SEQ_BACKEND 0x10 /* seq_backend is known: the client has acknowledged */
+#define SNAT_F_ESTABLISHED 0x20 /* each side has acknowledged the other (sticky: a later
+				 * SYN on the tuple does not clear it) */
 
 /* How a SNAT flow goes (edge_snat.h), the same in both families' values.
  * The sequence numbers let the edge judge a RST as its receiver does

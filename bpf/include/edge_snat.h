@@ -18,7 +18,8 @@
  * side) or an acceptable RST, and then SNAT_HOLD_CLOSED / SNAT_HOLD_RST units
  * without a packet (the backend may hold TIME_WAIT for the old edge:port
  * tuple, and a reused port must not land in it), or no packet for the idle
- * time (TCP SNAT_IDLE_TCP, UDP SNAT_IDLE_UDP). The edge sees both sides of
+ * time (TCP SNAT_IDLE_TCP, UDP SNAT_IDLE_UDP; a TCP flow whose handshake
+ * never completed — a forged SYN — SNAT_IDLE_HALF_OPEN). The edge sees both sides of
  * a SNAT flow, so it judges a RST as its receiver does (snat_rst_ok): a
  * blind RST with a client's tuple would otherwise free an idle keep-alive
  * connection's port, and the backend's next segment on it would go to the
@@ -46,6 +47,7 @@
 /* Units of edge clock >> 30 (≈ 1.07 s). */
 #define SNAT_HOLD_CLOSED 56 /* ≈ 60 s: a Linux TIME_WAIT */
 #define SNAT_HOLD_RST 3
+#define SNAT_IDLE_HALF_OPEN 56 /* ≈ 60 s: Linux conntrack's SYN_RECV timeout */
 #define SNAT_IDLE_TCP 3353 /* ≈ 1 h */
 #define SNAT_IDLE_UDP 56   /* ≈ 60 s */
 #define SNAT_PROBES 8
@@ -65,6 +67,14 @@ static __always_inline int snat_over(const struct edge_snat_life *l, __u8 proto,
 	if ((l->flags & (SNAT_F_FIN_CLIENT | SNAT_F_FIN_BACKEND)) ==
 	    (SNAT_F_FIN_CLIENT | SNAT_F_FIN_BACKEND))
 		return quiet >= SNAT_HOLD_CLOSED;
+	/* A TCP flow whose two sides never acknowledged each other — a SYN
+	 * from a forged source: the backend's SYN-ACK goes to an address that
+	 * never answers — is no connection to keep for the idle hour: held
+	 * that long, a few thousand forged SYNs an hour per backend (eight
+	 * probes over 12 768 ports: the first refusals from ≈ 5 000) kept
+	 * that backend's new clients out. */
+	if (proto == IPPROTO_TCP && !(l->flags & SNAT_F_ESTABLISHED))
+		return quiet >= SNAT_IDLE_HALF_OPEN;
 	return quiet >= (proto == IPPROTO_TCP ? SNAT_IDLE_TCP : SNAT_IDLE_UDP);
 }
 
@@ -127,6 +137,18 @@ static __always_inline int snat_rst_ok(const struct edge_snat_life *l, const str
 	return !(l->flags & SNAT_F_SEQ_CLIENT) || s->seq == l->seq_client;
 }
 
+/* Once each side has acknowledged the other (both sequence numbers known
+ * at once) the flow is a connection, for good: a client's SYN clears
+ * SNAT_F_SEQ_BACKEND (a new connection may follow), and a blind SYN with a
+ * live connection's tuple must not shorten its idle time to a half-open
+ * flow's (snat_over). */
+static __always_inline __u8 snat_established(__u8 flags)
+{
+	if ((flags & (SNAT_F_SEQ_CLIENT | SNAT_F_SEQ_BACKEND)) == (SNAT_F_SEQ_CLIENT | SNAT_F_SEQ_BACKEND))
+		flags |= SNAT_F_ESTABLISHED;
+	return flags;
+}
+
 /* Learn, from a segment that is not a RST, what the next RST of each side
  * must carry: the other side's RCV.NXT is the ACK number this segment
  * carries (a SYN-ACK sets it, later ACKs only move it forward, so a late
@@ -151,7 +173,7 @@ static __always_inline __u8 snat_track(struct edge_snat_life *l, const struct sn
 		}
 		if ((flags & SNAT_F_SEQ_BACKEND) && (s->seq & 0xffffff) == snat_seq_backend(l))
 			snat_set_seq_backend(l, s->next);
-		return flags;
+		return snat_established(flags);
 	}
 	if ((s->flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN) {
 		flags &= ~SNAT_F_SEQ_BACKEND;
@@ -162,7 +184,7 @@ static __always_inline __u8 snat_track(struct edge_snat_life *l, const struct sn
 	}
 	if ((flags & SNAT_F_SEQ_CLIENT) && s->seq == l->seq_client)
 		l->seq_client = s->next;
-	return flags;
+	return snat_established(flags);
 }
 
 /* A packet of the flow, from the client (backend = 0) or the backend:

@@ -213,6 +213,92 @@ test('IPv6 SNAT: a blind RST from either side does not free a live connection\'s
   t.like(dp.counters().stats, { snat_rst_ignored: 3, snat_reclaimed: 1 });
 });
 
+// ---------------------------------------------------------------- half-open SNAT flows (a spoofed SYN flood)
+
+/** A SYN flood from forged sources against a SNAT service, as the edge sees it: each SYN takes a port, the backend answers it with a SYN-ACK (to the forged address, which never answers). Returns the ports the flood got. */
+function synFlood(dp: EdgeDatapath, syn: (i: number) => Buffer, portOf: (out: Buffer) => number, synAck: (port: number) => Buffer, from: number, n: number): number[] {
+  const ports: number[] = [];
+  for (let i = from; i < from + n; i++) {
+    const r = run(dp, syn(i));
+    if (r.retval === XDP_DROP) continue;
+    const port = portOf(r.out);
+    ports.push(port);
+    run(dp, synAck(port));
+  }
+  return ports;
+}
+
+/**
+ * The shared body of both families' cases: `real` is a client whose
+ * handshake completes (SYN, the backend's SYN-ACK, its ACK), `newcomer` a
+ * client that asks for a port after the flood.
+ */
+function halfOpenCase(t: ExecutionContext, dp: EdgeDatapath, f: {
+  syn: (src: number) => Buffer; // a flood SYN from forged source i (i < 0: the real client, -2: the newcomer)
+  ack: () => Buffer; // the real client's ACK of the backend's SYN-ACK
+  blindSyn: () => Buffer; // a SYN with the real client's tuple, from someone else
+  portOf: (out: Buffer) => number;
+  synAck: (port: number) => Buffer;
+}, t0: bigint): void {
+  const realPort = f.portOf(run(dp, f.syn(-1)).out);
+  run(dp, f.synAck(realPort));
+  run(dp, f.ack());
+  const held = synFlood(dp, f.syn, f.portOf, f.synAck, 0, 400);
+  t.true(held.length >= 60, `the flood took ${held.length} ports`);
+  setEdgeClock(dp, t0 + 30n * SEC);
+  t.is(run(dp, f.syn(-2)).retval, XDP_DROP, 'while the flood\'s handshakes may still complete, the range is full');
+  // About a minute after their last packet (Linux conntrack's SYN_RECV
+  // timeout is 60 s) the half-open flows' ports are free; before, each was
+  // held for the TCP idle hour, so a few thousand forged SYNs an hour per
+  // backend (12 768 ports, eight probes: refusals from ≈ 5 000) kept a SNAT
+  // service's new clients out.
+  setEdgeClock(dp, t0 + 70n * SEC);
+  const r = run(dp, f.syn(-2));
+  t.is(r.retval, XDP_PASS, 'a new client gets a port a minute after the flood');
+  t.not(f.portOf(r.out), realPort);
+  // The completed connection keeps its port through the idle hour, also
+  // after a blind SYN with its tuple (which must not make it half-open again).
+  run(dp, f.blindSyn());
+  const again = synFlood(dp, f.syn, f.portOf, f.synAck, 1000, 400);
+  t.true(again.length >= 55, `the second flood took ${again.length} ports`);
+  t.false(again.includes(realPort), 'the completed connection keeps its port');
+  setEdgeClock(dp, t0 + 1000n * SEC);
+  const third = synFlood(dp, f.syn, f.portOf, f.synAck, 2000, 400);
+  t.true(third.length >= 55, `the third flood took ${third.length} ports`);
+  t.false(third.includes(realPort), 'the idle completed connection keeps its port after a blind SYN');
+}
+
+test('SNAT: the half-open flows of a spoofed SYN flood (SYN, the backend\'s SYN-ACK, never an ACK) give their ports back after about a minute, not the idle hour; a completed handshake keeps its port', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 21000, max: 21063 } });
+  dp.applyServices([service({ mode: 'snat' })]);
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const src = (i: number): string => (i === -1 ? CLIENT : i === -2 ? '198.51.100.99' : `198.18.${i >> 8}.${i & 255}`);
+  halfOpenCase(t, dp, {
+    syn: (i) => tcpPacket({ flags: { syn: true }, src: src(i), seq: 1000 }),
+    ack: () => tcpPacket({ flags: ACK, src: CLIENT, seq: 1001, ack: 7001 }),
+    blindSyn: () => tcpPacket({ flags: { syn: true }, src: CLIENT, seq: 0x12345678 }),
+    portOf: (out) => parsePacket(out).tcp!.sport,
+    synAck: (port) => buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: '10.244.1.1', dst: EDGE, df: true }, tcp: { sport: 8080, dport: port, flags: { syn: true, ack: true }, seq: 7000, ack: 1001 } }),
+  }, t0);
+});
+
+test('IPv6 SNAT: the half-open flows of a spoofed SYN flood give their ports back after about a minute, not the idle hour; a completed handshake keeps its port', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 21000, max: 21063 } });
+  apply6(dp, service6({ mode: 'snat' }));
+  const be = service6({ mode: 'snat' }).backends[0]!.ip;
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const src = (i: number): string => (i === -1 ? '2001:db8:1::a' : i === -2 ? '2001:db8:1::b' : `2001:db8:66::${(0x1000 + i).toString(16)}`);
+  halfOpenCase(t, dp, {
+    syn: (i) => tcp6({ src: src(i) }),
+    ack: () => tcp6({ src: src(-1), flags: ACK, seq: 1001, ack: 7001 }),
+    blindSyn: () => tcp6({ src: src(-1), seq: 0x12345678 }),
+    portOf: (out) => out.readUInt16BE(54),
+    synAck: (port) => buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE6, hopLimit: 64 }, tcp: { sport: 8080, dport: port, seq: 7000, ack: 1001, flags: { syn: true, ack: true } } }),
+  }, t0);
+});
+
 // ---------------------------------------------------------------- blind SYNs on second-chance flows (edge_sc_syn)
 
 test('second chance: a blind SYN with a remembered flow\'s tuple does not forget its backends once the window has closed (the next segment of the live connection still goes to the pod that holds it)', (t) => {
