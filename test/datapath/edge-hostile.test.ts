@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_TX } from '../../src/datapath/loader.js';
 import { buildPacket, icmpFragNeeded, parsePacket, verifyIpv4Checksum, verifyL4Checksum } from '../lib/packets.js';
 import { CLIENT, CLIENT_MAC, EDGE, EDGE_MAC, SEC, VIP, backend, clientEth, openEdge, service, setEdgeClock, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
-import { BE6_ID0, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, service6, tcp6, udp6 } from './edge6-helpers.js';
+import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, eth6, service6, tcp6, udp6 } from './edge6-helpers.js';
 import { buildPacket6, parse6, verifyL4Checksum6 } from '../lib/packets6.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 
@@ -96,6 +96,58 @@ test('an ICMP error whose IP length ends before the quoted ports is not steered 
   const r = run(dp, whole);
   t.is(parsePacket(r.out).ip.dst, '10.244.1.1');
   t.true(verifyL4Checksum(r.out.subarray(14)));
+  t.is(dp.counters().stats.icmp_steered, 1);
+});
+
+// The IPv6 twins of the two cases above (edge_steer6.h).
+
+/** The pod's reply VIP6:80 → client as it left the node, `payload` bytes of TCP data. */
+const reply6 = (payload: number): Buffer =>
+  buildPacket6({ eth: false, ip: { src: VIP6, dst: CLIENT6, hopLimit: 60 }, tcp: { sport: 80, dport: 43210, seq: 5000, ack: 1001, flags: ACK, payload: Buffer.alloc(payload, 7) } });
+/** A router's Packet Too Big (MTU 1280) to the VIP quoting `quote`. */
+const ptb6 = (quote: Buffer): Buffer =>
+  buildPacket6({ eth: eth6, ip: { src: '2001:db8:ff::1', dst: VIP6, hopLimit: 62 }, icmp6: { type: 2, body: Buffer.concat([Buffer.from('00000500', 'hex'), quote]) } });
+
+test('IPv6: a Packet Too Big about an IP6IP6 flow too big to encapsulate is never answered with an ICMPv6 error, nor one from the pod\'s address', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, mtu: 1500 });
+  apply6(dp, service6({ dispatch: 'ipip' }));
+  // 1440 bytes of ICMPv6: 40 + 40 (IP6IP6) + 1440 > 1500.
+  const big = ptb6(reply6(1500).subarray(0, 1440 - 8));
+  t.is(big.length, 14 + 40 + 1440);
+  for (const hook of ['xdp', 'tc'] as const) {
+    const r = run(dp, big, hook);
+    t.is(r.retval, hook === 'xdp' ? XDP_PASS : TC_ACT_OK, hook);
+    t.is(hex(r.out), hex(big), `${hook}: untouched`);
+  }
+  t.like(dp.counters().stats, { icmp_too_big_sent: 0, ttl_exceeded: 0, icmp_steered: 0, icmp_not_steered: 2 });
+  // One that fits the tunnel (40 + 40 + 1420 = 1500) is steered: IP6IP6 to the pod's node.
+  const r = run(dp, ptb6(reply6(1500).subarray(0, 1420 - 8)));
+  t.is(r.retval, XDP_PASS);
+  t.is(r.out[14 + 6], 41, 'IPv6-in-IPv6');
+  t.is(parse6(r.out.subarray(14 + 40)).dst, parse6(buildPacket6({ eth: false, ip: { src: CLIENT6, dst: 'fd00:244::2' }, udp: { sport: 1, dport: 2, payload: Buffer.alloc(0) } })).dst);
+  t.true(verifyL4Checksum6(r.out.subarray(14 + 40)));
+  t.is(dp.counters().stats.icmp_steered, 1);
+});
+
+test('IPv6: a Packet Too Big whose payload length ends before the quoted ports is not steered on bytes outside the packet (trailing frame bytes)', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6 });
+  apply6(dp, service6());
+  const reply = reply6(0);
+  // By its payload length the ICMPv6 message is 8 + 40 bytes (the quoted
+  // fixed header alone); the quoted ports lie in the frame's trailing bytes.
+  const short = ptb6(reply.subarray(0, 40));
+  t.is(short.length, 14 + 40 + 48);
+  const frame = Buffer.concat([short, reply.subarray(40, 48), Buffer.alloc(4)]);
+  for (const hook of ['xdp', 'tc'] as const) {
+    const r = run(dp, frame, hook);
+    t.is(r.retval, hook === 'xdp' ? XDP_PASS : TC_ACT_OK, hook);
+    t.is(hex(r.out), hex(frame), `${hook}: untouched`);
+  }
+  t.is(dp.counters().stats.icmp_steered, 0);
+  // With the ports inside the packet it is steered (its checksum stays right).
+  const r = run(dp, ptb6(reply));
+  t.is(parse6(r.out.subarray(14)).dst, parse6(buildPacket6({ eth: false, ip: { src: CLIENT6, dst: 'fd00:244::2' }, udp: { sport: 1, dport: 2, payload: Buffer.alloc(0) } })).dst);
+  t.true(verifyL4Checksum6(r.out.subarray(14)));
   t.is(dp.counters().stats.icmp_steered, 1);
 });
 
