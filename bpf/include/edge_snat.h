@@ -157,7 +157,8 @@ static __always_inline __u8 snat_established(__u8 flags)
  * carries the sequence number after its data) — only from the value the
  * edge already holds, so a blind forger cannot move it. A client's SYN
  * starts a new connection on the tuple: the backend's sequence is unknown
- * until the client acknowledges it. Trust: the client's side is checked
+ * until the client acknowledges it, and the FINs of the connection before
+ * it are forgotten. Trust: the client's side is checked
  * against the backend's ACKs (as trustworthy as the backend network, whose
  * replies the edge already delivers), the backend's side against the
  * client's ACKs; forging both sides of a flow is beyond this check. */
@@ -176,7 +177,12 @@ static __always_inline __u8 snat_track(struct edge_snat_life *l, const struct sn
 		return snat_established(flags);
 	}
 	if ((s->flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == PKT_TCP_SYN) {
-		flags &= ~SNAT_F_SEQ_BACKEND;
+		/* A new connection on the tuple: the old one's FINs are not
+		 * its end. Kept, a client reusing its port after a close (no
+		 * TIME_WAIT on its side when the backend closed first) had a
+		 * live connection whose port went to the next client once it
+		 * idled past SNAT_HOLD_CLOSED — with the backend's next segment. */
+		flags &= ~(SNAT_F_SEQ_BACKEND | SNAT_F_FIN_CLIENT | SNAT_F_FIN_BACKEND);
 	} else if ((s->flags & PKT_TCP_ACK) &&
 		   (!(flags & SNAT_F_SEQ_BACKEND) || (__s32)((s->ack - snat_seq_backend(l)) << 8) > 0)) {
 		snat_set_seq_backend(l, s->ack);

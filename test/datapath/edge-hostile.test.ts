@@ -351,6 +351,76 @@ test('IPv6 SNAT: the half-open flows of a spoofed SYN flood give their ports bac
   }, t0);
 });
 
+// ---------------------------------------------------------------- a port reused after a close (both FINs)
+
+/**
+ * Both families: client A's connection ends with both FINs (the backend
+ * closes first, so A holds no TIME_WAIT and may reuse its port at once); A
+ * opens a new connection on the same tuple a few seconds later, which then
+ * idles past the close hold (≈ 60 s). Its port must stay A's.
+ */
+function reusedTupleCase(t: ExecutionContext, dp: EdgeDatapath, f: {
+  a: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number) => Buffer; // A's segment
+  b: () => Buffer; // another client's SYN
+  be: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer; // the backend's segment to the edge's port
+  sport: (out: Buffer) => number;
+  dst: (out: Buffer) => string;
+  aAddr: string;
+}, t0: bigint): void {
+  t.is(f.sport(run(dp, f.a({ syn: true }, 1000, 0)).out), 20000);
+  run(dp, f.be({ syn: true, ack: true }, 5000, 1001));
+  run(dp, f.a(ACK, 1001, 5001));
+  run(dp, f.be({ fin: true, ack: true }, 5001, 1001));
+  run(dp, f.a({ fin: true, ack: true }, 1001, 5002));
+  run(dp, f.be(ACK, 5002, 1002));
+  // Five seconds on: A's new connection on the same tuple (same edge port).
+  setEdgeClock(dp, t0 + 5n * SEC);
+  t.is(f.sport(run(dp, f.a({ syn: true }, 900_000, 0)).out), 20000);
+  t.is(f.dst(run(dp, f.be({ syn: true, ack: true }, 8000, 900_001)).out), f.aAddr);
+  run(dp, f.a(ACK, 900_001, 8001));
+  // It idles 70 s (a keep-alive connection): still live, its port A's.
+  setEdgeClock(dp, t0 + 75n * SEC);
+  const rb = run(dp, f.b());
+  const answer = run(dp, f.be(ACK, 8001, 900_001, Buffer.from('for A')));
+  t.log(`B's SYN: verdict ${rb.retval}; the backend's segment on A's new connection went to ${f.dst(answer.out)}`);
+  t.is(rb.retval, XDP_DROP, 'no port for B while A\'s new connection lives');
+  t.is(f.dst(answer.out), f.aAddr, 'the backend\'s segment on A\'s new connection goes to A');
+  t.is(dp.counters().stats.snat_reclaimed, 0);
+}
+
+test('SNAT: a connection that reuses a closed one\'s tuple (both FINs seen) is live — its port is not reclaimed after the close hold while it idles', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20000 } });
+  dp.applyServices([service({ mode: 'snat' })]);
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  reusedTupleCase(t, dp, {
+    a: (flags, seq, ack) => tcpPacket({ flags, src: CLIENT, seq, ack }),
+    b: () => tcpPacket({ flags: { syn: true }, src: '198.51.100.66', sport: 41000 }),
+    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
+      buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: '10.244.1.1', dst: EDGE, df: true }, tcp: { sport: 8080, dport: 20000, flags, seq, ack, payload } }),
+    sport: (out) => parsePacket(out).tcp!.sport,
+    dst: (out) => parsePacket(out).ip.dst,
+    aAddr: CLIENT,
+  }, t0);
+});
+
+test('IPv6 SNAT: a connection that reuses a closed one\'s tuple (both FINs seen) is live — its port is not reclaimed after the close hold while it idles', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 20000, max: 20000 } });
+  apply6(dp, service6({ mode: 'snat' }));
+  const be = service6({ mode: 'snat' }).backends[0]!.ip;
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  reusedTupleCase(t, dp, {
+    a: (flags, seq, ack) => tcp6({ src: '2001:db8:1::a', flags: flags ?? ACK, seq, ack }),
+    b: () => tcp6({ src: '2001:db8:1::b' }),
+    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
+      buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE6, hopLimit: 64 }, tcp: { sport: 8080, dport: 20000, seq, ack, flags: flags ?? ACK, payload } }),
+    sport: (out) => out.readUInt16BE(54),
+    dst: (out) => parse6(out.subarray(14)).dst,
+    aAddr: '2001:db8:1:0:0:0:0:a',
+  }, t0);
+});
+
 // ---------------------------------------------------------------- blind SYNs on second-chance flows (edge_sc_syn)
 
 test('second chance: a blind SYN with a remembered flow\'s tuple does not forget its backends once the window has closed (the next segment of the live connection still goes to the pod that holds it)', (t) => {
