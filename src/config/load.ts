@@ -2,7 +2,7 @@
 // every problem at once — never a partly valid config.
 import { readFileSync, statSync, accessSync, constants as fsc } from 'node:fs';
 import convict from 'convict';
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node as YamlNode } from 'yaml';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, visit, type Node as YamlNode } from 'yaml';
 import { rootSchema, peerSchema, poolSchema } from './schema.js';
 import { checkCidr, cidrContains, cidrsOverlap, type Cidr } from '../net/cidr.js';
 import { canonicalIp, ipToBigInt, isIp, isIpv4 } from '../net/ip.js';
@@ -378,7 +378,22 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
   }
   if (v.problems.length > 0) throw new ConfigError(file, v.problems);
 
-  const js: unknown = doc.toJS();
+  let js: unknown;
+  try {
+    js = doc.toJS();
+  } catch (e) {
+    // yaml refuses aliases that expand past its limit (a "billion laughs"
+    // file); anything else it throws here is a bug, not a config problem.
+    if (!(e instanceof ReferenceError)) throw e;
+    let line = 1;
+    visit(doc, {
+      Alias(_, node) {
+        if (node.range) line = lines.linePos(node.range[0]).line;
+        return visit.BREAK;
+      },
+    });
+    throw new ConfigError(file, [{ path: [], message: 'YAML: aliases expand to too many nodes ("billion laughs"); write the values out', line, hasValue: false }]);
+  }
   const raw: Record<string, unknown> = js === null || js === undefined ? {} : (js as Record<string, unknown>);
   if (!isPlainObject(raw)) throw new ConfigError(file, [{ path: [], message: 'must be a mapping of sections (node, bgp, pools, ...)', line: 1, value: js, hasValue: true }]);
 
