@@ -5,6 +5,10 @@ import { checkCidr } from '../net/cidr.js';
 import { ipToBigInt, isIpv4, isIp, isIpv6 } from '../net/ip.js';
 import { parseHostPort } from '../net/l4.js';
 
+// What the kernel takes (no whitespace, "/" or ":") less what the sysctl.d
+// file cannot carry (sysctl.ts): "=", "#", ";", quotes, backslash, control characters.
+export const IFNAME = /^[^\s/:=#;'"\\\x00-\x1f\x7f]{1,15}$/;
+
 export type Format = (value: unknown) => void;
 
 const fail = (msg: string): never => {

@@ -21,6 +21,7 @@
 //   accept_redirects = 0, accept_source_route = 0  an edge takes its routes
 //                     from its own configuration only.
 import type { EdgelbConfig } from '../config/types.js';
+import { IFNAME } from '../config/formats.js';
 
 export const SYSCTL_FILE = '/run/sysctl.d/60-edgelb-uplink.conf';
 
@@ -28,7 +29,7 @@ export const SYSCTL_FILE = '/run/sysctl.d/60-edgelb-uplink.conf';
 export function uplinkSysctls(uplink: string): [string, string][] {
   // sysctl.d separates key parts with "." or "/"; an interface name with a
   // dot (eth0.100, a VLAN) must be written with "/" separators.
-  if (!/^[^\s/:=#;'"\\]{1,15}$/.test(uplink)) throw new Error(`sysctl: cannot write settings for interface ${JSON.stringify(uplink)}`);
+  if (!IFNAME.test(uplink)) throw new Error(`sysctl: cannot write settings for interface ${JSON.stringify(uplink)}`);
   const key = (name: string) => (uplink.includes('.') ? `net/ipv4/conf/${uplink}/${name}` : `net.ipv4.conf.${uplink}.${name}`);
   return [
     [key('forwarding'), '1'],
