@@ -8,6 +8,8 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const
 const LB_CLASS = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
 export const DEFAULT_CONFIG_PATH = '/etc/edgelb/edgelb.yaml';
+/** The longest bgp.drainSeconds (`edgelb drain` waits that long for its answer). */
+export const DRAIN_SECONDS_MAX = 3600;
 export const DEFAULT_PROTO_DIR = '/usr/share/gocode/src/github.com/osrg/gobgp/api';
 
 // Convict walks these plain objects; every leaf has doc, default, format.
@@ -41,7 +43,7 @@ export const rootSchema = {
       runDir: { doc: "bfdd's config, pid and sockets", default: '/run/edgelb/bfdd', format: f.absolutePath() },
     },
     peers: { doc: 'BGP peers (upstream routers)', default: [] as unknown[], format: f.listOf(() => null) },
-    drainSeconds: { doc: 'Seconds to keep VIPs with GRACEFUL_SHUTDOWN before withdrawing', default: 30, format: f.int(0, 3600) },
+    drainSeconds: { doc: 'Seconds to keep VIPs with GRACEFUL_SHUTDOWN before withdrawing', default: 30, format: f.int(0, DRAIN_SECONDS_MAX) },
   },
   pools: { doc: 'Address pools', default: [] as unknown[], format: f.listOf(() => null) },
   datapath: {
