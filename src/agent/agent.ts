@@ -96,6 +96,11 @@ export class Agent {
     return this.config.node.name;
   }
 
+  /** The configuration in force (the last one reloaded). */
+  get currentConfig(): EdgelbConfig {
+    return this.config;
+  }
+
   get configDigest(): string {
     return this.hash;
   }

@@ -10,7 +10,7 @@ import { Agent } from '../agent/agent.js';
 import { buildParts } from '../agent/parts.js';
 import { sdNotify } from '../agent/sd-notify.js';
 import { parse } from './args.js';
-import { untilStopped } from './signals.js';
+import { untilStopped, type StopMode } from './signals.js';
 
 export const runHelp = `Usage: edgelb run [--config FILE] [--log-level LEVEL]
 
@@ -20,6 +20,20 @@ Prints "EDGELB READY node=NAME peers=N config=HASH" once started.
 Signals: SIGHUP reloads the config; SIGTERM and SIGINT drain the VIPs and
 exit; SIGQUIT exits leaving routes and pinned maps for the next agent.
 `;
+
+/** Slack after a shutdown's drain: the parts' own stop (pending status writes wait up to 10 s, the Lease release). */
+const STOP_SLACK_SECONDS = 60;
+
+/**
+ * What the agent tells systemd as it stops. A shutdown drains first
+ * (bgp.drainSeconds, up to an hour), longer than edgelb.service's
+ * TimeoutStopSec: without EXTEND_TIMEOUT_USEC systemd would SIGKILL the
+ * agent mid-drain, leaving the VIPs announced by an edge that is going away.
+ */
+export function stoppingNotice(mode: StopMode, drainSeconds: number): Record<string, string> {
+  if (mode === 'handover') return { STOPPING: '1', STATUS: 'handing over to the next agent' };
+  return { STOPPING: '1', STATUS: 'draining, then exiting', EXTEND_TIMEOUT_USEC: String((drainSeconds + STOP_SLACK_SECONDS) * 1_000_000) };
+}
 
 export async function runAgentCommand(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const { values } = parse('run', args, {
@@ -56,7 +70,7 @@ export async function runAgentCommand(args: string[], out: (s: string) => void, 
   sdNotify({ READY: '1', STATUS: `ready: ${config.bgp.peers.length} peers, config ${agent.configDigest}` }, log);
 
   return untilStopped(log, (mode) => {
-    sdNotify({ STOPPING: '1', STATUS: mode === 'shutdown' ? 'draining, then exiting' : 'handing over to the next agent' }, log);
+    sdNotify(stoppingNotice(mode, agent.currentConfig.bgp.drainSeconds), log); // as reloaded
     return agent.stop(mode);
   }, () => {
     agent.reload().then(

@@ -2,12 +2,14 @@
 // (path and abstract names), received here by a Python listener.
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { notifySocketSend, sdNotify } from '../../src/agent/sd-notify.js';
 import { silentLogger } from '../../src/log/logger.js';
+import { stoppingNotice } from '../../src/cli/run.js';
+import { DRAIN_SECONDS_MAX } from '../../src/config/schema.js';
 
 const RECEIVER = `
 import socket, sys
@@ -62,4 +64,17 @@ test.serial('without NOTIFY_SOCKET nothing is sent; a bad socket name is an erro
   t.throws(() => notifySocketSend('READY=1'), { message: /NOTIFY_SOCKET=relative\/path/ });
   process.env.NOTIFY_SOCKET = '/nonexistent-edgelb-dir/notify';
   t.throws(() => notifySocketSend('READY=1'), { message: /sendto \/nonexistent-edgelb-dir\/notify/ });
+});
+
+test('stopping to shut down, the agent asks systemd for its drain (bgp.drainSeconds) plus slack beyond TimeoutStopSec; a handover does not', (t) => {
+  const unit = readFileSync('systemd/edgelb.service', 'utf8');
+  const timeoutStopSec = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1]);
+  for (const drainSeconds of [0, 30, 600, DRAIN_SECONDS_MAX]) {
+    const n = stoppingNotice('shutdown', drainSeconds);
+    t.is(n.STOPPING, '1');
+    // systemd kills the agent once max(TimeoutStopSec, the extension) has passed.
+    const allowed = Math.max(timeoutStopSec, Number(n.EXTEND_TIMEOUT_USEC ?? 0) / 1e6);
+    t.true(allowed >= drainSeconds + 30, `drainSeconds ${drainSeconds}: killed after ${allowed} s`);
+  }
+  t.deepEqual(Object.keys(stoppingNotice('handover', 600)).sort(), ['STATUS', 'STOPPING']);
 });
