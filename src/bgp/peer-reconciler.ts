@@ -4,6 +4,7 @@
 // the sessions of the others.
 import { readFileSync, statSync } from 'node:fs';
 import type { PeerConfig } from '../config/types.js';
+import { passwordFromText } from '../config/formats.js';
 import type { Logger } from '../log/logger.js';
 import { FAMILY_V4, FAMILY_V6, type ApiPeer } from './api-types.js';
 import { canonicalAddress } from './attributes.js';
@@ -43,11 +44,11 @@ export function readPasswordFile(path: string, where: string): string {
     throw new Error(`${where}: passwordFile ${path}: ${(e as Error).message}`, { cause: e });
   }
   if ((st.mode & 0o004) !== 0) throw new Error(`${where}: passwordFile ${path} is world-readable; chmod o-r it`);
-  const pw = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
-  if (pw.length === 0) throw new Error(`${where}: passwordFile ${path} is empty`);
-  if (pw.length > 80) throw new Error(`${where}: passwordFile ${path}: TCP-MD5 keys are at most 80 bytes`);
+  const pw = passwordFromText(readFileSync(path, 'utf8'));
+  if (typeof pw !== 'string') throw new Error(`${where}: passwordFile ${path} ${pw.problem}`);
   return pw;
 }
+
 
 export function desiredPeerSpec(p: PeerConfig, localAsn: number, password: string): PeerSpec {
   if (!isIp(p.address)) throw new Error(`bgp.peers[${p.address}]: address is not an IP address`);

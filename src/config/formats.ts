@@ -197,3 +197,19 @@ export const ipv4CidrOptional: Format = (v) => {
   if (c.family !== 4) fail('must be an IPv4 CIDR');
   if (c.prefix < 16) fail('must be /16 or longer (the datapath varies at most 16 host bits)');
 };
+
+/**
+ * A password file's text → the TCP-MD5 key: the line as written, its line
+ * endings dropped (an editor's trailing blank line too). The config check
+ * and the speaker both decide with this, so what the check accepts is what
+ * gobgpd gets. The kernel takes at most 80 bytes (TCP_MD5SIG_MAXKEYLEN),
+ * and a router's password is one line.
+ */
+export function passwordFromText(text: string): string | { problem: string } {
+  const pw = text.replace(/[\r\n]+$/, '');
+  if (pw.trim() === '') return { problem: 'is empty' };
+  if (/[\r\n]/.test(pw)) return { problem: 'holds more than one line; a TCP-MD5 password is one line' };
+  const bytes = Buffer.byteLength(pw, 'utf8');
+  if (bytes > 80) return { problem: `holds a password of ${bytes} bytes; TCP-MD5 keys are at most 80 bytes` };
+  return pw;
+}

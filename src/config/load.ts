@@ -4,6 +4,7 @@ import { readFileSync, statSync, accessSync, constants as fsc } from 'node:fs';
 import convict from 'convict';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, visit, type Node as YamlNode } from 'yaml';
 import { rootSchema, peerSchema, poolSchema } from './schema.js';
+import { passwordFromText } from './formats.js';
 import { checkCidr, cidrContains, cidrsOverlap, type Cidr } from '../net/cidr.js';
 import { canonicalIp, ipToBigInt, isIp, isIpv4 } from '../net/ip.js';
 import { NOT_VIP_BLOCKS } from '../net/special-blocks.js';
@@ -262,9 +263,8 @@ function checkPeer(v: Validator, p: PeerConfig, i: number, edge: readonly NamedA
       else if ((st.mode & 0o004) !== 0) v.add(at(['passwordFile']), 'is world-readable; chmod o-r it (it holds a BGP password)', { v: p.passwordFile });
       else {
         accessSync(p.passwordFile, fsc.R_OK);
-        const pw = readFileSync(p.passwordFile, 'utf8').trim();
-        if (pw === '') v.add(at(['passwordFile']), 'is empty', { v: p.passwordFile });
-        else if (pw.length > 80) v.add(at(['passwordFile']), 'holds a password longer than 80 characters (the TCP-MD5 limit)', { v: p.passwordFile });
+        const pw = passwordFromText(readFileSync(p.passwordFile, 'utf8'));
+        if (typeof pw !== 'string') v.add(at(['passwordFile']), pw.problem, { v: p.passwordFile });
       }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NO_ATTRS, buildPath, type DesiredVip } from '../../src/bgp/attributes.js';
 import { compareAdjOut, desiredPaths, diffPaths, expectedAdjOut, localPaths, vipsWithoutPeer } from '../../src/bgp/path-reconciler.js';
+import { parseConfig, ConfigError } from '../../src/config/load.js';
 import { desiredPeers, diffPeers, needsRecreate, peerSpecFromApi, peerSpecToApi, readPasswordFile, type PeerSpec } from '../../src/bgp/peer-reconciler.js';
 import { buildPolicy, peerGroups } from '../../src/bgp/policy.js';
 import { drainPlan, nextDrainState } from '../../src/bgp/drain.js';
@@ -70,6 +71,37 @@ test('duplicate peers and unreadable/world-readable password files are refused',
     writeFileSync(join(dir, 'ok'), 'hunter2\n', { mode: 0o600 });
     t.is(readPasswordFile(join(dir, 'ok'), 'x'), 'hunter2');
     t.throws(() => readPasswordFile(join(dir, 'missing'), 'bgp.peers[2]'), { message: /bgp\.peers\[2\]: passwordFile/ });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a password file the config check accepts is sent as written: line endings dropped, at most 80 bytes (TCP-MD5), one line', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-pw-'));
+  try {
+    const cases: [string, string | RegExp][] = [
+      ['hunter2\n', 'hunter2'],
+      ['hunter2\r\n', 'hunter2'],
+      ['hunter2\n\n', 'hunter2'], // an editor's trailing blank line
+      ['pass word', 'pass word'],
+      ['ü'.repeat(40), 'ü'.repeat(40)], // 80 bytes
+      ['ü'.repeat(41), /80 bytes/], // 41 characters, 82 bytes
+      ['line1\nline2\n', /one line/],
+      ['\n\n', /empty/],
+    ];
+    cases.forEach(([text, want], i) => {
+      const f = join(dir, `pw${i}`);
+      writeFileSync(f, text, { mode: 0o600 });
+      const config = `node: {routerId: 10.0.0.1, asn: 1, uplink: e0}\nbgp: {peers: [{address: 10.0.0.2, asn: 2, passwordFile: "${f}"}]}\n`;
+      if (typeof want === 'string') {
+        t.notThrows(() => parseConfig(config, 'x'), JSON.stringify(text));
+        t.is(readPasswordFile(f, 'bgp.peers[0]'), want, JSON.stringify(text));
+      } else {
+        const err = t.throws(() => parseConfig(config, 'x'), { instanceOf: ConfigError }, JSON.stringify(text)) as ConfigError;
+        t.regex(err?.message ?? '', want, JSON.stringify(text));
+        t.throws(() => readPasswordFile(f, 'bgp.peers[0]'), { message: want }, JSON.stringify(text));
+      }
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
