@@ -8,6 +8,16 @@ import { parseHostPort } from '../net/l4.js';
 import { closeNow } from './http-close.js';
 import { REJECT_REASONS } from '../model/types.js';
 
+/**
+ * Connections the metrics server holds at once. Scrapers keep one each;
+ * beyond this a connection is closed as it comes, so a flood (metrics.listen
+ * may face a network: the host firewall then opens the port to it) costs
+ * the agent no heap. And a connection gets 10 s for its request, not
+ * Node's default 60 s for headers and 300 s for the whole request.
+ */
+export const METRICS_MAX_CONNECTIONS = 64;
+const METRICS_REQUEST_TIMEOUT_MS = 10_000;
+
 export interface MetricsSource {
   /** Per frontend (VIP:port/proto) and per backend packet/byte counters. */
   serviceCounters(): { frontend: string; backend: string | null; packets: number; bytes: number }[];
@@ -134,6 +144,9 @@ export class Metrics {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics, /healthz or /readyz\n');
       }
     });
+    server.maxConnections = METRICS_MAX_CONNECTIONS;
+    server.headersTimeout = METRICS_REQUEST_TIMEOUT_MS;
+    server.requestTimeout = METRICS_REQUEST_TIMEOUT_MS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());

@@ -1,0 +1,48 @@
+// The metrics endpoint against a flood of idle connections: it may listen
+// beyond loopback (metrics.listen 0.0.0.0:9472 opens the port in the host
+// firewall to everyone), and every connection Node holds costs agent heap
+// (NODE_OPTIONS caps it at 512 MB): the agent must not be the one to give.
+import test from 'ava';
+import { connect, createServer, type Socket } from 'node:net';
+import { get } from 'node:http';
+import { Metrics } from '../../src/agent/metrics.js';
+import { silentLogger } from '../../src/log/logger.js';
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+const source = {
+  serviceCounters: () => [], dropCounters: () => [], bgpPeers: () => [], bfdSessions: () => [], poolUsage: () => [],
+  rejectedFrontends: () => ({}), duplicateName: () => false, ready: () => ({ ready: true, problems: [] }),
+};
+
+test('a flood of idle connections to metrics.listen holds a bounded number of sockets; the endpoint answers once it ends', async (t) => {
+  t.timeout(60_000);
+  const port = await freePort();
+  const m = new Metrics(source);
+  await m.listen(`127.0.0.1:${port}`, silentLogger());
+  t.teardown(() => m.close());
+  const flood: Socket[] = [];
+  try {
+    for (let i = 0; i < 400; i++) {
+      const s = connect(port, '127.0.0.1');
+      s.on('error', () => undefined);
+      flood.push(s);
+    }
+    await Promise.all(flood.map((s) => new Promise<void>((r) => { s.once('connect', () => r()); s.once('close', () => r()); })));
+    await new Promise((r) => setTimeout(r, 300));
+    const server = (m as unknown as { server: import('node:net').Server }).server;
+    const held = await new Promise<number>((r, j) => server.getConnections((e, n) => (e ? j(e) : r(n))));
+    t.true(held <= 100, `the agent holds ${held} idle connections`);
+  } finally {
+    for (const s of flood) s.destroy();
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  const status = await new Promise<number>((r, j) => get(`http://127.0.0.1:${port}/healthz`, (res) => { res.resume(); r(res.statusCode ?? 0); }).on('error', j));
+  t.is(status, 200);
+});
