@@ -179,6 +179,7 @@ class Validator {
       }
       delete raw[k];
     }
+    this.checkKeys(raw, schema, prefix);
     const conf = convict(named as convict.Schema<T>);
     conf.load(raw);
     try {
@@ -187,6 +188,27 @@ class Validator {
       for (const line of (e as Error).message.split('\n')) this.convictLine(line, schema, raw, prefix);
     }
     return { ...(conf.getProperties() as T), ...maps };
+  }
+
+  /**
+   * Drops keys convict cannot be trusted with, each reported: it reads a
+   * dotted key ("datapath.mode: snat") as a path it then neither applies nor
+   * refuses, silently skips "__proto__" and "constructor", and stumbles on
+   * an empty key with a message naming no key at all.
+   */
+  private checkKeys(raw: Record<string, unknown>, schema: Schema, prefix: PathSeg[]): void {
+    for (const k of Object.keys(raw)) {
+      const sub = schema[k];
+      if (k.includes('.')) {
+        this.add([...prefix, k], 'unknown key: a key with dots is not a path; nest each part' + (k.split('.').length === 2 ? ` ("${k.split('.')[0]}:" then "${k.split('.')[1]}:" under it)` : ''), { v: raw[k] });
+      } else if (k === '' || k === '__proto__' || k === 'constructor') {
+        this.add([...prefix, k], k === '' ? 'unknown key: an empty (or ~) key' : 'unknown key', { v: raw[k] });
+      } else {
+        if (isSection(sub) && isPlainObject(raw[k])) this.checkKeys(raw[k], sub, [...prefix, k]);
+        continue;
+      }
+      delete raw[k];
+    }
   }
 
   private convictLine(line: string, schema: Schema, raw: Record<string, unknown>, prefix: PathSeg[]): void {
