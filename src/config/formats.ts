@@ -170,8 +170,17 @@ export const labelMap: Format = (v) => {
 export const listenAddress: Format = (v) => {
   if (v === '') return;
   if (typeof v !== 'string') fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472');
-  if (!parseHostPort(v as string)) fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472 (IPv6 as [::1]:9472)');
+  const hp = parseHostPort(v as string);
+  if (!hp) fail('must be "ADDRESS:PORT" such as 127.0.0.1:9472 (IPv6 as [::1]:9472)');
+  // The host firewall accepts metrics.listen's port from every source: on
+  // SSH's or BGP's port that rule would override firewall.sshFrom and the
+  // peers-only BGP rule (and the port is taken by sshd or gobgpd anyway).
+  const taken = HOST_TCP_PORTS.find((p) => p.port === hp!.port);
+  if (taken) fail(`port ${taken.port} is ${taken.what}'s: the host firewall opens metrics.listen's port to every source; use another (default 9472)`);
 };
+
+/** TCP ports the host firewall restricts to some sources (firewall/ruleset.ts PORTS). */
+const HOST_TCP_PORTS = [{ port: 22, what: 'SSH' }, { port: 179, what: 'BGP' }] as const;
 
 export const absolutePath = (opts: { optional?: boolean } = {}): Format => (v) => {
   if (opts.optional && v === '') return;
