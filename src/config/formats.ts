@@ -222,3 +222,11 @@ export function passwordFromText(text: string): string | { problem: string } {
   if (bytes > 80) return { problem: `holds a password of ${bytes} bytes; TCP-MD5 keys are at most 80 bytes` };
   return pw;
 }
+
+const ifname = str({ required: true, pattern: IFNAME, what: 'a network interface name (1-15 characters, none of space / : = # ; \' " \\ or control characters)' });
+
+/** node.uplink: an interface name, and not loopback (the XDP program, the tunnels' source address and the forwarding sysctls all go there). */
+export const uplink: Format = (v) => {
+  ifname(v);
+  if (v === 'lo') fail('is the loopback interface: the uplink is the interface facing the routers');
+};

@@ -27,7 +27,7 @@ export const rootSchema = {
     },
     routerId: { doc: 'BGP router ID (IPv4)', default: null, format: f.ipv4({ required: true }) },
     asn: { doc: "This edge's ASN", default: null, format: f.int(1, 4294967294, { required: true }) },
-    uplink: { doc: 'Interface facing the routers', default: null, format: f.str({ required: true, pattern: f.IFNAME, what: 'a network interface name (1-15 characters, none of space / : = # ; \' " \\ or control characters)' }) },
+    uplink: { doc: 'Interface facing the routers', default: null, format: f.uplink },
     address: { doc: 'Source address for IPIP/SNAT (empty = first IPv4 of uplink)', default: '', format: f.ipv4({ optional: true }) },
     address6: { doc: 'Source IPv6 address for IPv6-in-IPv6 and ICMPv6 errors (empty = first global IPv6 of uplink)', default: '', format: f.ipv6({ optional: true }) },
   },

@@ -18,7 +18,7 @@ import { waitFor } from '../lib/netns.js';
 
 function configText(dir: string, peers: string[], pools: string[]): string {
   return [
-    'node: { name: edge-r, routerId: 10.0.0.11, asn: 64512, uplink: lo }',
+    'node: { name: edge-r, routerId: 10.0.0.11, asn: 64512, uplink: eth0 }',
     `bgp: { gobgp: { socket: ${join(dir, 'gobgp.sock')}, manage: false }, peers: [${peers.map((p) => `{ address: ${p}, asn: 64500 }`).join(', ')}] }`,
     `pools: [${pools.map((p, i) => `{ name: p${i}, cidrs: [${p}] }`).join(', ')}]`,
     `control: { socket: ${join(dir, 'control.sock')} }`,

@@ -33,7 +33,7 @@ test('SIGTERM with gobgpd down: the failed drain does not stop the rest — the 
   const kubeconfig = k8s.kubeconfig;
   const file = join(dir, 'edgelb.yaml');
   writeFileSync(file, [
-    'node: { name: edge-s, routerId: 10.0.0.11, asn: 64512, uplink: lo }',
+    'node: { name: edge-s, routerId: 10.0.0.11, asn: 64512, uplink: eth0 }',
     `bgp: { gobgp: { socket: ${join(dir, 'gobgp.sock')}, manage: false }, drainSeconds: 0, peers: [{ address: 10.0.0.1, asn: 64500 }] }`,
     'pools: [{ name: p0, cidrs: [10.96.100.0/24] }]',
     `kubernetes: { kubeconfig: ${kubeconfig}, leaseName: edgelb-stop, leaseNamespace: ${EDGELB_NAMESPACE}, leaseDurationSeconds: 30 }`,
