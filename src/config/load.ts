@@ -1,6 +1,7 @@
 // Reads edgelb.yaml, validates all of it, and returns a complete config or
 // every problem at once — never a partly valid config.
 import { readFileSync, statSync, accessSync, constants as fsc } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import convict from 'convict';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, visit, type Node as YamlNode } from 'yaml';
 import { rootSchema, peerSchema, poolSchema } from './schema.js';
@@ -468,13 +469,38 @@ export function parseConfig(text: string, file: string): EdgelbConfig {
   return { ...root, bgp: { ...root.bgp, peers }, pools };
 }
 
+/** The text of a config file's bytes, or where it stops being UTF-8 (read as UTF-8 such bytes would become U+FFFD: a path in the file would silently name another file). */
+export function decodeConfig(bytes: Buffer): string | { line: number; byte: number } {
+  let line = 1;
+  for (let start = 0; start < bytes.length; line++) {
+    // "\n" (0x0a) is never part of a multi-byte sequence.
+    const nl = bytes.indexOf(0x0a, start);
+    const end = nl < 0 ? bytes.length : nl + 1;
+    const part = bytes.subarray(start, end);
+    if (!isUtf8(part)) {
+      const good = Buffer.byteLength(part.toString('utf8').split('\uFFFD')[0]!, 'utf8');
+      return { line, byte: part[good] ?? 0 };
+    }
+    start = end;
+  }
+  return bytes.toString('utf8');
+}
+
 export function loadConfigFile(file: string): EdgelbConfig {
-  let text: string;
+  let bytes: Buffer;
+  const problem = (message: string): ConfigError => new ConfigError(file, [{ path: [], message, line: 0, hasValue: false }]);
   try {
-    text = readFileSync(file, 'utf8');
+    // A FIFO or a device (/dev/zero) would be read for ever.
+    if (!statSync(file).isFile()) throw problem('is not a regular file');
+    bytes = readFileSync(file);
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ConfigError(file, [{ path: [], message: code === 'ENOENT' ? 'file does not exist' : `cannot read the file (${code ?? String(e)})`, line: 0, hasValue: false }]);
+    throw problem(code === 'ENOENT' ? 'file does not exist' : `cannot read the file (${code ?? String(e)})`);
+  }
+  const text = decodeConfig(bytes);
+  if (typeof text !== 'string') {
+    throw new ConfigError(file, [{ path: [], message: `is not UTF-8 (byte 0x${text.byte.toString(16).padStart(2, '0')}); save it as UTF-8`, line: text.line, hasValue: false }]);
   }
   return parseConfig(text, file);
 }

@@ -244,3 +244,17 @@ test('the appliance (empty /etc/machine-id on a read-only root, a transient id m
   const err = t.throws(() => parseConfig('node: {name: null, routerId: 10.0.0.1, asn: 1, uplink: e0}\n', 'x'), { instanceOf: ConfigError });
   t.regex(err!.message, /node\.name: is required: this machine has no stable identity/);
 });
+
+test('a file that is not UTF-8 is one problem naming its first such line; a FIFO or device is refused without reading it', async (t) => {
+  const latin1 = join(tmp, 'latin1.yaml');
+  writeFileSync(latin1, Buffer.concat([
+    Buffer.from('node: {routerId: 10.0.0.1, asn: 1, uplink: e0}\n# ok\nbgp: {peers: [{address: 10.0.0.2, asn: 2, passwordFile: "/etc/edgelb/cl'),
+    Buffer.from([0xe9]), // "é" in Latin-1
+    Buffer.from('"}]}\n'),
+  ]));
+  const err = t.throws(() => loadConfigFile(latin1), { instanceOf: ConfigError }) as ConfigError;
+  t.deepEqual(formatProblems(latin1, err.problems), [`${latin1}:3: (document): is not UTF-8 (byte 0xe9); save it as UTF-8 (got nothing)`]);
+  const r = await edgelb(['config', 'check', '/dev/zero']);
+  t.is(r.code, 2);
+  t.regex(r.stderr, /^\/dev\/zero:0: \(document\): is not a regular file/m);
+});
