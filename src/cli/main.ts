@@ -2,6 +2,11 @@
 // its control socket; `run` is the agent itself.
 import { configCheck, configCheckHelp } from './config-check.js';
 import { UsageError } from './args.js';
+import { ConfigError, formatProblems } from '../config/load.js';
+
+/** Ours, or node:util parseArgs's (unknown option, missing value) from a command that parses its own. */
+const isUsageError = (e: unknown): boolean =>
+  e instanceof UsageError || (typeof (e as { code?: unknown })?.code === 'string' && (e as { code: string }).code.startsWith('ERR_PARSE_ARGS_'));
 import { edgelbVersion } from '../version.js';
 import { commands as agentCommands } from './agent-commands.js';
 
@@ -55,7 +60,15 @@ async function main(argv: string[]): Promise<number> {
       // Writes an appliance image into the inactive root slot and boots it
       // once on trial (docs/flash.md); `rollback` and `status` too.
       const { upgradeMain } = await import('../image/upgrade.js');
-      return upgradeMain(rest, out);
+      try {
+        return await upgradeMain(rest, out);
+      } catch (e) {
+        if (isUsageError(e)) throw e;
+        // What stops an upgrade (no slot, bad signature, short image) is a
+        // sentence for the operator, as edgelb-upgrade prints it.
+        err(`edgelb upgrade: ${e instanceof Error ? e.message : String(e)}`);
+        return 1;
+      }
     }
     case 'firewall': {
       const { firewallMain } = await import('../firewall/main.js');
@@ -83,8 +96,13 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    if (e instanceof UsageError) {
-      err(e.message);
+    if (isUsageError(e)) {
+      err(e instanceof UsageError ? e.message : `edgelb: ${(e as Error).message}`);
+      process.exitCode = 2;
+    } else if (e instanceof ConfigError) {
+      // A command that reads the config (firewall show|apply) refuses it as config check does.
+      for (const line of formatProblems(e.file, e.problems)) err(line);
+      err(`${e.file}: ${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}; nothing was applied`);
       process.exitCode = 2;
     } else {
       err(`edgelb: ${(e as Error).stack ?? String(e)}`);
