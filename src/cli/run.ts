@@ -3,13 +3,13 @@
 // handover (systemd's RestartKillSignal) leaving routes and maps in place, so
 // a restart never takes the VIPs off the routers.
 import { loadConfigFile, ConfigError, formatProblems } from '../config/load.js';
-import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
+import { DEFAULT_CONFIG_PATH, LOG_LEVELS } from '../config/schema.js';
 import type { LogLevel } from '../config/types.js';
 import { createLogger } from '../log/logger.js';
 import { Agent } from '../agent/agent.js';
 import { buildParts } from '../agent/parts.js';
 import { sdNotify } from '../agent/sd-notify.js';
-import { parse } from './args.js';
+import { parse, UsageError } from './args.js';
 import { untilStopped, type StopMode } from './signals.js';
 
 export const runHelp = `Usage: edgelb run [--config FILE] [--log-level LEVEL]
@@ -45,6 +45,10 @@ export async function runAgentCommand(args: string[], out: (s: string) => void, 
     return 0;
   }
   const file = values.config as string;
+  const levelArg = values['log-level'] as string | undefined;
+  if (levelArg !== undefined && !(LOG_LEVELS as readonly string[]).includes(levelArg)) {
+    throw new UsageError(`edgelb run: --log-level must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(levelArg)})`);
+  }
   let config;
   try {
     config = loadConfigFile(file);

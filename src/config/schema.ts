@@ -4,7 +4,7 @@
 import { defaultNodeName } from './node-id.js';
 import * as f from './formats.js';
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 const LB_CLASS = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
 export const DEFAULT_CONFIG_PATH = '/etc/edgelb/edgelb.yaml';

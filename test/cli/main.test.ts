@@ -37,3 +37,10 @@ test('edgelb upgrade that cannot proceed says why in one line, exit 1, no stack'
   t.regex(r.stderr, /^edgelb upgrade: /m);
   t.true(noStack(r.stderr), r.stderr);
 });
+
+test('edgelb run --log-level with an unknown level is a usage error before anything starts', async (t) => {
+  const r = await edgelb(['run', '--config', '/nonexistent/edgelb.yaml', '--log-level', 'verbose']);
+  t.is(r.code, 2);
+  t.regex(r.stderr, /^edgelb run: --log-level must be one of trace, debug, info, warn, error, fatal \(got "verbose"\)$/m);
+  t.true(noStack(r.stderr), r.stderr);
+});
