@@ -1,6 +1,7 @@
 // The agent's local control API: HTTP/JSON on a root-only unix socket.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { removeStaleSocket } from '../socket-path.js';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { closeNow } from './http-close.js';
@@ -33,19 +34,6 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-/** Removes a unix socket at `path`; true when nothing else is there (a missing path too). */
-function removeSocket(path: string): boolean {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return true;
-  }
-  if (!st.isSocket()) return false;
-  rmSync(path, { force: true });
-  return true;
-}
-
 export class ControlServer {
   private server: Server | null = null;
   constructor(
@@ -58,7 +46,7 @@ export class ControlServer {
     mkdirSync(dirname(this.socketPath), { recursive: true, mode: 0o700 });
     // A stale socket from a previous agent would make listen fail; anything
     // else there (control.socket naming a file by mistake) is not ours to delete.
-    if (!removeSocket(this.socketPath)) throw new Error(`control.socket ${this.socketPath} exists and is not a socket; not removing it (name a path for the socket)`);
+    if (!removeStaleSocket(this.socketPath)) throw new Error(`control.socket ${this.socketPath} exists and is not a socket; not removing it (name a path for the socket)`);
     const server = createServer((req, res) => void this.handle(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -89,6 +77,6 @@ export class ControlServer {
     const s = this.server;
     this.server = null;
     await closeNow(s);
-    if (s) removeSocket(this.socketPath);
+    if (s) removeStaleSocket(this.socketPath);
   }
 }

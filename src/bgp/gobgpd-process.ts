@@ -9,6 +9,7 @@
 // socket instead of starting a second one. Only an explicit `stop()` (tests,
 // `edgelb` shutdown with stopGobgpd requested) ends it.
 import { spawn } from 'node:child_process';
+import { removeStaleSocket } from '../socket-path.js';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { killAndWait, livePidFrom, pidAlive, processStartTime } from './daemon-files.js';
 import { dirname } from 'node:path';
@@ -96,7 +97,7 @@ export class GobgpdProcess {
         this.log.warn({ pid: running }, 'the unanswering gobgpd exited; starting a new one');
       }
       // A stale socket from a crashed gobgpd makes its successor fail to listen.
-      rmSync(this.opts.socket, { force: true });
+      if (!removeStaleSocket(this.opts.socket)) throw new Error(`bgp.gobgp.socket ${this.opts.socket} exists and is not a socket; not removing it (name a path for the socket)`);
       mkdirSync(dirname(this.opts.socket), { recursive: true });
       // Some gobgpd releases (3.36) ignore --pprof-disable; a pprof address no
       // interface can hold makes their listener fail instead (systemd/gobgpd.service).
@@ -140,7 +141,7 @@ export class GobgpdProcess {
     this.pid = undefined;
     this.startTime = undefined;
     rmSync(this.pidFile, { force: true });
-    rmSync(this.opts.socket, { force: true });
+    removeStaleSocket(this.opts.socket);
   }
 
   /** Hard kill without cleanup, as a crash would (tests). */

@@ -4,7 +4,7 @@
 // Starting a second one removed the first one's API socket (the first kept
 // announcing, unreachable for ever) and the second could not bind port 179.
 import test from 'ava';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GobgpdProcess } from '../../src/bgp/gobgpd-process.js';
@@ -102,4 +102,14 @@ test('a recorded pid that is not gobgpd (reused) is stale: a fresh gobgpd starts
   await g.start(10000);
   t.false(g.adopted);
   t.not(g.pid, process.pid);
+});
+
+test('bgp.gobgp.socket naming an existing file that is no socket is refused, and the file is left alone', async (t) => {
+  const { dir, started } = setup(t);
+  const file = join(dir, 'edgelb.yaml');
+  writeFileSync(file, 'node: {}\n');
+  const g = new GobgpdProcess({ binary: 'gobgpd', socket: file, logFile: join(dir, 'gobgpd.log') });
+  started.push(g);
+  await t.throwsAsync(() => g.start(5000), { message: new RegExp(`bgp\\.gobgp\\.socket ${file} exists and is not a socket`) });
+  t.is(readFileSync(file, 'utf8'), 'node: {}\n');
 });
