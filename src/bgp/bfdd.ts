@@ -213,9 +213,11 @@ export class BfddSupervisor {
     const peers = await Promise.all(configured.map((p) => this.resolve(p)));
     const shutdown = !this.healthy;
     const conf = generateBfddConfig(peers, { shutdown });
-    mkdirSync(this.opts.runDir, { recursive: true });
+    // Only a directory made here goes to bfdd's user: runDir naming an
+    // existing one (/run, /tmp) would hand a system directory to frr.
+    const made = mkdirSync(this.opts.runDir, { recursive: true });
     writeFileSync(this.configFile, conf);
-    this.chown();
+    if (made !== undefined) this.chown();
     if (this.running()) {
       this.pid = this.recordedPid() ?? this.pid;
       // Adopted or changed: read what bfdd has so stale sessions are removed too.

@@ -3,7 +3,7 @@
 // current health, also when the daemon was not running as health changed
 // (on the appliance systemd restarts it from that file).
 import test from 'ava';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BfddSupervisor } from '../../src/bgp/bfdd.js';
@@ -62,4 +62,17 @@ test('a health change whose vtysh fails (timed out) is made at the next call, no
   await new Promise((r) => setTimeout(r, 1100));
   await sup.setHealthy(true);
   t.not(await status(), 'shutdown', 'healthy again: the session is enabled');
+});
+
+test('bgp.bfdd.runDir naming an existing directory (/run, /tmp by mistake) is not handed to the bfdd user; one the agent creates is', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-bfdd-rundir-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const peer = { address: '192.0.2.1', localAddress: '192.0.2.10', multihop: false, minRxMs: 100, minTxMs: 100, multiplier: 3 };
+  const existing = new BfddSupervisor({ binary: '/usr/lib/frr/bfdd', runDir: dir, spawn: false, user: 'nobody' });
+  await t.throwsAsync(() => existing.apply([peer]), { message: /bfdd is not running/ });
+  t.is(statSync(dir).uid, 0, 'an existing directory changed owner');
+  const made = join(dir, 'bfdd');
+  const fresh = new BfddSupervisor({ binary: '/usr/lib/frr/bfdd', runDir: made, spawn: false, user: 'nobody' });
+  await t.throwsAsync(() => fresh.apply([peer]), { message: /bfdd is not running/ });
+  t.is(statSync(made).uid, 65534);
 });
