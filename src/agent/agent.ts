@@ -64,6 +64,7 @@ export function configHash(file: string): string {
 
 export class Agent {
   private readonly started = Date.now();
+  private reloading: Promise<unknown> = Promise.resolve();
   private hash: string;
   private control: ControlServer;
   readonly metrics: Metrics;
@@ -163,8 +164,20 @@ export class Agent {
     }
   }
 
-  /** Re-reads the config file; an invalid file changes nothing. */
-  async reload(): Promise<string> {
+  /**
+   * Re-reads the config file; an invalid file changes nothing. One reload at
+   * a time: a SIGHUP or `edgelb reload` that comes while one is applying
+   * (a part awaiting gobgpd) waits for it — run side by side, the older
+   * file's remaining steps landed after the newer one's, leaving parts and
+   * the agent on different files.
+   */
+  reload(): Promise<string> {
+    const run = this.reloading.then(() => this.reloadNow());
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reloadNow(): Promise<string> {
     const next = loadConfigFile(this.configFile); // throws ConfigError with every problem
     const problems = this.partList().flatMap((part) => part.check?.(next) ?? []);
     if (problems.length > 0) throw new Error(`${this.configFile}: ${problems.join('; ')}; nothing was applied`);

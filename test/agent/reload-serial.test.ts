@@ -1,0 +1,50 @@
+// Two reloads at once (SIGHUP while `edgelb reload` is applying, or two
+// operators): each is applied whole, one after the other, so every part and
+// the agent itself end on the same, last file.
+import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, type AgentParts } from '../../src/agent/agent.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { silentLogger } from '../../src/log/logger.js';
+import type { EdgelbConfig } from '../../src/config/types.js';
+
+const text = (pool: string, cidr: string) =>
+  `node: { name: edge-r, routerId: 10.0.0.11, asn: 64512, uplink: eth0 }\npools: [{ name: ${pool}, cidrs: [${cidr}] }]\ncontrol: { socket: /nonexistent/control.sock }\nmetrics: { listen: "" }\n`;
+
+test('a reload that comes while another is being applied waits for it: every part ends on the last file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-reload-serial-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'edgelb.yaml');
+  writeFileSync(file, text('first', '10.96.100.0/24'));
+  const seen: { part: string; pool: string }[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  let calls = 0;
+  const part = (name: string, slow: boolean) => ({
+    name,
+    start: async () => undefined,
+    stop: async () => undefined,
+    health: () => ({ ok: true, detail: '' }),
+    reload: async (c: EdgelbConfig) => {
+      // The first reload's BGP step waits on gobgpd.
+      if (slow && calls++ === 0) await gate;
+      seen.push({ part: name, pool: c.pools[0]!.name });
+    },
+  });
+  const parts = { bgp: part('bgp', true), kubernetes: part('kubernetes', false) } as unknown as AgentParts;
+  const agent = new Agent(loadConfigFile(file), file, silentLogger(), parts);
+
+  const first = agent.reload();
+  await new Promise((r) => setTimeout(r, 50));
+  writeFileSync(file, text('second', '10.96.200.0/24'));
+  const second = agent.reload();
+  await new Promise((r) => setTimeout(r, 50));
+  release();
+  await Promise.all([first, second]);
+
+  t.deepEqual(seen.filter((s) => s.part === 'kubernetes').at(-1), { part: 'kubernetes', pool: 'second' }, JSON.stringify(seen));
+  t.deepEqual(seen.filter((s) => s.part === 'bgp').at(-1), { part: 'bgp', pool: 'second' }, JSON.stringify(seen));
+  t.is(agent.currentConfig.pools[0]?.name, 'second');
+});
