@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { EdgelbConfig } from '../config/types.js';
-import { loadConfigFile } from '../config/load.js';
+import { readConfigFile } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import { edgelbVersion } from '../version.js';
 import { ControlServer, HttpError } from './control-server.js';
@@ -59,8 +59,10 @@ export interface AgentParts {
 }
 
 export function configHash(file: string): string {
-  return createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12);
+  return bytesHash(readFileSync(file));
 }
+
+const bytesHash = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex').slice(0, 12);
 
 export class Agent {
   private readonly started = Date.now();
@@ -178,12 +180,13 @@ export class Agent {
   }
 
   private async reloadNow(): Promise<string> {
-    const next = loadConfigFile(this.configFile); // throws ConfigError with every problem
+    // The hash reported is of these bytes: the file may be saved again while the parts apply them.
+    const { config: next, bytes } = readConfigFile(this.configFile); // throws ConfigError with every problem
     const problems = this.partList().flatMap((part) => part.check?.(next) ?? []);
     if (problems.length > 0) throw new Error(`${this.configFile}: ${problems.join('; ')}; nothing was applied`);
     for (const part of this.partList()) await part.reload?.(next);
     this.config = next;
-    this.hash = configHash(this.configFile);
+    this.hash = bytesHash(bytes);
     this.log.info({ config: this.hash }, 'configuration reloaded');
     return `reloaded ${this.configFile} (sha256 ${this.hash})`;
   }

@@ -487,6 +487,11 @@ export function decodeConfig(bytes: Buffer): string | { line: number; byte: numb
 }
 
 export function loadConfigFile(file: string): EdgelbConfig {
+  return readConfigFile(file).config;
+}
+
+/** The config and the bytes it was parsed from (whose hash the agent reports). */
+export function readConfigFile(file: string): { config: EdgelbConfig; bytes: Buffer } {
   let bytes: Buffer;
   const problem = (message: string): ConfigError => new ConfigError(file, [{ path: [], message, line: 0, hasValue: false }]);
   try {
@@ -502,5 +507,5 @@ export function loadConfigFile(file: string): EdgelbConfig {
   if (typeof text !== 'string') {
     throw new ConfigError(file, [{ path: [], message: `is not UTF-8 (byte 0x${text.byte.toString(16).padStart(2, '0')}); save it as UTF-8`, line: text.line, hasValue: false }]);
   }
-  return parseConfig(text, file);
+  return { config: parseConfig(text, file), bytes };
 }

@@ -2,7 +2,8 @@
 // operators): each is applied whole, one after the other, so every part and
 // the agent itself end on the same, last file.
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, type AgentParts } from '../../src/agent/agent.js';
@@ -47,4 +48,24 @@ test('a reload that comes while another is being applied waits for it: every par
   t.deepEqual(seen.filter((s) => s.part === 'kubernetes').at(-1), { part: 'kubernetes', pool: 'second' }, JSON.stringify(seen));
   t.deepEqual(seen.filter((s) => s.part === 'bgp').at(-1), { part: 'bgp', pool: 'second' }, JSON.stringify(seen));
   t.is(agent.currentConfig.pools[0]?.name, 'second');
+});
+
+test('the hash a reload reports is of the bytes it applied, not of the file as it is once the parts are done', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-reload-hash-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'edgelb.yaml');
+  writeFileSync(file, text('first', '10.96.100.0/24'));
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const bgp = { name: 'bgp', start: async () => undefined, stop: async () => undefined, health: () => ({ ok: true, detail: '' }), reload: () => gate };
+  const agent = new Agent(loadConfigFile(file), file, silentLogger(), { bgp } as unknown as AgentParts);
+  writeFileSync(file, text('applied', '10.96.150.0/24'));
+  const applied = createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12);
+  const reload = agent.reload();
+  await new Promise((r) => setTimeout(r, 50));
+  writeFileSync(file, text('edited', '10.96.200.0/24')); // the operator saves again meanwhile
+  release();
+  t.regex(await reload, new RegExp(`sha256 ${applied}`));
+  t.is(agent.configDigest, applied);
+  t.is(agent.currentConfig.pools[0]?.name, 'applied');
 });
