@@ -7,6 +7,7 @@ import { parseHostPort } from '../net/l4.js';
 
 // What the kernel takes (no whitespace, "/" or ":") less what the sysctl.d
 // file cannot carry (sysctl.ts): "=", "#", ";", quotes, backslash, control characters.
+// eslint-disable-next-line no-control-regex -- control characters are what it refuses
 export const IFNAME = /^[^\s/:=#;'"\\\x00-\x1f\x7f]{1,15}$/;
 
 export type Format = (value: unknown) => void;
