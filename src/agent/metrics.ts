@@ -6,17 +6,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Logger } from '../log/logger.js';
 import { parseHostPort } from '../net/l4.js';
 import { closeNow } from './http-close.js';
+import { limitScrapeServer } from './http-limits.js';
 import { REJECT_REASONS } from '../model/types.js';
-
-/**
- * Connections the metrics server holds at once. Scrapers keep one each;
- * beyond this a connection is closed as it comes, so a flood (metrics.listen
- * may face a network: the host firewall then opens the port to it) costs
- * the agent no heap. And a connection gets 10 s for its request, not
- * Node's default 60 s for headers and 300 s for the whole request.
- */
-export const METRICS_MAX_CONNECTIONS = 64;
-const METRICS_REQUEST_TIMEOUT_MS = 10_000;
 
 export interface MetricsSource {
   /** Per frontend (VIP:port/proto) and per backend packet/byte counters. */
@@ -144,9 +135,7 @@ export class Metrics {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics, /healthz or /readyz\n');
       }
     });
-    server.maxConnections = METRICS_MAX_CONNECTIONS;
-    server.headersTimeout = METRICS_REQUEST_TIMEOUT_MS;
-    server.requestTimeout = METRICS_REQUEST_TIMEOUT_MS;
+    limitScrapeServer(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());

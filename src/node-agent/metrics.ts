@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../log/logger.js';
 import { closeNow } from '../agent/http-close.js';
+import { limitScrapeServer } from '../agent/http-limits.js';
 import { parseHostPort } from '../net/l4.js';
 
 export interface NodeMetricsSource {
@@ -114,6 +115,7 @@ export class NodeMetrics {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics or /healthz\n');
       }
     });
+    limitScrapeServer(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());
