@@ -10,7 +10,7 @@ import { Agent } from '../agent/agent.js';
 import { buildParts } from '../agent/parts.js';
 import { sdNotify } from '../agent/sd-notify.js';
 import { parse, UsageError } from './args.js';
-import { untilStopped, type StopMode } from './signals.js';
+import { holdHangups, untilStopped, type StopMode } from './signals.js';
 
 export const runHelp = `Usage: edgelb run [--config FILE] [--log-level LEVEL]
 
@@ -60,6 +60,7 @@ export async function runAgentCommand(args: string[], out: (s: string) => void, 
   }
   const level = (values['log-level'] as LogLevel | undefined) ?? config.log.level;
   const log = createLogger({ level, fd: 2 });
+  const hangups = holdHangups(log);
   const parts = await buildParts(config, log);
   const agent = new Agent(config, file, log, parts);
   try {
@@ -67,19 +68,22 @@ export async function runAgentCommand(args: string[], out: (s: string) => void, 
   } catch (e) {
     log.fatal({ err: e }, 'agent failed to start');
     await agent.stop('handover').catch(() => undefined);
-    return 1;
+    return 1; // still holding SIGHUP: this exit says it failed, a signal's would not
   }
   out(`EDGELB READY node=${config.node.name} peers=${config.bgp.peers.length} config=${agent.configDigest}`);
   log.info({ node: config.node.name, config: agent.configDigest }, 'agent ready');
   sdNotify({ READY: '1', STATUS: `ready: ${config.bgp.peers.length} peers, config ${agent.configDigest}` }, log);
 
-  return untilStopped(log, (mode) => {
-    sdNotify(stoppingNotice(mode, agent.currentConfig.bgp.drainSeconds), log); // as reloaded
-    return agent.stop(mode);
-  }, () => {
+  const reload = () => {
     agent.reload().then(
       (msg) => log.info(msg),
       (e: unknown) => log.error({ problems: e instanceof ConfigError ? formatProblems(e.file, e.problems) : String(e) }, 'reload refused; the running configuration is unchanged'),
     );
-  });
+  };
+  const stopped = untilStopped(log, (mode) => {
+    sdNotify(stoppingNotice(mode, agent.currentConfig.bgp.drainSeconds), log); // as reloaded
+    return agent.stop(mode);
+  }, reload);
+  hangups.release(reload);
+  return stopped;
 }

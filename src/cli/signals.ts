@@ -29,3 +29,25 @@ export function untilStopped(log: Logger, stop: (mode: StopMode) => Promise<void
     if (onHangup) process.on('SIGHUP', onHangup);
   });
 }
+
+/**
+ * Keeps a SIGHUP that arrives while the agent starts, for `release` to
+ * replay once it is up. With no handler yet, SIGHUP's default action ended
+ * the process, and systemd counts death by SIGHUP as a clean exit:
+ * Restart=on-failure did not bring the edge back. (A reload then re-reads
+ * the file, which may have changed after start read it.)
+ */
+export function holdHangups(log: Logger): { release(onHangup: () => void): void } {
+  let held = false;
+  const hold = () => {
+    if (!held) log.info('SIGHUP while starting: the configuration is reloaded once the agent is up');
+    held = true;
+  };
+  process.on('SIGHUP', hold);
+  return {
+    release(onHangup) {
+      process.off('SIGHUP', hold);
+      if (held) onHangup();
+    },
+  };
+}
