@@ -11,23 +11,30 @@ import { cidrsOverlap } from '../net/cidr.js';
 import { NOWHERE_BLOCKS } from '../net/special-blocks.js';
 import { parseListen } from '../node-agent/metrics.js';
 
+/**
+ * A comma-separated list of addresses or CIDRs for `flag`, each parsed and
+ * refused when no trust may rest on it (what `hint` says to list instead).
+ */
+function trustedSourceList(flag: string, arg: string, hint: (text: string, why: string) => string): { text: string; src: ReturnType<typeof parseEdgeSource> }[] {
+  return arg.split(',').map((s) => s.trim()).filter((s) => s !== '').map((text) => {
+    let src: ReturnType<typeof parseEdgeSource>;
+    try {
+      src = parseEdgeSource(text);
+    } catch (e) {
+      throw new UsageError(`edgelb node run: ${flag}: ${(e as Error).message}`);
+    }
+    const why = untrustworthySource(src);
+    if (why) throw new UsageError(`edgelb node run: ${flag}: ${hint(text, why)}`);
+    return { text, src };
+  });
+}
+
 /** --edge-sources: comma-separated CIDRs or addresses, each checked, at least one. */
 export function parseEdgeSources(arg: string | undefined): string[] {
   if (arg === undefined || arg.trim() === '') {
     throw new UsageError('edgelb node run: --edge-sources is required: the addresses the edges send from (e.g. --edge-sources 10.0.0.11,10.0.0.12,2001:db8::11)');
   }
-  const list = arg.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  for (const s of list) {
-    let src: ReturnType<typeof parseEdgeSource>;
-    try {
-      src = parseEdgeSource(s);
-    } catch (e) {
-      throw new UsageError(`edgelb node run: --edge-sources: ${(e as Error).message}`);
-    }
-    const why = untrustworthySource(src);
-    if (why) throw new UsageError(`edgelb node run: --edge-sources: edge source '${s}' ${why}; list the edges' own addresses (and their IPIP source blocks)`);
-  }
-  return list;
+  return trustedSourceList('--edge-sources', arg, (s, why) => `edge source '${s}' ${why}; list the edges' own addresses (and their IPIP source blocks)`).map((x) => x.text);
 }
 
 /**
@@ -37,20 +44,12 @@ export function parseEdgeSources(arg: string | undefined): string[] {
  */
 export function parseEdgeRouters(arg: string | undefined, edgeSources: readonly string[]): string[] {
   if (arg === undefined || arg.trim() === '') return [];
-  const list = arg.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  for (const s of list) {
-    let src: ReturnType<typeof parseEdgeSource>;
-    try {
-      src = parseEdgeSource(s);
-    } catch (e) {
-      throw new UsageError(`edgelb node run: --edge-routers: ${(e as Error).message}`);
-    }
-    const why = untrustworthySource(src);
-    if (why) throw new UsageError(`edgelb node run: --edge-routers: '${s}' ${why}; list the routers' own addresses on this node's link`);
+  const list = trustedSourceList('--edge-routers', arg, (s, why) => `'${s}' ${why}; list the routers' own addresses on this node's link`);
+  for (const { text, src } of list) {
     const edge = edgeSources.find((e) => cidrsOverlap(parseEdgeSource(e).cidr, src.cidr));
-    if (edge !== undefined) throw new UsageError(`edgelb node run: --edge-routers: '${s}' overlaps edge source '${edge}': a router is trusted for IPIP only, an edge for DSR options too`);
+    if (edge !== undefined) throw new UsageError(`edgelb node run: --edge-routers: '${text}' overlaps edge source '${edge}': a router is trusted for IPIP only, an edge for DSR options too`);
   }
-  return list;
+  return list.map((x) => x.text);
 }
 
 /**
