@@ -223,6 +223,15 @@ static __always_inline enum node_step ingress_ipip_icmp(struct __sk_buff *skb,
 	return STEP_DONE;
 }
 
+/* Is a pin's pod no longer one of the frontend's pods here (deleted; a
+ * terminating pod is still listed)? */
+static __always_inline int pinned_pod_gone(const struct node_fwd_value *fv, const struct node_svc_key *sk)
+{
+	struct node_svc_value *sv = bpf_map_lookup_elem(&node_services, sk);
+
+	return !sv || !local_backend(sv, fv->pod_ip, fv->pod_port);
+}
+
 /* A SYN found an ipip flow's forward pin: it keeps the pinned pod while
  * that connection lives (a SYN with a live tuple never re-routes it). The
  * pin is released — the SYN picks a pod afresh — once the connection is
@@ -238,12 +247,8 @@ static __always_inline int pin_released(const struct node_config *cfg, const str
 		.client_port = in->sport,
 		.proto = in->l4_proto,
 	};
-	struct node_svc_value *sv;
 
-	if (flow_ended(cfg, &rk, now))
-		return 1;
-	sv = bpf_map_lookup_elem(&node_services, sk);
-	return !sv || !local_backend(sv, fv->pod_ip, fv->pod_port);
+	return flow_ended(cfg, &rk, now) || pinned_pod_gone(fv, sk);
 }
 
 /* A UDP flow's pin to a pod that is no longer one of the frontend's pods
@@ -256,12 +261,7 @@ static __always_inline int pin_released(const struct node_config *cfg, const str
 static __always_inline int udp_pin_gone(const struct node_fwd_value *fv,
 					const struct node_svc_key *sk, __u64 now)
 {
-	struct node_svc_value *sv;
-
-	if (sk->proto != IPPROTO_UDP || !pin_due(fv->last_seen_ns, now))
-		return 0;
-	sv = bpf_map_lookup_elem(&node_services, sk);
-	return !sv || !local_backend(sv, fv->pod_ip, fv->pod_port);
+	return sk->proto == IPPROTO_UDP && pin_due(fv->last_seen_ns, now) && pinned_pod_gone(fv, sk);
 }
 
 static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, struct pkt *outer,

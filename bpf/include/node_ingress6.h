@@ -212,6 +212,14 @@ static __always_inline int ip6ip6_from_edge(struct __sk_buff *skb, __u32 l3_off)
 	return ipip_neighbour(data) && edge_source6(&src);
 }
 
+/* Is a pin's pod no longer one of the frontend's pods here (pinned_pod_gone)? */
+static __always_inline int pinned_pod6_gone(const struct node_fwd6_value *fv, const struct node_svc6_key *sk)
+{
+	struct node_svc6_value *sv = bpf_map_lookup_elem(&node_services6, sk);
+
+	return !sv || !local_backend6(sv, &fv->pod_ip, fv->pod_port);
+}
+
 /* A SYN found an IP6IP6 flow's pin: released once that connection is over
  * or its pod is no longer one of the frontend's pods here (pin_released). */
 static __always_inline int pin6_released(const struct node_config *cfg,
@@ -219,17 +227,12 @@ static __always_inline int pin6_released(const struct node_config *cfg,
 					 const struct node_svc6_key *sk, const struct pkt6 *in,
 					 struct node_flow6_key *rk, __u64 now)
 {
-	struct node_svc6_value *sv;
-
 	rk->pod_ip = fv->pod_ip;
 	rk->client_ip = in->saddr;
 	rk->pod_port = fv->pod_port;
 	rk->client_port = in->sport;
 	rk->proto = in->l4_proto;
-	if (flow6_ended(cfg, rk, now))
-		return 1;
-	sv = bpf_map_lookup_elem(&node_services6, sk);
-	return !sv || !local_backend6(sv, &fv->pod_ip, fv->pod_port);
+	return flow6_ended(cfg, rk, now) || pinned_pod6_gone(fv, sk);
 }
 
 /* A UDP flow's pin to a pod that is no longer one of the frontend's pods
@@ -238,12 +241,7 @@ static __always_inline int pin6_released(const struct node_config *cfg,
 static __always_inline int udp_pin6_gone(const struct node_fwd6_value *fv,
 					 const struct node_svc6_key *sk, __u64 now)
 {
-	struct node_svc6_value *sv;
-
-	if (sk->proto != IPPROTO_UDP || !pin_due(fv->last_seen_ns, now))
-		return 0;
-	sv = bpf_map_lookup_elem(&node_services6, sk);
-	return !sv || !local_backend6(sv, &fv->pod_ip, fv->pod_port);
+	return sk->proto == IPPROTO_UDP && pin_due(fv->last_seen_ns, now) && pinned_pod6_gone(fv, sk);
 }
 
 /* With --node-ip naming an IPv6 address, IP6IP6 is ours only when its
