@@ -117,16 +117,13 @@ export class GobgpClient {
       const out: Res[] = [];
       const stream = fn.call(this.raw, req, new grpc.Metadata(), { deadline: this.deadline(this.listTimeoutMs) });
       let idle = false;
-      const arm = (): NodeJS.Timeout =>
-        setTimeout(() => {
-          idle = true;
-          stream.cancel();
-        }, this.listIdleMs);
-      let timer = arm();
+      const timer = setTimeout(() => {
+        idle = true;
+        stream.cancel();
+      }, this.listIdleMs);
       stream.on('data', (d: Res) => {
         out.push(d);
-        clearTimeout(timer);
-        timer = arm();
+        timer.refresh(); // one timer per call, restarted: not a new one per path of a big RIB
       });
       stream.on('error', (err: grpc.ServiceError) => {
         clearTimeout(timer);
