@@ -36,7 +36,10 @@
  * Options (60), Authentication (51). Anything else ends the chain and is
  * the upper-layer protocol (TCP, UDP, ICMPv6, IPv6-in-IPv6 41, ESP 50, No
  * Next Header 59, Mobility 135 ...). After a Fragment header with a non-zero
- * offset the walk stops: what follows is payload, not a header.
+ * offset the walk stops: what follows is payload, not a header. A second
+ * Fragment header is PARSE_UNSUPPORTED: RFC 8200 allows one, no stack sends
+ * two, and read as written its offset would make a packet that starts with
+ * an atomic fragment pass for a later fragment of some datagram.
  *
  * Usage:
  *   struct pkt l2;  struct pkt6 p;
@@ -234,6 +237,8 @@ static __always_inline int ipv6_walk_ext(void *data, void *data_end, struct pkt6
 			struct pkt_frag6 *fh = data + off;
 			__u16 fo;
 
+			if (p->frag & PKT6_FRAG_HDR)
+				return PARSE_UNSUPPORTED;
 			if ((void *)(fh + 1) > data_end)
 				return PARSE_TRUNC;
 			if (off + sizeof(*fh) > p->ip_end)

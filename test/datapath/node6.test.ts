@@ -240,6 +240,22 @@ test('IPv6 egress: a pod\'s fragmented UDP reply leaves from the VIP in every fr
   t.like(dp.counters(), { eg_rewrite: 1, eg_frag: 2, eg_pass: 3 });
 });
 
+test('IPv6 egress: a second Fragment header (RFC 8200 allows one) is not read as a later fragment of a rewritten reply: untouched', (t) => {
+  const dp = loadNode6(t);
+  run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
+  const first = reply({ udp: { payload: Buffer.alloc(48, 1) } });
+  first.ext = [fragHeader(0, true, 0xabcd)];
+  t.deepEqual(run(dp.egress, buildPacket6(first)).out, fromVip(first, VIP6, 53));
+  // An "atomic" first header, then one at offset 7 of the same datagram:
+  // no receiver reassembles that, and its second header's offset is not
+  // this packet's place in any datagram the flow sent.
+  for (const ext of [[fragHeader(0, true, 0xabcd), fragHeader(7, true, 0xabcd)], [fragHeader(0, false, 0xabcd), fragHeader(7, false, 0xabcd)]]) {
+    const f = buildPacket6({ eth: ethBack, ip: { src: POD6_1, dst: CLIENT6, hopLimit: 64 }, ext, raw: { nh: 17, bytes: Buffer.alloc(64, 7) } });
+    t.deepEqual(run(dp.egress, f).out, f);
+  }
+  t.like(dp.counters(), { eg_rewrite: 1, eg_frag: 0 });
+});
+
 test('IPv6 UDP reply with checksum 0 (invalid over IPv6) keeps 0, so the client still drops it', (t) => {
   const dp = loadNode6(t);
   run(dp.ingress, buildPacket6(optionSpec({ udp: {} })));
