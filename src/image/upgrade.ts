@@ -17,6 +17,11 @@
 //                   counter once a boot reaches boot-complete.target. After
 //                   3 failed tries the entry sorts behind the old slot, which
 //                   boots again: the automatic rollback.
+//                   Not an older image than the slot that stays (the
+//                   running one): version from the image's ESP, build time
+//                   from its root's erofs superblock, both inside the signed
+//                   file (release.ts); --allow-downgrade for a deliberate
+//                   rollback to an older image.
 //   rollback        makes the other slot the default again (manual rollback).
 //   status          lists the boot entries.
 //
@@ -31,10 +36,15 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { GPT_HEAD_BYTES, parseGpt, readGpt, type GptPartition } from './gpt.js';
 import { bootEntry, entryFileName, entrySlot, espSlotDir, installStamp, PART, type Slot } from './layout.js';
+import { describeRelease, upgradeVerdict, type Release } from './release.js';
 import { TRUSTED_KEYS_DIR, verifyImage } from './sign.js';
 
 const EROFS_MAGIC = 0xe0f5e1e2;
 const EROFS_SB_OFFSET = 1024;
+/** erofs_super_block.build_time: u64 seconds, set by the build's mkfs.erofs -T. */
+const EROFS_SB_BUILD_TIME = 24;
+/** The root's first bytes, up to the end of the erofs superblock (128 bytes). */
+const ROOT_HEAD_BYTES = EROFS_SB_OFFSET + 128;
 const DEFAULT_TRIES = 3;
 
 function mtools(cmd: string, args: string[], input?: Buffer): string {
@@ -212,6 +222,11 @@ export interface UpgradeOptions {
   /** SHA256SUMS (default: next to the image) and its signature (default: SUMS.sig). */
   sums?: string;
   sig?: string;
+  /**
+   * Install an image that is not newer than the slot that stays (or when
+   * that slot's release cannot be read): an intended rollback.
+   */
+  allowDowngrade?: boolean;
 }
 
 export interface UpgradeResult {
@@ -222,6 +237,33 @@ export interface UpgradeResult {
   sha256: string;
   /** Id of the key that signed the image. */
   signedBy: string;
+}
+
+/**
+ * The release in `slot` of the disk: the version its boot entry's title
+ * names (written from the signed image's /edgelb/release when it was
+ * installed) and the build time in its root's erofs superblock. A string
+ * says why it cannot be told.
+ */
+function installedRelease(fd: number, esp: Esp, parts: GptPartition[], slot: Slot): Release | string {
+  const entry = listEntries(esp).find((e) => e.slot === slot);
+  if (!entry) return `no boot entry for slot ${slot}`;
+  const version = /^title edgelb (\S+) \(slot [ab]\)$/m.exec(esp.read(`/loader/entries/${entry.file}`).toString())?.[1];
+  if (!version) return `${entry.file} names no edgelb version in its title`;
+  const sb = Buffer.alloc(ROOT_HEAD_BYTES - EROFS_SB_OFFSET);
+  readSync(fd, sb, 0, sb.length, partition(parts, PART.root(slot), 'disk').offsetBytes + EROFS_SB_OFFSET);
+  if (sb.readUInt32LE(0) !== EROFS_MAGIC) return `its root partition holds no erofs file system`;
+  return { version, built: Number(sb.readBigUInt64LE(EROFS_SB_BUILD_TIME)) };
+}
+
+/** Throws unless `image` may replace what `stays` holds (or the operator allowed a downgrade). */
+function checkDowngrade(o: UpgradeOptions, image: Release, installed: Release | string, stays: Slot, log: (s: string) => void): void {
+  const refusal = typeof installed === 'string'
+    ? `cannot tell which release slot ${stays} holds (${installed}), so not whether ${describeRelease(image)} is older`
+    : ((v) => (v.allowed ? null : `${v.why} on slot ${stays}`))(upgradeVerdict(installed, image));
+  if (refusal === null) return;
+  if (!o.allowDowngrade) throw new Error(`${basename(o.image)}: refusing a downgrade: ${refusal}; nothing was written (pass --allow-downgrade for an intended rollback)`);
+  log(`--allow-downgrade: installing although ${refusal}`);
 }
 
 export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
@@ -242,18 +284,35 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
   const tmp = mkdtempSync(join(tmpdir(), 'edgelb-upgrade-'));
   const fd = openSync(o.disk, 'r+');
   try {
-    // Remove the target slot's entries first: from here on it is not bootable
-    // until the new entry is written last.
-    for (const e of listEntries(esp).filter((x) => x.slot === target)) {
-      log(`removing boot entry ${e.file}`);
-      esp.remove(`/loader/entries/${e.file}`);
-    }
+    const stays = otherSlot(target);
+    const installed = installedRelease(fd, esp, diskParts, stays);
     const espTmp = join(tmp, 'esp.img');
     const espFd = openSync(espTmp, 'w');
     const hash = createHash('sha256');
     const whole = createHash('sha256');
     let rootBytes = 0;
-    let checkedMagic = false;
+    let version = '';
+    let rootHead: Buffer[] = [];
+    let rootHeadBytes = 0;
+    /**
+     * Runs once the image's ESP and the head of its root are read, before a
+     * byte of the disk changes: erofs, and not a downgrade. Bytes the stream
+     * swapped in after the signature check are caught by the whole-file hash
+     * below, which gates the boot entry.
+     */
+    const checkRoot = (head: Buffer, srcRootBytes: number): void => {
+      const magic = head.readUInt32LE(EROFS_SB_OFFSET);
+      if (magic !== EROFS_MAGIC) throw new Error(`${o.image}: root slot A holds no erofs file system (magic ${magic.toString(16)})`);
+      version = new Esp(espTmp, 0).read('/edgelb/release').toString().trim() || 'unknown';
+      checkDowngrade(o, { version, built: Number(head.readBigUInt64LE(EROFS_SB_OFFSET + EROFS_SB_BUILD_TIME)) }, installed, stays, log);
+      // Remove the target slot's entries first: from here on it is not
+      // bootable until the new entry is written last.
+      for (const e of listEntries(esp).filter((x) => x.slot === target)) {
+        log(`removing boot entry ${e.file}`);
+        esp.remove(`/loader/entries/${e.file}`);
+      }
+      log(`writing root to slot ${target} (${dst.name}, ${Math.round(srcRootBytes / 1048576)} MiB)`);
+    };
     log(`reading ${o.image}`);
     try {
       await readRegions(o.image, whole, (head) => {
@@ -261,20 +320,27 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
         const srcEsp = partition(parts, PART.esp, o.image);
         const srcRoot = partition(parts, PART.root('a'), o.image);
         if (srcRoot.sizeBytes > dst.sizeBytes) throw new Error(`${o.image}: root slot is ${srcRoot.sizeBytes} bytes, the disk's slot ${target} only ${dst.sizeBytes}`);
+        // The version is on the ESP: it must be read before the root is written.
+        if (srcEsp.offsetBytes + srcEsp.sizeBytes > srcRoot.offsetBytes) throw new Error(`${o.image}: the ESP does not come before root slot A — not an edgelb image`);
+        const writeRoot = (c: Buffer, at: number): void => {
+          writeSync(fd, c, 0, c.length, dst.offsetBytes + at);
+          hash.update(c);
+          rootBytes += c.length;
+        };
         return [
           { offset: srcEsp.offsetBytes, length: srcEsp.sizeBytes, sink: (c, at) => { writeSync(espFd, c, 0, c.length, at); } },
           {
             offset: srcRoot.offsetBytes, length: srcRoot.sizeBytes,
             sink: (c, at) => {
-              if (!checkedMagic && at + c.length >= EROFS_SB_OFFSET + 4) {
-                const magic = c.readUInt32LE(EROFS_SB_OFFSET - at);
-                if (magic !== EROFS_MAGIC) throw new Error(`${o.image}: root slot A holds no erofs file system (magic ${magic.toString(16)})`);
-                checkedMagic = true;
-                log(`writing root to slot ${target} (${dst.name}, ${Math.round(srcRoot.sizeBytes / 1048576)} MiB)`);
-              }
-              writeSync(fd, c, 0, c.length, dst.offsetBytes + at);
-              hash.update(c);
-              rootBytes += c.length;
+              if (rootHeadBytes >= ROOT_HEAD_BYTES) return writeRoot(c, at);
+              // Held back until the superblock is in: nothing is written before checkRoot.
+              rootHead.push(c);
+              rootHeadBytes += c.length;
+              if (rootHeadBytes < ROOT_HEAD_BYTES) return;
+              const head = Buffer.concat(rootHead);
+              rootHead = [];
+              checkRoot(head, srcRoot.sizeBytes);
+              writeRoot(head, 0);
             },
           },
         ];
@@ -282,10 +348,12 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
     } finally {
       closeSync(espFd);
     }
+    if (rootHeadBytes < ROOT_HEAD_BYTES) throw new Error(`${o.image}: root slot A is shorter than an erofs superblock`);
     fsyncSync(fd);
     // The file as read for writing must still be the one whose signature was
     // checked (not replaced or changed in between); otherwise the new slot
-    // gets no boot entry.
+    // gets no boot entry. This also vouches for the version and build time
+    // the downgrade check read from the stream.
     if (whole.digest('hex') !== signed.sha256) throw new Error(`${o.image} changed while it was being written; slot ${target} has no boot entry, the running slot stays the default`);
     const sha256 = hash.digest('hex');
     // Read back what landed on the disk.
@@ -301,7 +369,6 @@ export async function upgrade(o: UpgradeOptions): Promise<UpgradeResult> {
     log(`slot ${target} written and verified (sha256 ${sha256.slice(0, 12)})`);
 
     const srcEsp = new Esp(espTmp, 0);
-    const version = srcEsp.read('/edgelb/release').toString().trim() || 'unknown';
     const dir = espSlotDir(target);
     esp.mkdir('/edgelb');
     esp.mkdir(dir);
@@ -349,20 +416,22 @@ export function defaultDisk(): string | undefined {
   return name ? `/dev/${name}` : undefined;
 }
 
-const USAGE = `usage: edgelb-upgrade IMAGE [--disk DISK] [--slot a|b] [--tries N] [--keys DIR|FILE] [--sums FILE] [--sig FILE]
+const USAGE = `usage: edgelb-upgrade IMAGE [--disk DISK] [--slot a|b] [--tries N] [--keys DIR|FILE] [--sums FILE] [--sig FILE] [--allow-downgrade]
        edgelb-upgrade rollback [--disk DISK]
        edgelb-upgrade status [--disk DISK]
 
 IMAGE must come with the SHA256SUMS and SHA256SUMS.sig that npm run image
 wrote next to it (or --sums/--sig), signed by a key in --keys (default
-${TRUSTED_KEYS_DIR}, the keys the running image trusts).`;
+${TRUSTED_KEYS_DIR}, the keys the running image trusts). An image older
+than the running one (or the other slot's, with --slot) is refused unless
+--allow-downgrade.`;
 
 export async function upgradeMain(argv: string[], out: (s: string) => void = (s) => { process.stdout.write(`${s}\n`); }): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
     options: {
       disk: { type: 'string' }, slot: { type: 'string' }, tries: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      keys: { type: 'string' }, sums: { type: 'string' }, sig: { type: 'string' },
+      keys: { type: 'string' }, sums: { type: 'string' }, sig: { type: 'string' }, 'allow-downgrade': { type: 'boolean' },
     },
   });
   if (values.help || positionals.length !== 1) {
@@ -393,7 +462,7 @@ export async function upgradeMain(argv: string[], out: (s: string) => void = (s)
   }
   const tries = values.tries === undefined ? undefined : Number(values.tries);
   if (tries !== undefined && !(Number.isInteger(tries) && tries >= 1 && tries <= 9)) throw new Error(`--tries must be 1-9 (got ${values.tries})`);
-  const r = await upgrade({ image: cmd, disk, slot, tries, keys: values.keys ?? TRUSTED_KEYS_DIR, sums: values.sums, sig: values.sig });
+  const r = await upgrade({ image: cmd, disk, slot, tries, keys: values.keys ?? TRUSTED_KEYS_DIR, sums: values.sums, sig: values.sig, allowDowngrade: values['allow-downgrade'] });
   out(`edgelb-upgrade: edgelb ${r.version} (signed by key ${r.signedBy}) installed in slot ${r.slot}; reboot to switch (entry ${r.entry})`);
   return 0;
 }

@@ -22,14 +22,17 @@ test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
 const SIZES = { espMiB: 8, rootSlotMiB: 4, cfgMiB: 1, stateMiB: 1 };
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
 
-/** A small edgelb disk: slot A holds an erofs with `marker`, its kernel is `kernel`. */
-function makeDisk(name: string, marker: string, kernel: string, release: string, rootIsErofs = true): { path: string; layout: DiskLayout } {
+/**
+ * A small edgelb disk: slot A holds an erofs with `marker`, its kernel is
+ * `kernel`; `built` is the erofs build time (as the build's mkfs.erofs -T).
+ */
+function makeDisk(name: string, marker: string, kernel: string, release: string, rootIsErofs = true, built?: number): { path: string; layout: DiskLayout } {
   const dir = join(tmp, name);
   mkdirSync(join(dir, 'root/etc'), { recursive: true });
   writeFileSync(join(dir, 'root/etc/marker'), marker);
   writeFileSync(join(dir, 'root/etc/filler'), Buffer.alloc(200_000, marker));
   const root = join(dir, 'root.img');
-  if (rootIsErofs) sh('mkfs.erofs', ['--quiet', root, join(dir, 'root')]);
+  if (rootIsErofs) sh('mkfs.erofs', ['--quiet', ...(built === undefined ? [] : ['-T', String(built)]), root, join(dir, 'root')]);
   else writeFileSync(root, Buffer.alloc(1_000_000, 7));
   const esp = join(dir, 'esp.img');
   sh('mkfs.vfat', ['-C', esp, String(SIZES.espMiB * 1024)]);
@@ -249,4 +252,51 @@ test('edgelb upgrade without trusted keys on this system refuses, naming where i
   const lines: string[] = [];
   t.is(await upgradeMain([d.path, '--disk', target.path, '--slot', 'b', '--keys', trusted], (s) => lines.push(s)), 0);
   t.regex(lines.join('\n'), new RegExp(`signed by key ${key.keyId}`));
+});
+
+// Downgrades. Version from the image's ESP (/edgelb/release), build time from
+// its root erofs superblock: both inside the signed file.
+const BUILT = 1_790_000_000;
+
+test('an older signed image is refused before anything is written, naming both versions; --allow-downgrade installs it', async (t) => {
+  const old = makeDisk('dg-old', 'OLD ROOT', 'OLD KERNEL', '1.2.0+aaaa', true, BUILT + 500);
+  const target = makeDisk('dg-target', 'RUNNING ROOT', 'RUNNING KERNEL', '1.3.0+bbbb', true, BUILT);
+  await sign(old.path);
+  await refused(t, old.path, target.path, /edgelb 1\.2\.0\+aaaa \(built .*\) is an older version than the installed edgelb 1\.3\.0\+bbbb \(built .*\) on slot a.*--allow-downgrade/);
+  await t.throwsAsync(upgradeMain([old.path, '--disk', target.path, '--slot', 'b', '--keys', trusted], () => undefined), { message: /older version/ });
+  // What the file is called (and so what SHA256SUMS lists) does not count.
+  const renamed = join(dirname(old.path), 'edgelb-9.9.9.raw');
+  copyFileSync(old.path, renamed);
+  await sign(renamed);
+  await refused(t, renamed, target.path, /edgelb 1\.2\.0\+aaaa .* is an older version/);
+
+  await sign(old.path);
+  const lines: string[] = [];
+  t.is(await upgradeMain([old.path, '--disk', target.path, '--slot', 'b', '--keys', trusted, '--allow-downgrade'], (s) => lines.push(s)), 0);
+  t.regex(lines.join('\n'), /edgelb 1\.2\.0\+aaaa .*installed in slot b/);
+  t.is(new Esp(target.path, MIB).read('/edgelb/b/vmlinuz').toString(), 'OLD KERNEL');
+});
+
+test('builds of one release are ordered by build time: older refused, newer and the same build again installed', async (t) => {
+  const target = makeDisk('dg-builds-target', 'RUNNING', 'K', '0.1.0+cccc', true, BUILT);
+  const older = makeDisk('dg-builds-older', 'OLDER', 'K', '0.1.0+dddd', true, BUILT - 60);
+  const variant = makeDisk('dg-builds-variant', 'VARIANT', 'K', '0.1.0+cccc+variant', true, BUILT);
+  const same = makeDisk('dg-builds-same', 'SAME', 'K', '0.1.0+cccc', true, BUILT);
+  const newer = makeDisk('dg-builds-newer', 'NEWER', 'K', '0.1.0+eeee', true, BUILT + 60);
+  for (const d of [older, variant, same, newer]) await sign(d.path);
+  await refused(t, older.path, target.path, /edgelb 0\.1\.0\+dddd \(built 2026-.*\) is not a newer build of the installed edgelb 0\.1\.0\+cccc/);
+  await refused(t, variant.path, target.path, /is not a newer build/);
+  const opts = { disk: target.path, slot: 'b' as const, log: () => undefined, keys: trusted };
+  t.is((await upgrade({ image: same.path, ...opts })).version, '0.1.0+cccc', 'a reinstall of the running build');
+  t.is((await upgrade({ image: newer.path, ...opts })).version, '0.1.0+eeee');
+  // Compared with the slot that stays (a), not with what slot b held.
+  t.is((await upgrade({ image: same.path, ...opts })).version, '0.1.0+cccc');
+});
+
+test('an upgrade over a slot whose release cannot be read is refused unless --allow-downgrade', async (t) => {
+  const next = makeDisk('dg-unknown-new', 'NEW', 'K', '2.0.0', true, BUILT);
+  const target = makeDisk('dg-unknown-target', 'x', 'K', '1.0.0', false);
+  await sign(next.path);
+  await refused(t, next.path, target.path, /cannot tell which release slot a holds.*--allow-downgrade/);
+  t.is((await upgrade({ image: next.path, disk: target.path, slot: 'b', log: () => undefined, keys: trusted, allowDowngrade: true })).version, '2.0.0');
 });
