@@ -39,6 +39,8 @@ enum edge_stat {
 	DROP_ICMP_RATE,       /* would have been answered with an ICMP/ICMPv6 error (time-exceeded,
 			       * fragmentation-needed, Packet Too Big), but this CPU's bucket was
 			       * empty (edge_icmp_limit.h): a flood's reflection stops here */
+	EV_SNAT_FIN_IGNORED,  /* a FIN on a SNAT flow without the ACK bit or outside the window of
+			       * the numbers its receiver expects: not towards the flow's end */
 	EDGE_STAT_MAX,
 };
 

@@ -15,7 +15,8 @@
  * whose flow is over (below).
  *
  * Ports come back when their flow is over: both FINs seen (one from each
- * side) or an acceptable RST, and then SNAT_HOLD_CLOSED / SNAT_HOLD_RST units
+ * side, each in its receiver's window: snat_fin_ok) or an acceptable RST,
+ * and then SNAT_HOLD_CLOSED / SNAT_HOLD_RST units
  * without a packet (the backend may hold TIME_WAIT for the old edge:port
  * tuple, and a reused port must not land in it), or no packet for the idle
  * time (TCP SNAT_IDLE_TCP, UDP SNAT_IDLE_UDP; a TCP flow whose handshake
@@ -137,6 +138,59 @@ static __always_inline int snat_rst_ok(const struct edge_snat_life *l, const str
 	return !(l->flags & SNAT_F_SEQ_CLIENT) || s->seq == l->seq_client;
 }
 
+/* How far a FIN's numbers may lie from what the edge expects (below). */
+#define SNAT_FIN_SEQ_CLIENT_WIN (1u << 15)  /* either way: 2^-16 of the 32-bit space */
+#define SNAT_FIN_SEQ_BACKEND_WIN (1u << 11) /* on 24 bits: 2^-12 of the space */
+#define SNAT_FIN_ACK_BEHIND (1u << 20)      /* the receiver's data still in flight to it */
+#define SNAT_FIN_ACK_AHEAD (1u << 11)
+
+/* Is `got` within [want - behind, want + ahead]? On the low 32 - shift
+ * bits (shift 8: the 24 bits kept of a backend number). */
+static __always_inline int snat_near(__u32 got, __u32 want, __u32 behind, __u32 ahead, const int shift)
+{
+	__s32 d = (__s32)((got - want) << shift) >> shift;
+
+	return d >= -(__s32)behind && d <= (__s32)ahead;
+}
+
+/* May this FIN count towards the flow's end? Both FINs and a quiet close
+ * hold free the port, so a blind FIN pair with a live keep-alive
+ * connection's tuple would hand it — and the backend's next segment on it —
+ * to another client. A receiver takes a FIN only with the ACK bit
+ * (synchronized states) and in its window, so once the edge knows the
+ * numbers it asks the same, of what it tracks for RSTs (snat_track): the
+ * sequence number near what the receiver expects next (a FIN overtaking,
+ * or following, data the edge did not see stays inside), and the
+ * acknowledgement not beyond what the receiver has sent, nor further back
+ * than data in flight to it. A blind forger hits both on ≈ 2^-20 (client
+ * FIN) or 2^-24 (backend FIN) of its tries. Numbers not known yet (a
+ * half-open flow, an entry made anew mid-flow) are not asked, as for RSTs.
+ * A real FIN outside the windows only leaves the port held to the idle
+ * end. */
+static __always_inline int snat_fin_ok(const struct edge_snat_life *l, const struct snat_seg *s,
+				       const int backend)
+{
+	__u8 known = l->flags & (SNAT_F_SEQ_CLIENT | SNAT_F_SEQ_BACKEND);
+	int seq_ok, ack_ok;
+
+	if (!known)
+		return 1;
+	if (!(s->flags & PKT_TCP_ACK))
+		return 0;
+	if (backend) {
+		seq_ok = !(known & SNAT_F_SEQ_BACKEND) ||
+			 snat_near(s->seq, snat_seq_backend(l), SNAT_FIN_SEQ_BACKEND_WIN, SNAT_FIN_SEQ_BACKEND_WIN, 8);
+		ack_ok = !(known & SNAT_F_SEQ_CLIENT) ||
+			 snat_near(s->ack, l->seq_client, SNAT_FIN_ACK_BEHIND, SNAT_FIN_ACK_AHEAD, 0);
+	} else {
+		seq_ok = !(known & SNAT_F_SEQ_CLIENT) ||
+			 snat_near(s->seq, l->seq_client, SNAT_FIN_SEQ_CLIENT_WIN, SNAT_FIN_SEQ_CLIENT_WIN, 0);
+		ack_ok = !(known & SNAT_F_SEQ_BACKEND) ||
+			 snat_near(s->ack, snat_seq_backend(l), SNAT_FIN_ACK_BEHIND, SNAT_FIN_ACK_AHEAD, 8);
+	}
+	return seq_ok && ack_ok;
+}
+
 /* Once each side has acknowledged the other (both sequence numbers known
  * at once) the flow is a connection, for good: a client's SYN clears
  * SNAT_F_SEQ_BACKEND (a new connection may follow), and a blind SYN with a
@@ -195,7 +249,8 @@ static __always_inline __u8 snat_track(struct edge_snat_life *l, const struct sn
 
 /* A packet of the flow, from the client (backend = 0) or the backend:
  * FIN/RST move it towards its end, anything else proves it alive. A RST
- * its receiver would not accept (snat_rst_ok) is as if it never came. */
+ * or FIN its receiver would not accept (snat_rst_ok, snat_fin_ok) is as if
+ * it never came. */
 static __always_inline void snat_seen(struct edge_snat_life *l, __u8 proto, const struct snat_seg *s,
 				      const int backend, __u32 now)
 {
@@ -208,6 +263,11 @@ static __always_inline void snat_seen(struct edge_snat_life *l, __u8 proto, cons
 		}
 		flags |= SNAT_F_RST;
 	} else if (proto == IPPROTO_TCP) {
+		/* Judged on the numbers before this segment moves them. */
+		if ((s->flags & PKT_TCP_FIN) && !snat_fin_ok(l, s, backend)) {
+			edge_count(EV_SNAT_FIN_IGNORED);
+			return;
+		}
 		flags = snat_track(l, s, backend, flags) & ~SNAT_F_RST;
 		if (s->flags & PKT_TCP_FIN)
 			flags |= backend ? SNAT_F_FIN_BACKEND : SNAT_F_FIN_CLIENT;

@@ -15,8 +15,9 @@
  * insert limit does not apply: a forgotten flow would get another source
  * port); edge_snat_rev6 is keyed by what the reply carries {backend ip,
  * backend port, edge port, proto}. Lifetime as IPv4: both FINs (one from
- * each side) or a RST with the sequence number its receiver expects
- * (snat_rst_ok; a blind one is ignored), then a hold, or idle — then the
+ * each side, each in the window its receiver accepts: snat_fin_ok) or a
+ * RST with the sequence number its receiver expects (snat_rst_ok; a blind
+ * FIN or RST is ignored), then a hold, or idle — then the
  * port is taken over
  * by the next allocation that finds it so. A reply is translated only when
  * its key names a live flow and it arrives on the interface its flow came

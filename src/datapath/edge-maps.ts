@@ -91,6 +91,7 @@ export const EDGE_STAT_NAMES = [
   'drop_unsupported6',
   'snat_rst_ignored',
   'drop_icmp_rate',
+  'snat_fin_ignored',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 

@@ -265,6 +265,90 @@ test('IPv6 SNAT: a blind RST from either side does not free a live connection\'s
   t.like(dp.counters().stats, { snat_rst_ignored: 3, snat_reclaimed: 1 });
 });
 
+// ---------------------------------------------------------------- blind FINs on SNAT flows
+
+/**
+ * Both families: A's keep-alive connection (A's ISN 1000, the backend's
+ * 5000; a 9-byte request, a 2-byte answer: the backend expects 1010 next,
+ * A 5003), then an attacker forges FINs from both sides — without the ACK
+ * bit, or with sequence (or acknowledgement) numbers out of the window
+ * around what the edge saw. Honoured, both FINs would free the port after
+ * the close hold (≈ 60 s) and the backend's next segment on A's connection
+ * would go to the client that got it. In-window FINs (the real close; A's
+ * a retransmission after data the edge has not seen) end it.
+ */
+function blindFinCase(t: ExecutionContext, dp: EdgeDatapath, f: {
+  a: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer; // A's segment
+  b: () => Buffer; // another client's SYN
+  be: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer; // the backend's segment to the edge's port
+  sport: (out: Buffer) => number;
+  dst: (out: Buffer) => string;
+  aAddr: string;
+}, t0: bigint): void {
+  t.is(f.sport(run(dp, f.a({ syn: true }, 1000, 0)).out), 20000);
+  t.is(f.dst(run(dp, f.be({ syn: true, ack: true }, 5000, 1001)).out), f.aAddr);
+  run(dp, f.a(ACK, 1001, 5001, Buffer.from('GET /poll')));
+  t.is(f.dst(run(dp, f.be(ACK, 5001, 1010, Buffer.from('ok'))).out), f.aAddr);
+  const FIN = { fin: true, ack: true };
+  // A's side: far off in sequence (either way), no ACK bit, or an
+  // acknowledgement of backend data far beyond what was sent.
+  const forgedA = [f.a(FIN, 0x80001010, 5003), f.a(FIN, 1010 + 0x10000, 5003), f.a(FIN, (1010 - 0x10000) >>> 0, 5003), f.a({ fin: true }, 1010, 0), f.a(FIN, 1010, 5003 + 0x100000)];
+  // The backend's: sequence off (its numbers are kept on 24 bits), no ACK
+  // bit, or an acknowledgement of client data far beyond what A sent.
+  const forgedBe = [f.be(FIN, 5003 + 0x4000, 1010), f.be(FIN, (5003 - 0x4000) >>> 0, 1010), f.be({ fin: true }, 5003, 0), f.be(FIN, 5003, 1010 + 0x100000)];
+  for (const p of [...forgedA, ...forgedBe]) run(dp, p);
+  t.is(dp.counters().stats.snat_fin_ignored, forgedA.length + forgedBe.length);
+  // A idles past the close hold.
+  setEdgeClock(dp, t0 + 70n * SEC);
+  const rb = run(dp, f.b());
+  const answer = run(dp, f.be(ACK, 5003, 1010, Buffer.from('secret for A')));
+  t.log(`B's SYN: verdict ${rb.retval}; the backend's segment on A's connection went to ${f.dst(answer.out)}`);
+  t.is(rb.retval, XDP_DROP, 'no port for B while A\'s connection lives');
+  t.is(f.dst(answer.out), f.aAddr, 'the backend\'s segment on A\'s connection goes to A');
+  t.is(dp.counters().stats.snat_reclaimed, 0);
+  // The real close: A's FIN after 100 bytes the edge never saw (lost on
+  // the way, or overtaken) — in the window — and the backend's, in order.
+  run(dp, f.a(FIN, 1010 + 100, 5015));
+  run(dp, f.be(FIN, 5015, 1111));
+  t.is(dp.counters().stats.snat_fin_ignored, forgedA.length + forgedBe.length, 'in-window FINs count');
+  setEdgeClock(dp, t0 + 140n * SEC);
+  t.is(f.sport(run(dp, f.b()).out), 20000, 'after the close hold the port is B\'s');
+  t.is(dp.counters().stats.snat_reclaimed, 1);
+}
+
+test('SNAT: blind FINs from both sides (out of window, or without ACK) do not end a live connection; in-window FINs do', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20000 } });
+  dp.applyServices([service({ mode: 'snat' })]);
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  blindFinCase(t, dp, {
+    a: (flags, seq, ack, payload) => tcpPacket({ flags, src: CLIENT, seq, ack, ...(payload ? { payload } : {}) }),
+    b: () => tcpPacket({ flags: { syn: true }, src: '198.51.100.66', sport: 41000 }),
+    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
+      buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: '10.244.1.1', dst: EDGE, df: true }, tcp: { sport: 8080, dport: 20000, flags, seq, ack, payload } }),
+    sport: (out) => parsePacket(out).tcp!.sport,
+    dst: (out) => parsePacket(out).ip.dst,
+    aAddr: CLIENT,
+  }, t0);
+});
+
+test('IPv6 SNAT: blind FINs from both sides (out of window, or without ACK) do not end a live connection; in-window FINs do', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 20000, max: 20000 } });
+  apply6(dp, service6({ mode: 'snat' }));
+  const be = service6({ mode: 'snat' }).backends[0]!.ip;
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  blindFinCase(t, dp, {
+    a: (flags, seq, ack, payload) => tcp6({ src: '2001:db8:1::a', flags: flags ?? ACK, seq, ack, ...(payload ? { payload } : {}) }),
+    b: () => tcp6({ src: '2001:db8:1::b' }),
+    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
+      buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE6, hopLimit: 64 }, tcp: { sport: 8080, dport: 20000, seq, ack, flags: flags ?? ACK, payload } }),
+    sport: (out) => out.readUInt16BE(54),
+    dst: (out) => parse6(out.subarray(14)).dst,
+    aAddr: '2001:db8:1:0:0:0:0:a',
+  }, t0);
+});
+
 // ---------------------------------------------------------------- half-open SNAT flows (a spoofed SYN flood)
 
 /** A SYN flood from forged sources against a SNAT service, as the edge sees it: each SYN takes a port, the backend answers it with a SYN-ACK (to the forged address, which never answers). Returns the ports the flood got. */
