@@ -770,8 +770,10 @@ test('SNAT ports are reclaimed once a flow has ended (both FINs or a RST with th
     if (i === liveClient) continue;
     const group = k++ % 3;
     if (group === 0) {
-      run(dp, tcpPacket({ flags: { fin: true, ack: true }, src: client(i), sport: 40000 }));
-      run(dp, snatReply(port, { fin: true, ack: true }));
+      // (The client's FIN acknowledges 2000: the backend's FIN carries that
+      // number, as a receiver's window check wants — snat_fin_ok.)
+      run(dp, tcpPacket({ flags: { fin: true, ack: true }, src: client(i), sport: 40000, seq: 1001, ack: 2000 }));
+      run(dp, snatReply(port, { fin: true, ack: true }, undefined, 2000, 1002));
       finPorts.add(port);
       continue;
     }
