@@ -140,7 +140,7 @@ export function bootVm(o: BootOptions): RunningVm {
     c.stderr?.on('data', (b: Buffer) => { stderr += b.toString(); });
     c.on('exit', (code) => {
       if (code && stderr.trim()) process.stderr.write(`qemu: ${stderr.trim()}\n`);
-      if (o.allowReboot && guestReset(code, stopped, consoleSince(o.serialLog, logStart))) {
+      if (o.allowReboot && guestReset(code, stopped, readFrom(o.serialLog, logStart).text)) {
         powerCycles++;
         start();
       } else finish(code);
@@ -166,13 +166,19 @@ export function bootVm(o: BootOptions): RunningVm {
   };
 }
 
-function consoleSince(file: string, offset: number): string {
+/**
+ * What `file` holds from byte `offset` to its end now, and the offset after
+ * it (to read on from). A file not there (yet) holds nothing.
+ */
+export function readFrom(file: string, offset: number): { text: string; end: number } {
+  if (!existsSync(file)) return { text: '', end: offset };
   const fd = openSync(file, 'r');
   try {
     const size = fstatSync(fd).size;
-    const buf = Buffer.alloc(Math.max(0, size - offset));
-    readSync(fd, buf, 0, buf.length, offset);
-    return buf.toString('utf8');
+    if (size <= offset) return { text: '', end: offset };
+    const buf = Buffer.alloc(size - offset);
+    const n = readSync(fd, buf, 0, buf.length, offset);
+    return { text: buf.toString('utf8', 0, n), end: offset + n };
   } finally {
     closeSync(fd);
   }
@@ -194,25 +200,16 @@ export class LogTail {
   }
 
   poll(): string {
-    if (!existsSync(this.file)) return '';
-    const fd = openSync(this.file, 'r');
-    try {
-      const size = fstatSync(fd).size;
-      if (size <= this.pos) return '';
-      const buf = Buffer.alloc(size - this.pos);
-      readSync(fd, buf, 0, buf.length, this.pos);
-      this.pos = size;
-      const s = buf.toString('utf8');
-      this.text += s;
-      const parts = (this.partial + s).split('\n');
-      this.partial = parts.pop() ?? '';
-      const t = ((Date.now() - this.t0) / 1000).toFixed(1).padStart(6);
-      // eslint-disable-next-line no-control-regex
-      for (const l of parts) this.timeline.push(`${t} ${l.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '')}`);
-      return s;
-    } finally {
-      closeSync(fd);
-    }
+    const { text: s, end } = readFrom(this.file, this.pos);
+    this.pos = end;
+    if (!s) return '';
+    this.text += s;
+    const parts = (this.partial + s).split('\n');
+    this.partial = parts.pop() ?? '';
+    const t = ((Date.now() - this.t0) / 1000).toFixed(1).padStart(6);
+    // eslint-disable-next-line no-control-regex
+    for (const l of parts) this.timeline.push(`${t} ${l.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '')}`);
+    return s;
   }
 }
 

@@ -2,11 +2,11 @@
 // broken image: these consoles decide which is which.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EMULATOR_PANIC_RE, GOBGP_QUERY_SH, machineIdLines, overBudget, READY_RE } from '../../src/image/boot-test.js';
-import { guestPanicSummary, guestReset, qemuArgs } from '../../src/image/qemu.js';
+import { guestPanicSummary, guestReset, LogTail, qemuArgs, readFrom } from '../../src/image/qemu.js';
 
 const TCG_FAULT = `EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path
 [    4.116555] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI
@@ -119,4 +119,33 @@ test('machine-id lines: one per boot, new / kept / transient, read through CRs a
   const text = `Begin: Running /scripts/local-bottom ... edgelb: machine-id: ${id} new\r\n[    5.1] random: crng init done\r\nedgelb: machine-id: ${id} kept\r\nedgelb: machine-id: transient (no /dev/disk/by-partlabel/edgelb-state)\r\n`;
   t.deepEqual(machineIdLines(text), [{ id, how: 'new' }, { id, how: 'kept' }, { id: null, how: 'transient (no /dev/disk/by-partlabel/edgelb-state)' }]);
   t.deepEqual(machineIdLines(`edgelb: machine-id: ${id.slice(1)} kept`), [], 'a short ID is no ID');
+});
+
+test('the console tail reads each appended byte once, lines into the timeline as they complete; no file yet is nothing', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-tail-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'serial.log');
+  const tail = new LogTail(file);
+  t.is(tail.poll(), '', 'QEMU has not made the file yet');
+  writeFileSync(file, 'EFI stub\n[    1.0] systemd');
+  t.is(tail.poll(), 'EFI stub\n[    1.0] systemd');
+  t.is(tail.poll(), '', 'nothing new');
+  appendFileSync(file, ' starting\r\n\x1b[0;32mEDGELB READY\x1b[0m\n');
+  t.is(tail.poll(), ' starting\r\n\x1b[0;32mEDGELB READY\x1b[0m\n');
+  t.is(tail.all, 'EFI stub\n[    1.0] systemd starting\r\n\x1b[0;32mEDGELB READY\x1b[0m\n');
+  t.deepEqual(tail.timeline.map((l) => l.slice(7)), ['EFI stub', '[    1.0] systemd starting', 'EDGELB READY']);
+});
+
+test('a rebooting VM judges each run by its own console: the bytes from where that run started', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-tail-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'serial.log');
+  t.deepEqual(readFrom(file, 0), { text: '', end: 0 });
+  writeFileSync(file, 'first run\nreboot: Power down\n');
+  const second = readFrom(file, 0).end;
+  appendFileSync(file, 'second run\nreboot: Restarting system\n');
+  t.deepEqual(readFrom(file, second), { text: 'second run\nreboot: Restarting system\n', end: second + 'second run\nreboot: Restarting system\n'.length });
+  t.true(guestReset(0, false, readFrom(file, second).text), 'the first run\'s power-off is not this run\'s');
+  t.false(guestReset(0, false, readFrom(file, 0).text));
+  t.deepEqual(readFrom(file, 1000), { text: '', end: 1000 });
 });
