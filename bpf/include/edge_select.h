@@ -57,12 +57,16 @@ static __always_inline int edge_src_allowed(const struct edge_svc *svc, __be32 s
 /* A source no single host sends from — "this network" 0/8, loopback
  * 127/8, multicast 224/4, limited broadcast — the sources Linux itself
  * treats as martian: a pod's kernel would drop a flow from one, and an ICMP
- * error must not be sent to one (RFC 1812 4.3.2.7). */
+ * error must not be sent to one (RFC 1812 4.3.2.7); and link-local
+ * 169.254/16, which no router forwards (RFC 3927 2.7): a pod's reply to
+ * one stays on its node's link — where 169.254.169.254 is a cloud's
+ * metadata service. */
 static __always_inline int edge_martian(__be32 saddr)
 {
 	__u32 a = bpf_ntohl(saddr), top = a >> 24;
 
-	return top == 0 || top == 127 || (top & 0xf0) == 0xe0 || a == 0xffffffff;
+	return top == 0 || top == 127 || (top & 0xf0) == 0xe0 || a == 0xffffffff ||
+	       (a >> 16) == 0xa9fe;
 }
 
 /* Is saddr one of ours (the edge's address or any VIP: its marker entry),

@@ -15,14 +15,24 @@ static __always_inline int edge_src_allowed6(const struct edge_svc *svc, const s
 	return bpf_map_lookup_elem(&edge_src_ranges6, &k) != 0;
 }
 
-/* A source no single host sends from: multicast ff00::/8 (RFC 4291 2.7),
- * unspecified ::, loopback ::1 — an ICMPv6 error must not be sent to one
- * (RFC 4443 2.4 (e)). */
+/* A source no flow may come from: one no single host sends from —
+ * multicast ff00::/8 (RFC 4291 2.7), unspecified ::, loopback ::1 — an
+ * ICMPv6 error must not be sent to one (RFC 4443 2.4 (e)); or one that
+ * cannot have crossed a router to reach a VIP: link-local fe80::/10 (RFC
+ * 4291 2.5.6: a router never forwards it, and a pod's reply to it could
+ * go nowhere) and v4-mapped ::ffff:0:0/96, which must not appear on the
+ * wire (RFC 4291 2.5.5.2; Linux drops it on receipt). */
 static __always_inline int edge_martian6(const struct pkt_addr6 *a)
 {
-	if ((bpf_ntohl(a->w[0]) >> 24) == 0xff)
+	__u32 top = bpf_ntohl(a->w[0]);
+
+	if ((top >> 24) == 0xff || (top & 0xffc00000) == 0xfe800000)
 		return 1;
-	return !(a->w[0] | a->w[1] | a->w[2]) && (a->w[3] == 0 || a->w[3] == bpf_htonl(1));
+	if (a->w[0] | a->w[1])
+		return 0;
+	if (a->w[2] == bpf_htonl(0xffff))
+		return 1;
+	return !a->w[2] && (a->w[3] == 0 || a->w[3] == bpf_htonl(1));
 }
 
 /* Is saddr one of ours (the edge's IPv6 address or any IPv6 VIP), or a

@@ -191,6 +191,46 @@ test('IPv6: sources no single host sends from (::, ::1, multicast) open no flow 
   for (const src of ['2001:db8::ff00:1', '::2']) t.is(run(dp, tcp6({ src })).retval, XDP_PASS, src);
 });
 
+test('IPv6: link-local (fe80::/10) and v4-mapped (::ffff:0:0/96) sources open no flow, no affinity and no SNAT port, and get no ICMPv6 answer; IPv4 link-local 169.254/16 likewise', (t) => {
+  // Before: a link-local or v4-mapped source was balanced like a client's —
+  // an ACK from fe80::1 entered edge_ct6, its SYN reached a pod whose reply
+  // could go nowhere (no router forwards a link-local source; Linux drops a
+  // v4-mapped one on receipt, RFC 4291 2.5.5.2). 169.254.169.254 is the
+  // cloud metadata address: a pod's SYN-ACK to it went to the node's own link.
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 20000, max: 20003 } });
+  apply6(dp, service6({ affinityTimeoutSeconds: 30 }));
+  apply6(dp, service6({ service: 'default/dns6', frontend: { vip: VIP6, port: 53, protocol: 'UDP' }, mode: 'snat' }), { svcId: SVC6_ID + 1, backendIds: [BE6_ID0 + 10], ringOff: RING6_OFF - 16384 });
+  const bogus6 = ['fe80::1', 'fe80::200:ff:fe00:1', 'febf:ffff::1', '::ffff:c633:6407', '::ffff:0:1'];
+  for (const src of bogus6) {
+    for (const hook of ['xdp', 'tc'] as const) {
+      const drop = hook === 'xdp' ? XDP_DROP : TC_ACT_SHOT;
+      t.is(run(dp, tcp6({ src }), hook).retval, drop, `SYN from ${src} (${hook})`);
+      t.is(run(dp, tcp6({ src, flags: ACK }), hook).retval, drop, `ACK from ${src} (${hook})`);
+      t.is(run(dp, udp6({ src, dport: 53 }), hook).retval, drop, `SNAT UDP from ${src} (${hook})`);
+      t.is(run(dp, tcp6({ src, hopLimit: 1 }), hook).retval, drop, `hop limit 1 from ${src} (${hook})`);
+    }
+  }
+  t.like(dp.counters().stats, { drop_bad_source: bogus6.length * 8, ttl_exceeded: 0 });
+  t.is(dp.map('edge_ct6').keys().length, 0);
+  t.is(dp.map('edge_affinity6').keys().length, 0);
+  t.is(dp.map('edge_snat_rev6').keys().length, 0);
+  // Their neighbours are clients like any other.
+  for (const src of ['fe7f:ffff::1', 'fec0::1', '::fffe:c633:6407', '::1:ffff:c633:6407']) t.is(run(dp, tcp6({ src, flags: ACK })).retval, XDP_PASS, src);
+  t.is(dp.map('edge_ct6').keys().length, 4);
+
+  const dp4 = openEdge(t);
+  dp4.applyServices([service()]);
+  for (const src of ['169.254.169.254', '169.254.0.1', '169.254.255.255']) {
+    t.is(run(dp4, tcpPacket({ flags: { syn: true }, src })).retval, XDP_DROP, `SYN from ${src}`);
+    t.is(run(dp4, tcpPacket({ flags: ACK, src })).retval, XDP_DROP, `ACK from ${src}`);
+    const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true }, tcp: { sport: 80, dport: 47000, flags: ACK } });
+    t.is(run(dp4, buildPacket({ eth: clientEth, ip: { src, dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) })).retval, XDP_DROP, `ICMP from ${src}`);
+  }
+  t.like(dp4.counters().stats, { drop_bad_source: 9, icmp_steered: 0 });
+  t.is(dp4.map('edge_ct').keys().length, 0);
+  for (const src of ['169.253.255.255', '169.255.0.1']) t.is(run(dp4, tcpPacket({ flags: ACK, src })).retval, XDP_PASS, src);
+});
+
 // ---------------------------------------------------------------- blind RSTs on SNAT flows (RFC 5961 §3.2)
 
 test('SNAT: a blind RST forged with a client\'s tuple does not hand that idle connection\'s port to another client (the backend\'s next segment still reaches its client); the client\'s own RST does', (t) => {
