@@ -10,7 +10,9 @@
  *   A hit picks the backend — the connection table for packets of known
  *   flows (a SYN skips it: it starts a new flow; the flow is inserted with
  *   its first non-SYN packet, see edge_process), otherwise session
- *   affinity or Maglev over the service's region of edge_ring — and
+ *   affinity (read here; written when a flow is confirmed, never by a
+ *   SYN: edge_aff_remember) or Maglev over the service's region of
+ *   edge_ring — and
  *   dispatches: ip-option (DNAT + 8-byte option on SYN/UDP), IPIP, or SNAT.
  *
  * IPv6: edge_ip6.h, in the programs edge_xdp6 / edge_tc6, entered from
@@ -233,8 +235,8 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	}
 
 	if (svc->flags & SVC_F_SNAT)
-		return edge_xmit_snat(ctx, xdp, cfg, &p, &ck, be, be_id, svc_id, snat_have, hash,
-				      ifindex);
+		return edge_xmit_snat(ctx, xdp, cfg, &p, &ck, be, be_id, svc, snat_have, new_flow && !syn,
+				      hash, ifindex);
 
 	/* A flow enters the connection table with its first non-SYN packet
 	 * (the handshake's ACK, or a UDP packet), not with its SYN: the SYN is
@@ -251,6 +253,10 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 			struct edge_ct_val nv = { .backend_id = be_id };
 
 			bpf_map_update_elem(&edge_ct, &ck, &nv, BPF_ANY);
+			/* The flow is confirmed: now, not on its SYN, its
+			 * client's affinity entry (edge_aff_remember). */
+			if (svc->affinity_timeout)
+				edge_aff_remember(svc_id, p.saddr, be_id);
 		} else {
 			edge_count(EV_CT_INSERT_SKIPPED);
 		}

@@ -326,8 +326,8 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	ip6->hop_limit--;
 
 	if (snat)
-		return edge6_xmit_snat(ctx, xdp, cfg, cfg6, &p, be, be_id, svc_id,
-				       new_flow ? 0 : snat_have, hash, ifindex);
+		return edge6_xmit_snat(ctx, xdp, cfg, cfg6, &p, be, be_id, svc,
+				       new_flow ? 0 : snat_have, new_flow && !syn, hash, ifindex);
 	if (sc_be)
 		return edge6_sc_xmit(ctx, xdp, cfg, cfg6, &p, be, sc_be, hash, ifindex);
 	/* Inserted with the flow's first non-SYN packet (edge.c). */
@@ -336,6 +336,8 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 			struct edge_ct_val nv = { .backend_id = be_id };
 
 			bpf_map_update_elem(&edge_ct6, &p.t, &nv, BPF_ANY);
+			if (svc->affinity_timeout) /* confirmed (edge.c) */
+				edge_aff6_remember(svc_id, &p.t.saddr, be_id);
 		} else {
 			edge_count(EV_CT_INSERT_SKIPPED);
 		}

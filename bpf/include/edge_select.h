@@ -120,7 +120,9 @@ static __always_inline __u32 edge_now_s(void)
 }
 
 /* New flow: session affinity first (if configured and fresh), else Maglev
- * over the active backends. Updates the affinity entry. */
+ * over the active backends — for affinity over the client's address alone,
+ * so a client without an entry still lands on one backend. Writes nothing:
+ * the entry is written once the flow is confirmed (edge_aff_remember). */
 static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc *svc,
 							  __be32 client, __u32 flow_hash,
 							  __u32 *id_out)
@@ -131,29 +133,16 @@ static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc 
 	if (svc->affinity_timeout) {
 		struct edge_aff_key ak = { .svc_id = svc->id, .client = client };
 		struct edge_aff_val *av = bpf_map_lookup_elem(&edge_affinity, &ak);
-		__u32 now = edge_now_s();
 
-		if (av && now - av->last_seen <= svc->affinity_timeout) {
+		if (av && edge_now_s() - av->last_seen <= svc->affinity_timeout) {
 			be = edge_backend_for(av->backend_id, svc->id);
 			if (be && (be->flags & BE_F_ACTIVE)) {
-				av->last_seen = now;
 				*id_out = av->backend_id;
 				edge_count(EV_AFFINITY_HIT);
 				return be;
 			}
 		}
-		if (edge_maglev(svc, edge_client_hash(client), &id) < 0)
-			return 0;
-		be = edge_backend_for(id, svc->id);
-		if (!be)
-			return 0;
-		{
-			struct edge_aff_val nv = { .backend_id = id, .last_seen = now };
-
-			bpf_map_update_elem(&edge_affinity, &ak, &nv, BPF_ANY);
-		}
-		*id_out = id;
-		return be;
+		flow_hash = edge_client_hash(client);
 	}
 	if (edge_maglev(svc, flow_hash, &id) < 0)
 		return 0;
@@ -162,6 +151,20 @@ static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc 
 		return 0;
 	*id_out = id;
 	return be;
+}
+
+/* Session affinity: the client's entry (re)written when a flow of it is
+ * confirmed — by the first non-SYN packet that pins it in the connection
+ * table (or, for SNAT TCP, the handshake's completion), within the insert
+ * limit — never by a SYN. The affinity table is an LRU: written by SYNs,
+ * a flood of SYNs from spoofed sources pushed the real clients' entries
+ * out, and the next backend change spread them like strangers. */
+static __always_inline void edge_aff_remember(__u32 svc_id, __be32 client, __u32 be_id)
+{
+	struct edge_aff_key ak = { .svc_id = svc_id, .client = client };
+	struct edge_aff_val av = { .backend_id = be_id, .last_seen = edge_now_s() };
+
+	bpf_map_update_elem(&edge_affinity, &ak, &av, BPF_ANY);
 }
 
 #endif

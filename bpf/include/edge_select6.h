@@ -59,7 +59,8 @@ static __always_inline struct edge_backend6 *edge_backend6_for(__u32 id, __u32 s
 	return be;
 }
 
-/* New flow: session affinity (if configured and fresh), else Maglev. */
+/* New flow: session affinity (if configured and fresh), else Maglev;
+ * writes nothing (edge_pick_new). */
 static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_svc *svc,
 							    const struct pkt_addr6 *client,
 							    __u32 flow_hash, __u32 *id_out)
@@ -70,29 +71,16 @@ static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_sv
 	if (svc->affinity_timeout) {
 		struct edge_aff6_key ak = { .svc_id = svc->id, .client = *client };
 		struct edge_aff_val *av = bpf_map_lookup_elem(&edge_affinity6, &ak);
-		__u32 now = edge_now_s();
 
-		if (av && now - av->last_seen <= svc->affinity_timeout) {
+		if (av && edge_now_s() - av->last_seen <= svc->affinity_timeout) {
 			be = edge_backend6_for(av->backend_id, svc->id);
 			if (be && (be->flags & BE_F_ACTIVE)) {
-				av->last_seen = now;
 				*id_out = av->backend_id;
 				edge_count(EV_AFFINITY_HIT);
 				return be;
 			}
 		}
-		if (edge_maglev(svc, edge_client_hash6(client->w), &id) < 0)
-			return 0;
-		be = edge_backend6_for(id, svc->id);
-		if (!be)
-			return 0;
-		{
-			struct edge_aff_val nv = { .backend_id = id, .last_seen = now };
-
-			bpf_map_update_elem(&edge_affinity6, &ak, &nv, BPF_ANY);
-		}
-		*id_out = id;
-		return be;
+		flow_hash = edge_client_hash6(client->w);
 	}
 	if (edge_maglev(svc, flow_hash, &id) < 0)
 		return 0;
@@ -101,6 +89,16 @@ static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_sv
 		return 0;
 	*id_out = id;
 	return be;
+}
+
+/* The client's affinity entry, written when a flow is confirmed
+ * (edge_aff_remember). */
+static __always_inline void edge_aff6_remember(__u32 svc_id, const struct pkt_addr6 *client, __u32 be_id)
+{
+	struct edge_aff6_key ak = { .svc_id = svc_id, .client = *client };
+	struct edge_aff_val av = { .backend_id = be_id, .last_seen = edge_now_s() };
+
+	bpf_map_update_elem(&edge_affinity6, &ak, &av, BPF_ANY);
 }
 
 #endif

@@ -44,6 +44,7 @@
 #include "edge_xmit.h"
 #include "edge_icmp.h"
 #include "edge_conn.h"
+#include "edge_select.h"
 
 /* Units of edge clock >> 30 (≈ 1.07 s). */
 #define SNAT_HOLD_CLOSED 56 /* ≈ 60 s: a Linux TIME_WAIT */
@@ -280,6 +281,31 @@ static __always_inline void snat_seen(struct edge_snat_life *l, __u8 proto, cons
 		l->last = now;
 }
 
+/* A client packet of a flow that has its port: snat_seen, and whether it
+ * completed the handshake (each side has now acknowledged the other) —
+ * the point a SNAT TCP flow is confirmed (session affinity). */
+static __always_inline int snat_client_seen(struct edge_snat_life *l, __u8 proto, const struct snat_seg *s,
+					    __u32 now)
+{
+	__u8 was = l->flags;
+
+	snat_seen(l, proto, s, 0, now);
+	return !(was & SNAT_F_ESTABLISHED) && (l->flags & SNAT_F_ESTABLISHED);
+}
+
+/* After a SNAT flow's client packet: is the client's affinity entry to be
+ * written — this packet confirmed the flow, the service has affinity, and
+ * the insert limit allows (edge_aff_remember)? */
+static __always_inline int snat_aff_remember(const struct edge_config *cfg, const struct edge_svc *svc, int confirmed)
+{
+	if (!confirmed || !svc->affinity_timeout)
+		return 0;
+	if (edge_may_insert(cfg->ct_insert_limit))
+		return 1;
+	edge_count(EV_CT_INSERT_SKIPPED);
+	return 0;
+}
+
 /* The port search both families share: up to SNAT_PROBES hash-derived
  * ports of the range, each taken if free (BPF_NOEXIST: two CPUs cannot take
  * the same one) or if its flow is over. `map` is the family's reverse map,
@@ -313,10 +339,11 @@ static __always_inline __be16 snat_probe(void *map, void *k, __be16 *kport, cons
 	return 0;
 }
 
-/* Find (or re-establish) the edge port for this flow. */
+/* Find (or re-establish) the edge port for this flow; *confirmed set when
+ * this packet completed the flow's handshake. */
 static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, const struct pkt *p,
 					     const struct snat_seg *seg, const struct edge_backend *be,
-					     __u32 svc_id, __be16 have, __u32 hash, __u32 ifindex)
+					     __u32 svc_id, __be16 have, __u32 hash, __u32 ifindex, int *confirmed)
 {
 	struct edge_snat_key k = {
 		.backend_ip = be->ip, .backend_port = be->port, .proto = p->l4_proto,
@@ -333,7 +360,7 @@ static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, cons
 		cur = bpf_map_lookup_elem(&edge_snat_rev, &k);
 		if (cur && cur->client_ip == v.client_ip && cur->client_port == v.client_port &&
 		    cur->vip == v.vip && cur->vport == v.vport) {
-			snat_seen(&cur->life, p->l4_proto, seg, 0, now);
+			*confirmed |= snat_client_seen(&cur->life, p->l4_proto, seg, now);
 			return have;
 		}
 		/* Evicted (or taken over): try to take it back, else allocate. */
@@ -361,19 +388,24 @@ static __always_inline int edge_snat_keep_port(void *ct, const void *key, __u32 
 	return 1;
 }
 
+/* `confirmed`: the packet confirms a new flow by itself (a first non-SYN);
+ * a TCP flow is also confirmed by the client's packet that completes its
+ * handshake. */
 static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct edge_config *cfg,
 					  const struct pkt *p, const struct edge_ct_key *ck,
-					  const struct edge_backend *be, __u32 be_id, __u32 svc_id,
-					  __be16 have, __u32 hash, __u32 *ifindex)
+					  const struct edge_backend *be, __u32 be_id, const struct edge_svc *svc,
+					  __be16 have, int confirmed, __u32 hash, __u32 *ifindex)
 {
 	struct snat_seg seg = {};
 	__be16 port;
 
 	snat_seg_read(&seg, edge_data(ctx, xdp), edge_data_end(ctx, xdp), EDGE_L4_OFF,
 		      p->ip_len - p->ihl_bytes, p->l4_proto, p->tcp_flags);
-	port = edge_snat_port(cfg, p, &seg, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
+	port = edge_snat_port(cfg, p, &seg, be, svc->id, have, hash, edge_ifindex(ctx, xdp), &confirmed);
 	if (!edge_snat_keep_port(&edge_ct, ck, be_id, port, have))
 		return ACT_DROP;
+	if (snat_aff_remember(cfg, svc, confirmed))
+		edge_aff_remember(svc->id, p->saddr, be_id);
 	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, cfg->addr, port, be->ip, be->port) < 0)
 		return ACT_DROP;
 	return edge_forward(ctx, xdp, cfg, cfg->addr, be->node_ip, p->ip_len, ifindex);

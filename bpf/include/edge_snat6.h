@@ -46,6 +46,7 @@
 #include "edge_maps6.h"
 #include "edge_counters.h"
 #include "edge_xmit.h"
+#include "edge_select6.h"
 #include "edge_snat.h"
 #include "edge_dsr6.h"
 
@@ -137,7 +138,7 @@ static __always_inline int edge6_rewrite(void *ctx, const int xdp, __u8 proto,
 /* Find (or re-establish) the edge port for this flow (edge_snat_port). */
 static __always_inline __be16 edge6_snat_port(const struct edge_config *cfg, const struct edge6_pkt *p,
 					      const struct snat_seg *seg, const struct edge_backend6 *be, __u32 svc_id,
-					      __be16 have, __u32 hash, __u32 ifindex)
+					      __be16 have, __u32 hash, __u32 ifindex, int *confirmed)
 {
 	struct edge_snat6_key k = {
 		.backend_ip = be->ip, .backend_port = be->port, .proto = p->t.proto,
@@ -154,7 +155,7 @@ static __always_inline __be16 edge6_snat_port(const struct edge_config *cfg, con
 		cur = bpf_map_lookup_elem(&edge_snat_rev6, &k);
 		if (cur && addr6_eq(&cur->client_ip, &v.client_ip) && cur->client_port == v.client_port &&
 		    addr6_eq(&cur->vip, &v.vip) && cur->vport == v.vport) {
-			snat_seen(&cur->life, p->t.proto, seg, 0, now);
+			*confirmed |= snat_client_seen(&cur->life, p->t.proto, seg, now);
 			return have;
 		}
 		/* Evicted (or taken over): try to take it back, else allocate. */
@@ -168,11 +169,12 @@ static __always_inline __be16 edge6_snat_port(const struct edge_config *cfg, con
 /* The client's packet of a SNAT service (hop limit already decremented):
  * from the edge's address and the flow's port to the backend. `have` is
  * the port the connection table holds for the flow (0: none). The caller
- * has checked that the edge has an IPv6 address. */
+ * has checked that the edge has an IPv6 address. `confirmed`: as for
+ * edge_xmit_snat. */
 static __always_inline int edge6_xmit_snat(void *ctx, const int xdp, const struct edge_config *cfg,
 					   const struct edge_config6 *cfg6, const struct edge6_pkt *p,
-					   const struct edge_backend6 *be, __u32 be_id, __u32 svc_id,
-					   __be16 have, __u32 hash, __u32 *ifindex)
+					   const struct edge_backend6 *be, __u32 be_id, const struct edge_svc *svc,
+					   __be16 have, int confirmed, __u32 hash, __u32 *ifindex)
 {
 	struct snat_seg seg = {};
 	__be16 port;
@@ -180,9 +182,11 @@ static __always_inline int edge6_xmit_snat(void *ctx, const int xdp, const struc
 	ctx = edge6_ctx_fresh(ctx);
 	snat_seg_read(&seg, edge_data(ctx, xdp), edge_data_end(ctx, xdp), EDGE6_L4_OFF, p->plen,
 		      p->t.proto, p->tcp_flags);
-	port = edge6_snat_port(cfg, p, &seg, be, svc_id, have, hash, edge_ifindex(ctx, xdp));
+	port = edge6_snat_port(cfg, p, &seg, be, svc->id, have, hash, edge_ifindex(ctx, xdp), &confirmed);
 	if (!edge_snat_keep_port(&edge_ct6, &p->t, be_id, port, have))
 		return ACT_DROP;
+	if (snat_aff_remember(cfg, svc, confirmed))
+		edge_aff6_remember(svc->id, &p->t.saddr, be_id);
 	if (edge6_rewrite(ctx, xdp, p->t.proto, &cfg6->addr, port, &be->ip, be->port) < 0)
 		return ACT_DROP;
 	return edge6_forward(ctx, xdp, cfg, &cfg6->addr, &be->node_ip, IPV6_HLEN + p->plen, ifindex);

@@ -6,13 +6,19 @@
 import test from 'ava';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import { parsePacket } from '../lib/packets.js';
-import { backend, openEdge, service, tcpPacket } from './edge-helpers.js';
+import { parse6 } from '../lib/packets6.js';
+import { SMALL_MAPS, backend, openEdge, service, tcpPacket } from './edge-helpers.js';
+import { EDGE6, apply6, backend6, service6, tcp6 } from './edge6-helpers.js';
 
 const SYN = { syn: true };
 const ACK = { ack: true };
 
 function dst(dp: EdgeDatapath, data: Buffer): string {
   return parsePacket(dp.program('xdp').testRun({ data }).dataOut).ip.dst;
+}
+
+function dst6(dp: EdgeDatapath, data: Buffer): string {
+  return parse6(dp.program('xdp').testRun({ data }).dataOut.subarray(14)).dst;
 }
 
 test('a SYN flood 20 × the table size leaves the connection table as it was: established flows keep their backends across a backend change', (t) => {
@@ -41,4 +47,46 @@ test('a SYN flood 20 × the table size leaves the connection table as it was: es
     if (dst(dp, tcpPacket({ flags: SYN, sport: p + 1000 })) !== b) moved++;
   }
   t.true(moved > est.size / 2, `the backend change moves new tuples (${moved} of ${est.size})`);
+});
+
+// Session affinity (ClientIP) is an LRU too: before, every SYN of a new flow
+// wrote its client's entry, so spoofed SYNs from fresh sources pushed the
+// real clients' entries out, and after the next backend change those clients
+// were spread by Maglev like strangers. An entry is now written only when a
+// flow is confirmed — with the first non-SYN packet that pins it — so a SYN
+// flood writes none.
+test('a spoofed SYN flood 20 × the affinity table\'s size evicts no client\'s affinity: after a backend change every real client still reaches its backend (IPv4 and IPv6)', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, maxEntries: { ...SMALL_MAPS, edge_affinity: 1024, edge_affinity6: 1024 } });
+  const first = Array.from({ length: 4 }, (_, i) => backend(i + 1));
+  const first6 = Array.from({ length: 4 }, (_, i) => backend6(i + 1));
+  dp.applyServices([service({ affinityTimeoutSeconds: 3600, backends: first })]);
+  apply6(dp, service6({ affinityTimeoutSeconds: 3600, backends: first6 }));
+  const clients = Array.from({ length: 100 }, (_, i) => `198.51.100.${i + 1}`);
+  const clients6 = Array.from({ length: 100 }, (_, i) => `2001:db8:1::${(i + 1).toString(16)}`);
+  const home = new Map<string, string>();
+  for (const src of clients) {
+    const b = dst(dp, tcpPacket({ flags: SYN, src, sport: 50000 }));
+    t.is(dst(dp, tcpPacket({ flags: ACK, src, sport: 50000 })), b);
+    home.set(src, b);
+  }
+  for (const src of clients6) {
+    const b = dst6(dp, tcp6({ src, sport: 50000 }));
+    t.is(dst6(dp, tcp6({ src, sport: 50000, flags: ACK })), b);
+    home.set(src, b);
+  }
+  t.is(dp.map('edge_affinity').keys().length, clients.length, 'each client\'s handshake wrote its entry');
+  t.is(dp.map('edge_affinity6').keys().length, clients6.length);
+  for (let i = 0; i < 20_480; i++) {
+    dp.program('xdp').testRun({ data: tcpPacket({ flags: SYN, src: `198.18.${(i >> 8) & 255}.${i & 255}`, sport: 1024 + (i % 60000) }) });
+    dp.program('xdp').testRun({ data: tcp6({ src: `2001:db8:66::${(i + 1).toString(16)}`, sport: 1024 + (i % 60000) }) });
+  }
+  t.is(dp.map('edge_affinity').keys().length, clients.length, 'no SYN wrote an entry');
+  t.is(dp.map('edge_affinity6').keys().length, clients6.length);
+  // Many new pods: Maglev now sends most clients elsewhere, affinity keeps them.
+  dp.applyServices([service({ affinityTimeoutSeconds: 3600, backends: [...first, ...Array.from({ length: 12 }, (_, i) => backend(20 + i))] })]);
+  apply6(dp, service6({ affinityTimeoutSeconds: 3600, backends: [...first6, ...Array.from({ length: 12 }, (_, i) => backend6(20 + i))] }));
+  let kept = 0;
+  for (const src of clients) if (dst(dp, tcpPacket({ flags: SYN, src, sport: 50001 })) === home.get(src)) kept++;
+  for (const src of clients6) if (dst6(dp, tcp6({ src, sport: 50001 })) === home.get(src)) kept++;
+  t.is(kept, clients.length + clients6.length, 'every real client kept its backend');
 });

@@ -424,6 +424,9 @@ test('session affinity: a client keeps its backend for new connections after the
   const bs = Array.from({ length: 6 }, (_, i) => backend(i + 1));
   dp.applyServices([service({ affinityTimeoutSeconds: 600, backends: bs })]);
   const first = parsePacket(run(dp, tcpPacket({ flags: SYN, sport: 45000 })).out).ip.dst;
+  t.is(dp.map('edge_affinity').keys().length, 0, 'a SYN writes no affinity entry (a spoofed SYN flood would wash the table out)');
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport: 45000 })).out).ip.dst, first);
+  t.is(dp.map('edge_affinity').keys().length, 1, 'the ACK that pins the flow writes it');
   for (let port = 45001; port < 45020; port++) t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, sport: port })).out).ip.dst, first);
   const more = [...bs, ...Array.from({ length: 30 }, (_, i) => backend(100 + i))];
   dp.applyServices([service({ affinityTimeoutSeconds: 600, backends: more })]);
@@ -695,6 +698,7 @@ test('session affinity expires after its timeout', async (t) => {
     }
   }
   t.truthy(client);
+  run(dp, tcpPacket({ flags: ACK, src: client })); // the handshake's ACK confirms the flow: the affinity entry
   dp.applyServices([service({ affinityTimeoutSeconds: 1, backends: more })]);
   t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51000 })).out).ip.dst, before, 'within the timeout');
   await new Promise((r) => setTimeout(r, 2300));
@@ -707,6 +711,27 @@ test('session affinity expires after its timeout', async (t) => {
 function snatReply(port: number, flags: Parameters<typeof tcpPacket>[0]['flags'], be = '10.244.1.1', seq = 0, ack = 0): Buffer {
   return buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE, df: true }, tcp: { sport: 8080, dport: port, flags: flags ?? ACK, seq, ack } });
 }
+
+test('SNAT TCP with session affinity: the entry is written when the handshake completes (the client\'s ACK after the backend\'s SYN-ACK), never by a SYN; clients keep their backend across a change', (t) => {
+  const dp = openEdge(t);
+  const bs = Array.from({ length: 4 }, (_, i) => backend(i + 1));
+  dp.applyServices([service({ mode: 'snat', affinityTimeoutSeconds: 3600, backends: bs })]);
+  // Spoofed SYNs: ports are taken (half-open, given back after a minute), no affinity.
+  for (let i = 0; i < 200; i++) run(dp, tcpPacket({ flags: SYN, src: `198.18.0.${i + 1}` }));
+  t.is(dp.map('edge_affinity').keys().length, 0, 'no SYN wrote an affinity entry');
+  const home = new Map<string, string>();
+  for (let i = 1; i <= 40; i++) {
+    const src = `198.51.100.${i}`;
+    const f = parsePacket(run(dp, tcpPacket({ flags: SYN, src })).out);
+    run(dp, snatReply(f.tcp!.sport, { syn: true, ack: true }, f.ip.dst, 5000, 1001));
+    t.is(dp.map('edge_affinity').keys().length, i - 1, 'nor the SYN-ACK');
+    t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, src, seq: 1001, ack: 5001 })).out).ip.dst, f.ip.dst);
+    t.is(dp.map('edge_affinity').keys().length, i, 'the client\'s ACK completing the handshake did');
+    home.set(src, f.ip.dst);
+  }
+  dp.applyServices([service({ mode: 'snat', affinityTimeoutSeconds: 3600, backends: [...bs, ...Array.from({ length: 12 }, (_, i) => backend(20 + i))] })]);
+  for (const [src, b] of home) t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, src, sport: 41000 })).out).ip.dst, b, src);
+});
 
 test('SNAT capacity: one backend holds at most the port range in live flows; beyond it new flows are dropped and counted', (t) => {
   // The default range 20000–32767 (12 768 ports), and a reverse map big enough not to evict.

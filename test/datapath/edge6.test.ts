@@ -512,9 +512,14 @@ test6('ClientIP affinity for IPv6: every flow of a client on one backend, refres
   const d = service6({ backends: [...THREE, backend6(4), backend6(5)], affinityTimeoutSeconds: 30 });
   apply6(dp, d);
   const one = new Set<string>();
-  for (let sport = 48000; sport < 48020; sport++) one.add(dst6(h.run(dp, tcp6({ sport })).out));
+  for (let sport = 48000; sport < 48020; sport++) {
+    one.add(dst6(h.run(dp, tcp6({ sport })).out));
+    if (sport === 48000) t.is(dp.map('edge_affinity6').keys().length, 0, 'a SYN writes no affinity entry');
+    one.add(dst6(h.run(dp, tcp6({ sport, flags: { ack: true } })).out));
+  }
   t.is(one.size, 1, 'one backend for all flows of the client');
-  t.is(stats(dp).affinity_hit, 19);
+  t.is(dp.map('edge_affinity6').keys().length, 1, 'the first ACK wrote it');
+  t.is(stats(dp).affinity_hit, 19 * 2, 'every later SYN and first ACK found it');
   const many = new Set<string>();
   for (let i = 1; i < 40; i++) many.add(dst6(h.run(dp, tcp6({ src: `2001:db8:1::${(0x100 + i).toString(16)}` })).out));
   t.true(many.size > 2, 'clients spread over the backends');
