@@ -249,7 +249,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	if (sc_be)
 		return edge_sc_xmit(ctx, xdp, cfg, &p, be, sc_be, hash, ifindex);
 	if (new_flow && !syn) {
-		if (edge_may_insert(cfg->ct_insert_limit)) {
+		if (edge_may_insert(cfg, EDGE_INSERT_V4)) {
 			struct edge_ct_val nv = { .backend_id = be_id };
 
 			bpf_map_update_elem(&edge_ct, &ck, &nv, BPF_ANY);

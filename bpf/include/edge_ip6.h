@@ -332,7 +332,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 		return edge6_sc_xmit(ctx, xdp, cfg, cfg6, &p, be, sc_be, hash, ifindex);
 	/* Inserted with the flow's first non-SYN packet (edge.c). */
 	if (new_flow && !syn) {
-		if (edge_may_insert(cfg->ct_insert_limit)) {
+		if (edge_may_insert(cfg, EDGE_INSERT_V6)) {
 			struct edge_ct_val nv = { .backend_id = be_id };
 
 			bpf_map_update_elem(&edge_ct6, &p.t, &nv, BPF_ANY);

@@ -162,6 +162,8 @@ struct edge_config {
 	__u8 gw_mac[6];        /* CFG_F_GW_MAC next hop */
 	__u8 own_mac[6];
 	__u64 now_ns;          /* test clock: when non-zero, used instead of the kernel's */
+	__u32 ct6_insert_limit; /* the same for the IPv6 flow tables (user space scales it to their share) */
+	__u32 pad2;
 };
 
 struct {

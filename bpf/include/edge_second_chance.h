@@ -241,7 +241,7 @@ static __always_inline void *edge_sc_decide(const int v6, const struct edge_conf
 		edge_sc_count(SC_SECONDARY_GONE);
 		return 0;
 	}
-	if (edge_may_insert(cfg->ct_insert_limit)) {
+	if (edge_may_insert(cfg, v6 ? EDGE_INSERT_V6 : EDGE_INSERT_V4)) {
 		struct edge_sc_pair np = { .primary = *be_id, .secondary = old_id };
 
 		if (tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))

@@ -7,35 +7,48 @@
 #include "edge_maps.h"
 #include "edge_counters.h"
 #include "edge_hash.h"
+#include "edge_conn.h"
 
 struct edge_insert_window {
 	__u64 window; /* coarse ns >> 30 (≈ 1.07 s) */
 	__u64 count;
 };
 
+/* One window per family: EDGE_INSERT_V4 (edge_ct, edge_sc_flows, edge_affinity)
+ * and EDGE_INSERT_V6 (the *6 tables). */
+#define EDGE_INSERT_V4 0
+#define EDGE_INSERT_V6 1
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct edge_insert_window);
 } edge_insert_limit SEC(".maps");
 
-/* May this CPU add one more conntrack entry in the current window? Under a
- * SYN flood new entries stop after `limit` per CPU per window; the flows
- * keep working (Maglev gives the same backend as long as the backend set is
- * stable), they only lose protection against backend-set changes. */
-static __always_inline int edge_may_insert(__u32 limit)
+/* May this CPU add one more entry to a family's flow tables in the current
+ * window? Under a flood of new flows (spoofed ACKs or UDP; SYNs insert
+ * nothing) new entries stop after the family's limit per CPU per window;
+ * the flows keep working (Maglev gives the same backend as long as the
+ * backend set is stable), they only lose protection against backend-set
+ * changes. Each family counts apart, IPv6 against ct6_insert_limit — user
+ * space scales it to edge_ct6's share of the flow tables, so a flood at the
+ * limit rewrites the smaller table no faster than edge_ct; with one budget
+ * for both, it rewrote edge_ct6 three times faster, and a flood of one
+ * family used up the other's inserts. The clock is the test clock when set
+ * (edge_now_ns): a test's flood stays in one window. */
+static __always_inline int edge_may_insert(const struct edge_config *cfg, const __u32 family)
 {
+	__u32 limit = family == EDGE_INSERT_V6 ? cfg->ct6_insert_limit : cfg->ct_insert_limit;
 	struct edge_insert_window *w;
-	__u32 zero = 0;
 	__u64 now;
 
 	if (limit == 0)
 		return 1;
-	w = bpf_map_lookup_elem(&edge_insert_limit, &zero);
+	w = bpf_map_lookup_elem(&edge_insert_limit, &family);
 	if (!w)
 		return 1;
-	now = bpf_ktime_get_coarse_ns() >> 30;
+	now = edge_now_ns(cfg) >> 30;
 	if (w->window != now) {
 		w->window = now;
 		w->count = 0;

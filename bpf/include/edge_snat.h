@@ -296,11 +296,12 @@ static __always_inline int snat_client_seen(struct edge_snat_life *l, __u8 proto
 /* After a SNAT flow's client packet: is the client's affinity entry to be
  * written — this packet confirmed the flow, the service has affinity, and
  * the insert limit allows (edge_aff_remember)? */
-static __always_inline int snat_aff_remember(const struct edge_config *cfg, const struct edge_svc *svc, int confirmed)
+static __always_inline int snat_aff_remember(const struct edge_config *cfg, const struct edge_svc *svc, int confirmed,
+					     const __u32 family)
 {
 	if (!confirmed || !svc->affinity_timeout)
 		return 0;
-	if (edge_may_insert(cfg->ct_insert_limit))
+	if (edge_may_insert(cfg, family))
 		return 1;
 	edge_count(EV_CT_INSERT_SKIPPED);
 	return 0;
@@ -404,7 +405,7 @@ static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct
 	port = edge_snat_port(cfg, p, &seg, be, svc->id, have, hash, edge_ifindex(ctx, xdp), &confirmed);
 	if (!edge_snat_keep_port(&edge_ct, ck, be_id, port, have))
 		return ACT_DROP;
-	if (snat_aff_remember(cfg, svc, confirmed))
+	if (snat_aff_remember(cfg, svc, confirmed, EDGE_INSERT_V4))
 		edge_aff_remember(svc->id, p->saddr, be_id);
 	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, cfg->addr, port, be->ip, be->port) < 0)
 		return ACT_DROP;

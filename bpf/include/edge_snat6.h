@@ -185,7 +185,7 @@ static __always_inline int edge6_xmit_snat(void *ctx, const int xdp, const struc
 	port = edge6_snat_port(cfg, p, &seg, be, svc->id, have, hash, edge_ifindex(ctx, xdp), &confirmed);
 	if (!edge_snat_keep_port(&edge_ct6, &p->t, be_id, port, have))
 		return ACT_DROP;
-	if (snat_aff_remember(cfg, svc, confirmed))
+	if (snat_aff_remember(cfg, svc, confirmed, EDGE_INSERT_V6))
 		edge_aff6_remember(svc->id, &p->t.saddr, be_id);
 	if (edge6_rewrite(ctx, xdp, p->t.proto, &cfg6->addr, port, &be->ip, be->port) < 0)
 		return ACT_DROP;

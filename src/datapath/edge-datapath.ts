@@ -23,6 +23,7 @@ import {
   EDGE_RING_PER_ELEM,
   EDGE_STAT_NAMES,
   edgeLayoutMismatches,
+  ct6InsertLimit,
   encodeConfig,
   sumPacketsBytes,
   sumU64,
@@ -64,7 +65,10 @@ export interface EdgeDatapathOptions {
   snatPorts?: { min: number; max: number };
   /** IPIP outer sources: `bits` low bits of `network` from the flow hash (RSS on the nodes). Default: the edge address. */
   ipipSource?: { network: string; bits: number };
-  /** New connection-table entries per CPU per second (SYN-flood guard); 0 = unlimited. Default 200000. */
+  /**
+   * New connection-table entries per CPU per second (spoofed-flood guard; SYNs insert nothing); 0 = unlimited.
+   * Default 200000. The IPv6 tables count apart, at this limit scaled by edge_ct6's size against edge_ct's.
+   */
   ctInsertLimit?: number;
   forward?: ForwardMode;
   /** Dispatch for `auto` services until setPathDispatch says otherwise. Default 'ipip' (works on any path). */
@@ -349,6 +353,7 @@ export class EdgeDatapath {
       snatPortMin: o.snatPorts?.min ?? 20000,
       snatPortMax: o.snatPorts?.max ?? 32767,
       ctInsertLimit: o.ctInsertLimit ?? 200000,
+      ct6InsertLimit: ct6InsertLimit(o.ctInsertLimit ?? 200000, this.maps.edge_ct.maxEntries, this.maps.edge_ct6.maxEntries),
       gwMac: fwd.kind === 'gateway' ? fwd.gatewayMac : '00:00:00:00:00:00',
       ownMac: fwd.kind === 'gateway' ? fwd.ownMac : '00:00:00:00:00:00',
     });

@@ -247,13 +247,15 @@ export interface EdgeConfigValue {
   snatPortMin: number;
   snatPortMax: number;
   ctInsertLimit: number;
+  /** The same for the IPv6 flow tables, counted apart; EdgeDatapath scales it to edge_ct6's share (ct6InsertLimit). */
+  ct6InsertLimit: number;
   gwMac: string;
   ownMac: string;
   /** Test clock (ns); 0n/absent = the kernel's coarse monotonic clock. */
   nowNs?: bigint;
 }
 
-export const EDGE_CONFIG_SIZE = 48;
+export const EDGE_CONFIG_SIZE = 56;
 
 /**
  * edge_snat_rev (struct edge_snat_key / edge_snat_val): only the program
@@ -270,6 +272,16 @@ function macBytes(mac: string, what: string): Buffer {
   const parts = mac.split(':');
   if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`${what} '${mac}' is not a MAC address`);
   return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+/**
+ * The IPv6 flow tables' insert limit: the IPv4 one scaled by edge_ct6's size
+ * against edge_ct's, so a flood at the limit rewrites either table at the
+ * same pace (edge_select.h). Never 0 for a non-zero limit (0 is unlimited).
+ */
+export function ct6InsertLimit(ctInsertLimit: number, ctEntries: number, ct6Entries: number): number {
+  if (ctInsertLimit === 0) return 0;
+  return Math.max(1, Math.min(0xffffffff, Math.round((ctInsertLimit * ct6Entries) / ctEntries)));
 }
 
 export function encodeConfig(c: EdgeConfigValue): Buffer {
@@ -292,6 +304,7 @@ export function encodeConfig(c: EdgeConfigValue): Buffer {
   macBytes(c.gwMac, 'gateway MAC').copy(b, 28);
   macBytes(c.ownMac, 'own MAC').copy(b, 34);
   b.writeBigUInt64LE(c.nowNs ?? 0n, 40);
+  b.writeUInt32LE(c.ct6InsertLimit, 48);
   return b;
 }
 

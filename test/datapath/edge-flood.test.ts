@@ -4,11 +4,12 @@
 // the table's size leaves it exactly as it was, and every established flow
 // keeps its backend even after the backend set changes under it.
 import test from 'ava';
+import { availableParallelism } from 'node:os';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 import { parsePacket } from '../lib/packets.js';
 import { parse6 } from '../lib/packets6.js';
-import { SMALL_MAPS, backend, openEdge, service, tcpPacket } from './edge-helpers.js';
-import { EDGE6, apply6, backend6, service6, tcp6 } from './edge6-helpers.js';
+import { SEC, SMALL_MAPS, backend, openEdge, service, setEdgeClock, tcpPacket } from './edge-helpers.js';
+import { EDGE6, apply6, backend6, service6, tcp6, udp6 } from './edge6-helpers.js';
 
 const SYN = { syn: true };
 const ACK = { ack: true };
@@ -89,4 +90,56 @@ test('a spoofed SYN flood 20 × the affinity table\'s size evicts no client\'s a
   for (const src of clients) if (dst(dp, tcpPacket({ flags: SYN, src, sport: 50001 })) === home.get(src)) kept++;
   for (const src of clients6) if (dst6(dp, tcp6({ src, sport: 50001 })) === home.get(src)) kept++;
   t.is(kept, clients.length + clients6.length, 'every real client kept its backend');
+});
+
+// A non-SYN without an entry is a new flow and enters the table (edge
+// restarts and ECMP moves must not lose flows), so a flood of spoofed ACKs
+// or UDP can insert — up to the per-CPU insert limit, whose default is sized
+// for the IPv4 table. Before, IPv6 shared that one budget: edge_ct6 holds a
+// quarter of the flow budget (FLOW_BUDGET_SHARE), so a flood at the limit
+// rewrote it three to four times faster than edge_ct, and an IPv4 flood used
+// up the IPv6 clients' inserts (and the other way round). Each family now
+// has its own budget, IPv6's scaled by its table's share.
+test('a spoofed non-SYN flood at the insert limit: edge_ct6 gets a budget of its own scaled to its size — IPv6 established flows survive, and an IPv4 flood does not use up IPv6\'s inserts', (t) => {
+  const limit = 1100;
+  const cpus = availableParallelism();
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, ctInsertLimit: limit, maxEntries: { ...SMALL_MAPS, edge_ct: 4096, edge_ct6: 1024 } });
+  setEdgeClock(dp, 1000n * SEC); // one insert window for the whole test
+  const first = Array.from({ length: 4 }, (_, i) => backend(i + 1));
+  const first6 = Array.from({ length: 4 }, (_, i) => backend6(i + 1));
+  dp.applyServices([service({ backends: first })]);
+  apply6(dp, service6({ backends: first6 }));
+  const est = new Map<number, string>();
+  for (let p = 53000; p < 53100; p++) {
+    const b = dst(dp, tcpPacket({ flags: SYN, sport: p }));
+    t.is(dst(dp, tcpPacket({ flags: ACK, sport: p })), b);
+    est.set(p, b);
+  }
+  // IPv4 spoofed ACKs: 8 × the limit.
+  for (let i = 0; i < 8 * limit; i++) {
+    dp.program('xdp').testRun({ data: tcpPacket({ flags: ACK, src: `198.18.${(i >> 8) & 255}.${i & 255}`, sport: 1024 + i }) });
+  }
+  t.true(dp.counters().stats.ct_insert_skipped > 0, 'the IPv4 flood met the limit');
+  const est6 = new Map<number, string>();
+  for (let p = 53000; p < 53100; p++) {
+    const b = dst6(dp, tcp6({ sport: p }));
+    t.is(dst6(dp, tcp6({ sport: p, flags: ACK })), b);
+    est6.set(p, b);
+  }
+  const ct6 = (): number => dp.map('edge_ct6').keys().length;
+  t.is(ct6(), est6.size, 'the IPv6 clients\' flows were remembered after the IPv4 flood');
+  // IPv6 spoofed ACKs and UDP: 8 × the limit, 17 × edge_ct6.
+  for (let i = 0; i < 8 * limit; i++) {
+    const src = `2001:db8:66::${(i + 1).toString(16)}`;
+    dp.program('xdp').testRun({ data: i % 2 ? tcp6({ src, sport: 1024 + i, flags: ACK }) : udp6({ src, sport: 1024 + i, dport: 80 }) });
+  }
+  const share = Math.ceil((limit * 1024) / 4096);
+  t.true(ct6() - est6.size <= cpus * share, `the IPv6 flood inserted ${ct6() - est6.size}, at most ${share} per CPU`);
+  // Many new pods, the old ones terminating: every established flow of either family keeps its backend.
+  dp.applyServices([service({ backends: [...first.map((b) => ({ ...b, state: 'terminating' as const })), ...Array.from({ length: 8 }, (_, i) => backend(20 + i))] })]);
+  apply6(dp, service6({ backends: [...first6.map((b) => ({ ...b, state: 'terminating' as const })), ...Array.from({ length: 8 }, (_, i) => backend6(20 + i))] }));
+  let kept = 0;
+  for (const [p, b] of est) if (dst(dp, tcpPacket({ flags: ACK, sport: p })) === b) kept++;
+  for (const [p, b] of est6) if (dst6(dp, tcp6({ sport: p, flags: ACK })) === b) kept++;
+  t.is(kept, est.size + est6.size, 'every established flow kept its backend');
 });
