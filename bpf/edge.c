@@ -31,6 +31,11 @@
  *   - Packets to a service that already carry IPv4 options (IHL > 5) are
  *     dropped (DROP_IP_OPTIONS): there is no room to add ours, and a client
  *     must never be able to hand the node a forged DSR option.
+ *   - Packets to a service in a frame sent to a link-layer broadcast or
+ *     multicast address, or from one, are dropped (DROP_L2_GROUP): the
+ *     edge forwards and answers only frames addressed to it, as Linux does
+ *     (edge_l2_group); ICMP errors and SNAT replies in such frames pass to
+ *     the stack untouched.
  *   - VLAN-tagged packets to a service are dropped (DROP_VLAN); the uplink
  *     is expected to be untagged (attach to the VLAN device instead). On tc
  *     the kernel has moved the tag out of the frame (skb->vlan_present).
@@ -140,6 +145,10 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	}
 	if (!xdp && edge_tagged(ctx, xdp, &p)) {
 		edge_count(DROP_VLAN);
+		return ACT_DROP;
+	}
+	if (edge_l2_group(data, end)) {
+		edge_count(DROP_L2_GROUP);
 		return ACT_DROP;
 	}
 	if (p.ihl_bytes != 20) {

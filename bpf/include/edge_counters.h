@@ -41,6 +41,8 @@ enum edge_stat {
 			       * empty (edge_icmp_limit.h): a flood's reflection stops here */
 	EV_SNAT_FIN_IGNORED,  /* a FIN on a SNAT flow without the ACK bit or outside the window of
 			       * the numbers its receiver expects: not towards the flow's end */
+	DROP_L2_GROUP,        /* to a service in a frame sent to a link-layer broadcast/multicast
+			       * address, or from one (edge_l2_group) */
 	EDGE_STAT_MAX,
 };
 

@@ -26,6 +26,9 @@
  *     DROP_IP_OPTIONS — there is no room to insert ours first, and a client
  *     must never hand the node a forged DSR header. The same packets to
  *     other addresses pass untouched.
+ *   - To a service in a frame sent to (or from) a link-layer group address:
+ *     DROP_L2_GROUP (edge_l2_group); ICMPv6 errors and SNAT replies in such
+ *     frames pass untouched.
  *   - VLAN-tagged IPv6 to a VIP: DROP_VLAN (on tc also a tag the kernel
  *     took out of the frame: skb->vlan_present). Other tagged IPv6 passes.
  *   - Truncated headers (shorter than the payload length says) pass to the
@@ -229,6 +232,10 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 		return edge6_snat_reverse(ctx, xdp, &p, plen, ifindex);
 
 	/* A packet to a service. */
+	if (edge_l2_group(data, end)) {
+		edge_count(DROP_L2_GROUP);
+		return ACT_DROP;
+	}
 	if (!edge6_l4_sane(data, end, p.t.proto, plen)) {
 		edge_count(DROP_MALFORMED);
 		return ACT_DROP;

@@ -431,7 +431,8 @@ static __always_inline int edge_snat_reverse(void *ctx, const int xdp, const str
 	ctx = edge_ctx_fresh(ctx);
 	if (port < cfg->snat_port_min || port > cfg->snat_port_max)
 		return ACT_PASS;
-	if (edge_tagged(ctx, xdp, p) || p->ihl_bytes != 20)
+	if (edge_tagged(ctx, xdp, p) || p->ihl_bytes != 20 ||
+	    edge_l2_group(edge_data(ctx, xdp), edge_data_end(ctx, xdp)))
 		return ACT_PASS;
 	v = bpf_map_lookup_elem(&edge_snat_rev, &k);
 	if (!v)

@@ -229,7 +229,8 @@ static __always_inline int edge6_snat_reverse(void *ctx, const int xdp, const st
 	     (to[3] ^ cfg6->addr.w[3])) != 0 || addr6_is_zero(&cfg6->addr))
 		return ACT_PASS;
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
-	if (!cfg || port < cfg->snat_port_min || port > cfg->snat_port_max)
+	if (!cfg || port < cfg->snat_port_min || port > cfg->snat_port_max ||
+	    edge_l2_group(data, end))
 		return ACT_PASS;
 	addr6_load(&k.backend_ip, &ip6->saddr);
 	k.backend_port = p->t.sport;

@@ -45,7 +45,8 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 
 	if (p->icmp_type != ICMP_DEST_UNREACH)
 		return ACT_PASS;
-	if (edge_tagged(ctx, xdp, p) || p->ihl_bytes != 20)
+	if (edge_tagged(ctx, xdp, p) || p->ihl_bytes != 20 ||
+	    edge_l2_group(edge_data(ctx, xdp), edge_data_end(ctx, xdp)))
 		return ACT_PASS;
 	/* The quoted header and the 8 L4 bytes RFC 792 guarantees must lie
 	 * within the packet, not in the frame's trailing bytes

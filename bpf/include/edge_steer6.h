@@ -48,6 +48,8 @@ static __always_inline int edge6_icmp_steer(void *ctx, const int xdp, __u32 plen
 		return ACT_PASS;
 	if (ih->type != ICMP6_PKT_TOOBIG && ih->type != ICMP6_DEST_UNREACH)
 		return ACT_PASS;
+	if (edge_l2_group(data, end))
+		return ACT_PASS; /* not addressed to the edge (edge_l2_group) */
 	if (iip->nexthdr != IPPROTO_TCP && iip->nexthdr != IPPROTO_UDP)
 		return ACT_PASS;
 	addr6_load(&sk.vip, &iip->saddr);

@@ -39,6 +39,23 @@ static __always_inline void *edge_data_end(void *ctx, const int xdp)
 	return (void *)(long)((struct __sk_buff *)ctx)->data_end;
 }
 
+/* Was the frame sent to a link-layer group address (broadcast, multicast),
+ * or from one (no sender has one: IEEE 802 source addresses are
+ * individual)? Such a frame is not the edge's to forward or answer: Linux
+ * forwards and answers only frames addressed to it (ip_forward and
+ * ip6_forward drop pkt_type != PACKET_HOST, icmp_send does not answer
+ * them). Served, one forged broadcast reached a pod once per edge on the
+ * segment, each edge remembering the flow, and an ICMP error went out from
+ * the group address (the error swaps the frame's MACs) or to it. */
+static __always_inline int edge_l2_group(const void *data, const void *end)
+{
+	const struct ethhdr *eth = data;
+
+	if ((const void *)(eth + 1) > end)
+		return 1;
+	return (eth->h_dest[0] | eth->h_source[0]) & 1;
+}
+
 /* tc: clang may keep &skb->data_end computed once in the caller and spill
  * it; the verifier refuses a load through such a modified context pointer
  * ("dereference of modified ctx ptr"). A context pointer laundered before

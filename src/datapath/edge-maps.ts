@@ -92,6 +92,7 @@ export const EDGE_STAT_NAMES = [
   'snat_rst_ignored',
   'drop_icmp_rate',
   'snat_fin_ignored',
+  'drop_l2_group',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 

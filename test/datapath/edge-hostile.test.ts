@@ -231,6 +231,52 @@ test('IPv6: link-local (fe80::/10) and v4-mapped (::ffff:0:0/96) sources open no
   for (const src of ['169.253.255.255', '169.255.0.1']) t.is(run(dp4, tcpPacket({ flags: ACK, src })).retval, XDP_PASS, src);
 });
 
+test('frames sent to a link-layer broadcast or multicast address (or from one) are not forwarded, remembered or answered — as Linux forwards and answers only frames addressed to it (IPv4 and IPv6)', (t) => {
+  // Before: a frame to ff:ff:ff:ff:ff:ff with a VIP inside was balanced,
+  // remembered and forwarded by every edge on the segment (one forged frame,
+  // one copy per edge), and a TTL-1 one was answered with a time-exceeded
+  // whose source MAC was the broadcast address; a frame *from* a group MAC
+  // had its answer sent to that group.
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 20000, max: 20003 } });
+  dp.applyServices([service(), service({ service: 'default/dns', frontend: { vip: VIP, port: 53, protocol: 'UDP' }, mode: 'snat' })]);
+  apply6(dp, service6());
+  const withMacs = (f: Buffer, dst: string | null, src: string | null): Buffer => {
+    const g = Buffer.from(f);
+    if (dst) Buffer.from(dst.replace(/:/g, ''), 'hex').copy(g, 0);
+    if (src) Buffer.from(src.replace(/:/g, ''), 'hex').copy(g, 6);
+    return g;
+  };
+  const group: Array<[string | null, string | null]> = [['ff:ff:ff:ff:ff:ff', null], ['01:00:5e:00:00:01', null], ['33:33:00:00:00:01', null], [null, '03:00:00:00:00:01']];
+  const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true }, tcp: { sport: 80, dport: 47000, flags: ACK } });
+  const icmp = buildPacket({ eth: clientEth, ip: { src: '192.0.2.99', dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) });
+  const spec = tcpSpec({ flags: { syn: true } });
+  const ttl1 = buildPacket({ ...spec, ip: { ...spec.ip, ttl: 1 } });
+  let drops = 0;
+  for (const [dst, src] of group) {
+    for (const hook of ['xdp', 'tc'] as const) {
+      const drop = hook === 'xdp' ? XDP_DROP : TC_ACT_SHOT;
+      const pass = hook === 'xdp' ? XDP_PASS : TC_ACT_OK;
+      const what = `${dst ?? 'from ' + src} (${hook})`;
+      for (const f of [tcpPacket({ flags: { syn: true } }), tcpPacket({ flags: ACK }), udpPacket({ dport: 53 }), ttl1, tcp6(), tcp6({ flags: ACK }), tcp6({ hopLimit: 1 })]) {
+        t.is(run(dp, withMacs(f, dst, src), hook).retval, drop, what);
+        drops++;
+      }
+      // An ICMP error in such a frame is left to the stack (which neither forwards nor answers it), untouched.
+      const o = run(dp, withMacs(icmp, dst, src), hook);
+      t.is(o.retval, pass, `ICMP ${what}`);
+      t.is(hex(o.out), hex(withMacs(icmp, dst, src)));
+    }
+  }
+  t.like(dp.counters().stats, { drop_l2_group: drops, ttl_exceeded: 0, icmp_steered: 0, icmp_too_big_sent: 0 });
+  t.is(dp.map('edge_ct').keys().length, 0);
+  t.is(dp.map('edge_ct6').keys().length, 0);
+  t.is(dp.map('edge_snat_rev').keys().length, 0);
+  // The same frames to the edge's own MAC are served.
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK })).out).ip.dst, '10.244.1.1');
+  t.is(run(dp, tcp6({ flags: ACK })).retval, XDP_PASS);
+  t.is(dp.map('edge_ct').keys().length + dp.map('edge_ct6').keys().length, 2);
+});
+
 // ---------------------------------------------------------------- blind RSTs on SNAT flows (RFC 5961 §3.2)
 
 test('SNAT: a blind RST forged with a client\'s tuple does not hand that idle connection\'s port to another client (the backend\'s next segment still reaches its client); the client\'s own RST does', (t) => {
