@@ -134,8 +134,9 @@ static __always_inline __u32 edge_now_s(void)
 
 /* New flow: session affinity first (if configured and fresh), else Maglev
  * over the active backends — for affinity over the client's address alone,
- * so a client without an entry still lands on one backend. Writes nothing:
- * the entry is written once the flow is confirmed (edge_aff_remember). */
+ * so a client without an entry still lands on one backend. Adds no entry:
+ * that is written once the flow is confirmed (edge_aff_remember); a fresh
+ * one found is only kept fresh. */
 static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc *svc,
 							  __be32 client, __u32 flow_hash,
 							  __u32 *id_out)
@@ -146,10 +147,14 @@ static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc 
 	if (svc->affinity_timeout) {
 		struct edge_aff_key ak = { .svc_id = svc->id, .client = client };
 		struct edge_aff_val *av = bpf_map_lookup_elem(&edge_affinity, &ak);
+		__u32 now = edge_now_s();
 
-		if (av && edge_now_s() - av->last_seen <= svc->affinity_timeout) {
+		if (av && now - av->last_seen <= svc->affinity_timeout) {
 			be = edge_backend_for(av->backend_id, svc->id);
 			if (be && (be->flags & BE_F_ACTIVE)) {
+				/* Kept fresh in place (no entry is added): a SYN
+				 * near the timeout and its ACK then agree. */
+				av->last_seen = now;
 				*id_out = av->backend_id;
 				edge_count(EV_AFFINITY_HIT);
 				return be;

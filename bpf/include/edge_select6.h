@@ -59,8 +59,8 @@ static __always_inline struct edge_backend6 *edge_backend6_for(__u32 id, __u32 s
 	return be;
 }
 
-/* New flow: session affinity (if configured and fresh), else Maglev;
- * writes nothing (edge_pick_new). */
+/* New flow: session affinity (if configured and fresh), else Maglev; adds
+ * no entry (edge_pick_new). */
 static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_svc *svc,
 							    const struct pkt_addr6 *client,
 							    __u32 flow_hash, __u32 *id_out)
@@ -71,10 +71,14 @@ static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_sv
 	if (svc->affinity_timeout) {
 		struct edge_aff6_key ak = { .svc_id = svc->id, .client = *client };
 		struct edge_aff_val *av = bpf_map_lookup_elem(&edge_affinity6, &ak);
+		__u32 now = edge_now_s();
 
-		if (av && edge_now_s() - av->last_seen <= svc->affinity_timeout) {
+		if (av && now - av->last_seen <= svc->affinity_timeout) {
 			be = edge_backend6_for(av->backend_id, svc->id);
 			if (be && (be->flags & BE_F_ACTIVE)) {
+				/* Kept fresh in place (no entry is added): a SYN
+				 * near the timeout and its ACK then agree. */
+				av->last_seen = now;
 				*id_out = av->backend_id;
 				edge_count(EV_AFFINITY_HIT);
 				return be;

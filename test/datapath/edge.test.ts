@@ -705,6 +705,30 @@ test('session affinity expires after its timeout', async (t) => {
   t.not(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51001 })).out).ip.dst, before, 'after the timeout');
 });
 
+test('session affinity: a SYN that finds its client\'s entry keeps it fresh, so the handshake\'s ACK near the timeout still agrees with its SYN', async (t) => {
+  // The entry is written by a flow's first ACK, not its SYN; had the SYN not
+  // restarted the timeout, an entry about to expire sent the SYN to the
+  // client's old backend and its ACK, a moment later, to Maglev's new one.
+  const dp = openEdge(t);
+  const bs = Array.from({ length: 3 }, (_, i) => backend(i + 1));
+  const more = [...bs, ...Array.from({ length: 30 }, (_, i) => backend(200 + i))];
+  const probe = openEdge(t);
+  probe.applyServices([service({ affinityTimeoutSeconds: 2, backends: more })]);
+  dp.applyServices([service({ affinityTimeoutSeconds: 2, backends: bs })]);
+  let client = '';
+  for (let i = 1; i < 250 && !client; i++) {
+    const src = `198.51.100.${i}`;
+    if (parsePacket(run(dp, tcpPacket({ flags: SYN, src })).out).ip.dst !== parsePacket(run(probe, tcpPacket({ flags: SYN, src })).out).ip.dst) client = src;
+  }
+  t.truthy(client);
+  const home = parsePacket(run(dp, tcpPacket({ flags: ACK, src: client })).out).ip.dst; // confirmed: the entry
+  dp.applyServices([service({ affinityTimeoutSeconds: 2, backends: more })]);
+  await new Promise((r) => setTimeout(r, 1500));
+  t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51000 })).out).ip.dst, home, 'the SYN, 1.5 s after the entry was written');
+  await new Promise((r) => setTimeout(r, 1600));
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, src: client, sport: 51000 })).out).ip.dst, home, 'its ACK, 3.1 s after the entry was written');
+});
+
 // ---------------------------------------------------------------- SNAT ports (issue 13.4)
 
 /** A backend's reply to the edge's SNAT port. */
