@@ -214,7 +214,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 			edge_count(DROP_BAD_SOURCE);
 			return ACT_DROP;
 		}
-		be = edge_pick_new(svc, p.saddr, hash, &be_id);
+		be = edge_pick_new(cfg, svc, p.saddr, hash, &be_id);
 		if (!be) {
 			edge_count(DROP_NO_BACKEND);
 			return ACT_DROP;
@@ -265,7 +265,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 			/* The flow is confirmed: now, not on its SYN, its
 			 * client's affinity entry (edge_aff_remember). */
 			if (svc->affinity_timeout)
-				edge_aff_remember(svc_id, p.saddr, be_id);
+				edge_aff_remember(cfg, svc_id, p.saddr, be_id);
 		} else {
 			edge_count(EV_CT_INSERT_SKIPPED);
 		}

@@ -285,7 +285,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 			edge_count(DROP_BAD_SOURCE);
 			return ACT_DROP;
 		}
-		be = edge_pick_new6(svc, &p.t.saddr, hash, &be_id);
+		be = edge_pick_new6(cfg, svc, &p.t.saddr, hash, &be_id);
 		if (!be) {
 			edge_count(DROP_NO_BACKEND);
 			return ACT_DROP;
@@ -344,7 +344,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 
 			bpf_map_update_elem(&edge_ct6, &p.t, &nv, BPF_ANY);
 			if (svc->affinity_timeout) /* confirmed (edge.c) */
-				edge_aff6_remember(svc_id, &p.t.saddr, be_id);
+				edge_aff6_remember(cfg, svc_id, &p.t.saddr, be_id);
 		} else {
 			edge_count(EV_CT_INSERT_SKIPPED);
 		}

@@ -127,9 +127,11 @@ static __always_inline int edge_maglev(const struct edge_svc *svc, __u32 hash, _
 	return 0;
 }
 
-static __always_inline __u32 edge_now_s(void)
+/* Affinity's clock: seconds of the coarse monotonic clock, or of the test
+ * clock when set (edge_now_ns). */
+static __always_inline __u32 edge_now_s(const struct edge_config *cfg)
 {
-	return (__u32)(bpf_ktime_get_coarse_ns() / 1000000000ull);
+	return (__u32)(edge_now_ns(cfg) / 1000000000ull);
 }
 
 /* New flow: session affinity first (if configured and fresh), else Maglev
@@ -137,7 +139,8 @@ static __always_inline __u32 edge_now_s(void)
  * so a client without an entry still lands on one backend. Adds no entry:
  * that is written once the flow is confirmed (edge_aff_remember); a fresh
  * one found is only kept fresh. */
-static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc *svc,
+static __always_inline struct edge_backend *edge_pick_new(const struct edge_config *cfg,
+							  const struct edge_svc *svc,
 							  __be32 client, __u32 flow_hash,
 							  __u32 *id_out)
 {
@@ -147,7 +150,7 @@ static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc 
 	if (svc->affinity_timeout) {
 		struct edge_aff_key ak = { .svc_id = svc->id, .client = client };
 		struct edge_aff_val *av = bpf_map_lookup_elem(&edge_affinity, &ak);
-		__u32 now = edge_now_s();
+		__u32 now = edge_now_s(cfg);
 
 		if (av && now - av->last_seen <= svc->affinity_timeout) {
 			be = edge_backend_for(av->backend_id, svc->id);
@@ -177,10 +180,11 @@ static __always_inline struct edge_backend *edge_pick_new(const struct edge_svc 
  * limit — never by a SYN. The affinity table is an LRU: written by SYNs,
  * a flood of SYNs from spoofed sources pushed the real clients' entries
  * out, and the next backend change spread them like strangers. */
-static __always_inline void edge_aff_remember(__u32 svc_id, __be32 client, __u32 be_id)
+static __always_inline void edge_aff_remember(const struct edge_config *cfg, __u32 svc_id, __be32 client,
+					      __u32 be_id)
 {
 	struct edge_aff_key ak = { .svc_id = svc_id, .client = client };
-	struct edge_aff_val av = { .backend_id = be_id, .last_seen = edge_now_s() };
+	struct edge_aff_val av = { .backend_id = be_id, .last_seen = edge_now_s(cfg) };
 
 	bpf_map_update_elem(&edge_affinity, &ak, &av, BPF_ANY);
 }

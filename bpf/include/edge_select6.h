@@ -61,7 +61,8 @@ static __always_inline struct edge_backend6 *edge_backend6_for(__u32 id, __u32 s
 
 /* New flow: session affinity (if configured and fresh), else Maglev; adds
  * no entry (edge_pick_new). */
-static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_svc *svc,
+static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_config *cfg,
+							    const struct edge_svc *svc,
 							    const struct pkt_addr6 *client,
 							    __u32 flow_hash, __u32 *id_out)
 {
@@ -71,7 +72,7 @@ static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_sv
 	if (svc->affinity_timeout) {
 		struct edge_aff6_key ak = { .svc_id = svc->id, .client = *client };
 		struct edge_aff_val *av = bpf_map_lookup_elem(&edge_affinity6, &ak);
-		__u32 now = edge_now_s();
+		__u32 now = edge_now_s(cfg);
 
 		if (av && now - av->last_seen <= svc->affinity_timeout) {
 			be = edge_backend6_for(av->backend_id, svc->id);
@@ -97,10 +98,11 @@ static __always_inline struct edge_backend6 *edge_pick_new6(const struct edge_sv
 
 /* The client's affinity entry, written when a flow is confirmed
  * (edge_aff_remember). */
-static __always_inline void edge_aff6_remember(__u32 svc_id, const struct pkt_addr6 *client, __u32 be_id)
+static __always_inline void edge_aff6_remember(const struct edge_config *cfg, __u32 svc_id,
+					       const struct pkt_addr6 *client, __u32 be_id)
 {
 	struct edge_aff6_key ak = { .svc_id = svc_id, .client = *client };
-	struct edge_aff_val av = { .backend_id = be_id, .last_seen = edge_now_s() };
+	struct edge_aff_val av = { .backend_id = be_id, .last_seen = edge_now_s(cfg) };
 
 	bpf_map_update_elem(&edge_affinity6, &ak, &av, BPF_ANY);
 }

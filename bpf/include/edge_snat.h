@@ -406,7 +406,7 @@ static __always_inline int edge_xmit_snat(void *ctx, const int xdp, const struct
 	if (!edge_snat_keep_port(&edge_ct, ck, be_id, port, have))
 		return ACT_DROP;
 	if (snat_aff_remember(cfg, svc, confirmed, EDGE_INSERT_V4))
-		edge_aff_remember(svc->id, p->saddr, be_id);
+		edge_aff_remember(cfg, svc->id, p->saddr, be_id);
 	if (edge_rewrite(ctx, xdp, p->l4_proto, EDGE_RW_BOTH, cfg->addr, port, be->ip, be->port) < 0)
 		return ACT_DROP;
 	return edge_forward(ctx, xdp, cfg, cfg->addr, be->node_ip, p->ip_len, ifindex);

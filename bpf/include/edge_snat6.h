@@ -186,7 +186,7 @@ static __always_inline int edge6_xmit_snat(void *ctx, const int xdp, const struc
 	if (!edge_snat_keep_port(&edge_ct6, &p->t, be_id, port, have))
 		return ACT_DROP;
 	if (snat_aff_remember(cfg, svc, confirmed, EDGE_INSERT_V6))
-		edge_aff6_remember(svc->id, &p->t.saddr, be_id);
+		edge_aff6_remember(cfg, svc->id, &p->t.saddr, be_id);
 	if (edge6_rewrite(ctx, xdp, p->t.proto, &cfg6->addr, port, &be->ip, be->port) < 0)
 		return ACT_DROP;
 	return edge6_forward(ctx, xdp, cfg, &cfg6->addr, &be->node_ip, IPV6_HLEN + p->plen, ifindex);

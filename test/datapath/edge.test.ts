@@ -705,7 +705,7 @@ test('session affinity expires after its timeout', async (t) => {
   t.not(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51001 })).out).ip.dst, before, 'after the timeout');
 });
 
-test('session affinity: a SYN that finds its client\'s entry keeps it fresh, so the handshake\'s ACK near the timeout still agrees with its SYN', async (t) => {
+test('session affinity: a SYN that finds its client\'s entry keeps it fresh, so the handshake\'s ACK near the timeout still agrees with its SYN', (t) => {
   // The entry is written by a flow's first ACK, not its SYN; had the SYN not
   // restarted the timeout, an entry about to expire sent the SYN to the
   // client's old backend and its ACK, a moment later, to Maglev's new one.
@@ -721,12 +721,15 @@ test('session affinity: a SYN that finds its client\'s entry keeps it fresh, so 
     if (parsePacket(run(dp, tcpPacket({ flags: SYN, src })).out).ip.dst !== parsePacket(run(probe, tcpPacket({ flags: SYN, src })).out).ip.dst) client = src;
   }
   t.truthy(client);
+  setEdgeClock(dp, 1000n * SEC);
   const home = parsePacket(run(dp, tcpPacket({ flags: ACK, src: client })).out).ip.dst; // confirmed: the entry
   dp.applyServices([service({ affinityTimeoutSeconds: 2, backends: more })]);
-  await new Promise((r) => setTimeout(r, 1500));
+  setEdgeClock(dp, 1001n * SEC + SEC / 2n);
   t.is(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51000 })).out).ip.dst, home, 'the SYN, 1.5 s after the entry was written');
-  await new Promise((r) => setTimeout(r, 1600));
+  setEdgeClock(dp, 1003n * SEC + SEC / 10n);
   t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, src: client, sport: 51000 })).out).ip.dst, home, 'its ACK, 3.1 s after the entry was written');
+  setEdgeClock(dp, 1006n * SEC);
+  t.not(parsePacket(run(dp, tcpPacket({ flags: SYN, src: client, sport: 51001 })).out).ip.dst, home, 'the entry expires 2 s after its last use');
 });
 
 // ---------------------------------------------------------------- SNAT ports (issue 13.4)
