@@ -135,6 +135,12 @@ struct node_mac_value {
 #define NODE_EDGE_SOURCES 256
 #define NODE_EDGE_MACS 1024
 
+/* A neighbour is trusted while it was confirmed within this time: by its
+ * own ARP / NS / NA, or by the agent copying the kernel's neighbour table
+ * (every 30 s). Never by its data packets: whoever came to own a MAC the
+ * edge gave up would keep it trusted by sending. */
+#define NODE_EDGE_MAC_TTL_NS (600ULL * 1000000000ULL)
+
 /* node_config.flags */
 #define NODE_CFG_STRIP_OPTION 0x1 /* remove the DSR option before the pod sees it */
 #define NODE_CFG_CHECK_OUTER_DST 0x2 /* ipip: outer dst must equal node_ip */
@@ -194,6 +200,18 @@ struct {
 	__type(key, struct node_mac_key);
 	__type(value, struct node_mac_value);
 } node_edge_macs SEC(".maps");
+
+/* The MAC each edge-source (or router) address was last learnt or written
+ * at; an IPv4 address as ::ffff:a.b.c.d. When an edge's MAC changes (NIC
+ * replaced, VM re-created), its old MAC's node_edge_macs entry is found
+ * here and removed (node_trust.h): keyed by MAC, that map alone cannot
+ * tell that a new neighbour replaces an old one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NODE_EDGE_MACS);
+	__type(key, struct pkt_addr6);
+	__type(value, struct node_mac_key);
+} node_edge_addrs SEC(".maps");
 
 /* A pod's reply too large for its MTU leaves the pod as IP fragments, and
  * only the first carries the ports its flow is found by. Egress remembers,

@@ -14,6 +14,11 @@
  * is the frame's own source), which an edge sends before its first packet
  * to this node, and written by the agent from the neighbour table for edges
  * that were resolved before the program was loaded.
+ * A MAC stands for its edge only while the edge confirms it: an edge
+ * address announced from a new MAC (NIC replaced, VM re-created) takes its
+ * trust away from the old one (node_edge_addrs), and a MAC no ARP, NS, NA
+ * or agent write confirmed for NODE_EDGE_MAC_TTL_NS is trusted no more —
+ * whoever owns an edge's former MAC must not inherit its trust.
  *
  * What this relies on: the edges are on this node's link (ip-option needs
  * that anyway); a sender on the same link can forge anything, as on any
@@ -56,12 +61,17 @@ static __always_inline int edge_source(__be32 addr)
 	return source_kind(addr) == NODE_SRC_EDGE;
 }
 
+/* The frame's sender's entry, while it is confirmed (NODE_EDGE_MAC_TTL_NS). */
 static __always_inline struct node_mac_value *trusted_mac(const struct ethhdr *eth)
 {
 	struct node_mac_key k = {};
+	struct node_mac_value *v;
 
 	__builtin_memcpy(k.mac, eth->h_source, ETH_ALEN);
-	return bpf_map_lookup_elem(&node_edge_macs, &k);
+	v = bpf_map_lookup_elem(&node_edge_macs, &k);
+	if (v && is_expired(now_ns(get_config()), v->seen_ns, NODE_EDGE_MAC_TTL_NS))
+		return 0;
+	return v;
 }
 
 /* May this frame's sender hand a pod a flow with an option? An edge on
@@ -99,8 +109,33 @@ static __always_inline int same_mac(const __u8 *a, const __u8 *b)
 	       a[5] == b[5];
 }
 
+/* The edge address `addr` now announces itself from `mac`. The MAC it was
+ * at before, if another, is trusted no more when its entry stood for this
+ * address (ip4 — an IPv4 address — or 0, an IPv6-only entry); a MAC whose
+ * entry stands for another edge address (one NIC, two addresses) keeps it.
+ * Called only for an announcement that passed every check, so nothing but
+ * an edge address's own ARP / NS / NA moves it. */
+static __always_inline void edge_address_at(const struct pkt_addr6 *addr,
+					    const struct node_mac_key *mac, __be32 ip4)
+{
+	struct node_mac_key *was = bpf_map_lookup_elem(&node_edge_addrs, addr);
+	struct node_mac_key old;
+	struct node_mac_value *ov;
+
+	if (was && same_mac(was->mac, mac->mac))
+		return;
+	if (was) {
+		old = *was;
+		ov = bpf_map_lookup_elem(&node_edge_macs, &old);
+		if (ov && ov->ip == ip4)
+			bpf_map_delete_elem(&node_edge_macs, &old);
+	}
+	bpf_map_update_elem(&node_edge_addrs, addr, mac, BPF_ANY);
+}
+
 /* Learn the sender of an ARP request or reply as an edge neighbour when it
- * claims an edge-source address for its own frame's source MAC. */
+ * claims an edge-source address for its own frame's source MAC; a known
+ * one's ARP confirms it (seen_ns). */
 static __always_inline void learn_edge_neighbour(struct __sk_buff *skb, const struct pkt *p)
 {
 	void *data, *data_end;
@@ -108,9 +143,11 @@ static __always_inline void learn_edge_neighbour(struct __sk_buff *skb, const st
 	struct node_arp *arp;
 	struct node_mac_value *cur;
 	struct node_mac_key k = {};
+	struct pkt_addr6 addr = {};
 	__be32 spa;
 	__u32 how;
 	__u8 kind;
+	__u64 now;
 
 	if (p->has_vlan || p->l3_off != ETH_HLEN)
 		return;
@@ -128,19 +165,25 @@ static __always_inline void learn_edge_neighbour(struct __sk_buff *skb, const st
 	if ((arp->sha[0] & 1) || !same_mac(arp->sha, eth->h_source))
 		return;
 	spa = arp->spa;
+	addr.w[2] = bpf_htonl(0xffff); /* ::ffff:spa in node_edge_addrs */
+	addr.w[3] = spa;
 	kind = source_kind(spa);
 	if (kind != NODE_SRC_EDGE && kind != NODE_SRC_ROUTER)
 		return;
 	how = NODE_MAC_FROM_ARP | (kind == NODE_SRC_ROUTER ? NODE_MAC_ROUTER : 0);
 	__builtin_memcpy(k.mac, arp->sha, ETH_ALEN);
+	edge_address_at(&addr, &k, spa);
+	now = now_ns(get_config());
 	cur = bpf_map_lookup_elem(&node_edge_macs, &k);
-	if (cur && cur->ip == spa && (cur->how & NODE_MAC_ROUTER) == (how & NODE_MAC_ROUTER))
+	if (cur && cur->ip == spa && (cur->how & NODE_MAC_ROUTER) == (how & NODE_MAC_ROUTER)) {
+		cur->seen_ns = now;
 		return;
+	}
 	{
 		struct node_mac_value v = {
 			.ip = spa,
 			.how = how,
-			.seen_ns = now_ns(get_config()),
+			.seen_ns = now,
 		};
 
 		bpf_map_update_elem(&node_edge_macs, &k, &v, BPF_ANY);
@@ -211,6 +254,7 @@ static __always_inline void learn_edge_neighbour6(struct __sk_buff *skb, __u32 t
 	struct node_mac_key k = {};
 	__u32 off = p->l4_off;
 	__u8 opt, kind;
+	__u64 now;
 
 	if (tagged || p->l3_off != ETH_HLEN || p->hop_limit != 255 || p->n_ext != 0)
 		return;
@@ -237,15 +281,20 @@ static __always_inline void learn_edge_neighbour6(struct __sk_buff *skb, __u32 t
 	if (!nd6_lladdr_is(data, data_end, off + sizeof(*nd), p->ip_end, opt, eth->h_source))
 		return;
 	__builtin_memcpy(k.mac, eth->h_source, ETH_ALEN);
-	/* Already trusted (for either family): one neighbour, one entry. */
+	edge_address_at(&p->saddr, &k, 0);
+	now = now_ns(get_config());
+	/* Already trusted (for either family): one neighbour, one entry,
+	 * confirmed. */
 	cur = bpf_map_lookup_elem(&node_edge_macs, &k);
-	if (cur)
+	if (cur) {
+		cur->seen_ns = now;
 		return;
+	}
 	{
 		struct node_mac_value v = {
 			.ip = 0,
 			.how = NODE_MAC_FROM_NDP | (kind == NODE_SRC_ROUTER ? NODE_MAC_ROUTER : 0),
-			.seen_ns = now_ns(get_config()),
+			.seen_ns = now,
 		};
 
 		bpf_map_update_elem(&node_edge_macs, &k, &v, BPF_ANY);

@@ -51,6 +51,7 @@ import {
   encodeConfig,
   encodeConfig6,
   decodeConfig6,
+  encodeEdgeAddrKey,
   encodeEdgeMacKey,
   encodeEdgeMacValue,
   encodeEdgeSourceKey,
@@ -62,6 +63,7 @@ import {
   encodeSvc6Value,
   isV6,
   edgeSourceContains,
+  EDGE_MAC_TTL_NS,
   EDGE_SRC_EDGE,
   EDGE_SRC_ROUTER,
   FLOW_CLOSING,
@@ -295,6 +297,7 @@ export class NodeDatapath {
   readonly countersMap: BpfMap;
   readonly edgeSourcesMap: BpfMap;
   readonly edgeMacsMap: BpfMap;
+  readonly edgeAddrsMap: BpfMap;
   readonly flows6Map: BpfMap;
   readonly fwd6Map: BpfMap;
   readonly services6Map: BpfMap;
@@ -317,6 +320,7 @@ export class NodeDatapath {
     this.countersMap = obj.map(NODE_MAP_NAMES.counters);
     this.edgeSourcesMap = obj.map(NODE_MAP_NAMES.edgeSources);
     this.edgeMacsMap = obj.map(NODE_MAP_NAMES.edgeMacs);
+    this.edgeAddrsMap = obj.map(NODE_MAP_NAMES.edgeAddrs);
     this.flows6Map = obj.map(NODE_MAP_NAMES.flows6);
     this.fwd6Map = obj.map(NODE_MAP_NAMES.fwd6);
     this.services6Map = obj.map(NODE_MAP_NAMES.services6);
@@ -562,18 +566,37 @@ export class NodeDatapath {
   /**
    * Trusts `mac` as the link-layer sender of the edge at `ip` (either
    * family; the agent, from the kernel's neighbour table; the program
-   * learns the others from their ARP or NS/NA). `ip` must be an edge source.
+   * learns the others from their ARP or NS/NA), and confirms it for
+   * EDGE_MAC_TTL_NS. `ip` must be an edge source. The MAC `ip` was at
+   * before, if another, is trusted no more (as the program does, see
+   * edge_address_at in node_trust.h).
    */
   trustEdgeNeighbour(ip: string, mac: string): void {
     const inSources = this.edgeSources().some((c) => edgeSourceContains(c, ip));
     const router = !inSources && this.edgeRouters().some((c) => edgeSourceContains(c, ip));
     if (!inSources && !router) throw new Error(`edge neighbour ${ip} (${mac}) is not inside any edge source`);
-    this.edgeMacsMap.update(encodeEdgeMacKey(mac), encodeEdgeMacValue({ ip, how: 'agent', router, seenNs: this.nowNs() }));
+    const key = encodeEdgeMacKey(mac);
+    const addr = encodeEdgeAddrKey(ip);
+    const was = this.edgeAddrsMap.lookup(addr);
+    if (was && !was.equals(key)) {
+      const old = this.edgeMacsMap.lookup(was);
+      // The old entry stood for this address (IPv4), or for IPv6 only (ip null).
+      if (old && decodeEdgeNeighbour(was, old).ip === (isV6(ip) ? null : ip)) {
+        this.edgeMacsMap.delete(was);
+        this.#log.info({ ip, mac, formerMac: decodeEdgeNeighbour(was, old).mac }, 'edge neighbour moved to another MAC: the former one is trusted no more');
+      }
+    }
+    this.edgeAddrsMap.update(addr, key);
+    this.edgeMacsMap.update(key, encodeEdgeMacValue({ ip, how: 'agent', router, seenNs: this.nowNs() }));
   }
 
-  /** The link-layer senders trusted as edges. */
+  /** The link-layer senders trusted as edges (confirmed within EDGE_MAC_TTL_NS). */
   edgeNeighbours(): EdgeNeighbour[] {
-    return this.edgeMacsMap.entries().map(([k, v]) => decodeEdgeNeighbour(k, v));
+    const now = this.nowNs();
+    return this.edgeMacsMap
+      .entries()
+      .map(([k, v]) => decodeEdgeNeighbour(k, v))
+      .filter((n) => !(now > n.seenNs && now - n.seenNs > EDGE_MAC_TTL_NS));
   }
 
   localServices(): Array<SvcKey & { backends: LocalBackend[]; pick: number }> {

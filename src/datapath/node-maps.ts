@@ -18,6 +18,7 @@ export const NODE_MAP_NAMES = {
   counters: 'node_counters',
   edgeSources: 'node_edge_src',
   edgeMacs: 'node_edge_macs',
+  edgeAddrs: 'node_edge_addrs',
   flows6: 'node_flows6',
   fwd6: 'node_fwd6',
   services6: 'node_services6',
@@ -360,6 +361,8 @@ export const EDGE_MAC_FROM_AGENT = 2;
 export const EDGE_MAC_FROM_NDP = 3;
 /** node_mac_value.how flag: a router (--edge-routers), trusted as the sender of IPIP only. */
 export const EDGE_MAC_ROUTER = 0x100;
+/** A neighbour unconfirmed (ARP, NS/NA, agent) for this long is trusted no more (NODE_EDGE_MAC_TTL_NS). */
+export const EDGE_MAC_TTL_NS = 600n * 1_000_000_000n;
 /** node_edge_src(6) values: what a block is. */
 export const EDGE_SRC_EDGE = 1;
 export const EDGE_SRC_ROUTER = 2;
@@ -408,6 +411,15 @@ export function macBytes(mac: string, what = 'MAC'): Buffer {
   const parts = mac.split(':');
   if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`${what}: '${mac}' is not a MAC address`);
   return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+/** node_edge_addrs key: the edge address, an IPv4 one as ::ffff:a.b.c.d. */
+export function encodeEdgeAddrKey(ip: string): Buffer {
+  if (isV6(ip)) return ipv6Bytes(ip, 'edge neighbour IP');
+  const b = Buffer.alloc(16);
+  b.writeUInt16BE(0xffff, 10);
+  b.writeUInt32BE(ipv4ToU32(ip, 'edge neighbour IP'), 12);
+  return b;
 }
 
 function macString(b: Buffer, off: number): string {

@@ -143,8 +143,20 @@ export class EdgeNeighbourSync {
       await new Promise((r) => setTimeout(r, 300));
       await this.syncOnce();
     }
-    this.timer = setInterval(() => void this.syncOnce().catch((e: unknown) => this.o.logger.warn({ err: e }, 'edge neighbour sync failed')), this.o.intervalMs ?? 30_000);
+    this.timer = setInterval(() => void this.syncAndResolve().catch((e: unknown) => this.o.logger.warn({ err: e }, 'edge neighbour sync failed')), this.o.intervalMs ?? 30_000);
     this.timer.unref();
+  }
+
+  /**
+   * One periodic round: confirm the edges in the table, and ask the single
+   * edge addresses that dropped out of it (the kernel forgets an unused
+   * entry on a busy node, and an edge that forwards in XDP never asks for
+   * the node again): their ARP replies confirm them before their trust
+   * expires (EDGE_MAC_TTL_NS); the next round copies them.
+   */
+  private async syncAndResolve(): Promise<void> {
+    const missing = unresolvedEdges(await this.syncOnce(), this.o.sources);
+    if (missing.length > 0) await nudge(missing);
   }
 
   private warned6 = false;
@@ -159,9 +171,12 @@ export class EdgeNeighbourSync {
       if (!this.warned6) this.o.logger.warn({ err: (e as Error).message, ifname: this.o.ifname }, 'could not read the IPv6 neighbour table');
       this.warned6 = true;
     }
+    // Written every round, not only when new: each write confirms the
+    // neighbour for the program (a MAC unconfirmed for EDGE_MAC_TTL_NS is
+    // trusted no more), and moves an edge whose MAC changed.
     for (const { ip, mac } of edgeNeighbourEntries(rows, this.o.sources)) {
-      if (this.written.get(mac) === ip) continue;
       this.o.trust(ip, mac);
+      if (this.written.get(mac) === ip) continue;
       this.written.set(mac, ip);
       this.o.logger.info({ ip, mac }, 'edge neighbour trusted (from the neighbour table)');
     }

@@ -39,6 +39,7 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
 
   const dp = loadNode(t, { nodeIp: NODE_IP, maxFlows: 65536, tcpIdleSeconds: 60, udpIdleSeconds: 20, closeSeconds: 5 });
   dp.setTestClock(1_000_000_000_000n);
+  dp.trustEdgeNeighbour(EDGE_IP, MAC_A); // confirmed at the test clock's time, not the host's uptime
   let clock = 1_000_000_000_000n;
 
   // The configured tables, as the checks see them.
@@ -325,6 +326,7 @@ test('fuzz: ≥ 100 000 random and mutated frames through ingress and egress', (
     if (i % 4000 === 3999) {
       clock += BigInt(int(30)) * 1_000_000_000n;
       dp.setTestClock(clock);
+      dp.trustEdgeNeighbour(EDGE_IP, MAC_A); // the agent confirms it every 30 s (the clock outruns the neighbour TTL)
     }
     i++;
     const kind = int(10);

@@ -26,6 +26,8 @@ import {
   decodeSvcPick,
   decodeSvcValue,
   encodeConfig,
+  encodeEdgeAddrKey,
+  encodeEdgeMacKey,
   encodeFlowKey,
   encodeFlowValue,
   encodeFwdKey,
@@ -857,6 +859,9 @@ test('map encoders round-trip and match the kernel maps\' sizes', (t) => {
   t.is(dp.servicesMap.keySize, 8);
   t.is(dp.servicesMap.valueSize, 264);
   t.is(dp.configMap.valueSize, 56);
+  t.is(dp.edgeAddrsMap.keySize, encodeEdgeAddrKey(EDGE_IP).length);
+  t.is(dp.edgeAddrsMap.valueSize, encodeEdgeMacKey(MAC_A).length);
+  t.is(encodeEdgeAddrKey(EDGE_IP).toString('hex'), '00000000000000000000ffffc0000201');
 });
 
 // ---------------------------------------------------------------- trust boundary (issue 13)
@@ -964,6 +969,63 @@ test('trust boundary: an edge taken out of the edge sources is trusted no more �
   dp.setEdgeSources([EDGE_IP]);
   t.deepEqual(dp.edgeNeighbours(), []);
   t.is(run(dp.ingress, fromSender(optionTcp({ sport: 4 }).frame, MAC_OTHER)).retval, TC_SHOT);
+});
+
+test('trust boundary: an edge whose MAC changed (NIC replaced, VM re-created) is trusted under its new MAC only; an unconfirmed MAC expires', (t) => {
+  // node_edge_macs is keyed by MAC: the edge's new MAC was added beside the
+  // old one, which stayed trusted for good — whoever came to own the old
+  // MAC (the NIC moved to another host, a VM re-created with it) could hand
+  // pods flows with forged options.
+  const dp = loadNode(t, { edgeSources: ['192.0.2.0/29'] }, { edgeMac: null });
+  const EDGE2 = '192.0.2.2';
+  const TTL = 600n * SEC; // README: a neighbour unconfirmed for 10 minutes is trusted no more
+  let now = 1000n * SEC;
+  dp.setTestClock(now);
+  const arp = (mac: string, ip = EDGE_IP, ethSrc = mac): Buffer => buildArp({ op: 1, senderMac: mac, senderIp: ip, targetIp: NODE_IP, ethSrc });
+  let sport = 1;
+  const option = (mac: string): number => run(dp.ingress, fromSender(optionTcp({ sport: sport++ }).frame, mac)).retval;
+  const trusted = (): string[][] => dp.edgeNeighbours().map((n) => [n.mac, n.ip ?? '']).sort();
+  run(dp.ingress, arp(MAC_A));
+  t.is(option(MAC_A), TC_UNSPEC);
+  // The edge comes back with another MAC and resolves the node again.
+  run(dp.ingress, arp(MAC_OTHER));
+  t.is(option(MAC_OTHER), TC_UNSPEC);
+  t.is(option(MAC_A), TC_SHOT, 'the old MAC is trusted no more');
+  t.deepEqual(trusted(), [[MAC_OTHER, EDGE_IP]]);
+  // The agent, from the kernel's neighbour table: the same.
+  dp.trustEdgeNeighbour(EDGE_IP, MAC_A);
+  t.deepEqual(trusted(), [[MAC_A, EDGE_IP]]);
+  t.is(option(MAC_OTHER), TC_SHOT);
+  // Only the edge's own ARP moves it: not one for a non-edge address, nor one
+  // whose frame another sender sent, nor a data packet.
+  for (const f of [arp(MAC_OTHER, '192.0.2.9'), arp(MAC_OTHER, EDGE_IP, MAC_ROUTER)]) run(dp.ingress, f);
+  t.deepEqual(trusted(), [[MAC_A, EDGE_IP]]);
+  t.is(option(MAC_A), TC_UNSPEC);
+  // One NIC with two edge addresses: one of them moving leaves the MAC
+  // trusted for the other.
+  run(dp.ingress, arp(MAC_A, EDGE2));
+  run(dp.ingress, arp(MAC_OTHER));
+  t.deepEqual(trusted(), [[MAC_A, EDGE2], [MAC_OTHER, EDGE_IP]]);
+  t.is(option(MAC_A), TC_UNSPEC);
+  t.is(option(MAC_OTHER), TC_UNSPEC);
+  // Expiry: the edge's ARP (or the agent) confirms its MAC; its own option
+  // packets do not, so a MAC nobody confirms for the TTL is refused.
+  now += TTL - SEC;
+  dp.setTestClock(now);
+  run(dp.ingress, arp(MAC_OTHER));
+  now += 2n * SEC;
+  dp.setTestClock(now);
+  t.is(option(MAC_A), TC_SHOT, 'MAC_A was last confirmed a TTL ago');
+  t.is(option(MAC_OTHER), TC_UNSPEC);
+  now += TTL - 3n * SEC;
+  dp.setTestClock(now);
+  t.is(option(MAC_OTHER), TC_UNSPEC);
+  now += 2n * SEC;
+  dp.setTestClock(now);
+  t.is(option(MAC_OTHER), TC_SHOT, 'its packets did not keep it trusted');
+  t.deepEqual(trusted(), [], 'expired neighbours are not listed as trusted');
+  dp.trustEdgeNeighbour(EDGE_IP, MAC_OTHER);
+  t.is(option(MAC_OTHER), TC_UNSPEC, 'confirmed again by the agent');
 });
 
 test('trust boundary: a router the edges\' IPIP crosses (edgeRouters) is trusted for IPIP only — a client behind it cannot forge an option', (t) => {

@@ -640,8 +640,41 @@ test('IPv6 edges are learnt from their Neighbor Solicitations and Advertisements
   t.is(run(dp.ingress, buildPacket6(optionSpec())).retval, TC_UNSPEC, 'trusted now');
   const na = buildNd6({ kind: 'na', src: EDGE6, dst: 'fd00::21', target: EDGE6, lladdr: other, ethSrc: other });
   run(dp.ingress, na);
-  t.deepEqual(dp.edgeNeighbours().map((n) => n.mac).sort(), [MAC_A, other]);
+  // The edge's address answered from another MAC: that one replaces MAC_A (see the MAC-change test below).
+  t.deepEqual(dp.edgeNeighbours().map((n) => n.mac), [other]);
   t.like(dp.counters(), { edge_learnt: 2 });
+});
+
+test('IPv6: an edge whose MAC changed is trusted under its new MAC only (its NS/NA, or the agent); an unconfirmed MAC expires', (t) => {
+  // As over IPv4: the new MAC was learnt beside the old one (or, already
+  // holding an entry, not refreshed at all), and the old stayed trusted.
+  const dp = loadNode6(t, {}, { edgeMac: null });
+  const other = '02:00:00:00:00:0e';
+  const TTL = 600n * SEC;
+  let now = 1000n * SEC;
+  dp.setTestClock(now);
+  const ns = (mac: string): Buffer => buildNd6({ kind: 'ns', src: EDGE6, dst: 'ff02::1:ff00:21', target: 'fd00::21', lladdr: mac, ethSrc: mac });
+  let sport = 1;
+  const option = (mac: string): number => run(dp.ingress, fromSender(buildPacket6(optionSpec({ tcp: { sport: sport++ } })), mac)).retval;
+  run(dp.ingress, ns(MAC_A));
+  t.is(option(MAC_A), TC_UNSPEC);
+  run(dp.ingress, buildNd6({ kind: 'na', src: EDGE6, dst: 'fd00::21', target: EDGE6, lladdr: other, ethSrc: other }));
+  t.is(option(other), TC_UNSPEC);
+  t.is(option(MAC_A), TC_SHOT, 'the old MAC is trusted no more');
+  t.deepEqual(dp.edgeNeighbours().map((n) => n.mac), [other]);
+  dp.trustEdgeNeighbour(EDGE6, MAC_A);
+  t.deepEqual(dp.edgeNeighbours().map((n) => n.mac), [MAC_A]);
+  t.is(option(other), TC_SHOT);
+  // Expiry: an NS confirms the MAC; data packets do not.
+  now += TTL - SEC;
+  dp.setTestClock(now);
+  run(dp.ingress, ns(MAC_A));
+  now += 2n * SEC;
+  dp.setTestClock(now);
+  t.is(option(MAC_A), TC_UNSPEC, 'confirmed by its NS');
+  now += TTL;
+  dp.setTestClock(now);
+  t.is(option(MAC_A), TC_SHOT, 'unconfirmed for a TTL');
 });
 
 // ---------------------------------------------------------------- hostile chains, truncation
