@@ -117,8 +117,14 @@ static __always_inline __u32 l4_need6(__u8 proto)
 	case IPPROTO_UDP:
 		return 8;
 	case IPPROTO_ICMPV6:
-		/* Neighbor Solicitation/Advertisement with two options */
-		return 24 + 16;
+		/* The larger of: an error's header, quoted fixed header and
+		 * quoted ports (8 + 40 + 4, parse_icmp6_inner and
+		 * readdress_icmp6_error), and a Neighbor Solicitation/
+		 * Advertisement with two options (24 + 16). 40 alone left a
+		 * head ending inside the quote unpulled, and the error about a
+		 * flow went on unhandled (Packet Too Big lost: an MTU black
+		 * hole for the flow). */
+		return 8 + 40 + 4;
 	case IPPROTO_IPV6:
 		return 40 + 20; /* inner fixed header + TCP */
 	default:

@@ -12,8 +12,9 @@ export interface InjectResult {
   captured: Buffer[];
 }
 
-export async function inject(ns: string, o: { iface: string; frames: Buffer[]; l3?: boolean; sniff?: string; waitSeconds?: number }): Promise<InjectResult> {
-  const req = JSON.stringify({ iface: o.iface, frames: o.frames.map((f) => f.toString('hex')), l3: o.l3 ?? false, sniff: o.sniff ?? '', wait: o.waitSeconds ?? 2 });
+/** `linear`: send each frame as a non-linear skb with only its first `linear` bytes in the head (frames over a page; see inject.py). */
+export async function inject(ns: string, o: { iface: string; frames: Buffer[]; l3?: boolean; sniff?: string; waitSeconds?: number; linear?: number }): Promise<InjectResult> {
+  const req = JSON.stringify({ iface: o.iface, frames: o.frames.map((f) => f.toString('hex')), l3: o.l3 ?? false, sniff: o.sniff ?? '', wait: o.waitSeconds ?? 2, linear: o.linear ?? 0 });
   const child = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', join(repoRoot(), 'test/lib/inject.py')], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
