@@ -196,6 +196,21 @@ function fitLocalEntries(entries: readonly LocalServiceEntry[], room: { 4: numbe
   return { kept, left };
 }
 
+/** One node_edge_src(6) entry: its LPM key, in the map of its family, and what the block is. */
+interface EdgeSourceEntry {
+  family: 4 | 6;
+  key: Buffer;
+  kind: number; // EDGE_SRC_EDGE or EDGE_SRC_ROUTER
+}
+
+/** The entries for edge sources and routers (each parsed, throwing on the first bad one): edges, then routers. */
+function edgeSourceEntries(edges: readonly string[], routers: readonly string[]): EdgeSourceEntry[] {
+  return [
+    ...edges.map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_EDGE })),
+    ...routers.map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_ROUTER })),
+  ];
+}
+
 function seconds(what: string, v: number | undefined, dflt: number): bigint {
   const s = v ?? dflt;
   if (!Number.isFinite(s) || s <= 0) throw new RangeError(`${what} must be a positive number of seconds, got ${s}`);
@@ -348,10 +363,7 @@ export class NodeDatapath {
     };
     encodeConfig(config); // validates before anything is loaded
     const config6 = encodeConfig6({ nodeIp6: opts.nodeIp6 ?? null });
-    const sources = [
-      ...(opts.edgeSources ?? []).map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_EDGE })),
-      ...(opts.edgeRouters ?? []).map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_ROUTER })),
-    ];
+    const sources = edgeSourceEntries(opts.edgeSources ?? [], opts.edgeRouters ?? []);
     const maxEntries: Record<string, number> = {};
     if (opts.maxFlows !== undefined) {
       maxEntries[NODE_MAP_NAMES.flows] = opts.maxFlows;
@@ -504,10 +516,7 @@ export class NodeDatapath {
    * entry is validated before the map changes. Returns the list in effect.
    */
   setEdgeSources(cidrs: readonly string[], routers: readonly string[] = []): string[] {
-    this.writeEdgeSources([
-      ...cidrs.map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_EDGE })),
-      ...routers.map((c) => ({ ...encodeEdgeSourceKey(c), kind: EDGE_SRC_ROUTER })),
-    ]);
+    this.writeEdgeSources(edgeSourceEntries(cidrs, routers));
     return this.edgeSources();
   }
 
@@ -525,7 +534,7 @@ export class NodeDatapath {
     return [...this.edgeSourcesMap.entries(), ...this.edgeSources6Map.entries()].filter(([, v]) => v[0] === kind).map(([k]) => decodeEdgeSourceKey(k)).sort();
   }
 
-  private writeEdgeSources(keys: Array<{ family: 4 | 6; key: Buffer; kind: number }>): void {
+  private writeEdgeSources(keys: readonly EdgeSourceEntry[]): void {
     let left6 = false;
     for (const [map, family] of [[this.edgeSourcesMap, 4], [this.edgeSources6Map, 6]] as const) {
       const mine = keys.filter((k) => k.family === family);
