@@ -322,6 +322,38 @@ static __always_inline void client_seen6(const struct node_config *cfg,
 		client_event(cfg, &v->st, k->proto, tcp_flags, now);
 }
 
+/* A client's FIN/RST that came bare: without our option, outside any
+ * tunnel. An ip-option flow's later segments come so (from the edge, or
+ * handed over by another node: node_second_chance.h); an ipip flow's never
+ * do — its client's segments arrive inside IPIP from an edge — so a bare
+ * one is someone else's, and leaves the flow alone: taken as the client's
+ * FIN, it let the pod's half-close make the flow CLOSING, and its replies
+ * left from the pod's own address after the close timeout. */
+static __always_inline int bare_segment_may_end(const struct node_flow_value *v)
+{
+	return v && v->origin != NODE_ORIGIN_IPIP;
+}
+
+static __always_inline void client_seen_bare(const struct node_config *cfg,
+					     const struct node_flow_key *k, __u8 tcp_flags,
+					     __u64 now)
+{
+	struct node_flow_value *v = bpf_map_lookup_elem(&node_flows, k);
+
+	if (bare_segment_may_end(v))
+		client_event(cfg, v, k->proto, tcp_flags, now);
+}
+
+static __always_inline void client_seen6_bare(const struct node_config *cfg,
+					      const struct node_flow6_key *k, __u8 tcp_flags,
+					      __u64 now)
+{
+	struct node_flow6_value *v = bpf_map_lookup_elem(&node_flows6, k);
+
+	if (v && bare_segment_may_end(&v->st))
+		client_event(cfg, &v->st, k->proto, tcp_flags, now);
+}
+
 /* A pod's reply on flow v (seen on egress): FIN/RST move it towards its
  * end, anything else refreshes it. */
 static __always_inline void pod_seen(struct node_flow_value *v, __u8 proto, __u8 tcp_flags,

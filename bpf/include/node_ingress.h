@@ -22,7 +22,8 @@
  *    (it may belong to the CNI, e.g. Calico's IPIP mode). An ICMP
  *    destination-unreachable about one of our flows (path MTU) is
  *    decapsulated and re-addressed to the flow's pod.
- *  - A client FIN/RST on a known flow marks / deletes it (node_flow.h).
+ *  - A client FIN/RST on a known flow marks it (node_flow.h); a bare one
+ *    (no option, no tunnel) only an ip-option flow's (client_seen_bare).
  *  Everything else: one parse and NODE_PASS. */
 #ifndef EDGELB_NODE_INGRESS_H
 #define EDGELB_NODE_INGRESS_H
@@ -427,7 +428,7 @@ static __always_inline void ingress_plain_tcp(struct __sk_buff *skb, struct pkt 
 
 	struct node_config *cfg = get_config();
 
-	client_seen(cfg, &k, p->tcp_flags, now_ns(cfg));
+	client_seen_bare(cfg, &k, p->tcp_flags, now_ns(cfg));
 }
 
 /* Ingress for a frame that is not IPv4: ARP may teach us an edge. */

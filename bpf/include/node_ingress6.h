@@ -543,7 +543,7 @@ __attribute__((noinline)) int node_ingress6(struct __sk_buff *skb, __u64 l3_off,
 			k->rk.pod_port = p.dport;
 			k->rk.client_port = p.sport;
 			k->rk.proto = IPPROTO_TCP;
-			client_seen6(cfg, &k->rk, p.tcp_flags, now_ns(cfg));
+			client_seen6_bare(cfg, &k->rk, p.tcp_flags, now_ns(cfg));
 		}
 	}
 	return node_pass(NC_IN_PASS);

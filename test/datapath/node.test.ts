@@ -633,6 +633,37 @@ test('ipip: a client RST keeps the pin; a SYN for a live flow stays on its pod, 
   t.is(podOf(seg({ ack: true })), moved, 'and the connection follows the new pin');
 });
 
+test('a FIN or RST outside the tunnel never moves an ipip flow towards its end: that client\'s segments only ever arrive inside IPIP', (t) => {
+  // Anyone who can route a packet to a pod (from behind the router, say)
+  // could send the client's FIN unencapsulated, from no edge: it marked the
+  // flow, the pod's own FIN (a half-close) then made it CLOSING, and after
+  // the close timeout of quiet the pod's replies left from its own address.
+  const dp = loadNode(t, { closeSeconds: 10 });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  const seg = (flags: TcpSpec['flags']): Buffer => ipipFrame({ ip: { src: CLIENT, dst: VIP }, tcp: { sport: 41000, dport: 80, flags } });
+  const pod = parsePacket(run(dp.ingress, seg({ syn: true })).out).ip.dst;
+  const key = { podIp: pod, podPort: 8080, clientIp: CLIENT, clientPort: 41000, proto: 'TCP' as const };
+  for (const [flags, sender] of [[{ fin: true, ack: true }, MAC_ROUTER], [{ rst: true }, MAC_ROUTER], [{ fin: true, ack: true }, MAC_A]] as const) {
+    const forged = fromSender(buildPacket({ eth, ip: { src: CLIENT, dst: pod }, tcp: { sport: 41000, dport: 8080, seq: 99, flags } }), sender);
+    const r = run(dp.ingress, forged);
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, forged, 'passed on untouched (the pod\'s stack judges it)');
+    t.is(dp.flow(key)!.flags, 0, `${JSON.stringify(flags)} from ${sender} left the flow alone`);
+  }
+  // The pod half-closes; after a quiet spell its next segment still leaves as the VIP.
+  const half = podReply({ flags: { fin: true, ack: true } }, { src: pod });
+  half.tcp = { ...half.tcp!, dport: 41000 };
+  run(dp.egress, buildPacket(half));
+  dp.setTestClock(t0 + 11n * SEC);
+  const later = podReply({ flags: { ack: true, psh: true }, payload: Buffer.from('tail') }, { src: pod });
+  later.tcp = { ...later.tcp!, dport: 41000 };
+  t.deepEqual(run(dp.egress, buildPacket(later)).out, asFromVip(later));
+  // The client's own FIN, inside IPIP, ends it as always.
+  run(dp.ingress, seg({ fin: true, ack: true }));
+  t.is(dp.flow(key)!.flags, FLOW_FIN_POD | FLOW_FIN_CLIENT | FLOW_CLOSING);
+});
+
 test('a SYN reusing a closing tuple starts a fresh flow', (t) => {
   const dp = loadNode(t);
   run(dp.ingress, optionTcp().frame);

@@ -36,6 +36,9 @@ import {
   encodeFwd6Value,
   encodeSvc6Key,
   encodeSvc6Value,
+  FLOW_CLOSING,
+  FLOW_FIN_CLIENT,
+  FLOW_FIN_POD,
   FLOW_RST,
   localBackendSlot,
   nodeTupleHash6,
@@ -468,6 +471,29 @@ test('IP6IP6 UDP: a flow pinned to a pod that left this node moves to a pod that
     dp.setTestClock(t0 + ms * 1_000_000n);
     t.is(podOf(), other, `datagram at +${ms} ms goes to a pod that is here`);
   }
+});
+
+test('a FIN or RST outside the tunnel never moves an IP6IP6 flow towards its end (as for IPv4)', (t) => {
+  const dp = loadNode6(t, { closeSeconds: 10 });
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  const seg = (flags: TcpSpec['flags']): Buffer => buildPacket6(tunnel({ ip: { src: CLIENT6, dst: VIP6, hopLimit: 60 }, tcp: { sport: 41000, dport: 80, flags } }));
+  run(dp.ingress, seg({ syn: true }));
+  const pod = dp.fwdEntries()[0]!.podIp;
+  const key = { podIp: pod, podPort: 8080, clientIp: CLIENT6, clientPort: 41000, proto: 'TCP' as const };
+  for (const [flags, sender] of [[{ fin: true, ack: true }, MAC_ROUTER], [{ rst: true }, MAC_ROUTER], [{ fin: true, ack: true }, MAC_A]] as const) {
+    const forged = fromSender(buildPacket6({ eth, ip: { src: CLIENT6, dst: pod, hopLimit: 60 }, tcp: { sport: 41000, dport: 8080, seq: 99, flags } }), sender);
+    const r = run(dp.ingress, forged);
+    t.is(r.retval, TC_UNSPEC);
+    t.deepEqual(r.out, forged);
+    t.is(dp.flow(key)!.flags, 0, `${JSON.stringify(flags)} from ${sender} left the flow alone`);
+  }
+  run(dp.egress, buildPacket6(reply({ tcp: { dport: 41000, flags: { fin: true, ack: true } } }, { src: pod })));
+  dp.setTestClock(t0 + 11n * SEC);
+  const later = reply({ tcp: { dport: 41000, flags: { ack: true, psh: true }, payload: Buffer.from('tail') } }, { src: pod });
+  t.deepEqual(run(dp.egress, buildPacket6(later)).out, fromVip(later));
+  run(dp.ingress, seg({ fin: true, ack: true }));
+  t.is(dp.flow(key)!.flags, FLOW_FIN_POD | FLOW_FIN_CLIENT | FLOW_CLOSING);
 });
 
 test('IP6IP6 carrying an ICMPv6 error about a VIP flow (Packet Too Big from a router on the client\'s path): decapsulated and steered to the flow\'s pod, destination and quoted source pod:8080, checksum recomputed independently', (t) => {
