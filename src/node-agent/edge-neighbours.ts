@@ -8,14 +8,18 @@
 // datagram to the discard port makes the kernel resolve it; the edge's ARP
 // reply is then learnt by the program as well). IPv6 entries come from the
 // kernel over netlink (the native addon's neighbours6: /proc has no IPv6
-// table); IPv6 edges are not nudged (the program learns one from its
-// Neighbor Solicitation/Advertisement).
+// table); single IPv6 edge addresses are asked the same way (the kernel's
+// multicast Neighbor Solicitation draws an Advertisement the program learns
+// from). Asked every round, not only at start: the program trusts a MAC
+// only while something confirms it (EDGE_MAC_TTL_NS), and a busy node's
+// kernel forgets an unused entry while an edge forwarding in XDP never asks
+// for the node again.
 import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { requireNativeAddon } from '../assets.js';
 import type { Logger } from '../log/logger.js';
 import { edgeSourceContains, parseEdgeSource } from '../datapath/node-maps.js';
-import { isIp } from '../net/ip.js';
+import { isIp, isIpv6 } from '../net/ip.js';
 
 /** One neighbour entry (the shape of a row of `ip -j neigh show`). */
 export interface NeighbourRow {
@@ -39,7 +43,7 @@ export function edgeNeighbourEntries(rows: readonly NeighbourRow[], sources: rea
 /** Pure: the edge sources that name one address (worth resolving), minus those already in the table. */
 export function unresolvedEdges(rows: readonly NeighbourRow[], sources: readonly string[]): string[] {
   const known = new Set(edgeNeighbourEntries(rows, sources).map((e) => e.ip));
-  return sources.map(parseEdgeSource).filter((s) => s.family === 4 && s.bits === 32 && !known.has(s.addr)).map((s) => s.addr);
+  return sources.map(parseEdgeSource).filter((s) => s.bits === (s.family === 4 ? 32 : 128) && !known.has(s.addr)).map((s) => s.addr);
 }
 
 // /proc/net/arp flags (linux/if_arp.h).
@@ -108,12 +112,15 @@ export function readNeighbours6(ifname: string): NeighbourRow[] {
 
 /** One empty datagram to the discard port: the kernel resolves the address first. */
 async function nudge(addresses: readonly string[]): Promise<void> {
-  if (addresses.length === 0) return;
-  const sock = createSocket('udp4');
-  try {
-    await Promise.all(addresses.map((a) => new Promise<void>((resolve) => sock.send(Buffer.alloc(0), 9, a, () => resolve()))));
-  } finally {
-    sock.close();
+  for (const family of [4, 6] as const) {
+    const mine = addresses.filter((a) => isIpv6(a) === (family === 6));
+    if (mine.length === 0) continue;
+    const sock = createSocket(family === 4 ? 'udp4' : 'udp6');
+    try {
+      await Promise.all(mine.map((a) => new Promise<void>((resolve) => sock.send(Buffer.alloc(0), 9, a, () => resolve()))));
+    } finally {
+      sock.close();
+    }
   }
 }
 
@@ -151,8 +158,8 @@ export class EdgeNeighbourSync {
    * One periodic round: confirm the edges in the table, and ask the single
    * edge addresses that dropped out of it (the kernel forgets an unused
    * entry on a busy node, and an edge that forwards in XDP never asks for
-   * the node again): their ARP replies confirm them before their trust
-   * expires (EDGE_MAC_TTL_NS); the next round copies them.
+   * the node again): their ARP replies / Neighbor Advertisements confirm
+   * them before their trust expires (EDGE_MAC_TTL_NS).
    */
   private async syncAndResolve(): Promise<void> {
     const missing = unresolvedEdges(await this.syncOnce(), this.o.sources);

@@ -62,11 +62,11 @@ test('neighbour table → trusted edges: only edge-source addresses with a usabl
     { ip: '192.0.2.5', mac: '02:aa:00:00:00:05' },
   ]);
   t.deepEqual(unresolvedEdges(rows, sources), ['10.0.0.13', '10.0.0.14']);
-  // IPv6 rows (a table of both families) match IPv6 sources only; IPv6 edges are never nudged (the
-  // node program learns an IPv6 edge from its Neighbor Solicitation/Advertisement).
+  // IPv6 rows (a table of both families) match IPv6 sources only; a single IPv6 edge address
+  // without an entry is asked too (its Neighbor Advertisement confirms it to the program).
   const rows6 = [...rows, { dst: '2001:db8:e::1', lladdr: '02:aa:00:00:00:61', state: ['REACHABLE'] }, { dst: '2001:db8:e::2', state: ['FAILED'] }];
   t.deepEqual(edgeNeighbourEntries(rows6, [...sources, '2001:db8:e::/126']).slice(3), [{ ip: '2001:db8:e::1', mac: '02:aa:00:00:00:61' }]);
-  t.deepEqual(unresolvedEdges(rows6, [...sources, '2001:db8:e::2']), ['10.0.0.13', '10.0.0.14']);
+  t.deepEqual(unresolvedEdges(rows6, [...sources, '2001:db8:e::1', '2001:db8:e::2', '2001:db8:e::/126']), ['10.0.0.13', '10.0.0.14', '2001:db8:e::2']);
   t.deepEqual(parseEdgeSources('10.0.0.11,2001:db8:e::1'), ['10.0.0.11', '2001:db8:e::1']);
 });
 
