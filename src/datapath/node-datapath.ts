@@ -578,9 +578,13 @@ export class NodeDatapath {
    * learns the others from their ARP or NS/NA), and confirms it for
    * EDGE_MAC_TTL_NS. `ip` must be an edge source. The MAC `ip` was at
    * before, if another, is trusted no more (as the program does, see
-   * edge_address_at in node_trust.h).
+   * edge_address_at in node_trust.h). `readAt` (nowNs() when the table
+   * was read): when the program has confirmed `ip` at another MAC since,
+   * the table is older than what the program saw, and nothing is written —
+   * else a read that just preceded the edge's ARP from its new MAC brought
+   * the old MAC back until the next round.
    */
-  trustEdgeNeighbour(ip: string, mac: string): void {
+  trustEdgeNeighbour(ip: string, mac: string, readAt?: bigint): void {
     const inSources = this.edgeSources().some((c) => edgeSourceContains(c, ip));
     const router = !inSources && this.edgeRouters().some((c) => edgeSourceContains(c, ip));
     if (!inSources && !router) throw new Error(`edge neighbour ${ip} (${mac}) is not inside any edge source`);
@@ -589,6 +593,7 @@ export class NodeDatapath {
     const was = this.edgeAddrsMap.lookup(addr);
     if (was && !was.equals(key)) {
       const old = this.edgeMacsMap.lookup(was);
+      if (old && readAt !== undefined && decodeEdgeNeighbour(was, old).seenNs > readAt) return;
       // The old entry stood for this address (IPv4), or for IPv6 only (ip null).
       if (old && decodeEdgeNeighbour(was, old).ip === (isV6(ip) ? null : ip)) {
         this.edgeMacsMap.delete(was);

@@ -127,8 +127,10 @@ async function nudge(addresses: readonly string[]): Promise<void> {
 export interface EdgeNeighbourSyncOptions {
   ifname: string;
   sources: readonly string[];
-  /** Writes one trusted neighbour into the program's map. */
-  trust: (ip: string, mac: string) => void;
+  /** Writes one trusted neighbour into the program's map; readAt: when the table was read (the program's clock). */
+  trust: (ip: string, mac: string, readAt: bigint) => void;
+  /** The program's clock (NodeDatapath.nowNs). */
+  now: () => bigint;
   logger: Logger;
   /** Between table reads; default 30 s. */
   intervalMs?: number;
@@ -169,6 +171,9 @@ export class EdgeNeighbourSync {
   private warned6 = false;
 
   async syncOnce(): Promise<NeighbourRow[]> {
+    // The program's clock is the coarse one: a tick earlier, so that an ARP
+    // the program learnt right after the read never counts as before it.
+    const readAt = this.o.now() - 10_000_000n;
     const rows = await readNeighbours(this.o.ifname);
     try {
       rows.push(...readNeighbours6(this.o.ifname));
@@ -182,7 +187,7 @@ export class EdgeNeighbourSync {
     // neighbour for the program (a MAC unconfirmed for EDGE_MAC_TTL_NS is
     // trusted no more), and moves an edge whose MAC changed.
     for (const { ip, mac } of edgeNeighbourEntries(rows, this.o.sources)) {
-      this.o.trust(ip, mac);
+      this.o.trust(ip, mac, readAt);
       if (this.written.get(mac) === ip) continue;
       this.written.set(mac, ip);
       this.o.logger.info({ ip, mac }, 'edge neighbour trusted (from the neighbour table)');

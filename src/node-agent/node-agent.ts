@@ -56,7 +56,7 @@ export class NodeAgent {
     const dp = NodeDatapath.open({ ...(o.pinPath ? { pinPath: o.pinPath } : {}), ...(o.nodeIp ? { nodeIp: o.nodeIp } : {}), ...(o.nodeIp6 ? { nodeIp6: o.nodeIp6 } : {}), edgeSources: o.edgeSources, ...(o.edgeRouters ? { edgeRouters: o.edgeRouters } : {}), ...(o.flowInsertLimit !== undefined ? { flowInsertLimit: o.flowInsertLimit } : {}), logger: o.logger });
     this.dp = dp;
     dp.attach(o.interface);
-    this.neighbours = new EdgeNeighbourSync({ ifname: o.interface, sources: [...o.edgeSources, ...(o.edgeRouters ?? [])], trust: (ip, mac) => dp.trustEdgeNeighbour(ip, mac), logger: o.logger });
+    this.neighbours = new EdgeNeighbourSync({ ifname: o.interface, sources: [...o.edgeSources, ...(o.edgeRouters ?? [])], trust: (ip, mac, readAt) => dp.trustEdgeNeighbour(ip, mac, readAt), now: () => dp.nowNs(), logger: o.logger });
     await this.neighbours.start().catch((e: unknown) => o.logger.warn({ err: e }, 'could not read the neighbour table; edges are learnt from their ARP only'));
     if (o.metricsListen) {
       this.metrics = new NodeMetrics({

@@ -1059,6 +1059,25 @@ test('trust boundary: an edge whose MAC changed (NIC replaced, VM re-created) is
   t.is(option(MAC_OTHER), TC_UNSPEC, 'confirmed again by the agent');
 });
 
+test('trust boundary: the agent\'s copy of a neighbour table read before the edge\'s new MAC was learnt does not bring the old MAC back', (t) => {
+  // The agent reads the kernel's table (the edge still at MAC_A), the edge's
+  // ARP from its new MAC arrives, then the agent writes what it read: the
+  // old MAC was trusted again, the new one not, until the next round.
+  const dp = loadNode(t, {}, { edgeMac: null });
+  dp.setTestClock(1000n * SEC);
+  dp.trustEdgeNeighbour(EDGE_IP, MAC_A);
+  const readAt = dp.nowNs();
+  dp.setTestClock(1001n * SEC);
+  run(dp.ingress, buildArp({ op: 1, senderMac: MAC_OTHER, senderIp: EDGE_IP, targetIp: NODE_IP }));
+  dp.setTestClock(1002n * SEC);
+  dp.trustEdgeNeighbour(EDGE_IP, MAC_A, readAt);
+  t.deepEqual(dp.edgeNeighbours().map((n) => n.mac), [MAC_OTHER]);
+  t.is(run(dp.ingress, optionTcp({ sport: 1 }).frame).retval, TC_SHOT);
+  // A table read after it is believed (the edge went back to MAC_A).
+  dp.trustEdgeNeighbour(EDGE_IP, MAC_A, dp.nowNs());
+  t.deepEqual(dp.edgeNeighbours().map((n) => n.mac), [MAC_A]);
+});
+
 test('trust boundary: a router the edges\' IPIP crosses (edgeRouters) is trusted for IPIP only — a client behind it cannot forge an option', (t) => {
   // Across a routed hop every packet from behind the router arrives with the
   // router's MAC. Listed as an edge source (as the help advised), that MAC
