@@ -40,8 +40,12 @@ static __always_inline __u32 l4_need(__u8 proto)
 	case IPPROTO_TCP:
 		return 20;
 	case IPPROTO_UDP:
-	case IPPROTO_ICMP:
 		return 8;
+	case IPPROTO_ICMP:
+		/* A destination unreachable's header, the quoted header
+		 * (without options: the only quote acted on) and the quoted
+		 * ports: what egress_icmp and readdress_icmp_error read. */
+		return 8 + 20 + 4;
 	case IPPROTO_IPIP:
 		return 60 + 20; /* inner IPv4 header with options + TCP */
 	default:

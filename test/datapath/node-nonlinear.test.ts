@@ -1,4 +1,4 @@
-// The node program's IPv6 ICMPv6-error paths on non-linear skbs. tc hands
+// The node program's ICMP-error paths (both families) on non-linear skbs. tc hands
 // the program an skb whose linear head may end anywhere (GRO, a NIC's header
 // split); the program pulls what it reads. BPF_PROG_TEST_RUN builds tc skbs
 // linear only (6.18 refuses a ctx_in with data_end set: EINVAL), so these
@@ -7,12 +7,13 @@
 // and the program's counters say what it made of them. Each frame is first
 // sent with a head that holds all of it: the same bytes, linear, are handled.
 import test from 'ava';
+import { buildPacket, dsrOption } from '../lib/packets.js';
 import { buildPacket6, type Packet6Spec } from '../lib/packets6.js';
 import { inject } from '../lib/inject.js';
 import { Cleanup, createNetns, nsRun, uniqueId, vethPair, waitFor } from '../lib/netns.js';
 import { inNetns } from '../../src/datapath/loader.js';
 import { localBackendSlot } from '../../src/datapath/node-maps.js';
-import { CLIENT6, EDGE6, loadNode6, MAC_A, MAC_B, POD6_1, POD6_2, POD6_3, run, TC_UNSPEC, VIP6 } from './node-fixtures.js';
+import { CLIENT, CLIENT6, EDGE6, loadNode, loadNode6, MAC_A, MAC_B, POD1, POD6_1, POD6_2, POD6_3, run, TC_UNSPEC, VIP, VIP6 } from './node-fixtures.js';
 
 const ROUTER6 = '2001:db8:7::1';
 /** Bytes of an ICMPv6 error the program reads: its header, the quoted fixed header, the quoted ports. */
@@ -89,6 +90,31 @@ test.serial('a pod\'s ICMPv6 error in a non-linear skb whose head ends inside wh
   let n = 0;
   for (const linear of heads) {
     // Sent from the node's own side of the link: through n0's tc egress.
+    await inject(N, { iface: 'n0', frames: [frame], linear });
+    n++;
+    await waitFor(() => dp.counters().eg_icmp >= n, 3000);
+    t.like(dp.counters(), { eg_icmp: n }, `head of ${linear} bytes`);
+  }
+});
+
+test.serial('a pod\'s ICMP error (IPv4) in a non-linear skb whose head ends inside what the program reads: leaves as the VIP\'s, as a linear one does', async (t) => {
+  // The IPv4 twin: 8 bytes of ICMP header were pulled, and the quoted
+  // header and ports (20 + 4 more) that egress_icmp reads were not.
+  t.timeout(60_000);
+  const { N } = await lab(t);
+  const dp = loadNode(t);
+  inNetns(N, () => dp.attach('n0'));
+  t.teardown(() => inNetns(N, () => dp.detach()));
+  const opt = buildPacket({ eth: { src: MAC_A, dst: MAC_B }, ip: { src: CLIENT, dst: POD1, options: dsrOption(VIP, 53) }, udp: { sport: 3333, dport: 5353, payload: Buffer.from('q') } });
+  t.is(run(dp.ingress, opt).retval, TC_UNSPEC, 'the flow');
+  t.like(dp.flows()[0], { vip: VIP, vipPort: 53 });
+  const quote = buildPacket({ eth: false, ip: { src: CLIENT, dst: POD1 }, udp: { sport: 3333, dport: 5353, payload: Buffer.alloc(BIG, 7) } });
+  const frame = buildPacket({ eth: { src: MAC_B, dst: MAC_A }, ip: { src: POD1, dst: CLIENT, ttl: 64 }, icmp: { type: 3, code: 3, payload: quote } });
+  const icmpOff = 14 + 20;
+  dp.resetCounters();
+  const heads = [frame.length, icmpOff + 8 + 20, icmpOff + 8 + 20 + 3];
+  let n = 0;
+  for (const linear of heads) {
     await inject(N, { iface: 'n0', frames: [frame], linear });
     n++;
     await waitFor(() => dp.counters().eg_icmp >= n, 3000);
