@@ -354,6 +354,45 @@ test('IPv6 SNAT: a blind RST from either side does not free a live connection\'s
 // ---------------------------------------------------------------- blind FINs on SNAT flows
 
 /**
+ * One SNAT connection's two sides, as packets of one family: client A
+ * (CLIENT / 2001:db8:1::a), another client B's SYN, and the backend's
+ * segments to the edge's only SNAT port (20000).
+ */
+interface SnatSides {
+  a: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer; // A's segment
+  b: () => Buffer; // another client's SYN
+  be: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer; // the backend's segment to the edge's port
+  sport: (out: Buffer) => number;
+  dst: (out: Buffer) => string;
+  aAddr: string;
+}
+
+function snatSides4(): SnatSides {
+  return {
+    a: (flags, seq, ack, payload) => tcpPacket({ flags, src: CLIENT, seq, ack, ...(payload ? { payload } : {}) }),
+    b: () => tcpPacket({ flags: { syn: true }, src: '198.51.100.66', sport: 41000 }),
+    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
+      buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: '10.244.1.1', dst: EDGE, df: true }, tcp: { sport: 8080, dport: 20000, flags, seq, ack, payload } }),
+    sport: (out) => parsePacket(out).tcp!.sport,
+    dst: (out) => parsePacket(out).ip.dst,
+    aAddr: CLIENT,
+  };
+}
+
+function snatSides6(): SnatSides {
+  const be = service6({ mode: 'snat' }).backends[0]!.ip;
+  return {
+    a: (flags, seq, ack, payload) => tcp6({ src: '2001:db8:1::a', flags: flags ?? ACK, seq, ack, ...(payload ? { payload } : {}) }),
+    b: () => tcp6({ src: '2001:db8:1::b' }),
+    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
+      buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE6, hopLimit: 64 }, tcp: { sport: 8080, dport: 20000, seq, ack, flags: flags ?? ACK, payload } }),
+    sport: (out) => out.readUInt16BE(54),
+    dst: (out) => parse6(out.subarray(14)).dst,
+    aAddr: '2001:db8:1:0:0:0:0:a',
+  };
+}
+
+/**
  * Both families: A's keep-alive connection (A's ISN 1000, the backend's
  * 5000; a 9-byte request, a 2-byte answer: the backend expects 1010 next,
  * A 5003), then an attacker forges FINs from both sides — without the ACK
@@ -363,14 +402,7 @@ test('IPv6 SNAT: a blind RST from either side does not free a live connection\'s
  * would go to the client that got it. In-window FINs (the real close; A's
  * a retransmission after data the edge has not seen) end it.
  */
-function blindFinCase(t: ExecutionContext, dp: EdgeDatapath, f: {
-  a: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer; // A's segment
-  b: () => Buffer; // another client's SYN
-  be: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer; // the backend's segment to the edge's port
-  sport: (out: Buffer) => number;
-  dst: (out: Buffer) => string;
-  aAddr: string;
-}, t0: bigint): void {
+function blindFinCase(t: ExecutionContext, dp: EdgeDatapath, f: SnatSides, t0: bigint): void {
   t.is(f.sport(run(dp, f.a({ syn: true }, 1000, 0)).out), 20000);
   t.is(f.dst(run(dp, f.be({ syn: true, ack: true }, 5000, 1001)).out), f.aAddr);
   run(dp, f.a(ACK, 1001, 5001, Buffer.from('GET /poll')));
@@ -407,32 +439,15 @@ test('SNAT: blind FINs from both sides (out of window, or without ACK) do not en
   dp.applyServices([service({ mode: 'snat' })]);
   const t0 = 10_000n * SEC;
   setEdgeClock(dp, t0);
-  blindFinCase(t, dp, {
-    a: (flags, seq, ack, payload) => tcpPacket({ flags, src: CLIENT, seq, ack, ...(payload ? { payload } : {}) }),
-    b: () => tcpPacket({ flags: { syn: true }, src: '198.51.100.66', sport: 41000 }),
-    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
-      buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: '10.244.1.1', dst: EDGE, df: true }, tcp: { sport: 8080, dport: 20000, flags, seq, ack, payload } }),
-    sport: (out) => parsePacket(out).tcp!.sport,
-    dst: (out) => parsePacket(out).ip.dst,
-    aAddr: CLIENT,
-  }, t0);
+  blindFinCase(t, dp, snatSides4(), t0);
 });
 
 test('IPv6 SNAT: blind FINs from both sides (out of window, or without ACK) do not end a live connection; in-window FINs do', (t) => {
   const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 20000, max: 20000 } });
   apply6(dp, service6({ mode: 'snat' }));
-  const be = service6({ mode: 'snat' }).backends[0]!.ip;
   const t0 = 10_000n * SEC;
   setEdgeClock(dp, t0);
-  blindFinCase(t, dp, {
-    a: (flags, seq, ack, payload) => tcp6({ src: '2001:db8:1::a', flags: flags ?? ACK, seq, ack, ...(payload ? { payload } : {}) }),
-    b: () => tcp6({ src: '2001:db8:1::b' }),
-    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
-      buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE6, hopLimit: 64 }, tcp: { sport: 8080, dport: 20000, seq, ack, flags: flags ?? ACK, payload } }),
-    sport: (out) => out.readUInt16BE(54),
-    dst: (out) => parse6(out.subarray(14)).dst,
-    aAddr: '2001:db8:1:0:0:0:0:a',
-  }, t0);
+  blindFinCase(t, dp, snatSides6(), t0);
 });
 
 // ---------------------------------------------------------------- half-open SNAT flows (a spoofed SYN flood)
@@ -529,14 +544,7 @@ test('IPv6 SNAT: the half-open flows of a spoofed SYN flood give their ports bac
  * opens a new connection on the same tuple a few seconds later, which then
  * idles past the close hold (≈ 60 s). Its port must stay A's.
  */
-function reusedTupleCase(t: ExecutionContext, dp: EdgeDatapath, f: {
-  a: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number) => Buffer; // A's segment
-  b: () => Buffer; // another client's SYN
-  be: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer; // the backend's segment to the edge's port
-  sport: (out: Buffer) => number;
-  dst: (out: Buffer) => string;
-  aAddr: string;
-}, t0: bigint): void {
+function reusedTupleCase(t: ExecutionContext, dp: EdgeDatapath, f: SnatSides, t0: bigint): void {
   t.is(f.sport(run(dp, f.a({ syn: true }, 1000, 0)).out), 20000);
   run(dp, f.be({ syn: true, ack: true }, 5000, 1001));
   run(dp, f.a(ACK, 1001, 5001));
@@ -563,32 +571,15 @@ test('SNAT: a connection that reuses a closed one\'s tuple (both FINs seen) is l
   dp.applyServices([service({ mode: 'snat' })]);
   const t0 = 10_000n * SEC;
   setEdgeClock(dp, t0);
-  reusedTupleCase(t, dp, {
-    a: (flags, seq, ack) => tcpPacket({ flags, src: CLIENT, seq, ack }),
-    b: () => tcpPacket({ flags: { syn: true }, src: '198.51.100.66', sport: 41000 }),
-    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
-      buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: '10.244.1.1', dst: EDGE, df: true }, tcp: { sport: 8080, dport: 20000, flags, seq, ack, payload } }),
-    sport: (out) => parsePacket(out).tcp!.sport,
-    dst: (out) => parsePacket(out).ip.dst,
-    aAddr: CLIENT,
-  }, t0);
+  reusedTupleCase(t, dp, snatSides4(), t0);
 });
 
 test('IPv6 SNAT: a connection that reuses a closed one\'s tuple (both FINs seen) is live — its port is not reclaimed after the close hold while it idles', (t) => {
   const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 20000, max: 20000 } });
   apply6(dp, service6({ mode: 'snat' }));
-  const be = service6({ mode: 'snat' }).backends[0]!.ip;
   const t0 = 10_000n * SEC;
   setEdgeClock(dp, t0);
-  reusedTupleCase(t, dp, {
-    a: (flags, seq, ack) => tcp6({ src: '2001:db8:1::a', flags: flags ?? ACK, seq, ack }),
-    b: () => tcp6({ src: '2001:db8:1::b' }),
-    be: (flags, seq, ack, payload = Buffer.alloc(0)) =>
-      buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE6, hopLimit: 64 }, tcp: { sport: 8080, dport: 20000, seq, ack, flags: flags ?? ACK, payload } }),
-    sport: (out) => out.readUInt16BE(54),
-    dst: (out) => parse6(out.subarray(14)).dst,
-    aAddr: '2001:db8:1:0:0:0:0:a',
-  }, t0);
+  reusedTupleCase(t, dp, snatSides6(), t0);
 });
 
 // ---------------------------------------------------------------- blind SYNs on second-chance flows (edge_sc_syn)
