@@ -266,8 +266,38 @@ export function desiredForService(
       services.push({ service: key, frontend, mode, dispatch, sourceRanges: own, affinityTimeoutSeconds: affinity, backends });
     }
   }
+  return { services, rejected, readyAddresses: addresses.map((a) => a.ip).filter((ip) => ready.has(ip)), problems: fewPerReason(problems) };
+}
+
+/** Distinct problems of one reason reported one by one; the others are counted in the last one. */
+export const PROBLEMS_PER_REASON = 5;
+
+/**
+ * The distinct problems, at most PROBLEMS_PER_REASON per reason, the last
+ * of them naming how many more there are. Each becomes a Warning Event: a
+ * Service with thousands of endpoints on a node without an address queued
+ * one each, filling the Event recorder's queue that every Service shares
+ * (its overflow drops the other Services' Events).
+ */
+function fewPerReason(problems: readonly Problem[]): Problem[] {
   const unique = [...new Map(problems.map((p) => [`${p.reason}|${p.message}`, p])).values()];
-  return { services, rejected, readyAddresses: addresses.map((a) => a.ip).filter((ip) => ready.has(ip)), problems: unique };
+  const byReason = new Map<string, Problem[]>();
+  for (const p of unique) {
+    const list = byReason.get(p.reason);
+    if (list) list.push(p);
+    else byReason.set(p.reason, [p]);
+  }
+  const out: Problem[] = [];
+  for (const [reason, list] of byReason) {
+    if (list.length <= PROBLEMS_PER_REASON) {
+      out.push(...list);
+      continue;
+    }
+    out.push(...list.slice(0, PROBLEMS_PER_REASON - 1));
+    const last = list[PROBLEMS_PER_REASON - 1]!;
+    out.push({ reason, message: `${last.message} (and ${list.length - PROBLEMS_PER_REASON} more for the same reason)` });
+  }
+  return out;
 }
 
 export interface VipSource {

@@ -186,3 +186,26 @@ test.serial('a status write lands only on the Service it was computed for: one d
   t.is(ok.code, 200, JSON.stringify(ok.body).slice(0, 300));
   t.deepEqual(ingressOf(await svc('again')), ['192.0.2.9']);
 });
+
+test.serial('thousands of unusable endpoints in one Service give a few Warning Events per reason, not one each (the recorder\'s queue is shared by every Service)', async (t) => {
+  const { ns, make, svc, events, createService, serve } = await setup(t);
+  // 2 000 endpoints on a node without a known address (the API server
+  // validates source ranges, annotation included, so those cannot pile up).
+  await createService('noisy');
+  for (let j = 0; j < 2; j++) {
+    const eps = Array.from({ length: 1000 }, (_, i) => ({ ip: `10.${50 + j}.${i >> 8}.${i & 255}`, node: 'nowhere' }));
+    await k8s.cluster.create(endpointSlice(ns, 'noisy', `noisy-${j}`, eps));
+  }
+  await serve('fine', '10.1.0.9');
+  const c = make(new RecordingSink());
+  await c.start();
+  await waitFor('fine advertised', async () => conditionOf(await svc('fine'))?.status === 'True', 20_000);
+  await waitFor('noisy decided', async () => conditionOf(await svc('noisy'))?.reason === 'NoReadyEndpoints', 20_000);
+  await c.settle();
+  await waitFor('events written', () => c.status().eventsPending === 0, 60_000);
+  const noisy = await events('noisy');
+  const count = (reason: string) => noisy.filter((e) => e.reason === reason).length;
+  t.true(count('NodeAddressUnknown') >= 1 && count('NodeAddressUnknown') <= 5, `${count('NodeAddressUnknown')} NodeAddressUnknown Events`);
+  t.true(noisy.some((e) => e.reason === 'NodeAddressUnknown' && /and 1995 more for the same reason/.test(String(e.note))), 'the count of the others is named');
+  t.true((await events('fine')).some((e) => e.reason === 'IPAllocated'));
+});
