@@ -120,7 +120,7 @@ export class EventRecorder {
   private async create(d: Draft): Promise<void> {
     const { e, key, ref, type, reason } = d;
     const namespace = ref.namespace;
-    const name = `${ref.name}.${Date.now().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`;
+    const name = eventName(ref.name, `${Date.now().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, '0')}`);
     const body = {
       apiVersion: 'events.k8s.io/v1',
       kind: 'Event',
@@ -133,7 +133,7 @@ export class EventRecorder {
       note: d.note,
       type,
       reportingController: this.o.component,
-      reportingInstance: this.o.host,
+      reportingInstance: reportingInstance(this.o.host),
     };
     try {
       await this.o.rest.send('POST', eventsPath(namespace), body, 'application/json', true);
@@ -206,6 +206,34 @@ function eventsPath(namespace: string, name?: string): string {
 /** RFC 3339 with microseconds: the MicroTime events.k8s.io/v1 requires for eventTime and series. */
 function microTime(d = new Date()): string {
   return d.toISOString().replace(/Z$/, '000Z');
+}
+
+/** Longest object name the API server takes (a DNS subdomain). */
+const MAX_NAME = 253;
+/** Longest reportingInstance (and reportingController) events.k8s.io/v1 takes. */
+const MAX_INSTANCE = 128;
+
+/**
+ * "<object name>.<unique suffix>", the object's name cut so the whole fits
+ * 253 characters and still ends in a letter or digit: an edge's presence
+ * Lease can have a 253-character name, and every Event about it was refused.
+ */
+export function eventName(object: string, suffix: string): string {
+  const room = MAX_NAME - suffix.length - 1;
+  const base = object.length <= room ? object : object.slice(0, room).replace(/[^a-z0-9]+$/, '');
+  return `${base}.${suffix}`;
+}
+
+/**
+ * The edge's name as an Event's reportingInstance: node.name may have 253
+ * characters, the API server takes 128 (every Event of such an edge was
+ * refused). A longer one keeps its start and ends in a digest of the whole,
+ * so two long names that differ only at the end stay apart.
+ */
+export function reportingInstance(host: string): string {
+  if (host.length <= MAX_INSTANCE) return host;
+  const digest = createHash('sha1').update(host).digest('hex').slice(0, 8);
+  return `${host.slice(0, MAX_INSTANCE - digest.length - 1)}-${digest}`;
 }
 
 /** The API server rejects a note over 1 KiB; keep its start, cut on a character boundary. */

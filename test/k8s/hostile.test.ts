@@ -16,6 +16,9 @@ import { edgeClusterPerFile } from './edge-cluster.js';
 import { statusPatch } from '../../src/k8s/status.js';
 import type { V1Service } from '@kubernetes/client-node';
 import { EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
+import { RestClient } from '../../src/k8s/rest.js';
+import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
+import { EventRecorder } from '../../src/k8s/events.js';
 import { conditionOf, endpointSlice, ingressOf, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
 
 const log = silentLogger();
@@ -208,4 +211,24 @@ test.serial('thousands of unusable endpoints in one Service give a few Warning E
   t.true(count('NodeAddressUnknown') >= 1 && count('NodeAddressUnknown') <= 5, `${count('NodeAddressUnknown')} NodeAddressUnknown Events`);
   t.true(noisy.some((e) => e.reason === 'NodeAddressUnknown' && /and 1995 more for the same reason/.test(String(e.note))), 'the count of the others is named');
   t.true((await events('fine')).some((e) => e.reason === 'IPAllocated'));
+});
+
+test.serial('an edge name of 253 characters (the longest node.name takes) and a Lease name as long still get their Events recorded', async (t) => {
+  const { ns, createService, svc } = await setup(t);
+  await createService('s'.repeat(63));
+  const target = (await svc('s'.repeat(63))) as V1Service;
+  const rest = new RestClient(loadKubeConfig(k8s.kubeconfig));
+  t.teardown(() => rest.close());
+  const host = `edge-${'a'.repeat(240)}.example`;
+  const rec = new EventRecorder({ rest, component: 'edgelb', host, logger: log });
+  rec.record(target, 'Warning', 'NodeAddressUnknown', 'endpoint 10.1.0.1 is not used');
+  // (What presenceLeaseName makes of such an edge name: 253 characters.)
+  const lease = `edgelb-edge-${host}`.slice(0, 253);
+  rec.recordFor({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: ns, name: lease }, 'Warning', 'DuplicateEdgeName', 'two machines present the edge name');
+  await waitFor('written', () => rec.pending() === 0, 10_000);
+  t.is(rec.failed, 0, 'no Event refused');
+  const all = await k8s.cluster.list('events', ns);
+  t.deepEqual(all.map((e) => e.reason).sort(), ['DuplicateEdgeName', 'NodeAddressUnknown']);
+  for (const e of all) t.true((e.metadata as { name: string }).name.length <= 253);
+  t.true(all.every((e) => String(e.reportingInstance).startsWith('edge-aaaa')), 'the instance still names the edge');
 });
