@@ -145,6 +145,14 @@ export interface DatapathConfig {
    */
   maxPortsPerService: number;
   /**
+   * Backend entries one Service may need — its TCP/UDP ports times its
+   * endpoints, for each of its addresses; a Service with more is not served
+   * (Warning Event TooManyBackends). Counted before anything is built: 20 000
+   * endpoints on 10 ports took ~3 s of the event loop that renews the Lease,
+   * and a quarter of the edge's 262 143 backend ids every Service shares.
+   */
+  maxBackendsPerService: number;
+  /**
    * Seconds a service's previous Maglev table is kept after its backend set
    * changed, so connections moved to an edge without their entry still reach
    * their backend (docs/second-chance.md). 0 = off.

@@ -8,7 +8,7 @@ import type { DesiredStateSink } from './sink.js';
 import type { computeService } from './service-compute.js';
 
 export interface KubernetesControllerOptions {
-  /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch/maxPortsPerService are read. */
+  /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch/maxPortsPerService/maxBackendsPerService are read. */
   config: DesiredConfig & Pick<EdgelbConfig, 'kubernetes'>;
   /** Overrides config.kubernetes.kubeconfig; empty = in-cluster / $KUBECONFIG. */
   kubeconfigPath?: string;
@@ -30,6 +30,8 @@ export interface KubernetesControllerOptions {
   debounceMs?: number;
   /** Services reconciled per round (a larger change takes several rounds); default ROUND_SIZE. */
   roundSize?: number;
+  /** Backend entries a round computes before it leaves the remaining Services to the next one; default ROUND_BACKENDS. */
+  roundBackends?: number;
   /** Concurrent status writes. */
   statusConcurrency?: number;
   /** The per-Service computation (tests put a failing one in); default computeService. */

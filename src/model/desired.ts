@@ -32,8 +32,8 @@ export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
 /** The part of the configuration desired state depends on. */
 export interface DesiredConfig {
-  /** maxPortsPerService: absent = no cap. */
-  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'> & Partial<Pick<DatapathConfig, 'maxPortsPerService'>>;
+  /** maxPortsPerService, maxBackendsPerService: absent = no cap. */
+  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'> & Partial<Pick<DatapathConfig, 'maxPortsPerService' | 'maxBackendsPerService'>>;
   pools: PoolConfig[];
 }
 const MODES: readonly DatapathMode[] = ['dsr', 'snat', 'hybrid'];
@@ -200,6 +200,27 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
   return [...byId.values()].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
 }
 
+/**
+ * The backend entries a Service would need: for each of its addresses, its
+ * ports times the endpoints of that family that could be backends. Counted
+ * without building any (a count per endpoint), so a Service over the cap
+ * costs next to nothing to refuse.
+ */
+function backendEntries(ports: number, addresses: readonly Assigned[], slices: readonly V1EndpointSlice[]): number {
+  const perFamily = { 4: 0, 6: 0 };
+  for (const slice of slices) {
+    const fam = slice.addressType === 'IPv6' ? 6 : slice.addressType === 'IPv4' ? 4 : null;
+    if (fam === null) continue;
+    for (const ep of slice.endpoints ?? []) if (ep.addresses?.[0] !== undefined && stateOf(ep.conditions) !== null) perFamily[fam]++;
+  }
+  let n = 0;
+  for (const a of addresses) {
+    const fam = ipFamily(a.ip);
+    if (fam !== null) n += ports * perFamily[fam];
+  }
+  return n;
+}
+
 export interface ServiceDesired {
   /** One entry per (address, port, protocol) that can be served. */
   services: DesiredService[];
@@ -241,6 +262,9 @@ export function desiredForService(
   }
   const cap = config.datapath.maxPortsPerService;
   const overCap = cap !== undefined && ports.length > cap;
+  const maxEntries = config.datapath.maxBackendsPerService;
+  const entries = maxEntries === undefined || overCap ? 0 : backendEntries(ports.length, addresses, slices);
+  const overEntries = maxEntries !== undefined && entries > maxEntries;
   for (const { sp, protocol } of ports) {
     for (const a of addresses) {
       const fam = ipFamily(a.ip);
@@ -252,6 +276,10 @@ export function desiredForService(
       };
       if (overCap) {
         reject('TooManyPorts', `the Service has ${ports.length} TCP/UDP ports; an edge serves at most ${cap} per Service (datapath.maxPortsPerService)`);
+        continue;
+      }
+      if (overEntries) {
+        reject('TooManyBackends', `the Service needs ${entries} backend entries (${ports.length} TCP/UDP port(s) × its endpoints, for each of its addresses); an edge serves at most ${maxEntries} per Service (datapath.maxBackendsPerService)`);
         continue;
       }
       // Each family's ranges apply to that family's frontends (as kube-proxy

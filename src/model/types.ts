@@ -61,7 +61,8 @@ export interface DesiredState {
  * UnsupportedFamily (an address family it does not forward yet),
  * InvalidFrontend (a value it cannot encode), OutOfServiceIds,
  * OutOfBackendIds, OutOfRingSlots, OutOfSourceRanges (capacity). The model's: TooManyPorts
- * (over the per-Service cap), SourceRangeFamily (source ranges, none of the
+ * (over the per-Service cap), TooManyBackends (ports × endpoints over the
+ * per-Service cap), SourceRangeFamily (source ranges, none of the
  * frontend's family), FrontendConflict (another Service holds it).
  */
 export const REJECT_REASONS = [
@@ -72,6 +73,7 @@ export const REJECT_REASONS = [
   'OutOfRingSlots',
   'OutOfSourceRanges',
   'TooManyPorts',
+  'TooManyBackends',
   'SourceRangeFamily',
   'FrontendConflict',
 ] as const;

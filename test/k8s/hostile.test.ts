@@ -8,6 +8,8 @@
 // each test with its own namespace, class and Lease; selector-less Services
 // with hand-made EndpointSlices; no controller manager.
 import test, { type ExecutionContext } from 'ava';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pool } from '../lib/kube.js';
 import { KubernetesController, type KubernetesControllerOptions } from '../../src/k8s/controller.js';
 import { IpAllocator, type IpRequest } from '../../src/ipam/allocator.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -19,7 +21,7 @@ import { EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 import { RestClient } from '../../src/k8s/rest.js';
 import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
 import { EventRecorder } from '../../src/k8s/events.js';
-import { conditionOf, endpointSlice, ingressOf, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
+import { conditionOf, endpointSlice, ingressOf, PlannerSink, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
 
 const log = silentLogger();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -231,4 +233,29 @@ test.serial('an edge name of 253 characters (the longest node.name takes) and a 
   t.deepEqual(all.map((e) => e.reason).sort(), ['DuplicateEdgeName', 'NodeAddressUnknown']);
   for (const e of all) t.true((e.metadata as { name: string }).name.length <= 253);
   t.true(all.every((e) => String(e.reportingInstance).startsWith('edge-aaaa')), 'the instance still names the edge');
+});
+
+test.serial('a Service with 20 000 endpoints on 10 ports (200 000 backend entries) is refused at once (TooManyBackends) without blocking the event loop; the others are served', async (t) => {
+  const { ns, make, svc, events, createService, serve, config } = await setup(t);
+  const ports = Array.from({ length: 10 }, (_, i) => 80 + i);
+  await createService('huge', { ports }, { allocateLoadBalancerNodePorts: false });
+  await pool(20, 4, (j) => k8s.cluster.create(endpointSlice(ns, 'huge', `huge-${j}`, Array.from({ length: 1000 }, (_, i) => ({ ip: `10.${100 + j}.${i >> 8}.${i & 255}`, node: 'n1' })), ports)));
+  await serve('fine', '10.1.0.9');
+  const capped = config();
+  capped.datapath = { ...capped.datapath, maxPortsPerService: 100, maxBackendsPerService: 65_536 };
+  const sink = new PlannerSink({ backendIds: 1 << 18 });
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  t.teardown(() => delay.disable());
+  const c = make(sink, { config: capped });
+  await c.start();
+  await waitFor('huge refused', async () => conditionOf(await svc('huge'))?.reason === 'TooManyBackends', 20_000);
+  await waitFor('fine advertised', async () => conditionOf(await svc('fine'))?.status === 'True', 20_000);
+  await c.settle();
+  const maxMs = delay.max / 1e6;
+  t.log(`longest event loop delay ${maxMs.toFixed(0)} ms`);
+  t.true(maxMs < 1000, `event loop blocked ${maxMs.toFixed(0)} ms`);
+  t.regex(conditionOf(await svc('huge'))!.message, /needs 200000 backend entries .*at most 65536 per Service \(datapath\.maxBackendsPerService\)/);
+  t.false([...sink.frontends.values()].some((d) => d.service === `${ns}/huge`), 'nothing of it reached the sink');
+  await waitFor('its Warning Event', async () => (await events('huge')).some((e) => e.reason === 'TooManyBackends'), 20_000);
 });
