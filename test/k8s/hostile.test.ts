@@ -259,3 +259,23 @@ test.serial('a Service with 20 000 endpoints on 10 ports (200 000 backend entrie
   t.false([...sink.frontends.values()].some((d) => d.service === `${ns}/huge`), 'nothing of it reached the sink');
   await waitFor('its Warning Event', async () => (await events('huge')).some((e) => e.reason === 'TooManyBackends'), 20_000);
 });
+
+test.serial('many large Services at once are computed over several rounds, each bounded in backend entries (the round runs on the event loop that renews the Lease)', async (t) => {
+  const { ns, make, svc, createService } = await setup(t, [{ cidrs: ['192.0.2.0/27'] }]);
+  const ports = [80, 81, 82, 83, 84];
+  for (let s = 0; s < 6; s++) {
+    await createService(`big${s}`, { ports }, { allocateLoadBalancerNodePorts: false });
+    await k8s.cluster.create(endpointSlice(ns, `big${s}`, `big${s}-1`, Array.from({ length: 1000 }, (_, i) => ({ ip: `10.${60 + s}.${i >> 8}.${i & 255}`, node: 'n1' })), ports));
+  }
+  const sink = new RecordingSink();
+  const c = make(sink, { roundBackends: 5000 });
+  await c.start();
+  await waitFor('all advertised', async () => {
+    for (let s = 0; s < 6; s++) if (conditionOf(await svc(`big${s}`))?.status !== 'True') return false;
+    return true;
+  }, 30_000);
+  const perCall = sink.calls.filter((x) => x.changed.length > 0).map((x) => x.changed.reduce((n, d) => n + d.backends.length, 0));
+  t.is(perCall.reduce((a, b) => a + b, 0), 30_000);
+  // A round stops taking Services once it holds the budget: at most one Service (5 000) past it.
+  t.true(perCall.every((n) => n <= 10_000), `backend entries per round: ${perCall.join(', ')}`);
+});
