@@ -7,7 +7,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { poolForAddress, type Assigned, type IpAllocator } from '../ipam/allocator.js';
 import { desiredForService, frontendKey, type DesiredConfig, type NodeAddresses, type Problem } from '../model/desired.js';
 import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor } from '../model/service.js';
-import { canonicalIp } from '../net/ip.js';
+import { canonicalIp, ipFamily } from '../net/ip.js';
 import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
 import type { FrontendClaims } from './claims.js';
 import { FAILURE_REASONS } from './cluster-cache.js';
@@ -139,7 +139,10 @@ function addressesFromStatus(config: DesiredConfig, svc: V1Service, prev: SvcSta
     // of one address was a second frontend and VIP, past the conflict check.
     const ip = canonicalIp(raw);
     const p = ip === null ? null : poolForAddress(config.pools, ip, ns, labels);
-    if (p && ip !== null && !out.some((a) => a.ip === ip)) out.push({ ip, pool: p.name });
+    // One address per family, the first, as the allocating edge writes
+    // them: another writer's status with a hundred pool addresses made this
+    // edge program and advertise a hundred VIPs for one Service.
+    if (p && ip !== null && !out.some((a) => ipFamily(a.ip) === ipFamily(ip))) out.push({ ip, pool: p.name });
   }
   if (out.length > 0 || !prev) return out;
   const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);

@@ -279,3 +279,24 @@ test.serial('many large Services at once are computed over several rounds, each 
   // A round stops taking Services once it holds the budget: at most one Service (5 000) past it.
   t.true(perCall.every((n) => n <= 10_000), `backend entries per round: ${perCall.join(', ')}`);
 });
+
+test.serial('a follower takes at most one address per family from a status someone else wrote with 100 entries (hostnames, foreign addresses, ipMode Proxy): one frontend, one VIP', async (t) => {
+  const { ns, leaseName, make, serve } = await setup(t, [{ cidrs: ['192.0.2.0/24', '2001:db8::/120'] }]);
+  await k8s.cluster.create({
+    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { namespace: EDGELB_NAMESPACE, name: leaseName },
+    spec: { holderIdentity: 'edge-z', leaseDurationSeconds: 60, renewTime: new Date().toISOString().replace('Z', '000Z') },
+  });
+  await serve('bogus', '10.1.0.1');
+  const ingress: Obj[] = [{ hostname: 'lb.example.com' }, { ip: '198.51.100.7' }];
+  for (let i = 1; i <= 100; i++) ingress.push({ ip: `192.0.2.${i}`, ipMode: i % 2 ? 'VIP' : 'Proxy' });
+  await k8s.cluster.patchStatus('services', ns, 'bogus', { loadBalancer: { ingress } });
+  const sink = new RecordingSink();
+  const c = make(sink);
+  await c.start();
+  await waitFor('a frontend programmed', () => sink.frontends.size > 0, 20_000);
+  await c.settle();
+  await sleep(300);
+  await c.settle();
+  t.deepEqual([...sink.frontends.keys()], ['192.0.2.1:80/TCP'], 'the first address of its family, as the allocating edge writes it');
+  t.deepEqual(sink.vipAddresses(), ['192.0.2.1']);
+});
