@@ -479,7 +479,7 @@ export class KubernetesController {
         if (this.ipam?.assignmentOf(key)) released = true;
         this.ipam?.release(key);
         this.unallocated.delete(key);
-        if (svc && prev && this.status_) this.status_.set(key, { ingress: [], condition: null });
+        if (svc && prev && this.status_) this.status_.set(key, { ingress: [], condition: null, release: prev.addresses.map((a) => a.ip) });
         else this.status_?.set(key, null);
         continue;
       }

@@ -5,7 +5,8 @@
 // one write. Writes are JSON merge patches of the status subresource,
 // carrying the other controllers' conditions over unchanged and the
 // Service's uid (a write never lands on a namesake created since).
-import type { V1Condition, V1Service } from '@kubernetes/client-node';
+import type { V1Condition, V1LoadBalancerIngress, V1Service } from '@kubernetes/client-node';
+import { canonicalIp } from '../net/ip.js';
 import type { Logger } from '../log/logger.js';
 import { CONDITION_ADVERTISED } from '../model/service.js';
 import { httpStatus } from './lease.js';
@@ -21,6 +22,15 @@ export interface DesiredStatus {
   ingress: string[];
   /** null = remove our condition (the Service is no longer ours). */
   condition: ConditionState | null;
+  /**
+   * The Service is no longer ours (another type, another class): take these
+   * addresses — the ones this edge gave it — and our condition out of its
+   * status, leave every other entry, and forget the Service once that is so.
+   * `ingress` is then unused. (Writing an empty list for as long as it was
+   * remembered wiped what the controller of its new class wrote there, at
+   * every write of theirs that the informer delivered before the next round.)
+   */
+  release?: readonly string[];
 }
 
 export interface StatusWriterOptions {
@@ -40,6 +50,7 @@ export function ourCondition(svc: V1Service): V1Condition | undefined {
 
 /** Whether `svc`'s status already says what `d` says. */
 export function statusMatches(svc: V1Service, d: DesiredStatus): boolean {
+  if (d.release) return ourCondition(svc) === undefined && keptIngress(svc, d.release).length === (svc.status?.loadBalancer?.ingress ?? []).length;
   // Entry by entry, not just the addresses: an entry another writer left (a
   // hostname, alone or beside an address) is not ours, and only a write
   // (the merge patch replaces the list) takes it away.
@@ -50,6 +61,11 @@ export function statusMatches(svc: V1Service, d: DesiredStatus): boolean {
   return c !== undefined && c.status === d.condition.status && c.reason === d.condition.reason && c.message === d.condition.message;
 }
 
+/** The ingress entries of `svc` that are not among `released` (another writer's, as they are). */
+function keptIngress(svc: V1Service, released: readonly string[]): V1LoadBalancerIngress[] {
+  return (svc.status?.loadBalancer?.ingress ?? []).filter((e) => !e.ip || !released.includes(canonicalIp(e.ip) ?? e.ip));
+}
+
 export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record<string, unknown> {
   const others = (svc.status?.conditions ?? []).filter((c) => c.type !== CONDITION_ADVERTISED);
   const conditions: unknown[] = others.map((c) => ({ ...c, lastTransitionTime: toIso(c.lastTransitionTime) }));
@@ -58,7 +74,8 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
     const since = prev && prev.status === d.condition.status ? toIso(prev.lastTransitionTime) : now.toISOString();
     conditions.push({ type: CONDITION_ADVERTISED, ...d.condition, lastTransitionTime: since, observedGeneration: svc.metadata?.generation });
   }
-  const status = { loadBalancer: { ingress: d.ingress.map((ip) => ({ ip })) }, conditions };
+  const ingress = d.release ? keptIngress(svc, d.release) : d.ingress.map((ip) => ({ ip }));
+  const status = { loadBalancer: { ingress }, conditions };
   // The uid makes the write a precondition: a Service deleted and created
   // again under the same name while this write was on its way (the cache
   // still held the old one) is refused it (422: a uid is immutable), instead of being given the
@@ -70,6 +87,7 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
 /** Whether two desired statuses say the same (a digest each was 10 000 strings kept and hashing at every check). */
 function sameStatus(a: DesiredStatus, b: DesiredStatus): boolean {
   if (a === b) return true;
+  if ((a.release ?? null) !== null || (b.release ?? null) !== null) return a.release?.join() === b.release?.join();
   if (a.ingress.length !== b.ingress.length || a.ingress.some((ip, i) => ip !== b.ingress[i])) return false;
   if (a.condition === null || b.condition === null) return a.condition === b.condition;
   return a.condition.status === b.condition.status && a.condition.reason === b.condition.reason && a.condition.message === b.condition.message;
@@ -107,10 +125,7 @@ export class StatusWriter {
   /** Sets (or with null forgets) the status this Service should have and writes it if needed. */
   set(key: string, d: DesiredStatus | null): void {
     if (d === null) {
-      this.desired.delete(key);
-      this.lastWritten.delete(key);
-      this.failures.delete(key);
-      this.cancelRetry(key);
+      this.forget(key);
       return;
     }
     // Every recomputation of a Service sets its status again: keep the
@@ -147,6 +162,14 @@ export class StatusWriter {
     this.queue.clear();
   }
 
+  /** Nothing more to write for this Service (released, or no longer ours). */
+  private forget(key: string): void {
+    this.desired.delete(key);
+    this.lastWritten.delete(key);
+    this.failures.delete(key);
+    this.cancelRetry(key);
+  }
+
   private enqueue(key: string): void {
     this.cancelRetry(key);
     this.queue.add(key);
@@ -171,7 +194,10 @@ export class StatusWriter {
       this.lastWritten.delete(key);
       lw = undefined;
     }
-    if (statusMatches(svc, d)) return false;
+    if (statusMatches(svc, d)) {
+      if (d.release) this.forget(key);
+      return false;
+    }
     // Written already and the informer has not caught up with our write yet.
     return !(lw && sameStatus(lw.desired, d));
   }
@@ -207,7 +233,8 @@ export class StatusWriter {
       await this.o.rest.send('PATCH', nsPath(svc.metadata!.namespace!, 'services', svc.metadata!.name!, 'status'), statusPatch(svc, d, new Date()), 'application/merge-patch+json', true);
       this.written++;
       this.failures.delete(key);
-      this.lastWritten.set(key, { desired: d, baseRv });
+      if (d.release) this.forget(key);
+      else this.lastWritten.set(key, { desired: d, baseRv });
       return true;
     } catch (e) {
       // 404: the Service is gone; the informer's delete (or its successor's add) settles it.

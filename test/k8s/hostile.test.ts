@@ -300,3 +300,59 @@ test.serial('a follower takes at most one address per family from a status someo
   t.deepEqual([...sink.frontends.keys()], ['192.0.2.1:80/TCP'], 'the first address of its family, as the allocating edge writes it');
   t.deepEqual(sink.vipAddresses(), ['192.0.2.1']);
 });
+
+test.serial('a Service switching type and class while it holds an address (LoadBalancer → ClusterIP → LoadBalancer, to another class and back): withdrawn, released, re-allocated — never two Services on one address, nothing leaked, another class\'s status left alone', async (t) => {
+  const { ns, cls, make, svc, serve } = await setup(t, [{ cidrs: ['192.0.2.0/29'] }]);
+  await serve('flip', '10.1.0.1');
+  await serve('other', '10.1.0.2');
+  const sink = new RecordingSink();
+  const c = make(sink);
+  await c.start();
+  const ours = async (names: string[]) => {
+    for (const n of names) if (conditionOf(await svc(n))?.status !== 'True') return false;
+    return true;
+  };
+  await waitFor('both advertised', () => ours(['flip', 'other']), 20_000);
+  const first = ingressOf(await svc('flip'))[0]!;
+  const distinct = async (names: string[]) => {
+    const ips = (await Promise.all(names.map(async (n) => ingressOf(await svc(n))))).flat();
+    t.is(new Set(ips).size, ips.length, `addresses ${ips.join(', ')}`);
+    t.deepEqual(sink.vipAddresses().sort(), [...ips].sort(), 'the sink advertises exactly what status shows');
+    t.is(c.status().pools[0]!.used, ips.length, 'the allocator holds exactly those');
+  };
+  const toClusterIP = () => k8s.cluster.patch('services', ns, 'flip', { spec: { type: 'ClusterIP', loadBalancerClass: null, allocateLoadBalancerNodePorts: null } });
+  const toLB = (lbClass: string) => k8s.cluster.patch('services', ns, 'flip', { spec: { type: 'LoadBalancer', loadBalancerClass: lbClass } });
+  const gone = async () => !sink.vipAddresses().includes(first) && ![...sink.frontends.values()].some((d) => d.service === `${ns}/flip`);
+
+  await toClusterIP();
+  await waitFor('flip withdrawn and removed', gone, 20_000);
+  await waitFor('flip has no address in status', async () => ingressOf(await svc('flip')).length === 0 && conditionOf(await svc('flip')) === undefined, 20_000);
+  // Its address is free again: a new Service may take it.
+  await serve('third', '10.1.0.3');
+  await waitFor('third advertised', () => ours(['third']), 20_000);
+  await c.settle();
+  await distinct(['other', 'third']);
+
+  await toLB(cls);
+  await waitFor('flip advertised again', () => ours(['flip']), 20_000);
+  await c.settle();
+  await distinct(['flip', 'other', 'third']);
+
+  // Away to another controller's class (through ClusterIP: the class is immutable while LoadBalancer).
+  await toClusterIP();
+  await waitFor('flip removed', async () => ![...sink.frontends.values()].some((d) => d.service === `${ns}/flip`), 20_000);
+  await toLB('example.com/other-lb');
+  await k8s.cluster.patchStatus('services', ns, 'flip', { loadBalancer: { ingress: [{ ip: '198.51.100.1' }] } });
+  await sleep(500);
+  await c.settle();
+  await sleep(300);
+  t.deepEqual(ingressOf(await svc('flip')), ['198.51.100.1'], 'the other controller\'s status is left alone');
+  t.is(conditionOf(await svc('flip')), undefined);
+  await distinct(['other', 'third']);
+
+  await toClusterIP();
+  await toLB(cls);
+  await waitFor('flip advertised once back in our class', () => ours(['flip']), 20_000);
+  await c.settle();
+  await distinct(['flip', 'other', 'third']);
+});
