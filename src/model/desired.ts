@@ -161,9 +161,19 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
   const byId = new Map<string, Backend>();
   for (const slice of slices) {
     const addrType = slice.addressType === 'IPv6' ? 6 : slice.addressType === 'IPv4' ? 4 : null;
+    if (addrType === null) {
+      problems.push({ reason: 'UnsupportedAddressType', message: `EndpointSlice ${slice.metadata?.name ?? ''} is not used: its addressType is ${String(slice.addressType)}; edgelb forwards to IPv4 and IPv6 endpoints only` });
+      continue;
+    }
     if (addrType !== fam) continue;
     const port = slicePort(sp, slice);
     if (port === null) continue;
+    // The API server takes port 0 in a slice; one such backend made the
+    // datapath refuse the whole frontend, the other slices' endpoints too.
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      problems.push({ reason: 'InvalidEndpointPort', message: `EndpointSlice ${slice.metadata?.name ?? ''} is not used for port ${sp.name ?? sp.port}: its port is ${port}, not 1..65535` });
+      continue;
+    }
     for (const ep of slice.endpoints ?? []) {
       const state = stateOf(ep.conditions);
       const raw = ep.addresses?.[0];

@@ -356,3 +356,27 @@ test.serial('a Service switching type and class while it holds an address (LoadB
   await c.settle();
   await distinct(['flip', 'other', 'third']);
 });
+
+test.serial('odd EndpointSlices (the VIP itself, broadcast, a node\'s address, IPv6 and FQDN slices for an IPv4 Service, duplicates, null conditions, port 0, no ports): the usable endpoints are served, the others named in Warnings', async (t) => {
+  const { ns, make, svc, events, createService } = await setup(t);
+  await createService('odd', {}, {});
+  const slice = (name: string, over: Obj) => k8s.cluster.create({ ...endpointSlice(ns, 'odd', name, [{ ip: '10.1.0.1', node: 'n1' }]), ...over });
+  const ep = (ip: string, extra: Obj = {}) => ({ addresses: [ip], nodeName: 'n1', conditions: { ready: true }, ...extra });
+  await slice('good', { endpoints: [ep('10.1.0.1'), ep('192.0.2.1'), ep('255.255.255.255'), ep('10.0.0.1'), ep('10.1.0.3', { conditions: { ready: null, serving: null, terminating: null } })] });
+  await slice('dup', { endpoints: [ep('10.1.0.1')] });
+  await slice('v6', { addressType: 'IPv6', endpoints: [ep('2001:db8:1::1')] });
+  await slice('fqdn', { addressType: 'FQDN', endpoints: [ep('backend.example.com')] });
+  await slice('zero', { ports: [{ name: 'p80', port: 0, protocol: 'TCP' }], endpoints: [ep('10.1.0.4')] });
+  await slice('noports', { ports: null, endpoints: [ep('10.1.0.5')] });
+  const sink = new PlannerSink();
+  const c = make(sink);
+  await c.start();
+  await waitFor('odd advertised', async () => conditionOf(await svc('odd'))?.status === 'True', 20_000);
+  await c.settle();
+  const [d] = [...sink.frontends.values()].filter((x) => x.service === `${ns}/odd`);
+  t.deepEqual(d!.backends.map((b) => `${b.ip}:${b.port}`).sort(), ['10.0.0.1:8080', '10.1.0.1:8080', '10.1.0.3:8080', '10.1.0.5:8080']);
+  await waitFor('Warnings naming what is not used', async () => {
+    const notes = (await events('odd')).filter((e) => e.type === 'Warning').map((e) => `${String(e.reason)}: ${String(e.note)}`);
+    return ['192.0.2.1 is not used', '255.255.255.255 is not used', 'FQDN', 'its port is 0'].every((s) => notes.some((n) => n.includes(s)));
+  }, 20_000);
+});
