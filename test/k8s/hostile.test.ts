@@ -380,3 +380,22 @@ test.serial('odd EndpointSlices (the VIP itself, broadcast, a node\'s address, I
     return ['192.0.2.1 is not used', '255.255.255.255 is not used', 'FQDN', 'its port is 0'].every((s) => notes.some((n) => n.includes(s)));
   }, 20_000);
 });
+
+test.serial('names at their limits (a 63-character namespace and Service, 15-character port names): allocated, advertised, Events and condition written', async (t) => {
+  const { make } = await setup(t);
+  const ns = `n${seq}-${'x'.repeat(61 - String(seq).length)}`;
+  const name = `s-${'y'.repeat(61)}`;
+  t.is(ns.length, 63);
+  await k8s.cluster.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  const o = service(ns, name, { cls: `edgelb.io/h${seq}`, selector: false });
+  await k8s.cluster.create({ ...o, spec: { ...(o.spec as Obj), ports: [{ name: 'p'.repeat(15), port: 80, protocol: 'TCP', targetPort: 8080 }, { name: 'q'.repeat(15), port: 90, protocol: 'SCTP', targetPort: 9090 }] } });
+  await k8s.cluster.create({ ...endpointSlice(ns, name, 'e'.repeat(253), [{ ip: '10.1.0.1', node: 'n1' }]), ports: [{ name: 'p'.repeat(15), port: 8080, protocol: 'TCP' }] });
+  const c = make(new RecordingSink());
+  await c.start();
+  const get = async () => (await k8s.cluster.get('services', ns, name)) ?? undefined;
+  await waitFor('advertised', async () => conditionOf(await get())?.status === 'True', 20_000);
+  await c.settle();
+  await waitFor('events written', () => c.status().eventsPending === 0, 20_000);
+  const reasons = (await k8s.cluster.list('events', ns)).map((e) => e.reason);
+  t.true(reasons.includes('IPAllocated') && reasons.includes('UnsupportedProtocol'), reasons.join(', '));
+});
