@@ -58,6 +58,7 @@ export const rootSchema = {
     probePort: { doc: 'UDP port of the node probe responder (dispatch: auto)', default: 4790, format: f.int(1, 65535) },
     probeIntervalSeconds: { doc: 'Seconds between path probes (dispatch: auto)', default: 5, format: f.int(1, 3600) },
     maxPortsPerService: { doc: 'TCP/UDP ports a Service may have; more are not served (Event TooManyPorts)', default: 100, format: f.int(1, 65535) },
+    maxSourceRangesPerService: { doc: 'Source-range entries (TCP/UDP ports × loadBalancerSourceRanges, per address) a Service may need; more are not served (Event TooManySourceRanges)', default: 16384, format: f.int(1, 65536) },
     maxBackendsPerService: { doc: 'Backend entries (TCP/UDP ports × endpoints, per address) a Service may need; more are not served (Event TooManyBackends)', default: 65536, format: f.int(1, 262143) },
     secondChanceSeconds: { doc: "Seconds a service's previous Maglev table is kept after a backend change (docs/second-chance.md; 0 = off)", default: 600, format: f.int(0, 86400) },
   },

@@ -153,6 +153,14 @@ export interface DatapathConfig {
    */
   maxBackendsPerService: number;
   /**
+   * Source-range entries one Service may need — its TCP/UDP ports times its
+   * loadBalancerSourceRanges of each address's family; a Service with more
+   * is not served (Warning Event TooManySourceRanges). The edge's table of
+   * them holds 65 536 per family for every frontend of every Service: 100
+   * ports × 656 ranges filled it alone.
+   */
+  maxSourceRangesPerService: number;
+  /**
    * Seconds a service's previous Maglev table is kept after its backend set
    * changed, so connections moved to an edge without their entry still reach
    * their backend (docs/second-chance.md). 0 = off.

@@ -8,7 +8,7 @@ import type { DesiredStateSink } from './sink.js';
 import type { computeService } from './service-compute.js';
 
 export interface KubernetesControllerOptions {
-  /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch/maxPortsPerService/maxBackendsPerService are read. */
+  /** An EdgelbConfig fits; only kubernetes, pools and datapath.mode/dispatch and the per-Service caps are read. */
   config: DesiredConfig & Pick<EdgelbConfig, 'kubernetes'>;
   /** Overrides config.kubernetes.kubeconfig; empty = in-cluster / $KUBECONFIG. */
   kubeconfigPath?: string;

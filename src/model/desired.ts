@@ -32,8 +32,8 @@ export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
 /** The part of the configuration desired state depends on. */
 export interface DesiredConfig {
-  /** maxPortsPerService, maxBackendsPerService: absent = no cap. */
-  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'> & Partial<Pick<DatapathConfig, 'maxPortsPerService' | 'maxBackendsPerService'>>;
+  /** maxPortsPerService, maxBackendsPerService, maxSourceRangesPerService: absent = no cap. */
+  datapath: Pick<DatapathConfig, 'mode' | 'dispatch'> & Partial<Pick<DatapathConfig, 'maxPortsPerService' | 'maxBackendsPerService' | 'maxSourceRangesPerService'>>;
   pools: PoolConfig[];
 }
 const MODES: readonly DatapathMode[] = ['dsr', 'snat', 'hybrid'];
@@ -231,6 +231,21 @@ function backendEntries(ports: number, addresses: readonly Assigned[], slices: r
   return n;
 }
 
+/** The source-range entries a Service would need: for each of its addresses, its ports times its ranges of that family. */
+function sourceRangeEntries(ports: number, addresses: readonly Assigned[], ranges: readonly string[]): number {
+  const perFamily = { 4: 0, 6: 0 };
+  for (const r of ranges) {
+    const fam = ipFamily(r.split('/')[0] ?? '');
+    if (fam !== null) perFamily[fam]++;
+  }
+  let n = 0;
+  for (const a of addresses) {
+    const fam = ipFamily(a.ip);
+    if (fam !== null) n += ports * perFamily[fam];
+  }
+  return n;
+}
+
 export interface ServiceDesired {
   /** One entry per (address, port, protocol) that can be served. */
   services: DesiredService[];
@@ -275,6 +290,9 @@ export function desiredForService(
   const maxEntries = config.datapath.maxBackendsPerService;
   const entries = maxEntries === undefined || overCap ? 0 : backendEntries(ports.length, addresses, slices);
   const overEntries = maxEntries !== undefined && entries > maxEntries;
+  const maxRanges = config.datapath.maxSourceRangesPerService;
+  const rangeEntries = maxRanges === undefined || overCap ? 0 : sourceRangeEntries(ports.length, addresses, ranges);
+  const overRanges = maxRanges !== undefined && rangeEntries > maxRanges;
   for (const { sp, protocol } of ports) {
     for (const a of addresses) {
       const fam = ipFamily(a.ip);
@@ -286,6 +304,10 @@ export function desiredForService(
       };
       if (overCap) {
         reject('TooManyPorts', `the Service has ${ports.length} TCP/UDP ports; an edge serves at most ${cap} per Service (datapath.maxPortsPerService)`);
+        continue;
+      }
+      if (overRanges) {
+        reject('TooManySourceRanges', `the Service needs ${rangeEntries} source-range entries (${ports.length} TCP/UDP port(s) × its loadBalancerSourceRanges, for each of its addresses); an edge serves at most ${maxRanges} per Service (datapath.maxSourceRangesPerService)`);
         continue;
       }
       if (overEntries) {

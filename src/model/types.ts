@@ -62,6 +62,7 @@ export interface DesiredState {
  * InvalidFrontend (a value it cannot encode), OutOfServiceIds,
  * OutOfBackendIds, OutOfRingSlots, OutOfSourceRanges (capacity). The model's: TooManyPorts
  * (over the per-Service cap), TooManyBackends (ports × endpoints over the
+ * per-Service cap), TooManySourceRanges (ports × source ranges over the
  * per-Service cap), SourceRangeFamily (source ranges, none of the
  * frontend's family), FrontendConflict (another Service holds it).
  */
@@ -74,6 +75,7 @@ export const REJECT_REASONS = [
   'OutOfSourceRanges',
   'TooManyPorts',
   'TooManyBackends',
+  'TooManySourceRanges',
   'SourceRangeFamily',
   'FrontendConflict',
 ] as const;

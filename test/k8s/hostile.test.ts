@@ -399,3 +399,22 @@ test.serial('names at their limits (a 63-character namespace and Service, 15-cha
   const reasons = (await k8s.cluster.list('events', ns)).map((e) => e.reason);
   t.true(reasons.includes('IPAllocated') && reasons.includes('UnsupportedProtocol'), reasons.join(', '));
 });
+
+test.serial('one Service\'s source ranges cannot fill the edge\'s table of them (one entry per range and frontend, shared by every Service): 100 ports × 655 ranges is refused (TooManySourceRanges), another Service\'s ranges still fit', async (t) => {
+  const { ns, make, svc, createService, config } = await setup(t);
+  const ports = Array.from({ length: 100 }, (_, i) => 1000 + i);
+  await createService('walls', { ports }, { allocateLoadBalancerNodePorts: false, loadBalancerSourceRanges: Array.from({ length: 655 }, (_, i) => `11.${i >> 8}.${i & 255}.0/24`) });
+  await k8s.cluster.create(endpointSlice(ns, 'walls', 'walls-1', [{ ip: '10.1.0.1', node: 'n1' }], ports));
+  const capped = config();
+  capped.datapath = { ...capped.datapath, maxPortsPerService: 100, maxSourceRangesPerService: 16_384 };
+  const c = make(new PlannerSink({ srcRanges: 65_536 }), { config: capped });
+  await c.start();
+  await waitFor('walls decided', async () => conditionOf(await svc('walls')) !== undefined, 20_000);
+  // Then another tenant's Service with a few ranges (36 entries would have been left).
+  await createService('fenced', {}, { loadBalancerSourceRanges: Array.from({ length: 40 }, (_, i) => `12.0.${i}.0/24`) });
+  await k8s.cluster.create(endpointSlice(ns, 'fenced', 'fenced-1', [{ ip: '10.1.0.2', node: 'n1' }]));
+  await waitFor('fenced decided', async () => conditionOf(await svc('fenced')) !== undefined, 20_000);
+  t.is(conditionOf(await svc('fenced'))?.status, 'True', JSON.stringify(conditionOf(await svc('fenced'))));
+  t.is(conditionOf(await svc('walls'))?.reason, 'TooManySourceRanges');
+  t.regex(conditionOf(await svc('walls'))!.message, /needs 65500 source-range entries .*at most 16384 per Service \(datapath\.maxSourceRangesPerService\)/);
+});
