@@ -30,7 +30,7 @@ export interface KubernetesControllerOptions {
   debounceMs?: number;
   /** Services reconciled per round (a larger change takes several rounds); default ROUND_SIZE. */
   roundSize?: number;
-  /** Backend entries a round computes before it leaves the remaining Services to the next one; default ROUND_BACKENDS. */
+  /** Backend and source-range entries a round computes before it leaves the remaining Services to the next one; default ROUND_BACKENDS. */
   roundBackends?: number;
   /** Concurrent status writes. */
   statusConcurrency?: number;

@@ -80,8 +80,8 @@ const STATUS_FLUSH_MS = 10_000;
 export const ROUND_SIZE = 200;
 
 /**
- * Backend entries a round computes before it leaves the rest of its
- * Services to the next round. A round runs on the event loop from its first
+ * Backend and source-range entries a round computes before it leaves the
+ * rest of its Services to the next round. A round runs on the event loop from its first
  * Service to the sink call, and each entry costs ~15 µs there (computed,
  * digested, planned by the datapath): six Services of 5 000 entries were
  * one round, 200 Services at maxBackendsPerService minutes of it. Between
@@ -494,6 +494,7 @@ export class KubernetesController {
         continue;
       }
       entries += c.st.backends;
+      for (const it of c.items) entries += it.ds.sourceRanges.length;
       if (ctx.ipam && c.st.failure) this.unallocated.add(key);
       else this.unallocated.delete(key);
       if (prev && prev.addresses.some((a) => !c.st.addresses.some((b) => b.ip === a.ip))) released = true;

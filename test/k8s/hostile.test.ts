@@ -418,3 +418,22 @@ test.serial('one Service\'s source ranges cannot fill the edge\'s table of them 
   t.is(conditionOf(await svc('walls'))?.reason, 'TooManySourceRanges');
   t.regex(conditionOf(await svc('walls'))!.message, /needs 65500 source-range entries .*at most 16384 per Service \(datapath\.maxSourceRangesPerService\)/);
 });
+
+test.serial('source-range entries count towards a round\'s budget like backends (the datapath plans each one on the event loop)', async (t) => {
+  const { ns, make, svc, createService } = await setup(t);
+  const ports = [80, 81, 82, 83, 84];
+  for (let s = 0; s < 4; s++) {
+    await createService(`walled${s}`, { ports }, { allocateLoadBalancerNodePorts: false, loadBalancerSourceRanges: Array.from({ length: 1000 }, (_, i) => `${20 + s}.${i >> 8}.${i & 255}.0/24`) });
+    await k8s.cluster.create(endpointSlice(ns, `walled${s}`, `walled${s}-1`, [{ ip: `10.1.0.${s + 1}`, node: 'n1' }], ports));
+  }
+  const sink = new RecordingSink();
+  const c = make(sink, { roundBackends: 5000 });
+  await c.start();
+  await waitFor('all advertised', async () => {
+    for (let s = 0; s < 4; s++) if (conditionOf(await svc(`walled${s}`))?.status !== 'True') return false;
+    return true;
+  }, 30_000);
+  const perCall = sink.calls.filter((x) => x.changed.length > 0).map((x) => x.changed.reduce((n, d) => n + d.backends.length + d.sourceRanges.length, 0));
+  t.is(perCall.reduce((a, b) => a + b, 0), 4 * 5 * 1001);
+  t.true(perCall.every((n) => n <= 10_010), `entries per round: ${perCall.join(', ')}`);
+});
