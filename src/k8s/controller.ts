@@ -64,8 +64,17 @@ export type { ControllerStatus, KubernetesControllerOptions } from './controller
 import type { ControllerStatus, KubernetesControllerOptions } from './controller-types.js';
 
 const MAX_BACKOFF_MS = 30_000;
-/** How long stop() waits for pending status writes. */
-const STATUS_FLUSH_MS = 10_000;
+/**
+ * What stop() may spend talking to the API server: pending status writes,
+ * then the Lease release and the presence Lease's deletion. Then every
+ * request still waiting is aborted. Each request may otherwise wait 30 s:
+ * against an API server that answered nothing (a blackholed path) the
+ * Leases' in-flight renewals and their release took ~150 s, past
+ * edgelb.service's TimeoutStopSec (120 s), so systemd killed the agent.
+ */
+const STOP_BUDGET_MS = 10_000;
+/** Of the budget, what is kept for the Leases: pending status writes may use the rest. */
+const LEASE_RELEASE_MS = 3_000;
 
 /**
  * Services computed per round. A round's candidates (desired frontends,
@@ -222,16 +231,20 @@ export class KubernetesController {
     // A round waiting to retry a failed sink (up to 30 s) has nothing to do
     // once stopping: stop() waited that out, adding to a handover.
     this.wake?.();
+    const deadline = Date.now() + STOP_BUDGET_MS;
     await this.cluster.stop();
     await this.flushing;
     // Addresses allocated but not yet in status exist only in this process:
     // the next agent (after a handover) or leader must find them there.
-    await this.status_?.flush(STATUS_FLUSH_MS);
-    await this.elector.stop(release);
-    await this.presence.stop(release);
+    await this.status_?.flush(deadline - LEASE_RELEASE_MS - Date.now());
+    const leases = Promise.all([this.elector.stop(release), this.presence.stop(release)]);
+    await settledBy(leases, deadline);
     this.status_?.stop();
     this.events.stop();
+    // Ends what still waits for an answer (the Leases' requests included,
+    // which then give up at once) and refuses anything begun later.
     this.rest.close();
+    await leases;
   }
 
   /** Whether this edge currently advertises (an established BGP session, not drained); reported to the other edges. */
@@ -674,5 +687,16 @@ export class KubernetesController {
       const st = this.state.get(key);
       if (svc && st) this.reportNow(svc, st, h.prev, h.problems);
     }
+  }
+}
+
+/** Resolves once `p` settled or at `deadline` (ms since the epoch), whichever comes first. */
+async function settledBy(p: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))));
+  try {
+    await Promise.race([p.then(() => undefined, () => undefined), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

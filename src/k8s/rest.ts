@@ -62,6 +62,14 @@ export class RestClient {
   private opts: Connection | null = null;
   private optsAt = 0;
   private tlsKey = '';
+  /**
+   * Aborts every request on close(): the pool's destroy() alone ends only
+   * requests that hold a socket — one queued for a socket then took a new
+   * connection, and one begun after close() (a Lease release) opened its own;
+   * against an API server that answers nothing each kept the stopping agent
+   * alive for its 30 s timeout.
+   */
+  private readonly closing = new AbortController();
 
   constructor(kc: KubeConfig, maxSockets = 64) {
     this.kc = kc;
@@ -98,7 +106,7 @@ export class RestClient {
     return new Promise((resolve, reject) => {
       const s = settleOnce(resolve, reject);
       req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timed out`)));
-      req.on('error', s.fail);
+      req.on('error', (e) => s.fail(this.closing.signal.aborted ? closedError(method, path) : e));
       req.on('response', (res: IncomingMessage) => {
         const code = res.statusCode ?? 0;
         if (discard && code >= 200 && code < 300) {
@@ -135,7 +143,9 @@ export class RestClient {
   }
 
   private async request(method: string, path: string, extra: Record<string, string | number>, idleMs: number): Promise<ClientRequest> {
+    if (this.closing.signal.aborted) throw closedError(method, path);
     const o = await this.options();
+    if (this.closing.signal.aborted) throw closedError(method, path);
     const https = this.base.protocol === 'https:';
     return (https ? httpsRequest : httpRequest)({
       // URL.hostname keeps an IPv6 literal's brackets; the socket wants the address.
@@ -151,6 +161,7 @@ export class RestClient {
       rejectUnauthorized: o.rejectUnauthorized,
       servername: o.servername,
       timeout: idleMs,
+      signal: this.closing.signal,
       ...(https ? { tlsKey: this.tlsKey } : {}),
     });
   }
@@ -253,9 +264,21 @@ export class RestClient {
     return { metadata: { resourceVersion }, items };
   }
 
+  /** Ends every request (in flight, queued, or begun later) and every connection: nothing of this client keeps the process alive. */
   close(): void {
+    this.closing.abort();
+    // When a socket closes, the pool opens a new one for the next request
+    // queued on it, aborted or not: from now on it gets none.
+    this.agent.createConnection = (_o, made) => {
+      made?.(new Error('the API client is closed'), undefined as never);
+      return undefined;
+    };
     this.agent.destroy();
   }
+}
+
+function closedError(method: string, path: string): Error {
+  return new Error(`${method} ${path}: the API client is closed`);
 }
 
 /** A response body: its JSON, the text itself when it is not JSON, undefined when empty. */

@@ -6,6 +6,8 @@
 // namespace, loadBalancerClass and Lease name, so no controller sees another
 // test's Services.
 import test, { type ExecutionContext } from 'ava';
+import { readFileSync } from 'node:fs';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { KubernetesController } from '../../src/k8s/controller.js';
 import type { KubernetesControllerOptions } from '../../src/k8s/controller-types.js';
 import { computeService } from '../../src/k8s/service-compute.js';
@@ -202,6 +204,78 @@ test.serial('Lease: a gracefully stopping leader hands over at once', async (t) 
   t.log(`graceful takeover after ${took} ms (lease ${lease * 1000} ms)`);
   t.true(took < lease * 1000 * 2, `takeover took ${took} ms`);
   await waitFor('edge count drops to 1', async () => /advertised by 1 edge\(s\): edge-b/.test(conditionOf(await get('web'))?.message ?? ''));
+});
+
+/**
+ * A TCP proxy to the API server that can turn into a blackhole: from then on
+ * connections are accepted and held, and nothing is forwarded either way
+ * (a path to the API server that drops everything).
+ */
+async function blackholeableProxy(server: URL): Promise<{ url: string; blackhole(): void; accepted(): number; open(): number; close(): void }> {
+  const clients = new Set<Socket>();
+  const links = new Map<Socket, Socket>();
+  let holing = false;
+  let accepted = 0;
+  const proxy = createNetServer((c) => {
+    accepted++;
+    clients.add(c);
+    c.on('error', () => undefined);
+    c.on('close', () => clients.delete(c));
+    if (holing) {
+      c.resume(); // read and drop: the client's own close is still seen
+      return;
+    }
+    const u = connect(Number(server.port), server.hostname);
+    links.set(c, u);
+    u.on('error', () => c.destroy());
+    c.pipe(u);
+    u.pipe(c);
+  });
+  await new Promise<void>((r) => proxy.listen(0, server.hostname, r));
+  return {
+    url: `https://${server.hostname}:${(proxy.address() as AddressInfo).port}`,
+    blackhole: () => {
+      holing = true;
+      for (const [c, u] of links) {
+        c.unpipe(u);
+        u.unpipe(c);
+        u.destroy();
+        c.resume();
+      }
+      links.clear();
+    },
+    accepted: () => accepted,
+    open: () => clients.size,
+    close: () => {
+      for (const c of clients) c.destroy();
+      for (const u of links.values()) u.destroy();
+      proxy.close();
+    },
+  };
+}
+
+test.serial('stopping while the API server answers nothing (a blackholed path) is bounded, and leaves no connection open', async (t) => {
+  t.timeout(150_000);
+  // A long Lease: the leader keeps leading (and so tries to release) however long the stop takes.
+  const { make } = await setup(t, undefined, 30);
+  const proxy = await blackholeableProxy(new URL(cluster.server));
+  t.teardown(() => proxy.close());
+  const kubeConfig = KubeConfig.fromYaml(readFileSync(edgeKubeconfig, 'utf8').replaceAll(cluster.server, proxy.url));
+  const { c } = make('edge-a', new RecordingSink(), { kubeConfig });
+  await c.start();
+  await waitFor('edge-a leads', () => c.status().leader, 20_000);
+  proxy.blackhole();
+  const t0 = Date.now();
+  await c.stop();
+  const took = Date.now() - t0;
+  t.log(`stop took ${took} ms`);
+  // edgelb.service gives the whole agent TimeoutStopSec=120 s to stop.
+  t.true(took < 15_000, `stop took ${took} ms against a silent API server`);
+  await waitFor('every connection to the API server closed', () => proxy.open() === 0, 1000).catch(() => undefined);
+  t.is(proxy.open(), 0, 'connections the stopped controller still holds open (they keep the process alive)');
+  const accepted = proxy.accepted();
+  await new Promise((r) => setTimeout(r, 500));
+  t.is(proxy.accepted(), accepted, 'no connection opened after stop()');
 });
 
 test.serial('real faults: kube-apiserver restart, etcd stopped, etcd compacted under a restart (410 relists) withdraw nothing; changes made meanwhile arrive', async (t) => {

@@ -7,7 +7,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { KubeConfig } from '../../src/k8s/kubeconfig.js';
@@ -145,4 +145,47 @@ current-context: x
   t.true(refused.every((r) => r.status === 'rejected'));
   await rest.get('/api/v1/namespaces');
   t.is(runs(), 3);
+});
+
+/** A TCP server that accepts and never answers (a blackholed API server); counts the connections it holds open. */
+async function silentServer(): Promise<{ port: number; accepted: () => number; open: () => number; close: () => void }> {
+  const held = new Set<Socket>();
+  let accepted = 0;
+  const server = createNetServer((s) => {
+    accepted++;
+    held.add(s);
+    s.resume(); // reads (and drops) the requests, so the client's close is seen
+    s.on('error', () => undefined);
+    s.on('close', () => held.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    accepted: () => accepted,
+    open: () => held.size,
+    close: () => {
+      for (const s of held) s.destroy();
+      server.close();
+    },
+  };
+}
+
+test('close() ends every request against a server that never answers — in flight and queued for a socket — and a request after it opens no connection', async (t) => {
+  const silent = await silentServer();
+  t.teardown(() => silent.close());
+  // One socket: the second request waits in the pool's queue for it.
+  const rest = new RestClient(KubeConfig.fromYaml(kubeconfigYaml(`http://127.0.0.1:${silent.port}`, '{ insecure-skip-tls-verify: true }')), 1);
+  const outcomes = [rest.get('/api/v1/a'), rest.send('PUT', '/api/v1/b', { x: 1 })].map((p) => p.then(() => 'answered', (e: Error) => e.message));
+  const deadline = Date.now() + 5000;
+  while (silent.accepted() < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  t.is(silent.accepted(), 1);
+  const closedAt = Date.now();
+  rest.close();
+  const messages = await Promise.all(outcomes);
+  t.true(Date.now() - closedAt < 1000, `settled ${Date.now() - closedAt} ms after close()`);
+  for (const m of messages) t.regex(m, /closed/);
+  t.is(await rest.get('/api/v1/c').then(() => 'answered', (e: Error) => e.message), 'GET /api/v1/c: the API client is closed');
+  await new Promise((r) => setTimeout(r, 200));
+  t.is(silent.accepted(), 1, 'no connection was opened after close() (the queued request did not take a new socket)');
+  t.is(silent.open(), 0, 'no connection is left open');
 });
