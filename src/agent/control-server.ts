@@ -1,7 +1,7 @@
 // The agent's local control API: HTTP/JSON on a root-only unix socket.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmodSync, mkdirSync } from 'node:fs';
-import { removeStaleSocket } from '../socket-path.js';
+import { mkdirSync } from 'node:fs';
+import { listenReplacing, removeOwnSocket, socketOrNothing, type SocketFile } from '../socket-path.js';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import { closeNow } from './http-close.js';
@@ -36,6 +36,7 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 
 export class ControlServer {
   private server: Server | null = null;
+  private bound: SocketFile | null = null;
   constructor(
     private readonly socketPath: string,
     private readonly routes: Routes,
@@ -44,15 +45,12 @@ export class ControlServer {
 
   async start(): Promise<void> {
     mkdirSync(dirname(this.socketPath), { recursive: true, mode: 0o700 });
-    // A stale socket from a previous agent would make listen fail; anything
-    // else there (control.socket naming a file by mistake) is not ours to delete.
-    if (!removeStaleSocket(this.socketPath)) throw new Error(`control.socket ${this.socketPath} exists and is not a socket; not removing it (name a path for the socket)`);
+    // A socket there (a stale one, or the previous agent's during a
+    // handover) is replaced; anything else (control.socket naming a file by
+    // mistake) is not ours to delete.
+    if (!socketOrNothing(this.socketPath)) throw new Error(`control.socket ${this.socketPath} exists and is not a socket; not removing it (name a path for the socket)`);
     const server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.socketPath, () => resolve());
-    });
-    chmodSync(this.socketPath, 0o600);
+    this.bound = await listenReplacing(server, this.socketPath, 0o600);
     this.server = server;
   }
 
@@ -77,6 +75,8 @@ export class ControlServer {
     const s = this.server;
     this.server = null;
     await closeNow(s);
-    if (s) removeStaleSocket(this.socketPath);
+    // Only the socket this server made: after a handover the path is the next agent's.
+    if (this.bound) removeOwnSocket(this.bound);
+    this.bound = null;
   }
 }

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlServer } from '../../src/agent/control-server.js';
@@ -30,4 +30,22 @@ test('a stale socket from a previous agent is replaced; stop() removes the socke
   await next.stop();
   t.false(existsSync(sock));
   await old.stop();
+});
+
+test('a handover: the old agent stopping after the new one bound control.socket leaves the new agent\'s socket in place', async (t) => {
+  const sock = join(tmp, 'handover.sock');
+  const old = new ControlServer(sock, { 'GET /status': () => ({ agent: 'old' }) }, silentLogger());
+  await old.start();
+  t.teardown(() => old.stop());
+  const next = new ControlServer(sock, { 'GET /status': () => ({ agent: 'new' }) }, silentLogger());
+  await next.start();
+  t.teardown(() => next.stop());
+  t.deepEqual(await callAgent(sock, 'GET', '/status'), { agent: 'new' });
+  await old.stop();
+  t.true(existsSync(sock), 'the old agent removed the new agent\'s socket');
+  t.deepEqual(await callAgent(sock, 'GET', '/status'), { agent: 'new' });
+  t.is(statSync(sock).mode & 0o777, 0o600, 'root only');
+  await next.stop();
+  t.false(existsSync(sock), 'the new agent removes its own socket when it stops');
+  t.deepEqual(readdirSync(tmp).filter((f) => f !== 'edgelb.yaml' && f !== 'control.sock'), [], 'nothing else left in the directory');
 });
