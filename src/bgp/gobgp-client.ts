@@ -240,6 +240,11 @@ export class GobgpClient {
     return res.map((r) => r.policy);
   }
 
+  async listDefinedSet(type: ApiDefinedSet['defined_type']): Promise<ApiDefinedSet[]> {
+    const res = await this.list<{ defined_set: ApiDefinedSet }>('ListDefinedSet', { defined_type: type, name: '' });
+    return res.map((r) => r.defined_set);
+  }
+
   async listPolicyAssignment(direction: 'IMPORT' | 'EXPORT'): Promise<ApiPolicyAssignment[]> {
     const res = await this.list<{ assignment: ApiPolicyAssignment }>('ListPolicyAssignment', { name: 'global', direction });
     return res.map((r) => r.assignment);

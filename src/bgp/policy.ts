@@ -42,6 +42,22 @@ export function peerGroups(subsets: string[][]): string[][] {
   return [...byId.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v);
 }
 
+/**
+ * The peer groups of a policy buildPolicy() made, read back from its
+ * neighbor sets (edgelb-peers-<id>): what a restarted agent adopts with the
+ * paths. Sets whose peers do not hash to their id are not ours.
+ */
+export function groupsOfNeighborSets(sets: ApiDefinedSet[]): string[][] {
+  const groups: string[][] = [];
+  for (const s of sets) {
+    const id = /^edgelb-peers-(\d+)$/.exec(s.name)?.[1];
+    if (s.defined_type !== 'NEIGHBOR' || id === undefined) continue;
+    const peers = (s.list ?? []).map((p) => p.replace(/\/(32|128)$/, ''));
+    if (peers.length > 0 && peerGroupId(peers) === Number(id)) groups.push(peers);
+  }
+  return peerGroups(groups);
+}
+
 export function buildPolicy(localAsn: number, groups: string[][]): PolicyPlan {
   const definedSets: ApiDefinedSet[] = [
     // Any of our marks, whatever the group: the catch-all reject below.

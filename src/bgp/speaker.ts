@@ -21,7 +21,7 @@ import { GobgpdProcess } from './gobgpd-process.js';
 import { compareAdjOut, desiredPaths, expectedAdjOut, readAdjOut, readGlobalRib, reconcilePaths, vipsWithoutPeer, type AdjOutMismatch } from './path-reconciler.js';
 import type { ApiPath } from './api-types.js';
 import { desiredPeers, reconcilePeers, readPasswordFile, type PeerDiff } from './peer-reconciler.js';
-import { buildPolicy, peerGroups, policyFingerprint, EXPORT_POLICY } from './policy.js';
+import { buildPolicy, groupsOfNeighborSets, peerGroups, policyFingerprint, EXPORT_POLICY } from './policy.js';
 
 export interface SpeakerConfig {
   node: Pick<NodeConfig, 'asn' | 'routerId'>;
@@ -117,6 +117,13 @@ export class BgpSpeaker {
    * desired ones — null until then.
    */
   private adopted: Map<string, ApiPath> | null = null;
+  /**
+   * Likewise the export policy's peer groups: adopted paths of a VIP
+   * restricted to some peers carry their group's mark, and a policy without
+   * that group rejects them to every peer — a session that came up again
+   * (or a gobgpd restarted) before the first desired state lost them.
+   */
+  private adoptedGroups: string[][] | null = null;
   private drainState: DrainState = 'active';
   private drainTimer: NodeJS.Timeout | null = null;
   private drainDone: (() => void) | null = null;
@@ -444,8 +451,8 @@ export class BgpSpeaker {
   }
 
   private async applyPolicy(): Promise<void> {
-    const vips = this.vips ?? [];
-    const plan = buildPolicy(this.cfg.node.asn, peerGroups(vips.map((v) => v.attrs.peers)));
+    const groups = this.vips === null ? (this.adoptedGroups ??= groupsOfNeighborSets(await this.client.listDefinedSet('NEIGHBOR'))) : peerGroups(this.vips.map((v) => v.attrs.peers));
+    const plan = buildPolicy(this.cfg.node.asn, groups);
     const fp = policyFingerprint(plan);
     if (fp === this.appliedPolicy) return;
     // After an agent restart appliedPolicy is empty: compare with gobgpd's

@@ -135,6 +135,40 @@ test.serial('advertise.peers restricts a VIP to a subset of peers', async (t) =>
   await e0.speaker!.setDesired([{ prefix: VIP, attrs: ATTRS }]);
 });
 
+test.serial('agent restart before the first desired state: a restricted VIP stays announced to its peers, and to them only', async (t) => {
+  t.timeout(120_000);
+  const { lab } = t.context;
+  const e0 = lab.edges[0]!;
+  const restricted = '10.99.0.4/32';
+  const peersOf = async (prefix: string): Promise<string[]> => ((await lab.router.bgpRoute(prefix)).paths ?? []).map((p) => p.peer?.peerId ?? '?').sort();
+  await e0.speaker!.setDesired([
+    { prefix: VIP, attrs: ATTRS },
+    { prefix: restricted, attrs: { ...NO_ATTRS, peers: [lab.routerAddress2] } },
+  ]);
+  t.true(await waitFor(async () => JSON.stringify(await peersOf(restricted)) === JSON.stringify([e0.address2]), 5000), `restricted VIP via ${JSON.stringify(await peersOf(restricted))}`);
+  // A handover: the new speaker adopts gobgpd's paths and is told nothing
+  // yet (its Kubernetes side has not finished the first pass).
+  await e0.speaker!.close();
+  const s = await lab.startSpeaker(0);
+  const seen = new Set<string>();
+  for (let i = 0; i < 20; i++) {
+    seen.add(JSON.stringify(await peersOf(restricted)));
+    await sleep(100); // 2 s: four reconcile rounds of the new speaker
+  }
+  t.deepEqual([...seen], [JSON.stringify([e0.address2])], 'the restricted VIP, over the restart, was announced by these sessions');
+  t.deepEqual(await peersOf(VIP), [e0.address, e0.address2, lab.edges[1]!.address].sort());
+  // Still before the first desired state, the session to its peer starts
+  // again (a router reboot, a link flap): gobgpd sends it its table anew.
+  await s.client.resetPeer(lab.routerAddress2, false);
+  t.true(await waitFor(async () => !(await peersOf(VIP)).includes(e0.address2), 10_000), 'the session went down');
+  // gobgpd holds a peer it reset idle for 30 s before it connects again.
+  t.true(await waitFor(async () => (await peersOf(VIP)).includes(e0.address2), 60_000), 'the session came back');
+  t.true(await waitFor(async () => JSON.stringify(await peersOf(restricted)) === JSON.stringify([e0.address2]), 5000), `after the session came back, the restricted VIP via ${JSON.stringify(await peersOf(restricted))}`);
+  t.deepEqual(await peersOf(VIP), [e0.address, e0.address2, lab.edges[1]!.address].sort());
+  await s.setDesired([{ prefix: VIP, attrs: ATTRS }]);
+  t.true(await waitFor(async () => (await peersOf(restricted)).length === 0, 5000), 'withdrawn once the desired state no longer has it');
+});
+
 test.serial('a peer removed by reload goes away; the other session is not reset', async (t) => {
   const { lab } = t.context;
   const e0 = lab.edges[0]!;
