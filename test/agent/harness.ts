@@ -5,6 +5,7 @@
 // root namespace veth the edge reaches; the agent uses the edgelb-edge
 // ServiceAccount's token. Everything it makes is removed by close(), also
 // after a failure.
+import type { ExecutionContext } from 'ava';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, readFileSync, chmodSync, mkdirSync, openSync, closeSync, writeSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -16,6 +17,14 @@ import { TestCluster, type TestClusterOptions } from '../lib/kube.js';
 import { EDGE_SERVICE_ACCOUNT } from '../../src/lab/kube/rbac.js';
 import { testBpffs } from '../lib/test-bpffs.js';
 import { killNsProcesses } from '../lib/gobgpd.js';
+import { Agent } from '../../src/agent/agent.js';
+import { BgpAgentPart } from '../../src/agent/bgp-part.js';
+import { KubernetesAgentPart } from '../../src/agent/k8s-part.js';
+import { GobgpdProcess } from '../../src/bgp/gobgpd-process.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import type { EdgelbConfig } from '../../src/config/types.js';
+import { createLogger } from '../../src/log/logger.js';
+import { nsWrap } from '../../src/lab/netns.js';
 
 const exec = promisify(execFile);
 
@@ -220,4 +229,63 @@ export class AgentLab {
     }
     return out.sort((a, b) => a - b);
   }
+}
+
+/** An agent of real BGP and Kubernetes parts (no datapath) beside a real gobgpd that tests stop and start again. */
+export interface AgentBesideGobgpd {
+  dir: string;
+  /** The config file (tests may rewrite it before a reload). */
+  file: string;
+  config: EdgelbConfig;
+  agent: Agent;
+  bgp: BgpAgentPart;
+  kubernetes: KubernetesAgentPart;
+  /** Runs at the end of the test, last added first (the agent's parts are the test's to add). */
+  cleanup: Cleanup;
+  /** gobgpd away (systemd restarting it, a hung moment): stops it and waits for it to exit. */
+  stopGobgpd(): Promise<void>;
+  /** A fresh gobgpd on the same socket (empty, as after a restart). */
+  startGobgpd(): Promise<void>;
+}
+
+/**
+ * For tests of the agent's lifecycle while gobgpd comes and goes: gobgpd in
+ * a namespace of its own (it listens on port 179, as the root namespace's
+ * may already), started, and an agent built from `configText(dir)` with the
+ * BGP and Kubernetes parts, not started. The directory, the namespace and
+ * gobgpd are removed when the test ends, also after a failure.
+ */
+export async function agentBesideGobgpd(t: ExecutionContext, tag: string, configText: (dir: string) => string): Promise<AgentBesideGobgpd> {
+  const cleanup = new Cleanup();
+  const dir = mkdtempSync(join(tmpdir(), `edgelb-${tag}-`));
+  cleanup.add('dir', () => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(async () => {
+    const errors = await cleanup.run();
+    if (errors.length > 0) throw errors[0];
+  });
+  const ns = await createNetns(`elb${tag.slice(0, 4)}${uniqueId()}`, cleanup);
+  const file = join(dir, 'edgelb.yaml');
+  writeFileSync(file, configText(dir));
+  const config = loadConfigFile(file);
+  const log = createLogger({ level: 'silent' });
+  const gobgpd = (): GobgpdProcess => new GobgpdProcess({ binary: 'gobgpd', socket: config.bgp.gobgp.socket, wrap: nsWrap(ns), logFile: join(dir, 'gobgpd.log') });
+  let g: GobgpdProcess | null = gobgpd();
+  await g.start();
+  cleanup.add('gobgpd', () => g?.stop());
+  const bgp = new BgpAgentPart(config, log);
+  const kubernetes = new KubernetesAgentPart(config, log, { upsert: () => [], remove: () => undefined, applyVips: () => undefined });
+  return {
+    dir, file, config, bgp, kubernetes, cleanup,
+    agent: new Agent(config, file, log, { bgp, kubernetes }),
+    stopGobgpd: async () => {
+      const running = g;
+      g = null;
+      await running?.stop();
+    },
+    startGobgpd: async () => {
+      if (g) throw new Error('gobgpd is running already');
+      g = gobgpd();
+      await g.start();
+    },
+  };
 }

@@ -4,17 +4,11 @@
 // the agent's real BGP and Kubernetes parts (the latter not connected: only
 // the config it holds is read).
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Agent, configHash } from '../../src/agent/agent.js';
-import { BgpAgentPart } from '../../src/agent/bgp-part.js';
-import { KubernetesAgentPart } from '../../src/agent/k8s-part.js';
-import { GobgpdProcess } from '../../src/bgp/gobgpd-process.js';
-import { loadConfigFile } from '../../src/config/load.js';
-import { createLogger } from '../../src/log/logger.js';
-import { Cleanup, createNetns, nsWrap, uniqueId } from '../../src/lab/netns.js';
+import { configHash } from '../../src/agent/agent.js';
 import { waitFor } from '../lib/netns.js';
+import { agentBesideGobgpd } from './harness.js';
 
 function configText(dir: string, peers: string[], pools: string[]): string {
   return [
@@ -28,38 +22,19 @@ function configText(dir: string, peers: string[], pools: string[]): string {
 
 test('a reload while gobgpd is down applies to every part (Kubernetes gets the new pools, the new hash is reported); BGP applies it when gobgpd answers', async (t) => {
   t.timeout(60_000);
-  const cleanup = new Cleanup();
-  const dir = mkdtempSync(join(tmpdir(), 'edgelb-reload-'));
-  cleanup.add('dir', () => rmSync(dir, { recursive: true, force: true }));
-  t.teardown(async () => {
-    const errors = await cleanup.run();
-    if (errors.length > 0) throw errors[0];
-  });
-  const ns = await createNetns(`elbrl${uniqueId()}`, cleanup);
-  const file = join(dir, 'edgelb.yaml');
-  writeFileSync(file, configText(dir, ['10.0.0.1'], ['10.96.100.0/24']));
-  const config = loadConfigFile(file);
-  const log = createLogger({ level: 'silent' });
-  const gobgpd = (): GobgpdProcess => new GobgpdProcess({ binary: 'gobgpd', socket: config.bgp.gobgp.socket, wrap: nsWrap(ns), logFile: join(dir, 'gobgpd.log') });
-  let g = gobgpd();
-  await g.start();
-  cleanup.add('gobgpd', () => g.stop());
-  const bgp = new BgpAgentPart(config, log);
-  const kubernetes = new KubernetesAgentPart(config, log, { upsert: () => [], remove: () => undefined, applyVips: () => undefined });
-  const agent = new Agent(config, file, log, { bgp, kubernetes });
+  const { dir, file, agent, bgp, kubernetes, cleanup, stopGobgpd, startGobgpd } = await agentBesideGobgpd(t, 'reload', (d) => configText(d, ['10.0.0.1'], ['10.96.100.0/24']));
   await bgp.start();
   cleanup.add('bgp part', () => bgp.stop('handover'));
   const peers = async (): Promise<string[]> => (await bgp.speaker.client.listPeer().catch(() => [])).map((p) => p.conf.neighbor_address).sort();
   t.true(await waitFor(async () => (await peers()).join() === '10.0.0.1', 10_000), 'the first peer is configured');
 
-  await g.stop(); // gobgpd away (systemd restarting it)
+  await stopGobgpd(); // gobgpd away (systemd restarting it)
   writeFileSync(file, configText(dir, ['10.0.0.1', '10.0.0.2'], ['10.96.100.0/24', '10.96.200.0/24']));
   const message = await agent.reload().catch((e: Error) => `failed: ${e.message}`);
   t.regex(message, /^reloaded /);
   t.deepEqual(kubernetes.poolUsage().map((p) => p.pool), ['p0', 'p1'], 'the Kubernetes part has the new pools');
   t.is(agent.configDigest, configHash(file), 'the new config is the one reported');
 
-  g = gobgpd();
-  await g.start(); // back, empty: the reconcile loop configures it from the new config
+  await startGobgpd(); // back, empty: the reconcile loop configures it from the new config
   t.true(await waitFor(async () => (await peers()).join() === '10.0.0.1,10.0.0.2', 15_000), `peers in gobgpd: ${(await peers()).join()}`);
 });

@@ -4,50 +4,24 @@
 // Real gobgpd (in a namespace of its own: it listens on port 179), the real
 // kube-apiserver, the agent's real BGP and Kubernetes parts.
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../../src/agent/agent.js';
-import { BgpAgentPart } from '../../src/agent/bgp-part.js';
-import { KubernetesAgentPart } from '../../src/agent/k8s-part.js';
-import { GobgpdProcess } from '../../src/bgp/gobgpd-process.js';
-import { loadConfigFile } from '../../src/config/load.js';
-import { createLogger } from '../../src/log/logger.js';
-import { Cleanup, createNetns, nsWrap, uniqueId } from '../../src/lab/netns.js';
 import { EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 import { edgeClusterPerFile } from '../k8s/edge-cluster.js';
 import { waitFor } from '../lib/netns.js';
+import { agentBesideGobgpd } from './harness.js';
 
 const k8s = edgeClusterPerFile('agent-stop');
 
 test('SIGTERM with gobgpd down: the failed drain does not stop the rest — the leader Lease is released', async (t) => {
   t.timeout(90_000);
-  const cleanup = new Cleanup();
-  const dir = mkdtempSync(join(tmpdir(), 'edgelb-stop-'));
-  cleanup.add('dir', () => rmSync(dir, { recursive: true, force: true }));
-  t.teardown(async () => {
-    const errors = await cleanup.run();
-    if (errors.length > 0) throw errors[0];
-  });
-  const ns = await createNetns(`elbst${uniqueId()}`, cleanup);
-  const kubeconfig = k8s.kubeconfig;
-  const file = join(dir, 'edgelb.yaml');
-  writeFileSync(file, [
+  const { agent, bgp, kubernetes, cleanup, stopGobgpd } = await agentBesideGobgpd(t, 'stop', (dir) => [
     'node: { name: edge-s, routerId: 10.0.0.11, asn: 64512, uplink: eth0 }',
     `bgp: { gobgp: { socket: ${join(dir, 'gobgp.sock')}, manage: false }, drainSeconds: 0, peers: [{ address: 10.0.0.1, asn: 64500 }] }`,
     'pools: [{ name: p0, cidrs: [10.96.100.0/24] }]',
-    `kubernetes: { kubeconfig: ${kubeconfig}, leaseName: edgelb-stop, leaseNamespace: ${EDGELB_NAMESPACE}, leaseDurationSeconds: 30 }`,
+    `kubernetes: { kubeconfig: ${k8s.kubeconfig}, leaseName: edgelb-stop, leaseNamespace: ${EDGELB_NAMESPACE}, leaseDurationSeconds: 30 }`,
     `control: { socket: ${join(dir, 'control.sock')} }`,
     '',
   ].join('\n'));
-  const config = loadConfigFile(file);
-  const log = createLogger({ level: 'silent' });
-  const gobgpd = new GobgpdProcess({ binary: 'gobgpd', socket: config.bgp.gobgp.socket, wrap: nsWrap(ns), logFile: join(dir, 'gobgpd.log') });
-  await gobgpd.start();
-  cleanup.add('gobgpd', () => gobgpd.stop());
-  const bgp = new BgpAgentPart(config, log);
-  const kubernetes = new KubernetesAgentPart(config, log, { upsert: () => [], remove: () => undefined, applyVips: () => undefined });
-  const agent = new Agent(config, file, log, { bgp, kubernetes });
   let stopped = false;
   cleanup.add('agent', () => (stopped ? undefined : agent.stop('handover')));
   await bgp.start();
@@ -57,7 +31,7 @@ test('SIGTERM with gobgpd down: the failed drain does not stop the rest — the 
   t.true(await waitFor(async () => kubernetes.view().leader, 20_000), 'this edge leads');
   t.is(await holder(), 'edge-s');
 
-  await gobgpd.stop(); // gobgpd gone before the agent is stopped
+  await stopGobgpd(); // gobgpd gone before the agent is stopped
   const outcome = await agent.stop('shutdown').then(
     () => 'stopped',
     async (e: Error) => {
