@@ -21,7 +21,7 @@ Signals: SIGHUP reloads the config; SIGTERM and SIGINT drain the VIPs and
 exit; SIGQUIT exits leaving routes and pinned maps for the next agent.
 `;
 
-/** Slack after a shutdown's drain: the parts' own stop (pending status writes wait up to 10 s, the Lease release). */
+/** Slack after a shutdown's drain: the parts' own stop (pending status writes and the Lease release: 10 s at most). */
 const STOP_SLACK_SECONDS = 60;
 
 /**
