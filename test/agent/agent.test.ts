@@ -230,6 +230,26 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
   t.deepEqual(await lab.processesIn(E, 'gobgpd'), [gobgpdBefore], 'one gobgpd, the one from before the restart');
 });
 
+test.serial('SIGQUIT while the API server answers nothing (a blackholed path): the agent exits by itself, well inside TimeoutStopSec', async (t) => {
+  t.timeout(120_000);
+  // Every packet from the edge to the API server is dropped: open
+  // connections, requests in flight and new connections all hang.
+  const rule = ['OUTPUT', '-d', `${lab.K8S}.1`, '-j', 'DROP'];
+  await nsRun(E, ['iptables', '-A', ...rule]);
+  try {
+    await sleep(2000); // Lease renewals now wait on a silent server
+    const t0 = Date.now();
+    const code = await stopAgent('SIGQUIT'); // the harness SIGKILLs it after 30 s
+    const took = Date.now() - t0;
+    t.log(`exited after ${took} ms`);
+    t.is(code, 0, 'exited by itself');
+    t.true(took < 20_000, `took ${took} ms`);
+  } finally {
+    await nsRun(E, ['iptables', '-D', ...rule]);
+  }
+  await startAgent();
+});
+
 test.serial('deleting the Service removes its frontend from the datapath and its VIP from the router', async (t) => {
   await lab.api.delete('services', 'default', 'web');
   await lab.api.delete('pods', 'default', 'web-abc');
