@@ -215,7 +215,10 @@ export class KubernetesController {
     // Side by side: a slow Lease write must not hold back the lists (the
     // elector, started after both, gates allocation anyway).
     await Promise.all([this.presence.start(), this.cluster.start()]);
-    this.elector.start();
+    // Stopped meanwhile (the first Lease request may wait until stop()
+    // aborts it): an elector started now would run for good, its timer
+    // keeping the stopped agent's process alive.
+    if (this.running) this.elector.start();
   }
 
   /**

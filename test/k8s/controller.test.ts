@@ -278,6 +278,29 @@ test.serial('stopping while the API server answers nothing (a blackholed path) i
   t.is(proxy.accepted(), accepted, 'no connection opened after stop()');
 });
 
+test.serial('stopped while still starting (its first Lease request unanswered): nothing of it starts afterwards', async (t) => {
+  t.timeout(60_000);
+  // An API server that accepts and never answers.
+  const silent = createNetServer((c) => {
+    c.resume();
+    c.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    silent.close();
+  });
+  const port = (silent.address() as AddressInfo).port;
+  const kubeConfig = KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\nusers: [{ name: u, user: { token: t } }]\ncontexts: [{ name: x, context: { cluster: c, user: u } }]\ncurrent-context: x\n`);
+  const c = new KubernetesController({ config: testConfig([{ cidrs: ['192.0.2.0/29'] }], 1), kubeConfig, nodeName: 'edge-a', logger: log, sink: new RecordingSink() });
+  const starting = c.start();
+  await new Promise((r) => setTimeout(r, 200));
+  await c.stop();
+  await starting;
+  // The leader election loop, started once start() went on after stop():
+  // its timer (every D/5) kept the stopped agent's process alive for good.
+  t.false((c as unknown as { elector: { running: boolean } }).elector.running, 'the Lease elector runs after stop()');
+});
+
 test.serial('real faults: kube-apiserver restart, etcd stopped, etcd compacted under a restart (410 relists) withdraw nothing; changes made meanwhile arrive', async (t) => {
   const { make, svc, pod, get, ns, cls } = await setup(t, [{ cidrs: ['192.0.2.0/28'] }], 1.5);
   for (let i = 0; i < 3; i++) {
