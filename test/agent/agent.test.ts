@@ -234,8 +234,9 @@ test.serial('SIGQUIT while the API server answers nothing (a blackholed path): t
   t.timeout(120_000);
   // Every packet from the edge to the API server is dropped: open
   // connections, requests in flight and new connections all hang.
-  const rule = ['OUTPUT', '-d', `${lab.K8S}.1`, '-j', 'DROP'];
-  await nsRun(E, ['iptables', '-A', ...rule]);
+  // (nft: scripts/setup installs nftables; iptables may be missing.)
+  const table = 'edgelb_test_blackhole';
+  await nsRun(E, ['nft', `add table ip ${table}; add chain ip ${table} out { type filter hook output priority 0; }; add rule ip ${table} out ip daddr ${lab.K8S}.1 drop`]);
   try {
     await sleep(2000); // Lease renewals now wait on a silent server
     const t0 = Date.now();
@@ -245,7 +246,7 @@ test.serial('SIGQUIT while the API server answers nothing (a blackholed path): t
     t.is(code, 0, 'exited by itself');
     t.true(took < 20_000, `took ${took} ms`);
   } finally {
-    await nsRun(E, ['iptables', '-D', ...rule]);
+    await nsRun(E, ['nft', 'delete', 'table', 'ip', table]);
   }
   await startAgent();
 });
