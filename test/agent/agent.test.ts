@@ -232,12 +232,16 @@ test.serial('restart with SIGQUIT (handover): the route never leaves the router,
 
 test.serial('SIGQUIT while the API server answers nothing (a blackholed path): the agent exits by itself, well inside TimeoutStopSec', async (t) => {
   t.timeout(120_000);
-  // Every packet from the edge to the API server is dropped: open
-  // connections, requests in flight and new connections all hang.
-  // (nft: scripts/setup installs nftables; iptables may be missing.)
-  const table = 'edgelb_test_blackhole';
-  await nsRun(E, ['nft', `add table ip ${table}; add chain ip ${table} out { type filter hook output priority 0; }; add rule ip ${table} out ip daddr ${lab.K8S}.1 drop`]);
+  // Every packet from the edge to the API server goes to a MAC nobody has:
+  // the peer's stack drops frames not addressed to it, so open connections,
+  // requests in flight and new connections all hang. (Not netfilter: the
+  // agent's firewall owns the edge's nftables ruleset and the kernel has no
+  // tc drop action.)
+  const apiServer = `${lab.K8S}.1`;
+  await nsRun(E, ['ip', 'neigh', 'replace', apiServer, 'lladdr', '02:00:00:00:be:ef', 'dev', 'k8s0', 'nud', 'permanent']);
   try {
+    // The premise: nothing from the edge reaches the API server any more.
+    await t.throwsAsync(nsRun(E, ['curl', '-sk', '--max-time', '2', `${lab.api.st.server}/livez`]), undefined, 'the API server is out of reach from the edge');
     await sleep(2000); // Lease renewals now wait on a silent server
     const t0 = Date.now();
     const code = await stopAgent('SIGQUIT'); // the harness SIGKILLs it after 30 s
@@ -246,7 +250,7 @@ test.serial('SIGQUIT while the API server answers nothing (a blackholed path): t
     t.is(code, 0, 'exited by itself');
     t.true(took < 20_000, `took ${took} ms`);
   } finally {
-    await nsRun(E, ['nft', 'delete', 'table', 'ip', table]);
+    await nsRun(E, ['ip', 'neigh', 'del', apiServer, 'dev', 'k8s0']);
   }
   await startAgent();
 });
