@@ -129,6 +129,8 @@ export class BgpSpeaker {
   private drainDone: (() => void) | null = null;
   private loop: NodeJS.Timeout | null = null;
   private queue: Promise<unknown> = Promise.resolve();
+  /** A setDesired() round queued but not begun: a newer set replaces its VIPs. */
+  private waitingVips: { vips: DesiredVip[]; applied: Promise<void> } | null = null;
   private appliedPolicy = '';
   private lastHealthy = false;
   private round = 0;
@@ -222,15 +224,29 @@ export class BgpSpeaker {
   /**
    * The VIPs to announce (with attributes from their pools). Applied at once;
    * if gobgpd cannot be reached this throws, but the set is kept and the
-   * reconcile loop applies it when gobgpd answers again.
+   * reconcile loop applies it when gobgpd answers again. Calls made while
+   * another waits for its turn share that turn with the newest set.
    */
   async setDesired(vips: DesiredVip[]): Promise<void> {
     vips.forEach((v, i) => parseVipPrefix(v.prefix, `VIP #${i}`));
     const copy = vips.map((v) => ({ prefix: v.prefix, attrs: { ...v.attrs, peers: v.attrs.peers.map(canonicalAddress) } }));
-    await this.exclusive(async () => {
-      this.vips = copy;
+    // Only the newest set matters. A set still waiting for its turn (gobgpd
+    // slow or hung, the queue busy) is replaced, and its caller's promise
+    // settles with the newer set's round: queueing each one meant a copy of
+    // every intermediate set in memory and a full RIB read and diff for
+    // each, long after it was superseded.
+    if (this.waitingVips) {
+      this.waitingVips.vips = copy;
+      return this.waitingVips.applied;
+    }
+    const waiting: { vips: DesiredVip[]; applied: Promise<void> } = { vips: copy, applied: Promise.resolve() };
+    this.waitingVips = waiting;
+    waiting.applied = this.exclusive(async () => {
+      this.waitingVips = null; // its turn: later sets wait for the next round
+      this.vips = waiting.vips;
       await this.applyPolicyAndPaths();
     });
+    return waiting.applied;
   }
 
   /** Apply a changed config: only the differences (peers one by one, policy, paths). */

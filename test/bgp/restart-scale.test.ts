@@ -11,6 +11,9 @@ import test from 'ava';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { NO_ATTRS, type DesiredVip } from '../../src/bgp/attributes.js';
 import { FAMILY_V4, type ApiPath } from '../../src/bgp/gobgp-client.js';
 import { GobgpdProcess } from '../../src/bgp/gobgpd-process.js';
@@ -20,6 +23,10 @@ import { edgeBgpConfig } from '../lib/gobgpd.js';
 import { sleep, waitFor } from '../lib/netns.js';
 
 const N = 2000;
+
+/** A full garbage collection, so that heapUsed counts what is retained, not garbage not yet collected. */
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 /** VIP i of a /20: 198.19.(i >> 8).(i & 255)/32. */
 const vip = (i: number): string => `198.19.${i >> 8}.${i & 255}/32`;
@@ -178,6 +185,54 @@ test.serial(`gobgpd hung (SIGSTOP) past the call timeouts while ${N} VIPs change
   t.deepEqual(sent.withdraws.filter((p) => kept.has(p)), [], 'a VIP desired throughout was withdrawn');
   t.deepEqual(sent.adds.filter((p) => kept.has(p)), [], 'a VIP desired throughout was re-added');
   t.log(`sent while hung and after: ${sent.adds.length} adds, ${sent.withdraws.length} withdraws; duplicated adds ${duplicates(sent.adds).length}, withdraws ${duplicates(sent.withdraws).length}`);
+});
+
+test.serial(`a burst of ${N} VIP changes while gobgpd is slow: the event loop stays responsive, memory stays bounded, the last state wins`, async (t) => {
+  t.timeout(60_000);
+  const ctx = setup(t, 65142);
+  const g = ctx.gobgpd();
+  await g.start();
+  const pid = g.pid!;
+  const sp = ctx.speaker(false);
+  await sp.start();
+  await sp.setDesired(vips(0, N));
+  // Slow: stopped 150 ms of every 200 ms.
+  let slow = true;
+  const throttle = (async () => {
+    while (slow) {
+      process.kill(pid, 'SIGSTOP');
+      await sleep(150);
+      process.kill(pid, 'SIGCONT');
+      await sleep(50);
+    }
+  })();
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  gc();
+  const heap0 = process.memoryUsage().heapUsed;
+  const t0 = Date.now();
+  // N callers each replace the whole set by one differing in one VIP (each a full N-VIP list),
+  // none waiting for the previous: only the newest set matters, not each one on the way.
+  const calls: Promise<void>[] = [];
+  for (let i = 0; i < N; i++) calls.push(sp.setDesired([...vips(i + 1, N), ...vips(N, N + i + 1)]).catch(() => undefined));
+  // Issued, not yet applied: what the speaker holds for them now.
+  gc();
+  const heldMb = (process.memoryUsage().heapUsed - heap0) / 2 ** 20;
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([Promise.all(calls).then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), 30_000)))]);
+  clearTimeout(timer);
+  const burstMs = Date.now() - t0;
+  slow = false;
+  await throttle;
+  process.kill(pid, 'SIGCONT');
+  delay.disable();
+  const maxDelayMs = delay.max / 1e6;
+  t.log(`burst of ${N} changes settled: ${settled} after ${burstMs} ms; max event-loop delay ${maxDelayMs.toFixed(0)} ms; ${heldMb.toFixed(0)} MB held for the waiting calls`);
+  t.true(settled, `the ${N} calls had not settled after 30 s`);
+  t.true(maxDelayMs < 500, `event loop blocked for ${maxDelayMs.toFixed(0)} ms`);
+  t.true(heldMb < 50, `${heldMb.toFixed(0)} MB held for the waiting calls (one set of ${N} VIPs is well under 5 MB)`);
+  const want = [...vips(N, 2 * N)].map((v) => v.prefix);
+  t.truthy(await waitFor(async () => sameSet(await rib(sp).catch(() => []), want), 15_000, 100), 'the RIB is the last desired set');
 });
 
 test.serial(`the agent replaced (no goodbye) with ${N} VIPs announced: the new speaker adopts them, sends nothing until told, then withdraws only what went`, async (t) => {
