@@ -24,6 +24,13 @@ export interface AgentPart {
   check?(config: EdgelbConfig): string[];
 }
 
+/** VIP paths sent to gobgpd (announced, withdrawn) and full re-syncs after gobgpd lost its state. */
+export interface BgpCounters {
+  announces: number;
+  withdraws: number;
+  resyncs: number;
+}
+
 export interface BgpPart extends AgentPart {
   peers(): PeerView[];
   routes(): Promise<RouteView[]>;
@@ -33,6 +40,7 @@ export interface BgpPart extends AgentPart {
   drainState(): 'active' | 'draining' | 'drained';
   vipsAnnounced(): number;
   gobgpdState(): string;
+  counters?(): BgpCounters;
   /**
    * From now on the datapath's health steers BFD. Called once the datapath
    * part has started: while a restarted agent is still loading, the previous
@@ -86,6 +94,7 @@ export class Agent {
         ]),
       dropCounters: () => this.parts.datapath?.drops() ?? [],
       bgpPeers: () => (this.parts.bgp?.peers() ?? []).map((p) => ({ peer: p.address, up: p.state === 'established' })),
+      bgpCounters: () => this.parts.bgp?.counters?.() ?? { announces: 0, withdraws: 0, resyncs: 0 },
       bfdSessions: () => (this.parts.bgp?.peers() ?? []).filter((p) => p.bfd !== null).map((p) => ({ peer: p.address, up: p.bfd === 'up' })),
       poolUsage: () => this.parts.kubernetes?.poolUsage() ?? [],
       rejectedFrontends: () => this.parts.kubernetes?.view().rejected ?? {},

@@ -8,7 +8,7 @@ import type { BgpSpeaker, SpeakerOptions, SpeakerStatus } from '../bgp/speaker.j
 import { readAdjOut } from '../bgp/path-reconciler.js';
 import { attrsFromAdvertise, type DesiredVip as BgpVip } from '../bgp/attributes.js';
 import type { DesiredVip } from '../model/types.js';
-import type { BgpPart } from './agent.js';
+import type { BgpCounters, BgpPart } from './agent.js';
 import type { ComponentHealth, PeerView, RouteView } from './control-types.js';
 
 export function toBgpVips(vips: DesiredVip[]): BgpVip[] {
@@ -172,6 +172,12 @@ export class BgpAgentPart implements BgpPart {
 
   drainState(): 'active' | 'draining' | 'drained' {
     return this.last?.drain ?? 'active';
+  }
+
+  /** What the speaker sent to gobgpd since this agent started, and how often gobgpd had lost its state. */
+  counters(): BgpCounters {
+    const s = this.sp;
+    return { announces: s?.pathsAnnounced ?? 0, withdraws: s?.pathsWithdrawn ?? 0, resyncs: s?.resyncs ?? 0 };
   }
 
   vipsAnnounced(): number {

@@ -14,6 +14,8 @@ export interface MetricsSource {
   serviceCounters(): { frontend: string; backend: string | null; packets: number; bytes: number }[];
   dropCounters(): { reason: string; packets: number }[];
   bgpPeers(): { peer: string; up: boolean }[];
+  /** VIP paths sent to gobgpd and full re-syncs after gobgpd lost its state (restarted), since the agent started. */
+  bgpCounters?(): { announces: number; withdraws: number; resyncs: number };
   bfdSessions(): { peer: string; up: boolean }[];
   poolUsage(): { pool: string; used: number; size: number }[];
   /** Frontends this edge does not serve, by reason. */
@@ -90,8 +92,18 @@ export class Metrics {
       name: 'edgelb_ready', help: '1 when datapath, gobgpd and the cluster connection are all good', registers: [r],
       collect() { this.set(src.ready().ready ? 1 : 0); },
     });
-    this.announces = new Counter({ name: 'edgelb_bgp_announces_total', help: 'VIP announcements sent to gobgpd', registers: [r] });
-    this.withdraws = new Counter({ name: 'edgelb_bgp_withdraws_total', help: 'VIP withdrawals sent to gobgpd', registers: [r] });
+    // The speaker keeps the counts (it is what sends); these read them at scrape time.
+    const bgpCounter = (name: string, help: string, pick: (c: { announces: number; withdraws: number; resyncs: number }) => number) =>
+      new Counter({
+        name, help, registers: [r],
+        collect() {
+          this.reset();
+          this.inc(pick(src.bgpCounters?.() ?? { announces: 0, withdraws: 0, resyncs: 0 }));
+        },
+      });
+    this.announces = bgpCounter('edgelb_bgp_announces_total', 'VIP announcements sent to gobgpd', (c) => c.announces);
+    this.withdraws = bgpCounter('edgelb_bgp_withdraws_total', 'VIP withdrawals sent to gobgpd', (c) => c.withdraws);
+    bgpCounter('edgelb_bgp_gobgpd_resyncs_total', 'Times gobgpd was found without its state (restarted) and peers, policy and every VIP were applied again', (c) => c.resyncs);
     this.watchRestarts = new Counter({ name: 'edgelb_kubernetes_watch_restarts_total', help: 'Kubernetes watches restarted (errors, 410 Gone)', labelNames: ['resource'], registers: [r] });
     this.reconcileSeconds = new Histogram({
       name: 'edgelb_reconcile_seconds', help: 'Time to apply a change, by target', labelNames: ['target'], registers: [r],

@@ -143,6 +143,9 @@ export class BgpSpeaker {
   announced = 0;
   /** Test hook / metrics: number of full re-syncs after gobgpd lost its state. */
   resyncs = 0;
+  /** Metrics: VIP paths sent to gobgpd as announcements (new or changed), and as withdrawals. */
+  pathsAnnounced = 0;
+  pathsWithdrawn = 0;
 
   constructor(cfg: SpeakerConfig, opts: SpeakerOptions = {}) {
     this.cfg = cfg;
@@ -511,7 +514,9 @@ export class BgpSpeaker {
       this.warnUnannounceable(this.vips);
       want = plan.announce ? desiredPaths(this.vips, this.pathOptions()) : new Map();
     }
-    await reconcilePaths(this.client, want, this.log);
+    const diff = await reconcilePaths(this.client, want, this.log);
+    this.pathsAnnounced += diff.add.length;
+    this.pathsWithdrawn += diff.delete.length;
     this.announced = want.size;
   }
 
