@@ -68,6 +68,9 @@ export function uuidHex(u: Buffer | Uint8Array | string | undefined): string {
   return Buffer.from(u).toString('hex');
 }
 
+/** Time allowed per path of an AddPathStream, on top of the unary deadline. */
+export const STREAM_MS_PER_PATH = 2;
+
 export class GobgpClient {
   readonly socket: string;
   private readonly raw: RawClient;
@@ -197,11 +200,18 @@ export class GobgpClient {
     return uuidHex(res.uuid);
   }
 
-  /** Bulk add over one client stream; gobgpd does not return uuids for these. */
+  /**
+   * Bulk add over one client stream; gobgpd does not return uuids for these.
+   * The deadline grows with the number of paths (gobgpd takes well under a
+   * tenth of STREAM_MS_PER_PATH for each): with the list calls' minute, a
+   * gobgpd that hung while being sent 2 000 paths held every VIP change,
+   * drain and reconcile round queued behind it for that minute.
+   */
   async addPathStream(paths: ApiPath[], batch = 256): Promise<void> {
     const fn = this.raw['AddPathStream'] as (md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<unknown>) => grpc.ClientWritableStream<object>;
+    const ms = Math.min(this.listTimeoutMs, this.timeoutMs + paths.length * STREAM_MS_PER_PATH);
     await new Promise<void>((resolve, reject) => {
-      const stream = fn.call(this.raw, new grpc.Metadata(), { deadline: this.deadline(this.listTimeoutMs) }, (err) => {
+      const stream = fn.call(this.raw, new grpc.Metadata(), { deadline: this.deadline(ms) }, (err) => {
         if (err) reject(new GobgpError('AddPathStream', err.code, err.details || err.message));
         else resolve();
       });

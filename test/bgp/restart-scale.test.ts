@@ -260,3 +260,39 @@ test.serial(`the agent replaced (no goodbye) with ${N} VIPs announced: the new s
   t.deepEqual(sent.adds.sort(), vips(N, N + 10).map((v) => v.prefix).sort(), 'added: exactly the new VIPs');
   t.true(sameSet(await rib(second), [...stay, ...vips(N, N + 10)].map((v) => v.prefix)));
 });
+
+test.serial(`gobgpd hangs just as ${N} paths are streamed to it: the change fails within seconds, not after the stream's minute, and is applied once it answers`, async (t) => {
+  t.timeout(90_000);
+  const ctx = setup(t, 65144);
+  const g = ctx.gobgpd();
+  await g.start();
+  const pid = g.pid!;
+  const sp = ctx.speaker(false);
+  await sp.start();
+  await sp.setDesired(vips(0, 10));
+  // Hang it at the moment the big AddPathStream starts (the rounds before it, ListPath and policy, answered).
+  const c = sp.client;
+  const addPathStream = c.addPathStream.bind(c);
+  let hung = false;
+  c.addPathStream = async (ps, batch) => {
+    if (!hung) {
+      hung = true;
+      process.kill(pid, 'SIGSTOP');
+      await waitFor(() => allStopped(pid), 5000);
+    }
+    return addPathStream(ps, batch);
+  };
+  const want = vips(0, N);
+  const t0 = Date.now();
+  const change = sp.setDesired(want);
+  let timer: NodeJS.Timeout | undefined;
+  const failed = await Promise.race([change.then(() => 'applied', () => 'failed'), new Promise<string>((r) => (timer = setTimeout(() => r('waiting'), 20_000)))]);
+  clearTimeout(timer);
+  const ms = Date.now() - t0;
+  t.log(`the change ${failed} after ${ms} ms`);
+  t.true(hung, 'the stream was reached');
+  t.is(failed, 'failed', `the change was still ${failed} after ${ms} ms: a hung gobgpd holds every VIP change, drain and reconcile round`);
+  process.kill(pid, 'SIGCONT');
+  await change.catch(() => undefined);
+  t.truthy(await waitFor(async () => sameSet(await rib(sp).catch(() => []), want.map((v) => v.prefix)), 20_000, 100), 'applied once it answers');
+});
