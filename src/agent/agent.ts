@@ -10,6 +10,7 @@ import type { Logger } from '../log/logger.js';
 import { edgelbVersion } from '../version.js';
 import { ControlServer, HttpError } from './control-server.js';
 import { Metrics } from './metrics.js';
+import type { ApplyTimer } from './apply-timer.js';
 import type { AgentStatus, ComponentHealth, PeerView, RouteView, ServiceView } from './control-types.js';
 
 /** A part of the agent with a lifecycle (BGP, datapath, Kubernetes). */
@@ -58,12 +59,16 @@ export interface DatapathPart extends AgentPart {
 export interface KubernetesPart extends AgentPart {
   view(): AgentStatus['kubernetes'];
   poolUsage(): { pool: string; used: number; size: number }[];
+  /** Watch restarts per informer (resource), since the agent started. */
+  watchRestarts?(): { resource: string; restarts: number }[];
 }
 
 export interface AgentParts {
   bgp?: BgpPart;
   datapath?: DatapathPart;
   kubernetes?: KubernetesPart;
+  /** Times the changes Kubernetes hands to the datapath and BGP (edgelb_reconcile_seconds). */
+  applyTimer?: ApplyTimer;
 }
 
 export function configHash(file: string): string {
@@ -99,8 +104,10 @@ export class Agent {
       poolUsage: () => this.parts.kubernetes?.poolUsage() ?? [],
       rejectedFrontends: () => this.parts.kubernetes?.view().rejected ?? {},
       duplicateName: () => (this.parts.kubernetes?.view().duplicateName ?? null) !== null,
+      watchRestarts: () => this.parts.kubernetes?.watchRestarts?.() ?? [],
       ready: () => this.readiness(),
     });
+    parts.applyTimer?.listen((target, seconds) => this.metrics.reconcileSeconds.observe({ target }, seconds));
     this.control = new ControlServer(config.control.socket, this.routes(), log);
   }
 

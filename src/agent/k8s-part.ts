@@ -102,6 +102,11 @@ export class KubernetesAgentPart implements KubernetesPart {
     return { connected: s.connected, leader: s.leader, watchRestarts: s.watchRestarts, services: s.services, endpoints: s.endpoints, rejected: s.rejected, duplicateName: s.duplicateName };
   }
 
+  watchRestarts(): { resource: string; restarts: number }[] {
+    const informers = this.controller?.status().informers ?? {};
+    return Object.entries(informers).map(([resource, s]) => ({ resource, restarts: Math.max(0, s.watchStarts - 1) }));
+  }
+
   poolUsage(): { pool: string; used: number; size: number }[] {
     const used = new Map<string, number>();
     for (const p of this.controller?.status().pools ?? []) used.set(p.pool, p.used);

@@ -22,6 +22,8 @@ export interface MetricsSource {
   rejectedFrontends(): Record<string, number>;
   /** Another machine presents this edge's name. */
   duplicateName(): boolean;
+  /** Kubernetes watch restarts per resource, since the agent started. */
+  watchRestarts?(): { resource: string; restarts: number }[];
   ready(): { ready: boolean; problems: string[] };
 }
 
@@ -104,7 +106,13 @@ export class Metrics {
     this.announces = bgpCounter('edgelb_bgp_announces_total', 'VIP announcements sent to gobgpd', (c) => c.announces);
     this.withdraws = bgpCounter('edgelb_bgp_withdraws_total', 'VIP withdrawals sent to gobgpd', (c) => c.withdraws);
     bgpCounter('edgelb_bgp_gobgpd_resyncs_total', 'Times gobgpd was found without its state (restarted) and peers, policy and every VIP were applied again', (c) => c.resyncs);
-    this.watchRestarts = new Counter({ name: 'edgelb_kubernetes_watch_restarts_total', help: 'Kubernetes watches restarted (errors, 410 Gone)', labelNames: ['resource'], registers: [r] });
+    this.watchRestarts = new Counter({
+      name: 'edgelb_kubernetes_watch_restarts_total', help: 'Kubernetes watches restarted (a server timeout, an error, 410 Gone), per resource', labelNames: ['resource'], registers: [r],
+      collect() {
+        this.reset();
+        for (const w of src.watchRestarts?.() ?? []) this.inc({ resource: w.resource }, w.restarts);
+      },
+    });
     this.reconcileSeconds = new Histogram({
       name: 'edgelb_reconcile_seconds', help: 'Time to apply a change, by target', labelNames: ['target'], registers: [r],
       buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],

@@ -6,6 +6,7 @@
 import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import type { AgentParts } from './agent.js';
+import { ApplyTimer } from './apply-timer.js';
 import { BgpAgentPart } from './bgp-part.js';
 import { DatapathAgentPart } from './datapath-part.js';
 import { KubernetesAgentPart } from './k8s-part.js';
@@ -13,15 +14,16 @@ import { KubernetesAgentPart } from './k8s-part.js';
 export async function buildParts(config: EdgelbConfig, log: Logger): Promise<AgentParts> {
   const datapath = new DatapathAgentPart(config, log);
   const bgp = new BgpAgentPart(config, log, () => datapath.health().ok);
+  const applyTimer = new ApplyTimer();
   const kubernetes = new KubernetesAgentPart(config, log, {
-    upsert: (services) => datapath.upsert(services),
-    remove: (keys) => datapath.remove(keys),
-    applyVips: (vips) => bgp.setVips(vips),
+    upsert: (services) => applyTimer.time('datapath', () => datapath.upsert(services)),
+    remove: (keys) => applyTimer.time('datapath', () => datapath.remove(keys)),
+    applyVips: (vips) => applyTimer.timeAsync('bgp', () => bgp.setVips(vips)),
     keys: () => datapath.keys(),
     capacity: () => datapath.capacity(),
   });
   // The other edges count this one as advertising only while a BGP session
   // is established and it is not drained.
   bgp.onAdvertisingChange((v) => kubernetes.setAdvertising(v));
-  return { datapath, bgp, kubernetes };
+  return { datapath, bgp, kubernetes, applyTimer };
 }
