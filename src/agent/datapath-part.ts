@@ -2,6 +2,7 @@
 // attaches to the uplink, passes Kubernetes' changes through (upsert /
 // remove by frontendKey — the datapath keeps the only copy of what is
 // programmed) and shows what the maps hold.
+import type { HeldFrontend } from '../k8s/held-allocations.js';
 import { networkInterfaces } from 'node:os';
 import type { EdgelbConfig } from '../config/types.js';
 import { poolHolding, uplinkAddressInPool } from '../config/pool-holding.js';
@@ -181,6 +182,16 @@ export class DatapathAgentPart implements DatapathPart {
   /** Frontends the maps hold (after a restart: adopted from the pinned maps). */
   keys(): string[] {
     return this.loaded().keys();
+  }
+
+  /** Frontends rebuilt from the pinned maps that no upsert has claimed since (service ''). */
+  adoptedFrontends(): HeldFrontend[] {
+    if (!this.dp) return [];
+    const out: HeldFrontend[] = [];
+    for (const f of this.dp.frontends()) {
+      if (f.service === '') out.push({ vip: f.vip, port: f.port, protocol: f.protocol, backends: [...f.backends.values()].map((b) => b.b.ip) });
+    }
+    return out;
   }
 
   capacity(): EdgeCapacity {

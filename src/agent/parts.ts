@@ -20,6 +20,7 @@ export async function buildParts(config: EdgelbConfig, log: Logger): Promise<Age
     remove: (keys) => applyTimer.time('datapath', () => datapath.remove(keys)),
     applyVips: (vips) => applyTimer.timeAsync('bgp', () => bgp.setVips(vips)),
     keys: () => datapath.keys(),
+    adoptedFrontends: () => datapath.adoptedFrontends(),
     capacity: () => datapath.capacity(),
   });
   // The other edges count this one as advertising only while a BGP session

@@ -42,7 +42,9 @@ import type { V1Service } from '@kubernetes/client-node';
 import { IpAllocator } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
 import { desiredVips, type Problem } from '../model/desired.js';
-import { creationMs, ingressAddresses, isOurs, restoreRequestFor, serviceKey } from '../model/service.js';
+import { creationMs, ingressAddresses, ipRequestFor, isOurs, restoreRequestFor, serviceKey } from '../model/service.js';
+import { canonicalIp } from '../net/ip.js';
+import { heldAddresses, unwrittenService } from './held-allocations.js';
 import type { DesiredService, DesiredVip, FrontendRejection } from '../model/types.js';
 import { ClusterCache } from './cluster-cache.js';
 import { allocationOrder, computeService, readyAddresses, recordOutcome, statusReflects, toOffer, waitsForRoom, type Candidate, type ComputeContext, type Item, type SvcState } from './service-compute.js';
@@ -392,6 +394,30 @@ export class KubernetesController {
     const owned = this.cluster.serviceList().filter((s) => isOurs(s, this.config.kubernetes) && ingressAddresses(s).length > 0);
     owned.sort((a, b) => creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
     for (const svc of owned) this.ipam!.assign(restoreRequestFor(svc));
+    this.restoreUnwritten(owned);
+  }
+
+  /**
+   * Services of ours whose status names no address, though the sink still
+   * holds a frontend — adopted from the pinned maps — that is recognisably
+   * theirs: an allocating edge was killed before its status writes landed
+   * (held-allocations.ts). They get that address back, oldest first, before
+   * anything is allocated afresh.
+   */
+  private restoreUnwritten(owned: readonly V1Service[]): void {
+    const held = this.o.sink.adoptedFrontends?.() ?? [];
+    if (held.length === 0) return;
+    const unwritten = this.cluster.serviceList().filter((s) => isOurs(s, this.config.kubernetes) && ingressAddresses(s).length === 0);
+    if (unwritten.length === 0) return;
+    const claimed = new Set(owned.flatMap((s) => ingressAddresses(s).map((ip) => canonicalIp(ip) ?? ip)));
+    const found = heldAddresses(unwritten.map((s) => unwrittenService(s, this.cluster.slicesOf(serviceKey(s)))), held, claimed);
+    unwritten.sort((a, b) => creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
+    let restored = 0;
+    for (const svc of unwritten) {
+      const addresses = found.get(serviceKey(svc));
+      if (addresses && this.ipam!.assign({ ...ipRequestFor(svc), requested: addresses }).ok) restored++;
+    }
+    if (restored > 0) this.log.info({ services: restored }, 'addresses restored from adopted frontends (their status was never written)');
   }
 
   private loseLeadership(): void {

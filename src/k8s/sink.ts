@@ -2,6 +2,7 @@
 // BGP). Changes, not the whole set — the controller diffs per frontend and
 // the sink keeps its own state — keyed by the model's frontendKey.
 import type { DesiredService, DesiredVip, FrontendRejection } from '../model/types.js';
+import type { HeldFrontend } from './held-allocations.js';
 
 /** Used and total per resource (ring slots, backend ids, service ids…). */
 export type SinkCapacity = Record<string, { used: number; total: number }>;
@@ -24,6 +25,13 @@ export interface DesiredStateSink {
    * those nobody wants any more are removed then, and only then.
    */
   keys?(): Iterable<string>;
+  /**
+   * The frontends the sink adopted (pinned maps) that no upsert has claimed
+   * since, with their backends' addresses: where an allocating edge killed
+   * before its status writes landed finds the addresses it gave out
+   * (held-allocations.ts).
+   */
+  adoptedFrontends?(): HeldFrontend[];
   /** Capacity figures: a frontend rejected for lack of space is retried when free space grows. */
   capacity?(): SinkCapacity;
 }
