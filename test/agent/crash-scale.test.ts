@@ -2,9 +2,8 @@
 // and programmed, and 20 of them deleted while no agent runs: the next agent
 // should adopt what the dead one left (gobgpd's paths, the pinned maps) and
 // remove exactly the 20 — no other VIP leaves the router, no other frontend
-// leaves the maps, nothing is replaced. Set up as
-// test/agent/handover-scale.test.ts (real kube-apiserver and etcd,
-// selector-less Services, hand-made slices).
+// leaves the maps, nothing is replaced. The cluster: scale-lab.ts (real
+// kube-apiserver and etcd, selector-less Services, hand-made slices).
 //
 // Status writes trail the datapath by seconds (~900 of 2 000 Services had
 // no address in their status 0.6 s after all were announced), and a SIGKILL
@@ -14,48 +13,18 @@
 // It now gives them back the adopted frontends' addresses
 // (src/k8s/held-allocations.ts).
 import test from 'ava';
-import { BpfMap } from '../../src/datapath/loader.js';
-import { kernelRoutes, sleep } from '../lib/netns.js';
-import { pool } from '../lib/kube.js';
-import { AgentLab, until } from './harness.js';
+import { sleep } from '../lib/netns.js';
+import { until } from './harness.js';
+import { openWithServices, pinnedFrontends as pinned, scaleLab, vipRoutes as routes } from './scale-lab.js';
 
 const N = Number(process.env.EDGELB_CRASH_SCALE_N ?? 2000);
 const GONE = 20;
 let setupMs = 0;
 
-const lab = new AgentLab({
-  tag: 'k',
-  cluster: { controllerManager: false },
-  config: ({ NET, PIN, dir, controlSock }) => `node: { name: edge-k, routerId: ${NET}.2, asn: 64512, uplink: up0 }
-bgp:
-  gobgp: { socket: ${dir}/gobgp.sock, manage: true }
-  bfdd: { runDir: ${dir}/bfdd }
-  peers: [{ address: ${NET}.1, asn: 64500, holdTime: 9, keepalive: 3 }]
-pools: [{ name: big, cidrs: [198.19.0.0/20] }]
-datapath: { pinPath: ${PIN}, xdp: native }
-kubernetes: { kubeconfig: ${dir}/kubeconfig, leaseNamespace: edgelb-system, leaseDurationSeconds: 5 }
-control: { socket: ${controlSock} }
-metrics: { listen: "" }
-`,
-});
+const lab = scaleLab('k');
 
 test.before(async () => {
-  await lab.open();
-  await lab.api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${lab.NET}.10` }] } });
-  const t0 = Date.now();
-  await pool(N, 8, async (i) => {
-    await lab.api.create({
-      apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: 'default' },
-      spec: { type: 'LoadBalancer', loadBalancerClass: 'edgelb.io/dsr', allocateLoadBalancerNodePorts: false, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
-    });
-    await lab.api.create({
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-      metadata: { name: `s${i}-1`, namespace: 'default', labels: { 'kubernetes.io/service-name': `s${i}`, 'endpointslice.kubernetes.io/managed-by': 'edgelb-test' } },
-      addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: [{ addresses: [`10.244.${i >> 8}.${i & 255}`], nodeName: 'node-1', conditions: { ready: true } }],
-    });
-  });
-  setupMs = Date.now() - t0;
+  setupMs = await openWithServices(lab, N);
 });
 
 test.after.always(async () => {
@@ -66,22 +35,8 @@ test.afterEach.always((t) => {
   if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${lab.log.slice(-4000)}`);
 });
 
-/** VIP routes the router has installed (/32s from the pool; ip -j shows host routes without the length). */
-async function vipRoutes(): Promise<Set<string>> {
-  return new Set((await kernelRoutes(lab.R)).map((r) => r.dst.replace(/\/32$/, '')).filter((d) => d.startsWith('198.19.')));
-}
-
-/** Frontends in the pinned edge_services map (VIP markers have port 0): key → service id. */
-function pinnedFrontends(): Map<string, number> {
-  const m = BpfMap.openPinned(`${lab.PIN}/edge_services`);
-  try {
-    const out = new Map<string, number>();
-    for (const [k, v] of m.entries()) if (k.readUInt16BE(4) !== 0) out.set(k.toString('hex'), v.readUInt32LE(0));
-    return out;
-  } finally {
-    m.close();
-  }
-}
+const vipRoutes = (): Promise<Set<string>> => routes(lab);
+const pinnedFrontends = (): Map<string, number> => pinned(lab);
 
 /** The VIP (dotted IPv4) a frontend key starts with. */
 const keyVip = (hex: string): string => [...Buffer.from(hex, 'hex').subarray(0, 4)].join('.');

@@ -1,56 +1,19 @@
 // A SIGQUIT handover with 3 000 Services: the new agent computes the whole
 // cluster in bounded rounds, and while it does, no VIP leaves the router and
-// no frontend leaves the pinned maps.
-//
-// The cluster is the real kube-apiserver + etcd (test/lib/kube.ts) as the
-// edgelb-edge ServiceAccount, without a kubelet or controller manager (no
-// Pods; its garbage collector and EndpointSlice controller would only spend
-// CPU on 6 000 objects): selector-less Services with hand-made EndpointSlices
-// (a managed-by of our own), no node ports (3 000 Services would exhaust
-// 30000-32767), created concurrently with a bounded pool so setup, cold
-// start and handover fit in ava's 5-minute timeout on two cores.
+// no frontend leaves the pinned maps. The cluster (scale-lab.ts) is sized so
+// setup, cold start and handover fit in ava's 5-minute timeout on two cores.
 import test from 'ava';
-import { BpfMap } from '../../src/datapath/loader.js';
-import { kernelRoutes, sleep } from '../lib/netns.js';
-import { pool } from '../lib/kube.js';
-import { AgentLab, until } from './harness.js';
+import { sleep } from '../lib/netns.js';
+import { until } from './harness.js';
+import { openWithServices, pinnedFrontends as pinned, scaleLab, vipRoutes as routes } from './scale-lab.js';
 
 const N = 3000;
 let setupMs = 0;
 
-const lab = new AgentLab({
-  tag: 'h',
-  cluster: { controllerManager: false },
-  config: ({ NET, PIN, dir, controlSock }) => `node: { name: edge-h, routerId: ${NET}.2, asn: 64512, uplink: up0 }
-bgp:
-  gobgp: { socket: ${dir}/gobgp.sock, manage: true }
-  bfdd: { runDir: ${dir}/bfdd }
-  peers: [{ address: ${NET}.1, asn: 64500, holdTime: 9, keepalive: 3 }]
-pools: [{ name: big, cidrs: [198.19.0.0/20] }]
-datapath: { pinPath: ${PIN}, xdp: native }
-kubernetes: { kubeconfig: ${dir}/kubeconfig, leaseNamespace: edgelb-system, leaseDurationSeconds: 5 }
-control: { socket: ${controlSock} }
-metrics: { listen: "" }
-`,
-});
+const lab = scaleLab('h');
 
 test.before(async () => {
-  await lab.open();
-  await lab.api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `${lab.NET}.10` }] } });
-  const t0 = Date.now();
-  await pool(N, 8, async (i) => {
-    await lab.api.create({
-      apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: 'default' },
-      spec: { type: 'LoadBalancer', loadBalancerClass: 'edgelb.io/dsr', allocateLoadBalancerNodePorts: false, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
-    });
-    await lab.api.create({
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-      metadata: { name: `s${i}-1`, namespace: 'default', labels: { 'kubernetes.io/service-name': `s${i}`, 'endpointslice.kubernetes.io/managed-by': 'edgelb-test' } },
-      addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: [{ addresses: [`10.244.${i >> 8}.${i & 255}`], nodeName: 'node-1', conditions: { ready: true } }],
-    });
-  });
-  setupMs = Date.now() - t0;
+  setupMs = await openWithServices(lab, N);
 });
 
 test.after.always(async () => {
@@ -62,21 +25,8 @@ test.afterEach.always((t) => {
 });
 
 /** VIP routes the router has installed (all of them /32s from the pool). */
-async function vipRoutes(): Promise<number> {
-  return (await kernelRoutes(lab.R)).filter((r) => r.dst.startsWith('198.19.')).length;
-}
-
-/** Frontends in the pinned edge_services map (VIP markers have port 0), each with its service id. */
-function pinnedFrontends(): Map<string, number> {
-  const m = BpfMap.openPinned(`${lab.PIN}/edge_services`);
-  try {
-    const out = new Map<string, number>();
-    for (const [k, v] of m.entries()) if (k.readUInt16BE(4) !== 0) out.set(k.toString('hex'), v.readUInt32LE(0));
-    return out;
-  } finally {
-    m.close();
-  }
-}
+const vipRoutes = async (): Promise<number> => (await routes(lab)).size;
+const pinnedFrontends = (): Map<string, number> => pinned(lab);
 
 test.serial(`SIGQUIT handover with ${N} Services: no VIP leaves the router, no frontend leaves the pinned maps`, async (t) => {
   const t0 = Date.now();
