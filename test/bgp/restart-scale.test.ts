@@ -114,6 +114,17 @@ function setup(t: { teardown: (fn: () => Promise<void>) => void }, asn: number):
   return ctx;
 }
 
+/** A gobgpd of its own with a speaker on it, announcing VIPs 0…n-1; its pid for SIGSTOP/SIGCONT. */
+async function announcing(t: { teardown: (fn: () => Promise<void>) => void }, asn: number, n: number): Promise<{ pid: number; sp: BgpSpeaker }> {
+  const ctx = setup(t, asn);
+  const g = ctx.gobgpd();
+  await g.start();
+  const sp = ctx.speaker(false);
+  await sp.start();
+  await sp.setDesired(vips(0, n));
+  return { pid: g.pid!, sp };
+}
+
 test.serial(`gobgpd SIGKILLed with ${N} VIPs: the speaker restarts it and re-adds each VIP once, withdraws none, and counts the resync`, async (t) => {
   t.timeout(60_000);
   const ctx = setup(t, 65140);
@@ -145,13 +156,7 @@ test.serial(`gobgpd SIGKILLed with ${N} VIPs: the speaker restarts it and re-add
 
 test.serial(`gobgpd hung (SIGSTOP) past the call timeouts while ${N} VIPs change: once it answers the RIB is the last desired set, and stays so`, async (t) => {
   t.timeout(60_000);
-  const ctx = setup(t, 65141);
-  const g = ctx.gobgpd();
-  await g.start();
-  const pid = g.pid!;
-  const sp = ctx.speaker(false);
-  await sp.start();
-  await sp.setDesired(vips(0, N));
+  const { pid, sp } = await announcing(t, 65141, N);
   const sent = new Sent().watch(sp);
   process.kill(pid, 'SIGSTOP');
   t.true(await waitFor(() => allStopped(pid), 5000));
@@ -189,13 +194,7 @@ test.serial(`gobgpd hung (SIGSTOP) past the call timeouts while ${N} VIPs change
 
 test.serial(`a burst of ${N} VIP changes while gobgpd is slow: the event loop stays responsive, memory stays bounded, the last state wins`, async (t) => {
   t.timeout(60_000);
-  const ctx = setup(t, 65142);
-  const g = ctx.gobgpd();
-  await g.start();
-  const pid = g.pid!;
-  const sp = ctx.speaker(false);
-  await sp.start();
-  await sp.setDesired(vips(0, N));
+  const { pid, sp } = await announcing(t, 65142, N);
   // Slow: stopped 150 ms of every 200 ms.
   let slow = true;
   const throttle = (async () => {
@@ -263,13 +262,7 @@ test.serial(`the agent replaced (no goodbye) with ${N} VIPs announced: the new s
 
 test.serial(`gobgpd hangs just as ${N} paths are streamed to it: the change fails within seconds, not after the stream's minute, and is applied once it answers`, async (t) => {
   t.timeout(90_000);
-  const ctx = setup(t, 65144);
-  const g = ctx.gobgpd();
-  await g.start();
-  const pid = g.pid!;
-  const sp = ctx.speaker(false);
-  await sp.start();
-  await sp.setDesired(vips(0, 10));
+  const { pid, sp } = await announcing(t, 65144, 10);
   // Hang it at the moment the big AddPathStream starts (the rounds before it, ListPath and policy, answered).
   const c = sp.client;
   const addPathStream = c.addPathStream.bind(c);
