@@ -15,25 +15,11 @@
 import test from 'ava';
 import { sleep } from '../lib/netns.js';
 import { until } from './harness.js';
-import { openWithServices, pinnedFrontends as pinned, scaleLab, vipRoutes as routes } from './scale-lab.js';
+import { pinnedFrontends as pinned, scaleLabPerFile, vipRoutes as routes } from './scale-lab.js';
 
 const N = Number(process.env.EDGELB_CRASH_SCALE_N ?? 2000);
 const GONE = 20;
-let setupMs = 0;
-
-const lab = scaleLab('k');
-
-test.before(async () => {
-  setupMs = await openWithServices(lab, N);
-});
-
-test.after.always(async () => {
-  await lab.close();
-});
-
-test.afterEach.always((t) => {
-  if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${lab.log.slice(-4000)}`);
-});
+const { lab, setupMs } = scaleLabPerFile('k', N);
 
 const vipRoutes = (): Promise<Set<string>> => routes(lab);
 const pinnedFrontends = (): Map<string, number> => pinned(lab);
@@ -55,7 +41,7 @@ test.serial(`agent SIGKILLed with ${N} Services: the next one adopts them and re
   await lab.startAgent();
   await until(async () => (await vipRoutes()).size === N, 240_000, `${N} VIP routes at the router`, 500);
   await until(() => pinnedFrontends().size === N, 30_000, `${N} frontends in the pinned maps`, 500);
-  t.log(`setup ${setupMs} ms; cold start: ${N} Services announced and programmed ${Date.now() - t0} ms after the agent started`);
+  t.log(`setup ${setupMs()} ms; cold start: ${N} Services announced and programmed ${Date.now() - t0} ms after the agent started`);
   const routesBefore = await vipRoutes();
   const before = pinnedFrontends();
   const gone = new Set(await Promise.all(Array.from({ length: GONE }, (_, i) => serviceVip(`s${i}`))));

@@ -5,24 +5,10 @@
 import test from 'ava';
 import { sleep } from '../lib/netns.js';
 import { until } from './harness.js';
-import { openWithServices, pinnedFrontends as pinned, scaleLab, vipRoutes as routes } from './scale-lab.js';
+import { pinnedFrontends as pinned, scaleLabPerFile, vipRoutes as routes } from './scale-lab.js';
 
 const N = 3000;
-let setupMs = 0;
-
-const lab = scaleLab('h');
-
-test.before(async () => {
-  setupMs = await openWithServices(lab, N);
-});
-
-test.after.always(async () => {
-  await lab.close();
-});
-
-test.afterEach.always((t) => {
-  if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${lab.log.slice(-4000)}`);
-});
+const { lab, setupMs } = scaleLabPerFile('h', N);
 
 /** VIP routes the router has installed (all of them /32s from the pool). */
 const vipRoutes = async (): Promise<number> => (await routes(lab)).size;
@@ -34,7 +20,7 @@ test.serial(`SIGQUIT handover with ${N} Services: no VIP leaves the router, no f
   await until(async () => (await vipRoutes()) === N, 240_000, `${N} VIP routes at the router`, 500);
   await until(() => pinnedFrontends().size === N, 30_000, `${N} frontends in the pinned maps`, 500);
   const before = pinnedFrontends();
-  t.log(`setup: ${N} Services and EndpointSlices created in ${setupMs} ms`);
+  t.log(`setup: ${N} Services and EndpointSlices created in ${setupMs()} ms`);
   t.log(`cold start: ${N} Services announced and programmed ${Date.now() - t0} ms after the agent started`);
 
   let minRoutes = Infinity;

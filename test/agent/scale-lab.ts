@@ -5,6 +5,7 @@
 // kubelet or controller manager (no Pods; its garbage collector and
 // EndpointSlice controller would only spend CPU on the objects), and the
 // Services ask for no node ports (thousands would exhaust 30000-32767).
+import test from 'ava';
 import { BpfMap } from '../../src/datapath/loader.js';
 import { kernelRoutes } from '../lib/netns.js';
 import { pool } from '../lib/kube.js';
@@ -66,4 +67,23 @@ export function pinnedFrontends(lab: AgentLab): Map<string, number> {
   } finally {
     m.close();
   }
+}
+
+/**
+ * A scale lab for this test file: opened with `n` Services before its tests,
+ * closed after them, the agent's log printed under a failed test.
+ */
+export function scaleLabPerFile(tag: string, n: number): { lab: AgentLab; setupMs: () => number } {
+  const lab = scaleLab(tag);
+  let ms = 0;
+  test.before(async () => {
+    ms = await openWithServices(lab, n);
+  });
+  test.after.always(async () => {
+    await lab.close();
+  });
+  test.afterEach.always((t) => {
+    if (!t.passed) console.error(`--- agent log (last 4000 chars) ---\n${lab.log.slice(-4000)}`);
+  });
+  return { lab, setupMs: () => ms };
 }
