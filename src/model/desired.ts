@@ -210,6 +210,16 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
   return [...byId.values()].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
 }
 
+/** For each of the Service's addresses, its ports times the items (endpoints, ranges) of that address's family. */
+function entriesPerAddress(ports: number, addresses: readonly Assigned[], perFamily: Record<4 | 6, number>): number {
+  let n = 0;
+  for (const a of addresses) {
+    const fam = ipFamily(a.ip);
+    if (fam !== null) n += ports * perFamily[fam];
+  }
+  return n;
+}
+
 /**
  * The backend entries a Service would need: for each of its addresses, its
  * ports times the endpoints of that family that could be backends. Counted
@@ -223,12 +233,7 @@ function backendEntries(ports: number, addresses: readonly Assigned[], slices: r
     if (fam === null) continue;
     for (const ep of slice.endpoints ?? []) if (ep.addresses?.[0] !== undefined && stateOf(ep.conditions) !== null) perFamily[fam]++;
   }
-  let n = 0;
-  for (const a of addresses) {
-    const fam = ipFamily(a.ip);
-    if (fam !== null) n += ports * perFamily[fam];
-  }
-  return n;
+  return entriesPerAddress(ports, addresses, perFamily);
 }
 
 /** The source-range entries a Service would need: for each of its addresses, its ports times its ranges of that family. */
@@ -238,12 +243,7 @@ function sourceRangeEntries(ports: number, addresses: readonly Assigned[], range
     const fam = ipFamily(r.split('/')[0] ?? '');
     if (fam !== null) perFamily[fam]++;
   }
-  let n = 0;
-  for (const a of addresses) {
-    const fam = ipFamily(a.ip);
-    if (fam !== null) n += ports * perFamily[fam];
-  }
-  return n;
+  return entriesPerAddress(ports, addresses, perFamily);
 }
 
 export interface ServiceDesired {
