@@ -23,7 +23,7 @@ enum edge_stat {
 	EV_ICMP_TOO_BIG_SENT, /* fragmentation-needed answered to a client */
 	EV_TOO_BIG_PASS,      /* too big without DF: passed to the stack to fragment */
 	EV_ICMP_STEERED,      /* ICMP error for a VIP flow sent to its backend */
-	EV_ICMP_NOT_STEERED,  /* ICMP error for a VIP flow passed (SNAT or no flow) */
+	EV_ICMP_NOT_STEERED,  /* ICMP error for a VIP flow passed (no flow on this edge) */
 	EV_SNAT_REVERSE,      /* backend reply translated back to VIP → client */
 	EV_CT_STALE,          /* conntrack entry pointed at a removed backend */
 	EV_AFFINITY_HIT,      /* new flow kept on the client's previous backend */
@@ -43,6 +43,8 @@ enum edge_stat {
 			       * the numbers its receiver expects: not towards the flow's end */
 	DROP_L2_GROUP,        /* to a service in a frame sent to a link-layer broadcast/multicast
 			       * address, or from one (edge_l2_group) */
+	EV_SNAT_ICMP,         /* an ICMP error about a SNAT flow translated for the other leg's
+			       * receiver, the client or the backend (edge_snat_icmp.h) */
 	EDGE_STAT_MAX,
 };
 

@@ -14,8 +14,8 @@
  * The error's sender must pass the service's source ranges, as any packet
  * to the service (else it is dropped, DROP_SRC_RANGE). Only
  * destination-unreachable errors with IHL-5 outer and quoted headers are
- * steered; SNAT flows are not (the edge itself sent those replies and
- * has no stack state for them), and everything else passes untouched. */
+ * steered; errors about SNAT flows are translated instead (edge_snat_icmp.h),
+ * and everything else passes untouched. */
 #ifndef EDGELB_EDGE_STEER_H
 #define EDGELB_EDGE_STEER_H
 
@@ -23,8 +23,7 @@
 #include "csum.h"
 #include "edge_select.h"
 #include "edge_dsr.h"
-
-#define EDGE_INNER_OFF (EDGE_L4_OFF + 8)
+#include "edge_snat_icmp.h"
 
 static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struct pkt *p,
 					   __u32 *ifindex)
@@ -62,11 +61,12 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 	sk.port = in.sport;
 	sk.proto = in.l4_proto;
 	svc = bpf_map_lookup_elem(&edge_services, &sk);
-	if (!svc)
-		return ACT_PASS;
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
 	if (!cfg)
 		return ACT_PASS;
+	/* Not a VIP: perhaps the edge address, quoting a SNAT flow's packet to its backend. */
+	if (!svc)
+		return edge_snat_icmp_client(ctx, xdp, cfg, p, &in, ifindex);
 	/* Like any packet to the service, an error about it must come from
 	 * inside its source ranges: steering it first would let anyone outside
 	 * them reach the backends. */
@@ -78,10 +78,8 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 		edge_count(DROP_BAD_SOURCE);
 		return ACT_DROP;
 	}
-	if (svc->flags & SVC_F_SNAT) {
-		edge_count(EV_ICMP_NOT_STEERED);
-		return ACT_PASS;
-	}
+	if (svc->flags & SVC_F_SNAT)
+		return edge_snat_icmp_backend(ctx, xdp, cfg, p, &in, svc, ifindex);
 	ck.saddr = in.daddr;
 	ck.daddr = in.saddr;
 	ck.sport = in.dport;

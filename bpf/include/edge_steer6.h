@@ -15,7 +15,8 @@
  *
  * Steered: Packet Too Big and Destination Unreachable whose quote is
  * TCP/UDP directly behind its fixed header, from the VIP the error is
- * addressed to. The sender must pass the service's source ranges and not be
+ * addressed to (errors about SNAT flows are translated instead:
+ * edge_snat_icmp6.h). The sender must pass the service's source ranges and not be
  * a VIP or the edge. Everything else passes to the stack untouched. */
 #ifndef EDGELB_EDGE_STEER6_H
 #define EDGELB_EDGE_STEER6_H
@@ -24,8 +25,7 @@
 #include "csum6.h"
 #include "edge_select6.h"
 #include "edge_dsr6.h"
-
-#define EDGE6_QUOTE_OFF (EDGE6_L4_OFF + 8)
+#include "edge_snat_icmp6.h"
 
 static __always_inline int edge6_icmp_steer(void *ctx, const int xdp, __u32 plen, __u32 *ifindex)
 {
@@ -59,8 +59,9 @@ static __always_inline int edge6_icmp_steer(void *ctx, const int xdp, __u32 plen
 	sk.port = ports[0];
 	sk.proto = iip->nexthdr;
 	svc = bpf_map_lookup_elem(&edge_services6, &sk);
+	/* Not a VIP: perhaps the edge address, quoting a SNAT flow's packet to its backend. */
 	if (!svc)
-		return ACT_PASS;
+		return edge6_snat_icmp_client(ctx, xdp, plen, ifindex);
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
 	cfg6 = bpf_map_lookup_elem(&edge_config6, &zero);
 	if (!cfg || !cfg6)
@@ -74,15 +75,13 @@ static __always_inline int edge6_icmp_steer(void *ctx, const int xdp, __u32 plen
 		edge_count(DROP_BAD_SOURCE);
 		return ACT_DROP;
 	}
-	if (svc->flags & SVC_F_SNAT) {
-		edge_count(EV_ICMP_NOT_STEERED);
-		return ACT_PASS;
-	}
 	/* The client's flow: the quote reversed. */
 	addr6_load(&p.t.saddr, &iip->daddr);
 	p.t.sport = ports[1];
 	p.t.dport = ports[0];
 	p.t.proto = sk.proto;
+	if (svc->flags & SVC_F_SNAT)
+		return edge6_snat_icmp_backend(ctx, xdp, cfg, cfg6, svc, &p, plen, ifindex);
 	hash = edge_flow_hash6(p.t.saddr.w, p.t.daddr.w, p.t.sport, p.t.dport, p.t.proto);
 	cv = bpf_map_lookup_elem(&edge_ct6, &p.t);
 	if (cv)

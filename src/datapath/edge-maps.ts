@@ -93,6 +93,7 @@ export const EDGE_STAT_NAMES = [
   'drop_icmp_rate',
   'snat_fin_ignored',
   'drop_l2_group',
+  'snat_icmp',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 

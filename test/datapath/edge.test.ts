@@ -342,6 +342,79 @@ test('SNAT: forward to the backend from the edge, reply back from the VIP, exact
   t.true(dp.counters().stats.drop_snat_ports >= 1);
 });
 
+/**
+ * `original` with its addresses and ports replaced and its IPv4 header
+ * checksum summed afresh: what a quote looks like once the edge translated
+ * it (the quoted L4 checksum stays as it was).
+ */
+function requoted(original: Buffer, src: string, sport: number, dst: string, dport: number): Buffer {
+  const q = Buffer.from(original);
+  const ip4 = (a: string) => Buffer.from(a.split('.').map(Number));
+  ip4(src).copy(q, 12);
+  ip4(dst).copy(q, 16);
+  q.writeUInt16BE(sport, 20);
+  q.writeUInt16BE(dport, 22);
+  q.writeUInt16BE(0, 10);
+  q.writeUInt16BE(internetChecksum(q.subarray(0, 20)), 10);
+  return q;
+}
+
+test('ICMP errors about a SNAT flow are translated for the other leg: exact bytes both ways, nothing for a flow this edge does not hold', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20003 } });
+  dp.applyServices([service({ mode: 'snat', sourceRanges: ['198.51.100.0/24'] })]);
+  const fwd = parsePacket(run(dp, tcpPacket({ flags: SYN })).out);
+  const port = fwd.tcp!.sport;
+  const router = '10.0.0.254';
+  const atEdge = { src: '02:00:00:00:00:09', dst: EDGE_MAC };
+
+  // Backend leg: a router between edge and backend cannot forward the
+  // client's 1 400-byte segment (as the edge sent it) and tells the edge.
+  // The client must hear it about its own packet, from the VIP. The longer
+  // quote carries the TCP checksum: left as it was, the ICMP sum still right.
+  for (const embedBytes of [28, 48]) {
+    const sent = buildPacket({ eth: false, ip: { src: EDGE, dst: '10.244.1.1', df: true, id: 42, ttl: 62 }, tcp: { sport: port, dport: 8080, flags: ACK, seq: 1001, payload: Buffer.alloc(1400) } });
+    const err = buildPacket({ eth: atEdge, ip: { src: router, dst: EDGE }, icmp: icmpFragNeeded({ mtu: 1280, original: sent, embedBytes }) });
+    const r = run(dp, err);
+    t.is(r.retval, XDP_PASS);
+    const quote = requoted(sent.subarray(0, embedBytes), CLIENT, 40000, VIP, 80);
+    t.is(hex(r.out), hex(buildPacket({ eth: atEdge, ip: { src: VIP, dst: CLIENT, ttl: 63 }, icmp: icmpFragNeeded({ mtu: 1280, original: quote, embedBytes }) })), `quote of ${embedBytes} bytes`);
+    t.true(verifyIpv4Checksum(r.out.subarray(14)));
+    t.true(verifyL4Checksum(r.out.subarray(14)));
+  }
+  t.is(dp.counters().stats.snat_icmp, 2);
+  // The tc program (an uplink without native XDP) translates the same way.
+  const sentTc = buildPacket({ eth: false, ip: { src: EDGE, dst: '10.244.1.1', df: true, id: 43 }, tcp: { sport: port, dport: 8080, flags: ACK, seq: 2401, payload: Buffer.alloc(1400) } });
+  const viaTc = run(dp, buildPacket({ eth: atEdge, ip: { src: router, dst: EDGE }, icmp: icmpFragNeeded({ mtu: 1280, original: sentTc }) }), 'tc');
+  t.is(viaTc.retval, TC_ACT_OK);
+  t.is(hex(viaTc.out), hex(buildPacket({ eth: atEdge, ip: { src: VIP, dst: CLIENT, ttl: 63 }, icmp: icmpFragNeeded({ mtu: 1280, original: requoted(sentTc.subarray(0, 28), CLIENT, 40000, VIP, 80) }) })));
+  t.is(dp.counters().stats.snat_icmp, 3);
+
+  // Client leg: a router towards the client cannot forward the backend's
+  // reply (VIP:80 → client) and tells the VIP. The backend must hear it
+  // about its own reply (backend:8080 → edge:port), from the edge address.
+  const reply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, df: true, id: 7, ttl: 60 }, tcp: { sport: 80, dport: 40000, flags: ACK, seq: 5, payload: Buffer.alloc(1400) } });
+  const back = run(dp, buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) }));
+  t.is(back.retval, XDP_PASS);
+  t.is(hex(back.out), hex(buildPacket({ eth: clientEth, ip: { src: EDGE, dst: '10.244.1.1', ttl: 63 }, icmp: icmpFragNeeded({ mtu: 1280, original: requoted(reply.subarray(0, 28), '10.244.1.1', 8080, EDGE, port) }) })));
+  t.true(verifyL4Checksum(back.out.subarray(14)));
+  t.is(dp.counters().stats.snat_icmp, 4);
+
+  // What names no flow of this edge passes untouched: another edge port,
+  // another client's reply (its flow is on another edge), an error about a
+  // packet that is not from the edge address.
+  const untouched = [
+    buildPacket({ eth: atEdge, ip: { src: router, dst: EDGE }, icmp: icmpFragNeeded({ mtu: 1280, original: buildPacket({ eth: false, ip: { src: EDGE, dst: '10.244.1.1' }, tcp: { sport: port === 20000 ? 20001 : 20000, dport: 8080, flags: ACK } }) }) }),
+    buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT }, tcp: { sport: 80, dport: 40001, flags: ACK } }) }) }),
+    buildPacket({ eth: atEdge, ip: { src: router, dst: EDGE }, icmp: icmpFragNeeded({ mtu: 1280, original: buildPacket({ eth: false, ip: { src: '10.0.0.5', dst: '10.244.1.1' }, tcp: { sport: port, dport: 8080, flags: ACK } }) }) }),
+  ];
+  for (const u of untouched) t.is(hex(run(dp, u).out), hex(u));
+  t.is(dp.counters().stats.snat_icmp, 4);
+  // The sender of a client-leg error passes the service's source ranges.
+  t.is(run(dp, buildPacket({ eth: clientEth, ip: { src: '203.0.113.200', dst: VIP }, icmp: icmpFragNeeded({ mtu: 1280, original: reply }) })).retval, XDP_DROP);
+  t.is(dp.counters().stats.drop_src_range, 1);
+  t.is(dp.counters().stats.snat_icmp, 4);
+});
+
 test('hybrid: TCP goes DSR, UDP goes SNAT', (t) => {
   const dp = openEdge(t);
   dp.applyServices([

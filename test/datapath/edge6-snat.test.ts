@@ -239,6 +239,64 @@ testBoth('IPv6 SNAT port exhaustion: the range towards one backend is shared by 
   t.is(parse6(run(dp, tcpReply(be.ip, portOf(1), { flags: { ack: true } })).out.subarray(14)).dst, '2001:db8:1:0:0:0:0:104');
 });
 
+testBoth('IPv6 SNAT: Packet Too Big about either leg is translated for the other leg\'s receiver (exact bytes, the quoted checksum left alone); nothing for a flow this edge does not hold', (t, hook) => {
+  const dp = openSnat6(t, undefined, hook);
+  const d = service6({ mode: 'snat', backends: THREE });
+  apply6(dp, d);
+  const hash = flowHash6(CLIENT6, VIP6, 40000, 80, 6);
+  const be = d.backends[maglevPick(d, hash)]!;
+  const port = probePort(hash, 0);
+  run(dp, tcp6());
+  const ROUTER = '2001:db8:ff::1';
+  const QUOTE = 40 + 20 + 32;
+  const segment = (src: string, sport: number, dst: string, dport: number, hopLimit: number): Buffer =>
+    buildPacket6({ eth: false, ip: { src, dst, hopLimit }, tcp: { sport, dport, seq: 1000, ack: 2000, flags: { ack: true }, payload: Buffer.alloc(1400, 9) } }).subarray(0, QUOTE);
+  /** `quote` as the receiver must see it: other addresses and ports, the L4 checksum as it was in `was`. */
+  const requote = (quote: Buffer, was: Buffer): Buffer => {
+    const q = Buffer.from(quote);
+    was.copy(q, 40 + 16, 40 + 16, 40 + 18);
+    return q;
+  };
+  const ptb = (eth: typeof BE_ETH, src: string, dst: string, quote: Buffer, hopLimit = 62): Buffer =>
+    buildPacket6({ eth, ip: { src, dst, hopLimit }, icmp6: { type: 2, body: Buffer.concat([Buffer.from('00000500', 'hex'), quote]) } });
+
+  // Backend leg: the client's segment as the edge sent it does not fit a
+  // link between edge and backend. The client hears it about its own
+  // segment, from the VIP.
+  const sent = segment(EDGE6, port, be.ip, 8080, 62);
+  const toClient = run(dp, ptb(BE_ETH, ROUTER, EDGE6, sent));
+  t.is(toClient.retval, XDP_PASS);
+  t.is(hex(toClient.out), hex(ptb(BE_ETH, VIP6, CLIENT6, requote(segment(CLIENT6, 40000, VIP6, 80, 62), sent), 61)));
+  t.true(verifyL4Checksum6(toClient.out.subarray(14)), 'ICMPv6 checksum (pseudo-header included)');
+
+  // Client leg: the backend's reply as the edge sent it (from the VIP) does
+  // not fit a link towards the client. The backend hears it about its own
+  // reply, from the edge's address.
+  const reply = segment(VIP6, 80, CLIENT6, 40000, 60);
+  const toBackend = run(dp, ptb(eth6, ROUTER, VIP6, reply));
+  t.is(toBackend.retval, XDP_PASS);
+  t.is(hex(toBackend.out), hex(ptb(eth6, EDGE6, be.ip, requote(segment(be.ip, 8080, EDGE6, port, 60), reply), 61)));
+  t.true(verifyL4Checksum6(toBackend.out.subarray(14)));
+  t.deepEqual(nonZero(dp), { fib_bypass: 3, snat_icmp: 2 });
+
+  // No flow of this edge: another edge port, another client's reply, a
+  // quote not from the address the error went to — untouched.
+  const other = port === LO ? LO + 1 : LO;
+  for (const f of [
+    ptb(BE_ETH, ROUTER, EDGE6, segment(EDGE6, other, be.ip, 8080, 62)),
+    ptb(eth6, ROUTER, VIP6, segment(VIP6, 80, CLIENT6, 40001, 60)),
+    ptb(BE_ETH, ROUTER, EDGE6, segment('2001:db8::99', port, be.ip, 8080, 62)),
+  ]) {
+    const o = run(dp, f);
+    t.is(o.retval, XDP_PASS);
+    t.is(hex(o.out), hex(f));
+  }
+  t.deepEqual(nonZero(dp), { fib_bypass: 3, snat_icmp: 2, icmp_not_steered: 1 });
+  // Out of hops: dropped, no error about an error.
+  t.is(run(dp, ptb(BE_ETH, ROUTER, EDGE6, sent, 1)).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_ttl, 1);
+});
+
 testBoth('IPv6 hybrid: TCP goes DSR (the Destination Options header, the client\'s address), UDP goes SNAT (the edge\'s address)', (t, hook) => {
   const dp = openSnat6(t, undefined, hook);
   const tcp = service6({ mode: 'hybrid', backends: THREE });
