@@ -25,11 +25,12 @@ export interface AgentPart {
   check?(config: EdgelbConfig): string[];
 }
 
-/** VIP paths sent to gobgpd (announced, withdrawn) and full re-syncs after gobgpd lost its state. */
+/** VIP paths sent to gobgpd (announced, withdrawn), full re-syncs after gobgpd lost its state, reads of its whole RIB. */
 export interface BgpCounters {
   announces: number;
   withdraws: number;
   resyncs: number;
+  ribFullReads: number;
 }
 
 export interface BgpPart extends AgentPart {
@@ -99,7 +100,7 @@ export class Agent {
         ]),
       dropCounters: () => this.parts.datapath?.drops() ?? [],
       bgpPeers: () => (this.parts.bgp?.peers() ?? []).map((p) => ({ peer: p.address, up: p.state === 'established' })),
-      bgpCounters: () => this.parts.bgp?.counters?.() ?? { announces: 0, withdraws: 0, resyncs: 0 },
+      bgpCounters: () => this.parts.bgp?.counters?.() ?? { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0 },
       bfdSessions: () => (this.parts.bgp?.peers() ?? []).filter((p) => p.bfd !== null).map((p) => ({ peer: p.address, up: p.bfd === 'up' })),
       poolUsage: () => this.parts.kubernetes?.poolUsage() ?? [],
       rejectedFrontends: () => this.parts.kubernetes?.view().rejected ?? {},

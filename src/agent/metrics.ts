@@ -8,14 +8,15 @@ import { parseHostPort } from '../net/l4.js';
 import { closeNow } from './http-close.js';
 import { limitScrapeServer } from './http-limits.js';
 import { REJECT_REASONS } from '../model/types.js';
+import type { BgpCounters } from './agent.js';
 
 export interface MetricsSource {
   /** Per frontend (VIP:port/proto) and per backend packet/byte counters. */
   serviceCounters(): { frontend: string; backend: string | null; packets: number; bytes: number }[];
   dropCounters(): { reason: string; packets: number }[];
   bgpPeers(): { peer: string; up: boolean }[];
-  /** VIP paths sent to gobgpd and full re-syncs after gobgpd lost its state (restarted), since the agent started. */
-  bgpCounters?(): { announces: number; withdraws: number; resyncs: number };
+  /** VIP paths sent to gobgpd, full re-syncs after gobgpd lost its state (restarted) and full reads of its RIB, since the agent started. */
+  bgpCounters?(): BgpCounters;
   bfdSessions(): { peer: string; up: boolean }[];
   poolUsage(): { pool: string; used: number; size: number }[];
   /** Frontends this edge does not serve, by reason. */
@@ -95,17 +96,18 @@ export class Metrics {
       collect() { this.set(src.ready().ready ? 1 : 0); },
     });
     // The speaker keeps the counts (it is what sends); these read them at scrape time.
-    const bgpCounter = (name: string, help: string, pick: (c: { announces: number; withdraws: number; resyncs: number }) => number) =>
+    const bgpCounter = (name: string, help: string, pick: (c: BgpCounters) => number) =>
       new Counter({
         name, help, registers: [r],
         collect() {
           this.reset();
-          this.inc(pick(src.bgpCounters?.() ?? { announces: 0, withdraws: 0, resyncs: 0 }));
+          this.inc(pick(src.bgpCounters?.() ?? { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0 }));
         },
       });
     this.announces = bgpCounter('edgelb_bgp_announces_total', 'VIP announcements sent to gobgpd', (c) => c.announces);
     this.withdraws = bgpCounter('edgelb_bgp_withdraws_total', 'VIP withdrawals sent to gobgpd', (c) => c.withdraws);
     bgpCounter('edgelb_bgp_gobgpd_resyncs_total', 'Times gobgpd was found without its state (restarted) and peers, policy and every VIP were applied again', (c) => c.resyncs);
+    bgpCounter('edgelb_bgp_rib_full_reads_total', 'Reads of gobgpd\'s whole global RIB: each VIP change, drain and reload; an idle reconcile round only when gobgpd\'s path counts changed, and every 15th', (c) => c.ribFullReads);
     this.watchRestarts = new Counter({
       name: 'edgelb_kubernetes_watch_restarts_total', help: 'Kubernetes watches restarted (a server timeout, an error, 410 Gone), per resource', labelNames: ['resource'], registers: [r],
       collect() {

@@ -237,6 +237,16 @@ export class GobgpClient {
     return res.map((r) => r.destination);
   }
 
+  /**
+   * How many destinations and paths a table holds. gobgpd counts them in
+   * place and answers in one small message, where listPath streams and the
+   * agent decodes every path: the speaker's idle rounds check these.
+   */
+  async getTable(table: TableType, family: ApiFamily, name = ''): Promise<{ destinations: number; paths: number }> {
+    const res = await this.unary<{ num_destination: string | number; num_path: string | number }>('GetTable', { table_type: table, family, name });
+    return { destinations: Number(res.num_destination), paths: Number(res.num_path) };
+  }
+
   async setPolicies(req: { defined_sets: ApiDefinedSet[]; policies: ApiPolicy[]; assignments?: ApiPolicyAssignment[] }): Promise<void> {
     await this.unary('SetPolicies', { assignments: [], ...req });
   }

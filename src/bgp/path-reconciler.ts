@@ -60,6 +60,33 @@ export async function readGlobalRib(client: GobgpClient): Promise<Map<string, Ap
   return localPaths([...v4, ...v6]);
 }
 
+/** Paths per address family: what gobgpd's GetTable should count for a RIB that holds exactly these. */
+export interface RibCounts {
+  v4: number;
+  v6: number;
+}
+
+export function countByFamily(paths: Map<string, ApiPath>): RibCounts {
+  const c: RibCounts = { v4: 0, v6: 0 };
+  for (const p of paths.values()) {
+    if (p.family.afi === FAMILY_V6.afi) c.v6++;
+    else c.v4++;
+  }
+  return c;
+}
+
+/**
+ * Whether gobgpd's global RIB holds as many destinations and paths of each
+ * family as `expected` (two small GetTable answers instead of every path).
+ * Equal counts do not prove equal paths: a path replaced in place (same
+ * prefix, other attributes) keeps them; a path deleted, added or a RIB
+ * emptied by a restart changes them.
+ */
+export async function ribCountsMatch(client: GobgpClient, expected: RibCounts): Promise<boolean> {
+  const [v4, v6] = await Promise.all([client.getTable('GLOBAL', FAMILY_V4), client.getTable('GLOBAL', FAMILY_V6)]);
+  return v4.destinations === expected.v4 && v4.paths === expected.v4 && v6.destinations === expected.v6 && v6.paths === expected.v6;
+}
+
 /** Above this many additions a client stream is used instead of one RPC per path. */
 export const STREAM_THRESHOLD = 64;
 

@@ -18,7 +18,7 @@ import { BfddSupervisor, bfdPeersFromConfig } from './bfdd.js';
 import { drainPlan, nextDrainState, type DrainState } from './drain.js';
 import { GobgpClient, type ApiPeer } from './gobgp-client.js';
 import { GobgpdProcess } from './gobgpd-process.js';
-import { compareAdjOut, desiredPaths, expectedAdjOut, readAdjOut, readGlobalRib, reconcilePaths, vipsWithoutPeer, type AdjOutMismatch } from './path-reconciler.js';
+import { compareAdjOut, countByFamily, desiredPaths, expectedAdjOut, readAdjOut, readGlobalRib, reconcilePaths, ribCountsMatch, vipsWithoutPeer, type AdjOutMismatch, type RibCounts } from './path-reconciler.js';
 import type { ApiPath } from './api-types.js';
 import { desiredPeers, reconcilePeers, readPasswordFile, type PeerDiff } from './peer-reconciler.js';
 import { buildPolicy, groupsOfNeighborSets, peerGroups, policyFingerprint, EXPORT_POLICY } from './policy.js';
@@ -36,6 +36,12 @@ export interface SpeakerOptions {
   reconcileIntervalMs?: number;
   /** Check adjacency-out every N reconcile rounds (0 = never). */
   adjOutEvery?: number;
+  /**
+   * Idle rounds (nothing changed by us) check gobgpd's path counts
+   * (GetTable) and read and diff its whole RIB only every N rounds, or when
+   * the counts differ (default 15: 30 s at the 2 s interval). 1 = every round.
+   */
+  ribFullReadEvery?: number;
   /** Command prefix for managed daemons (tests run them in a netns). */
   wrap?: string[];
   /** Log file for a managed gobgpd. */
@@ -134,6 +140,17 @@ export class BgpSpeaker {
   private appliedPolicy = '';
   private lastHealthy = false;
   private round = 0;
+  /** Reconcile rounds that reached gobgpd, and the last one that did not (or failed): paced full RIB reads. */
+  private loopRounds = 0;
+  private troubleRound = -Infinity;
+  /**
+   * What the last full path reconcile left in gobgpd's global RIB (exactly
+   * `want`: its counts per family) and what it was made from, or null when
+   * nothing is known (never reconciled, a round failed, gobgpd restarted,
+   * a change is being applied). An idle round trusts it while gobgpd's
+   * counts agree, for ribFullReadEvery rounds.
+   */
+  private ribSynced: { vips: DesiredVip[] | null; drain: DrainState; asn: number; counts: RibCounts; round: number } | null = null;
   private datapathHealthy = true;
   private lastError: string | null = null;
   /** The last bfdd.apply() succeeded (else the reconcile loop tries again). */
@@ -146,6 +163,8 @@ export class BgpSpeaker {
   /** Metrics: VIP paths sent to gobgpd as announcements (new or changed), and as withdrawals. */
   pathsAnnounced = 0;
   pathsWithdrawn = 0;
+  /** Test hook / metrics: reads of gobgpd's whole global RIB (ListPath of both families). */
+  ribFullReads = 0;
 
   constructor(cfg: SpeakerConfig, opts: SpeakerOptions = {}) {
     this.cfg = cfg;
@@ -198,7 +217,10 @@ export class BgpSpeaker {
       const tick = () => {
         if (this.closed) return;
         this.exclusive(() => this.reconcileOnce(false))
-          .catch((e: Error) => this.log.warn({ err: e.message }, 'BGP reconcile failed; will retry'))
+          .catch((e: Error) => {
+            this.ribTrouble();
+            this.log.warn({ err: e.message }, 'BGP reconcile failed; will retry');
+          })
           .finally(() => {
             if (!this.closed) this.loop = setTimeout(tick, every);
           });
@@ -438,6 +460,7 @@ export class BgpSpeaker {
   private async reconcileOnce(first: boolean): Promise<void> {
     const healthy = await this.client.reachable(1500);
     if (!healthy) {
+      this.ribTrouble();
       if (this.lastHealthy || first) this.log.warn({ socket: this.client.socket }, 'gobgpd is not answering');
       this.lastHealthy = false;
       await this.bfdd?.setHealthy(false);
@@ -448,7 +471,9 @@ export class BgpSpeaker {
       if (first) throw new Error(`gobgpd is not answering on ${this.client.socket}`);
       return;
     }
+    this.loopRounds++;
     const restarted = await this.ensureGlobal();
+    if (restarted) this.ribSynced = null;
     if (restarted && !first) {
       this.resyncs++;
       this.log.warn('gobgpd lost its state (restart?): re-applying peers, policy and all VIPs');
@@ -457,7 +482,7 @@ export class BgpSpeaker {
     // when sessions come up, so the first UPDATEs (and the End-of-RIB a
     // graceful-restart helper waits for) already carry every VIP instead of
     // an empty table that would flush the router's stale routes.
-    await this.applyPolicyAndPaths();
+    await this.applyPolicyAndPaths(!first);
     await reconcilePeers(this.client, this.desiredPeerSpecs(), this.log);
     this.lastHealthy = true;
     this.lastError = null;
@@ -497,7 +522,24 @@ export class BgpSpeaker {
     this.appliedPolicy = fp;
   }
 
-  private async applyPolicyAndPaths(): Promise<void> {
+  /**
+   * `idle`: a reconcile-loop round, which may skip the paths (and the policy,
+   * unchanged since) when ribUnchanged() says gobgpd still holds what the
+   * last full reconcile left. Everything else — setDesired, reload, drain,
+   * undrain, an adj-out repair, the first round — reads and diffs the RIB.
+   */
+  private async applyPolicyAndPaths(idle = false): Promise<void> {
+    if (idle && this.appliedPolicy !== '' && (await this.ribUnchanged())) return;
+    this.ribSynced = null;
+    try {
+      await this.applyFully();
+    } catch (e) {
+      this.ribTrouble();
+      throw e;
+    }
+  }
+
+  private async applyFully(): Promise<void> {
     await this.applyPolicy();
     const plan = drainPlan(this.drainState);
     let want: Map<string, ApiPath>;
@@ -508,16 +550,51 @@ export class BgpSpeaker {
       // no longer forwarding — and a gobgpd restart or an undrain announced
       // nothing again until the first desired state came. (A drain withdraws
       // them without GRACEFUL_SHUTDOWN first: their attributes are gobgpd's.)
-      this.adopted ??= adoptable(await readGlobalRib(this.client));
+      if (!this.adopted) {
+        this.ribFullReads++;
+        this.adopted = adoptable(await readGlobalRib(this.client));
+      }
       want = plan.announce ? this.adopted : new Map();
     } else {
       this.warnUnannounceable(this.vips);
       want = plan.announce ? desiredPaths(this.vips, this.pathOptions()) : new Map();
     }
+    this.ribFullReads++;
     const diff = await reconcilePaths(this.client, want, this.log);
     this.pathsAnnounced += diff.add.length;
     this.pathsWithdrawn += diff.delete.length;
     this.announced = want.size;
+    // The RIB now holds exactly `want`.
+    this.ribSynced = { vips: this.vips, drain: this.drainState, asn: this.cfg.node.asn, counts: countByFamily(want), round: this.loopRounds };
+  }
+
+  /** gobgpd did not answer or a round failed: requests it had not answered may still land, so read in full for a while. */
+  private ribTrouble(): void {
+    this.troubleRound = this.loopRounds;
+    this.ribSynced = null;
+  }
+
+  /**
+   * Whether an idle round may skip reading the RIB: the last full reconcile
+   * was made from the same VIPs, drain state and ASN, fewer than
+   * ribFullReadEvery rounds ago, not within the two rounds after gobgpd
+   * failed to answer (requests sent before it hung can land after it
+   * resumes), and gobgpd's counts per family still match. A path deleted
+   * or added behind our back, or a RIB emptied by a restart, changes the
+   * counts and is repaired in this very round; a path replaced in place
+   * keeps them and waits for the next full read.
+   */
+  private async ribUnchanged(): Promise<boolean> {
+    const s = this.ribSynced;
+    const every = this.opts.ribFullReadEvery ?? 15;
+    if (!s || every <= 1) return false;
+    if (s.vips !== this.vips || s.drain !== this.drainState || s.asn !== this.cfg.node.asn) return false;
+    if (this.loopRounds - s.round >= every || this.loopRounds - this.troubleRound <= 2) return false;
+    try {
+      return await ribCountsMatch(this.client, s.counts);
+    } catch {
+      return false; // the full read then says what is wrong
+    }
   }
 
   /** Say once per change which VIPs no configured peer can carry (config validation refuses such pools). */

@@ -25,7 +25,7 @@ function sample(text: string, name: string): number {
   return m ? Number(m[1]) : NaN;
 }
 
-test(`gobgpd killed with ${N} VIPs announced: /metrics counts the announcements, the withdrawals and the resync`, async (t) => {
+test(`gobgpd killed with ${N} VIPs announced: /metrics counts the announcements, the withdrawals, the resync and the full RIB reads`, async (t) => {
   t.timeout(60_000);
   const dir = mkdtempSync(join(tmpdir(), 'edgelb-bgp-metrics-'));
   const ns = `elbm${uniqueId()}`;
@@ -55,8 +55,14 @@ metrics: { listen: "" }
   t.is(await rib(), N - 10);
   process.kill(bgp.speaker.gobgpd!.pid!, 'SIGKILL');
   t.truthy(await waitFor(async () => bgp.speaker.resyncs > 0 && (await rib()) === N - 10, 20_000, 100), 'the VIPs are back in the restarted gobgpd');
+  const readsBefore = bgp.speaker.ribFullReads;
   const text = await agent.metrics.render();
+  const readsAfter = bgp.speaker.ribFullReads; // a reconcile round may run meanwhile
   t.is(sample(text, 'edgelb_bgp_announces_total'), N + (N - 10), 'announced: the first set, then every VIP again after the restart');
   t.is(sample(text, 'edgelb_bgp_withdraws_total'), 10);
   t.is(sample(text, 'edgelb_bgp_gobgpd_resyncs_total'), 1);
+  // The two changes, the first round, and the round after the restart read the whole RIB, at least.
+  const fullReads = sample(text, 'edgelb_bgp_rib_full_reads_total');
+  t.true(fullReads >= 4, `edgelb_bgp_rib_full_reads_total ${fullReads}`);
+  t.true(fullReads >= readsBefore && fullReads <= readsAfter, `edgelb_bgp_rib_full_reads_total ${fullReads}, the speaker's count ${readsBefore}…${readsAfter}`);
 });
