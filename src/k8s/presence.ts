@@ -11,6 +11,8 @@
 // per edge. An edge counts as live while its Lease record has changed
 // within 1.5 D of this edge's own clock (no cross-host clock comparison).
 // A gracefully stopping edge deletes its Lease so the count drops at once.
+// The set passed on is flap-damped (edge-flap-damping.ts, half-life 4 D):
+// each change of it rewrites every Service's status.
 //
 // Duplicate names: the Lease also carries the writer's instance (derived
 // from its machine id). An edge that finds its own Lease rewritten since its
@@ -21,6 +23,7 @@ import { microTime, type Lease, type LeaseApi } from './lease-api.js';
 import type { Logger } from '../log/logger.js';
 import { httpStatus } from './lease.js';
 import { reportPermissionProblem } from './rest.js';
+import { EdgeFlapDamper } from './edge-flap-damping.js';
 
 export const PRESENCE_LABEL = 'edgelb.io/edge-presence';
 export const ADVERTISING_ANNOTATION = 'edgelb.io/advertising';
@@ -58,7 +61,10 @@ export class EdgePresence {
   private ticking = false;
   private again = false;
   private readonly seen = new Map<string, { key: string; sinceMs: number; advertising: boolean }>();
+  /** The damped set: what edges() reports and onChange is told. */
   private live: string[] = [];
+  private readonly damper: EdgeFlapDamper;
+  private heldLogged = '';
   /** resourceVersion of our last write; a different one on read means someone else wrote. */
   private lastWritten: string | null = null;
   private other: string | null = null;
@@ -67,6 +73,7 @@ export class EdgePresence {
   constructor(o: PresenceOptions) {
     this.o = o;
     this.now = o.now ?? Date.now;
+    this.damper = new EdgeFlapDamper(4 * o.leaseDurationSeconds * 1000);
   }
 
   private get name(): string {
@@ -89,9 +96,14 @@ export class EdgePresence {
 
   private uid: string | undefined;
 
-  /** Edges (node names) live and advertising, sorted. */
+  /** Edges (node names) live and advertising, sorted; a flapping edge as it was before it flapped (edge-flap-damping.ts). */
   edges(): string[] {
     return this.live;
+  }
+
+  /** Edges whose changes are held back because they flap. */
+  heldEdges(): string[] {
+    return this.damper.held();
   }
 
   setAdvertising(v: boolean): void {
@@ -230,7 +242,14 @@ export class EdgePresence {
     }
     for (const e of [...this.seen.keys()]) if (!present.has(e)) this.seen.delete(e);
     const limit = this.o.leaseDurationSeconds * 1500;
-    const live = [...this.seen].filter(([, s]) => s.advertising && now - s.sinceMs <= limit).map(([e]) => e).sort();
+    const observed = [...this.seen].filter(([, s]) => s.advertising && now - s.sinceMs <= limit).map(([e]) => e);
+    const live = this.damper.view(observed, now);
+    const held = this.damper.held().join(',');
+    if (held !== this.heldLogged) {
+      if (held !== '') this.o.logger.warn({ edges: this.damper.held(), observed: observed.sort() }, 'edges flapping: their changes are held back from Service conditions until they settle');
+      else this.o.logger.info('no edge flapping any more: Service conditions follow the edges again');
+      this.heldLogged = held;
+    }
     if (live.join(',') !== this.live.join(',')) {
       this.live = live;
       this.o.onChange?.(live);

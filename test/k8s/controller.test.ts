@@ -17,7 +17,7 @@ import { RestClient } from '../../src/k8s/rest.js';
 import { ResilientInformer } from '../../src/k8s/informer.js';
 import { createLogger, silentLogger } from '../../src/log/logger.js';
 import { TestCluster } from '../lib/kube.js';
-import { conditionOf, ingressOf, node, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
+import { conditionOf, endpointSlice, ingressOf, node, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
 import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 
 const log = silentLogger();
@@ -204,6 +204,39 @@ test.serial('Lease: a gracefully stopping leader hands over at once', async (t) 
   t.log(`graceful takeover after ${took} ms (lease ${lease * 1000} ms)`);
   t.true(took < lease * 1000 * 2, `takeover took ${took} ms`);
   await waitFor('edge count drops to 1', async () => /advertised by 1 edge\(s\): edge-b/.test(conditionOf(await get('web'))?.message ?? ''));
+});
+
+test.serial('an edge whose advertising flaps does not rewrite every Service\'s status each time: after a restart\'s worth of changes it is held, then shown as it settled', async (t) => {
+  t.timeout(120_000);
+  const lease = 1.5;
+  const env = await setup(t, [{ cidrs: ['192.0.2.0/26'] }], lease);
+  const N = 20;
+  for (let i = 0; i < N; i++) {
+    await cluster.create(service(env.ns, `s${i}`, { cls: env.cls, selector: false }));
+    await cluster.create(endpointSlice(env.ns, `s${i}`, `s${i}-x`, [{ ip: `10.1.0.${i + 1}`, node: 'n1' }]));
+  }
+  const a = env.make('edge-a');
+  await a.c.start();
+  await waitFor('edge-a leads', () => a.c.status().leader);
+  const b = env.make('edge-b');
+  await b.c.start();
+  const allSay = (re: RegExp) => async () => (await Promise.all(Array.from({ length: N }, (_, i) => env.get(`s${i}`)))).every((s) => re.test(conditionOf(s)?.message ?? ''));
+  await waitFor('every Service advertised by both edges', allSay(/advertised by 2 edge\(s\): edge-a, edge-b/), 30_000);
+  await new Promise((r) => setTimeout(r, 2000)); // the last status writes answered
+  // edge-b's BGP session goes down and up twelve times, each state held long
+  // enough (1.2 s) for the leader's presence refresh (every D/3 = 0.5 s) to see it.
+  const before = await statusWrites();
+  for (let i = 0; i < 12; i++) {
+    b.c.setAdvertising(i % 2 === 1);
+    await new Promise((r) => setTimeout(r, 1200));
+  }
+  const during = (await statusWrites()) - before;
+  t.log(`${during} status writes for ${N} Services while edge-b changed 12 times`);
+  // Undamped: a rewrite of all N per change (≈ 12 N). Damped: the first
+  // changes (at most SUPPRESS) are shown, then the edge is held.
+  t.true(during <= 4 * N, `${during} status writes while one edge flapped (${N} Services)`);
+  // It stays up now: shown as such once its penalty decayed (≤ two half-lives of 4 D each).
+  await waitFor('edge-b counted again once it settled', allSay(/advertised by 2 edge\(s\): edge-a, edge-b/), 40_000);
 });
 
 /**
