@@ -12,6 +12,7 @@ import { ControlServer, HttpError } from './control-server.js';
 import { Metrics } from './metrics.js';
 import type { ApplyTimer } from './apply-timer.js';
 import type { AgentStatus, ComponentHealth, PeerView, RouteView, ServiceView } from './control-types.js';
+import type { ServiceCounterRow } from './service-metrics.js';
 
 /** A part of the agent with a lifecycle (BGP, datapath, Kubernetes). */
 export interface AgentPart {
@@ -53,6 +54,8 @@ export interface BgpPart extends AgentPart {
 
 export interface DatapathPart extends AgentPart {
   services(): ServiceView[];
+  /** Per frontend and per backend counters, read as they are iterated (a scrape pulls them a chunk at a time). */
+  counterRows(): Iterable<ServiceCounterRow>;
   drops(): { reason: string; packets: number }[];
   view(): AgentStatus['datapath'];
 }
@@ -93,11 +96,7 @@ export class Agent {
   ) {
     this.hash = configHash(configFile);
     this.metrics = new Metrics({
-      serviceCounters: () =>
-        (this.parts.datapath?.services() ?? []).flatMap((s) => [
-          { frontend: s.frontend, backend: null, packets: s.packets, bytes: s.bytes },
-          ...s.backends.map((b) => ({ frontend: s.frontend, backend: `${b.ip}:${b.port}`, packets: b.packets, bytes: b.bytes })),
-        ]),
+      serviceCounters: () => this.parts.datapath?.counterRows() ?? [],
       dropCounters: () => this.parts.datapath?.drops() ?? [],
       bgpPeers: () => (this.parts.bgp?.peers() ?? []).map((p) => ({ peer: p.address, up: p.state === 'established' })),
       bgpCounters: () => this.parts.bgp?.counters?.() ?? { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0 },

@@ -14,6 +14,7 @@ import { PathProber } from '../probe/prober.js';
 import type { DesiredService, FrontendRejection } from '../model/types.js';
 import type { DatapathPart } from './agent.js';
 import type { AgentStatus, ComponentHealth, ServiceView } from './control-types.js';
+import type { ServiceCounterRow } from './service-metrics.js';
 
 /** node.address, or the uplink's first IPv4 address. */
 export function edgeAddress(config: EdgelbConfig): string {
@@ -262,9 +263,15 @@ export class DatapathAgentPart implements DatapathPart {
     return out.sort((a, b) => (a.frontend < b.frontend ? -1 : a.frontend > b.frontend ? 1 : 0));
   }
 
+  /** Per frontend and per backend counters, read as they are iterated (metrics). */
+  *counterRows(): Generator<ServiceCounterRow> {
+    if (this.dp) yield* this.dp.counterRows();
+  }
+
   drops(): { reason: string; packets: number }[] {
     if (!this.dp) return [];
-    return Object.entries(this.dp.counters().stats)
+    // edge_stats alone: counters() would read every frontend's and backend's maps as well.
+    return Object.entries(this.dp.stats())
       .filter(([k]) => k.startsWith('drop_'))
       .map(([k, v]) => ({ reason: k.slice('drop_'.length), packets: v }));
   }

@@ -1,7 +1,7 @@
 // Prometheus metrics and health endpoints. Gauges and counters mirror the
 // agent's state at scrape time (collect callbacks), so there is one source
 // of truth: the components' own counters and the datapath's per-CPU maps.
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../log/logger.js';
 import { parseHostPort } from '../net/l4.js';
@@ -9,10 +9,14 @@ import { closeNow } from './http-close.js';
 import { limitScrapeServer } from './http-limits.js';
 import { REJECT_REASONS } from '../model/types.js';
 import type { BgpCounters } from './agent.js';
+import { serviceMetricsText, type ServiceCounterRow } from './service-metrics.js';
 
 export interface MetricsSource {
-  /** Per frontend (VIP:port/proto) and per backend packet/byte counters. */
-  serviceCounters(): { frontend: string; backend: string | null; packets: number; bytes: number }[];
+  /**
+   * Per frontend (VIP:port/proto) and per backend packet/byte counters, read
+   * as they are iterated (a scrape pulls them a chunk at a time).
+   */
+  serviceCounters(): Iterable<ServiceCounterRow>;
   dropCounters(): { reason: string; packets: number }[];
   bgpPeers(): { peer: string; up: boolean }[];
   /** VIP paths sent to gobgpd, full re-syncs after gobgpd lost its state (restarted) and full reads of its RIB, since the agent started. */
@@ -36,29 +40,10 @@ export class Metrics {
   readonly reconcileSeconds: Histogram;
   private server: Server | null = null;
 
-  /** One read of the datapath counters per scrape, shared by the four families built from it. */
-  private scrape: ReturnType<MetricsSource['serviceCounters']> | null = null;
-
   constructor(private readonly source: MetricsSource) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'edgelb_process_' });
-    const src = { ...this.source, serviceCounters: () => this.scrape ?? this.source.serviceCounters() };
-    new Gauge({
-      name: 'edgelb_service_packets', help: 'Packets forwarded per frontend (datapath counter)', labelNames: ['frontend'], registers: [r],
-      collect() { this.reset(); for (const c of src.serviceCounters()) if (c.backend === null) this.set({ frontend: c.frontend }, c.packets); },
-    });
-    new Gauge({
-      name: 'edgelb_service_bytes', help: 'Bytes forwarded per frontend (datapath counter)', labelNames: ['frontend'], registers: [r],
-      collect() { this.reset(); for (const c of src.serviceCounters()) if (c.backend === null) this.set({ frontend: c.frontend }, c.bytes); },
-    });
-    new Gauge({
-      name: 'edgelb_backend_packets', help: 'Packets forwarded per backend', labelNames: ['frontend', 'backend'], registers: [r],
-      collect() { this.reset(); for (const c of src.serviceCounters()) if (c.backend !== null) this.set({ frontend: c.frontend, backend: c.backend }, c.packets); },
-    });
-    new Gauge({
-      name: 'edgelb_backend_bytes', help: 'Bytes forwarded per backend', labelNames: ['frontend', 'backend'], registers: [r],
-      collect() { this.reset(); for (const c of src.serviceCounters()) if (c.backend !== null) this.set({ frontend: c.frontend, backend: c.backend }, c.bytes); },
-    });
+    const src = this.source;
     new Gauge({
       name: 'edgelb_datapath_drops', help: 'Packets dropped by the datapath, by reason', labelNames: ['reason'], registers: [r],
       collect() { this.reset(); for (const d of src.dropCounters()) this.set({ reason: d.reason }, d.packets); },
@@ -121,14 +106,21 @@ export class Metrics {
     });
   }
 
-  /** The exposition text, with the per-CPU counter maps read once for the whole scrape. */
+  /**
+   * The exposition text: the registry's families, then the per-frontend and
+   * per-backend ones (service-metrics.ts), which come in chunks — the
+   * datapath's counter maps are read and the text written a step at a time.
+   */
+  async *chunks(): AsyncGenerator<string> {
+    yield await this.registry.metrics();
+    yield* serviceMetricsText(this.source.serviceCounters());
+  }
+
+  /** The whole exposition text as one string (the HTTP endpoint streams chunks()). */
   async render(): Promise<string> {
-    this.scrape = this.source.serviceCounters();
-    try {
-      return await this.registry.metrics();
-    } finally {
-      this.scrape = null;
-    }
+    let text = '';
+    for await (const c of this.chunks()) text += c;
+    return text;
   }
 
   async listen(address: string, log: Logger): Promise<void> {
@@ -138,16 +130,11 @@ export class Metrics {
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/metrics') {
-        this.render().then(
-          (text) => {
-            res.writeHead(200, { 'content-type': this.registry.contentType });
-            res.end(text);
-          },
-          (e: unknown) => {
-            log.error({ err: e }, 'metrics collection failed');
-            res.writeHead(500).end();
-          },
-        );
+        void this.stream(res).catch((e: unknown) => {
+          log.error({ err: e }, 'metrics collection failed');
+          if (!res.headersSent) res.writeHead(500).end();
+          else res.destroy();
+        });
       } else if (path === '/healthz') {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       } else if (path === '/readyz') {
@@ -163,6 +150,28 @@ export class Metrics {
       server.listen(port, host, () => resolve());
     });
     this.server = server;
+  }
+
+  /** chunks() to the response as they come, waiting for the socket when it is full; a client gone stops the scrape. */
+  private async stream(res: ServerResponse): Promise<void> {
+    let started = false;
+    for await (const c of this.chunks()) {
+      if (res.destroyed) return;
+      if (!started) {
+        res.writeHead(200, { 'content-type': this.registry.contentType });
+        started = true;
+      }
+      if (!res.write(c)) await new Promise<void>((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    }
+    res.end();
   }
 
   async close(): Promise<void> {
