@@ -25,6 +25,18 @@ function rows(n: number, per: number): ServiceCounterRow[] {
   return out;
 }
 
+/** One GET /metrics, the whole body. */
+function scrape(port: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    get(`http://127.0.0.1:${port}/metrics`, (res) => {
+      let b = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (b += c));
+      res.on('end', () => resolve(b));
+    }).on('error', reject);
+  });
+}
+
 test('the four families are the text prom-client\'s gauges wrote: names, help, labels (escaped), values', async (t) => {
   const sample = [
     ...rows(3, 2),
@@ -96,14 +108,7 @@ test('over HTTP the scrape streams every line; a client that goes away mid-scrap
   await new Promise<void>((r) => s.close(() => r()));
   await m.listen(`127.0.0.1:${port}`, silentLogger());
   t.teardown(() => m.close());
-  const body = await new Promise<string>((resolve, reject) => {
-    get(`http://127.0.0.1:${port}/metrics`, (res) => {
-      let b = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (b += c));
-      res.on('end', () => resolve(b));
-    }).on('error', reject);
-  });
+  const body = await scrape(port);
   t.is(body.split('\n').filter((l) => l.startsWith('edgelb_backend_packets{')).length, 20_000);
   t.regex(body, /^# TYPE edgelb_bgp_announces_total counter$/m, 'the registry\'s families too');
   // A client that reads the first bytes and leaves; the next scrape is whole.
@@ -119,14 +124,7 @@ test('over HTTP the scrape streams every line; a client that goes away mid-scrap
   });
   await new Promise((r) => setTimeout(r, 500));
   pulled = 0;
-  const again = await new Promise<string>((resolve, reject) => {
-    get(`http://127.0.0.1:${port}/metrics`, (res) => {
-      let b = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (b += c));
-      res.on('end', () => resolve(b));
-    }).on('error', reject);
-  });
+  const again = await scrape(port);
   t.is(again.split('\n').filter((l) => l.startsWith('edgelb_service_bytes{')).length, 2000);
   t.is(pulled, all.length);
 });
