@@ -644,10 +644,11 @@ export class NodeDatapath {
   }
 
   /** How many entries the flow maps and the forward-pin maps hold, both families (batch reads: cheap enough per scrape). */
+  /** Entries in the flow and forward-pin maps, counted without copying them (a scrape of a busy node). */
   flowCounts(): { flows: number; forwardPins: number } {
     return {
-      flows: this.flowsMap.dumpPacked(4096).count + this.flows6Map.dumpPacked(4096).count,
-      forwardPins: this.fwdMap.dumpPacked(4096).count + this.fwd6Map.dumpPacked(4096).count,
+      flows: this.flowsMap.count() + this.flows6Map.count(),
+      forwardPins: this.fwdMap.count() + this.fwd6Map.count(),
     };
   }
 

@@ -34,10 +34,12 @@ export function parseListen(address: string): { host: string; port: number } {
 export class NodeMetrics {
   readonly registry = new Registry();
   private server: Server | null = null;
+  /** The flow maps counted once per scrape: two families read them, and a count walks four maps of up to 128 Ki entries. */
+  private flowsRead: ReturnType<NodeMetricsSource['flows']> | null = null;
 
   constructor(private readonly source: NodeMetricsSource) {
     const r = this.registry;
-    const src = source;
+    const src = { ...source, flows: () => (this.flowsRead ??= source.flows()) };
     collectDefaultMetrics({ register: r, prefix: 'edgelb_node_process_' });
     new Gauge({
       name: 'edgelb_node_drops', help: 'Packets the node program dropped, by reason', labelNames: ['reason'], registers: [r],
@@ -93,7 +95,12 @@ export class NodeMetrics {
   }
 
   async render(): Promise<string> {
-    return this.registry.metrics();
+    this.flowsRead = null;
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.flowsRead = null;
+    }
   }
 
   async listen(address: string, log: Logger): Promise<void> {

@@ -66,3 +66,14 @@ test('the node agent\'s --metrics-listen holds a bounded number of sockets under
   t.timeout(60_000);
   await floodHoldsBounded(t, new NodeMetrics(nodeSource));
 });
+
+test('the node agent counts its flow maps once per scrape, for both families that show them', async (t) => {
+  let reads = 0;
+  const m = new NodeMetrics({ ...nodeSource, flows: () => (reads++, { flows: 7, forwardPins: 3 }) });
+  const text = await m.render();
+  t.regex(text, /^edgelb_node_flows 7$/m);
+  t.regex(text, /^edgelb_node_forward_pins 3$/m);
+  t.is(reads, 1);
+  await m.render();
+  t.is(reads, 2, 'read afresh by the next scrape');
+});

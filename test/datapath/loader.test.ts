@@ -232,6 +232,8 @@ test('dump (batched lookup) matches entries for hash, LRU and per-CPU maps', (t)
   t.deepEqual(obj.map('tl_verdict').dump(), []);
   const packed = lru.dumpPacked(1000);
   t.is(packed.count, 1500);
+  t.is(lru.count(64), 1500, 'count() walks the chunks without keeping them');
+  t.is(obj.map('tl_verdict').count(), 0);
   t.is(packed.keys.length, 1500 * 8);
   t.is(packed.values.length, 1500 * 4);
   const chunks = [...lru.lookupBatches(256)];

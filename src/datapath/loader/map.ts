@@ -224,6 +224,17 @@ export class BpfMap extends FdHandle {
   }
 
   /**
+   * How many elements the map holds, counted chunk by chunk (lookupBatches)
+   * without keeping them: a full 128 Ki-entry flow map costs one chunk of
+   * memory to count, not a copy of the map.
+   */
+  count(batchSize = 4096): number {
+    let n = 0;
+    for (const chunk of this.lookupBatches(batchSize)) n += chunk.count;
+    return n;
+  }
+
+  /**
    * The map in packed chunks of up to batchSize elements, one
    * BPF_MAP_LOOKUP_BATCH call each (count keys back to back in `keys`, count
    * values of valueBufSize bytes in `values`): a big map is read without
