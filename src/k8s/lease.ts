@@ -34,8 +34,16 @@ export interface LeaderElectorOptions {
   logger: Logger;
   onStartedLeading?: () => void;
   onStoppedLeading?: () => void;
-  /** Injected clock (ms) for tests. */
+  /** Wall clock (ms) for the renewTime written; injected by tests (then it drives `elapsed` too). */
   now?: () => number;
+  /**
+   * A clock for intervals (ms): how long since a renewal was sent, since the
+   * holder's record last changed. Monotonic by default (performance.now()):
+   * a step of the wall clock — NTP setting an appliance's clock at boot, or
+   * correcting a fast one — must neither expire a live leader's Lease nor
+   * keep a dead one's for as long as the step.
+   */
+  elapsed?: () => number;
 }
 
 export const HOLDER_INSTANCE_ANNOTATION = 'edgelb.io/holder-instance';
@@ -48,6 +56,7 @@ export function httpStatus(e: unknown): number | null {
 export class LeaderElector {
   private readonly o: LeaderElectorOptions;
   private readonly now: () => number;
+  private readonly elapsed: () => number;
   private readonly durationMs: number;
   private leading = false;
   private lastRenewMs = 0;
@@ -64,6 +73,7 @@ export class LeaderElector {
   constructor(o: LeaderElectorOptions) {
     this.o = o;
     this.now = o.now ?? Date.now;
+    this.elapsed = o.elapsed ?? o.now ?? (() => performance.now());
     this.durationMs = o.leaseDurationSeconds * 1000;
   }
 
@@ -149,7 +159,7 @@ export class LeaderElector {
     // A write lands no earlier than it was sent, and followers count from
     // when they see it: counted from the answer (which may come late), the
     // leader's window could outlast theirs.
-    const sent = this.now();
+    const sent = this.elapsed();
     try {
       const ok = await this.tryAcquireOrRenew();
       if (ok) this.renewed(sent);
@@ -164,14 +174,14 @@ export class LeaderElector {
   private renewed(sent: number): void {
     this.lastRenewMs = sent;
     // Answered too late to lead on: the next round renews.
-    if (this.now() - sent > this.windowMs) return;
+    if (this.elapsed() - sent > this.windowMs) return;
     this.setLeading(true);
     if (!this.running) return; // step(): tests drive the clock by hand
     if (this.watchdog) clearTimeout(this.watchdog);
     this.watchdog = setTimeout(() => {
       this.watchdog = null;
       this.checkWindow();
-    }, Math.max(0, sent + this.windowMs - this.now()) + 1);
+    }, Math.max(0, sent + this.windowMs - this.elapsed()) + 1);
   }
 
   /**
@@ -182,7 +192,7 @@ export class LeaderElector {
    * while a follower took over after D.
    */
   private checkWindow(): void {
-    if (this.leading && this.now() - this.lastRenewMs > this.windowMs) {
+    if (this.leading && this.elapsed() - this.lastRenewMs > this.windowMs) {
       this.o.logger.warn('could not renew leader lease in time');
       this.setLeading(false);
     }
@@ -226,11 +236,11 @@ export class LeaderElector {
     this.currentHolder = holder;
     this.seen = true;
     const key = `${holder}|${String(lease.spec?.renewTime?.valueOf() ?? '')}|${lease.metadata?.resourceVersion ?? ''}`;
-    if (this.observed?.key !== key) this.observed = { key, sinceMs: this.now() };
+    if (this.observed?.key !== key) this.observed = { key, sinceMs: this.elapsed() };
     // Written by this edge's name from another machine: not ours (an older Lease without the record is).
     const by = lease.metadata?.annotations?.[HOLDER_INSTANCE_ANNOTATION];
     const mine = holder === identity && (by === undefined || this.o.instance === undefined || by === this.o.instance);
-    const expired = holder === '' || this.now() - this.observed.sinceMs >= this.durationMs;
+    const expired = holder === '' || this.elapsed() - this.observed.sinceMs >= this.durationMs;
     if (!mine && !expired) return false;
     const transitions = (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1);
     const body: Lease = { ...lease, metadata: { ...lease.metadata, annotations: this.annotations(lease.metadata?.annotations) }, spec: this.spec(transitions, mine ? lease.spec?.acquireTime : undefined) };

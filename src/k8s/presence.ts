@@ -42,7 +42,10 @@ export interface PresenceOptions {
   onChange?: (edges: string[]) => void;
   /** Another instance writes this edge's Lease (called with its instance), or stopped (null). */
   onDuplicate?: (other: string | null) => void;
+  /** Wall clock (ms) for the renewTime written; injected by tests (then it drives `elapsed` too). */
   now?: () => number;
+  /** A monotonic clock (ms) for how long since an edge's record changed (lease.ts: a wall-clock step must not revive or kill edges). */
+  elapsed?: () => number;
 }
 
 export function presenceLeaseName(prefix: string, node: string): string {
@@ -53,6 +56,7 @@ export function presenceLeaseName(prefix: string, node: string): string {
 export class EdgePresence {
   private readonly o: PresenceOptions;
   private readonly now: () => number;
+  private readonly elapsed: () => number;
   private advertising = true;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
@@ -73,6 +77,7 @@ export class EdgePresence {
   constructor(o: PresenceOptions) {
     this.o = o;
     this.now = o.now ?? Date.now;
+    this.elapsed = o.elapsed ?? o.now ?? (() => performance.now());
     this.damper = new EdgeFlapDamper(4 * o.leaseDurationSeconds * 1000);
   }
 
@@ -229,7 +234,7 @@ export class EdgePresence {
   /** Re-reads every edge's Lease and recomputes the live, advertising set. */
   async refresh(): Promise<string[]> {
     const list = await this.o.api.listNamespacedLease({ namespace: this.o.namespace, labelSelector: `${PRESENCE_LABEL}=true` });
-    const now = this.now();
+    const now = this.elapsed();
     const present = new Set<string>();
     for (const l of list.items) {
       const edge = l.spec?.holderIdentity ?? '';

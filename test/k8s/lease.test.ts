@@ -145,3 +145,33 @@ test('a leader whose renewal hangs (a connection that answers nothing) stops lea
   await until('leading again once the API answers', () => a.isLeader(), 3000);
   await a.stop(false);
 });
+
+test('a wall-clock step (NTP setting the clock) neither keeps a dead leader\'s Lease nor ends a live one\'s: intervals are counted on a monotonic clock', async (t) => {
+  const fake = new FakeLeases();
+  const clock = { wall: 1_000_000_000, mono: 5_000 };
+  const mk = (id: string) =>
+    new LeaderElector({ api: fake.api, namespace: 'kube-system', name: 'edgelb', identity: id, leaseDurationSeconds: 10, logger: silentLogger(), now: () => clock.wall, elapsed: () => clock.mono });
+  const a = mk('a');
+  const b = mk('b');
+  await a.step();
+  await b.step();
+  t.true(a.isLeader());
+  // The leader's clock jumps an hour ahead between two renewals: it stays leader.
+  clock.wall += 3_600_000;
+  clock.mono += 2000;
+  await a.step();
+  await b.step();
+  t.true(a.isLeader());
+  t.false(b.isLeader(), 'the follower does not read a jump as an expired lease');
+  // a dies; the follower's clock is then set an hour back. It still takes over one duration after the record stopped changing.
+  const seen = clock.mono;
+  clock.wall -= 2 * 3_600_000;
+  clock.mono = seen + 9999;
+  await b.step();
+  t.false(b.isLeader());
+  clock.mono = seen + 10_000;
+  await b.step();
+  t.true(b.isLeader(), 'took over at the lease duration, not an hour later');
+  // The renewTime written is the wall clock's (what kubectl shows).
+  t.is(new Date(String(fake.lease?.spec?.renewTime)).getTime(), clock.wall);
+});

@@ -73,3 +73,21 @@ test('advertising flapping (a BGP session going up and down) while a renewal is 
   const after = await rate(1500);
   t.true(after <= steady + 2, `${steady} renewals in 1.5 s before the flapping, ${after} after`);
 });
+
+test('an edge that stopped renewing drops out 1.5 D later on a monotonic clock, whatever the wall clock does meanwhile', async (t) => {
+  const fake = new SlowLeases(0);
+  const clock = { wall: 1_000_000_000, mono: 1000 };
+  const mk = (node: string) =>
+    new EdgePresence({ api: fake.api, namespace: 'ns', prefix: 'edgelb', nodeName: node, instance: node, leaseDurationSeconds: 60, logger: silentLogger(), now: () => clock.wall, elapsed: () => clock.mono });
+  const a = mk('edge-a');
+  const b = mk('edge-b');
+  t.teardown(() => Promise.all([a.stop(false), b.stop(false)]));
+  await a.start();
+  await b.start();
+  t.deepEqual(await a.refresh(), ['edge-a', 'edge-b']);
+  await b.stop(false); // gone without deleting its Lease (a crash)
+  // NTP sets edge-a's clock an hour back; 1.5 D pass.
+  clock.wall -= 3_600_000;
+  clock.mono += 90_001;
+  t.deepEqual(await a.refresh(), [], 'edge-b (and edge-a, which renewed nothing meanwhile) counted out');
+});
