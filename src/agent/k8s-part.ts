@@ -1,5 +1,6 @@
 // Adapts the Kubernetes controller to the agent: it is the source of the
 // desired state that the datapath and BGP parts consume.
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import type { EdgelbConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import type { KubernetesController, DesiredStateSink } from '../k8s/controller.js';
@@ -7,12 +8,29 @@ import type { KubernetesPart } from './agent.js';
 import type { AgentStatus, ComponentHealth } from './control-types.js';
 
 const RETRY_MS = 5000;
+/** How often this edge's interface addresses are read again (DHCP, an address added by hand). */
+const OWN_ADDRESSES_MS = 30_000;
+
+/**
+ * This edge's own addresses: node.address, node.address6 and every address
+ * of its interfaces but loopback and link-local (those are refused as
+ * backends anyway). No pod lives at any of them: an endpoint naming one
+ * would send clients' packets back into the edge.
+ */
+export function edgeOwnAddresses(config: EdgelbConfig, interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): string[] {
+  const out = [config.node.address, config.node.address6].filter((a) => a !== '');
+  for (const list of Object.values(interfaces)) {
+    for (const a of list ?? []) if (!a.internal && !(a.family === 'IPv6' && /^fe[89ab]/i.test(a.address))) out.push(a.address.split('%')[0]!);
+  }
+  return out;
+}
 
 export class KubernetesAgentPart implements KubernetesPart {
   readonly name = 'kubernetes';
   controller: KubernetesController | null = null;
   private lastError = '';
   private retry: NodeJS.Timeout | null = null;
+  private ownTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private advertising = false;
   private readonly log: Logger;
@@ -38,8 +56,10 @@ export class KubernetesAgentPart implements KubernetesPart {
     const { KubernetesController } = await import('../k8s/controller.js');
     if (this.stopped) return;
     try {
-      this.controller = new KubernetesController({ config: this.config, nodeName: this.config.node.name, logger: this.log, sink: this.sink, advertising: this.advertising });
+      this.controller = new KubernetesController({ config: this.config, nodeName: this.config.node.name, logger: this.log, sink: this.sink, advertising: this.advertising, ownAddresses: edgeOwnAddresses(this.config) });
       this.lastError = '';
+      this.ownTimer = setInterval(() => this.controller?.setOwnAddresses(edgeOwnAddresses(this.config)), OWN_ADDRESSES_MS);
+      this.ownTimer.unref();
       void this.controller.start().catch((e: unknown) => {
         this.lastError = (e as Error).message;
       });
@@ -68,6 +88,7 @@ export class KubernetesAgentPart implements KubernetesPart {
     }
     this.config = config;
     this.controller?.reconfigure(config);
+    this.controller?.setOwnAddresses(edgeOwnAddresses(config));
   }
 
   /** Whether this edge advertises (an established BGP session, not drained); told to the other edges. */
@@ -79,6 +100,7 @@ export class KubernetesAgentPart implements KubernetesPart {
   async stop(mode: 'handover' | 'shutdown'): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
+    if (this.ownTimer) clearInterval(this.ownTimer);
     // A handover keeps the Lease so that the next agent (same identity)
     // resumes allocation without waiting for another edge to take over.
     await this.controller?.stop({ releaseLease: mode === 'shutdown' });

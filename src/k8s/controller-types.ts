@@ -22,6 +22,12 @@ export interface KubernetesControllerOptions {
    * the same instance), else random per process.
    */
   instanceId?: string;
+  /**
+   * This edge's own addresses (node.address, node.address6, its interfaces'):
+   * endpoints and node addresses among them are refused, and the other
+   * edges learn them from this edge's presence Lease.
+   */
+  ownAddresses?: readonly string[];
   logger: Logger;
   sink: DesiredStateSink;
   /** Whether this edge advertises until setAdvertising() says otherwise (the agent starts with false). Default true. */

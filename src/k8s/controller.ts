@@ -198,6 +198,10 @@ export class KubernetesController {
       leaseDurationSeconds: k.leaseDurationSeconds,
       logger: this.log,
       onChange: () => this.markAll(),
+      addresses: canonicalAddresses(o.ownAddresses ?? []),
+      // An endpoint may name an address that just became an edge's (or
+      // stopped being one): every Service is computed again.
+      onAddresses: () => this.markAll(),
     });
     this.presence.setAdvertising(o.advertising ?? true);
     this.events = new EventRecorder({
@@ -250,6 +254,11 @@ export class KubernetesController {
     // which then give up at once) and refuses anything begun later.
     this.rest.close();
     await leases;
+  }
+
+  /** This edge's own addresses changed (a reload, the uplink's address): told to the other edges, every Service recomputed. */
+  setOwnAddresses(addresses: readonly string[]): void {
+    this.presence.setAddresses(canonicalAddresses(addresses));
   }
 
   /** Whether this edge currently advertises (an established BGP session, not drained); reported to the other edges. */
@@ -492,7 +501,7 @@ export class KubernetesController {
   private async computeRound(keys: string[], leader: boolean): Promise<void> {
     const space = this.space();
     const ctx: ComputeContext = {
-      config: this.config, ipam: this.ipam, claims: this.claims, live: (o) => this.state.has(o),
+      config: { ...this.config, edgeAddresses: this.presence.addresses() }, ipam: this.ipam, claims: this.claims, live: (o) => this.state.has(o),
       slicesOf: (k) => this.cluster.slicesOf(k), nodeAddrs: this.cluster.nodeAddrs,
     };
     const next = new Map<string, Candidate | null>();
@@ -717,6 +726,16 @@ export class KubernetesController {
       if (svc && st) this.reportNow(svc, st, h.prev, h.problems);
     }
   }
+}
+
+/** Canonical, distinct and sorted: how the presence Lease carries them. */
+function canonicalAddresses(addresses: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const a of addresses) {
+    const ip = canonicalIp(a.trim());
+    if (ip !== null) out.add(ip);
+  }
+  return [...out].sort();
 }
 
 /** Resolves once `p` settled or at `deadline` (ms since the epoch), whichever comes first. */

@@ -14,12 +14,20 @@
 // The set passed on is flap-damped (edge-flap-damping.ts, half-life 4 D):
 // each change of it rewrites every Service's status.
 //
+// Addresses: the Lease also carries the edge's own addresses
+// (edgelb.io/addresses, comma-separated), so every edge refuses the same
+// endpoints — one naming an edge's address would send clients' packets back
+// into an edge — and computes the same backends. Every presence Lease
+// counts, live or not: an edge that crashed keeps its address, and an edge
+// whose renewals lag must not change every edge's backends.
+//
 // Duplicate names: the Lease also carries the writer's instance (derived
 // from its machine id). An edge that finds its own Lease rewritten since its
 // last write, by another instance, shares its name with another machine —
 // both would allocate as "the leader" and their counts would merge — and
 // says so (duplicate()) until nobody else has written it for three renewals.
 import { microTime, type Lease, type LeaseApi } from './lease-api.js';
+import { canonicalIp } from '../net/ip.js';
 import type { Logger } from '../log/logger.js';
 import { httpStatus } from './lease.js';
 import { reportPermissionProblem } from './rest.js';
@@ -28,6 +36,9 @@ import { EdgeFlapDamper } from './edge-flap-damping.js';
 export const PRESENCE_LABEL = 'edgelb.io/edge-presence';
 export const ADVERTISING_ANNOTATION = 'edgelb.io/advertising';
 export const INSTANCE_ANNOTATION = 'edgelb.io/instance';
+export const ADDRESSES_ANNOTATION = 'edgelb.io/addresses';
+/** Addresses read from one edge's Lease: an edge has a few; a Lease written by someone else may hold any number. */
+const MAX_EDGE_ADDRESSES = 64;
 
 export interface PresenceOptions {
   api: LeaseApi;
@@ -40,6 +51,10 @@ export interface PresenceOptions {
   leaseDurationSeconds: number;
   logger: Logger;
   onChange?: (edges: string[]) => void;
+  /** This edge's own addresses (canonical), told to the others. */
+  addresses?: readonly string[];
+  /** The edges' addresses (addresses()) changed. */
+  onAddresses?: () => void;
   /** Another instance writes this edge's Lease (called with its instance), or stopped (null). */
   onDuplicate?: (other: string | null) => void;
   /** Wall clock (ms) for the renewTime written; injected by tests (then it drives `elapsed` too). */
@@ -69,6 +84,10 @@ export class EdgePresence {
   private live: string[] = [];
   private readonly damper: EdgeFlapDamper;
   private heldLogged = '';
+  private own: readonly string[];
+  /** Other edges' addresses as their Leases give them (address → edge). */
+  private others: ReadonlyMap<string, string> = new Map();
+  private merged: ReadonlyMap<string, string> | null = null;
   /** resourceVersion of our last write; a different one on read means someone else wrote. */
   private lastWritten: string | null = null;
   private other: string | null = null;
@@ -79,6 +98,7 @@ export class EdgePresence {
     this.now = o.now ?? Date.now;
     this.elapsed = o.elapsed ?? o.now ?? (() => performance.now());
     this.damper = new EdgeFlapDamper(4 * o.leaseDurationSeconds * 1000);
+    this.own = o.addresses ?? [];
   }
 
   private get name(): string {
@@ -111,9 +131,33 @@ export class EdgePresence {
     return this.damper.held();
   }
 
+  /** Every edge's own addresses (canonical) → its name: this edge's and those the other edges' Leases name. */
+  addresses(): ReadonlyMap<string, string> {
+    if (this.merged === null) {
+      const m = new Map(this.others);
+      for (const ip of this.own) m.set(ip, this.o.nodeName);
+      this.merged = m;
+    }
+    return this.merged;
+  }
+
+  /** This edge's addresses changed (a reload): written at the next renewal. */
+  setAddresses(addresses: readonly string[]): void {
+    if (addresses.join(',') === this.own.join(',')) return;
+    this.own = addresses;
+    this.merged = null;
+    this.o.onAddresses?.();
+    this.renewSoon();
+  }
+
   setAdvertising(v: boolean): void {
     if (v === this.advertising) return;
     this.advertising = v;
+    this.renewSoon();
+  }
+
+  /** Renews now (or right after the renewal under way). */
+  private renewSoon(): void {
     if (!this.running) return;
     // A renewal under way schedules the next one when it ends: starting
     // another here left both rescheduling themselves, one more renewal loop
@@ -191,7 +235,7 @@ export class EdgePresence {
       leaseDurationSeconds: Math.max(1, Math.ceil(this.o.leaseDurationSeconds)),
       renewTime: microTime(this.now()),
     };
-    const annotations = { [ADVERTISING_ANNOTATION]: String(this.advertising), [INSTANCE_ANNOTATION]: this.o.instance };
+    const annotations = { [ADVERTISING_ANNOTATION]: String(this.advertising), [INSTANCE_ANNOTATION]: this.o.instance, [ADDRESSES_ANNOTATION]: this.own.join(',') };
     let lease: Lease;
     try {
       lease = await api.readNamespacedLease({ name, namespace });
@@ -236,16 +280,23 @@ export class EdgePresence {
     const list = await this.o.api.listNamespacedLease({ namespace: this.o.namespace, labelSelector: `${PRESENCE_LABEL}=true` });
     const now = this.elapsed();
     const present = new Set<string>();
+    const others = new Map<string, string>();
     for (const l of list.items) {
       const edge = l.spec?.holderIdentity ?? '';
       if (edge === '') continue;
       present.add(edge);
+      if (edge !== this.o.nodeName) for (const ip of leaseAddresses(l)) if (!others.has(ip)) others.set(ip, edge);
       const key = `${String(l.spec?.renewTime?.valueOf() ?? '')}|${l.metadata?.resourceVersion ?? ''}`;
       const advertising = l.metadata?.annotations?.[ADVERTISING_ANNOTATION] !== 'false';
       const prev = this.seen.get(edge);
       if (prev?.key !== key) this.seen.set(edge, { key, sinceMs: now, advertising });
     }
     for (const e of [...this.seen.keys()]) if (!present.has(e)) this.seen.delete(e);
+    if (!sameEntries(others, this.others)) {
+      this.others = others;
+      this.merged = null;
+      this.o.onAddresses?.();
+    }
     const limit = this.o.leaseDurationSeconds * 1500;
     const observed = [...this.seen].filter(([, s]) => s.advertising && now - s.sinceMs <= limit).map(([e]) => e);
     const live = this.damper.view(observed, now);
@@ -261,4 +312,21 @@ export class EdgePresence {
     }
     return live;
   }
+}
+
+/** The addresses an edge's Lease names (canonical; at most MAX_EDGE_ADDRESSES, anything unparsable skipped). */
+function leaseAddresses(l: Lease): string[] {
+  const raw = l.metadata?.annotations?.[ADDRESSES_ANNOTATION] ?? '';
+  const out: string[] = [];
+  for (const part of raw.split(',', MAX_EDGE_ADDRESSES)) {
+    const ip = canonicalIp(part.trim());
+    if (ip !== null) out.push(ip);
+  }
+  return out;
+}
+
+function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
 }

@@ -26,7 +26,7 @@ import { parseCidr } from '../net/cidr.js';
 import { canonicalIp, ipFamily } from '../net/ip.js';
 import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, FrontendRejection, L4Proto } from './types.js';
 import { ANNOTATION_DISPATCH, ANNOTATION_MODE, requestedSourceRanges, serviceKey } from './service.js';
-import { refusedBackendAddress, refusedNodeAddress } from './backend-address.js';
+import { refusedBackendAddress, refusedNodeAddress, type RefusedAddresses } from './backend-address.js';
 
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
@@ -35,6 +35,12 @@ export interface DesiredConfig {
   /** maxPortsPerService, maxBackendsPerService, maxSourceRangesPerService: absent = no cap. */
   datapath: Pick<DatapathConfig, 'mode' | 'dispatch'> & Partial<Pick<DatapathConfig, 'maxPortsPerService' | 'maxBackendsPerService' | 'maxSourceRangesPerService'>>;
   pools: PoolConfig[];
+  /**
+   * The edges' own addresses (canonical) → the edge's name. No pod lives at
+   * an edge: an endpoint or node address among them is refused. Absent on a
+   * Kubernetes node's own view (src/node-agent).
+   */
+  edgeAddresses?: ReadonlyMap<string, string>;
 }
 const MODES: readonly DatapathMode[] = ['dsr', 'snat', 'hybrid'];
 const DISPATCHES: readonly Dispatch[] = ['ip-option', 'ipip', 'auto'];
@@ -157,7 +163,7 @@ function stateOf(c: { ready?: boolean; serving?: boolean; terminating?: boolean 
   return null;
 }
 
-function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: ReadonlyMap<string, NodeAddresses>, pools: readonly PoolConfig[], problems: Problem[]): Backend[] {
+function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, nodes: ReadonlyMap<string, NodeAddresses>, refused: RefusedAddresses, problems: Problem[]): Backend[] {
   const byId = new Map<string, Backend>();
   for (const slice of slices) {
     const addrType = slice.addressType === 'IPv6' ? 6 : slice.addressType === 'IPv4' ? 4 : null;
@@ -180,9 +186,9 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
       if (state === null || raw === undefined) continue;
       const ip = canonicalIp(raw);
       if (ip === null) continue;
-      const refused = refusedBackendAddress(ip, pools);
-      if (refused !== null) {
-        problems.push({ reason: 'BackendAddressRefused', message: `endpoint ${ip} is not used: ${refused}` });
+      const badIp = refusedBackendAddress(ip, refused);
+      if (badIp !== null) {
+        problems.push({ reason: 'BackendAddressRefused', message: `endpoint ${ip} is not used: ${badIp}` });
         continue;
       }
       const nodeName = ep.nodeName ?? '';
@@ -195,7 +201,7 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
         problems.push({ reason: 'NodeAddressUnknown', message: `endpoint ${ip} is not used: node ${nodeName} has no IPv${fam} address (InternalIP/ExternalIP) known to edgelb` });
         continue;
       }
-      const badNode = nodeName === '' ? null : refusedNodeAddress(nodeIp, nodeName, pools);
+      const badNode = nodeName === '' ? null : refusedNodeAddress(nodeIp, nodeName, refused);
       if (badNode !== null) {
         problems.push({ reason: 'NodeAddressRefused', message: `endpoint ${ip} is not used: ${badNode}` });
         continue;
@@ -264,7 +270,7 @@ export function desiredForService(
   svc: V1Service,
   slices: V1EndpointSlice[],
   nodes: ReadonlyMap<string, NodeAddresses>,
-  config: Pick<DesiredConfig, 'datapath' | 'pools'>,
+  config: Pick<DesiredConfig, 'datapath' | 'pools' | 'edgeAddresses'>,
   addresses: Assigned[],
 ): ServiceDesired {
   const problems: Problem[] = [];
@@ -321,7 +327,7 @@ export function desiredForService(
         reject('SourceRangeFamily', `loadBalancerSourceRanges (${ranges.join(', ')}) has no IPv${fam} range, so this IPv${fam} frontend would admit no client`);
         continue;
       }
-      const backends = backendsFor(sp, slices, fam, nodes, config.pools, problems);
+      const backends = backendsFor(sp, slices, fam, nodes, config, problems);
       if (backends.some((b) => b.state === 'active')) ready.add(a.ip);
       services.push({ service: key, frontend, mode, dispatch, sourceRanges: own, affinityTimeoutSeconds: affinity, backends });
     }

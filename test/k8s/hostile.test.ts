@@ -21,7 +21,8 @@ import { EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 import { RestClient } from '../../src/k8s/rest.js';
 import { loadKubeConfig } from '../../src/k8s/kubeconfig.js';
 import { EventRecorder } from '../../src/k8s/events.js';
-import { conditionOf, endpointSlice, ingressOf, PlannerSink, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
+import { ADDRESSES_ANNOTATION, PRESENCE_LABEL, presenceLeaseName } from '../../src/k8s/presence.js';
+import { conditionOf, endpointSlice, ingressOf, node, PlannerSink, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
 
 const log = silentLogger();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -436,4 +437,43 @@ test.serial('source-range entries count towards a round\'s budget like backends 
   const perCall = sink.calls.filter((x) => x.changed.length > 0).map((x) => x.changed.reduce((n, d) => n + d.backends.length + d.sourceRanges.length, 0));
   t.is(perCall.reduce((a, b) => a + b, 0), 4 * 5 * 1001);
   t.true(perCall.every((n) => n <= 10_010), `entries per round: ${perCall.join(', ')}`);
+});
+
+test.serial('an EndpointSlice naming an edge\'s own address (this edge\'s, or another edge\'s from its presence Lease), or a node claiming one: those endpoints are not used, the others are, and Warnings name them', async (t) => {
+  const { ns, leaseName, make, svc, events, createService } = await setup(t);
+  // Another edge, as its presence Lease tells the others.
+  await k8s.cluster.create({
+    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
+    metadata: { namespace: EDGELB_NAMESPACE, name: presenceLeaseName(leaseName, 'edge-b'), labels: { [PRESENCE_LABEL]: 'true' }, annotations: { [ADDRESSES_ANNOTATION]: '10.9.0.2,2001:db8:e::2' } },
+    spec: { holderIdentity: 'edge-b', leaseDurationSeconds: 60, renewTime: new Date().toISOString().replace('Z', '000Z') },
+  });
+  // A node whose kubelet claims this edge's address.
+  const nodeName = `${ns}-claims-edge`;
+  await k8s.cluster.create(node(nodeName, '10.9.0.1'));
+  t.teardown(() => k8s.cluster.admin.ok('DELETE', `/api/v1/nodes/${nodeName}`).catch(() => undefined));
+  await createService('looped');
+  await k8s.cluster.create(endpointSlice(ns, 'looped', 'looped-1', [
+    { ip: '10.1.0.1', node: 'n1' },
+    { ip: '10.9.0.1', node: 'n1' },
+    { ip: '10.9.0.2', node: 'n1' },
+    { ip: '10.1.0.2', node: nodeName },
+  ]));
+  const sink = new PlannerSink();
+  const c = make(sink, { ownAddresses: ['10.9.0.1'] });
+  await c.start();
+  await waitFor('looped advertised', async () => conditionOf(await svc('looped'))?.status === 'True', 20_000);
+  await c.settle();
+  const [d] = [...sink.frontends.values()].filter((x) => x.service === `${ns}/looped`);
+  t.deepEqual(d!.backends.map((b) => b.ip), ['10.1.0.1'], 'only the pod: never an edge, nor a node at an edge\'s address');
+  await waitFor('Warnings naming each', async () => {
+    const notes = (await events('looped')).filter((e) => e.type === 'Warning').map((e) => `${String(e.reason)}: ${String(e.note)}`);
+    return [
+      'BackendAddressRefused: endpoint 10.9.0.1 is not used: it is the address of edge edge-a',
+      'BackendAddressRefused: endpoint 10.9.0.2 is not used: it is the address of edge edge-b',
+      `NodeAddressRefused: endpoint 10.1.0.2 is not used: the address 10.9.0.1 of its node ${nodeName} is the address of edge edge-a`,
+    ].every((s) => notes.some((n) => n.startsWith(s)));
+  }, 20_000);
+  // This edge tells the others its addresses the same way.
+  const own = await k8s.cluster.get('leases', EDGELB_NAMESPACE, presenceLeaseName(leaseName, 'edge-a'));
+  t.is((own?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations?.[ADDRESSES_ANNOTATION], '10.9.0.1');
 });

@@ -91,3 +91,26 @@ test('an edge that stopped renewing drops out 1.5 D later on a monotonic clock, 
   clock.mono += 90_001;
   t.deepEqual(await a.refresh(), [], 'edge-b (and edge-a, which renewed nothing meanwhile) counted out');
 });
+
+test('the edges\' addresses: this edge\'s written to its Lease, the others\' read from theirs (canonical, garbage skipped, at most 64 per Lease), a change reported once', async (t) => {
+  const fake = new SlowLeases(1);
+  const huge = Array.from({ length: 10_000 }, (_, i) => `10.${i >> 8}.${i & 255}.1`).join(',');
+  fake.leases.set('edgelb-edge-edge-b', { metadata: { name: 'edgelb-edge-edge-b', resourceVersion: '1', annotations: { 'edgelb.io/addresses': ' 2001:DB8::0:2 ,x,10.9.0.2,' } }, spec: { holderIdentity: 'edge-b' } });
+  fake.leases.set('edgelb-edge-edge-c', { metadata: { name: 'edgelb-edge-edge-c', resourceVersion: '1', annotations: { 'edgelb.io/addresses': huge } }, spec: { holderIdentity: 'edge-c' } });
+  let changes = 0;
+  const p = new EdgePresence({ api: fake.api, namespace: 'ns', prefix: 'edgelb', nodeName: 'edge-a', instance: 'i', leaseDurationSeconds: 60, logger: silentLogger(), addresses: ['10.9.0.1'], onAddresses: () => changes++ });
+  t.teardown(() => p.stop(false));
+  await p.start();
+  t.is(fake.leases.get('edgelb-edge-edge-a')?.metadata?.annotations?.['edgelb.io/addresses'], '10.9.0.1');
+  const all = p.addresses();
+  t.is(all.get('10.9.0.1'), 'edge-a');
+  t.is(all.get('10.9.0.2'), 'edge-b');
+  t.is(all.get('2001:db8::2'), 'edge-b');
+  t.is([...all.values()].filter((e) => e === 'edge-c').length, 64);
+  t.is(changes, 1);
+  await p.refresh();
+  t.is(changes, 1, 'the same Leases again: no change');
+  p.setAddresses(['10.9.0.1', '10.9.0.3']);
+  t.is(p.addresses().get('10.9.0.3'), 'edge-a');
+  t.is(changes, 2);
+});

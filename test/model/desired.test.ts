@@ -311,3 +311,37 @@ test('a node address inside a VIP pool, loopback or multicast is not a next hop:
   t.deepEqual(d6.services[0]!.backends.map((b) => b.ip), ['fd00::10']);
   t.deepEqual(d6.problems.map((p) => p.reason), ['NodeAddressRefused', 'NodeAddressRefused']);
 });
+
+test('an endpoint or node address that is an edge\'s own (the edge would send VIP traffic to itself or another edge) or link-local is not used, with a Warning naming it', (t) => {
+  // Edges are not nodes: no pod lives at an edge's address. A slice naming
+  // one (or a node claiming one) makes the edge forward the client's
+  // packets to itself — straight back into its own XDP program — or to
+  // another edge, which forwards them again.
+  const edges = new Map([['10.9.0.1', 'edge-a'], ['10.9.0.2', 'edge-b'], ['2001:db8:e::1', 'edge-a']]);
+  const withEdges: DesiredConfig = { ...config, edgeAddresses: edges };
+  const odd = new Map<string, NodeAddresses>([...nodes, ['edgenode', { v4: '10.9.0.2', v6: '2001:db8:e::1' }], ['llnode', { v4: '169.254.3.4', v6: 'fe80::4' }]]);
+  const eps: [string, string, Cond][] = [
+    ['10.9.0.1', '', { ready: true }],
+    ['10.9.0.2', 'n1', { ready: true }],
+    ['169.254.1.1', '', { ready: true }],
+    ['10.1.0.1', 'n1', { ready: true }],
+    ['10.1.0.2', 'edgenode', { ready: true }],
+    ['10.1.0.3', 'llnode', { ready: true }],
+  ];
+  const d = desiredForService(svc('a'), [slice('a', 's1', eps)], odd, withEdges, alloc);
+  t.deepEqual(d.services[0]!.backends.map((b) => b.ip), ['10.1.0.1']);
+  t.deepEqual(d.problems.map((p) => p.message), [
+    'endpoint 10.9.0.1 is not used: it is the address of edge edge-a: packets sent there would come back to the edges',
+    'endpoint 10.9.0.2 is not used: it is the address of edge edge-b: packets sent there would come back to the edges',
+    'endpoint 169.254.1.1 is not used: it is link-local (169.254.0.0/16), not a pod\'s address',
+    'endpoint 10.1.0.2 is not used: the address 10.9.0.2 of its node edgenode is the address of edge edge-b: packets sent there would come back to the edges',
+    'endpoint 10.1.0.3 is not used: the address 169.254.3.4 of its node llnode is link-local (169.254.0.0/16), not a node\'s address',
+  ]);
+  t.deepEqual(d.problems.map((p) => p.reason), ['BackendAddressRefused', 'BackendAddressRefused', 'BackendAddressRefused', 'NodeAddressRefused', 'NodeAddressRefused']);
+  const v6: [string, string, Cond][] = [['2001:db8:e::1', '', { ready: true }], ['fd00::10', 'n2', { ready: true }], ['fd00::11', 'edgenode', { ready: true }], ['fd00::12', 'llnode', { ready: true }]];
+  const d6 = desiredForService(svc('a'), [slice('a', 's6', v6, undefined, 'IPv6')], odd, withEdges, [{ ip: '2001:db8::1', pool: 'p' }]);
+  t.deepEqual(d6.services[0]!.backends.map((b) => b.ip), ['fd00::10']);
+  t.deepEqual(d6.problems.map((p) => p.reason), ['BackendAddressRefused', 'NodeAddressRefused', 'NodeAddressRefused']);
+  // Without edge addresses (a Kubernetes node's own view) they are backends like any other.
+  t.deepEqual(desiredForService(svc('a'), [slice('a', 's1', eps)], odd, config, alloc).services[0]!.backends.map((b) => b.ip), ['10.1.0.1', '10.1.0.2', '10.9.0.1', '10.9.0.2']);
+});
