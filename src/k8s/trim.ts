@@ -5,15 +5,27 @@
 // informer's memory in a real cluster.
 import type { V1EndpointConditions, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { SERVICE_NAME_LABEL } from '../model/desired.js';
+import { ANNOTATION_DISPATCH, ANNOTATION_IPS, ANNOTATION_MODE, ANNOTATION_SHARED, ANNOTATION_SHARED_NAMESPACES, ANNOTATION_SOURCE_RANGES } from '../model/service.js';
 import { SharedLists } from '../shared-lists.js';
 
-const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+/** The annotations edgelb reads (src/model): every other one is dropped from the cache. */
+const READ_ANNOTATIONS: readonly string[] = [ANNOTATION_IPS, ANNOTATION_SHARED, ANNOTATION_SHARED_NAMESPACES, ANNOTATION_MODE, ANNOTATION_DISPATCH, ANNOTATION_SOURCE_RANGES];
 
+/**
+ * What is cached of a Service. Every Service of the cluster is cached, and
+ * anyone who may create one may give it 256 KB of annotations (a tool's,
+ * or a tenant's on purpose): cached whole, a few thousand such Services
+ * were gigabytes on every edge. So only the annotations edgelb reads are
+ * kept, and of a Service that is not a LoadBalancer only its identity, type
+ * and status (a Service that leaves us still gets its status cleaned; one
+ * that becomes a LoadBalancer comes back whole in that update).
+ */
 export function trimService(svc: V1Service): V1Service {
+  if (svc.spec?.type !== undefined && svc.spec.type !== 'LoadBalancer') return notLoadBalancer(svc);
   let md = svc.metadata;
   if (md) {
     md = without(md, 'managedFields');
-    if (md.annotations?.[LAST_APPLIED] !== undefined) md.annotations = without(md.annotations, LAST_APPLIED);
+    if (md.annotations && Object.keys(md.annotations).some((k) => !READ_ANNOTATIONS.includes(k))) md.annotations = only(md.annotations, READ_ANNOTATIONS);
     internIn(md, 'namespace');
     svc.metadata = md;
   }
@@ -40,6 +52,24 @@ export function trimService(svc: V1Service): V1Service {
   }
   for (const i of svc.status?.loadBalancer?.ingress ?? []) internIn(i, 'ipMode');
   return svc;
+}
+
+/** A Service that is not a LoadBalancer: what tells that (type, identity) and its status, nothing else. */
+function notLoadBalancer(svc: V1Service): V1Service {
+  const md = svc.metadata ?? {};
+  const out: V1Service = {
+    metadata: { name: md.name, namespace: intern(md.namespace), uid: md.uid, resourceVersion: md.resourceVersion, generation: md.generation },
+    spec: { type: intern(svc.spec?.type) },
+  };
+  if (svc.status) out.status = svc.status;
+  return out;
+}
+
+/** A copy of `o` with only the `keep` fields, in their order. */
+function only<T extends object>(o: T, keep: readonly string[]): T {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(o)) if (keep.includes(k)) out[k] = (o as Record<string, unknown>)[k];
+  return out as T;
 }
 
 /**

@@ -477,3 +477,18 @@ test.serial('an EndpointSlice naming an edge\'s own address (this edge\'s, or an
   const own = await k8s.cluster.get('leases', EDGELB_NAMESPACE, presenceLeaseName(leaseName, 'edge-a'));
   t.is((own?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations?.[ADDRESSES_ANNOTATION], '10.9.0.1');
 });
+
+test.serial('a ClusterIP Service with 250 KB of annotations (cached as a stub) that becomes a LoadBalancer of our class is served with the annotations edgelb reads', async (t) => {
+  const { ns, cls, make, svc, createService } = await setup(t);
+  await createService('later', { annotations: { 'edgelb.io/mode': 'snat', 'example.com/blob': 'x'.repeat(250_000) } }, { type: 'ClusterIP', loadBalancerClass: null, allocateLoadBalancerNodePorts: null });
+  await k8s.cluster.create(endpointSlice(ns, 'later', 'later-1', [{ ip: '10.1.0.1', node: 'n1' }]));
+  const sink = new RecordingSink();
+  const c = make(sink);
+  await c.start();
+  await c.settle();
+  t.is(conditionOf(await svc('later')), undefined, 'not ours while ClusterIP');
+  await k8s.cluster.patch('services', ns, 'later', { spec: { type: 'LoadBalancer', loadBalancerClass: cls } });
+  await waitFor('later advertised', async () => conditionOf(await svc('later'))?.status === 'True', 20_000);
+  await c.settle();
+  t.deepEqual([...sink.frontends.values()].filter((d) => d.service === `${ns}/later`).map((d) => d.mode), ['snat']);
+});

@@ -65,3 +65,22 @@ test('Services with equal ports and IP families share one frozen copy of each', 
   // Trimming an object twice is harmless.
   t.deepEqual(trimService(c), c);
 });
+
+test('a cached Service keeps only the annotations edgelb reads, and of a Service that is not a LoadBalancer only what tells that (and its status): a tenant\'s 250 KB annotations on every Service were cached whole by every edge', (t) => {
+  const big = 'x'.repeat(250_000);
+  const lb = service();
+  lb.metadata!.annotations = { ...lb.metadata!.annotations, 'edgelb.io/mode': 'snat', 'service.beta.kubernetes.io/load-balancer-source-ranges': '192.0.2.0/24', 'example.com/blob': big, 'helm.sh/values': big };
+  const got = trimService(lb);
+  t.deepEqual(got.metadata!.annotations, { 'edgelb.io/allow-shared-ip': 'k', 'edgelb.io/mode': 'snat', 'service.beta.kubernetes.io/load-balancer-source-ranges': '192.0.2.0/24' });
+  t.true(JSON.stringify(got).length < 2000, `${JSON.stringify(got).length} characters cached`);
+  const cluster: V1Service = {
+    metadata: { name: 'db', namespace: 'shop', uid: 'u2', resourceVersion: '9', generation: 1, labels: { blob: 'y'.repeat(63) }, annotations: { 'example.com/blob': big, 'edgelb.io/mode': 'snat' } },
+    spec: { type: 'ClusterIP', clusterIP: '10.96.0.11', ports: [{ name: 'pg', port: 5432, protocol: 'TCP' }], selector: { app: 'db' } },
+    status: { loadBalancer: {}, conditions: [{ type: 'other', status: 'True', reason: 'R', message: 'm', lastTransitionTime: '2026-12-01T00:00:00Z' as unknown as Date }] },
+  };
+  t.deepEqual(trimService(structuredClone(cluster)), {
+    metadata: { name: 'db', namespace: 'shop', uid: 'u2', resourceVersion: '9', generation: 1 },
+    spec: { type: 'ClusterIP' },
+    status: cluster.status,
+  } as V1Service);
+});
