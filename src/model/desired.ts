@@ -137,11 +137,16 @@ function affinityTimeout(svc: V1Service): number {
  * The pod port of `sp` in one slice. The EndpointSlice controller names each
  * slice port after the Service port and resolves named targetPorts per pod,
  * so the name match is authoritative; a slice port named like the
- * targetPort and a numeric targetPort are fallbacks for hand-made slices.
+ * targetPort is a fallback for hand-made slices. A slice that lists ports
+ * but none of them for `sp` is not for `sp` (as kube-proxy reads it: a
+ * mirrored slice of a pod serving only its metrics port made that pod a
+ * backend of every other port); only a slice without ports falls back to a
+ * numeric targetPort.
  */
 function slicePort(sp: V1ServicePort, slice: V1EndpointSlice): number | null {
   const proto = sp.protocol ?? 'TCP';
-  const ports = (slice.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === proto);
+  const listed = slice.ports ?? [];
+  const ports = listed.filter((p) => (p.protocol ?? 'TCP') === proto);
   const byName = ports.find((p) => (p.name ?? '') === (sp.name ?? ''));
   if (byName?.port !== undefined && byName.port !== null) return byName.port;
   const tp = sp.targetPort as unknown;
@@ -149,6 +154,7 @@ function slicePort(sp: V1ServicePort, slice: V1EndpointSlice): number | null {
     const named = ports.find((p) => p.name === tp);
     return named?.port ?? null;
   }
+  if (listed.length > 0 && byName === undefined) return null;
   if (typeof tp === 'number') return tp;
   if (typeof tp === 'string' && /^\d+$/.test(tp)) return Number(tp);
   return sp.port;

@@ -193,7 +193,7 @@ test('the service.beta.kubernetes.io/load-balancer-source-ranges annotation appl
   t.deepEqual(desiredForService(svc('a', {}, { 'service.beta.kubernetes.io/load-balancer-source-ranges': '' }), [], nodes, config, alloc).services[0]!.sourceRanges, [], 'empty annotation: everyone');
 });
 
-test('ports: slice port matched by service port name, named and numeric targetPort fallbacks, UDP, SCTP refused', (t) => {
+test('ports: slice port matched by service port name, named targetPort fallback, UDP, SCTP refused', (t) => {
   const s = svc('a', { ports: [
     { name: 'http', port: 80, protocol: 'TCP', targetPort: 'web' as unknown as never },
     { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 as unknown as never },
@@ -207,7 +207,8 @@ test('ports: slice port matched by service port name, named and numeric targetPo
   const d = desiredForService(s, [sl], nodes, config, alloc);
   t.deepEqual(d.services.map((x) => [frontendKey(x.frontend), x.backends.map((b) => b.port)]), [
     ['192.0.2.10:80/TCP', [8080]],
-    ['192.0.2.10:53/UDP', [5353]],
+    // (The slice lists no UDP port: not for dns; a slice without ports would be, at 5353.)
+    ['192.0.2.10:53/UDP', []],
     ['192.0.2.10:9000/TCP', [9100]],
   ]);
   t.deepEqual(d.problems.map((p) => p.reason), ['UnsupportedProtocol']);
@@ -344,4 +345,25 @@ test('an endpoint or node address that is an edge\'s own (the edge would send VI
   t.deepEqual(d6.problems.map((p) => p.reason), ['BackendAddressRefused', 'NodeAddressRefused', 'NodeAddressRefused']);
   // Without edge addresses (a Kubernetes node's own view) they are backends like any other.
   t.deepEqual(desiredForService(svc('a'), [slice('a', 's1', eps)], odd, config, alloc).services[0]!.backends.map((b) => b.ip), ['10.1.0.1', '10.1.0.2', '10.9.0.1', '10.9.0.2']);
+});
+
+test('a slice that lists ports but none for a Service port (a pod serving only its metrics port) gives no backend to that port; only a slice without ports falls back to the targetPort', (t) => {
+  // What kube-proxy does: endpoints belong to a Service port through a slice
+  // port of its name. A mirrored or hand-made slice with only the metrics
+  // port made its pods backends of every other port at its numeric
+  // targetPort, where nothing listens.
+  const s = svc('a', { ports: [
+    { name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 as unknown as never },
+    { name: 'metrics', port: 9090, protocol: 'TCP', targetPort: 9090 as unknown as never },
+    { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 as unknown as never },
+  ] });
+  const both = slice('a', 'both', [['10.1.0.1', 'n1', { ready: true }]], [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'metrics', port: 9090, protocol: 'TCP' }]);
+  const metricsOnly = slice('a', 'metrics-only', [['10.1.0.2', 'n1', { ready: true }]], [{ name: 'metrics', port: 9090, protocol: 'TCP' }]);
+  const portless = slice('a', 'portless', [['10.1.0.3', 'n1', { ready: true }]], []);
+  const d = desiredForService(s, [both, metricsOnly, portless], nodes, config, alloc);
+  t.deepEqual(d.services.map((x) => [frontendKey(x.frontend), x.backends.map((b) => `${b.ip}:${b.port}`)]), [
+    ['192.0.2.10:80/TCP', ['10.1.0.1:8080', '10.1.0.3:8080']],
+    ['192.0.2.10:9090/TCP', ['10.1.0.1:9090', '10.1.0.2:9090', '10.1.0.3:9090']],
+    ['192.0.2.10:53/UDP', ['10.1.0.3:5353']],
+  ]);
 });
