@@ -1,8 +1,8 @@
 // Kubernetes Events about Services and other objects (events.k8s.io/v1), deduplicated: a
 // repeat of the same (object, type, reason, message) becomes the existing
-// Event's `series` (one PATCH of series.count and lastObservedTime,
-// coalesced while one is in flight) instead of another Event — as
-// client-go's recorder does. `kubectl describe` shows them (the API serves
+// Event's `series` (a PATCH of series.count and lastObservedTime: the first
+// repeat at once, later ones at most every SERIES_REFRESH_MS) instead of
+// another Event — as client-go's recorder does. `kubectl describe` shows them (the API serves
 // the same objects as core/v1 Events).
 // Writes go through a small bounded queue so a burst (10 000 allocations)
 // does not starve status writes; if the queue is full, new Events are
@@ -29,7 +29,19 @@ interface Entry {
   count: number;
   posted: number;
   inflight: boolean;
+  /** A series count has been written: later repeats wait for the next refresh. */
+  series: boolean;
 }
+
+/**
+ * How often an Event's further repeats are written once its series has
+ * begun. Every recomputation of a Service records its standing problems
+ * again: one PATCH per repeat made endpoint churn, and every edge's BGP
+ * flap (all Services recomputed), a PATCH per problem and Service each
+ * time. Like client-go's recorder, the first repeat is written at once and
+ * the count then catches up periodically.
+ */
+export const SERIES_REFRESH_MS = 60_000;
 
 export interface EventRecorderOptions {
   rest: RestClient;
@@ -42,6 +54,8 @@ export interface EventRecorderOptions {
   maxEntries?: number;
   /** While this returns true no write starts (status writes go first). */
   holdWhile?: () => boolean;
+  /** After an Event's first repeat is written, further repeats are written at most this often (ms); default SERIES_REFRESH_MS. */
+  seriesRefreshMs?: number;
 }
 
 /**
@@ -62,9 +76,12 @@ interface Draft {
 }
 
 export class EventRecorder {
-  private readonly o: Required<Pick<EventRecorderOptions, 'concurrency' | 'maxQueue' | 'maxEntries'>> & EventRecorderOptions;
+  private readonly o: Required<Pick<EventRecorderOptions, 'concurrency' | 'maxQueue' | 'maxEntries' | 'seriesRefreshMs'>> & EventRecorderOptions;
   private readonly entries = new Map<string, Entry>();
   private readonly queue: Job[] = [];
+  /** Entries whose series count moved since it was last written, written at the next refresh. */
+  private readonly due = new Set<Entry>();
+  private refreshTimer: NodeJS.Timeout | null = null;
   private active = 0;
   private seq = 0;
   created = 0;
@@ -73,7 +90,7 @@ export class EventRecorder {
   failed = 0;
 
   constructor(o: EventRecorderOptions) {
-    this.o = { concurrency: 4, maxQueue: 20000, maxEntries: 50000, ...o };
+    this.o = { concurrency: 4, maxQueue: 20000, maxEntries: 50000, seriesRefreshMs: SERIES_REFRESH_MS, ...o };
   }
 
   /** Drops queued writes (the recorder is being shut down). */
@@ -81,6 +98,9 @@ export class EventRecorder {
     this.queue.length = 0;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = null;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    this.due.clear();
   }
 
   /** Outstanding writes (queued + in flight). */
@@ -103,14 +123,14 @@ export class EventRecorder {
     const existing = this.entries.get(key);
     if (existing) {
       existing.count++;
-      if (existing.name !== null && !existing.inflight) this.enqueue({ patch: existing });
+      this.countMoved(existing);
       return;
     }
     if (this.entries.size >= this.o.maxEntries) {
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);
     }
-    const e: Entry = { name: null, namespace, count: 1, posted: 0, inflight: true };
+    const e: Entry = { name: null, namespace, count: 1, posted: 0, inflight: true, series: false };
     this.entries.set(key, e);
     // The body is built when the write happens: a backlog of thousands of
     // Events then costs a small record each, not a request body each.
@@ -147,7 +167,25 @@ export class EventRecorder {
     } finally {
       e.inflight = false;
     }
-    if (e.name !== null && e.count > e.posted) this.enqueue({ patch: e });
+    this.countMoved(e);
+  }
+
+  /** An Entry's count moved past what was written: its first repeat is written now, later ones at the next refresh. */
+  private countMoved(e: Entry): void {
+    if (e.name === null || e.inflight || e.count === e.posted) return;
+    if (!e.series) {
+      this.enqueue({ patch: e });
+      return;
+    }
+    this.due.add(e);
+    if (this.refreshTimer) return;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      const due = [...this.due];
+      this.due.clear();
+      for (const d of due) this.enqueue({ patch: d });
+    }, this.o.seriesRefreshMs);
+    this.refreshTimer.unref();
   }
 
   private async patch(e: Entry): Promise<void> {
@@ -158,11 +196,17 @@ export class EventRecorder {
       await this.o.rest.send('PATCH', eventsPath(e.namespace, e.name), { series: { count, lastObservedTime: microTime() } }, 'application/merge-patch+json', true);
       this.patched++;
       e.posted = count;
+      e.series = true;
     } catch (err) {
       this.failed++;
       this.o.logger.debug({ err: String(err) }, 'event count not updated');
     } finally {
       e.inflight = false;
+    }
+    // Repeats while it was on its way (or a failed write's count) go with the next refresh.
+    if (e.count !== e.posted) {
+      e.series = true;
+      this.countMoved(e);
     }
   }
 

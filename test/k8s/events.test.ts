@@ -55,3 +55,20 @@ test('a note over 1 KiB is cut to fit (the API server rejects longer ones)', (t)
   t.true(cut.endsWith('…'));
   t.true(long.startsWith(cut.slice(0, -1)));
 });
+
+test('an Event repeated at every recomputation (a Service with a standing problem whose endpoints churn, or every Service at once when an edge\'s BGP session flaps) is patched once, then at most once per refresh interval, with the full count', async (t) => {
+  const { rest, calls } = fakeRest();
+  const r = new EventRecorder({ rest, component: 'edgelb', host: 'edge-a', logger: silentLogger(), seriesRefreshMs: 400 });
+  t.teardown(() => r.stop());
+  for (let i = 0; i < 200; i++) {
+    r.record(svc, 'Warning', 'NodeAddressUnknown', 'endpoint 10.1.0.1 is not used');
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  const patches = () => calls.filter((c) => c.method === 'PATCH');
+  // ~1.2 s of repeats: the first series write, then about one per 400 ms.
+  t.true(patches().length <= 5, `${patches().length} PATCHes for 200 repeats`);
+  await new Promise((res) => setTimeout(res, 600));
+  for (let i = 0; i < 100 && r.pending() > 0; i++) await new Promise((res) => setTimeout(res, 10));
+  t.is((patches().at(-1)!.body.series as { count: number }).count, 200, 'the count catches up');
+  t.is(calls.filter((c) => c.method === 'POST').length, 1);
+});
