@@ -222,6 +222,12 @@ function backendsFor(sp: V1ServicePort, slices: V1EndpointSlice[], fam: 4 | 6, n
   return [...byId.values()].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.port - b.port));
 }
 
+function bySliceName(a: V1EndpointSlice, b: V1EndpointSlice): number {
+  const x = a.metadata?.name ?? '';
+  const y = b.metadata?.name ?? '';
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
 /** For each of the Service's addresses, its ports times the items (endpoints, ranges) of that address's family. */
 function entriesPerAddress(ports: number, addresses: readonly Assigned[], perFamily: Record<4 | 6, number>): number {
   let n = 0;
@@ -281,6 +287,10 @@ export function desiredForService(
 ): ServiceDesired {
   const problems: Problem[] = [];
   const key = serviceKey(svc);
+  // By name: the slices come in the order the informer saw them, which
+  // differs between edges and after a relist; one endpoint in two slices
+  // naming two nodes must give every edge the same backend.
+  slices = [...slices].sort(bySliceName);
   const mode = pickMode(svc, config.datapath.mode, problems);
   const dispatch = pickDispatch(svc, config.datapath.dispatch, problems);
   const ranges = sourceRanges(svc, problems);

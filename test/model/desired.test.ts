@@ -367,3 +367,11 @@ test('a slice that lists ports but none for a Service port (a pod serving only i
     ['192.0.2.10:53/UDP', ['10.1.0.3:5353']],
   ]);
 });
+
+test('one endpoint in two slices naming different nodes (both ready) gives the same backend whatever order the slices arrive in: every edge, and one edge after a relist, computes the same', (t) => {
+  const a = slice('a', 'slice-a', [['10.1.0.1', 'n2', { ready: true }]]);
+  const b = slice('a', 'slice-b', [['10.1.0.1', 'n1', { ready: true }]]);
+  const backends = (slices: V1EndpointSlice[]) => desiredForService(svc('a'), slices, nodes, config, alloc).services[0]!.backends;
+  t.deepEqual(backends([a, b]), backends([b, a]));
+  t.is(backends([b, a])[0]!.nodeName, 'n2', 'the slice first by name');
+});
