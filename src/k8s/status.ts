@@ -4,7 +4,8 @@
 // (restart stability) and a burst of changes to one Service collapses into
 // one write. Writes are JSON merge patches of the status subresource,
 // carrying the other controllers' conditions over unchanged and the
-// Service's uid (a write never lands on a namesake created since).
+// Service's uid (a write never lands on a namesake created since); a
+// release also carries the resourceVersion it was computed from.
 import type { V1Condition, V1LoadBalancerIngress, V1Service } from '@kubernetes/client-node';
 import { canonicalIp } from '../net/ip.js';
 import type { Logger } from '../log/logger.js';
@@ -81,7 +82,14 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
   // still held the old one) is refused it (422: a uid is immutable), instead of being given the
   // old Service's addresses; the writer retries with what the cache holds then.
   const uid = svc.metadata?.uid;
-  return uid ? { metadata: { uid }, status } : { status };
+  // A release also names the version it was computed from: by then another
+  // controller may own the Service's status, and a write computed from an
+  // older version (the informer a moment behind, the request slow) wiped
+  // what it had written there. The API server refuses it (409) instead, and
+  // the writer retries with what the cache holds then.
+  const rv = d.release ? svc.metadata?.resourceVersion : undefined;
+  const metadata = { ...(uid ? { uid } : {}), ...(rv ? { resourceVersion: rv } : {}) };
+  return Object.keys(metadata).length > 0 ? { metadata, status } : { status };
 }
 
 /** Whether two desired statuses say the same (a digest each was 10 000 strings kept and hashing at every check). */

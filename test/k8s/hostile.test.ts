@@ -15,7 +15,7 @@ import { IpAllocator, type IpRequest } from '../../src/ipam/allocator.js';
 import { silentLogger } from '../../src/log/logger.js';
 import type { DesiredStateSink } from '../../src/k8s/sink.js';
 import { edgeClusterPerFile } from './edge-cluster.js';
-import { statusPatch } from '../../src/k8s/status.js';
+import { StatusWriter, statusPatch } from '../../src/k8s/status.js';
 import type { V1Service } from '@kubernetes/client-node';
 import { EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 import { RestClient } from '../../src/k8s/rest.js';
@@ -491,4 +491,33 @@ test.serial('a ClusterIP Service with 250 KB of annotations (cached as a stub) t
   await waitFor('later advertised', async () => conditionOf(await svc('later'))?.status === 'True', 20_000);
   await c.settle();
   t.deepEqual([...sink.frontends.values()].filter((d) => d.service === `${ns}/later`).map((d) => d.mode), ['snat']);
+});
+
+test.serial('a release write (the Service left our class) that reaches the API server after another controller wrote its address does not wipe that address', async (t) => {
+  const { ns, createService, svc } = await setup(t);
+  await createService('left');
+  await k8s.cluster.patchStatus('services', ns, 'left', { loadBalancer: { ingress: [{ ip: '192.0.2.9' }] } });
+  // The edge's cache as the write is computed: still showing our address.
+  let cached = (await svc('left')) as V1Service;
+  const rest = new RestClient(loadKubeConfig(k8s.kubeconfig));
+  t.teardown(() => rest.close());
+  let open: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (open = r));
+  let held = 0;
+  // The write is on its way (a slow API server, a busy edge) while the other controller writes.
+  const slow = { send: async (...a: Parameters<RestClient['send']>) => {
+    if (a[0] === 'PATCH' && held++ === 0) await gate;
+    return rest.send(...a);
+  } } as unknown as RestClient;
+  const writer = new StatusWriter({ rest: slow, logger: log, get: () => cached, retryMs: 50 });
+  t.teardown(() => writer.stop());
+  writer.set(`${ns}/left`, { ingress: [], condition: null, release: ['192.0.2.9'] });
+  await waitFor('the release write sent', () => held > 0, 5_000);
+  await k8s.cluster.patchStatus('services', ns, 'left', { loadBalancer: { ingress: [{ ip: '198.51.100.1' }] } });
+  open();
+  // The informer then delivers the other controller's write.
+  cached = (await svc('left')) as V1Service;
+  writer.observe(`${ns}/left`);
+  await waitFor('settled', () => writer.pending() === 0, 10_000);
+  t.deepEqual(ingressOf(await svc('left')), ['198.51.100.1'], 'the other controller\'s address stays');
 });
