@@ -348,8 +348,22 @@ export function permissionProblem(err: unknown): string | null {
       /* plain text */
     }
   }
+  if (namespaceTerminating(body)) return null;
   const msg = (body as { message?: string } | null)?.message ?? (typeof e?.body === 'string' ? e.body : String(e?.message ?? 'forbidden'));
   return `permission denied by the API server: ${msg} (grant it to this agent's ServiceAccount; deploy/rbac.yaml has what edgelb needs)`;
+}
+
+/**
+ * Whether a 403 is the API server refusing new objects in a namespace being
+ * deleted (an Event about a Service there), not RBAC: named as a missing
+ * permission, each such Event was an error line of its own, with advice to
+ * grant what the agent already has, for as long as a finalizer kept the
+ * namespace Terminating.
+ */
+function namespaceTerminating(body: unknown): boolean {
+  const b = body as { details?: { causes?: { type?: string }[] }; message?: string } | null;
+  if (b?.details?.causes?.some((c) => c.type === 'NamespaceTerminating')) return true;
+  return typeof b?.message === 'string' && b.message.includes('because it is being terminated');
 }
 
 /**

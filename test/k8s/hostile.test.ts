@@ -9,10 +9,11 @@
 // with hand-made EndpointSlices; no controller manager.
 import test, { type ExecutionContext } from 'ava';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
 import { pool } from '../lib/kube.js';
 import { KubernetesController, type KubernetesControllerOptions } from '../../src/k8s/controller.js';
 import { IpAllocator, type IpRequest } from '../../src/ipam/allocator.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { createLogger, silentLogger } from '../../src/log/logger.js';
 import type { DesiredStateSink } from '../../src/k8s/sink.js';
 import { edgeClusterPerFile } from './edge-cluster.js';
 import { StatusWriter, statusPatch } from '../../src/k8s/status.js';
@@ -520,4 +521,34 @@ test.serial('a release write (the Service left our class) that reaches the API s
   writer.observe(`${ns}/left`);
   await waitFor('settled', () => writer.pending() === 0, 10_000);
   t.deepEqual(ingressOf(await svc('left')), ['198.51.100.1'], 'the other controller\'s address stays');
+});
+
+test.serial('Services in a namespace stuck Terminating (a finalizer that never goes): the Events the API server refuses there are not logged as missing permissions, one error line each', async (t) => {
+  const { ns, make, svc, createService } = await setup(t);
+  for (let i = 0; i < 10; i++) {
+    await createService(`s${i}`);
+    await k8s.cluster.create(endpointSlice(ns, `s${i}`, `s${i}-1`, [{ ip: `10.1.0.${i + 1}`, node: 'n1' }]));
+  }
+  const lines: string[] = [];
+  const stream = new Writable({ write(chunk: Buffer, _e, cb) { lines.push(String(chunk)); cb(); } });
+  const c = make(new RecordingSink(), { logger: createLogger({ stream, level: 'debug' }) });
+  await c.start();
+  await waitFor('all advertised', async () => {
+    for (let i = 0; i < 10; i++) if (conditionOf(await svc(`s${i}`))?.status !== 'True') return false;
+    return true;
+  }, 20_000);
+  await c.settle();
+  await waitFor('events written', () => c.status().eventsPending === 0, 20_000);
+  // No namespace controller runs here: the namespace stays Terminating with its content, as behind a stuck finalizer.
+  await k8s.cluster.admin.ok('DELETE', `/api/v1/namespaces/${ns}`);
+  // Every Service's endpoint goes to a node without an address: a Warning and a Withdrawn Event each.
+  for (let i = 0; i < 10; i++) await k8s.cluster.patch('endpointslices', ns, `s${i}-1`, { endpoints: [{ addresses: [`10.1.0.${i + 1}`], nodeName: 'nowhere', conditions: { ready: true } }] });
+  await waitFor('all withdrawn', async () => {
+    for (let i = 0; i < 10; i++) if (conditionOf(await svc(`s${i}`))?.reason !== 'NoReadyEndpoints') return false;
+    return true;
+  }, 20_000);
+  await c.settle();
+  await waitFor('events tried', () => c.status().eventsPending === 0, 20_000);
+  const misleading = lines.filter((l) => l.includes('permission denied'));
+  t.is(misleading.length, 0, misleading.slice(0, 2).join('\n'));
 });
