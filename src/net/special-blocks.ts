@@ -23,21 +23,19 @@ export const NOWHERE_BLOCKS: readonly SpecialBlock[] = [
   block('::1/128', 'loopback (::1)'),
 ];
 
-/** Link-local addresses: no router forwards them off their link, and an edge's FIB lookup has no link to pick. */
-const LINK_LOCAL_BLOCKS: readonly SpecialBlock[] = [
+/**
+ * Link-local addresses (no router forwards them off their link, and an
+ * edge's FIB lookup has no link to pick) and IPv4-mapped IPv6 (a host's
+ * notation for IPv4 peers, never on the wire).
+ */
+const OFF_WIRE_BLOCKS: readonly SpecialBlock[] = [
   block('169.254.0.0/16', 'link-local (169.254.0.0/16)'),
   block('fe80::/10', 'link-local (fe80::/10)'),
-];
-
-/** Where an edge never sends a client's packet (an endpoint, a node as next hop): NOWHERE_BLOCKS and link-local. */
-export const UNREACHABLE_BLOCKS: readonly SpecialBlock[] = [...NOWHERE_BLOCKS, ...LINK_LOCAL_BLOCKS];
-
-/**
- * Where a VIP can never be: besides NOWHERE_BLOCKS, link-local addresses
- * and IPv4-mapped IPv6 (a host's notation for IPv4 peers, never on the
- * wire).
- */
-export const NOT_VIP_BLOCKS: readonly SpecialBlock[] = [
-  ...UNREACHABLE_BLOCKS,
   block('::ffff:0:0/96', 'IPv4-mapped IPv6 (::ffff:0:0/96)'),
 ];
+
+/** Where an edge never sends a client's packet (an endpoint, a node as next hop): NOWHERE_BLOCKS, link-local, IPv4-mapped. */
+export const UNREACHABLE_BLOCKS: readonly SpecialBlock[] = [...NOWHERE_BLOCKS, ...OFF_WIRE_BLOCKS];
+
+/** Where a VIP can never be: the same blocks. */
+export const NOT_VIP_BLOCKS: readonly SpecialBlock[] = UNREACHABLE_BLOCKS;

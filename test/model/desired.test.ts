@@ -375,3 +375,11 @@ test('one endpoint in two slices naming different nodes (both ready) gives the s
   t.deepEqual(backends([a, b]), backends([b, a]));
   t.is(backends([b, a])[0]!.nodeName, 'n2', 'the slice first by name');
 });
+
+test('a node whose IPv6 address is IPv4-mapped (never on the wire: a host\'s notation for an IPv4 peer) is not a next hop', (t) => {
+  const mapped = new Map<string, NodeAddresses>([...nodes, ['mapped', { v4: '10.0.0.9', v6: '::ffff:c000:214' }]]);
+  const v6: [string, string, Cond][] = [['fd00::10', 'n2', { ready: true }], ['fd00::11', 'mapped', { ready: true }]];
+  const d6 = desiredForService(svc('a'), [slice('a', 's6', v6, undefined, 'IPv6')], mapped, config, [{ ip: '2001:db8::1', pool: 'p' }]);
+  t.deepEqual(d6.services[0]!.backends.map((b) => b.ip), ['fd00::10']);
+  t.deepEqual(d6.problems.map((p) => p.message), ['endpoint fd00::11 is not used: the address ::ffff:c000:214 of its node mapped is IPv4-mapped IPv6 (::ffff:0:0/96), not a node\'s address']);
+});
