@@ -394,16 +394,31 @@ export class KubernetesController {
   }
 
   /**
-   * Replays every owned Service's status into a fresh allocator, oldest
-   * first, so no later round hands out an address some Service already
-   * shows in status (restart stability across batches).
+   * Replays every owned Service's status into a fresh allocator, so no later
+   * round hands out an address some Service already shows in status
+   * (restart stability across batches). First the Services this edge serves
+   * at the addresses their status shows, then the others, oldest first:
+   * where two statuses claim one address, status alone cannot tell the owner
+   * — someone with access to status may have written it into another
+   * Service while no edge led, and the older one took it (and its clients)
+   * — but an edge that followed until now served it for its owner.
    */
   private restoreAllocations(): void {
     this.needRestore = false;
     const owned = this.cluster.serviceList().filter((s) => isOurs(s, this.config.kubernetes) && ingressAddresses(s).length > 0);
-    owned.sort((a, b) => creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
+    const served = new Set(owned.filter((s) => this.servesStatus(s)).map(serviceKey));
+    const rank = (s: V1Service) => (served.has(serviceKey(s)) ? 0 : 1);
+    owned.sort((a, b) => rank(a) - rank(b) || creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
     for (const svc of owned) this.ipam!.assign(restoreRequestFor(svc));
     this.restoreUnwritten(owned);
+  }
+
+  /** Whether this edge serves `svc` at the addresses its status shows (none of them lost to another Service). */
+  private servesStatus(svc: V1Service): boolean {
+    const st = this.state.get(serviceKey(svc));
+    if (!st || st.entries.size === 0) return false;
+    for (const r of st.rejected.values()) if (r.rejection.reason === 'FrontendConflict') return false;
+    return statusReflects(st, svc);
   }
 
   /**

@@ -552,3 +552,30 @@ test.serial('Services in a namespace stuck Terminating (a finalizer that never g
   const misleading = lines.filter((l) => l.includes('permission denied'));
   t.is(misleading.length, 0, misleading.slice(0, 2).join('\n'));
 });
+
+test.serial('a status write that gives an older Service another Service\'s address while no edge leads: the edge taking over, which served that address for its owner, keeps it there', async (t) => {
+  const { ns, make, svc, serve } = await setup(t);
+  await serve('older', '10.1.0.1');
+  await sleep(1100); // creation timestamps have whole seconds
+  await serve('victim', '10.1.0.2');
+  const leader = make(new RecordingSink());
+  await leader.start();
+  await waitFor('both advertised', async () => conditionOf(await svc('older'))?.status === 'True' && conditionOf(await svc('victim'))?.status === 'True', 20_000);
+  const followerSink = new RecordingSink();
+  const follower = make(followerSink, { nodeName: 'edge-b' });
+  await follower.start();
+  const victimIp = ingressOf(await svc('victim'))[0]!;
+  await waitFor('the follower serves the victim', () => [...followerSink.frontends.values()].some((d) => d.service.endsWith('/victim') && d.frontend.vip === victimIp), 20_000);
+  await leader.settle();
+  // The leader dies (its Lease runs out); meanwhile someone with access to status (a careless
+  // `kubectl patch --subresource=status`, another controller) writes the victim's address into the older Service.
+  await leader.stop({ releaseLease: false });
+  await k8s.cluster.patchStatus('services', ns, 'older', { loadBalancer: { ingress: [{ ip: victimIp }] } });
+  await waitFor('the follower leads', () => follower.status().leader, 20_000);
+  await sleep(500);
+  await follower.settle();
+  await waitFor('statuses settled', async () => ingressOf(await svc('older'))[0] !== victimIp || ingressOf(await svc('victim'))[0] !== victimIp, 20_000).catch(() => undefined);
+  t.deepEqual(ingressOf(await svc('victim')), [victimIp], 'the victim keeps its address');
+  t.not(ingressOf(await svc('older'))[0], victimIp);
+  t.true([...followerSink.frontends.values()].filter((d) => d.frontend.vip === victimIp).every((d) => d.service.endsWith('/victim')), 'its frontend keeps the victim\'s backends');
+});
