@@ -63,12 +63,13 @@ static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, s
 	void *data = skb_data(skb);
 	void *data_end = skb_data_end(skb);
 	struct dsr_opt *opt = (void *)(p->ip + 1);
+	__u64 now = now_ns(cfg);
 	enum node_step step;
 	__u32 opt_sum;
 	__be32 vip;
 	__be16 vport;
 
-	if (data + ETH_HLEN > data_end || !edge_neighbour(data))
+	if (data + ETH_HLEN > data_end || !edge_neighbour(data, now))
 		return node_drop(NC_DROP_UNTRUSTED);
 	if ((void *)(opt + 1) > data_end || p->ihl_bytes < 20 + DSR_OPT_LEN ||
 	    opt->len != DSR_OPT_LEN)
@@ -110,7 +111,6 @@ static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, s
 			.client_port = p->sport,
 			.proto = p->l4_proto,
 		};
-		__u64 now = now_ns(cfg);
 		__u8 syn = p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_SYN);
 
 		switch (remember_flow(cfg, &k, vip, vport, NODE_ORIGIN_OPTION, syn, now)) {
@@ -136,17 +136,18 @@ static __always_inline enum node_verdict ingress_option(struct __sk_buff *skb, s
 	return node_pass(NC_IN_OPT_STRIPPED);
 }
 
-/* An IPIP packet comes from an edge: a trusted neighbour sent it, with an
- * outer source among the edge sources. Asked only once the packet turned
- * out to be ours, so the CNI's own tunnels pay nothing. */
-static __always_inline int ipip_from_edge(struct __sk_buff *skb, const struct pkt *outer)
+/* An IPIP packet comes from an edge: a trusted neighbour sent it (at
+ * `now`, the packet's now_ns()), with an outer source among the edge
+ * sources. Asked only once the packet turned out to be ours, so the CNI's
+ * own tunnels pay nothing. */
+static __always_inline int ipip_from_edge(struct __sk_buff *skb, const struct pkt *outer, __u64 now)
 {
 	void *data = skb_data(skb);
 	void *data_end = skb_data_end(skb);
 
 	if (data + ETH_HLEN > data_end)
 		return 0;
-	return ipip_neighbour(data) && edge_source(outer->saddr);
+	return ipip_neighbour(data, now) && edge_source(outer->saddr);
 }
 
 /* An ICMP destination-unreachable inside ipip, about one of our flows (a
@@ -157,7 +158,8 @@ static __always_inline int ipip_from_edge(struct __sk_buff *skb, const struct pk
  * become pod:pp — so path-MTU discovery works through DSR. A quote that
  * already names one of our pods' flows is only decapsulated. */
 static __always_inline enum node_step ingress_ipip_icmp(struct __sk_buff *skb,
-							const struct pkt *outer, struct pkt *in)
+							const struct pkt *outer, struct pkt *in,
+							const struct node_config *cfg)
 {
 	void *data = skb_data(skb);
 	void *data_end = skb_data_end(skb);
@@ -211,7 +213,7 @@ static __always_inline enum node_step ingress_ipip_icmp(struct __sk_buff *skb,
 		pod_port = vport;
 	}
 
-	if (!ipip_from_edge(skb, outer))
+	if (!ipip_from_edge(skb, outer, now_ns(cfg)))
 		return STEP_UNTRUSTED;
 	if (bpf_skb_adjust_room(skb, -(__s32)outer->ihl_bytes, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_FIXED_GSO))
@@ -265,8 +267,10 @@ static __always_inline int udp_pin_gone(const struct node_fwd_value *fv,
 	return sk->proto == IPPROTO_UDP && pin_due(fv->last_seen_ns, now) && pinned_pod_gone(fv, sk);
 }
 
+/* `now`: the packet's now_ns() when the caller read it already (the second
+ * chance), else 0 — read here once the packet turns out to be TCP/UDP. */
 static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, struct pkt *outer,
-						      struct node_config *cfg)
+						      struct node_config *cfg, __u64 now)
 {
 	void *data = skb_data(skb);
 	void *data_end = skb_data_end(skb);
@@ -275,7 +279,6 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	struct pkt in;
 	__be32 pod_ip;
 	__be16 pod_port;
-	__u64 now;
 	int new_flow = 0;
 	__u8 syn;
 
@@ -296,7 +299,7 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	if (in.frag & PKT_FRAG_LATER)
 		goto not_ours;
 	if (in.l4_proto == IPPROTO_ICMP) {
-		switch (ingress_ipip_icmp(skb, outer, &in)) {
+		switch (ingress_ipip_icmp(skb, outer, &in, cfg)) {
 		case STEP_DONE:
 			return node_pass(NC_IN_IPIP_ICMP);
 		case STEP_DECAP_FAILED:
@@ -332,9 +335,10 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	fk.vip_port = in.dport;
 	syn = in.l4_proto == IPPROTO_TCP && (in.tcp_flags & PKT_TCP_SYN);
 
-	now = now_ns(cfg);
+	if (!now)
+		now = now_ns(cfg);
 	fv = bpf_map_lookup_elem(&node_fwd, &fk);
-	if (fv && !ipip_from_edge(skb, outer))
+	if (fv && !ipip_from_edge(skb, outer, now))
 		return node_drop(NC_DROP_UNTRUSTED);
 	if (fv && !is_expired(now, fv->last_seen_ns, flow_timeout(cfg, in.l4_proto, 0)) &&
 	    !(syn && pin_released(cfg, fv, &sk, &in, now)) && !udp_pin_gone(fv, &sk, now)) {
@@ -347,7 +351,7 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 
 		if (!sv)
 			goto not_ours;
-		if (!fv && !ipip_from_edge(skb, outer))
+		if (!fv && !ipip_from_edge(skb, outer, now))
 			return node_drop(NC_DROP_UNTRUSTED);
 		n = sv->pick && sv->pick < sv->count ? sv->pick : sv->count;
 		if (n == 0 || n > NODE_MAX_LOCAL_BACKENDS)
@@ -453,7 +457,7 @@ static __always_inline enum node_verdict node_ingress_v4(struct __sk_buff *skb, 
 			return ingress_option(skb, p, get_config());
 	}
 	if (p->l4_proto == IPPROTO_IPIP)
-		return ingress_ipip(skb, p, get_config());
+		return ingress_ipip(skb, p, get_config(), 0);
 	if (p->l4_proto == IPPROTO_TCP && !(p->frag & PKT_FRAG_LATER))
 		ingress_plain_tcp(skb, p);
 	return node_pass(NC_IN_PASS);

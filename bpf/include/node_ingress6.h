@@ -122,11 +122,12 @@ static __always_inline enum node_verdict ingress_option6(struct __sk_buff *skb, 
 	void *data_end = skb_data_end(skb);
 	struct dsr6_hdr *h;
 	struct pkt_addr6 vip;
+	__u64 now = now_ns(cfg);
 	enum node_step step;
 	__be16 vport;
 	__u8 inner_nh;
 
-	if (data + ETH_HLEN > data_end || !edge_neighbour(data))
+	if (data + ETH_HLEN > data_end || !edge_neighbour(data, now))
 		return node_drop(NC_DROP_UNTRUSTED);
 	if (l3_off > ETH_HLEN + 4)
 		return node_drop(NC_DROP_MALFORMED);
@@ -149,7 +150,6 @@ static __always_inline enum node_verdict ingress_option6(struct __sk_buff *skb, 
 		return node_drop(NC_DROP_MALFORMED);
 	if (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP) {
 		struct node_scratch6 *k = scratch6();
-		__u64 now = now_ns(cfg);
 		__u8 syn = p->l4_proto == IPPROTO_TCP && (p->tcp_flags & PKT_TCP_SYN);
 
 		if (!k)
@@ -197,9 +197,9 @@ static __always_inline enum node_verdict ingress_option6(struct __sk_buff *skb, 
 }
 
 /* An IP6IP6 packet (outer fixed header at l3_off) comes from an edge: a
- * trusted neighbour sent it, with an outer source among the IPv6 edge
- * sources. */
-static __always_inline int ip6ip6_from_edge(struct __sk_buff *skb, __u32 l3_off)
+ * trusted neighbour sent it (at `now`, the packet's now_ns()), with an
+ * outer source among the IPv6 edge sources. */
+static __always_inline int ip6ip6_from_edge(struct __sk_buff *skb, __u32 l3_off, __u64 now)
 {
 	void *data = skb_data(skb);
 	void *data_end = skb_data_end(skb);
@@ -209,7 +209,7 @@ static __always_inline int ip6ip6_from_edge(struct __sk_buff *skb, __u32 l3_off)
 	if (l3_off > ETH_HLEN + 4 || (void *)(ip6 + 1) > data_end || data + ETH_HLEN > data_end)
 		return 0;
 	addr6_load(&src, &ip6->saddr);
-	return ipip_neighbour(data) && edge_source6(&src);
+	return ipip_neighbour(data, now) && edge_source6(&src);
 }
 
 /* Is a pin's pod no longer one of the frontend's pods here (pinned_pod_gone)? */
@@ -330,7 +330,7 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 
 	now = now_ns(cfg);
 	fv = bpf_map_lookup_elem(&node_fwd6, &k->fk);
-	if (fv && !ip6ip6_from_edge(skb, l3_off))
+	if (fv && !ip6ip6_from_edge(skb, l3_off, now))
 		return node_drop(NC_DROP_UNTRUSTED);
 	if (fv && !is_expired(now, fv->last_seen_ns, flow_timeout(cfg, in.l4_proto, 0)) &&
 	    !(syn && pin6_released(cfg, fv, &k->sk, &in, &k->rk, now)) &&
@@ -344,7 +344,7 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 
 		if (!sv)
 			goto not_ours;
-		if (!fv && !ip6ip6_from_edge(skb, l3_off))
+		if (!fv && !ip6ip6_from_edge(skb, l3_off, now))
 			return node_drop(NC_DROP_UNTRUSTED);
 		n = sv->pick && sv->pick < sv->count ? sv->pick : sv->count;
 		if (n == 0 || n > NODE_MAX_LOCAL_BACKENDS)
@@ -481,7 +481,7 @@ __attribute__((noinline)) int node_ip6ip6_icmp(struct __sk_buff *skb, __u64 l3_o
 		pod_port = vport;
 	}
 
-	if (!ip6ip6_from_edge(skb, l3_off))
+	if (!ip6ip6_from_edge(skb, l3_off, now_ns(get_config())))
 		return node_drop(NC_DROP_UNTRUSTED);
 	if (bpf_skb_adjust_room(skb, -(__s32)IPV6_HLEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
 		return node_drop(NC_DROP_DECAP);
@@ -520,7 +520,7 @@ __attribute__((noinline)) int node_ingress6(struct __sk_buff *skb, __u64 l3_off,
 	/* Our option type elsewhere in the first Destination Options header:
 	 * not where the edge puts it. */
 	if (p.dstopt_off && node_find_opt6(skb, p.dstopt_off, DSR6_OPT_TYPE) > 0) {
-		if (data + ETH_HLEN > data_end || !edge_neighbour(data))
+		if (data + ETH_HLEN > data_end || !edge_neighbour(data, now_ns(get_config())))
 			return node_drop(NC_DROP_UNTRUSTED);
 		return node_drop(NC_DROP_BAD_OPTION);
 	}

@@ -209,6 +209,7 @@ static __always_inline int node_sc_option(struct __sk_buff *skb, struct pkt *p,
 	struct sc_opt *o = (void *)(p->ip + 1);
 	struct sc_opt opt;
 	struct node_flow_value *fv;
+	__u64 now = now_ns(cfg);
 	__u32 opt_sum = 0;
 
 	if ((void *)(o + 1) > data_end)
@@ -218,7 +219,7 @@ static __always_inline int node_sc_option(struct __sk_buff *skb, struct pkt *p,
 	for (int i = 0; i < SC_OPT_LEN / 4; i++)
 		opt_sum += csum_word32(((__u32 *)o)[i]);
 	opt_sum = csum_fold_nocpl(opt_sum);
-	if (data + ETH_HLEN > data_end || !edge_neighbour(data))
+	if (data + ETH_HLEN > data_end || !edge_neighbour(data, now))
 		return node_tc(node_drop(NC_DROP_UNTRUSTED));
 	if (opt.flags & SC_F_HANDED)
 		return node_sc_drop(NSC_DROP_HANDED); /* never sent in this form */
@@ -242,7 +243,6 @@ static __always_inline int node_sc_option(struct __sk_buff *skb, struct pkt *p,
 		.client_port = p->sport,
 		.proto = IPPROTO_TCP,
 	};
-	__u64 now = now_ns(cfg);
 	__u32 l3_off = p->l3_off, ihl_words = p->ihl_bytes / 4, l4_off = p->l4_off - SC_OPT_LEN;
 
 	fv = bpf_map_lookup_elem(&node_flows, &k);
@@ -350,14 +350,14 @@ static __always_inline int node_sc_ipip(struct __sk_buff *skb, struct pkt *p, st
 		return TC_ACT_UNSPEC;
 	}
 
-	if (!ipip_from_edge(skb, p))
+	if (!ipip_from_edge(skb, p, now))
 		return node_tc(node_drop(NC_DROP_UNTRUSTED));
 	if (fv || (cfg && opt.sec_node == cfg->node_ip)) {
 		/* Ours (the pin from the SYN), or the secondary is this node
 		 * too: the usual ipip path, which reads past the outer option. */
 		if (fv)
 			node_sc_count(NSC_OWNED);
-		return node_tc(ingress_ipip(skb, p, cfg));
+		return node_tc(ingress_ipip(skb, p, cfg, now));
 	}
 	if (!node_sc_secondary_ok(&opt, IPPROTO_TCP))
 		return node_sc_drop(NSC_DROP_NOT_BACKEND);

@@ -166,7 +166,8 @@ static __always_inline int node_sc6_option(struct __sk_buff *skb, __u32 l3_off,
 	rc = parse_skb6(skb, l3_off, &p);
 	data = skb_data(skb);
 	data_end = skb_data_end(skb);
-	if (data + ETH_HLEN > data_end || !edge_neighbour(data))
+	now = now_ns(cfg);
+	if (data + ETH_HLEN > data_end || !edge_neighbour(data, now))
 		return node_tc(node_drop(NC_DROP_UNTRUSTED));
 	if (o->flags & SC_F_HANDED)
 		return node_sc_drop(NSC_DROP_HANDED); /* never sent in this form */
@@ -195,7 +196,6 @@ static __always_inline int node_sc6_option(struct __sk_buff *skb, __u32 l3_off,
 	k->rk.pod_port = p.dport;
 	k->rk.client_port = p.sport;
 	k->rk.proto = IPPROTO_TCP;
-	now = now_ns(cfg);
 	fv = bpf_map_lookup_elem(&node_flows6, &k->rk);
 	if (fv && addr6_eq(&fv->vip6, &o->vip) && fv->st.vip_port == o->port &&
 	    !is_expired(now, fv->st.last_seen_ns, flow_timeout(cfg, IPPROTO_TCP, fv->st.flags))) {
@@ -326,7 +326,7 @@ static __always_inline int node_sc6_ip6ip6(struct __sk_buff *skb, __u32 l3_off,
 		return TC_ACT_UNSPEC;
 	}
 
-	if (!ip6ip6_from_edge(skb, l3_off))
+	if (!ip6ip6_from_edge(skb, l3_off, now))
 		return node_tc(node_drop(NC_DROP_UNTRUSTED));
 	if (fv || node_sc6_is_me(o)) {
 		/* Ours (the pin from the SYN), or the secondary is this node
@@ -390,7 +390,7 @@ __attribute__((noinline)) int node_sc6(struct __sk_buff *skb, __u64 l3_off)
 	if (bad) {
 		void *data = skb_data(skb);
 
-		if (data + ETH_HLEN > skb_data_end(skb) || !edge_neighbour(data))
+		if (data + ETH_HLEN > skb_data_end(skb) || !edge_neighbour(data, now_ns(cfg)))
 			return node_tc(node_drop(NC_DROP_UNTRUSTED));
 		return node_tc(node_drop(NC_DROP_BAD_OPTION));
 	}

@@ -61,33 +61,35 @@ static __always_inline int edge_source(__be32 addr)
 	return source_kind(addr) == NODE_SRC_EDGE;
 }
 
-/* The frame's sender's entry, while it is confirmed (NODE_EDGE_MAC_TTL_NS). */
-static __always_inline struct node_mac_value *trusted_mac(const struct ethhdr *eth)
+/* The frame's sender's entry, while it is confirmed (NODE_EDGE_MAC_TTL_NS).
+ * `now` is the caller's now_ns(): the packet's one clock read, shared with
+ * its flow update (a ktime call per packet is visible in the cost). */
+static __always_inline struct node_mac_value *trusted_mac(const struct ethhdr *eth, __u64 now)
 {
 	struct node_mac_key k = {};
 	struct node_mac_value *v;
 
 	__builtin_memcpy(k.mac, eth->h_source, ETH_ALEN);
 	v = bpf_map_lookup_elem(&node_edge_macs, &k);
-	if (v && is_expired(now_ns(get_config()), v->seen_ns, NODE_EDGE_MAC_TTL_NS))
+	if (v && is_expired(now, v->seen_ns, NODE_EDGE_MAC_TTL_NS))
 		return 0;
 	return v;
 }
 
 /* May this frame's sender hand a pod a flow with an option? An edge on
  * this node's link; never a router (see the header comment). */
-static __always_inline int edge_neighbour(const struct ethhdr *eth)
+static __always_inline int edge_neighbour(const struct ethhdr *eth, __u64 now)
 {
-	struct node_mac_value *v = trusted_mac(eth);
+	struct node_mac_value *v = trusted_mac(eth, now);
 
 	return v && !(v->how & NODE_MAC_ROUTER);
 }
 
 /* May this frame's sender bring the edges' IPIP (whose outer source is
  * checked apart)? An edge, or a router the edges' IPIP crosses. */
-static __always_inline int ipip_neighbour(const struct ethhdr *eth)
+static __always_inline int ipip_neighbour(const struct ethhdr *eth, __u64 now)
 {
-	return trusted_mac(eth) != 0;
+	return trusted_mac(eth, now) != 0;
 }
 
 /* ARP for IPv4 over Ethernet: fixed 28 bytes after the Ethernet header. */
