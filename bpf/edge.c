@@ -52,7 +52,8 @@
  *     address is dropped (DROP_BAD_SOURCE): a forgery, or a loop; so is one
  *     from a martian source (0/8, 127/8, multicast, broadcast, link-local
  *     169.254/16; IPv6 ::, ::1, ff00::/8, link-local fe80::/10, v4-mapped
- *     ::ffff:0:0/96), which no pod could answer and no ICMP may go to.
+ *     ::ffff:0:0/96), which no pod could answer and no ICMP may go to; so
+ *     is an ICMP error about a reply to such an address (no such flow).
  *   - The edge is a routing hop: forwarded packets leave with TTL − 1, and
  *     a client's packet that arrives with TTL ≤ 1 is answered with ICMP
  *     time-exceeded from the edge's address (traceroute shows the edge).

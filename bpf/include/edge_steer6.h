@@ -16,8 +16,9 @@
  * Steered: Packet Too Big and Destination Unreachable whose quote is
  * TCP/UDP directly behind its fixed header, from the VIP the error is
  * addressed to (errors about SNAT flows are translated instead:
- * edge_snat_icmp6.h). The sender must pass the service's source ranges and not be
- * a VIP or the edge. Everything else passes to the stack untouched. */
+ * edge_snat_icmp6.h). The sender must pass the service's source ranges, and
+ * neither it nor the quote's destination (the client) may be a VIP, the
+ * edge or a martian. Everything else passes to the stack untouched. */
 #ifndef EDGELB_EDGE_STEER6_H
 #define EDGELB_EDGE_STEER6_H
 
@@ -71,12 +72,13 @@ static __always_inline int edge6_icmp_steer(void *ctx, const int xdp, __u32 plen
 		edge_count(DROP_SRC_RANGE);
 		return ACT_DROP;
 	}
-	if (edge_bad_source6(cfg6, &from)) {
+	/* The client's flow: the quote reversed. Neither the error's sender
+	 * nor that client may be the edge, a VIP or a martian (edge_steer.h). */
+	addr6_load(&p.t.saddr, &iip->daddr);
+	if (edge_bad_source6(cfg6, &from) || edge_bad_source6(cfg6, &p.t.saddr)) {
 		edge_count(DROP_BAD_SOURCE);
 		return ACT_DROP;
 	}
-	/* The client's flow: the quote reversed. */
-	addr6_load(&p.t.saddr, &iip->daddr);
 	p.t.sport = ports[1];
 	p.t.dport = ports[0];
 	p.t.proto = sk.proto;

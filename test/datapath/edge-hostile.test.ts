@@ -231,6 +231,67 @@ test('IPv6: link-local (fe80::/10) and v4-mapped (::ffff:0:0/96) sources open no
   for (const src of ['169.253.255.255', '169.255.0.1']) t.is(run(dp4, tcpPacket({ flags: ACK, src })).retval, XDP_PASS, src);
 });
 
+// An error about a reply to an address no client of ours can have — the
+// edge's own, a VIP, a martian: edge_process drops every new flow from
+// them — is a forgery. Steered, it reached a pod as a fragmentation-needed
+// / Packet Too Big from "the path" to that address: a UDP server socket
+// matches any quote to its port, so the pod's kernel lowered its path MTU
+// towards that address (to 552 / 1280, for 10 minutes, renewable at will)
+// for every flow — towards the edge's address, that is every SNAT reply the
+// pod sends, whose fragments the edge cannot translate.
+test('an ICMP error about a reply to the edge\'s own address, a VIP or a martian is dropped, never steered to a pod (it would lower the pod\'s path MTU towards that address)', (t) => {
+  const VIP2 = '203.0.113.11';
+  const dp = openEdge(t);
+  dp.applyServices([
+    service({ service: 'default/dns', frontend: { vip: VIP, port: 53, protocol: 'UDP' }, backends: [backend(1, { port: 5353 })] }),
+    service({ frontend: { vip: VIP2, port: 80, protocol: 'TCP' }, backends: [backend(2)] }),
+  ]);
+  const error = (client: string): Buffer => {
+    const reply = buildPacket({ eth: false, ip: { src: VIP, dst: client }, udp: { sport: 53, dport: 47000, payload: Buffer.alloc(1200) } });
+    return buildPacket({ eth: clientEth, ip: { src: '198.51.100.254', dst: VIP }, icmp: icmpFragNeeded({ mtu: 552, original: reply }) });
+  };
+  const impossible = [EDGE, VIP, VIP2, '127.0.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255', '169.254.169.254'];
+  for (const client of impossible) {
+    const err = error(client);
+    for (const hook of ['xdp', 'tc'] as const) {
+      // Before: XDP_PASS / TC_ACT_OK with the error re-addressed to the pod 10.244.1.1.
+      const r = run(dp, err, hook);
+      t.is(r.retval, hook === 'xdp' ? XDP_DROP : TC_ACT_SHOT, `${client} (${hook})`);
+    }
+  }
+  t.like(dp.counters().stats, { drop_bad_source: impossible.length * 2, icmp_steered: 0 });
+  // A real client's error is still steered to the pod, quote and all.
+  const r = run(dp, error(CLIENT));
+  t.is(r.retval, XDP_PASS);
+  const out = parsePacket(r.out);
+  t.is(out.ip.dst, '10.244.1.1');
+  t.is(out.ipBytes.subarray(28 + 12, 28 + 16).join('.'), '10.244.1.1', 'quoted source: the pod');
+  t.is(out.ipBytes.subarray(28 + 16, 28 + 20).join('.'), CLIENT, 'quoted destination: the client');
+  t.true(verifyL4Checksum(out.ipBytes));
+  t.is(dp.counters().stats.icmp_steered, 1);
+});
+
+test('IPv6: a Packet Too Big about a reply to the edge\'s own address, a VIP or a martian is dropped, never steered to a pod', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6 });
+  apply6(dp, service6({ service: 'default/dns6', frontend: { vip: VIP6, port: 53, protocol: 'UDP' } }));
+  const error = (client: string): Buffer =>
+    ptb6(buildPacket6({ eth: false, ip: { src: VIP6, dst: client, hopLimit: 60 }, udp: { sport: 53, dport: 43210, payload: Buffer.alloc(64, 7) } }).subarray(0, 40 + 8 + 16));
+  const impossible = [EDGE6, VIP6, '::', '::1', 'ff02::1', 'fe80::1', '::ffff:c633:6407'];
+  for (const client of impossible) {
+    const err = error(client);
+    for (const hook of ['xdp', 'tc'] as const) {
+      // Before: passed on with the error re-addressed to the pod fd00:244::2.
+      t.is(run(dp, err, hook).retval, hook === 'xdp' ? XDP_DROP : TC_ACT_SHOT, `${client} (${hook})`);
+    }
+  }
+  t.like(dp.counters().stats, { drop_bad_source: impossible.length * 2, icmp_steered: 0 });
+  const r = run(dp, error(CLIENT6));
+  t.is(r.retval, XDP_PASS);
+  t.is(parse6(r.out.subarray(14)).dst, parse6(buildPacket6({ eth: false, ip: { src: CLIENT6, dst: 'fd00:244::2' }, udp: { sport: 1, dport: 2, payload: Buffer.alloc(0) } })).dst);
+  t.true(verifyL4Checksum6(r.out.subarray(14)));
+  t.is(dp.counters().stats.icmp_steered, 1);
+});
+
 test('frames sent to a link-layer broadcast or multicast address (or from one) are not forwarded, remembered or answered — as Linux forwards and answers only frames addressed to it (IPv4 and IPv6)', (t) => {
   // Before: a frame to ff:ff:ff:ff:ff:ff with a VIP inside was balanced,
   // remembered and forwarded by every edge on the segment (one forged frame,
