@@ -19,7 +19,9 @@
  *    that pod is still listed here: udp_pin_gone), records the reply
  *    tuple in node_flows, decapsulates and DNATs VIP:vp → pod:pp.
  *    IPIP whose inner destination is no local service is left untouched
- *    (it may belong to the CNI, e.g. Calico's IPIP mode). An ICMP
+ *    (it may belong to the CNI, e.g. Calico's IPIP mode), as is a
+ *    fragmented one — but not a stranger's to a frontend
+ *    (ipip_fragment_ours). An ICMP
  *    destination-unreachable about one of our flows (path MTU) is
  *    decapsulated and re-addressed to the flow's pod.
  *  - A client FIN/RST on a known flow marks it (node_flow.h); a bare one
@@ -267,6 +269,52 @@ static __always_inline int udp_pin_gone(const struct node_fwd_value *fv,
 	return sk->proto == IPPROTO_UDP && pin_due(fv->last_seen_ns, now) && pinned_pod_gone(fv, sk);
 }
 
+/* Is this outer-fragmented IPIP packet one a stranger must not send? Its
+ * first fragment, whose inner packet is TCP/UDP to one of our frontends (or
+ * a flow pinned here), or is cut before the inner ports so that nobody can
+ * tell (RFC 1858's tiny fragment: no sender makes one). The node cannot
+ * decapsulate a datagram it sees in pieces and passes it on, and the kernel
+ * reassembles it: a CNI's tunnel device (tunl0 takes IPIP from anyone) then
+ * hands the inner packet to the VIP on, past the trust boundary. A later
+ * fragment has no inner header; without its first it never reassembles. */
+static __always_inline int ipip_fragment_ours(struct __sk_buff *skb, const struct pkt *outer)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	__u32 off = outer->l4_off, end = (__u32)outer->l3_off + outer->ip_len, ihl;
+	struct iphdr *in;
+	__be16 *ports;
+
+	if (outer->frag & PKT_FRAG_LATER)
+		return 0;
+	if (off > 14 + 4 + 60)
+		return 1;
+	in = data + off;
+	if ((void *)(in + 1) > data_end || off + sizeof(*in) > end)
+		return 1;
+	if (in->version != 4 || (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP) ||
+	    (in->frag_off & bpf_htons(IP_OFFSET)))
+		return 0;
+	ihl = (__u32)in->ihl * 4;
+	if (ihl < sizeof(*in))
+		return 0;
+	ports = data + off + ihl;
+	if ((void *)(ports + 2) > data_end || off + ihl + 4 > end)
+		return 1;
+	{
+		struct node_svc_key sk = { .vip = in->daddr, .port = ports[1], .proto = in->protocol };
+		struct node_fwd_key fk = {
+			.client_ip = in->saddr,
+			.vip = in->daddr,
+			.client_port = ports[0],
+			.vip_port = ports[1],
+			.proto = in->protocol,
+		};
+
+		return bpf_map_lookup_elem(&node_services, &sk) || bpf_map_lookup_elem(&node_fwd, &fk);
+	}
+}
+
 /* `now`: the packet's now_ns() when the caller read it already (the second
  * chance), else 0 — read here once the packet turns out to be TCP/UDP. */
 static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, struct pkt *outer,
@@ -282,8 +330,13 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	int new_flow = 0;
 	__u8 syn;
 
-	if (outer->frag) /* a fragmented tunnel packet: not ours to reassemble */
+	if (outer->frag) {
+		/* A fragmented tunnel packet: not ours to reassemble, and only
+		 * an edge may send one to a frontend (ipip_fragment_ours). */
+		if (ipip_fragment_ours(skb, outer) && !ipip_from_edge(skb, outer, now ? now : now_ns(cfg)))
+			return node_drop(NC_DROP_UNTRUSTED);
 		goto not_ours;
+	}
 	if (cfg && (cfg->flags & NODE_CFG_CHECK_OUTER_DST) && outer->daddr != cfg->node_ip)
 		goto not_ours;
 

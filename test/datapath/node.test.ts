@@ -361,6 +361,40 @@ test('option on a non-first fragment: stripped, nothing recorded', (t) => {
   t.like(dp.counters(), { in_opt_fragment: 1, in_opt_stripped: 1 });
 });
 
+// The node passes a fragmented IPIP packet untouched: it cannot decapsulate
+// and DNAT a datagram it sees in pieces. The kernel then reassembles it, and
+// the tunnel device a CNI's IPIP mode loads (tunl0, which takes IPIP from
+// anyone) hands the inner packet to the VIP on — so fragmenting the outer
+// packet carried a stranger's IPIP to a frontend past the trust boundary.
+test('trust boundary: a fragmented IPIP packet to a frontend from outside the edges is dropped (its first fragment, or one cut before the inner ports); the edges\' and the CNI\'s pass', (t) => {
+  const dp = loadNode(t, { nodeIp: NODE_IP });
+  const inner = buildPacket({ eth: false, ip: { src: CLIENT, dst: VIP }, tcp: { sport: 41000, dport: 80, flags: { syn: true }, payload: Buffer.alloc(1200, 1) } });
+  /** The outer packet's fragments, cut after `first` bytes of the inner packet. */
+  const fragments = (src: string, sender: string, packet: Buffer, first = 600): [Buffer, Buffer] => [
+    fromSender(packets.buildEthernet(eth, packets.buildIpv4({ src, dst: NODE_IP, id: 7, mf: true }, packet.subarray(0, first), 4)), sender),
+    fromSender(packets.buildEthernet(eth, packets.buildIpv4({ src, dst: NODE_IP, id: 7, fragOffset: first }, packet.subarray(first), 4)), sender),
+  ];
+  const withOptions = buildPacket({ eth: false, ip: { src: CLIENT, dst: VIP, options: Buffer.from([1, 1, 1, 1]) }, tcp: { sport: 41000, dport: 80, flags: { syn: true }, payload: Buffer.alloc(1200, 1) } });
+  const forged = [
+    fragments(CLIENT, MAC_A, inner)[0], // outer source no edge source
+    fragments(EDGE_IP, MAC_ROUTER, inner)[0], // an edge's address from a router's MAC
+    fragments(CLIENT, MAC_ROUTER, withOptions, 24)[0], // cut before the inner ports (RFC 1858)
+    fragments(CLIENT, MAC_ROUTER, inner, 16)[0], // cut inside the inner header
+  ];
+  for (const f of forged) t.is(run(dp.ingress, f).retval, TC_SHOT); // before: TC_UNSPEC, untouched
+  t.like(dp.counters(), { drop_untrusted_source: forged.length });
+  // A later fragment has no inner header: without its first it never reassembles.
+  const later = fragments(CLIENT, MAC_ROUTER, inner)[1];
+  t.deepEqual(run(dp.ingress, later), { retval: TC_UNSPEC, out: later });
+  // An edge's fragmented IPIP, and the CNI's (no frontend inside), pass untouched as before.
+  const calicoInner = buildPacket({ eth: false, ip: { src: '10.244.3.3', dst: POD1 }, tcp: { sport: 1, dport: 8080, flags: { ack: true }, payload: Buffer.alloc(1200) } });
+  for (const f of [...fragments(EDGE_IP, MAC_A, inner), ...fragments('192.0.2.22', MAC_OTHER, calicoInner)]) {
+    t.deepEqual(run(dp.ingress, f), { retval: TC_UNSPEC, out: f });
+  }
+  t.like(dp.counters(), { drop_untrusted_source: forged.length, in_ipip_dnat: 0 });
+  t.is(dp.flows().length + dp.fwdEntries().length, 0);
+});
+
 // ---------------------------------------------------------------- ipip
 
 function ipipFrame(inner: Omit<PacketSpec, 'eth'>, outerDst = NODE_IP): Buffer {
