@@ -18,7 +18,9 @@
  *  - IP6IP6 dispatch: as ipip — from a trusted edge (neighbour + outer
  *    source in node_edge_src6) to a local frontend, the pod chosen by
  *    node_tuple_hash6 and pinned in node_fwd6, decapsulated and DNATed.
- *    IP6IP6 to anything else passes untouched (the CNI's tunnels).
+ *    IP6IP6 to anything else passes untouched (the CNI's tunnels), and so
+ *    does IP6IP6 behind an outer extension header — but not a stranger's
+ *    to a frontend (ip6ip6_ext_ours).
  *  - Neighbor Solicitations/Advertisements may teach an edge (node_trust.h).
  *  - A client FIN/RST on a known flow marks it (node_flow.h).
  * Everything else, including every packet the bounded extension-header
@@ -210,6 +212,55 @@ static __always_inline int ip6ip6_from_edge(struct __sk_buff *skb, __u32 l3_off,
 		return 0;
 	addr6_load(&src, &ip6->saddr);
 	return ipip_neighbour(data, now) && edge_source6(&src);
+}
+
+/* Is this IP6IP6 packet, whose outer packet carries an extension header
+ * (a Fragment header too) as the edge's never does, one a stranger must not
+ * send? Its inner packet (a later fragment has none, and never reassembles
+ * without its first) is TCP/UDP to one of our frontends or a pinned flow, or
+ * cannot be told: cut before its ports, or behind extension headers of its
+ * own. The node passes such a packet on, and the kernel (reassembling it
+ * first) decapsulates it on an ip6tnl device all the same: past the trust
+ * boundary (ipip_fragment_ours, node_ingress.h, for IPv4). */
+static __always_inline int ip6ip6_ext_ours(struct __sk_buff *skb, const struct pkt6 *p)
+{
+	void *data = skb_data(skb);
+	void *data_end = skb_data_end(skb);
+	struct node_scratch6 *k;
+	struct ipv6hdr *in;
+	__u32 off = p->l4_off;
+	__be16 *ports;
+
+	if (p->frag & PKT_FRAG_LATER)
+		return 0;
+	if (off > PARSE6_MAX_L4_OFF)
+		return 1;
+	in = data + off_bounded(off, 0x3ff);
+	if ((void *)(in + 1) > data_end || off + IPV6_HLEN > p->ip_end)
+		return 1;
+	if (in->version != 6)
+		return 0;
+	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
+		return ipv6_ext_walked(in->nexthdr);
+	ports = (void *)(in + 1);
+	if ((void *)(ports + 2) > data_end || off + IPV6_HLEN + 4 > p->ip_end)
+		return 1;
+	k = scratch6();
+	if (!k)
+		return 1;
+	addr6_load(&k->sk.vip, &in->daddr);
+	k->sk.port = ports[1];
+	k->sk.proto = in->nexthdr;
+	k->sk.pad = 0;
+	if (bpf_map_lookup_elem(&node_services6, &k->sk))
+		return 1;
+	__builtin_memset(&k->fk, 0, sizeof(k->fk));
+	addr6_load(&k->fk.client_ip, &in->saddr);
+	k->fk.vip = k->sk.vip;
+	k->fk.client_port = ports[0];
+	k->fk.vip_port = ports[1];
+	k->fk.proto = in->nexthdr;
+	return bpf_map_lookup_elem(&node_fwd6, &k->fk) != 0;
 }
 
 /* Is a pin's pod no longer one of the frontend's pods here (pinned_pod_gone)? */
@@ -527,6 +578,11 @@ __attribute__((noinline)) int node_ingress6(struct __sk_buff *skb, __u64 l3_off,
 	/* The edge's outer header carries no extension header. */
 	if (p.l4_proto == IPPROTO_IPV6 && p.n_ext == 0)
 		return NODE_V6_TUNNEL;
+	/* IP6IP6 in any other shape is not the edge's: it passes, but not a
+	 * stranger's to a frontend (ip6ip6_ext_ours). */
+	if (p.l4_proto == IPPROTO_IPV6 && ip6ip6_ext_ours(skb, &p) &&
+	    !ip6ip6_from_edge(skb, l3_off, now_ns(get_config())))
+		return node_drop(NC_DROP_UNTRUSTED);
 	if (p.l4_proto == IPPROTO_ICMPV6) {
 		learn_edge_neighbour6(skb, tagged, &p);
 	} else if (p.l4_proto == IPPROTO_TCP && !(p.frag & PKT_FRAG_LATER) &&

@@ -531,6 +531,38 @@ test('IP6IP6 carrying an ICMPv6 error about a VIP flow (Packet Too Big from a ro
   t.deepEqual(run(pinned.ingress, elsewhere).out, elsewhere);
 });
 
+// The edge's IP6IP6 has no extension header on its outer packet, and the
+// node passed any other IP6IP6 untouched — with a Hop-by-Hop, Destination
+// Options or Fragment header in front, a stranger's tunnel to a frontend
+// too. The kernel processes those headers (reassembles the fragments) and an
+// ip6tnl device decapsulates the inner packet to the VIP all the same: past
+// the trust boundary.
+test('IP6IP6 trust: a stranger\'s tunnel to a frontend behind an outer extension or Fragment header is dropped; an edge\'s, the CNI\'s and a later fragment pass', (t) => {
+  const dp = loadNode6(t);
+  const innerSpec: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6 }, tcp: { sport: 40000, dport: 80, flags: { syn: true }, payload: Buffer.alloc(1200, 1) } };
+  const inner = buildPacket6({ ...innerSpec, eth: false });
+  const outer = (src: string, ext: ExtHeader[], bytes: Buffer): Buffer => buildPacket6({ eth, ip: { src, dst: 'fd00::21' }, ext, raw: { nh: 41, bytes } });
+  const stranger = '2001:db8:bad::1';
+  const forged = [
+    outer(stranger, [padHeader(NH_HOPOPTS)], inner),
+    fromSender(outer(EDGE6, [padHeader(NH_DSTOPTS)], inner), MAC_ROUTER),
+    outer(stranger, [fragHeader(0, true)], inner.subarray(0, 600)), // the first fragment
+    outer(stranger, [fragHeader(0, true)], inner.subarray(0, 40)), // cut before the inner ports
+  ];
+  for (const f of forged) t.is(run(dp.ingress, f).retval, TC_SHOT); // before: TC_UNSPEC, untouched
+  t.like(dp.counters(), { drop_untrusted_source: forged.length });
+  const cni = buildPacket6({ ...innerSpec, ip: { src: CLIENT6, dst: 'fd00:10:244:1::99' }, eth: false });
+  const pass = [
+    outer(stranger, [fragHeader(75, false)], inner.subarray(600)), // no inner header in it
+    outer(EDGE6, [fragHeader(0, true)], inner.subarray(0, 600)), // an edge's
+    outer(stranger, [fragHeader(0, true)], cni.subarray(0, 600)), // no frontend inside
+    outer(stranger, [padHeader(NH_DSTOPTS)], cni),
+  ];
+  for (const f of pass) t.deepEqual(run(dp.ingress, f), { retval: TC_UNSPEC, out: f });
+  t.like(dp.counters(), { drop_untrusted_source: forged.length, in_ipip_dnat: 0 });
+  t.is(dp.flows().length, 0);
+});
+
 test('IP6IP6 trust: from outside the edge sources or from an unknown neighbour it is dropped; to no local frontend it passes untouched', (t) => {
   const dp = loadNode6(t);
   const inner: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6 }, udp: { sport: 1, dport: 53 } };
