@@ -378,9 +378,13 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 		.proto = in.l4_proto,
 	};
 	if (parse_l4(data, data_end, &in) != PARSE_OK) {
-		/* Only ours if it is addressed to a local service; the port
-		 * is unreadable, so ask about the VIP with any port: cheaper
-		 * to just pass it untouched. */
+		/* The inner L4 header is cut short: whole, the kernel drops
+		 * it, and it passes untouched. The first fragment of a
+		 * datagram (RFC 1858's tiny fragment: no sender makes one) it
+		 * reassembles, and tunl0 delivers it — only an edge may send
+		 * that, wherever it goes (its port may be unreadable). */
+		if ((in.frag & PKT_FRAG_MORE) && !ipip_from_edge(skb, outer, now ? now : now_ns(cfg)))
+			return node_drop(NC_DROP_UNTRUSTED);
 		goto not_ours;
 	}
 	sk.port = in.dport;

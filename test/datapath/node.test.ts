@@ -395,6 +395,27 @@ test('trust boundary: a fragmented IPIP packet to a frontend from outside the ed
   t.is(dp.flows().length + dp.fwdEntries().length, 0);
 });
 
+// Unfragmented outside, fragmented inside: the inner packet's first
+// fragment cut after 8 bytes of TCP (RFC 1858's tiny fragment) has its
+// ports but not a whole TCP header, and the node took it for no packet of
+// ours and passed it on — for the kernel to decapsulate (tunl0) and
+// reassemble with the rest, past the trust boundary.
+test('trust boundary: a stranger\'s IPIP whose inner packet is a tiny first fragment (RFC 1858: cut inside its TCP header) is dropped; an edge\'s and a whole truncated one pass as before', (t) => {
+  const dp = loadNode(t, { nodeIp: NODE_IP });
+  const segment = buildPacket({ eth: false, ip: { src: CLIENT, dst: VIP }, tcp: { sport: 41000, dport: 80, flags: { syn: true } } }).subarray(20);
+  /** IPIP from `src` (sent by `sender`) around the client's first fragment holding `n` bytes of the segment. */
+  const tiny = (src: string, sender: string, n = 8, mf = true): Buffer =>
+    fromSender(buildPacket({ eth, ip: { src, dst: NODE_IP }, inner: { ip: { src: CLIENT, dst: VIP, mf, id: 9, protocol: 6 }, payload: segment.subarray(0, n) } }), sender);
+  const forged = [tiny(CLIENT, MAC_A), tiny(EDGE_IP, MAC_ROUTER), tiny(CLIENT, MAC_ROUTER, 16)];
+  for (const f of forged) t.is(run(dp.ingress, f).retval, TC_SHOT); // before: TC_UNSPEC, untouched
+  t.like(dp.counters(), { drop_untrusted_source: forged.length });
+  // An edge's passes untouched (not ours to reassemble), and so does a
+  // stranger's whole, unfragmented but truncated segment (the kernel drops it).
+  for (const f of [tiny(EDGE_IP, MAC_A), tiny(CLIENT, MAC_ROUTER, 8, false)]) t.deepEqual(run(dp.ingress, f), { retval: TC_UNSPEC, out: f });
+  t.like(dp.counters(), { drop_untrusted_source: forged.length, in_ipip_dnat: 0 });
+  t.is(dp.flows().length + dp.fwdEntries().length, 0);
+});
+
 // ---------------------------------------------------------------- ipip
 
 function ipipFrame(inner: Omit<PacketSpec, 'eth'>, outerDst = NODE_IP): Buffer {
