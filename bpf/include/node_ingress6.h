@@ -19,8 +19,9 @@
  *    source in node_edge_src6) to a local frontend, the pod chosen by
  *    node_tuple_hash6 and pinned in node_fwd6, decapsulated and DNATed.
  *    IP6IP6 to anything else passes untouched (the CNI's tunnels), and so
- *    does IP6IP6 behind an outer extension header — but not a stranger's
- *    to a frontend (ip6ip6_ext_ours).
+ *    does IP6IP6 behind an outer extension header or around an inner
+ *    fragment — but not a stranger's to a frontend (ip6ip6_ext_ours,
+ *    ip6ip6_inner_frag_ours).
  *  - Neighbor Solicitations/Advertisements may teach an edge (node_trust.h).
  *  - A client FIN/RST on a known flow marks it (node_flow.h).
  * Everything else, including every packet the bounded extension-header
@@ -263,6 +264,38 @@ static __always_inline int ip6ip6_ext_ours(struct __sk_buff *skb, const struct p
 	return bpf_map_lookup_elem(&node_fwd6, &k->fk) != 0;
 }
 
+/* Is the fragment inside an IP6IP6 packet (`in`, parsed; not a later one,
+ * which has no ports and never reassembles without its first) one a
+ * stranger must not send? TCP/UDP to one of our frontends or a pinned flow,
+ * or cut before its whole L4 header (RFC 1858's tiny fragment). Not ours to
+ * reassemble, it passes, and the kernel decapsulates it (ip6tnl) and
+ * reassembles the datagram to the VIP all the same. */
+static __always_inline int ip6ip6_inner_frag_ours(struct __sk_buff *skb, struct pkt6 *in)
+{
+	struct node_scratch6 *k;
+
+	if (in->l4_proto != IPPROTO_TCP && in->l4_proto != IPPROTO_UDP)
+		return 0;
+	if (parse_l4_v6(skb_data(skb), skb_data_end(skb), in) != PARSE_OK)
+		return 1;
+	k = scratch6();
+	if (!k)
+		return 1;
+	k->sk.vip = in->daddr;
+	k->sk.port = in->dport;
+	k->sk.proto = in->l4_proto;
+	k->sk.pad = 0;
+	if (bpf_map_lookup_elem(&node_services6, &k->sk))
+		return 1;
+	__builtin_memset(&k->fk, 0, sizeof(k->fk));
+	k->fk.client_ip = in->saddr;
+	k->fk.vip = in->daddr;
+	k->fk.client_port = in->sport;
+	k->fk.vip_port = in->dport;
+	k->fk.proto = in->l4_proto;
+	return bpf_map_lookup_elem(&node_fwd6, &k->fk) != 0;
+}
+
 /* Is a pin's pod no longer one of the frontend's pods here (pinned_pod_gone)? */
 static __always_inline int pinned_pod6_gone(const struct node_fwd6_value *fv, const struct node_svc6_key *sk)
 {
@@ -354,8 +387,16 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 	data = skb_data(skb);
 	data_end = skb_data_end(skb);
 	/* The inner packet must lie within the outer one. */
-	if (in.ip_end > outer_end || in.frag)
+	if (in.ip_end > outer_end)
 		goto not_ours;
+	if (in.frag) {
+		/* A fragment inside: not ours to reassemble, but only an edge
+		 * may send one to a frontend (ip6ip6_inner_frag_ours). */
+		if (!(in.frag & PKT_FRAG_LATER) && ip6ip6_inner_frag_ours(skb, &in) &&
+		    !ip6ip6_from_edge(skb, l3_off, now_ns(cfg)))
+			return node_drop(NC_DROP_UNTRUSTED);
+		goto not_ours;
+	}
 	if (in.l4_proto == IPPROTO_ICMPV6 && in.n_ext == 0)
 		return NODE_V6_TUNNEL_ICMP;
 	if (in.l4_proto != IPPROTO_TCP && in.l4_proto != IPPROTO_UDP)

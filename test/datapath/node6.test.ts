@@ -563,6 +563,34 @@ test('IP6IP6 trust: a stranger\'s tunnel to a frontend behind an outer extension
   t.is(dp.flows().length, 0);
 });
 
+// The node took IP6IP6 whose inner packet carries a Fragment header for no
+// packet of ours and passed it on, trust unchecked: the kernel decapsulates
+// it (ip6tnl) and reassembles the inner datagram to the VIP.
+test('IP6IP6 trust: a stranger\'s tunnel around an inner first fragment to a frontend (or one cut before its ports) is dropped; an edge\'s, the CNI\'s and later fragments pass', (t) => {
+  const dp = loadNode6(t);
+  const seg = buildPacket6({ eth: false, ip: { src: CLIENT6, dst: VIP6 }, tcp: { sport: 40000, dport: 80, flags: { syn: true }, payload: Buffer.alloc(64, 1) } }).subarray(40);
+  /** IP6IP6 from `src` around the client's fragment at `offset` (8-byte units) holding `bytes` of the segment. */
+  const around = (src: string, bytes: Buffer, offset = 0, more = true, dst = VIP6): Buffer =>
+    buildPacket6(tunnel({ ip: { src: CLIENT6, dst }, ext: [fragHeader(offset, more)], raw: { nh: NH_TCP, bytes } }, { src }));
+  const stranger = '2001:db8:bad::1';
+  const forged = [
+    around(stranger, seg.subarray(0, 48)), // a first fragment, its TCP header whole
+    fromSender(around(EDGE6, seg.subarray(0, 48)), MAC_ROUTER),
+    around(stranger, seg.subarray(0, 8)), // cut inside the TCP header (RFC 1858)
+    around(stranger, seg, 0, false), // an atomic fragment: the whole segment
+  ];
+  for (const f of forged) t.is(run(dp.ingress, f).retval, TC_SHOT); // before: TC_UNSPEC, untouched
+  t.like(dp.counters(), { drop_untrusted_source: forged.length });
+  const pass = [
+    around(stranger, seg.subarray(48), 6, false), // a later fragment: no ports in it
+    around(EDGE6, seg.subarray(0, 48)), // an edge's
+    around(stranger, seg.subarray(0, 48), 0, true, 'fd00:10:244:1::99'), // no frontend inside
+  ];
+  for (const f of pass) t.deepEqual(run(dp.ingress, f), { retval: TC_UNSPEC, out: f });
+  t.like(dp.counters(), { drop_untrusted_source: forged.length, in_ipip_dnat: 0 });
+  t.is(dp.flows().length, 0);
+});
+
 test('IP6IP6 trust: from outside the edge sources or from an unknown neighbour it is dropped; to no local frontend it passes untouched', (t) => {
   const dp = loadNode6(t);
   const inner: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6 }, udp: { sport: 1, dport: 53 } };
