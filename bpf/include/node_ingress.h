@@ -20,8 +20,8 @@
  *    tuple in node_flows, decapsulates and DNATs VIP:vp → pod:pp.
  *    IPIP whose inner destination is no local service is left untouched
  *    (it may belong to the CNI, e.g. Calico's IPIP mode), as is a
- *    fragmented one — but not a stranger's to a frontend
- *    (ipip_fragment_ours). An ICMP
+ *    fragmented one or one to another of the node's addresses — but not
+ *    a stranger's to a frontend (ipip_untouched_ours). An ICMP
  *    destination-unreachable about one of our flows (path MTU) is
  *    decapsulated and re-addressed to the flow's pod.
  *  - A client FIN/RST on a known flow marks it (node_flow.h); a bare one
@@ -269,15 +269,16 @@ static __always_inline int udp_pin_gone(const struct node_fwd_value *fv,
 	return sk->proto == IPPROTO_UDP && pin_due(fv->last_seen_ns, now) && pinned_pod_gone(fv, sk);
 }
 
-/* Is this outer-fragmented IPIP packet one a stranger must not send? Its
- * first fragment, whose inner packet is TCP/UDP to one of our frontends (or
- * a flow pinned here), or is cut before the inner ports so that nobody can
- * tell (RFC 1858's tiny fragment: no sender makes one). The node cannot
- * decapsulate a datagram it sees in pieces and passes it on, and the kernel
- * reassembles it: a CNI's tunnel device (tunl0 takes IPIP from anyone) then
- * hands the inner packet to the VIP on, past the trust boundary. A later
- * fragment has no inner header; without its first it never reassembles. */
-static __always_inline int ipip_fragment_ours(struct __sk_buff *skb, const struct pkt *outer)
+/* Is this IPIP packet, which the node does not decapsulate (fragmented:
+ * not a datagram it sees whole; or addressed to another of the node's
+ * addresses), one a stranger must not send? Its inner packet is TCP/UDP to
+ * one of our frontends (or a flow pinned here), or is cut before the inner
+ * ports so that nobody can tell (RFC 1858's tiny fragment: no sender makes
+ * one). Passed on, the kernel reassembles it, and a CNI's tunnel device
+ * (tunl0 takes IPIP from anyone, to any local address) hands the inner
+ * packet to the VIP on, past the trust boundary. A later fragment has no
+ * inner header; without its first it never reassembles. */
+static __always_inline int ipip_untouched_ours(struct __sk_buff *skb, const struct pkt *outer)
 {
 	void *data = skb_data(skb);
 	void *data_end = skb_data_end(skb);
@@ -330,15 +331,16 @@ static __always_inline enum node_verdict ingress_ipip(struct __sk_buff *skb, str
 	int new_flow = 0;
 	__u8 syn;
 
-	if (outer->frag) {
-		/* A fragmented tunnel packet: not ours to reassemble, and only
-		 * an edge may send one to a frontend (ipip_fragment_ours). */
-		if (ipip_fragment_ours(skb, outer) && !ipip_from_edge(skb, outer, now ? now : now_ns(cfg)))
+	if (outer->frag ||
+	    (cfg && (cfg->flags & NODE_CFG_CHECK_OUTER_DST) && outer->daddr != cfg->node_ip)) {
+		/* A fragmented tunnel packet (not ours to reassemble), or one
+		 * to another of the node's addresses (someone else's): passed
+		 * untouched — but only an edge may send one to a frontend
+		 * (ipip_untouched_ours). */
+		if (ipip_untouched_ours(skb, outer) && !ipip_from_edge(skb, outer, now ? now : now_ns(cfg)))
 			return node_drop(NC_DROP_UNTRUSTED);
 		goto not_ours;
 	}
-	if (cfg && (cfg->flags & NODE_CFG_CHECK_OUTER_DST) && outer->daddr != cfg->node_ip)
-		goto not_ours;
 
 	in.l3_off = outer->l4_off;
 	if (in.l3_off > 14 + 4 + 60)

@@ -20,8 +20,8 @@
  *    node_tuple_hash6 and pinned in node_fwd6, decapsulated and DNATed.
  *    IP6IP6 to anything else passes untouched (the CNI's tunnels), and so
  *    does IP6IP6 behind an outer extension header or around an inner
- *    fragment — but not a stranger's to a frontend (ip6ip6_ext_ours,
- *    ip6ip6_inner_frag_ours).
+ *    fragment or to another of the node's addresses — but not a
+ *    stranger's to a frontend (ip6ip6_ext_ours, ip6ip6_inner_ours).
  *  - Neighbor Solicitations/Advertisements may teach an edge (node_trust.h).
  *  - A client FIN/RST on a known flow marks it (node_flow.h).
  * Everything else, including every packet the bounded extension-header
@@ -264,13 +264,14 @@ static __always_inline int ip6ip6_ext_ours(struct __sk_buff *skb, const struct p
 	return bpf_map_lookup_elem(&node_fwd6, &k->fk) != 0;
 }
 
-/* Is the fragment inside an IP6IP6 packet (`in`, parsed; not a later one,
- * which has no ports and never reassembles without its first) one a
- * stranger must not send? TCP/UDP to one of our frontends or a pinned flow,
- * or cut before its whole L4 header (RFC 1858's tiny fragment). Not ours to
- * reassemble, it passes, and the kernel decapsulates it (ip6tnl) and
+/* Is the inner packet of an IP6IP6 packet the node does not decapsulate
+ * (`in`, parsed: a fragment — not a later one, which has no ports and never
+ * reassembles without its first —, or inside a tunnel to another of the
+ * node's addresses) one a stranger must not send? TCP/UDP to one of our
+ * frontends or a pinned flow, or cut before its whole L4 header (RFC 1858's
+ * tiny fragment). It passes, and the kernel decapsulates it (ip6tnl) and
  * reassembles the datagram to the VIP all the same. */
-static __always_inline int ip6ip6_inner_frag_ours(struct __sk_buff *skb, struct pkt6 *in)
+static __always_inline int ip6ip6_inner_ours(struct __sk_buff *skb, struct pkt6 *in)
 {
 	struct node_scratch6 *k;
 
@@ -370,7 +371,7 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 	__be16 pod_port;
 	__u32 in_off = l3_off + IPV6_HLEN;
 	__u64 now;
-	int new_flow = 0;
+	int new_flow = 0, other;
 	__u8 syn;
 
 	if (l3_off > ETH_HLEN + 4)
@@ -378,8 +379,7 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 	outer = data + l3_off;
 	if ((void *)(outer + 1) > data_end || outer->nexthdr != IPPROTO_IPV6)
 		goto not_ours;
-	if (ip6ip6_to_other_address(outer))
-		goto not_ours;
+	other = ip6ip6_to_other_address(outer);
 	outer_end = bpf_ntohs(outer->payload_len);
 	outer_end = outer_end ? l3_off + IPV6_HLEN + outer_end : skb->len; /* 0: jumbo */
 	if (parse_skb6_at(skb, in_off, &in) != PARSE_OK)
@@ -389,10 +389,12 @@ __attribute__((noinline)) int node_ip6ip6(struct __sk_buff *skb, __u64 l3_off)
 	/* The inner packet must lie within the outer one. */
 	if (in.ip_end > outer_end)
 		goto not_ours;
-	if (in.frag) {
-		/* A fragment inside: not ours to reassemble, but only an edge
-		 * may send one to a frontend (ip6ip6_inner_frag_ours). */
-		if (!(in.frag & PKT_FRAG_LATER) && ip6ip6_inner_frag_ours(skb, &in) &&
+	if (in.frag || other) {
+		/* A fragment inside (not ours to reassemble), or a tunnel to
+		 * another of the node's addresses (someone else's): passed
+		 * untouched — but only an edge may send one to a frontend
+		 * (ip6ip6_inner_ours). */
+		if (!(in.frag & PKT_FRAG_LATER) && ip6ip6_inner_ours(skb, &in) &&
 		    !ip6ip6_from_edge(skb, l3_off, now_ns(cfg)))
 			return node_drop(NC_DROP_UNTRUSTED);
 		goto not_ours;

@@ -416,6 +416,23 @@ test('trust boundary: a stranger\'s IPIP whose inner packet is a tiny first frag
   t.is(dp.flows().length + dp.fwdEntries().length, 0);
 });
 
+// With --node-ip, IPIP to another of the node's addresses is someone
+// else's and passed untouched — before the trust check, so a stranger's
+// tunnel to a frontend went on to the kernel, whose tunl0 takes IPIP to any
+// local address and delivers the inner packet to the VIP.
+test('trust boundary: a stranger\'s IPIP to a frontend addressed to another of the node\'s addresses is dropped; an edge\'s and the CNI\'s pass untouched', (t) => {
+  const dp = loadNode(t, { nodeIp: NODE_IP });
+  const syn: Omit<PacketSpec, 'eth'> = { ip: { src: CLIENT, dst: VIP }, tcp: { sport: 41000, dport: 80, flags: { syn: true } } };
+  const to = (src: string, sender: string, inner = syn, dst = '192.0.2.22'): Buffer => fromSender(buildPacket({ eth, ip: { src, dst }, inner }), sender);
+  const forged = [to(CLIENT, MAC_A), to(EDGE_IP, MAC_ROUTER), to(CLIENT, MAC_ROUTER, { ip: { src: CLIENT, dst: VIP }, udp: { sport: 5000, dport: 53 } }, '10.244.1.1')];
+  for (const f of forged) t.is(run(dp.ingress, f).retval, TC_SHOT); // before: TC_UNSPEC, untouched
+  t.like(dp.counters(), { drop_untrusted_source: forged.length });
+  const calico = { ip: { src: '10.244.3.3', dst: POD1 }, tcp: { sport: 1, dport: 8080, flags: { syn: true } } };
+  for (const f of [to(EDGE_IP, MAC_A), to('192.0.2.23', MAC_OTHER, calico)]) t.deepEqual(run(dp.ingress, f), { retval: TC_UNSPEC, out: f });
+  t.like(dp.counters(), { drop_untrusted_source: forged.length, in_ipip_dnat: 0 });
+  t.is(dp.flows().length + dp.fwdEntries().length, 0);
+});
+
 // ---------------------------------------------------------------- ipip
 
 function ipipFrame(inner: Omit<PacketSpec, 'eth'>, outerDst = NODE_IP): Buffer {

@@ -628,6 +628,18 @@ test('IP6IP6 with --node-ip naming an IPv6 address: decapsulated only when the o
   t.is(run(open.ingress, buildPacket6(tunnel(inner, { dst: 'fd00::22' }))).out.length, 14 + 40 + 20);
 });
 
+test('IP6IP6 with --node-ip: a stranger\'s tunnel to a frontend addressed to another of the node\'s addresses is dropped, not passed to the kernel\'s decapsulation', (t) => {
+  const dp = loadNode6(t, { nodeIp6: 'fd00::21' });
+  const inner: Omit<Packet6Spec, 'eth'> = { ip: { src: CLIENT6, dst: VIP6 }, tcp: { sport: 40000, dport: 80, flags: { syn: true } } };
+  const forged = [buildPacket6(tunnel(inner, { src: '2001:db8:bad::1', dst: 'fd00::22' })), fromSender(buildPacket6(tunnel(inner, { dst: 'fd00::22' })), MAC_ROUTER)];
+  for (const f of forged) t.is(run(dp.ingress, f).retval, TC_SHOT); // before: TC_UNSPEC, untouched
+  t.like(dp.counters(), { drop_untrusted_source: forged.length, in_ipip_dnat: 0 });
+  // The CNI's (no frontend inside) passes untouched; an edge's too (the test above).
+  const cni = buildPacket6(tunnel({ ip: { src: CLIENT6, dst: 'fd00:10:244:1::99' }, udp: { sport: 1, dport: 53 } }, { src: '2001:db8:bad::1', dst: 'fd00::22' }));
+  t.deepEqual(run(dp.ingress, cni), { retval: TC_UNSPEC, out: cni });
+  t.is(dp.flows().length, 0);
+});
+
 test('--node-ip takes one address or one of each family; anything else is refused naming the flag and the value', (t) => {
   t.deepEqual(parseNodeIps(undefined), {});
   t.deepEqual(parseNodeIps('192.0.2.21'), { nodeIp: '192.0.2.21' });
