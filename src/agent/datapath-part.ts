@@ -15,6 +15,7 @@ import type { DesiredService, FrontendRejection } from '../model/types.js';
 import type { DatapathPart } from './agent.js';
 import type { AgentStatus, ComponentHealth, ServiceView } from './control-types.js';
 import type { ServiceCounterRow } from './service-metrics.js';
+import { servesIpv6 } from '../config/serves-ipv6.js';
 
 /** node.address, or the uplink's first IPv4 address. */
 export function edgeAddress(config: EdgelbConfig): string {
@@ -25,12 +26,6 @@ export function edgeAddress(config: EdgelbConfig): string {
   return v4.address;
 }
 
-/** Whether this edge serves IPv6 frontends: datapath.ipv6, where auto means a pool has an IPv6 CIDR (on either hook: XDP, or the tc fallback). */
-export function servesIpv6(config: EdgelbConfig): boolean {
-  const d = config.datapath;
-  if (d.ipv6 === 'off') return false;
-  return d.ipv6 === 'on' || config.pools.some((p) => p.cidrs.some((c) => c.includes(':')));
-}
 
 /** node.address6, else the uplink's first global IPv6 address (not link-local); null when it has none. */
 export function edgeAddress6(config: EdgelbConfig): string | null {

@@ -22,7 +22,7 @@
 //   - packets the datapath rewrote for a backend but could not send itself
 //     because the next hop's MAC is not known yet: the kernel finishes
 //     them (and resolves the neighbour, so the next ones go by XDP). They
-//     come in and leave through the uplink: accepted.
+//     come in and leave through the uplink: accepted, IPv4 and IPv6.
 //   - anything else: someone using the edge as a router (to the management
 //     network, say). Dropped.
 import type { EdgelbConfig, PeerConfig } from '../config/types.js';
@@ -167,7 +167,7 @@ export function forwardRules(cfg: EdgelbConfig): RuleSpec[] {
     ...vipRules,
     {
       comment: 'rewritten by the datapath, next hop not yet resolved: in and out of the uplink',
-      expr: [match({ meta: { key: 'iifname' } }, uplink), match({ meta: { key: 'oifname' } }, uplink), match({ meta: { key: 'nfproto' } }, 'ipv4'), counter, accept],
+      expr: [match({ meta: { key: 'iifname' } }, uplink), match({ meta: { key: 'oifname' } }, uplink), counter, accept],
     },
     { comment: 'not a router: everything else', expr: [counter, { drop: null }] },
   ];

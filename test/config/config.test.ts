@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig, loadConfigFile, ConfigError, formatProblems } from '../../src/config/load.js';
-import { servesIpv6 } from '../../src/agent/datapath-part.js';
+import { servesIpv6 } from '../../src/config/serves-ipv6.js';
 
 const run = promisify(execFile);
 const FIXTURES = 'test/fixtures/config/invalid';

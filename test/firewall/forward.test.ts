@@ -185,3 +185,58 @@ test.serial('the generated settings forward frontend traffic, drop a VIP port wi
   const open = await trial(l, { sysctl: full.sysctl, ruleset: null, defaultVia: 'router' });
   t.true(open.transit >= 3, `without the forward chain the edge routes into the management network (${open.transit})`);
 });
+
+const VIP6 = '2001:db8:100::1';
+const POD6 = 'fd00:244::10';
+
+const CONFIG6 = parseConfig(`
+node: {name: edge1, routerId: 10.0.0.11, asn: 64512, uplink: up0}
+bgp:
+  peers: [{address: 10.0.0.1, asn: 64500}, {address: "fd00:f::1", asn: 64500}]
+pools: [{name: lab, cidrs: [198.51.100.0/28]}, {name: lab6, cidrs: ["2001:db8:100::/64"]}]
+metrics: {listen: "10.255.0.11:9472"}
+`, 'forward6.yaml');
+
+/** The lab's IPv6 half: the same wires, IPv6 addresses and routes; the pod's datagrams counted on the node. */
+async function setUp6(l: Lab): Promise<void> {
+  await sh(l.C, ['ip', '-6', 'addr', 'add', '2001:db8:c::10/64', 'dev', 'c0', 'nodad'], ['ip', '-6', 'route', 'add', 'default', 'via', '2001:db8:c::1']);
+  await sh(l.R, ['ip', '-6', 'addr', 'add', '2001:db8:c::1/64', 'dev', 'rc', 'nodad'], ['ip', '-6', 'addr', 'add', 'fd00:f::1/64', 'dev', 'rf', 'nodad'],
+    ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1'], ['ip', '-6', 'route', 'add', `${VIP6}/128`, 'via', 'fd00:f::11']);
+  await sh(l.E, ['ip', '-6', 'addr', 'add', 'fd00:f::11/64', 'dev', 'up0', 'nodad'], ['ip', '-6', 'route', 'add', 'fd00:244::/64', 'via', 'fd00:f::21'],
+    ['ip', '-6', 'route', 'add', 'default', 'via', 'fd00:f::1']);
+  await sh(l.N, ['ip', '-6', 'addr', 'add', 'fd00:f::21/64', 'dev', 'n0', 'nodad'], ['ip', '-6', 'addr', 'add', `${POD6}/128`, 'dev', 'lo'],
+    ['ip', '-6', 'route', 'add', 'default', 'via', 'fd00:f::1']);
+  await probeTable(l.N, 'delivered6', `ip6 daddr ${POD6} meta l4proto udp`);
+}
+
+/** One IPv6 trial: E's IPv6 forwarding off (a distribution's default), `sysctl` and `ruleset` applied, neighbours flushed; 3 datagrams to the IPv6 frontend. */
+async function trial6(l: Lab, o: { sysctl: string; ruleset: NftRuleset }): Promise<number> {
+  await sh(l.E, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=0'], ['sysctl', '-qw', 'net.ipv6.conf.up0.forwarding=0'], ['ip', '-6', 'neigh', 'flush', 'all'],
+    ['ip', 'route', 'replace', 'default', 'via', '10.0.0.1']);
+  await applyRuleset(o.ruleset, { netns: l.E });
+  const file = join(l.dir, 'sysctl6.conf');
+  writeFileSync(file, o.sysctl);
+  await nsRun(l.E, [SYSTEMD_SYSCTL, file]);
+  const before = await counter(l.N, 'delivered6');
+  for (let i = 0; i < 3; i++) {
+    await nsRun(l.C, ['sh', '-c', `printf 'x' | socat -u - UDP6-SENDTO:[${VIP6}]:53,sourceport=${44000 + i}`]);
+    await sleep(300); // the first one's neighbour discovery
+  }
+  await sleep(300);
+  return (await counter(l.N, 'delivered6')) - before;
+}
+
+test.serial('IPv6 frontends: the generated settings forward them too, the first datagram through the stack while it resolves the node', async (t) => {
+  const l = await setUp();
+  await setUp6(l);
+  const dp = openEdge(t, { forward: { kind: 'fib', cache: false }, address: '10.0.0.11', ipv6: true, address6: 'fd00:f::11' });
+  dp.applyServices([service({ frontend: { vip: VIP6, port: 53, protocol: 'UDP' }, backends: [backend(1, { ip: POD6, port: 5353, nodeIp: 'fd00:f::21' })] })]);
+  inNetns(l.E, () => dp.attach('up0', 'native'));
+  t.teardown(() => inNetns(l.E, () => dp.detach()));
+  const full = { sysctl: sysctlFile(CONFIG6), ruleset: firewallRuleset(CONFIG6) };
+  t.is(await trial6(l, full), 3, 'every datagram to the IPv6 frontend reached the pod');
+  t.true(dp.counters().stats.fib_pass >= 1, 'the first one took the slow path');
+  t.is(await trial6(l, { ...full, sysctl: withoutLine(full.sysctl, /ipv6\.conf\.all\.forwarding/) }), 0, 'without IPv6 forwarding in the stack the slow path drops it, and the node is never resolved');
+  t.is(await trial6(l, { ...full, ruleset: withoutRule(full.ruleset, /next hop not yet resolved/) }), 0, 'without the forward accept rule (both families) the same');
+  t.is(await trial6(l, full), 3, 'and back');
+});

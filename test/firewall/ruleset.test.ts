@@ -160,12 +160,20 @@ test('forward chain: policy drop; VIPs of every pool dropped first, then only up
   t.true(forwardRules(cfg('ipv6-peers')).some((r) => /IPv6/.test(r.comment) && JSON.stringify(r.expr).includes('2001:db8:100::')));
 });
 
-test('sysctl: forwarding and loose rp_filter on the uplink only; dotted names use "/"; odd names refused', (t) => {
+test('sysctl: forwarding and loose rp_filter on the uplink only (IPv6: forwarding in the stack too, when the edge serves it); dotted names use "/"; odd names refused', (t) => {
   const text = sysctlFile(cfg('minimal'));
   t.regex(text, /^net\.ipv4\.conf\.eth0\.forwarding = 1$/m);
   t.regex(text, /^net\.ipv4\.conf\.eth0\.rp_filter = 2$/m);
   t.regex(text, /^net\.ipv4\.conf\.eth0\.send_redirects = 0$/m);
   t.notRegex(text, /conf\.(all|default)\./, 'no other interface forwards');
   t.deepEqual(uplinkSysctls('eth0.100')[0], ['net/ipv4/conf/eth0.100/forwarding', '1']);
+  // An edge that serves IPv6: forwarding on the uplink (the FIB lookup) and in the IPv6 stack (the slow
+  // path: no per-interface switch before Linux 6.17), Router Advertisements still taken on the uplink.
+  const six = sysctlFile(cfg('ipv6-peers'));
+  t.regex(six, /^net\.ipv6\.conf\.all\.forwarding = 1\n(.*\n)*net\.ipv6\.conf\.eth0\.forwarding = 1$/m, 'all first, then the uplink');
+  t.regex(six, /^net\.ipv6\.conf\.eth0\.accept_ra = 2$/m);
+  t.regex(six, /^net\.ipv6\.conf\.eth0\.accept_redirects = 0$/m);
+  t.notRegex(text, /ipv6/, 'an IPv4-only edge leaves IPv6 alone');
+  t.deepEqual(uplinkSysctls('eth0.100', true).at(-3), ['net/ipv6/conf/eth0.100/forwarding', '1']);
   t.throws(() => uplinkSysctls('a=b'), { message: /a=b/ });
 });
