@@ -81,19 +81,26 @@
 #include "edge_icmp.h"
 #include "edge_dsr.h"
 #include "edge_snat.h"
+#include "edge_snat_frag.h"
 #include "edge_steer.h"
 #include "edge_conn.h"
 #include "edge_second_chance.h"
 #include "edge_ip6.h"
 
-static __always_inline int edge_fragment(const struct pkt *p)
+static __always_inline int edge_fragment(void *ctx, const int xdp, const struct pkt *p, __u32 *ifindex)
 {
 	struct edge_svc_key k = { .vip = p->daddr };
+	struct edge_config *cfg;
+	__u32 zero = 0;
 
 	if (bpf_map_lookup_elem(&edge_services, &k)) {
 		edge_count(DROP_FRAGMENT);
 		return ACT_DROP;
 	}
+	/* To the edge address: perhaps a SNAT flow's reply, fragmented. */
+	cfg = bpf_map_lookup_elem(&edge_config, &zero);
+	if (cfg && p->daddr == cfg->addr)
+		return edge_snat_fragment(ctx, xdp, cfg, p, ifindex);
 	return ACT_PASS;
 }
 
@@ -120,7 +127,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	/* Fragments before the L4 header: a first fragment too short for it
 	 * (RFC 1858's tiny fragment) is still a fragment to the VIP. */
 	if (p.frag)
-		return edge_fragment(&p);
+		return edge_fragment(ctx, xdp, &p, ifindex);
 	if (parse_l4(data, end, &p) != PARSE_OK)
 		return ACT_PASS;
 	if (p.l4_proto == IPPROTO_ICMP)

@@ -45,6 +45,8 @@ enum edge_stat {
 			       * address, or from one (edge_l2_group) */
 	EV_SNAT_ICMP,         /* an ICMP error about a SNAT flow translated for the other leg's
 			       * receiver, the client or the backend (edge_snat_icmp.h) */
+	EV_SNAT_FRAGMENT,     /* a fragment of a SNAT flow's reply forwarded to its client
+			       * (edge_snat_frag.h) */
 	EDGE_STAT_MAX,
 };
 

@@ -415,6 +415,44 @@ test('ICMP errors about a SNAT flow are translated for the other leg: exact byte
   t.is(dp.counters().stats.snat_icmp, 4);
 });
 
+test('SNAT: a backend\'s fragmented reply reaches the client fragment by fragment, rewritten as the whole reply would be (exact bytes); a later fragment before its first, or of no flow, passes untouched', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20003 } });
+  dp.applyServices([service({ service: 'default/dns', mode: 'snat', frontend: { vip: VIP, port: 53, protocol: 'UDP' }, backends: [backend(1, { port: 5353 })] })]);
+  const port = parsePacket(run(dp, udpPacket({ sport: 5353, dport: 53 })).out).udp!.sport;
+  const atEdge = { src: '02:00:00:00:00:09', dst: EDGE_MAC };
+  // A 1 200-byte answer: the whole reply as the backend sent it, and as the client must reassemble it.
+  const answer = Buffer.from(Array.from({ length: 1200 }, (_, i) => (i * 7) & 255));
+  const sent = buildPacket({ eth: false, ip: { src: '10.244.1.1', dst: EDGE, id: 777 }, udp: { sport: 5353, dport: port, payload: answer } }).subarray(20);
+  const wanted = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT, id: 777 }, udp: { sport: 53, dport: 5353, payload: answer } }).subarray(20);
+  const frag = (src: string, dst: string, l4: Buffer, at: number, more: boolean, ttl = 64, id = 777): Buffer =>
+    buildPacket({ eth: atEdge, ip: { src, dst, id, mf: more, fragOffset: at, protocol: 17, ttl }, payload: l4 });
+  const first = frag('10.244.1.1', EDGE, sent.subarray(0, 608), 0, true);
+  const second = frag('10.244.1.1', EDGE, sent.subarray(608), 608, false);
+  t.is(hex(run(dp, second).out), hex(second), 'a later fragment before its first: to the stack, untouched');
+  const r1 = run(dp, first);
+  t.is(r1.retval, XDP_PASS);
+  t.is(hex(r1.out), hex(frag(VIP, CLIENT, wanted.subarray(0, 608), 0, true, 63)), 'the first: addresses, ports and the whole datagram\'s UDP checksum');
+  const r2 = run(dp, second);
+  t.is(hex(r2.out), hex(frag(VIP, CLIENT, wanted.subarray(608), 608, false, 63)), 'the later one: addresses');
+  t.true(verifyIpv4Checksum(r2.out.subarray(14)));
+  // The tc program (an uplink without native XDP) does the same.
+  const third = frag('10.244.1.1', EDGE, sent.subarray(0, 608), 0, true, 64, 778);
+  const viaTc = run(dp, third, 'tc');
+  t.is(viaTc.retval, TC_ACT_OK);
+  t.is(hex(viaTc.out), hex(frag(VIP, CLIENT, wanted.subarray(0, 608), 0, true, 63, 778)));
+  t.is(dp.counters().stats.snat_fragment, 3);
+  // No flow: another edge port, another backend, a later fragment of another datagram.
+  const otherPort = port === 20000 ? 20001 : 20000;
+  const stranger = Buffer.from(sent.subarray(0, 608));
+  stranger.writeUInt16BE(otherPort, 2);
+  for (const f of [
+    frag('10.244.1.1', EDGE, stranger, 0, true),
+    frag('10.244.1.2', EDGE, sent.subarray(0, 608), 0, true),
+    frag('10.244.1.1', EDGE, sent.subarray(608), 608, false, 64, 999),
+  ]) t.is(hex(run(dp, f).out), hex(f));
+  t.is(dp.counters().stats.snat_fragment, 3);
+});
+
 test('hybrid: TCP goes DSR, UDP goes SNAT', (t) => {
   const dp = openEdge(t);
   dp.applyServices([
