@@ -26,12 +26,13 @@ export interface AgentPart {
   check?(config: EdgelbConfig): string[];
 }
 
-/** VIP paths sent to gobgpd (announced, withdrawn), full re-syncs after gobgpd lost its state, reads of its whole RIB. */
+/** VIP paths sent to gobgpd (announced, withdrawn), full re-syncs after gobgpd lost its state, reads of its whole RIB and of a peer's whole adj-out. */
 export interface BgpCounters {
   announces: number;
   withdraws: number;
   resyncs: number;
   ribFullReads: number;
+  adjOutFullReads: number;
 }
 
 export interface BgpPart extends AgentPart {
@@ -99,7 +100,7 @@ export class Agent {
       serviceCounters: () => this.parts.datapath?.counterRows() ?? [],
       dropCounters: () => this.parts.datapath?.drops() ?? [],
       bgpPeers: () => (this.parts.bgp?.peers() ?? []).map((p) => ({ peer: p.address, up: p.state === 'established' })),
-      bgpCounters: () => this.parts.bgp?.counters?.() ?? { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0 },
+      bgpCounters: () => this.parts.bgp?.counters?.() ?? { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0, adjOutFullReads: 0 },
       bfdSessions: () => (this.parts.bgp?.peers() ?? []).filter((p) => p.bfd !== null).map((p) => ({ peer: p.address, up: p.bfd === 'up' })),
       poolUsage: () => this.parts.kubernetes?.poolUsage() ?? [],
       rejectedFrontends: () => this.parts.kubernetes?.view().rejected ?? {},

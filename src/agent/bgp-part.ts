@@ -174,10 +174,10 @@ export class BgpAgentPart implements BgpPart {
     return this.last?.drain ?? 'active';
   }
 
-  /** What the speaker sent to gobgpd since this agent started, how often gobgpd had lost its state, how often its whole RIB was read. */
+  /** What the speaker sent to gobgpd since this agent started, how often gobgpd had lost its state, how often its whole RIB and a peer's whole adj-out were read. */
   counters(): BgpCounters {
     const s = this.sp;
-    return { announces: s?.pathsAnnounced ?? 0, withdraws: s?.pathsWithdrawn ?? 0, resyncs: s?.resyncs ?? 0, ribFullReads: s?.ribFullReads ?? 0 };
+    return { announces: s?.pathsAnnounced ?? 0, withdraws: s?.pathsWithdrawn ?? 0, resyncs: s?.resyncs ?? 0, ribFullReads: s?.ribFullReads ?? 0, adjOutFullReads: s?.adjOutFullReads ?? 0 };
   }
 
   vipsAnnounced(): number {

@@ -19,7 +19,7 @@ export interface MetricsSource {
   serviceCounters(): Iterable<ServiceCounterRow>;
   dropCounters(): { reason: string; packets: number }[];
   bgpPeers(): { peer: string; up: boolean }[];
-  /** VIP paths sent to gobgpd, full re-syncs after gobgpd lost its state (restarted) and full reads of its RIB, since the agent started. */
+  /** VIP paths sent to gobgpd, full re-syncs after gobgpd lost its state (restarted) and full reads of its RIB and of peers' adj-out, since the agent started. */
   bgpCounters?(): BgpCounters;
   bfdSessions(): { peer: string; up: boolean }[];
   poolUsage(): { pool: string; used: number; size: number }[];
@@ -86,13 +86,14 @@ export class Metrics {
         name, help, registers: [r],
         collect() {
           this.reset();
-          this.inc(pick(src.bgpCounters?.() ?? { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0 }));
+          this.inc(pick(src.bgpCounters?.() ?? { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0, adjOutFullReads: 0 }));
         },
       });
     this.announces = bgpCounter('edgelb_bgp_announces_total', 'VIP announcements sent to gobgpd', (c) => c.announces);
     this.withdraws = bgpCounter('edgelb_bgp_withdraws_total', 'VIP withdrawals sent to gobgpd', (c) => c.withdraws);
     bgpCounter('edgelb_bgp_gobgpd_resyncs_total', 'Times gobgpd was found without its state (restarted) and peers, policy and every VIP were applied again', (c) => c.resyncs);
     bgpCounter('edgelb_bgp_rib_full_reads_total', 'Reads of gobgpd\'s whole global RIB: each VIP change, drain and reload; an idle reconcile round only when gobgpd\'s path counts changed, and every 15th', (c) => c.ribFullReads);
+    bgpCounter('edgelb_bgp_adjout_full_reads_total', 'Reads of one established peer\'s whole adjacency-out by the adj-out check (every 5th reconcile round): only when its path count differs from what it should get, after a change or a session reset, and every 6th check', (c) => c.adjOutFullReads);
     this.watchRestarts = new Counter({
       name: 'edgelb_kubernetes_watch_restarts_total', help: 'Kubernetes watches restarted (a server timeout, an error, 410 Gone), per resource', labelNames: ['resource'], registers: [r],
       collect() {

@@ -142,17 +142,30 @@ export function vipsWithoutPeer(vips: DesiredVip[], peers: string[]): string[] {
     .map((v) => prefixKey(v.prefix));
 }
 
+/** The desired VIPs one peer may receive: those of its address family, a restricted one only if the peer is among its peers. */
+export function vipsForPeer(vips: DesiredVip[], peer: string): DesiredVip[] {
+  const peerV4 = isIpv4(peer);
+  return vips.filter((v) => (v.attrs.peers.length === 0 || v.attrs.peers.includes(peer)) && parseVipPrefix(v.prefix).v6 !== peerV4);
+}
+
 /** What one peer should have been sent: desired VIPs it may receive, of its address family, mark stripped. */
 export function expectedAdjOut(vips: DesiredVip[], peer: string, opts: PathOptions): Map<string, PathSummary> {
   const m = new Map<string, PathSummary>();
-  const peerV4 = isIpv4(peer);
-  for (const v of vips) {
-    if (v.attrs.peers.length > 0 && !v.attrs.peers.includes(peer)) continue;
-    if (parseVipPrefix(v.prefix).v6 === peerV4) continue;
+  for (const v of vipsForPeer(vips, peer)) {
     const s = summarizePath(buildPath({ prefix: v.prefix, attrs: { ...v.attrs, peers: [] } }, opts));
     m.set(prefixKey(v.prefix), s);
   }
   return m;
+}
+
+/**
+ * How many paths gobgpd's adjacency-out for `peer` holds (GetTable: gobgpd
+ * runs the export policy and counts, one small answer, where readAdjOut
+ * streams every path for the agent to decode). Only the peer's own family,
+ * the one its session carries.
+ */
+export async function adjOutCount(client: GobgpClient, peer: string): Promise<number> {
+  return (await client.getTable('ADJ_OUT', isIpv4(peer) ? FAMILY_V4 : FAMILY_V6, peer)).paths;
 }
 
 export interface AdjOutMismatch {

@@ -18,7 +18,7 @@ import { BfddSupervisor, bfdPeersFromConfig } from './bfdd.js';
 import { drainPlan, nextDrainState, type DrainState } from './drain.js';
 import { GobgpClient, type ApiPeer } from './gobgp-client.js';
 import { GobgpdProcess } from './gobgpd-process.js';
-import { compareAdjOut, countByFamily, desiredPaths, expectedAdjOut, readAdjOut, readGlobalRib, reconcilePaths, ribCountsMatch, vipsWithoutPeer, type AdjOutMismatch, type RibCounts } from './path-reconciler.js';
+import { adjOutCount, compareAdjOut, countByFamily, desiredPaths, expectedAdjOut, readAdjOut, readGlobalRib, reconcilePaths, ribCountsMatch, vipsForPeer, vipsWithoutPeer, type AdjOutMismatch, type RibCounts } from './path-reconciler.js';
 import type { ApiPath } from './api-types.js';
 import { desiredPeers, reconcilePeers, readPasswordFile, type PeerDiff } from './peer-reconciler.js';
 import { buildPolicy, groupsOfNeighborSets, peerGroups, policyFingerprint, EXPORT_POLICY } from './policy.js';
@@ -36,6 +36,15 @@ export interface SpeakerOptions {
   reconcileIntervalMs?: number;
   /** Check adjacency-out every N reconcile rounds (0 = never). */
   adjOutEvery?: number;
+  /**
+   * An adj-out check compares each established peer's adj-out path count
+   * (GetTable) with the expected one, and reads and compares the whole
+   * adj-out only every N adj-out checks of that peer (default 6: 60 s at 5
+   * rounds of 2 s), when the counts differ, or after something changed
+   * (VIPs, drain, config, policy, the session reset, gobgpd in trouble).
+   * 1 = every check.
+   */
+  adjOutFullReadEvery?: number;
   /**
    * Idle rounds (nothing changed by us) check gobgpd's path counts
    * (GetTable) and read and diff its whole RIB only every N rounds, or when
@@ -83,11 +92,15 @@ export interface SpeakerStatus {
   lastError: string | null;
 }
 
+/** Epoch ms when the session came up (null when not established): stable across reads, so a reset shows as a new value. */
+function sessionUpSince(p: ApiPeer): number | null {
+  const up = p.timers?.state?.uptime;
+  return p.state?.session_state === 'ESTABLISHED' && up ? Number(up.seconds) * 1000 + Math.floor(up.nanos / 1e6) : null;
+}
+
 function peerStatus(p: ApiPeer): PeerStatus {
   const st = p.state;
-  const up = p.timers?.state?.uptime;
-  const established = st?.session_state === 'ESTABLISHED';
-  const upSince = established && up ? Number(up.seconds) * 1000 + Math.floor(up.nanos / 1e6) : null;
+  const upSince = sessionUpSince(p);
   return {
     address: p.conf.neighbor_address,
     asn: p.conf.peer_asn,
@@ -151,6 +164,16 @@ export class BgpSpeaker {
    * counts agree, for ribFullReadEvery rounds.
    */
   private ribSynced: { vips: DesiredVip[] | null; drain: DrainState; asn: number; counts: RibCounts; round: number } | null = null;
+  /**
+   * Adj-out checks run so far, and per peer the session (its upSince) and
+   * check whose whole adj-out last matched what it should get. Valid for
+   * `adjOutBasis` (VIPs, drain state, config and policy as they were then),
+   * like `adjOutExpected`, each peer's expected path count.
+   */
+  private adjOutRounds = 0;
+  private adjOutMatched = new Map<string, { upSince: number | null; round: number }>();
+  private adjOutExpected = new Map<string, number>();
+  private adjOutBasis: { vips: DesiredVip[] | null; drain: DrainState; cfg: SpeakerConfig; policy: string } | null = null;
   private datapathHealthy = true;
   private lastError: string | null = null;
   /** The last bfdd.apply() succeeded (else the reconcile loop tries again). */
@@ -165,6 +188,8 @@ export class BgpSpeaker {
   pathsWithdrawn = 0;
   /** Test hook / metrics: reads of gobgpd's whole global RIB (ListPath of both families). */
   ribFullReads = 0;
+  /** Test hook / metrics: reads of one peer's whole adjacency-out (ListPath ADJ_OUT) by the adj-out check. */
+  adjOutFullReads = 0;
 
   constructor(cfg: SpeakerConfig, opts: SpeakerOptions = {}) {
     this.cfg = cfg;
@@ -403,7 +428,7 @@ export class BgpSpeaker {
 
   /** Compare each established peer's adjacency-out with what it should get; repair by a soft reset out. */
   async checkAdjOut(repair = true): Promise<AdjOutMismatch[]> {
-    return this.exclusive(() => this.adjOutRound(repair));
+    return this.exclusive(() => this.adjOutRound(repair, true));
   }
 
   /** Stop the loop and the client. Leaves gobgpd/bfdd running (routes stay) unless told otherwise. */
@@ -473,7 +498,10 @@ export class BgpSpeaker {
     }
     this.loopRounds++;
     const restarted = await this.ensureGlobal();
-    if (restarted) this.ribSynced = null;
+    if (restarted) {
+      this.ribSynced = null;
+      this.adjOutMatched.clear();
+    }
     if (restarted && !first) {
       this.resyncs++;
       this.log.warn('gobgpd lost its state (restart?): re-applying peers, policy and all VIPs');
@@ -491,7 +519,7 @@ export class BgpSpeaker {
     if (this.bfdd && (!this.bfdd.running() || !this.bfdApplied)) await this.syncBfd();
     await this.bfdd?.setHealthy(this.datapathHealthy);
     const every = this.opts.adjOutEvery ?? 5;
-    if (!first && every > 0 && ++this.round % every === 0) await this.adjOutRound(true);
+    if (!first && every > 0 && ++this.round % every === 0) await this.adjOutRound(true, false);
   }
 
   private async applyPolicy(): Promise<void> {
@@ -608,16 +636,33 @@ export class BgpSpeaker {
     }
   }
 
-  private async adjOutRound(repair: boolean): Promise<AdjOutMismatch[]> {
+  /**
+   * Compare each established peer's adj-out with what it should get; on a
+   * mismatch log it, re-apply policy and paths and soft-reset that peer
+   * outbound. `full`: read every peer's whole adj-out (checkAdjOut()); the
+   * loop's checks read a peer's only when adjOutUnchanged() cannot vouch
+   * for it.
+   */
+  private async adjOutRound(repair: boolean, full: boolean): Promise<AdjOutMismatch[]> {
     if (this.vips === null) return [];
     const plan = drainPlan(this.drainState);
     const vips = plan.announce ? this.vips : [];
+    this.adjOutRounds++;
+    this.checkAdjOutBasis();
     const out: AdjOutMismatch[] = [];
     for (const p of await this.client.listPeer()) {
       if (p.state?.session_state !== 'ESTABLISHED') continue;
       const addr = p.conf.neighbor_address;
+      const upSince = sessionUpSince(p);
+      if (!full && (await this.adjOutUnchanged(addr, upSince, vips))) continue;
+      this.adjOutMatched.delete(addr);
+      this.adjOutFullReads++;
       const mm = compareAdjOut(addr, expectedAdjOut(vips, addr, this.pathOptions()), await readAdjOut(this.client, addr));
-      if (!mm) continue;
+      if (!mm) {
+        this.adjOutMatched.set(addr, { upSince, round: this.adjOutRounds });
+        continue;
+      }
+      // Not marked as matched: the next check reads this peer in full again, and sees whether the repair took.
       out.push(mm);
       this.log.warn({ ...mm, missing: mm.missing.slice(0, 10), unexpected: mm.unexpected.slice(0, 10) }, 'adj-rib-out differs from desired');
       if (repair) {
@@ -627,5 +672,46 @@ export class BgpSpeaker {
       }
     }
     return out;
+  }
+
+  /** What the peers' last full adj-out checks vouch for: forgotten when the VIPs, drain state, config or applied policy changed since. */
+  private checkAdjOutBasis(): void {
+    const now = { vips: this.vips, drain: this.drainState, cfg: this.cfg, policy: this.appliedPolicy };
+    const b = this.adjOutBasis;
+    if (b && b.vips === now.vips && b.drain === now.drain && b.cfg === now.cfg && b.policy === now.policy) return;
+    this.adjOutBasis = now;
+    this.adjOutMatched.clear();
+    this.adjOutExpected.clear();
+  }
+
+  /**
+   * Whether a loop's adj-out check may skip reading this peer's whole
+   * adj-out: its last full check matched, in this same session (a session
+   * that came up or was reset is read in full), fewer than
+   * adjOutFullReadEvery checks ago, not in the checks right after gobgpd
+   * failed to answer or a round failed, and gobgpd's count of the peer's
+   * adj-out (GetTable: export policy applied, counted inside gobgpd) is
+   * still what the peer should get. A path missing from or leaking to a
+   * peer — the export policy detached, replaced or filtering wrongly —
+   * changes the count and is read and repaired in this check; a path sent
+   * with other attributes keeps it and waits for the next full read.
+   */
+  private async adjOutUnchanged(peer: string, upSince: number | null, vips: DesiredVip[]): Promise<boolean> {
+    const every = this.opts.adjOutFullReadEvery ?? 6;
+    const m = this.adjOutMatched.get(peer);
+    if (!m || every <= 1 || m.upSince !== upSince) return false;
+    if (this.adjOutRounds - m.round >= every) return false;
+    // Requests sent before gobgpd hung may land after it resumes (as for the RIB): the next check or two read in full.
+    if (this.loopRounds - this.troubleRound <= (this.opts.adjOutEvery ?? 5) + 2) return false;
+    let want = this.adjOutExpected.get(peer);
+    if (want === undefined) {
+      want = vipsForPeer(vips, peer).length;
+      this.adjOutExpected.set(peer, want);
+    }
+    try {
+      return (await adjOutCount(this.client, peer)) === want;
+    } catch {
+      return false; // the full read then says what is wrong
+    }
   }
 }

@@ -25,7 +25,7 @@ function sample(text: string, name: string): number {
   return m ? Number(m[1]) : NaN;
 }
 
-test(`gobgpd killed with ${N} VIPs announced: /metrics counts the announcements, the withdrawals, the resync and the full RIB reads`, async (t) => {
+test(`gobgpd killed with ${N} VIPs announced: /metrics counts the announcements, the withdrawals, the resync and the full RIB and adj-out reads`, async (t) => {
   t.timeout(60_000);
   const dir = mkdtempSync(join(tmpdir(), 'edgelb-bgp-metrics-'));
   const ns = `elbm${uniqueId()}`;
@@ -65,4 +65,5 @@ metrics: { listen: "" }
   const fullReads = sample(text, 'edgelb_bgp_rib_full_reads_total');
   t.true(fullReads >= 4, `edgelb_bgp_rib_full_reads_total ${fullReads}`);
   t.true(fullReads >= readsBefore && fullReads <= readsAfter, `edgelb_bgp_rib_full_reads_total ${fullReads}, the speaker's count ${readsBefore}…${readsAfter}`);
+  t.is(sample(text, 'edgelb_bgp_adjout_full_reads_total'), 0, 'no established peer: no adj-out read');
 });
