@@ -151,6 +151,12 @@ export class BgpSpeaker {
   /** A setDesired() round queued but not begun: a newer set replaces its VIPs. */
   private waitingVips: { vips: DesiredVip[]; applied: Promise<void> } | null = null;
   private appliedPolicy = '';
+  /**
+   * An adj-out mismatch casts doubt on gobgpd's copy of the policy: the next
+   * apply replaces it even when its statement names look like ours (a
+   * statement altered in place keeps its name).
+   */
+  private policyDoubted = false;
   private lastHealthy = false;
   private round = 0;
   /** Reconcile rounds that reached gobgpd, and the last one that did not (or failed): paced full RIB reads. */
@@ -532,7 +538,7 @@ export class BgpSpeaker {
     // trigger a needless soft reset.
     const existing = (await this.client.listPolicy()).find((p) => p.name === EXPORT_POLICY);
     const wantNames = plan.policies.find((p) => p.name === EXPORT_POLICY)?.statements.map((s) => s.name) ?? [];
-    const sameAsRunning = existing && JSON.stringify(existing.statements.map((s) => s.name)) === JSON.stringify(wantNames);
+    const sameAsRunning = !this.policyDoubted && existing && JSON.stringify(existing.statements.map((s) => s.name)) === JSON.stringify(wantNames);
     if (!sameAsRunning) {
       await this.client.setPolicies({ defined_sets: plan.definedSets, policies: plan.policies });
       for (const a of plan.assignments) await this.client.setPolicyAssignment(a);
@@ -542,6 +548,7 @@ export class BgpSpeaker {
           if (p.state?.session_state === 'ESTABLISHED') await this.client.resetPeer(p.conf.neighbor_address, true, 'OUT');
         }
       }
+      this.policyDoubted = false;
       this.log.info({ groups: wantNames.length - 2 }, 'applied BGP export/import policy');
     } else {
       // Assignments are cheap to (re)assert and may be missing after a partial apply.
@@ -667,6 +674,7 @@ export class BgpSpeaker {
       this.log.warn({ ...mm, missing: mm.missing.slice(0, 10), unexpected: mm.unexpected.slice(0, 10) }, 'adj-rib-out differs from desired');
       if (repair) {
         this.appliedPolicy = '';
+        this.policyDoubted = true;
         await this.applyPolicyAndPaths();
         await this.client.resetPeer(addr, true, 'OUT');
       }

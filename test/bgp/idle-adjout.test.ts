@@ -2,8 +2,8 @@
 // three established sessions (two IPv4, one IPv6) with a few hundred VIPs:
 // what its idle rounds cost (whole adj-outs read, counted on the client's
 // ListPath(ADJ_OUT) streams) and that it still repairs what it exists for —
-// the export policy detached from a peer's view, a path whose attributes
-// changed in place, a session that came up again.
+// the export policy detached, a path whose attributes changed in place, an
+// export statement altered in place, a session that came up again.
 //
 // Bounds are in reconcile rounds (counted on the client's per-round health
 // check), not in time. The RIB's own periodic full read is pushed out of the
@@ -11,7 +11,7 @@
 import anyTest, { type TestFn } from 'ava';
 import { NO_ATTRS, type DesiredVip } from '../../src/bgp/attributes.js';
 import { FAMILY_V4, FAMILY_V6 } from '../../src/bgp/gobgp-client.js';
-import { expectedAdjOut } from '../../src/bgp/path-reconciler.js';
+import { expectedAdjOut, readAdjOut } from '../../src/bgp/path-reconciler.js';
 import type { BgpSpeaker, SpeakerOptions } from '../../src/bgp/speaker.js';
 import { createBgpLab, defaultPeer, type BgpLab } from '../lib/gobgpd.js';
 import { run, waitFor } from '../lib/netns.js';
@@ -156,11 +156,26 @@ test.serial('a path altered in place (same counts everywhere): repaired within a
   t.deepEqual(await c.sp.checkAdjOut(false), []);
 });
 
+test.serial('an export statement altered in place (same counts): repaired within adjOutFullReadEvery adj-out rounds', async (t) => {
+  t.timeout(60_000);
+  const c = t.context;
+  const peer = c.lab.routerAddress;
+  const tampered = async (): Promise<boolean> => [...(await readAdjOut(c.sp.client, peer)).values()].some((p) => p.communities.includes('65000:666'));
+  await cli(c, 'policy', 'statement', 'edgelb-export-local', 'add', 'action', 'community', 'add', '65000:666');
+  t.true(await tampered(), 'the statement now adds a community to everything sent');
+  t.true(await adjOutCountsRight(c), 'counts unchanged');
+  const after = await roundsUntil(c, async () => !(await tampered()));
+  t.log(`export statement repaired after ${after} rounds`);
+  t.true(after !== null && after <= (FULL_EVERY + 1) * ADJ_OUT_EVERY + 1, `repaired after ${after} rounds; bound: ${FULL_EVERY} adj-out rounds`);
+  t.deepEqual(await c.sp.checkAdjOut(false), []);
+});
+
 test.serial('a session reset: that peer\'s whole adj-out is read in the first adj-out round after it is up again', async (t) => {
   t.timeout(90_000);
   const c = t.context;
   // No periodic full read in this test's time: only the reset can cause one.
-  c.sp = await c.restart(100_000); // (each test has its own copy of the context)
+  // Last in the file: later tests would get the closed speaker (each test has its own copy of the context).
+  c.sp = await c.restart(100_000);
   const peer = c.lab.routerAddress2;
   const established = async (): Promise<boolean> => (await c.sp.status()).peers.find((p) => p.address === peer)?.state === 'established';
   const r0 = c.rounds();
