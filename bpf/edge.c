@@ -316,6 +316,8 @@ int edge_xdp(struct xdp_md *ctx)
 	__u32 ifindex = 0;
 	int act;
 
+	if (edge_frame_other_host(ctx, 1))
+		return XDP_PASS;
 	if (edge_frame_ipv6(ctx, 1)) {
 		bpf_tail_call(ctx, &edge_progs, EDGE_PROG_IPV6);
 		return XDP_PASS;
@@ -356,6 +358,8 @@ int edge_tc(struct __sk_buff *ctx)
 	int act;
 
 	edge_tc_pull(ctx, EDGE_TC_PULL);
+	if (edge_frame_other_host(ctx, 0))
+		return TC_ACT_OK;
 	if (edge_frame_ipv6(ctx, 0)) {
 		bpf_tail_call(ctx, &edge_progs_tc, EDGE_PROG_IPV6);
 		return TC_ACT_OK;

@@ -47,6 +47,9 @@ enum edge_stat {
 			       * receiver, the client or the backend (edge_snat_icmp.h) */
 	EV_SNAT_FRAGMENT,     /* a fragment of a SNAT flow's reply forwarded to its client
 			       * (edge_snat_frag.h) */
+	EV_OTHER_HOST,        /* a frame addressed to another host's unicast MAC, seen while the
+			       * uplink is promiscuous: left to the stack, which drops it
+			       * (edge_frame_other_host) */
 	EDGE_STAT_MAX,
 };
 

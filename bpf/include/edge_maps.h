@@ -148,6 +148,7 @@ struct edge_snat_val {
 #define CFG_F_FIB_BYPASS 0x1 /* do not FIB-route: rewrite, count, XDP_PASS (tests) */
 #define CFG_F_GW_MAC 0x2     /* skip the FIB: send to gw_mac out of the ingress port */
 #define CFG_F_NO_FIB_CACHE 0x4 /* call bpf_fib_lookup for every packet */
+#define CFG_F_DST_MAC 0x8 /* own_mac is the uplink's: frames to another unicast MAC are the stack's */
 
 struct edge_config {
 	__be32 addr;          /* edge address: SNAT source, IPIP outer source */

@@ -56,6 +56,35 @@ static __always_inline int edge_l2_group(const void *data, const void *end)
 	return (eth->h_dest[0] | eth->h_source[0]) & 1;
 }
 
+/* Was the frame addressed to another host's unicast MAC? A NIC passes such
+ * frames up only while it is promiscuous (tcpdump, a bridge) — a switch
+ * floods a unicast frame whose destination it has not learnt, and this
+ * edge then sees what another edge is to serve. The kernel drops them
+ * (PACKET_OTHERHOST); forwarded, each such packet reached its pod twice.
+ * Checked against edge_config.own_mac, the uplink's, when CFG_F_DST_MAC
+ * says so, before anything else: such a frame is left to the stack,
+ * counted. Group addresses are edge_l2_group's. */
+static __always_inline int edge_frame_other_host(void *ctx, const int xdp)
+{
+	const void *data = edge_data(ctx, xdp), *end = edge_data_end(ctx, xdp);
+	const struct ethhdr *eth = data;
+	struct edge_config *cfg;
+	const __u8 *m;
+	__u32 zero = 0;
+
+	if ((const void *)(eth + 1) > end || (eth->h_dest[0] & 1))
+		return 0;
+	cfg = bpf_map_lookup_elem(&edge_config, &zero);
+	if (!cfg || !(cfg->flags & CFG_F_DST_MAC))
+		return 0;
+	m = cfg->own_mac;
+	if (((eth->h_dest[0] ^ m[0]) | (eth->h_dest[1] ^ m[1]) | (eth->h_dest[2] ^ m[2]) |
+	     (eth->h_dest[3] ^ m[3]) | (eth->h_dest[4] ^ m[4]) | (eth->h_dest[5] ^ m[5])) == 0)
+		return 0;
+	edge_count(EV_OTHER_HOST);
+	return 1;
+}
+
 /* tc: clang may keep &skb->data_end computed once in the caller and spill
  * it; the verifier refuses a load through such a modified context pointer
  * ("dereference of modified ctx ptr"). A context pointer laundered before

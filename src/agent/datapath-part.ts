@@ -27,6 +27,12 @@ export function edgeAddress(config: EdgelbConfig): string {
 }
 
 
+/** The uplink's MAC, for the datapath to leave frames to other hosts to the stack (a promiscuous uplink); undefined when unknown. */
+export function uplinkMac(uplink: string): string | undefined {
+  const mac = (networkInterfaces()[uplink] ?? []).find((a) => a.mac && a.mac !== '00:00:00:00:00:00')?.mac;
+  return mac;
+}
+
 /** node.address6, else the uplink's first global IPv6 address (not link-local); null when it has none. */
 export function edgeAddress6(config: EdgelbConfig): string | null {
   if (config.node.address6) return config.node.address6;
@@ -116,6 +122,7 @@ export class DatapathAgentPart implements DatapathPart {
         maglevTableSize: d.maglevTableSize, mtu: d.mtu, address, pinPath: d.pinPath, hooks: [hook],
         ...(address6 ? { ipv6: true, address6 } : {}),
         forward: this.forward, logger: this.log.child({ component: 'datapath' }),
+        ...(this.forward.kind !== 'gateway' && uplinkMac(this.config.node.uplink) ? { uplinkMac: uplinkMac(this.config.node.uplink) } : {}),
         ...(d.ipipSourceCidr ? { ipipSource: ipipSource(d.ipipSourceCidr) } : {}),
         secondChanceSeconds: d.secondChanceSeconds,
       });

@@ -19,6 +19,7 @@ import {
   CFG_F_FIB_BYPASS,
   CFG_F_GW_MAC,
   CFG_F_NO_FIB_CACHE,
+  CFG_F_DST_MAC,
   EDGE_MAP_NAMES,
   EDGE_RING_PER_ELEM,
   EDGE_STAT_NAMES,
@@ -71,6 +72,13 @@ export interface EdgeDatapathOptions {
    */
   ctInsertLimit?: number;
   forward?: ForwardMode;
+  /**
+   * The uplink's MAC: frames to a service addressed to another MAC (a
+   * promiscuous uplink sees another edge's flooded frames) are left to the
+   * stack, which drops them. Absent: no check. In gateway mode the
+   * forward mode's ownMac is the uplink's.
+   */
+  uplinkMac?: string;
   /** Dispatch for `auto` services until setPathDispatch says otherwise. Default 'ipip' (works on any path). */
   autoDispatchDefault?: PathDispatch;
   /**
@@ -343,7 +351,11 @@ export class EdgeDatapath {
   private writeConfig(): void {
     const o = this.opts;
     const fwd = o.forward ?? { kind: 'fib' };
-    const flags = fwd.kind === 'bypass' ? CFG_F_FIB_BYPASS : fwd.kind === 'gateway' ? CFG_F_GW_MAC : fwd.cache === false ? CFG_F_NO_FIB_CACHE : 0;
+    const mode = fwd.kind === 'bypass' ? CFG_F_FIB_BYPASS : fwd.kind === 'gateway' ? CFG_F_GW_MAC : fwd.cache === false ? CFG_F_NO_FIB_CACHE : 0;
+    if (o.uplinkMac !== undefined && fwd.kind === 'gateway' && fwd.ownMac.toLowerCase() !== o.uplinkMac.toLowerCase()) {
+      throw new Error(`forward: gateway mode's ownMac ${fwd.ownMac} is not the uplink's MAC ${o.uplinkMac}`);
+    }
+    const flags = mode | (o.uplinkMac !== undefined ? CFG_F_DST_MAC : 0);
     const cfg = encodeConfig({
       addr: o.address,
       ipipSrcNet: o.ipipSource?.network ?? '0.0.0.0',
@@ -355,7 +367,7 @@ export class EdgeDatapath {
       ctInsertLimit: o.ctInsertLimit ?? 200000,
       ct6InsertLimit: ct6InsertLimit(o.ctInsertLimit ?? 200000, this.maps.edge_ct.maxEntries, this.maps.edge_ct6.maxEntries),
       gwMac: fwd.kind === 'gateway' ? fwd.gatewayMac : '00:00:00:00:00:00',
-      ownMac: fwd.kind === 'gateway' ? fwd.ownMac : '00:00:00:00:00:00',
+      ownMac: fwd.kind === 'gateway' ? fwd.ownMac : (o.uplinkMac ?? '00:00:00:00:00:00'),
     });
     const cfg6 = encodeConfig6(o.address6 ?? null);
     this.maps.edge_config.update(u32Key(0), cfg);

@@ -19,6 +19,8 @@ export const BE_F_IPIP = 0x4;
 export const CFG_F_FIB_BYPASS = 0x1;
 export const CFG_F_GW_MAC = 0x2;
 export const CFG_F_NO_FIB_CACHE = 0x4;
+/** own_mac is the uplink's: frames to another unicast MAC are left to the stack (edge_frame_other_host). */
+export const CFG_F_DST_MAC = 0x8;
 
 /** Slots in edge_ring; EDGE_RING_PER_ELEM per array element. */
 export const EDGE_RING_SLOTS = 1 << 24;
@@ -96,6 +98,7 @@ export const EDGE_STAT_NAMES = [
   'drop_l2_group',
   'snat_icmp',
   'snat_fragment',
+  'other_host',
 ] as const;
 export type EdgeStatName = (typeof EDGE_STAT_NAMES)[number];
 

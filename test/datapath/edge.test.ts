@@ -14,6 +14,7 @@ import {
 } from '../lib/packets.js';
 import { CLIENT, CLIENT_MAC, EDGE, EDGE_MAC, SEC, VIP, backend, clientEth, openEdge, service, setEdgeClock, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
+import { buildPacket6 } from '../lib/packets6.js';
 
 function run(dp: EdgeDatapath, data: Buffer, hook: 'xdp' | 'tc' = 'xdp'): { retval: number; out: Buffer } {
   const r = dp.program(hook).testRun({ data });
@@ -451,6 +452,33 @@ test('SNAT: a backend\'s fragmented reply reaches the client fragment by fragmen
     frag('10.244.1.1', EDGE, sent.subarray(608), 608, false, 64, 999),
   ]) t.is(hex(run(dp, f).out), hex(f));
   t.is(dp.counters().stats.snat_fragment, 3);
+});
+
+test('a frame to another host\'s MAC (a promiscuous uplink sees another edge\'s flooded frames) is left to the stack, counted, on both hooks and both families; without the uplink\'s MAC nothing is checked', (t) => {
+  const dp = openEdge(t, { uplinkMac: EDGE_MAC, ipv6: true, address6: '2001:db8::1' });
+  dp.applyServices([service()]);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: SYN })).out).ip.dst.startsWith('10.244.'), true, 'to this edge\'s MAC: served');
+  const elsewhere = (f: Buffer): Buffer => {
+    const o = Buffer.from(f);
+    Buffer.from('020000000077', 'hex').copy(o, 0);
+    return o;
+  };
+  const syn = elsewhere(tcpPacket({ flags: SYN, sport: 41000 }));
+  const r = run(dp, syn);
+  t.is(r.retval, XDP_PASS);
+  t.is(hex(r.out), hex(syn), 'untouched');
+  const viaTc = run(dp, syn, 'tc');
+  t.is(viaTc.retval, TC_ACT_OK);
+  t.is(hex(viaTc.out), hex(syn));
+  // IPv6 takes the same door (checked before the IPv6 program is called).
+  const v6 = elsewhere(buildPacket6({ eth: { src: CLIENT_MAC, dst: EDGE_MAC }, ip: { src: '2001:db8:1::7', dst: '2001:db8:100::10' }, tcp: { sport: 40000, dport: 80, flags: SYN } }));
+  t.is(hex(run(dp, v6).out), hex(v6));
+  t.is(dp.counters().stats.other_host, 3);
+  // An edge opened without its uplink's MAC (tests, tools) checks nothing.
+  const plain = openEdge(t);
+  plain.applyServices([service()]);
+  t.true(parsePacket(run(plain, syn).out).ip.dst.startsWith('10.244.'));
+  t.is(plain.counters().stats.other_host, 0);
 });
 
 test('hybrid: TCP goes DSR, UDP goes SNAT', (t) => {
