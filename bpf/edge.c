@@ -170,6 +170,10 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
 	if (!cfg)
 		return ACT_PASS;
+	if (edge_other_host(cfg, data, end)) {
+		edge_count(EV_OTHER_HOST);
+		return ACT_PASS;
+	}
 	svc_id = svc->id;
 	if ((svc->flags & SVC_F_SRC_RANGES) && !edge_src_allowed(svc, p.saddr)) {
 		edge_count(DROP_SRC_RANGE);
@@ -316,9 +320,10 @@ int edge_xdp(struct xdp_md *ctx)
 	__u32 ifindex = 0;
 	int act;
 
-	if (edge_frame_other_host(ctx, 1))
-		return XDP_PASS;
 	if (edge_frame_ipv6(ctx, 1)) {
+		/* Here, not in the IPv6 program: there it overflows the stack. */
+		if (edge_frame_other_host(ctx, 1))
+			return XDP_PASS;
 		bpf_tail_call(ctx, &edge_progs, EDGE_PROG_IPV6);
 		return XDP_PASS;
 	}
@@ -358,9 +363,9 @@ int edge_tc(struct __sk_buff *ctx)
 	int act;
 
 	edge_tc_pull(ctx, EDGE_TC_PULL);
-	if (edge_frame_other_host(ctx, 0))
-		return TC_ACT_OK;
 	if (edge_frame_ipv6(ctx, 0)) {
+		if (edge_frame_other_host(ctx, 0))
+			return TC_ACT_OK;
 		bpf_tail_call(ctx, &edge_progs_tc, EDGE_PROG_IPV6);
 		return TC_ACT_OK;
 	}

@@ -48,8 +48,9 @@ enum edge_stat {
 	EV_SNAT_FRAGMENT,     /* a fragment of a SNAT flow's reply forwarded to its client
 			       * (edge_snat_frag.h) */
 	EV_OTHER_HOST,        /* a frame addressed to another host's unicast MAC, seen while the
-			       * uplink is promiscuous: left to the stack, which drops it
-			       * (edge_frame_other_host) */
+			       * uplink is promiscuous — IPv4 to a service (or an ICMP error about
+			       * one), any IPv6 frame: left to the stack, which drops it
+			       * (edge_other_host) */
 	EDGE_STAT_MAX,
 };
 
