@@ -9,7 +9,7 @@ import { readConfigFile } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import { edgelbVersion } from '../version.js';
 import { ControlServer, HttpError } from './control-server.js';
-import { Metrics } from './metrics.js';
+import { Metrics, NO_BGP_COUNTERS } from './metrics.js';
 import type { ApplyTimer } from './apply-timer.js';
 import type { AgentStatus, ComponentHealth, PeerView, RouteView, ServiceView } from './control-types.js';
 import type { ServiceCounterRow } from './service-metrics.js';
@@ -100,7 +100,7 @@ export class Agent {
       serviceCounters: () => this.parts.datapath?.counterRows() ?? [],
       dropCounters: () => this.parts.datapath?.drops() ?? [],
       bgpPeers: () => (this.parts.bgp?.peers() ?? []).map((p) => ({ peer: p.address, up: p.state === 'established' })),
-      bgpCounters: () => this.parts.bgp?.counters?.() ?? { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0, adjOutFullReads: 0 },
+      bgpCounters: () => this.parts.bgp?.counters?.() ?? NO_BGP_COUNTERS,
       bfdSessions: () => (this.parts.bgp?.peers() ?? []).filter((p) => p.bfd !== null).map((p) => ({ peer: p.address, up: p.bfd === 'up' })),
       poolUsage: () => this.parts.kubernetes?.poolUsage() ?? [],
       rejectedFrontends: () => this.parts.kubernetes?.view().rejected ?? {},

@@ -26,11 +26,9 @@ export function edgeAddress(config: EdgelbConfig): string {
   return v4.address;
 }
 
-
 /** The uplink's MAC, for the datapath to leave frames to other hosts to the stack (a promiscuous uplink); undefined when unknown. */
 export function uplinkMac(uplink: string): string | undefined {
-  const mac = (networkInterfaces()[uplink] ?? []).find((a) => a.mac && a.mac !== '00:00:00:00:00:00')?.mac;
-  return mac;
+  return (networkInterfaces()[uplink] ?? []).find((a) => a.mac && a.mac !== '00:00:00:00:00:00')?.mac;
 }
 
 /** node.address6, else the uplink's first global IPv6 address (not link-local); null when it has none. */
@@ -118,11 +116,12 @@ export class DatapathAgentPart implements DatapathPart {
       const clash = uplinkClashes(this.config, address, address6);
       if (clash.length > 0) throw new Error(clash.join('; '));
       const hook = d.xdp === 'off' ? 'tc' : 'xdp';
+      const mac = this.forward.kind === 'gateway' ? undefined : uplinkMac(this.config.node.uplink);
       this.dp = await EdgeDatapath.openAsync({
         maglevTableSize: d.maglevTableSize, mtu: d.mtu, address, pinPath: d.pinPath, hooks: [hook],
         ...(address6 ? { ipv6: true, address6 } : {}),
         forward: this.forward, logger: this.log.child({ component: 'datapath' }),
-        ...(this.forward.kind !== 'gateway' && uplinkMac(this.config.node.uplink) ? { uplinkMac: uplinkMac(this.config.node.uplink) } : {}),
+        ...(mac ? { uplinkMac: mac } : {}),
         ...(d.ipipSourceCidr ? { ipipSource: ipipSource(d.ipipSourceCidr) } : {}),
         secondChanceSeconds: d.secondChanceSeconds,
       });

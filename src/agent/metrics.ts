@@ -11,6 +11,9 @@ import { REJECT_REASONS } from '../model/types.js';
 import type { BgpCounters } from './agent.js';
 import { serviceMetricsText, type ServiceCounterRow } from './service-metrics.js';
 
+/** What the BGP families read before there is a speaker. */
+export const NO_BGP_COUNTERS: Readonly<BgpCounters> = { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0, adjOutFullReads: 0 };
+
 export interface MetricsSource {
   /**
    * Per frontend (VIP:port/proto) and per backend packet/byte counters, read
@@ -86,7 +89,7 @@ export class Metrics {
         name, help, registers: [r],
         collect() {
           this.reset();
-          this.inc(pick(src.bgpCounters?.() ?? { announces: 0, withdraws: 0, resyncs: 0, ribFullReads: 0, adjOutFullReads: 0 }));
+          this.inc(pick(src.bgpCounters?.() ?? NO_BGP_COUNTERS));
         },
       });
     this.announces = bgpCounter('edgelb_bgp_announces_total', 'VIP announcements sent to gobgpd', (c) => c.announces);

@@ -126,11 +126,6 @@ export class EdgePresence {
     return this.live;
   }
 
-  /** Edges whose changes are held back because they flap. */
-  heldEdges(): string[] {
-    return this.damper.held();
-  }
-
   /** Every edge's own addresses (canonical) → its name: this edge's and those the other edges' Leases name. */
   addresses(): ReadonlyMap<string, string> {
     if (this.merged === null) {
@@ -300,11 +295,11 @@ export class EdgePresence {
     const limit = this.o.leaseDurationSeconds * 1500;
     const observed = [...this.seen].filter(([, s]) => s.advertising && now - s.sinceMs <= limit).map(([e]) => e);
     const live = this.damper.view(observed, now);
-    const held = this.damper.held().join(',');
-    if (held !== this.heldLogged) {
-      if (held !== '') this.o.logger.warn({ edges: this.damper.held(), observed: observed.sort() }, 'edges flapping: their changes are held back from Service conditions until they settle');
+    const held = this.damper.held();
+    if (held.join(',') !== this.heldLogged) {
+      if (held.length > 0) this.o.logger.warn({ edges: held, observed: observed.sort() }, 'edges flapping: their changes are held back from Service conditions until they settle');
       else this.o.logger.info('no edge flapping any more: Service conditions follow the edges again');
-      this.heldLogged = held;
+      this.heldLogged = held.join(',');
     }
     if (live.join(',') !== this.live.join(',')) {
       this.live = live;
