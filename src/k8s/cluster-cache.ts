@@ -15,7 +15,7 @@ import { trimNode, trimService } from './trim.js';
 import { packSlice, type PackedSlice } from './packed-slice.js';
 
 /** Failure reasons the allocating edge writes into the condition (they matter on edges that follow status). */
-export const FAILURE_REASONS: ReadonlySet<string> = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict']);
+export const FAILURE_REASONS: ReadonlySet<string> = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict', 'UnsupportedProtocol']);
 
 /** Bytes of the spec digest: a multiple of 3, so it is the first SPEC_CHARS characters of the base64 text. */
 const SPEC_BYTES = 18;

@@ -10,7 +10,7 @@ import type { V1Service } from '@kubernetes/client-node';
 import type { Assigned, FailureReason } from '../ipam/allocator.js';
 import type { Problem } from '../model/desired.js';
 import type { FrontendRejection } from '../model/types.js';
-import { ingressAddresses, serviceKey } from '../model/service.js';
+import { ingressAddresses, serviceKey, type AddressRefusal } from '../model/service.js';
 import type { EventRecorder } from './events.js';
 import type { ConditionState, StatusWriter } from './status.js';
 
@@ -19,7 +19,8 @@ export interface ReportedState {
   addresses: Assigned[];
   /** Addresses advertised (a ready endpoint behind them). */
   ready: string[];
-  failure: { reason: FailureReason; message: string } | null;
+  /** Why it has no address: the allocator's failure, or a Service that must not hold one (addressRefusal). */
+  failure: { reason: FailureReason | AddressRefusal['reason']; message: string } | null;
   /** Frontends of the Service this edge does not serve. */
   rejected: ReadonlyMap<string, { rejection: FrontendRejection }>;
   advertised: boolean;

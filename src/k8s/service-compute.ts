@@ -5,8 +5,8 @@
 import { createHash } from 'node:crypto';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { poolForAddress, type Assigned, type IpAllocator } from '../ipam/allocator.js';
-import { desiredForService, frontendKey, type DesiredConfig, type NodeAddresses, type Problem } from '../model/desired.js';
-import { CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor } from '../model/service.js';
+import { desiredForService, frontendKey, type DesiredConfig, type NodeAddresses, type Problem, type ServiceDesired } from '../model/desired.js';
+import { addressRefusal, CONDITION_ADVERTISED, creationMs, ingressAddresses, ipRequestFor } from '../model/service.js';
 import { canonicalIp, ipFamily } from '../net/ip.js';
 import { CAPACITY_REASONS, type DesiredService, type FrontendRejection } from '../model/types.js';
 import type { FrontendClaims } from './claims.js';
@@ -88,7 +88,16 @@ function digest(ds: DesiredService): string {
 export function computeService(ctx: ComputeContext, key: string, svc: V1Service, prev: SvcState | undefined): Candidate {
   let addresses: Assigned[];
   let failure: SvcState['failure'] = null;
-  if (ctx.ipam) {
+  const refusal = addressRefusal(svc);
+  if (refusal) {
+    // Nothing it could be served at: it holds no address, requested or
+    // not, and one it held is released (withdrawn and taken out of status
+    // like any other). Every edge decides this from the spec alone, so a
+    // follower does not keep the address while status still shows it.
+    ctx.ipam?.release(key);
+    addresses = [];
+    failure = refusal;
+  } else if (ctx.ipam) {
     const r = ctx.ipam.assign(ipRequestFor(svc));
     if (r.ok) addresses = r.addresses;
     else {
@@ -99,7 +108,10 @@ export function computeService(ctx: ComputeContext, key: string, svc: V1Service,
     addresses = addressesFromStatus(ctx.config, svc, prev);
   }
   const slices = ctx.slicesOf(key);
-  const d = desiredForService(svc, slices, ctx.nodeAddrs, ctx.config, addresses);
+  // A refused Service has no frontend; its one Warning is the refusal (the
+  // per-port ones, or an invalid annotation's, would only repeat that
+  // nothing is served).
+  const d: ServiceDesired = refusal ? { services: [], rejected: [], readyAddresses: [], problems: [] } : desiredForService(svc, slices, ctx.nodeAddrs, ctx.config, addresses);
   const st: SvcState = { addresses, ready: [], failure, entries: new Map(), rejected: NO_REJECTIONS, nodes: [], backends: 0, advertised: prev?.advertised ?? false };
   for (const r of d.rejected) setRejected(st, r.key, { rejection: r, digest: '', free: null });
   // Every node its endpoints name, used or not: an endpoint whose node has no

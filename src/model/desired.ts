@@ -25,7 +25,7 @@ import type { Assigned } from '../ipam/allocator.js';
 import { parseCidr } from '../net/cidr.js';
 import { canonicalIp, ipFamily } from '../net/ip.js';
 import type { Backend, DesiredService, DesiredState, DesiredVip, Frontend, FrontendRejection, L4Proto } from './types.js';
-import { ANNOTATION_DISPATCH, ANNOTATION_MODE, requestedSourceRanges, serviceKey } from './service.js';
+import { ANNOTATION_DISPATCH, ANNOTATION_MODE, requestedSourceRanges, servedProtocol, serviceKey } from './service.js';
 import { refusedBackendAddress, refusedNodeAddress, type RefusedAddresses } from './backend-address.js';
 
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
@@ -300,9 +300,9 @@ export function desiredForService(
   const ready = new Set<string>();
   const ports: { sp: V1ServicePort; protocol: L4Proto }[] = [];
   for (const sp of svc.spec?.ports ?? []) {
-    const protocol = (sp.protocol ?? 'TCP').toUpperCase();
-    if (protocol !== 'TCP' && protocol !== 'UDP') {
-      problems.push({ reason: 'UnsupportedProtocol', message: `port ${sp.name ?? sp.port}/${protocol} is not served (edgelb handles TCP and UDP)` });
+    const protocol = servedProtocol(sp.protocol);
+    if (protocol === null) {
+      problems.push({ reason: 'UnsupportedProtocol', message: `port ${sp.name ?? sp.port}/${(sp.protocol ?? 'TCP').toUpperCase()} is not served (edgelb handles TCP and UDP)` });
       continue;
     }
     ports.push({ sp, protocol });

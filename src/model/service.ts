@@ -1,9 +1,11 @@
-// What edgelb reads from a Kubernetes Service: ownership, the address
-// request for IPAM, and what status says it already has. Pure.
+// What edgelb reads from a Kubernetes Service: ownership, whether it may
+// hold an address, the address request for IPAM, and what status says it
+// already has. Pure.
 import type { V1Service } from '@kubernetes/client-node';
 import type { KubernetesConfig } from '../config/types.js';
 import { canonicalIp, type Family } from '../net/ip.js';
 import type { IpRequest } from '../ipam/allocator.js';
+import type { L4Proto } from './types.js';
 
 export const ANNOTATION_IPS = 'edgelb.io/loadBalancerIPs';
 export const ANNOTATION_SHARED = 'edgelb.io/allow-shared-ip';
@@ -51,6 +53,37 @@ export function requestedAddresses(svc: V1Service): string[] {
   }
   const lbip = svc.spec?.loadBalancerIP;
   return lbip ? [lbip.trim()] : [];
+}
+
+/** A Service port's protocol as the datapath serves it (TCP, UDP), or null for one it does not (SCTP). */
+export function servedProtocol(protocol: string | undefined): L4Proto | null {
+  const p = (protocol ?? 'TCP').toUpperCase();
+  return p === 'TCP' || p === 'UDP' ? p : null;
+}
+
+/** Why a Service of ours takes no address at all. */
+export interface AddressRefusal {
+  reason: 'UnsupportedProtocol';
+  message: string;
+}
+
+/**
+ * Why a Service of ours must not hold an address, or null when it may: none
+ * of its ports is TCP or UDP (SCTP only — a valid Service). Nothing would be
+ * served at the address, yet it would come out of a pool (finite: a tenant
+ * could drain one with such Services) and be announced. The same holds for
+ * an address it requests (spec.loadBalancerIP, edgelb.io/loadBalancerIPs).
+ * A Service with one TCP or UDP port among SCTP ones is served at that port.
+ */
+export function addressRefusal(svc: V1Service): AddressRefusal | null {
+  const ports = svc.spec?.ports ?? [];
+  if (ports.some((p) => servedProtocol(p.protocol) !== null)) return null;
+  const listed = ports.slice(0, 5).map((p) => `${p.port}/${(p.protocol ?? 'TCP').toUpperCase()}`).join(', ');
+  const shown = ports.length > 5 ? `${listed} and ${ports.length - 5} more` : listed;
+  return {
+    reason: 'UnsupportedProtocol',
+    message: `${serviceKey(svc)} has no TCP or UDP port${shown ? ` (${shown})` : ''}; edgelb serves TCP and UDP only, so no address is allocated or announced`,
+  };
 }
 
 /** Addresses in status.loadBalancer.ingress (ip entries only). */

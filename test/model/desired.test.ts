@@ -3,7 +3,7 @@ import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node
 import type { PoolConfig } from '../../src/config/types.js';
 import { computeDesiredState, desiredForService, type DesiredConfig, frontendKey, nodeAddresses, type NodeAddresses } from '../../src/model/desired.js';
 import { IpAllocator } from '../../src/ipam/allocator.js';
-import { ipRequestFor, isOurs, requestedAddresses, restoreRequestFor } from '../../src/model/service.js';
+import { addressRefusal, ipRequestFor, isOurs, requestedAddresses, restoreRequestFor } from '../../src/model/service.js';
 import { acceptanceSlices, localDesired } from '../../src/node-agent/local-services.js';
 
 const advertise = { communities: ['65000:1'], largeCommunities: [], localPref: null, med: null, asPathPrepend: 0, peers: [] };
@@ -212,6 +212,18 @@ test('ports: slice port matched by service port name, named targetPort fallback,
     ['192.0.2.10:9000/TCP', [9100]],
   ]);
   t.deepEqual(d.problems.map((p) => p.reason), ['UnsupportedProtocol']);
+});
+
+test('a Service with no TCP or UDP port (SCTP only) is refused an address, naming it and its ports; one TCP or UDP port among them is enough', (t) => {
+  const sctp = (port: number) => ({ name: `s${port}`, port, protocol: 'SCTP' });
+  const only = addressRefusal(svc('sig', { ports: [sctp(3868), sctp(3869)], loadBalancerIP: '192.0.2.5' }));
+  t.is(only?.reason, 'UnsupportedProtocol');
+  t.is(only?.message, 'ns/sig has no TCP or UDP port (3868/SCTP, 3869/SCTP); edgelb serves TCP and UDP only, so no address is allocated or announced');
+  t.regex(addressRefusal(svc('many', { ports: [1, 2, 3, 4, 5, 6, 7].map(sctp) }))!.message, /\(1\/SCTP, 2\/SCTP, 3\/SCTP, 4\/SCTP, 5\/SCTP and 2 more\)/);
+  t.is(addressRefusal(svc('mixed', { ports: [sctp(3868), { name: 'dns', port: 53, protocol: 'UDP' }] })), null);
+  t.is(addressRefusal(svc('web')), null);
+  // No protocol is TCP (the API server's default).
+  t.is(addressRefusal(svc('bare', { ports: [{ port: 80 }] })), null);
 });
 
 test('IPv6 VIP takes IPv6 slices only; duplicate endpoints across slices count once', (t) => {
