@@ -397,7 +397,7 @@ const BENCH_SERVICES: DesiredService[] = [
 
 /** The IPv6 twins of BENCH_SERVICES (same backend count, ip-option and ipip), programmed by the planner like them. */
 const VIP6 = '2001:db8:100::10';
-const IPV6_MAPS = ['edge_services6', 'edge_backends6', 'edge_ct6', 'edge_affinity6', 'edge_src_ranges6', 'edge_config6', 'edge_fib_cache6', 'edge_sc_flows6', 'edge_snat_rev6'] as const;
+const IPV6_MAPS = ['edge_services6', 'edge_backends6', 'edge_ct6', 'edge_affinity6', 'edge_src_ranges6', 'edge_config6', 'edge_fib_cache6', 'edge_sc_flows6', 'edge_snat_rev6', 'edge_snat_frags6'] as const;
 const CLIENT6 = '2001:db8:1::7';
 function backends6(n: number): Backend[] {
   return Array.from({ length: n }, (_, j) => ({ ip: `fd00:244::${(j + 1).toString(16)}`, port: 8080, nodeIp: NODE_IPS6[j % NODE_IPS6.length]!, nodeName: `node${j % 5}`, weight: 1, state: 'active' as const }));

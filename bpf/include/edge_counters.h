@@ -45,8 +45,8 @@ enum edge_stat {
 			       * address, or from one (edge_l2_group) */
 	EV_SNAT_ICMP,         /* an ICMP error about a SNAT flow translated for the other leg's
 			       * receiver, the client or the backend (edge_snat_icmp.h) */
-	EV_SNAT_FRAGMENT,     /* a fragment of a SNAT flow's reply forwarded to its client
-			       * (edge_snat_frag.h) */
+	EV_SNAT_FRAGMENT,     /* a fragment of a SNAT flow's reply forwarded to its client, either
+			       * family (edge_snat_frag.h, edge_snat_frag6.h) */
 	EV_OTHER_HOST,        /* a frame addressed to another host's unicast MAC, seen while the
 			       * uplink is promiscuous — IPv4 to a service (or an ICMP error about
 			       * one), any IPv6 frame: left to the stack, which drops it

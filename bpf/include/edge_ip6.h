@@ -25,7 +25,8 @@
  *     DROP_FRAGMENT (a fragment cannot be matched to a flow), otherwise as
  *     DROP_IP_OPTIONS — there is no room to insert ours first, and a client
  *     must never hand the node a forged DSR header. The same packets to
- *     other addresses pass untouched.
+ *     other addresses pass untouched, but for the fragments of a backend's
+ *     reply to a SNAT flow (edge_snat_frag6.h).
  *   - To a service in a frame sent to (or from) a link-layer group address:
  *     DROP_L2_GROUP (edge_l2_group); ICMPv6 errors and SNAT replies in such
  *     frames pass untouched.
@@ -76,6 +77,7 @@
 #include "edge_steer6.h"
 #include "edge_second_chance6.h"
 #include "edge_snat6.h"
+#include "edge_snat_frag6.h"
 
 /* Is this IPv6 address a VIP (marker entry)? */
 static __always_inline int edge6_is_vip(const void *daddr)
@@ -96,13 +98,18 @@ static __always_inline int edge6_is_vip(const void *daddr)
  * either. `ip6` is not valid after the call's pull (tc). */
 #define EDGE6_EXT_PULL (PARSE6_MAX_L4_OFF + 8)
 
-static __always_inline int edge6_ext(void *ctx, const int xdp, void *data, void *end, struct ipv6hdr *ip6)
+static __always_inline int edge6_ext(void *ctx, const int xdp, void *data, void *end, struct ipv6hdr *ip6,
+				     __u32 plen, __u32 *ifindex)
 {
 	__u32 off = EDGE6_L4_OFF;
 	__u8 nh = ip6->nexthdr;
 
-	if (!edge6_is_vip(&ip6->daddr))
+	if (!edge6_is_vip(&ip6->daddr)) {
+		/* To the edge's address: perhaps a SNAT flow's reply, fragmented. */
+		if (nh == IPPROTO_FRAGMENT)
+			return edge6_snat_fragment(ctx, xdp, plen, ifindex);
 		return ACT_PASS;
+	}
 	if (!xdp) {
 		/* The walk may read beyond what edge_tc6 pulled: pull up to
 		 * its limit (only packets with extension headers to a VIP pay). */
@@ -220,7 +227,7 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	} else if (p.t.proto == IPPROTO_ICMPV6) {
 		return edge6_icmp_steer(ctx, xdp, plen, ifindex);
 	} else if (ipv6_ext_walked(p.t.proto)) {
-		return edge6_ext(ctx, xdp, data, end, ip6);
+		return edge6_ext(ctx, xdp, data, end, ip6, plen, ifindex);
 	} else {
 		return ACT_PASS;
 	}

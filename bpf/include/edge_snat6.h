@@ -84,14 +84,16 @@ static __always_inline int edge6_l4_sane(void *data, void *end, __u8 proto, __u3
 }
 
 /* Both addresses and ports of the TCP/UDP frame become the given ones, the
- * L4 checksum follows. XDP: by hand. tc: through bpf_l4_csum_replace, which
+ * L4 checksum follows; the TCP/UDP header at l4_off (a constant: right
+ * behind the fixed header, or behind a Fragment header for a first fragment,
+ * edge_snat_frag6.h). XDP: by hand. tc: through bpf_l4_csum_replace, which
  * knows the skb's checksum state (csum6.h's csum6_rewrite_note: the
  * PSEUDO_HDR form takes the address difference out of a CHECKSUM_COMPLETE
  * skb's sum, where nothing absorbs it in IPv6, so bpf_csum_update puts it
  * back). Packet pointers are invalid afterwards. */
-static __always_inline int edge6_rewrite(void *ctx, const int xdp, __u8 proto,
-					 const struct pkt_addr6 *saddr, __be16 sport,
-					 const struct pkt_addr6 *daddr, __be16 dport)
+static __always_inline int edge6_rewrite_at(void *ctx, const int xdp, __u8 proto, const __u32 l4_off,
+					    const struct pkt_addr6 *saddr, __be16 sport,
+					    const struct pkt_addr6 *daddr, __be16 dport)
 {
 	void *data, *end;
 	struct ipv6hdr *ip6;
@@ -105,8 +107,8 @@ static __always_inline int edge6_rewrite(void *ctx, const int xdp, __u8 proto,
 	data = edge_data(ctx, xdp);
 	end = edge_data_end(ctx, xdp);
 	ip6 = data + EDGE6_L3_OFF;
-	ports = data + EDGE6_L4_OFF;
-	if (l4_csum_fields(data, end, EDGE6_L4_OFF, proto, &check, &csum_off, &mangled) < 0)
+	ports = data + l4_off;
+	if (l4_csum_fields(data, end, l4_off, proto, &check, &csum_off, &mangled) < 0)
 		return -1;
 	addr6_load(&old_s, &ip6->saddr);
 	addr6_load(&old_d, &ip6->daddr);
@@ -133,6 +135,13 @@ static __always_inline int edge6_rewrite(void *ctx, const int xdp, __u8 proto,
 			return -1;
 	}
 	return 0;
+}
+
+static __always_inline int edge6_rewrite(void *ctx, const int xdp, __u8 proto,
+					 const struct pkt_addr6 *saddr, __be16 sport,
+					 const struct pkt_addr6 *daddr, __be16 dport)
+{
+	return edge6_rewrite_at(ctx, xdp, proto, EDGE6_L4_OFF, saddr, sport, daddr, dport);
 }
 
 /* Find (or re-establish) the edge port for this flow (edge_snat_port). */

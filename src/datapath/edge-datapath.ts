@@ -156,6 +156,7 @@ const IPV6_OFF_SIZES: Record<string, number> = {
   edge_src_ranges6: 1,
   edge_sc_flows6: 64,
   edge_snat_rev6: 64,
+  edge_snat_frags6: 64,
 };
 
 /**

@@ -60,6 +60,8 @@ export const EDGE_MAP_NAMES = [
   'edge_fib_cache6',
   'edge_sc_flows6',
   'edge_snat_rev6',
+  'edge_snat_frags6',
+  'edge_frag6_scratch',
   'edge_progs',
   'edge_progs_tc',
 ] as const;
@@ -471,6 +473,9 @@ export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: num
   edge_config6: { key: 4, value: EDGE_CONFIG6_SIZE },
   edge_sc_flows6: { key: CT6_KEY_SIZE, value: SC_PAIR_SIZE },
   edge_snat_rev6: { key: SNAT6_KEY_SIZE, value: SNAT6_VALUE_SIZE },
+  // struct edge_snat_frag6_key / _val and the fragment path's per-CPU scratch (edge_snat_frag6.h): program-only.
+  edge_snat_frags6: { key: 24, value: 48 },
+  edge_frag6_scratch: { key: 4, value: 96 },
   edge_progs: { key: 4, value: 4 },
   edge_progs_tc: { key: 4, value: 4 },
 };

@@ -14,6 +14,13 @@
 //     reverse map holding exactly that flow under that port; or a backend's
 //     reply turned into VIP:port → client as the reverse map's entry for
 //     its key says (a reply matching no entry must pass untouched);
+//   - a fragment of such a reply (Fragment header right behind the fixed
+//     header, edge_snat_frag6.h), its Fragment header and bytes kept: a
+//     first one matched by its ports as a reply is, its checksum moved by
+//     exactly the address and port difference; a later one with the
+//     addresses of the last first fragment of its (backend, id, protocol)
+//     translated before it — never while another flow's first with that id
+//     is recent (ambiguous), nor long after;
 // or our own Packet Too Big (from a VIP) or Time Exceeded (from the edge)
 // back to the input's source (on tc with the quoted L4 checksum a pending
 // completion would store, checked by completing it). A pass must leave the
@@ -124,6 +131,22 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
     seeds.push(forged);
   }
   t.is(seeds.length - unseeded, 8, 'a reply and a forged one for each of the four SNAT flows');
+  // Each reply whose header fits a first fragment, in two fragments (each
+  // reply its own fragment id): the first with the TCP/UDP header, the rest.
+  let fragId = 0x1000;
+  for (const reply of seeds.slice(unseeded).filter((_, i) => i % 2 === 0)) {
+    const nh = reply[20]!;
+    const l4 = reply.subarray(54);
+    const cut = Math.min(608, Math.floor((l4.length - 1) / 8) * 8);
+    const hdr = nh === 6 ? (l4[12]! >> 4) * 4 : 8;
+    if (cut < hdr) continue;
+    const ip = { src: ip6s(reply, 22), dst: EDGE6 };
+    const eth = { src: '02:00:00:00:00:09', dst: OWN_MAC };
+    fragId++;
+    seeds.push(buildPacket6({ eth, ip, ext: [fragHeader(0, true, fragId)], raw: { nh, bytes: Buffer.from(l4.subarray(0, cut)) } }));
+    seeds.push(buildPacket6({ eth, ip, ext: [fragHeader(cut / 8, false, fragId)], raw: { nh, bytes: Buffer.from(l4.subarray(cut)) } }));
+  }
+  t.true(seeds.length - unseeded >= 12, 'fragments of at least two replies');
 
   const failures: string[] = [];
   const fail = (why: string, input: Buffer, out: Buffer): void => {
@@ -180,6 +203,7 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
       return null;
     }
     if (ip[6] === 58) return steered(inIp, ip);
+    if (ip[6] === 44) return snatFragment(inIp, ip);
     if ((ip[6] === 6 || ip[6] === 17) && hexAddr(ip, 8) === A(EDGE6)) return snatForward(inIp, ip);
     if ((ip[6] === 6 || ip[6] === 17) && vips.has(hexAddr(ip, 8))) return snatReverse(inIp, ip);
     if (ip[6] === 41) {
@@ -298,6 +322,64 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
     return snatKept(inIp, ip);
   };
 
+  /** Per (backend, fragment id, protocol): when each (client, VIP) last had a first fragment translated, and the latest. */
+  const firsts = new Map<string, { latest: string; at: number; seen: Map<string, number> }>();
+
+  /** A backend's reply fragment translated (edge_snat_frag6.h). */
+  const snatFragment = (inIp: Buffer, ip: Buffer): string | null => {
+    if (inIp[6] !== 44) return 'a Fragment header appeared';
+    if (hexAddr(inIp, 24) !== A(EDGE6)) return 'a fragment not to the edge translated';
+    const plen = ip.readUInt16BE(4);
+    if (plen !== inIp.readUInt16BE(4)) return 'fragment length changed';
+    if (plen < 8) return 'fragment shorter than its Fragment header';
+    if (ip.readUInt32BE(0) !== inIp.readUInt32BE(0)) return 'fragment traffic class or flow label changed';
+    if (ip[7] !== inIp[7]! - 1) return 'fragment hop limit not decremented';
+    if (!ip.subarray(40, 48).equals(inIp.subarray(40, 48))) return 'Fragment header changed';
+    const nh = ip[40]!;
+    const fo = ip.readUInt16BE(42);
+    if (nh !== 6 && nh !== 17) return `fragment of next header ${nh} translated`;
+    const key = `${hexAddr(inIp, 8)}/${ip.readUInt32BE(44)}/${nh}`;
+    const to = `${hexAddr(ip, 24)}/${hexAddr(ip, 8)}`;
+    const now = Date.now();
+    const l4len = plen - 8;
+    if ((fo & 0xfff8) === 0) {
+      // A first (or atomic) fragment: a reply's rules on the bytes it has.
+      if (l4len < (nh === 6 ? 20 : 8)) return 'first fragment without its whole header translated';
+      if (nh === 6 && (inIp[48 + 12]! >> 4) * 4 > l4len) return 'first fragment: TCP header beyond it';
+      if (nh === 17 && inIp.readUInt16BE(48 + 6) === 0) return 'first fragment without a UDP checksum translated';
+      if (fo & 1 && l4len % 8 !== 0) return 'first fragment of a length not a multiple of 8';
+      const v = rev(hexAddr(inIp, 8), inIp.readUInt16BE(48), inIp.readUInt16BE(50), nh);
+      if (!v) return 'first fragment translated without a flow';
+      if (hexAddr(ip, 8) !== v.vip || ip.readUInt16BE(48) !== v.vport || hexAddr(ip, 24) !== v.client || ip.readUInt16BE(50) !== v.cport) return 'first fragment translated to another flow';
+      const ck = nh === 6 ? 16 : 6;
+      const outL4 = Buffer.from(ip.subarray(48, 40 + plen));
+      const inL4 = Buffer.from(inIp.subarray(48, 40 + plen));
+      for (const b of [outL4, inL4]) b.fill(0, 0, 4).fill(0, ck, ck + 2);
+      if (!outL4.equals(inL4)) return 'first fragment changed beyond ports and checksum';
+      // The checksum covers the whole datagram: it must move by exactly the
+      // difference of addresses and ports, i.e. this fragment's share of the
+      // sum (with the addresses of the pseudo-header) stays the same.
+      const share = (b: Buffer): number => onesSum(Buffer.concat([b.subarray(8, 40), b.subarray(48, 40 + plen)]));
+      if (share(inIp) !== share(ip)) return 'first fragment checksum not moved by the rewrite';
+      if (fo & 1) {
+        const f = firsts.get(key) ?? { latest: to, at: now, seen: new Map<string, number>() };
+        f.latest = to;
+        f.at = now;
+        f.seen.set(to, now);
+        firsts.set(key, f);
+      }
+      return null;
+    }
+    const f = firsts.get(key);
+    if (!f) return 'later fragment translated before any first of its id';
+    if (f.latest !== to) return 'later fragment translated to another flow than its last first';
+    if ([...f.seen].some(([other, at]) => other !== to && now - at < 1500)) return 'later fragment of an ambiguous id translated';
+    if (now - f.at > 2500) return 'later fragment translated long after its first';
+    if (nh === 6 && (fo & 0xfff8) < 20) return 'later fragment overlapping the TCP header translated';
+    if (!ip.subarray(48, 40 + plen).equals(inIp.subarray(48, 40 + plen))) return 'later fragment\'s bytes changed';
+    return null;
+  };
+
   /** A steered ICMPv6 error: the input's, rewritten to a pod (outer destination, quoted source and port). */
   const steered = (inIp: Buffer, ip: Buffer): string | null => {
     if (ip.length < 40 + 8 + 40 + 4) return 'short steered ICMPv6';
@@ -352,7 +434,7 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
   const started = Date.now();
   let n = 0;
   const verdicts = new Map<string, number>();
-  const kinds = { forwarded: 0, ptb: 0, timeExceeded: 0, steered: 0, snat: 0, snatReverse: 0 };
+  const kinds = { forwarded: 0, ptb: 0, timeExceeded: 0, steered: 0, snat: 0, snatReverse: 0, fragFirst: 0, fragLater: 0 };
   const prog = dp.program(hook);
   let refused = 0;
   for (; n < TOTAL && Date.now() - started < 120_000; n++) {
@@ -402,6 +484,8 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
     const why = check(input, out);
     if (why) fail(why, input, out);
     else if (out[20] === 58 || (out[20] === 41 && out[54 + 6] === 58)) kinds.steered++;
+    else if (out[20] === 44 && (out.readUInt16BE(56) & 0xfff8) === 0) kinds.fragFirst++;
+    else if (out[20] === 44) kinds.fragLater++;
     else if (hexAddr(out, 22) === A(EDGE6)) kinds.snat++;
     else if (vips.has(hexAddr(out, 22))) kinds.snatReverse++;
     else kinds.forwarded++;
@@ -415,6 +499,8 @@ for (const hook of ['xdp', 'tc'] as const) test(`${hook}: fuzz: 100 000 random a
   t.true(kinds.timeExceeded > 10, 'Time Exceeded was exercised');
   t.true(kinds.snat > 500, 'SNAT was exercised');
   t.true(kinds.snatReverse > 100, 'SNAT replies were exercised');
+  t.true(kinds.fragFirst > 100, 'first fragments of SNAT replies were exercised');
+  t.true(kinds.fragLater > 100, 'later fragments of SNAT replies were exercised');
 });
 
 /** TCP/UDP checksum of a bare IPv6 packet without extension headers (its field taken as 0). */
@@ -429,6 +515,13 @@ function l4Checksum6(ip: Buffer): number {
   for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff || 0xffff;
+}
+
+/** One's-complement sum of big-endian 16-bit words (an odd byte padded), modulo 0xffff (0 and 0xffff are the same number). */
+function onesSum(b: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < b.length; i += 2) sum += i + 1 < b.length ? b.readUInt16BE(i) : b[i]! << 8;
+  return sum % 0xffff;
 }
 
 function ip6s(b: Buffer, off: number): string {

@@ -13,7 +13,7 @@ import type { DesiredService } from '../../src/model/types.js';
 import { decodeCtValue, encodeCt6Key, sumPacketsBytes, u32Key } from '../../src/datapath/edge-maps.js';
 import type { TcpFlags } from '../lib/packets.js';
 import { pinDirFor } from '../lib/bpffs.js';
-import { buildPacket6, dsr6Header, ip6Bytes, parse6, verifyL4Checksum6, NH_DSTOPTS } from '../lib/packets6.js';
+import { buildPacket6, dsr6Header, fragHeader, ip6Bytes, parse6, verifyL4Checksum6, NH_DSTOPTS } from '../lib/packets6.js';
 import { Cleanup, createNetns, nsRun, uniqueId } from '../lib/netns.js';
 import { EDGE_MAC, SEC, openEdge, setEdgeClock } from './edge-helpers.js';
 import { BE6_ID0, CLIENT6, EDGE6, SVC6_ID, VIP6, apply6, backend6, eth6, flowHash6, maglevPick, service6, tcp6, udp6 } from './edge6-helpers.js';
@@ -406,6 +406,203 @@ testBoth('IPv6 SNAT: truncation at every length of the SYN, the datagram and bot
   }
 });
 
+// ---------------------------------------------------------------- fragments (edge_snat_frag6.h)
+
+/** An IPv6 fragment from the backend's router: Fragment header right behind the fixed header, `l4` the fragment's bytes of the TCP/UDP datagram, `at` their byte offset in it. */
+function frag6(src: string, dst: string, l4: Buffer, at: number, more: boolean, o: { id?: number; nh?: number; hopLimit?: number } = {}): Buffer {
+  return buildPacket6({
+    eth: BE_ETH,
+    ip: { src, dst, hopLimit: o.hopLimit ?? 64, tclass: 0x10, flowLabel: 0x777 },
+    ext: [fragHeader(at / 8, more, o.id ?? 0x5eed)],
+    raw: { nh: o.nh ?? 17, bytes: l4 },
+  });
+}
+
+/** The datagram the client reassembles from forwarded fragments (bare packets, in any order): the unfragmented packet, for verifyL4Checksum6. */
+function reassembled(frags: Buffer[]): Buffer {
+  const parts = frags.map((f) => ({ at: f.readUInt16BE(40 + 2) & 0xfff8, bytes: f.subarray(48, 40 + f.readUInt16BE(4)) })).sort((a, b) => a.at - b.at);
+  const l4 = Buffer.concat(parts.map((p) => p.bytes));
+  const ip = Buffer.from(frags[0]!.subarray(0, 40));
+  ip.writeUInt16BE(l4.length, 4);
+  ip[6] = frags[0]![40]!;
+  return Buffer.concat([ip, l4]);
+}
+
+/** A UDP datagram's bytes (header and payload, checksum over the pseudo-header of src → dst). */
+function udpBytes(src: string, dst: string, sport: number, dport: number, payload: Buffer, checksum?: number): Buffer {
+  return buildPacket6({ eth: false, ip: { src, dst }, udp: { sport, dport, payload, ...(checksum !== undefined ? { checksum } : {}) } }).subarray(40);
+}
+
+function tcpBytes(src: string, dst: string, sport: number, dport: number, payload: Buffer): Buffer {
+  return buildPacket6({ eth: false, ip: { src, dst }, tcp: { sport, dport, seq: 5, ack: 1006, flags: { ack: true, psh: true }, payload } }).subarray(40);
+}
+
+const ANSWER = Buffer.from(Array.from({ length: 1200 }, (_, i) => (i * 7) & 255));
+
+/** An edge with the DNS service (VIP6:53/UDP → backend 1 :5353) and the web one (VIP6:80/TCP → backend 1 :8080), and one flow of CLIENT6 on each: their edge ports. */
+function fragEdge(t: ExecutionContext, hook: Hook): { dp: EdgeDatapath; be: string; up: number; tp: number } {
+  const dp = openSnat6(t, undefined, hook);
+  const du = service6({ service: 'default/dns6', mode: 'snat', frontend: { vip: VIP6, port: 53, protocol: 'UDP' }, backends: [backend6(1, { port: 5353 })] });
+  apply6(dp, du);
+  apply6(dp, service6({ mode: 'snat', backends: [backend6(1)] }), { svcId: 3001, ringOff: 65536 - 32768, backendIds: [3010] });
+  setEdgeClock(dp, 10_000n * SEC);
+  const up = run(dp, udp6({ dport: 53 })).out.readUInt16BE(54);
+  const tp = run(dp, tcp6()).out.readUInt16BE(54);
+  t.is(up, probePort(flowHash6(CLIENT6, VIP6, 5353, 53, 17), 0));
+  t.is(tp, probePort(flowHash6(CLIENT6, VIP6, 40000, 80, 6), 0));
+  return { dp, be: du.backends[0]!.ip, up, tp };
+}
+
+testBoth('IPv6 SNAT: a backend\'s fragmented reply reaches the client fragment by fragment, rewritten as the whole reply would be — exact bytes, Fragment header kept, the first fragment\'s checksum right for the whole datagram; a later fragment before its first passes untouched', (t, hook) => {
+  const { dp, be, up, tp } = fragEdge(t, hook);
+  // UDP: a 1 200-byte answer, as the backend sent it and as the client must reassemble it.
+  const sent = udpBytes(be, EDGE6, 5353, up, ANSWER);
+  const wanted = udpBytes(VIP6, CLIENT6, 53, 5353, ANSWER);
+  const first = frag6(be, EDGE6, sent.subarray(0, 608), 0, true);
+  const second = frag6(be, EDGE6, sent.subarray(608), 608, false);
+  const early = run(dp, second);
+  t.is(early.retval, XDP_PASS);
+  t.is(hex(early.out), hex(second), 'a later fragment before its first: to the stack, untouched');
+  const r1 = run(dp, first);
+  t.is(r1.retval, XDP_PASS); // FIB bypassed: rewritten and handed to the stack
+  t.is(hex(r1.out), hex(frag6(VIP6, CLIENT6, wanted.subarray(0, 608), 0, true, { hopLimit: 63 })), 'the first: addresses, ports, the whole datagram\'s UDP checksum');
+  const r2 = run(dp, second);
+  t.is(r2.retval, XDP_PASS);
+  t.is(hex(r2.out), hex(frag6(VIP6, CLIENT6, wanted.subarray(608), 608, false, { hopLimit: 63 })), 'the later one: addresses');
+  t.true(verifyL4Checksum6(reassembled([r2.out.subarray(14), r1.out.subarray(14)])), 'the client\'s reassembly checks out');
+  // TCP: the first fragment carries the whole header and 28 bytes of data.
+  const seg = tcpBytes(be, EDGE6, 8080, tp, ANSWER.subarray(0, 300));
+  const segWanted = tcpBytes(VIP6, CLIENT6, 80, 40000, ANSWER.subarray(0, 300));
+  const outs = [frag6(be, EDGE6, seg.subarray(0, 48), 0, true, { nh: 6, id: 7 }), frag6(be, EDGE6, seg.subarray(48, 200), 48, true, { nh: 6, id: 7 }), frag6(be, EDGE6, seg.subarray(200), 200, false, { nh: 6, id: 7 })].map((f) => run(dp, f).out);
+  t.is(hex(outs[0]!), hex(frag6(VIP6, CLIENT6, segWanted.subarray(0, 48), 0, true, { nh: 6, id: 7, hopLimit: 63 })));
+  t.is(hex(outs[1]!), hex(frag6(VIP6, CLIENT6, segWanted.subarray(48, 200), 48, true, { nh: 6, id: 7, hopLimit: 63 })));
+  t.is(hex(outs[2]!), hex(frag6(VIP6, CLIENT6, segWanted.subarray(200), 200, false, { nh: 6, id: 7, hopLimit: 63 })));
+  t.true(verifyL4Checksum6(reassembled(outs.map((o) => o.subarray(14)))));
+  t.deepEqual(nonZero(dp), { fib_bypass: 7, snat_fragment: 5 });
+});
+
+testBoth('IPv6 SNAT fragments, hostile: tiny and malformed first fragments, later fragments overlapping the TCP header, a repeated first — never translated wrongly; what names no flow passes untouched', (t, hook) => {
+  const { dp, be, up, tp } = fragEdge(t, hook);
+  const seg = tcpBytes(be, EDGE6, 8080, tp, ANSWER.subarray(0, 300));
+  const segWanted = tcpBytes(VIP6, CLIENT6, 80, 40000, ANSWER.subarray(0, 300));
+  const T = { nh: 6, id: 0x1001 };
+  // A tiny first fragment: the ports, not the whole TCP header (RFC 1858's
+  // flags in the next fragment). It names the flow: dropped, and its later
+  // fragments have nothing to follow.
+  t.is(run(dp, frag6(be, EDGE6, seg.subarray(0, 8), 0, true, T)).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_malformed, 1);
+  const rest = frag6(be, EDGE6, seg.subarray(8), 8, false, T);
+  t.is(hex(run(dp, rest).out), hex(rest));
+  // Tinier: not even the ports — nothing to match, untouched.
+  for (const n of [0, 2]) {
+    const f = frag6(be, EDGE6, seg.subarray(0, n), 0, true, T);
+    t.is(hex(run(dp, f).out), hex(f), `${n} bytes`);
+  }
+  // UDP first fragments that cannot be a datagram's first: a UDP length that
+  // does not reach past the fragment, a length not a multiple of 8, no
+  // checksum (invalid over IPv6).
+  const sent = udpBytes(be, EDGE6, 5353, up, ANSWER);
+  const short = Buffer.from(sent.subarray(0, 608));
+  short.writeUInt16BE(600, 4);
+  for (const bad of [short, sent.subarray(0, 604), udpBytes(be, EDGE6, 5353, up, ANSWER, 0).subarray(0, 608)]) {
+    t.is(run(dp, frag6(be, EDGE6, bad, 0, true, { id: 0x1002 })).retval, XDP_DROP);
+  }
+  t.is(nonZero(dp).drop_malformed, 4);
+  const later = frag6(be, EDGE6, sent.subarray(608), 608, false, { id: 0x1002 });
+  t.is(hex(run(dp, later).out), hex(later), 'no first was translated: the later one passes');
+  // A good first, then later fragments that overlap the TCP header the first
+  // one's translation wrote (offsets 8 and 16): dropped; beyond it, translated.
+  const first = run(dp, frag6(be, EDGE6, seg.subarray(0, 48), 0, true, T));
+  t.is(hex(first.out), hex(frag6(VIP6, CLIENT6, segWanted.subarray(0, 48), 0, true, { ...T, hopLimit: 63 })));
+  for (const at of [8, 16]) t.is(run(dp, frag6(be, EDGE6, seg.subarray(at, at + 40), at, true, T)).retval, XDP_DROP, `offset ${at}`);
+  t.is(nonZero(dp).drop_malformed, 6);
+  // A repeated first fragment of the same flow (an overlap the client will
+  // judge) is translated as the first was; a tiny one is dropped; one whose
+  // ports name no flow passes untouched — the later fragments still follow the flow.
+  t.is(hex(run(dp, frag6(be, EDGE6, seg.subarray(0, 48), 0, true, T)).out), hex(first.out));
+  t.is(run(dp, frag6(be, EDGE6, seg.subarray(0, 8), 0, true, T)).retval, XDP_DROP);
+  const stranger = Buffer.from(seg.subarray(0, 48));
+  stranger.writeUInt16BE(tp === LO ? LO + 1 : LO, 2);
+  const sf = frag6(be, EDGE6, stranger, 0, true, T);
+  t.is(hex(run(dp, sf).out), hex(sf));
+  const last = run(dp, frag6(be, EDGE6, seg.subarray(48), 48, false, T));
+  t.is(hex(last.out), hex(frag6(VIP6, CLIENT6, segWanted.subarray(48), 48, false, { ...T, hopLimit: 63 })));
+  t.true(verifyL4Checksum6(reassembled([first.out.subarray(14), last.out.subarray(14)])));
+  // Out of hops: dropped, as a reply would be.
+  t.is(run(dp, frag6(be, EDGE6, seg.subarray(0, 48), 0, true, { ...T, hopLimit: 1 })).retval, XDP_DROP);
+  t.is(run(dp, frag6(be, EDGE6, seg.subarray(48), 48, false, { ...T, hopLimit: 1 })).retval, XDP_DROP);
+  t.deepEqual(nonZero(dp), { fib_bypass: 5, snat_fragment: 3, drop_malformed: 7, drop_ttl: 2 });
+});
+
+testBoth('IPv6 SNAT fragments: an id reused by another flow makes its later fragments pass until it expires; atomic fragments are translated whole and remembered nowhere; fragments of other traffic, other backends, other protocols or out of time pass untouched', (t, hook) => {
+  const { dp, be, up } = fragEdge(t, hook);
+  const other = '2001:db8:1::99';
+  const op = run(dp, udp6({ src: other, dport: 53 })).out.readUInt16BE(54);
+  t.not(op, up);
+  const X = { id: 0xabcd };
+  const sentA = udpBytes(be, EDGE6, 5353, up, ANSWER);
+  const sentB = udpBytes(be, EDGE6, 5353, op, ANSWER);
+  const wantA = udpBytes(VIP6, CLIENT6, 53, 5353, ANSWER);
+  const wantB = udpBytes(VIP6, other, 53, 5353, ANSWER);
+  const laterA = frag6(be, EDGE6, sentA.subarray(608), 608, false, X);
+  // Flow A's first fragment, then flow B's with the same id: each first is its
+  // own flow's, but the later fragments could be either's — they pass.
+  t.is(hex(run(dp, frag6(be, EDGE6, sentA.subarray(0, 608), 0, true, X)).out), hex(frag6(VIP6, CLIENT6, wantA.subarray(0, 608), 0, true, { ...X, hopLimit: 63 })));
+  t.is(hex(run(dp, frag6(be, EDGE6, sentB.subarray(0, 608), 0, true, X)).out), hex(frag6(VIP6, other, wantB.subarray(0, 608), 0, true, { ...X, hopLimit: 63 })));
+  t.is(hex(run(dp, laterA).out), hex(laterA), 'ambiguous: untouched');
+  // Flow A's first again within the 2 s: still ambiguous.
+  setEdgeClock(dp, 10_001n * SEC);
+  run(dp, frag6(be, EDGE6, sentA.subarray(0, 608), 0, true, X));
+  t.is(hex(run(dp, laterA).out), hex(laterA));
+  // 2 s after the last first fragment with that id, a new first arms it again.
+  setEdgeClock(dp, 10_003n * SEC + 1n);
+  run(dp, frag6(be, EDGE6, sentB.subarray(0, 608), 0, true, X));
+  const laterB = frag6(be, EDGE6, sentB.subarray(608), 608, false, X);
+  t.is(hex(run(dp, laterB).out), hex(frag6(VIP6, other, wantB.subarray(608), 608, false, { ...X, hopLimit: 63 })));
+  // …only for 2 s.
+  setEdgeClock(dp, 10_005n * SEC + 2n);
+  t.is(hex(run(dp, laterB).out), hex(laterB), 'expired: untouched');
+  t.is(nonZero(dp).snat_fragment, 5);
+
+  // An atomic fragment (offset 0, M clear) is a whole datagram: translated as
+  // the reply would be, its Fragment header kept, and its id armed for nothing.
+  const small = udpBytes(be, EDGE6, 5353, up, Buffer.from('answer'));
+  const atomic = run(dp, frag6(be, EDGE6, small, 0, false, { id: 0x77 }));
+  t.is(hex(atomic.out), hex(frag6(VIP6, CLIENT6, udpBytes(VIP6, CLIENT6, 53, 5353, Buffer.from('answer')), 0, false, { id: 0x77, hopLimit: 63 })));
+  t.true(verifyL4Checksum6(atomic.out.subarray(14)));
+  const after = frag6(be, EDGE6, sentA.subarray(608), 608, false, { id: 0x77 });
+  t.is(hex(run(dp, after).out), hex(after), 'an atomic fragment arms no id');
+  // …and one that claims less than its UDP length is malformed, as the reply would be.
+  t.is(run(dp, frag6(be, EDGE6, sentA.subarray(0, 608), 0, false, { id: 0x78 })).retval, XDP_DROP);
+  t.is(nonZero(dp).snat_fragment, 6);
+  t.is(nonZero(dp).drop_malformed, 1);
+
+  // An armed id, and fragments that only look like its: another backend,
+  // another protocol, another destination. And fragments of other traffic:
+  // outside the SNAT range, to an address that is neither the edge's nor a
+  // VIP's — untouched; to a VIP — dropped as ever.
+  const Y = { id: 0x4242 };
+  run(dp, frag6(be, EDGE6, sentA.subarray(0, 608), 0, true, Y));
+  const outside = Buffer.from(sentA.subarray(0, 608));
+  outside.writeUInt16BE(HI + 1, 2);
+  for (const f of [
+    frag6(backend6(2).ip, EDGE6, sentA.subarray(608), 608, false, Y),
+    frag6(be, EDGE6, sentA.subarray(608), 608, false, { ...Y, nh: 6 }),
+    frag6(be, '2001:db8::2', sentA.subarray(608), 608, false, Y),
+    frag6(be, EDGE6, outside, 0, true, Y),
+    frag6(be, '2001:db8::2', sentA.subarray(0, 608), 0, true, { id: 0x4343 }),
+    frag6(be, EDGE6, sentA.subarray(0, 608), 0, true, { id: 0x4343, nh: 59 }),
+  ]) {
+    const r = run(dp, f);
+    t.is(r.retval, XDP_PASS);
+    t.is(hex(r.out), hex(f));
+  }
+  t.is(run(dp, frag6(be, VIP6, sentA.subarray(608), 608, false, Y)).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_fragment, 1);
+  t.is(hex(run(dp, frag6(be, EDGE6, sentA.subarray(608), 608, false, Y)).out), hex(frag6(VIP6, CLIENT6, wantA.subarray(608), 608, false, { ...Y, hopLimit: 63 })));
+  t.is(nonZero(dp).snat_fragment, 8);
+});
+
 test('IPv6 SNAT replies are accepted only on the interface their flow came in on', async (t) => {
   const cleanup = new Cleanup();
   t.teardown(async () => {
@@ -437,6 +634,20 @@ test('IPv6 SNAT replies are accepted only on the interface their flow came in on
   const back = on(reply, up);
   t.is(back.retval, XDP_PASS);
   t.is(parse6(back.out.subarray(14)).dst, '2001:db8:1:0:0:0:0:7');
+  // The reply in fragments: the first is held to the flow's interface as the
+  // reply is, the later ones to the interface their first came in on.
+  const seg = tcpBytes(d.backends[0]!.ip, EDGE6, 8080, port, Buffer.alloc(100, 1));
+  const first = frag6(d.backends[0]!.ip, EDGE6, seg.subarray(0, 48), 0, true, { nh: 6 });
+  const later = frag6(d.backends[0]!.ip, EDGE6, seg.subarray(48), 48, false, { nh: 6 });
+  t.is(on(first, other).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_snat_iface, 2);
+  t.is(parse6(on(first, up).out.subarray(14)).dst, '2001:db8:1:0:0:0:0:7');
+  t.is(on(later, other).retval, XDP_DROP);
+  t.is(nonZero(dp).drop_snat_iface, 3);
+  const l = on(later, up);
+  t.is(l.retval, XDP_PASS);
+  t.is(parse6(l.out.subarray(14)).dst, '2001:db8:1:0:0:0:0:7');
+  t.is(nonZero(dp).snat_fragment, 2);
 });
 
 test('through the planner: IPv6 snat and hybrid frontends are accepted, programmed and listed; a restart adopts them and keeps the flows\' ports', (t) => {
