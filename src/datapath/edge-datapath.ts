@@ -467,30 +467,18 @@ export class EdgeDatapath {
   // ------------------------------------------------------------ readout
 
   counters(): EdgeCounters {
-    const stats = this.stats();
     const services: ServiceCounters[] = [];
     for (const st of this.planner.all()) {
-      const sv = this.maps.edge_svc_stats.lookup(u32Key(st.id));
-      const s = sv ? sumPacketsBytes(sv) : { packets: 0, bytes: 0 };
       const backends: BackendCounters[] = [];
-      for (const bs of st.backends.values()) {
-        const bv = this.maps.edge_be_stats.lookup(u32Key(bs.id));
-        const c = bv ? sumPacketsBytes(bv) : { packets: 0, bytes: 0 };
-        backends.push({ ip: bs.b.ip, port: bs.b.port, nodeIp: bs.b.nodeIp, state: bs.b.state, ...c });
-      }
-      services.push({ frontend: st.key, service: st.service, vip: st.vip, port: st.port, protocol: st.protocol, ...s, backends });
+      for (const bs of st.backends.values()) backends.push({ ip: bs.b.ip, port: bs.b.port, nodeIp: bs.b.nodeIp, state: bs.b.state, ...this.backendCounts(bs.id) });
+      services.push({ frontend: st.key, service: st.service, vip: st.vip, port: st.port, protocol: st.protocol, ...this.frontendCounts(st.id), backends });
     }
-    return { services, stats };
+    return { services, stats: this.stats() };
   }
 
   /** The drop and event counters (edge_stats) alone, without every service's. */
   stats(): Record<EdgeStatName, number> {
-    const stats = {} as Record<EdgeStatName, number>;
-    EDGE_STAT_NAMES.forEach((name, i) => {
-      const v = this.maps.edge_stats.lookup(u32Key(i));
-      stats[name] = v ? sumU64(v) : 0;
-    });
-    return stats;
+    return this.namedCounters(this.maps.edge_stats, EDGE_STAT_NAMES);
   }
 
   /**
@@ -500,13 +488,29 @@ export class EdgeDatapath {
    */
   *counterRows(): Generator<{ frontend: string; backend: string | null; packets: number; bytes: number }> {
     for (const st of this.planner.all()) {
-      const sv = this.maps.edge_svc_stats.lookup(u32Key(st.id));
-      yield { frontend: st.key, backend: null, ...(sv ? sumPacketsBytes(sv) : { packets: 0, bytes: 0 }) };
-      for (const bs of st.backends.values()) {
-        const bv = this.maps.edge_be_stats.lookup(u32Key(bs.id));
-        yield { frontend: st.key, backend: `${bs.b.ip}:${bs.b.port}`, ...(bv ? sumPacketsBytes(bv) : { packets: 0, bytes: 0 }) };
-      }
+      yield { frontend: st.key, backend: null, ...this.frontendCounts(st.id) };
+      for (const bs of st.backends.values()) yield { frontend: st.key, backend: `${bs.b.ip}:${bs.b.port}`, ...this.backendCounts(bs.id) };
     }
+  }
+
+  private frontendCounts(id: number): { packets: number; bytes: number } {
+    const v = this.maps.edge_svc_stats.lookup(u32Key(id));
+    return v ? sumPacketsBytes(v) : { packets: 0, bytes: 0 };
+  }
+
+  private backendCounts(id: number): { packets: number; bytes: number } {
+    const v = this.maps.edge_be_stats.lookup(u32Key(id));
+    return v ? sumPacketsBytes(v) : { packets: 0, bytes: 0 };
+  }
+
+  /** A per-CPU array of u64 counters, slot i named names[i], summed over the CPUs. */
+  private namedCounters<N extends string>(map: BpfMap, names: readonly N[]): Record<N, number> {
+    const out = {} as Record<N, number>;
+    names.forEach((name, i) => {
+      const v = map.lookup(u32Key(i));
+      out[name] = v ? sumU64(v) : 0;
+    });
+    return out;
   }
 
   /** Backend id the datapath uses for a service's backend (tests, debugging). */
@@ -523,13 +527,8 @@ export class EdgeDatapath {
 
   /** Second-chance counters and the previous tables held (docs/second-chance.md). */
   secondChance(): { stats: Record<EdgeScStatName, number>; open: number; slots: number; skipped: number } {
-    const stats = {} as Record<EdgeScStatName, number>;
-    EDGE_SC_STAT_NAMES.forEach((name, i) => {
-      const v = this.maps.edge_sc_stats.lookup(u32Key(i));
-      stats[name] = v ? sumU64(v) : 0;
-    });
     const p = this.planner.previous;
-    return { stats, open: p.open, slots: p.slots(), skipped: p.skipped };
+    return { stats: this.namedCounters(this.maps.edge_sc_stats, EDGE_SC_STAT_NAMES), open: p.open, slots: p.slots(), skipped: p.skipped };
   }
 
   /** Closes second-chance windows that ended (the agent calls it periodically; every change does too). Returns how many. */
