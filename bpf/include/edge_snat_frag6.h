@@ -34,7 +34,9 @@
  * datagram names the same one).
  *
  * Defined behaviour (never a mis-forward; what is not ours passes to the
- * stack untouched, as before):
+ * stack untouched, as before) — IPv4's too, and its checks of a first and a
+ * later fragment are shared (edge_frag_first_sane, edge_frag_overlaps_l4 in
+ * edge_snat_frag.h):
  *   - A later fragment with no entry (it came before its first, or its
  *     first was no flow's), an expired one, or an ambiguous one passes.
  *   - A first fragment whose ports name no flow passes, also one too short
@@ -87,8 +89,6 @@
 /* The TCP/UDP header of a first fragment: behind the Fragment header. */
 #define EDGE6_FRAG_L4_OFF (EDGE6_L4_OFF + 8)
 
-#define EDGE_FRAG6_F_AMBIGUOUS 0x1
-
 struct edge_snat_frag6_key {
 	struct pkt_addr6 backend_ip;
 	__be32 id;
@@ -101,7 +101,7 @@ struct edge_snat_frag6_val {
 	struct pkt_addr6 vip;
 	__u64 seen_ns;
 	__u32 ifindex; /* where the first fragment came in: the later ones must too */
-	__u32 flags;   /* EDGE_FRAG6_F_AMBIGUOUS */
+	__u32 flags;   /* EDGE_SNAT_FRAG_F_AMBIGUOUS */
 };
 
 struct {
@@ -131,32 +131,6 @@ struct {
 	__type(value, struct edge_frag6_scratch);
 } edge_frag6_scratch SEC(".maps");
 
-/* A first fragment's (or an atomic fragment's: `more` clear) TCP/UDP header
- * is whole within its l4_len bytes, as edge6_l4_sane wants of a reply. */
-static __always_inline int edge6_frag_first_sane(void *data, void *end, __u8 proto, __u32 l4_len, int more)
-{
-	if (more && (l4_len & 7))
-		return 0;
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + EDGE6_FRAG_L4_OFF;
-
-		if ((void *)(th + 1) > end)
-			return 0;
-		return (__u32)th->doff * 4 >= sizeof(*th) && (__u32)th->doff * 4 <= l4_len;
-	}
-	{
-		struct udphdr *uh = data + EDGE6_FRAG_L4_OFF;
-		__u32 ulen;
-
-		if ((void *)(uh + 1) > end)
-			return 0;
-		ulen = bpf_ntohs(uh->len);
-		if (uh->check == 0 || ulen < sizeof(*uh) || l4_len < sizeof(*uh))
-			return 0;
-		return more ? ulen > l4_len : ulen <= l4_len;
-	}
-}
-
 /* Remember a first fragment's addresses for its later fragments, or mark
  * its id ambiguous (see the header comment). */
 static __always_inline void edge6_frag_remember(const struct edge_snat_frag6_key *fk,
@@ -165,9 +139,9 @@ static __always_inline void edge6_frag_remember(const struct edge_snat_frag6_key
 	struct edge_snat_frag6_val *fv = bpf_map_lookup_elem(&edge_snat_frags6, fk);
 
 	if (fv && nv->seen_ns - fv->seen_ns <= EDGE_SNAT_FRAG_NS &&
-	    ((fv->flags & EDGE_FRAG6_F_AMBIGUOUS) || fv->ifindex != nv->ifindex ||
+	    ((fv->flags & EDGE_SNAT_FRAG_F_AMBIGUOUS) || fv->ifindex != nv->ifindex ||
 	     !addr6_eq(&fv->client_ip, &nv->client_ip) || !addr6_eq(&fv->vip, &nv->vip))) {
-		fv->flags = EDGE_FRAG6_F_AMBIGUOUS;
+		fv->flags = EDGE_SNAT_FRAG_F_AMBIGUOUS;
 		fv->seen_ns = nv->seen_ns;
 		return;
 	}
@@ -237,7 +211,7 @@ static __always_inline int edge6_snat_fragment(void *ctx, const int xdp, __u32 p
 		v = bpf_map_lookup_elem(&edge_snat_rev6, &sc->k);
 		if (!v)
 			return ACT_PASS;
-		if (!edge6_frag_first_sane(data, end, sc->fk.proto, plen - sizeof(*fh), fo & 1)) {
+		if (!edge_frag_first_sane(data + EDGE6_FRAG_L4_OFF, end, sc->fk.proto, plen - sizeof(*fh), fo & 1, 1)) {
 			edge_count(DROP_MALFORMED);
 			return ACT_DROP;
 		}
@@ -264,14 +238,14 @@ static __always_inline int edge6_snat_fragment(void *ctx, const int xdp, __u32 p
 		struct edge_snat_frag6_val *fv = bpf_map_lookup_elem(&edge_snat_frags6, &sc->fk);
 		__u32 adiff;
 
-		if (!fv || sc->nv.seen_ns - fv->seen_ns > EDGE_SNAT_FRAG_NS || (fv->flags & EDGE_FRAG6_F_AMBIGUOUS))
+		if (!fv || sc->nv.seen_ns - fv->seen_ns > EDGE_SNAT_FRAG_NS || (fv->flags & EDGE_SNAT_FRAG_F_AMBIGUOUS))
 			return ACT_PASS;
 		if (fv->ifindex != in_if) {
 			edge_count(DROP_SNAT_IFACE);
 			return ACT_DROP;
 		}
 		/* Within the TCP header's first 20 bytes (offsets 8 and 16). */
-		if (sc->fk.proto == IPPROTO_TCP && (fo & 0xfff8) < sizeof(struct tcphdr)) {
+		if (edge_frag_overlaps_l4(sc->fk.proto, fo & 0xfff8)) {
 			edge_count(DROP_MALFORMED);
 			return ACT_DROP;
 		}

@@ -41,6 +41,7 @@ export const EDGE_MAP_NAMES = [
   'edge_src_ranges',
   'edge_snat_rev',
   'edge_snat_frags',
+  'edge_frag_scratch',
   'edge_config',
   'edge_stats',
   'edge_svc_stats',
@@ -457,8 +458,9 @@ export const EDGE_MAP_LAYOUTS: Readonly<Record<string, { key: number; value: num
   edge_ct: { key: CT_KEY_SIZE, value: CT_VALUE_SIZE },
   edge_src_ranges: { key: SRC_RANGE_KEY_SIZE, value: 1 },
   edge_snat_rev: { key: SNAT_KEY_SIZE, value: SNAT_VALUE_SIZE },
-  // struct edge_snat_frag_key / edge_snat_frag_val (edge_snat_frag.h): program-only.
-  edge_snat_frags: { key: 8, value: 16 },
+  // struct edge_snat_frag_key / edge_snat_frag_val and the fragment path's per-CPU scratch (edge_snat_frag.h): program-only.
+  edge_snat_frags: { key: 8, value: 24 },
+  edge_frag_scratch: { key: 4, value: 48 },
   edge_config: { key: 4, value: EDGE_CONFIG_SIZE },
   edge_stats: { key: 4, value: 8 },
   edge_svc_stats: { key: 4, value: 16 },

@@ -5,7 +5,14 @@
 // configured backend (pod, or node for IPIP) or — SNAT replies — to the
 // client from the VIP; checksums that were valid on input stay valid and
 // invalid ones stay invalid (never laundered). An ICMP the program answers
-// itself must be a well-formed fragmentation-needed from a VIP.
+// itself must be a well-formed fragmentation-needed from a VIP. A fragment of
+// a SNAT reply (edge_snat_frag.h) translated: a first one only when it carries
+// its whole TCP/UDP header, a UDP length past it and a multiple of 8 bytes,
+// as the reverse map's entry for its ports says, its bytes kept but for
+// ports and checksum (moved by exactly the rewrite's difference); a later
+// one with the addresses of the last first fragment of its (backend, IP id,
+// protocol) translated before it — never while another flow's first with
+// that id is recent (ambiguous), nor long after, nor inside a TCP header.
 import test from 'ava';
 import { XDP_DROP, XDP_PASS, XDP_TX, TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT } from '../../src/datapath/loader.js';
 import { buildPacket, icmpFragNeeded, parsePacket, verifyIpv4Checksum, verifyL4Checksum, type ParsedPacket } from '../lib/packets.js';
@@ -68,6 +75,22 @@ test('fuzz: 100 000 random and mutated frames', (t) => {
   ];
   // Establish SNAT state so reverse packets can match.
   for (const s of seeds) dp.program('xdp').testRun({ data: s });
+  // Each SNAT flow's reply in two fragments (each its own IP id): the first
+  // with the TCP/UDP header, the rest.
+  const unfragmented = seeds.length;
+  let fragId = 0x1000;
+  for (const [k] of dp.map('edge_snat_rev').entries()) {
+    const be = ip4s(k, 0);
+    const proto = k[8]!;
+    const l4 = proto === 6
+      ? buildPacket({ eth: false, ip: { src: be, dst: EDGE }, tcp: { sport: k.readUInt16BE(4), dport: k.readUInt16BE(6), seq: 7, ack: 9, flags: { ack: true }, payload: Buffer.alloc(300, 3) } }).subarray(20)
+      : buildPacket({ eth: false, ip: { src: be, dst: EDGE }, udp: { sport: k.readUInt16BE(4), dport: k.readUInt16BE(6), payload: Buffer.alloc(1000, 5) } }).subarray(20);
+    const cut = proto === 6 ? 48 : 608;
+    fragId++;
+    seeds.push(buildPacket({ eth: clientEth, ip: { src: be, dst: EDGE, id: fragId, mf: true, protocol: proto }, payload: Buffer.from(l4.subarray(0, cut)) }));
+    seeds.push(buildPacket({ eth: clientEth, ip: { src: be, dst: EDGE, id: fragId, fragOffset: cut, protocol: proto }, payload: Buffer.from(l4.subarray(cut)) }));
+  }
+  t.true(seeds.length - unfragmented >= 4, 'fragments of a TCP and a UDP SNAT reply');
 
   const failures: string[] = [];
   const fail = (why: string, input: Buffer, out: Buffer): void => {
@@ -138,12 +161,7 @@ test('fuzz: 100 000 random and mutated frames', (t) => {
       if (!pods.has(p.ip.dst)) return `ICMP steered to ${p.ip.dst}`;
       return null;
     }
-    if (p.ip.fragOffset !== 0) {
-      // A later fragment of a SNAT reply (edge_snat_frag.h): VIP → client, its payload as it came.
-      if (!vips.has(p.ip.src) || p.ip.ihl !== 20) return `fragment forwarded from ${p.ip.src}`;
-      if (!outIp.subarray(20, p.ip.totalLength).equals(inIp.subarray(20, p.ip.totalLength))) return 'fragment payload modified';
-      return null;
-    }
+    if (p.ip.fragOffset !== 0 || p.ip.mf) return snatFragment(inIp, outIp, p);
     if (p.truncated) return 'truncated headers';
     const l4 = p.tcp ?? p.udp;
     if (!l4) return `protocol ${p.ip.protocol} forwarded`;
@@ -163,6 +181,76 @@ test('fuzz: 100 000 random and mutated frames', (t) => {
     }
     if (vips.has(p.ip.src)) return null; // SNAT reply: VIP → client
     return `forwarded to ${p.ip.dst} from ${p.ip.src}`;
+  };
+
+  /** The reverse map's entry for a backend's reply to an edge port. */
+  const rev = (be: Buffer, bport: number, eport: number, proto: number): { client: string; vip: string; cport: number; vport: number } | null => {
+    const k = Buffer.alloc(12);
+    be.copy(k, 0, 0, 4);
+    k.writeUInt16BE(bport, 4);
+    k.writeUInt16BE(eport, 6);
+    k[8] = proto;
+    const v = dp.map('edge_snat_rev').lookup(k);
+    return v ? { client: ip4s(v, 0), vip: ip4s(v, 4), cport: v.readUInt16BE(8), vport: v.readUInt16BE(10) } : null;
+  };
+
+  /** Per (backend, IP id, protocol): when each (client, VIP) last had a first fragment translated, and the latest. */
+  const firsts = new Map<string, { latest: string; at: number; seen: Map<string, number> }>();
+  const frags = { first: 0, later: 0 };
+
+  /** A backend's reply fragment translated (edge_snat_frag.h). */
+  const snatFragment = (inIp: Buffer, ip: Buffer, p: ParsedPacket): string | null => {
+    if (inIp.length < 20 || ip4s(inIp, 16) !== EDGE) return 'a fragment not to the edge translated';
+    if (inIp[0] !== 0x45 || p.ip.ihl !== 20) return 'a fragment with IP options translated';
+    const len = p.ip.totalLength;
+    if (len !== inIp.readUInt16BE(2)) return 'fragment length changed';
+    if (!ip.subarray(4, 8).equals(inIp.subarray(4, 8)) || ip[9] !== inIp[9] || ip[1] !== inIp[1]) return 'fragment id, flags, offset, protocol or TOS changed';
+    if (ip[8] !== inIp[8]! - 1) return 'fragment TTL not decremented';
+    const proto = ip[9]!;
+    if (proto !== 6 && proto !== 17) return `fragment of protocol ${proto} translated`;
+    const key = `${ip4s(inIp, 12)}/${inIp.readUInt16BE(4)}/${proto}`;
+    const to = `${p.ip.dst}/${p.ip.src}`;
+    const now = Date.now();
+    const l4len = len - 20;
+    if (p.ip.fragOffset === 0) {
+      // A first fragment: a reply's rules on the bytes it has.
+      if (l4len < (proto === 6 ? 20 : 8)) return 'first fragment without its whole header translated';
+      if (proto === 6 && (inIp[20 + 12]! >> 4) * 4 > l4len) return 'first fragment: TCP header beyond it';
+      if (proto === 6 && inIp[20 + 12]! >> 4 < 5) return 'first fragment: TCP data offset below 5';
+      if (proto === 17 && inIp.readUInt16BE(20 + 4) <= l4len) return 'first fragment: UDP length within it';
+      if (l4len % 8 !== 0) return 'first fragment of a length not a multiple of 8';
+      const v = rev(inIp.subarray(12, 16), inIp.readUInt16BE(20), inIp.readUInt16BE(22), proto);
+      if (!v) return 'first fragment translated without a flow';
+      if (p.ip.src !== v.vip || ip.readUInt16BE(20) !== v.vport || p.ip.dst !== v.client || ip.readUInt16BE(22) !== v.cport) return 'first fragment translated to another flow';
+      const ck = proto === 6 ? 16 : 6;
+      const outL4 = Buffer.from(ip.subarray(20, len));
+      const inL4 = Buffer.from(inIp.subarray(20, len));
+      const noSum = proto === 17 && inL4.readUInt16BE(6) === 0;
+      if (noSum && outL4.readUInt16BE(6) !== 0) return 'a UDP checksum of 0 (none) was changed';
+      for (const b of [outL4, inL4]) b.fill(0, 0, 4).fill(0, ck, ck + 2);
+      if (!outL4.equals(inL4)) return 'first fragment changed beyond ports and checksum';
+      // The checksum covers the whole datagram: it must move by exactly the
+      // difference of addresses and ports, i.e. this fragment's share of the
+      // sum (with the pseudo-header's addresses) stays the same.
+      const share = (b: Buffer): number => onesSum(Buffer.concat([b.subarray(12, 20), b.subarray(20, len)]));
+      if (!noSum && share(inIp) !== share(ip)) return 'first fragment checksum not moved by the rewrite';
+      const f = firsts.get(key) ?? { latest: to, at: now, seen: new Map<string, number>() };
+      f.latest = to;
+      f.at = now;
+      f.seen.set(to, now);
+      firsts.set(key, f);
+      frags.first++;
+      return null;
+    }
+    const f = firsts.get(key);
+    if (!f) return 'later fragment translated before any first of its id';
+    if (f.latest !== to) return 'later fragment translated to another flow than its last first';
+    if ([...f.seen].some(([other, at]) => other !== to && now - at < 1500)) return 'later fragment of an ambiguous id translated';
+    if (now - f.at > 2500) return 'later fragment translated long after its first';
+    if (proto === 6 && p.ip.fragOffset < 20) return 'later fragment overlapping the TCP header translated';
+    if (!ip.subarray(20, len).equals(inIp.subarray(20, len))) return 'later fragment\'s payload changed';
+    frags.later++;
+    return null;
   };
 
   const started = Date.now();
@@ -241,4 +329,19 @@ test('fuzz: 100 000 random and mutated frames', (t) => {
   t.deepEqual(failures, []);
   // The fuzz must actually have exercised the forwarding paths.
   t.true((verdicts.get(`xdp:${XDP_TX}`) ?? 0) > 1000);
+  t.log(`SNAT reply fragments translated: ${JSON.stringify(frags)}`);
+  t.true(frags.first > 100, 'first fragments of SNAT replies were exercised');
+  t.true(frags.later > 100, 'later fragments of SNAT replies were exercised');
 });
+
+/** Dotted IPv4 address at b[at]. */
+function ip4s(b: Buffer, at: number): string {
+  return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+}
+
+/** One's-complement sum of big-endian 16-bit words (an odd byte padded), modulo 0xffff (0 and 0xffff are the same number). */
+function onesSum(b: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < b.length; i += 2) sum += i + 1 < b.length ? b.readUInt16BE(i) : b[i]! << 8;
+  return sum % 0xffff;
+}

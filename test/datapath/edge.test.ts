@@ -2,7 +2,7 @@
 // checksum recomputed independently (test/lib/packets.ts builds the
 // expected packet from scratch; verify* re-sum it a second way).
 import test from 'ava';
-import { XDP_DROP, XDP_PASS, XDP_TX, TC_ACT_OK, possibleCpus } from '../../src/datapath/loader.js';
+import { XDP_DROP, XDP_PASS, XDP_TX, TC_ACT_OK, TC_ACT_SHOT, possibleCpus } from '../../src/datapath/loader.js';
 import {
   buildPacket,
   dsrOption,
@@ -452,6 +452,175 @@ test('SNAT: a backend\'s fragmented reply reaches the client fragment by fragmen
     frag('10.244.1.1', EDGE, sent.subarray(608), 608, false, 64, 999),
   ]) t.is(hex(run(dp, f).out), hex(f));
   t.is(dp.counters().stats.snat_fragment, 3);
+});
+
+// ---------------------------------------------------------------- SNAT reply fragments, hostile (edge_snat_frag.h)
+
+const BE_ETH = { src: '02:00:00:00:00:09', dst: EDGE_MAC };
+const FRAG_ANSWER = Buffer.from(Array.from({ length: 1200 }, (_, i) => (i * 7) & 255));
+const PASS = { xdp: XDP_PASS, tc: TC_ACT_OK } as const;
+const DROP = { xdp: XDP_DROP, tc: TC_ACT_SHOT } as const;
+
+/** An IPv4 fragment from the backend's router: `l4` the fragment's bytes of the TCP/UDP datagram, `at` their byte offset in it. */
+function frag4(src: string, dst: string, l4: Buffer, at: number, more: boolean, o: { id?: number; proto?: number; ttl?: number } = {}): Buffer {
+  return buildPacket({ eth: BE_ETH, ip: { src, dst, id: o.id ?? 0x5eed, mf: more, fragOffset: at, protocol: o.proto ?? 17, ttl: o.ttl ?? 64 }, payload: l4 });
+}
+
+/** A UDP datagram's bytes (header and payload, its checksum over the pseudo-header of src → dst). */
+function udpBytes(src: string, dst: string, sport: number, dport: number, payload: Buffer, checksum?: number): Buffer {
+  return buildPacket({ eth: false, ip: { src, dst }, udp: { sport, dport, payload, ...(checksum !== undefined ? { checksum } : {}) } }).subarray(20);
+}
+
+function tcpBytes(src: string, dst: string, sport: number, dport: number, payload: Buffer): Buffer {
+  return buildPacket({ eth: false, ip: { src, dst }, tcp: { sport, dport, seq: 5, ack: 1006, flags: { ack: true, psh: true }, payload } }).subarray(20);
+}
+
+/** The datagram the client reassembles from forwarded fragments (bare IPv4 packets, any order): the unfragmented packet, for verifyL4Checksum. */
+function reassembled4(frags: Buffer[]): Buffer {
+  const parts = frags.map((f) => ({ at: (f.readUInt16BE(6) & 0x1fff) * 8, bytes: f.subarray(20, f.readUInt16BE(2)) })).sort((a, b) => a.at - b.at);
+  const l4 = Buffer.concat(parts.map((p) => p.bytes));
+  const ip = Buffer.from(frags[0]!.subarray(0, 20));
+  ip.writeUInt16BE(20 + l4.length, 2);
+  ip.writeUInt16BE(0, 6);
+  return Buffer.concat([ip, l4]);
+}
+
+/** An edge with the DNS service (VIP:53/UDP → backend 1 :5353) and the web one (VIP:80/TCP → backend 1 :8080) in mode snat, one flow of CLIENT on each: their edge ports. */
+function fragEdge4(t: import('ava').ExecutionContext): { dp: EdgeDatapath; be: string; up: number; tp: number } {
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20999 } });
+  dp.applyServices([
+    service({ service: 'default/dns', mode: 'snat', frontend: { vip: VIP, port: 53, protocol: 'UDP' }, backends: [backend(1, { port: 5353 })] }),
+    service({ mode: 'snat' }),
+  ]);
+  setEdgeClock(dp, 10_000n * SEC);
+  const up = parsePacket(run(dp, udpPacket({ sport: 5353, dport: 53 })).out).udp!.sport;
+  const tp = parsePacket(run(dp, tcpPacket({ flags: SYN })).out).tcp!.sport;
+  return { dp, be: backend(1).ip, up, tp };
+}
+
+for (const hook of ['xdp', 'tc'] as const) test(`${hook}: SNAT fragments, hostile: tiny and malformed first fragments (whole L4 header, UDP length, a multiple of 8, TTL), later fragments overlapping the TCP header — never translated wrongly; a UDP checksum of 0 stays 0; what names no flow passes untouched`, (t) => {
+  const { dp, be, up, tp } = fragEdge4(t);
+  const r = (f: Buffer): { retval: number; out: Buffer } => run(dp, f, hook);
+  const stats = (): Record<string, number> => dp.counters().stats;
+  const seg = tcpBytes(be, EDGE, 8080, tp, FRAG_ANSWER.subarray(0, 300));
+  const segWanted = tcpBytes(VIP, CLIENT, 80, 40000, FRAG_ANSWER.subarray(0, 300));
+  const T = { proto: 6, id: 0x1001 };
+  // A tiny first fragment: the ports, not the whole TCP header (RFC 1858's
+  // flags in the next fragment). It names the flow: dropped, and its later
+  // fragments have nothing to follow.
+  t.is(r(frag4(be, EDGE, seg.subarray(0, 8), 0, true, T)).retval, DROP[hook]);
+  t.is(stats().drop_malformed, 1);
+  const rest = frag4(be, EDGE, seg.subarray(8), 8, false, T);
+  t.is(hex(r(rest).out), hex(rest));
+  // Tinier: not even the ports — nothing to match, untouched; also when the
+  // frame's padding past the IP length holds the flow's ports (they are no
+  // part of the packet).
+  for (const n of [0, 2]) {
+    const f = frag4(be, EDGE, seg.subarray(0, n), 0, true, T);
+    t.is(hex(r(f).out), hex(f), `${n} bytes`);
+  }
+  const padded = Buffer.concat([frag4(be, EDGE, seg.subarray(0, 2), 0, true, T), seg.subarray(2, 20)]);
+  const rp = r(padded);
+  t.is(rp.retval, PASS[hook], 'ports in the padding: no ports');
+  t.is(hex(rp.out), hex(padded));
+  // UDP first fragments that cannot be a datagram's first: a UDP length that
+  // does not reach past the fragment, a header cut short, a length not a
+  // multiple of 8 (RFC 791: every fragment but the last carries a multiple
+  // of 8 bytes).
+  const sent = udpBytes(be, EDGE, 5353, up, FRAG_ANSWER);
+  const short = Buffer.from(sent.subarray(0, 608));
+  short.writeUInt16BE(600, 4);
+  for (const [i, bad] of [short, sent.subarray(0, 4), sent.subarray(0, 604)].entries()) {
+    t.is(r(frag4(be, EDGE, bad, 0, true, { id: 0x1002 })).retval, DROP[hook], `malformed UDP first #${i}`);
+  }
+  t.is(stats().drop_malformed, 4);
+  const later = frag4(be, EDGE, sent.subarray(608), 608, false, { id: 0x1002 });
+  t.is(hex(r(later).out), hex(later), 'no first was translated: the later one passes');
+  // No UDP checksum (0: "none", valid over IPv4, RFC 768): translated, and it stays 0.
+  const bare = udpBytes(be, EDGE, 5353, up, FRAG_ANSWER, 0);
+  const bareWanted = udpBytes(VIP, CLIENT, 53, 5353, FRAG_ANSWER, 0);
+  t.is(hex(r(frag4(be, EDGE, bare.subarray(0, 608), 0, true, { id: 0x1003 })).out), hex(frag4(VIP, CLIENT, bareWanted.subarray(0, 608), 0, true, { id: 0x1003, ttl: 63 })));
+  // A good first, then later fragments that overlap the TCP header the first
+  // one's translation wrote (offsets 8 and 16): dropped; beyond it, translated.
+  const first = r(frag4(be, EDGE, seg.subarray(0, 48), 0, true, T));
+  t.is(hex(first.out), hex(frag4(VIP, CLIENT, segWanted.subarray(0, 48), 0, true, { ...T, ttl: 63 })));
+  for (const at of [8, 16]) t.is(r(frag4(be, EDGE, seg.subarray(at, at + 40), at, true, T)).retval, DROP[hook], `offset ${at}`);
+  t.is(stats().drop_malformed, 6);
+  // A repeated first fragment of the same flow (an overlap the client will
+  // judge) is translated as the first was; a tiny one is dropped; one whose
+  // ports name no flow passes untouched — the later fragments still follow the flow.
+  t.is(hex(r(frag4(be, EDGE, seg.subarray(0, 48), 0, true, T)).out), hex(first.out));
+  t.is(r(frag4(be, EDGE, seg.subarray(0, 8), 0, true, T)).retval, DROP[hook]);
+  const stranger = Buffer.from(seg.subarray(0, 48));
+  stranger.writeUInt16BE(tp === 20500 ? 20501 : 20500, 2);
+  const sf = frag4(be, EDGE, stranger, 0, true, T);
+  t.is(hex(r(sf).out), hex(sf));
+  const last = r(frag4(be, EDGE, seg.subarray(48), 48, false, T));
+  t.is(hex(last.out), hex(frag4(VIP, CLIENT, segWanted.subarray(48), 48, false, { ...T, ttl: 63 })));
+  t.true(verifyL4Checksum(reassembled4([last.out.subarray(14), first.out.subarray(14)])), 'the client\'s reassembly checks out');
+  // Out of hops: dropped as a reply would be — and a first dropped so arms
+  // nothing for its later fragments.
+  t.is(r(frag4(be, EDGE, seg.subarray(0, 48), 0, true, { proto: 6, id: 0x1004, ttl: 1 })).retval, DROP[hook]);
+  const unarmed = frag4(be, EDGE, seg.subarray(48), 48, false, { proto: 6, id: 0x1004 });
+  t.is(hex(r(unarmed).out), hex(unarmed), 'a first dropped for its TTL arms nothing');
+  t.is(r(frag4(be, EDGE, seg.subarray(48), 48, false, { ...T, ttl: 1 })).retval, DROP[hook]);
+  t.is(stats().drop_ttl, 2);
+  t.is(stats().drop_malformed, 7);
+  t.is(stats().snat_fragment, 4);
+});
+
+for (const hook of ['xdp', 'tc'] as const) test(`${hook}: SNAT fragments: an IP id reused by another flow's first fragment makes its later fragments pass, until 2 s after the last first with that id; fragments that only look like an armed id's pass untouched`, (t) => {
+  const { dp, be, up } = fragEdge4(t);
+  const r = (f: Buffer): { retval: number; out: Buffer } => run(dp, f, hook);
+  const other = '198.51.100.99';
+  const op = parsePacket(run(dp, udpPacket({ src: other, sport: 5353, dport: 53 })).out).udp!.sport;
+  t.not(op, up);
+  const X = { id: 0xabcd };
+  const sentA = udpBytes(be, EDGE, 5353, up, FRAG_ANSWER);
+  const sentB = udpBytes(be, EDGE, 5353, op, FRAG_ANSWER);
+  const wantA = udpBytes(VIP, CLIENT, 53, 5353, FRAG_ANSWER);
+  const wantB = udpBytes(VIP, other, 53, 5353, FRAG_ANSWER);
+  const firstA = frag4(be, EDGE, sentA.subarray(0, 608), 0, true, X);
+  const firstB = frag4(be, EDGE, sentB.subarray(0, 608), 0, true, X);
+  const laterA = frag4(be, EDGE, sentA.subarray(608), 608, false, X);
+  const laterB = frag4(be, EDGE, sentB.subarray(608), 608, false, X);
+  // Flow A's first fragment, then flow B's with the same id (a colliding id,
+  // or a forged first): each first is its own flow's, but the later
+  // fragments could be either's — they pass, to neither client.
+  t.is(hex(r(firstA).out), hex(frag4(VIP, CLIENT, wantA.subarray(0, 608), 0, true, { ...X, ttl: 63 })));
+  t.is(hex(r(firstB).out), hex(frag4(VIP, other, wantB.subarray(0, 608), 0, true, { ...X, ttl: 63 })));
+  const amb = r(laterA);
+  t.is(amb.retval, PASS[hook]);
+  t.is(hex(amb.out), hex(laterA), 'ambiguous: untouched');
+  // Flow A's first again within the 2 s: still ambiguous.
+  setEdgeClock(dp, 10_001n * SEC);
+  r(firstA);
+  t.is(hex(r(laterA).out), hex(laterA));
+  // 2 s after the last first fragment with that id, a new first arms it again…
+  setEdgeClock(dp, 10_003n * SEC + 1n);
+  r(firstB);
+  t.is(hex(r(laterB).out), hex(frag4(VIP, other, wantB.subarray(608), 608, false, { ...X, ttl: 63 })));
+  // …only for 2 s.
+  setEdgeClock(dp, 10_005n * SEC + 2n);
+  t.is(hex(r(laterB).out), hex(laterB), 'expired: untouched');
+  t.is(dp.counters().stats.snat_fragment, 5);
+  // An armed id, and fragments that only look like its: another backend,
+  // another protocol, another destination; to a VIP — dropped as ever.
+  const Y = { id: 0x4242 };
+  r(frag4(be, EDGE, sentA.subarray(0, 608), 0, true, Y));
+  for (const f of [
+    frag4(backend(2).ip, EDGE, sentA.subarray(608), 608, false, Y),
+    frag4(be, EDGE, sentA.subarray(608), 608, false, { ...Y, proto: 6 }),
+    frag4(be, '192.0.2.2', sentA.subarray(608), 608, false, Y),
+  ]) {
+    const o = r(f);
+    t.is(o.retval, PASS[hook]);
+    t.is(hex(o.out), hex(f));
+  }
+  t.is(r(frag4(be, VIP, sentA.subarray(608), 608, false, Y)).retval, DROP[hook]);
+  t.is(dp.counters().stats.drop_fragment, 1);
+  t.is(hex(r(frag4(be, EDGE, sentA.subarray(608), 608, false, Y)).out), hex(frag4(VIP, CLIENT, wantA.subarray(608), 608, false, { ...Y, ttl: 63 })));
+  t.is(dp.counters().stats.snat_fragment, 7);
 });
 
 test('a frame to another host\'s MAC (a promiscuous uplink sees another edge\'s flooded frames) is left to the stack, counted, on both hooks and both families; without the uplink\'s MAC nothing is checked', (t) => {
@@ -1013,7 +1182,7 @@ test('SNAT ports are reclaimed once a flow has ended (both FINs or a RST with th
 
 test('SNAT replies are accepted only on the interface their flow came in on (the uplink)', async (t) => {
   const { Cleanup, createNetns, nsRun, uniqueId } = await import('../lib/netns.js');
-  const { inNetns, TC_ACT_SHOT } = await import('../../src/datapath/loader.js');
+  const { inNetns } = await import('../../src/datapath/loader.js');
   const cleanup = new Cleanup();
   t.teardown(async () => {
     await cleanup.run();
@@ -1045,6 +1214,31 @@ test('SNAT replies are accepted only on the interface their flow came in on (the
   const back = tc(reply, up);
   t.is(back.retval, TC_ACT_OK);
   t.is(parsePacket(back.out).ip.dst, CLIENT);
+  // The reply in fragments: the first is held to the flow's interface as the
+  // reply is, the later ones to the interface their first came in on — on
+  // both hooks (struct xdp_md: data 0, data_end = length, ingress_ifindex at 12).
+  const xdp = (data: Buffer, dev: number): { retval: number; out: Buffer } => {
+    const ctx = Buffer.alloc(24);
+    ctx.writeUInt32LE(data.length, 4);
+    ctx.writeUInt32LE(dev, 12);
+    const r = inNetns(ns, () => dp.program('xdp').testRun({ data, ctxIn: ctx }));
+    return { retval: r.retval, out: r.dataOut };
+  };
+  const seg = tcpBytes(backend(1).ip, EDGE, 8080, port, Buffer.alloc(100, 1));
+  let drops = 1;
+  for (const [hook, send, id] of [['tc', tc, 1], ['xdp', xdp, 2]] as const) {
+    const first = frag4(backend(1).ip, EDGE, seg.subarray(0, 48), 0, true, { proto: 6, id });
+    const later = frag4(backend(1).ip, EDGE, seg.subarray(48), 48, false, { proto: 6, id });
+    t.is(send(first, other).retval, DROP[hook], `${hook}: a first fragment on another interface`);
+    t.is(dp.counters().stats.drop_snat_iface, ++drops);
+    t.is(parsePacket(send(first, up).out).ip.dst, CLIENT);
+    t.is(send(later, other).retval, DROP[hook], `${hook}: a later fragment on another interface than its first`);
+    t.is(dp.counters().stats.drop_snat_iface, ++drops);
+    const l = send(later, up);
+    t.is(l.retval, PASS[hook]);
+    t.is(parsePacket(l.out).ip.dst, CLIENT);
+  }
+  t.is(dp.counters().stats.snat_fragment, 4);
 });
 
 test('ICMP errors about a VIP flow pass the service\'s source-range check first: from outside the ranges they are dropped, never steered', (t) => {
