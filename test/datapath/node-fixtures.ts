@@ -54,6 +54,25 @@ export function standardServices(): DesiredService[] {
 }
 
 /**
+ * The fixture's edge neighbour, confirmed at the test clock's far end: a
+ * confirmation later than "now" never expires (node_trust.h), so the edge
+ * stays trusted whatever test clock a test sets. Confirmed at the real
+ * clock instead (the machine's uptime), it expired as soon as a test moved
+ * its clock more than NODE_EDGE_MAC_TTL_NS past the uptime: on a machine
+ * booted less than ~73 minutes before, every test at a test clock of 5000 s
+ * saw its option packets dropped as untrusted. Tests of expiry trust their
+ * own neighbours (`edgeMac: null`) at a clock they set.
+ */
+function trustForAnyTestClock(dp: NodeDatapath, ip: string, mac: string): void {
+  dp.setTestClock(TRUSTED_UNTIL_NS);
+  dp.trustEdgeNeighbour(ip, mac);
+  dp.setTestClock(null);
+}
+
+/** 2^62 ns (~146 years): beyond every test clock. */
+const TRUSTED_UNTIL_NS = 1n << 62n;
+
+/**
  * A node program with the standard services, EDGE_IP as its only edge
  * source and MAC_A (the sender of every test frame from "the edge") trusted
  * as that edge's link-layer address; `edgeMac: null` trusts no neighbour.
@@ -64,7 +83,7 @@ export function loadNode(t: ExecutionContext, opts: NodeDatapathOptions = {}, tr
   t.teardown(() => dp.close());
   dp.applyServices(standardServices(), { name: NODE_NAME });
   const mac = trust.edgeMac === undefined ? MAC_A : trust.edgeMac;
-  if (mac !== null) dp.trustEdgeNeighbour(EDGE_IP, mac);
+  if (mac !== null) trustForAnyTestClock(dp, EDGE_IP, mac);
   return dp;
 }
 
@@ -116,6 +135,6 @@ export function loadNode6(t: ExecutionContext, opts: NodeDatapathOptions = {}, t
   t.teardown(() => dp.close());
   dp.applyServices([...standardServices(), ...standardServices6()], { name: NODE_NAME });
   const mac = trust.edgeMac === undefined ? MAC_A : trust.edgeMac;
-  if (mac !== null) dp.trustEdgeNeighbour(EDGE6, mac);
+  if (mac !== null) trustForAnyTestClock(dp, EDGE6, mac);
   return dp;
 }
