@@ -83,6 +83,17 @@ static __always_inline int edge6_l4_sane(void *data, void *end, __u8 proto, __u3
 	}
 }
 
+/* Is the packet addressed to the edge's own IPv6 address (SNAT replies come
+ * there)? Word by word, one branch: on the pass path of every IPv6 packet
+ * that is not for a service. No address configured matches nothing. */
+static __always_inline int edge6_to_edge_addr(const struct ipv6hdr *ip6, const struct edge_config6 *cfg6)
+{
+	const __be32 *to = (const __be32 *)&ip6->daddr;
+
+	return (((to[0] ^ cfg6->addr.w[0]) | (to[1] ^ cfg6->addr.w[1]) | (to[2] ^ cfg6->addr.w[2]) |
+		 (to[3] ^ cfg6->addr.w[3])) == 0) && !addr6_is_zero(&cfg6->addr);
+}
+
 /* Both addresses and ports of the TCP/UDP frame become the given ones, the
  * L4 checksum follows; the TCP/UDP header at l4_off (a constant: right
  * behind the fixed header, or behind a Fragment header for a first fragment,
@@ -220,7 +231,6 @@ static __always_inline int edge6_snat_reverse(void *ctx, const int xdp, const st
 	__u16 port = bpf_ntohs(p->t.dport);
 	__be16 cport, vport;
 	__u32 zero = 0;
-	const __be32 *to;
 
 	/* The pass path of every IPv6 packet that is not for a service: one
 	 * inlined array lookup and a compare before anything else. */
@@ -233,9 +243,7 @@ static __always_inline int edge6_snat_reverse(void *ctx, const int xdp, const st
 	cfg6 = bpf_map_lookup_elem(&edge_config6, &zero);
 	if (!cfg6)
 		return ACT_PASS;
-	to = (const __be32 *)&ip6->daddr;
-	if (((to[0] ^ cfg6->addr.w[0]) | (to[1] ^ cfg6->addr.w[1]) | (to[2] ^ cfg6->addr.w[2]) |
-	     (to[3] ^ cfg6->addr.w[3])) != 0 || addr6_is_zero(&cfg6->addr))
+	if (!edge6_to_edge_addr(ip6, cfg6))
 		return ACT_PASS;
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
 	if (!cfg || port < cfg->snat_port_min || port > cfg->snat_port_max ||

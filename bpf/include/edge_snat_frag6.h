@@ -160,7 +160,6 @@ static __always_inline int edge6_snat_fragment(void *ctx, const int xdp, __u32 p
 	struct pkt_frag6 *fh;
 	struct ipv6hdr *ip6;
 	void *data, *end;
-	const __be32 *to;
 	__u32 zero = 0, in_if;
 	__u16 fo;
 
@@ -175,9 +174,7 @@ static __always_inline int edge6_snat_fragment(void *ctx, const int xdp, __u32 p
 	cfg6 = bpf_map_lookup_elem(&edge_config6, &zero);
 	if (!cfg6)
 		return ACT_PASS;
-	to = (const __be32 *)&ip6->daddr;
-	if (((to[0] ^ cfg6->addr.w[0]) | (to[1] ^ cfg6->addr.w[1]) | (to[2] ^ cfg6->addr.w[2]) |
-	     (to[3] ^ cfg6->addr.w[3])) != 0 || addr6_is_zero(&cfg6->addr))
+	if (!edge6_to_edge_addr(ip6, cfg6))
 		return ACT_PASS;
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
 	sc = bpf_map_lookup_elem(&edge_frag6_scratch, &zero);
