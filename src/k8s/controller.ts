@@ -545,8 +545,14 @@ export class KubernetesController {
         if (this.ipam?.assignmentOf(key)) released = true;
         this.ipam?.release(key);
         this.unallocated.delete(key);
-        if (svc && prev && this.status_) this.status_.set(key, { ingress: [], condition: null, release: prev.addresses.map((a) => a.ip) });
-        else this.status_?.set(key, null);
+        if (svc && prev) this.status_?.set(key, { ingress: [], condition: null, release: prev.addresses.map((a) => a.ip) });
+        // Gone: nothing more to write. Still here and released in an earlier
+        // round: that release stays until it is done (the status writer then
+        // forgets it). Forgotten at this Service's next version, a release
+        // refused meanwhile (409: the Service changed while the write was on
+        // its way — another class's controller wrote its status) was never
+        // tried again, and our condition stayed on a Service no longer ours.
+        else if (!svc) this.status_?.set(key, null);
         continue;
       }
       let c: Candidate;

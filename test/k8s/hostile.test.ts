@@ -359,6 +359,58 @@ test.serial('a Service switching type and class while it holds an address (LoadB
   await distinct(['flip', 'other', 'third']);
 });
 
+// The interleaving behind the type/class test's rare failure, forced: the
+// release write (computed from the ClusterIP version) reaches the API server
+// only after the Service moved to another class and that controller wrote
+// its status, so it is refused (409, the resourceVersion it carries). The
+// release must then be written from the newer version — the controller had
+// forgotten it when it computed that version (not ours, nothing held), so
+// our condition stayed on a Service another controller owns, for good.
+test.serial('a release refused because the Service changed meanwhile (moved to another class, that controller wrote its status) is written again from the newer version: our condition leaves, the other controller\'s address stays', async (t) => {
+  const { ns, make, svc, serve } = await setup(t);
+  await serve('flip', '10.1.0.1');
+  const c = make(new RecordingSink());
+  const rest = (c as unknown as { rest: RestClient }).rest;
+  const send = rest.send.bind(rest);
+  let gate: Promise<void> | null = null;
+  let open = () => {};
+  let held = 0;
+  const refused: number[] = [];
+  rest.send = async (method, path, body, ...more) => {
+    // Only a release names a resourceVersion (status.ts).
+    const release = method === 'PATCH' && path.endsWith('/services/flip/status') && (body as { metadata?: { resourceVersion?: string } }).metadata?.resourceVersion !== undefined;
+    if (release && gate) {
+      held++;
+      await gate;
+    }
+    try {
+      return await send(method, path, body, ...more);
+    } catch (e) {
+      if (release) refused.push((e as { code?: number }).code ?? 0);
+      throw e;
+    }
+  };
+  await c.start();
+  await waitFor('flip advertised', async () => conditionOf(await svc('flip'))?.status === 'True', 20_000);
+  await c.settle();
+
+  gate = new Promise<void>((r) => (open = r));
+  await k8s.cluster.patch('services', ns, 'flip', { spec: { type: 'ClusterIP', loadBalancerClass: null, allocateLoadBalancerNodePorts: null } });
+  await waitFor('the release write on its way (held)', () => held === 1, 20_000);
+  await k8s.cluster.patch('services', ns, 'flip', { spec: { type: 'LoadBalancer', loadBalancerClass: 'example.com/other-lb' } });
+  const written = await k8s.cluster.patchStatus('services', ns, 'flip', { loadBalancer: { ingress: [{ ip: '198.51.100.1' }] } });
+  const rv = (written.metadata as { resourceVersion: string }).resourceVersion;
+  const cache = (c as unknown as { cluster: { service(key: string): V1Service | undefined } }).cluster;
+  await waitFor('the controller holds the other class\'s version', () => cache.service(`${ns}/flip`)?.metadata?.resourceVersion === rv, 20_000);
+  await c.settle();
+  open();
+  await waitFor('the held release refused', () => refused.length === 1, 20_000);
+  t.deepEqual(refused, [409]);
+  await waitFor('our condition taken out', async () => conditionOf(await svc('flip')) === undefined, 10_000).catch(() => undefined);
+  t.is(conditionOf(await svc('flip')), undefined, 'our condition is still on the Service');
+  t.deepEqual(ingressOf(await svc('flip')), ['198.51.100.1'], 'the other controller\'s status is left alone');
+});
+
 test.serial('odd EndpointSlices (the VIP itself, broadcast, a node\'s address, IPv6 and FQDN slices for an IPv4 Service, duplicates, null conditions, port 0, no ports): the usable endpoints are served, the others named in Warnings', async (t) => {
   const { ns, make, svc, events, createService } = await setup(t);
   await createService('odd', {}, {});
