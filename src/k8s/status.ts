@@ -113,6 +113,14 @@ export class StatusWriter {
   private readonly lastWritten = new Map<string, { desired: DesiredStatus; baseRv: string }>();
   private readonly queue = new Set<string>();
   private readonly inflight = new Set<string>();
+  /**
+   * Services with new information (a newer cached version, a new desired
+   * status — not the same one recomputed) while their write was in flight:
+   * looked at again as soon as it ends, failed or not. A write refused
+   * because the Service changed on its way (409) waited out its backoff
+   * though the newer version was cached.
+   */
+  private readonly again = new Set<string>();
   /** Services whose last write failed, waiting out their backoff (neither queued nor in flight). */
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   /** Failed writes in a row per Service (its backoff); gone once one succeeds. */
@@ -142,6 +150,7 @@ export class StatusWriter {
     const held = this.desired.get(key) ?? this.lastWritten.get(key)?.desired;
     const same = held !== undefined && sameStatus(held, d);
     this.desired.set(key, same ? held : d);
+    if (!same && this.inflight.has(key)) this.again.add(key);
     // The same status again (a recomputation) waits out a failed write's backoff.
     if (same && this.retryTimers.has(key)) return;
     if (this.needsWrite(key)) this.enqueue(key);
@@ -154,6 +163,7 @@ export class StatusWriter {
    * succeeds as soon as the cache holds the new Service.
    */
   observe(key: string): void {
+    if (this.inflight.has(key)) this.again.add(key);
     if (this.desired.has(key) && this.needsWrite(key)) this.enqueue(key);
   }
 
@@ -173,6 +183,7 @@ export class StatusWriter {
   /** Nothing more to write for this Service (released, or no longer ours). */
   private forget(key: string): void {
     this.desired.delete(key);
+    this.again.delete(key);
     this.lastWritten.delete(key);
     this.failures.delete(key);
     this.cancelRetry(key);
@@ -221,11 +232,16 @@ export class StatusWriter {
       this.inflight.add(key);
       void this.write(key).then((ok) => {
         this.inflight.delete(key);
+        const fresh = this.again.delete(key);
         // A failed write waits out its backoff (write() set the timer): put
         // back at once, it was retried as fast as the server answered — a
         // few thousand PATCHes a second per Service while the API server
-        // answered 429 or 500.
-        if (ok && this.needsWrite(key)) this.queue.add(key);
+        // answered 429 or 500. Unless something new came in meanwhile, as
+        // observe() and set() promise outside a write.
+        if ((ok || fresh) && this.needsWrite(key)) {
+          this.cancelRetry(key);
+          this.queue.add(key);
+        }
         this.pump();
       });
     }

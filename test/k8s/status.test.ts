@@ -6,6 +6,7 @@ import { StatusWriter, statusMatches, statusPatch, type DesiredStatus } from '..
 import { KubeConfig } from '../../src/k8s/kubeconfig.js';
 import { RestClient } from '../../src/k8s/rest.js';
 import { createLogger } from '../../src/log/logger.js';
+import { waitFor } from './helpers.js';
 
 const other = { type: 'example.com/Ready', status: 'True', reason: 'Fine', message: 'ok', lastTransitionTime: '2026-01-01T00:00:00Z' };
 
@@ -95,4 +96,55 @@ test('a status write the API server refuses (500, 429) is tried again after a gr
   // The flush waited for the retry, which succeeded: one more PATCH.
   t.is(patches, tried + 1);
   t.is(w.pending(), 0);
+});
+
+// A write on its way while the informer delivers a newer version (another
+// controller's status write, a spec change) is refused 409 when it carries
+// the older resourceVersion (a release). The newer version was handed to
+// observe() while the write was in flight and dropped there: the retry then
+// waited out the backoff (1 s at first), though what it needed was cached.
+test('a release refused (409) because the Service changed while the write was on its way is written again from the newer version at once, not after the backoff', async (t) => {
+  const bodies: { metadata?: { resourceVersion?: string }; status: { loadBalancer: { ingress: unknown[] }; conditions: unknown[] } }[] = [];
+  let arrived = () => {};
+  const first = new Promise<void>((r) => (arrived = r));
+  let answer = () => {};
+  const gate = new Promise<void>((r) => (answer = r));
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      bodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as (typeof bodies)[number]);
+      const refuse = bodies.length === 1;
+      if (refuse) arrived();
+      void (refuse ? gate : Promise.resolve()).then(() => {
+        res.writeHead(refuse ? 409 : 200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(refuse ? { kind: 'Status', code: 409, reason: 'Conflict', message: 'the object has been modified' } : {}));
+      });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  t.teardown(() => {
+    rest.close();
+    server.closeAllConnections();
+    server.close();
+  });
+  const ours = { type: 'edgelb.io/Advertised', status: 'True', reason: 'Advertised', message: 'm', lastTransitionTime: '2026-11-01T00:00:00Z' };
+  // Left LoadBalancer: the API server emptied its ingress, our condition remains.
+  let cached: V1Service = { metadata: { namespace: 'ns', name: 'a', uid: 'u1', resourceVersion: '7' }, spec: { type: 'ClusterIP' }, status: { conditions: [ours] as never } };
+  const w = new StatusWriter({ rest, logger: createLogger({ level: 'error' }), get: () => cached, retryMs: 60_000, maxRetryMs: 60_000 });
+  t.teardown(() => w.stop());
+  w.set('ns/a', { ingress: [], condition: null, release: ['192.0.2.1'] });
+  await first;
+  t.is(bodies[0]!.metadata?.resourceVersion, '7');
+  // Meanwhile: another class, and that controller's address in status.
+  cached = { metadata: { namespace: 'ns', name: 'a', uid: 'u1', resourceVersion: '9' }, spec: { type: 'LoadBalancer', loadBalancerClass: 'example.com/other-lb' }, status: { loadBalancer: { ingress: [{ ip: '198.51.100.1' }] }, conditions: [ours] as never } };
+  w.observe('ns/a');
+  answer();
+  await waitFor('the release written again', () => bodies.length === 2, 5000).catch(() => undefined);
+  t.is(bodies.length, 2, 'PATCHes (the second one waits out the 60 s backoff)');
+  t.is(bodies[1]?.metadata?.resourceVersion, '9');
+  t.deepEqual(bodies[1]?.status.loadBalancer.ingress, [{ ip: '198.51.100.1' }]);
+  t.deepEqual(bodies[1]?.status.conditions, []);
 });
