@@ -45,6 +45,7 @@ import {
   parseEdgeSource,
 } from '../../src/datapath/node-maps.js';
 import { localServiceEntries, NodeDatapath } from '../../src/datapath/node-datapath.js';
+import { possibleCpus } from '../../src/datapath/loader.js';
 import { parseEdgeSources, parseNodeIps } from '../../src/cli/node.js';
 import {
   backend,
@@ -418,8 +419,9 @@ test('IPv6 flood: new flows beyond the per-CPU insert limit are dropped and coun
     const r = run(dp.ingress, buildPacket6(optionSpec({ tcp: { sport: 41000 + i } })));
     if (r.retval === TC_SHOT) dropped++;
   }
-  t.is(dropped, 7);
-  t.like(dp.counters(), { drop_insert_limit: 7 });
+  // 3 per CPU per window (the test clock stands still: one window); the runs may spread over every CPU.
+  t.true(dropped <= 7 && dropped >= 10 - 3 * possibleCpus(), `dropped ${dropped}`);
+  t.like(dp.counters(), { drop_insert_limit: dropped });
   const rs = reply({ tcp: { dport: 41000 } });
   t.deepEqual(run(dp.egress, buildPacket6(rs)).out, fromVip(rs));
 });
