@@ -3,7 +3,7 @@
 // routes and service, and describe it. Building is startup.ts, removing is
 // teardown.ts.
 import { join } from 'node:path';
-import { createNetns, gatewaysOf, kernelRoutes, nsRun, run, sleep, type RunResult } from './netns.js';
+import { createNetns, gatewaysOf, kernelRoutes, nsRun, run, scaled, sleep, type RunResult } from './netns.js';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { FrrRouter } from './frr.js';
 import { BpfObject, detachTc, inNetns, tcQuery } from '../datapath/loader.js';
@@ -120,6 +120,7 @@ export class Lab {
 
   /** Starts (or restarts) the agent of one edge; resolves when it printed EDGELB READY, throws otherwise. */
   async startAgent(name: string, timeoutMs = this.state.options.agentTimeoutSeconds * 1000): Promise<void> {
+    timeoutMs = scaled(timeoutMs);
     const e = this.edge(name);
     const rec = this.agent(name);
     const p = spawnInNs(`agent-${name}`, e.ns, [nodeBin, dist('src/cli/main.js'), 'run', '--config', rec.config], rec.log);
@@ -200,6 +201,7 @@ export class Lab {
 
   /** The Service's first LoadBalancer address, once the agents allocated it. */
   async waitForVip(name: string, timeoutMs = 20000, namespace = 'default'): Promise<string> {
+    timeoutMs = scaled(timeoutMs);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const svc = await this.kubectlJson<{ status?: { loadBalancer?: { ingress?: { ip?: string }[] } } }>(['get', 'service', name, '-n', namespace]);
@@ -212,6 +214,7 @@ export class Lab {
 
   /** Waits until the router's kernel route to `vip` has exactly `gateways` (sorted); returns ms waited. */
   async waitForGateways(vip: string, gateways: string[], timeoutMs = 20000): Promise<number> {
+    timeoutMs = scaled(timeoutMs);
     const want = [...gateways].sort().join(',');
     const t0 = Date.now();
     for (;;) {
@@ -224,6 +227,7 @@ export class Lab {
 
   /** Waits until one HTTP request through the VIP succeeds (bounded). */
   async waitServing(vip: string, port = 80, timeoutMs = 20000): Promise<void> {
+    timeoutMs = scaled(timeoutMs);
     const deadline = Date.now() + timeoutMs;
     let last = '';
     while (Date.now() < deadline) {

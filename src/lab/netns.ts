@@ -14,9 +14,23 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * Multiplier for the lab's time bounds, from EDGELB_LAB_TIMEOUT_SCALE (≥ 1,
+ * default 1). bench:e2e:vm runs the lab under QEMU TCG, where every process
+ * start and TLS handshake takes many times longer; the bounds only guard
+ * against hangs, so stretching them changes no measurement.
+ */
+export function timeoutScale(env: NodeJS.ProcessEnv = process.env): number {
+  const s = Number(env.EDGELB_LAB_TIMEOUT_SCALE || 1);
+  return Number.isFinite(s) && s >= 1 ? s : 1;
+}
+
+/** A time bound (ms) stretched by timeoutScale(). */
+export const scaled = (ms: number): number => Math.round(ms * timeoutScale());
+
 /** Run a command (no shell), `input` on its stdin; throws with the command line and stderr on failure. */
 export async function run(cmd: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
-  const timeoutMs = opts.timeoutMs ?? 15000;
+  const timeoutMs = scaled(opts.timeoutMs ?? 15000);
   if (opts.input !== undefined) return runWithInput(cmd, opts.input, timeoutMs);
   try {
     const { stdout, stderr } = await execFileP(cmd[0] as string, cmd.slice(1), { timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024 });

@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run, sleep } from '../netns.js';
+import { run, scaled, sleep } from '../netns.js';
 import { alive, readSize, spawnInNs, stopPid, tail, type LabProcess } from '../procs.js';
 import { clientCert, kubeconfigYaml, makePki, writeKubeconfig, type Pki } from './pki.js';
 import { KUBE_BIN } from '../paths.js';
@@ -165,6 +165,7 @@ export async function startComponent(st: ControlPlaneState, c: Component, onProc
   const p = spawnInNs(c, st.ns, argv(st, c), log);
   st.processes[c] = p;
   onProcess?.(p);
+  timeoutMs = scaled(timeoutMs);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (!alive(p.pid)) throw new Error(`${c} exited during start; last lines of ${log}:\n${tail(readFileSync(log).subarray(mark).toString('utf8'), 25)}`);
@@ -178,7 +179,7 @@ async function serving(st: ControlPlaneState, c: Component): Promise<boolean> {
   try {
     switch (c) {
       case 'etcd':
-        return (await inNs(st, ['curl', '-sf', '--max-time', '2', `http://${st.host}:${st.ports.etcd}/health`])).includes('true');
+        return (await inNs(st, ['curl', '-sf', '--max-time', String(scaled(2000) / 1000), `http://${st.host}:${st.ports.etcd}/health`])).includes('true');
       case 'kube-apiserver':
         return (await adminRequest(st, 'GET', '/readyz')).code === 200;
       case 'kube-controller-manager': {
@@ -247,7 +248,7 @@ export async function adminRequest(st: ControlPlaneState, method: string, path: 
 
 async function adminRequestInNs(st: ControlPlaneState, method: string, path: string, body: unknown, contentType: string): Promise<ApiResponse> {
   const d = st.pki.dir;
-  const cmd = ['curl', '-s', '--max-time', '10', '-o', '-', '-w', '\n%{http_code}', '-X', method, '--cacert', st.pki.caCert, '--cert', join(d, 'admin.crt'), '--key', join(d, 'admin.key'), '-H', 'Accept: application/json'];
+  const cmd = ['curl', '-s', '--max-time', String(scaled(10_000) / 1000), '-o', '-', '-w', '\n%{http_code}', '-X', method, '--cacert', st.pki.caCert, '--cert', join(d, 'admin.crt'), '--key', join(d, 'admin.key'), '-H', 'Accept: application/json'];
   if (body !== undefined) cmd.push('-H', `Content-Type: ${contentType}`, '--data-binary', JSON.stringify(body));
   const out = await inNs(st, [...cmd, `${st.server}${path}`]);
   const i = out.lastIndexOf('\n');

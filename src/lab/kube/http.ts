@@ -4,6 +4,7 @@
 // src/k8s (RestClient, with a kubeconfig) instead.
 import { Agent, request } from 'node:https';
 import { readFileSync } from 'node:fs';
+import { scaled } from '../netns.js';
 
 export interface ApiResponse {
   code: number;
@@ -37,7 +38,7 @@ export class KubeHttp {
           path,
           agent: this.agent,
           headers: { accept: 'application/json', ...(payload === undefined ? {} : { 'content-type': contentType, 'content-length': Buffer.byteLength(payload) }) },
-          timeout: timeoutMs,
+          timeout: scaled(timeoutMs),
         },
         (res) => {
           const chunks: Buffer[] = [];
