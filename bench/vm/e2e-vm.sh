@@ -37,8 +37,14 @@ command -v qemu-system-x86_64 >/dev/null || { say "qemu-system-x86_64 not instal
 mkdir -p "$CACHE"
 
 # --- Debian packages: the kernel and busybox-static, downloaded once.
-PKG=${EDGELB_VM_KERNEL_PKG:-$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')}
-[ -n "$PKG" ] || { say "cannot tell the kernel package (apt-cache depends linux-image-amd64)"; exit 1; }
+# The newest generic amd64 kernel the archive offers (bookworm: 6.12.x+deb12
+# next to the stock 6.1). Not 6.1: its verifier rounds every BPF frame's
+# stack up to 32 bytes, so edge_xdp (504 bytes) plus its second-chance
+# subprogram comes to 544 > 512 and edge.o does not load
+# ("combined stack size of 2 calls is 544. Too large"); later kernels round
+# JITed frames to 16.
+PKG=${EDGELB_VM_KERNEL_PKG:-$(apt-cache search --names-only '^linux-image-[0-9.]+(-[0-9]+)?(\+deb[0-9]+)?-amd64$' | awk '{print $1}' | sort -V | tail -1)}
+[ -n "$PKG" ] || { say "cannot find a linux-image-*-amd64 package (apt-cache search)"; exit 1; }
 fetch_deb() { # $1 package, $2 extract dir
   if [ ! -d "$2" ]; then
     local deb
@@ -58,8 +64,14 @@ KROOT=$CACHE/$PKG
 KVER=$(ls "$KROOT/lib/modules" | head -1)
 VMLINUZ=$KROOT/boot/vmlinuz-$KVER
 MODS=$KROOT/lib/modules/$KVER
-# The host has no kmod; busybox's depmod writes modules.dep and .alias.
-[ -f "$MODS/modules.dep" ] || "$BB" depmod -b "$KROOT" "$KVER"
+# The host has no kmod; busybox's insmod cannot read compressed modules
+# (newer Debian kernels ship .ko.xz): decompress once, then busybox's depmod
+# writes modules.dep and .alias.
+if [ ! -f "$MODS/modules.dep" ]; then
+  find "$MODS" -name '*.ko.xz' -exec xz -d {} +
+  find "$MODS" -name '*.ko.zst' -exec zstd -q -d --rm {} +
+  "$BB" depmod -b "$KROOT" "$KVER"
+fi
 
 # --- initramfs: busybox, the modules to reach the 9p root, the init.
 INITRD=$CACHE/initramfs-$KVER.cpio.gz
@@ -71,7 +83,8 @@ if [ ! -f "$INITRD" ] || [ "$REPO/bench/vm/initramfs-init" -nt "$INITRD" ]; then
   cp "$MODS/modules.dep" "$MODS/modules.alias" "$T/lib/modules/$KVER/" 2>/dev/null || cp "$MODS/modules.dep" "$T/lib/modules/$KVER/"
   for m in virtio_pci 9pnet_virtio 9p overlay; do
     # A module and everything modules.dep lists for it.
-    line=$(grep -E "(^|/)$m\.ko:" "$MODS/modules.dep")
+    # (none when the kernel has it built in)
+    line=$(grep -E "(^|/)$m\.ko:" "$MODS/modules.dep" || true)
     for f in $(echo "$line" | tr -d ':'); do
       mkdir -p "$T/lib/modules/$KVER/$(dirname "$f")"
       cp "$MODS/$f" "$T/lib/modules/$KVER/$f"

@@ -50,9 +50,23 @@ ulimit -n 1048576
 
 echo "edgelb-vm: kernel $(uname -r), $(nproc) CPUs, modules: $(cut -d' ' -f1 /proc/modules | tr '\n' ' ')" >&2
 cd "$REPO" || exit 1
+# The lab removes its state (logs included) when it is torn down, and the
+# guest's /run dies with it: keep copies of the agents' logs on the host.
+mkdir -p "$OUT/logs"
+(
+  while sleep 5; do
+    for f in /run/edgelb-lab/*/*/agent.log; do
+      [ -f "$f" ] && cp "$f" "$OUT/logs/$(echo "${f#/run/edgelb-lab/}" | tr / _)"
+    done
+  done
+) &
+COPIER=$!
 set +e
 env BENCH_E2E_SECONDS="$BENCH_E2E_SECONDS" BENCH_E2E_ROUNDS="$BENCH_E2E_ROUNDS" EDGELB_LAB_TIMEOUT_SCALE="$EDGELB_LAB_TIMEOUT_SCALE" \
   scripts/with-node node "${BENCH_SCRIPT:-dist/bench/e2e.js}" >"$OUT/stdout" 2> >(tee "$OUT/stderr" >&2)
-echo $? >"$OUT/rc"
+RC=$?
+# Stop the copier first: waiting for it (it never ends) kept the VM up.
+kill "$COPIER" 2>/dev/null
+wait "$COPIER" 2>/dev/null
 uname -r >"$OUT/kernel"
-wait
+echo "$RC" >"$OUT/rc"
