@@ -39,10 +39,10 @@ mkdir -p "$CACHE"
 # --- Debian packages: the kernel and busybox-static, downloaded once.
 # The newest generic amd64 kernel the archive offers (bookworm: 6.12.x+deb12
 # next to the stock 6.1). Not 6.1: its verifier rounds every BPF frame's
-# stack up to 32 bytes, so edge_xdp (504 bytes) plus its second-chance
-# subprogram comes to 544 > 512 and edge.o does not load
-# ("combined stack size of 2 calls is 544. Too large"); later kernels round
-# JITed frames to 16.
+# stack up to 32 bytes, so edge_xdp (336 bytes) calling edge_sc_xmit_xdp
+# (168) counts 352 + 192 = 544 > 512 and edge.o does not load ("combined
+# stack size of 2 calls is 544. Too large"); the later kernels tried (6.12
+# here, 6.18 on the build machines) round JITed frames to 16: 336 + 176 = 512.
 PKG=${EDGELB_VM_KERNEL_PKG:-$(apt-cache search --names-only '^linux-image-[0-9.]+(-[0-9]+)?(\+deb[0-9]+)?-amd64$' | awk '{print $1}' | sort -V | tail -1)}
 [ -n "$PKG" ] || { say "cannot find a linux-image-*-amd64 package (apt-cache search)"; exit 1; }
 fetch_deb() { # $1 package, $2 extract dir
