@@ -170,10 +170,8 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
 	if (!cfg)
 		return ACT_PASS;
-	if (edge_other_host(cfg, data, end)) {
-		edge_count(EV_OTHER_HOST);
+	if (edge_other_host(cfg, data, end))
 		return ACT_PASS;
-	}
 	svc_id = svc->id;
 	if ((svc->flags & SVC_F_SRC_RANGES) && !edge_src_allowed(svc, p.saddr)) {
 		edge_count(DROP_SRC_RANGE);

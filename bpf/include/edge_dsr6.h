@@ -119,6 +119,20 @@ struct {
 	__type(value, struct edge_fib6_slot);
 } edge_fib_cache6 SEC(".maps");
 
+/* A routing hop that answers nothing (a reply, a translated or steered
+ * ICMPv6 error, a fragment): out of hops it is dropped, counted DROP_TTL
+ * (-1); otherwise its hop limit goes down by one (0). The hop that answers
+ * with Time Exceeded is edge_ip6.h's. */
+static __always_inline int edge6_hop(struct ipv6hdr *ip6)
+{
+	if (ip6->hop_limit <= 1) {
+		edge_count(DROP_TTL);
+		return -1;
+	}
+	ip6->hop_limit--;
+	return 0;
+}
+
 /* edge_forward for an IPv6 next hop `dst` (the backend's node, or the
  * client for a Packet Too Big): FIB (cached), MAC rewrite, TX or redirect;
  * the stack gets the rewritten packet when the FIB cannot resolve it. */

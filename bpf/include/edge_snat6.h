@@ -269,11 +269,8 @@ static __always_inline int edge6_snat_reverse(void *ctx, const int xdp, const st
 	snat_seg_read(&seg, data, end, EDGE6_L4_OFF, plen, p->t.proto, p->tcp_flags);
 	snat_seen(&v->life, p->t.proto, &seg, 1, snat_now(cfg));
 	/* A routing hop; a reply out of hops is dropped (no error about it). */
-	if (ip6->hop_limit <= 1) {
-		edge_count(DROP_TTL);
+	if (edge6_hop(ip6) < 0)
 		return ACT_DROP;
-	}
-	ip6->hop_limit--;
 	client = v->client_ip;
 	vip = v->vip;
 	cport = v->client_port;

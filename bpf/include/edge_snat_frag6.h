@@ -216,11 +216,8 @@ static __always_inline int edge6_snat_fragment(void *ctx, const int xdp, __u32 p
 			edge_count(DROP_SNAT_IFACE);
 			return ACT_DROP;
 		}
-		if (ip6->hop_limit <= 1) {
-			edge_count(DROP_TTL);
+		if (edge6_hop(ip6) < 0)
 			return ACT_DROP;
-		}
-		ip6->hop_limit--;
 		sc->nv.client_ip = v->client_ip;
 		sc->nv.vip = v->vip;
 		cport = v->client_port;
@@ -246,13 +243,10 @@ static __always_inline int edge6_snat_fragment(void *ctx, const int xdp, __u32 p
 			edge_count(DROP_MALFORMED);
 			return ACT_DROP;
 		}
-		if (ip6->hop_limit <= 1) {
-			edge_count(DROP_TTL);
+		if (edge6_hop(ip6) < 0)
 			return ACT_DROP;
-		}
 		sc->nv.client_ip = fv->client_ip;
 		sc->nv.vip = fv->vip;
-		ip6->hop_limit--;
 		/* No checksum covers them here; on tc skb->csum of a
 		 * CHECKSUM_COMPLETE skb does (csum6_rewrite_note). */
 		adiff = csum_diff_addr6((const struct pkt_addr6 *)&ip6->saddr, &sc->nv.vip) +

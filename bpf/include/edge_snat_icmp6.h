@@ -44,11 +44,8 @@ static __always_inline int edge6_icmp_translate(void *ctx, const int xdp, const 
 
 	if ((void *)(ports + 2) > end)
 		return -2;
-	if (ip6->hop_limit <= 1) {
-		edge_count(DROP_TTL);
+	if (edge6_hop(ip6) < 0)
 		return -1;
-	}
-	ip6->hop_limit--;
 	addr6_load(&os, &ip6->saddr);
 	addr6_load(&od, &ip6->daddr);
 	addr6_load(&qs, &iip->saddr);

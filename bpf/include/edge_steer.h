@@ -69,10 +69,8 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 	/* Not a VIP: perhaps the edge address, quoting a SNAT flow's packet to its backend. */
 	if (!svc)
 		return edge_snat_icmp_client(ctx, xdp, cfg, p, &in, ifindex);
-	if (edge_other_host(cfg, data, end)) {
-		edge_count(EV_OTHER_HOST);
+	if (edge_other_host(cfg, data, end))
 		return ACT_PASS;
-	}
 	/* Like any packet to the service, an error about it must come from
 	 * inside its source ranges: steering it first would let anyone outside
 	 * them reach the backends. */

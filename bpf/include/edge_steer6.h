@@ -101,11 +101,8 @@ static __always_inline int edge6_icmp_steer(void *ctx, const int xdp, __u32 plen
 	 * the tunnel is left to the stack. */
 	if ((be->flags & BE_F_IPIP) && IPV6_HLEN + IPV6_HLEN + plen > cfg->mtu)
 		goto unsteered;
-	if (ip6->hop_limit <= 1) {
-		edge_count(DROP_TTL);
+	if (edge6_hop(ip6) < 0)
 		return ACT_DROP;
-	}
-	ip6->hop_limit--;
 	diff = csum_diff_addr6(&p.t.daddr, &be->ip) + csum_diff_addr6(&sk.vip, &be->ip) +
 	       csum_diff_2(ports[0], be->port);
 	csum_apply_diff(&ih->checksum, diff);

@@ -62,8 +62,8 @@ static __always_inline int edge_l2_group(const void *data, const void *end)
  * edge then sees what another edge is to serve. The kernel drops them
  * (PACKET_OTHERHOST); forwarded, each such packet reached its pod twice.
  * Checked against edge_config.own_mac, the uplink's, when CFG_F_DST_MAC
- * says so: such a frame is left to the stack, counted. Group addresses are
- * edge_l2_group's. */
+ * says so: such a frame is counted here (EV_OTHER_HOST) and left to the
+ * stack by the caller. Group addresses are edge_l2_group's. */
 static __always_inline int edge_other_host(const struct edge_config *cfg, const void *data, const void *end)
 {
 	const struct ethhdr *eth = data;
@@ -71,23 +71,23 @@ static __always_inline int edge_other_host(const struct edge_config *cfg, const 
 
 	if (!(cfg->flags & CFG_F_DST_MAC) || (const void *)(eth + 1) > end || (eth->h_dest[0] & 1))
 		return 0;
-	return ((eth->h_dest[0] ^ m[0]) | (eth->h_dest[1] ^ m[1]) | (eth->h_dest[2] ^ m[2]) |
-		(eth->h_dest[3] ^ m[3]) | (eth->h_dest[4] ^ m[4]) | (eth->h_dest[5] ^ m[5])) != 0;
+	if (((eth->h_dest[0] ^ m[0]) | (eth->h_dest[1] ^ m[1]) | (eth->h_dest[2] ^ m[2]) |
+	     (eth->h_dest[3] ^ m[3]) | (eth->h_dest[4] ^ m[4]) | (eth->h_dest[5] ^ m[5])) == 0)
+		return 0;
+	edge_count(EV_OTHER_HOST);
+	return 1;
 }
 
-/* The same for an IPv6 frame, before the IPv6 program: counted. (IPv4
- * frames are checked once they are known to be for a service, so the pass
- * path pays nothing.) */
+/* The same for an IPv6 frame, before the IPv6 program. (IPv4 frames are
+ * checked once they are known to be for a service, so the pass path pays
+ * nothing.) */
 static __always_inline int edge_frame_other_host(void *ctx, const int xdp)
 {
 	struct edge_config *cfg;
 	__u32 zero = 0;
 
 	cfg = bpf_map_lookup_elem(&edge_config, &zero);
-	if (!cfg || !edge_other_host(cfg, edge_data(ctx, xdp), edge_data_end(ctx, xdp)))
-		return 0;
-	edge_count(EV_OTHER_HOST);
-	return 1;
+	return cfg && edge_other_host(cfg, edge_data(ctx, xdp), edge_data_end(ctx, xdp));
 }
 
 /* tc: clang may keep &skb->data_end computed once in the caller and spill
