@@ -524,7 +524,7 @@ export class BgpSpeaker {
     // configuring it failed while it ran (vtysh timed out): bring it back in line.
     if (this.bfdd && (!this.bfdd.running() || !this.bfdApplied)) await this.syncBfd();
     await this.bfdd?.setHealthy(this.datapathHealthy);
-    const every = this.opts.adjOutEvery ?? 5;
+    const every = this.adjOutEvery;
     if (!first && every > 0 && ++this.round % every === 0) await this.adjOutRound(true, false);
   }
 
@@ -682,6 +682,11 @@ export class BgpSpeaker {
     return out;
   }
 
+  /** Reconcile rounds between adj-out checks (SpeakerOptions.adjOutEvery; 0 = never). */
+  private get adjOutEvery(): number {
+    return this.opts.adjOutEvery ?? 5;
+  }
+
   /** What the peers' last full adj-out checks vouch for: forgotten when the VIPs, drain state, config or applied policy changed since. */
   private checkAdjOutBasis(): void {
     const now = { vips: this.vips, drain: this.drainState, cfg: this.cfg, policy: this.appliedPolicy };
@@ -710,7 +715,7 @@ export class BgpSpeaker {
     if (!m || every <= 1 || m.upSince !== upSince) return false;
     if (this.adjOutRounds - m.round >= every) return false;
     // Requests sent before gobgpd hung may land after it resumes (as for the RIB): the next check or two read in full.
-    if (this.loopRounds - this.troubleRound <= (this.opts.adjOutEvery ?? 5) + 2) return false;
+    if (this.loopRounds - this.troubleRound <= this.adjOutEvery + 2) return false;
     let want = this.adjOutExpected.get(peer);
     if (want === undefined) {
       want = vipsForPeer(vips, peer).length;

@@ -296,10 +296,11 @@ export class EdgePresence {
     const observed = [...this.seen].filter(([, s]) => s.advertising && now - s.sinceMs <= limit).map(([e]) => e);
     const live = this.damper.view(observed, now);
     const held = this.damper.held();
-    if (held.join(',') !== this.heldLogged) {
+    const heldKey = held.join(',');
+    if (heldKey !== this.heldLogged) {
       if (held.length > 0) this.o.logger.warn({ edges: held, observed: observed.sort() }, 'edges flapping: their changes are held back from Service conditions until they settle');
       else this.o.logger.info('no edge flapping any more: Service conditions follow the edges again');
-      this.heldLogged = held.join(',');
+      this.heldLogged = heldKey;
     }
     if (live.join(',') !== this.live.join(',')) {
       this.live = live;
