@@ -131,7 +131,7 @@ export class DatapathAgentPart implements DatapathPart {
       this.dp.attach(this.config.node.uplink, d.xdp === 'off' ? 'tc' : d.xdp);
       this.attached = true;
       const ms = (a: number, b: number) => Math.round(b - a);
-      this.log.info({ addressMs: ms(t0, t1), loadMs: ms(t1, t2), attachMs: ms(t2, performance.now()) }, 'datapath loaded and attached');
+      this.log.info({ addressMs: ms(t0, t1), loadMs: ms(t1, t2), ...this.dp.openTiming, attachMs: ms(t2, performance.now()) }, 'datapath loaded and attached');
       this.startProber();
       // Previous Maglev tables whose window ended give their slots back
       // even when no service changes (docs/second-chance.md).

@@ -236,8 +236,28 @@ export class EdgeDatapath {
 
   /** open() with the kernel's work (maps, verifier) off the JS thread; the agent's start-up overlaps it. */
   static async openAsync(opts: EdgeDatapathOptions): Promise<EdgeDatapath> {
-    return EdgeDatapath.fromLoaded(await EdgeDatapath.openObject(opts).loadAsync(), opts);
+    const t0 = performance.now();
+    const obj = EdgeDatapath.openObject(opts);
+    const t1 = performance.now();
+    await obj.loadAsync();
+    const t2 = performance.now();
+    const dp = EdgeDatapath.fromLoaded(obj, opts);
+    const ms = (a: number, b: number) => Math.round(b - a);
+    dp.openTiming = {
+      objectMs: ms(t0, t1), kernelMs: Math.round(obj.loadTiming?.workMs ?? 0),
+      waitMs: Math.round(obj.loadTiming?.waitMs ?? 0), restoreMs: ms(t2, performance.now()),
+    };
+    return dp;
   }
+
+  /**
+   * Where openAsync()'s time went (the agent logs it; start-up under
+   * emulation is where it shows): reading the object and replacing
+   * incompatible pinned maps, the kernel's work on the worker (maps,
+   * verifier), its result's wait for the busy JS thread, and the
+   * configuration and state rebuilt from the maps.
+   */
+  openTiming: { objectMs: number; kernelMs: number; waitMs: number; restoreMs: number } | null = null;
 
   private static openObject(opts: EdgeDatapathOptions): BpfObject {
     if (!Number.isInteger(opts.maglevTableSize) || opts.maglevTableSize < 3 || opts.maglevTableSize > 2 ** 20) {

@@ -4,7 +4,7 @@
 // over the array; only entries marked valid and owned by a live service
 // count.
 import { decodeScPrev } from './second-chance.js';
-import { BACKEND6_SIZE, BACKEND_SIZE, SVC_F_MARKER, decodeBackend, decodeBackend6, decodeSvc, decodeSvc6Key, decodeSvcKey, ipv6FromBytes } from './edge-maps.js';
+import { BACKEND6_SIZE, BACKEND_SIZE, SC_PREV_SIZE, SVC_F_MARKER, decodeBackend, decodeBackend6, decodeSvc, decodeSvc6Key, decodeSvcKey, ipv6FromBytes } from './edge-maps.js';
 import { u32ToIpv4 } from '../net/ip.js';
 import type { EdgeSnapshot } from './edge-plan.js';
 import type { EdgeMaps } from './edge-writer.js';
@@ -14,9 +14,14 @@ export function readSnapshot(
 ): EdgeSnapshot {
   const snap: EdgeSnapshot = { services: [], markers: [], backends: [], srcRanges: [], scPrev: [] };
   // Previous tables (second chance) hold their regions whatever else the maps hold.
-  for (const [k, v] of maps.edge_sc_prev.entries()) {
-    const p = decodeScPrev(v);
-    if (p.ringSize > 0) snap.scPrev!.push({ svcId: k.readUInt32LE(0), ...p });
+  // One batched walk: an array's every slot is an entry, and 65 536 lookups
+  // one syscall each cost seconds at boot under emulation.
+  for (const { keys, values, count } of maps.edge_sc_prev.lookupBatches(65536)) {
+    for (let i = 0; i < count; i++) {
+      // ringSize (offset 4) first: nearly every slot is closed, so decode only the open ones.
+      if (values.readUInt32LE(i * SC_PREV_SIZE + 4) === 0) continue;
+      snap.scPrev!.push({ svcId: keys.readUInt32LE(i * 4), ...decodeScPrev(values.subarray(i * SC_PREV_SIZE, (i + 1) * SC_PREV_SIZE)) });
+    }
   }
   const ids = new Set<number>();
   for (const [k, v] of maps.edge_services.entries()) {

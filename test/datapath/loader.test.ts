@@ -490,6 +490,9 @@ test('loadAsync verifies on a worker thread: same programs as load(), the object
   t.throws(() => obj.close(), { message: /close\(\) while loadAsync\(\) is in progress/ });
   t.is(await pending, obj);
   t.true(obj.loaded);
+  // Where the time went: the kernel's work measured on the worker, then the result's wait for this thread.
+  t.true((obj.loadTiming?.workMs ?? 0) > 0, JSON.stringify(obj.loadTiming));
+  t.true((obj.loadTiming?.waitMs ?? -1) >= 0, JSON.stringify(obj.loadTiming));
   t.is(obj.program('tl_xdp_swap').testRun({ data: frame() }).retval, XDP_TX);
   await t.throwsAsync(obj.loadAsync(), { message: /must be called before load\(\)/ });
 });

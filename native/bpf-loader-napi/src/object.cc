@@ -9,6 +9,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <chrono>
+
 #include <cerrno>
 #include <string>
 
@@ -102,9 +104,12 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     void Execute() override {
       // The libbpf log capture is thread-local: this thread's own.
       ResetLog(self_->log_level_ != 0);
+      const auto start = std::chrono::steady_clock::now();
       errno = 0;
       ret_ = bpf_object__load(self_->obj_);
       errno_ = errno;
+      done_ = std::chrono::steady_clock::now();
+      work_ms_ = std::chrono::duration<double, std::milli>(done_ - start).count();
       log_ = CapturedLog();
     }
     void OnOK() override { Settle(); }
@@ -115,9 +120,15 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
       Napi::Env env = Env();
       Napi::HandleScope scope(env);
       self_->loading_ = false;
+      // How long the kernel's work took on the worker, and how long its
+      // result then waited for the JS thread (busy elsewhere at start-up).
+      const double wait_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - done_).count();
       try {
         self_->FinishLoad(env, ret_, errno_, std::move(log_));
-        deferred_.Resolve(env.Undefined());
+        Napi::Object timing = Napi::Object::New(env);
+        timing.Set("workMs", Napi::Number::New(env, work_ms_));
+        timing.Set("waitMs", Napi::Number::New(env, wait_ms));
+        deferred_.Resolve(timing);
       } catch (const Napi::Error &e) {
         deferred_.Reject(e.Value());
       }
@@ -128,6 +139,8 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     int ret_ = 0;
     int errno_ = 0;
     std::string log_;
+    std::chrono::steady_clock::time_point done_;
+    double work_ms_ = 0;
   };
 
   void RequireNotLoaded(Napi::Env env, const char *what) {

@@ -128,10 +128,16 @@ export interface XdpQueryResult {
   attachMode: number;
 }
 
+/** Where loadAsync()'s time went: the kernel's work, then the wait for the JS thread to take the result. */
+export interface LoadTiming {
+  workMs: number;
+  waitMs: number;
+}
+
 export interface NativeObjectHandle {
   load(): void;
   /** load() on a worker thread; the handle is unusable until it settles. */
-  loadAsync(): Promise<void>;
+  loadAsync(): Promise<LoadTiming>;
   close(): void;
   programs(): ProgramDesc[];
   maps(): MapDesc[];

@@ -3,7 +3,7 @@
 // close; its programs and maps are valid until close().
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { native, type MapDesc, type NativeObjectHandle, type ProgramDesc } from './binding.js';
+import { native, type LoadTiming, type MapDesc, type NativeObjectHandle, type ProgramDesc } from './binding.js';
 import type { FdOwner } from './fd.js';
 import { BpfMap } from './map.js';
 import { BpfProgram } from './program.js';
@@ -66,6 +66,9 @@ export class BpfObject implements FdOwner {
     return this.#loaded;
   }
 
+  /** After loadAsync(): how long the kernel's work took, and how long the result waited for the JS thread. */
+  loadTiming: LoadTiming | null = null;
+
   /**
    * Loads every (autoload) program and creates/reuses the maps. On failure
    * the object is closed and the error carries .verifierLog.
@@ -90,7 +93,7 @@ export class BpfObject implements FdOwner {
   async loadAsync(): Promise<this> {
     const h = this.handle();
     try {
-      await h.loadAsync();
+      this.loadTiming = await h.loadAsync();
     } catch (e) {
       this.#handle = null;
       throw e;
