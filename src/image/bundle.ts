@@ -7,6 +7,7 @@
 // the Kubernetes client.
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { PluginBuild } from 'esbuild';
 
 /** Where the bundle goes, relative to the runtime root (…/opt/edgelb). */
 export const BUNDLE_DIR = 'dist/app';
@@ -20,6 +21,26 @@ const EXTERNAL = ['*.node', 'pino', 'pino-pretty', 'thread-stream'];
 // Bundled CommonJS dependencies call require() for Node built-ins; an ESM
 // chunk has none of its own.
 const REQUIRE_SHIM = "import { createRequire as __edgelbCreateRequire } from 'node:module'; const require = __edgelbCreateRequire(import.meta.url);";
+
+/**
+ * Node built-ins that the bundle takes through require() instead of an ESM
+ * import. Importing node:http as ESM builds a module facade that reads every
+ * export once, and http's lazy WebSocket/EventSource getters then load
+ * Node's whole internal undici (fetch): a quarter of `edgelb config check`'s
+ * run natively, about a second per process under the boot test's emulated
+ * CPU. require() hands back the module object; esbuild's __toESM wraps it in
+ * getters that read only what is used.
+ */
+const REQUIRED_BUILTINS = /^(node:)?https?$/;
+
+const requireBuiltins = {
+  name: 'edgelb-require-builtins',
+  setup(build: Pick<PluginBuild, 'onResolve' | 'onLoad'>) {
+    // The stand-in's own require() is the real built-in (esbuild leaves it to Node).
+    build.onResolve({ filter: REQUIRED_BUILTINS }, (a) => (a.namespace === 'edgelb-required-builtin' ? { path: a.path, external: true } : { path: a.path.startsWith('node:') ? a.path : `node:${a.path}`, namespace: 'edgelb-required-builtin' }));
+    build.onLoad({ filter: /.*/, namespace: 'edgelb-required-builtin' }, (a) => ({ contents: `module.exports = require(${JSON.stringify(a.path)});`, loader: 'js' }));
+  },
+};
 
 export interface BundleResult {
   outDir: string;
@@ -48,6 +69,7 @@ export async function bundleRuntime(repo: string, outRoot: string): Promise<Bund
     platform: 'node',
     target: 'node22',
     external: EXTERNAL,
+    plugins: [requireBuiltins],
     banner: { js: REQUIRE_SHIM },
     // Readable stack traces in the journal matter more than bytes here.
     minify: false,

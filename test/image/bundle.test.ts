@@ -41,6 +41,16 @@ test('the bundled CLI: version, config check --firewall-out --sysctl-out, firewa
   t.is(ok.code, 0, ok.err);
   t.deepEqual(JSON.parse(readFileSync(fw, 'utf8')), JSON.parse(JSON.stringify(firewallRuleset(loadConfigFile('config/edgelb.example.yaml')))));
   t.is(readFileSync(sc, 'utf8'), sysctlFile(loadConfigFile('config/edgelb.example.yaml')));
+  // The boot's first Node process loads no more of Node than it needs: an
+  // ESM import of node:http would load Node's internal undici (fetch) —
+  // a quarter of this command's run, about a second under the boot test's emulation.
+  const probe = join(root, 'probe.mjs');
+  const loaded = join(root, 'loaded.json');
+  writeFileSync(probe, `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(process.moduleLoadList)));\n`);
+  await run(process.execPath, ['--import', probe, main, 'config', 'check', 'config/edgelb.example.yaml', '--firewall-out', fw, '--sysctl-out', sc]);
+  const internals = JSON.parse(readFileSync(loaded, 'utf8')) as string[];
+  t.true(internals.some((m) => /NativeModule fs/.test(m)), 'the probe saw the process\'s modules');
+  t.deepEqual(internals.filter((m) => /undici/.test(m)), [], 'config check does not load undici');
   const bad = await cli('config', 'check', 'test/fixtures/config/invalid/02-bad-routerid.yaml', '--firewall-out', join(root, 'no.json'), '--sysctl-out', join(root, 'no.conf'));
   t.is(bad.code, 2, bad.err);
   t.regex(bad.err, /node\.routerId/);
