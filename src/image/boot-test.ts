@@ -16,6 +16,7 @@ import { currentKeyId } from './sign.js';
 import { BOOT_TEST_TOOLS, ensureTools, progress } from './exec.js';
 import { MIB } from './layout.js';
 import { bootVm, guestPanicSummary, LogTail, OVMF_CODE, waitForConsole, type Credential } from './qemu.js';
+import { describeQuiet, waitForQuietHost, type QuietResult } from './quiet-host.js';
 
 export const READY_RE = /EDGELB READY node=(\S+) peers=(\d+) config=([0-9a-f]{12})/;
 
@@ -177,6 +178,8 @@ export interface BootOutcome {
   serialLog: string;
   /** The first boot hit the emulator's early-boot panic (EMULATOR_PANIC_RE). */
   retriedAfterPanic?: boolean;
+  /** The timed boot's wait for a quiet host (QUIET_HOST). */
+  quiet?: QuietResult;
 }
 
 export interface BootRun {
@@ -204,12 +207,17 @@ export interface BootRun {
  */
 export const EMULATOR_PANIC_RE = /(Oops: |BUG: )[\s\S]*Kernel panic - not syncing: Fatal exception/;
 
+/** Before the timed boot: a 2 s window with the host's CPUs 90% idle, waited for up to 90 s. */
+export const QUIET_HOST = { minIdle: 0.9, windowMs: 2000, maxWaitMs: 90_000 } as const;
+
 export async function bootWithConfig(r: BootRun): Promise<BootOutcome> {
-  const first = await bootOnce(r);
+  const quiet = r.timed ? await waitForQuietHost(QUIET_HOST) : undefined;
+  if (quiet) progress(`before the timed boot: ${describeQuiet(quiet)}`);
+  const first = { ...(await bootOnce(r)), ...(quiet ? { quiet } : {}) };
   if (!r.timed || first.readySeconds !== null || !EMULATOR_PANIC_RE.test(first.console) || /Welcome to/.test(first.console)) return first;
   progress(`guest kernel panicked in early boot under multi-threaded TCG (${guestPanicSummary(first.console)}; see ${r.serialLog}.panic); booting again`);
   writeFileSync(`${r.serialLog}.panic`, first.console);
-  return { ...(await bootOnce(r)), retriedAfterPanic: true };
+  return { ...(await bootOnce(r)), retriedAfterPanic: true, ...(quiet ? { quiet } : {}) };
 }
 
 async function bootOnce(r: BootRun): Promise<BootOutcome> {

@@ -82,6 +82,9 @@ export function smbiosCredential(c: Credential): string {
   return `type=11,value=io.systemd.credential.binary:${c.name}=${b64}`;
 }
 
+/** A NIC option without a boot ROM (the firmware then starts no iPXE driver for it). */
+export const NO_BOOT_ROM = 'romfile=';
+
 export function qemuArgs(o: BootOptions, varsFile: string): string[] {
   const args = [
     ...tcgMachineArgs(o.mttcg), '-m', String(o.memoryMiB ?? 1024), '-smp', String(o.cpus ?? 2),
@@ -94,8 +97,10 @@ export function qemuArgs(o: BootOptions, varsFile: string): string[] {
     '-drive', `if=pflash,format=raw,unit=1,file=${varsFile}`,
     '-drive', `file=${o.image},format=raw,if=virtio${o.writable ? '' : ',snapshot=on'}`,
     // One NIC the config can name as its uplink, isolated from everything
-    // (restrict=on: no traffic leaves QEMU).
-    '-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-pci,netdev=n0,addr=0x5',
+    // (restrict=on: no traffic leaves QEMU). romfile=: no iPXE boot ROM —
+    // the VM never boots from the network, and the firmware spent ~0.7 s
+    // of the measured boot starting that ROM's driver under emulation.
+    '-netdev', 'user,id=n0,restrict=on', '-device', `virtio-net-pci,netdev=n0,addr=0x5,${NO_BOOT_ROM}`,
   ];
   // A guest reset ends this QEMU; bootVm boots again when reboots are allowed.
   args.push('-no-reboot');

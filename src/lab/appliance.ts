@@ -21,7 +21,7 @@ import { alive, spawnInNs, type LabProcess } from './procs.js';
 import type { EdgePlan, LabPlan } from './topology.js';
 import type { ApplianceRecord, LabOptions, LabState } from './state.js';
 import { IMAGE_RAW } from '../image/build.js';
-import { guestPanicSummary, OVMF_CODE, OVMF_VARS, smbiosCredential, tcgMachineArgs } from '../image/qemu.js';
+import { guestPanicSummary, NO_BOOT_ROM, OVMF_CODE, OVMF_VARS, smbiosCredential, tcgMachineArgs } from '../image/qemu.js';
 import { CFG_LABEL } from '../image/layout.js';
 
 /**
@@ -145,7 +145,7 @@ export function debugShellCredentials(): { name: string; value: string }[] {
 /** QEMU's command line: the boot test's headless server, with tap NICs and the config stick as a second disk. */
 export function applianceQemuArgs(q: QemuPlan): string[] {
   const nic = (id: string, tap: string, mac: string, addr: string) => [
-    '-netdev', `tap,id=${id},ifname=${tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=${id},mac=${mac},addr=${addr}`,
+    '-netdev', `tap,id=${id},ifname=${tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=${id},mac=${mac},addr=${addr},${NO_BOOT_ROM}`,
   ];
   return [
     'qemu-system-x86_64', ...tcgMachineArgs(), '-m', String(q.memoryMiB ?? 1024), '-smp', String(q.cpus ?? 2),

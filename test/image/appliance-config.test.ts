@@ -55,7 +55,7 @@ test('QEMU: single-threaded TCG, the flashed image never written, the stick read
   t.true(a.includes('file=/i.raw,format=raw,if=virtio,snapshot=on'));
   t.true(a.includes('file=/s.img,format=raw,if=virtio,readonly=on'));
   t.true(a.includes('tap,id=up,ifname=vmup,script=no,downscript=no'));
-  t.true(a.includes(`virtio-net-pci,netdev=up,mac=${applianceMacs(edge).uplink},addr=0x5`));
+  t.true(a.includes(`virtio-net-pci,netdev=up,mac=${applianceMacs(edge).uplink},addr=0x5,romfile=`), 'no NIC boot ROM for the firmware to start');
   t.true(a.includes('tap,id=mgmt,ifname=vmmgmt,script=no,downscript=no'));
   t.false(a.some((x) => x.startsWith('user,')), 'no user-mode network');
 });

@@ -66,6 +66,7 @@ test('the VM is headless, emulated, serial-only and isolated', (t) => {
   t.true(a.includes('-no-reboot'));
   t.true(qemuArgs({ image: '/x.raw', serialLog: '/x.log', allowReboot: true }, '/vars.fd').includes('-no-reboot'), 'a reset ends QEMU even when the guest may reboot: bootVm power-cycles it');
   t.true(a.includes('user,id=n0,restrict=on'), 'user networking with restrict=on: nothing leaves QEMU');
+  t.true(a.includes('virtio-net-pci,netdev=n0,addr=0x5,romfile='), 'the NIC has no boot ROM for the firmware to start');
   t.regex(a[a.indexOf('-drive', a.indexOf('-drive', a.indexOf('-drive') + 1) + 1) + 1] ?? '', /snapshot=on/);
 });
 

@@ -17,6 +17,7 @@ import {
   BUDGET, bootWithConfig, ensureBootTools, freshImage, INVALID_CONFIG, machineIdLines, overBudget, sha12, summary, TEST_CONFIG, TEST_SECRET, TEST_SECRET_NAME, testSecretCredentials,
 } from '../../src/image/boot-test.js';
 import { readGpt } from '../../src/image/gpt.js';
+import { describeQuiet } from '../../src/image/quiet-host.js';
 import { MIB, PART } from '../../src/image/layout.js';
 import { Esp, listEntries, upgrade } from '../../src/image/upgrade.js';
 
@@ -53,6 +54,7 @@ if (skip) {
     const r = await bootWithConfig({ image: IMAGE_RAW, config: TEST_CONFIG, credentials: testSecretCredentials(), serialLog: join(LOGS, 'valid.log'), expectReady: true, timeoutMs: BOOT_TIMEOUT_MS, timed: true });
     const rep = (k: string) => r.report.get(k) ?? '';
     t.log(`serial log: ${r.serialLog} (timeline: ${r.serialLog}.timeline)`);
+    if (r.quiet) t.log(`before the timed boot: ${describeQuiet(r.quiet)}`);
     for (const [k, v] of r.report) t.log(`${k}: ${v}`);
     t.truthy(r.ready, 'EDGELB READY line on the serial console');
     t.is(r.ready?.[1], 'boot-test', 'READY names node.name from the injected config');
