@@ -124,6 +124,8 @@ fi
 echo "EDGELB-TEST upgrade-keys $(cd /usr/lib/edgelb/upgrade-keys 2>/dev/null && for k in *.pem; do echo "$k:$(sha256sum < "$k" | cut -c1-16)"; done | tr '\n' ' ')"
 # The ID the system runs with, and the one journald (started long before this) stamped on its entries.
 echo "EDGELB-TEST machine-id $(cat /etc/machine-id) journal=$(journalctl -b -n1 -o export 2>/dev/null | sed -n 's/^_MACHINE_ID=//p')"
+# The kernel modules this boot loaded (the blacklist must hold in the initrd as well as in the root).
+echo "EDGELB-TEST modules $(lsmod | tail -n +2 | awk '{print $1}' | sort | tr '\n' ' ')"
 sync
 echo "EDGELB-TEST boot-time $(systemd-analyze time 2>&1 | head -n1)"
 systemd-analyze blame 2>/dev/null | head -n 8 | while read -r l; do echo "EDGELB-TEST blame $l"; done

@@ -132,7 +132,9 @@ async function baseRootfs(cacheDir: string): Promise<string> {
   const hook = join(REPO, 'images/initramfs/edgelb-initrd');
   const conf = join(REPO, 'images/initramfs/edgelb.conf');
   const machineId = join(REPO, 'images/initramfs/edgelb-machine-id');
-  const key = sha256([SUITE, MIRROR, pkgs.join(','), ...[customize, hook, conf, machineId].map((f) => readFileSync(f)), 'v1']).slice(0, 16);
+  // The appliance's module blacklist applies in the initrd too (mkinitramfs copies /etc/modprobe.d).
+  const blacklist = join(REPO, 'images/overlay/etc/modprobe.d/edgelb-appliance.conf');
+  const key = sha256([SUITE, MIRROR, pkgs.join(','), ...[customize, hook, conf, machineId, blacklist].map((f) => readFileSync(f)), 'v1']).slice(0, 16);
   const tar = join(cacheDir, `base-${SUITE}-${key}.tar`);
   if (existsSync(tar)) {
     progress(`base rootfs: cached ${basename(tar)}`);
@@ -146,7 +148,7 @@ async function baseRootfs(cacheDir: string): Promise<string> {
     `--include=${pkgs.join(',')}`,
     // The erofs hook and conf must be in place before the kernel's postinst builds the initrd.
     // So must the machine-id script (a stable ID kept on the state partition).
-    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/scripts/local-bottom" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-initrd" && cp ${conf} "$1/etc/initramfs-tools/conf.d/edgelb.conf" && install -m 0755 ${machineId} "$1/etc/initramfs-tools/scripts/local-bottom/edgelb-machine-id"`,
+    `--setup-hook=mkdir -p "$1/etc/initramfs-tools/hooks" "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/scripts/local-bottom" && cp ${hook} "$1/etc/initramfs-tools/hooks/edgelb-initrd" && cp ${conf} "$1/etc/initramfs-tools/conf.d/edgelb.conf" && install -m 0755 ${machineId} "$1/etc/initramfs-tools/scripts/local-bottom/edgelb-machine-id" && install -D -m 0644 ${blacklist} "$1/etc/modprobe.d/edgelb-appliance.conf"`,
     `--customize-hook=${customize} "$1"`,
     '--dpkgopt=path-exclude=/usr/share/doc/*', '--dpkgopt=path-include=/usr/share/doc/*/copyright',
     '--dpkgopt=path-exclude=/usr/share/man/*', '--dpkgopt=path-exclude=/usr/share/locale/*',

@@ -88,6 +88,11 @@ if (skip) {
     t.is(ids[0]?.how, 'new', 'first boot of a flashed disk: a new machine-id');
     t.is(rep('machine-id'), `${ids[0]?.id} journal=${ids[0]?.id}`, '/etc/machine-id and journald use the initrd\'s ID');
 
+    // Modules the appliance blacklists stay out, also those udev's coldplug meets in the initrd.
+    const blacklisted = readFileSync('images/overlay/etc/modprobe.d/edgelb-appliance.conf', 'utf8').split('\n').map((l) => /^blacklist\s+(\S+)/.exec(l)?.[1]).filter((m): m is string => !!m);
+    const loaded = rep('modules').split(/\s+/).filter(Boolean);
+    t.true(loaded.includes('nf_tables') && loaded.includes('erofs'), `the report lists the loaded modules: ${loaded.join(' ')}`);
+    t.deepEqual(loaded.filter((m) => blacklisted.includes(m)), [], 'no blacklisted module was loaded');
     const s = summary(manifest, r.readySeconds);
     writeFileSync(join(LOGS, 'summary.json'), `${JSON.stringify(s)}\n`);
     t.log(JSON.stringify(s));
