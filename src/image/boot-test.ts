@@ -215,11 +215,12 @@ export const QUIET_HOST = { minIdle: 0.9, windowMs: 2000, maxWaitMs: 90_000 } as
 export async function bootWithConfig(r: BootRun): Promise<BootOutcome> {
   const quiet = r.timed ? await waitForQuietHost(QUIET_HOST) : undefined;
   if (quiet) progress(`before the timed boot: ${describeQuiet(quiet)}`);
-  const first = { ...(await bootOnce(r)), ...(quiet ? { quiet } : {}) };
+  const waited = quiet ? { quiet } : {};
+  const first = { ...(await bootOnce(r)), ...waited };
   if (!r.timed || first.readySeconds !== null || !EMULATOR_PANIC_RE.test(first.console) || /Welcome to/.test(first.console)) return first;
   progress(`guest kernel panicked in early boot under multi-threaded TCG (${guestPanicSummary(first.console)}; see ${r.serialLog}.panic); booting again`);
   writeFileSync(`${r.serialLog}.panic`, first.console);
-  return { ...(await bootOnce(r)), retriedAfterPanic: true, ...(quiet ? { quiet } : {}) };
+  return { ...(await bootOnce(r)), retriedAfterPanic: true, ...waited };
 }
 
 async function bootOnce(r: BootRun): Promise<BootOutcome> {
