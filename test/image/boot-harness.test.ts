@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { firmwareSeconds, hostFactor } from '../../src/image/host-speed.js';
 import { EMULATOR_PANIC_RE, GOBGP_QUERY_SH, machineIdLines, overBudget, READY_RE } from '../../src/image/boot-test.js';
 import { guestPanicSummary, guestReset, LogTail, qemuArgs, readFrom } from '../../src/image/qemu.js';
 
@@ -80,9 +81,27 @@ test('a guest reset is a power cycle; a power-off, a stop or a QEMU error is the
 });
 
 test('budgets: each one over, or not measured, is named', (t) => {
-  t.deepEqual(overBudget({ build_s: 120, boot_to_ready_s: 45.2, raw_mib: 978, compressed_mib: 267.7 }), []);
-  t.deepEqual(overBudget({ build_s: 601, boot_to_ready_s: 60.1, raw_mib: 1024, compressed_mib: 300.1 }), ['build_s: 601 > 600', 'boot_to_ready_s: 60.1 > 60', 'compressed_mib: 300.1 > 300']);
-  t.deepEqual(overBudget({ build_s: 1, boot_to_ready_s: null, raw_mib: 1, compressed_mib: 1 }), ['boot_to_ready_s: not measured']);
+  const ref = { firmware_s: 5.2, host_factor: 1 };
+  t.deepEqual(overBudget({ build_s: 120, boot_to_ready_s: 45.2, raw_mib: 978, compressed_mib: 267.7, ...ref }), []);
+  t.deepEqual(overBudget({ build_s: 601, boot_to_ready_s: 60.1, raw_mib: 1024, compressed_mib: 300.1, ...ref }), ['build_s: 601 > 600', 'boot_to_ready_s: 60.1 > 60', 'compressed_mib: 300.1 > 300']);
+  t.deepEqual(overBudget({ build_s: 1, boot_to_ready_s: null, raw_mib: 1, compressed_mib: 1, ...ref }), ['boot_to_ready_s: not measured']);
+});
+
+test('boot budget: scaled by how much slower the firmware phase ran than on the reference host, never below 60 s, at most doubled', (t) => {
+  const timeline = ['   0.4 random line', '   8.4 [=3hBdsDxe: loading Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x1,0x0)', '   8.4 BdsDxe: starting Boot0001'];
+  t.is(firmwareSeconds(timeline), 8.4);
+  t.is(firmwareSeconds(['   3.0 EFI stub: Loaded initrd']), null, 'no boot manager line: unknown');
+  // The afe3232 CI boot: every phase ~1.6× slower, 75.7 s to READY.
+  const slow = hostFactor(8.4, 5.2);
+  t.is(slow, 1.62);
+  const at = (boot: number, firmware: number | null) => overBudget({ build_s: 1, boot_to_ready_s: boot, raw_mib: 1, compressed_mib: 1, firmware_s: firmware, host_factor: hostFactor(firmware, 5.2) });
+  t.deepEqual(at(75.7, 8.4), [], '75.7 s on a host 1.62× slower is within 60 s × 1.62');
+  t.deepEqual(at(75.7, 5.2), ['boot_to_ready_s: 75.7 > 60'], 'the same boot time on a reference-speed host is over');
+  t.deepEqual(at(61, 4.0), ['boot_to_ready_s: 61 > 60'], 'a faster host never tightens below 60 s');
+  t.deepEqual(at(61, null), ['boot_to_ready_s: 61 > 60'], 'unknown host speed: unscaled');
+  t.deepEqual(at(125, 30), ['boot_to_ready_s: 125 > 120 (60 × host 2)'], 'at most doubled: a slow image still fails on a very slow host');
+  t.is(hostFactor(-1), 1);
+  t.is(hostFactor(Number.NaN), 1);
 });
 
 // The report's gobgp queries: the CLI gives up connecting after its own 1 s, which a starved TCG

@@ -18,6 +18,7 @@ import {
 } from '../../src/image/boot-test.js';
 import { readGpt } from '../../src/image/gpt.js';
 import { describeQuiet } from '../../src/image/quiet-host.js';
+import { describeHostSpeed } from '../../src/image/host-speed.js';
 import { MIB, PART } from '../../src/image/layout.js';
 import { Esp, listEntries, upgrade } from '../../src/image/upgrade.js';
 
@@ -93,7 +94,8 @@ if (skip) {
     const loaded = rep('modules').split(/\s+/).filter(Boolean);
     t.true(loaded.includes('nf_tables') && loaded.includes('erofs'), `the report lists the loaded modules: ${loaded.join(' ')}`);
     t.deepEqual(loaded.filter((m) => blacklisted.includes(m)), [], 'no blacklisted module was loaded');
-    const s = summary(manifest, r.readySeconds);
+    const s = summary(manifest, r);
+    t.log(describeHostSpeed(s.firmware_s, s.host_factor));
     writeFileSync(join(LOGS, 'summary.json'), `${JSON.stringify(s)}\n`);
     t.log(JSON.stringify(s));
     if (r.retriedAfterPanic) t.log('the first boot hit the emulator\'s early-boot panic and was retried (serial log .panic)');
