@@ -17,7 +17,7 @@ import { BOOT_TEST_TOOLS, ensureTools, progress } from './exec.js';
 import { MIB } from './layout.js';
 import { bootVm, guestPanicSummary, LogTail, OVMF_CODE, waitForConsole, type Credential } from './qemu.js';
 import { describeQuiet, waitForQuietHost, type QuietResult } from './quiet-host.js';
-import { describeHostSpeed, firmwareSeconds, hostFactor } from './host-speed.js';
+import { cpuSnapshot, describeHostSpeed, firmwareSeconds, hostFactor, othersShare } from './host-speed.js';
 
 export const READY_RE = /EDGELB READY node=(\S+) peers=(\d+) config=([0-9a-f]{12})/;
 
@@ -185,6 +185,8 @@ export interface BootOutcome {
   quiet?: QuietResult;
   /** Seconds from QEMU start to the end of the firmware phase (host-speed.ts), null: not seen. */
   firmwareSeconds: number | null;
+  /** The share of the host's CPU other processes used from QEMU's start to READY (host-speed.ts), null: unknown. */
+  othersShare: number | null;
 }
 
 export interface BootRun {
@@ -230,15 +232,20 @@ async function bootOnce(r: BootRun): Promise<BootOutcome> {
   rmSync(r.serialLog, { force: true });
   const vm = bootVm({ image: r.image, serialLog: r.serialLog, writable: r.writable, mttcg: r.timed, credentials: [...(r.config === null ? [] : [{ name: 'edgelb.yaml', value: r.config }]), ...(r.credentials ?? []), ...reportCredentials()] });
   const t0 = Date.now();
+  const cpu0 = cpuSnapshot(vm.pid);
   const tail = new LogTail(r.serialLog);
   try {
     const timeout = r.timeoutMs ?? 180_000;
     let ready: RegExpMatchArray | null = null;
     let readySeconds: number | null = null;
+    let others: number | null = null;
     if (r.expectReady) {
       const w = await waitForConsole(tail, READY_RE, timeout, vm);
       ready = w.match;
-      if (ready) readySeconds = Math.round((Date.now() - t0) / 100) / 10;
+      if (ready) {
+        readySeconds = Math.round((Date.now() - t0) / 100) / 10;
+        others = othersShare(cpu0, cpuSnapshot(vm.pid));
+      }
     }
     const left = Math.max(30_000, timeout - (Date.now() - t0));
     await waitForConsole(tail, /EDGELB-TEST END/, left, vm);
@@ -247,7 +254,7 @@ async function bootOnce(r: BootRun): Promise<BootOutcome> {
       if (m) ready = m;
     }
     writeFileSync(`${r.serialLog}.timeline`, `${tail.timeline.join('\n')}\n`);
-    return { readySeconds, ready, report: parseReport(tail.all), console: tail.all, serialLog: r.serialLog, firmwareSeconds: firmwareSeconds(tail.timeline) };
+    return { readySeconds, ready, report: parseReport(tail.all), console: tail.all, serialLog: r.serialLog, firmwareSeconds: firmwareSeconds(tail.timeline), othersShare: others };
   } finally {
     await vm.stop();
   }
@@ -260,7 +267,9 @@ export interface BootTestSummary {
   compressed_mib: number;
   /** The timed boot's firmware phase (host-speed.ts); null: not seen. */
   firmware_s: number | null;
-  /** How much slower than the reference host the emulator ran (≥ 1): boot_to_ready_s's budget is scaled by it. */
+  /** The share of the host's CPU other processes took during the timed boot; null: unknown. */
+  others_cpu_share: number | null;
+  /** How much slower than on the reference host with the host to itself the boot ran (1–2): boot_to_ready_s's budget is scaled by it. */
   host_factor: number;
 }
 
@@ -280,14 +289,15 @@ export function overBudget(s: BootTestSummary): string[] {
   return out;
 }
 
-export function summary(m: ImageManifest, boot: Pick<BootOutcome, 'readySeconds' | 'firmwareSeconds'>, buildSeconds?: number): BootTestSummary {
+export function summary(m: ImageManifest, boot: Pick<BootOutcome, 'readySeconds' | 'firmwareSeconds' | 'othersShare'>, buildSeconds?: number): BootTestSummary {
   return {
     build_s: buildSeconds ?? m.buildSeconds,
     boot_to_ready_s: boot.readySeconds,
     raw_mib: Math.round(m.rawBytes / MIB),
     compressed_mib: Math.round((m.compressedBytes / MIB) * 10) / 10,
     firmware_s: boot.firmwareSeconds,
-    host_factor: hostFactor(boot.firmwareSeconds),
+    others_cpu_share: boot.othersShare,
+    host_factor: hostFactor(boot.firmwareSeconds, boot.othersShare),
   };
 }
 
@@ -362,7 +372,7 @@ async function main(): Promise<void> {
   check(good.ready !== null, `READY line (${good.readySeconds ?? '-'} s): ${good.ready?.[0] ?? 'none'}`);
   check(good.ready?.[3] === sha12(TEST_CONFIG), `READY config hash is the injected config's ${sha12(TEST_CONFIG)}`);
   for (const [k, v] of good.report) progress(`  ${k}: ${v}`);
-  progress(describeHostSpeed(good.firmwareSeconds, hostFactor(good.firmwareSeconds)));
+  progress(describeHostSpeed(good.firmwareSeconds, good.othersShare, hostFactor(good.firmwareSeconds, good.othersShare)));
   const over = overBudget(summary(m, good));
   check(over.length === 0, `budgets ${JSON.stringify(BUDGET)}${over.length ? `: ${over.join(', ')}` : ''}`);
   progress(`booting with an invalid config`);

@@ -73,6 +73,8 @@ export interface RunningVm {
   exited: Promise<number | null>;
   /** Guest resets that became power cycles (allowReboot). */
   readonly powerCycles: number;
+  /** The running QEMU's process ID (the latest one, after power cycles). */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -159,6 +161,7 @@ export function bootVm(o: BootOptions): RunningVm {
   return {
     exited,
     get powerCycles() { return powerCycles; },
+    get pid() { return child.pid; },
     async stop() {
       stopped = true;
       if (child.exitCode !== null || child.signalCode !== null) return;

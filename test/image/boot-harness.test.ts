@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { firmwareSeconds, hostFactor } from '../../src/image/host-speed.js';
+import { cpuSnapshot, firmwareSeconds, hostFactor, othersShare, procCpuTicks } from '../../src/image/host-speed.js';
 import { EMULATOR_PANIC_RE, GOBGP_QUERY_SH, machineIdLines, overBudget, READY_RE } from '../../src/image/boot-test.js';
 import { guestPanicSummary, guestReset, LogTail, qemuArgs, readFrom } from '../../src/image/qemu.js';
 
@@ -81,7 +81,7 @@ test('a guest reset is a power cycle; a power-off, a stop or a QEMU error is the
 });
 
 test('budgets: each one over, or not measured, is named', (t) => {
-  const ref = { firmware_s: 5.2, host_factor: 1 };
+  const ref = { firmware_s: 5.2, others_cpu_share: 0, host_factor: 1 };
   t.deepEqual(overBudget({ build_s: 120, boot_to_ready_s: 45.2, raw_mib: 978, compressed_mib: 267.7, ...ref }), []);
   t.deepEqual(overBudget({ build_s: 601, boot_to_ready_s: 60.1, raw_mib: 1024, compressed_mib: 300.1, ...ref }), ['build_s: 601 > 600', 'boot_to_ready_s: 60.1 > 60', 'compressed_mib: 300.1 > 300']);
   t.deepEqual(overBudget({ build_s: 1, boot_to_ready_s: null, raw_mib: 1, compressed_mib: 1, ...ref }), ['boot_to_ready_s: not measured']);
@@ -92,9 +92,9 @@ test('boot budget: scaled by how much slower the firmware phase ran than on the 
   t.is(firmwareSeconds(timeline), 8.4);
   t.is(firmwareSeconds(['   3.0 EFI stub: Loaded initrd']), null, 'no boot manager line: unknown');
   // The afe3232 CI boot: every phase ~1.6× slower, 75.7 s to READY.
-  const slow = hostFactor(8.4, 5.2);
+  const slow = hostFactor(8.4, 0, 5.2);
   t.is(slow, 1.62);
-  const at = (boot: number, firmware: number | null) => overBudget({ build_s: 1, boot_to_ready_s: boot, raw_mib: 1, compressed_mib: 1, firmware_s: firmware, host_factor: hostFactor(firmware, 5.2) });
+  const at = (boot: number, firmware: number | null, others: number | null = 0) => overBudget({ build_s: 1, boot_to_ready_s: boot, raw_mib: 1, compressed_mib: 1, firmware_s: firmware, others_cpu_share: others, host_factor: hostFactor(firmware, others, 5.2) });
   t.deepEqual(at(75.7, 8.4), [], '75.7 s on a host 1.62× slower is within 60 s × 1.62');
   t.deepEqual(at(75.7, 5.2), ['boot_to_ready_s: 75.7 > 60'], 'the same boot time on a reference-speed host is over');
   t.deepEqual(at(61, 4.0), ['boot_to_ready_s: 61 > 60'], 'a faster host never tightens below 60 s');
@@ -102,6 +102,24 @@ test('boot budget: scaled by how much slower the firmware phase ran than on the 
   t.deepEqual(at(125, 30), ['boot_to_ready_s: 125 > 120 (60 × host 2)'], 'at most doubled: a slow image still fails on a very slow host');
   t.is(hostFactor(-1), 1);
   t.is(hostFactor(Number.NaN), 1);
+  // A busy host: the firmware (one vCPU) at its usual speed, another process holding one of the two cores.
+  t.deepEqual(at(86.8, 5.4, 0.48), [], 'others took 48% of the CPU: 60 s × 1.04 / 0.52');
+  t.deepEqual(at(86.8, 5.4, 0.05), ['boot_to_ready_s: 86.8 > 65.4 (60 × host 1.09)'], 'the same boot with the host to itself is over');
+  t.is(hostFactor(5.2, 0.9, 5.2), 2, 'capped');
+  t.is(hostFactor(5.2, null, 5.2), 1, 'unknown others: unscaled');
+});
+
+test('host CPU: what other processes used beside QEMU, from /proc/stat and QEMU\'s /proc/PID/stat', (t) => {
+  // A command name with spaces and a parenthesis; utime 1200, stime 300.
+  const stat = '4242 (qemu-system (x) 86) S 1 4242 4242 0 -1 4194560 100 0 0 0 1200 300 0 0 20 0 5 0 100 0 0';
+  t.is(procCpuTicks(stat), 1500);
+  t.is(procCpuTicks('garbage'), null);
+  // 2 CPUs × 100 s = 20 000 ticks; 4 000 idle; QEMU 9 000: others 7 000 = 35%.
+  t.is(othersShare({ idle: 0, total: 0, qemu: 0 }, { idle: 4000, total: 20000, qemu: 9000 }), 0.35);
+  t.is(othersShare({ idle: 0, total: 0, qemu: 0 }, { idle: 2000, total: 20000, qemu: 18000 }), 0, 'QEMU alone');
+  t.is(othersShare({ idle: 0, total: 0, qemu: null }, { idle: 0, total: 100, qemu: 5 }), null);
+  const self = cpuSnapshot(process.pid);
+  t.true(self.total > 0 && self.qemu !== null && self.qemu >= 0, JSON.stringify(self));
 });
 
 // The report's gobgp queries: the CLI gives up connecting after its own 1 s, which a starved TCG

@@ -95,7 +95,7 @@ if (skip) {
     t.true(loaded.includes('nf_tables') && loaded.includes('erofs'), `the report lists the loaded modules: ${loaded.join(' ')}`);
     t.deepEqual(loaded.filter((m) => blacklisted.includes(m)), [], 'no blacklisted module was loaded');
     const s = summary(manifest, r);
-    t.log(describeHostSpeed(s.firmware_s, s.host_factor));
+    t.log(describeHostSpeed(s.firmware_s, s.others_cpu_share, s.host_factor));
     writeFileSync(join(LOGS, 'summary.json'), `${JSON.stringify(s)}\n`);
     t.log(JSON.stringify(s));
     if (r.retriedAfterPanic) t.log('the first boot hit the emulator\'s early-boot panic and was retried (serial log .panic)');
