@@ -7,6 +7,8 @@
 // child process so its peak RSS is its own. Measured from the controller's start: time until
 // every Service has its address in status (as read back from the server)
 // and until the sink holds every frontend and every VIP ("programmed").
+// Before it, where the agent's memory is at its highest RSS sampled and at
+// the end (process.memoryUsage() and V8's heap spaces, committed/used MB).
 // Last line: {"services","endpoints","program_s","rss_mb"}.
 //
 //   npm run bench:k8s [-- --services N --per-service M --round-size R]
@@ -16,7 +18,7 @@
 // with BENCH_PROFILE_ALL=1, of every allocation (what makes it collect).
 import { fork } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
+import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { KubernetesController, ROUND_SIZE, type DesiredStateSink } from '../src/k8s/controller.js';
@@ -29,6 +31,33 @@ import { testConfig } from '../test/k8s/helpers.js';
 import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../src/lab/kube/rbac.js';
 import type { KubeHttp } from '../src/lab/kube/http.js';
 import { readUnitNodeSettings } from './lib/unit-env.js';
+
+/** Where the agent's memory is (MB): process.memoryUsage() and each V8 heap space's committed / used size. */
+interface MemoryBreakdown {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+  spaces: Record<string, { committed: number; used: number }>;
+}
+
+const MB = 1048576;
+
+function memoryBreakdown(): MemoryBreakdown {
+  const m = process.memoryUsage();
+  const spaces: MemoryBreakdown['spaces'] = {};
+  for (const s of getHeapSpaceStatistics()) spaces[s.space_name.replace(/_space$/, '')] = { committed: s.physical_space_size / MB, used: s.space_used_size / MB };
+  return { rss: m.rss / MB, heapTotal: m.heapTotal / MB, heapUsed: m.heapUsed / MB, external: m.external / MB, arrayBuffers: m.arrayBuffers / MB, spaces };
+}
+
+function formatBreakdown(b: MemoryBreakdown): string {
+  const spaces = Object.entries(b.spaces)
+    .filter(([, s]) => s.committed >= 0.05)
+    .map(([n, s]) => `${n} ${s.committed.toFixed(1)}/${s.used.toFixed(1)}`)
+    .join(', ');
+  return `rss ${b.rss.toFixed(1)}: V8 heap committed ${b.heapTotal.toFixed(1)} (used ${b.heapUsed.toFixed(1)}; per space committed/used: ${spaces}), external ${b.external.toFixed(1)} (ArrayBuffers ${b.arrayBuffers.toFixed(1)}), rest (Node, code, malloc) ${(b.rss - b.heapTotal - b.external).toFixed(1)}`;
+}
 
 interface AgentMsg {
   type: 'started' | 'programmed' | 'rss' | 'status';
@@ -106,15 +135,31 @@ async function agent(kubeconfigPath: string, services: number, roundSize: number
       });
     }
     if (m.type === 'rss') {
+      clearInterval(sampler);
+      const atEnd = memoryBreakdown();
       const ru = process.resourceUsage();
       const g = (globalThis as { gc?: () => void }).gc;
       g?.();
       const live = g ? process.memoryUsage().heapUsed / 1048576 : NaN;
       if (process.env.BENCH_HEAPSNAPSHOT) writeHeapSnapshot(process.env.BENCH_HEAPSNAPSHOT);
-      send({ type: 'rss', rssMb: ru.maxRSS / 1024, detail: { cpuS: (ru.userCPUTime + ru.systemCPUTime) / 1e6, liveHeapMb: live, status: c.status() } });
+      send({ type: 'rss', rssMb: ru.maxRSS / 1024, detail: { cpuS: (ru.userCPUTime + ru.systemCPUTime) / 1e6, liveHeapMb: live, peak, atEnd, newSpace, status: c.status() } });
     }
     if (m.type === 'stop') void c.stop().then(() => process.exit(0));
   });
+  // The breakdown at the highest RSS seen (sampled every 100 ms: the peak
+  // itself may fall between samples, ru_maxrss is the exact figure).
+  // And when the young generation (V8's new space) grew: its committed size,
+  // seconds after start, the first time each size was seen.
+  const t0 = Date.now();
+  let peak = memoryBreakdown();
+  const newSpace: [number, number][] = [];
+  const sampler = setInterval(() => {
+    const b = memoryBreakdown();
+    if (b.rss > peak.rss) peak = b;
+    const ns = Math.round(b.spaces.new?.committed ?? 0);
+    if (newSpace.length === 0 || ns > newSpace.at(-1)![1]) newSpace.push([(Date.now() - t0) / 1000, ns]);
+  }, 100);
+  sampler.unref();
   send({ type: 'started', at: Date.now() });
   if (process.env.BENCH_DEBUG) {
     const t0 = Date.now();
@@ -234,6 +279,10 @@ async function main(): Promise<void> {
       const w = Math.max(...rows.map((r) => r[0].length));
       console.log(`bench:k8s (kube-apiserver ${await serverVersion(api)} + etcd, agent in a child process with the edgelb-edge token)`);
       for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
+      const detail = rss.detail as { peak: MemoryBreakdown; atEnd: MemoryBreakdown; newSpace: [number, number][] };
+      console.log(`  agent memory (MB) at the highest RSS sampled (every 100 ms):\n    ${formatBreakdown(detail.peak)}`);
+      console.log(`  agent memory (MB) at the end (all programmed):\n    ${formatBreakdown(detail.atEnd)}`);
+      console.log(`  agent young generation committed (s after start → MB): ${detail.newSpace.map(([t, mb]) => `${t.toFixed(1)} → ${mb}`).join(', ')}`);
       console.log('  targets: program_s ≤ 30, rss_mb ≤ 250');
       if (process.env.BENCH_DEBUG) console.log(JSON.stringify(rss.detail));
       console.log(JSON.stringify({ services: nSvc, endpoints, program_s: Number(programS.toFixed(2)), rss_mb: Number(rss.rssMb!.toFixed(1)) }));

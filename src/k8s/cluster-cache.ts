@@ -11,7 +11,7 @@ import type { NodeAddresses } from '../model/desired.js';
 import { ResilientInformer, type InformerStats } from './informer.js';
 import type { RestClient } from './rest.js';
 import { ClusterIndex, parseKey } from './cluster-index.js';
-import { trimNode, trimService } from './trim.js';
+import { shareUnchanged, trimNode, trimService } from './trim.js';
 import { packSlice, type PackedSlice } from './packed-slice.js';
 
 /** Failure reasons the allocating edge writes into the condition (they matter on edges that follow status). */
@@ -84,6 +84,7 @@ export class ClusterCache {
       name: 'services',
       path: '/api/v1/services',
       project: trimService,
+      share: shareUnchanged,
       onEvent: (ev, svc) => {
         const key = serviceKey(svc);
         o.onServiceSeen(key);
@@ -139,6 +140,15 @@ export class ClusterCache {
 
   serviceList(): readonly V1Service[] {
     return this.services.list();
+  }
+
+  /**
+   * Every cached Service's key (as serviceKey makes it). The first pass
+   * keeps these for as long as it runs: the informer's own key strings, not
+   * 10 000 new ones made from the Services.
+   */
+  serviceKeys(): string[] {
+    return this.services.keys();
   }
 
   service(key: string): V1Service | undefined {

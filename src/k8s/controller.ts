@@ -351,7 +351,7 @@ export class KubernetesController {
   }
 
   private markAll(): void {
-    for (const s of this.cluster.serviceList()) this.dirty.add(serviceKey(s));
+    for (const k of this.cluster.serviceKeys()) this.dirty.add(k);
     for (const k of this.state.keys()) this.dirty.add(k);
     this.schedule();
   }
@@ -383,7 +383,7 @@ export class KubernetesController {
     this.needRestore = true;
     // Leading before the first pass is complete: compute it (again) with the
     // allocator, which knows addresses status may not show yet.
-    this.firstPass.restart(this.cluster.serviceList().map(serviceKey));
+    this.firstPass.restart(this.cluster.serviceKeys());
     this.status_ = new StatusWriter({
       rest: this.rest,
       logger: this.log,
@@ -483,7 +483,7 @@ export class KubernetesController {
   private async doFlush(): Promise<void> {
     if (!this.synced()) return;
     // (A thunk: only the first call reads the keys, not every round.)
-    this.firstPass.begin(() => this.cluster.serviceList().map(serviceKey));
+    this.firstPass.begin(() => this.cluster.serviceKeys());
     if (this.dirty.size > 0) await this.round();
     if (this.firstPass.ready(this.leadershipSettled(), 2000 * this.config.kubernetes.leaseDurationSeconds)) await this.completeFirstPass();
   }
@@ -706,12 +706,12 @@ export class KubernetesController {
       this.firstPass.hold(key, prev, c.problems);
       return;
     }
-    this.reportNow(c.svc, c.st, prev, c.problems);
+    this.reportNow(key, c.svc, c.st, prev, c.problems);
   }
 
-  private reportNow(svc: V1Service, st: SvcState, prev: SvcState | undefined, problems: Problem[]): void {
+  private reportNow(key: string, svc: V1Service, st: SvcState, prev: SvcState | undefined, problems: Problem[]): void {
     this.reporter.reportRejections(svc, st, prev);
-    if (this.status_) this.reporter.report(this.status_, svc, st, prev, problems);
+    if (this.status_) this.reporter.report(this.status_, svc, st, prev, problems, key);
   }
 
   private vipsWith(next: ReadonlyMap<string, Candidate | null>): DesiredVip[] {
@@ -723,6 +723,21 @@ export class KubernetesController {
 
   /** Every Service known at the first sync has been computed: the complete VIPs, then what nobody wants any more goes. */
   private async completeFirstPass(): Promise<void> {
+    const held = await this.applyFirstPass();
+    if (held === null) return;
+    // The held reports are written only once applyFirstPass has returned:
+    // while its VIP set (10 000 objects), the wanted frontends and the stale
+    // list were still referenced, the ~10 000 reports' allocations made V8
+    // copy and promote them all.
+    for (const [key, h] of held) {
+      const svc = this.getService(key);
+      const st = this.state.get(key);
+      if (svc && st) this.reportNow(key, svc, st, h.prev, h.problems);
+    }
+  }
+
+  /** The complete VIP set applied, the frontends nobody wants removed, the pass finished: its held reports; null (after a pause) if the sink failed. */
+  private async applyFirstPass(): Promise<ReturnType<FirstPass['finish']> | null> {
     const vips = this.vipsWith(new Map());
     const wanted = new Set<string>();
     for (const st of this.state.values()) for (const fk of st.entries.keys()) wanted.add(fk);
@@ -734,18 +749,14 @@ export class KubernetesController {
       this.sinkErrors++;
       this.log.error({ err: String(e) }, 'sink failed at the end of the first pass; retrying');
       await this.pause(1000);
-      return;
+      return null;
     }
     this.removedTotal += stale.length;
     this.lastVipCount = vips.length;
     this.lastVipsDigest = createHash('sha1').update(JSON.stringify(vips)).digest('base64');
     const held = this.firstPass.finish();
     this.log.info({ services: this.state.size, vips: vips.length, staleRemoved: stale.length }, 'first pass complete: VIPs applied, stale frontends removed');
-    for (const [key, h] of held) {
-      const svc = this.getService(key);
-      const st = this.state.get(key);
-      if (svc && st) this.reportNow(svc, st, h.prev, h.problems);
-    }
+    return held;
   }
 }
 

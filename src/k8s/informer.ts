@@ -59,6 +59,12 @@ export interface ResilientInformerOptions<T extends KubernetesObject, C extends 
    * a C other than T needs a `project` that never throws.
    */
   project?: (obj: T) => C;
+  /**
+   * An update's object (projected) with parts equal to the cached version's
+   * taken from that one (see shareUnchanged in trim.ts); when it throws the
+   * update is cached as projected.
+   */
+  share?: (cached: C, update: C) => C;
   /** Called after each successful list (initial or relist), once its objects are in the cache. */
   onListed?: () => void;
   backoffInitialMs?: number;
@@ -112,6 +118,11 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
 
   list(): C[] {
     return [...this.cache.values()];
+  }
+
+  /** The cached objects' keys ("namespace/name"): the cache's own strings, not new ones made from each object. */
+  keys(): string[] {
+    return [...this.cache.keys()];
   }
 
   /** Resolves once the first list is cached and its watch started, or the first attempt failed (then it retries with backoff). */
@@ -224,9 +235,10 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
       if (this.cache.delete(key)) this.event('delete', projected);
       return;
     }
-    const had = this.cache.has(key);
-    this.cache.set(key, projected);
-    this.event(had ? 'update' : 'add', projected);
+    const cached = this.cache.get(key);
+    const next = cached === undefined ? projected : this.share(cached, projected);
+    this.cache.set(key, next);
+    this.event(cached === undefined ? 'add' : 'update', next);
   }
 
   /** A (re)list's objects replace the cache in one step: deletes for vanished ones, then adds and updates (an unchanged version is no event). */
@@ -271,6 +283,17 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
     const lasted = Date.now() - this.watchBegan >= MIN_CLEAN_WATCH_MS;
     if (lasted) this.backoffMs = this.o.backoffInitialMs ?? 200;
     return lasted;
+  }
+
+  /** The update with what it shares with the cached version taken from there, or as it is if that throws. */
+  private share(cached: C, update: C): C {
+    if (!this.o.share) return update;
+    try {
+      return this.o.share(cached, update);
+    } catch (err) {
+      this.objectFailed(update, err, 'sharing its unchanged parts failed; cached as projected');
+      return update;
+    }
   }
 
   /** The configured projection, or the object as received if it throws. */

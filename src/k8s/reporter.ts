@@ -81,9 +81,11 @@ export class ServiceReporter {
   }
 
   /** Sets the Service's status and records the Events for the step from `prev` to `st` (sets st.advertised). */
-  report(status: StatusWriter, svc: V1Service, st: ReportedState, prev: ReportedState | undefined, problems: readonly Problem[]): void {
+  report(status: StatusWriter, svc: V1Service, st: ReportedState, prev: ReportedState | undefined, problems: readonly Problem[], key = serviceKey(svc)): void {
     const cond = advertisedCondition(st, this.edges());
-    status.set(serviceKey(svc), { ingress: st.addresses.map((a) => a.ip), condition: cond });
+    // `key`: the controller's own string for the Service (the status writer
+    // keeps it as long as the Service's status; one made here was a copy).
+    status.set(key, { ingress: st.addresses.map((a) => a.ip), condition: cond });
     const before = (prev?.addresses ?? []).map((a) => a.ip).join(',');
     const now = st.addresses.map((a) => a.ip).join(',');
     const advertised = cond.status === 'True';

@@ -114,10 +114,10 @@ export function shareWithNamespaces(svc: V1Service): readonly string[] | '*' {
   return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
 }
 
-export function ipRequestFor(svc: V1Service): IpRequest {
+export function ipRequestFor(svc: V1Service, key = serviceKey(svc)): IpRequest {
   const shared = svc.metadata?.annotations?.[ANNOTATION_SHARED]?.trim();
   return {
-    key: serviceKey(svc),
+    key,
     namespace: svc.metadata?.namespace ?? '',
     labels: svc.metadata?.labels ?? {},
     requested: requestedAddresses(svc),

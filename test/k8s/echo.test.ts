@@ -3,10 +3,14 @@
 // changes what reconciliation reads otherwise (cluster-cache's
 // fingerprint), and the controller recomputes it only when that status
 // disagrees with the state it computed (statusReflects). The first pass
-// reads the Services' keys once, not at every round.
+// reads the Services' keys once, not at every round. An echo is cached
+// sharing what did not change with the version cached before it.
 import test from 'ava';
 import type { V1Service } from '@kubernetes/client-node';
-import { fingerprintChange, serviceFingerprint } from '../../src/k8s/cluster-cache.js';
+import { ClusterCache, fingerprintChange, serviceFingerprint } from '../../src/k8s/cluster-cache.js';
+import type { RestClient } from '../../src/k8s/rest.js';
+import { trimService } from '../../src/k8s/trim.js';
+import { silentLogger } from '../../src/log/logger.js';
 import { statusReflects } from '../../src/k8s/service-compute.js';
 import { FirstPass } from '../../src/k8s/first-pass.js';
 import { CONDITION_ADVERTISED } from '../../src/model/service.js';
@@ -76,4 +80,50 @@ test('the first pass reads the Services once, at its first begin', (t) => {
   t.false(fp.ready(true, 1000, 3));
   fp.computed(['a/y']);
   t.true(fp.ready(true, 1000, 3));
+});
+
+/** A Service as the API sends it (new objects and strings at every call, like JSON.parse). */
+function received(rv: string, ingress: string[]): V1Service {
+  return JSON.parse(
+    JSON.stringify({
+      metadata: { name: 'web', namespace: 'shop', uid: 'u1', resourceVersion: rv, labels: { app: 'web' }, managedFields: [{ manager: 'x' }] },
+      spec: { type: 'LoadBalancer', loadBalancerClass: 'edgelb.io/dsr', ports: [{ port: 80, protocol: 'TCP' }], selector: { app: 'web' } },
+      status: { loadBalancer: { ingress: ingress.map((ip) => ({ ip, ipMode: 'VIP' })) }, conditions: [{ type: 'example.com/Other', status: 'True', reason: 'X', message: 'x', lastTransitionTime: '2026-12-07T10:00:00Z' }] },
+    }),
+  ) as V1Service;
+}
+
+test('a status echo is cached sharing the parts that did not change with the Service cached before it (each echo was a whole new Service surviving in V8\'s young generation)', async (t) => {
+  let push: ((ev: unknown) => void) | null = null;
+  const rest = {
+    listAll: async (path: string, project: (o: unknown) => unknown) => ({ metadata: { resourceVersion: '1' }, items: path.includes('/services') ? [project(received('1', []))] : [] }),
+    watch: async (path: string, onEvent: (ev: unknown) => void) => {
+      if (path.includes('/services')) push = onEvent;
+      return { abort: () => undefined };
+    },
+  } as unknown as RestClient;
+  const statusChanged: string[] = [];
+  const cache = new ClusterCache({ rest, logger: silentLogger(), onListed: () => undefined, onServiceSeen: () => undefined, onDirty: () => undefined, onStatusChanged: (k) => statusChanged.push(k), onNodeChanged: () => undefined });
+  await cache.start();
+  const before = cache.service('shop/web')!;
+  push!({ type: 'MODIFIED', object: received('2', ['10.0.0.1']) });
+  const after = cache.service('shop/web')!;
+  t.deepEqual(statusChanged, ['shop/web']);
+  t.deepEqual(after, trimService(received('2', ['10.0.0.1'])));
+  t.is(after.spec, before.spec);
+  t.is(after.metadata!.labels, before.metadata!.labels);
+  t.is(after.status!.conditions![0], before.status!.conditions![0]);
+  t.not(after.metadata, before.metadata);
+  t.is(after.metadata!.resourceVersion, '2');
+  t.not(after.status!.loadBalancer, before.status!.loadBalancer);
+  // A change elsewhere is a new part; its unchanged neighbours are still shared.
+  const changed = received('3', ['10.0.0.1']);
+  changed.spec!.selector = { app: 'shop' };
+  push!({ type: 'MODIFIED', object: changed });
+  const third = cache.service('shop/web')!;
+  t.not(third.spec, after.spec);
+  t.is(third.spec!.ports, after.spec!.ports);
+  t.is(third.status!.loadBalancer, after.status!.loadBalancer);
+  t.deepEqual(third.spec!.selector, { app: 'shop' });
+  await cache.stop();
 });
