@@ -27,9 +27,8 @@ export const FIRMWARE_DONE_RE = /BdsDxe: (?:loading|starting) Boot/;
 /**
  * The firmware phase on the reference host (the 2-vCPU AMD EPYC VM of the
  * README's measured results, idle): the low end of what it showed on
- * 2026-12-07 — 5.2–6.2 s over nine idle boots, 5.2 s in the run whose
- * image booted to READY in 42.9 s. A lower reference only makes the
- * budget stricter.
+ * 2026-12-07 — 5.2–6.2 s over the boots logged that day with the host
+ * idle. A lower reference only makes the budget stricter.
  */
 export const REFERENCE_FIRMWARE_S = 5.2;
 
