@@ -171,11 +171,11 @@ test.serial('IPv6 dispatch auto behind a hop that strips, then drops, the Destin
     await waitGateways6(lab, fixedVip, lab.plan.edges.map((e) => e.address6));
     // What reaches node2 meanwhile, shown if one of its pods answers after all.
     const atN2 = await startCapture(lab.plan.fabric.ns, n2.fabricPort, 'ip6 and not icmp6', join(h!.dir, 'v6-ipoption-strip-n2.pcap'));
-    const broken = await lab.load({ kind: 'http', target: fixedVip, port: 80, count: 24, concurrency: 4, timeoutMs: 800 });
+    const { result: broken, deltas } = await nodeCounterDeltas(lab, () => lab.load({ kind: 'http', target: fixedVip, port: 80, count: 24, concurrency: 4, timeoutMs: 800 }));
     await atN2.stop();
     t.true(broken.failed > 0, `the header stripped before ${n2.name}: ip-option must lose requests: ${summary(broken)}`);
     const only1 = Object.keys(broken.pods).every((p) => p.startsWith('echo-1'));
-    t.true(only1, `only ${n1.name}'s pods answer: ${summary(broken)}${only1 ? '' : `; at ${n2.name}:\n${await atN2.text({ verbose: true, max: 60 })}`}`);
+    t.true(only1, `only ${n1.name}'s pods answer: ${summary(broken)}${only1 ? '' : `; node counters meanwhile: ${deltas}; at ${n2.name}:\n${await atN2.text({ verbose: true, max: 60 })}`}`);
 
     await lab.applyService({ name: 'v6-auto', ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv6'], annotations: { 'edgelb.io/dispatch': 'auto' } });
     const vip = await lab.waitForVip('v6-auto');
