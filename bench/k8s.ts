@@ -140,7 +140,7 @@ async function agent(kubeconfigPath: string, services: number, roundSize: number
       const ru = process.resourceUsage();
       const g = (globalThis as { gc?: () => void }).gc;
       g?.();
-      const live = g ? process.memoryUsage().heapUsed / 1048576 : NaN;
+      const live = g ? process.memoryUsage().heapUsed / MB : NaN;
       if (process.env.BENCH_HEAPSNAPSHOT) writeHeapSnapshot(process.env.BENCH_HEAPSNAPSHOT);
       send({ type: 'rss', rssMb: ru.maxRSS / 1024, detail: { cpuS: (ru.userCPUTime + ru.systemCPUTime) / 1e6, liveHeapMb: live, peak, atEnd, newSpace, status: c.status() } });
     }

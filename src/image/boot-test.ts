@@ -372,13 +372,14 @@ async function main(): Promise<void> {
   check(good.ready !== null, `READY line (${good.readySeconds ?? '-'} s): ${good.ready?.[0] ?? 'none'}`);
   check(good.ready?.[3] === sha12(TEST_CONFIG), `READY config hash is the injected config's ${sha12(TEST_CONFIG)}`);
   for (const [k, v] of good.report) progress(`  ${k}: ${v}`);
-  progress(describeHostSpeed(good.firmwareSeconds, good.othersShare, hostFactor(good.firmwareSeconds, good.othersShare)));
-  const over = overBudget(summary(m, good));
+  const s = summary(m, good);
+  progress(describeHostSpeed(s.firmware_s, s.others_cpu_share, s.host_factor));
+  const over = overBudget(s);
   check(over.length === 0, `budgets ${JSON.stringify(BUDGET)}${over.length ? `: ${over.join(', ')}` : ''}`);
   progress(`booting with an invalid config`);
   if (args.includes('--valid-only')) {
     progress(`serial logs in ${dir}`);
-    console.log(JSON.stringify(summary(m, good)));
+    console.log(JSON.stringify(s));
     process.exit(failed ? 1 : 0);
   }
   const bad = await bootWithConfig({ image: IMAGE_RAW, config: INVALID_CONFIG, serialLog: join(dir, 'invalid.log'), expectReady: false });
@@ -386,7 +387,7 @@ async function main(): Promise<void> {
   check(bad.ready === null, 'no READY line with an invalid config');
   for (const [k, v] of bad.report) progress(`  ${k}: ${v}`);
   progress(`serial logs in ${dir}`);
-  console.log(JSON.stringify(summary(m, good)));
+  console.log(JSON.stringify(s));
   process.exit(failed ? 1 : 0);
 }
 

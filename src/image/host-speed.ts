@@ -67,7 +67,7 @@ export function cpuSnapshot(pid: number | undefined): CpuSnapshot {
   try {
     if (pid !== undefined) qemu = procCpuTicks(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
-    qemu = null;
+    // QEMU already gone: its time is unknown (null).
   }
   return { ...host, qemu };
 }
