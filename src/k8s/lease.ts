@@ -177,11 +177,23 @@ export class LeaderElector {
     if (this.elapsed() - sent > this.windowMs) return;
     this.setLeading(true);
     if (!this.running) return; // step(): tests drive the clock by hand
+    this.armWatchdog();
+  }
+
+  /**
+   * Wakes when the window since the last renewal ends, on the interval
+   * clock. Node fires a timer by its event loop's cached time, which trails
+   * that clock by as long as the last synchronous stretch took, so a
+   * watchdog can wake before the window is over: it then sleeps again for
+   * what is left rather than leaving a leader whose renewal hangs in charge.
+   */
+  private armWatchdog(): void {
     if (this.watchdog) clearTimeout(this.watchdog);
     this.watchdog = setTimeout(() => {
       this.watchdog = null;
       this.checkWindow();
-    }, Math.max(0, sent + this.windowMs - this.elapsed()) + 1);
+      if (this.leading && this.running) this.armWatchdog();
+    }, Math.max(0, this.lastRenewMs + this.windowMs - this.elapsed()) + 1);
   }
 
   /**

@@ -146,6 +146,35 @@ test('a leader whose renewal hangs (a connection that answers nothing) stops lea
   await a.stop(false);
 });
 
+test('a watchdog that fires before the window has passed on the interval clock checks again rather than leaving a hanging leader in charge', async (t) => {
+  // Timers and the interval clock disagree by design here: Node fires a
+  // timer by its loop's cached time, which can trail the real clock by as
+  // long as the last synchronous stretch took, so a watchdog can run before
+  // the window has passed on performance.now(). Modelled by an interval
+  // clock running at 0.7× the timers' rate: every watchdog fires early.
+  const fake = new FakeLeases();
+  const start = performance.now();
+  const a = new LeaderElector({ api: fake.api, namespace: 'kube-system', name: 'edgelb', identity: 'a', leaseDurationSeconds: 0.6, logger: silentLogger(), now: Date.now, elapsed: () => (performance.now() - start) * 0.7 });
+  let release = (): void => undefined;
+  t.teardown(() => release());
+  a.start();
+  const until = async (what: string, f: () => boolean, ms: number): Promise<void> => {
+    const end = Date.now() + ms;
+    while (!f()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  await until('leading', () => a.isLeader(), 2000);
+  fake.hanging = new Promise<void>((r) => (release = r));
+  // The window is 400 ms on the interval clock, ≈ 570 ms of timers.
+  await until('stepping down', () => !a.isLeader(), 3000);
+  const since = (Date.now() - fake.writtenAt) * 0.7;
+  t.true(since <= 400 + 100, `still leading ${since} ms (interval clock) after the last write landed`);
+  fake.hanging = null;
+  release();
+  await a.stop(false);
+});
 test('a wall-clock step (NTP setting the clock) neither keeps a dead leader\'s Lease nor ends a live one\'s: intervals are counted on a monotonic clock', async (t) => {
   const fake = new FakeLeases();
   const clock = { wall: 1_000_000_000, mono: 5_000 };
