@@ -141,6 +141,14 @@ export function poolForAddress<P extends IpPool>(pools: P[], ip: string, namespa
   return null;
 }
 
+/** Whether `ip` lies in one of the pools' CIDRs, whichever Services they admit. */
+export function inSomePool(pools: readonly IpPool[], ip: string): boolean {
+  const c = canonicalIp(ip);
+  if (c === null) return false;
+  const { family, value } = ipToBigInt(c);
+  return pools.some((p) => p.cidrs.some((text) => cidrContains(parseCidr(text, POOL_CIDR), family, value)));
+}
+
 function reservedOffset(c: Cidr, off: bigint): boolean {
   if (c.family === 4) return c.prefix <= 30 && (off === 0n || off === c.size - 1n);
   return c.prefix <= 126 && off === 0n;

@@ -39,7 +39,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { machineScopedId } from '../config/node-id.js';
 import type { V1Service } from '@kubernetes/client-node';
-import { IpAllocator } from '../ipam/allocator.js';
+import { inSomePool, IpAllocator } from '../ipam/allocator.js';
 import type { Logger } from '../log/logger.js';
 import { desiredVips, type Problem } from '../model/desired.js';
 import { creationMs, ingressAddresses, ipRequestFor, isOurs, restoreRequestFor, serviceKey } from '../model/service.js';
@@ -54,7 +54,7 @@ import { loadKubeConfig, type KubeConfig } from './kubeconfig.js';
 import { leaseApi } from './lease-api.js';
 import { LeaderElector } from './lease.js';
 import { EdgePresence } from './presence.js';
-import { StatusWriter } from './status.js';
+import { StatusWriter, strandedRelease } from './status.js';
 import { ServiceReporter } from './reporter.js';
 import { FrontendClaims } from './claims.js';
 import { freeSpace, moreRoom } from './sink.js';
@@ -545,13 +545,16 @@ export class KubernetesController {
         if (this.ipam?.assignmentOf(key)) released = true;
         this.ipam?.release(key);
         this.unallocated.delete(key);
-        if (svc && prev) this.status_?.set(key, { ingress: [], condition: null, release: prev.addresses.map((a) => a.ip) });
         // Gone: nothing more to write. Still here and released in an earlier
         // round: that release stays until it is done (the status writer then
         // forgets it). Forgotten at this Service's next version, a release
         // refused meanwhile (409: the Service changed while the write was on
         // its way — another class's controller wrote its status) was never
         // tried again, and our condition stayed on a Service no longer ours.
+        // Never ours in this process but carrying our condition: an earlier
+        // leader's addresses, stranded (strandedRelease).
+        const release = !svc ? null : prev ? prev.addresses.map((a) => a.ip) : this.status_ && strandedRelease(svc, (ip) => inSomePool(this.config.pools, ip));
+        if (release) this.status_?.set(key, { ingress: [], condition: null, release });
         else if (!svc) this.status_?.set(key, null);
         continue;
       }

@@ -49,6 +49,23 @@ export function ourCondition(svc: V1Service): V1Condition | undefined {
   return svc.status?.conditions?.find((c) => c.type === CONDITION_ADVERTISED);
 }
 
+/**
+ * The release for a Service that is not ours but still carries our
+ * condition type, or null: an earlier leader gave it addresses and stopped
+ * before it saw the Service leave (made a ClusterIP, classless after
+ * `defaultClass` was turned off, while no edge ran), so no edge remembers
+ * them. Another edgelb installation (another class) writes the same
+ * condition type, so a LoadBalancer's is taken off only when its status
+ * shows an address of our pools — one we gave; a Service that is no longer
+ * a LoadBalancer is nobody's to serve. Released are the addresses in our
+ * pools; anything else there is another controller's and stays.
+ */
+export function strandedRelease(svc: V1Service, ours: (ip: string) => boolean): readonly string[] | null {
+  if (ourCondition(svc) === undefined) return null;
+  const mine = (svc.status?.loadBalancer?.ingress ?? []).flatMap((e) => (e.ip && ours(e.ip) ? [canonicalIp(e.ip) ?? e.ip] : []));
+  return mine.length > 0 || svc.spec?.type !== 'LoadBalancer' ? mine : null;
+}
+
 /** Whether `svc`'s status already says what `d` says. */
 export function statusMatches(svc: V1Service, d: DesiredStatus): boolean {
   if (d.release) return ourCondition(svc) === undefined && keptIngress(svc, d.release).length === (svc.status?.loadBalancer?.ingress ?? []).length;

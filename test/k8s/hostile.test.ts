@@ -92,6 +92,48 @@ test.serial('an address request edited in while no edge leads does not take an o
   t.is(conditionOf(await svc('tenant'))?.reason, 'SharingConflict');
 });
 
+test.serial('Services that stopped being ours while no edge ran (made a ClusterIP; classless after defaultClass was turned off) lose our address and condition at the next leader, and the address is free for another Service', async (t) => {
+  const { ns, make, svc, serve, config } = await setup(t, [{ cidrs: ['192.0.2.0/31'] }]);
+  const withDefault = { ...config(), kubernetes: { ...config().kubernetes, defaultClass: true } };
+  await serve('left', '10.1.0.1');
+  await createClassless(ns, 'classless', '10.1.0.2');
+  const first = make(new RecordingSink(), { config: withDefault });
+  await first.start();
+  await waitFor('both in status', async () => ingressOf(await svc('left')).length === 1 && ingressOf(await svc('classless')).length === 1, 20_000);
+  await first.settle();
+  await first.stop();
+  // While no edge runs, one Service stops being a LoadBalancer and the
+  // operator stops handling classless ones: nobody processed either change,
+  // so no edge remembers that they were ours.
+  await k8s.cluster.patch('services', ns, 'left', { spec: { type: 'ClusterIP', loadBalancerClass: null, allocateLoadBalancerNodePorts: null } });
+  const held = ingressOf(await svc('classless'))[0]!;
+  // Another edgelb installation's Service (its class, its pool): the same condition type, not ours to take.
+  await k8s.cluster.create(service(ns, 'theirs', { cls: 'example.com/other-edgelb', selector: false }));
+  const theirCondition = { type: 'edgelb.io/Advertised', status: 'True', reason: 'Advertised', message: '198.51.100.9 advertised by 1 edge(s): other', lastTransitionTime: '2026-12-01T00:00:00Z' };
+  await k8s.cluster.patchStatus('services', ns, 'theirs', { loadBalancer: { ingress: [{ ip: '198.51.100.9' }] }, conditions: [theirCondition] });
+  await serve('next', '10.1.0.3');
+  const second = make(new RecordingSink());
+  await second.start();
+  await waitFor('next advertised', async () => conditionOf(await svc('next'))?.status === 'True', 20_000).catch(() => undefined);
+  await second.settle();
+  await waitFor('released', async () => conditionOf(await svc('classless')) === undefined && conditionOf(await svc('left')) === undefined, 10_000).catch(() => undefined);
+  for (const name of ['left', 'classless']) {
+    t.deepEqual(ingressOf(await svc(name)), [], `our address is still in ${name}'s status`);
+    t.is(conditionOf(await svc(name)), undefined, `our condition is still on ${name}`);
+  }
+  t.is(conditionOf(await svc('next'))?.status, 'True');
+  t.deepEqual(ingressOf(await svc('theirs')), ['198.51.100.9'], 'another installation\'s address stays');
+  t.is(conditionOf(await svc('theirs'))?.message, theirCondition.message, 'another installation\'s condition stays');
+  t.true(ingressOf(await svc('next')).length === 1, 'next got an address of the pool');
+  t.log(`classless held ${held}; next got ${ingressOf(await svc('next'))[0]}`);
+});
+
+/** A LoadBalancer Service without a class, served by one endpoint. */
+async function createClassless(ns: string, name: string, ip: string): Promise<void> {
+  await k8s.cluster.create(service(ns, name, { cls: null, selector: false }));
+  await k8s.cluster.create(endpointSlice(ns, name, `${name}-1`, [{ ip, node: 'n1' }]));
+}
+
 test.serial('a condition message longer than the API server takes (a 40 000-character address request) still reaches status', async (t) => {
   const { make, svc, serve } = await setup(t);
   await serve('garbage', '10.1.0.1', { annotations: { 'edgelb.io/loadBalancerIPs': 'x'.repeat(40_000) } });

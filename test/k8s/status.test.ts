@@ -2,7 +2,7 @@ import test from 'ava';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { V1Service } from '@kubernetes/client-node';
-import { StatusWriter, statusMatches, statusPatch, type DesiredStatus } from '../../src/k8s/status.js';
+import { StatusWriter, statusMatches, statusPatch, strandedRelease, type DesiredStatus } from '../../src/k8s/status.js';
 import { KubeConfig } from '../../src/k8s/kubeconfig.js';
 import { RestClient } from '../../src/k8s/rest.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -147,4 +147,14 @@ test('a release refused (409) because the Service changed while the write was on
   t.is(bodies[1]?.metadata?.resourceVersion, '9');
   t.deepEqual(bodies[1]?.status.loadBalancer.ingress, [{ ip: '198.51.100.1' }]);
   t.deepEqual(bodies[1]?.status.conditions, []);
+});
+
+test('a stranded release names the addresses of our pools in a Service that carries our condition type; another installation\'s LoadBalancer keeps its condition', (t) => {
+  const ourCondition = { type: 'edgelb.io/Advertised', status: 'True', reason: 'Advertised', message: 'x', lastTransitionTime: '2026-01-01T00:00:00Z' };
+  const inPool = (ip: string) => ip.startsWith('192.0.2.');
+  const lb = (s: V1Service): V1Service => ({ ...s, spec: { type: 'LoadBalancer', loadBalancerClass: 'example.com/other' } });
+  t.deepEqual(strandedRelease(lb(svc([other, ourCondition], ['192.0.2.7', '198.51.100.1'])), inPool), ['192.0.2.7'], 'another controller\'s address stays');
+  t.is(strandedRelease(lb(svc([ourCondition], ['198.51.100.1'])), inPool), null, 'another installation\'s Service: nothing of ours in it');
+  t.deepEqual(strandedRelease(svc([ourCondition], []), inPool), [], 'no longer a LoadBalancer: the condition goes');
+  t.is(strandedRelease(lb(svc([other], ['192.0.2.7'])), inPool), null, 'never ours: left alone');
 });
