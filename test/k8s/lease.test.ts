@@ -1,6 +1,6 @@
 // Leader election logic against an in-memory Lease API with resourceVersion
 // checks and a manual clock: no wall-clock timing involved.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { Lease as V1Lease, LeaseApi } from '../../src/k8s/lease-api.js';
 import { LeaderElector } from '../../src/k8s/lease.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -38,6 +38,26 @@ class FakeLeases {
       return this.lease;
     },
   } as unknown as LeaseApi;
+}
+
+/** Polls `f` every 5 ms on real timers; throws after `ms`. */
+async function until(what: string, f: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** A leader on real timers whose renewals hang from now on until `release()`; resolves once it led. */
+async function hangingLeader(t: ExecutionContext, fake: FakeLeases, o: { leaseDurationSeconds: number; elapsed?: () => number }): Promise<{ a: LeaderElector; release: () => void }> {
+  const a = new LeaderElector({ api: fake.api, namespace: 'kube-system', name: 'edgelb', identity: 'a', logger: silentLogger(), ...o });
+  let release = (): void => undefined;
+  t.teardown(() => release());
+  a.start();
+  await until('leading', () => a.isLeader(), 2000);
+  fake.hanging = new Promise<void>((r) => (release = r));
+  return { a, release: () => release() };
 }
 
 function elector(fake: FakeLeases, identity: string, clock: { now: number }, D = 10) {
@@ -123,19 +143,7 @@ test('a leader that cannot renew steps down after 2/3 of the duration; graceful 
 test('a leader whose renewal hangs (a connection that answers nothing) stops leading 2/3 D after its last renewal, not when the request gives up', async (t) => {
   const fake = new FakeLeases();
   // Real clock and timers: D = 1.5 s, a renewal every 300 ms, the window 1000 ms.
-  const a = new LeaderElector({ api: fake.api, namespace: 'kube-system', name: 'edgelb', identity: 'a', leaseDurationSeconds: 1.5, logger: silentLogger() });
-  let release = (): void => undefined;
-  t.teardown(() => release());
-  a.start();
-  const until = async (what: string, f: () => boolean, ms: number): Promise<void> => {
-    const end = Date.now() + ms;
-    while (!f()) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  };
-  await until('leading', () => a.isLeader(), 2000);
-  fake.hanging = new Promise<void>((r) => (release = r));
+  const { a, release } = await hangingLeader(t, fake, { leaseDurationSeconds: 1.5 });
   await until('stepping down', () => !a.isLeader(), 5000);
   const since = Date.now() - fake.writtenAt;
   // A follower takes over D = 1500 ms after it saw the last write.
@@ -154,19 +162,7 @@ test('a watchdog that fires before the window has passed on the interval clock c
   // clock running at 0.7× the timers' rate: every watchdog fires early.
   const fake = new FakeLeases();
   const start = performance.now();
-  const a = new LeaderElector({ api: fake.api, namespace: 'kube-system', name: 'edgelb', identity: 'a', leaseDurationSeconds: 0.6, logger: silentLogger(), now: Date.now, elapsed: () => (performance.now() - start) * 0.7 });
-  let release = (): void => undefined;
-  t.teardown(() => release());
-  a.start();
-  const until = async (what: string, f: () => boolean, ms: number): Promise<void> => {
-    const end = Date.now() + ms;
-    while (!f()) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  };
-  await until('leading', () => a.isLeader(), 2000);
-  fake.hanging = new Promise<void>((r) => (release = r));
+  const { a, release } = await hangingLeader(t, fake, { leaseDurationSeconds: 0.6, elapsed: () => (performance.now() - start) * 0.7 });
   // The window is 400 ms on the interval clock, ≈ 570 ms of timers.
   await until('stepping down', () => !a.isLeader(), 3000);
   const since = (Date.now() - fake.writtenAt) * 0.7;
@@ -175,6 +171,7 @@ test('a watchdog that fires before the window has passed on the interval clock c
   release();
   await a.stop(false);
 });
+
 test('a wall-clock step (NTP setting the clock) neither keeps a dead leader\'s Lease nor ends a live one\'s: intervals are counted on a monotonic clock', async (t) => {
   const fake = new FakeLeases();
   const clock = { wall: 1_000_000_000, mono: 5_000 };
