@@ -155,11 +155,11 @@ test('a leader whose renewal hangs (a connection that answers nothing) stops lea
 });
 
 test('a watchdog that fires before the window has passed on the interval clock checks again rather than leaving a hanging leader in charge', async (t) => {
-  // Timers and the interval clock disagree by design here: Node fires a
-  // timer by its loop's cached time, which can trail the real clock by as
-  // long as the last synchronous stretch took, so a watchdog can run before
-  // the window has passed on performance.now(). Modelled by an interval
-  // clock running at 0.7× the timers' rate: every watchdog fires early.
+  // Timers and the interval clock disagree by design here: Node counts
+  // timers in whole milliseconds, so a watchdog can run up to ~1 ms before
+  // the window has passed on performance.now() — rarely enough to miss in
+  // one run (CI at 3f66b74 did not). Modelled by an interval clock running
+  // at 0.7× the timers' rate: every watchdog fires early.
   const fake = new FakeLeases();
   const start = performance.now();
   const { a, release } = await hangingLeader(t, fake, { leaseDurationSeconds: 0.6, elapsed: () => (performance.now() - start) * 0.7 });
