@@ -131,8 +131,15 @@ test('the report\'s gobgp query outlasts the CLI\'s 1 s connect deadline', async
   const target = `unix://${dir}/gobgp.sock`;
   writeFileSync(join(dir, 'gobgpd.toml'), '[global.config]\n  as = 64512\n  router-id = "10.0.2.15"\n  port = -1\n');
   let gobgpd: ReturnType<typeof spawn> | null = null;
-  t.teardown(() => {
-    gobgpd?.kill('SIGTERM');
+  // The directory goes once gobgpd has exited: removed while it was still
+  // shutting down (its socket going or coming), it stayed behind after every run.
+  t.teardown(async () => {
+    const running = gobgpd as ReturnType<typeof spawn> | null;
+    if (running && running.exitCode === null && running.signalCode === null) {
+      const exited = new Promise((r) => running.once('exit', r));
+      running.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    }
     rmSync(dir, { recursive: true, force: true });
   });
   const timer = setTimeout(() => {
