@@ -131,22 +131,20 @@ export function poolAdmits(pool: IpPool, namespace: string, labels: Record<strin
 export function poolForAddress<P extends IpPool>(pools: P[], ip: string, namespace: string, labels: Record<string, string>): P | null {
   const c = canonicalIp(ip);
   if (c === null) return null;
-  const { family, value } = ipToBigInt(c);
-  for (const p of pools) {
-    if (!poolAdmits(p, namespace, labels)) continue;
-    for (const text of p.cidrs) {
-      if (cidrContains(parseCidr(text, POOL_CIDR), family, value)) return p;
-    }
-  }
-  return null;
+  const addr = ipToBigInt(c);
+  return pools.find((p) => poolAdmits(p, namespace, labels) && poolContains(p, addr)) ?? null;
 }
 
 /** Whether `ip` lies in one of the pools' CIDRs, whichever Services they admit. */
 export function inSomePool(pools: readonly IpPool[], ip: string): boolean {
   const c = canonicalIp(ip);
   if (c === null) return false;
-  const { family, value } = ipToBigInt(c);
-  return pools.some((p) => p.cidrs.some((text) => cidrContains(parseCidr(text, POOL_CIDR), family, value)));
+  const addr = ipToBigInt(c);
+  return pools.some((p) => poolContains(p, addr));
+}
+
+function poolContains(pool: IpPool, addr: ReturnType<typeof ipToBigInt>): boolean {
+  return pool.cidrs.some((text) => cidrContains(parseCidr(text, POOL_CIDR), addr.family, addr.value));
 }
 
 function reservedOffset(c: Cidr, off: bigint): boolean {
