@@ -453,6 +453,17 @@ export class KubernetesController {
 
   // --- reconciliation ---------------------------------------------------
 
+  /**
+   * The addresses to take back from a Service that is no longer ours: those
+   * this process gave it or, never ours in this process but carrying our
+   * condition, an earlier leader's (strandedRelease). Null: nothing to undo.
+   */
+  private releaseOf(svc: V1Service, prev: SvcState | undefined): readonly string[] | null {
+    if (prev) return prev.addresses.map((a) => a.ip);
+    if (!this.status_) return null;
+    return strandedRelease(svc, (ip) => inSomePool(this.config.pools, ip));
+  }
+
   private getService(key: string): V1Service | undefined {
     return this.cluster.service(key);
   }
@@ -551,9 +562,7 @@ export class KubernetesController {
         // refused meanwhile (409: the Service changed while the write was on
         // its way — another class's controller wrote its status) was never
         // tried again, and our condition stayed on a Service no longer ours.
-        // Never ours in this process but carrying our condition: an earlier
-        // leader's addresses, stranded (strandedRelease).
-        const release = !svc ? null : prev ? prev.addresses.map((a) => a.ip) : this.status_ && strandedRelease(svc, (ip) => inSomePool(this.config.pools, ip));
+        const release = svc ? this.releaseOf(svc, prev) : null;
         if (release) this.status_?.set(key, { ingress: [], condition: null, release });
         else if (!svc) this.status_?.set(key, null);
         continue;
