@@ -132,7 +132,7 @@ test('the report\'s gobgp query outlasts the CLI\'s 1 s connect deadline', async
   writeFileSync(join(dir, 'gobgpd.toml'), '[global.config]\n  as = 64512\n  router-id = "10.0.2.15"\n  port = -1\n');
   let gobgpd: ReturnType<typeof spawn> | null = null;
   // The directory goes once gobgpd has exited: removed while it was still
-  // shutting down (its socket going or coming), it stayed behind after every run.
+  // shutting down (its socket going or coming), an empty directory stayed behind in some runs.
   t.teardown(async () => {
     const running = gobgpd as ReturnType<typeof spawn> | null;
     if (running && running.exitCode === null && running.signalCode === null) {
