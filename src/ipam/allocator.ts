@@ -172,6 +172,8 @@ export class IpAllocator {
   private readonly byKey = new Map<string, Assigned[]>();
   /** Addresses held under each sharing key (so joining one is not a scan of every address). */
   private readonly bySharingKey = new Map<string, Set<string>>();
+  /** See takeLoosened. */
+  private loosened = false;
 
   constructor(pools: IpPool[]) {
     this.pools = pools.map((config) => {
@@ -208,10 +210,22 @@ export class IpAllocator {
   }
 
   release(key: string): void {
-    const held = this.byKey.get(key);
-    if (!held) return;
-    for (const a of held) this.dropUse(key, a.ip);
-    this.byKey.delete(key);
+    if (this.byKey.has(key)) this.loosened = true;
+    this.drop(key);
+  }
+
+  /**
+   * Whether, since the last call, a Service let go of an address or changed
+   * the terms it holds one on (its ports, sharing key or the namespaces it
+   * shares with): a Service refused for exhaustion or a clash may fit now,
+   * and is worth deciding again. Without the terms, one refused because its
+   * ports clashed with the holder's stayed refused after the holder moved to
+   * other ports, until someone edited it.
+   */
+  takeLoosened(): boolean {
+    const v = this.loosened;
+    this.loosened = false;
+    return v;
   }
 
   /**
@@ -220,15 +234,36 @@ export class IpAllocator {
    */
   assign(req: IpRequest): IpResult {
     const previous = this.byKey.get(req.key) ?? [];
+    const termsBefore = previous.map((a) => this.termsOf(req.key, a.ip));
     // Decide against the table without this Service, so its own addresses
     // do not clash with themselves.
-    this.release(req.key);
+    this.drop(req.key);
     const result = req.requested.length > 0 ? this.decideRequested(req) : this.decideAuto(req, previous);
     if (result.ok) {
       for (const a of result.addresses) this.addUse(req, a);
       this.byKey.set(req.key, result.addresses);
     }
+    if (termsBefore.length > 0) {
+      const termsAfter = (result.ok ? result.addresses : []).map((a) => this.termsOf(req.key, a.ip));
+      if (termsBefore.some((t) => !termsAfter.includes(t))) this.loosened = true;
+    }
     return result;
+  }
+
+  private drop(key: string): void {
+    const held = this.byKey.get(key);
+    if (!held) return;
+    for (const a of held) this.dropUse(key, a.ip);
+    this.byKey.delete(key);
+  }
+
+  /** What a Service's hold on an address allows others: the address, its sharing key, the ports and namespaces. */
+  private termsOf(key: string, ip: string): string {
+    const use = this.used.get(ip);
+    const user = use?.users.find((u) => u.key === key);
+    if (!use || !user) return ip;
+    const shareWith = user.shareWith === '*' ? '*' : user.shareWith.join(',');
+    return `${ip}|${use.sharingKey ?? ''}|${shareWith}|${user.ports.map((p) => `${p.port}/${p.protocol}`).join(',')}`;
   }
 
   private decideRequested(req: IpRequest): IpResult {

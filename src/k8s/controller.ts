@@ -518,13 +518,13 @@ export class KubernetesController {
     const keys = this.dirty.take(this.o.roundSize ?? ROUND_SIZE, leader ? this.byAllocation : null);
     this.computing = new Set(keys);
     try {
-      await this.computeRound(keys, leader);
+      await this.computeRound(keys);
     } finally {
       this.computing = new Set();
     }
   }
 
-  private async computeRound(keys: string[], leader: boolean): Promise<void> {
+  private async computeRound(keys: string[]): Promise<void> {
     const space = this.space();
     const ctx: ComputeContext = {
       config: { ...this.config, edgeAddresses: this.presence.addresses() }, ipam: this.ipam, claims: this.claims, live: (o) => this.state.has(o),
@@ -534,11 +534,23 @@ export class KubernetesController {
     const upserts: DesiredService[] = [];
     const offered = new Map<string, { key: string; item: Item }>();
     const removals = new Set<string>();
-    let released = false;
     /** The Services of `keys` this round computed (the rest went back to the dirty queue). */
     const done: string[] = [];
     let entries = 0;
     const budget = this.o.roundBackends ?? ROUND_BACKENDS;
+    // Services refused an address before a holder let go of one or loosened
+    // its terms, in this round: they are decided again in the next one.
+    // Refused after it, they saw the looser state; a retry frees nothing,
+    // so retries end.
+    let loosened = false;
+    const refusedSoFar: string[] = [];
+    const retry = new Set<string>();
+    const noteLoosened = () => {
+      if (!this.ipam?.takeLoosened()) return;
+      loosened = true;
+      for (const k of refusedSoFar) retry.add(k);
+      refusedSoFar.length = 0;
+    };
     this.claims.beginRound();
     for (const key of keys) {
       if (entries >= budget) {
@@ -553,8 +565,8 @@ export class KubernetesController {
           for (const fk of prev.entries.keys()) removals.add(fk);
           next.set(key, null);
         }
-        if (this.ipam?.assignmentOf(key)) released = true;
         this.ipam?.release(key);
+        noteLoosened();
         this.unallocated.delete(key);
         // Gone: nothing more to write. Still here and released in an earlier
         // round: that release stays until it is done (the status writer then
@@ -575,13 +587,16 @@ export class KubernetesController {
         // keeps what it had (its frontends stay programmed) and is tried
         // again when it changes.
         this.log.error({ err: e, service: key }, 'computing this Service failed; it keeps its current state');
+        noteLoosened();
         continue;
       }
       entries += c.st.backends;
       for (const it of c.items) entries += it.ds.sourceRanges.length;
-      if (ctx.ipam && c.st.failure) this.unallocated.add(key);
-      else this.unallocated.delete(key);
-      if (prev && prev.addresses.some((a) => !c.st.addresses.some((b) => b.ip === a.ip))) released = true;
+      if (ctx.ipam && c.st.failure) {
+        this.unallocated.add(key);
+        refusedSoFar.push(key);
+      } else this.unallocated.delete(key);
+      noteLoosened();
       for (const item of toOffer(c, prev, space)) {
         upserts.push(item.ds);
         offered.set(item.fk, { key, item });
@@ -592,9 +607,10 @@ export class KubernetesController {
     this.claims.endRound();
     // A frontend handed from one Service to another in the same round is replaced, not removed.
     for (const fk of offered.keys()) removals.delete(fk);
-    if (released && leader) {
-      // Freed addresses may satisfy Services that are waiting for one.
-      for (const k of this.unallocated) if (!next.has(k)) this.dirty.add(k);
+    if (loosened) {
+      // Freed addresses, or looser terms on a held one, may satisfy
+      // Services that are waiting for one.
+      for (const k of this.unallocated) if (!next.has(k) || retry.has(k)) this.dirty.add(k);
     }
 
     const errors: unknown[] = [];

@@ -178,3 +178,29 @@ test('exhaustion of a large pool is reported, not looped over', (t) => {
   t.is(r.ok ? null : r.reason, 'PoolExhausted');
   t.deepEqual(a.stats(), [{ pool: 'p', used: 1022, size: 1022n }]);
 });
+
+test('takeLoosened: set when a holder lets go of an address or changes its ports, sharing key or namespaces; not when it keeps its terms or takes one', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/29'])]);
+  const holder = (extra: Partial<IpRequest> = {}) => req('ns/h', { requested: ['192.0.2.3'], sharingKey: 'k1', ...extra });
+  t.deepEqual(ips(a.assign(holder())), ['192.0.2.3']);
+  t.false(a.takeLoosened(), 'taking an address frees nothing');
+  t.deepEqual(ips(a.assign(holder())), ['192.0.2.3']);
+  t.false(a.takeLoosened(), 'the same terms again');
+  // Waiting: the same key on the same port clashes.
+  t.false(a.assign(req('ns/w', { requested: ['192.0.2.3'], sharingKey: 'k1' })).ok);
+  t.false(a.takeLoosened(), 'a refusal frees nothing');
+  a.assign(holder({ ports: [{ port: 8080, protocol: 'TCP' }] }));
+  t.true(a.takeLoosened(), 'other ports');
+  t.false(a.takeLoosened(), 'taken once');
+  t.deepEqual(ips(a.assign(req('ns/w', { requested: ['192.0.2.3'], sharingKey: 'k1' }))), ['192.0.2.3'], 'the waiting Service fits now');
+  a.assign(holder({ ports: [{ port: 8080, protocol: 'TCP' }], shareWithNamespaces: ['other'] }));
+  t.true(a.takeLoosened(), 'other namespaces');
+  a.release('ns/w');
+  t.true(a.takeLoosened(), 'released');
+  a.release('ns/w');
+  t.false(a.takeLoosened(), 'releasing what is not held');
+  a.assign(holder({ sharingKey: 'k2', ports: [{ port: 8080, protocol: 'TCP' }], shareWithNamespaces: ['other'] }));
+  t.true(a.takeLoosened(), 'another sharing key');
+  a.assign(holder({ requested: ['192.0.2.4'], sharingKey: 'k2', ports: [{ port: 8080, protocol: 'TCP' }], shareWithNamespaces: ['other'] }));
+  t.true(a.takeLoosened(), 'another address: the old one is free');
+});

@@ -676,3 +676,31 @@ test.serial('a status write that gives an older Service another Service\'s addre
   t.not(ingressOf(await svc('older'))[0], victimIp);
   t.true([...followerSink.frontends.values()].filter((d) => d.frontend.vip === victimIp).every((d) => d.service.endsWith('/victim')), 'its frontend keeps the victim\'s backends');
 });
+
+test.serial('a Service refused an address for a clash gets it once the clash is gone: the holder moved to other ports, or a change in the same round freed it after it was refused', async (t) => {
+  const { ns, make, svc, serve } = await setup(t);
+  const ask = (key: string) => ({ annotations: { 'edgelb.io/loadBalancerIPs': '192.0.2.3', 'edgelb.io/allow-shared-ip': key } });
+  await serve('holder', '10.1.0.1', ask('k1'));
+  // A long debounce: the two edits below reach the controller in one round.
+  const c = make(new RecordingSink(), { debounceMs: 400 });
+  await c.start();
+  await waitFor('holder in status', async () => ingressOf(await svc('holder'))[0] === '192.0.2.3', 20_000);
+  // Same key, same port: a clash. Another key: a clash too.
+  await serve('ports', '10.1.0.2', ask('k1'));
+  await serve('key', '10.1.0.3', { annotations: { 'edgelb.io/loadBalancerIPs': '192.0.2.3', 'edgelb.io/allow-shared-ip': 'k2' }, spec: { ports: [{ name: 'p443', port: 443, protocol: 'TCP', targetPort: 8443 }] } });
+  await waitFor('both refused', async () => conditionOf(await svc('ports'))?.reason === 'SharingConflict' && conditionOf(await svc('key'))?.reason === 'SharingConflict', 20_000);
+  await c.settle();
+  // The holder moves to port 8080: "ports" no longer clashes with it,
+  // though no address was released.
+  await k8s.cluster.patch('services', ns, 'holder', { spec: { ports: [{ name: 'p8080', port: 8080, protocol: 'TCP', targetPort: 8080 }] } });
+  await waitFor('ports shares the address', async () => ingressOf(await svc('ports'))[0] === '192.0.2.3', 10_000).catch(() => undefined);
+  t.deepEqual(ingressOf(await svc('ports')), ['192.0.2.3'], 'the Service whose ports clashed is still refused');
+  await c.settle();
+  // Both sharers move to k2, in one round: the holder (older, decided first)
+  // is refused while "ports" still holds the address under k1; then "ports"
+  // moves, and the address is k2's — the holder must be decided again.
+  for (const name of ['holder', 'ports']) await k8s.cluster.patch('services', ns, name, { metadata: { annotations: { 'edgelb.io/allow-shared-ip': 'k2' } } });
+  await waitFor('all three share the address', async () => (await Promise.all(['holder', 'ports', 'key'].map(svc))).every((o) => ingressOf(o)[0] === '192.0.2.3'), 10_000).catch(() => undefined);
+  t.deepEqual(ingressOf(await svc('holder')), ['192.0.2.3'], 'the holder, refused before the change that let it back in, is still refused');
+  t.deepEqual(ingressOf(await svc('key')), ['192.0.2.3'], 'the Service whose key clashed is still refused');
+});
