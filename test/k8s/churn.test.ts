@@ -37,7 +37,7 @@ const POOL = '192.0.2.0/29';
 const POOL_ADDRESSES = Array.from({ length: 8 }, (_, i) => `192.0.2.${i}`);
 const AUTO_ADDRESSES = POOL_ADDRESSES.slice(1, 7);
 const inPool = (ip: string) => POOL_ADDRESSES.includes(ip);
-const NAMES = Array.from({ length: 10 }, (_, i) => `s${i}`);
+const NAMES = Array.from({ length: Number(process.env.EDGELB_CHURN_SERVICES ?? 10) }, (_, i) => `s${i}`);
 const PORTS: { port: number; protocol: string }[] = [
   { port: 80, protocol: 'TCP' },
   { port: 443, protocol: 'TCP' },
@@ -358,7 +358,8 @@ async function churn(t: ExecutionContext, seed: number, steps: number, faults = 
 }
 
 // Fixed seeds in CI, so that a red run replays; EDGELB_CHURN_RUNS=N runs N
-// fresh seeds instead (exploration), EDGELB_CHURN_SEED one named seed.
+// fresh seeds instead (exploration), EDGELB_CHURN_SEED one named seed;
+// EDGELB_CHURN_STEPS and EDGELB_CHURN_SERVICES (names churned, 10) scale it.
 const fixed = process.env.EDGELB_CHURN_SEED;
 const runs = Number(process.env.EDGELB_CHURN_RUNS ?? 0);
 const seeds = fixed ? [Number(fixed)] : runs > 0 ? Array.from({ length: runs }, (_, i) => (Date.now() * (2 * i + 1)) % 1_000_000) : [20261207, 7, 424242];
