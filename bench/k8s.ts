@@ -26,7 +26,7 @@ import { silentLogger } from '../src/log/logger.js';
 import type { DesiredService, DesiredVip } from '../src/model/types.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
-import { TestCluster, collectionPath, pool } from '../test/lib/kube.js';
+import { TestCluster, apiRequestCount, collectionPath, pool } from '../test/lib/kube.js';
 import { testConfig } from '../test/k8s/helpers.js';
 import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../src/lab/kube/rbac.js';
 import type { KubeHttp } from '../src/lab/kube/http.js';
@@ -239,7 +239,7 @@ async function main(): Promise<void> {
       let statusAt = 0;
       const limitMs = 180_000;
       while (Date.now() - started < limitMs) {
-        if ((await requestCount(api, 'services', 'status', 'PATCH')) >= nSvc) {
+        if ((await apiRequestCount(api, { resource: 'services', subresource: 'status', verb: 'PATCH', successfulOnly: true })) >= nSvc) {
           // (the `kubernetes` Service in default is not a LoadBalancer)
           const lbs = (await listAll(api, '/api/v1/services')).filter((s) => (s.spec as { type?: string }).type === 'LoadBalancer');
           const missing = nSvc - lbs.filter((s) => (s.status as { loadBalancer?: { ingress?: unknown[] } }).loadBalancer?.ingress?.length).length;
@@ -268,8 +268,8 @@ async function main(): Promise<void> {
         ['objects created in API server (s)', setupS.toFixed(2)],
         ['agent start → all programmed in sink (s)', programmedS.toFixed(2)],
         ['agent start → all addresses in status (s)', statusS.toFixed(2)],
-        ['status writes (API server metric)', String(await requestCount(api, 'services', 'status', 'PATCH'))],
-        ['events created (API server metric)', String(await requestCount(api, 'events', '', 'POST'))],
+        ['status writes (API server metric)', String(await apiRequestCount(api, { resource: 'services', subresource: 'status', verb: 'PATCH', successfulOnly: true }))],
+        ['events created (API server metric)', String(await apiRequestCount(api, { resource: 'events', subresource: '', verb: 'POST', successfulOnly: true }))],
         ['agent CPU time (s)', (rss.detail as { cpuS: number }).cpuS.toFixed(2)],
         ['agent peak RSS (MB)', rss.rssMb!.toFixed(1)],
         ['kube-apiserver + etcd CPU time (s)', serverCpuS.toFixed(2)],
@@ -296,17 +296,6 @@ async function main(): Promise<void> {
   } finally {
     await server.close();
   }
-}
-
-/** apiserver_request_total summed over codes 2xx for one resource/subresource/verb. */
-async function requestCount(api: KubeHttp, resource: string, subresource: string, verb: string): Promise<number> {
-  const text = String(await api.ok('GET', '/metrics'));
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('apiserver_request_total{') || !/code="2\d\d"/.test(line)) continue;
-    if (line.includes(`resource="${resource}"`) && line.includes(`subresource="${subresource}"`) && line.includes(`verb="${verb}"`)) sum += Number(line.split(' ').at(-1));
-  }
-  return sum;
 }
 
 async function listAll(api: KubeHttp, path: string): Promise<Record<string, unknown>[]> {

@@ -23,6 +23,7 @@ import { silentLogger } from '../../src/log/logger.js';
 import { EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 import { edgeClusterPerFile } from './edge-cluster.js';
 import { mulberry32 } from '../lib/seeded-random.js';
+import { apiRequestCount } from '../lib/kube.js';
 import { conditionOf, endpointSlice, ingressOf, RecordingSink, testConfig, waitFor, type Obj } from './helpers.js';
 
 const k8s = edgeClusterPerFile('churn');
@@ -244,13 +245,9 @@ async function violations(r: Run, sink: RecordingSink): Promise<string[]> {
   return out;
 }
 
-async function statusWrites(): Promise<number> {
-  const text = String(await k8s.cluster.admin.ok<string>('GET', '/metrics'));
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('apiserver_request_total{') && line.includes('resource="services"') && line.includes('subresource="status"') && line.includes('verb="PATCH"')) sum += Number(line.split(' ').at(-1));
-  }
-  return sum;
+/** services/status PATCHes that reached the API server, whatever their answer. */
+function statusWrites(): Promise<number> {
+  return apiRequestCount(k8s.cluster.admin, { resource: 'services', subresource: 'status', verb: 'PATCH' });
 }
 
 async function churn(t: ExecutionContext, seed: number, steps: number, faults = false): Promise<void> {

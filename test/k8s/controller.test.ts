@@ -16,7 +16,7 @@ import { KubeConfig } from '../../src/k8s/kubeconfig.js';
 import { RestClient } from '../../src/k8s/rest.js';
 import { ResilientInformer } from '../../src/k8s/informer.js';
 import { createLogger, silentLogger } from '../../src/log/logger.js';
-import { TestCluster } from '../lib/kube.js';
+import { TestCluster, apiRequestCount } from '../lib/kube.js';
 import { conditionOf, endpointSlice, ingressOf, node, RecordingSink, service, testConfig, waitFor, type Obj } from './helpers.js';
 import { EDGE_SERVICE_ACCOUNT, EDGELB_NAMESPACE } from '../../src/lab/kube/rbac.js';
 
@@ -64,14 +64,9 @@ async function setup(t: ExecutionContext, pools = [{ cidrs: ['192.0.2.0/29'] }],
 }
 
 /** PATCHes of services/status the API server has answered so far (its own metric). */
-async function statusWrites(): Promise<number> {
-  const text = (await cluster.admin.ok<string>('GET', '/metrics')) as unknown as string;
-  let sum = 0;
-  for (const line of String(text).split('\n')) {
-    if (!line.startsWith('apiserver_request_total{')) continue;
-    if (line.includes('resource="services"') && line.includes('subresource="status"') && line.includes('verb="PATCH"')) sum += Number(line.split(' ').at(-1));
-  }
-  return sum;
+/** services/status PATCHes that reached the API server, whatever their answer. */
+function statusWrites(): Promise<number> {
+  return apiRequestCount(cluster.admin, { resource: 'services', subresource: 'status', verb: 'PATCH' });
 }
 
 test.serial('allocates to status, advertises with ready endpoints, refuses requests outside pools', async (t) => {

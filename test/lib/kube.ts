@@ -245,6 +245,28 @@ export class TestCluster {
  * slower, not faster (kube-apiserver spends ≈ 6–9 ms of CPU per Service
  * create — its ClusterIP allocation included — and is CPU-bound).
  */
+/** What to count of kube-apiserver's apiserver_request_total. */
+export interface ApiRequestFilter {
+  resource: string;
+  /** '' for the resource itself. */
+  subresource: string;
+  verb: string;
+  /** Only answers with a 2xx code (default: every code, so a refused request counts too). */
+  successfulOnly?: boolean;
+}
+
+/** apiserver_request_total summed over the series matching `f`, read from the server's /metrics. */
+export async function apiRequestCount(api: KubeHttp, f: ApiRequestFilter): Promise<number> {
+  const text = String(await api.ok<string>('GET', '/metrics'));
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    if (f.successfulOnly && !/code="2\d\d"/.test(line)) continue;
+    if (line.includes(`resource="${f.resource}"`) && line.includes(`subresource="${f.subresource}"`) && line.includes(`verb="${f.verb}"`)) sum += Number(line.split(' ').at(-1));
+  }
+  return sum;
+}
+
 export async function pool(n: number, width: number, fn: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(
