@@ -102,6 +102,30 @@ interface AddressUse {
   users: AddressUser[];
 }
 
+/** A Service's hold on one address, as others see it (IpAllocator.termsOf). */
+interface HoldTerms {
+  ip: string;
+  sharingKey: string | null;
+  /** null: the Service holds the address on no terms we know (never recorded). */
+  user: AddressUser | null;
+}
+
+function sameList<T>(a: readonly T[], b: readonly T[], same: (x: T, y: T) => boolean = (x, y) => x === y): boolean {
+  return a === b || (a.length === b.length && a.every((x, i) => same(x, b[i]!)));
+}
+
+const samePort = (p: PortSpec, q: PortSpec): boolean => p.port === q.port && p.protocol === q.protocol;
+
+/** Compared field by field: most Services share one frozen port list (sharedPortSpecs), so ports compare by reference first. */
+function sameTerms(a: HoldTerms, b: HoldTerms): boolean {
+  if (a.ip !== b.ip || a.sharingKey !== b.sharingKey) return false;
+  if (a.user === null || b.user === null) return a.user === b.user;
+  const sa = a.user.shareWith;
+  const sb = b.user.shareWith;
+  if (sa === '*' || sb === '*' ? sa !== sb : !sameList(sa, sb)) return false;
+  return sameList(a.user.ports, b.user.ports, samePort);
+}
+
 const NO_NAMESPACES: readonly string[] = Object.freeze([]);
 const portLists = new SharedLists<PortSpec>();
 
@@ -143,8 +167,17 @@ export function inSomePool(pools: readonly IpPool[], ip: string): boolean {
   return pools.some((p) => poolContains(p, addr));
 }
 
+/**
+ * Each pool's CIDRs parsed once: followers check every address in status
+ * against the pools at every computation. Keyed by the pool object (a config
+ * reload brings new ones; the old ones go with it).
+ */
+const parsedCidrs = new WeakMap<IpPool, readonly Cidr[]>();
+
 function poolContains(pool: IpPool, addr: ReturnType<typeof ipToBigInt>): boolean {
-  return pool.cidrs.some((text) => cidrContains(parseCidr(text, POOL_CIDR), addr.family, addr.value));
+  let cidrs = parsedCidrs.get(pool);
+  if (!cidrs) parsedCidrs.set(pool, (cidrs = pool.cidrs.map((text) => parseCidr(text, POOL_CIDR))));
+  return cidrs.some((c) => cidrContains(c, addr.family, addr.value));
 }
 
 function reservedOffset(c: Cidr, off: bigint): boolean {
@@ -245,7 +278,7 @@ export class IpAllocator {
     }
     if (termsBefore.length > 0) {
       const termsAfter = (result.ok ? result.addresses : []).map((a) => this.termsOf(req.key, a.ip));
-      if (termsBefore.some((t) => !termsAfter.includes(t))) this.loosened = true;
+      if (termsBefore.some((t) => !termsAfter.some((u) => sameTerms(t, u)))) this.loosened = true;
     }
     return result;
   }
@@ -257,13 +290,11 @@ export class IpAllocator {
     this.byKey.delete(key);
   }
 
-  /** What a Service's hold on an address allows others: the address, its sharing key, the ports and namespaces. */
-  private termsOf(key: string, ip: string): string {
+  /** What a Service's hold on an address allows others: the address, its sharing key, the ports and namespaces (see sameTerms). */
+  private termsOf(key: string, ip: string): HoldTerms {
     const use = this.used.get(ip);
     const user = use?.users.find((u) => u.key === key);
-    if (!use || !user) return ip;
-    const shareWith = user.shareWith === '*' ? '*' : user.shareWith.join(',');
-    return `${ip}|${use.sharingKey ?? ''}|${shareWith}|${user.ports.map((p) => `${p.port}/${p.protocol}`).join(',')}`;
+    return use && user ? { ip, sharingKey: use.sharingKey, user } : { ip, sharingKey: null, user: null };
   }
 
   private decideRequested(req: IpRequest): IpResult {
