@@ -51,7 +51,8 @@ export interface ResilientInformerOptions<T extends KubernetesObject, C extends 
   list?: (project: (obj: T) => C) => Promise<KubernetesList<C>>;
   name: string;
   logger: Logger;
-  onEvent: (ev: InformerEvent, obj: C) => void;
+  /** `before`: for an update, the version it replaces in the cache. */
+  onEvent: (ev: InformerEvent, obj: C, before?: C) => void;
   /**
    * Trims each object before it is cached (list items and watch events
    * alike), e.g. drops managedFields or fields edgelb never reads. Without
@@ -238,7 +239,7 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
     const cached = this.cache.get(key);
     const next = cached === undefined ? projected : this.share(cached, projected);
     this.cache.set(key, next);
-    this.event(cached === undefined ? 'add' : 'update', next);
+    this.event(cached === undefined ? 'add' : 'update', next, cached);
   }
 
   /** A (re)list's objects replace the cache in one step: deletes for vanished ones, then adds and updates (an unchanged version is no event). */
@@ -251,23 +252,23 @@ export class ResilientInformer<T extends KubernetesObject, C extends KubernetesO
       this.cache.delete(k);
       deleted.push(old);
     }
-    const changed: [InformerEvent, C][] = [];
+    const changed: [InformerEvent, C, C | undefined][] = [];
     for (const [k, obj] of fresh) {
       const prev = this.cache.get(k);
       if (prev !== undefined && prev.metadata?.resourceVersion === obj.metadata?.resourceVersion) continue;
       this.cache.set(k, obj);
-      changed.push([prev === undefined ? 'add' : 'update', obj]);
+      changed.push([prev === undefined ? 'add' : 'update', obj, prev]);
     }
     for (const d of deleted) this.event('delete', d);
-    for (const [ev, obj] of changed) this.event(ev, obj);
+    for (const [ev, obj, before] of changed) this.event(ev, obj, before);
   }
 
-  private event(ev: InformerEvent, obj: C): void {
+  private event(ev: InformerEvent, obj: C, before?: C): void {
     if (this.stopped) return;
     this.st.connected = true;
     delete this.st.lastError;
     try {
-      this.o.onEvent(ev, obj);
+      this.o.onEvent(ev, obj, before);
     } catch (err) {
       this.objectFailed(obj, err, `handling its ${ev} failed`);
     }

@@ -1,13 +1,13 @@
 // A Service update that changes only its status — most often the echo of
 // the allocating edge's own status write — is told apart from one that
 // changes what reconciliation reads otherwise (cluster-cache's
-// fingerprint), and the controller recomputes it only when that status
+// serviceChange), and the controller recomputes it only when that status
 // disagrees with the state it computed (statusReflects). The first pass
 // reads the Services' keys once, not at every round. An echo is cached
 // sharing what did not change with the version cached before it.
 import test from 'ava';
 import type { V1Service } from '@kubernetes/client-node';
-import { ClusterCache, fingerprintChange, serviceFingerprint } from '../../src/k8s/cluster-cache.js';
+import { ClusterCache, serviceChange } from '../../src/k8s/cluster-cache.js';
 import type { RestClient } from '../../src/k8s/rest.js';
 import { trimService } from '../../src/k8s/trim.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -26,7 +26,7 @@ function svc(o: { ingress?: string[]; reason?: string; message?: string; port?: 
   } as V1Service;
 }
 
-const change = (a: V1Service, b: V1Service) => fingerprintChange(serviceFingerprint(a), serviceFingerprint(b));
+const change = (a: V1Service, b: V1Service) => serviceChange(a, b);
 
 test('a status-only change (addresses, or a failure in our condition) is "status"; anything reconciliation reads elsewhere is "changed"', (t) => {
   t.is(change(svc(), svc({ rv: '2' })), 'same');
@@ -41,15 +41,14 @@ test('a status-only change (addresses, or a failure in our condition) is "status
   t.is(change(svc(), svc({ labels: { a: 'b' } })), 'changed');
   t.is(change(svc(), svc({ annotations: { a: 'b' } })), 'changed');
   t.is(change(svc(), svc({ uid: 'u2' })), 'changed');
-  t.is(fingerprintChange(undefined, serviceFingerprint(svc())), 'changed');
-  // A fingerprint of another shape (never written by this version) is a change, not a status echo.
-  t.is(fingerprintChange('x', serviceFingerprint(svc())), 'changed');
-});
-
-test('one flat string per Service: spec digest then status digest', (t) => {
-  const fp = serviceFingerprint(svc({ ingress: ['192.0.2.1'] }));
-  t.regex(fp, /^[A-Za-z0-9+/]{40}$/);
-  t.is(fp.slice(0, 24), serviceFingerprint(svc()).slice(0, 24));
+  t.is(serviceChange(undefined, svc()), 'changed');
+  // Compared as values: the same spec in another key order, or as another copy, is the same.
+  const reordered = svc();
+  reordered.spec = { ports: [{ protocol: 'TCP', port: 80 }], type: 'LoadBalancer' };
+  t.is(change(svc(), reordered), 'same');
+  t.is(change(svc({ labels: { a: 'b', c: 'd' } }), svc({ labels: { c: 'd', a: 'b' } })), 'same');
+  // Addresses in another order: a status change (the order is what status shows).
+  t.is(change(svc({ ingress: ['192.0.2.1', '2001:db8::1'] }), svc({ ingress: ['2001:db8::1', '192.0.2.1'] })), 'status');
 });
 
 test('statusReflects: status shows exactly the addresses of the computed state, in order', (t) => {
@@ -103,8 +102,10 @@ test('a status echo is cached sharing the parts that did not change with the Ser
     },
   } as unknown as RestClient;
   const statusChanged: string[] = [];
-  const cache = new ClusterCache({ rest, logger: silentLogger(), onListed: () => undefined, onServiceSeen: () => undefined, onDirty: () => undefined, onStatusChanged: (k) => statusChanged.push(k), onNodeChanged: () => undefined });
+  const dirty: string[] = [];
+  const cache = new ClusterCache({ rest, logger: silentLogger(), onListed: () => undefined, onServiceSeen: () => undefined, onDirty: (k) => dirty.push(k), onStatusChanged: (k) => statusChanged.push(k), onNodeChanged: () => undefined });
   await cache.start();
+  t.deepEqual(dirty, ['shop/web']);
   const before = cache.service('shop/web')!;
   push!({ type: 'MODIFIED', object: received('2', ['10.0.0.1']) });
   const after = cache.service('shop/web')!;
@@ -125,5 +126,14 @@ test('a status echo is cached sharing the parts that did not change with the Ser
   t.is(third.spec!.ports, after.spec!.ports);
   t.is(third.status!.loadBalancer, after.status!.loadBalancer);
   t.deepEqual(third.spec!.selector, { app: 'shop' });
+  // Each update is told apart from the version it replaced: the echo was no recomputation, the selector one was.
+  t.deepEqual(dirty, ['shop/web', 'shop/web']);
+  t.deepEqual(statusChanged, ['shop/web']);
+  // A new version that changes nothing reconciliation reads (here only its resourceVersion): neither.
+  const same = received('4', ['10.0.0.1']);
+  same.spec!.selector = { app: 'shop' };
+  push!({ type: 'MODIFIED', object: same });
+  t.deepEqual(dirty, ['shop/web', 'shop/web']);
+  t.deepEqual(statusChanged, ['shop/web']);
   await cache.stop();
 });
