@@ -15,7 +15,9 @@
 // (--round-size: Services computed per controller round, default ROUND_SIZE)
 // BENCH_SURVIVAL_PROFILE=file writes a sampling heap profile of the agent's
 // allocations that outlived a young-generation collection (DevTools format);
-// with BENCH_PROFILE_ALL=1, of every allocation (what makes it collect).
+// with BENCH_PROFILE_ALL=1, of every allocation (what makes it collect);
+// with BENCH_SURVIVAL_FROM=programmed, only from the moment the sink holds
+// everything (what the status-writing phase adds).
 import { fork } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8';
@@ -108,6 +110,7 @@ async function agent(kubeconfigPath: string, services: number, roundSize: number
   function check() {
     if (!done && frontends >= services && vips >= services) {
       done = true;
+      if (survival && process.env.BENCH_SURVIVAL_FROM === 'programmed') startSampling();
       send({ type: 'programmed', at: Date.now() });
     }
   }
@@ -116,11 +119,12 @@ async function agent(kubeconfigPath: string, services: number, roundSize: number
   const c = new KubernetesController({ config, kubeconfigPath, nodeName: 'bench-edge', logger: silentLogger(), sink, debounceMs: 20, roundSize });
   // BENCH_SURVIVAL_PROFILE=file: a sampling heap profile of what survived the
   // young generation (objects a scavenge freed are left out), from start to
-  // the end of the run — where the promoted bytes that grow V8's heap come from.
+  // the end of the run (or from "programmed") — where the promoted bytes that grow V8's heap come from.
   const survival = process.env.BENCH_SURVIVAL_PROFILE ? new Session() : null;
+  const startSampling = () => survival!.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: process.env.BENCH_PROFILE_ALL === '1' });
   if (survival) {
     survival.connect();
-    survival.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: process.env.BENCH_PROFILE_ALL === '1' });
+    if (process.env.BENCH_SURVIVAL_FROM !== 'programmed') startSampling();
   }
   process.on('message', (m: { type: string }) => {
     if (m.type === 'rss' && survival) {
