@@ -6,6 +6,7 @@ import type { DesiredService, RejectReason } from '../model/types.js';
 import { encodeSrcRange6Key, encodeSrcRangeKey, ipv6Bytes, ipv6FromBytes } from './edge-maps.js';
 import { ipFamily, ipv4ToU32, u32ToIpv4 } from '../net/ip.js';
 import { protoNumber } from '../net/l4.js';
+import { sameList } from '../shared-lists.js';
 
 /** A frontend this datapath does not take, and why. */
 export class Rejected extends Error {
@@ -22,7 +23,7 @@ export function sameDesired(a: DesiredService, b: DesiredService): boolean {
   if (a === b) return true;
   if (a.service !== b.service || a.mode !== b.mode || a.dispatch !== b.dispatch || a.affinityTimeoutSeconds !== b.affinityTimeoutSeconds) return false;
   if (a.frontend.vip !== b.frontend.vip || a.frontend.port !== b.frontend.port || a.frontend.protocol !== b.frontend.protocol) return false;
-  if (a.sourceRanges.length !== b.sourceRanges.length || a.sourceRanges.some((r, i) => r !== b.sourceRanges[i])) return false;
+  if (!sameList(a.sourceRanges, b.sourceRanges)) return false;
   if (a.backends.length !== b.backends.length) return false;
   for (let i = 0; i < a.backends.length; i++) {
     const x = a.backends[i]!;

@@ -20,7 +20,7 @@
 //   replay existing Services oldest first so the older one wins a conflict.
 import { cidrContains, parseCidr, type Cidr, type CidrRules } from '../net/cidr.js';
 import { bigIntToIp, canonicalIp, ipToBigInt, type Family } from '../net/ip.js';
-import { SharedLists } from '../shared-lists.js';
+import { SharedLists, sameList } from '../shared-lists.js';
 
 /** What the allocator needs of a pool (the config's pools[] entries are these). */
 export interface IpPool {
@@ -108,10 +108,6 @@ interface HoldTerms {
   sharingKey: string | null;
   /** null: the Service holds the address on no terms we know (never recorded). */
   user: AddressUser | null;
-}
-
-function sameList<T>(a: readonly T[], b: readonly T[], same: (x: T, y: T) => boolean = (x, y) => x === y): boolean {
-  return a === b || (a.length === b.length && a.every((x, i) => same(x, b[i]!)));
 }
 
 const samePort = (p: PortSpec, q: PortSpec): boolean => p.port === q.port && p.protocol === q.protocol;

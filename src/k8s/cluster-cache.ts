@@ -13,6 +13,7 @@ import type { RestClient } from './rest.js';
 import { ClusterIndex, parseKey } from './cluster-index.js';
 import { shareUnchanged, trimNode, trimService } from './trim.js';
 import { packSlice, type PackedSlice } from './packed-slice.js';
+import { sameList } from '../shared-lists.js';
 
 /** Failure reasons the allocating edge writes into the condition (they matter on edges that follow status). */
 export const FAILURE_REASONS: ReadonlySet<string> = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict', 'UnsupportedProtocol']);
@@ -21,10 +22,6 @@ export const FAILURE_REASONS: ReadonlySet<string> = new Set(['InvalidRequest', '
 function failureOf(svc: V1Service): string {
   const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
   return c && FAILURE_REASONS.has(c.reason) ? c.reason : '';
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Logger } from '../log/logger.js';
 import { CONDITION_ADVERTISED } from '../model/service.js';
 import { httpStatus } from './lease.js';
 import { nsPath, reportPermissionProblem, type RestClient } from './rest.js';
+import { sameList } from '../shared-lists.js';
 
 export interface ConditionState {
   status: 'True' | 'False';
@@ -113,7 +114,7 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
 function sameStatus(a: DesiredStatus, b: DesiredStatus): boolean {
   if (a === b) return true;
   if ((a.release ?? null) !== null || (b.release ?? null) !== null) return a.release?.join() === b.release?.join();
-  if (a.ingress.length !== b.ingress.length || a.ingress.some((ip, i) => ip !== b.ingress[i])) return false;
+  if (!sameList(a.ingress, b.ingress)) return false;
   if (a.condition === null || b.condition === null) return a.condition === b.condition;
   return a.condition.status === b.condition.status && a.condition.reason === b.condition.reason && a.condition.message === b.condition.message;
 }
