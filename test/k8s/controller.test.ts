@@ -63,7 +63,6 @@ async function setup(t: ExecutionContext, pools = [{ cidrs: ['192.0.2.0/29'] }],
   return { ns, cls, leaseName, make, svc, pod, get, events };
 }
 
-/** PATCHes of services/status the API server has answered so far (its own metric). */
 /** services/status PATCHes that reached the API server, whatever their answer. */
 function statusWrites(): Promise<number> {
   return apiRequestCount(cluster.admin, { resource: 'services', subresource: 'status', verb: 'PATCH' });

@@ -26,7 +26,7 @@ function svc(o: { ingress?: string[]; reason?: string; message?: string; port?: 
   } as V1Service;
 }
 
-const change = (a: V1Service, b: V1Service) => serviceChange(a, b);
+const change = serviceChange;
 
 test('a status-only change (addresses, or a failure in our condition) is "status"; anything reconciliation reads elsewhere is "changed"', (t) => {
   t.is(change(svc(), svc({ rv: '2' })), 'same');
