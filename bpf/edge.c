@@ -87,6 +87,19 @@
 #include "edge_second_chance.h"
 #include "edge_ip6.h"
 
+/* May a SYN on the tuple of a connection-table entry whose backend is
+ * terminating start a new connection there (see the SYN rule in
+ * edge_process)? DSR: by the entry's marks (edge_conn.h); SNAT: by its
+ * port's record, which the edge keeps from both sides (edge_snat_reusable). */
+static __always_inline int edge_ct_reusable(const struct edge_config *cfg, const struct edge_svc *svc,
+					    const struct edge_ct_key *ck, const struct edge_ct_val *cv,
+					    const struct edge_backend *be)
+{
+	if (svc->flags & SVC_F_SNAT)
+		return edge_snat_reusable(cfg, ck, be, cv->snat_port);
+	return edge_conn_reusable(cfg, cv);
+}
+
 static __always_inline int edge_fragment(void *ctx, const int xdp, const struct pkt *p, __u32 *ifindex)
 {
 	struct edge_svc_key k = { .vip = p->daddr };
@@ -194,7 +207,7 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 		 * a reused port: the entry goes, and the SYN is balanced (its
 		 * ACK then pins the backend Maglev gives it). */
 		be = edge_backend_for(cv->backend_id, svc_id);
-		if (be && ((be->flags & BE_F_ACTIVE) || !edge_conn_reusable(cfg, cv))) {
+		if (be && ((be->flags & BE_F_ACTIVE) || !edge_ct_reusable(cfg, svc, &ck, cv, be))) {
 			be_id = cv->backend_id;
 			snat_have = cv->snat_port;
 			if (edge_conn_over(cfg, cv))
@@ -211,7 +224,10 @@ static __always_inline int edge_process(void *ctx, const int xdp, __u32 *ifindex
 			edge_count(EV_CT_STALE);
 			snat_have = 0;
 		} else if (p.l4_proto == IPPROTO_TCP &&
-			   (cv->flags | (p.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)))) {
+			   (cv->flags | (p.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))) &&
+			   !(svc->flags & SVC_F_SNAT)) {
+			/* A SNAT flow's FIN/RST counts in its port's record,
+			 * as its receiver takes it (edge_snat_reusable). */
 			edge_conn_seen(cfg, cv, p.tcp_flags);
 		}
 	}

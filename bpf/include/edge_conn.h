@@ -22,6 +22,9 @@
  * it is balanced afresh when that backend is gone, or terminating and the
  * old connection is over or closed by the client (edge_conn_reusable) — so
  * a client reusing its port after a rolling update reaches an active pod.
+ * A SNAT flow keeps no marks here: the edge sees both of its sides, and its
+ * port's record judges FIN and RST as their receivers do
+ * (edge_snat_reusable), which these marks cannot.
  *
  * Time: coarse nanoseconds >> 30 (≈ 1.07 s units) kept in 8 bits; only
  * marked entries and SYNs that find an entry read the clock. Wrapping

@@ -267,7 +267,8 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 	if (cv && syn) {
 		/* A SYN on a known tuple: edge.c's rule. */
 		be = edge_backend6_for(cv->backend_id, svc_id);
-		if (be && ((be->flags & BE_F_ACTIVE) || !edge_conn_reusable(cfg, cv))) {
+		if (be && ((be->flags & BE_F_ACTIVE) ||
+			   !(snat ? edge6_snat_reusable(cfg, &p.t, be, cv->snat_port) : edge_conn_reusable(cfg, cv)))) {
 			be_id = cv->backend_id;
 			snat_have = cv->snat_port;
 			if (edge_conn_over(cfg, cv))
@@ -283,8 +284,8 @@ static __always_inline int edge_process6(void *ctx, const int xdp, __u32 *ifinde
 		if (!be)
 			edge_count(EV_CT_STALE);
 		else if (p.t.proto == IPPROTO_TCP &&
-			 (cv->flags | (p.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))))
-			edge_conn_seen(cfg, cv, p.tcp_flags);
+			 (cv->flags | (p.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))) && !snat)
+			edge_conn_seen(cfg, cv, p.tcp_flags); /* SNAT: edge6_snat_reusable */
 	}
 	hash = edge_flow_hash6(p.t.saddr.w, p.t.daddr.w, p.t.sport, p.t.dport, p.t.proto);
 	if (!be) {

@@ -372,6 +372,39 @@ static __always_inline __be16 edge_snat_port(const struct edge_config *cfg, cons
 			  p->l4_proto, now, hash);
 }
 
+/* May a SYN that finds a SNAT flow's connection-table entry on a terminating
+ * backend start a new connection (edge.c's rule, edge_conn_reusable)? Asked
+ * of the port's own record, which takes a FIN or RST only as its receiver
+ * would (snat_seen): the client closed its side, or the flow is over
+ * (snat_over: an accepted RST and silence, both FINs and the hold, idle).
+ * The entry's own marks (edge_conn.h) take any FIN or RST — the edge cannot
+ * judge them for DSR — so a SNAT flow's are not kept: with them a blind FIN
+ * (or a blind RST on an idle connection) and a SYN moved a live connection
+ * off its terminating backend, its next segment to a backend that resets
+ * it, though snat_seen had ignored both. A port whose record is another
+ * flow's now was given up by this one (reclaimed only once over); one whose
+ * record is gone (LRU) may still be taken back by its flow: kept. */
+static __always_inline int snat_life_reusable(const struct edge_snat_life *l, __u8 proto, __u32 now)
+{
+	return (l->flags & SNAT_F_FIN_CLIENT) || snat_over(l, proto, now);
+}
+
+static __always_inline int edge_snat_reusable(const struct edge_config *cfg, const struct edge_ct_key *ck,
+					      const struct edge_backend *be, __be16 port)
+{
+	struct edge_snat_key k = {
+		.backend_ip = be->ip, .backend_port = be->port, .edge_port = port, .proto = ck->proto,
+	};
+	struct edge_snat_val *v = bpf_map_lookup_elem(&edge_snat_rev, &k);
+
+	if (!v)
+		return 0;
+	if (v->client_ip != ck->saddr || v->client_port != ck->sport || v->vip != ck->daddr ||
+	    v->vport != ck->dport)
+		return 1;
+	return snat_life_reusable(&v->life, ck->proto, snat_now(cfg));
+}
+
 /* The port a SNAT flow got, kept in its connection-table entry (`ct`:
  * edge_ct or edge_ct6, `key` the flow's) when it is not the one the entry
  * holds (`have`). 0, counted, when no port was free. */

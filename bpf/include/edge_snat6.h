@@ -186,6 +186,23 @@ static __always_inline __be16 edge6_snat_port(const struct edge_config *cfg, con
 			  cfg, p->t.proto, now, hash);
 }
 
+/* edge_snat_reusable (edge_snat.h) for an IPv6 flow. */
+static __always_inline int edge6_snat_reusable(const struct edge_config *cfg, const struct edge_ct6_key *t,
+					       const struct edge_backend6 *be, __be16 port)
+{
+	struct edge_snat6_key k = {
+		.backend_ip = be->ip, .backend_port = be->port, .edge_port = port, .proto = t->proto,
+	};
+	struct edge_snat6_val *v = bpf_map_lookup_elem(&edge_snat_rev6, &k);
+
+	if (!v)
+		return 0;
+	if (!addr6_eq(&v->client_ip, &t->saddr) || v->client_port != t->sport || !addr6_eq(&v->vip, &t->daddr) ||
+	    v->vport != t->dport)
+		return 1;
+	return snat_life_reusable(&v->life, t->proto, snat_now(cfg));
+}
+
 /* The client's packet of a SNAT service (hop limit already decremented):
  * from the edge's address and the flow's port to the backend. `have` is
  * the port the connection table holds for the flow (0: none). The caller

@@ -6,8 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_TX } from '../../src/datapath/loader.js';
 import { buildPacket, icmpFragNeeded, parsePacket, verifyIpv4Checksum, verifyL4Checksum } from '../lib/packets.js';
 import { CLIENT, CLIENT_MAC, EDGE, EDGE_MAC, SEC, VIP, backend, clientEth, openEdge, service, setEdgeClock, tcpPacket, tcpSpec, udpPacket } from './edge-helpers.js';
-import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, eth6, service6, tcp6, udp6 } from './edge6-helpers.js';
-import { buildPacket6, parse6, verifyL4Checksum6 } from '../lib/packets6.js';
+import { BE6_ID0, CLIENT6, EDGE6, RING6_OFF, SVC6_ID, VIP6, apply6, backend6, eth6, service6, tcp6, udp6 } from './edge6-helpers.js';
+import { buildPacket6, ip6Bytes, parse6, verifyL4Checksum6 } from '../lib/packets6.js';
 import type { EdgeDatapath } from '../../src/datapath/edge-datapath.js';
 
 function run(dp: EdgeDatapath, data: Buffer, hook: 'xdp' | 'tc' = 'xdp'): { retval: number; out: Buffer } {
@@ -641,6 +641,91 @@ test('IPv6 SNAT: a connection that reuses a closed one\'s tuple (both FINs seen)
   const t0 = 10_000n * SEC;
   setEdgeClock(dp, t0);
   reusedTupleCase(t, dp, snatSides6(), t0);
+});
+
+// ---------------------------------------------------------------- a live SNAT connection on a terminating backend
+
+/** One family's packets for terminatingCase: A's segments, the backend's to the edge port, the edge's output read back. */
+interface SnatTerminating {
+  apply: (terminating: string | null) => void; // four backends (A's among them); with `terminating`, it terminates and eight new ones arrive
+  a: (flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer;
+  be: (be: string, port: number, flags: Parameters<typeof tcpPacket>[0]['flags'], seq: number, ack: number, payload?: Buffer) => Buffer;
+  dst: (out: Buffer) => string; // as the backend builders take it
+  sport: (out: Buffer) => number;
+}
+
+/**
+ * Both families: client A's keep-alive connection to a SNAT service, whose
+ * backend then terminates (a rolling update: new pods arrive). An attacker
+ * forges A's FIN (without ACK, or out of window) and A's RST (a wrong
+ * number) — snat_seen ignores them — waits out the RST silence while A
+ * idles, and sends a SYN with A's tuple. A SYN on a terminating backend's
+ * tuple starts a new connection elsewhere once the old one is over or its
+ * client closed it (edge_conn.h); the connection-table entry took the
+ * forged FIN/RST for that, so the SYN was balanced anew, its new entry
+ * replaced A's, and A's next segment went to another backend, which resets
+ * the connection. Only what SNAT accepts counts: A's real FIN does.
+ */
+function terminatingCase(t: ExecutionContext, dp: EdgeDatapath, f: SnatTerminating, t0: bigint): void {
+  f.apply(null);
+  const syn = run(dp, f.a({ syn: true }, 1000, 0)).out;
+  const be = f.dst(syn);
+  const port = f.sport(syn);
+  run(dp, f.be(be, port, { syn: true, ack: true }, 5000, 1001));
+  run(dp, f.a(ACK, 1001, 5001, Buffer.from('GET /poll')));
+  run(dp, f.be(be, port, ACK, 5001, 1010, Buffer.from('ok')));
+  f.apply(be);
+  run(dp, f.a({ fin: true }, 0x5555, 0));
+  run(dp, f.a({ fin: true, ack: true }, 0x80001010, 5003));
+  run(dp, f.a({ rst: true }, 0x1234, 0));
+  t.like(dp.counters().stats, { snat_fin_ignored: 2, snat_rst_ignored: 1 });
+  setEdgeClock(dp, t0 + 10n * SEC);
+  const blind = run(dp, f.a({ syn: true }, 777_777, 0)).out;
+  t.is(f.dst(blind), be, 'the blind SYN follows the live connection');
+  const next = run(dp, f.a(ACK, 1010, 5003, Buffer.from('GET /more'))).out;
+  t.log(`A's next segment after the blind FIN, RST and SYN went to ${f.dst(next)} from port ${f.sport(next)} (A's backend ${be}, port ${port})`);
+  t.is(f.dst(next), be, 'A\'s next segment reaches the backend that holds its connection');
+  t.is(f.sport(next), port);
+  // A's own close (in window), then a SYN on the same tuple: a new
+  // connection, balanced among the active backends.
+  run(dp, f.a({ fin: true, ack: true }, 1019, 5003));
+  t.like(dp.counters().stats, { snat_fin_ignored: 2, snat_rst_ignored: 1 });
+  t.not(f.dst(run(dp, f.a({ syn: true }, 900_000, 0)).out), be, 'after A\'s FIN a reused tuple leaves the terminating backend');
+}
+
+test('SNAT: a blind FIN or RST (ignored by SNAT) and a blind SYN do not move a live connection off its terminating backend; the client\'s own FIN does', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20100 } });
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const first = [1, 2, 3, 4].map((i) => backend(i));
+  terminatingCase(t, dp, {
+    apply: (term) => dp.applyServices([service({ mode: 'snat', backends: term === null ? first : [...first.map((b) => (b.ip === term ? { ...b, state: 'terminating' as const } : b)), ...[10, 11, 12, 13, 14, 15, 16, 17].map((i) => backend(i))] })]),
+    a: (flags, seq, ack, payload) => tcpPacket({ flags, seq, ack, ...(payload ? { payload } : {}) }),
+    be: (be, port, flags, seq, ack, payload = Buffer.alloc(0)) =>
+      buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE, df: true }, tcp: { sport: 8080, dport: port, flags, seq, ack, payload } }),
+    dst: (out) => parsePacket(out).ip.dst,
+    sport: (out) => parsePacket(out).tcp!.sport,
+  }, t0);
+});
+
+/** An IPv6 address as parse6 writes it (eight groups, no compression). */
+const parse6Addr = (a: string): string => Array.from({ length: 8 }, (_, i) => ip6Bytes(a).readUInt16BE(i * 2).toString(16)).join(':');
+
+test('IPv6 SNAT: a blind FIN or RST (ignored by SNAT) and a blind SYN do not move a live connection off its terminating backend; the client\'s own FIN does', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 20000, max: 20100 } });
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const first = [1, 2, 3, 4].map((i) => backend6(i));
+  terminatingCase(t, dp, {
+    apply: (term) => {
+      apply6(dp, service6({ mode: 'snat', backends: term === null ? first : [...first.map((b) => (parse6Addr(b.ip) === term ? { ...b, state: 'terminating' as const } : b)), ...[10, 11, 12, 13, 14, 15, 16, 17].map((i) => backend6(i))] }));
+    },
+    a: (flags, seq, ack, payload) => tcp6({ flags: flags ?? ACK, seq, ack, ...(payload ? { payload } : {}) }),
+    be: (be, port, flags, seq, ack, payload = Buffer.alloc(0)) =>
+      buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE6, hopLimit: 64 }, tcp: { sport: 8080, dport: port, seq, ack, flags: flags ?? ACK, payload } }),
+    dst: (out) => parse6(out.subarray(14)).dst,
+    sport: (out) => out.readUInt16BE(54),
+  }, t0);
 });
 
 // ---------------------------------------------------------------- blind SYNs on second-chance flows (edge_sc_syn)
