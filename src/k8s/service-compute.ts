@@ -160,8 +160,9 @@ export function computeService(ctx: ComputeContext, key: string, svc: V1Service,
 
 /**
  * Addresses of a Service as the allocating edge published them. While
- * status is empty and no failure is reported, a Service keeps what this
- * edge knew (e.g. it just lost leadership before its write landed).
+ * status shows none a pool admits and no failure is reported, a Service
+ * keeps what this edge knew (e.g. it just lost leadership before its write
+ * landed) — as far as the pools still admit it.
  */
 function addressesFromStatus(config: DesiredConfig, svc: V1Service, prev: SvcState | undefined): Assigned[] {
   const ns = svc.metadata?.namespace ?? '';
@@ -181,7 +182,15 @@ function addressesFromStatus(config: DesiredConfig, svc: V1Service, prev: SvcSta
   if (out.length > 0 || !prev) return out;
   const c = svc.status?.conditions?.find((x) => x.type === CONDITION_ADVERTISED);
   if (c && FAILURE_REASONS.has(c.reason)) return out;
-  return prev.addresses;
+  // Checked against the pools as they are now: after a reload that took an
+  // address's pool away (or no longer admits the Service), the address in
+  // status was filtered out above, and falling back to what this edge held
+  // kept it programmed and advertised for good — by an edge whose config
+  // no longer has it, while an edge started with that config took nothing.
+  return prev.addresses.flatMap((a) => {
+    const p = poolForAddress(config.pools, a.ip, ns, labels);
+    return p ? [{ ip: a.ip, pool: p.name }] : [];
+  });
 }
 
 /**

@@ -349,6 +349,32 @@ test.serial('a config change of a pool\'s BGP attributes re-sends its VIPs with 
   t.is(sink.vips.length, 1);
 });
 
+test.serial('a follower whose reloaded config no longer has the pool of an address in status stops serving and advertising it, as a follower started with that config never does', async (t) => {
+  const { ns, leaseName, controller, serve, config } = await setup(t, [{ cidrs: ['192.0.2.0/28'] }]);
+  // Another edge allocates (and has not reloaded yet: a rolling config change).
+  await k8s.cluster.create(foreignLease(leaseName));
+  await serve('web', '10.1.0.1');
+  await k8s.cluster.patchStatus('services', ns, 'web', { loadBalancer: { ingress: [{ ip: '192.0.2.5' }] } });
+  const sink = new RecordingSink();
+  // The Lease's holder is trusted for 60 s: these edges follow throughout.
+  const c = controller({ sink, config: config(undefined, 60) });
+  await c.start();
+  await waitFor('the follower serves the address in status', () => sink.vipAddresses().join() === '192.0.2.5', 20_000);
+  const moved = config([{ cidrs: ['198.51.100.0/28'] }], 60);
+  c.reconfigure(moved);
+  await waitFor('the reloaded follower withdraws 192.0.2.5', () => sink.vips.length === 0 && sink.frontends.size === 0, 10_000).catch(() => undefined);
+  await c.settle();
+  t.deepEqual(sink.vipAddresses(), [], 'still advertised by the reloaded follower: 192.0.2.5 is in none of its pools');
+  t.deepEqual([...sink.frontends.keys()], []);
+  // The same cluster and config, without the history: nothing.
+  const freshSink = new RecordingSink();
+  const fresh = controller({ sink: freshSink, nodeName: 'edge-b', config: moved });
+  await fresh.start();
+  await waitFor('the fresh follower computed the Service', () => fresh.status().firstPassDone, 20_000);
+  await fresh.settle();
+  t.deepEqual([...freshSink.frontends.keys()], []);
+});
+
 test.serial('an endpoint on a node whose address is not known yet is used as soon as the node gets one (nothing else changes)', async (t) => {
   const { ns, make, createService } = await setup(t);
   await createService('late-node');

@@ -94,3 +94,17 @@ test('a mixed Service (TCP and SCTP) keeps its address; TCP is served and the SC
   t.is(c.st.failure, null);
   t.deepEqual(c.problems.map((p) => p.reason), ['UnsupportedProtocol', 'UnsupportedProtocol']);
 });
+
+test('a follower keeps what it held while status shows no address it may take, only as far as its pools still admit it', (t) => {
+  const ctx = context(null);
+  const held = compute(ctx, svc('web', TCP, { ingress: ['192.0.2.7'] }));
+  // Status emptied (the leader lost its Lease before its write landed): kept.
+  t.deepEqual(compute(ctx, svc('web', TCP), held.st).st.addresses.map((a) => a.ip), ['192.0.2.7']);
+  // A reload took the pool away: not kept, whether status is empty or still shows the address.
+  const reloaded: ComputeContext = { ...ctx, config: testConfig([{ cidrs: ['198.51.100.0/28'] }]) };
+  t.deepEqual(compute(reloaded, svc('web', TCP), held.st).st.addresses, []);
+  t.deepEqual(compute(reloaded, svc('web', TCP, { ingress: ['192.0.2.7'] }), held.st).st.addresses, []);
+  // The pool renamed: kept under its new name (the VIP takes that pool's BGP attributes).
+  const renamed: ComputeContext = { ...ctx, config: { ...config, pools: config.pools.map((p) => ({ ...p, name: 'renamed' })) } };
+  t.deepEqual(compute(renamed, svc('web', TCP), held.st).st.addresses, [{ ip: '192.0.2.7', pool: 'renamed' }]);
+});
