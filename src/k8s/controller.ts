@@ -422,22 +422,36 @@ export class KubernetesController {
   }
 
   /**
-   * Services of ours whose status names no address, though the sink still
-   * holds a frontend — adopted from the pinned maps — that is recognisably
-   * theirs: an allocating edge was killed before its status writes landed
-   * (held-allocations.ts). They get that address back, oldest first, before
-   * anything is allocated afresh.
+   * Services of ours whose status names no address, though this edge holds
+   * one for them — its own state (given out here, the status write still on
+   * its way or refused: a reload rebuilds the allocator) or, failing that, a
+   * frontend the sink adopted from the pinned maps that is recognisably
+   * theirs (an allocating edge was killed before its status writes landed,
+   * held-allocations.ts). They get that address back, oldest first, before
+   * anything is allocated afresh. From status alone, a reload handed such a
+   * Service the lowest free address — often one a Service deleted meanwhile
+   * held — and moved its frontends and VIP there.
    */
   private restoreUnwritten(owned: readonly V1Service[]): void {
-    const held = this.o.sink.adoptedFrontends?.() ?? [];
-    if (held.length === 0) return;
     const unwritten = this.cluster.serviceList().filter((s) => isOurs(s, this.config.kubernetes) && ingressAddresses(s).length === 0);
     if (unwritten.length === 0) return;
-    const claimed = new Set(owned.flatMap((s) => ingressAddresses(s).map((ip) => canonicalIp(ip) ?? ip)));
-    const found = heldAddresses(unwritten.map((s) => unwrittenService(s, this.cluster.slicesOf(serviceKey(s)))), held, claimed);
     unwritten.sort((a, b) => creationMs(a) - creationMs(b) || (serviceKey(a) < serviceKey(b) ? -1 : 1));
-    let restored = 0;
+    const claimed = new Set(owned.flatMap((s) => ingressAddresses(s).map((ip) => canonicalIp(ip) ?? ip)));
+    const rest: V1Service[] = [];
+    let own = 0;
     for (const svc of unwritten) {
+      const mine = this.state.get(serviceKey(svc))?.addresses.map((a) => a.ip) ?? [];
+      if (mine.length > 0 && this.ipam!.assign({ ...ipRequestFor(svc), requested: mine }).ok) {
+        own++;
+        for (const ip of mine) claimed.add(ip);
+      } else rest.push(svc);
+    }
+    if (own > 0) this.log.info({ services: own }, 'addresses kept that this edge gave out and status does not show yet');
+    const held = this.o.sink.adoptedFrontends?.() ?? [];
+    if (held.length === 0 || rest.length === 0) return;
+    const found = heldAddresses(rest.map((s) => unwrittenService(s, this.cluster.slicesOf(serviceKey(s)))), held, claimed);
+    let restored = 0;
+    for (const svc of rest) {
       const addresses = found.get(serviceKey(svc));
       if (addresses && this.ipam!.assign({ ...ipRequestFor(svc), requested: addresses }).ok) restored++;
     }

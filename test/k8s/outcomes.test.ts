@@ -375,6 +375,61 @@ test.serial('a follower whose reloaded config no longer has the pool of an addre
   t.deepEqual([...freshSink.frontends.keys()], []);
 });
 
+/**
+ * An admission policy of the API server's own that refuses every status
+ * write to the namespace's Services named `prefix`… (as a policy engine or
+ * an overloaded API server may for a while); removed at the end of the test.
+ */
+async function refuseStatusWrites(t: ExecutionContext, ns: string, prefix: string): Promise<void> {
+  const name = `edgelb-test-refuse-status-${ns}`;
+  const policy = {
+    apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', metadata: { name },
+    spec: {
+      failurePolicy: 'Fail',
+      matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['services/status'] }] },
+      validations: [{ expression: `!object.metadata.name.startsWith('${prefix}')`, message: 'status writes refused by the test' }],
+    },
+  };
+  const binding = {
+    apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name },
+    spec: { policyName: name, validationActions: ['Deny'], matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } } } },
+  };
+  t.teardown(async () => {
+    await k8s.cluster.kubectl(['delete', '--ignore-not-found', 'validatingadmissionpolicybinding', name]).catch(() => undefined);
+    await k8s.cluster.kubectl(['delete', '--ignore-not-found', 'validatingadmissionpolicy', name]).catch(() => undefined);
+  });
+  await k8s.cluster.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [policy, binding] }));
+  // In force once the API server refuses a write of its own (its policy cache fills within a second or so).
+  const probe = `${prefix}-probe`;
+  await k8s.cluster.create(service(ns, probe, { selector: false }));
+  await waitFor('the policy in force', () => k8s.cluster.patchStatus('services', ns, probe, { conditions: [] }).then(() => false, () => true), 20_000);
+  await k8s.cluster.delete('services', ns, probe);
+}
+
+test.serial('a reload on the allocating edge keeps the addresses it gave out whose status is not written yet: not handed the lowest free one, which a Service deleted meanwhile held', async (t) => {
+  const { ns, make, svc, serve, config } = await setup(t, [{ cidrs: ['192.0.2.0/28'] }]);
+  await refuseStatusWrites(t, ns, 'late');
+  await serve('first', '10.1.0.1');
+  const sink = new RecordingSink();
+  const c = make(sink);
+  await c.start();
+  await waitFor('first in status', async () => ingressOf(await svc('first')).join() === '192.0.2.1', 20_000);
+  await serve('late', '10.1.0.2');
+  await waitFor('late programmed and advertised', () => sink.frontends.has('192.0.2.2:80/TCP') && sink.vipAddresses().includes('192.0.2.2'), 20_000);
+  t.deepEqual(ingressOf(await svc('late')), [], 'its status write is refused');
+  // The lowest address is freed, then the config is reloaded without a
+  // change to the pools (another BGP community, say).
+  await k8s.cluster.delete('services', ns, 'first');
+  await waitFor('first withdrawn', () => !sink.vipAddresses().includes('192.0.2.1'), 10_000);
+  sink.clearLog();
+  c.reconfigure(config());
+  await sleep(300);
+  await c.settle();
+  t.deepEqual([...sink.frontends.keys()], ['192.0.2.2:80/TCP'], 'late moved to another address');
+  t.deepEqual(sink.vipAddresses(), ['192.0.2.2']);
+  t.deepEqual(sink.calls.flatMap((x) => x.removed), [], 'a frontend removed by a reload that changed no pool');
+});
+
 test.serial('an endpoint on a node whose address is not known yet is used as soon as the node gets one (nothing else changes)', async (t) => {
   const { ns, make, createService } = await setup(t);
   await createService('late-node');
