@@ -121,6 +121,8 @@ struct edge_snat_key {
 #define SNAT_F_SEQ_BACKEND 0x10 /* seq_backend is known: the client has acknowledged */
 #define SNAT_F_ESTABLISHED 0x20 /* each side has acknowledged the other (sticky: a later
 				 * SYN on the tuple does not clear it) */
+#define SNAT_F_SYNACK 0x40 /* not yet established: seq_backend holds the backend's SYN-ACK's
+			    * ISN + 1, which the client's ACK must acknowledge (snat_track) */
 
 /* How a SNAT flow goes (edge_snat.h), the same in both families' values.
  * The sequence numbers let the edge judge a RST as its receiver does

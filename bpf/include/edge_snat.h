@@ -196,13 +196,19 @@ static __always_inline int snat_fin_ok(const struct edge_snat_life *l, const str
  * at once) the flow is a connection, for good: a client's SYN clears
  * SNAT_F_SEQ_BACKEND (a new connection may follow), and a blind SYN with a
  * live connection's tuple must not shorten its idle time to a half-open
- * flow's (snat_over). */
+ * flow's (snat_over). Before that the client's side counts only with an
+ * ACK of the backend's SYN-ACK (snat_track). */
 static __always_inline __u8 snat_established(__u8 flags)
 {
 	if ((flags & (SNAT_F_SEQ_CLIENT | SNAT_F_SEQ_BACKEND)) == (SNAT_F_SEQ_CLIENT | SNAT_F_SEQ_BACKEND))
 		flags |= SNAT_F_ESTABLISHED;
 	return flags;
 }
+
+/* How far past the backend's ISN + 1 the client's first ACK may acknowledge:
+ * what the backend may send before it (TCP Fast Open data), at most the
+ * SYN's window, which is never scaled (RFC 7323 §2.2). */
+#define SNAT_SYNACK_ACK_AHEAD 0xffffu
 
 /* Learn, from a segment that is not a RST, what the next RST of each side
  * must carry: the other side's RCV.NXT is the ACK number this segment
@@ -216,11 +222,32 @@ static __always_inline __u8 snat_established(__u8 flags)
  * it are forgotten. Trust: the client's side is checked
  * against the backend's ACKs (as trustworthy as the backend network, whose
  * replies the edge already delivers), the backend's side against the
- * client's ACKs; forging both sides of a flow is beyond this check. */
+ * client's ACKs; forging both sides of a flow is beyond this check.
+ *
+ * The handshake: a flow that is no connection yet keeps the backend's
+ * SYN-ACK's ISN + 1 (SNAT_F_SYNACK), and a client ACK teaches the backend's
+ * side — and so makes the flow a connection, held for the idle hour — only
+ * if it acknowledges that SYN-ACK (within SNAT_SYNACK_ACK_AHEAD); another
+ * the backend refuses too. Any client ACK counted: a spoofed SYN and one
+ * blind ACK with its tuple (with a wrong checksum the backend drops it
+ * without a RST; the edge does not check) held a port for the idle hour,
+ * not the half-open minute — two forged packets per port an hour kept a
+ * backend's new clients out. A blind ACK before the SYN-ACK counts for
+ * nothing either: the SYN-ACK replaces what it taught. A client SYN keeps
+ * the SYN-ACK's number (a retransmitted SYN gets the same SYN-ACK; a new
+ * one's replaces it): cleared, a SYN and a blind ACK after it made the flow
+ * a connection again. An established flow is not touched: a forged SYN-ACK
+ * cannot unlearn its numbers. */
 static __always_inline __u8 snat_track(struct edge_snat_life *l, const struct snat_seg *s,
 				       const int backend, __u8 flags)
 {
 	if (backend) {
+		if ((s->flags & (PKT_TCP_SYN | PKT_TCP_ACK)) == (PKT_TCP_SYN | PKT_TCP_ACK) &&
+		    !(flags & SNAT_F_ESTABLISHED) &&
+		    (!(flags & SNAT_F_SEQ_BACKEND) || (s->next & 0xffffff) != snat_seq_backend(l))) {
+			snat_set_seq_backend(l, s->next);
+			flags = (flags & ~SNAT_F_SEQ_BACKEND) | SNAT_F_SYNACK;
+		}
 		if ((s->flags & PKT_TCP_ACK) &&
 		    (!(flags & SNAT_F_SEQ_CLIENT) || (s->flags & PKT_TCP_SYN) ||
 		     (__s32)(s->ack - l->seq_client) > 0)) {
@@ -238,6 +265,13 @@ static __always_inline __u8 snat_track(struct edge_snat_life *l, const struct sn
 		 * live connection whose port went to the next client once it
 		 * idled past SNAT_HOLD_CLOSED — with the backend's next segment. */
 		flags &= ~(SNAT_F_SEQ_BACKEND | SNAT_F_FIN_CLIENT | SNAT_F_FIN_BACKEND);
+	} else if (flags & SNAT_F_SYNACK) {
+		/* The handshake's ACK (above): it must acknowledge the SYN-ACK. */
+		if ((s->flags & PKT_TCP_ACK) &&
+		    snat_near(s->ack, snat_seq_backend(l), 0, SNAT_SYNACK_ACK_AHEAD, 8)) {
+			snat_set_seq_backend(l, s->ack);
+			flags = (flags & ~SNAT_F_SYNACK) | SNAT_F_SEQ_BACKEND;
+		}
 	} else if ((s->flags & PKT_TCP_ACK) &&
 		   (!(flags & SNAT_F_SEQ_BACKEND) || (__s32)((s->ack - snat_seq_backend(l)) << 8) > 0)) {
 		snat_set_seq_backend(l, s->ack);

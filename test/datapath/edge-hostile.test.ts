@@ -597,6 +597,91 @@ test('IPv6 SNAT: the half-open flows of a spoofed SYN flood give their ports bac
   }, t0);
 });
 
+// ---------------------------------------------------------------- a blind ACK does not complete a spoofed handshake
+
+/**
+ * Both families: a spoofed SYN flood whose every forged flow also gets a
+ * blind ACK with the forged tuple — some before the backend's SYN-ACK
+ * passes, some after it — acknowledging a guess, not the backend's SYN
+ * (7000 + 1). The backend drops such an ACK silently when its checksum is
+ * wrong, which the edge does not check (with a right one it answers with a
+ * RST). The edge took any client ACK for the handshake's completion: each
+ * forged flow became a connection, held for the TCP idle hour, and two
+ * forged packets per port kept a backend's new clients out for that hour
+ * (the half-open minute above was only for SYNs without an ACK). A real
+ * client's ACK acknowledges the SYN-ACK and keeps its port.
+ */
+function blindAckCase(t: ExecutionContext, dp: EdgeDatapath, f: {
+  syn: (src: number) => Buffer; // a flood SYN from forged source i (-1, -3: real clients, -2: the newcomer)
+  ack: (src: number, ack: number) => Buffer; // source i's ACK acknowledging `ack`
+  portOf: (out: Buffer) => number;
+  synAck: (port: number) => Buffer; // the backend's SYN-ACK, ISN 7000
+}, t0: bigint): void {
+  const realPort = f.portOf(run(dp, f.syn(-1)).out);
+  run(dp, f.synAck(realPort));
+  run(dp, f.ack(-1, 7001));
+  // A client whose first ACK also acknowledges data the backend sent
+  // before it (TCP Fast Open: at most the SYN's window) completes it too.
+  const tfoPort = f.portOf(run(dp, f.syn(-3)).out);
+  run(dp, f.synAck(tfoPort));
+  run(dp, f.ack(-3, 7001 + 1400));
+  const held: number[] = [];
+  for (let i = 0; i < 400; i++) {
+    const r = run(dp, f.syn(i));
+    if (r.retval === XDP_DROP) continue;
+    const port = f.portOf(r.out);
+    held.push(port);
+    const guess = 0x4242 + i * 977;
+    if (i % 2) run(dp, f.ack(i, guess));
+    run(dp, f.synAck(port));
+    if (!(i % 2)) run(dp, f.ack(i, guess));
+  }
+  t.true(held.length >= 60, `the flood took ${held.length} ports`);
+  setEdgeClock(dp, t0 + 30n * SEC);
+  t.is(run(dp, f.syn(-2)).retval, XDP_DROP, 'while the flood\'s handshakes may still complete, the range is full');
+  setEdgeClock(dp, t0 + 70n * SEC);
+  const r = run(dp, f.syn(-2));
+  t.log(`a new client's SYN 70 s after the flood of SYNs and blind ACKs: verdict ${r.retval}`);
+  t.is(r.retval, XDP_PASS, 'a new client gets a port a minute after the flood: blind ACKs completed no handshake');
+  t.false([realPort, tfoPort].includes(f.portOf(r.out)), 'the real clients\' completed handshakes keep their ports');
+  const again: number[] = [];
+  for (let i = 1000; i < 1400; i++) {
+    const s = run(dp, f.syn(i));
+    if (s.retval !== XDP_DROP) again.push(f.portOf(s.out));
+  }
+  t.true(again.length >= 30, `a second flood took ${again.length} ports`);
+  t.false(again.includes(realPort) || again.includes(tfoPort), 'nor does a second flood take them');
+}
+
+test('SNAT: a blind ACK with a spoofed SYN\'s tuple (before or after the backend\'s SYN-ACK, not acknowledging it) does not make the half-open flow a connection held for the idle hour', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 21000, max: 21063 } });
+  dp.applyServices([service({ mode: 'snat' })]);
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const src = (i: number): string => (i === -1 ? CLIENT : i === -2 ? '198.51.100.99' : i === -3 ? '198.51.100.77' : `198.18.${i >> 8}.${i & 255}`);
+  blindAckCase(t, dp, {
+    syn: (i) => tcpPacket({ flags: { syn: true }, src: src(i), seq: 1000 }),
+    ack: (i, ack) => tcpPacket({ flags: ACK, src: src(i), seq: 1001, ack }),
+    portOf: (out) => parsePacket(out).tcp!.sport,
+    synAck: (port) => buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: '10.244.1.1', dst: EDGE, df: true }, tcp: { sport: 8080, dport: port, flags: { syn: true, ack: true }, seq: 7000, ack: 1001 } }),
+  }, t0);
+});
+
+test('IPv6 SNAT: a blind ACK with a spoofed SYN\'s tuple (before or after the backend\'s SYN-ACK, not acknowledging it) does not make the half-open flow a connection held for the idle hour', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 21000, max: 21063 } });
+  apply6(dp, service6({ mode: 'snat' }));
+  const be = service6({ mode: 'snat' }).backends[0]!.ip;
+  const t0 = 10_000n * SEC;
+  setEdgeClock(dp, t0);
+  const src = (i: number): string => (i === -1 ? '2001:db8:1::a' : i === -2 ? '2001:db8:1::b' : i === -3 ? '2001:db8:1::c' : `2001:db8:66::${(0x1000 + i).toString(16)}`);
+  blindAckCase(t, dp, {
+    syn: (i) => tcp6({ src: src(i) }),
+    ack: (i, ack) => tcp6({ src: src(i), flags: ACK, seq: 1001, ack }),
+    portOf: (out) => out.readUInt16BE(54),
+    synAck: (port) => buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src: be, dst: EDGE6, hopLimit: 64 }, tcp: { sport: 8080, dport: port, seq: 7000, ack: 1001, flags: { syn: true, ack: true } } }),
+  }, t0);
+});
+
 // ---------------------------------------------------------------- a port reused after a close (both FINs)
 
 /**
