@@ -23,7 +23,8 @@
  * must arrive where the flow's packets do (as replies, edge_snat.h). The
  * error does not refresh the flow (a forger cannot keep a port alive with
  * errors), its sender passes the same source checks as any packet to the
- * service, and the receiver's stack still checks the quoted TCP sequence
+ * service (and a backend-leg port or protocol unreachable comes from the
+ * backend itself, edge_icmp_sender_ok), and the receiver's stack still checks the quoted TCP sequence
  * number, which the edge does not change. Only destination-unreachable
  * errors (IHL-5 outer and quoted headers, edge_icmp_steer) are translated,
  * one for one: nothing is amplified. */
@@ -35,6 +36,21 @@
 #include "edge_snat.h"
 
 #define EDGE_INNER_OFF (EDGE_L4_OFF + 8)
+
+/* May `from` send a destination-unreachable of `code` about a packet to
+ * `dst`? Protocol and port unreachable are the destination host's own
+ * answer (RFC 1122 3.2.2.1): only `dst` sends them. About the backend leg
+ * that is the backend; from anyone else such an error is forged, and
+ * translated it told the flow's client "connection refused" from the VIP —
+ * a sweep of the port range from any address on the uplink reached every
+ * live UDP client of a backend (a resolver's connected socket fails its
+ * next read). What routers send (fragmentation needed, host or network
+ * unreachable) may come from anywhere on the path, as path MTU discovery
+ * needs. */
+static __always_inline int edge_icmp_sender_ok(__u8 code, __be32 from, __be32 dst)
+{
+	return (code != ICMP_PROT_UNREACH && code != ICMP_PORT_UNREACH) || from == dst;
+}
 
 /* Rewrite the error's outer addresses and its quoted packet's addresses and
  * ports. The ICMP checksum follows every quoted word that changed (the
@@ -100,7 +116,7 @@ static __always_inline int edge_snat_icmp_client(void *ctx, const int xdp, const
 		edge_count(DROP_SNAT_IFACE);
 		return ACT_DROP;
 	}
-	if (edge_bad_source(cfg, p->saddr)) {
+	if (edge_bad_source(cfg, p->saddr) || !edge_icmp_sender_ok(p->icmp_code, p->saddr, in->daddr)) {
 		edge_count(DROP_BAD_SOURCE);
 		return ACT_DROP;
 	}

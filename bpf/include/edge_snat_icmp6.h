@@ -69,6 +69,7 @@ static __always_inline int edge6_snat_icmp_client(void *ctx, const int xdp, __u3
 {
 	void *data, *end;
 	struct ipv6hdr *ip6, *iip;
+	struct pkt_icmp6hdr *ih;
 	__be16 *ports;
 	struct edge_snat6_key k = {};
 	struct edge_config *cfg;
@@ -109,6 +110,12 @@ static __always_inline int edge6_snat_icmp_client(void *ctx, const int xdp, __u3
 	}
 	addr6_load(&from, &ip6->saddr);
 	if (edge_bad_source6(cfg6, &from)) {
+		edge_count(DROP_BAD_SOURCE);
+		return ACT_DROP;
+	}
+	/* Port unreachable only from the backend itself (edge_icmp_sender_ok). */
+	ih = data + EDGE6_L4_OFF;
+	if (ih->type == ICMP6_DEST_UNREACH && ih->code == ICMP6_PORT_UNREACH && !addr6_eq(&from, &k.backend_ip)) {
 		edge_count(DROP_BAD_SOURCE);
 		return ACT_DROP;
 	}

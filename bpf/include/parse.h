@@ -73,6 +73,12 @@ struct pkt_icmphdr {
 #ifndef ICMP_FRAG_NEEDED
 #define ICMP_FRAG_NEEDED 4
 #endif
+#ifndef ICMP_PROT_UNREACH
+#define ICMP_PROT_UNREACH 2
+#endif
+#ifndef ICMP_PORT_UNREACH
+#define ICMP_PORT_UNREACH 3
+#endif
 
 #ifndef ETH_P_8021Q
 #define ETH_P_8021Q 0x8100

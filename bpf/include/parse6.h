@@ -83,6 +83,7 @@
 
 /* ICMPv6 types (RFC 4443, RFC 4861). */
 #define ICMP6_DEST_UNREACH 1
+#define ICMP6_PORT_UNREACH 4 /* Destination Unreachable's code: the host's own answer */
 #define ICMP6_PKT_TOOBIG 2
 #define ICMP6_TIME_EXCEED 3
 #define ICMP6_PARAMPROB 4

@@ -960,3 +960,61 @@ test('time-exceeded and too-big errors have a bucket each, shared by both famili
   // Not limited: an error the edge forwards rather than builds (steering) and a packet that fits.
   t.is(run(dp, udp6({ payload: Buffer.alloc(100) })).retval, XDP_PASS);
 });
+
+// ---------------------------------------------------------------- end-host ICMP errors about SNAT flows
+
+/**
+ * "Port unreachable" (and "protocol unreachable") is the destination host's
+ * own answer (RFC 1122 3.2.2.1), so about the edge's packet to a backend
+ * only the backend sends one. From any other address on the uplink it is
+ * forged: translated, a sweep of the SNAT port range told every live UDP
+ * client of that backend "connection refused" from the VIP (a connected UDP
+ * socket — a resolver's — fails its next read). Errors routers send
+ * (fragmentation needed, host unreachable) still come from anywhere on the
+ * path, as path MTU discovery needs.
+ */
+test('SNAT: port unreachable about a packet to a backend counts only from that backend: from another address it is dropped, not translated for the client; from the backend it is', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20000 } });
+  dp.applyServices([service({ mode: 'snat', frontend: { vip: VIP, port: 53, protocol: 'UDP' } })]);
+  const fwd = parsePacket(run(dp, udpPacket({})).out);
+  t.is(fwd.ip.dst, '10.244.1.1');
+  const sent = buildPacket({ eth: false, ip: { src: EDGE, dst: '10.244.1.1', id: 9, ttl: 63 }, udp: { sport: fwd.udp!.sport, dport: 8080, payload: Buffer.from('hello edge') } });
+  const unreach = (src: string, code: number): Buffer =>
+    buildPacket({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src, dst: EDGE }, icmp: { type: 3, code, rest: Buffer.alloc(4), payload: sent.subarray(0, 28) } });
+  for (const code of [3, 2]) {
+    const forged = run(dp, unreach('10.0.0.254', code));
+    t.is(forged.retval, XDP_DROP, `code ${code} from a router's address`);
+    t.is(dp.counters().stats.snat_icmp, 0);
+  }
+  t.is(dp.counters().stats.drop_bad_source, 2);
+  const real = run(dp, unreach('10.244.1.1', 3));
+  t.is(real.retval, XDP_PASS);
+  t.is(parsePacket(real.out).ip.src, VIP);
+  t.is(parsePacket(real.out).ip.dst, CLIENT);
+  t.is(dp.counters().stats.snat_icmp, 1);
+  // A router's error about the same packet is still translated.
+  t.is(parsePacket(run(dp, unreach('10.0.0.254', 1)).out).ip.dst, CLIENT, 'host unreachable from a router');
+  t.is(dp.counters().stats.snat_icmp, 2);
+});
+
+test('IPv6 SNAT: port unreachable about a packet to a backend counts only from that backend: from another address it is dropped; from the backend it is translated', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 20000, max: 20000 } });
+  const d = service6({ mode: 'snat', frontend: { vip: VIP6, port: 53, protocol: 'UDP' } });
+  apply6(dp, d);
+  const be = d.backends[0]!.ip;
+  const fwd = run(dp, udp6());
+  t.is(parse6(fwd.out.subarray(14)).dst, parse6Addr(be));
+  const sent = buildPacket6({ eth: false, ip: { src: EDGE6, dst: be, hopLimit: 63 }, udp: { sport: fwd.out.readUInt16BE(54), dport: 8080, payload: Buffer.from('hello edge6') } });
+  const unreach = (src: string, code: number): Buffer =>
+    buildPacket6({ eth: { src: '02:00:00:00:00:09', dst: EDGE_MAC }, ip: { src, dst: EDGE6, hopLimit: 64 }, icmp6: { type: 1, code, body: Buffer.concat([Buffer.alloc(4), sent.subarray(0, 48)]) } });
+  const forged = run(dp, unreach('2001:db8:ff::1', 4));
+  t.is(forged.retval, XDP_DROP, 'port unreachable from a router\'s address');
+  t.is(dp.counters().stats.drop_bad_source, 1);
+  t.is(dp.counters().stats.snat_icmp, 0);
+  const real = run(dp, unreach(be, 4));
+  t.is(real.retval, XDP_PASS);
+  t.is(parse6(real.out.subarray(14)).dst, parse6Addr(CLIENT6));
+  t.is(dp.counters().stats.snat_icmp, 1);
+  t.is(parse6(run(dp, unreach('2001:db8:ff::1', 3)).out.subarray(14)).dst, parse6Addr(CLIENT6), 'address unreachable from a router');
+  t.is(dp.counters().stats.snat_icmp, 2);
+});
