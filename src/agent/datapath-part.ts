@@ -4,10 +4,10 @@
 // programmed) and shows what the maps hold.
 import type { HeldFrontend } from '../k8s/held-allocations.js';
 import { networkInterfaces } from 'node:os';
-import type { EdgelbConfig } from '../config/types.js';
+import type { DatapathConfig, EdgelbConfig } from '../config/types.js';
 import { poolHolding, uplinkAddressInPool } from '../config/pool-holding.js';
 import type { Logger } from '../log/logger.js';
-import { EdgeDatapath, type EdgeCapacity, type ForwardMode } from '../datapath/edge-datapath.js';
+import { EdgeDatapath, type EdgeCapacity, type EdgeDatapathOptions, type ForwardMode } from '../datapath/edge-datapath.js';
 import { requireBpffs } from '../datapath/bpffs.js';
 import { attachState } from '../datapath/attach-state.js';
 import { PathProber } from '../probe/prober.js';
@@ -51,6 +51,17 @@ function uplinkClashes(config: EdgelbConfig, address: string | null, address6: s
 function ipipSource(cidr: string): { network: string; bits: number } {
   const [network = '', len = '32'] = cidr.split('/');
   return { network, bits: 32 - Number(len) };
+}
+
+/**
+ * The settings of datapath.* the edge program reads from edge_config at
+ * every packet: given at open and again at each reload, from this one place
+ * (datapath.ipipSourceCidr once reached only the open, and a reload that
+ * changed it was reported applied). ipipSource is always present, undefined
+ * without a block, so that removing the block goes back to the edge address.
+ */
+function runtimeKnobs(d: DatapathConfig): Pick<EdgeDatapathOptions, 'mtu' | 'ipipSource'> {
+  return { mtu: d.mtu, ipipSource: d.ipipSourceCidr ? ipipSource(d.ipipSourceCidr) : undefined };
 }
 
 export class DatapathAgentPart implements DatapathPart {
@@ -118,11 +129,10 @@ export class DatapathAgentPart implements DatapathPart {
       const hook = d.xdp === 'off' ? 'tc' : 'xdp';
       const mac = this.forward.kind === 'gateway' ? undefined : uplinkMac(this.config.node.uplink);
       this.dp = await EdgeDatapath.openAsync({
-        maglevTableSize: d.maglevTableSize, mtu: d.mtu, address, pinPath: d.pinPath, hooks: [hook],
+        ...runtimeKnobs(d), maglevTableSize: d.maglevTableSize, address, pinPath: d.pinPath, hooks: [hook],
         ...(address6 ? { ipv6: true, address6 } : {}),
         forward: this.forward, logger: this.log.child({ component: 'datapath' }),
         ...(mac ? { uplinkMac: mac } : {}),
-        ...(d.ipipSourceCidr ? { ipipSource: ipipSource(d.ipipSourceCidr) } : {}),
         secondChanceSeconds: d.secondChanceSeconds,
       });
       // Services that survived in the pinned maps keep forwarding; the
@@ -230,7 +240,7 @@ export class DatapathAgentPart implements DatapathPart {
       this.log.warn('datapath.maglevTableSize, datapath.pinPath, datapath.xdp, datapath.secondChanceSeconds, datapath.ipv6 (and whether a pool is IPv6) and node.uplink take effect at the next agent start');
     }
     const address6 = this.dp?.servesIpv6() ? edgeAddress6(config) : null;
-    this.dp?.reconfigure({ mtu: d.mtu, address: edgeAddress(config), ...(address6 ? { address6 } : {}) });
+    this.dp?.reconfigure({ ...runtimeKnobs(d), address: edgeAddress(config), ...(address6 ? { address6 } : {}) });
     this.config = config;
   }
 
