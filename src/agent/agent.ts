@@ -10,6 +10,7 @@ import type { Logger } from '../log/logger.js';
 import { edgelbVersion } from '../version.js';
 import { ControlServer, HttpError } from './control-server.js';
 import { Metrics, NO_BGP_COUNTERS } from './metrics.js';
+import { changedAtStartOnly, restartNeeded } from './restart-only.js';
 import type { ApplyTimer } from './apply-timer.js';
 import type { AgentStatus, ComponentHealth, PeerView, RouteView, ServiceView } from './control-types.js';
 import type { ServiceCounterRow } from './service-metrics.js';
@@ -184,7 +185,8 @@ export class Agent {
   }
 
   /**
-   * Re-reads the config file; an invalid file changes nothing. One reload at
+   * Re-reads the config file; an invalid file changes nothing, nor does one
+   * that changes a setting read only at start (restart-only.ts). One reload at
    * a time: a SIGHUP or `edgelb reload` that comes while one is applying
    * (a part awaiting gobgpd) waits for it — run side by side, the older
    * file's remaining steps landed after the newer one's, leaving parts and
@@ -199,7 +201,8 @@ export class Agent {
   private async reloadNow(): Promise<string> {
     // The hash reported is of these bytes: the file may be saved again while the parts apply them.
     const { config: next, bytes } = readConfigFile(this.configFile); // throws ConfigError with every problem
-    const problems = this.partList().flatMap((part) => part.check?.(next) ?? []);
+    const atStart = changedAtStartOnly(this.config, next);
+    const problems = [...(atStart.length > 0 ? [restartNeeded(atStart)] : []), ...this.partList().flatMap((part) => part.check?.(next) ?? [])];
     if (problems.length > 0) throw new Error(`${this.configFile}: ${problems.join('; ')}; nothing was applied`);
     for (const part of this.partList()) await part.reload?.(next);
     this.config = next;

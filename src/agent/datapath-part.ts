@@ -233,12 +233,9 @@ export class DatapathAgentPart implements DatapathPart {
     return uplinkClashes(config, address, this.dp?.servesIpv6() ? edgeAddress6(config) : null);
   }
 
+  /** The settings read at start (the uplink, datapath.xdp, maglevTableSize…) are the agent's to refuse (restart-only.ts): status shows this.config's. */
   async reload(config: EdgelbConfig): Promise<void> {
     const d = config.datapath;
-    const o = this.config.datapath;
-    if (d.maglevTableSize !== o.maglevTableSize || d.pinPath !== o.pinPath || d.xdp !== o.xdp || d.secondChanceSeconds !== o.secondChanceSeconds || config.node.uplink !== this.config.node.uplink || servesIpv6(config) !== servesIpv6(this.config)) {
-      this.log.warn('datapath.maglevTableSize, datapath.pinPath, datapath.xdp, datapath.secondChanceSeconds, datapath.ipv6 (and whether a pool is IPv6) and node.uplink take effect at the next agent start');
-    }
     const address6 = this.dp?.servesIpv6() ? edgeAddress6(config) : null;
     this.dp?.reconfigure({ ...runtimeKnobs(d), address: edgeAddress(config), ...(address6 ? { address6 } : {}) });
     this.config = config;
