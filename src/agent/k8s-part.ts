@@ -77,15 +77,11 @@ export class KubernetesAgentPart implements KubernetesPart {
 
   /**
    * A reloaded config: pools, datapath mode/dispatch and the port cap apply at
-   * once (every Service is recomputed, rejected frontends offered again);
-   * kubeconfig and the Leases keep their values until the next start.
+   * once (every Service is recomputed, rejected frontends offered again).
+   * The kubeconfig, the Leases and node.name are read at start: the agent
+   * refuses a reload that changes them (restart-only.ts).
    */
   async reload(config: EdgelbConfig): Promise<void> {
-    const k = config.kubernetes;
-    const o = this.config.kubernetes;
-    if (k.kubeconfig !== o.kubeconfig || k.leaseName !== o.leaseName || k.leaseNamespace !== o.leaseNamespace || k.leaseDurationSeconds !== o.leaseDurationSeconds || config.node.name !== this.config.node.name) {
-      this.log.warn('kubernetes.kubeconfig, the Lease settings and node.name take effect at the next agent start');
-    }
     this.config = config;
     this.controller?.reconfigure(config);
     this.controller?.setOwnAddresses(edgeOwnAddresses(config));
