@@ -6,13 +6,27 @@ import type { Logger } from '../log/logger.js';
 // loads in start(), while the datapath's maps are created on another thread.
 import type { BgpSpeaker, SpeakerOptions, SpeakerStatus } from '../bgp/speaker.js';
 import { readAdjOut } from '../bgp/path-reconciler.js';
-import { attrsFromAdvertise, type DesiredVip as BgpVip } from '../bgp/attributes.js';
+import { attrsFromAdvertise, canonicalAddress, type DesiredVip as BgpVip } from '../bgp/attributes.js';
 import type { DesiredVip } from '../model/types.js';
 import type { BgpCounters, BgpPart } from './agent.js';
 import type { ComponentHealth, PeerView, RouteView } from './control-types.js';
 
 export function toBgpVips(vips: DesiredVip[]): BgpVip[] {
   return vips.map((v) => ({ prefix: v.address, attrs: attrsFromAdvertise(v.advertise) }));
+}
+
+/**
+ * A peer's BFD as status and `edgelb_bfd_session_up` show it: null for a
+ * peer without BFD, 'up' only while bfdd's own session to it is up. Read
+ * from bfdd's running and healthy flags alone, every peer — with BFD or
+ * not — showed 'up' while one session was down (the router gone, a
+ * firewall in the way).
+ */
+export function peerBfd(address: string, bfd: SpeakerStatus['bfd']): 'up' | 'down' | null {
+  const peer = canonicalAddress(address);
+  if (!bfd?.peers.includes(peer)) return null;
+  if (!bfd.running || !bfd.healthy) return 'down';
+  return bfd.sessions.some((x) => canonicalAddress(x.peer) === peer && x.status === 'up') ? 'up' : 'down';
 }
 
 export class BgpAgentPart implements BgpPart {
@@ -129,13 +143,13 @@ export class BgpAgentPart implements BgpPart {
   }
 
   peers(): PeerView[] {
-    const bfd = this.last?.bfd;
+    const bfd = this.last?.bfd ?? null;
     return (this.last?.peers ?? []).map((p) => ({
       address: p.address,
       asn: p.asn,
       state: p.state,
       uptimeSeconds: p.uptimeSeconds,
-      bfd: bfd ? (bfd.running && bfd.healthy ? 'up' : 'down') : null,
+      bfd: peerBfd(p.address, bfd),
       routesSent: p.advertised,
     }));
   }

@@ -87,8 +87,11 @@ export interface SpeakerStatus {
   vips: number;
   announced: number;
   peers: PeerStatus[];
-  /** null when no peer uses BFD. `sessions`: bfdd's view per peer ('up', 'down', 'init', 'shutdown'…). */
-  bfd: { running: boolean; healthy: boolean; sessions: { peer: string; status: string }[] } | null;
+  /**
+   * null when no peer uses BFD. `peers`: the configured peers that use it (canonical
+   * spelling); `sessions`: bfdd's view per peer ('up', 'down', 'init', 'shutdown'…).
+   */
+  bfd: { running: boolean; healthy: boolean; peers: string[]; sessions: { peer: string; status: string }[] } | null;
   lastError: string | null;
 }
 
@@ -429,7 +432,7 @@ export class BgpSpeaker {
         this.lastError = `bfdd: ${(e as Error).message}`;
       }
     }
-    return { running, healthy: b.healthy, sessions };
+    return { running, healthy: b.healthy, peers: bfdPeersFromConfig(this.cfg.bgp.peers).map((p) => p.address), sessions };
   }
 
   /** Compare each established peer's adjacency-out with what it should get; repair by a soft reset out. */

@@ -57,7 +57,7 @@ test.serial('BFD comes up between the router and the standalone bfdd', async (t)
   }, 10000);
   t.true(up, await lab.router.vtysh('show bfd peers'));
   const st = await e.speaker!.status();
-  t.deepEqual(st.bfd, { running: true, healthy: true, sessions: [{ peer: lab.routerAddress, status: 'up' }] });
+  t.deepEqual(st.bfd, { running: true, healthy: true, peers: [lab.routerAddress], sessions: [{ peer: lab.routerAddress, status: 'up' }] });
 });
 
 test.serial('BFD failover: blackholed uplink drops the nexthop well before the hold time', async (t) => {
