@@ -18,6 +18,12 @@
 //   `current`, i.e. read back from status.loadBalancer.ingress) as long as
 //   they are still inside a pool that admits it and do not clash; callers
 //   replay existing Services oldest first so the older one wins a conflict.
+//   A Service object with another uid under the same name is a new Service:
+//   what the allocator held for the old one is released first, not kept.
+// - Reservation: an address a Service explicitly requested and was refused
+//   (taken, or a clash) is not auto-assigned to another Service while that
+//   request stands, so it goes to the requester once free — whichever
+//   Service the same round decides first.
 import { cidrContains, parseCidr, type Cidr, type CidrRules } from '../net/cidr.js';
 import { bigIntToIp, canonicalIp, ipToBigInt, type Family } from '../net/ip.js';
 import { SharedLists, sameList } from '../shared-lists.js';
@@ -46,10 +52,18 @@ export interface PortSpec {
 export interface IpRequest {
   /** "namespace/name". */
   key: string;
+  /** The Service object's uid: another one under the same key is a new Service (its predecessor's addresses are not its own). */
+  uid?: string;
   namespace: string;
   labels: Record<string, string>;
   /** Explicitly requested addresses (spec.loadBalancerIP, edgelb.io/loadBalancerIPs); empty = auto. */
   requested: string[];
+  /**
+   * `requested` is what this process gave the Service or its status shows,
+   * replayed into a fresh allocator (restore), not what the Service asks
+   * for: refused, it reserves nothing (the Service's round decides it).
+   */
+  replayed?: boolean;
   /** edgelb.io/allow-shared-ip; null = never share. */
   sharingKey: string | null;
   /** Other namespaces whose Services may share with this one (edgelb.io/allow-shared-ip-namespaces); '*' = any. Absent = none. */
@@ -71,7 +85,7 @@ export interface Assigned {
   pool: string;
 }
 
-export type FailureReason = 'InvalidRequest' | 'RequestRefused' | 'NoPool' | 'PoolExhausted' | 'SharingConflict';
+export type FailureReason = 'InvalidRequest' | 'RequestRefused' | 'NoPool' | 'PoolExhausted' | 'AddressesReserved' | 'SharingConflict';
 
 export type IpResult =
   | { ok: true; addresses: Assigned[] }
@@ -87,6 +101,8 @@ interface PoolState {
 interface AddressUser {
   /** The Service ("namespace/name"). */
   key: string;
+  /** The object's uid when the request named it (the informer's string, not a copy). */
+  uid: string | undefined;
   namespace: string;
   ports: readonly PortSpec[];
   shareWith: readonly string[] | '*';
@@ -203,6 +219,14 @@ export class IpAllocator {
   private readonly bySharingKey = new Map<string, Set<string>>();
   /** See takeLoosened. */
   private loosened = false;
+  /**
+   * Addresses explicitly requested by Services refused them (taken, or a
+   * clash), with those Services: auto-assignment passes them over (see
+   * reservedFor). Both ways, so a request that goes is dropped without a
+   * scan. Empty nearly always.
+   */
+  private readonly wanted = new Map<string, Set<string>>();
+  private readonly wantsOf = new Map<string, readonly string[]>();
 
   constructor(pools: IpPool[]) {
     this.pools = pools.map((config) => {
@@ -238,9 +262,11 @@ export class IpAllocator {
     });
   }
 
+  /** The Service no longer wants an address (deleted, no longer ours, or refused one outright): nor does it reserve one. */
   release(key: string): void {
     if (this.byKey.has(key)) this.loosened = true;
     this.drop(key);
+    this.loosenIfUnreserved(this.dropWants(key));
   }
 
   /**
@@ -262,11 +288,23 @@ export class IpAllocator {
    * Service holds nothing (it no longer wants what it had, or never had it).
    */
   assign(req: IpRequest): IpResult {
+    // Another object under the same name (deleted and created again before
+    // the controller computed the deletion): a new Service. Kept as this
+    // one's previous address, the old object's address stayed under the
+    // name while a Service that had asked for it stayed refused — unless
+    // the deletion happened to be computed in a round of its own.
+    if (req.uid !== undefined) {
+      const first = this.byKey.get(req.key)?.[0];
+      const uid = first === undefined ? undefined : this.termsOf(req.key, first.ip).user?.uid;
+      if (uid !== undefined && uid !== req.uid) this.release(req.key);
+    }
     const previous = this.byKey.get(req.key) ?? [];
     const termsBefore = previous.map((a) => this.termsOf(req.key, a.ip));
     // Decide against the table without this Service, so its own addresses
-    // do not clash with themselves.
+    // do not clash with themselves, and without what it reserved: decided
+    // again, it reserves what it asks for now.
     this.drop(req.key);
+    const wantedBefore = this.dropWants(req.key);
     const result = req.requested.length > 0 ? this.decideRequested(req) : this.decideAuto(req, previous);
     if (result.ok) {
       for (const a of result.addresses) this.addUse(req, a);
@@ -276,7 +314,55 @@ export class IpAllocator {
       const termsAfter = (result.ok ? result.addresses : []).map((a) => this.termsOf(req.key, a.ip));
       if (termsBefore.some((t) => !termsAfter.some((u) => sameTerms(t, u)))) this.loosened = true;
     }
+    // (After the decision: refused again, it reserves the same addresses,
+    // and that loosens nothing — no retry loop.)
+    this.loosenIfUnreserved(wantedBefore);
     return result;
+  }
+
+  /** Whether an address is reserved for a Service other than `key` that asked for it and waits. */
+  private reservedFor(ip: string, key: string): boolean {
+    if (this.wanted.size === 0) return false;
+    const keys = this.wanted.get(ip);
+    return keys !== undefined && (keys.size > 1 || !keys.has(key));
+  }
+
+  /** Records that `key` asked for `ips` and was refused: they are kept from auto-assignment until it stops asking. */
+  private reserve(key: string, ips: readonly string[]): void {
+    this.wantsOf.set(key, ips);
+    for (const ip of ips) {
+      const keys = this.wanted.get(ip);
+      if (keys) keys.add(key);
+      else this.wanted.set(ip, new Set([key]));
+    }
+  }
+
+  /** Drops what `key` reserved; the addresses it reserved. */
+  private dropWants(key: string): readonly string[] {
+    const ips = this.wantsOf.get(key);
+    if (!ips) return [];
+    this.wantsOf.delete(key);
+    for (const ip of ips) {
+      const keys = this.wanted.get(ip);
+      keys?.delete(key);
+      if (keys?.size === 0) this.wanted.delete(ip);
+    }
+    return ips;
+  }
+
+  /**
+   * Of addresses no longer reserved by some Service: the free ones nobody
+   * reserves now may go to anyone again — auto-assignment may have passed
+   * them over (its hint is lowered to them), and Services refused for
+   * exhaustion are worth deciding again.
+   */
+  private loosenIfUnreserved(ips: readonly string[]): void {
+    for (const ip of ips) {
+      if (this.used.has(ip) || this.wanted.has(ip)) continue;
+      this.loosened = true;
+      const { family, value } = ipToBigInt(ip);
+      this.lowerHint(ip, this.pools.find((p) => p.cidrs.some((c) => cidrContains(c, family, value))));
+    }
   }
 
   private drop(key: string): void {
@@ -296,20 +382,29 @@ export class IpAllocator {
   private decideRequested(req: IpRequest): IpResult {
     const out: Assigned[] = [];
     const families = new Set<Family>();
+    // The first clash is the answer, as before; the addresses after it are
+    // still checked, so that only a request that could be met once the
+    // clash is gone reserves its addresses (all of them: a free second
+    // family's address auto-assigned meanwhile would refuse it again).
+    let clashed: IpResult | null = null;
     for (const raw of req.requested) {
       const ip = canonicalIp(raw.trim());
-      if (ip === null) return { ok: false, reason: 'InvalidRequest', message: `requested address ${JSON.stringify(raw)} is not an IP address` };
+      if (ip === null) return clashed ?? { ok: false, reason: 'InvalidRequest', message: `requested address ${JSON.stringify(raw)} is not an IP address` };
       const { family, value } = ipToBigInt(ip);
-      if (families.has(family)) return { ok: false, reason: 'InvalidRequest', message: `more than one IPv${family} address requested` };
+      if (families.has(family)) return clashed ?? { ok: false, reason: 'InvalidRequest', message: `more than one IPv${family} address requested` };
       families.add(family);
       const owner = this.pools.find((p) => p.cidrs.some((c) => cidrContains(c, family, value)));
-      if (!owner) return { ok: false, reason: 'RequestRefused', message: `requested address ${ip} is not inside any pool edgelb owns` };
+      if (!owner) return clashed ?? { ok: false, reason: 'RequestRefused', message: `requested address ${ip} is not inside any pool edgelb owns` };
       if (!poolAdmits(owner.config, req.namespace, req.labels)) {
-        return { ok: false, reason: 'RequestRefused', message: `requested address ${ip} is in pool ${owner.config.name}, which does not admit this Service (namespace/selector)` };
+        return clashed ?? { ok: false, reason: 'RequestRefused', message: `requested address ${ip} is in pool ${owner.config.name}, which does not admit this Service (namespace/selector)` };
       }
-      const clash = this.clashWith(req, ip);
-      if (clash !== null) return { ok: false, reason: 'SharingConflict', message: `requested address ${ip} ${clash}` };
+      const clash: string | null = clashed === null ? this.clashWith(req, ip) : null;
+      if (clash !== null) clashed = { ok: false, reason: 'SharingConflict', message: `requested address ${ip} ${clash}` };
       out.push({ ip, pool: owner.config.name });
+    }
+    if (clashed !== null) {
+      if (req.replayed !== true) this.reserve(req.key, out.map((a) => a.ip));
+      return clashed;
     }
     return { ok: true, addresses: out };
   }
@@ -317,11 +412,14 @@ export class IpAllocator {
   private decideAuto(req: IpRequest, previous: Assigned[]): IpResult {
     const eligible = this.pools.filter((p) => poolAdmits(p.config, req.namespace, req.labels));
     const auto = eligible.filter((p) => p.config.autoAssign);
-    const keepable = [...previous.map((a) => a.ip), ...req.current];
+    const held = previous.map((a) => a.ip);
+    const keepable = [...held, ...req.current];
     const wanted: (Family | null)[] = req.families.length > 0 ? [...new Set(req.families)] : [null];
     const out: Assigned[] = [];
+    /** The first free address passed over because another Service reserved it (for the message). */
+    const reserved: string[] = [];
     for (const fam of wanted) {
-      const got = this.keepCurrent(req, keepable, fam, eligible, out) ?? this.joinShared(req, fam, auto, out) ?? this.takeFree(req, fam, auto, out);
+      const got = this.keepCurrent(req, keepable, held, fam, eligible, out) ?? this.joinShared(req, fam, auto, out) ?? this.takeFree(req, fam, auto, out, reserved);
       if (got === null) {
         if (auto.length === 0) {
           return { ok: false, reason: 'NoPool', message: 'no auto-assign pool admits this Service (namespace/selector)' };
@@ -332,25 +430,44 @@ export class IpAllocator {
           return { ok: false, reason: 'NoPool', message: `no free IPv${fam} address: no auto-assign pool admitting this Service has IPv${fam} addresses (pool(s) ${auto.map((p) => p.config.name).join(', ')})` };
         }
         const what = fam === null ? 'address' : `IPv${fam} address`;
-        return { ok: false, reason: 'PoolExhausted', message: `no free ${what} in pool(s) ${auto.map((p) => p.config.name).join(', ')}` };
+        const pools = auto.map((p) => p.config.name).join(', ');
+        // Not exhaustion either: a free address is there, for the Service
+        // that asked for it (it is retried when that one stops asking).
+        const ip = reserved[0];
+        if (ip !== undefined) {
+          // (Not every name: a thousand Services may wait for one address.)
+          const keys = this.wanted.get(ip)!;
+          let first = '';
+          for (const k of keys) {
+            if (k === req.key) continue;
+            first = k;
+            break;
+          }
+          const others = keys.size - (keys.has(req.key) ? 1 : 0) - 1;
+          const who = others > 0 ? `${first} and ${others} more, which wait` : `${first}, which waits`;
+          return { ok: false, reason: 'AddressesReserved', message: `no free ${what} in pool(s) ${pools} but ${ip}, requested by ${who} for it` };
+        }
+        return { ok: false, reason: 'PoolExhausted', message: `no free ${what} in pool(s) ${pools}` };
       }
       out.push(got);
     }
     for (const fam of req.preferredFamilies ?? []) {
       // One address per family: "any family" may already have given this one.
       if (wanted.includes(fam) || out.some((a) => ipToBigInt(a.ip).family === fam)) continue;
-      const got = this.keepCurrent(req, keepable, fam, eligible, out) ?? this.joinShared(req, fam, auto, out) ?? this.takeFree(req, fam, auto, out);
+      const got = this.keepCurrent(req, keepable, held, fam, eligible, out) ?? this.joinShared(req, fam, auto, out) ?? this.takeFree(req, fam, auto, out, reserved);
       if (got !== null) out.push(got);
     }
     return { ok: true, addresses: out };
   }
 
-  private keepCurrent(req: IpRequest, ips: string[], fam: Family | null, eligible: PoolState[], taken: Assigned[]): Assigned | null {
+  /** An address of `ips` the Service may keep: one it holds (`held`) even if another waits for it (the holder wins), one only its status shows unless reserved. */
+  private keepCurrent(req: IpRequest, ips: string[], held: readonly string[], fam: Family | null, eligible: PoolState[], taken: Assigned[]): Assigned | null {
     for (const raw of ips) {
       const ip = canonicalIp(raw);
       if (ip === null || taken.some((a) => a.ip === ip)) continue;
       const { family, value } = ipToBigInt(ip);
       if (fam !== null && family !== fam) continue;
+      if (!held.includes(ip) && this.reservedFor(ip, req.key)) continue;
       const pool = eligible.find((p) => p.cidrs.some((c) => cidrContains(c, family, value)));
       if (pool && this.clashWith(req, ip) === null) return { ip, pool: pool.config.name };
     }
@@ -364,24 +481,32 @@ export class IpAllocator {
       const use = this.used.get(ip);
       if (!use || !names.has(use.pool) || taken.some((a) => a.ip === ip)) continue;
       if (fam !== null && ipToBigInt(ip).family !== fam) continue;
+      // Joined, it would keep the address from the one who waits for it.
+      if (this.reservedFor(ip, req.key)) continue;
       if (this.clashWith(req, ip) === null) return { ip, pool: use.pool };
     }
     return null;
   }
 
-  private takeFree(_req: IpRequest, fam: Family | null, auto: PoolState[], taken: Assigned[]): Assigned | null {
+  /** The lowest free address not reserved for another Service; `reserved` gets the first reserved one passed over. */
+  private takeFree(req: IpRequest, fam: Family | null, auto: PoolState[], taken: Assigned[], reserved: string[]): Assigned | null {
     for (const p of auto) {
       for (let i = 0; i < p.cidrs.length; i++) {
         const c = p.cidrs[i]!;
         if (fam !== null && c.family !== fam) continue;
-        // Only used addresses can block, so a free one is found within
-        // used.size + 3 steps (network/broadcast included) if one exists.
+        // Only used and reserved addresses can block, so a free one is
+        // found within used.size + wanted.size + 3 steps
+        // (network/broadcast included) if one exists.
         let off = p.hints[i]!;
-        const limit = BigInt(this.used.size + taken.length + 3);
+        const limit = BigInt(this.used.size + this.wanted.size + taken.length + 3);
         for (let steps = 0n; off < c.size && steps < limit; off++, steps++) {
           if (reservedOffset(c, off)) continue;
           const ip = bigIntToIp(c.base + off, c.family);
           if (this.used.has(ip) || taken.some((a) => a.ip === ip)) continue;
+          if (this.reservedFor(ip, req.key)) {
+            if (reserved.length === 0) reserved.push(ip);
+            continue;
+          }
           p.hints[i] = off + 1n;
           return { ip, pool: p.config.name };
         }
@@ -413,7 +538,7 @@ export class IpAllocator {
 
   private addUse(req: IpRequest, a: Assigned): void {
     const shareWith = req.shareWithNamespaces ?? NO_NAMESPACES;
-    const user: AddressUser = { key: req.key, namespace: req.namespace, ports: sharedPortSpecs(req.ports), shareWith: shareWith.length === 0 ? NO_NAMESPACES : shareWith };
+    const user: AddressUser = { key: req.key, uid: req.uid, namespace: req.namespace, ports: sharedPortSpecs(req.ports), shareWith: shareWith.length === 0 ? NO_NAMESPACES : shareWith };
     let use = this.used.get(a.ip);
     if (!use) {
       // A literal sized for its one user: push() onto [] reserves 17 slots.
@@ -443,7 +568,11 @@ export class IpAllocator {
       set?.delete(ip);
       if (set?.size === 0) this.bySharingKey.delete(use.sharingKey);
     }
-    const pool = this.pools.find((p) => p.config.name === use.pool);
+    this.lowerHint(ip, this.pools.find((p) => p.config.name === use.pool));
+  }
+
+  /** `ip` is free (again): auto-assignment of its pool starts its search no higher. */
+  private lowerHint(ip: string, pool: PoolState | undefined): void {
     if (!pool) return;
     const { family, value } = ipToBigInt(ip);
     pool.cidrs.forEach((c, i) => {

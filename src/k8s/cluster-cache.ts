@@ -16,7 +16,7 @@ import { packSlice, type PackedSlice } from './packed-slice.js';
 import { sameList } from '../shared-lists.js';
 
 /** Failure reasons the allocating edge writes into the condition (they matter on edges that follow status). */
-export const FAILURE_REASONS: ReadonlySet<string> = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'SharingConflict', 'UnsupportedProtocol']);
+export const FAILURE_REASONS: ReadonlySet<string> = new Set(['InvalidRequest', 'RequestRefused', 'NoPool', 'PoolExhausted', 'AddressesReserved', 'SharingConflict', 'UnsupportedProtocol']);
 
 /** The failure our condition reports ('' when none): a change there is read by reconciliation, a message or other reason is not. */
 function failureOf(svc: V1Service): string {

@@ -440,8 +440,11 @@ export class KubernetesController {
     const rest: V1Service[] = [];
     let own = 0;
     for (const svc of unwritten) {
-      const mine = this.state.get(serviceKey(svc))?.addresses.map((a) => a.ip) ?? [];
-      if (mine.length > 0 && this.ipam!.assign({ ...ipRequestFor(svc), requested: mine }).ok) {
+      // (Only what this object was given: one deleted and created again
+      // under its name since is a new Service.)
+      const st = this.state.get(serviceKey(svc));
+      const mine = st !== undefined && st.uid === svc.metadata?.uid ? st.addresses.map((a) => a.ip) : [];
+      if (mine.length > 0 && this.ipam!.assign({ ...ipRequestFor(svc), requested: mine, replayed: true }).ok) {
         own++;
         for (const ip of mine) claimed.add(ip);
       } else rest.push(svc);
@@ -453,7 +456,7 @@ export class KubernetesController {
     let restored = 0;
     for (const svc of rest) {
       const addresses = found.get(serviceKey(svc));
-      if (addresses && this.ipam!.assign({ ...ipRequestFor(svc), requested: addresses }).ok) restored++;
+      if (addresses && this.ipam!.assign({ ...ipRequestFor(svc), requested: addresses, replayed: true }).ok) restored++;
     }
     if (restored > 0) this.log.info({ services: restored }, 'addresses restored from adopted frontends (their status was never written)');
   }
@@ -589,7 +592,7 @@ export class KubernetesController {
         // its way — another class's controller wrote its status) was never
         // tried again, and our condition stayed on a Service no longer ours.
         const release = svc ? this.releaseOf(svc, prev) : null;
-        if (release) this.status_?.set(key, { ingress: [], condition: null, release });
+        if (release) this.status_?.set(key, { uid: svc?.metadata?.uid, ingress: [], condition: null, release });
         else if (!svc) this.status_?.set(key, null);
         continue;
       }
@@ -709,7 +712,8 @@ export class KubernetesController {
     const before = new Map<string, SvcState | undefined>();
     for (const [k, c] of next) {
       const prev = this.state.get(k);
-      before.set(k, prev);
+      // Reported as new: another object under the same name (a new uid).
+      before.set(k, prev !== undefined && c !== null && prev.uid !== c.st.uid ? undefined : prev);
       if (this.claims.commit(k, prev?.entries.keys() ?? [], c ? new Set(c.st.entries.keys()) : null)) freed = true;
       if (c === null) this.state.delete(k);
       else this.state.set(k, c.st);

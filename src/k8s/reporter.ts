@@ -85,7 +85,7 @@ export class ServiceReporter {
     const cond = advertisedCondition(st, this.edges());
     // `key`: the controller's own string for the Service (the status writer
     // keeps it as long as the Service's status; one made here was a copy).
-    status.set(key, { ingress: st.addresses.map((a) => a.ip), condition: cond });
+    status.set(key, { uid: svc.metadata?.uid, ingress: st.addresses.map((a) => a.ip), condition: cond });
     const before = (prev?.addresses ?? []).map((a) => a.ip).join(',');
     const now = st.addresses.map((a) => a.ip).join(',');
     const advertised = cond.status === 'True';

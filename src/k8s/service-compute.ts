@@ -26,6 +26,8 @@ export interface RejectedEntry {
 
 /** A Service as reconciled: what the sink accepted and rejected, and what was reported. */
 export interface SvcState extends ReportedState {
+  /** The uid of the object computed (the cached Service's string): another one under the same key is a new Service. */
+  uid: string | undefined;
   /** frontendKey → digest of the entry's JSON as the sink accepted it (the sink keeps the objects). */
   entries: FrontendDigests;
   /** NO_REJECTIONS until one is recorded (setRejected). */
@@ -105,6 +107,11 @@ function digest(ds: DesiredService): string {
 
 /** Allocation + desired frontends, claims and the model's rejections applied (entries empty: the sink answers later). */
 export function computeService(ctx: ComputeContext, key: string, svc: V1Service, prev: SvcState | undefined): Candidate {
+  const uid = svc.metadata?.uid;
+  // Deleted and created again under its name: nothing of the old object's
+  // state is this one's (a follower kept its addresses while the new
+  // object's status was empty). The allocator sees the uid itself.
+  const own = prev !== undefined && prev.uid === uid ? prev : undefined;
   let addresses: Assigned[];
   let failure: SvcState['failure'] = null;
   const refusal = addressRefusal(svc);
@@ -127,14 +134,14 @@ export function computeService(ctx: ComputeContext, key: string, svc: V1Service,
       failure = { reason: r.reason, message: r.message };
     }
   } else {
-    addresses = addressesFromStatus(ctx.config, svc, prev);
+    addresses = addressesFromStatus(ctx.config, svc, own);
   }
   const slices = ctx.slicesOf(key);
   // A refused Service has no frontend; its one Warning is the refusal (the
   // per-port ones, or an invalid annotation's, would only repeat that
   // nothing is served).
   const d: ServiceDesired = refusal ? { services: [], rejected: [], readyAddresses: [], problems: [] } : desiredForService(svc, slices, ctx.nodeAddrs, ctx.config, addresses);
-  const st: SvcState = { addresses, ready: [], failure, entries: new FrontendDigests(), rejected: NO_REJECTIONS, nodes: NO_NODES, backends: 0, advertised: prev?.advertised ?? false };
+  const st: SvcState = { uid, addresses, ready: [], failure, entries: new FrontendDigests(), rejected: NO_REJECTIONS, nodes: NO_NODES, backends: 0, advertised: own?.advertised ?? false };
   for (const r of d.rejected) setRejected(st, r.key, { rejection: r, digest: '', free: null });
   // Every node its endpoints name, used or not: an endpoint whose node has no
   // known address yet is left out, and must come in when that node gets one.

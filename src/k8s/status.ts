@@ -21,6 +21,12 @@ export interface ConditionState {
 }
 
 export interface DesiredStatus {
+  /**
+   * The uid of the object it was computed for: written to that object only.
+   * (One deleted and created again under its name was given the old one's
+   * address by the re-check of its creation, before its own round.)
+   */
+  uid?: string;
   ingress: string[];
   /** null = remove our condition (the Service is no longer ours). */
   condition: ConditionState | null;
@@ -98,7 +104,8 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
   // The uid makes the write a precondition: a Service deleted and created
   // again under the same name while this write was on its way (the cache
   // still held the old one) is refused it (422: a uid is immutable), instead of being given the
-  // old Service's addresses; the writer retries with what the cache holds then.
+  // old Service's addresses; nor does the writer retry it on the new one
+  // (DesiredStatus.uid): that one's round sets its own.
   const uid = svc.metadata?.uid;
   // A release also names the version it was computed from: by then another
   // controller may own the Service's status, and a write computed from an
@@ -113,6 +120,7 @@ export function statusPatch(svc: V1Service, d: DesiredStatus, now: Date): Record
 /** Whether two desired statuses say the same (a digest each was 10 000 strings kept and hashing at every check). */
 function sameStatus(a: DesiredStatus, b: DesiredStatus): boolean {
   if (a === b) return true;
+  if (a.uid !== b.uid) return false;
   if ((a.release ?? null) !== null || (b.release ?? null) !== null) return a.release?.join() === b.release?.join();
   if (!sameList(a.ingress, b.ingress)) return false;
   if (a.condition === null || b.condition === null) return a.condition === b.condition;
@@ -177,8 +185,8 @@ export class StatusWriter {
   /**
    * Re-checks one Service after the informer delivered a new version of it.
    * New information (this, or a new desired status) is tried at once, even
-   * while an earlier failure's backoff runs: a write refused for a stale uid
-   * succeeds as soon as the cache holds the new Service.
+   * while an earlier failure's backoff runs: a write refused (409) because
+   * the Service changed on its way is written again from the newer version.
    */
   observe(key: string): void {
     if (this.inflight.has(key)) this.again.add(key);
@@ -224,6 +232,8 @@ export class StatusWriter {
     const d = this.desired.get(key);
     const svc = this.o.get(key);
     if (!d || !svc) return false;
+    // Another object under the name: its own round sets its status.
+    if (d.uid !== undefined && d.uid !== svc.metadata?.uid) return false;
     let lw = this.lastWritten.get(key);
     if (lw !== undefined && lw.baseRv !== (svc.metadata?.resourceVersion ?? '')) {
       // The informer has a newer version than the one written over (versions

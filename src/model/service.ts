@@ -118,6 +118,7 @@ export function ipRequestFor(svc: V1Service, key = serviceKey(svc)): IpRequest {
   const shared = svc.metadata?.annotations?.[ANNOTATION_SHARED]?.trim();
   return {
     key,
+    uid: svc.metadata?.uid,
     namespace: svc.metadata?.namespace ?? '',
     labels: svc.metadata?.labels ?? {},
     requested: requestedAddresses(svc),
@@ -144,7 +145,7 @@ export function restoreRequestFor(svc: V1Service): IpRequest {
   // Canonical before de-duplicating: another writer may have put one address
   // in status in two spellings, which the allocator would refuse as two
   // addresses of one family. What is no address is left for it to refuse.
-  return { ...ipRequestFor(svc), requested: [...new Set(ingressAddresses(svc).map((ip) => canonicalIp(ip) ?? ip))] };
+  return { ...ipRequestFor(svc), requested: [...new Set(ingressAddresses(svc).map((ip) => canonicalIp(ip) ?? ip))], replayed: true };
 }
 
 /** Milliseconds since epoch; list results carry Dates, watch events strings. */

@@ -22,6 +22,10 @@ function req(key: string, extra: Partial<IpRequest> = {}): IpRequest {
   };
 }
 
+function reasonOf(r: ReturnType<IpAllocator['assign']>): string | null {
+  return r.ok ? null : r.reason;
+}
+
 function ips(r: ReturnType<IpAllocator['assign']>): string[] {
   if (!r.ok) throw new Error(`expected success, got ${r.reason}: ${r.message}`);
   return r.addresses.map((a) => a.ip);
@@ -203,4 +207,72 @@ test('takeLoosened: set when a holder lets go of an address or changes its ports
   t.true(a.takeLoosened(), 'another sharing key');
   a.assign(holder({ requested: ['192.0.2.4'], sharingKey: 'k2', ports: [{ port: 8080, protocol: 'TCP' }], shareWithNamespaces: ['other'] }));
   t.true(a.takeLoosened(), 'another address: the old one is free');
+});
+
+test('a Service object with a new uid is a new Service: what the old object held under its name is released before it is decided, not kept as its previous address', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/29'])]);
+  t.deepEqual(ips(a.assign(req('ns/a', { uid: 'ua' }))), ['192.0.2.1']);
+  t.deepEqual(ips(a.assign(req('ns/b', { uid: 'ub' }))), ['192.0.2.2']);
+  t.deepEqual(ips(a.assign(req('ns/one', { uid: 'u1', requested: ['192.0.2.3'] }))), ['192.0.2.3']);
+  const two = req('ns/two', { uid: 'u2', requested: ['192.0.2.3'] });
+  t.is(reasonOf(a.assign(two)), 'SharingConflict');
+  t.false(a.takeLoosened());
+  // `one` deleted and created again under its name, asking for nothing,
+  // before the controller computed the deletion: a new uid.
+  t.deepEqual(ips(a.assign(req('ns/one', { uid: 'u1-again' }))), ['192.0.2.4'], 'the recreated Service kept the old object\'s address (or took the one ns/two waits for)');
+  t.true(a.takeLoosened(), 'the old object\'s address is free: the Service waiting for it is decided again');
+  t.deepEqual(ips(a.assign(two)), ['192.0.2.3']);
+  // The same object decided again keeps its address; one replayed from status (restore) as well.
+  t.deepEqual(ips(a.assign(req('ns/one', { uid: 'u1-again' }))), ['192.0.2.4']);
+  t.deepEqual(ips(a.assign(req('ns/one', { uid: 'u1-again', current: ['192.0.2.4'] }))), ['192.0.2.4']);
+  t.false(a.takeLoosened());
+});
+
+test('an address a waiting Service requested is not auto-assigned to another while the request stands; it stops being reserved when the requester goes or asks for another', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/29'])]);
+  t.deepEqual(ips(a.assign(req('ns/h', { requested: ['192.0.2.1'] }))), ['192.0.2.1']);
+  const w = req('ns/w', { requested: ['192.0.2.1'] });
+  t.is(reasonOf(a.assign(w)), 'SharingConflict');
+  // The holder goes; in the same round an automatic Service is decided before the waiting one is retried.
+  a.release('ns/h');
+  t.deepEqual(ips(a.assign(req('ns/x'))), ['192.0.2.2'], 'auto-assignment took the address ns/w requested');
+  t.deepEqual(ips(a.assign(req('ns/x', { current: ['192.0.2.1'] }))), ['192.0.2.2'], 'nor from a status that shows it');
+  t.deepEqual(ips(a.assign(w)), ['192.0.2.1'], 'the requester gets it once free');
+
+  // A requester that goes (deleted, or no longer of our class: released) reserves nothing.
+  t.is(reasonOf(a.assign(req('ns/w2', { requested: ['192.0.2.1'] }))), 'SharingConflict');
+  a.release('ns/w');
+  t.deepEqual(ips(a.assign(req('ns/y'))), ['192.0.2.3'], 'ns/w2 waits for .1');
+  a.takeLoosened();
+  a.release('ns/w2');
+  t.true(a.takeLoosened(), 'a free address no longer reserved: Services refused for exhaustion are worth deciding again');
+  t.deepEqual(ips(a.assign(req('ns/z'))), ['192.0.2.1']);
+
+  // An edited request reserves what it asks for now, not what it asked before.
+  t.is(reasonOf(a.assign(req('ns/e', { requested: ['192.0.2.1'] }))), 'SharingConflict');
+  a.release('ns/z');
+  a.takeLoosened();
+  t.deepEqual(ips(a.assign(req('ns/e', { requested: ['192.0.2.6'] }))), ['192.0.2.6']);
+  t.true(a.takeLoosened(), '.1 is free for anyone again');
+  t.deepEqual(ips(a.assign(req('ns/v'))), ['192.0.2.1']);
+});
+
+test('a Service refused only because the free addresses are reserved for Services waiting for them is told so; a waiting Service refused again loosens nothing', (t) => {
+  const a = new IpAllocator([pool('p', ['192.0.2.0/30'])]);
+  t.deepEqual(ips(a.assign(req('ns/h', { requested: ['192.0.2.1'] }))), ['192.0.2.1']);
+  t.deepEqual(ips(a.assign(req('ns/b'))), ['192.0.2.2']);
+  const w = req('ns/w', { requested: ['192.0.2.1'] });
+  for (let i = 0; i < 2; i++) {
+    t.is(reasonOf(a.assign(w)), 'SharingConflict');
+    t.false(a.takeLoosened(), 'decided again and refused again: nothing changed (no retry loop)');
+  }
+  a.release('ns/h');
+  t.true(a.takeLoosened());
+  const c = a.assign(req('ns/c'));
+  t.deepEqual(c, { ok: false, reason: 'AddressesReserved', message: 'no free address in pool(s) p but 192.0.2.1, requested by ns/w, which waits for it' });
+  t.false(a.takeLoosened());
+  // Edited to a request that cannot be met (outside every pool): it reserves nothing any more.
+  t.is(reasonOf(a.assign(req('ns/w', { requested: ['203.0.113.1'] }))), 'RequestRefused');
+  t.true(a.takeLoosened(), '.1 is free for anyone again');
+  t.deepEqual(ips(a.assign(req('ns/c'))), ['192.0.2.1']);
 });

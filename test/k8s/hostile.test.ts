@@ -207,6 +207,27 @@ test('address sharing with tens of thousands of ports costs linear time, not qua
   t.true(ms < 500, `${ms} ms for one assignment`);
 });
 
+test('tens of thousands of Services waiting for requested addresses cost linear time: reserving, passing reserved addresses over and handing them out (it runs on the event loop that renews the Lease)', (t) => {
+  const a = new IpAllocator([{ name: 'p', cidrs: ['10.0.0.0/16'], namespaces: [], serviceSelector: {}, autoAssign: true }]);
+  const N = 20_000;
+  const ip = (i: number) => `10.0.${1 + (i >> 8)}.${i & 255}`;
+  const req = (key: string, requested: string[]): IpRequest => ({ key, namespace: 'ns', labels: {}, requested, sharingKey: null, ports: [{ port: 80, protocol: 'TCP' }], families: [], current: [] });
+  for (let i = 0; i < N; i++) a.assign(req(`ns/h${i}`, [ip(i)]));
+  const t0 = Date.now();
+  // Each holder's address asked for by one Service, the first one by a thousand more.
+  for (let i = 0; i < N; i++) t.false(a.assign(req(`ns/w${i}`, [ip(i)])).ok);
+  for (let i = 0; i < 1000; i++) a.assign(req(`ns/crowd${i}`, [ip(0)]));
+  for (let i = 0; i < N; i++) a.release(`ns/h${i}`);
+  // 10.0.1.0–10.0.79.31 are free and reserved: automatic Services go past them.
+  const offset = (x: string) => Number(x.split('.')[2]) * 256 + Number(x.split('.')[3]);
+  const autos = Array.from({ length: 1000 }, (_, i) => a.assign(req(`ns/auto${i}`, [])).ok ? offset(a.assignmentOf(`ns/auto${i}`)![0]!.ip) : -1);
+  t.deepEqual(autos.filter((o) => o < 1 || (o >= 256 && o < 256 + N)), []);
+  for (let i = 0; i < N; i++) t.true(a.assign(req(`ns/w${i}`, [ip(i)])).ok);
+  for (let i = 0; i < 1000; i++) a.release(`ns/crowd${i}`);
+  const ms = Date.now() - t0;
+  t.true(ms < 3000, `${ms} ms for ${2 * N + 3000} decisions`);
+});
+
 test('an IPv6 or dual-stack Service against IPv4-only pools is told there is no pool of its family, not that the pool is exhausted', (t) => {
   const a = new IpAllocator([{ name: 'v4only', cidrs: ['192.0.2.0/28'], namespaces: [], serviceSelector: {}, autoAssign: true }]);
   const req = (key: string, families: (4 | 6)[]): IpRequest => ({ key, namespace: 'ns', labels: {}, requested: [], sharingKey: null, ports: [{ port: 80, protocol: 'TCP' }], families, current: [] });
@@ -703,4 +724,81 @@ test.serial('a Service refused an address for a clash gets it once the clash is 
   await waitFor('all three share the address', async () => (await Promise.all(['holder', 'ports', 'key'].map(svc))).every((o) => ingressOf(o)[0] === '192.0.2.3'), 10_000).catch(() => undefined);
   t.deepEqual(ingressOf(await svc('holder')), ['192.0.2.3'], 'the holder, refused before the change that let it back in, is still refused');
   t.deepEqual(ingressOf(await svc('key')), ['192.0.2.3'], 'the Service whose key clashed is still refused');
+});
+
+/**
+ * `one` holds 192.0.2.3 by request, `two` asks for it too and is refused;
+ * then `one` is deleted and created again under its name, asking for
+ * nothing (a new uid). `oneRound`: both changes reach the controller in one
+ * round (a long debounce); else the deletion is computed first.
+ */
+async function recreatedHolder(t: ExecutionContext, oneRound: boolean) {
+  const { ns, make, svc, serve, createService } = await setup(t);
+  const ask = { annotations: { 'edgelb.io/loadBalancerIPs': '192.0.2.3' } };
+  await serve('a', '10.1.0.1');
+  await serve('b', '10.1.0.2');
+  await serve('one', '10.1.0.3', ask);
+  const sink = new RecordingSink();
+  const c = make(sink, { debounceMs: oneRound ? 400 : 5 });
+  await c.start();
+  await waitFor('one holds the address it asked for', async () => ingressOf(await svc('one'))[0] === '192.0.2.3', 20_000);
+  await serve('two', '10.1.0.4', ask);
+  await waitFor('two refused', async () => conditionOf(await svc('two'))?.reason === 'SharingConflict', 20_000);
+  await c.settle();
+  const uid = (o: Obj | undefined) => (o?.metadata as { uid?: string } | undefined)?.uid;
+  const oldUid = uid(await svc('one'));
+  await k8s.cluster.delete('services', ns, 'one');
+  if (!oneRound) await waitFor('the deletion computed', () => ![...sink.frontends.values()].some((d) => d.service === `${ns}/one`), 20_000);
+  // (Its EndpointSlice stays, and serves the new object.)
+  await createService('one');
+  t.not(uid(await svc('one')), oldUid);
+  await waitFor('both have an address', async () => ingressOf(await svc('one')).length > 0 && ingressOf(await svc('two')).length > 0, 10_000).catch(() => undefined);
+  await c.settle();
+  t.deepEqual(ingressOf(await svc('two')), ['192.0.2.3'], 'the Service that asked for the address did not get it');
+  t.deepEqual(ingressOf(await svc('one')), ['192.0.2.4'], 'the recreated Service (a new object asking for nothing) got no other address');
+  const vipsOf = (name: string) => [...new Set([...sink.frontends.values()].filter((d) => d.service === `${ns}/${name}`).map((d) => d.frontend.vip))];
+  t.deepEqual(vipsOf('two'), ['192.0.2.3']);
+  t.deepEqual(vipsOf('one'), ['192.0.2.4']);
+}
+
+test.serial('a Service deleted and created again under its name (a new uid) in one round does not keep the address another Service asked for and waits for: that one gets it, the new one another', (t) => recreatedHolder(t, true));
+
+test.serial('a Service deleted and created again under its name (a new uid) in separate rounds: the Service that asked for its address gets it, the new one another', (t) => recreatedHolder(t, false));
+
+test.serial('a Service deleted and created again under its name in one round, asking for nothing, is a new Service: the lowest free address (not the old object\'s, neither kept nor written into its status) and IPAllocated on the new object', async (t) => {
+  const { ns, make, svc, events, createService, serve } = await setup(t);
+  await serve('one', '10.1.0.1', { annotations: { 'edgelb.io/loadBalancerIPs': '192.0.2.3' } });
+  const c = make(new RecordingSink(), { debounceMs: 400 });
+  await c.start();
+  await waitFor('one in status', async () => ingressOf(await svc('one'))[0] === '192.0.2.3', 20_000);
+  await c.settle();
+  await k8s.cluster.delete('services', ns, 'one');
+  await createService('one');
+  const uid = ((await svc('one'))?.metadata as { uid: string }).uid;
+  const seen: string[][] = [];
+  await waitFor('the new object in status', async () => {
+    seen.push(ingressOf(await svc('one')));
+    return ingressOf(await svc('one'))[0] === '192.0.2.1';
+  }, 5_000).catch(() => undefined);
+  t.deepEqual(ingressOf(await svc('one')), ['192.0.2.1']);
+  t.false(seen.some((ips) => ips.includes('192.0.2.3')), `the new object's status showed the old one's address: ${JSON.stringify(seen)}`);
+  const allocated = async () => (await events('one')).some((e) => e.reason === 'IPAllocated' && (e.regarding as { uid?: string }).uid === uid);
+  await waitFor('IPAllocated on the new object', allocated, 5_000).catch(() => undefined);
+  t.true(await allocated(), 'no IPAllocated Event on the new object');
+});
+
+test.serial('a Service deleted and created again under its name in one round is reported as the new Service it is, even at the same address: IPAllocated on the new object', async (t) => {
+  const { ns, make, svc, events, createService, serve } = await setup(t);
+  await serve('solo', '10.1.0.1');
+  const c = make(new RecordingSink(), { debounceMs: 400 });
+  await c.start();
+  await waitFor('solo in status', async () => ingressOf(await svc('solo'))[0] === '192.0.2.1', 20_000);
+  await c.settle();
+  await k8s.cluster.delete('services', ns, 'solo');
+  await createService('solo');
+  const uid = ((await svc('solo'))?.metadata as { uid: string }).uid;
+  await waitFor('the new object in status', async () => ingressOf(await svc('solo'))[0] === '192.0.2.1', 20_000);
+  const allocated = async () => (await events('solo')).some((e) => e.reason === 'IPAllocated' && (e.regarding as { uid?: string }).uid === uid);
+  await waitFor('IPAllocated on the new object', allocated, 5_000).catch(() => undefined);
+  t.true(await allocated(), 'no IPAllocated Event on the new object');
 });

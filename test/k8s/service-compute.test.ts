@@ -16,9 +16,9 @@ function context(ipam: IpAllocator | null): ComputeContext {
   return { config, ipam, claims: new FrontendClaims(), live: () => true, slicesOf: () => [], nodeAddrs: new Map() };
 }
 
-function svc(name: string, ports: V1ServicePort[], extra: { loadBalancerIP?: string; annotations?: Record<string, string>; ingress?: string[] } = {}): V1Service {
+function svc(name: string, ports: V1ServicePort[], extra: { loadBalancerIP?: string; annotations?: Record<string, string>; ingress?: string[]; uid?: string } = {}): V1Service {
   return {
-    metadata: { namespace: 'ns', name, annotations: extra.annotations ?? {} },
+    metadata: { namespace: 'ns', name, annotations: extra.annotations ?? {}, ...(extra.uid ? { uid: extra.uid } : {}) },
     spec: { type: 'LoadBalancer', ports, ...(extra.loadBalancerIP ? { loadBalancerIP: extra.loadBalancerIP } : {}) },
     status: { loadBalancer: { ingress: (extra.ingress ?? []).map((ip) => ({ ip })) } },
   };
@@ -107,4 +107,27 @@ test('a follower keeps what it held while status shows no address it may take, o
   // The pool renamed: kept under its new name (the VIP takes that pool's BGP attributes).
   const renamed: ComputeContext = { ...ctx, config: { ...config, pools: config.pools.map((p) => ({ ...p, name: 'renamed' })) } };
   t.deepEqual(compute(renamed, svc('web', TCP), held.st).st.addresses, [{ ip: '192.0.2.7', pool: 'renamed' }]);
+});
+
+test('deleted and created again under its name (a new uid) before the allocating edge computed the deletion: the new Service does not inherit the address, and the Service that asked for it gets it', (t) => {
+  const ipam = new IpAllocator(config.pools);
+  const ctx = context(ipam);
+  const one = compute(ctx, svc('one', TCP, { uid: 'u1', loadBalancerIP: '192.0.2.7' }));
+  t.deepEqual(one.st.addresses.map((a) => a.ip), ['192.0.2.7']);
+  const two = svc('two', TCP, { uid: 'u2', loadBalancerIP: '192.0.2.7' });
+  t.is(compute(ctx, two).st.failure?.reason, 'SharingConflict');
+  const again = compute(ctx, svc('one', TCP, { uid: 'u1-again' }), one.st);
+  t.deepEqual(again.st.addresses, [], 'the recreated Service kept the deleted one\'s address');
+  t.is(again.st.failure?.reason, 'AddressesReserved');
+  t.deepEqual(compute(ctx, two).st.addresses.map((a) => a.ip), ['192.0.2.7']);
+});
+
+test('a follower does not carry a deleted Service\'s addresses over to one created again under its name (a new uid) while its status is still empty', (t) => {
+  const ctx = context(null);
+  const held = compute(ctx, svc('web', TCP, { uid: 'u1', ingress: ['192.0.2.7'] }));
+  held.st.advertised = true;
+  t.deepEqual(compute(ctx, svc('web', TCP, { uid: 'u1' }), held.st).st.addresses.map((a) => a.ip), ['192.0.2.7'], 'the same object keeps them');
+  const again = compute(ctx, svc('web', TCP, { uid: 'u2' }), held.st);
+  t.deepEqual(again.st.addresses, [], 'the new object took the old one\'s addresses');
+  t.false(again.st.advertised, 'nor what was reported of it');
 });

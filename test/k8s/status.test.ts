@@ -158,3 +158,45 @@ test('a stranded release names the addresses of our pools in a Service that carr
   t.deepEqual(strandedRelease(svc([ourCondition], []), inPool), [], 'no longer a LoadBalancer: the condition goes');
   t.is(strandedRelease(lb(svc([other], ['192.0.2.7'])), inPool), null, 'never ours: left alone');
 });
+
+// The writer keeps a desired status per name. A Service deleted and created
+// again under that name (a new uid) before its round was given the old
+// object's status — its address — by the re-check of the informer's add.
+test('a status computed for one object is not written to another created under its name (a new uid): that one waits for its own', async (t) => {
+  const bodies: { metadata?: { uid?: string }; status: { loadBalancer: { ingress: { ip: string }[] } } }[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      bodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as (typeof bodies)[number]);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  t.teardown(() => {
+    rest.close();
+    server.closeAllConnections();
+    server.close();
+  });
+  let cached: V1Service | undefined = { metadata: { namespace: 'ns', name: 'a', uid: 'u1', resourceVersion: '7' }, spec: {}, status: {} };
+  const w = new StatusWriter({ rest, logger: createLogger({ level: 'error' }), get: () => cached });
+  t.teardown(() => w.stop());
+  w.set('ns/a', { ...desired, uid: 'u1' });
+  await w.flush(5000);
+  t.is(bodies.length, 1);
+  // Deleted, and created again under the name: the informer's events.
+  cached = undefined;
+  w.observe('ns/a');
+  cached = { metadata: { namespace: 'ns', name: 'a', uid: 'u2', resourceVersion: '9' }, spec: {}, status: {} };
+  w.observe('ns/a');
+  await w.flush(5000);
+  await new Promise((r) => setTimeout(r, 100));
+  t.deepEqual(bodies.slice(1).map((b) => [b.metadata?.uid, b.status.loadBalancer.ingress]), [], 'the old object\'s address was written to the new one');
+  // Its own round's status (the same text, by chance) is written.
+  w.set('ns/a', { ...desired, uid: 'u2' });
+  await w.flush(5000);
+  t.deepEqual(bodies.slice(1).map((b) => b.metadata?.uid), ['u2']);
+});
