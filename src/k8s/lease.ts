@@ -47,6 +47,13 @@ export interface LeaderElectorOptions {
 }
 
 export const HOLDER_INSTANCE_ANNOTATION = 'edgelb.io/holder-instance';
+/**
+ * spec.leaseTransitions is an int32: the API server takes 2^31-1 and
+ * refuses one more (400), so counting on from a Lease left at the maximum
+ * (by someone with access to Leases, or a buggy writer) made every takeover
+ * fail, and no edge could ever lead again. The count stays at the maximum.
+ */
+const MAX_TRANSITIONS = 2 ** 31 - 1;
 
 export function httpStatus(e: unknown): number | null {
   const c = (e as { code?: unknown; statusCode?: unknown } | null)?.code ?? (e as { statusCode?: unknown } | null)?.statusCode;
@@ -256,7 +263,7 @@ export class LeaderElector {
     const mine = holder === identity && (by === undefined || this.o.instance === undefined || by === this.o.instance);
     const expired = holder === '' || this.elapsed() - this.observed.sinceMs >= this.durationMs;
     if (!mine && !expired) return false;
-    const transitions = (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1);
+    const transitions = Math.min(MAX_TRANSITIONS, (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1));
     const body: Lease = { ...lease, metadata: { ...lease.metadata, annotations: this.annotations(lease.metadata?.annotations) }, spec: this.spec(transitions, mine ? lease.spec?.acquireTime : undefined) };
     try {
       await api.replaceNamespacedLease({ name, namespace, body });

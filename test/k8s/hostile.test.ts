@@ -802,3 +802,21 @@ test.serial('a Service deleted and created again under its name in one round is 
   await waitFor('IPAllocated on the new object', allocated, 5_000).catch(() => undefined);
   t.true(await allocated(), 'no IPAllocated Event on the new object');
 });
+
+test.serial('a leader Lease left with leaseTransitions at the int32 maximum (the API server takes it; one more it refuses, 400) is still taken over: the count stays at the maximum and the edge allocates', async (t) => {
+  const { leaseName, make, svc, serve } = await setup(t);
+  // Someone with access to Leases, or another edge's bug, left it there;
+  // its holder is gone.
+  await k8s.cluster.create({
+    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
+    metadata: { namespace: EDGELB_NAMESPACE, name: leaseName },
+    spec: { holderIdentity: 'gone', leaseDurationSeconds: 1, leaseTransitions: 2 ** 31 - 1, renewTime: new Date().toISOString().replace('Z', '000Z') },
+  });
+  await serve('web', '10.1.0.1');
+  const c = make(new RecordingSink());
+  await c.start();
+  await waitFor('edge-a leads', () => c.status().leader, 20_000);
+  await waitFor('web allocated', async () => ingressOf(await svc('web')).length === 1, 20_000);
+  const lease = await k8s.cluster.get('leases', EDGELB_NAMESPACE, leaseName);
+  t.like(lease?.spec, { holderIdentity: 'edge-a', leaseTransitions: 2 ** 31 - 1 });
+});
