@@ -10,6 +10,8 @@
 // and costs one small write per edge per D/3, instead of a write per Service
 // per edge. An edge counts as live while its Lease record has changed
 // within 1.5 D of this edge's own clock (no cross-host clock comparison).
+// An edge is read from its own Lease only (presenceLeaseName of its name),
+// whatever other Leases carry the label and name it as their holder.
 // A gracefully stopping edge deletes its Lease so the count drops at once.
 // The set passed on is flap-damped (edge-flap-damping.ts, half-life 4 D):
 // each change of it rewrites every Service's status.
@@ -19,7 +21,9 @@
 // endpoints — one naming an edge's address would send clients' packets back
 // into an edge — and computes the same backends. Every presence Lease
 // counts, live or not: an edge that crashed keeps its address, and an edge
-// whose renewals lag must not change every edge's backends.
+// whose renewals lag must not change every edge's backends. This edge too
+// counts the addresses another Lease gives under its name (all edges must
+// refuse the same); its own Lease it knows better.
 //
 // Duplicate names: the Lease also carries the writer's instance (derived
 // from its machine id). An edge that finds its own Lease rewritten since its
@@ -279,8 +283,16 @@ export class EdgePresence {
     for (const l of list.items) {
       const edge = l.spec?.holderIdentity ?? '';
       if (edge === '') continue;
+      // This edge's addresses are its own (setAddresses), not what a Lease says.
+      if (l.metadata?.name !== this.name) for (const ip of leaseAddresses(l)) if (!others.has(ip)) others.set(ip, edge);
+      // An edge is seen only through its own Lease, the one named after it.
+      // The label selects any Lease someone labelled (another election's in
+      // this namespace, a copy, one claiming this edge): read as the holder's,
+      // one that says "not advertising" hid a live edge, and two for one
+      // edge reset its record at every list in turn (their keys alternate),
+      // so a crashed edge counted for good.
+      if (l.metadata?.name !== presenceLeaseName(this.o.prefix, edge)) continue;
       present.add(edge);
-      if (edge !== this.o.nodeName) for (const ip of leaseAddresses(l)) if (!others.has(ip)) others.set(ip, edge);
       const key = `${String(l.spec?.renewTime?.valueOf() ?? '')}|${l.metadata?.resourceVersion ?? ''}`;
       const advertising = l.metadata?.annotations?.[ADVERTISING_ANNOTATION] !== 'false';
       const prev = this.seen.get(edge);

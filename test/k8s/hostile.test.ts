@@ -820,3 +820,30 @@ test.serial('a leader Lease left with leaseTransitions at the int32 maximum (the
   const lease = await k8s.cluster.get('leases', EDGELB_NAMESPACE, leaseName);
   t.like(lease?.spec, { holderIdentity: 'edge-a', leaseTransitions: 2 ** 31 - 1 });
 });
+
+test.serial('presence Leases not named after their holder (one claiming this edge, not advertising; a second one of a crashed edge) change nobody\'s count: the condition names the edges that advertise', async (t) => {
+  const { leaseName, make, svc, serve } = await setup(t);
+  const renewTime = new Date().toISOString().replace('Z', '000Z');
+  const presence = (name: string, holder: string, annotations: Record<string, string>) => k8s.cluster.create({
+    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
+    metadata: { namespace: EDGELB_NAMESPACE, name, labels: { [PRESENCE_LABEL]: 'true' }, annotations },
+    spec: { holderIdentity: holder, leaseDurationSeconds: 60, renewTime },
+  });
+  // Claims this edge's name and says it does not advertise (listed after this edge's own Lease).
+  await presence(`${leaseName}-edge-zzz`, 'edge-a', { 'edgelb.io/advertising': 'false' });
+  // edge-b crashed: its own Lease and another claiming its name, neither renewed again.
+  await presence(presenceLeaseName(leaseName, 'edge-b'), 'edge-b', {});
+  await presence(`${leaseName}-edge-b-copy`, 'edge-b', {});
+  await serve('web', '10.1.0.1');
+  const c = make(new RecordingSink());
+  await c.start();
+  // D = 1.5 s: edge-b counts out 2.25 s after its Lease last changed.
+  let message = '';
+  await waitFor('the condition names edge-a alone', async () => (message = conditionOf(await svc('web'))?.message ?? '').endsWith('advertised by 1 edge(s): edge-a'), 20_000).catch((e: unknown) => {
+    throw new Error(`${String(e)}; the condition says ${JSON.stringify(message)}, the edges counted ${JSON.stringify(c.status().advertisingEdges)}`);
+  });
+  await sleep(3000);
+  await c.settle();
+  t.deepEqual(c.status().advertisingEdges, ['edge-a']);
+  t.like(conditionOf(await svc('web')), { status: 'True', reason: 'Advertised' });
+});

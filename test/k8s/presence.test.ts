@@ -114,3 +114,19 @@ test('the edges\' addresses: this edge\'s written to its Lease, the others\' rea
   t.is(p.addresses().get('10.9.0.3'), 'edge-a');
   t.is(changes, 2);
 });
+
+test('a presence Lease claiming this edge\'s name under another name: its addresses are refused by every edge alike, this one included (the edges compute the same backends)', async (t) => {
+  const fake = new SlowLeases(0);
+  fake.leases.set('edgelb-edge-zzz', { metadata: { name: 'edgelb-edge-zzz', resourceVersion: '1', labels: { 'edgelb.io/edge-presence': 'true' }, annotations: { 'edgelb.io/addresses': '10.1.0.9' } }, spec: { holderIdentity: 'edge-a' } });
+  const mk = (node: string, ip: string) => new EdgePresence({ api: fake.api, namespace: 'ns', prefix: 'edgelb', nodeName: node, instance: node, leaseDurationSeconds: 60, logger: silentLogger(), addresses: [ip] });
+  const a = mk('edge-a', '10.9.0.1');
+  const b = mk('edge-b', '10.9.0.2');
+  t.teardown(() => Promise.all([a.stop(false), b.stop(false)]));
+  await a.start();
+  await b.start();
+  await a.refresh();
+  const seen = (p: EdgePresence) => [...p.addresses()].sort();
+  t.deepEqual(seen(a), seen(b));
+  t.is(a.addresses().get('10.1.0.9'), 'edge-a');
+  t.is(a.addresses().get('10.9.0.1'), 'edge-a', 'this edge\'s own addresses as it knows them');
+});
