@@ -14,6 +14,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
+/** What an edge's name (node.name) may be: a lowercase DNS name of at most 253 characters, as a Kubernetes node's. */
+export const EDGE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
 export interface IdentitySources {
   /** machine-id(5). */
   machineId: string;

@@ -1,7 +1,7 @@
 // The convict schema of edgelb.yaml. Lists of objects (peers, pools) are
 // validated element by element with their own schemas so that an error in
 // peer 2 is reported as bgp.peers[2].field.
-import { defaultNodeName } from './node-id.js';
+import { EDGE_NAME, defaultNodeName } from './node-id.js';
 import * as f from './formats.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -20,7 +20,7 @@ export const rootSchema = {
       default: defaultNodeName() || null,
       format: f.str({
         required: true,
-        pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+        pattern: EDGE_NAME,
         what: 'a lowercase DNS name',
         whyRequired: 'this machine has no stable identity to derive a default from (/etc/machine-id is empty or new at every boot, and the firmware has no system UUID)',
       }),

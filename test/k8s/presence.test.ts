@@ -2,7 +2,7 @@
 // (an API server under load): what it writes and how often.
 import test from 'ava';
 import type { Lease, LeaseApi } from '../../src/k8s/lease-api.js';
-import { EdgePresence } from '../../src/k8s/presence.js';
+import { EdgePresence, presenceLeaseName } from '../../src/k8s/presence.js';
 import { silentLogger } from '../../src/log/logger.js';
 
 class SlowLeases {
@@ -129,4 +129,19 @@ test('a presence Lease claiming this edge\'s name under another name: its addres
   t.deepEqual(seen(a), seen(b));
   t.is(a.addresses().get('10.1.0.9'), 'edge-a');
   t.is(a.addresses().get('10.9.0.1'), 'edge-a', 'this edge\'s own addresses as it knows them');
+});
+
+test('a presence Lease whose holder cannot be an edge\'s name (300 000 characters, upper case, spaces) counts for nothing: five of them put megabytes into every Service\'s condition', async (t) => {
+  const fake = new SlowLeases(0);
+  const bogus = ['x'.repeat(300_000), 'Edge-B', 'edge c', `${'y'.repeat(254)}`];
+  for (const [i, holder] of bogus.entries()) {
+    const name = presenceLeaseName('edgelb', holder);
+    fake.leases.set(name, { metadata: { name, resourceVersion: String(i + 1), labels: { 'edgelb.io/edge-presence': 'true' }, annotations: { 'edgelb.io/addresses': `10.1.0.${i + 1}` } }, spec: { holderIdentity: holder, renewTime: new Date().toISOString() } });
+  }
+  const a = new EdgePresence({ api: fake.api, namespace: 'ns', prefix: 'edgelb', nodeName: 'edge-a', instance: 'a', leaseDurationSeconds: 60, logger: silentLogger(), addresses: ['10.9.0.1'] });
+  t.teardown(() => a.stop(false));
+  await a.start();
+  await a.refresh();
+  t.deepEqual(a.edges(), ['edge-a']);
+  t.deepEqual([...a.addresses().keys()], ['10.9.0.1']);
 });
