@@ -21,6 +21,7 @@
 import { microTime, type Lease, type LeaseApi } from './lease-api.js';
 import type { Logger } from '../log/logger.js';
 import { reportPermissionProblem } from './rest.js';
+import { RefusalReporter, httpStatus } from './refusal.js';
 
 export interface LeaderElectorOptions {
   api: LeaseApi;
@@ -55,16 +56,12 @@ export const HOLDER_INSTANCE_ANNOTATION = 'edgelb.io/holder-instance';
  */
 const MAX_TRANSITIONS = 2 ** 31 - 1;
 
-export function httpStatus(e: unknown): number | null {
-  const c = (e as { code?: unknown; statusCode?: unknown } | null)?.code ?? (e as { statusCode?: unknown } | null)?.statusCode;
-  return typeof c === 'number' ? c : null;
-}
-
 export class LeaderElector {
   private readonly o: LeaderElectorOptions;
   private readonly now: () => number;
   private readonly elapsed: () => number;
   private readonly durationMs: number;
+  private readonly refusal: RefusalReporter;
   private leading = false;
   private lastRenewMs = 0;
   private observed: { key: string; sinceMs: number } | null = null;
@@ -82,6 +79,7 @@ export class LeaderElector {
     this.now = o.now ?? Date.now;
     this.elapsed = o.elapsed ?? o.now ?? (() => performance.now());
     this.durationMs = o.leaseDurationSeconds * 1000;
+    this.refusal = new RefusalReporter(o.logger, `leader Lease ${o.namespace}/${o.name}`);
   }
 
   get retryMs(): number {
@@ -172,7 +170,7 @@ export class LeaderElector {
       if (ok) this.renewed(sent);
       else if (this.leading) this.setLeading(false);
     } catch (e) {
-      if (!reportPermissionProblem(this.o.logger, e, `leader Lease ${this.o.namespace}/${this.o.name}`)) this.o.logger.debug({ err: String(e) }, 'lease request failed');
+      if (!reportPermissionProblem(this.o.logger, e, `leader Lease ${this.o.namespace}/${this.o.name}`) && !this.refusal.report(e)) this.o.logger.debug({ err: String(e) }, 'lease request failed');
     }
     this.checkWindow();
   }
@@ -245,6 +243,7 @@ export class LeaderElector {
       if (httpStatus(e) !== 404) throw e;
       try {
         await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace, annotations: this.annotations(undefined) }, spec: this.spec(0, undefined) } });
+        this.refusal.succeeded();
         this.currentHolder = identity;
         this.seen = true;
         return true;
@@ -271,6 +270,7 @@ export class LeaderElector {
       if (httpStatus(e) === 409) return false;
       throw e;
     }
+    this.refusal.succeeded();
     this.currentHolder = identity;
     return true;
   }

@@ -33,7 +33,7 @@
 import { microTime, type Lease, type LeaseApi } from './lease-api.js';
 import { canonicalIp } from '../net/ip.js';
 import type { Logger } from '../log/logger.js';
-import { httpStatus } from './lease.js';
+import { RefusalReporter, httpStatus } from './refusal.js';
 import { reportPermissionProblem } from './rest.js';
 import { EdgeFlapDamper } from './edge-flap-damping.js';
 import { EDGE_NAME } from '../config/node-id.js';
@@ -88,6 +88,7 @@ export class EdgePresence {
   /** The damped set: what edges() reports and onChange is told. */
   private live: string[] = [];
   private readonly damper: EdgeFlapDamper;
+  private readonly refusal: RefusalReporter;
   private heldLogged = '';
   private own: readonly string[];
   /** Other edges' addresses as their Leases give them (address → edge). */
@@ -104,6 +105,7 @@ export class EdgePresence {
     this.elapsed = o.elapsed ?? o.now ?? (() => performance.now());
     this.damper = new EdgeFlapDamper(4 * o.leaseDurationSeconds * 1000);
     this.own = o.addresses ?? [];
+    this.refusal = new RefusalReporter(o.logger, `presence Lease ${o.namespace}/${presenceLeaseName(o.prefix, o.nodeName)}`);
   }
 
   private get name(): string {
@@ -218,7 +220,7 @@ export class EdgePresence {
     try {
       await this.renew();
     } catch (e) {
-      if (!reportPermissionProblem(this.o.logger, e, 'presence Lease')) this.o.logger.debug({ err: String(e) }, 'presence renew failed');
+      if (!reportPermissionProblem(this.o.logger, e, 'presence Lease') && !this.refusal.report(e)) this.o.logger.debug({ err: String(e) }, 'presence renew failed');
     }
     try {
       await this.refresh();
@@ -252,6 +254,7 @@ export class EdgePresence {
   }
 
   private wrote(lease: Lease): void {
+    this.refusal.succeeded();
     this.lastWritten = lease.metadata?.resourceVersion ?? null;
     this.uid = lease.metadata?.uid;
   }

@@ -10,7 +10,7 @@ import type { V1Condition, V1LoadBalancerIngress, V1Service } from '@kubernetes/
 import { canonicalIp } from '../net/ip.js';
 import type { Logger } from '../log/logger.js';
 import { CONDITION_ADVERTISED } from '../model/service.js';
-import { httpStatus } from './lease.js';
+import { httpStatus } from './refusal.js';
 import { nsPath, reportPermissionProblem, type RestClient } from './rest.js';
 import { sameList } from '../shared-lists.js';
 

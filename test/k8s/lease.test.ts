@@ -3,7 +3,8 @@
 import test, { type ExecutionContext } from 'ava';
 import type { Lease as V1Lease, LeaseApi } from '../../src/k8s/lease-api.js';
 import { LeaderElector } from '../../src/k8s/lease.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { createLogger, silentLogger } from '../../src/log/logger.js';
+import { ApiStatusError } from '../../src/k8s/rest.js';
 
 class FakeLeases {
   lease: V1Lease | null = null;
@@ -200,4 +201,41 @@ test('a wall-clock step (NTP setting the clock) neither keeps a dead leader\'s L
   t.true(b.isLeader(), 'took over at the lease duration, not an hour later');
   // The renewTime written is the wall clock's (what kubectl shows).
   t.is(new Date(String(fake.lease?.spec?.renewTime)).getTime(), clock.wall);
+});
+
+test('a Lease write the API server refuses for what it carries (422: annotations someone filled to the limit) is said once at warn, naming the Lease, not a debug line every retry; the next write that lands says it is over', async (t) => {
+  const fake = new FakeLeases();
+  fake.lease = { metadata: { name: 'edgelb', namespace: 'kube-system', resourceVersion: '1', annotations: { big: 'x' } }, spec: { holderIdentity: '' } };
+  const tooLong = () => new ApiStatusError(422, 'PUT /apis/coordination.k8s.io/v1/namespaces/kube-system/leases/edgelb: HTTP 422 metadata.annotations: Too long: must have at most 262144 bytes', {});
+  let refuse: (() => Error) | null = tooLong;
+  const replace = fake.api.replaceNamespacedLease.bind(fake.api);
+  fake.api.replaceNamespacedLease = async (p) => {
+    if (refuse) throw refuse();
+    return replace(p);
+  };
+  const lines: { level: number; msg: string; object?: string }[] = [];
+  const logger = createLogger({ level: 'debug', stream: { write: (s: string) => void lines.push(JSON.parse(s) as { level: number; msg: string }) } });
+  const clock = { now: 1_000_000 };
+  const a = new LeaderElector({ api: fake.api, namespace: 'kube-system', name: 'edgelb', identity: 'a', leaseDurationSeconds: 10, logger, now: () => clock.now });
+  for (let i = 0; i < 5; i++) {
+    await a.step();
+    clock.now += 2000;
+  }
+  t.false(a.isLeader());
+  const warns = lines.filter((l) => l.level === 40);
+  t.is(warns.length, 1, 'said once, not at every retry');
+  t.is(warns[0]!.object, 'leader Lease kube-system/edgelb');
+  t.regex(warns[0]!.msg, /refuses/);
+  refuse = () => new ApiStatusError(400, 'HTTP 400 another reason', {});
+  await a.step();
+  t.is(lines.filter((l) => l.level === 40).length, 2, 'a new reason is said again');
+  refuse = null;
+  await a.step();
+  t.true(a.isLeader());
+  t.true(lines.some((l) => l.level === 30 && /takes the leader Lease kube-system\/edgelb again/.test(l.msg)));
+  // A connection error stays a debug line: it passes.
+  refuse = () => Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
+  clock.now += 2000;
+  await a.step();
+  t.is(lines.filter((l) => l.level === 40).length, 2);
 });

@@ -3,7 +3,8 @@
 import test from 'ava';
 import type { Lease, LeaseApi } from '../../src/k8s/lease-api.js';
 import { EdgePresence, presenceLeaseName } from '../../src/k8s/presence.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { createLogger, silentLogger } from '../../src/log/logger.js';
+import { ApiStatusError } from '../../src/k8s/rest.js';
 
 class SlowLeases {
   readonly leases = new Map<string, Lease>();
@@ -144,4 +145,26 @@ test('a presence Lease whose holder cannot be an edge\'s name (300 000 character
   await a.refresh();
   t.deepEqual(a.edges(), ['edge-a']);
   t.deepEqual([...a.addresses().keys()], ['10.9.0.1']);
+});
+
+test('a presence renewal the API server refuses for what it carries (422) is said once at warn, naming the Lease; a connection error stays a debug line', async (t) => {
+  const fake = new SlowLeases(0);
+  const lines: { level: number; object?: string }[] = [];
+  const logger = createLogger({ level: 'debug', stream: { write: (s: string) => void lines.push(JSON.parse(s) as { level: number }) } });
+  const p = new EdgePresence({ api: fake.api, namespace: 'ns', prefix: 'edgelb', nodeName: 'edge-a', instance: 'a', leaseDurationSeconds: 0.3, logger });
+  t.teardown(() => p.stop(false));
+  let refuse: (() => Error) | null = () => new ApiStatusError(422, 'HTTP 422 metadata.annotations: Too long', {});
+  const create = fake.api.createNamespacedLease.bind(fake.api);
+  fake.api.createNamespacedLease = async (q) => {
+    if (refuse) throw refuse();
+    return create(q);
+  };
+  await p.start();
+  await new Promise((r) => setTimeout(r, 500)); // several renewals (every D/3)
+  const warns = () => lines.filter((l) => l.level === 40);
+  t.is(warns().length, 1);
+  t.is(warns()[0]!.object, 'presence Lease ns/edgelb-edge-edge-a');
+  refuse = () => Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(warns().length, 1);
 });
