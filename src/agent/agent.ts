@@ -86,6 +86,8 @@ const bytesHash = (bytes: Buffer): string => createHash('sha256').update(bytes).
 export class Agent {
   private readonly started = Date.now();
   private reloading: Promise<unknown> = Promise.resolve();
+  /** The last reload's outcome, and when the configuration in force was applied (start or reload), for /metrics. */
+  private lastReload = { ok: true, at: this.started };
   private hash: string;
   private control: ControlServer;
   readonly metrics: Metrics;
@@ -108,6 +110,7 @@ export class Agent {
       duplicateName: () => (this.parts.kubernetes?.view().duplicateName ?? null) !== null,
       watchRestarts: () => this.parts.kubernetes?.watchRestarts?.() ?? [],
       ready: () => this.readiness(),
+      config: () => ({ hash: this.hash, lastReloadOk: this.lastReload.ok, appliedAtMs: this.lastReload.at }),
     });
     parts.applyTimer?.listen((target, seconds) => this.metrics.reconcileSeconds.observe({ target }, seconds));
     this.control = new ControlServer(config.control.socket, this.routes(), log);
@@ -193,7 +196,16 @@ export class Agent {
    * the agent on different files.
    */
   reload(): Promise<string> {
-    const run = this.reloading.then(() => this.reloadNow());
+    const run = this.reloading.then(() => this.reloadNow()).then(
+      (msg) => {
+        this.lastReload = { ok: true, at: Date.now() };
+        return msg;
+      },
+      (e: unknown) => {
+        this.lastReload = { ...this.lastReload, ok: false };
+        throw e;
+      },
+    );
     this.reloading = run.catch(() => undefined);
     return run;
   }
@@ -204,11 +216,41 @@ export class Agent {
     const atStart = changedAtStartOnly(this.config, next);
     const problems = [...(atStart.length > 0 ? [restartNeeded(atStart)] : []), ...this.partList().flatMap((part) => part.check?.(next) ?? [])];
     if (problems.length > 0) throw new Error(`${this.configFile}: ${problems.join('; ')}; nothing was applied`);
-    for (const part of this.partList()) await part.reload?.(next);
+    await this.applyOrPutBack(next);
     this.config = next;
     this.hash = bytesHash(bytes);
     this.log.info({ config: this.hash }, 'configuration reloaded');
     return `reloaded ${this.configFile} (sha256 ${this.hash})`;
+  }
+
+  /**
+   * Hands `next` to every part. A part that fails to take it (a map write,
+   * a bug: the checks above passed) must not leave the parts on two files:
+   * those that took it, and the failing one (which may have taken part of
+   * it), are given the configuration in force again, and the reload fails
+   * naming the part. Before, the parts already done kept the new file while
+   * the agent reported — and the rest ran — the old one.
+   */
+  private async applyOrPutBack(next: EdgelbConfig): Promise<void> {
+    const touched: AgentPart[] = [];
+    for (const part of this.partList()) {
+      touched.push(part);
+      try {
+        await part.reload?.(next);
+      } catch (e) {
+        const notBack: string[] = [];
+        for (const p of touched.reverse()) {
+          try {
+            await p.reload?.(this.config);
+          } catch (back) {
+            notBack.push(`${p.name} (${(back as Error).message})`);
+          }
+        }
+        const after = notBack.length === 0 ? 'every part is back on the configuration in force' : `putting the configuration in force back failed too for ${notBack.join(', ')}: restart the agent`;
+        this.log.error({ err: e, part: part.name, notBack }, 'a part could not apply the reloaded configuration');
+        throw new Error(`${this.configFile}: the ${part.name} part could not apply it (${(e as Error).message}); ${after}`, { cause: e });
+      }
+    }
   }
 
   readiness(): { ready: boolean; problems: string[] } {

@@ -33,6 +33,8 @@ export interface MetricsSource {
   /** Kubernetes watch restarts per resource, since the agent started. */
   watchRestarts?(): { resource: string; restarts: number }[];
   ready(): { ready: boolean; problems: string[] };
+  /** The configuration in force (its sha256 prefix, as status shows it), whether the last reload was taken, and when the one in force was applied. */
+  config?(): { hash: string; lastReloadOk: boolean; appliedAtMs: number };
 }
 
 export class Metrics {
@@ -54,6 +56,18 @@ export class Metrics {
     new Gauge({
       name: 'edgelb_bgp_peer_up', help: '1 when the BGP session is established', labelNames: ['peer'], registers: [r],
       collect() { this.reset(); for (const p of src.bgpPeers()) this.set({ peer: p.peer }, p.up ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'edgelb_config_info', help: 'The configuration in force: 1, labelled with its sha256 prefix (as edgelb status shows it)', labelNames: ['sha256'], registers: [r],
+      collect() { this.reset(); const c = src.config?.(); if (c) this.set({ sha256: c.hash }, 1); },
+    });
+    new Gauge({
+      name: 'edgelb_config_last_reload_successful', help: '1 when the last reload was applied (or none was tried since start), 0 when it was refused or failed', registers: [r],
+      collect() { const c = src.config?.(); this.set(c === undefined || c.lastReloadOk ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'edgelb_config_last_reload_success_timestamp_seconds', help: 'When the configuration in force was applied (agent start or the last successful reload), Unix seconds', registers: [r],
+      collect() { const c = src.config?.(); if (c) this.set(c.appliedAtMs / 1000); },
     });
     new Gauge({
       name: 'edgelb_bfd_session_up', help: '1 when the BFD session is up', labelNames: ['peer'], registers: [r],

@@ -69,3 +69,52 @@ test('the hash a reload reports is of the bytes it applied, not of the file as i
   t.is(agent.configDigest, applied);
   t.is(agent.currentConfig.pools[0]?.name, 'applied');
 });
+
+test('a part that fails to apply a reload (the checks passed) leaves no part on the new file: those done and the failing one get the configuration in force back; the reload fails naming the part, and /metrics says so', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-reload-back-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'edgelb.yaml');
+  writeFileSync(file, text('first', '10.96.100.0/24'));
+  const holds: Record<string, string> = { datapath: 'first', bgp: 'first', kubernetes: 'first' };
+  let failBgp = true;
+  const part = (name: string) => ({
+    name,
+    start: async () => undefined,
+    stop: async () => undefined,
+    health: () => ({ ok: true, detail: '' }),
+    // What a scrape reads of each part.
+    drops: () => [], counterRows: () => [], peers: () => [], poolUsage: () => [], watchRestarts: () => [], view: () => ({ rejected: {}, duplicateName: null }),
+    reload: async (c: EdgelbConfig) => {
+      holds[name] = c.pools[0]!.name; // taken, at least in part, before failing
+      if (name === 'bgp' && failBgp && c.pools[0]!.name !== 'first') throw new Error('gobgpd refused the policy');
+    },
+  });
+  const parts = { datapath: part('datapath'), bgp: part('bgp'), kubernetes: part('kubernetes') } as unknown as AgentParts;
+  const agent = new Agent(loadConfigFile(file), file, silentLogger(), parts);
+  const digest = agent.configDigest;
+  const metric = async (name: string): Promise<string> => {
+    const m = new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'm').exec(await agent.metrics.registry.metrics());
+    return m ? `${m[1] ?? ''} ${m[2]}`.trim() : 'absent';
+  };
+  t.is(await metric('edgelb_config_last_reload_successful'), '1');
+  t.is(await metric('edgelb_config_info'), `{sha256="${digest}"} 1`);
+  const startedAt = Number(await metric('edgelb_config_last_reload_success_timestamp_seconds'));
+
+  writeFileSync(file, text('second', '10.96.200.0/24'));
+  const err = await t.throwsAsync(agent.reload());
+  t.regex(err!.message, /the bgp part could not apply it \(gobgpd refused the policy\); every part is back on the configuration in force/);
+  t.deepEqual(holds, { datapath: 'first', bgp: 'first', kubernetes: 'first' });
+  t.is(agent.currentConfig.pools[0]?.name, 'first');
+  t.is(agent.configDigest, digest);
+  t.is(await metric('edgelb_config_last_reload_successful'), '0');
+  t.is(await metric('edgelb_config_info'), `{sha256="${digest}"} 1`);
+
+  failBgp = false;
+  await new Promise((r) => setTimeout(r, 20));
+  t.regex(await agent.reload(), /^reloaded /);
+  t.deepEqual(holds, { datapath: 'second', bgp: 'second', kubernetes: 'second' });
+  t.is(await metric('edgelb_config_last_reload_successful'), '1');
+  t.is(await metric('edgelb_config_info'), `{sha256="${agent.configDigest}"} 1`);
+  t.not(agent.configDigest, digest);
+  t.true(Number(await metric('edgelb_config_last_reload_success_timestamp_seconds')) > startedAt);
+});
