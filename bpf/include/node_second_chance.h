@@ -13,7 +13,19 @@
  * node already owns, never handed again, never creates a flow.
  *
  * node.c sends every IPv4 packet whose first option is ours with length 20
- * here (node_sc_wants); everything else takes the usual path. */
+ * here (node_sc_wants); everything else takes the usual path.
+ *
+ * A HANDED packet's FIN or RST moves its flow towards its end only when its
+ * link-layer sender may bring the edges' IPIP itself (an edge, or a router
+ * listed as one: ipip_from_edge). A hand-over comes from a node's MAC, which
+ * no node trusts, so an edge's outer source is all that vouches for it — and
+ * anyone who can send that address (a pod on another node on this link)
+ * could wrap the client's FIN in a forged HANDED header: the pod's own
+ * half-close then made the flow CLOSING, and after the close timeout its
+ * replies left from the pod's address, as a bare FIN may not make an ipip
+ * flow do (bare_segment_may_end, node_flow.h). The packet is still
+ * delivered (the pod's stack judges it); a flow whose real FIN came handed
+ * only from a node's MAC lives until it idles out, rewriting its replies. */
 #ifndef EDGELB_NODE_SECOND_CHANCE_H
 #define EDGELB_NODE_SECOND_CHANCE_H
 
@@ -335,7 +347,9 @@ static __always_inline int node_sc_ipip(struct __sk_buff *skb, struct pkt *p, st
 				.proto = IPPROTO_TCP,
 			};
 
-			if (in.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST))
+			/* Its FIN/RST counts only from a sender that could have
+			 * brought the flow's IPIP itself (see the header comment). */
+			if ((in.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)) && ipip_from_edge(skb, p, now))
 				client_seen(cfg, &rk, in.tcp_flags, now);
 		}
 		if (bpf_skb_adjust_room(skb, -(__s32)p->ihl_bytes, BPF_ADJ_ROOM_MAC,

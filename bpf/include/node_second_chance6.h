@@ -307,7 +307,9 @@ static __always_inline int node_sc6_ip6ip6(struct __sk_buff *skb, __u32 l3_off,
 		pod_ip = fv->pod_ip;
 		pod_port = fv->pod_port;
 		touch(&fv->last_seen_ns, now);
-		if (in.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)) {
+		/* Its FIN/RST counts only from a sender that could have brought
+		 * the flow's IP6IP6 itself (as for IPv4: node_second_chance.h). */
+		if ((in.tcp_flags & (PKT_TCP_FIN | PKT_TCP_RST)) && ip6ip6_from_edge(skb, l3_off, now)) {
 			__builtin_memset(&k->rk, 0, sizeof(k->rk));
 			k->rk.pod_ip = pod_ip;
 			k->rk.client_ip = in.saddr;

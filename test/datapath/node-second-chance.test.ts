@@ -5,7 +5,7 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { buildPacket, dsrOption, parsePacket, verifyIpv4Checksum, verifyL4Checksum, type PacketSpec, type TcpSpec } from '../lib/packets.js';
-import { localBackendSlot } from '../../src/datapath/node-maps.js';
+import { FLOW_CLOSING, FLOW_FIN_CLIENT, FLOW_FIN_POD, localBackendSlot } from '../../src/datapath/node-maps.js';
 import { macBytes } from '../../src/datapath/node-maps.js';
 import { scBackendEntries } from '../../src/datapath/node-second-chance.js';
 import type { NodeDatapath, NodeDatapathOptions } from '../../src/datapath/node-datapath.js';
@@ -206,6 +206,46 @@ test('ipip hand-overs are never handed again and never create a flow; forged one
   // TTL runs out: dropped, not handed.
   t.is(run(a.ingress, ipipFrame(i, { option: scOption(secB), ttl: 1 })).retval, TC_SHOT);
   t.like(a.secondChanceCounters(), { sc_drop_ttl: 1, sc_handed: 0 });
+});
+
+test('a hand-over from a sender that could not bring the edges\' IPIP (its outer source the only sign of an edge) never moves the flow towards its end', (t) => {
+  // A hand-over keeps the edge's outer source and comes from a node's MAC,
+  // which no node trusts: anyone who can send an edge's address as outer
+  // source (a pod on another node on this link, say) could wrap the
+  // client's FIN in a forged HANDED header. It marked the flow, the pod's
+  // own FIN (a half-close) then made it CLOSING, and after the close timeout
+  // of quiet the pod's replies left from its own address — what a bare FIN
+  // may not do to an ipip flow.
+  const SEC = 1_000_000_000n;
+  const b = loadNode(t, { nodeIp: NODE_B_IP, closeSeconds: 10 });
+  b.applyServices(standardServices(), { name: 'node-b' });
+  const t0 = 1000n * SEC;
+  b.setTestClock(t0);
+  t.is(run(b.ingress, ipipFrame(inner({ syn: true }), { dst: NODE_B_IP })).retval, TC_UNSPEC);
+  const key = { podIp: OTHER_NODE_POD, podPort: 8080, clientIp: CLIENT, clientPort: 41000, proto: 'TCP' as const };
+  const handedFrom = (flags: TcpSpec['flags'], src: string): Buffer => {
+    const i = inner({});
+    return ipipFrame({ ...i, tcp: { ...i.tcp!, flags } }, { option: scOption({ ...secB, flags: 1 }), dst: NODE_B_IP, eth: { src, dst: MAC_B } });
+  };
+  for (const flags of [{ fin: true, ack: true }, { rst: true }]) {
+    const r = run(b.ingress, handedFrom(flags, MAC_OTHER));
+    t.is(r.retval, TC_UNSPEC, 'still delivered: the pod\'s stack judges it');
+    t.is(parsePacket(r.out).ip.dst, OTHER_NODE_POD);
+    t.is(b.flow(key)!.flags, 0, `${JSON.stringify(flags)} handed from a non-edge MAC left the flow alone`);
+  }
+  // The pod half-closes; after a quiet spell its next segment still leaves as the VIP.
+  const reply = (flags: TcpSpec['flags'], payload = Buffer.alloc(0)): PacketSpec => ({
+    eth: { src: MAC_B, dst: MAC_A },
+    ip: { src: OTHER_NODE_POD, dst: CLIENT, ttl: 64, id: 0x4321, df: true },
+    tcp: { sport: 8080, dport: 41000, seq: 5000, ack: 10, flags, payload },
+  });
+  run(b.egress, buildPacket(reply({ fin: true, ack: true })));
+  b.setTestClock(t0 + 11n * SEC);
+  const later = reply({ ack: true, psh: true }, Buffer.from('tail'));
+  t.is(hex(run(b.egress, buildPacket(later)).out), hex(buildPacket({ ...later, ip: { ...later.ip, src: VIP }, tcp: { ...later.tcp!, sport: 80 } })));
+  // The same hand-over from a sender that may bring the edges' IPIP itself counts.
+  run(b.ingress, handedFrom({ fin: true, ack: true }, MAC_A));
+  t.is(b.flow(key)!.flags, FLOW_FIN_POD | FLOW_FIN_CLIENT | FLOW_CLOSING);
 });
 
 // ---------------------------------------------------------------- real FIB

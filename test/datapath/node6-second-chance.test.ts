@@ -8,9 +8,9 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import type { TcpSpec } from '../lib/packets.js';
-import { buildPacket6, dsr6Header, padHeader, parse6, verifyL4Checksum6, NH_HOPOPTS, NH_DSTOPTS, type ExtHeader, type Packet6Spec } from '../lib/packets6.js';
+import { buildPacket6, dsr6Header, ip6Bytes, padHeader, parse6, verifyL4Checksum6, NH_HOPOPTS, NH_DSTOPTS, type ExtHeader, type Packet6Spec } from '../lib/packets6.js';
 import { NodeDatapath } from '../../src/datapath/node-datapath.js';
-import { localBackendSlot } from '../../src/datapath/node-maps.js';
+import { FLOW_CLOSING, FLOW_FIN_CLIENT, FLOW_FIN_POD, localBackendSlot } from '../../src/datapath/node-maps.js';
 import { macBytes } from '../../src/datapath/node-maps.js';
 import { NODE_SC6_MAP, encodeScBackendKey, scBackendEntries } from '../../src/datapath/node-second-chance.js';
 import { inNetns } from '../../src/datapath/loader.js';
@@ -223,6 +223,40 @@ test('IP6IP6 hand-overs are never handed again and never create a flow; forged o
   t.is(run(a.ingress, tunnel(i, { header: sc6Header(secB), hopLimit: 1 })).retval, TC_SHOT);
   t.like(a.secondChanceCounters(), { sc_drop_ttl: 1, sc_handed: 0 });
   t.is(a.fwdEntries().length + a.flows().length, 0);
+});
+
+test('IP6IP6: a hand-over from a sender that could not bring the edges\' IP6IP6 never moves the flow towards its end', (t) => {
+  // As for IPv4: a hand-over comes from a node's MAC with an edge's outer
+  // source, all anyone who can send that address needs to forge one. Its
+  // FIN marked the flow, the pod's half-close made it CLOSING, and after the
+  // close timeout the pod's replies left from its own address.
+  const b = load(t, { nodeIp6: NODE6_B, name: 'node-b' });
+  const t0 = b.nowNs();
+  b.setTestClock(t0);
+  t.is(run(b.ingress, tunnel(inner({ syn: true }), { dst: NODE6_B })).retval, TC_UNSPEC);
+  const key = { podIp: OTHER_NODE_POD6, podPort: 8080, clientIp: CLIENT6, clientPort: 41000, proto: 'TCP' as const };
+  const handedFrom = (flags: TcpSpec['flags'], src: string): Buffer => {
+    const i = inner({});
+    return tunnel({ ...i, tcp: { ...i.tcp!, flags } }, { header: sc6Header({ ...secB, flags: 1 }), dst: NODE6_B, eth: { src, dst: MAC_B } });
+  };
+  for (const flags of [{ fin: true, ack: true }, { rst: true }]) {
+    const r = run(b.ingress, handedFrom(flags, MAC_OTHER));
+    t.is(r.retval, TC_UNSPEC, 'still delivered: the pod\'s stack judges it');
+    t.is(hex(r.out.subarray(14 + 24, 14 + 40)), hex(ip6Bytes(OTHER_NODE_POD6)), 'to the pinned pod');
+    t.is(b.flow(key)!.flags, 0, `${JSON.stringify(flags)} handed from a non-edge MAC left the flow alone`);
+  }
+  const reply = (flags: TcpSpec['flags'], payload = Buffer.alloc(0)): Packet6Spec => ({
+    eth: { src: MAC_B, dst: MAC_A },
+    ip: { src: OTHER_NODE_POD6, dst: CLIENT6, hopLimit: 64 },
+    tcp: { sport: 8080, dport: 41000, seq: 5000, ack: 10, flags, payload },
+  });
+  run(b.egress, buildPacket6(reply({ fin: true, ack: true })));
+  b.setTestClock(t0 + 11_000_000_000n);
+  const later = reply({ ack: true, psh: true }, Buffer.from('tail'));
+  t.is(hex(run(b.egress, buildPacket6(later)).out), hex(buildPacket6({ ...later, ip: { ...later.ip, src: VIP6 }, tcp: { ...later.tcp!, sport: 80 } })));
+  // From a sender that may bring the edges' IP6IP6 itself, it counts.
+  run(b.ingress, handedFrom({ fin: true, ack: true }, MAC_A));
+  t.is(b.flow(key)!.flags, FLOW_FIN_POD | FLOW_FIN_CLIENT | FLOW_CLOSING);
 });
 
 test('IPv6 second-chance frames cut at every length: dropped or passed untouched, never delivered, handed or remembered', (t) => {
