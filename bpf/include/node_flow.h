@@ -25,7 +25,7 @@
  * A SYN may point a tuple at another VIP (or an ipip flow at another pod)
  * only once its connection has ended (flow_ended); while it lives, the SYN
  * is refused (remember_flow). A UDP datagram naming another VIP takes the
- * tuple over once the old flow has been quiet for rst_ns.
+ * tuple over once the old flow has been quiet for rst_ns (udp_quiet).
  *
  * IPv6 flows live in their own maps (node_flows6, node_fwd6: 16-byte
  * addresses) with the same rules: their values embed a node_flow_value, so
@@ -141,6 +141,19 @@ static __always_inline void flow_rst(struct node_flow_value *v, __u64 now)
 	v->last_seen_ns = now;
 }
 
+/* Has a UDP flow been quiet for rst_ns, so that a datagram naming another
+ * VIP may take its tuple over (flow_admit)? last_seen trails the flow's last
+ * datagram by up to REFRESH_NS (touch moves it at most once a second), so
+ * the silence it shows may be a second longer than the real one: counted
+ * from last_seen, a flow whose last datagram was 1.5 s ago looked 2.5 s
+ * quiet and lost its tuple. The real silence is at least now − last_seen −
+ * REFRESH_NS; that must exceed rst_ns. */
+static __always_inline int udp_quiet(const struct node_config *cfg, const struct node_flow_value *v,
+				     __u64 now)
+{
+	return is_expired(now, v->last_seen_ns, rst_silence(cfg) + REFRESH_NS);
+}
+
 struct node_insert_window {
 	__u64 window; /* now_ns >> 30 (≈ 1.07 s) */
 	__u64 count;
@@ -211,7 +224,7 @@ static __always_inline enum flow_memo flow_admit(const struct node_config *cfg,
 		 * has been quiet for rst_ns (a client reusing its port for
 		 * another frontend of the same pod). */
 		if (!same && !expired) {
-			if (proto == IPPROTO_UDP && is_expired(now, v->last_seen_ns, rst_silence(cfg)))
+			if (proto == IPPROTO_UDP && udp_quiet(cfg, v, now))
 				return FLOW_NEW;
 			return FLOW_CONFLICT;
 		}

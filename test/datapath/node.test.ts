@@ -1279,6 +1279,30 @@ test('a packet that is not a SYN never re-points a live flow at another VIP', (t
   t.like(dp.flow(ukey), { vip: VIP3 });
 });
 
+test('a UDP datagram for another VIP takes a tuple over only after rst_ns since the flow\'s last datagram, not since its last refresh', (t) => {
+  // last_seen moves at most once a second (touch): a datagram 1 s after the
+  // one that set it leaves it behind, so 1.5 s after that datagram the flow
+  // looked 2.5 s quiet — past rst_ns (2 s) — and a datagram naming another
+  // frontend of the same pod (anyone's: its source is the client's) took
+  // the tuple, the client's next replies leaving as that VIP.
+  const dp = loadNode(t, { udpIdleSeconds: 60, rstSeconds: 2 });
+  dp.applyServices([...standardServices(), service(VIP3, 53, 'UDP', [backend(POD2, 5353)])], { name: NODE_NAME });
+  const udp = (vip: string): Buffer => buildPacket({ eth, ip: { src: CLIENT, dst: POD2, options: dsrOption(vip, 53) }, udp: { sport: 3000, dport: 5353 } });
+  const ukey = { podIp: POD2, podPort: 5353, clientIp: CLIENT, clientPort: 3000, proto: 'UDP' as const };
+  const t0 = 1000n * SEC;
+  dp.setTestClock(t0);
+  t.is(run(dp.ingress, udp(VIP)).retval, TC_UNSPEC);
+  dp.setTestClock(t0 + SEC);
+  t.is(run(dp.ingress, udp(VIP)).retval, TC_UNSPEC);
+  dp.setTestClock(t0 + SEC + 1_500_000_000n);
+  t.is(run(dp.ingress, udp(VIP3)).retval, TC_SHOT, '1.5 s after the flow\'s last datagram: still its own');
+  t.like(dp.flow(ukey), { vip: VIP });
+  // Quiet for rst_ns since that datagram (and a refresh's worth more): taken over.
+  dp.setTestClock(t0 + SEC + 2n * SEC + SEC + 1n);
+  t.is(run(dp.ingress, udp(VIP3)).retval, TC_UNSPEC);
+  t.like(dp.flow(ukey), { vip: VIP3 });
+});
+
 // ---------------------------------------------------------------- floods (issue 13.4)
 
 test('flood: new flows beyond the per-CPU insert limit are dropped and counted; established flows stay and are still rewritten', (t) => {

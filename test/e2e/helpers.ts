@@ -204,7 +204,8 @@ export function newWindowOnEveryEdge(lab: Lab, before: Map<string, string>[]): b
 /**
  * Lets the previous test's UDP flows go quiet for the node's takeover rule
  * (bpf/include/node_flow.h: a datagram to another VIP may take over a live
- * reply tuple only after rst_ns of silence, 2 s). These tests reuse one
+ * reply tuple only after rst_ns of silence, 2 s, counted from the flow's
+ * last_seen less its once-a-second refresh: udp_quiet). These tests reuse one
  * client and the same pods within a second or two, and the client's kernel
  * picks ephemeral source ports at random: one that a test a moment earlier
  * used towards another VIP's same pod was dropped as a conflict
@@ -213,7 +214,7 @@ export function newWindowOnEveryEdge(lab: Lab, before: Map<string, string>[]): b
  * test.
  */
 export async function quietForUdpTakeover(): Promise<void> {
-  await sleep(NODE_DEFAULTS.rstSeconds * 1000 + 500);
+  await sleep(NODE_DEFAULTS.rstSeconds * 1000 + 1000 + 500);
 }
 
 /** The nodes' datapath counters that changed while `during` ran: what a lost datagram did at the nodes. */
