@@ -30,7 +30,8 @@ enum edge_stat {
 	EV_SNAT_RECLAIMED,    /* a SNAT port of a flow that was over given to a new one */
 	DROP_SNAT_IFACE,      /* a SNAT reply that arrived on another interface than its flow */
 	DROP_BAD_SOURCE,      /* a new flow or ICMP error from a VIP, the edge's own address or a martian;
-			       * a SNAT backend's port/protocol unreachable from another host */
+			       * a port/protocol unreachable from another host than the quoted
+			       * packet's destination (a SNAT backend, a VIP flow's client) */
 	DROP_TTL,             /* TTL ran out here and no time-exceeded was sent */
 	EV_TTL_EXCEEDED,      /* TTL ran out here: ICMP time-exceeded sent to the client */
 	DROP_UNSUPPORTED6,    /* IPv6 to a service the IPv6 path cannot serve: IP6IP6 or

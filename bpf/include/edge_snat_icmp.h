@@ -39,10 +39,11 @@
 
 /* May `from` send a destination-unreachable of `code` about a packet to
  * `dst`? Protocol and port unreachable are the destination host's own
- * answer (RFC 1122 3.2.2.1): only `dst` sends them. About the backend leg
- * that is the backend; from anyone else such an error is forged, and
- * translated it told the flow's client "connection refused" from the VIP —
- * a sweep of the port range from any address on the uplink reached every
+ * answer (RFC 1122 3.2.2.1): only `dst` sends them — about a reply from a
+ * VIP the client (edge_icmp_steer), about the backend leg the backend.
+ * From anyone else such an error is forged: about the backend leg,
+ * translated, it told the flow's client "connection refused" from the VIP
+ * — a sweep of the port range from any address on the uplink reached every
  * live UDP client of a backend (a resolver's connected socket fails its
  * next read). What routers send (fragmentation needed, host or network
  * unreachable) may come from anywhere on the path, as path MTU discovery

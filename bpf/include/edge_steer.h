@@ -14,7 +14,8 @@
  * The error's sender must pass the service's source ranges, as any packet
  * to the service (else it is dropped, DROP_SRC_RANGE). An error whose
  * sender, or whose quoted destination (the client), is the edge, a VIP or
- * a martian is dropped (DROP_BAD_SOURCE): no such flow exists. Only
+ * a martian is dropped (DROP_BAD_SOURCE): no such flow exists; so is a port
+ * or protocol unreachable from anyone but that client. Only
  * destination-unreachable errors with IHL-5 outer and quoted headers are
  * steered; errors about SNAT flows are translated instead (edge_snat_icmp.h),
  * and everything else passes untouched. */
@@ -81,8 +82,13 @@ static __always_inline int edge_icmp_steer(void *ctx, const int xdp, const struc
 	/* Nor may it come from, or be about a reply to, the edge, a VIP or a
 	 * martian: no flow has such a client (edge_process drops them), so
 	 * the error is forged — steered, it made the pod lower its path MTU
-	 * towards that address (the edge's: its SNAT replies) for all flows. */
-	if (edge_bad_source(cfg, p->saddr) || edge_bad_source(cfg, in.daddr)) {
+	 * towards that address (the edge's: its SNAT replies) for all flows.
+	 * A port or protocol unreachable is the client host's own answer
+	 * (edge_icmp_sender_ok, as about a SNAT flow's other leg): from
+	 * another address it is forged, and steered or translated it told the
+	 * pod "connection refused" about any client's flow. */
+	if (edge_bad_source(cfg, p->saddr) || edge_bad_source(cfg, in.daddr) ||
+	    !edge_icmp_sender_ok(p->icmp_code, p->saddr, in.daddr)) {
 		edge_count(DROP_BAD_SOURCE);
 		return ACT_DROP;
 	}

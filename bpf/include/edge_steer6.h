@@ -18,7 +18,8 @@
  * addressed to (errors about SNAT flows are translated instead:
  * edge_snat_icmp6.h). The sender must pass the service's source ranges, and
  * neither it nor the quote's destination (the client) may be a VIP, the
- * edge or a martian. Everything else passes to the stack untouched. */
+ * edge or a martian; a port unreachable must come from that client.
+ * Everything else passes to the stack untouched. */
 #ifndef EDGELB_EDGE_STEER6_H
 #define EDGELB_EDGE_STEER6_H
 
@@ -73,9 +74,12 @@ static __always_inline int edge6_icmp_steer(void *ctx, const int xdp, __u32 plen
 		return ACT_DROP;
 	}
 	/* The client's flow: the quote reversed. Neither the error's sender
-	 * nor that client may be the edge, a VIP or a martian (edge_steer.h). */
+	 * nor that client may be the edge, a VIP or a martian (edge_steer.h),
+	 * and a port unreachable comes from that client itself (its host's own
+	 * answer, edge_steer.h). */
 	addr6_load(&p.t.saddr, &iip->daddr);
-	if (edge_bad_source6(cfg6, &from) || edge_bad_source6(cfg6, &p.t.saddr)) {
+	if (edge_bad_source6(cfg6, &from) || edge_bad_source6(cfg6, &p.t.saddr) ||
+	    (ih->type == ICMP6_DEST_UNREACH && ih->code == ICMP6_PORT_UNREACH && !addr6_eq(&from, &p.t.saddr))) {
 		edge_count(DROP_BAD_SOURCE);
 		return ACT_DROP;
 	}

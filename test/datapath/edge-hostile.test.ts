@@ -1018,3 +1018,62 @@ test('IPv6 SNAT: port unreachable about a packet to a backend counts only from t
   t.is(parse6(run(dp, unreach('2001:db8:ff::1', 3)).out.subarray(14)).dst, parse6Addr(CLIENT6), 'address unreachable from a router');
   t.is(dp.counters().stats.snat_icmp, 2);
 });
+
+/*
+ * The other leg of the rule above: a port (or protocol) unreachable about a
+ * reply from a VIP is the client host's own answer, so it comes from the
+ * client — the quoted packet's destination. From any other address it was
+ * forged, and it was steered (DSR) or translated (SNAT) to the backend
+ * anyway: anyone on the uplink told a pod "connection refused" about any
+ * client's flow.
+ */
+test('port unreachable about a reply from a VIP counts only from the client it was sent to: from another address it is dropped, neither steered (DSR) nor translated (SNAT); from the client it is, and a router\'s host unreachable still is', (t) => {
+  const dp = openEdge(t, { snatPorts: { min: 20000, max: 20000 } });
+  dp.applyServices([service(), service({ service: 'default/dns', mode: 'snat', frontend: { vip: VIP, port: 53, protocol: 'UDP' } })]);
+  t.is(parsePacket(run(dp, tcpPacket({ flags: ACK, sport: 47000 })).out).ip.dst, '10.244.1.1');
+  t.is(parsePacket(run(dp, udpPacket({ sport: 5353 })).out).ip.dst, '10.244.1.1');
+  const unreach = (src: string, code: number, reply: Buffer): Buffer =>
+    buildPacket({ eth: clientEth, ip: { src, dst: VIP }, icmp: { type: 3, code, rest: Buffer.alloc(4), payload: reply.subarray(0, 28) } });
+  const tcpReply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT }, tcp: { sport: 80, dport: 47000, flags: ACK, seq: 1 } });
+  const udpReply = buildPacket({ eth: false, ip: { src: VIP, dst: CLIENT }, udp: { sport: 53, dport: 5353, payload: Buffer.from('answer') } });
+  for (const reply of [tcpReply, udpReply]) {
+    for (const code of [3, 2]) t.is(run(dp, unreach('198.51.100.254', code, reply)).retval, XDP_DROP, `code ${code} from another address`);
+  }
+  t.like(dp.counters().stats, { drop_bad_source: 4, icmp_steered: 0, snat_icmp: 0 });
+  t.is(parsePacket(run(dp, unreach(CLIENT, 3, tcpReply)).out).ip.dst, '10.244.1.1', 'DSR: from the client, steered');
+  t.is(parsePacket(run(dp, unreach(CLIENT, 3, udpReply)).out).ip.dst, '10.244.1.1', 'SNAT: from the client, translated');
+  t.like(dp.counters().stats, { icmp_steered: 1, snat_icmp: 1 });
+  t.is(parsePacket(run(dp, unreach('198.51.100.254', 1, tcpReply)).out).ip.dst, '10.244.1.1', 'host unreachable from a router');
+  t.is(dp.counters().stats.icmp_steered, 2);
+});
+
+test('IPv6: port unreachable about a reply from a VIP counts only from the client it was sent to: from another address it is dropped, neither steered (DSR) nor translated (SNAT); from the client it is, and a router\'s address unreachable still is', (t) => {
+  const dp = openEdge(t, { ipv6: true, address6: EDGE6, snatPorts: { min: 20000, max: 20000 } });
+  const pod = parse6Addr(backend6(1).ip);
+  apply6(dp, service6());
+  apply6(dp, service6({ service: 'default/dns6', mode: 'snat', frontend: { vip: VIP6, port: 53, protocol: 'UDP' } }), { svcId: SVC6_ID + 1, backendIds: [BE6_ID0 + 10], ringOff: RING6_OFF - 16384 });
+  for (const hook of ['xdp', 'tc'] as const) {
+    const dead = hook === 'xdp' ? XDP_DROP : TC_ACT_SHOT;
+    t.is(parse6(run(dp, tcp6({ flags: ACK }), hook).out.subarray(14)).dst, pod, hook);
+    t.is(parse6(run(dp, udp6(), hook).out.subarray(14)).dst, pod, hook);
+    const tcpReply = buildPacket6({ eth: false, ip: { src: VIP6, dst: CLIENT6, hopLimit: 60 }, tcp: { sport: 80, dport: 40000, seq: 5000, ack: 1001, flags: ACK } });
+    const udpReply = buildPacket6({ eth: false, ip: { src: VIP6, dst: CLIENT6, hopLimit: 60 }, udp: { sport: 53, dport: 5353, payload: Buffer.from('answer') } });
+    const unreach = (src: string, code: number, reply: Buffer): Buffer =>
+      buildPacket6({ eth: eth6, ip: { src, dst: VIP6, hopLimit: 62 }, icmp6: { type: 1, code, body: Buffer.concat([Buffer.alloc(4), reply.subarray(0, 48)]) } });
+    const before = dp.counters().stats;
+    for (const reply of [tcpReply, udpReply]) t.is(run(dp, unreach('2001:db8:ff::1', 4, reply), hook).retval, dead, `${hook}: port unreachable from another address`);
+    const after = dp.counters().stats;
+    t.is(after.drop_bad_source - before.drop_bad_source, 2, hook);
+    t.is(after.icmp_steered - before.icmp_steered, 0, hook);
+    t.is(after.snat_icmp - before.snat_icmp, 0, hook);
+    const dsr = run(dp, unreach(CLIENT6, 4, tcpReply), hook).out.subarray(14);
+    t.is(parse6(dsr).dst, pod, `${hook}: DSR, from the client: steered`);
+    t.true(verifyL4Checksum6(dsr));
+    const snat = run(dp, unreach(CLIENT6, 4, udpReply), hook).out.subarray(14);
+    t.is(parse6(snat).dst, pod, `${hook}: SNAT, from the client: translated`);
+    t.true(verifyL4Checksum6(snat));
+    t.is(parse6(run(dp, unreach('2001:db8:ff::1', 3, tcpReply), hook).out.subarray(14)).dst, pod, `${hook}: address unreachable from a router`);
+    t.is(dp.counters().stats.icmp_steered - before.icmp_steered, 2, hook);
+    t.is(dp.counters().stats.snat_icmp - before.snat_icmp, 1, hook);
+  }
+});
