@@ -1,5 +1,5 @@
-import test from 'ava';
-import { createServer } from 'node:http';
+import test, { type ExecutionContext } from 'ava';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { V1Service } from '@kubernetes/client-node';
 import { StatusWriter, statusMatches, statusPatch, strandedRelease, type DesiredStatus } from '../../src/k8s/status.js';
@@ -16,6 +16,19 @@ function svc(conditions: unknown[], ingress: string[]): V1Service {
 
 const desired: DesiredStatus = { ingress: ['192.0.2.1'], condition: { status: 'True', reason: 'Advertised', message: '192.0.2.1 advertised by 1 edge(s): e' } };
 
+
+/** A RestClient to `server` (a stand-in API server on loopback), both closed when the test ends. */
+async function restTo(t: ExecutionContext, server: Server): Promise<RestClient> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
+  t.teardown(() => {
+    rest.close();
+    server.closeAllConnections();
+    server.close();
+  });
+  return rest;
+}
 test('status patch keeps other conditions and sets ours with a transition time', (t) => {
   const now = new Date('2026-11-22T06:00:00.123Z');
   const p = statusPatch(svc([other], []), desired, now) as { status: { loadBalancer: unknown; conditions: Record<string, unknown>[] } };
@@ -67,14 +80,7 @@ test('a status write the API server refuses (500, 429) is tried again after a gr
     res.writeHead(code, { 'content-type': 'application/json' });
     res.end(JSON.stringify(code === 200 ? {} : { kind: 'Status', code, message: code === 429 ? 'too many requests' : 'etcdserver: request timed out' }));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
-  t.teardown(() => {
-    rest.close();
-    server.closeAllConnections();
-    server.close();
-  });
+  const rest = await restTo(t, server);
   const cached: V1Service = { metadata: { namespace: 'ns', name: 'a', uid: 'u1', resourceVersion: '7' }, spec: {}, status: {} };
   const w = new StatusWriter({ rest, logger: createLogger({ level: 'error' }), get: () => cached, retryMs: 100, maxRetryMs: 400 });
   t.teardown(() => w.stop());
@@ -122,14 +128,7 @@ test('a release refused (409) because the Service changed while the write was on
       });
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
-  t.teardown(() => {
-    rest.close();
-    server.closeAllConnections();
-    server.close();
-  });
+  const rest = await restTo(t, server);
   const ours = { type: 'edgelb.io/Advertised', status: 'True', reason: 'Advertised', message: 'm', lastTransitionTime: '2026-11-01T00:00:00Z' };
   // Left LoadBalancer: the API server emptied its ingress, our condition remains.
   let cached: V1Service = { metadata: { namespace: 'ns', name: 'a', uid: 'u1', resourceVersion: '7' }, spec: { type: 'ClusterIP' }, status: { conditions: [ours] as never } };
@@ -173,14 +172,7 @@ test('a status computed for one object is not written to another created under i
       res.end('{}');
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  const rest = new RestClient(KubeConfig.fromYaml(`clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]\ncontexts: [{ name: x, context: { cluster: c } }]\ncurrent-context: x\n`));
-  t.teardown(() => {
-    rest.close();
-    server.closeAllConnections();
-    server.close();
-  });
+  const rest = await restTo(t, server);
   let cached: V1Service | undefined = { metadata: { namespace: 'ns', name: 'a', uid: 'u1', resourceVersion: '7' }, spec: {}, status: {} };
   const w = new StatusWriter({ rest, logger: createLogger({ level: 'error' }), get: () => cached });
   t.teardown(() => w.stop());
