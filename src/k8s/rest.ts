@@ -171,17 +171,28 @@ export class RestClient {
    * every JSON line. Resolves once the server answered 200 (the watch is
    * established); `done` is called exactly once when the stream ends —
    * with null for a clean end (the server's timeout), an error otherwise
-   * (HTTP status, a broken line, silence longer than `idleMs`, abort).
+   * (HTTP status, a broken line, silence longer than `idleMs`, abort, the
+   * credentials that could not be read).
    */
   async watch(path: string, onEvent: (ev: unknown) => void, done: (err: Error | null) => void, idleMs: number): Promise<{ abort: () => void }> {
-    const req = await this.request('GET', path, { accept: 'application/json' }, idleMs);
-    const used = this.opts;
     let finished = false;
     const finish = (err: Error | null): void => {
       if (finished) return;
       finished = true;
       done(err);
     };
+    let req: ClientRequest;
+    try {
+      req = await this.request('GET', path, { accept: 'application/json' }, idleMs);
+    } catch (e) {
+      // No request was made (credentials unreadable: a token file gone, an
+      // exec plugin failing or printing garbage): still the watch's end. The
+      // informer leaves retrying to `done`, so without it a watch resumed
+      // at that moment was never retried and the cache froze for good.
+      finish(e as Error);
+      throw e;
+    }
+    const used = this.opts;
     return new Promise((resolve, reject) => {
       const abort = (): void => {
         req.destroy(new Error(`watch ${path}: stopped`));

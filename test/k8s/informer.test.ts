@@ -7,8 +7,11 @@
 // side of those exchanges; the informer against the real kube-apiserver,
 // restarts and compaction included, is in controller.test.
 import test from 'ava';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ResilientInformer, type InformerEvent } from '../../src/k8s/informer.js';
 import { KubeConfig } from '../../src/k8s/kubeconfig.js';
 import { RestClient } from '../../src/k8s/rest.js';
@@ -314,5 +317,51 @@ test('a watch the server cuts as soon as it answers (a garbage line, an end at o
   } finally {
     await inf.stop();
     api.close();
+  }
+});
+
+test('a watch resumed while the credentials cannot be read (token file gone, exec plugin failing) is retried with backoff, not abandoned', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgelb-informer-'));
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, 'first\n');
+  let lists = 0;
+  const watches: ServerResponse[] = [];
+  const api = await loopbackApi((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    res.setHeader('content-type', 'application/json');
+    if (u.pathname === '/probe') {
+      res.writeHead(401);
+      res.end(JSON.stringify({ kind: 'Status', code: 401, message: 'Unauthorized' }));
+      return;
+    }
+    if (u.searchParams.get('watch') !== 'true') {
+      lists++;
+      res.end(JSON.stringify({ metadata: { resourceVersion: '7' }, items: [obj('a', '7')] }));
+      return;
+    }
+    res.writeHead(200);
+    res.write('\n');
+    watches.push(res);
+  }, `{ tokenFile: "${tokenFile}" }`);
+  const { rest } = api;
+  const inf = new ResilientInformer<Obj>({ rest, path: '/api/v1/things', name: 'things', logger: createLogger({ level: 'silent' }), backoffInitialMs: 50, onEvent: () => undefined });
+  try {
+    await inf.start();
+    await until('the first watch', () => watches.length === 1);
+    // The token file goes (a volume remounted, a rotation gone wrong) and a 401 elsewhere makes the client read it again at its next request.
+    unlinkSync(tokenFile);
+    await t.throwsAsync(rest.get('/probe'), { message: /401/ });
+    // The server ends the watch after it lasted: resuming it needs the credentials, which cannot be read now.
+    await new Promise((r) => setTimeout(r, 1100));
+    watches[0]!.end();
+    await until('the failure counted', () => inf.stats().errors >= 1, 3000);
+    t.regex(inf.stats().lastError ?? '', /token file .*cannot read it/);
+    writeFileSync(tokenFile, 'second\n');
+    await until('a relist and a new watch', () => lists >= 2 && watches.length >= 2, 5000);
+    t.true(inf.stats().connected);
+  } finally {
+    await inf.stop();
+    api.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
