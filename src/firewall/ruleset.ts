@@ -7,7 +7,16 @@
 // queries, echo),
 // BGP (tcp/179) and BFD (udp/3784 control, 3785 echo, 4784 multihop) only
 // from the configured peers, the metrics port only on metrics.listen's
-// address, SSH only from firewall.sshFrom. Everything else is dropped.
+// address, SSH only from firewall.sshFrom, DHCPv6 replies to the host's
+// client. Everything else is dropped.
+//
+// DHCPv6 replies by port, not by conntrack: the client solicits the
+// multicast ff02::1:2 and the server (or relay) answers from its own
+// link-local address, which matches no connection the host made (conntrack
+// calls it new). Dropped, a DHCPv6 client on the edge — the image's fallback
+// networking is DHCP=yes, started by the M or O flag of the Router
+// Advertisements the ICMPv6 rule lets in — never heard an answer: no IPv6
+// address, DNS or NTP from DHCPv6. Like the RAs, only ever from the link.
 //
 // VIP traffic never gets here: the XDP program on the uplink takes packets
 // for VIP:port before netfilter sees them, so this table only judges what
@@ -33,7 +42,7 @@ import { parseHostPort } from '../net/l4.js';
 export const TABLE = 'edgelb_host';
 export const FAMILY = 'inet';
 
-export const PORTS = { bgp: 179, bfdControl: 3784, bfdEcho: 3785, bfdMultihop: 4784, ssh: 22 } as const;
+export const PORTS = { bgp: 179, bfdControl: 3784, bfdEcho: 3785, bfdMultihop: 4784, ssh: 22, dhcp6Server: 547, dhcp6Client: 546 } as const;
 
 // libnftables JSON, only as much of it as we emit.
 export type Expr = Record<string, unknown>;
@@ -147,6 +156,10 @@ function baseRules(): RuleSpec[] {
     { comment: 'loopback', expr: [match({ meta: { key: 'iif' } }, 'lo'), accept] },
     { comment: 'ICMP errors and echo', expr: [match(payload('icmp', 'type'), { set: ICMP_TYPES }), counter, accept] },
     { comment: 'ICMPv6 errors, PMTU, neighbour discovery, MLD queries, echo', expr: [match(payload('icmpv6', 'type'), { set: ICMPV6_TYPES }), counter, accept] },
+    {
+      comment: 'DHCPv6 replies to the host\'s client (link-local)',
+      expr: [match(payload('ip6', 'daddr'), { prefix: { addr: 'fe80::', len: 10 } }), match(payload('udp', 'sport'), PORTS.dhcp6Server), match(payload('udp', 'dport'), PORTS.dhcp6Client), counter, accept],
+    },
   ];
 }
 

@@ -153,3 +153,35 @@ metrics: {listen: "${H}:9472"}
   t.false(connects(PEER6, H6, 179), 'old IPv6 peer → BGP dropped');
   t.false(udpAnswers(PEER6, H6, 3784), 'old IPv6 peer → BFD dropped');
 });
+
+/**
+ * The host's DHCPv6 client in HOST solicits ff02::1:2 from port 546; true
+ * when the reply CLIENT (the server) sends from its link-local address to
+ * HOST's came through.
+ */
+async function dhcp6ReplyArrives(): Promise<boolean> {
+  const solicit = spawn('ip', ['netns', 'exec', HOST, 'socat', '-t', '3', '-T', '3', 'STDIO', `UDP6-DATAGRAM:[ff02::1:2%fwh${id}]:547,bind=[::]:546,reuseaddr`], { stdio: ['pipe', 'pipe', 'ignore'] });
+  let got = '';
+  solicit.stdout.on('data', (b: Buffer) => { got += b.toString(); });
+  const done = new Promise<void>((res) => solicit.on('close', () => res()));
+  solicit.stdin.end('solicit\n');
+  await new Promise((res) => setTimeout(res, 500));
+  spawnSync('ip', ['netns', 'exec', CLIENT, 'socat', '-T', '1', 'STDIO', `UDP6-SENDTO:[${LL_HOST}%fwc${id}]:546,sourceport=547,so-bindtodevice=fwc${id}`], { input: 'advertise\n', timeout: 5000 });
+  await done;
+  return got.includes('advertise');
+}
+const LL_HOST = 'fe80::77:1';
+
+test.serial('DHCPv6: the reply from the server\'s link-local address reaches the host\'s client', async (t) => {
+  // Link-local addresses usable at once (no duplicate address detection wait).
+  ip('-n', HOST, 'addr', 'add', `${LL_HOST}/64`, 'dev', `fwh${id}`, 'nodad');
+  ip('-n', CLIENT, 'addr', 'add', 'fe80::77:2/64', 'dev', `fwc${id}`, 'nodad');
+  const cfg = parseConfig(`
+node: {name: fw, routerId: ${H}, asn: 64512, uplink: fwh${id}}
+bgp:
+  peers: [{address: ${PEER}, asn: 64500}]
+pools: [{name: default, cidrs: [10.96.100.0/24]}]
+`, 'dhcp6.yaml');
+  await applyRuleset(firewallRuleset(cfg), { netns: HOST });
+  t.true(await dhcp6ReplyArrives() || await dhcp6ReplyArrives(), 'DHCPv6 advertise from fe80:: to the client');
+});
